@@ -1,0 +1,134 @@
+#include "ir.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Grows *arr to hold one more element of `size` bytes; aborts on OOM since
+ * the IR is tiny and an allocation failure here means the machine is gone. */
+static void *grow(void *arr, int *cap, int n, size_t size) {
+  if (n < *cap) return arr;
+  int ncap = *cap ? *cap * 2 : 16;
+  void *p = realloc(arr, (size_t)ncap * size);
+  if (!p) {
+    fprintf(stderr, "out of memory growing the model IR\n");
+    abort();
+  }
+  *cap = ncap;
+  return p;
+}
+
+void ir_model_init(ir_model *m) {
+  memset(m, 0, sizeof *m);
+  for (int s = 0; s < IR_NSECTIONS; s++) {
+    m->sections[s].input = m->sections[s].targets = m->sections[s].output = -1;
+  }
+}
+
+void ir_model_free(ir_model *m) {
+  free(m->config);
+  free(m->params);
+  for (int s = 0; s < IR_NSECTIONS; s++) {
+    free(m->sections[s].values);
+    free(m->sections[s].fwd);
+    free(m->sections[s].bwd);
+  }
+  ir_model_init(m);
+}
+
+int ir_add_param(ir_model *m, const ir_param *p) {
+  m->params = grow(m->params, &m->cap_params, m->n_params, sizeof *p);
+  m->params[m->n_params] = *p;
+  return m->n_params++;
+}
+
+int ir_find_param(const ir_model *m, const char *key) {
+  for (int i = 0; i < m->n_params; i++)
+    if (strcmp(m->params[i].key, key) == 0) return i;
+  return -1;
+}
+
+int ir_add_value(ir_graph *g, const ir_value *v) {
+  g->values = grow(g->values, &g->cap_values, g->n_values, sizeof *v);
+  g->values[g->n_values] = *v;
+  return g->n_values++;
+}
+
+int ir_find_value(const ir_graph *g, const char *name) {
+  for (int i = 0; i < g->n_values; i++)
+    if (strcmp(g->values[i].name, name) == 0) return i;
+  return -1;
+}
+
+int ir_add_fwd(ir_graph *g, const ir_op *op) {
+  g->fwd = grow(g->fwd, &g->cap_fwd, g->n_fwd, sizeof *op);
+  g->fwd[g->n_fwd] = *op;
+  return g->n_fwd++;
+}
+
+int ir_add_bwd(ir_graph *g, const ir_op *op) {
+  g->bwd = grow(g->bwd, &g->cap_bwd, g->n_bwd, sizeof *op);
+  g->bwd[g->n_bwd] = *op;
+  return g->n_bwd++;
+}
+
+int64_t ir_param_numel(const ir_param *p) {
+  return p->ndim == 1 ? p->shape[0] : p->shape[0] * p->shape[1];
+}
+
+static const char *const op_names[IR_OP_COUNT] = {
+    [IR_OP_EMBEDDING] = "embedding",
+    [IR_OP_POS_EMBEDDING] = "position_embedding",
+    [IR_OP_ADD] = "add",
+    [IR_OP_LAYERNORM] = "layernorm",
+    [IR_OP_LINEAR] = "linear",
+    [IR_OP_GELU] = "gelu",
+    [IR_OP_SPLIT] = "split",
+    [IR_OP_ATTENTION] = "attention",
+    [IR_OP_CROSS_ENTROPY] = "cross_entropy",
+    [IR_OP_EMBEDDING_BWD_W] = "embedding_bwd_w",
+    [IR_OP_POS_EMBEDDING_BWD_W] = "position_embedding_bwd_w",
+    [IR_OP_LAYERNORM_BWD_X] = "layernorm_bwd_x",
+    [IR_OP_LAYERNORM_BWD_WB] = "layernorm_bwd_wb",
+    [IR_OP_LINEAR_BWD_X] = "linear_bwd_x",
+    [IR_OP_LINEAR_BWD_W] = "linear_bwd_w",
+    [IR_OP_LINEAR_BWD_B] = "linear_bwd_b",
+    [IR_OP_GELU_BWD] = "gelu_bwd",
+    [IR_OP_CONCAT] = "concat",
+    [IR_OP_ATTENTION_BWD] = "attention_bwd",
+    [IR_OP_CROSS_ENTROPY_BWD] = "cross_entropy_bwd",
+};
+
+const char *ir_op_name(int kind) {
+  return kind >= 0 && kind < IR_OP_COUNT && op_names[kind] ? op_names[kind] : "?";
+}
+
+int ir_op_from_name(const char *name) {
+  for (int k = 0; k <= IR_OP_CROSS_ENTROPY; k++)
+    if (strcmp(op_names[k], name) == 0) return k;
+  return -1;
+}
+
+const char *ir_section_name(int section) {
+  static const char *const names[IR_NSECTIONS] = {"embed", "block", "head"};
+  return section >= 0 && section < IR_NSECTIONS ? names[section] : "?";
+}
+
+void ir_param_hf_name(const ir_param *p, int layer, char *out, int cap) {
+  const char *mark = strstr(p->hf_name, "{i}");
+  if (!mark) {
+    snprintf(out, (size_t)cap, "%s", p->hf_name);
+    return;
+  }
+  snprintf(out, (size_t)cap, "%.*s%d%s", (int)(mark - p->hf_name), p->hf_name,
+           layer, mark + 3);
+}
+
+int64_t ir_model_numel(const ir_model *m) {
+  int64_t n = 0;
+  for (int i = 0; i < m->n_params; i++) {
+    int64_t k = ir_param_numel(&m->params[i]);
+    n += m->params[i].section == IR_BLOCK ? k * m->n_layer : k;
+  }
+  return n;
+}

@@ -1,0 +1,60 @@
+/* safetensors.h: read and write the safetensors format
+ * (https://huggingface.co/docs/safetensors): an 8-byte little-endian header
+ * length, a JSON header {name: {dtype, shape, data_offsets}, "__metadata__":
+ * {...}}, then the raw little-endian data. Headers are parsed with cJSON.
+ * Every offset is validated against the file size, so a truncated or
+ * corrupt file is an error naming the file and the tensor, never a crash. */
+#ifndef LT_SAFETENSORS_H
+#define LT_SAFETENSORS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+enum st_dtype { ST_F32, ST_F16, ST_BF16, ST_I32, ST_I64, ST_OTHER };
+
+typedef struct {
+  char name[256];
+  int dtype;          /* enum st_dtype */
+  char dtype_name[16];/* as written in the header, e.g. "F32", "U8" */
+  int ndim;
+  int64_t shape[8];
+  uint64_t begin, end;/* byte offsets into the data section */
+} st_tensor;
+
+typedef struct {
+  char path[1024];
+  int n;
+  st_tensor *tensors;
+  uint8_t *data;      /* the data section (read into memory) */
+  uint64_t data_len;
+} st_file;
+
+int st_open(st_file *f, const char *path, lt_error *err);
+void st_close(st_file *f);
+const st_tensor *st_find(const st_file *f, const char *name);
+int64_t st_numel(const st_tensor *t);
+/* Converts F32, F16 or BF16 to fp32 into out (st_numel(t) floats). */
+int st_read_f32(const st_file *f, const st_tensor *t, float *out,
+                lt_error *err);
+/* Reads I32 (or I64 that fits in int32) into out. */
+int st_read_i32(const st_file *f, const st_tensor *t, int32_t *out,
+                lt_error *err);
+
+typedef struct {
+  const char *name;
+  int dtype;          /* ST_F32 or ST_I32 */
+  int ndim;
+  int64_t shape[4];
+  const void *data;
+} st_entry;
+
+/* Writes entries (in the given order) to path via a temporary file in the
+ * same folder and rename(), so a crash never leaves a half-written file where
+ * a good one was. metadata may be NULL or a flat list of n_meta key/value
+ * string pairs for "__metadata__". */
+int st_write(const char *path, const st_entry *entries, int n,
+             const char *const *metadata, int n_meta, lt_error *err);
+
+#endif
