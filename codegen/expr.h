@@ -7,6 +7,8 @@
  *   unary := '-' unary | primary ('^' unary)?
  *   primary := number | identifier | identifier '(' expr ')' | '(' expr ')'
  * Functions: sqrt, exp, log. Identifiers resolve through a lookup callback.
+ * '/' divides exactly, '//' and '%' floor (as in Python), '^' is a power and
+ * binds tighter than unary minus (-2^2 = -4).
  * The AST is kept (not just evaluated) so later stages can also differentiate
  * an expression symbolically. */
 #ifndef LT_EXPR_H
@@ -28,5 +30,10 @@ int expr_eval(const expr_node *e, expr_lookup_fn lookup, void *ctx,
 /* Convenience: parse + eval in one call. */
 int expr_eval_text(const char *text, expr_lookup_fn lookup, void *ctx,
                    double *out, lt_error *err);
+/* Same, for text that sits in a file at file:line:col (1-based): messages
+ * read "file:line:C: ..." where C is the column of the fault in the file. */
+int expr_eval_text_at(const char *text, const char *file, int line, int col,
+                      expr_lookup_fn lookup, void *ctx, double *out,
+                      lt_error *err);
 
 #endif

@@ -102,6 +102,7 @@ typedef struct {
   float eps;             /* layernorm */
   int heads, kv_heads;   /* attention (kv_heads == heads unless grouped) */
   int causal;            /* attention */
+  int64_t sizes[IR_MAX_IN]; /* concat: width of each piece (a piece may be -1) */
   int param_grad;        /* backward op that only writes parameter grads:
                             the FROZEN path skips it */
   int line;              /* YAML line of the forward op, for messages */

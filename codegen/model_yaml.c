@@ -1,1 +1,888 @@
-/* placeholder: being written */
+/* model_yaml.c: a model description (docs/model-yaml.md) -> the IR's
+ * forward graphs.
+ *
+ * libyaml loads the whole file into a node tree; the loader then walks it
+ * section by section (embed, block, head), so params and values only ever
+ * refer backwards. The loader knows the schema and the ops, never an
+ * architecture: every param and value name comes from the file. */
+#include "model_yaml.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#include "expr.h"
+
+typedef struct {
+  const char *file;  /* name used in messages */
+  yaml_document_t *doc;
+  ir_model *m;
+  lt_error *err;
+} yml_ctx;
+
+/* --- node access and messages --- */
+
+static int fail_at(yml_ctx *c, const yaml_node_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* "file:line:col: message" at node n (libyaml marks are 0-based). */
+static int fail_at(yml_ctx *c, const yaml_node_t *n, const char *fmt, ...) {
+  char msg[768];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  return lt_fail(c->err, "%.200s:%zu:%zu: %s", c->file, n->start_mark.line + 1,
+                 n->start_mark.column + 1, msg);
+}
+
+static int line_of(const yaml_node_t *n) { return (int)n->start_mark.line + 1; }
+
+static yaml_node_t *node(yml_ctx *c, int id) {
+  return yaml_document_get_node(c->doc, id);
+}
+
+static const char *scalar(const yaml_node_t *n) {
+  return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
+}
+
+static int seq_len(const yaml_node_t *n) {
+  return (int)(n->data.sequence.items.top - n->data.sequence.items.start);
+}
+
+static yaml_node_t *seq_item(yml_ctx *c, const yaml_node_t *n, int i) {
+  return node(c, n->data.sequence.items.start[i]);
+}
+
+static int map_len(const yaml_node_t *n) {
+  return (int)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
+}
+
+static yaml_node_t *map_key(yml_ctx *c, const yaml_node_t *n, int i) {
+  return node(c, n->data.mapping.pairs.start[i].key);
+}
+
+static yaml_node_t *map_value(yml_ctx *c, const yaml_node_t *n, int i) {
+  return node(c, n->data.mapping.pairs.start[i].value);
+}
+
+/* Value of `key` in mapping n, or NULL if absent. */
+static yaml_node_t *map_get(yml_ctx *c, const yaml_node_t *n, const char *key) {
+  for (int i = 0; i < map_len(n); i++) {
+    const char *k = scalar(map_key(c, n, i));
+    if (k && strcmp(k, key) == 0) return map_value(c, n, i);
+  }
+  return NULL;
+}
+
+static int need_map(yml_ctx *c, const yaml_node_t *n, const char *what) {
+  if (n->type == YAML_MAPPING_NODE) return 0;
+  return fail_at(c, n, "%s must be a mapping", what);
+}
+
+static int need_seq(yml_ctx *c, const yaml_node_t *n, const char *what) {
+  if (n->type == YAML_SEQUENCE_NODE) return 0;
+  return fail_at(c, n, "%s must be a list", what);
+}
+
+static int in_list(const char *s, const char *const *list) {
+  for (int i = 0; list[i]; i++)
+    if (strcmp(s, list[i]) == 0) return i;
+  return -1;
+}
+
+static void join(const char *const *list, char *out, size_t cap) {
+  out[0] = '\0';
+  for (int i = 0; list[i]; i++)
+    snprintf(out + strlen(out), cap - strlen(out), "%s%s", i ? ", " : "", list[i]);
+}
+
+/* Rejects keys outside `known` (NULL-terminated) and repeated keys: a typo
+ * must not silently fall back to a default. */
+static int check_keys(yml_ctx *c, const yaml_node_t *n, const char *const *known,
+                      const char *what) {
+  for (int i = 0; i < map_len(n); i++) {
+    yaml_node_t *key = map_key(c, n, i);
+    const char *k = scalar(key);
+    if (!k) return fail_at(c, key, "keys of %s must be plain names", what);
+    if (in_list(k, known) < 0) {
+      char names[256];
+      join(known, names, sizeof names);
+      return fail_at(c, key, "unknown key '%s' in %s (known: %s)", k, what, names);
+    }
+    for (int j = 0; j < i; j++)
+      if (strcmp(scalar(map_key(c, n, j)), k) == 0)
+        return fail_at(c, key, "key '%s' appears twice in %s", k, what);
+  }
+  return 0;
+}
+
+/* Copies a non-empty scalar into out[cap]. */
+static int get_name(yml_ctx *c, const yaml_node_t *n, const char *what, char *out,
+                    size_t cap) {
+  const char *s = scalar(n);
+  if (!s || !s[0]) return fail_at(c, n, "%s must be a name", what);
+  if (strlen(s) >= cap)
+    return fail_at(c, n, "%s '%s' is too long (max %zu characters)", what, s, cap - 1);
+  memcpy(out, s, strlen(s) + 1);
+  return 0;
+}
+
+/* Index of the scalar n in `choices`, or an error listing them. */
+static int get_choice(yml_ctx *c, const yaml_node_t *n, const char *what,
+                      const char *const *choices, int *out) {
+  const char *s = scalar(n);
+  *out = s ? in_list(s, choices) : -1;
+  if (*out >= 0) return 0;
+  char names[128];
+  join(choices, names, sizeof names);
+  return fail_at(c, n, "%s must be one of: %s", what, names);
+}
+
+static int get_bool(yml_ctx *c, const yaml_node_t *n, const char *what, int *out) {
+  static const char *const bools[] = {"false", "true", NULL};
+  return get_choice(c, n, what, bools, out);
+}
+
+/* --- expressions over the config --- */
+
+static int config_lookup(void *ctx, const char *name, double *out) {
+  const ir_model *m = ctx;
+  for (int i = 0; i < m->n_config; i++) {
+    if (strcmp(m->config[i].name, name) == 0) {
+      *out = m->config[i].value;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+static int get_number(yml_ctx *c, const yaml_node_t *n, const char *what, double *out) {
+  const char *text = scalar(n);
+  if (!text) return fail_at(c, n, "%s must be a number or an expression", what);
+  int style = n->data.scalar.style;
+  int quoted = style == YAML_SINGLE_QUOTED_SCALAR_STYLE ||
+               style == YAML_DOUBLE_QUOTED_SCALAR_STYLE;
+  return expr_eval_text_at(text, c->file, line_of(n),
+                           (int)n->start_mark.column + 1 + quoted, config_lookup,
+                           c->m, out, c->err);
+}
+
+/* A whole number in [1, max]: shapes, head counts, repeats. */
+static int get_count(yml_ctx *c, const yaml_node_t *n, const char *what, int64_t max,
+                     int64_t *out) {
+  double v;
+  if (get_number(c, n, what, &v)) return -1;
+  if (v < 1 || v > (double)max || v != floor(v))
+    return fail_at(c, n, "%s must be a whole number from 1 to %lld, got %g", what,
+                   (long long)max, v);
+  *out = (int64_t)v;
+  return 0;
+}
+
+static int get_int_count(yml_ctx *c, const yaml_node_t *n, const char *what, int *out) {
+  int64_t v;
+  if (get_count(c, n, what, 1 << 30, &v)) return -1;
+  *out = (int)v;
+  return 0;
+}
+
+/* --- top level: name, config, checkpoint --- */
+
+/* Entries in order; each may use the ones above it. */
+static int load_config(yml_ctx *c, const yaml_node_t *n) {
+  ir_model *m = c->m;
+  if (need_map(c, n, "config")) return -1;
+  m->config = calloc((size_t)map_len(n) + 1, sizeof *m->config);
+  if (!m->config) return lt_fail(c->err, "%s: out of memory", c->file);
+  for (int i = 0; i < map_len(n); i++) {
+    ir_config_entry e;
+    double unused;
+    yaml_node_t *key = map_key(c, n, i);
+    if (get_name(c, key, "config name", e.name, sizeof e.name)) return -1;
+    if (config_lookup(m, e.name, &unused) == 0)
+      return fail_at(c, key, "config '%s' is defined twice", e.name);
+    char what[96];
+    snprintf(what, sizeof what, "config '%s'", e.name);
+    if (get_number(c, map_value(c, n, i), what, &e.value)) return -1;
+    m->config[m->n_config++] = e;
+  }
+  return 0;
+}
+
+static int load_checkpoint(yml_ctx *c, const yaml_node_t *n) {
+  static const char *const keys[] = {"prefixes", NULL};
+  ir_model *m = c->m;
+  m->n_prefixes = 1; /* default: names are used as written */
+  if (!n) return 0;
+  if (need_map(c, n, "checkpoint") || check_keys(c, n, keys, "checkpoint")) return -1;
+  yaml_node_t *list = map_get(c, n, "prefixes");
+  if (!list) return 0;
+  if (need_seq(c, list, "checkpoint.prefixes")) return -1;
+  int count = seq_len(list);
+  if (count < 1 || count > 4)
+    return fail_at(c, list, "checkpoint.prefixes lists %d prefixes; give 1 to 4", count);
+  for (int i = 0; i < count; i++) {
+    yaml_node_t *item = seq_item(c, list, i);
+    const char *s = scalar(item);
+    if (!s) return fail_at(c, item, "a checkpoint prefix must be a string");
+    if (strlen(s) >= sizeof m->prefixes[0])
+      return fail_at(c, item, "checkpoint prefix '%s' is too long", s);
+    memcpy(m->prefixes[i], s, strlen(s) + 1);
+  }
+  m->n_prefixes = count;
+  return 0;
+}
+
+/* --- params --- */
+
+static const char *const param_keys[] = {"hf", "shape", "layout", "init", "std",
+                                         "decay", NULL};
+static const char *const layout_names[] = {"out_in", "in_out", NULL};
+static const char *const init_names[] = {"normal", "zeros", "ones", NULL};
+
+static int load_shape(yml_ctx *c, const yaml_node_t *n, ir_param *p) {
+  if (need_seq(c, n, "shape")) return -1;
+  p->ndim = seq_len(n);
+  if (p->ndim < 1 || p->ndim > 2)
+    return fail_at(c, n, "param '%s' has %d dims; shape must have 1 or 2", p->key,
+                   p->ndim);
+  for (int d = 0; d < p->ndim; d++) {
+    char what[96];
+    snprintf(what, sizeof what, "shape[%d] of param '%s'", d, p->key);
+    if (get_count(c, seq_item(c, n, d), what, INT64_C(1) << 40, &p->shape[d]))
+      return -1;
+  }
+  return 0;
+}
+
+/* The checkpoint name; block params need "{i}" or every layer would load the
+ * same tensor, and only block params have a layer index to put there. */
+static int load_hf_name(yml_ctx *c, const yaml_node_t *key, const yaml_node_t *n,
+                        int section, ir_param *p) {
+  if (!n) return fail_at(c, key, "param '%s' has no 'hf' (its checkpoint name)", p->key);
+  if (get_name(c, n, "hf name", p->hf_name, sizeof p->hf_name)) return -1;
+  for (int i = 0; i < c->m->n_params; i++)
+    if (strcmp(c->m->params[i].hf_name, p->hf_name) == 0)
+      return fail_at(c, n, "param '%s': hf name '%s' is already param '%s' (to share "
+                           "a weight, read the same param)", p->key, p->hf_name,
+                     c->m->params[i].key);
+  int has_index = strstr(p->hf_name, "{i}") != NULL;
+  if (section == IR_BLOCK && !has_index)
+    return fail_at(c, n, "block param '%s': hf name '%s' lacks \"{i}\" (the layer "
+                         "index), so all layers would share one tensor", p->key,
+                   p->hf_name);
+  if (section != IR_BLOCK && has_index)
+    return fail_at(c, n, "param '%s': \"{i}\" (the layer index) only means "
+                         "something in block params", p->key);
+  return 0;
+}
+
+/* The optional fields, with their defaults. */
+static int load_param_options(yml_ctx *c, const yaml_node_t *n, ir_param *p) {
+  yaml_node_t *v;
+  p->layout = IR_LAYOUT_OUT_IN;
+  p->init = IR_INIT_NORMAL;
+  p->init_std = 0.02;
+  p->decay = p->ndim == 2;
+  if ((v = map_get(c, n, "layout")) && get_choice(c, v, "layout", layout_names, &p->layout))
+    return -1;
+  if ((v = map_get(c, n, "init")) && get_choice(c, v, "init", init_names, &p->init))
+    return -1;
+  if ((v = map_get(c, n, "std"))) {
+    if (get_number(c, v, "std", &p->init_std)) return -1;
+    if (p->init_std < 0) return fail_at(c, v, "std must not be negative");
+  }
+  if ((v = map_get(c, n, "decay")) && get_bool(c, v, "decay", &p->decay)) return -1;
+  return 0;
+}
+
+static int load_param(yml_ctx *c, int section, const yaml_node_t *key,
+                      const yaml_node_t *n) {
+  ir_param p;
+  memset(&p, 0, sizeof p);
+  if (get_name(c, key, "param name", p.key, sizeof p.key)) return -1;
+  if (ir_find_param(c->m, p.key) >= 0)
+    return fail_at(c, key, "param '%s' is defined twice (param names are unique "
+                           "across sections)", p.key);
+  char what[96];
+  snprintf(what, sizeof what, "param '%s'", p.key);
+  if (need_map(c, n, what) || check_keys(c, n, param_keys, what)) return -1;
+  p.section = section;
+  p.line = line_of(key);
+  if (load_hf_name(c, key, map_get(c, n, "hf"), section, &p)) return -1;
+  yaml_node_t *shape = map_get(c, n, "shape");
+  if (!shape) return fail_at(c, key, "param '%s' has no 'shape'", p.key);
+  if (load_shape(c, shape, &p) || load_param_options(c, n, &p)) return -1;
+  ir_add_param(c->m, &p);
+  return 0;
+}
+
+static int load_params(yml_ctx *c, int section, const yaml_node_t *n) {
+  if (!n) return 0;
+  if (need_map(c, n, "params")) return -1;
+  for (int i = 0; i < map_len(n); i++)
+    if (load_param(c, section, map_key(c, n, i), map_value(c, n, i))) return -1;
+  return 0;
+}
+
+/* --- values --- */
+
+/* Params of the own section and of earlier ones, except the block's: those
+ * exist once per layer, so nothing outside the block can name one. */
+static int param_readable(const ir_param *p, int section) {
+  return p->section == section || (p->section < section && p->section != IR_BLOCK);
+}
+
+static ir_value make_value(const char *name, int kind, int dtype, int64_t cols) {
+  ir_value v;
+  memset(&v, 0, sizeof v);
+  snprintf(v.name, sizeof v.name, "%s", name);
+  v.kind = kind;
+  v.dtype = dtype;
+  v.cols = cols;
+  v.param = v.grad = -1;
+  return v;
+}
+
+/* Adds the value named by scalar `at` + `suffix` to the section's graph; a
+ * name is defined once and must not shadow a param the section can read. */
+static int define_value(yml_ctx *c, int section, const yaml_node_t *at,
+                        const char *suffix, ir_value v, int *out) {
+  const char *name = scalar(at);
+  if (!name || !name[0]) return fail_at(c, at, "expected a value name");
+  char full[128];
+  snprintf(full, sizeof full, "%.64s%s", name, suffix);
+  if (strlen(full) >= sizeof v.name)
+    return fail_at(c, at, "value name '%s' is too long (max %zu characters)", full,
+                   sizeof v.name - 1);
+  ir_graph *g = &c->m->sections[section];
+  if (ir_find_value(g, full) >= 0)
+    return fail_at(c, at, "value '%s' is already defined in the %s", full,
+                   ir_section_name(section));
+  int p = ir_find_param(c->m, full);
+  if (p >= 0 && param_readable(&c->m->params[p], section))
+    return fail_at(c, at, "value '%s' has the name of a param", full);
+  memcpy(v.name, full, strlen(full) + 1);
+  *out = ir_add_value(g, &v);
+  return 0;
+}
+
+/* Resolves an op input: a value of the section, else a readable param (which
+ * gets one IR_V_PARAM value per graph, named by its key). */
+static int resolve_input(yml_ctx *c, int section, const yaml_node_t *n, int *out) {
+  const char *name = scalar(n);
+  if (!name || !name[0]) return fail_at(c, n, "op inputs must be value names");
+  ir_graph *g = &c->m->sections[section];
+  if ((*out = ir_find_value(g, name)) >= 0) return 0;
+  int p = ir_find_param(c->m, name);
+  if (p < 0)
+    return fail_at(c, n, "unknown value '%s' (not the %s input, an earlier output "
+                         "or a param)", name, ir_section_name(section));
+  const ir_param *param = &c->m->params[p];
+  if (!param_readable(param, section))
+    return fail_at(c, n, "param '%s' belongs to the %s; only the %s can read it",
+                   name, ir_section_name(param->section),
+                   ir_section_name(param->section));
+  ir_value v = make_value(name, IR_V_PARAM, IR_F32, ir_param_numel(param));
+  v.param = p;
+  *out = ir_add_value(g, &v);
+  return 0;
+}
+
+/* --- ops: shape rules --- */
+
+/* What an op is being built from, and the outputs its shape rule decides. */
+typedef struct {
+  yml_ctx *c;
+  int section;
+  const yaml_node_t *node;       /* the op's mapping: where messages point */
+  const char *name;              /* op kind, for messages */
+  ir_op op;
+  int n_names;                   /* names given in `out` */
+  const yaml_node_t *names[IR_MAX_OUT];
+  int64_t cols[IR_MAX_OUT];      /* width of every output */
+  const char *suffix[IR_MAX_OUT];  /* "": named in `out`; else out[0] + suffix */
+  int scalar;                    /* out[0] has one row (the loss) */
+} op_build;
+
+static int op_fail(op_build *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int op_fail(op_build *b, const char *fmt, ...) {
+  char msg[640];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  return fail_at(b->c, b->node, "%s: %s", b->name, msg);
+}
+
+static const ir_value *in_value(op_build *b, int i) {
+  return &b->c->m->sections[b->section].values[b->op.in[i]];
+}
+
+static int64_t in_cols(op_build *b, int i) { return in_value(b, i)->cols; }
+
+static const char *in_name(op_build *b, int i) { return in_value(b, i)->name; }
+
+/* The param behind input i, or NULL if it is an activation. */
+static const ir_param *in_param(op_build *b, int i) {
+  const ir_value *v = in_value(b, i);
+  return v->kind == IR_V_PARAM ? &b->c->m->params[v->param] : NULL;
+}
+
+static int need_inputs(op_build *b, int lo, int hi, const char *signature) {
+  if (b->op.n_in >= lo && b->op.n_in <= hi) return 0;
+  return op_fail(b, "takes inputs [%s], got %d", signature, b->op.n_in);
+}
+
+/* Input i must be a float matrix: not token ids, not the scalar loss. */
+static int need_f32(op_build *b, int i) {
+  const ir_value *v = in_value(b, i);
+  if (v->dtype != IR_F32) return op_fail(b, "'%s' holds token ids, not floats", v->name);
+  if (v->scalar) return op_fail(b, "'%s' is a scalar", v->name);
+  return 0;
+}
+
+static int need_ids(op_build *b, int i) {
+  if (in_value(b, i)->dtype == IR_I32) return 0;
+  return op_fail(b, "'%s' must be token ids (a section input or targets)", in_name(b, i));
+}
+
+static const ir_param *need_param_2d(op_build *b, int i) {
+  const ir_param *p = in_param(b, i);
+  if (p && p->ndim == 2) return p;
+  op_fail(b, "'%s' must be a 2-D param", in_name(b, i));
+  return NULL;
+}
+
+static int need_width(op_build *b, int i, int64_t want, const char *because) {
+  if (in_cols(b, i) == want) return 0;
+  return op_fail(b, "'%s' has width %lld, expected %lld (%s)", in_name(b, i),
+                 (long long)in_cols(b, i), (long long)want, because);
+}
+
+/* Attribute `key` of the op, or NULL. */
+static yaml_node_t *op_attr(op_build *b, const char *key) {
+  return map_get(b->c, b->node, key);
+}
+
+static int infer_embedding(op_build *b) {
+  if (need_inputs(b, 2, 2, "ids, table") || need_ids(b, 0)) return -1;
+  const ir_param *table = need_param_2d(b, 1);
+  if (!table) return -1;
+  if (table->shape[0] > (1 << 30)) return op_fail(b, "table has too many rows");
+  b->c->m->vocab_size = (int)table->shape[0];
+  b->cols[0] = table->shape[1];
+  return 0;
+}
+
+static int infer_pos_embedding(op_build *b) {
+  if (need_inputs(b, 1, 1, "table")) return -1;
+  const ir_param *table = need_param_2d(b, 0);
+  if (!table) return -1;
+  if (table->shape[0] > (1 << 30)) return op_fail(b, "table has too many rows");
+  b->c->m->max_seq = (int)table->shape[0];
+  b->cols[0] = table->shape[1];
+  return 0;
+}
+
+static int infer_add(op_build *b) {
+  if (need_inputs(b, 2, 2, "a, b") || need_f32(b, 0) || need_f32(b, 1)) return -1;
+  if (need_width(b, 1, in_cols(b, 0), "the width of the first input")) return -1;
+  b->cols[0] = in_cols(b, 0);
+  return 0;
+}
+
+static int infer_layernorm(op_build *b) {
+  if (need_inputs(b, 3, 3, "x, w, b")) return -1;
+  for (int i = 0; i < 3; i++)
+    if (need_f32(b, i)) return -1;
+  int64_t width = in_cols(b, 0);
+  if (need_width(b, 1, width, "the width of x") || need_width(b, 2, width, "the width of x"))
+    return -1;
+  double eps = 1e-5;
+  yaml_node_t *attr = op_attr(b, "eps");
+  if (attr) {
+    if (get_number(b->c, attr, "eps", &eps)) return -1;
+    if (eps <= 0) return fail_at(b->c, attr, "eps must be positive");
+  }
+  b->op.eps = (float)eps;
+  b->cols[0] = width;
+  b->cols[1] = b->cols[2] = 1;
+  b->suffix[1] = ".mean";
+  b->suffix[2] = ".rstd";
+  return 0;
+}
+
+static int infer_linear(op_build *b) {
+  if (need_inputs(b, 2, 3, "x, W[, bias]") || need_f32(b, 0)) return -1;
+  const ir_param *w = need_param_2d(b, 1);
+  if (!w) return -1;
+  int in_out = w->layout == IR_LAYOUT_IN_OUT;
+  int64_t n_in = w->shape[in_out ? 0 : 1], n_out = w->shape[in_out ? 1 : 0];
+  char because[160];
+  snprintf(because, sizeof because, "the inputs of '%s', stored [%lld, %lld] as %s",
+           w->key, (long long)w->shape[0], (long long)w->shape[1],
+           layout_names[w->layout]);
+  if (need_width(b, 0, n_in, because)) return -1;
+  if (b->op.n_in == 3) {
+    snprintf(because, sizeof because, "the outputs of '%s'", w->key);
+    if (need_f32(b, 2) || need_width(b, 2, n_out, because)) return -1;
+  }
+  b->cols[0] = n_out;
+  return 0;
+}
+
+static int infer_gelu(op_build *b) {
+  if (need_inputs(b, 1, 1, "x") || need_f32(b, 0)) return -1;
+  b->cols[0] = in_cols(b, 0);
+  return 0;
+}
+
+/* Widths from `sizes`, else equal parts. */
+static int infer_split(op_build *b) {
+  if (need_inputs(b, 1, 1, "x") || need_f32(b, 0)) return -1;
+  int64_t width = in_cols(b, 0), total = 0;
+  int n = b->n_names;
+  yaml_node_t *sizes = op_attr(b, "sizes");
+  if (!sizes) {
+    if (width % n)
+      return op_fail(b, "'%s' (width %lld) does not split into %d equal parts; give "
+                        "sizes", in_name(b, 0), (long long)width, n);
+    for (int i = 0; i < n; i++) b->cols[i] = width / n;
+    return 0;
+  }
+  if (need_seq(b->c, sizes, "sizes")) return -1;
+  if (seq_len(sizes) != n)
+    return fail_at(b->c, sizes, "split: %d sizes for %d outputs", seq_len(sizes), n);
+  for (int i = 0; i < n; i++) {
+    if (get_count(b->c, seq_item(b->c, sizes, i), "a split size", width, &b->cols[i]))
+      return -1;
+    total += b->cols[i];
+  }
+  if (total != width)
+    return op_fail(b, "sizes add up to %lld, but '%s' has width %lld", (long long)total,
+                   in_name(b, 0), (long long)width);
+  return 0;
+}
+
+static int load_attention_attrs(op_build *b) {
+  yaml_node_t *heads = op_attr(b, "heads"), *kv = op_attr(b, "kv_heads"),
+              *causal = op_attr(b, "causal");
+  if (!heads) return op_fail(b, "needs 'heads'");
+  if (get_int_count(b->c, heads, "heads", &b->op.heads)) return -1;
+  b->op.kv_heads = b->op.heads;
+  if (kv && get_int_count(b->c, kv, "kv_heads", &b->op.kv_heads)) return -1;
+  b->op.causal = 1;
+  if (causal && get_bool(b->c, causal, "causal", &b->op.causal)) return -1;
+  if (b->op.heads % b->op.kv_heads)
+    return op_fail(b, "heads (%d) must be a multiple of kv_heads (%d)", b->op.heads,
+                   b->op.kv_heads);
+  return 0;
+}
+
+static int infer_attention(op_build *b) {
+  if (need_inputs(b, 3, 3, "q, k, v")) return -1;
+  for (int i = 0; i < 3; i++)
+    if (need_f32(b, i)) return -1;
+  if (load_attention_attrs(b)) return -1;
+  int64_t width = in_cols(b, 0);
+  if (width % b->op.heads)
+    return op_fail(b, "q width %lld is not divisible by %d heads", (long long)width,
+                   b->op.heads);
+  int64_t kv_width = (int64_t)b->op.kv_heads * (width / b->op.heads);
+  if (need_width(b, 1, kv_width, "kv_heads * head size") ||
+      need_width(b, 2, kv_width, "kv_heads * head size"))
+    return -1;
+  b->cols[0] = width;
+  b->cols[1] = b->op.heads;
+  b->suffix[1] = ".lse";
+  return 0;
+}
+
+static int infer_cross_entropy(op_build *b) {
+  if (b->section != IR_HEAD) return op_fail(b, "only the head may compute the loss");
+  if (need_inputs(b, 2, 2, "logits, targets") || need_f32(b, 0) || need_ids(b, 1))
+    return -1;
+  b->cols[0] = 1;
+  b->scalar = 1;
+  return 0;
+}
+
+/* Per forward op: its shape rule, its outputs besides out[0], its keys. */
+static const struct {
+  int (*infer)(op_build *b);
+  int n_aux;
+  const char *const keys[7];
+} op_rules[IR_OP_CROSS_ENTROPY + 1] = {
+    [IR_OP_EMBEDDING] = {infer_embedding, 0, {"op", "in", "out"}},
+    [IR_OP_POS_EMBEDDING] = {infer_pos_embedding, 0, {"op", "in", "out"}},
+    [IR_OP_ADD] = {infer_add, 0, {"op", "in", "out"}},
+    [IR_OP_LAYERNORM] = {infer_layernorm, 2, {"op", "in", "out", "eps"}},
+    [IR_OP_LINEAR] = {infer_linear, 0, {"op", "in", "out"}},
+    [IR_OP_GELU] = {infer_gelu, 0, {"op", "in", "out"}},
+    [IR_OP_SPLIT] = {infer_split, 0, {"op", "in", "out", "sizes"}},
+    [IR_OP_ATTENTION] = {infer_attention, 1,
+                         {"op", "in", "out", "heads", "kv_heads", "causal"}},
+    [IR_OP_CROSS_ENTROPY] = {infer_cross_entropy, 0, {"op", "in", "out"}},
+};
+
+/* --- ops: reading one --- */
+
+static int unknown_op(yml_ctx *c, const yaml_node_t *n) {
+  char known[256] = "";
+  for (int k = 0; k <= IR_OP_CROSS_ENTROPY; k++)
+    snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", k ? ", " : "",
+             ir_op_name(k));
+  return fail_at(c, n, "unknown op '%s' (known: %s)", scalar(n) ? scalar(n) : "?", known);
+}
+
+/* `in` and `out` take a list of names or a single name. */
+static int name_list(yml_ctx *c, const yaml_node_t *n, const yaml_node_t **items,
+                     int cap, const char *what, int *count) {
+  if (n->type == YAML_SCALAR_NODE) {
+    items[0] = n;
+    *count = 1;
+    return 0;
+  }
+  if (need_seq(c, n, what)) return -1;
+  *count = seq_len(n);
+  if (*count < 1 || *count > cap)
+    return fail_at(c, n, "%s lists %d names; expected 1 to %d", what, *count, cap);
+  for (int i = 0; i < *count; i++) items[i] = seq_item(c, n, i);
+  return 0;
+}
+
+static int read_op_inputs(op_build *b) {
+  yaml_node_t *in = op_attr(b, "in");
+  const yaml_node_t *items[IR_MAX_IN];
+  if (!in) return op_fail(b, "needs 'in'");
+  if (name_list(b->c, in, items, IR_MAX_IN, "in", &b->op.n_in)) return -1;
+  for (int i = 0; i < b->op.n_in; i++)
+    if (resolve_input(b->c, b->section, items[i], &b->op.in[i])) return -1;
+  return 0;
+}
+
+/* Only split names several outputs; the others name out[0] and their
+ * auxiliary outputs are derived from it. */
+static int read_op_output_names(op_build *b) {
+  yaml_node_t *out = op_attr(b, "out");
+  if (!out) return op_fail(b, "needs 'out'");
+  if (name_list(b->c, out, b->names, IR_MAX_OUT, "out", &b->n_names)) return -1;
+  int want_many = b->op.kind == IR_OP_SPLIT;
+  if (want_many && b->n_names < 2) return op_fail(b, "needs at least 2 output names");
+  if (!want_many && b->n_names != 1)
+    return op_fail(b, "takes one output name, got %d", b->n_names);
+  return 0;
+}
+
+static int define_op_outputs(op_build *b) {
+  int n_aux = op_rules[b->op.kind].n_aux;
+  b->op.n_out = b->n_names + n_aux;
+  for (int i = 0; i < b->op.n_out; i++) {
+    const yaml_node_t *name = i < b->n_names ? b->names[i] : b->names[0];
+    const char *suffix = b->suffix[i] ? b->suffix[i] : "";
+    ir_value v = make_value("", IR_V_ACT, IR_F32, b->cols[i]);
+    v.scalar = i == 0 && b->scalar;
+    if (define_value(b->c, b->section, name, suffix, v, &b->op.out[i])) return -1;
+  }
+  return 0;
+}
+
+static int load_op(yml_ctx *c, int section, const yaml_node_t *n) {
+  if (need_map(c, n, "an op")) return -1;
+  yaml_node_t *kind_node = map_get(c, n, "op");
+  if (!kind_node) return fail_at(c, n, "op has no 'op' key (its kind)");
+  int kind = scalar(kind_node) ? ir_op_from_name(scalar(kind_node)) : -1;
+  if (kind < 0) return unknown_op(c, kind_node);
+  op_build b;
+  memset(&b, 0, sizeof b);
+  b.c = c;
+  b.section = section;
+  b.node = n;
+  b.name = ir_op_name(kind);
+  b.op.kind = kind;
+  b.op.line = line_of(n);
+  char what[64];
+  snprintf(what, sizeof what, "op '%s'", b.name);
+  if (check_keys(c, n, op_rules[kind].keys, what) || read_op_inputs(&b) ||
+      read_op_output_names(&b) || op_rules[kind].infer(&b) || define_op_outputs(&b))
+    return -1;
+  ir_add_fwd(&c->m->sections[section], &b.op);
+  return 0;
+}
+
+/* --- sections --- */
+
+static const char *const section_keys[IR_NSECTIONS][6] = {
+    [IR_EMBED] = {"input", "params", "ops", "output"},
+    [IR_BLOCK] = {"repeat", "input", "params", "ops", "output"},
+    [IR_HEAD] = {"input", "targets", "params", "ops", "output"},
+};
+
+static yaml_node_t *need_key(yml_ctx *c, const yaml_node_t *map, const char *key,
+                             const char *what) {
+  yaml_node_t *v = map_get(c, map, key);
+  if (!v) fail_at(c, map, "%s has no '%s'", what, key);
+  return v;
+}
+
+/* The input stream: token ids for embed, the embed output's width after. */
+static int define_inputs(yml_ctx *c, int section, const yaml_node_t *n) {
+  ir_graph *g = &c->m->sections[section];
+  const char *what = ir_section_name(section);
+  yaml_node_t *input = need_key(c, n, "input", what);
+  if (!input) return -1;
+  const ir_graph *embed = &c->m->sections[IR_EMBED];
+  ir_value v = section == IR_EMBED
+                   ? make_value("", IR_V_INPUT, IR_I32, 1)
+                   : make_value("", IR_V_INPUT, IR_F32, embed->values[embed->output].cols);
+  if (define_value(c, section, input, "", v, &g->input)) return -1;
+  if (section != IR_HEAD) return 0;
+  yaml_node_t *targets = need_key(c, n, "targets", what);
+  if (!targets) return -1;
+  return define_value(c, section, targets, "", make_value("", IR_V_INPUT, IR_I32, 1),
+                      &g->targets);
+}
+
+static int load_ops(yml_ctx *c, int section, const yaml_node_t *n) {
+  yaml_node_t *ops = need_key(c, n, "ops", ir_section_name(section));
+  if (!ops || need_seq(c, ops, "ops")) return -1;
+  for (int i = 0; i < seq_len(ops); i++)
+    if (load_op(c, section, seq_item(c, ops, i))) return -1;
+  return 0;
+}
+
+/* embed and block pass on a float stream of one width (the block repeats, so
+ * its output must match its input); the head ends in the scalar loss. */
+static int check_output(yml_ctx *c, int section, const yaml_node_t *at) {
+  ir_graph *g = &c->m->sections[section];
+  const ir_value *out = &g->values[g->output];
+  if (out->kind == IR_V_PARAM)
+    return fail_at(c, at, "output '%s' is a param, not a value", out->name);
+  if (section == IR_HEAD) {
+    if (!out->scalar)
+      return fail_at(c, at, "head output '%s' must be the scalar loss (cross_entropy)",
+                     out->name);
+    return 0;
+  }
+  if (out->dtype != IR_F32 || out->scalar)
+    return fail_at(c, at, "%s output '%s' must be a float activation",
+                   ir_section_name(section), out->name);
+  const ir_value *in = &g->values[g->input];
+  if (section == IR_BLOCK && out->cols != in->cols)
+    return fail_at(c, at, "block output '%s' has width %lld but its input '%s' has "
+                          "%lld; the block repeats, so they must match", out->name,
+                   (long long)out->cols, in->name, (long long)in->cols);
+  return 0;
+}
+
+static int load_output(yml_ctx *c, int section, const yaml_node_t *n) {
+  ir_graph *g = &c->m->sections[section];
+  yaml_node_t *out = need_key(c, n, "output", ir_section_name(section));
+  if (!out) return -1;
+  const char *name = scalar(out);
+  g->output = name ? ir_find_value(g, name) : -1;
+  if (g->output < 0)
+    return fail_at(c, out, "output '%s' is not a value of the %s", name ? name : "?",
+                   ir_section_name(section));
+  return check_output(c, section, out);
+}
+
+static int load_section(yml_ctx *c, int section, const yaml_node_t *n) {
+  const char *what = ir_section_name(section);
+  if (need_map(c, n, what) || check_keys(c, n, section_keys[section], what)) return -1;
+  if (section == IR_BLOCK) {
+    yaml_node_t *repeat = need_key(c, n, "repeat", what);
+    if (!repeat || get_int_count(c, repeat, "repeat", &c->m->n_layer)) return -1;
+  }
+  if (load_params(c, section, map_get(c, n, "params")) || define_inputs(c, section, n) ||
+      load_ops(c, section, n))
+    return -1;
+  return load_output(c, section, n);
+}
+
+static int load_root(yml_ctx *c, const yaml_node_t *root) {
+  static const char *const keys[] = {"name", "config", "checkpoint", "embed",
+                                     "block", "head", NULL};
+  if (need_map(c, root, "the model description") ||
+      check_keys(c, root, keys, "the model description"))
+    return -1;
+  yaml_node_t *name = need_key(c, root, "name", "the model description");
+  if (!name || get_name(c, name, "name", c->m->name, sizeof c->m->name)) return -1;
+  yaml_node_t *config = map_get(c, root, "config");
+  if (config && load_config(c, config)) return -1;
+  if (load_checkpoint(c, map_get(c, root, "checkpoint"))) return -1;
+  for (int s = 0; s < IR_NSECTIONS; s++) {
+    yaml_node_t *section = need_key(c, root, ir_section_name(s), "the model description");
+    if (!section || load_section(c, s, section)) return -1;
+  }
+  return 0;
+}
+
+/* --- entry points --- */
+
+static int parser_problem(const char *file, const yaml_parser_t *p, lt_error *err) {
+  if (p->error == YAML_MEMORY_ERROR) return lt_fail(err, "%s: out of memory", file);
+  if (p->error == YAML_READER_ERROR)
+    return lt_fail(err, "%s: byte %zu: %s", file, p->problem_offset, p->problem);
+  if (p->context)
+    return lt_fail(err, "%s:%zu:%zu: %s (%s started at line %zu, column %zu)", file,
+                   p->problem_mark.line + 1, p->problem_mark.column + 1, p->problem,
+                   p->context, p->context_mark.line + 1, p->context_mark.column + 1);
+  return lt_fail(err, "%s:%zu:%zu: %s", file, p->problem_mark.line + 1,
+                 p->problem_mark.column + 1, p->problem);
+}
+
+/* Loads the document the parser is set up for into m. */
+static int load_from_parser(yaml_parser_t *parser, const char *file, ir_model *m,
+                            lt_error *err) {
+  yaml_document_t doc;
+  if (!yaml_parser_load(parser, &doc)) return parser_problem(file, parser, err);
+  yml_ctx c = {.file = file, .doc = &doc, .m = m, .err = err};
+  yaml_node_t *root = yaml_document_get_root_node(&doc);
+  int rc = root ? load_root(&c, root) : lt_fail(err, "%s: empty model description", file);
+  yaml_document_delete(&doc);
+  return rc;
+}
+
+/* On failure m is left empty, so callers need no cleanup. */
+static int finish(int rc, ir_model *m) {
+  if (rc) ir_model_free(m);
+  return rc;
+}
+
+int yml_load_model_string(const char *text, const char *name, ir_model *m,
+                          lt_error *err) {
+  ir_model_init(m);
+  snprintf(m->path, sizeof m->path, "%s", name);
+  yaml_parser_t parser;
+  if (!yaml_parser_initialize(&parser)) return lt_fail(err, "%s: out of memory", name);
+  yaml_parser_set_input_string(&parser, (const unsigned char *)text, strlen(text));
+  int rc = load_from_parser(&parser, name, m, err);
+  yaml_parser_delete(&parser);
+  return finish(rc, m);
+}
+
+int yml_load_model(const char *path, ir_model *m, lt_error *err) {
+  ir_model_init(m);
+  if (strlen(path) >= sizeof m->path) return lt_fail(err, "%s: path too long", path);
+  snprintf(m->path, sizeof m->path, "%s", path);
+  FILE *f = fopen(path, "rb");
+  if (!f) return lt_fail(err, "%s: cannot open: %s", path, strerror(errno));
+  yaml_parser_t parser;
+  if (!yaml_parser_initialize(&parser)) {
+    fclose(f);
+    return lt_fail(err, "%s: out of memory", path);
+  }
+  yaml_parser_set_input_file(&parser, f);
+  int rc = load_from_parser(&parser, path, m, err);
+  yaml_parser_delete(&parser);
+  fclose(f);
+  return finish(rc, m);
+}

@@ -1,1 +1,430 @@
-/* placeholder: being written */
+/* cpu_ops.c: the CPU backend's kernels, fp32. One function per op and
+ * direction, in the order of cpu_ops.h. GEMMs go through BLAS; loops over
+ * rows are split across threads with OpenMP. Kernels that add into a shared
+ * parameter gradient split the work over columns (or table rows) so no two
+ * threads ever write the same element, and sum in a fixed order, so results
+ * do not depend on the thread count. */
+#include "cpu_ops.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#include "ir.h"
+
+/* Width of the column strips that accumulating kernels hand to one thread:
+ * wide enough that each row read is a contiguous run. */
+#define COL_STRIP 64
+
+/* Below this many elements (or multiply-adds) of work, starting and joining
+ * threads costs more than it saves; on a busy machine far more, as waiting
+ * threads spin while the one they wait for is not scheduled. */
+static int worth_threads(int64_t work) { return work >= 32768; }
+
+/* ------------------------------------------------------------------------ */
+/* embeddings */
+
+void cpu_embedding_forward(float *y, const int32_t *ids, const float *table,
+                           int N, int C) {
+#pragma omp parallel for if (worth_threads((int64_t)N * C))
+  for (int n = 0; n < N; n++) {
+    memcpy(y + (int64_t)n * C, table + (int64_t)ids[n] * C,
+           (size_t)C * sizeof(float));
+  }
+}
+
+/* Several tokens may share an id, so rows of dtable collide: each thread owns
+ * a strip of columns and walks all tokens, which is race-free. */
+void cpu_embedding_backward(float *dtable, const int32_t *ids, const float *dy,
+                            int N, int C) {
+#pragma omp parallel for if (worth_threads((int64_t)N * C))
+  for (int c0 = 0; c0 < C; c0 += COL_STRIP) {
+    int c1 = c0 + COL_STRIP < C ? c0 + COL_STRIP : C;
+    for (int n = 0; n < N; n++) {
+      float *drow = dtable + (int64_t)ids[n] * C;
+      const float *dyrow = dy + (int64_t)n * C;
+      for (int c = c0; c < c1; c++) drow[c] += dyrow[c];
+    }
+  }
+}
+
+void cpu_pos_embedding_forward(float *y, const float *table, int N, int T,
+                               int C) {
+#pragma omp parallel for if (worth_threads((int64_t)N * C))
+  for (int n = 0; n < N; n++) {
+    memcpy(y + (int64_t)n * C, table + (int64_t)(n % T) * C,
+           (size_t)C * sizeof(float));
+  }
+}
+
+/* Table row t collects the rows n = b*T + t; one thread per t. */
+void cpu_pos_embedding_backward(float *dtable, const float *dy, int N, int T,
+                                int C) {
+#pragma omp parallel for if (worth_threads((int64_t)N * C))
+  for (int t = 0; t < T; t++) {
+    float *drow = dtable + (int64_t)t * C;
+    for (int n = t; n < N; n += T) {
+      const float *dyrow = dy + (int64_t)n * C;
+      for (int c = 0; c < C; c++) drow[c] += dyrow[c];
+    }
+  }
+}
+
+void cpu_add(float *y, const float *a, const float *b, int64_t n) {
+#pragma omp parallel for if (worth_threads(n))
+  for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+
+/* ------------------------------------------------------------------------ */
+/* layernorm */
+
+void cpu_layernorm_forward(float *y, float *mean, float *rstd, const float *x,
+                           const float *w, const float *b, int N, int C,
+                           float eps) {
+#pragma omp parallel for if (worth_threads((int64_t)N * C))
+  for (int n = 0; n < N; n++) {
+    const float *xr = x + (int64_t)n * C;
+    float *yr = y + (int64_t)n * C;
+    float m = 0.0f;
+    for (int c = 0; c < C; c++) m += xr[c];
+    m /= C;
+    float var = 0.0f; /* two passes: no cancellation from E[x^2] - m^2 */
+    for (int c = 0; c < C; c++) var += (xr[c] - m) * (xr[c] - m);
+    var /= C;
+    float s = 1.0f / sqrtf(var + eps);
+    for (int c = 0; c < C; c++) yr[c] = (xr[c] - m) * s * w[c] + b[c];
+    mean[n] = m;
+    rstd[n] = s;
+  }
+}
+
+/* dx = rstd * (dnorm - mean(dnorm) - norm * mean(dnorm * norm)),
+ * with norm = (x - mean) * rstd and dnorm = dy * w. */
+void cpu_layernorm_backward_x(float *dx, const float *dy, const float *x,
+                              const float *w, const float *mean,
+                              const float *rstd, int N, int C) {
+#pragma omp parallel for if (worth_threads((int64_t)N * C))
+  for (int n = 0; n < N; n++) {
+    const float *xr = x + (int64_t)n * C;
+    const float *dyr = dy + (int64_t)n * C;
+    float *dxr = dx + (int64_t)n * C;
+    float m = mean[n], s = rstd[n];
+    float dnorm_mean = 0.0f, dnorm_norm_mean = 0.0f;
+    for (int c = 0; c < C; c++) {
+      float norm = (xr[c] - m) * s;
+      float dnorm = dyr[c] * w[c];
+      dnorm_mean += dnorm;
+      dnorm_norm_mean += dnorm * norm;
+    }
+    dnorm_mean /= C;
+    dnorm_norm_mean /= C;
+    for (int c = 0; c < C; c++) {
+      float norm = (xr[c] - m) * s;
+      float dnorm = dyr[c] * w[c];
+      dxr[c] = s * (dnorm - dnorm_mean - norm * dnorm_norm_mean);
+    }
+  }
+}
+
+void cpu_layernorm_backward_wb(float *dw, float *db, const float *dy,
+                               const float *x, const float *mean,
+                               const float *rstd, int N, int C) {
+#pragma omp parallel for if (worth_threads((int64_t)N * C))
+  for (int c0 = 0; c0 < C; c0 += COL_STRIP) {
+    int c1 = c0 + COL_STRIP < C ? c0 + COL_STRIP : C;
+    for (int n = 0; n < N; n++) {
+      const float *xr = x + (int64_t)n * C;
+      const float *dyr = dy + (int64_t)n * C;
+      for (int c = c0; c < c1; c++) {
+        dw[c] += dyr[c] * (xr[c] - mean[n]) * rstd[n];
+        db[c] += dyr[c];
+      }
+    }
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* linear: all products are row-major BLAS calls; the layout only decides
+ * which operand is transposed. */
+
+void cpu_linear_forward(float *y, const float *x, const float *W,
+                        const float *bias, int N, int in, int out, int layout) {
+  /* start from the bias (or zero) and let the GEMM add x W^T on top */
+#pragma omp parallel for if (worth_threads((int64_t)N * out))
+  for (int n = 0; n < N; n++) {
+    float *yr = y + (int64_t)n * out;
+    if (bias) memcpy(yr, bias, (size_t)out * sizeof(float));
+    else memset(yr, 0, (size_t)out * sizeof(float));
+  }
+  if (layout == IR_LAYOUT_OUT_IN) /* W [out, in]: y += x W^T */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, out, in, 1.0f, x,
+                in, W, in, 1.0f, y, out);
+  else /* W [in, out]: y += x W */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, out, in, 1.0f,
+                x, in, W, out, 1.0f, y, out);
+}
+
+void cpu_linear_backward_x(float *dx, const float *dy, const float *W, int N,
+                           int in, int out, int layout) {
+  if (layout == IR_LAYOUT_OUT_IN) /* dx = dy W */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, in, out, 1.0f,
+                dy, out, W, in, 0.0f, dx, in);
+  else /* dx = dy W^T */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, in, out, 1.0f, dy,
+                out, W, out, 0.0f, dx, in);
+}
+
+void cpu_linear_backward_w(float *dW, const float *dy, const float *x, int N,
+                           int in, int out, int layout) {
+  if (layout == IR_LAYOUT_OUT_IN) /* dW[out, in] += dy^T x */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, N, 1.0f, dy,
+                out, x, in, 1.0f, dW, in);
+  else /* dW[in, out] += x^T dy */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, in, out, N, 1.0f, x,
+                in, dy, out, 1.0f, dW, out);
+}
+
+void cpu_linear_backward_b(float *db, const float *dy, int N, int out) {
+#pragma omp parallel for if (worth_threads((int64_t)N * out))
+  for (int o0 = 0; o0 < out; o0 += COL_STRIP) {
+    int o1 = o0 + COL_STRIP < out ? o0 + COL_STRIP : out;
+    for (int n = 0; n < N; n++) {
+      const float *dyr = dy + (int64_t)n * out;
+      for (int o = o0; o < o1; o++) db[o] += dyr[o];
+    }
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* GELU, tanh approximation: 0.5 x (1 + tanh(k (x + 0.044715 x^3))) */
+
+#define GELU_K 0.7978845608028654f /* sqrt(2 / pi) */
+#define GELU_A 0.044715f
+
+void cpu_gelu_forward(float *y, const float *x, int64_t n) {
+#pragma omp parallel for if (worth_threads(n))
+  for (int64_t i = 0; i < n; i++) {
+    float v = x[i];
+    y[i] = 0.5f * v * (1.0f + tanhf(GELU_K * (v + GELU_A * v * v * v)));
+  }
+}
+
+void cpu_gelu_backward(float *dx, const float *dy, const float *x, int64_t n) {
+#pragma omp parallel for if (worth_threads(n))
+  for (int64_t i = 0; i < n; i++) {
+    float v = x[i];
+    float th = tanhf(GELU_K * (v + GELU_A * v * v * v));
+    float dinner = GELU_K * (1.0f + 3.0f * GELU_A * v * v);
+    float grad = 0.5f * (1.0f + th) + 0.5f * v * (1.0f - th * th) * dinner;
+    dx[i] = grad * dy[i];
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* split / concat */
+
+void cpu_split(float *const *outs, const int64_t *widths, int k,
+               const float *x, int N) {
+  int64_t width = 0;
+  for (int i = 0; i < k; i++) width += widths[i];
+#pragma omp parallel for if (worth_threads(N * width))
+  for (int n = 0; n < N; n++) {
+    const float *xr = x + n * width;
+    for (int i = 0; i < k; i++) {
+      memcpy(outs[i] + n * widths[i], xr, (size_t)widths[i] * sizeof(float));
+      xr += widths[i];
+    }
+  }
+}
+
+void cpu_concat(float *x, const float *const *pieces, const int64_t *widths,
+                int k, int N) {
+  int64_t width = 0;
+  for (int i = 0; i < k; i++) width += widths[i];
+#pragma omp parallel for if (worth_threads(N * width))
+  for (int n = 0; n < N; n++) {
+    float *xr = x + n * width;
+    for (int i = 0; i < k; i++) {
+      size_t bytes = (size_t)widths[i] * sizeof(float);
+      if (pieces[i]) memcpy(xr, pieces[i] + n * widths[i], bytes);
+      else memset(xr, 0, bytes);
+      xr += widths[i];
+    }
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* attention. Row n = b*T + t; query head h sits in columns [h*hd, (h+1)*hd)
+ * of q and y, and reads kv head h / group (group = heads / kv_heads). */
+
+static int64_t attention_work(int B, int T, int heads, int hd) {
+  return (int64_t)B * heads * T * T * hd;
+}
+
+static float dot(const float *a, const float *b, int n) {
+  float s = 0.0f;
+  for (int i = 0; i < n; i++) s += a[i] * b[i];
+  return s;
+}
+
+/* log sum_j exp(scale * q.k_j) over keys j < nkeys, in one pass with a
+ * running maximum so nothing of size T is stored. */
+static float attention_row_lse(const float *qr, const float *k, int64_t kstride,
+                               int nkeys, int hd, float scale) {
+  float mx = -INFINITY, sum = 0.0f;
+  for (int j = 0; j < nkeys; j++) {
+    float s = scale * dot(qr, k + j * kstride, hd);
+    if (s > mx) {
+      sum *= expf(mx - s);
+      mx = s;
+    }
+    sum += expf(s - mx);
+  }
+  return mx + logf(sum);
+}
+
+/* Two passes per query row: the log-sum-exp first, then y = sum_j p_j v_j
+ * with p_j = exp(s_j - lse), the same probabilities backward recomputes. */
+void cpu_attention_forward(float *y, float *lse, const float *q,
+                           const float *k, const float *v, int B, int T,
+                           int heads, int kv_heads, int hd, int causal) {
+  int64_t qstride = (int64_t)heads * hd, kstride = (int64_t)kv_heads * hd;
+  int group = heads / kv_heads;
+  float scale = 1.0f / sqrtf((float)hd);
+  int threads = worth_threads(attention_work(B, T, heads, hd));
+#pragma omp parallel for collapse(2) if (threads)
+  for (int b = 0; b < B; b++) {
+    for (int h = 0; h < heads; h++) {
+      const float *kb = k + (int64_t)b * T * kstride + (h / group) * hd;
+      const float *vb = v + (int64_t)b * T * kstride + (h / group) * hd;
+      for (int t = 0; t < T; t++) {
+        int64_t n = (int64_t)b * T + t;
+        const float *qr = q + n * qstride + h * hd;
+        float *yr = y + n * qstride + h * hd;
+        int nkeys = causal ? t + 1 : T;
+        float l = attention_row_lse(qr, kb, kstride, nkeys, hd, scale);
+        memset(yr, 0, (size_t)hd * sizeof(float));
+        for (int j = 0; j < nkeys; j++) {
+          float p = expf(scale * dot(qr, kb + j * kstride, hd) - l);
+          const float *vr = vb + j * kstride;
+          for (int d = 0; d < hd; d++) yr[d] += p * vr[d];
+        }
+        lse[n * heads + h] = l;
+      }
+    }
+  }
+}
+
+/* Backward of one query head h of batch b (flash-attention style): with
+ * p_j recomputed from lse and D = dy.y,
+ *   dv_j += p_j dy,  ds_j = p_j (dy.v_j - D),
+ *   dq += scale ds_j k_j,  dk_j += scale ds_j q. */
+static void attention_backward_head(float *dq, float *dk, float *dv,
+                                    const float *dy, const float *q,
+                                    const float *k, const float *v,
+                                    const float *y, const float *lse, int b,
+                                    int h, int T, int heads, int kv_heads,
+                                    int hd, int causal) {
+  int64_t qstride = (int64_t)heads * hd, kstride = (int64_t)kv_heads * hd;
+  int64_t kv_off = (int64_t)b * T * kstride + (h / (heads / kv_heads)) * hd;
+  float scale = 1.0f / sqrtf((float)hd);
+  for (int t = 0; t < T; t++) {
+    int64_t n = (int64_t)b * T + t, qoff = n * qstride + h * hd;
+    const float *qr = q + qoff, *dyr = dy + qoff;
+    float *dqr = dq + qoff;
+    float D = dot(dyr, y + qoff, hd), l = lse[n * heads + h];
+    int nkeys = causal ? t + 1 : T;
+    for (int j = 0; j < nkeys; j++) {
+      const float *kr = k + kv_off + j * kstride, *vr = v + kv_off + j * kstride;
+      float *dkr = dk + kv_off + j * kstride, *dvr = dv + kv_off + j * kstride;
+      float p = expf(scale * dot(qr, kr, hd) - l);
+      float ds = p * (dot(dyr, vr, hd) - D);
+      for (int d = 0; d < hd; d++) {
+        dvr[d] += p * dyr[d];
+        dqr[d] += scale * ds * kr[d];
+        dkr[d] += scale * ds * qr[d];
+      }
+    }
+  }
+}
+
+/* One thread per (batch, kv head): it owns that kv head's dk/dv rows and the
+ * dq columns of every query head in its group, so no writes collide. */
+void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dy,
+                            const float *q, const float *k, const float *v,
+                            const float *y, const float *lse, int B, int T,
+                            int heads, int kv_heads, int hd, int causal) {
+  int group = heads / kv_heads;
+  int64_t qstride = (int64_t)heads * hd, kstride = (int64_t)kv_heads * hd;
+  int threads = worth_threads(attention_work(B, T, heads, hd));
+#pragma omp parallel for collapse(2) if (threads)
+  for (int b = 0; b < B; b++) {
+    for (int g = 0; g < kv_heads; g++) {
+      for (int t = 0; t < T; t++) {
+        int64_t n = (int64_t)b * T + t;
+        size_t kbytes = (size_t)hd * sizeof(float);
+        memset(dk + n * kstride + g * hd, 0, kbytes);
+        memset(dv + n * kstride + g * hd, 0, kbytes);
+        memset(dq + n * qstride + g * group * hd, 0, kbytes * group);
+      }
+      for (int h = g * group; h < (g + 1) * group; h++)
+        attention_backward_head(dq, dk, dv, dy, q, k, v, y, lse, b, h, T,
+                                heads, kv_heads, hd, causal);
+    }
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* cross entropy */
+
+/* Rows are summed in this many fixed chunks, then the chunks in order, so the
+ * loss is bit-identical whatever the thread count. */
+#define CE_CHUNKS 64
+
+static float row_max(const float *x, int n) {
+  float mx = -INFINITY;
+  for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+  return mx;
+}
+
+/* -log softmax(row)[target] = log sum_i exp(row_i - max) + max - row_target */
+static double cross_entropy_row(const float *row, int target, int V) {
+  float mx = row_max(row, V);
+  double sum = 0.0;
+  for (int i = 0; i < V; i++) sum += expf(row[i] - mx);
+  return log(sum) + mx - row[target];
+}
+
+float cpu_cross_entropy_forward(const float *logits, const int32_t *targets,
+                                int N, int V) {
+  double chunk_sum[CE_CHUNKS];
+#pragma omp parallel for if (worth_threads((int64_t)N * V))
+  for (int c = 0; c < CE_CHUNKS; c++) {
+    double s = 0.0;
+    for (int n = (int)((int64_t)N * c / CE_CHUNKS);
+         n < (int)((int64_t)N * (c + 1) / CE_CHUNKS); n++)
+      s += cross_entropy_row(logits + (int64_t)n * V, targets[n], V);
+    chunk_sum[c] = s;
+  }
+  double total = 0.0;
+  for (int c = 0; c < CE_CHUNKS; c++) total += chunk_sum[c];
+  return (float)(total / N);
+}
+
+/* Each row is fully read (max, sum) before any element of it is written, and
+ * then each element is read just before it is overwritten: safe in place. */
+void cpu_cross_entropy_backward(float *dlogits, const float *logits,
+                                const int32_t *targets, int N, int V,
+                                float scale) {
+#pragma omp parallel for if (worth_threads((int64_t)N * V))
+  for (int n = 0; n < N; n++) {
+    const float *row = logits + (int64_t)n * V;
+    float *drow = dlogits + (int64_t)n * V;
+    float mx = row_max(row, V);
+    double sum = 0.0;
+    for (int i = 0; i < V; i++) sum += expf(row[i] - mx);
+    float f = (float)(scale / N / sum);
+    for (int i = 0; i < V; i++) drow[i] = expf(row[i] - mx) * f;
+    drow[targets[n]] -= scale / N;
+  }
+}

@@ -1,1 +1,191 @@
-/* placeholder: being written */
+/* data.c: llm.c token files (.bin): load, check, sample batches, write.
+ *
+ * The whole file is read into memory as uint32 ids; every id is checked
+ * against the vocabulary once, at load, so a batch can never index past an
+ * embedding table. Assumes a little-endian host, like llm.c. */
+#include "data.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "rng.h"
+
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+               "data.c assumes a little-endian host");
+
+#define DATA_HEADER_INTS 256
+#define DATA_HEADER_BYTES (DATA_HEADER_INTS * 4)
+
+/* ---- reading --------------------------------------------------------- */
+
+static int check_header(const data_file *d, const int32_t *h,
+                        int64_t file_size, int *id_bytes, lt_error *err) {
+  if (h[0] != DATA_MAGIC)
+    return lt_fail(err, "%s: bad magic %" PRId32 " (expected %d; not an "
+                   "llm.c token file?)", d->path, h[0], DATA_MAGIC);
+  if (h[1] != 1 && h[1] != 2)
+    return lt_fail(err, "%s: unknown version %" PRId32 " (expected 1: uint16 "
+                   "ids or 2: uint32 ids)", d->path, h[1]);
+  if (h[2] < 0)
+    return lt_fail(err, "%s: negative token count %" PRId32, d->path, h[2]);
+  *id_bytes = h[1] == 1 ? 2 : 4;
+  int64_t held = (file_size - DATA_HEADER_BYTES) / *id_bytes;
+  if (held != h[2] || (file_size - DATA_HEADER_BYTES) % *id_bytes)
+    return lt_fail(err, "%s: header promises %" PRId32 " tokens but the file "
+                   "holds %" PRId64 "%s", d->path, h[2], held,
+                   held < h[2] ? " (truncated?)" : " and trailing bytes");
+  return 0;
+}
+
+/* Widens n uint16 ids at the start of buf to uint32, in place. Going from
+ * the last id down, each write lands at or past every id still unread. */
+static void widen_u16(uint32_t *buf, int64_t n) {
+  const uint8_t *bytes = (const uint8_t *)buf;
+  for (int64_t i = n - 1; i >= 0; i--) {
+    uint16_t v;
+    memcpy(&v, bytes + 2 * i, 2);
+    buf[i] = v;
+  }
+}
+
+static int check_vocab(const data_file *d, int vocab_size, lt_error *err) {
+  for (int64_t i = 0; i < d->n_tokens; i++)
+    if (d->tokens[i] >= (uint32_t)vocab_size)
+      return lt_fail(err, "%s: token id %" PRIu32 " at position %" PRId64
+                     " is beyond the vocabulary size %d", d->path,
+                     d->tokens[i], i, vocab_size);
+  return 0;
+}
+
+static int read_tokens(data_file *d, FILE *fp, int64_t file_size,
+                       int vocab_size, lt_error *err) {
+  int32_t h[DATA_HEADER_INTS];
+  int id_bytes = 0;
+  if (file_size < DATA_HEADER_BYTES)
+    return lt_fail(err, "%s: file is %" PRId64 " bytes, shorter than the "
+                   "%d-byte header", d->path, file_size, DATA_HEADER_BYTES);
+  if (fread(h, 1, sizeof h, fp) != sizeof h)
+    return lt_fail(err, "%s: cannot read the header", d->path);
+  if (check_header(d, h, file_size, &id_bytes, err) < 0) return -1;
+  d->n_tokens = h[2];
+  d->tokens = malloc((size_t)d->n_tokens * 4 + 4);
+  if (!d->tokens)
+    return lt_fail(err, "%s: out of memory for %" PRId64 " tokens", d->path,
+                   d->n_tokens);
+  size_t bytes = (size_t)d->n_tokens * (size_t)id_bytes;
+  if (fread(d->tokens, 1, bytes, fp) != bytes)
+    return lt_fail(err, "%s: cannot read the token ids", d->path);
+  if (id_bytes == 2) widen_u16(d->tokens, d->n_tokens);
+  return check_vocab(d, vocab_size, err);
+}
+
+int data_open(data_file *d, const char *path, int vocab_size, lt_error *err) {
+  memset(d, 0, sizeof *d);
+  if (strlen(path) >= sizeof d->path)
+    return lt_fail(err, "%s: path too long", path);
+  strcpy(d->path, path);
+  if (vocab_size <= 0)
+    return lt_fail(err, "%s: vocabulary size %d must be positive", path,
+                   vocab_size);
+  FILE *fp = fopen(path, "rb");
+  if (!fp) return lt_fail(err, "%s: cannot open: %s", path, strerror(errno));
+  struct stat st;
+  int rc;
+  if (fstat(fileno(fp), &st) != 0)
+    rc = lt_fail(err, "%s: cannot stat: %s", path, strerror(errno));
+  else
+    rc = read_tokens(d, fp, (int64_t)st.st_size, vocab_size, err);
+  fclose(fp);
+  if (rc < 0) data_close(d);
+  return rc;
+}
+
+void data_close(data_file *d) {
+  free(d->tokens);
+  d->tokens = NULL;
+  d->n_tokens = 0;
+}
+
+/* ---- batches --------------------------------------------------------- */
+
+int data_batch(const data_file *d, uint64_t seed, int64_t step, int B, int T,
+               int32_t *inputs, int32_t *targets, lt_error *err) {
+  if (B <= 0 || T <= 0)
+    return lt_fail(err, "%s: batch %d x %d: both must be positive", d->path,
+                   B, T);
+  if (d->n_tokens < (int64_t)T + 1)
+    return lt_fail(err, "%s: holds %" PRId64 " tokens; one window of "
+                   "sequence length %d needs %" PRId64, d->path, d->n_tokens,
+                   T, (int64_t)T + 1);
+  for (int b = 0; b < B; b++) {
+    rng_state r;
+    rng_seed_stream(&r, seed, (uint64_t)step, (uint64_t)b);
+    /* start + T is the last target, so start < n_tokens - T */
+    uint64_t start = rng_below(&r, (uint64_t)(d->n_tokens - T));
+    const uint32_t *w = d->tokens + start;
+    for (int t = 0; t < T; t++) {
+      inputs[(int64_t)b * T + t] = (int32_t)w[t];
+      targets[(int64_t)b * T + t] = (int32_t)w[t + 1];
+    }
+  }
+  return 0;
+}
+
+/* ---- writing --------------------------------------------------------- */
+
+static int write_ids(FILE *fp, const uint32_t *tokens, int64_t n,
+                     int version) {
+  if (version == 2)
+    return fwrite(tokens, 4, (size_t)n, fp) == (size_t)n ? 0 : -1;
+  uint16_t chunk[4096];
+  for (int64_t i = 0; i < n; i += 4096) {
+    size_t m = (size_t)(n - i < 4096 ? n - i : 4096);
+    for (size_t k = 0; k < m; k++) chunk[k] = (uint16_t)tokens[i + (int64_t)k];
+    if (fwrite(chunk, 2, m, fp) != m) return -1;
+  }
+  return 0;
+}
+
+static int write_file(FILE *fp, const uint32_t *tokens, int64_t n) {
+  int version = 1;
+  for (int64_t i = 0; i < n && version == 1; i++)
+    if (tokens[i] > UINT16_MAX) version = 2;
+  int32_t h[DATA_HEADER_INTS] = {DATA_MAGIC, version, (int32_t)n};
+  if (fwrite(h, 1, sizeof h, fp) != sizeof h) return -1;
+  return write_ids(fp, tokens, n, version);
+}
+
+/* Writes to "<path>.tmp.XXXXXX", syncs it and renames it over path; on any
+ * failure the temporary file is removed and path is left as it was. */
+int data_write(const char *path, const uint32_t *tokens, int64_t n,
+               lt_error *err) {
+  if (n < 0 || n > INT32_MAX)
+    return lt_fail(err, "%s: %" PRId64 " tokens (the header holds 0 to %d)",
+                   path, n, INT32_MAX);
+  char tmp[1100];
+  if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path) >= sizeof tmp)
+    return lt_fail(err, "%s: path too long", path);
+  int fd = mkstemp(tmp);
+  if (fd < 0)
+    return lt_fail(err, "%s: cannot create temporary file %s: %s", path, tmp,
+                   strerror(errno));
+  fchmod(fd, 0644); /* mkstemp makes 0600 */
+  FILE *fp = fdopen(fd, "wb");
+  int ok = fp && write_file(fp, tokens, n) == 0 && fflush(fp) == 0 &&
+           fsync(fd) == 0;
+  int saved = errno;
+  if ((fp ? fclose(fp) : close(fd)) != 0 && ok) {
+    ok = 0;
+    saved = errno;
+  }
+  if (ok && rename(tmp, path) == 0) return 0;
+  if (ok) saved = errno;
+  unlink(tmp);
+  return lt_fail(err, "%s: %s failed: %s", path,
+                 ok ? "rename from temporary file" : "write", strerror(saved));
+}

@@ -1,1 +1,139 @@
-/* placeholder: being written */
+#include "executor.h"
+
+#include <stdint.h>
+
+#include "cpu_ops.h"
+
+/* Everything an op kernel needs, resolved from the IR and the buffers. */
+typedef struct {
+  ms_state *s;
+  const ir_graph *g;
+  void **b;
+  float loss_scale;
+} exec_ctx;
+
+static float *F(const exec_ctx *c, int v) { return v < 0 ? NULL : (float *)c->b[v]; }
+static const int32_t *I(const exec_ctx *c, int v) { return (const int32_t *)c->b[v]; }
+static int cols(const exec_ctx *c, int v) { return (int)c->g->values[v].cols; }
+static const ir_param *param_of(const exec_ctx *c, int v) {
+  return &c->s->ir->params[c->g->values[v].param];
+}
+
+/* A linear weight's (in, out) from its stored shape and layout. */
+static void linear_dims(const ir_param *w, int *in, int *out) {
+  int transposed = w->layout == IR_LAYOUT_IN_OUT;
+  *in = (int)w->shape[transposed ? 0 : 1];
+  *out = (int)w->shape[transposed ? 1 : 0];
+}
+
+static void run_split(const exec_ctx *c, const ir_op *op) {
+  float *outs[IR_MAX_OUT];
+  int64_t widths[IR_MAX_OUT];
+  for (int i = 0; i < op->n_out; i++) outs[i] = F(c, op->out[i]), widths[i] = cols(c, op->out[i]);
+  cpu_split(outs, widths, op->n_out, F(c, op->in[0]), c->s->N);
+}
+
+static void run_concat(const exec_ctx *c, const ir_op *op) {
+  const float *pieces[IR_MAX_IN];
+  int64_t widths[IR_MAX_IN];
+  for (int i = 0; i < op->n_in; i++) pieces[i] = F(c, op->in[i]), widths[i] = op->sizes[i];
+  cpu_concat(F(c, op->out[0]), pieces, widths, op->n_in, c->s->N);
+}
+
+static void run_attention(const exec_ctx *c, const ir_op *op, int backward) {
+  const ms_state *s = c->s;
+  int hd = cols(c, op->in[backward ? 1 : 0]) / op->heads;
+  if (!backward) {
+    cpu_attention_forward(F(c, op->out[0]), F(c, op->out[1]), F(c, op->in[0]), F(c, op->in[1]),
+                          F(c, op->in[2]), s->B, s->T, op->heads, op->kv_heads, hd, op->causal);
+  } else {
+    cpu_attention_backward(F(c, op->out[0]), F(c, op->out[1]), F(c, op->out[2]), F(c, op->in[0]),
+                           F(c, op->in[1]), F(c, op->in[2]), F(c, op->in[3]), F(c, op->in[4]),
+                           F(c, op->in[5]), s->B, s->T, op->heads, op->kv_heads, hd, op->causal);
+  }
+}
+
+static void run_op(const exec_ctx *c, const ir_op *op) {
+  const int N = c->s->N, T = c->s->T;
+  int in, out;
+  switch (op->kind) {
+  case IR_OP_EMBEDDING:
+    cpu_embedding_forward(F(c, op->out[0]), I(c, op->in[0]), F(c, op->in[1]), N, cols(c, op->out[0]));
+    break;
+  case IR_OP_POS_EMBEDDING:
+    cpu_pos_embedding_forward(F(c, op->out[0]), F(c, op->in[0]), N, T, cols(c, op->out[0]));
+    break;
+  case IR_OP_ADD:
+    cpu_add(F(c, op->out[0]), F(c, op->in[0]), F(c, op->in[1]),
+            (int64_t)(c->g->values[op->out[0]].scalar ? 1 : N) * cols(c, op->out[0]));
+    break;
+  case IR_OP_LAYERNORM:
+    cpu_layernorm_forward(F(c, op->out[0]), F(c, op->out[1]), F(c, op->out[2]), F(c, op->in[0]),
+                          F(c, op->in[1]), F(c, op->in[2]), N, cols(c, op->in[0]), op->eps);
+    break;
+  case IR_OP_LINEAR:
+    linear_dims(param_of(c, op->in[1]), &in, &out);
+    cpu_linear_forward(F(c, op->out[0]), F(c, op->in[0]), F(c, op->in[1]),
+                       op->n_in > 2 ? F(c, op->in[2]) : NULL, N, in, out, param_of(c, op->in[1])->layout);
+    break;
+  case IR_OP_GELU:
+    cpu_gelu_forward(F(c, op->out[0]), F(c, op->in[0]), (int64_t)N * cols(c, op->in[0]));
+    break;
+  case IR_OP_SPLIT: run_split(c, op); break;
+  case IR_OP_ATTENTION: run_attention(c, op, 0); break;
+  case IR_OP_CROSS_ENTROPY:
+    *F(c, op->out[0]) = cpu_cross_entropy_forward(F(c, op->in[0]), I(c, op->in[1]), N, cols(c, op->in[0]));
+    break;
+  case IR_OP_EMBEDDING_BWD_W:
+    cpu_embedding_backward(F(c, op->out[0]), I(c, op->in[0]), F(c, op->in[1]), N, cols(c, op->in[1]));
+    break;
+  case IR_OP_POS_EMBEDDING_BWD_W:
+    cpu_pos_embedding_backward(F(c, op->out[0]), F(c, op->in[0]), N, T, cols(c, op->in[0]));
+    break;
+  case IR_OP_LAYERNORM_BWD_X:
+    cpu_layernorm_backward_x(F(c, op->out[0]), F(c, op->in[0]), F(c, op->in[1]), F(c, op->in[2]),
+                             F(c, op->in[3]), F(c, op->in[4]), N, cols(c, op->in[0]));
+    break;
+  case IR_OP_LAYERNORM_BWD_WB:
+    cpu_layernorm_backward_wb(F(c, op->out[0]), F(c, op->out[1]), F(c, op->in[0]), F(c, op->in[1]),
+                              F(c, op->in[2]), F(c, op->in[3]), N, cols(c, op->in[0]));
+    break;
+  case IR_OP_LINEAR_BWD_X:
+    linear_dims(param_of(c, op->in[1]), &in, &out);
+    cpu_linear_backward_x(F(c, op->out[0]), F(c, op->in[0]), F(c, op->in[1]), N, in, out,
+                          param_of(c, op->in[1])->layout);
+    break;
+  case IR_OP_LINEAR_BWD_W:
+    linear_dims(param_of(c, op->out[0]), &in, &out);
+    cpu_linear_backward_w(F(c, op->out[0]), F(c, op->in[0]), F(c, op->in[1]), N, in, out,
+                          param_of(c, op->out[0])->layout);
+    break;
+  case IR_OP_LINEAR_BWD_B:
+    cpu_linear_backward_b(F(c, op->out[0]), F(c, op->in[0]), N, cols(c, op->in[0]));
+    break;
+  case IR_OP_GELU_BWD:
+    cpu_gelu_backward(F(c, op->out[0]), F(c, op->in[0]), F(c, op->in[1]), (int64_t)N * cols(c, op->in[0]));
+    break;
+  case IR_OP_CONCAT: run_concat(c, op); break;
+  case IR_OP_ATTENTION_BWD: run_attention(c, op, 1); break;
+  case IR_OP_CROSS_ENTROPY_BWD:
+    cpu_cross_entropy_backward(F(c, op->out[0]), F(c, op->in[0]), I(c, op->in[1]), N,
+                               cols(c, op->in[0]), c->loss_scale);
+    break;
+  }
+}
+
+void exec_forward(ms_state *s, int inst) {
+  const ir_graph *g = &s->ir->sections[ms_inst_section(s, inst)];
+  exec_ctx c = {s, g, s->bufs[inst], 1.0f};
+  for (int i = 0; i < g->n_fwd; i++) run_op(&c, &g->fwd[i]);
+}
+
+void exec_backward(ms_state *s, int inst, int path, float loss_scale) {
+  const ir_graph *g = &s->ir->sections[ms_inst_section(s, inst)];
+  exec_ctx c = {s, g, s->bufs[inst], loss_scale};
+  for (int i = 0; i < g->n_bwd; i++) {
+    if (path == EXEC_FROZEN && g->bwd[i].param_grad) continue;
+    run_op(&c, &g->bwd[i]);
+  }
+}

@@ -1,1 +1,200 @@
-int main(void) { return 0; }
+/* lisa_main.c: the command line. The only place that prints errors and
+ * decides the exit status; everything else returns messages. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "train.h"
+#include "weights.h"
+
+static const char usage_train[] =
+    "usage: lisa train MODEL.yaml --data FILE [options]\n"
+    "  --method ft              training method (ft; lisa and lora are coming)\n"
+    "  --steps N                optimizer steps (default 100)\n"
+    "  --batch B --seq T        sequences per step and tokens per sequence (4, 64)\n"
+    "  --lr X                   peak learning rate (3e-4)\n"
+    "  --weight-decay X         AdamW decoupled weight decay on 2-D weights (0.01)\n"
+    "  --grad-clip X            clip the global gradient norm to X; 0 = off (1.0)\n"
+    "  --warmup N               linear warmup steps (0)\n"
+    "  --schedule constant|cosine  after warmup (constant)\n"
+    "  --seed S                 init, data order and sampling (1337)\n"
+    "  --weights FILE           start from a safetensors checkpoint (HF names)\n"
+    "  --save FILE              write the trained weights as safetensors\n"
+    "  --log-jsonl FILE         one JSON object per step\n"
+    "  --quiet                  no progress line\n"
+    "  --device auto|cpu|cuda   (auto)\n";
+
+typedef struct {
+  train_config train;
+  const char *save_path, *jsonl_path, *device;
+  int quiet;
+} cli_args;
+
+static int fail_usage(const char *fmt, const char *arg) {
+  fprintf(stderr, "lisa train: ");
+  fprintf(stderr, fmt, arg);
+  fprintf(stderr, "\n%s", usage_train);
+  return 2;
+}
+
+static int parse_number(const char *opt, const char *text, double lo, double hi, double *out) {
+  char *end;
+  errno = 0;
+  double v = strtod(text, &end);
+  if (errno || end == text || *end || v < lo || v > hi) {
+    fprintf(stderr, "lisa train: %s: '%s' is not a number in [%g, %g]\n", opt, text, lo, hi);
+    return -1;
+  }
+  *out = v;
+  return 0;
+}
+
+/* Options that take a number: where each one goes and its valid range. */
+static int set_numeric(cli_args *a, const char *opt, const char *val) {
+  double v;
+  struct { const char *name; double lo, hi; } spec[] = {
+      {"--steps", 0, 1e12},      {"--batch", 1, 1 << 20}, {"--seq", 1, 1 << 24},
+      {"--lr", 0, 10},           {"--weight-decay", 0, 10}, {"--grad-clip", 0, 1e9},
+      {"--warmup", 0, 1e12},     {"--seed", 0, 1.8e19},
+  };
+  for (size_t i = 0; i < sizeof spec / sizeof spec[0]; i++) {
+    if (strcmp(opt, spec[i].name)) continue;
+    if (parse_number(opt, val, spec[i].lo, spec[i].hi, &v)) return -1;
+    switch (i) {
+    case 0: a->train.steps = (int64_t)v; break;
+    case 1: a->train.batch = (int)v; break;
+    case 2: a->train.seq = (int)v; break;
+    case 3: a->train.opt.lr = (float)v; break;
+    case 4: a->train.opt.weight_decay = (float)v; break;
+    case 5: a->train.opt.grad_clip = (float)v; break;
+    case 6: a->train.opt.warmup = (int)v; break;
+    case 7: a->train.seed = strtoull(val, NULL, 10); break;
+    }
+    return 1;
+  }
+  return 0;
+}
+
+static int set_string(cli_args *a, const char *opt, const char *val) {
+  if (!strcmp(opt, "--data")) a->train.data_path = val;
+  else if (!strcmp(opt, "--weights")) a->train.weights_path = val;
+  else if (!strcmp(opt, "--save")) a->save_path = val;
+  else if (!strcmp(opt, "--log-jsonl")) a->jsonl_path = val;
+  else if (!strcmp(opt, "--device")) a->device = val;
+  else if (!strcmp(opt, "--method")) {
+    if (strcmp(val, "ft")) {
+      fprintf(stderr, "lisa train: --method %s is not available yet (only ft)\n", val);
+      return -1;
+    }
+  } else if (!strcmp(opt, "--schedule")) {
+    if (!strcmp(val, "constant")) a->train.opt.schedule = OPT_CONSTANT;
+    else if (!strcmp(val, "cosine")) a->train.opt.schedule = OPT_COSINE;
+    else {
+      fprintf(stderr, "lisa train: --schedule must be constant or cosine, not '%s'\n", val);
+      return -1;
+    }
+  } else return 0;
+  return 1;
+}
+
+static int parse_train_args(int argc, char **argv, cli_args *a) {
+  memset(a, 0, sizeof *a);
+  a->train.method = TRAIN_FT;
+  a->train.steps = 100, a->train.batch = 4, a->train.seq = 64, a->train.seed = 1337;
+  a->train.opt = opt_defaults();
+  a->device = "auto";
+  for (int i = 0; i < argc; i++) {
+    const char *opt = argv[i];
+    if (!strcmp(opt, "--help") || !strcmp(opt, "-h")) {
+      fputs(usage_train, stdout);
+      exit(0);
+    }
+    if (!strcmp(opt, "--quiet")) {
+      a->quiet = 1;
+      continue;
+    }
+    if (strncmp(opt, "--", 2)) {
+      if (a->train.model_path) return fail_usage("unexpected argument '%s'", opt);
+      a->train.model_path = opt;
+      continue;
+    }
+    if (i + 1 >= argc) return fail_usage("%s needs a value", opt);
+    const char *val = argv[++i];
+    int rc = set_numeric(a, opt, val);
+    if (rc == 0) rc = set_string(a, opt, val);
+    if (rc < 0) return 2;
+    if (rc == 0) return fail_usage("unknown option '%s'", opt);
+  }
+  if (!a->train.model_path) return fail_usage("%s", "missing MODEL.yaml");
+  if (!a->train.data_path) return fail_usage("%s", "missing --data FILE");
+  a->train.opt.total_steps = a->train.steps;
+  return 0;
+}
+
+/* Picks the backend. This build has only the CPU backend; the CUDA backend
+ * is planned, so --device cuda must say so rather than silently run on CPU. */
+static int choose_device(const char *device, int quiet) {
+  if (!strcmp(device, "cpu")) return 0;
+  if (!strcmp(device, "auto")) {
+    if (!quiet) fprintf(stderr, "lisa: device auto: using the cpu backend\n");
+    return 0;
+  }
+  if (!strcmp(device, "cuda")) {
+    fprintf(stderr, "lisa: --device cuda: this build has no CUDA backend yet; use --device cpu\n");
+    return -1;
+  }
+  fprintf(stderr, "lisa train: --device must be auto, cpu or cuda, not '%s'\n", device);
+  return -1;
+}
+
+static int run_training(trainer *t, const cli_args *a, lt_error *err) {
+  log_sink log;
+  if (log_open(&log, a->jsonl_path, a->quiet, a->train.steps, err)) return -1;
+  int n_layer = t->ir.n_layer, *active = malloc(sizeof(int) * (size_t)(n_layer + 1));
+  for (int i = 0; i < n_layer; i++) active[i] = i; /* ft trains every block */
+  uint64_t bytes = trainer_bytes(t);
+  int rc = 0;
+  for (int64_t step = 0; step < a->train.steps && rc == 0; step++) {
+    train_step_stats st;
+    rc = trainer_step(t, &st, err);
+    if (rc == 0) log_step(&log, &st, active, n_layer, bytes);
+  }
+  if (rc == 0 && a->save_path) {
+    rc = wt_save(&t->state, a->save_path, err);
+    if (rc == 0) log_event(&log, t->step, "checkpoint", "path", a->save_path);
+    if (rc == 0 && !a->quiet) fprintf(stderr, "saved %s\n", a->save_path);
+  }
+  free(active);
+  log_close(&log);
+  return rc;
+}
+
+static int cmd_train(int argc, char **argv) {
+  cli_args a;
+  int rc = parse_train_args(argc, argv, &a);
+  if (rc) return rc;
+  if (choose_device(a.device, a.quiet)) return 1;
+  lt_error err;
+  trainer t;
+  rc = trainer_create(&t, &a.train, &err);
+  if (rc == 0 && t.load_note[0] && !a.quiet) fprintf(stderr, "note: %s\n", t.load_note);
+  if (rc == 0) rc = run_training(&t, &a, &err);
+  trainer_free(&t);
+  if (rc) {
+    fprintf(stderr, "lisa: %s\n", err.msg);
+    return 1;
+  }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc >= 2 && !strcmp(argv[1], "train")) return cmd_train(argc - 2, argv + 2);
+  if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+    printf("usage: lisa train MODEL.yaml --data FILE [options]   (lisa train --help)\n");
+    return 0;
+  }
+  fprintf(stderr, "usage: lisa train MODEL.yaml --data FILE [options]   (lisa train --help)\n");
+  return 2;
+}

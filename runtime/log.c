@@ -1,1 +1,80 @@
-/* placeholder: being written */
+#include "log.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+int log_open(log_sink *l, const char *jsonl_path, int quiet, int64_t total_steps,
+             lt_error *err) {
+  memset(l, 0, sizeof *l);
+  l->total_steps = total_steps;
+  if (jsonl_path) {
+    l->jsonl = fopen(jsonl_path, "w");
+    if (!l->jsonl) return lt_fail(err, "%s: cannot open for writing: %s", jsonl_path, strerror(errno));
+  }
+  if (!quiet) {
+    l->term = stderr;
+    l->tty = isatty(fileno(stderr));
+  }
+  return 0;
+}
+
+static uint64_t peak_rss_bytes(void) {
+  struct rusage ru;
+  return getrusage(RUSAGE_SELF, &ru) == 0 ? (uint64_t)ru.ru_maxrss * 1024 : 0;
+}
+
+static void format_eta(char *out, size_t cap, double seconds) {
+  long s = (long)(seconds + 0.5);
+  if (s >= 3600) snprintf(out, cap, "%ldh%02ldm", s / 3600, s / 60 % 60);
+  else if (s >= 60) snprintf(out, cap, "%ldm%02lds", s / 60, s % 60);
+  else snprintf(out, cap, "%lds", s);
+}
+
+static void print_progress(log_sink *l, const train_step_stats *st) {
+  int64_t done = st->step + 1;
+  int last = done == l->total_steps;
+  int64_t every = l->total_steps >= 20 ? l->total_steps / 20 : 1;
+  if (!l->tty && !last && done % every != 0) return;
+  char eta[32];
+  format_eta(eta, sizeof eta, l->ms_total / l->steps_seen * (double)(l->total_steps - done) / 1e3);
+  fprintf(l->term, "%sstep %lld/%lld | loss %.4f | %.0f tok/s | ETA %s%s", l->tty ? "\r\033[K" : "",
+          (long long)done, (long long)l->total_steps, st->loss, st->tokens_per_s, eta,
+          l->tty && !last ? "" : "\n");
+  fflush(l->term);
+}
+
+void log_step(log_sink *l, const train_step_stats *st, const int *active, int n_active,
+              uint64_t peak_bytes) {
+  l->ms_total += st->step_ms;
+  l->steps_seen++;
+  if (l->jsonl) {
+    fprintf(l->jsonl, "{\"step\":%lld,\"loss\":%.9g,\"lr\":%.9g,\"active\":[", (long long)st->step,
+            st->loss, st->lr);
+    for (int i = 0; i < n_active; i++) fprintf(l->jsonl, i ? ",%d" : "%d", active[i]);
+    fprintf(l->jsonl,
+            "],\"grad_norm\":%.9g,\"step_ms\":%.3f,\"tokens_per_s\":%.1f,\"peak_bytes\":%llu,"
+            "\"peak_rss_bytes\":%llu}\n",
+            st->grad_norm, st->step_ms, st->tokens_per_s, (unsigned long long)peak_bytes,
+            (unsigned long long)peak_rss_bytes());
+  }
+  if (l->term) print_progress(l, st);
+}
+
+void log_event(log_sink *l, int64_t step, const char *event, const char *key, const char *value) {
+  if (!l->jsonl) return;
+  /* Values here are paths and names from the command line: escape quotes and
+   * backslashes so the row stays valid JSON. */
+  fprintf(l->jsonl, "{\"event\":\"%s\",\"step\":%lld,\"%s\":\"", event, (long long)step, key);
+  for (const char *c = value; *c; c++) {
+    if (*c == '"' || *c == '\\') fputc('\\', l->jsonl);
+    if ((unsigned char)*c >= 0x20) fputc(*c, l->jsonl);
+  }
+  fputs("\"}\n", l->jsonl);
+}
+
+void log_close(log_sink *l) {
+  if (l->jsonl) fclose(l->jsonl);
+  l->jsonl = NULL;
+}

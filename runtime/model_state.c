@@ -1,1 +1,216 @@
-/* placeholder: being written */
+#include "model_state.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MS_ALIGN 64
+
+static size_t align_up(size_t n) { return (n + MS_ALIGN - 1) / MS_ALIGN * MS_ALIGN; }
+
+int ms_inst_section(const ms_state *s, int inst) {
+  if (inst == 0) return IR_EMBED;
+  return inst == s->n_inst - 1 ? IR_HEAD : IR_BLOCK;
+}
+
+int ms_inst_layer(const ms_state *s, int inst) {
+  return ms_inst_section(s, inst) == IR_BLOCK ? inst - 1 : 0;
+}
+
+int ms_head_inst(const ms_state *s) { return s->n_inst - 1; }
+
+float *ms_param(const ms_state *s, int p, int layer) {
+  return s->params + s->param_off[p * s->n_layer_slots + layer];
+}
+
+float *ms_grad(const ms_state *s, int p, int layer) {
+  return s->grads + s->param_off[p * s->n_layer_slots + layer];
+}
+
+float ms_loss(const ms_state *s) {
+  int head = ms_head_inst(s);
+  const ir_graph *g = &s->ir->sections[IR_HEAD];
+  return *(const float *)s->bufs[head][g->output];
+}
+
+static size_t value_bytes(const ms_state *s, const ir_value *v) {
+  size_t rows = v->scalar ? 1 : (size_t)s->N;
+  return align_up(rows * (size_t)v->cols * sizeof(float));
+}
+
+/* Lays out parameters: each (param, layer) gets a contiguous, aligned range,
+ * embed params first, then layer by layer, then head, so a block's tensors
+ * sit together (LISA updates whole blocks). */
+static int layout_params(ms_state *s, lt_error *err) {
+  const ir_model *m = s->ir;
+  s->param_off = calloc((size_t)m->n_params * s->n_layer_slots, sizeof(int64_t));
+  if (!s->param_off) return lt_fail(err, "out of memory");
+  int64_t off = 0;
+  const int order[3] = {IR_EMBED, IR_BLOCK, IR_HEAD};
+  for (int o = 0; o < 3; o++) {
+    int layers = order[o] == IR_BLOCK ? m->n_layer : 1;
+    for (int l = 0; l < layers; l++)
+      for (int p = 0; p < m->n_params; p++) {
+        if (m->params[p].section != order[o]) continue;
+        s->param_off[p * s->n_layer_slots + l] = off;
+        off += (ir_param_numel(&m->params[p]) + 15) / 16 * 16;
+      }
+  }
+  s->n_param_scalars = off;
+  s->bytes_params = s->bytes_grads = (size_t)off * sizeof(float);
+  s->params = aligned_alloc(MS_ALIGN, align_up(s->bytes_params));
+  s->grads = aligned_alloc(MS_ALIGN, align_up(s->bytes_grads));
+  if (!s->params || !s->grads) return lt_fail(err, "out of memory for %lld parameters", (long long)off);
+  memset(s->params, 0, s->bytes_params);
+  memset(s->grads, 0, s->bytes_grads);
+  return 0;
+}
+
+/* Which storage class an activation or gradient value gets. */
+enum { CLASS_NONE, CLASS_PER_INST, CLASS_SHARED, CLASS_GRAD };
+
+static int value_class(const ir_graph *g, int v) {
+  const ir_value *val = &g->values[v];
+  if (val->kind == IR_V_ACT) return val->saved || v == g->output ? CLASS_PER_INST : CLASS_SHARED;
+  if (val->kind == IR_V_GRAD) return CLASS_GRAD;
+  return CLASS_NONE;
+}
+
+/* Sizes (pass 0) or assigns (pass 1) the activation arena. Offsets are
+ * stored temporarily as (offset + 1) in bufs and fixed up after allocation. */
+static size_t place_activations(ms_state *s, size_t *shared_off[IR_NSECTIONS],
+                                size_t *grad_off[IR_NSECTIONS][2]) {
+  const ir_model *m = s->ir;
+  size_t total = 0;
+  for (int sec = 0; sec < IR_NSECTIONS; sec++) {
+    const ir_graph *g = &m->sections[sec];
+    int sets = sec == IR_BLOCK ? 2 : 1;
+    for (int v = 0; v < g->n_values; v++) {
+      int cls = value_class(g, v);
+      size_t bytes = value_bytes(s, &g->values[v]);
+      if (cls == CLASS_SHARED) {
+        shared_off[sec][v] = total;
+        total += bytes;
+      } else if (cls == CLASS_GRAD) {
+        for (int k = 0; k < sets; k++) {
+          grad_off[sec][k][v] = total;
+          total += bytes;
+        }
+      }
+    }
+  }
+  for (int inst = 0; inst < s->n_inst; inst++) {
+    const ir_graph *g = &m->sections[ms_inst_section(s, inst)];
+    for (int v = 0; v < g->n_values; v++) {
+      if (value_class(g, v) != CLASS_PER_INST) continue;
+      s->bufs[inst][v] = (void *)(total + 1);
+      total += value_bytes(s, &g->values[v]);
+    }
+  }
+  return total;
+}
+
+static int alloc_buf_tables(ms_state *s, lt_error *err) {
+  s->bufs = calloc((size_t)s->n_inst, sizeof *s->bufs);
+  if (!s->bufs) return lt_fail(err, "out of memory");
+  for (int inst = 0; inst < s->n_inst; inst++) {
+    const ir_graph *g = &s->ir->sections[ms_inst_section(s, inst)];
+    s->bufs[inst] = calloc((size_t)g->n_values + 1, sizeof(void *));
+    if (!s->bufs[inst]) return lt_fail(err, "out of memory");
+  }
+  return 0;
+}
+
+/* Points every value of every instance at its memory. */
+static int wire_values(ms_state *s, size_t *shared_off[IR_NSECTIONS],
+                       size_t *grad_off[IR_NSECTIONS][2], lt_error *err) {
+  const ir_model *m = s->ir;
+  char *arena = s->act_arena;
+  for (int inst = 0; inst < s->n_inst; inst++) {
+    int sec = ms_inst_section(s, inst), layer = ms_inst_layer(s, inst);
+    const ir_graph *g = &m->sections[sec];
+    void **b = s->bufs[inst];
+    for (int v = 0; v < g->n_values; v++) {
+      const ir_value *val = &g->values[v];
+      switch (val->kind) {
+      case IR_V_PARAM: b[v] = ms_param(s, val->param, layer); break;
+      case IR_V_PARAM_GRAD: b[v] = ms_grad(s, val->param, layer); break;
+      default:
+        switch (value_class(g, v)) {
+        case CLASS_PER_INST: b[v] = arena + ((size_t)b[v] - 1); break;
+        case CLASS_SHARED: b[v] = arena + shared_off[sec][v]; break;
+        case CLASS_GRAD: b[v] = arena + grad_off[sec][layer % 2][v]; break;
+        default: break;
+        }
+      }
+    }
+  }
+  /* Inputs: token ids, targets, the previous instance's output. */
+  for (int inst = 0; inst < s->n_inst; inst++) {
+    const ir_graph *g = &m->sections[ms_inst_section(s, inst)];
+    if (inst == 0) s->bufs[inst][g->input] = s->ids;
+    else {
+      const ir_graph *prev = &m->sections[ms_inst_section(s, inst - 1)];
+      s->bufs[inst][g->input] = s->bufs[inst - 1][prev->output];
+    }
+    if (g->targets >= 0) s->bufs[inst][g->targets] = s->targets;
+  }
+  /* Gradient seeds: d(output) of inst is d(input) of inst + 1. */
+  for (int inst = 0; inst + 1 < s->n_inst; inst++) {
+    const ir_graph *g = &m->sections[ms_inst_section(s, inst)];
+    const ir_graph *next = &m->sections[ms_inst_section(s, inst + 1)];
+    int seed = g->values[g->output].grad, next_d = next->values[next->input].grad;
+    if (seed < 0) continue; /* nothing in this section needs a gradient */
+    if (next_d < 0)
+      return lt_fail(err, "%s: the %s section passes no gradient to its input",
+                     m->path, ir_section_name(ms_inst_section(s, inst + 1)));
+    s->bufs[inst][seed] = s->bufs[inst + 1][next_d];
+  }
+  return 0;
+}
+
+int ms_create(ms_state *s, const ir_model *m, int B, int T, lt_error *err) {
+  memset(s, 0, sizeof *s);
+  s->ir = m;
+  s->B = B, s->T = T, s->N = B * T;
+  s->n_inst = m->n_layer + 2;
+  s->n_layer_slots = m->n_layer > 0 ? m->n_layer : 1;
+  s->ids = calloc((size_t)s->N, sizeof(int32_t));
+  s->targets = calloc((size_t)s->N, sizeof(int32_t));
+  if (!s->ids || !s->targets) return lt_fail(err, "out of memory");
+  if (layout_params(s, err) || alloc_buf_tables(s, err)) return -1;
+
+  size_t *shared_off[IR_NSECTIONS], *grad_off[IR_NSECTIONS][2];
+  for (int sec = 0; sec < IR_NSECTIONS; sec++) {
+    size_t n = (size_t)m->sections[sec].n_values + 1;
+    shared_off[sec] = calloc(n, sizeof(size_t));
+    grad_off[sec][0] = calloc(n, sizeof(size_t));
+    grad_off[sec][1] = calloc(n, sizeof(size_t));
+  }
+  int rc = 0;
+  s->bytes_acts = place_activations(s, shared_off, grad_off);
+  s->act_arena = aligned_alloc(MS_ALIGN, s->bytes_acts ? s->bytes_acts : MS_ALIGN);
+  if (!s->act_arena) rc = lt_fail(err, "out of memory for %zu bytes of activations", s->bytes_acts);
+  else {
+    memset(s->act_arena, 0, s->bytes_acts);
+    rc = wire_values(s, shared_off, grad_off, err);
+  }
+  for (int sec = 0; sec < IR_NSECTIONS; sec++) {
+    free(shared_off[sec]);
+    free(grad_off[sec][0]);
+    free(grad_off[sec][1]);
+  }
+  return rc;
+}
+
+void ms_free(ms_state *s) {
+  if (s->bufs)
+    for (int inst = 0; inst < s->n_inst; inst++) free(s->bufs[inst]);
+  free(s->bufs);
+  free(s->param_off);
+  free(s->params);
+  free(s->grads);
+  free(s->ids);
+  free(s->targets);
+  free(s->act_arena);
+  memset(s, 0, sizeof *s);
+}

@@ -29,12 +29,15 @@ typedef struct {
   st_tensor *tensors;
   uint8_t *data;      /* the data section (read into memory) */
   uint64_t data_len;
+  void *meta;         /* the "__metadata__" object (a cJSON), or NULL */
 } st_file;
 
 int st_open(st_file *f, const char *path, lt_error *err);
 void st_close(st_file *f);
 const st_tensor *st_find(const st_file *f, const char *name);
 int64_t st_numel(const st_tensor *t);
+/* A "__metadata__" string value, or NULL if the key is absent. */
+const char *st_metadata(const st_file *f, const char *key);
 /* Converts F32, F16 or BF16 to fp32 into out (st_numel(t) floats). */
 int st_read_f32(const st_file *f, const st_tensor *t, float *out,
                 lt_error *err);

@@ -1,1 +1,377 @@
-int main(void) { return 77; } /* placeholder */
+/* test_model_yaml.c: model descriptions -> IR, and the messages bad input
+ * gets (exact file:line:col and text). */
+#include <string.h>
+
+#include "check.h"
+#include "model_yaml.h"
+
+static int count_section_params(const ir_model *m, int section) {
+  int n = 0;
+  for (int i = 0; i < m->n_params; i++) n += m->params[i].section == section;
+  return n;
+}
+
+static const ir_value *value(const ir_model *m, int section, const char *name) {
+  const ir_graph *g = &m->sections[section];
+  int v = ir_find_value(g, name);
+  CHECK_MSG(v >= 0, "no value '%s' in %s", name, ir_section_name(section));
+  static const ir_value none = {.cols = -1};
+  return v >= 0 ? &g->values[v] : &none;
+}
+
+static int64_t width(const ir_model *m, int section, const char *name) {
+  return value(m, section, name)->cols;
+}
+
+static const ir_param *param(const ir_model *m, const char *key) {
+  int p = ir_find_param(m, key);
+  CHECK_MSG(p >= 0, "no param '%s'", key);
+  static const ir_param none;
+  return p >= 0 ? &m->params[p] : &none;
+}
+
+static void check_tiny_params(const ir_model *m) {
+  CHECK(m->n_params == 16);
+  CHECK(count_section_params(m, IR_EMBED) == 2);
+  CHECK(count_section_params(m, IR_BLOCK) == 12);
+  CHECK(count_section_params(m, IR_HEAD) == 2);
+  const ir_param *attn_w = param(m, "attn_w");
+  CHECK(attn_w->section == IR_BLOCK && attn_w->ndim == 2);
+  CHECK(attn_w->shape[0] == 24 && attn_w->shape[1] == 72);
+  CHECK(attn_w->layout == IR_LAYOUT_IN_OUT);
+  CHECK(attn_w->decay == 1 && attn_w->init == IR_INIT_NORMAL);
+  CHECK(attn_w->init_std == 0.02 && attn_w->line == 35);
+  CHECK(strcmp(attn_w->hf_name, "h.{i}.attn.c_attn.weight") == 0);
+  const ir_param *wte = param(m, "wte");
+  CHECK(wte->layout == IR_LAYOUT_OUT_IN && wte->section == IR_EMBED);
+  CHECK(param(m, "wpe")->init_std == 0.01);
+  CHECK_CLOSE(param(m, "aproj_w")->init_std, 0.02 / sqrt(4.0), 0, 1e-15);
+  const ir_param *ln_1_b = param(m, "ln_1_b");
+  CHECK(ln_1_b->ndim == 1 && ln_1_b->shape[0] == 24);
+  CHECK(ln_1_b->init == IR_INIT_ZEROS && ln_1_b->decay == 0);
+  CHECK(param(m, "ln_f_w")->init == IR_INIT_ONES);
+  CHECK(ir_model_numel(m) == 67 * 24 + 32 * 24 + 2 * (4 * 24 + 24 * 72 + 72 + 24 * 24 +
+                                                       24 + 24 * 96 + 96 + 96 * 24 + 24) +
+                                 2 * 24);
+}
+
+static void check_tiny_block(const ir_model *m) {
+  static const int kinds[] = {IR_OP_LAYERNORM, IR_OP_LINEAR, IR_OP_SPLIT, IR_OP_ATTENTION,
+                              IR_OP_LINEAR,    IR_OP_ADD,    IR_OP_LAYERNORM, IR_OP_LINEAR,
+                              IR_OP_GELU,      IR_OP_LINEAR, IR_OP_ADD};
+  const ir_graph *g = &m->sections[IR_BLOCK];
+  CHECK(g->n_fwd == 11 && g->n_bwd == 0);
+  for (int i = 0; i < g->n_fwd && i < 11; i++) {
+    CHECK_MSG(g->fwd[i].kind == kinds[i], "op %d is %s", i, ir_op_name(g->fwd[i].kind));
+    CHECK(g->fwd[i].line == 48 + i);
+  }
+  CHECK(strcmp(g->values[g->input].name, "x") == 0);
+  CHECK(g->values[g->input].kind == IR_V_INPUT && g->values[g->input].cols == 24);
+  CHECK(strcmp(g->values[g->output].name, "x2") == 0 && g->targets == -1);
+  CHECK(width(m, IR_BLOCK, "qkv") == 72 && width(m, IR_BLOCK, "q") == 24);
+  CHECK(width(m, IR_BLOCK, "fc_act") == 96 && width(m, IR_BLOCK, "h1.rstd") == 1);
+  CHECK(width(m, IR_BLOCK, "att.lse") == 3);
+  const ir_op *ln = &g->fwd[0];
+  CHECK(ln->n_in == 3 && ln->n_out == 3 && ln->eps == 1e-5f);
+  CHECK(strcmp(g->values[ln->out[1]].name, "h1.mean") == 0);
+  const ir_op *att = &g->fwd[3];
+  CHECK(att->heads == 3 && att->kv_heads == 3 && att->causal == 1);
+  CHECK(att->n_out == 2 && strcmp(g->values[att->out[1]].name, "att.lse") == 0);
+  const ir_value *w = value(m, IR_BLOCK, "attn_w");
+  CHECK(w->kind == IR_V_PARAM && w->cols == 24 * 72);
+  CHECK(w->param == ir_find_param(m, "attn_w") && w->grad == -1);
+  CHECK(g->fwd[1].in[1] == ir_find_value(g, "attn_w"));
+  const ir_value *fc = value(m, IR_BLOCK, "fc");
+  CHECK(fc->kind == IR_V_ACT && fc->dtype == IR_F32 && fc->param == -1 && fc->grad == -1);
+}
+
+static void check_tiny_embed_head(const ir_model *m) {
+  const ir_graph *e = &m->sections[IR_EMBED], *h = &m->sections[IR_HEAD];
+  CHECK(e->n_fwd == 3 && e->fwd[0].kind == IR_OP_EMBEDDING && e->fwd[0].line == 24);
+  CHECK(e->fwd[1].kind == IR_OP_POS_EMBEDDING && e->fwd[2].kind == IR_OP_ADD);
+  const ir_value *tokens = &e->values[e->input];
+  CHECK(strcmp(tokens->name, "tokens") == 0 && tokens->kind == IR_V_INPUT);
+  CHECK(tokens->dtype == IR_I32 && tokens->cols == 1);
+  CHECK(width(m, IR_EMBED, "x") == 24);
+  CHECK(h->n_fwd == 3 && h->fwd[2].kind == IR_OP_CROSS_ENTROPY);
+  CHECK(h->values[h->input].cols == 24 && h->values[h->input].dtype == IR_F32);
+  CHECK(strcmp(h->values[h->targets].name, "targets") == 0);
+  CHECK(h->values[h->targets].dtype == IR_I32 && h->values[h->targets].kind == IR_V_INPUT);
+  const ir_value *loss = &h->values[h->output];
+  CHECK(strcmp(loss->name, "loss") == 0 && loss->scalar == 1 && loss->cols == 1);
+  /* Tied weights: the head's linear reads the embed section's wte. */
+  const ir_op *lin = &h->fwd[1];
+  CHECK(lin->kind == IR_OP_LINEAR && lin->n_in == 2);
+  CHECK(h->values[lin->in[1]].kind == IR_V_PARAM);
+  CHECK(h->values[lin->in[1]].param == ir_find_param(m, "wte"));
+  CHECK(width(m, IR_HEAD, "logits") == 67);
+}
+
+static void test_tiny(void) {
+  ir_model m;
+  lt_error err = {{0}};
+  const char *path = src_path("models/gpt2-tiny.yaml");
+  int rc = yml_load_model(path, &m, &err);
+  CHECK_MSG(rc == 0, "%s", err.msg);
+  if (rc) return;
+  CHECK(strcmp(m.name, "gpt2-tiny") == 0 && strcmp(m.path, path) == 0);
+  CHECK(m.n_layer == 2 && m.vocab_size == 67 && m.max_seq == 32);
+  CHECK(m.n_config == 6 && strcmp(m.config[5].name, "layer_norm_eps") == 0);
+  CHECK(m.config[5].value == 1.0e-5);
+  CHECK(m.n_prefixes == 2 && strcmp(m.prefixes[0], "") == 0);
+  CHECK(strcmp(m.prefixes[1], "transformer.") == 0);
+  check_tiny_params(&m);
+  check_tiny_block(&m);
+  check_tiny_embed_head(&m);
+  ir_model_free(&m);
+}
+
+static void test_gpt2_sizes(void) {
+  static const struct {
+    const char *file;
+    int n_layer;
+    int64_t numel;
+  } sizes[] = {{"models/gpt2-124m.yaml", 12, 124439808},
+               {"models/gpt2-355m.yaml", 24, 354823168},
+               {"models/gpt2-774m.yaml", 36, 774030080}};
+  for (int i = 0; i < 3; i++) {
+    ir_model m;
+    lt_error err = {{0}};
+    int rc = yml_load_model(src_path(sizes[i].file), &m, &err);
+    CHECK_MSG(rc == 0, "%s", err.msg);
+    if (rc) continue;
+    CHECK(m.n_layer == sizes[i].n_layer && m.vocab_size == 50257 && m.max_seq == 1024);
+    CHECK_MSG(ir_model_numel(&m) == sizes[i].numel, "%s: %lld", sizes[i].file,
+              (long long)ir_model_numel(&m));
+    ir_model_free(&m);
+  }
+}
+
+/* A small valid model; the error cases below are edits of it. */
+static const char *const base =
+    "name: t\n"                                               /* 1 */
+    "config: {v: 11, c: 8}\n"                                 /* 2 */
+    "embed:\n"                                                /* 3 */
+    "  input: ids\n"                                          /* 4 */
+    "  params:\n"                                             /* 5 */
+    "    emb: {hf: emb.weight, shape: [v, c]}\n"              /* 6 */
+    "  ops:\n"                                                /* 7 */
+    "    - {op: embedding, in: [ids, emb], out: x}\n"         /* 8 */
+    "  output: x\n"                                           /* 9 */
+    "block:\n"                                                /* 10 */
+    "  repeat: 2\n"                                           /* 11 */
+    "  input: x\n"                                            /* 12 */
+    "  params:\n"                                             /* 13 */
+    "    w: {hf: \"l.{i}.w\", shape: [c, c]}\n"               /* 14 */
+    "    b: {hf: \"l.{i}.b\", shape: [c]}\n"                  /* 15 */
+    "  ops:\n"                                                /* 16 */
+    "    - {op: linear, in: [x, w, b], out: y}\n"             /* 17 */
+    "    - {op: add, in: [x, y], out: z}\n"                   /* 18 */
+    "  output: z\n"                                           /* 19 */
+    "head:\n"                                                 /* 20 */
+    "  input: x\n"                                            /* 21 */
+    "  targets: t\n"                                          /* 22 */
+    "  ops:\n"                                                /* 23 */
+    "    - {op: linear, in: [x, emb], out: logits}\n"         /* 24 */
+    "    - {op: cross_entropy, in: [logits, t], out: loss}\n" /* 25 */
+    "  output: loss\n";                                       /* 26 */
+
+/* base with `old` replaced by `new` (each must occur exactly once). */
+static const char *edit(const char *old, const char *new) {
+  static char buf[4096];
+  const char *at = strstr(base, old);
+  CHECK_MSG(at && !strstr(at + 1, old), "'%s' must occur once in base", old);
+  if (!at) return base;
+  snprintf(buf, sizeof buf, "%.*s%s%s", (int)(at - base), base, new, at + strlen(old));
+  return buf;
+}
+
+static void load_fails(const char *text, const char *expected) {
+  ir_model m;
+  lt_error err = {{0}};
+  int rc = yml_load_model_string(text, "t.yaml", &m, &err);
+  CHECK_MSG(rc == -1, "loaded, expected \"%s\"", expected);
+  CHECK_MSG(strcmp(err.msg, expected) == 0, "\n  got      \"%s\"\n  expected \"%s\"",
+            err.msg, expected);
+  CHECK(m.n_params == 0 && m.config == NULL); /* left empty */
+  ir_model_free(&m);
+}
+
+static void test_base_loads(void) {
+  ir_model m;
+  lt_error err = {{0}};
+  int rc = yml_load_model_string(base, "t.yaml", &m, &err);
+  CHECK_MSG(rc == 0, "%s", err.msg);
+  if (rc) return;
+  CHECK(strcmp(m.path, "t.yaml") == 0 && m.n_layer == 2 && m.max_seq == 0);
+  CHECK(m.n_prefixes == 1 && m.prefixes[0][0] == '\0'); /* default [""] */
+  CHECK(m.vocab_size == 11 && width(&m, IR_HEAD, "logits") == 11);
+  CHECK(param(&m, "w")->layout == IR_LAYOUT_OUT_IN && param(&m, "b")->init_std == 0.02);
+  ir_model_free(&m);
+}
+
+static void test_syntax_errors(void) {
+  load_fails(edit("shape: [v, c]}", "shape: [v, c}"),
+             "t.yaml:6:39: did not find expected ',' or ']' (while parsing a flow "
+             "sequence started at line 6, column 34)");
+  load_fails("name: t\n  bad: indent\n", "t.yaml:2:6: mapping values are not allowed "
+                                        "in this context");
+  load_fails("", "t.yaml: empty model description");
+  load_fails("- 1\n", "t.yaml:1:1: the model description must be a mapping");
+}
+
+static void test_unknown_names(void) {
+  load_fails(edit("op: add", "op: addd"),
+             "t.yaml:18:12: unknown op 'addd' (known: embedding, position_embedding, "
+             "add, layernorm, linear, gelu, split, attention, cross_entropy)");
+  load_fails(edit("in: [x, y]", "in: [x, yy]"),
+             "t.yaml:18:25: unknown value 'yy' (not the block input, an earlier "
+             "output or a param)");
+  load_fails(edit("shape: [v, c]}", "shape: [v, cc]}"),
+             "t.yaml:6:38: unknown identifier 'cc'");
+  /* Quoted: the column still points at the identifier in the file. */
+  load_fails(edit("shape: [v, c]}", "shape: [v, \"2*cc\"]}"),
+             "t.yaml:6:41: unknown identifier 'cc'");
+  load_fails(edit("{v: 11, c: 8}", "{c: v, v: 11}"), "t.yaml:2:13: unknown identifier 'v'");
+  load_fails(edit("out: z}", "out: z, eps: 1}"),
+             "t.yaml:18:37: unknown key 'eps' in op 'add' (known: op, in, out)");
+  load_fails(edit("shape: [c]}", "shap: [c]}"),
+             "t.yaml:15:24: unknown key 'shap' in param 'b' (known: hf, shape, layout, "
+             "init, std, decay)");
+  load_fails(edit("repeat: 2", "repeats: 2"),
+             "t.yaml:11:3: unknown key 'repeats' in block (known: repeat, input, params, "
+             "ops, output)");
+}
+
+static void test_width_mismatches(void) {
+  load_fails(edit("in: [x, w, b], out: y}", "in: [x, emb], out: y}"),
+             "t.yaml:18:7: add: 'y' has width 11, expected 8 (the width of the first "
+             "input)");
+  load_fails(edit("shape: [c, c]}", "shape: [2*c, c], layout: in_out}"),
+             "t.yaml:17:7: linear: 'x' has width 8, expected 16 (the inputs of 'w', "
+             "stored [16, 8] as in_out)");
+  load_fails(edit("shape: [c, c]}", "shape: [c, 2*c], layout: in_out}"),
+             "t.yaml:17:7: linear: 'b' has width 8, expected 16 (the outputs of 'w')");
+  load_fails(edit("{op: add, in: [x, y], out: z}", "{op: attention, in: [y, y, y], out: z, "
+                                                  "heads: 3}"),
+             "t.yaml:18:7: attention: q width 8 is not divisible by 3 heads");
+  load_fails(edit("{op: add, in: [x, y], out: z}", "{op: attention, in: [y, y, y], out: z, "
+                                                  "heads: 4, kv_heads: 2}"),
+             "t.yaml:18:7: attention: 'y' has width 8, expected 4 (kv_heads * head size)");
+  load_fails(edit("{op: add, in: [x, y], out: z}", "{op: split, in: [y], out: [p, q, z]}"),
+             "t.yaml:18:7: split: 'y' (width 8) does not split into 3 equal parts; give "
+             "sizes");
+  load_fails(edit("{op: add, in: [x, y], out: z}", "{op: gelu, in: [ids], out: z}"),
+             "t.yaml:18:23: unknown value 'ids' (not the block input, an earlier output "
+             "or a param)");
+}
+
+static void test_structure_errors(void) {
+  load_fails(edit("out: z}", "out: y}"), "t.yaml:18:34: value 'y' is already defined in "
+                                         "the block");
+  load_fails(edit("\"l.{i}.w\"", "l.w"),
+             "t.yaml:14:13: block param 'w': hf name 'l.w' lacks \"{i}\" (the layer "
+             "index), so all layers would share one tensor");
+  load_fails(edit("hf: \"l.{i}.b\", ", ""), "t.yaml:15:5: param 'b' has no 'hf' (its "
+                                              "checkpoint name)");
+  load_fails(edit(", shape: [c]}", "}"), "t.yaml:15:5: param 'b' has no 'shape'");
+  load_fails(edit("\"l.{i}.b\"", "\"l.{i}.w\""),
+             "t.yaml:15:13: param 'b': hf name 'l.{i}.w' is already param 'w' (to share "
+             "a weight, read the same param)");
+  load_fails(edit("hf: emb.weight", "hf: \"emb.{i}\""),
+             "t.yaml:6:15: param 'emb': \"{i}\" (the layer index) only means something "
+             "in block params");
+  load_fails(edit("in: [x, w, b], out: y}", "in: [x, w, b], out: y, causal: yes}"),
+             "t.yaml:17:43: unknown key 'causal' in op 'linear' (known: op, in, out)");
+  load_fails(edit("out: z}", "out: [z, zz]}"),
+             "t.yaml:18:7: add: takes one output name, got 2");
+  load_fails(edit("in: [x, emb], out: logits", "in: [x, w], out: logits"),
+             "t.yaml:24:28: param 'w' belongs to the block; only the block can read it");
+  load_fails(edit("output: loss", "output: logits"),
+             "t.yaml:26:11: head output 'logits' must be the scalar loss (cross_entropy)");
+  load_fails(edit("{op: add, in: [x, y], out: z}",
+                  "{op: cross_entropy, in: [y, x], out: z}"),
+             "t.yaml:18:7: cross_entropy: only the head may compute the loss");
+  load_fails(edit("  output: z\n", "  output: q\n"),
+             "t.yaml:19:11: output 'q' is not a value of the block");
+  load_fails(edit("    b: {", "    w: {"),
+             "t.yaml:15:5: param 'w' is defined twice (param names are unique across "
+             "sections)");
+  load_fails(edit("repeat: 2", "repeat: 2.5"),
+             "t.yaml:11:11: repeat must be a whole number from 1 to 1073741824, got 2.5");
+}
+
+/* split with sizes, grouped-query attention, in_out layout, decay override. */
+static void test_attention_split(void) {
+  static const char *const text =
+      "name: gqa\n"
+      "config: {v: 11, c: 8}\n"
+      "embed:\n"
+      "  input: ids\n"
+      "  params: {emb: {hf: emb.weight, shape: [v, c]}}\n"
+      "  ops: [{op: embedding, in: [ids, emb], out: x}]\n"
+      "  output: x\n"
+      "block:\n"
+      "  repeat: 3\n"
+      "  input: x\n"
+      "  params:\n"
+      "    qkv_w: {hf: \"l.{i}.qkv\", shape: [c, 2*c], layout: in_out, decay: false}\n"
+      "  ops:\n"
+      "    - {op: linear, in: [x, qkv_w], out: qkv}\n"
+      "    - {op: split, in: [qkv], out: [q, k, v], sizes: [c, c/2, c//2]}\n"
+      "    - {op: attention, in: [q, k, v], out: y, heads: 4, kv_heads: 2, causal: false}\n"
+      "  output: y\n"
+      "head:\n"
+      "  input: x\n"
+      "  targets: t\n"
+      "  ops:\n"
+      "    - {op: linear, in: [x, emb], out: logits}\n"
+      "    - {op: cross_entropy, in: [logits, t], out: loss}\n"
+      "  output: loss\n";
+  ir_model m;
+  lt_error err = {{0}};
+  int rc = yml_load_model_string(text, "gqa.yaml", &m, &err);
+  CHECK_MSG(rc == 0, "%s", err.msg);
+  if (rc) return;
+  CHECK(m.n_layer == 3 && width(&m, IR_BLOCK, "qkv") == 16);
+  CHECK(width(&m, IR_BLOCK, "q") == 8 && width(&m, IR_BLOCK, "k") == 4);
+  CHECK(width(&m, IR_BLOCK, "v") == 4 && width(&m, IR_BLOCK, "y.lse") == 4);
+  const ir_graph *g = &m.sections[IR_BLOCK];
+  CHECK(g->n_fwd == 3 && g->fwd[1].n_out == 3 && g->fwd[1].line == 15);
+  const ir_op *att = &g->fwd[2];
+  CHECK(att->kind == IR_OP_ATTENTION && att->heads == 4 && att->kv_heads == 2);
+  CHECK(att->causal == 0);
+  const ir_param *w = param(&m, "qkv_w");
+  CHECK(w->decay == 0 && w->line == 12 && w->layout == IR_LAYOUT_IN_OUT);
+  ir_model_free(&m);
+}
+
+/* Messages from a file carry its path. */
+static void test_file_errors(void) {
+  ir_model m;
+  lt_error err = {{0}};
+  const char *path = src_path("tests/fixtures/yaml/unknown_op.yaml");
+  CHECK(yml_load_model(path, &m, &err) == -1);
+  char expected[1200];
+  snprintf(expected, sizeof expected,
+           "%s:12:14: unknown op 'gelu_new' (known: embedding, position_embedding, add, "
+           "layernorm, linear, gelu, split, attention, cross_entropy)", path);
+  CHECK_MSG(strcmp(err.msg, expected) == 0, "got \"%s\"", err.msg);
+  path = src_path("tests/fixtures/yaml/no_such_file.yaml");
+  CHECK(yml_load_model(path, &m, &err) == -1);
+  snprintf(expected, sizeof expected, "%s: cannot open: No such file or directory", path);
+  CHECK_MSG(strcmp(err.msg, expected) == 0, "got \"%s\"", err.msg);
+}
+
+int main(void) {
+  RUN(test_tiny);
+  RUN(test_gpt2_sizes);
+  RUN(test_base_loads);
+  RUN(test_syntax_errors);
+  RUN(test_unknown_names);
+  RUN(test_width_mismatches);
+  RUN(test_structure_errors);
+  RUN(test_attention_split);
+  RUN(test_file_errors);
+  return check_exit();
+}

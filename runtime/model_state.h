@@ -1,0 +1,51 @@
+/* model_state.h: every buffer a CPU training run needs, sized and allocated
+ * once before step 0 (nothing is allocated inside the training loop).
+ *
+ * A run has n_layer + 2 section instances: 0 = embed, 1..n_layer = the
+ * blocks, n_layer + 1 = head. bufs[inst][value] points at the memory of each
+ * IR value of that instance's graph:
+ *  - parameters and their gradients point into two flat arenas (same layout);
+ *  - activations that backward reads (value.saved) and section outputs get
+ *    memory per instance; other activations share one scratch per section;
+ *  - activation gradients are shared by all instances of a section, in two
+ *    sets alternating by layer so a block never overwrites the gradient its
+ *    successor handed it;
+ *  - inputs are wired to the previous instance's output, and each section's
+ *    gradient seed to the next instance's input gradient. */
+#ifndef LT_MODEL_STATE_H
+#define LT_MODEL_STATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ir.h"
+
+typedef struct {
+  const ir_model *ir;
+  int B, T, N;             /* N = B*T rows in every activation */
+  int n_inst;              /* n_layer + 2 */
+  int64_t n_param_scalars; /* total scalars in params (and grads) */
+  int64_t *param_off;      /* [n_params * n_layer_slots]: offset of (p, layer) */
+  int n_layer_slots;       /* max(1, n_layer) */
+  float *params, *grads;
+  int32_t *ids, *targets;  /* [N] each: this step's batch */
+  void ***bufs;            /* bufs[inst][value] */
+  void *act_arena;         /* backing store of every activation buffer */
+  size_t bytes_params, bytes_grads, bytes_acts;
+} ms_state;
+
+int ms_create(ms_state *s, const ir_model *m, int B, int T, lt_error *err);
+void ms_free(ms_state *s);
+
+int ms_inst_section(const ms_state *s, int inst); /* enum ir_section */
+int ms_inst_layer(const ms_state *s, int inst);   /* block index, or 0 */
+int ms_head_inst(const ms_state *s);
+
+/* Parameter values / gradients of param p at a layer (0 for embed, head). */
+float *ms_param(const ms_state *s, int p, int layer);
+float *ms_grad(const ms_state *s, int p, int layer);
+
+/* The scalar loss the head's last forward computed. */
+float ms_loss(const ms_state *s);
+
+#endif

@@ -1,0 +1,215 @@
+#!/usr/bin/env python3
+"""PyTorch reference fixtures for the gpt2-tiny model (models/gpt2-tiny.yaml).
+
+Regenerate (needs torch, transformers, safetensors; no network):
+
+    python3 scripts/make-fixtures.py            # writes into tests/fixtures/
+    python3 scripts/make-fixtures.py --out DIR  # writes elsewhere
+
+The output is deterministic: fixed seeds, float32, one thread,
+torch.use_deterministic_algorithms(True). The C tests read only the committed
+files, so Python is never needed to build or test the project.
+
+Model: Hugging Face GPT2LMHeadModel with vocab_size 67, n_positions 32, n_embd 24,
+n_head 3, n_layer 2, layer_norm_epsilon 1e-5, activation "gelu_new" (tanh GELU),
+every dropout 0, tied embeddings, eager attention. It is initialised with
+initializer_range INIT_STD (larger than GPT-2's 0.02 so attention scores and logits
+are far from uniform and a wrong scale or mask shows), then every parameter gets
+PERTURB * randn added, so LayerNorm ones/zeros and zero biases cannot hide bugs.
+
+tests/fixtures/gpt2-tiny.safetensors
+    The weights exactly as model.save_pretrained(safe_serialization=True) writes
+    them: "transformer.wte.weight", "transformer.h.{i}.attn.c_attn.weight", ...
+    Conv1D weights are stored [in, out]. The tied lm_head.weight is not written.
+
+tests/fixtures/gpt2-tiny-ref.safetensors
+    inputs            I32 [B, T]   tokens[:, :-1] of a [B, T+1] batch drawn from a
+                                   fixed generator, ids in [0, vocab)
+    targets           I32 [B, T]   tokens[:, 1:]
+    logits            F32 [B, T, V]  forward of the saved weights on inputs
+    loss              F32 [1]      mean cross entropy of logits vs targets
+    grad.<name>       F32          d loss / d parameter, for every parameter, named
+                                   as in HF without the "transformer." prefix, in
+                                   HF shapes ("grad.h.0.attn.c_attn.weight" is
+                                   [n_embd, 3*n_embd]). "grad.wte.weight" includes
+                                   the tied head's contribution.
+    adamw.losses      F32 [STEPS]  loss of each step's forward, before its update
+                                   (adamw.losses[0] == loss)
+    adamw.grad_norms  F32 [STEPS]  global L2 norm of all gradients before clipping
+    adamw.final.<name> F32         every parameter after STEPS updates
+  The AdamW run starts from the saved weights and repeats the same batch each
+  step: loss.backward(); clip_grad_norm_(params, grad_clip); optimizer.step().
+  torch.optim.AdamW (decoupled decay: p -= lr*wd*p, then the Adam update with
+  bias correction; eps added to sqrt(v_hat)); 2-D parameters (wte, wpe, the four
+  Conv1D weights per block) use weight_decay, 1-D parameters use 0. lr is
+  constant. The __metadata__ holds lr, beta1, beta2, eps, weight_decay,
+  grad_clip, steps, batch, seq, seed and the library versions, as strings.
+  grad_clip is chosen so clipping triggers on some steps and not on others.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import struct
+import tempfile
+
+import torch
+import torch.nn.functional as F
+import transformers
+from safetensors.torch import load_file, save_file
+from transformers import GPT2Config, GPT2LMHeadModel
+
+SEED = 1234
+INIT_STD = 0.2
+PERTURB = 0.05
+BATCH, SEQ = 3, 11
+STEPS = 10
+LR, BETA1, BETA2, EPS = 1e-3, 0.9, 0.999, 1e-8
+WEIGHT_DECAY = 0.1
+GRAD_CLIP = 2.2  # grad norms run 3.3 -> 1.8: steps 0-4 clip, 5-9 do not
+
+
+def tiny_config():
+    return GPT2Config(
+        vocab_size=67, n_positions=32, n_embd=24, n_head=3, n_layer=2,
+        layer_norm_epsilon=1e-5, activation_function="gelu_new",
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, summary_first_dropout=0.0,
+        initializer_range=INIT_STD, tie_word_embeddings=True,
+        bos_token_id=None, eos_token_id=None,  # 50256 is outside this vocab
+        attn_implementation="eager")
+
+
+def build_model():
+    torch.manual_seed(SEED)
+    model = GPT2LMHeadModel(tiny_config()).float()
+    model.eval()  # dropout is 0 anyway; eval keeps it so whatever the config says
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(PERTURB * torch.randn_like(p))
+    assert model.lm_head.weight is model.transformer.wte.weight
+    return model
+
+
+def make_batch(vocab):
+    gen = torch.Generator().manual_seed(SEED + 1)
+    tokens = torch.randint(0, vocab, (BATCH, SEQ + 1), generator=gen)
+    return tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
+
+
+def short_name(name):
+    return name.removeprefix("transformer.")
+
+
+def forward_loss(model, inputs, targets):
+    logits = model(inputs).logits
+    loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
+    return logits, loss
+
+
+def save_weights(model, path):
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        shutil.copyfile(os.path.join(tmp, "model.safetensors"), path)
+
+
+def reference_gradients(model, inputs, targets):
+    model.zero_grad(set_to_none=True)
+    logits, loss = forward_loss(model, inputs, targets)
+    loss.backward()
+    out = {"logits": logits.detach().clone(), "loss": loss.detach().reshape(1)}
+    for name, p in model.named_parameters():
+        out["grad." + short_name(name)] = p.grad.detach().clone()
+    return out
+
+
+def make_optimizer(model):
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": WEIGHT_DECAY},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=LR, betas=(BETA1, BETA2), eps=EPS,
+                             foreach=False, fused=False)
+
+
+def adamw_run(model, inputs, targets):
+    opt = make_optimizer(model)
+    losses, norms = [], []
+    for _ in range(STEPS):
+        opt.zero_grad(set_to_none=True)
+        _, loss = forward_loss(model, inputs, targets)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
+        opt.step()
+        losses.append(loss.item())
+        norms.append(norm.item())
+    out = {"adamw.losses": torch.tensor(losses, dtype=torch.float32),
+           "adamw.grad_norms": torch.tensor(norms, dtype=torch.float32)}
+    for name, p in model.named_parameters():
+        out["adamw.final." + short_name(name)] = p.detach().clone()
+    return out
+
+
+def metadata():
+    return {"lr": str(LR), "beta1": str(BETA1), "beta2": str(BETA2), "eps": str(EPS),
+            "weight_decay": str(WEIGHT_DECAY), "grad_clip": str(GRAD_CLIP),
+            "steps": str(STEPS), "batch": str(BATCH), "seq": str(SEQ),
+            "seed": str(SEED), "torch": torch.__version__,
+            "transformers": transformers.__version__}
+
+
+def sort_metadata(path):
+    """save_file writes __metadata__ in hash order; sort it so reruns give the
+    same bytes (no spurious diffs in git). Tensor entries keep their offsets."""
+    with open(path, "rb") as f:
+        blob = f.read()
+    n = struct.unpack("<Q", blob[:8])[0]
+    header = json.loads(blob[8:8 + n])
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the format wants data 8-byte aligned
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + blob[8 + n:])
+
+
+def print_summary(weights_path, ref_path, ref):
+    print(f"{weights_path}: {os.path.getsize(weights_path)} bytes")
+    for name, t in load_file(weights_path).items():
+        print(f"  {name:40s} {str(t.dtype):14s} {list(t.shape)}")
+    print(f"{ref_path}: {os.path.getsize(ref_path)} bytes, {len(ref)} tensors")
+    print(f"loss {ref['loss'].item():.6f}")
+    clipped = 0
+    for i, (l, n) in enumerate(zip(ref["adamw.losses"].tolist(),
+                                   ref["adamw.grad_norms"].tolist())):
+        hit = n > GRAD_CLIP
+        clipped += hit
+        print(f"  step {i}: loss {l:.6f} grad_norm {n:.6f}{' clipped' if hit else ''}")
+    print(f"grad_clip {GRAD_CLIP}: clipped on {clipped} of {STEPS} steps")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap.add_argument("--out", default=os.path.join(here, "..", "tests", "fixtures"))
+    out_dir = ap.parse_args().out
+    os.makedirs(out_dir, exist_ok=True)
+
+    torch.set_num_threads(1)  # fixed reduction order: same bytes on every run
+    torch.use_deterministic_algorithms(True)
+    model = build_model()
+    weights_path = os.path.join(out_dir, "gpt2-tiny.safetensors")
+    save_weights(model, weights_path)
+
+    inputs, targets = make_batch(model.config.vocab_size)
+    ref = {"inputs": inputs.to(torch.int32), "targets": targets.to(torch.int32)}
+    ref.update(reference_gradients(model, inputs, targets))
+    ref.update(adamw_run(model, inputs, targets))
+    ref = {k: v.contiguous() for k, v in ref.items()}
+    ref_path = os.path.join(out_dir, "gpt2-tiny-ref.safetensors")
+    save_file(ref, ref_path, metadata=metadata())
+    sort_metadata(ref_path)
+    print_summary(weights_path, ref_path, ref)
+
+
+if __name__ == "__main__":
+    main()
