@@ -2,7 +2,6 @@
 
 #include <stdarg.h>
 #include <stdio.h>
-#include <string.h>
 
 int lt_fail(lt_error *err, const char *fmt, ...) {
   if (err) {
@@ -11,17 +10,5 @@ int lt_fail(lt_error *err, const char *fmt, ...) {
     vsnprintf(err->msg, sizeof err->msg, fmt, ap);
     va_end(ap);
   }
-  return -1;
-}
-
-int lt_wrap(lt_error *err, const char *fmt, ...) {
-  if (!err) return -1;
-  char prefix[512], old[sizeof err->msg];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(prefix, sizeof prefix, fmt, ap);
-  va_end(ap);
-  memcpy(old, err->msg, sizeof old);
-  snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
   return -1;
 }

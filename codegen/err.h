@@ -17,8 +17,4 @@ typedef struct {
 int lt_fail(lt_error *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* Prepends "prefix: " to an existing message (adds context on the way up). */
-int lt_wrap(lt_error *err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
 #endif
