@@ -1,4 +1,5 @@
 /* AdamW, clipping and the learning-rate schedule against closed forms. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
@@ -34,6 +35,20 @@ static void test_clip_scale(void) {
   CHECK(opt_clip_scale(&c, 1e9) == 1.0f);
   float g[5] = {3, 4, 0, 0, 12};
   CHECK_CLOSE(opt_sum_squares(g, 5), 169.0, 0, 1e-12);
+}
+
+/* The blocked, chunked sum of squares against a plain double sum, at a size
+ * that is not a multiple of any block. */
+static void test_sum_squares_large(void) {
+  int64_t n = 1000003;
+  float *g = malloc(sizeof(float) * (size_t)n);
+  double want = 0.0;
+  for (int64_t i = 0; i < n; i++) {
+    g[i] = (float)((i * 7919 % 2003) - 1001) / 997.0f;
+    want += (double)g[i] * g[i];
+  }
+  CHECK_CLOSE(opt_sum_squares(g, n), want, 0, 1e-6);
+  free(g);
 }
 
 /* Two AdamW steps on one scalar, written out from the algorithm (Loshchilov
@@ -72,6 +87,7 @@ int main(void) {
   RUN(test_schedule_warmup_then_constant);
   RUN(test_schedule_cosine);
   RUN(test_clip_scale);
+  RUN(test_sum_squares_large);
   RUN(test_adamw_two_steps);
   RUN(test_adamw_grad_scale);
   return check_exit();
