@@ -16,6 +16,11 @@
  * wide enough that each row read is a contiguous run. */
 #define COL_STRIP 64
 
+/* Reductions keep LANES partial results: GCC vectorises them (a single float
+ * accumulator is a dependency chain it may not reorder), and the fixed order
+ * keeps results independent of the thread count. */
+#define LANES 8
+
 /* Below this many elements (or multiply-adds) of work, starting and joining
  * threads costs more than it saves; on a busy machine far more, as waiting
  * threads spin while the one they wait for is not scheduled. */
@@ -290,89 +295,128 @@ static int64_t attention_work(int B, int T, int heads, int hd) {
 }
 
 static float dot(const float *a, const float *b, int n) {
+  float lane[LANES] = {0};
+  int i = 0;
+  for (; i + LANES <= n; i += LANES)
+    for (int k = 0; k < LANES; k++) lane[k] += a[i + k] * b[i + k];
   float s = 0.0f;
-  for (int i = 0; i < n; i++) s += a[i] * b[i];
+  for (; i < n; i++) s += a[i] * b[i];
+  for (int k = 0; k < LANES; k++) s += lane[k];
   return s;
 }
 
-/* log sum_j exp(scale * q.k_j) over keys j < nkeys, in one pass with a
- * running maximum so nothing of size T is stored. */
-static float attention_row_lse(const float *qr, const float *k, int64_t kstride,
-                               int nkeys, int hd, float scale) {
-  float mx = -INFINITY, sum = 0.0f;
-  for (int j = 0; j < nkeys; j++) {
-    float s = scale * dot(qr, k + j * kstride, hd);
-    if (s > mx) {
-      sum *= expf(mx - s);
-      mx = s;
-    }
-    sum += expf(s - mx);
-  }
-  return mx + logf(sum);
+/* Keys are scored ATT_CHUNK at a time into a stack row: bounded memory at any
+ * T, no allocation, and the exponentials of a chunk form one vector loop. */
+#define ATT_CHUNK 64
+
+typedef struct {
+  int T, heads, kv_heads, hd, causal;
+  int64_t qstride, kstride; /* row strides of q (and y) and of k (and v) */
+  float scale;
+} att_shape;
+
+static att_shape att_shape_of(int T, int heads, int kv_heads, int hd, int causal) {
+  return (att_shape){T, heads, kv_heads, hd, causal, (int64_t)heads * hd,
+                     (int64_t)kv_heads * hd, 1.0f / sqrtf((float)hd)};
 }
 
-/* Two passes per query row: the log-sum-exp first, then y = sum_j p_j v_j
- * with p_j = exp(s_j - lse), the same probabilities backward recomputes. */
+/* s[j] = scale q.k_j + offset for the chunk's keys; returns their maximum. */
+static float score_chunk(float *s, const float *qr, const float *k, int m,
+                         float offset, const att_shape *a) {
+  float mx = -INFINITY;
+  for (int j = 0; j < m; j++) {
+    s[j] = a->scale * dot(qr, k + j * a->kstride, a->hd) + offset;
+    mx = s[j] > mx ? s[j] : mx;
+  }
+  return mx;
+}
+
+/* One query row in one pass (online softmax): a running maximum rescales the
+ * partial sum and output whenever a chunk raises it. */
+static void attention_forward_row(float *yr, float *lse, const float *qr,
+                                  const float *k, const float *v, int nkeys,
+                                  const att_shape *a) {
+  float s[ATT_CHUNK], mx = -INFINITY, sum = 0.0f;
+  memset(yr, 0, (size_t)a->hd * sizeof(float));
+  for (int j0 = 0; j0 < nkeys; j0 += ATT_CHUNK) {
+    int m = nkeys - j0 < ATT_CHUNK ? nkeys - j0 : ATT_CHUNK;
+    float cmax = score_chunk(s, qr, k + j0 * a->kstride, m, 0.0f, a);
+    if (cmax > mx) {
+      float r = mx == -INFINITY ? 0.0f : vec_expf(mx - cmax);
+      sum *= r;
+      for (int d = 0; d < a->hd; d++) yr[d] *= r;
+      mx = cmax;
+    }
+    for (int j = 0; j < m; j++) s[j] = vec_expf(s[j] - mx);
+    for (int j = 0; j < m; j++) {
+      const float *vr = v + (j0 + j) * a->kstride;
+      sum += s[j];
+      for (int d = 0; d < a->hd; d++) yr[d] += s[j] * vr[d];
+    }
+  }
+  float inv = 1.0f / sum;
+  for (int d = 0; d < a->hd; d++) yr[d] *= inv;
+  *lse = mx + logf(sum);
+}
+
 void cpu_attention_forward(float *y, float *lse, const float *q,
                            const float *k, const float *v, int B, int T,
                            int heads, int kv_heads, int hd, int causal) {
-  int64_t qstride = (int64_t)heads * hd, kstride = (int64_t)kv_heads * hd;
+  att_shape a = att_shape_of(T, heads, kv_heads, hd, causal);
   int group = heads / kv_heads;
-  float scale = 1.0f / sqrtf((float)hd);
   int threads = worth_threads(attention_work(B, T, heads, hd));
 #pragma omp parallel for collapse(2) if (threads)
   for (int b = 0; b < B; b++) {
     for (int h = 0; h < heads; h++) {
-      const float *kb = k + (int64_t)b * T * kstride + (h / group) * hd;
-      const float *vb = v + (int64_t)b * T * kstride + (h / group) * hd;
+      int64_t kv_off = (int64_t)b * T * a.kstride + (h / group) * hd;
       for (int t = 0; t < T; t++) {
-        int64_t n = (int64_t)b * T + t;
-        const float *qr = q + n * qstride + h * hd;
-        float *yr = y + n * qstride + h * hd;
-        int nkeys = causal ? t + 1 : T;
-        float l = attention_row_lse(qr, kb, kstride, nkeys, hd, scale);
-        memset(yr, 0, (size_t)hd * sizeof(float));
-        for (int j = 0; j < nkeys; j++) {
-          float p = expf(scale * dot(qr, kb + j * kstride, hd) - l);
-          const float *vr = vb + j * kstride;
-          for (int d = 0; d < hd; d++) yr[d] += p * vr[d];
-        }
-        lse[n * heads + h] = l;
+        int64_t n = (int64_t)b * T + t, qoff = n * a.qstride + h * hd;
+        attention_forward_row(y + qoff, lse + n * heads + h, q + qoff, k + kv_off,
+                              v + kv_off, causal ? t + 1 : T, &a);
       }
     }
   }
 }
 
-/* Backward of one query head h of batch b (flash-attention style): with
- * p_j recomputed from lse and D = dy.y,
+/* Backward of one query row (flash-attention style): with p_j recomputed
+ * from lse and D = dy.y,
  *   dv_j += p_j dy,  ds_j = p_j (dy.v_j - D),
  *   dq += scale ds_j k_j,  dk_j += scale ds_j q. */
+static void attention_backward_row(float *dqr, float *dk, float *dv, const float *dyr,
+                                   const float *qr, const float *k, const float *v,
+                                   float D, float lse, int nkeys, const att_shape *a) {
+  float p[ATT_CHUNK];
+  for (int j0 = 0; j0 < nkeys; j0 += ATT_CHUNK) {
+    int m = nkeys - j0 < ATT_CHUNK ? nkeys - j0 : ATT_CHUNK;
+    score_chunk(p, qr, k + j0 * a->kstride, m, -lse, a);
+    for (int j = 0; j < m; j++) p[j] = vec_expf(p[j]);
+    for (int j = 0; j < m; j++) {
+      int64_t off = (int64_t)(j0 + j) * a->kstride;
+      const float *kr = k + off, *vr = v + off;
+      float *dkr = dk + off, *dvr = dv + off;
+      float ds = a->scale * p[j] * (dot(dyr, vr, a->hd) - D);
+      for (int d = 0; d < a->hd; d++) {
+        dvr[d] += p[j] * dyr[d];
+        dqr[d] += ds * kr[d];
+        dkr[d] += ds * qr[d];
+      }
+    }
+  }
+}
+
 static void attention_backward_head(float *dq, float *dk, float *dv,
                                     const float *dy, const float *q,
                                     const float *k, const float *v,
                                     const float *y, const float *lse, int b,
-                                    int h, int T, int heads, int kv_heads,
-                                    int hd, int causal) {
-  int64_t qstride = (int64_t)heads * hd, kstride = (int64_t)kv_heads * hd;
-  int64_t kv_off = (int64_t)b * T * kstride + (h / (heads / kv_heads)) * hd;
-  float scale = 1.0f / sqrtf((float)hd);
+                                    int h, const att_shape *a) {
+  int T = a->T, hd = a->hd;
+  int64_t kv_off = (int64_t)b * T * a->kstride + (h / (a->heads / a->kv_heads)) * hd;
   for (int t = 0; t < T; t++) {
-    int64_t n = (int64_t)b * T + t, qoff = n * qstride + h * hd;
-    const float *qr = q + qoff, *dyr = dy + qoff;
-    float *dqr = dq + qoff;
-    float D = dot(dyr, y + qoff, hd), l = lse[n * heads + h];
-    int nkeys = causal ? t + 1 : T;
-    for (int j = 0; j < nkeys; j++) {
-      const float *kr = k + kv_off + j * kstride, *vr = v + kv_off + j * kstride;
-      float *dkr = dk + kv_off + j * kstride, *dvr = dv + kv_off + j * kstride;
-      float p = expf(scale * dot(qr, kr, hd) - l);
-      float ds = p * (dot(dyr, vr, hd) - D);
-      for (int d = 0; d < hd; d++) {
-        dvr[d] += p * dyr[d];
-        dqr[d] += scale * ds * kr[d];
-        dkr[d] += scale * ds * qr[d];
-      }
-    }
+    int64_t n = (int64_t)b * T + t, qoff = n * a->qstride + h * hd;
+    float D = dot(dy + qoff, y + qoff, hd);
+    attention_backward_row(dq + qoff, dk + kv_off, dv + kv_off, dy + qoff, q + qoff,
+                           k + kv_off, v + kv_off, D, lse[n * a->heads + h],
+                           a->causal ? t + 1 : T, a);
   }
 }
 
@@ -382,8 +426,9 @@ void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dy,
                             const float *q, const float *k, const float *v,
                             const float *y, const float *lse, int B, int T,
                             int heads, int kv_heads, int hd, int causal) {
+  att_shape a = att_shape_of(T, heads, kv_heads, hd, causal);
   int group = heads / kv_heads;
-  int64_t qstride = (int64_t)heads * hd, kstride = (int64_t)kv_heads * hd;
+  int64_t qstride = a.qstride, kstride = a.kstride;
   int threads = worth_threads(attention_work(B, T, heads, hd));
 #pragma omp parallel for collapse(2) if (threads)
   for (int b = 0; b < B; b++) {
@@ -396,8 +441,7 @@ void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dy,
         memset(dq + n * qstride + g * group * hd, 0, kbytes * group);
       }
       for (int h = g * group; h < (g + 1) * group; h++)
-        attention_backward_head(dq, dk, dv, dy, q, k, v, y, lse, b, h, T,
-                                heads, kv_heads, hd, causal);
+        attention_backward_head(dq, dk, dv, dy, q, k, v, y, lse, b, h, &a);
     }
   }
 }
@@ -408,11 +452,6 @@ void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dy,
 /* Rows are summed in this many fixed chunks, then the chunks in order, so the
  * loss is bit-identical whatever the thread count. */
 #define CE_CHUNKS 64
-
-/* Reductions below keep LANES partial results: GCC vectorises them (a single
- * float accumulator is a dependency chain it may not reorder), and the
- * fixed order keeps results independent of thread count. */
-#define LANES 8
 
 static float row_max(const float *x, int n) {
   float lane[LANES];
