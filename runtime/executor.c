@@ -130,6 +130,7 @@ void exec_forward(ms_state *s, int inst) {
 }
 
 void exec_backward(ms_state *s, int inst, int path, float loss_scale) {
+  if (path == EXEC_FORWARD) return;
   const ir_graph *g = &s->ir->sections[ms_inst_section(s, inst)];
   exec_ctx c = {s, g, s->bufs[inst], loss_scale};
   for (int i = 0; i < g->n_bwd; i++) {

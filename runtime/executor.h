@@ -9,6 +9,7 @@
 enum exec_path {
   EXEC_ACTIVE,  /* backward computes dX and the parameter gradients */
   EXEC_FROZEN,  /* backward computes dX only: param_grad ops are skipped */
+  EXEC_FORWARD, /* no backward: no gradient has to reach or pass this block */
 };
 
 void exec_forward(ms_state *s, int inst);

@@ -11,7 +11,14 @@
 
 static const char usage_train[] =
     "usage: lisa train MODEL.yaml --data FILE [options]\n"
-    "  --method ft              training method (ft; lisa and lora are coming)\n"
+    "  --method ft|lisa         full fine-tuning or LISA (lora is coming)\n"
+    "  --gamma G                LISA: middle blocks trained per period (2)\n"
+    "  --interval K             LISA: steps per period; a new set at every K-th step (20)\n"
+    "  --lisa-sampling uniform|bernoulli  exactly G blocks (as the reference\n"
+    "                           implementation), or each block with p = G/N_L (the paper)\n"
+    "  --lua FILE               LISA: a policy defining sample_layers(ctx)\n"
+    "  --train-embed on|off     LISA: train the embedding (on)\n"
+    "  --train-head on|off      LISA: train the final norm and output projection (on)\n"
     "  --steps N                optimizer steps (default 100)\n"
     "  --batch B --seq T        sequences per step and tokens per sequence (4, 64)\n"
     "  --lr X                   peak learning rate (3e-4)\n"
@@ -29,6 +36,7 @@ static const char usage_train[] =
 typedef struct {
   train_config train;
   const char *save_path, *jsonl_path, *device;
+  const char *lisa_option; /* a LISA-only option given, for the ft check */
   int quiet;
 } cli_args;
 
@@ -58,6 +66,7 @@ static int set_numeric(cli_args *a, const char *opt, const char *val) {
       {"--steps", 0, 1e12},      {"--batch", 1, 1 << 20}, {"--seq", 1, 1 << 24},
       {"--lr", 0, 10},           {"--weight-decay", 0, 10}, {"--grad-clip", 0, 1e9},
       {"--warmup", 0, 1e12},     {"--seed", 0, 1.8e19},
+      {"--gamma", 0, 1 << 20},   {"--interval", 1, 1e12},
   };
   for (size_t i = 0; i < sizeof spec / sizeof spec[0]; i++) {
     if (strcmp(opt, spec[i].name)) continue;
@@ -71,6 +80,8 @@ static int set_numeric(cli_args *a, const char *opt, const char *val) {
     case 5: a->train.opt.grad_clip = (float)v; break;
     case 6: a->train.opt.warmup = (int)v; break;
     case 7: a->train.seed = strtoull(val, NULL, 10); break;
+    case 8: a->train.lisa.gamma = (int)v, a->lisa_option = opt; break;
+    case 9: a->train.lisa.interval = (int64_t)v, a->lisa_option = opt; break;
     }
     return 1;
   }
@@ -84,10 +95,30 @@ static int set_string(cli_args *a, const char *opt, const char *val) {
   else if (!strcmp(opt, "--log-jsonl")) a->jsonl_path = val;
   else if (!strcmp(opt, "--device")) a->device = val;
   else if (!strcmp(opt, "--method")) {
-    if (strcmp(val, "ft")) {
-      fprintf(stderr, "lisa train: --method %s is not available yet (only ft)\n", val);
+    if (!strcmp(val, "ft")) a->train.method = TRAIN_FT;
+    else if (!strcmp(val, "lisa")) a->train.method = TRAIN_LISA;
+    else {
+      fprintf(stderr, "lisa train: --method must be ft or lisa, not '%s'%s\n", val,
+              strcmp(val, "lora") ? "" : " (lora is not available yet)");
       return -1;
     }
+  } else if (!strcmp(opt, "--lisa-sampling")) {
+    int mode = lisa_sample_mode_from_name(val);
+    if (mode < 0 || mode == LISA_SAMPLE_LUA) {
+      fprintf(stderr, "lisa train: --lisa-sampling must be uniform or bernoulli, not '%s'\n", val);
+      return -1;
+    }
+    a->train.lisa.mode = mode, a->lisa_option = opt;
+  } else if (!strcmp(opt, "--lua")) {
+    a->train.lisa.mode = LISA_SAMPLE_LUA, a->train.lisa.lua_path = val, a->lisa_option = opt;
+  } else if (!strcmp(opt, "--train-embed") || !strcmp(opt, "--train-head")) {
+    int on = !strcmp(val, "on");
+    if (!on && strcmp(val, "off")) {
+      fprintf(stderr, "lisa train: %s must be on or off, not '%s'\n", opt, val);
+      return -1;
+    }
+    *(!strcmp(opt, "--train-embed") ? &a->train.train_embed : &a->train.train_head) = on;
+    a->lisa_option = opt;
   } else if (!strcmp(opt, "--schedule")) {
     if (!strcmp(val, "constant")) a->train.opt.schedule = OPT_CONSTANT;
     else if (!strcmp(val, "cosine")) a->train.opt.schedule = OPT_COSINE;
@@ -104,6 +135,8 @@ static int parse_train_args(int argc, char **argv, cli_args *a) {
   a->train.method = TRAIN_FT;
   a->train.steps = 100, a->train.batch = 4, a->train.seq = 64, a->train.seed = 1337;
   a->train.opt = opt_defaults();
+  a->train.train_embed = a->train.train_head = 1;
+  a->train.lisa = (lisa_sampler_config){.mode = LISA_SAMPLE_UNIFORM, .gamma = 2, .interval = 20};
   a->device = "auto";
   for (int i = 0; i < argc; i++) {
     const char *opt = argv[i];
@@ -129,6 +162,8 @@ static int parse_train_args(int argc, char **argv, cli_args *a) {
   }
   if (!a->train.model_path) return fail_usage("%s", "missing MODEL.yaml");
   if (!a->train.data_path) return fail_usage("%s", "missing --data FILE");
+  if (a->train.method == TRAIN_FT && a->lisa_option)
+    return fail_usage("%s applies to --method lisa", a->lisa_option);
   a->train.opt.total_steps = a->train.steps;
   return 0;
 }
@@ -152,21 +187,18 @@ static int choose_device(const char *device, int quiet) {
 static int run_training(trainer *t, const cli_args *a, lt_error *err) {
   log_sink log;
   if (log_open(&log, a->jsonl_path, a->quiet, a->train.steps, err)) return -1;
-  int n_layer = t->ir.n_layer, *active = malloc(sizeof(int) * (size_t)(n_layer + 1));
-  for (int i = 0; i < n_layer; i++) active[i] = i; /* ft trains every block */
   uint64_t bytes = trainer_bytes(t);
   int rc = 0;
   for (int64_t step = 0; step < a->train.steps && rc == 0; step++) {
     train_step_stats st;
     rc = trainer_step(t, &st, err);
-    if (rc == 0) log_step(&log, &st, active, n_layer, bytes);
+    if (rc == 0) log_step(&log, &st, t->active, t->n_active, bytes);
   }
   if (rc == 0 && a->save_path) {
     rc = wt_save(&t->state, a->save_path, err);
     if (rc == 0) log_event(&log, t->step, "checkpoint", "path", a->save_path);
     if (rc == 0 && !a->quiet) fprintf(stderr, "saved %s\n", a->save_path);
   }
-  free(active);
   log_close(&log);
   return rc;
 }

@@ -23,7 +23,24 @@ float *ms_param(const ms_state *s, int p, int layer) {
 }
 
 float *ms_grad(const ms_state *s, int p, int layer) {
-  return s->grads + s->param_off[p * s->n_layer_slots + layer];
+  if (s->ir->params[p].section != IR_BLOCK) return s->grads + s->grad_off[p];
+  int slot = s->grad_slot[layer];
+  return slot < 0 ? NULL : s->grads + s->grad_slot_base + slot * s->block_stride + s->grad_off[p];
+}
+
+float *ms_block_params(const ms_state *s, int layer) {
+  /* block params' grad_off is their offset within a block */
+  for (int p = 0; p < s->ir->n_params; p++)
+    if (s->ir->params[p].section == IR_BLOCK) return ms_param(s, p, layer) - s->grad_off[p];
+  return NULL;
+}
+
+void ms_bind_grad_slot(ms_state *s, int layer, int slot) {
+  s->grad_slot[layer] = slot;
+  const ir_graph *g = &s->ir->sections[IR_BLOCK];
+  void **b = s->bufs[layer + 1];
+  for (int v = 0; v < g->n_values; v++)
+    if (g->values[v].kind == IR_V_PARAM_GRAD) b[v] = ms_grad(s, g->values[v].param, layer);
 }
 
 float ms_loss(const ms_state *s) {
@@ -37,31 +54,49 @@ static size_t value_bytes(const ms_state *s, const ir_value *v) {
   return align_up(rows * (size_t)v->cols * sizeof(float));
 }
 
-/* Lays out parameters: each (param, layer) gets a contiguous, aligned range,
- * embed params first, then layer by layer, then head, so a block's tensors
- * sit together (LISA updates whole blocks). */
-static int layout_params(ms_state *s, lt_error *err) {
+static int64_t padded(int64_t n) { return (n + 15) / 16 * 16; }
+
+/* Parameters: embed, then block by block, then head, each tensor padded to
+ * 16 floats, so a block's tensors are contiguous and laid out alike in every
+ * block. Gradients: embed, head, then n_grad_slots block-sized slots; a block
+ * that trains is bound to a slot (LISA keeps gradients only for the blocks it
+ * trains; full fine-tuning binds block l to slot l). */
+static int layout_params(ms_state *s, int n_grad_slots, lt_error *err) {
   const ir_model *m = s->ir;
   s->param_off = calloc((size_t)m->n_params * s->n_layer_slots, sizeof(int64_t));
-  if (!s->param_off) return lt_fail(err, "out of memory");
-  int64_t off = 0;
+  s->grad_off = calloc((size_t)m->n_params + 1, sizeof(int64_t));
+  s->grad_slot = malloc(sizeof(int) * (size_t)s->n_layer_slots);
+  if (!s->param_off || !s->grad_off || !s->grad_slot) return lt_fail(err, "out of memory");
+  int64_t off = 0, grad_off = 0, block_off = 0;
+  int head_seen = 0;
   const int order[3] = {IR_EMBED, IR_BLOCK, IR_HEAD};
   for (int o = 0; o < 3; o++) {
     int layers = order[o] == IR_BLOCK ? m->n_layer : 1;
     for (int l = 0; l < layers; l++)
       for (int p = 0; p < m->n_params; p++) {
         if (m->params[p].section != order[o]) continue;
+        if (order[o] == IR_HEAD && l == 0 && !head_seen++) s->grad_head_base = grad_off;
+        int64_t n = padded(ir_param_numel(&m->params[p]));
         s->param_off[p * s->n_layer_slots + l] = off;
-        off += (ir_param_numel(&m->params[p]) + 15) / 16 * 16;
+        off += n;
+        if (order[o] != IR_BLOCK) s->grad_off[p] = grad_off, grad_off += n;
+        else if (l == 0) s->grad_off[p] = block_off, block_off += n;
       }
   }
   s->n_param_scalars = off;
-  s->bytes_params = s->bytes_grads = (size_t)off * sizeof(float);
+  s->block_stride = block_off;
+  s->grad_slot_base = grad_off;
+  if (!head_seen) s->grad_head_base = grad_off;
+  s->n_grad_slots = n_grad_slots;
+  s->n_grad_scalars = grad_off + (int64_t)n_grad_slots * block_off;
+  s->bytes_params = (size_t)off * sizeof(float);
+  s->bytes_grads = (size_t)s->n_grad_scalars * sizeof(float);
   s->params = aligned_alloc(MS_ALIGN, align_up(s->bytes_params));
   s->grads = aligned_alloc(MS_ALIGN, align_up(s->bytes_grads));
   if (!s->params || !s->grads) return lt_fail(err, "out of memory for %lld parameters", (long long)off);
   memset(s->params, 0, s->bytes_params);
   memset(s->grads, 0, s->bytes_grads);
+  for (int l = 0; l < s->n_layer_slots; l++) s->grad_slot[l] = l < n_grad_slots ? l : -1;
   return 0;
 }
 
@@ -168,7 +203,7 @@ static int wire_values(ms_state *s, size_t *shared_off[IR_NSECTIONS],
   return 0;
 }
 
-int ms_create(ms_state *s, const ir_model *m, int B, int T, lt_error *err) {
+int ms_create(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots, lt_error *err) {
   memset(s, 0, sizeof *s);
   s->ir = m;
   s->B = B, s->T = T, s->N = B * T;
@@ -177,7 +212,9 @@ int ms_create(ms_state *s, const ir_model *m, int B, int T, lt_error *err) {
   s->ids = calloc((size_t)s->N, sizeof(int32_t));
   s->targets = calloc((size_t)s->N, sizeof(int32_t));
   if (!s->ids || !s->targets) return lt_fail(err, "out of memory");
-  if (layout_params(s, err) || alloc_buf_tables(s, err)) return -1;
+  if (n_grad_slots < 0 || n_grad_slots > m->n_layer)
+    return lt_fail(err, "%d gradient slots for %d blocks", n_grad_slots, m->n_layer);
+  if (layout_params(s, n_grad_slots, err) || alloc_buf_tables(s, err)) return -1;
 
   size_t *shared_off[IR_NSECTIONS], *grad_off[IR_NSECTIONS][2];
   for (int sec = 0; sec < IR_NSECTIONS; sec++) {
@@ -207,6 +244,8 @@ void ms_free(ms_state *s) {
     for (int inst = 0; inst < s->n_inst; inst++) free(s->bufs[inst]);
   free(s->bufs);
   free(s->param_off);
+  free(s->grad_off);
+  free(s->grad_slot);
   free(s->params);
   free(s->grads);
   free(s->ids);

@@ -1,6 +1,10 @@
 /* model_state.h: every buffer a CPU training run needs, sized and allocated
  * once before step 0 (nothing is allocated inside the training loop).
  *
+ * Gradients exist only for what trains: the embed and head parameters and
+ * n_grad_slots block-sized slots, each bound to at most one block (full
+ * fine-tuning binds block l to slot l; LISA rebinds at each switch).
+ *
  * A run has n_layer + 2 section instances: 0 = embed, 1..n_layer = the
  * blocks, n_layer + 1 = head. bufs[inst][value] points at the memory of each
  * IR value of that instance's graph:
@@ -24,9 +28,17 @@ typedef struct {
   const ir_model *ir;
   int B, T, N;             /* N = B*T rows in every activation */
   int n_inst;              /* n_layer + 2 */
-  int64_t n_param_scalars; /* total scalars in params (and grads) */
+  int64_t n_param_scalars; /* total scalars in params */
   int64_t *param_off;      /* [n_params * n_layer_slots]: offset of (p, layer) */
   int n_layer_slots;       /* max(1, n_layer) */
+  int64_t n_grad_scalars;  /* total scalars in grads */
+  int64_t *grad_off;       /* [n_params]: embed/head: offset in grads;
+                              block params: offset within a block slot */
+  int64_t block_stride;    /* scalars of one block (params and grad slots) */
+  int64_t grad_head_base;  /* offset of the head's gradients in grads */
+  int64_t grad_slot_base;  /* offset of slot 0 in grads */
+  int n_grad_slots;
+  int *grad_slot;          /* [n_layer]: the block's gradient slot, or -1 */
   float *params, *grads;
   int32_t *ids, *targets;  /* [N] each: this step's batch */
   void ***bufs;            /* bufs[inst][value] */
@@ -34,16 +46,24 @@ typedef struct {
   size_t bytes_params, bytes_grads, bytes_acts;
 } ms_state;
 
-int ms_create(ms_state *s, const ir_model *m, int B, int T, lt_error *err);
+/* n_grad_slots: how many blocks can hold gradients at once (0..n_layer). */
+int ms_create(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots,
+              lt_error *err);
 void ms_free(ms_state *s);
 
 int ms_inst_section(const ms_state *s, int inst); /* enum ir_section */
 int ms_inst_layer(const ms_state *s, int inst);   /* block index, or 0 */
 int ms_head_inst(const ms_state *s);
 
-/* Parameter values / gradients of param p at a layer (0 for embed, head). */
+/* Parameter values / gradients of param p at a layer (0 for embed, head).
+ * ms_grad is NULL for a block bound to no gradient slot. */
 float *ms_param(const ms_state *s, int p, int layer);
 float *ms_grad(const ms_state *s, int p, int layer);
+/* First scalar of block `layer`'s parameters (block_stride of them). */
+float *ms_block_params(const ms_state *s, int layer);
+
+/* Binds a block to a gradient slot (-1: none) and rewires its graph. */
+void ms_bind_grad_slot(ms_state *s, int layer, int slot);
 
 /* The scalar loss the head's last forward computed. */
 float ms_loss(const ms_state *s);

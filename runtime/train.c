@@ -16,6 +16,8 @@ static double now_ms(void) {
   return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+/* ---- forward, backward, AdamW over regions ---------------------------- */
+
 float train_forward(ms_state *s) {
   for (int inst = 0; inst < s->n_inst; inst++) exec_forward(s, inst);
   return ms_loss(s);
@@ -23,30 +25,175 @@ float train_forward(ms_state *s) {
 
 void train_zero_grads(ms_state *s) { memset(s->grads, 0, s->bytes_grads); }
 
-void train_backward(ms_state *s, float loss_scale) {
+void train_backward(ms_state *s, const int *paths, float loss_scale) {
   for (int inst = s->n_inst - 1; inst >= 0; inst--)
-    exec_backward(s, inst, EXEC_ACTIVE, loss_scale);
+    exec_backward(s, inst, paths ? paths[inst] : EXEC_ACTIVE, loss_scale);
 }
 
-double train_adamw_all(ms_state *s, const opt_config *c, float lr, float *adam_m,
-                       float *adam_v, int64_t adam_t) {
-  /* Padding between tensors is zero in grads, so one pass over the arena
-   * gives the global norm. */
-  double norm = sqrt(opt_sum_squares(s->grads, s->n_param_scalars));
+int train_optim_init(train_optim *o, const ms_state *s, lt_error *err) {
+  memset(o, 0, sizeof *o);
+  o->n_regions = TRAIN_REGION_SLOTS + s->n_grad_slots;
+  /* malloc + memset rather than calloc: the pages are touched here, not in
+   * the first training step. */
+  o->m = malloc(s->bytes_grads + 1);
+  o->v = malloc(s->bytes_grads + 1);
+  o->t = calloc((size_t)o->n_regions, sizeof *o->t);
+  o->on = calloc((size_t)o->n_regions, 1);
+  o->sq = calloc((size_t)o->n_regions, sizeof *o->sq);
+  if (!o->m || !o->v || !o->t || !o->on || !o->sq)
+    return lt_fail(err, "out of memory for %zu bytes of optimizer state", 2 * s->bytes_grads);
+  memset(o->m, 0, s->bytes_grads);
+  memset(o->v, 0, s->bytes_grads);
+  return 0;
+}
+
+void train_optim_free(train_optim *o) {
+  free(o->m);
+  free(o->v);
+  free(o->t);
+  free(o->on);
+  free(o->sq);
+  memset(o, 0, sizeof *o);
+}
+
+static int region_of(const ms_state *s, int p, int layer) {
+  switch (s->ir->params[p].section) {
+  case IR_EMBED: return TRAIN_REGION_EMBED;
+  case IR_HEAD: return TRAIN_REGION_HEAD;
+  default: return s->grad_slot[layer] < 0 ? -1 : TRAIN_REGION_SLOTS + s->grad_slot[layer];
+  }
+}
+
+static void region_extent(const ms_state *s, int r, int64_t *begin, int64_t *len) {
+  if (r == TRAIN_REGION_EMBED) *begin = 0, *len = s->grad_head_base;
+  else if (r == TRAIN_REGION_HEAD) *begin = s->grad_head_base, *len = s->grad_slot_base - s->grad_head_base;
+  else *begin = s->grad_slot_base + (r - TRAIN_REGION_SLOTS) * s->block_stride, *len = s->block_stride;
+}
+
+/* Sum of squares of the gradients that train, added in a fixed order
+ * (embed, blocks by layer, head), so full fine-tuning and LISA with every
+ * block active compute the same norm bit for bit. */
+static double trained_sum_squares(const ms_state *s, train_optim *o) {
+  double total = 0.0;
+  int n_layer = s->ir->n_layer;
+  for (int i = -1; i <= n_layer; i++) {
+    int r = i < 0 ? TRAIN_REGION_EMBED
+            : i == n_layer ? TRAIN_REGION_HEAD
+            : s->grad_slot[i] < 0 ? -1 : TRAIN_REGION_SLOTS + s->grad_slot[i];
+    if (r < 0 || !o->on[r]) continue;
+    int64_t begin, len;
+    region_extent(s, r, &begin, &len);
+    o->sq[r] = opt_sum_squares(s->grads + begin, len);
+    total += o->sq[r];
+  }
+  return total;
+}
+
+double train_adamw(ms_state *s, const opt_config *c, float lr, train_optim *o) {
+  double norm = sqrt(trained_sum_squares(s, o));
   float scale = opt_clip_scale(c, norm);
+  for (int r = 0; r < o->n_regions; r++) o->t[r] += o->on[r];
   const ir_model *m = s->ir;
   for (int p = 0; p < m->n_params; p++) {
     float wd = m->params[p].decay ? c->weight_decay : 0.0f;
     int64_t n = ir_param_numel(&m->params[p]);
     int layers = m->params[p].section == IR_BLOCK ? m->n_layer : 1;
     for (int l = 0; l < layers; l++) {
-      int64_t off = ms_param(s, p, l) - s->params;
-      opt_adamw_update(s->params + off, s->grads + off, adam_m + off, adam_v + off, n, lr, wd, c,
-                       adam_t, scale);
+      int r = region_of(s, p, l);
+      if (r < 0 || !o->on[r]) continue;
+      float *g = ms_grad(s, p, l);
+      int64_t off = g - s->grads;
+      opt_adamw_update(ms_param(s, p, l), g, o->m + off, o->v + off, n, lr, wd, c, o->t[r], scale);
     }
   }
   return norm;
 }
+
+/* ---- LISA: the active set, slots and paths ----------------------------- */
+
+static int contains(const int *set, int n, int x) {
+  for (int i = 0; i < n; i++)
+    if (set[i] == x) return 1;
+  return 0;
+}
+
+/* Frees the slots of blocks that leave, gives zeroed slots with a fresh
+ * step count to blocks that enter; blocks that stay keep theirs. */
+static void apply_active_set(trainer *t, const int *next, int n_next) {
+  ms_state *s = &t->state;
+  int n_layer = t->ir.n_layer;
+  unsigned char *slot_used = (unsigned char *)t->scratch;
+  memset(slot_used, 0, (size_t)s->n_grad_slots);
+  for (int l = 0; l < n_layer; l++) {
+    if (s->grad_slot[l] >= 0 && !contains(next, n_next, l)) ms_bind_grad_slot(s, l, -1);
+    if (s->grad_slot[l] >= 0) slot_used[s->grad_slot[l]] = 1;
+  }
+  for (int i = 0; i < n_next; i++) {
+    int l = next[i];
+    if (s->grad_slot[l] >= 0) continue;
+    int slot = 0;
+    while (slot_used[slot]) slot++;
+    slot_used[slot] = 1;
+    int64_t begin, len;
+    region_extent(s, TRAIN_REGION_SLOTS + slot, &begin, &len);
+    memset(t->opt.m + begin, 0, (size_t)len * sizeof(float));
+    memset(t->opt.v + begin, 0, (size_t)len * sizeof(float));
+    t->opt.t[TRAIN_REGION_SLOTS + slot] = 0;
+    ms_bind_grad_slot(s, l, slot);
+  }
+  memcpy(t->active, next, sizeof(int) * (size_t)n_next);
+  t->n_active = n_next;
+}
+
+/* Which regions train and which path each instance takes this period. With
+ * the embedding frozen, no gradient has to go below the lowest active block,
+ * so the blocks under it (and the embedding) skip backward entirely. */
+static void plan_paths(trainer *t) {
+  ms_state *s = &t->state;
+  int n_layer = t->ir.n_layer, lowest = t->n_active ? t->active[0] : n_layer;
+  memset(t->opt.on, 0, (size_t)t->opt.n_regions);
+  t->opt.on[TRAIN_REGION_EMBED] = (unsigned char)t->cfg.train_embed;
+  t->opt.on[TRAIN_REGION_HEAD] = (unsigned char)t->cfg.train_head;
+  for (int l = 0; l < n_layer; l++) {
+    int slot = s->grad_slot[l];
+    if (slot >= 0) t->opt.on[TRAIN_REGION_SLOTS + slot] = 1;
+    int below = !t->cfg.train_embed && l < lowest;
+    t->path[1 + l] = slot >= 0 ? EXEC_ACTIVE : below ? EXEC_FORWARD : EXEC_FROZEN;
+  }
+  t->path[0] = t->cfg.train_embed ? EXEC_ACTIVE : EXEC_FORWARD;
+  int head = ms_head_inst(s);
+  t->path[head] = t->cfg.train_head ? EXEC_ACTIVE
+                  : (t->cfg.train_embed || t->n_active) ? EXEC_FROZEN : EXEC_FORWARD;
+}
+
+/* Per-layer statistics a Lua policy may read: weight norms now, gradient
+ * norms from the last step each block trained (0 if never). Computed only
+ * at a switch, and only for a policy that can read them. */
+static void update_weight_norms(trainer *t) {
+  const ms_state *s = &t->state;
+  for (int l = 0; l < t->ir.n_layer; l++)
+    t->weight_norms[l] = sqrt(opt_sum_squares(ms_block_params(s, l), s->block_stride));
+}
+
+static int resample(trainer *t, int64_t step, lt_error *err) {
+  int *next = t->scratch + t->ir.n_layer, n_next = 0;
+  lisa_layer_stats stats = {t->weight_norms, t->grad_norms};
+  if (t->cfg.lisa.mode == LISA_SAMPLE_LUA) update_weight_norms(t);
+  if (lisa_sampler_sample(t->sampler, step, &stats, next, &n_next, err)) return -1;
+  apply_active_set(t, next, n_next);
+  plan_paths(t);
+  return 0;
+}
+
+static void record_grad_norms(trainer *t) {
+  const ms_state *s = &t->state;
+  for (int i = 0; i < t->n_active; i++) {
+    int l = t->active[i];
+    t->grad_norms[l] = sqrt(t->opt.sq[TRAIN_REGION_SLOTS + s->grad_slot[l]]);
+  }
+}
+
+/* ---- the trainer -------------------------------------------------------- */
 
 static int check_config(const train_config *cfg, const ir_model *m, lt_error *err) {
   if (cfg->batch < 1 || cfg->seq < 1) return lt_fail(err, "--batch and --seq must be at least 1");
@@ -55,6 +202,45 @@ static int check_config(const train_config *cfg, const ir_model *m, lt_error *er
     return lt_fail(err, "--seq %d is longer than %s allows (%d positions)", cfg->seq, m->path,
                    m->max_seq);
   return 0;
+}
+
+static int alloc_lisa_tables(trainer *t, lt_error *err) {
+  int n = t->ir.n_layer + 1;
+  t->active = calloc((size_t)n, sizeof(int));
+  t->scratch = calloc((size_t)(2 * n), sizeof(int));
+  t->path = calloc((size_t)(n + 1), sizeof(int));
+  t->weight_norms = calloc((size_t)n, sizeof(double));
+  t->grad_norms = calloc((size_t)n, sizeof(double));
+  if (!t->active || !t->scratch || !t->path || !t->weight_norms || !t->grad_norms)
+    return lt_fail(err, "out of memory");
+  return 0;
+}
+
+/* Full fine-tuning is every block active for good; LISA samples a set of
+ * middle blocks and needs gradient slots only for as many as it can pick. */
+static int setup_method(trainer *t, lt_error *err) {
+  int n_layer = t->ir.n_layer;
+  if (t->cfg.method == TRAIN_FT) {
+    t->cfg.train_embed = t->cfg.train_head = 1;
+    for (int l = 0; l < n_layer; l++) t->active[l] = l;
+    t->n_active = n_layer;
+    return 0;
+  }
+  lisa_sampler_config sc = t->cfg.lisa;
+  sc.n_layers = n_layer;
+  sc.seed = t->cfg.seed;
+  if (lisa_sampler_create(&t->sampler, &sc, err)) return -1;
+  /* no block holds a slot until the first sample binds them */
+  for (int l = 0; l < n_layer; l++) ms_bind_grad_slot(&t->state, l, -1);
+  return 0;
+}
+
+/* Gradient and moment slots: as many blocks as can train at once. Uniform
+ * sampling picks exactly gamma; bernoulli and Lua policies may pick up to
+ * every block. */
+static int grad_slots_for(const train_config *cfg, const ir_model *m) {
+  if (cfg->method == TRAIN_FT || cfg->lisa.mode != LISA_SAMPLE_UNIFORM) return m->n_layer;
+  return cfg->lisa.gamma < m->n_layer ? (cfg->lisa.gamma > 0 ? cfg->lisa.gamma : 0) : m->n_layer;
 }
 
 int trainer_create(trainer *t, const train_config *cfg, lt_error *err) {
@@ -66,22 +252,27 @@ int trainer_create(trainer *t, const train_config *cfg, lt_error *err) {
   if (t->data.n_tokens < cfg->seq + 1)
     return lt_fail(err, "%s: %lld tokens, too few for --seq %d", cfg->data_path,
                    (long long)t->data.n_tokens, cfg->seq);
-  if (ms_create(&t->state, &t->ir, cfg->batch, cfg->seq, err)) return -1;
+  int slots = grad_slots_for(cfg, &t->ir);
+  if (ms_create(&t->state, &t->ir, cfg->batch, cfg->seq, slots, err)) return -1;
   if (cfg->weights_path) {
     if (wt_load(&t->state, cfg->weights_path, t->load_note, sizeof t->load_note, err)) return -1;
   } else {
     wt_init_random(&t->state, cfg->seed);
   }
-  size_t moment_bytes = (size_t)t->state.n_param_scalars * sizeof(float);
-  t->adam_m = calloc(1, moment_bytes);
-  t->adam_v = calloc(1, moment_bytes);
-  if (!t->adam_m || !t->adam_v) return lt_fail(err, "out of memory for optimizer state");
+  if (train_optim_init(&t->opt, &t->state, err) || alloc_lisa_tables(t, err)) return -1;
+  if (setup_method(t, err)) return -1;
+  plan_paths(t);
   return 0;
 }
 
 void trainer_free(trainer *t) {
-  free(t->adam_m);
-  free(t->adam_v);
+  lisa_sampler_free(t->sampler);
+  free(t->active);
+  free(t->scratch);
+  free(t->path);
+  free(t->weight_norms);
+  free(t->grad_norms);
+  train_optim_free(&t->opt);
   ms_free(&t->state);
   data_close(&t->data);
   ir_model_free(&t->ir);
@@ -89,24 +280,31 @@ void trainer_free(trainer *t) {
 
 uint64_t trainer_bytes(const trainer *t) {
   const ms_state *s = &t->state;
-  return (uint64_t)s->bytes_params + s->bytes_grads + s->bytes_acts +
-         2 * (uint64_t)s->n_param_scalars * sizeof(float) +
+  return (uint64_t)s->bytes_params + s->bytes_grads + s->bytes_acts + 2 * (uint64_t)s->bytes_grads +
          (uint64_t)t->data.n_tokens * sizeof(uint32_t);
 }
 
 int trainer_step(trainer *t, train_step_stats *st, lt_error *err) {
   ms_state *s = &t->state;
   double t0 = now_ms();
+  /* A resumed run starts mid-period: sample at its first step too. The draw
+   * is a function of the period's first step, so it is the same set. */
+  int switched = t->sampler && (lisa_sampler_is_boundary(t->sampler, t->step) || !t->sampled);
+  if (switched) {
+    if (resample(t, t->step, err)) return -1;
+    t->sampled = 1;
+  }
   if (data_batch(&t->data, t->cfg.seed, t->step, s->B, s->T, s->ids, s->targets, err)) return -1;
   float lr = opt_lr_at(&t->cfg.opt, t->step);
   train_zero_grads(s);
   float loss = train_forward(s);
-  train_backward(s, 1.0f);
-  t->adam_t++;
-  double norm = train_adamw_all(s, &t->cfg.opt, lr, t->adam_m, t->adam_v, t->adam_t);
+  train_backward(s, t->path, 1.0f);
+  double norm = train_adamw(s, &t->cfg.opt, lr, &t->opt);
+  record_grad_norms(t);
   double ms = now_ms() - t0;
   *st = (train_step_stats){.step = t->step, .loss = loss, .lr = lr, .grad_norm = norm,
-                           .step_ms = ms, .tokens_per_s = s->N / (ms / 1e3)};
+                           .step_ms = ms, .tokens_per_s = s->N / (ms / 1e3),
+                           .switched = switched};
   t->step++;
   return 0;
 }

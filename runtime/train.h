@@ -1,17 +1,26 @@
 /* train.h: the training loop's pieces. A trainer owns the model IR (with its
- * backward graphs), the buffers, the optimizer moments and the data; one
- * call runs one step: batch, forward, backward, clip, AdamW. Everything is
- * allocated by trainer_create; trainer_step allocates nothing. */
+ * backward graphs), the buffers, the optimizer state, the data and, for
+ * LISA, the layer sampler; one call runs one step: batch, forward, backward,
+ * clip, AdamW. Everything is allocated by trainer_create; trainer_step
+ * allocates nothing.
+ *
+ * Optimizer state is kept per region: 0 = embed, 1 = head, 2 + s = block
+ * gradient slot s. Moments are laid out like ms_state.grads, so a block's
+ * moments live in its slot: a block that stays active keeps them, one that
+ * leaves gives the slot up, one that enters gets a zeroed slot and its
+ * bias-correction count restarts (as PyTorch's AdamW does for a parameter it
+ * has not seen). */
 #ifndef LT_TRAIN_H
 #define LT_TRAIN_H
 
 #include <stdint.h>
 
 #include "data.h"
+#include "lisa_sampler.h"
 #include "model_state.h"
 #include "optim.h"
 
-enum train_method { TRAIN_FT };
+enum train_method { TRAIN_FT, TRAIN_LISA };
 
 typedef struct {
   const char *model_path;
@@ -22,6 +31,8 @@ typedef struct {
   int batch, seq;
   uint64_t seed;
   opt_config opt;
+  int train_embed, train_head; /* LISA: E and H train (default on) */
+  lisa_sampler_config lisa;    /* LISA: mode, gamma, interval, Lua policy */
 } train_config;
 
 typedef struct {
@@ -31,15 +42,32 @@ typedef struct {
   double grad_norm;     /* global norm before clipping */
   double step_ms;
   double tokens_per_s;
+  int switched;         /* the active set was (re)sampled this step */
 } train_step_stats;
+
+enum { TRAIN_REGION_EMBED, TRAIN_REGION_HEAD, TRAIN_REGION_SLOTS };
+
+typedef struct {
+  float *m, *v;         /* AdamW moments, laid out as ms_state.grads */
+  int64_t *t;           /* [n_regions] AdamW step count (bias correction) */
+  unsigned char *on;    /* [n_regions] region trains this step */
+  double *sq;           /* [n_regions] last sum of squared gradients */
+  int n_regions;        /* TRAIN_REGION_SLOTS + n_grad_slots */
+} train_optim;
 
 typedef struct {
   train_config cfg;
   ir_model ir;
   ms_state state;
   data_file data;
-  float *adam_m, *adam_v;  /* one moment each per parameter scalar */
-  int64_t adam_t;          /* AdamW's step count (bias correction) */
+  train_optim opt;
+  lisa_sampler *sampler;   /* NULL for full fine-tuning */
+  int *active, n_active;   /* middle blocks training this period, ascending */
+  int *path;               /* [n_inst] enum exec_path of each instance */
+  int *scratch;            /* [2 n_layer] for switching */
+  double *weight_norms;    /* [n_layer] for sampling policies */
+  double *grad_norms;      /* [n_layer] from each block's last active step */
+  int sampled;             /* an active set has been drawn */
   int64_t step;            /* next step to run */
   char load_note[512];     /* tensors in --weights the model ignored */
 } trainer;
@@ -52,12 +80,14 @@ int trainer_step(trainer *t, train_step_stats *st, lt_error *err);
 uint64_t trainer_bytes(const trainer *t);
 
 /* The step's building blocks, also used by the tests. */
+int train_optim_init(train_optim *o, const ms_state *s, lt_error *err);
+void train_optim_free(train_optim *o);
 float train_forward(ms_state *s);
 void train_zero_grads(ms_state *s);
-void train_backward(ms_state *s, float loss_scale);
-/* Clips by global norm and applies AdamW to every parameter; returns the
- * pre-clip global gradient norm. */
-double train_adamw_all(ms_state *s, const opt_config *c, float lr, float *adam_m,
-                       float *adam_v, int64_t adam_t);
+/* paths: enum exec_path per instance; NULL = every instance ACTIVE. */
+void train_backward(ms_state *s, const int *paths, float loss_scale);
+/* Clips by the global norm of the regions that train and applies one AdamW
+ * step to them; returns the pre-clip global gradient norm. */
+double train_adamw(ms_state *s, const opt_config *c, float lr, train_optim *o);
 
 #endif

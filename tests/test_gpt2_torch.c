@@ -38,7 +38,7 @@ static int setup(fixture *fx) {
   lt_error err;
   memset(fx, 0, sizeof *fx);
   if (yml_load_model(src_path("models/gpt2-tiny.yaml"), &fx->ir, &err) ||
-      ad_build_backward(&fx->ir, &err) || ms_create(&fx->s, &fx->ir, 3, 11, &err) ||
+      ad_build_backward(&fx->ir, &err) || ms_create(&fx->s, &fx->ir, 3, 11, fx->ir.n_layer, &err) ||
       wt_load(&fx->s, src_path("tests/fixtures/gpt2-tiny.safetensors"), NULL, 0, &err) ||
       st_open(&fx->ref, src_path("tests/fixtures/gpt2-tiny-ref.safetensors"), &err)) {
     fprintf(stderr, "setup: %s\n", err.msg);
@@ -92,9 +92,12 @@ static void test_forward_matches_torch(void) {
   teardown(&fx);
 }
 
-/* Compares every (param, layer) tensor with "<prefix><hf name>". Elements
- * listed in `skip` (may be NULL; same layout as the arenas) are left out. */
-static int compare_params(fixture *fx, const float *arena, const char *prefix, double tol,
+typedef float *(*tensor_fn)(const ms_state *s, int p, int layer);
+
+/* Compares every (param, layer) tensor get(p, layer) with "<prefix><hf
+ * name>". Elements marked in `skip` (may be NULL; laid out as the parameter
+ * arena) are left out. */
+static int compare_params(fixture *fx, tensor_fn get, const char *prefix, double tol,
                           const unsigned char *skip) {
   int compared = 0;
   for (int p = 0; p < fx->ir.n_params; p++) {
@@ -109,10 +112,11 @@ static int compare_params(fixture *fx, const float *arena, const char *prefix, d
       if (!ref) continue;
       CHECK(n == ir_param_numel(par));
       int64_t off = ms_param(&fx->s, p, l) - fx->s.params;
+      const float *t = get(&fx->s, p, l);
       float *ours = malloc(sizeof(float) * (size_t)n);
       for (int64_t i = 0; i < n; i++) {
         int drop = skip && skip[off + i];
-        ours[i] = drop ? 0.0f : arena[off + i];
+        ours[i] = drop ? 0.0f : t[i];
         if (drop) ref[i] = 0.0f;
       }
       double e = max_rel_err(ours, ref, n);
@@ -130,9 +134,9 @@ static void test_gradients_match_torch(void) {
   if (setup(&fx)) return;
   train_zero_grads(&fx.s);
   train_forward(&fx.s);
-  train_backward(&fx.s, 1.0f);
+  train_backward(&fx.s, NULL, 1.0f);
   /* 2 embed + 12 per block x 2 + 2 head params */
-  CHECK(compare_params(&fx, fx.s.grads, "grad.", 1e-4, NULL) == 28);
+  CHECK(compare_params(&fx, ms_grad, "grad.", 1e-4, NULL) == 28);
   teardown(&fx);
 }
 
@@ -141,14 +145,14 @@ static void test_gradients_match_torch(void) {
 static int64_t mark_noise_only(fixture *fx, unsigned char *mark) {
   train_zero_grads(&fx->s);
   train_forward(&fx->s);
-  train_backward(&fx->s, 1.0f);
+  train_backward(&fx->s, NULL, 1.0f);
   int64_t n_marked = 0;
   for (int p = 0; p < fx->ir.n_params; p++) {
     const ir_param *par = &fx->ir.params[p];
     int64_t n = ir_param_numel(par);
     for (int l = 0; l < (par->section == IR_BLOCK ? fx->ir.n_layer : 1); l++) {
       const float *g = ms_grad(&fx->s, p, l);
-      int64_t off = g - fx->s.grads;
+      int64_t off = ms_param(&fx->s, p, l) - fx->s.params;
       float gmax = 0;
       for (int64_t i = 0; i < n; i++) gmax = fmaxf(gmax, fabsf(g[i]));
       for (int64_t i = 0; i < n; i++)
@@ -177,8 +181,10 @@ static void test_adamw_trajectory_matches_torch(void) {
   int64_t n_losses, n_norms;
   float *losses = read_ref(&fx, "adamw.losses", &n_losses);
   float *norms = read_ref(&fx, "adamw.grad_norms", &n_norms);
-  float *m = calloc((size_t)fx.s.n_param_scalars, sizeof(float));
-  float *v = calloc((size_t)fx.s.n_param_scalars, sizeof(float));
+  train_optim o;
+  lt_error err;
+  CHECK(train_optim_init(&o, &fx.s, &err) == 0);
+  memset(o.on, 1, (size_t)o.n_regions); /* full fine-tuning: everything trains */
   /* Elements whose gradient is zero in exact arithmetic (GPT-2's key bias:
    * softmax ignores a shift shared by every key) get rounding noise as
    * gradient, which AdamW normalises into +-lr steps of random sign, in
@@ -192,8 +198,8 @@ static void test_adamw_trajectory_matches_torch(void) {
   for (int step = 0; losses && norms && step < n_losses; step++) {
     train_zero_grads(&fx.s);
     float loss = train_forward(&fx.s);
-    train_backward(&fx.s, 1.0f);
-    double norm = train_adamw_all(&fx.s, &c, c.lr, m, v, step + 1);
+    train_backward(&fx.s, NULL, 1.0f);
+    double norm = train_adamw(&fx.s, &c, c.lr, &o);
     clipped += norm > c.grad_clip;
     CHECK_MSG(fabs(loss - losses[step]) <= 1e-4 * fabs(losses[step]), "step %d: loss %.7f vs torch %.7f",
               step, loss, losses[step]);
@@ -202,10 +208,9 @@ static void test_adamw_trajectory_matches_torch(void) {
   }
   CHECK(n_losses == 10);
   CHECK_MSG(clipped > 0, "the fixture should exercise gradient clipping");
-  CHECK(compare_params(&fx, fx.s.params, "adamw.final.", 1e-4, noise_only) == 28);
+  CHECK(compare_params(&fx, ms_param, "adamw.final.", 1e-4, noise_only) == 28);
   free(noise_only);
-  free(m);
-  free(v);
+  train_optim_free(&o);
   free(losses);
   free(norms);
   teardown(&fx);

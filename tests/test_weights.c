@@ -14,7 +14,7 @@
 static int load_tiny(ir_model *m, ms_state *s) {
   lt_error err;
   if (yml_load_model(src_path("models/gpt2-tiny.yaml"), m, &err) || ad_build_backward(m, &err) ||
-      ms_create(s, m, 2, 5, &err)) {
+      ms_create(s, m, 2, 5, m->n_layer, &err)) {
     fprintf(stderr, "%s\n", err.msg);
     check_failures++;
     return -1;
@@ -59,7 +59,7 @@ static void test_save_load_bit_exact(void) {
   ms_state a, b;
   if (load_tiny(&m, &a)) return;
   lt_error err;
-  ms_create(&b, &m, 2, 5, &err);
+  ms_create(&b, &m, 2, 5, m.n_layer, &err);
   wt_init_random(&a, 7);
   char dir[] = "/tmp/lisa-weights-XXXXXX", path[64];
   CHECK(mkdtemp(dir) != NULL);

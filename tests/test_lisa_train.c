@@ -1,0 +1,212 @@
+/* LISA in the trainer: every step trains E, H and exactly gamma middle
+ * blocks; the set changes only at multiples of K; sampled blocks change and
+ * frozen ones keep every bit; the FROZEN path's dX equals the ACTIVE path's;
+ * LISA with every block active and K = 1 is full fine-tuning, bit for bit. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "executor.h"
+#include "train.h"
+
+#define N_LAYER 6
+
+static char model_path[128], dir[] = "/tmp/lisa-train-XXXXXX";
+
+/* gpt2-tiny with 6 blocks, so sampling has something to choose from. */
+static int write_model(void) {
+  if (!mkdtemp(dir)) return -1;
+  FILE *in = fopen(src_path("models/gpt2-tiny.yaml"), "r");
+  snprintf(model_path, sizeof model_path, "%s/gpt2-tiny6.yaml", dir);
+  FILE *out = fopen(model_path, "w");
+  if (!in || !out) return -1;
+  char line[512];
+  while (fgets(line, sizeof line, in))
+    fputs(strstr(line, "n_layer: 2") ? "  n_layer: 6\n" : line, out);
+  fclose(in);
+  fclose(out);
+  return 0;
+}
+
+static train_config config(int method, int gamma, int interval) {
+  train_config c = {0};
+  c.model_path = model_path;
+  c.data_path = src_path("tests/fixtures/tokens-67.bin");
+  c.method = method;
+  c.steps = 40;
+  c.batch = 2, c.seq = 8, c.seed = 5;
+  c.opt = opt_defaults();
+  c.opt.lr = 1e-2f;
+  c.train_embed = c.train_head = 1;
+  c.lisa = (lisa_sampler_config){.mode = LISA_SAMPLE_UNIFORM, .gamma = gamma, .interval = interval};
+  return c;
+}
+
+static int create(trainer *t, const train_config *c) {
+  lt_error err;
+  if (trainer_create(t, c, &err)) {
+    fprintf(stderr, "trainer_create: %s\n", err.msg);
+    check_failures++;
+    trainer_free(t);
+    return -1;
+  }
+  return 0;
+}
+
+static int step(trainer *t, train_step_stats *st) {
+  lt_error err;
+  if (trainer_step(t, st, &err)) {
+    fprintf(stderr, "trainer_step: %s\n", err.msg);
+    check_failures++;
+    return -1;
+  }
+  return 0;
+}
+
+static void test_gamma_blocks_switch_at_k(void) {
+  trainer a, b;
+  train_config c = config(TRAIN_LISA, 2, 5);
+  if (create(&a, &c) || create(&b, &c)) return;
+  int prev[2] = {-1, -1}, changes = 0;
+  for (int s = 0; s < 40; s++) {
+    train_step_stats st, st_b;
+    if (step(&a, &st) || step(&b, &st_b)) break;
+    CHECK(a.n_active == 2 && a.active[0] < a.active[1]);
+    CHECK(a.opt.on[TRAIN_REGION_EMBED] && a.opt.on[TRAIN_REGION_HEAD]);
+    CHECK(st.switched == (s % 5 == 0));
+    int same = a.active[0] == prev[0] && a.active[1] == prev[1];
+    if (s % 5 != 0) CHECK(same);
+    changes += !same;
+    CHECK(memcmp(a.active, b.active, 2 * sizeof(int)) == 0); /* same seed, same sets */
+    CHECK(st.loss == st_b.loss);
+    prev[0] = a.active[0], prev[1] = a.active[1];
+  }
+  CHECK_MSG(changes >= 4, "the set changed only %d times in 8 periods", changes);
+  trainer_free(&a);
+  trainer_free(&b);
+}
+
+/* Snapshot of one block's parameters. */
+static float *copy_block(const trainer *t, int layer) {
+  size_t bytes = (size_t)t->state.block_stride * sizeof(float);
+  float *copy = malloc(bytes);
+  memcpy(copy, ms_block_params(&t->state, layer), bytes);
+  return copy;
+}
+
+static void test_frozen_blocks_keep_every_bit(void) {
+  trainer t;
+  train_config c = config(TRAIN_LISA, 2, 5);
+  if (create(&t, &c)) return;
+  train_step_stats st;
+  if (step(&t, &st)) return; /* draws the first set, trains step 0 */
+  float *before[N_LAYER];
+  for (int l = 0; l < N_LAYER; l++) before[l] = copy_block(&t, l);
+  float wte_before = ms_param(&t.state, 0, 0)[3];
+  for (int s = 1; s < 5; s++) step(&t, &st); /* rest of the period */
+  size_t bytes = (size_t)t.state.block_stride * sizeof(float);
+  for (int l = 0; l < N_LAYER; l++) {
+    int active = l == t.active[0] || l == t.active[1];
+    int same = memcmp(before[l], ms_block_params(&t.state, l), bytes) == 0;
+    CHECK_MSG(active ? !same : same, "block %d (%s) %s", l, active ? "active" : "frozen",
+              same ? "unchanged" : "changed");
+    free(before[l]);
+  }
+  CHECK(ms_param(&t.state, 0, 0)[3] != wte_before); /* E trains */
+  /* only gamma gradient slots exist */
+  CHECK(t.state.n_grad_slots == 2);
+  trainer_free(&t);
+}
+
+static void test_frozen_dx_equals_active_dx(void) {
+  trainer t;
+  train_config c = config(TRAIN_FT, 0, 1);
+  if (create(&t, &c)) return;
+  ms_state *s = &t.state;
+  lt_error err;
+  CHECK(data_batch(&t.data, 1, 0, s->B, s->T, s->ids, s->targets, &err) == 0);
+  /* block 0's input gradient is what reaches the embedding */
+  const ir_graph *g = &t.ir.sections[IR_BLOCK];
+  const float *dx = s->bufs[1][g->values[g->input].grad];
+  size_t bytes = (size_t)s->N * (size_t)g->values[g->input].cols * sizeof(float);
+  int paths[N_LAYER + 2];
+  float *want = malloc(bytes);
+  train_zero_grads(s);
+  train_forward(s);
+  train_backward(s, NULL, 1.0f);
+  memcpy(want, dx, bytes);
+  for (int i = 0; i < N_LAYER + 2; i++) paths[i] = i == 0 ? EXEC_ACTIVE : EXEC_FROZEN;
+  train_zero_grads(s);
+  train_forward(s);
+  train_backward(s, paths, 1.0f);
+  CHECK(memcmp(want, dx, bytes) == 0);
+  /* and the frozen blocks wrote no parameter gradient */
+  for (int l = 0; l < N_LAYER; l++) {
+    const float *gb = ms_grad(s, ir_find_param(&t.ir, "fc_w"), l);
+    float worst = 0;
+    for (int i = 0; i < 24 * 96; i++) worst = fmaxf(worst, fabsf(gb[i]));
+    CHECK(worst == 0.0f);
+  }
+  free(want);
+  trainer_free(&t);
+}
+
+static void test_all_blocks_every_step_is_ft(void) {
+  trainer ft, lisa;
+  train_config cf = config(TRAIN_FT, 0, 1), cl = config(TRAIN_LISA, N_LAYER, 1);
+  if (create(&ft, &cf) || create(&lisa, &cl)) return;
+  for (int s = 0; s < 12; s++) {
+    train_step_stats a, b;
+    if (step(&ft, &a) || step(&lisa, &b)) break;
+    CHECK_MSG(a.loss == b.loss && a.grad_norm == b.grad_norm, "step %d: ft %.9g, lisa %.9g", s,
+              a.loss, b.loss);
+  }
+  CHECK(memcmp(ft.state.params, lisa.state.params, ft.state.bytes_params) == 0);
+  trainer_free(&ft);
+  trainer_free(&lisa);
+}
+
+/* With E frozen, no gradient has to go below the lowest active block. */
+static void test_frozen_embedding_skips_lower_blocks(void) {
+  trainer t;
+  train_config c = config(TRAIN_LISA, 1, 3);
+  c.train_embed = 0;
+  if (create(&t, &c)) return;
+  float wte = ms_param(&t.state, 0, 0)[7];
+  for (int s = 0; s < 9; s++) {
+    train_step_stats st;
+    if (step(&t, &st)) break;
+    int lowest = t.active[0];
+    CHECK(t.path[0] == EXEC_FORWARD);
+    for (int l = 0; l < N_LAYER; l++)
+      CHECK(t.path[1 + l] == (l == lowest ? EXEC_ACTIVE : l < lowest ? EXEC_FORWARD : EXEC_FROZEN));
+  }
+  CHECK(ms_param(&t.state, 0, 0)[7] == wte);
+  trainer_free(&t);
+}
+
+static void test_gamma_beyond_layers_is_an_error(void) {
+  trainer t;
+  train_config c = config(TRAIN_LISA, N_LAYER + 1, 5);
+  lt_error err;
+  CHECK(trainer_create(&t, &c, &err) != 0);
+  CHECK_MSG(strstr(err.msg, "gamma") != NULL, "message: %s", err.msg);
+  trainer_free(&t);
+}
+
+int main(void) {
+  if (write_model()) {
+    fprintf(stderr, "cannot write the test model\n");
+    return 1;
+  }
+  RUN(test_gamma_blocks_switch_at_k);
+  RUN(test_frozen_blocks_keep_every_bit);
+  RUN(test_frozen_dx_equals_active_dx);
+  RUN(test_all_blocks_every_step_is_ft);
+  RUN(test_frozen_embedding_skips_lower_blocks);
+  RUN(test_gamma_beyond_layers_is_an_error);
+  unlink(model_path);
+  rmdir(dir);
+  return check_exit();
+}
