@@ -44,6 +44,12 @@ expect_error seq_too_long "--seq 64 is longer than .*gpt2-tiny\.yaml allows \(32
   "$LISA" train --quiet --device cpu "$TINY" --data "$TOKENS" --seq 64
 expect_error bad_number "--lr: 'fast' is not a number" train "$TINY" --data "$TOKENS" --lr fast
 expect_error unknown_option "unknown option '--gama'" train "$TINY" --data "$TOKENS" --gama 2
+expect_error gamma_beyond_layers "--gamma 3 exceeds the model's 2 middle blocks" \
+  train "$TINY" --data "$TOKENS" --method lisa --gamma 3
+expect_error lisa_option_with_ft "--gamma applies to --method lisa" train "$TINY" --data "$TOKENS" --gamma 1
+printf 'function sample_layers(ctx)\n  return {0, 5}\nend\n' > "$TMP/bad-policy.lua"
+expect_error bad_lua_policy "bad-policy\.lua: sample_layers returned 5 at position 2, outside \[0, 2\)" \
+  train "$TINY" --data "$TOKENS" --method lisa --lua "$TMP/bad-policy.lua"
 expect_error missing_model_file "nope\.yaml" train "$TMP/nope.yaml" --data "$TOKENS"
 expect_error no_cuda "--device cuda: this build has no CUDA backend" \
   "$LISA" train "$TINY" --data "$TOKENS" --device cuda

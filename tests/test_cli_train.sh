@@ -37,4 +37,18 @@ run --steps 1 --weights "$TMP/a.safetensors" --log-jsonl "$TMP/d.jsonl" || fail 
 cont=$(grep -o '"loss":[0-9.e+-]*' "$TMP/d.jsonl" | head -1 | cut -d: -f2)
 awk -v c="$cont" -v f="$first" 'BEGIN { exit !(c < 0.7 * f) }' || fail "loaded weights not used: $cont"
 
+# LISA: one of the two blocks per period of 3 steps, listed in every row.
+run --steps 9 --method lisa --gamma 1 --interval 3 --log-jsonl "$TMP/l.jsonl" || fail "lisa run failed"
+n_one=$(grep -cE '"active":\[[01]\]' "$TMP/l.jsonl")
+[ "$n_one" -eq 9 ] || fail "expected 9 rows with one active block, got $n_one"
+for p in 0 3 6; do # the set holds within each period
+  sets=$(sed -n "$((p + 1)),$((p + 3))p" "$TMP/l.jsonl" | grep -o '"active":\[[0-9]\]' | sort -u | wc -l)
+  [ "$sets" -eq 1 ] || fail "active set changed inside the period starting at step $p"
+done
+
+# A Lua policy shipped with the project runs end to end.
+run --steps 4 --method lisa --gamma 1 --interval 2 --lua "$SRC/models/policies/top_grad_norm.lua" \
+  --log-jsonl "$TMP/p.jsonl" || fail "lua policy run failed"
+[ "$(grep -c '"active":\[' "$TMP/p.jsonl")" -eq 4 ] || fail "lua policy run logged no active sets"
+
 finish
