@@ -190,7 +190,7 @@ static int total_grad(ad_ctx *c, int v) {
 
 static void emit(ad_ctx *c, const ir_op *fwd, int kind, int n_in, const int *in,
                  int n_out, const int *out, int param_grad) {
-  ir_op op = *fwd; /* keeps eps, heads, causal, sizes and the line */
+  ir_op op = *fwd; /* keeps eps, heads, causal, sizes, rope's attrs, the line */
   op.kind = kind;
   op.n_in = n_in;
   memcpy(op.in, in, (size_t)n_in * sizeof *in);
@@ -248,6 +248,41 @@ static void rule_gelu(ad_ctx *c, const ir_op *op, const int *dy) {
   emit(c, op, IR_OP_GELU_BWD, 2, in, 1, out, 0);
 }
 
+static void rule_rmsnorm(ad_ctx *c, const ir_op *op, const int *dy) {
+  int x = op->in[0], w = op->in[1], rstd = op->out[1];
+  if (c->needs[x]) {
+    int in[4] = {dy[0], x, w, rstd}, out[1] = {fresh_contrib(c, op, x)};
+    emit(c, op, IR_OP_RMSNORM_BWD_X, 4, in, 1, out, 0);
+  }
+  int in[3] = {dy[0], x, rstd}, out[1] = {param_grad(c, w)};
+  emit(c, op, IR_OP_RMSNORM_BWD_W, 3, in, 1, out, 1);
+}
+
+/* A rotation's gradient is the inverse rotation; it reads nothing saved. */
+static void rule_rope(ad_ctx *c, const ir_op *op, const int *dy) {
+  int x = op->in[0];
+  if (!c->needs[x]) return;
+  int out[1] = {fresh_contrib(c, op, x)};
+  emit(c, op, IR_OP_ROPE_BWD, 1, dy, 1, out, 0);
+}
+
+static void rule_silu(ad_ctx *c, const ir_op *op, const int *dy) {
+  int x = op->in[0];
+  if (!c->needs[x]) return;
+  int in[2] = {dy[0], x}, out[1] = {fresh_contrib(c, op, x)};
+  emit(c, op, IR_OP_SILU_BWD, 2, in, 1, out, 0);
+}
+
+/* y = a * b: da = dy * b and db = dy * a, each a mul of its own. */
+static void rule_mul(ad_ctx *c, const ir_op *op, const int *dy) {
+  for (int k = 0; k < 2; k++) {
+    int v = op->in[k];
+    if (!c->needs[v]) continue;
+    int in[2] = {dy[0], op->in[1 - k]}, out[1] = {fresh_contrib(c, op, v)};
+    emit(c, op, IR_OP_MUL, 2, in, 1, out, 0);
+  }
+}
+
 /* The pieces' gradients side by side; -1 in dy marks a piece that nothing
  * read, which concat fills with zeros, so it carries every piece's width. */
 static void rule_split(ad_ctx *c, const ir_op *op, const int *dy) {
@@ -288,6 +323,10 @@ static void apply_rule(ad_ctx *c, const ir_op *op, const int *dy) {
   case IR_OP_GELU: rule_gelu(c, op, dy); break;
   case IR_OP_SPLIT: rule_split(c, op, dy); break;
   case IR_OP_ATTENTION: rule_attention(c, op, dy); break;
+  case IR_OP_RMSNORM: rule_rmsnorm(c, op, dy); break;
+  case IR_OP_ROPE: rule_rope(c, op, dy); break;
+  case IR_OP_SILU: rule_silu(c, op, dy); break;
+  case IR_OP_MUL: rule_mul(c, op, dy); break;
   case IR_OP_CROSS_ENTROPY: rule_cross_entropy(c, op); break;
   }
 }
@@ -303,6 +342,7 @@ static int param_slot(int kind, int k) {
   case IR_OP_EMBEDDING: return k == 1;
   case IR_OP_POS_EMBEDDING: return k == 0;
   case IR_OP_LAYERNORM: return k >= 1;
+  case IR_OP_RMSNORM: return k == 1;
   case IR_OP_LINEAR: return k >= 1;
   default: return 0;
   }

@@ -85,6 +85,10 @@ static const char *const op_names[IR_OP_COUNT] = {
     [IR_OP_GELU] = "gelu",
     [IR_OP_SPLIT] = "split",
     [IR_OP_ATTENTION] = "attention",
+    [IR_OP_RMSNORM] = "rmsnorm",
+    [IR_OP_ROPE] = "rope",
+    [IR_OP_SILU] = "silu",
+    [IR_OP_MUL] = "mul",
     [IR_OP_CROSS_ENTROPY] = "cross_entropy",
     [IR_OP_EMBEDDING_BWD_W] = "embedding_bwd_w",
     [IR_OP_POS_EMBEDDING_BWD_W] = "position_embedding_bwd_w",
@@ -97,6 +101,10 @@ static const char *const op_names[IR_OP_COUNT] = {
     [IR_OP_CONCAT] = "concat",
     [IR_OP_ATTENTION_BWD] = "attention_bwd",
     [IR_OP_CROSS_ENTROPY_BWD] = "cross_entropy_bwd",
+    [IR_OP_RMSNORM_BWD_X] = "rmsnorm_bwd_x",
+    [IR_OP_RMSNORM_BWD_W] = "rmsnorm_bwd_w",
+    [IR_OP_ROPE_BWD] = "rope_bwd",
+    [IR_OP_SILU_BWD] = "silu_bwd",
 };
 
 const char *ir_op_name(int kind) {

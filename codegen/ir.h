@@ -76,8 +76,13 @@ enum ir_opkind {
   IR_OP_GELU,              /* in: x                      out: tanh-approximated GELU */
   IR_OP_SPLIT,             /* in: x                      out: column slices, widths = out cols */
   IR_OP_ATTENTION,         /* in: q, k, v                out: y, lse[N,heads] */
+  IR_OP_RMSNORM,           /* in: x, w                   out: y = w * x * rstd, rstd[N,1] */
+  IR_OP_ROPE,              /* in: x                      out: rotary position embedding */
+  IR_OP_SILU,              /* in: x                      out: x * sigmoid(x) */
+  IR_OP_MUL,               /* in: a, b                   out: a * b (element-wise) */
   IR_OP_CROSS_ENTROPY,     /* in: logits[N,V], targets   out: loss (scalar, mean over N) */
-  /* backward */
+  /* backward (backward graphs also use add, to sum gradients, and mul:
+   * d(a*b) is dy*b and dy*a) */
   IR_OP_EMBEDDING_BWD_W,   /* in: ids, dy                out: +=dtable */
   IR_OP_POS_EMBEDDING_BWD_W, /* in: dy                   out: +=dtable */
   IR_OP_LAYERNORM_BWD_X,   /* in: dy, x, w, mean, rstd   out: dx */
@@ -89,6 +94,10 @@ enum ir_opkind {
   IR_OP_CONCAT,            /* in: pieces (-1 = zeros)    out: x; widths = in cols */
   IR_OP_ATTENTION_BWD,     /* in: dy, q, k, v, y, lse    out: dq, dk, dv */
   IR_OP_CROSS_ENTROPY_BWD, /* in: logits, targets        out: dlogits = (softmax - onehot) * scale / N */
+  IR_OP_RMSNORM_BWD_X,     /* in: dy, x, w, rstd         out: dx */
+  IR_OP_RMSNORM_BWD_W,     /* in: dy, x, rstd            out: +=dw */
+  IR_OP_ROPE_BWD,          /* in: dy                     out: dx (rotation by -angle) */
+  IR_OP_SILU_BWD,          /* in: dy, x                  out: dx */
   IR_OP_COUNT
 };
 
@@ -99,8 +108,10 @@ typedef struct {
   int kind;              /* enum ir_opkind */
   int n_in, in[IR_MAX_IN];   /* value indices; -1 only where documented */
   int n_out, out[IR_MAX_OUT];
-  float eps;             /* layernorm */
-  int heads, kv_heads;   /* attention (kv_heads == heads unless grouped) */
+  float eps;             /* layernorm, rmsnorm */
+  int heads, kv_heads;   /* attention (kv_heads == heads unless grouped); rope: heads */
+  int rotary_dims;       /* rope: leading dims of each head that rotate (even) */
+  double theta;          /* rope: base of the rotation frequencies */
   int causal;            /* attention */
   int64_t sizes[IR_MAX_IN]; /* concat: width of each piece (a piece may be -1) */
   int param_grad;        /* backward op that only writes parameter grads:

@@ -491,10 +491,22 @@ static int infer_pos_embedding(op_build *b) {
   return 0;
 }
 
-static int infer_add(op_build *b) {
+/* add, mul: element-wise over two inputs of one width */
+static int infer_binary(op_build *b) {
   if (need_inputs(b, 2, 2, "a, b") || need_f32(b, 0) || need_f32(b, 1)) return -1;
   if (need_width(b, 1, in_cols(b, 0), "the width of the first input")) return -1;
   b->cols[0] = in_cols(b, 0);
+  return 0;
+}
+
+/* The optional `eps` of a norm into op.eps. */
+static int load_eps(op_build *b, double eps) {
+  yaml_node_t *attr = op_attr(b, "eps");
+  if (attr) {
+    if (get_number(b->c, attr, "eps", &eps)) return -1;
+    if (eps <= 0) return fail_at(b->c, attr, "eps must be positive");
+  }
+  b->op.eps = (float)eps;
   return 0;
 }
 
@@ -505,13 +517,7 @@ static int infer_layernorm(op_build *b) {
   int64_t width = in_cols(b, 0);
   if (need_width(b, 1, width, "the width of x") || need_width(b, 2, width, "the width of x"))
     return -1;
-  double eps = 1e-5;
-  yaml_node_t *attr = op_attr(b, "eps");
-  if (attr) {
-    if (get_number(b->c, attr, "eps", &eps)) return -1;
-    if (eps <= 0) return fail_at(b->c, attr, "eps must be positive");
-  }
-  b->op.eps = (float)eps;
+  if (load_eps(b, 1e-5)) return -1;
   b->cols[0] = width;
   b->cols[1] = b->cols[2] = 1;
   b->suffix[1] = ".mean";
@@ -538,8 +544,55 @@ static int infer_linear(op_build *b) {
   return 0;
 }
 
-static int infer_gelu(op_build *b) {
+/* gelu, silu: element-wise over one input */
+static int infer_unary(op_build *b) {
   if (need_inputs(b, 1, 1, "x") || need_f32(b, 0)) return -1;
+  b->cols[0] = in_cols(b, 0);
+  return 0;
+}
+
+/* Hugging Face's RMSNorm default eps is 1e-6. */
+static int infer_rmsnorm(op_build *b) {
+  if (need_inputs(b, 2, 2, "x, w") || need_f32(b, 0) || need_f32(b, 1)) return -1;
+  int64_t width = in_cols(b, 0);
+  if (need_width(b, 1, width, "the width of x") || load_eps(b, 1e-6)) return -1;
+  b->cols[0] = width;
+  b->cols[1] = 1;
+  b->suffix[1] = ".rstd";
+  return 0;
+}
+
+/* heads (required), theta (default 10000), rotary_dims (default: the head
+ * size); the rotated dims pair up as (i, i + rotary_dims/2), so even. */
+static int load_rope_attrs(op_build *b, int64_t width) {
+  yaml_node_t *heads = op_attr(b, "heads"), *theta = op_attr(b, "theta"),
+              *rot = op_attr(b, "rotary_dims");
+  if (!heads) return op_fail(b, "needs 'heads'");
+  if (get_int_count(b->c, heads, "heads", &b->op.heads)) return -1;
+  if (width % b->op.heads)
+    return op_fail(b, "'%s' (width %lld) is not divisible by %d heads", in_name(b, 0),
+                   (long long)width, b->op.heads);
+  int hd = (int)(width / b->op.heads);
+  b->op.theta = 10000.0;
+  if (theta) {
+    if (get_number(b->c, theta, "theta", &b->op.theta)) return -1;
+    if (b->op.theta <= 0) return fail_at(b->c, theta, "theta must be positive");
+  }
+  b->op.rotary_dims = hd;
+  if (!rot) {
+    if (hd % 2) return op_fail(b, "head size %d is odd; give an even rotary_dims", hd);
+    return 0;
+  }
+  if (get_int_count(b->c, rot, "rotary_dims", &b->op.rotary_dims)) return -1;
+  if (b->op.rotary_dims > hd || b->op.rotary_dims % 2)
+    return fail_at(b->c, rot, "rotary_dims must be even and at most the head size %d, "
+                   "got %d", hd, b->op.rotary_dims);
+  return 0;
+}
+
+static int infer_rope(op_build *b) {
+  if (need_inputs(b, 1, 1, "x") || need_f32(b, 0)) return -1;
+  if (load_rope_attrs(b, in_cols(b, 0))) return -1;
   b->cols[0] = in_cols(b, 0);
   return 0;
 }
@@ -622,13 +675,17 @@ static const struct {
 } op_rules[IR_OP_CROSS_ENTROPY + 1] = {
     [IR_OP_EMBEDDING] = {infer_embedding, 0, {"op", "in", "out"}},
     [IR_OP_POS_EMBEDDING] = {infer_pos_embedding, 0, {"op", "in", "out"}},
-    [IR_OP_ADD] = {infer_add, 0, {"op", "in", "out"}},
+    [IR_OP_ADD] = {infer_binary, 0, {"op", "in", "out"}},
     [IR_OP_LAYERNORM] = {infer_layernorm, 2, {"op", "in", "out", "eps"}},
     [IR_OP_LINEAR] = {infer_linear, 0, {"op", "in", "out"}},
-    [IR_OP_GELU] = {infer_gelu, 0, {"op", "in", "out"}},
+    [IR_OP_GELU] = {infer_unary, 0, {"op", "in", "out"}},
     [IR_OP_SPLIT] = {infer_split, 0, {"op", "in", "out", "sizes"}},
     [IR_OP_ATTENTION] = {infer_attention, 1,
                          {"op", "in", "out", "heads", "kv_heads", "causal"}},
+    [IR_OP_RMSNORM] = {infer_rmsnorm, 1, {"op", "in", "out", "eps"}},
+    [IR_OP_ROPE] = {infer_rope, 0, {"op", "in", "out", "heads", "theta", "rotary_dims"}},
+    [IR_OP_SILU] = {infer_unary, 0, {"op", "in", "out"}},
+    [IR_OP_MUL] = {infer_binary, 0, {"op", "in", "out"}},
     [IR_OP_CROSS_ENTROPY] = {infer_cross_entropy, 0, {"op", "in", "out"}},
 };
 

@@ -26,6 +26,17 @@
  * threads spin while the one they wait for is not scheduled. */
 static int worth_threads(int64_t work) { return work >= 32768; }
 
+static float dot(const float *a, const float *b, int n) {
+  float lane[LANES] = {0};
+  int i = 0;
+  for (; i + LANES <= n; i += LANES)
+    for (int k = 0; k < LANES; k++) lane[k] += a[i + k] * b[i + k];
+  float s = 0.0f;
+  for (; i < n; i++) s += a[i] * b[i];
+  for (int k = 0; k < LANES; k++) s += lane[k];
+  return s;
+}
+
 /* ------------------------------------------------------------------------ */
 /* embeddings */
 
@@ -78,6 +89,11 @@ void cpu_pos_embedding_backward(float *dtable, const float *dy, int N, int T,
 void cpu_add(float *y, const float *a, const float *b, int64_t n) {
 #pragma omp parallel for if (worth_threads(n))
   for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+
+void cpu_mul(float *y, const float *a, const float *b, int64_t n) {
+#pragma omp parallel for simd if (worth_threads(n))
+  for (int64_t i = 0; i < n; i++) y[i] = a[i] * b[i];
 }
 
 /* ------------------------------------------------------------------------ */
@@ -144,6 +160,51 @@ void cpu_layernorm_backward_wb(float *dw, float *db, const float *dy,
         dw[c] += dyr[c] * (xr[c] - mean[n]) * rstd[n];
         db[c] += dyr[c];
       }
+    }
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* RMSNorm, in Hugging Face's order of operations: w * (x * rstd) */
+
+void cpu_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w,
+                         int N, int C, float eps) {
+#pragma omp parallel for if (worth_threads((int64_t)N * C))
+  for (int n = 0; n < N; n++) {
+    const float *xr = x + (int64_t)n * C;
+    float *yr = y + (int64_t)n * C;
+    float s = 1.0f / sqrtf(dot(xr, xr, C) / C + eps);
+    for (int c = 0; c < C; c++) yr[c] = w[c] * (xr[c] * s);
+    rstd[n] = s;
+  }
+}
+
+/* dx = rstd * (dnorm - norm * mean(dnorm * norm)), with norm = x * rstd and
+ * dnorm = dy * w: layernorm's without the mean terms. */
+void cpu_rmsnorm_backward_x(float *dx, const float *dy, const float *x,
+                            const float *w, const float *rstd, int N, int C) {
+#pragma omp parallel for if (worth_threads((int64_t)N * C))
+  for (int n = 0; n < N; n++) {
+    const float *xr = x + (int64_t)n * C;
+    const float *dyr = dy + (int64_t)n * C;
+    float *dxr = dx + (int64_t)n * C;
+    float s = rstd[n], dnorm_norm = 0.0f;
+    for (int c = 0; c < C; c++) dnorm_norm += dyr[c] * w[c] * (xr[c] * s);
+    dnorm_norm /= C;
+    for (int c = 0; c < C; c++)
+      dxr[c] = s * (dyr[c] * w[c] - xr[c] * s * dnorm_norm);
+  }
+}
+
+void cpu_rmsnorm_backward_w(float *dw, const float *dy, const float *x,
+                            const float *rstd, int N, int C) {
+#pragma omp parallel for if (worth_threads((int64_t)N * C))
+  for (int c0 = 0; c0 < C; c0 += COL_STRIP) {
+    int c1 = c0 + COL_STRIP < C ? c0 + COL_STRIP : C;
+    for (int n = 0; n < N; n++) {
+      const float *xr = x + (int64_t)n * C;
+      const float *dyr = dy + (int64_t)n * C;
+      for (int c = c0; c < c1; c++) dw[c] += dyr[c] * (xr[c] * rstd[n]);
     }
   }
 }
@@ -254,6 +315,80 @@ void cpu_gelu_backward(float *dx, const float *dy, const float *x, int64_t n) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* SiLU: x * sigmoid(x) = x / (1 + exp(-x)) */
+
+void cpu_silu_forward(float *y, const float *x, int64_t n) {
+#pragma omp parallel for simd if (worth_threads(n))
+  for (int64_t i = 0; i < n; i++) y[i] = x[i] / (1.0f + vec_expf(-x[i]));
+}
+
+void cpu_silu_backward(float *dx, const float *dy, const float *x, int64_t n) {
+#pragma omp parallel for simd if (worth_threads(n))
+  for (int64_t i = 0; i < n; i++) {
+    /* d/dx x s = s + x s (1 - s), and 1 - s = s e with e = exp(-x) */
+    float e = vec_expf(-x[i]);
+    float s = 1.0f / (1.0f + e);
+    dx[i] = (s + x[i] * s * s * e) * dy[i];
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* rotary position embedding */
+
+/* Frequencies handled per pass: their cosines and sines live on the stack. */
+#define ROPE_CHUNK 64
+
+/* Turns every (i, i + rot/2) pair of every head by sign * angle. Rows of one
+ * position share their angles, so one thread takes a position across the
+ * batch and computes its cosines once. The angles are formed in float as
+ * Hugging Face does (inv_freq = 1 / theta^(2i/rot), then pos * inv_freq):
+ * pretrained models learned with exactly these rounded angles. */
+static void rope_rotate(float *y, const float *x, int N, int T, int heads,
+                        int hd, int rot, double theta, float sign) {
+  int half = rot / 2, B = N / T;
+  int64_t width = (int64_t)heads * hd;
+#pragma omp parallel for if (worth_threads((int64_t)N * width))
+  for (int t = 0; t < T; t++) {
+    for (int i0 = 0; i0 < half; i0 += ROPE_CHUNK) {
+      int m = half - i0 < ROPE_CHUNK ? half - i0 : ROPE_CHUNK;
+      float cs[ROPE_CHUNK], sn[ROPE_CHUNK];
+      for (int i = 0; i < m; i++) {
+        float inv_freq = 1.0f / powf((float)theta, (float)(2 * (i0 + i)) / (float)rot);
+        float angle = (float)t * inv_freq;
+        cs[i] = cosf(angle);
+        sn[i] = sign * sinf(angle);
+      }
+      for (int b = 0; b < B; b++)
+        for (int h = 0; h < heads; h++) {
+          int64_t off = ((int64_t)b * T + t) * width + (int64_t)h * hd + i0;
+          const float *x1 = x + off, *x2 = x1 + half;
+          float *y1 = y + off, *y2 = y1 + half;
+          for (int i = 0; i < m; i++) {
+            float a = x1[i], c = x2[i];
+            y1[i] = a * cs[i] - c * sn[i];
+            y2[i] = c * cs[i] + a * sn[i];
+          }
+        }
+    }
+    for (int b = 0; b < B && rot < hd; b++)
+      for (int h = 0; h < heads; h++) {
+        int64_t off = ((int64_t)b * T + t) * width + (int64_t)h * hd + rot;
+        memcpy(y + off, x + off, (size_t)(hd - rot) * sizeof(float));
+      }
+  }
+}
+
+void cpu_rope_forward(float *y, const float *x, int N, int T, int heads,
+                      int hd, int rot, double theta) {
+  rope_rotate(y, x, N, T, heads, hd, rot, theta, 1.0f);
+}
+
+void cpu_rope_backward(float *dx, const float *dy, int N, int T, int heads,
+                       int hd, int rot, double theta) {
+  rope_rotate(dx, dy, N, T, heads, hd, rot, theta, -1.0f);
+}
+
+/* ------------------------------------------------------------------------ */
 /* split / concat */
 
 void cpu_split(float *const *outs, const int64_t *widths, int k,
@@ -292,17 +427,6 @@ void cpu_concat(float *x, const float *const *pieces, const int64_t *widths,
 
 static int64_t attention_work(int B, int T, int heads, int hd) {
   return (int64_t)B * heads * T * T * hd;
-}
-
-static float dot(const float *a, const float *b, int n) {
-  float lane[LANES] = {0};
-  int i = 0;
-  for (; i + LANES <= n; i += LANES)
-    for (int k = 0; k < LANES; k++) lane[k] += a[i + k] * b[i + k];
-  float s = 0.0f;
-  for (; i < n; i++) s += a[i] * b[i];
-  for (int k = 0; k < LANES; k++) s += lane[k];
-  return s;
 }
 
 /* Keys are scored ATT_CHUNK at a time into a stack row: bounded memory at any

@@ -27,6 +27,8 @@ void cpu_pos_embedding_backward(float *dtable, const float *dy, int N, int T,
                                 int C);
 
 void cpu_add(float *y, const float *a, const float *b, int64_t n);
+/* element-wise product (mul's backward is two more of them) */
+void cpu_mul(float *y, const float *a, const float *b, int64_t n);
 
 /* y = (x - mean) * rstd * w + b; saves mean and rstd per row */
 void cpu_layernorm_forward(float *y, float *mean, float *rstd, const float *x,
@@ -39,6 +41,16 @@ void cpu_layernorm_backward_x(float *dx, const float *dy, const float *x,
 void cpu_layernorm_backward_wb(float *dw, float *db, const float *dy,
                                const float *x, const float *mean,
                                const float *rstd, int N, int C);
+
+/* RMSNorm as Hugging Face's LlamaRMSNorm: y = w * (x * rstd) with
+ * rstd = 1 / sqrt(mean(x^2) + eps); saves rstd per row */
+void cpu_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w,
+                         int N, int C, float eps);
+void cpu_rmsnorm_backward_x(float *dx, const float *dy, const float *x,
+                            const float *w, const float *rstd, int N, int C);
+/* accumulates into dw */
+void cpu_rmsnorm_backward_w(float *dw, const float *dy, const float *x,
+                            const float *rstd, int N, int C);
 
 /* layout: IR_LAYOUT_OUT_IN (W is [out, in], y = x W^T) or IR_LAYOUT_IN_OUT
  * (W is [in, out], y = x W). bias may be NULL. */
@@ -55,6 +67,19 @@ void cpu_linear_backward_b(float *db, const float *dy, int N, int out);
 /* GELU, tanh approximation (GPT-2's gelu_new) */
 void cpu_gelu_forward(float *y, const float *x, int64_t n);
 void cpu_gelu_backward(float *dx, const float *dy, const float *x, int64_t n);
+
+/* SiLU (swish): x * sigmoid(x) */
+void cpu_silu_forward(float *y, const float *x, int64_t n);
+void cpu_silu_backward(float *dx, const float *dy, const float *x, int64_t n);
+
+/* Rotary position embedding as Hugging Face's LLaMA applies it (rotate_half):
+ * x is [N, heads*hd]; in every head, dims i and i + rot/2 (i < rot/2) turn by
+ * the angle pos * theta^(-2i/rot), pos = n % T; dims rot..hd-1 pass through.
+ * The backward turns dy back by the same angles. */
+void cpu_rope_forward(float *y, const float *x, int N, int T, int heads,
+                      int hd, int rot, double theta);
+void cpu_rope_backward(float *dx, const float *dy, int N, int T, int heads,
+                       int hd, int rot, double theta);
 
 /* outs[i] is [N, widths[i]]; x is [N, sum(widths)] */
 void cpu_split(float *const *outs, const int64_t *widths, int k,

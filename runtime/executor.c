@@ -53,6 +53,14 @@ static void run_attention(const exec_ctx *c, const ir_op *op, int backward) {
   }
 }
 
+/* rope and rope_bwd: one input, as wide as the output */
+static void run_rope(const exec_ctx *c, const ir_op *op, int backward) {
+  int hd = cols(c, op->in[0]) / op->heads;
+  (backward ? cpu_rope_backward : cpu_rope_forward)(F(c, op->out[0]), F(c, op->in[0]), c->s->N,
+                                                   c->s->T, op->heads, hd, op->rotary_dims,
+                                                   op->theta);
+}
+
 static void run_op(const exec_ctx *c, const ir_op *op) {
   const int N = c->s->N, T = c->s->T;
   int in, out;
@@ -81,6 +89,17 @@ static void run_op(const exec_ctx *c, const ir_op *op) {
     break;
   case IR_OP_SPLIT: run_split(c, op); break;
   case IR_OP_ATTENTION: run_attention(c, op, 0); break;
+  case IR_OP_RMSNORM:
+    cpu_rmsnorm_forward(F(c, op->out[0]), F(c, op->out[1]), F(c, op->in[0]), F(c, op->in[1]), N,
+                        cols(c, op->in[0]), op->eps);
+    break;
+  case IR_OP_ROPE: run_rope(c, op, 0); break;
+  case IR_OP_SILU:
+    cpu_silu_forward(F(c, op->out[0]), F(c, op->in[0]), (int64_t)N * cols(c, op->in[0]));
+    break;
+  case IR_OP_MUL:
+    cpu_mul(F(c, op->out[0]), F(c, op->in[0]), F(c, op->in[1]), (int64_t)N * cols(c, op->out[0]));
+    break;
   case IR_OP_CROSS_ENTROPY:
     *F(c, op->out[0]) = cpu_cross_entropy_forward(F(c, op->in[0]), I(c, op->in[1]), N, cols(c, op->in[0]));
     break;
@@ -119,6 +138,18 @@ static void run_op(const exec_ctx *c, const ir_op *op) {
   case IR_OP_CROSS_ENTROPY_BWD:
     cpu_cross_entropy_backward(F(c, op->out[0]), F(c, op->in[0]), I(c, op->in[1]), N,
                                cols(c, op->in[0]), c->loss_scale);
+    break;
+  case IR_OP_RMSNORM_BWD_X:
+    cpu_rmsnorm_backward_x(F(c, op->out[0]), F(c, op->in[0]), F(c, op->in[1]), F(c, op->in[2]),
+                           F(c, op->in[3]), N, cols(c, op->in[0]));
+    break;
+  case IR_OP_RMSNORM_BWD_W:
+    cpu_rmsnorm_backward_w(F(c, op->out[0]), F(c, op->in[0]), F(c, op->in[1]), F(c, op->in[2]), N,
+                           cols(c, op->in[0]));
+    break;
+  case IR_OP_ROPE_BWD: run_rope(c, op, 1); break;
+  case IR_OP_SILU_BWD:
+    cpu_silu_backward(F(c, op->out[0]), F(c, op->in[0]), F(c, op->in[1]), (int64_t)N * cols(c, op->in[0]));
     break;
   }
 }

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""PyTorch reference fixtures for the gpt2-tiny model (models/gpt2-tiny.yaml).
+"""PyTorch reference fixtures for the tiny models (models/gpt2-tiny.yaml,
+models/llama-tiny.yaml, models/mistral-tiny.yaml).
 
 Regenerate (needs torch, transformers, safetensors; no network):
 
@@ -45,6 +46,26 @@ tests/fixtures/gpt2-tiny-ref.safetensors
   constant. The __metadata__ holds lr, beta1, beta2, eps, weight_decay,
   grad_clip, steps, batch, seq, seed and the library versions, as strings.
   grad_clip is chosen so clipping triggers on some steps and not on others.
+
+Models llama-tiny and mistral-tiny: Hugging Face LlamaForCausalLM and
+MistralForCausalLM with the configs of models/llama-tiny.yaml and
+models/mistral-tiny.yaml (see LLAMA_CONFIGS), float32, eager attention, untied
+lm_head, no biases, dropout 0. Initialised and perturbed as GPT-2 above
+(initializer_range INIT_STD, then PERTURB * randn on every parameter, so the
+RMSNorm scales are not all ones). Mistral's sliding window (4096) is longer
+than the sequence, so it is plain causal attention, as in the YAML.
+
+tests/fixtures/<model>.safetensors
+    The weights as save_pretrained writes them: "model.embed_tokens.weight",
+    "model.layers.{i}.self_attn.q_proj.weight" ([out, in]), ..., "lm_head.weight".
+
+tests/fixtures/<model>-ref.safetensors
+    inputs, targets   I32 [LLAMA_BATCH, LLAMA_SEQ]  as for GPT-2, from the model's seed
+    logits            F32 [B, T, V]
+    loss              F32 [1]
+    grad.<name>       F32   d loss / d parameter, for every parameter, under its
+                            Hugging Face name ("grad.lm_head.weight", ...)
+  The __metadata__ holds batch, seq, seed and the library versions.
 """
 
 import argparse
@@ -58,7 +79,8 @@ import torch
 import torch.nn.functional as F
 import transformers
 from safetensors.torch import load_file, save_file
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import (GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM,
+                          MistralConfig, MistralForCausalLM)
 
 SEED = 1234
 INIT_STD = 0.2
@@ -68,6 +90,7 @@ STEPS = 10
 LR, BETA1, BETA2, EPS = 1e-3, 0.9, 0.999, 1e-8
 WEIGHT_DECAY = 0.1
 GRAD_CLIP = 2.2  # grad norms run 3.3 -> 1.8: steps 0-4 clip, 5-9 do not
+LLAMA_BATCH, LLAMA_SEQ = 2, 9
 
 
 def tiny_config():
@@ -91,9 +114,9 @@ def build_model():
     return model
 
 
-def make_batch(vocab):
-    gen = torch.Generator().manual_seed(SEED + 1)
-    tokens = torch.randint(0, vocab, (BATCH, SEQ + 1), generator=gen)
+def make_batch(vocab, batch=BATCH, seq=SEQ, seed=SEED + 1):
+    gen = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(0, vocab, (batch, seq + 1), generator=gen)
     return tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
 
 
@@ -187,6 +210,60 @@ def print_summary(weights_path, ref_path, ref):
     print(f"grad_clip {GRAD_CLIP}: clipped on {clipped} of {STEPS} steps")
 
 
+def llama_common():
+    """Settings both LLaMA-family fixtures share (see the module docstring)."""
+    return dict(hidden_act="silu", max_position_embeddings=32, initializer_range=INIT_STD,
+                tie_word_embeddings=False, attention_dropout=0.0,
+                bos_token_id=None, eos_token_id=None, pad_token_id=None,
+                attn_implementation="eager")
+
+
+# name: (model class, config, seed); sizes as in models/<name>.yaml
+LLAMA_CONFIGS = {
+    "llama-tiny": (LlamaForCausalLM, lambda: LlamaConfig(
+        vocab_size=61, hidden_size=24, intermediate_size=40, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-6,
+        rope_theta=10000.0, attention_bias=False, mlp_bias=False, **llama_common()),
+        SEED + 10),
+    "mistral-tiny": (MistralForCausalLM, lambda: MistralConfig(
+        vocab_size=53, hidden_size=32, intermediate_size=48, num_hidden_layers=3,
+        num_attention_heads=4, num_key_value_heads=1, rms_norm_eps=1e-5,
+        rope_theta=1e6, sliding_window=4096, **llama_common()),
+        SEED + 20),
+}
+
+
+def build_llama(cls, config, seed):
+    torch.manual_seed(seed)
+    model = cls(config).float()
+    model.eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(PERTURB * torch.randn_like(p))
+    assert model.lm_head.weight is not model.model.embed_tokens.weight
+    return model
+
+
+def llama_fixture(out_dir, name):
+    cls, config, seed = LLAMA_CONFIGS[name]
+    model = build_llama(cls, config(), seed)
+    weights_path = os.path.join(out_dir, name + ".safetensors")
+    save_weights(model, weights_path)
+    inputs, targets = make_batch(model.config.vocab_size, LLAMA_BATCH, LLAMA_SEQ, seed + 1)
+    ref = {"inputs": inputs.to(torch.int32), "targets": targets.to(torch.int32)}
+    ref.update(reference_gradients(model, inputs, targets))
+    ref = {k: v.contiguous() for k, v in ref.items()}
+    ref_path = os.path.join(out_dir, name + "-ref.safetensors")
+    meta = {"batch": str(LLAMA_BATCH), "seq": str(LLAMA_SEQ), "seed": str(seed),
+            "torch": torch.__version__, "transformers": transformers.__version__}
+    save_file(ref, ref_path, metadata=meta)
+    sort_metadata(ref_path)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"{weights_path}: {os.path.getsize(weights_path)} bytes, {n_params} parameters")
+    print(f"{ref_path}: {os.path.getsize(ref_path)} bytes, {len(ref)} tensors, "
+          f"loss {ref['loss'].item():.6f}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     here = os.path.dirname(os.path.abspath(__file__))
@@ -209,6 +286,8 @@ def main():
     save_file(ref, ref_path, metadata=metadata())
     sort_metadata(ref_path)
     print_summary(weights_path, ref_path, ref)
+    for name in LLAMA_CONFIGS:
+        llama_fixture(out_dir, name)
 
 
 if __name__ == "__main__":

@@ -486,6 +486,64 @@ static void test_gpt2_tiny_block(void) {
   ir_model_free(&m);
 }
 
+/* llama-tiny's block: rmsnorm, rope on q and k, SwiGLU's silu and mul. */
+static void test_llama_tiny_block(void) {
+  ir_model m;
+  lt_error err = {""};
+  if (yml_load_model(src_path("models/llama-tiny.yaml"), &m, &err)) {
+    CHECK_MSG(0, "%s", err.msg);
+    ir_model_free(&m);
+    return;
+  }
+  CHECK_MSG(ad_build_backward(&m, &err) == 0, "%s", err.msg);
+  const ir_graph *g = &m.sections[IR_BLOCK];
+  const char *want[] = {
+      "linear_bwd_x(d_x2,down_w)->(d_swiglu)",
+      "linear_bwd_w(d_x2,swiglu)->(d_down_w) pg",
+      "mul(d_swiglu,up)->(d_gate_act)",
+      "mul(d_swiglu,gate_act)->(d_up)",
+      "silu_bwd(d_gate_act,gate)->(d_gate)",
+      "linear_bwd_x(d_up,up_w)->(d_h2_via_up)",
+      "linear_bwd_w(d_up,h2)->(d_up_w) pg",
+      "linear_bwd_x(d_gate,gate_w)->(d_h2_via_gate)",
+      "linear_bwd_w(d_gate,h2)->(d_gate_w) pg",
+      "add(d_h2_via_up,d_h2_via_gate)->(d_h2)",
+      "rmsnorm_bwd_x(d_h2,x1,mlp_norm_w,h2.rstd)->(d_x1_via_h2)",
+      "rmsnorm_bwd_w(d_h2,x1,h2.rstd)->(d_mlp_norm_w) pg",
+      "add(d_x2,d_x1_via_h2)->(d_x1)",
+      "linear_bwd_x(d_x1,o_w)->(d_att)",
+      "linear_bwd_w(d_x1,att)->(d_o_w) pg",
+      "attention_bwd(d_att,q_rot,k_rot,v,att,att.lse)->(d_q_rot,d_k_rot,d_v)",
+      "rope_bwd(d_k_rot)->(d_k)",
+      "rope_bwd(d_q_rot)->(d_q)",
+      "linear_bwd_x(d_v,v_w)->(d_h1_via_v)",
+      "linear_bwd_w(d_v,h1)->(d_v_w) pg",
+      "linear_bwd_x(d_k,k_w)->(d_h1_via_k)",
+      "linear_bwd_w(d_k,h1)->(d_k_w) pg",
+      "linear_bwd_x(d_q,q_w)->(d_h1_via_q)",
+      "linear_bwd_w(d_q,h1)->(d_q_w) pg",
+      "add(d_h1_via_v,d_h1_via_k)->(d_h1_sum1)",
+      "add(d_h1_sum1,d_h1_via_q)->(d_h1)",
+      "rmsnorm_bwd_x(d_h1,x,attn_norm_w,h1.rstd)->(d_x_via_h1)",
+      "rmsnorm_bwd_w(d_h1,x,h1.rstd)->(d_attn_norm_w) pg",
+      "add(d_x1,d_x_via_h1)->(d_x)",
+  };
+  check_bwd_ops(g, want, 29);
+  /* rope_bwd keeps the forward's heads and frequencies */
+  for (int i = 16; i < 18 && i < g->n_bwd; i++)
+    CHECK(g->bwd[i].kind == IR_OP_ROPE_BWD && g->bwd[i].heads == (i == 16 ? 2 : 4) &&
+          g->bwd[i].rotary_dims == 6 && g->bwd[i].theta == 10000.0);
+  /* rope reads nothing back; mul reads both factors for the dX path */
+  const char *dx_set[] = {"x", "h1.rstd", "q_rot", "k_rot", "v", "att", "att.lse",
+                          "x1", "h2.rstd", "gate", "up", "gate_act"};
+  const char *dw_only[] = {"h1", "h2", "swiglu"};
+  const char *unsaved[] = {"q", "k", "att_out", "mlp_out", "x2"};
+  for (int i = 0; i < 12; i++) check_saved(g, dx_set[i], 1, 1);
+  for (int i = 0; i < 3; i++) check_saved(g, dw_only[i], 1, 0);
+  for (int i = 0; i < 5; i++) check_saved(g, unsaved[i], 0, 0);
+  ir_model_free(&m);
+}
+
 /* ------------------------------------------------------------------------ */
 /* numbers: a tiny interpreter over the op lists */
 
@@ -556,6 +614,34 @@ static void exec_split_concat(const interp *it, const ir_op *op) {
   }
 }
 
+/* rmsnorm, rope, silu, mul and their backward ops */
+static void exec_llama_op(const interp *it, const ir_op *op) {
+  const int *i = op->in, *o = op->out, N = it->N;
+  int64_t n = (int64_t)N * W(it, i[0]);
+  switch (op->kind) {
+  case IR_OP_RMSNORM:
+    cpu_rmsnorm_forward(F(it, o[0]), F(it, o[1]), F(it, i[0]), F(it, i[1]), N, W(it, i[0]),
+                        op->eps);
+    break;
+  case IR_OP_RMSNORM_BWD_X:
+    cpu_rmsnorm_backward_x(F(it, o[0]), F(it, i[0]), F(it, i[1]), F(it, i[2]), F(it, i[3]), N,
+                           W(it, i[1]));
+    break;
+  case IR_OP_RMSNORM_BWD_W:
+    cpu_rmsnorm_backward_w(F(it, o[0]), F(it, i[0]), F(it, i[1]), F(it, i[2]), N, W(it, i[1]));
+    break;
+  case IR_OP_ROPE:
+  case IR_OP_ROPE_BWD:
+    (op->kind == IR_OP_ROPE ? cpu_rope_forward : cpu_rope_backward)(
+        F(it, o[0]), F(it, i[0]), N, it->T, op->heads, W(it, i[0]) / op->heads,
+        op->rotary_dims, op->theta);
+    break;
+  case IR_OP_SILU: cpu_silu_forward(F(it, o[0]), F(it, i[0]), n); break;
+  case IR_OP_SILU_BWD: cpu_silu_backward(F(it, o[0]), F(it, i[0]), F(it, i[1]), n); break;
+  default: cpu_mul(F(it, o[0]), F(it, i[0]), F(it, i[1]), n); break;
+  }
+}
+
 static void exec_op(const interp *it, const ir_op *op) {
   const int *i = op->in, *o = op->out, N = it->N;
   switch (op->kind) {
@@ -619,7 +705,9 @@ static void exec_op(const interp *it, const ir_op *op) {
     break;
   case IR_OP_ATTENTION:
   case IR_OP_ATTENTION_BWD: exec_attention(it, op); break;
-  default: exec_split_concat(it, op); break;
+  case IR_OP_SPLIT:
+  case IR_OP_CONCAT: exec_split_concat(it, op); break;
+  default: exec_llama_op(it, op); break;
   }
 }
 
@@ -781,13 +869,30 @@ static void test_numeric_embed_and_head(void) {
   ir_model_free(&m);
 }
 
+/* llama-tiny from its YAML: every section, every new op's rule in place
+ * (rope on two head counts, silu * up, rmsnorm, the untied head). */
+static void test_numeric_llama_tiny(void) {
+  ir_model m;
+  lt_error err = {""};
+  if (yml_load_model(src_path("models/llama-tiny.yaml"), &m, &err)) {
+    CHECK_MSG(0, "%s", err.msg);
+    ir_model_free(&m);
+    return;
+  }
+  CHECK_MSG(ad_build_backward(&m, &err) == 0, "%s", err.msg);
+  for (int s = 0; s < IR_NSECTIONS; s++) check_section_numerically(&m, s, 2, 3, m.vocab_size);
+  ir_model_free(&m);
+}
+
 int main(void) {
   RUN(test_tiny_block);
   RUN(test_pruning);
   RUN(test_embed_and_head);
   RUN(test_errors);
   RUN(test_gpt2_tiny_block);
+  RUN(test_llama_tiny_block);
   RUN(test_numeric_block);
   RUN(test_numeric_embed_and_head);
+  RUN(test_numeric_llama_tiny);
   return check_exit();
 }

@@ -147,6 +147,65 @@ static void test_gpt2_sizes(void) {
   }
 }
 
+/* Parameter counts as Hugging Face reports them (LlamaForCausalLM /
+ * MistralForCausalLM on the published configs, untied head). */
+static void test_llama_sizes(void) {
+  static const struct {
+    const char *file;
+    int n_layer;
+    int64_t numel;
+  } sizes[] = {{"models/llama2-7b.yaml", 32, INT64_C(6738415616)},
+               {"models/llama2-13b.yaml", 40, INT64_C(13015864320)},
+               {"models/llama2-70b.yaml", 80, INT64_C(68976648192)},
+               {"models/tinyllama-1.1b.yaml", 22, INT64_C(1100048384)},
+               {"models/mistral-7b.yaml", 32, INT64_C(7241732096)},
+               {"models/llama-tiny.yaml", 2, 12264},
+               {"models/mistral-tiny.yaml", 3, 25120}};
+  for (int i = 0; i < 7; i++) {
+    ir_model m;
+    lt_error err = {{0}};
+    int rc = yml_load_model(src_path(sizes[i].file), &m, &err);
+    CHECK_MSG(rc == 0, "%s", err.msg);
+    if (rc) continue;
+    CHECK(m.n_layer == sizes[i].n_layer && m.max_seq == 0);
+    CHECK_MSG(ir_model_numel(&m) == sizes[i].numel, "%s: %lld", sizes[i].file,
+              (long long)ir_model_numel(&m));
+    ir_model_free(&m);
+  }
+}
+
+/* llama-tiny's block: rmsnorm, rope per head count, silu * up. */
+static void test_llama_tiny_block(void) {
+  static const int kinds[] = {IR_OP_RMSNORM, IR_OP_LINEAR, IR_OP_LINEAR, IR_OP_LINEAR,
+                              IR_OP_ROPE,    IR_OP_ROPE,   IR_OP_ATTENTION, IR_OP_LINEAR,
+                              IR_OP_ADD,     IR_OP_RMSNORM, IR_OP_LINEAR, IR_OP_LINEAR,
+                              IR_OP_SILU,    IR_OP_MUL,    IR_OP_LINEAR, IR_OP_ADD};
+  ir_model m;
+  lt_error err = {{0}};
+  int rc = yml_load_model(src_path("models/llama-tiny.yaml"), &m, &err);
+  CHECK_MSG(rc == 0, "%s", err.msg);
+  if (rc) return;
+  const ir_graph *g = &m.sections[IR_BLOCK];
+  CHECK(g->n_fwd == 16);
+  for (int i = 0; i < g->n_fwd && i < 16; i++)
+    CHECK_MSG(g->fwd[i].kind == kinds[i], "op %d is %s", i, ir_op_name(g->fwd[i].kind));
+  const ir_op *norm = &g->fwd[0], *rq = &g->fwd[4], *rk = &g->fwd[5];
+  CHECK(norm->n_in == 2 && norm->n_out == 2 && norm->eps == 1e-6f);
+  CHECK(strcmp(g->values[norm->out[1]].name, "h1.rstd") == 0 && width(&m, IR_BLOCK, "h1.rstd") == 1);
+  CHECK(rq->heads == 4 && rq->rotary_dims == 6 && rq->theta == 10000.0 && rq->n_out == 1);
+  CHECK(rk->heads == 2 && rk->rotary_dims == 6 && width(&m, IR_BLOCK, "k_rot") == 12);
+  CHECK(g->fwd[6].heads == 4 && g->fwd[6].kv_heads == 2);
+  CHECK(width(&m, IR_BLOCK, "swiglu") == 40 && m.vocab_size == 61);
+  CHECK(param(&m, "lm_head")->section == IR_HEAD && param(&m, "attn_norm_w")->decay == 0);
+  CHECK(strcmp(param(&m, "q_w")->hf_name, "model.layers.{i}.self_attn.q_proj.weight") == 0);
+  ir_model_free(&m);
+  rc = yml_load_model(src_path("models/mistral-tiny.yaml"), &m, &err);
+  CHECK_MSG(rc == 0, "%s", err.msg);
+  if (rc) return;
+  CHECK(m.sections[IR_BLOCK].fwd[4].theta == 1e6 && m.sections[IR_BLOCK].fwd[5].heads == 1);
+  ir_model_free(&m);
+}
+
 /* A small valid model; the error cases below are edits of it. */
 static const char *const base =
     "name: t\n"                                               /* 1 */
@@ -223,7 +282,8 @@ static void test_syntax_errors(void) {
 static void test_unknown_names(void) {
   load_fails(edit("op: add", "op: addd"),
              "t.yaml:18:12: unknown op 'addd' (known: embedding, position_embedding, "
-             "add, layernorm, linear, gelu, split, attention, cross_entropy)");
+             "add, layernorm, linear, gelu, split, attention, rmsnorm, rope, silu, mul, "
+             "cross_entropy)");
   load_fails(edit("in: [x, y]", "in: [x, yy]"),
              "t.yaml:18:25: unknown value 'yy' (not the block input, an earlier "
              "output or a param)");
@@ -264,6 +324,36 @@ static void test_width_mismatches(void) {
   load_fails(edit("{op: add, in: [x, y], out: z}", "{op: gelu, in: [ids], out: z}"),
              "t.yaml:18:23: unknown value 'ids' (not the block input, an earlier output "
              "or a param)");
+}
+
+/* rope, rmsnorm, silu and mul: attributes and widths (y is [N, 8]). */
+static void test_llama_op_errors(void) {
+  const char *op = "{op: add, in: [x, y], out: z}";
+  load_fails(edit(op, "{op: rope, in: [y], out: z}"), "t.yaml:18:7: rope: needs 'heads'");
+  load_fails(edit(op, "{op: rope, in: [y], out: z, heads: 3}"),
+             "t.yaml:18:7: rope: 'y' (width 8) is not divisible by 3 heads");
+  load_fails(edit(op, "{op: rope, in: [y], out: z, heads: 8}"),
+             "t.yaml:18:7: rope: head size 1 is odd; give an even rotary_dims");
+  load_fails(edit(op, "{op: rope, in: [y], out: z, heads: 2, rotary_dims: 3}"),
+             "t.yaml:18:58: rotary_dims must be even and at most the head size 4, got 3");
+  load_fails(edit(op, "{op: rope, in: [y], out: z, heads: 2, rotary_dims: 6}"),
+             "t.yaml:18:58: rotary_dims must be even and at most the head size 4, got 6");
+  load_fails(edit(op, "{op: rope, in: [y], out: z, heads: 2, theta: -c}"),
+             "t.yaml:18:52: theta must be positive");
+  load_fails(edit(op, "{op: rope, in: [y], out: z, heads: 2, base: 10}"),
+             "t.yaml:18:45: unknown key 'base' in op 'rope' (known: op, in, out, heads, "
+             "theta, rotary_dims)");
+  load_fails(edit(op, "{op: rmsnorm, in: [y, w], out: z}"),
+             "t.yaml:18:7: rmsnorm: 'w' has width 64, expected 8 (the width of x)");
+  load_fails(edit(op, "{op: rmsnorm, in: [y], out: z}"),
+             "t.yaml:18:7: rmsnorm: takes inputs [x, w], got 1");
+  load_fails(edit(op, "{op: rmsnorm, in: [y, b], out: z, eps: 0}"),
+             "t.yaml:18:46: eps must be positive");
+  load_fails(edit(op, "{op: mul, in: [y, emb], out: z}"),
+             "t.yaml:18:7: mul: 'emb' has width 88, expected 8 (the width of the first "
+             "input)");
+  load_fails(edit(op, "{op: silu, in: [y, x], out: z}"),
+             "t.yaml:18:7: silu: takes inputs [x], got 2");
 }
 
 static void test_structure_errors(void) {
@@ -355,7 +445,8 @@ static void test_file_errors(void) {
   char expected[1200];
   snprintf(expected, sizeof expected,
            "%s:12:14: unknown op 'gelu_new' (known: embedding, position_embedding, add, "
-           "layernorm, linear, gelu, split, attention, cross_entropy)", path);
+           "layernorm, linear, gelu, split, attention, rmsnorm, rope, silu, mul, "
+           "cross_entropy)", path);
   CHECK_MSG(strcmp(err.msg, expected) == 0, "got \"%s\"", err.msg);
   path = src_path("tests/fixtures/yaml/no_such_file.yaml");
   CHECK(yml_load_model(path, &m, &err) == -1);
@@ -366,10 +457,13 @@ static void test_file_errors(void) {
 int main(void) {
   RUN(test_tiny);
   RUN(test_gpt2_sizes);
+  RUN(test_llama_sizes);
+  RUN(test_llama_tiny_block);
   RUN(test_base_loads);
   RUN(test_syntax_errors);
   RUN(test_unknown_names);
   RUN(test_width_mismatches);
+  RUN(test_llama_op_errors);
   RUN(test_structure_errors);
   RUN(test_attention_split);
   RUN(test_file_errors);

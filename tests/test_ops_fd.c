@@ -233,6 +233,128 @@ static void test_layernorm(void) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* RMSNorm */
+
+typedef struct {
+  float *x, *w, *rstd;
+  int N, C;
+  float eps;
+} rmsnorm_ctx;
+
+static void rmsnorm_fwd(const void *c, float *y) {
+  const rmsnorm_ctx *r = c;
+  cpu_rmsnorm_forward(y, r->rstd, r->x, r->w, r->N, r->C, r->eps);
+}
+
+static void rmsnorm_reference(double *y, double *rstd, const rmsnorm_ctx *r) {
+  for (int n = 0; n < r->N; n++) {
+    const float *xr = r->x + n * r->C;
+    double ms = 0.0;
+    for (int c = 0; c < r->C; c++) ms += (double)xr[c] * xr[c];
+    rstd[n] = 1.0 / sqrt(ms / r->C + r->eps);
+    for (int c = 0; c < r->C; c++) y[n * r->C + c] = r->w[c] * (xr[c] * rstd[n]);
+  }
+}
+
+static void rmsnorm_case(int N, int C, float eps) {
+  int64_t ny = (int64_t)N * C;
+  rmsnorm_ctx r = {rand_buf(ny, -2, 2), rand_buf(C, 0.5f, 1.5f),
+                   malloc(N * sizeof(float)), N, C, eps};
+  float *y = malloc(ny * sizeof *y), *dy = rand_buf(ny, -1, 1);
+  double *ref = malloc(ny * sizeof *ref), *rrstd = malloc(N * sizeof *rrstd);
+  rmsnorm_fwd(&r, y);
+  rmsnorm_reference(ref, rrstd, &r);
+  check_values("rmsnorm y", y, ref, ny);
+  check_values("rmsnorm rstd", r.rstd, rrstd, N);
+
+  float *dx = filled(ny, GARBAGE), *dw = filled(C, PREFILL);
+  cpu_rmsnorm_backward_x(dx, dy, r.x, r.w, r.rstd, N, C);
+  cpu_rmsnorm_backward_w(dw, dy, r.x, r.rstd, N, C);
+  sub_scalar(dw, C, PREFILL);
+  check_grad("rmsnorm dx", rmsnorm_fwd, &r, r.x, ny, dx, ny, dy);
+  check_grad("rmsnorm dw", rmsnorm_fwd, &r, r.w, C, dw, ny, dy);
+  free(r.x), free(r.w), free(r.rstd), free(y), free(dy), free(ref), free(rrstd);
+  free(dx), free(dw);
+}
+
+static void test_rmsnorm(void) {
+  rmsnorm_case(7, 13, 1e-6f);
+  rmsnorm_case(10, 70, 1e-5f); /* dw spans two strips */
+  /* eps matters where mean(x^2) is small: rows of +-0.01 */
+  rmsnorm_ctx r = {filled(26, 0.01f), filled(13, 1.0f), malloc(2 * sizeof(float)), 2, 13,
+                   1e-4f};
+  for (int i = 0; i < 26; i += 2) r.x[i] = -0.01f;
+  float y[26];
+  rmsnorm_fwd(&r, y);
+  CHECK_CLOSE(r.rstd[0], 1.0 / sqrt(1e-4 + 1e-4), 0, 1e-6);
+  CHECK_CLOSE(y[1], 0.01 / sqrt(2e-4), 0, 1e-6);
+  free(r.x), free(r.w), free(r.rstd);
+}
+
+/* ------------------------------------------------------------------------ */
+/* rotary position embedding */
+
+typedef struct {
+  float *x;
+  int N, T, heads, hd, rot;
+  double theta;
+} rope_ctx;
+
+static void rope_fwd(const void *c, float *y) {
+  const rope_ctx *r = c;
+  cpu_rope_forward(y, r->x, r->N, r->T, r->heads, r->hd, r->rot, r->theta);
+}
+
+/* Hugging Face's formula element by element, in double: x * cos +
+ * rotate_half(x) * sin with rotate_half(x) = [-x2, x1] over the rot dims. */
+static void rope_reference(double *y, const rope_ctx *r) {
+  int half = r->rot / 2, W = r->heads * r->hd;
+  for (int n = 0; n < r->N; n++)
+    for (int h = 0; h < r->heads; h++)
+      for (int d = 0; d < r->hd; d++) {
+        const float *xh = r->x + n * W + h * r->hd;
+        int i = d % half;
+        double angle = (n % r->T) * pow(r->theta, -2.0 * i / r->rot);
+        double rotated = d < half ? -xh[d + half] : xh[d - half];
+        y[n * W + h * r->hd + d] =
+            d < r->rot ? xh[d] * cos(angle) + rotated * sin(angle) : xh[d];
+      }
+}
+
+static void rope_case(int B, int T, int heads, int hd, int rot, double theta) {
+  int N = B * T;
+  int64_t n = (int64_t)N * heads * hd;
+  rope_ctx r = {rand_buf(n, -2, 2), N, T, heads, hd, rot, theta};
+  float *y = malloc(n * sizeof *y), *dy = rand_buf(n, -1, 1);
+  double *ref = malloc(n * sizeof *ref);
+  char what[2][96];
+  snprintf(what[0], sizeof what[0], "rope B=%d T=%d heads=%d hd=%d rot=%d theta=%g y",
+           B, T, heads, hd, rot, theta);
+  snprintf(what[1], sizeof what[1], "rope B=%d T=%d heads=%d hd=%d rot=%d theta=%g dx",
+           B, T, heads, hd, rot, theta);
+  rope_fwd(&r, y);
+  rope_reference(ref, &r);
+  check_values(what[0], y, ref, n);
+
+  float *dx = filled(n, GARBAGE);
+  cpu_rope_backward(dx, dy, N, T, heads, hd, rot, theta);
+  check_grad(what[1], rope_fwd, &r, r.x, n, dx, n, dy);
+  /* turning back undoes the turn */
+  cpu_rope_backward(dx, y, N, T, heads, hd, rot, theta);
+  double worst = 0.0;
+  for (int64_t i = 0; i < n; i++) worst = fmax(worst, fabs(dx[i] - r.x[i]));
+  CHECK_MSG(worst < 1e-5, "%s: backward(forward(x)) - x up to %.3g", what[0], worst);
+  free(r.x), free(y), free(dy), free(ref), free(dx);
+}
+
+static void test_rope(void) {
+  rope_case(2, 5, 3, 6, 6, 10000.0);  /* hd/2 = 3: odd pair count */
+  rope_case(1, 9, 2, 10, 10, 1e6);
+  rope_case(2, 4, 3, 10, 4, 10000.0); /* partial: dims 4..9 pass through */
+  rope_case(1, 3, 2, 142, 140, 500000.0); /* 70 pairs: two chunks of frequencies */
+}
+
+/* ------------------------------------------------------------------------ */
 /* GELU */
 
 typedef struct {
@@ -264,6 +386,62 @@ static void test_gelu(void) {
   cpu_gelu_backward(dx, dy, g.x, 91);
   check_grad("gelu dx", gelu_fwd, &g, g.x, 91, dx, 91, dy);
   free(g.x), free(dy), free(dx);
+}
+
+/* ------------------------------------------------------------------------ */
+/* SiLU and mul (SwiGLU's parts) */
+
+typedef struct {
+  float *x;
+  int64_t n;
+} silu_ctx;
+
+static void silu_fwd(const void *c, float *y) {
+  const silu_ctx *g = c;
+  cpu_silu_forward(y, g->x, g->n);
+}
+
+static void test_silu(void) {
+  /* torch.nn.functional.silu in float64 */
+  float x[9] = {-20, -3, -1, -0.5f, 0, 0.5f, 1, 3, 20};
+  double want[9] = {-4.122307236380407e-08, -0.14227761953270035,
+                    -0.2689414213699951,    -0.1887703343990727,
+                    0.0,                    0.3112296656009273,
+                    0.7310585786300049,     2.8577223804672998,
+                    19.999999958776925};
+  float y[9];
+  cpu_silu_forward(y, x, 9);
+  for (int i = 0; i < 9; i++) CHECK_CLOSE(y[i], want[i], 1e-12, 3e-7);
+
+  silu_ctx g = {rand_buf(91, -6, 6), 91};
+  float *dy = rand_buf(91, -1, 1), *dx = filled(91, GARBAGE);
+  cpu_silu_backward(dx, dy, g.x, 91);
+  check_grad("silu dx", silu_fwd, &g, g.x, 91, dx, 91, dy);
+  free(g.x), free(dy), free(dx);
+}
+
+typedef struct {
+  float *a, *b;
+  int64_t n;
+} mul_ctx;
+
+static void mul_fwd(const void *c, float *y) {
+  const mul_ctx *m = c;
+  cpu_mul(y, m->a, m->b, m->n);
+}
+
+/* mul's backward is two muls: da = dy * b, db = dy * a */
+static void test_mul(void) {
+  float a[5] = {1, -2, 3, 0.5f, 7}, b[5] = {0.5f, -2, 7, 0, -9}, y[5];
+  cpu_mul(y, a, b, 5);
+  CHECK(y[0] == 0.5f && y[1] == 4 && y[2] == 21 && y[3] == 0 && y[4] == -63);
+  mul_ctx m = {rand_buf(37, -2, 2), rand_buf(37, -2, 2), 37};
+  float *dy = rand_buf(37, -1, 1), *da = filled(37, GARBAGE), *db = filled(37, GARBAGE);
+  cpu_mul(da, dy, m.b, 37);
+  cpu_mul(db, dy, m.a, 37);
+  check_grad("mul da", mul_fwd, &m, m.a, 37, da, 37, dy);
+  check_grad("mul db", mul_fwd, &m, m.b, 37, db, 37, dy);
+  free(m.a), free(m.b), free(dy), free(da), free(db);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -562,6 +740,16 @@ static void run_big_kernels(slab *s, const big_inputs *in) {
   cpu_layernorm_backward_wb(take(s, "ln dw", BC, PREFILL),
                             take(s, "ln db", BC, PREFILL), in->dy, in->x, mean,
                             rstd, BN, BC);
+  float *rms_rstd = take(s, "rms rstd", BN, 0);
+  cpu_rmsnorm_forward(take(s, "rms", nc, 0), rms_rstd, in->x, in->w, BN, BC, 1e-6f);
+  cpu_rmsnorm_backward_x(take(s, "rms_bwd_x", nc, 0), in->dy, in->x, in->w, rms_rstd, BN, BC);
+  cpu_rmsnorm_backward_w(take(s, "rms dw", BC, PREFILL), in->dy, in->x, rms_rstd, BN, BC);
+  /* 4 heads of 130, 65 rotating pairs: two chunks of frequencies */
+  cpu_rope_forward(take(s, "rope", nc, 0), in->x, BN, BT, 4, BC / 4, BC / 4, 10000.0);
+  cpu_rope_backward(take(s, "rope_bwd", nc, 0), in->dy, BN, BT, 4, BC / 4, BC / 4 - 2, 1e6);
+  cpu_silu_forward(take(s, "silu", nc, 0), in->x, nc);
+  cpu_silu_backward(take(s, "silu_bwd", nc, 0), in->dy, in->x, nc);
+  cpu_mul(take(s, "mul", nc, 0), in->x, in->dy, nc);
   cpu_linear_forward(take(s, "linear", nc, 0), in->x, in->W, in->b, BN, BLIN,
                      BC, IR_LAYOUT_IN_OUT);
   cpu_linear_backward_b(take(s, "linear_bwd_b", BC, PREFILL), in->dy, BN, BC);
@@ -600,12 +788,12 @@ static void test_threads_match_serial(void) {
   for (int n = 0; n < BN; n++) in.ids[n] = (n * 37) % 7 * 71 % BT; /* repeats */
   slab runs[2];
   for (int r = 0; r < 2; r++) {
-    runs[r] = (slab){malloc((1 << 20) * sizeof(float)), 0, 0, {0}, {0}, {0}};
+    runs[r] = (slab){malloc((1 << 21) * sizeof(float)), 0, 0, {0}, {0}, {0}};
     omp_set_num_threads(r + 1);
     run_big_kernels(&runs[r], &in);
   }
   omp_set_num_threads(1);
-  CHECK(runs[0].used <= (1 << 20));
+  CHECK(runs[0].used <= (1 << 21));
   for (int i = 0; i < runs[0].n; i++)
     CHECK_MSG(memcmp(runs[0].base + runs[0].starts[i],
                      runs[1].base + runs[1].starts[i],
@@ -619,7 +807,11 @@ static void test_threads_match_serial(void) {
 int main(void) {
   RUN(test_linear);
   RUN(test_layernorm);
+  RUN(test_rmsnorm);
+  RUN(test_rope);
   RUN(test_gelu);
+  RUN(test_silu);
+  RUN(test_mul);
   RUN(test_embedding);
   RUN(test_pos_embedding);
   RUN(test_add);
