@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoint.h"
+#include "cli.h"
 #include "log.h"
 #include "train.h"
 #include "weights.h"
@@ -19,7 +21,7 @@ static const char usage_train[] =
     "  --lua FILE               LISA: a policy defining sample_layers(ctx)\n"
     "  --train-embed on|off     LISA: train the embedding (on)\n"
     "  --train-head on|off      LISA: train the final norm and output projection (on)\n"
-    "  --steps N                optimizer steps (default 100)\n"
+    "  --steps N                total optimizer steps, counted from step 0 (100)\n"
     "  --batch B --seq T        sequences per step and tokens per sequence (4, 64)\n"
     "  --lr X                   peak learning rate (3e-4)\n"
     "  --weight-decay X         AdamW decoupled weight decay on 2-D weights (0.01)\n"
@@ -29,6 +31,11 @@ static const char usage_train[] =
     "  --seed S                 init, data order and sampling (1337)\n"
     "  --weights FILE           start from a safetensors checkpoint (HF names)\n"
     "  --save FILE              write the trained weights as safetensors\n"
+    "  --save-state DIR         save the whole run state (weights, AdamW, LISA period)\n"
+    "                           to DIR/step-<N> at the end; DIR/latest names the newest\n"
+    "  --save-every N           also save the state after every N-th step\n"
+    "  --resume DIR             continue from DIR/latest with the same settings;\n"
+    "                           --steps is still the total, so the run goes on to it\n"
     "  --log-jsonl FILE         one JSON object per step\n"
     "  --quiet                  no progress line\n"
     "  --device auto|cpu|cuda   (auto)\n";
@@ -36,6 +43,8 @@ static const char usage_train[] =
 typedef struct {
   train_config train;
   const char *save_path, *jsonl_path, *device;
+  const char *save_state_dir, *resume_dir;
+  int64_t save_every; /* 0: save the state only at the end */
   const char *lisa_option; /* a LISA-only option given, for the ft check */
   int quiet;
 } cli_args;
@@ -66,7 +75,7 @@ static int set_numeric(cli_args *a, const char *opt, const char *val) {
       {"--steps", 0, 1e12},      {"--batch", 1, 1 << 20}, {"--seq", 1, 1 << 24},
       {"--lr", 0, 10},           {"--weight-decay", 0, 10}, {"--grad-clip", 0, 1e9},
       {"--warmup", 0, 1e12},     {"--seed", 0, 1.8e19},
-      {"--gamma", 0, 1 << 20},   {"--interval", 1, 1e12},
+      {"--gamma", 0, 1 << 20},   {"--interval", 1, 1e12},   {"--save-every", 1, 1e12},
   };
   for (size_t i = 0; i < sizeof spec / sizeof spec[0]; i++) {
     if (strcmp(opt, spec[i].name)) continue;
@@ -82,6 +91,7 @@ static int set_numeric(cli_args *a, const char *opt, const char *val) {
     case 7: a->train.seed = strtoull(val, NULL, 10); break;
     case 8: a->train.lisa.gamma = (int)v, a->lisa_option = opt; break;
     case 9: a->train.lisa.interval = (int64_t)v, a->lisa_option = opt; break;
+    case 10: a->save_every = (int64_t)v; break;
     }
     return 1;
   }
@@ -92,6 +102,8 @@ static int set_string(cli_args *a, const char *opt, const char *val) {
   if (!strcmp(opt, "--data")) a->train.data_path = val;
   else if (!strcmp(opt, "--weights")) a->train.weights_path = val;
   else if (!strcmp(opt, "--save")) a->save_path = val;
+  else if (!strcmp(opt, "--save-state")) a->save_state_dir = val;
+  else if (!strcmp(opt, "--resume")) a->resume_dir = val;
   else if (!strcmp(opt, "--log-jsonl")) a->jsonl_path = val;
   else if (!strcmp(opt, "--device")) a->device = val;
   else if (!strcmp(opt, "--method")) {
@@ -164,6 +176,10 @@ static int parse_train_args(int argc, char **argv, cli_args *a) {
   if (!a->train.data_path) return fail_usage("%s", "missing --data FILE");
   if (a->train.method == TRAIN_FT && a->lisa_option)
     return fail_usage("%s applies to --method lisa", a->lisa_option);
+  if (a->resume_dir && a->train.weights_path)
+    return fail_usage("%s", "--resume takes the weights from the saved state; drop --weights");
+  if (a->save_every && !a->save_state_dir)
+    return fail_usage("%s", "--save-every needs --save-state DIR");
   a->train.opt.total_steps = a->train.steps;
   return 0;
 }
@@ -184,16 +200,31 @@ static int choose_device(const char *device, int quiet) {
   return -1;
 }
 
+static int save_state(const trainer *t, const cli_args *a, log_sink *log, lt_error *err) {
+  char step_dir[1100];
+  if (ckpt_save(t, a->save_state_dir, err) ||
+      ckpt_step_path(a->save_state_dir, t->step, step_dir, sizeof step_dir, err))
+    return -1;
+  log_event(log, t->step, "checkpoint", "path", step_dir);
+  if (!a->quiet) fprintf(stderr, "saved state %s\n", step_dir);
+  return 0;
+}
+
+/* Runs the steps from t->step (0, or where a resumed state left off) to the
+ * total --steps; the state is saved every --save-every steps and at the end. */
 static int run_training(trainer *t, const cli_args *a, lt_error *err) {
   log_sink log;
   if (log_open(&log, a->jsonl_path, a->quiet, a->train.steps, err)) return -1;
   uint64_t bytes = trainer_bytes(t);
   int rc = 0;
-  for (int64_t step = 0; step < a->train.steps && rc == 0; step++) {
+  while (t->step < a->train.steps && rc == 0) {
     train_step_stats st;
     rc = trainer_step(t, &st, err);
     if (rc == 0) log_step(&log, &st, t->active, t->n_active, bytes);
+    if (rc == 0 && a->save_every && t->step % a->save_every == 0 && t->step < a->train.steps)
+      rc = save_state(t, a, &log, err);
   }
+  if (rc == 0 && a->save_state_dir) rc = save_state(t, a, &log, err);
   if (rc == 0 && a->save_path) {
     rc = wt_save(&t->state, a->save_path, err);
     if (rc == 0) log_event(&log, t->step, "checkpoint", "path", a->save_path);
@@ -201,6 +232,15 @@ static int run_training(trainer *t, const cli_args *a, lt_error *err) {
   }
   log_close(&log);
   return rc;
+}
+
+static int resume(trainer *t, const cli_args *a, lt_error *err) {
+  if (ckpt_resume(t, a->resume_dir, err)) return -1;
+  if (t->step > a->train.steps)
+    return lt_fail(err, "%s: the saved state is at step %lld, past --steps %lld", a->resume_dir,
+                   (long long)t->step, (long long)a->train.steps);
+  if (!a->quiet) fprintf(stderr, "resumed at step %lld from %s\n", (long long)t->step, a->resume_dir);
+  return 0;
 }
 
 static int cmd_train(int argc, char **argv) {
@@ -212,6 +252,7 @@ static int cmd_train(int argc, char **argv) {
   trainer t;
   rc = trainer_create(&t, &a.train, &err);
   if (rc == 0 && t.load_note[0] && !a.quiet) fprintf(stderr, "note: %s\n", t.load_note);
+  if (rc == 0 && a.resume_dir) rc = resume(&t, &a, &err);
   if (rc == 0) rc = run_training(&t, &a, &err);
   trainer_free(&t);
   if (rc) {
@@ -221,12 +262,17 @@ static int cmd_train(int argc, char **argv) {
   return 0;
 }
 
+static const char usage_main[] =
+    "usage: lisa train MODEL.yaml --data FILE [options]   train (lisa train --help)\n"
+    "       lisa plan MODEL.yaml [options]                 memory by category, no run\n";
+
 int main(int argc, char **argv) {
   if (argc >= 2 && !strcmp(argv[1], "train")) return cmd_train(argc - 2, argv + 2);
+  if (argc >= 2 && !strcmp(argv[1], "plan")) return cli_plan(argc - 2, argv + 2);
   if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-    printf("usage: lisa train MODEL.yaml --data FILE [options]   (lisa train --help)\n");
+    fputs(usage_main, stdout);
     return 0;
   }
-  fprintf(stderr, "usage: lisa train MODEL.yaml --data FILE [options]   (lisa train --help)\n");
+  fputs(usage_main, stderr);
   return 2;
 }

@@ -51,7 +51,7 @@ float ms_loss(const ms_state *s) {
 
 static size_t value_bytes(const ms_state *s, const ir_value *v) {
   size_t rows = v->scalar ? 1 : (size_t)s->N;
-  return align_up(rows * (size_t)v->cols * sizeof(float));
+  return align_up(rows * (size_t)v->cols * (size_t)s->elem_bytes);
 }
 
 static int64_t padded(int64_t n) { return (n + 15) / 16 * 16; }
@@ -91,12 +91,17 @@ static int layout_params(ms_state *s, int n_grad_slots, lt_error *err) {
   s->n_grad_scalars = grad_off + (int64_t)n_grad_slots * block_off;
   s->bytes_params = (size_t)off * sizeof(float);
   s->bytes_grads = (size_t)s->n_grad_scalars * sizeof(float);
+  for (int l = 0; l < s->n_layer_slots; l++) s->grad_slot[l] = l < n_grad_slots ? l : -1;
+  return 0;
+}
+
+static int alloc_param_arenas(ms_state *s, lt_error *err) {
   s->params = aligned_alloc(MS_ALIGN, align_up(s->bytes_params));
   s->grads = aligned_alloc(MS_ALIGN, align_up(s->bytes_grads));
-  if (!s->params || !s->grads) return lt_fail(err, "out of memory for %lld parameters", (long long)off);
+  if (!s->params || !s->grads)
+    return lt_fail(err, "out of memory for %lld parameters", (long long)s->n_param_scalars);
   memset(s->params, 0, s->bytes_params);
   memset(s->grads, 0, s->bytes_grads);
-  for (int l = 0; l < s->n_layer_slots; l++) s->grad_slot[l] = l < n_grad_slots ? l : -1;
   return 0;
 }
 
@@ -203,39 +208,68 @@ static int wire_values(ms_state *s, size_t *shared_off[IR_NSECTIONS],
   return 0;
 }
 
-int ms_create(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots, lt_error *err) {
+/* Where each shared activation and each activation gradient goes. */
+typedef struct {
+  size_t *shared_off[IR_NSECTIONS], *grad_off[IR_NSECTIONS][2];
+} act_offsets;
+
+static void free_offsets(act_offsets *ao) {
+  for (int sec = 0; sec < IR_NSECTIONS; sec++) {
+    free(ao->shared_off[sec]);
+    free(ao->grad_off[sec][0]);
+    free(ao->grad_off[sec][1]);
+  }
+}
+
+/* Everything but the big arenas: offsets, buffer tables and every size. */
+static int plan(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots, int elem_bytes,
+                act_offsets *ao, lt_error *err) {
   memset(s, 0, sizeof *s);
+  memset(ao, 0, sizeof *ao);
   s->ir = m;
   s->B = B, s->T = T, s->N = B * T;
+  s->elem_bytes = elem_bytes;
   s->n_inst = m->n_layer + 2;
   s->n_layer_slots = m->n_layer > 0 ? m->n_layer : 1;
-  s->ids = calloc((size_t)s->N, sizeof(int32_t));
-  s->targets = calloc((size_t)s->N, sizeof(int32_t));
-  if (!s->ids || !s->targets) return lt_fail(err, "out of memory");
   if (n_grad_slots < 0 || n_grad_slots > m->n_layer)
     return lt_fail(err, "%d gradient slots for %d blocks", n_grad_slots, m->n_layer);
   if (layout_params(s, n_grad_slots, err) || alloc_buf_tables(s, err)) return -1;
-
-  size_t *shared_off[IR_NSECTIONS], *grad_off[IR_NSECTIONS][2];
   for (int sec = 0; sec < IR_NSECTIONS; sec++) {
     size_t n = (size_t)m->sections[sec].n_values + 1;
-    shared_off[sec] = calloc(n, sizeof(size_t));
-    grad_off[sec][0] = calloc(n, sizeof(size_t));
-    grad_off[sec][1] = calloc(n, sizeof(size_t));
+    ao->shared_off[sec] = calloc(n, sizeof(size_t));
+    ao->grad_off[sec][0] = calloc(n, sizeof(size_t));
+    ao->grad_off[sec][1] = calloc(n, sizeof(size_t));
+    if (!ao->shared_off[sec] || !ao->grad_off[sec][0] || !ao->grad_off[sec][1])
+      return lt_fail(err, "out of memory");
   }
-  int rc = 0;
-  s->bytes_acts = place_activations(s, shared_off, grad_off);
-  s->act_arena = aligned_alloc(MS_ALIGN, s->bytes_acts ? s->bytes_acts : MS_ALIGN);
-  if (!s->act_arena) rc = lt_fail(err, "out of memory for %zu bytes of activations", s->bytes_acts);
-  else {
+  s->bytes_acts = place_activations(s, ao->shared_off, ao->grad_off);
+  return 0;
+}
+
+int ms_plan(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots, int elem_bytes,
+            lt_error *err) {
+  act_offsets ao;
+  int rc = plan(s, m, B, T, n_grad_slots, elem_bytes, &ao, err);
+  free_offsets(&ao);
+  return rc;
+}
+
+int ms_create(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots, lt_error *err) {
+  act_offsets ao;
+  int rc = plan(s, m, B, T, n_grad_slots, (int)sizeof(float), &ao, err);
+  if (rc == 0) {
+    s->ids = calloc((size_t)s->N, sizeof(int32_t));
+    s->targets = calloc((size_t)s->N, sizeof(int32_t));
+    s->act_arena = aligned_alloc(MS_ALIGN, s->bytes_acts ? s->bytes_acts : MS_ALIGN);
+    if (!s->ids || !s->targets || !s->act_arena)
+      rc = lt_fail(err, "out of memory for %zu bytes of activations", s->bytes_acts);
+  }
+  if (rc == 0) rc = alloc_param_arenas(s, err);
+  if (rc == 0) {
     memset(s->act_arena, 0, s->bytes_acts);
-    rc = wire_values(s, shared_off, grad_off, err);
+    rc = wire_values(s, ao.shared_off, ao.grad_off, err);
   }
-  for (int sec = 0; sec < IR_NSECTIONS; sec++) {
-    free(shared_off[sec]);
-    free(grad_off[sec][0]);
-    free(grad_off[sec][1]);
-  }
+  free_offsets(&ao);
   return rc;
 }
 

@@ -27,6 +27,7 @@
 typedef struct {
   const ir_model *ir;
   int B, T, N;             /* N = B*T rows in every activation */
+  int elem_bytes;          /* bytes per activation element (4: fp32) */
   int n_inst;              /* n_layer + 2 */
   int64_t n_param_scalars; /* total scalars in params */
   int64_t *param_off;      /* [n_params * n_layer_slots]: offset of (p, layer) */
@@ -49,6 +50,12 @@ typedef struct {
 /* n_grad_slots: how many blocks can hold gradients at once (0..n_layer). */
 int ms_create(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots,
               lt_error *err);
+
+/* The same layout without the big arenas: fills every offset and bytes_*
+ * field (activations at elem_bytes per element) for `lisa plan`. Release
+ * with ms_free. */
+int ms_plan(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots,
+            int elem_bytes, lt_error *err);
 void ms_free(ms_state *s);
 
 int ms_inst_section(const ms_state *s, int inst); /* enum ir_section */

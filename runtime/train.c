@@ -193,6 +193,51 @@ static void record_grad_norms(trainer *t) {
   }
 }
 
+static int check_saved_slots(const trainer *t, const int *grad_slot, lt_error *err) {
+  int n_slots = t->state.n_grad_slots;
+  unsigned char *used = (unsigned char *)t->scratch;
+  memset(used, 0, (size_t)n_slots);
+  for (int l = 0; l < t->ir.n_layer; l++) {
+    int slot = grad_slot[l];
+    if (slot < -1 || slot >= n_slots)
+      return lt_fail(err, "block %d: gradient slot %d is not in [-1, %d)", l, slot, n_slots);
+    if (slot >= 0 && used[slot]++) return lt_fail(err, "gradient slot %d is bound twice", slot);
+  }
+  return 0;
+}
+
+static int check_saved_active(const trainer *t, const int *grad_slot, const int *active,
+                              int n_active, lt_error *err) {
+  int n_layer = t->ir.n_layer, n_bound = 0;
+  for (int i = 0; i < n_active; i++) {
+    if (active[i] < 0 || active[i] >= n_layer || (i && active[i] <= active[i - 1]))
+      return lt_fail(err, "the active set is not ascending block indices in [0, %d)", n_layer);
+    if (grad_slot[active[i]] < 0)
+      return lt_fail(err, "block %d is active but holds no gradient slot", active[i]);
+  }
+  for (int l = 0; l < n_layer; l++) n_bound += grad_slot[l] >= 0;
+  if (n_bound != n_active)
+    return lt_fail(err, "%d blocks hold gradient slots but %d are active", n_bound, n_active);
+  if (!t->sampler && n_active != n_layer)
+    return lt_fail(err, "full fine-tuning trains every block, not %d of %d", n_active, n_layer);
+  return 0;
+}
+
+int trainer_restore_period(trainer *t, const int *grad_slot, const int *active, int n_active,
+                           int sampled, lt_error *err) {
+  if (n_active < 0 || n_active > t->ir.n_layer)
+    return lt_fail(err, "%d active blocks, the model has %d", n_active, t->ir.n_layer);
+  if (check_saved_slots(t, grad_slot, err) ||
+      check_saved_active(t, grad_slot, active, n_active, err))
+    return -1;
+  for (int l = 0; l < t->ir.n_layer; l++) ms_bind_grad_slot(&t->state, l, grad_slot[l]);
+  memcpy(t->active, active, sizeof(int) * (size_t)n_active);
+  t->n_active = n_active;
+  t->sampled = sampled;
+  plan_paths(t);
+  return 0;
+}
+
 /* ---- the trainer -------------------------------------------------------- */
 
 static int check_config(const train_config *cfg, const ir_model *m, lt_error *err) {
@@ -287,8 +332,10 @@ uint64_t trainer_bytes(const trainer *t) {
 int trainer_step(trainer *t, train_step_stats *st, lt_error *err) {
   ms_state *s = &t->state;
   double t0 = now_ms();
-  /* A resumed run starts mid-period: sample at its first step too. The draw
-   * is a function of the period's first step, so it is the same set. */
+  /* A set is drawn at each period's first step. ckpt_resume puts back the
+   * set of a period already begun rather than re-drawing it: a Lua policy
+   * asked again mid-period would see other norms. A trainer with no set yet
+   * draws at its first step, wherever that falls. */
   int switched = t->sampler && (lisa_sampler_is_boundary(t->sampler, t->step) || !t->sampled);
   if (switched) {
     if (resample(t, t->step, err)) return -1;

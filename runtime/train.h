@@ -76,6 +76,14 @@ int trainer_create(trainer *t, const train_config *cfg, lt_error *err);
 void trainer_free(trainer *t);
 int trainer_step(trainer *t, train_step_stats *st, lt_error *err);
 
+/* Puts back a saved LISA period (checkpoint resume): each block's gradient
+ * slot, the active set (ascending) and whether it was drawn, then plans the
+ * paths. Checks they fit this trainer: slots in range and bound once, and a
+ * block is active exactly when it holds a slot. The moments in the slots are
+ * the caller's to load. */
+int trainer_restore_period(trainer *t, const int *grad_slot, const int *active, int n_active,
+                           int sampled, lt_error *err);
+
 /* Bytes of every buffer the run holds (params, grads, moments, activations). */
 uint64_t trainer_bytes(const trainer *t);
 

@@ -7,6 +7,11 @@
 #include "rng.h"
 #include "safetensors.h"
 
+/* Init streams are (seed, WT_INIT_STREAM + param, layer); data windows use
+ * (seed, step, row) and layer sampling its own tag, so no two purposes ever
+ * draw from the same stream. */
+#define WT_INIT_STREAM (0x494e4954ULL << 32) /* "INIT" */
+
 static int param_layers(const ms_state *s, const ir_param *p) {
   return p->section == IR_BLOCK ? s->ir->n_layer : 1;
 }
@@ -19,7 +24,7 @@ void wt_init_random(ms_state *s, uint64_t seed) {
     for (int l = 0; l < param_layers(s, par); l++) {
       float *w = ms_param(s, p, l);
       rng_state r;
-      rng_seed_stream(&r, seed, (uint64_t)p, (uint64_t)l);
+      rng_seed_stream(&r, seed, WT_INIT_STREAM + (uint64_t)p, (uint64_t)l);
       for (int64_t i = 0; i < n; i++) {
         switch (par->init) {
         case IR_INIT_ZEROS: w[i] = 0.0f; break;

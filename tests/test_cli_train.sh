@@ -1,7 +1,8 @@
 #!/bin/bash
 # lisa train end to end on the tiny GPT-2: JSONL rows carry the contract's
-# fields, the loss falls, a run is reproducible from its seed, and a saved
-# checkpoint loads back and saves bit-identically.
+# fields, the loss falls, a run is reproducible from its seed, a saved
+# checkpoint loads back and saves bit-identically, and a run saved with
+# --save-state and continued with --resume matches a straight run.
 . "$LISA_SRC/tests/lib.sh"
 
 TINY=$SRC/models/gpt2-tiny.yaml
@@ -50,5 +51,49 @@ done
 run --steps 4 --method lisa --gamma 1 --interval 2 --lua "$SRC/models/policies/top_grad_norm.lua" \
   --log-jsonl "$TMP/p.jsonl" || fail "lua policy run failed"
 [ "$(grep -c '"active":\[' "$TMP/p.jsonl")" -eq 4 ] || fail "lua policy run logged no active sets"
+
+# --save-state / --resume: 4 steps, save, then on to 8 (--steps is the total)
+# gives the rows of 8 straight steps; the final states are the same bytes.
+# Warmup spans the resume point: the learning rate follows the absolute step.
+# (Not cosine here: its horizon is --steps, so a 4-step run decays
+# differently from the first half of an 8-step one; test_checkpoint resumes
+# a cosine run interrupted with the same horizon.)
+resume_args=(--method lisa --gamma 1 --interval 3 --warmup 6)
+rows_from_4() { grep -E '^\{"step":[4-7],' "$1" | sed -E 's/,"step_ms".*//'; }
+run --steps 8 "${resume_args[@]}" --save-state "$TMP/s8" --log-jsonl "$TMP/s8.jsonl" \
+  || fail "straight run with --save-state failed"
+run --steps 4 "${resume_args[@]}" --save-state "$TMP/s4" --log-jsonl "$TMP/s4.jsonl" \
+  || fail "4-step run with --save-state failed"
+[ "$(cat "$TMP/s4/latest")" = step-4 ] || fail "latest does not name step-4: $(cat "$TMP/s4/latest")"
+grep -qF "{\"event\":\"checkpoint\",\"step\":4,\"path\":\"$TMP/s4/step-4\"}" "$TMP/s4.jsonl" \
+  || fail "no checkpoint event for the saved state"
+run --steps 8 "${resume_args[@]}" --resume "$TMP/s4" --save-state "$TMP/s4" \
+  --log-jsonl "$TMP/r.jsonl" || fail "resumed run failed"
+head -1 "$TMP/r.jsonl" | grep -q '^{"step":4,' || fail "the resumed run does not start at step 4"
+[ "$(rows_from_4 "$TMP/r.jsonl" | wc -l)" -eq 4 ] || fail "the resumed run logged no steps 4..7"
+diff <(rows_from_4 "$TMP/s8.jsonl") <(rows_from_4 "$TMP/r.jsonl") \
+  || fail "steps 4..7 differ between the straight and the resumed run"
+for f in model optimizer; do
+  cmp -s "$TMP/s8/step-8/$f.safetensors" "$TMP/s4/step-8/$f.safetensors" \
+    || fail "$f.safetensors at step 8 differs between the straight and the resumed run"
+done
+[ "$(ls "$TMP/s4" | tr '\n' ' ')" = "latest step-8 " ] || fail "old state left: $(ls "$TMP/s4")"
+
+# --save-every: a state after steps 2 and 4 and at the end; only the last is kept.
+run --steps 5 --save-every 2 --save-state "$TMP/e" --log-jsonl "$TMP/e.jsonl" \
+  || fail "--save-every run failed"
+saved=$(grep -o '"event":"checkpoint","step":[0-9]*' "$TMP/e.jsonl" | cut -d: -f3 | tr '\n' ' ')
+[ "$saved" = "2 4 5 " ] || fail "--save-every 2 --steps 5 saved at steps '$saved', expected 2 4 5"
+[ "$(ls "$TMP/e" | tr '\n' ' ')" = "latest step-5 " ] || fail "old states left: $(ls "$TMP/e")"
+
+expect_error "resume with --weights" "--resume takes the weights from the saved state" \
+  run --steps 8 --resume "$TMP/s4" --weights "$TMP/a.safetensors"
+expect_error "--save-every alone" "--save-every needs --save-state" run --steps 8 --save-every 2
+expect_error "resume with another gamma" \
+  "optimizer.safetensors: the state was saved with gamma 1, this run has gamma 2" \
+  run --steps 9 --method lisa --gamma 2 --interval 3 --resume "$TMP/s4"
+expect_error "resume past --steps" "the saved state is at step 8, past --steps 6" \
+  run --steps 6 "${resume_args[@]}" --resume "$TMP/s4"
+expect_error "resume from nothing" "$TMP/none/latest: cannot open" run --steps 6 --resume "$TMP/none"
 
 finish

@@ -1,0 +1,430 @@
+#include "checkpoint.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "safetensors.h"
+#include "weights.h"
+
+#define CKPT_FORMAT "1"
+#define CKPT_PATH_CAP 1024
+#define CKPT_MAX_SETTINGS 16
+
+/* ---- folders and the latest pointer ------------------------------------ */
+
+static int join(char *out, size_t cap, const char *dir, const char *name, lt_error *err) {
+  if ((size_t)snprintf(out, cap, "%s/%s", dir, name) >= cap)
+    return lt_fail(err, "%s/%s: path too long", dir, name);
+  return 0;
+}
+
+static void step_name(int64_t step, char *out, size_t cap) {
+  snprintf(out, cap, "step-%" PRId64, step);
+}
+
+int ckpt_step_path(const char *dir, int64_t step, char *out, size_t cap, lt_error *err) {
+  char name[40];
+  step_name(step, name, sizeof name);
+  return join(out, cap, dir, name, err);
+}
+
+/* The step of a folder name "step-<digits>", or -1 for any other name. */
+static int64_t step_of_name(const char *name) {
+  if (strncmp(name, "step-", 5) || !name[5] || strlen(name) > 5 + 18) return -1;
+  int64_t step = 0;
+  for (const char *c = name + 5; *c; c++) {
+    if (*c < '0' || *c > '9') return -1;
+    step = step * 10 + (*c - '0');
+  }
+  return step;
+}
+
+static int make_dir(const char *path, lt_error *err) {
+  struct stat st;
+  if (mkdir(path, 0755) == 0) return 0;
+  if (errno != EEXIST) return lt_fail(err, "%s: cannot create folder: %s", path, strerror(errno));
+  if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+    return lt_fail(err, "%s: exists and is not a folder", path);
+  return 0;
+}
+
+/* A rename or a new file is durable only once its folder is synced. */
+static int sync_dir(const char *dir, lt_error *err) {
+  int fd = open(dir, O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return lt_fail(err, "%s: cannot open folder to sync: %s", dir, strerror(errno));
+  int rc = fsync(fd), saved = errno;
+  close(fd);
+  return rc ? lt_fail(err, "%s: fsync failed: %s", dir, strerror(saved)) : 0;
+}
+
+/* Replaces DIR/latest by a complete new one: temporary file, fsync, rename. */
+static int write_latest(const char *dir, const char *name, lt_error *err) {
+  char path[CKPT_PATH_CAP], tmp[CKPT_PATH_CAP + 16], line[64];
+  if (join(path, sizeof path, dir, "latest", err)) return -1;
+  snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path);
+  int fd = mkstemp(tmp);
+  if (fd < 0) return lt_fail(err, "%s: cannot create temporary file: %s", tmp, strerror(errno));
+  fchmod(fd, 0644);
+  int len = snprintf(line, sizeof line, "%s\n", name);
+  errno = EIO; /* what a short write reports */
+  int ok = write(fd, line, (size_t)len) == len && fsync(fd) == 0, saved = errno;
+  if (close(fd) != 0 && ok) ok = 0, saved = errno;
+  if (ok && rename(tmp, path) != 0) ok = 0, saved = errno;
+  if (!ok) {
+    unlink(tmp);
+    return lt_fail(err, "%s: cannot write: %s", path, strerror(saved));
+  }
+  return sync_dir(dir, err);
+}
+
+static void make_printable(char *s) {
+  for (; *s; s++)
+    if ((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f) *s = '?';
+}
+
+/* name receives the step folder DIR/latest names ("step-<N>"). */
+static int read_latest(const char *dir, char *name, size_t cap, lt_error *err) {
+  char path[CKPT_PATH_CAP], text[64];
+  if (join(path, sizeof path, dir, "latest", err)) return -1;
+  FILE *fp = fopen(path, "r");
+  if (!fp)
+    return lt_fail(err, "%s: cannot open: %s (no state saved in %s?)", path, strerror(errno), dir);
+  size_t n = fread(text, 1, sizeof text - 1, fp);
+  fclose(fp);
+  text[n] = '\0';
+  if (n && text[n - 1] == '\n') text[--n] = '\0';
+  if (step_of_name(text) < 0 || n >= cap) {
+    make_printable(text);
+    return lt_fail(err, "%s: expected one line 'step-<N>', found '%s'", path, text);
+  }
+  memcpy(name, text, n + 1);
+  return 0;
+}
+
+/* Removes a step folder ckpt_save wrote (its files, then itself). */
+static int remove_state_dir(const char *path, lt_error *err) {
+  DIR *d = opendir(path);
+  if (!d) return errno == ENOENT || errno == ENOTDIR ? 0 : lt_fail(err, "%s: %s", path, strerror(errno));
+  struct dirent *e;
+  char file[CKPT_PATH_CAP];
+  int rc = 0;
+  while (rc == 0 && (e = readdir(d)))
+    if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+      rc = join(file, sizeof file, path, e->d_name, err) ||
+           (unlink(file) != 0 ? lt_fail(err, "%s: cannot remove: %s", file, strerror(errno)) : 0);
+  closedir(d);
+  if (rc == 0 && rmdir(path) != 0 && errno != ENOENT)
+    rc = lt_fail(err, "%s: cannot remove: %s", path, strerror(errno));
+  return rc ? -1 : 0;
+}
+
+/* Every step folder but `keep`: the previous state and any a crash left. */
+static int remove_other_states(const char *dir, const char *keep, lt_error *err) {
+  DIR *d = opendir(dir);
+  if (!d) return lt_fail(err, "%s: cannot list: %s", dir, strerror(errno));
+  struct dirent *e;
+  char path[CKPT_PATH_CAP];
+  int rc = 0;
+  while (rc == 0 && (e = readdir(d)))
+    if (step_of_name(e->d_name) >= 0 && strcmp(e->d_name, keep))
+      rc = join(path, sizeof path, dir, e->d_name, err) || remove_state_dir(path, err);
+  closedir(d);
+  return rc ? -1 : 0;
+}
+
+/* ---- the settings a resume must match ----------------------------------- */
+
+typedef struct {
+  char key[16];
+  char value[80];
+} ckpt_setting;
+
+static void add_setting(ckpt_setting *s, int *n, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void add_setting(ckpt_setting *s, int *n, const char *key, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  snprintf(s[*n].key, sizeof s[*n].key, "%s", key);
+  vsnprintf(s[*n].value, sizeof s[*n].value, fmt, ap);
+  va_end(ap);
+  (*n)++;
+}
+
+/* Checked in this order: method first (the LISA settings exist only for
+ * LISA), grad_slots last (it follows from the others, which name the cause). */
+static int settings_of(const trainer *t, ckpt_setting *s) {
+  static const char *const modes[] = {"uniform", "bernoulli", "lua"};
+  const train_config *c = &t->cfg;
+  int n = 0;
+  add_setting(s, &n, "method", "%s", c->method == TRAIN_LISA ? "lisa" : "ft");
+  add_setting(s, &n, "model", "%s", t->ir.name);
+  add_setting(s, &n, "seed", "%llu", (unsigned long long)c->seed);
+  add_setting(s, &n, "batch", "%d", c->batch);
+  add_setting(s, &n, "seq", "%d", c->seq);
+  if (c->method == TRAIN_LISA) {
+    add_setting(s, &n, "gamma", "%d", c->lisa.gamma);
+    add_setting(s, &n, "interval", "%lld", (long long)c->lisa.interval);
+    add_setting(s, &n, "sampling", "%s", modes[c->lisa.mode]);
+  }
+  add_setting(s, &n, "train_embed", "%d", c->train_embed);
+  add_setting(s, &n, "train_head", "%d", c->train_head);
+  add_setting(s, &n, "grad_slots", "%d", t->state.n_grad_slots);
+  return n;
+}
+
+static const char *meta_get(const st_file *f, const char *key, lt_error *err) {
+  const char *v = st_metadata(f, key);
+  if (!v) lt_fail(err, "%s: no '%s' in the metadata (not a state ckpt_save wrote?)", f->path, key);
+  return v;
+}
+
+static int check_settings(const trainer *t, const st_file *f, lt_error *err) {
+  ckpt_setting want[CKPT_MAX_SETTINGS];
+  int n = settings_of(t, want);
+  for (int i = 0; i < n; i++) {
+    const char *saved = meta_get(f, want[i].key, err);
+    if (!saved) return -1;
+    if (strcmp(saved, want[i].value))
+      return lt_fail(err, "%s: the state was saved with %s %s, this run has %s %s", f->path,
+                     want[i].key, saved, want[i].key, want[i].value);
+  }
+  return 0;
+}
+
+static int meta_int(const st_file *f, const char *key, int64_t lo, int64_t hi, int64_t *out,
+                    lt_error *err) {
+  const char *text = meta_get(f, key, err);
+  if (!text) return -1;
+  char *end;
+  errno = 0;
+  long long v = strtoll(text, &end, 10);
+  if (errno || end == text || *end || v < lo || v > hi)
+    return lt_fail(err, "%s: metadata '%s' is '%s', not an integer in [%lld, %lld]", f->path, key,
+                   text, (long long)lo, (long long)hi);
+  *out = v;
+  return 0;
+}
+
+/* ---- per-block norms as text: "%.17g" reads back to the same double ----- */
+
+static char *format_norms(const double *v, int n) {
+  size_t cap = (size_t)n * 26 + 1, k = 0; /* "%.17g" is at most 24 chars */
+  char *s = malloc(cap);
+  if (!s) return NULL;
+  s[0] = '\0';
+  for (int i = 0; i < n; i++) k += (size_t)snprintf(s + k, cap - k, i ? ",%.17g" : "%.17g", v[i]);
+  return s;
+}
+
+static int parse_norms(const st_file *f, const char *key, double *out, int n, lt_error *err) {
+  const char *text = meta_get(f, key, err), *p = text;
+  if (!text) return -1;
+  for (int i = 0; i < n; i++) {
+    char *end;
+    out[i] = strtod(p, &end);
+    if (end == p || *end != (i + 1 < n ? ',' : '\0')) break;
+    p = end + 1;
+  }
+  if (n ? p == text + strlen(text) + 1 : !*text) return 0;
+  return lt_fail(err, "%s: metadata '%s' is not %d comma-separated numbers", f->path, key, n);
+}
+
+/* ---- saving -------------------------------------------------------------- */
+
+static int write_optimizer(const trainer *t, const char *path, const int32_t *ints,
+                           const char *const *meta, int n_meta, lt_error *err) {
+  const ms_state *s = &t->state;
+  int n_regions = t->opt.n_regions, n_layer = t->ir.n_layer;
+  const int32_t *steps = ints, *slots = ints + n_regions, *active = slots + n_layer;
+  st_entry entries[] = {
+      {"adamw.m", ST_F32, 1, {s->n_grad_scalars}, t->opt.m},
+      {"adamw.v", ST_F32, 1, {s->n_grad_scalars}, t->opt.v},
+      {"adamw.t", ST_I32, 1, {n_regions}, steps},
+      {"grad_slot", ST_I32, 1, {n_layer}, slots},
+      {"active", ST_I32, 1, {t->n_active}, active},
+  };
+  return st_write(path, entries, 5, meta, n_meta, err);
+}
+
+/* ints: [n_regions] step counts, [n_layer] slots, [n_active] active blocks. */
+static int fill_ints(const trainer *t, const char *path, int32_t *ints, lt_error *err) {
+  int n_regions = t->opt.n_regions, n_layer = t->ir.n_layer;
+  for (int r = 0; r < n_regions; r++) {
+    if (t->opt.t[r] > INT32_MAX)
+      return lt_fail(err, "%s: AdamW step count %lld does not fit in I32", path,
+                     (long long)t->opt.t[r]);
+    ints[r] = (int32_t)t->opt.t[r];
+  }
+  for (int l = 0; l < n_layer; l++) ints[n_regions + l] = t->state.grad_slot[l];
+  for (int i = 0; i < t->n_active; i++) ints[n_regions + n_layer + i] = t->active[i];
+  return 0;
+}
+
+static int save_optimizer(const trainer *t, const char *path, lt_error *err) {
+  int n_layer = t->ir.n_layer;
+  ckpt_setting set[CKPT_MAX_SETTINGS];
+  int n_set = settings_of(t, set);
+  char step[24], sampled[4];
+  snprintf(step, sizeof step, "%" PRId64, t->step);
+  snprintf(sampled, sizeof sampled, "%d", t->sampled);
+  int32_t *ints = malloc(sizeof(int32_t) * (size_t)(t->opt.n_regions + 2 * n_layer) + 1);
+  char *grad_norms = format_norms(t->grad_norms, n_layer);
+  char *weight_norms = format_norms(t->weight_norms, n_layer);
+  int rc = ints && grad_norms && weight_norms ? 0 : lt_fail(err, "%s: out of memory", path);
+  if (rc == 0) rc = fill_ints(t, path, ints, err);
+  if (rc == 0) {
+    const char *meta[2 * (CKPT_MAX_SETTINGS + 5)] = {
+        "lisa_state", CKPT_FORMAT, "step", step, "sampled", sampled,
+        "grad_norms", grad_norms, "weight_norms", weight_norms};
+    int n_meta = 5;
+    for (int i = 0; i < n_set; i++, n_meta++)
+      meta[2 * n_meta] = set[i].key, meta[2 * n_meta + 1] = set[i].value;
+    rc = write_optimizer(t, path, ints, meta, n_meta, err);
+  }
+  free(ints);
+  free(grad_norms);
+  free(weight_norms);
+  return rc;
+}
+
+/* A folder for the new state. One of the same name that latest does not
+ * name is what a crash left: start it afresh. */
+static int make_step_dir(const char *dir, const char *name, char *step_dir, lt_error *err) {
+  char current[40];
+  lt_error ignored;
+  if (make_dir(dir, err) || join(step_dir, CKPT_PATH_CAP, dir, name, err)) return -1;
+  int is_latest = read_latest(dir, current, sizeof current, &ignored) == 0 && !strcmp(current, name);
+  if (!is_latest && remove_state_dir(step_dir, err)) return -1;
+  return make_dir(step_dir, err);
+}
+
+int ckpt_save(const trainer *t, const char *dir, lt_error *err) {
+  char name[40], step_dir[CKPT_PATH_CAP], path[CKPT_PATH_CAP];
+  step_name(t->step, name, sizeof name);
+  if (make_step_dir(dir, name, step_dir, err)) return -1;
+  if (join(path, sizeof path, step_dir, "model.safetensors", err) ||
+      wt_save(&t->state, path, err))
+    return -1;
+  if (join(path, sizeof path, step_dir, "optimizer.safetensors", err) ||
+      save_optimizer(t, path, err))
+    return -1;
+  if (sync_dir(step_dir, err) || write_latest(dir, name, err)) return -1;
+  if (remove_other_states(dir, name, err)) {
+    lt_error cause = *err;
+    return lt_fail(err, "%s (the state of step %" PRId64 " is saved in %s)", cause.msg, t->step,
+                   step_dir);
+  }
+  return 0;
+}
+
+/* ---- resuming ------------------------------------------------------------ */
+
+/* A one-dimensional tensor of n values (n < 0: any count up to -n). */
+static const st_tensor *find_vector(const st_file *f, const char *name, int dtype, int64_t n,
+                                    lt_error *err) {
+  const st_tensor *t = st_find(f, name);
+  if (!t) {
+    lt_fail(err, "%s: missing tensor '%s'", f->path, name);
+    return NULL;
+  }
+  int count_ok = n >= 0 ? st_numel(t) == n : st_numel(t) <= -n;
+  if (t->dtype != dtype || t->ndim != 1 || !count_ok) {
+    lt_fail(err, "%s: tensor '%s' is %s with %d dimension(s) and %lld values; this run needs "
+            "one dimension of %s%lld %s values", f->path, name, t->dtype_name, t->ndim,
+            (long long)st_numel(t), n < 0 ? "at most " : "", (long long)(n < 0 ? -n : n),
+            dtype == ST_F32 ? "F32" : "I32");
+    return NULL;
+  }
+  return t;
+}
+
+static int read_moments(trainer *t, const st_file *f, lt_error *err) {
+  int64_t n = t->state.n_grad_scalars;
+  const st_tensor *m = find_vector(f, "adamw.m", ST_F32, n, err);
+  const st_tensor *v = m ? find_vector(f, "adamw.v", ST_F32, n, err) : NULL;
+  if (!v || st_read_f32(f, m, t->opt.m, err) || st_read_f32(f, v, t->opt.v, err)) return -1;
+  return 0;
+}
+
+static int read_ints(const st_file *f, const char *name, int64_t n, int32_t *out, int64_t *count,
+                     lt_error *err) {
+  const st_tensor *x = find_vector(f, name, ST_I32, n, err);
+  if (!x || st_read_i32(f, x, out, err)) return -1;
+  *count = st_numel(x);
+  return 0;
+}
+
+/* The step counts, slots and active set; ints as fill_ints lays them out,
+ * blocks: room for 2 n_layer ints. */
+static int read_period(trainer *t, const st_file *f, int sampled, int32_t *ints, int *blocks,
+                       lt_error *err) {
+  int n_regions = t->opt.n_regions, n_layer = t->ir.n_layer;
+  int32_t *steps = ints, *slots = ints + n_regions, *active = slots + n_layer;
+  int64_t n, n_active;
+  if (read_ints(f, "adamw.t", n_regions, steps, &n, err) ||
+      read_ints(f, "grad_slot", n_layer, slots, &n, err) ||
+      read_ints(f, "active", -(int64_t)n_layer, active, &n_active, err))
+    return -1;
+  for (int r = 0; r < n_regions; r++) {
+    if (steps[r] < 0) return lt_fail(err, "%s: adamw.t[%d] = %d is negative", f->path, r, steps[r]);
+    t->opt.t[r] = steps[r];
+  }
+  int *slot_of = blocks, *active_blocks = blocks + n_layer;
+  for (int l = 0; l < n_layer; l++) slot_of[l] = slots[l];
+  for (int i = 0; i < n_active; i++) active_blocks[i] = active[i];
+  if (trainer_restore_period(t, slot_of, active_blocks, (int)n_active, sampled, err)) {
+    lt_error cause = *err;
+    return lt_fail(err, "%s: %s", f->path, cause.msg);
+  }
+  return 0;
+}
+
+static int restore_optimizer(trainer *t, const st_file *f, int64_t dir_step, lt_error *err) {
+  const char *format = meta_get(f, "lisa_state", err);
+  if (!format) return -1;
+  if (strcmp(format, CKPT_FORMAT))
+    return lt_fail(err, "%s: state format '%s', this build reads '%s'", f->path, format,
+                   CKPT_FORMAT);
+  int64_t step, sampled;
+  if (check_settings(t, f, err) || meta_int(f, "step", 0, INT64_MAX, &step, err) ||
+      meta_int(f, "sampled", 0, 1, &sampled, err))
+    return -1;
+  if (step != dir_step)
+    return lt_fail(err, "%s: metadata step %lld, but its folder is step-%lld", f->path,
+                   (long long)step, (long long)dir_step);
+  int n_layer = t->ir.n_layer;
+  int32_t *ints = malloc(sizeof(int32_t) * (size_t)(t->opt.n_regions + 2 * n_layer) + 1);
+  int *blocks = malloc(sizeof(int) * (size_t)(2 * n_layer) + 1);
+  int rc = ints && blocks ? 0 : lt_fail(err, "%s: out of memory", f->path);
+  if (rc == 0) rc = read_moments(t, f, err) || read_period(t, f, (int)sampled, ints, blocks, err);
+  if (rc == 0)
+    rc = parse_norms(f, "grad_norms", t->grad_norms, n_layer, err) ||
+         parse_norms(f, "weight_norms", t->weight_norms, n_layer, err);
+  free(ints);
+  free(blocks);
+  if (rc) return -1;
+  t->step = step;
+  return 0;
+}
+
+int ckpt_resume(trainer *t, const char *dir, lt_error *err) {
+  char name[40], step_dir[CKPT_PATH_CAP], path[CKPT_PATH_CAP];
+  if (read_latest(dir, name, sizeof name, err) || join(step_dir, sizeof step_dir, dir, name, err) ||
+      join(path, sizeof path, step_dir, "optimizer.safetensors", err))
+    return -1;
+  st_file f;
+  if (st_open(&f, path, err)) return -1;
+  int rc = restore_optimizer(t, &f, step_of_name(name), err);
+  st_close(&f);
+  if (rc || join(path, sizeof path, step_dir, "model.safetensors", err)) return -1;
+  return wt_load(&t->state, path, NULL, 0, err);
+}

@@ -1,0 +1,8 @@
+/* cli.h: the subcommands, each parsing its own arguments; the return value
+ * is the process exit status. */
+#ifndef LT_CLI_H
+#define LT_CLI_H
+
+int cli_plan(int argc, char **argv);
+
+#endif

@@ -1,0 +1,89 @@
+/* `lisa plan` against the runtime: the fp32 plan of the tiny GPT-2 equals
+ * the bytes a trainer really allocates, for full fine-tuning and LISA; and
+ * for LLaMA-2-7B the paper's ordering holds (LISA E+H+2L below FT, less
+ * with fewer blocks). */
+#include <string.h>
+
+#include "autodiff.h"
+#include "check.h"
+#include "model_yaml.h"
+#include "plan.h"
+#include "train.h"
+
+static uint64_t run_bytes(int method, int gamma) {
+  train_config c = {0};
+  c.model_path = src_path("models/gpt2-tiny.yaml");
+  c.data_path = src_path("tests/fixtures/tokens-67.bin");
+  c.method = method;
+  c.batch = 3, c.seq = 11, c.seed = 1;
+  c.opt = opt_defaults();
+  c.train_embed = c.train_head = 1;
+  c.lisa = (lisa_sampler_config){.mode = LISA_SAMPLE_UNIFORM, .gamma = gamma, .interval = 5};
+  trainer t;
+  lt_error err;
+  uint64_t bytes = 0;
+  if (trainer_create(&t, &c, &err)) {
+    fprintf(stderr, "%s\n", err.msg);
+    check_failures++;
+  } else {
+    /* the token file is input, not a planned buffer */
+    bytes = trainer_bytes(&t) - (uint64_t)t.data.n_tokens * sizeof(uint32_t);
+  }
+  trainer_free(&t);
+  return bytes;
+}
+
+static int load(const char *rel, ir_model *m) {
+  lt_error err;
+  if (yml_load_model(src_path(rel), m, &err) || ad_build_backward(m, &err)) {
+    fprintf(stderr, "%s\n", err.msg);
+    check_failures++;
+    return -1;
+  }
+  return 0;
+}
+
+static void test_plan_equals_runtime(void) {
+  ir_model m;
+  if (load("models/gpt2-tiny.yaml", &m)) return;
+  lt_error err;
+  for (int method = TRAIN_FT; method <= TRAIN_LISA; method++) {
+    plan_settings ps = {.method = method, .gamma = 1, .batch = 3, .seq = 11};
+    plan_memory pm;
+    CHECK(plan_compute(&m, &ps, &pm, &err) == 0);
+    uint64_t measured = run_bytes(method, 1);
+    CHECK_MSG(pm.total == measured, "method %d: plan %llu, runtime %llu", method,
+              (unsigned long long)pm.total, (unsigned long long)measured);
+  }
+  ir_model_free(&m);
+}
+
+static void test_llama7b_ordering(void) {
+  ir_model m;
+  if (load("models/llama2-7b.yaml", &m)) return;
+  lt_error err;
+  plan_memory ft, eh, eh2;
+  plan_settings ps = {.method = TRAIN_FT, .batch = 1, .seq = 1024, .bf16 = 1};
+  CHECK(plan_compute(&m, &ps, &ft, &err) == 0);
+  ps.method = TRAIN_LISA, ps.gamma = 0;
+  CHECK(plan_compute(&m, &ps, &eh, &err) == 0);
+  ps.gamma = 2;
+  CHECK(plan_compute(&m, &ps, &eh2, &err) == 0);
+  CHECK(eh.total < eh2.total && eh2.total < ft.total);
+  /* weights are all there whatever trains; optimizer state only for E, H, 2L */
+  CHECK(eh2.bytes[PLAN_WEIGHTS] == ft.bytes[PLAN_WEIGHTS]);
+  CHECK(eh2.bytes[PLAN_OPTIMIZER] * 4 < ft.bytes[PLAN_OPTIMIZER]);
+  /* 6.74e9 parameters in bf16 */
+  CHECK(ft.bytes[PLAN_WEIGHTS] >= 2ull * 6738415616ull);
+  printf("llama2-7b bf16 B=1 T=1024: ft %.2f GiB, E+H %.2f GiB, E+H+2L %.2f GiB\n",
+         ft.total / 1073741824.0, eh.total / 1073741824.0, eh2.total / 1073741824.0);
+  ps.gamma = 33;
+  CHECK(plan_compute(&m, &ps, &eh2, &err) != 0 && strstr(err.msg, "--gamma 33 exceeds"));
+  ir_model_free(&m);
+}
+
+int main(void) {
+  RUN(test_plan_equals_runtime);
+  RUN(test_llama7b_ordering);
+  return check_exit();
+}
