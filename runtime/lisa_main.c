@@ -34,6 +34,7 @@ static const char usage_train[] =
     "  --save-state DIR         save the whole run state (weights, AdamW, LISA period)\n"
     "                           to DIR/step-<N> at the end; DIR/latest names the newest\n"
     "  --save-every N           also save the state after every N-th step\n"
+    "  --norms-every N          per-layer weight and gradient norms in every N-th JSONL row\n"
     "  --resume DIR             continue from DIR/latest with the same settings;\n"
     "                           --steps is still the total, so the run goes on to it\n"
     "  --log-jsonl FILE         one JSON object per step\n"
@@ -45,6 +46,7 @@ typedef struct {
   const char *save_path, *jsonl_path, *device;
   const char *save_state_dir, *resume_dir;
   int64_t save_every; /* 0: save the state only at the end */
+  int64_t norms_every; /* 0: no per-layer norms in the JSONL */
   const char *lisa_option; /* a LISA-only option given, for the ft check */
   int quiet;
 } cli_args;
@@ -69,30 +71,44 @@ static int parse_number(const char *opt, const char *text, double lo, double hi,
 }
 
 /* Options that take a number: where each one goes and its valid range. */
+typedef struct {
+  const char *name;
+  double lo, hi;
+  int64_t *i64;   /* exactly one of these three is set */
+  int *i32;
+  float *f32;
+  int lisa_only;
+} numeric_option;
+
 static int set_numeric(cli_args *a, const char *opt, const char *val) {
-  double v;
-  struct { const char *name; double lo, hi; } spec[] = {
-      {"--steps", 0, 1e12},      {"--batch", 1, 1 << 20}, {"--seq", 1, 1 << 24},
-      {"--lr", 0, 10},           {"--weight-decay", 0, 10}, {"--grad-clip", 0, 1e9},
-      {"--warmup", 0, 1e12},     {"--seed", 0, 1.8e19},
-      {"--gamma", 0, 1 << 20},   {"--interval", 1, 1e12},   {"--save-every", 1, 1e12},
+  train_config *t = &a->train;
+  const numeric_option spec[] = {
+      {"--steps", 0, 1e12, &t->steps, NULL, NULL, 0},
+      {"--batch", 1, 1 << 20, NULL, &t->batch, NULL, 0},
+      {"--seq", 1, 1 << 24, NULL, &t->seq, NULL, 0},
+      {"--lr", 0, 10, NULL, NULL, &t->opt.lr, 0},
+      {"--weight-decay", 0, 10, NULL, NULL, &t->opt.weight_decay, 0},
+      {"--grad-clip", 0, 1e9, NULL, NULL, &t->opt.grad_clip, 0},
+      {"--warmup", 0, 1e12, NULL, &t->opt.warmup, NULL, 0},
+      {"--gamma", 0, 1 << 20, NULL, &t->lisa.gamma, NULL, 1},
+      {"--interval", 1, 1e12, &t->lisa.interval, NULL, NULL, 1},
+      {"--save-every", 1, 1e12, &a->save_every, NULL, NULL, 0},
+      {"--norms-every", 1, 1e12, &a->norms_every, NULL, NULL, 0},
   };
+  double v;
+  if (!strcmp(opt, "--seed")) { /* all 64 bits: not through a double */
+    if (parse_number(opt, val, 0, 1.8e19, &v)) return -1;
+    t->seed = strtoull(val, NULL, 10);
+    return 1;
+  }
   for (size_t i = 0; i < sizeof spec / sizeof spec[0]; i++) {
-    if (strcmp(opt, spec[i].name)) continue;
-    if (parse_number(opt, val, spec[i].lo, spec[i].hi, &v)) return -1;
-    switch (i) {
-    case 0: a->train.steps = (int64_t)v; break;
-    case 1: a->train.batch = (int)v; break;
-    case 2: a->train.seq = (int)v; break;
-    case 3: a->train.opt.lr = (float)v; break;
-    case 4: a->train.opt.weight_decay = (float)v; break;
-    case 5: a->train.opt.grad_clip = (float)v; break;
-    case 6: a->train.opt.warmup = (int)v; break;
-    case 7: a->train.seed = strtoull(val, NULL, 10); break;
-    case 8: a->train.lisa.gamma = (int)v, a->lisa_option = opt; break;
-    case 9: a->train.lisa.interval = (int64_t)v, a->lisa_option = opt; break;
-    case 10: a->save_every = (int64_t)v; break;
-    }
+    const numeric_option *o = &spec[i];
+    if (strcmp(opt, o->name)) continue;
+    if (parse_number(opt, val, o->lo, o->hi, &v)) return -1;
+    if (o->i64) *o->i64 = (int64_t)v;
+    else if (o->i32) *o->i32 = (int)v;
+    else *o->f32 = (float)v;
+    if (o->lisa_only) a->lisa_option = opt;
     return 1;
   }
   return 0;
@@ -214,13 +230,15 @@ static int save_state(const trainer *t, const cli_args *a, log_sink *log, lt_err
  * total --steps; the state is saved every --save-every steps and at the end. */
 static int run_training(trainer *t, const cli_args *a, lt_error *err) {
   log_sink log;
-  if (log_open(&log, a->jsonl_path, a->quiet, a->train.steps, err)) return -1;
-  uint64_t bytes = trainer_bytes(t);
+  if (log_open(&log, a->jsonl_path, a->quiet, a->train.steps, t->ir.n_layer, err)) {
+    log_close(&log);
+    return -1;
+  }
   int rc = 0;
   while (t->step < a->train.steps && rc == 0) {
     train_step_stats st;
     rc = trainer_step(t, &st, err);
-    if (rc == 0) log_step(&log, &st, t->active, t->n_active, bytes);
+    if (rc == 0) log_step(&log, t, &st, a->norms_every && st.step % a->norms_every == 0);
     if (rc == 0 && a->save_every && t->step % a->save_every == 0 && t->step < a->train.steps)
       rc = save_state(t, a, &log, err);
   }

@@ -1,14 +1,20 @@
 #include "log.h"
 
 #include <errno.h>
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
-int log_open(log_sink *l, const char *jsonl_path, int quiet, int64_t total_steps,
+int log_open(log_sink *l, const char *jsonl_path, int quiet, int64_t total_steps, int n_layer,
              lt_error *err) {
   memset(l, 0, sizeof *l);
   l->total_steps = total_steps;
+  l->n_norms = n_layer + 2;
+  l->weight_norms = calloc((size_t)l->n_norms, sizeof(double));
+  l->grad_norms = calloc((size_t)l->n_norms, sizeof(double));
+  if (!l->weight_norms || !l->grad_norms) return lt_fail(err, "out of memory");
   if (jsonl_path) {
     l->jsonl = fopen(jsonl_path, "w");
     if (!l->jsonl) return lt_fail(err, "%s: cannot open for writing: %s", jsonl_path, strerror(errno));
@@ -45,20 +51,42 @@ static void print_progress(log_sink *l, const train_step_stats *st) {
   fflush(l->term);
 }
 
-void log_step(log_sink *l, const train_step_stats *st, const int *active, int n_active,
-              uint64_t peak_bytes) {
+static void write_norms(FILE *f, const char *key, const double *v, int n) {
+  fprintf(f, ",\"%s\":[", key);
+  for (int i = 0; i < n; i++) {
+    if (i) fputc(',', f);
+    if (isnan(v[i])) fputs("null", f);
+    else fprintf(f, "%.9g", v[i]);
+  }
+  fputc(']', f);
+}
+
+static void write_row(log_sink *l, const trainer *t, const train_step_stats *st, int with_norms) {
+  FILE *f = l->jsonl;
+  train_memory mem = trainer_memory(t);
+  fprintf(f, "{\"step\":%lld,\"loss\":%.9g,\"lr\":%.9g,\"active\":[", (long long)st->step,
+          st->loss, st->lr);
+  for (int i = 0; i < t->n_active; i++) fprintf(f, i ? ",%d" : "%d", t->active[i]);
+  fprintf(f,
+          "],\"grad_norm\":%.9g,\"step_ms\":%.3f,\"tokens_per_s\":%.1f,\"peak_bytes\":%llu,"
+          "\"peak_rss_bytes\":%llu,\"memory\":{\"weights\":%llu,\"grads\":%llu,"
+          "\"optimizer\":%llu,\"activations\":%llu,\"data\":%llu}",
+          st->grad_norm, st->step_ms, st->tokens_per_s, (unsigned long long)trainer_bytes(t),
+          (unsigned long long)peak_rss_bytes(), (unsigned long long)mem.weights,
+          (unsigned long long)mem.grads, (unsigned long long)mem.optimizer,
+          (unsigned long long)mem.activations, (unsigned long long)mem.data);
+  if (with_norms) {
+    trainer_norms(t, l->weight_norms, l->grad_norms);
+    write_norms(f, "weight_norms", l->weight_norms, l->n_norms);
+    write_norms(f, "grad_norms", l->grad_norms, l->n_norms);
+  }
+  fputs("}\n", f);
+}
+
+void log_step(log_sink *l, const trainer *t, const train_step_stats *st, int with_norms) {
   l->ms_total += st->step_ms;
   l->steps_seen++;
-  if (l->jsonl) {
-    fprintf(l->jsonl, "{\"step\":%lld,\"loss\":%.9g,\"lr\":%.9g,\"active\":[", (long long)st->step,
-            st->loss, st->lr);
-    for (int i = 0; i < n_active; i++) fprintf(l->jsonl, i ? ",%d" : "%d", active[i]);
-    fprintf(l->jsonl,
-            "],\"grad_norm\":%.9g,\"step_ms\":%.3f,\"tokens_per_s\":%.1f,\"peak_bytes\":%llu,"
-            "\"peak_rss_bytes\":%llu}\n",
-            st->grad_norm, st->step_ms, st->tokens_per_s, (unsigned long long)peak_bytes,
-            (unsigned long long)peak_rss_bytes());
-  }
+  if (l->jsonl) write_row(l, t, st, with_norms);
   if (l->term) print_progress(l, st);
 }
 
@@ -76,5 +104,7 @@ void log_event(log_sink *l, int64_t step, const char *event, const char *key, co
 
 void log_close(log_sink *l) {
   if (l->jsonl) fclose(l->jsonl);
-  l->jsonl = NULL;
+  free(l->weight_norms);
+  free(l->grad_norms);
+  memset(l, 0, sizeof *l);
 }

@@ -18,13 +18,16 @@ typedef struct {
   int64_t total_steps;
   double ms_total;      /* sum of step times so far (for the ETA) */
   int64_t steps_seen;
+  int n_norms;          /* n_layer + 2 */
+  double *weight_norms, *grad_norms; /* scratch for --norms-every */
 } log_sink;
 
-int log_open(log_sink *l, const char *jsonl_path, int quiet, int64_t total_steps,
+int log_open(log_sink *l, const char *jsonl_path, int quiet, int64_t total_steps, int n_layer,
              lt_error *err);
-/* active: indices of the middle blocks trained this step. */
-void log_step(log_sink *l, const train_step_stats *st, const int *active, int n_active,
-              uint64_t peak_bytes);
+/* One row: the contract's fields, the memory breakdown and, with_norms, the
+ * per-layer weight and gradient norms ([embed, blocks..., head]; null where
+ * nothing trained). */
+void log_step(log_sink *l, const trainer *t, const train_step_stats *st, int with_norms);
 /* An "event" row, e.g. log_event(l, "checkpoint", "path", "out.safetensors"). */
 void log_event(log_sink *l, int64_t step, const char *event, const char *key,
                const char *value);

@@ -323,10 +323,36 @@ void trainer_free(trainer *t) {
   ir_model_free(&t->ir);
 }
 
-uint64_t trainer_bytes(const trainer *t) {
+train_memory trainer_memory(const trainer *t) {
   const ms_state *s = &t->state;
-  return (uint64_t)s->bytes_params + s->bytes_grads + s->bytes_acts + 2 * (uint64_t)s->bytes_grads +
-         (uint64_t)t->data.n_tokens * sizeof(uint32_t);
+  return (train_memory){.weights = s->bytes_params, .grads = s->bytes_grads,
+                        .optimizer = 2 * (uint64_t)s->bytes_grads, .activations = s->bytes_acts,
+                        .data = (uint64_t)t->data.n_tokens * sizeof(uint32_t)};
+}
+
+uint64_t trainer_bytes(const trainer *t) {
+  train_memory m = trainer_memory(t);
+  return m.weights + m.grads + m.optimizer + m.activations + m.data;
+}
+
+static double region_norm(const trainer *t, int r) {
+  return r >= 0 && t->opt.on[r] ? sqrt(t->opt.sq[r]) : NAN;
+}
+
+void trainer_norms(const trainer *t, double *weight, double *grad) {
+  const ms_state *s = &t->state;
+  int n_layer = t->ir.n_layer;
+  /* embed params come first in the arena, head params last; both as long
+   * as their gradient regions */
+  int64_t embed_len = s->grad_head_base, head_len = s->grad_slot_base - s->grad_head_base;
+  weight[0] = sqrt(opt_sum_squares(s->params, embed_len));
+  grad[0] = region_norm(t, TRAIN_REGION_EMBED);
+  for (int l = 0; l < n_layer; l++) {
+    weight[1 + l] = sqrt(opt_sum_squares(ms_block_params(s, l), s->block_stride));
+    grad[1 + l] = region_norm(t, s->grad_slot[l] < 0 ? -1 : TRAIN_REGION_SLOTS + s->grad_slot[l]);
+  }
+  weight[n_layer + 1] = sqrt(opt_sum_squares(s->params + s->n_param_scalars - head_len, head_len));
+  grad[n_layer + 1] = region_norm(t, TRAIN_REGION_HEAD);
 }
 
 int trainer_step(trainer *t, train_step_stats *st, lt_error *err) {

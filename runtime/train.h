@@ -84,8 +84,18 @@ int trainer_step(trainer *t, train_step_stats *st, lt_error *err);
 int trainer_restore_period(trainer *t, const int *grad_slot, const int *active, int n_active,
                            int sampled, lt_error *err);
 
-/* Bytes of every buffer the run holds (params, grads, moments, activations). */
+/* Bytes of every buffer the run holds, by category, and their sum. */
+typedef struct {
+  uint64_t weights, grads, optimizer, activations, data;
+} train_memory;
+train_memory trainer_memory(const trainer *t);
 uint64_t trainer_bytes(const trainer *t);
+
+/* The paper's per-layer statistics: weight norms of the embedding [0], each
+ * block [1 + l] and the head [n_layer + 1], and the gradient norms of the
+ * parts that trained in the last step (NaN for the others). Reads every
+ * parameter: call every few steps, not every step. */
+void trainer_norms(const trainer *t, double *weight, double *grad);
 
 /* The step's building blocks, also used by the tests. */
 int train_optim_init(train_optim *o, const ms_state *s, lt_error *err);

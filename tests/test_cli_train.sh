@@ -47,6 +47,16 @@ for p in 0 3 6; do # the set holds within each period
   [ "$sets" -eq 1 ] || fail "active set changed inside the period starting at step $p"
 done
 
+# --norms-every: [embed, block 0, block 1, head] norms; null for the frozen block.
+run --steps 4 --method lisa --gamma 1 --interval 4 --norms-every 2 --log-jsonl "$TMP/n.jsonl" \
+  || fail "norms run failed"
+[ "$(grep -c '"weight_norms":\[[0-9.e+-]*,[0-9.e+-]*,[0-9.e+-]*,[0-9.e+-]*\]' "$TMP/n.jsonl")" -eq 2 ] \
+  || fail "expected weight norms of 4 parts in rows 0 and 2"
+grep -q '"grad_norms":\[[0-9.e+-]*,\(null,[0-9.e+-]*\|[0-9.e+-]*,null\),[0-9.e+-]*\]' "$TMP/n.jsonl" \
+  || fail "grad norms must be null exactly for the frozen block"
+grep -q '"memory":{"weights":[0-9]*,"grads":[0-9]*,"optimizer":[0-9]*,"activations":[0-9]*' \
+  "$TMP/n.jsonl" || fail "no memory breakdown"
+
 # A Lua policy shipped with the project runs end to end.
 run --steps 4 --method lisa --gamma 1 --interval 2 --lua "$SRC/models/policies/top_grad_norm.lua" \
   --log-jsonl "$TMP/p.jsonl" || fail "lua policy run failed"

@@ -186,6 +186,46 @@ static void test_frozen_embedding_skips_lower_blocks(void) {
   trainer_free(&t);
 }
 
+static double sum_sq(const float *x, int64_t n) {
+  double s = 0;
+  for (int64_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+  return s;
+}
+
+/* Per-layer norms against sums over the named tensors, param by param. */
+static void test_layer_norms(void) {
+  trainer t;
+  train_config c = config(TRAIN_LISA, 2, 5);
+  if (create(&t, &c)) return;
+  train_step_stats st;
+  if (step(&t, &st)) return;
+  double w[N_LAYER + 2], g[N_LAYER + 2], want_w[N_LAYER + 2] = {0}, want_g[N_LAYER + 2] = {0};
+  trainer_norms(&t, w, g);
+  const ir_model *m = &t.ir;
+  for (int p = 0; p < m->n_params; p++) {
+    int sec = m->params[p].section, layers = sec == IR_BLOCK ? N_LAYER : 1;
+    for (int l = 0; l < layers; l++) {
+      int k = sec == IR_EMBED ? 0 : sec == IR_HEAD ? N_LAYER + 1 : 1 + l;
+      int64_t n = ir_param_numel(&m->params[p]);
+      want_w[k] += sum_sq(ms_param(&t.state, p, l), n);
+      if (ms_grad(&t.state, p, l)) want_g[k] += sum_sq(ms_grad(&t.state, p, l), n);
+    }
+  }
+  double total = 0;
+  for (int k = 0; k < N_LAYER + 2; k++) {
+    CHECK_CLOSE(w[k], sqrt(want_w[k]), 0, 1e-5);
+    int trained = k == 0 || k == N_LAYER + 1 || k - 1 == t.active[0] || k - 1 == t.active[1];
+    if (trained) {
+      CHECK_CLOSE(g[k], sqrt(want_g[k]), 0, 1e-5);
+      total += g[k] * g[k];
+    } else {
+      CHECK(isnan(g[k]));
+    }
+  }
+  CHECK_CLOSE(sqrt(total), st.grad_norm, 0, 1e-6); /* the clipped norm is these parts' */
+  trainer_free(&t);
+}
+
 static void test_gamma_beyond_layers_is_an_error(void) {
   trainer t;
   train_config c = config(TRAIN_LISA, N_LAYER + 1, 5);
@@ -205,6 +245,7 @@ int main(void) {
   RUN(test_frozen_dx_equals_active_dx);
   RUN(test_all_blocks_every_step_is_ft);
   RUN(test_frozen_embedding_skips_lower_blocks);
+  RUN(test_layer_norms);
   RUN(test_gamma_beyond_layers_is_an_error);
   unlink(model_path);
   rmdir(dir);
