@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "atomic_file.h"
 #include "safetensors.h"
 #include "weights.h"
 
@@ -65,24 +66,12 @@ static int sync_dir(const char *dir, lt_error *err) {
   return rc ? lt_fail(err, "%s: fsync failed: %s", dir, strerror(saved)) : 0;
 }
 
-/* Replaces DIR/latest by a complete new one: temporary file, fsync, rename. */
+/* Replaces DIR/latest (atomic_file.h), then syncs DIR so the rename lasts. */
 static int write_latest(const char *dir, const char *name, lt_error *err) {
-  char path[CKPT_PATH_CAP], tmp[CKPT_PATH_CAP + 16], line[64];
+  char path[CKPT_PATH_CAP], line[64];
   if (join(path, sizeof path, dir, "latest", err)) return -1;
-  snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path);
-  int fd = mkstemp(tmp);
-  if (fd < 0) return lt_fail(err, "%s: cannot create temporary file: %s", tmp, strerror(errno));
-  fchmod(fd, 0644);
-  int len = snprintf(line, sizeof line, "%s\n", name);
-  errno = EIO; /* what a short write reports */
-  int ok = write(fd, line, (size_t)len) == len && fsync(fd) == 0, saved = errno;
-  if (close(fd) != 0 && ok) ok = 0, saved = errno;
-  if (ok && rename(tmp, path) != 0) ok = 0, saved = errno;
-  if (!ok) {
-    unlink(tmp);
-    return lt_fail(err, "%s: cannot write: %s", path, strerror(saved));
-  }
-  return sync_dir(dir, err);
+  snprintf(line, sizeof line, "%s\n", name);
+  return af_write_text(path, line, err) || sync_dir(dir, err) ? -1 : 0;
 }
 
 static void make_printable(char *s) {

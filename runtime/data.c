@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "atomic_file.h"
 #include "rng.h"
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
@@ -160,32 +161,14 @@ static int write_file(FILE *fp, const uint32_t *tokens, int64_t n) {
   return write_ids(fp, tokens, n, version);
 }
 
-/* Writes to "<path>.tmp.XXXXXX", syncs it and renames it over path; on any
- * failure the temporary file is removed and path is left as it was. */
+/* Atomic: on any failure path is left as it was (atomic_file.h). */
 int data_write(const char *path, const uint32_t *tokens, int64_t n,
                lt_error *err) {
   if (n < 0 || n > INT32_MAX)
     return lt_fail(err, "%s: %" PRId64 " tokens (the header holds 0 to %d)",
                    path, n, INT32_MAX);
-  char tmp[1100];
-  if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path) >= sizeof tmp)
-    return lt_fail(err, "%s: path too long", path);
-  int fd = mkstemp(tmp);
-  if (fd < 0)
-    return lt_fail(err, "%s: cannot create temporary file %s: %s", path, tmp,
-                   strerror(errno));
-  fchmod(fd, 0644); /* mkstemp makes 0600 */
-  FILE *fp = fdopen(fd, "wb");
-  int ok = fp && write_file(fp, tokens, n) == 0 && fflush(fp) == 0 &&
-           fsync(fd) == 0;
-  int saved = errno;
-  if ((fp ? fclose(fp) : close(fd)) != 0 && ok) {
-    ok = 0;
-    saved = errno;
-  }
-  if (ok && rename(tmp, path) == 0) return 0;
-  if (ok) saved = errno;
-  unlink(tmp);
-  return lt_fail(err, "%s: %s failed: %s", path,
-                 ok ? "rename from temporary file" : "write", strerror(saved));
+  af_file f;
+  if (af_open(&f, path, err)) return -1;
+  errno = 0;
+  return af_commit(&f, write_file(f.fp, tokens, n) != 0, err);
 }

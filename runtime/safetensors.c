@@ -20,6 +20,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "atomic_file.h"
+
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
                "safetensors.c assumes a little-endian host");
 
@@ -489,52 +491,6 @@ static char *build_header(const st_entry *entries, int n,
   return text;
 }
 
-/* Opens "<path>.tmp.XXXXXX" beside path; tmp receives its name. */
-static FILE *tmp_create(const char *path, char *tmp, size_t cap,
-                        lt_error *err) {
-  if ((size_t)snprintf(tmp, cap, "%s.tmp.XXXXXX", path) >= cap) {
-    lt_fail(err, "%s: path too long", path);
-    return NULL;
-  }
-  int fd = mkstemp(tmp);
-  if (fd < 0) {
-    lt_fail(err, "%s: cannot create temporary file %s: %s", path, tmp,
-            strerror(errno));
-    return NULL;
-  }
-  fchmod(fd, 0644); /* mkstemp makes 0600; weights are meant to be shared */
-  FILE *fp = fdopen(fd, "wb");
-  if (!fp) {
-    lt_fail(err, "%s: cannot open temporary file %s: %s", path, tmp,
-            strerror(errno));
-    close(fd);
-    unlink(tmp);
-  }
-  return fp;
-}
-
-/* Flushes, syncs and closes fp (written == 0 says every write succeeded),
- * then renames tmp over path. On any failure tmp is removed and path is
- * left as it was. */
-static int tmp_commit(FILE *fp, int written, const char *tmp,
-                      const char *path, lt_error *err) {
-  int saved = errno;
-  if (written == 0 && (fflush(fp) != 0 || fsync(fileno(fp)) != 0)) {
-    written = -1;
-    saved = errno;
-  }
-  if (fclose(fp) != 0 && written == 0) {
-    written = -1;
-    saved = errno;
-  }
-  if (written == 0 && rename(tmp, path) == 0) return 0;
-  if (written == 0) saved = errno;
-  unlink(tmp);
-  return lt_fail(err, "%s: %s failed: %s", path,
-                 written == 0 ? "rename from temporary file" : "write",
-                 strerror(saved));
-}
-
 static int write_body(FILE *fp, const char *header, const st_entry *entries,
                       int n) {
   size_t len = strlen(header);
@@ -560,13 +516,11 @@ int st_write(const char *path, const st_entry *entries, int n,
                      path, i);
   char *header = build_header(entries, n, metadata, n_meta);
   if (!header) return lt_fail(err, "%s: out of memory for the header", path);
-  char tmp[1100];
-  FILE *fp = tmp_create(path, tmp, sizeof tmp, err);
-  int rc = -1;
-  if (fp) {
+  af_file f;
+  int rc = af_open(&f, path, err);
+  if (rc == 0) {
     errno = 0;
-    int written = write_body(fp, header, entries, n);
-    rc = tmp_commit(fp, written, tmp, path, err);
+    rc = af_commit(&f, write_body(f.fp, header, entries, n) != 0, err);
   }
   free(header);
   return rc;

@@ -1,0 +1,46 @@
+#include "atomic_file.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int af_open(af_file *f, const char *path, lt_error *err) {
+  memset(f, 0, sizeof *f);
+  if (strlen(path) >= sizeof f->path) return lt_fail(err, "%s: path too long", path);
+  strcpy(f->path, path);
+  snprintf(f->tmp, sizeof f->tmp, "%s.tmp.XXXXXX", path);
+  int fd = mkstemp(f->tmp);
+  if (fd < 0)
+    return lt_fail(err, "%s: cannot create temporary file %s: %s", path, f->tmp, strerror(errno));
+  fchmod(fd, 0644); /* mkstemp makes 0600 */
+  f->fp = fdopen(fd, "wb");
+  if (!f->fp) {
+    int saved = errno;
+    close(fd);
+    unlink(f->tmp);
+    return lt_fail(err, "%s: cannot open temporary file %s: %s", path, f->tmp, strerror(saved));
+  }
+  return 0;
+}
+
+int af_commit(af_file *f, int write_failed, lt_error *err) {
+  int saved = errno, ok = !write_failed;
+  if (ok && (fflush(f->fp) != 0 || fsync(fileno(f->fp)) != 0)) ok = 0, saved = errno;
+  if (fclose(f->fp) != 0 && ok) ok = 0, saved = errno;
+  f->fp = NULL;
+  if (ok && rename(f->tmp, f->path) == 0) return 0;
+  const char *what = ok ? "rename from temporary file" : "write";
+  if (ok) saved = errno;
+  unlink(f->tmp);
+  return lt_fail(err, "%s: %s failed: %s", f->path, what, strerror(saved ? saved : EIO));
+}
+
+int af_write_text(const char *path, const char *text, lt_error *err) {
+  af_file f;
+  if (af_open(&f, path, err)) return -1;
+  size_t len = strlen(text);
+  errno = 0;
+  return af_commit(&f, fwrite(text, 1, len, f.fp) != len, err);
+}

@@ -1,0 +1,30 @@
+/* atomic_file.h: files are replaced only by renaming a complete, fsync'ed
+ * temporary file from the same folder over them, so a crash never leaves a
+ * half-written file where a good one was. Every writer of checkpoints, data
+ * and indexes goes through here. */
+#ifndef LT_ATOMIC_FILE_H
+#define LT_ATOMIC_FILE_H
+
+#include <stdio.h>
+
+#include "err.h"
+
+typedef struct {
+  FILE *fp;           /* write the content here */
+  char path[1024];    /* the file to replace */
+  char tmp[1100];     /* "<path>.tmp.XXXXXX" */
+} af_file;
+
+/* Creates the temporary file (mode 0644: checkpoints are meant to be
+ * shared). On failure nothing is left behind. */
+int af_open(af_file *f, const char *path, lt_error *err);
+
+/* Flushes, fsyncs and closes, then renames over the target. `write_failed`
+ * says the caller's writes went wrong (errno tells why). On any failure the
+ * temporary file is removed and the target is left as it was. */
+int af_commit(af_file *f, int write_failed, lt_error *err);
+
+/* The whole cycle for a small text file. */
+int af_write_text(const char *path, const char *text, lt_error *err);
+
+#endif
