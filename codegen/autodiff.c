@@ -283,6 +283,14 @@ static void rule_mul(ad_ctx *c, const ir_op *op, const int *dy) {
   }
 }
 
+/* y = f * x: dx = f * dy, the same op (emit keeps the factor). */
+static void rule_scale(ad_ctx *c, const ir_op *op, const int *dy) {
+  int x = op->in[0];
+  if (!c->needs[x]) return;
+  int out[1] = {fresh_contrib(c, op, x)};
+  emit(c, op, IR_OP_SCALE, 1, dy, 1, out, 0);
+}
+
 /* The pieces' gradients side by side; -1 in dy marks a piece that nothing
  * read, which concat fills with zeros, so it carries every piece's width. */
 static void rule_split(ad_ctx *c, const ir_op *op, const int *dy) {
@@ -327,6 +335,7 @@ static void apply_rule(ad_ctx *c, const ir_op *op, const int *dy) {
   case IR_OP_ROPE: rule_rope(c, op, dy); break;
   case IR_OP_SILU: rule_silu(c, op, dy); break;
   case IR_OP_MUL: rule_mul(c, op, dy); break;
+  case IR_OP_SCALE: rule_scale(c, op, dy); break;
   case IR_OP_CROSS_ENTROPY: rule_cross_entropy(c, op); break;
   }
 }

@@ -89,6 +89,7 @@ static const char *const op_names[IR_OP_COUNT] = {
     [IR_OP_ROPE] = "rope",
     [IR_OP_SILU] = "silu",
     [IR_OP_MUL] = "mul",
+    [IR_OP_SCALE] = "scale",
     [IR_OP_CROSS_ENTROPY] = "cross_entropy",
     [IR_OP_EMBEDDING_BWD_W] = "embedding_bwd_w",
     [IR_OP_POS_EMBEDDING_BWD_W] = "position_embedding_bwd_w",

@@ -41,6 +41,7 @@ typedef struct {
   int decay;          /* AdamW weight decay applies (default: ndim == 2) */
   int init;           /* enum ir_init */
   double init_std;    /* for IR_INIT_NORMAL */
+  int adapter;        /* a LoRA adapter added by lora_apply (codegen/lora.h) */
   int line;           /* YAML line, for messages */
 } ir_param;
 
@@ -80,9 +81,10 @@ enum ir_opkind {
   IR_OP_ROPE,              /* in: x                      out: rotary position embedding */
   IR_OP_SILU,              /* in: x                      out: x * sigmoid(x) */
   IR_OP_MUL,               /* in: a, b                   out: a * b (element-wise) */
+  IR_OP_SCALE,             /* in: x                      out: factor * x */
   IR_OP_CROSS_ENTROPY,     /* in: logits[N,V], targets   out: loss (scalar, mean over N) */
-  /* backward (backward graphs also use add, to sum gradients, and mul:
-   * d(a*b) is dy*b and dy*a) */
+  /* backward (backward graphs also use add, to sum gradients, mul:
+   * d(a*b) is dy*b and dy*a, and scale: d(f*x) is f*dy) */
   IR_OP_EMBEDDING_BWD_W,   /* in: ids, dy                out: +=dtable */
   IR_OP_POS_EMBEDDING_BWD_W, /* in: dy                   out: +=dtable */
   IR_OP_LAYERNORM_BWD_X,   /* in: dy, x, w, mean, rstd   out: dx */
@@ -112,6 +114,7 @@ typedef struct {
   int heads, kv_heads;   /* attention (kv_heads == heads unless grouped); rope: heads */
   int rotary_dims;       /* rope: leading dims of each head that rotate (even) */
   double theta;          /* rope: base of the rotation frequencies */
+  double factor;         /* scale */
   int causal;            /* attention */
   int64_t sizes[IR_MAX_IN]; /* concat: width of each piece (a piece may be -1) */
   int param_grad;        /* backward op that only writes parameter grads:

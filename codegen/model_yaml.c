@@ -551,6 +551,16 @@ static int infer_unary(op_build *b) {
   return 0;
 }
 
+/* scale: y = factor * x, factor an expression over the config */
+static int infer_scale(op_build *b) {
+  if (need_inputs(b, 1, 1, "x") || need_f32(b, 0)) return -1;
+  yaml_node_t *factor = op_attr(b, "factor");
+  if (!factor) return op_fail(b, "needs 'factor'");
+  if (get_number(b->c, factor, "factor", &b->op.factor)) return -1;
+  b->cols[0] = in_cols(b, 0);
+  return 0;
+}
+
 /* Hugging Face's RMSNorm default eps is 1e-6. */
 static int infer_rmsnorm(op_build *b) {
   if (need_inputs(b, 2, 2, "x, w") || need_f32(b, 0) || need_f32(b, 1)) return -1;
@@ -686,6 +696,7 @@ static const struct {
     [IR_OP_ROPE] = {infer_rope, 0, {"op", "in", "out", "heads", "theta", "rotary_dims"}},
     [IR_OP_SILU] = {infer_unary, 0, {"op", "in", "out"}},
     [IR_OP_MUL] = {infer_binary, 0, {"op", "in", "out"}},
+    [IR_OP_SCALE] = {infer_scale, 0, {"op", "in", "out", "factor"}},
     [IR_OP_CROSS_ENTROPY] = {infer_cross_entropy, 0, {"op", "in", "out"}},
 };
 

@@ -154,7 +154,8 @@ static int settings_of(const trainer *t, ckpt_setting *s) {
   static const char *const modes[] = {"uniform", "bernoulli", "lua"};
   const train_config *c = &t->cfg;
   int n = 0;
-  add_setting(s, &n, "method", "%s", c->method == TRAIN_LISA ? "lisa" : "ft");
+  static const char *const methods[] = {"ft", "lisa", "lora"};
+  add_setting(s, &n, "method", "%s", methods[c->method]);
   add_setting(s, &n, "model", "%s", t->ir.name);
   add_setting(s, &n, "seed", "%llu", (unsigned long long)c->seed);
   add_setting(s, &n, "batch", "%d", c->batch);
@@ -163,6 +164,11 @@ static int settings_of(const trainer *t, ckpt_setting *s) {
     add_setting(s, &n, "gamma", "%d", c->lisa.gamma);
     add_setting(s, &n, "interval", "%lld", (long long)c->lisa.interval);
     add_setting(s, &n, "sampling", "%s", modes[c->lisa.mode]);
+  }
+  if (c->method == TRAIN_LORA) {
+    add_setting(s, &n, "lora_rank", "%d", c->lora_rank);
+    add_setting(s, &n, "lora_alpha", "%.17g", c->lora_alpha);
+    add_setting(s, &n, "lora_targets", "%.70s", c->lora_targets ? c->lora_targets : "all");
   }
   add_setting(s, &n, "train_embed", "%d", c->train_embed);
   add_setting(s, &n, "train_head", "%d", c->train_head);

@@ -6,13 +6,16 @@
 
 #include "autodiff.h"
 #include "cli.h"
+#include "lora.h"
 #include "model_yaml.h"
 #include "plan.h"
 #include "train.h"
 
 static const char usage_plan[] =
     "usage: lisa plan MODEL.yaml [options]\n"
-    "  --method ft|lisa     (ft)\n"
+    "  --method ft|lisa|lora  (ft)\n"
+    "  --lora-rank R        LoRA: adapter rank (8)\n"
+    "  --lora-targets K,... LoRA: block linear weights to adapt (all)\n"
     "  --gamma G            LISA: middle blocks trained at once (2)\n"
     "  --batch B --seq T    (1, 1024: the paper's setting)\n"
     "  --dtype fp32|bf16    fp32: what the CPU backend allocates; bf16: the GPU layout (fp32)\n"
@@ -47,7 +50,8 @@ static int parse_positive(const char *opt, const char *text, double *out) {
 
 static int parse_plan_args(int argc, char **argv, plan_args *a) {
   memset(a, 0, sizeof *a);
-  a->ps = (plan_settings){.method = TRAIN_FT, .gamma = 2, .batch = 1, .seq = 1024};
+  a->ps = (plan_settings){.method = TRAIN_FT, .gamma = 2, .lora_rank = 8, .lora_alpha = 16,
+                          .batch = 1, .seq = 1024};
   for (int i = 0; i < argc; i++) {
     const char *opt = argv[i];
     if (!strcmp(opt, "--json")) { a->json = 1; continue; }
@@ -62,16 +66,20 @@ static int parse_plan_args(int argc, char **argv, plan_args *a) {
     if (!strcmp(opt, "--method")) {
       if (!strcmp(val, "ft")) a->ps.method = TRAIN_FT;
       else if (!strcmp(val, "lisa")) a->ps.method = TRAIN_LISA;
-      else return plan_fail("--method must be ft or lisa, not '%s' (lora is coming)", val);
+      else if (!strcmp(val, "lora")) a->ps.method = TRAIN_LORA;
+      else return plan_fail("--method must be ft, lisa or lora, not '%s'", val);
+    } else if (!strcmp(opt, "--lora-targets")) {
+      a->ps.lora_targets = val;
     } else if (!strcmp(opt, "--dtype")) {
       if (strcmp(val, "fp32") && strcmp(val, "bf16")) return plan_fail("--dtype must be fp32 or bf16, not '%s'", val);
       a->ps.bf16 = !strcmp(val, "bf16");
     } else if (!strcmp(opt, "--gamma") || !strcmp(opt, "--batch") || !strcmp(opt, "--seq") ||
-               !strcmp(opt, "--device-mem")) {
+               !strcmp(opt, "--device-mem") || !strcmp(opt, "--lora-rank")) {
       if (parse_positive(opt, val, &v)) return 2;
       if (!strcmp(opt, "--gamma")) a->ps.gamma = (int)v;
       else if (!strcmp(opt, "--batch")) a->ps.batch = (int)v;
       else if (!strcmp(opt, "--seq")) a->ps.seq = (int)v;
+      else if (!strcmp(opt, "--lora-rank")) a->ps.lora_rank = (int)v;
       else a->device_gib = v;
     } else return plan_fail("unknown option '%s'", opt);
   }
@@ -80,12 +88,15 @@ static int parse_plan_args(int argc, char **argv, plan_args *a) {
   return 0;
 }
 
+static const char *const method_names[] = {"ft", "lisa", "lora"};
+
 static void print_human(const plan_args *a, const ir_model *m, const plan_memory *pm) {
   const double gib = 1024.0 * 1024 * 1024;
-  printf("%s: %s%s, batch %d, seq %d, %s\n", m->name, a->ps.method == TRAIN_FT ? "ft" : "lisa",
+  printf("%s: %s%s, batch %d, seq %d, %s\n", m->name, method_names[a->ps.method],
          a->ps.method == TRAIN_LISA ? (a->ps.gamma ? " E+H+gamma" : " E+H") : "", a->ps.batch,
          a->ps.seq, a->ps.bf16 ? "bf16 (GPU)" : "fp32 (CPU)");
   if (a->ps.method == TRAIN_LISA) printf("  gamma %d of %d middle blocks\n", a->ps.gamma, m->n_layer);
+  if (a->ps.method == TRAIN_LORA) printf("  rank %d\n", a->ps.lora_rank);
   for (int c = 0; c < PLAN_NCATEGORIES; c++)
     printf("  %-16s %10.3f GiB\n", plan_category_name(c), pm->bytes[c] / gib);
   printf("  %-16s %10.3f GiB", "total", pm->total / gib);
@@ -97,7 +108,7 @@ static void print_human(const plan_args *a, const ir_model *m, const plan_memory
 static void print_json(const plan_args *a, const ir_model *m, const plan_memory *pm) {
   printf("{\"model\":\"%s\",\"method\":\"%s\",\"gamma\":%d,\"batch\":%d,\"seq\":%d,\"dtype\":\"%s\","
          "\"total_bytes\":%llu,\"breakdown\":{",
-         m->name, a->ps.method == TRAIN_FT ? "ft" : "lisa", a->ps.method == TRAIN_LISA ? a->ps.gamma : m->n_layer,
+         m->name, method_names[a->ps.method], a->ps.method == TRAIN_LISA ? a->ps.gamma : m->n_layer,
          a->ps.batch, a->ps.seq, a->ps.bf16 ? "bf16" : "fp32", (unsigned long long)pm->total);
   for (int c = 0; c < PLAN_NCATEGORIES; c++)
     printf("%s\"%s\":%llu", c ? "," : "", plan_category_name(c), (unsigned long long)pm->bytes[c]);
@@ -115,8 +126,10 @@ int cli_plan(int argc, char **argv) {
   ir_model m;
   lt_error err;
   plan_memory pm;
-  rc = yml_load_model(a.model_path, &m, &err) || ad_build_backward(&m, &err) ||
-       plan_compute(&m, &a.ps, &pm, &err);
+  rc = yml_load_model(a.model_path, &m, &err) ||
+       (a.ps.method == TRAIN_LORA &&
+        lora_apply(&m, a.ps.lora_rank, a.ps.lora_alpha, a.ps.lora_targets, &err)) ||
+       ad_build_backward(&m, &err) || plan_compute(&m, &a.ps, &pm, &err);
   if (rc) fprintf(stderr, "lisa: %s\n", err.msg);
   else if (a.json) print_json(&a, &m, &pm);
   else print_human(&a, &m, &pm);

@@ -96,6 +96,11 @@ void cpu_mul(float *y, const float *a, const float *b, int64_t n) {
   for (int64_t i = 0; i < n; i++) y[i] = a[i] * b[i];
 }
 
+void cpu_scale(float *y, const float *x, float factor, int64_t n) {
+#pragma omp parallel for simd if (worth_threads(n))
+  for (int64_t i = 0; i < n; i++) y[i] = factor * x[i];
+}
+
 /* ------------------------------------------------------------------------ */
 /* layernorm */
 

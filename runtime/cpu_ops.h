@@ -29,6 +29,8 @@ void cpu_pos_embedding_backward(float *dtable, const float *dy, int N, int T,
 void cpu_add(float *y, const float *a, const float *b, int64_t n);
 /* element-wise product (mul's backward is two more of them) */
 void cpu_mul(float *y, const float *a, const float *b, int64_t n);
+/* y = factor * x (its backward is the same: dx = factor * dy); y may alias x */
+void cpu_scale(float *y, const float *x, float factor, int64_t n);
 
 /* y = (x - mean) * rstd * w + b; saves mean and rstd per row */
 void cpu_layernorm_forward(float *y, float *mean, float *rstd, const float *x,

@@ -100,6 +100,9 @@ static void run_op(const exec_ctx *c, const ir_op *op) {
   case IR_OP_MUL:
     cpu_mul(F(c, op->out[0]), F(c, op->in[0]), F(c, op->in[1]), (int64_t)N * cols(c, op->out[0]));
     break;
+  case IR_OP_SCALE:
+    cpu_scale(F(c, op->out[0]), F(c, op->in[0]), (float)op->factor, (int64_t)N * cols(c, op->out[0]));
+    break;
   case IR_OP_CROSS_ENTROPY:
     *F(c, op->out[0]) = cpu_cross_entropy_forward(F(c, op->in[0]), I(c, op->in[1]), N, cols(c, op->in[0]));
     break;
@@ -160,12 +163,17 @@ void exec_forward(ms_state *s, int inst) {
   for (int i = 0; i < g->n_fwd; i++) run_op(&c, &g->fwd[i]);
 }
 
+/* A parameter-gradient op runs only where its params train: on the ACTIVE
+ * path and with gradient storage (a frozen param, such as a LoRA base weight,
+ * has none: ms_grad is NULL). The params an op writes train together. */
+static int skip_param_grad(const exec_ctx *c, const ir_op *op, int path) {
+  return op->param_grad && (path == EXEC_FROZEN || !c->b[op->out[0]]);
+}
+
 void exec_backward(ms_state *s, int inst, int path, float loss_scale) {
   if (path == EXEC_FORWARD) return;
   const ir_graph *g = &s->ir->sections[ms_inst_section(s, inst)];
   exec_ctx c = {s, g, s->bufs[inst], loss_scale};
-  for (int i = 0; i < g->n_bwd; i++) {
-    if (path == EXEC_FROZEN && g->bwd[i].param_grad) continue;
-    run_op(&c, &g->bwd[i]);
-  }
+  for (int i = 0; i < g->n_bwd; i++)
+    if (!skip_param_grad(&c, &g->bwd[i], path)) run_op(&c, &g->bwd[i]);
 }

@@ -13,7 +13,7 @@
 
 static const char usage_train[] =
     "usage: lisa train MODEL.yaml --data FILE [options]\n"
-    "  --method ft|lisa         full fine-tuning or LISA (lora is coming)\n"
+    "  --method ft|lisa|lora    full fine-tuning, LISA, or LoRA adapters on frozen weights\n"
     "  --gamma G                LISA: middle blocks trained per period (2)\n"
     "  --interval K             LISA: steps per period; a new set at every K-th step (20)\n"
     "  --lisa-sampling uniform|bernoulli  exactly G blocks (as the reference\n"
@@ -21,6 +21,12 @@ static const char usage_train[] =
     "  --lua FILE               LISA: a policy defining sample_layers(ctx)\n"
     "  --train-embed on|off     LISA: train the embedding (on)\n"
     "  --train-head on|off      LISA: train the final norm and output projection (on)\n"
+    "  --lora-rank R            LoRA: adapter rank (8)\n"
+    "  --lora-alpha A           LoRA: the adapters' output is scaled by A / R (16)\n"
+    "  --lora-targets K,K,...   LoRA: block linear weights to adapt, by YAML param key\n"
+    "                           (default: every block linear weight)\n"
+    "  --merge-lora             LoRA: --save writes W + (A/R) B A into the base weights,\n"
+    "                           without adapter tensors (default: base + adapters)\n"
     "  --steps N                total optimizer steps, counted from step 0 (100)\n"
     "  --batch B --seq T        sequences per step and tokens per sequence (4, 64)\n"
     "  --lr X                   peak learning rate (3e-4)\n"
@@ -47,7 +53,9 @@ typedef struct {
   const char *save_state_dir, *resume_dir;
   int64_t save_every; /* 0: save the state only at the end */
   int64_t norms_every; /* 0: no per-layer norms in the JSONL */
-  const char *lisa_option; /* a LISA-only option given, for the ft check */
+  const char *lisa_option; /* a LISA-only option given, for the method check */
+  const char *lora_option; /* a LoRA-only option given, likewise */
+  int merge_lora;
   int quiet;
 } cli_args;
 
@@ -76,24 +84,27 @@ typedef struct {
   double lo, hi;
   int64_t *i64;   /* exactly one of these three is set */
   int *i32;
+  double *f64;
   float *f32;
-  int lisa_only;
+  int only;       /* 1: LISA only, 2: LoRA only */
 } numeric_option;
 
 static int set_numeric(cli_args *a, const char *opt, const char *val) {
   train_config *t = &a->train;
   const numeric_option spec[] = {
-      {"--steps", 0, 1e12, &t->steps, NULL, NULL, 0},
-      {"--batch", 1, 1 << 20, NULL, &t->batch, NULL, 0},
-      {"--seq", 1, 1 << 24, NULL, &t->seq, NULL, 0},
-      {"--lr", 0, 10, NULL, NULL, &t->opt.lr, 0},
-      {"--weight-decay", 0, 10, NULL, NULL, &t->opt.weight_decay, 0},
-      {"--grad-clip", 0, 1e9, NULL, NULL, &t->opt.grad_clip, 0},
-      {"--warmup", 0, 1e12, NULL, &t->opt.warmup, NULL, 0},
-      {"--gamma", 0, 1 << 20, NULL, &t->lisa.gamma, NULL, 1},
-      {"--interval", 1, 1e12, &t->lisa.interval, NULL, NULL, 1},
-      {"--save-every", 1, 1e12, &a->save_every, NULL, NULL, 0},
-      {"--norms-every", 1, 1e12, &a->norms_every, NULL, NULL, 0},
+      {"--steps", 0, 1e12, &t->steps, NULL, NULL, NULL, 0},
+      {"--batch", 1, 1 << 20, NULL, &t->batch, NULL, NULL, 0},
+      {"--seq", 1, 1 << 24, NULL, &t->seq, NULL, NULL, 0},
+      {"--lr", 0, 10, NULL, NULL, NULL, &t->opt.lr, 0},
+      {"--weight-decay", 0, 10, NULL, NULL, NULL, &t->opt.weight_decay, 0},
+      {"--grad-clip", 0, 1e9, NULL, NULL, NULL, &t->opt.grad_clip, 0},
+      {"--warmup", 0, 1e12, NULL, &t->opt.warmup, NULL, NULL, 0},
+      {"--gamma", 0, 1 << 20, NULL, &t->lisa.gamma, NULL, NULL, 1},
+      {"--interval", 1, 1e12, &t->lisa.interval, NULL, NULL, NULL, 1},
+      {"--lora-rank", 1, 1 << 16, NULL, &t->lora_rank, NULL, NULL, 2},
+      {"--lora-alpha", 1e-6, 1e6, NULL, NULL, &t->lora_alpha, NULL, 2},
+      {"--save-every", 1, 1e12, &a->save_every, NULL, NULL, NULL, 0},
+      {"--norms-every", 1, 1e12, &a->norms_every, NULL, NULL, NULL, 0},
   };
   double v;
   if (!strcmp(opt, "--seed")) { /* all 64 bits: not through a double */
@@ -107,8 +118,10 @@ static int set_numeric(cli_args *a, const char *opt, const char *val) {
     if (parse_number(opt, val, o->lo, o->hi, &v)) return -1;
     if (o->i64) *o->i64 = (int64_t)v;
     else if (o->i32) *o->i32 = (int)v;
+    else if (o->f64) *o->f64 = v;
     else *o->f32 = (float)v;
-    if (o->lisa_only) a->lisa_option = opt;
+    if (o->only == 1) a->lisa_option = opt;
+    if (o->only == 2) a->lora_option = opt;
     return 1;
   }
   return 0;
@@ -125,11 +138,13 @@ static int set_string(cli_args *a, const char *opt, const char *val) {
   else if (!strcmp(opt, "--method")) {
     if (!strcmp(val, "ft")) a->train.method = TRAIN_FT;
     else if (!strcmp(val, "lisa")) a->train.method = TRAIN_LISA;
+    else if (!strcmp(val, "lora")) a->train.method = TRAIN_LORA;
     else {
-      fprintf(stderr, "lisa train: --method must be ft or lisa, not '%s'%s\n", val,
-              strcmp(val, "lora") ? "" : " (lora is not available yet)");
+      fprintf(stderr, "lisa train: --method must be ft, lisa or lora, not '%s'\n", val);
       return -1;
     }
+  } else if (!strcmp(opt, "--lora-targets")) {
+    a->train.lora_targets = val, a->lora_option = opt;
   } else if (!strcmp(opt, "--lisa-sampling")) {
     int mode = lisa_sample_mode_from_name(val);
     if (mode < 0 || mode == LISA_SAMPLE_LUA) {
@@ -165,6 +180,7 @@ static int parse_train_args(int argc, char **argv, cli_args *a) {
   a->train.opt = opt_defaults();
   a->train.train_embed = a->train.train_head = 1;
   a->train.lisa = (lisa_sampler_config){.mode = LISA_SAMPLE_UNIFORM, .gamma = 2, .interval = 20};
+  a->train.lora_rank = 8, a->train.lora_alpha = 16;
   a->device = "auto";
   for (int i = 0; i < argc; i++) {
     const char *opt = argv[i];
@@ -174,6 +190,10 @@ static int parse_train_args(int argc, char **argv, cli_args *a) {
     }
     if (!strcmp(opt, "--quiet")) {
       a->quiet = 1;
+      continue;
+    }
+    if (!strcmp(opt, "--merge-lora")) {
+      a->merge_lora = 1, a->lora_option = opt;
       continue;
     }
     if (strncmp(opt, "--", 2)) {
@@ -190,8 +210,12 @@ static int parse_train_args(int argc, char **argv, cli_args *a) {
   }
   if (!a->train.model_path) return fail_usage("%s", "missing MODEL.yaml");
   if (!a->train.data_path) return fail_usage("%s", "missing --data FILE");
-  if (a->train.method == TRAIN_FT && a->lisa_option)
+  if (a->train.method != TRAIN_LISA && a->lisa_option)
     return fail_usage("%s applies to --method lisa", a->lisa_option);
+  if (a->train.method != TRAIN_LORA && a->lora_option)
+    return fail_usage("%s applies to --method lora", a->lora_option);
+  if (a->merge_lora && !a->save_path)
+    return fail_usage("%s", "--merge-lora needs --save FILE");
   if (a->resume_dir && a->train.weights_path)
     return fail_usage("%s", "--resume takes the weights from the saved state; drop --weights");
   if (a->save_every && !a->save_state_dir)
@@ -244,7 +268,9 @@ static int run_training(trainer *t, const cli_args *a, lt_error *err) {
   }
   if (rc == 0 && a->save_state_dir) rc = save_state(t, a, &log, err);
   if (rc == 0 && a->save_path) {
-    rc = wt_save(&t->state, a->save_path, err);
+    if (a->merge_lora) trainer_merge_lora(t);
+    rc = a->merge_lora ? wt_save_base(&t->state, a->save_path, err)
+                       : wt_save(&t->state, a->save_path, err);
     if (rc == 0) log_event(&log, t->step, "checkpoint", "path", a->save_path);
     if (rc == 0 && !a->quiet) fprintf(stderr, "saved %s\n", a->save_path);
   }

@@ -23,15 +23,16 @@ float *ms_param(const ms_state *s, int p, int layer) {
 }
 
 float *ms_grad(const ms_state *s, int p, int layer) {
+  if (s->grad_off[p] < 0) return NULL;
   if (s->ir->params[p].section != IR_BLOCK) return s->grads + s->grad_off[p];
   int slot = s->grad_slot[layer];
-  return slot < 0 ? NULL : s->grads + s->grad_slot_base + slot * s->block_stride + s->grad_off[p];
+  return slot < 0 ? NULL : s->grads + s->grad_slot_base + slot * s->slot_stride + s->grad_off[p];
 }
 
 float *ms_block_params(const ms_state *s, int layer) {
-  /* block params' grad_off is their offset within a block */
+  /* the first block param starts its block */
   for (int p = 0; p < s->ir->n_params; p++)
-    if (s->ir->params[p].section == IR_BLOCK) return ms_param(s, p, layer) - s->grad_off[p];
+    if (s->ir->params[p].section == IR_BLOCK) return ms_param(s, p, layer);
   return NULL;
 }
 
@@ -58,16 +59,18 @@ static int64_t padded(int64_t n) { return (n + 15) / 16 * 16; }
 
 /* Parameters: embed, then block by block, then head, each tensor padded to
  * 16 floats, so a block's tensors are contiguous and laid out alike in every
- * block. Gradients: embed, head, then n_grad_slots block-sized slots; a block
- * that trains is bound to a slot (LISA keeps gradients only for the blocks it
- * trains; full fine-tuning binds block l to slot l). */
-static int layout_params(ms_state *s, int n_grad_slots, lt_error *err) {
+ * block. Gradients, only for the params that train: embed, head, then
+ * n_grad_slots slots of one block's; a block that trains is bound to a slot
+ * (LISA keeps gradients only for the blocks it trains; full fine-tuning
+ * binds block l to slot l). */
+static int layout_params(ms_state *s, int n_grad_slots, const unsigned char *trains,
+                         lt_error *err) {
   const ir_model *m = s->ir;
   s->param_off = calloc((size_t)m->n_params * s->n_layer_slots, sizeof(int64_t));
   s->grad_off = calloc((size_t)m->n_params + 1, sizeof(int64_t));
   s->grad_slot = malloc(sizeof(int) * (size_t)s->n_layer_slots);
   if (!s->param_off || !s->grad_off || !s->grad_slot) return lt_fail(err, "out of memory");
-  int64_t off = 0, grad_off = 0, block_off = 0;
+  int64_t off = 0, grad_off = 0, slot_off = 0, block_params = 0;
   int head_seen = 0;
   const int order[3] = {IR_EMBED, IR_BLOCK, IR_HEAD};
   for (int o = 0; o < 3; o++) {
@@ -75,20 +78,25 @@ static int layout_params(ms_state *s, int n_grad_slots, lt_error *err) {
     for (int l = 0; l < layers; l++)
       for (int p = 0; p < m->n_params; p++) {
         if (m->params[p].section != order[o]) continue;
-        if (order[o] == IR_HEAD && l == 0 && !head_seen++) s->grad_head_base = grad_off;
+        if (order[o] == IR_HEAD && l == 0 && !head_seen++)
+          s->grad_head_base = grad_off, s->param_head_base = off;
         int64_t n = padded(ir_param_numel(&m->params[p]));
         s->param_off[p * s->n_layer_slots + l] = off;
         off += n;
-        if (order[o] != IR_BLOCK) s->grad_off[p] = grad_off, grad_off += n;
-        else if (l == 0) s->grad_off[p] = block_off, block_off += n;
+        if (order[o] == IR_BLOCK) block_params += l == 0 ? n : 0;
+        if (l > 0) continue;
+        int64_t *next = order[o] == IR_BLOCK ? &slot_off : &grad_off;
+        s->grad_off[p] = trains && !trains[p] ? -1 : *next;
+        *next += s->grad_off[p] < 0 ? 0 : n;
       }
   }
   s->n_param_scalars = off;
-  s->block_stride = block_off;
+  s->block_stride = block_params;
+  s->slot_stride = slot_off;
   s->grad_slot_base = grad_off;
-  if (!head_seen) s->grad_head_base = grad_off;
+  if (!head_seen) s->grad_head_base = grad_off, s->param_head_base = off;
   s->n_grad_slots = n_grad_slots;
-  s->n_grad_scalars = grad_off + (int64_t)n_grad_slots * block_off;
+  s->n_grad_scalars = grad_off + (int64_t)n_grad_slots * slot_off;
   s->bytes_params = (size_t)off * sizeof(float);
   s->bytes_grads = (size_t)s->n_grad_scalars * sizeof(float);
   for (int l = 0; l < s->n_layer_slots; l++) s->grad_slot[l] = l < n_grad_slots ? l : -1;
@@ -222,8 +230,8 @@ static void free_offsets(act_offsets *ao) {
 }
 
 /* Everything but the big arenas: offsets, buffer tables and every size. */
-static int plan(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots, int elem_bytes,
-                act_offsets *ao, lt_error *err) {
+static int plan(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots,
+                const unsigned char *trains, int elem_bytes, act_offsets *ao, lt_error *err) {
   memset(s, 0, sizeof *s);
   memset(ao, 0, sizeof *ao);
   s->ir = m;
@@ -233,7 +241,7 @@ static int plan(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots, 
   s->n_layer_slots = m->n_layer > 0 ? m->n_layer : 1;
   if (n_grad_slots < 0 || n_grad_slots > m->n_layer)
     return lt_fail(err, "%d gradient slots for %d blocks", n_grad_slots, m->n_layer);
-  if (layout_params(s, n_grad_slots, err) || alloc_buf_tables(s, err)) return -1;
+  if (layout_params(s, n_grad_slots, trains, err) || alloc_buf_tables(s, err)) return -1;
   for (int sec = 0; sec < IR_NSECTIONS; sec++) {
     size_t n = (size_t)m->sections[sec].n_values + 1;
     ao->shared_off[sec] = calloc(n, sizeof(size_t));
@@ -246,17 +254,22 @@ static int plan(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots, 
   return 0;
 }
 
-int ms_plan(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots, int elem_bytes,
-            lt_error *err) {
+int ms_plan(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots,
+            const unsigned char *trains, int elem_bytes, lt_error *err) {
   act_offsets ao;
-  int rc = plan(s, m, B, T, n_grad_slots, elem_bytes, &ao, err);
+  int rc = plan(s, m, B, T, n_grad_slots, trains, elem_bytes, &ao, err);
   free_offsets(&ao);
   return rc;
 }
 
 int ms_create(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots, lt_error *err) {
+  return ms_create_trains(s, m, B, T, n_grad_slots, NULL, err);
+}
+
+int ms_create_trains(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots,
+                     const unsigned char *trains, lt_error *err) {
   act_offsets ao;
-  int rc = plan(s, m, B, T, n_grad_slots, (int)sizeof(float), &ao, err);
+  int rc = plan(s, m, B, T, n_grad_slots, trains, (int)sizeof(float), &ao, err);
   if (rc == 0) {
     s->ids = calloc((size_t)s->N, sizeof(int32_t));
     s->targets = calloc((size_t)s->N, sizeof(int32_t));

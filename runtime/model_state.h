@@ -1,9 +1,11 @@
 /* model_state.h: every buffer a CPU training run needs, sized and allocated
  * once before step 0 (nothing is allocated inside the training loop).
  *
- * Gradients exist only for what trains: the embed and head parameters and
- * n_grad_slots block-sized slots, each bound to at most one block (full
- * fine-tuning binds block l to slot l; LISA rebinds at each switch).
+ * Gradients exist only for what trains: the embed and head parameters that
+ * train and n_grad_slots slots, each holding the training params of one
+ * block and bound to at most one block (full fine-tuning binds block l to
+ * slot l; LISA rebinds at each switch). Which params train is a per-param
+ * mask (LoRA: only the adapters); a frozen param has no gradient storage.
  *
  * A run has n_layer + 2 section instances: 0 = embed, 1..n_layer = the
  * blocks, n_layer + 1 = head. bufs[inst][value] points at the memory of each
@@ -34,8 +36,11 @@ typedef struct {
   int n_layer_slots;       /* max(1, n_layer) */
   int64_t n_grad_scalars;  /* total scalars in grads */
   int64_t *grad_off;       /* [n_params]: embed/head: offset in grads;
-                              block params: offset within a block slot */
-  int64_t block_stride;    /* scalars of one block (params and grad slots) */
+                              block params: offset within a block slot;
+                              -1: the param does not train */
+  int64_t block_stride;    /* scalars of one block's params */
+  int64_t slot_stride;     /* scalars of one gradient slot (what trains) */
+  int64_t param_head_base; /* offset of the head's params in params */
   int64_t grad_head_base;  /* offset of the head's gradients in grads */
   int64_t grad_slot_base;  /* offset of slot 0 in grads */
   int n_grad_slots;
@@ -47,15 +52,20 @@ typedef struct {
   size_t bytes_params, bytes_grads, bytes_acts;
 } ms_state;
 
-/* n_grad_slots: how many blocks can hold gradients at once (0..n_layer). */
+/* n_grad_slots: how many blocks can hold gradients at once (0..n_layer).
+ * Every param trains. */
 int ms_create(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots,
               lt_error *err);
+/* The same with trains[p] (n_params flags) saying which params train;
+ * NULL = all. */
+int ms_create_trains(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots,
+                     const unsigned char *trains, lt_error *err);
 
 /* The same layout without the big arenas: fills every offset and bytes_*
  * field (activations at elem_bytes per element) for `lisa plan`. Release
  * with ms_free. */
 int ms_plan(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots,
-            int elem_bytes, lt_error *err);
+            const unsigned char *trains, int elem_bytes, lt_error *err);
 void ms_free(ms_state *s);
 
 int ms_inst_section(const ms_state *s, int inst); /* enum ir_section */
@@ -63,7 +73,8 @@ int ms_inst_layer(const ms_state *s, int inst);   /* block index, or 0 */
 int ms_head_inst(const ms_state *s);
 
 /* Parameter values / gradients of param p at a layer (0 for embed, head).
- * ms_grad is NULL for a block bound to no gradient slot. */
+ * ms_grad is NULL for a param that does not train and for a block bound to
+ * no gradient slot. */
 float *ms_param(const ms_state *s, int p, int layer);
 float *ms_grad(const ms_state *s, int p, int layer);
 /* First scalar of block `layer`'s parameters (block_stride of them). */

@@ -1,5 +1,7 @@
 #include "plan.h"
 
+#include <stdlib.h>
+
 #include "model_state.h"
 #include "train.h"
 
@@ -15,12 +17,21 @@ int plan_compute(const ir_model *m, const plan_settings *ps, plan_memory *out, l
   if (ps->method == TRAIN_LISA && (ps->gamma < 0 || ps->gamma > m->n_layer))
     return lt_fail(err, "--gamma %d exceeds the model's %d middle blocks", ps->gamma, m->n_layer);
   int slots = ps->method == TRAIN_LISA ? ps->gamma : m->n_layer;
+  /* LoRA trains only the adapters (the model has them: lora_apply) */
+  unsigned char *trains = NULL;
+  if (ps->method == TRAIN_LORA) {
+    trains = malloc((size_t)m->n_params + 1);
+    if (!trains) return lt_fail(err, "out of memory");
+    for (int p = 0; p < m->n_params; p++) trains[p] = (unsigned char)m->params[p].adapter;
+  }
   ms_state s;
-  if (ms_plan(&s, m, ps->batch, ps->seq, slots, ps->bf16 ? 2 : 4, err)) {
+  int rc = ms_plan(&s, m, ps->batch, ps->seq, slots, trains, ps->bf16 ? 2 : 4, err);
+  free(trains);
+  if (rc) {
     ms_free(&s);
     return -1;
   }
-  /* what trains: embed, head and the blocks that hold gradient slots */
+  /* what trains: what holds gradients (embed, head, the blocks' slots) */
   uint64_t trainable = (uint64_t)s.n_grad_scalars, all = (uint64_t)s.n_param_scalars;
   uint64_t *b = out->bytes;
   if (ps->bf16) {

@@ -19,6 +19,9 @@ enum plan_category {
 typedef struct {
   int method;      /* enum train_method */
   int gamma;       /* LISA: middle blocks that train at once */
+  int lora_rank;   /* LoRA: the model must come through lora_apply with it */
+  double lora_alpha;
+  const char *lora_targets; /* NULL: every block linear weight */
   int batch, seq;
   int bf16;        /* GPU mixed precision instead of the CPU's fp32 */
 } plan_settings;

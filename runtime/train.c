@@ -7,6 +7,7 @@
 
 #include "autodiff.h"
 #include "executor.h"
+#include "lora.h"
 #include "model_yaml.h"
 #include "weights.h"
 
@@ -56,7 +57,9 @@ void train_optim_free(train_optim *o) {
   memset(o, 0, sizeof *o);
 }
 
+/* The optimizer region of (p, layer), or -1 if it holds no gradient. */
 static int region_of(const ms_state *s, int p, int layer) {
+  if (s->grad_off[p] < 0) return -1; /* frozen (LoRA's base weights) */
   switch (s->ir->params[p].section) {
   case IR_EMBED: return TRAIN_REGION_EMBED;
   case IR_HEAD: return TRAIN_REGION_HEAD;
@@ -67,7 +70,7 @@ static int region_of(const ms_state *s, int p, int layer) {
 static void region_extent(const ms_state *s, int r, int64_t *begin, int64_t *len) {
   if (r == TRAIN_REGION_EMBED) *begin = 0, *len = s->grad_head_base;
   else if (r == TRAIN_REGION_HEAD) *begin = s->grad_head_base, *len = s->grad_slot_base - s->grad_head_base;
-  else *begin = s->grad_slot_base + (r - TRAIN_REGION_SLOTS) * s->block_stride, *len = s->block_stride;
+  else *begin = s->grad_slot_base + (r - TRAIN_REGION_SLOTS) * s->slot_stride, *len = s->slot_stride;
 }
 
 /* Sum of squares of the gradients that train, added in a fixed order
@@ -261,12 +264,13 @@ static int alloc_lisa_tables(trainer *t, lt_error *err) {
   return 0;
 }
 
-/* Full fine-tuning is every block active for good; LISA samples a set of
+/* Full fine-tuning is every block active for good, and so is LoRA (its
+ * slots hold only the adapters; E and H stay frozen); LISA samples a set of
  * middle blocks and needs gradient slots only for as many as it can pick. */
 static int setup_method(trainer *t, lt_error *err) {
   int n_layer = t->ir.n_layer;
-  if (t->cfg.method == TRAIN_FT) {
-    t->cfg.train_embed = t->cfg.train_head = 1;
+  if (t->cfg.method != TRAIN_LISA) {
+    t->cfg.train_embed = t->cfg.train_head = t->cfg.method == TRAIN_FT;
     for (int l = 0; l < n_layer; l++) t->active[l] = l;
     t->n_active = n_layer;
     return 0;
@@ -284,26 +288,47 @@ static int setup_method(trainer *t, lt_error *err) {
  * sampling picks exactly gamma; bernoulli and Lua policies may pick up to
  * every block. */
 static int grad_slots_for(const train_config *cfg, const ir_model *m) {
-  if (cfg->method == TRAIN_FT || cfg->lisa.mode != LISA_SAMPLE_UNIFORM) return m->n_layer;
+  if (cfg->method != TRAIN_LISA || cfg->lisa.mode != LISA_SAMPLE_UNIFORM) return m->n_layer;
   return cfg->lisa.gamma < m->n_layer ? (cfg->lisa.gamma > 0 ? cfg->lisa.gamma : 0) : m->n_layer;
+}
+
+static int load_model(trainer *t, const train_config *cfg, lt_error *err) {
+  if (yml_load_model(cfg->model_path, &t->ir, err)) return -1;
+  if (cfg->method == TRAIN_LORA &&
+      lora_apply(&t->ir, cfg->lora_rank, cfg->lora_alpha, cfg->lora_targets, err))
+    return -1;
+  return ad_build_backward(&t->ir, err);
+}
+
+/* LoRA trains only the adapters; the other methods every param. */
+static int create_state(trainer *t, const train_config *cfg, lt_error *err) {
+  int slots = grad_slots_for(cfg, &t->ir), rc;
+  if (cfg->method != TRAIN_LORA)
+    return ms_create(&t->state, &t->ir, cfg->batch, cfg->seq, slots, err);
+  unsigned char *trains = malloc((size_t)t->ir.n_params + 1);
+  if (!trains) return lt_fail(err, "out of memory");
+  for (int p = 0; p < t->ir.n_params; p++) trains[p] = (unsigned char)t->ir.params[p].adapter;
+  rc = ms_create_trains(&t->state, &t->ir, cfg->batch, cfg->seq, slots, trains, err);
+  free(trains);
+  return rc;
+}
+
+/* A base checkpoint has no adapters: LoRA draws them first, then loads. */
+static int init_weights(trainer *t, const train_config *cfg, lt_error *err) {
+  if (!cfg->weights_path || cfg->method == TRAIN_LORA) wt_init_random(&t->state, cfg->seed);
+  if (!cfg->weights_path) return 0;
+  return wt_load(&t->state, cfg->weights_path, t->load_note, sizeof t->load_note, err);
 }
 
 int trainer_create(trainer *t, const train_config *cfg, lt_error *err) {
   memset(t, 0, sizeof *t);
   t->cfg = *cfg;
-  if (yml_load_model(cfg->model_path, &t->ir, err) || ad_build_backward(&t->ir, err)) return -1;
-  if (check_config(cfg, &t->ir, err)) return -1;
+  if (load_model(t, cfg, err) || check_config(cfg, &t->ir, err)) return -1;
   if (data_open(&t->data, cfg->data_path, t->ir.vocab_size, err)) return -1;
   if (t->data.n_tokens < cfg->seq + 1)
     return lt_fail(err, "%s: %lld tokens, too few for --seq %d", cfg->data_path,
                    (long long)t->data.n_tokens, cfg->seq);
-  int slots = grad_slots_for(cfg, &t->ir);
-  if (ms_create(&t->state, &t->ir, cfg->batch, cfg->seq, slots, err)) return -1;
-  if (cfg->weights_path) {
-    if (wt_load(&t->state, cfg->weights_path, t->load_note, sizeof t->load_note, err)) return -1;
-  } else {
-    wt_init_random(&t->state, cfg->seed);
-  }
+  if (create_state(t, cfg, err) || init_weights(t, cfg, err)) return -1;
   if (train_optim_init(&t->opt, &t->state, err) || alloc_lisa_tables(t, err)) return -1;
   if (setup_method(t, err)) return -1;
   plan_paths(t);
@@ -321,6 +346,26 @@ void trainer_free(trainer *t) {
   ms_free(&t->state);
   data_close(&t->data);
   ir_model_free(&t->ir);
+}
+
+void trainer_merge_lora(trainer *t) {
+  const ir_model *m = &t->ir;
+  double scale = t->cfg.lora_alpha / t->cfg.lora_rank;
+  for (int p = 0; p < m->n_params; p++) {
+    int a, b;
+    if (m->params[p].section != IR_BLOCK) continue;
+    lora_adapters_of(m, p, &a, &b);
+    if (a < 0) continue;
+    const ir_param *w = &m->params[p];
+    int in_out = w->layout == IR_LAYOUT_IN_OUT, rank = (int)m->params[a].shape[0];
+    int n_in = (int)w->shape[in_out ? 0 : 1], n_out = (int)w->shape[in_out ? 1 : 0];
+    for (int l = 0; l < m->n_layer; l++) {
+      float *B = ms_param(&t->state, b, l);
+      lora_merge_weight(ms_param(&t->state, p, l), ms_param(&t->state, a, l), B, n_in, n_out,
+                        rank, scale, w->layout);
+      memset(B, 0, sizeof(float) * (size_t)ir_param_numel(&m->params[b]));
+    }
+  }
 }
 
 train_memory trainer_memory(const trainer *t) {
@@ -342,9 +387,9 @@ static double region_norm(const trainer *t, int r) {
 void trainer_norms(const trainer *t, double *weight, double *grad) {
   const ms_state *s = &t->state;
   int n_layer = t->ir.n_layer;
-  /* embed params come first in the arena, head params last; both as long
-   * as their gradient regions */
-  int64_t embed_len = s->grad_head_base, head_len = s->grad_slot_base - s->grad_head_base;
+  /* embed params come first in the arena, then the blocks, head params last */
+  int64_t head_len = s->n_param_scalars - s->param_head_base;
+  int64_t embed_len = s->param_head_base - (int64_t)n_layer * s->block_stride;
   weight[0] = sqrt(opt_sum_squares(s->params, embed_len));
   grad[0] = region_norm(t, TRAIN_REGION_EMBED);
   for (int l = 0; l < n_layer; l++) {

@@ -20,7 +20,9 @@
 #include "model_state.h"
 #include "optim.h"
 
-enum train_method { TRAIN_FT, TRAIN_LISA };
+/* LoRA trains only adapters (codegen/lora.h) in every block; the base
+ * weights, the embedding and the head stay frozen and hold no gradients. */
+enum train_method { TRAIN_FT, TRAIN_LISA, TRAIN_LORA };
 
 typedef struct {
   const char *model_path;
@@ -33,6 +35,9 @@ typedef struct {
   opt_config opt;
   int train_embed, train_head; /* LISA: E and H train (default on) */
   lisa_sampler_config lisa;    /* LISA: mode, gamma, interval, Lua policy */
+  int lora_rank;               /* LoRA: adapter rank r */
+  double lora_alpha;           /* LoRA: the adapter path is scaled by alpha / r */
+  const char *lora_targets;    /* LoRA: block weight keys "attn_w,fc_w"; NULL = all */
 } train_config;
 
 typedef struct {
@@ -83,6 +88,11 @@ int trainer_step(trainer *t, train_step_stats *st, lt_error *err);
  * the caller's to load. */
 int trainer_restore_period(trainer *t, const int *grad_slot, const int *active, int n_active,
                            int sampled, lt_error *err);
+
+/* LoRA: folds each adapter pair into its base weight, W += (alpha / r) B A,
+ * and zeroes B, so the model computes the same function with the adapters
+ * now inert (then wt_save_base writes a plain base-model checkpoint). */
+void trainer_merge_lora(trainer *t);
 
 /* Bytes of every buffer the run holds, by category, and their sum. */
 typedef struct {

@@ -1,9 +1,15 @@
 #include "weights.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "hf_index.h"
 #include "rng.h"
 #include "safetensors.h"
 
@@ -36,6 +42,66 @@ void wt_init_random(ms_state *s, uint64_t seed) {
   }
 }
 
+/* ---- loading ------------------------------------------------------------ */
+
+/* Where one (param, layer) is read from: its tensor's name and shard. */
+typedef struct {
+  int p, layer, shard;
+  char name[320];
+} wt_slot;
+
+/* Tensors in the files that the model does not use: how many, and the
+ * first few names for the note. */
+typedef struct {
+  int count;
+  char first[4][256];
+} wt_unused;
+
+/* The shard of a tensor name in a checkpoint (a file or an index), or -1. */
+typedef int (*wt_lookup)(const void *ckpt, const char *name);
+
+static int lookup_file(const void *f, const char *name) { return st_find(f, name) ? 0 : -1; }
+static int lookup_index(const void *x, const char *name) { return hx_find(x, name); }
+
+static int count_slots(const ms_state *s) {
+  int n = 0;
+  for (int p = 0; p < s->ir->n_params; p++) n += param_layers(s, &s->ir->params[p]);
+  return n;
+}
+
+/* Names the slot by the first of the model's prefixes the checkpoint has;
+ * if none, by the bare name, for the message. */
+static int find_slot_name(const ms_state *s, wt_lookup lookup, const void *ckpt, wt_slot *slot) {
+  char base[200];
+  ir_param_hf_name(&s->ir->params[slot->p], slot->layer, base, sizeof base);
+  int n_prefixes = s->ir->n_prefixes > 0 ? s->ir->n_prefixes : 1;
+  for (int i = 0; i < n_prefixes; i++) {
+    snprintf(slot->name, sizeof slot->name, "%s%s", s->ir->n_prefixes ? s->ir->prefixes[i] : "",
+             base);
+    if ((slot->shard = lookup(ckpt, slot->name)) >= 0) return 0;
+  }
+  snprintf(slot->name, sizeof slot->name, "%s", base);
+  return -1;
+}
+
+/* Finds every slot before any value is read, so a missing tensor leaves
+ * the parameters as they were. */
+static int locate_slots(const ms_state *s, wt_lookup lookup, const void *ckpt, const char *path,
+                        wt_slot *slots, lt_error *err) {
+  int k = 0;
+  for (int p = 0; p < s->ir->n_params; p++) {
+    const ir_param *par = &s->ir->params[p];
+    for (int l = 0; l < param_layers(s, par); l++, k++) {
+      slots[k] = (wt_slot){.p = p, .layer = l};
+      /* a base checkpoint has no LoRA adapters: they keep their init */
+      if (find_slot_name(s, lookup, ckpt, &slots[k]) && !par->adapter)
+        return lt_fail(err, "%s: missing tensor '%s' (param '%s', %s:%d)", path, slots[k].name,
+                       par->key, s->ir->path, par->line);
+    }
+  }
+  return 0;
+}
+
 static void format_shape(char *out, size_t cap, int ndim, const int64_t *shape) {
   int k = snprintf(out, cap, "[");
   for (int d = 0; d < ndim && k < (int)cap; d++)
@@ -43,30 +109,14 @@ static void format_shape(char *out, size_t cap, int ndim, const int64_t *shape) 
   if (k < (int)cap) snprintf(out + k, cap - (size_t)k, "]");
 }
 
-/* Finds the tensor of (p, layer) under any of the model's prefixes. */
-static const st_tensor *find_param_tensor(const ms_state *s, const st_file *f,
-                                          const ir_param *par, int layer,
-                                          char *name, size_t cap) {
-  char base[200];
-  ir_param_hf_name(par, layer, base, sizeof base);
-  int n_prefixes = s->ir->n_prefixes > 0 ? s->ir->n_prefixes : 1;
-  for (int i = 0; i < n_prefixes; i++) {
-    snprintf(name, cap, "%s%s", s->ir->n_prefixes ? s->ir->prefixes[i] : "", base);
-    const st_tensor *t = st_find(f, name);
-    if (t) return t;
-  }
-  snprintf(name, cap, "%s", base);
-  return NULL;
-}
-
-static int load_one(ms_state *s, const st_file *f, int p, int layer,
-                    unsigned char *used, lt_error *err) {
-  const ir_param *par = &s->ir->params[p];
-  char name[256];
-  const st_tensor *t = find_param_tensor(s, f, par, layer, name, sizeof name);
-  if (!t)
-    return lt_fail(err, "%s: missing tensor '%s' (param '%s', %s:%d)", f->path, name, par->key,
-                   s->ir->path, par->line);
+/* index: the index that put the slot in f, or NULL for a single file. */
+static int load_slot(ms_state *s, const st_file *f, const wt_slot *slot, const char *index,
+                     unsigned char *used, lt_error *err) {
+  const ir_param *par = &s->ir->params[slot->p];
+  const st_tensor *t = st_find(f, slot->name);
+  if (!t) /* only with an index: locate_slots searched a single file */
+    return lt_fail(err, "%s: no tensor '%s', which %s puts in this shard (param '%s', %s:%d)",
+                   f->path, slot->name, index, par->key, s->ir->path, par->line);
   int same = t->ndim == par->ndim;
   for (int d = 0; same && d < par->ndim; d++) same = t->shape[d] == par->shape[d];
   if (!same) {
@@ -74,69 +124,307 @@ static int load_one(ms_state *s, const st_file *f, int p, int layer,
     format_shape(got, sizeof got, t->ndim, t->shape);
     format_shape(want, sizeof want, par->ndim, par->shape);
     return lt_fail(err, "%s: tensor '%s' has shape %s, the model expects %s (param '%s', %s:%d)",
-                   f->path, name, got, want, par->key, s->ir->path, par->line);
+                   f->path, slot->name, got, want, par->key, s->ir->path, par->line);
   }
   used[t - f->tensors] = 1;
-  return st_read_f32(f, t, ms_param(s, p, layer), err);
+  return st_read_f32(f, t, ms_param(s, slot->p, slot->layer), err);
 }
 
-static void summarize_unused(const st_file *f, const unsigned char *used, char *note, size_t cap) {
-  int n_unused = 0;
-  for (int i = 0; i < f->n; i++) n_unused += !used[i];
+static void unused_add(wt_unused *u, const st_file *f, const unsigned char *used) {
+  for (int i = 0; i < f->n; i++)
+    if (!used[i] && u->count++ < 4)
+      snprintf(u->first[u->count - 1], sizeof u->first[0], "%s", f->tensors[i].name);
+}
+
+static void unused_format(const wt_unused *u, const char *path, char *note, size_t cap) {
   note[0] = '\0';
-  if (!n_unused) return;
-  int k = snprintf(note, cap, "%s: ignored %d tensor%s the model does not use:", f->path, n_unused,
-                   n_unused == 1 ? "" : "s");
-  int shown = 0;
-  for (int i = 0; i < f->n && k < (int)cap; i++) {
-    if (used[i]) continue;
-    if (shown++ == 4) {
-      snprintf(note + k, cap - (size_t)k, " ...");
-      break;
-    }
-    k += snprintf(note + k, cap - (size_t)k, " %s", f->tensors[i].name);
-  }
+  if (!u->count) return;
+  int k = snprintf(note, cap, "%s: ignored %d tensor%s the model does not use:", path, u->count,
+                   u->count == 1 ? "" : "s");
+  for (int i = 0; i < u->count && i < 4 && k < (int)cap; i++)
+    k += snprintf(note + k, cap - (size_t)k, " %s", u->first[i]);
+  if (u->count > 4 && k < (int)cap) snprintf(note + k, cap - (size_t)k, " ...");
 }
 
-int wt_load(ms_state *s, const char *path, char *note, size_t note_cap, lt_error *err) {
+/* Reads the slots in `shard` from f and notes f's tensors none of them use. */
+static int load_slots(ms_state *s, const st_file *f, const wt_slot *slots, int n, int shard,
+                      const char *index, wt_unused *unused, lt_error *err) {
+  unsigned char *used = calloc((size_t)f->n + 1, 1);
+  if (!used) return lt_fail(err, "%s: out of memory", f->path);
+  int rc = 0;
+  for (int i = 0; rc == 0 && i < n; i++)
+    if (slots[i].shard == shard) rc = load_slot(s, f, &slots[i], index, used, err);
+  if (rc == 0) unused_add(unused, f, used);
+  free(used);
+  return rc;
+}
+
+static int load_file(ms_state *s, const char *path, wt_slot *slots, int n, wt_unused *unused,
+                     lt_error *err) {
   st_file f;
   if (st_open(&f, path, err)) return -1;
-  unsigned char *used = calloc((size_t)f.n + 1, 1);
-  int rc = used ? 0 : lt_fail(err, "out of memory");
-  for (int p = 0; rc == 0 && p < s->ir->n_params; p++)
-    for (int l = 0; rc == 0 && l < param_layers(s, &s->ir->params[p]); l++)
-      rc = load_one(s, &f, p, l, used, err);
-  if (rc == 0 && note) summarize_unused(&f, used, note, note_cap);
-  free(used);
+  int rc = locate_slots(s, lookup_file, &f, path, slots, err);
+  if (rc == 0) rc = load_slots(s, &f, slots, n, 0, NULL, unused, err);
   st_close(&f);
   return rc;
 }
 
-int wt_save(const ms_state *s, const char *path, lt_error *err) {
+/* One shard in memory at a time. */
+static int load_shard(ms_state *s, const hx_index *x, int shard, const wt_slot *slots, int n,
+                      wt_unused *unused, lt_error *err) {
+  char path[1100];
+  st_file f;
+  if (hx_shard_path(x, shard, path, sizeof path, err)) return -1;
+  if (st_open(&f, path, err)) {
+    lt_error cause = *err;
+    return lt_fail(err, "%s (%s puts '%s' in this shard)", cause.msg, x->path,
+                   hx_first_in_shard(x, shard));
+  }
+  int rc = load_slots(s, &f, slots, n, shard, x->path, unused, err);
+  st_close(&f);
+  return rc;
+}
+
+static int load_indexed(ms_state *s, const char *path, wt_slot *slots, int n, wt_unused *unused,
+                        lt_error *err) {
+  hx_index x;
+  if (hx_open(&x, path, err)) return -1;
+  int rc = locate_slots(s, lookup_index, &x, path, slots, err);
+  for (int k = 0; rc == 0 && k < x.n_shards; k++)
+    rc = load_shard(s, &x, k, slots, n, unused, err);
+  hx_close(&x);
+  return rc;
+}
+
+/* A folder stands for its model.safetensors, else its index: the order in
+ * which Hugging Face's loader looks for them. */
+static int resolve_path(const char *path, char *out, size_t cap, lt_error *err) {
+  static const char *const names[] = {"model.safetensors", "model.safetensors.index.json"};
+  struct stat st;
+  if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    if ((size_t)snprintf(out, cap, "%s", path) >= cap)
+      return lt_fail(err, "%s: path too long", path);
+    return 0;
+  }
+  for (int i = 0; i < 2; i++) {
+    if ((size_t)snprintf(out, cap, "%s/%s", path, names[i]) >= cap)
+      return lt_fail(err, "%s: path too long", path);
+    if (access(out, F_OK) == 0) return 0;
+  }
+  return lt_fail(err, "%s: folder holds neither model.safetensors nor model.safetensors.index.json",
+                 path);
+}
+
+static int is_index(const char *path) {
+  size_t n = strlen(path);
+  return n >= 5 && strcmp(path + n - 5, ".json") == 0;
+}
+
+int wt_load(ms_state *s, const char *path, char *note, size_t note_cap, lt_error *err) {
+  char file[1024];
+  if (resolve_path(path, file, sizeof file, err)) return -1;
+  int n = count_slots(s);
+  wt_slot *slots = calloc((size_t)n + 1, sizeof *slots);
+  if (!slots) return lt_fail(err, "%s: out of memory", file);
+  wt_unused unused = {0};
+  int rc = is_index(file) ? load_indexed(s, file, slots, n, &unused, err)
+                          : load_file(s, file, slots, n, &unused, err);
+  if (rc == 0 && note) unused_format(&unused, file, note, note_cap);
+  free(slots);
+  return rc;
+}
+
+/* ---- saving ------------------------------------------------------------- */
+
+/* Every parameter as an F32 entry under its Hugging Face name (first
+ * prefix), in model order; the entries point into s. */
+typedef struct {
+  int n;
+  st_entry *entries;
+  char (*names)[320]; /* a prefix (< 64) and a name (< 200) */
+} wt_entries;
+
+static void entries_free(wt_entries *e) {
+  free(e->entries);
+  free(e->names);
+}
+
+static int entries_build(const ms_state *s, wt_entries *e, int skip_adapters, lt_error *err) {
   const ir_model *m = s->ir;
-  int n = 0;
-  for (int p = 0; p < m->n_params; p++) n += param_layers(s, &m->params[p]);
-  st_entry *entries = calloc((size_t)n, sizeof *entries);
-  char (*names)[320] = calloc((size_t)n, sizeof *names);
-  if (!entries || !names) {
-    free(entries);
-    free(names);
+  e->n = count_slots(s);
+  e->entries = calloc((size_t)e->n + 1, sizeof *e->entries);
+  e->names = calloc((size_t)e->n + 1, sizeof *e->names);
+  if (!e->entries || !e->names) {
+    entries_free(e);
     return lt_fail(err, "out of memory");
   }
   int k = 0;
   for (int p = 0; p < m->n_params; p++) {
     const ir_param *par = &m->params[p];
-    for (int l = 0; l < param_layers(s, par); l++, k++) {
+    for (int l = 0; l < param_layers(s, par) && !(skip_adapters && par->adapter); l++, k++) {
       char base[200];
       ir_param_hf_name(par, l, base, sizeof base);
-      snprintf(names[k], sizeof names[k], "%s%s", m->n_prefixes ? m->prefixes[0] : "", base);
-      entries[k] = (st_entry){names[k], ST_F32, par->ndim, {par->shape[0], par->shape[1]},
-                              ms_param(s, p, l)};
+      snprintf(e->names[k], sizeof e->names[k], "%s%s", m->n_prefixes ? m->prefixes[0] : "", base);
+      e->entries[k] = (st_entry){e->names[k], ST_F32, par->ndim, {par->shape[0], par->shape[1]},
+                                 ms_param(s, p, l)};
     }
   }
-  const char *meta[] = {"format", "pt", "lisa_model", m->name};
-  int rc = st_write(path, entries, n, meta, 2, err);
-  free(entries);
-  free(names);
+  e->n = k;
+  return 0;
+}
+
+static uint64_t entry_bytes(const st_entry *e) {
+  uint64_t n = sizeof(float);
+  for (int d = 0; d < e->ndim; d++) n *= (uint64_t)e->shape[d];
+  return n;
+}
+
+static int write_file(const ms_state *s, const char *path, const st_entry *entries, int n,
+                      lt_error *err) {
+  const char *meta[] = {"format", "pt", "lisa_model", s->ir->name};
+  return st_write(path, entries, n, meta, 2, err);
+}
+
+static int save_file(const ms_state *s, const char *path, int skip_adapters, lt_error *err) {
+  wt_entries e;
+  if (entries_build(s, &e, skip_adapters, err)) return -1;
+  int rc = write_file(s, path, e.entries, e.n, err);
+  entries_free(&e);
+  return rc;
+}
+
+int wt_save(const ms_state *s, const char *path, lt_error *err) {
+  return save_file(s, path, 0, err);
+}
+
+int wt_save_base(const ms_state *s, const char *path, lt_error *err) {
+  return save_file(s, path, 1, err);
+}
+
+static int join(char *out, size_t cap, const char *dir, const char *name, lt_error *err) {
+  if ((size_t)snprintf(out, cap, "%s/%s", dir, name) >= cap)
+    return lt_fail(err, "%s/%s: path too long", dir, name);
+  return 0;
+}
+
+static int make_dir(const char *path, lt_error *err) {
+  struct stat st;
+  if (mkdir(path, 0755) == 0) return 0;
+  if (errno != EEXIST) return lt_fail(err, "%s: cannot create folder: %s", path, strerror(errno));
+  if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+    return lt_fail(err, "%s: exists and is not a folder", path);
+  return 0;
+}
+
+/* Renames and removals are durable only once the folder is synced. */
+static int sync_dir(const char *dir, lt_error *err) {
+  int fd = open(dir, O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return lt_fail(err, "%s: cannot open folder to sync: %s", dir, strerror(errno));
+  int rc = fsync(fd), saved = errno;
+  close(fd);
+  return rc ? lt_fail(err, "%s: fsync failed: %s", dir, strerror(saved)) : 0;
+}
+
+/* Hugging Face's rule, in model order: a new shard when the next tensor
+ * would pass the limit, so a tensor larger than the limit is alone in its
+ * shard. Returns the number of shards. */
+static int assign_shards(const wt_entries *e, uint64_t max_bytes, hx_entry *map) {
+  int shard = 0;
+  uint64_t filled = 0;
+  for (int i = 0; i < e->n; i++) {
+    uint64_t bytes = entry_bytes(&e->entries[i]);
+    if (filled > 0 && filled + bytes > max_bytes) shard++, filled = 0;
+    filled += bytes;
+    map[i] = (hx_entry){e->entries[i].name, shard};
+  }
+  return shard + 1;
+}
+
+/* N of a shard name "model-KKKKK-of-NNNNN.safetensors", or -1. */
+static int shard_count_of(const char *name) {
+  if (strlen(name) != 32 || strncmp(name, "model-", 6) || strncmp(name + 11, "-of-", 4) ||
+      strcmp(name + 20, ".safetensors"))
+    return -1;
+  int k = 0, n = 0;
+  for (int i = 0; i < 5; i++) {
+    if (name[6 + i] < '0' || name[6 + i] > '9' || name[15 + i] < '0' || name[15 + i] > '9')
+      return -1;
+    k = 10 * k + (name[6 + i] - '0');
+    n = 10 * n + (name[15 + i] - '0');
+  }
+  return k >= 1 && k <= n ? n : -1;
+}
+
+/* Removes what a save of another layout left in dir (n_shards 0: the new
+ * one is model.safetensors): shards of another count, and the single file
+ * or the index the new layout does not use. A stale model.safetensors
+ * must go, or it would be loaded instead of the new index. */
+static int remove_stale(const char *dir, int n_shards, lt_error *err) {
+  DIR *d = opendir(dir);
+  if (!d) return lt_fail(err, "%s: cannot list folder: %s", dir, strerror(errno));
+  const char *other = n_shards ? "model.safetensors" : "model.safetensors.index.json";
+  char path[1100];
+  int rc = 0;
+  for (struct dirent *de; rc == 0 && (de = readdir(d));) {
+    int of = shard_count_of(de->d_name);
+    if (of < 0 ? strcmp(de->d_name, other) != 0 : of == n_shards) continue;
+    rc = join(path, sizeof path, dir, de->d_name, err);
+    if (rc == 0 && unlink(path) != 0 && errno != ENOENT)
+      rc = lt_fail(err, "%s: cannot remove stale file: %s", path, strerror(errno));
+  }
+  closedir(d);
+  return rc;
+}
+
+static int save_whole(const ms_state *s, const char *dir, const wt_entries *e, lt_error *err) {
+  char path[1100];
+  if (join(path, sizeof path, dir, "model.safetensors", err) ||
+      write_file(s, path, e->entries, e->n, err))
+    return -1;
+  return remove_stale(dir, 0, err);
+}
+
+/* Shards first, the index last, so until the index is renamed into place
+ * the folder still loads as it was (unless the old shards had the same
+ * names: see weights.h). */
+static int save_shards(const ms_state *s, const char *dir, const wt_entries *e,
+                       const hx_entry *map, int n_shards, lt_error *err) {
+  char (*files)[40] = calloc((size_t)n_shards, sizeof *files);
+  const char **shards = calloc((size_t)n_shards, sizeof *shards);
+  int rc = files && shards ? 0 : lt_fail(err, "%s: out of memory", dir);
+  char path[1100];
+  uint64_t total = 0;
+  for (int k = 0, start = 0; rc == 0 && k < n_shards; k++) {
+    snprintf(files[k], sizeof files[k], "model-%05d-of-%05d.safetensors", k + 1, n_shards);
+    shards[k] = files[k];
+    int end = start;
+    for (; end < e->n && map[end].shard == k; end++) total += entry_bytes(&e->entries[end]);
+    if (join(path, sizeof path, dir, files[k], err) ||
+        write_file(s, path, e->entries + start, end - start, err))
+      rc = -1;
+    start = end;
+  }
+  if (rc == 0 && (join(path, sizeof path, dir, "model.safetensors.index.json", err) ||
+                  hx_write(path, map, e->n, shards, total, err) || remove_stale(dir, n_shards, err)))
+    rc = -1;
+  free(files);
+  free(shards);
+  return rc;
+}
+
+int wt_save_sharded(const ms_state *s, const char *dir, uint64_t max_shard_bytes, lt_error *err) {
+  wt_entries e;
+  if (make_dir(dir, err) || entries_build(s, &e, 0, err)) return -1;
+  hx_entry *map = calloc((size_t)e.n + 1, sizeof *map);
+  int rc = map ? 0 : lt_fail(err, "%s: out of memory", dir);
+  int n_shards = map ? assign_shards(&e, max_shard_bytes, map) : 0;
+  if (rc == 0 && n_shards > 99999)
+    rc = lt_fail(err, "%s: %d shards of at most %llu bytes; Hugging Face's names allow 99999",
+                 dir, n_shards, (unsigned long long)max_shard_bytes);
+  if (rc == 0)
+    rc = n_shards == 1 ? save_whole(s, dir, &e, err) : save_shards(s, dir, &e, map, n_shards, err);
+  if (rc == 0) rc = sync_dir(dir, err);
+  free(map);
+  entries_free(&e);
   return rc;
 }

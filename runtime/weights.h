@@ -14,16 +14,34 @@
  * parameter to a model does not change the others' initial values. */
 void wt_init_random(ms_state *s, uint64_t seed);
 
-/* Loads every parameter from a safetensors file, trying the model's name
- * prefixes in order. A missing or mis-shaped tensor is an error naming the
- * file, the tensor and the YAML line of the param. Tensors the model does
- * not use are ignored; `note` (may be NULL) receives a one-line summary of
- * them, or "" if there were none. */
+/* Loads every parameter from a checkpoint, trying the model's name prefixes
+ * in order. path is a safetensors file, a Hugging Face sharded checkpoint's
+ * index (model.safetensors.index.json: shards are read one at a time), or a
+ * folder holding either (model.safetensors first, as Hugging Face does).
+ * A missing (except a LoRA adapter: it keeps its value) or mis-shaped
+ * tensor is an error naming the file, the tensor
+ * and the YAML line of the param. Tensors the model does not use are
+ * ignored; `note` (may be NULL) receives a one-line summary of them, or ""
+ * if there were none. */
 int wt_load(ms_state *s, const char *path, char *note, size_t note_cap,
             lt_error *err);
 
 /* Writes every parameter as F32 under its Hugging Face name (first prefix),
  * atomically (temporary file + rename). */
 int wt_save(const ms_state *s, const char *path, lt_error *err);
+/* The same without LoRA adapter tensors (after trainer_merge_lora). */
+int wt_save_base(const ms_state *s, const char *path, lt_error *err);
+
+/* Writes every parameter into the folder dir (created if missing) as
+ * Hugging Face does: shards model-0000K-of-0000N.safetensors in model
+ * order, a new shard when the next tensor would pass max_shard_bytes (a
+ * larger tensor gets a shard of its own), and model.safetensors.index.json,
+ * written last. A model that fits one shard is written as model.safetensors
+ * with no index. Files an earlier save of another layout left in dir are
+ * removed. Each file is replaced atomically, the folder as a whole is not:
+ * a crash while overwriting shards of the same names can leave a mix, so
+ * save into a fresh folder where that matters. */
+int wt_save_sharded(const ms_state *s, const char *dir, uint64_t max_shard_bytes,
+                    lt_error *err);
 
 #endif

@@ -1,9 +1,10 @@
 #!/bin/bash
-# compare.sh: full fine-tuning against LISA E+H, E+H+2L and E+H+4L on the same
+# compare.sh: full fine-tuning against LISA E+H, E+H+2L and E+H+4L and LoRA
+# rank 8 and 32 (alpha = 2 x rank, every block linear weight) on the same
 # model, data and settings, as the paper's tables do. Methods run round-robin
-# (ft, E+H, E+H+2L, E+H+4L, ft, ...) so a noisy machine hurts them alike.
-# Prints a markdown table: median ms/step, peak RSS, both as ratios to FT,
-# and the mean loss of the last 10 steps. (LoRA joins when it lands.)
+# (ft, E+H, E+H+2L, E+H+4L, LoRA 8, LoRA 32, ft, ...) so a noisy machine hurts
+# them alike. Prints a markdown table: median ms/step, peak RSS, both as
+# ratios to FT, and the mean loss of the last 10 steps.
 #
 #   scripts/compare.sh                       # GPT-2 124M, B=4 T=64, 2 rounds
 #   MODEL=models/gpt2-bytes.yaml STEPS=200 ROUNDS=1 scripts/compare.sh
@@ -22,9 +23,10 @@ export OMP_NUM_THREADS=$THREADS
 command -v jq >/dev/null || { echo "compare.sh: jq missing (apt-get install jq)" >&2; exit 1; }
 [ -x /usr/bin/time ] || { echo "compare.sh: /usr/bin/time missing (apt-get install time)" >&2; exit 1; }
 
-names=("FT" "LISA E+H" "LISA E+H+2L" "LISA E+H+4L")
+names=("FT" "LISA E+H" "LISA E+H+2L" "LISA E+H+4L" "LoRA r=8" "LoRA r=32")
 lisa="--method lisa --interval $INTERVAL --gamma"
-args=("--method ft" "$lisa 0" "$lisa 2" "$lisa 4")
+lora="--method lora --lora-rank"
+args=("--method ft" "$lisa 0" "$lisa 2" "$lisa 4" "$lora 8 --lora-alpha 16" "$lora 32 --lora-alpha 64")
 
 run() { # run INDEX ROUND
   local base=$OUT/$1.$2
@@ -36,7 +38,7 @@ run() { # run INDEX ROUND
 }
 
 for r in $(seq 1 "$ROUNDS"); do
-  for i in 0 1 2 3; do
+  for i in "${!names[@]}"; do
     echo "round $r/$ROUNDS: ${names[$i]}" >&2
     run "$i" "$r"
   done
@@ -59,7 +61,7 @@ echo
 echo "| method | median ms/step | vs FT | peak RSS (MiB) | vs FT | mean loss, last 10 steps |"
 echo "|---|---:|---:|---:|---:|---:|"
 read -r ft_ms ft_rss _ <<<"$(stats 0)"
-for i in 0 1 2 3; do
+for i in "${!names[@]}"; do
   read -r ms rss loss <<<"$(stats "$i")"
   awk -v n="${names[$i]}" -v ms="$ms" -v rss="$rss" -v loss="$loss" -v fms="$ft_ms" -v frss="$ft_rss" \
     'BEGIN { printf "| %s | %.1f | %.2fx | %.0f | %.2fx | %.4f |\n", n, ms, ms / fms, rss / 1024, rss / frss, loss }'

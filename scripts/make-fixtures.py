@@ -66,6 +66,20 @@ tests/fixtures/<model>-ref.safetensors
     grad.<name>       F32   d loss / d parameter, for every parameter, under its
                             Hugging Face name ("grad.lm_head.weight", ...)
   The __metadata__ holds batch, seq, seed and the library versions.
+
+LoRA on the tiny GPT-2 (the weights of gpt2-tiny.safetensors, the same batch):
+every block's four Conv1D layers (attn.c_attn, attn.c_proj, mlp.c_fc,
+mlp.c_proj) get y = conv(x) + (LORA_ALPHA / LORA_RANK) * (x @ A^T) @ B^T with
+A [rank, in] and B [out, rank], written out by hand (no PEFT). A and B are
+random and non-zero so every gradient is non-trivial.
+
+tests/fixtures/gpt2-tiny-lora-ref.safetensors
+    inputs, targets   I32 [B, T]   as in gpt2-tiny-ref
+    <name>.lora_A.weight, <name>.lora_B.weight   F32   the adapters, under PEFT's
+                      names without "base_model.model." ("h.0.attn.c_attn.lora_A.weight")
+    logits, loss      as above, with the adapters
+    grad.<adapter name>  F32   d loss / d adapter (the base weights are frozen)
+  The __metadata__ holds rank, alpha, batch, seq, seed and the library versions.
 """
 
 import argparse
@@ -91,6 +105,7 @@ LR, BETA1, BETA2, EPS = 1e-3, 0.9, 0.999, 1e-8
 WEIGHT_DECAY = 0.1
 GRAD_CLIP = 2.2  # grad norms run 3.3 -> 1.8: steps 0-4 clip, 5-9 do not
 LLAMA_BATCH, LLAMA_SEQ = 2, 9
+LORA_RANK, LORA_ALPHA, LORA_SEED = 3, 5.0, SEED + 30
 
 
 def tiny_config():
@@ -264,6 +279,57 @@ def llama_fixture(out_dir, name):
           f"loss {ref['loss'].item():.6f}")
 
 
+class LoraConv1D(torch.nn.Module):
+    """conv(x) + (alpha / r) * (x @ A^T) @ B^T; conv is HF's Conv1D (W [in, out])."""
+
+    def __init__(self, conv, gen):
+        super().__init__()
+        n_in, n_out = conv.weight.shape
+        self.conv = conv
+        self.lora_A = torch.nn.Parameter(0.3 * torch.randn(LORA_RANK, n_in, generator=gen))
+        self.lora_B = torch.nn.Parameter(0.3 * torch.randn(n_out, LORA_RANK, generator=gen))
+
+    def forward(self, x):
+        return self.conv(x) + (LORA_ALPHA / LORA_RANK) * (x @ self.lora_A.t()) @ self.lora_B.t()
+
+
+def lora_fixture(out_dir):
+    model = build_model()
+    gen = torch.Generator().manual_seed(LORA_SEED)
+    adapters = {}
+    for i, block in enumerate(model.transformer.h):
+        for owner, attr, hf in ((block.attn, "c_attn", "attn.c_attn"),
+                                (block.attn, "c_proj", "attn.c_proj"),
+                                (block.mlp, "c_fc", "mlp.c_fc"),
+                                (block.mlp, "c_proj", "mlp.c_proj")):
+            wrapped = LoraConv1D(getattr(owner, attr), gen)
+            setattr(owner, attr, wrapped)
+            adapters[f"h.{i}.{hf}"] = wrapped
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for m in adapters.values():
+        m.lora_A.requires_grad_(True)
+        m.lora_B.requires_grad_(True)
+    inputs, targets = make_batch(model.config.vocab_size)
+    logits, loss = forward_loss(model, inputs, targets)
+    loss.backward()
+    ref = {"inputs": inputs.to(torch.int32), "targets": targets.to(torch.int32),
+           "logits": logits.detach().clone(), "loss": loss.detach().reshape(1)}
+    for name, m in adapters.items():
+        for which, p in (("A", m.lora_A), ("B", m.lora_B)):
+            ref[f"{name}.lora_{which}.weight"] = p.detach().clone()
+            ref[f"grad.{name}.lora_{which}.weight"] = p.grad.detach().clone()
+    ref = {k: v.contiguous() for k, v in ref.items()}
+    ref_path = os.path.join(out_dir, "gpt2-tiny-lora-ref.safetensors")
+    meta = {"rank": str(LORA_RANK), "alpha": str(LORA_ALPHA), "batch": str(BATCH),
+            "seq": str(SEQ), "seed": str(LORA_SEED), "torch": torch.__version__,
+            "transformers": transformers.__version__}
+    save_file(ref, ref_path, metadata=meta)
+    sort_metadata(ref_path)
+    print(f"{ref_path}: {os.path.getsize(ref_path)} bytes, {len(ref)} tensors, "
+          f"loss {ref['loss'].item():.6f}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     here = os.path.dirname(os.path.abspath(__file__))
@@ -288,6 +354,7 @@ def main():
     print_summary(weights_path, ref_path, ref)
     for name in LLAMA_CONFIGS:
         llama_fixture(out_dir, name)
+    lora_fixture(out_dir)
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ static int fx_open(fixture *fx, const char *model, const char *weights, const ch
   return 0;
 }
 
-static int fx_setup(fixture *fx, const char *model, const char *weights, const char *ref) {
+static inline int fx_setup(fixture *fx, const char *model, const char *weights, const char *ref) {
   lt_error err;
   memset(fx, 0, sizeof *fx);
   if (fx_open(fx, model, weights, ref, &err) == 0) return 0;
@@ -105,7 +105,7 @@ typedef float *(*fx_tensor_fn)(const ms_state *s, int p, int layer);
 /* Compares every (param, layer) tensor get(p, layer) with "<prefix><hf
  * name>". Elements marked in `skip` (may be NULL; laid out as the parameter
  * arena) are left out. Returns how many tensors it compared. */
-static int fx_compare_params(fixture *fx, fx_tensor_fn get, const char *prefix, double tol,
+static inline int fx_compare_params(fixture *fx, fx_tensor_fn get, const char *prefix, double tol,
                              const unsigned char *skip) {
   int compared = 0;
   for (int p = 0; p < fx->ir.n_params; p++) {

@@ -269,6 +269,23 @@ static void test_base_loads(void) {
   ir_model_free(&m);
 }
 
+/* scale: factor is an expression over the config; it is required */
+static void test_scale(void) {
+  ir_model m;
+  lt_error err = {{0}};
+  const char *text = edit("    - {op: add, in: [x, y], out: z}\n",
+                          "    - {op: scale, in: [y], out: ys, factor: c / 5}\n"
+                          "    - {op: add, in: [x, ys], out: z}\n");
+  int rc = yml_load_model_string(text, "t.yaml", &m, &err);
+  CHECK_MSG(rc == 0, "%s", err.msg);
+  if (rc) return;
+  const ir_op *op = &m.sections[IR_BLOCK].fwd[1];
+  CHECK(op->kind == IR_OP_SCALE && op->factor == 8.0 / 5 && width(&m, IR_BLOCK, "ys") == 8);
+  ir_model_free(&m);
+  load_fails(edit("    - {op: add, in: [x, y], out: z}\n", "    - {op: scale, in: [y], out: z}\n"),
+             "t.yaml:18:7: scale: needs 'factor'");
+}
+
 static void test_syntax_errors(void) {
   load_fails(edit("shape: [v, c]}", "shape: [v, c}"),
              "t.yaml:6:39: did not find expected ',' or ']' (while parsing a flow "
@@ -282,7 +299,7 @@ static void test_syntax_errors(void) {
 static void test_unknown_names(void) {
   load_fails(edit("op: add", "op: addd"),
              "t.yaml:18:12: unknown op 'addd' (known: embedding, position_embedding, "
-             "add, layernorm, linear, gelu, split, attention, rmsnorm, rope, silu, mul, "
+             "add, layernorm, linear, gelu, split, attention, rmsnorm, rope, silu, mul, scale, "
              "cross_entropy)");
   load_fails(edit("in: [x, y]", "in: [x, yy]"),
              "t.yaml:18:25: unknown value 'yy' (not the block input, an earlier "
@@ -445,7 +462,7 @@ static void test_file_errors(void) {
   char expected[1200];
   snprintf(expected, sizeof expected,
            "%s:12:14: unknown op 'gelu_new' (known: embedding, position_embedding, add, "
-           "layernorm, linear, gelu, split, attention, rmsnorm, rope, silu, mul, "
+           "layernorm, linear, gelu, split, attention, rmsnorm, rope, silu, mul, scale, "
            "cross_entropy)", path);
   CHECK_MSG(strcmp(err.msg, expected) == 0, "got \"%s\"", err.msg);
   path = src_path("tests/fixtures/yaml/no_such_file.yaml");
@@ -460,6 +477,7 @@ int main(void) {
   RUN(test_llama_sizes);
   RUN(test_llama_tiny_block);
   RUN(test_base_loads);
+  RUN(test_scale);
   RUN(test_syntax_errors);
   RUN(test_unknown_names);
   RUN(test_width_mismatches);

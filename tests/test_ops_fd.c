@@ -444,6 +444,28 @@ static void test_mul(void) {
   free(m.a), free(m.b), free(dy), free(da), free(db);
 }
 
+typedef struct {
+  float *x, factor;
+  int64_t n;
+} scale_ctx;
+
+static void scale_fwd(const void *c, float *y) {
+  const scale_ctx *m = c;
+  cpu_scale(y, m->x, m->factor, m->n);
+}
+
+/* scale's backward is a scale of dy by the same factor (LoRA's alpha / r) */
+static void test_scale(void) {
+  float x[4] = {1, -2, 0.5f, 0}, y[4];
+  cpu_scale(y, x, 2.5f, 4);
+  CHECK(y[0] == 2.5f && y[1] == -5 && y[2] == 1.25f && y[3] == 0);
+  scale_ctx m = {rand_buf(29, -2, 2), 5.0f / 3.0f, 29};
+  float *dy = rand_buf(29, -1, 1), *dx = filled(29, GARBAGE);
+  cpu_scale(dx, dy, m.factor, 29);
+  check_grad("scale dx", scale_fwd, &m, m.x, 29, dx, 29, dy);
+  free(m.x), free(dy), free(dx);
+}
+
 /* ------------------------------------------------------------------------ */
 /* embeddings and add */
 
@@ -812,6 +834,7 @@ int main(void) {
   RUN(test_gelu);
   RUN(test_silu);
   RUN(test_mul);
+  RUN(test_scale);
   RUN(test_embedding);
   RUN(test_pos_embedding);
   RUN(test_add);

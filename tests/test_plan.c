@@ -1,11 +1,12 @@
 /* `lisa plan` against the runtime: the fp32 plan of the tiny GPT-2 equals
- * the bytes a trainer really allocates, for full fine-tuning and LISA; and
+ * the bytes a trainer really allocates, for full fine-tuning, LISA and LoRA; and
  * for LLaMA-2-7B the paper's ordering holds (LISA E+H+2L below FT, less
  * with fewer blocks). */
 #include <string.h>
 
 #include "autodiff.h"
 #include "check.h"
+#include "lora.h"
 #include "model_yaml.h"
 #include "plan.h"
 #include "train.h"
@@ -19,6 +20,7 @@ static uint64_t run_bytes(int method, int gamma) {
   c.opt = opt_defaults();
   c.train_embed = c.train_head = 1;
   c.lisa = (lisa_sampler_config){.mode = LISA_SAMPLE_UNIFORM, .gamma = gamma, .interval = 5};
+  c.lora_rank = 4, c.lora_alpha = 8;
   trainer t;
   lt_error err;
   uint64_t bytes = 0;
@@ -55,6 +57,24 @@ static void test_plan_equals_runtime(void) {
     CHECK_MSG(pm.total == measured, "method %d: plan %llu, runtime %llu", method,
               (unsigned long long)pm.total, (unsigned long long)measured);
   }
+  ir_model_free(&m);
+  /* LoRA: the plan of the adapted model, with only the adapters training */
+  if (yml_load_model(src_path("models/gpt2-tiny.yaml"), &m, &err) ||
+      lora_apply(&m, 4, 8, NULL, &err) || ad_build_backward(&m, &err)) {
+    fprintf(stderr, "%s\n", err.msg);
+    check_failures++;
+    return;
+  }
+  plan_settings ps = {.method = TRAIN_LORA, .lora_rank = 4, .batch = 3, .seq = 11};
+  plan_memory pm;
+  CHECK(plan_compute(&m, &ps, &pm, &err) == 0);
+  uint64_t measured = run_bytes(TRAIN_LORA, 0);
+  CHECK_MSG(pm.total == measured, "lora: plan %llu, runtime %llu", (unsigned long long)pm.total,
+            (unsigned long long)measured);
+  ps.method = TRAIN_FT;
+  plan_memory ft;
+  CHECK(plan_compute(&m, &ps, &ft, &err) == 0);
+  CHECK(pm.bytes[PLAN_GRADS] * 5 < ft.bytes[PLAN_GRADS]);
   ir_model_free(&m);
 }
 
