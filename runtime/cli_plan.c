@@ -55,6 +55,10 @@ static int parse_plan_args(int argc, char **argv, plan_args *a) {
   for (int i = 0; i < argc; i++) {
     const char *opt = argv[i];
     if (!strcmp(opt, "--json")) { a->json = 1; continue; }
+    if (!strcmp(opt, "--help") || !strcmp(opt, "-h")) {
+      fputs(usage_plan, stdout);
+      exit(0);
+    }
     if (strncmp(opt, "--", 2)) {
       if (a->model_path) return plan_fail("unexpected argument '%s'", opt);
       a->model_path = opt;
