@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static int check_failures;
 
@@ -61,6 +62,24 @@ static inline const char *src_path(const char *rel) {
   char *out = buf[next++ % 4];
   snprintf(out, sizeof buf[0], "%s/%s", root ? root : ".", rel);
   return out;
+}
+
+/* Writes models/gpt2-tiny.yaml with n_layer blocks to path, for tests that
+ * need more middle blocks to sample from than the tiny model's two. */
+static inline int write_tiny_gpt2(const char *path, int n_layer) {
+  FILE *in = fopen(src_path("models/gpt2-tiny.yaml"), "r");
+  FILE *out = fopen(path, "w");
+  int found = 0;
+  if (in && out) {
+    char line[512];
+    while (fgets(line, sizeof line, in)) {
+      if (strstr(line, "n_layer: 2")) fprintf(out, "  n_layer: %d\n", n_layer), found = 1;
+      else fputs(line, out);
+    }
+  }
+  if (in) fclose(in);
+  if (out && fclose(out) != 0) found = 0;
+  return in && out && found ? 0 : -1;
 }
 
 #endif

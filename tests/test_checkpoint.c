@@ -19,19 +19,10 @@
 
 static char model_path[128], dir[] = "/tmp/lisa-ckpt-XXXXXX";
 
-/* gpt2-tiny with 6 blocks, so sampling has something to choose from. */
 static int write_model(void) {
   if (!mkdtemp(dir)) return -1;
-  FILE *in = fopen(src_path("models/gpt2-tiny.yaml"), "r");
   snprintf(model_path, sizeof model_path, "%s/gpt2-tiny6.yaml", dir);
-  FILE *out = fopen(model_path, "w");
-  if (!in || !out) return -1;
-  char line[512];
-  while (fgets(line, sizeof line, in))
-    fputs(strstr(line, "n_layer: 2") ? "  n_layer: 6\n" : line, out);
-  fclose(in);
-  fclose(out);
-  return 0;
+  return write_tiny_gpt2(model_path, N_LAYER);
 }
 
 /* Warmup and cosine, so the learning rate depends on the absolute step. */

@@ -16,16 +16,7 @@ static char dir[] = "/tmp/lisa-torch-XXXXXX";
 static char model_path[128], data_path[128], policy_path[128];
 
 /* gpt2-tiny with 4 blocks, as the fixture's model */
-static int write_model(void) {
-  FILE *in = fopen(src_path("models/gpt2-tiny.yaml"), "r");
-  FILE *out = fopen(model_path, "w");
-  if (!in || !out) return -1;
-  char line[512];
-  while (fgets(line, sizeof line, in))
-    fputs(strstr(line, "n_layer: 2") ? "  n_layer: 4\n" : line, out);
-  fclose(in);
-  return fclose(out);
-}
+static int write_model(void) { return write_tiny_gpt2(model_path, 4); }
 
 /* A policy returning the fixture's sets, one per period (sets is JSON). */
 static int write_policy(const char *sets, int interval) {
