@@ -61,8 +61,15 @@ echo
 echo "| method | median ms/step | vs FT | peak RSS (MiB) | vs FT | mean loss, last 10 steps |"
 echo "|---|---:|---:|---:|---:|---:|"
 read -r ft_ms ft_rss _ <<<"$(stats 0)"
+printf 'method\tms_per_step\tpeak_rss_mib\tloss\n' >"$OUT/summary.tsv"
 for i in "${!names[@]}"; do
   read -r ms rss loss <<<"$(stats "$i")"
   awk -v n="${names[$i]}" -v ms="$ms" -v rss="$rss" -v loss="$loss" -v fms="$ft_ms" -v frss="$ft_rss" \
     'BEGIN { printf "| %s | %.1f | %.2fx | %.0f | %.2fx | %.4f |\n", n, ms, ms / fms, rss / 1024, rss / frss, loss }'
+  printf '%s\t%s\t%s\t%s\n' "${names[$i]}" "$ms" "$((rss / 1024))" "$loss" >>"$OUT/summary.tsv"
 done
+# The same as a figure, where matplotlib is installed (Python stays optional).
+if python3 -c 'import matplotlib' 2>/dev/null; then
+  echo
+  python3 scripts/plot.py --compare "$OUT/summary.tsv" -o "$OUT"
+fi

@@ -3,6 +3,7 @@
 
     python3 scripts/plot.py ft.jsonl lisa.jsonl -o out/          # loss curves
     python3 scripts/plot.py ft.jsonl lisa.jsonl -o out/ --labels FT LISA
+    python3 scripts/plot.py --compare OUT/summary.tsv -o out/     # compare.sh's table
 
 Writes into the output folder:
   loss.png          loss against step, one curve per file (a moving average
@@ -12,6 +13,8 @@ Writes into the output folder:
                     one series per file -- the paper's motivation figure, where
                     LoRA's norms are skewed toward embedding and head and full
                     fine-tuning's are even.
+  compare.png       with --compare: ms/step and peak RSS of each method in a
+                    scripts/compare.sh summary, as bars beside the paper's tables
 Needs matplotlib (pip install matplotlib); nothing else in the project does.
 """
 import argparse
@@ -92,13 +95,40 @@ def plot_weight_norms(runs, out_dir, plt):
     return path
 
 
+def plot_compare(tsv, out_dir, plt):
+    with open(tsv) as f:
+        header = f.readline().rstrip("\n").split("\t")
+        rows = [dict(zip(header, line.rstrip("\n").split("\t"))) for line in f if line.strip()]
+    names = [r["method"] for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, key, label in ((axes[0], "ms_per_step", "median ms/step"),
+                           (axes[1], "peak_rss_mib", "peak RSS (MiB)")):
+        values = [float(r[key]) for r in rows]
+        bars = ax.bar(range(len(names)), values, color="tab:blue")
+        bars[0].set_color("tab:gray")  # FT, the reference
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels(names, rotation=30, ha="right")
+        ax.set_ylabel(label)
+        ax.grid(axis="y", alpha=0.3)
+        for b, v in zip(bars, values):
+            ax.annotate(f"{v / values[0]:.2f}x", (b.get_x() + b.get_width() / 2, v),
+                        ha="center", va="bottom", fontsize=8)
+    path = os.path.join(out_dir, "compare.png")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return path
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("logs", nargs="+", help="JSONL files from lisa train --log-jsonl")
+    ap.add_argument("logs", nargs="*", help="JSONL files from lisa train --log-jsonl")
+    ap.add_argument("--compare", help="a scripts/compare.sh summary.tsv to draw as bars")
     ap.add_argument("-o", "--out", default=".", help="output folder")
     ap.add_argument("--labels", nargs="*", help="one label per file (default: file names)")
     ap.add_argument("--smooth", type=int, default=10, help="moving-average window in steps")
     args = ap.parse_args()
+    if not args.logs and not args.compare:
+        ap.error("give JSONL logs or --compare SUMMARY.tsv")
     labels = args.labels or [os.path.splitext(os.path.basename(p))[0] for p in args.logs]
     if len(labels) != len(args.logs):
         sys.exit("--labels needs one label per file")
@@ -109,6 +139,10 @@ def main():
     except ImportError:
         sys.exit("plot.py needs matplotlib: pip install matplotlib")
     os.makedirs(args.out, exist_ok=True)
+    if args.compare:
+        print(plot_compare(args.compare, args.out, plt))
+        if not args.logs:
+            return
     runs = [(label, read_rows(p)) for label, p in zip(labels, args.logs)]
     print(plot_loss(runs, args.out, max(1, args.smooth), plt))
     norms = plot_weight_norms(runs, args.out, plt)
