@@ -1,6 +1,7 @@
 #include "atomic_file.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -43,4 +44,27 @@ int af_write_text(const char *path, const char *text, lt_error *err) {
   size_t len = strlen(text);
   errno = 0;
   return af_commit(&f, fwrite(text, 1, len, f.fp) != len, err);
+}
+
+int af_join(char *out, size_t cap, const char *dir, const char *name, lt_error *err) {
+  if ((size_t)snprintf(out, cap, "%s/%s", dir, name) >= cap)
+    return lt_fail(err, "%s/%s: path too long", dir, name);
+  return 0;
+}
+
+int af_make_dir(const char *path, lt_error *err) {
+  struct stat st;
+  if (mkdir(path, 0755) == 0) return 0;
+  if (errno != EEXIST) return lt_fail(err, "%s: cannot create folder: %s", path, strerror(errno));
+  if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+    return lt_fail(err, "%s: exists and is not a folder", path);
+  return 0;
+}
+
+int af_sync_dir(const char *dir, lt_error *err) {
+  int fd = open(dir, O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return lt_fail(err, "%s: cannot open folder to sync: %s", dir, strerror(errno));
+  int rc = fsync(fd), saved = errno;
+  close(fd);
+  return rc ? lt_fail(err, "%s: fsync failed: %s", dir, strerror(saved)) : 0;
 }

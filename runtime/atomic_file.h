@@ -5,6 +5,7 @@
 #ifndef LT_ATOMIC_FILE_H
 #define LT_ATOMIC_FILE_H
 
+#include <stddef.h>
 #include <stdio.h>
 
 #include "err.h"
@@ -26,5 +27,13 @@ int af_commit(af_file *f, int write_failed, lt_error *err);
 
 /* The whole cycle for a small text file. */
 int af_write_text(const char *path, const char *text, lt_error *err);
+
+/* out = "dir/name", or an error if it does not fit in cap. */
+int af_join(char *out, size_t cap, const char *dir, const char *name, lt_error *err);
+/* Creates a folder (0755); an existing folder is fine, a file is an error. */
+int af_make_dir(const char *path, lt_error *err);
+/* A new file, a rename or a removal is durable only once its folder is
+ * synced. */
+int af_sync_dir(const char *dir, lt_error *err);
 
 #endif

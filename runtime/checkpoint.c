@@ -21,11 +21,6 @@
 
 /* ---- folders and the latest pointer ------------------------------------ */
 
-static int join(char *out, size_t cap, const char *dir, const char *name, lt_error *err) {
-  if ((size_t)snprintf(out, cap, "%s/%s", dir, name) >= cap)
-    return lt_fail(err, "%s/%s: path too long", dir, name);
-  return 0;
-}
 
 static void step_name(int64_t step, char *out, size_t cap) {
   snprintf(out, cap, "step-%" PRId64, step);
@@ -34,7 +29,7 @@ static void step_name(int64_t step, char *out, size_t cap) {
 int ckpt_step_path(const char *dir, int64_t step, char *out, size_t cap, lt_error *err) {
   char name[40];
   step_name(step, name, sizeof name);
-  return join(out, cap, dir, name, err);
+  return af_join(out, cap, dir, name, err);
 }
 
 /* The step of a folder name "step-<digits>", or -1 for any other name. */
@@ -48,30 +43,14 @@ static int64_t step_of_name(const char *name) {
   return step;
 }
 
-static int make_dir(const char *path, lt_error *err) {
-  struct stat st;
-  if (mkdir(path, 0755) == 0) return 0;
-  if (errno != EEXIST) return lt_fail(err, "%s: cannot create folder: %s", path, strerror(errno));
-  if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
-    return lt_fail(err, "%s: exists and is not a folder", path);
-  return 0;
-}
 
-/* A rename or a new file is durable only once its folder is synced. */
-static int sync_dir(const char *dir, lt_error *err) {
-  int fd = open(dir, O_RDONLY | O_DIRECTORY);
-  if (fd < 0) return lt_fail(err, "%s: cannot open folder to sync: %s", dir, strerror(errno));
-  int rc = fsync(fd), saved = errno;
-  close(fd);
-  return rc ? lt_fail(err, "%s: fsync failed: %s", dir, strerror(saved)) : 0;
-}
 
 /* Replaces DIR/latest (atomic_file.h), then syncs DIR so the rename lasts. */
 static int write_latest(const char *dir, const char *name, lt_error *err) {
   char path[CKPT_PATH_CAP], line[64];
-  if (join(path, sizeof path, dir, "latest", err)) return -1;
+  if (af_join(path, sizeof path, dir, "latest", err)) return -1;
   snprintf(line, sizeof line, "%s\n", name);
-  return af_write_text(path, line, err) || sync_dir(dir, err) ? -1 : 0;
+  return af_write_text(path, line, err) || af_sync_dir(dir, err) ? -1 : 0;
 }
 
 static void make_printable(char *s) {
@@ -82,7 +61,7 @@ static void make_printable(char *s) {
 /* name receives the step folder DIR/latest names ("step-<N>"). */
 static int read_latest(const char *dir, char *name, size_t cap, lt_error *err) {
   char path[CKPT_PATH_CAP], text[64];
-  if (join(path, sizeof path, dir, "latest", err)) return -1;
+  if (af_join(path, sizeof path, dir, "latest", err)) return -1;
   FILE *fp = fopen(path, "r");
   if (!fp)
     return lt_fail(err, "%s: cannot open: %s (no state saved in %s?)", path, strerror(errno), dir);
@@ -107,7 +86,7 @@ static int remove_state_dir(const char *path, lt_error *err) {
   int rc = 0;
   while (rc == 0 && (e = readdir(d)))
     if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-      rc = join(file, sizeof file, path, e->d_name, err) ||
+      rc = af_join(file, sizeof file, path, e->d_name, err) ||
            (unlink(file) != 0 ? lt_fail(err, "%s: cannot remove: %s", file, strerror(errno)) : 0);
   closedir(d);
   if (rc == 0 && rmdir(path) != 0 && errno != ENOENT)
@@ -124,7 +103,7 @@ static int remove_other_states(const char *dir, const char *keep, lt_error *err)
   int rc = 0;
   while (rc == 0 && (e = readdir(d)))
     if (step_of_name(e->d_name) >= 0 && strcmp(e->d_name, keep))
-      rc = join(path, sizeof path, dir, e->d_name, err) || remove_state_dir(path, err);
+      rc = af_join(path, sizeof path, dir, e->d_name, err) || remove_state_dir(path, err);
   closedir(d);
   return rc ? -1 : 0;
 }
@@ -296,23 +275,23 @@ static int save_optimizer(const trainer *t, const char *path, lt_error *err) {
 static int make_step_dir(const char *dir, const char *name, char *step_dir, lt_error *err) {
   char current[40];
   lt_error ignored;
-  if (make_dir(dir, err) || join(step_dir, CKPT_PATH_CAP, dir, name, err)) return -1;
+  if (af_make_dir(dir, err) || af_join(step_dir, CKPT_PATH_CAP, dir, name, err)) return -1;
   int is_latest = read_latest(dir, current, sizeof current, &ignored) == 0 && !strcmp(current, name);
   if (!is_latest && remove_state_dir(step_dir, err)) return -1;
-  return make_dir(step_dir, err);
+  return af_make_dir(step_dir, err);
 }
 
 int ckpt_save(const trainer *t, const char *dir, lt_error *err) {
   char name[40], step_dir[CKPT_PATH_CAP], path[CKPT_PATH_CAP];
   step_name(t->step, name, sizeof name);
   if (make_step_dir(dir, name, step_dir, err)) return -1;
-  if (join(path, sizeof path, step_dir, "model.safetensors", err) ||
+  if (af_join(path, sizeof path, step_dir, "model.safetensors", err) ||
       wt_save(&t->state, path, err))
     return -1;
-  if (join(path, sizeof path, step_dir, "optimizer.safetensors", err) ||
+  if (af_join(path, sizeof path, step_dir, "optimizer.safetensors", err) ||
       save_optimizer(t, path, err))
     return -1;
-  if (sync_dir(step_dir, err) || write_latest(dir, name, err)) return -1;
+  if (af_sync_dir(step_dir, err) || write_latest(dir, name, err)) return -1;
   if (remove_other_states(dir, name, err)) {
     lt_error cause = *err;
     return lt_fail(err, "%s (the state of step %" PRId64 " is saved in %s)", cause.msg, t->step,
@@ -413,13 +392,13 @@ static int restore_optimizer(trainer *t, const st_file *f, int64_t dir_step, lt_
 
 int ckpt_resume(trainer *t, const char *dir, lt_error *err) {
   char name[40], step_dir[CKPT_PATH_CAP], path[CKPT_PATH_CAP];
-  if (read_latest(dir, name, sizeof name, err) || join(step_dir, sizeof step_dir, dir, name, err) ||
-      join(path, sizeof path, step_dir, "optimizer.safetensors", err))
+  if (read_latest(dir, name, sizeof name, err) || af_join(step_dir, sizeof step_dir, dir, name, err) ||
+      af_join(path, sizeof path, step_dir, "optimizer.safetensors", err))
     return -1;
   st_file f;
   if (st_open(&f, path, err)) return -1;
   int rc = restore_optimizer(t, &f, step_of_name(name), err);
   st_close(&f);
-  if (rc || join(path, sizeof path, step_dir, "model.safetensors", err)) return -1;
+  if (rc || af_join(path, sizeof path, step_dir, "model.safetensors", err)) return -1;
   return wt_load(&t->state, path, NULL, 0, err);
 }

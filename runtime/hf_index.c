@@ -14,6 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "atomic_file.h"
+
 /* Far beyond any real index (a few MB for the largest hub models). */
 #define HX_MAX_BYTES (100u * 1000u * 1000u)
 
@@ -183,30 +185,17 @@ static char *build_index(const hx_entry *entries, int n, const char *const *shar
   return text;
 }
 
-/* Writes text plus a newline to path through a temporary file beside it. */
-static int write_atomic(const char *path, const char *text, lt_error *err) {
-  char tmp[1100];
-  if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path) >= sizeof tmp)
-    return lt_fail(err, "%s: path too long", path);
-  int fd = mkstemp(tmp);
-  if (fd < 0) return lt_fail(err, "%s: cannot create temporary file: %s", tmp, strerror(errno));
-  fchmod(fd, 0644); /* mkstemp makes 0600; checkpoints are meant to be shared */
-  size_t len = strlen(text);
-  errno = EIO; /* what a short write reports */
-  int ok = write(fd, text, len) == (ssize_t)len && write(fd, "\n", 1) == 1 && fsync(fd) == 0;
-  int saved = errno;
-  if (close(fd) != 0 && ok) ok = 0, saved = errno;
-  if (ok && rename(tmp, path) != 0) ok = 0, saved = errno;
-  if (ok) return 0;
-  unlink(tmp);
-  return lt_fail(err, "%s: cannot write: %s", path, strerror(saved));
-}
-
 int hx_write(const char *path, const hx_entry *entries, int n, const char *const *shards,
              uint64_t total_size, lt_error *err) {
   char *text = build_index(entries, n, shards, total_size);
-  if (!text) return lt_fail(err, "%s: out of memory for the index", path);
-  int rc = write_atomic(path, text, err);
-  free(text);
+  size_t len = text ? strlen(text) : 0;
+  char *line = text ? realloc(text, len + 2) : NULL; /* the file ends with a newline */
+  if (!line) {
+    free(text);
+    return lt_fail(err, "%s: out of memory for the index", path);
+  }
+  memcpy(line + len, "\n", 2);
+  int rc = af_write_text(path, line, err);
+  free(line);
   return rc;
 }

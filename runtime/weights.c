@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "atomic_file.h"
 #include "hf_index.h"
 #include "rng.h"
 #include "safetensors.h"
@@ -301,29 +302,8 @@ int wt_save_base(const ms_state *s, const char *path, lt_error *err) {
   return save_file(s, path, 1, err);
 }
 
-static int join(char *out, size_t cap, const char *dir, const char *name, lt_error *err) {
-  if ((size_t)snprintf(out, cap, "%s/%s", dir, name) >= cap)
-    return lt_fail(err, "%s/%s: path too long", dir, name);
-  return 0;
-}
 
-static int make_dir(const char *path, lt_error *err) {
-  struct stat st;
-  if (mkdir(path, 0755) == 0) return 0;
-  if (errno != EEXIST) return lt_fail(err, "%s: cannot create folder: %s", path, strerror(errno));
-  if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
-    return lt_fail(err, "%s: exists and is not a folder", path);
-  return 0;
-}
 
-/* Renames and removals are durable only once the folder is synced. */
-static int sync_dir(const char *dir, lt_error *err) {
-  int fd = open(dir, O_RDONLY | O_DIRECTORY);
-  if (fd < 0) return lt_fail(err, "%s: cannot open folder to sync: %s", dir, strerror(errno));
-  int rc = fsync(fd), saved = errno;
-  close(fd);
-  return rc ? lt_fail(err, "%s: fsync failed: %s", dir, strerror(saved)) : 0;
-}
 
 /* Hugging Face's rule, in model order: a new shard when the next tensor
  * would pass the limit, so a tensor larger than the limit is alone in its
@@ -368,7 +348,7 @@ static int remove_stale(const char *dir, int n_shards, lt_error *err) {
   for (struct dirent *de; rc == 0 && (de = readdir(d));) {
     int of = shard_count_of(de->d_name);
     if (of < 0 ? strcmp(de->d_name, other) != 0 : of == n_shards) continue;
-    rc = join(path, sizeof path, dir, de->d_name, err);
+    rc = af_join(path, sizeof path, dir, de->d_name, err);
     if (rc == 0 && unlink(path) != 0 && errno != ENOENT)
       rc = lt_fail(err, "%s: cannot remove stale file: %s", path, strerror(errno));
   }
@@ -378,7 +358,7 @@ static int remove_stale(const char *dir, int n_shards, lt_error *err) {
 
 static int save_whole(const ms_state *s, const char *dir, const wt_entries *e, lt_error *err) {
   char path[1100];
-  if (join(path, sizeof path, dir, "model.safetensors", err) ||
+  if (af_join(path, sizeof path, dir, "model.safetensors", err) ||
       write_file(s, path, e->entries, e->n, err))
     return -1;
   return remove_stale(dir, 0, err);
@@ -399,12 +379,12 @@ static int save_shards(const ms_state *s, const char *dir, const wt_entries *e,
     shards[k] = files[k];
     int end = start;
     for (; end < e->n && map[end].shard == k; end++) total += entry_bytes(&e->entries[end]);
-    if (join(path, sizeof path, dir, files[k], err) ||
+    if (af_join(path, sizeof path, dir, files[k], err) ||
         write_file(s, path, e->entries + start, end - start, err))
       rc = -1;
     start = end;
   }
-  if (rc == 0 && (join(path, sizeof path, dir, "model.safetensors.index.json", err) ||
+  if (rc == 0 && (af_join(path, sizeof path, dir, "model.safetensors.index.json", err) ||
                   hx_write(path, map, e->n, shards, total, err) || remove_stale(dir, n_shards, err)))
     rc = -1;
   free(files);
@@ -414,7 +394,7 @@ static int save_shards(const ms_state *s, const char *dir, const wt_entries *e,
 
 int wt_save_sharded(const ms_state *s, const char *dir, uint64_t max_shard_bytes, lt_error *err) {
   wt_entries e;
-  if (make_dir(dir, err) || entries_build(s, &e, 0, err)) return -1;
+  if (af_make_dir(dir, err) || entries_build(s, &e, 0, err)) return -1;
   hx_entry *map = calloc((size_t)e.n + 1, sizeof *map);
   int rc = map ? 0 : lt_fail(err, "%s: out of memory", dir);
   int n_shards = map ? assign_shards(&e, max_shard_bytes, map) : 0;
@@ -423,7 +403,7 @@ int wt_save_sharded(const ms_state *s, const char *dir, uint64_t max_shard_bytes
                  dir, n_shards, (unsigned long long)max_shard_bytes);
   if (rc == 0)
     rc = n_shards == 1 ? save_whole(s, dir, &e, err) : save_shards(s, dir, &e, map, n_shards, err);
-  if (rc == 0) rc = sync_dir(dir, err);
+  if (rc == 0) rc = af_sync_dir(dir, err);
   free(map);
   entries_free(&e);
   return rc;
