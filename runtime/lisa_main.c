@@ -37,6 +37,7 @@ static const char usage_train[] =
     "  --seed S                 init, data order and sampling (1337)\n"
     "  --weights FILE           start from a safetensors checkpoint (HF names)\n"
     "  --save FILE              write the trained weights as safetensors\n"
+    "  --max-shard-size GB      --save writes a folder of Hugging Face shards and an index\n"
     "  --save-state DIR         save the whole run state (weights, AdamW, LISA period)\n"
     "                           to DIR/step-<N> at the end; DIR/latest names the newest\n"
     "  --save-every N           also save the state after every N-th step\n"
@@ -50,6 +51,7 @@ static const char usage_train[] =
 typedef struct {
   train_config train;
   const char *save_path, *jsonl_path, *device;
+  double max_shard_gb; /* > 0: --save writes a folder of Hugging Face shards */
   const char *save_state_dir, *resume_dir;
   int64_t save_every; /* 0: save the state only at the end */
   int64_t norms_every; /* 0: no per-layer norms in the JSONL */
@@ -131,6 +133,14 @@ static int set_string(cli_args *a, const char *opt, const char *val) {
   if (!strcmp(opt, "--data")) a->train.data_path = val;
   else if (!strcmp(opt, "--weights")) a->train.weights_path = val;
   else if (!strcmp(opt, "--save")) a->save_path = val;
+  else if (!strcmp(opt, "--max-shard-size")) {
+    char *end;
+    a->max_shard_gb = strtod(val, &end);
+    if (end == val || *end || !(a->max_shard_gb > 0)) {
+      fprintf(stderr, "lisa train: --max-shard-size: '%s' is not a positive number of GB\n", val);
+      return -1;
+    }
+  }
   else if (!strcmp(opt, "--save-state")) a->save_state_dir = val;
   else if (!strcmp(opt, "--resume")) a->resume_dir = val;
   else if (!strcmp(opt, "--log-jsonl")) a->jsonl_path = val;
@@ -214,6 +224,10 @@ static int parse_train_args(int argc, char **argv, cli_args *a) {
     return fail_usage("%s applies to --method lisa", a->lisa_option);
   if (a->train.method != TRAIN_LORA && a->lora_option)
     return fail_usage("%s applies to --method lora", a->lora_option);
+  if (a->max_shard_gb > 0 && !a->save_path)
+    return fail_usage("%s", "--max-shard-size needs --save");
+  if (a->max_shard_gb > 0 && a->merge_lora)
+    return fail_usage("%s", "--max-shard-size and --merge-lora do not go together yet");
   if (a->merge_lora && !a->save_path)
     return fail_usage("%s", "--merge-lora needs --save FILE");
   if (a->resume_dir && a->train.weights_path)
@@ -269,8 +283,11 @@ static int run_training(trainer *t, const cli_args *a, lt_error *err) {
   if (rc == 0 && a->save_state_dir) rc = save_state(t, a, &log, err);
   if (rc == 0 && a->save_path) {
     if (a->merge_lora) trainer_merge_lora(t);
-    rc = a->merge_lora ? wt_save_base(&t->state, a->save_path, err)
-                       : wt_save(&t->state, a->save_path, err);
+    if (a->max_shard_gb > 0)
+      rc = wt_save_sharded(&t->state, a->save_path, (uint64_t)(a->max_shard_gb * 1e9), err);
+    else
+      rc = a->merge_lora ? wt_save_base(&t->state, a->save_path, err)
+                         : wt_save(&t->state, a->save_path, err);
     if (rc == 0) log_event(&log, t->step, "checkpoint", "path", a->save_path);
     if (rc == 0 && !a->quiet) fprintf(stderr, "saved %s\n", a->save_path);
   }

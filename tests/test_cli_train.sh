@@ -33,6 +33,14 @@ diff <(grep -o '"loss":[^,]*' "$TMP/a.jsonl") <(grep -o '"loss":[^,]*' "$TMP/b.j
 run --steps 0 --weights "$TMP/a.safetensors" --save "$TMP/c.safetensors" || fail "reload failed"
 cmp -s "$TMP/a.safetensors" "$TMP/c.safetensors" || fail "save -> load -> save is not bit-exact"
 
+# Sharded save (Hugging Face layout): a folder that --weights loads back.
+run --steps 0 --weights "$TMP/a.safetensors" --save "$TMP/shards" --max-shard-size 0.00002 \
+  || fail "sharded save failed"
+[ -f "$TMP/shards/model.safetensors.index.json" ] || fail "no index in the sharded folder"
+[ "$(ls "$TMP/shards" | grep -c '^model-.*-of-.*\.safetensors$')" -ge 3 ] || fail "expected >= 3 shards"
+run --steps 0 --weights "$TMP/shards" --save "$TMP/e.safetensors" || fail "loading the shards failed"
+cmp -s "$TMP/a.safetensors" "$TMP/e.safetensors" || fail "shards -> single file is not bit-exact"
+
 # Continuing from the checkpoint starts at the trained loss, not from scratch.
 run --steps 1 --weights "$TMP/a.safetensors" --log-jsonl "$TMP/d.jsonl" || fail "continue failed"
 cont=$(grep -o '"loss":[0-9.e+-]*' "$TMP/d.jsonl" | head -1 | cut -d: -f2)
