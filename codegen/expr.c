@@ -14,8 +14,10 @@
 enum expr_kind {
   EXPR_NUM, EXPR_NAME, EXPR_NEG,
   EXPR_ADD, EXPR_SUB, EXPR_MUL, EXPR_DIV, EXPR_FLOORDIV, EXPR_MOD, EXPR_POW,
-  EXPR_SQRT, EXPR_EXP, EXPR_LOG,
+  EXPR_SQRT, EXPR_EXP, EXPR_LOG, EXPR_SIGMOID, EXPR_TANH, EXPR_ERF,
 };
+
+static int is_function(int kind) { return kind >= EXPR_SQRT; }
 
 struct expr_node {
   int kind;         /* enum expr_kind */
@@ -128,6 +130,9 @@ static int function_kind(const char *name) {
   if (strcmp(name, "sqrt") == 0) return EXPR_SQRT;
   if (strcmp(name, "exp") == 0) return EXPR_EXP;
   if (strcmp(name, "log") == 0) return EXPR_LOG;
+  if (strcmp(name, "sigmoid") == 0) return EXPR_SIGMOID;
+  if (strcmp(name, "tanh") == 0) return EXPR_TANH;
+  if (strcmp(name, "erf") == 0) return EXPR_ERF;
   return -1;
 }
 
@@ -173,7 +178,8 @@ static expr_node *parse_name(expr_parser *ps) {
   if (*ps->p == '(') {
     int fn = function_kind(name);
     if (fn < 0) {
-      set_fault(ps->fault, col, "unknown function '%s' (known: sqrt, exp, log)",
+      set_fault(ps->fault, col,
+                "unknown function '%s' (known: sqrt, exp, log, sigmoid, tanh, erf)",
                 name);
       return NULL;
     }
@@ -304,6 +310,9 @@ static int apply_unary(const expr_node *e, double a, double *out, expr_fault *f)
   switch (e->kind) {
     case EXPR_NEG: *out = -a; return 0;
     case EXPR_EXP: *out = exp(a); return 0;
+    case EXPR_SIGMOID: *out = 1 / (1 + exp(-a)); return 0;
+    case EXPR_TANH: *out = tanh(a); return 0;
+    case EXPR_ERF: *out = erf(a); return 0;
     case EXPR_SQRT:
       if (a < 0) return set_fault(f, e->col, "sqrt of a negative number (%g)", a), -1;
       *out = sqrt(a);
@@ -341,9 +350,10 @@ static int eval_inner(const expr_node *e, expr_lookup_fn lookup, void *ctx,
       if (!lookup || lookup(ctx, e->name, out) != 0)
         return set_fault(f, e->col, "unknown identifier '%s'", e->name), -1;
       return 0;
-    case EXPR_NEG: case EXPR_SQRT: case EXPR_EXP: case EXPR_LOG:
-      if (eval_node(e->a, lookup, ctx, &a, f)) return -1;
-      return apply_unary(e, a, out, f);
+  }
+  if (e->kind == EXPR_NEG || is_function(e->kind)) {
+    if (eval_node(e->a, lookup, ctx, &a, f)) return -1;
+    return apply_unary(e, a, out, f);
   }
   if (eval_node(e->a, lookup, ctx, &a, f) || eval_node(e->b, lookup, ctx, &b, f))
     return -1;
@@ -395,5 +405,250 @@ int expr_eval_text_at(const char *text, const char *file, int line, int col,
                       lt_error *err) {
   expr_fault f;
   if (eval_text(text, lookup, ctx, out, &f) == 0) return 0;
+  return lt_fail(err, "%s:%d:%d: %s", file, line, col + f.col - 1, f.msg);
+}
+
+/* --- building trees: constructors that fold constants and drop neutral
+ * operands, so that derivatives stay small. Each takes ownership of its
+ * operands; a NULL operand (out of memory upstream) gives NULL. --- */
+
+static int is_binary(int kind) { return kind >= EXPR_ADD && kind <= EXPR_POW; }
+
+static expr_node *num_node(double v) {
+  expr_node *e = calloc(1, sizeof *e);
+  if (e) e->num = v; /* kind EXPR_NUM is 0 */
+  return e;
+}
+
+static int is_num(const expr_node *e, double v) {
+  return e->kind == EXPR_NUM && e->num == v;
+}
+
+/* Frees both and says so when either is missing. */
+static int lost(expr_node *a, expr_node *b) {
+  if (a && b) return 0;
+  expr_free(a);
+  expr_free(b);
+  return 1;
+}
+
+/* A node over number operands becomes its value, unless that value is out
+ * of the domain or not finite (then the node stays, as written). */
+static expr_node *fold(expr_node *e) {
+  if (!e || e->a->kind != EXPR_NUM || (e->b && e->b->kind != EXPR_NUM)) return e;
+  expr_fault f;
+  double v;
+  if (eval_node(e, NULL, NULL, &v, &f)) return e;
+  expr_free(e);
+  return num_node(v);
+}
+
+static expr_node *mk(int kind, expr_node *a, expr_node *b) {
+  if (is_binary(kind) ? lost(a, b) : !a) return NULL;
+  expr_node *e = calloc(1, sizeof *e);
+  if (!e) {
+    lost(a, NULL);
+    expr_free(b);
+    return NULL;
+  }
+  e->kind = kind;
+  e->col = a->col;
+  e->a = a;
+  e->b = b;
+  return fold(e);
+}
+
+/* Keeps `keep`, frees `drop`. */
+static expr_node *pick(expr_node *keep, expr_node *drop) {
+  expr_free(drop);
+  return keep;
+}
+
+static expr_node *mk_neg(expr_node *a) {
+  if (a && a->kind == EXPR_NEG) {
+    expr_node *inner = a->a;
+    free(a);
+    return inner;
+  }
+  return mk(EXPR_NEG, a, NULL);
+}
+
+static expr_node *mk_add(expr_node *a, expr_node *b) {
+  if (lost(a, b)) return NULL;
+  if (is_num(a, 0)) return pick(b, a);
+  if (is_num(b, 0)) return pick(a, b);
+  return mk(EXPR_ADD, a, b);
+}
+
+static expr_node *mk_sub(expr_node *a, expr_node *b) {
+  if (lost(a, b)) return NULL;
+  if (is_num(b, 0)) return pick(a, b);
+  if (is_num(a, 0)) return mk_neg(pick(b, a));
+  return mk(EXPR_SUB, a, b);
+}
+
+static expr_node *mk_mul(expr_node *a, expr_node *b) {
+  if (lost(a, b)) return NULL;
+  if (is_num(a, 0)) return pick(a, b);
+  if (is_num(b, 0)) return pick(b, a);
+  if (is_num(a, 1)) return pick(b, a);
+  if (is_num(b, 1)) return pick(a, b);
+  return mk(EXPR_MUL, a, b);
+}
+
+static expr_node *mk_div(expr_node *a, expr_node *b) {
+  if (lost(a, b)) return NULL;
+  if (is_num(a, 0) || is_num(b, 1)) return pick(a, b);
+  return mk(EXPR_DIV, a, b);
+}
+
+static expr_node *mk_pow(expr_node *a, expr_node *b) {
+  if (lost(a, b)) return NULL;
+  if (is_num(b, 1)) return pick(a, b);
+  if (is_num(b, 0)) return pick(num_node(1), lost(a, b) ? NULL : NULL);
+  return mk(EXPR_POW, a, b);
+}
+
+static expr_node *copy(const expr_node *e) {
+  if (!e) return NULL;
+  expr_node *c = malloc(sizeof *c);
+  if (!c) return NULL;
+  *c = *e;
+  c->a = copy(e->a);
+  c->b = copy(e->b);
+  if ((e->a && !c->a) || (e->b && !c->b)) {
+    expr_free(c);
+    return NULL;
+  }
+  return c;
+}
+
+/* --- symbolic derivatives --- */
+
+static int has_var(const expr_node *e, const char *var) {
+  if (!e) return 0;
+  if (e->kind == EXPR_NAME) return strcmp(e->name, var) == 0;
+  return has_var(e->a, var) || has_var(e->b, var);
+}
+
+/* f'(a) for a function node e = f(a). */
+static expr_node *outer_derivative(const expr_node *e) {
+  switch (e->kind) {
+    case EXPR_SQRT: return mk_div(num_node(0.5), copy(e));
+    case EXPR_EXP: return copy(e);
+    case EXPR_LOG: return mk_div(num_node(1), copy(e->a));
+    case EXPR_SIGMOID: return mk_mul(copy(e), mk_sub(num_node(1), copy(e)));
+    case EXPR_TANH: return mk_sub(num_node(1), mk_pow(copy(e), num_node(2)));
+  }
+  /* erf: 2/sqrt(pi) exp(-a^2) */
+  return mk_mul(num_node(1.1283791670955126),
+                mk(EXPR_EXP, mk_neg(mk_pow(copy(e->a), num_node(2))), NULL));
+}
+
+/* (a^b)': a constant exponent gives b a^(b-1) a'; a constant base c^b log(c) b'. */
+static expr_node *diff_power(const expr_node *e, const char *var, expr_node *da,
+                             expr_node *db) {
+  if (has_var(e->b, var))
+    return mk_mul(mk_mul(copy(e), mk(EXPR_LOG, copy(e->a), NULL)), pick(db, da));
+  expr_node *lower = mk_pow(copy(e->a), mk_sub(copy(e->b), num_node(1)));
+  return mk_mul(mk_mul(copy(e->b), lower), pick(da, db));
+}
+
+static expr_node *diff_node(const expr_node *e, const char *var, expr_fault *f);
+
+static expr_node *diff_binary(const expr_node *e, const char *var, expr_node *da,
+                              expr_fault *f) {
+  expr_node *db = diff_node(e->b, var, f);
+  if (!db) return pick(NULL, da);
+  switch (e->kind) {
+    case EXPR_ADD: return mk_add(da, db);
+    case EXPR_SUB: return mk_sub(da, db);
+    case EXPR_MUL: return mk_add(mk_mul(da, copy(e->b)), mk_mul(copy(e->a), db));
+    case EXPR_DIV: /* a'/b - a b'/b^2 */
+      return mk_sub(mk_div(da, copy(e->b)),
+                    mk_div(mk_mul(copy(e->a), db), mk_pow(copy(e->b), num_node(2))));
+  }
+  return diff_power(e, var, da, db);
+}
+
+/* Why e cannot be differentiated with respect to var, or NULL. */
+static const char *not_differentiable(const expr_node *e, const char *var) {
+  if (e->kind == EXPR_FLOORDIV) return "'//'";
+  if (e->kind == EXPR_MOD) return "'%'";
+  if (e->kind == EXPR_POW && has_var(e->a, var) && has_var(e->b, var))
+    return "'^' with both base and exponent depending on the variable";
+  return NULL;
+}
+
+static expr_node *diff_inner(const expr_node *e, const char *var, expr_fault *f) {
+  if (!has_var(e, var)) return num_node(0);
+  if (e->kind == EXPR_NAME) return num_node(1);
+  const char *why = not_differentiable(e, var);
+  if (why) {
+    set_fault(f, e->col, "%s is not differentiable here (in '%s')", why, var);
+    return NULL;
+  }
+  expr_node *da = diff_node(e->a, var, f);
+  if (!da) return NULL;
+  if (e->kind == EXPR_NEG) return mk_neg(da);
+  if (is_function(e->kind)) return mk_mul(outer_derivative(e), da); /* chain rule */
+  return diff_binary(e, var, da, f);
+}
+
+/* NULL with f set; a NULL without a message can only be out of memory. */
+static expr_node *diff_node(const expr_node *e, const char *var, expr_fault *f) {
+  expr_node *d = diff_inner(e, var, f);
+  if (!d && !f->msg[0]) set_fault(f, e->col, "out of memory");
+  return d;
+}
+
+expr_node *expr_diff(const expr_node *e, const char *var, lt_error *err) {
+  expr_fault f = {0};
+  expr_node *d = diff_node(e, var, &f);
+  if (!d) lt_fail(err, "column %d: %s", f.col, f.msg);
+  return d;
+}
+
+/* --- per-element evaluation --- */
+
+double expr_eval_x(const expr_node *e, double x) {
+  expr_fault f; /* only written when a value is out of the domain */
+  double a, b, out;
+  switch (e->kind) {
+    case EXPR_NUM: return e->num;
+    case EXPR_NAME: return x;
+  }
+  a = expr_eval_x(e->a, x);
+  if (e->kind == EXPR_NEG || is_function(e->kind))
+    return apply_unary(e, a, &out, &f) ? NAN : out;
+  b = expr_eval_x(e->b, x);
+  return apply_binary(e, a, b, &out, &f) ? NAN : out;
+}
+
+/* Every identifier but var becomes its value through lookup. */
+static int bind_names(expr_node *e, const char *var, expr_lookup_fn lookup, void *ctx,
+                      expr_fault *f) {
+  if (!e) return 0;
+  if (e->kind == EXPR_NAME && strcmp(e->name, var) != 0) {
+    if (!lookup || lookup(ctx, e->name, &e->num) != 0)
+      return set_fault(f, e->col, "unknown identifier '%s' (the variable is '%s')",
+                       e->name, var), -1;
+    e->kind = EXPR_NUM;
+    return 0;
+  }
+  return bind_names(e->a, var, lookup, ctx, f) || bind_names(e->b, var, lookup, ctx, f)
+             ? -1 : 0;
+}
+
+int expr_function_at(const char *text, const char *var, const char *file, int line,
+                     int col, expr_lookup_fn lookup, void *ctx, expr_node **fn,
+                     expr_node **dfn, lt_error *err) {
+  expr_fault f = {0};
+  *fn = parse_all(text, &f);
+  *dfn = NULL;
+  if (*fn && bind_names(*fn, var, lookup, ctx, &f) == 0) *dfn = diff_node(*fn, var, &f);
+  if (*dfn) return 0;
+  expr_free(*fn);
+  *fn = NULL;
   return lt_fail(err, "%s:%d:%d: %s", file, line, col + f.col - 1, f.msg);
 }
