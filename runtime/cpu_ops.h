@@ -13,6 +13,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" { /* the emulator tests (C++) call these as the reference */
+#endif
+
 void cpu_embedding_forward(float *y, const int32_t *ids, const float *table,
                            int N, int C);
 /* accumulates into dtable */
@@ -110,5 +114,9 @@ float cpu_cross_entropy_forward(const float *logits, const int32_t *targets,
 void cpu_cross_entropy_backward(float *dlogits, const float *logits,
                                 const int32_t *targets, int N, int V,
                                 float scale);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
