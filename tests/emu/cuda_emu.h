@@ -1,0 +1,171 @@
+// cuda_emu.h: CUDA semantics on the host, for testing kernels without a GPU.
+// Include it first (or -include it) in a CUDA source compiled by g++ with
+// -DLISA_EMU -std=c++17; then launch kernels with emu::launch or, from
+// generated code, emu_launch_raw. See README.md for flags.
+//
+// What it emulates: blocks run one after another; a block's threads are
+// fibers on the calling OS thread (emu_fiber.h), scheduled round-robin by
+// emu_sched.h. __syncthreads waits for every thread that has not returned;
+// a warp operation (__shfl*_sync, __ballot_sync, __syncwarp, ...) waits for
+// every lane of its mask. Errors (a mask naming an exited lane, lanes that
+// disagree on a mask, barriers in divergent code, deadlocks) fail the launch
+// with a message naming the block and thread.
+//
+// Everything is header-only with state in inline variables, compiled with
+// hidden visibility: a dlopen'ed .so built from a generated .cu has its own
+// emulator, which its exported emu_launch_raw drives.
+#pragma once
+
+#define LISA_EMU_ACTIVE 1
+
+#include "emu_atomic.h"
+#include "emu_bf16.h"
+#include "emu_math.h"
+#include "emu_sched.h"
+#include "emu_types.h"
+
+#pragma GCC visibility push(hidden)
+
+// --- The thread's coordinates -------------------------------------------------
+
+namespace emu {
+namespace detail {
+inline const uint3 &thread_idx() { return current().tid; }
+inline const uint3 &block_idx() { return launch_ctx().block_idx; }
+inline const dim3 &block_dim() { return launch_ctx().block; }
+inline const dim3 &grid_dim() { return launch_ctx().grid; }
+}  // namespace detail
+
+// This block's dynamic shared memory: the size given to emu::launch, filled
+// with 0xff bytes before each block; null if the size is 0.
+inline void *dynamic_smem() { return detail::launch_ctx().dyn.get(); }
+}  // namespace emu
+
+#define threadIdx (::emu::detail::thread_idx())
+#define blockIdx (::emu::detail::block_idx())
+#define blockDim (::emu::detail::block_dim())
+#define gridDim (::emu::detail::grid_dim())
+
+#define LISA_DYNAMIC_SMEM(type, name) type *name = reinterpret_cast<type *>(::emu::dynamic_smem())
+
+// --- Barriers and warp operations ----------------------------------------------
+// __builtin_FILE/LINE as default arguments give the call site, so barriers
+// reached at different places in the source are reported.
+
+inline void __syncthreads(const char *file = __builtin_FILE(), int line = __builtin_LINE()) {
+  emu::detail::syncthreads({file, line}, 0);
+}
+inline int __syncthreads_count(int pred, const char *file = __builtin_FILE(),
+                               int line = __builtin_LINE()) {
+  return emu::detail::syncthreads({file, line}, pred);
+}
+inline int __syncthreads_and(int pred, const char *file = __builtin_FILE(),
+                             int line = __builtin_LINE()) {
+  return emu::detail::syncthreads({file, line}, !pred) == 0;
+}
+inline int __syncthreads_or(int pred, const char *file = __builtin_FILE(),
+                            int line = __builtin_LINE()) {
+  return emu::detail::syncthreads({file, line}, pred) != 0;
+}
+
+inline void __syncwarp(unsigned mask = 0xffffffffu) {
+  emu::detail::warp_op(emu::detail::WarpOp::Sync, mask, 0, 0, 32);
+}
+inline unsigned __ballot_sync(unsigned mask, int pred) {
+  return unsigned(emu::detail::warp_op(emu::detail::WarpOp::Ballot, mask, 0, pred != 0, 32));
+}
+inline int __any_sync(unsigned mask, int pred) {
+  return int(emu::detail::warp_op(emu::detail::WarpOp::Any, mask, 0, pred != 0, 32));
+}
+inline int __all_sync(unsigned mask, int pred) {
+  return int(emu::detail::warp_op(emu::detail::WarpOp::All, mask, 0, pred != 0, 32));
+}
+
+// Ends the launch with an error, like a device-side trap.
+[[noreturn]] inline void __trap() { emu::detail::fail("__trap()"); }
+
+namespace emu {
+namespace detail {
+// A shuffle of any value of up to 8 bytes, carried as its bits.
+template <class T> inline T shfl(WarpOp op, unsigned mask, T v, int param, int width) {
+  static_assert(sizeof(T) <= 8, "shuffles move at most 8 bytes");
+  uint64_t bits = 0;
+  memcpy(&bits, &v, sizeof(T));
+  const uint64_t r = warp_op(op, mask, bits, param, width);
+  T out;
+  memcpy(&out, &r, sizeof(T));
+  return out;
+}
+}  // namespace detail
+}  // namespace emu
+
+#define EMU_SHFL(T)                                                                      \
+  inline T __shfl_sync(unsigned mask, T v, int src, int width = warpSize) {             \
+    return emu::detail::shfl(emu::detail::WarpOp::ShflIdx, mask, v, src, width);        \
+  }                                                                                      \
+  inline T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = warpSize) {   \
+    return emu::detail::shfl(emu::detail::WarpOp::ShflUp, mask, v, int(delta), width);  \
+  }                                                                                      \
+  inline T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = warpSize) { \
+    return emu::detail::shfl(emu::detail::WarpOp::ShflDown, mask, v, int(delta), width); \
+  }                                                                                      \
+  inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = warpSize) {   \
+    return emu::detail::shfl(emu::detail::WarpOp::ShflXor, mask, v, lane_mask, width);  \
+  }
+EMU_SHFL(float)
+EMU_SHFL(double)
+EMU_SHFL(int)
+EMU_SHFL(unsigned)
+EMU_SHFL(long)
+EMU_SHFL(unsigned long)
+EMU_SHFL(long long)
+EMU_SHFL(unsigned long long)
+EMU_SHFL(__nv_bfloat16)
+EMU_SHFL(__nv_bfloat162)
+#undef EMU_SHFL
+
+// --- Launching --------------------------------------------------------------------
+
+namespace emu {
+
+// Fiber stack size for later launches (default 64 KiB, 256 KiB under ASan;
+// also EMU_STACK_KIB in the environment). 0 restores the default.
+inline void set_stack_size(size_t bytes) { detail::g_stack_size = bytes; }
+
+// Why the last launch failed ("" if it did not).
+inline const char *last_error() { return detail::g_last_error.c_str(); }
+
+// Runs kernel(args...) as every thread of a grid x block launch with
+// dyn_smem bytes of dynamic shared memory. Each thread gets its own copy of
+// the arguments, as kernel parameters are. 0, or -1 with last_error().
+template <class K, class... A> int launch(dim3 grid, dim3 block, size_t dyn_smem, K kernel, A... args) {
+  auto call = [&]() { kernel(args...); };
+  using Call = decltype(call);
+  return detail::run(grid, block, dyn_smem, [](void *p) { (*static_cast<Call *>(p))(); }, &call);
+}
+
+}  // namespace emu
+
+#pragma GCC visibility pop
+
+// For generated code: entry is a trampoline that unpacks args as
+// cuLaunchKernel's kernelParams (args[i] points at the i-th argument).
+// Exported, so a test can find it with dlsym in the .so it belongs to.
+struct emu_raw_call {
+  void (*entry)(void **);
+  void **args;
+};
+extern "C" __attribute__((visibility("default"), used)) inline int emu_launch_raw(
+    void (*entry)(void **args), void **args, dim3 grid, dim3 block, size_t dyn_smem) {
+  emu_raw_call c{entry, args};
+  return emu::detail::run(grid, block, dyn_smem,
+                          [](void *p) {
+                            auto *rc = static_cast<emu_raw_call *>(p);
+                            rc->entry(rc->args);
+                          },
+                          &c);
+}
+// Its message, also exported for dlsym.
+extern "C" __attribute__((visibility("default"), used)) inline const char *emu_last_error() {
+  return emu::last_error();
+}
