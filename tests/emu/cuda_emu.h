@@ -144,6 +144,11 @@ template <class K, class... A> int launch(dim3 grid, dim3 block, size_t dyn_smem
   return detail::run(grid, block, dyn_smem, [](void *p) { (*static_cast<Call *>(p))(); }, &call);
 }
 
+// The raw form below, for calls from inside the same .so: a hidden symbol,
+// so it cannot bind to another module's emulator by interposition.
+inline int launch_raw(void (*entry)(void **args), void **args, dim3 grid, dim3 block,
+                      size_t dyn_smem);
+
 }  // namespace emu
 
 #pragma GCC visibility pop
@@ -155,8 +160,8 @@ struct emu_raw_call {
   void (*entry)(void **);
   void **args;
 };
-extern "C" __attribute__((visibility("default"), used)) inline int emu_launch_raw(
-    void (*entry)(void **args), void **args, dim3 grid, dim3 block, size_t dyn_smem) {
+inline int emu::launch_raw(void (*entry)(void **args), void **args, dim3 grid, dim3 block,
+                           size_t dyn_smem) {
   emu_raw_call c{entry, args};
   return emu::detail::run(grid, block, dyn_smem,
                           [](void *p) {
@@ -164,6 +169,10 @@ extern "C" __attribute__((visibility("default"), used)) inline int emu_launch_ra
                             rc->entry(rc->args);
                           },
                           &c);
+}
+extern "C" __attribute__((visibility("default"), used)) inline int emu_launch_raw(
+    void (*entry)(void **args), void **args, dim3 grid, dim3 block, size_t dyn_smem) {
+  return emu::launch_raw(entry, args, grid, block, dyn_smem);
 }
 // Its message, also exported for dlsym.
 extern "C" __attribute__((visibility("default"), used)) inline const char *emu_last_error() {

@@ -68,6 +68,7 @@ struct Thread {
 };
 
 struct Launch {
+  explicit Launch(fiber::Stacks &s) : stacks(s) {}
   dim3 grid, block;
   uint3 block_idx{0, 0, 0};
   unsigned nthreads = 0;
@@ -76,7 +77,7 @@ struct Launch {
   size_t dyn_size = 0;
   std::unique_ptr<unsigned char[]> dyn;  // exact size: ASan sees overruns
   std::vector<Thread> threads;
-  fiber::Stacks stacks;
+  fiber::Stacks &stacks;
   // Ready fibers, FIFO; each is in it at most once, so n slots suffice.
   std::vector<unsigned> ready;
   unsigned head = 0, count = 0;
@@ -98,6 +99,9 @@ struct Launch {
 inline Launch *g_launch = nullptr;
 inline std::string g_last_error;
 inline size_t g_stack_size = 0;  // 0: the default
+// Fiber stacks, kept from launch to launch: mapping and guarding them anew
+// cost a small launch about 1 ms, most of its time.
+inline fiber::Stacks g_stacks;
 
 inline Launch &launch_ctx() {
   if (__builtin_expect(g_launch == nullptr || g_launch->cur == nullptr, 0)) {
@@ -407,7 +411,9 @@ inline bool setup(Launch &L, dim3 block, size_t dyn) {
   if (dyn) L.dyn.reset(new unsigned char[dyn]);
   L.threads.resize(L.nthreads);
   L.ready.resize(L.nthreads);
-  if (!L.stacks.allocate(L.nthreads, stack_size())) return false;
+  const size_t size = stack_size();
+  if (L.stacks.count() < L.nthreads || L.stacks.size() < size || L.stacks.size() > 4 * size)
+    if (!L.stacks.allocate(L.nthreads, size)) return false;
   for (unsigned i = 0; i < L.nthreads; i++) {
     Thread &t = L.threads[i];
     t.index = i;
@@ -427,7 +433,7 @@ inline int run(dim3 grid, dim3 block, size_t dyn, void (*body)(void *), void *ar
     g_last_error = "emu::launch: " + bad;
     return -1;
   }
-  Launch L;
+  Launch L(g_stacks);
   L.grid = grid;
   L.body = body;
   L.body_arg = arg;
