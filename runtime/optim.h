@@ -6,6 +6,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" { /* the emulator tests (C++) call these as the reference */
+#endif
+
 enum opt_schedule { OPT_CONSTANT, OPT_COSINE };
 
 typedef struct {
@@ -36,5 +40,9 @@ float opt_clip_scale(const opt_config *c, double global_norm);
 void opt_adamw_update(float *w, const float *g, float *m, float *v, int64_t n,
                       float lr, float weight_decay, const opt_config *c,
                       int64_t t, float grad_scale);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

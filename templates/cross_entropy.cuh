@@ -1,0 +1,235 @@
+// cross_entropy.cuh: softmax + cross-entropy fused, chunked over the
+// vocabulary (as llm.c's fused classifier), and the deterministic mean of the
+// per-row losses. Reference: cpu_cross_entropy_forward / _backward in
+// runtime/cpu_ops.c.
+//
+// One block per row of logits [N, V] (T storage):
+//   pass 1 reads the row in 16-byte chunks (8 bf16 or 4 floats per thread per
+//          step) and keeps an online (max, sum of exp) per thread, merged over
+//          the block: no fp32 probabilities and no fp32 copy of the row are
+//          ever stored;
+//   then   loss[n] = log(sum) + max - logits[n, target] (float per row);
+//   pass 2 (when dlogits is not null) reads the row again and writes
+//          dlogits = (softmax - onehot(target)) * scale / N, over the logits
+//          in place (dlogits == logits) or into a separate [N, V] buffer.
+// Each element is read by the thread that then overwrites it, and the target
+// logit is read before the first barrier, so in place is safe.
+//
+// `scale` is a kernel argument (a float on the host, e.g. 1 or 1/accumulation
+// steps), not a device pointer. The division by N is done here, as in the CPU
+// reference: the caller passes the same `scale` it would pass to
+// cpu_cross_entropy_backward.
+//
+// Rows need no alignment: each row's unaligned head and tail (fewer than 16
+// bytes each) are read element by element, the rest as aligned 16-byte
+// vectors, so V = 50257 (unpadded) works. A separate dlogits whose rows are
+// aligned differently from logits falls back to element-wise pass 2.
+//
+// Targets are validated by the runtime on load; a target outside [0, V) does
+// not read or write out of bounds: its row gets loss 0 and a zero gradient
+// (the mean still divides by N).
+#pragma once
+
+namespace lisa {
+
+#ifndef LISA_PACK16_DEFINED_
+#define LISA_PACK16_DEFINED_
+// 16-byte vector access shared by the templates that stream rows (the same
+// text is in cross_entropy.cuh and embedding.cuh; whichever comes first
+// defines it).
+namespace pk {
+
+// 16 bytes of a row: 4 floats or 8 bf16, as raw bits.
+struct alignas(16) Pack16 {
+  unsigned int u[4];
+};
+
+__device__ __forceinline__ Pack16 load16(const void *p) {
+  const uint4 v = *reinterpret_cast<const uint4 *>(p);
+  Pack16 r;
+  r.u[0] = v.x, r.u[1] = v.y, r.u[2] = v.z, r.u[3] = v.w;
+  return r;
+}
+
+__device__ __forceinline__ void store16(void *p, const Pack16 &r) {
+  uint4 v;
+  v.x = r.u[0], v.y = r.u[1], v.z = r.u[2], v.w = r.u[3];
+  *reinterpret_cast<uint4 *>(p) = v;
+}
+
+// The 16/sizeof(T) values of a pack as floats (bf16 is the top half of a
+// float; the element at the lower address is the low half of the word).
+template <typename T> struct PackIO;
+template <> struct PackIO<float> {
+  static constexpr int kVec = 4;
+  static __device__ __forceinline__ void unpack(const Pack16 &p, float *x) {
+    for (int k = 0; k < 4; k++) x[k] = __uint_as_float(p.u[k]);
+  }
+  static __device__ __forceinline__ Pack16 pack(const float *x) {
+    Pack16 p;
+    for (int k = 0; k < 4; k++) p.u[k] = __float_as_uint(x[k]);
+    return p;
+  }
+};
+template <> struct PackIO<__nv_bfloat16> {
+  static constexpr int kVec = 8;
+  static __device__ __forceinline__ void unpack(const Pack16 &p, float *x) {
+    for (int k = 0; k < 4; k++) {
+      x[2 * k] = __uint_as_float(p.u[k] << 16);
+      x[2 * k + 1] = __uint_as_float(p.u[k] & 0xffff0000u);
+    }
+  }
+  static __device__ __forceinline__ Pack16 pack(const float *x) {
+    Pack16 p;
+    for (int k = 0; k < 4; k++) {
+      // round to nearest even, as from_f32 / __float2bfloat16_rn
+      const unsigned lo = __bfloat16_as_ushort(__float2bfloat16_rn(x[2 * k]));
+      const unsigned hi = __bfloat16_as_ushort(__float2bfloat16_rn(x[2 * k + 1]));
+      p.u[k] = lo | (hi << 16);
+    }
+    return p;
+  }
+};
+
+__device__ __forceinline__ bool aligned16(const void *p) {
+  return (reinterpret_cast<unsigned long long>(p) & 15ull) == 0;
+}
+
+}  // namespace pk
+#endif  // LISA_PACK16_DEFINED_
+
+namespace ce_detail {
+using pk::Pack16;
+using pk::PackIO;
+using pk::load16;
+using pk::store16;
+
+// Elements before the first 16-byte boundary of a row starting at p.
+template <typename T> __device__ __forceinline__ int head_len(const T *p, int V) {
+  const unsigned mis = (unsigned)(reinterpret_cast<unsigned long long>(p) & 15ull);
+  const int h = (int)(((16u - mis) & 15u) / sizeof(T));
+  return h < V ? h : V;
+}
+
+// Online softmax state: m is the running max, s = sum exp(x - m).
+__device__ __forceinline__ void online_add(float &m, float &s, float x) {
+  if (x > m) {
+    s = s * expf(m - x) + 1.0f;
+    m = x;
+  } else {
+    s += expf(x - m);
+  }
+}
+
+// dlogits[i] = exp(x - max) * f, minus sn at the target
+__device__ __forceinline__ float grad(float x, int i, float row_max, float f, float sn, int hit) {
+  const float d = expf(x - row_max) * f;
+  return i == hit ? d - sn : d;
+}
+
+}  // namespace ce_detail
+
+// launch: grid (N), block (THREADS), dynamic smem: 0 bytes
+// tunables: THREADS {256,512,1024} default 1024
+// scratch: none (loss is the caller's float [N] of per-row losses)
+// The __global__ wrapper should carry __launch_bounds__(THREADS).
+//   logits  [N, V] T, read (and overwritten when dlogits == logits)
+//   targets [N] int32
+//   loss    [N] float, written: -log softmax(logits[n])[targets[n]]
+//   dlogits [N, V] T or nullptr (loss only), written:
+//           (softmax - onehot) * scale / N; may equal logits
+template <typename T, int V, int THREADS>
+__device__ void cross_entropy_fused(T *dlogits, float *loss, const T *logits,
+                                    const int *targets, int N, float scale) {
+  static_assert(V >= 1, "V: at least one class");
+  using IO = ce_detail::PackIO<T>;
+  constexpr int VEC = IO::kVec;
+  const int n = blockIdx.x;
+  if (n >= N) return;
+  const int tid = threadIdx.x;
+  const T *row = logits + (long long)n * V;
+  const int target = targets[n];
+  const bool valid = target >= 0 && target < V;
+
+  // The target logit, read before any barrier (so before any write).
+  float x_target = 0.0f;
+  if (tid == 0 && valid) x_target = to_f32(row[target]);
+
+  // pass 1: online max / sum of exp
+  const int head = ce_detail::head_len(row, V);
+  const int nvec = (V - head) / VEC;
+  const int tail = head + nvec * VEC;
+  float m = kNegBig, s = 0.0f;
+  if (tid < head) ce_detail::online_add(m, s, to_f32(row[tid]));
+  for (int k = tid; k < nvec; k += THREADS) {
+    float x[VEC];
+    IO::unpack(ce_detail::load16(row + head + (long long)k * VEC), x);
+    float mx = x[0];
+    for (int j = 1; j < VEC; j++) mx = fmaxf(mx, x[j]);
+    if (mx > m) {
+      s *= expf(m - mx);
+      m = mx;
+    }
+    for (int j = 0; j < VEC; j++) s += expf(x[j] - m);
+  }
+  for (int i = tail + tid; i < V; i += THREADS) ce_detail::online_add(m, s, to_f32(row[i]));
+
+  const float row_max = block_max<THREADS>(m);
+  const float sum = block_sum<THREADS>(s * expf(m - row_max));
+
+  if (tid == 0)
+    loss[n] = valid ? (float)(log((double)sum) + (double)row_max - (double)x_target) : 0.0f;
+  if (dlogits == nullptr) return;
+
+  // pass 2: dlogits = exp(x - max) * (scale / N / sum), minus scale / N at the
+  // target (the CPU reference's order of operations).
+  T *drow = dlogits + (long long)n * V;
+  const float sn = scale / (float)N;
+  const float f = valid ? (float)((double)sn / (double)sum) : 0.0f;
+  const int hit = valid ? target : -1;
+  const bool same_align =
+      ((reinterpret_cast<unsigned long long>(drow) ^ reinterpret_cast<unsigned long long>(row)) &
+       15ull) == 0;
+  if (same_align) {
+    if (tid < head)
+      drow[tid] = from_f32<T>(ce_detail::grad(to_f32(row[tid]), tid, row_max, f, sn, hit));
+    for (int k = tid; k < nvec; k += THREADS) {
+      const int i0 = head + k * VEC;
+      float x[VEC];
+      IO::unpack(ce_detail::load16(row + i0), x);
+      for (int j = 0; j < VEC; j++) x[j] = ce_detail::grad(x[j], i0 + j, row_max, f, sn, hit);
+      ce_detail::store16(drow + i0, IO::pack(x));
+    }
+    for (int i = tail + tid; i < V; i += THREADS)
+      drow[i] = from_f32<T>(ce_detail::grad(to_f32(row[i]), i, row_max, f, sn, hit));
+  } else {
+    for (int i = tid; i < V; i += THREADS)
+      drow[i] = from_f32<T>(ce_detail::grad(to_f32(row[i]), i, row_max, f, sn, hit));
+  }
+}
+
+// launch: grid (1), block (THREADS), dynamic smem: 0 bytes
+// tunables: THREADS {128,256,512,1024} default 256
+// scratch: none
+// mean_loss[0] = sum(loss[0..N)) / N, in double, in an order fixed by
+// THREADS alone (thread t sums rows t, t+THREADS, ... in order, then a fixed
+// tree over threads): bit-identical from run to run. The CPU reference also
+// sums in double (in 64 chunks), so the two agree to double rounding.
+template <int THREADS>
+__device__ void cross_entropy_mean(float *mean_loss, const float *loss, int N) {
+  static_assert(THREADS >= 32 && THREADS <= 1024 && (THREADS & (THREADS - 1)) == 0,
+                "THREADS: a power of two in [32, 1024]");
+  __shared__ double part[THREADS];
+  const int tid = threadIdx.x;
+  double s = 0.0;
+  for (int i = tid; i < N; i += THREADS) s += (double)loss[i];
+  part[tid] = s;
+  __syncthreads();
+  for (int w = THREADS / 2; w > 0; w >>= 1) {
+    if (tid < w) part[tid] += part[tid + w];
+    __syncthreads();
+  }
+  if (tid == 0) mean_loss[0] = N > 0 ? (float)(part[0] / N) : 0.0f;
+}
+
+}  // namespace lisa
