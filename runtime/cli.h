@@ -4,5 +4,6 @@
 #define LT_CLI_H
 
 int cli_plan(int argc, char **argv);
+int cli_gen(int argc, char **argv);
 
 #endif

@@ -1,0 +1,182 @@
+/* gen_elementwise.c: a run of consecutive element-wise ops (add, mul,
+ * scale, gelu, silu and their backwards, custom activations) becomes one
+ * generated kernel: each element is loaded once, the chain is evaluated in
+ * fp32 registers, and only values someone outside the run reads are
+ * stored. The code is written here, not taken from a template, because the
+ * chain is different for every graph. */
+#include <stdio.h>
+#include <string.h>
+
+#include "gen_internal.h"
+
+#define MAX_RUN 16
+#define MAX_VALS (3 * MAX_RUN)
+
+int gen_is_elementwise(int kind) {
+  switch (kind) {
+  case IR_OP_ADD: case IR_OP_MUL: case IR_OP_SCALE: case IR_OP_GELU: case IR_OP_GELU_BWD:
+  case IR_OP_SILU: case IR_OP_SILU_BWD:
+    return 1;
+  }
+  return 0;
+}
+
+typedef struct {
+  int value[MAX_VALS];
+  int reg[MAX_VALS];   /* register number v<reg> holding it */
+  int n;
+} reg_map;
+
+static int find_reg(const reg_map *rm, int v) {
+  for (int i = 0; i < rm->n; i++)
+    if (rm->value[i] == v) return rm->reg[i];
+  return -1;
+}
+
+static int64_t elements(const gen_ctx *c, int v) {
+  return (int64_t)gen_value_rows(c, v) * c->g->values[v].cols;
+}
+
+/* Items first.. that form the run: element-wise, same shape, not absorbed. */
+static int collect_run(gen_ctx *c, int first, int *run) {
+  const ir_op *op0 = c->items[first].op;
+  int64_t n0 = elements(c, op0->out[0]);
+  int64_t cols0 = c->g->values[op0->out[0]].cols;
+  int n = 0;
+  for (int i = first; i < c->n_items && n < MAX_RUN; i++) {
+    if (c->items[i].absorbed) continue;
+    const ir_op *op = c->items[i].op;
+    if (!gen_is_elementwise(op->kind)) break;
+    if (elements(c, op->out[0]) != n0 || c->g->values[op->out[0]].cols != cols0) break;
+    if (i != first && op->kind == IR_OP_ADD && gen_try_fuse_add_gemm(c, i)) continue;
+    run[n++] = i;
+  }
+  return n;
+}
+
+/* Reads of v by ops outside the run. */
+static int outside_reads(const gen_ctx *c, const int *run, int n, int v) {
+  int inside = 0;
+  for (int r = 0; r < n; r++) {
+    const ir_op *op = c->items[run[r]].op;
+    for (int k = 0; k < op->n_in; k++) inside += op->in[k] == v;
+  }
+  return c->readers[v] - inside;
+}
+
+/* The fp32 expression of one op over registers. */
+static void op_expr(sbuf *b, const ir_op *op, const int *in) {
+  switch (op->kind) {
+  case IR_OP_ADD: sb_printf(b, "v%d + v%d", in[0], in[1]); break;
+  case IR_OP_MUL: sb_printf(b, "v%d * v%d", in[0], in[1]); break;
+  case IR_OP_SCALE: {
+    char f[40];
+    sb_printf(b, "%s * v%d", gen_float(f, op->factor), in[0]);
+    break;
+  }
+  case IR_OP_GELU: sb_printf(b, "lisa::gelu_forward(v%d)", in[0]); break;
+  case IR_OP_GELU_BWD: sb_printf(b, "lisa::gelu_backward(v%d, v%d)", in[0], in[1]); break;
+  case IR_OP_SILU: sb_printf(b, "lisa::silu_forward(v%d)", in[0]); break;
+  case IR_OP_SILU_BWD: sb_printf(b, "lisa::silu_backward(v%d, v%d)", in[0], in[1]); break;
+  }
+}
+
+typedef struct {
+  gen_kb kb;
+  sbuf loads, math, stores;
+  reg_map regs;
+  int next_reg;
+  int64_t cols;
+} run_code;
+
+/* The element of a buffer argument `a<arg>` at row r, column col. */
+static void element_at(sbuf *b, const gen_ref *r, int arg, int64_t cols) {
+  if (r->off == 0 && r->ld == cols) sb_printf(b, "a%d[i]", arg);
+  else sb_printf(b, "a%d[r * %lldLL + %lld + col]", arg, (long long)r->ld, (long long)r->off);
+}
+
+static int load_input(run_code *rc, gen_ctx *c, int v) {
+  int reg = find_reg(&rc->regs, v);
+  if (reg >= 0) return reg;
+  gen_ref r = gen_ref_of(c, v);
+  int arg = rc->kb.n;
+  gen_kb_buf(&rc->kb, r, -1, 0);
+  reg = rc->next_reg++;
+  sb_printf(&rc->loads, "    const float v%d = lisa::to_f32(", reg);
+  element_at(&rc->loads, &r, arg, rc->cols);
+  sb_puts(&rc->loads, ");\n");
+  rc->regs.value[rc->regs.n] = v, rc->regs.reg[rc->regs.n++] = reg;
+  return reg;
+}
+
+static void store_output(run_code *rc, gen_ctx *c, int v, int reg) {
+  gen_ref r = gen_ref_of(c, v);
+  int arg = rc->kb.n;
+  int dt = gen_buf_dtype(c, r.buf);
+  gen_kb_buf(&rc->kb, r, -1, 1);
+  sb_puts(&rc->stores, "    ");
+  element_at(&rc->stores, &r, arg, rc->cols);
+  if (dt == GEN_F32) sb_printf(&rc->stores, " = v%d;\n", reg);
+  else sb_printf(&rc->stores, " = lisa::from_f32<lisa_t>(v%d);\n", reg);
+}
+
+static void label_run(gen_ctx *c, const int *run, int n, char *out, size_t cap) {
+  size_t len = 0;
+  out[0] = 0;
+  for (int r = 0; r < n && len + 1 < cap; r++) {
+    const ir_op *op = c->items[run[r]].op;
+    len += (size_t)snprintf(out + len, cap - len, "%s%s -> %s", r ? "; " : "",
+                            ir_op_name(op->kind), gen_vname(c, op->out[0]));
+    if (len >= cap) break;
+  }
+}
+
+int gen_lower_elementwise(gen_ctx *c, int first) {
+  int run[MAX_RUN];
+  int n = collect_run(c, first, run);
+  char label[192];
+  label_run(c, run, n, label, sizeof label);
+  run_code rc;
+  memset(&rc, 0, sizeof rc);
+  const ir_op *op0 = c->items[first].op;
+  rc.cols = c->g->values[op0->out[0]].cols;
+  int scalar = c->g->values[op0->out[0]].scalar;
+  gen_kb_begin(&rc.kb, c, "elementwise", label);
+  if (!scalar) gen_kb_rows(&rc.kb); /* a0 */
+  for (int r = 0; r < n; r++) {
+    const ir_op *op = c->items[run[r]].op;
+    int in[IR_MAX_IN];
+    for (int k = 0; k < op->n_in; k++) in[k] = load_input(&rc, c, op->in[k]);
+    int reg = rc.next_reg++;
+    sb_printf(&rc.math, "    const float v%d = ", reg);
+    op_expr(&rc.math, op, in);
+    sb_puts(&rc.math, ";\n");
+    int out = op->out[0];
+    rc.regs.value[rc.regs.n] = out, rc.regs.reg[rc.regs.n++] = reg;
+    if (c->keep[out] || outside_reads(c, run, n, out) > 0) store_output(&rc, c, out, reg);
+    c->items[run[r]].absorbed = 1;
+    c->producer_step[out] = c->p->n_steps - 1;
+  }
+  const unsigned threads = (unsigned)gen_tune(c, "elementwise", "THREADS", 256);
+  int64_t total = elements(c, op0->out[0]);
+  int64_t blocks = (total + threads - 1) / threads;
+  gen_kb_launch(&rc.kb, (unsigned)(blocks < 1024 ? blocks : 1024), 1, 1, threads, 0);
+  sbuf body = {0};
+  sb_printf(&body,
+            "const long long n = %s%lldLL;\n"
+            "  for (long long i = (long long)blockIdx.x * %u + threadIdx.x; i < n;\n"
+            "       i += (long long)gridDim.x * %u) {\n"
+            "    const long long r = i / %lld, col = i %% %lld;\n"
+            "    (void)r, (void)col;\n%s%s%s  }",
+            scalar ? "" : "(long long)a0 * ", (long long)(scalar ? total : rc.cols), threads,
+            threads, (long long)rc.cols, (long long)rc.cols, sb_str(&rc.loads), sb_str(&rc.math),
+            sb_str(&rc.stores));
+  const char *text = body.s;
+  gen_kb_end(&rc.kb, text ? text : "");
+  int failed = body.failed || rc.loads.failed || rc.math.failed || rc.stores.failed;
+  sb_free(&body);
+  sb_free(&rc.loads);
+  sb_free(&rc.math);
+  sb_free(&rc.stores);
+  return failed ? lt_fail(c->err, "out of memory") : 0;
+}

@@ -1,0 +1,466 @@
+/* gen_ops.c: the ops that map onto a kernel template (templates/):
+ * norms, attention, rope, embeddings, cross-entropy, copies and the bias
+ * gradient. Each rule picks the template, its constants and its launch, and
+ * fuses what the template can take in (the residual gradient into a norm's
+ * dX, the position embedding into the token embedding, cross-entropy's
+ * backward into its forward). Launch shapes mirror the templates' documented
+ * defaults, which are passed explicitly so the two cannot drift apart. */
+#include <stdio.h>
+#include <string.h>
+
+#include "gen_internal.h"
+
+/* Hopper's SM count: sizes the split of row reductions over blocks. */
+#define TARGET_SMS 132
+
+static int elem_bytes(const gen_ctx *c) { return c->cfg->dtype == GEN_BF16 ? 2 : 4; }
+static const char *T_(void) { return "lisa_t"; }
+static int64_t cols_of(const gen_ctx *c, int v) { return c->g->values[v].cols; }
+static int N_of(const gen_ctx *c) { return c->cfg->B * c->cfg->T; }
+static unsigned ceil_div(int64_t a, int64_t b) { return (unsigned)((a + b - 1) / b); }
+
+/* templates/norm.cuh: vec_width_for, norm_threads, norm_rows, norm_wb_* */
+static int vec_width(int eb, int64_t n) {
+  int v = 16 / eb;
+  while (v > 1 && n % v != 0) v /= 2;
+  return v;
+}
+
+static int norm_threads(int eb, int64_t C) {
+  int64_t nv = C / vec_width(eb, C);
+  if (nv <= 128) return 32;
+  int64_t vpt = (nv + 511) / 512, t = (nv + vpt - 1) / vpt;
+  return (int)((t + 31) / 32 * 32);
+}
+
+static void emit_norm_fwd(gen_ctx *c, const ir_op *op, int rms) {
+  int64_t C = cols_of(c, op->in[0]);
+  int threads = norm_threads(elem_bytes(c), C), rows = threads == 32 ? 4 : 1;
+  char label[192], body[256];
+  snprintf(label, sizeof label, "%s %s -> %s", rms ? "rmsnorm" : "layernorm",
+           gen_vname(c, op->in[0]), gen_vname(c, op->out[0]));
+  gen_kb kb;
+  gen_kb_begin(&kb, c, rms ? "rmsnorm_forward" : "layernorm_forward", label);
+  gen_kb_buf(&kb, gen_ref_of(c, op->out[0]), -1, 1);
+  if (!rms) gen_kb_buf(&kb, gen_ref_of(c, op->out[1]), GEN_F32, 1);
+  gen_kb_buf(&kb, gen_ref_of(c, op->out[rms ? 1 : 2]), GEN_F32, 1);
+  for (int k = 0; k < op->n_in; k++) gen_kb_buf(&kb, gen_ref_of(c, op->in[k]), -1, 0);
+  gen_kb_rows(&kb);
+  gen_kb_launch(&kb, ceil_div(N_of(c), rows), 1, 1, (unsigned)(threads * rows), 0);
+  char eps[40];
+  snprintf(body, sizeof body, "lisa::%s<%s, %lld, %d, %d>(%%A, %s);",
+           rms ? "rmsnorm_forward" : "layernorm_forward", T_(), (long long)C, threads, rows,
+           gen_float(eps, op->eps));
+  gen_kb_end(&kb, body);
+}
+
+/* dx = norm_backward_x(dy) [+ dres]: a following add of dx and the residual
+ * branch's gradient is done by the norm kernel itself. */
+static void emit_norm_bwd_x(gen_ctx *c, int i, int rms) {
+  const ir_op *op = c->items[i].op;
+  int64_t C = cols_of(c, op->in[0]);
+  int threads = norm_threads(elem_bytes(c), C), rows = threads == 32 ? 4 : 1;
+  int out = op->out[0], dres = -1;
+  int j = gen_sole_reader(c, out);
+  if (j > i && !c->items[j].absorbed && c->items[j].op->kind == IR_OP_ADD) {
+    const ir_op *add = c->items[j].op;
+    dres = add->in[0] == out ? add->in[1] : add->in[0];
+    out = add->out[0];
+    c->items[j].absorbed = 1;
+    c->producer_step[out] = c->p->n_steps; /* the step made below */
+  }
+  char label[192], body[256];
+  snprintf(label, sizeof label, "%s_bwd_x %s -> %s%s%s", rms ? "rmsnorm" : "layernorm",
+           gen_vname(c, op->in[0]), gen_vname(c, out), dres >= 0 ? " (+ " : "",
+           dres >= 0 ? gen_vname(c, dres) : "");
+  if (dres >= 0) strncat(label, ")", sizeof label - strlen(label) - 1);
+  gen_kb kb;
+  gen_kb_begin(&kb, c, rms ? "rmsnorm_backward_x" : "layernorm_backward_x", label);
+  gen_kb_buf(&kb, gen_ref_of(c, out), -1, 1);
+  for (int k = 0; k < op->n_in; k++)
+    gen_kb_buf(&kb, gen_ref_of(c, op->in[k]), c->p->bufs[op->in[k]].dtype, 0);
+  gen_kb_buf(&kb, dres >= 0 ? gen_ref_of(c, dres) : (gen_ref){-1, 0, 0}, -1, 0);
+  gen_kb_rows(&kb);
+  gen_kb_launch(&kb, ceil_div(N_of(c), rows), 1, 1, (unsigned)(threads * rows), 0);
+  snprintf(body, sizeof body, "lisa::%s<%s, %lld, %d, %d>(%%A);",
+           rms ? "rmsnorm_backward_x" : "layernorm_backward_x", T_(), (long long)C, threads,
+           rows);
+  gen_kb_end(&kb, body);
+}
+
+/* dw (and db) += column sums, in two deterministic stages. */
+static int emit_norm_bwd_w(gen_ctx *c, const ir_op *op, int rms) {
+  int64_t C = cols_of(c, op->in[0]);
+  int eb = elem_bytes(c), vec = vec_width(eb, C);
+  int64_t nv = C / vec;
+  int bx = nv > 16 ? 32 : nv > 8 ? 16 : 8, by = 256 / bx > 32 ? 32 : 256 / bx;
+  unsigned gx = ceil_div(C, (int64_t)bx * vec);
+  int64_t parts = ceil_div(N_of(c), 4 * by), cap = 2 * TARGET_SMS / gx;
+  if (cap < 1) cap = 1;
+  if (parts > cap) parts = cap;
+  if (parts > 1024) parts = 1024;
+  char name[96], label[192], body[256];
+  snprintf(name, sizeof name, "%s.partial", gen_vname(c, op->out[0]));
+  int ws = gen_add_workspace(c, name, GEN_F32, rms ? parts : 2 * parts, C);
+  if (ws < 0) return -1;
+  snprintf(label, sizeof label, "%s dW partial sums of %s", rms ? "rmsnorm" : "layernorm",
+           gen_vname(c, op->in[0]));
+  gen_kb kb;
+  gen_kb_begin(&kb, c, rms ? "rmsnorm_backward_w_partial" : "layernorm_backward_wb_partial",
+               label);
+  gen_kb_buf(&kb, (gen_ref){ws, 0, C}, GEN_F32, 1);
+  for (int k = 0; k < op->n_in; k++)
+    gen_kb_buf(&kb, gen_ref_of(c, op->in[k]), c->p->bufs[op->in[k]].dtype, 0);
+  gen_kb_rows(&kb);
+  gen_kb_launch(&kb, gx, (unsigned)parts, 1, (unsigned)bx, 0);
+  if (kb.st) kb.st->block[1] = (unsigned)by;
+  snprintf(body, sizeof body, "lisa::%s<%s, %lld, %d, %d>(%%A);",
+           rms ? "rmsnorm_backward_w_partial" : "layernorm_backward_wb_partial", T_(),
+           (long long)C, bx, by);
+  gen_kb_end(&kb, body);
+
+  snprintf(label, sizeof label, "%s dW += partial sums -> %s%s%s", rms ? "rmsnorm" : "layernorm",
+           gen_vname(c, op->out[0]), rms ? "" : ", ", rms ? "" : gen_vname(c, op->out[1]));
+  gen_kb_begin(&kb, c, "norm_backward_w_finish", label);
+  gen_kb_buf(&kb, gen_ref_of(c, op->out[0]), GEN_F32, 1);
+  gen_kb_buf(&kb, rms ? (gen_ref){-1, 0, 0} : gen_ref_of(c, op->out[1]), GEN_F32, 1);
+  gen_kb_buf(&kb, (gen_ref){ws, 0, C}, GEN_F32, 0);
+  gen_kb_launch(&kb, ceil_div(C, 256), 1, 1, 256, 0);
+  snprintf(body, sizeof body, "lisa::norm_backward_w_finish<%lld, 256>(%%A, %lld);",
+           (long long)C, (long long)parts);
+  gen_kb_end(&kb, body);
+  return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* attention: q, k, v and their gradients may be strided views */
+
+typedef struct {
+  int hd, heads, kv_heads, causal;
+} attn_shape;
+
+static attn_shape attn_of(const gen_ctx *c, const ir_op *op, int q) {
+  attn_shape a = {(int)(cols_of(c, q) / op->heads), op->heads, op->kv_heads ? op->kv_heads : op->heads,
+                  op->causal};
+  return a;
+}
+
+static void emit_attention_fwd(gen_ctx *c, const ir_op *op) {
+  attn_shape a = attn_of(c, op, op->in[0]);
+  gen_ref y = gen_ref_of(c, op->out[0]), q = gen_ref_of(c, op->in[0]),
+          k = gen_ref_of(c, op->in[1]), v = gen_ref_of(c, op->in[2]);
+  char label[192], body[384];
+  snprintf(label, sizeof label, "attention %s, %s, %s -> %s, %s", gen_vname(c, op->in[0]),
+           gen_vname(c, op->in[1]), gen_vname(c, op->in[2]), gen_vname(c, op->out[0]),
+           gen_vname(c, op->out[1]));
+  gen_kb kb;
+  gen_kb_begin(&kb, c, "attention_forward", label);
+  gen_kb_buf(&kb, y, -1, 1);
+  gen_kb_buf(&kb, gen_ref_of(c, op->out[1]), GEN_F32, 1);
+  gen_kb_buf(&kb, q, -1, 0);
+  gen_kb_buf(&kb, k, -1, 0);
+  gen_kb_buf(&kb, v, -1, 0);
+  gen_kb_batch(&kb);
+  const int bq = 32, threads = 128;
+  gen_kb_launch(&kb, ceil_div(c->cfg->T, bq), (unsigned)a.heads, (unsigned)c->cfg->B, threads, 0);
+  snprintf(body, sizeof body,
+           "lisa::attention_forward<%s, %d, %d, %d, %d, %s, %d>(a0, %lld, a1, a2, %lld, a3, %lld, "
+           "a4, %lld, a5);",
+           T_(), a.hd, a.heads, a.kv_heads, c->cfg->T, a.causal ? "true" : "false", bq,
+           (long long)y.ld, (long long)q.ld, (long long)k.ld, (long long)v.ld);
+  gen_kb_end(&kb, body);
+}
+
+/* in: dy, q, k, v, y, lse; out: dq, dk, dv. dq first (it also writes
+ * dsum = rowsum(dy * y), which dk/dv need). */
+static int emit_attention_bwd(gen_ctx *c, const ir_op *op) {
+  attn_shape a = attn_of(c, op, op->in[1]);
+  gen_ref dy = gen_ref_of(c, op->in[0]), q = gen_ref_of(c, op->in[1]), k = gen_ref_of(c, op->in[2]),
+          v = gen_ref_of(c, op->in[3]), y = gen_ref_of(c, op->in[4]), lse = gen_ref_of(c, op->in[5]),
+          dq = gen_ref_of(c, op->out[0]), dk = gen_ref_of(c, op->out[1]),
+          dv = gen_ref_of(c, op->out[2]);
+  char name[96], label[192], body[512];
+  snprintf(name, sizeof name, "%s.dsum", gen_vname(c, op->in[4]));
+  int ws = gen_add_workspace(c, name, GEN_F32, N_of(c), a.heads);
+  if (ws < 0) return -1;
+  const char *causal = a.causal ? "true" : "false";
+  snprintf(label, sizeof label, "attention_bwd dq: %s -> %s", gen_vname(c, op->in[0]),
+           gen_vname(c, op->out[0]));
+  gen_kb kb;
+  gen_kb_begin(&kb, c, "attention_backward_dq", label);
+  gen_kb_buf(&kb, dq, -1, 1);
+  gen_kb_buf(&kb, (gen_ref){ws, 0, a.heads}, GEN_F32, 1);
+  gen_kb_buf(&kb, dy, -1, 0);
+  gen_kb_buf(&kb, y, -1, 0);
+  gen_kb_buf(&kb, q, -1, 0);
+  gen_kb_buf(&kb, k, -1, 0);
+  gen_kb_buf(&kb, v, -1, 0);
+  gen_kb_buf(&kb, lse, GEN_F32, 0);
+  gen_kb_batch(&kb);
+  gen_kb_launch(&kb, ceil_div(c->cfg->T, 32), (unsigned)a.heads, (unsigned)c->cfg->B, 128, 0);
+  snprintf(body, sizeof body,
+           "lisa::attention_backward_dq<%s, %d, %d, %d, %d, %s, 32>(a0, %lld, a1, a2, %lld, a3, "
+           "%lld, a4, %lld, a5, %lld, a6, %lld, a7, a8);",
+           T_(), a.hd, a.heads, a.kv_heads, c->cfg->T, causal, (long long)dq.ld, (long long)dy.ld,
+           (long long)y.ld, (long long)q.ld, (long long)k.ld, (long long)v.ld);
+  gen_kb_end(&kb, body);
+
+  snprintf(label, sizeof label, "attention_bwd dk, dv -> %s, %s", gen_vname(c, op->out[1]),
+           gen_vname(c, op->out[2]));
+  gen_kb_begin(&kb, c, "attention_backward_dkdv", label);
+  gen_kb_buf(&kb, dk, -1, 1);
+  gen_kb_buf(&kb, dv, -1, 1);
+  gen_kb_buf(&kb, dy, -1, 0);
+  gen_kb_buf(&kb, q, -1, 0);
+  gen_kb_buf(&kb, k, -1, 0);
+  gen_kb_buf(&kb, v, -1, 0);
+  gen_kb_buf(&kb, lse, GEN_F32, 0);
+  gen_kb_buf(&kb, (gen_ref){ws, 0, a.heads}, GEN_F32, 0);
+  gen_kb_batch(&kb);
+  gen_kb_launch(&kb, ceil_div(c->cfg->T, 32), (unsigned)a.kv_heads, (unsigned)c->cfg->B, 128, 0);
+  snprintf(body, sizeof body,
+           "lisa::attention_backward_dkdv<%s, %d, %d, %d, %d, %s, 32>(a0, %lld, a1, %lld, a2, "
+           "%lld, a3, %lld, a4, %lld, a5, %lld, a6, a7, a8);",
+           T_(), a.hd, a.heads, a.kv_heads, c->cfg->T, causal, (long long)dk.ld, (long long)dv.ld,
+           (long long)dy.ld, (long long)q.ld, (long long)k.ld, (long long)v.ld);
+  gen_kb_end(&kb, body);
+  return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* rope, embeddings, cross-entropy, copies, bias gradient */
+
+static void emit_rope(gen_ctx *c, const ir_op *op, int backward) {
+  gen_ref y = gen_ref_of(c, op->out[0]), x = gen_ref_of(c, op->in[0]);
+  int hd = (int)(cols_of(c, op->in[0]) / op->heads);
+  int rot = op->rotary_dims ? op->rotary_dims : hd;
+  char label[192], body[256];
+  snprintf(label, sizeof label, "%s %s -> %s", backward ? "rope_bwd" : "rope",
+           gen_vname(c, op->in[0]), gen_vname(c, op->out[0]));
+  gen_kb kb;
+  gen_kb_begin(&kb, c, backward ? "rope_backward" : "rope_forward", label);
+  gen_kb_buf(&kb, y, -1, 1);
+  gen_kb_buf(&kb, x, -1, 0);
+  gen_kb_rows(&kb);
+  const int tx = 16, ty = 16;
+  char theta[40];
+  gen_kb_launch(&kb, ceil_div(N_of(c), ty), 1, 1, tx, 0);
+  if (kb.st) kb.st->block[1] = ty;
+  snprintf(body, sizeof body,
+           "lisa::%s<%s, %d, %d, %d, %d, %d>(a0, %lldLL, a1, %lldLL, a2, %d, %s, nullptr);",
+           backward ? "rope_backward" : "rope_forward", T_(), op->heads, hd, rot, tx, ty,
+           (long long)y.ld, (long long)x.ld, c->cfg->T, gen_float(theta, op->theta));
+  gen_kb_end(&kb, body);
+}
+
+static int vocab_of(const gen_ctx *c, int table) {
+  return (int)c->m->params[c->g->values[table].param].shape[0];
+}
+
+/* embedding -> tok, position_embedding -> pos, add(tok, pos): one kernel. */
+static int emit_embedding(gen_ctx *c, int i) {
+  const ir_op *op = c->items[i].op;
+  int64_t C = cols_of(c, op->out[0]);
+  int out = op->out[0], pos_table = -1;
+  int j = gen_sole_reader(c, op->out[0]);
+  if (j > i && c->items[j].op->kind == IR_OP_ADD && !c->items[j].absorbed) {
+    const ir_op *add = c->items[j].op;
+    int other = add->in[0] == out ? add->in[1] : add->in[0];
+    for (int p = i + 1; p < j; p++) {
+      const ir_op *pe = c->items[p].op;
+      if (pe->kind == IR_OP_POS_EMBEDDING && pe->out[0] == other && gen_sole_reader(c, other) == j &&
+          !c->items[p].absorbed) {
+        pos_table = pe->in[0];
+        c->items[p].absorbed = c->items[j].absorbed = 1;
+        out = add->out[0];
+        c->producer_step[out] = c->p->n_steps;
+      }
+    }
+  }
+  char label[192], body[256];
+  snprintf(label, sizeof label, "embedding%s %s -> %s", pos_table >= 0 ? " + position" : "",
+           gen_vname(c, op->in[0]), gen_vname(c, out));
+  gen_kb kb;
+  gen_kb_begin(&kb, c, pos_table >= 0 ? "embedding_pos_forward" : "embedding_forward", label);
+  gen_kb_buf(&kb, gen_ref_of(c, out), -1, 1);
+  gen_kb_buf(&kb, gen_ref_of(c, op->in[0]), GEN_I32, 0);
+  gen_kb_buf(&kb, gen_ref_of(c, op->in[1]), -1, 0);
+  if (pos_table >= 0) gen_kb_buf(&kb, gen_ref_of(c, pos_table), -1, 0);
+  gen_kb_rows(&kb);
+  gen_kb_launch(&kb, ceil_div((int64_t)N_of(c) * C, 256), 1, 1, 256, 0);
+  if (pos_table >= 0)
+    snprintf(body, sizeof body, "lisa::embedding_pos_forward<%s, %lld, %d, 256>(%%A, %d);", T_(),
+             (long long)C, vocab_of(c, op->in[1]), c->cfg->T);
+  else
+    snprintf(body, sizeof body, "lisa::embedding_forward<%s, %lld, %d, 256>(%%A);", T_(),
+             (long long)C, vocab_of(c, op->in[1]));
+  gen_kb_end(&kb, body);
+  return 0;
+}
+
+static void emit_pos_embedding(gen_ctx *c, const ir_op *op) {
+  int64_t C = cols_of(c, op->out[0]);
+  char label[192], body[256];
+  snprintf(label, sizeof label, "position_embedding -> %s", gen_vname(c, op->out[0]));
+  gen_kb kb;
+  gen_kb_begin(&kb, c, "pos_embedding_forward", label);
+  gen_kb_buf(&kb, gen_ref_of(c, op->out[0]), -1, 1);
+  gen_kb_buf(&kb, gen_ref_of(c, op->in[0]), -1, 0);
+  gen_kb_rows(&kb);
+  gen_kb_launch(&kb, ceil_div((int64_t)N_of(c) * C, 256), 1, 1, 256, 0);
+  snprintf(body, sizeof body, "lisa::pos_embedding_forward<%s, %lld, 256>(%%A, %d);", T_(),
+           (long long)C, c->cfg->T);
+  gen_kb_end(&kb, body);
+}
+
+static void emit_embedding_bwd(gen_ctx *c, const ir_op *op, int pos) {
+  int dy = pos ? op->in[0] : op->in[1];
+  int64_t C = cols_of(c, dy);
+  char label[192], body[256];
+  snprintf(label, sizeof label, "%s_bwd_w %s -> %s", pos ? "position_embedding" : "embedding",
+           gen_vname(c, dy), gen_vname(c, op->out[0]));
+  gen_kb kb;
+  gen_kb_begin(&kb, c, pos ? "pos_embedding_backward" : "embedding_backward", label);
+  gen_kb_buf(&kb, gen_ref_of(c, op->out[0]), GEN_F32, 1);
+  if (!pos) gen_kb_buf(&kb, gen_ref_of(c, op->in[0]), GEN_I32, 0);
+  gen_kb_buf(&kb, gen_ref_of(c, dy), -1, 0);
+  gen_kb_rows(&kb);
+  int V = (int)c->m->params[c->g->values[op->out[0]].param].shape[0];
+  if (pos) {
+    gen_kb_launch(&kb, ceil_div((int64_t)c->cfg->T * C, 256), 1, 1, 256, 0);
+    snprintf(body, sizeof body, "lisa::pos_embedding_backward<%s, %lld, 256>(%%A, %d);", T_(),
+             (long long)C, c->cfg->T);
+  } else {
+    gen_kb_launch(&kb, (unsigned)N_of(c), 1, 1, 256, 0);
+    snprintf(body, sizeof body, "lisa::embedding_backward<%s, %lld, %d, 256>(%%A);", T_(),
+             (long long)C, V);
+  }
+  gen_kb_end(&kb, body);
+}
+
+/* cross_entropy + cross_entropy_bwd: per-row losses and the gradient over
+ * the logits in one pass, then the mean. */
+static int emit_cross_entropy(gen_ctx *c, int i) {
+  const ir_op *op = c->items[i].op;
+  int logits = op->in[0], V = (int)cols_of(c, logits), dlogits = -1;
+  for (int j = i + 1; j < c->n_items; j++) {
+    const ir_op *b = c->items[j].op;
+    if (b->kind == IR_OP_CROSS_ENTROPY_BWD && b->in[0] == logits && !c->items[j].absorbed) {
+      dlogits = b->out[0];
+      c->items[j].absorbed = 1;
+      c->producer_step[dlogits] = c->p->n_steps;
+    }
+  }
+  /* the gradient overwrites the logits when nothing else reads them */
+  if (dlogits >= 0 && c->readers[logits] == 2 && !c->keep[logits]) {
+    gen_buffer *b = &c->p->bufs[dlogits];
+    b->role = GEN_BUF_VIEW, b->base = logits, b->off = 0, b->ld = V;
+  }
+  char name[96], label[192], body[256];
+  snprintf(name, sizeof name, "%s.rows", gen_vname(c, op->out[0]));
+  int ws = gen_add_workspace(c, name, GEN_F32, N_of(c), 1);
+  if (ws < 0) return -1;
+  snprintf(label, sizeof label, "cross_entropy%s %s -> per-row loss%s%s",
+           dlogits >= 0 ? " + backward" : "", gen_vname(c, logits), dlogits >= 0 ? ", " : "",
+           dlogits >= 0 ? gen_vname(c, dlogits) : "");
+  gen_kb kb;
+  gen_kb_begin(&kb, c, "cross_entropy_fused", label);
+  gen_kb_buf(&kb, dlogits >= 0 ? gen_ref_of(c, dlogits) : (gen_ref){-1, 0, 0}, -1, 1);
+  gen_kb_buf(&kb, (gen_ref){ws, 0, 1}, GEN_F32, 1);
+  gen_kb_buf(&kb, gen_ref_of(c, logits), -1, 0);
+  gen_kb_buf(&kb, gen_ref_of(c, op->in[1]), GEN_I32, 0);
+  gen_kb_rows(&kb);
+  gen_kb_loss_scale(&kb);
+  gen_kb_launch(&kb, (unsigned)N_of(c), 1, 1, 1024, 0);
+  snprintf(body, sizeof body, "lisa::cross_entropy_fused<%s, %d, 1024>(%%A);", T_(), V);
+  gen_kb_end(&kb, body);
+
+  snprintf(label, sizeof label, "mean of the per-row losses -> %s", gen_vname(c, op->out[0]));
+  gen_kb_begin(&kb, c, "cross_entropy_mean", label);
+  gen_kb_buf(&kb, gen_ref_of(c, op->out[0]), GEN_F32, 1);
+  gen_kb_buf(&kb, (gen_ref){ws, 0, 1}, GEN_F32, 0);
+  gen_kb_rows(&kb);
+  gen_kb_launch(&kb, 1, 1, 1, 256, 0);
+  gen_kb_end(&kb, "lisa::cross_entropy_mean<256>(%A);");
+  return 0;
+}
+
+/* split / concat that could not become views: a column copy per piece. */
+static int emit_copy(gen_ctx *c, const ir_op *op, int concat) {
+  int n = concat ? op->n_in : op->n_out;
+  for (int k = 0; concat && k < n; k++)
+    if (op->in[k] < 0)
+      return lt_fail(c->err, "%s:%d: gen: concat with a missing (zero) piece is not generated yet",
+                     c->m->path, op->line);
+  int64_t off = 0;
+  for (int k = 0; k < n; k++) {
+    int piece = concat ? op->in[k] : op->out[k];
+    int64_t W = concat ? op->sizes[k] : cols_of(c, piece);
+    int whole = concat ? op->out[0] : op->in[0];
+    gen_ref wr = gen_ref_of(c, whole);
+    wr.off += off;
+    off += W;
+    char label[192], body[256];
+    gen_kb kb;
+    snprintf(label, sizeof label, "%s piece %d (%lld columns)", concat ? "concat" : "split", k,
+             (long long)W);
+    gen_kb_begin(&kb, c, "copy_cols", label);
+    if (concat) {
+      gen_kb_buf(&kb, wr, -1, 1);
+      gen_kb_buf(&kb, piece >= 0 ? gen_ref_of(c, piece) : (gen_ref){-1, 0, 0}, -1, 0);
+    } else {
+      gen_kb_buf(&kb, gen_ref_of(c, piece), -1, 1);
+      gen_kb_buf(&kb, wr, -1, 0);
+    }
+    gen_kb_rows(&kb);
+    gen_kb_launch(&kb, ceil_div(N_of(c), 8), 1, 1, 32, 0);
+    if (kb.st) kb.st->block[1] = 8;
+    gen_ref dst = concat ? wr : gen_ref_of(c, piece);
+    gen_ref src = concat ? gen_ref_of(c, piece) : wr;
+    snprintf(body, sizeof body, "lisa::copy_cols<%s, %lld, 32, 8>(a0, %lldLL, a1, %lldLL, a2);",
+             T_(), (long long)W, (long long)dst.ld, (long long)src.ld);
+    gen_kb_end(&kb, body);
+  }
+  return 0;
+}
+
+static void emit_bias_grad(gen_ctx *c, const ir_op *op) {
+  int64_t C = cols_of(c, op->in[0]);
+  char label[192], body[160];
+  snprintf(label, sizeof label, "linear_bwd_b %s -> %s", gen_vname(c, op->in[0]),
+           gen_vname(c, op->out[0]));
+  gen_kb kb;
+  gen_kb_begin(&kb, c, "bias_grad", label);
+  gen_kb_buf(&kb, gen_ref_of(c, op->out[0]), GEN_F32, 1);
+  gen_kb_buf(&kb, gen_ref_of(c, op->in[0]), -1, 0);
+  gen_kb_rows(&kb);
+  gen_kb_launch(&kb, ceil_div(C, 128), 1, 1, 128, 0);
+  snprintf(body, sizeof body, "lisa::bias_grad<%s, %lld, 128>(%%A);", T_(), (long long)C);
+  gen_kb_end(&kb, body);
+}
+
+int gen_lower_template_op(gen_ctx *c, int i) {
+  const ir_op *op = c->items[i].op;
+  switch (op->kind) {
+  case IR_OP_LAYERNORM: emit_norm_fwd(c, op, 0); return 0;
+  case IR_OP_RMSNORM: emit_norm_fwd(c, op, 1); return 0;
+  case IR_OP_LAYERNORM_BWD_X: emit_norm_bwd_x(c, i, 0); return 0;
+  case IR_OP_RMSNORM_BWD_X: emit_norm_bwd_x(c, i, 1); return 0;
+  case IR_OP_LAYERNORM_BWD_WB: return emit_norm_bwd_w(c, op, 0);
+  case IR_OP_RMSNORM_BWD_W: return emit_norm_bwd_w(c, op, 1);
+  case IR_OP_ATTENTION: emit_attention_fwd(c, op); return 0;
+  case IR_OP_ATTENTION_BWD: return emit_attention_bwd(c, op);
+  case IR_OP_ROPE: emit_rope(c, op, 0); return 0;
+  case IR_OP_ROPE_BWD: emit_rope(c, op, 1); return 0;
+  case IR_OP_EMBEDDING: return emit_embedding(c, i);
+  case IR_OP_POS_EMBEDDING: emit_pos_embedding(c, op); return 0;
+  case IR_OP_EMBEDDING_BWD_W: emit_embedding_bwd(c, op, 0); return 0;
+  case IR_OP_POS_EMBEDDING_BWD_W: emit_embedding_bwd(c, op, 1); return 0;
+  case IR_OP_CROSS_ENTROPY: return emit_cross_entropy(c, i);
+  case IR_OP_SPLIT: return emit_copy(c, op, 0);
+  case IR_OP_CONCAT: return emit_copy(c, op, 1);
+  case IR_OP_LINEAR_BWD_B: emit_bias_grad(c, op); return 0;
+  }
+  return lt_fail(c->err, "%s:%d: gen: no kernel for op '%s'", c->m->path, op->line,
+                 ir_op_name(op->kind));
+}
