@@ -37,13 +37,17 @@
 //    conflict-free: the TC lanes of a group read TC consecutive words and the
 //    other groups of the warp read the same words (broadcast).
 //  - A score is a dot product over HD split across the group's lanes: each
-//    lane sums its columns, then a butterfly (xor shuffle) all-reduce over the
-//    TC lanes leaves every lane with every score of its rows, bit-identical
-//    across lanes (so the softmax statistics agree without more traffic), and
-//    the P*V (or dS*K, P*dY, dS*Q) products need no staging of P at all.
+//    lane sums its columns, then shuffles combine the TC partial sums.
+//    Forward: per chunk of TC keys a reduce-scatter (TC-1 shuffles) leaves
+//    lane tc with the score of key tc of the chunk, so exp2f runs once per
+//    score (not TC times) and only R*(TC + BK/TC) scores are live; P*V then
+//    broadcasts each p from its owner lane (one shuffle per key and row).
+//    Backward: p needs no running maximum (lse is known), so keys (dq) or
+//    query rows (dkdv) are taken one at a time: a butterfly all-reduce
+//    (log2(TC) shuffles, bit-identical on every lane) gives s and dy.v, and
+//    ds feeds the rank-1 updates at once; nothing of size BK is kept.
 //    Per streamed element loaded from smem a thread does R FMAs (register
-//    micro-tile R rows x ceil(HD/TC) columns); shuffles cost R*BK*log2(TC)
-//    per tile against 2*R*BK*HD/TC FMAs.
+//    micro-tile R rows x ceil(HD/TC) columns).
 //  - Forward: online softmax in the log2 domain (q pre-scaled by
 //    log2(e)/sqrt(HD), exp2f); y = o / l and lse written once at the end.
 //  - Causal: a query tile stops at its last key tile and a key block (dkdv)
