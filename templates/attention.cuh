@@ -162,10 +162,10 @@ struct cfg {
 // R*(2*ceil(HD/TC) + TC + BK/TC) with R = BQ*TC/THREADS rows per lane group.
 //
 // launch: grid (ceil(SEQ/BQ), HEADS, B), block (THREADS), dynamic smem: 0 bytes
-// tunables: BQ {16,32,64,128} default 64; BK {16,32,64} default 32; THREADS {64,128,256} default 256; TC {4,8,16} default 8
+// tunables: BQ {16,32,64,128} default 32; BK {16,32,64} default 16; THREADS {64,128,256} default 128; TC {4,8,16} default 8
 // scratch: none
-template <typename T, int HD, int HEADS, int KV_HEADS, int SEQ, bool CAUSAL, int BQ = 64,
-          int BK = 32, int THREADS = 256, int TC = 8>
+template <typename T, int HD, int HEADS, int KV_HEADS, int SEQ, bool CAUSAL, int BQ = 32,
+          int BK = 16, int THREADS = 128, int TC = 8>
 __device__ __forceinline__ void attention_forward(T *__restrict__ y, int ys,
                                                   float *__restrict__ lse,
                                                   const T *__restrict__ q, int qs,
@@ -179,6 +179,7 @@ __device__ __forceinline__ void attention_forward(T *__restrict__ y, int ys,
   __shared__ float Ks[BK * HD];
   __shared__ float Vs[BK * HD];
 
+  if (blockDim.x != THREADS) __trap();  // the launch must match the template
   const int b = blockIdx.z;
   if (b >= B) return;
   const int qt = (int)gridDim.x - 1 - (int)blockIdx.x;  // heavy causal tiles first
@@ -307,10 +308,10 @@ LISA_ATT_UNROLL
 // tile.
 //
 // launch: grid (ceil(SEQ/BQ), HEADS, B), block (THREADS), dynamic smem: 0 bytes
-// tunables: BQ {16,32,64,128} default 64; BK {16,32,64} default 32; THREADS {64,128,256} default 256; TC {4,8,16} default 8
+// tunables: BQ {16,32,64,128} default 32; BK {16,32,64} default 32; THREADS {64,128,256} default 128; TC {4,8,16} default 8
 // scratch: dsum, float [B*SEQ*HEADS] (written here, read by attention_backward_dkdv)
-template <typename T, int HD, int HEADS, int KV_HEADS, int SEQ, bool CAUSAL, int BQ = 64,
-          int BK = 32, int THREADS = 256, int TC = 8>
+template <typename T, int HD, int HEADS, int KV_HEADS, int SEQ, bool CAUSAL, int BQ = 32,
+          int BK = 32, int THREADS = 128, int TC = 8>
 __device__ __forceinline__ void attention_backward_dq(
     T *__restrict__ dq, int dqs, float *__restrict__ dsum, const T *__restrict__ dy, int dys,
     const T *__restrict__ y, int ys, const T *__restrict__ q, int qs, const T *__restrict__ k,
@@ -321,6 +322,7 @@ __device__ __forceinline__ void attention_backward_dq(
   __shared__ float Ks[BK * HD];
   __shared__ float Vs[BK * HD];
 
+  if (blockDim.x != THREADS) __trap();  // the launch must match the template
   const int b = blockIdx.z;
   if (b >= B) return;
   const int qt = (int)gridDim.x - 1 - (int)blockIdx.x;
@@ -421,10 +423,10 @@ LISA_ATT_UNROLL
 // BKV*TC/THREADS.
 //
 // launch: grid (ceil(SEQ/BKV), KV_HEADS, B), block (THREADS), dynamic smem: 0 bytes
-// tunables: BKV {16,32,64,128} default 64; BQ {16,32,64} default 16; THREADS {64,128,256} default 256; TC {4,8,16} default 8
+// tunables: BKV {16,32,64,128} default 32; BQ {16,32,64} default 16; THREADS {64,128,256} default 128; TC {4,8,16} default 8
 // scratch: reads dsum, float [B*SEQ*HEADS], as written by attention_backward_dq
-template <typename T, int HD, int HEADS, int KV_HEADS, int SEQ, bool CAUSAL, int BKV = 64,
-          int BQ = 16, int THREADS = 256, int TC = 8>
+template <typename T, int HD, int HEADS, int KV_HEADS, int SEQ, bool CAUSAL, int BKV = 32,
+          int BQ = 16, int THREADS = 128, int TC = 8>
 __device__ __forceinline__ void attention_backward_dkdv(
     T *__restrict__ dk, int dks, T *__restrict__ dv, int dvs, const T *__restrict__ dy, int dys,
     const T *__restrict__ q, int qs, const T *__restrict__ k, int ks, const T *__restrict__ v,
@@ -438,6 +440,7 @@ __device__ __forceinline__ void attention_backward_dkdv(
   __shared__ float Ls[BQ];  // lse * log2(e)
   __shared__ float Ds[BQ];  // dsum
 
+  if (blockDim.x != THREADS) __trap();  // the launch must match the template
   const int b = blockIdx.z;
   if (b >= B) return;
   const int kt = (int)gridDim.x - 1 - (int)blockIdx.x;  // causal: early keys work most

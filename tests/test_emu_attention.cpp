@@ -9,6 +9,7 @@
 #include "lisa_common.cuh"
 #include "attention.cuh"
 
+#include <type_traits>
 #include <vector>
 
 #include "cpu_ops.h"
@@ -18,28 +19,42 @@
 template <int BQ_, int BK_, int KB_, int KQ_, int THREADS_, int TC_> struct Tun {
   static constexpr int BQ = BQ_, BK = BK_, KB = KB_, KQ = KQ_, THREADS = THREADS_, TC = TC_;
 };
-using Defaults = Tun<64, 32, 64, 16, 256, 8>;  // the templates' defaults
+// The templates' defaults, as the generator gets them when it passes only the
+// first tunable: the wrappers then call the templates without tunables, and
+// these numbers only size the grid and the block.
+struct Defaults : Tun<32, 16, 32, 16, 128, 8> {};
 
 // The generated wrappers, as the generator would write them.
 template <class T, int HD, int H, int KV, int S, bool C, class P>
 __global__ void fwd_kernel(T *y, int ys, float *lse, const T *q, int qs, const T *k, int ks,
                            const T *v, int vs, int B) {
-  lisa::attention_forward<T, HD, H, KV, S, C, P::BQ, P::BK, P::THREADS, P::TC>(
-      y, ys, lse, q, qs, k, ks, v, vs, B);
+  if constexpr (std::is_same_v<P, Defaults>)
+    lisa::attention_forward<T, HD, H, KV, S, C>(y, ys, lse, q, qs, k, ks, v, vs, B);
+  else
+    lisa::attention_forward<T, HD, H, KV, S, C, P::BQ, P::BK, P::THREADS, P::TC>(
+        y, ys, lse, q, qs, k, ks, v, vs, B);
 }
 template <class T, int HD, int H, int KV, int S, bool C, class P>
 __global__ void dq_kernel(T *dq, int dqs, float *dsum, const T *dy, int dys, const T *y, int ys,
                           const T *q, int qs, const T *k, int ks, const T *v, int vs,
                           const float *lse, int B) {
-  lisa::attention_backward_dq<T, HD, H, KV, S, C, P::BQ, P::BK, P::THREADS, P::TC>(
-      dq, dqs, dsum, dy, dys, y, ys, q, qs, k, ks, v, vs, lse, B);
+  if constexpr (std::is_same_v<P, Defaults>)
+    lisa::attention_backward_dq<T, HD, H, KV, S, C>(dq, dqs, dsum, dy, dys, y, ys, q, qs, k, ks,
+                                                    v, vs, lse, B);
+  else
+    lisa::attention_backward_dq<T, HD, H, KV, S, C, P::BQ, P::BK, P::THREADS, P::TC>(
+        dq, dqs, dsum, dy, dys, y, ys, q, qs, k, ks, v, vs, lse, B);
 }
 template <class T, int HD, int H, int KV, int S, bool C, class P>
 __global__ void dkdv_kernel(T *dk, int dks, T *dv, int dvs, const T *dy, int dys, const T *q,
                             int qs, const T *k, int ks, const T *v, int vs, const float *lse,
                             const float *dsum, int B) {
-  lisa::attention_backward_dkdv<T, HD, H, KV, S, C, P::KB, P::KQ, P::THREADS, P::TC>(
-      dk, dks, dv, dvs, dy, dys, q, qs, k, ks, v, vs, lse, dsum, B);
+  if constexpr (std::is_same_v<P, Defaults>)
+    lisa::attention_backward_dkdv<T, HD, H, KV, S, C>(dk, dks, dv, dvs, dy, dys, q, qs, k, ks, v,
+                                                      vs, lse, dsum, B);
+  else
+    lisa::attention_backward_dkdv<T, HD, H, KV, S, C, P::KB, P::KQ, P::THREADS, P::TC>(
+        dk, dks, dv, dvs, dy, dys, q, qs, k, ks, v, vs, lse, dsum, B);
 }
 
 static float to_host_f32(float v) { return v; }
@@ -252,12 +267,22 @@ static void test_bf16() {
   check_case<__nv_bfloat16, 64, 3, 1, 5, false>(1, false, 530);
 }
 
+// A block of the wrong size traps (fails the launch) instead of computing
+// part of the rows.
+static void test_wrong_block_traps() {
+  emu::Guarded<float> q(64), y(64), lse(8);
+  const int rc = emu::launch(dim3(1, 1, 1), dim3(64), 0, fwd_kernel<float, 8, 1, 1, 8, true, Defaults>,
+                             y.data(), 8, lse.data(), q.data(), 8, q.data(), 8, q.data(), 8, 1);
+  CHECK(rc != 0);
+}
+
 int main() {
   RUN(test_fp32_gqa_causal);
   RUN(test_fp32_full_gqa);
   RUN(test_fp32_narrow_heads);
   RUN(test_fp32_defaults);
   RUN(test_bf16);
+  RUN(test_wrong_block_traps);
   printf("worst nmse: fp32 %.2e (limit 1e-7), bf16 %.2e (limit 1e-4)\n", max_nmse_seen[0],
          max_nmse_seen[1]);
   return check_exit();
