@@ -184,15 +184,21 @@ __device__ __forceinline__ void token_backward(float *dwte, const int *ids, cons
   __shared__ unsigned hits[WARPS];
   using IO = pk::PackIO<T>;
   constexpr int VEC = IO::kVec;
-  if (C % VEC == 0 && pk::aligned16(dy) && pk::aligned16(dwte)) {
-    // Thread tid owns packs tid, tid + THREADS, ... of VEC columns.
+  if (C % VEC == 0) {
+    // Thread tid owns packs tid, tid + THREADS, ... of VEC columns, read and
+    // written as 16-byte vectors when dy and dwte are 16-byte aligned, else
+    // element by element (same columns, same order).
     constexpr int CV = C / VEC, PPT = (CV + THREADS - 1) / THREADS;
+    const bool al = pk::aligned16(dy) && pk::aligned16(dwte);
     float acc[PPT][VEC] = {};
     for (int j = 0; j < PPT; j++) {
       const int p = tid + j * THREADS;
-      for (int k = 0; k < VEC; k += 4) {
-        float *a = &acc[j][k];
-        if (p < CV) pk::PackIO<float>::unpack(pk::load16(drow + p * VEC + k), a);
+      if (p >= CV) continue;
+      if (al) {
+        for (int k = 0; k < VEC; k += 4)
+          pk::PackIO<float>::unpack(pk::load16(drow + p * VEC + k), &acc[j][k]);
+      } else {
+        for (int k = 0; k < VEC; k++) acc[j][k] = drow[p * VEC + k];
       }
     }
     for (int m0 = n; m0 < N; m0 += THREADS) {
@@ -209,23 +215,31 @@ __device__ __forceinline__ void token_backward(float *dwte, const int *ids, cons
           const T *dyr = dy + (long long)r * C;
           for (int j = 0; j < PPT; j++) {
             const int p = tid + j * THREADS;
-            if (p < CV) {
-              float x[VEC];
+            if (p >= CV) continue;
+            float x[VEC];
+            if (al) {
               IO::unpack(pk::load16(dyr + p * VEC), x);
-              for (int k = 0; k < VEC; k++) acc[j][k] += x[k];
+            } else {
+              for (int k = 0; k < VEC; k++) x[k] = to_f32(dyr[p * VEC + k]);
             }
+            for (int k = 0; k < VEC; k++) acc[j][k] += x[k];
           }
         }
       }
     }
     for (int j = 0; j < PPT; j++) {
       const int p = tid + j * THREADS;
-      for (int k = 0; k < VEC; k += 4)
-        if (p < CV) pk::store16(drow + p * VEC + k, pk::PackIO<float>::pack(&acc[j][k]));
+      if (p >= CV) continue;
+      if (al) {
+        for (int k = 0; k < VEC; k += 4)
+          pk::store16(drow + p * VEC + k, pk::PackIO<float>::pack(&acc[j][k]));
+      } else {
+        for (int k = 0; k < VEC; k++) drow[p * VEC + k] = acc[j][k];
+      }
     }
   } else {
-    // Unaligned or C not a multiple of the pack: a column strip at a time
-    // (one walk per strip; few registers, as this path is rare for wide C).
+    // C not a multiple of the pack: a column strip at a time (one walk per
+    // strip; few registers).
     for (int j = 0; j < CPT; j++) {
       const int c = tid + j * THREADS;
       float acc = c < C ? drow[c] : 0.0f;
