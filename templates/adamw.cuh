@@ -80,10 +80,10 @@ template <> struct Copy<__nv_bfloat16, true> {
 
 }  // namespace adamw_detail
 
-// launch: grid (G) with G = 4 * SMs (any G >= 1 works: grid-stride),
-//         block (THREADS), dynamic smem: 0 bytes
+// launch: grid (4*SMs), block (THREADS), dynamic smem: 0 bytes
 // tunables: THREADS {128,256,512} default 256
 // scratch: none
+// Any grid G >= 1 works (grid-stride over each tensor).
 // The __global__ wrapper should carry __launch_bounds__(THREADS).
 // For each entry with step >= 1, element by element, in opt_adamw_update's
 // order of operations (the *_rn intrinsics keep nvcc from fusing into FMAs):
@@ -146,11 +146,10 @@ __device__ void adamw_multi(const AdamWTensor *tensors, int count, const float *
   }
 }
 
-// launch: grid (G) with G = 4 * SMs (any G >= 1 works: grid-stride),
-//         block (THREADS), dynamic smem: 0 bytes
+// launch: grid (G = 4*SMs), block (THREADS), dynamic smem: 0 bytes
 // tunables: THREADS {128,256,512} default 256
-// scratch: partials: double[G]; counter: one unsigned, zeroed once when
-//          allocated (the kernel leaves it 0 again)
+// scratch: partials double[G] + counter unsigned[1] (zero it once at allocation; each launch leaves it 0)
+// Any G >= 1 works.
 // The __global__ wrapper should carry __launch_bounds__(THREADS).
 // Sum of g^2 over every entry with step >= 1, in double: each thread sums its
 // grid-stride elements in order, a fixed tree sums the block into

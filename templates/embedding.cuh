@@ -276,30 +276,30 @@ __device__ __forceinline__ void pos_backward(float *dwpe, const T *dy, int N, in
 
 }  // namespace emb_detail
 
-// launch: grid (G) with G = ceil(N*C / THREADS) (any G >= 1 works: grid-stride),
-//         block (THREADS), dynamic smem: 0 bytes
+// launch: grid (ceil(N*C/THREADS)), block (THREADS), dynamic smem: 0 bytes
 // tunables: THREADS {128,256,512} default 256
 // scratch: none
+// Any grid works (grid-stride loop); fewer blocks, more work each.
 // y [N, C] T = wte[ids[n]]; wte [V, C] T; ids [N] int32.
 template <typename T, int C, int V, int THREADS>
 __device__ void embedding_forward(T *y, const int *ids, const T *wte, int N) {
   emb_detail::forward<T, C, V, THREADS, true, false>(y, ids, wte, nullptr, N, 1);
 }
 
-// launch: grid (G) with G = ceil(N*C / THREADS) (any G >= 1 works: grid-stride),
-//         block (THREADS), dynamic smem: 0 bytes
+// launch: grid (ceil(N*C/THREADS)), block (THREADS), dynamic smem: 0 bytes
 // tunables: THREADS {128,256,512} default 256
 // scratch: none
+// Any grid works (grid-stride loop).
 // y [N, C] T = wpe[n % seq]; wpe [>= seq, C] T.
 template <typename T, int C, int THREADS>
 __device__ void pos_embedding_forward(T *y, const T *wpe, int N, int seq) {
   emb_detail::forward<T, C, 1, THREADS, false, true>(y, nullptr, nullptr, wpe, N, seq);
 }
 
-// launch: grid (G) with G = ceil(N*C / THREADS) (any G >= 1 works: grid-stride),
-//         block (THREADS), dynamic smem: 0 bytes
+// launch: grid (ceil(N*C/THREADS)), block (THREADS), dynamic smem: 0 bytes
 // tunables: THREADS {128,256,512} default 256
 // scratch: none
+// Any grid works (grid-stride loop).
 // y [N, C] T = wte[ids[n]] + wpe[n % seq] (fp32 add, one rounding to T).
 template <typename T, int C, int V, int THREADS>
 __device__ void embedding_pos_forward(T *y, const int *ids, const T *wte, const T *wpe, int N,
@@ -316,7 +316,7 @@ __device__ void embedding_backward(float *dwte, const int *ids, const T *dy, int
   if ((int)blockIdx.x < N) emb_detail::token_backward<T, C, V, THREADS>(dwte, ids, dy, N, blockIdx.x);
 }
 
-// launch: grid (ceil(seq*C / THREADS)), block (THREADS), dynamic smem: 0 bytes
+// launch: grid (ceil(seq*C/THREADS)), block (THREADS), dynamic smem: 0 bytes
 // tunables: THREADS {128,256,512} default 256
 // scratch: none
 // dwpe [>= seq, C] float: row t += sum over n = t (mod seq) of dy[n].
@@ -325,11 +325,11 @@ __device__ void pos_embedding_backward(float *dwpe, const T *dy, int N, int seq)
   emb_detail::pos_backward<T, C, THREADS>(dwpe, dy, N, seq, blockIdx.x);
 }
 
-// launch: grid (N + ceil(seq*C / THREADS)), block (THREADS), dynamic smem: 0 bytes
-//         (blocks [0, N) do dwte, the rest dwpe)
+// launch: grid (N + ceil(seq*C/THREADS)), block (THREADS), dynamic smem: 0 bytes
 // tunables: THREADS {128,256,512} default 256
 // scratch: none
-// Both backward passes of embedding_pos_forward in one launch.
+// Both backward passes of embedding_pos_forward in one launch: blocks [0, N)
+// do dwte (as embedding_backward), the rest dwpe (as pos_embedding_backward).
 template <typename T, int C, int V, int THREADS>
 __device__ void embedding_pos_backward(float *dwte, float *dwpe, const int *ids, const T *dy,
                                        int N, int seq) {
