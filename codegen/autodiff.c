@@ -190,7 +190,8 @@ static int total_grad(ad_ctx *c, int v) {
 
 static void emit(ad_ctx *c, const ir_op *fwd, int kind, int n_in, const int *in,
                  int n_out, const int *out, int param_grad) {
-  ir_op op = *fwd; /* keeps eps, heads, causal, sizes, rope's attrs, the line */
+  ir_op op = *fwd; /* keeps eps, heads, causal, sizes, rope's attrs,
+                      .activation, the line */
   op.kind = kind;
   op.n_in = n_in;
   memcpy(op.in, in, (size_t)n_in * sizeof *in);
@@ -273,6 +274,16 @@ static void rule_silu(ad_ctx *c, const ir_op *op, const int *dy) {
   emit(c, op, IR_OP_SILU_BWD, 2, in, 1, out, 0);
 }
 
+/* y = fn(x): dx = dy * dfn(x), as gelu; x is saved, and since dx is not a
+ * parameter gradient the FROZEN path needs x too (saved_dx). emit keeps the
+ * op's .activation, so the backward op finds dfn. */
+static void rule_activation(ad_ctx *c, const ir_op *op, const int *dy) {
+  int x = op->in[0];
+  if (!c->needs[x]) return;
+  int in[2] = {dy[0], x}, out[1] = {fresh_contrib(c, op, x)};
+  emit(c, op, IR_OP_ACTIVATION_BWD, 2, in, 1, out, 0);
+}
+
 /* y = a * b: da = dy * b and db = dy * a, each a mul of its own. */
 static void rule_mul(ad_ctx *c, const ir_op *op, const int *dy) {
   for (int k = 0; k < 2; k++) {
@@ -336,6 +347,7 @@ static void apply_rule(ad_ctx *c, const ir_op *op, const int *dy) {
   case IR_OP_SILU: rule_silu(c, op, dy); break;
   case IR_OP_MUL: rule_mul(c, op, dy); break;
   case IR_OP_SCALE: rule_scale(c, op, dy); break;
+  case IR_OP_ACTIVATION: rule_activation(c, op, dy); break;
   case IR_OP_CROSS_ENTROPY: rule_cross_entropy(c, op); break;
   }
 }

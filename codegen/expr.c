@@ -505,7 +505,10 @@ static expr_node *mk_div(expr_node *a, expr_node *b) {
 static expr_node *mk_pow(expr_node *a, expr_node *b) {
   if (lost(a, b)) return NULL;
   if (is_num(b, 1)) return pick(a, b);
-  if (is_num(b, 0)) return pick(num_node(1), lost(a, b) ? NULL : NULL);
+  if (is_num(b, 0)) { /* a^0 = 1: both operands go */
+    expr_free(a);
+    return pick(num_node(1), b);
+  }
   return mk(EXPR_POW, a, b);
 }
 
@@ -571,12 +574,15 @@ static expr_node *diff_binary(const expr_node *e, const char *var, expr_node *da
   return diff_power(e, var, da, db);
 }
 
-/* Why e cannot be differentiated with respect to var, or NULL. */
+/* Why e (which depends on var) cannot be differentiated, or NULL. */
 static const char *not_differentiable(const expr_node *e, const char *var) {
-  if (e->kind == EXPR_FLOORDIV) return "'//'";
-  if (e->kind == EXPR_MOD) return "'%'";
-  if (e->kind == EXPR_POW && has_var(e->a, var) && has_var(e->b, var))
-    return "'^' with both base and exponent depending on the variable";
+  if (e->kind == EXPR_FLOORDIV) return "'//' is not differentiable";
+  if (e->kind == EXPR_MOD) return "'%' is not differentiable";
+  if (e->kind != EXPR_POW || !has_var(e->b, var)) return NULL;
+  if (has_var(e->a, var))
+    return "'^' with the variable in both base and exponent is not supported";
+  if (e->a->kind == EXPR_NUM && e->a->num <= 0) /* c^x = exp(x log c) */
+    return "'^' with the variable in the exponent needs a positive base";
   return NULL;
 }
 
@@ -585,7 +591,7 @@ static expr_node *diff_inner(const expr_node *e, const char *var, expr_fault *f)
   if (e->kind == EXPR_NAME) return num_node(1);
   const char *why = not_differentiable(e, var);
   if (why) {
-    set_fault(f, e->col, "%s is not differentiable here (in '%s')", why, var);
+    set_fault(f, e->col, "%s (differentiating with respect to '%s')", why, var);
     return NULL;
   }
   expr_node *da = diff_node(e->a, var, f);
@@ -640,15 +646,197 @@ static int bind_names(expr_node *e, const char *var, expr_lookup_fn lookup, void
              ? -1 : 0;
 }
 
+/* Replaces every subtree without var by its value, so that a fault there
+ * (division by zero, log(-1)) is reported now and printed code sees one
+ * number per constant. */
+static int fold_constants(expr_node *e, const char *var, expr_fault *f) {
+  if (!e || e->kind == EXPR_NUM) return 0;
+  if (has_var(e, var)) {
+    if (fold_constants(e->a, var, f) || fold_constants(e->b, var, f)) return -1;
+    int divides = e->kind == EXPR_DIV || e->kind == EXPR_FLOORDIV || e->kind == EXPR_MOD;
+    if (divides && is_num(e->b, 0)) return set_fault(f, e->col, "division by zero"), -1;
+    return 0;
+  }
+  double v;
+  if (eval_node(e, NULL, NULL, &v, f)) return -1;
+  expr_free(e->a);
+  expr_free(e->b);
+  e->a = e->b = NULL;
+  e->kind = EXPR_NUM;
+  e->num = v;
+  return 0;
+}
+
+/* Parse, bind, fold, differentiate; on failure both trees are NULL and f
+ * holds the fault. */
+static int build_function(const char *text, const char *var, expr_lookup_fn lookup,
+                          void *ctx, expr_node **fn, expr_node **dfn, expr_fault *f) {
+  *fn = parse_all(text, f);
+  *dfn = NULL;
+  if (*fn && bind_names(*fn, var, lookup, ctx, f) == 0 &&
+      fold_constants(*fn, var, f) == 0)
+    *dfn = diff_node(*fn, var, f);
+  if (*dfn) return 0;
+  expr_free(*fn);
+  *fn = NULL;
+  return -1;
+}
+
+int expr_function(const char *text, const char *var, expr_lookup_fn lookup, void *ctx,
+                  expr_node **fn, expr_node **dfn, lt_error *err) {
+  expr_fault f = {0};
+  if (build_function(text, var, lookup, ctx, fn, dfn, &f) == 0) return 0;
+  return lt_fail(err, "column %d: %s", f.col, f.msg);
+}
+
 int expr_function_at(const char *text, const char *var, const char *file, int line,
                      int col, expr_lookup_fn lookup, void *ctx, expr_node **fn,
                      expr_node **dfn, lt_error *err) {
   expr_fault f = {0};
-  *fn = parse_all(text, &f);
-  *dfn = NULL;
-  if (*fn && bind_names(*fn, var, lookup, ctx, &f) == 0) *dfn = diff_node(*fn, var, &f);
-  if (*dfn) return 0;
-  expr_free(*fn);
-  *fn = NULL;
+  if (build_function(text, var, lookup, ctx, fn, dfn, &f) == 0) return 0;
   return lt_fail(err, "%s:%d:%d: %s", file, line, col + f.col - 1, f.msg);
+}
+
+/* --- inspecting trees --- */
+
+int expr_size(const expr_node *e) {
+  return e ? 1 + expr_size(e->a) + expr_size(e->b) : 0;
+}
+
+int expr_is_number(const expr_node *e, double *value) {
+  if (e->kind != EXPR_NUM) return 0;
+  if (value) *value = e->num;
+  return 1;
+}
+
+/* --- printing as C --- */
+
+typedef struct {
+  char *p;         /* next free byte */
+  size_t left;     /* bytes left, the terminating NUL included */
+  int full;        /* something did not fit */
+  const char *var; /* what the variable prints as */
+  const char *name; /* the tree's identifier, once seen */
+  expr_fault *f;
+} c_printer;
+
+static void put(c_printer *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void put(c_printer *o, const char *fmt, ...) {
+  if (o->full) return;
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(o->p, o->left, fmt, ap);
+  va_end(ap);
+  if (n < 0 || (size_t)n >= o->left) {
+    o->full = 1;
+    return;
+  }
+  o->p += n;
+  o->left -= (size_t)n;
+}
+
+/* The shortest decimal that reads back as the same float, with a '.' or an
+ * exponent so that the 'f' suffix is valid C; negatives in parentheses. */
+static int put_float(c_printer *o, const expr_node *e) {
+  float v = (float)e->num;
+  if (!isfinite(v))
+    return set_fault(o->f, e->col, "constant %g does not fit in a float", e->num), -1;
+  char buf[40];
+  for (int digits = 1; digits <= 9; digits++) {
+    snprintf(buf, sizeof buf, "%.*g", digits, (double)v);
+    if (strtof(buf, NULL) == v) break;
+  }
+  const char *dot = strpbrk(buf, ".e") ? "" : ".";
+  put(o, signbit(v) ? "(%s%sf)" : "%s%sf", buf, dot);
+  return 0;
+}
+
+static int print_c(c_printer *o, const expr_node *e);
+
+/* a^k for k = 2, 3, 4 as a product; other exponents through powf. */
+static int print_pow(c_printer *o, const expr_node *e) {
+  double k = e->b->kind == EXPR_NUM ? e->b->num : 0;
+  if (k != 2 && k != 3 && k != 4) {
+    put(o, "powf(");
+    if (print_c(o, e->a)) return -1;
+    put(o, ", ");
+    if (print_c(o, e->b)) return -1;
+    put(o, ")");
+    return 0;
+  }
+  put(o, "(");
+  for (int i = 0; i < (int)k; i++) {
+    if (i) put(o, " * ");
+    if (print_c(o, e->a)) return -1;
+  }
+  put(o, ")");
+  return 0;
+}
+
+/* Infix operators; "%s" marks where the operands go, in order. */
+static const char *c_template(int kind) {
+  switch (kind) {
+    case EXPR_NEG: return "(-%s)";
+    case EXPR_ADD: return "(%s + %s)";
+    case EXPR_SUB: return "(%s - %s)";
+    case EXPR_MUL: return "(%s * %s)";
+    case EXPR_DIV: return "(%s / %s)";
+    case EXPR_FLOORDIV: return "floorf(%s / %s)";
+    case EXPR_SQRT: return "sqrtf(%s)";
+    case EXPR_EXP: return "expf(%s)";
+    case EXPR_LOG: return "logf(%s)";
+    case EXPR_TANH: return "tanhf(%s)";
+    case EXPR_ERF: return "erff(%s)";
+    case EXPR_SIGMOID: return "(1.f / (1.f + expf(-(%s))))";
+  }
+  return NULL;
+}
+
+/* Writes tmpl with the operands printed where "%s" stands. */
+static int print_template(c_printer *o, const char *tmpl, const expr_node *const *ops) {
+  for (const char *t = tmpl; *t; t++) {
+    if (t[0] == '%' && t[1] == 's') {
+      if (print_c(o, *ops++)) return -1;
+      t++;
+    } else {
+      put(o, "%c", *t);
+    }
+  }
+  return 0;
+}
+
+static int print_name(c_printer *o, const expr_node *e) {
+  if (o->name && strcmp(o->name, e->name) != 0)
+    return set_fault(o->f, e->col, "two identifiers ('%s' and '%s'); bind all but the "
+                     "variable first", o->name, e->name), -1;
+  o->name = e->name;
+  put(o, "%s", o->var);
+  return 0;
+}
+
+static int print_c(c_printer *o, const expr_node *e) {
+  if (o->full) return 0; /* reported once the walk ends */
+  if (e->kind == EXPR_NUM) return put_float(o, e);
+  if (e->kind == EXPR_NAME) return print_name(o, e);
+  if (e->kind == EXPR_POW) return print_pow(o, e);
+  const expr_node *ops[4] = {e->a, e->b};
+  if (e->kind == EXPR_MOD) { /* a - b floor(a / b), as Python */
+    const expr_node *mod_ops[4] = {e->a, e->b, e->a, e->b};
+    return print_template(o, "(%s - %s * floorf(%s / %s))", mod_ops);
+  }
+  const char *tmpl = c_template(e->kind);
+  if (!tmpl) return set_fault(o->f, e->col, "internal: bad node %d", e->kind), -1;
+  return print_template(o, tmpl, ops);
+}
+
+int expr_to_c(const expr_node *e, const char *var, char *buf, size_t cap, lt_error *err) {
+  expr_fault f = {0};
+  c_printer o = {.p = buf, .left = cap, .var = var, .f = &f};
+  if (cap == 0) return lt_fail(err, "expr_to_c: no room for the expression");
+  buf[0] = '\0';
+  if (print_c(&o, e)) return lt_fail(err, "column %d: %s", f.col, f.msg);
+  if (o.full)
+    return lt_fail(err, "expr_to_c: the expression does not fit in %zu bytes", cap);
+  return 0;
 }

@@ -155,6 +155,9 @@ const gen_path *gen_find_path(const gen_program *p, const char *name);
  * epilogues (and the cuBLASLt call they map to), buffers and sizes. */
 void gen_print_plan(const gen_program *p, sbuf *out);
 
+/* Every path's kernels in one translation unit (templates pasted once). */
+int gen_emit_program(const gen_program *p, sbuf *out, lt_error *err);
+
 /* Bytes of one buffer. */
 int64_t gen_buffer_bytes(const gen_buffer *b);
 const char *gen_dtype_name(int dtype);

@@ -400,7 +400,8 @@ static int assign_roles(gen_ctx *c) {
   for (int v = 0; v < g->n_values; v++) {
     gen_buffer *b = &p->bufs[v];
     const ir_value *iv = &g->values[v];
-    if (!touched[v]) b->role = GEN_BUF_UNUSED;
+    int base = b->role == GEN_BUF_VIEW ? b->base : v; /* steps see a view as its base */
+    if (!touched[base]) b->role = GEN_BUF_UNUSED;
     if (b->role == GEN_BUF_VIEW || b->role == GEN_BUF_UNUSED) continue;
     int read_by_bwd = 0;
     for (int i = 0; i < c->n_items && iv->kind == IR_V_ACT; i++)

@@ -26,6 +26,12 @@ void ir_model_init(ir_model *m) {
 }
 
 void ir_model_free(ir_model *m) {
+  for (int i = 0; i < m->n_activations; i++) {
+    expr_free(m->activations[i].fn);
+    expr_free(m->activations[i].dfn);
+    free(m->activations[i].text);
+  }
+  free(m->activations);
   free(m->config);
   free(m->params);
   for (int s = 0; s < IR_NSECTIONS; s++) {
@@ -72,6 +78,12 @@ int ir_add_bwd(ir_graph *g, const ir_op *op) {
   return g->n_bwd++;
 }
 
+int ir_add_activation(ir_model *m, const ir_activation *a) {
+  m->activations = grow(m->activations, &m->cap_activations, m->n_activations, sizeof *a);
+  m->activations[m->n_activations] = *a;
+  return m->n_activations++;
+}
+
 int64_t ir_param_numel(const ir_param *p) {
   return p->ndim == 1 ? p->shape[0] : p->shape[0] * p->shape[1];
 }
@@ -90,6 +102,7 @@ static const char *const op_names[IR_OP_COUNT] = {
     [IR_OP_SILU] = "silu",
     [IR_OP_MUL] = "mul",
     [IR_OP_SCALE] = "scale",
+    [IR_OP_ACTIVATION] = "activation",
     [IR_OP_CROSS_ENTROPY] = "cross_entropy",
     [IR_OP_EMBEDDING_BWD_W] = "embedding_bwd_w",
     [IR_OP_POS_EMBEDDING_BWD_W] = "position_embedding_bwd_w",
@@ -106,6 +119,7 @@ static const char *const op_names[IR_OP_COUNT] = {
     [IR_OP_RMSNORM_BWD_W] = "rmsnorm_bwd_w",
     [IR_OP_ROPE_BWD] = "rope_bwd",
     [IR_OP_SILU_BWD] = "silu_bwd",
+    [IR_OP_ACTIVATION_BWD] = "activation_bwd",
 };
 
 const char *ir_op_name(int kind) {

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "expr.h"
 
 enum ir_section { IR_EMBED, IR_BLOCK, IR_HEAD, IR_NSECTIONS };
 
@@ -82,6 +83,7 @@ enum ir_opkind {
   IR_OP_SILU,              /* in: x                      out: x * sigmoid(x) */
   IR_OP_MUL,               /* in: a, b                   out: a * b (element-wise) */
   IR_OP_SCALE,             /* in: x                      out: factor * x */
+  IR_OP_ACTIVATION,        /* in: x                      out: fn(x), fn = activations[.activation] */
   IR_OP_CROSS_ENTROPY,     /* in: logits[N,V], targets   out: loss (scalar, mean over N) */
   /* backward (backward graphs also use add, to sum gradients, mul:
    * d(a*b) is dy*b and dy*a, and scale: d(f*x) is f*dy) */
@@ -100,6 +102,7 @@ enum ir_opkind {
   IR_OP_RMSNORM_BWD_W,     /* in: dy, x, rstd            out: +=dw */
   IR_OP_ROPE_BWD,          /* in: dy                     out: dx (rotation by -angle) */
   IR_OP_SILU_BWD,          /* in: dy, x                  out: dx */
+  IR_OP_ACTIVATION_BWD,    /* in: dy, x                  out: dx = dy * dfn(x) */
   IR_OP_COUNT
 };
 
@@ -115,6 +118,8 @@ typedef struct {
   int rotary_dims;       /* rope: leading dims of each head that rotate (even) */
   double theta;          /* rope: base of the rotation frequencies */
   double factor;         /* scale */
+  int activation;        /* activation, activation_bwd: index into
+                            ir_model.activations */
   int causal;            /* attention */
   int64_t sizes[IR_MAX_IN]; /* concat: width of each piece (a piece may be -1) */
   int param_grad;        /* backward op that only writes parameter grads:
@@ -139,6 +144,18 @@ typedef struct {
   double value;
 } ir_config_entry;
 
+/* A custom element-wise activation: y = fn(x), dx = dy * dfn(x). The trees
+ * are codegen/expr.h's, config names already bound to numbers, so the only
+ * identifier left is the variable; expr_eval_x evaluates them and expr_to_c
+ * prints them as C/CUDA. Owned by the model (ir_model_free frees them). */
+typedef struct {
+  expr_node *fn;   /* y = fn(x) */
+  expr_node *dfn;  /* d fn / dx, built by expr_function */
+  char *text;      /* the expression as written (or as Lua returned it) */
+  char name[64];   /* the Lua function's name, or "" for an inline expr */
+  int line;        /* YAML line of the op, for messages */
+} ir_activation;
+
 typedef struct {
   char name[64];
   char path[512];              /* the YAML file it came from */
@@ -152,6 +169,8 @@ typedef struct {
   char prefixes[4][64];        /* tried in order when reading a checkpoint */
   int vocab_size;              /* rows of the table that `embedding` reads */
   int max_seq;                 /* rows of the position table, or 0 */
+  int n_activations, cap_activations;
+  ir_activation *activations;  /* what activation ops' .activation indexes */
 } ir_model;
 
 /* --- construction helpers (ir.c) --- */
@@ -163,6 +182,8 @@ int ir_add_value(ir_graph *g, const ir_value *v);           /* returns index */
 int ir_find_value(const ir_graph *g, const char *name);     /* -1 if absent */
 int ir_add_fwd(ir_graph *g, const ir_op *op);
 int ir_add_bwd(ir_graph *g, const ir_op *op);
+/* Takes ownership of a's trees and text; returns the index. */
+int ir_add_activation(ir_model *m, const ir_activation *a);
 int64_t ir_param_numel(const ir_param *p);
 const char *ir_op_name(int kind);       /* "layernorm", "linear_bwd_w", ... */
 int ir_op_from_name(const char *name);  /* forward ops only; -1 if unknown */

@@ -16,6 +16,7 @@
 #include <yaml.h>
 
 #include "expr.h"
+#include "lua_expr.h"
 
 typedef struct {
   const char *file;  /* name used in messages */
@@ -161,14 +162,18 @@ static int config_lookup(void *ctx, const char *name, double *out) {
   return -1;
 }
 
-static int get_number(yml_ctx *c, const yaml_node_t *n, const char *what, double *out) {
-  const char *text = scalar(n);
-  if (!text) return fail_at(c, n, "%s must be a number or an expression", what);
+/* The column where a scalar's text starts (inside the quotes, if any). */
+static int text_column(const yaml_node_t *n) {
   int style = n->data.scalar.style;
   int quoted = style == YAML_SINGLE_QUOTED_SCALAR_STYLE ||
                style == YAML_DOUBLE_QUOTED_SCALAR_STYLE;
-  return expr_eval_text_at(text, c->file, line_of(n),
-                           (int)n->start_mark.column + 1 + quoted, config_lookup,
+  return (int)n->start_mark.column + 1 + quoted;
+}
+
+static int get_number(yml_ctx *c, const yaml_node_t *n, const char *what, double *out) {
+  const char *text = scalar(n);
+  if (!text) return fail_at(c, n, "%s must be a number or an expression", what);
+  return expr_eval_text_at(text, c->file, line_of(n), text_column(n), config_lookup,
                            c->m, out, c->err);
 }
 
@@ -561,6 +566,71 @@ static int infer_scale(op_build *b) {
   return 0;
 }
 
+/* --- activation: y = fn(x) from an expression --- */
+
+/* Keeps a copy of the text in a; on failure frees a's trees. */
+static int keep_text(yml_ctx *c, ir_activation *a, const char *text) {
+  if ((a->text = strdup(text))) return 0;
+  expr_free(a->fn);
+  expr_free(a->dfn);
+  return lt_fail(c->err, "%s: out of memory", c->file);
+}
+
+static int activation_inline(yml_ctx *c, const yaml_node_t *n, ir_activation *a) {
+  const char *text = scalar(n);
+  if (!text) return fail_at(c, n, "expr must be an expression string");
+  if (expr_function_at(text, "x", c->file, line_of(n), text_column(n), config_lookup,
+                       c->m, &a->fn, &a->dfn, c->err))
+    return -1;
+  return keep_text(c, a, text);
+}
+
+/* A relative path names a file beside the YAML file. */
+static int beside(yml_ctx *c, const yaml_node_t *n, const char *rel, char *out,
+                  size_t cap) {
+  const char *slash = strrchr(c->file, '/');
+  int dir = rel[0] == '/' || !slash ? 0 : (int)(slash - c->file) + 1;
+  if ((size_t)snprintf(out, cap, "%.*s%s", dir, c->file, rel) >= cap)
+    return fail_at(c, n, "lua path '%s' is too long", rel);
+  return 0;
+}
+
+static int activation_lua(yml_ctx *c, const yaml_node_t *lua, const yaml_node_t *fn,
+                          ir_activation *a) {
+  char path[1024];
+  lt_error why;
+  if (!scalar(lua) || !scalar(lua)[0]) return fail_at(c, lua, "lua must be a file name");
+  if (get_name(c, fn, "fn", a->name, sizeof a->name) ||
+      beside(c, lua, scalar(lua), path, sizeof path))
+    return -1;
+  char *text;
+  int rc = lua_expr_load(path, a->name, c->m->config, c->m->n_config, &text, &why);
+  if (rc) return fail_at(c, rc == LUA_EXPR_NO_NAME ? fn : lua, "%s", why.msg);
+  rc = expr_function(text, "x", config_lookup, c->m, &a->fn, &a->dfn, &why);
+  if (rc) fail_at(c, fn, "%s '%s': %s", scalar(lua), a->name, why.msg);
+  else rc = keep_text(c, a, text);
+  free(text);
+  return rc;
+}
+
+/* `expr: "..."` inline, or `lua: file.lua, fn: name`; the variable is x,
+ * other names are config values. The model owns the parsed trees. */
+static int infer_activation(op_build *b) {
+  if (need_inputs(b, 1, 1, "x") || need_f32(b, 0)) return -1;
+  yaml_node_t *expr = op_attr(b, "expr"), *lua = op_attr(b, "lua"), *fn = op_attr(b, "fn");
+  if (!expr == !lua) return op_fail(b, "needs either 'expr' or 'lua' (with 'fn')");
+  if (expr && fn) return fail_at(b->c, fn, "'fn' goes with 'lua', not with 'expr'");
+  if (lua && !fn) return op_fail(b, "'lua' needs 'fn' (the activation's name in the file)");
+  ir_activation a;
+  memset(&a, 0, sizeof a);
+  a.line = b->op.line;
+  if (expr ? activation_inline(b->c, expr, &a) : activation_lua(b->c, lua, fn, &a))
+    return -1;
+  b->op.activation = ir_add_activation(b->c->m, &a);
+  b->cols[0] = in_cols(b, 0);
+  return 0;
+}
+
 /* Hugging Face's RMSNorm default eps is 1e-6. */
 static int infer_rmsnorm(op_build *b) {
   if (need_inputs(b, 2, 2, "x, w") || need_f32(b, 0) || need_f32(b, 1)) return -1;
@@ -697,6 +767,7 @@ static const struct {
     [IR_OP_SILU] = {infer_unary, 0, {"op", "in", "out"}},
     [IR_OP_MUL] = {infer_binary, 0, {"op", "in", "out"}},
     [IR_OP_SCALE] = {infer_scale, 0, {"op", "in", "out", "factor"}},
+    [IR_OP_ACTIVATION] = {infer_activation, 0, {"op", "in", "out", "expr", "lua", "fn"}},
     [IR_OP_CROSS_ENTROPY] = {infer_cross_entropy, 0, {"op", "in", "out"}},
 };
 

@@ -338,6 +338,21 @@ void cpu_silu_backward(float *dx, const float *dy, const float *x, int64_t n) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* custom activations: a scalar function per element, in double */
+
+void cpu_activation_forward(float *y, const float *x, int64_t n, cpu_scalar_fn f,
+                            const void *ctx) {
+#pragma omp parallel for if (worth_threads(n))
+  for (int64_t i = 0; i < n; i++) y[i] = (float)f(ctx, x[i]);
+}
+
+void cpu_activation_backward(float *dx, const float *dy, const float *x, int64_t n,
+                             cpu_scalar_fn df, const void *ctx) {
+#pragma omp parallel for if (worth_threads(n))
+  for (int64_t i = 0; i < n; i++) dx[i] = (float)(df(ctx, x[i]) * dy[i]);
+}
+
+/* ------------------------------------------------------------------------ */
 /* rotary position embedding */
 
 /* Frequencies handled per pass: their cosines and sines live on the stack. */

@@ -78,6 +78,17 @@ void cpu_gelu_backward(float *dx, const float *dy, const float *x, int64_t n);
 void cpu_silu_forward(float *y, const float *x, int64_t n);
 void cpu_silu_backward(float *dx, const float *dy, const float *x, int64_t n);
 
+/* A custom element-wise activation y = f(x) (the op `activation`): f is
+ * evaluated per element in double through a callback, so this library needs
+ * nothing of the expression code; the executor passes expr_eval_x over the
+ * model's trees (codegen/expr.h). f must be thread-safe. */
+typedef double (*cpu_scalar_fn)(const void *ctx, double x);
+void cpu_activation_forward(float *y, const float *x, int64_t n, cpu_scalar_fn f,
+                            const void *ctx);
+/* dx = dy * df(x), df the derivative */
+void cpu_activation_backward(float *dx, const float *dy, const float *x, int64_t n,
+                             cpu_scalar_fn df, const void *ctx);
+
 /* Rotary position embedding as Hugging Face's LLaMA applies it (rotate_half):
  * x is [N, heads*hd]; in every head, dims i and i + rot/2 (i < rot/2) turn by
  * the angle pos * theta^(-2i/rot), pos = n % T; dims rot..hd-1 pass through.

@@ -61,6 +61,19 @@ static void run_rope(const exec_ctx *c, const ir_op *op, int backward) {
                                                    op->theta);
 }
 
+/* The activation trees' evaluator, in cpu_ops' callback form. */
+static double eval_tree(const void *tree, double x) { return expr_eval_x(tree, x); }
+
+static void run_activation(const exec_ctx *c, const ir_op *op, int backward) {
+  const ir_activation *a = &c->s->ir->activations[op->activation];
+  int64_t n = (int64_t)c->s->N * cols(c, op->out[0]);
+  if (!backward)
+    cpu_activation_forward(F(c, op->out[0]), F(c, op->in[0]), n, eval_tree, a->fn);
+  else
+    cpu_activation_backward(F(c, op->out[0]), F(c, op->in[0]), F(c, op->in[1]), n,
+                            eval_tree, a->dfn);
+}
+
 static void run_op(const exec_ctx *c, const ir_op *op) {
   const int N = c->s->N, T = c->s->T;
   int in, out;
@@ -103,6 +116,7 @@ static void run_op(const exec_ctx *c, const ir_op *op) {
   case IR_OP_SCALE:
     cpu_scale(F(c, op->out[0]), F(c, op->in[0]), (float)op->factor, (int64_t)N * cols(c, op->out[0]));
     break;
+  case IR_OP_ACTIVATION: run_activation(c, op, 0); break;
   case IR_OP_CROSS_ENTROPY:
     *F(c, op->out[0]) = cpu_cross_entropy_forward(F(c, op->in[0]), I(c, op->in[1]), N, cols(c, op->in[0]));
     break;
@@ -151,6 +165,7 @@ static void run_op(const exec_ctx *c, const ir_op *op) {
                            cols(c, op->in[0]));
     break;
   case IR_OP_ROPE_BWD: run_rope(c, op, 1); break;
+  case IR_OP_ACTIVATION_BWD: run_activation(c, op, 1); break;
   case IR_OP_SILU_BWD:
     cpu_silu_backward(F(c, op->out[0]), F(c, op->in[0]), F(c, op->in[1]), (int64_t)N * cols(c, op->in[0]));
     break;

@@ -1,6 +1,7 @@
 /* test_model_yaml.c: model descriptions -> IR, and the messages bad input
  * gets (exact file:line:col and text). */
 #include <string.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "model_yaml.h"
@@ -300,7 +301,7 @@ static void test_unknown_names(void) {
   load_fails(edit("op: add", "op: addd"),
              "t.yaml:18:12: unknown op 'addd' (known: embedding, position_embedding, "
              "add, layernorm, linear, gelu, split, attention, rmsnorm, rope, silu, mul, scale, "
-             "cross_entropy)");
+             "activation, cross_entropy)");
   load_fails(edit("in: [x, y]", "in: [x, yy]"),
              "t.yaml:18:25: unknown value 'yy' (not the block input, an earlier "
              "output or a param)");
@@ -463,12 +464,177 @@ static void test_file_errors(void) {
   snprintf(expected, sizeof expected,
            "%s:12:14: unknown op 'gelu_new' (known: embedding, position_embedding, add, "
            "layernorm, linear, gelu, split, attention, rmsnorm, rope, silu, mul, scale, "
-           "cross_entropy)", path);
+           "activation, cross_entropy)", path);
   CHECK_MSG(strcmp(err.msg, expected) == 0, "got \"%s\"", err.msg);
   path = src_path("tests/fixtures/yaml/no_such_file.yaml");
   CHECK(yml_load_model(path, &m, &err) == -1);
   snprintf(expected, sizeof expected, "%s: cannot open: No such file or directory", path);
   CHECK_MSG(strcmp(err.msg, expected) == 0, "got \"%s\"", err.msg);
+}
+
+/* ------------------------------------------------------------------------ */
+/* activation: y = fn(x) from an expression or a Lua file */
+
+static const char *const act_op = "{op: add, in: [x, y], out: z}";
+
+static void test_activation_inline(void) {
+  ir_model m;
+  lt_error err = {{0}};
+  /* config c = 8 is bound at load: the tree holds the number */
+  const char *text = edit(act_op, "{op: activation, in: [y], out: z, "
+                                  "expr: \"x * sigmoid(c / 4 * x)\"}");
+  int rc = yml_load_model_string(text, "t.yaml", &m, &err);
+  CHECK_MSG(rc == 0, "%s", err.msg);
+  if (rc) return;
+  const ir_op *op = &m.sections[IR_BLOCK].fwd[1];
+  CHECK(op->kind == IR_OP_ACTIVATION && op->n_in == 1 && op->n_out == 1);
+  CHECK(width(&m, IR_BLOCK, "z") == 8 && m.n_activations == 1 && op->activation == 0);
+  const ir_activation *a = &m.activations[op->activation];
+  CHECK(strcmp(a->text, "x * sigmoid(c / 4 * x)") == 0 && a->name[0] == '\0');
+  CHECK(a->line == 18);
+  CHECK_CLOSE(expr_eval_x(a->fn, 0.5), 0.5 / (1 + exp(-1.0)), 0, 1e-15);
+  char c_text[256];
+  CHECK(expr_to_c(a->fn, "v", c_text, sizeof c_text, &err) == 0);
+  CHECK_MSG(strcmp(c_text, "(v * (1.f / (1.f + expf(-((2.f * v))))))") == 0, "%s", c_text);
+  ir_model_free(&m);
+}
+
+/* A Lua file beside the YAML; returns the directory (static). */
+static const char *lua_dir(void) {
+  static char dir[] = "/tmp/lisa-yaml-XXXXXX";
+  static int made;
+  if (!made && mkdtemp(dir)) made = 1;
+  return dir;
+}
+
+static void write_lua(const char *name, const char *text) {
+  char path[128];
+  snprintf(path, sizeof path, "%s/%s", lua_dir(), name);
+  FILE *f = fopen(path, "w");
+  CHECK(f != NULL);
+  if (f) fputs(text, f), fclose(f);
+}
+
+/* Loads base with the block's add replaced by `op`, as if from <dir>/t.yaml. */
+static int load_lua_model(const char *op, ir_model *m, lt_error *err) {
+  char name[128];
+  snprintf(name, sizeof name, "%s/t.yaml", lua_dir());
+  return yml_load_model_string(edit(act_op, op), name, m, err);
+}
+
+/* Same, expecting exactly `want` with "<dir>" standing for the directory. */
+static void lua_fails(const char *op, const char *want) {
+  ir_model m;
+  lt_error err = {{0}};
+  char expected[1024], *at;
+  snprintf(expected, sizeof expected, "%s", want);
+  while ((at = strstr(expected, "<dir>"))) {
+    char rest[1024];
+    snprintf(rest, sizeof rest, "%s", at + 5);
+    snprintf(at, sizeof expected - (size_t)(at - expected), "%s%s", lua_dir(), rest);
+  }
+  CHECK_MSG(load_lua_model(op, &m, &err) == -1, "loaded, expected \"%s\"", expected);
+  CHECK_MSG(strcmp(err.msg, expected) == 0, "\n  got      \"%s\"\n  expected \"%s\"",
+            err.msg, expected);
+  ir_model_free(&m);
+}
+
+static void test_activation_lua(void) {
+  write_lua("acts.lua",
+            "-- activations for the loader test\n"
+            "return {\n"
+            "  quick_gelu = 'x * sigmoid(1.702 * x)',\n"
+            "  scaled = function(cfg) return string.format('%g * tanh(x)', cfg.c / 2) end,\n"
+            "  bad_syntax = 'x * (1 +',\n"
+            "  count = 3,\n"
+            "  no_string = function(cfg) return 1 end,\n"
+            "}\n");
+  ir_model m;
+  lt_error err = {{0}};
+  int rc = load_lua_model("{op: activation, in: [y], out: z, lua: acts.lua, fn: quick_gelu}",
+                          &m, &err);
+  CHECK_MSG(rc == 0, "%s", err.msg);
+  if (rc == 0) {
+    const ir_activation *a = &m.activations[m.sections[IR_BLOCK].fwd[1].activation];
+    CHECK(strcmp(a->name, "quick_gelu") == 0 && strcmp(a->text, "x * sigmoid(1.702 * x)") == 0);
+    CHECK_CLOSE(expr_eval_x(a->dfn, 0), 0.5, 0, 1e-15);
+    ir_model_free(&m);
+  }
+  rc = load_lua_model("{op: activation, in: [y], out: z, lua: acts.lua, fn: scaled}", &m, &err);
+  CHECK_MSG(rc == 0, "%s", err.msg);
+  if (rc == 0) {
+    const ir_activation *a = &m.activations[0];
+    CHECK(strcmp(a->text, "4 * tanh(x)") == 0 && expr_eval_x(a->dfn, 0) == 4);
+    ir_model_free(&m);
+  }
+  /* columns: the op's mapping starts at 7, `lua:`'s value at 46, `fn:`'s at 60 */
+  lua_fails("{op: activation, in: [y], out: z, lua: acts.lua, fn: quick_gelu_}",
+            "<dir>/t.yaml:18:60: <dir>/acts.lua has no activation 'quick_gelu_'");
+  lua_fails("{op: activation, in: [y], out: z, lua: acts.lua, fn: bad_syntax}",
+            "<dir>/t.yaml:18:60: acts.lua 'bad_syntax': column 9: expected a number, "
+            "identifier or '(', found end of expression");
+  lua_fails("{op: activation, in: [y], out: z, lua: acts.lua, fn: count}",
+            "<dir>/t.yaml:18:46: <dir>/acts.lua: 'count' is a number, not an expression "
+            "string or a function returning one");
+  lua_fails("{op: activation, in: [y], out: z, lua: acts.lua, fn: no_string}",
+            "<dir>/t.yaml:18:46: <dir>/acts.lua: 'no_string' returned a number, not an "
+            "expression string");
+  lua_fails("{op: activation, in: [y], out: z, lua: nope.lua, fn: f}",
+            "<dir>/t.yaml:18:46: cannot open <dir>/nope.lua: No such file or directory");
+  write_lua("syntax.lua", "return {\n  f = 'x' +\n}\n");
+  lua_fails("{op: activation, in: [y], out: z, lua: syntax.lua, fn: f}",
+            "<dir>/t.yaml:18:46: <dir>/syntax.lua:3: unexpected symbol near '}'");
+  write_lua("boom.lua", "error('boom')\n");
+  lua_fails("{op: activation, in: [y], out: z, lua: boom.lua, fn: f}",
+            "<dir>/t.yaml:18:46: <dir>/boom.lua:1: boom");
+  write_lua("string.lua", "return 'x * x'\n");
+  lua_fails("{op: activation, in: [y], out: z, lua: string.lua, fn: f}",
+            "<dir>/t.yaml:18:46: <dir>/string.lua: returned a string, not a table of "
+            "activations");
+  write_lua("io.lua", "return {f = io.read()}\n");
+  lua_fails("{op: activation, in: [y], out: z, lua: io.lua, fn: f}",
+            "<dir>/t.yaml:18:46: <dir>/io.lua:1: attempt to index a nil value (global 'io')");
+  write_lua("loop.lua", "while true do end\n");
+  lua_fails("{op: activation, in: [y], out: z, lua: loop.lua, fn: f}",
+            "<dir>/t.yaml:18:46: <dir>/loop.lua:1: ran for more than 100000000 instructions");
+  const char *names[] = {"acts", "syntax", "boom", "string", "io", "loop"};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    char path[128];
+    snprintf(path, sizeof path, "%s/%s.lua", lua_dir(), names[i]);
+    unlink(path);
+  }
+  rmdir(lua_dir());
+}
+
+static void test_activation_errors(void) {
+  /* `expr: ` puts the text at column 48 (quoted) or 47 (plain) */
+  load_fails(edit(act_op, "{op: activation, in: [y], out: z, expr: \"x * (1 +\"}"),
+             "t.yaml:18:56: expected a number, identifier or '(', found end of expression");
+  load_fails(edit(act_op, "{op: activation, in: [y], out: z, expr: x * cc}"),
+             "t.yaml:18:51: unknown identifier 'cc' (the variable is 'x')");
+  load_fails(edit(act_op, "{op: activation, in: [y], out: z, expr: \"x // 2\"}"),
+             "t.yaml:18:50: '//' is not differentiable (differentiating with respect to "
+             "'x')");
+  load_fails(edit(act_op, "{op: activation, in: [y], out: z, expr: \"c * x % 3\"}"),
+             "t.yaml:18:54: '%' is not differentiable (differentiating with respect to "
+             "'x')");
+  load_fails(edit(act_op, "{op: activation, in: [y], out: z, expr: x / (c - 8)}"),
+             "t.yaml:18:49: division by zero");
+  load_fails(edit(act_op, "{op: activation, in: [y], out: z}"),
+             "t.yaml:18:7: activation: needs either 'expr' or 'lua' (with 'fn')");
+  load_fails(edit(act_op, "{op: activation, in: [y], out: z, expr: x, lua: a.lua, fn: f}"),
+             "t.yaml:18:7: activation: needs either 'expr' or 'lua' (with 'fn')");
+  load_fails(edit(act_op, "{op: activation, in: [y], out: z, expr: x, fn: f}"),
+             "t.yaml:18:54: 'fn' goes with 'lua', not with 'expr'");
+  load_fails(edit(act_op, "{op: activation, in: [y], out: z, lua: a.lua}"),
+             "t.yaml:18:7: activation: 'lua' needs 'fn' (the activation's name in the file)");
+  load_fails(edit(act_op, "{op: activation, in: [y, x], out: z, expr: x}"),
+             "t.yaml:18:7: activation: takes inputs [x], got 2");
+  load_fails(edit(act_op, "{op: activation, in: [y], out: z, expr: x, eps: 1}"),
+             "t.yaml:18:50: unknown key 'eps' in op 'activation' (known: op, in, out, expr, "
+             "lua, fn)");
+  load_fails(edit(act_op, "{op: activation, in: [y], out: z, expr: [x]}"),
+             "t.yaml:18:47: expr must be an expression string");
 }
 
 int main(void) {
@@ -485,5 +651,8 @@ int main(void) {
   RUN(test_structure_errors);
   RUN(test_attention_split);
   RUN(test_file_errors);
+  RUN(test_activation_inline);
+  RUN(test_activation_lua);
+  RUN(test_activation_errors);
   return check_exit();
 }

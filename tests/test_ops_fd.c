@@ -15,6 +15,7 @@
 
 #include "check.h"
 #include "cpu_ops.h"
+#include "expr.h"
 #include "ir.h"
 
 #define FD_EPS 1e-2f
@@ -418,6 +419,73 @@ static void test_silu(void) {
   cpu_silu_backward(dx, dy, g.x, 91);
   check_grad("silu dx", silu_fwd, &g, g.x, 91, dx, 91, dy);
   free(g.x), free(dy), free(dx);
+}
+
+/* ------------------------------------------------------------------------ */
+/* activation: a custom y = fn(x), its derivative built symbolically */
+
+typedef struct {
+  float *x;
+  int64_t n;
+  const expr_node *fn;
+} activation_ctx;
+
+static double eval_tree(const void *tree, double x) { return expr_eval_x(tree, x); }
+
+static void activation_fwd(const void *c, float *y) {
+  const activation_ctx *a = c;
+  cpu_activation_forward(y, a->x, a->n, eval_tree, a->fn);
+}
+
+/* Builds fn from text and checks its backward kernel against central
+ * differences of its forward kernel over [lo, hi]. */
+static void activation_case(const char *text, float lo, float hi) {
+  lt_error err = {{0}};
+  expr_node *fn, *dfn;
+  CHECK_MSG(expr_function(text, "x", NULL, NULL, &fn, &dfn, &err) == 0, "%s", err.msg);
+  if (!fn) return;
+  activation_ctx a = {rand_buf(91, lo, hi), 91, fn};
+  float *dy = rand_buf(91, -1, 1), *dx = filled(91, GARBAGE);
+  cpu_activation_backward(dx, dy, a.x, 91, eval_tree, dfn);
+  char what[160];
+  snprintf(what, sizeof what, "activation '%s' dx", text);
+  check_grad(what, activation_fwd, &a, a.x, 91, dx, 91, dy);
+  free(a.x), free(dy), free(dx);
+  expr_free(fn), expr_free(dfn);
+}
+
+static const char *const tanh_gelu =
+    "0.5*x*(1+tanh(0.7978845608028654*(x+0.044715*x^3)))";
+
+static void test_activation(void) {
+  activation_case("x * sigmoid(1.702 * x)", -4, 4);
+  activation_case(tanh_gelu, -3, 3);
+  activation_case("0.5*x*(1+erf(x/sqrt(2)))", -3, 3);
+  activation_case("x * tanh(log(1 + exp(x)))", -3, 3);
+  activation_case("sqrt(1 + x^2) - 1", -2, 2);
+  activation_case("x^3 / (1 + x^2)", -2, 2);
+  activation_case("2^x", -2, 2);
+  /* the tanh-GELU formula as an expression is the built-in gelu, forward and
+   * backward, to fp32 rounding */
+  lt_error err = {{0}};
+  expr_node *fn, *dfn;
+  CHECK(expr_function(tanh_gelu, "x", NULL, NULL, &fn, &dfn, &err) == 0);
+  if (!fn) return;
+  enum { n = 1001 };
+  float *x = malloc(n * sizeof *x), *dy = filled(n, 1);
+  for (int i = 0; i < n; i++) x[i] = -6 + 12.0f * i / (n - 1);
+  float *y_expr = filled(n, GARBAGE), *y_gelu = filled(n, GARBAGE);
+  float *dx_expr = filled(n, GARBAGE), *dx_gelu = filled(n, GARBAGE);
+  cpu_activation_forward(y_expr, x, n, eval_tree, fn);
+  cpu_gelu_forward(y_gelu, x, n);
+  cpu_activation_backward(dx_expr, dy, x, n, eval_tree, dfn);
+  cpu_gelu_backward(dx_gelu, dy, x, n);
+  for (int i = 0; i < n; i++) {
+    CHECK_CLOSE(y_expr[i], y_gelu[i], 1e-7, 1e-6);
+    CHECK_CLOSE(dx_expr[i], dx_gelu[i], 1e-7, 1e-6);
+  }
+  free(x), free(dy), free(y_expr), free(y_gelu), free(dx_expr), free(dx_gelu);
+  expr_free(fn), expr_free(dfn);
 }
 
 typedef struct {
@@ -833,6 +901,7 @@ int main(void) {
   RUN(test_rope);
   RUN(test_gelu);
   RUN(test_silu);
+  RUN(test_activation);
   RUN(test_mul);
   RUN(test_scale);
   RUN(test_embedding);

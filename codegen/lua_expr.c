@@ -1,0 +1,99 @@
+/* lua_expr.c: an expression string out of a Lua file (see lua_expr.h). */
+#include "lua_expr.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A model file that loops forever must not hang the loader. */
+#define LUA_EXPR_MAX_INSTRUCTIONS 100000000
+
+typedef struct {
+  const char *path, *name;
+  const ir_config_entry *config;
+  int n_config;
+  int missing; /* the table has no entry `name` */
+} lua_job;
+
+/* Inside a hook, level 0 is the Lua function that is running: the place. */
+static void too_long(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  luaL_where(L, 0);
+  lua_pushfstring(L, "%sran for more than %d instructions", lua_tostring(L, -1),
+                  LUA_EXPR_MAX_INSTRUCTIONS);
+  lua_error(L);
+}
+
+static void open_sandbox(lua_State *L) {
+  luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
+  luaL_requiref(L, LUA_MATHLIBNAME, luaopen_math, 1);
+  luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
+  luaL_requiref(L, LUA_TABLIBNAME, luaopen_table, 1);
+  lua_pop(L, 4);
+  lua_pushnil(L);
+  lua_setglobal(L, "dofile");
+  lua_pushnil(L);
+  lua_setglobal(L, "loadfile");
+  lua_sethook(L, too_long, LUA_MASKCOUNT, LUA_EXPR_MAX_INSTRUCTIONS);
+}
+
+static void push_config(lua_State *L, const lua_job *j) {
+  lua_createtable(L, 0, j->n_config);
+  for (int i = 0; i < j->n_config; i++) {
+    lua_pushnumber(L, j->config[i].value);
+    lua_setfield(L, -2, j->config[i].name);
+  }
+}
+
+/* Protected: leaves the expression string on the stack, or sets missing. */
+static int run_job(lua_State *L) {
+  lua_job *j = lua_touserdata(L, 1);
+  open_sandbox(L);
+  if (luaL_loadfile(L, j->path) != LUA_OK) return lua_error(L);
+  lua_call(L, 0, 1);
+  if (!lua_istable(L, -1))
+    return luaL_error(L, "%s: returned a %s, not a table of activations", j->path,
+                      luaL_typename(L, -1));
+  int type = lua_getfield(L, -1, j->name);
+  if (type == LUA_TNIL) {
+    j->missing = 1;
+    return 0;
+  }
+  if (type == LUA_TFUNCTION) {
+    push_config(L, j);
+    lua_call(L, 1, 1);
+    if (lua_type(L, -1) != LUA_TSTRING)
+      return luaL_error(L, "%s: '%s' returned a %s, not an expression string", j->path,
+                        j->name, luaL_typename(L, -1));
+  } else if (type != LUA_TSTRING) {
+    return luaL_error(L, "%s: '%s' is a %s, not an expression string or a function "
+                         "returning one", j->path, j->name, luaL_typename(L, -1));
+  }
+  return 1;
+}
+
+int lua_expr_load(const char *path, const char *name, const ir_config_entry *config,
+                  int n_config, char **text, lt_error *err) {
+  *text = NULL;
+  lua_State *L = luaL_newstate();
+  if (!L) return lt_fail(err, "%s: out of memory", path);
+  lua_job j = {.path = path, .name = name, .config = config, .n_config = n_config};
+  lua_pushcfunction(L, run_job);
+  lua_pushlightuserdata(L, &j);
+  int rc = LUA_EXPR_FILE_ERROR;
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    const char *msg = lua_tostring(L, -1);
+    lt_fail(err, "%s", msg ? msg : "a Lua error without a message");
+  } else if (j.missing) {
+    lt_fail(err, "%s has no activation '%s'", path, name);
+    rc = LUA_EXPR_NO_NAME;
+  } else if (!(*text = strdup(lua_tostring(L, -1)))) {
+    lt_fail(err, "%s: out of memory", path);
+  } else {
+    rc = 0;
+  }
+  lua_close(L);
+  return rc;
+}

@@ -1,0 +1,376 @@
+// test_emu_gen: every path the generator makes, run in the CUDA emulator and
+// compared with the CPU backend, for a GPT-2 and a LLaMA graph, fp32 and bf16.
+//
+// For each model and dtype: `lisa gen`'s program (all paths in one file) is
+// compiled for the host with the emulator and dlopen'ed. Then, instance by
+// instance (embed, each block, head), the CPU executor runs the section and
+// the generated path runs on the same inputs and weights: kernels in the
+// emulator, GEMMs here (with the plan's epilogues and beta). Every value the
+// path keeps in memory is compared with the CPU's (NMSE; any NaN fails), and
+// guard bytes around every buffer catch writes out of bounds.
+#include <dlfcn.h>
+#include <stdarg.h>
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "emu_check.h"
+
+extern "C" {
+#include "autodiff.h"
+#include "executor.h"
+#include "gen.h"
+#include "model_yaml.h"
+#include "weights.h"
+}
+#include "cpu_ops.h"
+
+namespace {
+
+typedef int (*launch_fn)(void (*)(void **), void **, unsigned, unsigned, unsigned, unsigned,
+                         unsigned, unsigned, unsigned);
+
+struct Module {
+  void *so = nullptr;
+  launch_fn launch = nullptr;
+  const char *(*error)(void) = nullptr;
+  ~Module() {
+    if (so) dlclose(so);
+  }
+};
+
+std::string tmp_dir;
+
+// A failed check that also ends the caller: returns false.
+__attribute__((format(printf, 1, 2))) bool fail(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  check_failures++;
+  return false;
+}
+
+// Compiles the program's single translation unit for the emulator.
+bool compile_module(const gen_program *prog, const char *tag, Module *mod) {
+  sbuf src = {};
+  lt_error err = {};
+  if (gen_emit_program(prog, &src, &err)) return fail("%s", err.msg);
+  std::string cu = tmp_dir + "/" + tag + ".cu", so = tmp_dir + "/" + tag + ".so";
+  FILE *f = fopen(cu.c_str(), "w");
+  fputs(sb_str(&src), f);
+  fclose(f);
+  sb_free(&src);
+  const char *cxx = getenv("CXX") ? getenv("CXX") : "c++";
+  std::string cmd = std::string(cxx) + " -std=c++17 -O1 -shared -fPIC -w -DLISA_EMU -x c++ -include " +
+                    src_path("tests/emu/cuda_emu.h") + " " + cu + " -o " + so;
+  if (system(cmd.c_str()) != 0) return fail("host compile failed: %s", cmd.c_str());
+  mod->so = dlopen(so.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!mod->so) return fail("dlopen: %s", dlerror());
+  mod->launch = (launch_fn)dlsym(mod->so, "lisa_emu_launch");
+  mod->error = (const char *(*)(void))dlsym(mod->so, "lisa_emu_error");
+  return mod->launch && mod->error;
+}
+
+// One generated path's buffers for one section instance.
+struct PathRun {
+  const gen_path *p;
+  std::vector<std::unique_ptr<emu::Guarded<unsigned char>>> mem;  // [n_bufs]; null: none
+};
+
+size_t elem_size(int dtype) { return dtype == GEN_BF16 ? 2 : 4; }
+
+unsigned char *at(PathRun &r, gen_ref ref) {
+  if (ref.buf < 0 || !r.mem[ref.buf]) return nullptr;
+  return r.mem[ref.buf]->data() + ref.off * elem_size(r.p->bufs[ref.buf].dtype);
+}
+
+// Host float copy of rows x cols of a buffer reference.
+std::vector<float> read(PathRun &r, gen_ref ref, int64_t rows, int64_t cols) {
+  std::vector<float> out((size_t)(rows * cols));
+  int dt = r.p->bufs[ref.buf].dtype;
+  const unsigned char *base = at(r, ref);
+  for (int64_t i = 0; i < rows; i++)
+    for (int64_t j = 0; j < cols; j++) {
+      int64_t e = i * ref.ld + j;
+      out[(size_t)(i * cols + j)] =
+          dt == GEN_BF16 ? __bfloat162float(((const __nv_bfloat16 *)base)[e]) : ((const float *)base)[e];
+    }
+  return out;
+}
+
+void write(PathRun &r, gen_ref ref, int64_t rows, int64_t cols, const float *src) {
+  int dt = r.p->bufs[ref.buf].dtype;
+  unsigned char *base = at(r, ref);
+  for (int64_t i = 0; i < rows; i++)
+    for (int64_t j = 0; j < cols; j++) {
+      int64_t e = i * ref.ld + j;
+      float v = src[i * cols + j];
+      if (dt == GEN_BF16) ((__nv_bfloat16 *)base)[e] = __float2bfloat16_rn(v);
+      else ((float *)base)[e] = v;
+    }
+}
+
+gen_ref whole(const gen_path *p, int b) { return gen_ref{b, 0, p->bufs[b].cols}; }
+
+void alloc_path(PathRun &r, const gen_path *p) {
+  r.p = p;
+  r.mem.resize((size_t)p->n_bufs);
+  for (int b = 0; b < p->n_bufs; b++) {
+    const gen_buffer *bf = &p->bufs[b];
+    if (bf->role == GEN_BUF_UNUSED || bf->role == GEN_BUF_VIEW) continue;
+    r.mem[b].reset(new emu::Guarded<unsigned char>((size_t)gen_buffer_bytes(bf)));
+  }
+}
+
+// ---------------------------------------------------------------------------
+// GEMMs as the plan describes them: cpu_ops in fp32 on the stored values,
+// the epilogue, then one rounding to the output's storage type (cuBLASLt
+// with fp32 compute).
+
+void run_gemm(PathRun &r, const gen_gemm &g) {
+  const gen_path *p = r.p;
+  int64_t ka = g.op == GEN_GEMM_FWD ? g.in : g.out;
+  std::vector<float> a = read(r, g.a, g.rows, ka);
+  const gen_buffer *wb = &p->bufs[g.w.buf];
+  std::vector<float> w = read(r, g.w, g.op == GEN_GEMM_DW ? g.rows : wb->rows,
+                              g.op == GEN_GEMM_DW ? g.in : wb->cols);
+  if (g.op == GEN_GEMM_DW) {
+    float *dw = (float *)at(r, g.d);
+    cpu_linear_backward_w(dw, a.data(), w.data(), g.rows, g.in, g.out, g.layout);
+    if (g.epilogue == GEN_EPI_BGRAD) cpu_linear_backward_b((float *)at(r, g.bias), a.data(), g.rows, g.out);
+    return;
+  }
+  int64_t cols = g.op == GEN_GEMM_FWD ? g.out : g.in;
+  std::vector<float> d((size_t)(g.rows * cols));
+  if (g.op == GEN_GEMM_FWD) {
+    std::vector<float> bias;
+    if (g.bias.buf >= 0) bias = read(r, g.bias, 1, g.out);
+    cpu_linear_forward(d.data(), a.data(), w.data(), bias.empty() ? nullptr : bias.data(), g.rows,
+                       g.in, g.out, g.layout);
+  } else {
+    cpu_linear_backward_x(d.data(), a.data(), w.data(), g.rows, g.in, g.out, g.layout);
+  }
+  if (g.beta) {
+    std::vector<float> c = read(r, g.c, g.rows, cols);
+    for (size_t i = 0; i < d.size(); i++) d[i] += c[i];
+  }
+  switch (g.epilogue) {
+  case GEN_EPI_GELU_AUX_BIAS: case GEN_EPI_GELU_AUX:
+    write(r, g.aux, g.rows, cols, d.data());
+    /* fall through */
+  case GEN_EPI_GELU_BIAS: case GEN_EPI_GELU:
+    cpu_gelu_forward(d.data(), d.data(), (int64_t)d.size());
+    break;
+  case GEN_EPI_DGELU: {
+    std::vector<float> aux = read(r, g.aux, g.rows, cols);
+    cpu_gelu_backward(d.data(), d.data(), aux.data(), (int64_t)d.size());
+    break;
+  }
+  }
+  write(r, g.d, g.rows, cols, d.data());
+}
+
+bool run_kernel(const Module &mod, PathRun &r, const gen_step &st, const ms_state *s) {
+  char sym[128];
+  snprintf(sym, sizeof sym, "%s_emu", st.kernel);
+  void (*entry)(void **) = (void (*)(void **))dlsym(mod.so, sym);
+  if (!entry) return fail("no entry %s", sym);
+  union slot { void *ptr; int i; float f; } vals[GEN_MAX_ARGS];
+  void *args[GEN_MAX_ARGS];
+  for (int a = 0; a < st.n_args; a++) {
+    const gen_arg &ar = st.args[a];
+    if (ar.kind == GEN_ARG_BUF) vals[a].ptr = at(r, ar.ref);
+    else if (ar.kind == GEN_ARG_ROWS) vals[a].i = s->N;
+    else if (ar.kind == GEN_ARG_BATCH) vals[a].i = s->B;
+    else vals[a].f = 1.0f;
+    args[a] = &vals[a];
+  }
+  int rc = mod.launch(entry, args, st.grid[0], st.grid[1], st.grid[2], st.block[0], st.block[1],
+                      st.block[2], st.smem);
+  return rc == 0 || fail("%s: %s", st.kernel, mod.error());
+}
+
+bool run_steps(const Module &mod, PathRun &r, int from, int to, const ms_state *s) {
+  for (int i = from; i < to; i++) {
+    const gen_step &st = r.p->steps[i];
+    if (st.kind == GEN_STEP_GEMM) run_gemm(r, st.gemm);
+    else if (!run_kernel(mod, r, st, s)) return false;
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------------------
+// the comparison
+
+struct Tolerance {
+  double nmse;
+  const char *what;
+};
+
+int64_t value_elems(const ms_state *s, const ir_graph *g, int v) {
+  const ir_value *iv = &g->values[v];
+  return (iv->scalar ? 1 : (int64_t)s->N) * iv->cols;
+}
+
+// A value another buffer is an in-place alias of (logits, overwritten by
+// their gradient in the fused cross-entropy): its final contents differ.
+bool aliased(const gen_path *p, int v) {
+  for (int b = 0; b < p->n_bufs; b++)
+    if (b != v && p->bufs[b].role == GEN_BUF_VIEW && p->bufs[b].base == v && p->bufs[b].off == 0 &&
+        p->bufs[b].cols == p->bufs[v].cols)
+      return true;
+  return false;
+}
+
+// Inputs of the instance from the CPU state (rounded to bf16 there first,
+// so both sides see the same numbers).
+void load_inputs(PathRun &r, ms_state *s, int inst, int backward, int bf16) {
+  const ir_graph *g = &s->ir->sections[ms_inst_section(s, inst)];
+  for (int v = 0; v < g->n_values; v++) {
+    const gen_buffer *b = &r.p->bufs[v];
+    const ir_value *iv = &g->values[v];
+    int want = backward ? (b->role == GEN_BUF_INPUT && iv->kind == IR_V_INPUT && v != g->input &&
+                           v != g->targets) || b->role == GEN_BUF_PARAM_GRAD
+                        : b->role == GEN_BUF_INPUT || b->role == GEN_BUF_PARAM;
+    if (!want || !r.mem[v] || !s->bufs[inst][v]) continue;
+    if (b->dtype == GEN_I32) {
+      memcpy(r.mem[v]->data(), s->bufs[inst][v], (size_t)gen_buffer_bytes(b));
+      continue;
+    }
+    float *src = (float *)s->bufs[inst][v];
+    int64_t n = b->rows * b->cols;
+    if (bf16 && b->role != GEN_BUF_PARAM_GRAD) emu::round_bf16(src, (size_t)n);
+    write(r, whole(r.p, v), b->rows, b->cols, src);
+  }
+}
+
+void compare(PathRun &r, ms_state *s, int inst, int backward, Tolerance tol, const char *tag) {
+  const ir_graph *g = &s->ir->sections[ms_inst_section(s, inst)];
+  for (int v = 0; v < g->n_values; v++) {
+    const gen_buffer *b = &r.p->bufs[v];
+    int role = b->role;
+    if (role == GEN_BUF_VIEW) role = r.p->bufs[b->base].role;
+    if (role != GEN_BUF_OUTPUT && role != GEN_BUF_SAVED && role != GEN_BUF_SCRATCH &&
+        role != GEN_BUF_PARAM_GRAD)
+      continue;
+    const ir_value *iv = &g->values[v];
+    int is_bwd = iv->kind == IR_V_GRAD || iv->kind == IR_V_PARAM_GRAD;
+    if (is_bwd != backward || !s->bufs[inst][v] || (!backward && aliased(r.p, v))) continue;
+    int64_t rows = iv->scalar ? 1 : s->N, cols = iv->kind == IR_V_PARAM_GRAD ? b->rows * b->cols : iv->cols;
+    if (iv->kind == IR_V_PARAM_GRAD) rows = 1;
+    gen_ref ref = b->role == GEN_BUF_VIEW ? gen_ref{b->base, b->off, b->ld} : gen_ref{v, 0, cols};
+    std::vector<float> got = read(r, ref, rows, cols);
+    const float *want = (const float *)s->bufs[inst][v];
+    double e = emu::nmse(got.data(), want, got.size());
+    bool finite = !emu::has_nan_or_inf(got.data(), got.size());
+    CHECK_MSG(finite && e <= tol.nmse, "%s %s inst %d %s: nmse %.3g (limit %.1g, %s)%s", tag,
+              r.p->name, inst, iv->name, e, tol.nmse, tol.what, finite ? "" : ", NaN/inf");
+  }
+  for (int b = 0; b < r.p->n_bufs; b++)
+    if (r.mem[b]) {
+      emu::GuardReport gr = r.mem[b]->check(r.p->bufs[b].name);
+      CHECK_MSG(gr.ok, "%s %s: %s", tag, r.p->name, gr.message.c_str());
+    }
+}
+
+const char *path_for(int section, int mode) {
+  static const char *names[3][3] = {{"embed_train", "embed_train", "embed_forward"},
+                                    {"block_active", "block_frozen", "block_forward"},
+                                    {"head_train", "head_frozen", "head_train"}};
+  return names[section][mode];
+}
+
+// One pass over every instance, every block on `mode`.
+void run_pass(const Module &mod, const gen_program *prog, ms_state *s, int mode, int bf16,
+              const char *tag) {
+  Tolerance fwd = bf16 ? Tolerance{1e-4, "bf16"} : Tolerance{1e-7, "fp32"};
+  /* backward through a block in bf16: a dozen roundings to bf16 in a row
+   * (each kernel's own bf16 accuracy is checked at 1e-4 in its test) */
+  Tolerance bwd = bf16 ? Tolerance{1e-3, "bf16, end to end"} : Tolerance{1e-7, "fp32"};
+  std::vector<PathRun> runs((size_t)s->n_inst);
+  for (int g = 0; g < s->n_grad_slots; g++) (void)g;
+  memset(s->grads, 0, (size_t)s->n_grad_scalars * sizeof(float));
+  for (int inst = 0; inst < s->n_inst; inst++) {
+    int sec = ms_inst_section(s, inst);
+    int m = sec == IR_BLOCK ? mode : sec == IR_HEAD && mode == GEN_FORWARD ? GEN_ACTIVE : mode;
+    const gen_path *p = gen_find_path(prog, path_for(sec, m));
+    alloc_path(runs[inst], p);
+    load_inputs(runs[inst], s, inst, 0, bf16);
+    exec_forward(s, inst);
+    if (!run_steps(mod, runs[inst], 0, p->n_fwd_steps, s)) return;
+    compare(runs[inst], s, inst, 0, fwd, tag);
+  }
+  for (int inst = s->n_inst - 1; inst >= 0; inst--) {
+    PathRun &r = runs[inst];
+    if (r.p->mode == GEN_FORWARD) continue;
+    load_inputs(r, s, inst, 1, bf16);
+    exec_backward(s, inst, r.p->mode == GEN_FROZEN ? EXEC_FROZEN : EXEC_ACTIVE, 1.0f);
+    if (!run_steps(mod, r, r.p->n_fwd_steps, r.p->n_steps, s)) return;
+    compare(r, s, inst, 1, bwd, tag);
+  }
+}
+
+void check_model(const char *yaml, int dtype) {
+  ir_model m;
+  lt_error err = {};
+  if (yml_load_model(src_path(yaml), &m, &err) || ad_build_backward(&m, &err)) {
+    CHECK_MSG(0, "%s", err.msg);
+    return;
+  }
+  const int B = 2, T = 5; /* odd sizes: 10 rows, a partial attention tile */
+  gen_config cfg = {};
+  cfg.B = B, cfg.T = T, cfg.dtype = dtype, cfg.grad_accum = 1;
+  gen_program prog;
+  ms_state s;
+  if (gen_build(&prog, &m, &cfg, &err)) {
+    CHECK_MSG(0, "%s", err.msg);
+    ir_model_free(&m);
+    return;
+  }
+  if (ms_create(&s, &m, B, T, m.n_layer, &err)) {
+    CHECK_MSG(0, "%s", err.msg);
+  } else {
+    wt_init_random(&s, 7);
+    /* larger than init's scale, so biases and norms are not trivially 0 / 1 */
+    for (int64_t i = 0; i < s.n_param_scalars; i++) s.params[i] += 0.05f * sinf((float)i);
+    for (int n = 0; n < s.N; n++)
+      s.ids[n] = (n * 7 + 3) % m.vocab_size, s.targets[n] = (n * 5 + 1) % m.vocab_size;
+    char tag[128];
+    snprintf(tag, sizeof tag, "%s %s", yaml, gen_dtype_name(dtype));
+    Module mod;
+    std::string so_tag = std::string(m.name) + "_" + gen_dtype_name(dtype);
+    if (compile_module(&prog, so_tag.c_str(), &mod)) {
+      int bf16 = dtype == GEN_BF16;
+      run_pass(mod, &prog, &s, GEN_ACTIVE, bf16, tag);
+      run_pass(mod, &prog, &s, GEN_FROZEN, bf16, tag);
+      run_pass(mod, &prog, &s, GEN_FORWARD, bf16, tag);
+    }
+    ms_free(&s);
+  }
+  gen_free(&prog);
+  ir_model_free(&m);
+}
+
+void test_gpt2_fp32() { check_model("models/gpt2-tiny.yaml", GEN_F32); }
+void test_gpt2_bf16() { check_model("models/gpt2-tiny.yaml", GEN_BF16); }
+void test_llama_fp32() { check_model("models/llama-tiny.yaml", GEN_F32); }
+void test_llama_bf16() { check_model("models/llama-tiny.yaml", GEN_BF16); }
+
+}  // namespace
+
+int main() {
+  char dir[] = "/tmp/lisa_emu_gen_XXXXXX";
+  if (!mkdtemp(dir)) return perror("mkdtemp"), 1;
+  tmp_dir = dir;
+  RUN(test_gpt2_fp32);
+  RUN(test_llama_fp32);
+  RUN(test_gpt2_bf16);
+  RUN(test_llama_bf16);
+  std::string rm = "rm -rf " + tmp_dir;
+  if (system(rm.c_str()) != 0) fprintf(stderr, "could not remove %s\n", dir);
+  return check_exit();
+}
