@@ -4,7 +4,9 @@
  * fuses what the template can take in (the residual gradient into a norm's
  * dX, the position embedding into the token embedding, cross-entropy's
  * backward into its forward). Launch shapes mirror the templates' documented
- * defaults, which are passed explicitly so the two cannot drift apart. */
+ * defaults, which are passed explicitly so the two cannot drift apart; the
+ * tunables templates/tuning.lua lists come through gen_tune, which sets both
+ * the template argument and the launch. */
 #include <stdio.h>
 #include <string.h>
 
@@ -60,6 +62,9 @@ static void emit_norm_bwd_x(gen_ctx *c, int i, int rms) {
   const ir_op *op = c->items[i].op;
   int64_t C = cols_of(c, op->in[0]);
   int threads = norm_threads(elem_bytes(c), C), rows = threads == 32 ? 4 : 1;
+  /* bf16 rows of 65..128 vectors on one warp spill in dX (C = 768: 8 bytes,
+   * sm_90); two warps a row halve what each thread holds */
+  if (threads == 32 && elem_bytes(c) == 2 && C / vec_width(2, C) > 64) threads = 64, rows = 2;
   int out = op->out[0], dres = -1;
   int j = gen_sole_reader(c, out);
   if (j > i && !c->items[j].absorbed && c->items[j].op->kind == IR_OP_ADD) {
@@ -125,9 +130,10 @@ static int emit_norm_bwd_w(gen_ctx *c, const ir_op *op, int rms) {
   gen_kb_buf(&kb, gen_ref_of(c, op->out[0]), GEN_F32, 1);
   gen_kb_buf(&kb, rms ? (gen_ref){-1, 0, 0} : gen_ref_of(c, op->out[1]), GEN_F32, 1);
   gen_kb_buf(&kb, (gen_ref){ws, 0, C}, GEN_F32, 0);
-  gen_kb_launch(&kb, ceil_div(C, 256), 1, 1, 256, 0);
-  snprintf(body, sizeof body, "lisa::norm_backward_w_finish<%lld, 256>(%%A, %lld);",
-           (long long)C, (long long)parts);
+  const int fin = gen_tune(c, "norm_backward_w_finish", "THREADS", 256);
+  gen_kb_launch(&kb, ceil_div(C, fin), 1, 1, (unsigned)fin, 0);
+  snprintf(body, sizeof body, "lisa::norm_backward_w_finish<%lld, %d>(%%A, %lld);",
+           (long long)C, fin, (long long)parts);
   gen_kb_end(&kb, body);
   return 0;
 }
@@ -161,12 +167,15 @@ static void emit_attention_fwd(gen_ctx *c, const ir_op *op) {
   gen_kb_buf(&kb, k, -1, 0);
   gen_kb_buf(&kb, v, -1, 0);
   gen_kb_batch(&kb);
-  const int bq = 32, threads = 128;
-  gen_kb_launch(&kb, ceil_div(c->cfg->T, bq), (unsigned)a.heads, (unsigned)c->cfg->B, threads, 0);
+  /* BQ, BK (the template's default, 16), THREADS; TC stays at its default */
+  const int bq = gen_tune(c, "attention_forward", "BQ", 32),
+            threads = gen_tune(c, "attention_forward", "THREADS", 128);
+  gen_kb_launch(&kb, ceil_div(c->cfg->T, bq), (unsigned)a.heads, (unsigned)c->cfg->B,
+                (unsigned)threads, 0);
   snprintf(body, sizeof body,
-           "lisa::attention_forward<%s, %d, %d, %d, %d, %s, %d>(a0, %lld, a1, a2, %lld, a3, %lld, "
-           "a4, %lld, a5);",
-           T_(), a.hd, a.heads, a.kv_heads, c->cfg->T, a.causal ? "true" : "false", bq,
+           "lisa::attention_forward<%s, %d, %d, %d, %d, %s, %d, 16, %d>(a0, %lld, a1, a2, %lld, "
+           "a3, %lld, a4, %lld, a5);",
+           T_(), a.hd, a.heads, a.kv_heads, c->cfg->T, a.causal ? "true" : "false", bq, threads,
            (long long)y.ld, (long long)q.ld, (long long)k.ld, (long long)v.ld);
   gen_kb_end(&kb, body);
 }
@@ -197,11 +206,15 @@ static int emit_attention_bwd(gen_ctx *c, const ir_op *op) {
   gen_kb_buf(&kb, v, -1, 0);
   gen_kb_buf(&kb, lse, GEN_F32, 0);
   gen_kb_batch(&kb);
-  gen_kb_launch(&kb, ceil_div(c->cfg->T, 32), (unsigned)a.heads, (unsigned)c->cfg->B, 128, 0);
+  /* BQ, BK (the template's default, 32), THREADS; TC stays at its default */
+  const int dq_bq = gen_tune(c, "attention_backward_dq", "BQ", 32),
+            dq_threads = gen_tune(c, "attention_backward_dq", "THREADS", 128);
+  gen_kb_launch(&kb, ceil_div(c->cfg->T, dq_bq), (unsigned)a.heads, (unsigned)c->cfg->B,
+                (unsigned)dq_threads, 0);
   snprintf(body, sizeof body,
-           "lisa::attention_backward_dq<%s, %d, %d, %d, %d, %s, 32>(a0, %lld, a1, a2, %lld, a3, "
-           "%lld, a4, %lld, a5, %lld, a6, %lld, a7, a8);",
-           T_(), a.hd, a.heads, a.kv_heads, c->cfg->T, causal, (long long)dq.ld, (long long)dy.ld,
+           "lisa::attention_backward_dq<%s, %d, %d, %d, %d, %s, %d, 32, %d>(a0, %lld, a1, a2, "
+           "%lld, a3, %lld, a4, %lld, a5, %lld, a6, %lld, a7, a8);",
+           T_(), a.hd, a.heads, a.kv_heads, c->cfg->T, causal, dq_bq, dq_threads, (long long)dq.ld, (long long)dy.ld,
            (long long)y.ld, (long long)q.ld, (long long)k.ld, (long long)v.ld);
   gen_kb_end(&kb, body);
 
@@ -217,11 +230,15 @@ static int emit_attention_bwd(gen_ctx *c, const ir_op *op) {
   gen_kb_buf(&kb, lse, GEN_F32, 0);
   gen_kb_buf(&kb, (gen_ref){ws, 0, a.heads}, GEN_F32, 0);
   gen_kb_batch(&kb);
-  gen_kb_launch(&kb, ceil_div(c->cfg->T, 32), (unsigned)a.kv_heads, (unsigned)c->cfg->B, 128, 0);
+  /* BKV, BQ (the template's default, 16), THREADS; TC stays at its default */
+  const int bkv = gen_tune(c, "attention_backward_dkdv", "BKV", 32),
+            kv_threads = gen_tune(c, "attention_backward_dkdv", "THREADS", 128);
+  gen_kb_launch(&kb, ceil_div(c->cfg->T, bkv), (unsigned)a.kv_heads, (unsigned)c->cfg->B,
+                (unsigned)kv_threads, 0);
   snprintf(body, sizeof body,
-           "lisa::attention_backward_dkdv<%s, %d, %d, %d, %d, %s, 32>(a0, %lld, a1, %lld, a2, "
-           "%lld, a3, %lld, a4, %lld, a5, %lld, a6, a7, a8);",
-           T_(), a.hd, a.heads, a.kv_heads, c->cfg->T, causal, (long long)dk.ld, (long long)dv.ld,
+           "lisa::attention_backward_dkdv<%s, %d, %d, %d, %d, %s, %d, 16, %d>(a0, %lld, a1, %lld, "
+           "a2, %lld, a3, %lld, a4, %lld, a5, %lld, a6, a7, a8);",
+           T_(), a.hd, a.heads, a.kv_heads, c->cfg->T, causal, bkv, kv_threads, (long long)dk.ld, (long long)dv.ld,
            (long long)dy.ld, (long long)q.ld, (long long)k.ld, (long long)v.ld);
   gen_kb_end(&kb, body);
   return 0;
@@ -287,13 +304,15 @@ static int emit_embedding(gen_ctx *c, int i) {
   gen_kb_buf(&kb, gen_ref_of(c, op->in[1]), -1, 0);
   if (pos_table >= 0) gen_kb_buf(&kb, gen_ref_of(c, pos_table), -1, 0);
   gen_kb_rows(&kb);
-  gen_kb_launch(&kb, ceil_div((int64_t)N_of(c) * C, 256), 1, 1, 256, 0);
+  const int threads =
+      gen_tune(c, pos_table >= 0 ? "embedding_pos_forward" : "embedding_forward", "THREADS", 256);
+  gen_kb_launch(&kb, ceil_div((int64_t)N_of(c) * C, threads), 1, 1, (unsigned)threads, 0);
   if (pos_table >= 0)
-    snprintf(body, sizeof body, "lisa::embedding_pos_forward<%s, %lld, %d, 256>(%%A, %d);", T_(),
-             (long long)C, vocab_of(c, op->in[1]), c->cfg->T);
+    snprintf(body, sizeof body, "lisa::embedding_pos_forward<%s, %lld, %d, %d>(%%A, %d);", T_(),
+             (long long)C, vocab_of(c, op->in[1]), threads, c->cfg->T);
   else
-    snprintf(body, sizeof body, "lisa::embedding_forward<%s, %lld, %d, 256>(%%A);", T_(),
-             (long long)C, vocab_of(c, op->in[1]));
+    snprintf(body, sizeof body, "lisa::embedding_forward<%s, %lld, %d, %d>(%%A);", T_(),
+             (long long)C, vocab_of(c, op->in[1]), threads);
   gen_kb_end(&kb, body);
   return 0;
 }
@@ -307,9 +326,10 @@ static void emit_pos_embedding(gen_ctx *c, const ir_op *op) {
   gen_kb_buf(&kb, gen_ref_of(c, op->out[0]), -1, 1);
   gen_kb_buf(&kb, gen_ref_of(c, op->in[0]), -1, 0);
   gen_kb_rows(&kb);
-  gen_kb_launch(&kb, ceil_div((int64_t)N_of(c) * C, 256), 1, 1, 256, 0);
-  snprintf(body, sizeof body, "lisa::pos_embedding_forward<%s, %lld, 256>(%%A, %d);", T_(),
-           (long long)C, c->cfg->T);
+  const int threads = gen_tune(c, "pos_embedding_forward", "THREADS", 256);
+  gen_kb_launch(&kb, ceil_div((int64_t)N_of(c) * C, threads), 1, 1, (unsigned)threads, 0);
+  snprintf(body, sizeof body, "lisa::pos_embedding_forward<%s, %lld, %d>(%%A, %d);", T_(),
+           (long long)C, threads, c->cfg->T);
   gen_kb_end(&kb, body);
 }
 
@@ -326,14 +346,16 @@ static void emit_embedding_bwd(gen_ctx *c, const ir_op *op, int pos) {
   gen_kb_buf(&kb, gen_ref_of(c, dy), -1, 0);
   gen_kb_rows(&kb);
   int V = (int)c->m->params[c->g->values[op->out[0]].param].shape[0];
+  const int threads =
+      gen_tune(c, pos ? "pos_embedding_backward" : "embedding_backward", "THREADS", 256);
   if (pos) {
-    gen_kb_launch(&kb, ceil_div((int64_t)c->cfg->T * C, 256), 1, 1, 256, 0);
-    snprintf(body, sizeof body, "lisa::pos_embedding_backward<%s, %lld, 256>(%%A, %d);", T_(),
-             (long long)C, c->cfg->T);
+    gen_kb_launch(&kb, ceil_div((int64_t)c->cfg->T * C, threads), 1, 1, (unsigned)threads, 0);
+    snprintf(body, sizeof body, "lisa::pos_embedding_backward<%s, %lld, %d>(%%A, %d);", T_(),
+             (long long)C, threads, c->cfg->T);
   } else {
-    gen_kb_launch(&kb, (unsigned)N_of(c), 1, 1, 256, 0);
-    snprintf(body, sizeof body, "lisa::embedding_backward<%s, %lld, %d, 256>(%%A);", T_(),
-             (long long)C, V);
+    gen_kb_launch(&kb, (unsigned)N_of(c), 1, 1, (unsigned)threads, 0);
+    snprintf(body, sizeof body, "lisa::embedding_backward<%s, %lld, %d, %d>(%%A);", T_(),
+             (long long)C, V, threads);
   }
   gen_kb_end(&kb, body);
 }
@@ -371,8 +393,9 @@ static int emit_cross_entropy(gen_ctx *c, int i) {
   gen_kb_buf(&kb, gen_ref_of(c, op->in[1]), GEN_I32, 0);
   gen_kb_rows(&kb);
   gen_kb_loss_scale(&kb);
-  gen_kb_launch(&kb, (unsigned)N_of(c), 1, 1, 1024, 0);
-  snprintf(body, sizeof body, "lisa::cross_entropy_fused<%s, %d, 1024>(%%A);", T_(), V);
+  const int ce_threads = gen_tune(c, "cross_entropy_fused", "THREADS", 1024);
+  gen_kb_launch(&kb, (unsigned)N_of(c), 1, 1, (unsigned)ce_threads, 0);
+  snprintf(body, sizeof body, "lisa::cross_entropy_fused<%s, %d, %d>(%%A);", T_(), V, ce_threads);
   gen_kb_end(&kb, body);
 
   snprintf(label, sizeof label, "mean of the per-row losses -> %s", gen_vname(c, op->out[0]));
@@ -380,8 +403,10 @@ static int emit_cross_entropy(gen_ctx *c, int i) {
   gen_kb_buf(&kb, gen_ref_of(c, op->out[0]), GEN_F32, 1);
   gen_kb_buf(&kb, (gen_ref){ws, 0, 1}, GEN_F32, 0);
   gen_kb_rows(&kb);
-  gen_kb_launch(&kb, 1, 1, 1, 256, 0);
-  gen_kb_end(&kb, "lisa::cross_entropy_mean<256>(%A);");
+  const int mean_threads = gen_tune(c, "cross_entropy_mean", "THREADS", 256);
+  gen_kb_launch(&kb, 1, 1, 1, (unsigned)mean_threads, 0);
+  snprintf(body, sizeof body, "lisa::cross_entropy_mean<%d>(%%A);", mean_threads);
+  gen_kb_end(&kb, body);
   return 0;
 }
 
@@ -434,8 +459,9 @@ static void emit_bias_grad(gen_ctx *c, const ir_op *op) {
   gen_kb_buf(&kb, gen_ref_of(c, op->out[0]), GEN_F32, 1);
   gen_kb_buf(&kb, gen_ref_of(c, op->in[0]), -1, 0);
   gen_kb_rows(&kb);
-  gen_kb_launch(&kb, ceil_div(C, 128), 1, 1, 128, 0);
-  snprintf(body, sizeof body, "lisa::bias_grad<%s, %lld, 128>(%%A);", T_(), (long long)C);
+  const int threads = gen_tune(c, "bias_grad", "THREADS", 128);
+  gen_kb_launch(&kb, ceil_div(C, threads), 1, 1, (unsigned)threads, 0);
+  snprintf(body, sizeof body, "lisa::bias_grad<%s, %lld, %d>(%%A);", T_(), (long long)C, threads);
   gen_kb_end(&kb, body);
 }
 

@@ -9,9 +9,20 @@
 #include "autodiff.h"
 #include "cli.h"
 #include "gen.h"
+#include "gen_tune.h"
 #include "model_yaml.h"
 #ifdef LISA_HAVE_NVRTC
+#include <pthread.h>
+#include <time.h>
+#include <unistd.h>
+
 #include "nvrtc_driver.h"
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
 #endif
 
 static const char usage_gen[] =
@@ -21,10 +32,13 @@ static const char usage_gen[] =
     "  --dtype bf16|fp32    storage of weights and activations (bf16)\n"
     "  --arch sm_XX         NVRTC target (sm_90); --no-compile skips NVRTC\n"
     "  --grad-accum N       micro-batches per step (1; > 1 keeps bias gradients\n"
-    "                       out of GEMM epilogues, which overwrite)\n";
+    "                       out of GEMM epilogues, which overwrite)\n"
+    "  --tune FILE          a Lua table of kernel tunables (block sizes, rows per\n"
+    "                       block) over the defaults of templates/tuning.lua, e.g.\n"
+    "                       return {attention_forward = {BQ = 16, THREADS = 64}}\n";
 
 typedef struct {
-  const char *model, *out, *arch;
+  const char *model, *out, *arch, *tune;
   int batch, seq, dtype, grad_accum, compile;
 } gen_args;
 
@@ -63,6 +77,7 @@ static int parse_gen_args(int argc, char **argv, gen_args *a) {
     const char *val = argv[++i];
     if (!strcmp(opt, "-o")) a->out = val;
     else if (!strcmp(opt, "--arch")) a->arch = val;
+    else if (!strcmp(opt, "--tune")) a->tune = val;
     else if (!strcmp(opt, "--dtype")) {
       if (strcmp(val, "bf16") && strcmp(val, "fp32")) return gen_fail("--dtype must be bf16 or fp32, not '%s'", val);
       a->dtype = strcmp(val, "bf16") ? GEN_F32 : GEN_BF16;
@@ -89,26 +104,60 @@ static int write_text(const char *dir, const char *name, const char *text) {
 }
 
 #ifdef LISA_HAVE_NVRTC
-/* ptxas's lines for one kernel: "Compiling entry function 'k' ..." then
- * "Used N registers, ..." and spill counts; kept whole in compile.txt. */
+/* Paths compile in parallel, one NVRTC program each (one per core): the
+ * first build of all of GPT-2 124M's paths is the sum of the slowest
+ * core's share, not of all of them. */
+typedef struct {
+  const gen_program *prog;
+  nv_options opts;
+  nv_result result[GEN_MAX_PATHS];
+  lt_error err[GEN_MAX_PATHS];
+  int rc[GEN_MAX_PATHS];
+  int next;
+  pthread_mutex_t lock;
+} compile_job;
+
+static void *compile_worker(void *arg) {
+  compile_job *j = arg;
+  for (;;) {
+    pthread_mutex_lock(&j->lock);
+    int i = j->next++;
+    pthread_mutex_unlock(&j->lock);
+    if (i >= j->prog->n_paths) return NULL;
+    const gen_path *p = &j->prog->paths[i];
+    j->rc[i] = nv_compile(p->name, sb_str(&p->source), &j->opts, &j->result[i], &j->err[i]);
+  }
+}
+
+/* ptxas's report per kernel (registers, spills, shared memory) goes into
+ * compile.txt whole. */
 static int compile_paths(const gen_program *prog, const gen_args *a, sbuf *report) {
-  nv_options o = {.cache_dir = NULL};
-  snprintf(o.arch, sizeof o.arch, "%s", a->arch);
+  compile_job j = {.prog = prog, .lock = PTHREAD_MUTEX_INITIALIZER};
+  snprintf(j.opts.arch, sizeof j.opts.arch, "%s", a->arch);
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  int n_threads = cores < 1 ? 1 : cores > prog->n_paths ? prog->n_paths : (int)cores;
+  pthread_t threads[GEN_MAX_PATHS];
+  double t0 = now_ms();
+  for (int t = 0; t < n_threads; t++) pthread_create(&threads[t], NULL, compile_worker, &j);
+  for (int t = 0; t < n_threads; t++) pthread_join(threads[t], NULL);
+  double wall = now_ms() - t0;
   int failed = 0;
   for (int i = 0; i < prog->n_paths; i++) {
     const gen_path *p = &prog->paths[i];
-    nv_result r;
-    lt_error err = {{0}};
-    if (nv_compile(p->name, sb_str(&p->source), &o, &r, &err)) {
-      fprintf(stderr, "lisa gen: %s\n", err.msg);
+    const nv_result *r = &j.result[i];
+    if (j.rc[i]) {
+      fprintf(stderr, "lisa gen: %s\n", j.err[i].msg);
       failed = 1;
       continue;
     }
     sb_printf(report, "## %s (%s): %s %.1f ms, %zu bytes of CUBIN\n%s\n", p->name, a->arch,
-              r.cache_hit ? "cache hit" : "compiled", r.compile_ms, r.size, r.log);
-    printf("  %-14s %s %7.1f ms\n", p->name, r.cache_hit ? "cache hit" : "compiled ", r.compile_ms);
-    nv_result_free(&r);
+              r->cache_hit ? "cache hit" : "compiled", r->compile_ms, r->size, r->log);
+    printf("  %-14s %s %7.1f ms\n", p->name, r->cache_hit ? "cache hit" : "compiled ",
+           r->compile_ms);
+    nv_result_free(&j.result[i]);
   }
+  printf("  all paths: %.1f ms wall on %d threads\n", wall, n_threads);
+  sb_printf(report, "# all paths: %.1f ms wall on %d threads\n", wall, n_threads);
   return failed ? -1 : 0;
 }
 #endif
@@ -139,10 +188,18 @@ int cli_gen(int argc, char **argv) {
     ir_model_free(&m);
     return 1;
   }
-  gen_config cfg = {.B = a.batch, .T = a.seq, .dtype = a.dtype, .grad_accum = a.grad_accum};
+  gen_tuning *tuning = NULL;
+  if (a.tune && gen_tune_load(&tuning, a.tune, &err)) {
+    fprintf(stderr, "lisa gen: %s\n", err.msg);
+    ir_model_free(&m);
+    return 1;
+  }
+  gen_config cfg = {.B = a.batch, .T = a.seq, .dtype = a.dtype, .grad_accum = a.grad_accum,
+                    .tuning = tuning};
   gen_program prog;
   if (gen_build(&prog, &m, &cfg, &err)) {
     fprintf(stderr, "lisa gen: %s\n", err.msg);
+    gen_tune_free(tuning);
     ir_model_free(&m);
     return 1;
   }
@@ -159,6 +216,7 @@ int cli_gen(int argc, char **argv) {
   if (a.compile) printf("lisa gen: built without NVRTC: sources only\n");
 #endif
   gen_free(&prog);
+  gen_tune_free(tuning);
   ir_model_free(&m);
   return rc;
 }

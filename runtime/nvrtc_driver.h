@@ -23,7 +23,7 @@ typedef struct {
   size_t size;
   int cache_hit;     /* 1: read from the cache, NVRTC did not run */
   double compile_ms; /* NVRTC's compile, or the cache read on a hit */
-  char log[4096];    /* NVRTC's log: ptxas registers and spills, or errors */
+  char log[65536];   /* NVRTC's log: ptxas registers and spills, or errors */
 } nv_result;
 
 /* Compiles `source` (kernel `name`: letters, digits, '_', '-'; it names the

@@ -1,0 +1,52 @@
+#!/bin/bash
+# lisa gen end to end: one self-contained .cu per path (nvcc compiles each
+# alone to a CUBIN), a plan with the fused epilogues, NVRTC's report, and
+# clear errors for bad input.
+. "$LISA_SRC/tests/lib.sh"
+
+TINY=$SRC/models/gpt2-tiny.yaml
+OUT=$TMP/gen
+export XDG_CACHE_HOME=$TMP/cache
+
+if ! "$LISA" gen "$TINY" -o "$OUT" --batch 2 --seq 8 > "$TMP/gen.log" 2>&1; then
+  fail "lisa gen exited non-zero: $(cat "$TMP/gen.log")"
+fi
+for p in embed_train embed_forward block_active block_frozen block_forward head_train head_frozen; do
+  [ -s "$OUT/$p.cu" ] || fail "no $p.cu"
+  grep -q "^## $p: " "$OUT/plan.txt" || fail "plan.txt has no section for $p"
+done
+# GPT-2's bias + GELU are GEMM epilogues; their backward DGELU and BGRADA.
+for epi in GELU_AUX_BIAS DGELU BGRADA; do
+  grep -q "epilogue=$epi" "$OUT/plan.txt" || fail "plan.txt has no $epi epilogue"
+done
+# The FROZEN path runs no weight-gradient GEMM; the ACTIVE one does.
+awk '/^## block_frozen/,/^## block_forward/' "$OUT/plan.txt" | grep -q 'dW +=' &&
+  fail "block_frozen computes a weight gradient"
+awk '/^## block_active/,/^## block_frozen/' "$OUT/plan.txt" | grep -q 'dW +=' ||
+  fail "block_active computes no weight gradient"
+if [ -f "$OUT/compile.txt" ]; then
+  grep -q "Used [0-9]* registers" "$OUT/compile.txt" || fail "compile.txt has no ptxas report"
+  "$LISA" gen "$TINY" -o "$OUT" --batch 2 --seq 8 > "$TMP/again.log" 2>&1
+  [ "$(grep -c 'cache hit' "$TMP/again.log")" -eq 7 ] || fail "second run: not 7 cache hits: $(cat "$TMP/again.log")"
+fi
+
+# Each file compiles on its own with nvcc, where the toolkit has it.
+NVCC=${NVCC:-/usr/local/cuda/bin/nvcc}
+if [ -x "$NVCC" ]; then
+  if "$NVCC" -std=c++17 -arch=sm_90 -cubin "$OUT/block_active.cu" -o "$TMP/block_active.cubin" \
+      > "$TMP/nvcc.log" 2>&1; then
+    echo "ok   nvcc compiles block_active.cu alone"
+  else
+    fail "nvcc block_active.cu: $(tail -5 "$TMP/nvcc.log")"
+  fi
+else
+  echo "skip nvcc: not found"
+fi
+
+expect_error gen_no_output "no output folder" "$LISA" gen "$TINY"
+expect_error gen_missing_model "nope\.yaml" "$LISA" gen "$TMP/nope.yaml" -o "$OUT"
+expect_error gen_seq_too_long "sequence 64 exceeds the model's 32 positions" \
+  "$LISA" gen "$TINY" -o "$OUT" --seq 64 --no-compile
+expect_error gen_bad_arch "real arch such as sm_90" "$LISA" gen "$TINY" -o "$OUT" --arch compute_90
+expect_error gen_bad_dtype "bf16 or fp32" "$LISA" gen "$TINY" -o "$OUT" --dtype fp16
+finish

@@ -1,0 +1,99 @@
+/* test_gen_nvrtc: every path generated for GPT-2 124M and LLaMA-2-7B, in
+ * bf16 (the GPU's storage), compiles with NVRTC for sm_80 and sm_90 with no
+ * register spills in any kernel, and a second build of each is a cache
+ * hit. No GPU is needed: NVRTC and ptxas run on the CPU. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "autodiff.h"
+#include "check.h"
+#include "gen.h"
+#include "model_yaml.h"
+#include "nvrtc_driver.h"
+
+static char cache_dir[] = "/tmp/lisa_gen_nvrtc_XXXXXX";
+
+/* Kernels in ptxas's report, and the first one that spills (or ""). */
+static int scan_report(const char *log, char *spilling, size_t cap) {
+  int kernels = 0;
+  const char *entry = NULL;
+  spilling[0] = 0;
+  for (const char *p = log; (p = strstr(p, "ptxas")); p++) {
+    if (!strncmp(p, "ptxas info    : Compiling entry function '", 42)) {
+      entry = p + 42;
+      kernels++;
+    }
+    const char *sp = strstr(p, "bytes spill stores");
+    const char *eol = strchr(p, '\n');
+    if (sp && (!eol || sp < eol) && !spilling[0]) {
+      const char *num = sp;
+      while (num > p && num[-1] == ' ') num--;
+      while (num > p && num[-1] >= '0' && num[-1] <= '9') num--;
+      if (atoi(num) > 0 && entry) {
+        size_t n = strcspn(entry, "'");
+        snprintf(spilling, cap, "%.*s", (int)(n < cap ? n : cap - 1), entry);
+      }
+    }
+  }
+  return kernels;
+}
+
+static void check_model(const char *yaml, int B, int T) {
+  ir_model m;
+  lt_error err = {{0}};
+  if (yml_load_model(src_path(yaml), &m, &err) || ad_build_backward(&m, &err)) {
+    CHECK_MSG(0, "%s", err.msg);
+    return;
+  }
+  gen_config cfg = {.B = B, .T = T, .dtype = GEN_BF16, .grad_accum = 1};
+  gen_program prog;
+  if (gen_build(&prog, &m, &cfg, &err)) {
+    CHECK_MSG(0, "%s", err.msg);
+    ir_model_free(&m);
+    return;
+  }
+  const char *arch[] = {"sm_80", "sm_90"};
+  for (int a = 0; a < 2; a++) {
+    nv_options o = {.cache_dir = cache_dir};
+    snprintf(o.arch, sizeof o.arch, "%s", arch[a]);
+    for (int i = 0; i < prog.n_paths; i++) {
+      const gen_path *p = &prog.paths[i];
+      nv_result r, again;
+      if (nv_compile(p->name, sb_str(&p->source), &o, &r, &err)) {
+        CHECK_MSG(0, "%s %s: %s", yaml, arch[a], err.msg);
+        continue;
+      }
+      char spill[128];
+      int kernels = scan_report(r.log, spill, sizeof spill);
+      int launched = 0;
+      for (int s = 0; s < p->n_steps; s++) launched += p->steps[s].kind == GEN_STEP_KERNEL;
+      CHECK_MSG(kernels == launched, "%s %s %s: ptxas reports %d kernels, the plan launches %d",
+                yaml, arch[a], p->name, kernels, launched);
+      CHECK_MSG(!spill[0], "%s %s %s: kernel %s spills registers", yaml, arch[a], p->name, spill);
+      printf("%s %s %-14s %2d kernels, %7.1f ms\n", yaml, arch[a], p->name, kernels, r.compile_ms);
+      if (nv_compile(p->name, sb_str(&p->source), &o, &again, &err) == 0) {
+        CHECK_MSG(again.cache_hit && again.size == r.size &&
+                      !memcmp(again.cubin, r.cubin, r.size),
+                  "%s %s: second build is not the cached CUBIN", yaml, p->name);
+        nv_result_free(&again);
+      }
+      nv_result_free(&r);
+    }
+  }
+  gen_free(&prog);
+  ir_model_free(&m);
+}
+
+static void test_gpt2_124m(void) { check_model("models/gpt2-124m.yaml", 4, 64); }
+static void test_llama2_7b(void) { check_model("models/llama2-7b.yaml", 1, 256); }
+
+int main(void) {
+  if (!mkdtemp(cache_dir)) return perror("mkdtemp"), 1;
+  RUN(test_gpt2_124m);
+  RUN(test_llama2_7b);
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", cache_dir);
+  if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", cache_dir);
+  return check_exit();
+}
