@@ -42,6 +42,8 @@ const char *gen_vname(const gen_ctx *c, int v);
 const char *gen_float(char *buf, double v);
 /* add(a, b) with b fresh from a GEMM: the GEMM adds a (beta = 1). 1 if fused. */
 int gen_try_fuse_add_gemm(gen_ctx *c, int item);
+/* add(a, b) -> s, then a norm of s: one add + norm kernel. 1 if fused. */
+int gen_try_residual_norm(gen_ctx *c, int item);
 int gen_tune(const gen_ctx *c, const char *kernel, const char *name, int fallback);
 
 /* --- kernel builder (gen_kernels.c): one __global__ wrapper per step --- */

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "gen_internal.h"
+#include "gen_tune.h"
 
 /* ---------------------------------------------------------------------- */
 /* small queries */
@@ -51,9 +52,13 @@ static int param_trains(const gen_ctx *c, int value) {
   return v->param < 0 || !c->cfg->trains || c->cfg->trains[v->param];
 }
 
+/* The kernel's tunable from the config's table, or from the defaults
+ * gen_build loaded (templates/tuning.lua). Every table holds the defaults'
+ * entries (a user file only overrides them), so the fallback is used only
+ * when tuning.lua lacks an entry the generator asks for. */
 int gen_tune(const gen_ctx *c, const char *kernel, const char *name, int fallback) {
-  (void)c, (void)kernel, (void)name;
-  return fallback; /* gen_tune.c replaces this when a tuning table is given */
+  int v;
+  return gen_tune_get(c->prog->cfg.tuning, kernel, name, &v) ? fallback : v;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -428,6 +433,7 @@ static int lower_item(gen_ctx *c, int i) {
     return lower_linear(c, i);
   case IR_OP_ADD:
     if (gen_try_fuse_add_gemm(c, i)) return 0;
+    if (gen_try_residual_norm(c, i)) return 0;
     return gen_lower_elementwise(c, i);
   }
   if (gen_is_elementwise(op->kind)) return gen_lower_elementwise(c, i);
@@ -497,6 +503,10 @@ int gen_build(gen_program *prog, const ir_model *m, const gen_config *cfg, lt_er
   if (cfg->B < 1 || cfg->T < 1) return lt_fail(err, "gen: batch and sequence must be >= 1");
   if (m->max_seq && cfg->T > m->max_seq)
     return lt_fail(err, "gen: sequence %d exceeds the model's %d positions", cfg->T, m->max_seq);
+  if (!cfg->tuning) {
+    if (gen_tune_load(&prog->own_tuning, NULL, err)) return -1;
+    prog->cfg.tuning = prog->own_tuning;
+  }
   static const struct { int section, mode; const char *name; } paths[] = {
       {IR_EMBED, GEN_ACTIVE, "embed_train"},    {IR_EMBED, GEN_FORWARD, "embed_forward"},
       {IR_BLOCK, GEN_ACTIVE, "block_active"},   {IR_BLOCK, GEN_FROZEN, "block_frozen"},
@@ -521,6 +531,9 @@ void gen_free(gen_program *prog) {
     sb_free(&prog->paths[i].source);
   }
   prog->n_paths = 0;
+  gen_tune_free(prog->own_tuning);
+  prog->own_tuning = NULL;
+  prog->cfg.tuning = NULL;
 }
 
 const gen_path *gen_find_path(const gen_program *prog, const char *name) {

@@ -35,25 +35,65 @@ static int norm_threads(int eb, int64_t C) {
   return (int)((t + 31) / 32 * 32);
 }
 
-static void emit_norm_fwd(gen_ctx *c, const ir_op *op, int rms) {
+/* The norm, or with `add` (s = a + b feeding it) the residual add fused in:
+ * one pass writes the stream s, the normalised y and its statistics. */
+static void emit_norm_fwd(gen_ctx *c, const ir_op *op, int rms, const ir_op *add) {
   int64_t C = cols_of(c, op->in[0]);
   int threads = norm_threads(elem_bytes(c), C), rows = threads == 32 ? 4 : 1;
+  const char *fn = add ? (rms ? "add_rmsnorm_forward" : "add_layernorm_forward")
+                       : (rms ? "rmsnorm_forward" : "layernorm_forward");
   char label[192], body[256];
-  snprintf(label, sizeof label, "%s %s -> %s", rms ? "rmsnorm" : "layernorm",
-           gen_vname(c, op->in[0]), gen_vname(c, op->out[0]));
+  if (add)
+    snprintf(label, sizeof label, "%s = %s + %s; %s %s -> %s", gen_vname(c, add->out[0]),
+             gen_vname(c, add->in[0]), gen_vname(c, add->in[1]), rms ? "rmsnorm" : "layernorm",
+             gen_vname(c, op->in[0]), gen_vname(c, op->out[0]));
+  else
+    snprintf(label, sizeof label, "%s %s -> %s", rms ? "rmsnorm" : "layernorm",
+             gen_vname(c, op->in[0]), gen_vname(c, op->out[0]));
   gen_kb kb;
-  gen_kb_begin(&kb, c, rms ? "rmsnorm_forward" : "layernorm_forward", label);
+  gen_kb_begin(&kb, c, fn, label);
+  if (add) gen_kb_buf(&kb, gen_ref_of(c, add->out[0]), -1, 1);
   gen_kb_buf(&kb, gen_ref_of(c, op->out[0]), -1, 1);
   if (!rms) gen_kb_buf(&kb, gen_ref_of(c, op->out[1]), GEN_F32, 1);
   gen_kb_buf(&kb, gen_ref_of(c, op->out[rms ? 1 : 2]), GEN_F32, 1);
-  for (int k = 0; k < op->n_in; k++) gen_kb_buf(&kb, gen_ref_of(c, op->in[k]), -1, 0);
+  if (add) {
+    gen_kb_buf(&kb, gen_ref_of(c, add->in[0]), -1, 0);
+    gen_kb_buf(&kb, gen_ref_of(c, add->in[1]), -1, 0);
+  } else {
+    gen_kb_buf(&kb, gen_ref_of(c, op->in[0]), -1, 0);
+  }
+  for (int k = 1; k < op->n_in; k++) gen_kb_buf(&kb, gen_ref_of(c, op->in[k]), -1, 0);
   gen_kb_rows(&kb);
   gen_kb_launch(&kb, ceil_div(N_of(c), rows), 1, 1, (unsigned)(threads * rows), 0);
   char eps[40];
-  snprintf(body, sizeof body, "lisa::%s<%s, %lld, %d, %d>(%%A, %s);",
-           rms ? "rmsnorm_forward" : "layernorm_forward", T_(), (long long)C, threads, rows,
-           gen_float(eps, op->eps));
+  snprintf(body, sizeof body, "lisa::%s<%s, %lld, %d, %d>(%%A, %s);", fn, T_(), (long long)C,
+           threads, rows, gen_float(eps, op->eps));
   gen_kb_end(&kb, body);
+}
+
+/* add(a, b) -> s whose next forward reader is a layernorm or rmsnorm of s:
+ * one kernel for both (when the add could not go into a GEMM's beta). */
+int gen_try_residual_norm(gen_ctx *c, int i) {
+  const ir_op *add = c->items[i].op;
+  int s = add->out[0];
+  if (c->items[i].backward || c->p->bufs[s].role == GEN_BUF_VIEW) return 0;
+  for (int k = 0; k < 2; k++)
+    if (c->p->bufs[add->in[k]].role == GEN_BUF_VIEW) return 0;
+  for (int j = i + 1; j < c->n_items && !c->items[j].backward; j++) {
+    const ir_op *op = c->items[j].op;
+    int reads = 0;
+    for (int k = 0; k < op->n_in; k++) reads |= op->in[k] == s;
+    if (!reads) continue;
+    if (c->items[j].absorbed || op->in[0] != s ||
+        (op->kind != IR_OP_LAYERNORM && op->kind != IR_OP_RMSNORM))
+      return 0;
+    emit_norm_fwd(c, op, op->kind == IR_OP_RMSNORM, add);
+    c->items[i].absorbed = c->items[j].absorbed = 1;
+    for (int k = 0; k < op->n_out; k++) c->producer_step[op->out[k]] = c->p->n_steps - 1;
+    c->producer_step[s] = c->p->n_steps - 1;
+    return 1;
+  }
+  return 0;
 }
 
 /* dx = norm_backward_x(dy) [+ dres]: a following add of dx and the residual
@@ -468,8 +508,8 @@ static void emit_bias_grad(gen_ctx *c, const ir_op *op) {
 int gen_lower_template_op(gen_ctx *c, int i) {
   const ir_op *op = c->items[i].op;
   switch (op->kind) {
-  case IR_OP_LAYERNORM: emit_norm_fwd(c, op, 0); return 0;
-  case IR_OP_RMSNORM: emit_norm_fwd(c, op, 1); return 0;
+  case IR_OP_LAYERNORM: emit_norm_fwd(c, op, 0, NULL); return 0;
+  case IR_OP_RMSNORM: emit_norm_fwd(c, op, 1, NULL); return 0;
   case IR_OP_LAYERNORM_BWD_X: emit_norm_bwd_x(c, i, 0); return 0;
   case IR_OP_RMSNORM_BWD_X: emit_norm_bwd_x(c, i, 1); return 0;
   case IR_OP_LAYERNORM_BWD_WB: return emit_norm_bwd_w(c, op, 0);

@@ -22,6 +22,7 @@ extern "C" {
 #include "autodiff.h"
 #include "executor.h"
 #include "gen.h"
+#include "gen_tune.h"
 #include "model_yaml.h"
 #include "weights.h"
 }
@@ -314,7 +315,7 @@ void run_pass(const Module &mod, const gen_program *prog, ms_state *s, int mode,
   }
 }
 
-void check_model(const char *yaml, int dtype) {
+void check_model(const char *yaml, int dtype, const gen_tuning *tuning = nullptr) {
   ir_model m;
   lt_error err = {};
   if (yml_load_model(src_path(yaml), &m, &err) || ad_build_backward(&m, &err)) {
@@ -323,7 +324,7 @@ void check_model(const char *yaml, int dtype) {
   }
   const int B = 2, T = 5; /* odd sizes: 10 rows, a partial attention tile */
   gen_config cfg = {};
-  cfg.B = B, cfg.T = T, cfg.dtype = dtype, cfg.grad_accum = 1;
+  cfg.B = B, cfg.T = T, cfg.dtype = dtype, cfg.grad_accum = 1, cfg.tuning = tuning;
   gen_program prog;
   ms_state s;
   if (gen_build(&prog, &m, &cfg, &err)) {
@@ -340,9 +341,9 @@ void check_model(const char *yaml, int dtype) {
     for (int n = 0; n < s.N; n++)
       s.ids[n] = (n * 7 + 3) % m.vocab_size, s.targets[n] = (n * 5 + 1) % m.vocab_size;
     char tag[128];
-    snprintf(tag, sizeof tag, "%s %s", yaml, gen_dtype_name(dtype));
+    snprintf(tag, sizeof tag, "%s %s%s", yaml, gen_dtype_name(dtype), tuning ? " tuned" : "");
     Module mod;
-    std::string so_tag = std::string(m.name) + "_" + gen_dtype_name(dtype);
+    std::string so_tag = std::string(m.name) + "_" + gen_dtype_name(dtype) + (tuning ? "_tuned" : "");
     if (compile_module(&prog, so_tag.c_str(), &mod)) {
       int bf16 = dtype == GEN_BF16;
       run_pass(mod, &prog, &s, GEN_ACTIVE, bf16, tag);
@@ -359,6 +360,31 @@ void test_gpt2_fp32() { check_model("models/gpt2-tiny.yaml", GEN_F32); }
 void test_gpt2_bf16() { check_model("models/gpt2-tiny.yaml", GEN_BF16); }
 void test_llama_fp32() { check_model("models/llama-tiny.yaml", GEN_F32); }
 void test_llama_bf16() { check_model("models/llama-tiny.yaml", GEN_BF16); }
+/* residual add + layernorm in one kernel (no GEMM takes the add) */
+void test_residual_norm() {
+  check_model("tests/fixtures/yaml/gpt2-tiny-noproj.yaml", GEN_F32);
+  check_model("tests/fixtures/yaml/gpt2-tiny-noproj.yaml", GEN_BF16);
+}
+
+/* Tuned variants (templates/tuning.lua overridden) against the CPU too:
+ * smaller attention tiles and blocks, narrower element-wise blocks. */
+void test_tuned_fp32() {
+  gen_tuning *t = nullptr;
+  lt_error err = {};
+  if (gen_tune_load_text(&t,
+                         "return {attention_forward = {BQ = 16, THREADS = 64},\n"
+                         "        attention_backward_dq = {BQ = 16, THREADS = 64},\n"
+                         "        attention_backward_dkdv = {BKV = 16, THREADS = 64},\n"
+                         "        elementwise = {THREADS = 64}, bias_grad = {THREADS = 64},\n"
+                         "        cross_entropy_fused = {THREADS = 256}}\n",
+                         "(test tuning)", &err)) {
+    CHECK_MSG(0, "%s", err.msg);
+    return;
+  }
+  check_model("models/gpt2-tiny.yaml", GEN_F32, t);
+  check_model("models/llama-tiny.yaml", GEN_F32, t);
+  gen_tune_free(t);
+}
 
 }  // namespace
 
@@ -370,6 +396,8 @@ int main() {
   RUN(test_llama_fp32);
   RUN(test_gpt2_bf16);
   RUN(test_llama_bf16);
+  RUN(test_residual_norm);
+  RUN(test_tuned_fp32);
   std::string rm = "rm -rf " + tmp_dir;
   if (system(rm.c_str()) != 0) fprintf(stderr, "could not remove %s\n", dir);
   return check_exit();
