@@ -144,6 +144,8 @@ typedef struct {
   gen_config cfg;
   int n_paths;
   gen_path paths[GEN_MAX_PATHS];
+  gen_tuning *own_tuning; /* cfg.tuning NULL: the embedded defaults, loaded by
+                             gen_build and freed by gen_free */
 } gen_program;
 
 /* Lowers every path of m (autodiff already run). */
