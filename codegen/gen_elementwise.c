@@ -15,7 +15,7 @@
 int gen_is_elementwise(int kind) {
   switch (kind) {
   case IR_OP_ADD: case IR_OP_MUL: case IR_OP_SCALE: case IR_OP_GELU: case IR_OP_GELU_BWD:
-  case IR_OP_SILU: case IR_OP_SILU_BWD:
+  case IR_OP_SILU: case IR_OP_SILU_BWD: case IR_OP_ACTIVATION: case IR_OP_ACTIVATION_BWD:
     return 1;
   }
   return 0;
@@ -65,7 +65,32 @@ static int outside_reads(const gen_ctx *c, const int *run, int n, int v) {
 }
 
 /* The fp32 expression of one op over registers. */
-static void op_expr(sbuf *b, const ir_op *op, const int *in) {
+static void op_expr_builtin(sbuf *b, const ir_op *op, const int *in);
+
+/* A custom activation's tree (or its derivative) as C over register v<x>. */
+static int activation_expr(gen_ctx *c, sbuf *b, const ir_op *op, int derivative, int x) {
+  const ir_activation *a = &c->m->activations[op->activation];
+  char var[16], code[4096];
+  snprintf(var, sizeof var, "v%d", x);
+  if (expr_to_c(derivative ? a->dfn : a->fn, var, code, sizeof code, c->err))
+    return lt_fail(c->err, "%s:%d: activation '%s': %s", c->m->path, a->line, a->text,
+                   c->err->msg);
+  sb_puts(b, code);
+  return 0;
+}
+
+/* The fp32 expression of one op over registers. */
+static int op_expr(gen_ctx *c, sbuf *b, const ir_op *op, const int *in) {
+  switch (op->kind) {
+  case IR_OP_ACTIVATION: return activation_expr(c, b, op, 0, in[0]);
+  case IR_OP_ACTIVATION_BWD:
+    sb_printf(b, "v%d * ", in[0]);
+    return activation_expr(c, b, op, 1, in[1]);
+  }
+  return op_expr_builtin(b, op, in), 0;
+}
+
+static void op_expr_builtin(sbuf *b, const ir_op *op, const int *in) {
   switch (op->kind) {
   case IR_OP_ADD: sb_printf(b, "v%d + v%d", in[0], in[1]); break;
   case IR_OP_MUL: sb_printf(b, "v%d * v%d", in[0], in[1]); break;
@@ -143,13 +168,14 @@ int gen_lower_elementwise(gen_ctx *c, int first) {
   int scalar = c->g->values[op0->out[0]].scalar;
   gen_kb_begin(&rc.kb, c, "elementwise", label);
   if (!scalar) gen_kb_rows(&rc.kb); /* a0 */
-  for (int r = 0; r < n; r++) {
+  int bad = 0;
+  for (int r = 0; r < n && !bad; r++) {
     const ir_op *op = c->items[run[r]].op;
     int in[IR_MAX_IN];
     for (int k = 0; k < op->n_in; k++) in[k] = load_input(&rc, c, op->in[k]);
     int reg = rc.next_reg++;
     sb_printf(&rc.math, "    const float v%d = ", reg);
-    op_expr(&rc.math, op, in);
+    if (op_expr(c, &rc.math, op, in)) bad = 1;
     sb_puts(&rc.math, ";\n");
     int out = op->out[0];
     rc.regs.value[rc.regs.n] = out, rc.regs.reg[rc.regs.n++] = reg;
@@ -178,5 +204,6 @@ int gen_lower_elementwise(gen_ctx *c, int first) {
   sb_free(&rc.loads);
   sb_free(&rc.math);
   sb_free(&rc.stores);
+  if (bad) return -1;
   return failed ? lt_fail(c->err, "out of memory") : 0;
 }

@@ -360,6 +360,13 @@ void test_gpt2_fp32() { check_model("models/gpt2-tiny.yaml", GEN_F32); }
 void test_gpt2_bf16() { check_model("models/gpt2-tiny.yaml", GEN_BF16); }
 void test_llama_fp32() { check_model("models/llama-tiny.yaml", GEN_F32); }
 void test_llama_bf16() { check_model("models/llama-tiny.yaml", GEN_BF16); }
+/* activations from an expression and from Lua: generated from their
+ * symbolic forward and derivative */
+void test_custom_activation() {
+  check_model("tests/fixtures/yaml/gpt2-tiny-activation.yaml", GEN_F32);
+  check_model("tests/fixtures/yaml/gpt2-tiny-lua-activation.yaml", GEN_F32);
+  check_model("tests/fixtures/yaml/gpt2-tiny-lua-activation.yaml", GEN_BF16);
+}
 /* residual add + layernorm in one kernel (no GEMM takes the add) */
 void test_residual_norm() {
   check_model("tests/fixtures/yaml/gpt2-tiny-noproj.yaml", GEN_F32);
@@ -397,6 +404,7 @@ int main() {
   RUN(test_gpt2_bf16);
   RUN(test_llama_bf16);
   RUN(test_residual_norm);
+  RUN(test_custom_activation);
   RUN(test_tuned_fp32);
   std::string rm = "rm -rf " + tmp_dir;
   if (system(rm.c_str()) != 0) fprintf(stderr, "could not remove %s\n", dir);
