@@ -408,10 +408,13 @@ static int assign_roles(gen_ctx *c) {
     int base = b->role == GEN_BUF_VIEW ? b->base : v; /* steps see a view as its base */
     if (!touched[base]) b->role = GEN_BUF_UNUSED;
     if (b->role == GEN_BUF_VIEW || b->role == GEN_BUF_UNUSED) continue;
-    int read_by_bwd = 0;
+    int read_by_bwd = 0; /* directly, or through a view of it (q of qkv) */
     for (int i = 0; i < c->n_items && iv->kind == IR_V_ACT; i++)
-      for (int k = 0; k < c->items[i].op->n_in && c->items[i].backward; k++)
-        read_by_bwd |= c->items[i].op->in[k] == v;
+      for (int k = 0; k < c->items[i].op->n_in && c->items[i].backward; k++) {
+        int in = c->items[i].op->in[k];
+        read_by_bwd |= in == v || (in >= 0 && p->bufs[in].role == GEN_BUF_VIEW &&
+                                   p->bufs[in].base == v);
+      }
     if (iv->kind == IR_V_PARAM) b->role = GEN_BUF_PARAM;
     else if (iv->kind == IR_V_PARAM_GRAD) b->role = GEN_BUF_PARAM_GRAD;
     else if (iv->kind == IR_V_INPUT) b->role = GEN_BUF_INPUT;

@@ -24,6 +24,14 @@ awk '/^## block_frozen/,/^## block_forward/' "$OUT/plan.txt" | grep -q 'dW +=' &
   fail "block_frozen computes a weight gradient"
 awk '/^## block_active/,/^## block_frozen/' "$OUT/plan.txt" | grep -q 'dW +=' ||
   fail "block_active computes no weight gradient"
+# What each block path keeps from forward to backward.
+saved() { awk "/^## $1:/,/bytes by role/" "$OUT/plan.txt" | awk '$2 == "saved" {print $1}' | sort | tr '\n' ' '; }
+[ "$(saved block_active)" = "att att.lse fc fc_act h1 h1.mean h1.rstd h2 h2.mean h2.rstd qkv x1 " ] ||
+  fail "block_active saves: $(saved block_active)"
+# FROZEN: no dW, so neither h1, h2 nor fc_act (only dW GEMMs read them)
+[ "$(saved block_frozen)" = "att att.lse fc h1.mean h1.rstd h2.mean h2.rstd qkv x1 " ] ||
+  fail "block_frozen saves: $(saved block_frozen)"
+[ -z "$(saved block_forward)" ] || fail "block_forward saves: $(saved block_forward)"
 if [ -f "$OUT/compile.txt" ]; then
   grep -q "Used [0-9]* registers" "$OUT/compile.txt" || fail "compile.txt has no ptxas report"
   "$LISA" gen "$TINY" -o "$OUT" --batch 2 --seq 8 > "$TMP/again.log" 2>&1
