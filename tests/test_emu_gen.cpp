@@ -290,8 +290,9 @@ void run_pass(const Module &mod, const gen_program *prog, ms_state *s, int mode,
               const char *tag) {
   Tolerance fwd = bf16 ? Tolerance{1e-4, "bf16"} : Tolerance{1e-7, "fp32"};
   /* backward through a block in bf16: a dozen roundings to bf16 in a row
-   * (each kernel's own bf16 accuracy is checked at 1e-4 in its test) */
-  Tolerance bwd = bf16 ? Tolerance{1e-3, "bf16, end to end"} : Tolerance{1e-7, "fp32"};
+   * before the last values (dW of the first GEMMs); seen up to 1.7e-4. Each
+   * kernel's own bf16 accuracy is checked at 1e-4 in its test_emu_* test. */
+  Tolerance bwd = bf16 ? Tolerance{5e-4, "bf16, end to end"} : Tolerance{1e-7, "fp32"};
   std::vector<PathRun> runs((size_t)s->n_inst);
   for (int g = 0; g < s->n_grad_slots; g++) (void)g;
   memset(s->grads, 0, (size_t)s->n_grad_scalars * sizeof(float));
