@@ -47,6 +47,9 @@ static int collect_run(gen_ctx *c, int first, int *run) {
     if (c->items[i].absorbed) continue;
     const ir_op *op = c->items[i].op;
     if (!gen_is_elementwise(op->kind)) break;
+    /* forward and backward are separate phases (all blocks' forwards run
+     * before any backward): a run never spans both */
+    if (c->items[i].backward != c->items[first].backward) break;
     if (elements(c, op->out[0]) != n0 || c->g->values[op->out[0]].cols != cols0) break;
     if (i != first && op->kind == IR_OP_ADD && gen_try_fuse_add_gemm(c, i)) continue;
     run[n++] = i;

@@ -360,7 +360,10 @@ int gen_try_fuse_add_gemm(gen_ctx *c, int i) {
     gen_gemm *gm = &c->p->steps[s].gemm;
     if (gm->op == GEN_GEMM_DW || gm->beta || gm->d.buf != b) continue;
     if (gm->epilogue != GEN_EPI_NONE && gm->epilogue != GEN_EPI_BIAS) continue;
-    if (c->producer_step[a] > s) continue; /* a is not ready when the GEMM runs */
+    /* a must be ready when the GEMM runs: written by an earlier step, or from
+     * outside (-1 also means "not lowered yet", e.g. earlier in this run) */
+    int kind = c->g->values[a].kind, pa = c->producer_step[a];
+    if (pa >= 0 ? pa >= s : kind != IR_V_INPUT && kind != IR_V_PARAM) continue;
     if (c->g->values[a].cols != c->g->values[b].cols) continue;
     gm->beta = 1;
     gm->c = gen_ref_of(c, a);

@@ -23,6 +23,7 @@ extern "C" {
 #include "executor.h"
 #include "gen.h"
 #include "gen_tune.h"
+#include "lora.h"
 #include "model_yaml.h"
 #include "weights.h"
 }
@@ -316,16 +317,23 @@ void run_pass(const Module &mod, const gen_program *prog, ms_state *s, int mode,
   }
 }
 
-void check_model(const char *yaml, int dtype, const gen_tuning *tuning = nullptr) {
+/* lora_rank > 0: LoRA on every block linear; only the adapters train. */
+void check_model(const char *yaml, int dtype, const gen_tuning *tuning = nullptr,
+                 int lora_rank = 0) {
   ir_model m;
   lt_error err = {};
-  if (yml_load_model(src_path(yaml), &m, &err) || ad_build_backward(&m, &err)) {
+  if (yml_load_model(src_path(yaml), &m, &err) ||
+      (lora_rank && lora_apply(&m, lora_rank, 2.0 * lora_rank, NULL, &err)) ||
+      ad_build_backward(&m, &err)) {
     CHECK_MSG(0, "%s", err.msg);
     return;
   }
+  std::vector<unsigned char> trains((size_t)m.n_params + 1, 1);
+  for (int p = 0; p < m.n_params && lora_rank; p++) trains[p] = (unsigned char)m.params[p].adapter;
   const int B = 2, T = 5; /* odd sizes: 10 rows, a partial attention tile */
   gen_config cfg = {};
   cfg.B = B, cfg.T = T, cfg.dtype = dtype, cfg.grad_accum = 1, cfg.tuning = tuning;
+  cfg.trains = trains.data();
   gen_program prog;
   ms_state s;
   if (gen_build(&prog, &m, &cfg, &err)) {
@@ -333,7 +341,7 @@ void check_model(const char *yaml, int dtype, const gen_tuning *tuning = nullptr
     ir_model_free(&m);
     return;
   }
-  if (ms_create(&s, &m, B, T, m.n_layer, &err)) {
+  if (ms_create_trains(&s, &m, B, T, m.n_layer, trains.data(), &err)) {
     CHECK_MSG(0, "%s", err.msg);
   } else {
     wt_init_random(&s, 7);
@@ -342,9 +350,11 @@ void check_model(const char *yaml, int dtype, const gen_tuning *tuning = nullptr
     for (int n = 0; n < s.N; n++)
       s.ids[n] = (n * 7 + 3) % m.vocab_size, s.targets[n] = (n * 5 + 1) % m.vocab_size;
     char tag[128];
-    snprintf(tag, sizeof tag, "%s %s%s", yaml, gen_dtype_name(dtype), tuning ? " tuned" : "");
+    snprintf(tag, sizeof tag, "%s %s%s%s", yaml, gen_dtype_name(dtype), tuning ? " tuned" : "",
+             lora_rank ? " lora" : "");
     Module mod;
-    std::string so_tag = std::string(m.name) + "_" + gen_dtype_name(dtype) + (tuning ? "_tuned" : "");
+    std::string so_tag = std::string(m.name) + "_" + gen_dtype_name(dtype) + (tuning ? "_tuned" : "") +
+                         (lora_rank ? "_lora" : "");
     if (compile_module(&prog, so_tag.c_str(), &mod)) {
       int bf16 = dtype == GEN_BF16;
       run_pass(mod, &prog, &s, GEN_ACTIVE, bf16, tag);
@@ -367,6 +377,12 @@ void test_custom_activation() {
   check_model("tests/fixtures/yaml/gpt2-tiny-activation.yaml", GEN_F32);
   check_model("tests/fixtures/yaml/gpt2-tiny-lua-activation.yaml", GEN_F32);
   check_model("tests/fixtures/yaml/gpt2-tiny-lua-activation.yaml", GEN_BF16);
+}
+/* LoRA: adapters around every block linear; the base weights, embedding and
+ * head get no gradient, so no dW GEMM runs for them */
+void test_lora() {
+  check_model("models/gpt2-tiny.yaml", GEN_F32, nullptr, 3);
+  check_model("models/llama-tiny.yaml", GEN_BF16, nullptr, 2);
 }
 /* residual add + layernorm in one kernel (no GEMM takes the add) */
 void test_residual_norm() {
@@ -406,6 +422,7 @@ int main() {
   RUN(test_llama_bf16);
   RUN(test_residual_norm);
   RUN(test_custom_activation);
+  RUN(test_lora);
   RUN(test_tuned_fp32);
   std::string rm = "rm -rf " + tmp_dir;
   if (system(rm.c_str()) != 0) fprintf(stderr, "could not remove %s\n", dir);
