@@ -9,6 +9,7 @@
 #include "autodiff.h"
 #include "cli.h"
 #include "gen.h"
+#include "lora.h"
 #include "gen_tune.h"
 #include "model_yaml.h"
 #ifdef LISA_HAVE_NVRTC
@@ -33,13 +34,17 @@ static const char usage_gen[] =
     "  --arch sm_XX         NVRTC target (sm_90); --no-compile skips NVRTC\n"
     "  --grad-accum N       micro-batches per step (1; > 1 keeps bias gradients\n"
     "                       out of GEMM epilogues, which overwrite)\n"
+    "  --method ft|lisa|lora  ft and lisa share every path (LISA picks among them\n"
+    "                       each step); lora adds adapters, only they train (ft)\n"
+    "  --lora-rank R --lora-alpha A --lora-targets K,...  as lisa train (8, 2R, all)\n"
     "  --tune FILE          a Lua table of kernel tunables (block sizes, rows per\n"
     "                       block) over the defaults of templates/tuning.lua, e.g.\n"
     "                       return {attention_forward = {BQ = 16, THREADS = 64}}\n";
 
 typedef struct {
-  const char *model, *out, *arch, *tune;
-  int batch, seq, dtype, grad_accum, compile;
+  const char *model, *out, *arch, *tune, *lora_targets;
+  int batch, seq, dtype, grad_accum, compile, lora, lora_rank;
+  double lora_alpha; /* 0: 2 * rank */
 } gen_args;
 
 static int gen_fail(const char *fmt, const char *arg) {
@@ -63,7 +68,7 @@ static int parse_int(const char *opt, const char *text, int *out) {
 
 static int parse_gen_args(int argc, char **argv, gen_args *a) {
   *a = (gen_args){.arch = "sm_90", .batch = 4, .seq = 64, .dtype = GEN_BF16, .grad_accum = 1,
-                  .compile = 1};
+                  .compile = 1, .lora_rank = 8};
   for (int i = 0; i < argc; i++) {
     const char *opt = argv[i];
     if (!strcmp(opt, "--help") || !strcmp(opt, "-h")) return fputs(usage_gen, stdout), 1;
@@ -84,7 +89,17 @@ static int parse_gen_args(int argc, char **argv, gen_args *a) {
     } else if (!strcmp(opt, "--batch")) { if (parse_int(opt, val, &a->batch)) return 2; }
     else if (!strcmp(opt, "--seq")) { if (parse_int(opt, val, &a->seq)) return 2; }
     else if (!strcmp(opt, "--grad-accum")) { if (parse_int(opt, val, &a->grad_accum)) return 2; }
-    else return gen_fail("unknown option '%s'", opt);
+    else if (!strcmp(opt, "--lora-rank")) { if (parse_int(opt, val, &a->lora_rank)) return 2; }
+    else if (!strcmp(opt, "--lora-targets")) a->lora_targets = val;
+    else if (!strcmp(opt, "--lora-alpha")) {
+      char *end;
+      a->lora_alpha = strtod(val, &end);
+      if (end == val || *end || !(a->lora_alpha > 0)) return gen_fail("--lora-alpha must be a positive number, not '%s'", val);
+    } else if (!strcmp(opt, "--method")) {
+      if (strcmp(val, "ft") && strcmp(val, "lisa") && strcmp(val, "lora"))
+        return gen_fail("--method must be ft, lisa or lora, not '%s'", val);
+      a->lora = !strcmp(val, "lora");
+    } else return gen_fail("unknown option '%s'", opt);
   }
   if (!a->model) return gen_fail("%s", "no MODEL.yaml given");
   if (!a->out) return gen_fail("%s", "no output folder given (-o DIR)");
@@ -177,29 +192,47 @@ static int write_outputs(const gen_program *prog, const gen_args *a) {
   return rc;
 }
 
+/* The model with its backward (and LoRA's adapters); trains[p]: p trains. */
+static int load_model(const gen_args *a, ir_model *m, unsigned char **trains, lt_error *err) {
+  double alpha = a->lora_alpha > 0 ? a->lora_alpha : 2.0 * a->lora_rank;
+  *trains = NULL;
+  if (yml_load_model(a->model, m, err) ||
+      (a->lora && lora_apply(m, a->lora_rank, alpha, a->lora_targets, err)) ||
+      ad_build_backward(m, err))
+    return -1;
+  *trains = malloc((size_t)m->n_params + 1);
+  if (!*trains) return lt_fail(err, "out of memory");
+  for (int p = 0; p < m->n_params; p++) (*trains)[p] = a->lora ? (unsigned char)m->params[p].adapter : 1;
+  return 0;
+}
+
 int cli_gen(int argc, char **argv) {
   gen_args a;
   int rc = parse_gen_args(argc, argv, &a);
   if (rc) return rc == 1 ? 0 : rc;
   ir_model m;
+  unsigned char *trains;
   lt_error err = {{0}};
-  if (yml_load_model(a.model, &m, &err) || ad_build_backward(&m, &err)) {
+  if (load_model(&a, &m, &trains, &err)) {
     fprintf(stderr, "lisa gen: %s\n", err.msg);
+    free(trains);
     ir_model_free(&m);
     return 1;
   }
   gen_tuning *tuning = NULL;
   if (a.tune && gen_tune_load(&tuning, a.tune, &err)) {
     fprintf(stderr, "lisa gen: %s\n", err.msg);
+    free(trains);
     ir_model_free(&m);
     return 1;
   }
   gen_config cfg = {.B = a.batch, .T = a.seq, .dtype = a.dtype, .grad_accum = a.grad_accum,
-                    .tuning = tuning};
+                    .tuning = tuning, .trains = trains};
   gen_program prog;
   if (gen_build(&prog, &m, &cfg, &err)) {
     fprintf(stderr, "lisa gen: %s\n", err.msg);
     gen_tune_free(tuning);
+    free(trains);
     ir_model_free(&m);
     return 1;
   }
@@ -217,6 +250,7 @@ int cli_gen(int argc, char **argv) {
 #endif
   gen_free(&prog);
   gen_tune_free(tuning);
+  free(trains);
   ir_model_free(&m);
   return rc;
 }
