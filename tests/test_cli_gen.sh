@@ -52,7 +52,7 @@ else
 fi
 
 # LoRA: the adapters' dW GEMMs (2 per block linear) and nothing else.
-if "$LISA" gen "$TINY" -o "$TMP/lora" --method lora --lora-rank 4 --no-compile > /dev/null 2>&1; then
+if "$LISA" gen "$TINY" -o "$TMP/lora" --method lora --lora-rank 4 --seq 8 --no-compile > /dev/null 2>&1; then
   dw=$(grep -c 'dW +=' "$TMP/lora/plan.txt")
   base=$(grep 'dW +=' "$TMP/lora/plan.txt" | grep -vc 'lora_[AB] <-')
   [ "$dw" -eq 8 ] && [ "$base" -eq 0 ] || fail "lora plan: $dw dW GEMMs, $base not of adapters"
@@ -60,7 +60,7 @@ else
   fail "lisa gen --method lora failed"
 fi
 expect_error gen_lora_target "LoRA target 'nope' is not a block linear weight" \
-  "$LISA" gen "$TINY" -o "$TMP/lora" --method lora --lora-targets nope --no-compile
+  "$LISA" gen "$TINY" -o "$TMP/lora" --method lora --lora-targets nope --seq 8 --no-compile
 
 expect_error gen_no_output "no output folder" "$LISA" gen "$TINY"
 expect_error gen_missing_model "nope\.yaml" "$LISA" gen "$TMP/nope.yaml" -o "$OUT"
