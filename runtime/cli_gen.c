@@ -144,8 +144,19 @@ static void *compile_worker(void *arg) {
   }
 }
 
-/* ptxas's report per kernel (registers, spills, shared memory) goes into
- * compile.txt whole. */
+/* A table of every kernel's registers, spills and shared memory. */
+static void report_kernels(sbuf *report, const char *log) {
+  nv_kernel_stats k[64];
+  int n = nv_parse_stats(log, k, 64);
+  sb_puts(report, "| kernel | registers | spill stores | spill loads | stack | smem |\n"
+                  "|---|---:|---:|---:|---:|---:|\n");
+  for (int i = 0; i < n && i < 64; i++)
+    sb_printf(report, "| %s | %d | %d | %d | %d | %d |\n", k[i].name, k[i].registers,
+              k[i].spill_stores, k[i].spill_loads, k[i].stack, k[i].smem);
+  if (n > 64) sb_printf(report, "| (%d more) | | | | | |\n", n - 64);
+}
+
+/* compile.txt: per path the time, the kernel table and ptxas's own words. */
 static int compile_paths(const gen_program *prog, const gen_args *a, sbuf *report) {
   compile_job j = {.prog = prog, .lock = PTHREAD_MUTEX_INITIALIZER};
   snprintf(j.opts.arch, sizeof j.opts.arch, "%s", a->arch);
@@ -165,8 +176,10 @@ static int compile_paths(const gen_program *prog, const gen_args *a, sbuf *repor
       failed = 1;
       continue;
     }
-    sb_printf(report, "## %s (%s): %s %.1f ms, %zu bytes of CUBIN\n%s\n", p->name, a->arch,
-              r->cache_hit ? "cache hit" : "compiled", r->compile_ms, r->size, r->log);
+    sb_printf(report, "## %s (%s): %s %.1f ms, %zu bytes of CUBIN\n", p->name, a->arch,
+              r->cache_hit ? "cache hit" : "compiled", r->compile_ms, r->size);
+    report_kernels(report, r->log);
+    sb_printf(report, "\nptxas and NVRTC said:\n%s\n", r->log);
     printf("  %-14s %s %7.1f ms\n", p->name, r->cache_hit ? "cache hit" : "compiled ",
            r->compile_ms);
     nv_result_free(&j.result[i]);

@@ -299,3 +299,45 @@ int nv_version(int *major, int *minor, lt_error *err) {
   nvrtcResult rc = nvrtcVersion(major, minor);
   return rc == NVRTC_SUCCESS ? 0 : lt_fail(err, "nvrtcVersion: %s", nvrtcGetErrorString(rc));
 }
+
+/* ptxas -v, per kernel:
+ *   ptxas info    : Compiling entry function 'k' for 'sm_90'
+ *   ptxas info    : Function properties for k
+ *   ptxas         .     0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads
+ *   ptxas info    : Used 30 registers, used 1 barriers, 160 bytes smem */
+/* One line of a log into buf (NUL-terminated, cut at cap); the next line. */
+static const char *nv_next_line(const char *p, char *buf, size_t cap) {
+  size_t len = strcspn(p, "\n");
+  snprintf(buf, cap, "%.*s", (int)(len < cap ? len : cap - 1), p);
+  return p[len] ? p + len + 1 : p + len;
+}
+
+int nv_parse_stats(const char *log, nv_kernel_stats *out, int cap) {
+  static const char entry[] = "Compiling entry function '";
+  int n = 0;
+  nv_kernel_stats *k = NULL;
+  char line[512];
+  for (const char *p = log; *p;) {
+    p = nv_next_line(p, line, sizeof line);
+    const char *at;
+    if ((at = strstr(line, entry))) {
+      k = n < cap ? &out[n] : NULL;
+      n++;
+      if (!k) continue;
+      memset(k, 0, sizeof *k);
+      at += sizeof entry - 1;
+      snprintf(k->name, sizeof k->name, "%.*s", (int)strcspn(at, "'"), at);
+    } else if (k && strstr(line, "bytes stack frame")) {
+      sscanf(strchr(line, '.') + 1, "%d bytes stack frame, %d bytes spill stores, %d bytes spill loads",
+             &k->stack, &k->spill_stores, &k->spill_loads);
+    } else if (k && (at = strstr(line, "Used "))) {
+      k->registers = atoi(at + 5);
+      const char *sm = strstr(line, " bytes smem");
+      if (sm) {
+        while (sm > line && sm[-1] >= '0' && sm[-1] <= '9') sm--;
+        k->smem = atoi(sm);
+      }
+    }
+  }
+  return n;
+}

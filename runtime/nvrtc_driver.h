@@ -35,6 +35,19 @@ int nv_compile(const char *name, const char *source, const nv_options *o, nv_res
 
 void nv_result_free(nv_result *r);
 
+/* One kernel's line in ptxas's report (--ptxas-options=-v). */
+typedef struct {
+  char name[128];
+  int registers;
+  int spill_stores, spill_loads; /* bytes */
+  int stack;                     /* bytes of stack frame */
+  int smem;                      /* bytes of static shared memory */
+} nv_kernel_stats;
+
+/* Reads every kernel's statistics from a compile log into out[0, cap);
+ * returns how many kernels the log reports (may exceed cap). */
+int nv_parse_stats(const char *log, nv_kernel_stats *out, int cap);
+
 /* NVRTC's version (13.0 for CUDA 13). */
 int nv_version(int *major, int *minor, lt_error *err);
 

@@ -16,27 +16,14 @@ static char cache_dir[] = "/tmp/lisa_gen_nvrtc_XXXXXX";
 
 /* Kernels in ptxas's report, and the first one that spills (or ""). */
 static int scan_report(const char *log, char *spilling, size_t cap) {
-  int kernels = 0;
-  const char *entry = NULL;
+  static nv_kernel_stats k[64];
+  int n = nv_parse_stats(log, k, 64);
   spilling[0] = 0;
-  for (const char *p = log; (p = strstr(p, "ptxas")); p++) {
-    if (!strncmp(p, "ptxas info    : Compiling entry function '", 42)) {
-      entry = p + 42;
-      kernels++;
-    }
-    const char *sp = strstr(p, "bytes spill stores");
-    const char *eol = strchr(p, '\n');
-    if (sp && (!eol || sp < eol) && !spilling[0]) {
-      const char *num = sp;
-      while (num > p && num[-1] == ' ') num--;
-      while (num > p && num[-1] >= '0' && num[-1] <= '9') num--;
-      if (atoi(num) > 0 && entry) {
-        size_t n = strcspn(entry, "'");
-        snprintf(spilling, cap, "%.*s", (int)(n < cap ? n : cap - 1), entry);
-      }
-    }
+  for (int i = 0; i < n && i < 64 && !spilling[0]; i++) {
+    CHECK_MSG(k[i].registers > 0, "%s: no register count parsed", k[i].name);
+    if (k[i].spill_stores || k[i].spill_loads) snprintf(spilling, cap, "%.100s", k[i].name);
   }
-  return kernels;
+  return n;
 }
 
 static void check_model(const char *yaml, int B, int T) {

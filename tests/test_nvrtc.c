@@ -201,7 +201,31 @@ static int remove_tree(const char *path) {
   return rmdir(path);
 }
 
+/* ptxas's per-kernel lines, as NVRTC 13 writes them, including a spill. */
+static void test_parse_stats(void) {
+  const char *log =
+      "k.cu(40): warning #177-D: variable \"x\" was declared but never referenced\n"
+      "ptxas info    : 0 bytes gmem\n"
+      "ptxas info    : Compiling entry function 'fast' for 'sm_90'\n"
+      "ptxas info    : Function properties for fast\n"
+      "ptxas         .     0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads\n"
+      "ptxas info    : Used 30 registers, used 1 barriers, 160 bytes smem\n"
+      "ptxas info    : Compiling entry function 'spilly' for 'sm_90'\n"
+      "ptxas info    : Function properties for spilly\n"
+      "ptxas         .     8 bytes stack frame, 8 bytes spill stores, 12 bytes spill loads\n"
+      "ptxas info    : Used 255 registers, used 0 barriers\n";
+  nv_kernel_stats k[1];
+  CHECK(nv_parse_stats(log, k, 1) == 2); /* counts past cap */
+  nv_kernel_stats all[4];
+  CHECK(nv_parse_stats(log, all, 4) == 2);
+  CHECK(!strcmp(all[0].name, "fast") && all[0].registers == 30 && all[0].smem == 160);
+  CHECK(all[0].spill_stores == 0 && all[0].spill_loads == 0 && all[0].stack == 0);
+  CHECK(!strcmp(all[1].name, "spilly") && all[1].registers == 255 && all[1].smem == 0);
+  CHECK(all[1].spill_stores == 8 && all[1].spill_loads == 12 && all[1].stack == 8);
+}
+
 int main(void) {
+  RUN(test_parse_stats);
   if (!mkdtemp(tmp_dir)) {
     perror("mkdtemp");
     return 1;
