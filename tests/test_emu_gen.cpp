@@ -25,6 +25,7 @@ extern "C" {
 #include "gen_tune.h"
 #include "lora.h"
 #include "model_yaml.h"
+#include "plan_exec.h"
 #include "weights.h"
 }
 #include "cpu_ops.h"
@@ -91,6 +92,26 @@ unsigned char *at(PathRun &r, gen_ref ref) {
 }
 
 // Host float copy of rows x cols of a buffer reference.
+std::vector<float> read_at(const void *base, int dt, int64_t ld, int64_t rows, int64_t cols) {
+  std::vector<float> out((size_t)(rows * cols));
+  for (int64_t i = 0; i < rows; i++)
+    for (int64_t j = 0; j < cols; j++) {
+      int64_t e = i * ld + j;
+      out[(size_t)(i * cols + j)] =
+          dt == GEN_BF16 ? __bfloat162float(((const __nv_bfloat16 *)base)[e]) : ((const float *)base)[e];
+    }
+  return out;
+}
+
+void write_at(void *base, int dt, int64_t ld, int64_t rows, int64_t cols, const float *src) {
+  for (int64_t i = 0; i < rows; i++)
+    for (int64_t j = 0; j < cols; j++) {
+      float v = src[i * cols + j];
+      if (dt == GEN_BF16) ((__nv_bfloat16 *)base)[i * ld + j] = __float2bfloat16_rn(v);
+      else ((float *)base)[i * ld + j] = v;
+    }
+}
+
 std::vector<float> read(PathRun &r, gen_ref ref, int64_t rows, int64_t cols) {
   std::vector<float> out((size_t)(rows * cols));
   int dt = r.p->bufs[ref.buf].dtype;
@@ -133,75 +154,78 @@ void alloc_path(PathRun &r, const gen_path *p) {
 // the epilogue, then one rounding to the output's storage type (cuBLASLt
 // with fp32 compute).
 
-void run_gemm(PathRun &r, const gen_gemm &g) {
-  const gen_path *p = r.p;
+/* The emulator as a plan_exec backend. */
+struct EmuBackend {
+  const Module *mod;
+};
+
+int dtype_of(const gen_path *p, gen_ref r) { return p->bufs[r.buf].dtype; }
+
+int emu_gemm(void *ctx, const gen_path *p, int step, const px_gemm *pg, lt_error *err) {
+  (void)ctx, (void)step, (void)err;
+  const gen_gemm &g = *pg->g;
   int64_t ka = g.op == GEN_GEMM_FWD ? g.in : g.out;
-  std::vector<float> a = read(r, g.a, g.rows, ka);
+  std::vector<float> a = read_at(pg->a, dtype_of(p, g.a), g.a.ld, g.rows, ka);
   const gen_buffer *wb = &p->bufs[g.w.buf];
-  std::vector<float> w = read(r, g.w, g.op == GEN_GEMM_DW ? g.rows : wb->rows,
-                              g.op == GEN_GEMM_DW ? g.in : wb->cols);
+  int64_t wrows = g.op == GEN_GEMM_DW ? g.rows : wb->rows, wcols = g.op == GEN_GEMM_DW ? g.in : wb->cols;
+  std::vector<float> w = read_at(pg->w, dtype_of(p, g.w), g.w.ld, wrows, wcols);
   if (g.op == GEN_GEMM_DW) {
-    float *dw = (float *)at(r, g.d);
-    cpu_linear_backward_w(dw, a.data(), w.data(), g.rows, g.in, g.out, g.layout);
-    if (g.epilogue == GEN_EPI_BGRAD) cpu_linear_backward_b((float *)at(r, g.bias), a.data(), g.rows, g.out);
-    return;
+    cpu_linear_backward_w((float *)pg->d, a.data(), w.data(), g.rows, g.in, g.out, g.layout);
+    if (g.epilogue == GEN_EPI_BGRAD) cpu_linear_backward_b((float *)pg->bias, a.data(), g.rows, g.out);
+    return 0;
   }
   int64_t cols = g.op == GEN_GEMM_FWD ? g.out : g.in;
   std::vector<float> d((size_t)(g.rows * cols));
   if (g.op == GEN_GEMM_FWD) {
     std::vector<float> bias;
-    if (g.bias.buf >= 0) bias = read(r, g.bias, 1, g.out);
+    if (pg->bias) bias = read_at(pg->bias, dtype_of(p, g.bias), g.out, 1, g.out);
     cpu_linear_forward(d.data(), a.data(), w.data(), bias.empty() ? nullptr : bias.data(), g.rows,
                        g.in, g.out, g.layout);
   } else {
     cpu_linear_backward_x(d.data(), a.data(), w.data(), g.rows, g.in, g.out, g.layout);
   }
   if (g.beta) {
-    std::vector<float> c = read(r, g.c, g.rows, cols);
+    std::vector<float> c = read_at(pg->c, dtype_of(p, g.c), g.c.ld, g.rows, cols);
     for (size_t i = 0; i < d.size(); i++) d[i] += c[i];
   }
   switch (g.epilogue) {
   case GEN_EPI_GELU_AUX_BIAS: case GEN_EPI_GELU_AUX:
-    write(r, g.aux, g.rows, cols, d.data());
+    write_at(pg->aux, dtype_of(p, g.aux), g.aux.ld, g.rows, cols, d.data());
     /* fall through */
   case GEN_EPI_GELU_BIAS: case GEN_EPI_GELU:
     cpu_gelu_forward(d.data(), d.data(), (int64_t)d.size());
     break;
   case GEN_EPI_DGELU: {
-    std::vector<float> aux = read(r, g.aux, g.rows, cols);
+    std::vector<float> aux = read_at(pg->aux, dtype_of(p, g.aux), g.aux.ld, g.rows, cols);
     cpu_gelu_backward(d.data(), d.data(), aux.data(), (int64_t)d.size());
     break;
   }
   }
-  write(r, g.d, g.rows, cols, d.data());
+  write_at(pg->d, dtype_of(p, g.d), g.d.ld, g.rows, cols, d.data());
+  return 0;
 }
 
-bool run_kernel(const Module &mod, PathRun &r, const gen_step &st, const ms_state *s) {
+int emu_launch(void *ctx, const gen_path *p, int step, void **args, lt_error *err) {
+  const Module &mod = *((EmuBackend *)ctx)->mod;
+  const gen_step &st = p->steps[step];
   char sym[128];
   snprintf(sym, sizeof sym, "%s_emu", st.kernel);
   void (*entry)(void **) = (void (*)(void **))dlsym(mod.so, sym);
-  if (!entry) return fail("no entry %s", sym);
-  union slot { void *ptr; int i; float f; } vals[GEN_MAX_ARGS];
-  void *args[GEN_MAX_ARGS];
-  for (int a = 0; a < st.n_args; a++) {
-    const gen_arg &ar = st.args[a];
-    if (ar.kind == GEN_ARG_BUF) vals[a].ptr = at(r, ar.ref);
-    else if (ar.kind == GEN_ARG_ROWS) vals[a].i = s->N;
-    else if (ar.kind == GEN_ARG_BATCH) vals[a].i = s->B;
-    else vals[a].f = 1.0f;
-    args[a] = &vals[a];
-  }
-  int rc = mod.launch(entry, args, st.grid[0], st.grid[1], st.grid[2], st.block[0], st.block[1],
-                      st.block[2], st.smem);
-  return rc == 0 || fail("%s: %s", st.kernel, mod.error());
+  if (!entry) return lt_fail(err, "no entry %s", sym);
+  if (mod.launch(entry, args, st.grid[0], st.grid[1], st.grid[2], st.block[0], st.block[1],
+                 st.block[2], st.smem))
+    return lt_fail(err, "%s: %s", st.kernel, mod.error());
+  return 0;
 }
 
 bool run_steps(const Module &mod, PathRun &r, int from, int to, const ms_state *s) {
-  for (int i = from; i < to; i++) {
-    const gen_step &st = r.p->steps[i];
-    if (st.kind == GEN_STEP_GEMM) run_gemm(r, st.gemm);
-    else if (!run_kernel(mod, r, st, s)) return false;
-  }
+  EmuBackend eb = {&mod};
+  px_backend be = {&eb, emu_launch, emu_gemm};
+  std::vector<void *> bufs((size_t)r.p->n_bufs);
+  for (int b = 0; b < r.p->n_bufs; b++) bufs[(size_t)b] = r.mem[b] ? r.mem[b]->data() : nullptr;
+  px_scalars sc = {s->N, s->B, 1.0f};
+  lt_error err = {};
+  if (px_run(r.p, from, to, bufs.data(), &sc, &be, &err)) return fail("%s: %s", r.p->name, err.msg);
   return true;
 }
 
@@ -213,10 +237,6 @@ struct Tolerance {
   const char *what;
 };
 
-int64_t value_elems(const ms_state *s, const ir_graph *g, int v) {
-  const ir_value *iv = &g->values[v];
-  return (iv->scalar ? 1 : (int64_t)s->N) * iv->cols;
-}
 
 // A value another buffer is an in-place alias of (logits, overwritten by
 // their gradient in the fused cross-entropy): its final contents differ.

@@ -1,0 +1,75 @@
+/* plan_exec.c: a path's steps, resolved to pointers, handed to a backend. */
+#include "plan_exec.h"
+
+#define PX_ALIGN 256
+
+size_t px_elem_bytes(int dtype) { return dtype == GEN_BF16 ? 2 : 4; }
+
+void *px_ref(const gen_path *p, void *const *bufs, gen_ref r) {
+  if (r.buf < 0 || !bufs[r.buf]) return NULL;
+  return (char *)bufs[r.buf] + (size_t)r.off * px_elem_bytes(p->bufs[r.buf].dtype);
+}
+
+/* Argument storage for one launch: kernelParams point into it. */
+typedef union {
+  void *ptr;
+  int i;
+  float f;
+} px_slot;
+
+static int run_kernel(const gen_path *p, int s, void *const *bufs, const px_scalars *sc,
+                      const px_backend *be, lt_error *err) {
+  const gen_step *st = &p->steps[s];
+  px_slot vals[GEN_MAX_ARGS];
+  void *args[GEN_MAX_ARGS];
+  for (int a = 0; a < st->n_args; a++) {
+    const gen_arg *ar = &st->args[a];
+    switch (ar->kind) {
+    case GEN_ARG_BUF: vals[a].ptr = px_ref(p, bufs, ar->ref); break;
+    case GEN_ARG_ROWS: vals[a].i = sc->N; break;
+    case GEN_ARG_BATCH: vals[a].i = sc->B; break;
+    default: vals[a].f = sc->loss_scale; break;
+    }
+    args[a] = &vals[a];
+  }
+  return be->launch(be->ctx, p, s, args, err);
+}
+
+static int run_gemm(const gen_path *p, int s, void *const *bufs, const px_backend *be,
+                    lt_error *err) {
+  const gen_gemm *g = &p->steps[s].gemm;
+  px_gemm pg = {g,
+                px_ref(p, bufs, g->a),
+                px_ref(p, bufs, g->w),
+                px_ref(p, bufs, g->d),
+                g->beta ? px_ref(p, bufs, g->c) : NULL,
+                px_ref(p, bufs, g->bias),
+                px_ref(p, bufs, g->aux)};
+  if (!pg.a || !pg.w || !pg.d)
+    return lt_fail(err, "%s step %d: a GEMM operand has no memory", p->name, s);
+  return be->gemm(be->ctx, p, s, &pg, err);
+}
+
+int px_run(const gen_path *p, int from, int to, void *const *bufs, const px_scalars *sc,
+           const px_backend *be, lt_error *err) {
+  for (int s = from; s < to; s++) {
+    int rc = p->steps[s].kind == GEN_STEP_GEMM ? run_gemm(p, s, bufs, be, err)
+                                               : run_kernel(p, s, bufs, sc, be, err);
+    if (rc) return -1;
+  }
+  return 0;
+}
+
+size_t px_arena_layout(const gen_path *p, unsigned roles, long long *offsets) {
+  size_t total = 0;
+  for (int b = 0; b < p->n_bufs; b++) {
+    const gen_buffer *bf = &p->bufs[b];
+    int wanted = !roles || (roles >> bf->role & 1u);
+    offsets[b] = -1;
+    if (bf->role == GEN_BUF_UNUSED || bf->role == GEN_BUF_VIEW || !wanted) continue;
+    offsets[b] = (long long)total;
+    size_t bytes = (size_t)(bf->rows * bf->cols) * px_elem_bytes(bf->dtype);
+    total += (bytes + PX_ALIGN - 1) / PX_ALIGN * PX_ALIGN;
+  }
+  return total;
+}
