@@ -19,6 +19,7 @@
 // Every element is handled by a fixed thread (grid-stride over each tensor in
 // turn), so the order of every sum is fixed by grid and block sizes alone.
 #pragma once
+#include "lisa_common.cuh"
 
 namespace lisa {
 
@@ -182,12 +183,7 @@ __device__ void global_norm(float *norm, float *clip, double *partials, unsigned
       s += x * x;
     }
   }
-  part[tid] = s;
-  __syncthreads();
-  for (int w = THREADS / 2; w > 0; w >>= 1) {
-    if (tid < w) part[tid] += part[tid + w];
-    __syncthreads();
-  }
+  tree_sum<THREADS>(part, s);
   if (tid == 0) {
     partials[blockIdx.x] = part[0];
     __threadfence();  // the partial is visible before the ticket is taken
@@ -199,12 +195,7 @@ __device__ void global_norm(float *norm, float *clip, double *partials, unsigned
   const volatile double *vp = partials;  // written by other blocks: skip L1
   s = 0.0;
   for (int b = tid; b < (int)gridDim.x; b += THREADS) s += vp[b];
-  part[tid] = s;
-  __syncthreads();
-  for (int w = THREADS / 2; w > 0; w >>= 1) {
-    if (tid < w) part[tid] += part[tid + w];
-    __syncthreads();
-  }
+  tree_sum<THREADS>(part, s);
   if (tid == 0) {
     const double nrm = sqrt(part[0]);
     if (norm != nullptr) norm[0] = (float)nrm;

@@ -57,6 +57,7 @@
 //    for QK^T and PV (and the four backward products), K/V double-buffered
 //    with cp.async. The interfaces and launch shapes here would stay.
 #pragma once
+#include "lisa_common.cuh"
 
 // The unroll pragma as a macro: the emulator's host compiler warns on every
 // unknown pragma (and GCC cannot silence that from a header).

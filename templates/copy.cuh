@@ -18,58 +18,14 @@
 // (compile time); each launch checks at run time that its pointers and
 // strides are VEC aligned and otherwise takes the scalar path.
 #pragma once
+#include "lisa_common.cuh"
 
 namespace lisa {
-
-#ifndef LISA_VECIO_DEFINED_
-#define LISA_VECIO_DEFINED_
-template <typename T, int V> struct alignas(sizeof(T) * V) VecIO { T v[V]; };
-
-template <typename T, int V>
-__device__ __forceinline__ void vec_load(float (&out)[V], const T *p) {
-  const VecIO<T, V> r = *reinterpret_cast<const VecIO<T, V> *>(p);
-#pragma unroll
-  for (int k = 0; k < V; k++) out[k] = to_f32(r.v[k]);
-}
-
-template <typename T, int V>
-__device__ __forceinline__ void vec_store(T *p, const float (&in)[V]) {
-  VecIO<T, V> r;
-#pragma unroll
-  for (int k = 0; k < V; k++) r.v[k] = from_f32<T>(in[k]);
-  *reinterpret_cast<VecIO<T, V> *>(p) = r;
-}
-
-template <typename T> __host__ __device__ constexpr int vec_width_for(long long n) {
-  int v = 16 / (int)sizeof(T);
-  while (v > 1 && n % v != 0) v /= 2;
-  return v;
-}
-
-template <typename T> __device__ __forceinline__ float round_through(float v) {
-  return to_f32(from_f32<T>(v));
-}
-#endif  // LISA_VECIO_DEFINED_
 
 namespace copy_detail {
 
 template <typename T, int> using Ptr = T *;
 template <typename T, int> using CPtr = const T *;
-
-// Raw copies of V elements (no conversion: bit-exact, NaN payloads too).
-template <typename T, int V> __device__ __forceinline__ void raw_copy(T *d, const T *s) {
-  *reinterpret_cast<VecIO<T, V> *>(d) = *reinterpret_cast<const VecIO<T, V> *>(s);
-}
-template <typename T, int V> __device__ __forceinline__ void raw_zero(T *d) {
-  VecIO<T, V> z;
-#pragma unroll
-  for (int k = 0; k < V; k++) z.v[k] = from_f32<T>(0.f);
-  *reinterpret_cast<VecIO<T, V> *>(d) = z;
-}
-
-__device__ __forceinline__ bool is_aligned(const void *p, unsigned long long a) {
-  return reinterpret_cast<unsigned long long>(p) % a == 0;
-}
 
 template <typename T, int V, int TX, int TY, int... W>
 __device__ __forceinline__ void split_rows(const T *x, long long x_stride, int N,
@@ -83,7 +39,7 @@ __device__ __forceinline__ void split_rows(const T *x, long long x_stride, int N
 #pragma unroll
   for (int i = 0; i < K; i++) {
     T *o = outs[i] + row * ws[i];
-    for (int j = threadIdx.x; j < ws[i] / V; j += TX) raw_copy<T, V>(o + j * V, xr + off + j * V);
+    for (int j = threadIdx.x; j < ws[i] / V; j += TX) vec_copy<T, V>(o + j * V, xr + off + j * V);
     off += ws[i];
   }
 }
@@ -102,9 +58,9 @@ __device__ __forceinline__ void concat_rows(T *x, long long x_stride, int N,
     const T *p = pieces[i];
     if (p) {
       p += row * ws[i];
-      for (int j = threadIdx.x; j < ws[i] / V; j += TX) raw_copy<T, V>(xr + off + j * V, p + j * V);
+      for (int j = threadIdx.x; j < ws[i] / V; j += TX) vec_copy<T, V>(xr + off + j * V, p + j * V);
     } else {
-      for (int j = threadIdx.x; j < ws[i] / V; j += TX) raw_zero<T, V>(xr + off + j * V);
+      for (int j = threadIdx.x; j < ws[i] / V; j += TX) vec_zero<T, V>(xr + off + j * V);
     }
     off += ws[i];
   }
@@ -118,9 +74,9 @@ __device__ __forceinline__ void copy_cols_rows(T *dst, long long dst_stride, con
   T *d = dst + row * dst_stride;
   if (src) {
     const T *s = src + row * src_stride;
-    for (int j = threadIdx.x; j < W / V; j += TX) raw_copy<T, V>(d + j * V, s + j * V);
+    for (int j = threadIdx.x; j < W / V; j += TX) vec_copy<T, V>(d + j * V, s + j * V);
   } else {
-    for (int j = threadIdx.x; j < W / V; j += TX) raw_zero<T, V>(d + j * V);
+    for (int j = threadIdx.x; j < W / V; j += TX) vec_zero<T, V>(d + j * V);
   }
 }
 
@@ -172,9 +128,9 @@ __device__ __forceinline__ void split(const T *x, long long x_stride, int N,
   constexpr int V = copy_detail::common_vec<T, W...>();
   T *const ptrs[sizeof...(W)] = {outs...};
   if constexpr (V > 1) {
-    bool ok = copy_detail::is_aligned(x, V * sizeof(T)) && x_stride % V == 0;
+    bool ok = is_aligned(x, V * sizeof(T)) && x_stride % V == 0;
     for (int i = 0; i < (int)sizeof...(W); i++)
-      ok = ok && copy_detail::is_aligned(ptrs[i], V * sizeof(T));
+      ok = ok && is_aligned(ptrs[i], V * sizeof(T));
     if (ok) {
       copy_detail::split_rows<T, V, TX, TY, W...>(x, x_stride, N, ptrs);
       return;
@@ -196,9 +152,9 @@ __device__ __forceinline__ void concat(T *x, long long x_stride, int N,
   constexpr int V = copy_detail::common_vec<T, W...>();
   const T *const ptrs[sizeof...(W)] = {pieces...};
   if constexpr (V > 1) {
-    bool ok = copy_detail::is_aligned(x, V * sizeof(T)) && x_stride % V == 0;
+    bool ok = is_aligned(x, V * sizeof(T)) && x_stride % V == 0;
     for (int i = 0; i < (int)sizeof...(W); i++)
-      ok = ok && copy_detail::is_aligned(ptrs[i], V * sizeof(T));  // null is aligned
+      ok = ok && is_aligned(ptrs[i], V * sizeof(T));  // null is aligned
     if (ok) {
       copy_detail::concat_rows<T, V, TX, TY, W...>(x, x_stride, N, ptrs);
       return;
@@ -218,8 +174,8 @@ __device__ __forceinline__ void copy_cols(T *dst, long long dst_stride, const T 
   static_assert(TX >= 1 && TY >= 1 && TX * TY <= 1024, "TX * TY <= 1024");
   constexpr int V = copy_detail::common_vec<T, W>();
   if constexpr (V > 1) {
-    const bool ok = copy_detail::is_aligned(dst, V * sizeof(T)) &&
-                    copy_detail::is_aligned(src, V * sizeof(T)) && dst_stride % V == 0 &&
+    const bool ok = is_aligned(dst, V * sizeof(T)) &&
+                    is_aligned(src, V * sizeof(T)) && dst_stride % V == 0 &&
                     src_stride % V == 0;
     if (ok) {
       copy_detail::copy_cols_rows<T, W, V, TX, TY>(dst, dst_stride, src, src_stride, N);
@@ -240,8 +196,8 @@ __device__ __forceinline__ void copy2d(TO *dst, long long dst_stride, const TI *
                                        long long src_stride, int rows, int cols) {
   constexpr int V = 4;
   const bool ok = cols % V == 0 && dst_stride % V == 0 && src_stride % V == 0 &&
-                  copy_detail::is_aligned(dst, V * sizeof(TO)) &&
-                  copy_detail::is_aligned(src, V * sizeof(TI));
+                  is_aligned(dst, V * sizeof(TO)) &&
+                  is_aligned(src, V * sizeof(TI));
   if (ok)
     copy_detail::copy2d_flat<TO, TI, V, THREADS>(dst, dst_stride, src, src_stride, rows, cols);
   else

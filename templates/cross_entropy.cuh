@@ -29,80 +29,11 @@
 // not read or write out of bounds: its row gets loss 0 and a zero gradient
 // (the mean still divides by N).
 #pragma once
+#include "lisa_common.cuh"
 
 namespace lisa {
 
-#ifndef LISA_PACK16_DEFINED_
-#define LISA_PACK16_DEFINED_
-// 16-byte vector access shared by the templates that stream rows (the same
-// text is in cross_entropy.cuh and embedding.cuh; whichever comes first
-// defines it).
-namespace pk {
-
-// 16 bytes of a row: 4 floats or 8 bf16, as raw bits.
-struct alignas(16) Pack16 {
-  unsigned int u[4];
-};
-
-__device__ __forceinline__ Pack16 load16(const void *p) {
-  const uint4 v = *reinterpret_cast<const uint4 *>(p);
-  Pack16 r;
-  r.u[0] = v.x, r.u[1] = v.y, r.u[2] = v.z, r.u[3] = v.w;
-  return r;
-}
-
-__device__ __forceinline__ void store16(void *p, const Pack16 &r) {
-  uint4 v;
-  v.x = r.u[0], v.y = r.u[1], v.z = r.u[2], v.w = r.u[3];
-  *reinterpret_cast<uint4 *>(p) = v;
-}
-
-// The 16/sizeof(T) values of a pack as floats (bf16 is the top half of a
-// float; the element at the lower address is the low half of the word).
-template <typename T> struct PackIO;
-template <> struct PackIO<float> {
-  static constexpr int kVec = 4;
-  static __device__ __forceinline__ void unpack(const Pack16 &p, float *x) {
-    for (int k = 0; k < 4; k++) x[k] = __uint_as_float(p.u[k]);
-  }
-  static __device__ __forceinline__ Pack16 pack(const float *x) {
-    Pack16 p;
-    for (int k = 0; k < 4; k++) p.u[k] = __float_as_uint(x[k]);
-    return p;
-  }
-};
-template <> struct PackIO<__nv_bfloat16> {
-  static constexpr int kVec = 8;
-  static __device__ __forceinline__ void unpack(const Pack16 &p, float *x) {
-    for (int k = 0; k < 4; k++) {
-      x[2 * k] = __uint_as_float(p.u[k] << 16);
-      x[2 * k + 1] = __uint_as_float(p.u[k] & 0xffff0000u);
-    }
-  }
-  static __device__ __forceinline__ Pack16 pack(const float *x) {
-    Pack16 p;
-    for (int k = 0; k < 4; k++) {
-      // round to nearest even, as from_f32 / __float2bfloat16_rn
-      const unsigned lo = __bfloat16_as_ushort(__float2bfloat16_rn(x[2 * k]));
-      const unsigned hi = __bfloat16_as_ushort(__float2bfloat16_rn(x[2 * k + 1]));
-      p.u[k] = lo | (hi << 16);
-    }
-    return p;
-  }
-};
-
-__device__ __forceinline__ bool aligned16(const void *p) {
-  return (reinterpret_cast<unsigned long long>(p) & 15ull) == 0;
-}
-
-}  // namespace pk
-#endif  // LISA_PACK16_DEFINED_
-
 namespace ce_detail {
-using pk::Pack16;
-using pk::PackIO;
-using pk::load16;
-using pk::store16;
 
 // Elements before the first 16-byte boundary of a row starting at p.
 template <typename T> __device__ __forceinline__ int head_len(const T *p, int V) {
@@ -142,8 +73,7 @@ template <typename T, int V, int THREADS>
 __device__ void cross_entropy_fused(T *dlogits, float *loss, const T *logits,
                                     const int *targets, int N, float scale) {
   static_assert(V >= 1, "V: at least one class");
-  using IO = ce_detail::PackIO<T>;
-  constexpr int VEC = IO::kVec;
+  constexpr int VEC = vec16<T>();
   const int n = blockIdx.x;
   if (n >= N) return;
   const int tid = threadIdx.x;
@@ -163,7 +93,7 @@ __device__ void cross_entropy_fused(T *dlogits, float *loss, const T *logits,
   if (tid < head) ce_detail::online_add(m, s, to_f32(row[tid]));
   for (int k = tid; k < nvec; k += THREADS) {
     float x[VEC];
-    IO::unpack(ce_detail::load16(row + head + (long long)k * VEC), x);
+    vec_load<T, VEC>(x, row + head + (long long)k * VEC);
     float mx = x[0];
     for (int j = 1; j < VEC; j++) mx = fmaxf(mx, x[j]);
     if (mx > m) {
@@ -196,9 +126,9 @@ __device__ void cross_entropy_fused(T *dlogits, float *loss, const T *logits,
     for (int k = tid; k < nvec; k += THREADS) {
       const int i0 = head + k * VEC;
       float x[VEC];
-      IO::unpack(ce_detail::load16(row + i0), x);
+      vec_load<T, VEC>(x, row + i0);
       for (int j = 0; j < VEC; j++) x[j] = ce_detail::grad(x[j], i0 + j, row_max, f, sn, hit);
-      ce_detail::store16(drow + i0, IO::pack(x));
+      vec_store<T, VEC>(drow + i0, x);
     }
     for (int i = tail + tid; i < V; i += THREADS)
       drow[i] = from_f32<T>(ce_detail::grad(to_f32(row[i]), i, row_max, f, sn, hit));
@@ -223,12 +153,7 @@ __device__ void cross_entropy_mean(float *mean_loss, const float *loss, int N) {
   const int tid = threadIdx.x;
   double s = 0.0;
   for (int i = tid; i < N; i += THREADS) s += (double)loss[i];
-  part[tid] = s;
-  __syncthreads();
-  for (int w = THREADS / 2; w > 0; w >>= 1) {
-    if (tid < w) part[tid] += part[tid + w];
-    __syncthreads();
-  }
+  tree_sum<THREADS>(part, s);
   if (tid == 0) mean_loss[0] = N > 0 ? (float)(part[0] / N) : 0.0f;
 }
 

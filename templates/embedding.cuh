@@ -30,74 +30,9 @@
 // forward writes zeros for the token part of that row (so y = wpe[n % seq] in
 // the fused form), backward skips the row. The runtime validates ids on load.
 #pragma once
+#include "lisa_common.cuh"
 
 namespace lisa {
-
-#ifndef LISA_PACK16_DEFINED_
-#define LISA_PACK16_DEFINED_
-// 16-byte vector access shared by the templates that stream rows (the same
-// text is in cross_entropy.cuh and embedding.cuh; whichever comes first
-// defines it).
-namespace pk {
-
-// 16 bytes of a row: 4 floats or 8 bf16, as raw bits.
-struct alignas(16) Pack16 {
-  unsigned int u[4];
-};
-
-__device__ __forceinline__ Pack16 load16(const void *p) {
-  const uint4 v = *reinterpret_cast<const uint4 *>(p);
-  Pack16 r;
-  r.u[0] = v.x, r.u[1] = v.y, r.u[2] = v.z, r.u[3] = v.w;
-  return r;
-}
-
-__device__ __forceinline__ void store16(void *p, const Pack16 &r) {
-  uint4 v;
-  v.x = r.u[0], v.y = r.u[1], v.z = r.u[2], v.w = r.u[3];
-  *reinterpret_cast<uint4 *>(p) = v;
-}
-
-// The 16/sizeof(T) values of a pack as floats (bf16 is the top half of a
-// float; the element at the lower address is the low half of the word).
-template <typename T> struct PackIO;
-template <> struct PackIO<float> {
-  static constexpr int kVec = 4;
-  static __device__ __forceinline__ void unpack(const Pack16 &p, float *x) {
-    for (int k = 0; k < 4; k++) x[k] = __uint_as_float(p.u[k]);
-  }
-  static __device__ __forceinline__ Pack16 pack(const float *x) {
-    Pack16 p;
-    for (int k = 0; k < 4; k++) p.u[k] = __float_as_uint(x[k]);
-    return p;
-  }
-};
-template <> struct PackIO<__nv_bfloat16> {
-  static constexpr int kVec = 8;
-  static __device__ __forceinline__ void unpack(const Pack16 &p, float *x) {
-    for (int k = 0; k < 4; k++) {
-      x[2 * k] = __uint_as_float(p.u[k] << 16);
-      x[2 * k + 1] = __uint_as_float(p.u[k] & 0xffff0000u);
-    }
-  }
-  static __device__ __forceinline__ Pack16 pack(const float *x) {
-    Pack16 p;
-    for (int k = 0; k < 4; k++) {
-      // round to nearest even, as from_f32 / __float2bfloat16_rn
-      const unsigned lo = __bfloat16_as_ushort(__float2bfloat16_rn(x[2 * k]));
-      const unsigned hi = __bfloat16_as_ushort(__float2bfloat16_rn(x[2 * k + 1]));
-      p.u[k] = lo | (hi << 16);
-    }
-    return p;
-  }
-};
-
-__device__ __forceinline__ bool aligned16(const void *p) {
-  return (reinterpret_cast<unsigned long long>(p) & 15ull) == 0;
-}
-
-}  // namespace pk
-#endif  // LISA_PACK16_DEFINED_
 
 namespace emb_detail {
 
@@ -106,13 +41,12 @@ namespace emb_detail {
 template <typename T, int C, int V, int THREADS, bool TOK, bool POS>
 __device__ __forceinline__ void forward(T *y, const int *ids, const T *wte, const T *wpe, int N,
                                         int seq) {
-  using IO = pk::PackIO<T>;
-  constexpr int VEC = IO::kVec;
+  constexpr int VEC = vec16<T>();
   const long long stride = (long long)gridDim.x * THREADS;
   const long long first = (long long)blockIdx.x * THREADS + threadIdx.x;
-  bool vec = C % VEC == 0 && pk::aligned16(y);
-  if (TOK) vec = vec && pk::aligned16(wte);
-  if (POS) vec = vec && pk::aligned16(wpe);
+  bool vec = C % VEC == 0 && is_aligned(y, 16);
+  if (TOK) vec = vec && is_aligned(wte, 16);
+  if (POS) vec = vec && is_aligned(wpe, 16);
   if (vec) {
     constexpr int CV = C / VEC;  // packs per row
     const long long total = (long long)N * CV;
@@ -126,27 +60,26 @@ __device__ __forceinline__ void forward(T *y, const int *ids, const T *wte, cons
       }
       const T *tp = wte + (long long)id * C + cv * VEC;
       const T *pp = POS ? wpe + (long long)(n % seq) * C + cv * VEC : nullptr;
-      pk::Pack16 out;
+      T *yp = y + (long long)n * C + cv * VEC;
       if (TOK && POS) {
         float a[VEC], b[VEC];
         if (ok) {
-          IO::unpack(pk::load16(tp), a);
+          vec_load<T, VEC>(a, tp);
         } else {
           for (int j = 0; j < VEC; j++) a[j] = 0.0f;
         }
-        IO::unpack(pk::load16(pp), b);
+        vec_load<T, VEC>(b, pp);
         for (int j = 0; j < VEC; j++) a[j] += b[j];
-        out = IO::pack(a);
+        vec_store<T, VEC>(yp, a);
       } else if (TOK) {
         if (ok) {
-          out = pk::load16(tp);
+          vec_copy<T, VEC>(yp, tp);
         } else {
-          for (int j = 0; j < 4; j++) out.u[j] = 0u;
+          vec_zero<T, VEC>(yp);
         }
       } else {
-        out = pk::load16(pp);
+        vec_copy<T, VEC>(yp, pp);
       }
-      pk::store16(y + (long long)n * C + cv * VEC, out);
     }
   } else {
     const long long total = (long long)N * C;
@@ -166,12 +99,38 @@ __device__ __forceinline__ void forward(T *y, const int *ids, const T *wte, cons
 // The warp's ballot of p (lane i's predicate in bit i).
 __device__ __forceinline__ unsigned ballot(bool p) { return __ballot_sync(0xffffffffu, p); }
 
+// f(r) for every token r in [n, N) with ids[r] == id, in increasing r, on
+// every thread of the block (all of them must call it). The ids are scanned
+// THREADS at a time; a warp ballot per chunk, kept in hits[THREADS / 32]
+// (shared), lists the chunk's matches in order.
+template <int THREADS, typename F>
+__device__ __forceinline__ void for_each_match(unsigned *hits, const int *ids, int id, int n,
+                                               int N, F &&f) {
+  constexpr int WARPS = THREADS / 32;
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  for (int m0 = n; m0 < N; m0 += THREADS) {
+    const int m = m0 + tid;
+    const unsigned b = ballot(m < N && ids[m] == id);
+    __syncthreads();  // the previous chunk's hits are consumed
+    if (lane == 0) hits[warp] = b;
+    __syncthreads();
+    for (int w = 0; w < WARPS; w++) {
+      unsigned bits = hits[w];
+      while (bits) {  // the matching tokens, in increasing order
+        const int r = m0 + w * 32 + (__ffs((int)bits) - 1);
+        bits &= bits - 1u;
+        f(r);
+      }
+    }
+  }
+}
+
 template <typename T, int C, int V, int THREADS>
 __device__ __forceinline__ void token_backward(float *dwte, const int *ids, const T *dy, int N,
                                                int n) {
   static_assert(THREADS % 32 == 0 && THREADS <= 1024, "THREADS: a multiple of 32");
   constexpr int WARPS = THREADS / 32, CPT = (C + THREADS - 1) / THREADS;
-  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const int tid = threadIdx.x;
   const int id = ids[n];
   if (id < 0 || id >= V) return;  // uniform over the block
 
@@ -182,57 +141,42 @@ __device__ __forceinline__ void token_backward(float *dwte, const int *ids, cons
 
   float *drow = dwte + (long long)id * C;
   __shared__ unsigned hits[WARPS];
-  using IO = pk::PackIO<T>;
-  constexpr int VEC = IO::kVec;
+  constexpr int VEC = vec16<T>(), FV = vec16<float>();
   if (C % VEC == 0) {
     // Thread tid owns packs tid, tid + THREADS, ... of VEC columns, read and
     // written as 16-byte vectors when dy and dwte are 16-byte aligned, else
     // element by element (same columns, same order).
     constexpr int CV = C / VEC, PPT = (CV + THREADS - 1) / THREADS;
-    const bool al = pk::aligned16(dy) && pk::aligned16(dwte);
+    const bool al = is_aligned(dy, 16) && is_aligned(dwte, 16);
     float acc[PPT][VEC] = {};
     for (int j = 0; j < PPT; j++) {
       const int p = tid + j * THREADS;
       if (p >= CV) continue;
       if (al) {
-        for (int k = 0; k < VEC; k += 4)
-          pk::PackIO<float>::unpack(pk::load16(drow + p * VEC + k), &acc[j][k]);
+        for (int k = 0; k < VEC; k += FV) vec_load<float, FV>(&acc[j][k], drow + p * VEC + k);
       } else {
         for (int k = 0; k < VEC; k++) acc[j][k] = drow[p * VEC + k];
       }
     }
-    for (int m0 = n; m0 < N; m0 += THREADS) {
-      const int m = m0 + tid;
-      const unsigned b = ballot(m < N && ids[m] == id);
-      __syncthreads();  // the previous chunk's hits are consumed
-      if (lane == 0) hits[warp] = b;
-      __syncthreads();
-      for (int w = 0; w < WARPS; w++) {
-        unsigned bits = hits[w];
-        while (bits) {  // the matching tokens, in increasing order
-          const int r = m0 + w * 32 + (__ffs((int)bits) - 1);
-          bits &= bits - 1u;
-          const T *dyr = dy + (long long)r * C;
-          for (int j = 0; j < PPT; j++) {
-            const int p = tid + j * THREADS;
-            if (p >= CV) continue;
-            float x[VEC];
-            if (al) {
-              IO::unpack(pk::load16(dyr + p * VEC), x);
-            } else {
-              for (int k = 0; k < VEC; k++) x[k] = to_f32(dyr[p * VEC + k]);
-            }
-            for (int k = 0; k < VEC; k++) acc[j][k] += x[k];
-          }
+    for_each_match<THREADS>(hits, ids, id, n, N, [&](int r) {
+      const T *dyr = dy + (long long)r * C;
+      for (int j = 0; j < PPT; j++) {
+        const int p = tid + j * THREADS;
+        if (p >= CV) continue;
+        float x[VEC];
+        if (al) {
+          vec_load<T, VEC>(x, dyr + p * VEC);
+        } else {
+          for (int k = 0; k < VEC; k++) x[k] = to_f32(dyr[p * VEC + k]);
         }
+        for (int k = 0; k < VEC; k++) acc[j][k] += x[k];
       }
-    }
+    });
     for (int j = 0; j < PPT; j++) {
       const int p = tid + j * THREADS;
       if (p >= CV) continue;
       if (al) {
-        for (int k = 0; k < VEC; k += 4)
-          pk::store16(drow + p * VEC + k, pk::PackIO<float>::pack(&acc[j][k]));
+        for (int k = 0; k < VEC; k += FV) vec_store<float, FV>(drow + p * VEC + k, &acc[j][k]);
       } else {
         for (int k = 0; k < VEC; k++) drow[p * VEC + k] = acc[j][k];
       }
@@ -243,21 +187,9 @@ __device__ __forceinline__ void token_backward(float *dwte, const int *ids, cons
     for (int j = 0; j < CPT; j++) {
       const int c = tid + j * THREADS;
       float acc = c < C ? drow[c] : 0.0f;
-      for (int m0 = n; m0 < N; m0 += THREADS) {
-        const int m = m0 + tid;
-        const unsigned b = ballot(m < N && ids[m] == id);
-        __syncthreads();  // the previous chunk's hits are consumed
-        if (lane == 0) hits[warp] = b;
-        __syncthreads();
-        for (int w = 0; w < WARPS; w++) {
-          unsigned bits = hits[w];
-          while (bits) {
-            const int r = m0 + w * 32 + (__ffs((int)bits) - 1);
-            bits &= bits - 1u;
-            if (c < C) acc += to_f32(dy[(long long)r * C + c]);
-          }
-        }
-      }
+      for_each_match<THREADS>(hits, ids, id, n, N, [&](int r) {
+        if (c < C) acc += to_f32(dy[(long long)r * C + c]);
+      });
       if (c < C) drow[c] = acc;
     }
   }

@@ -83,4 +83,73 @@ template <int THREADS> __device__ __forceinline__ float block_max(float v) {
   return warp_max(v);
 }
 
+// part[0] = the sum of every thread's v, in double, by a fixed pairwise tree
+// over part[THREADS] (shared memory; THREADS a power of two), so the result
+// is bit-identical from run to run. Every thread may read part[0] on return.
+template <int THREADS> __device__ __forceinline__ void tree_sum(double *part, double v) {
+  static_assert(THREADS >= 1 && THREADS <= 1024 && (THREADS & (THREADS - 1)) == 0,
+                "THREADS: a power of two");
+  const int tid = threadIdx.x;
+  part[tid] = v;
+  __syncthreads();
+  for (int w = THREADS / 2; w > 0; w >>= 1) {
+    if (tid < w) part[tid] += part[tid + w];
+    __syncthreads();
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Vector access: V elements of T (V * sizeof(T) a power of two, at most 16
+// bytes) read or written in one access at an address aligned to
+// V * sizeof(T) bytes. vec_load / vec_store convert to and from float (bf16
+// to float is exact; float to bf16 rounds to nearest even, as from_f32);
+// vec_copy / vec_zero move raw bits (bit-exact, NaN payloads too).
+
+template <typename T, int V> struct alignas(sizeof(T) * V) VecIO { T v[V]; };
+
+// Elements of T in 16 bytes: the widest vector (4 floats or 8 bf16).
+template <typename T> __host__ __device__ constexpr int vec16() { return 16 / (int)sizeof(T); }
+
+// The widest vector of at most 16 bytes whose element count divides n.
+template <typename T> __host__ __device__ constexpr int vec_width_for(long long n) {
+  int v = vec16<T>();
+  while (v > 1 && n % v != 0) v /= 2;
+  return v;
+}
+
+__device__ __forceinline__ bool is_aligned(const void *p, unsigned long long bytes) {
+  return reinterpret_cast<unsigned long long>(p) % bytes == 0;
+}
+
+// out[0..V) = p[0..V) as floats.
+template <typename T, int V> __device__ __forceinline__ void vec_load(float *out, const T *p) {
+  const VecIO<T, V> r = *reinterpret_cast<const VecIO<T, V> *>(p);
+#pragma unroll
+  for (int k = 0; k < V; k++) out[k] = to_f32(r.v[k]);
+}
+
+// p[0..V) = in[0..V) rounded to T.
+template <typename T, int V> __device__ __forceinline__ void vec_store(T *p, const float *in) {
+  VecIO<T, V> r;
+#pragma unroll
+  for (int k = 0; k < V; k++) r.v[k] = from_f32<T>(in[k]);
+  *reinterpret_cast<VecIO<T, V> *>(p) = r;
+}
+
+template <typename T, int V> __device__ __forceinline__ void vec_copy(T *d, const T *s) {
+  *reinterpret_cast<VecIO<T, V> *>(d) = *reinterpret_cast<const VecIO<T, V> *>(s);
+}
+
+template <typename T, int V> __device__ __forceinline__ void vec_zero(T *d) {
+  VecIO<T, V> z;
+#pragma unroll
+  for (int k = 0; k < V; k++) z.v[k] = from_f32<T>(0.f);
+  *reinterpret_cast<VecIO<T, V> *>(d) = z;
+}
+
+// What a float becomes after a round trip through T (bf16 rounding).
+template <typename T> __device__ __forceinline__ float round_through(float v) {
+  return to_f32(from_f32<T>(v));
+}
+
 }  // namespace lisa

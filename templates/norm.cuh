@@ -24,44 +24,9 @@
 // dx may alias dy or dres (backward): every element is read before the
 // row's first reduction and written after its last one, by the same thread.
 #pragma once
+#include "lisa_common.cuh"
 
 namespace lisa {
-
-// ---------------------------------------------------------------------------
-// Vector loads and stores of VEC elements of T, converted to/from float.
-// (Shared by norm.cuh, rope.cuh and copy.cuh; guarded so any subset of them
-// can be pasted into one translation unit.)
-#ifndef LISA_VECIO_DEFINED_
-#define LISA_VECIO_DEFINED_
-template <typename T, int V> struct alignas(sizeof(T) * V) VecIO { T v[V]; };
-
-template <typename T, int V>
-__device__ __forceinline__ void vec_load(float (&out)[V], const T *p) {
-  const VecIO<T, V> r = *reinterpret_cast<const VecIO<T, V> *>(p);
-#pragma unroll
-  for (int k = 0; k < V; k++) out[k] = to_f32(r.v[k]);
-}
-
-template <typename T, int V>
-__device__ __forceinline__ void vec_store(T *p, const float (&in)[V]) {
-  VecIO<T, V> r;
-#pragma unroll
-  for (int k = 0; k < V; k++) r.v[k] = from_f32<T>(in[k]);
-  *reinterpret_cast<VecIO<T, V> *>(p) = r;
-}
-
-// The widest vector of at most 16 bytes whose element count divides n.
-template <typename T> __host__ __device__ constexpr int vec_width_for(long long n) {
-  int v = 16 / (int)sizeof(T);
-  while (v > 1 && n % v != 0) v /= 2;
-  return v;
-}
-
-// What a float becomes after a round trip through T (bf16 rounding).
-template <typename T> __device__ __forceinline__ float round_through(float v) {
-  return to_f32(from_f32<T>(v));
-}
-#endif  // LISA_VECIO_DEFINED_
 
 // ---------------------------------------------------------------------------
 // Defaults of the row kernels' tunables, as functions of T and C.

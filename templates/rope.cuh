@@ -33,38 +33,9 @@
 // (rope_vec<T, HD, ROT>()). A launch whose pointers or strides are not VEC
 // aligned takes the scalar path (checked at run time, one uniform branch).
 #pragma once
+#include "lisa_common.cuh"
 
 namespace lisa {
-
-#ifndef LISA_VECIO_DEFINED_
-#define LISA_VECIO_DEFINED_
-template <typename T, int V> struct alignas(sizeof(T) * V) VecIO { T v[V]; };
-
-template <typename T, int V>
-__device__ __forceinline__ void vec_load(float (&out)[V], const T *p) {
-  const VecIO<T, V> r = *reinterpret_cast<const VecIO<T, V> *>(p);
-#pragma unroll
-  for (int k = 0; k < V; k++) out[k] = to_f32(r.v[k]);
-}
-
-template <typename T, int V>
-__device__ __forceinline__ void vec_store(T *p, const float (&in)[V]) {
-  VecIO<T, V> r;
-#pragma unroll
-  for (int k = 0; k < V; k++) r.v[k] = from_f32<T>(in[k]);
-  *reinterpret_cast<VecIO<T, V> *>(p) = r;
-}
-
-template <typename T> __host__ __device__ constexpr int vec_width_for(long long n) {
-  int v = 16 / (int)sizeof(T);
-  while (v > 1 && n % v != 0) v /= 2;
-  return v;
-}
-
-template <typename T> __device__ __forceinline__ float round_through(float v) {
-  return to_f32(from_f32<T>(v));
-}
-#endif  // LISA_VECIO_DEFINED_
 
 template <typename T, int HD, int ROT> __host__ __device__ constexpr int rope_vec() {
   int v = vec_width_for<T>(ROT / 2);
