@@ -21,7 +21,7 @@ static int64_t cols_of(const gen_ctx *c, int v) { return c->g->values[v].cols; }
 static int N_of(const gen_ctx *c) { return c->cfg->B * c->cfg->T; }
 static unsigned ceil_div(int64_t a, int64_t b) { return (unsigned)((a + b - 1) / b); }
 
-/* templates/norm.cuh: vec_width_for, norm_threads, norm_rows, norm_wb_* */
+/* lisa_common.cuh: vec_width_for; norm.cuh: norm_threads, norm_rows, norm_wb_* */
 static int vec_width(int eb, int64_t n) {
   int v = 16 / eb;
   while (v > 1 && n % v != 0) v /= 2;

@@ -3,6 +3,7 @@
  * call it maps to, and the buffers with their roles and sizes. */
 #include <stdio.h>
 
+#include "gen_cublaslt.h"
 #include "gen_internal.h"
 
 static const char *role_name(int role) {
@@ -11,18 +12,10 @@ static const char *role_name(int role) {
   return names[role];
 }
 
-static const char *epilogue_name(int e, const gen_gemm *g) {
-  switch (e) {
-  case GEN_EPI_BIAS: return "BIAS";
-  case GEN_EPI_GELU_BIAS: return "GELU_BIAS";
-  case GEN_EPI_GELU_AUX_BIAS: return "GELU_AUX_BIAS";
-  case GEN_EPI_GELU: return "GELU";
-  case GEN_EPI_GELU_AUX: return "GELU_AUX";
-  case GEN_EPI_DGELU: return "DGELU";
-  case GEN_EPI_BGRAD: /* dy is cuBLASLt's A for an in_out weight, B for out_in */
-    return g->layout == IR_LAYOUT_IN_OUT ? "BGRADA" : "BGRADB";
-  }
-  return "DEFAULT";
+static const char *epilogue_name(const gen_gemm *g) {
+  gen_lt lt;
+  gen_lt_of(g, &lt);
+  return gen_lt_epilogue_name(lt.epilogue);
 }
 
 static void ref_name(sbuf *o, const gen_path *p, gen_ref r) {
@@ -32,17 +25,14 @@ static void ref_name(sbuf *o, const gen_path *p, gen_ref r) {
   if (r.off || r.ld != b->cols) sb_printf(o, "[:, %lld:] (ld %lld)", (long long)r.off, (long long)r.ld);
 }
 
-/* The column-major cuBLASLt form of a row-major GEMM (docs/codegen.md). */
+/* The column-major cuBLASLt form of a row-major GEMM (gen_cublaslt.h). */
 static void cublaslt_form(sbuf *o, const gen_gemm *g) {
-  int in_out = g->layout == IR_LAYOUT_IN_OUT;
-  long long m, n, k;
-  char ta, tb;
-  if (g->op == GEN_GEMM_FWD) m = g->out, n = g->rows, k = g->in, ta = in_out ? 'N' : 'T', tb = 'N';
-  else if (g->op == GEN_GEMM_DX) m = g->in, n = g->rows, k = g->out, ta = in_out ? 'T' : 'N', tb = 'N';
-  else if (in_out) m = g->out, n = g->in, k = g->rows, ta = 'N', tb = 'T';
-  else m = g->in, n = g->out, k = g->rows, ta = 'N', tb = 'T';
-  sb_printf(o, "        cublasLt: m=%lld n=%lld k=%lld opA=%c opB=%c beta=%d epilogue=%s\n", m, n,
-            k, ta, tb, g->beta, epilogue_name(g->epilogue, g));
+  gen_lt lt;
+  gen_lt_of(g, &lt);
+  sb_printf(o, "        cublasLt: m=%lld n=%lld k=%lld opA=%c opB=%c lda=%lld ldb=%lld ldd=%lld "
+               "beta=%d epilogue=%s\n",
+            lt.m, lt.n, lt.k, lt.trans_a ? 'T' : 'N', lt.trans_b ? 'T' : 'N', lt.lda, lt.ldb,
+            lt.ldd, lt.beta, gen_lt_epilogue_name(lt.epilogue));
 }
 
 static void print_gemm(sbuf *o, const gen_path *p, const gen_step *st) {
@@ -57,7 +47,7 @@ static void print_gemm(sbuf *o, const gen_path *p, const gen_step *st) {
   ref_name(o, p, g->w);
   if (g->beta && g->op != GEN_GEMM_DW) sb_puts(o, " + "), ref_name(o, p, g->c);
   if (g->epilogue != GEN_EPI_NONE) {
-    sb_printf(o, "; epilogue %s", epilogue_name(g->epilogue, g));
+    sb_printf(o, "; epilogue %s", epilogue_name(g));
     if (g->bias.buf >= 0) sb_puts(o, " bias "), ref_name(o, p, g->bias);
     if (g->aux.buf >= 0) sb_puts(o, " aux "), ref_name(o, p, g->aux);
   }
