@@ -7,6 +7,9 @@
 
 #include "checkpoint.h"
 #include "cli.h"
+#ifdef LISA_HAVE_GPU
+#include "gpu_api.h"
+#endif
 #include "log.h"
 #include "train.h"
 #include "weights.h"
@@ -238,16 +241,36 @@ static int parse_train_args(int argc, char **argv, cli_args *a) {
   return 0;
 }
 
-/* Picks the backend. This build has only the CPU backend; the CUDA backend
- * is planned, so --device cuda must say so rather than silently run on CPU. */
+/* Picks the backend. Training runs on the CPU backend; the CUDA trainer is
+ * not built yet (the generated paths, the plan runner and the device probe
+ * are), so --device cuda says why it cannot run instead of silently using
+ * the CPU, and auto says which backend it took. */
+static int probe_gpu(char *what, size_t cap) {
+#ifdef LISA_HAVE_GPU
+  gpu_api g;
+  lt_error err = {{0}};
+  if (gpu_open(&g, &err)) return snprintf(what, cap, "%s", err.msg), -1;
+  char arch[16];
+  gpu_arch(&g, arch, sizeof arch);
+  snprintf(what, cap, "found %s (%s), but the CUDA trainer is not built yet", g.name, arch);
+  gpu_close(&g);
+  return 0;
+#else
+  return snprintf(what, cap, "this build has no CUDA support (no toolkit when it was built)"), -1;
+#endif
+}
+
 static int choose_device(const char *device, int quiet) {
+  char what[1200];
   if (!strcmp(device, "cpu")) return 0;
   if (!strcmp(device, "auto")) {
-    if (!quiet) fprintf(stderr, "lisa: device auto: using the cpu backend\n");
+    probe_gpu(what, sizeof what);
+    if (!quiet) fprintf(stderr, "lisa: device auto: %s; using the cpu backend\n", what);
     return 0;
   }
   if (!strcmp(device, "cuda")) {
-    fprintf(stderr, "lisa: --device cuda: this build has no CUDA backend yet; use --device cpu\n");
+    probe_gpu(what, sizeof what);
+    fprintf(stderr, "lisa: --device cuda: %s; use --device cpu\n", what);
     return -1;
   }
   fprintf(stderr, "lisa train: --device must be auto, cpu or cuda, not '%s'\n", device);

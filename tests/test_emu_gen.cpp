@@ -26,6 +26,9 @@ extern "C" {
 #include "lora.h"
 #include "model_yaml.h"
 #include "plan_exec.h"
+#ifdef LISA_HAVE_GPU
+#include "gpu_host.h"
+#endif
 #include "weights.h"
 }
 #include "cpu_ops.h"
@@ -218,7 +221,33 @@ int emu_launch(void *ctx, const gen_path *p, int step, void **args, lt_error *er
   return 0;
 }
 
+#ifdef LISA_HAVE_GPU
+/* LISA_TEST_DEVICE=cuda: the same paths on the real device (plan_exec's
+ * CUDA backend) instead of the emulator; everything else is unchanged. */
+gpu_host *g_device = nullptr;
+
+bool load_device_paths(const gen_program *prog) {
+  lt_error err = {};
+  return gpu_host_load(g_device, prog, &err) == 0 || fail("%s", err.msg);
+}
+
+bool run_steps_device(PathRun &r, int from, int to, const ms_state *s) {
+  std::vector<void *> bufs((size_t)r.p->n_bufs, nullptr);
+  std::vector<size_t> bytes((size_t)r.p->n_bufs, 0);
+  for (int b = 0; b < r.p->n_bufs; b++)
+    if (r.mem[b]) bufs[(size_t)b] = r.mem[b]->data(), bytes[(size_t)b] = r.mem[b]->bytes();
+  px_scalars sc = {s->N, s->B, 1.0f};
+  lt_error err = {};
+  if (gpu_host_run(g_device, r.p, from, to, bufs.data(), bytes.data(), &sc, &err))
+    return fail("%s", err.msg);
+  return true;
+}
+#endif
+
 bool run_steps(const Module &mod, PathRun &r, int from, int to, const ms_state *s) {
+#ifdef LISA_HAVE_GPU
+  if (g_device) return run_steps_device(r, from, to, s);
+#endif
   EmuBackend eb = {&mod};
   px_backend be = {&eb, emu_launch, emu_gemm};
   std::vector<void *> bufs((size_t)r.p->n_bufs);
@@ -375,7 +404,13 @@ void check_model(const char *yaml, int dtype, const gen_tuning *tuning = nullptr
     Module mod;
     std::string so_tag = std::string(m.name) + "_" + gen_dtype_name(dtype) + (tuning ? "_tuned" : "") +
                          (lora_rank ? "_lora" : "");
-    if (compile_module(&prog, so_tag.c_str(), &mod)) {
+    bool ready;
+#ifdef LISA_HAVE_GPU
+    if (g_device) ready = load_device_paths(&prog);
+    else
+#endif
+      ready = compile_module(&prog, so_tag.c_str(), &mod);
+    if (ready) {
       int bf16 = dtype == GEN_BF16;
       run_pass(mod, &prog, &s, GEN_ACTIVE, bf16, tag);
       run_pass(mod, &prog, &s, GEN_FROZEN, bf16, tag);
@@ -436,14 +471,34 @@ int main() {
   char dir[] = "/tmp/lisa_emu_gen_XXXXXX";
   if (!mkdtemp(dir)) return perror("mkdtemp"), 1;
   tmp_dir = dir;
-  RUN(test_gpt2_fp32);
-  RUN(test_llama_fp32);
-  RUN(test_gpt2_bf16);
-  RUN(test_llama_bf16);
-  RUN(test_residual_norm);
-  RUN(test_custom_activation);
-  RUN(test_lora);
-  RUN(test_tuned_fp32);
+  const char *device = getenv("LISA_TEST_DEVICE");
+  if (device && !strcmp(device, "cuda")) {
+#ifdef LISA_HAVE_GPU
+    char name[256];
+    lt_error err = {};
+    if (gpu_host_open(&g_device, name, sizeof name, &err))
+      return fprintf(stderr, "LISA_TEST_DEVICE=cuda: %s\n", err.msg), 1;
+    printf("running every path on %s instead of the emulator\n", name);
+#else
+    return fprintf(stderr, "LISA_TEST_DEVICE=cuda: built without the CUDA toolkit\n"), 1;
+#endif
+  }
+  /* LISA_TEST_ONLY=NAME runs the tests whose name holds NAME (gpu-check.sh
+   * puts one under compute-sanitizer) */
+  const char *only = getenv("LISA_TEST_ONLY");
+#define RUN_IF(fn) \
+  if (!only || strstr(#fn, only)) RUN(fn)
+  RUN_IF(test_gpt2_fp32);
+  RUN_IF(test_llama_fp32);
+  RUN_IF(test_gpt2_bf16);
+  RUN_IF(test_llama_bf16);
+  RUN_IF(test_residual_norm);
+  RUN_IF(test_custom_activation);
+  RUN_IF(test_lora);
+  RUN_IF(test_tuned_fp32);
+#ifdef LISA_HAVE_GPU
+  gpu_host_close(g_device);
+#endif
   std::string rm = "rm -rf " + tmp_dir;
   if (system(rm.c_str()) != 0) fprintf(stderr, "could not remove %s\n", dir);
   return check_exit();

@@ -1,0 +1,188 @@
+/* gpu_paths.c: load generated paths on the device; run their steps. */
+#include "gpu_paths.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "gen_cublaslt.h"
+#include "nvrtc_driver.h"
+
+int gpu_runtime_open(gpu_runtime *rt, gpu_api *api, lt_error *err) {
+  memset(rt, 0, sizeof *rt);
+  rt->api = api;
+  gpu_arch(api, rt->arch, sizeof rt->arch);
+  CUresult rc;
+  if (api->ltCreate(&rt->lt) != CUBLAS_STATUS_SUCCESS) return lt_fail(err, "cublasLtCreate failed");
+  if ((rc = api->cuStreamCreate(&rt->stream, CU_STREAM_NON_BLOCKING)) != CUDA_SUCCESS ||
+      (rc = api->cuMemAlloc(&rt->workspace, GPU_WORKSPACE_BYTES)) != CUDA_SUCCESS) {
+    gpu_runtime_close(rt);
+    return gpu_fail(api, rc, "stream and cuBLASLt workspace", err);
+  }
+  return 0;
+}
+
+void gpu_runtime_close(gpu_runtime *rt) {
+  if (!rt->api) return;
+  if (rt->workspace) rt->api->cuMemFree(rt->workspace);
+  if (rt->stream) rt->api->cuStreamDestroy(rt->stream);
+  if (rt->lt) rt->api->ltDestroy(rt->lt);
+  memset(rt, 0, sizeof *rt);
+}
+
+/* ---------------------------------------------------------------------- */
+/* GEMM descriptors */
+
+static cudaDataType_t lt_type(int dtype) { return dtype == GEN_BF16 ? CUDA_R_16BF : CUDA_R_32F; }
+
+static cublasLtEpilogue_t lt_epilogue(int e) {
+  switch (e) {
+  case GEN_LT_BIAS: return CUBLASLT_EPILOGUE_BIAS;
+  case GEN_LT_GELU: return CUBLASLT_EPILOGUE_GELU;
+  case GEN_LT_GELU_AUX: return CUBLASLT_EPILOGUE_GELU_AUX;
+  case GEN_LT_GELU_BIAS: return CUBLASLT_EPILOGUE_GELU_BIAS;
+  case GEN_LT_GELU_AUX_BIAS: return CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
+  case GEN_LT_DGELU: return CUBLASLT_EPILOGUE_DGELU;
+  case GEN_LT_BGRADA: return CUBLASLT_EPILOGUE_BGRADA;
+  case GEN_LT_BGRADB: return CUBLASLT_EPILOGUE_BGRADB;
+  }
+  return CUBLASLT_EPILOGUE_DEFAULT;
+}
+
+static int set_attr(const gpu_api *api, cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t a,
+                    const void *v, size_t n) {
+  return api->ltMatmulDescSetAttribute(d, a, v, n) == CUBLAS_STATUS_SUCCESS ? 0 : -1;
+}
+
+/* Layouts of op-less storage: a (rows x cols) column-major matrix. */
+static int layout(const gpu_api *api, cublasLtMatrixLayout_t *l, int dtype, long long rows,
+                  long long cols, long long ld) {
+  return api->ltMatrixLayoutCreate(l, lt_type(dtype), (uint64_t)rows, (uint64_t)cols, ld) ==
+                 CUBLAS_STATUS_SUCCESS ? 0 : -1;
+}
+
+static int plan_gemm(gpu_runtime *rt, const gen_path *p, int s, gpu_gemm_plan *gp, lt_error *err) {
+  const gpu_api *api = rt->api;
+  const gen_gemm *g = &p->steps[s].gemm;
+  gen_lt lt;
+  gen_lt_of(g, &lt);
+  int ta = lt.a_from == GEN_LT_A ? p->bufs[g->a.buf].dtype : p->bufs[g->w.buf].dtype;
+  int tb = lt.b_from == GEN_LT_A ? p->bufs[g->a.buf].dtype : p->bufs[g->w.buf].dtype;
+  int td = p->bufs[g->d.buf].dtype;
+  cublasOperation_t opa = lt.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, opb = lt.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  cublasLtEpilogue_t epi = lt_epilogue(lt.epilogue);
+  int64_t aux_ld = lt.ldd;
+  int bad = api->ltMatmulDescCreate(&gp->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F) != CUBLAS_STATUS_SUCCESS;
+  bad = bad || set_attr(api, gp->desc, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa) ||
+        set_attr(api, gp->desc, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb) ||
+        set_attr(api, gp->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi);
+  if (!bad && (g->aux.buf >= 0))
+    bad = set_attr(api, gp->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &aux_ld, sizeof aux_ld);
+  bad = bad || layout(api, &gp->a, ta, lt.trans_a ? lt.k : lt.m, lt.trans_a ? lt.m : lt.k, lt.lda) ||
+        layout(api, &gp->b, tb, lt.trans_b ? lt.n : lt.k, lt.trans_b ? lt.k : lt.n, lt.ldb) ||
+        layout(api, &gp->c, td, lt.m, lt.n, lt.ldd) || layout(api, &gp->d, td, lt.m, lt.n, lt.ldd);
+  if (bad) return lt_fail(err, "%s step %d: cuBLASLt rejected the GEMM's descriptors", p->name, s);
+  cublasLtMatmulPreference_t pref;
+  size_t ws = GPU_WORKSPACE_BYTES; /* without it no algorithm may use a workspace */
+  cublasLtMatmulHeuristicResult_t res;
+  int found = 0;
+  if (api->ltMatmulPreferenceCreate(&pref) != CUBLAS_STATUS_SUCCESS)
+    return lt_fail(err, "cuBLASLt: no preference");
+  api->ltMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+  cublasStatus_t st = api->ltMatmulAlgoGetHeuristic(rt->lt, gp->desc, gp->a, gp->b, gp->c, gp->d,
+                                                     pref, 1, &res, &found);
+  api->ltMatmulPreferenceDestroy(pref);
+  if (st != CUBLAS_STATUS_SUCCESS || found < 1)
+    return lt_fail(err, "%s step %d (%s): cuBLASLt has no algorithm (m=%lld n=%lld k=%lld, %s)",
+                   p->name, s, p->steps[s].label, lt.m, lt.n, lt.k,
+                   gen_lt_epilogue_name(lt.epilogue));
+  gp->algo = res.algo;
+  gp->ready = 1;
+  return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* paths */
+
+int gpu_path_load(gpu_runtime *rt, const gen_path *p, gpu_path *out, lt_error *err) {
+  memset(out, 0, sizeof *out);
+  out->p = p;
+  out->fn = calloc((size_t)p->n_steps + 1, sizeof *out->fn);
+  out->gemm = calloc((size_t)p->n_steps + 1, sizeof *out->gemm);
+  if (!out->fn || !out->gemm) return lt_fail(err, "out of memory");
+  nv_options o = {.cache_dir = NULL};
+  snprintf(o.arch, sizeof o.arch, "%s", rt->arch);
+  nv_result r;
+  if (nv_compile(p->name, sb_str(&p->source), &o, &r, err)) return -1;
+  CUresult rc = rt->api->cuModuleLoadData(&out->module, r.cubin);
+  nv_result_free(&r);
+  if (rc != CUDA_SUCCESS) return gpu_fail(rt->api, rc, p->name, err);
+  for (int s = 0; s < p->n_steps; s++) {
+    if (p->steps[s].kind == GEN_STEP_GEMM) {
+      if (plan_gemm(rt, p, s, &out->gemm[s], err)) return -1;
+    } else if ((rc = rt->api->cuModuleGetFunction(&out->fn[s], out->module, p->steps[s].kernel)) !=
+               CUDA_SUCCESS) {
+      return gpu_fail(rt->api, rc, p->steps[s].kernel, err);
+    }
+  }
+  return 0;
+}
+
+void gpu_path_free(gpu_runtime *rt, gpu_path *gp) {
+  const gpu_api *api = rt->api;
+  for (int s = 0; gp->gemm && s < gp->p->n_steps; s++) {
+    gpu_gemm_plan *g = &gp->gemm[s];
+    if (g->desc) api->ltMatmulDescDestroy(g->desc);
+    cublasLtMatrixLayout_t ls[] = {g->a, g->b, g->c, g->d};
+    for (int i = 0; i < 4; i++)
+      if (ls[i]) api->ltMatrixLayoutDestroy(ls[i]);
+  }
+  if (gp->module) api->cuModuleUnload(gp->module);
+  free(gp->fn);
+  free(gp->gemm);
+  memset(gp, 0, sizeof *gp);
+}
+
+/* ---------------------------------------------------------------------- */
+/* the backend: launches and matmuls on the runtime's stream */
+
+static gpu_path *find(gpu_backend_ctx *c, const gen_path *p) {
+  for (int i = 0; i < c->n_paths; i++)
+    if (c->paths[i].p == p) return &c->paths[i];
+  return NULL;
+}
+
+static int gpu_launch(void *ctx, const gen_path *p, int step, void **args, lt_error *err) {
+  gpu_backend_ctx *c = ctx;
+  gpu_path *gp = find(c, p);
+  if (!gp || !gp->fn[step]) return lt_fail(err, "%s step %d: not loaded", p->name, step);
+  const gen_step *st = &p->steps[step];
+  CUresult rc = c->rt->api->cuLaunchKernel(gp->fn[step], st->grid[0], st->grid[1], st->grid[2],
+                                           st->block[0], st->block[1], st->block[2], st->smem,
+                                           c->rt->stream, args, NULL);
+  return rc == CUDA_SUCCESS ? 0 : gpu_fail(c->rt->api, rc, st->kernel, err);
+}
+
+static int gpu_gemm(void *ctx, const gen_path *p, int step, const px_gemm *pg, lt_error *err) {
+  gpu_backend_ctx *c = ctx;
+  const gpu_api *api = c->rt->api;
+  gpu_path *gp = find(c, p);
+  if (!gp || !gp->gemm[step].ready) return lt_fail(err, "%s step %d: not loaded", p->name, step);
+  gpu_gemm_plan *g = &gp->gemm[step];
+  gen_lt lt;
+  gen_lt_of(pg->g, &lt);
+  /* operands change per instance: pointers are per-call attributes */
+  if (pg->bias) set_attr(api, g->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &pg->bias, sizeof pg->bias);
+  if (pg->aux)
+    set_attr(api, g->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &pg->aux, sizeof pg->aux);
+  const float one = 1.0f, beta = lt.beta ? 1.0f : 0.0f;
+  const void *A = lt.a_from == GEN_LT_A ? pg->a : pg->w, *B = lt.b_from == GEN_LT_A ? pg->a : pg->w;
+  const void *C = lt.beta ? pg->c : pg->d;
+  cublasStatus_t st = api->ltMatmul(c->rt->lt, g->desc, &one, A, g->a, B, g->b, &beta, C, g->c,
+                                    pg->d, g->d, &g->algo, (void *)c->rt->workspace,
+                                    GPU_WORKSPACE_BYTES, (cudaStream_t)c->rt->stream);
+  if (st != CUBLAS_STATUS_SUCCESS)
+    return lt_fail(err, "%s step %d: cublasLtMatmul failed (status %d)", p->name, step, (int)st);
+  return 0;
+}
+
+px_backend gpu_backend(gpu_backend_ctx *ctx) { return (px_backend){ctx, gpu_launch, gpu_gemm}; }

@@ -1,0 +1,53 @@
+/* gpu_paths.h: generated paths on a CUDA device. Before step 0 every path
+ * is compiled (NVRTC, through the CUBIN cache), loaded, its kernels looked
+ * up and a cuBLASLt descriptor and algorithm chosen for each GEMM; running a
+ * path is then only launches and matmuls on one stream: no compilation, no
+ * allocation, no host sync. plan_exec.h drives it through gpu_backend. */
+#ifndef LT_GPU_PATHS_H
+#define LT_GPU_PATHS_H
+
+#include "gen.h"
+#include "gpu_api.h"
+#include "plan_exec.h"
+
+#define GPU_WORKSPACE_BYTES (32u << 20) /* cuBLASLt's on Hopper */
+
+typedef struct {
+  gpu_api *api;
+  cublasLtHandle_t lt;
+  CUstream stream;
+  CUdeviceptr workspace;
+  char arch[16];
+} gpu_runtime;
+
+typedef struct {
+  cublasLtMatmulDesc_t desc;
+  cublasLtMatrixLayout_t a, b, c, d;
+  cublasLtMatmulAlgo_t algo;
+  int ready;
+} gpu_gemm_plan;
+
+typedef struct {
+  const gen_path *p;
+  CUmodule module;
+  CUfunction *fn;       /* [n_steps]: kernel steps */
+  gpu_gemm_plan *gemm;  /* [n_steps]: GEMM steps */
+} gpu_path;
+
+int gpu_runtime_open(gpu_runtime *rt, gpu_api *api, lt_error *err);
+void gpu_runtime_close(gpu_runtime *rt);
+
+/* Compiles (or finds in the cache) and loads p for the device. */
+int gpu_path_load(gpu_runtime *rt, const gen_path *p, gpu_path *out, lt_error *err);
+void gpu_path_free(gpu_runtime *rt, gpu_path *gp);
+
+/* A plan_exec backend over loaded paths; ctx must outlive it. */
+typedef struct {
+  gpu_runtime *rt;
+  gpu_path *paths;
+  int n_paths;
+} gpu_backend_ctx;
+
+px_backend gpu_backend(gpu_backend_ctx *ctx);
+
+#endif
