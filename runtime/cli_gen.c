@@ -9,6 +9,9 @@
 #include "autodiff.h"
 #include "cli.h"
 #include "gen.h"
+#ifdef LISA_HAVE_GPU
+#include "gpu_api.h"
+#endif
 #include "lora.h"
 #include "gen_tune.h"
 #include "model_yaml.h"
@@ -31,7 +34,7 @@ static const char usage_gen[] =
     "  -o DIR               where the .cu files, plan.txt and compile.txt go\n"
     "  --batch B --seq T    sizes the kernels are specialised for (4, 64)\n"
     "  --dtype bf16|fp32    storage of weights and activations (bf16)\n"
-    "  --arch sm_XX         NVRTC target (sm_90); --no-compile skips NVRTC\n"
+    "  --arch sm_XX         NVRTC target (the GPU's, else sm_90); --no-compile skips NVRTC\n"
     "  --grad-accum N       micro-batches per step (1; > 1 keeps bias gradients\n"
     "                       out of GEMM epilogues, which overwrite)\n"
     "  --method ft|lisa|lora  ft and lisa share every path (LISA picks among them\n"
@@ -67,7 +70,7 @@ static int parse_int(const char *opt, const char *text, int *out) {
 }
 
 static int parse_gen_args(int argc, char **argv, gen_args *a) {
-  *a = (gen_args){.arch = "sm_90", .batch = 4, .seq = 64, .dtype = GEN_BF16, .grad_accum = 1,
+  *a = (gen_args){.arch = NULL, .batch = 4, .seq = 64, .dtype = GEN_BF16, .grad_accum = 1,
                   .compile = 1, .lora_rank = 8};
   for (int i = 0; i < argc; i++) {
     const char *opt = argv[i];
@@ -103,7 +106,7 @@ static int parse_gen_args(int argc, char **argv, gen_args *a) {
   }
   if (!a->model) return gen_fail("%s", "no MODEL.yaml given");
   if (!a->out) return gen_fail("%s", "no output folder given (-o DIR)");
-  if (strncmp(a->arch, "sm_", 3)) return gen_fail("--arch must be a real arch such as sm_90, not '%s'", a->arch);
+  if (a->arch && strncmp(a->arch, "sm_", 3)) return gen_fail("--arch must be a real arch such as sm_90, not '%s'", a->arch);
   return 0;
 }
 
@@ -219,10 +222,27 @@ static int load_model(const gen_args *a, ir_model *m, unsigned char **trains, lt
   return 0;
 }
 
+/* No --arch: the device's, when there is one, else Hopper's. */
+static const char *default_arch(char *buf, size_t cap) {
+#ifdef LISA_HAVE_GPU
+  gpu_api g;
+  lt_error err = {{0}};
+  if (gpu_open(&g, &err) == 0) {
+    gpu_arch(&g, buf, cap);
+    gpu_close(&g);
+    return buf;
+  }
+#endif
+  snprintf(buf, cap, "sm_90");
+  return buf;
+}
+
 int cli_gen(int argc, char **argv) {
   gen_args a;
+  char arch[16];
   int rc = parse_gen_args(argc, argv, &a);
   if (rc) return rc == 1 ? 0 : rc;
+  if (!a.arch) a.arch = default_arch(arch, sizeof arch);
   ir_model m;
   unsigned char *trains;
   lt_error err = {{0}};
