@@ -93,9 +93,9 @@ static void check_case(int op, int layout, int epilogue, int beta) {
   int acols = op == GEN_GEMM_FWD ? in : out, dcols = op == GEN_GEMM_FWD ? out : in;
   float *a = random_floats((size_t)rows * acols, 1 + op);
   float *w = op == GEN_GEMM_DW ? random_floats((size_t)rows * in, 7) : random_floats((size_t)wr * wc, 3);
-  float *c = random_floats((size_t)rows * dcols, 5);
-  float *bias = random_floats((size_t)out, 9), *aux = random_floats((size_t)rows * dcols, 11);
   size_t dn = op == GEN_GEMM_DW ? (size_t)wr * wc : (size_t)rows * dcols;
+  float *c = random_floats(dn, 5); /* what D adds to: dW's own old value for DW */
+  float *bias = random_floats((size_t)out, 9), *aux = random_floats((size_t)rows * dcols, 11);
   float *want = calloc(dn, sizeof *want), *got = calloc(dn, sizeof *got);
   float *want_aux = calloc(dn, sizeof *want_aux), *got_aux = calloc(dn, sizeof *got_aux);
   float *want_bg = calloc((size_t)out, sizeof *want_bg), *got_bg = calloc((size_t)out, sizeof *got_bg);
@@ -128,11 +128,10 @@ static void check_case(int op, int layout, int epilogue, int beta) {
   /* the same through the cuBLASLt form */
   gen_lt lt;
   gen_lt_of(&g, &lt);
-  float *cin = op == GEN_GEMM_DW ? c : c; /* DW: C is the gradient itself */
   int uses_bias = epilogue == GEN_EPI_BIAS || epilogue == GEN_EPI_GELU_BIAS ||
                   epilogue == GEN_EPI_GELU_AUX_BIAS;
   lt_operands o = {.A = lt.a_from == GEN_LT_A ? a : w, .B = lt.b_from == GEN_LT_A ? a : w,
-                   .C = cin, .bias = uses_bias ? bias : NULL, .aux_in = aux, .D = got,
+                   .C = c, .bias = uses_bias ? bias : NULL, .aux_in = aux, .D = got,
                    .aux_out = got_aux, .bias_grad = got_bg};
   lt_reference(&lt, &o);
 
