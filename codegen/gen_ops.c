@@ -220,67 +220,80 @@ static void emit_attention_fwd(gen_ctx *c, const ir_op *op) {
   gen_kb_end(&kb, body);
 }
 
-/* in: dy, q, k, v, y, lse; out: dq, dk, dv. dq first (it also writes
- * dsum = rowsum(dy * y), which dk/dv need). */
-static int emit_attention_bwd(gen_ctx *c, const ir_op *op) {
-  attn_shape a = attn_of(c, op, op->in[1]);
-  gen_ref dy = gen_ref_of(c, op->in[0]), q = gen_ref_of(c, op->in[1]), k = gen_ref_of(c, op->in[2]),
-          v = gen_ref_of(c, op->in[3]), y = gen_ref_of(c, op->in[4]), lse = gen_ref_of(c, op->in[5]),
-          dq = gen_ref_of(c, op->out[0]), dk = gen_ref_of(c, op->out[1]),
-          dv = gen_ref_of(c, op->out[2]);
-  char name[96], label[192], body[512];
-  snprintf(name, sizeof name, "%s.dsum", gen_vname(c, op->in[4]));
-  int ws = gen_add_workspace(c, name, GEN_F32, N_of(c), a.heads);
-  if (ws < 0) return -1;
-  const char *causal = a.causal ? "true" : "false";
+/* attention_bwd's operands: in dy, q, k, v, y, lse; out dq, dk, dv. */
+typedef struct {
+  attn_shape a;
+  gen_ref dy, q, k, v, y, lse, dq, dk, dv, dsum;
+} attn_bwd;
+
+/* dq, and dsum = rowsum(dy * y) per (row, head), which dk/dv need. */
+static void emit_attention_dq(gen_ctx *c, const ir_op *op, const attn_bwd *t) {
+  char label[192], body[512];
   snprintf(label, sizeof label, "attention_bwd dq: %s -> %s", gen_vname(c, op->in[0]),
            gen_vname(c, op->out[0]));
   gen_kb kb;
   gen_kb_begin(&kb, c, "attention_backward_dq", label);
-  gen_kb_buf(&kb, dq, -1, 1);
-  gen_kb_buf(&kb, (gen_ref){ws, 0, a.heads}, GEN_F32, 1);
-  gen_kb_buf(&kb, dy, -1, 0);
-  gen_kb_buf(&kb, y, -1, 0);
-  gen_kb_buf(&kb, q, -1, 0);
-  gen_kb_buf(&kb, k, -1, 0);
-  gen_kb_buf(&kb, v, -1, 0);
-  gen_kb_buf(&kb, lse, GEN_F32, 0);
+  gen_kb_buf(&kb, t->dq, -1, 1);
+  gen_kb_buf(&kb, t->dsum, GEN_F32, 1);
+  const gen_ref *in[] = {&t->dy, &t->y, &t->q, &t->k, &t->v};
+  for (int i = 0; i < 5; i++) gen_kb_buf(&kb, *in[i], -1, 0);
+  gen_kb_buf(&kb, t->lse, GEN_F32, 0);
   gen_kb_batch(&kb);
   /* BQ, BK (the template's default, 32), THREADS; TC stays at its default */
-  const int dq_bq = gen_tune(c, "attention_backward_dq", "BQ", 32),
-            dq_threads = gen_tune(c, "attention_backward_dq", "THREADS", 128);
-  gen_kb_launch(&kb, ceil_div(c->cfg->T, dq_bq), (unsigned)a.heads, (unsigned)c->cfg->B,
-                (unsigned)dq_threads, 0);
+  const int bq = gen_tune(c, "attention_backward_dq", "BQ", 32),
+            threads = gen_tune(c, "attention_backward_dq", "THREADS", 128);
+  gen_kb_launch(&kb, ceil_div(c->cfg->T, bq), (unsigned)t->a.heads, (unsigned)c->cfg->B,
+                (unsigned)threads, 0);
   snprintf(body, sizeof body,
            "lisa::attention_backward_dq<%s, %d, %d, %d, %d, %s, %d, 32, %d>(a0, %lld, a1, a2, "
            "%lld, a3, %lld, a4, %lld, a5, %lld, a6, %lld, a7, a8);",
-           T_(), a.hd, a.heads, a.kv_heads, c->cfg->T, causal, dq_bq, dq_threads, (long long)dq.ld, (long long)dy.ld,
-           (long long)y.ld, (long long)q.ld, (long long)k.ld, (long long)v.ld);
+           T_(), t->a.hd, t->a.heads, t->a.kv_heads, c->cfg->T, t->a.causal ? "true" : "false",
+           bq, threads, (long long)t->dq.ld, (long long)t->dy.ld, (long long)t->y.ld,
+           (long long)t->q.ld, (long long)t->k.ld, (long long)t->v.ld);
   gen_kb_end(&kb, body);
+}
 
+static void emit_attention_dkdv(gen_ctx *c, const ir_op *op, const attn_bwd *t) {
+  char label[192], body[512];
   snprintf(label, sizeof label, "attention_bwd dk, dv -> %s, %s", gen_vname(c, op->out[1]),
            gen_vname(c, op->out[2]));
+  gen_kb kb;
   gen_kb_begin(&kb, c, "attention_backward_dkdv", label);
-  gen_kb_buf(&kb, dk, -1, 1);
-  gen_kb_buf(&kb, dv, -1, 1);
-  gen_kb_buf(&kb, dy, -1, 0);
-  gen_kb_buf(&kb, q, -1, 0);
-  gen_kb_buf(&kb, k, -1, 0);
-  gen_kb_buf(&kb, v, -1, 0);
-  gen_kb_buf(&kb, lse, GEN_F32, 0);
-  gen_kb_buf(&kb, (gen_ref){ws, 0, a.heads}, GEN_F32, 0);
+  gen_kb_buf(&kb, t->dk, -1, 1);
+  gen_kb_buf(&kb, t->dv, -1, 1);
+  const gen_ref *in[] = {&t->dy, &t->q, &t->k, &t->v};
+  for (int i = 0; i < 4; i++) gen_kb_buf(&kb, *in[i], -1, 0);
+  gen_kb_buf(&kb, t->lse, GEN_F32, 0);
+  gen_kb_buf(&kb, t->dsum, GEN_F32, 0);
   gen_kb_batch(&kb);
   /* BKV, BQ (the template's default, 16), THREADS; TC stays at its default */
   const int bkv = gen_tune(c, "attention_backward_dkdv", "BKV", 32),
-            kv_threads = gen_tune(c, "attention_backward_dkdv", "THREADS", 128);
-  gen_kb_launch(&kb, ceil_div(c->cfg->T, bkv), (unsigned)a.kv_heads, (unsigned)c->cfg->B,
-                (unsigned)kv_threads, 0);
+            threads = gen_tune(c, "attention_backward_dkdv", "THREADS", 128);
+  gen_kb_launch(&kb, ceil_div(c->cfg->T, bkv), (unsigned)t->a.kv_heads, (unsigned)c->cfg->B,
+                (unsigned)threads, 0);
   snprintf(body, sizeof body,
            "lisa::attention_backward_dkdv<%s, %d, %d, %d, %d, %s, %d, 16, %d>(a0, %lld, a1, %lld, "
            "a2, %lld, a3, %lld, a4, %lld, a5, %lld, a6, a7, a8);",
-           T_(), a.hd, a.heads, a.kv_heads, c->cfg->T, causal, bkv, kv_threads, (long long)dk.ld, (long long)dv.ld,
-           (long long)dy.ld, (long long)q.ld, (long long)k.ld, (long long)v.ld);
+           T_(), t->a.hd, t->a.heads, t->a.kv_heads, c->cfg->T, t->a.causal ? "true" : "false",
+           bkv, threads, (long long)t->dk.ld, (long long)t->dv.ld, (long long)t->dy.ld,
+           (long long)t->q.ld, (long long)t->k.ld, (long long)t->v.ld);
   gen_kb_end(&kb, body);
+}
+
+/* Backward recomputes the probabilities from q, k and lse: dq first (it
+ * also writes dsum), then dk and dv. */
+static int emit_attention_bwd(gen_ctx *c, const ir_op *op) {
+  attn_bwd t = {attn_of(c, op, op->in[1]), gen_ref_of(c, op->in[0]), gen_ref_of(c, op->in[1]),
+                gen_ref_of(c, op->in[2]), gen_ref_of(c, op->in[3]), gen_ref_of(c, op->in[4]),
+                gen_ref_of(c, op->in[5]), gen_ref_of(c, op->out[0]), gen_ref_of(c, op->out[1]),
+                gen_ref_of(c, op->out[2]), {-1, 0, 0}};
+  char name[96];
+  snprintf(name, sizeof name, "%s.dsum", gen_vname(c, op->in[4]));
+  int ws = gen_add_workspace(c, name, GEN_F32, N_of(c), t.a.heads);
+  if (ws < 0) return -1;
+  t.dsum = (gen_ref){ws, 0, t.a.heads};
+  emit_attention_dq(c, op, &t);
+  emit_attention_dkdv(c, op, &t);
   return 0;
 }
 
