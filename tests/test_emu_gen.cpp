@@ -344,7 +344,6 @@ void run_pass(const Module &mod, const gen_program *prog, ms_state *s, int mode,
    * kernel's own bf16 accuracy is checked at 1e-4 in its test_emu_* test. */
   Tolerance bwd = bf16 ? Tolerance{5e-4, "bf16, end to end"} : Tolerance{1e-7, "fp32"};
   std::vector<PathRun> runs((size_t)s->n_inst);
-  for (int g = 0; g < s->n_grad_slots; g++) (void)g;
   memset(s->grads, 0, (size_t)s->n_grad_scalars * sizeof(float));
   for (int inst = 0; inst < s->n_inst; inst++) {
     int sec = ms_inst_section(s, inst);
