@@ -4,11 +4,12 @@
 
 #include <lauxlib.h>
 #include <lua.h>
-#include <lualib.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "lua_sandbox.h"
 
 /* templates/tuning.lua, embedded at build time (codegen/embed_files.c) */
 extern const struct { const char *name, *text; } gen_tuning_files[];
@@ -243,16 +244,10 @@ static void too_long(lua_State *L, lua_Debug *ar) {
 static int run_chunk(gen_tuning *t, const char *text, const char *file, int user, lt_error *err) {
   lua_State *L = luaL_newstate();
   if (!L) return lt_fail(err, "%s: out of memory", file);
-  luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
-  luaL_requiref(L, LUA_MATHLIBNAME, luaopen_math, 1);
-  luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
-  luaL_requiref(L, LUA_TABLIBNAME, luaopen_table, 1);
-  lua_pop(L, 4);
-  static const char *const unsafe[] = {"dofile", "loadfile", "load", "require", "collectgarbage"};
-  for (size_t i = 0; i < sizeof unsafe / sizeof unsafe[0]; i++) {
-    lua_pushnil(L);
-    lua_setglobal(L, unsafe[i]);
-  }
+  /* a tuning table is data: no loading of code at all */
+  static const char *const unsafe[] = {"load", "require", "collectgarbage"};
+  lsb_open(L);
+  lsb_remove(L, unsafe, 3);
   lua_sethook(L, too_long, LUA_MASKCOUNT, MAX_INSTRUCTIONS);
   char chunk[1024];
   snprintf(chunk, sizeof chunk, "@%s", file);

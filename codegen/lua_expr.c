@@ -3,9 +3,10 @@
 
 #include <lauxlib.h>
 #include <lua.h>
-#include <lualib.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "lua_sandbox.h"
 
 /* A model file that loops forever must not hang the loader. */
 #define LUA_EXPR_MAX_INSTRUCTIONS 100000000
@@ -27,15 +28,7 @@ static void too_long(lua_State *L, lua_Debug *ar) {
 }
 
 static void open_sandbox(lua_State *L) {
-  luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
-  luaL_requiref(L, LUA_MATHLIBNAME, luaopen_math, 1);
-  luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
-  luaL_requiref(L, LUA_TABLIBNAME, luaopen_table, 1);
-  lua_pop(L, 4);
-  lua_pushnil(L);
-  lua_setglobal(L, "dofile");
-  lua_pushnil(L);
-  lua_setglobal(L, "loadfile");
+  lsb_open(L);
   lua_sethook(L, too_long, LUA_MASKCOUNT, LUA_EXPR_MAX_INSTRUCTIONS);
 }
 

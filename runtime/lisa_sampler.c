@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lua_sandbox.h"
 #include "rng.h"
 
 struct lisa_sampler {
@@ -68,15 +69,7 @@ static int ctx_randint(lua_State *L) {
 }
 
 static void open_sandbox(lua_State *L) {
-  luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
-  luaL_requiref(L, LUA_MATHLIBNAME, luaopen_math, 1);
-  luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
-  luaL_requiref(L, LUA_TABLIBNAME, luaopen_table, 1);
-  lua_pop(L, 4);
-  lua_pushnil(L);
-  lua_setglobal(L, "dofile");
-  lua_pushnil(L);
-  lua_setglobal(L, "loadfile");
+  lsb_open(L);
   /* Lua seeds its own generator from the clock: a policy using it would
    * make runs irreproducible, so it must use ctx.random instead. */
   lua_getglobal(L, LUA_MATHLIBNAME);
