@@ -160,7 +160,8 @@ void gen_print_plan(const gen_program *p, sbuf *out);
 /* Every path's kernels in one translation unit (templates pasted once). */
 int gen_emit_program(const gen_program *p, sbuf *out, lt_error *err);
 
-/* Bytes of one buffer. */
+/* Bytes of one element of a dtype, and of one buffer. */
+static inline int gen_dtype_bytes(int dtype) { return dtype == GEN_BF16 ? 2 : 4; }
 int64_t gen_buffer_bytes(const gen_buffer *b);
 const char *gen_dtype_name(int dtype);
 

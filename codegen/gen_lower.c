@@ -549,7 +549,7 @@ const gen_path *gen_find_path(const gen_program *prog, const char *name) {
 }
 
 int64_t gen_buffer_bytes(const gen_buffer *b) {
-  return b->rows * b->cols * (b->dtype == GEN_BF16 ? 2 : 4);
+  return b->rows * b->cols * gen_dtype_bytes(b->dtype);
 }
 
 const char *gen_dtype_name(int dtype) {

@@ -15,7 +15,7 @@
 /* Hopper's SM count: sizes the split of row reductions over blocks. */
 #define TARGET_SMS 132
 
-static int elem_bytes(const gen_ctx *c) { return c->cfg->dtype == GEN_BF16 ? 2 : 4; }
+static int elem_bytes(const gen_ctx *c) { return gen_dtype_bytes(c->cfg->dtype); }
 static const char *T_(void) { return "lisa_t"; }
 static int64_t cols_of(const gen_ctx *c, int v) { return c->g->values[v].cols; }
 static int N_of(const gen_ctx *c) { return c->cfg->B * c->cfg->T; }

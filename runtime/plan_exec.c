@@ -1,13 +1,9 @@
 /* plan_exec.c: a path's steps, resolved to pointers, handed to a backend. */
 #include "plan_exec.h"
 
-#define PX_ALIGN 256
-
-size_t px_elem_bytes(int dtype) { return dtype == GEN_BF16 ? 2 : 4; }
-
 void *px_ref(const gen_path *p, void *const *bufs, gen_ref r) {
   if (r.buf < 0 || !bufs[r.buf]) return NULL;
-  return (char *)bufs[r.buf] + (size_t)r.off * px_elem_bytes(p->bufs[r.buf].dtype);
+  return (char *)bufs[r.buf] + (size_t)r.off * (size_t)gen_dtype_bytes(p->bufs[r.buf].dtype);
 }
 
 /* Argument storage for one launch: kernelParams point into it. */
@@ -58,18 +54,4 @@ int px_run(const gen_path *p, int from, int to, void *const *bufs, const px_scal
     if (rc) return -1;
   }
   return 0;
-}
-
-size_t px_arena_layout(const gen_path *p, unsigned roles, long long *offsets) {
-  size_t total = 0;
-  for (int b = 0; b < p->n_bufs; b++) {
-    const gen_buffer *bf = &p->bufs[b];
-    int wanted = !roles || (roles >> bf->role & 1u);
-    offsets[b] = -1;
-    if (bf->role == GEN_BUF_UNUSED || bf->role == GEN_BUF_VIEW || !wanted) continue;
-    offsets[b] = (long long)total;
-    size_t bytes = (size_t)(bf->rows * bf->cols) * px_elem_bytes(bf->dtype);
-    total += (bytes + PX_ALIGN - 1) / PX_ALIGN * PX_ALIGN;
-  }
-  return total;
 }

@@ -43,12 +43,4 @@ int px_run(const gen_path *p, int from, int to, void *const *bufs, const px_scal
 /* Pointer to a reference's first element (NULL if it has no buffer). */
 void *px_ref(const gen_path *p, void *const *bufs, gen_ref r);
 
-size_t px_elem_bytes(int dtype);
-
-/* One arena for a path's buffers: offsets[b] for every buffer that needs
- * memory (-1 for views and unused ones), each aligned to 256 bytes (what
- * vector loads and cuBLASLt want); returns the total. Roles selects which
- * buffers go in (a bit per enum gen_buf_role; 0 = all). */
-size_t px_arena_layout(const gen_path *p, unsigned roles, long long *offsets);
-
 #endif

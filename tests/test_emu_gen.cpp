@@ -87,11 +87,9 @@ struct PathRun {
   std::vector<std::unique_ptr<emu::Guarded<unsigned char>>> mem;  // [n_bufs]; null: none
 };
 
-size_t elem_size(int dtype) { return dtype == GEN_BF16 ? 2 : 4; }
-
 unsigned char *at(PathRun &r, gen_ref ref) {
   if (ref.buf < 0 || !r.mem[ref.buf]) return nullptr;
-  return r.mem[ref.buf]->data() + ref.off * elem_size(r.p->bufs[ref.buf].dtype);
+  return r.mem[ref.buf]->data() + ref.off * gen_dtype_bytes(r.p->bufs[ref.buf].dtype);
 }
 
 // Host float copy of rows x cols of a buffer reference.
