@@ -114,28 +114,11 @@ void write_at(void *base, int dt, int64_t ld, int64_t rows, int64_t cols, const 
 }
 
 std::vector<float> read(PathRun &r, gen_ref ref, int64_t rows, int64_t cols) {
-  std::vector<float> out((size_t)(rows * cols));
-  int dt = r.p->bufs[ref.buf].dtype;
-  const unsigned char *base = at(r, ref);
-  for (int64_t i = 0; i < rows; i++)
-    for (int64_t j = 0; j < cols; j++) {
-      int64_t e = i * ref.ld + j;
-      out[(size_t)(i * cols + j)] =
-          dt == GEN_BF16 ? __bfloat162float(((const __nv_bfloat16 *)base)[e]) : ((const float *)base)[e];
-    }
-  return out;
+  return read_at(at(r, ref), r.p->bufs[ref.buf].dtype, ref.ld, rows, cols);
 }
 
 void write(PathRun &r, gen_ref ref, int64_t rows, int64_t cols, const float *src) {
-  int dt = r.p->bufs[ref.buf].dtype;
-  unsigned char *base = at(r, ref);
-  for (int64_t i = 0; i < rows; i++)
-    for (int64_t j = 0; j < cols; j++) {
-      int64_t e = i * ref.ld + j;
-      float v = src[i * cols + j];
-      if (dt == GEN_BF16) ((__nv_bfloat16 *)base)[e] = __float2bfloat16_rn(v);
-      else ((float *)base)[e] = v;
-    }
+  write_at(at(r, ref), r.p->bufs[ref.buf].dtype, ref.ld, rows, cols, src);
 }
 
 gen_ref whole(const gen_path *p, int b) { return gen_ref{b, 0, p->bufs[b].cols}; }
