@@ -189,7 +189,7 @@ int gen_lower_elementwise(gen_ctx *c, int first) {
   const unsigned threads = (unsigned)gen_tune(c, "elementwise", "THREADS", 256);
   int64_t total = elements(c, op0->out[0]);
   int64_t blocks = (total + threads - 1) / threads;
-  gen_kb_launch(&rc.kb, (unsigned)(blocks < 1024 ? blocks : 1024), 1, 1, threads, 0);
+  gen_kb_launch(&rc.kb, (unsigned)(blocks < 1024 ? blocks : 1024), 1, 1, threads, 1, 0);
   sbuf body = {0};
   sb_printf(&body,
             "const long long n = %s%lldLL;\n"

@@ -63,7 +63,7 @@ void gen_kb_buf(gen_kb *kb, gen_ref r, int dtype, int writes);
 void gen_kb_rows(gen_kb *kb);   /* int N */
 void gen_kb_batch(gen_kb *kb);  /* int B */
 void gen_kb_loss_scale(gen_kb *kb); /* float loss_scale */
-void gen_kb_launch(gen_kb *kb, unsigned gx, unsigned gy, unsigned gz, unsigned threads,
+void gen_kb_launch(gen_kb *kb, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
                    unsigned smem);
 /* Emits the wrapper; `body` may use %A for the comma-joined arguments. */
 void gen_kb_end(gen_kb *kb, const char *body);

@@ -57,11 +57,11 @@ void gen_kb_loss_scale(gen_kb *kb) {
   add_param(kb, "float", (gen_arg){GEN_ARG_LOSS_SCALE, {-1, 0, 0}});
 }
 
-void gen_kb_launch(gen_kb *kb, unsigned gx, unsigned gy, unsigned gz, unsigned threads,
+void gen_kb_launch(gen_kb *kb, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
                    unsigned smem) {
   if (!kb->st) return;
   kb->st->grid[0] = gx ? gx : 1, kb->st->grid[1] = gy ? gy : 1, kb->st->grid[2] = gz ? gz : 1;
-  kb->st->block[0] = threads, kb->st->block[1] = kb->st->block[2] = 1;
+  kb->st->block[0] = bx, kb->st->block[1] = by ? by : 1, kb->st->block[2] = 1;
   kb->st->smem = smem;
 }
 

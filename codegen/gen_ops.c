@@ -64,7 +64,7 @@ static void emit_norm_fwd(gen_ctx *c, const ir_op *op, int rms, const ir_op *add
   }
   for (int k = 1; k < op->n_in; k++) gen_kb_buf(&kb, gen_ref_of(c, op->in[k]), -1, 0);
   gen_kb_rows(&kb);
-  gen_kb_launch(&kb, ceil_div(N_of(c), rows), 1, 1, (unsigned)(threads * rows), 0);
+  gen_kb_launch(&kb, ceil_div(N_of(c), rows), 1, 1, (unsigned)(threads * rows), 1, 0);
   char eps[40];
   snprintf(body, sizeof body, "lisa::%s<%s, %lld, %d, %d>(%%A, %s);", fn, T_(), (long long)C,
            threads, rows, gen_float(eps, op->eps));
@@ -126,7 +126,7 @@ static void emit_norm_bwd_x(gen_ctx *c, int i, int rms) {
     gen_kb_buf(&kb, gen_ref_of(c, op->in[k]), c->p->bufs[op->in[k]].dtype, 0);
   gen_kb_buf(&kb, dres >= 0 ? gen_ref_of(c, dres) : (gen_ref){-1, 0, 0}, -1, 0);
   gen_kb_rows(&kb);
-  gen_kb_launch(&kb, ceil_div(N_of(c), rows), 1, 1, (unsigned)(threads * rows), 0);
+  gen_kb_launch(&kb, ceil_div(N_of(c), rows), 1, 1, (unsigned)(threads * rows), 1, 0);
   snprintf(body, sizeof body, "lisa::%s<%s, %lld, %d, %d>(%%A);",
            rms ? "rmsnorm_backward_x" : "layernorm_backward_x", T_(), (long long)C, threads,
            rows);
@@ -157,8 +157,7 @@ static int emit_norm_bwd_w(gen_ctx *c, const ir_op *op, int rms) {
   for (int k = 0; k < op->n_in; k++)
     gen_kb_buf(&kb, gen_ref_of(c, op->in[k]), c->p->bufs[op->in[k]].dtype, 0);
   gen_kb_rows(&kb);
-  gen_kb_launch(&kb, gx, (unsigned)parts, 1, (unsigned)bx, 0);
-  if (kb.st) kb.st->block[1] = (unsigned)by;
+  gen_kb_launch(&kb, gx, (unsigned)parts, 1, (unsigned)bx, (unsigned)by, 0);
   snprintf(body, sizeof body, "lisa::%s<%s, %lld, %d, %d>(%%A);",
            rms ? "rmsnorm_backward_w_partial" : "layernorm_backward_wb_partial", T_(),
            (long long)C, bx, by);
@@ -171,7 +170,7 @@ static int emit_norm_bwd_w(gen_ctx *c, const ir_op *op, int rms) {
   gen_kb_buf(&kb, rms ? (gen_ref){-1, 0, 0} : gen_ref_of(c, op->out[1]), GEN_F32, 1);
   gen_kb_buf(&kb, (gen_ref){ws, 0, C}, GEN_F32, 0);
   const int fin = gen_tune(c, "norm_backward_w_finish", "THREADS", 256);
-  gen_kb_launch(&kb, ceil_div(C, fin), 1, 1, (unsigned)fin, 0);
+  gen_kb_launch(&kb, ceil_div(C, fin), 1, 1, (unsigned)fin, 1, 0);
   snprintf(body, sizeof body, "lisa::norm_backward_w_finish<%lld, %d>(%%A, %lld);",
            (long long)C, fin, (long long)parts);
   gen_kb_end(&kb, body);
@@ -211,7 +210,7 @@ static void emit_attention_fwd(gen_ctx *c, const ir_op *op) {
   const int bq = gen_tune(c, "attention_forward", "BQ", 32),
             threads = gen_tune(c, "attention_forward", "THREADS", 128);
   gen_kb_launch(&kb, ceil_div(c->cfg->T, bq), (unsigned)a.heads, (unsigned)c->cfg->B,
-                (unsigned)threads, 0);
+                (unsigned)threads, 1, 0);
   snprintf(body, sizeof body,
            "lisa::attention_forward<%s, %d, %d, %d, %d, %s, %d, 16, %d>(a0, %lld, a1, a2, %lld, "
            "a3, %lld, a4, %lld, a5);",
@@ -243,7 +242,7 @@ static void emit_attention_dq(gen_ctx *c, const ir_op *op, const attn_bwd *t) {
   const int bq = gen_tune(c, "attention_backward_dq", "BQ", 32),
             threads = gen_tune(c, "attention_backward_dq", "THREADS", 128);
   gen_kb_launch(&kb, ceil_div(c->cfg->T, bq), (unsigned)t->a.heads, (unsigned)c->cfg->B,
-                (unsigned)threads, 0);
+                (unsigned)threads, 1, 0);
   snprintf(body, sizeof body,
            "lisa::attention_backward_dq<%s, %d, %d, %d, %d, %s, %d, 32, %d>(a0, %lld, a1, a2, "
            "%lld, a3, %lld, a4, %lld, a5, %lld, a6, %lld, a7, a8);",
@@ -270,7 +269,7 @@ static void emit_attention_dkdv(gen_ctx *c, const ir_op *op, const attn_bwd *t) 
   const int bkv = gen_tune(c, "attention_backward_dkdv", "BKV", 32),
             threads = gen_tune(c, "attention_backward_dkdv", "THREADS", 128);
   gen_kb_launch(&kb, ceil_div(c->cfg->T, bkv), (unsigned)t->a.kv_heads, (unsigned)c->cfg->B,
-                (unsigned)threads, 0);
+                (unsigned)threads, 1, 0);
   snprintf(body, sizeof body,
            "lisa::attention_backward_dkdv<%s, %d, %d, %d, %d, %s, %d, 16, %d>(a0, %lld, a1, %lld, "
            "a2, %lld, a3, %lld, a4, %lld, a5, %lld, a6, a7, a8);",
@@ -314,8 +313,7 @@ static void emit_rope(gen_ctx *c, const ir_op *op, int backward) {
   gen_kb_rows(&kb);
   const int tx = 16, ty = 16;
   char theta[40];
-  gen_kb_launch(&kb, ceil_div(N_of(c), ty), 1, 1, tx, 0);
-  if (kb.st) kb.st->block[1] = ty;
+  gen_kb_launch(&kb, ceil_div(N_of(c), ty), 1, 1, tx, ty, 0);
   snprintf(body, sizeof body,
            "lisa::%s<%s, %d, %d, %d, %d, %d>(a0, %lldLL, a1, %lldLL, a2, %d, %s, nullptr);",
            backward ? "rope_backward" : "rope_forward", T_(), op->heads, hd, rot, tx, ty,
@@ -359,7 +357,7 @@ static int emit_embedding(gen_ctx *c, int i) {
   gen_kb_rows(&kb);
   const int threads =
       gen_tune(c, pos_table >= 0 ? "embedding_pos_forward" : "embedding_forward", "THREADS", 256);
-  gen_kb_launch(&kb, ceil_div((int64_t)N_of(c) * C, threads), 1, 1, (unsigned)threads, 0);
+  gen_kb_launch(&kb, ceil_div((int64_t)N_of(c) * C, threads), 1, 1, (unsigned)threads, 1, 0);
   if (pos_table >= 0)
     snprintf(body, sizeof body, "lisa::embedding_pos_forward<%s, %lld, %d, %d>(%%A, %d);", T_(),
              (long long)C, vocab_of(c, op->in[1]), threads, c->cfg->T);
@@ -380,7 +378,7 @@ static void emit_pos_embedding(gen_ctx *c, const ir_op *op) {
   gen_kb_buf(&kb, gen_ref_of(c, op->in[0]), -1, 0);
   gen_kb_rows(&kb);
   const int threads = gen_tune(c, "pos_embedding_forward", "THREADS", 256);
-  gen_kb_launch(&kb, ceil_div((int64_t)N_of(c) * C, threads), 1, 1, (unsigned)threads, 0);
+  gen_kb_launch(&kb, ceil_div((int64_t)N_of(c) * C, threads), 1, 1, (unsigned)threads, 1, 0);
   snprintf(body, sizeof body, "lisa::pos_embedding_forward<%s, %lld, %d>(%%A, %d);", T_(),
            (long long)C, threads, c->cfg->T);
   gen_kb_end(&kb, body);
@@ -402,11 +400,11 @@ static void emit_embedding_bwd(gen_ctx *c, const ir_op *op, int pos) {
   const int threads =
       gen_tune(c, pos ? "pos_embedding_backward" : "embedding_backward", "THREADS", 256);
   if (pos) {
-    gen_kb_launch(&kb, ceil_div((int64_t)c->cfg->T * C, threads), 1, 1, (unsigned)threads, 0);
+    gen_kb_launch(&kb, ceil_div((int64_t)c->cfg->T * C, threads), 1, 1, (unsigned)threads, 1, 0);
     snprintf(body, sizeof body, "lisa::pos_embedding_backward<%s, %lld, %d>(%%A, %d);", T_(),
              (long long)C, threads, c->cfg->T);
   } else {
-    gen_kb_launch(&kb, (unsigned)N_of(c), 1, 1, (unsigned)threads, 0);
+    gen_kb_launch(&kb, (unsigned)N_of(c), 1, 1, (unsigned)threads, 1, 0);
     snprintf(body, sizeof body, "lisa::embedding_backward<%s, %lld, %d, %d>(%%A);", T_(),
              (long long)C, V, threads);
   }
@@ -447,7 +445,7 @@ static int emit_cross_entropy(gen_ctx *c, int i) {
   gen_kb_rows(&kb);
   gen_kb_loss_scale(&kb);
   const int ce_threads = gen_tune(c, "cross_entropy_fused", "THREADS", 1024);
-  gen_kb_launch(&kb, (unsigned)N_of(c), 1, 1, (unsigned)ce_threads, 0);
+  gen_kb_launch(&kb, (unsigned)N_of(c), 1, 1, (unsigned)ce_threads, 1, 0);
   snprintf(body, sizeof body, "lisa::cross_entropy_fused<%s, %d, %d>(%%A);", T_(), V, ce_threads);
   gen_kb_end(&kb, body);
 
@@ -457,7 +455,7 @@ static int emit_cross_entropy(gen_ctx *c, int i) {
   gen_kb_buf(&kb, (gen_ref){ws, 0, 1}, GEN_F32, 0);
   gen_kb_rows(&kb);
   const int mean_threads = gen_tune(c, "cross_entropy_mean", "THREADS", 256);
-  gen_kb_launch(&kb, 1, 1, 1, (unsigned)mean_threads, 0);
+  gen_kb_launch(&kb, 1, 1, 1, (unsigned)mean_threads, 1, 0);
   snprintf(body, sizeof body, "lisa::cross_entropy_mean<%d>(%%A);", mean_threads);
   gen_kb_end(&kb, body);
   return 0;
@@ -491,8 +489,7 @@ static int emit_copy(gen_ctx *c, const ir_op *op, int concat) {
       gen_kb_buf(&kb, wr, -1, 0);
     }
     gen_kb_rows(&kb);
-    gen_kb_launch(&kb, ceil_div(N_of(c), 8), 1, 1, 32, 0);
-    if (kb.st) kb.st->block[1] = 8;
+    gen_kb_launch(&kb, ceil_div(N_of(c), 8), 1, 1, 32, 8, 0);
     gen_ref dst = concat ? wr : gen_ref_of(c, piece);
     gen_ref src = concat ? gen_ref_of(c, piece) : wr;
     snprintf(body, sizeof body, "lisa::copy_cols<%s, %lld, 32, 8>(a0, %lldLL, a1, %lldLL, a2);",
@@ -513,7 +510,7 @@ static void emit_bias_grad(gen_ctx *c, const ir_op *op) {
   gen_kb_buf(&kb, gen_ref_of(c, op->in[0]), -1, 0);
   gen_kb_rows(&kb);
   const int threads = gen_tune(c, "bias_grad", "THREADS", 128);
-  gen_kb_launch(&kb, ceil_div(C, threads), 1, 1, (unsigned)threads, 0);
+  gen_kb_launch(&kb, ceil_div(C, threads), 1, 1, (unsigned)threads, 1, 0);
   snprintf(body, sizeof body, "lisa::bias_grad<%s, %lld, %d>(%%A);", T_(), (long long)C, threads);
   gen_kb_end(&kb, body);
 }
