@@ -403,7 +403,6 @@ static int assign_roles(gen_ctx *c) {
     const gen_gemm *gm = &st->gemm;
     gen_ref refs[] = {gm->a, gm->w, gm->d, gm->c, gm->bias, gm->aux};
     for (size_t k = 0; k < sizeof refs / sizeof refs[0]; k++) touch(touched, p, refs[k]);
-    if (gm->op == GEN_GEMM_DW) p->bufs[gm->d.buf].role = GEN_BUF_PARAM_GRAD;
   }
   for (int v = 0; v < g->n_values; v++) {
     gen_buffer *b = &p->bufs[v];
@@ -452,11 +451,11 @@ static int lower_path(gen_ctx *c) {
     if (c->items[i].backward && c->p->n_fwd_steps < 0) c->p->n_fwd_steps = c->p->n_steps;
     int before = c->p->n_steps;
     if (lower_item(c, i)) return -1;
-    for (int s = before; s < c->p->n_steps; s++) {
-      gen_step *st = &c->p->steps[s];
-      if (st->kind == GEN_STEP_GEMM) continue;
+    /* a template op's outputs come from its last kernel (GEMMs and fused
+     * runs record their own writes) */
+    int made = c->p->n_steps > before;
+    if (made && c->p->steps[c->p->n_steps - 1].kind == GEN_STEP_KERNEL)
       for (int k = 0; k < c->items[i].op->n_out; k++) wrote(c, c->items[i].op->out[k]);
-    }
   }
   if (c->p->n_fwd_steps < 0) c->p->n_fwd_steps = c->p->n_steps;
   return c->p->kernels.failed ? lt_fail(c->err, "out of memory") : 0;
