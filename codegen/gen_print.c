@@ -12,12 +12,6 @@ static const char *role_name(int role) {
   return names[role];
 }
 
-static const char *epilogue_name(const gen_gemm *g) {
-  gen_lt lt;
-  gen_lt_of(g, &lt);
-  return gen_lt_epilogue_name(lt.epilogue);
-}
-
 static void ref_name(sbuf *o, const gen_path *p, gen_ref r) {
   if (r.buf < 0) return sb_puts(o, "-");
   const gen_buffer *b = &p->bufs[r.buf];
@@ -26,17 +20,17 @@ static void ref_name(sbuf *o, const gen_path *p, gen_ref r) {
 }
 
 /* The column-major cuBLASLt form of a row-major GEMM (gen_cublaslt.h). */
-static void cublaslt_form(sbuf *o, const gen_gemm *g) {
-  gen_lt lt;
-  gen_lt_of(g, &lt);
+static void cublaslt_form(sbuf *o, const gen_lt *lt) {
   sb_printf(o, "        cublasLt: m=%lld n=%lld k=%lld opA=%c opB=%c lda=%lld ldb=%lld ldd=%lld "
                "beta=%d epilogue=%s\n",
-            lt.m, lt.n, lt.k, lt.trans_a ? 'T' : 'N', lt.trans_b ? 'T' : 'N', lt.lda, lt.ldb,
-            lt.ldd, lt.beta, gen_lt_epilogue_name(lt.epilogue));
+            lt->m, lt->n, lt->k, lt->trans_a ? 'T' : 'N', lt->trans_b ? 'T' : 'N', lt->lda,
+            lt->ldb, lt->ldd, lt->beta, gen_lt_epilogue_name(lt->epilogue));
 }
 
 static void print_gemm(sbuf *o, const gen_path *p, const gen_step *st) {
   const gen_gemm *g = &st->gemm;
+  gen_lt lt;
+  gen_lt_of(g, &lt);
   static const char *ops[] = {"y = x W", "dx = dy W", "dW += dy^T x"};
   sb_printf(o, "gemm    %s [%d x %d x %d, W %s]: ", ops[g->op], g->rows, g->in, g->out,
             g->layout == IR_LAYOUT_IN_OUT ? "in_out" : "out_in");
@@ -47,12 +41,12 @@ static void print_gemm(sbuf *o, const gen_path *p, const gen_step *st) {
   ref_name(o, p, g->w);
   if (g->beta && g->op != GEN_GEMM_DW) sb_puts(o, " + "), ref_name(o, p, g->c);
   if (g->epilogue != GEN_EPI_NONE) {
-    sb_printf(o, "; epilogue %s", epilogue_name(g));
+    sb_printf(o, "; epilogue %s", gen_lt_epilogue_name(lt.epilogue));
     if (g->bias.buf >= 0) sb_puts(o, " bias "), ref_name(o, p, g->bias);
     if (g->aux.buf >= 0) sb_puts(o, " aux "), ref_name(o, p, g->aux);
   }
   sb_puts(o, "\n");
-  cublaslt_form(o, g);
+  cublaslt_form(o, &lt);
 }
 
 static void print_kernel(sbuf *o, const gen_path *p, const gen_step *st) {

@@ -96,6 +96,7 @@ static int plan_gemm(gpu_runtime *rt, const gen_path *p, int s, gpu_gemm_plan *g
                    p->name, s, p->steps[s].label, lt.m, lt.n, lt.k,
                    gen_lt_epilogue_name(lt.epilogue));
   gp->algo = res.algo;
+  gp->a_from = lt.a_from, gp->b_from = lt.b_from, gp->beta = lt.beta;
   gp->ready = 1;
   return 0;
 }
@@ -168,15 +169,13 @@ static int gpu_gemm(void *ctx, const gen_path *p, int step, const px_gemm *pg, l
   gpu_path *gp = find(c, p);
   if (!gp || !gp->gemm[step].ready) return lt_fail(err, "%s step %d: not loaded", p->name, step);
   gpu_gemm_plan *g = &gp->gemm[step];
-  gen_lt lt;
-  gen_lt_of(pg->g, &lt);
   /* operands change per instance: pointers are per-call attributes */
   if (pg->bias) set_attr(api, g->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &pg->bias, sizeof pg->bias);
   if (pg->aux)
     set_attr(api, g->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &pg->aux, sizeof pg->aux);
-  const float one = 1.0f, beta = lt.beta ? 1.0f : 0.0f;
-  const void *A = lt.a_from == GEN_LT_A ? pg->a : pg->w, *B = lt.b_from == GEN_LT_A ? pg->a : pg->w;
-  const void *C = lt.beta ? pg->c : pg->d;
+  const float one = 1.0f, beta = g->beta ? 1.0f : 0.0f;
+  const void *A = g->a_from == GEN_LT_A ? pg->a : pg->w, *B = g->b_from == GEN_LT_A ? pg->a : pg->w;
+  const void *C = g->beta ? pg->c : pg->d;
   cublasStatus_t st = api->ltMatmul(c->rt->lt, g->desc, &one, A, g->a, B, g->b, &beta, C, g->c,
                                     pg->d, g->d, &g->algo, (void *)c->rt->workspace,
                                     GPU_WORKSPACE_BYTES, (cudaStream_t)c->rt->stream);

@@ -24,6 +24,8 @@ typedef struct {
   cublasLtMatmulDesc_t desc;
   cublasLtMatrixLayout_t a, b, c, d;
   cublasLtMatmulAlgo_t algo;
+  int a_from, b_from; /* enum gen_lt_operand: which plan operand is A, B */
+  int beta;
   int ready;
 } gpu_gemm_plan;
 
