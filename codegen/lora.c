@@ -186,3 +186,7 @@ void lora_merge_weight(float *W, const float *A, const float *B, int in, int out
       W[at] = (float)(W[at] + scale * s);
     }
 }
+
+void lora_trains(const ir_model *m, unsigned char *trains) {
+  for (int p = 0; p < m->n_params; p++) trains[p] = (unsigned char)m->params[p].adapter;
+}

@@ -24,6 +24,9 @@
  * NULL = every block linear weight. An unknown key is an error naming it. */
 int lora_apply(ir_model *m, int rank, double alpha, const char *targets, lt_error *err);
 
+/* What trains under LoRA: trains[p] (n_params flags) = p is an adapter. */
+void lora_trains(const ir_model *m, unsigned char *trains);
+
 /* The adapter pair of block param `base`: their indices, or -1 if it has none. */
 void lora_adapters_of(const ir_model *m, int base, int *a, int *b);
 

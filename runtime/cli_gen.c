@@ -218,7 +218,8 @@ static int load_model(const gen_args *a, ir_model *m, unsigned char **trains, lt
     return -1;
   *trains = malloc((size_t)m->n_params + 1);
   if (!*trains) return lt_fail(err, "out of memory");
-  for (int p = 0; p < m->n_params; p++) (*trains)[p] = a->lora ? (unsigned char)m->params[p].adapter : 1;
+  if (a->lora) lora_trains(m, *trains);
+  else memset(*trains, 1, (size_t)m->n_params);
   return 0;
 }
 

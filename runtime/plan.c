@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 
+#include "lora.h"
 #include "model_state.h"
 #include "train.h"
 
@@ -22,7 +23,7 @@ int plan_compute(const ir_model *m, const plan_settings *ps, plan_memory *out, l
   if (ps->method == TRAIN_LORA) {
     trains = malloc((size_t)m->n_params + 1);
     if (!trains) return lt_fail(err, "out of memory");
-    for (int p = 0; p < m->n_params; p++) trains[p] = (unsigned char)m->params[p].adapter;
+    lora_trains(m, trains);
   }
   ms_state s;
   int rc = ms_plan(&s, m, ps->batch, ps->seq, slots, trains, ps->bf16 ? 2 : 4, err);

@@ -307,7 +307,7 @@ static int create_state(trainer *t, const train_config *cfg, lt_error *err) {
     return ms_create(&t->state, &t->ir, cfg->batch, cfg->seq, slots, err);
   unsigned char *trains = malloc((size_t)t->ir.n_params + 1);
   if (!trains) return lt_fail(err, "out of memory");
-  for (int p = 0; p < t->ir.n_params; p++) trains[p] = (unsigned char)t->ir.params[p].adapter;
+  lora_trains(&t->ir, trains);
   rc = ms_create_trains(&t->state, &t->ir, cfg->batch, cfg->seq, slots, trains, err);
   free(trains);
   return rc;

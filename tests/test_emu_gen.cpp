@@ -358,7 +358,7 @@ void check_model(const char *yaml, int dtype, const gen_tuning *tuning = nullptr
     return;
   }
   std::vector<unsigned char> trains((size_t)m.n_params + 1, 1);
-  for (int p = 0; p < m.n_params && lora_rank; p++) trains[p] = (unsigned char)m.params[p].adapter;
+  if (lora_rank) lora_trains(&m, trains.data());
   const int B = 2, T = 5; /* odd sizes: 10 rows, a partial attention tile */
   gen_config cfg = {};
   cfg.B = B, cfg.T = T, cfg.dtype = dtype, cfg.grad_accum = 1, cfg.tuning = tuning;

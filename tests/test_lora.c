@@ -43,7 +43,7 @@ static int load_params(fixture *fx, const st_file *f, int adapters) {
 
 static unsigned char *adapter_mask(const ir_model *m) {
   unsigned char *trains = malloc((size_t)m->n_params);
-  for (int p = 0; p < m->n_params; p++) trains[p] = (unsigned char)m->params[p].adapter;
+  lora_trains(m, trains);
   return trains;
 }
 
