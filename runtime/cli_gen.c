@@ -245,35 +245,26 @@ int cli_gen(int argc, char **argv) {
   if (rc) return rc == 1 ? 0 : rc;
   if (!a.arch) a.arch = default_arch(arch, sizeof arch);
   ir_model m;
-  unsigned char *trains;
-  lt_error err = {{0}};
-  if (load_model(&a, &m, &trains, &err)) {
-    fprintf(stderr, "lisa gen: %s\n", err.msg);
-    free(trains);
-    ir_model_free(&m);
-    return 1;
-  }
+  unsigned char *trains = NULL;
   gen_tuning *tuning = NULL;
-  if (a.tune && gen_tune_load(&tuning, a.tune, &err)) {
+  gen_program prog = {0};
+  lt_error err = {{0}};
+  rc = 1;
+  if (load_model(&a, &m, &trains, &err) || (a.tune && gen_tune_load(&tuning, a.tune, &err))) {
     fprintf(stderr, "lisa gen: %s\n", err.msg);
-    free(trains);
-    ir_model_free(&m);
-    return 1;
+    goto done;
   }
   gen_config cfg = {.B = a.batch, .T = a.seq, .dtype = a.dtype, .grad_accum = a.grad_accum,
                     .tuning = tuning, .trains = trains};
-  gen_program prog;
   if (gen_build(&prog, &m, &cfg, &err)) {
     fprintf(stderr, "lisa gen: %s\n", err.msg);
-    gen_tune_free(tuning);
-    free(trains);
-    ir_model_free(&m);
-    return 1;
+    goto done;
   }
-  rc = write_outputs(&prog, &a) ? 1 : 0;
+  if (write_outputs(&prog, &a)) goto done;
   printf("lisa gen: %d paths of %s written to %s\n", prog.n_paths, a.model, a.out);
+  rc = 0;
 #ifdef LISA_HAVE_NVRTC
-  if (!rc && a.compile) {
+  if (a.compile) {
     sbuf report = {0};
     if (compile_paths(&prog, &a, &report)) rc = 1;
     if (write_text(a.out, "compile.txt", sb_str(&report))) rc = 1;
@@ -282,6 +273,7 @@ int cli_gen(int argc, char **argv) {
 #else
   if (a.compile) printf("lisa gen: built without NVRTC: sources only\n");
 #endif
+done:
   gen_free(&prog);
   gen_tune_free(tuning);
   free(trains);
