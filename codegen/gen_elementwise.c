@@ -27,6 +27,11 @@ typedef struct {
   int n;
 } reg_map;
 
+static void bind_reg(reg_map *rm, int v, int reg) {
+  rm->value[rm->n] = v;
+  rm->reg[rm->n++] = reg;
+}
+
 static int find_reg(const reg_map *rm, int v) {
   for (int i = 0; i < rm->n; i++)
     if (rm->value[i] == v) return rm->reg[i];
@@ -133,7 +138,7 @@ static int load_input(run_code *rc, gen_ctx *c, int v) {
   sb_printf(&rc->loads, "    const float v%d = lisa::to_f32(", reg);
   element_at(&rc->loads, &r, arg, rc->cols);
   sb_puts(&rc->loads, ");\n");
-  rc->regs.value[rc->regs.n] = v, rc->regs.reg[rc->regs.n++] = reg;
+  bind_reg(&rc->regs, v, reg);
   return reg;
 }
 
@@ -181,7 +186,7 @@ int gen_lower_elementwise(gen_ctx *c, int first) {
     if (op_expr(c, &rc.math, op, in)) bad = 1;
     sb_puts(&rc.math, ";\n");
     int out = op->out[0];
-    rc.regs.value[rc.regs.n] = out, rc.regs.reg[rc.regs.n++] = reg;
+    bind_reg(&rc.regs, out, reg);
     if (c->keep[out] || outside_reads(c, run, n, out) > 0) store_output(&rc, c, out, reg);
     c->items[run[r]].absorbed = 1;
     c->producer_step[out] = c->p->n_steps - 1;
@@ -200,8 +205,7 @@ int gen_lower_elementwise(gen_ctx *c, int first) {
             scalar ? "" : "(long long)a0 * ", (long long)(scalar ? total : rc.cols), threads,
             threads, (long long)rc.cols, (long long)rc.cols, sb_str(&rc.loads), sb_str(&rc.math),
             sb_str(&rc.stores));
-  const char *text = body.s;
-  gen_kb_end(&rc.kb, text ? text : "");
+  gen_kb_end(&rc.kb, sb_str(&body));
   int failed = body.failed || rc.loads.failed || rc.math.failed || rc.stores.failed;
   sb_free(&body);
   sb_free(&rc.loads);
