@@ -40,6 +40,9 @@ typedef struct gen_tuning gen_tuning; /* gen_tune.h */
 typedef struct {
   int B, T;
   int dtype;       /* storage of activations and weights: GEN_F32 or GEN_BF16 */
+  int grad_dtype;  /* storage of parameter gradients: GEN_F32 (the default, bf16-mixed)
+                      or GEN_BF16 (bf16-true; only with dtype GEN_BF16). Either way a
+                      gradient op adds in fp32 and rounds once on its store */
   int grad_accum;  /* micro-batches per step; > 1 rules out epilogues that
                       overwrite a gradient (BGRADB) */
   const unsigned char *trains; /* per param: it trains; NULL = all */
@@ -106,7 +109,7 @@ typedef struct {
 enum gen_buf_role {
   GEN_BUF_UNUSED,
   GEN_BUF_PARAM,      /* a weight (dtype of the config) */
-  GEN_BUF_PARAM_GRAD, /* fp32, accumulates */
+  GEN_BUF_PARAM_GRAD, /* gen_config.grad_dtype, accumulates */
   GEN_BUF_INPUT,      /* from outside: ids, the stream, its gradient seed */
   GEN_BUF_OUTPUT,     /* to outside: the stream, the loss, dX */
   GEN_BUF_SAVED,      /* kept per instance from forward to backward */
@@ -164,5 +167,7 @@ int gen_emit_program(const gen_program *p, sbuf *out, lt_error *err);
 static inline int gen_dtype_bytes(int dtype) { return dtype == GEN_BF16 ? 2 : 4; }
 int64_t gen_buffer_bytes(const gen_buffer *b);
 const char *gen_dtype_name(int dtype);
+/* "fp32", "bf16-mixed" (bf16 storage, fp32 gradients) or "bf16-true". */
+const char *gen_precision_name(const gen_config *c);
 
 #endif

@@ -52,3 +52,16 @@ const char *gen_lt_epilogue_name(int e) {
                                 "GELU_AUX_BIAS", "DGELU", "BGRADA", "BGRADB"};
   return names[e];
 }
+
+static int dtype_at(const gen_path *p, gen_ref r) { return r.buf < 0 ? -1 : p->bufs[r.buf].dtype; }
+
+void gen_lt_types_of(const gen_path *p, const gen_gemm *g, gen_lt_types *o) {
+  gen_lt lt;
+  gen_lt_of(g, &lt);
+  o->a = dtype_at(p, lt.a_from == GEN_LT_A ? g->a : g->w);
+  o->b = dtype_at(p, lt.b_from == GEN_LT_A ? g->a : g->w);
+  o->d = dtype_at(p, g->d);
+  o->c = o->d;
+  o->bias = dtype_at(p, g->bias);
+  o->aux = dtype_at(p, g->aux);
+}

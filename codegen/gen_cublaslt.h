@@ -26,6 +26,23 @@ typedef struct {
 } gen_lt;
 
 void gen_lt_of(const gen_gemm *g, gen_lt *out);
+
+/* The storage type (enum gen_dtype) of each cuBLASLt operand, from the
+ * path's buffers; -1 where the GEMM has none. Compute and scale are fp32
+ * always, so D = alpha op(A) op(B) + beta C is summed in fp32 and rounded
+ * once to D's type. C is D's type (cuBLASLt requires Ctype = Dtype for
+ * these types). bias: the bias (BIAS, GELU_*BIAS) or the bias gradient
+ * (BGRAD), set as CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE. Unset, cuBLASLt takes
+ * the bias vector's type to be Dtype (outside IMMA and fp8 kernels), and
+ * the generator keeps it so: a dW GEMM's bias gradient has the gradients'
+ * dtype like its D (fp32 in bf16-mixed, bf16 in bf16-true), a forward
+ * GEMM's bias the weights' dtype like its output. aux (GELU_AUX*, DGELU)
+ * is D's type too. */
+typedef struct {
+  int a, b, c, d, bias, aux;
+} gen_lt_types;
+
+void gen_lt_types_of(const gen_path *p, const gen_gemm *g, gen_lt_types *out);
 const char *gen_lt_epilogue_name(int e); /* "GELU_AUX_BIAS" */
 
 #endif

@@ -127,7 +127,8 @@ static int init_buffers(gen_ctx *c) {
       b->cols = pr->ndim == 2 ? pr->shape[1] : pr->shape[0];
     }
     if (iv->dtype == IR_I32) b->dtype = GEN_I32;
-    else if (iv->kind == IR_V_PARAM_GRAD || iv->scalar || c->stat[v]) b->dtype = GEN_F32;
+    else if (iv->kind == IR_V_PARAM_GRAD) b->dtype = c->cfg->grad_dtype;
+    else if (iv->scalar || c->stat[v]) b->dtype = GEN_F32;
     else b->dtype = c->cfg->dtype;
   }
   return 0;
@@ -506,6 +507,13 @@ int gen_build(gen_program *prog, const ir_model *m, const gen_config *cfg, lt_er
   prog->cfg = *cfg;
   if (prog->cfg.grad_accum < 1) prog->cfg.grad_accum = 1;
   if (cfg->B < 1 || cfg->T < 1) return lt_fail(err, "gen: batch and sequence must be >= 1");
+  if (cfg->dtype != GEN_F32 && cfg->dtype != GEN_BF16)
+    return lt_fail(err, "gen: storage dtype must be f32 or bf16");
+  if (cfg->grad_dtype != GEN_F32 && cfg->grad_dtype != GEN_BF16)
+    return lt_fail(err, "gen: gradient dtype must be f32 or bf16");
+  if (cfg->grad_dtype == GEN_BF16 && cfg->dtype != GEN_BF16)
+    return lt_fail(err, "gen: bf16 parameter gradients need bf16 weights and activations "
+                        "(bf16-true); fp32 storage keeps fp32 gradients");
   if (m->max_seq && cfg->T > m->max_seq)
     return lt_fail(err, "gen: sequence %d exceeds the model's %d positions", cfg->T, m->max_seq);
   if (!cfg->tuning) {
@@ -549,6 +557,11 @@ const gen_path *gen_find_path(const gen_program *prog, const char *name) {
 
 int64_t gen_buffer_bytes(const gen_buffer *b) {
   return b->rows * b->cols * gen_dtype_bytes(b->dtype);
+}
+
+const char *gen_precision_name(const gen_config *c) {
+  if (c->dtype != GEN_BF16) return "fp32";
+  return c->grad_dtype == GEN_BF16 ? "bf16-true" : "bf16-mixed";
 }
 
 const char *gen_dtype_name(int dtype) {

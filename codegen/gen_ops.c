@@ -166,8 +166,10 @@ static int emit_norm_bwd_w(gen_ctx *c, const ir_op *op, int rms) {
   snprintf(label, sizeof label, "%s dW += partial sums -> %s%s%s", rms ? "rmsnorm" : "layernorm",
            gen_vname(c, op->out[0]), rms ? "" : ", ", rms ? "" : gen_vname(c, op->out[1]));
   gen_kb_begin(&kb, c, "norm_backward_w_finish", label);
-  gen_kb_buf(&kb, gen_ref_of(c, op->out[0]), GEN_F32, 1);
-  gen_kb_buf(&kb, rms ? (gen_ref){-1, 0, 0} : gen_ref_of(c, op->out[1]), GEN_F32, 1);
+  /* dw, db in the gradients' dtype (the template deduces it) */
+  const int gd = c->cfg->grad_dtype;
+  gen_kb_buf(&kb, gen_ref_of(c, op->out[0]), gd, 1);
+  gen_kb_buf(&kb, rms ? (gen_ref){-1, 0, 0} : gen_ref_of(c, op->out[1]), gd, 1);
   gen_kb_buf(&kb, (gen_ref){ws, 0, C}, GEN_F32, 0);
   const int fin = gen_tune(c, "norm_backward_w_finish", "THREADS", 256);
   gen_kb_launch(&kb, ceil_div(C, fin), 1, 1, (unsigned)fin, 1, 0);
@@ -392,7 +394,7 @@ static void emit_embedding_bwd(gen_ctx *c, const ir_op *op, int pos) {
            gen_vname(c, dy), gen_vname(c, op->out[0]));
   gen_kb kb;
   gen_kb_begin(&kb, c, pos ? "pos_embedding_backward" : "embedding_backward", label);
-  gen_kb_buf(&kb, gen_ref_of(c, op->out[0]), GEN_F32, 1);
+  gen_kb_buf(&kb, gen_ref_of(c, op->out[0]), c->cfg->grad_dtype, 1);
   if (!pos) gen_kb_buf(&kb, gen_ref_of(c, op->in[0]), GEN_I32, 0);
   gen_kb_buf(&kb, gen_ref_of(c, dy), -1, 0);
   gen_kb_rows(&kb);
@@ -506,7 +508,7 @@ static void emit_bias_grad(gen_ctx *c, const ir_op *op) {
            gen_vname(c, op->out[0]));
   gen_kb kb;
   gen_kb_begin(&kb, c, "bias_grad", label);
-  gen_kb_buf(&kb, gen_ref_of(c, op->out[0]), GEN_F32, 1);
+  gen_kb_buf(&kb, gen_ref_of(c, op->out[0]), c->cfg->grad_dtype, 1);
   gen_kb_buf(&kb, gen_ref_of(c, op->in[0]), -1, 0);
   gen_kb_rows(&kb);
   const int threads = gen_tune(c, "bias_grad", "THREADS", 128);

@@ -86,8 +86,10 @@ static void print_buffers(sbuf *o, const gen_path *p) {
 }
 
 void gen_print_plan(const gen_program *prog, sbuf *o) {
-  sb_printf(o, "# plan for %s: B=%d T=%d, %s storage, fp32 accumulation\n", prog->m->path,
-            prog->cfg.B, prog->cfg.T, gen_dtype_name(prog->cfg.dtype));
+  sb_printf(o, "# plan for %s: B=%d T=%d, %s: %s weights and activations, %s parameter "
+               "gradients, fp32 accumulation\n",
+            prog->m->path, prog->cfg.B, prog->cfg.T, gen_precision_name(&prog->cfg),
+            gen_dtype_name(prog->cfg.dtype), gen_dtype_name(prog->cfg.grad_dtype));
   for (int i = 0; i < prog->n_paths; i++) {
     const gen_path *p = &prog->paths[i];
     int kernels = 0;

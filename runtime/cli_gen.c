@@ -33,7 +33,10 @@ static const char usage_gen[] =
     "usage: lisa gen MODEL.yaml -o DIR [options]\n"
     "  -o DIR               where the .cu files, plan.txt and compile.txt go\n"
     "  --batch B --seq T    sizes the kernels are specialised for (4, 64)\n"
-    "  --dtype bf16|fp32    storage of weights and activations (bf16)\n"
+    "  --dtype fp32|bf16|bf16-mixed|bf16-true  precision (bf16 = bf16-mixed):\n"
+    "                       bf16-mixed: bf16 weights and activations, fp32 parameter\n"
+    "                       gradients (and fp32 master weights and moments);\n"
+    "                       bf16-true: gradients and optimizer state bf16 as well\n"
     "  --arch sm_XX         NVRTC target (the GPU's, else sm_90); --no-compile skips NVRTC\n"
     "  --grad-accum N       micro-batches per step (1; > 1 keeps bias gradients\n"
     "                       out of GEMM epilogues, which overwrite)\n"
@@ -46,7 +49,7 @@ static const char usage_gen[] =
 
 typedef struct {
   const char *model, *out, *arch, *tune, *lora_targets;
-  int batch, seq, dtype, grad_accum, compile, lora, lora_rank;
+  int batch, seq, dtype, grad_dtype, grad_accum, compile, lora, lora_rank;
   double lora_alpha; /* 0: 2 * rank */
 } gen_args;
 
@@ -87,8 +90,10 @@ static int parse_gen_args(int argc, char **argv, gen_args *a) {
     else if (!strcmp(opt, "--arch")) a->arch = val;
     else if (!strcmp(opt, "--tune")) a->tune = val;
     else if (!strcmp(opt, "--dtype")) {
-      if (strcmp(val, "bf16") && strcmp(val, "fp32")) return gen_fail("--dtype must be bf16 or fp32, not '%s'", val);
-      a->dtype = strcmp(val, "bf16") ? GEN_F32 : GEN_BF16;
+      if (!strcmp(val, "fp32")) a->dtype = GEN_F32, a->grad_dtype = GEN_F32;
+      else if (!strcmp(val, "bf16") || !strcmp(val, "bf16-mixed")) a->dtype = GEN_BF16, a->grad_dtype = GEN_F32;
+      else if (!strcmp(val, "bf16-true")) a->dtype = GEN_BF16, a->grad_dtype = GEN_BF16;
+      else return gen_fail("--dtype must be fp32, bf16, bf16-mixed or bf16-true, not '%s'", val);
     } else if (!strcmp(opt, "--batch")) { if (parse_int(opt, val, &a->batch)) return 2; }
     else if (!strcmp(opt, "--seq")) { if (parse_int(opt, val, &a->seq)) return 2; }
     else if (!strcmp(opt, "--grad-accum")) { if (parse_int(opt, val, &a->grad_accum)) return 2; }
@@ -254,7 +259,8 @@ int cli_gen(int argc, char **argv) {
     fprintf(stderr, "lisa gen: %s\n", err.msg);
     goto done;
   }
-  gen_config cfg = {.B = a.batch, .T = a.seq, .dtype = a.dtype, .grad_accum = a.grad_accum,
+  gen_config cfg = {.B = a.batch, .T = a.seq, .dtype = a.dtype, .grad_dtype = a.grad_dtype,
+                    .grad_accum = a.grad_accum,
                     .tuning = tuning, .trains = trains};
   if (gen_build(&prog, &m, &cfg, &err)) {
     fprintf(stderr, "lisa gen: %s\n", err.msg);

@@ -65,9 +65,9 @@ static int plan_gemm(gpu_runtime *rt, const gen_path *p, int s, gpu_gemm_plan *g
   const gen_gemm *g = &p->steps[s].gemm;
   gen_lt lt;
   gen_lt_of(g, &lt);
-  int ta = lt.a_from == GEN_LT_A ? p->bufs[g->a.buf].dtype : p->bufs[g->w.buf].dtype;
-  int tb = lt.b_from == GEN_LT_A ? p->bufs[g->a.buf].dtype : p->bufs[g->w.buf].dtype;
-  int td = p->bufs[g->d.buf].dtype;
+  gen_lt_types ty;
+  gen_lt_types_of(p, g, &ty);
+  int ta = ty.a, tb = ty.b, td = ty.d;
   cublasOperation_t opa = lt.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, opb = lt.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   cublasLtEpilogue_t epi = lt_epilogue(lt.epilogue);
   int64_t aux_ld = lt.ldd;
@@ -77,6 +77,10 @@ static int plan_gemm(gpu_runtime *rt, const gen_path *p, int s, gpu_gemm_plan *g
         set_attr(api, gp->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi);
   if (!bad && (g->aux.buf >= 0))
     bad = set_attr(api, gp->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &aux_ld, sizeof aux_ld);
+  if (!bad && ty.bias >= 0) { /* = Dtype, cuBLASLt's default; said explicitly (gen_cublaslt.h) */
+    int32_t bt = (int32_t)lt_type(ty.bias);
+    bad = set_attr(api, gp->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt);
+  }
   bad = bad || layout(api, &gp->a, ta, lt.trans_a ? lt.k : lt.m, lt.trans_a ? lt.m : lt.k, lt.lda) ||
         layout(api, &gp->b, tb, lt.trans_b ? lt.n : lt.k, lt.trans_b ? lt.k : lt.n, lt.ldb) ||
         layout(api, &gp->c, td, lt.m, lt.n, lt.ldd) || layout(api, &gp->d, td, lt.m, lt.n, lt.ldd);

@@ -16,6 +16,13 @@
 // LISA a block entering the active set restarts at 1, as PyTorch does for a
 // new parameter); an entry with step < 1 is skipped by both kernels.
 //
+// Two precisions (docs/codegen.md, "bf16-mixed and bf16-true"):
+//   adamw_multi       bf16-mixed: fp32 master weights, gradients and moments
+//                     (AdamWTensor), optionally a bf16 copy of the weights
+//   adamw_multi_bf16  bf16-true: the bf16 weights themselves, bf16 gradients,
+//                     bf16 moments (AdamWTensorBf16), no fp32 copy anywhere
+// global_norm takes either table.
+//
 // Every element is handled by a fixed thread (grid-stride over each tensor in
 // turn), so the order of every sum is fixed by grid and block sizes alone.
 #pragma once
@@ -32,6 +39,19 @@ struct AdamWTensor {
   long long numel;
   int decay;          // nonzero: apply weight decay
   int step;           // t >= 1 for bias correction; < 1: skip the tensor
+};
+
+// bf16-true (adamw_multi_bf16): everything in bf16, the same layout with
+// 16-bit pointers: struct { bf16 *w; const bf16 *g; bf16 *m, *v;
+// int64_t numel; int32_t decay; int32_t step; } (64-bit: 48 bytes).
+struct AdamWTensorBf16 {
+  __nv_bfloat16 *w;        // bf16 weights [numel], updated in place
+  const __nv_bfloat16 *g;  // bf16 gradient [numel]
+  __nv_bfloat16 *m;        // bf16 first moment [numel], updated
+  __nv_bfloat16 *v;        // bf16 second moment [numel], updated
+  long long numel;
+  int decay;
+  int step;
 };
 
 namespace adamw_detail {
@@ -147,6 +167,73 @@ __device__ void adamw_multi(const AdamWTensor *tensors, int count, const float *
   }
 }
 
+// launch: grid (4*SMs), block (THREADS), dynamic smem: 0 bytes
+// tunables: THREADS {128,256,512} default 256
+// scratch: none
+// Any grid G >= 1 works (grid-stride over each tensor).
+// The __global__ wrapper should carry __launch_bounds__(THREADS).
+// bf16-true AdamW: per element, load w, g, m, v (bf16 -> fp32, exact), run
+// adamw_multi's arithmetic in fp32 registers in the same order, and store
+//   w  stochastically rounded (bf16_stochastic, the low 16 bits of the
+//      element's random word): an update below half a bf16 ulp of w (lr
+//      1e-5 on |w| ~ 0.02: 1e-5 against 4e-5) would otherwise round back to
+//      the old w every step and the weight would never move; stochastic
+//      rounding moves it by the update in expectation.
+//   m  round to nearest: m moves by (1 - beta1) = 0.1 of (grad - m) a step,
+//      far above bf16's half ulp (2^-9 relative), so nearest does not stall
+//      it; that is what torch's AdamW does with bf16 state.
+//   v  stochastically rounded (the high 16 bits of the word): with
+//      beta2 = 0.999, v * beta2 is within 2^-9 of v, so round to nearest
+//      returns the old v and v would never decay (only grow on spikes);
+//      stochastic rounding keeps it unbiased.
+// The denominator uses the fp32 v before its rounding, as adamw_multi does.
+// The random word is adamw_multi's: keyed by (seed, table index, element);
+// pass a new seed every step. Entries with step < 1 are skipped.
+template <int THREADS>
+__device__ void adamw_multi_bf16(const AdamWTensorBf16 *tensors, int count, const float *clip,
+                                 float lr, float beta1, float beta2, float eps,
+                                 float weight_decay, unsigned seed) {
+  __shared__ float s_step_size[THREADS], s_bias2[THREADS], s_decay[THREADS];
+  const int tid = threadIdx.x;
+  const float gs = clip != nullptr ? *clip : 1.0f;
+  const float omb1 = __fsub_rn(1.0f, beta1), omb2 = __fsub_rn(1.0f, beta2);
+  const float decay_on = (float)(1.0 - (double)lr * (double)weight_decay);
+  const long long stride = (long long)gridDim.x * THREADS;
+  const long long first = (long long)blockIdx.x * THREADS + tid;
+  for (int base = 0; base < count; base += THREADS) {
+    const int group = count - base < THREADS ? count - base : THREADS;
+    __syncthreads();  // the previous group's scalars are consumed
+    if (tid < group) {
+      const AdamWTensorBf16 &d = tensors[base + tid];
+      const double t = (double)d.step;
+      s_bias2[tid] = (float)sqrt(1.0 - pow((double)beta2, t));
+      s_step_size[tid] = (float)((double)lr / (1.0 - pow((double)beta1, t)));
+      s_decay[tid] = d.decay ? decay_on : 1.0f;
+    }
+    __syncthreads();
+    for (int k = 0; k < group; k++) {
+      const AdamWTensorBf16 d = tensors[base + k];
+      if (d.step < 1) continue;
+      const float bias2 = s_bias2[k], step_size = s_step_size[k], decay = s_decay[k];
+      const unsigned key = adamw_detail::tensor_key(seed, base + k);
+      for (long long i = first; i < d.numel; i += stride) {
+        const float grad = __fmul_rn(to_f32(d.g[i]), gs);
+        float w = __fmul_rn(to_f32(d.w[i]), decay);
+        float m = to_f32(d.m[i]);
+        m = __fadd_rn(m, __fmul_rn(__fsub_rn(grad, m), omb1));
+        const float v = __fadd_rn(__fmul_rn(to_f32(d.v[i]), beta2),
+                                  __fmul_rn(__fmul_rn(omb2, grad), grad));
+        const float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(v), bias2), eps);
+        w = __fsub_rn(w, __fdiv_rn(__fmul_rn(step_size, m), denom));
+        const unsigned r = adamw_detail::element_bits(key, i);
+        d.w[i] = adamw_detail::bf16_stochastic(w, r);
+        d.m[i] = __float2bfloat16_rn(m);
+        d.v[i] = adamw_detail::bf16_stochastic(v, r >> 16);
+      }
+    }
+  }
+}
+
 // launch: grid (G = 4*SMs), block (THREADS), dynamic smem: 0 bytes
 // tunables: THREADS {128,256,512} default 256
 // scratch: partials double[G] + counter unsigned[1] (zero it once at allocation; each launch leaves it 0)
@@ -162,9 +249,10 @@ __device__ void adamw_multi(const AdamWTensor *tensors, int count, const float *
 //   clip[0] = max_norm > 0 ? min(1, max_norm / (sqrt(total) + 1e-6)) : 1
 // (opt_clip_scale, in double). The CPU's order differs (64 chunks per tensor),
 // so the two agree to double rounding, and clip almost always bit for bit.
-template <int THREADS>
+// D: AdamWTensor (fp32 gradients) or AdamWTensorBf16 (bf16, widened exactly).
+template <int THREADS, typename D>
 __device__ void global_norm(float *norm, float *clip, double *partials, unsigned *counter,
-                            const AdamWTensor *tensors, int count, float max_norm) {
+                            const D *tensors, int count, float max_norm) {
   static_assert(THREADS >= 32 && THREADS <= 1024 && (THREADS & (THREADS - 1)) == 0,
                 "THREADS: a power of two in [32, 1024]");
   __shared__ double part[THREADS];
@@ -174,12 +262,12 @@ __device__ void global_norm(float *norm, float *clip, double *partials, unsigned
   const long long first = (long long)blockIdx.x * THREADS + tid;
   double s = 0.0;
   for (int k = 0; k < count; k++) {
-    const AdamWTensor &d = tensors[k];
+    const D &d = tensors[k];
     if (d.step < 1) continue;
-    const float *g = d.g;
+    const auto *g = d.g;
     const long long n = d.numel;
     for (long long i = first; i < n; i += stride) {
-      const double x = (double)g[i];
+      const double x = (double)to_f32(g[i]);
       s += x * x;
     }
   }

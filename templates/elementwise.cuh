@@ -33,16 +33,18 @@ __device__ __forceinline__ float silu_backward(float dy, float x) {
 
 // db[c] += sum over rows of dy[r, c]. One thread per column walks the rows in
 // order: deterministic, and each warp reads 32 consecutive columns per row.
+// G (deduced): the gradient's type, float or __nv_bfloat16 (bf16-true); the
+// sum and the add are fp32, rounded once to G.
 // launch: grid (ceil(C / THREADS)), block (THREADS), dynamic smem: 0 bytes
 // tunables: THREADS {64,128,256} default 128
 // scratch: none
-template <typename T, int C, int THREADS>
-__device__ void bias_grad(float *db, const T *dy, int N) {
+template <typename T, int C, int THREADS, typename G>
+__device__ void bias_grad(G *db, const T *dy, int N) {
   const int col = blockIdx.x * THREADS + threadIdx.x;
   if (col >= C) return;
   float s = 0.f;
   for (int r = 0; r < N; r++) s += to_f32(dy[(long long)r * C + col]);
-  db[col] += s;
+  db[col] = from_f32<G>(to_f32(db[col]) + s);
 }
 
 }  // namespace lisa

@@ -1,6 +1,7 @@
 // embedding.cuh: token embedding, learned position embedding, and the two
 // fused (GPT-2's embed section: embedding + position_embedding + add), with
-// their backward passes into float tables. Reference: cpu_embedding_*,
+// their backward passes into the gradient tables (float, or bf16 for
+// bf16-true training: G, deduced from the pointer). Reference: cpu_embedding_*,
 // cpu_pos_embedding_* and cpu_add in runtime/cpu_ops.c.
 //
 //   forward:  y[n] = wte[ids[n]]                 embedding_forward
@@ -11,10 +12,11 @@
 //             dwpe[t] += sum_b dy[b*seq + t]     pos_embedding_backward
 //             both in one launch                 embedding_pos_backward
 //
-// Determinism: no float atomics anywhere. Every float of dwte / dwpe is read,
-// summed and written by exactly one thread, which adds the dy rows in
-// increasing n starting from the table's old value: the same order as the CPU
-// reference, so fp32 results are bit-identical to it.
+// Determinism: no float atomics anywhere. Every element of dwte / dwpe is
+// read, summed (in fp32 registers) and written by exactly one thread, which
+// adds the dy rows in increasing n starting from the table's old value: the
+// same order as the CPU reference, so fp32 results are bit-identical to it;
+// a bf16 table is rounded once, on the store.
 //  - dwpe: thread (t, c) owns dwpe[t, c] and walks n = t, t+seq, ... .
 //  - dwte: block n takes token n. If an earlier token has the same id it exits
 //    (that token's block owns the row); otherwise it owns row ids[n]: it scans
@@ -125,8 +127,8 @@ __device__ __forceinline__ void for_each_match(unsigned *hits, const int *ids, i
   }
 }
 
-template <typename T, int C, int V, int THREADS>
-__device__ __forceinline__ void token_backward(float *dwte, const int *ids, const T *dy, int N,
+template <typename T, int C, int V, int THREADS, typename G>
+__device__ __forceinline__ void token_backward(G *dwte, const int *ids, const T *dy, int N,
                                                int n) {
   static_assert(THREADS % 32 == 0 && THREADS <= 1024, "THREADS: a multiple of 32");
   constexpr int WARPS = THREADS / 32, CPT = (C + THREADS - 1) / THREADS;
@@ -139,9 +141,10 @@ __device__ __forceinline__ void token_backward(float *dwte, const int *ids, cons
   for (int m = tid; m < n; m += THREADS) seen = seen || ids[m] == id;
   if (block_sum<THREADS>(seen ? 1.0f : 0.0f) > 0.0f) return;
 
-  float *drow = dwte + (long long)id * C;
+  G *drow = dwte + (long long)id * C;
   __shared__ unsigned hits[WARPS];
-  constexpr int VEC = vec16<T>(), FV = vec16<float>();
+  // FV: the table's vector, at most VEC elements (16 bytes of G)
+  constexpr int VEC = vec16<T>(), FV = vec16<G>() < VEC ? vec16<G>() : VEC;
   if (C % VEC == 0) {
     // Thread tid owns packs tid, tid + THREADS, ... of VEC columns, read and
     // written as 16-byte vectors when dy and dwte are 16-byte aligned, else
@@ -153,9 +156,9 @@ __device__ __forceinline__ void token_backward(float *dwte, const int *ids, cons
       const int p = tid + j * THREADS;
       if (p >= CV) continue;
       if (al) {
-        for (int k = 0; k < VEC; k += FV) vec_load<float, FV>(&acc[j][k], drow + p * VEC + k);
+        for (int k = 0; k < VEC; k += FV) vec_load<G, FV>(&acc[j][k], drow + p * VEC + k);
       } else {
-        for (int k = 0; k < VEC; k++) acc[j][k] = drow[p * VEC + k];
+        for (int k = 0; k < VEC; k++) acc[j][k] = to_f32(drow[p * VEC + k]);
       }
     }
     for_each_match<THREADS>(hits, ids, id, n, N, [&](int r) {
@@ -176,9 +179,9 @@ __device__ __forceinline__ void token_backward(float *dwte, const int *ids, cons
       const int p = tid + j * THREADS;
       if (p >= CV) continue;
       if (al) {
-        for (int k = 0; k < VEC; k += FV) vec_store<float, FV>(drow + p * VEC + k, &acc[j][k]);
+        for (int k = 0; k < VEC; k += FV) vec_store<G, FV>(drow + p * VEC + k, &acc[j][k]);
       } else {
-        for (int k = 0; k < VEC; k++) drow[p * VEC + k] = acc[j][k];
+        for (int k = 0; k < VEC; k++) drow[p * VEC + k] = from_f32<G>(acc[j][k]);
       }
     }
   } else {
@@ -186,24 +189,24 @@ __device__ __forceinline__ void token_backward(float *dwte, const int *ids, cons
     // strip; few registers).
     for (int j = 0; j < CPT; j++) {
       const int c = tid + j * THREADS;
-      float acc = c < C ? drow[c] : 0.0f;
+      float acc = c < C ? to_f32(drow[c]) : 0.0f;
       for_each_match<THREADS>(hits, ids, id, n, N, [&](int r) {
         if (c < C) acc += to_f32(dy[(long long)r * C + c]);
       });
-      if (c < C) drow[c] = acc;
+      if (c < C) drow[c] = from_f32<G>(acc);
     }
   }
 }
 
 // Thread e = block * THREADS + tid of the position part owns dwpe[e / C, e % C].
-template <typename T, int C, int THREADS>
-__device__ __forceinline__ void pos_backward(float *dwpe, const T *dy, int N, int seq, int block) {
+template <typename T, int C, int THREADS, typename G>
+__device__ __forceinline__ void pos_backward(G *dwpe, const T *dy, int N, int seq, int block) {
   const long long e = (long long)block * THREADS + threadIdx.x;
   if (e >= (long long)seq * C) return;
   const int t = (int)(e / C), c = (int)(e % C);
-  float acc = dwpe[e];
+  float acc = to_f32(dwpe[e]);
   for (int n = t; n < N; n += seq) acc += to_f32(dy[(long long)n * C + c]);
-  dwpe[e] = acc;
+  dwpe[e] = from_f32<G>(acc);
 }
 
 }  // namespace emb_detail
@@ -242,18 +245,18 @@ __device__ void embedding_pos_forward(T *y, const int *ids, const T *wte, const 
 // launch: grid (N), block (THREADS), dynamic smem: 0 bytes
 // tunables: THREADS {128,256,512,1024} default 256
 // scratch: none
-// dwte [V, C] float += dy rows by id (see the top of the file); dy [N, C] T.
-template <typename T, int C, int V, int THREADS>
-__device__ void embedding_backward(float *dwte, const int *ids, const T *dy, int N) {
+// dwte [V, C] G (float or bf16) += dy rows by id (see the top of the file); dy [N, C] T.
+template <typename T, int C, int V, int THREADS, typename G>
+__device__ void embedding_backward(G *dwte, const int *ids, const T *dy, int N) {
   if ((int)blockIdx.x < N) emb_detail::token_backward<T, C, V, THREADS>(dwte, ids, dy, N, blockIdx.x);
 }
 
 // launch: grid (ceil(seq*C/THREADS)), block (THREADS), dynamic smem: 0 bytes
 // tunables: THREADS {128,256,512} default 256
 // scratch: none
-// dwpe [>= seq, C] float: row t += sum over n = t (mod seq) of dy[n].
-template <typename T, int C, int THREADS>
-__device__ void pos_embedding_backward(float *dwpe, const T *dy, int N, int seq) {
+// dwpe [>= seq, C] G (float or bf16): row t += sum over n = t (mod seq) of dy[n].
+template <typename T, int C, int THREADS, typename G>
+__device__ void pos_embedding_backward(G *dwpe, const T *dy, int N, int seq) {
   emb_detail::pos_backward<T, C, THREADS>(dwpe, dy, N, seq, blockIdx.x);
 }
 
@@ -262,8 +265,8 @@ __device__ void pos_embedding_backward(float *dwpe, const T *dy, int N, int seq)
 // scratch: none
 // Both backward passes of embedding_pos_forward in one launch: blocks [0, N)
 // do dwte (as embedding_backward), the rest dwpe (as pos_embedding_backward).
-template <typename T, int C, int V, int THREADS>
-__device__ void embedding_pos_backward(float *dwte, float *dwpe, const int *ids, const T *dy,
+template <typename T, int C, int V, int THREADS, typename G>
+__device__ void embedding_pos_backward(G *dwte, G *dwpe, const int *ids, const T *dy,
                                        int N, int seq) {
   const int b = blockIdx.x;
   if (b < N)

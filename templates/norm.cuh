@@ -428,23 +428,25 @@ __device__ __forceinline__ void rmsnorm_backward_w_partial(float *partial, const
 // ===========================================================================
 // Stage 2 of both: dw[c] += sum_{p < parts} partial[p][c] in order of p, and,
 // when db is not null (LayerNorm), db[c] += sum_p partial[parts + p][c].
+// G, the gradients' type (deduced): float, or __nv_bfloat16 for bf16-true
+// training; the add is fp32 either way, rounded once to G on the store.
 // launch: grid (ceil(C / THREADS)), block (THREADS), dynamic smem: 0 bytes
 // tunables: THREADS {64,128,256,512} default 256
 // scratch: reads the partial written by stage 1 (parts * C floats, 2 * parts * C with db)
-template <int C, int THREADS = 256>
-__device__ __forceinline__ void norm_backward_w_finish(float *dw, float *db,
+template <int C, int THREADS = 256, typename G>
+__device__ __forceinline__ void norm_backward_w_finish(G *dw, G *db,
                                                        const float *partial,
                                                        int parts) {
   const int c = blockIdx.x * THREADS + threadIdx.x;
   if (c >= C) return;
   float s = 0.f;
   for (int p = 0; p < parts; p++) s += partial[(long long)p * C + c];
-  dw[c] += s;
+  dw[c] = from_f32<G>(to_f32(dw[c]) + s);
   if (db) {
     const float *pb = partial + (long long)parts * C;
     float sb = 0.f;
     for (int p = 0; p < parts; p++) sb += pb[(long long)p * C + c];
-    db[c] += sb;
+    db[c] = from_f32<G>(to_f32(db[c]) + sb);
   }
 }
 

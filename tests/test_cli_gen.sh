@@ -67,5 +67,20 @@ expect_error gen_missing_model "nope\.yaml" "$LISA" gen "$TMP/nope.yaml" -o "$OU
 expect_error gen_seq_too_long "sequence 64 exceeds the model's 32 positions" \
   "$LISA" gen "$TINY" -o "$OUT" --seq 64 --no-compile
 expect_error gen_bad_arch "real arch such as sm_90" "$LISA" gen "$TINY" -o "$OUT" --arch compute_90
-expect_error gen_bad_dtype "bf16 or fp32" "$LISA" gen "$TINY" -o "$OUT" --dtype fp16
+expect_error gen_bad_dtype "fp32, bf16, bf16-mixed or bf16-true" "$LISA" gen "$TINY" -o "$OUT" --dtype fp16
+
+# Precisions in plan.txt: bf16 = bf16-mixed (fp32 parameter gradients);
+# bf16-true stores the gradients in bf16 too.
+grep -q "bf16-mixed: bf16 weights and activations, f32 parameter gradients" "$OUT/plan.txt" ||
+  fail "default plan.txt does not say bf16-mixed: $(head -1 "$OUT/plan.txt")"
+if "$LISA" gen "$TINY" -o "$TMP/true" --dtype bf16-true --seq 8 --no-compile > /dev/null 2>&1; then
+  grep -q "bf16-true: bf16 weights and activations, bf16 parameter gradients" "$TMP/true/plan.txt" ||
+    fail "bf16-true plan.txt header: $(head -1 "$TMP/true/plan.txt")"
+  grads=$(awk '$2 == "param-grad" {print $3}' "$TMP/true/plan.txt" | sort -u | tr '\n' ' ')
+  [ "$grads" = "bf16 " ] || fail "bf16-true parameter gradients are: $grads"
+  grads=$(awk '$2 == "param-grad" {print $3}' "$OUT/plan.txt" | sort -u | tr '\n' ' ')
+  [ "$grads" = "f32 " ] || fail "bf16-mixed parameter gradients are: $grads"
+else
+  fail "lisa gen --dtype bf16-true failed"
+fi
 finish

@@ -1,13 +1,16 @@
 // test_emu_adamw.cpp: templates/adamw.cuh on the CUDA emulator against
 // runtime/optim.c (opt_adamw_update, opt_sum_squares, opt_clip_scale):
 // several tensors of odd sizes with their own step counts and decay flags,
-// several steps, clipping on and off; the bf16 copy (nearest and stochastic).
+// several steps, clipping on and off; the bf16 copy (nearest and stochastic);
+// the bf16-true variant (bf16 weights, gradients and moments) bit for bit
+// against a C reference, and its weights tracking an fp32 master copy.
 #include "cuda_emu.h"
 #include "emu_check.h"
 
 #include "lisa_common.cuh"
 #include "adamw.cuh"
 
+#include <memory>
 #include <vector>
 
 #include "optim.h"
@@ -25,6 +28,16 @@ using lisa::AdamWTensor;
 ADAMW_WRAP(adamw_b64, bf16, 64, false)
 ADAMW_WRAP(adamw_b64_sr, bf16, 64, true)
 ADAMW_WRAP(adamw_f32, float, 32, false)
+
+extern "C" __global__ void adamw_bf16_64(const lisa::AdamWTensorBf16 *t, int n, const float *clip,
+                                         float lr, float b1, float b2, float eps, float wd,
+                                         unsigned seed) {
+  lisa::adamw_multi_bf16<64>(t, n, clip, lr, b1, b2, eps, wd, seed);
+}
+extern "C" __global__ void norm_bf16_32(float *norm, float *clip, double *part, unsigned *counter,
+                                        const lisa::AdamWTensorBf16 *t, int n, float max_norm) {
+  lisa::global_norm<32>(norm, clip, part, counter, t, n, max_norm);
+}
 
 #define NORM_WRAP(NAME, TH)                                                                  \
   extern "C" __global__ void NAME(float *norm, float *clip, double *part, unsigned *counter, \
@@ -282,11 +295,179 @@ static void test_stochastic_rounding() {
   }
 }
 
+// ---- bf16-true: adamw_multi_bf16 against a C reference ------------------
+// The reference: opt_adamw_update's arithmetic on the widened bf16 values
+// (the same float operations in the same order), then w and v stochastically
+// rounded with the random word written out here from the header's
+// description (lowbias32, key = H(seed ^ H(index + golden)), word =
+// H(H(lo32(i) ^ key) + hi32(i)); w takes its low 16 bits, v its high 16), m
+// rounded to nearest.
+
+static unsigned ref_hash(unsigned x) {
+  x ^= x >> 16, x *= 0x7feb352du, x ^= x >> 15, x *= 0x846ca68bu, x ^= x >> 16;
+  return x;
+}
+static unsigned ref_word(unsigned seed, int tensor, long long i) {
+  const unsigned key = ref_hash(seed ^ ref_hash((unsigned)tensor + 0x9e3779b9u));
+  const unsigned long long u = (unsigned long long)i;
+  return ref_hash(ref_hash((unsigned)u ^ key) + (unsigned)(u >> 32));
+}
+static uint16_t ref_sr(float x, unsigned r16) {  // stochastic rounding to bf16 bits
+  unsigned u;
+  memcpy(&u, &x, 4);
+  if ((u & 0x7f800000u) == 0x7f800000u) return __float2bfloat16_rn(x).__x;
+  return (uint16_t)(((u + (r16 & 0xffffu)) & 0xffff0000u) >> 16);
+}
+static float bf(bf16 b) { return __bfloat162float(b); }
+
+struct RefState {  // one tensor's bf16 bits, as the reference keeps them
+  std::vector<bf16> w, m, v;
+};
+
+static void ref_adamw_bf16(RefState &st, const bf16 *g, long long n, int tensor, int step,
+                           int decay, float clip, float lr, const opt_config &c, unsigned seed) {
+  const float omb1 = 1.0f - c.beta1, omb2 = 1.0f - c.beta2;
+  const float dec = decay ? (float)(1.0 - (double)lr * (double)c.weight_decay) : 1.0f;
+  const float bias2 = (float)sqrt(1.0 - pow((double)c.beta2, step));
+  const float step_size = (float)((double)lr / (1.0 - pow((double)c.beta1, step)));
+  for (long long i = 0; i < n; i++) {
+    volatile float grad = bf(g[i]) * clip;  // volatile: no contraction into FMAs
+    volatile float w = bf(st.w[i]) * dec;
+    volatile float m = bf(st.m[i]);
+    volatile float t = grad - m;
+    t = t * omb1;
+    m = m + t;
+    volatile float v1 = bf(st.v[i]) * c.beta2, v2 = omb2 * grad;
+    v2 = v2 * grad;
+    volatile float v = v1 + v2;
+    volatile float den = sqrtf(v);
+    den = den / bias2;
+    den = den + c.eps;
+    volatile float up = step_size * m;
+    up = up / den;
+    w = w - up;
+    const unsigned r = ref_word(seed, tensor, i);
+    st.w[i].__x = ref_sr(w, r);
+    st.m[i] = __float2bfloat16_rn(m);
+    st.v[i].__x = ref_sr(v, r >> 16);
+  }
+}
+
+// Several tensors (odd sizes, their own steps and decay flags, one inactive),
+// four steps with clipping from global_norm over the bf16 table: every bit of
+// w, m and v equals the reference's, and the norm equals the norm of the
+// widened gradients.
+static void test_bf16_true() {
+  const long long sizes[] = {37, 1, 1000, 4099, 129};
+  const int decays[] = {1, 0, 1, 0, 1}, steps0[] = {1, 3, 10, 1, 0};
+  const int K = 5;
+  opt_config c = opt_defaults();
+  c.lr = 1e-3f, c.weight_decay = 0.1f, c.grad_clip = 1.0f;
+  std::vector<std::unique_ptr<emu::Guarded<bf16>>> w, g, m, v;
+  std::vector<RefState> ref(K);
+  int step[K];
+  for (int k = 0; k < K; k++) {
+    const long long n = sizes[k];
+    step[k] = steps0[k];
+    w.emplace_back(new emu::Guarded<bf16>(n)), g.emplace_back(new emu::Guarded<bf16>(n));
+    m.emplace_back(new emu::Guarded<bf16>(n)), v.emplace_back(new emu::Guarded<bf16>(n));
+    std::vector<float> f(n);
+    emu::fill_uniform(f.data(), n, -1.0f, 1.0f, 40 + k);
+    emu::to_bf16(f.data(), w[k]->data(), n);
+    emu::fill_uniform(f.data(), n, -0.01f, 0.01f, 50 + k);
+    if (step[k] <= 1) std::fill(f.begin(), f.end(), 0.0f);
+    emu::to_bf16(f.data(), m[k]->data(), n);
+    emu::fill_uniform(f.data(), n, 0.0f, 1e-4f, 60 + k);
+    if (step[k] <= 1) std::fill(f.begin(), f.end(), 0.0f);
+    emu::to_bf16(f.data(), v[k]->data(), n);
+    ref[k].w.assign(w[k]->data(), w[k]->data() + n);
+    ref[k].m.assign(m[k]->data(), m[k]->data() + n);
+    ref[k].v.assign(v[k]->data(), v[k]->data() + n);
+  }
+  emu::Guarded<lisa::AdamWTensorBf16> table(K);
+  emu::Guarded<double> partials(3);
+  emu::Guarded<unsigned> counter(1);
+  emu::Guarded<float> norm(1), clip(1);
+  counter[0] = 0;
+  int moved_m = 0;
+  for (int s = 0; s < 4; s++) {
+    double sq = 0;
+    for (int k = 0; k < K; k++) {
+      const long long n = sizes[k];
+      std::vector<float> f(n);
+      emu::fill_uniform(f.data(), n, -0.2f, 0.2f, 700 + 10 * s + k);
+      if (k == 2 && s == 1) f[0] = 30.0f;  // a spike: clipping bites
+      emu::to_bf16(f.data(), g[k]->data(), n);
+      for (long long i = 0; step[k] >= 1 && i < n; i++) sq += (double)bf((*g[k])[i]) * bf((*g[k])[i]);
+      table[k] = lisa::AdamWTensorBf16{w[k]->data(), g[k]->data(), m[k]->data(), v[k]->data(), n,
+                                       decays[k], step[k]};
+    }
+    LAUNCH(3, 32, norm_bf16_32, norm.data(), clip.data(), partials.data(), counter.data(),
+           table.data(), K, c.grad_clip);
+    CHECK_CLOSE(norm[0], sqrt(sq), 0.0, 1e-6);
+    CHECK_CLOSE(clip[0], opt_clip_scale(&c, sqrt(sq)), 0.0, 1e-6);
+    const unsigned seed = 900u + (unsigned)s;
+    LAUNCH(5, 64, adamw_bf16_64, table.data(), K, clip.data(), c.lr, c.beta1, c.beta2, c.eps,
+           c.weight_decay, seed);
+    for (int k = 0; k < K; k++) {
+      const long long n = sizes[k];
+      std::vector<bf16> m_before = ref[k].m;
+      if (step[k] >= 1)
+        ref_adamw_bf16(ref[k], g[k]->data(), n, k, step[k], decays[k], clip[0], c.lr, c, seed);
+      for (long long i = 0; i < n; i++) moved_m += m_before[i].__x != ref[k].m[i].__x;
+      CHECK_MSG(!memcmp(w[k]->data(), ref[k].w.data(), n * 2), "step %d tensor %d: w", s, k);
+      CHECK_MSG(!memcmp(m[k]->data(), ref[k].m.data(), n * 2), "step %d tensor %d: m", s, k);
+      CHECK_MSG(!memcmp(v[k]->data(), ref[k].v.data(), n * 2), "step %d tensor %d: v", s, k);
+      if (step[k] >= 1) step[k]++;
+    }
+  }
+  CHECK(moved_m > 1000);  // the reference really ran
+  for (int k = 0; k < K; k++) {
+    CHECK_GUARD(*w[k]);
+    CHECK_GUARD(*m[k]);
+    CHECK_GUARD(*v[k]);
+  }
+  CHECK_GUARD(table);
+}
+
+// Why the weight is rounded stochastically: updates far below half a bf16
+// ulp of w (lr 1e-5 against |w| = 1) leave a round-to-nearest weight where
+// it is forever; here, after 50 steps with a constant gradient, the mean
+// weight over many elements follows an fp32 master copy's (AdamW's step is
+// ~lr each step: 50 * 1e-5 = 5e-4 of movement, against an ulp of 2^-7).
+static void test_bf16_true_drift() {
+  const int n = 4096, steps = 50;
+  opt_config c = opt_defaults();
+  c.lr = 1e-5f, c.weight_decay = 0.0f;
+  emu::Guarded<bf16> w(n), g(n), m(n), v(n);
+  std::vector<float> w32(n, 1.0f), g32(n, 0.01f), m32(n, 0.0f), v32(n, 0.0f);
+  for (int i = 0; i < n; i++)
+    w[i] = __float2bfloat16_rn(1.0f), g[i] = __float2bfloat16_rn(0.01f), m[i] = v[i] = bf16();
+  for (int i = 0; i < n; i++) g32[i] = bf(g[i]);
+  emu::Guarded<lisa::AdamWTensorBf16> table(1);
+  for (int s = 1; s <= steps; s++) {
+    table[0] = lisa::AdamWTensorBf16{w.data(), g.data(), m.data(), v.data(), n, 0, s};
+    LAUNCH(4, 64, adamw_bf16_64, table.data(), 1, nullptr, c.lr, c.beta1, c.beta2, c.eps, 0.0f,
+           (unsigned)s * 7919u);
+    opt_adamw_update(w32.data(), g32.data(), m32.data(), v32.data(), n, c.lr, 0.0f, &c, s, 1.0f);
+  }
+  double mean = 0;
+  for (int i = 0; i < n; i++) mean += bf(w[i]);
+  mean /= n;
+  const double moved = 1.0 - w32[0], got = 1.0 - mean;  // ~5e-4
+  CHECK_MSG(moved > 4e-4, "fp32 reference moved %g", moved);
+  // one element's bf16 spread is an ulp (2^-8 just below 1): sigma of the
+  // mean <= 2^-8 / sqrt(n) = 6e-5; a 5-sigma band
+  CHECK_MSG(fabs(got - moved) < 3e-4, "bf16-true moved %g, fp32 master %g", got, moved);
+}
+
 int main() {
   RUN(test_adamw_clip);
   RUN(test_adamw_noclip);
   RUN(test_adamw_null_clip);
   RUN(test_many_tensors);
   RUN(test_stochastic_rounding);
+  RUN(test_bf16_true);
+  RUN(test_bf16_true_drift);
   return check_exit();
 }

@@ -2,14 +2,19 @@
  * the plan means. For each op (forward, dX, dW), weight layout, epilogue and
  * beta, at odd sizes, a column-major matmul written from cuBLASLt's
  * documented semantics (D = op(A) op(B) + beta C, then the epilogue), fed
- * the operands gen_lt_of picks, must equal cpu_ops on the row-major data. */
+ * the operands gen_lt_of picks, must equal cpu_ops on the row-major data;
+ * bf16-true's dW GEMMs (bf16 D, beta = 1, BGRAD) with the operand types
+ * gen_lt_types_of gives cuBLASLt, and those types over whole programs. */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "autodiff.h"
 #include "check.h"
 #include "cpu_ops.h"
 #include "gen_cublaslt.h"
+#include "model_yaml.h"
 
 /* cuBLASLt's tanh GELU and its derivative, as in the CPU backend */
 static void gelu(float *x, int64_t n) { cpu_gelu_forward(x, x, n); }
@@ -169,9 +174,142 @@ static void test_backward_w(void) {
   }
 }
 
+/* ---- bf16-true: dW GEMMs with a bf16 D (and bias gradient) -------------- */
+
+static float bf16_round(float x) { /* round to nearest even, as cuBLASLt's store */
+  uint32_t u;
+  memcpy(&u, &x, 4);
+  u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+  memcpy(&x, &u, 4);
+  return x;
+}
+
+static void round_all(float *p, size_t n) {
+  for (size_t i = 0; i < n; i++) p[i] = bf16_round(p[i]);
+}
+
+/* dW += dy^T x with dy, x, the old dW and the result in bf16, beta = 1, and
+ * BGRAD's bias gradient in bf16: gen_lt_types_of says bf16 for A, B, C, D
+ * and the bias (cuBLASLt's BIAS_DATA_TYPE default is Dtype, kept), and the
+ * column-major call (fp32 sum of C + A B, one rounding) equals the plan's
+ * meaning (cpu_ops in fp32 on the bf16 values, one rounding): at most one
+ * bf16 ulp apart (the sums' orders differ), where a wrong operand, transpose
+ * or a C that is not added is off by O(1). */
+static void check_dw_bf16(int layout, int epilogue) {
+  const int rows = 7, in = 5, out = 9;
+  int wr = layout == 1 ? in : out, wc = layout == 1 ? out : in;
+  size_t dn = (size_t)wr * wc;
+  float *dy = random_floats((size_t)rows * out, 21), *x = random_floats((size_t)rows * in, 23);
+  float *c = random_floats(dn, 25);
+  round_all(dy, (size_t)rows * out), round_all(x, (size_t)rows * in), round_all(c, dn);
+  float *want = malloc(dn * sizeof *want), *got = calloc(dn, sizeof *got);
+  float *want_bg = calloc((size_t)out, sizeof *want_bg), *got_bg = calloc((size_t)out, sizeof *got_bg);
+  memcpy(want, c, dn * sizeof *want);
+  cpu_linear_backward_w(want, dy, x, rows, in, out, layout);
+  round_all(want, dn);
+  if (epilogue == GEN_EPI_BGRAD) cpu_linear_backward_b(want_bg, dy, rows, out), round_all(want_bg, out);
+
+  /* a path with the four buffers as a bf16-true program has them */
+  gen_buffer bufs[4] = {{.name = "d_y", .dtype = GEN_BF16, .rows = rows, .cols = out},
+                        {.name = "x", .dtype = GEN_BF16, .rows = rows, .cols = in},
+                        {.name = "d_w", .role = GEN_BUF_PARAM_GRAD, .dtype = GEN_BF16, .rows = wr, .cols = wc},
+                        {.name = "d_b", .role = GEN_BUF_PARAM_GRAD, .dtype = GEN_BF16, .rows = 1, .cols = out}};
+  gen_path p = {.n_bufs = 4, .bufs = bufs};
+  gen_gemm g = {.op = GEN_GEMM_DW, .layout = layout, .rows = rows, .in = in, .out = out,
+                .a = {0, 0, out}, .w = {1, 0, in}, .d = {2, 0, wc}, .beta = 1, .c = {2, 0, wc},
+                .epilogue = epilogue, .bias = {epilogue == GEN_EPI_BGRAD ? 3 : -1, 0, out},
+                .aux = {-1, 0, 0}};
+  gen_lt lt;
+  gen_lt_types ty;
+  gen_lt_of(&g, &lt);
+  gen_lt_types_of(&p, &g, &ty);
+  CHECK(ty.a == GEN_BF16 && ty.b == GEN_BF16 && ty.c == GEN_BF16 && ty.d == GEN_BF16);
+  CHECK(ty.bias == (epilogue == GEN_EPI_BGRAD ? GEN_BF16 : -1) && ty.aux == -1);
+  CHECK(lt.beta == 1);
+  lt_operands o = {.A = lt.a_from == GEN_LT_A ? dy : x, .B = lt.b_from == GEN_LT_A ? dy : x,
+                   .C = c, .D = got, .bias_grad = got_bg};
+  lt_reference(&lt, &o);
+  round_all(got, dn);
+  round_all(got_bg, out);
+  /* one bf16 ulp: 2^-7 relative (plus the absolute floor of max_rel) */
+  CHECK_MSG(max_rel(got, want, dn) < 1.0 / 128, "layout %d %s: bf16 dW differs by %g", layout,
+            gen_lt_epilogue_name(lt.epilogue), max_rel(got, want, dn));
+  /* C matters: the same product without the old dW is far off */
+  float *fresh = calloc(dn, sizeof *fresh);
+  cpu_linear_backward_w(fresh, dy, x, rows, in, out, layout);
+  CHECK(max_rel(got, fresh, dn) > 0.1);
+  free(fresh);
+  if (epilogue == GEN_EPI_BGRAD)
+    CHECK_MSG(max_rel(got_bg, want_bg, (size_t)out) < 1.0 / 128, "layout %d: bf16 bias gradient differs",
+              layout);
+  free(dy), free(x), free(c), free(want), free(got), free(want_bg), free(got_bg);
+}
+
+static void test_backward_w_bf16(void) {
+  for (int layout = 0; layout < 2; layout++) {
+    check_dw_bf16(layout, GEN_EPI_NONE);
+    check_dw_bf16(layout, GEN_EPI_BGRAD);
+  }
+}
+
+/* Every GEMM of a generated program: D's type is the gradients' dtype for
+ * dW GEMMs (bf16 in bf16-true, fp32 in bf16-mixed) and the storage dtype
+ * otherwise; the bias (or BGRAD's bias gradient) and aux are D's type, as
+ * cuBLASLt's defaults take them; bf16-true has BGRAD dW GEMMs. */
+static void check_program_types(int grad_dtype) {
+  ir_model m;
+  lt_error err = {{0}};
+  if (yml_load_model(src_path("models/gpt2-tiny.yaml"), &m, &err) || ad_build_backward(&m, &err)) {
+    CHECK_MSG(0, "%s", err.msg);
+    return;
+  }
+  gen_config cfg = {.B = 2, .T = 4, .dtype = GEN_BF16, .grad_dtype = grad_dtype, .grad_accum = 1};
+  gen_program prog;
+  if (gen_build(&prog, &m, &cfg, &err)) {
+    CHECK_MSG(0, "%s", err.msg);
+    ir_model_free(&m);
+    return;
+  }
+  int dw = 0, bgrad = 0;
+  for (int i = 0; i < prog.n_paths; i++) {
+    const gen_path *p = &prog.paths[i];
+    for (int s = 0; s < p->n_steps; s++) {
+      if (p->steps[s].kind != GEN_STEP_GEMM) continue;
+      const gen_gemm *g = &p->steps[s].gemm;
+      gen_lt_types ty;
+      gen_lt_types_of(p, g, &ty);
+      int want_d = g->op == GEN_GEMM_DW ? grad_dtype : GEN_BF16;
+      CHECK_MSG(ty.d == want_d && ty.c == want_d, "%s step %d: D is %s", p->name, s,
+                gen_dtype_name(ty.d));
+      CHECK(ty.a == GEN_BF16 && ty.b == GEN_BF16);
+      CHECK_MSG(ty.bias < 0 || ty.bias == ty.d, "%s step %d: bias %s, D %s", p->name, s,
+                gen_dtype_name(ty.bias), gen_dtype_name(ty.d));
+      CHECK(ty.aux < 0 || ty.aux == ty.d);
+      dw += g->op == GEN_GEMM_DW;
+      bgrad += g->epilogue == GEN_EPI_BGRAD;
+    }
+  }
+  CHECK(dw > 0 && bgrad > 0);
+  gen_free(&prog);
+  /* bf16 gradients only over bf16 storage */
+  cfg.dtype = GEN_F32;
+  if (grad_dtype == GEN_BF16) {
+    CHECK(gen_build(&prog, &m, &cfg, &err) != 0);
+    CHECK(strstr(err.msg, "bf16-true") != NULL);
+  }
+  ir_model_free(&m);
+}
+
+static void test_program_types(void) {
+  check_program_types(GEN_F32);
+  check_program_types(GEN_BF16);
+}
+
 int main(void) {
   RUN(test_forward);
   RUN(test_backward_x);
   RUN(test_backward_w);
+  RUN(test_backward_w_bf16);
+  RUN(test_program_types);
   return check_exit();
 }

@@ -1,7 +1,7 @@
 /* test_gen_nvrtc: every path generated for GPT-2 124M and LLaMA-2-7B, in
  * bf16 (the GPU's storage), compiles with NVRTC for sm_80 and sm_90 with no
  * register spills in any kernel, and a second build of each is a cache
- * hit. No GPU is needed: NVRTC and ptxas run on the CPU. */
+ * hit; GPT-2 124M's gradient-writing paths in bf16-true too (sm_90). No GPU is needed: NVRTC and ptxas run on the CPU. */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -26,14 +26,17 @@ static int scan_report(const char *log, char *spilling, size_t cap) {
   return n;
 }
 
-static void check_model(const char *yaml, int B, int T) {
+/* grad_dtype GEN_BF16 (bf16-true): only the paths that write parameter
+ * gradients (the others are the bf16-mixed ones, checked already), sm_90. */
+static void check_model(const char *yaml, int B, int T, int grad_dtype) {
   ir_model m;
   lt_error err = {{0}};
   if (yml_load_model(src_path(yaml), &m, &err) || ad_build_backward(&m, &err)) {
     CHECK_MSG(0, "%s", err.msg);
     return;
   }
-  gen_config cfg = {.B = B, .T = T, .dtype = GEN_BF16, .grad_accum = 1};
+  gen_config cfg = {.B = B, .T = T, .dtype = GEN_BF16, .grad_dtype = grad_dtype, .grad_accum = 1};
+  const int true_bf16 = grad_dtype == GEN_BF16;
   gen_program prog;
   if (gen_build(&prog, &m, &cfg, &err)) {
     CHECK_MSG(0, "%s", err.msg);
@@ -41,11 +44,16 @@ static void check_model(const char *yaml, int B, int T) {
     return;
   }
   const char *arch[] = {"sm_80", "sm_90"};
-  for (int a = 0; a < 2; a++) {
+  for (int a = true_bf16; a < 2; a++) {
     nv_options o = {.cache_dir = cache_dir};
     snprintf(o.arch, sizeof o.arch, "%s", arch[a]);
     for (int i = 0; i < prog.n_paths; i++) {
       const gen_path *p = &prog.paths[i];
+      int grads = 0;
+      for (int b = 0; b < p->n_bufs; b++) grads += p->bufs[b].role == GEN_BUF_PARAM_GRAD;
+      if (true_bf16 && !grads) continue;
+      for (int b = 0; b < p->n_bufs; b++)
+        CHECK(p->bufs[b].role != GEN_BUF_PARAM_GRAD || p->bufs[b].dtype == grad_dtype);
       nv_result r, again;
       if (nv_compile(p->name, sb_str(&p->source), &o, &r, &err)) {
         CHECK_MSG(0, "%s %s: %s", yaml, arch[a], err.msg);
@@ -58,7 +66,8 @@ static void check_model(const char *yaml, int B, int T) {
       CHECK_MSG(kernels == launched, "%s %s %s: ptxas reports %d kernels, the plan launches %d",
                 yaml, arch[a], p->name, kernels, launched);
       CHECK_MSG(!spill[0], "%s %s %s: kernel %s spills registers", yaml, arch[a], p->name, spill);
-      printf("%s %s %-14s %2d kernels, %7.1f ms\n", yaml, arch[a], p->name, kernels, r.compile_ms);
+      printf("%s %s %s %-14s %2d kernels, %7.1f ms\n", yaml, true_bf16 ? "bf16-true" : "bf16",
+             arch[a], p->name, kernels, r.compile_ms);
       if (nv_compile(p->name, sb_str(&p->source), &o, &again, &err) == 0) {
         CHECK_MSG(again.cache_hit && again.size == r.size &&
                       !memcmp(again.cubin, r.cubin, r.size),
@@ -72,13 +81,18 @@ static void check_model(const char *yaml, int B, int T) {
   ir_model_free(&m);
 }
 
-static void test_gpt2_124m(void) { check_model("models/gpt2-124m.yaml", 4, 64); }
-static void test_llama2_7b(void) { check_model("models/llama2-7b.yaml", 1, 256); }
+static void test_gpt2_124m(void) { check_model("models/gpt2-124m.yaml", 4, 64, GEN_F32); }
+static void test_llama2_7b(void) { check_model("models/llama2-7b.yaml", 1, 256, GEN_F32); }
+/* bf16 gradients: norm, embedding and bias-gradient kernels store bf16 */
+static void test_gpt2_124m_bf16_true(void) {
+  check_model("models/gpt2-124m.yaml", 4, 64, GEN_BF16);
+}
 
 int main(void) {
   if (!mkdtemp(cache_dir)) return perror("mkdtemp"), 1;
   RUN(test_gpt2_124m);
   RUN(test_llama2_7b);
+  RUN(test_gpt2_124m_bf16_true);
   char cmd[128];
   snprintf(cmd, sizeof cmd, "rm -rf %s", cache_dir);
   if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", cache_dir);
