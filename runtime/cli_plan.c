@@ -18,7 +18,9 @@ static const char usage_plan[] =
     "  --lora-targets K,... LoRA: block linear weights to adapt (all)\n"
     "  --gamma G            LISA: middle blocks trained at once (2)\n"
     "  --batch B --seq T    (1, 1024: the paper's setting)\n"
-    "  --dtype fp32|bf16    fp32: what the CPU backend allocates; bf16: the GPU layout (fp32)\n"
+    "  --dtype P            fp32: what the CPU backend allocates (default); GPU layouts:\n"
+    "                       bf16 (= bf16-mixed): bf16 weights, fp32 grads, master and moments;\n"
+    "                       bf16-true: all bf16, no master copy (the paper's setting)\n"
     "  --device-mem GIB     say whether the total fits in this much memory\n"
     "  --json               one JSON object: total_bytes, breakdown, fits\n";
 
@@ -75,8 +77,9 @@ static int parse_plan_args(int argc, char **argv, plan_args *a) {
     } else if (!strcmp(opt, "--lora-targets")) {
       a->ps.lora_targets = val;
     } else if (!strcmp(opt, "--dtype")) {
-      if (strcmp(val, "fp32") && strcmp(val, "bf16")) return plan_fail("--dtype must be fp32 or bf16, not '%s'", val);
-      a->ps.bf16 = !strcmp(val, "bf16");
+      a->ps.precision = plan_precision_parse(val);
+      if (a->ps.precision < 0)
+        return plan_fail("--dtype must be fp32, bf16, bf16-mixed or bf16-true, not '%s'", val);
     } else if (!strcmp(opt, "--gamma") || !strcmp(opt, "--batch") || !strcmp(opt, "--seq") ||
                !strcmp(opt, "--device-mem") || !strcmp(opt, "--lora-rank")) {
       if (parse_positive(opt, val, &v)) return 2;
@@ -96,9 +99,10 @@ static const char *const method_names[] = {"ft", "lisa", "lora"};
 
 static void print_human(const plan_args *a, const ir_model *m, const plan_memory *pm) {
   const double gib = 1024.0 * 1024 * 1024;
-  printf("%s: %s%s, batch %d, seq %d, %s\n", m->name, method_names[a->ps.method],
+  printf("%s: %s%s, batch %d, seq %d, %s (%s)\n", m->name, method_names[a->ps.method],
          a->ps.method == TRAIN_LISA ? (a->ps.gamma ? " E+H+gamma" : " E+H") : "", a->ps.batch,
-         a->ps.seq, a->ps.bf16 ? "bf16 (GPU)" : "fp32 (CPU)");
+         a->ps.seq, plan_precision_name(a->ps.precision),
+         a->ps.precision == PLAN_FP32 ? "CPU" : "GPU");
   if (a->ps.method == TRAIN_LISA) printf("  gamma %d of %d middle blocks\n", a->ps.gamma, m->n_layer);
   if (a->ps.method == TRAIN_LORA) printf("  rank %d\n", a->ps.lora_rank);
   for (int c = 0; c < PLAN_NCATEGORIES; c++)
@@ -113,7 +117,7 @@ static void print_json(const plan_args *a, const ir_model *m, const plan_memory 
   printf("{\"model\":\"%s\",\"method\":\"%s\",\"gamma\":%d,\"batch\":%d,\"seq\":%d,\"dtype\":\"%s\","
          "\"total_bytes\":%llu,\"breakdown\":{",
          m->name, method_names[a->ps.method], a->ps.method == TRAIN_LISA ? a->ps.gamma : m->n_layer,
-         a->ps.batch, a->ps.seq, a->ps.bf16 ? "bf16" : "fp32", (unsigned long long)pm->total);
+         a->ps.batch, a->ps.seq, plan_precision_name(a->ps.precision), (unsigned long long)pm->total);
   for (int c = 0; c < PLAN_NCATEGORIES; c++)
     printf("%s\"%s\":%llu", c ? "," : "", plan_category_name(c), (unsigned long long)pm->bytes[c]);
   printf("}");

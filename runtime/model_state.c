@@ -1,5 +1,7 @@
 #include "model_state.h"
 
+#include <assert.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,11 +39,17 @@ float *ms_block_params(const ms_state *s, int layer) {
 }
 
 void ms_bind_grad_slot(ms_state *s, int layer, int slot) {
+  /* slot values have scratch only when some block can be slotless */
+  assert(slot >= 0 || s->n_grad_slots < s->ir->n_layer);
   s->grad_slot[layer] = slot;
   const ir_graph *g = &s->ir->sections[IR_BLOCK];
   void **b = s->bufs[layer + 1];
-  for (int v = 0; v < g->n_values; v++)
+  char *slot_acts = (char *)s->act_arena + s->act_slot_base + (size_t)slot * s->act_slot_bytes;
+  for (int v = 0; v < g->n_values; v++) {
     if (g->values[v].kind == IR_V_PARAM_GRAD) b[v] = ms_grad(s, g->values[v].param, layer);
+    else if (s->act_slot_off[v] != SIZE_MAX)
+      b[v] = slot < 0 ? (char *)s->act_arena + s->slot_scratch_off[v] : slot_acts + s->act_slot_off[v];
+  }
 }
 
 float ms_loss(const ms_state *s) {
@@ -113,19 +121,47 @@ static int alloc_param_arenas(ms_state *s, lt_error *err) {
   return 0;
 }
 
-/* Which storage class an activation or gradient value gets. */
-enum { CLASS_NONE, CLASS_PER_INST, CLASS_SHARED, CLASS_GRAD };
+/* Which storage class an activation or gradient value gets:
+ *  - PER_INST: what a FROZEN block's backward reads (dX ops) and section
+ *    outputs: every instance keeps its own;
+ *  - SLOT: what only the dW ops of training params read: a block keeps it in
+ *    the activation slot that goes with its gradient slot, and a block bound
+ *    to none writes it to scratch (its backward never reads it);
+ *  - SHARED: scratch, one per section;
+ *  - GRAD: activation gradients, two sets per section. */
+enum { CLASS_NONE, CLASS_PER_INST, CLASS_SLOT, CLASS_SHARED, CLASS_GRAD };
 
-static int value_class(const ir_graph *g, int v) {
-  const ir_value *val = &g->values[v];
-  if (val->kind == IR_V_ACT) return val->saved || v == g->output ? CLASS_PER_INST : CLASS_SHARED;
-  if (val->kind == IR_V_GRAD) return CLASS_GRAD;
-  return CLASS_NONE;
+/* What backward reads of each forward value, given what trains. */
+enum { READ_BY_DX = 1, READ_BY_DW = 2 };
+
+static int op_trains(const ir_graph *g, const ir_op *op, const unsigned char *trains) {
+  return !trains || trains[g->values[op->out[0]].param];
+}
+
+static void classify_values(const ir_graph *g, int sec, const unsigned char *trains,
+                            unsigned char *cls) {
+  memset(cls, 0, (size_t)g->n_values);
+  for (int i = 0; i < g->n_bwd; i++) {
+    const ir_op *op = &g->bwd[i];
+    if (op->param_grad && !op_trains(g, op, trains)) continue; /* never runs */
+    for (int k = 0; k < op->n_in; k++)
+      if (op->in[k] >= 0) cls[op->in[k]] |= op->param_grad ? READ_BY_DW : READ_BY_DX;
+  }
+  for (int v = 0; v < g->n_values; v++) {
+    const ir_value *val = &g->values[v];
+    int read = val->saved ? cls[v] : 0;
+    if (val->kind == IR_V_GRAD) cls[v] = CLASS_GRAD;
+    else if (val->kind != IR_V_ACT) cls[v] = CLASS_NONE;
+    else if (v == g->output || (read & READ_BY_DX) || (read && sec != IR_BLOCK))
+      cls[v] = CLASS_PER_INST;
+    else cls[v] = read ? CLASS_SLOT : CLASS_SHARED;
+  }
 }
 
 /* Sizes (pass 0) or assigns (pass 1) the activation arena. Offsets are
  * stored temporarily as (offset + 1) in bufs and fixed up after allocation. */
-static size_t place_activations(ms_state *s, size_t *shared_off[IR_NSECTIONS],
+static size_t place_activations(ms_state *s, unsigned char *cls[IR_NSECTIONS],
+                                size_t *shared_off[IR_NSECTIONS],
                                 size_t *grad_off[IR_NSECTIONS][2]) {
   const ir_model *m = s->ir;
   size_t total = 0;
@@ -133,12 +169,13 @@ static size_t place_activations(ms_state *s, size_t *shared_off[IR_NSECTIONS],
     const ir_graph *g = &m->sections[sec];
     int sets = sec == IR_BLOCK ? 2 : 1;
     for (int v = 0; v < g->n_values; v++) {
-      int cls = value_class(g, v);
       size_t bytes = value_bytes(s, &g->values[v]);
-      if (cls == CLASS_SHARED) {
+      /* a SLOT value needs scratch only where some block can be slotless */
+      int unbound = cls[sec][v] == CLASS_SLOT && s->n_grad_slots < m->n_layer;
+      if (cls[sec][v] == CLASS_SHARED || unbound) {
         shared_off[sec][v] = total;
         total += bytes;
-      } else if (cls == CLASS_GRAD) {
+      } else if (cls[sec][v] == CLASS_GRAD) {
         for (int k = 0; k < sets; k++) {
           grad_off[sec][k][v] = total;
           total += bytes;
@@ -146,10 +183,22 @@ static size_t place_activations(ms_state *s, size_t *shared_off[IR_NSECTIONS],
       }
     }
   }
+  const ir_graph *block = &m->sections[IR_BLOCK];
+  s->act_slot_base = total;
+  s->act_slot_bytes = 0;
+  for (int v = 0; v < block->n_values; v++) {
+    s->slot_scratch_off[v] = shared_off[IR_BLOCK][v];
+    s->act_slot_off[v] = SIZE_MAX;
+    if (cls[IR_BLOCK][v] != CLASS_SLOT) continue;
+    s->act_slot_off[v] = s->act_slot_bytes;
+    s->act_slot_bytes += value_bytes(s, &block->values[v]);
+  }
+  total += (size_t)s->n_grad_slots * s->act_slot_bytes;
   for (int inst = 0; inst < s->n_inst; inst++) {
-    const ir_graph *g = &m->sections[ms_inst_section(s, inst)];
+    int sec = ms_inst_section(s, inst);
+    const ir_graph *g = &m->sections[sec];
     for (int v = 0; v < g->n_values; v++) {
-      if (value_class(g, v) != CLASS_PER_INST) continue;
+      if (cls[sec][v] != CLASS_PER_INST) continue;
       s->bufs[inst][v] = (void *)(total + 1);
       total += value_bytes(s, &g->values[v]);
     }
@@ -168,9 +217,14 @@ static int alloc_buf_tables(ms_state *s, lt_error *err) {
   return 0;
 }
 
+/* Where each activation goes, by class, for the whole run. */
+typedef struct {
+  unsigned char *cls[IR_NSECTIONS];
+  size_t *shared_off[IR_NSECTIONS], *grad_off[IR_NSECTIONS][2];
+} act_offsets;
+
 /* Points every value of every instance at its memory. */
-static int wire_values(ms_state *s, size_t *shared_off[IR_NSECTIONS],
-                       size_t *grad_off[IR_NSECTIONS][2], lt_error *err) {
+static int wire_values(ms_state *s, const act_offsets *ao, lt_error *err) {
   const ir_model *m = s->ir;
   char *arena = s->act_arena;
   for (int inst = 0; inst < s->n_inst; inst++) {
@@ -183,14 +237,15 @@ static int wire_values(ms_state *s, size_t *shared_off[IR_NSECTIONS],
       case IR_V_PARAM: b[v] = ms_param(s, val->param, layer); break;
       case IR_V_PARAM_GRAD: b[v] = ms_grad(s, val->param, layer); break;
       default:
-        switch (value_class(g, v)) {
+        switch (ao->cls[sec][v]) {
         case CLASS_PER_INST: b[v] = arena + ((size_t)b[v] - 1); break;
-        case CLASS_SHARED: b[v] = arena + shared_off[sec][v]; break;
-        case CLASS_GRAD: b[v] = arena + grad_off[sec][layer % 2][v]; break;
-        default: break;
+        case CLASS_SHARED: b[v] = arena + ao->shared_off[sec][v]; break;
+        case CLASS_GRAD: b[v] = arena + ao->grad_off[sec][layer % 2][v]; break;
+        default: break; /* CLASS_SLOT: ms_bind_grad_slot, below */
         }
       }
     }
+    if (sec == IR_BLOCK) ms_bind_grad_slot(s, layer, s->grad_slot[layer]);
   }
   /* Inputs: token ids, targets, the previous instance's output. */
   for (int inst = 0; inst < s->n_inst; inst++) {
@@ -216,13 +271,9 @@ static int wire_values(ms_state *s, size_t *shared_off[IR_NSECTIONS],
   return 0;
 }
 
-/* Where each shared activation and each activation gradient goes. */
-typedef struct {
-  size_t *shared_off[IR_NSECTIONS], *grad_off[IR_NSECTIONS][2];
-} act_offsets;
-
 static void free_offsets(act_offsets *ao) {
   for (int sec = 0; sec < IR_NSECTIONS; sec++) {
+    free(ao->cls[sec]);
     free(ao->shared_off[sec]);
     free(ao->grad_off[sec][0]);
     free(ao->grad_off[sec][1]);
@@ -244,13 +295,19 @@ static int plan(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots,
   if (layout_params(s, n_grad_slots, trains, err) || alloc_buf_tables(s, err)) return -1;
   for (int sec = 0; sec < IR_NSECTIONS; sec++) {
     size_t n = (size_t)m->sections[sec].n_values + 1;
+    ao->cls[sec] = malloc(n);
     ao->shared_off[sec] = calloc(n, sizeof(size_t));
     ao->grad_off[sec][0] = calloc(n, sizeof(size_t));
     ao->grad_off[sec][1] = calloc(n, sizeof(size_t));
-    if (!ao->shared_off[sec] || !ao->grad_off[sec][0] || !ao->grad_off[sec][1])
+    if (!ao->cls[sec] || !ao->shared_off[sec] || !ao->grad_off[sec][0] || !ao->grad_off[sec][1])
       return lt_fail(err, "out of memory");
+    classify_values(&m->sections[sec], sec, trains, ao->cls[sec]);
   }
-  s->bytes_acts = place_activations(s, ao->shared_off, ao->grad_off);
+  size_t n_block = (size_t)m->sections[IR_BLOCK].n_values + 1;
+  s->act_slot_off = calloc(n_block, sizeof(size_t));
+  s->slot_scratch_off = calloc(n_block, sizeof(size_t));
+  if (!s->act_slot_off || !s->slot_scratch_off) return lt_fail(err, "out of memory");
+  s->bytes_acts = place_activations(s, ao->cls, ao->shared_off, ao->grad_off);
   return 0;
 }
 
@@ -280,7 +337,7 @@ int ms_create_trains(ms_state *s, const ir_model *m, int B, int T, int n_grad_sl
   if (rc == 0) rc = alloc_param_arenas(s, err);
   if (rc == 0) {
     memset(s->act_arena, 0, s->bytes_acts);
-    rc = wire_values(s, ao.shared_off, ao.grad_off, err);
+    rc = wire_values(s, &ao, err);
   }
   free_offsets(&ao);
   return rc;
@@ -293,6 +350,8 @@ void ms_free(ms_state *s) {
   free(s->param_off);
   free(s->grad_off);
   free(s->grad_slot);
+  free(s->act_slot_off);
+  free(s->slot_scratch_off);
   free(s->params);
   free(s->grads);
   free(s->ids);

@@ -11,8 +11,11 @@
  * blocks, n_layer + 1 = head. bufs[inst][value] points at the memory of each
  * IR value of that instance's graph:
  *  - parameters and their gradients point into two flat arenas (same layout);
- *  - activations that backward reads (value.saved) and section outputs get
- *    memory per instance; other activations share one scratch per section;
+ *  - activations a FROZEN block's backward reads (the dX ops) and section
+ *    outputs get memory per instance; activations only the dW ops of
+ *    training params read live in activation slots, one per gradient slot
+ *    and bound with it (a frozen block keeps only what dX needs); other
+ *    activations share one scratch per section;
  *  - activation gradients are shared by all instances of a section, in two
  *    sets alternating by layer so a block never overwrites the gradient its
  *    successor handed it;
@@ -45,6 +48,10 @@ typedef struct {
   int64_t grad_slot_base;  /* offset of slot 0 in grads */
   int n_grad_slots;
   int *grad_slot;          /* [n_layer]: the block's gradient slot, or -1 */
+  size_t act_slot_base;    /* offset of activation slot 0 in act_arena */
+  size_t act_slot_bytes;   /* bytes of one activation slot */
+  size_t *act_slot_off;    /* [block n_values]: offset in a slot; SIZE_MAX: none */
+  size_t *slot_scratch_off;/* [block n_values]: where a block with no slot puts it */
   float *params, *grads;
   int32_t *ids, *targets;  /* [N] each: this step's batch */
   void ***bufs;            /* bufs[inst][value] */
@@ -80,7 +87,8 @@ float *ms_grad(const ms_state *s, int p, int layer);
 /* First scalar of block `layer`'s parameters (block_stride of them). */
 float *ms_block_params(const ms_state *s, int layer);
 
-/* Binds a block to a gradient slot (-1: none) and rewires its graph. */
+/* Binds a block to a gradient slot and its activation slot (-1: none) and
+ * rewires its graph. */
 void ms_bind_grad_slot(ms_state *s, int layer, int slot);
 
 /* The scalar loss the head's last forward computed. */

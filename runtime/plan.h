@@ -1,15 +1,21 @@
 /* plan.h: the memory a training run needs, by category, before anything
  * runs. It asks the runtime's own buffer planner (ms_plan) for the layout,
- * so the fp32 plan is exactly what `lisa train` allocates on the CPU; the
- * bf16 plan is the GPU layout of the design notes: bf16 weights, gradients
- * and activations, fp32 master weights and AdamW moments only for what
- * trains, and a 32 MiB cuBLASLt workspace. */
+ * so the fp32 plan is exactly what `lisa train` allocates on the CPU. The
+ * two bf16 plans are GPU layouts, both with bf16 weights and activations and
+ * a 32 MiB cuBLASLt workspace:
+ *  - bf16-mixed (the design notes' default): fp32 gradients, master weights
+ *    and AdamW moments, only for what trains;
+ *  - bf16-true (what the paper ran: a bf16 model with torch AdamW, whose
+ *    state takes the parameters' dtype): bf16 gradients and moments, the
+ *    bf16 weights updated in place, no master copy. */
 #ifndef LT_PLAN_H
 #define LT_PLAN_H
 
 #include <stdint.h>
 
 #include "ir.h"
+
+enum plan_precision { PLAN_FP32, PLAN_BF16_MIXED, PLAN_BF16_TRUE };
 
 enum plan_category {
   PLAN_WEIGHTS, PLAN_MASTER_WEIGHTS, PLAN_GRADS, PLAN_OPTIMIZER, PLAN_ACTIVATIONS,
@@ -23,7 +29,7 @@ typedef struct {
   double lora_alpha;
   const char *lora_targets; /* NULL: every block linear weight */
   int batch, seq;
-  int bf16;        /* GPU mixed precision instead of the CPU's fp32 */
+  int precision;   /* enum plan_precision */
 } plan_settings;
 
 typedef struct {
@@ -32,6 +38,9 @@ typedef struct {
 } plan_memory;
 
 const char *plan_category_name(int category); /* "weights", "master_weights", ... */
+const char *plan_precision_name(int precision); /* "fp32", "bf16-mixed", "bf16-true" */
+/* The precision a --dtype value names (bf16 = bf16-mixed), or -1. */
+int plan_precision_parse(const char *name);
 int plan_compute(const ir_model *m, const plan_settings *ps, plan_memory *out, lt_error *err);
 
 #endif
