@@ -11,6 +11,9 @@
  *   block_forward  forward, nothing saved
  *   head_train     forward, loss and backward with the head's dW
  *   head_frozen    the same without dW (--train-head off)
+ *   optimizer      the step's clip and AdamW over a table of the tensors that
+ *                  train (templates/adamw.cuh), and the widening copy that fills
+ *                  an fp32 master from bf16 weights; no section (IR_NSECTIONS)
  * Sizes (widths, heads, sequence length) are compile-time constants in the
  * generated code; the row count N = B*T and the batch B are arguments.
  *
@@ -47,6 +50,9 @@ typedef struct {
                       overwrite a gradient (BGRADB) */
   const unsigned char *trains; /* per param: it trains; NULL = all */
   const gen_tuning *tuning;    /* NULL: the defaults of templates/tuning.lua */
+  int opt_blocks;  /* the optimizer's grid (0: 528 = 4 x 132 SMs); fixed, so its sums
+                      have one order on every device */
+  int opt_nearest; /* bf16-mixed: round the bf16 weight copy to nearest, not stochastically */
 } gen_config;
 
 /* A tensor as a step sees it: rows of buffer `buf`, starting at column
@@ -85,7 +91,12 @@ typedef struct {
   gen_ref aux;      /* GELU_AUX_BIAS: written; DGELU: read */
 } gen_gemm;
 
-enum gen_arg_kind { GEN_ARG_BUF, GEN_ARG_ROWS, GEN_ARG_BATCH, GEN_ARG_LOSS_SCALE };
+enum gen_arg_kind {
+  GEN_ARG_BUF, GEN_ARG_ROWS, GEN_ARG_BATCH, GEN_ARG_LOSS_SCALE,
+  /* the optimizer path's scalars (plan_exec's px_opt) */
+  GEN_ARG_OPT_COUNT, GEN_ARG_OPT_STEP, GEN_ARG_OPT_LR, GEN_ARG_OPT_BETA1, GEN_ARG_OPT_BETA2,
+  GEN_ARG_OPT_EPS, GEN_ARG_OPT_WEIGHT_DECAY, GEN_ARG_OPT_MAX_NORM, GEN_ARG_OPT_SEED,
+};
 
 typedef struct {
   int kind;    /* enum gen_arg_kind */
@@ -139,6 +150,18 @@ typedef struct {
   sbuf kernels;       /* generated __global__ wrappers and fused kernels */
   sbuf source;        /* the whole translation unit (gen_emit_path) */
 } gen_path;
+
+/* The optimizer path's buffers (gen_path.bufs index) and steps. The table
+ * holds one templates/adamw.cuh descriptor per tensor that trains (fp32 and
+ * bf16-mixed: AdamWTensor, 56 bytes; bf16-true: AdamWTensorBf16, 48); an
+ * entry's AdamW step is its `step` field plus px_opt.step, so a table stays
+ * as it is between LISA switches. The counter must start at zero. */
+enum gen_opt_buf {
+  GEN_OPT_TABLE, GEN_OPT_NORM, GEN_OPT_CLIP, GEN_OPT_PARTIALS, GEN_OPT_COUNTER,
+  GEN_OPT_WIDEN_DST, GEN_OPT_WIDEN_SRC, GEN_OPT_NBUFS
+};
+enum gen_opt_step { GEN_OPT_STEP_NORM, GEN_OPT_STEP_ADAMW, GEN_OPT_STEP_WIDEN, GEN_OPT_NSTEPS };
+int gen_opt_entry_bytes(const gen_config *c);
 
 #define GEN_MAX_PATHS 8
 

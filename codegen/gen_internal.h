@@ -63,12 +63,17 @@ void gen_kb_buf(gen_kb *kb, gen_ref r, int dtype, int writes);
 void gen_kb_rows(gen_kb *kb);   /* int N */
 void gen_kb_batch(gen_kb *kb);  /* int B */
 void gen_kb_loss_scale(gen_kb *kb); /* float loss_scale */
+/* A scalar argument of the optimizer path (enum gen_arg_kind). */
+void gen_kb_scalar(gen_kb *kb, const char *type, int kind);
 void gen_kb_launch(gen_kb *kb, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
                    unsigned smem);
 /* Emits the wrapper; `body` may use %A for the comma-joined arguments. */
 void gen_kb_end(gen_kb *kb, const char *body);
 const char *gen_ctype(const gen_ctx *c, int dtype); /* "float", "__nv_bfloat16", "int" */
 int gen_buf_dtype(const gen_ctx *c, int value);
+
+/* --- the optimizer path (gen_optim.c) --- */
+int gen_build_optimizer(gen_program *prog, gen_path *p, lt_error *err);
 
 /* --- lowering rules (gen_kernels.c, gen_elementwise.c) --- */
 int gen_lower_template_op(gen_ctx *c, int item);  /* norms, attention, rope, ... */

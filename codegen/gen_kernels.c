@@ -57,6 +57,10 @@ void gen_kb_loss_scale(gen_kb *kb) {
   add_param(kb, "float", (gen_arg){GEN_ARG_LOSS_SCALE, {-1, 0, 0}});
 }
 
+void gen_kb_scalar(gen_kb *kb, const char *type, int kind) {
+  add_param(kb, type, (gen_arg){kind, {-1, 0, 0}});
+}
+
 void gen_kb_launch(gen_kb *kb, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
                    unsigned smem) {
   if (!kb->st) return;

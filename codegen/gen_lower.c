@@ -533,6 +533,11 @@ int gen_build(gen_program *prog, const ir_model *m, const gen_config *cfg, lt_er
       return -1;
     }
   }
+  gen_path *opt = &prog->paths[prog->n_paths++];
+  if (gen_build_optimizer(prog, opt, err) || gen_emit_path(prog, opt, err)) {
+    gen_free(prog);
+    return -1;
+  }
   return 0;
 }
 

@@ -49,6 +49,13 @@ static void print_gemm(sbuf *o, const gen_path *p, const gen_step *st) {
   cublaslt_form(o, &lt);
 }
 
+static const char *opt_arg_name(int kind) {
+  static const char *const names[] = {"count", "step", "lr", "beta1", "beta2", "eps",
+                                      "weight_decay", "max_norm", "seed"};
+  int i = kind - GEN_ARG_OPT_COUNT;
+  return i >= 0 && i < (int)(sizeof names / sizeof names[0]) ? names[i] : "?";
+}
+
 static void print_kernel(sbuf *o, const gen_path *p, const gen_step *st) {
   sb_printf(o, "kernel  %s  grid (%u,%u,%u) block (%u,%u) smem %u\n        %s\n        args:",
             st->kernel, st->grid[0], st->grid[1], st->grid[2], st->block[0], st->block[1],
@@ -59,6 +66,7 @@ static void print_kernel(sbuf *o, const gen_path *p, const gen_step *st) {
     if (ar->kind == GEN_ARG_ROWS) sb_puts(o, "N");
     else if (ar->kind == GEN_ARG_BATCH) sb_puts(o, "B");
     else if (ar->kind == GEN_ARG_LOSS_SCALE) sb_puts(o, "loss_scale");
+    else if (ar->kind != GEN_ARG_BUF) sb_puts(o, opt_arg_name(ar->kind));
     else ref_name(o, p, ar->ref);
   }
   sb_puts(o, "\n");
@@ -97,8 +105,9 @@ void gen_print_plan(const gen_program *prog, sbuf *o) {
     sb_printf(o, "\n## %s: %d steps (%d kernels, %d GEMMs), %s.cu\n", p->name, p->n_steps, kernels,
               p->n_steps - kernels, p->name);
     for (int s = 0; s < p->n_steps; s++) {
-      if (s == 0 && p->n_fwd_steps > 0) sb_puts(o, "  forward:\n");
-      if (s == p->n_fwd_steps) sb_puts(o, "  backward:\n");
+      int sectioned = p->section < IR_NSECTIONS; /* the optimizer has neither */
+      if (sectioned && s == 0 && p->n_fwd_steps > 0) sb_puts(o, "  forward:\n");
+      if (sectioned && s == p->n_fwd_steps) sb_puts(o, "  backward:\n");
       sb_printf(o, "  %3d ", s);
       if (p->steps[s].kind == GEN_STEP_GEMM) print_gemm(o, p, &p->steps[s]);
       else print_kernel(o, p, &p->steps[s]);

@@ -42,6 +42,7 @@ void ms_bind_grad_slot(ms_state *s, int layer, int slot) {
   /* slot values have scratch only when some block can be slotless */
   assert(slot >= 0 || s->n_grad_slots < s->ir->n_layer);
   s->grad_slot[layer] = slot;
+  if (!s->act_arena) return; /* ms_create_params: no graph to rewire */
   const ir_graph *g = &s->ir->sections[IR_BLOCK];
   void **b = s->bufs[layer + 1];
   char *slot_acts = (char *)s->act_arena + s->act_slot_base + (size_t)slot * s->act_slot_bytes;
@@ -323,10 +324,18 @@ int ms_create(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots, lt
   return ms_create_trains(s, m, B, T, n_grad_slots, NULL, err);
 }
 
-int ms_create_trains(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots,
-                     const unsigned char *trains, lt_error *err) {
+static int create(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots,
+                  const unsigned char *trains, int with_activations, lt_error *err) {
   act_offsets ao;
   int rc = plan(s, m, B, T, n_grad_slots, trains, (int)sizeof(float), &ao, err);
+  if (rc == 0 && !with_activations) {
+    s->ids = calloc((size_t)s->N, sizeof(int32_t));
+    s->targets = calloc((size_t)s->N, sizeof(int32_t));
+    if (!s->ids || !s->targets) rc = lt_fail(err, "out of memory");
+    if (rc == 0) rc = alloc_param_arenas(s, err);
+    free_offsets(&ao);
+    return rc;
+  }
   if (rc == 0) {
     s->ids = calloc((size_t)s->N, sizeof(int32_t));
     s->targets = calloc((size_t)s->N, sizeof(int32_t));
@@ -341,6 +350,16 @@ int ms_create_trains(ms_state *s, const ir_model *m, int B, int T, int n_grad_sl
   }
   free_offsets(&ao);
   return rc;
+}
+
+int ms_create_trains(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots,
+                     const unsigned char *trains, lt_error *err) {
+  return create(s, m, B, T, n_grad_slots, trains, 1, err);
+}
+
+int ms_create_params(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots,
+                     const unsigned char *trains, lt_error *err) {
+  return create(s, m, B, T, n_grad_slots, trains, 0, err);
 }
 
 void ms_free(ms_state *s) {

@@ -68,6 +68,12 @@ int ms_create(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots,
 int ms_create_trains(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots,
                      const unsigned char *trains, lt_error *err);
 
+/* Parameters, gradients and the batch only, with no activations and no
+ * wired graph: the host side of a device trainer (runtime/dev_train.h),
+ * which keeps its activations on the device. */
+int ms_create_params(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots,
+                     const unsigned char *trains, lt_error *err);
+
 /* The same layout without the big arenas: fills every offset and bytes_*
  * field (activations at elem_bytes per element) for `lisa plan`. Release
  * with ms_free. */

@@ -10,6 +10,7 @@ void *px_ref(const gen_path *p, void *const *bufs, gen_ref r) {
 typedef union {
   void *ptr;
   int i;
+  unsigned u;
   float f;
 } px_slot;
 
@@ -24,7 +25,17 @@ static int run_kernel(const gen_path *p, int s, void *const *bufs, const px_scal
     case GEN_ARG_BUF: vals[a].ptr = px_ref(p, bufs, ar->ref); break;
     case GEN_ARG_ROWS: vals[a].i = sc->N; break;
     case GEN_ARG_BATCH: vals[a].i = sc->B; break;
-    default: vals[a].f = sc->loss_scale; break;
+    case GEN_ARG_LOSS_SCALE: vals[a].f = sc->loss_scale; break;
+    case GEN_ARG_OPT_COUNT: vals[a].i = sc->opt.count; break;
+    case GEN_ARG_OPT_STEP: vals[a].i = sc->opt.step; break;
+    case GEN_ARG_OPT_LR: vals[a].f = sc->opt.lr; break;
+    case GEN_ARG_OPT_BETA1: vals[a].f = sc->opt.beta1; break;
+    case GEN_ARG_OPT_BETA2: vals[a].f = sc->opt.beta2; break;
+    case GEN_ARG_OPT_EPS: vals[a].f = sc->opt.eps; break;
+    case GEN_ARG_OPT_WEIGHT_DECAY: vals[a].f = sc->opt.weight_decay; break;
+    case GEN_ARG_OPT_MAX_NORM: vals[a].f = sc->opt.max_norm; break;
+    case GEN_ARG_OPT_SEED: vals[a].u = sc->opt.seed; break;
+    default: return lt_fail(err, "%s step %d: unknown argument kind %d", p->name, s, ar->kind);
     }
     args[a] = &vals[a];
   }

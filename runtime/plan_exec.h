@@ -30,10 +30,19 @@ typedef struct {
   int (*gemm)(void *ctx, const gen_path *p, int step, const px_gemm *g, lt_error *err);
 } px_backend;
 
+/* The optimizer path's scalars: count is the table's entries (the widening
+ * copy: its elements), step is added to each entry's own step. */
+typedef struct {
+  int count, step;
+  float lr, beta1, beta2, eps, weight_decay, max_norm;
+  unsigned seed;
+} px_opt;
+
 /* Scalars every path's kernels take. */
 typedef struct {
   int N, B;          /* rows (B*T) and batch */
   float loss_scale;  /* the loss gradient's factor (1 / grad-accumulation steps) */
+  px_opt opt;        /* the optimizer path */
 } px_scalars;
 
 /* Runs steps [from, to) of p. */

@@ -303,12 +303,14 @@ static int load_model(trainer *t, const train_config *cfg, lt_error *err) {
 /* LoRA trains only the adapters; the other methods every param. */
 static int create_state(trainer *t, const train_config *cfg, lt_error *err) {
   int slots = grad_slots_for(cfg, &t->ir), rc;
-  if (cfg->method != TRAIN_LORA)
-    return ms_create(&t->state, &t->ir, cfg->batch, cfg->seq, slots, err);
-  unsigned char *trains = malloc((size_t)t->ir.n_params + 1);
-  if (!trains) return lt_fail(err, "out of memory");
-  lora_trains(&t->ir, trains);
-  rc = ms_create_trains(&t->state, &t->ir, cfg->batch, cfg->seq, slots, trains, err);
+  unsigned char *trains = NULL;
+  if (cfg->method == TRAIN_LORA) {
+    trains = malloc((size_t)t->ir.n_params + 1);
+    if (!trains) return lt_fail(err, "out of memory");
+    lora_trains(&t->ir, trains);
+  }
+  rc = (cfg->params_only ? ms_create_params : ms_create_trains)(&t->state, &t->ir, cfg->batch,
+                                                               cfg->seq, slots, trains, err);
   free(trains);
   return rc;
 }
@@ -400,20 +402,28 @@ void trainer_norms(const trainer *t, double *weight, double *grad) {
   grad[n_layer + 1] = region_norm(t, TRAIN_REGION_HEAD);
 }
 
-int trainer_step(trainer *t, train_step_stats *st, lt_error *err) {
+int trainer_begin_step(trainer *t, int *switched, float *lr, lt_error *err) {
   ms_state *s = &t->state;
-  double t0 = now_ms();
   /* A set is drawn at each period's first step. ckpt_resume puts back the
    * set of a period already begun rather than re-drawing it: a Lua policy
    * asked again mid-period would see other norms. A trainer with no set yet
    * draws at its first step, wherever that falls. */
-  int switched = t->sampler && (lisa_sampler_is_boundary(t->sampler, t->step) || !t->sampled);
-  if (switched) {
+  *switched = t->sampler && (lisa_sampler_is_boundary(t->sampler, t->step) || !t->sampled);
+  if (*switched) {
     if (resample(t, t->step, err)) return -1;
     t->sampled = 1;
   }
   if (data_batch(&t->data, t->cfg.seed, t->step, s->B, s->T, s->ids, s->targets, err)) return -1;
-  float lr = opt_lr_at(&t->cfg.opt, t->step);
+  *lr = opt_lr_at(&t->cfg.opt, t->step);
+  return 0;
+}
+
+int trainer_step(trainer *t, train_step_stats *st, lt_error *err) {
+  ms_state *s = &t->state;
+  double t0 = now_ms();
+  int switched;
+  float lr;
+  if (trainer_begin_step(t, &switched, &lr, err)) return -1;
   train_zero_grads(s);
   float loss = train_forward(s);
   train_backward(s, t->path, 1.0f);

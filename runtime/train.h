@@ -38,6 +38,7 @@ typedef struct {
   int lora_rank;               /* LoRA: adapter rank r */
   double lora_alpha;           /* LoRA: the adapter path is scaled by alpha / r */
   const char *lora_targets;    /* LoRA: block weight keys "attn_w,fc_w"; NULL = all */
+  int params_only;             /* host side of a device trainer: no activations here */
 } train_config;
 
 typedef struct {
@@ -80,6 +81,11 @@ typedef struct {
 int trainer_create(trainer *t, const train_config *cfg, lt_error *err);
 void trainer_free(trainer *t);
 int trainer_step(trainer *t, train_step_stats *st, lt_error *err);
+
+/* The first part of a step, shared with the device trainer: a LISA switch
+ * where a period begins (*switched), this step's batch in state.ids and
+ * state.targets, and its learning rate. */
+int trainer_begin_step(trainer *t, int *switched, float *lr, lt_error *err);
 
 /* Puts back a saved LISA period (checkpoint resume): each block's gradient
  * slot, the active set (ascending) and whether it was drawn, then plans the

@@ -12,9 +12,12 @@
 // struct with the same layout (64-bit: 56 bytes, 8-aligned):
 //   struct { float *w; const float *g; float *m, *v; void *w_copy;
 //            int64_t numel; int32_t decay; int32_t step; };
-// step is the tensor's own AdamW step count t >= 1 for this update (with
-// LISA a block entering the active set restarts at 1, as PyTorch does for a
-// new parameter); an entry with step < 1 is skipped by both kernels.
+// step + step_base (a kernel argument, default 0) is the tensor's own AdamW
+// step count t >= 1 for this update (with LISA a block entering the active
+// set restarts at 1, as PyTorch does for a new parameter); an entry whose
+// t < 1 is skipped by both kernels. With step = 1 - (the global step the
+// tensor started at) and step_base = the global step, a table need not
+// change between LISA switches.
 //
 // Two precisions (docs/codegen.md, "bf16-mixed and bf16-true"):
 //   adamw_multi       bf16-mixed: fp32 master weights, gradients and moments
@@ -126,7 +129,7 @@ template <> struct Copy<__nv_bfloat16, true> {
 template <typename T, int THREADS, bool STOCHASTIC>
 __device__ void adamw_multi(const AdamWTensor *tensors, int count, const float *clip, float lr,
                             float beta1, float beta2, float eps, float weight_decay,
-                            unsigned seed) {
+                            unsigned seed, int step_base = 0) {
   __shared__ float s_step_size[THREADS], s_bias2[THREADS], s_decay[THREADS];
   const int tid = threadIdx.x;
   const float gs = clip != nullptr ? *clip : 1.0f;
@@ -139,7 +142,7 @@ __device__ void adamw_multi(const AdamWTensor *tensors, int count, const float *
     __syncthreads();  // the previous group's scalars are consumed
     if (tid < group) {
       const AdamWTensor &d = tensors[base + tid];
-      const double t = (double)d.step;
+      const double t = (double)(d.step + step_base);
       s_bias2[tid] = (float)sqrt(1.0 - pow((double)beta2, t));
       s_step_size[tid] = (float)((double)lr / (1.0 - pow((double)beta1, t)));
       s_decay[tid] = d.decay ? decay_on : 1.0f;
@@ -147,7 +150,7 @@ __device__ void adamw_multi(const AdamWTensor *tensors, int count, const float *
     __syncthreads();
     for (int k = 0; k < group; k++) {
       const AdamWTensor d = tensors[base + k];
-      if (d.step < 1) continue;
+      if (d.step + step_base < 1) continue;
       const float bias2 = s_bias2[k], step_size = s_step_size[k], decay = s_decay[k];
       const unsigned key = adamw_detail::tensor_key(seed, base + k);
       for (long long i = first; i < d.numel; i += stride) {
@@ -188,11 +191,11 @@ __device__ void adamw_multi(const AdamWTensor *tensors, int count, const float *
 //      stochastic rounding keeps it unbiased.
 // The denominator uses the fp32 v before its rounding, as adamw_multi does.
 // The random word is adamw_multi's: keyed by (seed, table index, element);
-// pass a new seed every step. Entries with step < 1 are skipped.
+// pass a new seed every step. Entries with step + step_base < 1 are skipped.
 template <int THREADS>
 __device__ void adamw_multi_bf16(const AdamWTensorBf16 *tensors, int count, const float *clip,
                                  float lr, float beta1, float beta2, float eps,
-                                 float weight_decay, unsigned seed) {
+                                 float weight_decay, unsigned seed, int step_base = 0) {
   __shared__ float s_step_size[THREADS], s_bias2[THREADS], s_decay[THREADS];
   const int tid = threadIdx.x;
   const float gs = clip != nullptr ? *clip : 1.0f;
@@ -205,7 +208,7 @@ __device__ void adamw_multi_bf16(const AdamWTensorBf16 *tensors, int count, cons
     __syncthreads();  // the previous group's scalars are consumed
     if (tid < group) {
       const AdamWTensorBf16 &d = tensors[base + tid];
-      const double t = (double)d.step;
+      const double t = (double)(d.step + step_base);
       s_bias2[tid] = (float)sqrt(1.0 - pow((double)beta2, t));
       s_step_size[tid] = (float)((double)lr / (1.0 - pow((double)beta1, t)));
       s_decay[tid] = d.decay ? decay_on : 1.0f;
@@ -213,7 +216,7 @@ __device__ void adamw_multi_bf16(const AdamWTensorBf16 *tensors, int count, cons
     __syncthreads();
     for (int k = 0; k < group; k++) {
       const AdamWTensorBf16 d = tensors[base + k];
-      if (d.step < 1) continue;
+      if (d.step + step_base < 1) continue;
       const float bias2 = s_bias2[k], step_size = s_step_size[k], decay = s_decay[k];
       const unsigned key = adamw_detail::tensor_key(seed, base + k);
       for (long long i = first; i < d.numel; i += stride) {
@@ -252,7 +255,7 @@ __device__ void adamw_multi_bf16(const AdamWTensorBf16 *tensors, int count, cons
 // D: AdamWTensor (fp32 gradients) or AdamWTensorBf16 (bf16, widened exactly).
 template <int THREADS, typename D>
 __device__ void global_norm(float *norm, float *clip, double *partials, unsigned *counter,
-                            const D *tensors, int count, float max_norm) {
+                            const D *tensors, int count, float max_norm, int step_base = 0) {
   static_assert(THREADS >= 32 && THREADS <= 1024 && (THREADS & (THREADS - 1)) == 0,
                 "THREADS: a power of two in [32, 1024]");
   __shared__ double part[THREADS];
@@ -263,7 +266,7 @@ __device__ void global_norm(float *norm, float *clip, double *partials, unsigned
   double s = 0.0;
   for (int k = 0; k < count; k++) {
     const D &d = tensors[k];
-    if (d.step < 1) continue;
+    if (d.step + step_base < 1) continue;
     const auto *g = d.g;
     const long long n = d.numel;
     for (long long i = first; i < n; i += stride) {

@@ -1,0 +1,605 @@
+/* dev_train.c: the training step on generated paths, over a dt_device. */
+#include "dev_train.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define DT_ALIGN 256 /* cuBLASLt and vector loads want aligned operands */
+#define N_MODES 3    /* enum gen_mode */
+
+/* templates/adamw.cuh's descriptors, as the host writes them. */
+typedef struct {
+  void *w;
+  const void *g;
+  void *m, *v;
+  void *w_copy;
+  long long numel;
+  int32_t decay, step;
+} dt_adamw_entry;
+
+typedef struct {
+  void *w;
+  const void *g;
+  void *m, *v;
+  long long numel;
+  int32_t decay, step;
+} dt_adamw_entry_bf16;
+
+_Static_assert(sizeof(dt_adamw_entry) == 56, "AdamWTensor is 56 bytes");
+_Static_assert(sizeof(dt_adamw_entry_bf16) == 48, "AdamWTensorBf16 is 48 bytes");
+
+struct dev_trainer {
+  trainer *host;
+  const gen_program *prog;
+  dt_device dev;
+  const gen_path *paths[IR_NSECTIONS][N_MODES]; /* NULL: the program has none */
+  const gen_path *opt;
+  int wb, gb, mb;      /* bytes per element of weights, gradients, moments */
+  int masters;         /* bf16-mixed: fp32 masters of what trains */
+  char *arena;
+  size_t arena_bytes;
+  char *weights, *grads, *master, *mom1, *mom2, *ids, *targets, *stats, *scratch;
+  char *dgrad[2];      /* activation gradients, alternating by instance */
+  char *outputs;       /* each instance's output */
+  size_t *out_off;     /* [n_inst] */
+  char *saved;         /* each instance's saved activations */
+  size_t *saved_off;   /* [n_inst] */
+  size_t saved_stride_block;
+  char *slots;         /* ACTIVE-only saved activations, one region per slot */
+  size_t slot_bytes;
+  size_t *offs[IR_NSECTIONS][N_MODES]; /* [n_bufs]: a SAVED buffer's offset in its region */
+  unsigned char *in_slot[N_MODES];     /* [n_bufs] of block paths: lives in the slot */
+  void *opt_bufs[GEN_OPT_NBUFS];
+  void **tables;       /* [n_inst][N_MODES] pointer tables, each max_bufs long */
+  int max_bufs;
+  int *slot_of;        /* [n_layer] the slot each block's device state is in */
+  int64_t *start;      /* [n_regions] the update the region's AdamW count began at */
+  int64_t updates;     /* AdamW updates done */
+  unsigned char *table_host;
+  int n_entries;
+  void *convert;       /* host staging for conversions, max tensor */
+};
+
+static size_t align_up(size_t n) { return (n + DT_ALIGN - 1) / DT_ALIGN * DT_ALIGN; }
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* ---- fp32 <-> bf16 on the host ----------------------------------------- */
+
+static uint16_t f32_to_bf16(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* NaN */
+  u += 0x7fffu + ((u >> 16) & 1u); /* round to nearest even */
+  return (uint16_t)(u >> 16);
+}
+
+static float bf16_to_f32(uint16_t h) {
+  uint32_t u = (uint32_t)h << 16;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
+/* ---- the arena ---------------------------------------------------------- */
+
+static const gen_path *find_mode(const gen_program *prog, int section, int mode) {
+  for (int i = 0; i < prog->n_paths; i++)
+    if (prog->paths[i].section == section && prog->paths[i].mode == mode) return &prog->paths[i];
+  return NULL;
+}
+
+static int is_scratch(int role) { return role == GEN_BUF_SCRATCH || role == GEN_BUF_WORKSPACE; }
+
+static size_t role_bytes(const gen_path *p, int role) {
+  size_t n = 0;
+  for (int b = 0; b < p->n_bufs; b++)
+    if (role < 0 ? is_scratch(p->bufs[b].role) : p->bufs[b].role == role)
+      n += align_up((size_t)gen_buffer_bytes(&p->bufs[b]));
+  return n;
+}
+
+/* Offsets of a path's SAVED buffers in its instance region. A block's
+ * ACTIVE path puts what the FROZEN path also saves (same buffer, same size)
+ * where FROZEN has it, and the rest in the slot region. */
+static int place_saved(dev_trainer *d, int sec, int mode, size_t *inst_bytes, lt_error *err) {
+  const gen_path *p = d->paths[sec][mode];
+  size_t *off = d->offs[sec][mode] = calloc((size_t)p->n_bufs + 1, sizeof(size_t));
+  if (!off) return lt_fail(err, "out of memory");
+  const gen_path *frozen = sec == IR_BLOCK && mode == GEN_ACTIVE ? d->paths[IR_BLOCK][GEN_FROZEN] : NULL;
+  if (sec == IR_BLOCK && !(d->in_slot[mode] = calloc((size_t)p->n_bufs + 1, 1)))
+    return lt_fail(err, "out of memory");
+  size_t at = 0, slot_at = 0;
+  for (int b = 0; b < p->n_bufs; b++) {
+    if (p->bufs[b].role != GEN_BUF_SAVED) continue;
+    size_t bytes = align_up((size_t)gen_buffer_bytes(&p->bufs[b]));
+    if (frozen && b < frozen->n_bufs && frozen->bufs[b].role == GEN_BUF_SAVED &&
+        gen_buffer_bytes(&frozen->bufs[b]) == gen_buffer_bytes(&p->bufs[b])) {
+      off[b] = d->offs[IR_BLOCK][GEN_FROZEN][b];
+    } else if (frozen) {
+      off[b] = slot_at, d->in_slot[mode][b] = 1;
+      slot_at += bytes;
+    } else {
+      off[b] = at;
+      at += bytes;
+    }
+  }
+  if (at > *inst_bytes) *inst_bytes = at;
+  if (slot_at > d->slot_bytes) d->slot_bytes = slot_at;
+  return 0;
+}
+
+/* The activation-gradient width: every section hands on the same stream. */
+static size_t stream_grad_bytes(const dev_trainer *d) {
+  size_t n = 0;
+  for (int sec = 0; sec < IR_NSECTIONS; sec++)
+    for (int mode = 0; mode < N_MODES; mode++) {
+      const gen_path *p = d->paths[sec][mode];
+      if (!p) continue;
+      const ir_graph *g = &d->prog->m->sections[sec];
+      int dx = g->input >= 0 ? g->values[g->input].grad : -1;
+      int seed = g->output >= 0 ? g->values[g->output].grad : -1;
+      int vs[2] = {dx, seed};
+      for (int k = 0; k < 2; k++)
+        if (vs[k] >= 0 && vs[k] < p->n_bufs && p->bufs[vs[k]].role != GEN_BUF_UNUSED) {
+          size_t b = (size_t)gen_buffer_bytes(&p->bufs[vs[k]]);
+          if (b > n) n = b;
+        }
+    }
+  return align_up(n);
+}
+
+/* Carves the arena: sizes first (at == NULL), then pointers. */
+typedef struct {
+  size_t at;
+  char *base;
+} carver;
+
+static char *carve(carver *c, size_t bytes) {
+  char *p = c->base ? c->base + c->at : NULL;
+  c->at += align_up(bytes ? bytes : 1);
+  return p;
+}
+
+static size_t output_bytes(const dev_trainer *d, int sec) {
+  const ir_graph *g = &d->prog->m->sections[sec];
+  size_t n = 0;
+  for (int mode = 0; mode < N_MODES; mode++) {
+    const gen_path *p = d->paths[sec][mode];
+    if (p && g->output < p->n_bufs && (size_t)gen_buffer_bytes(&p->bufs[g->output]) > n)
+      n = (size_t)gen_buffer_bytes(&p->bufs[g->output]);
+  }
+  return n;
+}
+
+static void carve_all(dev_trainer *d, carver *c, size_t inst_saved[IR_NSECTIONS],
+                      size_t scratch) {
+  const ms_state *s = &d->host->state;
+  int n_inst = s->n_inst, n_layer = d->prog->m->n_layer;
+  d->weights = carve(c, (size_t)s->n_param_scalars * (size_t)d->wb);
+  d->grads = carve(c, (size_t)s->n_grad_scalars * (size_t)d->gb);
+  d->master = d->masters ? carve(c, (size_t)s->n_grad_scalars * 4) : NULL;
+  d->mom1 = carve(c, (size_t)s->n_grad_scalars * (size_t)d->mb);
+  d->mom2 = carve(c, (size_t)s->n_grad_scalars * (size_t)d->mb);
+  d->ids = carve(c, (size_t)s->N * 4);
+  d->targets = carve(c, (size_t)s->N * 4);
+  d->stats = carve(c, 8); /* the loss, then the gradient norm */
+  size_t at0 = c->at;
+  for (int inst = 0; inst < n_inst; inst++) {
+    int sec = ms_inst_section(s, inst);
+    d->out_off[inst] = c->at - at0;
+    carve(c, sec == IR_HEAD ? 0 : output_bytes(d, sec));
+  }
+  d->outputs = c->base ? c->base + at0 : NULL;
+  at0 = c->at;
+  for (int inst = 0; inst < n_inst; inst++) {
+    d->saved_off[inst] = c->at - at0;
+    carve(c, inst_saved[ms_inst_section(s, inst)]);
+  }
+  d->saved = c->base ? c->base + at0 : NULL;
+  d->slots = carve(c, d->slot_bytes * (size_t)(s->n_grad_slots > 0 ? s->n_grad_slots : 1));
+  size_t g = stream_grad_bytes(d);
+  d->dgrad[0] = carve(c, g);
+  d->dgrad[1] = carve(c, g);
+  d->scratch = carve(c, scratch);
+  for (int b = 0; b < GEN_OPT_WIDEN_DST; b++)
+    d->opt_bufs[b] = carve(c, (size_t)gen_buffer_bytes(&d->opt->bufs[b]));
+  (void)n_layer;
+}
+
+/* ---- pointer tables ----------------------------------------------------- */
+
+static void **table_of(const dev_trainer *d, int inst, int mode) {
+  return d->tables + ((size_t)inst * N_MODES + (size_t)mode) * (size_t)d->max_bufs;
+}
+
+static int64_t param_index(const ms_state *s, int p, int layer) {
+  return ms_param(s, p, layer) - s->params;
+}
+
+/* The device memory of buffer b of inst's path in `mode`; NULL for none. */
+static int bind_buffer(dev_trainer *d, int inst, int mode, int b, void **out, lt_error *err) {
+  const ms_state *s = &d->host->state;
+  int sec = ms_inst_section(s, inst), layer = ms_inst_layer(s, inst);
+  const gen_path *p = d->paths[sec][mode];
+  const gen_buffer *buf = &p->bufs[b];
+  const ir_graph *g = &d->prog->m->sections[sec];
+  const ir_value *iv = b < g->n_values ? &g->values[b] : NULL;
+  int seed = g->output >= 0 ? g->values[g->output].grad : -1;
+  int dx = g->input >= 0 ? g->values[g->input].grad : -1;
+  *out = NULL;
+  switch (buf->role) {
+  case GEN_BUF_UNUSED: case GEN_BUF_VIEW: return 0;
+  case GEN_BUF_PARAM:
+    *out = d->weights + param_index(s, iv->param, layer) * d->wb;
+    return 0;
+  case GEN_BUF_PARAM_GRAD: {
+    const float *gr = ms_grad(s, iv->param, layer);
+    if (gr) *out = d->grads + (gr - s->grads) * d->gb;
+    return 0;
+  }
+  case GEN_BUF_SAVED: {
+    size_t off = d->offs[sec][mode][b];
+    if (sec == IR_BLOCK && d->in_slot[mode] && d->in_slot[mode][b]) {
+      int slot = s->grad_slot[layer];
+      if (slot >= 0) *out = d->slots + (size_t)slot * d->slot_bytes + off;
+    } else {
+      *out = d->saved + d->saved_off[inst] + off;
+    }
+    return 0;
+  }
+  case GEN_BUF_INPUT:
+    if (b == g->input && inst == 0) *out = d->ids;
+    else if (b == g->input) *out = d->outputs + d->out_off[inst - 1];
+    else if (b == g->targets) *out = d->targets;
+    else if (b == seed) *out = d->dgrad[(inst + 1) % 2];
+    else return lt_fail(err, "%s: input %s has no source", p->name, buf->name);
+    return 0;
+  case GEN_BUF_OUTPUT:
+    if (b == g->output) *out = sec == IR_HEAD ? d->stats : d->outputs + d->out_off[inst];
+    else if (b == dx) *out = d->dgrad[inst % 2];
+    else return lt_fail(err, "%s: output %s has no destination", p->name, buf->name);
+    return 0;
+  default: return 0; /* scratch: bind_scratch */
+  }
+}
+
+static void bind_scratch(const dev_trainer *d, const gen_path *p, void **tab) {
+  size_t at = 0;
+  for (int b = 0; b < p->n_bufs; b++) {
+    if (!is_scratch(p->bufs[b].role)) continue;
+    tab[b] = d->scratch + at;
+    at += align_up((size_t)gen_buffer_bytes(&p->bufs[b]));
+  }
+}
+
+/* (Re)fills inst's tables: a block's follow its gradient slot. */
+static int bind_instance(dev_trainer *d, int inst, lt_error *err) {
+  int sec = ms_inst_section(&d->host->state, inst);
+  for (int mode = 0; mode < N_MODES; mode++) {
+    const gen_path *p = d->paths[sec][mode];
+    if (!p) continue;
+    void **tab = table_of(d, inst, mode);
+    for (int b = 0; b < p->n_bufs; b++)
+      if (bind_buffer(d, inst, mode, b, &tab[b], err)) return -1;
+    bind_scratch(d, p, tab);
+  }
+  return 0;
+}
+
+/* ---- the optimizer ------------------------------------------------------ */
+
+enum { REGION_EMBED, REGION_HEAD, REGION_SLOTS };
+
+static int region_on(const dev_trainer *d, int p, int layer) {
+  const ms_state *s = &d->host->state;
+  if (s->grad_off[p] < 0) return -1;
+  switch (d->prog->m->params[p].section) {
+  case IR_EMBED: return d->host->opt.on[TRAIN_REGION_EMBED] ? REGION_EMBED : -1;
+  case IR_HEAD: return d->host->opt.on[TRAIN_REGION_HEAD] ? REGION_HEAD : -1;
+  default: return s->grad_slot[layer] < 0 ? -1 : REGION_SLOTS + s->grad_slot[layer];
+  }
+}
+
+/* One descriptor per tensor that trains now, embed, blocks by layer, head
+ * (the CPU's order of the norm's sum). */
+static void add_entry(dev_trainer *d, int p, int layer, int region) {
+  const ms_state *s = &d->host->state;
+  const ir_param *pr = &d->prog->m->params[p];
+  int64_t gi = ms_grad(s, p, layer) - s->grads, wi = param_index(s, p, layer);
+  int32_t step = (int32_t)(1 - d->start[region]);
+  void *w = d->weights + wi * d->wb;
+  if (d->prog->cfg.grad_dtype == GEN_BF16) {
+    dt_adamw_entry_bf16 e = {w, d->grads + gi * 2, d->mom1 + gi * 2, d->mom2 + gi * 2,
+                             ir_param_numel(pr), pr->decay, step};
+    memcpy(d->table_host + (size_t)d->n_entries * sizeof e, &e, sizeof e);
+  } else {
+    dt_adamw_entry e = {d->masters ? d->master + gi * 4 : w, d->grads + gi * 4, d->mom1 + gi * 4,
+                        d->mom2 + gi * 4, d->masters ? w : NULL, ir_param_numel(pr), pr->decay,
+                        step};
+    memcpy(d->table_host + (size_t)d->n_entries * sizeof e, &e, sizeof e);
+  }
+  d->n_entries++;
+}
+
+static int write_table(dev_trainer *d, lt_error *err) {
+  const ir_model *m = d->prog->m;
+  d->n_entries = 0;
+  const int order[3] = {IR_EMBED, IR_BLOCK, IR_HEAD};
+  for (int o = 0; o < 3; o++)
+    for (int l = 0; l < (order[o] == IR_BLOCK ? m->n_layer : 1); l++)
+      for (int p = 0; p < m->n_params; p++) {
+        if (m->params[p].section != order[o]) continue;
+        int r = region_on(d, p, l);
+        if (r >= 0) add_entry(d, p, l, r);
+      }
+  size_t bytes = (size_t)d->n_entries * (size_t)gen_opt_entry_bytes(&d->prog->cfg);
+  return bytes ? d->dev.upload(d->dev.ctx, d->opt_bufs[GEN_OPT_TABLE], d->table_host, bytes, err)
+               : 0;
+}
+
+static px_scalars scalars(const dev_trainer *d, float lr) {
+  const ms_state *s = &d->host->state;
+  const opt_config *o = &d->host->cfg.opt;
+  px_scalars sc = {s->N, s->B, 1.0f, {0}};
+  sc.opt = (px_opt){d->n_entries, (int)d->updates, lr, o->beta1, o->beta2, o->eps,
+                    o->weight_decay, o->grad_clip,
+                    (unsigned)(d->host->cfg.seed * 0x9e3779b9u) ^ (unsigned)d->updates};
+  return sc;
+}
+
+/* master = widen(weights) for one tensor that trains (bf16-mixed). */
+static int widen(dev_trainer *d, int p, int layer, lt_error *err) {
+  const ms_state *s = &d->host->state;
+  void *bufs[GEN_OPT_NBUFS];
+  memcpy(bufs, d->opt_bufs, sizeof bufs);
+  bufs[GEN_OPT_WIDEN_DST] = d->master + (ms_grad(s, p, layer) - s->grads) * 4;
+  bufs[GEN_OPT_WIDEN_SRC] = d->weights + param_index(s, p, layer) * d->wb;
+  px_scalars sc = scalars(d, 0.0f);
+  sc.opt.count = (int)ir_param_numel(&d->prog->m->params[p]);
+  return px_run(d->opt, GEN_OPT_STEP_WIDEN, GEN_OPT_STEP_WIDEN + 1, bufs, &sc, &d->dev.exec, err);
+}
+
+/* A block that entered the active set (or the first step's tensors): fresh
+ * moments, its AdamW count restarting now, masters from its weights. */
+static int enter_region(dev_trainer *d, int region, int layer, lt_error *err) {
+  const ms_state *s = &d->host->state;
+  const ir_model *m = d->prog->m;
+  d->start[region] = d->updates;
+  for (int p = 0; p < m->n_params; p++) {
+    int sec = m->params[p].section;
+    if (region_on(d, p, layer) != region || (sec == IR_BLOCK) != (region >= REGION_SLOTS)) continue;
+    size_t gi = (size_t)(ms_grad(s, p, layer) - s->grads), n = (size_t)ir_param_numel(&m->params[p]);
+    if (d->dev.zero(d->dev.ctx, d->mom1 + gi * d->mb, n * d->mb, err) ||
+        d->dev.zero(d->dev.ctx, d->mom2 + gi * d->mb, n * d->mb, err))
+      return -1;
+    if (d->masters && widen(d, p, layer, err)) return -1;
+  }
+  return 0;
+}
+
+/* After the host trainer (re)drew the active set: blocks that entered get
+ * their slot's state, every block its tables, the optimizer a new table. */
+static int follow_active_set(dev_trainer *d, lt_error *err) {
+  const ms_state *s = &d->host->state;
+  for (int l = 0; l < d->prog->m->n_layer; l++) {
+    int slot = s->grad_slot[l];
+    if (slot >= 0 && slot != d->slot_of[l] && enter_region(d, REGION_SLOTS + slot, l, err)) return -1;
+    d->slot_of[l] = slot;
+    if (bind_instance(d, l + 1, err)) return -1;
+  }
+  return write_table(d, err);
+}
+
+/* ---- creation ----------------------------------------------------------- */
+
+static int check_program(const dev_trainer *d, lt_error *err) {
+  const gen_config *c = &d->prog->cfg;
+  const ms_state *s = &d->host->state;
+  if (c->B != s->B || c->T != s->T)
+    return lt_fail(err, "the generated program is for B=%d T=%d, the run has B=%d T=%d", c->B,
+                   c->T, s->B, s->T);
+  if (c->grad_accum != 1) return lt_fail(err, "device training: --grad-accum is not supported yet");
+  if (!d->opt) return lt_fail(err, "the generated program has no optimizer path");
+  for (int sec = 0; sec < IR_NSECTIONS; sec++) {
+    int need = sec == IR_BLOCK ? GEN_FROZEN : GEN_ACTIVE;
+    if (!d->paths[sec][need] && !(sec == IR_HEAD && d->paths[sec][GEN_FROZEN]))
+      return lt_fail(err, "the generated program lacks a %s path", ir_section_name(sec));
+  }
+  return 0;
+}
+
+static int alloc_host_tables(dev_trainer *d, lt_error *err) {
+  const ms_state *s = &d->host->state;
+  const ir_model *m = d->prog->m;
+  d->max_bufs = 1;
+  for (int i = 0; i < d->prog->n_paths; i++)
+    if (d->prog->paths[i].n_bufs > d->max_bufs) d->max_bufs = d->prog->paths[i].n_bufs;
+  int64_t max_numel = 1;
+  for (int p = 0; p < m->n_params; p++)
+    if (ir_param_numel(&m->params[p]) > max_numel) max_numel = ir_param_numel(&m->params[p]);
+  d->tables = calloc((size_t)s->n_inst * N_MODES * (size_t)d->max_bufs, sizeof(void *));
+  d->out_off = calloc((size_t)s->n_inst, sizeof(size_t));
+  d->saved_off = calloc((size_t)s->n_inst, sizeof(size_t));
+  d->slot_of = malloc(sizeof(int) * (size_t)(m->n_layer + 1));
+  d->start = calloc((size_t)(REGION_SLOTS + s->n_grad_slots), sizeof(int64_t));
+  d->table_host = malloc((size_t)d->opt->bufs[GEN_OPT_TABLE].rows * 56 + 56);
+  d->convert = malloc((size_t)max_numel * 4);
+  if (!d->tables || !d->out_off || !d->saved_off || !d->slot_of || !d->start || !d->table_host ||
+      !d->convert)
+    return lt_fail(err, "out of memory");
+  for (int l = 0; l < m->n_layer; l++) d->slot_of[l] = -1;
+  return 0;
+}
+
+static int layout(dev_trainer *d, lt_error *err) {
+  size_t inst_saved[IR_NSECTIONS] = {0}, scratch = 0;
+  /* FROZEN first: ACTIVE reuses its offsets */
+  static const int modes[N_MODES] = {GEN_FROZEN, GEN_ACTIVE, GEN_FORWARD};
+  for (int sec = 0; sec < IR_NSECTIONS; sec++)
+    for (int k = 0; k < N_MODES; k++) {
+      const gen_path *p = d->paths[sec][modes[k]];
+      if (!p) continue;
+      if (place_saved(d, sec, modes[k], &inst_saved[sec], err)) return -1;
+      if (role_bytes(p, -1) > scratch) scratch = role_bytes(p, -1);
+    }
+  carver c = {0, NULL};
+  carve_all(d, &c, inst_saved, scratch);
+  d->arena_bytes = c.at;
+  if (d->dev.alloc(d->dev.ctx, d->arena_bytes, (void **)&d->arena, err)) return -1;
+  if (d->dev.zero(d->dev.ctx, d->arena, d->arena_bytes, err)) return -1;
+  c = (carver){0, d->arena};
+  carve_all(d, &c, inst_saved, scratch);
+  return 0;
+}
+
+/* Host fp32 -> the device's weights, tensor by tensor. */
+static int upload_tensor(dev_trainer *d, char *dst, const float *src, int64_t n, int bytes,
+                         lt_error *err) {
+  if (bytes == 4) return d->dev.upload(d->dev.ctx, dst, src, (size_t)n * 4, err);
+  uint16_t *h = d->convert;
+  for (int64_t i = 0; i < n; i++) h[i] = f32_to_bf16(src[i]);
+  return d->dev.upload(d->dev.ctx, dst, h, (size_t)n * 2, err);
+}
+
+static int for_each_tensor(dev_trainer *d, int (*fn)(dev_trainer *, int, int, lt_error *),
+                           lt_error *err) {
+  const ir_model *m = d->prog->m;
+  for (int p = 0; p < m->n_params; p++)
+    for (int l = 0; l < (m->params[p].section == IR_BLOCK ? m->n_layer : 1); l++)
+      if (fn(d, p, l, err)) return -1;
+  return 0;
+}
+
+static int upload_param(dev_trainer *d, int p, int layer, lt_error *err) {
+  const ms_state *s = &d->host->state;
+  return upload_tensor(d, d->weights + param_index(s, p, layer) * d->wb, ms_param(s, p, layer),
+                       ir_param_numel(&d->prog->m->params[p]), d->wb, err);
+}
+
+int dt_create(dev_trainer **out, trainer *host, const gen_program *prog, const dt_device *dev,
+              lt_error *err) {
+  dev_trainer *d = calloc(1, sizeof *d);
+  if (!d) return lt_fail(err, "out of memory");
+  *out = d;
+  d->host = host, d->prog = prog, d->dev = *dev;
+  for (int sec = 0; sec < IR_NSECTIONS; sec++)
+    for (int mode = 0; mode < N_MODES; mode++) d->paths[sec][mode] = find_mode(prog, sec, mode);
+  d->opt = gen_find_path(prog, "optimizer");
+  d->wb = gen_dtype_bytes(prog->cfg.dtype);
+  d->gb = gen_dtype_bytes(prog->cfg.grad_dtype);
+  d->mb = d->gb;
+  d->masters = prog->cfg.dtype == GEN_BF16 && prog->cfg.grad_dtype == GEN_F32;
+  if (check_program(d, err) || alloc_host_tables(d, err) || layout(d, err)) return -1;
+  if (for_each_tensor(d, upload_param, err)) return -1;
+  for (int inst = 0; inst < host->state.n_inst; inst++)
+    if (bind_instance(d, inst, err)) return -1;
+  /* the regions that train from the start: E, H, and FT's (or LoRA's) blocks */
+  if (enter_region(d, REGION_EMBED, 0, err) || enter_region(d, REGION_HEAD, 0, err)) return -1;
+  return follow_active_set(d, err);
+}
+
+void dt_free(dev_trainer *d) {
+  if (!d) return;
+  if (d->arena) d->dev.release(d->dev.ctx, d->arena);
+  for (int sec = 0; sec < IR_NSECTIONS; sec++)
+    for (int mode = 0; mode < N_MODES; mode++) free(d->offs[sec][mode]);
+  for (int mode = 0; mode < N_MODES; mode++) free(d->in_slot[mode]);
+  free(d->tables);
+  free(d->out_off);
+  free(d->saved_off);
+  free(d->slot_of);
+  free(d->start);
+  free(d->table_host);
+  free(d->convert);
+  free(d);
+}
+
+size_t dt_arena_bytes(const dev_trainer *d) { return d->arena_bytes; }
+
+/* ---- a step ------------------------------------------------------------- */
+
+static const gen_path *path_of(const dev_trainer *d, int inst, int *mode) {
+  int sec = ms_inst_section(&d->host->state, inst);
+  *mode = d->host->path[inst];
+  const gen_path *p = d->paths[sec][*mode];
+  if (!p && sec == IR_HEAD && *mode == GEN_FORWARD) p = d->paths[sec][*mode = GEN_FROZEN];
+  return p;
+}
+
+static int run_passes(dev_trainer *d, const px_scalars *sc, lt_error *err) {
+  int n_inst = d->host->state.n_inst, mode;
+  for (int inst = 0; inst < n_inst; inst++) {
+    const gen_path *p = path_of(d, inst, &mode);
+    if (!p) return lt_fail(err, "no path for instance %d in mode %d", inst, mode);
+    if (px_run(p, 0, p->n_fwd_steps, table_of(d, inst, mode), sc, &d->dev.exec, err)) return -1;
+  }
+  for (int inst = n_inst - 1; inst >= 0; inst--) {
+    const gen_path *p = path_of(d, inst, &mode);
+    if (d->host->path[inst] == GEN_FORWARD) continue;
+    if (px_run(p, p->n_fwd_steps, p->n_steps, table_of(d, inst, mode), sc, &d->dev.exec, err))
+      return -1;
+  }
+  return 0;
+}
+
+int dt_step(dev_trainer *d, train_step_stats *st, lt_error *err) {
+  trainer *t = d->host;
+  ms_state *s = &t->state;
+  double t0 = now_ms();
+  int switched;
+  float lr;
+  /* a Lua policy reads weight norms at the switch: bring them up to date */
+  if (t->sampler && t->cfg.lisa.mode == LISA_SAMPLE_LUA &&
+      (lisa_sampler_is_boundary(t->sampler, t->step) || !t->sampled) && dt_download_params(d, err))
+    return -1;
+  if (trainer_begin_step(t, &switched, &lr, err)) return -1;
+  if (switched && follow_active_set(d, err)) return -1;
+  if (d->dev.upload(d->dev.ctx, d->ids, s->ids, (size_t)s->N * 4, err) ||
+      d->dev.upload(d->dev.ctx, d->targets, s->targets, (size_t)s->N * 4, err) ||
+      d->dev.zero(d->dev.ctx, d->grads, (size_t)s->n_grad_scalars * (size_t)d->gb, err))
+    return -1;
+  px_scalars sc = scalars(d, lr);
+  if (run_passes(d, &sc, err)) return -1;
+  if (d->n_entries &&
+      px_run(d->opt, GEN_OPT_STEP_NORM, GEN_OPT_STEP_ADAMW + 1, d->opt_bufs, &sc, &d->dev.exec, err))
+    return -1;
+  float stats[2] = {0, 0};
+  if (d->dev.download(d->dev.ctx, &stats[0], d->stats, 4, err) ||
+      (d->n_entries && d->dev.download(d->dev.ctx, &stats[1], d->opt_bufs[GEN_OPT_NORM], 4, err)))
+    return -1;
+  d->updates++;
+  double ms = now_ms() - t0;
+  *st = (train_step_stats){.step = t->step, .loss = stats[0], .lr = lr, .grad_norm = stats[1],
+                           .step_ms = ms, .tokens_per_s = s->N / (ms / 1e3), .switched = switched};
+  t->step++;
+  return 0;
+}
+
+/* ---- back to the host --------------------------------------------------- */
+
+static int download_param(dev_trainer *d, int p, int layer, lt_error *err) {
+  const ms_state *s = &d->host->state;
+  float *dst = ms_param(s, p, layer);
+  int64_t n = ir_param_numel(&d->prog->m->params[p]);
+  if (d->masters && region_on(d, p, layer) >= 0)
+    return d->dev.download(d->dev.ctx, dst, d->master + (ms_grad(s, p, layer) - s->grads) * 4,
+                           (size_t)n * 4, err);
+  const char *src = d->weights + param_index(s, p, layer) * d->wb;
+  if (d->wb == 4) return d->dev.download(d->dev.ctx, dst, src, (size_t)n * 4, err);
+  uint16_t *h = d->convert;
+  if (d->dev.download(d->dev.ctx, h, src, (size_t)n * 2, err)) return -1;
+  for (int64_t i = 0; i < n; i++) dst[i] = bf16_to_f32(h[i]);
+  return 0;
+}
+
+int dt_download_params(dev_trainer *d, lt_error *err) {
+  return for_each_tensor(d, download_param, err);
+}

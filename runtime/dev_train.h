@@ -1,0 +1,67 @@
+/* dev_train.h: training steps on the generated paths (codegen/gen.h) over a
+ * device: the CUDA backend (gpu_device.h), or the tests' emulator.
+ *
+ * The host trainer (train.h, created with params_only) keeps what it keeps
+ * for the CPU but its activations: the config, the IR, the data, the LISA
+ * sampler and the slot bookkeeping, and fp32 parameters for loading and
+ * saving. Each step it draws the batch and, every K steps, the active set;
+ * this trainer runs everything else on the device, in one arena sized at
+ * creation:
+ *
+ *   weights     every parameter in the storage dtype (ms_state's layout)
+ *   grads       what trains, in the gradient dtype (ms_state's layout:
+ *               embed, head, gradient slots)
+ *   masters     bf16-mixed: fp32 copies of what trains, laid out as grads
+ *   moments     AdamW m and v, laid out as grads
+ *   activations per instance, what its path keeps for backward; what only
+ *               the ACTIVE path keeps lives in slots bound with the
+ *               gradient slots (as on the CPU, docs/memory.md)
+ *   scratch     one region every path's scratch and workspaces share (one
+ *               path runs at a time)
+ *   optimizer   the AdamW table, norm, clip and their workspace
+ *
+ * A step is launches and GEMMs only: no allocation, no compilation. The
+ * host waits once, to read the loss and the gradient norm (8 bytes); a LISA
+ * switch also writes the new AdamW table and widens the entering blocks'
+ * masters. */
+#ifndef LT_DEV_TRAIN_H
+#define LT_DEV_TRAIN_H
+
+#include <stddef.h>
+
+#include "gen.h"
+#include "plan_exec.h"
+#include "train.h"
+
+/* Device memory and copies; exec runs the paths' kernels and GEMMs. */
+typedef struct {
+  void *ctx;
+  px_backend exec;
+  int (*alloc)(void *ctx, size_t bytes, void **out, lt_error *err);
+  void (*release)(void *ctx, void *mem);
+  /* in stream order with exec; download returns when the bytes are here */
+  int (*upload)(void *ctx, void *dst, const void *src, size_t bytes, lt_error *err);
+  int (*download)(void *ctx, void *dst, const void *src, size_t bytes, lt_error *err);
+  int (*zero)(void *ctx, void *dst, size_t bytes, lt_error *err);
+} dt_device;
+
+typedef struct dev_trainer dev_trainer;
+
+/* prog must be generated for the host trainer's model, method, batch and
+ * sequence (gen_config.trains as the method trains). Uploads the host
+ * trainer's weights. Both must outlive the device trainer. */
+int dt_create(dev_trainer **out, trainer *host, const gen_program *prog, const dt_device *dev,
+              lt_error *err);
+void dt_free(dev_trainer *d);
+
+/* One step: forward, backward, clip and AdamW on the device. */
+int dt_step(dev_trainer *d, train_step_stats *st, lt_error *err);
+
+/* The device's weights back into the host trainer's fp32 parameters (the
+ * masters where they exist), for saving. */
+int dt_download_params(dev_trainer *d, lt_error *err);
+
+/* Bytes of the device arena, and by category (plan.h's names). */
+size_t dt_arena_bytes(const dev_trainer *d);
+
+#endif

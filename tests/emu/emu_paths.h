@@ -1,0 +1,157 @@
+// emu_paths.h: generated programs in the CUDA emulator, as a plan_exec
+// backend. The program's single translation unit is compiled for the host
+// with the emulator's CUDA definitions and dlopen'ed; a kernel step runs its
+// `<kernel>_emu` trampoline in the emulator, a GEMM step runs on the CPU as
+// cuBLASLt would with fp32 compute (the epilogue, then one rounding to the
+// output's storage type).
+#pragma once
+
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <string>
+#include <vector>
+
+#include "emu_bf16.h"
+
+extern "C" {
+#include "cpu_ops.h"
+#include "gen.h"
+#include "plan_exec.h"
+}
+
+namespace emu_paths {
+
+typedef int (*launch_fn)(void (*)(void **), void **, unsigned, unsigned, unsigned, unsigned,
+                         unsigned, unsigned, unsigned);
+
+struct Module {
+  void *so = nullptr;
+  launch_fn launch = nullptr;
+  const char *(*error)(void) = nullptr;
+  Module() = default;
+  Module(const Module &) = delete;
+  Module &operator=(const Module &) = delete;
+  ~Module() {
+    if (so) dlclose(so);
+  }
+};
+
+// Compiles prog for the host into dir/tag.so and loads it; false with the
+// reason in *why.
+inline bool compile_module(const gen_program *prog, const std::string &dir, const char *tag,
+                           const char *emu_header, Module *mod, std::string *why) {
+  sbuf src = {};
+  lt_error err = {};
+  if (gen_emit_program(prog, &src, &err)) return *why = err.msg, false;
+  std::string cu = dir + "/" + tag + ".cu", so = dir + "/" + tag + ".so";
+  FILE *f = fopen(cu.c_str(), "w");
+  if (!f) return sb_free(&src), *why = "cannot write " + cu, false;
+  fputs(sb_str(&src), f);
+  fclose(f);
+  sb_free(&src);
+  const char *cxx = getenv("CXX") ? getenv("CXX") : "c++";
+  std::string cmd = std::string(cxx) + " -std=c++17 -O1 -shared -fPIC -w -DLISA_EMU -x c++ -include " +
+                    emu_header + " " + cu + " -o " + so;
+  if (system(cmd.c_str()) != 0) return *why = "host compile failed: " + cmd, false;
+  mod->so = dlopen(so.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!mod->so) return *why = std::string("dlopen: ") + dlerror(), false;
+  mod->launch = (launch_fn)dlsym(mod->so, "lisa_emu_launch");
+  mod->error = (const char *(*)(void))dlsym(mod->so, "lisa_emu_error");
+  if (!mod->launch || !mod->error) return *why = "no emulator entry in " + so, false;
+  return true;
+}
+
+// rows x cols at a row stride of ld elements, as floats.
+inline std::vector<float> read_at(const void *base, int dt, int64_t ld, int64_t rows, int64_t cols) {
+  std::vector<float> out((size_t)(rows * cols));
+  for (int64_t i = 0; i < rows; i++)
+    for (int64_t j = 0; j < cols; j++) {
+      int64_t e = i * ld + j;
+      out[(size_t)(i * cols + j)] =
+          dt == GEN_BF16 ? __bfloat162float(((const __nv_bfloat16 *)base)[e]) : ((const float *)base)[e];
+    }
+  return out;
+}
+
+inline void write_at(void *base, int dt, int64_t ld, int64_t rows, int64_t cols, const float *src) {
+  for (int64_t i = 0; i < rows; i++)
+    for (int64_t j = 0; j < cols; j++) {
+      float v = src[i * cols + j];
+      if (dt == GEN_BF16) ((__nv_bfloat16 *)base)[i * ld + j] = __float2bfloat16_rn(v);
+      else ((float *)base)[i * ld + j] = v;
+    }
+}
+
+inline int dtype_of(const gen_path *p, gen_ref r) { return p->bufs[r.buf].dtype; }
+
+inline int gemm(void *ctx, const gen_path *p, int step, const px_gemm *pg, lt_error *err) {
+  (void)ctx, (void)step, (void)err;
+  const gen_gemm &g = *pg->g;
+  int64_t ka = g.op == GEN_GEMM_FWD ? g.in : g.out;
+  std::vector<float> a = read_at(pg->a, dtype_of(p, g.a), g.a.ld, g.rows, ka);
+  const gen_buffer *wb = &p->bufs[g.w.buf];
+  int64_t wrows = g.op == GEN_GEMM_DW ? g.rows : wb->rows, wcols = g.op == GEN_GEMM_DW ? g.in : wb->cols;
+  std::vector<float> w = read_at(pg->w, dtype_of(p, g.w), g.w.ld, wrows, wcols);
+  if (g.op == GEN_GEMM_DW) {
+    /* D (= C, beta 1) in the gradients' dtype: the old value plus the
+     * product in fp32, rounded once; BGRAD's bias gradient likewise */
+    const gen_buffer *db = &p->bufs[g.d.buf];
+    std::vector<float> dw = read_at(pg->d, db->dtype, g.d.ld, db->rows, db->cols);
+    cpu_linear_backward_w(dw.data(), a.data(), w.data(), g.rows, g.in, g.out, g.layout);
+    write_at(pg->d, db->dtype, g.d.ld, db->rows, db->cols, dw.data());
+    if (g.epilogue == GEN_EPI_BGRAD) {
+      std::vector<float> bg = read_at(pg->bias, dtype_of(p, g.bias), g.out, 1, g.out);
+      cpu_linear_backward_b(bg.data(), a.data(), g.rows, g.out);
+      write_at(pg->bias, dtype_of(p, g.bias), g.out, 1, g.out, bg.data());
+    }
+    return 0;
+  }
+  int64_t cols = g.op == GEN_GEMM_FWD ? g.out : g.in;
+  std::vector<float> d((size_t)(g.rows * cols));
+  if (g.op == GEN_GEMM_FWD) {
+    std::vector<float> bias;
+    if (pg->bias) bias = read_at(pg->bias, dtype_of(p, g.bias), g.out, 1, g.out);
+    cpu_linear_forward(d.data(), a.data(), w.data(), bias.empty() ? nullptr : bias.data(), g.rows,
+                       g.in, g.out, g.layout);
+  } else {
+    cpu_linear_backward_x(d.data(), a.data(), w.data(), g.rows, g.in, g.out, g.layout);
+  }
+  if (g.beta) {
+    std::vector<float> c = read_at(pg->c, dtype_of(p, g.c), g.c.ld, g.rows, cols);
+    for (size_t i = 0; i < d.size(); i++) d[i] += c[i];
+  }
+  switch (g.epilogue) {
+  case GEN_EPI_GELU_AUX_BIAS: case GEN_EPI_GELU_AUX:
+    write_at(pg->aux, dtype_of(p, g.aux), g.aux.ld, g.rows, cols, d.data());
+    /* fall through */
+  case GEN_EPI_GELU_BIAS: case GEN_EPI_GELU:
+    cpu_gelu_forward(d.data(), d.data(), (int64_t)d.size());
+    break;
+  case GEN_EPI_DGELU: {
+    std::vector<float> aux = read_at(pg->aux, dtype_of(p, g.aux), g.aux.ld, g.rows, cols);
+    cpu_gelu_backward(d.data(), d.data(), aux.data(), (int64_t)d.size());
+    break;
+  }
+  }
+  write_at(pg->d, dtype_of(p, g.d), g.d.ld, g.rows, cols, d.data());
+  return 0;
+}
+
+inline int launch(void *ctx, const gen_path *p, int step, void **args, lt_error *err) {
+  const Module &mod = *(const Module *)ctx;
+  const gen_step &st = p->steps[step];
+  char sym[128];
+  snprintf(sym, sizeof sym, "%s_emu", st.kernel);
+  void (*entry)(void **) = (void (*)(void **))dlsym(mod.so, sym);
+  if (!entry) return lt_fail(err, "no entry %s", sym);
+  if (mod.launch(entry, args, st.grid[0], st.grid[1], st.grid[2], st.block[0], st.block[1],
+                 st.block[2], st.smem))
+    return lt_fail(err, "%s: %s", st.kernel, mod.error());
+  return 0;
+}
+
+inline px_backend backend(const Module *mod) { return px_backend{(void *)mod, launch, gemm}; }
+
+}  // namespace emu_paths
