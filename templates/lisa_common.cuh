@@ -10,8 +10,10 @@
 //    Widths (columns, head size, vocabulary) are template parameters, so the
 //    compiler sees them as constants; the row count N = B*T is an argument.
 //  - T is the storage type of activations and weights: float or
-//    __nv_bfloat16. Arithmetic is fp32. Saved statistics (mean, rstd, lse),
-//    parameter gradients and optimizer state are float.
+//    __nv_bfloat16. Arithmetic is fp32. Saved statistics (mean, rstd, lse)
+//    are float; parameter gradients and optimizer state are float
+//    (bf16-mixed) or bf16 (bf16-true): gradient kernels take their type as a
+//    deduced template parameter G and round once on the store.
 //  - Parameter gradients accumulate (+=); everything else is overwritten,
 //    as in runtime/cpu_ops.h, which is the reference for every kernel.
 //  - Each kernel's comment gives its launch: grid, block, dynamic shared
