@@ -578,7 +578,8 @@ int dt_step(dev_trainer *d, train_step_stats *st, lt_error *err) {
   d->updates++;
   double ms = now_ms() - t0;
   *st = (train_step_stats){.step = t->step, .loss = stats[0], .lr = lr, .grad_norm = stats[1],
-                           .step_ms = ms, .tokens_per_s = s->N / (ms / 1e3), .switched = switched};
+                           .step_ms = ms, .tokens_per_s = s->N / (ms / 1e3), .switched = switched,
+                           .mfu = -1, .peak_bytes = d->arena_bytes};
   t->step++;
   return 0;
 }

@@ -38,6 +38,10 @@ static int load_driver(gpu_api *g, lt_error *err) {
   LOAD_CU(cuMemcpyHtoD, "cuMemcpyHtoD_v2");
   LOAD_CU(cuMemcpyDtoH, "cuMemcpyDtoH_v2");
   LOAD_CU(cuMemsetD8, "cuMemsetD8_v2");
+  LOAD_CU(cuMemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2");
+  LOAD_CU(cuMemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2");
+  LOAD_CU(cuMemsetD8Async, "cuMemsetD8Async");
+  LOAD_CU(cuMemGetInfo, "cuMemGetInfo_v2");
   LOAD_CU(cuStreamCreate, "cuStreamCreate");
   LOAD_CU(cuStreamDestroy, "cuStreamDestroy_v2");
   LOAD_CU(cuStreamSynchronize, "cuStreamSynchronize");

@@ -8,9 +8,10 @@
 #include "checkpoint.h"
 #include "cli.h"
 #ifdef LISA_HAVE_GPU
-#include "gpu_api.h"
+#include "cuda_run.h"
 #endif
 #include "log.h"
+#include "plan.h"
 #include "train.h"
 #include "weights.h"
 
@@ -49,11 +50,14 @@ static const char usage_train[] =
     "                           --steps is still the total, so the run goes on to it\n"
     "  --log-jsonl FILE         one JSON object per step\n"
     "  --quiet                  no progress line\n"
-    "  --device auto|cpu|cuda   (auto)\n";
+    "  --device auto|cpu|cuda   cuda: the generated kernels and cuBLASLt; auto: cuda\n"
+    "                           where a device is found, else the cpu backend (auto)\n"
+    "  --dtype P                cuda: bf16 (= bf16-mixed: fp32 grads, masters, moments),\n"
+    "                           bf16-true (all bf16, the paper's) or fp32; cpu: fp32\n";
 
 typedef struct {
   train_config train;
-  const char *save_path, *jsonl_path, *device;
+  const char *save_path, *jsonl_path, *device, *dtype;
   double max_shard_gb; /* > 0: --save writes a folder of Hugging Face shards */
   const char *save_state_dir, *resume_dir;
   int64_t save_every; /* 0: save the state only at the end */
@@ -148,6 +152,13 @@ static int set_string(cli_args *a, const char *opt, const char *val) {
   else if (!strcmp(opt, "--resume")) a->resume_dir = val;
   else if (!strcmp(opt, "--log-jsonl")) a->jsonl_path = val;
   else if (!strcmp(opt, "--device")) a->device = val;
+  else if (!strcmp(opt, "--dtype")) {
+    if (plan_precision_parse(val) < 0) {
+      fprintf(stderr, "lisa train: --dtype must be fp32, bf16, bf16-mixed or bf16-true, not '%s'\n", val);
+      return -1;
+    }
+    a->dtype = val;
+  }
   else if (!strcmp(opt, "--method")) {
     if (!strcmp(val, "ft")) a->train.method = TRAIN_FT;
     else if (!strcmp(val, "lisa")) a->train.method = TRAIN_LISA;
@@ -241,40 +252,85 @@ static int parse_train_args(int argc, char **argv, cli_args *a) {
   return 0;
 }
 
-/* Picks the backend. Training runs on the CPU backend; the CUDA trainer is
- * not built yet (the generated paths, the plan runner and the device probe
- * are), so --device cuda says why it cannot run instead of silently using
- * the CPU, and auto says which backend it took. */
-static int probe_gpu(char *what, size_t cap) {
+/* The backend of a run: the cpu's, or a CUDA device (cuda non-NULL). */
+typedef struct {
 #ifdef LISA_HAVE_GPU
-  gpu_api g;
-  lt_error err = {{0}};
-  if (gpu_open(&g, &err)) return snprintf(what, cap, "%s", err.msg), -1;
-  char arch[16];
-  gpu_arch(&g, arch, sizeof arch);
-  snprintf(what, cap, "found %s (%s), but the CUDA trainer is not built yet", g.name, arch);
-  gpu_close(&g);
-  return 0;
-#else
-  return snprintf(what, cap, "this build has no CUDA support (no toolkit when it was built)"), -1;
+  cuda_run *cuda;
 #endif
-}
+  int on_cuda;
+} backend;
 
-static int choose_device(const char *device, int quiet) {
-  char what[1200];
+/* auto: CUDA where a device opens, else the CPU, saying why; cuda: the
+ * device or an error saying what is missing. */
+static int choose_device(const cli_args *a, backend *be) {
+  memset(be, 0, sizeof *be);
+  const char *device = a->device;
+  if (strcmp(device, "cpu") && strcmp(device, "auto") && strcmp(device, "cuda")) {
+    fprintf(stderr, "lisa train: --device must be auto, cpu or cuda, not '%s'\n", device);
+    return -1;
+  }
   if (!strcmp(device, "cpu")) return 0;
-  if (!strcmp(device, "auto")) {
-    probe_gpu(what, sizeof what);
-    if (!quiet) fprintf(stderr, "lisa: device auto: %s; using the cpu backend\n", what);
+  char what[1200];
+#ifdef LISA_HAVE_GPU
+  lt_error err = {{0}};
+  char name[256];
+  if (cuda_run_open(&be->cuda, name, sizeof name, &err) == 0) {
+    be->on_cuda = 1;
+    if (!a->quiet) fprintf(stderr, "lisa: training on %s\n", name);
     return 0;
   }
+  snprintf(what, sizeof what, "%s", err.msg);
+#else
+  snprintf(what, sizeof what, "this build has no CUDA support (no toolkit when it was built)");
+#endif
   if (!strcmp(device, "cuda")) {
-    probe_gpu(what, sizeof what);
     fprintf(stderr, "lisa: --device cuda: %s; use --device cpu\n", what);
     return -1;
   }
-  fprintf(stderr, "lisa train: --device must be auto, cpu or cuda, not '%s'\n", device);
-  return -1;
+  if (!a->quiet) fprintf(stderr, "lisa: device auto: %s; using the cpu backend\n", what);
+  return 0;
+}
+
+/* What the CUDA trainer does not do yet, said before anything runs. */
+static int check_backend(const cli_args *a, const backend *be) {
+  if (!be->on_cuda) {
+    if (a->dtype && strcmp(a->dtype, "fp32")) {
+      fprintf(stderr, "lisa train: the cpu backend trains in fp32; --dtype %s needs --device cuda\n",
+              a->dtype);
+      return -1;
+    }
+    return 0;
+  }
+  const char *unsupported = a->resume_dir ? "--resume" : a->save_state_dir ? "--save-state" : NULL;
+  if (unsupported) {
+    fprintf(stderr, "lisa train: %s is not supported on cuda yet (the AdamW state stays on the "
+                    "device); use --device cpu\n", unsupported);
+    return -1;
+  }
+  return 0;
+}
+
+static int backend_step(backend *be, trainer *t, train_step_stats *st, lt_error *err) {
+#ifdef LISA_HAVE_GPU
+  if (be->on_cuda) return cuda_run_step(be->cuda, st, err);
+#endif
+  return trainer_step(t, st, err);
+}
+
+/* The weights into the host trainer before it reads or saves them. */
+static int backend_sync(backend *be, lt_error *err) {
+#ifdef LISA_HAVE_GPU
+  if (be->on_cuda) return cuda_run_sync_params(be->cuda, err);
+#endif
+  (void)be, (void)err;
+  return 0;
+}
+
+static void backend_close(backend *be) {
+#ifdef LISA_HAVE_GPU
+  cuda_run_close(be->cuda);
+#endif
+  (void)be;
 }
 
 static int save_state(const trainer *t, const cli_args *a, log_sink *log, lt_error *err) {
@@ -289,7 +345,7 @@ static int save_state(const trainer *t, const cli_args *a, log_sink *log, lt_err
 
 /* Runs the steps from t->step (0, or where a resumed state left off) to the
  * total --steps; the state is saved every --save-every steps and at the end. */
-static int run_training(trainer *t, const cli_args *a, lt_error *err) {
+static int run_training(trainer *t, backend *be, const cli_args *a, lt_error *err) {
   log_sink log;
   if (log_open(&log, a->jsonl_path, a->quiet, a->train.steps, t->ir.n_layer, err)) {
     log_close(&log);
@@ -298,12 +354,15 @@ static int run_training(trainer *t, const cli_args *a, lt_error *err) {
   int rc = 0;
   while (t->step < a->train.steps && rc == 0) {
     train_step_stats st;
-    rc = trainer_step(t, &st, err);
-    if (rc == 0) log_step(&log, t, &st, a->norms_every && st.step % a->norms_every == 0);
+    rc = backend_step(be, t, &st, err);
+    int norms = a->norms_every && st.step % a->norms_every == 0;
+    if (rc == 0 && norms) rc = backend_sync(be, err);
+    if (rc == 0) log_step(&log, t, &st, norms);
     if (rc == 0 && a->save_every && t->step % a->save_every == 0 && t->step < a->train.steps)
       rc = save_state(t, a, &log, err);
   }
   if (rc == 0 && a->save_state_dir) rc = save_state(t, a, &log, err);
+  if (rc == 0 && a->save_path) rc = backend_sync(be, err);
   if (rc == 0 && a->save_path) {
     if (a->merge_lora) trainer_merge_lora(t);
     if (a->max_shard_gb > 0)
@@ -331,13 +390,21 @@ static int cmd_train(int argc, char **argv) {
   cli_args a;
   int rc = parse_train_args(argc, argv, &a);
   if (rc) return rc;
-  if (choose_device(a.device, a.quiet)) return 1;
+  backend be;
+  if (choose_device(&a, &be) || check_backend(&a, &be)) return backend_close(&be), 1;
   lt_error err;
   trainer t;
+  a.train.params_only = be.on_cuda; /* activations live on the device */
   rc = trainer_create(&t, &a.train, &err);
   if (rc == 0 && t.load_note[0] && !a.quiet) fprintf(stderr, "note: %s\n", t.load_note);
   if (rc == 0 && a.resume_dir) rc = resume(&t, &a, &err);
-  if (rc == 0) rc = run_training(&t, &a, &err);
+#ifdef LISA_HAVE_GPU
+  if (rc == 0 && be.on_cuda)
+    rc = cuda_run_prepare(be.cuda, &t, a.dtype ? plan_precision_parse(a.dtype) : PLAN_BF16_MIXED,
+                          &err);
+#endif
+  if (rc == 0) rc = run_training(&t, &be, &a, &err);
+  backend_close(&be);
   trainer_free(&t);
   if (rc) {
     fprintf(stderr, "lisa: %s\n", err.msg);

@@ -71,10 +71,15 @@ static void write_row(log_sink *l, const trainer *t, const train_step_stats *st,
           "],\"grad_norm\":%.9g,\"step_ms\":%.3f,\"tokens_per_s\":%.1f,\"peak_bytes\":%llu,"
           "\"peak_rss_bytes\":%llu,\"memory\":{\"weights\":%llu,\"grads\":%llu,"
           "\"optimizer\":%llu,\"activations\":%llu,\"data\":%llu}",
-          st->grad_norm, st->step_ms, st->tokens_per_s, (unsigned long long)trainer_bytes(t),
+          st->grad_norm, st->step_ms, st->tokens_per_s,
+          (unsigned long long)(st->peak_bytes ? st->peak_bytes : trainer_bytes(t)),
           (unsigned long long)peak_rss_bytes(), (unsigned long long)mem.weights,
           (unsigned long long)mem.grads, (unsigned long long)mem.optimizer,
           (unsigned long long)mem.activations, (unsigned long long)mem.data);
+  if (st->mfu >= 0) fprintf(f, ",\"mfu\":%.4f", st->mfu);
+  else fputs(",\"mfu\":null", f);
+  if (st->device_used_bytes)
+    fprintf(f, ",\"device_used_bytes\":%llu", (unsigned long long)st->device_used_bytes);
   if (with_norms) {
     trainer_norms(t, l->weight_norms, l->grad_norms);
     write_norms(f, "weight_norms", l->weight_norms, l->n_norms);

@@ -432,7 +432,36 @@ int trainer_step(trainer *t, train_step_stats *st, lt_error *err) {
   double ms = now_ms() - t0;
   *st = (train_step_stats){.step = t->step, .loss = loss, .lr = lr, .grad_norm = norm,
                            .step_ms = ms, .tokens_per_s = s->N / (ms / 1e3),
-                           .switched = switched};
+                           .switched = switched, .mfu = -1};
   t->step++;
   return 0;
+}
+
+/* The embedding table is tied when the head reads it too. */
+static int head_reads_param(const ir_model *m, int p) {
+  const ir_graph *g = &m->sections[IR_HEAD];
+  for (int v = 0; v < g->n_values; v++)
+    if (g->values[v].kind == IR_V_PARAM && g->values[v].param == p) return 1;
+  return 0;
+}
+
+double trainer_flops_per_token(const trainer *t) {
+  const ir_model *m = &t->ir;
+  double n = 0;
+  for (int p = 0; p < m->n_params; p++) {
+    double numel = (double)ir_param_numel(&m->params[p]) *
+                   (m->params[p].section == IR_BLOCK ? m->n_layer : 1);
+    n += numel;
+  }
+  const ir_graph *e = &m->sections[IR_EMBED];
+  for (int i = 0; i < e->n_fwd; i++) /* an untied input embedding is a lookup, not FLOPs */
+    if (e->fwd[i].kind == IR_OP_EMBEDDING) {
+      int table = e->values[e->fwd[i].in[1]].param;
+      if (table >= 0 && !head_reads_param(m, table)) n -= (double)ir_param_numel(&m->params[table]);
+    }
+  double q_width = 0;
+  const ir_graph *b = &m->sections[IR_BLOCK];
+  for (int i = 0; i < b->n_fwd; i++)
+    if (b->fwd[i].kind == IR_OP_ATTENTION) q_width += (double)b->values[b->fwd[i].in[0]].cols;
+  return 6 * n + 6 * m->n_layer * q_width * t->state.T;
 }

@@ -49,6 +49,9 @@ typedef struct {
   double step_ms;
   double tokens_per_s;
   int switched;         /* the active set was (re)sampled this step */
+  double mfu;           /* model FLOPs/s over the device's bf16 peak; < 0: not known */
+  uint64_t peak_bytes;  /* device runs: the arena and workspace; 0: trainer_bytes */
+  uint64_t device_used_bytes; /* device runs: all the process holds there */
 } train_step_stats;
 
 enum { TRAIN_REGION_EMBED, TRAIN_REGION_HEAD, TRAIN_REGION_SLOTS };
@@ -112,6 +115,12 @@ uint64_t trainer_bytes(const trainer *t);
  * parts that trained in the last step (NaN for the others). Reads every
  * parameter: call every few steps, not every step. */
 void trainer_norms(const trainer *t, double *weight, double *grad);
+
+/* Model FLOPs per token for MFU, llm.c's convention (as
+ * scripts/peer-torch.py): 6 N + 6 L C T, N = every parameter once less an
+ * untied input embedding, C = the attention's query width. The same for
+ * every method (LISA's is "full fine-tuning work per second"). */
+double trainer_flops_per_token(const trainer *t);
 
 /* The step's building blocks, also used by the tests. */
 int train_optim_init(train_optim *o, const ms_state *s, lt_error *err);

@@ -1,44 +1,68 @@
 #!/bin/bash
-# gpu-check.sh: the GPU checks in one go, on a build made on a CPU machine.
+# gpu-check.sh: the GPU checks and benchmarks in one go, on a build made on a
+# CPU machine.
 #
 # Here (a CPU machine with the toolkit):
 #   bash scripts/gpu-check.sh --bundle
-# builds, and copies the shared libraries the binaries need that a CUDA image
-# may lack (libyaml, Lua, cJSON, libgomp) into build/gpu-libs. Then, on the GPU
-# machine (no package registry there), with build/lisa, build/tests/test_emu_gen
-# and build/gpu-libs carried:
+# builds and packs build/lisa, build/tests/test_dev_train,
+# build/tests/test_emu_gen and the shared libraries a CUDA image may lack
+# (libyaml, Lua, cJSON, libgomp) into build/gpu-bundle.tar.xz (about 5 MB;
+# the binaries link OpenBLAS statically). Then, on the GPU machine (no
+# package registry there), with build/gpu-bundle.tar.xz carried:
 #   bash scripts/gpu-check.sh
-# writes every result to $OUT/gpu-check.txt (or /tmp/gpu-check/) within about
-# 8 minutes: the device, the probe, every generated path of GPT-2 and LLaMA
-# (fp32, bf16, LoRA, tuned variants) run on the device and compared with the
-# CPU backend, compute-sanitizer memcheck on one model, and NVRTC's build time
-# for GPT-2 124M on the machine itself.
+# unpacks it and writes every result to $OUT/gpu-check.txt (or
+# /tmp/gpu-check/), the benchmark rows to $OUT/bench-*.jsonl, within
+# $BUDGET seconds (default 450): a step that could not finish in what is
+# left is skipped and says so. In order of importance:
+#   probe        a 5-step LISA run of the tiny GPT-2 on the device
+#   dev-train    20 steps of FT, LISA and LoRA (fp32, bf16-mixed, bf16-true)
+#                on the device against the CPU trainer (test_dev_train)
+#   bench-*      GPT-2 124M, B=16 T=1024: FT and LISA G=2 (bf16-mixed), LISA
+#                G=2 bf16-true: median tokens/s, MFU, peak bytes
+#   memcheck     compute-sanitizer on a short run
+#   paths        every generated path against the CPU backend (test_emu_gen)
+#   peer-torch   scripts/peer-torch.py FT and LISA, where torch is installed
+#   nvrtc        the NVRTC build time of GPT-2 124M on this machine
 set -uo pipefail
 cd "$(dirname "$0")/.."
+BUNDLE=build/gpu-bundle.tar.xz
+BINS="build/lisa build/tests/test_dev_train build/tests/test_emu_gen"
 
 if [ "${1:-}" = --bundle ]; then
   bash scripts/setup.sh >/dev/null || exit 1
-  mkdir -p build/gpu-libs
+  rm -rf build/gpu-libs && mkdir -p build/gpu-libs
   for lib in libyaml-0.so.2 liblua5.4.so.0 libcjson.so.1 libgomp.so.1; do
-    path=$(ldd build/lisa build/tests/test_emu_gen | awk -v l="$lib" '$1 == l {print $3; exit}')
+    # shellcheck disable=SC2086
+    path=$(ldd $BINS | awk -v l="$lib" '$1 == l {print $3; exit}')
     [ -n "$path" ] && cp -L "$path" build/gpu-libs/
   done
-  ls -l build/lisa build/tests/test_emu_gen build/gpu-libs
-  echo "carry: build/lisa build/tests/test_emu_gen build/gpu-libs"
+  # shellcheck disable=SC2086
+  tar -cJf "$BUNDLE" $BINS build/gpu-libs || exit 1
+  ls -l "$BUNDLE"
+  echo "carry: $BUNDLE"
   exit 0
 fi
 
+if [ -f "$BUNDLE" ]; then tar -xJf "$BUNDLE" || exit 1; fi
 OUT=${OUT:-/tmp/gpu-check}
+BUDGET=${BUDGET:-450}
 mkdir -p "$OUT"
 R=$OUT/gpu-check.txt
 : > "$R"
 export LD_LIBRARY_PATH=$PWD/build/gpu-libs:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 export LISA_SRC=$PWD OMP_NUM_THREADS=8 XDG_CACHE_HOME=$OUT/cache
+START=$(date +%s)
 failed=0
 
-# step NAME TIMEOUT CMD...: runs CMD, its output and status into the results.
+# step NAME TIMEOUT CMD...: runs CMD, its output and status into the results;
+# skipped when the budget left is less than TIMEOUT.
 step() {
   local name=$1 limit=$2; shift 2
+  local left=$((BUDGET - ($(date +%s) - START)))
+  if [ "$left" -lt "$limit" ]; then
+    echo "== $name: skipped, ${left}s of the budget left, it may take ${limit}s" | tee -a "$R"
+    return 1
+  fi
   local t0=$(date +%s.%N)
   echo "== $name: $*" >> "$R"
   timeout "$limit" "$@" >> "$R" 2>&1
@@ -48,19 +72,57 @@ step() {
     'BEGIN {printf "== %s: exit %d, %.1f s\n\n", n, rc, b - a}' >> "$R"
   [ "$rc" -eq 0 ] || failed=$((failed + 1))
   echo "$name: exit $rc"
+  return "$rc"
 }
 
+# summary FILE: medians over the rows after the first 5 (warm-up) of a
+# --log-jsonl file.
+summary() {
+  awk -v f="$1" '
+    function field(k,   m) { if (match($0, "\"" k "\":[-0-9.e+]+")) return substr($0, RSTART + length(k) + 3, RLENGTH - length(k) - 3); return "" }
+    /"step":/ { n++; if (n == 1) first = field("loss"); last = field("loss")
+      if (n > 5) { tps[++k] = field("tokens_per_s") + 0; ms[k] = field("step_ms") + 0; mfu[k] = field("mfu") + 0 }
+      p = field("peak_bytes") + 0; if (p > peak) peak = p
+      u = field("device_used_bytes") + 0; if (u > used) used = u }
+    function median(a, n,   i, j, t) { for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+      return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
+    END { if (k == 0) { print f ": no rows after warm-up"; exit 1 }
+      printf "%s: %d steps, median %.1f ms, %.0f tokens/s, mfu %.4f, arena %.2f GiB, device used %.2f GiB, loss %s -> %s\n",
+        f, n, median(ms, k), median(tps, k), median(mfu, k), peak / 2^30, used / 2^30, first, last }' "$1"
+}
+
+TINY="models/gpt2-tiny.yaml --data tests/fixtures/tokens-67.bin"
+BENCH="models/gpt2-124m.yaml --data data/tinyshakespeare.bin --batch 16 --seq 1024 --steps 30 --device cuda --quiet"
+
 { date -u; uname -a; nvidia-smi 2>&1 | head -15; } >> "$R"
-# The probe: expected to find the device and say the CUDA trainer is not built.
-step probe 60 bash -c 'build/lisa train models/gpt2-tiny.yaml --data tests/fixtures/tokens-67.bin \
-  --steps 1 --batch 2 --seq 8 --device cuda; true'
-step paths-on-device 300 env LISA_TEST_DEVICE=cuda build/tests/test_emu_gen
+# shellcheck disable=SC2086
+step probe 90 build/lisa train $TINY --steps 5 --batch 2 --seq 8 --device cuda --method lisa \
+  --gamma 1 --interval 2 --log-jsonl "$OUT/probe.jsonl"
+step dev-train 240 env LISA_TEST_DEVICE=cuda build/tests/test_dev_train
+for run in "ft bf16 --method ft" "lisa bf16 --method lisa --gamma 2" \
+           "lisa-true bf16-true --method lisa --gamma 2"; do
+  set -- $run
+  name=$1 dtype=$2; shift 2
+  # shellcheck disable=SC2086
+  step "bench-$name" 150 build/lisa train $BENCH --dtype "$dtype" "$@" --log-jsonl "$OUT/bench-$name.jsonl" &&
+    summary "$OUT/bench-$name.jsonl" >> "$R"
+done
 if command -v compute-sanitizer >/dev/null; then
-  step memcheck 180 compute-sanitizer --tool memcheck --error-exitcode 9 \
-    env LISA_TEST_DEVICE=cuda LISA_TEST_ONLY=gpt2_bf16 build/tests/test_emu_gen
+  # shellcheck disable=SC2086
+  step memcheck 150 compute-sanitizer --tool memcheck --error-exitcode 9 \
+    build/lisa train $TINY --steps 3 --batch 2 --seq 8 --device cuda --method lisa --gamma 1 --quiet
 fi
-step nvrtc-gpt2-124m 120 build/lisa gen models/gpt2-124m.yaml -o "$OUT/gen" --batch 16 --seq 1024 \
-  --arch sm_90
+step paths 240 env LISA_TEST_DEVICE=cuda build/tests/test_emu_gen
+if python3 -c 'import numpy, torch, transformers' 2>/dev/null; then
+  P="python3 scripts/peer-torch.py --model gpt2-124m --device cuda --dtype bf16 --attn sdpa \
+     --batch 16 --seq 1024 --steps 30 --warmup-steps 5 --data data/tinyshakespeare.bin"
+  step peer-torch-ft 180 bash -c "$P --method ft > $OUT/peer-torch-ft.json"
+  step peer-torch-lisa 180 bash -c "$P --method lisa --gamma 2 --interval 20 > $OUT/peer-torch-lisa.json"
+  cat "$OUT"/peer-torch-*.json >> "$R" 2>/dev/null
+else
+  echo "== peer-torch: skipped, no numpy/torch/transformers on this machine" >> "$R"
+fi
+step nvrtc-gpt2-124m 120 build/lisa gen models/gpt2-124m.yaml -o "$OUT/gen" --batch 16 --seq 1024
 cp "$OUT/gen/compile.txt" "$OUT/compile-gpt2-124m.txt" 2>/dev/null
 rm -rf "$OUT/gen" "$OUT/cache"
 echo "failed steps: $failed" >> "$R"

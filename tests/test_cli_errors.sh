@@ -51,8 +51,18 @@ printf 'function sample_layers(ctx)\n  return {0, 5}\nend\n' > "$TMP/bad-policy.
 expect_error bad_lua_policy "bad-policy\.lua: sample_layers returned 5 at position 2, outside \[0, 2\)" \
   train "$TINY" --data "$TOKENS" --method lisa --lua "$TMP/bad-policy.lua"
 expect_error missing_model_file "nope\.yaml" train "$TMP/nope.yaml" --data "$TOKENS"
-expect_error no_cuda "--device cuda: (no NVIDIA driver|the NVIDIA driver|found .* not built yet|this build has no CUDA)" \
+# These machines have no GPU: cuda says why and stops, auto says so and
+# trains on the cpu; the cpu backend is fp32 only.
+expect_error no_cuda "--device cuda: (no NVIDIA driver|the NVIDIA driver|this build has no CUDA)" \
   "$LISA" train "$TINY" --data "$TOKENS" --device cuda
+auto_log=$("$LISA" train "$TINY" --data "$TOKENS" --device auto --steps 2 --batch 2 --seq 8 2>&1) ||
+  fail "--device auto did not train on the cpu: $auto_log"
+grep -q "using the cpu backend" <<<"$auto_log" && echo "ok   auto: says it uses the cpu" ||
+  fail "--device auto did not say it took the cpu: $auto_log"
+expect_error cpu_bf16 "the cpu backend trains in fp32; --dtype bf16 needs --device cuda" \
+  train "$TINY" --data "$TOKENS" --dtype bf16
+expect_error bad_dtype "--dtype must be fp32, bf16, bf16-mixed or bf16-true, not 'fp8'" \
+  train "$TINY" --data "$TOKENS" --dtype fp8
 
 # A failed save leaves the good file where it was untouched.
 train "$TINY" --data "$TOKENS" --save "$TMP/good.safetensors" || fail "saving a good file"

@@ -1,0 +1,74 @@
+/* cuda_run.c: the pieces of a CUDA training run, in the order they start. */
+#include "cuda_run.h"
+
+#include <stdlib.h>
+
+#include "dev_train.h"
+#include "gen.h"
+#include "gpu_device.h"
+#include "gpu_paths.h"
+#include "lora.h"
+#include "plan.h"
+
+struct cuda_run {
+  gpu_device *gpu;
+  trainer *t;
+  gen_program prog;
+  int have_prog;
+  unsigned char *trains;
+  dev_trainer *dev;
+  double flops_per_token, peak;
+};
+
+int cuda_run_open(cuda_run **out, char *name, size_t cap, lt_error *err) {
+  cuda_run *r = calloc(1, sizeof *r);
+  if (!r) return lt_fail(err, "out of memory");
+  if (gpu_device_open(&r->gpu, name, cap, err)) return free(r), -1;
+  *out = r;
+  return 0;
+}
+
+static int generate(cuda_run *r, int precision, lt_error *err) {
+  const trainer *t = r->t;
+  gen_config cfg = {.B = t->state.B, .T = t->state.T, .grad_accum = 1,
+                    .opt_blocks = 4 * gpu_device_sms(r->gpu)};
+  cfg.dtype = precision == PLAN_FP32 ? GEN_F32 : GEN_BF16;
+  cfg.grad_dtype = precision == PLAN_BF16_TRUE ? GEN_BF16 : GEN_F32;
+  if (t->cfg.method == TRAIN_LORA) {
+    if (!(r->trains = malloc((size_t)t->ir.n_params + 1))) return lt_fail(err, "out of memory");
+    lora_trains(&t->ir, r->trains);
+    cfg.trains = r->trains;
+  }
+  if (gen_build(&r->prog, &t->ir, &cfg, err)) return -1;
+  r->have_prog = 1;
+  return 0;
+}
+
+int cuda_run_prepare(cuda_run *r, trainer *t, int precision, lt_error *err) {
+  r->t = t;
+  if (generate(r, precision, err) || gpu_device_load(r->gpu, &r->prog, err)) return -1;
+  dt_device dev = gpu_device_iface(r->gpu);
+  if (dt_create(&r->dev, t, &r->prog, &dev, err)) return -1;
+  r->flops_per_token = trainer_flops_per_token(t);
+  r->peak = precision == PLAN_FP32 ? 0 : gpu_device_bf16_peak(r->gpu);
+  return 0;
+}
+
+int cuda_run_step(cuda_run *r, train_step_stats *st, lt_error *err) {
+  if (dt_step(r->dev, st, err)) return -1;
+  st->peak_bytes = dt_arena_bytes(r->dev) + GPU_WORKSPACE_BYTES;
+  st->device_used_bytes = gpu_device_used_bytes(r->gpu);
+  st->mfu = r->peak > 0 ? r->flops_per_token * st->tokens_per_s / r->peak : -1;
+  return 0;
+}
+
+int cuda_run_sync_params(cuda_run *r, lt_error *err) { return dt_download_params(r->dev, err); }
+
+void cuda_run_close(cuda_run *r) {
+  if (!r) return;
+  dt_free(r->dev);
+  if (r->have_prog) gen_free(&r->prog);
+  free(r->trains);
+  gpu_device_close(r->gpu);
+  free(r);
+}

@@ -1,0 +1,25 @@
+/* cuda_run.h: `lisa train --device cuda`: the device, the generated
+ * program for the run and the device trainer, set up before step 0. */
+#ifndef LT_CUDA_RUN_H
+#define LT_CUDA_RUN_H
+
+#include <stddef.h>
+
+#include "train.h"
+
+typedef struct cuda_run cuda_run;
+
+/* Opens the first CUDA device; name gets what it is. -1 with the reason. */
+int cuda_run_open(cuda_run **out, char *name, size_t cap, lt_error *err);
+/* Generates every path for t's model, method, batch and sequence in
+ * `precision` (plan.h: PLAN_FP32, PLAN_BF16_MIXED or PLAN_BF16_TRUE),
+ * compiles and loads them, and uploads t's weights. t must have been created
+ * with params_only. */
+int cuda_run_prepare(cuda_run *r, trainer *t, int precision, lt_error *err);
+/* One step; fills the stats' mfu, peak_bytes and device_used_bytes. */
+int cuda_run_step(cuda_run *r, train_step_stats *st, lt_error *err);
+/* The device's weights into t's parameters (to save or to read norms). */
+int cuda_run_sync_params(cuda_run *r, lt_error *err);
+void cuda_run_close(cuda_run *r);
+
+#endif

@@ -1,0 +1,112 @@
+/* gpu_device.c: dt_device over the driver API and cuBLASLt. */
+#include "gpu_device.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gpu_paths.h"
+
+struct gpu_device {
+  gpu_api api;
+  gpu_runtime rt;
+  gpu_path *paths;
+  int n_paths;
+  gpu_backend_ctx be;
+};
+
+int gpu_device_open(gpu_device **out, char *name, size_t cap, lt_error *err) {
+  gpu_device *g = calloc(1, sizeof *g);
+  if (!g) return lt_fail(err, "out of memory");
+  if (gpu_open(&g->api, err)) return free(g), -1;
+  if (gpu_runtime_open(&g->rt, &g->api, err)) {
+    gpu_close(&g->api);
+    free(g);
+    return -1;
+  }
+  snprintf(name, cap, "%s (%s, %d SMs)", g->api.name, g->rt.arch, g->api.n_sms);
+  *out = g;
+  return 0;
+}
+
+int gpu_device_load(gpu_device *g, const gen_program *prog, lt_error *err) {
+  g->paths = calloc((size_t)prog->n_paths + 1, sizeof *g->paths);
+  if (!g->paths) return lt_fail(err, "out of memory");
+  for (int i = 0; i < prog->n_paths; i++, g->n_paths++)
+    if (gpu_path_load(&g->rt, &prog->paths[i], &g->paths[i], err)) return -1;
+  g->be = (gpu_backend_ctx){&g->rt, g->paths, g->n_paths};
+  return 0;
+}
+
+static int dev_alloc(void *ctx, size_t bytes, void **out, lt_error *err) {
+  gpu_device *g = ctx;
+  CUdeviceptr p = 0;
+  CUresult rc = g->api.cuMemAlloc(&p, bytes);
+  if (rc != CUDA_SUCCESS) {
+    size_t free_b = 0, total = 0;
+    g->api.cuMemGetInfo(&free_b, &total);
+    return lt_fail(err, "the device has %.2f GiB free of %.2f GiB; the run needs %.2f GiB more "
+                        "(lisa plan shows where it goes)",
+                   free_b / 1073741824.0, total / 1073741824.0, bytes / 1073741824.0);
+  }
+  *out = (void *)p;
+  return 0;
+}
+
+static void dev_release(void *ctx, void *mem) {
+  gpu_device *g = ctx;
+  g->api.cuMemFree((CUdeviceptr)mem);
+}
+
+static int dev_upload(void *ctx, void *dst, const void *src, size_t bytes, lt_error *err) {
+  gpu_device *g = ctx;
+  CUresult rc = g->api.cuMemcpyHtoDAsync((CUdeviceptr)dst, src, bytes, g->rt.stream);
+  return rc == CUDA_SUCCESS ? 0 : gpu_fail(&g->api, rc, "copy to the device", err);
+}
+
+/* Waits for the stream: what it reads is the result of every step before. */
+static int dev_download(void *ctx, void *dst, const void *src, size_t bytes, lt_error *err) {
+  gpu_device *g = ctx;
+  CUresult rc = g->api.cuMemcpyDtoHAsync(dst, (CUdeviceptr)src, bytes, g->rt.stream);
+  if (rc == CUDA_SUCCESS) rc = g->api.cuStreamSynchronize(g->rt.stream);
+  return rc == CUDA_SUCCESS ? 0 : gpu_fail(&g->api, rc, "the device's step (or the copy back)", err);
+}
+
+static int dev_zero(void *ctx, void *dst, size_t bytes, lt_error *err) {
+  gpu_device *g = ctx;
+  CUresult rc = g->api.cuMemsetD8Async((CUdeviceptr)dst, 0, bytes, g->rt.stream);
+  return rc == CUDA_SUCCESS ? 0 : gpu_fail(&g->api, rc, "clearing device memory", err);
+}
+
+dt_device gpu_device_iface(gpu_device *g) {
+  return (dt_device){g, gpu_backend(&g->be), dev_alloc, dev_release, dev_upload, dev_download,
+                     dev_zero};
+}
+
+const char *gpu_device_arch(const gpu_device *g) { return g->rt.arch; }
+int gpu_device_sms(const gpu_device *g) { return g->api.n_sms; }
+
+size_t gpu_device_used_bytes(const gpu_device *g) {
+  size_t free_b = 0, total = 0;
+  if (((gpu_device *)g)->api.cuMemGetInfo(&free_b, &total) != CUDA_SUCCESS) return 0;
+  return total - free_b;
+}
+
+/* Dense bf16 tensor-core peaks (vendor datasheets, SXM parts). */
+double gpu_device_bf16_peak(const gpu_device *g) {
+  static const struct { const char *name; double flops; } peaks[] = {
+      {"H200", 989.4e12}, {"H100 SXM", 989.4e12}, {"H100 PCIe", 756.5e12}, {"H100", 989.4e12},
+      {"A100", 312e12},   {"L40S", 362.05e12},    {"A10", 125e12}};
+  for (size_t i = 0; i < sizeof peaks / sizeof peaks[0]; i++)
+    if (strstr(g->api.name, peaks[i].name)) return peaks[i].flops;
+  return 0;
+}
+
+void gpu_device_close(gpu_device *g) {
+  if (!g) return;
+  for (int i = 0; i < g->n_paths; i++) gpu_path_free(&g->rt, &g->paths[i]);
+  free(g->paths);
+  gpu_runtime_close(&g->rt);
+  gpu_close(&g->api);
+  free(g);
+}

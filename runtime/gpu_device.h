@@ -1,0 +1,31 @@
+/* gpu_device.h: the CUDA device behind the device trainer (dev_train.h).
+ * Opening finds the driver, the first device and cuBLASLt (dlopen, so the
+ * binary starts where there is none) and says why when it cannot; loading
+ * compiles every path of a program (NVRTC, through the CUBIN cache), looks
+ * up its kernels and picks each GEMM's cuBLASLt algorithm, all before step
+ * 0. Memory and copies are in order on one stream. */
+#ifndef LT_GPU_DEVICE_H
+#define LT_GPU_DEVICE_H
+
+#include <stddef.h>
+
+#include "dev_train.h"
+#include "gen.h"
+
+typedef struct gpu_device gpu_device;
+
+/* name gets "NVIDIA H200 (sm_90, 132 SMs)". */
+int gpu_device_open(gpu_device **out, char *name, size_t cap, lt_error *err);
+int gpu_device_load(gpu_device *g, const gen_program *prog, lt_error *err);
+/* The device trainer's view; valid while g is open and loaded. */
+dt_device gpu_device_iface(gpu_device *g);
+/* "sm_90"; the number of SMs; bytes in use on the device now (cuMemGetInfo:
+ * everything the process holds, the CUDA context included). */
+const char *gpu_device_arch(const gpu_device *g);
+int gpu_device_sms(const gpu_device *g);
+size_t gpu_device_used_bytes(const gpu_device *g);
+/* The device's dense bf16 peak in FLOP/s, 0 if not known (for MFU). */
+double gpu_device_bf16_peak(const gpu_device *g);
+void gpu_device_close(gpu_device *g);
+
+#endif
