@@ -8,7 +8,6 @@
 // emulator, GEMMs here (with the plan's epilogues and beta). Every value the
 // path keeps in memory is compared with the CPU's (NMSE; any NaN fails), and
 // guard bytes around every buffer catch writes out of bounds.
-#include <dlfcn.h>
 #include <stdarg.h>
 #include <unistd.h>
 
@@ -17,6 +16,7 @@
 #include <vector>
 
 #include "emu_check.h"
+#include "emu_paths.h"
 
 extern "C" {
 #include "autodiff.h"
@@ -35,17 +35,9 @@ extern "C" {
 
 namespace {
 
-typedef int (*launch_fn)(void (*)(void **), void **, unsigned, unsigned, unsigned, unsigned,
-                         unsigned, unsigned, unsigned);
-
-struct Module {
-  void *so = nullptr;
-  launch_fn launch = nullptr;
-  const char *(*error)(void) = nullptr;
-  ~Module() {
-    if (so) dlclose(so);
-  }
-};
+using emu_paths::Module;
+using emu_paths::read_at;
+using emu_paths::write_at;
 
 std::string tmp_dir;
 
@@ -62,23 +54,9 @@ __attribute__((format(printf, 1, 2))) bool fail(const char *fmt, ...) {
 
 // Compiles the program's single translation unit for the emulator.
 bool compile_module(const gen_program *prog, const char *tag, Module *mod) {
-  sbuf src = {};
-  lt_error err = {};
-  if (gen_emit_program(prog, &src, &err)) return fail("%s", err.msg);
-  std::string cu = tmp_dir + "/" + tag + ".cu", so = tmp_dir + "/" + tag + ".so";
-  FILE *f = fopen(cu.c_str(), "w");
-  fputs(sb_str(&src), f);
-  fclose(f);
-  sb_free(&src);
-  const char *cxx = getenv("CXX") ? getenv("CXX") : "c++";
-  std::string cmd = std::string(cxx) + " -std=c++17 -O1 -shared -fPIC -w -DLISA_EMU -x c++ -include " +
-                    src_path("tests/emu/cuda_emu.h") + " " + cu + " -o " + so;
-  if (system(cmd.c_str()) != 0) return fail("host compile failed: %s", cmd.c_str());
-  mod->so = dlopen(so.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (!mod->so) return fail("dlopen: %s", dlerror());
-  mod->launch = (launch_fn)dlsym(mod->so, "lisa_emu_launch");
-  mod->error = (const char *(*)(void))dlsym(mod->so, "lisa_emu_error");
-  return mod->launch && mod->error;
+  std::string why;
+  return emu_paths::compile_module(prog, tmp_dir, tag, src_path("tests/emu/cuda_emu.h"), mod, &why) ||
+         fail("%s", why.c_str());
 }
 
 // One generated path's buffers for one section instance.
@@ -90,27 +68,6 @@ struct PathRun {
 unsigned char *at(PathRun &r, gen_ref ref) {
   if (ref.buf < 0 || !r.mem[ref.buf]) return nullptr;
   return r.mem[ref.buf]->data() + ref.off * gen_dtype_bytes(r.p->bufs[ref.buf].dtype);
-}
-
-// Host float copy of rows x cols of a buffer reference.
-std::vector<float> read_at(const void *base, int dt, int64_t ld, int64_t rows, int64_t cols) {
-  std::vector<float> out((size_t)(rows * cols));
-  for (int64_t i = 0; i < rows; i++)
-    for (int64_t j = 0; j < cols; j++) {
-      int64_t e = i * ld + j;
-      out[(size_t)(i * cols + j)] =
-          dt == GEN_BF16 ? __bfloat162float(((const __nv_bfloat16 *)base)[e]) : ((const float *)base)[e];
-    }
-  return out;
-}
-
-void write_at(void *base, int dt, int64_t ld, int64_t rows, int64_t cols, const float *src) {
-  for (int64_t i = 0; i < rows; i++)
-    for (int64_t j = 0; j < cols; j++) {
-      float v = src[i * cols + j];
-      if (dt == GEN_BF16) ((__nv_bfloat16 *)base)[i * ld + j] = __float2bfloat16_rn(v);
-      else ((float *)base)[i * ld + j] = v;
-    }
 }
 
 std::vector<float> read(PathRun &r, gen_ref ref, int64_t rows, int64_t cols) {
@@ -133,86 +90,6 @@ void alloc_path(PathRun &r, const gen_path *p) {
   }
 }
 
-// ---------------------------------------------------------------------------
-// GEMMs as the plan describes them: cpu_ops in fp32 on the stored values,
-// the epilogue, then one rounding to the output's storage type (cuBLASLt
-// with fp32 compute).
-
-/* The emulator as a plan_exec backend. */
-struct EmuBackend {
-  const Module *mod;
-};
-
-int dtype_of(const gen_path *p, gen_ref r) { return p->bufs[r.buf].dtype; }
-
-int emu_gemm(void *ctx, const gen_path *p, int step, const px_gemm *pg, lt_error *err) {
-  (void)ctx, (void)step, (void)err;
-  const gen_gemm &g = *pg->g;
-  int64_t ka = g.op == GEN_GEMM_FWD ? g.in : g.out;
-  std::vector<float> a = read_at(pg->a, dtype_of(p, g.a), g.a.ld, g.rows, ka);
-  const gen_buffer *wb = &p->bufs[g.w.buf];
-  int64_t wrows = g.op == GEN_GEMM_DW ? g.rows : wb->rows, wcols = g.op == GEN_GEMM_DW ? g.in : wb->cols;
-  std::vector<float> w = read_at(pg->w, dtype_of(p, g.w), g.w.ld, wrows, wcols);
-  if (g.op == GEN_GEMM_DW) {
-    /* D (= C, beta 1) in the gradients' dtype: the old value plus the product
-     * in fp32, rounded once (bf16-true); the bias gradient of BGRAD likewise
-     * (cuBLASLt overwrites it; the generator fuses it only where it starts
-     * at 0, so adding to it is the same) */
-    const gen_buffer *db = &p->bufs[g.d.buf];
-    std::vector<float> dw = read_at(pg->d, db->dtype, g.d.ld, db->rows, db->cols);
-    cpu_linear_backward_w(dw.data(), a.data(), w.data(), g.rows, g.in, g.out, g.layout);
-    write_at(pg->d, db->dtype, g.d.ld, db->rows, db->cols, dw.data());
-    if (g.epilogue == GEN_EPI_BGRAD) {
-      std::vector<float> bg = read_at(pg->bias, dtype_of(p, g.bias), g.out, 1, g.out);
-      cpu_linear_backward_b(bg.data(), a.data(), g.rows, g.out);
-      write_at(pg->bias, dtype_of(p, g.bias), g.out, 1, g.out, bg.data());
-    }
-    return 0;
-  }
-  int64_t cols = g.op == GEN_GEMM_FWD ? g.out : g.in;
-  std::vector<float> d((size_t)(g.rows * cols));
-  if (g.op == GEN_GEMM_FWD) {
-    std::vector<float> bias;
-    if (pg->bias) bias = read_at(pg->bias, dtype_of(p, g.bias), g.out, 1, g.out);
-    cpu_linear_forward(d.data(), a.data(), w.data(), bias.empty() ? nullptr : bias.data(), g.rows,
-                       g.in, g.out, g.layout);
-  } else {
-    cpu_linear_backward_x(d.data(), a.data(), w.data(), g.rows, g.in, g.out, g.layout);
-  }
-  if (g.beta) {
-    std::vector<float> c = read_at(pg->c, dtype_of(p, g.c), g.c.ld, g.rows, cols);
-    for (size_t i = 0; i < d.size(); i++) d[i] += c[i];
-  }
-  switch (g.epilogue) {
-  case GEN_EPI_GELU_AUX_BIAS: case GEN_EPI_GELU_AUX:
-    write_at(pg->aux, dtype_of(p, g.aux), g.aux.ld, g.rows, cols, d.data());
-    /* fall through */
-  case GEN_EPI_GELU_BIAS: case GEN_EPI_GELU:
-    cpu_gelu_forward(d.data(), d.data(), (int64_t)d.size());
-    break;
-  case GEN_EPI_DGELU: {
-    std::vector<float> aux = read_at(pg->aux, dtype_of(p, g.aux), g.aux.ld, g.rows, cols);
-    cpu_gelu_backward(d.data(), d.data(), aux.data(), (int64_t)d.size());
-    break;
-  }
-  }
-  write_at(pg->d, dtype_of(p, g.d), g.d.ld, g.rows, cols, d.data());
-  return 0;
-}
-
-int emu_launch(void *ctx, const gen_path *p, int step, void **args, lt_error *err) {
-  const Module &mod = *((EmuBackend *)ctx)->mod;
-  const gen_step &st = p->steps[step];
-  char sym[128];
-  snprintf(sym, sizeof sym, "%s_emu", st.kernel);
-  void (*entry)(void **) = (void (*)(void **))dlsym(mod.so, sym);
-  if (!entry) return lt_fail(err, "no entry %s", sym);
-  if (mod.launch(entry, args, st.grid[0], st.grid[1], st.grid[2], st.block[0], st.block[1],
-                 st.block[2], st.smem))
-    return lt_fail(err, "%s: %s", st.kernel, mod.error());
-  return 0;
-}
-
 #ifdef LISA_HAVE_GPU
 /* LISA_TEST_DEVICE=cuda: the same paths on the real device (plan_exec's
  * CUDA backend) instead of the emulator; everything else is unchanged. */
@@ -228,7 +105,7 @@ bool run_steps_device(PathRun &r, int from, int to, const ms_state *s) {
   std::vector<size_t> bytes((size_t)r.p->n_bufs, 0);
   for (int b = 0; b < r.p->n_bufs; b++)
     if (r.mem[b]) bufs[(size_t)b] = r.mem[b]->data(), bytes[(size_t)b] = r.mem[b]->bytes();
-  px_scalars sc = {s->N, s->B, 1.0f};
+  px_scalars sc = {s->N, s->B, 1.0f, {}};
   lt_error err = {};
   if (gpu_host_run(g_device, r.p, from, to, bufs.data(), bytes.data(), &sc, &err))
     return fail("%s", err.msg);
@@ -240,11 +117,10 @@ bool run_steps(const Module &mod, PathRun &r, int from, int to, const ms_state *
 #ifdef LISA_HAVE_GPU
   if (g_device) return run_steps_device(r, from, to, s);
 #endif
-  EmuBackend eb = {&mod};
-  px_backend be = {&eb, emu_launch, emu_gemm};
+  px_backend be = emu_paths::backend(&mod);
   std::vector<void *> bufs((size_t)r.p->n_bufs);
   for (int b = 0; b < r.p->n_bufs; b++) bufs[(size_t)b] = r.mem[b] ? r.mem[b]->data() : nullptr;
-  px_scalars sc = {s->N, s->B, 1.0f};
+  px_scalars sc = {s->N, s->B, 1.0f, {}};
   lt_error err = {};
   if (px_run(r.p, from, to, bufs.data(), &sc, &be, &err)) return fail("%s: %s", r.p->name, err.msg);
   return true;
