@@ -1,6 +1,8 @@
 /* dev_train.c: the training step on generated paths, over a dt_device. */
 #include "dev_train.h"
 
+#include "plan.h"
+
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -32,7 +34,8 @@ _Static_assert(sizeof(dt_adamw_entry) == 56, "AdamWTensor is 56 bytes");
 _Static_assert(sizeof(dt_adamw_entry_bf16) == 48, "AdamWTensorBf16 is 48 bytes");
 
 struct dev_trainer {
-  trainer *host;
+  trainer *host;       /* NULL for dt_plan */
+  const ms_state *s;   /* the host's layout: offsets of every param and gradient */
   const gen_program *prog;
   dt_device dev;
   const gen_path *paths[IR_NSECTIONS][N_MODES]; /* NULL: the program has none */
@@ -41,6 +44,7 @@ struct dev_trainer {
   int masters;         /* bf16-mixed: fp32 masters of what trains */
   char *arena;
   size_t arena_bytes;
+  uint64_t bytes[PLAN_NCATEGORIES]; /* the arena by category */
   char *weights, *grads, *master, *mom1, *mom2, *ids, *targets, *stats, *scratch;
   char *dgrad[2];      /* activation gradients, alternating by instance */
   char *outputs;       /* each instance's output */
@@ -160,11 +164,14 @@ static size_t stream_grad_bytes(const dev_trainer *d) {
 typedef struct {
   size_t at;
   char *base;
+  uint64_t bytes[PLAN_NCATEGORIES];
 } carver;
 
-static char *carve(carver *c, size_t bytes) {
+static char *carve(carver *c, size_t bytes, int category) {
   char *p = c->base ? c->base + c->at : NULL;
-  c->at += align_up(bytes ? bytes : 1);
+  size_t n = align_up(bytes ? bytes : 1);
+  c->at += n;
+  c->bytes[category] += n;
   return p;
 }
 
@@ -181,37 +188,37 @@ static size_t output_bytes(const dev_trainer *d, int sec) {
 
 static void carve_all(dev_trainer *d, carver *c, size_t inst_saved[IR_NSECTIONS],
                       size_t scratch) {
-  const ms_state *s = &d->host->state;
-  int n_inst = s->n_inst, n_layer = d->prog->m->n_layer;
-  d->weights = carve(c, (size_t)s->n_param_scalars * (size_t)d->wb);
-  d->grads = carve(c, (size_t)s->n_grad_scalars * (size_t)d->gb);
-  d->master = d->masters ? carve(c, (size_t)s->n_grad_scalars * 4) : NULL;
-  d->mom1 = carve(c, (size_t)s->n_grad_scalars * (size_t)d->mb);
-  d->mom2 = carve(c, (size_t)s->n_grad_scalars * (size_t)d->mb);
-  d->ids = carve(c, (size_t)s->N * 4);
-  d->targets = carve(c, (size_t)s->N * 4);
-  d->stats = carve(c, 8); /* the loss, then the gradient norm */
+  const ms_state *s = d->s;
+  int n_inst = s->n_inst;
+  d->weights = carve(c, (size_t)s->n_param_scalars * (size_t)d->wb, PLAN_WEIGHTS);
+  d->grads = carve(c, (size_t)s->n_grad_scalars * (size_t)d->gb, PLAN_GRADS);
+  d->master = d->masters ? carve(c, (size_t)s->n_grad_scalars * 4, PLAN_MASTER_WEIGHTS) : NULL;
+  d->mom1 = carve(c, (size_t)s->n_grad_scalars * (size_t)d->mb, PLAN_OPTIMIZER);
+  d->mom2 = carve(c, (size_t)s->n_grad_scalars * (size_t)d->mb, PLAN_OPTIMIZER);
+  d->ids = carve(c, (size_t)s->N * 4, PLAN_ACTIVATIONS);
+  d->targets = carve(c, (size_t)s->N * 4, PLAN_ACTIVATIONS);
+  d->stats = carve(c, 8, PLAN_ACTIVATIONS); /* the loss, then the gradient norm */
   size_t at0 = c->at;
   for (int inst = 0; inst < n_inst; inst++) {
     int sec = ms_inst_section(s, inst);
     d->out_off[inst] = c->at - at0;
-    carve(c, sec == IR_HEAD ? 0 : output_bytes(d, sec));
+    carve(c, sec == IR_HEAD ? 0 : output_bytes(d, sec), PLAN_ACTIVATIONS);
   }
   d->outputs = c->base ? c->base + at0 : NULL;
   at0 = c->at;
   for (int inst = 0; inst < n_inst; inst++) {
     d->saved_off[inst] = c->at - at0;
-    carve(c, inst_saved[ms_inst_section(s, inst)]);
+    carve(c, inst_saved[ms_inst_section(s, inst)], PLAN_ACTIVATIONS);
   }
   d->saved = c->base ? c->base + at0 : NULL;
-  d->slots = carve(c, d->slot_bytes * (size_t)(s->n_grad_slots > 0 ? s->n_grad_slots : 1));
+  d->slots = carve(c, d->slot_bytes * (size_t)(s->n_grad_slots > 0 ? s->n_grad_slots : 1),
+                   PLAN_ACTIVATIONS);
   size_t g = stream_grad_bytes(d);
-  d->dgrad[0] = carve(c, g);
-  d->dgrad[1] = carve(c, g);
-  d->scratch = carve(c, scratch);
+  d->dgrad[0] = carve(c, g, PLAN_ACTIVATIONS);
+  d->dgrad[1] = carve(c, g, PLAN_ACTIVATIONS);
+  d->scratch = carve(c, scratch, PLAN_ACTIVATIONS);
   for (int b = 0; b < GEN_OPT_WIDEN_DST; b++)
-    d->opt_bufs[b] = carve(c, (size_t)gen_buffer_bytes(&d->opt->bufs[b]));
-  (void)n_layer;
+    d->opt_bufs[b] = carve(c, (size_t)gen_buffer_bytes(&d->opt->bufs[b]), PLAN_WORKSPACE);
 }
 
 /* ---- pointer tables ----------------------------------------------------- */
@@ -226,7 +233,7 @@ static int64_t param_index(const ms_state *s, int p, int layer) {
 
 /* The device memory of buffer b of inst's path in `mode`; NULL for none. */
 static int bind_buffer(dev_trainer *d, int inst, int mode, int b, void **out, lt_error *err) {
-  const ms_state *s = &d->host->state;
+  const ms_state *s = d->s;
   int sec = ms_inst_section(s, inst), layer = ms_inst_layer(s, inst);
   const gen_path *p = d->paths[sec][mode];
   const gen_buffer *buf = &p->bufs[b];
@@ -282,7 +289,7 @@ static void bind_scratch(const dev_trainer *d, const gen_path *p, void **tab) {
 
 /* (Re)fills inst's tables: a block's follow its gradient slot. */
 static int bind_instance(dev_trainer *d, int inst, lt_error *err) {
-  int sec = ms_inst_section(&d->host->state, inst);
+  int sec = ms_inst_section(d->s, inst);
   for (int mode = 0; mode < N_MODES; mode++) {
     const gen_path *p = d->paths[sec][mode];
     if (!p) continue;
@@ -299,7 +306,7 @@ static int bind_instance(dev_trainer *d, int inst, lt_error *err) {
 enum { REGION_EMBED, REGION_HEAD, REGION_SLOTS };
 
 static int region_on(const dev_trainer *d, int p, int layer) {
-  const ms_state *s = &d->host->state;
+  const ms_state *s = d->s;
   if (s->grad_off[p] < 0) return -1;
   switch (d->prog->m->params[p].section) {
   case IR_EMBED: return d->host->opt.on[TRAIN_REGION_EMBED] ? REGION_EMBED : -1;
@@ -311,7 +318,7 @@ static int region_on(const dev_trainer *d, int p, int layer) {
 /* One descriptor per tensor that trains now, embed, blocks by layer, head
  * (the CPU's order of the norm's sum). */
 static void add_entry(dev_trainer *d, int p, int layer, int region) {
-  const ms_state *s = &d->host->state;
+  const ms_state *s = d->s;
   const ir_param *pr = &d->prog->m->params[p];
   int64_t gi = ms_grad(s, p, layer) - s->grads, wi = param_index(s, p, layer);
   int32_t step = (int32_t)(1 - d->start[region]);
@@ -346,7 +353,7 @@ static int write_table(dev_trainer *d, lt_error *err) {
 }
 
 static px_scalars scalars(const dev_trainer *d, float lr) {
-  const ms_state *s = &d->host->state;
+  const ms_state *s = d->s;
   const opt_config *o = &d->host->cfg.opt;
   px_scalars sc = {s->N, s->B, 1.0f, {0}};
   sc.opt = (px_opt){d->n_entries, (int)d->updates, lr, o->beta1, o->beta2, o->eps,
@@ -357,7 +364,7 @@ static px_scalars scalars(const dev_trainer *d, float lr) {
 
 /* master = widen(weights) for one tensor that trains (bf16-mixed). */
 static int widen(dev_trainer *d, int p, int layer, lt_error *err) {
-  const ms_state *s = &d->host->state;
+  const ms_state *s = d->s;
   void *bufs[GEN_OPT_NBUFS];
   memcpy(bufs, d->opt_bufs, sizeof bufs);
   bufs[GEN_OPT_WIDEN_DST] = d->master + (ms_grad(s, p, layer) - s->grads) * 4;
@@ -370,7 +377,7 @@ static int widen(dev_trainer *d, int p, int layer, lt_error *err) {
 /* A block that entered the active set (or the first step's tensors): fresh
  * moments, its AdamW count restarting now, masters from its weights. */
 static int enter_region(dev_trainer *d, int region, int layer, lt_error *err) {
-  const ms_state *s = &d->host->state;
+  const ms_state *s = d->s;
   const ir_model *m = d->prog->m;
   d->start[region] = d->updates;
   for (int p = 0; p < m->n_params; p++) {
@@ -388,7 +395,7 @@ static int enter_region(dev_trainer *d, int region, int layer, lt_error *err) {
 /* After the host trainer (re)drew the active set: blocks that entered get
  * their slot's state, every block its tables, the optimizer a new table. */
 static int follow_active_set(dev_trainer *d, lt_error *err) {
-  const ms_state *s = &d->host->state;
+  const ms_state *s = d->s;
   for (int l = 0; l < d->prog->m->n_layer; l++) {
     int slot = s->grad_slot[l];
     if (slot >= 0 && slot != d->slot_of[l] && enter_region(d, REGION_SLOTS + slot, l, err)) return -1;
@@ -402,7 +409,7 @@ static int follow_active_set(dev_trainer *d, lt_error *err) {
 
 static int check_program(const dev_trainer *d, lt_error *err) {
   const gen_config *c = &d->prog->cfg;
-  const ms_state *s = &d->host->state;
+  const ms_state *s = d->s;
   if (c->B != s->B || c->T != s->T)
     return lt_fail(err, "the generated program is for B=%d T=%d, the run has B=%d T=%d", c->B,
                    c->T, s->B, s->T);
@@ -416,8 +423,15 @@ static int check_program(const dev_trainer *d, lt_error *err) {
   return 0;
 }
 
-static int alloc_host_tables(dev_trainer *d, lt_error *err) {
-  const ms_state *s = &d->host->state;
+static int alloc_layout_tables(dev_trainer *d, lt_error *err) {
+  d->out_off = calloc((size_t)d->s->n_inst, sizeof(size_t));
+  d->saved_off = calloc((size_t)d->s->n_inst, sizeof(size_t));
+  if (!d->out_off || !d->saved_off) return lt_fail(err, "out of memory");
+  return 0;
+}
+
+static int alloc_run_tables(dev_trainer *d, lt_error *err) {
+  const ms_state *s = d->s;
   const ir_model *m = d->prog->m;
   d->max_bufs = 1;
   for (int i = 0; i < d->prog->n_paths; i++)
@@ -426,20 +440,18 @@ static int alloc_host_tables(dev_trainer *d, lt_error *err) {
   for (int p = 0; p < m->n_params; p++)
     if (ir_param_numel(&m->params[p]) > max_numel) max_numel = ir_param_numel(&m->params[p]);
   d->tables = calloc((size_t)s->n_inst * N_MODES * (size_t)d->max_bufs, sizeof(void *));
-  d->out_off = calloc((size_t)s->n_inst, sizeof(size_t));
-  d->saved_off = calloc((size_t)s->n_inst, sizeof(size_t));
   d->slot_of = malloc(sizeof(int) * (size_t)(m->n_layer + 1));
   d->start = calloc((size_t)(REGION_SLOTS + s->n_grad_slots), sizeof(int64_t));
   d->table_host = malloc((size_t)d->opt->bufs[GEN_OPT_TABLE].rows * 56 + 56);
   d->convert = malloc((size_t)max_numel * 4);
-  if (!d->tables || !d->out_off || !d->saved_off || !d->slot_of || !d->start || !d->table_host ||
-      !d->convert)
+  if (!d->tables || !d->slot_of || !d->start || !d->table_host || !d->convert)
     return lt_fail(err, "out of memory");
   for (int l = 0; l < m->n_layer; l++) d->slot_of[l] = -1;
   return 0;
 }
 
-static int layout(dev_trainer *d, lt_error *err) {
+/* Every region's size and, with the device, its memory. */
+static int layout(dev_trainer *d, int allocate, lt_error *err) {
   size_t inst_saved[IR_NSECTIONS] = {0}, scratch = 0;
   /* FROZEN first: ACTIVE reuses its offsets */
   static const int modes[N_MODES] = {GEN_FROZEN, GEN_ACTIVE, GEN_FORWARD};
@@ -450,12 +462,14 @@ static int layout(dev_trainer *d, lt_error *err) {
       if (place_saved(d, sec, modes[k], &inst_saved[sec], err)) return -1;
       if (role_bytes(p, -1) > scratch) scratch = role_bytes(p, -1);
     }
-  carver c = {0, NULL};
+  carver c = {0, NULL, {0}};
   carve_all(d, &c, inst_saved, scratch);
   d->arena_bytes = c.at;
+  memcpy(d->bytes, c.bytes, sizeof d->bytes);
+  if (!allocate) return 0;
   if (d->dev.alloc(d->dev.ctx, d->arena_bytes, (void **)&d->arena, err)) return -1;
   if (d->dev.zero(d->dev.ctx, d->arena, d->arena_bytes, err)) return -1;
-  c = (carver){0, d->arena};
+  c = (carver){0, d->arena, {0}};
   carve_all(d, &c, inst_saved, scratch);
   return 0;
 }
@@ -479,17 +493,13 @@ static int for_each_tensor(dev_trainer *d, int (*fn)(dev_trainer *, int, int, lt
 }
 
 static int upload_param(dev_trainer *d, int p, int layer, lt_error *err) {
-  const ms_state *s = &d->host->state;
+  const ms_state *s = d->s;
   return upload_tensor(d, d->weights + param_index(s, p, layer) * d->wb, ms_param(s, p, layer),
                        ir_param_numel(&d->prog->m->params[p]), d->wb, err);
 }
 
-int dt_create(dev_trainer **out, trainer *host, const gen_program *prog, const dt_device *dev,
-              lt_error *err) {
-  dev_trainer *d = calloc(1, sizeof *d);
-  if (!d) return lt_fail(err, "out of memory");
-  *out = d;
-  d->host = host, d->prog = prog, d->dev = *dev;
+static int init(dev_trainer *d, const ms_state *s, const gen_program *prog, lt_error *err) {
+  d->s = s, d->prog = prog;
   for (int sec = 0; sec < IR_NSECTIONS; sec++)
     for (int mode = 0; mode < N_MODES; mode++) d->paths[sec][mode] = find_mode(prog, sec, mode);
   d->opt = gen_find_path(prog, "optimizer");
@@ -497,7 +507,26 @@ int dt_create(dev_trainer **out, trainer *host, const gen_program *prog, const d
   d->gb = gen_dtype_bytes(prog->cfg.grad_dtype);
   d->mb = d->gb;
   d->masters = prog->cfg.dtype == GEN_BF16 && prog->cfg.grad_dtype == GEN_F32;
-  if (check_program(d, err) || alloc_host_tables(d, err) || layout(d, err)) return -1;
+  return check_program(d, err) || alloc_layout_tables(d, err) ? -1 : 0;
+}
+
+int dt_plan(const ms_state *s, const gen_program *prog, uint64_t bytes[PLAN_NCATEGORIES],
+            lt_error *err) {
+  dev_trainer *d = calloc(1, sizeof *d);
+  if (!d) return lt_fail(err, "out of memory");
+  int rc = init(d, s, prog, err) || layout(d, 0, err) ? -1 : 0;
+  if (rc == 0) memcpy(bytes, d->bytes, sizeof d->bytes);
+  dt_free(d);
+  return rc;
+}
+
+int dt_create(dev_trainer **out, trainer *host, const gen_program *prog, const dt_device *dev,
+              lt_error *err) {
+  dev_trainer *d = calloc(1, sizeof *d);
+  if (!d) return lt_fail(err, "out of memory");
+  *out = d;
+  d->host = host, d->dev = *dev;
+  if (init(d, &host->state, prog, err) || alloc_run_tables(d, err) || layout(d, 1, err)) return -1;
   if (for_each_tensor(d, upload_param, err)) return -1;
   for (int inst = 0; inst < host->state.n_inst; inst++)
     if (bind_instance(d, inst, err)) return -1;
@@ -524,10 +553,14 @@ void dt_free(dev_trainer *d) {
 
 size_t dt_arena_bytes(const dev_trainer *d) { return d->arena_bytes; }
 
+void dt_arena_categories(const dev_trainer *d, uint64_t bytes[PLAN_NCATEGORIES]) {
+  memcpy(bytes, d->bytes, sizeof d->bytes);
+}
+
 /* ---- a step ------------------------------------------------------------- */
 
 static const gen_path *path_of(const dev_trainer *d, int inst, int *mode) {
-  int sec = ms_inst_section(&d->host->state, inst);
+  int sec = ms_inst_section(d->s, inst);
   *mode = d->host->path[inst];
   const gen_path *p = d->paths[sec][*mode];
   if (!p && sec == IR_HEAD && *mode == GEN_FORWARD) p = d->paths[sec][*mode = GEN_FROZEN];
@@ -587,7 +620,7 @@ int dt_step(dev_trainer *d, train_step_stats *st, lt_error *err) {
 /* ---- back to the host --------------------------------------------------- */
 
 static int download_param(dev_trainer *d, int p, int layer, lt_error *err) {
-  const ms_state *s = &d->host->state;
+  const ms_state *s = d->s;
   float *dst = ms_param(s, p, layer);
   int64_t n = ir_param_numel(&d->prog->m->params[p]);
   if (d->masters && region_on(d, p, layer) >= 0)

@@ -30,6 +30,7 @@
 #include <stddef.h>
 
 #include "gen.h"
+#include "plan.h"
 #include "plan_exec.h"
 #include "train.h"
 
@@ -61,7 +62,14 @@ int dt_step(dev_trainer *d, train_step_stats *st, lt_error *err);
  * masters where they exist), for saving. */
 int dt_download_params(dev_trainer *d, lt_error *err);
 
-/* Bytes of the device arena, and by category (plan.h's names). */
+/* Bytes of the device arena, and by category (plan.h's, without the
+ * cuBLASLt workspace the device holds apart). */
 size_t dt_arena_bytes(const dev_trainer *d);
+void dt_arena_categories(const dev_trainer *d, uint64_t bytes[PLAN_NCATEGORIES]);
+
+/* The same arena, by category, for a layout (ms_plan's: offsets only) and a
+ * program, without a device: what `lisa plan` reports for the GPU. */
+int dt_plan(const ms_state *s, const gen_program *prog, uint64_t bytes[PLAN_NCATEGORIES],
+            lt_error *err);
 
 #endif

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dev_train.h"
+#include "gen.h"
 #include "lora.h"
 #include "model_state.h"
 #include "train.h"
@@ -27,15 +29,30 @@ int plan_precision_parse(const char *name) {
   return -1;
 }
 
-/* Bytes per scalar, by category, of what exists (weights: all params) or
- * trains (the rest). */
-static void precision_sizes(int precision, int *weight, int *master, int *grad, int *moments) {
-  switch (precision) {
-  case PLAN_BF16_MIXED: *weight = 2, *master = 4, *grad = 4, *moments = 8; break;
-  case PLAN_BF16_TRUE: *weight = 2, *master = 0, *grad = 2, *moments = 4; break;
-  default: /* the CPU trains fp32 weights in place: no master copy */
-    *weight = 4, *master = 0, *grad = 4, *moments = 8;
-  }
+/* The GPU layouts: the device trainer's own arena for the generated
+ * program (dev_train.h), plus cuBLASLt's workspace. */
+static int device_bytes(const ir_model *m, const ms_state *s, const plan_settings *ps,
+                        const unsigned char *trains, uint64_t *b, lt_error *err) {
+  gen_config cfg = {.B = ps->batch, .T = ps->seq, .dtype = GEN_BF16, .grad_accum = 1,
+                    .trains = trains};
+  cfg.grad_dtype = ps->precision == PLAN_BF16_TRUE ? GEN_BF16 : GEN_F32;
+  gen_program prog;
+  if (gen_build(&prog, m, &cfg, err)) return -1;
+  int rc = dt_plan(s, &prog, b, err);
+  gen_free(&prog);
+  b[PLAN_WORKSPACE] += CUBLASLT_WORKSPACE;
+  return rc;
+}
+
+/* The CPU's: ms_state's fp32 arenas and AdamW's two moments. */
+static void cpu_bytes(const ms_state *s, uint64_t *b) {
+  uint64_t trainable = (uint64_t)s->n_grad_scalars;
+  b[PLAN_WEIGHTS] = 4 * (uint64_t)s->n_param_scalars;
+  b[PLAN_MASTER_WEIGHTS] = 0; /* the CPU trains its fp32 weights in place */
+  b[PLAN_GRADS] = 4 * trainable;
+  b[PLAN_OPTIMIZER] = 8 * trainable;
+  b[PLAN_ACTIVATIONS] = s->bytes_acts;
+  b[PLAN_WORKSPACE] = 0;
 }
 
 int plan_compute(const ir_model *m, const plan_settings *ps, plan_memory *out, lt_error *err) {
@@ -51,27 +68,14 @@ int plan_compute(const ir_model *m, const plan_settings *ps, plan_memory *out, l
     if (!trains) return lt_fail(err, "out of memory");
     lora_trains(m, trains);
   }
-  int gpu = ps->precision != PLAN_FP32;
   ms_state s;
-  int rc = ms_plan(&s, m, ps->batch, ps->seq, slots, trains, gpu ? 2 : 4, err);
+  memset(out, 0, sizeof *out);
+  int rc = ms_plan(&s, m, ps->batch, ps->seq, slots, trains, 4, err);
+  if (rc == 0 && ps->precision == PLAN_FP32) cpu_bytes(&s, out->bytes);
+  else if (rc == 0) rc = device_bytes(m, &s, ps, trains, out->bytes, err);
   free(trains);
-  if (rc) {
-    ms_free(&s);
-    return -1;
-  }
-  /* what trains: what holds gradients (embed, head, the blocks' slots) */
-  uint64_t trainable = (uint64_t)s.n_grad_scalars, all = (uint64_t)s.n_param_scalars;
-  int weight, master, grad, moments;
-  precision_sizes(ps->precision, &weight, &master, &grad, &moments);
-  uint64_t *b = out->bytes;
-  b[PLAN_WEIGHTS] = (uint64_t)weight * all;
-  b[PLAN_MASTER_WEIGHTS] = (uint64_t)master * trainable;
-  b[PLAN_GRADS] = (uint64_t)grad * trainable;
-  b[PLAN_OPTIMIZER] = (uint64_t)moments * trainable;
-  b[PLAN_WORKSPACE] = gpu ? CUBLASLT_WORKSPACE : 0;
-  b[PLAN_ACTIVATIONS] = s.bytes_acts;
-  out->total = 0;
-  for (int c = 0; c < PLAN_NCATEGORIES; c++) out->total += b[c];
   ms_free(&s);
+  if (rc) return -1;
+  for (int c = 0; c < PLAN_NCATEGORIES; c++) out->total += out->bytes[c];
   return 0;
 }

@@ -1,8 +1,9 @@
 /* plan.h: the memory a training run needs, by category, before anything
  * runs. It asks the runtime's own buffer planner (ms_plan) for the layout,
  * so the fp32 plan is exactly what `lisa train` allocates on the CPU. The
- * two bf16 plans are GPU layouts, both with bf16 weights and activations and
- * a 32 MiB cuBLASLt workspace:
+ * two bf16 plans are the device trainer's arena (dev_train.h: dt_plan) for
+ * the generated program, both with bf16 weights and activations, plus a
+ * 32 MiB cuBLASLt workspace:
  *  - bf16-mixed (the design notes' default): fp32 gradients, master weights
  *    and AdamW moments, only for what trains;
  *  - bf16-true (what the paper ran: a bf16 model with torch AdamW, whose

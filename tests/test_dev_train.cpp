@@ -27,6 +27,7 @@ extern "C" {
 #include "gpu_device.h"
 #endif
 #include "lora.h"
+#include "plan.h"
 #include "train.h"
 }
 
@@ -142,6 +143,34 @@ bool build_program(const trainer &t, int dtype, int grad_dtype, const char *tag,
   return true;
 }
 
+// `lisa plan` for the GPU is this arena: every category but the workspace
+// byte for byte (the test's optimizer grid is smaller than the plan's).
+void check_plan(const trainer &t, const dev_trainer *d, int grad_dtype) {
+  plan_settings ps = {};
+  ps.method = t.cfg.method, ps.gamma = t.cfg.lisa.gamma, ps.lora_rank = t.cfg.lora_rank;
+  ps.batch = t.cfg.batch, ps.seq = t.cfg.seq;
+  ps.precision = grad_dtype == GEN_BF16 ? PLAN_BF16_TRUE : PLAN_BF16_MIXED;
+  plan_memory pm;
+  lt_error err = {};
+  if (plan_compute(&t.ir, &ps, &pm, &err)) {
+    fprintf(stderr, "%s\n", err.msg);
+    check_failures++;
+    return;
+  }
+  uint64_t arena[PLAN_NCATEGORIES];
+  dt_arena_categories(d, arena);
+  for (int c = 0; c < PLAN_NCATEGORIES; c++) {
+    if (c == PLAN_WORKSPACE) continue;
+    CHECK_MSG(pm.bytes[c] == arena[c], "%s: plan %llu, device arena %llu",
+              plan_category_name(c), (unsigned long long)pm.bytes[c],
+              (unsigned long long)arena[c]);
+  }
+  uint64_t ws = pm.bytes[PLAN_WORKSPACE] - (32u << 20);
+  CHECK_MSG(ws >= arena[PLAN_WORKSPACE] && ws - arena[PLAN_WORKSPACE] < 8192,
+            "workspace: plan %llu + 32 MiB, device %llu", (unsigned long long)ws,
+            (unsigned long long)arena[PLAN_WORKSPACE]);
+}
+
 bool device_run(int method, int dtype, int grad_dtype, const char *tag, Run *r) {
   train_config c = config(method);
   c.params_only = 1;
@@ -170,6 +199,7 @@ bool device_run(int method, int dtype, int grad_dtype, const char *tag, Run *r) 
     fprintf(stderr, "dt_create: %s\n", err.msg);
     ok = false;
   }
+  if (ok && dtype == GEN_BF16) check_plan(t, d, grad_dtype);
   for (int i = 0; ok && i < c.steps; i++) {
     train_step_stats st;
     if (dt_step(d, &st, &err)) {

@@ -111,7 +111,7 @@ static void test_llama7b_ordering(void) {
     /* weights are all there whatever trains; optimizer state only for E, H, 2L */
     CHECK(eh2.bytes[PLAN_WEIGHTS] == ft.bytes[PLAN_WEIGHTS]);
     CHECK(eh2.bytes[PLAN_OPTIMIZER] * 4 < ft.bytes[PLAN_OPTIMIZER]);
-    /* the 30 frozen blocks keep only what dX reads (LLaMA: 0.80 of FT's) */
+    /* the 30 frozen blocks keep only what dX reads (LLaMA: 0.78 of FT's) */
     CHECK(eh2.bytes[PLAN_ACTIVATIONS] * 20 < ft.bytes[PLAN_ACTIVATIONS] * 17);
     /* 6.74e9 parameters in bf16 */
     CHECK(ft.bytes[PLAN_WEIGHTS] >= 2ull * 6738415616ull);
