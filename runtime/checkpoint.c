@@ -139,6 +139,7 @@ static int settings_of(const trainer *t, ckpt_setting *s) {
   add_setting(s, &n, "seed", "%llu", (unsigned long long)c->seed);
   add_setting(s, &n, "batch", "%d", c->batch);
   add_setting(s, &n, "seq", "%d", c->seq);
+  add_setting(s, &n, "grad_accum", "%d", trainer_grad_accum(t));
   if (c->method == TRAIN_LISA) {
     add_setting(s, &n, "gamma", "%d", c->lisa.gamma);
     add_setting(s, &n, "interval", "%lld", (long long)c->lisa.interval);

@@ -18,6 +18,7 @@ struct cuda_run {
   unsigned char *trains;
   dev_trainer *dev;
   double flops_per_token, peak;
+  uint64_t memory[PLAN_NCATEGORIES]; /* the arena and the workspace, by category */
 };
 
 int cuda_run_open(cuda_run **out, char *name, size_t cap, lt_error *err) {
@@ -30,7 +31,7 @@ int cuda_run_open(cuda_run **out, char *name, size_t cap, lt_error *err) {
 
 static int generate(cuda_run *r, int precision, lt_error *err) {
   const trainer *t = r->t;
-  gen_config cfg = {.B = t->state.B, .T = t->state.T, .grad_accum = 1,
+  gen_config cfg = {.B = t->state.B, .T = t->state.T, .grad_accum = trainer_grad_accum(t),
                     .opt_blocks = 4 * gpu_device_sms(r->gpu)};
   cfg.dtype = precision == PLAN_FP32 ? GEN_F32 : GEN_BF16;
   cfg.grad_dtype = precision == PLAN_BF16_TRUE ? GEN_BF16 : GEN_F32;
@@ -49,6 +50,8 @@ int cuda_run_prepare(cuda_run *r, trainer *t, int precision, lt_error *err) {
   if (generate(r, precision, err) || gpu_device_load(r->gpu, &r->prog, err)) return -1;
   dt_device dev = gpu_device_iface(r->gpu);
   if (dt_create(&r->dev, t, &r->prog, &dev, err)) return -1;
+  dt_arena_categories(r->dev, r->memory);
+  r->memory[PLAN_WORKSPACE] += GPU_WORKSPACE_BYTES;
   r->flops_per_token = trainer_flops_per_token(t);
   r->peak = precision == PLAN_FP32 ? 0 : gpu_device_bf16_peak(r->gpu);
   return 0;
@@ -59,6 +62,7 @@ int cuda_run_step(cuda_run *r, train_step_stats *st, lt_error *err) {
   st->peak_bytes = dt_arena_bytes(r->dev) + GPU_WORKSPACE_BYTES;
   st->device_used_bytes = gpu_device_used_bytes(r->gpu);
   st->mfu = r->peak > 0 ? r->flops_per_token * st->tokens_per_s / r->peak : -1;
+  st->device_memory = r->memory;
   return 0;
 }
 

@@ -197,7 +197,7 @@ static void carve_all(dev_trainer *d, carver *c, size_t inst_saved[IR_NSECTIONS]
   d->mom2 = carve(c, (size_t)s->n_grad_scalars * (size_t)d->mb, PLAN_OPTIMIZER);
   d->ids = carve(c, (size_t)s->N * 4, PLAN_ACTIVATIONS);
   d->targets = carve(c, (size_t)s->N * 4, PLAN_ACTIVATIONS);
-  d->stats = carve(c, 8, PLAN_ACTIVATIONS); /* the loss, then the gradient norm */
+  d->stats = carve(c, 4 * (size_t)d->prog->cfg.grad_accum, PLAN_ACTIVATIONS); /* losses */
   size_t at0 = c->at;
   for (int inst = 0; inst < n_inst; inst++) {
     int sec = ms_inst_section(s, inst);
@@ -413,7 +413,10 @@ static int check_program(const dev_trainer *d, lt_error *err) {
   if (c->B != s->B || c->T != s->T)
     return lt_fail(err, "the generated program is for B=%d T=%d, the run has B=%d T=%d", c->B,
                    c->T, s->B, s->T);
-  if (c->grad_accum != 1) return lt_fail(err, "device training: --grad-accum is not supported yet");
+  int accum = d->host ? trainer_grad_accum(d->host) : c->grad_accum;
+  if (c->grad_accum != accum)
+    return lt_fail(err, "the generated program is for %d micro-batches a step, the run has %d",
+                   c->grad_accum, accum);
   if (!d->opt) return lt_fail(err, "the generated program has no optimizer path");
   for (int sec = 0; sec < IR_NSECTIONS; sec++) {
     int need = sec == IR_BLOCK ? GEN_FROZEN : GEN_ACTIVE;
@@ -443,7 +446,8 @@ static int alloc_run_tables(dev_trainer *d, lt_error *err) {
   d->slot_of = malloc(sizeof(int) * (size_t)(m->n_layer + 1));
   d->start = calloc((size_t)(REGION_SLOTS + s->n_grad_slots), sizeof(int64_t));
   d->table_host = malloc((size_t)d->opt->bufs[GEN_OPT_TABLE].rows * 56 + 56);
-  d->convert = malloc((size_t)max_numel * 4);
+  int accum = d->prog->cfg.grad_accum;
+  d->convert = malloc((size_t)(max_numel > accum ? max_numel : accum) * 4); /* and the losses */
   if (!d->tables || !d->slot_of || !d->start || !d->table_host || !d->convert)
     return lt_fail(err, "out of memory");
   for (int l = 0; l < m->n_layer; l++) d->slot_of[l] = -1;
@@ -567,6 +571,14 @@ static const gen_path *path_of(const dev_trainer *d, int inst, int *mode) {
   return p;
 }
 
+/* Micro-batch i's loss goes to stats[i]. */
+static void bind_loss(dev_trainer *d, int i) {
+  int head = d->s->n_inst - 1;
+  const ir_graph *g = &d->prog->m->sections[IR_HEAD];
+  for (int mode = 0; mode < N_MODES; mode++)
+    if (d->paths[IR_HEAD][mode]) table_of(d, head, mode)[g->output] = d->stats + 4 * (size_t)i;
+}
+
 static int run_passes(dev_trainer *d, const px_scalars *sc, lt_error *err) {
   int n_inst = d->host->state.n_inst, mode;
   for (int inst = 0; inst < n_inst; inst++) {
@@ -595,24 +607,34 @@ int dt_step(dev_trainer *d, train_step_stats *st, lt_error *err) {
     return -1;
   if (trainer_begin_step(t, &switched, &lr, err)) return -1;
   if (switched && follow_active_set(d, err)) return -1;
-  if (d->dev.upload(d->dev.ctx, d->ids, s->ids, (size_t)s->N * 4, err) ||
-      d->dev.upload(d->dev.ctx, d->targets, s->targets, (size_t)s->N * 4, err) ||
-      d->dev.zero(d->dev.ctx, d->grads, (size_t)s->n_grad_scalars * (size_t)d->gb, err))
-    return -1;
+  if (d->dev.zero(d->dev.ctx, d->grads, (size_t)s->n_grad_scalars * (size_t)d->gb, err)) return -1;
+  /* micro-batches add into the gradients, each at 1/N of the loss */
+  int n = trainer_grad_accum(t);
   px_scalars sc = scalars(d, lr);
-  if (run_passes(d, &sc, err)) return -1;
+  sc.loss_scale = 1.0f / (float)n;
+  for (int i = 0; i < n; i++) {
+    if (i > 0 && trainer_micro_batch(t, i, err)) return -1;
+    bind_loss(d, i);
+    if (d->dev.upload(d->dev.ctx, d->ids, s->ids, (size_t)s->N * 4, err) ||
+        d->dev.upload(d->dev.ctx, d->targets, s->targets, (size_t)s->N * 4, err) ||
+        run_passes(d, &sc, err))
+      return -1;
+  }
   if (d->n_entries &&
       px_run(d->opt, GEN_OPT_STEP_NORM, GEN_OPT_STEP_ADAMW + 1, d->opt_bufs, &sc, &d->dev.exec, err))
     return -1;
-  float stats[2] = {0, 0};
-  if (d->dev.download(d->dev.ctx, &stats[0], d->stats, 4, err) ||
-      (d->n_entries && d->dev.download(d->dev.ctx, &stats[1], d->opt_bufs[GEN_OPT_NORM], 4, err)))
+  /* the step's one wait: its losses (in order, so the mean is the CPU's) */
+  float *losses = d->convert, norm = 0;
+  if (d->dev.download(d->dev.ctx, losses, d->stats, 4 * (size_t)n, err) ||
+      (d->n_entries && d->dev.download(d->dev.ctx, &norm, d->opt_bufs[GEN_OPT_NORM], 4, err)))
     return -1;
+  double loss = 0;
+  for (int i = 0; i < n; i++) loss += losses[i];
   d->updates++;
   double ms = now_ms() - t0;
-  *st = (train_step_stats){.step = t->step, .loss = stats[0], .lr = lr, .grad_norm = stats[1],
-                           .step_ms = ms, .tokens_per_s = s->N / (ms / 1e3), .switched = switched,
-                           .mfu = -1, .peak_bytes = d->arena_bytes};
+  *st = (train_step_stats){.step = t->step, .loss = (float)(loss / n), .lr = lr, .grad_norm = norm,
+                           .step_ms = ms, .tokens_per_s = (double)s->N * n / (ms / 1e3),
+                           .switched = switched, .mfu = -1, .peak_bytes = d->arena_bytes};
   t->step++;
   return 0;
 }

@@ -32,7 +32,8 @@ static const char usage_train[] =
     "  --merge-lora             LoRA: --save writes W + (A/R) B A into the base weights,\n"
     "                           without adapter tensors (default: base + adapters)\n"
     "  --steps N                total optimizer steps, counted from step 0 (100)\n"
-    "  --batch B --seq T        sequences per step and tokens per sequence (4, 64)\n"
+    "  --batch B --seq T        sequences per micro-batch and tokens per sequence (4, 64)\n"
+    "  --grad-accum N           micro-batches per step, gradients summed at 1/N (1)\n"
     "  --lr X                   peak learning rate (3e-4)\n"
     "  --weight-decay X         AdamW decoupled weight decay on 2-D weights (0.01)\n"
     "  --grad-clip X            clip the global gradient norm to X; 0 = off (1.0)\n"
@@ -114,6 +115,7 @@ static int set_numeric(cli_args *a, const char *opt, const char *val) {
       {"--lora-alpha", 1e-6, 1e6, NULL, NULL, &t->lora_alpha, NULL, 2},
       {"--save-every", 1, 1e12, &a->save_every, NULL, NULL, NULL, 0},
       {"--norms-every", 1, 1e12, &a->norms_every, NULL, NULL, NULL, 0},
+      {"--grad-accum", 1, 1 << 16, NULL, &t->grad_accum, NULL, NULL, 0},
   };
   double v;
   if (!strcmp(opt, "--seed")) { /* all 64 bits: not through a double */

@@ -7,6 +7,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "plan.h"
+
 int log_open(log_sink *l, const char *jsonl_path, int quiet, int64_t total_steps, int n_layer,
              lt_error *err) {
   memset(l, 0, sizeof *l);
@@ -80,6 +82,10 @@ static void write_row(log_sink *l, const trainer *t, const train_step_stats *st,
   else fputs(",\"mfu\":null", f);
   if (st->device_used_bytes)
     fprintf(f, ",\"device_used_bytes\":%llu", (unsigned long long)st->device_used_bytes);
+  for (int c = 0; st->device_memory && c < PLAN_NCATEGORIES; c++)
+    fprintf(f, "%s\"%s\":%llu", c ? "," : ",\"device_memory\":{", plan_category_name(c),
+            (unsigned long long)st->device_memory[c]);
+  if (st->device_memory) fputc('}', f);
   if (with_norms) {
     trainer_norms(t, l->weight_norms, l->grad_norms);
     write_norms(f, "weight_norms", l->weight_norms, l->n_norms);

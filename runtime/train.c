@@ -32,16 +32,22 @@ void train_backward(ms_state *s, const int *paths, float loss_scale) {
 }
 
 int train_optim_init(train_optim *o, const ms_state *s, lt_error *err) {
+  return train_optim_init_moments(o, s, 1, err);
+}
+
+int train_optim_init_moments(train_optim *o, const ms_state *s, int moments, lt_error *err) {
   memset(o, 0, sizeof *o);
   o->n_regions = TRAIN_REGION_SLOTS + s->n_grad_slots;
+  o->t = calloc((size_t)o->n_regions, sizeof *o->t);
+  o->on = calloc((size_t)o->n_regions, 1);
+  o->sq = calloc((size_t)o->n_regions, sizeof *o->sq);
+  if (!o->t || !o->on || !o->sq) return lt_fail(err, "out of memory");
+  if (!moments) return 0;
   /* malloc + memset rather than calloc: the pages are touched here, not in
    * the first training step. */
   o->m = malloc(s->bytes_grads + 1);
   o->v = malloc(s->bytes_grads + 1);
-  o->t = calloc((size_t)o->n_regions, sizeof *o->t);
-  o->on = calloc((size_t)o->n_regions, 1);
-  o->sq = calloc((size_t)o->n_regions, sizeof *o->sq);
-  if (!o->m || !o->v || !o->t || !o->on || !o->sq)
+  if (!o->m || !o->v)
     return lt_fail(err, "out of memory for %zu bytes of optimizer state", 2 * s->bytes_grads);
   memset(o->m, 0, s->bytes_grads);
   memset(o->v, 0, s->bytes_grads);
@@ -139,8 +145,10 @@ static void apply_active_set(trainer *t, const int *next, int n_next) {
     slot_used[slot] = 1;
     int64_t begin, len;
     region_extent(s, TRAIN_REGION_SLOTS + slot, &begin, &len);
-    memset(t->opt.m + begin, 0, (size_t)len * sizeof(float));
-    memset(t->opt.v + begin, 0, (size_t)len * sizeof(float));
+    if (t->opt.m) { /* none on the host of a device trainer */
+      memset(t->opt.m + begin, 0, (size_t)len * sizeof(float));
+      memset(t->opt.v + begin, 0, (size_t)len * sizeof(float));
+    }
     t->opt.t[TRAIN_REGION_SLOTS + slot] = 0;
     ms_bind_grad_slot(s, l, slot);
   }
@@ -331,7 +339,9 @@ int trainer_create(trainer *t, const train_config *cfg, lt_error *err) {
     return lt_fail(err, "%s: %lld tokens, too few for --seq %d", cfg->data_path,
                    (long long)t->data.n_tokens, cfg->seq);
   if (create_state(t, cfg, err) || init_weights(t, cfg, err)) return -1;
-  if (train_optim_init(&t->opt, &t->state, err) || alloc_lisa_tables(t, err)) return -1;
+  if (train_optim_init_moments(&t->opt, &t->state, !cfg->params_only, err) ||
+      alloc_lisa_tables(t, err))
+    return -1;
   if (setup_method(t, err)) return -1;
   plan_paths(t);
   return 0;
@@ -372,8 +382,10 @@ void trainer_merge_lora(trainer *t) {
 
 train_memory trainer_memory(const trainer *t) {
   const ms_state *s = &t->state;
+  /* a device trainer's host keeps neither moments nor activations */
   return (train_memory){.weights = s->bytes_params, .grads = s->bytes_grads,
-                        .optimizer = 2 * (uint64_t)s->bytes_grads, .activations = s->bytes_acts,
+                        .optimizer = t->opt.m ? 2 * (uint64_t)s->bytes_grads : 0,
+                        .activations = s->act_arena ? s->bytes_acts : 0,
                         .data = (uint64_t)t->data.n_tokens * sizeof(uint32_t)};
 }
 
@@ -413,9 +425,18 @@ int trainer_begin_step(trainer *t, int *switched, float *lr, lt_error *err) {
     if (resample(t, t->step, err)) return -1;
     t->sampled = 1;
   }
-  if (data_batch(&t->data, t->cfg.seed, t->step, s->B, s->T, s->ids, s->targets, err)) return -1;
   *lr = opt_lr_at(&t->cfg.opt, t->step);
-  return 0;
+  return trainer_micro_batch(t, 0, err);
+}
+
+int trainer_grad_accum(const trainer *t) { return t->cfg.grad_accum > 1 ? t->cfg.grad_accum : 1; }
+
+/* Micro-batch i of step s reads the windows of batch index s * N + i, so a
+ * run without accumulation reads batch s at step s. */
+int trainer_micro_batch(trainer *t, int i, lt_error *err) {
+  ms_state *s = &t->state;
+  int64_t index = t->step * trainer_grad_accum(t) + i;
+  return data_batch(&t->data, t->cfg.seed, index, s->B, s->T, s->ids, s->targets, err);
 }
 
 int trainer_step(trainer *t, train_step_stats *st, lt_error *err) {
@@ -425,13 +446,20 @@ int trainer_step(trainer *t, train_step_stats *st, lt_error *err) {
   float lr;
   if (trainer_begin_step(t, &switched, &lr, err)) return -1;
   train_zero_grads(s);
-  float loss = train_forward(s);
-  train_backward(s, t->path, 1.0f);
+  /* micro-batches add into the gradients, each at 1/N of the loss */
+  int n = trainer_grad_accum(t);
+  double loss = 0;
+  for (int i = 0; i < n; i++) {
+    if (i > 0 && trainer_micro_batch(t, i, err)) return -1;
+    loss += train_forward(s);
+    train_backward(s, t->path, 1.0f / (float)n);
+  }
   double norm = train_adamw(s, &t->cfg.opt, lr, &t->opt);
   record_grad_norms(t);
   double ms = now_ms() - t0;
-  *st = (train_step_stats){.step = t->step, .loss = loss, .lr = lr, .grad_norm = norm,
-                           .step_ms = ms, .tokens_per_s = s->N / (ms / 1e3),
+  *st = (train_step_stats){.step = t->step, .loss = (float)(loss / n), .lr = lr,
+                           .grad_norm = norm, .step_ms = ms,
+                           .tokens_per_s = (double)s->N * n / (ms / 1e3),
                            .switched = switched, .mfu = -1};
   t->step++;
   return 0;

@@ -39,6 +39,7 @@ typedef struct {
   double lora_alpha;           /* LoRA: the adapter path is scaled by alpha / r */
   const char *lora_targets;    /* LoRA: block weight keys "attn_w,fc_w"; NULL = all */
   int params_only;             /* host side of a device trainer: no activations here */
+  int grad_accum;              /* micro-batches per step (0 or 1: one) */
 } train_config;
 
 typedef struct {
@@ -52,12 +53,13 @@ typedef struct {
   double mfu;           /* model FLOPs/s over the device's bf16 peak; < 0: not known */
   uint64_t peak_bytes;  /* device runs: the arena and workspace; 0: trainer_bytes */
   uint64_t device_used_bytes; /* device runs: all the process holds there */
+  const uint64_t *device_memory; /* device runs: the arena by plan.h's categories; else NULL */
 } train_step_stats;
 
 enum { TRAIN_REGION_EMBED, TRAIN_REGION_HEAD, TRAIN_REGION_SLOTS };
 
 typedef struct {
-  float *m, *v;         /* AdamW moments, laid out as ms_state.grads */
+  float *m, *v;         /* AdamW moments, laid out as ms_state.grads (NULL: params_only) */
   int64_t *t;           /* [n_regions] AdamW step count (bias correction) */
   unsigned char *on;    /* [n_regions] region trains this step */
   double *sq;           /* [n_regions] last sum of squared gradients */
@@ -86,9 +88,13 @@ void trainer_free(trainer *t);
 int trainer_step(trainer *t, train_step_stats *st, lt_error *err);
 
 /* The first part of a step, shared with the device trainer: a LISA switch
- * where a period begins (*switched), this step's batch in state.ids and
- * state.targets, and its learning rate. */
+ * where a period begins (*switched), the step's first micro-batch in
+ * state.ids and state.targets, and its learning rate. */
 int trainer_begin_step(trainer *t, int *switched, float *lr, lt_error *err);
+/* Micro-batch i (0 .. grad_accum - 1) of the current step into state.ids
+ * and state.targets. */
+int trainer_micro_batch(trainer *t, int i, lt_error *err);
+int trainer_grad_accum(const trainer *t);
 
 /* Puts back a saved LISA period (checkpoint resume): each block's gradient
  * slot, the active set (ascending) and whether it was drawn, then plans the
@@ -124,6 +130,8 @@ double trainer_flops_per_token(const trainer *t);
 
 /* The step's building blocks, also used by the tests. */
 int train_optim_init(train_optim *o, const ms_state *s, lt_error *err);
+/* moments 0: only the per-region counts (a device trainer keeps m and v). */
+int train_optim_init_moments(train_optim *o, const ms_state *s, int moments, lt_error *err);
 void train_optim_free(train_optim *o);
 float train_forward(ms_state *s);
 void train_zero_grads(ms_state *s);

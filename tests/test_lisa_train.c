@@ -217,6 +217,47 @@ static void test_layer_norms(void) {
   trainer_free(&t);
 }
 
+/* --grad-accum 2: a step's gradient is the sum of micro-batches 2s and 2s+1
+ * at half the loss each, and its loss their mean: the same, bit for bit, as
+ * running those two batches by hand on a trainer without accumulation. */
+static void test_grad_accum_sums_micro_batches(void) {
+  trainer a, b;
+  train_config c = config(TRAIN_LISA, 2, 3);
+  train_config ca = c;
+  ca.grad_accum = 2;
+  if (create(&a, &ca)) return;
+  if (create(&b, &c)) {
+    trainer_free(&a);
+    return;
+  }
+  lt_error err;
+  for (int s = 0; s < 7; s++) {
+    train_step_stats st;
+    if (step(&a, &st)) break;
+    int switched;
+    float lr;
+    /* b: the same switch and learning rate, then batches 2s and 2s + 1 */
+    b.step = s;
+    CHECK(trainer_begin_step(&b, &switched, &lr, &err) == 0);
+    train_zero_grads(&b.state);
+    double loss = 0;
+    for (int i = 0; i < 2; i++) {
+      b.step = 2 * s + i;
+      CHECK(trainer_micro_batch(&b, 0, &err) == 0);
+      loss += train_forward(&b.state);
+      train_backward(&b.state, b.path, 0.5f);
+    }
+    b.step = s;
+    double norm = train_adamw(&b.state, &b.cfg.opt, lr, &b.opt);
+    CHECK_MSG(st.grad_norm == norm, "step %d: grad norm %.9g, by hand %.9g", s, st.grad_norm, norm);
+    CHECK_MSG(st.loss == (float)(loss / 2), "step %d: loss %.9g, by hand %.9g", s, st.loss,
+              loss / 2);
+    CHECK(!memcmp(a.state.params, b.state.params, a.state.bytes_params));
+  }
+  trainer_free(&a);
+  trainer_free(&b);
+}
+
 static void test_gamma_beyond_layers_is_an_error(void) {
   trainer t;
   train_config c = config(TRAIN_LISA, N_LAYER + 1, 5);
@@ -237,6 +278,7 @@ int main(void) {
   RUN(test_all_blocks_every_step_is_ft);
   RUN(test_frozen_embedding_skips_lower_blocks);
   RUN(test_layer_norms);
+  RUN(test_grad_accum_sums_micro_batches);
   RUN(test_gamma_beyond_layers_is_an_error);
   unlink(model_path);
   rmdir(dir);
