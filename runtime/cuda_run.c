@@ -50,6 +50,7 @@ int cuda_run_prepare(cuda_run *r, trainer *t, int precision, lt_error *err) {
   if (generate(r, precision, err) || gpu_device_load(r->gpu, &r->prog, err)) return -1;
   dt_device dev = gpu_device_iface(r->gpu);
   if (dt_create(&r->dev, t, &r->prog, &dev, err)) return -1;
+  if (t->step > 0 && dt_upload_state(r->dev, err)) return -1; /* resumed (ckpt_resume) */
   dt_arena_categories(r->dev, r->memory);
   r->memory[PLAN_WORKSPACE] += GPU_WORKSPACE_BYTES;
   r->flops_per_token = trainer_flops_per_token(t);
@@ -67,6 +68,8 @@ int cuda_run_step(cuda_run *r, train_step_stats *st, lt_error *err) {
 }
 
 int cuda_run_sync_params(cuda_run *r, lt_error *err) { return dt_download_params(r->dev, err); }
+
+int cuda_run_sync_state(cuda_run *r, lt_error *err) { return dt_download_state(r->dev, err); }
 
 void cuda_run_close(cuda_run *r) {
   if (!r) return;

@@ -18,8 +18,11 @@ int cuda_run_open(cuda_run **out, char *name, size_t cap, lt_error *err);
 int cuda_run_prepare(cuda_run *r, trainer *t, int precision, lt_error *err);
 /* One step; fills the stats' mfu, peak_bytes and device_used_bytes. */
 int cuda_run_step(cuda_run *r, train_step_stats *st, lt_error *err);
-/* The device's weights into t's parameters (to save or to read norms). */
+/* The device's weights into t's parameters (to save or to read norms); with
+ * the AdamW state too (for ckpt_save; t created with host_moments). A t
+ * that ckpt_resume restored (step > 0) goes onto the device in prepare. */
 int cuda_run_sync_params(cuda_run *r, lt_error *err);
+int cuda_run_sync_state(cuda_run *r, lt_error *err);
 void cuda_run_close(cuda_run *r);
 
 #endif

@@ -530,6 +530,7 @@ int dt_create(dev_trainer **out, trainer *host, const gen_program *prog, const d
   if (!d) return lt_fail(err, "out of memory");
   *out = d;
   d->host = host, d->dev = *dev;
+  d->updates = host->step; /* one AdamW update a step: a resumed run has had this many */
   if (init(d, &host->state, prog, err) || alloc_run_tables(d, err) || layout(d, 1, err)) return -1;
   if (for_each_tensor(d, upload_param, err)) return -1;
   for (int inst = 0; inst < host->state.n_inst; inst++)
@@ -658,4 +659,69 @@ static int download_param(dev_trainer *d, int p, int layer, lt_error *err) {
 
 int dt_download_params(dev_trainer *d, lt_error *err) {
   return for_each_tensor(d, download_param, err);
+}
+
+/* ---- the optimizer state, for checkpoints ------------------------------- */
+
+/* Regions that train now: embed, head, and the slots bound to a block. */
+static int region_trains(const dev_trainer *d, int r) {
+  if (r == REGION_EMBED) return d->host->opt.on[TRAIN_REGION_EMBED];
+  if (r == REGION_HEAD) return d->host->opt.on[TRAIN_REGION_HEAD];
+  for (int l = 0; l < d->prog->m->n_layer; l++)
+    if (d->s->grad_slot[l] == r - REGION_SLOTS) return 1;
+  return 0;
+}
+
+/* Host fp32 <-> device moments (fp32, or bf16 in bf16-true) of one tensor. */
+static int moment_copy(dev_trainer *d, float *host, char *dev, int64_t n, int to_host,
+                       lt_error *err) {
+  if (d->mb == 4)
+    return to_host ? d->dev.download(d->dev.ctx, host, dev, (size_t)n * 4, err)
+                   : d->dev.upload(d->dev.ctx, dev, host, (size_t)n * 4, err);
+  uint16_t *h = d->convert;
+  if (!to_host) {
+    for (int64_t i = 0; i < n; i++) h[i] = f32_to_bf16(host[i]);
+    return d->dev.upload(d->dev.ctx, dev, h, (size_t)n * 2, err);
+  }
+  if (d->dev.download(d->dev.ctx, h, dev, (size_t)n * 2, err)) return -1;
+  for (int64_t i = 0; i < n; i++) host[i] = bf16_to_f32(h[i]);
+  return 0;
+}
+
+static int state_tensor(dev_trainer *d, int p, int layer, int to_host, lt_error *err) {
+  const ms_state *s = d->s;
+  train_optim *o = &d->host->opt;
+  if (region_on(d, p, layer) < 0) return 0;
+  int64_t gi = ms_grad(s, p, layer) - s->grads, n = ir_param_numel(&d->prog->m->params[p]);
+  if (moment_copy(d, o->m + gi, d->mom1 + gi * d->mb, n, to_host, err) ||
+      moment_copy(d, o->v + gi, d->mom2 + gi * d->mb, n, to_host, err))
+    return -1;
+  /* resuming bf16-mixed: the masters are the saved fp32 weights themselves */
+  if (!to_host && d->masters)
+    return d->dev.upload(d->dev.ctx, d->master + gi * 4, ms_param(s, p, layer), (size_t)n * 4, err);
+  return 0;
+}
+
+static int moments_to_host(dev_trainer *d, int p, int layer, lt_error *err) {
+  return state_tensor(d, p, layer, 1, err);
+}
+
+static int moments_to_device(dev_trainer *d, int p, int layer, lt_error *err) {
+  return state_tensor(d, p, layer, 0, err);
+}
+
+int dt_download_state(dev_trainer *d, lt_error *err) {
+  train_optim *o = &d->host->opt;
+  if (!o->m) return lt_fail(err, "the host trainer keeps no AdamW moments to save into");
+  if (dt_download_params(d, err) || for_each_tensor(d, moments_to_host, err)) return -1;
+  for (int r = 0; r < o->n_regions; r++) o->t[r] = region_trains(d, r) ? d->updates - d->start[r] : 0;
+  return 0;
+}
+
+int dt_upload_state(dev_trainer *d, lt_error *err) {
+  train_optim *o = &d->host->opt;
+  if (!o->m) return lt_fail(err, "the host trainer keeps no AdamW moments to restore from");
+  if (for_each_tensor(d, moments_to_device, err)) return -1;
+  for (int r = 0; r < o->n_regions; r++) d->start[r] = d->updates - o->t[r];
+  return write_table(d, err);
 }

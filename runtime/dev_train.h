@@ -62,6 +62,15 @@ int dt_step(dev_trainer *d, train_step_stats *st, lt_error *err);
  * masters where they exist), for saving. */
 int dt_download_params(dev_trainer *d, lt_error *err);
 
+/* Checkpoints: the whole optimizer state into the host trainer (weights or
+ * fp32 masters, AdamW moments, each region's step count) for ckpt_save, and
+ * back onto the device after ckpt_resume. The host trainer must keep moments
+ * (train_config.host_moments). A resumed bf16-mixed run rounds its bf16
+ * weights from the restored masters to nearest; the run it continues had
+ * rounded them stochastically, so the two differ by bf16 roundings. */
+int dt_download_state(dev_trainer *d, lt_error *err);
+int dt_upload_state(dev_trainer *d, lt_error *err);
+
 /* Bytes of the device arena, and by category (plan.h's, without the
  * cuBLASLt workspace the device holds apart). */
 size_t dt_arena_bytes(const dev_trainer *d);

@@ -303,12 +303,6 @@ static int check_backend(const cli_args *a, const backend *be) {
     }
     return 0;
   }
-  const char *unsupported = a->resume_dir ? "--resume" : a->save_state_dir ? "--save-state" : NULL;
-  if (unsupported) {
-    fprintf(stderr, "lisa train: %s is not supported on cuda yet (the AdamW state stays on the "
-                    "device); use --device cpu\n", unsupported);
-    return -1;
-  }
   return 0;
 }
 
@@ -319,12 +313,14 @@ static int backend_step(backend *be, trainer *t, train_step_stats *st, lt_error 
   return trainer_step(t, st, err);
 }
 
-/* The weights into the host trainer before it reads or saves them. */
-static int backend_sync(backend *be, lt_error *err) {
+/* The weights (with_state: and the AdamW state) into the host trainer
+ * before it reads or saves them. */
+static int backend_sync(backend *be, int with_state, lt_error *err) {
 #ifdef LISA_HAVE_GPU
-  if (be->on_cuda) return cuda_run_sync_params(be->cuda, err);
+  if (be->on_cuda)
+    return with_state ? cuda_run_sync_state(be->cuda, err) : cuda_run_sync_params(be->cuda, err);
 #endif
-  (void)be, (void)err;
+  (void)be, (void)with_state, (void)err;
   return 0;
 }
 
@@ -335,9 +331,9 @@ static void backend_close(backend *be) {
   (void)be;
 }
 
-static int save_state(const trainer *t, const cli_args *a, log_sink *log, lt_error *err) {
+static int save_state(trainer *t, backend *be, const cli_args *a, log_sink *log, lt_error *err) {
   char step_dir[1100];
-  if (ckpt_save(t, a->save_state_dir, err) ||
+  if (backend_sync(be, 1, err) || ckpt_save(t, a->save_state_dir, err) ||
       ckpt_step_path(a->save_state_dir, t->step, step_dir, sizeof step_dir, err))
     return -1;
   log_event(log, t->step, "checkpoint", "path", step_dir);
@@ -358,13 +354,13 @@ static int run_training(trainer *t, backend *be, const cli_args *a, lt_error *er
     train_step_stats st;
     rc = backend_step(be, t, &st, err);
     int norms = a->norms_every && st.step % a->norms_every == 0;
-    if (rc == 0 && norms) rc = backend_sync(be, err);
+    if (rc == 0 && norms) rc = backend_sync(be, 0, err);
     if (rc == 0) log_step(&log, t, &st, norms);
     if (rc == 0 && a->save_every && t->step % a->save_every == 0 && t->step < a->train.steps)
-      rc = save_state(t, a, &log, err);
+      rc = save_state(t, be, a, &log, err);
   }
-  if (rc == 0 && a->save_state_dir) rc = save_state(t, a, &log, err);
-  if (rc == 0 && a->save_path) rc = backend_sync(be, err);
+  if (rc == 0 && a->save_state_dir) rc = save_state(t, be, a, &log, err);
+  if (rc == 0 && a->save_path) rc = backend_sync(be, 0, err);
   if (rc == 0 && a->save_path) {
     if (a->merge_lora) trainer_merge_lora(t);
     if (a->max_shard_gb > 0)
@@ -397,6 +393,7 @@ static int cmd_train(int argc, char **argv) {
   lt_error err;
   trainer t;
   a.train.params_only = be.on_cuda; /* activations live on the device */
+  a.train.host_moments = be.on_cuda && (a.save_state_dir || a.resume_dir);
   rc = trainer_create(&t, &a.train, &err);
   if (rc == 0 && t.load_note[0] && !a.quiet) fprintf(stderr, "note: %s\n", t.load_note);
   if (rc == 0 && a.resume_dir) rc = resume(&t, &a, &err);

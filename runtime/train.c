@@ -339,7 +339,7 @@ int trainer_create(trainer *t, const train_config *cfg, lt_error *err) {
     return lt_fail(err, "%s: %lld tokens, too few for --seq %d", cfg->data_path,
                    (long long)t->data.n_tokens, cfg->seq);
   if (create_state(t, cfg, err) || init_weights(t, cfg, err)) return -1;
-  if (train_optim_init_moments(&t->opt, &t->state, !cfg->params_only, err) ||
+  if (train_optim_init_moments(&t->opt, &t->state, !cfg->params_only || cfg->host_moments, err) ||
       alloc_lisa_tables(t, err))
     return -1;
   if (setup_method(t, err)) return -1;
@@ -415,7 +415,6 @@ void trainer_norms(const trainer *t, double *weight, double *grad) {
 }
 
 int trainer_begin_step(trainer *t, int *switched, float *lr, lt_error *err) {
-  ms_state *s = &t->state;
   /* A set is drawn at each period's first step. ckpt_resume puts back the
    * set of a period already begun rather than re-drawing it: a Lua policy
    * asked again mid-period would see other norms. A trainer with no set yet

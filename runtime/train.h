@@ -38,7 +38,9 @@ typedef struct {
   int lora_rank;               /* LoRA: adapter rank r */
   double lora_alpha;           /* LoRA: the adapter path is scaled by alpha / r */
   const char *lora_targets;    /* LoRA: block weight keys "attn_w,fc_w"; NULL = all */
-  int params_only;             /* host side of a device trainer: no activations here */
+  int params_only;             /* host side of a device trainer: no activations here, and
+                                  no AdamW moments unless host_moments */
+  int host_moments;            /* params_only: keep moments too (device checkpoints) */
   int grad_accum;              /* micro-batches per step (0 or 1: one) */
 } train_config;
 

@@ -21,6 +21,7 @@
 #include "emu_paths.h"
 
 extern "C" {
+#include "checkpoint.h"
 #include "dev_train.h"
 #include "gen.h"
 #ifdef LISA_HAVE_GPU
@@ -172,12 +173,28 @@ void check_plan(const trainer &t, const dev_trainer *d, int grad_dtype) {
             (unsigned long long)arena[PLAN_WORKSPACE]);
 }
 
-bool device_run(int method, int dtype, int grad_dtype, const char *tag, Run *r, int accum = 1) {
-  train_config c = config(method, accum);
+// What a device run does besides 20 steps from the start.
+struct Segment {
+  int accum = 1;
+  int64_t steps = 20;               // train up to this step
+  const char *resume_dir = nullptr; // start from the state saved there
+  const char *save_dir = nullptr;   // save the state there at the end
+};
+
+bool device_run(int method, int dtype, int grad_dtype, const char *tag, Run *r,
+                Segment seg = Segment()) {
+  train_config c = config(method, seg.accum);
   c.params_only = 1;
+  c.host_moments = seg.resume_dir || seg.save_dir;
+  int accum = seg.accum;
   trainer t;
   lt_error err = {};
   if (trainer_create(&t, &c, &err)) return fprintf(stderr, "%s\n", err.msg), check_failures++, false;
+  if (seg.resume_dir && ckpt_resume(&t, seg.resume_dir, &err)) {
+    fprintf(stderr, "ckpt_resume: %s\n", err.msg);
+    trainer_free(&t);
+    return check_failures++, false;
+  }
   std::unique_ptr<Program> p(new Program);
   dev_trainer *d = nullptr;
   dt_device dev;
@@ -200,16 +217,22 @@ bool device_run(int method, int dtype, int grad_dtype, const char *tag, Run *r, 
     fprintf(stderr, "dt_create: %s\n", err.msg);
     ok = false;
   }
+  if (ok && seg.resume_dir && dt_upload_state(d, &err)) {
+    fprintf(stderr, "dt_upload_state: %s\n", err.msg);
+    ok = false;
+  }
   if (ok && dtype == GEN_BF16 && accum == 1) check_plan(t, d, grad_dtype);
-  for (int i = 0; ok && i < c.steps; i++) {
+  while (ok && t.step < seg.steps) {
     train_step_stats st;
     if (dt_step(d, &st, &err)) {
-      fprintf(stderr, "device step %d: %s\n", i, err.msg);
+      fprintf(stderr, "device step %lld: %s\n", (long long)t.step, err.msg);
       ok = false;
       break;
     }
     record(r, t, st);
   }
+  if (ok && seg.save_dir && (dt_download_state(d, &err) || ckpt_save(&t, seg.save_dir, &err)))
+    fprintf(stderr, "saving: %s\n", err.msg), ok = false;
   if (ok && dt_download_params(d, &err)) fprintf(stderr, "%s\n", err.msg), ok = false;
   if (ok) r->params.assign(t.state.params, t.state.params + t.state.n_param_scalars);
   dt_free(d);
@@ -254,6 +277,7 @@ void check_learns(const char *what, const Run &r) {
 }
 
 Run cpu_ft, cpu_lisa, cpu_lora;
+Run dev_lisa_fp32, dev_lisa_mixed;  // the uninterrupted device runs resume_case continues
 
 // fp32: the paths sum in other orders than cpu_ops (measured: loss 7e-8,
 // grad norm 2e-7, weights 2e-11). A 1% error in the learning rate moves
@@ -264,8 +288,10 @@ void test_fp32() {
     compare("fp32 ft", cpu_ft, ft, 1e-5, 1e-5, 1e-9);
     check_learns("fp32 ft", ft);
   }
-  if (device_run(TRAIN_LISA, GEN_F32, GEN_F32, "fp32-lisa", &lisa))
+  if (device_run(TRAIN_LISA, GEN_F32, GEN_F32, "fp32-lisa", &lisa)) {
     compare("fp32 lisa", cpu_lisa, lisa, 1e-5, 1e-5, 1e-9);
+    dev_lisa_fp32 = lisa;
+  }
   if (device_run(TRAIN_LORA, GEN_F32, GEN_F32, "fp32-lora", &lora)) {
     compare("fp32 lora", cpu_lora, lora, 1e-5, 1e-5, 1e-9);
     check_learns("fp32 lora", lora);
@@ -277,9 +303,41 @@ void test_fp32() {
 void test_grad_accum() {
   Run cpu, ft;
   if (!cpu_run(TRAIN_LISA, &cpu, 3)) return;
-  if (!device_run(TRAIN_LISA, GEN_F32, GEN_F32, "fp32-accum", &ft, 3)) return;
+  Segment seg;
+  seg.accum = 3;
+  if (!device_run(TRAIN_LISA, GEN_F32, GEN_F32, "fp32-accum", &ft, seg)) return;
   compare("fp32 lisa accum 3", cpu, ft, 1e-5, 1e-5, 1e-9);
   check_learns("fp32 lisa accum 3", ft);
+}
+
+// --save-state / --resume on the device: 8 steps, save, a new trainer
+// resumes and runs 12 more. fp32 continues the 20-step run bit for bit;
+// bf16-mixed re-rounds its bf16 weights from the masters (to nearest, where
+// the uninterrupted run rounded stochastically).
+void resume_case(int dtype, const char *name, const char *tag, Run *whole, double rel,
+                 double norm_rel, double nmse) {
+  std::string dir = tmp_dir + "/state-" + tag;
+  Segment first, rest;
+  first.steps = 8, first.save_dir = dir.c_str();
+  rest.resume_dir = dir.c_str();
+  Run a, b;
+  std::string tag_a = std::string(tag) + "-save", tag_b = std::string(tag) + "-resume";
+  if (!device_run(TRAIN_LISA, dtype, GEN_F32, tag_a.c_str(), &a, first) ||
+      !device_run(TRAIN_LISA, dtype, GEN_F32, tag_b.c_str(), &b, rest))
+    return;
+  Run joined = a;
+  joined.loss.insert(joined.loss.end(), b.loss.begin(), b.loss.end());
+  joined.norm.insert(joined.norm.end(), b.norm.begin(), b.norm.end());
+  joined.active.insert(joined.active.end(), b.active.begin(), b.active.end());
+  joined.params = b.params;
+  compare(name, *whole, joined, rel, norm_rel, nmse);
+}
+
+void test_resume() {
+  if (!dev_lisa_fp32.loss.empty()) resume_case(GEN_F32, "fp32 resume", "fp32", &dev_lisa_fp32, 0, 0, 0);
+  if (!dev_lisa_mixed.loss.empty())
+    /* measured: loss 1.2e-4, grad norm 6e-3, weights 3e-5 */
+    resume_case(GEN_BF16, "bf16-mixed resume", "mixed", &dev_lisa_mixed, 1e-3, 3e-2, 1e-4);
 }
 
 // bf16 weights and activations: a relative 2^-9 per rounding, through 20
@@ -291,8 +349,10 @@ void test_bf16_mixed() {
     compare("bf16-mixed ft", cpu_ft, ft, 1.5e-3, 3e-2, 3e-4);
     check_learns("bf16-mixed ft", ft);
   }
-  if (device_run(TRAIN_LISA, GEN_BF16, GEN_F32, "mixed-lisa", &lisa))
+  if (device_run(TRAIN_LISA, GEN_BF16, GEN_F32, "mixed-lisa", &lisa)) {
     compare("bf16-mixed lisa", cpu_lisa, lisa, 1.5e-3, 3e-2, 3e-4);
+    dev_lisa_mixed = lisa;
+  }
 }
 
 // bf16 gradients and moments too, weights updated in place with
@@ -329,6 +389,7 @@ int main() {
   RUN(test_grad_accum);
   RUN(test_bf16_mixed);
   RUN(test_bf16_true);
+  RUN(test_resume);
   std::string rm = "rm -rf " + tmp_dir;
   if (system(rm.c_str()) != 0) fprintf(stderr, "could not remove %s\n", tmp_dir.c_str());
   return check_exit();
