@@ -38,6 +38,8 @@ static const char usage_gen[] =
     "                       gradients (and fp32 master weights and moments);\n"
     "                       bf16-true: gradients and optimizer state bf16 as well\n"
     "  --arch sm_XX         NVRTC target (the GPU's, else sm_90); --no-compile skips NVRTC\n"
+    "  --rounding stochastic|nearest  bf16-mixed: how AdamW rounds the bf16 weights\n"
+    "                       from the fp32 masters (stochastic)\n"
     "  --grad-accum N       micro-batches per step (1; > 1 keeps bias gradients\n"
     "                       out of GEMM epilogues, which overwrite)\n"
     "  --method ft|lisa|lora  ft and lisa share every path (LISA picks among them\n"
@@ -49,7 +51,7 @@ static const char usage_gen[] =
 
 typedef struct {
   const char *model, *out, *arch, *tune, *lora_targets;
-  int batch, seq, dtype, grad_dtype, grad_accum, compile, lora, lora_rank;
+  int batch, seq, dtype, grad_dtype, grad_accum, compile, lora, lora_rank, nearest;
   double lora_alpha; /* 0: 2 * rank */
 } gen_args;
 
@@ -97,6 +99,11 @@ static int parse_gen_args(int argc, char **argv, gen_args *a) {
     } else if (!strcmp(opt, "--batch")) { if (parse_int(opt, val, &a->batch)) return 2; }
     else if (!strcmp(opt, "--seq")) { if (parse_int(opt, val, &a->seq)) return 2; }
     else if (!strcmp(opt, "--grad-accum")) { if (parse_int(opt, val, &a->grad_accum)) return 2; }
+    else if (!strcmp(opt, "--rounding")) {
+      if (strcmp(val, "stochastic") && strcmp(val, "nearest"))
+        return gen_fail("--rounding must be stochastic or nearest, not '%s'", val);
+      a->nearest = !strcmp(val, "nearest");
+    }
     else if (!strcmp(opt, "--lora-rank")) { if (parse_int(opt, val, &a->lora_rank)) return 2; }
     else if (!strcmp(opt, "--lora-targets")) a->lora_targets = val;
     else if (!strcmp(opt, "--lora-alpha")) {
@@ -260,7 +267,7 @@ int cli_gen(int argc, char **argv) {
     goto done;
   }
   gen_config cfg = {.B = a.batch, .T = a.seq, .dtype = a.dtype, .grad_dtype = a.grad_dtype,
-                    .grad_accum = a.grad_accum,
+                    .grad_accum = a.grad_accum, .opt_nearest = a.nearest,
                     .tuning = tuning, .trains = trains};
   if (gen_build(&prog, &m, &cfg, &err)) {
     fprintf(stderr, "lisa gen: %s\n", err.msg);

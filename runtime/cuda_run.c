@@ -29,10 +29,10 @@ int cuda_run_open(cuda_run **out, char *name, size_t cap, lt_error *err) {
   return 0;
 }
 
-static int generate(cuda_run *r, int precision, lt_error *err) {
+static int generate(cuda_run *r, int precision, int nearest, lt_error *err) {
   const trainer *t = r->t;
   gen_config cfg = {.B = t->state.B, .T = t->state.T, .grad_accum = trainer_grad_accum(t),
-                    .opt_blocks = 4 * gpu_device_sms(r->gpu)};
+                    .opt_blocks = 4 * gpu_device_sms(r->gpu), .opt_nearest = nearest};
   cfg.dtype = precision == PLAN_FP32 ? GEN_F32 : GEN_BF16;
   cfg.grad_dtype = precision == PLAN_BF16_TRUE ? GEN_BF16 : GEN_F32;
   if (t->cfg.method == TRAIN_LORA) {
@@ -45,9 +45,9 @@ static int generate(cuda_run *r, int precision, lt_error *err) {
   return 0;
 }
 
-int cuda_run_prepare(cuda_run *r, trainer *t, int precision, lt_error *err) {
+int cuda_run_prepare(cuda_run *r, trainer *t, int precision, int nearest, lt_error *err) {
   r->t = t;
-  if (generate(r, precision, err) || gpu_device_load(r->gpu, &r->prog, err)) return -1;
+  if (generate(r, precision, nearest, err) || gpu_device_load(r->gpu, &r->prog, err)) return -1;
   dt_device dev = gpu_device_iface(r->gpu);
   if (dt_create(&r->dev, t, &r->prog, &dev, err)) return -1;
   if (t->step > 0 && dt_upload_state(r->dev, err)) return -1; /* resumed (ckpt_resume) */

@@ -14,8 +14,9 @@ int cuda_run_open(cuda_run **out, char *name, size_t cap, lt_error *err);
 /* Generates every path for t's model, method, batch and sequence in
  * `precision` (plan.h: PLAN_FP32, PLAN_BF16_MIXED or PLAN_BF16_TRUE),
  * compiles and loads them, and uploads t's weights. t must have been created
- * with params_only. */
-int cuda_run_prepare(cuda_run *r, trainer *t, int precision, lt_error *err);
+ * with params_only. nearest: bf16-mixed rounds the bf16 weights to nearest,
+ * not stochastically. */
+int cuda_run_prepare(cuda_run *r, trainer *t, int precision, int nearest, lt_error *err);
 /* One step; fills the stats' mfu, peak_bytes and device_used_bytes. */
 int cuda_run_step(cuda_run *r, train_step_stats *st, lt_error *err);
 /* The device's weights into t's parameters (to save or to read norms); with

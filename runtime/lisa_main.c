@@ -54,11 +54,14 @@ static const char usage_train[] =
     "  --device auto|cpu|cuda   cuda: the generated kernels and cuBLASLt; auto: cuda\n"
     "                           where a device is found, else the cpu backend (auto)\n"
     "  --dtype P                cuda: bf16 (= bf16-mixed: fp32 grads, masters, moments),\n"
-    "                           bf16-true (all bf16, the paper's) or fp32; cpu: fp32\n";
+    "                           bf16-true (all bf16, the paper's) or fp32; cpu: fp32\n"
+    "  --rounding stochastic|nearest  cuda, bf16-mixed: how each step's bf16 weights are\n"
+    "                           rounded from the fp32 masters (stochastic)\n";
 
 typedef struct {
   train_config train;
   const char *save_path, *jsonl_path, *device, *dtype;
+  int nearest; /* --rounding nearest */
   double max_shard_gb; /* > 0: --save writes a folder of Hugging Face shards */
   const char *save_state_dir, *resume_dir;
   int64_t save_every; /* 0: save the state only at the end */
@@ -154,7 +157,13 @@ static int set_string(cli_args *a, const char *opt, const char *val) {
   else if (!strcmp(opt, "--resume")) a->resume_dir = val;
   else if (!strcmp(opt, "--log-jsonl")) a->jsonl_path = val;
   else if (!strcmp(opt, "--device")) a->device = val;
-  else if (!strcmp(opt, "--dtype")) {
+  else if (!strcmp(opt, "--rounding")) {
+    if (strcmp(val, "stochastic") && strcmp(val, "nearest")) {
+      fprintf(stderr, "lisa train: --rounding must be stochastic or nearest, not '%s'\n", val);
+      return -1;
+    }
+    a->nearest = !strcmp(val, "nearest");
+  } else if (!strcmp(opt, "--dtype")) {
     if (plan_precision_parse(val) < 0) {
       fprintf(stderr, "lisa train: --dtype must be fp32, bf16, bf16-mixed or bf16-true, not '%s'\n", val);
       return -1;
@@ -400,7 +409,7 @@ static int cmd_train(int argc, char **argv) {
 #ifdef LISA_HAVE_GPU
   if (rc == 0 && be.on_cuda)
     rc = cuda_run_prepare(be.cuda, &t, a.dtype ? plan_precision_parse(a.dtype) : PLAN_BF16_MIXED,
-                          &err);
+                          a.nearest, &err);
 #endif
   if (rc == 0) rc = run_training(&t, &be, &a, &err);
   backend_close(&be);

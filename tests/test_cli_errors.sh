@@ -61,6 +61,8 @@ grep -q "using the cpu backend" <<<"$auto_log" && echo "ok   auto: says it uses 
   fail "--device auto did not say it took the cpu: $auto_log"
 expect_error cpu_bf16 "the cpu backend trains in fp32; --dtype bf16 needs --device cuda" \
   train "$TINY" --data "$TOKENS" --dtype bf16
+expect_error bad_rounding "--rounding must be stochastic or nearest, not 'up'" \
+  train "$TINY" --data "$TOKENS" --rounding up
 expect_error bad_dtype "--dtype must be fp32, bf16, bf16-mixed or bf16-true, not 'fp8'" \
   train "$TINY" --data "$TOKENS" --dtype fp8
 

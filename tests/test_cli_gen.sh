@@ -68,6 +68,13 @@ expect_error gen_seq_too_long "sequence 64 exceeds the model's 32 positions" \
   "$LISA" gen "$TINY" -o "$OUT" --seq 64 --no-compile
 expect_error gen_bad_arch "real arch such as sm_90" "$LISA" gen "$TINY" -o "$OUT" --arch compute_90
 expect_error gen_bad_dtype "fp32, bf16, bf16-mixed or bf16-true" "$LISA" gen "$TINY" -o "$OUT" --dtype fp16
+# --rounding: the bf16-mixed AdamW kernel's STOCHASTIC argument
+"$LISA" gen "$TINY" -o "$TMP/near" --seq 8 --no-compile --rounding nearest > /dev/null 2>&1 &&
+  grep -q 'adamw_multi<__nv_bfloat16, 256, false>' "$TMP/near/optimizer.cu" ||
+  fail "--rounding nearest: no round-to-nearest AdamW in optimizer.cu"
+grep -q 'adamw_multi<__nv_bfloat16, 256, true>' "$OUT/optimizer.cu" ||
+  fail "default rounding: no stochastic AdamW in optimizer.cu"
+expect_error gen_bad_rounding "--rounding must be stochastic or nearest" "$LISA" gen "$TINY" -o "$OUT" --rounding up
 
 # Precisions in plan.txt: bf16 = bf16-mixed (fp32 parameter gradients);
 # bf16-true stores the gradients in bf16 too.

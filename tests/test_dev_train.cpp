@@ -123,7 +123,8 @@ struct Program {
   }
 };
 
-bool build_program(const trainer &t, int dtype, int grad_dtype, const char *tag, Program *p) {
+bool build_program(const trainer &t, int dtype, int grad_dtype, const char *tag, Program *p,
+                   bool nearest = false) {
   static unsigned char trains[256];  /* LoRA: only the adapters */
   gen_config cfg = {};
   if (t.cfg.method == TRAIN_LORA) {
@@ -133,6 +134,7 @@ bool build_program(const trainer &t, int dtype, int grad_dtype, const char *tag,
   }
   cfg.B = t.state.B, cfg.T = t.state.T, cfg.dtype = dtype, cfg.grad_dtype = grad_dtype;
   cfg.grad_accum = trainer_grad_accum(&t);
+  cfg.opt_nearest = nearest;
   cfg.opt_blocks = 3;  // odd on purpose: the norm's ticket and partial sums
   lt_error err = {};
   if (gen_build(&p->prog, &t.ir, &cfg, &err)) return fprintf(stderr, "%s\n", err.msg), false;
@@ -179,6 +181,7 @@ struct Segment {
   int64_t steps = 20;               // train up to this step
   const char *resume_dir = nullptr; // start from the state saved there
   const char *save_dir = nullptr;   // save the state there at the end
+  bool nearest = false;             // --rounding nearest
 };
 
 bool device_run(int method, int dtype, int grad_dtype, const char *tag, Run *r,
@@ -203,14 +206,14 @@ bool device_run(int method, int dtype, int grad_dtype, const char *tag, Run *r,
   gpu_device *gpu = nullptr;
   if (on_device) {
     char name[256];
-    ok = gpu_device_open(&gpu, name, sizeof name, &err) == 0 && build_program(t, dtype, grad_dtype, nullptr, p.get()) &&
+    ok = gpu_device_open(&gpu, name, sizeof name, &err) == 0 && build_program(t, dtype, grad_dtype, nullptr, p.get(), seg.nearest) &&
          gpu_device_load(gpu, &p->prog, &err) == 0;
     if (!ok) fprintf(stderr, "%s\n", err.msg);
     else dev = gpu_device_iface(gpu);
   } else
 #endif
   {
-    ok = build_program(t, dtype, grad_dtype, tag, p.get());
+    ok = build_program(t, dtype, grad_dtype, tag, p.get(), seg.nearest);
     dev = emu_device(&p->mod);
   }
   if (ok && dt_create(&d, &t, &p->prog, &dev, &err)) {
@@ -352,6 +355,13 @@ void test_bf16_mixed() {
   if (device_run(TRAIN_LISA, GEN_BF16, GEN_F32, "mixed-lisa", &lisa)) {
     compare("bf16-mixed lisa", cpu_lisa, lisa, 1.5e-3, 3e-2, 3e-4);
     dev_lisa_mixed = lisa;
+  }
+  Run nearest;
+  Segment seg;
+  seg.nearest = true;
+  if (device_run(TRAIN_FT, GEN_BF16, GEN_F32, "mixed-nearest", &nearest, seg)) {
+    compare("bf16-mixed ft, nearest", cpu_ft, nearest, 1.5e-3, 3e-2, 3e-4);
+    check_learns("bf16-mixed ft, nearest", nearest);
   }
 }
 
