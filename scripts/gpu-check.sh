@@ -50,6 +50,7 @@ mkdir -p "$OUT"
 R=$OUT/gpu-check.txt
 : > "$R"
 export LD_LIBRARY_PATH=$PWD/build/gpu-libs:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+export PATH=/usr/local/cuda/bin:$PATH # compute-sanitizer
 export LISA_SRC=$PWD OMP_NUM_THREADS=8 XDG_CACHE_HOME=$OUT/cache
 START=$(date +%s)
 failed=0
@@ -98,6 +99,7 @@ BENCH="models/gpt2-124m.yaml --data data/tinyshakespeare.bin --batch 16 --seq 10
 # shellcheck disable=SC2086
 step probe 90 build/lisa train $TINY --steps 5 --batch 2 --seq 8 --device cuda --method lisa \
   --gamma 1 --interval 2 --log-jsonl "$OUT/probe.jsonl"
+cut -c1-400 "$OUT/probe.jsonl" >> "$R" 2>/dev/null
 step dev-train 240 env LISA_TEST_DEVICE=cuda build/tests/test_dev_train
 for run in "ft bf16 --method ft" "lisa bf16 --method lisa --gamma 2" \
            "lisa-true bf16-true --method lisa --gamma 2"; do
