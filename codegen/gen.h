@@ -53,6 +53,10 @@ typedef struct {
   int opt_blocks;  /* the optimizer's grid (0: 528 = 4 x 132 SMs); fixed, so its sums
                       have one order on every device */
   int opt_nearest; /* bf16-mixed: round the bf16 weight copy to nearest, not stochastically */
+  unsigned no_epilogues; /* bits 1u << enum gen_epilogue: fusions not to make (GELU*,
+                            DGELU, BGRAD; BIAS always fuses), the ops run as kernels of
+                            their own: the CUDA backend's retry when cuBLASLt has no
+                            algorithm for a fused GEMM */
 } gen_config;
 
 /* A tensor as a step sees it: rows of buffer `buf`, starting at column

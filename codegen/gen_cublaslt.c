@@ -65,3 +65,25 @@ void gen_lt_types_of(const gen_path *p, const gen_gemm *g, gen_lt_types *o) {
   o->bias = dtype_at(p, g->bias);
   o->aux = dtype_at(p, g->aux);
 }
+
+unsigned gen_lt_tier_align(int tier, int elem_bytes) {
+  unsigned a = tier <= 0 ? 256u : tier == 1 ? 16u : (unsigned)elem_bytes;
+  return a < (unsigned)elem_bytes ? (unsigned)elem_bytes : a;
+}
+
+unsigned gen_lt_ptr_align(uintptr_t p) {
+  unsigned a = 1;
+  while (a < 256 && (p & a) == 0) a <<= 1;
+  return p == 0 ? 256u : a;
+}
+
+int gen_lt_pick_tier(const int have[GEN_LT_NTIERS], int n, const uintptr_t *p, const int *elem) {
+  for (int t = 0; t < GEN_LT_NTIERS; t++) {
+    if (!have[t]) continue;
+    int ok = 1;
+    for (int i = 0; i < n && ok; i++)
+      ok = !p[i] || gen_lt_ptr_align(p[i]) >= gen_lt_tier_align(t, elem[i]);
+    if (ok) return t;
+  }
+  return -1;
+}

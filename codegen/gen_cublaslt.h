@@ -45,4 +45,24 @@ typedef struct {
 void gen_lt_types_of(const gen_path *p, const gen_gemm *g, gen_lt_types *out);
 const char *gen_lt_epilogue_name(int e); /* "GELU_AUX_BIAS" */
 
+/* Operand alignment. cuBLASLt's heuristic assumes every operand pointer is
+ * 256-byte aligned unless the preference says less
+ * (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_{A,B,C,D}_BYTES, default 256), and
+ * takes the bias and aux alignment from the pointer values set on the
+ * descriptor; an algorithm picked for 256 may fail or fault on a pointer
+ * that is less aligned. The device trainer's parameters sit at multiples
+ * of 16 elements (32 bytes in bf16) and views at column offsets, so the
+ * backend picks one algorithm per tier (256 bytes, 16 bytes, the element
+ * size) and each call takes the first tier its pointers meet. */
+#define GEN_LT_NTIERS 3
+
+/* The bytes tier t asks of an operand of elem_bytes: 256, 16, elem_bytes
+ * (never below elem_bytes). */
+unsigned gen_lt_tier_align(int tier, int elem_bytes);
+/* The largest power of two <= 256 dividing p (256 for 0: no pointer). */
+unsigned gen_lt_ptr_align(uintptr_t p);
+/* The first tier t with have[t] that all n pointers p[i] (elem[i] bytes
+ * per element; 0: no operand) meet; -1 if none does. */
+int gen_lt_pick_tier(const int have[GEN_LT_NTIERS], int n, const uintptr_t *p, const int *elem);
+
 #endif

@@ -291,8 +291,12 @@ static void fuse_gelu_epilogue(gen_ctx *c, int i, gen_gemm *gm) {
   if (j < 0 || c->keep[y] || forward_readers(c, y, j) != 0) return;
   int has_bias = gm->epilogue == GEN_EPI_BIAS;
   int saved = c->readers[y] > 1; /* gelu_bwd reads the pre-activation */
-  gm->epilogue = saved ? (has_bias ? GEN_EPI_GELU_AUX_BIAS : GEN_EPI_GELU_AUX)
-                       : (has_bias ? GEN_EPI_GELU_BIAS : GEN_EPI_GELU);
+  int epi = saved ? (has_bias ? GEN_EPI_GELU_AUX_BIAS : GEN_EPI_GELU_AUX)
+                  : (has_bias ? GEN_EPI_GELU_BIAS : GEN_EPI_GELU);
+  if (c->cfg->no_epilogues & (1u << epi)) return;
+  /* cuBLASLt: the aux (GELU input) leading dimension must be divisible by 8 */
+  if (saved && gen_ref_of(c, y).ld % 8 != 0) return;
+  gm->epilogue = epi;
   if (saved) gm->aux = gen_ref_of(c, y);
   gm->d = gen_ref_of(c, c->items[j].op->out[0]);
   c->items[j].absorbed = 1;
@@ -318,7 +322,10 @@ static int lower_linear(gen_ctx *c, int i) {
   } else if (op->kind == IR_OP_LINEAR_BWD_X) {
     gm->op = GEN_GEMM_DX;
     int j = later_reader(c, i, op->out[0], IR_OP_GELU_BWD, 0);
-    if (j >= 0) {
+    /* cuBLASLt: the aux leading dimension (D's here) must be divisible by 8 */
+    if (j >= 0 && !(c->cfg->no_epilogues & (1u << GEN_EPI_DGELU)) &&
+        gen_ref_of(c, c->items[j].op->out[0]).ld % 8 == 0 &&
+        gen_ref_of(c, c->items[j].op->in[1]).ld == gen_ref_of(c, c->items[j].op->out[0]).ld) {
       gm->epilogue = GEN_EPI_DGELU;
       gm->aux = gen_ref_of(c, c->items[j].op->in[1]);
       gm->d = gen_ref_of(c, c->items[j].op->out[0]);
@@ -330,7 +337,8 @@ static int lower_linear(gen_ctx *c, int i) {
     gm->c = gm->d;
     /* the bias gradient of the same dy, as a BGRAD epilogue: it overwrites,
      * so only when one micro-batch makes the whole gradient */
-    for (int j = i + 1; j < c->n_items && c->cfg->grad_accum <= 1; j++) {
+    int bgrad_ok = c->cfg->grad_accum <= 1 && !(c->cfg->no_epilogues & (1u << GEN_EPI_BGRAD));
+    for (int j = i + 1; j < c->n_items && bgrad_ok; j++) {
       const ir_op *b = c->items[j].op;
       if (b->kind == IR_OP_LINEAR_BWD_B && b->in[0] == op->in[0] && !c->items[j].absorbed) {
         gm->epilogue = GEN_EPI_BGRAD;

@@ -18,6 +18,7 @@ struct cuda_run {
   unsigned char *trains;
   dev_trainer *dev;
   double flops_per_token, peak;
+  unsigned unfused; /* epilogues generated unfused: cuBLASLt had no algorithm */
   uint64_t memory[PLAN_NCATEGORIES]; /* the arena and the workspace, by category */
 };
 
@@ -29,10 +30,14 @@ int cuda_run_open(cuda_run **out, char *name, size_t cap, lt_error *err) {
   return 0;
 }
 
-static int generate(cuda_run *r, int precision, int nearest, lt_error *err) {
+static int generate(cuda_run *r, int precision, int nearest, unsigned no_epilogues,
+                    lt_error *err) {
   const trainer *t = r->t;
+  if (r->have_prog) gen_free(&r->prog), r->have_prog = 0;
+  free(r->trains), r->trains = NULL;
   gen_config cfg = {.B = t->state.B, .T = t->state.T, .grad_accum = trainer_grad_accum(t),
-                    .opt_blocks = 4 * gpu_device_sms(r->gpu), .opt_nearest = nearest};
+                    .opt_blocks = 4 * gpu_device_sms(r->gpu), .opt_nearest = nearest,
+                    .no_epilogues = no_epilogues};
   cfg.dtype = precision == PLAN_FP32 ? GEN_F32 : GEN_BF16;
   cfg.grad_dtype = precision == PLAN_BF16_TRUE ? GEN_BF16 : GEN_F32;
   if (t->cfg.method == TRAIN_LORA) {
@@ -47,7 +52,16 @@ static int generate(cuda_run *r, int precision, int nearest, lt_error *err) {
 
 int cuda_run_prepare(cuda_run *r, trainer *t, int precision, int nearest, lt_error *err) {
   r->t = t;
-  if (generate(r, precision, nearest, err) || gpu_device_load(r->gpu, &r->prog, err)) return -1;
+  /* A fused GEMM cuBLASLt has no algorithm for (an epilogue this version
+   * or these shapes do not support) runs unfused: the program again
+   * without that fusion, its op as a kernel of its own. */
+  for (int round = 0;; round++) {
+    if (generate(r, precision, nearest, r->unfused, err)) return -1;
+    if (gpu_device_load(r->gpu, &r->prog, err) == 0) break;
+    unsigned more = gpu_device_no_algo(r->gpu) & ~r->unfused;
+    if (!more || round >= 8) return -1;
+    r->unfused |= more;
+  }
   dt_device dev = gpu_device_iface(r->gpu);
   if (dt_create(&r->dev, t, &r->prog, &dev, err)) return -1;
   if (t->step > 0 && dt_upload_state(r->dev, err)) return -1; /* resumed (ckpt_resume) */
@@ -66,6 +80,8 @@ int cuda_run_step(cuda_run *r, train_step_stats *st, lt_error *err) {
   st->device_memory = r->memory;
   return 0;
 }
+
+unsigned cuda_run_unfused(const cuda_run *r) { return r->unfused; }
 
 int cuda_run_sync_params(cuda_run *r, lt_error *err) { return dt_download_params(r->dev, err); }
 

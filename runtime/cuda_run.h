@@ -17,6 +17,10 @@ int cuda_run_open(cuda_run **out, char *name, size_t cap, lt_error *err);
  * with params_only. nearest: bf16-mixed rounds the bf16 weights to nearest,
  * not stochastically. */
 int cuda_run_prepare(cuda_run *r, trainer *t, int precision, int nearest, lt_error *err);
+/* After prepare: the GEMM epilogues (bits 1u << enum gen_epilogue) that
+ * run as kernels of their own because cuBLASLt had no algorithm for them
+ * fused; 0 normally. Worth a line on the terminal. */
+unsigned cuda_run_unfused(const cuda_run *r);
 /* One step; fills the stats' mfu, peak_bytes and device_used_bytes. */
 int cuda_run_step(cuda_run *r, train_step_stats *st, lt_error *err);
 /* The device's weights into t's parameters (to save or to read norms); with

@@ -29,7 +29,18 @@ int gpu_device_open(gpu_device **out, char *name, size_t cap, lt_error *err) {
   return 0;
 }
 
+void gpu_device_unload(gpu_device *g) {
+  for (int i = 0; i < g->n_paths; i++) gpu_path_free(&g->rt, &g->paths[i]);
+  free(g->paths);
+  g->paths = NULL, g->n_paths = 0;
+  g->be = (gpu_backend_ctx){&g->rt, NULL, 0};
+}
+
+unsigned gpu_device_no_algo(const gpu_device *g) { return g->rt.no_algo; }
+
 int gpu_device_load(gpu_device *g, const gen_program *prog, lt_error *err) {
+  gpu_device_unload(g);
+  g->rt.no_algo = 0;
   g->paths = calloc((size_t)prog->n_paths + 1, sizeof *g->paths);
   if (!g->paths) return lt_fail(err, "out of memory");
   for (int i = 0; i < prog->n_paths; i++, g->n_paths++)
@@ -104,8 +115,7 @@ double gpu_device_bf16_peak(const gpu_device *g) {
 
 void gpu_device_close(gpu_device *g) {
   if (!g) return;
-  for (int i = 0; i < g->n_paths; i++) gpu_path_free(&g->rt, &g->paths[i]);
-  free(g->paths);
+  gpu_device_unload(g);
   gpu_runtime_close(&g->rt);
   gpu_close(&g->api);
   free(g);

@@ -16,7 +16,13 @@ typedef struct gpu_device gpu_device;
 
 /* name gets "NVIDIA H200 (sm_90, 132 SMs)". */
 int gpu_device_open(gpu_device **out, char *name, size_t cap, lt_error *err);
+/* Loads prog's paths (what an earlier load left is unloaded first). On
+ * failure gpu_device_no_algo says which fused epilogues (bits 1u << enum
+ * gen_epilogue) cuBLASLt had no algorithm for: a program generated with
+ * them in gen_config.no_epilogues may load. */
 int gpu_device_load(gpu_device *g, const gen_program *prog, lt_error *err);
+unsigned gpu_device_no_algo(const gpu_device *g);
+void gpu_device_unload(gpu_device *g);
 /* The device trainer's view; valid while g is open and loaded. */
 dt_device gpu_device_iface(gpu_device *g);
 /* "sm_90"; the number of SMs; bytes in use on the device now (cuMemGetInfo:

@@ -12,7 +12,9 @@ int gpu_runtime_open(gpu_runtime *rt, gpu_api *api, lt_error *err) {
   rt->api = api;
   gpu_arch(api, rt->arch, sizeof rt->arch);
   CUresult rc;
-  if (api->ltCreate(&rt->lt) != CUBLAS_STATUS_SUCCESS) return lt_fail(err, "cublasLtCreate failed");
+  cublasStatus_t lst = api->ltCreate(&rt->lt);
+  if (lst != CUBLAS_STATUS_SUCCESS) /* e.g. a cuBLASLt newer than the driver */
+    return lt_fail(err, "cublasLtCreate failed (status %d)", (int)lst);
   if ((rc = api->cuStreamCreate(&rt->stream, CU_STREAM_NON_BLOCKING)) != CUDA_SUCCESS ||
       (rc = api->cuMemAlloc(&rt->workspace, GPU_WORKSPACE_BYTES)) != CUDA_SUCCESS) {
     gpu_runtime_close(rt);
@@ -85,21 +87,59 @@ static int plan_gemm(gpu_runtime *rt, const gen_path *p, int s, gpu_gemm_plan *g
         layout(api, &gp->b, tb, lt.trans_b ? lt.n : lt.k, lt.trans_b ? lt.k : lt.n, lt.ldb) ||
         layout(api, &gp->c, td, lt.m, lt.n, lt.ldd) || layout(api, &gp->d, td, lt.m, lt.n, lt.ldd);
   if (bad) return lt_fail(err, "%s step %d: cuBLASLt rejected the GEMM's descriptors", p->name, s);
-  cublasLtMatmulPreference_t pref;
-  size_t ws = GPU_WORKSPACE_BYTES; /* without it no algorithm may use a workspace */
-  cublasLtMatmulHeuristicResult_t res;
-  int found = 0;
-  if (api->ltMatmulPreferenceCreate(&pref) != CUBLAS_STATUS_SUCCESS)
-    return lt_fail(err, "cuBLASLt: no preference");
-  api->ltMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
-  cublasStatus_t st = api->ltMatmulAlgoGetHeuristic(rt->lt, gp->desc, gp->a, gp->b, gp->c, gp->d,
-                                                     pref, 1, &res, &found);
-  api->ltMatmulPreferenceDestroy(pref);
-  if (st != CUBLAS_STATUS_SUCCESS || found < 1)
-    return lt_fail(err, "%s step %d (%s): cuBLASLt has no algorithm (m=%lld n=%lld k=%lld, %s)",
+  int types[6] = {ta, tb, td, td, ty.bias, ty.aux};
+  for (int i = 0; i < 6; i++) gp->elem[i] = types[i] < 0 ? 0 : gen_dtype_bytes(types[i]);
+  /* One algorithm per alignment tier: the heuristic assumes 256-byte
+   * operands unless told less, and reads the bias and aux alignment from
+   * the pointer values on the descriptor (cublasLt.h: "routines that don't
+   * dereference this pointer ... depend on its value to determine expected
+   * pointer alignment"), so each tier sets stand-in pointers of its
+   * alignment; every call sets the real ones. */
+  int any = 0;
+  cublasStatus_t last = CUBLAS_STATUS_SUCCESS;
+  for (int t = 0; t < GEN_LT_NTIERS; t++) {
+    cublasLtMatmulPreference_t pref;
+    size_t ws = GPU_WORKSPACE_BYTES; /* without it no algorithm may use a workspace */
+    if (api->ltMatmulPreferenceCreate(&pref) != CUBLAS_STATUS_SUCCESS)
+      return lt_fail(err, "cuBLASLt: no preference");
+    static const cublasLtMatmulPreferenceAttributes_t min_align[4] = {
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+    int pbad = api->ltMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                   &ws, sizeof ws) != CUBLAS_STATUS_SUCCESS;
+    for (int i = 0; i < 4 && !pbad; i++) {
+      uint32_t a = gen_lt_tier_align(t, gp->elem[i]);
+      pbad = api->ltMatmulPreferenceSetAttribute(pref, min_align[i], &a, sizeof a) !=
+             CUBLAS_STATUS_SUCCESS;
+    }
+    if (!pbad && gp->elem[4]) {
+      void *stand_in = (void *)(uintptr_t)gen_lt_tier_align(t, gp->elem[4]);
+      pbad = set_attr(api, gp->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &stand_in, sizeof stand_in);
+    }
+    if (!pbad && gp->elem[5]) {
+      void *stand_in = (void *)(uintptr_t)gen_lt_tier_align(t, gp->elem[5]);
+      pbad = set_attr(api, gp->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &stand_in,
+                      sizeof stand_in);
+    }
+    cublasLtMatmulHeuristicResult_t res;
+    int found = 0;
+    cublasStatus_t st = pbad ? CUBLAS_STATUS_INVALID_VALUE
+                             : api->ltMatmulAlgoGetHeuristic(rt->lt, gp->desc, gp->a, gp->b, gp->c,
+                                                             gp->d, pref, 1, &res, &found);
+    api->ltMatmulPreferenceDestroy(pref);
+    if (st == CUBLAS_STATUS_SUCCESS && found >= 1) {
+      gp->algo[t] = res.algo, gp->have[t] = 1, any = 1;
+    } else if (st != CUBLAS_STATUS_SUCCESS) {
+      last = st;
+    }
+  }
+  if (!any && g->epilogue != GEN_EPI_NONE && g->epilogue != GEN_EPI_BIAS)
+    rt->no_algo |= 1u << g->epilogue; /* the generator can run it unfused */
+  if (!any)
+    return lt_fail(err, "%s step %d (%s): cuBLASLt has no algorithm (m=%lld n=%lld k=%lld, %s, "
+                        "status %d)",
                    p->name, s, p->steps[s].label, lt.m, lt.n, lt.k,
-                   gen_lt_epilogue_name(lt.epilogue));
-  gp->algo = res.algo;
+                   gen_lt_epilogue_name(lt.epilogue), (int)last);
   gp->a_from = lt.a_from, gp->b_from = lt.b_from, gp->beta = lt.beta;
   gp->ready = 1;
   return 0;
@@ -108,28 +148,58 @@ static int plan_gemm(gpu_runtime *rt, const gen_path *p, int s, gpu_gemm_plan *g
 /* ---------------------------------------------------------------------- */
 /* paths */
 
+/* The most dynamic shared memory any step launching `kernel` asks for. */
+static unsigned max_smem(const gen_path *p, const char *kernel) {
+  unsigned m = 0;
+  for (int s = 0; s < p->n_steps; s++)
+    if (p->steps[s].kind != GEN_STEP_GEMM && !strcmp(p->steps[s].kernel, kernel) &&
+        p->steps[s].smem > m)
+      m = p->steps[s].smem;
+  return m;
+}
+
 int gpu_path_load(gpu_runtime *rt, const gen_path *p, gpu_path *out, lt_error *err) {
   memset(out, 0, sizeof *out);
   out->p = p;
   out->fn = calloc((size_t)p->n_steps + 1, sizeof *out->fn);
   out->gemm = calloc((size_t)p->n_steps + 1, sizeof *out->gemm);
-  if (!out->fn || !out->gemm) return lt_fail(err, "out of memory");
+  if (!out->fn || !out->gemm) {
+    gpu_path_free(rt, out);
+    return lt_fail(err, "out of memory");
+  }
   nv_options o = {.cache_dir = NULL};
   snprintf(o.arch, sizeof o.arch, "%s", rt->arch);
   nv_result r;
-  if (nv_compile(p->name, sb_str(&p->source), &o, &r, err)) return -1;
+  if (nv_compile(p->name, sb_str(&p->source), &o, &r, err)) {
+    gpu_path_free(rt, out);
+    return -1;
+  }
   CUresult rc = rt->api->cuModuleLoadData(&out->module, r.cubin);
   nv_result_free(&r);
-  if (rc != CUDA_SUCCESS) return gpu_fail(rt->api, rc, p->name, err);
-  for (int s = 0; s < p->n_steps; s++) {
+  int bad = rc != CUDA_SUCCESS ? gpu_fail(rt->api, rc, p->name, err) : 0;
+  for (int s = 0; s < p->n_steps && !bad; s++) {
     if (p->steps[s].kind == GEN_STEP_GEMM) {
-      if (plan_gemm(rt, p, s, &out->gemm[s], err)) return -1;
+      unsigned before = rt->no_algo;
+      bad = plan_gemm(rt, p, s, &out->gemm[s], err);
+      /* no algorithm for a fused epilogue: plan the rest, to name them all */
+      for (int t = s + 1; bad && rt->no_algo != before && t < p->n_steps; t++) {
+        lt_error more = {0};
+        if (p->steps[t].kind == GEN_STEP_GEMM) plan_gemm(rt, p, t, &out->gemm[t], &more);
+      }
     } else if ((rc = rt->api->cuModuleGetFunction(&out->fn[s], out->module, p->steps[s].kernel)) !=
                CUDA_SUCCESS) {
-      return gpu_fail(rt->api, rc, p->steps[s].kernel, err);
+      bad = gpu_fail(rt->api, rc, p->steps[s].kernel, err);
+    } else if (p->steps[s].smem > 48u * 1024u &&
+               (rc = rt->api->cuFuncSetAttribute(out->fn[s],
+                                                 CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                                 (int)max_smem(p, p->steps[s].kernel))) !=
+                   CUDA_SUCCESS) {
+      /* above 48 KiB of dynamic shared memory a launch needs the opt-in */
+      bad = gpu_fail(rt->api, rc, p->steps[s].kernel, err);
     }
   }
-  return 0;
+  if (bad) gpu_path_free(rt, out); /* what a failed load made: the module, descriptors */
+  return bad ? -1 : 0;
 }
 
 void gpu_path_free(gpu_runtime *rt, gpu_path *gp) {
@@ -173,15 +243,30 @@ static int gpu_gemm(void *ctx, const gen_path *p, int step, const px_gemm *pg, l
   gpu_path *gp = find(c, p);
   if (!gp || !gp->gemm[step].ready) return lt_fail(err, "%s step %d: not loaded", p->name, step);
   gpu_gemm_plan *g = &gp->gemm[step];
-  /* operands change per instance: pointers are per-call attributes */
-  if (pg->bias) set_attr(api, g->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &pg->bias, sizeof pg->bias);
-  if (pg->aux)
-    set_attr(api, g->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &pg->aux, sizeof pg->aux);
   const float one = 1.0f, beta = g->beta ? 1.0f : 0.0f;
   const void *A = g->a_from == GEN_LT_A ? pg->a : pg->w, *B = g->b_from == GEN_LT_A ? pg->a : pg->w;
   const void *C = g->beta ? pg->c : pg->d;
+  /* the algorithm of the first alignment tier these pointers meet */
+  uintptr_t ptrs[6] = {(uintptr_t)A, (uintptr_t)B, (uintptr_t)C, (uintptr_t)pg->d,
+                       g->elem[4] ? (uintptr_t)pg->bias : 0, g->elem[5] ? (uintptr_t)pg->aux : 0};
+  int tier = gen_lt_pick_tier(g->have, 6, ptrs, g->elem);
+  if (tier < 0)
+    return lt_fail(err, "%s step %d: no cuBLASLt algorithm for operands this misaligned "
+                        "(A %u, B %u, C %u, D %u bytes)",
+                   p->name, step, gen_lt_ptr_align(ptrs[0]), gen_lt_ptr_align(ptrs[1]),
+                   gen_lt_ptr_align(ptrs[2]), gen_lt_ptr_align(ptrs[3]));
+  /* operands change per instance: pointers are per-call attributes (read
+   * when cublasLtMatmul enqueues, so resetting them for the next call is
+   * safe while this one runs) */
+  if ((g->elem[4] &&
+       set_attr(api, g->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &pg->bias, sizeof pg->bias)) ||
+      (g->elem[5] &&
+       set_attr(api, g->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &pg->aux, sizeof pg->aux)))
+    return lt_fail(err, "%s step %d: cuBLASLt rejected the bias or aux pointer", p->name, step);
+  if ((g->elem[4] && !pg->bias) || (g->elem[5] && !pg->aux))
+    return lt_fail(err, "%s step %d: the epilogue's bias or aux has no memory", p->name, step);
   cublasStatus_t st = api->ltMatmul(c->rt->lt, g->desc, &one, A, g->a, B, g->b, &beta, C, g->c,
-                                    pg->d, g->d, &g->algo, (void *)c->rt->workspace,
+                                    pg->d, g->d, &g->algo[tier], (void *)c->rt->workspace,
                                     GPU_WORKSPACE_BYTES, (cudaStream_t)c->rt->stream);
   if (st != CUBLAS_STATUS_SUCCESS)
     return lt_fail(err, "%s step %d: cublasLtMatmul failed (status %d)", p->name, step, (int)st);

@@ -7,6 +7,7 @@
 #define LT_GPU_PATHS_H
 
 #include "gen.h"
+#include "gen_cublaslt.h"
 #include "gpu_api.h"
 #include "plan_exec.h"
 
@@ -18,12 +19,16 @@ typedef struct {
   CUstream stream;
   CUdeviceptr workspace;
   char arch[16];
+  unsigned no_algo; /* bits 1u << enum gen_epilogue: fused GEMMs cuBLASLt had no
+                       algorithm for (regenerate with gen_config.no_epilogues) */
 } gpu_runtime;
 
 typedef struct {
   cublasLtMatmulDesc_t desc;
   cublasLtMatrixLayout_t a, b, c, d;
-  cublasLtMatmulAlgo_t algo;
+  cublasLtMatmulAlgo_t algo[GEN_LT_NTIERS]; /* per alignment tier (gen_cublaslt.h) */
+  int have[GEN_LT_NTIERS];                  /* the heuristic found one for the tier */
+  int elem[6];        /* bytes per element of A, B, C, D, bias, aux (0: none) */
   int a_from, b_from; /* enum gen_lt_operand: which plan operand is A, B */
   int beta;
   int ready;
@@ -39,7 +44,10 @@ typedef struct {
 int gpu_runtime_open(gpu_runtime *rt, gpu_api *api, lt_error *err);
 void gpu_runtime_close(gpu_runtime *rt);
 
-/* Compiles (or finds in the cache) and loads p for the device. */
+/* Compiles (or finds in the cache) and loads p for the device. A GEMM with
+ * a fused epilogue (GELU*, DGELU, BGRAD) that cuBLASLt has no algorithm for
+ * fails the load and sets its bit in rt->no_algo; the others are still
+ * planned, so one load names every such epilogue of the path. */
 int gpu_path_load(gpu_runtime *rt, const gen_path *p, gpu_path *out, lt_error *err);
 void gpu_path_free(gpu_runtime *rt, gpu_path *gp);
 

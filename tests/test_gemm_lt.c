@@ -305,11 +305,46 @@ static void test_program_types(void) {
   check_program_types(GEN_BF16);
 }
 
+/* Alignment tiers: the algorithm a call takes is one planned for no more
+ * alignment than its pointers have; the last tier (element size) takes any
+ * element-aligned pointer; no tier with an algorithm: -1. */
+static void test_align_tiers(void) {
+  CHECK(gen_lt_ptr_align(0) == 256);
+  CHECK(gen_lt_ptr_align(0x1000) == 256);
+  CHECK(gen_lt_ptr_align(0x1020) == 32);
+  CHECK(gen_lt_ptr_align(0x1002) == 2);
+  CHECK(gen_lt_ptr_align(0x1001) == 1);
+  CHECK(gen_lt_tier_align(0, 2) == 256 && gen_lt_tier_align(1, 2) == 16);
+  CHECK(gen_lt_tier_align(2, 2) == 2 && gen_lt_tier_align(2, 4) == 4);
+  int all[GEN_LT_NTIERS] = {1, 1, 1}, no_top[GEN_LT_NTIERS] = {0, 1, 1};
+  int last_only[GEN_LT_NTIERS] = {0, 0, 1}, none[GEN_LT_NTIERS] = {0, 0, 0};
+  int elem[6] = {2, 2, 4, 4, 4, 0};
+  uintptr_t aligned[6] = {0x10000, 0x20000, 0x30000, 0x30000, 0x40000, 0};
+  CHECK(gen_lt_pick_tier(all, 6, aligned, elem) == 0);
+  CHECK(gen_lt_pick_tier(no_top, 6, aligned, elem) == 1);
+  /* a bf16 weight 16 elements past a 256-byte boundary (the device
+   * trainer's parameter padding): 32 bytes, tier 1 */
+  uintptr_t padded[6] = {0x10020, 0x20000, 0x30000, 0x30000, 0x40000, 0};
+  CHECK(gen_lt_pick_tier(all, 6, padded, elem) == 1);
+  /* a bf16 view at an odd column (q of a width-3 qkv): only the last tier */
+  uintptr_t odd[6] = {0x10006, 0x20000, 0x30000, 0x30000, 0x40040, 0};
+  CHECK(gen_lt_pick_tier(all, 6, odd, elem) == 2);
+  CHECK(gen_lt_pick_tier(last_only, 6, aligned, elem) == 2);
+  CHECK(gen_lt_pick_tier(no_top, 6, odd, elem) == 2);
+  int no_last[GEN_LT_NTIERS] = {1, 1, 0};
+  CHECK(gen_lt_pick_tier(no_last, 6, odd, elem) == -1);
+  CHECK(gen_lt_pick_tier(none, 6, aligned, elem) == -1);
+  /* a misaligned bias counts too */
+  uintptr_t bias_off[6] = {0x10000, 0x20000, 0x30000, 0x30000, 0x40008, 0};
+  CHECK(gen_lt_pick_tier(all, 6, bias_off, elem) == 2);
+}
+
 int main(void) {
   RUN(test_forward);
   RUN(test_backward_x);
   RUN(test_backward_w);
   RUN(test_backward_w_bf16);
   RUN(test_program_types);
+  RUN(test_align_tiers);
   return check_exit();
 }
