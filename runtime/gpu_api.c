@@ -46,6 +46,7 @@ static int load_driver(gpu_api *g, lt_error *err) {
   LOAD_CU(cuStreamDestroy, "cuStreamDestroy_v2");
   LOAD_CU(cuStreamSynchronize, "cuStreamSynchronize");
   LOAD_CU(cuGetErrorString, "cuGetErrorString");
+  LOAD_CU(cuDriverGetVersion, "cuDriverGetVersion");
   return 0;
 }
 
@@ -86,6 +87,7 @@ static int open_device(gpu_api *g, lt_error *err) {
   g->cuDeviceGetAttribute(&g->sm_minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, g->device);
   g->cuDeviceGetAttribute(&g->n_sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, g->device);
   g->cuDeviceTotalMem(&g->total_mem, g->device);
+  g->cuDriverGetVersion(&g->driver_version);
   return 0;
 }
 

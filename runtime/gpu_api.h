@@ -43,6 +43,7 @@ typedef struct {
   CUresult (*cuStreamDestroy)(CUstream);
   CUresult (*cuStreamSynchronize)(CUstream);
   CUresult (*cuGetErrorString)(CUresult, const char **);
+  CUresult (*cuDriverGetVersion)(int *);
   /* cuBLASLt */
   cublasStatus_t (*ltCreate)(cublasLtHandle_t *);
   cublasStatus_t (*ltDestroy)(cublasLtHandle_t);
@@ -73,6 +74,7 @@ typedef struct {
   CUcontext ctx;
   char name[128];
   int sm_major, sm_minor, n_sms;
+  int driver_version; /* cuDriverGetVersion: 12040 = CUDA 12.4 */
   size_t total_mem;
 } gpu_api;
 

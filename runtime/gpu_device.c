@@ -56,8 +56,8 @@ static int dev_alloc(void *ctx, size_t bytes, void **out, lt_error *err) {
   if (rc != CUDA_SUCCESS) {
     size_t free_b = 0, total = 0;
     g->api.cuMemGetInfo(&free_b, &total);
-    return lt_fail(err, "the device has %.2f GiB free of %.2f GiB; the run needs %.2f GiB more "
-                        "(lisa plan shows where it goes)",
+    return lt_fail(err, "the device has %.2f GiB free of %.2f GiB; the run asked for %.2f GiB "
+                        "in one allocation (lisa plan shows where it goes)",
                    free_b / 1073741824.0, total / 1073741824.0, bytes / 1073741824.0);
   }
   *out = (void *)p;

@@ -26,7 +26,8 @@ void gpu_device_unload(gpu_device *g);
 /* The device trainer's view; valid while g is open and loaded. */
 dt_device gpu_device_iface(gpu_device *g);
 /* "sm_90"; the number of SMs; bytes in use on the device now (cuMemGetInfo:
- * everything the process holds, the CUDA context included). */
+ * total - free, so what this process holds, its CUDA context included, and
+ * what any other process on the same GPU holds). */
 const char *gpu_device_arch(const gpu_device *g);
 int gpu_device_sms(const gpu_device *g);
 size_t gpu_device_used_bytes(const gpu_device *g);

@@ -62,8 +62,11 @@ int gpu_host_run(gpu_host *h, const gen_path *p, int from, int to, void *const *
   if (!dev || !bufs) return free(dev), free(bufs), lt_fail(err, "out of memory");
   for (int b = 0; b < n && ok; b++) {
     if (!host_bufs[b]) continue;
+    /* on the paths' stream: a plain cuMemcpyHtoD goes on the legacy default
+     * stream, which the non-blocking stream does not wait for, and from
+     * pageable memory it may return before the data is on the device */
     ok = h->api.cuMemAlloc(&dev[b], bytes[b]) == CUDA_SUCCESS &&
-         h->api.cuMemcpyHtoD(dev[b], host_bufs[b], bytes[b]) == CUDA_SUCCESS;
+         h->api.cuMemcpyHtoDAsync(dev[b], host_bufs[b], bytes[b], h->rt.stream) == CUDA_SUCCESS;
     bufs[b] = (void *)dev[b];
   }
   gpu_backend_ctx ctx = {&h->rt, h->paths, h->n_paths};
@@ -72,6 +75,7 @@ int gpu_host_run(gpu_host *h, const gen_path *p, int from, int to, void *const *
   else if (px_run(p, from, to, bufs, sc, &be, err)) ok = 0;
   else if (h->api.cuStreamSynchronize(h->rt.stream) != CUDA_SUCCESS)
     ok = 0, lt_fail(err, "%s: the device failed in steps %d..%d", p->name, from, to);
+  if (!ok) h->api.cuStreamSynchronize(h->rt.stream); /* nothing runs on what is freed */
   ok = copy_back(h, dev, host_bufs, bytes, n, ok);
   free(dev);
   free(bufs);

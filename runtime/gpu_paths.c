@@ -1,6 +1,7 @@
 /* gpu_paths.c: load generated paths on the device; run their steps. */
 #include "gpu_paths.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,7 +15,8 @@ int gpu_runtime_open(gpu_runtime *rt, gpu_api *api, lt_error *err) {
   CUresult rc;
   cublasStatus_t lst = api->ltCreate(&rt->lt);
   if (lst != CUBLAS_STATUS_SUCCESS) /* e.g. a cuBLASLt newer than the driver */
-    return lt_fail(err, "cublasLtCreate failed (status %d)", (int)lst);
+    return lt_fail(err, "cublasLtCreate failed (status %d; the driver supports CUDA %d.%d)",
+                   (int)lst, api->driver_version / 1000, api->driver_version % 1000 / 10);
   if ((rc = api->cuStreamCreate(&rt->stream, CU_STREAM_NON_BLOCKING)) != CUDA_SUCCESS ||
       (rc = api->cuMemAlloc(&rt->workspace, GPU_WORKSPACE_BYTES)) != CUDA_SUCCESS) {
     gpu_runtime_close(rt);
@@ -176,7 +178,14 @@ int gpu_path_load(gpu_runtime *rt, const gen_path *p, gpu_path *out, lt_error *e
   }
   CUresult rc = rt->api->cuModuleLoadData(&out->module, r.cubin);
   nv_result_free(&r);
-  int bad = rc != CUDA_SUCCESS ? gpu_fail(rt->api, rc, p->name, err) : 0;
+  int bad = 0;
+  if (rc != CUDA_SUCCESS) { /* a CUBIN from an NVRTC newer than the driver does not load */
+    char what[160];
+    snprintf(what, sizeof what, "%s: loading its %s CUBIN (the driver supports CUDA %d.%d)",
+             p->name, rt->arch, rt->api->driver_version / 1000,
+             rt->api->driver_version % 1000 / 10);
+    bad = gpu_fail(rt->api, rc, what, err);
+  }
   for (int s = 0; s < p->n_steps && !bad; s++) {
     if (p->steps[s].kind == GEN_STEP_GEMM) {
       unsigned before = rt->no_algo;

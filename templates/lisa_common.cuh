@@ -31,6 +31,12 @@
   type *name = reinterpret_cast<type *>(lisa_dynamic_smem_)
 #endif
 
+// The emulator checks that every vector access is aligned to its width, as
+// the GPU requires (it faults otherwise); on the device this is nothing.
+#ifndef LISA_CHECK_VEC_ALIGN
+#define LISA_CHECK_VEC_ALIGN(p, bytes) ((void)0)
+#endif
+
 namespace lisa {
 
 // A large negative number instead of -inf: exp(m - m) stays 1 where a row
@@ -125,6 +131,7 @@ __device__ __forceinline__ bool is_aligned(const void *p, unsigned long long byt
 
 // out[0..V) = p[0..V) as floats.
 template <typename T, int V> __device__ __forceinline__ void vec_load(float *out, const T *p) {
+  LISA_CHECK_VEC_ALIGN(p, sizeof(T) * V);
   const VecIO<T, V> r = *reinterpret_cast<const VecIO<T, V> *>(p);
 #pragma unroll
   for (int k = 0; k < V; k++) out[k] = to_f32(r.v[k]);
@@ -132,6 +139,7 @@ template <typename T, int V> __device__ __forceinline__ void vec_load(float *out
 
 // p[0..V) = in[0..V) rounded to T.
 template <typename T, int V> __device__ __forceinline__ void vec_store(T *p, const float *in) {
+  LISA_CHECK_VEC_ALIGN(p, sizeof(T) * V);
   VecIO<T, V> r;
 #pragma unroll
   for (int k = 0; k < V; k++) r.v[k] = from_f32<T>(in[k]);
@@ -139,10 +147,13 @@ template <typename T, int V> __device__ __forceinline__ void vec_store(T *p, con
 }
 
 template <typename T, int V> __device__ __forceinline__ void vec_copy(T *d, const T *s) {
+  LISA_CHECK_VEC_ALIGN(d, sizeof(T) * V);
+  LISA_CHECK_VEC_ALIGN(s, sizeof(T) * V);
   *reinterpret_cast<VecIO<T, V> *>(d) = *reinterpret_cast<const VecIO<T, V> *>(s);
 }
 
 template <typename T, int V> __device__ __forceinline__ void vec_zero(T *d) {
+  LISA_CHECK_VEC_ALIGN(d, sizeof(T) * V);
   VecIO<T, V> z;
 #pragma unroll
   for (int k = 0; k < V; k++) z.v[k] = from_f32<T>(0.f);

@@ -353,6 +353,13 @@ __global__ void disagreeing_masks(float *out) {
   out[l] = __shfl_sync(mask, float(l), int(l));
 }
 
+// A 16-byte vector load 4 bytes past an aligned address: a GPU faults.
+__global__ void misaligned_vec(const float *in, float *out) {
+  float v[4];
+  lisa::vec_load<float, 4>(v, in + 1 + 4 * threadIdx.x);
+  out[threadIdx.x] = v[0];
+}
+
 static bool has(const char *s, const char *part) { return strstr(s, part) != nullptr; }
 
 static void test_errors() {
@@ -370,6 +377,9 @@ static void test_errors() {
   CHECK(emu::launch(dim3(1), dim3(32), 0, disagreeing_masks, out.data()) == -1);
   CHECK_MSG(has(emu::last_error(), "disagree") && has(emu::last_error(), "thread (1,0,0)"), "%s",
             emu::last_error());
+  alignas(16) static float vec_in[4 * 32 + 4];
+  CHECK(emu::launch(dim3(1), dim3(32), 0, misaligned_vec, vec_in, out.data()) == -1);
+  CHECK_MSG(has(emu::last_error(), "misaligned"), "%s", emu::last_error());
   // A launch after a failed one works.
   CHECK(emu::launch(dim3(1), dim3(64), 0, overrun, out.data(), 64) == 0);
   CHECK(emu::last_error()[0] == 0);

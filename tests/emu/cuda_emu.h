@@ -41,6 +41,16 @@ inline const dim3 &grid_dim() { return launch_ctx().grid; }
 inline void *dynamic_smem() { return detail::launch_ctx().dyn.get(); }
 }  // namespace emu
 
+// A vector access (templates/lisa_common.cuh's vec_*) at an address not
+// aligned to its width: a GPU faults ("misaligned address"); so does this.
+namespace emu {
+inline void check_vec_align(const void *p, unsigned long long bytes) {
+  if (reinterpret_cast<unsigned long long>(p) % bytes != 0)
+    detail::fail("misaligned address: a %llu-byte vector access at %p", bytes, p);
+}
+}  // namespace emu
+#define LISA_CHECK_VEC_ALIGN(p, bytes) ::emu::check_vec_align((p), (bytes))
+
 #define threadIdx (::emu::detail::thread_idx())
 #define blockIdx (::emu::detail::block_idx())
 #define blockDim (::emu::detail::block_dim())
