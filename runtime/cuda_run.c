@@ -61,6 +61,7 @@ int cuda_run_prepare(cuda_run *r, trainer *t, int precision, int nearest, lt_err
     unsigned more = gpu_device_no_algo(r->gpu) & ~r->unfused;
     if (!more || round >= 8) return -1;
     r->unfused |= more;
+    gpu_device_unload(r->gpu); /* its paths point into the program generate frees */
   }
   dt_device dev = gpu_device_iface(r->gpu);
   if (dt_create(&r->dev, t, &r->prog, &dev, err)) return -1;
@@ -90,6 +91,7 @@ int cuda_run_sync_state(cuda_run *r, lt_error *err) { return dt_download_state(r
 void cuda_run_close(cuda_run *r) {
   if (!r) return;
   dt_free(r->dev);
+  if (r->gpu) gpu_device_unload(r->gpu); /* its paths point into the program */
   if (r->have_prog) gen_free(&r->prog);
   free(r->trains);
   gpu_device_close(r->gpu);

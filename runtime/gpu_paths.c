@@ -162,7 +162,7 @@ static unsigned max_smem(const gen_path *p, const char *kernel) {
 
 int gpu_path_load(gpu_runtime *rt, const gen_path *p, gpu_path *out, lt_error *err) {
   memset(out, 0, sizeof *out);
-  out->p = p;
+  out->p = p, out->n_steps = p->n_steps;
   out->fn = calloc((size_t)p->n_steps + 1, sizeof *out->fn);
   out->gemm = calloc((size_t)p->n_steps + 1, sizeof *out->gemm);
   if (!out->fn || !out->gemm) {
@@ -213,7 +213,7 @@ int gpu_path_load(gpu_runtime *rt, const gen_path *p, gpu_path *out, lt_error *e
 
 void gpu_path_free(gpu_runtime *rt, gpu_path *gp) {
   const gpu_api *api = rt->api;
-  for (int s = 0; gp->gemm && s < gp->p->n_steps; s++) {
+  for (int s = 0; gp->gemm && s < gp->n_steps; s++) {
     gpu_gemm_plan *g = &gp->gemm[s];
     if (g->desc) api->ltMatmulDescDestroy(g->desc);
     cublasLtMatrixLayout_t ls[] = {g->a, g->b, g->c, g->d};

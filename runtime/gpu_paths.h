@@ -35,7 +35,8 @@ typedef struct {
 } gpu_gemm_plan;
 
 typedef struct {
-  const gen_path *p;
+  const gen_path *p;    /* the backend's key; gpu_path_free does not read it */
+  int n_steps;          /* p's, so the path frees after its program is gone */
   CUmodule module;
   CUfunction *fn;       /* [n_steps]: kernel steps */
   gpu_gemm_plan *gemm;  /* [n_steps]: GEMM steps */

@@ -124,7 +124,7 @@ struct Program {
 };
 
 bool build_program(const trainer &t, int dtype, int grad_dtype, const char *tag, Program *p,
-                   bool nearest = false) {
+                   bool nearest = false, unsigned no_epilogues = 0) {
   static unsigned char trains[256];  /* LoRA: only the adapters */
   gen_config cfg = {};
   if (t.cfg.method == TRAIN_LORA) {
@@ -135,6 +135,7 @@ bool build_program(const trainer &t, int dtype, int grad_dtype, const char *tag,
   cfg.B = t.state.B, cfg.T = t.state.T, cfg.dtype = dtype, cfg.grad_dtype = grad_dtype;
   cfg.grad_accum = trainer_grad_accum(&t);
   cfg.opt_nearest = nearest;
+  cfg.no_epilogues = no_epilogues;
   cfg.opt_blocks = 3;  // odd on purpose: the norm's ticket and partial sums
   lt_error err = {};
   if (gen_build(&p->prog, &t.ir, &cfg, &err)) return fprintf(stderr, "%s\n", err.msg), false;
@@ -206,8 +207,21 @@ bool device_run(int method, int dtype, int grad_dtype, const char *tag, Run *r,
   gpu_device *gpu = nullptr;
   if (on_device) {
     char name[256];
-    ok = gpu_device_open(&gpu, name, sizeof name, &err) == 0 && build_program(t, dtype, grad_dtype, nullptr, p.get(), seg.nearest) &&
-         gpu_device_load(gpu, &p->prog, &err) == 0;
+    ok = gpu_device_open(&gpu, name, sizeof name, &err) == 0;
+    /* as cuda_run_prepare: a fused GEMM cuBLASLt has no algorithm for runs unfused */
+    unsigned unfused = 0;
+    for (int round = 0; ok; round++) {
+      ok = build_program(t, dtype, grad_dtype, nullptr, p.get(), seg.nearest, unfused);
+      if (ok && gpu_device_load(gpu, &p->prog, &err) == 0) break;
+      unsigned more = ok ? gpu_device_no_algo(gpu) & ~unfused : 0;
+      ok = more && round < 8;
+      if (!ok) break;
+      fprintf(stderr, "cuBLASLt has no algorithm for epilogues 0x%x fused: generating them unfused\n",
+              more);
+      unfused |= more;
+      gpu_device_unload(gpu); /* before the program its paths point into goes */
+      p.reset(new Program);
+    }
     if (!ok) fprintf(stderr, "%s\n", err.msg);
     else dev = gpu_device_iface(gpu);
   } else
