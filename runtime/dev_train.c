@@ -197,7 +197,8 @@ static void carve_all(dev_trainer *d, carver *c, size_t inst_saved[IR_NSECTIONS]
   d->mom2 = carve(c, (size_t)s->n_grad_scalars * (size_t)d->mb, PLAN_OPTIMIZER);
   d->ids = carve(c, (size_t)s->N * 4, PLAN_ACTIVATIONS);
   d->targets = carve(c, (size_t)s->N * 4, PLAN_ACTIVATIONS);
-  d->stats = carve(c, 4 * (size_t)d->prog->cfg.grad_accum, PLAN_ACTIVATIONS); /* losses */
+  /* the micro-batches' losses, then the gradient norm: one read a step */
+  d->stats = carve(c, 4 * ((size_t)d->prog->cfg.grad_accum + 1), PLAN_ACTIVATIONS);
   size_t at0 = c->at;
   for (int inst = 0; inst < n_inst; inst++) {
     int sec = ms_inst_section(s, inst);
@@ -218,7 +219,9 @@ static void carve_all(dev_trainer *d, carver *c, size_t inst_saved[IR_NSECTIONS]
   d->dgrad[1] = carve(c, g, PLAN_ACTIVATIONS);
   d->scratch = carve(c, scratch, PLAN_ACTIVATIONS);
   for (int b = 0; b < GEN_OPT_WIDEN_DST; b++)
-    d->opt_bufs[b] = carve(c, (size_t)gen_buffer_bytes(&d->opt->bufs[b]), PLAN_WORKSPACE);
+    d->opt_bufs[b] = b == GEN_OPT_NORM ? NULL
+                     : carve(c, (size_t)gen_buffer_bytes(&d->opt->bufs[b]), PLAN_WORKSPACE);
+  if (d->stats) d->opt_bufs[GEN_OPT_NORM] = d->stats + 4 * (size_t)d->prog->cfg.grad_accum;
 }
 
 /* ---- pointer tables ----------------------------------------------------- */
@@ -447,7 +450,7 @@ static int alloc_run_tables(dev_trainer *d, lt_error *err) {
   d->start = calloc((size_t)(REGION_SLOTS + s->n_grad_slots), sizeof(int64_t));
   d->table_host = malloc((size_t)d->opt->bufs[GEN_OPT_TABLE].rows * 56 + 56);
   int accum = d->prog->cfg.grad_accum;
-  d->convert = malloc((size_t)(max_numel > accum ? max_numel : accum) * 4); /* and the losses */
+  d->convert = malloc((size_t)(max_numel > accum ? max_numel : accum + 1) * 4); /* and the losses */
   if (!d->tables || !d->slot_of || !d->start || !d->table_host || !d->convert)
     return lt_fail(err, "out of memory");
   for (int l = 0; l < m->n_layer; l++) d->slot_of[l] = -1;
@@ -624,11 +627,10 @@ int dt_step(dev_trainer *d, train_step_stats *st, lt_error *err) {
   if (d->n_entries &&
       px_run(d->opt, GEN_OPT_STEP_NORM, GEN_OPT_STEP_ADAMW + 1, d->opt_bufs, &sc, &d->dev.exec, err))
     return -1;
-  /* the step's one wait: its losses (in order, so the mean is the CPU's) */
-  float *losses = d->convert, norm = 0;
-  if (d->dev.download(d->dev.ctx, losses, d->stats, 4 * (size_t)n, err) ||
-      (d->n_entries && d->dev.download(d->dev.ctx, &norm, d->opt_bufs[GEN_OPT_NORM], 4, err)))
-    return -1;
+  /* the step's one wait: its losses (summed in order, as the CPU does) and norm */
+  float *losses = d->convert;
+  if (d->dev.download(d->dev.ctx, losses, d->stats, 4 * ((size_t)n + 1), err)) return -1;
+  float norm = d->n_entries ? losses[n] : 0;
   double loss = 0;
   for (int i = 0; i < n; i++) loss += losses[i];
   d->updates++;

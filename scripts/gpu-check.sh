@@ -51,6 +51,7 @@ R=$OUT/gpu-check.txt
 : > "$R"
 export LD_LIBRARY_PATH=$PWD/build/gpu-libs:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 export PATH=/usr/local/cuda/bin:$PATH # compute-sanitizer
+export CUBLASLT_LOG_LEVEL=${CUBLASLT_LOG_LEVEL:-2} # cuBLASLt says why it has no algorithm
 export LISA_SRC=$PWD OMP_NUM_THREADS=8 XDG_CACHE_HOME=$OUT/cache
 START=$(date +%s)
 failed=0
