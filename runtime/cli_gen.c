@@ -1,6 +1,6 @@
 /* cli_gen.c: `lisa gen`, the generated CUDA C++ of every path, the plan and
  * (with the toolkit) NVRTC's compile report, written to a folder. */
-#include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +8,7 @@
 #include "atomic_file.h"
 #include "autodiff.h"
 #include "cli.h"
+#include "cli_opts.h"
 #include "gen.h"
 #ifdef LISA_HAVE_GPU
 #include "gpu_api.h"
@@ -15,6 +16,8 @@
 #include "lora.h"
 #include "gen_tune.h"
 #include "model_yaml.h"
+#include "plan.h"
+#include "train.h"
 #ifdef LISA_HAVE_NVRTC
 #include <pthread.h>
 #include <time.h>
@@ -29,97 +32,73 @@ static double now_ms(void) {
 }
 #endif
 
-static const char usage_gen[] =
-    "usage: lisa gen MODEL.yaml -o DIR [options]\n"
-    "  -o DIR               where the .cu files, plan.txt and compile.txt go\n"
-    "  --batch B --seq T    sizes the kernels are specialised for (4, 64)\n"
-    "  --dtype fp32|bf16|bf16-mixed|bf16-true  precision (bf16 = bf16-mixed):\n"
-    "                       bf16-mixed: bf16 weights and activations, fp32 parameter\n"
-    "                       gradients (and fp32 master weights and moments);\n"
-    "                       bf16-true: gradients and optimizer state bf16 as well\n"
-    "  --arch sm_XX         NVRTC target (the GPU's, else sm_90); --no-compile skips NVRTC\n"
-    "  --rounding stochastic|nearest  bf16-mixed: how AdamW rounds the bf16 weights\n"
-    "                       from the fp32 masters (stochastic)\n"
-    "  --grad-accum N       micro-batches per step (1; > 1 keeps bias gradients\n"
-    "                       out of GEMM epilogues, which overwrite)\n"
-    "  --method ft|lisa|lora  ft and lisa share every path (LISA picks among them\n"
-    "                       each step); lora adds adapters, only they train (ft)\n"
-    "  --lora-rank R --lora-alpha A --lora-targets K,...  as lisa train (8, 2R, all)\n"
-    "  --tune FILE          a Lua table of kernel tunables (block sizes, rows per\n"
-    "                       block) over the defaults of templates/tuning.lua, e.g.\n"
-    "                       return {attention_forward = {BQ = 16, THREADS = 64}}\n";
-
 typedef struct {
   const char *model, *out, *arch, *tune, *lora_targets;
-  int batch, seq, dtype, grad_dtype, grad_accum, compile, lora, lora_rank, nearest;
+  int batch, seq, precision, grad_accum, no_compile, method, lora_rank, nearest;
   double lora_alpha; /* 0: 2 * rank */
 } gen_args;
 
-static int gen_fail(const char *fmt, const char *arg) {
-  fprintf(stderr, "lisa gen: ");
-  fprintf(stderr, fmt, arg);
-  fprintf(stderr, "\n%s", usage_gen);
-  return 2;
-}
+#define AT(field) offsetof(gen_args, field)
+#define SIZE 1, 1 << 24 /* the range of every size */
 
-static int parse_int(const char *opt, const char *text, int *out) {
-  char *end;
-  errno = 0;
-  long v = strtol(text, &end, 10);
-  if (errno || end == text || *end || v < 1 || v > 1 << 24) {
-    fprintf(stderr, "lisa gen: %s: '%s' is not a positive integer\n", opt, text);
-    return -1;
-  }
-  *out = (int)v;
+static const cliopt gen_opts[] = {
+    {"-o", CLIOPT_STRING, AT(out), .meta = "DIR",
+     .help = "where the .cu files, plan.txt and compile.txt go"},
+    {"--batch", CLIOPT_INT, AT(batch), SIZE, .meta = "B --seq T",
+     .help = "sizes the kernels are specialised for (4, 64)"},
+    {"--seq", CLIOPT_INT, AT(seq), SIZE, .help = NULL /* with --batch */},
+    {"--dtype", CLIOPT_ENUM, AT(precision), .names = cliopt_dtype_names,
+     .values = cliopt_dtype_values,
+     .help = "precision (bf16 = bf16-mixed):\n"
+             "bf16-mixed: bf16 weights and activations, fp32 parameter\n"
+             "gradients (and fp32 master weights and moments);\n"
+             "bf16-true: gradients and optimizer state bf16 as well"},
+    {"--arch", CLIOPT_STRING, AT(arch), .meta = "sm_XX",
+     .help = "NVRTC target (the GPU's, else sm_90); --no-compile skips NVRTC"},
+    {"--no-compile", CLIOPT_FLAG, AT(no_compile), .help = NULL /* with --arch */},
+    {"--rounding", CLIOPT_ENUM, AT(nearest), .names = cliopt_rounding_names,
+     .help = "bf16-mixed: how AdamW rounds the bf16 weights\n"
+             "from the fp32 masters (stochastic)"},
+    {"--grad-accum", CLIOPT_INT, AT(grad_accum), SIZE, .meta = "N",
+     .help = "micro-batches per step (1; > 1 keeps bias gradients\n"
+             "out of GEMM epilogues, which overwrite)"},
+    {"--method", CLIOPT_ENUM, AT(method), .names = cliopt_method_names,
+     .help = "ft and lisa share every path (LISA picks among them\n"
+             "each step); lora adds adapters, only they train (ft)"},
+    {"--lora-rank", CLIOPT_INT, AT(lora_rank), SIZE,
+     .meta = "R --lora-alpha A --lora-targets K,...",
+     .help = "as lisa train (8, 2R, all)"},
+    {"--lora-alpha", CLIOPT_DOUBLE, AT(lora_alpha), 0, 1e6, .lo_open = 1,
+     .help = NULL /* with --lora-rank */},
+    {"--lora-targets", CLIOPT_STRING, AT(lora_targets), .help = NULL /* with --lora-rank */},
+    {"--tune", CLIOPT_STRING, AT(tune), .meta = "FILE",
+     .help = "a Lua table of kernel tunables (block sizes, rows per\n"
+             "block) over the defaults of templates/tuning.lua, e.g.\n"
+             "return {attention_forward = {BQ = 16, THREADS = 64}}"},
+};
+
+static const cliopt_cmd gen_cmd = {"lisa gen", "usage: lisa gen MODEL.yaml -o DIR [options]\n", 20,
+                                   gen_opts, sizeof gen_opts / sizeof gen_opts[0]};
+
+static int check_gen_args(const gen_args *a) {
+  if (!a->model) return cliopt_fail_usage(&gen_cmd, "missing MODEL.yaml");
+  if (!a->out) return cliopt_fail_usage(&gen_cmd, "no output folder given (-o DIR)");
+  if (a->arch && strncmp(a->arch, "sm_", 3))
+    return cliopt_fail_usage(&gen_cmd, "--arch must be a real arch such as sm_90, not '%s'",
+                             a->arch);
   return 0;
 }
 
-static int parse_gen_args(int argc, char **argv, gen_args *a) {
-  *a = (gen_args){.arch = NULL, .batch = 4, .seq = 64, .dtype = GEN_BF16, .grad_accum = 1,
-                  .compile = 1, .lora_rank = 8};
-  for (int i = 0; i < argc; i++) {
-    const char *opt = argv[i];
-    if (!strcmp(opt, "--help") || !strcmp(opt, "-h")) return fputs(usage_gen, stdout), 1;
-    if (!strcmp(opt, "--no-compile")) { a->compile = 0; continue; }
-    if (strncmp(opt, "-", 1)) {
-      if (a->model) return gen_fail("unexpected argument '%s'", opt);
-      a->model = opt;
-      continue;
-    }
-    if (i + 1 >= argc) return gen_fail("%s needs a value", opt);
-    const char *val = argv[++i];
-    if (!strcmp(opt, "-o")) a->out = val;
-    else if (!strcmp(opt, "--arch")) a->arch = val;
-    else if (!strcmp(opt, "--tune")) a->tune = val;
-    else if (!strcmp(opt, "--dtype")) {
-      if (!strcmp(val, "fp32")) a->dtype = GEN_F32, a->grad_dtype = GEN_F32;
-      else if (!strcmp(val, "bf16") || !strcmp(val, "bf16-mixed")) a->dtype = GEN_BF16, a->grad_dtype = GEN_F32;
-      else if (!strcmp(val, "bf16-true")) a->dtype = GEN_BF16, a->grad_dtype = GEN_BF16;
-      else return gen_fail("--dtype must be fp32, bf16, bf16-mixed or bf16-true, not '%s'", val);
-    } else if (!strcmp(opt, "--batch")) { if (parse_int(opt, val, &a->batch)) return 2; }
-    else if (!strcmp(opt, "--seq")) { if (parse_int(opt, val, &a->seq)) return 2; }
-    else if (!strcmp(opt, "--grad-accum")) { if (parse_int(opt, val, &a->grad_accum)) return 2; }
-    else if (!strcmp(opt, "--rounding")) {
-      if (strcmp(val, "stochastic") && strcmp(val, "nearest"))
-        return gen_fail("--rounding must be stochastic or nearest, not '%s'", val);
-      a->nearest = !strcmp(val, "nearest");
-    }
-    else if (!strcmp(opt, "--lora-rank")) { if (parse_int(opt, val, &a->lora_rank)) return 2; }
-    else if (!strcmp(opt, "--lora-targets")) a->lora_targets = val;
-    else if (!strcmp(opt, "--lora-alpha")) {
-      char *end;
-      a->lora_alpha = strtod(val, &end);
-      if (end == val || *end || !(a->lora_alpha > 0)) return gen_fail("--lora-alpha must be a positive number, not '%s'", val);
-    } else if (!strcmp(opt, "--method")) {
-      if (strcmp(val, "ft") && strcmp(val, "lisa") && strcmp(val, "lora"))
-        return gen_fail("--method must be ft, lisa or lora, not '%s'", val);
-      a->lora = !strcmp(val, "lora");
-    } else return gen_fail("unknown option '%s'", opt);
-  }
-  if (!a->model) return gen_fail("%s", "no MODEL.yaml given");
-  if (!a->out) return gen_fail("%s", "no output folder given (-o DIR)");
-  if (a->arch && strncmp(a->arch, "sm_", 3)) return gen_fail("--arch must be a real arch such as sm_90, not '%s'", a->arch);
-  return 0;
+/* 0 to generate, else -1 with the exit status (0 after --help). */
+static int parse_gen_args(int argc, char **argv, gen_args *a, int *exit_status) {
+  *a = (gen_args){.batch = 4, .seq = 64, .precision = PLAN_BF16_MIXED, .grad_accum = 1,
+                  .method = TRAIN_FT, .lora_rank = 8};
+  cliopt_result r;
+  lt_error err;
+  int rc = cliopt_parse(&gen_cmd, argc, argv, a, &r, &err);
+  a->model = r.positional;
+  *exit_status = rc ? cliopt_finish(&gen_cmd, rc, &err) : check_gen_args(a);
+  return rc || *exit_status ? -1 : 0;
 }
 
 static int write_text(const char *dir, const char *name, const char *text) {
@@ -225,12 +204,12 @@ static int load_model(const gen_args *a, ir_model *m, unsigned char **trains, lt
   double alpha = a->lora_alpha > 0 ? a->lora_alpha : 2.0 * a->lora_rank;
   *trains = NULL;
   if (yml_load_model(a->model, m, err) ||
-      (a->lora && lora_apply(m, a->lora_rank, alpha, a->lora_targets, err)) ||
+      (a->method == TRAIN_LORA && lora_apply(m, a->lora_rank, alpha, a->lora_targets, err)) ||
       ad_build_backward(m, err))
     return -1;
   *trains = malloc((size_t)m->n_params + 1);
   if (!*trains) return lt_fail(err, "out of memory");
-  if (a->lora) lora_trains(m, *trains);
+  if (a->method == TRAIN_LORA) lora_trains(m, *trains);
   else memset(*trains, 1, (size_t)m->n_params);
   return 0;
 }
@@ -253,8 +232,8 @@ static const char *default_arch(char *buf, size_t cap) {
 int cli_gen(int argc, char **argv) {
   gen_args a;
   char arch[16];
-  int rc = parse_gen_args(argc, argv, &a);
-  if (rc) return rc == 1 ? 0 : rc;
+  int rc;
+  if (parse_gen_args(argc, argv, &a, &rc)) return rc;
   if (!a.arch) a.arch = default_arch(arch, sizeof arch);
   ir_model m;
   unsigned char *trains = NULL;
@@ -266,7 +245,8 @@ int cli_gen(int argc, char **argv) {
     fprintf(stderr, "lisa gen: %s\n", err.msg);
     goto done;
   }
-  gen_config cfg = {.B = a.batch, .T = a.seq, .dtype = a.dtype, .grad_dtype = a.grad_dtype,
+  gen_config cfg = {.B = a.batch, .T = a.seq, .dtype = a.precision == PLAN_FP32 ? GEN_F32 : GEN_BF16,
+                    .grad_dtype = a.precision == PLAN_BF16_TRUE ? GEN_BF16 : GEN_F32,
                     .grad_accum = a.grad_accum, .opt_nearest = a.nearest,
                     .tuning = tuning, .trains = trains};
   if (gen_build(&prog, &m, &cfg, &err)) {
@@ -277,14 +257,14 @@ int cli_gen(int argc, char **argv) {
   printf("lisa gen: %d paths of %s written to %s\n", prog.n_paths, a.model, a.out);
   rc = 0;
 #ifdef LISA_HAVE_NVRTC
-  if (a.compile) {
+  if (!a.no_compile) {
     sbuf report = {0};
     if (compile_paths(&prog, &a, &report)) rc = 1;
     if (write_text(a.out, "compile.txt", sb_str(&report))) rc = 1;
     sb_free(&report);
   }
 #else
-  if (a.compile) printf("lisa gen: built without NVRTC: sources only\n");
+  if (!a.no_compile) printf("lisa gen: built without NVRTC: sources only\n");
 #endif
 done:
   gen_free(&prog);

@@ -1,12 +1,12 @@
 /* lisa_main.c: the command line. The only place that prints errors and
  * decides the exit status; everything else returns messages. */
-#include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "checkpoint.h"
 #include "cli.h"
+#include "cli_opts.h"
 #ifdef LISA_HAVE_GPU
 #include "cuda_run.h"
 #endif
@@ -15,200 +15,112 @@
 #include "train.h"
 #include "weights.h"
 
-static const char usage_train[] =
-    "usage: lisa train MODEL.yaml --data FILE [options]\n"
-    "  --method ft|lisa|lora    full fine-tuning, LISA, or LoRA adapters on frozen weights\n"
-    "  --gamma G                LISA: middle blocks trained per period (2)\n"
-    "  --interval K             LISA: steps per period; a new set at every K-th step (20)\n"
-    "  --lisa-sampling uniform|bernoulli  exactly G blocks (as the reference\n"
-    "                           implementation), or each block with p = G/N_L (the paper)\n"
-    "  --lua FILE               LISA: a policy defining sample_layers(ctx)\n"
-    "  --train-embed on|off     LISA: train the embedding (on)\n"
-    "  --train-head on|off      LISA: train the final norm and output projection (on)\n"
-    "  --lora-rank R            LoRA: adapter rank (8)\n"
-    "  --lora-alpha A           LoRA: the adapters' output is scaled by A / R (16)\n"
-    "  --lora-targets K,K,...   LoRA: block linear weights to adapt, by YAML param key\n"
-    "                           (default: every block linear weight)\n"
-    "  --merge-lora             LoRA: --save writes W + (A/R) B A into the base weights,\n"
-    "                           without adapter tensors (default: base + adapters)\n"
-    "  --steps N                total optimizer steps, counted from step 0 (100)\n"
-    "  --batch B --seq T        sequences per micro-batch and tokens per sequence (4, 64)\n"
-    "  --grad-accum N           micro-batches per step, gradients summed at 1/N (1)\n"
-    "  --lr X                   peak learning rate (3e-4)\n"
-    "  --weight-decay X         AdamW decoupled weight decay on 2-D weights (0.01)\n"
-    "  --grad-clip X            clip the global gradient norm to X; 0 = off (1.0)\n"
-    "  --warmup N               linear warmup steps (0)\n"
-    "  --schedule constant|cosine  after warmup (constant)\n"
-    "  --seed S                 init, data order and sampling (1337)\n"
-    "  --weights FILE           start from a safetensors checkpoint (HF names)\n"
-    "  --save FILE              write the trained weights as safetensors\n"
-    "  --max-shard-size GB      --save writes a folder of Hugging Face shards and an index\n"
-    "  --save-state DIR         save the whole run state (weights, AdamW, LISA period)\n"
-    "                           to DIR/step-<N> at the end; DIR/latest names the newest\n"
-    "  --save-every N           also save the state after every N-th step\n"
-    "  --norms-every N          per-layer weight and gradient norms in every N-th JSONL row\n"
-    "  --resume DIR             continue from DIR/latest with the same settings;\n"
-    "                           --steps is still the total, so the run goes on to it\n"
-    "  --log-jsonl FILE         one JSON object per step\n"
-    "  --quiet                  no progress line\n"
-    "  --device auto|cpu|cuda   cuda: the generated kernels and cuBLASLt; auto: cuda\n"
-    "                           where a device is found, else the cpu backend (auto)\n"
-    "  --dtype P                cuda: bf16 (= bf16-mixed: fp32 grads, masters, moments),\n"
-    "                           bf16-true (all bf16, the paper's) or fp32; cpu: fp32\n"
-    "  --rounding stochastic|nearest  cuda, bf16-mixed: how each step's bf16 weights are\n"
-    "                           rounded from the fp32 masters (stochastic)\n";
+enum { DEVICE_AUTO, DEVICE_CPU, DEVICE_CUDA };
+static const char *const device_names[] = {"auto", "cpu", "cuda", NULL};
+static const char *const on_off[] = {"on", "off", NULL};
+static const int on_off_values[] = {1, 0};
+static const char *const sampling_names[] = {"uniform", "bernoulli", NULL}; /* lisa_sample_mode */
+static const char *const schedule_names[] = {"constant", "cosine", NULL};   /* opt_schedule */
 
 typedef struct {
   train_config train;
-  const char *save_path, *jsonl_path, *device, *dtype;
+  const char *save_path, *jsonl_path;
+  int device; /* DEVICE_ */
+  int dtype;  /* -1: not given; else an index into cliopt_dtype_names */
   int nearest; /* --rounding nearest */
   double max_shard_gb; /* > 0: --save writes a folder of Hugging Face shards */
   const char *save_state_dir, *resume_dir;
   int64_t save_every; /* 0: save the state only at the end */
   int64_t norms_every; /* 0: no per-layer norms in the JSONL */
-  const char *lisa_option; /* a LISA-only option given, for the method check */
-  const char *lora_option; /* a LoRA-only option given, likewise */
   int merge_lora;
   int quiet;
 } cli_args;
 
-static int fail_usage(const char *fmt, const char *arg) {
-  fprintf(stderr, "lisa train: ");
-  fprintf(stderr, fmt, arg);
-  fprintf(stderr, "\n%s", usage_train);
-  return 2;
-}
+enum { ANY = 0, LISA_ONLY = 1, LORA_ONLY = 2 }; /* cliopt tags, for the method checks */
+#define AT(field) offsetof(cli_args, field)
 
-static int parse_number(const char *opt, const char *text, double lo, double hi, double *out) {
-  char *end;
-  errno = 0;
-  double v = strtod(text, &end);
-  if (errno || end == text || *end || v < lo || v > hi) {
-    fprintf(stderr, "lisa train: %s: '%s' is not a number in [%g, %g]\n", opt, text, lo, hi);
-    return -1;
-  }
-  *out = v;
-  return 0;
-}
+static const cliopt train_opts[] = {
+    {"--method", CLIOPT_ENUM, AT(train.method), .names = cliopt_method_names,
+     .help = "full fine-tuning, LISA, or LoRA adapters on frozen weights"},
+    {"--gamma", CLIOPT_INT, AT(train.lisa.gamma), 0, 1 << 20, .meta = "G", .tag = LISA_ONLY,
+     .help = "LISA: middle blocks trained per period (2)"},
+    {"--interval", CLIOPT_INT64, AT(train.lisa.interval), 1, 1e12, .meta = "K", .tag = LISA_ONLY,
+     .help = "LISA: steps per period; a new set at every K-th step (20)"},
+    {"--lisa-sampling", CLIOPT_ENUM, AT(train.lisa.mode), .names = sampling_names,
+     .tag = LISA_ONLY, .help = "exactly G blocks (as the reference\n"
+                               "implementation), or each block with p = G/N_L (the paper)"},
+    {"--lua", CLIOPT_STRING, AT(train.lisa.lua_path), .meta = "FILE", .tag = LISA_ONLY,
+     .help = "LISA: a policy defining sample_layers(ctx)"},
+    {"--train-embed", CLIOPT_ENUM, AT(train.train_embed), .names = on_off, .values = on_off_values,
+     .tag = LISA_ONLY, .help = "LISA: train the embedding (on)"},
+    {"--train-head", CLIOPT_ENUM, AT(train.train_head), .names = on_off, .values = on_off_values,
+     .tag = LISA_ONLY, .help = "LISA: train the final norm and output projection (on)"},
+    {"--lora-rank", CLIOPT_INT, AT(train.lora_rank), 1, 1 << 16, .meta = "R", .tag = LORA_ONLY,
+     .help = "LoRA: adapter rank (8)"},
+    {"--lora-alpha", CLIOPT_DOUBLE, AT(train.lora_alpha), 0, 1e6, .lo_open = 1, .meta = "A",
+     .tag = LORA_ONLY,
+     .help = "LoRA: the adapters' output is scaled by A / R (16)"},
+    {"--lora-targets", CLIOPT_STRING, AT(train.lora_targets), .meta = "K,K,...", .tag = LORA_ONLY,
+     .help = "LoRA: block linear weights to adapt, by YAML param key\n"
+             "(default: every block linear weight)"},
+    {"--merge-lora", CLIOPT_FLAG, AT(merge_lora), .tag = LORA_ONLY,
+     .help = "LoRA: --save writes W + (A/R) B A into the base weights,\n"
+             "without adapter tensors (default: base + adapters)"},
+    {"--steps", CLIOPT_INT64, AT(train.steps), 0, 1e12, .meta = "N",
+     .help = "total optimizer steps, counted from step 0 (100)"},
+    {"--batch", CLIOPT_INT, AT(train.batch), 1, 1 << 20, .meta = "B --seq T",
+     .help = "sequences per micro-batch and tokens per sequence (4, 64)"},
+    {"--seq", CLIOPT_INT, AT(train.seq), 1, 1 << 24, .help = NULL /* with --batch */},
+    {"--grad-accum", CLIOPT_INT, AT(train.grad_accum), 1, 1 << 16, .meta = "N",
+     .help = "micro-batches per step, gradients summed at 1/N (1)"},
+    {"--lr", CLIOPT_FLOAT, AT(train.opt.lr), 0, 10, .meta = "X",
+     .help = "peak learning rate (3e-4)"},
+    {"--weight-decay", CLIOPT_FLOAT, AT(train.opt.weight_decay), 0, 10, .meta = "X",
+     .help = "AdamW decoupled weight decay on 2-D weights (0.01)"},
+    {"--grad-clip", CLIOPT_FLOAT, AT(train.opt.grad_clip), 0, 1e9, .meta = "X",
+     .help = "clip the global gradient norm to X; 0 = off (1.0)"},
+    {"--warmup", CLIOPT_INT, AT(train.opt.warmup), 0, 1e9, .meta = "N",
+     .help = "linear warmup steps (0)"},
+    {"--schedule", CLIOPT_ENUM, AT(train.opt.schedule), .names = schedule_names,
+     .help = "after warmup (constant)"},
+    {"--seed", CLIOPT_UINT64, AT(train.seed), .meta = "S",
+     .help = "init, data order and sampling (1337)"},
+    {"--data", CLIOPT_STRING, AT(train.data_path), .help = NULL /* in the usage line */},
+    {"--weights", CLIOPT_STRING, AT(train.weights_path), .meta = "FILE",
+     .help = "start from a safetensors checkpoint (HF names)"},
+    {"--save", CLIOPT_STRING, AT(save_path), .meta = "FILE",
+     .help = "write the trained weights as safetensors"},
+    {"--max-shard-size", CLIOPT_DOUBLE, AT(max_shard_gb), 0, 1e6, .lo_open = 1, .meta = "GB",
+     .help = "--save writes a folder of Hugging Face shards and an index"},
+    {"--save-state", CLIOPT_STRING, AT(save_state_dir), .meta = "DIR",
+     .help = "save the whole run state (weights, AdamW, LISA period)\n"
+             "to DIR/step-<N> at the end; DIR/latest names the newest"},
+    {"--save-every", CLIOPT_INT64, AT(save_every), 1, 1e12, .meta = "N",
+     .help = "also save the state after every N-th step"},
+    {"--norms-every", CLIOPT_INT64, AT(norms_every), 1, 1e12, .meta = "N",
+     .help = "per-layer weight and gradient norms in every N-th JSONL row"},
+    {"--resume", CLIOPT_STRING, AT(resume_dir), .meta = "DIR",
+     .help = "continue from DIR/latest with the same settings;\n"
+             "--steps is still the total, so the run goes on to it"},
+    {"--log-jsonl", CLIOPT_STRING, AT(jsonl_path), .meta = "FILE",
+     .help = "one JSON object per step"},
+    {"--quiet", CLIOPT_FLAG, AT(quiet), .help = "no progress line"},
+    {"--device", CLIOPT_ENUM, AT(device), .names = device_names,
+     .help = "cuda: the generated kernels and cuBLASLt; auto: cuda\n"
+             "where a device is found, else the cpu backend (auto)"},
+    {"--dtype", CLIOPT_ENUM, AT(dtype), .names = cliopt_dtype_names, .meta = "P",
+     .help = "cuda: bf16 (= bf16-mixed: fp32 grads, masters, moments),\n"
+             "bf16-true (all bf16, the paper's) or fp32; cpu: fp32"},
+    {"--rounding", CLIOPT_ENUM, AT(nearest), .names = cliopt_rounding_names,
+     .help = "cuda, bf16-mixed: how each step's bf16 weights are\n"
+             "rounded from the fp32 masters (stochastic)"},
+};
 
-/* Options that take a number: where each one goes and its valid range. */
-typedef struct {
-  const char *name;
-  double lo, hi;
-  int64_t *i64;   /* exactly one of these three is set */
-  int *i32;
-  double *f64;
-  float *f32;
-  int only;       /* 1: LISA only, 2: LoRA only */
-} numeric_option;
+static const cliopt_cmd train_cmd = {
+    "lisa train", "usage: lisa train MODEL.yaml --data FILE [options]\n", 24, train_opts,
+    sizeof train_opts / sizeof train_opts[0]};
 
-static int set_numeric(cli_args *a, const char *opt, const char *val) {
-  train_config *t = &a->train;
-  const numeric_option spec[] = {
-      {"--steps", 0, 1e12, &t->steps, NULL, NULL, NULL, 0},
-      {"--batch", 1, 1 << 20, NULL, &t->batch, NULL, NULL, 0},
-      {"--seq", 1, 1 << 24, NULL, &t->seq, NULL, NULL, 0},
-      {"--lr", 0, 10, NULL, NULL, NULL, &t->opt.lr, 0},
-      {"--weight-decay", 0, 10, NULL, NULL, NULL, &t->opt.weight_decay, 0},
-      {"--grad-clip", 0, 1e9, NULL, NULL, NULL, &t->opt.grad_clip, 0},
-      {"--warmup", 0, 1e12, NULL, &t->opt.warmup, NULL, NULL, 0},
-      {"--gamma", 0, 1 << 20, NULL, &t->lisa.gamma, NULL, NULL, 1},
-      {"--interval", 1, 1e12, &t->lisa.interval, NULL, NULL, NULL, 1},
-      {"--lora-rank", 1, 1 << 16, NULL, &t->lora_rank, NULL, NULL, 2},
-      {"--lora-alpha", 1e-6, 1e6, NULL, NULL, &t->lora_alpha, NULL, 2},
-      {"--save-every", 1, 1e12, &a->save_every, NULL, NULL, NULL, 0},
-      {"--norms-every", 1, 1e12, &a->norms_every, NULL, NULL, NULL, 0},
-      {"--grad-accum", 1, 1 << 16, NULL, &t->grad_accum, NULL, NULL, 0},
-  };
-  double v;
-  if (!strcmp(opt, "--seed")) { /* all 64 bits: not through a double */
-    if (parse_number(opt, val, 0, 1.8e19, &v)) return -1;
-    t->seed = strtoull(val, NULL, 10);
-    return 1;
-  }
-  for (size_t i = 0; i < sizeof spec / sizeof spec[0]; i++) {
-    const numeric_option *o = &spec[i];
-    if (strcmp(opt, o->name)) continue;
-    if (parse_number(opt, val, o->lo, o->hi, &v)) return -1;
-    if (o->i64) *o->i64 = (int64_t)v;
-    else if (o->i32) *o->i32 = (int)v;
-    else if (o->f64) *o->f64 = v;
-    else *o->f32 = (float)v;
-    if (o->only == 1) a->lisa_option = opt;
-    if (o->only == 2) a->lora_option = opt;
-    return 1;
-  }
-  return 0;
-}
-
-static int set_string(cli_args *a, const char *opt, const char *val) {
-  if (!strcmp(opt, "--data")) a->train.data_path = val;
-  else if (!strcmp(opt, "--weights")) a->train.weights_path = val;
-  else if (!strcmp(opt, "--save")) a->save_path = val;
-  else if (!strcmp(opt, "--max-shard-size")) {
-    char *end;
-    a->max_shard_gb = strtod(val, &end);
-    if (end == val || *end || !(a->max_shard_gb > 0)) {
-      fprintf(stderr, "lisa train: --max-shard-size: '%s' is not a positive number of GB\n", val);
-      return -1;
-    }
-  }
-  else if (!strcmp(opt, "--save-state")) a->save_state_dir = val;
-  else if (!strcmp(opt, "--resume")) a->resume_dir = val;
-  else if (!strcmp(opt, "--log-jsonl")) a->jsonl_path = val;
-  else if (!strcmp(opt, "--device")) a->device = val;
-  else if (!strcmp(opt, "--rounding")) {
-    if (strcmp(val, "stochastic") && strcmp(val, "nearest")) {
-      fprintf(stderr, "lisa train: --rounding must be stochastic or nearest, not '%s'\n", val);
-      return -1;
-    }
-    a->nearest = !strcmp(val, "nearest");
-  } else if (!strcmp(opt, "--dtype")) {
-    if (plan_precision_parse(val) < 0) {
-      fprintf(stderr, "lisa train: --dtype must be fp32, bf16, bf16-mixed or bf16-true, not '%s'\n", val);
-      return -1;
-    }
-    a->dtype = val;
-  }
-  else if (!strcmp(opt, "--method")) {
-    if (!strcmp(val, "ft")) a->train.method = TRAIN_FT;
-    else if (!strcmp(val, "lisa")) a->train.method = TRAIN_LISA;
-    else if (!strcmp(val, "lora")) a->train.method = TRAIN_LORA;
-    else {
-      fprintf(stderr, "lisa train: --method must be ft, lisa or lora, not '%s'\n", val);
-      return -1;
-    }
-  } else if (!strcmp(opt, "--lora-targets")) {
-    a->train.lora_targets = val, a->lora_option = opt;
-  } else if (!strcmp(opt, "--lisa-sampling")) {
-    int mode = lisa_sample_mode_from_name(val);
-    if (mode < 0 || mode == LISA_SAMPLE_LUA) {
-      fprintf(stderr, "lisa train: --lisa-sampling must be uniform or bernoulli, not '%s'\n", val);
-      return -1;
-    }
-    a->train.lisa.mode = mode, a->lisa_option = opt;
-  } else if (!strcmp(opt, "--lua")) {
-    a->train.lisa.mode = LISA_SAMPLE_LUA, a->train.lisa.lua_path = val, a->lisa_option = opt;
-  } else if (!strcmp(opt, "--train-embed") || !strcmp(opt, "--train-head")) {
-    int on = !strcmp(val, "on");
-    if (!on && strcmp(val, "off")) {
-      fprintf(stderr, "lisa train: %s must be on or off, not '%s'\n", opt, val);
-      return -1;
-    }
-    *(!strcmp(opt, "--train-embed") ? &a->train.train_embed : &a->train.train_head) = on;
-    a->lisa_option = opt;
-  } else if (!strcmp(opt, "--schedule")) {
-    if (!strcmp(val, "constant")) a->train.opt.schedule = OPT_CONSTANT;
-    else if (!strcmp(val, "cosine")) a->train.opt.schedule = OPT_COSINE;
-    else {
-      fprintf(stderr, "lisa train: --schedule must be constant or cosine, not '%s'\n", val);
-      return -1;
-    }
-  } else return 0;
-  return 1;
-}
-
-static int parse_train_args(int argc, char **argv, cli_args *a) {
+static void train_defaults(cli_args *a) {
   memset(a, 0, sizeof *a);
   a->train.method = TRAIN_FT;
   a->train.steps = 100, a->train.batch = 4, a->train.seq = 64, a->train.seed = 1337;
@@ -216,51 +128,43 @@ static int parse_train_args(int argc, char **argv, cli_args *a) {
   a->train.train_embed = a->train.train_head = 1;
   a->train.lisa = (lisa_sampler_config){.mode = LISA_SAMPLE_UNIFORM, .gamma = 2, .interval = 20};
   a->train.lora_rank = 8, a->train.lora_alpha = 16;
-  a->device = "auto";
-  for (int i = 0; i < argc; i++) {
-    const char *opt = argv[i];
-    if (!strcmp(opt, "--help") || !strcmp(opt, "-h")) {
-      fputs(usage_train, stdout);
-      exit(0);
-    }
-    if (!strcmp(opt, "--quiet")) {
-      a->quiet = 1;
-      continue;
-    }
-    if (!strcmp(opt, "--merge-lora")) {
-      a->merge_lora = 1, a->lora_option = opt;
-      continue;
-    }
-    if (strncmp(opt, "--", 2)) {
-      if (a->train.model_path) return fail_usage("unexpected argument '%s'", opt);
-      a->train.model_path = opt;
-      continue;
-    }
-    if (i + 1 >= argc) return fail_usage("%s needs a value", opt);
-    const char *val = argv[++i];
-    int rc = set_numeric(a, opt, val);
-    if (rc == 0) rc = set_string(a, opt, val);
-    if (rc < 0) return 2;
-    if (rc == 0) return fail_usage("unknown option '%s'", opt);
-  }
-  if (!a->train.model_path) return fail_usage("%s", "missing MODEL.yaml");
-  if (!a->train.data_path) return fail_usage("%s", "missing --data FILE");
-  if (a->train.method != TRAIN_LISA && a->lisa_option)
-    return fail_usage("%s applies to --method lisa", a->lisa_option);
-  if (a->train.method != TRAIN_LORA && a->lora_option)
-    return fail_usage("%s applies to --method lora", a->lora_option);
+  a->device = DEVICE_AUTO, a->dtype = -1;
+}
+
+/* The checks across options; the first that fails is the one reported. */
+static int check_train_args(const cli_args *a, const cliopt_result *r) {
+  const cliopt_cmd *c = &train_cmd;
+  if (!a->train.model_path) return cliopt_fail_usage(c, "missing MODEL.yaml");
+  if (!a->train.data_path) return cliopt_fail_usage(c, "missing --data FILE");
+  if (a->train.method != TRAIN_LISA && r->tagged[LISA_ONLY])
+    return cliopt_fail_usage(c, "%s applies to --method lisa", r->tagged[LISA_ONLY]);
+  if (a->train.method != TRAIN_LORA && r->tagged[LORA_ONLY])
+    return cliopt_fail_usage(c, "%s applies to --method lora", r->tagged[LORA_ONLY]);
   if (a->max_shard_gb > 0 && !a->save_path)
-    return fail_usage("%s", "--max-shard-size needs --save");
+    return cliopt_fail_usage(c, "--max-shard-size needs --save");
   if (a->max_shard_gb > 0 && a->merge_lora)
-    return fail_usage("%s", "--max-shard-size and --merge-lora do not go together yet");
+    return cliopt_fail_usage(c, "--max-shard-size and --merge-lora do not go together yet");
   if (a->merge_lora && !a->save_path)
-    return fail_usage("%s", "--merge-lora needs --save FILE");
+    return cliopt_fail_usage(c, "--merge-lora needs --save FILE");
   if (a->resume_dir && a->train.weights_path)
-    return fail_usage("%s", "--resume takes the weights from the saved state; drop --weights");
+    return cliopt_fail_usage(c, "--resume takes the weights from the saved state; drop --weights");
   if (a->save_every && !a->save_state_dir)
-    return fail_usage("%s", "--save-every needs --save-state DIR");
-  a->train.opt.total_steps = a->train.steps;
+    return cliopt_fail_usage(c, "--save-every needs --save-state DIR");
   return 0;
+}
+
+/* 0 to train, else -1 with the exit status (0 after --help). */
+static int parse_train_args(int argc, char **argv, cli_args *a, int *exit_status) {
+  cliopt_result r;
+  lt_error err;
+  train_defaults(a);
+  int rc = cliopt_parse(&train_cmd, argc, argv, a, &r, &err);
+  if (rc) return *exit_status = cliopt_finish(&train_cmd, rc, &err), -1;
+  a->train.model_path = r.positional;
+  if (a->train.lisa.lua_path) a->train.lisa.mode = LISA_SAMPLE_LUA;
+  a->train.opt.total_steps = a->train.steps;
+  *exit_status = check_train_args(a, &r);
+  return *exit_status ? -1 : 0;
 }
 
 /* The backend of a run: the cpu's, or a CUDA device (cuda non-NULL). */
@@ -275,12 +179,7 @@ typedef struct {
  * device or an error saying what is missing. */
 static int choose_device(const cli_args *a, backend *be) {
   memset(be, 0, sizeof *be);
-  const char *device = a->device;
-  if (strcmp(device, "cpu") && strcmp(device, "auto") && strcmp(device, "cuda")) {
-    fprintf(stderr, "lisa train: --device must be auto, cpu or cuda, not '%s'\n", device);
-    return -1;
-  }
-  if (!strcmp(device, "cpu")) return 0;
+  if (a->device == DEVICE_CPU) return 0;
   char what[1200];
 #ifdef LISA_HAVE_GPU
   lt_error err = {{0}};
@@ -294,7 +193,7 @@ static int choose_device(const cli_args *a, backend *be) {
 #else
   snprintf(what, sizeof what, "this build has no CUDA support (no toolkit when it was built)");
 #endif
-  if (!strcmp(device, "cuda")) {
+  if (a->device == DEVICE_CUDA) {
     fprintf(stderr, "lisa: --device cuda: %s; use --device cpu\n", what);
     return -1;
   }
@@ -305,9 +204,9 @@ static int choose_device(const cli_args *a, backend *be) {
 /* What the CUDA trainer does not do yet, said before anything runs. */
 static int check_backend(const cli_args *a, const backend *be) {
   if (!be->on_cuda) {
-    if (a->dtype && strcmp(a->dtype, "fp32")) {
+    if (a->dtype >= 0 && cliopt_dtype_values[a->dtype] != PLAN_FP32) {
       fprintf(stderr, "lisa train: the cpu backend trains in fp32; --dtype %s needs --device cuda\n",
-              a->dtype);
+              cliopt_dtype_names[a->dtype]);
       return -1;
     }
     return 0;
@@ -395,8 +294,8 @@ static int resume(trainer *t, const cli_args *a, lt_error *err) {
 
 static int cmd_train(int argc, char **argv) {
   cli_args a;
-  int rc = parse_train_args(argc, argv, &a);
-  if (rc) return rc;
+  int rc;
+  if (parse_train_args(argc, argv, &a, &rc)) return rc;
   backend be;
   if (choose_device(&a, &be) || check_backend(&a, &be)) return backend_close(&be), 1;
   lt_error err;
@@ -408,7 +307,7 @@ static int cmd_train(int argc, char **argv) {
   if (rc == 0 && a.resume_dir) rc = resume(&t, &a, &err);
 #ifdef LISA_HAVE_GPU
   if (rc == 0 && be.on_cuda)
-    rc = cuda_run_prepare(be.cuda, &t, a.dtype ? plan_precision_parse(a.dtype) : PLAN_BF16_MIXED,
+    rc = cuda_run_prepare(be.cuda, &t, a.dtype >= 0 ? cliopt_dtype_values[a.dtype] : PLAN_BF16_MIXED,
                           a.nearest, &err);
 #endif
   if (rc == 0) rc = run_training(&t, &be, &a, &err);

@@ -61,10 +61,23 @@ grep -q "using the cpu backend" <<<"$auto_log" && echo "ok   auto: says it uses 
   fail "--device auto did not say it took the cpu: $auto_log"
 expect_error cpu_bf16 "the cpu backend trains in fp32; --dtype bf16 needs --device cuda" \
   train "$TINY" --data "$TOKENS" --dtype bf16
-expect_error bad_rounding "--rounding must be stochastic or nearest, not 'up'" \
+expect_error bad_rounding "--rounding: 'up' is not stochastic or nearest" \
   train "$TINY" --data "$TOKENS" --rounding up
-expect_error bad_dtype "--dtype must be fp32, bf16, bf16-mixed or bf16-true, not 'fp8'" \
+expect_error bad_dtype "--dtype: 'fp8' is not fp32, bf16, bf16-mixed or bf16-true" \
   train "$TINY" --data "$TOKENS" --dtype fp8
+# One format for every bad value: the option, the value, what it must be.
+expect_error bad_device "--device: 'gpu' is not auto, cpu or cuda" train "$TINY" --data "$TOKENS" --device gpu
+expect_error fractional_batch "--batch: '2.5' is not an integer in \[1, 1048576\]" \
+  train "$TINY" --data "$TOKENS" --batch 2.5
+expect_error negative_seed "--seed: '-1' is not an integer in \[0, 18446744073709551615\]" \
+  train "$TINY" --data "$TOKENS" --seed -1
+expect_error nan_lr "--lr: 'nan' is not a number in \[0, 10\]" train "$TINY" --data "$TOKENS" --lr nan
+expect_error zero_shard "--max-shard-size: '0' is not a number in \(0, 1e\+06\]" \
+  train "$TINY" --data "$TOKENS" --save "$TMP/s" --max-shard-size 0
+expect_error needs_value "--steps needs a value" train "$TINY" --data "$TOKENS" --steps
+expect_error two_models "unexpected argument" train "$TINY" "$TINY" --data "$TOKENS"
+"$LISA" train "$TINY" --data "$TOKENS" --device cpu --quiet --steps 1e0 --batch 2 --seq 8 ||
+  fail "--steps 1e0 is an integer"
 
 # A failed save leaves the good file where it was untouched.
 train "$TINY" --data "$TOKENS" --save "$TMP/good.safetensors" || fail "saving a good file"

@@ -67,14 +67,23 @@ expect_error gen_missing_model "nope\.yaml" "$LISA" gen "$TMP/nope.yaml" -o "$OU
 expect_error gen_seq_too_long "sequence 64 exceeds the model's 32 positions" \
   "$LISA" gen "$TINY" -o "$OUT" --seq 64 --no-compile
 expect_error gen_bad_arch "real arch such as sm_90" "$LISA" gen "$TINY" -o "$OUT" --arch compute_90
-expect_error gen_bad_dtype "fp32, bf16, bf16-mixed or bf16-true" "$LISA" gen "$TINY" -o "$OUT" --dtype fp16
+expect_error gen_bad_dtype "--dtype: 'fp16' is not fp32, bf16, bf16-mixed or bf16-true" \
+  "$LISA" gen "$TINY" -o "$OUT" --dtype fp16
+expect_error gen_bad_batch "lisa gen: --batch: 'x' is not an integer in \[1, 16777216\]" \
+  "$LISA" gen "$TINY" -o "$OUT" --batch x
+expect_error gen_bad_alpha "--lora-alpha: '0' is not a number in \(0, 1e\+06\]" \
+  "$LISA" gen "$TINY" -o "$OUT" --method lora --lora-alpha 0
+expect_error gen_bad_method "--method: 'qlora' is not ft, lisa or lora" \
+  "$LISA" gen "$TINY" -o "$OUT" --method qlora
+expect_error gen_no_model "missing MODEL.yaml" "$LISA" gen -o "$OUT"
 # --rounding: the bf16-mixed AdamW kernel's STOCHASTIC argument
 "$LISA" gen "$TINY" -o "$TMP/near" --seq 8 --no-compile --rounding nearest > /dev/null 2>&1 &&
   grep -q 'adamw_multi<__nv_bfloat16, 256, false>' "$TMP/near/optimizer.cu" ||
   fail "--rounding nearest: no round-to-nearest AdamW in optimizer.cu"
 grep -q 'adamw_multi<__nv_bfloat16, 256, true>' "$OUT/optimizer.cu" ||
   fail "default rounding: no stochastic AdamW in optimizer.cu"
-expect_error gen_bad_rounding "--rounding must be stochastic or nearest" "$LISA" gen "$TINY" -o "$OUT" --rounding up
+expect_error gen_bad_rounding "--rounding: 'up' is not stochastic or nearest" \
+  "$LISA" gen "$TINY" -o "$OUT" --rounding up
 
 # Precisions in plan.txt: bf16 = bf16-mixed (fp32 parameter gradients);
 # bf16-true stores the gradients in bf16 too.

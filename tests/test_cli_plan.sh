@@ -38,10 +38,17 @@ human=$("$LISA" plan "$L7" --method ft --device-mem 24)
 grep -q "does not fit in 24 GiB" <<<"$human" && echo "ok   7b FT does not fit in 24 GiB" ||
   fail "FT should not fit: $human"
 
-expect_error bad_dtype "--dtype must be fp32, bf16, bf16-mixed or bf16-true, not 'fp16'" \
+expect_error bad_dtype "--dtype: 'fp16' is not fp32, bf16, bf16-mixed or bf16-true" \
   "$LISA" plan "$L7" --dtype fp16
 expect_error gamma_too_big "--gamma 40 exceeds the model's 32 middle blocks" \
   "$LISA" plan "$L7" --method lisa --gamma 40
 expect_error no_model "missing MODEL.yaml" "$LISA" plan --method ft
-expect_error bad_batch "not a non-negative number" "$LISA" plan "$L7" --batch x
+expect_error bad_batch "--batch: 'x' is not an integer in \[1, 16777216\]" "$LISA" plan "$L7" --batch x
+expect_error zero_seq "--seq: '0' is not an integer in \[1, 16777216\]" "$LISA" plan "$L7" --seq 0
+expect_error negative_mem "--device-mem: '-1' is not a number in \[0, 1e\+09\]" \
+  "$LISA" plan "$L7" --device-mem -1
+# --help: the usage on stdout, exit 0, for each command
+for c in train gen plan; do
+  "$LISA" $c --help | grep -q "^usage: lisa $c MODEL.yaml" || fail "lisa $c --help: no usage"
+done
 finish
