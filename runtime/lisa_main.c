@@ -309,6 +309,10 @@ static int cmd_train(int argc, char **argv) {
   if (rc == 0 && be.on_cuda)
     rc = cuda_run_prepare(be.cuda, &t, a.dtype >= 0 ? cliopt_dtype_values[a.dtype] : PLAN_BF16_MIXED,
                           a.nearest, &err);
+  if (rc == 0 && be.on_cuda && cuda_run_unfused(be.cuda) && !a.quiet)
+    fprintf(stderr, "lisa: cuBLASLt has no algorithm for some fused GEMM epilogues here; "
+                    "they run as kernels of their own (mask 0x%x of enum gen_epilogue)\n",
+            cuda_run_unfused(be.cuda));
 #endif
   if (rc == 0) rc = run_training(&t, &be, &a, &err);
   backend_close(&be);
