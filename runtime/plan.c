@@ -22,13 +22,6 @@ const char *plan_precision_name(int precision) {
   return precision >= PLAN_FP32 && precision <= PLAN_BF16_TRUE ? names[precision] : "?";
 }
 
-int plan_precision_parse(const char *name) {
-  if (!strcmp(name, "bf16")) return PLAN_BF16_MIXED;
-  for (int p = PLAN_FP32; p <= PLAN_BF16_TRUE; p++)
-    if (!strcmp(name, plan_precision_name(p))) return p;
-  return -1;
-}
-
 /* The GPU layouts: the device trainer's own arena for the generated
  * program (dev_train.h), plus cuBLASLt's workspace. */
 static int device_bytes(const ir_model *m, const ms_state *s, const plan_settings *ps,

@@ -40,8 +40,6 @@ typedef struct {
 
 const char *plan_category_name(int category); /* "weights", "master_weights", ... */
 const char *plan_precision_name(int precision); /* "fp32", "bf16-mixed", "bf16-true" */
-/* The precision a --dtype value names (bf16 = bf16-mixed), or -1. */
-int plan_precision_parse(const char *name);
 int plan_compute(const ir_model *m, const plan_settings *ps, plan_memory *out, lt_error *err);
 
 #endif
