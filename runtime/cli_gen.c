@@ -19,7 +19,6 @@
 #include "plan.h"
 #include "train.h"
 #ifdef LISA_HAVE_NVRTC
-#include <pthread.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -113,31 +112,6 @@ static int write_text(const char *dir, const char *name, const char *text) {
 }
 
 #ifdef LISA_HAVE_NVRTC
-/* Paths compile in parallel, one NVRTC program each (one per core): the
- * first build of all of GPT-2 124M's paths is the sum of the slowest
- * core's share, not of all of them. */
-typedef struct {
-  const gen_program *prog;
-  nv_options opts;
-  nv_result result[GEN_MAX_PATHS];
-  lt_error err[GEN_MAX_PATHS];
-  int rc[GEN_MAX_PATHS];
-  int next;
-  pthread_mutex_t lock;
-} compile_job;
-
-static void *compile_worker(void *arg) {
-  compile_job *j = arg;
-  for (;;) {
-    pthread_mutex_lock(&j->lock);
-    int i = j->next++;
-    pthread_mutex_unlock(&j->lock);
-    if (i >= j->prog->n_paths) return NULL;
-    const gen_path *p = &j->prog->paths[i];
-    j->rc[i] = nv_compile(p->name, sb_str(&p->source), &j->opts, &j->result[i], &j->err[i]);
-  }
-}
-
 /* A table of every kernel's registers, spills and shared memory. */
 static void report_kernels(sbuf *report, const char *log) {
   nv_kernel_stats k[64];
@@ -152,22 +126,21 @@ static void report_kernels(sbuf *report, const char *log) {
 
 /* compile.txt: per path the time, the kernel table and ptxas's own words. */
 static int compile_paths(const gen_program *prog, const gen_args *a, sbuf *report) {
-  compile_job j = {.prog = prog, .lock = PTHREAD_MUTEX_INITIALIZER};
-  snprintf(j.opts.arch, sizeof j.opts.arch, "%s", a->arch);
-  long cores = sysconf(_SC_NPROCESSORS_ONLN);
-  int n_threads = cores < 1 ? 1 : cores > prog->n_paths ? prog->n_paths : (int)cores;
-  pthread_t threads[GEN_MAX_PATHS];
+  nv_options opts = {.cache_dir = NULL};
+  snprintf(opts.arch, sizeof opts.arch, "%s", a->arch);
+  nv_job *jobs = calloc((size_t)prog->n_paths, sizeof *jobs); /* results hold 64 KiB logs */
+  if (!jobs) return fprintf(stderr, "lisa gen: out of memory\n"), -1;
+  for (int i = 0; i < prog->n_paths; i++)
+    jobs[i].name = prog->paths[i].name, jobs[i].source = sb_str(&prog->paths[i].source);
+  int n_threads;
   double t0 = now_ms();
-  for (int t = 0; t < n_threads; t++) pthread_create(&threads[t], NULL, compile_worker, &j);
-  for (int t = 0; t < n_threads; t++) pthread_join(threads[t], NULL);
+  int failed = nv_compile_batch(jobs, prog->n_paths, &opts, &n_threads);
   double wall = now_ms() - t0;
-  int failed = 0;
   for (int i = 0; i < prog->n_paths; i++) {
     const gen_path *p = &prog->paths[i];
-    const nv_result *r = &j.result[i];
-    if (j.rc[i]) {
-      fprintf(stderr, "lisa gen: %s\n", j.err[i].msg);
-      failed = 1;
+    const nv_result *r = &jobs[i].result;
+    if (jobs[i].rc) {
+      fprintf(stderr, "lisa gen: %s\n", jobs[i].err.msg);
       continue;
     }
     sb_printf(report, "## %s (%s): %s %.1f ms, %zu bytes of CUBIN\n", p->name, a->arch,
@@ -176,8 +149,9 @@ static int compile_paths(const gen_program *prog, const gen_args *a, sbuf *repor
     sb_printf(report, "\nptxas and NVRTC said:\n%s\n", r->log);
     printf("  %-14s %s %7.1f ms\n", p->name, r->cache_hit ? "cache hit" : "compiled ",
            r->compile_ms);
-    nv_result_free(&j.result[i]);
+    nv_result_free(&jobs[i].result);
   }
+  free(jobs);
   printf("  all paths: %.1f ms wall on %d threads\n", wall, n_threads);
   sb_printf(report, "# all paths: %.1f ms wall on %d threads\n", wall, n_threads);
   return failed ? -1 : 0;

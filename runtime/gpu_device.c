@@ -43,6 +43,7 @@ int gpu_device_load(gpu_device *g, const gen_program *prog, lt_error *err) {
   g->rt.no_algo = 0;
   g->paths = calloc((size_t)prog->n_paths + 1, sizeof *g->paths);
   if (!g->paths) return lt_fail(err, "out of memory");
+  if (gpu_compile_all(&g->rt, prog, err)) return -1;
   for (int i = 0; i < prog->n_paths; i++, g->n_paths++)
     if (gpu_path_load(&g->rt, &prog->paths[i], &g->paths[i], err)) return -1;
   g->be = (gpu_backend_ctx){&g->rt, g->paths, g->n_paths};

@@ -39,6 +39,7 @@ int gpu_host_load(gpu_host *h, const gen_program *prog, lt_error *err) {
   unload(h);
   h->paths = calloc((size_t)prog->n_paths + 1, sizeof *h->paths);
   if (!h->paths) return lt_fail(err, "out of memory");
+  if (gpu_compile_all(&h->rt, prog, err)) return -1;
   for (int i = 0; i < prog->n_paths; i++, h->n_paths++)
     if (gpu_path_load(&h->rt, &prog->paths[i], &h->paths[i], err)) return -1;
   return 0;

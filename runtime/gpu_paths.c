@@ -160,6 +160,22 @@ static unsigned max_smem(const gen_path *p, const char *kernel) {
   return m;
 }
 
+int gpu_compile_all(const gpu_runtime *rt, const gen_program *prog, lt_error *err) {
+  nv_options o = {.cache_dir = NULL};
+  snprintf(o.arch, sizeof o.arch, "%s", rt->arch);
+  nv_job *jobs = calloc((size_t)prog->n_paths + 1, sizeof *jobs);
+  if (!jobs) return lt_fail(err, "out of memory");
+  for (int i = 0; i < prog->n_paths; i++)
+    jobs[i].name = prog->paths[i].name, jobs[i].source = sb_str(&prog->paths[i].source);
+  int failed = nv_compile_batch(jobs, prog->n_paths, &o, NULL), rc = 0;
+  for (int i = 0; i < prog->n_paths; i++) {
+    if (jobs[i].rc && rc == 0) rc = -1, *err = jobs[i].err; /* the first failure */
+    nv_result_free(&jobs[i].result);
+  }
+  free(jobs);
+  return failed ? rc : 0;
+}
+
 int gpu_path_load(gpu_runtime *rt, const gen_path *p, gpu_path *out, lt_error *err) {
   memset(out, 0, sizeof *out);
   out->p = p, out->n_steps = p->n_steps;

@@ -45,6 +45,10 @@ typedef struct {
 int gpu_runtime_open(gpu_runtime *rt, gpu_api *api, lt_error *err);
 void gpu_runtime_close(gpu_runtime *rt);
 
+/* Compiles every path of prog at once (a thread per core) into the CUBIN
+ * cache, so the loads that follow are cache hits. */
+int gpu_compile_all(const gpu_runtime *rt, const gen_program *prog, lt_error *err);
+
 /* Compiles (or finds in the cache) and loads p for the device. A GEMM with
  * a fused epilogue (GELU*, DGELU, BGRAD) that cuBLASLt has no algorithm for
  * fails the load and sets its bit in rt->no_algo; the others are still

@@ -35,6 +35,19 @@ int nv_compile(const char *name, const char *source, const nv_options *o, nv_res
 
 void nv_result_free(nv_result *r);
 
+/* One source of a batch: name and source in, the rest out. */
+typedef struct {
+  const char *name, *source;
+  nv_result result;
+  lt_error err;
+  int rc;
+} nv_job;
+
+/* Compiles n sources at once (a thread per core, at most n); each job gets
+ * its own result or error. Returns how many failed; *n_threads (if not
+ * NULL) gets the threads used. */
+int nv_compile_batch(nv_job *jobs, int n, const nv_options *o, int *n_threads);
+
 /* One kernel's line in ptxas's report (--ptxas-options=-v). */
 typedef struct {
   char name[128];

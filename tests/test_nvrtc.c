@@ -154,6 +154,23 @@ static void test_syntax_error_quotes_line(void) {
   CHECK(find_cache_file(cache_dir, "bad_kernel", path, sizeof path) == -1);
 }
 
+/* A batch compiles every job on its own: the bad one fails alone, with
+ * its own message, and the good ones give CUBINs. */
+static void test_batch(void) {
+  char changed[4096];
+  snprintf(changed, sizeof changed, "%s// batch\n", kernel_src);
+  nv_job jobs[3] = {{.name = "batch_a", .source = kernel_src},
+                    {.name = "batch_bad", .source = "extern \"C\" __global__ void k() { x; }\n"},
+                    {.name = "batch_b", .source = changed}};
+  nv_options o = opts("sm_90");
+  int threads = 0;
+  CHECK(nv_compile_batch(jobs, 3, &o, &threads) == 1 && threads >= 1);
+  CHECK(jobs[0].rc == 0 && jobs[0].result.cubin && jobs[0].result.size > 0);
+  CHECK(jobs[2].rc == 0 && jobs[2].result.cubin && jobs[2].result.size > 0);
+  CHECK_MSG(jobs[1].rc == -1 && strstr(jobs[1].err.msg, "batch_bad"), "%s", jobs[1].err.msg);
+  for (int i = 0; i < 3; i++) nv_result_free(&jobs[i].result);
+}
+
 static void test_bad_arguments(void) {
   nv_options o = opts("compute_90");
   nv_result r;
@@ -236,6 +253,7 @@ int main(void) {
   RUN(test_changed_source_misses);
   RUN(test_damaged_cache_recompiles);
   RUN(test_syntax_error_quotes_line);
+  RUN(test_batch);
   RUN(test_bad_arguments);
   RUN(test_default_cache_dir);
   remove_tree(tmp_dir);
