@@ -1,6 +1,7 @@
 /* dev_train.c: the training step on generated paths, over a dt_device. */
 #include "dev_train.h"
 
+#include "bf16.h"
 #include "plan.h"
 
 #include <math.h>
@@ -75,23 +76,6 @@ static double now_ms(void) {
   return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-/* ---- fp32 <-> bf16 on the host ----------------------------------------- */
-
-static uint16_t f32_to_bf16(float f) {
-  uint32_t u;
-  memcpy(&u, &f, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* NaN */
-  u += 0x7fffu + ((u >> 16) & 1u); /* round to nearest even */
-  return (uint16_t)(u >> 16);
-}
-
-static float bf16_to_f32(uint16_t h) {
-  uint32_t u = (uint32_t)h << 16;
-  float f;
-  memcpy(&f, &u, 4);
-  return f;
-}
-
 /* ---- the arena ---------------------------------------------------------- */
 
 static const gen_path *find_mode(const gen_program *prog, int section, int mode) {
@@ -102,11 +86,11 @@ static const gen_path *find_mode(const gen_program *prog, int section, int mode)
 
 static int is_scratch(int role) { return role == GEN_BUF_SCRATCH || role == GEN_BUF_WORKSPACE; }
 
-static size_t role_bytes(const gen_path *p, int role) {
+/* A path's scratch and workspaces, laid out as bind_scratch does. */
+static size_t scratch_bytes(const gen_path *p) {
   size_t n = 0;
   for (int b = 0; b < p->n_bufs; b++)
-    if (role < 0 ? is_scratch(p->bufs[b].role) : p->bufs[b].role == role)
-      n += align_up((size_t)gen_buffer_bytes(&p->bufs[b]));
+    if (is_scratch(p->bufs[b].role)) n += align_up((size_t)gen_buffer_bytes(&p->bufs[b]));
   return n;
 }
 
@@ -306,15 +290,14 @@ static int bind_instance(dev_trainer *d, int inst, lt_error *err) {
 
 /* ---- the optimizer ------------------------------------------------------ */
 
-enum { REGION_EMBED, REGION_HEAD, REGION_SLOTS };
-
+/* Regions are train.h's: TRAIN_REGION_EMBED, _HEAD, then one per slot. */
 static int region_on(const dev_trainer *d, int p, int layer) {
   const ms_state *s = d->s;
   if (s->grad_off[p] < 0) return -1;
   switch (d->prog->m->params[p].section) {
-  case IR_EMBED: return d->host->opt.on[TRAIN_REGION_EMBED] ? REGION_EMBED : -1;
-  case IR_HEAD: return d->host->opt.on[TRAIN_REGION_HEAD] ? REGION_HEAD : -1;
-  default: return s->grad_slot[layer] < 0 ? -1 : REGION_SLOTS + s->grad_slot[layer];
+  case IR_EMBED: return d->host->opt.on[TRAIN_REGION_EMBED] ? TRAIN_REGION_EMBED : -1;
+  case IR_HEAD: return d->host->opt.on[TRAIN_REGION_HEAD] ? TRAIN_REGION_HEAD : -1;
+  default: return s->grad_slot[layer] < 0 ? -1 : TRAIN_REGION_SLOTS + s->grad_slot[layer];
   }
 }
 
@@ -384,8 +367,7 @@ static int enter_region(dev_trainer *d, int region, int layer, lt_error *err) {
   const ir_model *m = d->prog->m;
   d->start[region] = d->updates;
   for (int p = 0; p < m->n_params; p++) {
-    int sec = m->params[p].section;
-    if (region_on(d, p, layer) != region || (sec == IR_BLOCK) != (region >= REGION_SLOTS)) continue;
+    if (region_on(d, p, layer) != region) continue; /* slot regions hold only block params */
     size_t gi = (size_t)(ms_grad(s, p, layer) - s->grads), n = (size_t)ir_param_numel(&m->params[p]);
     if (d->dev.zero(d->dev.ctx, d->mom1 + gi * d->mb, n * d->mb, err) ||
         d->dev.zero(d->dev.ctx, d->mom2 + gi * d->mb, n * d->mb, err))
@@ -401,7 +383,8 @@ static int follow_active_set(dev_trainer *d, lt_error *err) {
   const ms_state *s = d->s;
   for (int l = 0; l < d->prog->m->n_layer; l++) {
     int slot = s->grad_slot[l];
-    if (slot >= 0 && slot != d->slot_of[l] && enter_region(d, REGION_SLOTS + slot, l, err)) return -1;
+    if (slot >= 0 && slot != d->slot_of[l] && enter_region(d, TRAIN_REGION_SLOTS + slot, l, err))
+      return -1;
     d->slot_of[l] = slot;
     if (bind_instance(d, l + 1, err)) return -1;
   }
@@ -447,7 +430,7 @@ static int alloc_run_tables(dev_trainer *d, lt_error *err) {
     if (ir_param_numel(&m->params[p]) > max_numel) max_numel = ir_param_numel(&m->params[p]);
   d->tables = calloc((size_t)s->n_inst * N_MODES * (size_t)d->max_bufs, sizeof(void *));
   d->slot_of = malloc(sizeof(int) * (size_t)(m->n_layer + 1));
-  d->start = calloc((size_t)(REGION_SLOTS + s->n_grad_slots), sizeof(int64_t));
+  d->start = calloc((size_t)(TRAIN_REGION_SLOTS + s->n_grad_slots), sizeof(int64_t));
   d->table_host = malloc((size_t)d->opt->bufs[GEN_OPT_TABLE].rows * 56 + 56);
   int accum = d->prog->cfg.grad_accum;
   d->convert = malloc((size_t)(max_numel > accum ? max_numel : accum + 1) * 4); /* and the losses */
@@ -467,7 +450,7 @@ static int layout(dev_trainer *d, int allocate, lt_error *err) {
       const gen_path *p = d->paths[sec][modes[k]];
       if (!p) continue;
       if (place_saved(d, sec, modes[k], &inst_saved[sec], err)) return -1;
-      if (role_bytes(p, -1) > scratch) scratch = role_bytes(p, -1);
+      if (scratch_bytes(p) > scratch) scratch = scratch_bytes(p);
     }
   carver c = {0, NULL, {0}};
   carve_all(d, &c, inst_saved, scratch);
@@ -539,7 +522,8 @@ int dt_create(dev_trainer **out, trainer *host, const gen_program *prog, const d
   for (int inst = 0; inst < host->state.n_inst; inst++)
     if (bind_instance(d, inst, err)) return -1;
   /* the regions that train from the start: E, H, and FT's (or LoRA's) blocks */
-  if (enter_region(d, REGION_EMBED, 0, err) || enter_region(d, REGION_HEAD, 0, err)) return -1;
+  if (enter_region(d, TRAIN_REGION_EMBED, 0, err) || enter_region(d, TRAIN_REGION_HEAD, 0, err))
+    return -1;
   return follow_active_set(d, err);
 }
 
@@ -667,10 +651,10 @@ int dt_download_params(dev_trainer *d, lt_error *err) {
 
 /* Regions that train now: embed, head, and the slots bound to a block. */
 static int region_trains(const dev_trainer *d, int r) {
-  if (r == REGION_EMBED) return d->host->opt.on[TRAIN_REGION_EMBED];
-  if (r == REGION_HEAD) return d->host->opt.on[TRAIN_REGION_HEAD];
+  if (r == TRAIN_REGION_EMBED) return d->host->opt.on[TRAIN_REGION_EMBED];
+  if (r == TRAIN_REGION_HEAD) return d->host->opt.on[TRAIN_REGION_HEAD];
   for (int l = 0; l < d->prog->m->n_layer; l++)
-    if (d->s->grad_slot[l] == r - REGION_SLOTS) return 1;
+    if (d->s->grad_slot[l] == r - TRAIN_REGION_SLOTS) return 1;
   return 0;
 }
 

@@ -45,11 +45,13 @@ void ms_bind_grad_slot(ms_state *s, int layer, int slot) {
   if (!s->act_arena) return; /* ms_create_params: no graph to rewire */
   const ir_graph *g = &s->ir->sections[IR_BLOCK];
   void **b = s->bufs[layer + 1];
-  char *slot_acts = (char *)s->act_arena + s->act_slot_base + (size_t)slot * s->act_slot_bytes;
+  char *arena = s->act_arena;
   for (int v = 0; v < g->n_values; v++) {
     if (g->values[v].kind == IR_V_PARAM_GRAD) b[v] = ms_grad(s, g->values[v].param, layer);
     else if (s->act_slot_off[v] != SIZE_MAX)
-      b[v] = slot < 0 ? (char *)s->act_arena + s->slot_scratch_off[v] : slot_acts + s->act_slot_off[v];
+      b[v] = arena + (slot < 0 ? s->slot_scratch_off[v]
+                               : s->act_slot_base + (size_t)slot * s->act_slot_bytes +
+                                     s->act_slot_off[v]);
   }
 }
 
@@ -328,23 +330,16 @@ static int create(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots
                   const unsigned char *trains, int with_activations, lt_error *err) {
   act_offsets ao;
   int rc = plan(s, m, B, T, n_grad_slots, trains, (int)sizeof(float), &ao, err);
-  if (rc == 0 && !with_activations) {
-    s->ids = calloc((size_t)s->N, sizeof(int32_t));
-    s->targets = calloc((size_t)s->N, sizeof(int32_t));
-    if (!s->ids || !s->targets) rc = lt_fail(err, "out of memory");
-    if (rc == 0) rc = alloc_param_arenas(s, err);
-    free_offsets(&ao);
-    return rc;
-  }
   if (rc == 0) {
     s->ids = calloc((size_t)s->N, sizeof(int32_t));
     s->targets = calloc((size_t)s->N, sizeof(int32_t));
-    s->act_arena = aligned_alloc(MS_ALIGN, s->bytes_acts ? s->bytes_acts : MS_ALIGN);
-    if (!s->ids || !s->targets || !s->act_arena)
+    if (with_activations)
+      s->act_arena = aligned_alloc(MS_ALIGN, s->bytes_acts ? s->bytes_acts : MS_ALIGN);
+    if (!s->ids || !s->targets || (with_activations && !s->act_arena))
       rc = lt_fail(err, "out of memory for %zu bytes of activations", s->bytes_acts);
   }
   if (rc == 0) rc = alloc_param_arenas(s, err);
-  if (rc == 0) {
+  if (rc == 0 && with_activations) {
     memset(s->act_arena, 0, s->bytes_acts);
     rc = wire_values(s, &ao, err);
   }

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "atomic_file.h"
+#include "bf16.h"
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
                "safetensors.c assumes a little-endian host");
@@ -354,8 +355,6 @@ static float f16_to_f32(uint16_t h) {
   return sign ? -v : v;
 }
 
-/* bfloat16 is the upper half of a float32. */
-static float bf16_to_f32(uint16_t h) { return bits_to_f32((uint32_t)h << 16); }
 
 int st_read_f32(const st_file *f, const st_tensor *t, float *out,
                 lt_error *err) {
