@@ -99,8 +99,8 @@ import statistics
 import sys
 import time
 
-LLMC_MAGIC = 20240520
-LLMC_HEADER_INTS = 256
+from llmc_tokens import load_llmc_tokens
+
 M64 = (1 << 64) - 1
 # dense bf16 tensor-core peak, FLOP/s; first substring match wins
 BF16_PEAK = [("H200", 989.4e12), ("H100 PCIE", 756e12), ("H100", 989.4e12),
@@ -288,24 +288,6 @@ class Xoshiro:
             x = self.next()
             if x < limit:
                 return x % n
-
-
-def load_llmc_tokens(path, vocab):
-    import numpy as np
-    header = np.fromfile(path, dtype=np.int32, count=LLMC_HEADER_INTS)
-    if len(header) < LLMC_HEADER_INTS or header[0] != LLMC_MAGIC:
-        sys.exit(f"{path}: not an llm.c token file (bad header magic)")
-    dtypes = {1: np.uint16, 2: np.uint32}
-    if header[1] not in dtypes:
-        sys.exit(f"{path}: unknown llm.c token file version {header[1]}")
-    count = int(header[2])
-    tokens = np.fromfile(path, dtype=dtypes[header[1]], count=count,
-                         offset=LLMC_HEADER_INTS * 4)
-    if len(tokens) != count:
-        sys.exit(f"{path}: header says {count} tokens, file has {len(tokens)}")
-    if count and tokens.max() >= vocab:
-        sys.exit(f"{path}: token id {tokens.max()} outside vocab {vocab}")
-    return tokens.astype(np.int64)
 
 
 def batches(args, vocab, device):

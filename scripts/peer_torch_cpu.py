@@ -36,9 +36,9 @@ import torch
 import torch.nn.functional as F
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from llmc_tokens import load_llmc_tokens
+
 VOCAB = 50257
-LLMC_MAGIC = 20240520
-LLMC_HEADER_INTS = 256
 ADAMW_IMPLS = {"fused": {"fused": True}, "foreach": {"foreach": True},
                "for-loop": {"foreach": False, "fused": False}}
 
@@ -69,23 +69,6 @@ def gpt2_124m():
         vocab_size=VOCAB, n_positions=1024, n_embd=768, n_head=12, n_layer=12,
         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=True)
     return GPT2LMHeadModel(config).float()
-
-
-def load_llmc_tokens(path, vocab):
-    header = np.fromfile(path, dtype=np.int32, count=LLMC_HEADER_INTS)
-    if len(header) < LLMC_HEADER_INTS or header[0] != LLMC_MAGIC:
-        sys.exit(f"{path}: not an llm.c token file (bad header magic)")
-    dtypes = {1: np.uint16, 2: np.uint32}
-    if header[1] not in dtypes:
-        sys.exit(f"{path}: unknown llm.c token file version {header[1]}")
-    count = int(header[2])
-    tokens = np.fromfile(path, dtype=dtypes[header[1]], count=count,
-                         offset=LLMC_HEADER_INTS * 4)
-    if len(tokens) != count:
-        sys.exit(f"{path}: header says {count} tokens, file has {len(tokens)}")
-    if tokens.max() >= vocab:
-        sys.exit(f"{path}: token id {tokens.max()} outside vocab {vocab}")
-    return torch.from_numpy(tokens.astype(np.int64))
 
 
 def batches(args, tokens):
@@ -129,7 +112,7 @@ def train_step(model, opt, inputs, targets, clip):
 
 def main():
     args = parse_args()
-    tokens = load_llmc_tokens(args.data, VOCAB) if args.data else None
+    tokens = torch.from_numpy(load_llmc_tokens(args.data, VOCAB)) if args.data else None
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     model = gpt2_124m()
