@@ -64,76 +64,89 @@ static int layout(const gpu_api *api, cublasLtMatrixLayout_t *l, int dtype, long
                  CUBLAS_STATUS_SUCCESS ? 0 : -1;
 }
 
-static int plan_gemm(gpu_runtime *rt, const gen_path *p, int s, gpu_gemm_plan *gp, lt_error *err) {
-  const gpu_api *api = rt->api;
-  const gen_gemm *g = &p->steps[s].gemm;
-  gen_lt lt;
-  gen_lt_of(g, &lt);
-  gen_lt_types ty;
-  gen_lt_types_of(p, g, &ty);
-  int ta = ty.a, tb = ty.b, td = ty.d;
-  cublasOperation_t opa = lt.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, opb = lt.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-  cublasLtEpilogue_t epi = lt_epilogue(lt.epilogue);
-  int64_t aux_ld = lt.ldd;
+/* The matmul descriptor and the four layouts; 0 or -1. */
+static int make_descriptors(const gpu_api *api, const gen_gemm *g, const gen_lt *lt,
+                            const gen_lt_types *ty, gpu_gemm_plan *gp) {
+  cublasOperation_t opa = lt->trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  cublasOperation_t opb = lt->trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  cublasLtEpilogue_t epi = lt_epilogue(lt->epilogue);
+  int64_t aux_ld = lt->ldd;
   int bad = api->ltMatmulDescCreate(&gp->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F) != CUBLAS_STATUS_SUCCESS;
   bad = bad || set_attr(api, gp->desc, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa) ||
         set_attr(api, gp->desc, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb) ||
         set_attr(api, gp->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi);
   if (!bad && (g->aux.buf >= 0))
     bad = set_attr(api, gp->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &aux_ld, sizeof aux_ld);
-  if (!bad && ty.bias >= 0) { /* = Dtype, cuBLASLt's default; said explicitly (gen_cublaslt.h) */
-    int32_t bt = (int32_t)lt_type(ty.bias);
+  if (!bad && ty->bias >= 0) { /* = Dtype, cuBLASLt's default; said explicitly (gen_cublaslt.h) */
+    int32_t bt = (int32_t)lt_type(ty->bias);
     bad = set_attr(api, gp->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt);
   }
-  bad = bad || layout(api, &gp->a, ta, lt.trans_a ? lt.k : lt.m, lt.trans_a ? lt.m : lt.k, lt.lda) ||
-        layout(api, &gp->b, tb, lt.trans_b ? lt.n : lt.k, lt.trans_b ? lt.k : lt.n, lt.ldb) ||
-        layout(api, &gp->c, td, lt.m, lt.n, lt.ldd) || layout(api, &gp->d, td, lt.m, lt.n, lt.ldd);
-  if (bad) return lt_fail(err, "%s step %d: cuBLASLt rejected the GEMM's descriptors", p->name, s);
-  int types[6] = {ta, tb, td, td, ty.bias, ty.aux};
+  int ta = ty->a, tb = ty->b, td = ty->d;
+  bad = bad ||
+        layout(api, &gp->a, ta, lt->trans_a ? lt->k : lt->m, lt->trans_a ? lt->m : lt->k, lt->lda) ||
+        layout(api, &gp->b, tb, lt->trans_b ? lt->n : lt->k, lt->trans_b ? lt->k : lt->n, lt->ldb) ||
+        layout(api, &gp->c, td, lt->m, lt->n, lt->ldd) || layout(api, &gp->d, td, lt->m, lt->n, lt->ldd);
+  return bad ? -1 : 0;
+}
+
+/* The heuristic's algorithm for alignment tier t, into gp->algo[t]. The
+ * heuristic assumes 256-byte operands unless told less, and reads the bias
+ * and aux alignment from the pointer values on the descriptor (cublasLt.h:
+ * "routines that don't dereference this pointer ... depend on its value to
+ * determine expected pointer alignment"), so the tier sets stand-in
+ * pointers of its alignment; every call sets the real ones. -1 if cuBLASLt
+ * cannot make a preference; else 0, the heuristic's status in *st. */
+static int plan_tier(gpu_runtime *rt, gpu_gemm_plan *gp, int t, cublasStatus_t *st) {
+  const gpu_api *api = rt->api;
+  cublasLtMatmulPreference_t pref;
+  size_t ws = GPU_WORKSPACE_BYTES; /* without it no algorithm may use a workspace */
+  if (api->ltMatmulPreferenceCreate(&pref) != CUBLAS_STATUS_SUCCESS) return -1;
+  static const cublasLtMatmulPreferenceAttributes_t min_align[4] = {
+      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+  int pbad = api->ltMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                 &ws, sizeof ws) != CUBLAS_STATUS_SUCCESS;
+  for (int i = 0; i < 4 && !pbad; i++) {
+    uint32_t a = gen_lt_tier_align(t, gp->elem[i]);
+    pbad = api->ltMatmulPreferenceSetAttribute(pref, min_align[i], &a, sizeof a) !=
+           CUBLAS_STATUS_SUCCESS;
+  }
+  if (!pbad && gp->elem[4]) {
+    void *stand_in = (void *)(uintptr_t)gen_lt_tier_align(t, gp->elem[4]);
+    pbad = set_attr(api, gp->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &stand_in, sizeof stand_in);
+  }
+  if (!pbad && gp->elem[5]) {
+    void *stand_in = (void *)(uintptr_t)gen_lt_tier_align(t, gp->elem[5]);
+    pbad = set_attr(api, gp->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &stand_in,
+                    sizeof stand_in);
+  }
+  cublasLtMatmulHeuristicResult_t res;
+  int found = 0;
+  *st = pbad ? CUBLAS_STATUS_INVALID_VALUE
+             : api->ltMatmulAlgoGetHeuristic(rt->lt, gp->desc, gp->a, gp->b, gp->c, gp->d, pref,
+                                             1, &res, &found);
+  api->ltMatmulPreferenceDestroy(pref);
+  if (*st == CUBLAS_STATUS_SUCCESS && found >= 1) gp->algo[t] = res.algo, gp->have[t] = 1;
+  return 0;
+}
+
+static int plan_gemm(gpu_runtime *rt, const gen_path *p, int s, gpu_gemm_plan *gp, lt_error *err) {
+  const gen_gemm *g = &p->steps[s].gemm;
+  gen_lt lt;
+  gen_lt_of(g, &lt);
+  gen_lt_types ty;
+  gen_lt_types_of(p, g, &ty);
+  if (make_descriptors(rt->api, g, &lt, &ty, gp))
+    return lt_fail(err, "%s step %d: cuBLASLt rejected the GEMM's descriptors", p->name, s);
+  int types[6] = {ty.a, ty.b, ty.d, ty.d, ty.bias, ty.aux};
   for (int i = 0; i < 6; i++) gp->elem[i] = types[i] < 0 ? 0 : gen_dtype_bytes(types[i]);
-  /* One algorithm per alignment tier: the heuristic assumes 256-byte
-   * operands unless told less, and reads the bias and aux alignment from
-   * the pointer values on the descriptor (cublasLt.h: "routines that don't
-   * dereference this pointer ... depend on its value to determine expected
-   * pointer alignment"), so each tier sets stand-in pointers of its
-   * alignment; every call sets the real ones. */
   int any = 0;
   cublasStatus_t last = CUBLAS_STATUS_SUCCESS;
   for (int t = 0; t < GEN_LT_NTIERS; t++) {
-    cublasLtMatmulPreference_t pref;
-    size_t ws = GPU_WORKSPACE_BYTES; /* without it no algorithm may use a workspace */
-    if (api->ltMatmulPreferenceCreate(&pref) != CUBLAS_STATUS_SUCCESS)
-      return lt_fail(err, "cuBLASLt: no preference");
-    static const cublasLtMatmulPreferenceAttributes_t min_align[4] = {
-        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
-        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
-    int pbad = api->ltMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                   &ws, sizeof ws) != CUBLAS_STATUS_SUCCESS;
-    for (int i = 0; i < 4 && !pbad; i++) {
-      uint32_t a = gen_lt_tier_align(t, gp->elem[i]);
-      pbad = api->ltMatmulPreferenceSetAttribute(pref, min_align[i], &a, sizeof a) !=
-             CUBLAS_STATUS_SUCCESS;
-    }
-    if (!pbad && gp->elem[4]) {
-      void *stand_in = (void *)(uintptr_t)gen_lt_tier_align(t, gp->elem[4]);
-      pbad = set_attr(api, gp->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &stand_in, sizeof stand_in);
-    }
-    if (!pbad && gp->elem[5]) {
-      void *stand_in = (void *)(uintptr_t)gen_lt_tier_align(t, gp->elem[5]);
-      pbad = set_attr(api, gp->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &stand_in,
-                      sizeof stand_in);
-    }
-    cublasLtMatmulHeuristicResult_t res;
-    int found = 0;
-    cublasStatus_t st = pbad ? CUBLAS_STATUS_INVALID_VALUE
-                             : api->ltMatmulAlgoGetHeuristic(rt->lt, gp->desc, gp->a, gp->b, gp->c,
-                                                             gp->d, pref, 1, &res, &found);
-    api->ltMatmulPreferenceDestroy(pref);
-    if (st == CUBLAS_STATUS_SUCCESS && found >= 1) {
-      gp->algo[t] = res.algo, gp->have[t] = 1, any = 1;
-    } else if (st != CUBLAS_STATUS_SUCCESS) {
-      last = st;
-    }
+    cublasStatus_t st;
+    if (plan_tier(rt, gp, t, &st)) return lt_fail(err, "cuBLASLt: no preference");
+    if (st != CUBLAS_STATUS_SUCCESS) last = st;
+    any |= gp->have[t];
   }
   if (!any && g->epilogue != GEN_EPI_NONE && g->epilogue != GEN_EPI_BIAS)
     rt->no_algo |= 1u << g->epilogue; /* the generator can run it unfused */
