@@ -17,6 +17,8 @@ struct cuda_run {
   int have_prog;
   unsigned char *trains;
   dev_trainer *dev;
+  px_profile *profile; /* NULL unless cuda_run_profile */
+  int profiled;        /* steps collected, the first cleared */
   double flops_per_token, peak;
   unsigned unfused; /* epilogues generated unfused: cuBLASLt had no algorithm */
   uint64_t memory[PLAN_NCATEGORIES]; /* the arena and the workspace, by category */
@@ -73,8 +75,22 @@ int cuda_run_prepare(cuda_run *r, trainer *t, int precision, int nearest, lt_err
   return 0;
 }
 
+int cuda_run_profile(cuda_run *r, lt_error *err) {
+  dt_device dev = gpu_device_iface(r->gpu);
+  if (px_profile_create(&r->profile, &r->prog, dt_max_calls(r->dev), &dev.exec, &dev.timers, err))
+    return -1;
+  px_backend timed = px_profile_backend(r->profile);
+  dt_use_exec(r->dev, &timed);
+  return 0;
+}
+
+px_profile *cuda_run_profiler(cuda_run *r) { return r->profile; }
+
 int cuda_run_step(cuda_run *r, train_step_stats *st, lt_error *err) {
   if (dt_step(r->dev, st, err)) return -1;
+  /* the first profiled step also loads modules lazily and fills caches */
+  if (r->profile && px_profile_collect(r->profile, err)) return -1;
+  if (r->profile && r->profiled++ == 0) px_profile_clear(r->profile);
   st->peak_bytes = dt_arena_bytes(r->dev) + GPU_WORKSPACE_BYTES;
   st->device_used_bytes = gpu_device_used_bytes(r->gpu);
   st->mfu = r->peak > 0 ? r->flops_per_token * st->tokens_per_s / r->peak : -1;
@@ -90,6 +106,7 @@ int cuda_run_sync_state(cuda_run *r, lt_error *err) { return dt_download_state(r
 
 void cuda_run_close(cuda_run *r) {
   if (!r) return;
+  px_profile_free(r->profile);
   dt_free(r->dev);
   if (r->gpu) gpu_device_unload(r->gpu); /* its paths point into the program */
   if (r->have_prog) gen_free(&r->prog);

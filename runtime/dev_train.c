@@ -39,6 +39,7 @@ struct dev_trainer {
   const ms_state *s;   /* the host's layout: offsets of every param and gradient */
   const gen_program *prog;
   dt_device dev;
+  px_backend exec;     /* what steps run through: dev.exec, or a profiler over it */
   const gen_path *paths[IR_NSECTIONS][N_MODES]; /* NULL: the program has none */
   const gen_path *opt;
   int wb, gb, mb;      /* bytes per element of weights, gradients, moments */
@@ -357,7 +358,7 @@ static int widen(dev_trainer *d, int p, int layer, lt_error *err) {
   bufs[GEN_OPT_WIDEN_SRC] = d->weights + param_index(s, p, layer) * d->wb;
   px_scalars sc = scalars(d, 0.0f);
   sc.opt.count = (int)ir_param_numel(&d->prog->m->params[p]);
-  return px_run(d->opt, GEN_OPT_STEP_WIDEN, GEN_OPT_STEP_WIDEN + 1, bufs, &sc, &d->dev.exec, err);
+  return px_run(d->opt, GEN_OPT_STEP_WIDEN, GEN_OPT_STEP_WIDEN + 1, bufs, &sc, &d->exec, err);
 }
 
 /* A block that entered the active set (or the first step's tensors): fresh
@@ -515,7 +516,7 @@ int dt_create(dev_trainer **out, trainer *host, const gen_program *prog, const d
   dev_trainer *d = calloc(1, sizeof *d);
   if (!d) return lt_fail(err, "out of memory");
   *out = d;
-  d->host = host, d->dev = *dev;
+  d->host = host, d->dev = *dev, d->exec = dev->exec;
   d->updates = host->step; /* one AdamW update a step: a resumed run has had this many */
   if (init(d, &host->state, prog, err) || alloc_run_tables(d, err) || layout(d, 1, err)) return -1;
   if (for_each_tensor(d, upload_param, err)) return -1;
@@ -572,12 +573,12 @@ static int run_passes(dev_trainer *d, const px_scalars *sc, lt_error *err) {
   for (int inst = 0; inst < n_inst; inst++) {
     const gen_path *p = path_of(d, inst, &mode);
     if (!p) return lt_fail(err, "no path for instance %d in mode %d", inst, mode);
-    if (px_run(p, 0, p->n_fwd_steps, table_of(d, inst, mode), sc, &d->dev.exec, err)) return -1;
+    if (px_run(p, 0, p->n_fwd_steps, table_of(d, inst, mode), sc, &d->exec, err)) return -1;
   }
   for (int inst = n_inst - 1; inst >= 0; inst--) {
     const gen_path *p = path_of(d, inst, &mode);
     if (d->host->path[inst] == GEN_FORWARD) continue;
-    if (px_run(p, p->n_fwd_steps, p->n_steps, table_of(d, inst, mode), sc, &d->dev.exec, err))
+    if (px_run(p, p->n_fwd_steps, p->n_steps, table_of(d, inst, mode), sc, &d->exec, err))
       return -1;
   }
   return 0;
@@ -609,7 +610,7 @@ int dt_step(dev_trainer *d, train_step_stats *st, lt_error *err) {
       return -1;
   }
   if (d->n_entries &&
-      px_run(d->opt, GEN_OPT_STEP_NORM, GEN_OPT_STEP_ADAMW + 1, d->opt_bufs, &sc, &d->dev.exec, err))
+      px_run(d->opt, GEN_OPT_STEP_NORM, GEN_OPT_STEP_ADAMW + 1, d->opt_bufs, &sc, &d->exec, err))
     return -1;
   /* the step's one wait: its losses (summed in order, as the CPU does) and norm */
   float *losses = d->convert;
@@ -625,6 +626,23 @@ int dt_step(dev_trainer *d, train_step_stats *st, lt_error *err) {
   t->step++;
   return 0;
 }
+
+int dt_max_calls(const dev_trainer *d) {
+  int per_pass = 0;
+  for (int inst = 0; inst < d->s->n_inst; inst++) {
+    int most = 0, sec = ms_inst_section(d->s, inst);
+    for (int mode = 0; mode < N_MODES; mode++)
+      if (d->paths[sec][mode] && d->paths[sec][mode]->n_steps > most) most = d->paths[sec][mode]->n_steps;
+    per_pass += most;
+  }
+  /* a switch widens each entering tensor's master: at most every tensor */
+  int tensors = 0;
+  for (int p = 0; p < d->prog->m->n_params; p++)
+    tensors += d->prog->m->params[p].section == IR_BLOCK ? d->prog->m->n_layer : 1;
+  return per_pass * trainer_grad_accum(d->host) + (d->opt ? d->opt->n_steps + tensors : 0);
+}
+
+void dt_use_exec(dev_trainer *d, const px_backend *exec) { d->exec = exec ? *exec : d->dev.exec; }
 
 /* ---- back to the host --------------------------------------------------- */
 

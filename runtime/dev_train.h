@@ -32,6 +32,7 @@
 #include "gen.h"
 #include "plan.h"
 #include "plan_exec.h"
+#include "px_profile.h"
 #include "train.h"
 
 /* Device memory and copies; exec runs the paths' kernels and GEMMs. */
@@ -44,6 +45,7 @@ typedef struct {
   int (*upload)(void *ctx, void *dst, const void *src, size_t bytes, lt_error *err);
   int (*download)(void *ctx, void *dst, const void *src, size_t bytes, lt_error *err);
   int (*zero)(void *ctx, void *dst, size_t bytes, lt_error *err);
+  px_timers timers; /* for px_profile; create is NULL where there are none */
 } dt_device;
 
 typedef struct dev_trainer dev_trainer;
@@ -57,6 +59,11 @@ void dt_free(dev_trainer *d);
 
 /* One step: forward, backward, clip and AdamW on the device. */
 int dt_step(dev_trainer *d, train_step_stats *st, lt_error *err);
+
+/* Launches and GEMMs one step makes at most, and the backend the next
+ * steps run through (a px_profile's over dev.exec; NULL: dev.exec again). */
+int dt_max_calls(const dev_trainer *d);
+void dt_use_exec(dev_trainer *d, const px_backend *exec);
 
 /* The device's weights back into the host trainer's fp32 parameters (the
  * masters where they exist), for saving. */

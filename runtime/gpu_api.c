@@ -45,6 +45,13 @@ static int load_driver(gpu_api *g, lt_error *err) {
   LOAD_CU(cuStreamCreate, "cuStreamCreate");
   LOAD_CU(cuStreamDestroy, "cuStreamDestroy_v2");
   LOAD_CU(cuStreamSynchronize, "cuStreamSynchronize");
+  LOAD_CU(cuEventCreate, "cuEventCreate");
+  LOAD_CU(cuEventDestroy, "cuEventDestroy_v2");
+  LOAD_CU(cuEventRecord, "cuEventRecord");
+  LOAD_CU(cuEventSynchronize, "cuEventSynchronize");
+  /* _v2 (CUDA 12.8) where the driver has it; the same signature before */
+  if (load(g->libcuda, "libcuda.so.1", "cuEventElapsedTime_v2", &g->cuEventElapsedTime, err))
+    LOAD_CU(cuEventElapsedTime, "cuEventElapsedTime");
   LOAD_CU(cuGetErrorString, "cuGetErrorString");
   LOAD_CU(cuDriverGetVersion, "cuDriverGetVersion");
   return 0;

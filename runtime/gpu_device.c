@@ -13,6 +13,8 @@ struct gpu_device {
   gpu_path *paths;
   int n_paths;
   gpu_backend_ctx be;
+  CUevent *events; /* px_profile's timers */
+  int n_events;
 };
 
 int gpu_device_open(gpu_device **out, char *name, size_t cap, lt_error *err) {
@@ -90,9 +92,42 @@ static int dev_zero(void *ctx, void *dst, size_t bytes, lt_error *err) {
   return rc == CUDA_SUCCESS ? 0 : gpu_fail(&g->api, rc, "clearing device memory", err);
 }
 
+/* ---- timers: CUDA events ------------------------------------------------ */
+
+static void timers_destroy(void *ctx) {
+  gpu_device *g = ctx;
+  for (int i = 0; i < g->n_events; i++) g->api.cuEventDestroy(g->events[i]);
+  free(g->events);
+  g->events = NULL, g->n_events = 0;
+}
+
+static int timers_create(void *ctx, int n, lt_error *err) {
+  gpu_device *g = ctx;
+  timers_destroy(g);
+  if (!(g->events = calloc((size_t)n, sizeof *g->events))) return lt_fail(err, "out of memory");
+  for (; g->n_events < n; g->n_events++) {
+    CUresult rc = g->api.cuEventCreate(&g->events[g->n_events], CU_EVENT_DEFAULT);
+    if (rc != CUDA_SUCCESS) return gpu_fail(&g->api, rc, "creating the profile's events", err);
+  }
+  return 0;
+}
+
+static int timer_mark(void *ctx, int i, lt_error *err) {
+  gpu_device *g = ctx;
+  CUresult rc = g->api.cuEventRecord(g->events[i], g->rt.stream);
+  return rc == CUDA_SUCCESS ? 0 : gpu_fail(&g->api, rc, "recording a profile event", err);
+}
+
+static int timer_elapsed(void *ctx, int from, int to, float *ms, lt_error *err) {
+  gpu_device *g = ctx;
+  CUresult rc = g->api.cuEventSynchronize(g->events[to]);
+  if (rc == CUDA_SUCCESS) rc = g->api.cuEventElapsedTime(ms, g->events[from], g->events[to]);
+  return rc == CUDA_SUCCESS ? 0 : gpu_fail(&g->api, rc, "reading a profile event", err);
+}
+
 dt_device gpu_device_iface(gpu_device *g) {
   return (dt_device){g, gpu_backend(&g->be), dev_alloc, dev_release, dev_upload, dev_download,
-                     dev_zero};
+                     dev_zero, {g, timers_create, timer_mark, timer_elapsed, timers_destroy}};
 }
 
 const char *gpu_device_arch(const gpu_device *g) { return g->rt.arch; }
@@ -116,6 +151,7 @@ double gpu_device_bf16_peak(const gpu_device *g) {
 
 void gpu_device_close(gpu_device *g) {
   if (!g) return;
+  timers_destroy(g);
   gpu_device_unload(g);
   gpu_runtime_close(&g->rt);
   gpu_close(&g->api);

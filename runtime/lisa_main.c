@@ -33,6 +33,7 @@ typedef struct {
   int64_t save_every; /* 0: save the state only at the end */
   int64_t norms_every; /* 0: no per-layer norms in the JSONL */
   int merge_lora;
+  int profile; /* --profile: time the device's launches and GEMMs */
   int quiet;
 } cli_args;
 
@@ -105,6 +106,9 @@ static const cliopt train_opts[] = {
     {"--log-jsonl", CLIOPT_STRING, AT(jsonl_path), .meta = "FILE",
      .help = "one JSON object per step"},
     {"--quiet", CLIOPT_FLAG, AT(quiet), .help = "no progress line"},
+    {"--profile", CLIOPT_FLAG, AT(profile),
+     .help = "cuda: time every launch and GEMM of the steps after\n"
+             "the first; a table per step at the end, rows in the JSONL"},
     {"--device", CLIOPT_ENUM, AT(device), .names = device_names,
      .help = "cuda: the generated kernels and cuBLASLt; auto: cuda\n"
              "where a device is found, else the cpu backend (auto)"},
@@ -209,9 +213,25 @@ static int check_backend(const cli_args *a, const backend *be) {
               cliopt_dtype_names[a->dtype]);
       return -1;
     }
+    if (a->profile) {
+      fprintf(stderr, "lisa train: --profile times the device's kernels; it needs --device cuda "
+                      "(on the cpu backend, use perf)\n");
+      return -1;
+    }
     return 0;
   }
   return 0;
+}
+
+/* --profile: the table on stdout and "profile" rows in the JSONL. */
+static void backend_report(backend *be, const log_sink *log, int64_t step) {
+#ifdef LISA_HAVE_GPU
+  px_profile *pf = be->on_cuda ? cuda_run_profiler(be->cuda) : NULL;
+  if (!pf || px_profile_steps(pf) == 0) return;
+  px_profile_print(pf, stdout);
+  if (log->jsonl) px_profile_write_jsonl(pf, log->jsonl, (long long)step);
+#endif
+  (void)be, (void)log, (void)step;
 }
 
 static int backend_step(backend *be, trainer *t, train_step_stats *st, lt_error *err) {
@@ -279,6 +299,7 @@ static int run_training(trainer *t, backend *be, const cli_args *a, lt_error *er
     if (rc == 0) log_event(&log, t->step, "checkpoint", "path", a->save_path);
     if (rc == 0 && !a->quiet) fprintf(stderr, "saved %s\n", a->save_path);
   }
+  if (rc == 0) backend_report(be, &log, t->step);
   log_close(&log);
   return rc;
 }
@@ -309,6 +330,7 @@ static int cmd_train(int argc, char **argv) {
   if (rc == 0 && be.on_cuda)
     rc = cuda_run_prepare(be.cuda, &t, a.dtype >= 0 ? cliopt_dtype_values[a.dtype] : PLAN_BF16_MIXED,
                           a.nearest, &err);
+  if (rc == 0 && be.on_cuda && a.profile) rc = cuda_run_profile(be.cuda, &err);
   if (rc == 0 && be.on_cuda && cuda_run_unfused(be.cuda) && !a.quiet)
     fprintf(stderr, "lisa: cuBLASLt has no algorithm for some fused GEMM epilogues here; "
                     "they run as kernels of their own (mask 0x%x of enum gen_epilogue)\n",

@@ -19,6 +19,8 @@
 #                on the device against the CPU trainer (test_dev_train)
 #   bench-*      GPT-2 124M, B=16 T=1024: FT and LISA G=2 (bf16-mixed), LISA
 #                G=2 bf16-true: median tokens/s, MFU, peak bytes
+#   profile-*    the same FT and LISA runs, 4 steps with --profile: ms per
+#                step of every kernel and GEMM (profile-*.txt, .jsonl)
 #   memcheck     compute-sanitizer on a short run
 #   paths        every generated path against the CPU backend (test_emu_gen)
 #   peer-torch   scripts/peer-torch.py FT and LISA, where torch is installed
@@ -109,6 +111,16 @@ for run in "ft bf16 --method ft" "lisa bf16 --method lisa --gamma 2" \
   # shellcheck disable=SC2086
   step "bench-$name" 150 build/lisa train $BENCH --dtype "$dtype" "$@" --log-jsonl "$OUT/bench-$name.jsonl" &&
     summary "$OUT/bench-$name.jsonl" >> "$R"
+done
+# Where the time goes: every launch and GEMM of 3 steps (after a warm-up
+# step), FT and LISA; the first 25 rows into the results.
+for run in "ft --method ft" "lisa --method lisa --gamma 2"; do
+  set -- $run
+  name=$1; shift
+  # shellcheck disable=SC2086
+  step "profile-$name" 90 bash -c "build/lisa train ${BENCH/--steps 30/--steps 4} --dtype bf16 $* \
+    --profile --log-jsonl $OUT/profile-$name.jsonl > $OUT/profile-$name.txt" &&
+    head -28 "$OUT/profile-$name.txt" >> "$R"
 done
 if command -v compute-sanitizer >/dev/null; then
   # shellcheck disable=SC2086

@@ -55,15 +55,35 @@ int emu_zero(void *, void *dst, size_t bytes, lt_error *) {
   return 0;
 }
 
+// Timers: the emulator runs each launch before returning, so the host
+// clock at a mark is when the stream got there.
+std::vector<double> emu_marks;
+int emu_timers_create(void *, int n, lt_error *) {
+  emu_marks.assign((size_t)n, 0.0);
+  return 0;
+}
+int emu_mark(void *, int i, lt_error *) {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  emu_marks[(size_t)i] = ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+  return 0;
+}
+int emu_elapsed(void *, int from, int to, float *ms, lt_error *) {
+  *ms = (float)(emu_marks[(size_t)to] - emu_marks[(size_t)from]);
+  return 0;
+}
+void emu_timers_destroy(void *) { emu_marks.clear(); }
+
 dt_device emu_device(const emu_paths::Module *mod) {
   return dt_device{nullptr, emu_paths::backend(mod), emu_alloc, emu_release, emu_copy, emu_copy,
-                   emu_zero};
+                   emu_zero, {nullptr, emu_timers_create, emu_mark, emu_elapsed, emu_timers_destroy}};
 }
 
 // ---- runs ----------------------------------------------------------------
 
 struct Run {
   std::vector<float> loss, norm;
+  double step_ms = 0;                    // summed
   std::vector<std::vector<int>> active;  // per step
   std::vector<float> params;             // after the last step
 };
@@ -90,6 +110,7 @@ train_config config(int method, int accum = 1) {
 
 void record(Run *r, const trainer &t, const train_step_stats &st) {
   r->loss.push_back(st.loss);
+  r->step_ms += st.step_ms;
   r->norm.push_back((float)st.grad_norm);
   r->active.emplace_back(t.active, t.active + t.n_active);
 }
@@ -183,7 +204,47 @@ struct Segment {
   const char *resume_dir = nullptr; // start from the state saved there
   const char *save_dir = nullptr;   // save the state there at the end
   bool nearest = false;             // --rounding nearest
+  bool profile = false;             // time every launch and GEMM (check_profile)
 };
+
+// A profile of a LISA run (E and H train, so every block is ACTIVE or
+// FROZEN) counts each path step once per instance that ran it: the
+// active sets say how often; the optimizer runs once a step. Its time is
+// inside the steps' time.
+void check_profile(px_profile *pf, const gen_program &prog, const Run &r) {
+  int n_layer = prog.m->n_layer, steps = (int)r.active.size();
+  int active = 0;
+  for (const auto &a : r.active) active += (int)a.size();
+  int n;
+  const px_profile_row *rows = px_profile_rows(pf, &n);
+  int seen_active = 0, seen_frozen = 0, seen_opt = 0;
+  for (int i = 0; i < n; i++) {
+    const char *name = rows[i].path->name;
+    int want = !strcmp(name, "block_active")   ? active
+               : !strcmp(name, "block_frozen") ? steps * n_layer - active
+                                               : steps;
+    if (!strcmp(name, "optimizer") && rows[i].step == GEN_OPT_STEP_WIDEN) continue; /* at switches */
+    CHECK_MSG(rows[i].calls == want, "profile: %s step %d ran %d times, want %d", name, rows[i].step,
+              rows[i].calls, want);
+    CHECK_MSG(rows[i].ms >= 0 && (i == 0 || rows[i].ms <= rows[i - 1].ms),
+              "profile: rows not slowest first");
+    seen_active += !strcmp(name, "block_active");
+    seen_frozen += !strcmp(name, "block_frozen");
+    seen_opt += !strcmp(name, "optimizer");
+  }
+  const gen_path *pa = gen_find_path(&prog, "block_active"), *pz = gen_find_path(&prog, "block_frozen");
+  CHECK_MSG(pa && seen_active == pa->n_steps, "profile: %d block_active rows, want %d", seen_active,
+            pa ? pa->n_steps : -1);
+  CHECK_MSG(pz && seen_frozen == pz->n_steps, "profile: %d block_frozen rows, want %d", seen_frozen,
+            pz ? pz->n_steps : -1);
+  CHECK_MSG(seen_opt >= GEN_OPT_STEP_ADAMW, "profile: %d optimizer rows", seen_opt);
+  double total = px_profile_total_ms(pf);
+  CHECK_MSG(px_profile_steps(pf) == steps, "profile: %d steps collected, want %d",
+            px_profile_steps(pf), steps);
+  CHECK_MSG(total > 0 && total <= r.step_ms, "profile: %.3f ms of launches in %.3f ms of steps",
+            total, r.step_ms);
+  printf("     profile: %d path steps, %.1f of %.1f ms in launches and GEMMs\n", n, total, r.step_ms);
+}
 
 bool device_run(int method, int dtype, int grad_dtype, const char *tag, Run *r,
                 Segment seg = Segment()) {
@@ -239,15 +300,24 @@ bool device_run(int method, int dtype, int grad_dtype, const char *tag, Run *r,
     ok = false;
   }
   if (ok && dtype == GEN_BF16 && accum == 1) check_plan(t, d, grad_dtype);
+  px_profile *pf = nullptr;
+  px_backend timed;
+  if (ok && seg.profile) {
+    ok = px_profile_create(&pf, &p->prog, dt_max_calls(d), &dev.exec, &dev.timers, &err) == 0;
+    if (!ok) fprintf(stderr, "px_profile_create: %s\n", err.msg);
+    else timed = px_profile_backend(pf), dt_use_exec(d, &timed);
+  }
   while (ok && t.step < seg.steps) {
     train_step_stats st;
-    if (dt_step(d, &st, &err)) {
+    if (dt_step(d, &st, &err) || (pf && px_profile_collect(pf, &err))) {
       fprintf(stderr, "device step %lld: %s\n", (long long)t.step, err.msg);
       ok = false;
       break;
     }
     record(r, t, st);
   }
+  if (ok && pf) check_profile(pf, p->prog, *r);
+  px_profile_free(pf);
   if (ok && seg.save_dir && (dt_download_state(d, &err) || ckpt_save(&t, seg.save_dir, &err)))
     fprintf(stderr, "saving: %s\n", err.msg), ok = false;
   if (ok && dt_download_params(d, &err)) fprintf(stderr, "%s\n", err.msg), ok = false;
@@ -366,7 +436,9 @@ void test_bf16_mixed() {
     compare("bf16-mixed ft", cpu_ft, ft, 1.5e-3, 3e-2, 3e-4);
     check_learns("bf16-mixed ft", ft);
   }
-  if (device_run(TRAIN_LISA, GEN_BF16, GEN_F32, "mixed-lisa", &lisa)) {
+  Segment profiled;
+  profiled.profile = true;  /* timing must not change what runs */
+  if (device_run(TRAIN_LISA, GEN_BF16, GEN_F32, "mixed-lisa", &lisa, profiled)) {
     compare("bf16-mixed lisa", cpu_lisa, lisa, 1.5e-3, 3e-2, 3e-4);
     dev_lisa_mixed = lisa;
   }

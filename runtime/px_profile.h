@@ -1,0 +1,61 @@
+/* px_profile.h: the time of every kernel launch and GEMM of a step, by
+ * path step. A plan_exec backend that forwards each call to the real one
+ * between two marks of the device's stream-ordered timers (CUDA events on
+ * the GPU, the host clock in the emulator); the marks are read after the
+ * step, so timing adds no wait inside it. Rows add up over the instances
+ * that run the same path step (every frozen block runs block_frozen's). */
+#ifndef LT_PX_PROFILE_H
+#define LT_PX_PROFILE_H
+
+#include <stdio.h>
+
+#include "err.h"
+#include "gen.h"
+#include "plan_exec.h"
+
+/* A device's timers, in stream order with its px_backend. */
+typedef struct {
+  void *ctx;
+  int (*create)(void *ctx, int n, lt_error *err);  /* n timers, before the loop */
+  int (*mark)(void *ctx, int i, lt_error *err);    /* timer i, when the stream gets here */
+  /* waits for timer `to`; the milliseconds from `from` to it */
+  int (*elapsed)(void *ctx, int from, int to, float *ms, lt_error *err);
+  void (*destroy)(void *ctx);
+} px_timers;
+
+typedef struct {
+  const gen_path *path;
+  int step;  /* index into path->steps */
+  int calls; /* over the profiled steps */
+  double ms;
+} px_profile_row;
+
+typedef struct px_profile px_profile;
+
+/* max_calls: launches and GEMMs one profiled step makes at most. */
+int px_profile_create(px_profile **out, const gen_program *prog, int max_calls,
+                      const px_backend *inner, const px_timers *timers, lt_error *err);
+void px_profile_free(px_profile *pf);
+
+/* The backend to run a step with; each call is timed. */
+px_backend px_profile_backend(px_profile *pf);
+
+/* After a step: reads the timers of its calls into the rows (waits for the
+ * step to finish) and readies them for the next. */
+int px_profile_collect(px_profile *pf, lt_error *err);
+
+/* Forgets what was collected (a warm-up step's). */
+void px_profile_clear(px_profile *pf);
+
+/* The rows with calls, slowest first, summed over the steps collected;
+ * valid until the next collect. */
+const px_profile_row *px_profile_rows(px_profile *pf, int *n);
+double px_profile_total_ms(const px_profile *pf);
+int px_profile_steps(const px_profile *pf);
+
+/* Per step: a table (time, share, calls, path, pass, what the step
+ * computes), and one JSONL "profile" row each (step: the run's last). */
+void px_profile_print(px_profile *pf, FILE *out);
+void px_profile_write_jsonl(px_profile *pf, FILE *out, long long step);
+
+#endif
