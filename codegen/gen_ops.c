@@ -192,6 +192,32 @@ static attn_shape attn_of(const gen_ctx *c, const ir_op *op, int q) {
   return a;
 }
 
+/* Static shared memory of templates/attention_mma.cuh's kernels for a tile
+ * of `tile` rows (forward, dq: keys; dkdv: queries). */
+enum { ATT_MMA_FWD, ATT_MMA_DQ, ATT_MMA_DKDV };
+static int attention_mma_smem(int kernel, int hd, int tile) {
+  int rows = tile * (hd / 2 + 4), cols = hd * (tile / 2 + 4);
+  if (kernel == ATT_MMA_FWD) return 4 * (rows + cols);
+  if (kernel == ATT_MMA_DQ) return 4 * (2 * rows + cols);
+  return 4 * (2 * rows + 2 * cols + 2 * tile);
+}
+
+/* templates/attention_mma.cuh where it applies and the tuning takes it:
+ * bf16, HD a multiple of 16 and at most 128 (registers). Its tile: the
+ * tuned one, halved until the tiles fit in 48 KiB of static shared memory
+ * and dkdv's registers do (ptxas, sm_90: at HD 128 dkdv spills with 32
+ * query rows, fits in 254 registers with 16); 0: attention.cuh's SIMT
+ * kernel. */
+static int attention_mma_tile(gen_ctx *c, const attn_shape *a, int kernel, const char *name,
+                              const char *param) {
+  if (c->cfg->dtype != GEN_BF16 || a->hd % 16 || a->hd > 128) return 0;
+  if (!gen_tune(c, name, "USE", 1)) return 0;
+  int most = kernel == ATT_MMA_DKDV && a->hd > 64 ? 16 : 64;
+  for (int tile = gen_tune(c, name, param, 64); tile >= 16; tile /= 2)
+    if (tile <= most && attention_mma_smem(kernel, a->hd, tile) <= 48 * 1024) return tile;
+  return 0;
+}
+
 static void emit_attention_fwd(gen_ctx *c, const ir_op *op) {
   attn_shape a = attn_of(c, op, op->in[0]);
   gen_ref y = gen_ref_of(c, op->out[0]), q = gen_ref_of(c, op->in[0]),
@@ -200,14 +226,27 @@ static void emit_attention_fwd(gen_ctx *c, const ir_op *op) {
   snprintf(label, sizeof label, "attention %s, %s, %s -> %s, %s", gen_vname(c, op->in[0]),
            gen_vname(c, op->in[1]), gen_vname(c, op->in[2]), gen_vname(c, op->out[0]),
            gen_vname(c, op->out[1]));
+  const int bk = attention_mma_tile(c, &a, ATT_MMA_FWD, "attention_forward_mma", "BK");
   gen_kb kb;
-  gen_kb_begin(&kb, c, "attention_forward", label);
+  gen_kb_begin(&kb, c, bk ? "attention_forward_mma" : "attention_forward", label);
   gen_kb_buf(&kb, y, -1, 1);
   gen_kb_buf(&kb, gen_ref_of(c, op->out[1]), GEN_F32, 1);
   gen_kb_buf(&kb, q, -1, 0);
   gen_kb_buf(&kb, k, -1, 0);
   gen_kb_buf(&kb, v, -1, 0);
   gen_kb_batch(&kb);
+  if (bk) {
+    const int warps = gen_tune(c, "attention_forward_mma", "WARPS", 4);
+    gen_kb_launch(&kb, ceil_div(c->cfg->T, 16 * warps), (unsigned)a.heads, (unsigned)c->cfg->B,
+                  (unsigned)(32 * warps), 1, 0);
+    snprintf(body, sizeof body,
+             "lisa::attention_forward_mma<%d, %d, %d, %d, %s, %d, %d>(a0, %lld, a1, a2, %lld, "
+             "a3, %lld, a4, %lld, a5);",
+             a.hd, a.heads, a.kv_heads, c->cfg->T, a.causal ? "true" : "false", warps, bk,
+             (long long)y.ld, (long long)q.ld, (long long)k.ld, (long long)v.ld);
+    gen_kb_end(&kb, body);
+    return;
+  }
   /* BQ, BK (the template's default, 16), THREADS; TC stays at its default */
   const int bq = gen_tune(c, "attention_forward", "BQ", 32),
             threads = gen_tune(c, "attention_forward", "THREADS", 128);
@@ -232,14 +271,28 @@ static void emit_attention_dq(gen_ctx *c, const ir_op *op, const attn_bwd *t) {
   char label[192], body[512];
   snprintf(label, sizeof label, "attention_bwd dq: %s -> %s", gen_vname(c, op->in[0]),
            gen_vname(c, op->out[0]));
+  const int bk = attention_mma_tile(c, &t->a, ATT_MMA_DQ, "attention_backward_dq_mma", "BK");
   gen_kb kb;
-  gen_kb_begin(&kb, c, "attention_backward_dq", label);
+  gen_kb_begin(&kb, c, bk ? "attention_backward_dq_mma" : "attention_backward_dq", label);
   gen_kb_buf(&kb, t->dq, -1, 1);
   gen_kb_buf(&kb, t->dsum, GEN_F32, 1);
   const gen_ref *in[] = {&t->dy, &t->y, &t->q, &t->k, &t->v};
   for (int i = 0; i < 5; i++) gen_kb_buf(&kb, *in[i], -1, 0);
   gen_kb_buf(&kb, t->lse, GEN_F32, 0);
   gen_kb_batch(&kb);
+  if (bk) {
+    const int warps = gen_tune(c, "attention_backward_dq_mma", "WARPS", 4);
+    gen_kb_launch(&kb, ceil_div(c->cfg->T, 16 * warps), (unsigned)t->a.heads, (unsigned)c->cfg->B,
+                  (unsigned)(32 * warps), 1, 0);
+    snprintf(body, sizeof body,
+             "lisa::attention_backward_dq_mma<%d, %d, %d, %d, %s, %d, %d>(a0, %lld, a1, a2, %lld, "
+             "a3, %lld, a4, %lld, a5, %lld, a6, %lld, a7, a8);",
+             t->a.hd, t->a.heads, t->a.kv_heads, c->cfg->T, t->a.causal ? "true" : "false", warps,
+             bk, (long long)t->dq.ld, (long long)t->dy.ld, (long long)t->y.ld, (long long)t->q.ld,
+             (long long)t->k.ld, (long long)t->v.ld);
+    gen_kb_end(&kb, body);
+    return;
+  }
   /* BQ, BK (the template's default, 32), THREADS; TC stays at its default */
   const int bq = gen_tune(c, "attention_backward_dq", "BQ", 32),
             threads = gen_tune(c, "attention_backward_dq", "THREADS", 128);
@@ -258,8 +311,9 @@ static void emit_attention_dkdv(gen_ctx *c, const ir_op *op, const attn_bwd *t) 
   char label[192], body[512];
   snprintf(label, sizeof label, "attention_bwd dk, dv -> %s, %s", gen_vname(c, op->out[1]),
            gen_vname(c, op->out[2]));
+  const int bq = attention_mma_tile(c, &t->a, ATT_MMA_DKDV, "attention_backward_dkdv_mma", "BQ");
   gen_kb kb;
-  gen_kb_begin(&kb, c, "attention_backward_dkdv", label);
+  gen_kb_begin(&kb, c, bq ? "attention_backward_dkdv_mma" : "attention_backward_dkdv", label);
   gen_kb_buf(&kb, t->dk, -1, 1);
   gen_kb_buf(&kb, t->dv, -1, 1);
   const gen_ref *in[] = {&t->dy, &t->q, &t->k, &t->v};
@@ -267,6 +321,19 @@ static void emit_attention_dkdv(gen_ctx *c, const ir_op *op, const attn_bwd *t) 
   gen_kb_buf(&kb, t->lse, GEN_F32, 0);
   gen_kb_buf(&kb, t->dsum, GEN_F32, 0);
   gen_kb_batch(&kb);
+  if (bq) {
+    const int warps = gen_tune(c, "attention_backward_dkdv_mma", "WARPS", 4);
+    gen_kb_launch(&kb, ceil_div(c->cfg->T, 16 * warps), (unsigned)t->a.kv_heads,
+                  (unsigned)c->cfg->B, (unsigned)(32 * warps), 1, 0);
+    snprintf(body, sizeof body,
+             "lisa::attention_backward_dkdv_mma<%d, %d, %d, %d, %s, %d, %d>(a0, %lld, a1, %lld, "
+             "a2, %lld, a3, %lld, a4, %lld, a5, %lld, a6, a7, a8);",
+             t->a.hd, t->a.heads, t->a.kv_heads, c->cfg->T, t->a.causal ? "true" : "false", warps,
+             bq, (long long)t->dk.ld, (long long)t->dv.ld, (long long)t->dy.ld, (long long)t->q.ld,
+             (long long)t->k.ld, (long long)t->v.ld);
+    gen_kb_end(&kb, body);
+    return;
+  }
   /* BKV, BQ (the template's default, 16), THREADS; TC stays at its default */
   const int bkv = gen_tune(c, "attention_backward_dkdv", "BKV", 32),
             threads = gen_tune(c, "attention_backward_dkdv", "THREADS", 128);

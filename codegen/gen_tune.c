@@ -113,10 +113,13 @@ static int read_space(lua_State *L, load_job *j, const char *kn, const char *pn,
   for (lua_Integer i = 1; i <= len; i++) {
     lua_rawgeti(L, -1, i);
     int v;
-    if (to_int(L, -1, &v) || v < 1) {
+    /* USE is a switch (0 or 1: whether the generator takes that kernel);
+     * every other tunable is a size */
+    int is_switch = !strcmp(pn, "USE");
+    if (to_int(L, -1, &v) || (is_switch ? v != 0 && v != 1 : v < 1)) {
       lua_pop(L, 1);
-      return job_fail(j, "%s.%s: space value %lld must be a positive integer", kn, pn,
-                      (long long)i);
+      return job_fail(j, "%s.%s: space entry %lld must be %s", kn, pn, (long long)i,
+                      is_switch ? "0 or 1" : "a positive integer");
     }
     lua_pop(L, 1);
     if (in_space(space, (int)i - 1, v))

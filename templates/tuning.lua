@@ -25,6 +25,22 @@ return {
     BQ = {default = 32, space = {16, 32, 64, 128}},
     THREADS = {default = 128, space = {64, 128, 256}},
   },
+  -- templates/attention_mma.cuh: USE = 0 keeps attention.cuh's SIMT kernel
+  attention_forward_mma = {
+    USE = {default = 1, space = {0, 1}},
+    WARPS = {default = 4, space = {2, 4, 8}},
+    BK = {default = 64, space = {32, 64}},
+  },
+  attention_backward_dq_mma = {
+    USE = {default = 1, space = {0, 1}},
+    WARPS = {default = 4, space = {2, 4, 8}},
+    BK = {default = 64, space = {32, 64}},
+  },
+  attention_backward_dkdv_mma = {
+    USE = {default = 1, space = {0, 1}},
+    WARPS = {default = 4, space = {2, 4, 8}},
+    BQ = {default = 64, space = {16, 32, 64}},
+  },
   attention_backward_dq = {
     BQ = {default = 32, space = {16, 32, 64, 128}},
     THREADS = {default = 128, space = {64, 128, 256}},

@@ -342,6 +342,34 @@ void test_gpt2_unfused() {
   /* only the dW bias gradient unfused (bf16 dW with BGRAD is the likeliest miss) */
   check_model("models/gpt2-tiny.yaml", GEN_BF16, nullptr, 0, GEN_F32, 1, 1u << GEN_EPI_BGRAD);
 }
+/* 16-wide heads in bf16: attention on tensor cores (attention_mma.cuh);
+ * the program must have taken it, forward and backward */
+void test_attention_mma() {
+  ir_model m;
+  lt_error err = {};
+  gen_program prog;
+  gen_config cfg = {};
+  cfg.B = 2, cfg.T = 5, cfg.dtype = GEN_BF16, cfg.grad_dtype = GEN_F32;
+  const char *yaml = "tests/fixtures/yaml/gpt2-tiny-hd16.yaml";
+  if (yml_load_model(src_path(yaml), &m, &err) || ad_build_backward(&m, &err) ||
+      gen_build(&prog, &m, &cfg, &err)) {
+    CHECK_MSG(0, "%s", err.msg);
+    return;
+  }
+  const char *kinds[] = {"attention_forward_mma", "attention_backward_dq_mma",
+                         "attention_backward_dkdv_mma"};
+  const int want[] = {3, 2, 2}; /* block_active, _frozen, _forward; no backward in _forward */
+  for (int k = 0; k < 3; k++) {
+    int n = 0;
+    for (int i = 0; i < prog.n_paths; i++)
+      for (int s = 0; s < prog.paths[i].n_steps; s++)
+        n += strstr(prog.paths[i].steps[s].kernel, kinds[k]) != nullptr;
+    CHECK_MSG(n == want[k], "%d paths launch %s, want %d", n, kinds[k], want[k]);
+  }
+  gen_free(&prog);
+  ir_model_free(&m);
+  check_model(yaml, GEN_BF16);
+}
 void test_llama_fp32() { check_model("models/llama-tiny.yaml", GEN_F32); }
 void test_llama_bf16() { check_model("models/llama-tiny.yaml", GEN_BF16); }
 /* bf16-true: parameter gradients in bf16 too (cuBLASLt dW with a bf16 D and
@@ -422,6 +450,7 @@ int main() {
   RUN_IF(test_llama_fp32);
   RUN_IF(test_gpt2_bf16);
   RUN_IF(test_llama_bf16);
+  RUN_IF(test_attention_mma);
   RUN_IF(test_gpt2_bf16_true);
   RUN_IF(test_gpt2_unfused);
   RUN_IF(test_llama_bf16_true);

@@ -38,7 +38,7 @@ static char *read_all(const char *path) {
 /* The `// tunables:` line documenting kernel k in one of the templates
  * (the last such comment above "void k("), copied into out. */
 static int tunables_comment(const char *kernel, char *out, size_t cap) {
-  static const char *files[] = {"elementwise.cuh", "norm.cuh", "attention.cuh",
+  static const char *files[] = {"elementwise.cuh", "norm.cuh", "attention.cuh", "attention_mma.cuh",
                                 "cross_entropy.cuh", "embedding.cuh", "rope.cuh",
                                 "copy.cuh", "adamw.cuh"};
   char needle[128];

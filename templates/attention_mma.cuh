@@ -1,0 +1,449 @@
+// attention_mma.cuh: attention.cuh's three kernels on tensor cores
+// (mma.cuh: bf16 m16n8k16, fp32 accumulators), flash-attention 2 style.
+// Same arguments, layout, outputs and references (cpu_attention_forward,
+// cpu_attention_backward) as attention_forward, attention_backward_dq and
+// attention_backward_dkdv; bf16 only, HD a multiple of 16. The generator
+// takes them where those hold (tunable USE).
+//
+// A block: 16*WARPS query rows of one (batch, query head); warp w owns rows
+// [16w, 16w+16). Its Q fragments stay in registers for the whole key loop.
+// Per key tile of BK rows, staged once in shared memory for all warps as bf16
+// pairs (K by row; V transposed, so that both B operands are single 32-bit
+// loads):
+//   S = Q K^T        BK/8 x HD/16 mma, fp32 accumulators in registers
+//   online softmax   in the log2 domain, row max and sum over the 4 lanes
+//                    that hold a row (two shuffles)
+//   O += P V         P's accumulators re-packed as A fragments (bf16), HD/8
+//                    x BK/16 mma
+// P is rounded to bf16 for P V while the row sum l adds the fp32 p, as
+// FlashAttention does. Row strides of the tiles are padded (+4 words) so the
+// fragment loads of a warp hit 32 different banks.
+//
+// The backward (dq, then dk and dv) works the same way; see each kernel.
+//
+// What it leaves for later: cp.async double buffering of the tiles,
+// ldmatrix, and 32-bit stores of the outputs.
+#pragma once
+#include "lisa_common.cuh"
+#include "mma.cuh"
+
+namespace lisa {
+
+namespace attn_mma_detail {
+
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
+// max and sum over the 4 lanes of a fragment row (lanes 4g..4g+3)
+__device__ __forceinline__ float quad_max(float v) {
+  v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+  return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+__device__ __forceinline__ float quad_sum(float v) {
+  v += __shfl_xor_sync(0xffffffffu, v, 1);
+  return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+
+__device__ __forceinline__ unsigned bits_at(const __nv_bfloat16 *p) {
+  return (unsigned)__bfloat16_as_ushort(*p);
+}
+
+// The bf16 pair at row r, columns c and c+1 of a slice with row stride st
+// (0 past nrows).
+__device__ __forceinline__ unsigned pair_at(const __nv_bfloat16 *base, long long st, int r, int c,
+                                            int nrows) {
+  if (r >= nrows) return 0u;
+  const __nv_bfloat16 *p = base + (long long)r * st + c;
+  return bits_at(p) | (bits_at(p + 1) << 16);
+}
+
+// A fragments of rows r..r+15 of a [*, HD] slice; f[c] spans columns
+// 16c..16c+15.
+template <int HD>
+__device__ __forceinline__ void load_a(unsigned (&f)[HD / 16][4], const __nv_bfloat16 *base,
+                                       long long st, int r, int nrows) {
+  const int g = (threadIdx.x & 31) / 4, t = threadIdx.x & 3;
+LISA_MMA_UNROLL
+  for (int c = 0; c < HD / 16; ++c) {
+    f[c][0] = pair_at(base, st, r + g, 16 * c + 2 * t, nrows);
+    f[c][1] = pair_at(base, st, r + g + 8, 16 * c + 2 * t, nrows);
+    f[c][2] = pair_at(base, st, r + g, 16 * c + 8 + 2 * t, nrows);
+    f[c][3] = pair_at(base, st, r + g + 8, 16 * c + 8 + 2 * t, nrows);
+  }
+}
+
+// Rows [r0, r0+ROWS) of a [*, COLS] slice into smem as pairs along the row:
+// dst[j*W + p] = columns 2p, 2p+1 of row r0+j (0 past nrows).
+template <int ROWS, int COLS, int W, int THREADS>
+__device__ __forceinline__ void stage_rows(unsigned *dst, const __nv_bfloat16 *src, long long st,
+                                           int r0, int nrows) {
+  for (int i = threadIdx.x; i < ROWS * (COLS / 2); i += THREADS) {
+    const int j = i / (COLS / 2), p = i % (COLS / 2);
+    dst[j * W + p] = pair_at(src, st, r0 + j, 2 * p, nrows);
+  }
+}
+
+// The same rows transposed, as pairs along the column: dst[c*W + p] = rows
+// r0+2p, r0+2p+1 of column c. Consecutive threads read consecutive columns.
+template <int ROWS, int COLS, int W, int THREADS>
+__device__ __forceinline__ void stage_cols(unsigned *dst, const __nv_bfloat16 *src, long long st,
+                                           int r0, int nrows) {
+  for (int i = threadIdx.x; i < (ROWS / 2) * COLS; i += THREADS) {
+    const int p = i / COLS, c = i % COLS, r = r0 + 2 * p;
+    const unsigned lo = r < nrows ? bits_at(src + (long long)r * st + c) : 0u;
+    const unsigned hi = r + 1 < nrows ? bits_at(src + (long long)(r + 1) * st + c) : 0u;
+    dst[c * W + p] = lo | (hi << 16);
+  }
+}
+
+// acc[n] += A B for the NT 8-column tiles of B, K = 16*KC, where column
+// 8n+j of B is row 8n+j of the smem tile (pairs along k, W words a row).
+template <int KC, int NT, int W>
+__device__ __forceinline__ void mma_tile(float (&acc)[NT][4], const unsigned (&a)[KC][4],
+                                         const unsigned *tile) {
+  const int g = (threadIdx.x & 31) / 4, t = threadIdx.x & 3;
+LISA_MMA_UNROLL
+  for (int n = 0; n < NT; ++n)
+LISA_MMA_UNROLL
+    for (int c = 0; c < KC; ++c) {
+      const unsigned *r = tile + (8 * n + g) * W + 8 * c + t;
+      const unsigned b[2] = {r[0], r[4]};
+      mma_bf16_16816(acc[n], a[c], b);
+    }
+}
+
+// acc[n] += P B where P [16 x 16*KC] is accumulators of 2*KC 8-column tiles
+// (a product's output, such as the probabilities) rounded to bf16 A
+// fragments; B's tile as in mma_tile.
+template <int KC, int NT, int W>
+__device__ __forceinline__ void mma_acc_tile(float (&acc)[NT][4], const float (&p)[2 * KC][4],
+                                             const unsigned *tile) {
+  const int g = (threadIdx.x & 31) / 4, t = threadIdx.x & 3;
+LISA_MMA_UNROLL
+  for (int c = 0; c < KC; ++c) {
+    const unsigned a[4] = {pack_bf16x2(p[2 * c][0], p[2 * c][1]), pack_bf16x2(p[2 * c][2], p[2 * c][3]),
+                           pack_bf16x2(p[2 * c + 1][0], p[2 * c + 1][1]),
+                           pack_bf16x2(p[2 * c + 1][2], p[2 * c + 1][3])};
+LISA_MMA_UNROLL
+    for (int n = 0; n < NT; ++n) {
+      const unsigned *r = tile + (8 * n + g) * W + 8 * c + t;
+      const unsigned b[2] = {r[0], r[4]};
+      mma_bf16_16816(acc[n], a, b);
+    }
+  }
+}
+
+template <int NT> __device__ __forceinline__ void zero(float (&acc)[NT][4]) {
+LISA_MMA_UNROLL
+  for (int n = 0; n < NT; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
+}
+
+// Rows r and r+8 (this lane's g) of accumulators [16 x 8*NT] times scale,
+// stored as bf16 into a slice with row stride st (rows past nrows skipped).
+template <int NT>
+__device__ __forceinline__ void store_acc(__nv_bfloat16 *base, long long st, int r, int nrows,
+                                          const float (&acc)[NT][4], float s_lo, float s_hi) {
+  const int g = (threadIdx.x & 31) / 4, t = threadIdx.x & 3;
+LISA_MMA_UNROLL
+  for (int n = 0; n < NT; ++n) {
+    const int d = 8 * n + 2 * t;
+    if (r + g < nrows) {
+      base[(long long)(r + g) * st + d] = __float2bfloat16_rn(acc[n][0] * s_lo);
+      base[(long long)(r + g) * st + d + 1] = __float2bfloat16_rn(acc[n][1] * s_lo);
+    }
+    if (r + g + 8 < nrows) {
+      base[(long long)(r + g + 8) * st + d] = __float2bfloat16_rn(acc[n][2] * s_hi);
+      base[(long long)(r + g + 8) * st + d + 1] = __float2bfloat16_rn(acc[n][3] * s_hi);
+    }
+  }
+}
+
+}  // namespace attn_mma_detail
+
+// ---------------------------------------------------------------------------
+// Forward on tensor cores: y = softmax(scale q k^T [+ causal mask]) v, lse.
+//
+// Constraints: HD % 16 == 0; smem 4*(BK*(HD/2+4) + HD*(BK/2+4)) bytes <= 48
+// KiB (HD 64, BK 64: 18 KiB; HD 128, BK 64: 35 KiB); registers about
+// HD/4 (Q) + HD/2 (O) + BK/2 (S) per thread.
+//
+// launch: grid (ceil(SEQ/(16*WARPS)), HEADS, B), block (32*WARPS), dynamic smem: 0 bytes
+// tunables: USE {0,1} default 1; WARPS {2,4,8} default 4; BK {32,64} default 64
+// (USE 0: the generator keeps attention_forward)
+// scratch: none
+template <int HD, int HEADS, int KV_HEADS, int SEQ, bool CAUSAL, int WARPS = 4, int BK = 64>
+__device__ __forceinline__ void attention_forward_mma(
+    __nv_bfloat16 *__restrict__ y, int ys, float *__restrict__ lse,
+    const __nv_bfloat16 *__restrict__ q, int qs, const __nv_bfloat16 *__restrict__ k, int ks,
+    const __nv_bfloat16 *__restrict__ v, int vs, int B) {
+  namespace D = attn_mma_detail;
+  static_assert(HD % 16 == 0, "HD: a multiple of 16 for m16n8k16");
+  static_assert(BK % 16 == 0, "BK: a multiple of 16");
+  static_assert(HEADS % KV_HEADS == 0, "HEADS: a multiple of KV_HEADS");
+  constexpr int BQ = 16 * WARPS, THREADS = 32 * WARPS;
+  constexpr int KW = HD / 2 + 4;  // words per K row in smem
+  constexpr int VW = BK / 2 + 4;  // words per V^T row in smem
+  static_assert(4 * (BK * KW + HD * VW) <= 48 * 1024, "K/V tiles exceed 48 KiB: lower BK");
+  constexpr int NT = BK / 8, KC = HD / 16, OT = HD / 8;
+  __shared__ unsigned Ks[BK * KW];  // K[k0+j][2p..2p+1] at j*KW + p
+  __shared__ unsigned Vt[HD * VW];  // V[k0+2p..2p+1][d] at d*VW + p
+
+  if (blockDim.x != THREADS) __trap();  // the launch must match the template
+  const int b = blockIdx.z;
+  if (b >= B) return;
+  const int qt = (int)gridDim.x - 1 - (int)blockIdx.x;  // heavy causal tiles first
+  const int h = blockIdx.y, gk = h / (HEADS / KV_HEADS);
+  const int warp = threadIdx.x / 32, t = threadIdx.x % 4, g = (threadIdx.x % 32) / 4;
+  const int r0 = qt * BQ + 16 * warp;  // the warp's first row
+  const int rlo = r0 + g, rhi = r0 + g + 8;
+  const float sl2 = D::kLog2e / sqrtf((float)HD);
+  const long long row0 = (long long)b * SEQ;
+  const __nv_bfloat16 *kb = k + row0 * ks + gk * HD, *vb = v + row0 * vs + gk * HD;
+
+  unsigned qf[KC][4];
+  D::load_a<HD>(qf, q + row0 * qs + h * HD, qs, r0, SEQ);
+  float o[OT][4];
+  D::zero(o);
+  float m_lo = kNegBig, m_hi = kNegBig, l_lo = 0.f, l_hi = 0.f;  // l: this lane's share
+
+  const int nkeys = CAUSAL ? (SEQ < qt * BQ + BQ ? SEQ : qt * BQ + BQ) : SEQ;
+  for (int k0 = 0; k0 < nkeys; k0 += BK) {
+    __syncthreads();  // the previous tile is consumed
+    D::stage_rows<BK, HD, KW, THREADS>(Ks, kb, ks, k0, SEQ);
+    D::stage_cols<BK, HD, VW, THREADS>(Vt, vb, vs, k0, SEQ);
+    __syncthreads();
+    if (CAUSAL && k0 > r0 + 15) continue;  // no row of this warp sees these keys
+
+    float s[NT][4];
+    D::zero(s);
+    D::mma_tile<KC, NT, KW>(s, qf, Ks);
+    float mt_lo = kNegBig, mt_hi = kNegBig;
+LISA_MMA_UNROLL
+    for (int n = 0; n < NT; ++n)
+LISA_MMA_UNROLL
+      for (int e = 0; e < 4; ++e) {
+        const int key = k0 + n * 8 + 2 * t + (e & 1), row = e < 2 ? rlo : rhi;
+        const bool ok = key < SEQ && (!CAUSAL || key <= row);
+        s[n][e] = ok ? s[n][e] * sl2 : kNegBig;
+        if (e < 2) mt_lo = fmaxf(mt_lo, s[n][e]);
+        else mt_hi = fmaxf(mt_hi, s[n][e]);
+      }
+    const float mn_lo = fmaxf(m_lo, D::quad_max(mt_lo)), mn_hi = fmaxf(m_hi, D::quad_max(mt_hi));
+    const float a_lo = exp2f(m_lo - mn_lo), a_hi = exp2f(m_hi - mn_hi);
+    m_lo = mn_lo, m_hi = mn_hi;
+    l_lo *= a_lo, l_hi *= a_hi;
+LISA_MMA_UNROLL
+    for (int n = 0; n < OT; ++n) o[n][0] *= a_lo, o[n][1] *= a_lo, o[n][2] *= a_hi, o[n][3] *= a_hi;
+LISA_MMA_UNROLL
+    for (int n = 0; n < NT; ++n)
+LISA_MMA_UNROLL
+      for (int e = 0; e < 4; ++e) {
+        const float mn = e < 2 ? mn_lo : mn_hi;
+        const float p = s[n][e] == kNegBig ? 0.f : exp2f(s[n][e] - mn);
+        s[n][e] = p;
+        if (e < 2) l_lo += p;
+        else l_hi += p;
+      }
+    D::mma_acc_tile<BK / 16, OT, VW>(o, s, Vt);
+  }
+
+  l_lo = D::quad_sum(l_lo), l_hi = D::quad_sum(l_hi);
+  D::store_acc<OT>(y + row0 * ys + h * HD, ys, r0, SEQ, o, 1.f / l_lo, 1.f / l_hi);
+  if (t == 0 && rlo < SEQ) lse[(row0 + rlo) * HEADS + h] = (m_lo + log2f(l_lo)) * D::kLn2;
+  if (t == 0 && rhi < SEQ) lse[(row0 + rhi) * HEADS + h] = (m_hi + log2f(l_hi)) * D::kLn2;
+}
+
+// ---------------------------------------------------------------------------
+// Backward, kernel 1 of 2, on tensor cores: dq, and dsum = rowsum(dy * y)
+// for kernel 2 (attention.cuh's attention_backward_dq, same arguments).
+// A warp's 16 query rows of Q and dY stay in registers as A fragments; per
+// key tile (K by row and transposed, V by row in smem):
+//   S = Q K^T, dP = dY V^T            (mma)
+//   P = exp2(S log2e/sqrt(HD) - lse log2e), dS = P (dP - dsum)
+//   dQ += dS K                        (dS re-packed as A fragments)
+// dq = dQ / sqrt(HD) written once at the end.
+//
+// Constraints: HD % 16 == 0; smem 4*(2*BK*(HD/2+4) + HD*(BK/2+4)) bytes <=
+// 48 KiB (HD 64, BK 64: 27 KiB; HD 128 needs BK 32: 27 KiB).
+//
+// launch: grid (ceil(SEQ/(16*WARPS)), HEADS, B), block (32*WARPS), dynamic smem: 0 bytes
+// tunables: USE {0,1} default 1; WARPS {2,4,8} default 4; BK {32,64} default 64
+// (USE 0: the generator keeps attention_backward_dq)
+// scratch: dsum, float [B*SEQ*HEADS] (written here, read by attention_backward_dkdv_mma)
+template <int HD, int HEADS, int KV_HEADS, int SEQ, bool CAUSAL, int WARPS = 4, int BK = 64>
+__device__ __forceinline__ void attention_backward_dq_mma(
+    __nv_bfloat16 *__restrict__ dq, int dqs, float *__restrict__ dsum,
+    const __nv_bfloat16 *__restrict__ dy, int dys, const __nv_bfloat16 *__restrict__ y, int ys,
+    const __nv_bfloat16 *__restrict__ q, int qs, const __nv_bfloat16 *__restrict__ k, int ks,
+    const __nv_bfloat16 *__restrict__ v, int vs, const float *__restrict__ lse, int B) {
+  namespace D = attn_mma_detail;
+  static_assert(HD % 16 == 0 && BK % 16 == 0, "HD, BK: multiples of 16");
+  static_assert(HEADS % KV_HEADS == 0, "HEADS: a multiple of KV_HEADS");
+  constexpr int BQ = 16 * WARPS, THREADS = 32 * WARPS;
+  constexpr int KW = HD / 2 + 4, TW = BK / 2 + 4;
+  static_assert(4 * (2 * BK * KW + HD * TW) <= 48 * 1024, "K/V tiles exceed 48 KiB: lower BK");
+  constexpr int NT = BK / 8, KC = HD / 16, OT = HD / 8;
+  __shared__ unsigned Ks[BK * KW];  // K by row (S = Q K^T)
+  __shared__ unsigned Kt[HD * TW];  // K transposed (dQ = dS K)
+  __shared__ unsigned Vs[BK * KW];  // V by row (dP = dY V^T)
+
+  if (blockDim.x != THREADS) __trap();
+  const int b = blockIdx.z;
+  if (b >= B) return;
+  const int qt = (int)gridDim.x - 1 - (int)blockIdx.x;
+  const int h = blockIdx.y, gk = h / (HEADS / KV_HEADS);
+  const int warp = threadIdx.x / 32, t = threadIdx.x % 4, g = (threadIdx.x % 32) / 4;
+  const int r0 = qt * BQ + 16 * warp, rlo = r0 + g, rhi = r0 + g + 8;
+  const float scale = 1.f / sqrtf((float)HD), sl2 = D::kLog2e * scale;
+  const long long row0 = (long long)b * SEQ;
+  const __nv_bfloat16 *kb = k + row0 * ks + gk * HD, *vb = v + row0 * vs + gk * HD;
+
+  unsigned qf[KC][4], dyf[KC][4];
+  D::load_a<HD>(qf, q + row0 * qs + h * HD, qs, r0, SEQ);
+  D::load_a<HD>(dyf, dy + row0 * dys + h * HD, dys, r0, SEQ);
+  // dsum of rows rlo, rhi: this lane's columns of dY (its fragments) times y's
+  const __nv_bfloat16 *yb = y + row0 * ys + h * HD;
+  float ds_lo = 0.f, ds_hi = 0.f;
+LISA_MMA_UNROLL
+  for (int c = 0; c < KC; ++c)
+LISA_MMA_UNROLL
+    for (int half = 0; half < 2; ++half) {
+      const int col = 16 * c + 8 * half + 2 * t;
+      const unsigned ylo = D::pair_at(yb, ys, rlo, col, SEQ), yhi = D::pair_at(yb, ys, rhi, col, SEQ);
+      const unsigned dlo = dyf[c][2 * half], dhi = dyf[c][2 * half + 1];
+      ds_lo += bf16_lo(dlo) * bf16_lo(ylo) + bf16_hi(dlo) * bf16_hi(ylo);
+      ds_hi += bf16_lo(dhi) * bf16_lo(yhi) + bf16_hi(dhi) * bf16_hi(yhi);
+    }
+  ds_lo = D::quad_sum(ds_lo), ds_hi = D::quad_sum(ds_hi);
+  if (t == 0 && rlo < SEQ) dsum[(row0 + rlo) * HEADS + h] = ds_lo;
+  if (t == 0 && rhi < SEQ) dsum[(row0 + rhi) * HEADS + h] = ds_hi;
+  const float l2_lo = rlo < SEQ ? lse[(row0 + rlo) * HEADS + h] * D::kLog2e : 0.f;
+  const float l2_hi = rhi < SEQ ? lse[(row0 + rhi) * HEADS + h] * D::kLog2e : 0.f;
+
+  float acc[OT][4];
+  D::zero(acc);
+  const int nkeys = CAUSAL ? (SEQ < qt * BQ + BQ ? SEQ : qt * BQ + BQ) : SEQ;
+  for (int k0 = 0; k0 < nkeys; k0 += BK) {
+    __syncthreads();
+    D::stage_rows<BK, HD, KW, THREADS>(Ks, kb, ks, k0, SEQ);
+    D::stage_cols<BK, HD, TW, THREADS>(Kt, kb, ks, k0, SEQ);
+    D::stage_rows<BK, HD, KW, THREADS>(Vs, vb, vs, k0, SEQ);
+    __syncthreads();
+    if (CAUSAL && k0 > r0 + 15) continue;
+
+    float s[NT][4], dp[NT][4];
+    D::zero(s);
+    D::zero(dp);
+    D::mma_tile<KC, NT, KW>(s, qf, Ks);
+    D::mma_tile<KC, NT, KW>(dp, dyf, Vs);
+LISA_MMA_UNROLL
+    for (int n = 0; n < NT; ++n)
+LISA_MMA_UNROLL
+      for (int e = 0; e < 4; ++e) {
+        const int key = k0 + n * 8 + 2 * t + (e & 1), row = e < 2 ? rlo : rhi;
+        const bool ok = key < SEQ && (!CAUSAL || key <= row);
+        const float p = ok ? exp2f(s[n][e] * sl2 - (e < 2 ? l2_lo : l2_hi)) : 0.f;
+        s[n][e] = p * (dp[n][e] - (e < 2 ? ds_lo : ds_hi));  // dS
+      }
+    D::mma_acc_tile<BK / 16, OT, TW>(acc, s, Kt);
+  }
+  D::store_acc<OT>(dq + row0 * dqs + h * HD, dqs, r0, SEQ, acc, scale, scale);
+}
+
+// ---------------------------------------------------------------------------
+// Backward, kernel 2 of 2, on tensor cores: dk and dv (attention.cuh's
+// attention_backward_dkdv, same arguments). A block: 16*WARPS key rows of
+// one (batch, kv head); a warp's 16 rows of K and V stay in registers as A
+// fragments. For each query head of the group and each query tile of BQ
+// rows (Q and dY by row and transposed, lse and dsum in smem):
+//   S^T = K Q^T, dP^T = V dY^T          (mma)
+//   P^T = exp2(S^T log2e/sqrt(HD) - lse log2e), dS^T = P^T (dP^T - dsum)
+//   dV += P^T dY, dK += dS^T Q          (re-packed as A fragments)
+// dk = dK / sqrt(HD) and dv written once. Deterministic: no atomics.
+//
+// Constraints: HD % 16 == 0; smem 4*(2*BQ*(HD/2+4) + 2*HD*(BQ/2+4) + 2*BQ)
+// bytes <= 48 KiB (HD 64, BQ 64: 37 KiB; HD 128, BQ 32: 38 KiB).
+//
+// launch: grid (ceil(SEQ/(16*WARPS)), KV_HEADS, B), block (32*WARPS), dynamic smem: 0 bytes
+// tunables: USE {0,1} default 1; WARPS {2,4,8} default 4; BQ {16,32,64} default 64
+// (USE 0: the generator keeps attention_backward_dkdv)
+// scratch: reads dsum, float [B*SEQ*HEADS], as written by attention_backward_dq_mma
+template <int HD, int HEADS, int KV_HEADS, int SEQ, bool CAUSAL, int WARPS = 4, int BQ = 64>
+__device__ __forceinline__ void attention_backward_dkdv_mma(
+    __nv_bfloat16 *__restrict__ dk, int dks, __nv_bfloat16 *__restrict__ dv, int dvs,
+    const __nv_bfloat16 *__restrict__ dy, int dys, const __nv_bfloat16 *__restrict__ q, int qs,
+    const __nv_bfloat16 *__restrict__ k, int ks, const __nv_bfloat16 *__restrict__ v, int vs,
+    const float *__restrict__ lse, const float *__restrict__ dsum, int B) {
+  namespace D = attn_mma_detail;
+  static_assert(HD % 16 == 0 && BQ % 16 == 0, "HD, BQ: multiples of 16");
+  static_assert(HEADS % KV_HEADS == 0, "HEADS: a multiple of KV_HEADS");
+  constexpr int BKV = 16 * WARPS, THREADS = 32 * WARPS, GROUP = HEADS / KV_HEADS;
+  constexpr int RW = HD / 2 + 4, TW = BQ / 2 + 4;
+  static_assert(4 * (2 * BQ * RW + 2 * HD * TW + 2 * BQ) <= 48 * 1024,
+                "Q/dY tiles exceed 48 KiB: lower BQ");
+  constexpr int NT = BQ / 8, KC = HD / 16, OT = HD / 8;
+  __shared__ unsigned Qs[BQ * RW];   // Q by row (S^T = K Q^T)
+  __shared__ unsigned Qt[HD * TW];   // Q transposed (dK += dS^T Q)
+  __shared__ unsigned dYs[BQ * RW];  // dY by row (dP^T = V dY^T)
+  __shared__ unsigned dYt[HD * TW];  // dY transposed (dV += P^T dY)
+  __shared__ float Ls[BQ];           // lse * log2(e)
+  __shared__ float Ds[BQ];           // dsum
+
+  if (blockDim.x != THREADS) __trap();
+  const int b = blockIdx.z;
+  if (b >= B) return;
+  const int kt = blockIdx.x;  // causal: the first keys see the most queries
+  const int gk = blockIdx.y;
+  const int warp = threadIdx.x / 32, t = threadIdx.x % 4, g = (threadIdx.x % 32) / 4;
+  const int c0 = kt * BKV + 16 * warp, klo = c0 + g, khi = c0 + g + 8;
+  const float scale = 1.f / sqrtf((float)HD), sl2 = D::kLog2e * scale;
+  const long long row0 = (long long)b * SEQ;
+
+  unsigned kf[KC][4], vf[KC][4];
+  D::load_a<HD>(kf, k + row0 * ks + gk * HD, ks, c0, SEQ);
+  D::load_a<HD>(vf, v + row0 * vs + gk * HD, vs, c0, SEQ);
+  float dka[OT][4], dva[OT][4];
+  D::zero(dka);
+  D::zero(dva);
+
+  const int qstart = CAUSAL ? kt * BKV / BQ * BQ : 0;
+  for (int h = gk * GROUP; h < (gk + 1) * GROUP; ++h) {
+    const __nv_bfloat16 *qb = q + row0 * qs + h * HD, *dyb = dy + row0 * dys + h * HD;
+    for (int q0 = qstart; q0 < SEQ; q0 += BQ) {
+      __syncthreads();
+      D::stage_rows<BQ, HD, RW, THREADS>(Qs, qb, qs, q0, SEQ);
+      D::stage_cols<BQ, HD, TW, THREADS>(Qt, qb, qs, q0, SEQ);
+      D::stage_rows<BQ, HD, RW, THREADS>(dYs, dyb, dys, q0, SEQ);
+      D::stage_cols<BQ, HD, TW, THREADS>(dYt, dyb, dys, q0, SEQ);
+      for (int i = threadIdx.x; i < BQ; i += THREADS) {
+        const bool in = q0 + i < SEQ;
+        Ls[i] = in ? lse[(row0 + q0 + i) * HEADS + h] * D::kLog2e : 0.f;
+        Ds[i] = in ? dsum[(row0 + q0 + i) * HEADS + h] : 0.f;
+      }
+      __syncthreads();
+      if (CAUSAL && q0 + BQ - 1 < c0) continue;  // every query before this warp's keys
+
+      float st[NT][4], dpt[NT][4];
+      D::zero(st);
+      D::zero(dpt);
+      D::mma_tile<KC, NT, RW>(st, kf, Qs);
+      D::mma_tile<KC, NT, RW>(dpt, vf, dYs);
+LISA_MMA_UNROLL
+      for (int n = 0; n < NT; ++n)
+LISA_MMA_UNROLL
+        for (int e = 0; e < 4; ++e) {
+          const int j = n * 8 + 2 * t + (e & 1), query = q0 + j, key = e < 2 ? klo : khi;
+          const bool ok = query < SEQ && key < SEQ && (!CAUSAL || key <= query);
+          const float p = ok ? exp2f(st[n][e] * sl2 - Ls[j]) : 0.f;
+          st[n][e] = p;
+          dpt[n][e] = p * (dpt[n][e] - Ds[j]);  // dS^T
+        }
+      D::mma_acc_tile<BQ / 16, OT, TW>(dva, st, dYt);
+      D::mma_acc_tile<BQ / 16, OT, TW>(dka, dpt, Qt);
+    }
+  }
+  D::store_acc<OT>(dk + row0 * dks + gk * HD, dks, c0, SEQ, dka, scale, scale);
+  D::store_acc<OT>(dv + row0 * dvs + gk * HD, dvs, c0, SEQ, dva, 1.f, 1.f);
+}
+
+}  // namespace lisa

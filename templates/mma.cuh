@@ -1,0 +1,77 @@
+// mma.cuh: one warp-wide tensor-core product, mma.sync m16n8k16 with bf16
+// inputs and fp32 accumulators (sm_80 and later), and the bf16 pairs its
+// fragments are made of. On the GPU it is the PTX instruction; in the host
+// emulator (LISA_EMU) the same product from the same fragments, gathered
+// with shuffles, so a kernel written against it is tested on the CPU.
+//
+// Fragments (PTX ISA, "Matrix Fragments for mma.m16n8k16", bf16). In a warp,
+// lane = 4*g + t (g = lane / 4 in 0..7, t = lane % 4 in 0..3). A word holds
+// two bf16: the lower column (or row, for B) in its low half.
+//   A, 16x16 row-major, 4 words: a[0] = A[g][2t..2t+1], a[1] = A[g+8][2t..],
+//     a[2] = A[g][8+2t..], a[3] = A[g+8][8+2t..]
+//   B, 16x8 (k x n), 2 words: b[0] = B[2t..2t+1][g], b[1] = B[8+2t..8+2t+1][g]
+//   C and D, 16x8 fp32: c[0], c[1] = C[g][2t], C[g][2t+1]; c[2], c[3] =
+//     C[g+8][2t], C[g+8][2t+1]
+// So an accumulator pair of two neighbouring 8-column tiles is an A fragment
+// of the next product (as P = softmax(S) feeds P V in flash attention).
+#pragma once
+#include "lisa_common.cuh"
+
+// Fragment arrays must stay in registers: every loop over them unrolled
+// (the emulator's host compiler warns on unknown pragmas, hence a macro).
+#ifdef LISA_EMU
+#define LISA_MMA_UNROLL
+#else
+#define LISA_MMA_UNROLL _Pragma("unroll")
+#endif
+
+namespace lisa {
+
+// Two floats as a bf16 pair (lo in the low half), rounded to nearest even.
+__device__ __forceinline__ unsigned pack_bf16x2(float lo, float hi) {
+  return (unsigned)__bfloat16_as_ushort(__float2bfloat16_rn(lo)) |
+         ((unsigned)__bfloat16_as_ushort(__float2bfloat16_rn(hi)) << 16);
+}
+__device__ __forceinline__ unsigned pack_bf16x2(__nv_bfloat16 lo, __nv_bfloat16 hi) {
+  return (unsigned)__bfloat16_as_ushort(lo) | ((unsigned)__bfloat16_as_ushort(hi) << 16);
+}
+__device__ __forceinline__ float bf16_lo(unsigned w) {
+  return __bfloat162float(__ushort_as_bfloat16((unsigned short)(w & 0xffffu)));
+}
+__device__ __forceinline__ float bf16_hi(unsigned w) {
+  return __bfloat162float(__ushort_as_bfloat16((unsigned short)(w >> 16)));
+}
+
+// d += A b, for the whole warp (every lane must call it, converged).
+__device__ __forceinline__ void mma_bf16_16816(float (&d)[4], const unsigned (&a)[4],
+                                               const unsigned (&b)[2]) {
+#ifndef LISA_EMU
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+      "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#else
+  // Lane (g, t) needs rows g and g+8 of A, held by lanes 4g..4g+3, and
+  // columns 2t, 2t+1 of B, held by lanes 4(2t)+s and 4(2t+1)+s.
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  for (int s = 0; s < 4; ++s) {  // k = 2s, 2s+1 and 8+2s, 8+2s+1
+    unsigned ar[4], b0[2], b1[2];
+    for (int i = 0; i < 4; ++i) ar[i] = __shfl_sync(0xffffffffu, a[i], 4 * g + s);
+    for (int i = 0; i < 2; ++i) {
+      b0[i] = __shfl_sync(0xffffffffu, b[i], 4 * (2 * t) + s);
+      b1[i] = __shfl_sync(0xffffffffu, b[i], 4 * (2 * t + 1) + s);
+    }
+    for (int half = 0; half < 2; ++half) {  // k < 8, then k >= 8
+      const unsigned lo_row = ar[2 * half], hi_row = ar[2 * half + 1];
+      const unsigned c0 = b0[half], c1 = b1[half];
+      d[0] += bf16_lo(lo_row) * bf16_lo(c0) + bf16_hi(lo_row) * bf16_hi(c0);
+      d[1] += bf16_lo(lo_row) * bf16_lo(c1) + bf16_hi(lo_row) * bf16_hi(c1);
+      d[2] += bf16_lo(hi_row) * bf16_lo(c0) + bf16_hi(hi_row) * bf16_hi(c0);
+      d[3] += bf16_lo(hi_row) * bf16_lo(c1) + bf16_hi(hi_row) * bf16_hi(c1);
+    }
+  }
+#endif
+}
+
+}  // namespace lisa
