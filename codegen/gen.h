@@ -57,6 +57,7 @@ typedef struct {
                             DGELU, BGRAD; BIAS always fuses), the ops run as kernels of
                             their own: the CUDA backend's retry when cuBLASLt has no
                             algorithm for a fused GEMM */
+  int no_mma;             /* the device has no bf16 mma.sync (before sm_80): SIMT attention */
 } gen_config;
 
 /* A tensor as a step sees it: rows of buffer `buf`, starting at column

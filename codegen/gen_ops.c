@@ -210,7 +210,7 @@ static int attention_mma_smem(int kernel, int hd, int tile) {
  * kernel. */
 static int attention_mma_tile(gen_ctx *c, const attn_shape *a, int kernel, const char *name,
                               const char *param) {
-  if (c->cfg->dtype != GEN_BF16 || a->hd % 16 || a->hd > 128) return 0;
+  if (c->cfg->dtype != GEN_BF16 || c->cfg->no_mma || a->hd % 16 || a->hd > 128) return 0;
   if (!gen_tune(c, name, "USE", 1)) return 0;
   int most = kernel == ATT_MMA_DKDV && a->hd > 64 ? 16 : 64;
   for (int tile = gen_tune(c, name, param, 64); tile >= 16; tile /= 2)

@@ -39,7 +39,8 @@ static int generate(cuda_run *r, int precision, int nearest, unsigned no_epilogu
   free(r->trains), r->trains = NULL;
   gen_config cfg = {.B = t->state.B, .T = t->state.T, .grad_accum = trainer_grad_accum(t),
                     .opt_blocks = 4 * gpu_device_sms(r->gpu), .opt_nearest = nearest,
-                    .no_epilogues = no_epilogues};
+                    .no_epilogues = no_epilogues,
+                    .no_mma = gpu_device_sm(r->gpu) < 80};
   cfg.dtype = precision == PLAN_FP32 ? GEN_F32 : GEN_BF16;
   cfg.grad_dtype = precision == PLAN_BF16_TRUE ? GEN_BF16 : GEN_F32;
   if (t->cfg.method == TRAIN_LORA) {

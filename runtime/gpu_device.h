@@ -30,6 +30,8 @@ dt_device gpu_device_iface(gpu_device *g);
  * what any other process on the same GPU holds). */
 const char *gpu_device_arch(const gpu_device *g);
 int gpu_device_sms(const gpu_device *g);
+/* Compute capability as 10 * major + minor (90 for sm_90). */
+int gpu_device_sm(const gpu_device *g);
 size_t gpu_device_used_bytes(const gpu_device *g);
 /* The device's dense bf16 peak in FLOP/s, 0 if not known (for MFU). */
 double gpu_device_bf16_peak(const gpu_device *g);

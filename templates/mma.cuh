@@ -45,12 +45,14 @@ __device__ __forceinline__ float bf16_hi(unsigned w) {
 // d += A b, for the whole warp (every lane must call it, converged).
 __device__ __forceinline__ void mma_bf16_16816(float (&d)[4], const unsigned (&a)[4],
                                                const unsigned (&b)[2]) {
-#ifndef LISA_EMU
+#if !defined(LISA_EMU) && (!defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800)
   asm volatile(
       "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
       "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#elif !defined(LISA_EMU)
+  __trap();  // before sm_80: the generator does not launch this (gen_config.no_mma)
 #else
   // Lane (g, t) needs rows g and g+8 of A, held by lanes 4g..4g+3, and
   // columns 2t, 2t+1 of B, held by lanes 4(2t)+s and 4(2t+1)+s.

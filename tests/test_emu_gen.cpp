@@ -359,12 +359,23 @@ void test_attention_mma() {
   const char *kinds[] = {"attention_forward_mma", "attention_backward_dq_mma",
                          "attention_backward_dkdv_mma"};
   const int want[] = {3, 2, 2}; /* block_active, _frozen, _forward; no backward in _forward */
-  for (int k = 0; k < 3; k++) {
-    int n = 0;
-    for (int i = 0; i < prog.n_paths; i++)
-      for (int s = 0; s < prog.paths[i].n_steps; s++)
-        n += strstr(prog.paths[i].steps[s].kernel, kinds[k]) != nullptr;
-    CHECK_MSG(n == want[k], "%d paths launch %s, want %d", n, kinds[k], want[k]);
+  for (int no_mma = 0; no_mma < 2; no_mma++) { /* before sm_80: the SIMT kernels */
+    if (no_mma) {
+      gen_free(&prog);
+      cfg.no_mma = 1;
+      if (gen_build(&prog, &m, &cfg, &err)) {
+        CHECK_MSG(0, "%s", err.msg);
+        ir_model_free(&m);
+        return;
+      }
+    }
+    for (int k = 0; k < 3; k++) {
+      int n = 0;
+      for (int i = 0; i < prog.n_paths; i++)
+        for (int s = 0; s < prog.paths[i].n_steps; s++)
+          n += strstr(prog.paths[i].steps[s].kernel, kinds[k]) != nullptr;
+      CHECK_MSG(n == (no_mma ? 0 : want[k]), "no_mma %d: %d paths launch %s", no_mma, n, kinds[k]);
+    }
   }
   gen_free(&prog);
   ir_model_free(&m);
