@@ -5,6 +5,7 @@
 
 #include "dev_train.h"
 #include "gen.h"
+#include "gen_tune.h"
 #include "gpu_device.h"
 #include "gpu_paths.h"
 #include "lora.h"
@@ -16,6 +17,7 @@ struct cuda_run {
   gen_program prog;
   int have_prog;
   unsigned char *trains;
+  gen_tuning *tuning;  /* --tune; NULL: the defaults */
   dev_trainer *dev;
   px_profile *profile; /* NULL unless cuda_run_profile */
   int profiled;        /* steps collected, the first cleared */
@@ -40,7 +42,7 @@ static int generate(cuda_run *r, int precision, int nearest, unsigned no_epilogu
   gen_config cfg = {.B = t->state.B, .T = t->state.T, .grad_accum = trainer_grad_accum(t),
                     .opt_blocks = 4 * gpu_device_sms(r->gpu), .opt_nearest = nearest,
                     .no_epilogues = no_epilogues,
-                    .no_mma = gpu_device_sm(r->gpu) < 80};
+                    .no_mma = gpu_device_sm(r->gpu) < 80, .tuning = r->tuning};
   cfg.dtype = precision == PLAN_FP32 ? GEN_F32 : GEN_BF16;
   cfg.grad_dtype = precision == PLAN_BF16_TRUE ? GEN_BF16 : GEN_F32;
   if (t->cfg.method == TRAIN_LORA) {
@@ -53,8 +55,10 @@ static int generate(cuda_run *r, int precision, int nearest, unsigned no_epilogu
   return 0;
 }
 
-int cuda_run_prepare(cuda_run *r, trainer *t, int precision, int nearest, lt_error *err) {
+int cuda_run_prepare(cuda_run *r, trainer *t, const cuda_run_options *o, lt_error *err) {
   r->t = t;
+  int precision = o->precision, nearest = o->nearest;
+  if (o->tune_path && gen_tune_load(&r->tuning, o->tune_path, err)) return -1;
   /* A fused GEMM cuBLASLt has no algorithm for (an epilogue this version
    * or these shapes do not support) runs unfused: the program again
    * without that fusion, its op as a kernel of its own. */
@@ -112,6 +116,7 @@ void cuda_run_close(cuda_run *r) {
   if (r->gpu) gpu_device_unload(r->gpu); /* its paths point into the program */
   if (r->have_prog) gen_free(&r->prog);
   free(r->trains);
+  gen_tune_free(r->tuning);
   gpu_device_close(r->gpu);
   free(r);
 }

@@ -12,12 +12,16 @@ typedef struct cuda_run cuda_run;
 
 /* Opens the first CUDA device; name gets what it is. -1 with the reason. */
 int cuda_run_open(cuda_run **out, char *name, size_t cap, lt_error *err);
-/* Generates every path for t's model, method, batch and sequence in
- * `precision` (plan.h: PLAN_FP32, PLAN_BF16_MIXED or PLAN_BF16_TRUE),
- * compiles and loads them, and uploads t's weights. t must have been created
- * with params_only. nearest: bf16-mixed rounds the bf16 weights to nearest,
- * not stochastically. */
-int cuda_run_prepare(cuda_run *r, trainer *t, int precision, int nearest, lt_error *err);
+typedef struct {
+  int precision;         /* plan.h: PLAN_FP32, PLAN_BF16_MIXED or PLAN_BF16_TRUE */
+  int nearest;           /* bf16-mixed: round the bf16 weights to nearest, not stochastically */
+  const char *tune_path; /* a tunables file over templates/tuning.lua (lisa gen --tune); NULL */
+} cuda_run_options;
+
+/* Generates every path for t's model, method, batch and sequence as o
+ * says, compiles and loads them, and uploads t's weights. t must have been
+ * created with params_only. */
+int cuda_run_prepare(cuda_run *r, trainer *t, const cuda_run_options *o, lt_error *err);
 /* After prepare: the GEMM epilogues (bits 1u << enum gen_epilogue) that
  * run as kernels of their own because cuBLASLt had no algorithm for them
  * fused; 0 normally. Worth a line on the terminal. */

@@ -34,6 +34,7 @@ typedef struct {
   int64_t norms_every; /* 0: no per-layer norms in the JSONL */
   int merge_lora;
   int profile; /* --profile: time the device's launches and GEMMs */
+  const char *tune_path; /* --tune: the generated kernels' tunables */
   int quiet;
 } cli_args;
 
@@ -106,6 +107,9 @@ static const cliopt train_opts[] = {
     {"--log-jsonl", CLIOPT_STRING, AT(jsonl_path), .meta = "FILE",
      .help = "one JSON object per step"},
     {"--quiet", CLIOPT_FLAG, AT(quiet), .help = "no progress line"},
+    {"--tune", CLIOPT_STRING, AT(tune_path), .meta = "FILE",
+     .help = "cuda: kernel tunables over templates/tuning.lua, as\n"
+             "lisa gen --tune (e.g. attention_forward_mma = {USE = 0})"},
     {"--profile", CLIOPT_FLAG, AT(profile),
      .help = "cuda: time every launch and GEMM of the steps after\n"
              "the first; a table per step at the end, rows in the JSONL"},
@@ -218,6 +222,11 @@ static int check_backend(const cli_args *a, const backend *be) {
                       "(on the cpu backend, use perf)\n");
       return -1;
     }
+    if (a->tune_path) {
+      fprintf(stderr, "lisa train: --tune sets the generated kernels' tunables; it needs "
+                      "--device cuda\n");
+      return -1;
+    }
     return 0;
   }
   return 0;
@@ -327,9 +336,11 @@ static int cmd_train(int argc, char **argv) {
   if (rc == 0 && t.load_note[0] && !a.quiet) fprintf(stderr, "note: %s\n", t.load_note);
   if (rc == 0 && a.resume_dir) rc = resume(&t, &a, &err);
 #ifdef LISA_HAVE_GPU
-  if (rc == 0 && be.on_cuda)
-    rc = cuda_run_prepare(be.cuda, &t, a.dtype >= 0 ? cliopt_dtype_values[a.dtype] : PLAN_BF16_MIXED,
-                          a.nearest, &err);
+  if (rc == 0 && be.on_cuda) {
+    cuda_run_options o = {a.dtype >= 0 ? cliopt_dtype_values[a.dtype] : PLAN_BF16_MIXED,
+                          a.nearest, a.tune_path};
+    rc = cuda_run_prepare(be.cuda, &t, &o, &err);
+  }
   if (rc == 0 && be.on_cuda && a.profile) rc = cuda_run_profile(be.cuda, &err);
   if (rc == 0 && be.on_cuda && cuda_run_unfused(be.cuda) && !a.quiet)
     fprintf(stderr, "lisa: cuBLASLt has no algorithm for some fused GEMM epilogues here; "

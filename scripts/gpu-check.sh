@@ -13,16 +13,20 @@
 # unpacks it and writes every result to $OUT/gpu-check.txt (or
 # /tmp/gpu-check/), the benchmark rows to $OUT/bench-*.jsonl, within
 # $BUDGET seconds (default 450): a step that could not finish in what is
-# left is skipped and says so. In order of importance:
+# left is skipped and says so (ONLY="memcheck peer" runs just those steps).
+# In order of importance:
 #   probe        a 5-step LISA run of the tiny GPT-2 on the device
 #   dev-train    20 steps of FT, LISA and LoRA (fp32, bf16-mixed, bf16-true)
 #                on the device against the CPU trainer (test_dev_train)
+#   paths        every generated path against the CPU backend (test_emu_gen),
+#                the tensor-core attention among them
 #   bench-*      GPT-2 124M, B=16 T=1024: FT and LISA G=2 (bf16-mixed), LISA
 #                G=2 bf16-true: median tokens/s, MFU, peak bytes
 #   profile-*    the same FT and LISA runs, 4 steps with --profile: ms per
 #                step of every kernel and GEMM (profile-*.txt, .jsonl)
+#   bench-lisa-simt  LISA with the SIMT attention kernels (--tune), against
+#                the tensor-core ones of bench-lisa
 #   memcheck     compute-sanitizer on a short run
-#   paths        every generated path against the CPU backend (test_emu_gen)
 #   peer-torch   scripts/peer-torch.py FT and LISA, where torch is installed
 #   nvrtc        the NVRTC build time of GPT-2 124M on this machine
 set -uo pipefail
@@ -59,9 +63,16 @@ START=$(date +%s)
 failed=0
 
 # step NAME TIMEOUT CMD...: runs CMD, its output and status into the results;
-# skipped when the budget left is less than TIMEOUT.
+# skipped when the budget left is less than TIMEOUT, or when ONLY (a list of
+# step-name patterns, for a second run of what a first one skipped) does not
+# name it.
 step() {
   local name=$1 limit=$2; shift 2
+  if [ -n "${ONLY:-}" ]; then
+    local want=0 p
+    for p in $ONLY; do [[ $name == $p* ]] && want=1; done
+    [ "$want" -eq 1 ] || return 1
+  fi
   local left=$((BUDGET - ($(date +%s) - START)))
   if [ "$left" -lt "$limit" ]; then
     echo "== $name: skipped, ${left}s of the budget left, it may take ${limit}s" | tee -a "$R"
@@ -104,6 +115,7 @@ step probe 90 build/lisa train $TINY --steps 5 --batch 2 --seq 8 --device cuda -
   --gamma 1 --interval 2 --log-jsonl "$OUT/probe.jsonl"
 cut -c1-400 "$OUT/probe.jsonl" >> "$R" 2>/dev/null
 step dev-train 240 env LISA_TEST_DEVICE=cuda build/tests/test_dev_train
+step paths 180 env LISA_TEST_DEVICE=cuda build/tests/test_emu_gen
 for run in "ft bf16 --method ft" "lisa bf16 --method lisa --gamma 2" \
            "lisa-true bf16-true --method lisa --gamma 2"; do
   set -- $run
@@ -122,12 +134,18 @@ for run in "ft --method ft" "lisa --method lisa --gamma 2"; do
     --profile --log-jsonl $OUT/profile-$name.jsonl > $OUT/profile-$name.txt" &&
     head -28 "$OUT/profile-$name.txt" >> "$R"
 done
+# The tensor-core attention against attention.cuh's SIMT kernels: LISA G=2
+# with every attention_*_mma kernel switched off.
+printf 'return {attention_forward_mma = {USE = 0}, attention_backward_dq_mma = {USE = 0},\n  attention_backward_dkdv_mma = {USE = 0}}\n' > "$OUT/simt.lua"
+# shellcheck disable=SC2086
+step bench-lisa-simt 120 build/lisa train ${BENCH/--steps 30/--steps 12} --dtype bf16 --method lisa \
+  --gamma 2 --tune "$OUT/simt.lua" --log-jsonl "$OUT/bench-lisa-simt.jsonl" &&
+  summary "$OUT/bench-lisa-simt.jsonl" >> "$R"
 if command -v compute-sanitizer >/dev/null; then
   # shellcheck disable=SC2086
   step memcheck 150 compute-sanitizer --tool memcheck --error-exitcode 9 \
     build/lisa train $TINY --steps 3 --batch 2 --seq 8 --device cuda --method lisa --gamma 1 --quiet
 fi
-step paths 240 env LISA_TEST_DEVICE=cuda build/tests/test_emu_gen
 if python3 -c 'import numpy, torch, transformers' 2>/dev/null; then
   P="python3 scripts/peer-torch.py --model gpt2-124m --device cuda --dtype bf16 --attn sdpa \
      --batch 16 --seq 1024 --steps 30 --warmup-steps 5 --data data/tinyshakespeare.bin"

@@ -65,6 +65,8 @@ expect_error bad_rounding "--rounding: 'up' is not stochastic or nearest" \
   train "$TINY" --data "$TOKENS" --rounding up
 expect_error cpu_profile "--profile times the device's kernels; it needs --device cuda" \
   train "$TINY" --data "$TOKENS" --device cpu --profile
+expect_error cpu_tune "--tune sets the generated kernels' tunables; it needs --device cuda" \
+  train "$TINY" --data "$TOKENS" --device cpu --tune /dev/null
 expect_error bad_dtype "--dtype: 'fp8' is not fp32, bf16, bf16-mixed or bf16-true" \
   train "$TINY" --data "$TOKENS" --dtype fp8
 # One format for every bad value: the option, the value, what it must be.
