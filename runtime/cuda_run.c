@@ -20,7 +20,6 @@ struct cuda_run {
   gen_tuning *tuning;  /* --tune; NULL: the defaults */
   dev_trainer *dev;
   px_profile *profile; /* NULL unless cuda_run_profile */
-  int profiled;        /* steps collected, the first cleared */
   double flops_per_token, peak;
   unsigned unfused; /* epilogues generated unfused: cuBLASLt had no algorithm */
   uint64_t memory[PLAN_NCATEGORIES]; /* the arena and the workspace, by category */
@@ -89,13 +88,11 @@ int cuda_run_profile(cuda_run *r, lt_error *err) {
   return 0;
 }
 
-px_profile *cuda_run_profiler(cuda_run *r) { return r->profile; }
+prof_table *cuda_run_profile_table(cuda_run *r) { return r->profile ? px_profile_table(r->profile) : NULL; }
 
 int cuda_run_step(cuda_run *r, train_step_stats *st, lt_error *err) {
   if (dt_step(r->dev, st, err)) return -1;
-  /* the first profiled step also loads modules lazily and fills caches */
   if (r->profile && px_profile_collect(r->profile, err)) return -1;
-  if (r->profile && r->profiled++ == 0) px_profile_clear(r->profile);
   st->peak_bytes = dt_arena_bytes(r->dev) + GPU_WORKSPACE_BYTES;
   st->device_used_bytes = gpu_device_used_bytes(r->gpu);
   st->mfu = r->peak > 0 ? r->flops_per_token * st->tokens_per_s / r->peak : -1;

@@ -26,10 +26,10 @@ int cuda_run_prepare(cuda_run *r, trainer *t, const cuda_run_options *o, lt_erro
  * run as kernels of their own because cuBLASLt had no algorithm for them
  * fused; 0 normally. Worth a line on the terminal. */
 unsigned cuda_run_unfused(const cuda_run *r);
-/* After prepare: time every launch and GEMM of the steps that follow but
- * the first (warm-up); the profiler holds the sums. */
+/* After prepare: time every launch and GEMM of the steps that follow; the
+ * table holds the sums (NULL: not profiling). */
 int cuda_run_profile(cuda_run *r, lt_error *err);
-px_profile *cuda_run_profiler(cuda_run *r);
+prof_table *cuda_run_profile_table(cuda_run *r);
 /* One step; fills the stats' mfu, peak_bytes and device_used_bytes. */
 int cuda_run_step(cuda_run *r, train_step_stats *st, lt_error *err);
 /* The device's weights into t's parameters (to save or to read norms); with

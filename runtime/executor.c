@@ -1,6 +1,7 @@
 #include "executor.h"
 
 #include <stdint.h>
+#include <time.h>
 
 #include "cpu_ops.h"
 
@@ -172,10 +173,29 @@ static void run_op(const exec_ctx *c, const ir_op *op) {
   }
 }
 
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* run_op, timed into row `row` of the profile when there is one. */
+static void run_timed(const exec_ctx *c, const ir_op *op, int row) {
+  if (!c->s->profile) {
+    run_op(c, op);
+    return;
+  }
+  double t0 = now_ms();
+  run_op(c, op);
+  prof_add(c->s->profile->table, row, now_ms() - t0);
+}
+
 void exec_forward(ms_state *s, int inst) {
-  const ir_graph *g = &s->ir->sections[ms_inst_section(s, inst)];
+  int sec = ms_inst_section(s, inst);
+  const ir_graph *g = &s->ir->sections[sec];
   exec_ctx c = {s, g, s->bufs[inst], 1.0f};
-  for (int i = 0; i < g->n_fwd; i++) run_op(&c, &g->fwd[i]);
+  int row0 = s->profile ? s->profile->row0[sec][0] : 0;
+  for (int i = 0; i < g->n_fwd; i++) run_timed(&c, &g->fwd[i], row0 + i);
 }
 
 /* A parameter-gradient op runs only where its params train: on the ACTIVE
@@ -187,8 +207,10 @@ static int skip_param_grad(const exec_ctx *c, const ir_op *op, int path) {
 
 void exec_backward(ms_state *s, int inst, int path, float loss_scale) {
   if (path == EXEC_FORWARD) return;
-  const ir_graph *g = &s->ir->sections[ms_inst_section(s, inst)];
+  int sec = ms_inst_section(s, inst);
+  const ir_graph *g = &s->ir->sections[sec];
   exec_ctx c = {s, g, s->bufs[inst], loss_scale};
+  int row0 = s->profile ? s->profile->row0[sec][1 + path] : 0;
   for (int i = 0; i < g->n_bwd; i++)
-    if (!skip_param_grad(&c, &g->bwd[i], path)) run_op(&c, &g->bwd[i]);
+    if (!skip_param_grad(&c, &g->bwd[i], path)) run_timed(&c, &g->bwd[i], row0 + i);
 }

@@ -111,8 +111,9 @@ static const cliopt train_opts[] = {
      .help = "cuda: kernel tunables over templates/tuning.lua, as\n"
              "lisa gen --tune (e.g. attention_forward_mma = {USE = 0})"},
     {"--profile", CLIOPT_FLAG, AT(profile),
-     .help = "cuda: time every launch and GEMM of the steps after\n"
-             "the first; a table per step at the end, rows in the JSONL"},
+     .help = "time every kernel and GEMM (cuda) or op (cpu) of the\n"
+             "steps after the first; a table per step at the end, rows\n"
+             "in the JSONL"},
     {"--device", CLIOPT_ENUM, AT(device), .names = device_names,
      .help = "cuda: the generated kernels and cuBLASLt; auto: cuda\n"
              "where a device is found, else the cpu backend (auto)"},
@@ -217,11 +218,6 @@ static int check_backend(const cli_args *a, const backend *be) {
               cliopt_dtype_names[a->dtype]);
       return -1;
     }
-    if (a->profile) {
-      fprintf(stderr, "lisa train: --profile times the device's kernels; it needs --device cuda "
-                      "(on the cpu backend, use perf)\n");
-      return -1;
-    }
     if (a->tune_path) {
       fprintf(stderr, "lisa train: --tune sets the generated kernels' tunables; it needs "
                       "--device cuda\n");
@@ -232,15 +228,21 @@ static int check_backend(const cli_args *a, const backend *be) {
   return 0;
 }
 
-/* --profile: the table on stdout and "profile" rows in the JSONL. */
-static void backend_report(backend *be, const log_sink *log, int64_t step) {
+/* --profile: the table of sums (NULL when not profiling). */
+static prof_table *backend_profile(backend *be, trainer *t) {
 #ifdef LISA_HAVE_GPU
-  px_profile *pf = be->on_cuda ? cuda_run_profiler(be->cuda) : NULL;
-  if (!pf || px_profile_steps(pf) == 0) return;
-  px_profile_print(pf, stdout);
-  if (log->jsonl) px_profile_write_jsonl(pf, log->jsonl, (long long)step);
+  if (be->on_cuda) return cuda_run_profile_table(be->cuda);
 #endif
-  (void)be, (void)log, (void)step;
+  (void)be;
+  return trainer_profile_table(t);
+}
+
+/* --profile: the table on stdout and "profile" rows in the JSONL. */
+static void backend_report(backend *be, trainer *t, const log_sink *log) {
+  prof_table *pt = backend_profile(be, t);
+  if (!pt || pt->steps == 0) return;
+  prof_print(pt, stdout);
+  if (log->jsonl) prof_write_jsonl(pt, log->jsonl, (long long)t->step);
 }
 
 static int backend_step(backend *be, trainer *t, train_step_stats *st, lt_error *err) {
@@ -287,9 +289,12 @@ static int run_training(trainer *t, backend *be, const cli_args *a, lt_error *er
     return -1;
   }
   int rc = 0;
+  int64_t run_steps = 0;
   while (t->step < a->train.steps && rc == 0) {
     train_step_stats st;
     rc = backend_step(be, t, &st, err);
+    /* the first step also fills caches (and loads modules on a device) */
+    if (rc == 0 && ++run_steps == 1 && backend_profile(be, t)) prof_clear(backend_profile(be, t));
     int norms = a->norms_every && st.step % a->norms_every == 0;
     if (rc == 0 && norms) rc = backend_sync(be, 0, err);
     if (rc == 0) log_step(&log, t, &st, norms);
@@ -308,7 +313,7 @@ static int run_training(trainer *t, backend *be, const cli_args *a, lt_error *er
     if (rc == 0) log_event(&log, t->step, "checkpoint", "path", a->save_path);
     if (rc == 0 && !a->quiet) fprintf(stderr, "saved %s\n", a->save_path);
   }
-  if (rc == 0) backend_report(be, &log, t->step);
+  if (rc == 0) backend_report(be, t, &log);
   log_close(&log);
   return rc;
 }
@@ -342,6 +347,9 @@ static int cmd_train(int argc, char **argv) {
     rc = cuda_run_prepare(be.cuda, &t, &o, &err);
   }
   if (rc == 0 && be.on_cuda && a.profile) rc = cuda_run_profile(be.cuda, &err);
+#endif
+  if (rc == 0 && !be.on_cuda && a.profile) rc = trainer_profile(&t, &err);
+#ifdef LISA_HAVE_GPU
   if (rc == 0 && be.on_cuda && cuda_run_unfused(be.cuda) && !a.quiet)
     fprintf(stderr, "lisa: cuBLASLt has no algorithm for some fused GEMM epilogues here; "
                     "they run as kernels of their own (mask 0x%x of enum gen_epilogue)\n",

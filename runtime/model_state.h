@@ -57,6 +57,7 @@ typedef struct {
   void ***bufs;            /* bufs[inst][value] */
   void *act_arena;         /* backing store of every activation buffer */
   size_t bytes_params, bytes_grads, bytes_acts;
+  const struct exec_profile *profile; /* NULL: the executor times nothing (executor.h) */
 } ms_state;
 
 /* n_grad_slots: how many blocks can hold gradients at once (0..n_layer).

@@ -12,6 +12,7 @@
 #include "err.h"
 #include "gen.h"
 #include "plan_exec.h"
+#include "profile.h"
 
 /* A device's timers, in stream order with its px_backend. */
 typedef struct {
@@ -22,13 +23,6 @@ typedef struct {
   int (*elapsed)(void *ctx, int from, int to, float *ms, lt_error *err);
   void (*destroy)(void *ctx);
 } px_timers;
-
-typedef struct {
-  const gen_path *path;
-  int step;  /* index into path->steps */
-  int calls; /* over the profiled steps */
-  double ms;
-} px_profile_row;
 
 typedef struct px_profile px_profile;
 
@@ -44,18 +38,8 @@ px_backend px_profile_backend(px_profile *pf);
  * step to finish) and readies them for the next. */
 int px_profile_collect(px_profile *pf, lt_error *err);
 
-/* Forgets what was collected (a warm-up step's). */
-void px_profile_clear(px_profile *pf);
-
-/* The rows with calls, slowest first, summed over the steps collected;
- * valid until the next collect. */
-const px_profile_row *px_profile_rows(px_profile *pf, int *n);
-double px_profile_total_ms(const px_profile *pf);
-int px_profile_steps(const px_profile *pf);
-
-/* Per step: a table (time, share, calls, path, pass, what the step
- * computes), and one JSONL "profile" row each (step: the run's last). */
-void px_profile_print(px_profile *pf, FILE *out);
-void px_profile_write_jsonl(px_profile *pf, FILE *out, long long step);
+/* The rows (one per path step, labelled), summed over the steps collected;
+ * prof_clear forgets a warm-up step. */
+prof_table *px_profile_table(px_profile *pf);
 
 #endif

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "autodiff.h"
+#include "cpu_profile.h"
 #include "executor.h"
 #include "lora.h"
 #include "model_yaml.h"
@@ -354,6 +355,7 @@ void trainer_free(trainer *t) {
   free(t->path);
   free(t->weight_norms);
   free(t->grad_norms);
+  if (t->profile) cpf_free(t->profile), free(t->profile);
   train_optim_free(&t->opt);
   ms_free(&t->state);
   data_close(&t->data);
@@ -438,13 +440,30 @@ int trainer_micro_batch(trainer *t, int i, lt_error *err) {
   return data_batch(&t->data, t->cfg.seed, index, s->B, s->T, s->ids, s->targets, err);
 }
 
+int trainer_profile(trainer *t, lt_error *err) {
+  if (t->profile) return 0;
+  if (!(t->profile = malloc(sizeof *t->profile))) return lt_fail(err, "out of memory");
+  if (cpf_create(t->profile, &t->ir, t->state.N, err)) return free(t->profile), t->profile = NULL, -1;
+  t->state.profile = &t->profile->exec;
+  return 0;
+}
+
+prof_table *trainer_profile_table(trainer *t) { return t->profile ? &t->profile->table : NULL; }
+
+/* The profile's row for what runs between mark and now, when profiling. */
+static void profile_since(trainer *t, int row, double mark) {
+  if (t->profile) prof_add(&t->profile->table, row, now_ms() - mark);
+}
+
 int trainer_step(trainer *t, train_step_stats *st, lt_error *err) {
   ms_state *s = &t->state;
   double t0 = now_ms();
   int switched;
   float lr;
   if (trainer_begin_step(t, &switched, &lr, err)) return -1;
+  double mark = now_ms();
   train_zero_grads(s);
+  if (t->profile) profile_since(t, t->profile->row_zero, mark);
   /* micro-batches add into the gradients, each at 1/N of the loss */
   int n = trainer_grad_accum(t);
   double loss = 0;
@@ -453,7 +472,9 @@ int trainer_step(trainer *t, train_step_stats *st, lt_error *err) {
     loss += train_forward(s);
     train_backward(s, t->path, 1.0f / (float)n);
   }
+  mark = now_ms();
   double norm = train_adamw(s, &t->cfg.opt, lr, &t->opt);
+  if (t->profile) profile_since(t, t->profile->row_adamw, mark), prof_end_step(&t->profile->table);
   record_grad_norms(t);
   double ms = now_ms() - t0;
   *st = (train_step_stats){.step = t->step, .loss = (float)(loss / n), .lr = lr,

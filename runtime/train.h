@@ -83,11 +83,18 @@ typedef struct {
   int sampled;             /* an active set has been drawn */
   int64_t step;            /* next step to run */
   char load_note[512];     /* tensors in --weights the model ignored */
+  struct cpu_profile *profile; /* trainer_profile; NULL: nothing timed */
 } trainer;
 
 int trainer_create(trainer *t, const train_config *cfg, lt_error *err);
 void trainer_free(trainer *t);
 int trainer_step(trainer *t, train_step_stats *st, lt_error *err);
+
+/* lisa train --profile on the CPU: time every op of the steps that follow,
+ * the gradient zeroing and AdamW (cpu_profile.h); the table of sums, or
+ * NULL when not profiling. */
+int trainer_profile(trainer *t, lt_error *err);
+struct prof_table *trainer_profile_table(trainer *t);
 
 /* The first part of a step, shared with the device trainer: a LISA switch
  * where a period begins (*switched), the step's first micro-batch in

@@ -63,8 +63,6 @@ expect_error cpu_bf16 "the cpu backend trains in fp32; --dtype bf16 needs --devi
   train "$TINY" --data "$TOKENS" --dtype bf16
 expect_error bad_rounding "--rounding: 'up' is not stochastic or nearest" \
   train "$TINY" --data "$TOKENS" --rounding up
-expect_error cpu_profile "--profile times the device's kernels; it needs --device cuda" \
-  train "$TINY" --data "$TOKENS" --device cpu --profile
 expect_error cpu_tune "--tune sets the generated kernels' tunables; it needs --device cuda" \
   train "$TINY" --data "$TOKENS" --device cpu --tune /dev/null
 expect_error bad_dtype "--dtype: 'fp8' is not fp32, bf16, bf16-mixed or bf16-true" \

@@ -2,7 +2,8 @@
 # lisa train end to end on the tiny GPT-2: JSONL rows carry the contract's
 # fields, the loss falls, a run is reproducible from its seed, a saved
 # checkpoint loads back and saves bit-identically, and a run saved with
-# --save-state and continued with --resume matches a straight run.
+# --save-state and continued with --resume matches a straight run; --profile
+# counts what each path runs.
 . "$LISA_SRC/tests/lib.sh"
 
 TINY=$SRC/models/gpt2-tiny.yaml
@@ -54,6 +55,23 @@ for p in 0 3 6; do # the set holds within each period
   sets=$(sed -n "$((p + 1)),$((p + 3))p" "$TMP/l.jsonl" | grep -o '"active":\[[0-9]\]' | sort -u | wc -l)
   [ "$sets" -eq 1 ] || fail "active set changed inside the period starting at step $p"
 done
+
+# --profile: every op of the steps after the first, once per instance that ran
+# it (one ACTIVE and one FROZEN block a step here), and the same losses as a
+# run without it.
+run --steps 6 --method lisa --gamma 1 --interval 2 --log-jsonl "$TMP/q0.jsonl" || fail "lisa run failed"
+run --steps 6 --method lisa --gamma 1 --interval 2 --log-jsonl "$TMP/q.jsonl" --profile \
+  >"$TMP/q.txt" || fail "--profile run failed"
+grep -q "^profile of 5 steps" "$TMP/q.txt" || fail "no profile table: $(head -3 "$TMP/q.txt")"
+calls() { grep '"event":"profile"' "$TMP/q.jsonl" | grep "\"path\":\"$1\"" |
+  grep -o '"calls_per_step":[0-9.]*' | cut -d: -f2 | sort -u | tr '\n' ' '; }
+[ "$(calls block)" = "2 " ] || fail "block forward ops ran '$(calls block)' times a step, want 2"
+[ "$(calls block_active)" = "1 " ] || fail "block_active ops: '$(calls block_active)', want 1"
+[ "$(calls block_frozen)" = "1 " ] || fail "block_frozen ops: '$(calls block_frozen)', want 1"
+[ "$(calls optimizer)" = "1 " ] || fail "optimizer rows: '$(calls optimizer)', want 1"
+grep -q '"path":"block_frozen".*linear_bwd_w' "$TMP/q.jsonl" && fail "a FROZEN block ran a dW GEMM"
+losses() { grep -o '"loss":[-0-9.e]*' "$1"; }
+[ "$(losses "$TMP/q.jsonl")" = "$(losses "$TMP/q0.jsonl")" ] || fail "--profile changed the losses"
 
 # --norms-every: [embed, block 0, block 1, head] norms; null for the frozen block.
 run --steps 4 --method lisa --gamma 1 --interval 4 --norms-every 2 --log-jsonl "$TMP/n.jsonl" \

@@ -216,15 +216,16 @@ void check_profile(px_profile *pf, const gen_program &prog, const Run &r) {
   int active = 0;
   for (const auto &a : r.active) active += (int)a.size();
   int n;
-  const px_profile_row *rows = px_profile_rows(pf, &n);
+  prof_table *table = px_profile_table(pf);
+  const prof_row *rows = prof_sorted(table, &n);
   int seen_active = 0, seen_frozen = 0, seen_opt = 0;
   for (int i = 0; i < n; i++) {
-    const char *name = rows[i].path->name;
+    const char *name = rows[i].path;
     int want = !strcmp(name, "block_active")   ? active
                : !strcmp(name, "block_frozen") ? steps * n_layer - active
                                                : steps;
-    if (!strcmp(name, "optimizer") && rows[i].step == GEN_OPT_STEP_WIDEN) continue; /* at switches */
-    CHECK_MSG(rows[i].calls == want, "profile: %s step %d ran %d times, want %d", name, rows[i].step,
+    if (!strcmp(name, "optimizer") && rows[i].index == GEN_OPT_STEP_WIDEN) continue; /* at switches */
+    CHECK_MSG(rows[i].calls == want, "profile: %s step %d ran %d times, want %d", name, rows[i].index,
               rows[i].calls, want);
     CHECK_MSG(rows[i].ms >= 0 && (i == 0 || rows[i].ms <= rows[i - 1].ms),
               "profile: rows not slowest first");
@@ -238,9 +239,8 @@ void check_profile(px_profile *pf, const gen_program &prog, const Run &r) {
   CHECK_MSG(pz && seen_frozen == pz->n_steps, "profile: %d block_frozen rows, want %d", seen_frozen,
             pz ? pz->n_steps : -1);
   CHECK_MSG(seen_opt >= GEN_OPT_STEP_ADAMW, "profile: %d optimizer rows", seen_opt);
-  double total = px_profile_total_ms(pf);
-  CHECK_MSG(px_profile_steps(pf) == steps, "profile: %d steps collected, want %d",
-            px_profile_steps(pf), steps);
+  double total = table->total_ms;
+  CHECK_MSG(table->steps == steps, "profile: %d steps collected, want %d", table->steps, steps);
   CHECK_MSG(total > 0 && total <= r.step_ms, "profile: %.3f ms of launches in %.3f ms of steps",
             total, r.step_ms);
   printf("     profile: %d path steps, %.1f of %.1f ms in launches and GEMMs\n", n, total, r.step_ms);
