@@ -218,6 +218,15 @@ static int attention_mma_tile(gen_ctx *c, const attn_shape *a, int kernel, const
   return 0;
 }
 
+/* An attention_mma.cuh kernel's launch: 16*WARPS rows (queries, or keys
+ * for dkdv) a block, grid_y heads, the batch; WARPS, for its template. */
+static int attention_mma_launch(gen_ctx *c, gen_kb *kb, const char *name, int grid_y) {
+  const int warps = gen_tune(c, name, "WARPS", 4);
+  gen_kb_launch(kb, ceil_div(c->cfg->T, 16 * warps), (unsigned)grid_y, (unsigned)c->cfg->B,
+                (unsigned)(32 * warps), 1, 0);
+  return warps;
+}
+
 static void emit_attention_fwd(gen_ctx *c, const ir_op *op) {
   attn_shape a = attn_of(c, op, op->in[0]);
   gen_ref y = gen_ref_of(c, op->out[0]), q = gen_ref_of(c, op->in[0]),
@@ -236,9 +245,7 @@ static void emit_attention_fwd(gen_ctx *c, const ir_op *op) {
   gen_kb_buf(&kb, v, -1, 0);
   gen_kb_batch(&kb);
   if (bk) {
-    const int warps = gen_tune(c, "attention_forward_mma", "WARPS", 4);
-    gen_kb_launch(&kb, ceil_div(c->cfg->T, 16 * warps), (unsigned)a.heads, (unsigned)c->cfg->B,
-                  (unsigned)(32 * warps), 1, 0);
+    const int warps = attention_mma_launch(c, &kb, "attention_forward_mma", a.heads);
     snprintf(body, sizeof body,
              "lisa::attention_forward_mma<%d, %d, %d, %d, %s, %d, %d>(a0, %lld, a1, a2, %lld, "
              "a3, %lld, a4, %lld, a5);",
@@ -281,9 +288,7 @@ static void emit_attention_dq(gen_ctx *c, const ir_op *op, const attn_bwd *t) {
   gen_kb_buf(&kb, t->lse, GEN_F32, 0);
   gen_kb_batch(&kb);
   if (bk) {
-    const int warps = gen_tune(c, "attention_backward_dq_mma", "WARPS", 4);
-    gen_kb_launch(&kb, ceil_div(c->cfg->T, 16 * warps), (unsigned)t->a.heads, (unsigned)c->cfg->B,
-                  (unsigned)(32 * warps), 1, 0);
+    const int warps = attention_mma_launch(c, &kb, "attention_backward_dq_mma", t->a.heads);
     snprintf(body, sizeof body,
              "lisa::attention_backward_dq_mma<%d, %d, %d, %d, %s, %d, %d>(a0, %lld, a1, a2, %lld, "
              "a3, %lld, a4, %lld, a5, %lld, a6, %lld, a7, a8);",
@@ -322,9 +327,7 @@ static void emit_attention_dkdv(gen_ctx *c, const ir_op *op, const attn_bwd *t) 
   gen_kb_buf(&kb, t->dsum, GEN_F32, 0);
   gen_kb_batch(&kb);
   if (bq) {
-    const int warps = gen_tune(c, "attention_backward_dkdv_mma", "WARPS", 4);
-    gen_kb_launch(&kb, ceil_div(c->cfg->T, 16 * warps), (unsigned)t->a.kv_heads,
-                  (unsigned)c->cfg->B, (unsigned)(32 * warps), 1, 0);
+    const int warps = attention_mma_launch(c, &kb, "attention_backward_dkdv_mma", t->a.kv_heads);
     snprintf(body, sizeof body,
              "lisa::attention_backward_dkdv_mma<%d, %d, %d, %d, %s, %d, %d>(a0, %lld, a1, %lld, "
              "a2, %lld, a3, %lld, a4, %lld, a5, %lld, a6, a7, a8);",

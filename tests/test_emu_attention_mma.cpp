@@ -198,6 +198,11 @@ static void check_case(int B, bool fused, uint64_t seed) {
   CHECK_GUARD(dqb);
   CHECK_GUARD(dkb);
   CHECK_GUARD(dvb);
+  CHECK_GUARD(qkv);
+  CHECK_GUARD(qb);
+  CHECK_GUARD(kb);
+  CHECK_GUARD(vb);
+  CHECK_GUARD(dyb);
 
   const double e_y = emu::nmse(gy.data(), ry.data(), gy.size());
   const double e_lse = emu::nmse(lse.data(), rlse.data(), rlse.size());
