@@ -51,11 +51,11 @@
 //  - Forward: online softmax in the log2 domain (q pre-scaled by
 //    log2(e)/sqrt(HD), exp2f); y = o / l and lse written once at the end.
 //  - Causal: a query tile stops at its last key tile and a key block (dkdv)
-//    starts at its first query row; blockIdx.x runs the tiles in reverse so the
-//    heaviest blocks start first.
-//  - What a tensor-core version would change: mma.sync m16n8k16 on bf16 tiles
-//    for QK^T and PV (and the four backward products), K/V double-buffered
-//    with cp.async. The interfaces and launch shapes here would stay.
+//    starts at its first query row; the heaviest blocks start first (the last
+//    query tiles in forward/dq, blockIdx.x in reverse; the first key blocks in
+//    dkdv).
+//  - The tensor-core version (bf16, HD a multiple of 16) is attention_mma.cuh,
+//    with the same interfaces.
 #pragma once
 #include "lisa_common.cuh"
 
@@ -444,7 +444,7 @@ __device__ __forceinline__ void attention_backward_dkdv(
   if (blockDim.x != THREADS) __trap();  // the launch must match the template
   const int b = blockIdx.z;
   if (b >= B) return;
-  const int kt = (int)gridDim.x - 1 - (int)blockIdx.x;  // causal: early keys work most
+  const int kt = blockIdx.x;  // causal: early keys see the most queries: they start first
   const int g = blockIdx.y;
   const int k0 = kt * BKV;
   const int tc = threadIdx.x % TC, tr = threadIdx.x / TC;
