@@ -234,6 +234,7 @@ static void test_causal() {
 static void test_full() {
   check_case<32, 4, 2, 37, false, Narrow>(2, false, 200);
   check_case<128, 2, 1, 21, false, Tiles<4, 32, 4, 32>>(1, true, 210);
+  check_case<80, 2, 1, 33, true, Tiles<2, 32, 2, 16>>(1, false, 220);  // 5 k-chunks, 10 n-tiles
 }
 static void test_mixed_tiles() { check_case<64, 2, 1, 150, true, Mixed>(1, false, 300); }
 
