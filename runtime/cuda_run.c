@@ -90,13 +90,21 @@ int cuda_run_profile(cuda_run *r, lt_error *err) {
 
 prof_table *cuda_run_profile_table(cuda_run *r) { return r->profile ? px_profile_table(r->profile) : NULL; }
 
-int cuda_run_step(cuda_run *r, train_step_stats *st, lt_error *err) {
-  if (dt_step(r->dev, st, err)) return -1;
+int cuda_run_step(cuda_run *r, train_step_stats rows[2], int *n, int flush, lt_error *err) {
+  int ready;
+  *n = 0;
+  if (dt_step(r->dev, &rows[0], &ready, err)) return -1;
+  *n += ready;
   if (r->profile && px_profile_collect(r->profile, err)) return -1;
-  st->peak_bytes = dt_arena_bytes(r->dev) + GPU_WORKSPACE_BYTES;
-  st->device_used_bytes = gpu_device_used_bytes(r->gpu);
-  st->mfu = r->peak > 0 ? r->flops_per_token * st->tokens_per_s / r->peak : -1;
-  st->device_memory = r->memory;
+  if (flush && dt_finish(r->dev, &rows[*n], &ready, err)) return -1;
+  *n += flush && ready;
+  for (int i = 0; i < *n; i++) {
+    train_step_stats *st = &rows[i];
+    st->peak_bytes = dt_arena_bytes(r->dev) + GPU_WORKSPACE_BYTES;
+    st->device_used_bytes = gpu_device_used_bytes(r->gpu);
+    st->mfu = r->peak > 0 ? r->flops_per_token * st->tokens_per_s / r->peak : -1;
+    st->device_memory = r->memory;
+  }
   return 0;
 }
 

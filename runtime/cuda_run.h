@@ -30,8 +30,11 @@ unsigned cuda_run_unfused(const cuda_run *r);
  * table holds the sums (NULL: not profiling). */
 int cuda_run_profile(cuda_run *r, lt_error *err);
 prof_table *cuda_run_profile_table(cuda_run *r);
-/* One step; fills the stats' mfu, peak_bytes and device_used_bytes. */
-int cuda_run_step(cuda_run *r, train_step_stats *st, lt_error *err);
+/* One step enqueued (dev_train.h's pipelined dt_step); rows[0..*n) get the
+ * stats of the steps that finished meanwhile, in order: the one before,
+ * and with flush this one too (the device is then idle: its state may be
+ * read or saved). Fills the rows' mfu, peak_bytes and device_used_bytes. */
+int cuda_run_step(cuda_run *r, train_step_stats rows[2], int *n, int flush, lt_error *err);
 /* The device's weights into t's parameters (to save or to read norms); with
  * the AdamW state too (for ckpt_save; t created with host_moments). A t
  * that ckpt_resume restored (step > 0) goes onto the device in prepare. */

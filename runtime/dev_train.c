@@ -34,6 +34,19 @@ typedef struct {
 _Static_assert(sizeof(dt_adamw_entry) == 56, "AdamWTensor is 56 bytes");
 _Static_assert(sizeof(dt_adamw_entry_bf16) == 48, "AdamWTensorBf16 is 48 bytes");
 
+/* A step the device may still be running: what its stats need, and its
+ * host staging, reused two steps later (when it has surely finished). */
+typedef struct {
+  int valid;
+  int64_t step;
+  float lr;
+  int switched, micro;
+  double t0;               /* host clock when its enqueue began */
+  int *active, n_active;   /* [n_layer] the active set it trained */
+  int32_t *ids, *targets;  /* [micro][N] each; page-locked where the device has it */
+  float *stats;            /* [grad_accum + 1]: its losses and gradient norm, copied back */
+} dt_pending;
+
 struct dev_trainer {
   trainer *host;       /* NULL for dt_plan */
   const ms_state *s;   /* the host's layout: offsets of every param and gradient */
@@ -67,6 +80,8 @@ struct dev_trainer {
   unsigned char *table_host;
   int n_entries;
   void *convert;       /* host staging for conversions, max tensor */
+  dt_pending pend[2];  /* steps by parity */
+  double last_done;    /* host clock when a step was last seen finished */
 };
 
 static size_t align_up(size_t n) { return (n + DT_ALIGN - 1) / DT_ALIGN * DT_ALIGN; }
@@ -511,6 +526,50 @@ int dt_plan(const ms_state *s, const gen_program *prog, uint64_t bytes[PLAN_NCAT
   return rc;
 }
 
+/* ---- pipelined steps: host staging and fences ------------------------------ */
+
+static void *host_alloc(dev_trainer *d, size_t bytes, lt_error *err) {
+  void *p = NULL;
+  if (d->dev.host_alloc) return d->dev.host_alloc(d->dev.ctx, bytes, &p, err) ? NULL : p;
+  if (!(p = malloc(bytes))) lt_fail(err, "out of memory");
+  return p;
+}
+
+static void host_free(dev_trainer *d, void *p) {
+  if (!p) return;
+  if (d->dev.host_free) d->dev.host_free(d->dev.ctx, p);
+  else free(p);
+}
+
+static int alloc_pending(dev_trainer *d, lt_error *err) {
+  size_t micro = (size_t)trainer_grad_accum(d->host), n = (size_t)d->s->N;
+  for (int i = 0; i < 2; i++) {
+    dt_pending *p = &d->pend[i];
+    if (!(p->active = malloc(sizeof *p->active * (size_t)(d->s->ir->n_layer + 1))) ||
+        !(p->ids = host_alloc(d, micro * n * 4, err)) ||
+        !(p->targets = host_alloc(d, micro * n * 4, err)) ||
+        !(p->stats = host_alloc(d, (micro + 1) * 4, err)))
+      return p->active ? -1 : lt_fail(err, "out of memory");
+  }
+  return 0;
+}
+
+static void free_pending(dev_trainer *d) {
+  for (int i = 0; i < 2; i++) {
+    free(d->pend[i].active);
+    host_free(d, d->pend[i].ids);
+    host_free(d, d->pend[i].targets);
+    host_free(d, d->pend[i].stats);
+  }
+}
+
+/* The stats back, in stream order (a plain download where the device has
+ * no async one: it then waits here). */
+static int copy_back(dev_trainer *d, void *dst, const void *src, size_t bytes, lt_error *err) {
+  if (d->dev.download_async) return d->dev.download_async(d->dev.ctx, dst, src, bytes, err);
+  return d->dev.download(d->dev.ctx, dst, src, bytes, err);
+}
+
 int dt_create(dev_trainer **out, trainer *host, const gen_program *prog, const dt_device *dev,
               lt_error *err) {
   dev_trainer *d = calloc(1, sizeof *d);
@@ -518,7 +577,9 @@ int dt_create(dev_trainer **out, trainer *host, const gen_program *prog, const d
   *out = d;
   d->host = host, d->dev = *dev, d->exec = dev->exec;
   d->updates = host->step; /* one AdamW update a step: a resumed run has had this many */
-  if (init(d, &host->state, prog, err) || alloc_run_tables(d, err) || layout(d, 1, err)) return -1;
+  if (init(d, &host->state, prog, err) || alloc_run_tables(d, err) || layout(d, 1, err) ||
+      alloc_pending(d, err))
+    return -1;
   if (for_each_tensor(d, upload_param, err)) return -1;
   for (int inst = 0; inst < host->state.n_inst; inst++)
     if (bind_instance(d, inst, err)) return -1;
@@ -541,6 +602,7 @@ void dt_free(dev_trainer *d) {
   free(d->start);
   free(d->table_host);
   free(d->convert);
+  free_pending(d);
   free(d);
 }
 
@@ -584,47 +646,85 @@ static int run_passes(dev_trainer *d, const px_scalars *sc, lt_error *err) {
   return 0;
 }
 
-int dt_step(dev_trainer *d, train_step_stats *st, lt_error *err) {
+/* Micro-batch i's ids and targets, through the step's staging. */
+static int upload_batch(dev_trainer *d, dt_pending *p, int i, lt_error *err) {
+  const ms_state *s = d->s;
+  size_t n = (size_t)s->N;
+  memcpy(p->ids + (size_t)i * n, s->ids, n * 4);
+  memcpy(p->targets + (size_t)i * n, s->targets, n * 4);
+  return d->dev.upload(d->dev.ctx, d->ids, p->ids + (size_t)i * n, n * 4, err) ||
+         d->dev.upload(d->dev.ctx, d->targets, p->targets + (size_t)i * n, n * 4, err);
+}
+
+/* Every launch of one step, then its stats' copy back and a fence. */
+static int enqueue(dev_trainer *d, dt_pending *p, int slot, lt_error *err) {
   trainer *t = d->host;
-  ms_state *s = &t->state;
-  double t0 = now_ms();
-  int switched;
-  float lr;
   /* a Lua policy reads weight norms at the switch: bring them up to date */
   if (t->sampler && t->cfg.lisa.mode == LISA_SAMPLE_LUA &&
       (lisa_sampler_is_boundary(t->sampler, t->step) || !t->sampled) && dt_download_params(d, err))
     return -1;
-  if (trainer_begin_step(t, &switched, &lr, err)) return -1;
-  if (switched && follow_active_set(d, err)) return -1;
-  if (d->dev.zero(d->dev.ctx, d->grads, (size_t)s->n_grad_scalars * (size_t)d->gb, err)) return -1;
+  *p = (dt_pending){.step = t->step, .t0 = now_ms(), .active = p->active, .ids = p->ids,
+                    .targets = p->targets, .stats = p->stats};
+  if (trainer_begin_step(t, &p->switched, &p->lr, err)) return -1;
+  if (p->switched && follow_active_set(d, err)) return -1;
+  p->n_active = t->n_active;
+  memcpy(p->active, t->active, sizeof *p->active * (size_t)t->n_active);
+  if (d->dev.zero(d->dev.ctx, d->grads, (size_t)d->s->n_grad_scalars * (size_t)d->gb, err))
+    return -1;
   /* micro-batches add into the gradients, each at 1/N of the loss */
-  int n = trainer_grad_accum(t);
-  px_scalars sc = scalars(d, lr);
-  sc.loss_scale = 1.0f / (float)n;
-  for (int i = 0; i < n; i++) {
+  p->micro = trainer_grad_accum(t);
+  px_scalars sc = scalars(d, p->lr);
+  sc.loss_scale = 1.0f / (float)p->micro;
+  for (int i = 0; i < p->micro; i++) {
     if (i > 0 && trainer_micro_batch(t, i, err)) return -1;
     bind_loss(d, i);
-    if (d->dev.upload(d->dev.ctx, d->ids, s->ids, (size_t)s->N * 4, err) ||
-        d->dev.upload(d->dev.ctx, d->targets, s->targets, (size_t)s->N * 4, err) ||
-        run_passes(d, &sc, err))
-      return -1;
+    if (upload_batch(d, p, i, err) || run_passes(d, &sc, err)) return -1;
   }
   if (d->n_entries &&
       px_run(d->opt, GEN_OPT_STEP_NORM, GEN_OPT_STEP_ADAMW + 1, d->opt_bufs, &sc, &d->exec, err))
     return -1;
-  /* the step's one wait: its losses (summed in order, as the CPU does) and norm */
-  float *losses = d->convert;
-  if (d->dev.download(d->dev.ctx, losses, d->stats, 4 * ((size_t)n + 1), err)) return -1;
-  float norm = d->n_entries ? losses[n] : 0;
-  double loss = 0;
-  for (int i = 0; i < n; i++) loss += losses[i];
+  if (copy_back(d, p->stats, d->stats, 4 * ((size_t)p->micro + 1), err) ||
+      (d->dev.fence && d->dev.fence(d->dev.ctx, slot, err)))
+    return -1;
+  p->valid = 1;
   d->updates++;
-  double ms = now_ms() - t0;
-  *st = (train_step_stats){.step = t->step, .loss = (float)(loss / n), .lr = lr, .grad_norm = norm,
-                           .step_ms = ms, .tokens_per_s = (double)s->N * n / (ms / 1e3),
-                           .switched = switched, .mfu = -1, .peak_bytes = d->arena_bytes};
   t->step++;
   return 0;
+}
+
+/* Waits for a pending step and turns it into stats: its losses summed in
+ * order (as the CPU does), its norm, and the time since the step before it
+ * was seen done (the pipeline's rate; from its own start for the first). */
+static int complete(dev_trainer *d, int slot, train_step_stats *st, lt_error *err) {
+  dt_pending *p = &d->pend[slot];
+  if (d->dev.fence_wait && d->dev.fence_wait(d->dev.ctx, slot, err)) return -1;
+  double done = now_ms(), since = d->last_done > p->t0 ? d->last_done : p->t0;
+  d->last_done = done;
+  double loss = 0;
+  for (int i = 0; i < p->micro; i++) loss += p->stats[i];
+  double ms = done - since;
+  *st = (train_step_stats){.step = p->step, .loss = (float)(loss / p->micro), .lr = p->lr,
+                           .grad_norm = d->n_entries ? p->stats[p->micro] : 0, .step_ms = ms,
+                           .tokens_per_s = (double)d->s->N * p->micro / (ms / 1e3),
+                           .switched = p->switched, .mfu = -1, .peak_bytes = d->arena_bytes,
+                           .active = p->active, .n_active = p->n_active};
+  p->valid = 0;
+  return 0;
+}
+
+int dt_step(dev_trainer *d, train_step_stats *st, int *ready, lt_error *err) {
+  int slot = (int)(d->host->step & 1);
+  *ready = 0;
+  if (enqueue(d, &d->pend[slot], slot, err)) return -1;
+  if (!d->pend[slot ^ 1].valid) return 0;
+  *ready = 1;
+  return complete(d, slot ^ 1, st, err);
+}
+
+int dt_finish(dev_trainer *d, train_step_stats *st, int *ready, lt_error *err) {
+  int slot = (int)((d->host->step - 1) & 1);
+  *ready = d->host->step > 0 && d->pend[slot].valid;
+  return *ready ? complete(d, slot, st, err) : 0;
 }
 
 int dt_max_calls(const dev_trainer *d) {

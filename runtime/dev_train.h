@@ -20,8 +20,9 @@
  *               path runs at a time)
  *   optimizer   the AdamW table, norm, clip and their workspace
  *
- * A step is launches and GEMMs only: no allocation, no compilation. The
- * host waits once, to read the loss and the gradient norm (8 bytes); a LISA
+ * A step is launches and GEMMs only: no allocation, no compilation, and
+ * no wait for itself: its losses and gradient norm come back in stream
+ * order and are read after the next step is enqueued (dt_step). A LISA
  * switch also writes the new AdamW table and widens the entering blocks'
  * masters. */
 #ifndef LT_DEV_TRAIN_H
@@ -46,6 +47,15 @@ typedef struct {
   int (*download)(void *ctx, void *dst, const void *src, size_t bytes, lt_error *err);
   int (*zero)(void *ctx, void *dst, size_t bytes, lt_error *err);
   px_timers timers; /* for px_profile; create is NULL where there are none */
+  /* Pipelined steps; each may be NULL (then malloc, a waiting download, no
+   * fences): page-locked host memory for async copies, a download in
+   * stream order that returns at once, and fence i: a mark in the stream
+   * and a wait until the stream gets there. */
+  int (*host_alloc)(void *ctx, size_t bytes, void **out, lt_error *err);
+  void (*host_free)(void *ctx, void *p);
+  int (*download_async)(void *ctx, void *dst, const void *src, size_t bytes, lt_error *err);
+  int (*fence)(void *ctx, int i, lt_error *err);
+  int (*fence_wait)(void *ctx, int i, lt_error *err);
 } dt_device;
 
 typedef struct dev_trainer dev_trainer;
@@ -57,8 +67,15 @@ int dt_create(dev_trainer **out, trainer *host, const gen_program *prog, const d
               lt_error *err);
 void dt_free(dev_trainer *d);
 
-/* One step: forward, backward, clip and AdamW on the device. */
-int dt_step(dev_trainer *d, train_step_stats *st, lt_error *err);
+/* One step (forward, backward, clip and AdamW on the device), pipelined:
+ * dt_step enqueues step k and returns step k-1's stats (*ready = 1), which
+ * the device finished while the host prepared step k; so the host never
+ * waits for the step it has just enqueued. The first call returns none
+ * (*ready = 0); dt_finish waits for the last step and returns its stats
+ * (*ready = 0 if there is none pending). Call dt_finish before reading or
+ * saving the device's state, so that the stats come in step order. */
+int dt_step(dev_trainer *d, train_step_stats *st, int *ready, lt_error *err);
+int dt_finish(dev_trainer *d, train_step_stats *st, int *ready, lt_error *err);
 
 /* Launches and GEMMs one step makes at most, and the backend the next
  * steps run through (a px_profile's over dev.exec; NULL: dev.exec again). */

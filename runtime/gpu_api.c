@@ -45,6 +45,8 @@ static int load_driver(gpu_api *g, lt_error *err) {
   LOAD_CU(cuStreamCreate, "cuStreamCreate");
   LOAD_CU(cuStreamDestroy, "cuStreamDestroy_v2");
   LOAD_CU(cuStreamSynchronize, "cuStreamSynchronize");
+  LOAD_CU(cuMemHostAlloc, "cuMemHostAlloc");
+  LOAD_CU(cuMemFreeHost, "cuMemFreeHost");
   LOAD_CU(cuEventCreate, "cuEventCreate");
   LOAD_CU(cuEventDestroy, "cuEventDestroy_v2");
   LOAD_CU(cuEventRecord, "cuEventRecord");

@@ -15,6 +15,7 @@ struct gpu_device {
   gpu_backend_ctx be;
   CUevent *events; /* px_profile's timers */
   int n_events;
+  CUevent fences[2]; /* dev_train's pipelined steps */
 };
 
 int gpu_device_open(gpu_device **out, char *name, size_t cap, lt_error *err) {
@@ -27,6 +28,14 @@ int gpu_device_open(gpu_device **out, char *name, size_t cap, lt_error *err) {
     return -1;
   }
   snprintf(name, cap, "%s (%s, %d SMs)", g->api.name, g->rt.arch, g->api.n_sms);
+  for (int i = 0; i < 2; i++) {
+    CUresult rc = g->api.cuEventCreate(&g->fences[i], CU_EVENT_DISABLE_TIMING);
+    if (rc != CUDA_SUCCESS) {
+      gpu_fail(&g->api, rc, "creating the step fences", err);
+      gpu_device_close(g);
+      return -1;
+    }
+  }
   *out = g;
   return 0;
 }
@@ -92,6 +101,37 @@ static int dev_zero(void *ctx, void *dst, size_t bytes, lt_error *err) {
   return rc == CUDA_SUCCESS ? 0 : gpu_fail(&g->api, rc, "clearing device memory", err);
 }
 
+/* ---- pipelined steps: page-locked staging, async copies back, fences ---- */
+
+static int host_alloc(void *ctx, size_t bytes, void **out, lt_error *err) {
+  gpu_device *g = ctx;
+  CUresult rc = g->api.cuMemHostAlloc(out, bytes, 0);
+  return rc == CUDA_SUCCESS ? 0 : gpu_fail(&g->api, rc, "page-locked host memory", err);
+}
+
+static void host_free(void *ctx, void *p) {
+  gpu_device *g = ctx;
+  g->api.cuMemFreeHost(p);
+}
+
+static int download_async(void *ctx, void *dst, const void *src, size_t bytes, lt_error *err) {
+  gpu_device *g = ctx;
+  CUresult rc = g->api.cuMemcpyDtoHAsync(dst, (CUdeviceptr)src, bytes, g->rt.stream);
+  return rc == CUDA_SUCCESS ? 0 : gpu_fail(&g->api, rc, "copy from the device", err);
+}
+
+static int fence(void *ctx, int i, lt_error *err) {
+  gpu_device *g = ctx;
+  CUresult rc = g->api.cuEventRecord(g->fences[i], g->rt.stream);
+  return rc == CUDA_SUCCESS ? 0 : gpu_fail(&g->api, rc, "marking a step's end", err);
+}
+
+static int fence_wait(void *ctx, int i, lt_error *err) {
+  gpu_device *g = ctx;
+  CUresult rc = g->api.cuEventSynchronize(g->fences[i]);
+  return rc == CUDA_SUCCESS ? 0 : gpu_fail(&g->api, rc, "the device's step", err);
+}
+
 /* ---- timers: CUDA events ------------------------------------------------ */
 
 static void timers_destroy(void *ctx) {
@@ -127,7 +167,8 @@ static int timer_elapsed(void *ctx, int from, int to, float *ms, lt_error *err) 
 
 dt_device gpu_device_iface(gpu_device *g) {
   return (dt_device){g, gpu_backend(&g->be), dev_alloc, dev_release, dev_upload, dev_download,
-                     dev_zero, {g, timers_create, timer_mark, timer_elapsed, timers_destroy}};
+                     dev_zero, {g, timers_create, timer_mark, timer_elapsed, timers_destroy},
+                     host_alloc, host_free, download_async, fence, fence_wait};
 }
 
 const char *gpu_device_arch(const gpu_device *g) { return g->rt.arch; }
@@ -153,6 +194,8 @@ double gpu_device_bf16_peak(const gpu_device *g) {
 void gpu_device_close(gpu_device *g) {
   if (!g) return;
   timers_destroy(g);
+  for (int i = 0; i < 2; i++)
+    if (g->fences[i]) g->api.cuEventDestroy(g->fences[i]);
   gpu_device_unload(g);
   gpu_runtime_close(&g->rt);
   gpu_close(&g->api);

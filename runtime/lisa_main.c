@@ -245,11 +245,16 @@ static void backend_report(backend *be, trainer *t, const log_sink *log) {
   if (log->jsonl) prof_write_jsonl(pt, log->jsonl, (long long)t->step);
 }
 
-static int backend_step(backend *be, trainer *t, train_step_stats *st, lt_error *err) {
+/* One step; rows[0..*n) the steps that finished, in order (a device step
+ * finishes while the next is enqueued; flush: this one too). */
+static int backend_step(backend *be, trainer *t, train_step_stats rows[2], int *n, int flush,
+                        lt_error *err) {
 #ifdef LISA_HAVE_GPU
-  if (be->on_cuda) return cuda_run_step(be->cuda, st, err);
+  if (be->on_cuda) return cuda_run_step(be->cuda, rows, n, flush, err);
 #endif
-  return trainer_step(t, st, err);
+  (void)flush;
+  *n = 1;
+  return trainer_step(t, &rows[0], err);
 }
 
 /* The weights (with_state: and the AdamW state) into the host trainer
@@ -291,15 +296,21 @@ static int run_training(trainer *t, backend *be, const cli_args *a, lt_error *er
   int rc = 0;
   int64_t run_steps = 0;
   while (t->step < a->train.steps && rc == 0) {
-    train_step_stats st;
-    rc = backend_step(be, t, &st, err);
+    /* a step whose end is read (norms, a save, the last) finishes before the next */
+    int64_t s = t->step;
+    int norms = a->norms_every && s % a->norms_every == 0;
+    int save = a->save_every && (s + 1) % a->save_every == 0 && s + 1 < a->train.steps;
+    train_step_stats rows[2];
+    int n = 0;
+    rc = backend_step(be, t, rows, &n, norms || save || s + 1 == a->train.steps, err);
     /* the first step also fills caches (and loads modules on a device) */
     if (rc == 0 && ++run_steps == 1 && backend_profile(be, t)) prof_clear(backend_profile(be, t));
-    int norms = a->norms_every && st.step % a->norms_every == 0;
-    if (rc == 0 && norms) rc = backend_sync(be, 0, err);
-    if (rc == 0) log_step(&log, t, &st, norms);
-    if (rc == 0 && a->save_every && t->step % a->save_every == 0 && t->step < a->train.steps)
-      rc = save_state(t, be, a, &log, err);
+    for (int i = 0; i < n && rc == 0; i++) {
+      int with_norms = a->norms_every && rows[i].step % a->norms_every == 0;
+      if (with_norms) rc = backend_sync(be, 0, err);
+      if (rc == 0) log_step(&log, t, &rows[i], with_norms);
+    }
+    if (rc == 0 && save) rc = save_state(t, be, a, &log, err);
   }
   if (rc == 0 && a->save_state_dir) rc = save_state(t, be, a, &log, err);
   if (rc == 0 && a->save_path) rc = backend_sync(be, 0, err);

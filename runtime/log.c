@@ -68,7 +68,9 @@ static void write_row(log_sink *l, const trainer *t, const train_step_stats *st,
   train_memory mem = trainer_memory(t);
   fprintf(f, "{\"step\":%lld,\"loss\":%.9g,\"lr\":%.9g,\"active\":[", (long long)st->step,
           st->loss, st->lr);
-  for (int i = 0; i < t->n_active; i++) fprintf(f, i ? ",%d" : "%d", t->active[i]);
+  const int *active = st->active ? st->active : t->active;
+  int n_active = st->active ? st->n_active : t->n_active;
+  for (int i = 0; i < n_active; i++) fprintf(f, i ? ",%d" : "%d", active[i]);
   fprintf(f,
           "],\"grad_norm\":%.9g,\"step_ms\":%.3f,\"tokens_per_s\":%.1f,\"peak_bytes\":%llu,"
           "\"peak_rss_bytes\":%llu,\"memory\":{\"weights\":%llu,\"grads\":%llu,"

@@ -56,6 +56,8 @@ typedef struct {
   uint64_t peak_bytes;  /* device runs: the arena and workspace; 0: trainer_bytes */
   uint64_t device_used_bytes; /* device runs: all the process holds there */
   const uint64_t *device_memory; /* device runs: the arena by plan.h's categories; else NULL */
+  const int *active; int n_active; /* the step's active set where the trainer has moved on
+                                      (a pipelined device step); NULL: the trainer's */
 } train_step_stats;
 
 enum { TRAIN_REGION_EMBED, TRAIN_REGION_HEAD, TRAIN_REGION_SLOTS };

@@ -74,9 +74,41 @@ int emu_elapsed(void *, int from, int to, float *ms, lt_error *) {
 }
 void emu_timers_destroy(void *) { emu_marks.clear(); }
 
+// Copies back as a stream orders them: the source is read when the copy is
+// enqueued, the destination written only when a fence after it is waited
+// for, so a trainer that read its stats before waiting would read stale ones.
+struct CopyBack {
+  void *dst;
+  std::vector<char> bytes;
+};
+std::vector<CopyBack> emu_copies;
+size_t emu_fence_at[2];
+int emu_host_alloc(void *, size_t bytes, void **out, lt_error *err) {
+  *out = malloc(bytes);
+  return *out ? 0 : lt_fail(err, "out of memory");
+}
+void emu_host_free(void *, void *p) { free(p); }
+int emu_download_async(void *, void *dst, const void *src, size_t bytes, lt_error *) {
+  emu_copies.push_back({dst, std::vector<char>((const char *)src, (const char *)src + bytes)});
+  memset(dst, 0xff, bytes); /* not there yet: NaN if read */
+  return 0;
+}
+int emu_fence(void *, int i, lt_error *) {
+  emu_fence_at[i] = emu_copies.size();
+  return 0;
+}
+int emu_fence_wait(void *, int i, lt_error *) {
+  size_t n = emu_fence_at[i];
+  for (size_t k = 0; k < n; k++) memcpy(emu_copies[k].dst, emu_copies[k].bytes.data(), emu_copies[k].bytes.size());
+  emu_copies.erase(emu_copies.begin(), emu_copies.begin() + (long)n);
+  for (size_t &at : emu_fence_at) at = at > n ? at - n : 0;
+  return 0;
+}
+
 dt_device emu_device(const emu_paths::Module *mod) {
   return dt_device{nullptr, emu_paths::backend(mod), emu_alloc, emu_release, emu_copy, emu_copy,
-                   emu_zero, {nullptr, emu_timers_create, emu_mark, emu_elapsed, emu_timers_destroy}};
+                   emu_zero, {nullptr, emu_timers_create, emu_mark, emu_elapsed, emu_timers_destroy},
+                   emu_host_alloc, emu_host_free, emu_download_async, emu_fence, emu_fence_wait};
 }
 
 // ---- runs ----------------------------------------------------------------
@@ -84,6 +116,7 @@ dt_device emu_device(const emu_paths::Module *mod) {
 struct Run {
   std::vector<float> loss, norm;
   double step_ms = 0;                    // summed
+  int64_t last_step = -1;
   std::vector<std::vector<int>> active;  // per step
   std::vector<float> params;             // after the last step
 };
@@ -108,11 +141,16 @@ train_config config(int method, int accum = 1) {
   return c;
 }
 
+// st.active: the set a pipelined device step trained (the trainer has moved on).
 void record(Run *r, const trainer &t, const train_step_stats &st) {
+  CHECK_MSG(r->loss.empty() || st.step == r->last_step + 1, "stats of step %lld after %lld",
+            (long long)st.step, (long long)r->last_step);
+  r->last_step = st.step;
   r->loss.push_back(st.loss);
   r->step_ms += st.step_ms;
   r->norm.push_back((float)st.grad_norm);
-  r->active.emplace_back(t.active, t.active + t.n_active);
+  if (st.active) r->active.emplace_back(st.active, st.active + st.n_active);
+  else r->active.emplace_back(t.active, t.active + t.n_active);
 }
 
 bool cpu_run(int method, Run *r, int accum = 1) {
@@ -307,14 +345,26 @@ bool device_run(int method, int dtype, int grad_dtype, const char *tag, Run *r,
     if (!ok) fprintf(stderr, "px_profile_create: %s\n", err.msg);
     else timed = px_profile_backend(pf), dt_use_exec(d, &timed);
   }
+  /* pipelined: each dt_step returns the step before it; dt_finish the last */
+  const int64_t seg_start = t.step;
   while (ok && t.step < seg.steps) {
     train_step_stats st;
-    if (dt_step(d, &st, &err) || (pf && px_profile_collect(pf, &err))) {
+    int ready;
+    if (dt_step(d, &st, &ready, &err) || (pf && px_profile_collect(pf, &err))) {
       fprintf(stderr, "device step %lld: %s\n", (long long)t.step, err.msg);
       ok = false;
       break;
     }
-    record(r, t, st);
+    CHECK_MSG(ready == (t.step > seg_start + 1), "step %lld: ready %d", (long long)t.step - 1, ready);
+    if (ready) record(r, t, st);
+  }
+  if (ok) {
+    train_step_stats st;
+    int ready;
+    ok = dt_finish(d, &st, &ready, &err) == 0;
+    if (!ok) fprintf(stderr, "dt_finish: %s\n", err.msg);
+    CHECK_MSG(!ok || ready == (t.step > seg_start), "dt_finish: ready %d", ready);
+    if (ok && ready) record(r, t, st);
   }
   if (ok && pf) check_profile(pf, p->prog, *r);
   px_profile_free(pf);
