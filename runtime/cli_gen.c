@@ -9,6 +9,7 @@
 #include "autodiff.h"
 #include "cli.h"
 #include "cli_opts.h"
+#include "clock_ms.h"
 #include "gen.h"
 #ifdef LISA_HAVE_GPU
 #include "gpu_api.h"
@@ -24,11 +25,6 @@
 
 #include "nvrtc_driver.h"
 
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 #endif
 
 typedef struct {
@@ -133,9 +129,9 @@ static int compile_paths(const gen_program *prog, const gen_args *a, sbuf *repor
   for (int i = 0; i < prog->n_paths; i++)
     jobs[i].name = prog->paths[i].name, jobs[i].source = sb_str(&prog->paths[i].source);
   int n_threads;
-  double t0 = now_ms();
+  double t0 = lt_now_ms();
   int failed = nv_compile_batch(jobs, prog->n_paths, &opts, &n_threads);
-  double wall = now_ms() - t0;
+  double wall = lt_now_ms() - t0;
   for (int i = 0; i < prog->n_paths; i++) {
     const gen_path *p = &prog->paths[i];
     const nv_result *r = &jobs[i].result;

@@ -1,6 +1,8 @@
 /* dev_train.c: the training step on generated paths, over a dt_device. */
 #include "dev_train.h"
 
+#include "clock_ms.h"
+
 #include "bf16.h"
 #include "plan.h"
 
@@ -85,12 +87,6 @@ struct dev_trainer {
 };
 
 static size_t align_up(size_t n) { return (n + DT_ALIGN - 1) / DT_ALIGN * DT_ALIGN; }
-
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 /* ---- the arena ---------------------------------------------------------- */
 
@@ -663,7 +659,7 @@ static int enqueue(dev_trainer *d, dt_pending *p, int slot, lt_error *err) {
   if (t->sampler && t->cfg.lisa.mode == LISA_SAMPLE_LUA &&
       (lisa_sampler_is_boundary(t->sampler, t->step) || !t->sampled) && dt_download_params(d, err))
     return -1;
-  *p = (dt_pending){.step = t->step, .t0 = now_ms(), .active = p->active, .ids = p->ids,
+  *p = (dt_pending){.step = t->step, .t0 = lt_now_ms(), .active = p->active, .ids = p->ids,
                     .targets = p->targets, .stats = p->stats};
   if (trainer_begin_step(t, &p->switched, &p->lr, err)) return -1;
   if (p->switched && follow_active_set(d, err)) return -1;
@@ -698,7 +694,7 @@ static int enqueue(dev_trainer *d, dt_pending *p, int slot, lt_error *err) {
 static int complete(dev_trainer *d, int slot, train_step_stats *st, lt_error *err) {
   dt_pending *p = &d->pend[slot];
   if (d->dev.fence_wait && d->dev.fence_wait(d->dev.ctx, slot, err)) return -1;
-  double done = now_ms(), since = d->last_done > p->t0 ? d->last_done : p->t0;
+  double done = lt_now_ms(), since = d->last_done > p->t0 ? d->last_done : p->t0;
   d->last_done = done;
   double loss = 0;
   for (int i = 0; i < p->micro; i++) loss += p->stats[i];

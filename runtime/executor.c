@@ -1,5 +1,7 @@
 #include "executor.h"
 
+#include "clock_ms.h"
+
 #include <stdint.h>
 #include <time.h>
 
@@ -173,21 +175,15 @@ static void run_op(const exec_ctx *c, const ir_op *op) {
   }
 }
 
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 /* run_op, timed into row `row` of the profile when there is one. */
 static void run_timed(const exec_ctx *c, const ir_op *op, int row) {
   if (!c->s->profile) {
     run_op(c, op);
     return;
   }
-  double t0 = now_ms();
+  double t0 = lt_now_ms();
   run_op(c, op);
-  prof_add(c->s->profile->table, row, now_ms() - t0);
+  prof_add(c->s->profile->table, row, lt_now_ms() - t0);
 }
 
 void exec_forward(ms_state *s, int inst) {

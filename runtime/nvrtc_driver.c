@@ -1,5 +1,7 @@
 #include "nvrtc_driver.h"
 
+#include "clock_ms.h"
+
 #include <errno.h>
 #include <nvrtc.h>
 #include <stdarg.h>
@@ -28,12 +30,6 @@ typedef struct {
 } nv_cache_header;
 
 static const char nv_magic[8] = "LISACUB1";
-
-static double nv_now_ms(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
 
 static uint64_t nv_fnv1a(uint64_t h, const void *data, size_t n) {
   const unsigned char *p = data;
@@ -277,13 +273,13 @@ int nv_compile(const char *name, const char *source, const nv_options *o, nv_res
   if (nv_build_flags(&f, o->arch, err) || nv_version(&major, &minor, err)) return -1;
   uint64_t key = nv_cache_key(source, &f, major, minor);
   if (nv_cache_path(path, sizeof path, name, key, o, err)) return -1;
-  double t0 = nv_now_ms();
+  double t0 = lt_now_ms();
   if (nv_cache_read(path, key, out)) {
-    out->compile_ms = nv_now_ms() - t0;
+    out->compile_ms = lt_now_ms() - t0;
     return 0;
   }
   int rc = nv_run_nvrtc(name, source, o, &f, out, err);
-  out->compile_ms = nv_now_ms() - t0;
+  out->compile_ms = lt_now_ms() - t0;
   if (rc == 0) rc = nv_cache_write(path, key, out, err);
   if (rc) nv_result_free(out);
   return rc;

@@ -1,5 +1,7 @@
 #include "train.h"
 
+#include "clock_ms.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,12 +13,6 @@
 #include "lora.h"
 #include "model_yaml.h"
 #include "weights.h"
-
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 /* ---- forward, backward, AdamW over regions ---------------------------- */
 
@@ -452,16 +448,16 @@ prof_table *trainer_profile_table(trainer *t) { return t->profile ? &t->profile-
 
 /* The profile's row for what runs between mark and now, when profiling. */
 static void profile_since(trainer *t, int row, double mark) {
-  if (t->profile) prof_add(&t->profile->table, row, now_ms() - mark);
+  if (t->profile) prof_add(&t->profile->table, row, lt_now_ms() - mark);
 }
 
 int trainer_step(trainer *t, train_step_stats *st, lt_error *err) {
   ms_state *s = &t->state;
-  double t0 = now_ms();
+  double t0 = lt_now_ms();
   int switched;
   float lr;
   if (trainer_begin_step(t, &switched, &lr, err)) return -1;
-  double mark = now_ms();
+  double mark = lt_now_ms();
   train_zero_grads(s);
   if (t->profile) profile_since(t, t->profile->row_zero, mark);
   /* micro-batches add into the gradients, each at 1/N of the loss */
@@ -472,11 +468,11 @@ int trainer_step(trainer *t, train_step_stats *st, lt_error *err) {
     loss += train_forward(s);
     train_backward(s, t->path, 1.0f / (float)n);
   }
-  mark = now_ms();
+  mark = lt_now_ms();
   double norm = train_adamw(s, &t->cfg.opt, lr, &t->opt);
   if (t->profile) profile_since(t, t->profile->row_adamw, mark), prof_end_step(&t->profile->table);
   record_grad_norms(t);
-  double ms = now_ms() - t0;
+  double ms = lt_now_ms() - t0;
   *st = (train_step_stats){.step = t->step, .loss = (float)(loss / n), .lr = lr,
                            .grad_norm = norm, .step_ms = ms,
                            .tokens_per_s = (double)s->N * n / (ms / 1e3),
