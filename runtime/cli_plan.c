@@ -74,6 +74,9 @@ static void print_human(const plan_args *a, const ir_model *m, const plan_memory
   if (a->device_gib > 0)
     printf("   %s in %g GiB", pm->total <= a->device_gib * gib ? "fits" : "does not fit", a->device_gib);
   printf("\n");
+  if (pm->host_bytes)
+    printf("  %-16s %10.3f GiB   (fp32 parameters and gradients, to load and save)\n", "host",
+           pm->host_bytes / gib);
 }
 
 static void print_json(const plan_args *a, const ir_model *m, const plan_memory *pm) {
@@ -84,6 +87,7 @@ static void print_json(const plan_args *a, const ir_model *m, const plan_memory 
   for (int c = 0; c < PLAN_NCATEGORIES; c++)
     printf("%s\"%s\":%llu", c ? "," : "", plan_category_name(c), (unsigned long long)pm->bytes[c]);
   printf("}");
+  if (pm->host_bytes) printf(",\"host_bytes\":%llu", (unsigned long long)pm->host_bytes);
   if (a->device_gib > 0)
     printf(",\"device_mem_bytes\":%.0f,\"fits\":%s", a->device_gib * 1073741824.0,
            pm->total <= a->device_gib * 1073741824.0 ? "true" : "false");

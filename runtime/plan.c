@@ -66,6 +66,8 @@ int plan_compute(const ir_model *m, const plan_settings *ps, plan_memory *out, l
   int rc = ms_plan(&s, m, ps->batch, ps->seq, slots, trains, 4, err);
   if (rc == 0 && ps->precision == PLAN_FP32) cpu_bytes(&s, out->bytes);
   else if (rc == 0) rc = device_bytes(m, &s, ps, trains, out->bytes, err);
+  if (rc == 0 && ps->precision != PLAN_FP32)
+    out->host_bytes = s.bytes_params + s.bytes_grads + 8 * (uint64_t)s.N; /* + ids, targets */
   free(trains);
   ms_free(&s);
   if (rc) return -1;

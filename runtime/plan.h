@@ -36,6 +36,10 @@ typedef struct {
 typedef struct {
   uint64_t bytes[PLAN_NCATEGORIES];
   uint64_t total;
+  /* GPU precisions: what the host process holds beside the device (fp32
+   * parameters, to load and save them, and fp32 gradients of what trains,
+   * ms_create_params's layout); 0 for fp32 on the CPU, where it is the total. */
+  uint64_t host_bytes;
 } plan_memory;
 
 const char *plan_category_name(int category); /* "weights", "master_weights", ... */

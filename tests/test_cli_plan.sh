@@ -22,6 +22,12 @@ done
 [ "$(json_field fits <<<"$out")" = true ] && echo "ok   7b E+H+2L bf16-true fits in 24 GiB" ||
   fail "7b E+H+2L bf16-true should fit in 24 GiB: $out"
 grep -q '"dtype":"bf16-true"' <<<"$out" || fail "json: dtype missing: $out"
+# The host side of a device run: fp32 parameters (6.74e9 x 4 bytes) and more.
+host=$(json_field host_bytes <<<"$out")
+[ -n "$host" ] && [ "$host" -gt 26000000000 ] && echo "ok   7b host side $host bytes" ||
+  fail "json: host_bytes '$host' (want > 26e9: fp32 parameters)"
+"$LISA" plan "$L7" --method lisa --dtype fp32 --json | grep -q host_bytes &&
+  fail "an fp32 (CPU) plan reports a separate host side"
 
 # bf16-mixed keeps fp32 master weights; bf16-true none; fp32 (CPU) none
 for d in bf16 bf16-mixed bf16-true fp32; do

@@ -229,6 +229,11 @@ void check_plan(const trainer &t, const dev_trainer *d, int grad_dtype) {
               plan_category_name(c), (unsigned long long)pm.bytes[c],
               (unsigned long long)arena[c]);
   }
+  /* the host side the plan reports is what the params_only trainer allocated */
+  const ms_state &hs = t.state;
+  uint64_t host = hs.bytes_params + hs.bytes_grads + 8 * (uint64_t)hs.N;
+  CHECK_MSG(pm.host_bytes == host, "host: plan %llu, trainer %llu", (unsigned long long)pm.host_bytes,
+            (unsigned long long)host);
   uint64_t ws = pm.bytes[PLAN_WORKSPACE] - (32u << 20);
   CHECK_MSG(ws >= arena[PLAN_WORKSPACE] && ws - arena[PLAN_WORKSPACE] < 8192,
             "workspace: plan %llu + 32 MiB, device %llu", (unsigned long long)ws,
