@@ -4,7 +4,8 @@
 # model, data and settings, as the paper's tables do. Methods run round-robin
 # (ft, E+H, E+H+2L, E+H+4L, LoRA 8, LoRA 32, ft, ...) so a noisy machine hurts
 # them alike. Prints a markdown table: median ms/step, peak RSS, both as
-# ratios to FT, and the mean loss of the last 10 steps.
+# ratios to FT, the range of the time ratio over the rounds (each against
+# that round's FT run), and the mean loss of the last 10 steps.
 #
 #   scripts/compare.sh                       # GPT-2 124M, B=4 T=64, 2 rounds
 #   MODEL=models/gpt2-bytes.yaml STEPS=200 ROUNDS=1 scripts/compare.sh
@@ -55,17 +56,37 @@ stats() {
   echo "$ms $rss $loss"
 }
 
+# median step_ms of one round's run (file $1)
+round_ms() {
+  jq -s --argjson w "$WARMUP" '[.[] | select(.step != null and .event == null and .step >= $w)
+        | .step_ms] | sort | .[length / 2 | floor]' "$1"
+}
+
+# the lowest and highest ratio to FT's run of the same round: how much the
+# machine moved the ratio (adjacent runs share its state)
+round_range() {
+  local i=$1 lo="" hi="" r
+  for r in $(seq 1 "$ROUNDS"); do
+    local x
+    x=$(awk -v a="$(round_ms "$OUT/$i.$r.jsonl")" -v b="$(round_ms "$OUT/0.$r.jsonl")" 'BEGIN { printf "%.2f", a / b }')
+    lo=$(awk -v a="$x" -v b="${lo:-$x}" 'BEGIN { print (a < b ? a : b) }')
+    hi=$(awk -v a="$x" -v b="${hi:-$x}" 'BEGIN { print (a > b ? a : b) }')
+  done
+  echo "$lo-$hi"
+}
+
 echo "$(basename "$MODEL" .yaml), B=$BATCH T=$SEQ, $STEPS steps, K=$INTERVAL, $THREADS threads," \
   "$ROUNDS rounds (median ms/step over steps >= $WARMUP); logs in $OUT"
 echo
-echo "| method | median ms/step | vs FT | peak RSS (MiB) | vs FT | mean loss, last 10 steps |"
-echo "|---|---:|---:|---:|---:|---:|"
+echo "| method | median ms/step | vs FT | vs FT, per round | peak RSS (MiB) | vs FT | mean loss, last 10 steps |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
 read -r ft_ms ft_rss _ <<<"$(stats 0)"
 printf 'method\tms_per_step\tpeak_rss_mib\tloss\n' >"$OUT/summary.tsv"
 for i in "${!names[@]}"; do
   read -r ms rss loss <<<"$(stats "$i")"
   awk -v n="${names[$i]}" -v ms="$ms" -v rss="$rss" -v loss="$loss" -v fms="$ft_ms" -v frss="$ft_rss" \
-    'BEGIN { printf "| %s | %.1f | %.2fx | %.0f | %.2fx | %.4f |\n", n, ms, ms / fms, rss / 1024, rss / frss, loss }'
+    -v range="$(round_range "$i")" \
+    'BEGIN { printf "| %s | %.1f | %.2fx | %s | %.0f | %.2fx | %.4f |\n", n, ms, ms / fms, range, rss / 1024, rss / frss, loss }'
   printf '%s\t%s\t%s\t%s\n' "${names[$i]}" "$ms" "$((rss / 1024))" "$loss" >>"$OUT/summary.tsv"
 done
 # The same as a figure, where matplotlib is installed (Python stays optional).
