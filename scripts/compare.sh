@@ -20,6 +20,7 @@ BUILD=${BUILD:-build} MODEL=${MODEL:-models/gpt2-124m.yaml} DATA=${DATA:-data/ti
 STEPS=${STEPS:-12} WARMUP=${WARMUP:-2} ROUNDS=${ROUNDS:-2} BATCH=${BATCH:-4} SEQ=${SEQ:-64}
 LR=${LR:-1e-4} INTERVAL=${INTERVAL:-5} THREADS=${THREADS:-2}
 OUT=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/compare.XXXXXX")}
+mkdir -p "$OUT"
 export OMP_NUM_THREADS=$THREADS
 command -v jq >/dev/null || { echo "compare.sh: jq missing (apt-get install jq)" >&2; exit 1; }
 [ -x /usr/bin/time ] || { echo "compare.sh: /usr/bin/time missing (apt-get install time)" >&2; exit 1; }
