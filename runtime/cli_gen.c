@@ -20,7 +20,6 @@
 #include "plan.h"
 #include "train.h"
 #ifdef LISA_HAVE_NVRTC
-#include <time.h>
 #include <unistd.h>
 
 #include "nvrtc_driver.h"

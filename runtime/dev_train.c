@@ -1,16 +1,14 @@
 /* dev_train.c: the training step on generated paths, over a dt_device. */
 #include "dev_train.h"
 
-#include "clock_ms.h"
-
 #include "bf16.h"
+#include "clock_ms.h"
 #include "plan.h"
 
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define DT_ALIGN 256 /* cuBLASLt and vector loads want aligned operands */
 #define N_MODES 3    /* enum gen_mode */
@@ -444,8 +442,7 @@ static int alloc_run_tables(dev_trainer *d, lt_error *err) {
   d->slot_of = malloc(sizeof(int) * (size_t)(m->n_layer + 1));
   d->start = calloc((size_t)(TRAIN_REGION_SLOTS + s->n_grad_slots), sizeof(int64_t));
   d->table_host = malloc((size_t)d->opt->bufs[GEN_OPT_TABLE].rows * 56 + 56);
-  int accum = d->prog->cfg.grad_accum;
-  d->convert = malloc((size_t)(max_numel > accum ? max_numel : accum + 1) * 4); /* and the losses */
+  d->convert = malloc((size_t)max_numel * 4);
   if (!d->tables || !d->slot_of || !d->start || !d->table_host || !d->convert)
     return lt_fail(err, "out of memory");
   for (int l = 0; l < m->n_layer; l++) d->slot_of[l] = -1;

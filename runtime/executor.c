@@ -1,10 +1,8 @@
 #include "executor.h"
 
-#include "clock_ms.h"
-
 #include <stdint.h>
-#include <time.h>
 
+#include "clock_ms.h"
 #include "cpu_ops.h"
 
 /* Everything an op kernel needs, resolved from the IR and the buffers. */

@@ -33,7 +33,7 @@ typedef struct {
   int64_t save_every; /* 0: save the state only at the end */
   int64_t norms_every; /* 0: no per-layer norms in the JSONL */
   int merge_lora;
-  int profile; /* --profile: time the device's launches and GEMMs */
+  int profile; /* --profile: time the ops (cpu) or launches and GEMMs (cuda) */
   const char *tune_path; /* --tune: the generated kernels' tunables */
   int quiet;
 } cli_args;
@@ -304,7 +304,8 @@ static int run_training(trainer *t, backend *be, const cli_args *a, lt_error *er
     int n = 0;
     rc = backend_step(be, t, rows, &n, norms || save || s + 1 == a->train.steps, err);
     /* the first step also fills caches (and loads modules on a device) */
-    if (rc == 0 && ++run_steps == 1 && backend_profile(be, t)) prof_clear(backend_profile(be, t));
+    prof_table *pt = rc == 0 && ++run_steps == 1 ? backend_profile(be, t) : NULL;
+    if (pt) prof_clear(pt);
     for (int i = 0; i < n && rc == 0; i++) {
       int with_norms = a->norms_every && rows[i].step % a->norms_every == 0;
       if (with_norms) rc = backend_sync(be, 0, err);

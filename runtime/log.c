@@ -103,16 +103,21 @@ void log_step(log_sink *l, const trainer *t, const train_step_stats *st, int wit
   if (l->term) print_progress(l, st);
 }
 
+void log_json_string(FILE *out, const char *s) {
+  fputc('"', out);
+  for (; *s; s++) {
+    if (*s == '"' || *s == '\\') fputc('\\', out);
+    if ((unsigned char)*s >= 0x20) fputc(*s, out);
+  }
+  fputc('"', out);
+}
+
 void log_event(log_sink *l, int64_t step, const char *event, const char *key, const char *value) {
   if (!l->jsonl) return;
-  /* Values here are paths and names from the command line: escape quotes and
-   * backslashes so the row stays valid JSON. */
-  fprintf(l->jsonl, "{\"event\":\"%s\",\"step\":%lld,\"%s\":\"", event, (long long)step, key);
-  for (const char *c = value; *c; c++) {
-    if (*c == '"' || *c == '\\') fputc('\\', l->jsonl);
-    if ((unsigned char)*c >= 0x20) fputc(*c, l->jsonl);
-  }
-  fputs("\"}\n", l->jsonl);
+  /* values here are paths and names from the command line */
+  fprintf(l->jsonl, "{\"event\":\"%s\",\"step\":%lld,\"%s\":", event, (long long)step, key);
+  log_json_string(l->jsonl, value);
+  fputs("}\n", l->jsonl);
 }
 
 void log_close(log_sink *l) {

@@ -32,5 +32,8 @@ void log_step(log_sink *l, const trainer *t, const train_step_stats *st, int wit
 void log_event(log_sink *l, int64_t step, const char *event, const char *key,
                const char *value);
 void log_close(log_sink *l);
+/* s as a JSON string: quoted, quotes and backslashes escaped, control
+ * characters dropped (so a row stays valid JSON whatever a name holds). */
+void log_json_string(FILE *out, const char *s);
 
 #endif

@@ -1,7 +1,5 @@
 #include "nvrtc_driver.h"
 
-#include "clock_ms.h"
-
 #include <errno.h>
 #include <nvrtc.h>
 #include <stdarg.h>
@@ -10,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "atomic_file.h"
+#include "clock_ms.h"
 
 enum { NV_N_OPTS = 5 };
 

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
+
 int prof_init(prof_table *t, int n_rows, lt_error *err) {
   memset(t, 0, sizeof *t);
   t->rows = calloc((size_t)n_rows + 1, sizeof *t->rows);
@@ -54,27 +56,17 @@ void prof_print(prof_table *t, FILE *out) {
   fprintf(out, "%10.3f 100.0%%  timed\n", t->total_ms * per);
 }
 
-/* Labels come from model and path names; keep the row valid JSON. */
-static void put_json_string(FILE *out, const char *s) {
-  fputc('"', out);
-  for (; *s; s++) {
-    if (*s == '"' || *s == '\\') fputc('\\', out);
-    if ((unsigned char)*s >= 0x20) fputc(*s, out);
-  }
-  fputc('"', out);
-}
-
 void prof_write_jsonl(prof_table *t, FILE *out, long long step) {
   int n;
   const prof_row *rows = prof_sorted(t, &n);
   double per = t->steps > 0 ? 1.0 / t->steps : 0.0;
   for (int i = 0; i < n; i++) {
     fprintf(out, "{\"event\":\"profile\",\"step\":%lld,\"steps\":%d,\"path\":", step, t->steps);
-    put_json_string(out, rows[i].path);
+    log_json_string(out, rows[i].path);
     fprintf(out, ",\"index\":%d,\"pass\":", rows[i].index);
-    put_json_string(out, rows[i].pass);
+    log_json_string(out, rows[i].pass);
     fputs(",\"what\":", out);
-    put_json_string(out, rows[i].what);
+    log_json_string(out, rows[i].what);
     fprintf(out, ",\"calls_per_step\":%g,\"ms_per_step\":%.6g}\n", rows[i].calls * per,
             rows[i].ms * per);
   }

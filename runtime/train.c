@@ -1,13 +1,11 @@
 #include "train.h"
 
-#include "clock_ms.h"
-
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "autodiff.h"
+#include "clock_ms.h"
 #include "cpu_profile.h"
 #include "executor.h"
 #include "lora.h"
@@ -446,9 +444,9 @@ int trainer_profile(trainer *t, lt_error *err) {
 
 prof_table *trainer_profile_table(trainer *t) { return t->profile ? &t->profile->table : NULL; }
 
-/* The profile's row for what runs between mark and now, when profiling. */
+/* What ran between mark and now into a row of the profile. */
 static void profile_since(trainer *t, int row, double mark) {
-  if (t->profile) prof_add(&t->profile->table, row, lt_now_ms() - mark);
+  prof_add(&t->profile->table, row, lt_now_ms() - mark);
 }
 
 int trainer_step(trainer *t, train_step_stats *st, lt_error *err) {
