@@ -11,7 +11,7 @@ Tokenizers:
                    use fetches the BPE tables unless they are cached). Each
                    file starts with <|endoftext|> (50256), as in llm.c.
 
-Format (runtime/data.h): 256 little-endian int32 (magic 20240520, version,
+Format (runtime/io/data.h): 256 little-endian int32 (magic 20240520, version,
 token count), then the ids: version 1 stores uint16, version 2 uint32 (used
 only when an id is >= 65536). The output is written to a temporary file and
 renamed, so an interrupted run never leaves a half-written .bin.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""make-lisa-fixture.py: a LISA run replayed in PyTorch, for tests/test_lisa_torch.c.
+"""make-lisa-fixture.py: a LISA run replayed in PyTorch, for tests/train/test_lisa_torch.c.
 
     python3 scripts/make-lisa-fixture.py      # needs torch and transformers
 

@@ -47,7 +47,7 @@ Data. --data FILE.bin: llm.c token file (256 int32 header: magic 20240520,
 version 1 = uint16 / 2 = uint32 ids, token count; then the ids), windows
 drawn exactly as `lisa train --data FILE --seed S` draws them (window b of
 step s starts at rng_below(stream(seed, s, b), n_tokens - T), xoshiro256**
-seeded by splitmix64, runtime/rng.c), so both see the same tokens; without
+seeded by splitmix64, runtime/base/rng.c), so both see the same tokens; without
 --data, uniform random ids from torch.Generator(seed).
 
 Timing. Each step is timed on the host with torch.cuda.synchronize() on both
@@ -257,7 +257,7 @@ def splitmix64(x):
 
 
 class Xoshiro:
-    """runtime/rng.c: xoshiro256**, rng_seed_stream, rng_below."""
+    """runtime/base/rng.c: xoshiro256**, rng_seed_stream, rng_below."""
 
     def __init__(self, seed, a, b):
         x, h = splitmix64(seed & M64)

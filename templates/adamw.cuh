@@ -1,7 +1,7 @@
 // adamw.cuh: AdamW over many tensors in one launch (multi-tensor apply) and
 // the global gradient norm with its clip factor, both driven by one device
 // table of tensor descriptors. Reference: opt_adamw_update, opt_sum_squares
-// and opt_clip_scale in runtime/optim.c (PyTorch's AdamW and
+// and opt_clip_scale in runtime/train/optim.c (PyTorch's AdamW and
 // clip_grad_norm_).
 //
 // A step on the GPU, with no host synchronisation:

@@ -1,7 +1,7 @@
 // attention.cuh: scaled dot-product attention (causal or not, grouped-query),
 // forward and backward, flash-attention style: nothing of size T x T is ever
 // stored; the forward saves only lse, the backward recomputes probabilities.
-// Reference: cpu_attention_forward / cpu_attention_backward (runtime/cpu_ops.c).
+// Reference: cpu_attention_forward / cpu_attention_backward (runtime/cpu/cpu_ops.c).
 //
 // Layout (as the CPU reference). Row n = b*SEQ + t. Every tensor pointer comes
 // with its own row stride (elements between consecutive rows), so q, k and v

@@ -1,5 +1,5 @@
 // copy.cuh: column-slice copies (split, concat) and a strided 2-D copy/cast.
-// Reference: cpu_split / cpu_concat in runtime/cpu_ops.c.
+// Reference: cpu_split / cpu_concat in runtime/cpu/cpu_ops.c.
 //
 //  - split<T, TX, TY, W...>(x, x_stride, N, outs...): x is [N, sum W] with a
 //    row stride (elements between rows, >= sum W); piece i, [N, W_i]

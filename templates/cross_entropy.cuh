@@ -1,7 +1,7 @@
 // cross_entropy.cuh: softmax + cross-entropy fused, chunked over the
 // vocabulary (as llm.c's fused classifier), and the deterministic mean of the
 // per-row losses. Reference: cpu_cross_entropy_forward / _backward in
-// runtime/cpu_ops.c.
+// runtime/cpu/cpu_ops.c.
 //
 // One block per row of logits [N, V] (T storage):
 //   pass 1 reads the row in 16-byte chunks (8 bf16 or 4 floats per thread per

@@ -1,7 +1,7 @@
 // elementwise.cuh: the scalar functions generated element-wise kernels call,
 // and the bias gradient (column sums). The generator writes each fused
-// element-wise kernel itself (codegen/gen_elementwise.c); these are the
-// pieces it calls, matching runtime/cpu_ops.c's formulas.
+// element-wise kernel itself (codegen/gen/gen_elementwise.c); these are the
+// pieces it calls, matching runtime/cpu/cpu_ops.c's formulas.
 #pragma once
 #include "lisa_common.cuh"
 

@@ -2,7 +2,7 @@
 // fused (GPT-2's embed section: embedding + position_embedding + add), with
 // their backward passes into the gradient tables (float, or bf16 for
 // bf16-true training: G, deduced from the pointer). Reference: cpu_embedding_*,
-// cpu_pos_embedding_* and cpu_add in runtime/cpu_ops.c.
+// cpu_pos_embedding_* and cpu_add in runtime/cpu/cpu_ops.c.
 //
 //   forward:  y[n] = wte[ids[n]]                 embedding_forward
 //             y[n] = wpe[n % seq]                pos_embedding_forward

@@ -15,7 +15,7 @@
 //    (bf16-mixed) or bf16 (bf16-true): gradient kernels take their type as a
 //    deduced template parameter G and round once on the store.
 //  - Parameter gradients accumulate (+=); everything else is overwritten,
-//    as in runtime/cpu_ops.h, which is the reference for every kernel.
+//    as in runtime/cpu/cpu_ops.h, which is the reference for every kernel.
 //  - Each kernel's comment gives its launch: grid, block, dynamic shared
 //    memory, and its tunables with their search space.
 #pragma once

@@ -1,6 +1,6 @@
 // norm.cuh: LayerNorm and RMSNorm (LLaMA's), forward and backward, and the
 // fused "residual add + norm" variants. Reference: cpu_layernorm_* and
-// cpu_rmsnorm_* in runtime/cpu_ops.c (same formulas, same order of
+// cpu_rmsnorm_* in runtime/cpu/cpu_ops.c (same formulas, same order of
 // operations per element; only the summation order of the row reductions
 // differs, a fixed tree here).
 //

@@ -1,5 +1,5 @@
 // rope.cuh: rotary position embedding, forward and backward, as
-// cpu_rope_forward / cpu_rope_backward (runtime/cpu_ops.c): Hugging Face's
+// cpu_rope_forward / cpu_rope_backward (runtime/cpu/cpu_ops.c): Hugging Face's
 // rotate_half convention. Row n of x holds HEADS heads of HD columns (head h
 // in columns [h*HD, (h+1)*HD) from the row's start); in every head, dims i and
 // i + ROT/2 (i < ROT/2) turn by the angle pos * inv_freq[i], pos = n % seq;

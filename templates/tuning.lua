@@ -5,7 +5,7 @@
 -- the template (docs/codegen.md, "Tuning"). Embedded into the binary; a file
 -- given with `lisa gen --tune FILE` overrides entries of this one.
 return {
-  -- codegen/gen_elementwise.c: grid-stride, any block size works
+  -- codegen/gen/gen_elementwise.c: grid-stride, any block size works
   elementwise = {
     THREADS = {default = 256, space = {64, 128, 256, 512, 1024}},
   },

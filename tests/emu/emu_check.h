@@ -1,6 +1,6 @@
 // emu_check.h: host helpers for kernel tests: guarded buffers, seeded
 // random fills, bf16 rounding and conversion, error measures, and the
-// CHECK/CHECK_MSG/CHECK_CLOSE/RUN harness of tests/check.h.
+// CHECK/CHECK_MSG/CHECK_CLOSE/RUN harness of tests/unit/check.h.
 #pragma once
 
 #include <math.h>
@@ -12,7 +12,7 @@
 
 #include <string>
 
-#include "../check.h"
+#include "check.h"
 #include "emu_bf16.h"
 
 namespace emu {

@@ -1,0 +1,198 @@
+/* ir.h: the model IR, shared by the YAML loader, autodiff, the planner and
+ * every backend.
+ *
+ * A model is three sections (embed, block, head). Each section is one op
+ * graph over named values; the block graph is instantiated once per layer.
+ * Every activation is a row-major 2-D matrix [rows, cols] where rows is the
+ * number of tokens N = B*T (or 1 for a scalar such as the loss), so an op
+ * needs no other shape information. Parameters live in one model-wide table
+ * and carry their Hugging Face names and stored layouts.
+ *
+ * Conventions the backends rely on:
+ *  - An op overwrites its activation outputs.
+ *  - An op whose output is a parameter gradient (IR_V_PARAM_GRAD) ADDS to it:
+ *    gradients are zeroed once per step, so tied weights (GPT-2's wte used by
+ *    embedding and head) and gradient accumulation need no special code.
+ *  - out[0] is an op's main result; out[1..] are auxiliary values it saves for
+ *    its backward (layernorm mean/rstd, attention log-sum-exp).
+ */
+#ifndef LT_IR_H
+#define LT_IR_H
+
+#include <stdint.h>
+
+#include "err.h"
+#include "expr.h"
+
+enum ir_section { IR_EMBED, IR_BLOCK, IR_HEAD, IR_NSECTIONS };
+
+/* How a linear weight is stored in the checkpoint. nn.Linear stores
+ * [out, in]; GPT-2's Conv1D stores [in, out]. */
+enum ir_layout { IR_LAYOUT_OUT_IN, IR_LAYOUT_IN_OUT };
+
+enum ir_init { IR_INIT_NORMAL, IR_INIT_ZEROS, IR_INIT_ONES };
+
+typedef struct {
+  char key[48];       /* unique name in the YAML, e.g. "attn_w" */
+  char hf_name[160];  /* checkpoint name; "{i}" is the layer index */
+  int section;        /* enum ir_section; IR_BLOCK params exist per layer */
+  int ndim;           /* 1 or 2 */
+  int64_t shape[2];   /* as stored in the checkpoint */
+  int layout;         /* enum ir_layout; used when the param feeds `linear` */
+  int decay;          /* AdamW weight decay applies (default: ndim == 2) */
+  int init;           /* enum ir_init */
+  double init_std;    /* for IR_INIT_NORMAL */
+  int adapter;        /* a LoRA adapter added by lora_apply (codegen/front/lora.h) */
+  int line;           /* YAML line, for messages */
+} ir_param;
+
+enum ir_value_kind {
+  IR_V_INPUT,      /* fed from outside: tokens, targets, previous section */
+  IR_V_PARAM,      /* a parameter; .param indexes ir_model.params */
+  IR_V_ACT,        /* an activation computed by a forward op */
+  IR_V_GRAD,       /* an activation gradient computed by a backward op */
+  IR_V_PARAM_GRAD, /* a parameter's gradient buffer; ops accumulate into it */
+};
+
+enum ir_dtype { IR_F32, IR_I32 };
+
+typedef struct {
+  char name[64];
+  int kind;        /* enum ir_value_kind */
+  int dtype;       /* enum ir_dtype; only token ids and targets are IR_I32 */
+  int scalar;      /* rows = 1 instead of N */
+  int64_t cols;    /* width; for IR_V_PARAM/PARAM_GRAD the param's numel */
+  int param;       /* IR_V_PARAM, IR_V_PARAM_GRAD: index into params; else -1 */
+  int grad;        /* value holding d(loss)/d(this), or -1 (set by autodiff) */
+  int saved;       /* read by some backward op: keep it for the ACTIVE path */
+  int saved_dx;    /* read by a backward op the FROZEN path runs (dX only) */
+} ir_value;
+
+enum ir_opkind {
+  /* forward */
+  IR_OP_EMBEDDING,         /* in: ids, table[V,C]        out: y[N,C] */
+  IR_OP_POS_EMBEDDING,     /* in: table[P,C]             out: y[N,C], row n = table[n % T] */
+  IR_OP_ADD,               /* in: a, b                   out: a + b */
+  IR_OP_LAYERNORM,         /* in: x, w, b                out: y, mean[N,1], rstd[N,1] */
+  IR_OP_LINEAR,            /* in: x, W [, bias]          out: y = x W^T + bias (layout-aware) */
+  IR_OP_GELU,              /* in: x                      out: tanh-approximated GELU */
+  IR_OP_SPLIT,             /* in: x                      out: column slices, widths = out cols */
+  IR_OP_ATTENTION,         /* in: q, k, v                out: y, lse[N,heads] */
+  IR_OP_RMSNORM,           /* in: x, w                   out: y = w * x * rstd, rstd[N,1] */
+  IR_OP_ROPE,              /* in: x                      out: rotary position embedding */
+  IR_OP_SILU,              /* in: x                      out: x * sigmoid(x) */
+  IR_OP_MUL,               /* in: a, b                   out: a * b (element-wise) */
+  IR_OP_SCALE,             /* in: x                      out: factor * x */
+  IR_OP_ACTIVATION,        /* in: x                      out: fn(x), fn = activations[.activation] */
+  IR_OP_CROSS_ENTROPY,     /* in: logits[N,V], targets   out: loss (scalar, mean over N) */
+  /* backward (backward graphs also use add, to sum gradients, mul:
+   * d(a*b) is dy*b and dy*a, and scale: d(f*x) is f*dy) */
+  IR_OP_EMBEDDING_BWD_W,   /* in: ids, dy                out: +=dtable */
+  IR_OP_POS_EMBEDDING_BWD_W, /* in: dy                   out: +=dtable */
+  IR_OP_LAYERNORM_BWD_X,   /* in: dy, x, w, mean, rstd   out: dx */
+  IR_OP_LAYERNORM_BWD_WB,  /* in: dy, x, mean, rstd      out: +=dw, +=db */
+  IR_OP_LINEAR_BWD_X,      /* in: dy, W                  out: dx */
+  IR_OP_LINEAR_BWD_W,      /* in: dy, x                  out: +=dW (in W's stored layout) */
+  IR_OP_LINEAR_BWD_B,      /* in: dy                     out: +=dbias */
+  IR_OP_GELU_BWD,          /* in: dy, x                  out: dx */
+  IR_OP_CONCAT,            /* in: pieces (-1 = zeros)    out: x; widths = in cols */
+  IR_OP_ATTENTION_BWD,     /* in: dy, q, k, v, y, lse    out: dq, dk, dv */
+  IR_OP_CROSS_ENTROPY_BWD, /* in: logits, targets        out: dlogits = (softmax - onehot) * scale / N */
+  IR_OP_RMSNORM_BWD_X,     /* in: dy, x, w, rstd         out: dx */
+  IR_OP_RMSNORM_BWD_W,     /* in: dy, x, rstd            out: +=dw */
+  IR_OP_ROPE_BWD,          /* in: dy                     out: dx (rotation by -angle) */
+  IR_OP_SILU_BWD,          /* in: dy, x                  out: dx */
+  IR_OP_ACTIVATION_BWD,    /* in: dy, x                  out: dx = dy * dfn(x) */
+  IR_OP_COUNT
+};
+
+#define IR_MAX_IN 6
+#define IR_MAX_OUT 4
+
+typedef struct {
+  int kind;              /* enum ir_opkind */
+  int n_in, in[IR_MAX_IN];   /* value indices; -1 only where documented */
+  int n_out, out[IR_MAX_OUT];
+  float eps;             /* layernorm, rmsnorm */
+  int heads, kv_heads;   /* attention (kv_heads == heads unless grouped); rope: heads */
+  int rotary_dims;       /* rope: leading dims of each head that rotate (even) */
+  double theta;          /* rope: base of the rotation frequencies */
+  double factor;         /* scale */
+  int activation;        /* activation, activation_bwd: index into
+                            ir_model.activations */
+  int causal;            /* attention */
+  int64_t sizes[IR_MAX_IN]; /* concat: width of each piece (a piece may be -1) */
+  int param_grad;        /* backward op that only writes parameter grads:
+                            the FROZEN path skips it */
+  int line;              /* YAML line of the forward op, for messages */
+} ir_op;
+
+typedef struct {
+  int n_values, cap_values;
+  ir_value *values;
+  int n_fwd, cap_fwd;
+  ir_op *fwd;
+  int n_bwd, cap_bwd;
+  ir_op *bwd;
+  int input;    /* embed: token ids; block/head: the residual stream */
+  int targets;  /* head only: target ids; else -1 */
+  int output;   /* embed/block: stream passed on; head: the scalar loss */
+} ir_graph;
+
+typedef struct {
+  char name[64];
+  double value;
+} ir_config_entry;
+
+/* A custom element-wise activation: y = fn(x), dx = dy * dfn(x). The trees
+ * are codegen/ir/expr.h's, config names already bound to numbers, so the only
+ * identifier left is the variable; expr_eval_x evaluates them and expr_to_c
+ * prints them as C/CUDA. Owned by the model (ir_model_free frees them). */
+typedef struct {
+  expr_node *fn;   /* y = fn(x) */
+  expr_node *dfn;  /* d fn / dx, built by expr_function */
+  char *text;      /* the expression as written (or as Lua returned it) */
+  char name[64];   /* the Lua function's name, or "" for an inline expr */
+  int line;        /* YAML line of the op, for messages */
+} ir_activation;
+
+typedef struct {
+  char name[64];
+  char path[512];              /* the YAML file it came from */
+  int n_config;
+  ir_config_entry *config;
+  int n_layer;                 /* how many times the block repeats */
+  int n_params, cap_params;
+  ir_param *params;
+  ir_graph sections[IR_NSECTIONS];
+  int n_prefixes;
+  char prefixes[4][64];        /* tried in order when reading a checkpoint */
+  int vocab_size;              /* rows of the table that `embedding` reads */
+  int max_seq;                 /* rows of the position table, or 0 */
+  int n_activations, cap_activations;
+  ir_activation *activations;  /* what activation ops' .activation indexes */
+} ir_model;
+
+/* --- construction helpers (ir.c) --- */
+void ir_model_init(ir_model *m);
+void ir_model_free(ir_model *m);
+int ir_add_param(ir_model *m, const ir_param *p);           /* returns index */
+int ir_find_param(const ir_model *m, const char *key);      /* -1 if absent */
+int ir_add_value(ir_graph *g, const ir_value *v);           /* returns index */
+int ir_find_value(const ir_graph *g, const char *name);     /* -1 if absent */
+int ir_add_fwd(ir_graph *g, const ir_op *op);
+int ir_add_bwd(ir_graph *g, const ir_op *op);
+/* Takes ownership of a's trees and text; returns the index. */
+int ir_add_activation(ir_model *m, const ir_activation *a);
+int64_t ir_param_numel(const ir_param *p);
+const char *ir_op_name(int kind);       /* "layernorm", "linear_bwd_w", ... */
+int ir_op_from_name(const char *name);  /* forward ops only; -1 if unknown */
+const char *ir_section_name(int section);
+
+/* Hugging Face name of a param for a layer ("h.{i}.x" -> "h.3.x"). */
+void ir_param_hf_name(const ir_param *p, int layer, char *out, int cap);
+
+/* Total trainable scalars of the model (block params count n_layer times). */
+int64_t ir_model_numel(const ir_model *m);
+
+#endif

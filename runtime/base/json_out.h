@@ -1,0 +1,12 @@
+/* json_out.h: JSON text written by hand, for the JSONL rows of log and
+ * profile (cJSON builds trees; a row is one fprintf). */
+#ifndef LT_JSON_OUT_H
+#define LT_JSON_OUT_H
+
+#include <stdio.h>
+
+/* s as a JSON string: quoted, quotes and backslashes escaped, control
+ * characters dropped (so a row stays valid JSON whatever a name holds). */
+void json_write_string(FILE *out, const char *s);
+
+#endif

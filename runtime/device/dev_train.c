@@ -1,0 +1,823 @@
+/* dev_train.c: the training step on generated paths, over a dt_device. */
+#include "dev_train.h"
+
+#include "bf16.h"
+#include "clock_ms.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DT_ALIGN 256 /* cuBLASLt and vector loads want aligned operands */
+#define N_MODES 3    /* enum gen_mode */
+
+/* templates/adamw.cuh's descriptors, as the host writes them. */
+typedef struct {
+  void *w;
+  const void *g;
+  void *m, *v;
+  void *w_copy;
+  long long numel;
+  int32_t decay, step;
+} dt_adamw_entry;
+
+typedef struct {
+  void *w;
+  const void *g;
+  void *m, *v;
+  long long numel;
+  int32_t decay, step;
+} dt_adamw_entry_bf16;
+
+_Static_assert(sizeof(dt_adamw_entry) == 56, "AdamWTensor is 56 bytes");
+_Static_assert(sizeof(dt_adamw_entry_bf16) == 48, "AdamWTensorBf16 is 48 bytes");
+
+/* A step the device may still be running: what its stats need, and its
+ * host staging, reused two steps later (when it has surely finished). */
+typedef struct {
+  int valid;
+  int64_t step;
+  float lr;
+  int switched, micro;
+  double t0;               /* host clock when its enqueue began */
+  int *active, n_active;   /* [n_layer] the active set it trained */
+  int32_t *ids, *targets;  /* [micro][N] each; page-locked where the device has it */
+  float *stats;            /* [grad_accum + 1]: its losses and gradient norm, copied back */
+} dt_pending;
+
+struct dev_trainer {
+  trainer *host;       /* NULL for dt_plan */
+  const ms_state *s;   /* the host's layout: offsets of every param and gradient */
+  const gen_program *prog;
+  dt_device dev;
+  px_backend exec;     /* what steps run through: dev.exec, or a profiler over it */
+  const gen_path *paths[IR_NSECTIONS][N_MODES]; /* NULL: the program has none */
+  const gen_path *opt;
+  int wb, gb, mb;      /* bytes per element of weights, gradients, moments */
+  int masters;         /* bf16-mixed: fp32 masters of what trains */
+  char *arena;
+  size_t arena_bytes;
+  uint64_t bytes[PLAN_NCATEGORIES]; /* the arena by category */
+  char *weights, *grads, *master, *mom1, *mom2, *ids, *targets, *stats, *scratch;
+  char *dgrad[2];      /* activation gradients, alternating by instance */
+  char *outputs;       /* each instance's output */
+  size_t *out_off;     /* [n_inst] */
+  char *saved;         /* each instance's saved activations */
+  size_t *saved_off;   /* [n_inst] */
+  size_t saved_stride_block;
+  char *slots;         /* ACTIVE-only saved activations, one region per slot */
+  size_t slot_bytes;
+  size_t *offs[IR_NSECTIONS][N_MODES]; /* [n_bufs]: a SAVED buffer's offset in its region */
+  unsigned char *in_slot[N_MODES];     /* [n_bufs] of block paths: lives in the slot */
+  void *opt_bufs[GEN_OPT_NBUFS];
+  void **tables;       /* [n_inst][N_MODES] pointer tables, each max_bufs long */
+  int max_bufs;
+  int *slot_of;        /* [n_layer] the slot each block's device state is in */
+  int64_t *start;      /* [n_regions] the update the region's AdamW count began at */
+  int64_t updates;     /* AdamW updates done */
+  unsigned char *table_host;
+  int n_entries;
+  void *convert;       /* host staging for conversions, max tensor */
+  dt_pending pend[2];  /* steps by parity */
+  double last_done;    /* host clock when a step was last seen finished */
+};
+
+static size_t align_up(size_t n) { return (n + DT_ALIGN - 1) / DT_ALIGN * DT_ALIGN; }
+
+/* ---- the arena ---------------------------------------------------------- */
+
+static const gen_path *find_mode(const gen_program *prog, int section, int mode) {
+  for (int i = 0; i < prog->n_paths; i++)
+    if (prog->paths[i].section == section && prog->paths[i].mode == mode) return &prog->paths[i];
+  return NULL;
+}
+
+static int is_scratch(int role) { return role == GEN_BUF_SCRATCH || role == GEN_BUF_WORKSPACE; }
+
+/* A path's scratch and workspaces, laid out as bind_scratch does. */
+static size_t scratch_bytes(const gen_path *p) {
+  size_t n = 0;
+  for (int b = 0; b < p->n_bufs; b++)
+    if (is_scratch(p->bufs[b].role)) n += align_up((size_t)gen_buffer_bytes(&p->bufs[b]));
+  return n;
+}
+
+/* Offsets of a path's SAVED buffers in its instance region. A block's
+ * ACTIVE path puts what the FROZEN path also saves (same buffer, same size)
+ * where FROZEN has it, and the rest in the slot region. */
+static int place_saved(dev_trainer *d, int sec, int mode, size_t *inst_bytes, lt_error *err) {
+  const gen_path *p = d->paths[sec][mode];
+  size_t *off = d->offs[sec][mode] = calloc((size_t)p->n_bufs + 1, sizeof(size_t));
+  if (!off) return lt_fail(err, "out of memory");
+  const gen_path *frozen = sec == IR_BLOCK && mode == GEN_ACTIVE ? d->paths[IR_BLOCK][GEN_FROZEN] : NULL;
+  if (sec == IR_BLOCK && !(d->in_slot[mode] = calloc((size_t)p->n_bufs + 1, 1)))
+    return lt_fail(err, "out of memory");
+  size_t at = 0, slot_at = 0;
+  for (int b = 0; b < p->n_bufs; b++) {
+    if (p->bufs[b].role != GEN_BUF_SAVED) continue;
+    size_t bytes = align_up((size_t)gen_buffer_bytes(&p->bufs[b]));
+    if (frozen && b < frozen->n_bufs && frozen->bufs[b].role == GEN_BUF_SAVED &&
+        gen_buffer_bytes(&frozen->bufs[b]) == gen_buffer_bytes(&p->bufs[b])) {
+      off[b] = d->offs[IR_BLOCK][GEN_FROZEN][b];
+    } else if (frozen) {
+      off[b] = slot_at, d->in_slot[mode][b] = 1;
+      slot_at += bytes;
+    } else {
+      off[b] = at;
+      at += bytes;
+    }
+  }
+  if (at > *inst_bytes) *inst_bytes = at;
+  if (slot_at > d->slot_bytes) d->slot_bytes = slot_at;
+  return 0;
+}
+
+/* The activation-gradient width: every section hands on the same stream. */
+static size_t stream_grad_bytes(const dev_trainer *d) {
+  size_t n = 0;
+  for (int sec = 0; sec < IR_NSECTIONS; sec++)
+    for (int mode = 0; mode < N_MODES; mode++) {
+      const gen_path *p = d->paths[sec][mode];
+      if (!p) continue;
+      const ir_graph *g = &d->prog->m->sections[sec];
+      int dx = g->input >= 0 ? g->values[g->input].grad : -1;
+      int seed = g->output >= 0 ? g->values[g->output].grad : -1;
+      int vs[2] = {dx, seed};
+      for (int k = 0; k < 2; k++)
+        if (vs[k] >= 0 && vs[k] < p->n_bufs && p->bufs[vs[k]].role != GEN_BUF_UNUSED) {
+          size_t b = (size_t)gen_buffer_bytes(&p->bufs[vs[k]]);
+          if (b > n) n = b;
+        }
+    }
+  return align_up(n);
+}
+
+/* Carves the arena: sizes first (at == NULL), then pointers. */
+typedef struct {
+  size_t at;
+  char *base;
+  uint64_t bytes[PLAN_NCATEGORIES];
+} carver;
+
+static char *carve(carver *c, size_t bytes, int category) {
+  char *p = c->base ? c->base + c->at : NULL;
+  size_t n = align_up(bytes ? bytes : 1);
+  c->at += n;
+  c->bytes[category] += n;
+  return p;
+}
+
+static size_t output_bytes(const dev_trainer *d, int sec) {
+  const ir_graph *g = &d->prog->m->sections[sec];
+  size_t n = 0;
+  for (int mode = 0; mode < N_MODES; mode++) {
+    const gen_path *p = d->paths[sec][mode];
+    if (p && g->output < p->n_bufs && (size_t)gen_buffer_bytes(&p->bufs[g->output]) > n)
+      n = (size_t)gen_buffer_bytes(&p->bufs[g->output]);
+  }
+  return n;
+}
+
+static void carve_all(dev_trainer *d, carver *c, size_t inst_saved[IR_NSECTIONS],
+                      size_t scratch) {
+  const ms_state *s = d->s;
+  int n_inst = s->n_inst;
+  d->weights = carve(c, (size_t)s->n_param_scalars * (size_t)d->wb, PLAN_WEIGHTS);
+  d->grads = carve(c, (size_t)s->n_grad_scalars * (size_t)d->gb, PLAN_GRADS);
+  d->master = d->masters ? carve(c, (size_t)s->n_grad_scalars * 4, PLAN_MASTER_WEIGHTS) : NULL;
+  d->mom1 = carve(c, (size_t)s->n_grad_scalars * (size_t)d->mb, PLAN_OPTIMIZER);
+  d->mom2 = carve(c, (size_t)s->n_grad_scalars * (size_t)d->mb, PLAN_OPTIMIZER);
+  d->ids = carve(c, (size_t)s->N * 4, PLAN_ACTIVATIONS);
+  d->targets = carve(c, (size_t)s->N * 4, PLAN_ACTIVATIONS);
+  /* the micro-batches' losses, then the gradient norm: one read a step */
+  d->stats = carve(c, 4 * ((size_t)d->prog->cfg.grad_accum + 1), PLAN_ACTIVATIONS);
+  size_t at0 = c->at;
+  for (int inst = 0; inst < n_inst; inst++) {
+    int sec = ms_inst_section(s, inst);
+    d->out_off[inst] = c->at - at0;
+    carve(c, sec == IR_HEAD ? 0 : output_bytes(d, sec), PLAN_ACTIVATIONS);
+  }
+  d->outputs = c->base ? c->base + at0 : NULL;
+  at0 = c->at;
+  for (int inst = 0; inst < n_inst; inst++) {
+    d->saved_off[inst] = c->at - at0;
+    carve(c, inst_saved[ms_inst_section(s, inst)], PLAN_ACTIVATIONS);
+  }
+  d->saved = c->base ? c->base + at0 : NULL;
+  d->slots = carve(c, d->slot_bytes * (size_t)(s->n_grad_slots > 0 ? s->n_grad_slots : 1),
+                   PLAN_ACTIVATIONS);
+  size_t g = stream_grad_bytes(d);
+  d->dgrad[0] = carve(c, g, PLAN_ACTIVATIONS);
+  d->dgrad[1] = carve(c, g, PLAN_ACTIVATIONS);
+  d->scratch = carve(c, scratch, PLAN_ACTIVATIONS);
+  for (int b = 0; b < GEN_OPT_WIDEN_DST; b++)
+    d->opt_bufs[b] = b == GEN_OPT_NORM ? NULL
+                     : carve(c, (size_t)gen_buffer_bytes(&d->opt->bufs[b]), PLAN_WORKSPACE);
+  if (d->stats) d->opt_bufs[GEN_OPT_NORM] = d->stats + 4 * (size_t)d->prog->cfg.grad_accum;
+}
+
+/* ---- pointer tables ----------------------------------------------------- */
+
+static void **table_of(const dev_trainer *d, int inst, int mode) {
+  return d->tables + ((size_t)inst * N_MODES + (size_t)mode) * (size_t)d->max_bufs;
+}
+
+static int64_t param_index(const ms_state *s, int p, int layer) {
+  return ms_param(s, p, layer) - s->params;
+}
+
+/* The device memory of buffer b of inst's path in `mode`; NULL for none. */
+static int bind_buffer(dev_trainer *d, int inst, int mode, int b, void **out, lt_error *err) {
+  const ms_state *s = d->s;
+  int sec = ms_inst_section(s, inst), layer = ms_inst_layer(s, inst);
+  const gen_path *p = d->paths[sec][mode];
+  const gen_buffer *buf = &p->bufs[b];
+  const ir_graph *g = &d->prog->m->sections[sec];
+  const ir_value *iv = b < g->n_values ? &g->values[b] : NULL;
+  int seed = g->output >= 0 ? g->values[g->output].grad : -1;
+  int dx = g->input >= 0 ? g->values[g->input].grad : -1;
+  *out = NULL;
+  switch (buf->role) {
+  case GEN_BUF_UNUSED: case GEN_BUF_VIEW: return 0;
+  case GEN_BUF_PARAM:
+    *out = d->weights + param_index(s, iv->param, layer) * d->wb;
+    return 0;
+  case GEN_BUF_PARAM_GRAD: {
+    const float *gr = ms_grad(s, iv->param, layer);
+    if (gr) *out = d->grads + (gr - s->grads) * d->gb;
+    return 0;
+  }
+  case GEN_BUF_SAVED: {
+    size_t off = d->offs[sec][mode][b];
+    if (sec == IR_BLOCK && d->in_slot[mode] && d->in_slot[mode][b]) {
+      int slot = s->grad_slot[layer];
+      if (slot >= 0) *out = d->slots + (size_t)slot * d->slot_bytes + off;
+    } else {
+      *out = d->saved + d->saved_off[inst] + off;
+    }
+    return 0;
+  }
+  case GEN_BUF_INPUT:
+    if (b == g->input && inst == 0) *out = d->ids;
+    else if (b == g->input) *out = d->outputs + d->out_off[inst - 1];
+    else if (b == g->targets) *out = d->targets;
+    else if (b == seed) *out = d->dgrad[(inst + 1) % 2];
+    else return lt_fail(err, "%s: input %s has no source", p->name, buf->name);
+    return 0;
+  case GEN_BUF_OUTPUT:
+    if (b == g->output) *out = sec == IR_HEAD ? d->stats : d->outputs + d->out_off[inst];
+    else if (b == dx) *out = d->dgrad[inst % 2];
+    else return lt_fail(err, "%s: output %s has no destination", p->name, buf->name);
+    return 0;
+  default: return 0; /* scratch: bind_scratch */
+  }
+}
+
+static void bind_scratch(const dev_trainer *d, const gen_path *p, void **tab) {
+  size_t at = 0;
+  for (int b = 0; b < p->n_bufs; b++) {
+    if (!is_scratch(p->bufs[b].role)) continue;
+    tab[b] = d->scratch + at;
+    at += align_up((size_t)gen_buffer_bytes(&p->bufs[b]));
+  }
+}
+
+/* (Re)fills inst's tables: a block's follow its gradient slot. */
+static int bind_instance(dev_trainer *d, int inst, lt_error *err) {
+  int sec = ms_inst_section(d->s, inst);
+  for (int mode = 0; mode < N_MODES; mode++) {
+    const gen_path *p = d->paths[sec][mode];
+    if (!p) continue;
+    void **tab = table_of(d, inst, mode);
+    for (int b = 0; b < p->n_bufs; b++)
+      if (bind_buffer(d, inst, mode, b, &tab[b], err)) return -1;
+    bind_scratch(d, p, tab);
+  }
+  return 0;
+}
+
+/* ---- the optimizer ------------------------------------------------------ */
+
+/* Regions are train.h's: TRAIN_REGION_EMBED, _HEAD, then one per slot. */
+static int region_on(const dev_trainer *d, int p, int layer) {
+  const ms_state *s = d->s;
+  if (s->grad_off[p] < 0) return -1;
+  switch (d->prog->m->params[p].section) {
+  case IR_EMBED: return d->host->opt.on[TRAIN_REGION_EMBED] ? TRAIN_REGION_EMBED : -1;
+  case IR_HEAD: return d->host->opt.on[TRAIN_REGION_HEAD] ? TRAIN_REGION_HEAD : -1;
+  default: return s->grad_slot[layer] < 0 ? -1 : TRAIN_REGION_SLOTS + s->grad_slot[layer];
+  }
+}
+
+/* One descriptor per tensor that trains now, embed, blocks by layer, head
+ * (the CPU's order of the norm's sum). */
+static void add_entry(dev_trainer *d, int p, int layer, int region) {
+  const ms_state *s = d->s;
+  const ir_param *pr = &d->prog->m->params[p];
+  int64_t gi = ms_grad(s, p, layer) - s->grads, wi = param_index(s, p, layer);
+  int32_t step = (int32_t)(1 - d->start[region]);
+  void *w = d->weights + wi * d->wb;
+  if (d->prog->cfg.grad_dtype == GEN_BF16) {
+    dt_adamw_entry_bf16 e = {w, d->grads + gi * 2, d->mom1 + gi * 2, d->mom2 + gi * 2,
+                             ir_param_numel(pr), pr->decay, step};
+    memcpy(d->table_host + (size_t)d->n_entries * sizeof e, &e, sizeof e);
+  } else {
+    dt_adamw_entry e = {d->masters ? d->master + gi * 4 : w, d->grads + gi * 4, d->mom1 + gi * 4,
+                        d->mom2 + gi * 4, d->masters ? w : NULL, ir_param_numel(pr), pr->decay,
+                        step};
+    memcpy(d->table_host + (size_t)d->n_entries * sizeof e, &e, sizeof e);
+  }
+  d->n_entries++;
+}
+
+static int write_table(dev_trainer *d, lt_error *err) {
+  const ir_model *m = d->prog->m;
+  d->n_entries = 0;
+  const int order[3] = {IR_EMBED, IR_BLOCK, IR_HEAD};
+  for (int o = 0; o < 3; o++)
+    for (int l = 0; l < (order[o] == IR_BLOCK ? m->n_layer : 1); l++)
+      for (int p = 0; p < m->n_params; p++) {
+        if (m->params[p].section != order[o]) continue;
+        int r = region_on(d, p, l);
+        if (r >= 0) add_entry(d, p, l, r);
+      }
+  size_t bytes = (size_t)d->n_entries * (size_t)gen_opt_entry_bytes(&d->prog->cfg);
+  return bytes ? d->dev.upload(d->dev.ctx, d->opt_bufs[GEN_OPT_TABLE], d->table_host, bytes, err)
+               : 0;
+}
+
+static px_scalars scalars(const dev_trainer *d, float lr) {
+  const ms_state *s = d->s;
+  const opt_config *o = &d->host->cfg.opt;
+  px_scalars sc = {s->N, s->B, 1.0f, {0}};
+  sc.opt = (px_opt){d->n_entries, (int)d->updates, lr, o->beta1, o->beta2, o->eps,
+                    o->weight_decay, o->grad_clip,
+                    (unsigned)(d->host->cfg.seed * 0x9e3779b9u) ^ (unsigned)d->updates};
+  return sc;
+}
+
+/* master = widen(weights) for one tensor that trains (bf16-mixed). */
+static int widen(dev_trainer *d, int p, int layer, lt_error *err) {
+  const ms_state *s = d->s;
+  void *bufs[GEN_OPT_NBUFS];
+  memcpy(bufs, d->opt_bufs, sizeof bufs);
+  bufs[GEN_OPT_WIDEN_DST] = d->master + (ms_grad(s, p, layer) - s->grads) * 4;
+  bufs[GEN_OPT_WIDEN_SRC] = d->weights + param_index(s, p, layer) * d->wb;
+  px_scalars sc = scalars(d, 0.0f);
+  sc.opt.count = (int)ir_param_numel(&d->prog->m->params[p]);
+  return px_run(d->opt, GEN_OPT_STEP_WIDEN, GEN_OPT_STEP_WIDEN + 1, bufs, &sc, &d->exec, err);
+}
+
+/* A block that entered the active set (or the first step's tensors): fresh
+ * moments, its AdamW count restarting now, masters from its weights. */
+static int enter_region(dev_trainer *d, int region, int layer, lt_error *err) {
+  const ms_state *s = d->s;
+  const ir_model *m = d->prog->m;
+  d->start[region] = d->updates;
+  for (int p = 0; p < m->n_params; p++) {
+    if (region_on(d, p, layer) != region) continue; /* slot regions hold only block params */
+    size_t gi = (size_t)(ms_grad(s, p, layer) - s->grads), n = (size_t)ir_param_numel(&m->params[p]);
+    if (d->dev.zero(d->dev.ctx, d->mom1 + gi * d->mb, n * d->mb, err) ||
+        d->dev.zero(d->dev.ctx, d->mom2 + gi * d->mb, n * d->mb, err))
+      return -1;
+    if (d->masters && widen(d, p, layer, err)) return -1;
+  }
+  return 0;
+}
+
+/* After the host trainer (re)drew the active set: blocks that entered get
+ * their slot's state, every block its tables, the optimizer a new table. */
+static int follow_active_set(dev_trainer *d, lt_error *err) {
+  const ms_state *s = d->s;
+  for (int l = 0; l < d->prog->m->n_layer; l++) {
+    int slot = s->grad_slot[l];
+    if (slot >= 0 && slot != d->slot_of[l] && enter_region(d, TRAIN_REGION_SLOTS + slot, l, err))
+      return -1;
+    d->slot_of[l] = slot;
+    if (bind_instance(d, l + 1, err)) return -1;
+  }
+  return write_table(d, err);
+}
+
+/* ---- creation ----------------------------------------------------------- */
+
+static int check_program(const dev_trainer *d, lt_error *err) {
+  const gen_config *c = &d->prog->cfg;
+  const ms_state *s = d->s;
+  if (c->B != s->B || c->T != s->T)
+    return lt_fail(err, "the generated program is for B=%d T=%d, the run has B=%d T=%d", c->B,
+                   c->T, s->B, s->T);
+  int accum = d->host ? trainer_grad_accum(d->host) : c->grad_accum;
+  if (c->grad_accum != accum)
+    return lt_fail(err, "the generated program is for %d micro-batches a step, the run has %d",
+                   c->grad_accum, accum);
+  if (!d->opt) return lt_fail(err, "the generated program has no optimizer path");
+  for (int sec = 0; sec < IR_NSECTIONS; sec++) {
+    int need = sec == IR_BLOCK ? GEN_FROZEN : GEN_ACTIVE;
+    if (!d->paths[sec][need] && !(sec == IR_HEAD && d->paths[sec][GEN_FROZEN]))
+      return lt_fail(err, "the generated program lacks a %s path", ir_section_name(sec));
+  }
+  return 0;
+}
+
+static int alloc_layout_tables(dev_trainer *d, lt_error *err) {
+  d->out_off = calloc((size_t)d->s->n_inst, sizeof(size_t));
+  d->saved_off = calloc((size_t)d->s->n_inst, sizeof(size_t));
+  if (!d->out_off || !d->saved_off) return lt_fail(err, "out of memory");
+  return 0;
+}
+
+static int alloc_run_tables(dev_trainer *d, lt_error *err) {
+  const ms_state *s = d->s;
+  const ir_model *m = d->prog->m;
+  d->max_bufs = 1;
+  for (int i = 0; i < d->prog->n_paths; i++)
+    if (d->prog->paths[i].n_bufs > d->max_bufs) d->max_bufs = d->prog->paths[i].n_bufs;
+  int64_t max_numel = 1;
+  for (int p = 0; p < m->n_params; p++)
+    if (ir_param_numel(&m->params[p]) > max_numel) max_numel = ir_param_numel(&m->params[p]);
+  d->tables = calloc((size_t)s->n_inst * N_MODES * (size_t)d->max_bufs, sizeof(void *));
+  d->slot_of = malloc(sizeof(int) * (size_t)(m->n_layer + 1));
+  d->start = calloc((size_t)(TRAIN_REGION_SLOTS + s->n_grad_slots), sizeof(int64_t));
+  d->table_host = malloc((size_t)d->opt->bufs[GEN_OPT_TABLE].rows * 56 + 56);
+  d->convert = malloc((size_t)max_numel * 4);
+  if (!d->tables || !d->slot_of || !d->start || !d->table_host || !d->convert)
+    return lt_fail(err, "out of memory");
+  for (int l = 0; l < m->n_layer; l++) d->slot_of[l] = -1;
+  return 0;
+}
+
+/* Every region's size and, with the device, its memory. */
+static int layout(dev_trainer *d, int allocate, lt_error *err) {
+  size_t inst_saved[IR_NSECTIONS] = {0}, scratch = 0;
+  /* FROZEN first: ACTIVE reuses its offsets */
+  static const int modes[N_MODES] = {GEN_FROZEN, GEN_ACTIVE, GEN_FORWARD};
+  for (int sec = 0; sec < IR_NSECTIONS; sec++)
+    for (int k = 0; k < N_MODES; k++) {
+      const gen_path *p = d->paths[sec][modes[k]];
+      if (!p) continue;
+      if (place_saved(d, sec, modes[k], &inst_saved[sec], err)) return -1;
+      if (scratch_bytes(p) > scratch) scratch = scratch_bytes(p);
+    }
+  carver c = {0, NULL, {0}};
+  carve_all(d, &c, inst_saved, scratch);
+  d->arena_bytes = c.at;
+  memcpy(d->bytes, c.bytes, sizeof d->bytes);
+  if (!allocate) return 0;
+  if (d->dev.alloc(d->dev.ctx, d->arena_bytes, (void **)&d->arena, err)) return -1;
+  if (d->dev.zero(d->dev.ctx, d->arena, d->arena_bytes, err)) return -1;
+  c = (carver){0, d->arena, {0}};
+  carve_all(d, &c, inst_saved, scratch);
+  return 0;
+}
+
+/* Host fp32 -> the device's weights, tensor by tensor. */
+static int upload_tensor(dev_trainer *d, char *dst, const float *src, int64_t n, int bytes,
+                         lt_error *err) {
+  if (bytes == 4) return d->dev.upload(d->dev.ctx, dst, src, (size_t)n * 4, err);
+  uint16_t *h = d->convert;
+  for (int64_t i = 0; i < n; i++) h[i] = f32_to_bf16(src[i]);
+  return d->dev.upload(d->dev.ctx, dst, h, (size_t)n * 2, err);
+}
+
+static int for_each_tensor(dev_trainer *d, int (*fn)(dev_trainer *, int, int, lt_error *),
+                           lt_error *err) {
+  const ir_model *m = d->prog->m;
+  for (int p = 0; p < m->n_params; p++)
+    for (int l = 0; l < (m->params[p].section == IR_BLOCK ? m->n_layer : 1); l++)
+      if (fn(d, p, l, err)) return -1;
+  return 0;
+}
+
+static int upload_param(dev_trainer *d, int p, int layer, lt_error *err) {
+  const ms_state *s = d->s;
+  return upload_tensor(d, d->weights + param_index(s, p, layer) * d->wb, ms_param(s, p, layer),
+                       ir_param_numel(&d->prog->m->params[p]), d->wb, err);
+}
+
+static int init(dev_trainer *d, const ms_state *s, const gen_program *prog, lt_error *err) {
+  d->s = s, d->prog = prog;
+  for (int sec = 0; sec < IR_NSECTIONS; sec++)
+    for (int mode = 0; mode < N_MODES; mode++) d->paths[sec][mode] = find_mode(prog, sec, mode);
+  d->opt = gen_find_path(prog, "optimizer");
+  d->wb = gen_dtype_bytes(prog->cfg.dtype);
+  d->gb = gen_dtype_bytes(prog->cfg.grad_dtype);
+  d->mb = d->gb;
+  d->masters = prog->cfg.dtype == GEN_BF16 && prog->cfg.grad_dtype == GEN_F32;
+  return check_program(d, err) || alloc_layout_tables(d, err) ? -1 : 0;
+}
+
+int dt_plan(const ms_state *s, const gen_program *prog, uint64_t bytes[PLAN_NCATEGORIES],
+            lt_error *err) {
+  dev_trainer *d = calloc(1, sizeof *d);
+  if (!d) return lt_fail(err, "out of memory");
+  int rc = init(d, s, prog, err) || layout(d, 0, err) ? -1 : 0;
+  if (rc == 0) memcpy(bytes, d->bytes, sizeof d->bytes);
+  dt_free(d);
+  return rc;
+}
+
+/* ---- pipelined steps: host staging and fences ------------------------------ */
+
+static void *host_alloc(dev_trainer *d, size_t bytes, lt_error *err) {
+  void *p = NULL;
+  if (d->dev.host_alloc) return d->dev.host_alloc(d->dev.ctx, bytes, &p, err) ? NULL : p;
+  if (!(p = malloc(bytes))) lt_fail(err, "out of memory");
+  return p;
+}
+
+static void host_free(dev_trainer *d, void *p) {
+  if (!p) return;
+  if (d->dev.host_free) d->dev.host_free(d->dev.ctx, p);
+  else free(p);
+}
+
+static int alloc_pending(dev_trainer *d, lt_error *err) {
+  size_t micro = (size_t)trainer_grad_accum(d->host), n = (size_t)d->s->N;
+  for (int i = 0; i < 2; i++) {
+    dt_pending *p = &d->pend[i];
+    if (!(p->active = malloc(sizeof *p->active * (size_t)(d->s->ir->n_layer + 1))) ||
+        !(p->ids = host_alloc(d, micro * n * 4, err)) ||
+        !(p->targets = host_alloc(d, micro * n * 4, err)) ||
+        !(p->stats = host_alloc(d, (micro + 1) * 4, err)))
+      return p->active ? -1 : lt_fail(err, "out of memory");
+  }
+  return 0;
+}
+
+static void free_pending(dev_trainer *d) {
+  for (int i = 0; i < 2; i++) {
+    free(d->pend[i].active);
+    host_free(d, d->pend[i].ids);
+    host_free(d, d->pend[i].targets);
+    host_free(d, d->pend[i].stats);
+  }
+}
+
+/* The stats back, in stream order (a plain download where the device has
+ * no async one: it then waits here). */
+static int copy_back(dev_trainer *d, void *dst, const void *src, size_t bytes, lt_error *err) {
+  if (d->dev.download_async) return d->dev.download_async(d->dev.ctx, dst, src, bytes, err);
+  return d->dev.download(d->dev.ctx, dst, src, bytes, err);
+}
+
+int dt_create(dev_trainer **out, trainer *host, const gen_program *prog, const dt_device *dev,
+              lt_error *err) {
+  dev_trainer *d = calloc(1, sizeof *d);
+  if (!d) return lt_fail(err, "out of memory");
+  *out = d;
+  d->host = host, d->dev = *dev, d->exec = dev->exec;
+  d->updates = host->step; /* one AdamW update a step: a resumed run has had this many */
+  if (init(d, &host->state, prog, err) || alloc_run_tables(d, err) || layout(d, 1, err) ||
+      alloc_pending(d, err))
+    return -1;
+  if (for_each_tensor(d, upload_param, err)) return -1;
+  for (int inst = 0; inst < host->state.n_inst; inst++)
+    if (bind_instance(d, inst, err)) return -1;
+  /* the regions that train from the start: E, H, and FT's (or LoRA's) blocks */
+  if (enter_region(d, TRAIN_REGION_EMBED, 0, err) || enter_region(d, TRAIN_REGION_HEAD, 0, err))
+    return -1;
+  return follow_active_set(d, err);
+}
+
+void dt_free(dev_trainer *d) {
+  if (!d) return;
+  if (d->arena) d->dev.release(d->dev.ctx, d->arena);
+  for (int sec = 0; sec < IR_NSECTIONS; sec++)
+    for (int mode = 0; mode < N_MODES; mode++) free(d->offs[sec][mode]);
+  for (int mode = 0; mode < N_MODES; mode++) free(d->in_slot[mode]);
+  free(d->tables);
+  free(d->out_off);
+  free(d->saved_off);
+  free(d->slot_of);
+  free(d->start);
+  free(d->table_host);
+  free(d->convert);
+  free_pending(d);
+  free(d);
+}
+
+size_t dt_arena_bytes(const dev_trainer *d) { return d->arena_bytes; }
+
+void dt_arena_categories(const dev_trainer *d, uint64_t bytes[PLAN_NCATEGORIES]) {
+  memcpy(bytes, d->bytes, sizeof d->bytes);
+}
+
+/* ---- a step ------------------------------------------------------------- */
+
+static const gen_path *path_of(const dev_trainer *d, int inst, int *mode) {
+  int sec = ms_inst_section(d->s, inst);
+  *mode = d->host->path[inst];
+  const gen_path *p = d->paths[sec][*mode];
+  if (!p && sec == IR_HEAD && *mode == GEN_FORWARD) p = d->paths[sec][*mode = GEN_FROZEN];
+  return p;
+}
+
+/* Micro-batch i's loss goes to stats[i]. */
+static void bind_loss(dev_trainer *d, int i) {
+  int head = d->s->n_inst - 1;
+  const ir_graph *g = &d->prog->m->sections[IR_HEAD];
+  for (int mode = 0; mode < N_MODES; mode++)
+    if (d->paths[IR_HEAD][mode]) table_of(d, head, mode)[g->output] = d->stats + 4 * (size_t)i;
+}
+
+static int run_passes(dev_trainer *d, const px_scalars *sc, lt_error *err) {
+  int n_inst = d->host->state.n_inst, mode;
+  for (int inst = 0; inst < n_inst; inst++) {
+    const gen_path *p = path_of(d, inst, &mode);
+    if (!p) return lt_fail(err, "no path for instance %d in mode %d", inst, mode);
+    if (px_run(p, 0, p->n_fwd_steps, table_of(d, inst, mode), sc, &d->exec, err)) return -1;
+  }
+  for (int inst = n_inst - 1; inst >= 0; inst--) {
+    const gen_path *p = path_of(d, inst, &mode);
+    if (d->host->path[inst] == GEN_FORWARD) continue;
+    if (px_run(p, p->n_fwd_steps, p->n_steps, table_of(d, inst, mode), sc, &d->exec, err))
+      return -1;
+  }
+  return 0;
+}
+
+/* Micro-batch i's ids and targets, through the step's staging. */
+static int upload_batch(dev_trainer *d, dt_pending *p, int i, lt_error *err) {
+  const ms_state *s = d->s;
+  size_t n = (size_t)s->N;
+  memcpy(p->ids + (size_t)i * n, s->ids, n * 4);
+  memcpy(p->targets + (size_t)i * n, s->targets, n * 4);
+  return d->dev.upload(d->dev.ctx, d->ids, p->ids + (size_t)i * n, n * 4, err) ||
+         d->dev.upload(d->dev.ctx, d->targets, p->targets + (size_t)i * n, n * 4, err);
+}
+
+/* Every launch of one step, then its stats' copy back and a fence. */
+static int enqueue(dev_trainer *d, dt_pending *p, int slot, lt_error *err) {
+  trainer *t = d->host;
+  /* a Lua policy reads weight norms at the switch: bring them up to date */
+  if (t->sampler && t->cfg.lisa.mode == LISA_SAMPLE_LUA &&
+      (lisa_sampler_is_boundary(t->sampler, t->step) || !t->sampled) && dt_download_params(d, err))
+    return -1;
+  *p = (dt_pending){.step = t->step, .t0 = lt_now_ms(), .active = p->active, .ids = p->ids,
+                    .targets = p->targets, .stats = p->stats};
+  if (trainer_begin_step(t, &p->switched, &p->lr, err)) return -1;
+  if (p->switched && follow_active_set(d, err)) return -1;
+  p->n_active = t->n_active;
+  memcpy(p->active, t->active, sizeof *p->active * (size_t)t->n_active);
+  if (d->dev.zero(d->dev.ctx, d->grads, (size_t)d->s->n_grad_scalars * (size_t)d->gb, err))
+    return -1;
+  /* micro-batches add into the gradients, each at 1/N of the loss */
+  p->micro = trainer_grad_accum(t);
+  px_scalars sc = scalars(d, p->lr);
+  sc.loss_scale = 1.0f / (float)p->micro;
+  for (int i = 0; i < p->micro; i++) {
+    if (i > 0 && trainer_micro_batch(t, i, err)) return -1;
+    bind_loss(d, i);
+    if (upload_batch(d, p, i, err) || run_passes(d, &sc, err)) return -1;
+  }
+  if (d->n_entries &&
+      px_run(d->opt, GEN_OPT_STEP_NORM, GEN_OPT_STEP_ADAMW + 1, d->opt_bufs, &sc, &d->exec, err))
+    return -1;
+  if (copy_back(d, p->stats, d->stats, 4 * ((size_t)p->micro + 1), err) ||
+      (d->dev.fence && d->dev.fence(d->dev.ctx, slot, err)))
+    return -1;
+  p->valid = 1;
+  d->updates++;
+  t->step++;
+  return 0;
+}
+
+/* Waits for a pending step and turns it into stats: its losses summed in
+ * order (as the CPU does), its norm, and the time since the step before it
+ * was seen done (the pipeline's rate; from its own start for the first). */
+static int complete(dev_trainer *d, int slot, train_step_stats *st, lt_error *err) {
+  dt_pending *p = &d->pend[slot];
+  if (d->dev.fence_wait && d->dev.fence_wait(d->dev.ctx, slot, err)) return -1;
+  double done = lt_now_ms(), since = d->last_done > p->t0 ? d->last_done : p->t0;
+  d->last_done = done;
+  double loss = 0;
+  for (int i = 0; i < p->micro; i++) loss += p->stats[i];
+  double ms = done - since;
+  *st = (train_step_stats){.step = p->step, .loss = (float)(loss / p->micro), .lr = p->lr,
+                           .grad_norm = d->n_entries ? p->stats[p->micro] : 0, .step_ms = ms,
+                           .tokens_per_s = (double)d->s->N * p->micro / (ms / 1e3),
+                           .switched = p->switched, .mfu = -1, .peak_bytes = d->arena_bytes,
+                           .active = p->active, .n_active = p->n_active};
+  p->valid = 0;
+  return 0;
+}
+
+int dt_step(dev_trainer *d, train_step_stats *st, int *ready, lt_error *err) {
+  int slot = (int)(d->host->step & 1);
+  *ready = 0;
+  if (enqueue(d, &d->pend[slot], slot, err)) return -1;
+  if (!d->pend[slot ^ 1].valid) return 0;
+  *ready = 1;
+  return complete(d, slot ^ 1, st, err);
+}
+
+int dt_finish(dev_trainer *d, train_step_stats *st, int *ready, lt_error *err) {
+  int slot = (int)((d->host->step - 1) & 1);
+  *ready = d->host->step > 0 && d->pend[slot].valid;
+  return *ready ? complete(d, slot, st, err) : 0;
+}
+
+int dt_max_calls(const dev_trainer *d) {
+  int per_pass = 0;
+  for (int inst = 0; inst < d->s->n_inst; inst++) {
+    int most = 0, sec = ms_inst_section(d->s, inst);
+    for (int mode = 0; mode < N_MODES; mode++)
+      if (d->paths[sec][mode] && d->paths[sec][mode]->n_steps > most) most = d->paths[sec][mode]->n_steps;
+    per_pass += most;
+  }
+  /* a switch widens each entering tensor's master: at most every tensor */
+  int tensors = 0;
+  for (int p = 0; p < d->prog->m->n_params; p++)
+    tensors += d->prog->m->params[p].section == IR_BLOCK ? d->prog->m->n_layer : 1;
+  return per_pass * trainer_grad_accum(d->host) + (d->opt ? d->opt->n_steps + tensors : 0);
+}
+
+void dt_use_exec(dev_trainer *d, const px_backend *exec) { d->exec = exec ? *exec : d->dev.exec; }
+
+/* ---- back to the host --------------------------------------------------- */
+
+static int download_param(dev_trainer *d, int p, int layer, lt_error *err) {
+  const ms_state *s = d->s;
+  float *dst = ms_param(s, p, layer);
+  int64_t n = ir_param_numel(&d->prog->m->params[p]);
+  if (d->masters && region_on(d, p, layer) >= 0)
+    return d->dev.download(d->dev.ctx, dst, d->master + (ms_grad(s, p, layer) - s->grads) * 4,
+                           (size_t)n * 4, err);
+  const char *src = d->weights + param_index(s, p, layer) * d->wb;
+  if (d->wb == 4) return d->dev.download(d->dev.ctx, dst, src, (size_t)n * 4, err);
+  uint16_t *h = d->convert;
+  if (d->dev.download(d->dev.ctx, h, src, (size_t)n * 2, err)) return -1;
+  for (int64_t i = 0; i < n; i++) dst[i] = bf16_to_f32(h[i]);
+  return 0;
+}
+
+int dt_download_params(dev_trainer *d, lt_error *err) {
+  return for_each_tensor(d, download_param, err);
+}
+
+/* ---- the optimizer state, for checkpoints ------------------------------- */
+
+/* Regions that train now: embed, head, and the slots bound to a block. */
+static int region_trains(const dev_trainer *d, int r) {
+  if (r == TRAIN_REGION_EMBED) return d->host->opt.on[TRAIN_REGION_EMBED];
+  if (r == TRAIN_REGION_HEAD) return d->host->opt.on[TRAIN_REGION_HEAD];
+  for (int l = 0; l < d->prog->m->n_layer; l++)
+    if (d->s->grad_slot[l] == r - TRAIN_REGION_SLOTS) return 1;
+  return 0;
+}
+
+/* Host fp32 <-> device moments (fp32, or bf16 in bf16-true) of one tensor. */
+static int moment_copy(dev_trainer *d, float *host, char *dev, int64_t n, int to_host,
+                       lt_error *err) {
+  if (d->mb == 4)
+    return to_host ? d->dev.download(d->dev.ctx, host, dev, (size_t)n * 4, err)
+                   : d->dev.upload(d->dev.ctx, dev, host, (size_t)n * 4, err);
+  uint16_t *h = d->convert;
+  if (!to_host) {
+    for (int64_t i = 0; i < n; i++) h[i] = f32_to_bf16(host[i]);
+    return d->dev.upload(d->dev.ctx, dev, h, (size_t)n * 2, err);
+  }
+  if (d->dev.download(d->dev.ctx, h, dev, (size_t)n * 2, err)) return -1;
+  for (int64_t i = 0; i < n; i++) host[i] = bf16_to_f32(h[i]);
+  return 0;
+}
+
+static int state_tensor(dev_trainer *d, int p, int layer, int to_host, lt_error *err) {
+  const ms_state *s = d->s;
+  train_optim *o = &d->host->opt;
+  if (region_on(d, p, layer) < 0) return 0;
+  int64_t gi = ms_grad(s, p, layer) - s->grads, n = ir_param_numel(&d->prog->m->params[p]);
+  if (moment_copy(d, o->m + gi, d->mom1 + gi * d->mb, n, to_host, err) ||
+      moment_copy(d, o->v + gi, d->mom2 + gi * d->mb, n, to_host, err))
+    return -1;
+  /* resuming bf16-mixed: the masters are the saved fp32 weights themselves */
+  if (!to_host && d->masters)
+    return d->dev.upload(d->dev.ctx, d->master + gi * 4, ms_param(s, p, layer), (size_t)n * 4, err);
+  return 0;
+}
+
+static int moments_to_host(dev_trainer *d, int p, int layer, lt_error *err) {
+  return state_tensor(d, p, layer, 1, err);
+}
+
+static int moments_to_device(dev_trainer *d, int p, int layer, lt_error *err) {
+  return state_tensor(d, p, layer, 0, err);
+}
+
+int dt_download_state(dev_trainer *d, lt_error *err) {
+  train_optim *o = &d->host->opt;
+  if (!o->m) return lt_fail(err, "the host trainer keeps no AdamW moments to save into");
+  if (dt_download_params(d, err) || for_each_tensor(d, moments_to_host, err)) return -1;
+  for (int r = 0; r < o->n_regions; r++) o->t[r] = region_trains(d, r) ? d->updates - d->start[r] : 0;
+  return 0;
+}
+
+int dt_upload_state(dev_trainer *d, lt_error *err) {
+  train_optim *o = &d->host->opt;
+  if (!o->m) return lt_fail(err, "the host trainer keeps no AdamW moments to restore from");
+  if (for_each_tensor(d, moments_to_device, err)) return -1;
+  for (int r = 0; r < o->n_regions; r++) d->start[r] = d->updates - o->t[r];
+  return write_table(d, err);
+}

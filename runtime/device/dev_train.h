@@ -1,0 +1,108 @@
+/* dev_train.h: training steps on the generated paths (codegen/gen/gen.h) over a
+ * device: the CUDA backend (gpu_device.h), or the tests' emulator.
+ *
+ * The host trainer (train.h, created with params_only) keeps what it keeps
+ * for the CPU but its activations: the config, the IR, the data, the LISA
+ * sampler and the slot bookkeeping, and fp32 parameters for loading and
+ * saving. Each step it draws the batch and, every K steps, the active set;
+ * this trainer runs everything else on the device, in one arena sized at
+ * creation:
+ *
+ *   weights     every parameter in the storage dtype (ms_state's layout)
+ *   grads       what trains, in the gradient dtype (ms_state's layout:
+ *               embed, head, gradient slots)
+ *   masters     bf16-mixed: fp32 copies of what trains, laid out as grads
+ *   moments     AdamW m and v, laid out as grads
+ *   activations per instance, what its path keeps for backward; what only
+ *               the ACTIVE path keeps lives in slots bound with the
+ *               gradient slots (as on the CPU, docs/memory.md)
+ *   scratch     one region every path's scratch and workspaces share (one
+ *               path runs at a time)
+ *   optimizer   the AdamW table, norm, clip and their workspace
+ *
+ * A step is launches and GEMMs only: no allocation, no compilation, and
+ * no wait for itself: its losses and gradient norm come back in stream
+ * order and are read after the next step is enqueued (dt_step). A LISA
+ * switch also writes the new AdamW table and widens the entering blocks'
+ * masters. */
+#ifndef LT_DEV_TRAIN_H
+#define LT_DEV_TRAIN_H
+
+#include <stddef.h>
+
+#include "gen.h"
+#include "memory_kinds.h"
+#include "plan_exec.h"
+#include "px_profile.h"
+#include "train.h"
+
+/* Device memory and copies; exec runs the paths' kernels and GEMMs. */
+typedef struct {
+  void *ctx;
+  px_backend exec;
+  int (*alloc)(void *ctx, size_t bytes, void **out, lt_error *err);
+  void (*release)(void *ctx, void *mem);
+  /* in stream order with exec; download returns when the bytes are here */
+  int (*upload)(void *ctx, void *dst, const void *src, size_t bytes, lt_error *err);
+  int (*download)(void *ctx, void *dst, const void *src, size_t bytes, lt_error *err);
+  int (*zero)(void *ctx, void *dst, size_t bytes, lt_error *err);
+  px_timers timers; /* for px_profile; create is NULL where there are none */
+  /* Pipelined steps; each may be NULL (then malloc, a waiting download, no
+   * fences): page-locked host memory for async copies, a download in
+   * stream order that returns at once, and fence i: a mark in the stream
+   * and a wait until the stream gets there. */
+  int (*host_alloc)(void *ctx, size_t bytes, void **out, lt_error *err);
+  void (*host_free)(void *ctx, void *p);
+  int (*download_async)(void *ctx, void *dst, const void *src, size_t bytes, lt_error *err);
+  int (*fence)(void *ctx, int i, lt_error *err);
+  int (*fence_wait)(void *ctx, int i, lt_error *err);
+} dt_device;
+
+typedef struct dev_trainer dev_trainer;
+
+/* prog must be generated for the host trainer's model, method, batch and
+ * sequence (gen_config.trains as the method trains). Uploads the host
+ * trainer's weights. Both must outlive the device trainer. */
+int dt_create(dev_trainer **out, trainer *host, const gen_program *prog, const dt_device *dev,
+              lt_error *err);
+void dt_free(dev_trainer *d);
+
+/* One step (forward, backward, clip and AdamW on the device), pipelined:
+ * dt_step enqueues step k and returns step k-1's stats (*ready = 1), which
+ * the device finished while the host prepared step k; so the host never
+ * waits for the step it has just enqueued. The first call returns none
+ * (*ready = 0); dt_finish waits for the last step and returns its stats
+ * (*ready = 0 if there is none pending). Call dt_finish before reading or
+ * saving the device's state, so that the stats come in step order. */
+int dt_step(dev_trainer *d, train_step_stats *st, int *ready, lt_error *err);
+int dt_finish(dev_trainer *d, train_step_stats *st, int *ready, lt_error *err);
+
+/* Launches and GEMMs one step makes at most, and the backend the next
+ * steps run through (a px_profile's over dev.exec; NULL: dev.exec again). */
+int dt_max_calls(const dev_trainer *d);
+void dt_use_exec(dev_trainer *d, const px_backend *exec);
+
+/* The device's weights back into the host trainer's fp32 parameters (the
+ * masters where they exist), for saving. */
+int dt_download_params(dev_trainer *d, lt_error *err);
+
+/* Checkpoints: the whole optimizer state into the host trainer (weights or
+ * fp32 masters, AdamW moments, each region's step count) for ckpt_save, and
+ * back onto the device after ckpt_resume. The host trainer must keep moments
+ * (train_config.host_moments). A resumed bf16-mixed run rounds its bf16
+ * weights from the restored masters to nearest; the run it continues had
+ * rounded them stochastically, so the two differ by bf16 roundings. */
+int dt_download_state(dev_trainer *d, lt_error *err);
+int dt_upload_state(dev_trainer *d, lt_error *err);
+
+/* Bytes of the device arena, and by category (plan.h's, without the
+ * cuBLASLt workspace the device holds apart). */
+size_t dt_arena_bytes(const dev_trainer *d);
+void dt_arena_categories(const dev_trainer *d, uint64_t bytes[PLAN_NCATEGORIES]);
+
+/* The same arena, by category, for a layout (ms_plan's: offsets only) and a
+ * program, without a device: what `lisa plan` reports for the GPU. */
+int dt_plan(const ms_state *s, const gen_program *prog, uint64_t bytes[PLAN_NCATEGORIES],
+            lt_error *err);
+
+#endif

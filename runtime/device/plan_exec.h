@@ -1,0 +1,55 @@
+/* plan_exec.h: runs the steps of a generated path (codegen/gen/gen.h) on a
+ * backend. The executor resolves every step's buffer references to
+ * pointers and hands kernel launches and GEMMs to the backend; it knows
+ * nothing of CUDA. The tests' emulator backend (kernels in the host CUDA
+ * emulator, GEMMs on the CPU) and the CUDA backend (cuLaunchKernel,
+ * cuBLASLt) both sit behind it, so the emulator tests check the same code
+ * path the GPU runs.
+ *
+ * Buffers: bufs[b] is the memory of path buffer b (NULL for unused ones and
+ * views, which resolve through their base). */
+#ifndef LT_PLAN_EXEC_H
+#define LT_PLAN_EXEC_H
+
+#include <stddef.h>
+
+#include "err.h"
+#include "gen.h"
+
+/* A GEMM with its operands resolved (NULL where the plan has none). */
+typedef struct {
+  const gen_gemm *g;
+  void *a, *w, *d, *c, *bias, *aux;
+} px_gemm;
+
+typedef struct {
+  void *ctx;
+  /* Runs kernel step st (index `step` of path p) with args as
+   * cuLaunchKernel's kernelParams. */
+  int (*launch)(void *ctx, const gen_path *p, int step, void **args, lt_error *err);
+  int (*gemm)(void *ctx, const gen_path *p, int step, const px_gemm *g, lt_error *err);
+} px_backend;
+
+/* The optimizer path's scalars: count is the table's entries (the widening
+ * copy: its elements), step is added to each entry's own step. */
+typedef struct {
+  int count, step;
+  float lr, beta1, beta2, eps, weight_decay, max_norm;
+  unsigned seed;
+} px_opt;
+
+/* Scalars every path's kernels take. */
+typedef struct {
+  int N, B;          /* rows (B*T) and batch */
+  float loss_scale;  /* the loss gradient's factor (1 / grad-accumulation steps) */
+  px_opt opt;        /* the optimizer path */
+} px_scalars;
+
+/* Runs steps [from, to) of p. */
+int px_run(const gen_path *p, int from, int to, void *const *bufs, const px_scalars *sc,
+           const px_backend *be, lt_error *err);
+
+/* Pointer to a reference's first element (NULL if it has no buffer). */
+void *px_ref(const gen_path *p, void *const *bufs, gen_ref r);
+
+#endif

@@ -1,0 +1,36 @@
+/* log.h: what a run reports. One JSON object per step to --log-jsonl (the
+ * interface contract in the design notes), and a progress line (step, loss,
+ * tokens/s, ETA) on a terminal, redrawn in place; when stderr is not a
+ * terminal, a plain line every 5% of the run instead. */
+#ifndef LT_LOG_H
+#define LT_LOG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "err.h"
+#include "train.h"
+
+typedef struct {
+  FILE *jsonl;          /* NULL: no JSONL */
+  FILE *term;           /* progress destination; NULL when --quiet */
+  int tty;              /* term is a terminal: redraw one line */
+  int64_t total_steps;
+  double ms_total;      /* sum of step times so far (for the ETA) */
+  int64_t steps_seen;
+  int n_norms;          /* n_layer + 2 */
+  double *weight_norms, *grad_norms; /* scratch for --norms-every */
+} log_sink;
+
+int log_open(log_sink *l, const char *jsonl_path, int quiet, int64_t total_steps, int n_layer,
+             lt_error *err);
+/* One row: the contract's fields, the memory breakdown and, with_norms, the
+ * per-layer weight and gradient norms ([embed, blocks..., head]; null where
+ * nothing trained). */
+void log_step(log_sink *l, const trainer *t, const train_step_stats *st, int with_norms);
+/* An "event" row, e.g. log_event(l, "checkpoint", "path", "out.safetensors"). */
+void log_event(log_sink *l, int64_t step, const char *event, const char *key,
+               const char *value);
+void log_close(log_sink *l);
+
+#endif

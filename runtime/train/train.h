@@ -1,0 +1,155 @@
+/* train.h: the training loop's pieces. A trainer owns the model IR (with its
+ * backward graphs), the buffers, the optimizer state, the data and, for
+ * LISA, the layer sampler; one call runs one step: batch, forward, backward,
+ * clip, AdamW. Everything is allocated by trainer_create; trainer_step
+ * allocates nothing.
+ *
+ * Optimizer state is kept per region: 0 = embed, 1 = head, 2 + s = block
+ * gradient slot s. Moments are laid out like ms_state.grads, so a block's
+ * moments live in its slot: a block that stays active keeps them, one that
+ * leaves gives the slot up, one that enters gets a zeroed slot and its
+ * bias-correction count restarts (as PyTorch's AdamW does for a parameter it
+ * has not seen). */
+#ifndef LT_TRAIN_H
+#define LT_TRAIN_H
+
+#include <stdint.h>
+
+#include "data.h"
+#include "lisa_sampler.h"
+#include "model_state.h"
+#include "optim.h"
+
+/* LoRA trains only adapters (codegen/front/lora.h) in every block; the base
+ * weights, the embedding and the head stay frozen and hold no gradients. */
+enum train_method { TRAIN_FT, TRAIN_LISA, TRAIN_LORA };
+
+typedef struct {
+  const char *model_path;
+  const char *data_path;
+  const char *weights_path; /* NULL: random init from the seed */
+  int method;               /* enum train_method */
+  int64_t steps;
+  int batch, seq;
+  uint64_t seed;
+  opt_config opt;
+  int train_embed, train_head; /* LISA: E and H train (default on) */
+  lisa_sampler_config lisa;    /* LISA: mode, gamma, interval, Lua policy */
+  int lora_rank;               /* LoRA: adapter rank r */
+  double lora_alpha;           /* LoRA: the adapter path is scaled by alpha / r */
+  const char *lora_targets;    /* LoRA: block weight keys "attn_w,fc_w"; NULL = all */
+  int params_only;             /* host side of a device trainer: no activations here, and
+                                  no AdamW moments unless host_moments */
+  int host_moments;            /* params_only: keep moments too (device checkpoints) */
+  int grad_accum;              /* micro-batches per step (0 or 1: one) */
+} train_config;
+
+typedef struct {
+  int64_t step;
+  float loss;           /* of this step's batch, before its update */
+  float lr;
+  double grad_norm;     /* global norm before clipping */
+  double step_ms;
+  double tokens_per_s;
+  int switched;         /* the active set was (re)sampled this step */
+  double mfu;           /* model FLOPs/s over the device's bf16 peak; < 0: not known */
+  uint64_t peak_bytes;  /* device runs: the arena and workspace; 0: trainer_bytes */
+  uint64_t device_used_bytes; /* device runs: all the process holds there */
+  const uint64_t *device_memory; /* device runs: the arena by plan.h's categories; else NULL */
+  const int *active; int n_active; /* the step's active set where the trainer has moved on
+                                      (a pipelined device step); NULL: the trainer's */
+} train_step_stats;
+
+enum { TRAIN_REGION_EMBED, TRAIN_REGION_HEAD, TRAIN_REGION_SLOTS };
+
+typedef struct {
+  float *m, *v;         /* AdamW moments, laid out as ms_state.grads (NULL: params_only) */
+  int64_t *t;           /* [n_regions] AdamW step count (bias correction) */
+  unsigned char *on;    /* [n_regions] region trains this step */
+  double *sq;           /* [n_regions] last sum of squared gradients */
+  int n_regions;        /* TRAIN_REGION_SLOTS + n_grad_slots */
+} train_optim;
+
+typedef struct {
+  train_config cfg;
+  ir_model ir;
+  ms_state state;
+  data_file data;
+  train_optim opt;
+  lisa_sampler *sampler;   /* NULL for full fine-tuning */
+  int *active, n_active;   /* middle blocks training this period, ascending */
+  int *path;               /* [n_inst] enum exec_path of each instance */
+  int *scratch;            /* [2 n_layer] for switching */
+  double *weight_norms;    /* [n_layer] for sampling policies */
+  double *grad_norms;      /* [n_layer] from each block's last active step */
+  int sampled;             /* an active set has been drawn */
+  int64_t step;            /* next step to run */
+  char load_note[512];     /* tensors in --weights the model ignored */
+  struct cpu_profile *profile; /* trainer_profile; NULL: nothing timed */
+} trainer;
+
+int trainer_create(trainer *t, const train_config *cfg, lt_error *err);
+void trainer_free(trainer *t);
+int trainer_step(trainer *t, train_step_stats *st, lt_error *err);
+
+/* lisa train --profile on the CPU: time every op of the steps that follow,
+ * the gradient zeroing and AdamW (cpu_profile.h); the table of sums, or
+ * NULL when not profiling. */
+int trainer_profile(trainer *t, lt_error *err);
+struct prof_table *trainer_profile_table(trainer *t);
+
+/* The first part of a step, shared with the device trainer: a LISA switch
+ * where a period begins (*switched), the step's first micro-batch in
+ * state.ids and state.targets, and its learning rate. */
+int trainer_begin_step(trainer *t, int *switched, float *lr, lt_error *err);
+/* Micro-batch i (0 .. grad_accum - 1) of the current step into state.ids
+ * and state.targets. */
+int trainer_micro_batch(trainer *t, int i, lt_error *err);
+int trainer_grad_accum(const trainer *t);
+
+/* Puts back a saved LISA period (checkpoint resume): each block's gradient
+ * slot, the active set (ascending) and whether it was drawn, then plans the
+ * paths. Checks they fit this trainer: slots in range and bound once, and a
+ * block is active exactly when it holds a slot. The moments in the slots are
+ * the caller's to load. */
+int trainer_restore_period(trainer *t, const int *grad_slot, const int *active, int n_active,
+                           int sampled, lt_error *err);
+
+/* LoRA: folds each adapter pair into its base weight, W += (alpha / r) B A,
+ * and zeroes B, so the model computes the same function with the adapters
+ * now inert (then wt_save_base writes a plain base-model checkpoint). */
+void trainer_merge_lora(trainer *t);
+
+/* Bytes of every buffer the run holds, by category, and their sum. */
+typedef struct {
+  uint64_t weights, grads, optimizer, activations, data;
+} train_memory;
+train_memory trainer_memory(const trainer *t);
+uint64_t trainer_bytes(const trainer *t);
+
+/* The paper's per-layer statistics: weight norms of the embedding [0], each
+ * block [1 + l] and the head [n_layer + 1], and the gradient norms of the
+ * parts that trained in the last step (NaN for the others). Reads every
+ * parameter: call every few steps, not every step. */
+void trainer_norms(const trainer *t, double *weight, double *grad);
+
+/* Model FLOPs per token for MFU, llm.c's convention (as
+ * scripts/peer-torch.py): 6 N + 6 L C T, N = every parameter once less an
+ * untied input embedding, C = the attention's query width. The same for
+ * every method (LISA's is "full fine-tuning work per second"). */
+double trainer_flops_per_token(const trainer *t);
+
+/* The step's building blocks, also used by the tests. */
+int train_optim_init(train_optim *o, const ms_state *s, lt_error *err);
+/* moments 0: only the per-region counts (a device trainer keeps m and v). */
+int train_optim_init_moments(train_optim *o, const ms_state *s, int moments, lt_error *err);
+void train_optim_free(train_optim *o);
+float train_forward(ms_state *s);
+void train_zero_grads(ms_state *s);
+/* paths: enum exec_path per instance; NULL = every instance ACTIVE. */
+void train_backward(ms_state *s, const int *paths, float loss_scale);
+/* Clips by the global norm of the regions that train and applies one AdamW
+ * step to them; returns the pre-clip global gradient norm. */
+double train_adamw(ms_state *s, const opt_config *c, float lr, train_optim *o);
+
+#endif
