@@ -32,11 +32,10 @@
 
 #include "err.h"
 #include "ir.h"
+#include "path.h"
 #include "sbuf.h"
 
 enum gen_dtype { GEN_F32, GEN_BF16, GEN_I32 };
-/* Same order as runtime/cpu/executor.h's exec_path. */
-enum gen_mode { GEN_ACTIVE, GEN_FROZEN, GEN_FORWARD };
 
 typedef struct gen_tuning gen_tuning; /* gen_tune.h */
 
@@ -98,7 +97,7 @@ typedef struct {
 
 enum gen_arg_kind {
   GEN_ARG_BUF, GEN_ARG_ROWS, GEN_ARG_BATCH, GEN_ARG_LOSS_SCALE,
-  /* the optimizer path's scalars (plan_exec's px_opt) */
+  /* the optimizer path's scalars (plan_exec's path_exec_opt) */
   GEN_ARG_OPT_COUNT, GEN_ARG_OPT_STEP, GEN_ARG_OPT_LR, GEN_ARG_OPT_BETA1, GEN_ARG_OPT_BETA2,
   GEN_ARG_OPT_EPS, GEN_ARG_OPT_WEIGHT_DECAY, GEN_ARG_OPT_MAX_NORM, GEN_ARG_OPT_SEED,
 };
@@ -146,7 +145,7 @@ typedef struct {
 typedef struct {
   char name[32];      /* "block_active" */
   int section;        /* enum ir_section */
-  int mode;           /* enum gen_mode */
+  path_kind mode;
   int n_bufs, cap_bufs;
   gen_buffer *bufs;   /* [0, n_values): the section graph's values; then workspaces */
   int n_steps, cap_steps;
@@ -159,7 +158,7 @@ typedef struct {
 /* The optimizer path's buffers (gen_path.bufs index) and steps. The table
  * holds one templates/adamw.cuh descriptor per tensor that trains (fp32 and
  * bf16-mixed: AdamWTensor, 56 bytes; bf16-true: AdamWTensorBf16, 48); an
- * entry's AdamW step is its `step` field plus px_opt.step, so a table stays
+ * entry's AdamW step is its `step` field plus path_exec_opt.step, so a table stays
  * as it is between LISA switches. The counter must start at zero. */
 enum gen_opt_buf {
   GEN_OPT_TABLE, GEN_OPT_NORM, GEN_OPT_CLIP, GEN_OPT_PARTIALS, GEN_OPT_COUNTER,

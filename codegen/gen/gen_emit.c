@@ -30,7 +30,7 @@ static void paste_template(sbuf *out, const char *name, const char *text) {
 }
 
 static const char *mode_name(int mode) {
-  return mode == GEN_ACTIVE ? "active" : mode == GEN_FROZEN ? "frozen" : "forward";
+  return mode == PATH_ACTIVE ? "active" : mode == PATH_FROZEN ? "frozen" : "forward";
 }
 
 static const char emu_entry[] =

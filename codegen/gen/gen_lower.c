@@ -146,10 +146,10 @@ static int select_items(gen_ctx *c) {
   c->items = calloc((size_t)(g->n_fwd + g->n_bwd) + 1, sizeof *c->items);
   if (!c->items) return lt_fail(c->err, "out of memory");
   for (int i = 0; i < g->n_fwd; i++) c->items[c->n_items++] = (gen_item){&g->fwd[i], 0, 0};
-  if (c->p->mode == GEN_FORWARD) return 0;
+  if (c->p->mode == PATH_FORWARD) return 0;
   for (int i = 0; i < g->n_bwd; i++) {
     const ir_op *op = &g->bwd[i];
-    if (op->param_grad && (c->p->mode == GEN_FROZEN || !op_trains(c, op))) continue;
+    if (op->param_grad && (c->p->mode == PATH_FROZEN || !op_trains(c, op))) continue;
     c->items[c->n_items++] = (gen_item){op, 1, 0};
   }
   return 0;
@@ -177,7 +177,7 @@ static void count_readers(gen_ctx *c) {
 static void mark_kept(gen_ctx *c) {
   const ir_graph *g = c->g;
   if (g->output >= 0) c->keep[g->output] = 1;
-  if (c->p->mode != GEN_FORWARD && g->input >= 0 && g->values[g->input].grad >= 0)
+  if (c->p->mode != PATH_FORWARD && g->input >= 0 && g->values[g->input].grad >= 0)
     c->keep[g->values[g->input].grad] = 1;
   for (int v = 0; v < g->n_values; v++)
     if (g->values[v].kind == IR_V_PARAM_GRAD) c->keep[v] = 1;
@@ -529,10 +529,10 @@ int gen_build(gen_program *prog, const ir_model *m, const gen_config *cfg, lt_er
     prog->cfg.tuning = prog->own_tuning;
   }
   static const struct { int section, mode; const char *name; } paths[] = {
-      {IR_EMBED, GEN_ACTIVE, "embed_train"},    {IR_EMBED, GEN_FORWARD, "embed_forward"},
-      {IR_BLOCK, GEN_ACTIVE, "block_active"},   {IR_BLOCK, GEN_FROZEN, "block_frozen"},
-      {IR_BLOCK, GEN_FORWARD, "block_forward"}, {IR_HEAD, GEN_ACTIVE, "head_train"},
-      {IR_HEAD, GEN_FROZEN, "head_frozen"},
+      {IR_EMBED, PATH_ACTIVE, "embed_train"},    {IR_EMBED, PATH_FORWARD, "embed_forward"},
+      {IR_BLOCK, PATH_ACTIVE, "block_active"},   {IR_BLOCK, PATH_FROZEN, "block_frozen"},
+      {IR_BLOCK, PATH_FORWARD, "block_forward"}, {IR_HEAD, PATH_ACTIVE, "head_train"},
+      {IR_HEAD, PATH_FROZEN, "head_frozen"},
   };
   for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
     if (build_path(prog, paths[i].section, paths[i].mode, paths[i].name, err) ||

@@ -123,7 +123,7 @@ int gen_build_optimizer(gen_program *prog, gen_path *p, lt_error *err) {
   memset(p, 0, sizeof *p);
   snprintf(p->name, sizeof p->name, "optimizer");
   p->section = IR_NSECTIONS;
-  p->mode = GEN_ACTIVE;
+  p->mode = PATH_ACTIVE;
   gen_ctx c = {.prog = prog, .p = p, .m = prog->m, .cfg = &prog->cfg, .err = err};
   int blocks = prog->cfg.opt_blocks > 0 ? prog->cfg.opt_blocks : OPT_DEFAULT_BLOCKS;
   if (make_buffers(&c, blocks)) return -1;

@@ -7,7 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int af_open(af_file *f, const char *path, lt_error *err) {
+int atomic_file_open(atomic_file *f, const char *path, lt_error *err) {
   memset(f, 0, sizeof *f);
   if (strlen(path) >= sizeof f->path) return lt_fail(err, "%s: path too long", path);
   strcpy(f->path, path);
@@ -26,7 +26,7 @@ int af_open(af_file *f, const char *path, lt_error *err) {
   return 0;
 }
 
-int af_commit(af_file *f, int write_failed, lt_error *err) {
+int atomic_file_commit(atomic_file *f, int write_failed, lt_error *err) {
   int saved = errno, ok = !write_failed;
   if (ok && (fflush(f->fp) != 0 || fsync(fileno(f->fp)) != 0)) ok = 0, saved = errno;
   if (fclose(f->fp) != 0 && ok) ok = 0, saved = errno;
@@ -38,21 +38,21 @@ int af_commit(af_file *f, int write_failed, lt_error *err) {
   return lt_fail(err, "%s: %s failed: %s", f->path, what, strerror(saved ? saved : EIO));
 }
 
-int af_write_text(const char *path, const char *text, lt_error *err) {
-  af_file f;
-  if (af_open(&f, path, err)) return -1;
+int atomic_file_write_text(const char *path, const char *text, lt_error *err) {
+  atomic_file f;
+  if (atomic_file_open(&f, path, err)) return -1;
   size_t len = strlen(text);
   errno = 0;
-  return af_commit(&f, fwrite(text, 1, len, f.fp) != len, err);
+  return atomic_file_commit(&f, fwrite(text, 1, len, f.fp) != len, err);
 }
 
-int af_join(char *out, size_t cap, const char *dir, const char *name, lt_error *err) {
+int atomic_file_join(char *out, size_t cap, const char *dir, const char *name, lt_error *err) {
   if ((size_t)snprintf(out, cap, "%s/%s", dir, name) >= cap)
     return lt_fail(err, "%s/%s: path too long", dir, name);
   return 0;
 }
 
-int af_make_dir(const char *path, lt_error *err) {
+int atomic_file_make_dir(const char *path, lt_error *err) {
   struct stat st;
   if (mkdir(path, 0755) == 0) return 0;
   if (errno != EEXIST) return lt_fail(err, "%s: cannot create folder: %s", path, strerror(errno));
@@ -61,7 +61,7 @@ int af_make_dir(const char *path, lt_error *err) {
   return 0;
 }
 
-int af_sync_dir(const char *dir, lt_error *err) {
+int atomic_file_sync_dir(const char *dir, lt_error *err) {
   int fd = open(dir, O_RDONLY | O_DIRECTORY);
   if (fd < 0) return lt_fail(err, "%s: cannot open folder to sync: %s", dir, strerror(errno));
   int rc = fsync(fd), saved = errno;

@@ -1,6 +1,6 @@
 /* profile.h: a table of timed steps for `lisa train --profile`, shared by
  * the CPU executor (one row per IR op of a section and path) and the device
- * profiler (px_profile.h: one row per path step). The owner makes the rows
+ * profiler (path_profile.h: one row per path step). The owner makes the rows
  * and their labels before the loop; timing only adds into them. */
 #ifndef LT_PROFILE_H
 #define LT_PROFILE_H

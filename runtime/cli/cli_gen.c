@@ -17,7 +17,7 @@
 #include "lora.h"
 #include "gen_tune.h"
 #include "model_yaml.h"
-#include "plan.h"
+#include "memory_plan.h"
 #include "train.h"
 #ifdef LISA_HAVE_NVRTC
 #include <unistd.h>
@@ -85,7 +85,7 @@ static int check_gen_args(const gen_args *a) {
 
 /* 0 to generate, else -1 with the exit status (0 after --help). */
 static int parse_gen_args(int argc, char **argv, gen_args *a, int *exit_status) {
-  *a = (gen_args){.batch = 4, .seq = 64, .precision = PLAN_BF16_MIXED, .grad_accum = 1,
+  *a = (gen_args){.batch = 4, .seq = 64, .precision = PRECISION_BF16_MIXED, .grad_accum = 1,
                   .method = TRAIN_FT, .lora_rank = 8};
   cliopt_result r;
   lt_error err;
@@ -98,8 +98,8 @@ static int parse_gen_args(int argc, char **argv, gen_args *a, int *exit_status) 
 static int write_text(const char *dir, const char *name, const char *text) {
   char path[1024];
   lt_error err = {{0}};
-  if (af_join(path, sizeof path, dir, name, &err) ||
-      af_write_text(path, text, &err)) {
+  if (atomic_file_join(path, sizeof path, dir, name, &err) ||
+      atomic_file_write_text(path, text, &err)) {
     fprintf(stderr, "lisa gen: %s\n", err.msg);
     return -1;
   }
@@ -155,7 +155,7 @@ static int compile_paths(const gen_program *prog, const gen_args *a, sbuf *repor
 
 static int write_outputs(const gen_program *prog, const gen_args *a) {
   lt_error err = {{0}};
-  if (af_make_dir(a->out, &err)) return fprintf(stderr, "lisa gen: %s\n", err.msg), -1;
+  if (atomic_file_make_dir(a->out, &err)) return fprintf(stderr, "lisa gen: %s\n", err.msg), -1;
   for (int i = 0; i < prog->n_paths; i++) {
     char name[64];
     snprintf(name, sizeof name, "%s.cu", prog->paths[i].name);
@@ -214,8 +214,8 @@ int cli_gen(int argc, char **argv) {
     fprintf(stderr, "lisa gen: %s\n", err.msg);
     goto done;
   }
-  gen_config cfg = {.B = a.batch, .T = a.seq, .dtype = a.precision == PLAN_FP32 ? GEN_F32 : GEN_BF16,
-                    .grad_dtype = a.precision == PLAN_BF16_TRUE ? GEN_BF16 : GEN_F32,
+  gen_config cfg = {.B = a.batch, .T = a.seq, .dtype = a.precision == PRECISION_FP32 ? GEN_F32 : GEN_BF16,
+                    .grad_dtype = a.precision == PRECISION_BF16_TRUE ? GEN_BF16 : GEN_F32,
                     .grad_accum = a.grad_accum, .opt_nearest = a.nearest,
                     .tuning = tuning, .trains = trains};
   if (gen_build(&prog, &m, &cfg, &err)) {

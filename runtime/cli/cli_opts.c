@@ -7,13 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "plan.h"
+#include "memory_plan.h"
 #include "train.h"
 
 const char *const cliopt_method_names[] = {"ft", "lisa", "lora", NULL};
 _Static_assert(TRAIN_FT == 0 && TRAIN_LISA == 1 && TRAIN_LORA == 2, "the method is the index");
 const char *const cliopt_dtype_names[] = {"fp32", "bf16", "bf16-mixed", "bf16-true", NULL};
-const int cliopt_dtype_values[] = {PLAN_FP32, PLAN_BF16_MIXED, PLAN_BF16_MIXED, PLAN_BF16_TRUE};
+const int cliopt_dtype_values[] = {PRECISION_FP32, PRECISION_BF16_MIXED, PRECISION_BF16_MIXED, PRECISION_BF16_TRUE};
 const char *const cliopt_rounding_names[] = {"stochastic", "nearest", NULL};
 
 /* "a, b or c" (sep ", ") or "a|b|c" (sep "|", last "|"). */

@@ -71,7 +71,7 @@ int cliopt_fail_usage(const cliopt_cmd *c, const char *fmt, ...)
 /* Word lists all three commands accept. */
 extern const char *const cliopt_method_names[];  /* ft lisa lora: enum train_method */
 extern const char *const cliopt_dtype_names[];   /* fp32 bf16 bf16-mixed bf16-true */
-extern const int cliopt_dtype_values[];          /* their enum plan_precision */
+extern const int cliopt_dtype_values[];          /* their enum precision */
 extern const char *const cliopt_rounding_names[]; /* stochastic nearest: 1 = nearest */
 
 #endif

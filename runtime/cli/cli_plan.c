@@ -8,12 +8,12 @@
 #include "cli_opts.h"
 #include "lora.h"
 #include "model_yaml.h"
-#include "plan.h"
+#include "memory_plan.h"
 #include "train.h"
 
 typedef struct {
   const char *model_path;
-  plan_settings ps;
+  memory_plan_settings ps;
   double device_gib; /* 0: not asked */
   int json;
 } plan_args;
@@ -48,7 +48,7 @@ static const cliopt_cmd plan_cmd = {"lisa plan", "usage: lisa plan MODEL.yaml [o
 /* 0 to plan, else -1 with the exit status (0 after --help). */
 static int parse_plan_args(int argc, char **argv, plan_args *a, int *exit_status) {
   memset(a, 0, sizeof *a);
-  a->ps = (plan_settings){.method = TRAIN_FT, .gamma = 2, .lora_rank = 8, .lora_alpha = 16,
+  a->ps = (memory_plan_settings){.method = TRAIN_FT, .gamma = 2, .lora_rank = 8, .lora_alpha = 16,
                           .batch = 1, .seq = 1024};
   cliopt_result r;
   lt_error err;
@@ -60,16 +60,16 @@ static int parse_plan_args(int argc, char **argv, plan_args *a, int *exit_status
   return -1;
 }
 
-static void print_human(const plan_args *a, const ir_model *m, const plan_memory *pm) {
+static void print_human(const plan_args *a, const ir_model *m, const memory_breakdown *pm) {
   const double gib = 1024.0 * 1024 * 1024;
   printf("%s: %s%s, batch %d, seq %d, %s (%s)\n", m->name, cliopt_method_names[a->ps.method],
          a->ps.method == TRAIN_LISA ? (a->ps.gamma ? " E+H+gamma" : " E+H") : "", a->ps.batch,
-         a->ps.seq, plan_precision_name(a->ps.precision),
-         a->ps.precision == PLAN_FP32 ? "CPU" : "GPU");
+         a->ps.seq, precision_name(a->ps.precision),
+         a->ps.precision == PRECISION_FP32 ? "CPU" : "GPU");
   if (a->ps.method == TRAIN_LISA) printf("  gamma %d of %d middle blocks\n", a->ps.gamma, m->n_layer);
   if (a->ps.method == TRAIN_LORA) printf("  rank %d\n", a->ps.lora_rank);
-  for (int c = 0; c < PLAN_NCATEGORIES; c++)
-    printf("  %-16s %10.3f GiB\n", plan_category_name(c), pm->bytes[c] / gib);
+  for (int c = 0; c < MEMORY_NCATEGORIES; c++)
+    printf("  %-16s %10.3f GiB\n", memory_category_name(c), pm->bytes[c] / gib);
   printf("  %-16s %10.3f GiB", "total", pm->total / gib);
   if (a->device_gib > 0)
     printf("   %s in %g GiB", pm->total <= a->device_gib * gib ? "fits" : "does not fit", a->device_gib);
@@ -79,13 +79,13 @@ static void print_human(const plan_args *a, const ir_model *m, const plan_memory
            pm->host_bytes / gib);
 }
 
-static void print_json(const plan_args *a, const ir_model *m, const plan_memory *pm) {
+static void print_json(const plan_args *a, const ir_model *m, const memory_breakdown *pm) {
   printf("{\"model\":\"%s\",\"method\":\"%s\",\"gamma\":%d,\"batch\":%d,\"seq\":%d,\"dtype\":\"%s\","
          "\"total_bytes\":%llu,\"breakdown\":{",
          m->name, cliopt_method_names[a->ps.method], a->ps.method == TRAIN_LISA ? a->ps.gamma : m->n_layer,
-         a->ps.batch, a->ps.seq, plan_precision_name(a->ps.precision), (unsigned long long)pm->total);
-  for (int c = 0; c < PLAN_NCATEGORIES; c++)
-    printf("%s\"%s\":%llu", c ? "," : "", plan_category_name(c), (unsigned long long)pm->bytes[c]);
+         a->ps.batch, a->ps.seq, precision_name(a->ps.precision), (unsigned long long)pm->total);
+  for (int c = 0; c < MEMORY_NCATEGORIES; c++)
+    printf("%s\"%s\":%llu", c ? "," : "", memory_category_name(c), (unsigned long long)pm->bytes[c]);
   printf("}");
   if (pm->host_bytes) printf(",\"host_bytes\":%llu", (unsigned long long)pm->host_bytes);
   if (a->device_gib > 0)
@@ -100,11 +100,11 @@ int cli_plan(int argc, char **argv) {
   if (parse_plan_args(argc, argv, &a, &rc)) return rc;
   ir_model m;
   lt_error err;
-  plan_memory pm;
+  memory_breakdown pm;
   rc = yml_load_model(a.model_path, &m, &err) ||
        (a.ps.method == TRAIN_LORA &&
         lora_apply(&m, a.ps.lora_rank, a.ps.lora_alpha, a.ps.lora_targets, &err)) ||
-       ad_build_backward(&m, &err) || plan_compute(&m, &a.ps, &pm, &err);
+       ad_build_backward(&m, &err) || memory_plan_compute(&m, &a.ps, &pm, &err);
   if (rc) fprintf(stderr, "lisa: %s\n", err.msg);
   else if (a.json) print_json(&a, &m, &pm);
   else print_human(&a, &m, &pm);

@@ -11,7 +11,7 @@
 #include "cuda_run.h"
 #endif
 #include "log.h"
-#include "plan.h"
+#include "memory_plan.h"
 #include "train.h"
 #include "weights.h"
 
@@ -213,7 +213,7 @@ static int choose_device(const cli_args *a, backend *be) {
 /* What the CUDA trainer does not do yet, said before anything runs. */
 static int check_backend(const cli_args *a, const backend *be) {
   if (!be->on_cuda) {
-    if (a->dtype >= 0 && cliopt_dtype_values[a->dtype] != PLAN_FP32) {
+    if (a->dtype >= 0 && cliopt_dtype_values[a->dtype] != PRECISION_FP32) {
       fprintf(stderr, "lisa train: the cpu backend trains in fp32; --dtype %s needs --device cuda\n",
               cliopt_dtype_names[a->dtype]);
       return -1;
@@ -354,7 +354,7 @@ static int cmd_train(int argc, char **argv) {
   if (rc == 0 && a.resume_dir) rc = resume(&t, &a, &err);
 #ifdef LISA_HAVE_GPU
   if (rc == 0 && be.on_cuda) {
-    cuda_run_options o = {a.dtype >= 0 ? cliopt_dtype_values[a.dtype] : PLAN_BF16_MIXED,
+    cuda_run_options o = {a.dtype >= 0 ? cliopt_dtype_values[a.dtype] : PRECISION_BF16_MIXED,
                           a.nearest, a.tune_path};
     rc = cuda_run_prepare(be.cuda, &t, &o, &err);
   }

@@ -25,7 +25,7 @@ static void label(prof_row *r, const char *path, const char *pass, int index) {
   r->index = index;
 }
 
-int cpf_create(cpu_profile *p, const ir_model *m, int N, lt_error *err) {
+int cpu_profile_create(cpu_profile *p, const ir_model *m, int N, lt_error *err) {
   memset(p, 0, sizeof *p);
   int n_rows = 2;
   for (int sec = 0; sec < IR_NSECTIONS; sec++)
@@ -56,7 +56,7 @@ int cpf_create(cpu_profile *p, const ir_model *m, int N, lt_error *err) {
   return 0;
 }
 
-void cpf_free(cpu_profile *p) {
+void cpu_profile_free(cpu_profile *p) {
   prof_free(&p->table);
   memset(p, 0, sizeof *p);
 }

@@ -16,7 +16,7 @@ typedef struct cpu_profile {
 
 /* Rows for every op of m's sections: forward ("block"), backward on the
  * ACTIVE and FROZEN paths ("block_active", "block_frozen"). */
-int cpf_create(cpu_profile *p, const ir_model *m, int N, lt_error *err);
-void cpf_free(cpu_profile *p);
+int cpu_profile_create(cpu_profile *p, const ir_model *m, int N, lt_error *err);
+void cpu_profile_free(cpu_profile *p);
 
 #endif

@@ -196,11 +196,11 @@ void exec_forward(ms_state *s, int inst) {
  * path and with gradient storage (a frozen param, such as a LoRA base weight,
  * has none: ms_grad is NULL). The params an op writes train together. */
 static int skip_param_grad(const exec_ctx *c, const ir_op *op, int path) {
-  return op->param_grad && (path == EXEC_FROZEN || !c->b[op->out[0]]);
+  return op->param_grad && (path == PATH_FROZEN || !c->b[op->out[0]]);
 }
 
-void exec_backward(ms_state *s, int inst, int path, float loss_scale) {
-  if (path == EXEC_FORWARD) return;
+void exec_backward(ms_state *s, int inst, path_kind path, float loss_scale) {
+  if (path == PATH_FORWARD) return;
   int sec = ms_inst_section(s, inst);
   const ir_graph *g = &s->ir->sections[sec];
   exec_ctx c = {s, g, s->bufs[inst], loss_scale};

@@ -314,8 +314,8 @@ static int plan(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots,
   return 0;
 }
 
-int ms_plan(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots,
-            const unsigned char *trains, int elem_bytes, lt_error *err) {
+int ms_layout(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots,
+              const unsigned char *trains, int elem_bytes, lt_error *err) {
   act_offsets ao;
   int rc = plan(s, m, B, T, n_grad_slots, trains, elem_bytes, &ao, err);
   free_offsets(&ao);

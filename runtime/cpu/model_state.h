@@ -78,8 +78,8 @@ int ms_create_params(ms_state *s, const ir_model *m, int B, int T, int n_grad_sl
 /* The same layout without the big arenas: fills every offset and bytes_*
  * field (activations at elem_bytes per element) for `lisa plan`. Release
  * with ms_free. */
-int ms_plan(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots,
-            const unsigned char *trains, int elem_bytes, lt_error *err);
+int ms_layout(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots,
+              const unsigned char *trains, int elem_bytes, lt_error *err);
 void ms_free(ms_state *s);
 
 int ms_inst_section(const ms_state *s, int inst); /* enum ir_section */

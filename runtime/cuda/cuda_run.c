@@ -9,7 +9,7 @@
 #include "gpu_device.h"
 #include "gpu_paths.h"
 #include "lora.h"
-#include "plan.h"
+#include "memory_plan.h"
 
 struct cuda_run {
   gpu_device *gpu;
@@ -19,10 +19,10 @@ struct cuda_run {
   unsigned char *trains;
   gen_tuning *tuning;  /* --tune; NULL: the defaults */
   dev_trainer *dev;
-  px_profile *profile; /* NULL unless cuda_run_profile */
+  path_profile *profile; /* NULL unless cuda_run_profile */
   double flops_per_token, peak;
   unsigned unfused; /* epilogues generated unfused: cuBLASLt had no algorithm */
-  uint64_t memory[PLAN_NCATEGORIES]; /* the arena and the workspace, by category */
+  uint64_t memory[MEMORY_NCATEGORIES]; /* the arena and the workspace, by category */
 };
 
 int cuda_run_open(cuda_run **out, char *name, size_t cap, lt_error *err) {
@@ -42,8 +42,8 @@ static int generate(cuda_run *r, int precision, int nearest, unsigned no_epilogu
                     .opt_blocks = 4 * gpu_device_sms(r->gpu), .opt_nearest = nearest,
                     .no_epilogues = no_epilogues,
                     .no_mma = gpu_device_sm(r->gpu) < 80, .tuning = r->tuning};
-  cfg.dtype = precision == PLAN_FP32 ? GEN_F32 : GEN_BF16;
-  cfg.grad_dtype = precision == PLAN_BF16_TRUE ? GEN_BF16 : GEN_F32;
+  cfg.dtype = precision == PRECISION_FP32 ? GEN_F32 : GEN_BF16;
+  cfg.grad_dtype = precision == PRECISION_BF16_TRUE ? GEN_BF16 : GEN_F32;
   if (t->cfg.method == TRAIN_LORA) {
     if (!(r->trains = malloc((size_t)t->ir.n_params + 1))) return lt_fail(err, "out of memory");
     lora_trains(&t->ir, r->trains);
@@ -73,29 +73,29 @@ int cuda_run_prepare(cuda_run *r, trainer *t, const cuda_run_options *o, lt_erro
   if (dt_create(&r->dev, t, &r->prog, &dev, err)) return -1;
   if (t->step > 0 && dt_upload_state(r->dev, err)) return -1; /* resumed (ckpt_resume) */
   dt_arena_categories(r->dev, r->memory);
-  r->memory[PLAN_WORKSPACE] += GPU_WORKSPACE_BYTES;
+  r->memory[MEMORY_WORKSPACE] += GPU_WORKSPACE_BYTES;
   r->flops_per_token = trainer_flops_per_token(t);
-  r->peak = precision == PLAN_FP32 ? 0 : gpu_device_bf16_peak(r->gpu);
+  r->peak = precision == PRECISION_FP32 ? 0 : gpu_device_bf16_peak(r->gpu);
   return 0;
 }
 
 int cuda_run_profile(cuda_run *r, lt_error *err) {
   dt_device dev = gpu_device_iface(r->gpu);
-  if (px_profile_create(&r->profile, &r->prog, dt_max_calls(r->dev), &dev.exec, &dev.timers, err))
+  if (path_profile_create(&r->profile, &r->prog, dt_max_calls(r->dev), &dev.exec, &dev.timers, err))
     return -1;
-  px_backend timed = px_profile_backend(r->profile);
+  path_exec_backend timed = path_profile_backend(r->profile);
   dt_use_exec(r->dev, &timed);
   return 0;
 }
 
-prof_table *cuda_run_profile_table(cuda_run *r) { return r->profile ? px_profile_table(r->profile) : NULL; }
+prof_table *cuda_run_profile_table(cuda_run *r) { return r->profile ? path_profile_table(r->profile) : NULL; }
 
 int cuda_run_step(cuda_run *r, train_step_stats rows[2], int *n, int flush, lt_error *err) {
   int ready;
   *n = 0;
   if (dt_step(r->dev, &rows[0], &ready, err)) return -1;
   *n += ready;
-  if (r->profile && px_profile_collect(r->profile, err)) return -1;
+  if (r->profile && path_profile_collect(r->profile, err)) return -1;
   if (flush && dt_finish(r->dev, &rows[*n], &ready, err)) return -1;
   *n += flush && ready;
   for (int i = 0; i < *n; i++) {
@@ -116,7 +116,7 @@ int cuda_run_sync_state(cuda_run *r, lt_error *err) { return dt_download_state(r
 
 void cuda_run_close(cuda_run *r) {
   if (!r) return;
-  px_profile_free(r->profile);
+  path_profile_free(r->profile);
   dt_free(r->dev);
   if (r->gpu) gpu_device_unload(r->gpu); /* its paths point into the program */
   if (r->have_prog) gen_free(&r->prog);

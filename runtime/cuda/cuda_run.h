@@ -5,7 +5,7 @@
 
 #include <stddef.h>
 
-#include "px_profile.h"
+#include "path_profile.h"
 #include "train.h"
 
 typedef struct cuda_run cuda_run;
@@ -13,7 +13,7 @@ typedef struct cuda_run cuda_run;
 /* Opens the first CUDA device; name gets what it is. -1 with the reason. */
 int cuda_run_open(cuda_run **out, char *name, size_t cap, lt_error *err);
 typedef struct {
-  int precision;         /* plan.h: PLAN_FP32, PLAN_BF16_MIXED or PLAN_BF16_TRUE */
+  int precision;         /* memory_plan.h: PRECISION_FP32, PRECISION_BF16_MIXED or PRECISION_BF16_TRUE */
   int nearest;           /* bf16-mixed: round the bf16 weights to nearest, not stochastically */
   const char *tune_path; /* a tunables file over templates/tuning.lua (lisa gen --tune); NULL */
 } cuda_run_options;

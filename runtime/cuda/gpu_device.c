@@ -13,7 +13,7 @@ struct gpu_device {
   gpu_path *paths;
   int n_paths;
   gpu_backend_ctx be;
-  CUevent *events; /* px_profile's timers */
+  CUevent *events; /* path_profile's timers */
   int n_events;
   CUevent fences[2]; /* dev_train's pipelined steps */
 };

@@ -56,7 +56,7 @@ static int copy_back(gpu_host *h, CUdeviceptr *dev, void *const *host, const siz
 }
 
 int gpu_host_run(gpu_host *h, const gen_path *p, int from, int to, void *const *host_bufs,
-                 const size_t *bytes, const px_scalars *sc, lt_error *err) {
+                 const size_t *bytes, const path_exec_scalars *sc, lt_error *err) {
   int n = p->n_bufs, ok = 1;
   CUdeviceptr *dev = calloc((size_t)n + 1, sizeof *dev);
   void **bufs = calloc((size_t)n + 1, sizeof *bufs);
@@ -71,9 +71,9 @@ int gpu_host_run(gpu_host *h, const gen_path *p, int from, int to, void *const *
     bufs[b] = (void *)dev[b];
   }
   gpu_backend_ctx ctx = {&h->rt, h->paths, h->n_paths};
-  px_backend be = gpu_backend(&ctx);
+  path_exec_backend be = gpu_backend(&ctx);
   if (!ok) lt_fail(err, "%s: device buffers", p->name);
-  else if (px_run(p, from, to, bufs, sc, &be, err)) ok = 0;
+  else if (path_exec_run(p, from, to, bufs, sc, &be, err)) ok = 0;
   else if (h->api.cuStreamSynchronize(h->rt.stream) != CUDA_SUCCESS)
     ok = 0, lt_fail(err, "%s: the device failed in steps %d..%d", p->name, from, to);
   if (!ok) h->api.cuStreamSynchronize(h->rt.stream); /* nothing runs on what is freed */

@@ -9,7 +9,7 @@
 
 #include "err.h"
 #include "gen.h"
-#include "plan_exec.h"
+#include "path_exec.h"
 
 typedef struct gpu_host gpu_host;
 
@@ -19,7 +19,7 @@ int gpu_host_open(gpu_host **h, char *name, size_t cap, lt_error *err);
 int gpu_host_load(gpu_host *h, const gen_program *prog, lt_error *err);
 /* Steps [from, to) of p; host_bufs[b] has bytes[b] bytes (NULL: none). */
 int gpu_host_run(gpu_host *h, const gen_path *p, int from, int to, void *const *host_bufs,
-                 const size_t *bytes, const px_scalars *sc, lt_error *err);
+                 const size_t *bytes, const path_exec_scalars *sc, lt_error *err);
 void gpu_host_close(gpu_host *h);
 
 #endif

@@ -66,7 +66,7 @@ static int layout(const gpu_api *api, cublasLtMatrixLayout_t *l, int dtype, long
 
 /* The matmul descriptor and the four layouts; 0 or -1. */
 static int make_descriptors(const gpu_api *api, const gen_gemm *g, const gen_lt *lt,
-                            const gen_lt_types *ty, gpu_gemm_plan *gp) {
+                            const gen_lt_types *ty, gpu_gemm_setup *gp) {
   cublasOperation_t opa = lt->trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
   cublasOperation_t opb = lt->trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   cublasLtEpilogue_t epi = lt_epilogue(lt->epilogue);
@@ -96,7 +96,7 @@ static int make_descriptors(const gpu_api *api, const gen_gemm *g, const gen_lt 
  * determine expected pointer alignment"), so the tier sets stand-in
  * pointers of its alignment; every call sets the real ones. -1 if cuBLASLt
  * cannot make a preference; else 0, the heuristic's status in *st. */
-static int plan_tier(gpu_runtime *rt, gpu_gemm_plan *gp, int t, cublasStatus_t *st) {
+static int setup_tier(gpu_runtime *rt, gpu_gemm_setup *gp, int t, cublasStatus_t *st) {
   const gpu_api *api = rt->api;
   cublasLtMatmulPreference_t pref;
   size_t ws = GPU_WORKSPACE_BYTES; /* without it no algorithm may use a workspace */
@@ -130,7 +130,7 @@ static int plan_tier(gpu_runtime *rt, gpu_gemm_plan *gp, int t, cublasStatus_t *
   return 0;
 }
 
-static int plan_gemm(gpu_runtime *rt, const gen_path *p, int s, gpu_gemm_plan *gp, lt_error *err) {
+static int setup_gemm(gpu_runtime *rt, const gen_path *p, int s, gpu_gemm_setup *gp, lt_error *err) {
   const gen_gemm *g = &p->steps[s].gemm;
   gen_lt lt;
   gen_lt_of(g, &lt);
@@ -144,7 +144,7 @@ static int plan_gemm(gpu_runtime *rt, const gen_path *p, int s, gpu_gemm_plan *g
   cublasStatus_t last = CUBLAS_STATUS_SUCCESS;
   for (int t = 0; t < GEN_LT_NTIERS; t++) {
     cublasStatus_t st;
-    if (plan_tier(rt, gp, t, &st)) return lt_fail(err, "cuBLASLt: no preference");
+    if (setup_tier(rt, gp, t, &st)) return lt_fail(err, "cuBLASLt: no preference");
     if (st != CUBLAS_STATUS_SUCCESS) last = st;
     any |= gp->have[t];
   }
@@ -218,11 +218,11 @@ int gpu_path_load(gpu_runtime *rt, const gen_path *p, gpu_path *out, lt_error *e
   for (int s = 0; s < p->n_steps && !bad; s++) {
     if (p->steps[s].kind == GEN_STEP_GEMM) {
       unsigned before = rt->no_algo;
-      bad = plan_gemm(rt, p, s, &out->gemm[s], err);
+      bad = setup_gemm(rt, p, s, &out->gemm[s], err);
       /* no algorithm for a fused epilogue: plan the rest, to name them all */
       for (int t = s + 1; bad && rt->no_algo != before && t < p->n_steps; t++) {
         lt_error more = {0};
-        if (p->steps[t].kind == GEN_STEP_GEMM) plan_gemm(rt, p, t, &out->gemm[t], &more);
+        if (p->steps[t].kind == GEN_STEP_GEMM) setup_gemm(rt, p, t, &out->gemm[t], &more);
       }
     } else if ((rc = rt->api->cuModuleGetFunction(&out->fn[s], out->module, p->steps[s].kernel)) !=
                CUDA_SUCCESS) {
@@ -243,7 +243,7 @@ int gpu_path_load(gpu_runtime *rt, const gen_path *p, gpu_path *out, lt_error *e
 void gpu_path_free(gpu_runtime *rt, gpu_path *gp) {
   const gpu_api *api = rt->api;
   for (int s = 0; gp->gemm && s < gp->n_steps; s++) {
-    gpu_gemm_plan *g = &gp->gemm[s];
+    gpu_gemm_setup *g = &gp->gemm[s];
     if (g->desc) api->ltMatmulDescDestroy(g->desc);
     cublasLtMatrixLayout_t ls[] = {g->a, g->b, g->c, g->d};
     for (int i = 0; i < 4; i++)
@@ -275,12 +275,12 @@ static int gpu_launch(void *ctx, const gen_path *p, int step, void **args, lt_er
   return rc == CUDA_SUCCESS ? 0 : gpu_fail(c->rt->api, rc, st->kernel, err);
 }
 
-static int gpu_gemm(void *ctx, const gen_path *p, int step, const px_gemm *pg, lt_error *err) {
+static int gpu_gemm(void *ctx, const gen_path *p, int step, const path_exec_gemm *pg, lt_error *err) {
   gpu_backend_ctx *c = ctx;
   const gpu_api *api = c->rt->api;
   gpu_path *gp = find(c, p);
   if (!gp || !gp->gemm[step].ready) return lt_fail(err, "%s step %d: not loaded", p->name, step);
-  gpu_gemm_plan *g = &gp->gemm[step];
+  gpu_gemm_setup *g = &gp->gemm[step];
   const float one = 1.0f, beta = g->beta ? 1.0f : 0.0f;
   const void *A = g->a_from == GEN_LT_A ? pg->a : pg->w, *B = g->b_from == GEN_LT_A ? pg->a : pg->w;
   const void *C = g->beta ? pg->c : pg->d;
@@ -311,4 +311,4 @@ static int gpu_gemm(void *ctx, const gen_path *p, int step, const px_gemm *pg, l
   return 0;
 }
 
-px_backend gpu_backend(gpu_backend_ctx *ctx) { return (px_backend){ctx, gpu_launch, gpu_gemm}; }
+path_exec_backend gpu_backend(gpu_backend_ctx *ctx) { return (path_exec_backend){ctx, gpu_launch, gpu_gemm}; }

@@ -2,14 +2,14 @@
  * is compiled (NVRTC, through the CUBIN cache), loaded, its kernels looked
  * up and a cuBLASLt descriptor and algorithm chosen for each GEMM; running a
  * path is then only launches and matmuls on one stream: no compilation, no
- * allocation, no host sync. plan_exec.h drives it through gpu_backend. */
+ * allocation, no host sync. path_exec.h drives it through gpu_backend. */
 #ifndef LT_GPU_PATHS_H
 #define LT_GPU_PATHS_H
 
 #include "gen.h"
 #include "gen_cublaslt.h"
 #include "gpu_api.h"
-#include "plan_exec.h"
+#include "path_exec.h"
 
 #define GPU_WORKSPACE_BYTES (32u << 20) /* cuBLASLt's on Hopper */
 
@@ -32,14 +32,14 @@ typedef struct {
   int a_from, b_from; /* enum gen_lt_operand: which plan operand is A, B */
   int beta;
   int ready;
-} gpu_gemm_plan;
+} gpu_gemm_setup;
 
 typedef struct {
   const gen_path *p;    /* the backend's key; gpu_path_free does not read it */
   int n_steps;          /* p's, so the path frees after its program is gone */
   CUmodule module;
   CUfunction *fn;       /* [n_steps]: kernel steps */
-  gpu_gemm_plan *gemm;  /* [n_steps]: GEMM steps */
+  gpu_gemm_setup *gemm;  /* [n_steps]: GEMM steps */
 } gpu_path;
 
 int gpu_runtime_open(gpu_runtime *rt, gpu_api *api, lt_error *err);
@@ -63,6 +63,6 @@ typedef struct {
   int n_paths;
 } gpu_backend_ctx;
 
-px_backend gpu_backend(gpu_backend_ctx *ctx);
+path_exec_backend gpu_backend(gpu_backend_ctx *ctx);
 
 #endif

@@ -81,11 +81,11 @@ static int nv_default_cache_dir(char *out, size_t cap, lt_error *err) {
   char base[1024];
   if (xdg && *xdg) snprintf(base, sizeof base, "%s", xdg);
   else if (home && *home) {
-    if (af_join(base, sizeof base, home, ".cache", err)) return -1;
+    if (atomic_file_join(base, sizeof base, home, ".cache", err)) return -1;
   } else
     return lt_fail(err, "kernel cache: neither XDG_CACHE_HOME nor HOME is set");
-  if (af_make_dir(base, err)) return -1;
-  return af_join(out, cap, base, "lisa", err);
+  if (atomic_file_make_dir(base, err)) return -1;
+  return atomic_file_join(out, cap, base, "lisa", err);
 }
 
 static int nv_cache_path(char *out, size_t cap, const char *name, uint64_t key,
@@ -93,9 +93,9 @@ static int nv_cache_path(char *out, size_t cap, const char *name, uint64_t key,
   char dir[1024], file[128];
   if (o->cache_dir) snprintf(dir, sizeof dir, "%s", o->cache_dir);
   else if (nv_default_cache_dir(dir, sizeof dir, err)) return -1;
-  if (af_make_dir(dir, err)) return -1;
+  if (atomic_file_make_dir(dir, err)) return -1;
   snprintf(file, sizeof file, "%s-%016llx.cubin", name, (unsigned long long)key);
-  return af_join(out, cap, dir, file, err);
+  return atomic_file_join(out, cap, dir, file, err);
 }
 
 static uint64_t nv_checksum(const void *cubin, size_t n, const char *log, size_t log_n) {
@@ -146,13 +146,13 @@ static int nv_cache_write(const char *path, uint64_t key, const nv_result *r, lt
   nv_cache_header h = {.key = key, .cubin_size = r->size, .log_size = log_n,
                        .checksum = nv_checksum(r->cubin, r->size, r->log, log_n)};
   memcpy(h.magic, nv_magic, sizeof nv_magic);
-  af_file f;
-  if (af_open(&f, path, err)) return -1;
+  atomic_file f;
+  if (atomic_file_open(&f, path, err)) return -1;
   errno = 0;
   int failed = fwrite(&h, sizeof h, 1, f.fp) != 1 ||
                fwrite(r->cubin, 1, r->size, f.fp) != r->size ||
                fwrite(r->log, 1, log_n, f.fp) != log_n;
-  return af_commit(&f, failed, err);
+  return atomic_file_commit(&f, failed, err);
 }
 
 /* Appends to a fixed buffer, truncating: messages are bounded. */

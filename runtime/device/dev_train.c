@@ -10,7 +10,6 @@
 #include <string.h>
 
 #define DT_ALIGN 256 /* cuBLASLt and vector loads want aligned operands */
-#define N_MODES 3    /* enum gen_mode */
 
 /* templates/adamw.cuh's descriptors, as the host writes them. */
 typedef struct {
@@ -47,18 +46,18 @@ typedef struct {
 } dt_pending;
 
 struct dev_trainer {
-  trainer *host;       /* NULL for dt_plan */
+  trainer *host;       /* NULL for dt_arena_layout */
   const ms_state *s;   /* the host's layout: offsets of every param and gradient */
   const gen_program *prog;
   dt_device dev;
-  px_backend exec;     /* what steps run through: dev.exec, or a profiler over it */
-  const gen_path *paths[IR_NSECTIONS][N_MODES]; /* NULL: the program has none */
+  path_exec_backend exec;     /* what steps run through: dev.exec, or a profiler over it */
+  const gen_path *paths[IR_NSECTIONS][PATH_NKINDS]; /* NULL: the program has none */
   const gen_path *opt;
   int wb, gb, mb;      /* bytes per element of weights, gradients, moments */
   int masters;         /* bf16-mixed: fp32 masters of what trains */
   char *arena;
   size_t arena_bytes;
-  uint64_t bytes[PLAN_NCATEGORIES]; /* the arena by category */
+  uint64_t bytes[MEMORY_NCATEGORIES]; /* the arena by category */
   char *weights, *grads, *master, *mom1, *mom2, *ids, *targets, *stats, *scratch;
   char *dgrad[2];      /* activation gradients, alternating by instance */
   char *outputs;       /* each instance's output */
@@ -68,10 +67,10 @@ struct dev_trainer {
   size_t saved_stride_block;
   char *slots;         /* ACTIVE-only saved activations, one region per slot */
   size_t slot_bytes;
-  size_t *offs[IR_NSECTIONS][N_MODES]; /* [n_bufs]: a SAVED buffer's offset in its region */
-  unsigned char *in_slot[N_MODES];     /* [n_bufs] of block paths: lives in the slot */
+  size_t *offs[IR_NSECTIONS][PATH_NKINDS]; /* [n_bufs]: a SAVED buffer's offset in its region */
+  unsigned char *in_slot[PATH_NKINDS];     /* [n_bufs] of block paths: lives in the slot */
   void *opt_bufs[GEN_OPT_NBUFS];
-  void **tables;       /* [n_inst][N_MODES] pointer tables, each max_bufs long */
+  void **tables;       /* [n_inst][PATH_NKINDS] pointer tables, each max_bufs long */
   int max_bufs;
   int *slot_of;        /* [n_layer] the slot each block's device state is in */
   int64_t *start;      /* [n_regions] the update the region's AdamW count began at */
@@ -87,7 +86,7 @@ static size_t align_up(size_t n) { return (n + DT_ALIGN - 1) / DT_ALIGN * DT_ALI
 
 /* ---- the arena ---------------------------------------------------------- */
 
-static const gen_path *find_mode(const gen_program *prog, int section, int mode) {
+static const gen_path *find_mode(const gen_program *prog, int section, path_kind mode) {
   for (int i = 0; i < prog->n_paths; i++)
     if (prog->paths[i].section == section && prog->paths[i].mode == mode) return &prog->paths[i];
   return NULL;
@@ -110,7 +109,7 @@ static int place_saved(dev_trainer *d, int sec, int mode, size_t *inst_bytes, lt
   const gen_path *p = d->paths[sec][mode];
   size_t *off = d->offs[sec][mode] = calloc((size_t)p->n_bufs + 1, sizeof(size_t));
   if (!off) return lt_fail(err, "out of memory");
-  const gen_path *frozen = sec == IR_BLOCK && mode == GEN_ACTIVE ? d->paths[IR_BLOCK][GEN_FROZEN] : NULL;
+  const gen_path *frozen = sec == IR_BLOCK && mode == PATH_ACTIVE ? d->paths[IR_BLOCK][PATH_FROZEN] : NULL;
   if (sec == IR_BLOCK && !(d->in_slot[mode] = calloc((size_t)p->n_bufs + 1, 1)))
     return lt_fail(err, "out of memory");
   size_t at = 0, slot_at = 0;
@@ -119,7 +118,7 @@ static int place_saved(dev_trainer *d, int sec, int mode, size_t *inst_bytes, lt
     size_t bytes = align_up((size_t)gen_buffer_bytes(&p->bufs[b]));
     if (frozen && b < frozen->n_bufs && frozen->bufs[b].role == GEN_BUF_SAVED &&
         gen_buffer_bytes(&frozen->bufs[b]) == gen_buffer_bytes(&p->bufs[b])) {
-      off[b] = d->offs[IR_BLOCK][GEN_FROZEN][b];
+      off[b] = d->offs[IR_BLOCK][PATH_FROZEN][b];
     } else if (frozen) {
       off[b] = slot_at, d->in_slot[mode][b] = 1;
       slot_at += bytes;
@@ -137,7 +136,7 @@ static int place_saved(dev_trainer *d, int sec, int mode, size_t *inst_bytes, lt
 static size_t stream_grad_bytes(const dev_trainer *d) {
   size_t n = 0;
   for (int sec = 0; sec < IR_NSECTIONS; sec++)
-    for (int mode = 0; mode < N_MODES; mode++) {
+    for (int mode = 0; mode < PATH_NKINDS; mode++) {
       const gen_path *p = d->paths[sec][mode];
       if (!p) continue;
       const ir_graph *g = &d->prog->m->sections[sec];
@@ -157,7 +156,7 @@ static size_t stream_grad_bytes(const dev_trainer *d) {
 typedef struct {
   size_t at;
   char *base;
-  uint64_t bytes[PLAN_NCATEGORIES];
+  uint64_t bytes[MEMORY_NCATEGORIES];
 } carver;
 
 static char *carve(carver *c, size_t bytes, int category) {
@@ -171,7 +170,7 @@ static char *carve(carver *c, size_t bytes, int category) {
 static size_t output_bytes(const dev_trainer *d, int sec) {
   const ir_graph *g = &d->prog->m->sections[sec];
   size_t n = 0;
-  for (int mode = 0; mode < N_MODES; mode++) {
+  for (int mode = 0; mode < PATH_NKINDS; mode++) {
     const gen_path *p = d->paths[sec][mode];
     if (p && g->output < p->n_bufs && (size_t)gen_buffer_bytes(&p->bufs[g->output]) > n)
       n = (size_t)gen_buffer_bytes(&p->bufs[g->output]);
@@ -183,44 +182,44 @@ static void carve_all(dev_trainer *d, carver *c, size_t inst_saved[IR_NSECTIONS]
                       size_t scratch) {
   const ms_state *s = d->s;
   int n_inst = s->n_inst;
-  d->weights = carve(c, (size_t)s->n_param_scalars * (size_t)d->wb, PLAN_WEIGHTS);
-  d->grads = carve(c, (size_t)s->n_grad_scalars * (size_t)d->gb, PLAN_GRADS);
-  d->master = d->masters ? carve(c, (size_t)s->n_grad_scalars * 4, PLAN_MASTER_WEIGHTS) : NULL;
-  d->mom1 = carve(c, (size_t)s->n_grad_scalars * (size_t)d->mb, PLAN_OPTIMIZER);
-  d->mom2 = carve(c, (size_t)s->n_grad_scalars * (size_t)d->mb, PLAN_OPTIMIZER);
-  d->ids = carve(c, (size_t)s->N * 4, PLAN_ACTIVATIONS);
-  d->targets = carve(c, (size_t)s->N * 4, PLAN_ACTIVATIONS);
+  d->weights = carve(c, (size_t)s->n_param_scalars * (size_t)d->wb, MEMORY_WEIGHTS);
+  d->grads = carve(c, (size_t)s->n_grad_scalars * (size_t)d->gb, MEMORY_GRADS);
+  d->master = d->masters ? carve(c, (size_t)s->n_grad_scalars * 4, MEMORY_MASTER_WEIGHTS) : NULL;
+  d->mom1 = carve(c, (size_t)s->n_grad_scalars * (size_t)d->mb, MEMORY_OPTIMIZER);
+  d->mom2 = carve(c, (size_t)s->n_grad_scalars * (size_t)d->mb, MEMORY_OPTIMIZER);
+  d->ids = carve(c, (size_t)s->N * 4, MEMORY_ACTIVATIONS);
+  d->targets = carve(c, (size_t)s->N * 4, MEMORY_ACTIVATIONS);
   /* the micro-batches' losses, then the gradient norm: one read a step */
-  d->stats = carve(c, 4 * ((size_t)d->prog->cfg.grad_accum + 1), PLAN_ACTIVATIONS);
+  d->stats = carve(c, 4 * ((size_t)d->prog->cfg.grad_accum + 1), MEMORY_ACTIVATIONS);
   size_t at0 = c->at;
   for (int inst = 0; inst < n_inst; inst++) {
     int sec = ms_inst_section(s, inst);
     d->out_off[inst] = c->at - at0;
-    carve(c, sec == IR_HEAD ? 0 : output_bytes(d, sec), PLAN_ACTIVATIONS);
+    carve(c, sec == IR_HEAD ? 0 : output_bytes(d, sec), MEMORY_ACTIVATIONS);
   }
   d->outputs = c->base ? c->base + at0 : NULL;
   at0 = c->at;
   for (int inst = 0; inst < n_inst; inst++) {
     d->saved_off[inst] = c->at - at0;
-    carve(c, inst_saved[ms_inst_section(s, inst)], PLAN_ACTIVATIONS);
+    carve(c, inst_saved[ms_inst_section(s, inst)], MEMORY_ACTIVATIONS);
   }
   d->saved = c->base ? c->base + at0 : NULL;
   d->slots = carve(c, d->slot_bytes * (size_t)(s->n_grad_slots > 0 ? s->n_grad_slots : 1),
-                   PLAN_ACTIVATIONS);
+                   MEMORY_ACTIVATIONS);
   size_t g = stream_grad_bytes(d);
-  d->dgrad[0] = carve(c, g, PLAN_ACTIVATIONS);
-  d->dgrad[1] = carve(c, g, PLAN_ACTIVATIONS);
-  d->scratch = carve(c, scratch, PLAN_ACTIVATIONS);
+  d->dgrad[0] = carve(c, g, MEMORY_ACTIVATIONS);
+  d->dgrad[1] = carve(c, g, MEMORY_ACTIVATIONS);
+  d->scratch = carve(c, scratch, MEMORY_ACTIVATIONS);
   for (int b = 0; b < GEN_OPT_WIDEN_DST; b++)
     d->opt_bufs[b] = b == GEN_OPT_NORM ? NULL
-                     : carve(c, (size_t)gen_buffer_bytes(&d->opt->bufs[b]), PLAN_WORKSPACE);
+                     : carve(c, (size_t)gen_buffer_bytes(&d->opt->bufs[b]), MEMORY_WORKSPACE);
   if (d->stats) d->opt_bufs[GEN_OPT_NORM] = d->stats + 4 * (size_t)d->prog->cfg.grad_accum;
 }
 
 /* ---- pointer tables ----------------------------------------------------- */
 
 static void **table_of(const dev_trainer *d, int inst, int mode) {
-  return d->tables + ((size_t)inst * N_MODES + (size_t)mode) * (size_t)d->max_bufs;
+  return d->tables + ((size_t)inst * PATH_NKINDS + (size_t)mode) * (size_t)d->max_bufs;
 }
 
 static int64_t param_index(const ms_state *s, int p, int layer) {
@@ -286,7 +285,7 @@ static void bind_scratch(const dev_trainer *d, const gen_path *p, void **tab) {
 /* (Re)fills inst's tables: a block's follow its gradient slot. */
 static int bind_instance(dev_trainer *d, int inst, lt_error *err) {
   int sec = ms_inst_section(d->s, inst);
-  for (int mode = 0; mode < N_MODES; mode++) {
+  for (int mode = 0; mode < PATH_NKINDS; mode++) {
     const gen_path *p = d->paths[sec][mode];
     if (!p) continue;
     void **tab = table_of(d, inst, mode);
@@ -347,11 +346,11 @@ static int write_table(dev_trainer *d, lt_error *err) {
                : 0;
 }
 
-static px_scalars scalars(const dev_trainer *d, float lr) {
+static path_exec_scalars scalars(const dev_trainer *d, float lr) {
   const ms_state *s = d->s;
   const opt_config *o = &d->host->cfg.opt;
-  px_scalars sc = {s->N, s->B, 1.0f, {0}};
-  sc.opt = (px_opt){d->n_entries, (int)d->updates, lr, o->beta1, o->beta2, o->eps,
+  path_exec_scalars sc = {s->N, s->B, 1.0f, {0}};
+  sc.opt = (path_exec_opt){d->n_entries, (int)d->updates, lr, o->beta1, o->beta2, o->eps,
                     o->weight_decay, o->grad_clip,
                     (unsigned)(d->host->cfg.seed * 0x9e3779b9u) ^ (unsigned)d->updates};
   return sc;
@@ -364,9 +363,9 @@ static int widen(dev_trainer *d, int p, int layer, lt_error *err) {
   memcpy(bufs, d->opt_bufs, sizeof bufs);
   bufs[GEN_OPT_WIDEN_DST] = d->master + (ms_grad(s, p, layer) - s->grads) * 4;
   bufs[GEN_OPT_WIDEN_SRC] = d->weights + param_index(s, p, layer) * d->wb;
-  px_scalars sc = scalars(d, 0.0f);
+  path_exec_scalars sc = scalars(d, 0.0f);
   sc.opt.count = (int)ir_param_numel(&d->prog->m->params[p]);
-  return px_run(d->opt, GEN_OPT_STEP_WIDEN, GEN_OPT_STEP_WIDEN + 1, bufs, &sc, &d->exec, err);
+  return path_exec_run(d->opt, GEN_OPT_STEP_WIDEN, GEN_OPT_STEP_WIDEN + 1, bufs, &sc, &d->exec, err);
 }
 
 /* A block that entered the active set (or the first step's tensors): fresh
@@ -414,8 +413,8 @@ static int check_program(const dev_trainer *d, lt_error *err) {
                    c->grad_accum, accum);
   if (!d->opt) return lt_fail(err, "the generated program has no optimizer path");
   for (int sec = 0; sec < IR_NSECTIONS; sec++) {
-    int need = sec == IR_BLOCK ? GEN_FROZEN : GEN_ACTIVE;
-    if (!d->paths[sec][need] && !(sec == IR_HEAD && d->paths[sec][GEN_FROZEN]))
+    int need = sec == IR_BLOCK ? PATH_FROZEN : PATH_ACTIVE;
+    if (!d->paths[sec][need] && !(sec == IR_HEAD && d->paths[sec][PATH_FROZEN]))
       return lt_fail(err, "the generated program lacks a %s path", ir_section_name(sec));
   }
   return 0;
@@ -437,7 +436,7 @@ static int alloc_run_tables(dev_trainer *d, lt_error *err) {
   int64_t max_numel = 1;
   for (int p = 0; p < m->n_params; p++)
     if (ir_param_numel(&m->params[p]) > max_numel) max_numel = ir_param_numel(&m->params[p]);
-  d->tables = calloc((size_t)s->n_inst * N_MODES * (size_t)d->max_bufs, sizeof(void *));
+  d->tables = calloc((size_t)s->n_inst * PATH_NKINDS * (size_t)d->max_bufs, sizeof(void *));
   d->slot_of = malloc(sizeof(int) * (size_t)(m->n_layer + 1));
   d->start = calloc((size_t)(TRAIN_REGION_SLOTS + s->n_grad_slots), sizeof(int64_t));
   d->table_host = malloc((size_t)d->opt->bufs[GEN_OPT_TABLE].rows * 56 + 56);
@@ -452,9 +451,9 @@ static int alloc_run_tables(dev_trainer *d, lt_error *err) {
 static int layout(dev_trainer *d, int allocate, lt_error *err) {
   size_t inst_saved[IR_NSECTIONS] = {0}, scratch = 0;
   /* FROZEN first: ACTIVE reuses its offsets */
-  static const int modes[N_MODES] = {GEN_FROZEN, GEN_ACTIVE, GEN_FORWARD};
+  static const int modes[PATH_NKINDS] = {PATH_FROZEN, PATH_ACTIVE, PATH_FORWARD};
   for (int sec = 0; sec < IR_NSECTIONS; sec++)
-    for (int k = 0; k < N_MODES; k++) {
+    for (int k = 0; k < PATH_NKINDS; k++) {
       const gen_path *p = d->paths[sec][modes[k]];
       if (!p) continue;
       if (place_saved(d, sec, modes[k], &inst_saved[sec], err)) return -1;
@@ -499,7 +498,7 @@ static int upload_param(dev_trainer *d, int p, int layer, lt_error *err) {
 static int init(dev_trainer *d, const ms_state *s, const gen_program *prog, lt_error *err) {
   d->s = s, d->prog = prog;
   for (int sec = 0; sec < IR_NSECTIONS; sec++)
-    for (int mode = 0; mode < N_MODES; mode++) d->paths[sec][mode] = find_mode(prog, sec, mode);
+    for (int mode = 0; mode < PATH_NKINDS; mode++) d->paths[sec][mode] = find_mode(prog, sec, mode);
   d->opt = gen_find_path(prog, "optimizer");
   d->wb = gen_dtype_bytes(prog->cfg.dtype);
   d->gb = gen_dtype_bytes(prog->cfg.grad_dtype);
@@ -508,8 +507,8 @@ static int init(dev_trainer *d, const ms_state *s, const gen_program *prog, lt_e
   return check_program(d, err) || alloc_layout_tables(d, err) ? -1 : 0;
 }
 
-int dt_plan(const ms_state *s, const gen_program *prog, uint64_t bytes[PLAN_NCATEGORIES],
-            lt_error *err) {
+int dt_arena_layout(const ms_state *s, const gen_program *prog, uint64_t bytes[MEMORY_NCATEGORIES],
+                    lt_error *err) {
   dev_trainer *d = calloc(1, sizeof *d);
   if (!d) return lt_fail(err, "out of memory");
   int rc = init(d, s, prog, err) || layout(d, 0, err) ? -1 : 0;
@@ -585,8 +584,8 @@ void dt_free(dev_trainer *d) {
   if (!d) return;
   if (d->arena) d->dev.release(d->dev.ctx, d->arena);
   for (int sec = 0; sec < IR_NSECTIONS; sec++)
-    for (int mode = 0; mode < N_MODES; mode++) free(d->offs[sec][mode]);
-  for (int mode = 0; mode < N_MODES; mode++) free(d->in_slot[mode]);
+    for (int mode = 0; mode < PATH_NKINDS; mode++) free(d->offs[sec][mode]);
+  for (int mode = 0; mode < PATH_NKINDS; mode++) free(d->in_slot[mode]);
   free(d->tables);
   free(d->out_off);
   free(d->saved_off);
@@ -600,7 +599,7 @@ void dt_free(dev_trainer *d) {
 
 size_t dt_arena_bytes(const dev_trainer *d) { return d->arena_bytes; }
 
-void dt_arena_categories(const dev_trainer *d, uint64_t bytes[PLAN_NCATEGORIES]) {
+void dt_arena_categories(const dev_trainer *d, uint64_t bytes[MEMORY_NCATEGORIES]) {
   memcpy(bytes, d->bytes, sizeof d->bytes);
 }
 
@@ -610,7 +609,7 @@ static const gen_path *path_of(const dev_trainer *d, int inst, int *mode) {
   int sec = ms_inst_section(d->s, inst);
   *mode = d->host->path[inst];
   const gen_path *p = d->paths[sec][*mode];
-  if (!p && sec == IR_HEAD && *mode == GEN_FORWARD) p = d->paths[sec][*mode = GEN_FROZEN];
+  if (!p && sec == IR_HEAD && *mode == PATH_FORWARD) p = d->paths[sec][*mode = PATH_FROZEN];
   return p;
 }
 
@@ -618,21 +617,21 @@ static const gen_path *path_of(const dev_trainer *d, int inst, int *mode) {
 static void bind_loss(dev_trainer *d, int i) {
   int head = d->s->n_inst - 1;
   const ir_graph *g = &d->prog->m->sections[IR_HEAD];
-  for (int mode = 0; mode < N_MODES; mode++)
+  for (int mode = 0; mode < PATH_NKINDS; mode++)
     if (d->paths[IR_HEAD][mode]) table_of(d, head, mode)[g->output] = d->stats + 4 * (size_t)i;
 }
 
-static int run_passes(dev_trainer *d, const px_scalars *sc, lt_error *err) {
+static int run_passes(dev_trainer *d, const path_exec_scalars *sc, lt_error *err) {
   int n_inst = d->host->state.n_inst, mode;
   for (int inst = 0; inst < n_inst; inst++) {
     const gen_path *p = path_of(d, inst, &mode);
     if (!p) return lt_fail(err, "no path for instance %d in mode %d", inst, mode);
-    if (px_run(p, 0, p->n_fwd_steps, table_of(d, inst, mode), sc, &d->exec, err)) return -1;
+    if (path_exec_run(p, 0, p->n_fwd_steps, table_of(d, inst, mode), sc, &d->exec, err)) return -1;
   }
   for (int inst = n_inst - 1; inst >= 0; inst--) {
     const gen_path *p = path_of(d, inst, &mode);
-    if (d->host->path[inst] == GEN_FORWARD) continue;
-    if (px_run(p, p->n_fwd_steps, p->n_steps, table_of(d, inst, mode), sc, &d->exec, err))
+    if (d->host->path[inst] == PATH_FORWARD) continue;
+    if (path_exec_run(p, p->n_fwd_steps, p->n_steps, table_of(d, inst, mode), sc, &d->exec, err))
       return -1;
   }
   return 0;
@@ -665,7 +664,7 @@ static int enqueue(dev_trainer *d, dt_pending *p, int slot, lt_error *err) {
     return -1;
   /* micro-batches add into the gradients, each at 1/N of the loss */
   p->micro = trainer_grad_accum(t);
-  px_scalars sc = scalars(d, p->lr);
+  path_exec_scalars sc = scalars(d, p->lr);
   sc.loss_scale = 1.0f / (float)p->micro;
   for (int i = 0; i < p->micro; i++) {
     if (i > 0 && trainer_micro_batch(t, i, err)) return -1;
@@ -673,7 +672,7 @@ static int enqueue(dev_trainer *d, dt_pending *p, int slot, lt_error *err) {
     if (upload_batch(d, p, i, err) || run_passes(d, &sc, err)) return -1;
   }
   if (d->n_entries &&
-      px_run(d->opt, GEN_OPT_STEP_NORM, GEN_OPT_STEP_ADAMW + 1, d->opt_bufs, &sc, &d->exec, err))
+      path_exec_run(d->opt, GEN_OPT_STEP_NORM, GEN_OPT_STEP_ADAMW + 1, d->opt_bufs, &sc, &d->exec, err))
     return -1;
   if (copy_back(d, p->stats, d->stats, 4 * ((size_t)p->micro + 1), err) ||
       (d->dev.fence && d->dev.fence(d->dev.ctx, slot, err)))
@@ -723,7 +722,7 @@ int dt_max_calls(const dev_trainer *d) {
   int per_pass = 0;
   for (int inst = 0; inst < d->s->n_inst; inst++) {
     int most = 0, sec = ms_inst_section(d->s, inst);
-    for (int mode = 0; mode < N_MODES; mode++)
+    for (int mode = 0; mode < PATH_NKINDS; mode++)
       if (d->paths[sec][mode] && d->paths[sec][mode]->n_steps > most) most = d->paths[sec][mode]->n_steps;
     per_pass += most;
   }
@@ -734,7 +733,7 @@ int dt_max_calls(const dev_trainer *d) {
   return per_pass * trainer_grad_accum(d->host) + (d->opt ? d->opt->n_steps + tensors : 0);
 }
 
-void dt_use_exec(dev_trainer *d, const px_backend *exec) { d->exec = exec ? *exec : d->dev.exec; }
+void dt_use_exec(dev_trainer *d, const path_exec_backend *exec) { d->exec = exec ? *exec : d->dev.exec; }
 
 /* ---- back to the host --------------------------------------------------- */
 

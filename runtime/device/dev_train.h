@@ -32,21 +32,21 @@
 
 #include "gen.h"
 #include "memory_kinds.h"
-#include "plan_exec.h"
-#include "px_profile.h"
+#include "path_exec.h"
+#include "path_profile.h"
 #include "train.h"
 
 /* Device memory and copies; exec runs the paths' kernels and GEMMs. */
 typedef struct {
   void *ctx;
-  px_backend exec;
+  path_exec_backend exec;
   int (*alloc)(void *ctx, size_t bytes, void **out, lt_error *err);
   void (*release)(void *ctx, void *mem);
   /* in stream order with exec; download returns when the bytes are here */
   int (*upload)(void *ctx, void *dst, const void *src, size_t bytes, lt_error *err);
   int (*download)(void *ctx, void *dst, const void *src, size_t bytes, lt_error *err);
   int (*zero)(void *ctx, void *dst, size_t bytes, lt_error *err);
-  px_timers timers; /* for px_profile; create is NULL where there are none */
+  path_profile_timers timers; /* for path_profile; create is NULL where there are none */
   /* Pipelined steps; each may be NULL (then malloc, a waiting download, no
    * fences): page-locked host memory for async copies, a download in
    * stream order that returns at once, and fence i: a mark in the stream
@@ -78,9 +78,9 @@ int dt_step(dev_trainer *d, train_step_stats *st, int *ready, lt_error *err);
 int dt_finish(dev_trainer *d, train_step_stats *st, int *ready, lt_error *err);
 
 /* Launches and GEMMs one step makes at most, and the backend the next
- * steps run through (a px_profile's over dev.exec; NULL: dev.exec again). */
+ * steps run through (a path_profile's over dev.exec; NULL: dev.exec again). */
 int dt_max_calls(const dev_trainer *d);
-void dt_use_exec(dev_trainer *d, const px_backend *exec);
+void dt_use_exec(dev_trainer *d, const path_exec_backend *exec);
 
 /* The device's weights back into the host trainer's fp32 parameters (the
  * masters where they exist), for saving. */
@@ -95,14 +95,14 @@ int dt_download_params(dev_trainer *d, lt_error *err);
 int dt_download_state(dev_trainer *d, lt_error *err);
 int dt_upload_state(dev_trainer *d, lt_error *err);
 
-/* Bytes of the device arena, and by category (plan.h's, without the
+/* Bytes of the device arena, and by category (memory_plan.h's, without the
  * cuBLASLt workspace the device holds apart). */
 size_t dt_arena_bytes(const dev_trainer *d);
-void dt_arena_categories(const dev_trainer *d, uint64_t bytes[PLAN_NCATEGORIES]);
+void dt_arena_categories(const dev_trainer *d, uint64_t bytes[MEMORY_NCATEGORIES]);
 
-/* The same arena, by category, for a layout (ms_plan's: offsets only) and a
+/* The same arena, by category, for a layout (ms_layout's: offsets only) and a
  * program, without a device: what `lisa plan` reports for the GPU. */
-int dt_plan(const ms_state *s, const gen_program *prog, uint64_t bytes[PLAN_NCATEGORIES],
-            lt_error *err);
+int dt_arena_layout(const ms_state *s, const gen_program *prog, uint64_t bytes[MEMORY_NCATEGORIES],
+                    lt_error *err);
 
 #endif

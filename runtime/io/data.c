@@ -167,8 +167,8 @@ int data_write(const char *path, const uint32_t *tokens, int64_t n,
   if (n < 0 || n > INT32_MAX)
     return lt_fail(err, "%s: %" PRId64 " tokens (the header holds 0 to %d)",
                    path, n, INT32_MAX);
-  af_file f;
-  if (af_open(&f, path, err)) return -1;
+  atomic_file f;
+  if (atomic_file_open(&f, path, err)) return -1;
   errno = 0;
-  return af_commit(&f, write_file(f.fp, tokens, n) != 0, err);
+  return atomic_file_commit(&f, write_file(f.fp, tokens, n) != 0, err);
 }

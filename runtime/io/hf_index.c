@@ -24,7 +24,7 @@ static int cmp_str(const void *a, const void *b) {
 }
 
 static int cmp_entry(const void *a, const void *b) {
-  return strcmp(((const hx_entry *)a)->name, ((const hx_entry *)b)->name);
+  return strcmp(((const hf_index_entry *)a)->name, ((const hf_index_entry *)b)->name);
 }
 
 /* ---- reading ------------------------------------------------------------ */
@@ -67,7 +67,7 @@ static cJSON *parse_json(const char *path, const char *text, size_t len, lt_erro
   return NULL;
 }
 
-static const cJSON *weight_map_of(const hx_index *x, lt_error *err) {
+static const cJSON *weight_map_of(const hf_index *x, lt_error *err) {
   const cJSON *map = cJSON_GetObjectItemCaseSensitive(x->root, "weight_map");
   if (!cJSON_IsObject(map)) {
     lt_fail(err, "%s: no \"weight_map\" object (not a Hugging Face index?)", x->path);
@@ -82,7 +82,7 @@ static const cJSON *weight_map_of(const hx_index *x, lt_error *err) {
 }
 
 /* x->shards: the distinct file names of map, sorted. */
-static int collect_shards(hx_index *x, const cJSON *map, lt_error *err) {
+static int collect_shards(hf_index *x, const cJSON *map, lt_error *err) {
   x->shards = calloc((size_t)x->n + 1, sizeof *x->shards);
   if (!x->shards) return lt_fail(err, "%s: out of memory", x->path);
   int k = 0;
@@ -96,14 +96,14 @@ static int collect_shards(hx_index *x, const cJSON *map, lt_error *err) {
 
 /* x->entries: (tensor, shard) sorted by tensor; a tensor listed twice is an
  * error (which of the two would be meant?). */
-static int collect_entries(hx_index *x, const cJSON *map, lt_error *err) {
+static int collect_entries(hf_index *x, const cJSON *map, lt_error *err) {
   x->entries = calloc((size_t)x->n + 1, sizeof *x->entries);
   if (!x->entries) return lt_fail(err, "%s: out of memory", x->path);
   int k = 0;
   for (const cJSON *e = map->child; e; e = e->next, k++) {
     const char **file = bsearch(&e->valuestring, x->shards, (size_t)x->n_shards,
                                 sizeof *x->shards, cmp_str);
-    x->entries[k] = (hx_entry){e->string, (int)(file - x->shards)};
+    x->entries[k] = (hf_index_entry){e->string, (int)(file - x->shards)};
   }
   qsort(x->entries, (size_t)k, sizeof *x->entries, cmp_entry);
   for (int i = 1; i < k; i++)
@@ -112,8 +112,8 @@ static int collect_entries(hx_index *x, const cJSON *map, lt_error *err) {
   return 0;
 }
 
-/* path is shorter than x->path (hx_open checked). */
-static void set_paths(hx_index *x, const char *path) {
+/* path is shorter than x->path (hf_index_open checked). */
+static void set_paths(hf_index *x, const char *path) {
   memcpy(x->path, path, strlen(path) + 1);
   const char *slash = strrchr(x->path, '/');
   size_t len = !slash ? 0 : slash == x->path ? 1 : (size_t)(slash - x->path);
@@ -121,7 +121,7 @@ static void set_paths(hx_index *x, const char *path) {
   x->dir[slash ? len : 1] = '\0';
 }
 
-int hx_open(hx_index *x, const char *path, lt_error *err) {
+int hf_index_open(hf_index *x, const char *path, lt_error *err) {
   memset(x, 0, sizeof *x);
   if (strlen(path) >= sizeof x->path) return lt_fail(err, "%s: path too long", path);
   set_paths(x, path);
@@ -133,13 +133,13 @@ int hx_open(hx_index *x, const char *path, lt_error *err) {
   const cJSON *map = x->root ? weight_map_of(x, err) : NULL;
   if (map) x->n = cJSON_GetArraySize(map);
   if (!map || collect_shards(x, map, err) || collect_entries(x, map, err)) {
-    hx_close(x);
+    hf_index_close(x);
     return -1;
   }
   return 0;
 }
 
-void hx_close(hx_index *x) {
+void hf_index_close(hf_index *x) {
   cJSON_Delete(x->root);
   free(x->entries);
   free(x->shards);
@@ -149,19 +149,19 @@ void hx_close(hx_index *x) {
   x->n = x->n_shards = 0;
 }
 
-int hx_find(const hx_index *x, const char *name) {
-  hx_entry key = {name, 0};
-  const hx_entry *e = bsearch(&key, x->entries, (size_t)x->n, sizeof key, cmp_entry);
+int hf_index_find(const hf_index *x, const char *name) {
+  hf_index_entry key = {name, 0};
+  const hf_index_entry *e = bsearch(&key, x->entries, (size_t)x->n, sizeof key, cmp_entry);
   return e ? e->shard : -1;
 }
 
-const char *hx_first_in_shard(const hx_index *x, int shard) {
+const char *hf_index_first_in_shard(const hf_index *x, int shard) {
   for (int i = 0; i < x->n; i++)
     if (x->entries[i].shard == shard) return x->entries[i].name;
   return NULL;
 }
 
-int hx_shard_path(const hx_index *x, int shard, char *out, size_t cap, lt_error *err) {
+int hf_index_shard_path(const hf_index *x, int shard, char *out, size_t cap, lt_error *err) {
   if ((size_t)snprintf(out, cap, "%s/%s", x->dir, x->shards[shard]) >= cap)
     return lt_fail(err, "%s: shard path %s/%s too long", x->path, x->dir, x->shards[shard]);
   return 0;
@@ -170,7 +170,7 @@ int hx_shard_path(const hx_index *x, int shard, char *out, size_t cap, lt_error 
 /* ---- writing ------------------------------------------------------------ */
 
 /* The index text, or NULL (out of memory). Caller frees with free(). */
-static char *build_index(const hx_entry *entries, int n, const char *const *shards,
+static char *build_index(const hf_index_entry *entries, int n, const char *const *shards,
                          uint64_t total_size) {
   char size[32];
   snprintf(size, sizeof size, "%" PRIu64, total_size); /* raw: exact at any size */
@@ -185,8 +185,8 @@ static char *build_index(const hx_entry *entries, int n, const char *const *shar
   return text;
 }
 
-int hx_write(const char *path, const hx_entry *entries, int n, const char *const *shards,
-             uint64_t total_size, lt_error *err) {
+int hf_index_write(const char *path, const hf_index_entry *entries, int n,
+                   const char *const *shards, uint64_t total_size, lt_error *err) {
   char *text = build_index(entries, n, shards, total_size);
   size_t len = text ? strlen(text) : 0;
   char *line = text ? realloc(text, len + 2) : NULL; /* the file ends with a newline */
@@ -195,7 +195,7 @@ int hx_write(const char *path, const hx_entry *entries, int n, const char *const
     return lt_fail(err, "%s: out of memory for the index", path);
   }
   memcpy(line + len, "\n", 2);
-  int rc = af_write_text(path, line, err);
+  int rc = atomic_file_write_text(path, line, err);
   free(line);
   return rc;
 }

@@ -515,11 +515,11 @@ int st_write(const char *path, const st_entry *entries, int n,
                      path, i);
   char *header = build_header(entries, n, metadata, n_meta);
   if (!header) return lt_fail(err, "%s: out of memory for the header", path);
-  af_file f;
-  int rc = af_open(&f, path, err);
+  atomic_file f;
+  int rc = atomic_file_open(&f, path, err);
   if (rc == 0) {
     errno = 0;
-    rc = af_commit(&f, write_body(f.fp, header, entries, n) != 0, err);
+    rc = atomic_file_commit(&f, write_body(f.fp, header, entries, n) != 0, err);
   }
   free(header);
   return rc;

@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "json_out.h"
-#include "plan.h"
+#include "memory_plan.h"
 
 int log_open(log_sink *l, const char *jsonl_path, int quiet, int64_t total_steps, int n_layer,
              lt_error *err) {
@@ -85,8 +85,8 @@ static void write_row(log_sink *l, const trainer *t, const train_step_stats *st,
   else fputs(",\"mfu\":null", f);
   if (st->device_used_bytes)
     fprintf(f, ",\"device_used_bytes\":%llu", (unsigned long long)st->device_used_bytes);
-  for (int c = 0; st->device_memory && c < PLAN_NCATEGORIES; c++)
-    fprintf(f, "%s\"%s\":%llu", c ? "," : ",\"device_memory\":{", plan_category_name(c),
+  for (int c = 0; st->device_memory && c < MEMORY_NCATEGORIES; c++)
+    fprintf(f, "%s\"%s\":%llu", c ? "," : ",\"device_memory\":{", memory_category_name(c),
             (unsigned long long)st->device_memory[c]);
   if (st->device_memory) fputc('}', f);
   if (with_norms) {

@@ -29,7 +29,7 @@ static void step_name(int64_t step, char *out, size_t cap) {
 int ckpt_step_path(const char *dir, int64_t step, char *out, size_t cap, lt_error *err) {
   char name[40];
   step_name(step, name, sizeof name);
-  return af_join(out, cap, dir, name, err);
+  return atomic_file_join(out, cap, dir, name, err);
 }
 
 /* The step of a folder name "step-<digits>", or -1 for any other name. */
@@ -48,9 +48,9 @@ static int64_t step_of_name(const char *name) {
 /* Replaces DIR/latest (atomic_file.h), then syncs DIR so the rename lasts. */
 static int write_latest(const char *dir, const char *name, lt_error *err) {
   char path[CKPT_PATH_CAP], line[64];
-  if (af_join(path, sizeof path, dir, "latest", err)) return -1;
+  if (atomic_file_join(path, sizeof path, dir, "latest", err)) return -1;
   snprintf(line, sizeof line, "%s\n", name);
-  return af_write_text(path, line, err) || af_sync_dir(dir, err) ? -1 : 0;
+  return atomic_file_write_text(path, line, err) || atomic_file_sync_dir(dir, err) ? -1 : 0;
 }
 
 static void make_printable(char *s) {
@@ -61,7 +61,7 @@ static void make_printable(char *s) {
 /* name receives the step folder DIR/latest names ("step-<N>"). */
 static int read_latest(const char *dir, char *name, size_t cap, lt_error *err) {
   char path[CKPT_PATH_CAP], text[64];
-  if (af_join(path, sizeof path, dir, "latest", err)) return -1;
+  if (atomic_file_join(path, sizeof path, dir, "latest", err)) return -1;
   FILE *fp = fopen(path, "r");
   if (!fp)
     return lt_fail(err, "%s: cannot open: %s (no state saved in %s?)", path, strerror(errno), dir);
@@ -86,7 +86,7 @@ static int remove_state_dir(const char *path, lt_error *err) {
   int rc = 0;
   while (rc == 0 && (e = readdir(d)))
     if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-      rc = af_join(file, sizeof file, path, e->d_name, err) ||
+      rc = atomic_file_join(file, sizeof file, path, e->d_name, err) ||
            (unlink(file) != 0 ? lt_fail(err, "%s: cannot remove: %s", file, strerror(errno)) : 0);
   closedir(d);
   if (rc == 0 && rmdir(path) != 0 && errno != ENOENT)
@@ -103,7 +103,7 @@ static int remove_other_states(const char *dir, const char *keep, lt_error *err)
   int rc = 0;
   while (rc == 0 && (e = readdir(d)))
     if (step_of_name(e->d_name) >= 0 && strcmp(e->d_name, keep))
-      rc = af_join(path, sizeof path, dir, e->d_name, err) || remove_state_dir(path, err);
+      rc = atomic_file_join(path, sizeof path, dir, e->d_name, err) || remove_state_dir(path, err);
   closedir(d);
   return rc ? -1 : 0;
 }
@@ -276,23 +276,23 @@ static int save_optimizer(const trainer *t, const char *path, lt_error *err) {
 static int make_step_dir(const char *dir, const char *name, char *step_dir, lt_error *err) {
   char current[40];
   lt_error ignored;
-  if (af_make_dir(dir, err) || af_join(step_dir, CKPT_PATH_CAP, dir, name, err)) return -1;
+  if (atomic_file_make_dir(dir, err) || atomic_file_join(step_dir, CKPT_PATH_CAP, dir, name, err)) return -1;
   int is_latest = read_latest(dir, current, sizeof current, &ignored) == 0 && !strcmp(current, name);
   if (!is_latest && remove_state_dir(step_dir, err)) return -1;
-  return af_make_dir(step_dir, err);
+  return atomic_file_make_dir(step_dir, err);
 }
 
 int ckpt_save(const trainer *t, const char *dir, lt_error *err) {
   char name[40], step_dir[CKPT_PATH_CAP], path[CKPT_PATH_CAP];
   step_name(t->step, name, sizeof name);
   if (make_step_dir(dir, name, step_dir, err)) return -1;
-  if (af_join(path, sizeof path, step_dir, "model.safetensors", err) ||
+  if (atomic_file_join(path, sizeof path, step_dir, "model.safetensors", err) ||
       wt_save(&t->state, path, err))
     return -1;
-  if (af_join(path, sizeof path, step_dir, "optimizer.safetensors", err) ||
+  if (atomic_file_join(path, sizeof path, step_dir, "optimizer.safetensors", err) ||
       save_optimizer(t, path, err))
     return -1;
-  if (af_sync_dir(step_dir, err) || write_latest(dir, name, err)) return -1;
+  if (atomic_file_sync_dir(step_dir, err) || write_latest(dir, name, err)) return -1;
   if (remove_other_states(dir, name, err)) {
     lt_error cause = *err;
     return lt_fail(err, "%s (the state of step %" PRId64 " is saved in %s)", cause.msg, t->step,
@@ -393,13 +393,13 @@ static int restore_optimizer(trainer *t, const st_file *f, int64_t dir_step, lt_
 
 int ckpt_resume(trainer *t, const char *dir, lt_error *err) {
   char name[40], step_dir[CKPT_PATH_CAP], path[CKPT_PATH_CAP];
-  if (read_latest(dir, name, sizeof name, err) || af_join(step_dir, sizeof step_dir, dir, name, err) ||
-      af_join(path, sizeof path, step_dir, "optimizer.safetensors", err))
+  if (read_latest(dir, name, sizeof name, err) || atomic_file_join(step_dir, sizeof step_dir, dir, name, err) ||
+      atomic_file_join(path, sizeof path, step_dir, "optimizer.safetensors", err))
     return -1;
   st_file f;
   if (st_open(&f, path, err)) return -1;
   int rc = restore_optimizer(t, &f, step_of_name(name), err);
   st_close(&f);
-  if (rc || af_join(path, sizeof path, step_dir, "model.safetensors", err)) return -1;
+  if (rc || atomic_file_join(path, sizeof path, step_dir, "model.safetensors", err)) return -1;
   return wt_load(&t->state, path, NULL, 0, err);
 }

@@ -23,7 +23,7 @@ void train_zero_grads(ms_state *s) { memset(s->grads, 0, s->bytes_grads); }
 
 void train_backward(ms_state *s, const int *paths, float loss_scale) {
   for (int inst = s->n_inst - 1; inst >= 0; inst--)
-    exec_backward(s, inst, paths ? paths[inst] : EXEC_ACTIVE, loss_scale);
+    exec_backward(s, inst, paths ? paths[inst] : PATH_ACTIVE, loss_scale);
 }
 
 int train_optim_init(train_optim *o, const ms_state *s, lt_error *err) {
@@ -164,12 +164,12 @@ static void plan_paths(trainer *t) {
     int slot = s->grad_slot[l];
     if (slot >= 0) t->opt.on[TRAIN_REGION_SLOTS + slot] = 1;
     int below = !t->cfg.train_embed && l < lowest;
-    t->path[1 + l] = slot >= 0 ? EXEC_ACTIVE : below ? EXEC_FORWARD : EXEC_FROZEN;
+    t->path[1 + l] = slot >= 0 ? PATH_ACTIVE : below ? PATH_FORWARD : PATH_FROZEN;
   }
-  t->path[0] = t->cfg.train_embed ? EXEC_ACTIVE : EXEC_FORWARD;
+  t->path[0] = t->cfg.train_embed ? PATH_ACTIVE : PATH_FORWARD;
   int head = ms_head_inst(s);
-  t->path[head] = t->cfg.train_head ? EXEC_ACTIVE
-                  : (t->cfg.train_embed || t->n_active) ? EXEC_FROZEN : EXEC_FORWARD;
+  t->path[head] = t->cfg.train_head ? PATH_ACTIVE
+                  : (t->cfg.train_embed || t->n_active) ? PATH_FROZEN : PATH_FORWARD;
 }
 
 /* Per-layer statistics a Lua policy may read: weight norms now, gradient
@@ -349,7 +349,7 @@ void trainer_free(trainer *t) {
   free(t->path);
   free(t->weight_norms);
   free(t->grad_norms);
-  if (t->profile) cpf_free(t->profile), free(t->profile);
+  if (t->profile) cpu_profile_free(t->profile), free(t->profile);
   train_optim_free(&t->opt);
   ms_free(&t->state);
   data_close(&t->data);
@@ -437,7 +437,7 @@ int trainer_micro_batch(trainer *t, int i, lt_error *err) {
 int trainer_profile(trainer *t, lt_error *err) {
   if (t->profile) return 0;
   if (!(t->profile = malloc(sizeof *t->profile))) return lt_fail(err, "out of memory");
-  if (cpf_create(t->profile, &t->ir, t->state.N, err)) return free(t->profile), t->profile = NULL, -1;
+  if (cpu_profile_create(t->profile, &t->ir, t->state.N, err)) return free(t->profile), t->profile = NULL, -1;
   t->state.profile = &t->profile->exec;
   return 0;
 }

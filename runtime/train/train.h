@@ -55,7 +55,7 @@ typedef struct {
   double mfu;           /* model FLOPs/s over the device's bf16 peak; < 0: not known */
   uint64_t peak_bytes;  /* device runs: the arena and workspace; 0: trainer_bytes */
   uint64_t device_used_bytes; /* device runs: all the process holds there */
-  const uint64_t *device_memory; /* device runs: the arena by plan.h's categories; else NULL */
+  const uint64_t *device_memory; /* device runs: the arena by memory_plan.h's categories; else NULL */
   const int *active; int n_active; /* the step's active set where the trainer has moved on
                                       (a pipelined device step); NULL: the trainer's */
 } train_step_stats;
@@ -78,7 +78,7 @@ typedef struct {
   train_optim opt;
   lisa_sampler *sampler;   /* NULL for full fine-tuning */
   int *active, n_active;   /* middle blocks training this period, ascending */
-  int *path;               /* [n_inst] enum exec_path of each instance */
+  int *path;               /* [n_inst] path_kind of each instance */
   int *scratch;            /* [2 n_layer] for switching */
   double *weight_norms;    /* [n_layer] for sampling policies */
   double *grad_norms;      /* [n_layer] from each block's last active step */
@@ -146,7 +146,7 @@ int train_optim_init_moments(train_optim *o, const ms_state *s, int moments, lt_
 void train_optim_free(train_optim *o);
 float train_forward(ms_state *s);
 void train_zero_grads(ms_state *s);
-/* paths: enum exec_path per instance; NULL = every instance ACTIVE. */
+/* paths: path_kind per instance; NULL = every instance ACTIVE. */
 void train_backward(ms_state *s, const int *paths, float loss_scale);
 /* Clips by the global norm of the regions that train and applies one AdamW
  * step to them; returns the pre-clip global gradient norm. */

@@ -62,7 +62,7 @@ typedef struct {
 typedef int (*wt_lookup)(const void *ckpt, const char *name);
 
 static int lookup_file(const void *f, const char *name) { return st_find(f, name) ? 0 : -1; }
-static int lookup_index(const void *x, const char *name) { return hx_find(x, name); }
+static int lookup_index(const void *x, const char *name) { return hf_index_find(x, name); }
 
 static int count_slots(const ms_state *s) {
   int n = 0;
@@ -171,15 +171,15 @@ static int load_file(ms_state *s, const char *path, wt_slot *slots, int n, wt_un
 }
 
 /* One shard in memory at a time. */
-static int load_shard(ms_state *s, const hx_index *x, int shard, const wt_slot *slots, int n,
+static int load_shard(ms_state *s, const hf_index *x, int shard, const wt_slot *slots, int n,
                       wt_unused *unused, lt_error *err) {
   char path[1100];
   st_file f;
-  if (hx_shard_path(x, shard, path, sizeof path, err)) return -1;
+  if (hf_index_shard_path(x, shard, path, sizeof path, err)) return -1;
   if (st_open(&f, path, err)) {
     lt_error cause = *err;
     return lt_fail(err, "%s (%s puts '%s' in this shard)", cause.msg, x->path,
-                   hx_first_in_shard(x, shard));
+                   hf_index_first_in_shard(x, shard));
   }
   int rc = load_slots(s, &f, slots, n, shard, x->path, unused, err);
   st_close(&f);
@@ -188,12 +188,12 @@ static int load_shard(ms_state *s, const hx_index *x, int shard, const wt_slot *
 
 static int load_indexed(ms_state *s, const char *path, wt_slot *slots, int n, wt_unused *unused,
                         lt_error *err) {
-  hx_index x;
-  if (hx_open(&x, path, err)) return -1;
+  hf_index x;
+  if (hf_index_open(&x, path, err)) return -1;
   int rc = locate_slots(s, lookup_index, &x, path, slots, err);
   for (int k = 0; rc == 0 && k < x.n_shards; k++)
     rc = load_shard(s, &x, k, slots, n, unused, err);
-  hx_close(&x);
+  hf_index_close(&x);
   return rc;
 }
 
@@ -308,14 +308,14 @@ int wt_save_base(const ms_state *s, const char *path, lt_error *err) {
 /* Hugging Face's rule, in model order: a new shard when the next tensor
  * would pass the limit, so a tensor larger than the limit is alone in its
  * shard. Returns the number of shards. */
-static int assign_shards(const wt_entries *e, uint64_t max_bytes, hx_entry *map) {
+static int assign_shards(const wt_entries *e, uint64_t max_bytes, hf_index_entry *map) {
   int shard = 0;
   uint64_t filled = 0;
   for (int i = 0; i < e->n; i++) {
     uint64_t bytes = entry_bytes(&e->entries[i]);
     if (filled > 0 && filled + bytes > max_bytes) shard++, filled = 0;
     filled += bytes;
-    map[i] = (hx_entry){e->entries[i].name, shard};
+    map[i] = (hf_index_entry){e->entries[i].name, shard};
   }
   return shard + 1;
 }
@@ -348,7 +348,7 @@ static int remove_stale(const char *dir, int n_shards, lt_error *err) {
   for (struct dirent *de; rc == 0 && (de = readdir(d));) {
     int of = shard_count_of(de->d_name);
     if (of < 0 ? strcmp(de->d_name, other) != 0 : of == n_shards) continue;
-    rc = af_join(path, sizeof path, dir, de->d_name, err);
+    rc = atomic_file_join(path, sizeof path, dir, de->d_name, err);
     if (rc == 0 && unlink(path) != 0 && errno != ENOENT)
       rc = lt_fail(err, "%s: cannot remove stale file: %s", path, strerror(errno));
   }
@@ -358,7 +358,7 @@ static int remove_stale(const char *dir, int n_shards, lt_error *err) {
 
 static int save_whole(const ms_state *s, const char *dir, const wt_entries *e, lt_error *err) {
   char path[1100];
-  if (af_join(path, sizeof path, dir, "model.safetensors", err) ||
+  if (atomic_file_join(path, sizeof path, dir, "model.safetensors", err) ||
       write_file(s, path, e->entries, e->n, err))
     return -1;
   return remove_stale(dir, 0, err);
@@ -368,7 +368,7 @@ static int save_whole(const ms_state *s, const char *dir, const wt_entries *e, l
  * the folder still loads as it was (unless the old shards had the same
  * names: see weights.h). */
 static int save_shards(const ms_state *s, const char *dir, const wt_entries *e,
-                       const hx_entry *map, int n_shards, lt_error *err) {
+                       const hf_index_entry *map, int n_shards, lt_error *err) {
   char (*files)[40] = calloc((size_t)n_shards, sizeof *files);
   const char **shards = calloc((size_t)n_shards, sizeof *shards);
   int rc = files && shards ? 0 : lt_fail(err, "%s: out of memory", dir);
@@ -379,13 +379,13 @@ static int save_shards(const ms_state *s, const char *dir, const wt_entries *e,
     shards[k] = files[k];
     int end = start;
     for (; end < e->n && map[end].shard == k; end++) total += entry_bytes(&e->entries[end]);
-    if (af_join(path, sizeof path, dir, files[k], err) ||
+    if (atomic_file_join(path, sizeof path, dir, files[k], err) ||
         write_file(s, path, e->entries + start, end - start, err))
       rc = -1;
     start = end;
   }
-  if (rc == 0 && (af_join(path, sizeof path, dir, "model.safetensors.index.json", err) ||
-                  hx_write(path, map, e->n, shards, total, err) || remove_stale(dir, n_shards, err)))
+  if (rc == 0 && (atomic_file_join(path, sizeof path, dir, "model.safetensors.index.json", err) ||
+                  hf_index_write(path, map, e->n, shards, total, err) || remove_stale(dir, n_shards, err)))
     rc = -1;
   free(files);
   free(shards);
@@ -394,8 +394,8 @@ static int save_shards(const ms_state *s, const char *dir, const wt_entries *e,
 
 int wt_save_sharded(const ms_state *s, const char *dir, uint64_t max_shard_bytes, lt_error *err) {
   wt_entries e;
-  if (af_make_dir(dir, err) || entries_build(s, &e, 0, err)) return -1;
-  hx_entry *map = calloc((size_t)e.n + 1, sizeof *map);
+  if (atomic_file_make_dir(dir, err) || entries_build(s, &e, 0, err)) return -1;
+  hf_index_entry *map = calloc((size_t)e.n + 1, sizeof *map);
   int rc = map ? 0 : lt_fail(err, "%s: out of memory", dir);
   int n_shards = map ? assign_shards(&e, max_shard_bytes, map) : 0;
   if (rc == 0 && n_shards > 99999)
@@ -403,7 +403,7 @@ int wt_save_sharded(const ms_state *s, const char *dir, uint64_t max_shard_bytes
                  dir, n_shards, (unsigned long long)max_shard_bytes);
   if (rc == 0)
     rc = n_shards == 1 ? save_whole(s, dir, &e, err) : save_shards(s, dir, &e, map, n_shards, err);
-  if (rc == 0) rc = af_sync_dir(dir, err);
+  if (rc == 0) rc = atomic_file_sync_dir(dir, err);
   free(map);
   entries_free(&e);
   return rc;

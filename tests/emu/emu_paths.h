@@ -18,7 +18,7 @@
 extern "C" {
 #include "cpu_ops.h"
 #include "gen.h"
-#include "plan_exec.h"
+#include "path_exec.h"
 }
 
 namespace emu_paths {
@@ -86,7 +86,7 @@ inline void write_at(void *base, int dt, int64_t ld, int64_t rows, int64_t cols,
 
 inline int dtype_of(const gen_path *p, gen_ref r) { return p->bufs[r.buf].dtype; }
 
-inline int gemm(void *ctx, const gen_path *p, int step, const px_gemm *pg, lt_error *err) {
+inline int gemm(void *ctx, const gen_path *p, int step, const path_exec_gemm *pg, lt_error *err) {
   (void)ctx, (void)step, (void)err;
   const gen_gemm &g = *pg->g;
   int64_t ka = g.op == GEN_GEMM_FWD ? g.in : g.out;
@@ -152,6 +152,6 @@ inline int launch(void *ctx, const gen_path *p, int step, void **args, lt_error 
   return 0;
 }
 
-inline px_backend backend(const Module *mod) { return px_backend{(void *)mod, launch, gemm}; }
+inline path_exec_backend backend(const Module *mod) { return path_exec_backend{(void *)mod, launch, gemm}; }
 
 }  // namespace emu_paths

@@ -28,7 +28,7 @@ extern "C" {
 #include "gpu_device.h"
 #endif
 #include "lora.h"
-#include "plan.h"
+#include "memory_plan.h"
 #include "train.h"
 }
 
@@ -210,23 +210,23 @@ bool build_program(const trainer &t, int dtype, int grad_dtype, const char *tag,
 // `lisa plan` for the GPU is this arena: every category but the workspace
 // byte for byte (the test's optimizer grid is smaller than the plan's).
 void check_plan(const trainer &t, const dev_trainer *d, int grad_dtype) {
-  plan_settings ps = {};
+  memory_plan_settings ps = {};
   ps.method = t.cfg.method, ps.gamma = t.cfg.lisa.gamma, ps.lora_rank = t.cfg.lora_rank;
   ps.batch = t.cfg.batch, ps.seq = t.cfg.seq;
-  ps.precision = grad_dtype == GEN_BF16 ? PLAN_BF16_TRUE : PLAN_BF16_MIXED;
-  plan_memory pm;
+  ps.precision = grad_dtype == GEN_BF16 ? PRECISION_BF16_TRUE : PRECISION_BF16_MIXED;
+  memory_breakdown pm;
   lt_error err = {};
-  if (plan_compute(&t.ir, &ps, &pm, &err)) {
+  if (memory_plan_compute(&t.ir, &ps, &pm, &err)) {
     fprintf(stderr, "%s\n", err.msg);
     check_failures++;
     return;
   }
-  uint64_t arena[PLAN_NCATEGORIES];
+  uint64_t arena[MEMORY_NCATEGORIES];
   dt_arena_categories(d, arena);
-  for (int c = 0; c < PLAN_NCATEGORIES; c++) {
-    if (c == PLAN_WORKSPACE) continue;
+  for (int c = 0; c < MEMORY_NCATEGORIES; c++) {
+    if (c == MEMORY_WORKSPACE) continue;
     CHECK_MSG(pm.bytes[c] == arena[c], "%s: plan %llu, device arena %llu",
-              plan_category_name(c), (unsigned long long)pm.bytes[c],
+              memory_category_name(c), (unsigned long long)pm.bytes[c],
               (unsigned long long)arena[c]);
   }
   /* the host side the plan reports is what the params_only trainer allocated */
@@ -234,10 +234,10 @@ void check_plan(const trainer &t, const dev_trainer *d, int grad_dtype) {
   uint64_t host = hs.bytes_params + hs.bytes_grads + 8 * (uint64_t)hs.N;
   CHECK_MSG(pm.host_bytes == host, "host: plan %llu, trainer %llu", (unsigned long long)pm.host_bytes,
             (unsigned long long)host);
-  uint64_t ws = pm.bytes[PLAN_WORKSPACE] - (32u << 20);
-  CHECK_MSG(ws >= arena[PLAN_WORKSPACE] && ws - arena[PLAN_WORKSPACE] < 8192,
+  uint64_t ws = pm.bytes[MEMORY_WORKSPACE] - (32u << 20);
+  CHECK_MSG(ws >= arena[MEMORY_WORKSPACE] && ws - arena[MEMORY_WORKSPACE] < 8192,
             "workspace: plan %llu + 32 MiB, device %llu", (unsigned long long)ws,
-            (unsigned long long)arena[PLAN_WORKSPACE]);
+            (unsigned long long)arena[MEMORY_WORKSPACE]);
 }
 
 // What a device run does besides 20 steps from the start.
@@ -254,12 +254,12 @@ struct Segment {
 // FROZEN) counts each path step once per instance that ran it: the
 // active sets say how often; the optimizer runs once a step. Its time is
 // inside the steps' time.
-void check_profile(px_profile *pf, const gen_program &prog, const Run &r) {
+void check_profile(path_profile *pf, const gen_program &prog, const Run &r) {
   int n_layer = prog.m->n_layer, steps = (int)r.active.size();
   int active = 0;
   for (const auto &a : r.active) active += (int)a.size();
   int n;
-  prof_table *table = px_profile_table(pf);
+  prof_table *table = path_profile_table(pf);
   const prof_row *rows = prof_sorted(table, &n);
   int seen_active = 0, seen_frozen = 0, seen_opt = 0;
   for (int i = 0; i < n; i++) {
@@ -343,19 +343,19 @@ bool device_run(int method, int dtype, int grad_dtype, const char *tag, Run *r,
     ok = false;
   }
   if (ok && dtype == GEN_BF16 && accum == 1) check_plan(t, d, grad_dtype);
-  px_profile *pf = nullptr;
-  px_backend timed;
+  path_profile *pf = nullptr;
+  path_exec_backend timed;
   if (ok && seg.profile) {
-    ok = px_profile_create(&pf, &p->prog, dt_max_calls(d), &dev.exec, &dev.timers, &err) == 0;
-    if (!ok) fprintf(stderr, "px_profile_create: %s\n", err.msg);
-    else timed = px_profile_backend(pf), dt_use_exec(d, &timed);
+    ok = path_profile_create(&pf, &p->prog, dt_max_calls(d), &dev.exec, &dev.timers, &err) == 0;
+    if (!ok) fprintf(stderr, "path_profile_create: %s\n", err.msg);
+    else timed = path_profile_backend(pf), dt_use_exec(d, &timed);
   }
   /* pipelined: each dt_step returns the step before it; dt_finish the last */
   const int64_t seg_start = t.step;
   while (ok && t.step < seg.steps) {
     train_step_stats st;
     int ready;
-    if (dt_step(d, &st, &ready, &err) || (pf && px_profile_collect(pf, &err))) {
+    if (dt_step(d, &st, &ready, &err) || (pf && path_profile_collect(pf, &err))) {
       fprintf(stderr, "device step %lld: %s\n", (long long)t.step, err.msg);
       ok = false;
       break;
@@ -372,7 +372,7 @@ bool device_run(int method, int dtype, int grad_dtype, const char *tag, Run *r,
     if (ok && ready) record(r, t, st);
   }
   if (ok && pf) check_profile(pf, p->prog, *r);
-  px_profile_free(pf);
+  path_profile_free(pf);
   if (ok && seg.save_dir && (dt_download_state(d, &err) || ckpt_save(&t, seg.save_dir, &err)))
     fprintf(stderr, "saving: %s\n", err.msg), ok = false;
   if (ok && dt_download_params(d, &err)) fprintf(stderr, "%s\n", err.msg), ok = false;

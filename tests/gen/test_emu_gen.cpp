@@ -25,7 +25,7 @@ extern "C" {
 #include "gen_tune.h"
 #include "lora.h"
 #include "model_yaml.h"
-#include "plan_exec.h"
+#include "path_exec.h"
 #ifdef LISA_HAVE_GPU
 #include "gpu_host.h"
 #endif
@@ -105,7 +105,7 @@ bool run_steps_device(PathRun &r, int from, int to, const ms_state *s) {
   std::vector<size_t> bytes((size_t)r.p->n_bufs, 0);
   for (int b = 0; b < r.p->n_bufs; b++)
     if (r.mem[b]) bufs[(size_t)b] = r.mem[b]->data(), bytes[(size_t)b] = r.mem[b]->bytes();
-  px_scalars sc = {s->N, s->B, 1.0f, {}};
+  path_exec_scalars sc = {s->N, s->B, 1.0f, {}};
   lt_error err = {};
   if (gpu_host_run(g_device, r.p, from, to, bufs.data(), bytes.data(), &sc, &err))
     return fail("%s", err.msg);
@@ -117,12 +117,12 @@ bool run_steps(const Module &mod, PathRun &r, int from, int to, const ms_state *
 #ifdef LISA_HAVE_GPU
   if (g_device) return run_steps_device(r, from, to, s);
 #endif
-  px_backend be = emu_paths::backend(&mod);
+  path_exec_backend be = emu_paths::backend(&mod);
   std::vector<void *> bufs((size_t)r.p->n_bufs);
   for (int b = 0; b < r.p->n_bufs; b++) bufs[(size_t)b] = r.mem[b] ? r.mem[b]->data() : nullptr;
-  px_scalars sc = {s->N, s->B, 1.0f, {}};
+  path_exec_scalars sc = {s->N, s->B, 1.0f, {}};
   lt_error err = {};
-  if (px_run(r.p, from, to, bufs.data(), &sc, &be, &err)) return fail("%s: %s", r.p->name, err.msg);
+  if (path_exec_run(r.p, from, to, bufs.data(), &sc, &be, &err)) return fail("%s: %s", r.p->name, err.msg);
   return true;
 }
 
@@ -243,7 +243,7 @@ void run_pass(const Module &mod, const gen_program *prog, ms_state *s, int mode,
   memset(s->grads, 0, (size_t)s->n_grad_scalars * sizeof(float));
   for (int inst = 0; inst < s->n_inst; inst++) {
     int sec = ms_inst_section(s, inst);
-    int m = sec == IR_BLOCK ? mode : sec == IR_HEAD && mode == GEN_FORWARD ? GEN_ACTIVE : mode;
+    int m = sec == IR_BLOCK ? mode : sec == IR_HEAD && mode == PATH_FORWARD ? PATH_ACTIVE : mode;
     const gen_path *p = gen_find_path(prog, path_for(sec, m));
     alloc_path(runs[inst], p);
     load_inputs(runs[inst], s, inst, 0, bf16);
@@ -253,9 +253,9 @@ void run_pass(const Module &mod, const gen_program *prog, ms_state *s, int mode,
   }
   for (int inst = s->n_inst - 1; inst >= 0; inst--) {
     PathRun &r = runs[inst];
-    if (r.p->mode == GEN_FORWARD) continue;
+    if (r.p->mode == PATH_FORWARD) continue;
     load_inputs(r, s, inst, 1, bf16);
-    exec_backward(s, inst, r.p->mode == GEN_FROZEN ? EXEC_FROZEN : EXEC_ACTIVE, 1.0f);
+    exec_backward(s, inst, r.p->mode == PATH_FROZEN ? PATH_FROZEN : PATH_ACTIVE, 1.0f);
     if (!run_steps(mod, r, r.p->n_fwd_steps, r.p->n_steps, s)) return;
     compare(r, s, inst, 1, bwd, pgrad, tag);
   }
@@ -320,9 +320,9 @@ void check_model(const char *yaml, int dtype, const gen_tuning *tuning = nullptr
       ready = compile_module(&prog, so_tag.c_str(), &mod);
     if (ready) {
       int bf16 = dtype == GEN_BF16, bf16_grads = grad_dtype == GEN_BF16;
-      run_pass(mod, &prog, &s, GEN_ACTIVE, bf16, bf16_grads, tag);
-      run_pass(mod, &prog, &s, GEN_FROZEN, bf16, bf16_grads, tag);
-      run_pass(mod, &prog, &s, GEN_FORWARD, bf16, bf16_grads, tag);
+      run_pass(mod, &prog, &s, PATH_ACTIVE, bf16, bf16_grads, tag);
+      run_pass(mod, &prog, &s, PATH_FROZEN, bf16, bf16_grads, tag);
+      run_pass(mod, &prog, &s, PATH_FORWARD, bf16, bf16_grads, tag);
     }
     ms_free(&s);
   }

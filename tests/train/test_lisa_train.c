@@ -127,7 +127,7 @@ static void test_frozen_dx_equals_active_dx(void) {
   train_forward(s);
   train_backward(s, NULL, 1.0f);
   memcpy(want, dx, bytes);
-  for (int i = 0; i < N_LAYER + 2; i++) paths[i] = i == 0 ? EXEC_ACTIVE : EXEC_FROZEN;
+  for (int i = 0; i < N_LAYER + 2; i++) paths[i] = i == 0 ? PATH_ACTIVE : PATH_FROZEN;
   train_zero_grads(s);
   train_forward(s);
   train_backward(s, paths, 1.0f);
@@ -169,9 +169,9 @@ static void test_frozen_embedding_skips_lower_blocks(void) {
     train_step_stats st;
     if (step(&t, &st)) break;
     int lowest = t.active[0];
-    CHECK(t.path[0] == EXEC_FORWARD);
+    CHECK(t.path[0] == PATH_FORWARD);
     for (int l = 0; l < N_LAYER; l++)
-      CHECK(t.path[1 + l] == (l == lowest ? EXEC_ACTIVE : l < lowest ? EXEC_FORWARD : EXEC_FROZEN));
+      CHECK(t.path[1 + l] == (l == lowest ? PATH_ACTIVE : l < lowest ? PATH_FORWARD : PATH_FROZEN));
   }
   CHECK(ms_param(&t.state, 0, 0)[7] == wte);
   trainer_free(&t);

@@ -9,7 +9,7 @@
 #include "check.h"
 #include "lora.h"
 #include "model_yaml.h"
-#include "plan.h"
+#include "memory_plan.h"
 #include "train.h"
 
 static uint64_t run_bytes(int method, int gamma) {
@@ -51,9 +51,9 @@ static void test_plan_equals_runtime(void) {
   if (load("models/gpt2-tiny.yaml", &m)) return;
   lt_error err;
   for (int method = TRAIN_FT; method <= TRAIN_LISA; method++) {
-    plan_settings ps = {.method = method, .gamma = 1, .batch = 3, .seq = 11};
-    plan_memory pm;
-    CHECK(plan_compute(&m, &ps, &pm, &err) == 0);
+    memory_plan_settings ps = {.method = method, .gamma = 1, .batch = 3, .seq = 11};
+    memory_breakdown pm;
+    CHECK(memory_plan_compute(&m, &ps, &pm, &err) == 0);
     uint64_t measured = run_bytes(method, 1);
     CHECK_MSG(pm.total == measured, "method %d: plan %llu, runtime %llu", method,
               (unsigned long long)pm.total, (unsigned long long)measured);
@@ -66,29 +66,29 @@ static void test_plan_equals_runtime(void) {
     check_failures++;
     return;
   }
-  plan_settings ps = {.method = TRAIN_LORA, .lora_rank = 4, .batch = 3, .seq = 11};
-  plan_memory pm;
-  CHECK(plan_compute(&m, &ps, &pm, &err) == 0);
+  memory_plan_settings ps = {.method = TRAIN_LORA, .lora_rank = 4, .batch = 3, .seq = 11};
+  memory_breakdown pm;
+  CHECK(memory_plan_compute(&m, &ps, &pm, &err) == 0);
   uint64_t measured = run_bytes(TRAIN_LORA, 0);
   CHECK_MSG(pm.total == measured, "lora: plan %llu, runtime %llu", (unsigned long long)pm.total,
             (unsigned long long)measured);
   ps.method = TRAIN_FT;
-  plan_memory ft;
-  CHECK(plan_compute(&m, &ps, &ft, &err) == 0);
-  CHECK(pm.bytes[PLAN_GRADS] * 5 < ft.bytes[PLAN_GRADS]);
+  memory_breakdown ft;
+  CHECK(memory_plan_compute(&m, &ps, &ft, &err) == 0);
+  CHECK(pm.bytes[MEMORY_GRADS] * 5 < ft.bytes[MEMORY_GRADS]);
   ir_model_free(&m);
 }
 
 static const double GIB = 1073741824.0;
 
-static int plan_lora(const char *rel, int rank, const plan_settings *base, plan_memory *pm) {
+static int plan_lora(const char *rel, int rank, const memory_plan_settings *base, memory_breakdown *pm) {
   ir_model m;
   lt_error err;
   int rc = yml_load_model(src_path(rel), &m, &err) || lora_apply(&m, rank, 2.0 * rank, NULL, &err) ||
            ad_build_backward(&m, &err);
-  plan_settings ps = *base;
+  memory_plan_settings ps = *base;
   ps.method = TRAIN_LORA, ps.lora_rank = rank;
-  if (!rc) rc = plan_compute(&m, &ps, pm, &err);
+  if (!rc) rc = memory_plan_compute(&m, &ps, pm, &err);
   if (rc) fprintf(stderr, "%s\n", err.msg), check_failures++;
   ir_model_free(&m);
   return rc;
@@ -98,42 +98,42 @@ static void test_llama7b_ordering(void) {
   ir_model m;
   if (load("models/llama2-7b.yaml", &m)) return;
   lt_error err;
-  for (int precision = PLAN_BF16_MIXED; precision <= PLAN_BF16_TRUE; precision++) {
-    plan_memory ft, eh, eh2, lora;
-    plan_settings ps = {.method = TRAIN_FT, .batch = 1, .seq = 1024, .precision = precision};
-    CHECK(plan_compute(&m, &ps, &ft, &err) == 0);
+  for (int precision = PRECISION_BF16_MIXED; precision <= PRECISION_BF16_TRUE; precision++) {
+    memory_breakdown ft, eh, eh2, lora;
+    memory_plan_settings ps = {.method = TRAIN_FT, .batch = 1, .seq = 1024, .precision = precision};
+    CHECK(memory_plan_compute(&m, &ps, &ft, &err) == 0);
     ps.method = TRAIN_LISA, ps.gamma = 0;
-    CHECK(plan_compute(&m, &ps, &eh, &err) == 0);
+    CHECK(memory_plan_compute(&m, &ps, &eh, &err) == 0);
     ps.gamma = 2;
-    CHECK(plan_compute(&m, &ps, &eh2, &err) == 0);
+    CHECK(memory_plan_compute(&m, &ps, &eh2, &err) == 0);
     if (plan_lora("models/llama2-7b.yaml", 128, &ps, &lora)) break;
     CHECK(eh.total < eh2.total && eh2.total < ft.total && lora.total < ft.total);
     /* weights are all there whatever trains; optimizer state only for E, H, 2L */
-    CHECK(eh2.bytes[PLAN_WEIGHTS] == ft.bytes[PLAN_WEIGHTS]);
-    CHECK(eh2.bytes[PLAN_OPTIMIZER] * 4 < ft.bytes[PLAN_OPTIMIZER]);
+    CHECK(eh2.bytes[MEMORY_WEIGHTS] == ft.bytes[MEMORY_WEIGHTS]);
+    CHECK(eh2.bytes[MEMORY_OPTIMIZER] * 4 < ft.bytes[MEMORY_OPTIMIZER]);
     /* the 30 frozen blocks keep only what dX reads (LLaMA: 0.78 of FT's) */
-    CHECK(eh2.bytes[PLAN_ACTIVATIONS] * 20 < ft.bytes[PLAN_ACTIVATIONS] * 17);
+    CHECK(eh2.bytes[MEMORY_ACTIVATIONS] * 20 < ft.bytes[MEMORY_ACTIVATIONS] * 17);
     /* 6.74e9 parameters in bf16 */
-    CHECK(ft.bytes[PLAN_WEIGHTS] >= 2ull * 6738415616ull);
+    CHECK(ft.bytes[MEMORY_WEIGHTS] >= 2ull * 6738415616ull);
     printf("llama2-7b %s B=1 T=1024: ft %.2f GiB, lora r128 %.2f, E+H %.2f, E+H+2L %.2f\n",
-           plan_precision_name(precision), ft.total / GIB, lora.total / GIB, eh.total / GIB,
+           precision_name(precision), ft.total / GIB, lora.total / GIB, eh.total / GIB,
            eh2.total / GIB);
-    if (precision == PLAN_BF16_TRUE) {
+    if (precision == PRECISION_BF16_TRUE) {
       /* the paper's claims, in the paper's precision: 7B LISA on a 24 GB GPU,
        * and below LoRA r128 */
       CHECK(eh2.total <= 24 * GIB);
       CHECK_MSG(eh2.total <= lora.total, "E+H+2L %.2f GiB, LoRA r128 %.2f GiB", eh2.total / GIB,
                 lora.total / GIB);
-      CHECK(eh2.bytes[PLAN_MASTER_WEIGHTS] == 0);
+      CHECK(eh2.bytes[MEMORY_MASTER_WEIGHTS] == 0);
     } else {
       /* fp32 gradients, master weights and moments: 16 bytes per trained scalar */
-      CHECK(eh2.bytes[PLAN_MASTER_WEIGHTS] + eh2.bytes[PLAN_GRADS] + eh2.bytes[PLAN_OPTIMIZER] ==
-            16 * (eh2.bytes[PLAN_MASTER_WEIGHTS] / 4));
+      CHECK(eh2.bytes[MEMORY_MASTER_WEIGHTS] + eh2.bytes[MEMORY_GRADS] + eh2.bytes[MEMORY_OPTIMIZER] ==
+            16 * (eh2.bytes[MEMORY_MASTER_WEIGHTS] / 4));
     }
   }
-  plan_settings bad = {.method = TRAIN_LISA, .gamma = 33, .batch = 1, .seq = 1024};
-  plan_memory pm;
-  CHECK(plan_compute(&m, &bad, &pm, &err) != 0 && strstr(err.msg, "--gamma 33 exceeds"));
+  memory_plan_settings bad = {.method = TRAIN_LISA, .gamma = 33, .batch = 1, .seq = 1024};
+  memory_breakdown pm;
+  CHECK(memory_plan_compute(&m, &bad, &pm, &err) != 0 && strstr(err.msg, "--gamma 33 exceeds"));
   ir_model_free(&m);
 }
 

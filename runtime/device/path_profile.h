@@ -1,20 +1,20 @@
-/* px_profile.h: the time of every kernel launch and GEMM of a step, by
+/* path_profile.h: the time of every kernel launch and GEMM of a step, by
  * path step. A plan_exec backend that forwards each call to the real one
  * between two marks of the device's stream-ordered timers (CUDA events on
  * the GPU, the host clock in the emulator); the marks are read after the
  * step, so timing adds no wait inside it. Rows add up over the instances
  * that run the same path step (every frozen block runs block_frozen's). */
-#ifndef LT_PX_PROFILE_H
-#define LT_PX_PROFILE_H
+#ifndef LT_PATH_PROFILE_H
+#define LT_PATH_PROFILE_H
 
 #include <stdio.h>
 
 #include "err.h"
 #include "gen.h"
-#include "plan_exec.h"
+#include "path_exec.h"
 #include "profile.h"
 
-/* A device's timers, in stream order with its px_backend. */
+/* A device's timers, in stream order with its path_exec_backend. */
 typedef struct {
   void *ctx;
   int (*create)(void *ctx, int n, lt_error *err);  /* n timers, before the loop */
@@ -22,24 +22,25 @@ typedef struct {
   /* waits for timer `to`; the milliseconds from `from` to it */
   int (*elapsed)(void *ctx, int from, int to, float *ms, lt_error *err);
   void (*destroy)(void *ctx);
-} px_timers;
+} path_profile_timers;
 
-typedef struct px_profile px_profile;
+typedef struct path_profile path_profile;
 
 /* max_calls: launches and GEMMs one profiled step makes at most. */
-int px_profile_create(px_profile **out, const gen_program *prog, int max_calls,
-                      const px_backend *inner, const px_timers *timers, lt_error *err);
-void px_profile_free(px_profile *pf);
+int path_profile_create(path_profile **out, const gen_program *prog, int max_calls,
+                        const path_exec_backend *inner, const path_profile_timers *timers,
+                        lt_error *err);
+void path_profile_free(path_profile *pf);
 
 /* The backend to run a step with; each call is timed. */
-px_backend px_profile_backend(px_profile *pf);
+path_exec_backend path_profile_backend(path_profile *pf);
 
 /* After a step: reads the timers of its calls into the rows (waits for the
  * step to finish) and readies them for the next. */
-int px_profile_collect(px_profile *pf, lt_error *err);
+int path_profile_collect(path_profile *pf, lt_error *err);
 
 /* The rows (one per path step, labelled), summed over the steps collected;
  * prof_clear forgets a warm-up step. */
-prof_table *px_profile_table(px_profile *pf);
+prof_table *path_profile_table(path_profile *pf);
 
 #endif

@@ -1,7 +1,7 @@
-/* plan.h: the memory a training run needs, by category, before anything
- * runs. It asks the runtime's own buffer planner (ms_plan) for the layout,
+/* memory_plan.h: the memory a training run needs, by category, before anything
+ * runs. It asks the runtime's own buffer planner (ms_layout) for the layout,
  * so the fp32 plan is exactly what `lisa train` allocates on the CPU. The
- * two bf16 plans are the device trainer's arena (dev_train.h: dt_plan) for
+ * two bf16 plans are the device trainer's arena (dev_train.h: dt_arena_layout) for
  * the generated program, both with bf16 weights and activations, plus a
  * 32 MiB cuBLASLt workspace:
  *  - bf16-mixed (the design notes' default): fp32 gradients, master weights
@@ -9,8 +9,8 @@
  *  - bf16-true (what the paper ran: a bf16 model with torch AdamW, whose
  *    state takes the parameters' dtype): bf16 gradients and moments, the
  *    bf16 weights updated in place, no master copy. */
-#ifndef LT_PLAN_H
-#define LT_PLAN_H
+#ifndef LT_MEMORY_PLAN_H
+#define LT_MEMORY_PLAN_H
 
 #include <stdint.h>
 
@@ -24,20 +24,20 @@ typedef struct {
   double lora_alpha;
   const char *lora_targets; /* NULL: every block linear weight */
   int batch, seq;
-  int precision;   /* enum plan_precision */
-} plan_settings;
+  int precision;   /* enum precision */
+} memory_plan_settings;
 
 typedef struct {
-  uint64_t bytes[PLAN_NCATEGORIES];
+  uint64_t bytes[MEMORY_NCATEGORIES];
   uint64_t total;
   /* GPU precisions: what the host process holds beside the device (fp32
    * parameters, to load and save them, and fp32 gradients of what trains,
    * ms_create_params's layout); 0 for fp32 on the CPU, where it is the total. */
   uint64_t host_bytes;
-} plan_memory;
+} memory_breakdown;
 
-const char *plan_category_name(int category); /* "weights", "master_weights", ... */
-const char *plan_precision_name(int precision); /* "fp32", "bf16-mixed", "bf16-true" */
-int plan_compute(const ir_model *m, const plan_settings *ps, plan_memory *out, lt_error *err);
+const char *memory_category_name(int category); /* "weights", "master_weights", ... */
+const char *precision_name(int precision); /* "fp32", "bf16-mixed", "bf16-true" */
+int memory_plan_compute(const ir_model *m, const memory_plan_settings *ps, memory_breakdown *out, lt_error *err);
 
 #endif

@@ -1,5 +1,5 @@
-/* px_profile.c: timed launches and GEMMs, added up by path step. */
-#include "px_profile.h"
+/* path_profile.c: timed launches and GEMMs, added up by path step. */
+#include "path_profile.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -7,15 +7,15 @@
 typedef struct {
   int row;   /* index into the table's rows */
   int timer; /* its marks: timer, timer + 1 */
-} px_call;
+} path_exec_call;
 
-struct px_profile {
+struct path_profile {
   const gen_program *prog;
-  px_backend inner;
-  px_timers timers;
+  path_exec_backend inner;
+  path_profile_timers timers;
   int *first_row; /* [n_paths]: the row of each path's step 0 */
   prof_table table;
-  px_call *calls; /* of the step being timed */
+  path_exec_call *calls; /* of the step being timed */
   int n_calls, max_calls;
 };
 
@@ -33,7 +33,7 @@ static void describe(const gen_path *p, int step, char *out, size_t cap) {
   snprintf(out, cap, "%s", strncmp(st->kernel, p->name, pre) ? st->kernel : st->kernel + pre + 1);
 }
 
-static void label_rows(px_profile *pf) {
+static void label_rows(path_profile *pf) {
   for (int i = 0; i < pf->prog->n_paths; i++) {
     const gen_path *p = &pf->prog->paths[i];
     for (int s = 0; s < p->n_steps; s++) {
@@ -47,12 +47,13 @@ static void label_rows(px_profile *pf) {
   }
 }
 
-int px_profile_create(px_profile **out, const gen_program *prog, int max_calls,
-                      const px_backend *inner, const px_timers *timers, lt_error *err) {
+int path_profile_create(path_profile **out, const gen_program *prog, int max_calls,
+                        const path_exec_backend *inner, const path_profile_timers *timers,
+                        lt_error *err) {
   if (!timers->create) return lt_fail(err, "this device has no timers to profile with");
-  px_profile *pf = calloc(1, sizeof *pf);
+  path_profile *pf = calloc(1, sizeof *pf);
   if (!pf) return lt_fail(err, "out of memory");
-  *pf = (px_profile){.prog = prog, .inner = *inner, .timers = *timers, .max_calls = max_calls};
+  *pf = (path_profile){.prog = prog, .inner = *inner, .timers = *timers, .max_calls = max_calls};
   int n_rows = 0;
   pf->first_row = malloc(sizeof *pf->first_row * (size_t)(prog->n_paths + 1));
   for (int i = 0; pf->first_row && i < prog->n_paths; i++) {
@@ -62,20 +63,20 @@ int px_profile_create(px_profile **out, const gen_program *prog, int max_calls,
   pf->calls = malloc(sizeof *pf->calls * (size_t)(max_calls + 1));
   if (!pf->first_row || !pf->calls || prof_init(&pf->table, n_rows, err)) {
     pf->timers.destroy = NULL; /* no timers were made */
-    px_profile_free(pf);
+    path_profile_free(pf);
     return lt_fail(err, "out of memory");
   }
   label_rows(pf);
   if (timers->create(timers->ctx, 2 * max_calls, err)) {
     pf->timers.destroy = NULL;
-    px_profile_free(pf);
+    path_profile_free(pf);
     return -1;
   }
   *out = pf;
   return 0;
 }
 
-void px_profile_free(px_profile *pf) {
+void path_profile_free(path_profile *pf) {
   if (!pf) return;
   if (pf->timers.destroy) pf->timers.destroy(pf->timers.ctx);
   free(pf->first_row);
@@ -85,38 +86,38 @@ void px_profile_free(px_profile *pf) {
 }
 
 /* The call's row, its first timer marked before the inner call runs. */
-static int begin_call(px_profile *pf, const gen_path *p, int step, lt_error *err) {
+static int begin_call(path_profile *pf, const gen_path *p, int step, lt_error *err) {
   long idx = p - pf->prog->paths;
   if (idx < 0 || idx >= pf->prog->n_paths)
     return lt_fail(err, "profile: %s is not in the program", p->name);
   if (pf->n_calls == pf->max_calls)
     return lt_fail(err, "profile: more than %d launches and GEMMs in one step", pf->max_calls);
-  px_call *c = &pf->calls[pf->n_calls];
-  *c = (px_call){pf->first_row[idx] + step, 2 * pf->n_calls};
+  path_exec_call *c = &pf->calls[pf->n_calls];
+  *c = (path_exec_call){pf->first_row[idx] + step, 2 * pf->n_calls};
   return pf->timers.mark(pf->timers.ctx, c->timer, err);
 }
 
-static int end_call(px_profile *pf, lt_error *err) {
+static int end_call(path_profile *pf, lt_error *err) {
   return pf->timers.mark(pf->timers.ctx, pf->calls[pf->n_calls++].timer + 1, err);
 }
 
 static int timed_launch(void *ctx, const gen_path *p, int step, void **args, lt_error *err) {
-  px_profile *pf = ctx;
+  path_profile *pf = ctx;
   if (begin_call(pf, p, step, err) || pf->inner.launch(pf->inner.ctx, p, step, args, err)) return -1;
   return end_call(pf, err);
 }
 
-static int timed_gemm(void *ctx, const gen_path *p, int step, const px_gemm *g, lt_error *err) {
-  px_profile *pf = ctx;
+static int timed_gemm(void *ctx, const gen_path *p, int step, const path_exec_gemm *g, lt_error *err) {
+  path_profile *pf = ctx;
   if (begin_call(pf, p, step, err) || pf->inner.gemm(pf->inner.ctx, p, step, g, err)) return -1;
   return end_call(pf, err);
 }
 
-px_backend px_profile_backend(px_profile *pf) { return (px_backend){pf, timed_launch, timed_gemm}; }
+path_exec_backend path_profile_backend(path_profile *pf) { return (path_exec_backend){pf, timed_launch, timed_gemm}; }
 
-int px_profile_collect(px_profile *pf, lt_error *err) {
+int path_profile_collect(path_profile *pf, lt_error *err) {
   for (int i = 0; i < pf->n_calls; i++) {
-    const px_call *c = &pf->calls[i];
+    const path_exec_call *c = &pf->calls[i];
     float ms;
     if (pf->timers.elapsed(pf->timers.ctx, c->timer, c->timer + 1, &ms, err)) return -1;
     prof_add(&pf->table, c->row, ms);
@@ -126,4 +127,4 @@ int px_profile_collect(px_profile *pf, lt_error *err) {
   return 0;
 }
 
-prof_table *px_profile_table(px_profile *pf) { return &pf->table; }
+prof_table *path_profile_table(path_profile *pf) { return &pf->table; }

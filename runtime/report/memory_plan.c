@@ -1,4 +1,4 @@
-#include "plan.h"
+#include "memory_plan.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -11,47 +11,47 @@
 
 #define CUBLASLT_WORKSPACE (32u << 20) /* Hopper: 32 MiB (anchors.md) */
 
-const char *plan_category_name(int category) {
-  static const char *const names[PLAN_NCATEGORIES] = {
+const char *memory_category_name(int category) {
+  static const char *const names[MEMORY_NCATEGORIES] = {
       "weights", "master_weights", "grads", "optimizer", "activations", "workspace"};
-  return category >= 0 && category < PLAN_NCATEGORIES ? names[category] : "?";
+  return category >= 0 && category < MEMORY_NCATEGORIES ? names[category] : "?";
 }
 
-const char *plan_precision_name(int precision) {
+const char *precision_name(int precision) {
   static const char *const names[] = {"fp32", "bf16-mixed", "bf16-true"};
-  return precision >= PLAN_FP32 && precision <= PLAN_BF16_TRUE ? names[precision] : "?";
+  return precision >= PRECISION_FP32 && precision <= PRECISION_BF16_TRUE ? names[precision] : "?";
 }
 
 /* The GPU layouts: the device trainer's own arena for the generated
  * program (dev_train.h), plus cuBLASLt's workspace. */
-static int device_bytes(const ir_model *m, const ms_state *s, const plan_settings *ps,
+static int device_bytes(const ir_model *m, const ms_state *s, const memory_plan_settings *ps,
                         const unsigned char *trains, uint64_t *b, lt_error *err) {
   gen_config cfg = {.B = ps->batch, .T = ps->seq, .dtype = GEN_BF16, .grad_accum = 1,
                     .trains = trains};
-  cfg.grad_dtype = ps->precision == PLAN_BF16_TRUE ? GEN_BF16 : GEN_F32;
+  cfg.grad_dtype = ps->precision == PRECISION_BF16_TRUE ? GEN_BF16 : GEN_F32;
   gen_program prog;
   if (gen_build(&prog, m, &cfg, err)) return -1;
-  int rc = dt_plan(s, &prog, b, err);
+  int rc = dt_arena_layout(s, &prog, b, err);
   gen_free(&prog);
-  b[PLAN_WORKSPACE] += CUBLASLT_WORKSPACE;
+  b[MEMORY_WORKSPACE] += CUBLASLT_WORKSPACE;
   return rc;
 }
 
 /* The CPU's: ms_state's fp32 arenas and AdamW's two moments. */
 static void cpu_bytes(const ms_state *s, uint64_t *b) {
   uint64_t trainable = (uint64_t)s->n_grad_scalars;
-  b[PLAN_WEIGHTS] = 4 * (uint64_t)s->n_param_scalars;
-  b[PLAN_MASTER_WEIGHTS] = 0; /* the CPU trains its fp32 weights in place */
-  b[PLAN_GRADS] = 4 * trainable;
-  b[PLAN_OPTIMIZER] = 8 * trainable;
-  b[PLAN_ACTIVATIONS] = s->bytes_acts;
-  b[PLAN_WORKSPACE] = 0;
+  b[MEMORY_WEIGHTS] = 4 * (uint64_t)s->n_param_scalars;
+  b[MEMORY_MASTER_WEIGHTS] = 0; /* the CPU trains its fp32 weights in place */
+  b[MEMORY_GRADS] = 4 * trainable;
+  b[MEMORY_OPTIMIZER] = 8 * trainable;
+  b[MEMORY_ACTIVATIONS] = s->bytes_acts;
+  b[MEMORY_WORKSPACE] = 0;
 }
 
-int plan_compute(const ir_model *m, const plan_settings *ps, plan_memory *out, lt_error *err) {
+int memory_plan_compute(const ir_model *m, const memory_plan_settings *ps, memory_breakdown *out, lt_error *err) {
   if (ps->method == TRAIN_LISA && (ps->gamma < 0 || ps->gamma > m->n_layer))
     return lt_fail(err, "--gamma %d exceeds the model's %d middle blocks", ps->gamma, m->n_layer);
-  if (ps->precision < PLAN_FP32 || ps->precision > PLAN_BF16_TRUE)
+  if (ps->precision < PRECISION_FP32 || ps->precision > PRECISION_BF16_TRUE)
     return lt_fail(err, "unknown precision %d", ps->precision);
   int slots = ps->method == TRAIN_LISA ? ps->gamma : m->n_layer;
   /* LoRA trains only the adapters (the model has them: lora_apply) */
@@ -63,14 +63,14 @@ int plan_compute(const ir_model *m, const plan_settings *ps, plan_memory *out, l
   }
   ms_state s;
   memset(out, 0, sizeof *out);
-  int rc = ms_plan(&s, m, ps->batch, ps->seq, slots, trains, 4, err);
-  if (rc == 0 && ps->precision == PLAN_FP32) cpu_bytes(&s, out->bytes);
+  int rc = ms_layout(&s, m, ps->batch, ps->seq, slots, trains, 4, err);
+  if (rc == 0 && ps->precision == PRECISION_FP32) cpu_bytes(&s, out->bytes);
   else if (rc == 0) rc = device_bytes(m, &s, ps, trains, out->bytes, err);
-  if (rc == 0 && ps->precision != PLAN_FP32)
+  if (rc == 0 && ps->precision != PRECISION_FP32)
     out->host_bytes = s.bytes_params + s.bytes_grads + 8 * (uint64_t)s.N; /* + ids, targets */
   free(trains);
   ms_free(&s);
   if (rc) return -1;
-  for (int c = 0; c < PLAN_NCATEGORIES; c++) out->total += out->bytes[c];
+  for (int c = 0; c < MEMORY_NCATEGORIES; c++) out->total += out->bytes[c];
   return 0;
 }

@@ -1,4 +1,4 @@
-/* plan_exec.h: runs the steps of a generated path (codegen/gen/gen.h) on a
+/* path_exec.h: runs the steps of a generated path (codegen/gen/gen.h) on a
  * backend. The executor resolves every step's buffer references to
  * pointers and hands kernel launches and GEMMs to the backend; it knows
  * nothing of CUDA. The tests' emulator backend (kernels in the host CUDA
@@ -8,8 +8,8 @@
  *
  * Buffers: bufs[b] is the memory of path buffer b (NULL for unused ones and
  * views, which resolve through their base). */
-#ifndef LT_PLAN_EXEC_H
-#define LT_PLAN_EXEC_H
+#ifndef LT_PATH_EXEC_H
+#define LT_PATH_EXEC_H
 
 #include <stddef.h>
 
@@ -20,15 +20,15 @@
 typedef struct {
   const gen_gemm *g;
   void *a, *w, *d, *c, *bias, *aux;
-} px_gemm;
+} path_exec_gemm;
 
 typedef struct {
   void *ctx;
   /* Runs kernel step st (index `step` of path p) with args as
    * cuLaunchKernel's kernelParams. */
   int (*launch)(void *ctx, const gen_path *p, int step, void **args, lt_error *err);
-  int (*gemm)(void *ctx, const gen_path *p, int step, const px_gemm *g, lt_error *err);
-} px_backend;
+  int (*gemm)(void *ctx, const gen_path *p, int step, const path_exec_gemm *g, lt_error *err);
+} path_exec_backend;
 
 /* The optimizer path's scalars: count is the table's entries (the widening
  * copy: its elements), step is added to each entry's own step. */
@@ -36,20 +36,20 @@ typedef struct {
   int count, step;
   float lr, beta1, beta2, eps, weight_decay, max_norm;
   unsigned seed;
-} px_opt;
+} path_exec_opt;
 
 /* Scalars every path's kernels take. */
 typedef struct {
   int N, B;          /* rows (B*T) and batch */
   float loss_scale;  /* the loss gradient's factor (1 / grad-accumulation steps) */
-  px_opt opt;        /* the optimizer path */
-} px_scalars;
+  path_exec_opt opt;        /* the optimizer path */
+} path_exec_scalars;
 
 /* Runs steps [from, to) of p. */
-int px_run(const gen_path *p, int from, int to, void *const *bufs, const px_scalars *sc,
-           const px_backend *be, lt_error *err);
+int path_exec_run(const gen_path *p, int from, int to, void *const *bufs,
+                  const path_exec_scalars *sc, const path_exec_backend *be, lt_error *err);
 
 /* Pointer to a reference's first element (NULL if it has no buffer). */
-void *px_ref(const gen_path *p, void *const *bufs, gen_ref r);
+void *path_exec_ref(const gen_path *p, void *const *bufs, gen_ref r);
 
 #endif

@@ -1,7 +1,7 @@
-/* plan_exec.c: a path's steps, resolved to pointers, handed to a backend. */
-#include "plan_exec.h"
+/* path_exec.c: a path's steps, resolved to pointers, handed to a backend. */
+#include "path_exec.h"
 
-void *px_ref(const gen_path *p, void *const *bufs, gen_ref r) {
+void *path_exec_ref(const gen_path *p, void *const *bufs, gen_ref r) {
   if (r.buf < 0 || !bufs[r.buf]) return NULL;
   return (char *)bufs[r.buf] + (size_t)r.off * (size_t)gen_dtype_bytes(p->bufs[r.buf].dtype);
 }
@@ -12,17 +12,17 @@ typedef union {
   int i;
   unsigned u;
   float f;
-} px_slot;
+} path_exec_slot;
 
-static int run_kernel(const gen_path *p, int s, void *const *bufs, const px_scalars *sc,
-                      const px_backend *be, lt_error *err) {
+static int run_kernel(const gen_path *p, int s, void *const *bufs, const path_exec_scalars *sc,
+                      const path_exec_backend *be, lt_error *err) {
   const gen_step *st = &p->steps[s];
-  px_slot vals[GEN_MAX_ARGS];
+  path_exec_slot vals[GEN_MAX_ARGS];
   void *args[GEN_MAX_ARGS];
   for (int a = 0; a < st->n_args; a++) {
     const gen_arg *ar = &st->args[a];
     switch (ar->kind) {
-    case GEN_ARG_BUF: vals[a].ptr = px_ref(p, bufs, ar->ref); break;
+    case GEN_ARG_BUF: vals[a].ptr = path_exec_ref(p, bufs, ar->ref); break;
     case GEN_ARG_ROWS: vals[a].i = sc->N; break;
     case GEN_ARG_BATCH: vals[a].i = sc->B; break;
     case GEN_ARG_LOSS_SCALE: vals[a].f = sc->loss_scale; break;
@@ -42,23 +42,23 @@ static int run_kernel(const gen_path *p, int s, void *const *bufs, const px_scal
   return be->launch(be->ctx, p, s, args, err);
 }
 
-static int run_gemm(const gen_path *p, int s, void *const *bufs, const px_backend *be,
+static int run_gemm(const gen_path *p, int s, void *const *bufs, const path_exec_backend *be,
                     lt_error *err) {
   const gen_gemm *g = &p->steps[s].gemm;
-  px_gemm pg = {g,
-                px_ref(p, bufs, g->a),
-                px_ref(p, bufs, g->w),
-                px_ref(p, bufs, g->d),
-                g->beta ? px_ref(p, bufs, g->c) : NULL,
-                px_ref(p, bufs, g->bias),
-                px_ref(p, bufs, g->aux)};
+  path_exec_gemm pg = {g,
+                       path_exec_ref(p, bufs, g->a),
+                       path_exec_ref(p, bufs, g->w),
+                       path_exec_ref(p, bufs, g->d),
+                       g->beta ? path_exec_ref(p, bufs, g->c) : NULL,
+                       path_exec_ref(p, bufs, g->bias),
+                       path_exec_ref(p, bufs, g->aux)};
   if (!pg.a || !pg.w || !pg.d)
     return lt_fail(err, "%s step %d: a GEMM operand has no memory", p->name, s);
   return be->gemm(be->ctx, p, s, &pg, err);
 }
 
-int px_run(const gen_path *p, int from, int to, void *const *bufs, const px_scalars *sc,
-           const px_backend *be, lt_error *err) {
+int path_exec_run(const gen_path *p, int from, int to, void *const *bufs,
+                  const path_exec_scalars *sc, const path_exec_backend *be, lt_error *err) {
   for (int s = from; s < to; s++) {
     int rc = p->steps[s].kind == GEN_STEP_GEMM ? run_gemm(p, s, bufs, be, err)
                                                : run_kernel(p, s, bufs, sc, be, err);
