@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ir_ops.h"
+
 /* One gradient contribution toward a forward value. */
 typedef struct {
   int grad;  /* the value holding it */
@@ -185,192 +187,51 @@ static int total_grad(ad_ctx *c, int v) {
 }
 
 /* ------------------------------------------------------------------------ */
-/* rules: one per forward op kind. dy[k] is the total gradient of out[k], or
- * -1 where that output has none. */
+/* the table's gradient rules (ir_ops.h), over this walk's state */
 
-static void emit(ad_ctx *c, const ir_op *fwd, int kind, int n_in, const int *in,
-                 int n_out, const int *out, int param_grad) {
-  ir_op op = *fwd; /* keeps eps, heads, causal, sizes, rope's attrs,
-                      .activation, the line */
+static ad_ctx *ctx_of(ir_grad *r) { return r->ctx; }
+
+static int grad_needs(ir_grad *r, int v) { return ctx_of(r)->needs[v]; }
+
+static int grad_dx(ir_grad *r, int v) { return fresh_contrib(ctx_of(r), r->op, v); }
+
+static int grad_dparam(ir_grad *r, int v) { return param_grad(ctx_of(r), v); }
+
+static void grad_pass(ir_grad *r, int v, int grad) {
+  add_contrib(ctx_of(r), v, grad, 0, r->op->line);
+}
+
+static void grad_emit(ir_grad *r, const ir_op *like, ir_opkind kind, int n_in,
+                      const int *in, int n_out, const int *out, int param_grad) {
+  ir_op op = *like; /* keeps eps, heads, causal, sizes, rope's attrs,
+                       .activation, the line */
   op.kind = kind;
   op.n_in = n_in;
   memcpy(op.in, in, (size_t)n_in * sizeof *in);
   op.n_out = n_out;
   memcpy(op.out, out, (size_t)n_out * sizeof *out);
   op.param_grad = param_grad;
-  ir_add_bwd(c->g, &op);
-}
-
-static void rule_embedding(ad_ctx *c, const ir_op *op, const int *dy) {
-  int in[2] = {op->in[0], dy[0]}, out[1] = {param_grad(c, op->in[1])};
-  emit(c, op, IR_OP_EMBEDDING_BWD_W, 2, in, 1, out, 1);
-}
-
-static void rule_pos_embedding(ad_ctx *c, const ir_op *op, const int *dy) {
-  int out[1] = {param_grad(c, op->in[0])};
-  emit(c, op, IR_OP_POS_EMBEDDING_BWD_W, 1, dy, 1, out, 1);
-}
-
-/* y = a + b passes dy on to both, unchanged and without an op. */
-static void rule_add(ad_ctx *c, const ir_op *op, const int *dy) {
-  for (int k = 0; k < 2; k++)
-    if (c->needs[op->in[k]]) add_contrib(c, op->in[k], dy[0], 0, op->line);
-}
-
-static void rule_layernorm(ad_ctx *c, const ir_op *op, const int *dy) {
-  int x = op->in[0], w = op->in[1], mean = op->out[1], rstd = op->out[2];
-  if (c->needs[x]) {
-    int in[5] = {dy[0], x, w, mean, rstd}, out[1] = {fresh_contrib(c, op, x)};
-    emit(c, op, IR_OP_LAYERNORM_BWD_X, 5, in, 1, out, 0);
-  }
-  int in[4] = {dy[0], x, mean, rstd};
-  int out[2] = {param_grad(c, w), param_grad(c, op->in[2])};
-  emit(c, op, IR_OP_LAYERNORM_BWD_WB, 4, in, 2, out, 1);
-}
-
-static void rule_linear(ad_ctx *c, const ir_op *op, const int *dy) {
-  int x = op->in[0], W = op->in[1];
-  if (c->needs[x]) {
-    int in[2] = {dy[0], W}, out[1] = {fresh_contrib(c, op, x)};
-    emit(c, op, IR_OP_LINEAR_BWD_X, 2, in, 1, out, 0);
-  }
-  int in[2] = {dy[0], x}, out[1] = {param_grad(c, W)};
-  emit(c, op, IR_OP_LINEAR_BWD_W, 2, in, 1, out, 1);
-  if (op->n_in == 3) {
-    int db[1] = {param_grad(c, op->in[2])};
-    emit(c, op, IR_OP_LINEAR_BWD_B, 1, dy, 1, db, 1);
-  }
-}
-
-static void rule_gelu(ad_ctx *c, const ir_op *op, const int *dy) {
-  int x = op->in[0];
-  if (!c->needs[x]) return;
-  int in[2] = {dy[0], x}, out[1] = {fresh_contrib(c, op, x)};
-  emit(c, op, IR_OP_GELU_BWD, 2, in, 1, out, 0);
-}
-
-static void rule_rmsnorm(ad_ctx *c, const ir_op *op, const int *dy) {
-  int x = op->in[0], w = op->in[1], rstd = op->out[1];
-  if (c->needs[x]) {
-    int in[4] = {dy[0], x, w, rstd}, out[1] = {fresh_contrib(c, op, x)};
-    emit(c, op, IR_OP_RMSNORM_BWD_X, 4, in, 1, out, 0);
-  }
-  int in[3] = {dy[0], x, rstd}, out[1] = {param_grad(c, w)};
-  emit(c, op, IR_OP_RMSNORM_BWD_W, 3, in, 1, out, 1);
-}
-
-/* A rotation's gradient is the inverse rotation; it reads nothing saved. */
-static void rule_rope(ad_ctx *c, const ir_op *op, const int *dy) {
-  int x = op->in[0];
-  if (!c->needs[x]) return;
-  int out[1] = {fresh_contrib(c, op, x)};
-  emit(c, op, IR_OP_ROPE_BWD, 1, dy, 1, out, 0);
-}
-
-static void rule_silu(ad_ctx *c, const ir_op *op, const int *dy) {
-  int x = op->in[0];
-  if (!c->needs[x]) return;
-  int in[2] = {dy[0], x}, out[1] = {fresh_contrib(c, op, x)};
-  emit(c, op, IR_OP_SILU_BWD, 2, in, 1, out, 0);
-}
-
-/* y = fn(x): dx = dy * dfn(x), as gelu; x is saved, and since dx is not a
- * parameter gradient the FROZEN path needs x too (saved_dx). emit keeps the
- * op's .activation, so the backward op finds dfn. */
-static void rule_activation(ad_ctx *c, const ir_op *op, const int *dy) {
-  int x = op->in[0];
-  if (!c->needs[x]) return;
-  int in[2] = {dy[0], x}, out[1] = {fresh_contrib(c, op, x)};
-  emit(c, op, IR_OP_ACTIVATION_BWD, 2, in, 1, out, 0);
-}
-
-/* y = a * b: da = dy * b and db = dy * a, each a mul of its own. */
-static void rule_mul(ad_ctx *c, const ir_op *op, const int *dy) {
-  for (int k = 0; k < 2; k++) {
-    int v = op->in[k];
-    if (!c->needs[v]) continue;
-    int in[2] = {dy[0], op->in[1 - k]}, out[1] = {fresh_contrib(c, op, v)};
-    emit(c, op, IR_OP_MUL, 2, in, 1, out, 0);
-  }
-}
-
-/* y = f * x: dx = f * dy, the same op (emit keeps the factor). */
-static void rule_scale(ad_ctx *c, const ir_op *op, const int *dy) {
-  int x = op->in[0];
-  if (!c->needs[x]) return;
-  int out[1] = {fresh_contrib(c, op, x)};
-  emit(c, op, IR_OP_SCALE, 1, dy, 1, out, 0);
-}
-
-/* The pieces' gradients side by side; -1 in dy marks a piece that nothing
- * read, which concat fills with zeros, so it carries every piece's width. */
-static void rule_split(ad_ctx *c, const ir_op *op, const int *dy) {
-  int x = op->in[0];
-  if (!c->needs[x]) return;
-  ir_op widths = *op;
-  for (int k = 0; k < op->n_out; k++)
-    widths.sizes[k] = value(c, op->out[k])->cols;
-  int out[1] = {fresh_contrib(c, op, x)};
-  emit(c, &widths, IR_OP_CONCAT, op->n_out, dy, 1, out, 0);
-}
-
-/* The kernel writes dq, dk and dv together, so all three get a value. */
-static void rule_attention(ad_ctx *c, const ir_op *op, const int *dy) {
-  int q = op->in[0], k = op->in[1], v = op->in[2];
-  if (!c->needs[q] && !c->needs[k] && !c->needs[v]) return;
-  int in[6] = {dy[0], q, k, v, op->out[0], op->out[1]};
-  int out[3] = {fresh_contrib(c, op, q), fresh_contrib(c, op, k),
-                fresh_contrib(c, op, v)};
-  emit(c, op, IR_OP_ATTENTION_BWD, 6, in, 3, out, 0);
-}
-
-/* The loss's own gradient is 1, implicit in cross_entropy_bwd. */
-static void rule_cross_entropy(ad_ctx *c, const ir_op *op) {
-  int logits = op->in[0];
-  if (!c->needs[logits]) return;
-  int in[2] = {logits, op->in[1]}, out[1] = {fresh_contrib(c, op, logits)};
-  emit(c, op, IR_OP_CROSS_ENTROPY_BWD, 2, in, 1, out, 0);
+  ir_add_bwd(ctx_of(r)->g, &op);
 }
 
 static void apply_rule(ad_ctx *c, const ir_op *op, const int *dy) {
-  switch (op->kind) {
-  case IR_OP_EMBEDDING: rule_embedding(c, op, dy); break;
-  case IR_OP_POS_EMBEDDING: rule_pos_embedding(c, op, dy); break;
-  case IR_OP_ADD: rule_add(c, op, dy); break;
-  case IR_OP_LAYERNORM: rule_layernorm(c, op, dy); break;
-  case IR_OP_LINEAR: rule_linear(c, op, dy); break;
-  case IR_OP_GELU: rule_gelu(c, op, dy); break;
-  case IR_OP_SPLIT: rule_split(c, op, dy); break;
-  case IR_OP_ATTENTION: rule_attention(c, op, dy); break;
-  case IR_OP_RMSNORM: rule_rmsnorm(c, op, dy); break;
-  case IR_OP_ROPE: rule_rope(c, op, dy); break;
-  case IR_OP_SILU: rule_silu(c, op, dy); break;
-  case IR_OP_MUL: rule_mul(c, op, dy); break;
-  case IR_OP_SCALE: rule_scale(c, op, dy); break;
-  case IR_OP_ACTIVATION: rule_activation(c, op, dy); break;
-  case IR_OP_CROSS_ENTROPY: rule_cross_entropy(c, op); break;
-  }
+  ir_grad r = {.g = c->g, .op = op, .dy = dy, .needs = grad_needs, .dx = grad_dx,
+               .dparam = grad_dparam, .pass = grad_pass, .emit = grad_emit, .ctx = c};
+  ir_op_info[op->kind].grad(&r);
 }
 
 /* ------------------------------------------------------------------------ */
 /* checks that make every rule above total */
 
-/* Which inputs of a forward op are trained in place (the backward op
- * accumulates into a parameter gradient): those must be params, and a param
- * anywhere else would need a gradient no op could write. */
-static int param_slot(int kind, int k) {
-  switch (kind) {
-  case IR_OP_EMBEDDING: return k == 1;
-  case IR_OP_POS_EMBEDDING: return k == 0;
-  case IR_OP_LAYERNORM: return k >= 1;
-  case IR_OP_RMSNORM: return k == 1;
-  case IR_OP_LINEAR: return k >= 1;
-  default: return 0;
-  }
+/* Inputs the table says train in place (the backward op accumulates into a
+ * parameter gradient) must be params, and a param anywhere else would need a
+ * gradient no op could write. */
+static int param_slot(ir_opkind kind, int k) {
+  return (ir_op_info[kind].params >> k) & 1u;
 }
 
 static int check_op(ad_ctx *c, const ir_op *op) {
-  if (op->kind > IR_OP_CROSS_ENTROPY)
+  if (!ir_op_is_forward(op->kind))
     return fail_op(c, op, "a backward op in the forward graph");
   for (int k = 0; k < op->n_in; k++) {
     const ir_value *v = value(c, op->in[k]);
@@ -383,8 +244,8 @@ static int check_op(ad_ctx *c, const ir_op *op) {
                      "train as tables, weights, biases and norm scales",
                      v->name, k + 1);
   }
-  /* cross_entropy_bwd assumes d(loss) = 1: the loss must end the head */
-  if (op->kind == IR_OP_CROSS_ENTROPY &&
+  /* the loss's backward assumes d(loss) = 1: the loss must end the head */
+  if (ir_op_info[op->kind].loss &&
       (c->section != IR_HEAD || op->out[0] != c->g->output))
     return fail_op(c, op, "its loss must be the head's output");
   return 0;
@@ -398,7 +259,7 @@ static int check_graph(ad_ctx *c) {
   int head_loss = 0;
   for (int i = 0; i < g->n_fwd; i++) {
     if (check_op(c, &g->fwd[i])) return -1;
-    head_loss |= g->fwd[i].kind == IR_OP_CROSS_ENTROPY;
+    head_loss |= ir_op_info[g->fwd[i].kind].loss;
   }
   if (c->section == IR_HEAD && !head_loss)
     return lt_fail(c->err, "%s: the head's output '%s' must be a cross_entropy "
@@ -422,7 +283,7 @@ static void add_seed(ad_ctx *c) {
 static void walk_backward(ad_ctx *c) {
   for (int i = c->g->n_fwd - 1; i >= 0; i--) {
     ir_op op = c->g->fwd[i];
-    int dy[IR_MAX_OUT], any = op.kind == IR_OP_CROSS_ENTROPY;
+    int dy[IR_MAX_OUT], any = ir_op_info[op.kind].loss;
     for (int k = 0; k < op.n_out; k++) {
       dy[k] = total_grad(c, op.out[k]);
       any |= dy[k] >= 0;

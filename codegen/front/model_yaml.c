@@ -16,6 +16,7 @@
 #include <yaml.h>
 
 #include "expr.h"
+#include "ir_ops.h"
 #include "lua_expr.h"
 
 typedef struct {
@@ -399,21 +400,18 @@ static int resolve_input(yml_ctx *c, int section, const yaml_node_t *n, int *out
   return 0;
 }
 
-/* --- ops: shape rules --- */
+/* --- ops: the table's shape rules (ir_ops.h), reading the op's YAML --- */
 
-/* What an op is being built from, and the outputs its shape rule decides. */
+/* What an op is being built from; s is what its shape rule reads and decides. */
 typedef struct {
   yml_ctx *c;
-  int section;
   const yaml_node_t *node;       /* the op's mapping: where messages point */
-  const char *name;              /* op kind, for messages */
   ir_op op;
-  int n_names;                   /* names given in `out` */
+  ir_shape s;
   const yaml_node_t *names[IR_MAX_OUT];
-  int64_t cols[IR_MAX_OUT];      /* width of every output */
-  const char *suffix[IR_MAX_OUT];  /* "": named in `out`; else out[0] + suffix */
-  int scalar;                    /* out[0] has one row (the loss) */
 } op_build;
+
+static const ir_op_entry *entry_of(const op_build *b) { return &ir_op_info[b->op.kind]; }
 
 static int op_fail(op_build *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -423,52 +421,7 @@ static int op_fail(op_build *b, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  return fail_at(b->c, b->node, "%s: %s", b->name, msg);
-}
-
-static const ir_value *in_value(op_build *b, int i) {
-  return &b->c->m->sections[b->section].values[b->op.in[i]];
-}
-
-static int64_t in_cols(op_build *b, int i) { return in_value(b, i)->cols; }
-
-static const char *in_name(op_build *b, int i) { return in_value(b, i)->name; }
-
-/* The param behind input i, or NULL if it is an activation. */
-static const ir_param *in_param(op_build *b, int i) {
-  const ir_value *v = in_value(b, i);
-  return v->kind == IR_V_PARAM ? &b->c->m->params[v->param] : NULL;
-}
-
-static int need_inputs(op_build *b, int lo, int hi, const char *signature) {
-  if (b->op.n_in >= lo && b->op.n_in <= hi) return 0;
-  return op_fail(b, "takes inputs [%s], got %d", signature, b->op.n_in);
-}
-
-/* Input i must be a float matrix: not token ids, not the scalar loss. */
-static int need_f32(op_build *b, int i) {
-  const ir_value *v = in_value(b, i);
-  if (v->dtype != IR_F32) return op_fail(b, "'%s' holds token ids, not floats", v->name);
-  if (v->scalar) return op_fail(b, "'%s' is a scalar", v->name);
-  return 0;
-}
-
-static int need_ids(op_build *b, int i) {
-  if (in_value(b, i)->dtype == IR_I32) return 0;
-  return op_fail(b, "'%s' must be token ids (a section input or targets)", in_name(b, i));
-}
-
-static const ir_param *need_param_2d(op_build *b, int i) {
-  const ir_param *p = in_param(b, i);
-  if (p && p->ndim == 2) return p;
-  op_fail(b, "'%s' must be a 2-D param", in_name(b, i));
-  return NULL;
-}
-
-static int need_width(op_build *b, int i, int64_t want, const char *because) {
-  if (in_cols(b, i) == want) return 0;
-  return op_fail(b, "'%s' has width %lld, expected %lld (%s)", in_name(b, i),
-                 (long long)in_cols(b, i), (long long)want, because);
+  return fail_at(b->c, b->node, "%s: %s", entry_of(b)->name, msg);
 }
 
 /* Attribute `key` of the op, or NULL. */
@@ -476,97 +429,48 @@ static yaml_node_t *op_attr(op_build *b, const char *key) {
   return map_get(b->c, b->node, key);
 }
 
-static int infer_embedding(op_build *b) {
-  if (need_inputs(b, 2, 2, "ids, table") || need_ids(b, 0)) return -1;
-  const ir_param *table = need_param_2d(b, 1);
-  if (!table) return -1;
-  if (table->shape[0] > (1 << 30)) return op_fail(b, "table has too many rows");
-  b->c->m->vocab_size = (int)table->shape[0];
-  b->cols[0] = table->shape[1];
-  return 0;
+static op_build *build_of(ir_shape *s) { return s->reader; }
+
+static int read_number(ir_shape *s, const char *key, double *out) {
+  op_build *b = build_of(s);
+  yaml_node_t *n = op_attr(b, key);
+  if (!n) return 0;
+  return get_number(b->c, n, key, out) ? -1 : 1;
 }
 
-static int infer_pos_embedding(op_build *b) {
-  if (need_inputs(b, 1, 1, "table")) return -1;
-  const ir_param *table = need_param_2d(b, 0);
-  if (!table) return -1;
-  if (table->shape[0] > (1 << 30)) return op_fail(b, "table has too many rows");
-  b->c->m->max_seq = (int)table->shape[0];
-  b->cols[0] = table->shape[1];
-  return 0;
+static int read_count(ir_shape *s, const char *key, int64_t max, int64_t *out) {
+  op_build *b = build_of(s);
+  yaml_node_t *n = op_attr(b, key);
+  if (!n) return 0;
+  return get_count(b->c, n, key, max, out) ? -1 : 1;
 }
 
-/* add, mul: element-wise over two inputs of one width */
-static int infer_binary(op_build *b) {
-  if (need_inputs(b, 2, 2, "a, b") || need_f32(b, 0) || need_f32(b, 1)) return -1;
-  if (need_width(b, 1, in_cols(b, 0), "the width of the first input")) return -1;
-  b->cols[0] = in_cols(b, 0);
-  return 0;
+static int read_flag(ir_shape *s, const char *key, int *out) {
+  op_build *b = build_of(s);
+  yaml_node_t *n = op_attr(b, key);
+  if (!n) return 0;
+  return get_bool(b->c, n, key, out) ? -1 : 1;
 }
 
-/* The optional `eps` of a norm into op.eps. */
-static int load_eps(op_build *b, double eps) {
-  yaml_node_t *attr = op_attr(b, "eps");
-  if (attr) {
-    if (get_number(b->c, attr, "eps", &eps)) return -1;
-    if (eps <= 0) return fail_at(b->c, attr, "eps must be positive");
-  }
-  b->op.eps = (float)eps;
-  return 0;
+static int read_counts(ir_shape *s, const char *key, const char *item, int count,
+                       int64_t max, int64_t *out) {
+  op_build *b = build_of(s);
+  yaml_node_t *n = op_attr(b, key);
+  if (!n) return 0;
+  if (need_seq(b->c, n, key)) return -1;
+  if (seq_len(n) != count)
+    return fail_at(b->c, n, "%s: %d %s for %d outputs", entry_of(b)->name, seq_len(n), key,
+                   count);
+  for (int i = 0; i < count; i++)
+    if (get_count(b->c, seq_item(b->c, n, i), item, max, &out[i])) return -1;
+  return 1;
 }
 
-static int infer_layernorm(op_build *b) {
-  if (need_inputs(b, 3, 3, "x, w, b")) return -1;
-  for (int i = 0; i < 3; i++)
-    if (need_f32(b, i)) return -1;
-  int64_t width = in_cols(b, 0);
-  if (need_width(b, 1, width, "the width of x") || need_width(b, 2, width, "the width of x"))
-    return -1;
-  if (load_eps(b, 1e-5)) return -1;
-  b->cols[0] = width;
-  b->cols[1] = b->cols[2] = 1;
-  b->suffix[1] = ".mean";
-  b->suffix[2] = ".rstd";
-  return 0;
+static int report(ir_shape *s, const char *key, const char *msg) {
+  op_build *b = build_of(s);
+  if (key) return fail_at(b->c, op_attr(b, key), "%s", msg);
+  return op_fail(b, "%s", msg);
 }
-
-static int infer_linear(op_build *b) {
-  if (need_inputs(b, 2, 3, "x, W[, bias]") || need_f32(b, 0)) return -1;
-  const ir_param *w = need_param_2d(b, 1);
-  if (!w) return -1;
-  int in_out = w->layout == IR_LAYOUT_IN_OUT;
-  int64_t n_in = w->shape[in_out ? 0 : 1], n_out = w->shape[in_out ? 1 : 0];
-  char because[160];
-  snprintf(because, sizeof because, "the inputs of '%s', stored [%lld, %lld] as %s",
-           w->key, (long long)w->shape[0], (long long)w->shape[1],
-           layout_names[w->layout]);
-  if (need_width(b, 0, n_in, because)) return -1;
-  if (b->op.n_in == 3) {
-    snprintf(because, sizeof because, "the outputs of '%s'", w->key);
-    if (need_f32(b, 2) || need_width(b, 2, n_out, because)) return -1;
-  }
-  b->cols[0] = n_out;
-  return 0;
-}
-
-/* gelu, silu: element-wise over one input */
-static int infer_unary(op_build *b) {
-  if (need_inputs(b, 1, 1, "x") || need_f32(b, 0)) return -1;
-  b->cols[0] = in_cols(b, 0);
-  return 0;
-}
-
-/* scale: y = factor * x, factor an expression over the config */
-static int infer_scale(op_build *b) {
-  if (need_inputs(b, 1, 1, "x") || need_f32(b, 0)) return -1;
-  yaml_node_t *factor = op_attr(b, "factor");
-  if (!factor) return op_fail(b, "needs 'factor'");
-  if (get_number(b->c, factor, "factor", &b->op.factor)) return -1;
-  b->cols[0] = in_cols(b, 0);
-  return 0;
-}
-
-/* --- activation: y = fn(x) from an expression --- */
 
 /* Keeps a copy of the text in a; on failure frees a's trees. */
 static int keep_text(yml_ctx *c, ir_activation *a, const char *text) {
@@ -614,170 +518,46 @@ static int activation_lua(yml_ctx *c, const yaml_node_t *lua, const yaml_node_t 
 }
 
 /* `expr: "..."` inline, or `lua: file.lua, fn: name`; the variable is x,
- * other names are config values. The model owns the parsed trees. */
-static int infer_activation(op_build *b) {
-  if (need_inputs(b, 1, 1, "x") || need_f32(b, 0)) return -1;
+ * other names are config values. */
+static int function_from_attrs(op_build *b, ir_activation *a) {
   yaml_node_t *expr = op_attr(b, "expr"), *lua = op_attr(b, "lua"), *fn = op_attr(b, "fn");
   if (!expr == !lua) return op_fail(b, "needs either 'expr' or 'lua' (with 'fn')");
   if (expr && fn) return fail_at(b->c, fn, "'fn' goes with 'lua', not with 'expr'");
   if (lua && !fn) return op_fail(b, "'lua' needs 'fn' (the activation's name in the file)");
+  return expr ? activation_inline(b->c, expr, a) : activation_lua(b->c, lua, fn, a);
+}
+
+/* A formula op's f(x) from the table; config names are allowed in it. */
+static int function_from_formula(op_build *b, const char *formula, ir_activation *a) {
+  lt_error why;
+  if (expr_function(formula, "x", config_lookup, b->c->m, &a->fn, &a->dfn, &why))
+    return op_fail(b, "formula '%s': %s", formula, why.msg);
+  snprintf(a->name, sizeof a->name, "%s", entry_of(b)->name);
+  return keep_text(b->c, a, formula);
+}
+
+/* An op whose element-wise function is a tree: parsed once per model, which
+ * owns it; op.activation indexes it. */
+static int load_function(op_build *b) {
+  const ir_op_entry *e = entry_of(b);
+  if (e->tree != IR_TREE_FN) return 0;
   ir_activation a;
   memset(&a, 0, sizeof a);
   a.line = b->op.line;
-  if (expr ? activation_inline(b->c, expr, &a) : activation_lua(b->c, lua, fn, &a))
+  if (e->formula ? function_from_formula(b, e->formula, &a) : function_from_attrs(b, &a))
     return -1;
   b->op.activation = ir_add_activation(b->c->m, &a);
-  b->cols[0] = in_cols(b, 0);
   return 0;
 }
-
-/* Hugging Face's RMSNorm default eps is 1e-6. */
-static int infer_rmsnorm(op_build *b) {
-  if (need_inputs(b, 2, 2, "x, w") || need_f32(b, 0) || need_f32(b, 1)) return -1;
-  int64_t width = in_cols(b, 0);
-  if (need_width(b, 1, width, "the width of x") || load_eps(b, 1e-6)) return -1;
-  b->cols[0] = width;
-  b->cols[1] = 1;
-  b->suffix[1] = ".rstd";
-  return 0;
-}
-
-/* heads (required), theta (default 10000), rotary_dims (default: the head
- * size); the rotated dims pair up as (i, i + rotary_dims/2), so even. */
-static int load_rope_attrs(op_build *b, int64_t width) {
-  yaml_node_t *heads = op_attr(b, "heads"), *theta = op_attr(b, "theta"),
-              *rot = op_attr(b, "rotary_dims");
-  if (!heads) return op_fail(b, "needs 'heads'");
-  if (get_int_count(b->c, heads, "heads", &b->op.heads)) return -1;
-  if (width % b->op.heads)
-    return op_fail(b, "'%s' (width %lld) is not divisible by %d heads", in_name(b, 0),
-                   (long long)width, b->op.heads);
-  int hd = (int)(width / b->op.heads);
-  b->op.theta = 10000.0;
-  if (theta) {
-    if (get_number(b->c, theta, "theta", &b->op.theta)) return -1;
-    if (b->op.theta <= 0) return fail_at(b->c, theta, "theta must be positive");
-  }
-  b->op.rotary_dims = hd;
-  if (!rot) {
-    if (hd % 2) return op_fail(b, "head size %d is odd; give an even rotary_dims", hd);
-    return 0;
-  }
-  if (get_int_count(b->c, rot, "rotary_dims", &b->op.rotary_dims)) return -1;
-  if (b->op.rotary_dims > hd || b->op.rotary_dims % 2)
-    return fail_at(b->c, rot, "rotary_dims must be even and at most the head size %d, "
-                   "got %d", hd, b->op.rotary_dims);
-  return 0;
-}
-
-static int infer_rope(op_build *b) {
-  if (need_inputs(b, 1, 1, "x") || need_f32(b, 0)) return -1;
-  if (load_rope_attrs(b, in_cols(b, 0))) return -1;
-  b->cols[0] = in_cols(b, 0);
-  return 0;
-}
-
-/* Widths from `sizes`, else equal parts. */
-static int infer_split(op_build *b) {
-  if (need_inputs(b, 1, 1, "x") || need_f32(b, 0)) return -1;
-  int64_t width = in_cols(b, 0), total = 0;
-  int n = b->n_names;
-  yaml_node_t *sizes = op_attr(b, "sizes");
-  if (!sizes) {
-    if (width % n)
-      return op_fail(b, "'%s' (width %lld) does not split into %d equal parts; give "
-                        "sizes", in_name(b, 0), (long long)width, n);
-    for (int i = 0; i < n; i++) b->cols[i] = width / n;
-    return 0;
-  }
-  if (need_seq(b->c, sizes, "sizes")) return -1;
-  if (seq_len(sizes) != n)
-    return fail_at(b->c, sizes, "split: %d sizes for %d outputs", seq_len(sizes), n);
-  for (int i = 0; i < n; i++) {
-    if (get_count(b->c, seq_item(b->c, sizes, i), "a split size", width, &b->cols[i]))
-      return -1;
-    total += b->cols[i];
-  }
-  if (total != width)
-    return op_fail(b, "sizes add up to %lld, but '%s' has width %lld", (long long)total,
-                   in_name(b, 0), (long long)width);
-  return 0;
-}
-
-static int load_attention_attrs(op_build *b) {
-  yaml_node_t *heads = op_attr(b, "heads"), *kv = op_attr(b, "kv_heads"),
-              *causal = op_attr(b, "causal");
-  if (!heads) return op_fail(b, "needs 'heads'");
-  if (get_int_count(b->c, heads, "heads", &b->op.heads)) return -1;
-  b->op.kv_heads = b->op.heads;
-  if (kv && get_int_count(b->c, kv, "kv_heads", &b->op.kv_heads)) return -1;
-  b->op.causal = 1;
-  if (causal && get_bool(b->c, causal, "causal", &b->op.causal)) return -1;
-  if (b->op.heads % b->op.kv_heads)
-    return op_fail(b, "heads (%d) must be a multiple of kv_heads (%d)", b->op.heads,
-                   b->op.kv_heads);
-  return 0;
-}
-
-static int infer_attention(op_build *b) {
-  if (need_inputs(b, 3, 3, "q, k, v")) return -1;
-  for (int i = 0; i < 3; i++)
-    if (need_f32(b, i)) return -1;
-  if (load_attention_attrs(b)) return -1;
-  int64_t width = in_cols(b, 0);
-  if (width % b->op.heads)
-    return op_fail(b, "q width %lld is not divisible by %d heads", (long long)width,
-                   b->op.heads);
-  int64_t kv_width = (int64_t)b->op.kv_heads * (width / b->op.heads);
-  if (need_width(b, 1, kv_width, "kv_heads * head size") ||
-      need_width(b, 2, kv_width, "kv_heads * head size"))
-    return -1;
-  b->cols[0] = width;
-  b->cols[1] = b->op.heads;
-  b->suffix[1] = ".lse";
-  return 0;
-}
-
-static int infer_cross_entropy(op_build *b) {
-  if (b->section != IR_HEAD) return op_fail(b, "only the head may compute the loss");
-  if (need_inputs(b, 2, 2, "logits, targets") || need_f32(b, 0) || need_ids(b, 1))
-    return -1;
-  b->cols[0] = 1;
-  b->scalar = 1;
-  return 0;
-}
-
-/* Per forward op: its shape rule, its outputs besides out[0], its keys. */
-static const struct {
-  int (*infer)(op_build *b);
-  int n_aux;
-  const char *const keys[7];
-} op_rules[IR_OP_CROSS_ENTROPY + 1] = {
-    [IR_OP_EMBEDDING] = {infer_embedding, 0, {"op", "in", "out"}},
-    [IR_OP_POS_EMBEDDING] = {infer_pos_embedding, 0, {"op", "in", "out"}},
-    [IR_OP_ADD] = {infer_binary, 0, {"op", "in", "out"}},
-    [IR_OP_LAYERNORM] = {infer_layernorm, 2, {"op", "in", "out", "eps"}},
-    [IR_OP_LINEAR] = {infer_linear, 0, {"op", "in", "out"}},
-    [IR_OP_GELU] = {infer_unary, 0, {"op", "in", "out"}},
-    [IR_OP_SPLIT] = {infer_split, 0, {"op", "in", "out", "sizes"}},
-    [IR_OP_ATTENTION] = {infer_attention, 1,
-                         {"op", "in", "out", "heads", "kv_heads", "causal"}},
-    [IR_OP_RMSNORM] = {infer_rmsnorm, 1, {"op", "in", "out", "eps"}},
-    [IR_OP_ROPE] = {infer_rope, 0, {"op", "in", "out", "heads", "theta", "rotary_dims"}},
-    [IR_OP_SILU] = {infer_unary, 0, {"op", "in", "out"}},
-    [IR_OP_MUL] = {infer_binary, 0, {"op", "in", "out"}},
-    [IR_OP_SCALE] = {infer_scale, 0, {"op", "in", "out", "factor"}},
-    [IR_OP_ACTIVATION] = {infer_activation, 0, {"op", "in", "out", "expr", "lua", "fn"}},
-    [IR_OP_CROSS_ENTROPY] = {infer_cross_entropy, 0, {"op", "in", "out"}},
-};
 
 /* --- ops: reading one --- */
 
 static int unknown_op(yml_ctx *c, const yaml_node_t *n) {
-  char known[256] = "";
-  for (int k = 0; k <= IR_OP_CROSS_ENTROPY; k++)
-    snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", k ? ", " : "",
-             ir_op_name(k));
+  char known[512] = "";
+  for (int k = 0; k < IR_OP_COUNT; k++)
+    if (ir_op_is_forward((ir_opkind)k))
+      snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s",
+               known[0] ? ", " : "", ir_op_info[k].name);
   return fail_at(c, n, "unknown op '%s' (known: %s)", scalar(n) ? scalar(n) : "?", known);
 }
 
@@ -803,34 +583,59 @@ static int read_op_inputs(op_build *b) {
   if (!in) return op_fail(b, "needs 'in'");
   if (name_list(b->c, in, items, IR_MAX_IN, "in", &b->op.n_in)) return -1;
   for (int i = 0; i < b->op.n_in; i++)
-    if (resolve_input(b->c, b->section, items[i], &b->op.in[i])) return -1;
+    if (resolve_input(b->c, b->s.section, items[i], &b->op.in[i])) return -1;
   return 0;
 }
 
-/* Only split names several outputs; the others name out[0] and their
- * auxiliary outputs are derived from it. */
+/* An op names out[0], or all its outputs where it has several (split); the
+ * auxiliary outputs (n_aux) are named after out[0] by the shape rule. */
 static int read_op_output_names(op_build *b) {
+  const ir_op_entry *e = entry_of(b);
   yaml_node_t *out = op_attr(b, "out");
   if (!out) return op_fail(b, "needs 'out'");
-  if (name_list(b->c, out, b->names, IR_MAX_OUT, "out", &b->n_names)) return -1;
-  int want_many = b->op.kind == IR_OP_SPLIT;
-  if (want_many && b->n_names < 2) return op_fail(b, "needs at least 2 output names");
-  if (!want_many && b->n_names != 1)
-    return op_fail(b, "takes one output name, got %d", b->n_names);
+  if (name_list(b->c, out, b->names, IR_MAX_OUT, "out", &b->s.n_names)) return -1;
+  int lo = e->out.min - e->n_aux, hi = e->out.max - e->n_aux, n = b->s.n_names;
+  if (hi == 1 && n != 1) return op_fail(b, "takes one output name, got %d", n);
+  if (n < lo || n > hi) return op_fail(b, "needs at least %d output names", lo);
   return 0;
+}
+
+static int check_arity(op_build *b) {
+  const ir_op_entry *e = entry_of(b);
+  if (b->op.n_in >= e->in.min && b->op.n_in <= e->in.max) return 0;
+  return op_fail(b, "takes inputs [%s], got %d", e->sig, b->op.n_in);
 }
 
 static int define_op_outputs(op_build *b) {
-  int n_aux = op_rules[b->op.kind].n_aux;
-  b->op.n_out = b->n_names + n_aux;
+  b->op.n_out = b->s.n_names + entry_of(b)->n_aux;
   for (int i = 0; i < b->op.n_out; i++) {
-    const yaml_node_t *name = i < b->n_names ? b->names[i] : b->names[0];
-    const char *suffix = b->suffix[i] ? b->suffix[i] : "";
-    ir_value v = make_value("", IR_V_ACT, IR_F32, b->cols[i]);
-    v.scalar = i == 0 && b->scalar;
-    if (define_value(b->c, b->section, name, suffix, v, &b->op.out[i])) return -1;
+    const yaml_node_t *name = i < b->s.n_names ? b->names[i] : b->names[0];
+    const char *suffix = b->s.suffix[i] ? b->s.suffix[i] : "";
+    ir_value v = make_value("", IR_V_ACT, IR_F32, b->s.cols[i]);
+    v.scalar = i == 0 && b->s.scalar;
+    if (define_value(b->c, b->s.section, name, suffix, v, &b->op.out[i])) return -1;
   }
   return 0;
+}
+
+/* op, in, out and the table's attributes, NULL-terminated. */
+static void op_keys(const ir_op_entry *e, const char **keys) {
+  int n = 0;
+  keys[n++] = "op", keys[n++] = "in", keys[n++] = "out";
+  for (int i = 0; i < IR_MAX_ATTRS && e->attrs[i]; i++) keys[n++] = e->attrs[i];
+  keys[n] = NULL;
+}
+
+static void init_build(op_build *b, yml_ctx *c, int section, const yaml_node_t *n,
+                       ir_opkind kind) {
+  memset(b, 0, sizeof *b);
+  b->c = c;
+  b->node = n;
+  b->op.kind = kind;
+  b->op.line = line_of(n);
+  b->s = (ir_shape){.m = c->m, .section = section, .op = &b->op, .number = read_number,
+                    .count = read_count, .flag = read_flag, .counts = read_counts,
+                    .fail = report, .reader = b};
 }
 
 static int load_op(yml_ctx *c, int section, const yaml_node_t *n) {
@@ -840,17 +645,14 @@ static int load_op(yml_ctx *c, int section, const yaml_node_t *n) {
   int kind = scalar(kind_node) ? ir_op_from_name(scalar(kind_node)) : -1;
   if (kind < 0) return unknown_op(c, kind_node);
   op_build b;
-  memset(&b, 0, sizeof b);
-  b.c = c;
-  b.section = section;
-  b.node = n;
-  b.name = ir_op_name(kind);
-  b.op.kind = kind;
-  b.op.line = line_of(n);
+  init_build(&b, c, section, n, (ir_opkind)kind);
+  const ir_op_entry *e = entry_of(&b);
+  const char *keys[3 + IR_MAX_ATTRS + 1];
+  op_keys(e, keys);
   char what[64];
-  snprintf(what, sizeof what, "op '%s'", b.name);
-  if (check_keys(c, n, op_rules[kind].keys, what) || read_op_inputs(&b) ||
-      read_op_output_names(&b) || op_rules[kind].infer(&b) || define_op_outputs(&b))
+  snprintf(what, sizeof what, "op '%s'", e->name);
+  if (check_keys(c, n, keys, what) || read_op_inputs(&b) || read_op_output_names(&b) ||
+      check_arity(&b) || e->shape(&b.s) || load_function(&b) || define_op_outputs(&b))
     return -1;
   ir_add_fwd(&c->m->sections[section], &b.op);
   return 0;

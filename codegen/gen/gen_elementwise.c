@@ -1,24 +1,34 @@
 /* gen_elementwise.c: a run of consecutive element-wise ops (add, mul,
- * scale, gelu, silu and their backwards, custom activations) becomes one
- * generated kernel: each element is loaded once, the chain is evaluated in
- * fp32 registers, and only values someone outside the run reads are
- * stored. The code is written here, not taken from a template, because the
+ * scale, gelu, silu and their backwards, custom activations, formula ops)
+ * becomes one generated kernel: each element is loaded once, the chain is
+ * evaluated in fp32 registers, and only values someone outside the run reads
+ * are stored. The code is written here, not taken from a template, because the
  * chain is different for every graph. */
 #include <stdio.h>
 #include <string.h>
 
 #include "gen_internal.h"
+#include "ir_ops.h"
 
 #define MAX_RUN 16
 #define MAX_VALS (3 * MAX_RUN)
 
-int gen_is_elementwise(int kind) {
-  switch (kind) {
-  case IR_OP_ADD: case IR_OP_MUL: case IR_OP_SCALE: case IR_OP_GELU: case IR_OP_GELU_BWD:
-  case IR_OP_SILU: case IR_OP_SILU_BWD: case IR_OP_ACTIVATION: case IR_OP_ACTIVATION_BWD:
-    return 1;
-  }
-  return 0;
+/* The fp32 expression of each built-in element-wise op over registers:
+ * "%0" and "%1" stand for the registers of in[0] and in[1], "%f" for the
+ * factor. Ops with a tree (ir_op_info[].tree: activations, formula ops)
+ * print their trees instead. */
+static const char *const builtin_expr[IR_OP_COUNT] = {
+    [IR_OP_ADD] = "%0 + %1",
+    [IR_OP_MUL] = "%0 * %1",
+    [IR_OP_SCALE] = "%f * %0",
+    [IR_OP_GELU] = "lisa::gelu_forward(%0)",
+    [IR_OP_GELU_BWD] = "lisa::gelu_backward(%0, %1)",
+    [IR_OP_SILU] = "lisa::silu_forward(%0)",
+    [IR_OP_SILU_BWD] = "lisa::silu_backward(%0, %1)",
+};
+
+int gen_is_elementwise(ir_opkind kind) {
+  return builtin_expr[kind] != NULL || ir_op_info[kind].tree != IR_TREE_NONE;
 }
 
 typedef struct {
@@ -72,9 +82,6 @@ static int outside_reads(const gen_ctx *c, const int *run, int n, int v) {
   return c->readers[v] - inside;
 }
 
-/* The fp32 expression of one op over registers. */
-static void op_expr_builtin(sbuf *b, const ir_op *op, const int *in);
-
 /* A custom activation's tree (or its derivative) as C over register v<x>. */
 static int activation_expr(gen_ctx *c, sbuf *b, const ir_op *op, int derivative, int x) {
   const ir_activation *a = &c->m->activations[op->activation];
@@ -87,31 +94,26 @@ static int activation_expr(gen_ctx *c, sbuf *b, const ir_op *op, int derivative,
   return 0;
 }
 
-/* The fp32 expression of one op over registers. */
-static int op_expr(gen_ctx *c, sbuf *b, const ir_op *op, const int *in) {
-  switch (op->kind) {
-  case IR_OP_ACTIVATION: return activation_expr(c, b, op, 0, in[0]);
-  case IR_OP_ACTIVATION_BWD:
-    sb_printf(b, "v%d * ", in[0]);
-    return activation_expr(c, b, op, 1, in[1]);
+static void builtin_op_expr(sbuf *b, const ir_op *op, const int *in) {
+  for (const char *p = builtin_expr[op->kind]; *p; p++) {
+    char f[40];
+    if (p[0] != '%') sb_printf(b, "%c", p[0]);
+    else if (p[1] == 'f') sb_puts(b, gen_float(f, op->factor)), p++;
+    else sb_printf(b, "v%d", in[p[1] - '0']), p++;
   }
-  return op_expr_builtin(b, op, in), 0;
 }
 
-static void op_expr_builtin(sbuf *b, const ir_op *op, const int *in) {
-  switch (op->kind) {
-  case IR_OP_ADD: sb_printf(b, "v%d + v%d", in[0], in[1]); break;
-  case IR_OP_MUL: sb_printf(b, "v%d * v%d", in[0], in[1]); break;
-  case IR_OP_SCALE: {
-    char f[40];
-    sb_printf(b, "%s * v%d", gen_float(f, op->factor), in[0]);
-    break;
+/* The fp32 expression of one op over registers. */
+static int op_expr(gen_ctx *c, sbuf *b, const ir_op *op, const int *in) {
+  switch (ir_op_info[op->kind].tree) {
+  case IR_TREE_FN: return activation_expr(c, b, op, 0, in[0]);
+  case IR_TREE_DFN:
+    sb_printf(b, "v%d * ", in[0]);
+    return activation_expr(c, b, op, 1, in[1]);
+  case IR_TREE_NONE: break;
   }
-  case IR_OP_GELU: sb_printf(b, "lisa::gelu_forward(v%d)", in[0]); break;
-  case IR_OP_GELU_BWD: sb_printf(b, "lisa::gelu_backward(v%d, v%d)", in[0], in[1]); break;
-  case IR_OP_SILU: sb_printf(b, "lisa::silu_forward(v%d)", in[0]); break;
-  case IR_OP_SILU_BWD: sb_printf(b, "lisa::silu_backward(v%d, v%d)", in[0], in[1]); break;
-  }
+  builtin_op_expr(b, op, in);
+  return 0;
 }
 
 typedef struct {

@@ -77,7 +77,7 @@ int gen_build_optimizer(gen_program *prog, gen_path *p, lt_error *err);
 
 /* --- lowering rules (gen_kernels.c, gen_elementwise.c) --- */
 int gen_lower_template_op(gen_ctx *c, int item);  /* norms, attention, rope, ... */
-int gen_is_elementwise(int kind);
+int gen_is_elementwise(ir_opkind kind);
 int gen_lower_elementwise(gen_ctx *c, int first); /* a run starting at first */
 
 #endif

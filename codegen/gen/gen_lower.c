@@ -263,7 +263,7 @@ static const ir_param *param_of(const gen_ctx *c, int v) {
 }
 
 /* The item after `i` (in order) that reads v as input k, or -1. */
-static int later_reader(const gen_ctx *c, int i, int v, int kind, int k) {
+static int later_reader(const gen_ctx *c, int i, int v, ir_opkind kind, int k) {
   int j = gen_sole_reader(c, v);
   if (j <= i || c->items[j].absorbed) return -1;
   const ir_op *op = c->items[j].op;
@@ -449,6 +449,7 @@ static int lower_item(gen_ctx *c, int i) {
     if (gen_try_fuse_add_gemm(c, i)) return 0;
     if (gen_try_residual_norm(c, i)) return 0;
     return gen_lower_elementwise(c, i);
+  default: break;
   }
   if (gen_is_elementwise(op->kind)) return gen_lower_elementwise(c, i);
   return gen_lower_template_op(c, i);

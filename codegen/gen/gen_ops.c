@@ -608,6 +608,7 @@ int gen_lower_template_op(gen_ctx *c, int i) {
   case IR_OP_SPLIT: return emit_copy(c, op, 0);
   case IR_OP_CONCAT: return emit_copy(c, op, 1);
   case IR_OP_LINEAR_BWD_B: emit_bias_grad(c, op); return 0;
+  default: break;
   }
   return lt_fail(c->err, "%s:%d: gen: no kernel for op '%s'", c->m->path, op->line,
                  ir_op_name(op->kind));

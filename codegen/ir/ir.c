@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ir_ops.h"
+
 /* Grows *arr to hold one more element of `size` bytes; aborts on OOM since
  * the IR is tiny and an allocation failure here means the machine is gone. */
 static void *grow(void *arr, int *cap, int n, size_t size) {
@@ -88,48 +90,18 @@ int64_t ir_param_numel(const ir_param *p) {
   return p->ndim == 1 ? p->shape[0] : p->shape[0] * p->shape[1];
 }
 
-static const char *const op_names[IR_OP_COUNT] = {
-    [IR_OP_EMBEDDING] = "embedding",
-    [IR_OP_POS_EMBEDDING] = "position_embedding",
-    [IR_OP_ADD] = "add",
-    [IR_OP_LAYERNORM] = "layernorm",
-    [IR_OP_LINEAR] = "linear",
-    [IR_OP_GELU] = "gelu",
-    [IR_OP_SPLIT] = "split",
-    [IR_OP_ATTENTION] = "attention",
-    [IR_OP_RMSNORM] = "rmsnorm",
-    [IR_OP_ROPE] = "rope",
-    [IR_OP_SILU] = "silu",
-    [IR_OP_MUL] = "mul",
-    [IR_OP_SCALE] = "scale",
-    [IR_OP_ACTIVATION] = "activation",
-    [IR_OP_CROSS_ENTROPY] = "cross_entropy",
-    [IR_OP_EMBEDDING_BWD_W] = "embedding_bwd_w",
-    [IR_OP_POS_EMBEDDING_BWD_W] = "position_embedding_bwd_w",
-    [IR_OP_LAYERNORM_BWD_X] = "layernorm_bwd_x",
-    [IR_OP_LAYERNORM_BWD_WB] = "layernorm_bwd_wb",
-    [IR_OP_LINEAR_BWD_X] = "linear_bwd_x",
-    [IR_OP_LINEAR_BWD_W] = "linear_bwd_w",
-    [IR_OP_LINEAR_BWD_B] = "linear_bwd_b",
-    [IR_OP_GELU_BWD] = "gelu_bwd",
-    [IR_OP_CONCAT] = "concat",
-    [IR_OP_ATTENTION_BWD] = "attention_bwd",
-    [IR_OP_CROSS_ENTROPY_BWD] = "cross_entropy_bwd",
-    [IR_OP_RMSNORM_BWD_X] = "rmsnorm_bwd_x",
-    [IR_OP_RMSNORM_BWD_W] = "rmsnorm_bwd_w",
-    [IR_OP_ROPE_BWD] = "rope_bwd",
-    [IR_OP_SILU_BWD] = "silu_bwd",
-    [IR_OP_ACTIVATION_BWD] = "activation_bwd",
-};
-
-const char *ir_op_name(int kind) {
-  return kind >= 0 && kind < IR_OP_COUNT && op_names[kind] ? op_names[kind] : "?";
+const char *ir_op_name(ir_opkind kind) {
+  return (int)kind >= 0 && (int)kind < IR_OP_COUNT ? ir_op_info[kind].name : "?";
 }
 
 int ir_op_from_name(const char *name) {
-  for (int k = 0; k <= IR_OP_CROSS_ENTROPY; k++)
-    if (strcmp(op_names[k], name) == 0) return k;
+  for (int k = 0; k < IR_OP_COUNT; k++)
+    if (ir_op_is_forward((ir_opkind)k) && strcmp(ir_op_info[k].name, name) == 0) return k;
   return -1;
+}
+
+const char *ir_layout_name(int layout) {
+  return layout == IR_LAYOUT_IN_OUT ? "in_out" : "out_in";
 }
 
 const char *ir_section_name(int section) {

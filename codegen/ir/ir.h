@@ -68,49 +68,31 @@ typedef struct {
   int saved_dx;    /* read by a backward op the FROZEN path runs (dX only) */
 } ir_value;
 
-enum ir_opkind {
-  /* forward */
-  IR_OP_EMBEDDING,         /* in: ids, table[V,C]        out: y[N,C] */
-  IR_OP_POS_EMBEDDING,     /* in: table[P,C]             out: y[N,C], row n = table[n % T] */
-  IR_OP_ADD,               /* in: a, b                   out: a + b */
-  IR_OP_LAYERNORM,         /* in: x, w, b                out: y, mean[N,1], rstd[N,1] */
-  IR_OP_LINEAR,            /* in: x, W [, bias]          out: y = x W^T + bias (layout-aware) */
-  IR_OP_GELU,              /* in: x                      out: tanh-approximated GELU */
-  IR_OP_SPLIT,             /* in: x                      out: column slices, widths = out cols */
-  IR_OP_ATTENTION,         /* in: q, k, v                out: y, lse[N,heads] */
-  IR_OP_RMSNORM,           /* in: x, w                   out: y = w * x * rstd, rstd[N,1] */
-  IR_OP_ROPE,              /* in: x                      out: rotary position embedding */
-  IR_OP_SILU,              /* in: x                      out: x * sigmoid(x) */
-  IR_OP_MUL,               /* in: a, b                   out: a * b (element-wise) */
-  IR_OP_SCALE,             /* in: x                      out: factor * x */
-  IR_OP_ACTIVATION,        /* in: x                      out: fn(x), fn = activations[.activation] */
-  IR_OP_CROSS_ENTROPY,     /* in: logits[N,V], targets   out: loss (scalar, mean over N) */
-  /* backward (backward graphs also use add, to sum gradients, mul:
-   * d(a*b) is dy*b and dy*a, and scale: d(f*x) is f*dy) */
-  IR_OP_EMBEDDING_BWD_W,   /* in: ids, dy                out: +=dtable */
-  IR_OP_POS_EMBEDDING_BWD_W, /* in: dy                   out: +=dtable */
-  IR_OP_LAYERNORM_BWD_X,   /* in: dy, x, w, mean, rstd   out: dx */
-  IR_OP_LAYERNORM_BWD_WB,  /* in: dy, x, mean, rstd      out: +=dw, +=db */
-  IR_OP_LINEAR_BWD_X,      /* in: dy, W                  out: dx */
-  IR_OP_LINEAR_BWD_W,      /* in: dy, x                  out: +=dW (in W's stored layout) */
-  IR_OP_LINEAR_BWD_B,      /* in: dy                     out: +=dbias */
-  IR_OP_GELU_BWD,          /* in: dy, x                  out: dx */
-  IR_OP_CONCAT,            /* in: pieces (-1 = zeros)    out: x; widths = in cols */
-  IR_OP_ATTENTION_BWD,     /* in: dy, q, k, v, y, lse    out: dq, dk, dv */
-  IR_OP_CROSS_ENTROPY_BWD, /* in: logits, targets        out: dlogits = (softmax - onehot) * scale / N */
-  IR_OP_RMSNORM_BWD_X,     /* in: dy, x, w, rstd         out: dx */
-  IR_OP_RMSNORM_BWD_W,     /* in: dy, x, rstd            out: +=dw */
-  IR_OP_ROPE_BWD,          /* in: dy                     out: dx (rotation by -angle) */
-  IR_OP_SILU_BWD,          /* in: dy, x                  out: dx */
-  IR_OP_ACTIVATION_BWD,    /* in: dy, x                  out: dx = dy * dfn(x) */
-  IR_OP_COUNT
+/* Every op kind, in codegen/ir/ops.def's order; its facts are the table
+ * ir_op_info (ir_ops.h). */
+typedef enum ir_opkind {
+#define IR_OP(id, ...) IR_OP_##id,
+#define IR_FORMULA_OP(id, name, formula) IR_OP_##id, IR_OP_##id##_BWD,
+#include "ops.def"
+#undef IR_OP
+#undef IR_FORMULA_OP
+} ir_opkind;
+
+/* Not an enumerator, so a switch over ir_opkind need not handle it. */
+enum {
+  IR_OP_COUNT = 0
+#define IR_OP(id, ...) +1
+#define IR_FORMULA_OP(id, name, formula) +2
+#include "ops.def"
+#undef IR_OP
+#undef IR_FORMULA_OP
 };
 
 #define IR_MAX_IN 6
 #define IR_MAX_OUT 4
 
 typedef struct {
-  int kind;              /* enum ir_opkind */
+  ir_opkind kind;
   int n_in, in[IR_MAX_IN];   /* value indices; -1 only where documented */
   int n_out, out[IR_MAX_OUT];
   float eps;             /* layernorm, rmsnorm */
@@ -118,7 +100,8 @@ typedef struct {
   int rotary_dims;       /* rope: leading dims of each head that rotate (even) */
   double theta;          /* rope: base of the rotation frequencies */
   double factor;         /* scale */
-  int activation;        /* activation, activation_bwd: index into
+  int activation;        /* ops with an ir_op_info tree (activation, formula
+                            ops and their backwards): index into
                             ir_model.activations */
   int causal;            /* attention */
   int64_t sizes[IR_MAX_IN]; /* concat: width of each piece (a piece may be -1) */
@@ -185,8 +168,9 @@ int ir_add_bwd(ir_graph *g, const ir_op *op);
 /* Takes ownership of a's trees and text; returns the index. */
 int ir_add_activation(ir_model *m, const ir_activation *a);
 int64_t ir_param_numel(const ir_param *p);
-const char *ir_op_name(int kind);       /* "layernorm", "linear_bwd_w", ... */
-int ir_op_from_name(const char *name);  /* forward ops only; -1 if unknown */
+const char *ir_op_name(ir_opkind kind);  /* "layernorm", "linear_bwd_w", ... */
+int ir_op_from_name(const char *name);   /* forward ops only; -1 if unknown */
+const char *ir_layout_name(int layout);  /* "out_in", "in_out" */
 const char *ir_section_name(int section);
 
 /* Hugging Face name of a param for a layer ("h.{i}.x" -> "h.3.x"). */

@@ -3,15 +3,16 @@
 
 #include <string.h>
 
-/* "07 linear_bwd_x -> d_fc [256x3072x768]": index, op, first output, and a
- * linear's rows x in x out. */
+#include "ir_ops.h"
+
+/* "07 linear_bwd_x -> d_fc [256x3072x768]": index, op, first output, and
+ * for an op the table labels by a weight (linear and its backwards) rows x
+ * in x out. */
 static void describe(const ir_model *m, const ir_graph *g, const ir_op *op, int i, int N,
                      char *out, size_t cap) {
   const ir_value *y = &g->values[op->out[0]];
   int n = snprintf(out, cap, "%02d %s -> %s", i, ir_op_name(op->kind), y->name);
-  int w = op->kind == IR_OP_LINEAR || op->kind == IR_OP_LINEAR_BWD_X ? op->in[1]
-          : op->kind == IR_OP_LINEAR_BWD_W                           ? op->out[0]
-                                                                     : -1;
+  int w = ir_op_weight(op);
   if (w < 0 || n < 0 || (size_t)n >= cap) return;
   const ir_param *p = &m->params[g->values[w].param];
   int io = p->layout == IR_LAYOUT_IN_OUT;

@@ -4,21 +4,31 @@
 
 #include "clock_ms.h"
 #include "cpu_ops.h"
+#include "ir_ops.h"
 
 /* Everything an op kernel needs, resolved from the IR and the buffers. */
 typedef struct {
-  ms_state *s;
+  const ir_model *m;
   const ir_graph *g;
-  void **b;
+  void **b;          /* per value of g */
+  int B, T, N;
   float loss_scale;
 } exec_ctx;
 
-static float *F(const exec_ctx *c, int v) { return v < 0 ? NULL : (float *)c->b[v]; }
-static const int32_t *I(const exec_ctx *c, int v) { return (const int32_t *)c->b[v]; }
+static float *f32_buf(const exec_ctx *c, int v) { return v < 0 ? NULL : (float *)c->b[v]; }
+static const int32_t *i32_buf(const exec_ctx *c, int v) { return (const int32_t *)c->b[v]; }
 static int cols(const exec_ctx *c, int v) { return (int)c->g->values[v].cols; }
-static const ir_param *param_of(const exec_ctx *c, int v) {
-  return &c->s->ir->params[c->g->values[v].param];
+/* Elements of value v: rows (N, or 1 for a scalar) times cols. */
+static int64_t elements(const exec_ctx *c, int v) {
+  return (int64_t)(c->g->values[v].scalar ? 1 : c->N) * cols(c, v);
 }
+static const ir_param *param_of(const exec_ctx *c, int v) {
+  return &c->m->params[c->g->values[v].param];
+}
+
+/* Shorthands for an op's buffers. */
+#define IN(k) f32_buf(c, op->in[k])
+#define OUT(k) f32_buf(c, op->out[k])
 
 /* A linear weight's (in, out) from its stored shape and layout. */
 static void linear_dims(const ir_param *w, int *in, int *out) {
@@ -27,169 +37,238 @@ static void linear_dims(const ir_param *w, int *in, int *out) {
   *out = (int)w->shape[transposed ? 1 : 0];
 }
 
+/* --- one small function per op kind --- */
+
+static void run_embedding(const exec_ctx *c, const ir_op *op) {
+  cpu_embedding_forward(OUT(0), i32_buf(c, op->in[0]), IN(1), c->N, cols(c, op->out[0]));
+}
+
+static void run_pos_embedding(const exec_ctx *c, const ir_op *op) {
+  cpu_pos_embedding_forward(OUT(0), IN(0), c->N, c->T, cols(c, op->out[0]));
+}
+
+static void run_add(const exec_ctx *c, const ir_op *op) {
+  cpu_add(OUT(0), IN(0), IN(1), elements(c, op->out[0]));
+}
+
+static void run_mul(const exec_ctx *c, const ir_op *op) {
+  cpu_mul(OUT(0), IN(0), IN(1), (int64_t)c->N * cols(c, op->out[0]));
+}
+
+static void run_scale(const exec_ctx *c, const ir_op *op) {
+  cpu_scale(OUT(0), IN(0), (float)op->factor, (int64_t)c->N * cols(c, op->out[0]));
+}
+
+static void run_layernorm(const exec_ctx *c, const ir_op *op) {
+  cpu_layernorm_forward(OUT(0), OUT(1), OUT(2), IN(0), IN(1), IN(2), c->N, cols(c, op->in[0]),
+                        op->eps);
+}
+
+static void run_layernorm_bwd_x(const exec_ctx *c, const ir_op *op) {
+  cpu_layernorm_backward_x(OUT(0), IN(0), IN(1), IN(2), IN(3), IN(4), c->N, cols(c, op->in[0]));
+}
+
+static void run_layernorm_bwd_wb(const exec_ctx *c, const ir_op *op) {
+  cpu_layernorm_backward_wb(OUT(0), OUT(1), IN(0), IN(1), IN(2), IN(3), c->N,
+                            cols(c, op->in[0]));
+}
+
+static void run_rmsnorm(const exec_ctx *c, const ir_op *op) {
+  cpu_rmsnorm_forward(OUT(0), OUT(1), IN(0), IN(1), c->N, cols(c, op->in[0]), op->eps);
+}
+
+static void run_rmsnorm_bwd_x(const exec_ctx *c, const ir_op *op) {
+  cpu_rmsnorm_backward_x(OUT(0), IN(0), IN(1), IN(2), IN(3), c->N, cols(c, op->in[0]));
+}
+
+static void run_rmsnorm_bwd_w(const exec_ctx *c, const ir_op *op) {
+  cpu_rmsnorm_backward_w(OUT(0), IN(0), IN(1), IN(2), c->N, cols(c, op->in[0]));
+}
+
+static void run_linear(const exec_ctx *c, const ir_op *op) {
+  const ir_param *w = param_of(c, op->in[1]);
+  int in, out;
+  linear_dims(w, &in, &out);
+  cpu_linear_forward(OUT(0), IN(0), IN(1), op->n_in > 2 ? IN(2) : NULL, c->N, in, out,
+                     w->layout);
+}
+
+static void run_linear_bwd_x(const exec_ctx *c, const ir_op *op) {
+  const ir_param *w = param_of(c, op->in[1]);
+  int in, out;
+  linear_dims(w, &in, &out);
+  cpu_linear_backward_x(OUT(0), IN(0), IN(1), c->N, in, out, w->layout);
+}
+
+static void run_linear_bwd_w(const exec_ctx *c, const ir_op *op) {
+  const ir_param *w = param_of(c, op->out[0]);
+  int in, out;
+  linear_dims(w, &in, &out);
+  cpu_linear_backward_w(OUT(0), IN(0), IN(1), c->N, in, out, w->layout);
+}
+
+static void run_linear_bwd_b(const exec_ctx *c, const ir_op *op) {
+  cpu_linear_backward_b(OUT(0), IN(0), c->N, cols(c, op->in[0]));
+}
+
+static void run_gelu(const exec_ctx *c, const ir_op *op) {
+  cpu_gelu_forward(OUT(0), IN(0), (int64_t)c->N * cols(c, op->in[0]));
+}
+
+static void run_gelu_bwd(const exec_ctx *c, const ir_op *op) {
+  cpu_gelu_backward(OUT(0), IN(0), IN(1), (int64_t)c->N * cols(c, op->in[0]));
+}
+
+static void run_silu(const exec_ctx *c, const ir_op *op) {
+  cpu_silu_forward(OUT(0), IN(0), (int64_t)c->N * cols(c, op->in[0]));
+}
+
+static void run_silu_bwd(const exec_ctx *c, const ir_op *op) {
+  cpu_silu_backward(OUT(0), IN(0), IN(1), (int64_t)c->N * cols(c, op->in[0]));
+}
+
 static void run_split(const exec_ctx *c, const ir_op *op) {
   float *outs[IR_MAX_OUT];
   int64_t widths[IR_MAX_OUT];
-  for (int i = 0; i < op->n_out; i++) outs[i] = F(c, op->out[i]), widths[i] = cols(c, op->out[i]);
-  cpu_split(outs, widths, op->n_out, F(c, op->in[0]), c->s->N);
+  for (int i = 0; i < op->n_out; i++) outs[i] = OUT(i), widths[i] = cols(c, op->out[i]);
+  cpu_split(outs, widths, op->n_out, IN(0), c->N);
 }
 
 static void run_concat(const exec_ctx *c, const ir_op *op) {
   const float *pieces[IR_MAX_IN];
   int64_t widths[IR_MAX_IN];
-  for (int i = 0; i < op->n_in; i++) pieces[i] = F(c, op->in[i]), widths[i] = op->sizes[i];
-  cpu_concat(F(c, op->out[0]), pieces, widths, op->n_in, c->s->N);
+  for (int i = 0; i < op->n_in; i++) pieces[i] = IN(i), widths[i] = op->sizes[i];
+  cpu_concat(OUT(0), pieces, widths, op->n_in, c->N);
 }
 
-static void run_attention(const exec_ctx *c, const ir_op *op, int backward) {
-  const ms_state *s = c->s;
-  int hd = cols(c, op->in[backward ? 1 : 0]) / op->heads;
-  if (!backward) {
-    cpu_attention_forward(F(c, op->out[0]), F(c, op->out[1]), F(c, op->in[0]), F(c, op->in[1]),
-                          F(c, op->in[2]), s->B, s->T, op->heads, op->kv_heads, hd, op->causal);
-  } else {
-    cpu_attention_backward(F(c, op->out[0]), F(c, op->out[1]), F(c, op->out[2]), F(c, op->in[0]),
-                           F(c, op->in[1]), F(c, op->in[2]), F(c, op->in[3]), F(c, op->in[4]),
-                           F(c, op->in[5]), s->B, s->T, op->heads, op->kv_heads, hd, op->causal);
-  }
-}
-
-/* rope and rope_bwd: one input, as wide as the output */
-static void run_rope(const exec_ctx *c, const ir_op *op, int backward) {
+static void run_attention(const exec_ctx *c, const ir_op *op) {
   int hd = cols(c, op->in[0]) / op->heads;
-  (backward ? cpu_rope_backward : cpu_rope_forward)(F(c, op->out[0]), F(c, op->in[0]), c->s->N,
-                                                   c->s->T, op->heads, hd, op->rotary_dims,
-                                                   op->theta);
+  cpu_attention_forward(OUT(0), OUT(1), IN(0), IN(1), IN(2), c->B, c->T, op->heads,
+                        op->kv_heads, hd, op->causal);
 }
 
-/* The activation trees' evaluator, in cpu_ops' callback form. */
+static void run_attention_bwd(const exec_ctx *c, const ir_op *op) {
+  int hd = cols(c, op->in[1]) / op->heads;
+  cpu_attention_backward(OUT(0), OUT(1), OUT(2), IN(0), IN(1), IN(2), IN(3), IN(4), IN(5), c->B,
+                         c->T, op->heads, op->kv_heads, hd, op->causal);
+}
+
+static void run_rope(const exec_ctx *c, const ir_op *op) {
+  cpu_rope_forward(OUT(0), IN(0), c->N, c->T, op->heads, cols(c, op->in[0]) / op->heads,
+                   op->rotary_dims, op->theta);
+}
+
+static void run_rope_bwd(const exec_ctx *c, const ir_op *op) {
+  cpu_rope_backward(OUT(0), IN(0), c->N, c->T, op->heads, cols(c, op->in[0]) / op->heads,
+                    op->rotary_dims, op->theta);
+}
+
+static void run_embedding_bwd_w(const exec_ctx *c, const ir_op *op) {
+  cpu_embedding_backward(OUT(0), i32_buf(c, op->in[0]), IN(1), c->N, cols(c, op->in[1]));
+}
+
+static void run_pos_embedding_bwd_w(const exec_ctx *c, const ir_op *op) {
+  cpu_pos_embedding_backward(OUT(0), IN(0), c->N, c->T, cols(c, op->in[0]));
+}
+
+static void run_cross_entropy(const exec_ctx *c, const ir_op *op) {
+  *OUT(0) = cpu_cross_entropy_forward(IN(0), i32_buf(c, op->in[1]), c->N, cols(c, op->in[0]));
+}
+
+static void run_cross_entropy_bwd(const exec_ctx *c, const ir_op *op) {
+  cpu_cross_entropy_backward(OUT(0), IN(0), i32_buf(c, op->in[1]), c->N, cols(c, op->in[0]),
+                             c->loss_scale);
+}
+
+/* The trees' evaluator, in cpu_ops' callback form. */
 static double eval_tree(const void *tree, double x) { return expr_eval_x(tree, x); }
 
-static void run_activation(const exec_ctx *c, const ir_op *op, int backward) {
-  const ir_activation *a = &c->s->ir->activations[op->activation];
-  int64_t n = (int64_t)c->s->N * cols(c, op->out[0]);
-  if (!backward)
-    cpu_activation_forward(F(c, op->out[0]), F(c, op->in[0]), n, eval_tree, a->fn);
-  else
-    cpu_activation_backward(F(c, op->out[0]), F(c, op->in[0]), F(c, op->in[1]), n,
-                            eval_tree, a->dfn);
+/* Ops with a tree (activation, formula ops): y = fn(x), evaluated per element. */
+static void run_tree_fn(const exec_ctx *c, const ir_op *op) {
+  const ir_activation *a = &c->m->activations[op->activation];
+  cpu_activation_forward(OUT(0), IN(0), (int64_t)c->N * cols(c, op->out[0]), eval_tree, a->fn);
 }
 
-static void run_op(const exec_ctx *c, const ir_op *op) {
-  const int N = c->s->N, T = c->s->T;
-  int in, out;
-  switch (op->kind) {
-  case IR_OP_EMBEDDING:
-    cpu_embedding_forward(F(c, op->out[0]), I(c, op->in[0]), F(c, op->in[1]), N, cols(c, op->out[0]));
-    break;
-  case IR_OP_POS_EMBEDDING:
-    cpu_pos_embedding_forward(F(c, op->out[0]), F(c, op->in[0]), N, T, cols(c, op->out[0]));
-    break;
-  case IR_OP_ADD:
-    cpu_add(F(c, op->out[0]), F(c, op->in[0]), F(c, op->in[1]),
-            (int64_t)(c->g->values[op->out[0]].scalar ? 1 : N) * cols(c, op->out[0]));
-    break;
-  case IR_OP_LAYERNORM:
-    cpu_layernorm_forward(F(c, op->out[0]), F(c, op->out[1]), F(c, op->out[2]), F(c, op->in[0]),
-                          F(c, op->in[1]), F(c, op->in[2]), N, cols(c, op->in[0]), op->eps);
-    break;
-  case IR_OP_LINEAR:
-    linear_dims(param_of(c, op->in[1]), &in, &out);
-    cpu_linear_forward(F(c, op->out[0]), F(c, op->in[0]), F(c, op->in[1]),
-                       op->n_in > 2 ? F(c, op->in[2]) : NULL, N, in, out, param_of(c, op->in[1])->layout);
-    break;
-  case IR_OP_GELU:
-    cpu_gelu_forward(F(c, op->out[0]), F(c, op->in[0]), (int64_t)N * cols(c, op->in[0]));
-    break;
-  case IR_OP_SPLIT: run_split(c, op); break;
-  case IR_OP_ATTENTION: run_attention(c, op, 0); break;
-  case IR_OP_RMSNORM:
-    cpu_rmsnorm_forward(F(c, op->out[0]), F(c, op->out[1]), F(c, op->in[0]), F(c, op->in[1]), N,
-                        cols(c, op->in[0]), op->eps);
-    break;
-  case IR_OP_ROPE: run_rope(c, op, 0); break;
-  case IR_OP_SILU:
-    cpu_silu_forward(F(c, op->out[0]), F(c, op->in[0]), (int64_t)N * cols(c, op->in[0]));
-    break;
-  case IR_OP_MUL:
-    cpu_mul(F(c, op->out[0]), F(c, op->in[0]), F(c, op->in[1]), (int64_t)N * cols(c, op->out[0]));
-    break;
-  case IR_OP_SCALE:
-    cpu_scale(F(c, op->out[0]), F(c, op->in[0]), (float)op->factor, (int64_t)N * cols(c, op->out[0]));
-    break;
-  case IR_OP_ACTIVATION: run_activation(c, op, 0); break;
-  case IR_OP_CROSS_ENTROPY:
-    *F(c, op->out[0]) = cpu_cross_entropy_forward(F(c, op->in[0]), I(c, op->in[1]), N, cols(c, op->in[0]));
-    break;
-  case IR_OP_EMBEDDING_BWD_W:
-    cpu_embedding_backward(F(c, op->out[0]), I(c, op->in[0]), F(c, op->in[1]), N, cols(c, op->in[1]));
-    break;
-  case IR_OP_POS_EMBEDDING_BWD_W:
-    cpu_pos_embedding_backward(F(c, op->out[0]), F(c, op->in[0]), N, T, cols(c, op->in[0]));
-    break;
-  case IR_OP_LAYERNORM_BWD_X:
-    cpu_layernorm_backward_x(F(c, op->out[0]), F(c, op->in[0]), F(c, op->in[1]), F(c, op->in[2]),
-                             F(c, op->in[3]), F(c, op->in[4]), N, cols(c, op->in[0]));
-    break;
-  case IR_OP_LAYERNORM_BWD_WB:
-    cpu_layernorm_backward_wb(F(c, op->out[0]), F(c, op->out[1]), F(c, op->in[0]), F(c, op->in[1]),
-                              F(c, op->in[2]), F(c, op->in[3]), N, cols(c, op->in[0]));
-    break;
-  case IR_OP_LINEAR_BWD_X:
-    linear_dims(param_of(c, op->in[1]), &in, &out);
-    cpu_linear_backward_x(F(c, op->out[0]), F(c, op->in[0]), F(c, op->in[1]), N, in, out,
-                          param_of(c, op->in[1])->layout);
-    break;
-  case IR_OP_LINEAR_BWD_W:
-    linear_dims(param_of(c, op->out[0]), &in, &out);
-    cpu_linear_backward_w(F(c, op->out[0]), F(c, op->in[0]), F(c, op->in[1]), N, in, out,
-                          param_of(c, op->out[0])->layout);
-    break;
-  case IR_OP_LINEAR_BWD_B:
-    cpu_linear_backward_b(F(c, op->out[0]), F(c, op->in[0]), N, cols(c, op->in[0]));
-    break;
-  case IR_OP_GELU_BWD:
-    cpu_gelu_backward(F(c, op->out[0]), F(c, op->in[0]), F(c, op->in[1]), (int64_t)N * cols(c, op->in[0]));
-    break;
-  case IR_OP_CONCAT: run_concat(c, op); break;
-  case IR_OP_ATTENTION_BWD: run_attention(c, op, 1); break;
-  case IR_OP_CROSS_ENTROPY_BWD:
-    cpu_cross_entropy_backward(F(c, op->out[0]), F(c, op->in[0]), I(c, op->in[1]), N,
-                               cols(c, op->in[0]), c->loss_scale);
-    break;
-  case IR_OP_RMSNORM_BWD_X:
-    cpu_rmsnorm_backward_x(F(c, op->out[0]), F(c, op->in[0]), F(c, op->in[1]), F(c, op->in[2]),
-                           F(c, op->in[3]), N, cols(c, op->in[0]));
-    break;
-  case IR_OP_RMSNORM_BWD_W:
-    cpu_rmsnorm_backward_w(F(c, op->out[0]), F(c, op->in[0]), F(c, op->in[1]), F(c, op->in[2]), N,
-                           cols(c, op->in[0]));
-    break;
-  case IR_OP_ROPE_BWD: run_rope(c, op, 1); break;
-  case IR_OP_ACTIVATION_BWD: run_activation(c, op, 1); break;
-  case IR_OP_SILU_BWD:
-    cpu_silu_backward(F(c, op->out[0]), F(c, op->in[0]), F(c, op->in[1]), (int64_t)N * cols(c, op->in[0]));
-    break;
+/* Their backwards: dx = dy * dfn(x). */
+static void run_tree_dfn(const exec_ctx *c, const ir_op *op) {
+  const ir_activation *a = &c->m->activations[op->activation];
+  cpu_activation_backward(OUT(0), IN(0), IN(1), (int64_t)c->N * cols(c, op->out[0]), eval_tree,
+                          a->dfn);
+}
+
+#undef IN
+#undef OUT
+
+typedef void (*exec_kernel)(const exec_ctx *c, const ir_op *op);
+
+/* The CPU kernel of every op kind with kernels of its own; ops with a tree
+ * need none (kernel_of). exec_supports says whether the table is complete. */
+static const exec_kernel kernels[IR_OP_COUNT] = {
+    [IR_OP_EMBEDDING] = run_embedding,
+    [IR_OP_POS_EMBEDDING] = run_pos_embedding,
+    [IR_OP_ADD] = run_add,
+    [IR_OP_LAYERNORM] = run_layernorm,
+    [IR_OP_LINEAR] = run_linear,
+    [IR_OP_GELU] = run_gelu,
+    [IR_OP_SPLIT] = run_split,
+    [IR_OP_ATTENTION] = run_attention,
+    [IR_OP_RMSNORM] = run_rmsnorm,
+    [IR_OP_ROPE] = run_rope,
+    [IR_OP_SILU] = run_silu,
+    [IR_OP_MUL] = run_mul,
+    [IR_OP_SCALE] = run_scale,
+    [IR_OP_CROSS_ENTROPY] = run_cross_entropy,
+    [IR_OP_EMBEDDING_BWD_W] = run_embedding_bwd_w,
+    [IR_OP_POS_EMBEDDING_BWD_W] = run_pos_embedding_bwd_w,
+    [IR_OP_LAYERNORM_BWD_X] = run_layernorm_bwd_x,
+    [IR_OP_LAYERNORM_BWD_WB] = run_layernorm_bwd_wb,
+    [IR_OP_LINEAR_BWD_X] = run_linear_bwd_x,
+    [IR_OP_LINEAR_BWD_W] = run_linear_bwd_w,
+    [IR_OP_LINEAR_BWD_B] = run_linear_bwd_b,
+    [IR_OP_GELU_BWD] = run_gelu_bwd,
+    [IR_OP_CONCAT] = run_concat,
+    [IR_OP_ATTENTION_BWD] = run_attention_bwd,
+    [IR_OP_CROSS_ENTROPY_BWD] = run_cross_entropy_bwd,
+    [IR_OP_RMSNORM_BWD_X] = run_rmsnorm_bwd_x,
+    [IR_OP_RMSNORM_BWD_W] = run_rmsnorm_bwd_w,
+    [IR_OP_ROPE_BWD] = run_rope_bwd,
+    [IR_OP_SILU_BWD] = run_silu_bwd,
+};
+
+static exec_kernel kernel_of(ir_opkind kind) {
+  switch (ir_op_info[kind].tree) {
+  case IR_TREE_FN: return run_tree_fn;
+  case IR_TREE_DFN: return run_tree_dfn;
+  case IR_TREE_NONE: break;
   }
+  return kernels[kind];
 }
 
-/* run_op, timed into row `row` of the profile when there is one. */
-static void run_timed(const exec_ctx *c, const ir_op *op, int row) {
-  if (!c->s->profile) {
-    run_op(c, op);
+int exec_supports(ir_opkind kind) { return kernel_of(kind) != NULL; }
+
+/* The op, timed into row `row` of the profile when there is one. */
+static void run_timed(const exec_ctx *c, const exec_profile *profile, const ir_op *op,
+                      int row) {
+  exec_kernel run = kernel_of(op->kind);
+  if (!profile) {
+    run(c, op);
     return;
   }
   double t0 = lt_now_ms();
-  run_op(c, op);
-  prof_add(c->s->profile->table, row, lt_now_ms() - t0);
+  run(c, op);
+  prof_add(profile->table, row, lt_now_ms() - t0);
+}
+
+static exec_ctx ctx_of(const ms_state *s, int inst, float loss_scale) {
+  const ir_graph *g = &s->ir->sections[ms_inst_section(s, inst)];
+  return (exec_ctx){s->ir, g, s->bufs[inst], s->B, s->T, s->N, loss_scale};
 }
 
 void exec_forward(ms_state *s, int inst) {
   int sec = ms_inst_section(s, inst);
-  const ir_graph *g = &s->ir->sections[sec];
-  exec_ctx c = {s, g, s->bufs[inst], 1.0f};
+  exec_ctx c = ctx_of(s, inst, 1.0f);
   int row0 = s->profile ? s->profile->row0[sec][0] : 0;
-  for (int i = 0; i < g->n_fwd; i++) run_timed(&c, &g->fwd[i], row0 + i);
+  for (int i = 0; i < c.g->n_fwd; i++) run_timed(&c, s->profile, &c.g->fwd[i], row0 + i);
 }
 
 /* A parameter-gradient op runs only where its params train: on the ACTIVE
@@ -202,9 +281,15 @@ static int skip_param_grad(const exec_ctx *c, const ir_op *op, int path) {
 void exec_backward(ms_state *s, int inst, path_kind path, float loss_scale) {
   if (path == PATH_FORWARD) return;
   int sec = ms_inst_section(s, inst);
-  const ir_graph *g = &s->ir->sections[sec];
-  exec_ctx c = {s, g, s->bufs[inst], loss_scale};
+  exec_ctx c = ctx_of(s, inst, loss_scale);
   int row0 = s->profile ? s->profile->row0[sec][1 + path] : 0;
-  for (int i = 0; i < g->n_bwd; i++)
-    if (!skip_param_grad(&c, &g->bwd[i], path)) run_timed(&c, &g->bwd[i], row0 + i);
+  for (int i = 0; i < c.g->n_bwd; i++)
+    if (!skip_param_grad(&c, &c.g->bwd[i], path))
+      run_timed(&c, s->profile, &c.g->bwd[i], row0 + i);
+}
+
+void exec_ops(const ir_model *m, const ir_graph *g, void **bufs, int B, int T,
+              const ir_op *ops, int n_ops, float loss_scale) {
+  exec_ctx c = {m, g, bufs, B, T, B * T, loss_scale};
+  for (int i = 0; i < n_ops; i++) kernel_of(ops[i].kind)(&c, &ops[i]);
 }

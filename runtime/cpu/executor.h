@@ -1,5 +1,6 @@
 /* executor.h: runs a section instance's forward or backward op list on the
- * CPU backend, calling one cpu_ops kernel per IR op. */
+ * CPU backend, calling one cpu_ops kernel per IR op (a table indexed by
+ * ir_opkind; ops defined by a formula evaluate their trees). */
 #ifndef LT_EXECUTOR_H
 #define LT_EXECUTOR_H
 
@@ -18,5 +19,13 @@ typedef struct exec_profile {
 void exec_forward(ms_state *s, int inst);
 /* loss_scale multiplies the loss gradient (1 / grad-accumulation steps). */
 void exec_backward(ms_state *s, int inst, path_kind path, float loss_scale);
+
+/* ops[0..n_ops) of graph g over bufs (one per value of g, as ms_state's
+ * bufs[inst]), for callers that wire their own buffers (tests). */
+void exec_ops(const ir_model *m, const ir_graph *g, void **bufs, int B, int T,
+              const ir_op *ops, int n_ops, float loss_scale);
+
+/* The CPU backend has a kernel for ops of this kind. */
+int exec_supports(ir_opkind kind);
 
 #endif

@@ -57,7 +57,7 @@ static void check_tiny_params(const ir_model *m) {
 }
 
 static void check_tiny_block(const ir_model *m) {
-  static const int kinds[] = {IR_OP_LAYERNORM, IR_OP_LINEAR, IR_OP_SPLIT, IR_OP_ATTENTION,
+  static const ir_opkind kinds[] = {IR_OP_LAYERNORM, IR_OP_LINEAR, IR_OP_SPLIT, IR_OP_ATTENTION,
                               IR_OP_LINEAR,    IR_OP_ADD,    IR_OP_LAYERNORM, IR_OP_LINEAR,
                               IR_OP_GELU,      IR_OP_LINEAR, IR_OP_ADD};
   const ir_graph *g = &m->sections[IR_BLOCK];
@@ -177,7 +177,7 @@ static void test_llama_sizes(void) {
 
 /* llama-tiny's block: rmsnorm, rope per head count, silu * up. */
 static void test_llama_tiny_block(void) {
-  static const int kinds[] = {IR_OP_RMSNORM, IR_OP_LINEAR, IR_OP_LINEAR, IR_OP_LINEAR,
+  static const ir_opkind kinds[] = {IR_OP_RMSNORM, IR_OP_LINEAR, IR_OP_LINEAR, IR_OP_LINEAR,
                               IR_OP_ROPE,    IR_OP_ROPE,   IR_OP_ATTENTION, IR_OP_LINEAR,
                               IR_OP_ADD,     IR_OP_RMSNORM, IR_OP_LINEAR, IR_OP_LINEAR,
                               IR_OP_SILU,    IR_OP_MUL,    IR_OP_LINEAR, IR_OP_ADD};
