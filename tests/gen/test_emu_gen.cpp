@@ -434,9 +434,25 @@ void test_tuned_fp32() {
   gen_tune_free(t);
 }
 
+/* Models to check instead of the tests above: argv[1..], else the
+ * comma-separated paths in LISA_EMU_GEN_MODELS (relative to the source
+ * root). Each runs every path in fp32, where the kernels must match the CPU
+ * closely (bf16's end-to-end bounds are set for the bundled models). */
+std::vector<std::string> chosen_models(int argc, char **argv) {
+  std::vector<std::string> models(argv + 1, argv + argc);
+  const char *list = getenv("LISA_EMU_GEN_MODELS");
+  for (const char *p = list; models.empty() && p && *p;) {
+    const char *end = strchr(p, ',');
+    size_t n = end ? (size_t)(end - p) : strlen(p);
+    if (n) models.emplace_back(p, n);
+    p += n + (end != nullptr);
+  }
+  return models;
+}
+
 }  // namespace
 
-int main() {
+int main(int argc, char **argv) {
   char dir[] = "/tmp/lisa_emu_gen_XXXXXX";
   if (!mkdtemp(dir)) return perror("mkdtemp"), 1;
   tmp_dir = dir;
@@ -455,8 +471,13 @@ int main() {
   /* LISA_TEST_ONLY=NAME runs the tests whose name holds NAME (gpu-check.sh
    * puts one under compute-sanitizer) */
   const char *only = getenv("LISA_TEST_ONLY");
+  std::vector<std::string> models = chosen_models(argc, argv);
+  for (const std::string &yaml : models) {
+    printf("%s\n", yaml.c_str());
+    check_model(yaml.c_str(), GEN_F32);
+  }
 #define RUN_IF(fn) \
-  if (!only || strstr(#fn, only)) RUN(fn)
+  if (models.empty() && (!only || strstr(#fn, only))) RUN(fn)
   RUN_IF(test_gpt2_fp32);
   RUN_IF(test_llama_fp32);
   RUN_IF(test_gpt2_bf16);

@@ -3,8 +3,8 @@
  * Structure: hand-built graphs whose backward op lists are compared op by op
  * as text ("linear_bwd_w(d_y,g)->(d_pj_w) pg"), plus gradients, seeds,
  * saved/saved_dx sets and error messages; and gpt2-tiny.yaml's block.
- * Numbers: a tiny interpreter runs the forward and backward op lists with
- * the CPU kernels, and the gradients of the section input and of every
+ * Numbers: the CPU executor (exec_ops) runs the forward and backward op
+ * lists over buffers the test wires, and the gradients of the section input and of every
  * parameter are compared with finite differences of the whole graph. */
 #include <math.h>
 #include <stdint.h>
@@ -13,7 +13,7 @@
 
 #include "autodiff.h"
 #include "check.h"
-#include "cpu_ops.h"
+#include "executor.h"
 #include "model_yaml.h"
 
 /* ------------------------------------------------------------------------ */
@@ -545,7 +545,7 @@ static void test_llama_tiny_block(void) {
 }
 
 /* ------------------------------------------------------------------------ */
-/* numbers: a tiny interpreter over the op lists */
+/* numbers: the op lists run by the CPU executor over buffers of our own */
 
 typedef struct {
   const ir_model *m;
@@ -581,134 +581,9 @@ static void interp_free(interp *it) {
 }
 
 static float *F(const interp *it, int v) { return v < 0 ? NULL : it->buf[v]; }
-static int32_t *I(const interp *it, int v) { return it->buf[v]; }
-static int W(const interp *it, int v) { return (int)it->g->values[v].cols; }
-static int layout(const interp *it, int v) {
-  return it->m->params[it->g->values[v].param].layout;
-}
-
-static void exec_attention(const interp *it, const ir_op *op) {
-  const int *i = op->in, *o = op->out;
-  if (op->kind == IR_OP_ATTENTION)
-    cpu_attention_forward(F(it, o[0]), F(it, o[1]), F(it, i[0]), F(it, i[1]),
-                          F(it, i[2]), it->B, it->T, op->heads, op->kv_heads,
-                          W(it, i[0]) / op->heads, op->causal);
-  else
-    cpu_attention_backward(F(it, o[0]), F(it, o[1]), F(it, o[2]), F(it, i[0]),
-                           F(it, i[1]), F(it, i[2]), F(it, i[3]), F(it, i[4]),
-                           F(it, i[5]), it->B, it->T, op->heads, op->kv_heads,
-                           W(it, i[1]) / op->heads, op->causal);
-}
-
-static void exec_split_concat(const interp *it, const ir_op *op) {
-  if (op->kind == IR_OP_SPLIT) {
-    float *outs[IR_MAX_OUT];
-    int64_t widths[IR_MAX_OUT];
-    for (int k = 0; k < op->n_out; k++)
-      outs[k] = F(it, op->out[k]), widths[k] = W(it, op->out[k]);
-    cpu_split(outs, widths, op->n_out, F(it, op->in[0]), it->N);
-  } else {
-    const float *pieces[IR_MAX_IN];
-    for (int k = 0; k < op->n_in; k++) pieces[k] = F(it, op->in[k]);
-    cpu_concat(F(it, op->out[0]), pieces, op->sizes, op->n_in, it->N);
-  }
-}
-
-/* rmsnorm, rope, silu, mul and their backward ops */
-static void exec_llama_op(const interp *it, const ir_op *op) {
-  const int *i = op->in, *o = op->out, N = it->N;
-  int64_t n = (int64_t)N * W(it, i[0]);
-  switch (op->kind) {
-  case IR_OP_RMSNORM:
-    cpu_rmsnorm_forward(F(it, o[0]), F(it, o[1]), F(it, i[0]), F(it, i[1]), N, W(it, i[0]),
-                        op->eps);
-    break;
-  case IR_OP_RMSNORM_BWD_X:
-    cpu_rmsnorm_backward_x(F(it, o[0]), F(it, i[0]), F(it, i[1]), F(it, i[2]), F(it, i[3]), N,
-                           W(it, i[1]));
-    break;
-  case IR_OP_RMSNORM_BWD_W:
-    cpu_rmsnorm_backward_w(F(it, o[0]), F(it, i[0]), F(it, i[1]), F(it, i[2]), N, W(it, i[1]));
-    break;
-  case IR_OP_ROPE:
-  case IR_OP_ROPE_BWD:
-    (op->kind == IR_OP_ROPE ? cpu_rope_forward : cpu_rope_backward)(
-        F(it, o[0]), F(it, i[0]), N, it->T, op->heads, W(it, i[0]) / op->heads,
-        op->rotary_dims, op->theta);
-    break;
-  case IR_OP_SILU: cpu_silu_forward(F(it, o[0]), F(it, i[0]), n); break;
-  case IR_OP_SILU_BWD: cpu_silu_backward(F(it, o[0]), F(it, i[0]), F(it, i[1]), n); break;
-  default: cpu_mul(F(it, o[0]), F(it, i[0]), F(it, i[1]), n); break;
-  }
-}
-
-static void exec_op(const interp *it, const ir_op *op) {
-  const int *i = op->in, *o = op->out, N = it->N;
-  switch (op->kind) {
-  case IR_OP_EMBEDDING:
-    cpu_embedding_forward(F(it, o[0]), I(it, i[0]), F(it, i[1]), N, W(it, o[0]));
-    break;
-  case IR_OP_POS_EMBEDDING:
-    cpu_pos_embedding_forward(F(it, o[0]), F(it, i[0]), N, it->T, W(it, o[0]));
-    break;
-  case IR_OP_ADD:
-    cpu_add(F(it, o[0]), F(it, i[0]), F(it, i[1]), (int64_t)N * W(it, o[0]));
-    break;
-  case IR_OP_LAYERNORM:
-    cpu_layernorm_forward(F(it, o[0]), F(it, o[1]), F(it, o[2]), F(it, i[0]),
-                          F(it, i[1]), F(it, i[2]), N, W(it, i[0]), op->eps);
-    break;
-  case IR_OP_LINEAR:
-    cpu_linear_forward(F(it, o[0]), F(it, i[0]), F(it, i[1]),
-                       op->n_in == 3 ? F(it, i[2]) : NULL, N, W(it, i[0]),
-                       W(it, o[0]), layout(it, i[1]));
-    break;
-  case IR_OP_GELU:
-    cpu_gelu_forward(F(it, o[0]), F(it, i[0]), (int64_t)N * W(it, i[0]));
-    break;
-  case IR_OP_CROSS_ENTROPY:
-    *F(it, o[0]) = cpu_cross_entropy_forward(F(it, i[0]), I(it, i[1]), N,
-                                             W(it, i[0]));
-    break;
-  case IR_OP_EMBEDDING_BWD_W:
-    cpu_embedding_backward(F(it, o[0]), I(it, i[0]), F(it, i[1]), N, W(it, i[1]));
-    break;
-  case IR_OP_POS_EMBEDDING_BWD_W:
-    cpu_pos_embedding_backward(F(it, o[0]), F(it, i[0]), N, it->T, W(it, i[0]));
-    break;
-  case IR_OP_LAYERNORM_BWD_X:
-    cpu_layernorm_backward_x(F(it, o[0]), F(it, i[0]), F(it, i[1]), F(it, i[2]),
-                             F(it, i[3]), F(it, i[4]), N, W(it, i[1]));
-    break;
-  case IR_OP_LAYERNORM_BWD_WB:
-    cpu_layernorm_backward_wb(F(it, o[0]), F(it, o[1]), F(it, i[0]), F(it, i[1]),
-                              F(it, i[2]), F(it, i[3]), N, W(it, i[1]));
-    break;
-  case IR_OP_LINEAR_BWD_X:
-    cpu_linear_backward_x(F(it, o[0]), F(it, i[0]), F(it, i[1]), N, W(it, o[0]),
-                          W(it, i[0]), layout(it, i[1]));
-    break;
-  case IR_OP_LINEAR_BWD_W:
-    cpu_linear_backward_w(F(it, o[0]), F(it, i[0]), F(it, i[1]), N, W(it, i[1]),
-                          W(it, i[0]), layout(it, o[0]));
-    break;
-  case IR_OP_LINEAR_BWD_B:
-    cpu_linear_backward_b(F(it, o[0]), F(it, i[0]), N, W(it, i[0]));
-    break;
-  case IR_OP_GELU_BWD:
-    cpu_gelu_backward(F(it, o[0]), F(it, i[0]), F(it, i[1]),
-                      (int64_t)N * W(it, i[0]));
-    break;
-  case IR_OP_CROSS_ENTROPY_BWD:
-    cpu_cross_entropy_backward(F(it, o[0]), F(it, i[0]), I(it, i[1]), N,
-                               W(it, i[0]), 1.0f);
-    break;
-  case IR_OP_ATTENTION:
-  case IR_OP_ATTENTION_BWD: exec_attention(it, op); break;
-  case IR_OP_SPLIT:
-  case IR_OP_CONCAT: exec_split_concat(it, op); break;
-  default: exec_llama_op(it, op); break;
-  }
+/* The ops over the interpreter's buffers, through the CPU executor. */
+static void run_ops(const interp *it, const ir_op *ops, int n) {
+  exec_ops(it->m, it->g, it->buf, it->B, it->T, ops, n, 1.0f);
 }
 
 static uint64_t rng = 0x2545F4914F6CDD1Dull;
@@ -722,7 +597,7 @@ static float uniform(float lo, float hi) {
 /* The loss the backward graph differentiates: the head's loss, or for
  * embed/block sum(seed * output) with the seed as d(loss)/d(output). */
 static double forward_loss(const interp *it) {
-  for (int i = 0; i < it->g->n_fwd; i++) exec_op(it, &it->g->fwd[i]);
+  run_ops(it, it->g->fwd, it->g->n_fwd);
   const ir_graph *g = it->g;
   const ir_value *out = &g->values[g->output];
   if (out->scalar) return *F(it, g->output);
@@ -792,7 +667,7 @@ static void check_section_numerically(ir_model *m, int section, int B, int T,
       F(&it, seed)[k] = uniform(-1, 1);
 
   forward_loss(&it);
-  for (int i = 0; i < g->n_bwd; i++) exec_op(&it, &g->bwd[i]);
+  run_ops(&it, g->bwd, g->n_bwd);
 
   char what[96];
   if (in->dtype == IR_F32) {
@@ -884,7 +759,14 @@ static void test_numeric_llama_tiny(void) {
   ir_model_free(&m);
 }
 
+/* The CPU executor's kernel table covers every op kind of the table. */
+static void test_cpu_kernels_complete(void) {
+  for (int k = 0; k < IR_OP_COUNT; k++)
+    CHECK_MSG(exec_supports((ir_opkind)k), "no CPU kernel for %s", ir_op_name((ir_opkind)k));
+}
+
 int main(void) {
+  RUN(test_cpu_kernels_complete);
   RUN(test_tiny_block);
   RUN(test_pruning);
   RUN(test_embed_and_head);
