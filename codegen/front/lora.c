@@ -101,7 +101,7 @@ static int add_param_value(ir_graph *g, const ir_model *m, int p) {
   return ir_add_value(g, &v);
 }
 
-static void add_op(ir_graph *g, int kind, int in0, int in1, int out, int line, double factor) {
+static void add_op(ir_graph *g, ir_opkind kind, int in0, int in1, int out, int line, double factor) {
   ir_op op;
   memset(&op, 0, sizeof op);
   op.kind = kind;

@@ -62,7 +62,7 @@ static int act(builder *b, const char *name, int64_t cols) {
   return value(b, name, IR_V_ACT, IR_F32, cols);
 }
 
-static ir_op op_of(builder *b, int kind, int n_in, const int *in, int n_out,
+static ir_op op_of(builder *b, ir_opkind kind, int n_in, const int *in, int n_out,
                    const int *out) {
   ir_op op;
   memset(&op, 0, sizeof op);
@@ -75,7 +75,7 @@ static ir_op op_of(builder *b, int kind, int n_in, const int *in, int n_out,
   return op;
 }
 
-static int add_op(builder *b, int kind, int n_in, const int *in, int y) {
+static int add_op(builder *b, ir_opkind kind, int n_in, const int *in, int y) {
   ir_op op = op_of(b, kind, n_in, in, 1, &y);
   ir_add_fwd(graph(b), &op);
   return y;
