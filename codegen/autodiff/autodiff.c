@@ -2,9 +2,9 @@
  *
  * Per section, first mark the values that can have a gradient: those that
  * depend on a parameter or on the section's float input. Then walk the
- * forward ops backwards from the output's gradient. Each op's rule
- * reads the total gradient of its outputs and hands a gradient
- * contribution to each input that needs one. A value read by several ops
+ * forward ops backwards from the output's gradient. Each op's rule (from
+ * the op table, codegen/ir/ir_ops.c) reads the total gradient of its outputs
+ * and hands a gradient contribution to each input that needs one. A value read by several ops
  * gets several contributions; `add` ops sum them when the walk reaches the
  * op that produced the value, i.e. once every reader has contributed, so the
  * emitted order is a valid execution order. Parameter gradients need no sum:
@@ -221,7 +221,7 @@ static void apply_rule(ad_ctx *c, const ir_op *op, const int *dy) {
 }
 
 /* ------------------------------------------------------------------------ */
-/* checks that make every rule above total */
+/* checks that make every rule total */
 
 /* Inputs the table says train in place (the backward op accumulates into a
  * parameter gradient) must be params, and a param anywhere else would need a

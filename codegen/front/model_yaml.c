@@ -3,8 +3,9 @@
  *
  * libyaml loads the whole file into a node tree; the loader then walks it
  * section by section (embed, block, head), so params and values only ever
- * refer backwards. The loader knows the schema and the ops, never an
- * architecture: every param and value name comes from the file. */
+ * refer backwards. The loader knows the schema, never an op or an
+ * architecture: each op's keys, arity and shape rule come from the op table
+ * (codegen/ir/ir_ops.h), every param and value name from the file. */
 #include "model_yaml.h"
 
 #include <errno.h>
