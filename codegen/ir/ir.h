@@ -127,15 +127,16 @@ typedef struct {
   double value;
 } ir_config_entry;
 
-/* A custom element-wise activation: y = fn(x), dx = dy * dfn(x). The trees
- * are codegen/ir/expr.h's, config names already bound to numbers, so the only
+/* The function of an op with a tree (an `activation` op, a formula op; see
+ * ir_ops.h): y = fn(x), dx = dy * dfn(x). The trees are codegen/ir/expr.h's, config names already bound to numbers, so the only
  * identifier left is the variable; expr_eval_x evaluates them and expr_to_c
  * prints them as C/CUDA. Owned by the model (ir_model_free frees them). */
 typedef struct {
   expr_node *fn;   /* y = fn(x) */
   expr_node *dfn;  /* d fn / dx, built by expr_function */
   char *text;      /* the expression as written (or as Lua returned it) */
-  char name[64];   /* the Lua function's name, or "" for an inline expr */
+  char name[64];   /* the Lua function's name, a formula op's name, or "" for
+                      an inline expr */
   int line;        /* YAML line of the op, for messages */
 } ir_activation;
 
