@@ -40,7 +40,7 @@ float *ms_block_params(const ms_state *s, int layer) {
 
 void ms_bind_grad_slot(ms_state *s, int layer, int slot) {
   /* slot values have scratch only when some block can be slotless */
-  assert(slot >= 0 || s->n_grad_slots < s->ir->n_layer);
+  assert(slot >= 0 || s->slotless);
   s->grad_slot[layer] = slot;
   if (!s->act_arena) return; /* ms_create_params: no graph to rewire */
   const ir_graph *g = &s->ir->sections[IR_BLOCK];
@@ -174,7 +174,7 @@ static size_t place_activations(ms_state *s, unsigned char *cls[IR_NSECTIONS],
     for (int v = 0; v < g->n_values; v++) {
       size_t bytes = value_bytes(s, &g->values[v]);
       /* a SLOT value needs scratch only where some block can be slotless */
-      int unbound = cls[sec][v] == CLASS_SLOT && s->n_grad_slots < m->n_layer;
+      int unbound = cls[sec][v] == CLASS_SLOT && s->slotless;
       if (cls[sec][v] == CLASS_SHARED || unbound) {
         shared_off[sec][v] = total;
         total += bytes;
@@ -284,7 +284,7 @@ static void free_offsets(act_offsets *ao) {
 }
 
 /* Everything but the big arenas: offsets, buffer tables and every size. */
-static int plan(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots,
+static int plan(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots, int slotless,
                 const unsigned char *trains, int elem_bytes, act_offsets *ao, lt_error *err) {
   memset(s, 0, sizeof *s);
   memset(ao, 0, sizeof *ao);
@@ -292,6 +292,7 @@ static int plan(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots,
   s->B = B, s->T = T, s->N = B * T;
   s->elem_bytes = elem_bytes;
   s->n_inst = m->n_layer + 2;
+  s->slotless = slotless || n_grad_slots < m->n_layer;
   s->n_layer_slots = m->n_layer > 0 ? m->n_layer : 1;
   if (n_grad_slots < 0 || n_grad_slots > m->n_layer)
     return lt_fail(err, "%d gradient slots for %d blocks", n_grad_slots, m->n_layer);
@@ -314,22 +315,22 @@ static int plan(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots,
   return 0;
 }
 
-int ms_layout(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots,
+int ms_layout(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots, int slotless,
               const unsigned char *trains, int elem_bytes, lt_error *err) {
   act_offsets ao;
-  int rc = plan(s, m, B, T, n_grad_slots, trains, elem_bytes, &ao, err);
+  int rc = plan(s, m, B, T, n_grad_slots, slotless, trains, elem_bytes, &ao, err);
   free_offsets(&ao);
   return rc;
 }
 
 int ms_create(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots, lt_error *err) {
-  return ms_create_trains(s, m, B, T, n_grad_slots, NULL, err);
+  return ms_create_trains(s, m, B, T, n_grad_slots, 0, NULL, err);
 }
 
-static int create(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots,
+static int create(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots, int slotless,
                   const unsigned char *trains, int with_activations, lt_error *err) {
   act_offsets ao;
-  int rc = plan(s, m, B, T, n_grad_slots, trains, (int)sizeof(float), &ao, err);
+  int rc = plan(s, m, B, T, n_grad_slots, slotless, trains, (int)sizeof(float), &ao, err);
   if (rc == 0) {
     s->ids = calloc((size_t)s->N, sizeof(int32_t));
     s->targets = calloc((size_t)s->N, sizeof(int32_t));
@@ -348,13 +349,13 @@ static int create(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots
 }
 
 int ms_create_trains(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots,
-                     const unsigned char *trains, lt_error *err) {
-  return create(s, m, B, T, n_grad_slots, trains, 1, err);
+                     int slotless, const unsigned char *trains, lt_error *err) {
+  return create(s, m, B, T, n_grad_slots, slotless, trains, 1, err);
 }
 
 int ms_create_params(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots,
-                     const unsigned char *trains, lt_error *err) {
-  return create(s, m, B, T, n_grad_slots, trains, 0, err);
+                     int slotless, const unsigned char *trains, lt_error *err) {
+  return create(s, m, B, T, n_grad_slots, slotless, trains, 0, err);
 }
 
 void ms_free(ms_state *s) {

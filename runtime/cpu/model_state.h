@@ -47,6 +47,7 @@ typedef struct {
   int64_t grad_head_base;  /* offset of the head's gradients in grads */
   int64_t grad_slot_base;  /* offset of slot 0 in grads */
   int n_grad_slots;
+  int slotless;            /* a block may hold no slot (LISA): slot values have scratch */
   int *grad_slot;          /* [n_layer]: the block's gradient slot, or -1 */
   size_t act_slot_base;    /* offset of activation slot 0 in act_arena */
   size_t act_slot_bytes;   /* bytes of one activation slot */
@@ -61,24 +62,28 @@ typedef struct {
 } ms_state;
 
 /* n_grad_slots: how many blocks can hold gradients at once (0..n_layer).
- * Every param trains. */
+ * Every param trains; every block holds a slot unless there are fewer slots
+ * than blocks. */
 int ms_create(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots,
               lt_error *err);
-/* The same with trains[p] (n_params flags) saying which params train;
- * NULL = all. */
+/* The same with trains[p] (n_params flags) saying which params train
+ * (NULL = all), and `slotless`: a block may be bound to no slot even when
+ * there are as many slots as blocks (LISA's bernoulli draws and Lua
+ * policies), so what such a block's forward writes for dW gets scratch of
+ * its own (implied when n_grad_slots < n_layer). */
 int ms_create_trains(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots,
-                     const unsigned char *trains, lt_error *err);
+                     int slotless, const unsigned char *trains, lt_error *err);
 
 /* Parameters, gradients and the batch only, with no activations and no
  * wired graph: the host side of a device trainer (runtime/device/dev_train.h),
  * which keeps its activations on the device. */
 int ms_create_params(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots,
-                     const unsigned char *trains, lt_error *err);
+                     int slotless, const unsigned char *trains, lt_error *err);
 
 /* The same layout without the big arenas: fills every offset and bytes_*
  * field (activations at elem_bytes per element) for `lisa plan`. Release
  * with ms_free. */
-int ms_layout(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots,
+int ms_layout(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots, int slotless,
               const unsigned char *trains, int elem_bytes, lt_error *err);
 void ms_free(ms_state *s);
 

@@ -312,8 +312,10 @@ static int create_state(trainer *t, const train_config *cfg, lt_error *err) {
     if (!trains) return lt_fail(err, "out of memory");
     lora_trains(&t->ir, trains);
   }
-  rc = (cfg->params_only ? ms_create_params : ms_create_trains)(&t->state, &t->ir, cfg->batch,
-                                                               cfg->seq, slots, trains, err);
+  /* LISA binds only the active blocks: the others run FROZEN with no slot */
+  int slotless = cfg->method == TRAIN_LISA;
+  rc = (cfg->params_only ? ms_create_params : ms_create_trains)(
+      &t->state, &t->ir, cfg->batch, cfg->seq, slots, slotless, trains, err);
   free(trains);
   return rc;
 }

@@ -288,7 +288,7 @@ void check_model(const char *yaml, int dtype, const gen_tuning *tuning = nullptr
     ir_model_free(&m);
     return;
   }
-  if (ms_create_trains(&s, &m, B, T, m.n_layer, trains.data(), &err)) {
+  if (ms_create_trains(&s, &m, B, T, m.n_layer, 0, trains.data(), &err)) {
     CHECK_MSG(0, "%s", err.msg);
   } else {
     wt_init_random(&s, 7);

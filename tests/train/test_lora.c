@@ -61,7 +61,7 @@ static int setup(fixture *fx) {
     const st_tensor *in = st_find(&fx->ref, "inputs"), *tg = st_find(&fx->ref, "targets");
     unsigned char *trains = adapter_mask(&fx->ir);
     rc = ms_create_trains(&fx->s, &fx->ir, (int)in->shape[0], (int)in->shape[1],
-                          fx->ir.n_layer, trains, &err) ||
+                          fx->ir.n_layer, 0, trains, &err) ||
          st_read_i32(&fx->ref, in, fx->s.ids, &err) ||
          st_read_i32(&fx->ref, tg, fx->s.targets, &err) ||
          st_open(&base, src_path("tests/fixtures/gpt2-tiny.safetensors"), &err);
