@@ -105,6 +105,7 @@ enum gen_arg_kind {
 typedef struct {
   int kind;    /* enum gen_arg_kind */
   gen_ref ref; /* GEN_ARG_BUF */
+  int writes;  /* GEN_ARG_BUF: the kernel writes it (maybe reading it too) */
 } gen_arg;
 
 #define GEN_MAX_ARGS 24

@@ -10,8 +10,7 @@
 #include "gen_internal.h"
 #include "ir_ops.h"
 
-#define MAX_RUN 16
-#define MAX_VALS (3 * MAX_RUN)
+#define MAX_VALS (3 * GEN_MAX_RUN)
 
 /* The fp32 expression of each built-in element-wise op over registers:
  * "%0" and "%1" stand for the registers of in[0] and in[1], "%f" for the
@@ -52,23 +51,11 @@ static int64_t elements(const gen_ctx *c, int v) {
   return (int64_t)gen_value_rows(c, v) * c->g->values[v].cols;
 }
 
-/* Items first.. that form the run: element-wise, same shape, not absorbed. */
-static int collect_run(gen_ctx *c, int first, int *run) {
-  const ir_op *op0 = c->items[first].op;
-  int64_t n0 = elements(c, op0->out[0]);
-  int64_t cols0 = c->g->values[op0->out[0]].cols;
+/* The run `first` leads (the fuse pass's elementwise rule), in order. */
+static int collect_run(const gen_ctx *c, int first, int *run) {
   int n = 0;
-  for (int i = first; i < c->n_items && n < MAX_RUN; i++) {
-    if (c->items[i].absorbed) continue;
-    const ir_op *op = c->items[i].op;
-    if (!gen_is_elementwise(op->kind)) break;
-    /* forward and backward are separate phases (all blocks' forwards run
-     * before any backward): a run never spans both */
-    if (c->items[i].backward != c->items[first].backward) break;
-    if (elements(c, op->out[0]) != n0 || c->g->values[op->out[0]].cols != cols0) break;
-    if (i != first && op->kind == IR_OP_ADD && gen_try_fuse_add_gemm(c, i)) continue;
-    run[n++] = i;
-  }
+  for (int i = first; i < c->n_items && n < GEN_MAX_RUN; i++)
+    if (c->items[i].leader == first) run[n++] = i;
   return n;
 }
 
@@ -167,7 +154,7 @@ static void label_run(gen_ctx *c, const int *run, int n, char *out, size_t cap) 
 }
 
 int gen_lower_elementwise(gen_ctx *c, int first) {
-  int run[MAX_RUN];
+  int run[GEN_MAX_RUN];
   int n = collect_run(c, first, run);
   char label[192];
   label_run(c, run, n, label, sizeof label);
@@ -190,8 +177,6 @@ int gen_lower_elementwise(gen_ctx *c, int first) {
     int out = op->out[0];
     bind_reg(&rc.regs, out, reg);
     if (c->keep[out] || outside_reads(c, run, n, out) > 0) store_output(&rc, c, out, reg);
-    c->items[run[r]].absorbed = 1;
-    c->producer_step[out] = c->p->n_steps - 1;
   }
   const unsigned threads = (unsigned)gen_tune(c, "elementwise", "THREADS", 256);
   int64_t total = elements(c, op0->out[0]);

@@ -1,18 +1,44 @@
 /* gen_internal.h: what the generator's passes share (not a public API).
  *
- * Lowering walks one path's ops in order. Each op is lowered once; a fusion
- * rule that takes later ops marks them absorbed. Every value of the section
- * graph is a buffer of the path (gen_path.bufs[v]); kernels' workspaces are
- * appended after them. */
+ * A section path is built by an ordered list of passes over one gen_ctx
+ * (gen_lower.c: select, fuse, buffers, lower, roles, emit), each followed by
+ * the verifier (gen_verify.c). The fuse pass (gen_fuse.c) groups the path's
+ * items: every item belongs to exactly one group, led by its first item and
+ * formed by one rule; lowering makes the group's steps at the leader's place
+ * and only reads the decision. Every value of the section graph is a buffer
+ * of the path (gen_path.bufs[v]); kernels' workspaces are appended after. */
 #ifndef LT_GEN_INTERNAL_H
 #define LT_GEN_INTERNAL_H
 
 #include "gen.h"
 
+/* The fusion rules (gen_fuse.c's table): what formed an item's group. */
+enum gen_rule {
+  GEN_RULE_NONE = -1,     /* not decided yet (before the fuse pass) */
+  GEN_RULE_ALONE,         /* the item is lowered by itself */
+  GEN_RULE_VIEW,          /* split/concat as strided windows: no step */
+  GEN_RULE_GELU_EPILOGUE, /* linear + gelu: GELU(_AUX)(_BIAS) epilogue */
+  GEN_RULE_DGELU_EPILOGUE,/* linear_bwd_x + gelu_bwd: DGELU epilogue */
+  GEN_RULE_BGRAD_EPILOGUE,/* linear_bwd_w + linear_bwd_b of the same dy: BGRAD */
+  GEN_RULE_ADD_BETA,      /* a GEMM + an add of its output: beta = 1 */
+  GEN_RULE_ADD_NORM,      /* add + the norm of its sum: one kernel */
+  GEN_RULE_NORM_DX_ADD,   /* norm_bwd_x + the add of its dx: the dres argument */
+  GEN_RULE_EMBED_POS,     /* embedding + position_embedding + add: one kernel */
+  GEN_RULE_CE_BACKWARD,   /* cross_entropy + its backward: one kernel */
+  GEN_RULE_ELEMENTWISE,   /* a run of element-wise ops: one generated kernel */
+  GEN_NRULES
+};
+const char *gen_rule_name(int rule);
+
 typedef struct {
   const ir_op *op;
   int backward;  /* from graph.bwd */
-  int absorbed;  /* lowered as part of an earlier op's step */
+  int leader;    /* the item whose lowering computes this one (itself: it leads) */
+  int rule;      /* enum gen_rule: the rule that formed the group */
+  int epilogue;  /* a GEMM leader: enum gen_epilogue the rules chose */
+  int addend;    /* GEN_RULE_ADD_BETA's add: which input the GEMM adds (C) */
+  int workspace; /* a leader's kernel scratch buffer (the buffers pass), -1 */
+  int lowered;   /* times the lower pass lowered it as a leader */
 } gen_item;
 
 typedef struct {
@@ -24,7 +50,7 @@ typedef struct {
   int n_items;
   gen_item *items;
   int *readers;         /* [n_values]: how many of the path's ops read it */
-  int *producer_step;   /* [n_values]: step that last wrote it, -1 */
+  int *written_by;      /* [n_values]: leader of the group that last writes it, -1 */
   unsigned char *keep;  /* [n_values]: must be in memory for outside reasons */
   unsigned char *stat;  /* [n_values]: a saved fp32 statistic (mean, rstd, lse) */
   lt_error *err;
@@ -40,10 +66,9 @@ int gen_sole_reader(const gen_ctx *c, int v);
 const char *gen_vname(const gen_ctx *c, int v);
 /* A C float literal for v in buf (40 bytes): "1e-05f", "10000.0f". */
 const char *gen_float(char *buf, double v);
-/* add(a, b) with b fresh from a GEMM: the GEMM adds a (beta = 1). 1 if fused. */
-int gen_try_fuse_add_gemm(gen_ctx *c, int item);
-/* add(a, b) -> s, then a norm of s: one add + norm kernel. 1 if fused. */
-int gen_try_residual_norm(gen_ctx *c, int item);
+/* The later item of leader's group formed by `rule` whose op is `kind`
+ * (-1: any), or -1. */
+int gen_member(const gen_ctx *c, int leader, int rule, int kind);
 int gen_tune(const gen_ctx *c, const char *kernel, const char *name, int fallback);
 
 /* --- kernel builder (gen_kernels.c): one __global__ wrapper per step --- */
@@ -72,12 +97,31 @@ void gen_kb_end(gen_kb *kb, const char *body);
 const char *gen_ctype(const gen_ctx *c, int dtype); /* "float", "__nv_bfloat16", "int" */
 int gen_buf_dtype(const gen_ctx *c, int value);
 
+/* --- the passes (gen_fuse.c, gen_verify.c) --- */
+#define GEN_MAX_RUN 16 /* element-wise ops in one generated kernel */
+int gen_pass_fuse(gen_ctx *c);
+/* The pass table's order; the verifier checks what the passes so far made. */
+enum gen_pass_id { GEN_PASS_SELECT, GEN_PASS_FUSE, GEN_PASS_BUFFERS, GEN_PASS_LOWER,
+                   GEN_PASS_ROLES, GEN_PASS_EMIT, GEN_NPASSES };
+/* After pass `done` of a section path: every item in one well-formed group
+ * and lowered exactly once (from fuse, lower on); every step's buffers in
+ * range, and (roles on) each buffer a step reads written by an earlier
+ * step or coming from outside. -1 and a message naming path and pass. */
+int gen_verify(const gen_ctx *c, int done, const char *pass);
+/* The step and buffer checks alone (the optimizer path has no items). */
+int gen_verify_steps(const gen_path *p, int roles, const char *pass, lt_error *err);
+/* The items and their groups, one line each (LISA_GEN_DUMP). */
+void gen_print_items(const gen_ctx *c, sbuf *out);
+
 /* --- the optimizer path (gen_optim.c) --- */
 int gen_build_optimizer(gen_program *prog, gen_path *p, lt_error *err);
 
-/* --- lowering rules (gen_kernels.c, gen_elementwise.c) --- */
+/* --- lowering (gen_ops.c, gen_elementwise.c) --- */
 int gen_lower_template_op(gen_ctx *c, int item);  /* norms, attention, rope, ... */
+/* A leader's kernel scratch (norm dW partial sums, attention's dsum, the
+ * per-row losses) into *ws (-1: it needs none); -1 on failure. */
+int gen_plan_workspace(gen_ctx *c, int item, int *ws);
 int gen_is_elementwise(ir_opkind kind);
-int gen_lower_elementwise(gen_ctx *c, int first); /* a run starting at first */
+int gen_lower_elementwise(gen_ctx *c, int first); /* the run `first` leads */
 
 #endif

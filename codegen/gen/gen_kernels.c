@@ -42,23 +42,23 @@ void gen_kb_buf(gen_kb *kb, gen_ref r, int dtype, int writes) {
   if (r.buf < 0) { /* an absent optional input: a null pointer */
     snprintf(type, sizeof type, "%s%s *", writes ? "" : "const ",
              dtype < 0 ? "lisa_t" : gen_ctype(kb->c, dtype));
-    add_param(kb, type, (gen_arg){GEN_ARG_BUF, r});
+    add_param(kb, type, (gen_arg){GEN_ARG_BUF, r, writes});
     return;
   }
   int dt = dtype < 0 ? gen_buf_dtype(kb->c, r.buf) : dtype;
   const char *t = dt == kb->c->cfg->dtype && dt != GEN_I32 ? "lisa_t" : gen_ctype(kb->c, dt);
   snprintf(type, sizeof type, "%s%s *", writes ? "" : "const ", t);
-  add_param(kb, type, (gen_arg){GEN_ARG_BUF, r});
+  add_param(kb, type, (gen_arg){GEN_ARG_BUF, r, writes});
 }
 
-void gen_kb_rows(gen_kb *kb) { add_param(kb, "int", (gen_arg){GEN_ARG_ROWS, {-1, 0, 0}}); }
-void gen_kb_batch(gen_kb *kb) { add_param(kb, "int", (gen_arg){GEN_ARG_BATCH, {-1, 0, 0}}); }
+void gen_kb_rows(gen_kb *kb) { add_param(kb, "int", (gen_arg){GEN_ARG_ROWS, {-1, 0, 0}, 0}); }
+void gen_kb_batch(gen_kb *kb) { add_param(kb, "int", (gen_arg){GEN_ARG_BATCH, {-1, 0, 0}, 0}); }
 void gen_kb_loss_scale(gen_kb *kb) {
-  add_param(kb, "float", (gen_arg){GEN_ARG_LOSS_SCALE, {-1, 0, 0}});
+  add_param(kb, "float", (gen_arg){GEN_ARG_LOSS_SCALE, {-1, 0, 0}, 0});
 }
 
 void gen_kb_scalar(gen_kb *kb, const char *type, int kind) {
-  add_param(kb, type, (gen_arg){kind, {-1, 0, 0}});
+  add_param(kb, type, (gen_arg){kind, {-1, 0, 0}, 0});
 }
 
 void gen_kb_launch(gen_kb *kb, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,

@@ -1,11 +1,17 @@
-/* gen_lower.c: one section graph and a mode -> a path of steps.
- *
- * Order of work for a path: pick the ops the mode runs (FROZEN drops the
- * parameter-gradient ops, FORWARD every backward op), count who reads each
- * value, decide which values are views (split/concat of q, k, v), then lower
- * the ops in order: GEMMs with their epilogues, template kernels, and runs of
- * element-wise ops fused into one generated kernel. Last, each value's role
- * (saved, scratch, ...) follows from who reads it. */
+/* gen_lower.c: one section graph and a mode -> a path of steps, by the
+ * passes of `passes` below, in order, each followed by the verifier:
+ *   select   the ops the mode runs (FROZEN drops the parameter-gradient ops,
+ *            FORWARD every backward op), who reads each value, what must be
+ *            kept for outside, the value buffers;
+ *   fuse     the fusion rules group the items (gen_fuse.c);
+ *   buffers  what the groups imply for memory: cross-entropy's gradient in
+ *            place of the logits, kernels' workspaces;
+ *   lower    each group's steps at its leader's place: GEMMs with the chosen
+ *            epilogue and beta, template kernels, element-wise runs;
+ *   roles    each buffer's role (saved, scratch, ...) from the steps;
+ *   emit     the translation unit (gen_emit.c).
+ * LISA_GEN_DUMP=fuse,lower (pass names, or all) prints the items and their
+ * groups to stderr after those passes. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,11 +108,6 @@ gen_step *gen_new_step(gen_ctx *c, int kind) {
   return st;
 }
 
-/* Records that step `s` (the newest) writes v. */
-static void wrote(gen_ctx *c, int v) {
-  if (v >= 0) c->producer_step[v] = c->p->n_steps - 1;
-}
-
 static int init_buffers(gen_ctx *c) {
   const ir_graph *g = c->g;
   gen_path *p = c->p;
@@ -145,12 +146,14 @@ static int select_items(gen_ctx *c) {
   const ir_graph *g = c->g;
   c->items = calloc((size_t)(g->n_fwd + g->n_bwd) + 1, sizeof *c->items);
   if (!c->items) return lt_fail(c->err, "out of memory");
-  for (int i = 0; i < g->n_fwd; i++) c->items[c->n_items++] = (gen_item){&g->fwd[i], 0, 0};
-  if (c->p->mode == PATH_FORWARD) return 0;
-  for (int i = 0; i < g->n_bwd; i++) {
-    const ir_op *op = &g->bwd[i];
-    if (op->param_grad && (c->p->mode == PATH_FROZEN || !op_trains(c, op))) continue;
-    c->items[c->n_items++] = (gen_item){op, 1, 0};
+  for (int i = 0; i < g->n_fwd + g->n_bwd; i++) {
+    int backward = i >= g->n_fwd;
+    const ir_op *op = backward ? &g->bwd[i - g->n_fwd] : &g->fwd[i];
+    if (backward && (c->p->mode == PATH_FORWARD ||
+                     (op->param_grad && (c->p->mode == PATH_FROZEN || !op_trains(c, op)))))
+      continue;
+    c->items[c->n_items++] = (gen_item){.op = op, .backward = backward, .leader = -1,
+                                        .rule = GEN_RULE_NONE, .workspace = -1};
   }
   return 0;
 }
@@ -184,72 +187,6 @@ static void mark_kept(gen_ctx *c) {
 }
 
 /* ---------------------------------------------------------------------- */
-/* views: q, k, v as windows of the fused qkv, dq, dk, dv of dqkv */
-
-static int reads_strided(int kind) {
-  return kind == IR_OP_ATTENTION || kind == IR_OP_ATTENTION_BWD || kind == IR_OP_ROPE;
-}
-
-static int writes_strided(int kind) {
-  return kind == IR_OP_ATTENTION_BWD || kind == IR_OP_ROPE_BWD;
-}
-
-static int all_readers_strided(const gen_ctx *c, int v) {
-  if (c->keep[v]) return 0;
-  for (int i = 0; i < c->n_items; i++) {
-    const ir_op *op = c->items[i].op;
-    for (int k = 0; k < op->n_in; k++)
-      if (op->in[k] == v && !reads_strided(op->kind)) return 0;
-  }
-  return 1;
-}
-
-static int writer_kind(const gen_ctx *c, int v) {
-  for (int i = 0; i < c->n_items; i++) {
-    const ir_op *op = c->items[i].op;
-    for (int k = 0; k < op->n_out; k++)
-      if (op->out[k] == v) return op->kind;
-  }
-  return -1;
-}
-
-static void make_view(gen_ctx *c, int v, int base, int64_t off) {
-  gen_buffer *b = &c->p->bufs[v];
-  b->role = GEN_BUF_VIEW;
-  b->base = base;
-  b->off = off;
-  b->ld = c->p->bufs[base].cols;
-}
-
-static void plan_views(gen_ctx *c) {
-  for (int i = 0; i < c->n_items; i++) {
-    gen_item *it = &c->items[i];
-    const ir_op *op = it->op;
-    int ok = 1;
-    int64_t off = 0;
-    if (op->kind == IR_OP_SPLIT) {
-      for (int k = 0; k < op->n_out; k++) ok &= all_readers_strided(c, op->out[k]);
-      if (!ok) continue;
-      for (int k = 0; k < op->n_out; k++) {
-        make_view(c, op->out[k], op->in[0], off);
-        off += c->g->values[op->out[k]].cols;
-      }
-      it->absorbed = 1;
-    } else if (op->kind == IR_OP_CONCAT) {
-      for (int k = 0; k < op->n_in; k++)
-        ok &= op->in[k] >= 0 && writes_strided(writer_kind(c, op->in[k])) &&
-              c->readers[op->in[k]] == 1 && !c->keep[op->in[k]];
-      if (!ok) continue;
-      for (int k = 0; k < op->n_in; k++) {
-        make_view(c, op->in[k], op->out[0], off);
-        off += op->sizes[k];
-      }
-      it->absorbed = 1;
-    }
-  }
-}
-
-/* ---------------------------------------------------------------------- */
 /* GEMMs */
 
 static void linear_dims(const ir_param *w, int *in, int *out) {
@@ -262,48 +199,10 @@ static const ir_param *param_of(const gen_ctx *c, int v) {
   return &c->m->params[c->g->values[v].param];
 }
 
-/* The item after `i` (in order) that reads v as input k, or -1. */
-static int later_reader(const gen_ctx *c, int i, int v, ir_opkind kind, int k) {
-  int j = gen_sole_reader(c, v);
-  if (j <= i || c->items[j].absorbed) return -1;
-  const ir_op *op = c->items[j].op;
-  return op->kind == kind && op->in[k] == v ? j : -1;
-}
-
-/* Forward readers of v other than item `except` (backward reads are saves). */
-static int forward_readers(const gen_ctx *c, int v, int except) {
-  int n = 0;
-  for (int i = 0; i < c->n_items; i++) {
-    if (i == except || c->items[i].backward) continue;
-    const ir_op *op = c->items[i].op;
-    for (int k = 0; k < op->n_in; k++) n += op->in[k] == v;
-  }
-  return n;
-}
-
-static void fuse_gelu_epilogue(gen_ctx *c, int i, gen_gemm *gm) {
-  int y = c->items[i].op->out[0];
-  int j = -1;
-  for (int t = i + 1; t < c->n_items && j < 0; t++) {
-    const ir_op *op = c->items[t].op;
-    if (!c->items[t].backward && op->kind == IR_OP_GELU && op->in[0] == y) j = t;
-  }
-  if (j < 0 || c->keep[y] || forward_readers(c, y, j) != 0) return;
-  int has_bias = gm->epilogue == GEN_EPI_BIAS;
-  int saved = c->readers[y] > 1; /* gelu_bwd reads the pre-activation */
-  int epi = saved ? (has_bias ? GEN_EPI_GELU_AUX_BIAS : GEN_EPI_GELU_AUX)
-                  : (has_bias ? GEN_EPI_GELU_BIAS : GEN_EPI_GELU);
-  if (c->cfg->no_epilogues & (1u << epi)) return;
-  /* cuBLASLt: the aux (GELU input) leading dimension must be divisible by 8 */
-  if (saved && gen_ref_of(c, y).ld % 8 != 0) return;
-  gm->epilogue = epi;
-  if (saved) gm->aux = gen_ref_of(c, y);
-  gm->d = gen_ref_of(c, c->items[j].op->out[0]);
-  c->items[j].absorbed = 1;
-}
-
+/* A GEMM with the epilogue and beta the fuse pass chose for its group. */
 static int lower_linear(gen_ctx *c, int i) {
-  const ir_op *op = c->items[i].op;
+  const gen_item *it = &c->items[i];
+  const ir_op *op = it->op;
   gen_step *st = gen_new_step(c, GEN_STEP_GEMM);
   if (!st) return -1;
   gen_gemm *gm = &st->gemm;
@@ -315,75 +214,34 @@ static int lower_linear(gen_ctx *c, int i) {
   gm->a = gen_ref_of(c, op->in[0]);
   gm->w = gen_ref_of(c, op->in[1]);
   gm->d = gen_ref_of(c, op->out[0]);
-  if (op->kind == IR_OP_LINEAR) {
-    gm->op = GEN_GEMM_FWD;
-    if (op->n_in > 2) gm->epilogue = GEN_EPI_BIAS, gm->bias = gen_ref_of(c, op->in[2]);
-    fuse_gelu_epilogue(c, i, gm);
-  } else if (op->kind == IR_OP_LINEAR_BWD_X) {
-    gm->op = GEN_GEMM_DX;
-    int j = later_reader(c, i, op->out[0], IR_OP_GELU_BWD, 0);
-    /* cuBLASLt: the aux leading dimension (D's here) must be divisible by 8 */
-    if (j >= 0 && !(c->cfg->no_epilogues & (1u << GEN_EPI_DGELU)) &&
-        gen_ref_of(c, c->items[j].op->out[0]).ld % 8 == 0 &&
-        gen_ref_of(c, c->items[j].op->in[1]).ld == gen_ref_of(c, c->items[j].op->out[0]).ld) {
-      gm->epilogue = GEN_EPI_DGELU;
-      gm->aux = gen_ref_of(c, c->items[j].op->in[1]);
-      gm->d = gen_ref_of(c, c->items[j].op->out[0]);
-      c->items[j].absorbed = 1;
-    }
-  } else {
-    gm->op = GEN_GEMM_DW;
-    gm->beta = 1;
-    gm->c = gm->d;
-    /* the bias gradient of the same dy, as a BGRAD epilogue: it overwrites,
-     * so only when one micro-batch makes the whole gradient */
-    int bgrad_ok = c->cfg->grad_accum <= 1 && !(c->cfg->no_epilogues & (1u << GEN_EPI_BGRAD));
-    for (int j = i + 1; j < c->n_items && bgrad_ok; j++) {
-      const ir_op *b = c->items[j].op;
-      if (b->kind == IR_OP_LINEAR_BWD_B && b->in[0] == op->in[0] && !c->items[j].absorbed) {
-        gm->epilogue = GEN_EPI_BGRAD;
-        gm->bias = gen_ref_of(c, b->out[0]);
-        c->items[j].absorbed = 1;
-        break;
-      }
-    }
-  }
+  gm->epilogue = it->epilogue;
+  gm->op = op->kind == IR_OP_LINEAR ? GEN_GEMM_FWD
+           : op->kind == IR_OP_LINEAR_BWD_X ? GEN_GEMM_DX : GEN_GEMM_DW;
+  if (op->kind == IR_OP_LINEAR && op->n_in > 2) gm->bias = gen_ref_of(c, op->in[2]);
+  if (gm->op == GEN_GEMM_DW) gm->beta = 1, gm->c = gm->d;
+  int j = gen_member(c, i, it->rule, -1);
+  const ir_op *m = j >= 0 ? c->items[j].op : NULL;
   snprintf(st->label, sizeof st->label, "%s", ir_op_name(op->kind));
-  c->items[i].absorbed = 1;
-  wrote(c, op->out[0]);
-  if (gm->epilogue == GEN_EPI_GELU_AUX_BIAS || gm->epilogue == GEN_EPI_GELU_AUX)
-    wrote(c, gm->d.buf);
-  return 0;
-}
-
-/* add(a, b) where b comes straight from a GEMM that nothing else reads:
- * the GEMM adds a itself (beta = 1, C = a) and writes the sum. Residual
- * adds and gradient sums of branches cost no kernel. */
-int gen_try_fuse_add_gemm(gen_ctx *c, int i) {
-  const ir_op *op = c->items[i].op;
-  for (int side = 0; side < 2; side++) {
-    int a = op->in[side], b = op->in[1 - side];
-    if (gen_sole_reader(c, b) != i || c->p->bufs[b].role == GEN_BUF_VIEW) continue;
-    int s = c->producer_step[b];
-    if (s < 0 || c->p->steps[s].kind != GEN_STEP_GEMM) continue;
-    gen_gemm *gm = &c->p->steps[s].gemm;
-    if (gm->op == GEN_GEMM_DW || gm->beta || gm->d.buf != b) continue;
-    if (gm->epilogue != GEN_EPI_NONE && gm->epilogue != GEN_EPI_BIAS) continue;
-    /* a must be ready when the GEMM runs: written by an earlier step, or from
-     * outside (-1 also means "not lowered yet", e.g. earlier in this run) */
-    int kind = c->g->values[a].kind, pa = c->producer_step[a];
-    if (pa >= 0 ? pa >= s : kind != IR_V_INPUT && kind != IR_V_PARAM) continue;
-    if (c->g->values[a].cols != c->g->values[b].cols) continue;
+  switch (it->rule) {
+  case GEN_RULE_GELU_EPILOGUE: /* the pre-activation is aux when backward reads it */
+    if (gm->epilogue == GEN_EPI_GELU_AUX_BIAS || gm->epilogue == GEN_EPI_GELU_AUX)
+      gm->aux = gen_ref_of(c, op->out[0]);
+    gm->d = gen_ref_of(c, m->out[0]);
+    break;
+  case GEN_RULE_DGELU_EPILOGUE:
+    gm->aux = gen_ref_of(c, m->in[1]);
+    gm->d = gen_ref_of(c, m->out[0]);
+    break;
+  case GEN_RULE_BGRAD_EPILOGUE: gm->bias = gen_ref_of(c, m->out[0]); break;
+  case GEN_RULE_ADD_BETA: {
+    int addend = m->in[c->items[j].addend];
     gm->beta = 1;
-    gm->c = gen_ref_of(c, a);
-    gm->d = gen_ref_of(c, op->out[0]);
-    c->p->bufs[b].role = GEN_BUF_UNUSED;
-    c->items[i].absorbed = 1;
-    c->producer_step[op->out[0]] = s;
-    char extra[64];
-    snprintf(extra, sizeof extra, " + %s", gen_vname(c, a));
-    strncat(c->p->steps[s].label, extra, sizeof c->p->steps[s].label - strlen(c->p->steps[s].label) - 1);
-    return 1;
+    gm->c = gen_ref_of(c, addend);
+    gm->d = gen_ref_of(c, m->out[0]);
+    size_t len = strlen(st->label);
+    snprintf(st->label + len, sizeof st->label - len, " + %s", gen_vname(c, addend));
+    break;
+  }
   }
   return 0;
 }
@@ -438,37 +296,95 @@ static int assign_roles(gen_ctx *c) {
 }
 
 /* ---------------------------------------------------------------------- */
-/* the walk */
+/* the passes */
+
+static int pass_select(gen_ctx *c) {
+  mark_stats(c);
+  if (init_buffers(c) || select_items(c)) return -1;
+  count_readers(c);
+  mark_kept(c);
+  for (int v = 0; v < c->g->n_values; v++) c->written_by[v] = -1;
+  return 0;
+}
+
+/* cross_entropy's gradient overwrites the logits when nothing else reads them */
+static void ce_gradient_in_place(gen_ctx *c, int i) {
+  int j = gen_member(c, i, GEN_RULE_CE_BACKWARD, -1);
+  int logits = c->items[i].op->in[0];
+  if (j < 0 || c->readers[logits] != 2 || c->keep[logits]) return;
+  gen_buffer *b = &c->p->bufs[c->items[j].op->out[0]];
+  b->role = GEN_BUF_VIEW, b->base = logits, b->off = 0, b->ld = c->p->bufs[logits].cols;
+}
+
+static int pass_buffers(gen_ctx *c) {
+  for (int i = 0; i < c->n_items; i++) {
+    if (c->items[i].leader != i) continue;
+    if (c->items[i].rule == GEN_RULE_CE_BACKWARD) ce_gradient_in_place(c, i);
+    if (gen_plan_workspace(c, i, &c->items[i].workspace)) return -1;
+  }
+  return 0;
+}
 
 static int lower_item(gen_ctx *c, int i) {
-  const ir_op *op = c->items[i].op;
-  switch (op->kind) {
+  const gen_item *it = &c->items[i];
+  switch (it->op->kind) {
   case IR_OP_LINEAR: case IR_OP_LINEAR_BWD_X: case IR_OP_LINEAR_BWD_W:
     return lower_linear(c, i);
-  case IR_OP_ADD:
-    if (gen_try_fuse_add_gemm(c, i)) return 0;
-    if (gen_try_residual_norm(c, i)) return 0;
-    return gen_lower_elementwise(c, i);
   default: break;
   }
-  if (gen_is_elementwise(op->kind)) return gen_lower_elementwise(c, i);
+  if (it->rule == GEN_RULE_VIEW) return 0;
+  if (it->rule == GEN_RULE_ELEMENTWISE) return gen_lower_elementwise(c, i);
   return gen_lower_template_op(c, i);
 }
 
-static int lower_path(gen_ctx *c) {
+/* Each group's steps, in leader order; the forward's end where the first
+ * backward group begins. */
+static int pass_lower(gen_ctx *c) {
   for (int i = 0; i < c->n_items; i++) {
-    if (c->items[i].absorbed) continue;
+    if (c->items[i].leader != i) continue;
     if (c->items[i].backward && c->p->n_fwd_steps < 0) c->p->n_fwd_steps = c->p->n_steps;
-    int before = c->p->n_steps;
+    c->items[i].lowered++;
     if (lower_item(c, i)) return -1;
-    /* a template op's outputs come from its last kernel (GEMMs and fused
-     * runs record their own writes) */
-    int made = c->p->n_steps > before;
-    if (made && c->p->steps[c->p->n_steps - 1].kind == GEN_STEP_KERNEL)
-      for (int k = 0; k < c->items[i].op->n_out; k++) wrote(c, c->items[i].op->out[k]);
   }
   if (c->p->n_fwd_steps < 0) c->p->n_fwd_steps = c->p->n_steps;
   return c->p->kernels.failed ? lt_fail(c->err, "out of memory") : 0;
+}
+
+int gen_emit_path(gen_program *prog, gen_path *p, lt_error *err); /* gen_emit.c */
+
+static int pass_emit(gen_ctx *c) { return gen_emit_path(c->prog, c->p, c->err); }
+
+/* In enum gen_pass_id's order. */
+static const struct {
+  const char *name;
+  int (*run)(gen_ctx *c);
+} passes[GEN_NPASSES] = {
+    {"select", pass_select}, {"fuse", gen_pass_fuse}, {"buffers", pass_buffers},
+    {"lower", pass_lower},   {"roles", assign_roles}, {"emit", pass_emit},
+};
+
+/* LISA_GEN_DUMP names the passes after which to print the items ("all": every one). */
+static void dump_after(const gen_ctx *c, const char *pass) {
+  const char *want = getenv("LISA_GEN_DUMP");
+  if (!want) return;
+  size_t n = strlen(pass);
+  const char *hit = strstr(want, pass);
+  if (strcmp(want, "all") && !(hit && (hit == want || hit[-1] == ',') &&
+                               (hit[n] == 0 || hit[n] == ',')))
+    return;
+  sbuf out = {0};
+  sb_printf(&out, "gen: %s after %s: %d steps\n", c->p->name, pass, c->p->n_steps);
+  gen_print_items(c, &out);
+  fputs(sb_str(&out), stderr);
+  sb_free(&out);
+}
+
+static int run_passes(gen_ctx *c) {
+  for (int k = 0; k < GEN_NPASSES; k++) {
+    if (passes[k].run(c) || gen_verify(c, k, passes[k].name)) return -1;
+    dump_after(c, passes[k].name);
+  }
+  return 0;
 }
 
 static int build_path(gen_program *prog, int section, int mode, const char *name,
@@ -481,34 +397,22 @@ static int build_path(gen_program *prog, int section, int mode, const char *name
   p->n_fwd_steps = -1;
   gen_ctx c = {.prog = prog, .p = p, .m = prog->m, .g = &prog->m->sections[section],
                .cfg = &prog->cfg, .err = err};
-  int nv = c.g->n_values, rc = -1;
-  c.readers = calloc((size_t)nv + 1, sizeof *c.readers);
-  c.producer_step = calloc((size_t)nv + 1, sizeof *c.producer_step);
-  c.keep = calloc((size_t)nv + 1, 1);
-  c.stat = calloc((size_t)nv + 1, 1);
-  if (!c.readers || !c.producer_step || !c.keep || !c.stat) {
-    lt_fail(err, "out of memory");
-    goto done;
-  }
-  for (int v = 0; v < nv; v++) c.producer_step[v] = -1;
-  mark_stats(&c);
-  if (init_buffers(&c) || select_items(&c)) goto done;
-  count_readers(&c);
-  mark_kept(&c);
-  plan_views(&c);
-  if (lower_path(&c)) goto done;
-  if (assign_roles(&c)) goto done;
-  rc = 0;
-done:
+  size_t nv = (size_t)c.g->n_values + 1;
+  c.readers = calloc(nv, sizeof *c.readers);
+  c.written_by = calloc(nv, sizeof *c.written_by);
+  c.keep = calloc(nv, 1);
+  c.stat = calloc(nv, 1);
+  int rc = !c.readers || !c.written_by || !c.keep || !c.stat ? lt_fail(err, "out of memory")
+                                                             : run_passes(&c);
   free(c.items);
   free(c.readers);
-  free(c.producer_step);
+  free(c.written_by);
   free(c.keep);
   free(c.stat);
   return rc;
 }
 
-int gen_emit_path(gen_program *prog, gen_path *p, lt_error *err); /* gen_emit.c */
+
 
 int gen_build(gen_program *prog, const ir_model *m, const gen_config *cfg, lt_error *err) {
   memset(prog, 0, sizeof *prog);
@@ -536,14 +440,14 @@ int gen_build(gen_program *prog, const ir_model *m, const gen_config *cfg, lt_er
       {IR_HEAD, PATH_FROZEN, "head_frozen"},
   };
   for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
-    if (build_path(prog, paths[i].section, paths[i].mode, paths[i].name, err) ||
-        gen_emit_path(prog, &prog->paths[prog->n_paths - 1], err)) {
+    if (build_path(prog, paths[i].section, paths[i].mode, paths[i].name, err)) {
       gen_free(prog);
       return -1;
     }
   }
   gen_path *opt = &prog->paths[prog->n_paths++];
-  if (gen_build_optimizer(prog, opt, err) || gen_emit_path(prog, opt, err)) {
+  if (gen_build_optimizer(prog, opt, err) || gen_verify_steps(opt, 1, "optimizer", err) ||
+      gen_emit_path(prog, opt, err)) {
     gen_free(prog);
     return -1;
   }

@@ -1,11 +1,11 @@
 /* gen_ops.c: the ops that map onto a kernel template (templates/):
  * norms, attention, rope, embeddings, cross-entropy, copies and the bias
- * gradient. Each rule picks the template, its constants and its launch, and
- * fuses what the template can take in (the residual gradient into a norm's
- * dX, the position embedding into the token embedding, cross-entropy's
- * backward into its forward). Launch shapes mirror the templates' documented
- * defaults, which are passed explicitly so the two cannot drift apart; the
- * tunables templates/tuning.lua lists come through gen_tune, which sets both
+ * gradient. Each picks the template, its constants and its launch, taking
+ * in what the fuse pass put in its group (the residual gradient into a
+ * norm's dX, the position embedding into the token embedding,
+ * cross-entropy's backward into its forward). Launch shapes mirror the
+ * templates' documented defaults, which are passed explicitly so the two
+ * cannot drift apart; the tunables templates/tuning.lua lists come through gen_tune, which sets both
  * the template argument and the launch. */
 #include <stdio.h>
 #include <string.h>
@@ -71,31 +71,6 @@ static void emit_norm_fwd(gen_ctx *c, const ir_op *op, int rms, const ir_op *add
   gen_kb_end(&kb, body);
 }
 
-/* add(a, b) -> s whose next forward reader is a layernorm or rmsnorm of s:
- * one kernel for both (when the add could not go into a GEMM's beta). */
-int gen_try_residual_norm(gen_ctx *c, int i) {
-  const ir_op *add = c->items[i].op;
-  int s = add->out[0];
-  if (c->items[i].backward || c->p->bufs[s].role == GEN_BUF_VIEW) return 0;
-  for (int k = 0; k < 2; k++)
-    if (c->p->bufs[add->in[k]].role == GEN_BUF_VIEW) return 0;
-  for (int j = i + 1; j < c->n_items && !c->items[j].backward; j++) {
-    const ir_op *op = c->items[j].op;
-    int reads = 0;
-    for (int k = 0; k < op->n_in; k++) reads |= op->in[k] == s;
-    if (!reads) continue;
-    if (c->items[j].absorbed || op->in[0] != s ||
-        (op->kind != IR_OP_LAYERNORM && op->kind != IR_OP_RMSNORM))
-      return 0;
-    emit_norm_fwd(c, op, op->kind == IR_OP_RMSNORM, add);
-    c->items[i].absorbed = c->items[j].absorbed = 1;
-    for (int k = 0; k < op->n_out; k++) c->producer_step[op->out[k]] = c->p->n_steps - 1;
-    c->producer_step[s] = c->p->n_steps - 1;
-    return 1;
-  }
-  return 0;
-}
-
 /* dx = norm_backward_x(dy) [+ dres]: a following add of dx and the residual
  * branch's gradient is done by the norm kernel itself. */
 static void emit_norm_bwd_x(gen_ctx *c, int i, int rms) {
@@ -106,13 +81,11 @@ static void emit_norm_bwd_x(gen_ctx *c, int i, int rms) {
    * sm_90); two warps a row halve what each thread holds */
   if (threads == 32 && elem_bytes(c) == 2 && C / vec_width(2, C) > 64) threads = 64, rows = 2;
   int out = op->out[0], dres = -1;
-  int j = gen_sole_reader(c, out);
-  if (j > i && !c->items[j].absorbed && c->items[j].op->kind == IR_OP_ADD) {
+  int j = gen_member(c, i, GEN_RULE_NORM_DX_ADD, IR_OP_ADD);
+  if (j >= 0) {
     const ir_op *add = c->items[j].op;
     dres = add->in[0] == out ? add->in[1] : add->in[0];
     out = add->out[0];
-    c->items[j].absorbed = 1;
-    c->producer_step[out] = c->p->n_steps; /* the step made below */
   }
   char label[192], body[256];
   snprintf(label, sizeof label, "%s_bwd_x %s -> %s%s%s", rms ? "rmsnorm" : "layernorm",
@@ -133,21 +106,45 @@ static void emit_norm_bwd_x(gen_ctx *c, int i, int rms) {
   gen_kb_end(&kb, body);
 }
 
-/* dw (and db) += column sums, in two deterministic stages. */
-static int emit_norm_bwd_w(gen_ctx *c, const ir_op *op, int rms) {
-  int64_t C = cols_of(c, op->in[0]);
-  int eb = elem_bytes(c), vec = vec_width(eb, C);
+/* The partial-sums launch of a norm's dW over C columns: bx by threads a
+ * block, gx blocks across, `parts` down (its rows of partial sums). */
+typedef struct {
+  int bx, by;
+  unsigned gx;
+  int64_t parts;
+} norm_w_launch;
+
+static norm_w_launch norm_w_launch_of(const gen_ctx *c, int64_t C) {
+  int vec = vec_width(elem_bytes(c), C);
   int64_t nv = C / vec;
-  int bx = nv > 16 ? 32 : nv > 8 ? 16 : 8, by = 256 / bx > 32 ? 32 : 256 / bx;
-  unsigned gx = ceil_div(C, (int64_t)bx * vec);
-  int64_t parts = ceil_div(N_of(c), 4 * by), cap = 2 * TARGET_SMS / gx;
+  norm_w_launch l;
+  l.bx = nv > 16 ? 32 : nv > 8 ? 16 : 8;
+  l.by = 256 / l.bx > 32 ? 32 : 256 / l.bx;
+  l.gx = ceil_div(C, (int64_t)l.bx * vec);
+  int64_t cap = 2 * TARGET_SMS / l.gx;
+  l.parts = ceil_div(N_of(c), 4 * l.by);
   if (cap < 1) cap = 1;
-  if (parts > cap) parts = cap;
-  if (parts > 1024) parts = 1024;
-  char name[96], label[192], body[256];
+  if (l.parts > cap) l.parts = cap;
+  if (l.parts > 1024) l.parts = 1024;
+  return l;
+}
+
+static int norm_w_workspace(gen_ctx *c, const ir_op *op, int rms) {
+  int64_t C = cols_of(c, op->in[0]), parts = norm_w_launch_of(c, C).parts;
+  char name[96];
   snprintf(name, sizeof name, "%s.partial", gen_vname(c, op->out[0]));
-  int ws = gen_add_workspace(c, name, GEN_F32, rms ? parts : 2 * parts, C);
-  if (ws < 0) return -1;
+  return gen_add_workspace(c, name, GEN_F32, rms ? parts : 2 * parts, C);
+}
+
+/* dw (and db) += column sums, in two deterministic stages. */
+static int emit_norm_bwd_w(gen_ctx *c, int i, int rms) {
+  const ir_op *op = c->items[i].op;
+  int64_t C = cols_of(c, op->in[0]);
+  norm_w_launch l = norm_w_launch_of(c, C);
+  int bx = l.bx, by = l.by, ws = c->items[i].workspace;
+  unsigned gx = l.gx;
+  int64_t parts = l.parts;
+  char label[192], body[256];
   snprintf(label, sizeof label, "%s dW partial sums of %s", rms ? "rmsnorm" : "layernorm",
            gen_vname(c, op->in[0]));
   gen_kb kb;
@@ -353,16 +350,13 @@ static void emit_attention_dkdv(gen_ctx *c, const ir_op *op, const attn_bwd *t) 
 
 /* Backward recomputes the probabilities from q, k and lse: dq first (it
  * also writes dsum), then dk and dv. */
-static int emit_attention_bwd(gen_ctx *c, const ir_op *op) {
+static int emit_attention_bwd(gen_ctx *c, int i) {
+  const ir_op *op = c->items[i].op;
   attn_bwd t = {attn_of(c, op, op->in[1]), gen_ref_of(c, op->in[0]), gen_ref_of(c, op->in[1]),
                 gen_ref_of(c, op->in[2]), gen_ref_of(c, op->in[3]), gen_ref_of(c, op->in[4]),
                 gen_ref_of(c, op->in[5]), gen_ref_of(c, op->out[0]), gen_ref_of(c, op->out[1]),
                 gen_ref_of(c, op->out[2]), {-1, 0, 0}};
-  char name[96];
-  snprintf(name, sizeof name, "%s.dsum", gen_vname(c, op->in[4]));
-  int ws = gen_add_workspace(c, name, GEN_F32, N_of(c), t.a.heads);
-  if (ws < 0) return -1;
-  t.dsum = (gen_ref){ws, 0, t.a.heads};
+  t.dsum = (gen_ref){c->items[i].workspace, 0, t.a.heads};
   emit_attention_dq(c, op, &t);
   emit_attention_dkdv(c, op, &t);
   return 0;
@@ -402,20 +396,11 @@ static int emit_embedding(gen_ctx *c, int i) {
   const ir_op *op = c->items[i].op;
   int64_t C = cols_of(c, op->out[0]);
   int out = op->out[0], pos_table = -1;
-  int j = gen_sole_reader(c, op->out[0]);
-  if (j > i && c->items[j].op->kind == IR_OP_ADD && !c->items[j].absorbed) {
-    const ir_op *add = c->items[j].op;
-    int other = add->in[0] == out ? add->in[1] : add->in[0];
-    for (int p = i + 1; p < j; p++) {
-      const ir_op *pe = c->items[p].op;
-      if (pe->kind == IR_OP_POS_EMBEDDING && pe->out[0] == other && gen_sole_reader(c, other) == j &&
-          !c->items[p].absorbed) {
-        pos_table = pe->in[0];
-        c->items[p].absorbed = c->items[j].absorbed = 1;
-        out = add->out[0];
-        c->producer_step[out] = c->p->n_steps;
-      }
-    }
+  int p = gen_member(c, i, GEN_RULE_EMBED_POS, IR_OP_POS_EMBEDDING),
+      j = gen_member(c, i, GEN_RULE_EMBED_POS, IR_OP_ADD);
+  if (p >= 0 && j >= 0) {
+    pos_table = c->items[p].op->in[0];
+    out = c->items[j].op->out[0];
   }
   char label[192], body[256];
   snprintf(label, sizeof label, "embedding%s %s -> %s", pos_table >= 0 ? " + position" : "",
@@ -488,23 +473,11 @@ static void emit_embedding_bwd(gen_ctx *c, const ir_op *op, int pos) {
 static int emit_cross_entropy(gen_ctx *c, int i) {
   const ir_op *op = c->items[i].op;
   int logits = op->in[0], V = (int)cols_of(c, logits), dlogits = -1;
-  for (int j = i + 1; j < c->n_items; j++) {
-    const ir_op *b = c->items[j].op;
-    if (b->kind == IR_OP_CROSS_ENTROPY_BWD && b->in[0] == logits && !c->items[j].absorbed) {
-      dlogits = b->out[0];
-      c->items[j].absorbed = 1;
-      c->producer_step[dlogits] = c->p->n_steps;
-    }
-  }
-  /* the gradient overwrites the logits when nothing else reads them */
-  if (dlogits >= 0 && c->readers[logits] == 2 && !c->keep[logits]) {
-    gen_buffer *b = &c->p->bufs[dlogits];
-    b->role = GEN_BUF_VIEW, b->base = logits, b->off = 0, b->ld = V;
-  }
-  char name[96], label[192], body[256];
-  snprintf(name, sizeof name, "%s.rows", gen_vname(c, op->out[0]));
-  int ws = gen_add_workspace(c, name, GEN_F32, N_of(c), 1);
-  if (ws < 0) return -1;
+  for (int j = i + 1; j < c->n_items; j++) /* the last member, should there be two */
+    if (c->items[j].leader == i && c->items[j].rule == GEN_RULE_CE_BACKWARD)
+      dlogits = c->items[j].op->out[0];
+  int ws = c->items[i].workspace;
+  char label[192], body[256];
   snprintf(label, sizeof label, "cross_entropy%s %s -> per-row loss%s%s",
            dlogits >= 0 ? " + backward" : "", gen_vname(c, logits), dlogits >= 0 ? ", " : "",
            dlogits >= 0 ? gen_vname(c, dlogits) : "");
@@ -587,17 +560,42 @@ static void emit_bias_grad(gen_ctx *c, const ir_op *op) {
   gen_kb_end(&kb, body);
 }
 
+int gen_plan_workspace(gen_ctx *c, int i, int *ws) {
+  const ir_op *op = c->items[i].op;
+  char name[96];
+  *ws = -1;
+  switch (op->kind) {
+  case IR_OP_LAYERNORM_BWD_WB: *ws = norm_w_workspace(c, op, 0); break;
+  case IR_OP_RMSNORM_BWD_W: *ws = norm_w_workspace(c, op, 1); break;
+  case IR_OP_ATTENTION_BWD:
+    snprintf(name, sizeof name, "%s.dsum", gen_vname(c, op->in[4]));
+    *ws = gen_add_workspace(c, name, GEN_F32, N_of(c), op->heads);
+    break;
+  case IR_OP_CROSS_ENTROPY:
+    snprintf(name, sizeof name, "%s.rows", gen_vname(c, op->out[0]));
+    *ws = gen_add_workspace(c, name, GEN_F32, N_of(c), 1);
+    break;
+  default: return 0;
+  }
+  return *ws < 0 ? -1 : 0;
+}
+
 int gen_lower_template_op(gen_ctx *c, int i) {
   const ir_op *op = c->items[i].op;
+  if (c->items[i].rule == GEN_RULE_ADD_NORM) {
+    const ir_op *norm = c->items[gen_member(c, i, GEN_RULE_ADD_NORM, -1)].op;
+    emit_norm_fwd(c, norm, norm->kind == IR_OP_RMSNORM, op);
+    return 0;
+  }
   switch (op->kind) {
   case IR_OP_LAYERNORM: emit_norm_fwd(c, op, 0, NULL); return 0;
   case IR_OP_RMSNORM: emit_norm_fwd(c, op, 1, NULL); return 0;
   case IR_OP_LAYERNORM_BWD_X: emit_norm_bwd_x(c, i, 0); return 0;
   case IR_OP_RMSNORM_BWD_X: emit_norm_bwd_x(c, i, 1); return 0;
-  case IR_OP_LAYERNORM_BWD_WB: return emit_norm_bwd_w(c, op, 0);
-  case IR_OP_RMSNORM_BWD_W: return emit_norm_bwd_w(c, op, 1);
+  case IR_OP_LAYERNORM_BWD_WB: return emit_norm_bwd_w(c, i, 0);
+  case IR_OP_RMSNORM_BWD_W: return emit_norm_bwd_w(c, i, 1);
   case IR_OP_ATTENTION: emit_attention_fwd(c, op); return 0;
-  case IR_OP_ATTENTION_BWD: return emit_attention_bwd(c, op);
+  case IR_OP_ATTENTION_BWD: return emit_attention_bwd(c, i);
   case IR_OP_ROPE: emit_rope(c, op, 0); return 0;
   case IR_OP_ROPE_BWD: emit_rope(c, op, 1); return 0;
   case IR_OP_EMBEDDING: return emit_embedding(c, i);
