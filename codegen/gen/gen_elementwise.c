@@ -111,18 +111,28 @@ typedef struct {
   int64_t cols;
 } run_code;
 
-/* The element of a buffer argument `a<arg>` at row r, column col. */
-static void element_at(sbuf *b, const gen_ref *r, int arg, int64_t cols) {
-  if (r->off == 0 && r->ld == cols) sb_printf(b, "a%d[i]", arg);
-  else sb_printf(b, "a%d[r * %lldLL + %lld + col]", arg, (long long)r->ld, (long long)r->off);
+/* The element of buffer argument `arg` at row r, column col. */
+static void element_at(sbuf *b, const gen_ref *r, const char *arg, int64_t cols) {
+  if (r->off == 0 && r->ld == cols) sb_printf(b, "%s[i]", arg);
+  else sb_printf(b, "%s[r * %lldLL + %lld + col]", arg, (long long)r->ld, (long long)r->off);
+}
+
+/* The argument for value v: "in_" or "out_" and its name as an identifier
+ * (the prefix keeps it clear of the body's own names and C's keywords). */
+static const char *arg_name(gen_ctx *c, int v, const char *prefix, char *buf, size_t cap) {
+  snprintf(buf, cap, "%s%s", prefix, gen_vname(c, v));
+  for (char *p = buf; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9')))
+      *p = '_';
+  return buf;
 }
 
 static int load_input(run_code *rc, gen_ctx *c, int v) {
   int reg = find_reg(&rc->regs, v);
   if (reg >= 0) return reg;
   gen_ref r = gen_ref_of(c, v);
-  int arg = rc->kb.n;
-  gen_kb_buf(&rc->kb, r, -1, 0);
+  char name[48];
+  const char *arg = gen_kb_buf(&rc->kb, arg_name(c, v, "in_", name, sizeof name), r, -1, 0);
   reg = rc->next_reg++;
   sb_printf(&rc->loads, "    const float v%d = lisa::to_f32(", reg);
   element_at(&rc->loads, &r, arg, rc->cols);
@@ -133,9 +143,9 @@ static int load_input(run_code *rc, gen_ctx *c, int v) {
 
 static void store_output(run_code *rc, gen_ctx *c, int v, int reg) {
   gen_ref r = gen_ref_of(c, v);
-  int arg = rc->kb.n;
   int dt = gen_buf_dtype(c, r.buf);
-  gen_kb_buf(&rc->kb, r, -1, 1);
+  char name[48];
+  const char *arg = gen_kb_buf(&rc->kb, arg_name(c, v, "out_", name, sizeof name), r, -1, 1);
   sb_puts(&rc->stores, "    ");
   element_at(&rc->stores, &r, arg, rc->cols);
   if (dt == GEN_F32) sb_printf(&rc->stores, " = v%d;\n", reg);
@@ -164,7 +174,7 @@ int gen_lower_elementwise(gen_ctx *c, int first) {
   rc.cols = c->g->values[op0->out[0]].cols;
   int scalar = c->g->values[op0->out[0]].scalar;
   gen_kb_begin(&rc.kb, c, "elementwise", label);
-  if (!scalar) gen_kb_rows(&rc.kb); /* a0 */
+  if (!scalar) gen_kb_rows(&rc.kb);
   int bad = 0;
   for (int r = 0; r < n && !bad; r++) {
     const ir_op *op = c->items[run[r]].op;
@@ -189,7 +199,7 @@ int gen_lower_elementwise(gen_ctx *c, int first) {
             "       i += (long long)gridDim.x * %u) {\n"
             "    const long long r = i / %lld, col = i %% %lld;\n"
             "    (void)r, (void)col;\n%s%s%s  }",
-            scalar ? "" : "(long long)a0 * ", (long long)(scalar ? total : rc.cols), threads,
+            scalar ? "" : "(long long)N * ", (long long)(scalar ? total : rc.cols), threads,
             threads, (long long)rc.cols, (long long)rc.cols, sb_str(&rc.loads), sb_str(&rc.math),
             sb_str(&rc.stores));
   gen_kb_end(&rc.kb, sb_str(&body));

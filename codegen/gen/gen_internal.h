@@ -53,6 +53,7 @@ typedef struct {
   int *written_by;      /* [n_values]: leader of the group that last writes it, -1 */
   unsigned char *keep;  /* [n_values]: must be in memory for outside reasons */
   unsigned char *stat;  /* [n_values]: a saved fp32 statistic (mean, rstd, lse) */
+  int kernel_failed;    /* a gen_kb_end failed: its message is in err */
   lt_error *err;
 } gen_ctx;
 
@@ -71,29 +72,40 @@ const char *gen_float(char *buf, double v);
 int gen_member(const gen_ctx *c, int leader, int rule, int kind);
 int gen_tune(const gen_ctx *c, const char *kernel, const char *name, int fallback);
 
-/* --- kernel builder (gen_kernels.c): one __global__ wrapper per step --- */
+/* --- kernel builder (gen_kernels.c): one __global__ wrapper per step ---
+ * Arguments are named: the wrapper's parameters take the names given, and
+ * the body calls the template with them, `@x` standing for a buffer and its
+ * row stride ("x, 72"). Every argument must appear in the body. */
+typedef struct {
+  char name[48];
+  int64_t ld;    /* a buffer's row stride; -1: a scalar */
+} gen_kb_name;
+
 typedef struct {
   gen_ctx *c;
   gen_step *st;
   sbuf params;   /* the wrapper's parameter list */
   sbuf unpack;   /* the emulator trampoline's argument list */
-  sbuf args;     /* "a0, a1, ..." for the template call */
-  int n;
+  gen_kb_name names[GEN_MAX_ARGS];
+  int n, failed;
 } gen_kb;
 
 void gen_kb_begin(gen_kb *kb, gen_ctx *c, const char *what, const char *label);
-/* Adds a pointer argument; `writes`: not const. dtype GEN_F32/GEN_BF16 as
- * stored, or -1 for the config's storage type (lisa_t). */
-void gen_kb_buf(gen_kb *kb, gen_ref r, int dtype, int writes);
-void gen_kb_rows(gen_kb *kb);   /* int N */
-void gen_kb_batch(gen_kb *kb);  /* int B */
+/* Adds a pointer argument called `name` (name_<n> if taken: the name it
+ * got is returned); `writes`: not const. dtype GEN_F32/GEN_BF16 as stored,
+ * or -1 for the config's storage type (lisa_t). */
+const char *gen_kb_buf(gen_kb *kb, const char *name, gen_ref r, int dtype, int writes);
+void gen_kb_rows(gen_kb *kb);       /* int N */
+void gen_kb_batch(gen_kb *kb);      /* int B */
 void gen_kb_loss_scale(gen_kb *kb); /* float loss_scale */
 /* A scalar argument of the optimizer path (enum gen_arg_kind). */
-void gen_kb_scalar(gen_kb *kb, const char *type, int kind);
+void gen_kb_scalar(gen_kb *kb, const char *type, const char *name, int kind);
 void gen_kb_launch(gen_kb *kb, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
                    unsigned smem);
-/* Emits the wrapper; `body` may use %A for the comma-joined arguments. */
-void gen_kb_end(gen_kb *kb, const char *body);
+/* Emits the wrapper around `body`; -1 (the message in c->err, and
+ * c->kernel_failed set) when the body names an unknown argument or leaves
+ * one out. */
+int gen_kb_end(gen_kb *kb, const char *body);
 const char *gen_ctype(const gen_ctx *c, int dtype); /* "float", "__nv_bfloat16", "int" */
 int gen_buf_dtype(const gen_ctx *c, int value);
 

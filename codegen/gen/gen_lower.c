@@ -347,6 +347,7 @@ static int pass_lower(gen_ctx *c) {
     if (lower_item(c, i)) return -1;
   }
   if (c->p->n_fwd_steps < 0) c->p->n_fwd_steps = c->p->n_steps;
+  if (c->kernel_failed) return -1;
   return c->p->kernels.failed ? lt_fail(c->err, "out of memory") : 0;
 }
 

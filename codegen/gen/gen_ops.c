@@ -50,25 +50,45 @@ static void emit_norm_fwd(gen_ctx *c, const ir_op *op, int rms, const ir_op *add
   else
     snprintf(label, sizeof label, "%s %s -> %s", rms ? "rmsnorm" : "layernorm",
              gen_vname(c, op->in[0]), gen_vname(c, op->out[0]));
+  /* the template's parameter names: (s,) y, (mean,) rstd, x or a, b, w(, bias or b) */
+  const char *bias = add ? "bias" : "b";
   gen_kb kb;
   gen_kb_begin(&kb, c, fn, label);
-  if (add) gen_kb_buf(&kb, gen_ref_of(c, add->out[0]), -1, 1);
-  gen_kb_buf(&kb, gen_ref_of(c, op->out[0]), -1, 1);
-  if (!rms) gen_kb_buf(&kb, gen_ref_of(c, op->out[1]), GEN_F32, 1);
-  gen_kb_buf(&kb, gen_ref_of(c, op->out[rms ? 1 : 2]), GEN_F32, 1);
+  if (add) gen_kb_buf(&kb, "s", gen_ref_of(c, add->out[0]), -1, 1);
+  gen_kb_buf(&kb, "y", gen_ref_of(c, op->out[0]), -1, 1);
+  if (!rms) gen_kb_buf(&kb, "mean", gen_ref_of(c, op->out[1]), GEN_F32, 1);
+  gen_kb_buf(&kb, "rstd", gen_ref_of(c, op->out[rms ? 1 : 2]), GEN_F32, 1);
   if (add) {
-    gen_kb_buf(&kb, gen_ref_of(c, add->in[0]), -1, 0);
-    gen_kb_buf(&kb, gen_ref_of(c, add->in[1]), -1, 0);
+    gen_kb_buf(&kb, "a", gen_ref_of(c, add->in[0]), -1, 0);
+    gen_kb_buf(&kb, "b", gen_ref_of(c, add->in[1]), -1, 0);
   } else {
-    gen_kb_buf(&kb, gen_ref_of(c, op->in[0]), -1, 0);
+    gen_kb_buf(&kb, "x", gen_ref_of(c, op->in[0]), -1, 0);
   }
-  for (int k = 1; k < op->n_in; k++) gen_kb_buf(&kb, gen_ref_of(c, op->in[k]), -1, 0);
+  gen_kb_buf(&kb, "w", gen_ref_of(c, op->in[1]), -1, 0);
+  if (op->n_in > 2) gen_kb_buf(&kb, bias, gen_ref_of(c, op->in[2]), -1, 0);
   gen_kb_rows(&kb);
   gen_kb_launch(&kb, ceil_div(N_of(c), rows), 1, 1, (unsigned)(threads * rows), 1, 0);
   char eps[40];
-  snprintf(body, sizeof body, "lisa::%s<%s, %lld, %d, %d>(%%A, %s);", fn, T_(), (long long)C,
-           threads, rows, gen_float(eps, op->eps));
+  snprintf(body, sizeof body, "lisa::%s<%s, %lld, %d, %d>(%s%s, %s, w%s%s, N, %s);", fn, T_(),
+           (long long)C, threads, rows, add ? "s, " : "", rms ? "y, rstd" : "y, mean, rstd",
+           add ? "a, b" : "x", op->n_in > 2 ? ", " : "", op->n_in > 2 ? bias : "",
+           gen_float(eps, op->eps));
   gen_kb_end(&kb, body);
+}
+
+/* A norm backward's inputs, named as the templates do: dy, x, (w,) (mean,)
+ * rstd; x_bwd has w, w_partial not. */
+static void norm_inputs(gen_ctx *c, gen_kb *kb, const ir_op *op, int rms) {
+  static const char *const x_ln[] = {"dy", "x", "w", "mean", "rstd"},
+                           *const x_rms[] = {"dy", "x", "w", "rstd"},
+                           *const w_ln[] = {"dy", "x", "mean", "rstd"},
+                           *const w_rms[] = {"dy", "x", "rstd"};
+  int bwd_x = op->kind == IR_OP_LAYERNORM_BWD_X || op->kind == IR_OP_RMSNORM_BWD_X;
+  const char *const *names = bwd_x ? (rms ? x_rms : x_ln) : (rms ? w_rms : w_ln);
+  int n = (bwd_x ? 4 : 3) + !rms;
+  for (int k = 0; k < op->n_in; k++)
+    gen_kb_buf(kb, k < n ? names[k] : "extra", gen_ref_of(c, op->in[k]),
+               c->p->bufs[op->in[k]].dtype, 0);
 }
 
 /* dx = norm_backward_x(dy) [+ dres]: a following add of dx and the residual
@@ -94,15 +114,14 @@ static void emit_norm_bwd_x(gen_ctx *c, int i, int rms) {
   if (dres >= 0) strncat(label, ")", sizeof label - strlen(label) - 1);
   gen_kb kb;
   gen_kb_begin(&kb, c, rms ? "rmsnorm_backward_x" : "layernorm_backward_x", label);
-  gen_kb_buf(&kb, gen_ref_of(c, out), -1, 1);
-  for (int k = 0; k < op->n_in; k++)
-    gen_kb_buf(&kb, gen_ref_of(c, op->in[k]), c->p->bufs[op->in[k]].dtype, 0);
-  gen_kb_buf(&kb, dres >= 0 ? gen_ref_of(c, dres) : (gen_ref){-1, 0, 0}, -1, 0);
+  gen_kb_buf(&kb, "dx", gen_ref_of(c, out), -1, 1);
+  norm_inputs(c, &kb, op, rms);
+  gen_kb_buf(&kb, "dres", dres >= 0 ? gen_ref_of(c, dres) : (gen_ref){-1, 0, 0}, -1, 0);
   gen_kb_rows(&kb);
   gen_kb_launch(&kb, ceil_div(N_of(c), rows), 1, 1, (unsigned)(threads * rows), 1, 0);
-  snprintf(body, sizeof body, "lisa::%s<%s, %lld, %d, %d>(%%A);",
+  snprintf(body, sizeof body, "lisa::%s<%s, %lld, %d, %d>(dx, dy, x, %s, dres, N);",
            rms ? "rmsnorm_backward_x" : "layernorm_backward_x", T_(), (long long)C, threads,
-           rows);
+           rows, rms ? "w, rstd" : "w, mean, rstd");
   gen_kb_end(&kb, body);
 }
 
@@ -150,14 +169,13 @@ static int emit_norm_bwd_w(gen_ctx *c, int i, int rms) {
   gen_kb kb;
   gen_kb_begin(&kb, c, rms ? "rmsnorm_backward_w_partial" : "layernorm_backward_wb_partial",
                label);
-  gen_kb_buf(&kb, (gen_ref){ws, 0, C}, GEN_F32, 1);
-  for (int k = 0; k < op->n_in; k++)
-    gen_kb_buf(&kb, gen_ref_of(c, op->in[k]), c->p->bufs[op->in[k]].dtype, 0);
+  gen_kb_buf(&kb, "partial", (gen_ref){ws, 0, C}, GEN_F32, 1);
+  norm_inputs(c, &kb, op, rms);
   gen_kb_rows(&kb);
   gen_kb_launch(&kb, gx, (unsigned)parts, 1, (unsigned)bx, (unsigned)by, 0);
-  snprintf(body, sizeof body, "lisa::%s<%s, %lld, %d, %d>(%%A);",
+  snprintf(body, sizeof body, "lisa::%s<%s, %lld, %d, %d>(partial, dy, x, %s, N);",
            rms ? "rmsnorm_backward_w_partial" : "layernorm_backward_wb_partial", T_(),
-           (long long)C, bx, by);
+           (long long)C, bx, by, rms ? "rstd" : "mean, rstd");
   gen_kb_end(&kb, body);
 
   snprintf(label, sizeof label, "%s dW += partial sums -> %s%s%s", rms ? "rmsnorm" : "layernorm",
@@ -165,12 +183,12 @@ static int emit_norm_bwd_w(gen_ctx *c, int i, int rms) {
   gen_kb_begin(&kb, c, "norm_backward_w_finish", label);
   /* dw, db in the gradients' dtype (the template deduces it) */
   const int gd = c->cfg->grad_dtype;
-  gen_kb_buf(&kb, gen_ref_of(c, op->out[0]), gd, 1);
-  gen_kb_buf(&kb, rms ? (gen_ref){-1, 0, 0} : gen_ref_of(c, op->out[1]), gd, 1);
-  gen_kb_buf(&kb, (gen_ref){ws, 0, C}, GEN_F32, 0);
+  gen_kb_buf(&kb, "dw", gen_ref_of(c, op->out[0]), gd, 1);
+  gen_kb_buf(&kb, "db", rms ? (gen_ref){-1, 0, 0} : gen_ref_of(c, op->out[1]), gd, 1);
+  gen_kb_buf(&kb, "partial", (gen_ref){ws, 0, C}, GEN_F32, 0);
   const int fin = gen_tune(c, "norm_backward_w_finish", "THREADS", 256);
   gen_kb_launch(&kb, ceil_div(C, fin), 1, 1, (unsigned)fin, 1, 0);
-  snprintf(body, sizeof body, "lisa::norm_backward_w_finish<%lld, %d>(%%A, %lld);",
+  snprintf(body, sizeof body, "lisa::norm_backward_w_finish<%lld, %d>(dw, db, partial, %lld);",
            (long long)C, fin, (long long)parts);
   gen_kb_end(&kb, body);
   return 0;
@@ -235,19 +253,17 @@ static void emit_attention_fwd(gen_ctx *c, const ir_op *op) {
   const int bk = attention_mma_tile(c, &a, ATT_MMA_FWD, "attention_forward_mma", "BK");
   gen_kb kb;
   gen_kb_begin(&kb, c, bk ? "attention_forward_mma" : "attention_forward", label);
-  gen_kb_buf(&kb, y, -1, 1);
-  gen_kb_buf(&kb, gen_ref_of(c, op->out[1]), GEN_F32, 1);
-  gen_kb_buf(&kb, q, -1, 0);
-  gen_kb_buf(&kb, k, -1, 0);
-  gen_kb_buf(&kb, v, -1, 0);
+  gen_kb_buf(&kb, "y", y, -1, 1);
+  gen_kb_buf(&kb, "lse", gen_ref_of(c, op->out[1]), GEN_F32, 1);
+  gen_kb_buf(&kb, "q", q, -1, 0);
+  gen_kb_buf(&kb, "k", k, -1, 0);
+  gen_kb_buf(&kb, "v", v, -1, 0);
   gen_kb_batch(&kb);
   if (bk) {
     const int warps = attention_mma_launch(c, &kb, "attention_forward_mma", a.heads);
     snprintf(body, sizeof body,
-             "lisa::attention_forward_mma<%d, %d, %d, %d, %s, %d, %d>(a0, %lld, a1, a2, %lld, "
-             "a3, %lld, a4, %lld, a5);",
-             a.hd, a.heads, a.kv_heads, c->cfg->T, a.causal ? "true" : "false", warps, bk,
-             (long long)y.ld, (long long)q.ld, (long long)k.ld, (long long)v.ld);
+             "lisa::attention_forward_mma<%d, %d, %d, %d, %s, %d, %d>(@y, lse, @q, @k, @v, B);",
+             a.hd, a.heads, a.kv_heads, c->cfg->T, a.causal ? "true" : "false", warps, bk);
     gen_kb_end(&kb, body);
     return;
   }
@@ -257,10 +273,8 @@ static void emit_attention_fwd(gen_ctx *c, const ir_op *op) {
   gen_kb_launch(&kb, ceil_div(c->cfg->T, bq), (unsigned)a.heads, (unsigned)c->cfg->B,
                 (unsigned)threads, 1, 0);
   snprintf(body, sizeof body,
-           "lisa::attention_forward<%s, %d, %d, %d, %d, %s, %d, 16, %d>(a0, %lld, a1, a2, %lld, "
-           "a3, %lld, a4, %lld, a5);",
-           T_(), a.hd, a.heads, a.kv_heads, c->cfg->T, a.causal ? "true" : "false", bq, threads,
-           (long long)y.ld, (long long)q.ld, (long long)k.ld, (long long)v.ld);
+           "lisa::attention_forward<%s, %d, %d, %d, %d, %s, %d, 16, %d>(@y, lse, @q, @k, @v, B);",
+           T_(), a.hd, a.heads, a.kv_heads, c->cfg->T, a.causal ? "true" : "false", bq, threads);
   gen_kb_end(&kb, body);
 }
 
@@ -278,20 +292,22 @@ static void emit_attention_dq(gen_ctx *c, const ir_op *op, const attn_bwd *t) {
   const int bk = attention_mma_tile(c, &t->a, ATT_MMA_DQ, "attention_backward_dq_mma", "BK");
   gen_kb kb;
   gen_kb_begin(&kb, c, bk ? "attention_backward_dq_mma" : "attention_backward_dq", label);
-  gen_kb_buf(&kb, t->dq, -1, 1);
-  gen_kb_buf(&kb, t->dsum, GEN_F32, 1);
-  const gen_ref *in[] = {&t->dy, &t->y, &t->q, &t->k, &t->v};
-  for (int i = 0; i < 5; i++) gen_kb_buf(&kb, *in[i], -1, 0);
-  gen_kb_buf(&kb, t->lse, GEN_F32, 0);
+  gen_kb_buf(&kb, "dq", t->dq, -1, 1);
+  gen_kb_buf(&kb, "dsum", t->dsum, GEN_F32, 1);
+  gen_kb_buf(&kb, "dy", t->dy, -1, 0);
+  gen_kb_buf(&kb, "y", t->y, -1, 0);
+  gen_kb_buf(&kb, "q", t->q, -1, 0);
+  gen_kb_buf(&kb, "k", t->k, -1, 0);
+  gen_kb_buf(&kb, "v", t->v, -1, 0);
+  gen_kb_buf(&kb, "lse", t->lse, GEN_F32, 0);
   gen_kb_batch(&kb);
   if (bk) {
     const int warps = attention_mma_launch(c, &kb, "attention_backward_dq_mma", t->a.heads);
     snprintf(body, sizeof body,
-             "lisa::attention_backward_dq_mma<%d, %d, %d, %d, %s, %d, %d>(a0, %lld, a1, a2, %lld, "
-             "a3, %lld, a4, %lld, a5, %lld, a6, %lld, a7, a8);",
+             "lisa::attention_backward_dq_mma<%d, %d, %d, %d, %s, %d, %d>(@dq, dsum, @dy, @y, "
+             "@q, @k, @v, lse, B);",
              t->a.hd, t->a.heads, t->a.kv_heads, c->cfg->T, t->a.causal ? "true" : "false", warps,
-             bk, (long long)t->dq.ld, (long long)t->dy.ld, (long long)t->y.ld, (long long)t->q.ld,
-             (long long)t->k.ld, (long long)t->v.ld);
+             bk);
     gen_kb_end(&kb, body);
     return;
   }
@@ -301,11 +317,10 @@ static void emit_attention_dq(gen_ctx *c, const ir_op *op, const attn_bwd *t) {
   gen_kb_launch(&kb, ceil_div(c->cfg->T, bq), (unsigned)t->a.heads, (unsigned)c->cfg->B,
                 (unsigned)threads, 1, 0);
   snprintf(body, sizeof body,
-           "lisa::attention_backward_dq<%s, %d, %d, %d, %d, %s, %d, 32, %d>(a0, %lld, a1, a2, "
-           "%lld, a3, %lld, a4, %lld, a5, %lld, a6, %lld, a7, a8);",
+           "lisa::attention_backward_dq<%s, %d, %d, %d, %d, %s, %d, 32, %d>(@dq, dsum, @dy, @y, "
+           "@q, @k, @v, lse, B);",
            T_(), t->a.hd, t->a.heads, t->a.kv_heads, c->cfg->T, t->a.causal ? "true" : "false",
-           bq, threads, (long long)t->dq.ld, (long long)t->dy.ld, (long long)t->y.ld,
-           (long long)t->q.ld, (long long)t->k.ld, (long long)t->v.ld);
+           bq, threads);
   gen_kb_end(&kb, body);
 }
 
@@ -316,21 +331,22 @@ static void emit_attention_dkdv(gen_ctx *c, const ir_op *op, const attn_bwd *t) 
   const int bq = attention_mma_tile(c, &t->a, ATT_MMA_DKDV, "attention_backward_dkdv_mma", "BQ");
   gen_kb kb;
   gen_kb_begin(&kb, c, bq ? "attention_backward_dkdv_mma" : "attention_backward_dkdv", label);
-  gen_kb_buf(&kb, t->dk, -1, 1);
-  gen_kb_buf(&kb, t->dv, -1, 1);
-  const gen_ref *in[] = {&t->dy, &t->q, &t->k, &t->v};
-  for (int i = 0; i < 4; i++) gen_kb_buf(&kb, *in[i], -1, 0);
-  gen_kb_buf(&kb, t->lse, GEN_F32, 0);
-  gen_kb_buf(&kb, t->dsum, GEN_F32, 0);
+  gen_kb_buf(&kb, "dk", t->dk, -1, 1);
+  gen_kb_buf(&kb, "dv", t->dv, -1, 1);
+  gen_kb_buf(&kb, "dy", t->dy, -1, 0);
+  gen_kb_buf(&kb, "q", t->q, -1, 0);
+  gen_kb_buf(&kb, "k", t->k, -1, 0);
+  gen_kb_buf(&kb, "v", t->v, -1, 0);
+  gen_kb_buf(&kb, "lse", t->lse, GEN_F32, 0);
+  gen_kb_buf(&kb, "dsum", t->dsum, GEN_F32, 0);
   gen_kb_batch(&kb);
   if (bq) {
     const int warps = attention_mma_launch(c, &kb, "attention_backward_dkdv_mma", t->a.kv_heads);
     snprintf(body, sizeof body,
-             "lisa::attention_backward_dkdv_mma<%d, %d, %d, %d, %s, %d, %d>(a0, %lld, a1, %lld, "
-             "a2, %lld, a3, %lld, a4, %lld, a5, %lld, a6, a7, a8);",
+             "lisa::attention_backward_dkdv_mma<%d, %d, %d, %d, %s, %d, %d>(@dk, @dv, @dy, "
+             "@q, @k, @v, lse, dsum, B);",
              t->a.hd, t->a.heads, t->a.kv_heads, c->cfg->T, t->a.causal ? "true" : "false", warps,
-             bq, (long long)t->dk.ld, (long long)t->dv.ld, (long long)t->dy.ld, (long long)t->q.ld,
-             (long long)t->k.ld, (long long)t->v.ld);
+             bq);
     gen_kb_end(&kb, body);
     return;
   }
@@ -340,11 +356,10 @@ static void emit_attention_dkdv(gen_ctx *c, const ir_op *op, const attn_bwd *t) 
   gen_kb_launch(&kb, ceil_div(c->cfg->T, bkv), (unsigned)t->a.kv_heads, (unsigned)c->cfg->B,
                 (unsigned)threads, 1, 0);
   snprintf(body, sizeof body,
-           "lisa::attention_backward_dkdv<%s, %d, %d, %d, %d, %s, %d, 16, %d>(a0, %lld, a1, %lld, "
-           "a2, %lld, a3, %lld, a4, %lld, a5, %lld, a6, a7, a8);",
+           "lisa::attention_backward_dkdv<%s, %d, %d, %d, %d, %s, %d, 16, %d>(@dk, @dv, @dy, "
+           "@q, @k, @v, lse, dsum, B);",
            T_(), t->a.hd, t->a.heads, t->a.kv_heads, c->cfg->T, t->a.causal ? "true" : "false",
-           bkv, threads, (long long)t->dk.ld, (long long)t->dv.ld, (long long)t->dy.ld,
-           (long long)t->q.ld, (long long)t->k.ld, (long long)t->v.ld);
+           bkv, threads);
   gen_kb_end(&kb, body);
 }
 
@@ -374,16 +389,16 @@ static void emit_rope(gen_ctx *c, const ir_op *op, int backward) {
            gen_vname(c, op->in[0]), gen_vname(c, op->out[0]));
   gen_kb kb;
   gen_kb_begin(&kb, c, backward ? "rope_backward" : "rope_forward", label);
-  gen_kb_buf(&kb, y, -1, 1);
-  gen_kb_buf(&kb, x, -1, 0);
+  gen_kb_buf(&kb, "y", y, -1, 1);
+  gen_kb_buf(&kb, "x", x, -1, 0);
   gen_kb_rows(&kb);
   const int tx = 16, ty = 16;
   char theta[40];
   gen_kb_launch(&kb, ceil_div(N_of(c), ty), 1, 1, tx, ty, 0);
   snprintf(body, sizeof body,
-           "lisa::%s<%s, %d, %d, %d, %d, %d>(a0, %lldLL, a1, %lldLL, a2, %d, %s, nullptr);",
+           "lisa::%s<%s, %d, %d, %d, %d, %d>(@y, @x, N, %d, %s, nullptr);",
            backward ? "rope_backward" : "rope_forward", T_(), op->heads, hd, rot, tx, ty,
-           (long long)y.ld, (long long)x.ld, c->cfg->T, gen_float(theta, op->theta));
+           c->cfg->T, gen_float(theta, op->theta));
   gen_kb_end(&kb, body);
 }
 
@@ -407,19 +422,19 @@ static int emit_embedding(gen_ctx *c, int i) {
            gen_vname(c, op->in[0]), gen_vname(c, out));
   gen_kb kb;
   gen_kb_begin(&kb, c, pos_table >= 0 ? "embedding_pos_forward" : "embedding_forward", label);
-  gen_kb_buf(&kb, gen_ref_of(c, out), -1, 1);
-  gen_kb_buf(&kb, gen_ref_of(c, op->in[0]), GEN_I32, 0);
-  gen_kb_buf(&kb, gen_ref_of(c, op->in[1]), -1, 0);
-  if (pos_table >= 0) gen_kb_buf(&kb, gen_ref_of(c, pos_table), -1, 0);
+  gen_kb_buf(&kb, "y", gen_ref_of(c, out), -1, 1);
+  gen_kb_buf(&kb, "ids", gen_ref_of(c, op->in[0]), GEN_I32, 0);
+  gen_kb_buf(&kb, "wte", gen_ref_of(c, op->in[1]), -1, 0);
+  if (pos_table >= 0) gen_kb_buf(&kb, "wpe", gen_ref_of(c, pos_table), -1, 0);
   gen_kb_rows(&kb);
   const int threads =
       gen_tune(c, pos_table >= 0 ? "embedding_pos_forward" : "embedding_forward", "THREADS", 256);
   gen_kb_launch(&kb, ceil_div((int64_t)N_of(c) * C, threads), 1, 1, (unsigned)threads, 1, 0);
   if (pos_table >= 0)
-    snprintf(body, sizeof body, "lisa::embedding_pos_forward<%s, %lld, %d, %d>(%%A, %d);", T_(),
+    snprintf(body, sizeof body, "lisa::embedding_pos_forward<%s, %lld, %d, %d>(y, ids, wte, wpe, N, %d);", T_(),
              (long long)C, vocab_of(c, op->in[1]), threads, c->cfg->T);
   else
-    snprintf(body, sizeof body, "lisa::embedding_forward<%s, %lld, %d, %d>(%%A);", T_(),
+    snprintf(body, sizeof body, "lisa::embedding_forward<%s, %lld, %d, %d>(y, ids, wte, N);", T_(),
              (long long)C, vocab_of(c, op->in[1]), threads);
   gen_kb_end(&kb, body);
   return 0;
@@ -431,12 +446,12 @@ static void emit_pos_embedding(gen_ctx *c, const ir_op *op) {
   snprintf(label, sizeof label, "position_embedding -> %s", gen_vname(c, op->out[0]));
   gen_kb kb;
   gen_kb_begin(&kb, c, "pos_embedding_forward", label);
-  gen_kb_buf(&kb, gen_ref_of(c, op->out[0]), -1, 1);
-  gen_kb_buf(&kb, gen_ref_of(c, op->in[0]), -1, 0);
+  gen_kb_buf(&kb, "y", gen_ref_of(c, op->out[0]), -1, 1);
+  gen_kb_buf(&kb, "wpe", gen_ref_of(c, op->in[0]), -1, 0);
   gen_kb_rows(&kb);
   const int threads = gen_tune(c, "pos_embedding_forward", "THREADS", 256);
   gen_kb_launch(&kb, ceil_div((int64_t)N_of(c) * C, threads), 1, 1, (unsigned)threads, 1, 0);
-  snprintf(body, sizeof body, "lisa::pos_embedding_forward<%s, %lld, %d>(%%A, %d);", T_(),
+  snprintf(body, sizeof body, "lisa::pos_embedding_forward<%s, %lld, %d>(y, wpe, N, %d);", T_(),
            (long long)C, threads, c->cfg->T);
   gen_kb_end(&kb, body);
 }
@@ -449,20 +464,20 @@ static void emit_embedding_bwd(gen_ctx *c, const ir_op *op, int pos) {
            gen_vname(c, dy), gen_vname(c, op->out[0]));
   gen_kb kb;
   gen_kb_begin(&kb, c, pos ? "pos_embedding_backward" : "embedding_backward", label);
-  gen_kb_buf(&kb, gen_ref_of(c, op->out[0]), c->cfg->grad_dtype, 1);
-  if (!pos) gen_kb_buf(&kb, gen_ref_of(c, op->in[0]), GEN_I32, 0);
-  gen_kb_buf(&kb, gen_ref_of(c, dy), -1, 0);
+  gen_kb_buf(&kb, pos ? "dwpe" : "dwte", gen_ref_of(c, op->out[0]), c->cfg->grad_dtype, 1);
+  if (!pos) gen_kb_buf(&kb, "ids", gen_ref_of(c, op->in[0]), GEN_I32, 0);
+  gen_kb_buf(&kb, "dy", gen_ref_of(c, dy), -1, 0);
   gen_kb_rows(&kb);
   int V = (int)c->m->params[c->g->values[op->out[0]].param].shape[0];
   const int threads =
       gen_tune(c, pos ? "pos_embedding_backward" : "embedding_backward", "THREADS", 256);
   if (pos) {
     gen_kb_launch(&kb, ceil_div((int64_t)c->cfg->T * C, threads), 1, 1, (unsigned)threads, 1, 0);
-    snprintf(body, sizeof body, "lisa::pos_embedding_backward<%s, %lld, %d>(%%A, %d);", T_(),
+    snprintf(body, sizeof body, "lisa::pos_embedding_backward<%s, %lld, %d>(dwpe, dy, N, %d);", T_(),
              (long long)C, threads, c->cfg->T);
   } else {
     gen_kb_launch(&kb, (unsigned)N_of(c), 1, 1, (unsigned)threads, 1, 0);
-    snprintf(body, sizeof body, "lisa::embedding_backward<%s, %lld, %d, %d>(%%A);", T_(),
+    snprintf(body, sizeof body, "lisa::embedding_backward<%s, %lld, %d, %d>(dwte, ids, dy, N);", T_(),
              (long long)C, V, threads);
   }
   gen_kb_end(&kb, body);
@@ -483,25 +498,27 @@ static int emit_cross_entropy(gen_ctx *c, int i) {
            dlogits >= 0 ? gen_vname(c, dlogits) : "");
   gen_kb kb;
   gen_kb_begin(&kb, c, "cross_entropy_fused", label);
-  gen_kb_buf(&kb, dlogits >= 0 ? gen_ref_of(c, dlogits) : (gen_ref){-1, 0, 0}, -1, 1);
-  gen_kb_buf(&kb, (gen_ref){ws, 0, 1}, GEN_F32, 1);
-  gen_kb_buf(&kb, gen_ref_of(c, logits), -1, 0);
-  gen_kb_buf(&kb, gen_ref_of(c, op->in[1]), GEN_I32, 0);
+  gen_kb_buf(&kb, "dlogits", dlogits >= 0 ? gen_ref_of(c, dlogits) : (gen_ref){-1, 0, 0}, -1,
+             1);
+  gen_kb_buf(&kb, "loss", (gen_ref){ws, 0, 1}, GEN_F32, 1);
+  gen_kb_buf(&kb, "logits", gen_ref_of(c, logits), -1, 0);
+  gen_kb_buf(&kb, "targets", gen_ref_of(c, op->in[1]), GEN_I32, 0);
   gen_kb_rows(&kb);
   gen_kb_loss_scale(&kb);
   const int ce_threads = gen_tune(c, "cross_entropy_fused", "THREADS", 1024);
   gen_kb_launch(&kb, (unsigned)N_of(c), 1, 1, (unsigned)ce_threads, 1, 0);
-  snprintf(body, sizeof body, "lisa::cross_entropy_fused<%s, %d, %d>(%%A);", T_(), V, ce_threads);
+  snprintf(body, sizeof body, "lisa::cross_entropy_fused<%s, %d, %d>(dlogits, loss, logits, targets, N, "
+           "loss_scale);", T_(), V, ce_threads);
   gen_kb_end(&kb, body);
 
   snprintf(label, sizeof label, "mean of the per-row losses -> %s", gen_vname(c, op->out[0]));
   gen_kb_begin(&kb, c, "cross_entropy_mean", label);
-  gen_kb_buf(&kb, gen_ref_of(c, op->out[0]), GEN_F32, 1);
-  gen_kb_buf(&kb, (gen_ref){ws, 0, 1}, GEN_F32, 0);
+  gen_kb_buf(&kb, "mean_loss", gen_ref_of(c, op->out[0]), GEN_F32, 1);
+  gen_kb_buf(&kb, "loss", (gen_ref){ws, 0, 1}, GEN_F32, 0);
   gen_kb_rows(&kb);
   const int mean_threads = gen_tune(c, "cross_entropy_mean", "THREADS", 256);
   gen_kb_launch(&kb, 1, 1, 1, (unsigned)mean_threads, 1, 0);
-  snprintf(body, sizeof body, "lisa::cross_entropy_mean<%d>(%%A);", mean_threads);
+  snprintf(body, sizeof body, "lisa::cross_entropy_mean<%d>(mean_loss, loss, N);", mean_threads);
   gen_kb_end(&kb, body);
   return 0;
 }
@@ -527,18 +544,16 @@ static int emit_copy(gen_ctx *c, const ir_op *op, int concat) {
              (long long)W);
     gen_kb_begin(&kb, c, "copy_cols", label);
     if (concat) {
-      gen_kb_buf(&kb, wr, -1, 1);
-      gen_kb_buf(&kb, piece >= 0 ? gen_ref_of(c, piece) : (gen_ref){-1, 0, 0}, -1, 0);
+      gen_kb_buf(&kb, "dst", wr, -1, 1);
+      gen_kb_buf(&kb, "src", piece >= 0 ? gen_ref_of(c, piece) : (gen_ref){-1, 0, 0}, -1, 0);
     } else {
-      gen_kb_buf(&kb, gen_ref_of(c, piece), -1, 1);
-      gen_kb_buf(&kb, wr, -1, 0);
+      gen_kb_buf(&kb, "dst", gen_ref_of(c, piece), -1, 1);
+      gen_kb_buf(&kb, "src", wr, -1, 0);
     }
     gen_kb_rows(&kb);
     gen_kb_launch(&kb, ceil_div(N_of(c), 8), 1, 1, 32, 8, 0);
-    gen_ref dst = concat ? wr : gen_ref_of(c, piece);
-    gen_ref src = concat ? gen_ref_of(c, piece) : wr;
-    snprintf(body, sizeof body, "lisa::copy_cols<%s, %lld, 32, 8>(a0, %lldLL, a1, %lldLL, a2);",
-             T_(), (long long)W, (long long)dst.ld, (long long)src.ld);
+    snprintf(body, sizeof body, "lisa::copy_cols<%s, %lld, 32, 8>(@dst, @src, N);", T_(),
+             (long long)W);
     gen_kb_end(&kb, body);
   }
   return 0;
@@ -551,12 +566,12 @@ static void emit_bias_grad(gen_ctx *c, const ir_op *op) {
            gen_vname(c, op->out[0]));
   gen_kb kb;
   gen_kb_begin(&kb, c, "bias_grad", label);
-  gen_kb_buf(&kb, gen_ref_of(c, op->out[0]), c->cfg->grad_dtype, 1);
-  gen_kb_buf(&kb, gen_ref_of(c, op->in[0]), -1, 0);
+  gen_kb_buf(&kb, "db", gen_ref_of(c, op->out[0]), c->cfg->grad_dtype, 1);
+  gen_kb_buf(&kb, "dy", gen_ref_of(c, op->in[0]), -1, 0);
   gen_kb_rows(&kb);
   const int threads = gen_tune(c, "bias_grad", "THREADS", 128);
   gen_kb_launch(&kb, ceil_div(C, threads), 1, 1, (unsigned)threads, 1, 0);
-  snprintf(body, sizeof body, "lisa::bias_grad<%s, %lld, %d>(%%A);", T_(), (long long)C, threads);
+  snprintf(body, sizeof body, "lisa::bias_grad<%s, %lld, %d>(db, dy, N);", T_(), (long long)C, threads);
   gen_kb_end(&kb, body);
 }
 

@@ -61,19 +61,19 @@ static int make_buffers(gen_ctx *c, int blocks) {
 static void emit_norm(gen_ctx *c, int blocks, const char *desc) {
   gen_kb kb;
   gen_kb_begin(&kb, c, "global_norm", "global gradient norm and clip factor of the table");
-  gen_kb_buf(&kb, ref(GEN_OPT_NORM), GEN_F32, 1);
-  gen_kb_buf(&kb, ref(GEN_OPT_CLIP), GEN_F32, 1);
-  gen_kb_buf(&kb, ref(GEN_OPT_PARTIALS), GEN_F32, 1);
-  gen_kb_buf(&kb, ref(GEN_OPT_COUNTER), GEN_I32, 1);
-  gen_kb_buf(&kb, ref(GEN_OPT_TABLE), GEN_I32, 0);
-  gen_kb_scalar(&kb, "int", GEN_ARG_OPT_COUNT);
-  gen_kb_scalar(&kb, "float", GEN_ARG_OPT_MAX_NORM);
-  gen_kb_scalar(&kb, "int", GEN_ARG_OPT_STEP);
+  gen_kb_buf(&kb, "norm", ref(GEN_OPT_NORM), GEN_F32, 1);
+  gen_kb_buf(&kb, "clip", ref(GEN_OPT_CLIP), GEN_F32, 1);
+  gen_kb_buf(&kb, "partials", ref(GEN_OPT_PARTIALS), GEN_F32, 1);
+  gen_kb_buf(&kb, "counter", ref(GEN_OPT_COUNTER), GEN_I32, 1);
+  gen_kb_buf(&kb, "tensors", ref(GEN_OPT_TABLE), GEN_I32, 0);
+  gen_kb_scalar(&kb, "int", "count", GEN_ARG_OPT_COUNT);
+  gen_kb_scalar(&kb, "float", "max_norm", GEN_ARG_OPT_MAX_NORM);
+  gen_kb_scalar(&kb, "int", "step", GEN_ARG_OPT_STEP);
   gen_kb_launch(&kb, (unsigned)blocks, 1, 1, OPT_THREADS, 1, 0);
   char body[512];
   snprintf(body, sizeof body,
-           "lisa::global_norm<%d>(a0, a1, (double *)a2, (unsigned *)a3, "
-           "(const lisa::%s *)a4, a5, a6, a7);",
+           "lisa::global_norm<%d>(norm, clip, (double *)partials, (unsigned *)counter, "
+           "(const lisa::%s *)tensors, count, max_norm, step);",
            OPT_THREADS, desc);
   gen_kb_end(&kb, body);
 }
@@ -82,26 +82,28 @@ static void emit_adamw(gen_ctx *c, int blocks) {
   const gen_config *cfg = c->cfg;
   gen_kb kb;
   gen_kb_begin(&kb, c, "adamw", "AdamW over the table, clipped by the norm's factor");
-  gen_kb_buf(&kb, ref(GEN_OPT_TABLE), GEN_I32, 0);
-  gen_kb_scalar(&kb, "int", GEN_ARG_OPT_COUNT);
-  gen_kb_buf(&kb, ref(GEN_OPT_CLIP), GEN_F32, 0);
-  static const int hyper[] = {GEN_ARG_OPT_LR, GEN_ARG_OPT_BETA1, GEN_ARG_OPT_BETA2,
-                              GEN_ARG_OPT_EPS, GEN_ARG_OPT_WEIGHT_DECAY};
-  for (size_t i = 0; i < sizeof hyper / sizeof hyper[0]; i++) gen_kb_scalar(&kb, "float", hyper[i]);
-  gen_kb_scalar(&kb, "unsigned", GEN_ARG_OPT_SEED);
-  gen_kb_scalar(&kb, "int", GEN_ARG_OPT_STEP);
+  gen_kb_buf(&kb, "tensors", ref(GEN_OPT_TABLE), GEN_I32, 0);
+  gen_kb_scalar(&kb, "int", "count", GEN_ARG_OPT_COUNT);
+  gen_kb_buf(&kb, "clip", ref(GEN_OPT_CLIP), GEN_F32, 0);
+  gen_kb_scalar(&kb, "float", "lr", GEN_ARG_OPT_LR);
+  gen_kb_scalar(&kb, "float", "beta1", GEN_ARG_OPT_BETA1);
+  gen_kb_scalar(&kb, "float", "beta2", GEN_ARG_OPT_BETA2);
+  gen_kb_scalar(&kb, "float", "eps", GEN_ARG_OPT_EPS);
+  gen_kb_scalar(&kb, "float", "weight_decay", GEN_ARG_OPT_WEIGHT_DECAY);
+  gen_kb_scalar(&kb, "unsigned", "seed", GEN_ARG_OPT_SEED);
+  gen_kb_scalar(&kb, "int", "step", GEN_ARG_OPT_STEP);
   gen_kb_launch(&kb, (unsigned)blocks, 1, 1, OPT_THREADS, 1, 0);
   char body[512];
-  const char *args = "a1, a2, a3, a4, a5, a6, a7, a8, a9";
+  const char *args = "count, clip, lr, beta1, beta2, eps, weight_decay, seed, step";
   if (cfg->grad_dtype == GEN_BF16)
     snprintf(body, sizeof body,
-             "lisa::adamw_multi_bf16<%d>((const lisa::AdamWTensorBf16 *)a0, %s);", OPT_THREADS,
+             "lisa::adamw_multi_bf16<%d>((const lisa::AdamWTensorBf16 *)tensors, %s);", OPT_THREADS,
              args);
   else if (cfg->dtype == GEN_BF16)
-    snprintf(body, sizeof body, "lisa::adamw_multi<__nv_bfloat16, %d, %s>((const lisa::AdamWTensor *)a0, %s);",
+    snprintf(body, sizeof body, "lisa::adamw_multi<__nv_bfloat16, %d, %s>((const lisa::AdamWTensor *)tensors, %s);",
              OPT_THREADS, cfg->opt_nearest ? "false" : "true", args);
   else
-    snprintf(body, sizeof body, "lisa::adamw_multi<float, %d, false>((const lisa::AdamWTensor *)a0, %s);",
+    snprintf(body, sizeof body, "lisa::adamw_multi<float, %d, false>((const lisa::AdamWTensor *)tensors, %s);",
              OPT_THREADS, args);
   gen_kb_end(&kb, body);
 }
@@ -109,12 +111,12 @@ static void emit_adamw(gen_ctx *c, int blocks) {
 static void emit_widen(gen_ctx *c, int blocks) {
   gen_kb kb;
   gen_kb_begin(&kb, c, "widen", "fp32 master weights from the stored weights");
-  gen_kb_buf(&kb, ref(GEN_OPT_WIDEN_DST), GEN_F32, 1);
-  gen_kb_buf(&kb, ref(GEN_OPT_WIDEN_SRC), c->cfg->dtype, 0);
-  gen_kb_scalar(&kb, "int", GEN_ARG_OPT_COUNT);
+  gen_kb_buf(&kb, "master", ref(GEN_OPT_WIDEN_DST), GEN_F32, 1);
+  gen_kb_buf(&kb, "weights", ref(GEN_OPT_WIDEN_SRC), c->cfg->dtype, 0);
+  gen_kb_scalar(&kb, "int", "count", GEN_ARG_OPT_COUNT);
   gen_kb_launch(&kb, (unsigned)blocks, 1, 1, OPT_THREADS, 1, 0);
   char body[256];
-  snprintf(body, sizeof body, "lisa::copy2d<float, lisa_t, %d>(a0, a2, a1, a2, 1, a2);",
+  snprintf(body, sizeof body, "lisa::copy2d<float, lisa_t, %d>(master, count, weights, count, 1, count);",
            OPT_THREADS);
   gen_kb_end(&kb, body);
 }
@@ -132,6 +134,7 @@ int gen_build_optimizer(gen_program *prog, gen_path *p, lt_error *err) {
   emit_adamw(&c, blocks);
   emit_widen(&c, blocks);
   p->n_fwd_steps = p->n_steps;
+  if (c.kernel_failed) return -1;
   if (p->n_steps != GEN_OPT_NSTEPS || p->kernels.failed) return lt_fail(err, "out of memory");
   return 0;
 }
