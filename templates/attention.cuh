@@ -166,7 +166,7 @@ struct cfg {
 // tunables: BQ {16,32,64,128} default 32; BK {16,32,64} default 16; THREADS {64,128,256} default 128; TC {4,8,16} default 8
 // scratch: none
 template <typename T, int HD, int HEADS, int KV_HEADS, int SEQ, bool CAUSAL, int BQ = 32,
-          int BK = 16, int THREADS = 128, int TC = 8>
+          int BK = LISA_ATTENTION_FWD_BK, int THREADS = 128, int TC = 8>
 __device__ __forceinline__ void attention_forward(T *__restrict__ y, int ys,
                                                   float *__restrict__ lse,
                                                   const T *__restrict__ q, int qs,
@@ -312,7 +312,7 @@ LISA_ATT_UNROLL
 // tunables: BQ {16,32,64,128} default 32; BK {16,32,64} default 32; THREADS {64,128,256} default 128; TC {4,8,16} default 8
 // scratch: dsum, float [B*SEQ*HEADS] (written here, read by attention_backward_dkdv)
 template <typename T, int HD, int HEADS, int KV_HEADS, int SEQ, bool CAUSAL, int BQ = 32,
-          int BK = 32, int THREADS = 128, int TC = 8>
+          int BK = LISA_ATTENTION_DQ_BK, int THREADS = 128, int TC = 8>
 __device__ __forceinline__ void attention_backward_dq(
     T *__restrict__ dq, int dqs, float *__restrict__ dsum, const T *__restrict__ dy, int dys,
     const T *__restrict__ y, int ys, const T *__restrict__ q, int qs, const T *__restrict__ k,
@@ -427,7 +427,7 @@ LISA_ATT_UNROLL
 // tunables: BKV {16,32,64,128} default 32; BQ {16,32,64} default 16; THREADS {64,128,256} default 128; TC {4,8,16} default 8
 // scratch: reads dsum, float [B*SEQ*HEADS], as written by attention_backward_dq
 template <typename T, int HD, int HEADS, int KV_HEADS, int SEQ, bool CAUSAL, int BKV = 32,
-          int BQ = 16, int THREADS = 128, int TC = 8>
+          int BQ = LISA_ATTENTION_DKDV_BQ, int THREADS = 128, int TC = 8>
 __device__ __forceinline__ void attention_backward_dkdv(
     T *__restrict__ dk, int dks, T *__restrict__ dv, int dvs, const T *__restrict__ dy, int dys,
     const T *__restrict__ q, int qs, const T *__restrict__ k, int ks, const T *__restrict__ v,

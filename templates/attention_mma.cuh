@@ -183,10 +183,12 @@ __device__ __forceinline__ void attention_forward_mma(
   constexpr int BQ = 16 * WARPS, THREADS = 32 * WARPS;
   constexpr int KW = HD / 2 + 4;  // words per K row in smem
   constexpr int VW = BK / 2 + 4;  // words per V^T row in smem
-  static_assert(4 * (BK * KW + HD * VW) <= 48 * 1024, "K/V tiles exceed 48 KiB: lower BK");
   constexpr int NT = BK / 8, KC = HD / 16, OT = HD / 8;
   __shared__ unsigned Ks[BK * KW];  // K[k0+j][2p..2p+1] at j*KW + p
   __shared__ unsigned Vt[HD * VW];  // V[k0+2p..2p+1][d] at d*VW + p
+  static_assert(sizeof Ks + sizeof Vt == lisa_attention_mma_smem(LISA_ATT_MMA_FWD, HD, BK),
+                "launch.cuh's shared memory formula");
+  static_assert(sizeof Ks + sizeof Vt <= LISA_MAX_STATIC_SMEM, "K/V tiles exceed 48 KiB: lower BK");
 
   if (blockDim.x != THREADS) __trap();  // the launch must match the template
   const int b = blockIdx.z;
@@ -281,11 +283,15 @@ __device__ __forceinline__ void attention_backward_dq_mma(
   static_assert(HEADS % KV_HEADS == 0, "HEADS: a multiple of KV_HEADS");
   constexpr int BQ = 16 * WARPS, THREADS = 32 * WARPS;
   constexpr int KW = HD / 2 + 4, TW = BK / 2 + 4;
-  static_assert(4 * (2 * BK * KW + HD * TW) <= 48 * 1024, "K/V tiles exceed 48 KiB: lower BK");
   constexpr int NT = BK / 8, KC = HD / 16, OT = HD / 8;
   __shared__ unsigned Ks[BK * KW];  // K by row (S = Q K^T)
   __shared__ unsigned Kt[HD * TW];  // K transposed (dQ = dS K)
   __shared__ unsigned Vs[BK * KW];  // V by row (dP = dY V^T)
+  static_assert(sizeof Ks + sizeof Kt + sizeof Vs ==
+                    lisa_attention_mma_smem(LISA_ATT_MMA_DQ, HD, BK),
+                "launch.cuh's shared memory formula");
+  static_assert(sizeof Ks + sizeof Kt + sizeof Vs <= LISA_MAX_STATIC_SMEM,
+                "K/V tiles exceed 48 KiB: lower BK");
 
   if (blockDim.x != THREADS) __trap();
   const int b = blockIdx.z;
@@ -379,8 +385,6 @@ __device__ __forceinline__ void attention_backward_dkdv_mma(
   static_assert(HEADS % KV_HEADS == 0, "HEADS: a multiple of KV_HEADS");
   constexpr int BKV = 16 * WARPS, THREADS = 32 * WARPS, GROUP = HEADS / KV_HEADS;
   constexpr int RW = HD / 2 + 4, TW = BQ / 2 + 4;
-  static_assert(4 * (2 * BQ * RW + 2 * HD * TW + 2 * BQ) <= 48 * 1024,
-                "Q/dY tiles exceed 48 KiB: lower BQ");
   constexpr int NT = BQ / 8, KC = HD / 16, OT = HD / 8;
   __shared__ unsigned Qs[BQ * RW];   // Q by row (S^T = K Q^T)
   __shared__ unsigned Qt[HD * TW];   // Q transposed (dK += dS^T Q)
@@ -388,6 +392,10 @@ __device__ __forceinline__ void attention_backward_dkdv_mma(
   __shared__ unsigned dYt[HD * TW];  // dY transposed (dV += P^T dY)
   __shared__ float Ls[BQ];           // lse * log2(e)
   __shared__ float Ds[BQ];           // dsum
+  constexpr int smem = sizeof Qs + sizeof Qt + sizeof dYs + sizeof dYt + sizeof Ls + sizeof Ds;
+  static_assert(smem == lisa_attention_mma_smem(LISA_ATT_MMA_DKDV, HD, BQ),
+                "launch.cuh's shared memory formula");
+  static_assert(smem <= LISA_MAX_STATIC_SMEM, "Q/dY tiles exceed 48 KiB: lower BQ");
 
   if (blockDim.x != THREADS) __trap();
   const int b = blockIdx.z;

@@ -24,6 +24,8 @@
 #include <cuda_bf16.h>
 #endif
 
+#include "launch.cuh"
+
 // Dynamic shared memory as a typed pointer (the emulator defines its own).
 #ifndef LISA_DYNAMIC_SMEM
 #define LISA_DYNAMIC_SMEM(type, name)                                  \
@@ -120,9 +122,7 @@ template <typename T> __host__ __device__ constexpr int vec16() { return 16 / (i
 
 // The widest vector of at most 16 bytes whose element count divides n.
 template <typename T> __host__ __device__ constexpr int vec_width_for(long long n) {
-  int v = vec16<T>();
-  while (v > 1 && n % v != 0) v /= 2;
-  return v;
+  return lisa_vec_width((int)sizeof(T), n);
 }
 
 __device__ __forceinline__ bool is_aligned(const void *p, unsigned long long bytes) {

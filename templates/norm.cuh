@@ -35,27 +35,20 @@ template <typename T, int C> __host__ __device__ constexpr int norm_vec() {
   return vec_width_for<T>(C);
 }
 // Rows of at most 128 vectors: a warp per row (4 rows per block). Wider
-// rows: enough threads for at most 512 per row, each with the same number
-// of vectors (C = 768 float: 192 threads x 1 float4; C = 4096 float: 512 x 2;
-// C = 8192 bf16: 512 x 2 x 8 bf16).
+// rows: enough threads for at most 512 per row (launch.cuh).
 template <typename T, int C> __host__ __device__ constexpr int norm_threads() {
-  constexpr int nv = C / norm_vec<T, C>();
-  if (nv <= 128) return 32;
-  const int vpt = (nv + 511) / 512;
-  const int t = (nv + vpt - 1) / vpt;
-  return (t + 31) / 32 * 32;
+  return lisa_norm_threads((int)sizeof(T), C);
 }
 template <typename T, int C> __host__ __device__ constexpr int norm_rows() {
-  return norm_threads<T, C>() == 32 ? 4 : 1;
+  return lisa_norm_rows(norm_threads<T, C>());
 }
 // Weight-gradient partial kernels: BX threads across columns (each VEC
 // wide), BY across rows; BX * BY = 256 by default.
 template <typename T, int C> __host__ __device__ constexpr int norm_wb_bx() {
-  constexpr int nv = C / norm_vec<T, C>();
-  return nv > 16 ? 32 : nv > 8 ? 16 : 8;
+  return lisa_norm_wb_bx((int)sizeof(T), C);
 }
 template <typename T, int C> __host__ __device__ constexpr int norm_wb_by() {
-  return 256 / norm_wb_bx<T, C>() > 32 ? 32 : 256 / norm_wb_bx<T, C>();
+  return lisa_norm_wb_by((int)sizeof(T), C);
 }
 
 namespace norm_detail {

@@ -69,4 +69,18 @@ return {
   pos_embedding_backward = {
     THREADS = {default = 256, space = {128, 256, 512}},
   },
+  -- templates/adamw.cuh: the optimizer path (codegen/gen/gen_optim.c)
+  global_norm = {
+    THREADS = {default = 256, space = {128, 256, 512}},
+  },
+  adamw_multi = {
+    THREADS = {default = 256, space = {128, 256, 512}},
+  },
+  adamw_multi_bf16 = {
+    THREADS = {default = 256, space = {128, 256, 512}},
+  },
+  -- templates/copy.cuh: the optimizer's widening copy
+  copy2d = {
+    THREADS = {default = 256, space = {128, 256, 512}},
+  },
 }

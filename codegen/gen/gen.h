@@ -17,7 +17,8 @@
  * Sizes (widths, heads, sequence length) are compile-time constants in the
  * generated code; the row count N = B*T and the batch B are arguments.
  *
- * Fusion, decided here and recorded in the plan (docs/codegen.md):
+ * Fusion, decided by the fuse pass before lowering and recorded in the plan
+ * (docs/codegen.md):
  *   - bias and GELU into GEMM epilogues (BIAS, GELU_AUX_BIAS forward;
  *     DGELU, BGRADB backward), a gradient sum into a GEMM's beta = 1;
  *   - residual add + layernorm/rmsnorm, and the backward's gradient sum
@@ -37,6 +38,9 @@
 
 enum gen_dtype { GEN_F32, GEN_BF16, GEN_I32 };
 
+#define GEN_DEFAULT_SMS 132     /* H100, H200 */
+#define GEN_OPT_BLOCKS_PER_SM 4 /* the optimizer's blocks per multiprocessor */
+
 typedef struct gen_tuning gen_tuning; /* gen_tune.h */
 
 typedef struct {
@@ -49,8 +53,11 @@ typedef struct {
                       overwrite a gradient (BGRADB) */
   const unsigned char *trains; /* per param: it trains; NULL = all */
   const gen_tuning *tuning;    /* NULL: the defaults of templates/tuning.lua */
-  int opt_blocks;  /* the optimizer's grid (0: 528 = 4 x 132 SMs); fixed, so its sums
-                      have one order on every device */
+  int sms;         /* the device's multiprocessors (0: GEN_DEFAULT_SMS); sizes the split
+                      of row reductions and the optimizer's grid. The CUDA run sets it
+                      from the device; lisa gen and the tests keep the default */
+  int opt_blocks;  /* the optimizer's grid (0: GEN_OPT_BLOCKS_PER_SM x sms); fixed, so
+                      its sums have one order on every device */
   int opt_nearest; /* bf16-mixed: round the bf16 weight copy to nearest, not stochastically */
   unsigned no_epilogues; /* bits 1u << enum gen_epilogue: fusions not to make (GELU*,
                             DGELU, BGRAD; BIAS always fuses), the ops run as kernels of

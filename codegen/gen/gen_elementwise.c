@@ -188,7 +188,7 @@ int gen_lower_elementwise(gen_ctx *c, int first) {
     bind_reg(&rc.regs, out, reg);
     if (c->keep[out] || outside_reads(c, run, n, out) > 0) store_output(&rc, c, out, reg);
   }
-  const unsigned threads = (unsigned)gen_tune(c, "elementwise", "THREADS", 256);
+  const unsigned threads = (unsigned)gen_tune(c, "elementwise", "THREADS");
   int64_t total = elements(c, op0->out[0]);
   int64_t blocks = (total + threads - 1) / threads;
   gen_kb_launch(&rc.kb, (unsigned)(blocks < 1024 ? blocks : 1024), 1, 1, threads, 1, 0);

@@ -53,7 +53,7 @@ typedef struct {
   int *written_by;      /* [n_values]: leader of the group that last writes it, -1 */
   unsigned char *keep;  /* [n_values]: must be in memory for outside reasons */
   unsigned char *stat;  /* [n_values]: a saved fp32 statistic (mean, rstd, lse) */
-  int kernel_failed;    /* a gen_kb_end failed: its message is in err */
+  int failed;           /* a lowering helper failed (gen_kb_end, gen_tune): message in err */
   lt_error *err;
 } gen_ctx;
 
@@ -70,7 +70,8 @@ const char *gen_float(char *buf, double v);
 /* The later item of leader's group formed by `rule` whose op is `kind`
  * (-1: any), or -1. */
 int gen_member(const gen_ctx *c, int leader, int rule, int kind);
-int gen_tune(const gen_ctx *c, const char *kernel, const char *name, int fallback);
+/* A tunable of templates/tuning.lua (or the user's table over it). */
+int gen_tune(gen_ctx *c, const char *kernel, const char *name);
 
 /* --- kernel builder (gen_kernels.c): one __global__ wrapper per step ---
  * Arguments are named: the wrapper's parameters take the names given, and
@@ -103,7 +104,7 @@ void gen_kb_scalar(gen_kb *kb, const char *type, const char *name, int kind);
 void gen_kb_launch(gen_kb *kb, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
                    unsigned smem);
 /* Emits the wrapper around `body`; -1 (the message in c->err, and
- * c->kernel_failed set) when the body names an unknown argument or leaves
+ * c->failed set) when the body names an unknown argument or leaves
  * one out. */
 int gen_kb_end(gen_kb *kb, const char *body);
 const char *gen_ctype(const gen_ctx *c, int dtype); /* "float", "__nv_bfloat16", "int" */

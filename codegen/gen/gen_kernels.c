@@ -136,6 +136,6 @@ int gen_kb_end(gen_kb *kb, const char *body) {
   }
   sb_free(&kb->params);
   sb_free(&kb->unpack);
-  if (kb->failed) kb->c->kernel_failed = 1;
+  if (kb->failed) kb->c->failed = 1;
   return kb->failed || !kb->st ? -1 : 0;
 }

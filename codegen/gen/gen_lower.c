@@ -58,13 +58,16 @@ static int param_trains(const gen_ctx *c, int value) {
   return v->param < 0 || !c->cfg->trains || c->cfg->trains[v->param];
 }
 
-/* The kernel's tunable from the config's table, or from the defaults
- * gen_build loaded (templates/tuning.lua). Every table holds the defaults'
- * entries (a user file only overrides them), so the fallback is used only
- * when tuning.lua lacks an entry the generator asks for. */
-int gen_tune(const gen_ctx *c, const char *kernel, const char *name, int fallback) {
+/* The kernel's tunable from the config's table (templates/tuning.lua, and
+ * a user file over it): the one place its default lives. A kernel or
+ * parameter the table lacks fails the path (c->failed) and reads as 1. */
+int gen_tune(gen_ctx *c, const char *kernel, const char *name) {
   int v;
-  return gen_tune_get(c->prog->cfg.tuning, kernel, name, &v) ? fallback : v;
+  if (!gen_tune_get(c->prog->cfg.tuning, kernel, name, &v)) return v;
+  if (!c->failed)
+    lt_fail(c->err, "gen: templates/tuning.lua has no %s.%s for %s", kernel, name, c->p->name);
+  c->failed = 1;
+  return 1;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -347,7 +350,7 @@ static int pass_lower(gen_ctx *c) {
     if (lower_item(c, i)) return -1;
   }
   if (c->p->n_fwd_steps < 0) c->p->n_fwd_steps = c->p->n_steps;
-  if (c->kernel_failed) return -1;
+  if (c->failed) return -1;
   return c->p->kernels.failed ? lt_fail(c->err, "out of memory") : 0;
 }
 
@@ -420,6 +423,7 @@ int gen_build(gen_program *prog, const ir_model *m, const gen_config *cfg, lt_er
   prog->m = m;
   prog->cfg = *cfg;
   if (prog->cfg.grad_accum < 1) prog->cfg.grad_accum = 1;
+  if (prog->cfg.sms < 1) prog->cfg.sms = GEN_DEFAULT_SMS;
   if (cfg->B < 1 || cfg->T < 1) return lt_fail(err, "gen: batch and sequence must be >= 1");
   if (cfg->dtype != GEN_F32 && cfg->dtype != GEN_BF16)
     return lt_fail(err, "gen: storage dtype must be f32 or bf16");

@@ -11,9 +11,7 @@
 #include <string.h>
 
 #include "gen_internal.h"
-
-/* Hopper's SM count: sizes the split of row reductions over blocks. */
-#define TARGET_SMS 132
+#include "launch.cuh" /* the launch facts the templates use (templates/) */
 
 static int elem_bytes(const gen_ctx *c) { return gen_dtype_bytes(c->cfg->dtype); }
 static const char *T_(void) { return "lisa_t"; }
@@ -21,25 +19,11 @@ static int64_t cols_of(const gen_ctx *c, int v) { return c->g->values[v].cols; }
 static int N_of(const gen_ctx *c) { return c->cfg->B * c->cfg->T; }
 static unsigned ceil_div(int64_t a, int64_t b) { return (unsigned)((a + b - 1) / b); }
 
-/* lisa_common.cuh: vec_width_for; norm.cuh: norm_threads, norm_rows, norm_wb_* */
-static int vec_width(int eb, int64_t n) {
-  int v = 16 / eb;
-  while (v > 1 && n % v != 0) v /= 2;
-  return v;
-}
-
-static int norm_threads(int eb, int64_t C) {
-  int64_t nv = C / vec_width(eb, C);
-  if (nv <= 128) return 32;
-  int64_t vpt = (nv + 511) / 512, t = (nv + vpt - 1) / vpt;
-  return (int)((t + 31) / 32 * 32);
-}
-
 /* The norm, or with `add` (s = a + b feeding it) the residual add fused in:
  * one pass writes the stream s, the normalised y and its statistics. */
 static void emit_norm_fwd(gen_ctx *c, const ir_op *op, int rms, const ir_op *add) {
   int64_t C = cols_of(c, op->in[0]);
-  int threads = norm_threads(elem_bytes(c), C), rows = threads == 32 ? 4 : 1;
+  int threads = lisa_norm_threads(elem_bytes(c), C), rows = lisa_norm_rows(threads);
   const char *fn = add ? (rms ? "add_rmsnorm_forward" : "add_layernorm_forward")
                        : (rms ? "rmsnorm_forward" : "layernorm_forward");
   char label[192], body[256];
@@ -96,10 +80,8 @@ static void norm_inputs(gen_ctx *c, gen_kb *kb, const ir_op *op, int rms) {
 static void emit_norm_bwd_x(gen_ctx *c, int i, int rms) {
   const ir_op *op = c->items[i].op;
   int64_t C = cols_of(c, op->in[0]);
-  int threads = norm_threads(elem_bytes(c), C), rows = threads == 32 ? 4 : 1;
-  /* bf16 rows of 65..128 vectors on one warp spill in dX (C = 768: 8 bytes,
-   * sm_90); two warps a row halve what each thread holds */
-  if (threads == 32 && elem_bytes(c) == 2 && C / vec_width(2, C) > 64) threads = 64, rows = 2;
+  int threads = lisa_norm_bwd_x_threads(elem_bytes(c), C),
+      rows = lisa_norm_bwd_x_rows(elem_bytes(c), C);
   int out = op->out[0], dres = -1;
   int j = gen_member(c, i, GEN_RULE_NORM_DX_ADD, IR_OP_ADD);
   if (j >= 0) {
@@ -134,17 +116,12 @@ typedef struct {
 } norm_w_launch;
 
 static norm_w_launch norm_w_launch_of(const gen_ctx *c, int64_t C) {
-  int vec = vec_width(elem_bytes(c), C);
-  int64_t nv = C / vec;
+  const int eb = elem_bytes(c);
   norm_w_launch l;
-  l.bx = nv > 16 ? 32 : nv > 8 ? 16 : 8;
-  l.by = 256 / l.bx > 32 ? 32 : 256 / l.bx;
-  l.gx = ceil_div(C, (int64_t)l.bx * vec);
-  int64_t cap = 2 * TARGET_SMS / l.gx;
-  l.parts = ceil_div(N_of(c), 4 * l.by);
-  if (cap < 1) cap = 1;
-  if (l.parts > cap) l.parts = cap;
-  if (l.parts > 1024) l.parts = 1024;
+  l.bx = lisa_norm_wb_bx(eb, C);
+  l.by = lisa_norm_wb_by(eb, C);
+  l.gx = ceil_div(C, (int64_t)l.bx * lisa_vec_width(eb, C));
+  l.parts = lisa_norm_wb_parts(N_of(c), l.by, l.gx, c->cfg->sms);
   return l;
 }
 
@@ -186,7 +163,7 @@ static int emit_norm_bwd_w(gen_ctx *c, int i, int rms) {
   gen_kb_buf(&kb, "dw", gen_ref_of(c, op->out[0]), gd, 1);
   gen_kb_buf(&kb, "db", rms ? (gen_ref){-1, 0, 0} : gen_ref_of(c, op->out[1]), gd, 1);
   gen_kb_buf(&kb, "partial", (gen_ref){ws, 0, C}, GEN_F32, 0);
-  const int fin = gen_tune(c, "norm_backward_w_finish", "THREADS", 256);
+  const int fin = gen_tune(c, "norm_backward_w_finish", "THREADS");
   gen_kb_launch(&kb, ceil_div(C, fin), 1, 1, (unsigned)fin, 1, 0);
   snprintf(body, sizeof body, "lisa::norm_backward_w_finish<%lld, %d>(dw, db, partial, %lld);",
            (long long)C, fin, (long long)parts);
@@ -207,36 +184,25 @@ static attn_shape attn_of(const gen_ctx *c, const ir_op *op, int q) {
   return a;
 }
 
-/* Static shared memory of templates/attention_mma.cuh's kernels for a tile
- * of `tile` rows (forward, dq: keys; dkdv: queries). */
-enum { ATT_MMA_FWD, ATT_MMA_DQ, ATT_MMA_DKDV };
-static int attention_mma_smem(int kernel, int hd, int tile) {
-  int rows = tile * (hd / 2 + 4), cols = hd * (tile / 2 + 4);
-  if (kernel == ATT_MMA_FWD) return 4 * (rows + cols);
-  if (kernel == ATT_MMA_DQ) return 4 * (2 * rows + cols);
-  return 4 * (2 * rows + 2 * cols + 2 * tile);
-}
-
 /* templates/attention_mma.cuh where it applies and the tuning takes it:
  * bf16, HD a multiple of 16 and at most 128 (registers). Its tile: the
- * tuned one, halved until the tiles fit in 48 KiB of static shared memory
- * and dkdv's registers do (ptxas, sm_90: at HD 128 dkdv spills with 32
- * query rows, fits in 254 registers with 16); 0: attention.cuh's SIMT
- * kernel. */
+ * tuned one, halved until the tiles fit in static shared memory and the
+ * registers do (launch.cuh); 0: attention.cuh's SIMT kernel. */
 static int attention_mma_tile(gen_ctx *c, const attn_shape *a, int kernel, const char *name,
                               const char *param) {
   if (c->cfg->dtype != GEN_BF16 || c->cfg->no_mma || a->hd % 16 || a->hd > 128) return 0;
-  if (!gen_tune(c, name, "USE", 1)) return 0;
-  int most = kernel == ATT_MMA_DKDV && a->hd > 64 ? 16 : 64;
-  for (int tile = gen_tune(c, name, param, 64); tile >= 16; tile /= 2)
-    if (tile <= most && attention_mma_smem(kernel, a->hd, tile) <= 48 * 1024) return tile;
+  if (!gen_tune(c, name, "USE")) return 0;
+  const int most = lisa_attention_mma_most_tile(kernel, a->hd);
+  for (int tile = gen_tune(c, name, param); tile >= 16; tile /= 2)
+    if (tile <= most && lisa_attention_mma_smem(kernel, a->hd, tile) <= LISA_MAX_STATIC_SMEM)
+      return tile;
   return 0;
 }
 
 /* An attention_mma.cuh kernel's launch: 16*WARPS rows (queries, or keys
  * for dkdv) a block, grid_y heads, the batch; WARPS, for its template. */
 static int attention_mma_launch(gen_ctx *c, gen_kb *kb, const char *name, int grid_y) {
-  const int warps = gen_tune(c, name, "WARPS", 4);
+  const int warps = gen_tune(c, name, "WARPS");
   gen_kb_launch(kb, ceil_div(c->cfg->T, 16 * warps), (unsigned)grid_y, (unsigned)c->cfg->B,
                 (unsigned)(32 * warps), 1, 0);
   return warps;
@@ -250,7 +216,7 @@ static void emit_attention_fwd(gen_ctx *c, const ir_op *op) {
   snprintf(label, sizeof label, "attention %s, %s, %s -> %s, %s", gen_vname(c, op->in[0]),
            gen_vname(c, op->in[1]), gen_vname(c, op->in[2]), gen_vname(c, op->out[0]),
            gen_vname(c, op->out[1]));
-  const int bk = attention_mma_tile(c, &a, ATT_MMA_FWD, "attention_forward_mma", "BK");
+  const int bk = attention_mma_tile(c, &a, LISA_ATT_MMA_FWD, "attention_forward_mma", "BK");
   gen_kb kb;
   gen_kb_begin(&kb, c, bk ? "attention_forward_mma" : "attention_forward", label);
   gen_kb_buf(&kb, "y", y, -1, 1);
@@ -267,14 +233,15 @@ static void emit_attention_fwd(gen_ctx *c, const ir_op *op) {
     gen_kb_end(&kb, body);
     return;
   }
-  /* BQ, BK (the template's default, 16), THREADS; TC stays at its default */
-  const int bq = gen_tune(c, "attention_forward", "BQ", 32),
-            threads = gen_tune(c, "attention_forward", "THREADS", 128);
+  /* BQ and THREADS tuned, BK launch.cuh's; TC stays at its default */
+  const int bq = gen_tune(c, "attention_forward", "BQ"),
+            threads = gen_tune(c, "attention_forward", "THREADS");
   gen_kb_launch(&kb, ceil_div(c->cfg->T, bq), (unsigned)a.heads, (unsigned)c->cfg->B,
                 (unsigned)threads, 1, 0);
   snprintf(body, sizeof body,
-           "lisa::attention_forward<%s, %d, %d, %d, %d, %s, %d, 16, %d>(@y, lse, @q, @k, @v, B);",
-           T_(), a.hd, a.heads, a.kv_heads, c->cfg->T, a.causal ? "true" : "false", bq, threads);
+           "lisa::attention_forward<%s, %d, %d, %d, %d, %s, %d, %d, %d>(@y, lse, @q, @k, @v, B);",
+           T_(), a.hd, a.heads, a.kv_heads, c->cfg->T, a.causal ? "true" : "false", bq,
+           LISA_ATTENTION_FWD_BK, threads);
   gen_kb_end(&kb, body);
 }
 
@@ -289,7 +256,7 @@ static void emit_attention_dq(gen_ctx *c, const ir_op *op, const attn_bwd *t) {
   char label[192], body[512];
   snprintf(label, sizeof label, "attention_bwd dq: %s -> %s", gen_vname(c, op->in[0]),
            gen_vname(c, op->out[0]));
-  const int bk = attention_mma_tile(c, &t->a, ATT_MMA_DQ, "attention_backward_dq_mma", "BK");
+  const int bk = attention_mma_tile(c, &t->a, LISA_ATT_MMA_DQ, "attention_backward_dq_mma", "BK");
   gen_kb kb;
   gen_kb_begin(&kb, c, bk ? "attention_backward_dq_mma" : "attention_backward_dq", label);
   gen_kb_buf(&kb, "dq", t->dq, -1, 1);
@@ -311,16 +278,16 @@ static void emit_attention_dq(gen_ctx *c, const ir_op *op, const attn_bwd *t) {
     gen_kb_end(&kb, body);
     return;
   }
-  /* BQ, BK (the template's default, 32), THREADS; TC stays at its default */
-  const int bq = gen_tune(c, "attention_backward_dq", "BQ", 32),
-            threads = gen_tune(c, "attention_backward_dq", "THREADS", 128);
+  /* BQ and THREADS tuned, BK launch.cuh's; TC stays at its default */
+  const int bq = gen_tune(c, "attention_backward_dq", "BQ"),
+            threads = gen_tune(c, "attention_backward_dq", "THREADS");
   gen_kb_launch(&kb, ceil_div(c->cfg->T, bq), (unsigned)t->a.heads, (unsigned)c->cfg->B,
                 (unsigned)threads, 1, 0);
   snprintf(body, sizeof body,
-           "lisa::attention_backward_dq<%s, %d, %d, %d, %d, %s, %d, 32, %d>(@dq, dsum, @dy, @y, "
+           "lisa::attention_backward_dq<%s, %d, %d, %d, %d, %s, %d, %d, %d>(@dq, dsum, @dy, @y, "
            "@q, @k, @v, lse, B);",
            T_(), t->a.hd, t->a.heads, t->a.kv_heads, c->cfg->T, t->a.causal ? "true" : "false",
-           bq, threads);
+           bq, LISA_ATTENTION_DQ_BK, threads);
   gen_kb_end(&kb, body);
 }
 
@@ -328,7 +295,7 @@ static void emit_attention_dkdv(gen_ctx *c, const ir_op *op, const attn_bwd *t) 
   char label[192], body[512];
   snprintf(label, sizeof label, "attention_bwd dk, dv -> %s, %s", gen_vname(c, op->out[1]),
            gen_vname(c, op->out[2]));
-  const int bq = attention_mma_tile(c, &t->a, ATT_MMA_DKDV, "attention_backward_dkdv_mma", "BQ");
+  const int bq = attention_mma_tile(c, &t->a, LISA_ATT_MMA_DKDV, "attention_backward_dkdv_mma", "BQ");
   gen_kb kb;
   gen_kb_begin(&kb, c, bq ? "attention_backward_dkdv_mma" : "attention_backward_dkdv", label);
   gen_kb_buf(&kb, "dk", t->dk, -1, 1);
@@ -350,16 +317,16 @@ static void emit_attention_dkdv(gen_ctx *c, const ir_op *op, const attn_bwd *t) 
     gen_kb_end(&kb, body);
     return;
   }
-  /* BKV, BQ (the template's default, 16), THREADS; TC stays at its default */
-  const int bkv = gen_tune(c, "attention_backward_dkdv", "BKV", 32),
-            threads = gen_tune(c, "attention_backward_dkdv", "THREADS", 128);
+  /* BKV and THREADS tuned, BQ launch.cuh's; TC stays at its default */
+  const int bkv = gen_tune(c, "attention_backward_dkdv", "BKV"),
+            threads = gen_tune(c, "attention_backward_dkdv", "THREADS");
   gen_kb_launch(&kb, ceil_div(c->cfg->T, bkv), (unsigned)t->a.kv_heads, (unsigned)c->cfg->B,
                 (unsigned)threads, 1, 0);
   snprintf(body, sizeof body,
-           "lisa::attention_backward_dkdv<%s, %d, %d, %d, %d, %s, %d, 16, %d>(@dk, @dv, @dy, "
+           "lisa::attention_backward_dkdv<%s, %d, %d, %d, %d, %s, %d, %d, %d>(@dk, @dv, @dy, "
            "@q, @k, @v, lse, dsum, B);",
            T_(), t->a.hd, t->a.heads, t->a.kv_heads, c->cfg->T, t->a.causal ? "true" : "false",
-           bkv, threads);
+           bkv, LISA_ATTENTION_DKDV_BQ, threads);
   gen_kb_end(&kb, body);
 }
 
@@ -428,7 +395,7 @@ static int emit_embedding(gen_ctx *c, int i) {
   if (pos_table >= 0) gen_kb_buf(&kb, "wpe", gen_ref_of(c, pos_table), -1, 0);
   gen_kb_rows(&kb);
   const int threads =
-      gen_tune(c, pos_table >= 0 ? "embedding_pos_forward" : "embedding_forward", "THREADS", 256);
+      gen_tune(c, pos_table >= 0 ? "embedding_pos_forward" : "embedding_forward", "THREADS");
   gen_kb_launch(&kb, ceil_div((int64_t)N_of(c) * C, threads), 1, 1, (unsigned)threads, 1, 0);
   if (pos_table >= 0)
     snprintf(body, sizeof body, "lisa::embedding_pos_forward<%s, %lld, %d, %d>(y, ids, wte, wpe, N, %d);", T_(),
@@ -449,7 +416,7 @@ static void emit_pos_embedding(gen_ctx *c, const ir_op *op) {
   gen_kb_buf(&kb, "y", gen_ref_of(c, op->out[0]), -1, 1);
   gen_kb_buf(&kb, "wpe", gen_ref_of(c, op->in[0]), -1, 0);
   gen_kb_rows(&kb);
-  const int threads = gen_tune(c, "pos_embedding_forward", "THREADS", 256);
+  const int threads = gen_tune(c, "pos_embedding_forward", "THREADS");
   gen_kb_launch(&kb, ceil_div((int64_t)N_of(c) * C, threads), 1, 1, (unsigned)threads, 1, 0);
   snprintf(body, sizeof body, "lisa::pos_embedding_forward<%s, %lld, %d>(y, wpe, N, %d);", T_(),
            (long long)C, threads, c->cfg->T);
@@ -470,7 +437,7 @@ static void emit_embedding_bwd(gen_ctx *c, const ir_op *op, int pos) {
   gen_kb_rows(&kb);
   int V = (int)c->m->params[c->g->values[op->out[0]].param].shape[0];
   const int threads =
-      gen_tune(c, pos ? "pos_embedding_backward" : "embedding_backward", "THREADS", 256);
+      gen_tune(c, pos ? "pos_embedding_backward" : "embedding_backward", "THREADS");
   if (pos) {
     gen_kb_launch(&kb, ceil_div((int64_t)c->cfg->T * C, threads), 1, 1, (unsigned)threads, 1, 0);
     snprintf(body, sizeof body, "lisa::pos_embedding_backward<%s, %lld, %d>(dwpe, dy, N, %d);", T_(),
@@ -505,7 +472,7 @@ static int emit_cross_entropy(gen_ctx *c, int i) {
   gen_kb_buf(&kb, "targets", gen_ref_of(c, op->in[1]), GEN_I32, 0);
   gen_kb_rows(&kb);
   gen_kb_loss_scale(&kb);
-  const int ce_threads = gen_tune(c, "cross_entropy_fused", "THREADS", 1024);
+  const int ce_threads = gen_tune(c, "cross_entropy_fused", "THREADS");
   gen_kb_launch(&kb, (unsigned)N_of(c), 1, 1, (unsigned)ce_threads, 1, 0);
   snprintf(body, sizeof body, "lisa::cross_entropy_fused<%s, %d, %d>(dlogits, loss, logits, targets, N, "
            "loss_scale);", T_(), V, ce_threads);
@@ -516,7 +483,7 @@ static int emit_cross_entropy(gen_ctx *c, int i) {
   gen_kb_buf(&kb, "mean_loss", gen_ref_of(c, op->out[0]), GEN_F32, 1);
   gen_kb_buf(&kb, "loss", (gen_ref){ws, 0, 1}, GEN_F32, 0);
   gen_kb_rows(&kb);
-  const int mean_threads = gen_tune(c, "cross_entropy_mean", "THREADS", 256);
+  const int mean_threads = gen_tune(c, "cross_entropy_mean", "THREADS");
   gen_kb_launch(&kb, 1, 1, 1, (unsigned)mean_threads, 1, 0);
   snprintf(body, sizeof body, "lisa::cross_entropy_mean<%d>(mean_loss, loss, N);", mean_threads);
   gen_kb_end(&kb, body);
@@ -569,7 +536,7 @@ static void emit_bias_grad(gen_ctx *c, const ir_op *op) {
   gen_kb_buf(&kb, "db", gen_ref_of(c, op->out[0]), c->cfg->grad_dtype, 1);
   gen_kb_buf(&kb, "dy", gen_ref_of(c, op->in[0]), -1, 0);
   gen_kb_rows(&kb);
-  const int threads = gen_tune(c, "bias_grad", "THREADS", 128);
+  const int threads = gen_tune(c, "bias_grad", "THREADS");
   gen_kb_launch(&kb, ceil_div(C, threads), 1, 1, (unsigned)threads, 1, 0);
   snprintf(body, sizeof body, "lisa::bias_grad<%s, %lld, %d>(db, dy, N);", T_(), (long long)C, threads);
   gen_kb_end(&kb, body);

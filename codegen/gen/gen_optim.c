@@ -15,8 +15,6 @@
 
 #include "gen_internal.h"
 
-#define OPT_THREADS 256
-#define OPT_DEFAULT_BLOCKS 528 /* 4 x 132 SMs (H100, H200) */
 
 int gen_opt_entry_bytes(const gen_config *c) { return c->grad_dtype == GEN_BF16 ? 48 : 56; }
 
@@ -69,12 +67,13 @@ static void emit_norm(gen_ctx *c, int blocks, const char *desc) {
   gen_kb_scalar(&kb, "int", "count", GEN_ARG_OPT_COUNT);
   gen_kb_scalar(&kb, "float", "max_norm", GEN_ARG_OPT_MAX_NORM);
   gen_kb_scalar(&kb, "int", "step", GEN_ARG_OPT_STEP);
-  gen_kb_launch(&kb, (unsigned)blocks, 1, 1, OPT_THREADS, 1, 0);
+  const int threads = gen_tune(c, "global_norm", "THREADS");
+  gen_kb_launch(&kb, (unsigned)blocks, 1, 1, (unsigned)threads, 1, 0);
   char body[512];
   snprintf(body, sizeof body,
            "lisa::global_norm<%d>(norm, clip, (double *)partials, (unsigned *)counter, "
            "(const lisa::%s *)tensors, count, max_norm, step);",
-           OPT_THREADS, desc);
+           threads, desc);
   gen_kb_end(&kb, body);
 }
 
@@ -92,19 +91,21 @@ static void emit_adamw(gen_ctx *c, int blocks) {
   gen_kb_scalar(&kb, "float", "weight_decay", GEN_ARG_OPT_WEIGHT_DECAY);
   gen_kb_scalar(&kb, "unsigned", "seed", GEN_ARG_OPT_SEED);
   gen_kb_scalar(&kb, "int", "step", GEN_ARG_OPT_STEP);
-  gen_kb_launch(&kb, (unsigned)blocks, 1, 1, OPT_THREADS, 1, 0);
+  const int threads = gen_tune(c, cfg->grad_dtype == GEN_BF16 ? "adamw_multi_bf16" : "adamw_multi",
+                               "THREADS");
+  gen_kb_launch(&kb, (unsigned)blocks, 1, 1, (unsigned)threads, 1, 0);
   char body[512];
   const char *args = "count, clip, lr, beta1, beta2, eps, weight_decay, seed, step";
   if (cfg->grad_dtype == GEN_BF16)
     snprintf(body, sizeof body,
-             "lisa::adamw_multi_bf16<%d>((const lisa::AdamWTensorBf16 *)tensors, %s);", OPT_THREADS,
+             "lisa::adamw_multi_bf16<%d>((const lisa::AdamWTensorBf16 *)tensors, %s);", threads,
              args);
   else if (cfg->dtype == GEN_BF16)
     snprintf(body, sizeof body, "lisa::adamw_multi<__nv_bfloat16, %d, %s>((const lisa::AdamWTensor *)tensors, %s);",
-             OPT_THREADS, cfg->opt_nearest ? "false" : "true", args);
+             threads, cfg->opt_nearest ? "false" : "true", args);
   else
     snprintf(body, sizeof body, "lisa::adamw_multi<float, %d, false>((const lisa::AdamWTensor *)tensors, %s);",
-             OPT_THREADS, args);
+             threads, args);
   gen_kb_end(&kb, body);
 }
 
@@ -114,10 +115,11 @@ static void emit_widen(gen_ctx *c, int blocks) {
   gen_kb_buf(&kb, "master", ref(GEN_OPT_WIDEN_DST), GEN_F32, 1);
   gen_kb_buf(&kb, "weights", ref(GEN_OPT_WIDEN_SRC), c->cfg->dtype, 0);
   gen_kb_scalar(&kb, "int", "count", GEN_ARG_OPT_COUNT);
-  gen_kb_launch(&kb, (unsigned)blocks, 1, 1, OPT_THREADS, 1, 0);
+  const int threads = gen_tune(c, "copy2d", "THREADS");
+  gen_kb_launch(&kb, (unsigned)blocks, 1, 1, (unsigned)threads, 1, 0);
   char body[256];
   snprintf(body, sizeof body, "lisa::copy2d<float, lisa_t, %d>(master, count, weights, count, 1, count);",
-           OPT_THREADS);
+           threads);
   gen_kb_end(&kb, body);
 }
 
@@ -127,14 +129,15 @@ int gen_build_optimizer(gen_program *prog, gen_path *p, lt_error *err) {
   p->section = IR_NSECTIONS;
   p->mode = PATH_ACTIVE;
   gen_ctx c = {.prog = prog, .p = p, .m = prog->m, .cfg = &prog->cfg, .err = err};
-  int blocks = prog->cfg.opt_blocks > 0 ? prog->cfg.opt_blocks : OPT_DEFAULT_BLOCKS;
+  int blocks = prog->cfg.opt_blocks > 0 ? prog->cfg.opt_blocks
+                                         : GEN_OPT_BLOCKS_PER_SM * prog->cfg.sms;
   if (make_buffers(&c, blocks)) return -1;
   const char *desc = prog->cfg.grad_dtype == GEN_BF16 ? "AdamWTensorBf16" : "AdamWTensor";
   emit_norm(&c, blocks, desc);
   emit_adamw(&c, blocks);
   emit_widen(&c, blocks);
   p->n_fwd_steps = p->n_steps;
-  if (c.kernel_failed) return -1;
+  if (c.failed) return -1;
   if (p->n_steps != GEN_OPT_NSTEPS || p->kernels.failed) return lt_fail(err, "out of memory");
   return 0;
 }

@@ -39,7 +39,7 @@ static int generate(cuda_run *r, int precision, int nearest, unsigned no_epilogu
   if (r->have_prog) gen_free(&r->prog), r->have_prog = 0;
   free(r->trains), r->trains = NULL;
   gen_config cfg = {.B = t->state.B, .T = t->state.T, .grad_accum = trainer_grad_accum(t),
-                    .opt_blocks = 4 * gpu_device_sms(r->gpu), .opt_nearest = nearest,
+                    .sms = gpu_device_sms(r->gpu), .opt_nearest = nearest,
                     .no_epilogues = no_epilogues,
                     .no_mma = gpu_device_sm(r->gpu) < 80, .tuning = r->tuning};
   cfg.dtype = precision == PRECISION_FP32 ? GEN_F32 : GEN_BF16;
