@@ -64,6 +64,9 @@ typedef struct {
                             their own: the CUDA backend's retry when cuBLASLt has no
                             algorithm for a fused GEMM */
   int no_mma;             /* the device has no bf16 mma.sync (before sm_80): SIMT attention */
+  const char *dump_after; /* pass names ("fuse,lower", or "all"): each section path's items
+                             and their groups after those passes go into gen_program.dump
+                             (lisa gen: LISA_GEN_DUMP); NULL: none */
 } gen_config;
 
 /* A tensor as a step sees it: rows of buffer `buf`, starting at column
@@ -184,9 +187,12 @@ typedef struct {
   gen_path paths[GEN_MAX_PATHS];
   gen_tuning *own_tuning; /* cfg.tuning NULL: the embedded defaults, loaded by
                              gen_build and freed by gen_free */
+  sbuf dump;              /* cfg.dump_after's text; kept when gen_build fails (a
+                             verifier's failure is where it helps), freed by gen_free */
 } gen_program;
 
-/* Lowers every path of m (autodiff already run). */
+/* Lowers every path of m (autodiff already run). Call gen_free after it
+ * either way where cfg.dump_after is set. */
 int gen_build(gen_program *p, const ir_model *m, const gen_config *c, lt_error *err);
 void gen_free(gen_program *p);
 const gen_path *gen_find_path(const gen_program *p, const char *name);

@@ -10,8 +10,8 @@
  *            epilogue and beta, template kernels, element-wise runs;
  *   roles    each buffer's role (saved, scratch, ...) from the steps;
  *   emit     the translation unit (gen_emit.c).
- * LISA_GEN_DUMP=fuse,lower (pass names, or all) prints the items and their
- * groups to stderr after those passes. */
+ * gen_config.dump_after (lisa gen: LISA_GEN_DUMP=fuse,lower, or all) writes
+ * the items and their groups into gen_program.dump after those passes. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -367,20 +367,18 @@ static const struct {
     {"lower", pass_lower},   {"roles", assign_roles}, {"emit", pass_emit},
 };
 
-/* LISA_GEN_DUMP names the passes after which to print the items ("all": every one). */
+/* gen_config.dump_after names the passes after which to dump the items. */
 static void dump_after(const gen_ctx *c, const char *pass) {
-  const char *want = getenv("LISA_GEN_DUMP");
+  const char *want = c->cfg->dump_after;
   if (!want) return;
   size_t n = strlen(pass);
   const char *hit = strstr(want, pass);
   if (strcmp(want, "all") && !(hit && (hit == want || hit[-1] == ',') &&
                                (hit[n] == 0 || hit[n] == ',')))
     return;
-  sbuf out = {0};
-  sb_printf(&out, "gen: %s after %s: %d steps\n", c->p->name, pass, c->p->n_steps);
-  gen_print_items(c, &out);
-  fputs(sb_str(&out), stderr);
-  sb_free(&out);
+  sbuf *out = &c->prog->dump;
+  sb_printf(out, "gen: %s after %s: %d steps\n", c->p->name, pass, c->p->n_steps);
+  gen_print_items(c, out);
 }
 
 static int run_passes(gen_ctx *c) {
@@ -418,6 +416,8 @@ static int build_path(gen_program *prog, int section, int mode, const char *name
 
 
 
+static void free_paths(gen_program *prog);
+
 int gen_build(gen_program *prog, const ir_model *m, const gen_config *cfg, lt_error *err) {
   memset(prog, 0, sizeof *prog);
   prog->m = m;
@@ -446,20 +446,20 @@ int gen_build(gen_program *prog, const ir_model *m, const gen_config *cfg, lt_er
   };
   for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
     if (build_path(prog, paths[i].section, paths[i].mode, paths[i].name, err)) {
-      gen_free(prog);
+      free_paths(prog);
       return -1;
     }
   }
   gen_path *opt = &prog->paths[prog->n_paths++];
   if (gen_build_optimizer(prog, opt, err) || gen_verify_steps(opt, 1, "optimizer", err) ||
       gen_emit_path(prog, opt, err)) {
-    gen_free(prog);
+    free_paths(prog);
     return -1;
   }
   return 0;
 }
 
-void gen_free(gen_program *prog) {
+static void free_paths(gen_program *prog) {
   for (int i = 0; i < prog->n_paths; i++) {
     free(prog->paths[i].bufs);
     free(prog->paths[i].steps);
@@ -470,6 +470,11 @@ void gen_free(gen_program *prog) {
   gen_tune_free(prog->own_tuning);
   prog->own_tuning = NULL;
   prog->cfg.tuning = NULL;
+}
+
+void gen_free(gen_program *prog) {
+  free_paths(prog);
+  sb_free(&prog->dump);
 }
 
 const gen_path *gen_find_path(const gen_program *prog, const char *name) {

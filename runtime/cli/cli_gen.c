@@ -217,8 +217,11 @@ int cli_gen(int argc, char **argv) {
   gen_config cfg = {.B = a.batch, .T = a.seq, .dtype = a.precision == PRECISION_FP32 ? GEN_F32 : GEN_BF16,
                     .grad_dtype = a.precision == PRECISION_BF16_TRUE ? GEN_BF16 : GEN_F32,
                     .grad_accum = a.grad_accum, .opt_nearest = a.nearest,
-                    .tuning = tuning, .trains = trains};
-  if (gen_build(&prog, &m, &cfg, &err)) {
+                    .tuning = tuning, .trains = trains,
+                    .dump_after = getenv("LISA_GEN_DUMP")}; /* a debugging aid */
+  int failed = gen_build(&prog, &m, &cfg, &err);
+  fputs(sb_str(&prog.dump), stderr);
+  if (failed) {
     fprintf(stderr, "lisa gen: %s\n", err.msg);
     goto done;
   }
