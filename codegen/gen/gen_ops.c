@@ -3,10 +3,10 @@
  * gradient. Each picks the template, its constants and its launch, taking
  * in what the fuse pass put in its group (the residual gradient into a
  * norm's dX, the position embedding into the token embedding,
- * cross-entropy's backward into its forward). Launch shapes mirror the
- * templates' documented defaults, which are passed explicitly so the two
- * cannot drift apart; the tunables templates/tuning.lua lists come through gen_tune, which sets both
- * the template argument and the launch. */
+ * cross-entropy's backward into its forward). The launch facts come from
+ * templates/launch.cuh, which the templates' defaults use too; the tunables
+ * from templates/tuning.lua through gen_tune. Each value is passed as the
+ * template argument and used for the launch, so the two cannot disagree. */
 #include <stdio.h>
 #include <string.h>
 
