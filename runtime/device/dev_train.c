@@ -303,8 +303,8 @@ static int region_on(const dev_trainer *d, int p, int layer) {
   const ms_state *s = d->s;
   if (s->grad_off[p] < 0) return -1;
   switch (d->prog->m->params[p].section) {
-  case IR_EMBED: return d->host->opt.on[TRAIN_REGION_EMBED] ? TRAIN_REGION_EMBED : -1;
-  case IR_HEAD: return d->host->opt.on[TRAIN_REGION_HEAD] ? TRAIN_REGION_HEAD : -1;
+  case IR_EMBED: return sched_region_on(trainer_schedule(d->host), TRAIN_REGION_EMBED) ? TRAIN_REGION_EMBED : -1;
+  case IR_HEAD: return sched_region_on(trainer_schedule(d->host), TRAIN_REGION_HEAD) ? TRAIN_REGION_HEAD : -1;
   default: return s->grad_slot[layer] < 0 ? -1 : TRAIN_REGION_SLOTS + s->grad_slot[layer];
   }
 }
@@ -348,11 +348,11 @@ static int write_table(dev_trainer *d, lt_error *err) {
 
 static path_exec_scalars scalars(const dev_trainer *d, float lr) {
   const ms_state *s = d->s;
-  const opt_config *o = &d->host->cfg.opt;
+  const opt_config *o = &trainer_config(d->host)->opt;
   path_exec_scalars sc = {s->N, s->B, 1.0f, {0}};
   sc.opt = (path_exec_opt){d->n_entries, (int)d->updates, lr, o->beta1, o->beta2, o->eps,
                     o->weight_decay, o->grad_clip,
-                    (unsigned)(d->host->cfg.seed * 0x9e3779b9u) ^ (unsigned)d->updates};
+                    (unsigned)(trainer_config(d->host)->seed * 0x9e3779b9u) ^ (unsigned)d->updates};
   return sc;
 }
 
@@ -567,12 +567,12 @@ int dt_create(dev_trainer **out, trainer *host, const gen_program *prog, const d
   if (!d) return lt_fail(err, "out of memory");
   *out = d;
   d->host = host, d->dev = *dev, d->exec = dev->exec;
-  d->updates = host->step; /* one AdamW update a step: a resumed run has had this many */
-  if (init(d, &host->state, prog, err) || alloc_run_tables(d, err) || layout(d, 1, err) ||
+  d->updates = trainer_next_step(host); /* one AdamW update a step: a resumed run has had this many */
+  if (init(d, trainer_state(host), prog, err) || alloc_run_tables(d, err) || layout(d, 1, err) ||
       alloc_pending(d, err))
     return -1;
   if (for_each_tensor(d, upload_param, err)) return -1;
-  for (int inst = 0; inst < host->state.n_inst; inst++)
+  for (int inst = 0; inst < trainer_state(host)->n_inst; inst++)
     if (bind_instance(d, inst, err)) return -1;
   /* the regions that train from the start: E, H, and FT's (or LoRA's) blocks */
   if (enter_region(d, TRAIN_REGION_EMBED, 0, err) || enter_region(d, TRAIN_REGION_HEAD, 0, err))
@@ -607,7 +607,7 @@ void dt_arena_categories(const dev_trainer *d, uint64_t bytes[MEMORY_NCATEGORIES
 
 static const gen_path *path_of(const dev_trainer *d, int inst, int *mode) {
   int sec = ms_inst_section(d->s, inst);
-  *mode = d->host->path[inst];
+  *mode = sched_path(trainer_schedule(d->host), inst);
   const gen_path *p = d->paths[sec][*mode];
   if (!p && sec == IR_HEAD && *mode == PATH_FORWARD) p = d->paths[sec][*mode = PATH_FROZEN];
   return p;
@@ -622,7 +622,7 @@ static void bind_loss(dev_trainer *d, int i) {
 }
 
 static int run_passes(dev_trainer *d, const path_exec_scalars *sc, lt_error *err) {
-  int n_inst = d->host->state.n_inst, mode;
+  int n_inst = d->s->n_inst, mode;
   for (int inst = 0; inst < n_inst; inst++) {
     const gen_path *p = path_of(d, inst, &mode);
     if (!p) return lt_fail(err, "no path for instance %d in mode %d", inst, mode);
@@ -630,7 +630,7 @@ static int run_passes(dev_trainer *d, const path_exec_scalars *sc, lt_error *err
   }
   for (int inst = n_inst - 1; inst >= 0; inst--) {
     const gen_path *p = path_of(d, inst, &mode);
-    if (d->host->path[inst] == PATH_FORWARD) continue;
+    if (sched_path(trainer_schedule(d->host), inst) == PATH_FORWARD) continue;
     if (path_exec_run(p, p->n_fwd_steps, p->n_steps, table_of(d, inst, mode), sc, &d->exec, err))
       return -1;
   }
@@ -651,15 +651,15 @@ static int upload_batch(dev_trainer *d, dt_pending *p, int i, lt_error *err) {
 static int enqueue(dev_trainer *d, dt_pending *p, int slot, lt_error *err) {
   trainer *t = d->host;
   /* a Lua policy reads weight norms at the switch: bring them up to date */
-  if (t->sampler && t->cfg.lisa.mode == LISA_SAMPLE_LUA &&
-      (lisa_sampler_is_boundary(t->sampler, t->step) || !t->sampled) && dt_download_params(d, err))
+  const lisa_schedule *sched = trainer_schedule(t);
+  if (sched_reads_weight_norms(sched, trainer_next_step(t)) && dt_download_params(d, err))
     return -1;
-  *p = (dt_pending){.step = t->step, .t0 = lt_now_ms(), .active = p->active, .ids = p->ids,
+  *p = (dt_pending){.step = trainer_next_step(t), .t0 = lt_now_ms(), .active = p->active, .ids = p->ids,
                     .targets = p->targets, .stats = p->stats};
   if (trainer_begin_step(t, &p->switched, &p->lr, err)) return -1;
   if (p->switched && follow_active_set(d, err)) return -1;
-  p->n_active = t->n_active;
-  memcpy(p->active, t->active, sizeof *p->active * (size_t)t->n_active);
+  const int *active = sched_active(sched, &p->n_active);
+  memcpy(p->active, active, sizeof *p->active * (size_t)p->n_active);
   if (d->dev.zero(d->dev.ctx, d->grads, (size_t)d->s->n_grad_scalars * (size_t)d->gb, err))
     return -1;
   /* micro-batches add into the gradients, each at 1/N of the loss */
@@ -679,7 +679,7 @@ static int enqueue(dev_trainer *d, dt_pending *p, int slot, lt_error *err) {
     return -1;
   p->valid = 1;
   d->updates++;
-  t->step++;
+  trainer_end_step(t);
   return 0;
 }
 
@@ -704,7 +704,7 @@ static int complete(dev_trainer *d, int slot, train_step_stats *st, lt_error *er
 }
 
 int dt_step(dev_trainer *d, train_step_stats *st, int *ready, lt_error *err) {
-  int slot = (int)(d->host->step & 1);
+  int slot = (int)(trainer_next_step(d->host) & 1);
   *ready = 0;
   if (enqueue(d, &d->pend[slot], slot, err)) return -1;
   if (!d->pend[slot ^ 1].valid) return 0;
@@ -713,8 +713,8 @@ int dt_step(dev_trainer *d, train_step_stats *st, int *ready, lt_error *err) {
 }
 
 int dt_finish(dev_trainer *d, train_step_stats *st, int *ready, lt_error *err) {
-  int slot = (int)((d->host->step - 1) & 1);
-  *ready = d->host->step > 0 && d->pend[slot].valid;
+  int slot = (int)((trainer_next_step(d->host) - 1) & 1);
+  *ready = trainer_next_step(d->host) > 0 && d->pend[slot].valid;
   return *ready ? complete(d, slot, st, err) : 0;
 }
 
@@ -760,11 +760,7 @@ int dt_download_params(dev_trainer *d, lt_error *err) {
 
 /* Regions that train now: embed, head, and the slots bound to a block. */
 static int region_trains(const dev_trainer *d, int r) {
-  if (r == TRAIN_REGION_EMBED) return d->host->opt.on[TRAIN_REGION_EMBED];
-  if (r == TRAIN_REGION_HEAD) return d->host->opt.on[TRAIN_REGION_HEAD];
-  for (int l = 0; l < d->prog->m->n_layer; l++)
-    if (d->s->grad_slot[l] == r - TRAIN_REGION_SLOTS) return 1;
-  return 0;
+  return sched_region_on(trainer_schedule(d->host), r);
 }
 
 /* Host fp32 <-> device moments (fp32, or bf16 in bf16-true) of one tensor. */
@@ -785,7 +781,7 @@ static int moment_copy(dev_trainer *d, float *host, char *dev, int64_t n, int to
 
 static int state_tensor(dev_trainer *d, int p, int layer, int to_host, lt_error *err) {
   const ms_state *s = d->s;
-  train_optim *o = &d->host->opt;
+  train_optim *o = trainer_optim(d->host);
   if (region_on(d, p, layer) < 0) return 0;
   int64_t gi = ms_grad(s, p, layer) - s->grads, n = ir_param_numel(&d->prog->m->params[p]);
   if (moment_copy(d, o->m + gi, d->mom1 + gi * d->mb, n, to_host, err) ||
@@ -806,7 +802,7 @@ static int moments_to_device(dev_trainer *d, int p, int layer, lt_error *err) {
 }
 
 int dt_download_state(dev_trainer *d, lt_error *err) {
-  train_optim *o = &d->host->opt;
+  train_optim *o = trainer_optim(d->host);
   if (!o->m) return lt_fail(err, "the host trainer keeps no AdamW moments to save into");
   if (dt_download_params(d, err) || for_each_tensor(d, moments_to_host, err)) return -1;
   for (int r = 0; r < o->n_regions; r++) o->t[r] = region_trains(d, r) ? d->updates - d->start[r] : 0;
@@ -814,7 +810,7 @@ int dt_download_state(dev_trainer *d, lt_error *err) {
 }
 
 int dt_upload_state(dev_trainer *d, lt_error *err) {
-  train_optim *o = &d->host->opt;
+  train_optim *o = trainer_optim(d->host);
   if (!o->m) return lt_fail(err, "the host trainer keeps no AdamW moments to restore from");
   if (for_each_tensor(d, moments_to_device, err)) return -1;
   for (int r = 0; r < o->n_regions; r++) d->start[r] = d->updates - o->t[r];

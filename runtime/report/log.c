@@ -69,8 +69,8 @@ static void write_row(log_sink *l, const trainer *t, const train_step_stats *st,
   train_memory mem = trainer_memory(t);
   fprintf(f, "{\"step\":%lld,\"loss\":%.9g,\"lr\":%.9g,\"active\":[", (long long)st->step,
           st->loss, st->lr);
-  const int *active = st->active ? st->active : t->active;
-  int n_active = st->active ? st->n_active : t->n_active;
+  int n_active = st->n_active;
+  const int *active = st->active ? st->active : sched_active(trainer_schedule(t), &n_active);
   for (int i = 0; i < n_active; i++) fprintf(f, i ? ",%d" : "%d", active[i]);
   fprintf(f,
           "],\"grad_norm\":%.9g,\"step_ms\":%.3f,\"tokens_per_s\":%.1f,\"peak_bytes\":%llu,"

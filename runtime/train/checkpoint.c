@@ -225,7 +225,7 @@ static int write_optimizer(const trainer *t, const char *path, const int32_t *in
       {"adamw.v", ST_F32, 1, {s->n_grad_scalars}, t->opt.v},
       {"adamw.t", ST_I32, 1, {n_regions}, steps},
       {"grad_slot", ST_I32, 1, {n_layer}, slots},
-      {"active", ST_I32, 1, {t->n_active}, active},
+      {"active", ST_I32, 1, {t->sched.n_active}, active},
   };
   return st_write(path, entries, 5, meta, n_meta, err);
 }
@@ -240,7 +240,9 @@ static int fill_ints(const trainer *t, const char *path, int32_t *ints, lt_error
     ints[r] = (int32_t)t->opt.t[r];
   }
   for (int l = 0; l < n_layer; l++) ints[n_regions + l] = t->state.grad_slot[l];
-  for (int i = 0; i < t->n_active; i++) ints[n_regions + n_layer + i] = t->active[i];
+  int n_active;
+  const int *active = sched_active(&t->sched, &n_active);
+  for (int i = 0; i < n_active; i++) ints[n_regions + n_layer + i] = active[i];
   return 0;
 }
 
@@ -250,7 +252,7 @@ static int save_optimizer(const trainer *t, const char *path, lt_error *err) {
   int n_set = settings_of(t, set);
   char step[24], sampled[4];
   snprintf(step, sizeof step, "%" PRId64, t->step);
-  snprintf(sampled, sizeof sampled, "%d", t->sampled);
+  snprintf(sampled, sizeof sampled, "%d", sched_is_sampled(&t->sched));
   int32_t *ints = malloc(sizeof(int32_t) * (size_t)(t->opt.n_regions + 2 * n_layer) + 1);
   char *grad_norms = format_norms(t->grad_norms, n_layer);
   char *weight_norms = format_norms(t->weight_norms, n_layer);

@@ -113,63 +113,24 @@ double train_adamw(ms_state *s, const opt_config *c, float lr, train_optim *o) {
   return norm;
 }
 
-/* ---- LISA: the active set, slots and paths ----------------------------- */
+/* ---- LISA: following the schedule ------------------------------------- */
 
-static int contains(const int *set, int n, int x) {
-  for (int i = 0; i < n; i++)
-    if (set[i] == x) return 1;
-  return 0;
-}
-
-/* Frees the slots of blocks that leave, gives zeroed slots with a fresh
- * step count to blocks that enter; blocks that stay keep theirs. */
-static void apply_active_set(trainer *t, const int *next, int n_next) {
+/* The regions the schedule trains, and fresh moments with a restarted
+ * count for each slot a block entered. */
+static void follow_schedule(trainer *t) {
   ms_state *s = &t->state;
-  int n_layer = t->ir.n_layer;
-  unsigned char *slot_used = (unsigned char *)t->scratch;
-  memset(slot_used, 0, (size_t)s->n_grad_slots);
-  for (int l = 0; l < n_layer; l++) {
-    if (s->grad_slot[l] >= 0 && !contains(next, n_next, l)) ms_bind_grad_slot(s, l, -1);
-    if (s->grad_slot[l] >= 0) slot_used[s->grad_slot[l]] = 1;
-  }
-  for (int i = 0; i < n_next; i++) {
-    int l = next[i];
-    if (s->grad_slot[l] >= 0) continue;
-    int slot = 0;
-    while (slot_used[slot]) slot++;
-    slot_used[slot] = 1;
+  memcpy(t->opt.on, t->sched.on, (size_t)t->opt.n_regions);
+  int n_fresh;
+  const int *fresh = sched_fresh_slots(&t->sched, &n_fresh);
+  for (int i = 0; i < n_fresh; i++) {
     int64_t begin, len;
-    region_extent(s, TRAIN_REGION_SLOTS + slot, &begin, &len);
+    region_extent(s, TRAIN_REGION_SLOTS + fresh[i], &begin, &len);
     if (t->opt.m) { /* none on the host of a device trainer */
       memset(t->opt.m + begin, 0, (size_t)len * sizeof(float));
       memset(t->opt.v + begin, 0, (size_t)len * sizeof(float));
     }
-    t->opt.t[TRAIN_REGION_SLOTS + slot] = 0;
-    ms_bind_grad_slot(s, l, slot);
+    t->opt.t[TRAIN_REGION_SLOTS + fresh[i]] = 0;
   }
-  memcpy(t->active, next, sizeof(int) * (size_t)n_next);
-  t->n_active = n_next;
-}
-
-/* Which regions train and which path each instance takes this period. With
- * the embedding frozen, no gradient has to go below the lowest active block,
- * so the blocks under it (and the embedding) skip backward entirely. */
-static void plan_paths(trainer *t) {
-  ms_state *s = &t->state;
-  int n_layer = t->ir.n_layer, lowest = t->n_active ? t->active[0] : n_layer;
-  memset(t->opt.on, 0, (size_t)t->opt.n_regions);
-  t->opt.on[TRAIN_REGION_EMBED] = (unsigned char)t->cfg.train_embed;
-  t->opt.on[TRAIN_REGION_HEAD] = (unsigned char)t->cfg.train_head;
-  for (int l = 0; l < n_layer; l++) {
-    int slot = s->grad_slot[l];
-    if (slot >= 0) t->opt.on[TRAIN_REGION_SLOTS + slot] = 1;
-    int below = !t->cfg.train_embed && l < lowest;
-    t->path[1 + l] = slot >= 0 ? PATH_ACTIVE : below ? PATH_FORWARD : PATH_FROZEN;
-  }
-  t->path[0] = t->cfg.train_embed ? PATH_ACTIVE : PATH_FORWARD;
-  int head = ms_head_inst(s);
-  t->path[head] = t->cfg.train_head ? PATH_ACTIVE
-                  : (t->cfg.train_embed || t->n_active) ? PATH_FROZEN : PATH_FORWARD;
 }
 
 /* Per-layer statistics a Lua policy may read: weight norms now, gradient
@@ -181,66 +142,19 @@ static void update_weight_norms(trainer *t) {
     t->weight_norms[l] = sqrt(opt_sum_squares(ms_block_params(s, l), s->block_stride));
 }
 
-static int resample(trainer *t, int64_t step, lt_error *err) {
-  int *next = t->scratch + t->ir.n_layer, n_next = 0;
-  lisa_layer_stats stats = {t->weight_norms, t->grad_norms};
-  if (t->cfg.lisa.mode == LISA_SAMPLE_LUA) update_weight_norms(t);
-  if (lisa_sampler_sample(t->sampler, step, &stats, next, &n_next, err)) return -1;
-  apply_active_set(t, next, n_next);
-  plan_paths(t);
-  return 0;
-}
-
 static void record_grad_norms(trainer *t) {
-  const ms_state *s = &t->state;
-  for (int i = 0; i < t->n_active; i++) {
-    int l = t->active[i];
-    t->grad_norms[l] = sqrt(t->opt.sq[TRAIN_REGION_SLOTS + s->grad_slot[l]]);
-  }
-}
-
-static int check_saved_slots(const trainer *t, const int *grad_slot, lt_error *err) {
-  int n_slots = t->state.n_grad_slots;
-  unsigned char *used = (unsigned char *)t->scratch;
-  memset(used, 0, (size_t)n_slots);
-  for (int l = 0; l < t->ir.n_layer; l++) {
-    int slot = grad_slot[l];
-    if (slot < -1 || slot >= n_slots)
-      return lt_fail(err, "block %d: gradient slot %d is not in [-1, %d)", l, slot, n_slots);
-    if (slot >= 0 && used[slot]++) return lt_fail(err, "gradient slot %d is bound twice", slot);
-  }
-  return 0;
-}
-
-static int check_saved_active(const trainer *t, const int *grad_slot, const int *active,
-                              int n_active, lt_error *err) {
-  int n_layer = t->ir.n_layer, n_bound = 0;
+  int n_active;
+  const int *active = sched_active(&t->sched, &n_active);
   for (int i = 0; i < n_active; i++) {
-    if (active[i] < 0 || active[i] >= n_layer || (i && active[i] <= active[i - 1]))
-      return lt_fail(err, "the active set is not ascending block indices in [0, %d)", n_layer);
-    if (grad_slot[active[i]] < 0)
-      return lt_fail(err, "block %d is active but holds no gradient slot", active[i]);
+    int l = active[i];
+    t->grad_norms[l] = sqrt(t->opt.sq[sched_block_region(&t->sched, l)]);
   }
-  for (int l = 0; l < n_layer; l++) n_bound += grad_slot[l] >= 0;
-  if (n_bound != n_active)
-    return lt_fail(err, "%d blocks hold gradient slots but %d are active", n_bound, n_active);
-  if (!t->sampler && n_active != n_layer)
-    return lt_fail(err, "full fine-tuning trains every block, not %d of %d", n_active, n_layer);
-  return 0;
 }
 
 int trainer_restore_period(trainer *t, const int *grad_slot, const int *active, int n_active,
                            int sampled, lt_error *err) {
-  if (n_active < 0 || n_active > t->ir.n_layer)
-    return lt_fail(err, "%d active blocks, the model has %d", n_active, t->ir.n_layer);
-  if (check_saved_slots(t, grad_slot, err) ||
-      check_saved_active(t, grad_slot, active, n_active, err))
-    return -1;
-  for (int l = 0; l < t->ir.n_layer; l++) ms_bind_grad_slot(&t->state, l, grad_slot[l]);
-  memcpy(t->active, active, sizeof(int) * (size_t)n_active);
-  t->n_active = n_active;
-  t->sampled = sampled;
-  plan_paths(t);
+  if (sched_restore(&t->sched, grad_slot, active, n_active, sampled, err)) return -1;
+  follow_schedule(t);
   return 0;
 }
 
@@ -255,35 +169,23 @@ static int check_config(const train_config *cfg, const ir_model *m, lt_error *er
   return 0;
 }
 
-static int alloc_lisa_tables(trainer *t, lt_error *err) {
+static int alloc_norm_tables(trainer *t, lt_error *err) {
   int n = t->ir.n_layer + 1;
-  t->active = calloc((size_t)n, sizeof(int));
-  t->scratch = calloc((size_t)(2 * n), sizeof(int));
-  t->path = calloc((size_t)(n + 1), sizeof(int));
   t->weight_norms = calloc((size_t)n, sizeof(double));
   t->grad_norms = calloc((size_t)n, sizeof(double));
-  if (!t->active || !t->scratch || !t->path || !t->weight_norms || !t->grad_norms)
-    return lt_fail(err, "out of memory");
+  if (!t->weight_norms || !t->grad_norms) return lt_fail(err, "out of memory");
   return 0;
 }
 
 /* Full fine-tuning is every block active for good, and so is LoRA (its
  * slots hold only the adapters; E and H stay frozen); LISA samples a set of
  * middle blocks and needs gradient slots only for as many as it can pick. */
-static int setup_method(trainer *t, lt_error *err) {
-  int n_layer = t->ir.n_layer;
-  if (t->cfg.method != TRAIN_LISA) {
-    t->cfg.train_embed = t->cfg.train_head = t->cfg.method == TRAIN_FT;
-    for (int l = 0; l < n_layer; l++) t->active[l] = l;
-    t->n_active = n_layer;
-    return 0;
-  }
-  lisa_sampler_config sc = t->cfg.lisa;
-  sc.n_layers = n_layer;
-  sc.seed = t->cfg.seed;
-  if (lisa_sampler_create(&t->sampler, &sc, err)) return -1;
-  /* no block holds a slot until the first sample binds them */
-  for (int l = 0; l < n_layer; l++) ms_bind_grad_slot(&t->state, l, -1);
+static int create_schedule(trainer *t, lt_error *err) {
+  if (t->cfg.method != TRAIN_LISA) t->cfg.train_embed = t->cfg.train_head = t->cfg.method == TRAIN_FT;
+  sched_config c = {.sample = t->cfg.method == TRAIN_LISA, .train_embed = t->cfg.train_embed,
+                    .train_head = t->cfg.train_head, .lisa = t->cfg.lisa, .seed = t->cfg.seed};
+  if (sched_create(&t->sched, &t->state, &c, err)) return -1;
+  follow_schedule(t);
   return 0;
 }
 
@@ -337,18 +239,13 @@ int trainer_create(trainer *t, const train_config *cfg, lt_error *err) {
                    (long long)t->data.n_tokens, cfg->seq);
   if (create_state(t, cfg, err) || init_weights(t, cfg, err)) return -1;
   if (train_optim_init_moments(&t->opt, &t->state, !cfg->params_only || cfg->host_moments, err) ||
-      alloc_lisa_tables(t, err))
+      alloc_norm_tables(t, err))
     return -1;
-  if (setup_method(t, err)) return -1;
-  plan_paths(t);
-  return 0;
+  return create_schedule(t, err);
 }
 
 void trainer_free(trainer *t) {
-  lisa_sampler_free(t->sampler);
-  free(t->active);
-  free(t->scratch);
-  free(t->path);
+  sched_free(&t->sched);
   free(t->weight_norms);
   free(t->grad_norms);
   if (t->profile) cpu_profile_free(t->profile), free(t->profile);
@@ -413,20 +310,21 @@ void trainer_norms(const trainer *t, double *weight, double *grad) {
 }
 
 int trainer_begin_step(trainer *t, int *switched, float *lr, lt_error *err) {
-  /* A set is drawn at each period's first step. ckpt_resume puts back the
-   * set of a period already begun rather than re-drawing it: a Lua policy
-   * asked again mid-period would see other norms. A trainer with no set yet
-   * draws at its first step, wherever that falls. */
-  *switched = t->sampler && (lisa_sampler_is_boundary(t->sampler, t->step) || !t->sampled);
-  if (*switched) {
-    if (resample(t, t->step, err)) return -1;
-    t->sampled = 1;
-  }
+  lisa_layer_stats stats = {t->weight_norms, t->grad_norms};
+  if (sched_reads_weight_norms(&t->sched, t->step)) update_weight_norms(t);
+  if (sched_begin_step(&t->sched, t->step, &stats, switched, err)) return -1;
+  if (*switched) follow_schedule(t);
   *lr = opt_lr_at(&t->cfg.opt, t->step);
   return trainer_micro_batch(t, 0, err);
 }
 
 int trainer_grad_accum(const trainer *t) { return t->cfg.grad_accum > 1 ? t->cfg.grad_accum : 1; }
+void trainer_end_step(trainer *t) { t->step++; }
+const lisa_schedule *trainer_schedule(const trainer *t) { return &t->sched; }
+ms_state *trainer_state(trainer *t) { return &t->state; }
+train_optim *trainer_optim(trainer *t) { return &t->opt; }
+const train_config *trainer_config(const trainer *t) { return &t->cfg; }
+int64_t trainer_next_step(const trainer *t) { return t->step; }
 
 /* Micro-batch i of step s reads the windows of batch index s * N + i, so a
  * run without accumulation reads batch s at step s. */
@@ -466,7 +364,7 @@ int trainer_step(trainer *t, train_step_stats *st, lt_error *err) {
   for (int i = 0; i < n; i++) {
     if (i > 0 && trainer_micro_batch(t, i, err)) return -1;
     loss += train_forward(s);
-    train_backward(s, t->path, 1.0f / (float)n);
+    train_backward(s, sched_paths(&t->sched), 1.0f / (float)n);
   }
   mark = lt_now_ms();
   double norm = train_adamw(s, &t->cfg.opt, lr, &t->opt);

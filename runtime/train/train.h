@@ -19,6 +19,7 @@
 #include "lisa_sampler.h"
 #include "model_state.h"
 #include "optim.h"
+#include "schedule.h"
 
 /* LoRA trains only adapters (codegen/front/lora.h) in every block; the base
  * weights, the embedding and the head stay frozen and hold no gradients. */
@@ -60,7 +61,12 @@ typedef struct {
                                       (a pipelined device step); NULL: the trainer's */
 } train_step_stats;
 
-enum { TRAIN_REGION_EMBED, TRAIN_REGION_HEAD, TRAIN_REGION_SLOTS };
+/* The schedule's regions (schedule.h). */
+enum {
+  TRAIN_REGION_EMBED = SCHED_REGION_EMBED,
+  TRAIN_REGION_HEAD = SCHED_REGION_HEAD,
+  TRAIN_REGION_SLOTS = SCHED_REGION_SLOTS
+};
 
 typedef struct {
   float *m, *v;         /* AdamW moments, laid out as ms_state.grads (NULL: params_only) */
@@ -76,13 +82,9 @@ typedef struct {
   ms_state state;
   data_file data;
   train_optim opt;
-  lisa_sampler *sampler;   /* NULL for full fine-tuning */
-  int *active, n_active;   /* middle blocks training this period, ascending */
-  int *path;               /* [n_inst] path_kind of each instance */
-  int *scratch;            /* [2 n_layer] for switching */
+  lisa_schedule sched;     /* active set, slots, regions on, paths */
   double *weight_norms;    /* [n_layer] for sampling policies */
   double *grad_norms;      /* [n_layer] from each block's last active step */
-  int sampled;             /* an active set has been drawn */
   int64_t step;            /* next step to run */
   char load_note[512];     /* tensors in --weights the model ignored */
   struct cpu_profile *profile; /* trainer_profile; NULL: nothing timed */
@@ -106,12 +108,18 @@ int trainer_begin_step(trainer *t, int *switched, float *lr, lt_error *err);
  * and state.targets. */
 int trainer_micro_batch(trainer *t, int i, lt_error *err);
 int trainer_grad_accum(const trainer *t);
+/* The step begun is done (a device trainer enqueued it). */
+void trainer_end_step(trainer *t);
 
-/* Puts back a saved LISA period (checkpoint resume): each block's gradient
- * slot, the active set (ascending) and whether it was drawn, then plans the
- * paths. Checks they fit this trainer: slots in range and bound once, and a
- * block is active exactly when it holds a slot. The moments in the slots are
- * the caller's to load. */
+/* What a device trainer follows, without reaching into the struct. */
+const lisa_schedule *trainer_schedule(const trainer *t);
+ms_state *trainer_state(trainer *t);
+train_optim *trainer_optim(trainer *t);
+const train_config *trainer_config(const trainer *t);
+int64_t trainer_next_step(const trainer *t);
+
+/* Puts back a saved LISA period (checkpoint resume): sched_restore, and
+ * the regions that train. The moments in the slots are the caller's to load. */
 int trainer_restore_period(trainer *t, const int *grad_slot, const int *active, int n_active,
                            int sampled, lt_error *err);
 

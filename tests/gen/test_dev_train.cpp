@@ -150,7 +150,7 @@ void record(Run *r, const trainer &t, const train_step_stats &st) {
   r->step_ms += st.step_ms;
   r->norm.push_back((float)st.grad_norm);
   if (st.active) r->active.emplace_back(st.active, st.active + st.n_active);
-  else r->active.emplace_back(t.active, t.active + t.n_active);
+  else r->active.emplace_back(t.sched.active, t.sched.active + t.sched.n_active);
 }
 
 bool cpu_run(int method, Run *r, int accum = 1) {

@@ -93,7 +93,7 @@ static void compare(const char *model, const char *reference, double tol) {
   if (train(model, la, &a)) return;
   check_backward_graph(&a.ir);
   if (train(reference, lb, &b) == 0) {
-    CHECK(memcmp(a.active, b.active, (size_t)a.n_active * sizeof *a.active) == 0);
+    CHECK(memcmp(a.sched.active, b.sched.active, (size_t)a.sched.n_active * sizeof *a.sched.active) == 0);
     for (int s = 0; s < STEPS; s++)
       CHECK_MSG(fabs(la[s] - lb[s]) <= tol * fabs(lb[s]), "%s step %d: loss %.9g, "
                 "reference %.9g", model, s, la[s], lb[s]);

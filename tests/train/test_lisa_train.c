@@ -66,15 +66,15 @@ static void test_gamma_blocks_switch_at_k(void) {
   for (int s = 0; s < 40; s++) {
     train_step_stats st, st_b;
     if (step(&a, &st) || step(&b, &st_b)) break;
-    CHECK(a.n_active == 2 && a.active[0] < a.active[1]);
+    CHECK(a.sched.n_active == 2 && a.sched.active[0] < a.sched.active[1]);
     CHECK(a.opt.on[TRAIN_REGION_EMBED] && a.opt.on[TRAIN_REGION_HEAD]);
     CHECK(st.switched == (s % 5 == 0));
-    int same = a.active[0] == prev[0] && a.active[1] == prev[1];
+    int same = a.sched.active[0] == prev[0] && a.sched.active[1] == prev[1];
     if (s % 5 != 0) CHECK(same);
     changes += !same;
-    CHECK(memcmp(a.active, b.active, 2 * sizeof(int)) == 0); /* same seed, same sets */
+    CHECK(memcmp(a.sched.active, b.sched.active, 2 * sizeof(int)) == 0); /* same seed, same sets */
     CHECK(st.loss == st_b.loss);
-    prev[0] = a.active[0], prev[1] = a.active[1];
+    prev[0] = a.sched.active[0], prev[1] = a.sched.active[1];
   }
   CHECK_MSG(changes >= 4, "the set changed only %d times in 8 periods", changes);
   trainer_free(&a);
@@ -101,7 +101,7 @@ static void test_frozen_blocks_keep_every_bit(void) {
   for (int s = 1; s < 5; s++) step(&t, &st); /* rest of the period */
   size_t bytes = (size_t)t.state.block_stride * sizeof(float);
   for (int l = 0; l < N_LAYER; l++) {
-    int active = l == t.active[0] || l == t.active[1];
+    int active = l == t.sched.active[0] || l == t.sched.active[1];
     int same = memcmp(before[l], ms_block_params(&t.state, l), bytes) == 0;
     CHECK_MSG(active ? !same : same, "block %d (%s) %s", l, active ? "active" : "frozen",
               same ? "unchanged" : "changed");
@@ -171,10 +171,10 @@ static void test_frozen_embedding_skips_lower_blocks(void) {
   for (int s = 0; s < 9; s++) {
     train_step_stats st;
     if (step(&t, &st)) break;
-    int lowest = t.active[0];
-    CHECK(t.path[0] == PATH_FORWARD);
+    int lowest = t.sched.active[0];
+    CHECK(t.sched.path[0] == PATH_FORWARD);
     for (int l = 0; l < N_LAYER; l++)
-      CHECK(t.path[1 + l] == (l == lowest ? PATH_ACTIVE : l < lowest ? PATH_FORWARD : PATH_FROZEN));
+      CHECK(t.sched.path[1 + l] == (l == lowest ? PATH_ACTIVE : l < lowest ? PATH_FORWARD : PATH_FROZEN));
   }
   CHECK(ms_param(&t.state, 0, 0)[7] == wte);
   trainer_free(&t);
@@ -208,7 +208,7 @@ static void test_layer_norms(void) {
   double total = 0;
   for (int k = 0; k < N_LAYER + 2; k++) {
     CHECK_CLOSE(w[k], sqrt(want_w[k]), 0, 1e-5);
-    int trained = k == 0 || k == N_LAYER + 1 || k - 1 == t.active[0] || k - 1 == t.active[1];
+    int trained = k == 0 || k == N_LAYER + 1 || k - 1 == t.sched.active[0] || k - 1 == t.sched.active[1];
     if (trained) {
       CHECK_CLOSE(g[k], sqrt(want_g[k]), 0, 1e-5);
       total += g[k] * g[k];
@@ -248,7 +248,7 @@ static void test_grad_accum_sums_micro_batches(void) {
       b.step = 2 * s + i;
       CHECK(trainer_micro_batch(&b, 0, &err) == 0);
       loss += train_forward(&b.state);
-      train_backward(&b.state, b.path, 0.5f);
+      train_backward(&b.state, b.sched.path, 0.5f);
     }
     b.step = s;
     double norm = train_adamw(&b.state, &b.cfg.opt, lr, &b.opt);
@@ -287,7 +287,7 @@ static void test_policy_matches_uniform_sets(void) {
   for (int s = 0; s < STEPS; s++) {
     train_step_stats st;
     if (step(&u, &st)) break;
-    loss[s] = st.loss, set[s] = u.active[0];
+    loss[s] = st.loss, set[s] = u.sched.active[0];
   }
   trainer_free(&u);
   f = fopen(policy, "w");
@@ -303,7 +303,7 @@ static void test_policy_matches_uniform_sets(void) {
   for (int s = 0; s < STEPS; s++) {
     train_step_stats st;
     if (step(&p, &st)) break;
-    CHECK(p.n_active == 1 && p.active[0] == set[s]);
+    CHECK(p.sched.n_active == 1 && p.sched.active[0] == set[s]);
     CHECK_MSG(st.loss == loss[s], "step %d: policy %.9g, uniform %.9g", s, st.loss, loss[s]);
   }
   trainer_free(&p);

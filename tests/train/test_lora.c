@@ -310,7 +310,7 @@ static void test_training_freezes_base(void) {
     train_step_stats st;
     lt_error err;
     CHECK(trainer_step(&t, &st, &err) == 0);
-    CHECK(t.n_active == t.ir.n_layer && t.path[0] == PATH_FORWARD);
+    CHECK(t.sched.n_active == t.ir.n_layer && t.sched.path[0] == PATH_FORWARD);
     if (s == 0) first = st.loss;
     last = st.loss;
   }

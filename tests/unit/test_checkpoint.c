@@ -89,8 +89,8 @@ static void check_same_state(const trainer *a, const trainer *b) {
   CHECK(memcmp(a->opt.v, b->opt.v, a->state.bytes_grads) == 0);
   CHECK(memcmp(a->opt.t, b->opt.t, sizeof(int64_t) * (size_t)a->opt.n_regions) == 0);
   CHECK(memcmp(a->state.grad_slot, b->state.grad_slot, sizeof(int) * N_LAYER) == 0);
-  CHECK(a->n_active == b->n_active &&
-        memcmp(a->active, b->active, sizeof(int) * (size_t)a->n_active) == 0);
+  CHECK(a->sched.n_active == b->sched.n_active &&
+        memcmp(a->sched.active, b->sched.active, sizeof(int) * (size_t)a->sched.n_active) == 0);
   CHECK(memcmp(a->grad_norms, b->grad_norms, sizeof(double) * N_LAYER) == 0);
   CHECK(memcmp(a->weight_norms, b->weight_norms, sizeof(double) * N_LAYER) == 0);
 }
