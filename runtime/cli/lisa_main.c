@@ -1,19 +1,18 @@
-/* lisa_main.c: the command line. The only place that prints errors and
- * decides the exit status; everything else returns messages. */
+/* lisa_main.c: the command line: parsing, the device and exit codes (the
+ * loop is runtime/run). The only place that prints errors and decides the
+ * exit status; everything else returns messages. */
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "checkpoint.h"
 #include "cli.h"
 #include "cli_opts.h"
 #ifdef LISA_HAVE_GPU
 #include "cuda_run.h"
 #endif
-#include "log.h"
 #include "memory_plan.h"
+#include "run.h"
 #include "train.h"
-#include "weights.h"
 
 enum { DEVICE_AUTO, DEVICE_CPU, DEVICE_CUDA };
 static const char *const device_names[] = {"auto", "cpu", "cuda", NULL};
@@ -176,25 +175,24 @@ static int parse_train_args(int argc, char **argv, cli_args *a, int *exit_status
   return *exit_status ? -1 : 0;
 }
 
-/* The backend of a run: the cpu's, or a CUDA device (cuda non-NULL). */
+/* The backend of a run and its context: the cpu's, or a CUDA device. */
 typedef struct {
-#ifdef LISA_HAVE_GPU
-  cuda_run *cuda;
-#endif
-  int on_cuda;
+  const run_backend *ops;
+  void *ctx;
 } backend;
 
 /* auto: CUDA where a device opens, else the CPU, saying why; cuda: the
  * device or an error saying what is missing. */
 static int choose_device(const cli_args *a, backend *be) {
-  memset(be, 0, sizeof *be);
+  *be = (backend){run_cpu_backend(), NULL};
   if (a->device == DEVICE_CPU) return 0;
   char what[1200];
 #ifdef LISA_HAVE_GPU
   lt_error err = {{0}};
   char name[256];
-  if (cuda_run_open(&be->cuda, name, sizeof name, &err) == 0) {
-    be->on_cuda = 1;
+  cuda_run *r;
+  if (cuda_run_open(&r, name, sizeof name, &err) == 0) {
+    *be = (backend){cuda_backend(), r};
     if (!a->quiet) fprintf(stderr, "lisa: training on %s\n", name);
     return 0;
   }
@@ -210,133 +208,28 @@ static int choose_device(const cli_args *a, backend *be) {
   return 0;
 }
 
-/* What the CUDA trainer does not do yet, said before anything runs. */
+/* What the cpu backend does not do, said before anything runs. */
 static int check_backend(const cli_args *a, const backend *be) {
-  if (!be->on_cuda) {
-    if (a->dtype >= 0 && cliopt_dtype_values[a->dtype] != PRECISION_FP32) {
-      fprintf(stderr, "lisa train: the cpu backend trains in fp32; --dtype %s needs --device cuda\n",
-              cliopt_dtype_names[a->dtype]);
-      return -1;
-    }
-    if (a->tune_path) {
-      fprintf(stderr, "lisa train: --tune sets the generated kernels' tunables; it needs "
-                      "--device cuda\n");
-      return -1;
-    }
-    return 0;
-  }
-  return 0;
-}
-
-/* --profile: the table of sums (NULL when not profiling). */
-static prof_table *backend_profile(backend *be, trainer *t) {
-#ifdef LISA_HAVE_GPU
-  if (be->on_cuda) return cuda_run_profile_table(be->cuda);
-#endif
-  (void)be;
-  return trainer_profile_table(t);
-}
-
-/* --profile: the table on stdout and "profile" rows in the JSONL. */
-static void backend_report(backend *be, trainer *t, const log_sink *log) {
-  prof_table *pt = backend_profile(be, t);
-  if (!pt || pt->steps == 0) return;
-  prof_print(pt, stdout);
-  if (log->jsonl) prof_write_jsonl(pt, log->jsonl, (long long)t->step);
-}
-
-/* One step; rows[0..*n) the steps that finished, in order (a device step
- * finishes while the next is enqueued; flush: this one too). */
-static int backend_step(backend *be, trainer *t, train_step_stats rows[2], int *n, int flush,
-                        lt_error *err) {
-#ifdef LISA_HAVE_GPU
-  if (be->on_cuda) return cuda_run_step(be->cuda, rows, n, flush, err);
-#endif
-  (void)flush;
-  *n = 1;
-  return trainer_step(t, &rows[0], err);
-}
-
-/* The weights (with_state: and the AdamW state) into the host trainer
- * before it reads or saves them. */
-static int backend_sync(backend *be, int with_state, lt_error *err) {
-#ifdef LISA_HAVE_GPU
-  if (be->on_cuda)
-    return with_state ? cuda_run_sync_state(be->cuda, err) : cuda_run_sync_params(be->cuda, err);
-#endif
-  (void)be, (void)with_state, (void)err;
-  return 0;
-}
-
-static void backend_close(backend *be) {
-#ifdef LISA_HAVE_GPU
-  cuda_run_close(be->cuda);
-#endif
-  (void)be;
-}
-
-static int save_state(trainer *t, backend *be, const cli_args *a, log_sink *log, lt_error *err) {
-  char step_dir[1100];
-  if (backend_sync(be, 1, err) || ckpt_save(t, a->save_state_dir, err) ||
-      ckpt_step_path(a->save_state_dir, t->step, step_dir, sizeof step_dir, err))
-    return -1;
-  log_event(log, t->step, "checkpoint", "path", step_dir);
-  if (!a->quiet) fprintf(stderr, "saved state %s\n", step_dir);
-  return 0;
-}
-
-/* Runs the steps from t->step (0, or where a resumed state left off) to the
- * total --steps; the state is saved every --save-every steps and at the end. */
-static int run_training(trainer *t, backend *be, const cli_args *a, lt_error *err) {
-  log_sink log;
-  if (log_open(&log, a->jsonl_path, a->quiet, a->train.steps, t->ir.n_layer, err)) {
-    log_close(&log);
+  if (be->ops->params_only) return 0;
+  if (a->dtype >= 0 && cliopt_dtype_values[a->dtype] != PRECISION_FP32) {
+    fprintf(stderr, "lisa train: the cpu backend trains in fp32; --dtype %s needs --device cuda\n",
+            cliopt_dtype_names[a->dtype]);
     return -1;
   }
-  int rc = 0;
-  int64_t run_steps = 0;
-  while (t->step < a->train.steps && rc == 0) {
-    /* a step whose end is read (norms, a save, the last) finishes before the next */
-    int64_t s = t->step;
-    int norms = a->norms_every && s % a->norms_every == 0;
-    int save = a->save_every && (s + 1) % a->save_every == 0 && s + 1 < a->train.steps;
-    train_step_stats rows[2];
-    int n = 0;
-    rc = backend_step(be, t, rows, &n, norms || save || s + 1 == a->train.steps, err);
-    /* the first step also fills caches (and loads modules on a device) */
-    prof_table *pt = rc == 0 && ++run_steps == 1 ? backend_profile(be, t) : NULL;
-    if (pt) prof_clear(pt);
-    for (int i = 0; i < n && rc == 0; i++) {
-      int with_norms = a->norms_every && rows[i].step % a->norms_every == 0;
-      if (with_norms) rc = backend_sync(be, 0, err);
-      if (rc == 0) log_step(&log, t, &rows[i], with_norms);
-    }
-    if (rc == 0 && save) rc = save_state(t, be, a, &log, err);
+  if (a->tune_path) {
+    fprintf(stderr, "lisa train: --tune sets the generated kernels' tunables; it needs "
+                    "--device cuda\n");
+    return -1;
   }
-  if (rc == 0 && a->save_state_dir) rc = save_state(t, be, a, &log, err);
-  if (rc == 0 && a->save_path) rc = backend_sync(be, 0, err);
-  if (rc == 0 && a->save_path) {
-    if (a->merge_lora) trainer_merge_lora(t);
-    if (a->max_shard_gb > 0)
-      rc = wt_save_sharded(&t->state, a->save_path, (uint64_t)(a->max_shard_gb * 1e9), err);
-    else
-      rc = a->merge_lora ? wt_save_base(&t->state, a->save_path, err)
-                         : wt_save(&t->state, a->save_path, err);
-    if (rc == 0) log_event(&log, t->step, "checkpoint", "path", a->save_path);
-    if (rc == 0 && !a->quiet) fprintf(stderr, "saved %s\n", a->save_path);
-  }
-  if (rc == 0) backend_report(be, t, &log);
-  log_close(&log);
-  return rc;
+  return 0;
 }
 
-static int resume(trainer *t, const cli_args *a, lt_error *err) {
-  if (ckpt_resume(t, a->resume_dir, err)) return -1;
-  if (t->step > a->train.steps)
-    return lt_fail(err, "%s: the saved state is at step %lld, past --steps %lld", a->resume_dir,
-                   (long long)t->step, (long long)a->train.steps);
-  if (!a->quiet) fprintf(stderr, "resumed at step %lld from %s\n", (long long)t->step, a->resume_dir);
-  return 0;
+static run_options run_options_of(const cli_args *a) {
+  return (run_options){.steps = a->train.steps, .save_path = a->save_path,
+                       .jsonl_path = a->jsonl_path, .save_state_dir = a->save_state_dir,
+                       .max_shard_gb = a->max_shard_gb, .save_every = a->save_every,
+                       .norms_every = a->norms_every, .merge_lora = a->merge_lora,
+                       .quiet = a->quiet};
 }
 
 static int cmd_train(int argc, char **argv) {
@@ -344,31 +237,22 @@ static int cmd_train(int argc, char **argv) {
   int rc;
   if (parse_train_args(argc, argv, &a, &rc)) return rc;
   backend be;
-  if (choose_device(&a, &be) || check_backend(&a, &be)) return backend_close(&be), 1;
+  if (choose_device(&a, &be)) return 1;
+  if (check_backend(&a, &be)) return be.ops->close(be.ctx), 1;
   lt_error err;
   trainer t;
-  a.train.params_only = be.on_cuda; /* activations live on the device */
-  a.train.host_moments = be.on_cuda && (a.save_state_dir || a.resume_dir);
+  int on_device = be.ops->params_only; /* activations live on the device */
+  a.train.params_only = on_device;
+  a.train.host_moments = on_device && (a.save_state_dir || a.resume_dir);
   rc = trainer_create(&t, &a.train, &err);
   if (rc == 0 && t.load_note[0] && !a.quiet) fprintf(stderr, "note: %s\n", t.load_note);
-  if (rc == 0 && a.resume_dir) rc = resume(&t, &a, &err);
-#ifdef LISA_HAVE_GPU
-  if (rc == 0 && be.on_cuda) {
-    cuda_run_options o = {a.dtype >= 0 ? cliopt_dtype_values[a.dtype] : PRECISION_BF16_MIXED,
-                          a.nearest, a.tune_path};
-    rc = cuda_run_prepare(be.cuda, &t, &o, &err);
-  }
-  if (rc == 0 && be.on_cuda && a.profile) rc = cuda_run_profile(be.cuda, &err);
-#endif
-  if (rc == 0 && !be.on_cuda && a.profile) rc = trainer_profile(&t, &err);
-#ifdef LISA_HAVE_GPU
-  if (rc == 0 && be.on_cuda && cuda_run_unfused(be.cuda) && !a.quiet)
-    fprintf(stderr, "lisa: cuBLASLt has no algorithm for some fused GEMM epilogues here; "
-                    "they run as kernels of their own (mask 0x%x of enum gen_epilogue)\n",
-            cuda_run_unfused(be.cuda));
-#endif
-  if (rc == 0) rc = run_training(&t, &be, &a, &err);
-  backend_close(&be);
+  if (rc == 0 && a.resume_dir) rc = run_resume(&t, a.resume_dir, a.train.steps, a.quiet, &err);
+  run_backend_options bo = {a.dtype >= 0 ? cliopt_dtype_values[a.dtype] : PRECISION_BF16_MIXED,
+                            a.nearest, a.tune_path, a.profile, a.quiet};
+  if (rc == 0) rc = be.ops->prepare(be.ctx, &t, &bo, &err);
+  run_options ro = run_options_of(&a);
+  if (rc == 0) rc = run_training(&t, be.ops, be.ctx, &ro, &err);
+  be.ops->close(be.ctx);
   trainer_free(&t);
   if (rc) {
     fprintf(stderr, "lisa: %s\n", err.msg);

@@ -1,6 +1,7 @@
 /* cuda_run.c: the pieces of a CUDA training run, in the order they start. */
 #include "cuda_run.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "dev_train.h"
@@ -124,4 +125,40 @@ void cuda_run_close(cuda_run *r) {
   gen_tune_free(r->tuning);
   gpu_device_close(r->gpu);
   free(r);
+}
+
+/* ---- the run loop's backend (run.h) ------------------------------------- */
+
+static int backend_prepare(void *ctx, trainer *t, const run_backend_options *o, lt_error *err) {
+  cuda_run *r = ctx;
+  cuda_run_options co = {o->precision, o->nearest, o->tune_path};
+  if (cuda_run_prepare(r, t, &co, err) || (o->profile && cuda_run_profile(r, err))) return -1;
+  if (r->unfused && !o->quiet)
+    fprintf(stderr, "lisa: cuBLASLt has no algorithm for some fused GEMM epilogues here; "
+                    "they run as kernels of their own (mask 0x%x of enum gen_epilogue)\n",
+            r->unfused);
+  return 0;
+}
+
+static int backend_step(void *ctx, trainer *t, train_step_stats rows[2], int *n, int flush,
+                        lt_error *err) {
+  (void)t;
+  return cuda_run_step(ctx, rows, n, flush, err);
+}
+
+static int backend_sync(void *ctx, int with_state, lt_error *err) {
+  return with_state ? cuda_run_sync_state(ctx, err) : cuda_run_sync_params(ctx, err);
+}
+
+static prof_table *backend_profile_table(void *ctx, trainer *t) {
+  (void)t;
+  return cuda_run_profile_table(ctx);
+}
+
+static void backend_close(void *ctx) { cuda_run_close(ctx); }
+
+const run_backend *cuda_backend(void) {
+  static const run_backend cuda = {"cuda", 1, backend_prepare, backend_step, backend_sync,
+                                   backend_profile_table, backend_close};
+  return &cuda;
 }

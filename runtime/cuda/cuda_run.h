@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 #include "path_profile.h"
+#include "run.h"
 #include "train.h"
 
 typedef struct cuda_run cuda_run;
@@ -41,5 +42,9 @@ int cuda_run_step(cuda_run *r, train_step_stats rows[2], int *n, int flush, lt_e
 int cuda_run_sync_params(cuda_run *r, lt_error *err);
 int cuda_run_sync_state(cuda_run *r, lt_error *err);
 void cuda_run_close(cuda_run *r);
+
+/* The run loop's backend over an opened cuda_run (the context): prepare
+ * generates, loads and uploads (and profiles with o->profile). */
+const run_backend *cuda_backend(void);
 
 #endif

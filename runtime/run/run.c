@@ -1,0 +1,126 @@
+#include "run.h"
+
+#include <stdio.h>
+
+#include "checkpoint.h"
+#include "log.h"
+#include "weights.h"
+
+/* ---- the cpu backend: the host trainer itself --------------------------- */
+
+static int cpu_prepare(void *ctx, trainer *t, const run_backend_options *o, lt_error *err) {
+  (void)ctx;
+  return o->profile ? trainer_profile(t, err) : 0;
+}
+
+static int cpu_step(void *ctx, trainer *t, train_step_stats rows[2], int *n, int flush,
+                    lt_error *err) {
+  (void)ctx, (void)flush;
+  *n = 1;
+  return trainer_step(t, &rows[0], err);
+}
+
+static int cpu_sync(void *ctx, int with_state, lt_error *err) {
+  (void)ctx, (void)with_state, (void)err;
+  return 0;
+}
+
+static prof_table *cpu_profile_table(void *ctx, trainer *t) {
+  (void)ctx;
+  return trainer_profile_table(t);
+}
+
+static void cpu_close(void *ctx) { (void)ctx; }
+
+const run_backend *run_cpu_backend(void) {
+  static const run_backend cpu = {"cpu", 0, cpu_prepare, cpu_step, cpu_sync,
+                                  cpu_profile_table, cpu_close};
+  return &cpu;
+}
+
+/* ---- the loop ----------------------------------------------------------- */
+
+int run_resume(trainer *t, const char *dir, int64_t steps, int quiet, lt_error *err) {
+  if (ckpt_resume(t, dir, err)) return -1;
+  int64_t at = trainer_next_step(t);
+  if (at > steps)
+    return lt_fail(err, "%s: the saved state is at step %lld, past --steps %lld", dir,
+                   (long long)at, (long long)steps);
+  if (!quiet) fprintf(stderr, "resumed at step %lld from %s\n", (long long)at, dir);
+  return 0;
+}
+
+/* --profile: the table on stdout and "profile" rows in the JSONL. */
+static void report_profile(const run_backend *be, void *ctx, trainer *t, const log_sink *log) {
+  prof_table *pt = be->profile_table(ctx, t);
+  if (!pt || pt->steps == 0) return;
+  prof_print(pt, stdout);
+  if (log->jsonl) prof_write_jsonl(pt, log->jsonl, (long long)trainer_next_step(t));
+}
+
+static int save_state(trainer *t, const run_backend *be, void *ctx, const run_options *o,
+                      log_sink *log, lt_error *err) {
+  char step_dir[1100];
+  int64_t at = trainer_next_step(t);
+  if (be->sync(ctx, 1, err) || ckpt_save(t, o->save_state_dir, err) ||
+      ckpt_step_path(o->save_state_dir, at, step_dir, sizeof step_dir, err))
+    return -1;
+  log_event(log, at, "checkpoint", "path", step_dir);
+  if (!o->quiet) fprintf(stderr, "saved state %s\n", step_dir);
+  return 0;
+}
+
+/* The weights at the end: merged (LoRA), sharded or one file. */
+static int save_weights(trainer *t, const run_options *o, log_sink *log, lt_error *err) {
+  ms_state *s = trainer_state(t);
+  int rc;
+  if (o->merge_lora) trainer_merge_lora(t);
+  if (o->max_shard_gb > 0)
+    rc = wt_save_sharded(s, o->save_path, (uint64_t)(o->max_shard_gb * 1e9), err);
+  else
+    rc = o->merge_lora ? wt_save_base(s, o->save_path, err) : wt_save(s, o->save_path, err);
+  if (rc) return -1;
+  log_event(log, trainer_next_step(t), "checkpoint", "path", o->save_path);
+  if (!o->quiet) fprintf(stderr, "saved %s\n", o->save_path);
+  return 0;
+}
+
+/* One pass of the loop: a step and the rows of the steps that finished; a
+ * step whose end is read (norms, a save, the last) finishes before the next. */
+static int run_step(trainer *t, const run_backend *be, void *ctx, const run_options *o,
+                    log_sink *log, int64_t *run_steps, lt_error *err) {
+  int64_t s = trainer_next_step(t);
+  int norms = o->norms_every && s % o->norms_every == 0;
+  int save = o->save_every && (s + 1) % o->save_every == 0 && s + 1 < o->steps;
+  train_step_stats rows[2];
+  int n = 0;
+  if (be->step(ctx, t, rows, &n, norms || save || s + 1 == o->steps, err)) return -1;
+  /* the first step also fills caches (and loads modules on a device) */
+  prof_table *pt = ++*run_steps == 1 ? be->profile_table(ctx, t) : NULL;
+  if (pt) prof_clear(pt);
+  for (int i = 0; i < n; i++) {
+    int with_norms = o->norms_every && rows[i].step % o->norms_every == 0;
+    if (with_norms && be->sync(ctx, 0, err)) return -1;
+    log_step(log, t, &rows[i], with_norms);
+  }
+  return save ? save_state(t, be, ctx, o, log, err) : 0;
+}
+
+int run_training(trainer *t, const run_backend *be, void *ctx, const run_options *o,
+                 lt_error *err) {
+  log_sink log;
+  if (log_open(&log, o->jsonl_path, o->quiet, o->steps, trainer_state(t)->ir->n_layer, err)) {
+    log_close(&log);
+    return -1;
+  }
+  int rc = 0;
+  int64_t run_steps = 0;
+  while (trainer_next_step(t) < o->steps && rc == 0)
+    rc = run_step(t, be, ctx, o, &log, &run_steps, err);
+  if (rc == 0 && o->save_state_dir) rc = save_state(t, be, ctx, o, &log, err);
+  if (rc == 0 && o->save_path) rc = be->sync(ctx, 0, err);
+  if (rc == 0 && o->save_path) rc = save_weights(t, o, &log, err);
+  if (rc == 0) report_profile(be, ctx, t, &log);
+  log_close(&log);
+  return rc;
+}

@@ -1,0 +1,53 @@
+/* run.h: `lisa train`'s loop (steps, JSONL rows, norms, saves, profile)
+ * over a backend given as a table, so the loop is one for the CPU trainer
+ * and a device. The CLI chooses the backend and passes it in (the cuda one
+ * sits above this library: cuda_backend() in cuda_run.h). */
+#ifndef LT_RUN_H
+#define LT_RUN_H
+
+#include <stdint.h>
+
+#include "err.h"
+#include "profile.h"
+#include "train.h"
+
+typedef struct {
+  int precision;         /* memory_plan.h's PRECISION_*; the cpu takes fp32 only */
+  int nearest;           /* bf16-mixed: round to nearest, not stochastically */
+  const char *tune_path; /* the generated kernels' tunables; NULL */
+  int profile;           /* --profile */
+  int quiet;
+} run_backend_options;
+
+typedef struct {
+  const char *name;
+  int params_only; /* the host trainer keeps parameters only (activations elsewhere) */
+  /* After trainer_create (and a resume): everything before step 0. */
+  int (*prepare)(void *ctx, trainer *t, const run_backend_options *o, lt_error *err);
+  /* One step; rows[0..*n) the steps that finished, in order (a pipelined
+   * step finishes while the next is enqueued; flush: this one too). */
+  int (*step)(void *ctx, trainer *t, train_step_stats rows[2], int *n, int flush, lt_error *err);
+  /* The weights (with_state: and the AdamW state) into the host trainer. */
+  int (*sync)(void *ctx, int with_state, lt_error *err);
+  prof_table *(*profile_table)(void *ctx, trainer *t); /* NULL: not profiling */
+  void (*close)(void *ctx);
+} run_backend;
+
+const run_backend *run_cpu_backend(void);
+
+typedef struct {
+  int64_t steps;            /* the total, counted from step 0 */
+  const char *save_path, *jsonl_path, *save_state_dir;
+  double max_shard_gb;      /* > 0: --save writes shards */
+  int64_t save_every, norms_every;
+  int merge_lora, quiet;
+} run_options;
+
+/* ckpt_resume, checked against the total steps. */
+int run_resume(trainer *t, const char *dir, int64_t steps, int quiet, lt_error *err);
+/* Runs the steps from the trainer's next step to o->steps; the state is
+ * saved every save_every steps and at the end, the weights at the end. */
+int run_training(trainer *t, const run_backend *be, void *ctx, const run_options *o,
+                 lt_error *err);
+
+#endif
