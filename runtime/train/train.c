@@ -58,13 +58,19 @@ void train_optim_free(train_optim *o) {
   memset(o, 0, sizeof *o);
 }
 
+/* The region of block `layer`'s gradients: its slot's, or -1 with none
+ * (as sched_block_region, for callers that hold only the buffers). */
+static int block_region(const ms_state *s, int layer) {
+  return s->grad_slot[layer] < 0 ? -1 : TRAIN_REGION_SLOTS + s->grad_slot[layer];
+}
+
 /* The optimizer region of (p, layer), or -1 if it holds no gradient. */
 static int region_of(const ms_state *s, int p, int layer) {
   if (s->grad_off[p] < 0) return -1; /* frozen (LoRA's base weights) */
   switch (s->ir->params[p].section) {
   case IR_EMBED: return TRAIN_REGION_EMBED;
   case IR_HEAD: return TRAIN_REGION_HEAD;
-  default: return s->grad_slot[layer] < 0 ? -1 : TRAIN_REGION_SLOTS + s->grad_slot[layer];
+  default: return block_region(s, layer);
   }
 }
 
@@ -81,9 +87,7 @@ static double trained_sum_squares(const ms_state *s, train_optim *o) {
   double total = 0.0;
   int n_layer = s->ir->n_layer;
   for (int i = -1; i <= n_layer; i++) {
-    int r = i < 0 ? TRAIN_REGION_EMBED
-            : i == n_layer ? TRAIN_REGION_HEAD
-            : s->grad_slot[i] < 0 ? -1 : TRAIN_REGION_SLOTS + s->grad_slot[i];
+    int r = i < 0 ? TRAIN_REGION_EMBED : i == n_layer ? TRAIN_REGION_HEAD : block_region(s, i);
     if (r < 0 || !o->on[r]) continue;
     int64_t begin, len;
     region_extent(s, r, &begin, &len);
