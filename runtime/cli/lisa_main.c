@@ -32,6 +32,7 @@ typedef struct {
   int64_t save_every; /* 0: save the state only at the end */
   int64_t norms_every; /* 0: no per-layer norms in the JSONL */
   int merge_lora;
+  int override; /* --override: a resume may change trajectory settings */
   int profile; /* --profile: time the ops (cpu) or launches and GEMMs (cuda) */
   const char *tune_path; /* --tune: the generated kernels' tunables */
   int quiet;
@@ -103,6 +104,9 @@ static const cliopt train_opts[] = {
     {"--resume", CLIOPT_STRING, AT(resume_dir), .meta = "DIR",
      .help = "continue from DIR/latest with the same settings;\n"
              "--steps is still the total, so the run goes on to it"},
+    {"--override", CLIOPT_FLAG, AT(override),
+     .help = "with --resume: accept changed lr, schedule, data, seed, ...\n"
+             "(each change is printed); the state's shape must still match"},
     {"--log-jsonl", CLIOPT_STRING, AT(jsonl_path), .meta = "FILE",
      .help = "one JSON object per step"},
     {"--quiet", CLIOPT_FLAG, AT(quiet), .help = "no progress line"},
@@ -154,6 +158,7 @@ static int check_train_args(const cli_args *a, const cliopt_result *r) {
     return cliopt_fail_usage(c, "--max-shard-size and --merge-lora do not go together yet");
   if (a->merge_lora && !a->save_path)
     return cliopt_fail_usage(c, "--merge-lora needs --save FILE");
+  if (a->override && !a->resume_dir) return cliopt_fail_usage(c, "--override needs --resume DIR");
   if (a->resume_dir && a->train.weights_path)
     return cliopt_fail_usage(c, "--resume takes the weights from the saved state; drop --weights");
   if (a->save_every && !a->save_state_dir)
@@ -232,6 +237,16 @@ static run_options run_options_of(const cli_args *a) {
                        .quiet = a->quiet};
 }
 
+/* What a saved state records as the run's arithmetic: the host trainer
+ * computes in fp32; a device in the chosen precision and rounding. */
+static const char *numerics_of(const cli_args *a, int on_device, char *buf, size_t cap) {
+  if (!on_device) return "fp32";
+  int p = a->dtype >= 0 ? cliopt_dtype_values[a->dtype] : PRECISION_BF16_MIXED;
+  if (p == PRECISION_FP32) return "fp32";
+  snprintf(buf, cap, "%s/%s", precision_name(p), a->nearest ? "nearest" : "stochastic");
+  return buf;
+}
+
 static int cmd_train(int argc, char **argv) {
   cli_args a;
   int rc;
@@ -244,9 +259,12 @@ static int cmd_train(int argc, char **argv) {
   int on_device = be.ops->params_only; /* activations live on the device */
   a.train.params_only = on_device;
   a.train.host_moments = on_device && (a.save_state_dir || a.resume_dir);
+  char numerics[48];
+  a.train.numerics = numerics_of(&a, on_device, numerics, sizeof numerics);
   rc = trainer_create(&t, &a.train, &err);
   if (rc == 0 && t.load_note[0] && !a.quiet) fprintf(stderr, "note: %s\n", t.load_note);
-  if (rc == 0 && a.resume_dir) rc = run_resume(&t, a.resume_dir, a.train.steps, a.quiet, &err);
+  if (rc == 0 && a.resume_dir)
+    rc = run_resume(&t, a.resume_dir, a.train.steps, a.override, a.quiet, &err);
   run_backend_options bo = {a.dtype >= 0 ? cliopt_dtype_values[a.dtype] : PRECISION_BF16_MIXED,
                             a.nearest, a.tune_path, a.profile, a.quiet};
   if (rc == 0) rc = be.ops->prepare(be.ctx, &t, &bo, &err);

@@ -40,13 +40,16 @@ const run_backend *run_cpu_backend(void) {
 
 /* ---- the loop ----------------------------------------------------------- */
 
-int run_resume(trainer *t, const char *dir, int64_t steps, int quiet, lt_error *err) {
-  if (ckpt_resume(t, dir, err)) return -1;
+int run_resume(trainer *t, const char *dir, int64_t steps, int override, int quiet,
+               lt_error *err) {
+  ckpt_overrides ov = {.allow = override};
+  if (ckpt_resume(t, dir, &ov, err)) return -1;
   int64_t at = trainer_next_step(t);
   if (at > steps)
     return lt_fail(err, "%s: the saved state is at step %lld, past --steps %lld", dir,
                    (long long)at, (long long)steps);
   if (!quiet) fprintf(stderr, "resumed at step %lld from %s\n", (long long)at, dir);
+  if (ov.n_changed) fprintf(stderr, "lisa: --override: %s\n", ov.changes);
   return 0;
 }
 

@@ -43,8 +43,11 @@ typedef struct {
   int merge_lora, quiet;
 } run_options;
 
-/* ckpt_resume, checked against the total steps. */
-int run_resume(trainer *t, const char *dir, int64_t steps, int quiet, lt_error *err);
+/* ckpt_resume, checked against the total steps. override: let settings that
+ * change only the trajectory differ from the saved ones (each change is
+ * printed on stderr, even when quiet: a run that changed course says so). */
+int run_resume(trainer *t, const char *dir, int64_t steps, int override, int quiet,
+               lt_error *err);
 /* Runs the steps from the trainer's next step to o->steps; the state is
  * saved every save_every steps and at the end, the weights at the end. */
 int run_training(trainer *t, const run_backend *be, void *ctx, const run_options *o,

@@ -12,12 +12,13 @@
 #include <unistd.h>
 
 #include "atomic_file.h"
+#include "hash64.h"
 #include "safetensors.h"
 #include "weights.h"
 
 #define CKPT_FORMAT "1"
 #define CKPT_PATH_CAP 1024
-#define CKPT_MAX_SETTINGS 16
+#define CKPT_MAX_SETTINGS 32
 
 /* ---- folders and the latest pointer ------------------------------------ */
 
@@ -110,49 +111,88 @@ static int remove_other_states(const char *dir, const char *keep, lt_error *err)
 
 /* ---- the settings a resume must match ----------------------------------- */
 
+/* Structural settings decide the state's shape (which tensors and moments
+ * exist): no resume across them. The others change only the trajectory: a
+ * resume refuses a change unless the caller allows overrides. */
 typedef struct {
   char key[16];
   char value[80];
+  int overridable;
 } ckpt_setting;
 
-static void add_setting(ckpt_setting *s, int *n, const char *key, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+static void add_setting(ckpt_setting *s, int *n, int overridable, const char *key,
+                        const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
-static void add_setting(ckpt_setting *s, int *n, const char *key, const char *fmt, ...) {
+static void add_setting(ckpt_setting *s, int *n, int overridable, const char *key,
+                        const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   snprintf(s[*n].key, sizeof s[*n].key, "%s", key);
   vsnprintf(s[*n].value, sizeof s[*n].value, fmt, ap);
   va_end(ap);
+  s[*n].overridable = overridable;
   (*n)++;
+}
+
+enum { STRUCTURAL = 0, TRAJECTORY = 1 };
+
+static void optimizer_settings(const opt_config *o, ckpt_setting *s, int *n) {
+  static const char *const schedules[] = {"constant", "cosine"};
+  add_setting(s, n, TRAJECTORY, "lr", "%.9g", o->lr);
+  add_setting(s, n, TRAJECTORY, "schedule", "%s", schedules[o->schedule]);
+  add_setting(s, n, TRAJECTORY, "warmup", "%d", o->warmup);
+  add_setting(s, n, TRAJECTORY, "weight_decay", "%.9g", o->weight_decay);
+  add_setting(s, n, TRAJECTORY, "grad_clip", "%.9g", o->grad_clip);
+  add_setting(s, n, TRAJECTORY, "adamw", "%.9g,%.9g,%.9g", o->beta1, o->beta2, o->eps);
+  if (o->schedule == OPT_COSINE) /* the horizon shapes every step's lr */
+    add_setting(s, n, TRAJECTORY, "cosine", "%lld steps to %.9g", (long long)o->total_steps,
+                o->min_lr_frac);
+}
+
+/* The tokens as read (ids widened to 32 bits), so a re-encoded file with the
+ * same ids is the same data. */
+static void data_setting(const trainer *t, ckpt_setting *s, int *n) {
+  const data_file *d = &t->data;
+  uint64_t h = hash64_bytes(d->tokens, (size_t)d->n_tokens * sizeof *d->tokens, 0);
+  add_setting(s, n, TRAJECTORY, "data", "%016llx, %lld tokens", (unsigned long long)h,
+              (long long)d->n_tokens);
 }
 
 /* Checked in this order: method first (the LISA settings exist only for
  * LISA), grad_slots last (it follows from the others, which name the cause). */
-static int settings_of(const trainer *t, ckpt_setting *s) {
+static int settings_of(const trainer *t, ckpt_setting *s, lt_error *err) {
   static const char *const modes[] = {"uniform", "bernoulli", "lua"};
+  static const char *const methods[] = {"ft", "lisa", "lora"};
   const train_config *c = &t->cfg;
   int n = 0;
-  static const char *const methods[] = {"ft", "lisa", "lora"};
-  add_setting(s, &n, "method", "%s", methods[c->method]);
-  add_setting(s, &n, "model", "%s", t->ir.name);
-  add_setting(s, &n, "seed", "%llu", (unsigned long long)c->seed);
-  add_setting(s, &n, "batch", "%d", c->batch);
-  add_setting(s, &n, "seq", "%d", c->seq);
-  add_setting(s, &n, "grad_accum", "%d", trainer_grad_accum(t));
+  add_setting(s, &n, STRUCTURAL, "method", "%s", methods[c->method]);
+  add_setting(s, &n, STRUCTURAL, "model", "%s", t->ir.name);
+  add_setting(s, &n, TRAJECTORY, "seed", "%llu", (unsigned long long)c->seed);
+  add_setting(s, &n, TRAJECTORY, "batch", "%d", c->batch);
+  add_setting(s, &n, TRAJECTORY, "seq", "%d", c->seq);
+  add_setting(s, &n, TRAJECTORY, "grad_accum", "%d", trainer_grad_accum(t));
+  add_setting(s, &n, TRAJECTORY, "numerics", "%s", c->numerics ? c->numerics : "fp32");
+  optimizer_settings(&c->opt, s, &n);
+  data_setting(t, s, &n);
   if (c->method == TRAIN_LISA) {
-    add_setting(s, &n, "gamma", "%d", c->lisa.gamma);
-    add_setting(s, &n, "interval", "%lld", (long long)c->lisa.interval);
-    add_setting(s, &n, "sampling", "%s", modes[c->lisa.mode]);
+    add_setting(s, &n, TRAJECTORY, "gamma", "%d", c->lisa.gamma);
+    add_setting(s, &n, TRAJECTORY, "interval", "%lld", (long long)c->lisa.interval);
+    add_setting(s, &n, TRAJECTORY, "sampling", "%s", modes[c->lisa.mode]);
+    if (c->lisa.mode == LISA_SAMPLE_LUA) {
+      uint64_t h;
+      if (hash64_file(c->lisa.lua_path, &h, err)) return -1;
+      add_setting(s, &n, TRAJECTORY, "policy", "%016llx", (unsigned long long)h);
+    }
   }
   if (c->method == TRAIN_LORA) {
-    add_setting(s, &n, "lora_rank", "%d", c->lora_rank);
-    add_setting(s, &n, "lora_alpha", "%.17g", c->lora_alpha);
-    add_setting(s, &n, "lora_targets", "%.70s", c->lora_targets ? c->lora_targets : "all");
+    add_setting(s, &n, STRUCTURAL, "lora_rank", "%d", c->lora_rank);
+    add_setting(s, &n, TRAJECTORY, "lora_alpha", "%.17g", c->lora_alpha);
+    add_setting(s, &n, STRUCTURAL, "lora_targets", "%.70s",
+                c->lora_targets ? c->lora_targets : "all");
   }
-  add_setting(s, &n, "train_embed", "%d", c->train_embed);
-  add_setting(s, &n, "train_head", "%d", c->train_head);
-  add_setting(s, &n, "grad_slots", "%d", t->state.n_grad_slots);
+  add_setting(s, &n, STRUCTURAL, "train_embed", "%d", c->train_embed);
+  add_setting(s, &n, STRUCTURAL, "train_head", "%d", c->train_head);
+  add_setting(s, &n, STRUCTURAL, "grad_slots", "%d", t->state.n_grad_slots);
   return n;
 }
 
@@ -162,15 +202,34 @@ static const char *meta_get(const st_file *f, const char *key, lt_error *err) {
   return v;
 }
 
-static int check_settings(const trainer *t, const st_file *f, lt_error *err) {
+/* Notes an allowed change in ov->changes ("key saved -> now; ..."). */
+static void note_override(ckpt_overrides *ov, const char *key, const char *saved,
+                          const char *now) {
+  size_t k = strlen(ov->changes);
+  snprintf(ov->changes + k, sizeof ov->changes - k, "%s%s %s -> %s", k ? "; " : "", key,
+           saved ? saved : "(not recorded)", now);
+  ov->n_changed++;
+}
+
+static int check_settings(const trainer *t, const st_file *f, ckpt_overrides *ov,
+                          lt_error *err) {
   ckpt_setting want[CKPT_MAX_SETTINGS];
-  int n = settings_of(t, want);
+  int n = settings_of(t, want, err);
+  if (n < 0) return -1;
+  int allow = ov && ov->allow;
   for (int i = 0; i < n; i++) {
-    const char *saved = meta_get(f, want[i].key, err);
-    if (!saved) return -1;
-    if (strcmp(saved, want[i].value))
-      return lt_fail(err, "%s: the state was saved with %s %s, this run has %s %s", f->path,
-                     want[i].key, saved, want[i].key, want[i].value);
+    const char *saved = st_metadata(f, want[i].key);
+    if (saved && !strcmp(saved, want[i].value)) continue;
+    if (allow && want[i].overridable) {
+      note_override(ov, want[i].key, saved, want[i].value);
+      continue;
+    }
+    const char *hint = want[i].overridable ? " (--override resumes anyway)" : "";
+    if (!saved)
+      return lt_fail(err, "%s: the state does not record %s (saved by an older lisa?); this run "
+                     "has %s %s%s", f->path, want[i].key, want[i].key, want[i].value, hint);
+    return lt_fail(err, "%s: the state was saved with %s %s, this run has %s %s%s", f->path,
+                   want[i].key, saved, want[i].key, want[i].value, hint);
   }
   return 0;
 }
@@ -249,7 +308,8 @@ static int fill_ints(const trainer *t, const char *path, int32_t *ints, lt_error
 static int save_optimizer(const trainer *t, const char *path, lt_error *err) {
   int n_layer = t->ir.n_layer;
   ckpt_setting set[CKPT_MAX_SETTINGS];
-  int n_set = settings_of(t, set);
+  int n_set = settings_of(t, set, err);
+  if (n_set < 0) return -1;
   char step[24], sampled[4];
   snprintf(step, sizeof step, "%" PRId64, t->step);
   snprintf(sampled, sizeof sampled, "%d", sched_is_sampled(&t->sched));
@@ -365,14 +425,15 @@ static int read_period(trainer *t, const st_file *f, int sampled, int32_t *ints,
   return 0;
 }
 
-static int restore_optimizer(trainer *t, const st_file *f, int64_t dir_step, lt_error *err) {
+static int restore_optimizer(trainer *t, const st_file *f, int64_t dir_step,
+                             ckpt_overrides *ov, lt_error *err) {
   const char *format = meta_get(f, "lisa_state", err);
   if (!format) return -1;
   if (strcmp(format, CKPT_FORMAT))
     return lt_fail(err, "%s: state format '%s', this build reads '%s'", f->path, format,
                    CKPT_FORMAT);
   int64_t step, sampled;
-  if (check_settings(t, f, err) || meta_int(f, "step", 0, INT64_MAX, &step, err) ||
+  if (check_settings(t, f, ov, err) || meta_int(f, "step", 0, INT64_MAX, &step, err) ||
       meta_int(f, "sampled", 0, 1, &sampled, err))
     return -1;
   if (step != dir_step)
@@ -393,14 +454,15 @@ static int restore_optimizer(trainer *t, const st_file *f, int64_t dir_step, lt_
   return 0;
 }
 
-int ckpt_resume(trainer *t, const char *dir, lt_error *err) {
+int ckpt_resume(trainer *t, const char *dir, ckpt_overrides *ov, lt_error *err) {
+  if (ov) ov->changes[0] = '\0', ov->n_changed = 0;
   char name[40], step_dir[CKPT_PATH_CAP], path[CKPT_PATH_CAP];
   if (read_latest(dir, name, sizeof name, err) || atomic_file_join(step_dir, sizeof step_dir, dir, name, err) ||
       atomic_file_join(path, sizeof path, step_dir, "optimizer.safetensors", err))
     return -1;
   st_file f;
   if (st_open(&f, path, err)) return -1;
-  int rc = restore_optimizer(t, &f, step_of_name(name), err);
+  int rc = restore_optimizer(t, &f, step_of_name(name), ov, err);
   st_close(&f);
   if (rc || atomic_file_join(path, sizeof path, step_dir, "model.safetensors", err)) return -1;
   return wt_load(&t->state, path, NULL, 0, err);

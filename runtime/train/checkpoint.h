@@ -10,9 +10,12 @@
  *     "grad_slot"           I32 [n_layer]         each block's gradient slot, or -1
  *     "active"              I32 [n_active]        blocks training this period, ascending
  *     __metadata__ (strings): "lisa_state" "1" (the format), "step" (the next
- *     step to run), "sampled" (0/1), the settings a resume must match (model,
- *     method, seed, batch, seq, train_embed, train_head, grad_slots; for LISA
- *     also gamma, interval, sampling), and "grad_norms", "weight_norms": one
+ *     step to run), "sampled" (0/1), the settings a resume must match (see
+ *     ckpt_overrides: model, method, seed, batch, seq, grad_accum, numerics,
+ *     lr, schedule, warmup, weight_decay, grad_clip, adamw, cosine, data (a
+ *     hash64 of the token ids and their count), train_embed, train_head,
+ *     grad_slots; LISA: gamma, interval, sampling, policy (hash64 of the Lua
+ *     file); LoRA: lora_rank, lora_alpha, lora_targets), and "grad_norms", "weight_norms": one
  *     "%.17g" number per block, comma-separated (17 digits read back exactly).
  *
  * No random generator state is saved: data_batch draws each step's windows
@@ -37,11 +40,24 @@
 /* Saves t's state at its next step t->step into DIR (created if missing). */
 int ckpt_save(const trainer *t, const char *dir, lt_error *err);
 
+/* What a resume may change. allow: settings that change only the trajectory
+ * (lr, schedule, warmup, weight decay, clip, AdamW betas and eps, the cosine
+ * horizon, seed, batch, seq, grad_accum, numerics, data, LISA gamma,
+ * interval, sampling and policy file, LoRA alpha) may differ from the saved
+ * ones; ckpt_resume lists each change in changes. Structural settings
+ * (method, model, LoRA rank and targets, train_embed, train_head, gradient
+ * slots) never may: the state's tensors follow from them. */
+typedef struct {
+  int allow;          /* --override */
+  int n_changed;      /* out */
+  char changes[1024]; /* out: "lr 0.001 -> 0.002; ..." (cut short if long) */
+} ckpt_overrides;
+
 /* Restores the state DIR/latest names into t, made by trainer_create with
- * the same settings (a mismatch is an error naming the setting and both
- * values); trainer_step then runs the saved next step. On failure t may be
- * partly restored: free it. */
-int ckpt_resume(trainer *t, const char *dir, lt_error *err);
+ * the same settings: a mismatch is an error naming the setting and both
+ * values, unless ov allows it (ov may be NULL: allow nothing). trainer_step
+ * then runs the saved next step. On failure t may be partly restored: free it. */
+int ckpt_resume(trainer *t, const char *dir, ckpt_overrides *ov, lt_error *err);
 
 /* "DIR/step-<step>": the folder ckpt_save writes for that step. */
 int ckpt_step_path(const char *dir, int64_t step, char *out, size_t cap, lt_error *err);

@@ -43,6 +43,8 @@ typedef struct {
                                   no AdamW moments unless host_moments */
   int host_moments;            /* params_only: keep moments too (device checkpoints) */
   int grad_accum;              /* micro-batches per step (0 or 1: one) */
+  const char *numerics;        /* the arithmetic the steps run in, as states record it
+                                  ("fp32", "bf16-mixed/stochastic", ...); NULL: "fp32" */
 } train_config;
 
 typedef struct {

@@ -127,9 +127,27 @@ expect_error "resume with --weights" "--resume takes the weights from the saved 
 expect_error "--save-every alone" "--save-every needs --save-state" run --steps 8 --save-every 2
 expect_error "resume with another gamma" \
   "optimizer.safetensors: the state was saved with gamma 1, this run has gamma 2" \
-  run --steps 9 --method lisa --gamma 2 --interval 3 --resume "$TMP/s4"
+  run --steps 9 --method lisa --gamma 2 --interval 3 --warmup 6 --resume "$TMP/s4"
 expect_error "resume past --steps" "the saved state is at step 8, past --steps 6" \
   run --steps 6 "${resume_args[@]}" --resume "$TMP/s4"
 expect_error "resume from nothing" "$TMP/none/latest: cannot open" run --steps 6 --resume "$TMP/none"
+
+# A resume that changes the trajectory is refused, unless --override, which
+# says what changed; a change of the state's shape is refused even then.
+expect_error "resume with another lr" \
+  "saved with lr [0-9.e-]+, this run has lr 0.00200000009 \(--override resumes anyway\)" \
+  run --steps 10 "${resume_args[@]}" --lr 0.002 --resume "$TMP/s4"
+cp "$TOKENS" "$TMP/other.bin" # the same tokens but the first four
+printf '\x00\x00\x01\x00\x00\x00\x01\x00' | dd of="$TMP/other.bin" bs=1 seek=1024 conv=notrunc 2>/dev/null
+cmp -s "$TOKENS" "$TMP/other.bin" && fail "other.bin holds the same tokens"
+expect_error "resume with other data" "saved with data [0-9a-f]{16}, 4000 tokens, this run has data" \
+  run --steps 10 "${resume_args[@]}" --resume "$TMP/s4" --data "$TMP/other.bin"
+out=$(run --steps 9 "${resume_args[@]}" --lr 0.002 --schedule cosine --resume "$TMP/s4" \
+  --override 2>&1 >/dev/null) || fail "--override resume failed: $out"
+grep -Eq -- "--override: lr [0-9.e-]+ -> 0.00200000009; schedule constant -> cosine" <<<"$out" \
+  || fail "--override does not say what changed: $out"
+expect_error "--override of train_embed" "saved with train_embed 1, this run has train_embed 0$" \
+  run --steps 10 "${resume_args[@]}" --train-embed off --resume "$TMP/s4" --override
+expect_error "--override alone" "--override needs --resume" run --steps 8 --override
 
 finish

@@ -298,7 +298,7 @@ bool device_run(int method, int dtype, int grad_dtype, const char *tag, Run *r,
   trainer t;
   lt_error err = {};
   if (trainer_create(&t, &c, &err)) return fprintf(stderr, "%s\n", err.msg), check_failures++, false;
-  if (seg.resume_dir && ckpt_resume(&t, seg.resume_dir, &err)) {
+  if (seg.resume_dir && ckpt_resume(&t, seg.resume_dir, NULL, &err)) {
     fprintf(stderr, "ckpt_resume: %s\n", err.msg);
     trainer_free(&t);
     return check_failures++, false;

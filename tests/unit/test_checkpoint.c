@@ -11,6 +11,7 @@
 
 #include "check.h"
 #include "checkpoint.h"
+#include "data.h"
 #include "weights.h"
 
 #define N_LAYER 6
@@ -78,7 +79,7 @@ static int save(const trainer *t, const char *path) {
 /* A fresh trainer resumed from path; the error message if it fails. */
 static int resume(trainer *t, const train_config *c, const char *path, lt_error *err) {
   if (create(t, c)) return -1;
-  if (ckpt_resume(t, path, err) == 0) return 0;
+  if (ckpt_resume(t, path, NULL, err) == 0) return 0;
   trainer_free(t);
   return -1;
 }
@@ -190,6 +191,94 @@ static void test_mismatched_settings(void) {
   other = c, other.lisa.mode = LISA_SAMPLE_BERNOULLI;
   expect_resume_error(&other, path,
                       "the state was saved with sampling uniform, this run has sampling bernoulli");
+}
+
+/* Every setting that changes the trajectory is recorded and compared. */
+static void test_mismatched_trajectory_settings(void) {
+  train_config c = config(TRAIN_LISA, LISA_SAMPLE_LUA);
+  trainer t;
+  train_step_stats log[N_STEPS];
+  char path[256], data[300], policy[300];
+  state_dir(path, sizeof path, "trajectory");
+  if (create(&t, &c)) return;
+  run_steps(&t, 1, log);
+  save(&t, path);
+  trainer_free(&t);
+  train_config o = c;
+  o.opt.lr = 2e-2f;
+  expect_resume_error(&o, path, "saved with lr 0.00999999978, this run has lr 0.0199999996 "
+                                "(--override resumes anyway)");
+  o = c, o.opt.schedule = OPT_CONSTANT;
+  expect_resume_error(&o, path, "saved with schedule cosine, this run has schedule constant");
+  o = c, o.opt.warmup = 3;
+  expect_resume_error(&o, path, "saved with warmup 2, this run has warmup 3");
+  o = c, o.opt.weight_decay = 0.5f;
+  expect_resume_error(&o, path, "saved with weight_decay 0.00999999978, this run has weight_decay 0.5");
+  o = c, o.opt.grad_clip = c.opt.grad_clip + 1;
+  expect_resume_error(&o, path, "this run has grad_clip ");
+  o = c, o.opt.total_steps = 20;
+  expect_resume_error(&o, path, "saved with cosine 10 steps to 0, this run has cosine 20 steps");
+  o = c, o.numerics = "bf16-mixed/stochastic";
+  expect_resume_error(&o, path, "saved with numerics fp32, this run has numerics bf16-mixed");
+  /* one token changed is other data */
+  data_file d;
+  lt_error err;
+  CHECK(data_open(&d, c.data_path, 1 << 16, &err) == 0);
+  snprintf(data, sizeof data, "%s/tokens32.bin", dir);
+  d.tokens[0] = d.tokens[0] ? 0 : 1;
+  CHECK(data_write(data, d.tokens, d.n_tokens, &err) == 0);
+  o = c, o.data_path = data;
+  expect_resume_error(&o, path, "saved with data ");
+  expect_resume_error(&o, path, ", 4000 tokens, this run has data ");
+  data_close(&d);
+  /* the policy file is part of the trajectory: an edited one is another */
+  snprintf(policy, sizeof policy, "%s/policy.lua", dir);
+  FILE *in = fopen(c.lisa.lua_path, "rb"), *out = fopen(policy, "wb");
+  CHECK(in && out);
+  for (int ch; in && out && (ch = fgetc(in)) != EOF;) fputc(ch, out);
+  if (out) fputs("\n-- edited\n", out);
+  if (in) fclose(in);
+  if (out) fclose(out);
+  o = c, o.lisa.lua_path = policy;
+  expect_resume_error(&o, path, "saved with policy ");
+}
+
+/* --override lets trajectory settings change (and lists them) and the run
+ * continues under the new ones; structural settings stay refused. */
+static void test_override(void) {
+  train_config c = config(TRAIN_LISA, LISA_SAMPLE_UNIFORM);
+  trainer t;
+  train_step_stats log[N_STEPS];
+  char path[256];
+  lt_error err;
+  state_dir(path, sizeof path, "override");
+  if (create(&t, &c)) return;
+  run_steps(&t, SPLIT, log);
+  save(&t, path);
+  trainer_free(&t);
+  train_config o = c;
+  o.opt.lr = 2e-2f, o.seed = 9;
+  ckpt_overrides ov = {.allow = 1};
+  if (create(&t, &o)) return;
+  if (ckpt_resume(&t, path, &ov, &err)) {
+    CHECK_MSG(0, "resume with --override: %s", err.msg);
+  } else {
+    CHECK(ov.n_changed == 2);
+    CHECK_MSG(strstr(ov.changes, "seed 5 -> 9") && strstr(ov.changes, "lr 0.00999999978 -> "
+                                                                       "0.0199999996"),
+              "changes: %s", ov.changes);
+    run_steps(&t, SPLIT + 1, log);
+    CHECK(log[SPLIT].lr == opt_lr_at(&o.opt, SPLIT));
+  }
+  trainer_free(&t);
+  o = c, o.train_embed = 0;
+  if (create(&t, &o)) return;
+  ov = (ckpt_overrides){.allow = 1};
+  CHECK(ckpt_resume(&t, path, &ov, &err) != 0);
+  CHECK_MSG(strstr(err.msg, "saved with train_embed 1, this run has train_embed 0") &&
+                !strstr(err.msg, "--override"),
+            "message: %s", err.msg);
+  trainer_free(&t);
 }
 
 static void write_text(const char *path, const char *text) {
@@ -314,6 +403,8 @@ int main(void) {
   RUN(test_resume_lisa_lua_policy);
   RUN(test_state_weights_load_as_weights);
   RUN(test_mismatched_settings);
+  RUN(test_mismatched_trajectory_settings);
+  RUN(test_override);
   RUN(test_truncated_and_bad_latest);
   RUN(test_crash_before_latest_keeps_previous);
   remove_tree(dir);
