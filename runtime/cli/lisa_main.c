@@ -1,9 +1,11 @@
 /* lisa_main.c: the command line: parsing, the device and exit codes (the
  * loop is runtime/run). The only place that prints errors and decides the
  * exit status; everything else returns messages. */
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "cli_opts.h"
@@ -237,6 +239,28 @@ static run_options run_options_of(const cli_args *a) {
                        .quiet = a->quiet};
 }
 
+/* SIGINT or SIGTERM: the run stops after the step in flight and saves its
+ * state; a second signal finds the default action (SA_RESETHAND) and kills. */
+static volatile sig_atomic_t stop_requested;
+
+static void request_stop(int sig) {
+  (void)sig;
+  static const char msg[] = "\nlisa: stopping after this step (again to kill)\n";
+  stop_requested = 1;
+  ssize_t ignored = write(2, msg, sizeof msg - 1);
+  (void)ignored;
+}
+
+static void catch_stop_signals(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = request_stop;
+  sa.sa_flags = SA_RESETHAND;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+}
+
 /* What a saved state records as the run's arithmetic: the host trainer
  * computes in fp32; a device in the chosen precision and rounding. */
 static const char *numerics_of(const cli_args *a, int on_device, char *buf, size_t cap) {
@@ -269,12 +293,14 @@ static int cmd_train(int argc, char **argv) {
                             a.nearest, a.tune_path, a.profile, a.quiet};
   if (rc == 0) rc = be.ops->prepare(be.ctx, &t, &bo, &err);
   run_options ro = run_options_of(&a);
+  ro.stop = &stop_requested;
+  if (rc == 0) catch_stop_signals();
   if (rc == 0) rc = run_training(&t, be.ops, be.ctx, &ro, &err);
   be.ops->close(be.ctx);
   trainer_free(&t);
   if (rc) {
     fprintf(stderr, "lisa: %s\n", err.msg);
-    return 1;
+    return rc == RUN_INTERRUPTED ? 128 + SIGINT : 1;
   }
   return 0;
 }

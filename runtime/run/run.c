@@ -88,16 +88,31 @@ static int save_weights(trainer *t, const run_options *o, log_sink *log, lt_erro
   return 0;
 }
 
+/* A stop asked for (SIGINT): the state is saved where there is somewhere to
+ * save it; the weights are not (the run did not finish). */
+static int interrupted(trainer *t, const run_backend *be, void *ctx, const run_options *o,
+                       log_sink *log, lt_error *err) {
+  int64_t at = trainer_next_step(t);
+  log_event(log, at, "interrupted", "by", "signal");
+  if (o->save_state_dir && save_state(t, be, ctx, o, log, err)) return -1;
+  if (o->save_state_dir)
+    lt_fail(err, "interrupted before step %lld; the state is saved: --resume %s continues",
+            (long long)at, o->save_state_dir);
+  else
+    lt_fail(err, "interrupted before step %lld; nothing saved (no --save-state)", (long long)at);
+  return RUN_INTERRUPTED;
+}
+
 /* One pass of the loop: a step and the rows of the steps that finished; a
  * step whose end is read (norms, a save, the last) finishes before the next. */
 static int run_step(trainer *t, const run_backend *be, void *ctx, const run_options *o,
-                    log_sink *log, int64_t *run_steps, lt_error *err) {
+                    log_sink *log, int64_t *run_steps, int last, lt_error *err) {
   int64_t s = trainer_next_step(t);
   int norms = o->norms_every && s % o->norms_every == 0;
   int save = o->save_every && (s + 1) % o->save_every == 0 && s + 1 < o->steps;
   train_step_stats rows[2];
   int n = 0;
-  if (be->step(ctx, t, rows, &n, norms || save || s + 1 == o->steps, err)) return -1;
+  if (be->step(ctx, t, rows, &n, norms || save || last || s + 1 == o->steps, err)) return -1;
   /* the first step also fills caches (and loads modules on a device) */
   prof_table *pt = ++*run_steps == 1 ? be->profile_table(ctx, t) : NULL;
   if (pt) prof_clear(pt);
@@ -116,10 +131,19 @@ int run_training(trainer *t, const run_backend *be, void *ctx, const run_options
     log_close(&log);
     return -1;
   }
-  int rc = 0;
+  int rc = 0, stopping = 0;
   int64_t run_steps = 0;
-  while (trainer_next_step(t) < o->steps && rc == 0)
-    rc = run_step(t, be, ctx, o, &log, &run_steps, err);
+  /* the flag is read before a step, so the step that sees it is flushed and
+     its row written: a signal mid-step costs at most one more step */
+  while (trainer_next_step(t) < o->steps && rc == 0 && !stopping) {
+    stopping = o->stop && *o->stop;
+    rc = run_step(t, be, ctx, o, &log, &run_steps, stopping, err);
+  }
+  if (rc == 0 && stopping && trainer_next_step(t) < o->steps) {
+    rc = interrupted(t, be, ctx, o, &log, err);
+    log_close(&log);
+    return rc;
+  }
   if (rc == 0 && o->save_state_dir) rc = save_state(t, be, ctx, o, &log, err);
   if (rc == 0 && o->save_path) rc = be->sync(ctx, 0, err);
   if (rc == 0 && o->save_path) rc = save_weights(t, o, &log, err);

@@ -5,6 +5,7 @@
 #ifndef LT_RUN_H
 #define LT_RUN_H
 
+#include <signal.h>
 #include <stdint.h>
 
 #include "err.h"
@@ -41,7 +42,13 @@ typedef struct {
   double max_shard_gb;      /* > 0: --save writes shards */
   int64_t save_every, norms_every;
   int merge_lora, quiet;
+  /* Set from a signal handler to stop: the loop ends after the step in
+   * flight, saves the state (with save_state_dir) but not the weights, and
+   * run_training returns RUN_INTERRUPTED. NULL: never. */
+  const volatile sig_atomic_t *stop;
 } run_options;
+
+#define RUN_INTERRUPTED (-2)
 
 /* ckpt_resume, checked against the total steps. override: let settings that
  * change only the trajectory differ from the saved ones (each change is
@@ -49,7 +56,8 @@ typedef struct {
 int run_resume(trainer *t, const char *dir, int64_t steps, int override, int quiet,
                lt_error *err);
 /* Runs the steps from the trainer's next step to o->steps; the state is
- * saved every save_every steps and at the end, the weights at the end. */
+ * saved every save_every steps and at the end, the weights at the end.
+ * 0, -1 on an error, RUN_INTERRUPTED when o->stop ended it (err says how). */
 int run_training(trainer *t, const run_backend *be, void *ctx, const run_options *o,
                  lt_error *err);
 
