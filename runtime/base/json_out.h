@@ -9,4 +9,8 @@
  * characters dropped (so a row stays valid JSON whatever a name holds). */
 void json_write_string(FILE *out, const char *s);
 
+/* v as a JSON number ("%.*g" with digits significant digits), or null when
+ * v is NaN or infinite: JSON has no spelling for those. */
+void json_write_number(FILE *out, double v, int digits);
+
 #endif

@@ -67,17 +67,32 @@ static cJSON *parse_json(const char *path, const char *text, size_t len, lt_erro
   return NULL;
 }
 
+/* No folders, so no way out of the index's folder ("../x", "/etc/x"), and
+ * no control characters to garble messages. */
+static int is_plain_file_name(const char *name) {
+  if (!strcmp(name, ".") || !strcmp(name, "..")) return 0;
+  for (const unsigned char *c = (const unsigned char *)name; *c; c++)
+    if (*c == '/' || *c == '\\' || *c < 0x20) return 0;
+  return 1;
+}
+
 static const cJSON *weight_map_of(const hf_index *x, lt_error *err) {
   const cJSON *map = cJSON_GetObjectItemCaseSensitive(x->root, "weight_map");
   if (!cJSON_IsObject(map)) {
     lt_fail(err, "%s: no \"weight_map\" object (not a Hugging Face index?)", x->path);
     return NULL;
   }
-  for (const cJSON *e = map->child; e; e = e->next)
+  for (const cJSON *e = map->child; e; e = e->next) {
     if (!cJSON_IsString(e) || !e->valuestring[0]) {
       lt_fail(err, "%s: weight_map entry '%s' is not a shard file name", x->path, e->string);
       return NULL;
     }
+    if (!is_plain_file_name(e->valuestring)) {
+      lt_fail(err, "%s: weight_map entry '%s' names shard '%s': a shard must be a plain file "
+              "name in the index's own folder", x->path, e->string, e->valuestring);
+      return NULL;
+    }
+  }
   return map;
 }
 

@@ -376,6 +376,16 @@ int st_read_f32(const st_file *f, const st_tensor *t, float *out,
   return 0;
 }
 
+int st_read_f32_finite(const st_file *f, const st_tensor *t, float *out, lt_error *err) {
+  if (st_read_f32(f, t, out, err)) return -1;
+  int64_t n = st_numel(t);
+  for (int64_t i = 0; i < n; i++)
+    if (!isfinite(out[i]))
+      return lt_fail(err, "%s: tensor '%s' holds %g at element %lld: weights and optimizer "
+                     "state must be finite", f->path, t->name, out[i], (long long)i);
+  return 0;
+}
+
 int st_read_i32(const st_file *f, const st_tensor *t, int32_t *out,
                 lt_error *err) {
   const uint8_t *src = f->data + t->begin;

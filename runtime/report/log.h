@@ -13,6 +13,7 @@
 
 typedef struct {
   FILE *jsonl;          /* NULL: no JSONL */
+  char path[1024];      /* its name, for messages */
   FILE *term;           /* progress destination; NULL when --quiet */
   int tty;              /* term is a terminal: redraw one line */
   int64_t total_steps;
@@ -22,15 +23,23 @@ typedef struct {
   double *weight_norms, *grad_norms; /* scratch for --norms-every */
 } log_sink;
 
-int log_open(log_sink *l, const char *jsonl_path, int quiet, int64_t total_steps, int n_layer,
-             lt_error *err);
+/* Opens the JSONL (never through a symlink). first_step 0 starts it afresh;
+ * a run resumed at first_step keeps the rows of earlier steps and the events
+ * up to first_step, drops the rest (and a torn last line), and appends. */
+int log_open(log_sink *l, const char *jsonl_path, int quiet, int64_t total_steps, int64_t first_step,
+             int n_layer, lt_error *err);
 /* One row: the contract's fields, the memory breakdown and, with_norms, the
  * per-layer weight and gradient norms ([embed, blocks..., head]; null where
- * nothing trained). */
-void log_step(log_sink *l, const trainer *t, const train_step_stats *st, int with_norms);
+ * nothing trained). Numbers that are not finite are written null. Each row is
+ * flushed; a failed write (a full disk) is an error naming the file. */
+int log_step(log_sink *l, const trainer *t, const train_step_stats *st, int with_norms,
+             lt_error *err);
 /* An "event" row, e.g. log_event(l, "checkpoint", "path", "out.safetensors"). */
-void log_event(log_sink *l, int64_t step, const char *event, const char *key,
-               const char *value);
+int log_event(log_sink *l, int64_t step, const char *event, const char *key, const char *value,
+              lt_error *err);
+/* Flushes and fsyncs the JSONL: before a state is saved, so the log on disk
+ * never lags a saved state. */
+int log_sync(log_sink *l, lt_error *err);
 void log_close(log_sink *l);
 
 #endif

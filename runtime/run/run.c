@@ -1,5 +1,6 @@
 #include "run.h"
 
+#include <math.h>
 #include <stdio.h>
 
 #include "checkpoint.h"
@@ -65,10 +66,11 @@ static int save_state(trainer *t, const run_backend *be, void *ctx, const run_op
                       log_sink *log, lt_error *err) {
   char step_dir[1100];
   int64_t at = trainer_next_step(t);
-  if (be->sync(ctx, 1, err) || ckpt_save(t, o->save_state_dir, err) ||
-      ckpt_step_path(o->save_state_dir, at, step_dir, sizeof step_dir, err))
+  /* the log first: on disk it never lags a state a resume starts from */
+  if (log_sync(log, err) || be->sync(ctx, 1, err) || ckpt_save(t, o->save_state_dir, err) ||
+      ckpt_step_path(o->save_state_dir, at, step_dir, sizeof step_dir, err) ||
+      log_event(log, at, "checkpoint", "path", step_dir, err))
     return -1;
-  log_event(log, at, "checkpoint", "path", step_dir);
   if (!o->quiet) fprintf(stderr, "saved state %s\n", step_dir);
   return 0;
 }
@@ -82,8 +84,8 @@ static int save_weights(trainer *t, const run_options *o, log_sink *log, lt_erro
     rc = wt_save_sharded(s, o->save_path, (uint64_t)(o->max_shard_gb * 1e9), err);
   else
     rc = o->merge_lora ? wt_save_base(s, o->save_path, err) : wt_save(s, o->save_path, err);
-  if (rc) return -1;
-  log_event(log, trainer_next_step(t), "checkpoint", "path", o->save_path);
+  if (rc || log_event(log, trainer_next_step(t), "checkpoint", "path", o->save_path, err))
+    return -1;
   if (!o->quiet) fprintf(stderr, "saved %s\n", o->save_path);
   return 0;
 }
@@ -93,7 +95,7 @@ static int save_weights(trainer *t, const run_options *o, log_sink *log, lt_erro
 static int interrupted(trainer *t, const run_backend *be, void *ctx, const run_options *o,
                        log_sink *log, lt_error *err) {
   int64_t at = trainer_next_step(t);
-  log_event(log, at, "interrupted", "by", "signal");
+  if (log_event(log, at, "interrupted", "by", "signal", err)) return -1;
   if (o->save_state_dir && save_state(t, be, ctx, o, log, err)) return -1;
   if (o->save_state_dir)
     lt_fail(err, "interrupted before step %lld; the state is saved: --resume %s continues",
@@ -101,6 +103,20 @@ static int interrupted(trainer *t, const run_backend *be, void *ctx, const run_o
   else
     lt_fail(err, "interrupted before step %lld; nothing saved (no --save-state)", (long long)at);
   return RUN_INTERRUPTED;
+}
+
+/* A step whose loss or gradient norm is not finite has broken the weights
+ * (AdamW spreads a NaN to every parameter it updates): the run ends here,
+ * its row written, and nothing after it is saved over a good file. */
+static int check_finite(const train_step_stats *row, const run_options *o, lt_error *err) {
+  const char *what = !isfinite(row->loss) ? "loss" : !isfinite(row->grad_norm) ? "gradient norm" : NULL;
+  if (!what) return 0;
+  double v = !isfinite(row->loss) ? row->loss : row->grad_norm;
+  if (o->save_state_dir)
+    return lt_fail(err, "step %lld: the %s is %g; stopped, nothing saved (the last good state "
+                   "stays in %s)", (long long)row->step, what, v, o->save_state_dir);
+  return lt_fail(err, "step %lld: the %s is %g; stopped, nothing saved", (long long)row->step,
+                 what, v);
 }
 
 /* One pass of the loop: a step and the rows of the steps that finished; a
@@ -119,7 +135,7 @@ static int run_step(trainer *t, const run_backend *be, void *ctx, const run_opti
   for (int i = 0; i < n; i++) {
     int with_norms = o->norms_every && rows[i].step % o->norms_every == 0;
     if (with_norms && be->sync(ctx, 0, err)) return -1;
-    log_step(log, t, &rows[i], with_norms);
+    if (log_step(log, t, &rows[i], with_norms, err) || check_finite(&rows[i], o, err)) return -1;
   }
   return save ? save_state(t, be, ctx, o, log, err) : 0;
 }
@@ -127,7 +143,8 @@ static int run_step(trainer *t, const run_backend *be, void *ctx, const run_opti
 int run_training(trainer *t, const run_backend *be, void *ctx, const run_options *o,
                  lt_error *err) {
   log_sink log;
-  if (log_open(&log, o->jsonl_path, o->quiet, o->steps, trainer_state(t)->ir->n_layer, err)) {
+  if (log_open(&log, o->jsonl_path, o->quiet, o->steps, trainer_next_step(t),
+               trainer_state(t)->ir->n_layer, err)) {
     log_close(&log);
     return -1;
   }

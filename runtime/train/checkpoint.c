@@ -78,24 +78,77 @@ static int read_latest(const char *dir, char *name, size_t cap, lt_error *err) {
   return 0;
 }
 
-/* Removes a step folder ckpt_save wrote (its files, then itself). */
-static int remove_state_dir(const char *path, lt_error *err) {
+/* ---- which folders are ours ---------------------------------------------
+ * The --save-state folder may hold things of the user's, and a name like
+ * step-7 proves nothing: a step folder is ours when it is a real folder (not
+ * a symbolic link) holding our marker file. Only those are ever removed, and
+ * of their contents only the names we write (and our temporary files). */
+
+#define CKPT_MARKER "lisa-state"
+
+static const char *const our_files[] = {"model.safetensors", "optimizer.safetensors",
+                                        CKPT_MARKER};
+
+enum { NOT_THERE, OURS, NOT_OURS };
+
+static int is_empty_dir(const char *path) {
   DIR *d = opendir(path);
-  if (!d) return errno == ENOENT || errno == ENOTDIR ? 0 : lt_fail(err, "%s: %s", path, strerror(errno));
-  struct dirent *e;
-  char file[CKPT_PATH_CAP];
-  int rc = 0;
-  while (rc == 0 && (e = readdir(d)))
-    if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-      rc = atomic_file_join(file, sizeof file, path, e->d_name, err) ||
-           (unlink(file) != 0 ? lt_fail(err, "%s: cannot remove: %s", file, strerror(errno)) : 0);
+  if (!d) return 0;
+  int n = 0;
+  for (struct dirent *e; (e = readdir(d));) n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
   closedir(d);
-  if (rc == 0 && rmdir(path) != 0 && errno != ENOENT)
-    rc = lt_fail(err, "%s: cannot remove: %s", path, strerror(errno));
-  return rc ? -1 : 0;
+  return n == 0;
 }
 
-/* Every step folder but `keep`: the previous state and any a crash left. */
+static int classify(const char *path) {
+  struct stat st;
+  char marker[CKPT_PATH_CAP];
+  if (lstat(path, &st) != 0) return errno == ENOENT ? NOT_THERE : NOT_OURS;
+  if (!S_ISDIR(st.st_mode)) return NOT_OURS;
+  lt_error ignored;
+  if (atomic_file_join(marker, sizeof marker, path, CKPT_MARKER, &ignored)) return NOT_OURS;
+  if (lstat(marker, &st) == 0 && S_ISREG(st.st_mode)) return OURS;
+  return is_empty_dir(path) ? OURS : NOT_OURS; /* a crash before the marker: nothing to lose */
+}
+
+/* A real folder (not a link), as states saved before the marker are. */
+static int classify_legacy(const char *path) {
+  struct stat st;
+  return lstat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* One of our names, or a temporary file atomic_file made for one. */
+static int is_our_file(const char *name) {
+  for (size_t i = 0; i < sizeof our_files / sizeof *our_files; i++) {
+    size_t n = strlen(our_files[i]);
+    if (!strncmp(name, our_files[i], n) && (!name[n] || !strncmp(name + n, ".tmp.", 5)))
+      return 1;
+  }
+  return 0;
+}
+
+/* Removes our files from a folder of ours, then the folder if that emptied
+ * it (a file the user put there keeps it). Through a descriptor opened
+ * without following links, so nothing outside it is touched. */
+static int remove_state_dir(const char *path, lt_error *err) {
+  int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+  if (!d) {
+    if (fd >= 0) close(fd);
+    return lt_fail(err, "%s: cannot list: %s", path, strerror(errno));
+  }
+  int rc = 0;
+  for (struct dirent *e; rc == 0 && (e = readdir(d));)
+    if (is_our_file(e->d_name) && unlinkat(fd, e->d_name, 0) != 0 && errno != ENOENT)
+      rc = lt_fail(err, "%s/%s: cannot remove: %s", path, e->d_name, strerror(errno));
+  closedir(d);
+  if (rc == 0 && rmdir(path) != 0 && errno != ENOENT && errno != ENOTEMPTY && errno != EEXIST)
+    rc = lt_fail(err, "%s: cannot remove: %s", path, strerror(errno));
+  return rc;
+}
+
+/* Every step folder of ours but `keep`: the previous state and any a crash
+ * left. Folders and links that are not ours stay as they are. */
 static int remove_other_states(const char *dir, const char *keep, lt_error *err) {
   DIR *d = opendir(dir);
   if (!d) return lt_fail(err, "%s: cannot list: %s", dir, strerror(errno));
@@ -103,8 +156,10 @@ static int remove_other_states(const char *dir, const char *keep, lt_error *err)
   char path[CKPT_PATH_CAP];
   int rc = 0;
   while (rc == 0 && (e = readdir(d)))
-    if (step_of_name(e->d_name) >= 0 && strcmp(e->d_name, keep))
-      rc = atomic_file_join(path, sizeof path, dir, e->d_name, err) || remove_state_dir(path, err);
+    if (step_of_name(e->d_name) >= 0 && strcmp(e->d_name, keep)) {
+      rc = atomic_file_join(path, sizeof path, dir, e->d_name, err);
+      if (rc == 0 && classify(path) == OURS) rc = remove_state_dir(path, err);
+    }
   closedir(d);
   return rc ? -1 : 0;
 }
@@ -333,15 +388,24 @@ static int save_optimizer(const trainer *t, const char *path, lt_error *err) {
   return rc;
 }
 
-/* A folder for the new state. One of the same name that latest does not
- * name is what a crash left: start it afresh. */
+/* A folder for the new state, marked as ours. One of ours of the same name
+ * that latest does not name is what a crash left: start it afresh. One that
+ * is not ours (the user's, or a link) is never written into. */
 static int make_step_dir(const char *dir, const char *name, char *step_dir, lt_error *err) {
-  char current[40];
+  char current[40], marker[CKPT_PATH_CAP];
   lt_error ignored;
-  if (atomic_file_make_dir(dir, err) || atomic_file_join(step_dir, CKPT_PATH_CAP, dir, name, err)) return -1;
+  if (atomic_file_make_dir(dir, err) || atomic_file_join(step_dir, CKPT_PATH_CAP, dir, name, err) ||
+      atomic_file_join(marker, sizeof marker, step_dir, CKPT_MARKER, err))
+    return -1;
   int is_latest = read_latest(dir, current, sizeof current, &ignored) == 0 && !strcmp(current, name);
-  if (!is_latest && remove_state_dir(step_dir, err)) return -1;
-  return atomic_file_make_dir(step_dir, err);
+  int kind = classify(step_dir);
+  if (kind == NOT_OURS && !(is_latest && classify_legacy(step_dir)))
+    return lt_fail(err, "%s: exists and was not written by lisa (no %s file in it, or not a "
+                   "folder); move it away to save this state", step_dir, CKPT_MARKER);
+  if (kind == OURS && !is_latest && remove_state_dir(step_dir, err)) return -1;
+  return atomic_file_make_dir(step_dir, err) ||
+         atomic_file_write_text(marker, "a state lisa train wrote; lisa may remove this folder\n", err)
+             ? -1 : 0;
 }
 
 int ckpt_save(const trainer *t, const char *dir, lt_error *err) {
@@ -388,7 +452,12 @@ static int read_moments(trainer *t, const st_file *f, lt_error *err) {
   int64_t n = t->state.n_grad_scalars;
   const st_tensor *m = find_vector(f, "adamw.m", ST_F32, n, err);
   const st_tensor *v = m ? find_vector(f, "adamw.v", ST_F32, n, err) : NULL;
-  if (!v || st_read_f32(f, m, t->opt.m, err) || st_read_f32(f, v, t->opt.v, err)) return -1;
+  if (!v || st_read_f32_finite(f, m, t->opt.m, err) || st_read_f32_finite(f, v, t->opt.v, err))
+    return -1;
+  for (int64_t i = 0; i < n; i++) /* a second moment is a mean of squares */
+    if (!(t->opt.v[i] >= 0))
+      return lt_fail(err, "%s: tensor 'adamw.v' holds %g at element %lld: second moments "
+                     "cannot be negative", f->path, t->opt.v[i], (long long)i);
   return 0;
 }
 

@@ -2,6 +2,9 @@
  * anywhere continues where it left off; on the CPU, bit for bit.
  *
  *   DIR/latest                          one line "step-<N>": the state to resume
+ *   DIR/step-<N>/lisa-state             a marker: the folder is ours (cleanup
+ *                                       removes only marked real folders, and
+ *                                       in them only the names below)
  *   DIR/step-<N>/model.safetensors      the parameters as wt_save writes them
  *                                       (F32, Hugging Face names: loads elsewhere)
  *   DIR/step-<N>/optimizer.safetensors  the rest:

@@ -128,7 +128,7 @@ static int load_slot(ms_state *s, const st_file *f, const wt_slot *slot, const c
                    f->path, slot->name, got, want, par->key, s->ir->path, par->line);
   }
   used[t - f->tensors] = 1;
-  return st_read_f32(f, t, ms_param(s, slot->p, slot->layer), err);
+  return st_read_f32_finite(f, t, ms_param(s, slot->p, slot->layer), err);
 }
 
 static void unused_add(wt_unused *u, const st_file *f, const unsigned char *used) {
@@ -320,11 +320,22 @@ static int assign_shards(const wt_entries *e, uint64_t max_bytes, hf_index_entry
   return shard + 1;
 }
 
-/* N of a shard name "model-KKKKK-of-NNNNN.safetensors", or -1. */
-static int shard_count_of(const char *name) {
-  if (strlen(name) != 32 || strncmp(name, "model-", 6) || strncmp(name + 11, "-of-", 4) ||
-      strcmp(name + 20, ".safetensors"))
-    return -1;
+/* A save's shards never overwrite the shards the folder's index names: when
+ * Hugging Face's names (set 0) are taken, this save uses set 1
+ * ("model-KKKKK-of-NNNNN.1.safetensors"), and the next save set 0 again. The
+ * index, renamed into place last, names only the new set; then the other
+ * set goes. A crash anywhere leaves the old index with all its shards, or
+ * the new one with all of its. */
+static const char *const shard_formats[2] = {"model-%05d-of-%05d.safetensors",
+                                             "model-%05d-of-%05d.1.safetensors"};
+
+/* N of a shard name of either set (*set: which), or -1. */
+static int shard_count_of(const char *name, int *set) {
+  size_t len = strlen(name);
+  if (strncmp(name, "model-", 6) || len < 32 || strncmp(name + 11, "-of-", 4)) return -1;
+  if (!strcmp(name + 20, ".safetensors")) *set = 0;
+  else if (!strcmp(name + 20, ".1.safetensors")) *set = 1;
+  else return -1;
   int k = 0, n = 0;
   for (int i = 0; i < 5; i++) {
     if (name[6 + i] < '0' || name[6 + i] > '9' || name[15 + i] < '0' || name[15 + i] > '9')
@@ -335,19 +346,28 @@ static int shard_count_of(const char *name) {
   return k >= 1 && k <= n ? n : -1;
 }
 
+/* The set whose first shard name is free in dir. */
+static int free_shard_set(const char *dir, int n_shards, lt_error *err) {
+  char name[48], path[1100];
+  struct stat st;
+  snprintf(name, sizeof name, shard_formats[0], 1, n_shards);
+  if (atomic_file_join(path, sizeof path, dir, name, err)) return -1;
+  return lstat(path, &st) == 0 ? 1 : 0;
+}
+
 /* Removes what a save of another layout left in dir (n_shards 0: the new
- * one is model.safetensors): shards of another count, and the single file
- * or the index the new layout does not use. A stale model.safetensors
- * must go, or it would be loaded instead of the new index. */
-static int remove_stale(const char *dir, int n_shards, lt_error *err) {
+ * one is model.safetensors): shards not of the new count and set, and the
+ * single file or the index the new layout does not use. A stale
+ * model.safetensors must go, or it would be loaded instead of the new index. */
+static int remove_stale(const char *dir, int n_shards, int set, lt_error *err) {
   DIR *d = opendir(dir);
   if (!d) return lt_fail(err, "%s: cannot list folder: %s", dir, strerror(errno));
   const char *other = n_shards ? "model.safetensors" : "model.safetensors.index.json";
   char path[1100];
   int rc = 0;
   for (struct dirent *de; rc == 0 && (de = readdir(d));) {
-    int of = shard_count_of(de->d_name);
-    if (of < 0 ? strcmp(de->d_name, other) != 0 : of == n_shards) continue;
+    int of_set = -1, of = shard_count_of(de->d_name, &of_set);
+    if (of < 0 ? strcmp(de->d_name, other) != 0 : of == n_shards && of_set == set) continue;
     rc = atomic_file_join(path, sizeof path, dir, de->d_name, err);
     if (rc == 0 && unlink(path) != 0 && errno != ENOENT)
       rc = lt_fail(err, "%s: cannot remove stale file: %s", path, strerror(errno));
@@ -361,21 +381,21 @@ static int save_whole(const ms_state *s, const char *dir, const wt_entries *e, l
   if (atomic_file_join(path, sizeof path, dir, "model.safetensors", err) ||
       write_file(s, path, e->entries, e->n, err))
     return -1;
-  return remove_stale(dir, 0, err);
+  return remove_stale(dir, 0, 0, err);
 }
 
-/* Shards first, the index last, so until the index is renamed into place
- * the folder still loads as it was (unless the old shards had the same
- * names: see weights.h). */
+/* Shards first, under names the current index does not use, the index
+ * last, so until the index is renamed into place the folder loads as it was. */
 static int save_shards(const ms_state *s, const char *dir, const wt_entries *e,
                        const hf_index_entry *map, int n_shards, lt_error *err) {
-  char (*files)[40] = calloc((size_t)n_shards, sizeof *files);
+  char (*files)[48] = calloc((size_t)n_shards, sizeof *files);
   const char **shards = calloc((size_t)n_shards, sizeof *shards);
-  int rc = files && shards ? 0 : lt_fail(err, "%s: out of memory", dir);
+  int set = free_shard_set(dir, n_shards, err);
+  int rc = set < 0 ? -1 : files && shards ? 0 : lt_fail(err, "%s: out of memory", dir);
   char path[1100];
   uint64_t total = 0;
   for (int k = 0, start = 0; rc == 0 && k < n_shards; k++) {
-    snprintf(files[k], sizeof files[k], "model-%05d-of-%05d.safetensors", k + 1, n_shards);
+    snprintf(files[k], sizeof files[k], shard_formats[set], k + 1, n_shards);
     shards[k] = files[k];
     int end = start;
     for (; end < e->n && map[end].shard == k; end++) total += entry_bytes(&e->entries[end]);
@@ -385,7 +405,8 @@ static int save_shards(const ms_state *s, const char *dir, const wt_entries *e,
     start = end;
   }
   if (rc == 0 && (atomic_file_join(path, sizeof path, dir, "model.safetensors.index.json", err) ||
-                  hf_index_write(path, map, e->n, shards, total, err) || remove_stale(dir, n_shards, err)))
+                  hf_index_write(path, map, e->n, shards, total, err) ||
+                  atomic_file_sync_dir(dir, err) || remove_stale(dir, n_shards, set, err)))
     rc = -1;
   free(files);
   free(shards);

@@ -37,10 +37,13 @@ int wt_save_base(const ms_state *s, const char *path, lt_error *err);
  * order, a new shard when the next tensor would pass max_shard_bytes (a
  * larger tensor gets a shard of its own), and model.safetensors.index.json,
  * written last. A model that fits one shard is written as model.safetensors
- * with no index. Files an earlier save of another layout left in dir are
- * removed. Each file is replaced atomically, the folder as a whole is not:
- * a crash while overwriting shards of the same names can leave a mix, so
- * save into a fresh folder where that matters. */
+ * with no index. The save is atomic as a whole: new shards never take the
+ * names the folder's index uses (Hugging Face's names, or the same with
+ * ".1" before ".safetensors", alternately), the index is renamed into place
+ * last and names only them, and then the shards and files of other saves
+ * (another count, the other set, a single file) are removed; a crash leaves
+ * the earlier save or the new one, never a mix. Other files in dir (a
+ * config.json, a tokenizer) are left alone. */
 int wt_save_sharded(const ms_state *s, const char *dir, uint64_t max_shard_bytes,
                     lt_error *err);
 

@@ -349,6 +349,8 @@ static void test_crash_before_latest_keeps_previous(void) {
   run_steps(&t, 6, got);
   snprintf(file, sizeof file, "%s/step-6", path);
   CHECK(mkdir(file, 0755) == 0);
+  snprintf(file, sizeof file, "%s/step-6/lisa-state", path); /* ckpt_save marks it first */
+  write_text(file, "ours\n");
   snprintf(file, sizeof file, "%s/step-6/model.safetensors", path);
   CHECK(wt_save(&t.state, file, &err) == 0);
   snprintf(file, sizeof file, "%s/step-6/optimizer.safetensors.tmp.AbCdEf", path);
@@ -367,7 +369,7 @@ static void test_crash_before_latest_keeps_previous(void) {
   CHECK_MSG(count_entries(path) == 2, "%s holds %d entries, expected latest and step-6", path,
             count_entries(path));
   snprintf(file, sizeof file, "%s/step-6", path); /* the crash's leftovers are gone */
-  CHECK(count_entries(file) == 2);
+  CHECK(count_entries(file) == 3); /* model, optimizer, the marker */
   trainer_free(&t);
   if (resume(&t, &c, path, &err) == 0) {
     CHECK(t.step == 6);
