@@ -8,29 +8,12 @@
 
 #include "lua_sandbox.h"
 
-/* A model file that loops forever must not hang the loader. */
-#define LUA_EXPR_MAX_INSTRUCTIONS 100000000
-
 typedef struct {
   const char *path, *name;
   const ir_config_entry *config;
   int n_config;
   int missing; /* the table has no entry `name` */
 } lua_job;
-
-/* Inside a hook, level 0 is the Lua function that is running: the place. */
-static void too_long(lua_State *L, lua_Debug *ar) {
-  (void)ar;
-  luaL_where(L, 0);
-  lua_pushfstring(L, "%sran for more than %d instructions", lua_tostring(L, -1),
-                  LUA_EXPR_MAX_INSTRUCTIONS);
-  lua_error(L);
-}
-
-static void open_sandbox(lua_State *L) {
-  lsb_open(L);
-  lua_sethook(L, too_long, LUA_MASKCOUNT, LUA_EXPR_MAX_INSTRUCTIONS);
-}
 
 static void push_config(lua_State *L, const lua_job *j) {
   lua_createtable(L, 0, j->n_config);
@@ -43,8 +26,7 @@ static void push_config(lua_State *L, const lua_job *j) {
 /* Protected: leaves the expression string on the stack, or sets missing. */
 static int run_job(lua_State *L) {
   lua_job *j = lua_touserdata(L, 1);
-  open_sandbox(L);
-  if (luaL_loadfile(L, j->path) != LUA_OK) return lua_error(L);
+  if (lsb_load_file(L) != LUA_OK) return lua_error(L);
   lua_call(L, 0, 1);
   if (!lua_istable(L, -1))
     return luaL_error(L, "%s: returned a %s, not a table of activations", j->path,
@@ -70,15 +52,15 @@ static int run_job(lua_State *L) {
 int lua_expr_load(const char *path, const char *name, const ir_config_entry *config,
                   int n_config, char **text, lt_error *err) {
   *text = NULL;
-  lua_State *L = luaL_newstate();
-  if (!L) return lt_fail(err, "%s: out of memory", path);
+  lsb_box box = lsb_defaults(path);
+  lua_State *L = lsb_new(&box, err);
+  if (!L) return LUA_EXPR_FILE_ERROR;
   lua_job j = {.path = path, .name = name, .config = config, .n_config = n_config};
   lua_pushcfunction(L, run_job);
   lua_pushlightuserdata(L, &j);
   int rc = LUA_EXPR_FILE_ERROR;
-  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-    const char *msg = lua_tostring(L, -1);
-    lt_fail(err, "%s", msg ? msg : "a Lua error without a message");
+  if (lsb_pcall(L, 1, 1) != LUA_OK) {
+    lsb_fail(L, "", err);
   } else if (j.missing) {
     lt_fail(err, "%s has no activation '%s'", path, name);
     rc = LUA_EXPR_NO_NAME;

@@ -239,40 +239,24 @@ static int read_table(lua_State *L) {
   return 0;
 }
 
-static void too_long(lua_State *L, lua_Debug *ar) {
-  (void)ar;
-  luaL_error(L, "ran for more than %d instructions", MAX_INSTRUCTIONS);
-}
-
 static int run_chunk(gen_tuning *t, const char *text, const char *file, int user, lt_error *err) {
-  lua_State *L = luaL_newstate();
-  if (!L) return lt_fail(err, "%s: out of memory", file);
+  lsb_box box = lsb_defaults(file);
+  box.max_instructions = MAX_INSTRUCTIONS;
+  lua_State *L = lsb_new(&box, err);
+  if (!L) return -1;
   /* a tuning table is data: no loading of code at all */
-  static const char *const unsafe[] = {"load", "require", "collectgarbage"};
-  lsb_open(L);
-  lsb_remove(L, unsafe, 3);
-  lua_sethook(L, too_long, LUA_MASKCOUNT, MAX_INSTRUCTIONS);
-  char chunk[1024];
-  snprintf(chunk, sizeof chunk, "@%s", file);
+  static const char *const unsafe[] = {"load", "collectgarbage"};
+  lsb_remove(L, unsafe, 2);
   int rc = 0;
-  /* Lua's messages start "FILE:LINE:" */
-  if (luaL_loadbufferx(L, text, strlen(text), chunk, "t") != LUA_OK ||
-      lua_pcall(L, 0, 1, 0) != LUA_OK) {
-    const char *msg = lua_tostring(L, -1);
-    if (!msg) msg = "(error object is not a string)";
-    if (!strncmp(msg, file, strlen(file))) rc = lt_fail(err, "%s", msg);
-    else rc = lt_fail(err, "%s: %s", file, msg);
+  if (lsb_load_text(L, text, strlen(text)) != LUA_OK || lsb_pcall(L, 0, 1) != LUA_OK) {
+    rc = lsb_fail(L, "", err);
   } else {
     load_job j = {t, file, user, err, 0};
     lua_pushcfunction(L, read_table);
     lua_pushlightuserdata(L, &j);
     lua_pushvalue(L, -3);
-    if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
-      const char *msg = lua_tostring(L, -1);
-      rc = lt_fail(err, "%s: %s", file, msg ? msg : "error");
-    } else if (j.failed) {
-      rc = -1;
-    }
+    if (lsb_pcall(L, 2, 0) != LUA_OK) rc = lsb_fail(L, "", err);
+    else if (j.failed) rc = -1;
   }
   lua_close(L);
   return rc;

@@ -24,7 +24,8 @@
  * No random generator state is saved: data_batch draws each step's windows
  * from (seed, step) and the LISA sampler each period's set from (seed, the
  * period's first step), so both continue from the step alone. A Lua policy
- * must likewise depend only on its ctx: globals it keeps are not saved.
+ * runs each draw in a fresh state (lisa_sampler.h), so it too depends only
+ * on its ctx.
  *
  * Crash safety: ckpt_save writes both files of step-<N> (each through a
  * temporary file and rename), syncs that folder, then replaces DIR/latest

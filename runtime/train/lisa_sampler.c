@@ -4,6 +4,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +20,10 @@ struct lisa_sampler {
   int n_cached;
   int64_t cached_start;    /* first step of that period; -1: none yet */
   rng_state rng;           /* the period's stream; ctx.random draws from it */
-  lua_State *L;            /* lua mode only */
+  lua_State *L;            /* lua mode: the state of the draw under way, else NULL */
+  lsb_box box;             /* its limits */
+  char *policy;            /* lua mode: the policy file's text, read once */
+  size_t policy_len;
   const lisa_layer_stats *stats; /* handed to the protected policy call */
   int64_t period_start;
 };
@@ -68,8 +72,7 @@ static int ctx_randint(lua_State *L) {
   return 1;
 }
 
-static void open_sandbox(lua_State *L) {
-  lsb_open(L);
+static void no_math_random(lua_State *L) {
   /* Lua seeds its own generator from the clock: a policy using it would
    * make runs irreproducible, so it must use ctx.random instead. */
   lua_getglobal(L, LUA_MATHLIBNAME);
@@ -80,12 +83,13 @@ static void open_sandbox(lua_State *L) {
   lua_pop(L, 1);
 }
 
-/* Protected (every Lua error, out-of-memory included, is caught): opens the
- * libraries, runs the policy file, checks it defines sample_layers. */
+/* Protected (every Lua error, out-of-memory included, is caught): runs the
+ * policy's text, checks it defines sample_layers. */
 static int policy_open(lua_State *L) {
-  const char *path = lua_touserdata(L, 1);
-  open_sandbox(L);
-  if (luaL_loadfile(L, path) != LUA_OK) return lua_error(L);
+  const lisa_sampler *s = lua_touserdata(L, 1);
+  const char *path = s->cfg.lua_path;
+  no_math_random(L);
+  if (lsb_load_text(L, s->policy, s->policy_len) != LUA_OK) return lua_error(L);
   lua_call(L, 0, 0);
   int type = lua_getglobal(L, "sample_layers");
   if (type == LUA_TNIL)
@@ -138,15 +142,6 @@ static int policy_call(lua_State *L) {
   return 1;
 }
 
-/* Reports a failed lua_pcall's error object, plus where (may be ""). Lua's
- * string messages already start with file:line; others get the file. */
-static int lua_fail(lisa_sampler *s, const char *where, lt_error *err) {
-  lua_State *L = s->L;
-  if (lua_type(L, -1) == LUA_TSTRING) return lt_fail(err, "%s%s", lua_tostring(L, -1), where);
-  return lt_fail(err, "%s: error object is a %s value%s", s->cfg.lua_path,
-                 luaL_typename(L, -1), where);
-}
-
 /* Checks entry i (1-based) of the result table and marks its block. */
 static int take_entry(lisa_sampler *s, int t, int i, lt_error *err) {
   lua_State *L = s->L;
@@ -194,27 +189,58 @@ static int take_result(lisa_sampler *s, lt_error *err) {
   return 0;
 }
 
+/* A fresh state with the policy loaded and checked: nothing a draw leaves
+ * in it (globals, upvalues) reaches the next one, so each period's draw is a
+ * function of its ctx alone and a resumed run draws what a straight one did. */
+static int policy_state(lisa_sampler *s, const char *where, lt_error *err) {
+  s->box = lsb_defaults(s->cfg.lua_path);
+  if (!(s->L = lsb_new(&s->box, err))) return -1;
+  lua_pushcfunction(s->L, policy_open);
+  lua_pushlightuserdata(s->L, s);
+  if (lsb_pcall(s->L, 1, 0) == LUA_OK) return 0;
+  return lsb_fail(s->L, where, err);
+}
+
+static void close_state(lisa_sampler *s) {
+  if (s->L) lua_close(s->L);
+  s->L = NULL;
+}
+
 static int draw_lua(lisa_sampler *s, const lisa_layer_stats *stats, lt_error *err) {
-  lua_State *L = s->L;
-  s->stats = stats;
-  lua_settop(L, 0);
-  lua_pushcfunction(L, policy_call);
-  lua_pushlightuserdata(L, s);
   char where[64];
   snprintf(where, sizeof where, " (sample_layers at step %lld)", (long long)s->period_start);
-  int rc = lua_pcall(L, 1, 1, 0) == LUA_OK ? take_result(s, err) : lua_fail(s, where, err);
-  lua_settop(L, 0);
-  s->stats = NULL;
+  int rc = policy_state(s, where, err);
+  if (rc == 0) {
+    s->stats = stats;
+    lua_pushcfunction(s->L, policy_call);
+    lua_pushlightuserdata(s->L, s);
+    rc = lsb_pcall(s->L, 1, 1) == LUA_OK ? take_result(s, err) : lsb_fail(s->L, where, err);
+    s->stats = NULL;
+  }
+  close_state(s);
   return rc;
 }
 
+/* Reads the policy once (a file edited during the run does not change it)
+ * and checks it loads and defines sample_layers. */
 static int lua_setup(lisa_sampler *s, lt_error *err) {
-  s->L = luaL_newstate();
-  if (!s->L) return lt_fail(err, "%s: out of memory starting Lua", s->cfg.lua_path);
-  lua_pushcfunction(s->L, policy_open);
-  lua_pushlightuserdata(s->L, (void *)s->cfg.lua_path);
-  int rc = lua_pcall(s->L, 1, 0, 0) == LUA_OK ? 0 : lua_fail(s, "", err);
-  lua_settop(s->L, 0);
+  const char *path = s->cfg.lua_path;
+  FILE *fp = fopen(path, "rb");
+  if (!fp) return lt_fail(err, "%s: cannot open: %s", path, strerror(errno));
+  size_t cap = 1 << 16, n = 0, got;
+  s->policy = malloc(cap);
+  int bad = !s->policy;
+  while (!bad && (got = fread(s->policy + n, 1, cap - n, fp)) > 0) {
+    char *more = (n += got) == cap && cap < LSB_MAX_BYTES ? realloc(s->policy, cap *= 2) : s->policy;
+    if (more) s->policy = more;
+    bad = !more || n >= LSB_MAX_BYTES;
+  }
+  bad = bad || ferror(fp);
+  fclose(fp);
+  if (bad) return lt_fail(err, "%s: cannot read (or larger than %u MiB)", path, LSB_MAX_BYTES >> 20);
+  s->policy_len = n;
+  int rc = policy_state(s, "", err);
+  close_state(s);
   return rc;
 }
 
@@ -281,7 +307,8 @@ int lisa_sampler_create(lisa_sampler **out, const lisa_sampler_config *cfg,
 
 void lisa_sampler_free(lisa_sampler *s) {
   if (!s) return;
-  if (s->L) lua_close(s->L);
+  close_state(s);
+  free(s->policy);
   free((char *)s->cfg.lua_path);
   free(s->perm);
   free(s->chosen);

@@ -24,9 +24,14 @@
  *                   nil when the caller passed no such statistics. A block
  *                   never trained has grad norm 0.
  * It returns a sequence of distinct 0-based block indices (at most N_L;
- * order does not matter). Only the base, math, string and table libraries
- * are open; dofile and loadfile are removed, and math.random raises an
- * error pointing to ctx.random (it is not seeded by the run's seed). */
+ * order does not matter). The file runs in lua_sandbox.h's sandbox (text
+ * only, no file access, memory, instruction and pattern budgets), and
+ * math.random raises an error pointing to ctx.random (it is not seeded by
+ * the run's seed). The file is read once, at create; each period's draw
+ * runs it in a fresh Lua state, so nothing (a global, an upvalue) survives
+ * from one draw to the next: a draw is a function of its ctx, and a resumed
+ * run draws what a straight one did. State a policy needs must come from
+ * ctx (the norms are saved with the run's state). */
 #ifndef LT_LISA_SAMPLER_H
 #define LT_LISA_SAMPLER_H
 

@@ -31,12 +31,15 @@ wait_for_state() {
 check_resumes_exactly() {
   local dir=$1 name=$2 n; n=$(saved_step "$dir")
   [ -n "$n" ] || { fail "$name: no state in $dir"; return; }
+  rm -f "$TMP/straight.jsonl" "$TMP/resumed.jsonl" # a resume continues an existing log
   run --steps $((n + 2)) --log-jsonl "$TMP/straight.jsonl" || fail "$name: straight run failed"
   run --steps $((n + 2)) --resume "$dir" --log-jsonl "$TMP/resumed.jsonl" \
     || { fail "$name: resume from step $n failed"; return; }
-  diff <(rows "$TMP/straight.jsonl" | tail -2) <(rows "$TMP/resumed.jsonl") >/dev/null \
-    || fail "$name: steps $n, $((n + 1)) after the resume differ from a straight run"
-  echo "ok   $name: resumed at step $n, exact"
+  if diff <(rows "$TMP/straight.jsonl" | tail -2) <(rows "$TMP/resumed.jsonl") >/dev/null; then
+    echo "ok   $name: resumed at step $n, exact"
+  else
+    fail "$name: steps $n, $((n + 1)) after the resume differ from a straight run"
+  fi
 }
 
 # SIGINT: the step in flight ends, the state is saved, exit 130, and the

@@ -447,7 +447,7 @@ static void test_lua_load_errors(void) {
   lisa_sampler_config c = config(LISA_SAMPLE_LUA, 4, 2, 1, 1);
   c.lua_path = nope;
   char want[256];
-  snprintf(want, sizeof want, "cannot open %s: No such file or directory", nope);
+  snprintf(want, sizeof want, "%s: cannot open: No such file or directory", nope);
   expect_create_error(&c, want);
 }
 
