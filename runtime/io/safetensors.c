@@ -109,8 +109,18 @@ static int parse_offsets(const char *path, st_tensor *t, const cJSON *offs,
   return 0;
 }
 
+/* Names are printable: no empty name, no control characters. */
+static int check_name(const char *path, const char *name, lt_error *err) {
+  if (!name[0]) return lt_fail(err, "%s: a tensor has an empty name", path);
+  for (const unsigned char *c = (const unsigned char *)name; *c; c++)
+    if (*c < 0x20 || *c == 0x7f)
+      return lt_fail(err, "%s: tensor name '%s' holds control character 0x%02x", path, name, *c);
+  return 0;
+}
+
 static int parse_tensor(const char *path, st_tensor *t, const cJSON *item,
                         lt_error *err) {
+  if (check_name(path, item->string, err)) return -1;
   if (strlen(item->string) >= sizeof t->name)
     return lt_fail(err, "%s: tensor name '%.40s...' is longer than %zu bytes",
                    path, item->string, sizeof t->name - 1);
@@ -192,15 +202,81 @@ static int check_extent(const char *path, const st_tensor *t,
   return 0;
 }
 
-static int check_unique(const char *path, const st_tensor *ts, int n,
-                        lt_error *err) {
-  for (int i = 0; i < n; i++)
-    for (int j = 0; j < i; j++)
-      if (strcmp(ts[i].name, ts[j].name) == 0)
-        return lt_fail(err, "%s: tensor '%s' appears twice in the header",
-                       path, ts[i].name);
+/* qsort's comparators see only the two elements: the array they index is
+ * passed through this (one sort at a time, no threads here). */
+static const st_tensor *sort_base;
+
+static int by_name(const void *a, const void *b) {
+  return strcmp(sort_base[*(const int *)a].name, sort_base[*(const int *)b].name);
+}
+
+static int by_offset(const void *a, const void *b) {
+  const st_tensor *x = &sort_base[*(const int *)a], *y = &sort_base[*(const int *)b];
+  if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+  return x->end < y->end ? -1 : x->end > y->end;
+}
+
+/* f->by_name: the tensors sorted by name (st_find's binary search); a name
+ * twice is an error. O(n log n): a header of 100,000 tensors is common
+ * enough in large checkpoints. */
+static int index_names(st_file *f, lt_error *err) {
+  f->by_name = malloc(((size_t)f->n + 1) * sizeof *f->by_name);
+  if (!f->by_name) return lt_fail(err, "%s: out of memory", f->path);
+  for (int i = 0; i < f->n; i++) f->by_name[i] = i;
+  sort_base = f->tensors;
+  qsort(f->by_name, (size_t)f->n, sizeof *f->by_name, by_name);
+  for (int i = 1; i < f->n; i++)
+    if (!strcmp(f->tensors[f->by_name[i]].name, f->tensors[f->by_name[i - 1]].name))
+      return lt_fail(err, "%s: tensor '%s' appears twice in the header", f->path,
+                     f->tensors[f->by_name[i]].name);
   return 0;
 }
+
+/* The tensors' bytes tile the data section exactly, as every writer lays
+ * them out: no two overlap (one write would change the other), and no byte
+ * lies between or after them (data nobody reads hides things). Empty
+ * tensors take no bytes and may sit anywhere. */
+static int check_tiling(const st_file *f, lt_error *err) {
+  int *order = malloc(((size_t)f->n + 1) * sizeof *order);
+  if (!order) return lt_fail(err, "%s: out of memory", f->path);
+  for (int i = 0; i < f->n; i++) order[i] = i;
+  sort_base = f->tensors;
+  qsort(order, (size_t)f->n, sizeof *order, by_offset);
+  uint64_t at = 0;
+  const st_tensor *prev = NULL;
+  int rc = 0;
+  for (int i = 0; i < f->n && rc == 0; i++) {
+    const st_tensor *t = &f->tensors[order[i]];
+    if (t->begin == t->end) continue;
+    if (t->begin < at)
+      rc = lt_fail(err, "%s: tensors '%s' and '%s' overlap (data_offsets [%" PRIu64 ", %" PRIu64
+                   "] and [%" PRIu64 ", %" PRIu64 "])", f->path, prev->name, t->name,
+                   prev->begin, prev->end, t->begin, t->end);
+    else if (t->begin > at)
+      rc = lt_fail(err, "%s: %" PRIu64 " bytes at data offset %" PRIu64 " belong to no tensor "
+                   "(before '%s')", f->path, t->begin - at, at, t->name);
+    at = t->end, prev = t;
+  }
+  if (rc == 0 && at != f->data_len)
+    rc = lt_fail(err, "%s: %" PRIu64 " bytes after the last tensor belong to no tensor", f->path,
+                 f->data_len - at);
+  free(order);
+  return rc;
+}
+
+/* A JSON \u0000 ends the C string cJSON hands over, so "a\u0000b" would pass
+ * as "a": refuse it in the raw text (an escape is a backslash that is not
+ * itself escaped). */
+static int check_no_nul(const char *path, const char *json, size_t len, lt_error *err) {
+  for (size_t i = 0; i + 6 <= len; i++) {
+    if (json[i] != '\\') continue;
+    if (json[i + 1] == 'u' && !strncmp(json + i + 2, "0000", 4))
+      return lt_fail(err, "%s: header byte %zu: a NUL character (\\u0000) in a string", path, i);
+    i++; /* skip the escaped character */
+  }
+  return 0;
+}
+
 
 /* Parses the header; only whitespace may follow the JSON object (the
  * writer pads with spaces). */
@@ -220,6 +296,7 @@ static cJSON *parse_json(const char *path, const char *json, size_t len,
 
 static int parse_header(st_file *f, const char *json, size_t len,
                         lt_error *err) {
+  if (check_no_nul(f->path, json, len, err)) return -1;
   cJSON *root = parse_json(f->path, json, len, err);
   if (!root) return -1;
   int rc = 0;
@@ -246,7 +323,7 @@ static int parse_header(st_file *f, const char *json, size_t len,
     }
     f->n++;
   }
-  rc = check_unique(f->path, f->tensors, f->n, err);
+  rc = index_names(f, err) || check_tiling(f, err) ? -1 : 0;
 done:
   cJSON_Delete(root);
   return rc;
@@ -312,7 +389,9 @@ void st_close(st_file *f) {
   cJSON_Delete(f->meta);
   f->meta = NULL;
   free(f->tensors);
+  free(f->by_name);
   free(f->data);
+  f->by_name = NULL;
   f->tensors = NULL;
   f->data = NULL;
   f->n = 0;
@@ -320,8 +399,13 @@ void st_close(st_file *f) {
 }
 
 const st_tensor *st_find(const st_file *f, const char *name) {
-  for (int i = 0; i < f->n; i++)
-    if (strcmp(f->tensors[i].name, name) == 0) return &f->tensors[i];
+  int lo = 0, hi = f->n - 1;
+  while (lo <= hi) {
+    int mid = lo + (hi - lo) / 2, c = strcmp(f->tensors[f->by_name[mid]].name, name);
+    if (c == 0) return &f->tensors[f->by_name[mid]];
+    if (c < 0) lo = mid + 1;
+    else hi = mid - 1;
+  }
   return NULL;
 }
 

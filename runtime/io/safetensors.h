@@ -27,6 +27,7 @@ typedef struct {
   char path[1024];
   int n;
   st_tensor *tensors;
+  int *by_name;       /* tensor indices sorted by name (st_find) */
   uint8_t *data;      /* the data section (read into memory) */
   uint64_t data_len;
   void *meta;         /* the "__metadata__" object (a cJSON), or NULL */

@@ -126,12 +126,11 @@ int lsb_pcall(lua_State *L, int nargs, int nresults) {
 int lsb_fail(lua_State *L, const char *where, lt_error *err) {
   lsb_box *b = box_of(L);
   const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-  size_t n = strlen(b->file);
   if (b->out_of_memory)
     lt_fail(err, "%s: used more than %zu MiB of memory%s", b->file, b->max_bytes >> 20, where);
   else if (!msg)
     lt_fail(err, "%s: error object is a %s value%s", b->file, luaL_typename(L, -1), where);
-  else if (!strncmp(msg, b->file, n) && msg[n] == ':') /* Lua's "FILE:LINE: ..." */
+  else if (strstr(msg, b->file)) /* Lua's "FILE:LINE: ...", "cannot open FILE" */
     lt_fail(err, "%s%s", msg, where);
   else
     lt_fail(err, "%s: %s%s", b->file, msg, where);

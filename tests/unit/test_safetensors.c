@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "clock_ms.h"
 #include "safetensors.h"
 
 static char tmp_dir[64];
@@ -344,6 +345,93 @@ static void test_bad_tensors(void) {
   expect_open_error(path, ": tensor 'w' appears twice in the header");
 }
 
+/* The tensors must tile the data section: no overlap, gap or stray bytes;
+ * names are not empty and hold no NUL or control characters. */
+static void test_layout_and_names(void) {
+  const char *path = tmp_file("layout.safetensors");
+  static const uint8_t data[16];
+  write_raw_st(path, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+               "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", data, 12);
+  expect_open_error(path, ": tensors 'a' and 'b' overlap (data_offsets [0, 8] and [4, 12])");
+  write_raw_st(path, "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+               "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}", data, 12);
+  expect_open_error(path, ": 4 bytes at data offset 4 belong to no tensor (before 'b')");
+  write_raw_st(path, "{\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
+               data, 8);
+  expect_open_error(path, ": 4 bytes at data offset 0 belong to no tensor (before 'b')");
+  write_raw_st(path, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}",
+               data, 16);
+  expect_open_error(path, ": 8 bytes after the last tensor belong to no tensor");
+  /* empty tensors take no bytes, wherever they say they are */
+  write_raw_st(path, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+               "\"e\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,4]}}", data, 8);
+  st_file f;
+  lt_error err = {{0}};
+  CHECK_MSG(st_open(&f, path, &err) == 0, "empty tensor inside another: %s", err.msg);
+  st_close(&f);
+  write_raw_st(path, "{\"a\\u0000b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
+               data, 4);
+  expect_open_error(path, ": header byte 3: a NUL character (\\u0000) in a string");
+  write_raw_st(path, "{\"a\\\\u0000\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
+               data, 4); /* an escaped backslash, then the text u0000: a fine name */
+  CHECK_MSG(st_open(&f, path, &err) == 0 && st_find(&f, "a\\u0000"), "a\\u0000: %s", err.msg);
+  st_close(&f);
+  write_raw_st(path, "{\"a\\u0001\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
+               data, 4);
+  expect_open_error(path, ": tensor name 'a\x01' holds control character 0x01");
+  write_raw_st(path, "{\"\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", data, 4);
+  expect_open_error(path, ": a tensor has an empty name");
+}
+
+/* 100,000 tensors: every one found, a duplicate among them caught (the
+ * checks sort; pairwise they took a minute). Prints the time, asserts none. */
+static void test_many_tensors(void) {
+  enum { N = 100000 };
+  const char *path = tmp_file("many.safetensors");
+  size_t cap = (size_t)N * 96 + 16, k = 0; /* an entry is under 80 bytes */
+  char *json = malloc(cap);
+  uint8_t *data = calloc(N, 1);
+  if (!json || !data) {
+    CHECK_MSG(0, "out of memory");
+    free(json), free(data);
+    return;
+  }
+  for (int dup = 0; dup < 2; dup++) {
+    k = 0;
+    json[k++] = '{';
+    for (int i = 0; i < N; i++)
+      k += (size_t)snprintf(json + k, cap - k, "%s\"t%06d\":{\"dtype\":\"U8\",\"shape\":[1],"
+                            "\"data_offsets\":[%d,%d]}", i ? "," : "",
+                            dup && i == N - 1 ? 31 : (N - 1 - i) * 7 % N, i, i + 1);
+    json[k++] = '}';
+    json[k] = '\0';
+    write_raw_st(path, json, data, N);
+    st_file f;
+    lt_error err = {{0}};
+    double t0 = lt_now_ms();
+    int rc = st_open(&f, path, &err);
+    double ms = lt_now_ms() - t0;
+    if (dup) {
+      CHECK(rc == -1 && strstr(err.msg, "tensor 't000031' appears twice in the header"));
+      continue;
+    }
+    CHECK_MSG(rc == 0, "%s", err.msg);
+    if (rc) break;
+    printf("  %d tensors parsed in %.0f ms\n", N, ms);
+    CHECK(f.n == N);
+    for (int i = 0; i < N; i += 997) {
+      char name[16];
+      snprintf(name, sizeof name, "t%06d", (N - 1 - i) * 7 % N);
+      const st_tensor *t = st_find(&f, name);
+      CHECK_MSG(t && t->begin == (uint64_t)i, "%s", name);
+    }
+    CHECK(st_find(&f, "t1000000") == NULL);
+    st_close(&f);
+  }
+  free(json);
+  free(data);
+}
+
 /* ---- failed writes --------------------------------------------------- */
 
 /* st_write fails; the good file at path keeps its bytes; no temp file. */
@@ -412,6 +500,8 @@ int main(int argc, char **argv) {
   RUN(test_truncated);
   RUN(test_bad_headers);
   RUN(test_bad_tensors);
+  RUN(test_layout_and_names);
+  RUN(test_many_tensors);
   RUN(test_failed_writes);
   remove_tmp_dir();
   return check_exit();
