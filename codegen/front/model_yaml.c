@@ -19,12 +19,16 @@
 #include "expr.h"
 #include "ir_ops.h"
 #include "lua_expr.h"
+#include "name_index.h"
 
 typedef struct {
   const char *file;  /* name used in messages */
   yaml_document_t *doc;
   ir_model *m;
   lt_error *err;
+  name_index config; /* m->config by name */
+  name_index hf;     /* m->params by checkpoint name */
+  name_index keys;   /* m->params by key */
 } yml_ctx;
 
 /* --- node access and messages --- */
@@ -153,16 +157,21 @@ static int get_bool(yml_ctx *c, const yaml_node_t *n, const char *what, int *out
 
 /* --- expressions over the config --- */
 
+/* ctx: the yml_ctx (its index of the config entries so far). */
 static int config_lookup(void *ctx, const char *name, double *out) {
-  const ir_model *m = ctx;
-  for (int i = 0; i < m->n_config; i++) {
-    if (strcmp(m->config[i].name, name) == 0) {
-      *out = m->config[i].value;
-      return 0;
-    }
-  }
-  return -1;
+  const yml_ctx *c = ctx;
+  int i = name_index_find(&c->config, name);
+  if (i < 0) return -1;
+  *out = c->m->config[i].value;
+  return 0;
 }
+
+static const char *config_name(const void *m, int i) {
+  return ((const ir_model *)m)->config[i].name;
+}
+
+static const char *hf_name(const void *m, int i) { return ((const ir_model *)m)->params[i].hf_name; }
+static const char *param_key(const void *m, int i) { return ((const ir_model *)m)->params[i].key; }
 
 /* The column where a scalar's text starts (inside the quotes, if any). */
 static int text_column(const yaml_node_t *n) {
@@ -176,7 +185,7 @@ static int get_number(yml_ctx *c, const yaml_node_t *n, const char *what, double
   const char *text = scalar(n);
   if (!text) return fail_at(c, n, "%s must be a number or an expression", what);
   return expr_eval_text_at(text, c->file, line_of(n), text_column(n), config_lookup,
-                           c->m, out, c->err);
+                           c, out, c->err);
 }
 
 /* A whole number in [1, max]: shapes, head counts, repeats. */
@@ -211,12 +220,14 @@ static int load_config(yml_ctx *c, const yaml_node_t *n) {
     double unused;
     yaml_node_t *key = map_key(c, n, i);
     if (get_name(c, key, "config name", e.name, sizeof e.name)) return -1;
-    if (config_lookup(m, e.name, &unused) == 0)
+    if (config_lookup(c, e.name, &unused) == 0)
       return fail_at(c, key, "config '%s' is defined twice", e.name);
     char what[96];
     snprintf(what, sizeof what, "config '%s'", e.name);
     if (get_number(c, map_value(c, n, i), what, &e.value)) return -1;
     m->config[m->n_config++] = e;
+    if (name_index_add(&c->config, m->n_config - 1))
+      return lt_fail(c->err, "%s: out of memory", c->file);
   }
   return 0;
 }
@@ -273,11 +284,11 @@ static int load_hf_name(yml_ctx *c, const yaml_node_t *key, const yaml_node_t *n
                         int section, ir_param *p) {
   if (!n) return fail_at(c, key, "param '%s' has no 'hf' (its checkpoint name)", p->key);
   if (get_name(c, n, "hf name", p->hf_name, sizeof p->hf_name)) return -1;
-  for (int i = 0; i < c->m->n_params; i++)
-    if (strcmp(c->m->params[i].hf_name, p->hf_name) == 0)
-      return fail_at(c, n, "param '%s': hf name '%s' is already param '%s' (to share "
-                           "a weight, read the same param)", p->key, p->hf_name,
-                     c->m->params[i].key);
+  int i = name_index_find(&c->hf, p->hf_name);
+  if (i >= 0)
+    return fail_at(c, n, "param '%s': hf name '%s' is already param '%s' (to share "
+                         "a weight, read the same param)", p->key, p->hf_name,
+                   c->m->params[i].key);
   int has_index = strstr(p->hf_name, "{i}") != NULL;
   if (section == IR_BLOCK && !has_index)
     return fail_at(c, n, "block param '%s': hf name '%s' lacks \"{i}\" (the layer "
@@ -313,7 +324,7 @@ static int load_param(yml_ctx *c, int section, const yaml_node_t *key,
   ir_param p;
   memset(&p, 0, sizeof p);
   if (get_name(c, key, "param name", p.key, sizeof p.key)) return -1;
-  if (ir_find_param(c->m, p.key) >= 0)
+  if (name_index_find(&c->keys, p.key) >= 0)
     return fail_at(c, key, "param '%s' is defined twice (param names are unique "
                            "across sections)", p.key);
   char what[96];
@@ -325,7 +336,9 @@ static int load_param(yml_ctx *c, int section, const yaml_node_t *key,
   yaml_node_t *shape = map_get(c, n, "shape");
   if (!shape) return fail_at(c, key, "param '%s' has no 'shape'", p.key);
   if (load_shape(c, shape, &p) || load_param_options(c, n, &p)) return -1;
-  ir_add_param(c->m, &p);
+  int at = ir_add_param(c->m, &p);
+  if (name_index_add(&c->keys, at) || name_index_add(&c->hf, at))
+    return lt_fail(c->err, "%s: out of memory", c->file);
   return 0;
 }
 
@@ -485,7 +498,7 @@ static int activation_inline(yml_ctx *c, const yaml_node_t *n, ir_activation *a)
   const char *text = scalar(n);
   if (!text) return fail_at(c, n, "expr must be an expression string");
   if (expr_function_at(text, "x", c->file, line_of(n), text_column(n), config_lookup,
-                       c->m, &a->fn, &a->dfn, c->err))
+                       c, &a->fn, &a->dfn, c->err))
     return -1;
   return keep_text(c, a, text);
 }
@@ -511,7 +524,7 @@ static int activation_lua(yml_ctx *c, const yaml_node_t *lua, const yaml_node_t 
   char *text;
   int rc = lua_expr_load(path, a->name, c->m->config, c->m->n_config, &text, &why);
   if (rc) return fail_at(c, rc == LUA_EXPR_NO_NAME ? fn : lua, "%s", why.msg);
-  rc = expr_function(text, "x", config_lookup, c->m, &a->fn, &a->dfn, &why);
+  rc = expr_function(text, "x", config_lookup, c, &a->fn, &a->dfn, &why);
   if (rc) fail_at(c, fn, "%s '%s': %s", scalar(lua), a->name, why.msg);
   else rc = keep_text(c, a, text);
   free(text);
@@ -531,7 +544,7 @@ static int function_from_attrs(op_build *b, ir_activation *a) {
 /* A formula op's f(x) from the table; config names are allowed in it. */
 static int function_from_formula(op_build *b, const char *formula, ir_activation *a) {
   lt_error why;
-  if (expr_function(formula, "x", config_lookup, b->c->m, &a->fn, &a->dfn, &why))
+  if (expr_function(formula, "x", config_lookup, b->c, &a->fn, &a->dfn, &why))
     return op_fail(b, "formula '%s': %s", formula, why.msg);
   snprintf(a->name, sizeof a->name, "%s", entry_of(b)->name);
   return keep_text(b->c, a, formula);
@@ -787,8 +800,14 @@ static int load_from_parser(yaml_parser_t *parser, const char *file, ir_model *m
   yaml_document_t doc;
   if (!yaml_parser_load(parser, &doc)) return parser_problem(file, parser, err);
   yml_ctx c = {.file = file, .doc = &doc, .m = m, .err = err};
+  name_index_init(&c.config, config_name, m);
+  name_index_init(&c.hf, hf_name, m);
+  name_index_init(&c.keys, param_key, m);
   yaml_node_t *root = yaml_document_get_root_node(&doc);
   int rc = root ? load_root(&c, root) : lt_fail(err, "%s: empty model description", file);
+  name_index_free(&c.config);
+  name_index_free(&c.hf);
+  name_index_free(&c.keys);
   yaml_document_delete(&doc);
   return rc;
 }

@@ -1,9 +1,11 @@
 /* test_model_yaml.c: model descriptions -> IR, and the messages bad input
  * gets (exact file:line:col and text). */
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "check.h"
+#include "clock_ms.h"
 #include "model_yaml.h"
 
 static int count_section_params(const ir_model *m, int section) {
@@ -638,8 +640,49 @@ static void test_activation_errors(void) {
              "t.yaml:18:47: expr must be an expression string");
 }
 
+/* 200,000 config keys load in linear time (a hash, not pairwise), and a
+ * repeat among them is still caught. Prints the time, asserts none. */
+static void test_many_config_keys(void) {
+  enum { N = 200000 };
+  FILE *in = fopen(src_path("models/gpt2-tiny.yaml"), "r");
+  size_t cap = (size_t)N * 24 + (1 << 16), k = 0;
+  char *text = malloc(cap), line[512];
+  if (!in || !text) {
+    CHECK_MSG(0, "cannot read models/gpt2-tiny.yaml");
+    if (in) fclose(in);
+    free(text);
+    return;
+  }
+  while (fgets(line, sizeof line, in)) {
+    k += (size_t)snprintf(text + k, cap - k, "%s", line);
+    if (!strcmp(line, "config:\n"))
+      for (int i = 0; i < N; i++)
+        k += (size_t)snprintf(text + k, cap - k, "  x%06d: %d\n", i, i < N - 1 ? i : 17);
+  }
+  fclose(in);
+  for (int dup = 0; dup < 2; dup++) {
+    if (dup) memcpy(strstr(text, "  x199999:"), "  x000017:", 10);
+    ir_model m;
+    lt_error err = {{0}};
+    double t0 = lt_now_ms();
+    int rc = yml_load_model_string(text, "many.yaml", &m, &err);
+    double ms = lt_now_ms() - t0;
+    if (dup) {
+      CHECK_MSG(rc == -1 && strstr(err.msg, "config 'x000017' is defined twice"), "%s", err.msg);
+      continue;
+    }
+    CHECK_MSG(rc == 0, "%s", err.msg);
+    if (rc) break;
+    printf("  %d config keys loaded in %.0f ms\n", N, ms);
+    CHECK(m.n_config == N + 6);
+    ir_model_free(&m);
+  }
+  free(text);
+}
+
 int main(void) {
   RUN(test_tiny);
+  RUN(test_many_config_keys);
   RUN(test_gpt2_sizes);
   RUN(test_llama_sizes);
   RUN(test_llama_tiny_block);
