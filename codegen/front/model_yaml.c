@@ -21,6 +21,13 @@
 #include "lua_expr.h"
 #include "name_index.h"
 
+/* Limits that keep every size computed from a model in 64 bits: a tensor
+ * of at most 2^40 elements, a model of at most 2^42 parameters, values at
+ * most 2^40 wide. (The largest models are near 2^40 parameters in all.) */
+#define MAX_TENSOR_NUMEL (INT64_C(1) << 40)
+#define MAX_MODEL_NUMEL (INT64_C(1) << 42)
+#define MAX_VALUE_COLS (INT64_C(1) << 40)
+
 typedef struct {
   const char *file;  /* name used in messages */
   yaml_document_t *doc;
@@ -275,6 +282,9 @@ static int load_shape(yml_ctx *c, const yaml_node_t *n, ir_param *p) {
     if (get_count(c, seq_item(c, n, d), what, INT64_C(1) << 40, &p->shape[d]))
       return -1;
   }
+  if (p->ndim == 2 && p->shape[0] > MAX_TENSOR_NUMEL / p->shape[1])
+    return fail_at(c, n, "param '%s' has %lld x %lld elements, more than 2^40", p->key,
+                   (long long)p->shape[0], (long long)p->shape[1]);
   return 0;
 }
 
@@ -762,6 +772,28 @@ static int load_section(yml_ctx *c, int section, const yaml_node_t *n) {
   return load_output(c, section, n);
 }
 
+/* The whole model within the limits above, summed without overflow (each
+ * term is at most 2^40 x 2^30). */
+static int check_sizes(yml_ctx *c) {
+  const ir_model *m = c->m;
+  int64_t total = 0;
+  for (int i = 0; i < m->n_params; i++) {
+    const ir_param *p = &m->params[i];
+    int64_t copies = p->section == IR_BLOCK ? m->n_layer : 1;
+    if (ir_param_numel(p) > (MAX_MODEL_NUMEL - total) / (copies ? copies : 1))
+      return lt_fail(c->err, "%s:%d: param '%s': the model would hold more than 2^42 "
+                     "parameters", c->file, p->line, p->key);
+    total += ir_param_numel(p) * copies;
+  }
+  for (int sec = 0; sec < IR_NSECTIONS; sec++)
+    for (int v = 0; v < m->sections[sec].n_values; v++)
+      if (m->sections[sec].values[v].cols > MAX_VALUE_COLS)
+        return lt_fail(c->err, "%s: value '%s' is %lld wide, more than 2^40", c->file,
+                       m->sections[sec].values[v].name,
+                       (long long)m->sections[sec].values[v].cols);
+  return 0;
+}
+
 static int load_root(yml_ctx *c, const yaml_node_t *root) {
   static const char *const keys[] = {"name", "config", "checkpoint", "embed",
                                      "block", "head", NULL};
@@ -777,7 +809,7 @@ static int load_root(yml_ctx *c, const yaml_node_t *root) {
     yaml_node_t *section = need_key(c, root, ir_section_name(s), "the model description");
     if (!section || load_section(c, s, section)) return -1;
   }
-  return 0;
+  return check_sizes(c);
 }
 
 /* --- entry points --- */

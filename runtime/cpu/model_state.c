@@ -284,10 +284,32 @@ static void free_offsets(act_offsets *ao) {
 }
 
 /* Everything but the big arenas: offsets, buffer tables and every size. */
+/* Every activation size below is at most N x cols x elem_bytes, and their
+ * sum at most that times the number of values: bound it once here so no
+ * product or sum in the layout can leave 64 bits. */
+static int check_activation_sizes(const ir_model *m, int B, int T, int elem_bytes,
+                                  lt_error *err) {
+  if (B < 1 || T < 1 || (int64_t)B * T > INT32_MAX)
+    return lt_fail(err, "%s: batch %d x sequence %d: the rows must number 1 to 2^31-1", m->path,
+                   B, T);
+  uint64_t cols = 1, n_values = 0, bytes;
+  for (int sec = 0; sec < IR_NSECTIONS; sec++)
+    for (int v = 0; v < m->sections[sec].n_values; v++, n_values++)
+      if ((uint64_t)m->sections[sec].values[v].cols > cols)
+        cols = (uint64_t)m->sections[sec].values[v].cols;
+  if (__builtin_mul_overflow((uint64_t)B * (uint64_t)T, cols, &bytes) ||
+      __builtin_mul_overflow(bytes, (uint64_t)elem_bytes * (n_values + 1), &bytes) ||
+      bytes > (UINT64_C(1) << 62))
+    return lt_fail(err, "%s: batch %d x sequence %d x width %llu: the activations would need "
+                   "more than 2^62 bytes", m->path, B, T, (unsigned long long)cols);
+  return 0;
+}
+
 static int plan(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots, int slotless,
                 const unsigned char *trains, int elem_bytes, act_offsets *ao, lt_error *err) {
   memset(s, 0, sizeof *s);
   memset(ao, 0, sizeof *ao);
+  if (check_activation_sizes(m, B, T, elem_bytes, err)) return -1;
   s->ir = m;
   s->B = B, s->T = T, s->N = B * T;
   s->elem_bytes = elem_bytes;

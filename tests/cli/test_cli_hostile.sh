@@ -120,4 +120,15 @@ ls "$TMP/sh" | grep -q '\.1\.safetensors$' || fail "the next save reused the ind
 [ -f "$TMP/sh/config.json" ] || fail "a sharded save removed the folder's config.json"
 run --steps 1 --weights "$TMP/sh" >/dev/null || fail "the new sharded save does not load"
 
+# ---- sizes ------------------------------------------------------------------------
+# Widths whose products leave 64 bits are refused, not wrapped into a plan.
+sed 's/  n_embd: 24/  n_embd: 4294967296/; s/  n_head: 3/  n_head: 1/' "$TINY" >"$TMP/wide.yaml"
+expect_error "a 2^32-wide model" "wide.yaml:[0-9]+:[0-9]+: param 'wte' has 67 x 4294967296 elements|wide.yaml:[0-9]+:[0-9]+: param '[a-z0-9_]+' has [0-9]+ x [0-9]+ elements, more than 2\^40" \
+  "$LISA" plan "$TMP/wide.yaml"
+sed 's/  n_layer: 2/  n_layer: 1000000000/; s/  n_embd: 24/  n_embd: 4096/; s/  n_head: 3/  n_head: 32/' "$TINY" >"$TMP/deep.yaml"
+expect_error "a model of more than 2^42 parameters" "deep.yaml:[0-9]+: param '[a-z0-9_]+': the model would hold more than 2\^42 parameters" \
+  "$LISA" plan "$TMP/deep.yaml"
+expect_error "rows beyond 2^31" "batch 1048576 x sequence 4096: the rows must number 1 to 2\^31-1" \
+  "$LISA" plan "$SRC/models/gpt2-124m.yaml" --batch 1048576 --seq 4096
+
 finish
