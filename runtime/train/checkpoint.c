@@ -471,8 +471,8 @@ static int read_ints(const st_file *f, const char *name, int64_t n, int32_t *out
 
 /* The step counts, slots and active set; ints as fill_ints lays them out,
  * blocks: room for 2 n_layer ints. */
-static int read_period(trainer *t, const st_file *f, int sampled, int32_t *ints, int *blocks,
-                       lt_error *err) {
+static int read_period(trainer *t, const st_file *f, int64_t step, int sampled, int32_t *ints,
+                       int *blocks, lt_error *err) {
   int n_regions = t->opt.n_regions, n_layer = t->ir.n_layer;
   int32_t *steps = ints, *slots = ints + n_regions, *active = slots + n_layer;
   int64_t n, n_active;
@@ -482,6 +482,9 @@ static int read_period(trainer *t, const st_file *f, int sampled, int32_t *ints,
     return -1;
   for (int r = 0; r < n_regions; r++) {
     if (steps[r] < 0) return lt_fail(err, "%s: adamw.t[%d] = %d is negative", f->path, r, steps[r]);
+    if (steps[r] > step) /* a region takes at most one AdamW step per step */
+      return lt_fail(err, "%s: adamw.t[%d] = %d, more than the %lld steps run", f->path, r,
+                     steps[r], (long long)step);
     t->opt.t[r] = steps[r];
   }
   int *slot_of = blocks, *active_blocks = blocks + n_layer;
@@ -512,7 +515,7 @@ static int restore_optimizer(trainer *t, const st_file *f, int64_t dir_step,
   int32_t *ints = malloc(sizeof(int32_t) * (size_t)(t->opt.n_regions + 2 * n_layer) + 1);
   int *blocks = malloc(sizeof(int) * (size_t)(2 * n_layer) + 1);
   int rc = ints && blocks ? 0 : lt_fail(err, "%s: out of memory", f->path);
-  if (rc == 0) rc = read_moments(t, f, err) || read_period(t, f, (int)sampled, ints, blocks, err);
+  if (rc == 0) rc = read_moments(t, f, err) || read_period(t, f, step, (int)sampled, ints, blocks, err);
   if (rc == 0)
     rc = parse_norms(f, "grad_norms", t->grad_norms, n_layer, err) ||
          parse_norms(f, "weight_norms", t->weight_norms, n_layer, err);

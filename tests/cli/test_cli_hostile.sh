@@ -14,15 +14,15 @@ WEIGHTS=$SRC/tests/fixtures/gpt2-tiny.safetensors
 run() { "$LISA" train "$TINY" --data "$TOKENS" --device cpu --quiet --batch 4 --seq 16 --lr 1e-2 "$@"; }
 rows() { grep -E '^\{"step":' "$1" | sed -E 's/,"step_ms".*//'; }
 
-# put_f32 FILE TENSOR HEX: overwrite the first 16 values of TENSOR's data
-# with the float whose little-endian bytes are HEX (e.g. '\x00\x00\xc0\x7f').
+# put_f32 FILE TENSOR HEX [N]: overwrite the first N (16) values of TENSOR's
+# data with the 4 little-endian bytes HEX (e.g. '\x00\x00\xc0\x7f', a NaN).
 put_f32() {
-  local file=$1 tensor=$2 bytes=$3 hl begin
+  local file=$1 tensor=$2 bytes=$3 count=${4:-16} hl begin
   hl=$(od -An -tu8 -N8 "$file" | tr -d ' ')
   begin=$(tail -c +9 "$file" | head -c "$hl" | grep -ao "\"$tensor\":{[^}]*}" \
     | sed -E 's/.*"data_offsets":\[([0-9]+),.*/\1/')
   [ -n "$begin" ] || { fail "no tensor $tensor in $file"; return; }
-  for _ in $(seq 16); do printf "$bytes"; done \
+  for _ in $(seq "$count"); do printf "$bytes"; done \
     | dd of="$file" bs=1 seek=$((8 + hl + begin)) conv=notrunc 2>/dev/null
 }
 
@@ -58,6 +58,11 @@ for case in "adamw.m:\x00\x00\xc0\x7f:tensor 'adamw.m' holds nan at element 0" \
   put_f32 "$TMP/t/step-2/optimizer.safetensors" "$tensor" "$bytes"
   expect_error "tampered $tensor" "$want" run --steps 4 --resume "$TMP/t"
 done
+
+# An AdamW step count beyond the steps run (I32 99 in adamw.t[0]).
+rm -rf "$TMP/t"; cp -r "$TMP/s.before" "$TMP/t"
+put_f32 "$TMP/t/step-2/optimizer.safetensors" adamw.t '\x63\x00\x00\x00' 1
+expect_error "tampered adamw.t" "adamw.t\[0\] = 99, more than the 2 steps run" run --steps 4 --resume "$TMP/t"
 
 # ---- the state folder: only our own folders go -------------------------------
 mkdir -p "$TMP/theirs" "$TMP/c/step-7"
