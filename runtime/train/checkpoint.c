@@ -207,15 +207,13 @@ static void optimizer_settings(const opt_config *o, ckpt_setting *s, int *n) {
 /* The tokens as read (ids widened to 32 bits), so a re-encoded file with the
  * same ids is the same data. */
 static void data_setting(const trainer *t, ckpt_setting *s, int *n) {
-  const data_file *d = &t->data;
-  uint64_t h = hash64_bytes(d->tokens, (size_t)d->n_tokens * sizeof *d->tokens, 0);
-  add_setting(s, n, TRAJECTORY, "data", "%016llx, %lld tokens", (unsigned long long)h,
-              (long long)d->n_tokens);
+  add_setting(s, n, TRAJECTORY, "data", "%016llx, %lld tokens",
+              (unsigned long long)t->data_hash, (long long)t->data.n_tokens);
 }
 
 /* Checked in this order: method first (the LISA settings exist only for
  * LISA), grad_slots last (it follows from the others, which name the cause). */
-static int settings_of(const trainer *t, ckpt_setting *s, lt_error *err) {
+static int settings_of(const trainer *t, ckpt_setting *s) {
   static const char *const modes[] = {"uniform", "bernoulli", "lua"};
   static const char *const methods[] = {"ft", "lisa", "lora"};
   const train_config *c = &t->cfg;
@@ -233,11 +231,8 @@ static int settings_of(const trainer *t, ckpt_setting *s, lt_error *err) {
     add_setting(s, &n, TRAJECTORY, "gamma", "%d", c->lisa.gamma);
     add_setting(s, &n, TRAJECTORY, "interval", "%lld", (long long)c->lisa.interval);
     add_setting(s, &n, TRAJECTORY, "sampling", "%s", modes[c->lisa.mode]);
-    if (c->lisa.mode == LISA_SAMPLE_LUA) {
-      uint64_t h;
-      if (hash64_file(c->lisa.lua_path, &h, err)) return -1;
-      add_setting(s, &n, TRAJECTORY, "policy", "%016llx", (unsigned long long)h);
-    }
+    if (c->lisa.mode == LISA_SAMPLE_LUA)
+      add_setting(s, &n, TRAJECTORY, "policy", "%016llx", (unsigned long long)t->policy_hash);
   }
   if (c->method == TRAIN_LORA) {
     add_setting(s, &n, STRUCTURAL, "lora_rank", "%d", c->lora_rank);
@@ -269,8 +264,7 @@ static void note_override(ckpt_overrides *ov, const char *key, const char *saved
 static int check_settings(const trainer *t, const st_file *f, ckpt_overrides *ov,
                           lt_error *err) {
   ckpt_setting want[CKPT_MAX_SETTINGS];
-  int n = settings_of(t, want, err);
-  if (n < 0) return -1;
+  int n = settings_of(t, want);
   int allow = ov && ov->allow;
   for (int i = 0; i < n; i++) {
     const char *saved = st_metadata(f, want[i].key);
@@ -363,8 +357,7 @@ static int fill_ints(const trainer *t, const char *path, int32_t *ints, lt_error
 static int save_optimizer(const trainer *t, const char *path, lt_error *err) {
   int n_layer = t->ir.n_layer;
   ckpt_setting set[CKPT_MAX_SETTINGS];
-  int n_set = settings_of(t, set, err);
-  if (n_set < 0) return -1;
+  int n_set = settings_of(t, set);
   char step[24], sampled[4];
   snprintf(step, sizeof step, "%" PRId64, t->step);
   snprintf(sampled, sizeof sampled, "%d", sched_is_sampled(&t->sched));

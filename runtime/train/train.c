@@ -8,6 +8,7 @@
 #include "clock_ms.h"
 #include "cpu_profile.h"
 #include "executor.h"
+#include "hash64.h"
 #include "lora.h"
 #include "model_yaml.h"
 #include "weights.h"
@@ -241,6 +242,11 @@ int trainer_create(trainer *t, const train_config *cfg, lt_error *err) {
   if (t->data.n_tokens < cfg->seq + 1)
     return lt_fail(err, "%s: %lld tokens, too few for --seq %d", cfg->data_path,
                    (long long)t->data.n_tokens, cfg->seq);
+  /* the identities a saved state records, taken before any step */
+  t->data_hash = hash64_bytes(t->data.tokens, (size_t)t->data.n_tokens * sizeof *t->data.tokens, 0);
+  if (cfg->method == TRAIN_LISA && cfg->lisa.mode == LISA_SAMPLE_LUA &&
+      hash64_file(cfg->lisa.lua_path, &t->policy_hash, err))
+    return -1;
   if (create_state(t, cfg, err) || init_weights(t, cfg, err)) return -1;
   if (train_optim_init_moments(&t->opt, &t->state, !cfg->params_only || cfg->host_moments, err) ||
       alloc_norm_tables(t, err))
