@@ -36,6 +36,8 @@ typedef struct {
   name_index config; /* m->config by name */
   name_index hf;     /* m->params by checkpoint name */
   name_index keys;   /* m->params by key */
+  const yml_overrides *ov; /* config values from config.json, or NULL */
+  yml_hf *hf_out;    /* where the hf section goes, or NULL */
 } yml_ctx;
 
 /* --- node access and messages --- */
@@ -216,6 +218,44 @@ static int get_int_count(yml_ctx *c, const yaml_node_t *n, const char *what, int
 
 /* --- top level: name, config, checkpoint --- */
 
+/* 1 when a value from outside replaces entry e's own (then its expression
+ * is not evaluated: the file's value is the truth). */
+static int override_config(yml_ctx *c, ir_config_entry *e) {
+  for (int i = 0; c->ov && i < c->ov->n; i++)
+    if (!strcmp(c->ov->entries[i].name, e->name)) {
+      e->value = c->ov->entries[i].value;
+      c->ov->used[i] = 1;
+      return 1;
+    }
+  return 0;
+}
+
+/* hf: {model_type: T, ignore: [k, ...], require: {k: v, ...}} */
+static int load_hf(yml_ctx *c, const yaml_node_t *n) {
+  static const char *const keys[] = {"model_type", "ignore", "require", NULL};
+  yml_hf hf = {0};
+  if (need_map(c, n, "hf") || check_keys(c, n, keys, "hf")) return -1;
+  const yaml_node_t *type = map_get(c, n, "model_type"), *ig = map_get(c, n, "ignore"),
+                    *rq = map_get(c, n, "require");
+  if (!type) return fail_at(c, n, "hf needs model_type (config.json's)");
+  if (get_name(c, type, "hf model_type", hf.model_type, sizeof hf.model_type)) return -1;
+  if (ig && ig->type != YAML_SEQUENCE_NODE) return fail_at(c, ig, "hf ignore must be a list");
+  for (int i = 0; ig && i < seq_len(ig); i++) {
+    if (hf.n_ignore == YML_HF_MAX) return fail_at(c, ig, "hf ignore: at most %d keys", YML_HF_MAX);
+    if (get_name(c, seq_item(c, ig, i), "hf ignore key", hf.ignore[hf.n_ignore++], 48)) return -1;
+  }
+  if (rq && need_map(c, rq, "hf require")) return -1;
+  for (int i = 0; rq && i < map_len(rq); i++) {
+    if (hf.n_require == 16) return fail_at(c, rq, "hf require: at most 16 keys");
+    if (get_name(c, map_key(c, rq, i), "hf require key", hf.require[hf.n_require].key, 48) ||
+        get_name(c, map_value(c, rq, i), "hf require value", hf.require[hf.n_require].value, 48))
+      return -1;
+    hf.n_require++;
+  }
+  if (c->hf_out) *c->hf_out = hf;
+  return 0;
+}
+
 /* Entries in order; each may use the ones above it. */
 static int load_config(yml_ctx *c, const yaml_node_t *n) {
   ir_model *m = c->m;
@@ -231,7 +271,7 @@ static int load_config(yml_ctx *c, const yaml_node_t *n) {
       return fail_at(c, key, "config '%s' is defined twice", e.name);
     char what[96];
     snprintf(what, sizeof what, "config '%s'", e.name);
-    if (get_number(c, map_value(c, n, i), what, &e.value)) return -1;
+    if (!override_config(c, &e) && get_number(c, map_value(c, n, i), what, &e.value)) return -1;
     m->config[m->n_config++] = e;
     if (name_index_add(&c->config, m->n_config - 1))
       return lt_fail(c->err, "%s: out of memory", c->file);
@@ -796,7 +836,7 @@ static int check_sizes(yml_ctx *c) {
 
 static int load_root(yml_ctx *c, const yaml_node_t *root) {
   static const char *const keys[] = {"name", "config", "checkpoint", "embed",
-                                     "block", "head", NULL};
+                                     "block", "head", "hf", NULL};
   if (need_map(c, root, "the model description") ||
       check_keys(c, root, keys, "the model description"))
     return -1;
@@ -804,6 +844,8 @@ static int load_root(yml_ctx *c, const yaml_node_t *root) {
   if (!name || get_name(c, name, "name", c->m->name, sizeof c->m->name)) return -1;
   yaml_node_t *config = map_get(c, root, "config");
   if (config && load_config(c, config)) return -1;
+  yaml_node_t *hf = map_get(c, root, "hf");
+  if (hf && load_hf(c, hf)) return -1;
   if (load_checkpoint(c, map_get(c, root, "checkpoint"))) return -1;
   for (int s = 0; s < IR_NSECTIONS; s++) {
     yaml_node_t *section = need_key(c, root, ir_section_name(s), "the model description");
@@ -827,11 +869,12 @@ static int parser_problem(const char *file, const yaml_parser_t *p, lt_error *er
 }
 
 /* Loads the document the parser is set up for into m. */
-static int load_from_parser(yaml_parser_t *parser, const char *file, ir_model *m,
-                            lt_error *err) {
+static int load_from_parser(yaml_parser_t *parser, const char *file, const yml_overrides *ov,
+                            yml_hf *hf, ir_model *m, lt_error *err) {
   yaml_document_t doc;
   if (!yaml_parser_load(parser, &doc)) return parser_problem(file, parser, err);
-  yml_ctx c = {.file = file, .doc = &doc, .m = m, .err = err};
+  yml_ctx c = {.file = file, .doc = &doc, .m = m, .err = err, .ov = ov, .hf_out = hf};
+  if (hf) memset(hf, 0, sizeof *hf);
   name_index_init(&c.config, config_name, m);
   name_index_init(&c.hf, hf_name, m);
   name_index_init(&c.keys, param_key, m);
@@ -857,12 +900,17 @@ int yml_load_model_string(const char *text, const char *name, ir_model *m,
   yaml_parser_t parser;
   if (!yaml_parser_initialize(&parser)) return lt_fail(err, "%s: out of memory", name);
   yaml_parser_set_input_string(&parser, (const unsigned char *)text, strlen(text));
-  int rc = load_from_parser(&parser, name, m, err);
+  int rc = load_from_parser(&parser, name, NULL, NULL, m, err);
   yaml_parser_delete(&parser);
   return finish(rc, m);
 }
 
 int yml_load_model(const char *path, ir_model *m, lt_error *err) {
+  return yml_load_model_ex(path, NULL, NULL, m, err);
+}
+
+int yml_load_model_ex(const char *path, const yml_overrides *ov, yml_hf *hf, ir_model *m,
+                      lt_error *err) {
   ir_model_init(m);
   if (strlen(path) >= sizeof m->path) return lt_fail(err, "%s: path too long", path);
   snprintf(m->path, sizeof m->path, "%s", path);
@@ -874,7 +922,7 @@ int yml_load_model(const char *path, ir_model *m, lt_error *err) {
     return lt_fail(err, "%s: out of memory", path);
   }
   yaml_parser_set_input_file(&parser, f);
-  int rc = load_from_parser(&parser, path, m, err);
+  int rc = load_from_parser(&parser, path, ov, hf, m, err);
   yaml_parser_delete(&parser);
   fclose(f);
   return finish(rc, m);

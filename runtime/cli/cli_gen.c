@@ -16,6 +16,7 @@
 #endif
 #include "lora.h"
 #include "gen_tune.h"
+#include "model_source.h"
 #include "model_yaml.h"
 #include "memory_plan.h"
 #include "train.h"
@@ -172,7 +173,8 @@ static int write_outputs(const gen_program *prog, const gen_args *a) {
 static int load_model(const gen_args *a, ir_model *m, unsigned char **trains, lt_error *err) {
   double alpha = a->lora_alpha > 0 ? a->lora_alpha : 2.0 * a->lora_rank;
   *trains = NULL;
-  if (yml_load_model(a->model, m, err) ||
+  char weights[1024];
+  if (model_open(a->model, m, weights, sizeof weights, err) ||
       (a->method == TRAIN_LORA && lora_apply(m, a->lora_rank, alpha, a->lora_targets, err)) ||
       ad_build_backward(m, err))
     return -1;

@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "cli_opts.h"
 #include "lora.h"
+#include "model_source.h"
 #include "model_yaml.h"
 #include "memory_plan.h"
 #include "train.h"
@@ -101,7 +102,8 @@ int cli_plan(int argc, char **argv) {
   ir_model m;
   lt_error err;
   memory_breakdown pm;
-  rc = yml_load_model(a.model_path, &m, &err) ||
+  char weights[1024];
+  rc = model_open(a.model_path, &m, weights, sizeof weights, &err) ||
        (a.ps.method == TRAIN_LORA &&
         lora_apply(&m, a.ps.lora_rank, a.ps.lora_alpha, a.ps.lora_targets, &err)) ||
        ad_build_backward(&m, &err) || memory_plan_compute(&m, &a.ps, &pm, &err);

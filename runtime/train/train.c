@@ -10,6 +10,7 @@
 #include "executor.h"
 #include "hash64.h"
 #include "lora.h"
+#include "model_source.h"
 #include "model_yaml.h"
 #include "weights.h"
 
@@ -203,7 +204,8 @@ static int grad_slots_for(const train_config *cfg, const ir_model *m) {
 }
 
 static int load_model(trainer *t, const train_config *cfg, lt_error *err) {
-  if (yml_load_model(cfg->model_path, &t->ir, err)) return -1;
+  if (model_open(cfg->model_path, &t->ir, t->folder_weights, sizeof t->folder_weights, err))
+    return -1;
   if (cfg->method == TRAIN_LORA &&
       lora_apply(&t->ir, cfg->lora_rank, cfg->lora_alpha, cfg->lora_targets, err))
     return -1;
@@ -229,9 +231,12 @@ static int create_state(trainer *t, const train_config *cfg, lt_error *err) {
 
 /* A base checkpoint has no adapters: LoRA draws them first, then loads. */
 static int init_weights(trainer *t, const train_config *cfg, lt_error *err) {
-  if (!cfg->weights_path || cfg->method == TRAIN_LORA) wt_init_random(&t->state, cfg->seed);
-  if (!cfg->weights_path) return 0;
-  return wt_load(&t->state, cfg->weights_path, t->load_note, sizeof t->load_note, err);
+  /* a Hugging Face folder brings its weights unless --weights says otherwise */
+  const char *weights = cfg->weights_path ? cfg->weights_path
+                        : t->folder_weights[0] ? t->folder_weights : NULL;
+  if (!weights || cfg->method == TRAIN_LORA) wt_init_random(&t->state, cfg->seed);
+  if (!weights) return 0;
+  return wt_load(&t->state, weights, t->load_note, sizeof t->load_note, err);
 }
 
 int trainer_create(trainer *t, const train_config *cfg, lt_error *err) {

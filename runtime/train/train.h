@@ -89,6 +89,7 @@ typedef struct {
   double *grad_norms;      /* [n_layer] from each block's last active step */
   int64_t step;            /* next step to run */
   char load_note[512];     /* tensors in --weights the model ignored */
+  char folder_weights[1024]; /* MODEL as a Hugging Face folder: its weights; else "" */
   uint64_t data_hash;      /* hash64 of the token ids, taken once (checkpoints record it) */
   uint64_t policy_hash;    /* hash64 of the Lua policy file, or 0 */
   struct cpu_profile *profile; /* trainer_profile; NULL: nothing timed */

@@ -1,0 +1,162 @@
+#include "model_source.h"
+
+#include <cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "model_yaml.h"
+
+#ifndef LISA_MODELS_DIR
+#define LISA_MODELS_DIR "models"
+#endif
+
+int model_is_folder(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static const char *models_dir(void) {
+  const char *env = getenv("LISA_MODELS");
+  return env && env[0] ? env : LISA_MODELS_DIR;
+}
+
+static cJSON *read_json(const char *path, lt_error *err) {
+  FILE *fp = fopen(path, "rb");
+  if (!fp) return lt_fail(err, "%s: cannot open: %s", path, strerror(errno)), NULL;
+  char *text = NULL;
+  size_t n = 0;
+  long len = fseek(fp, 0, SEEK_END) == 0 ? ftell(fp) : -1;
+  if (len >= 0 && len < (64 << 20) && fseek(fp, 0, SEEK_SET) == 0 && (text = malloc((size_t)len + 1)))
+    n = fread(text, 1, (size_t)len, fp);
+  fclose(fp);
+  if (!text || n != (size_t)len) {
+    free(text);
+    return lt_fail(err, "%s: cannot read", path), NULL;
+  }
+  cJSON *root = cJSON_ParseWithLength(text, n);
+  free(text);
+  if (!cJSON_IsObject(root)) {
+    cJSON_Delete(root);
+    return lt_fail(err, "%s: not a JSON object", path), NULL;
+  }
+  return root;
+}
+
+/* "a, b or c": the families models/ holds (files with an hf section are
+ * the families; this lists every <type>.yaml whose name has no '-'). */
+static void list_families(char *out, size_t cap) {
+  out[0] = '\0';
+  DIR *d = opendir(models_dir());
+  size_t k = 0;
+  for (struct dirent *e; d && (e = readdir(d));) {
+    size_t len = strlen(e->d_name);
+    if (len > 5 && !strcmp(e->d_name + len - 5, ".yaml") && !strchr(e->d_name, '-') && k < cap)
+      k += (size_t)snprintf(out + k, cap - k, "%s%.*s", k ? ", " : "", (int)(len - 5), e->d_name);
+  }
+  if (d) closedir(d);
+}
+
+/* config.json's numbers and booleans, as overrides; strings and the rest
+ * are checked after loading. */
+static int numeric_entries(const cJSON *root, ir_config_entry **out, int *n) {
+  int cap = cJSON_GetArraySize(root), k = 0;
+  *out = calloc((size_t)cap + 1, sizeof **out);
+  if (!*out) return -1;
+  for (const cJSON *e = root->child; e; e = e->next) {
+    if (!cJSON_IsNumber(e) && !cJSON_IsBool(e)) continue;
+    snprintf((*out)[k].name, sizeof (*out)[k].name, "%s", e->string);
+    (*out)[k++].value = cJSON_IsNumber(e) ? e->valuedouble : cJSON_IsTrue(e);
+  }
+  *n = k;
+  return 0;
+}
+
+static int in_ignore(const yml_hf *hf, const char *key) {
+  for (int i = 0; i < hf->n_ignore; i++)
+    if (!strcmp(hf->ignore[i], key)) return 1;
+  return 0;
+}
+
+/* The value as config.json spells it, for comparing with hf.require. */
+static void json_text(const cJSON *e, char *out, size_t cap) {
+  if (cJSON_IsString(e)) snprintf(out, cap, "%s", e->valuestring);
+  else if (cJSON_IsBool(e)) snprintf(out, cap, "%s", cJSON_IsTrue(e) ? "true" : "false");
+  else if (cJSON_IsNumber(e)) snprintf(out, cap, "%.17g", e->valuedouble);
+  else snprintf(out, cap, "%s", cJSON_IsArray(e) ? "a list" : "an object");
+}
+
+/* Every key of config.json is accounted for: used as a config value,
+ * ignored by the family, or required with the value it has. */
+static int check_keys(const char *json_path, const char *yaml, const cJSON *root,
+                      const ir_config_entry *nums, const unsigned char *used, int n_nums,
+                      const yml_hf *hf, lt_error *err) {
+  for (const cJSON *e = root->child; e; e = e->next) {
+    if (!strcmp(e->string, "model_type") || cJSON_IsNull(e) || in_ignore(hf, e->string)) continue;
+    int done = 0;
+    for (int i = 0; i < n_nums && !done; i++) done = used[i] && !strcmp(nums[i].name, e->string);
+    if (done) continue;
+    char have[64];
+    json_text(e, have, sizeof have);
+    for (int r = 0; r < hf->n_require && !done; r++) {
+      if (strcmp(hf->require[r].key, e->string)) continue;
+      if (strcmp(hf->require[r].value, have))
+        return lt_fail(err, "%s: \"%s\" is %s, but %s computes it as %s", json_path, e->string,
+                       have, yaml, hf->require[r].value);
+      done = 1;
+    }
+    if (!done)
+      return lt_fail(err, "%s: \"%s\" (%s) is not known to %s, so what it changes would be "
+                     "lost; if it changes nothing in training, add it to the family's hf.ignore",
+                     json_path, e->string, have, yaml);
+  }
+  return 0;
+}
+
+static int open_folder(const char *dir, ir_model *m, lt_error *err) {
+  char json_path[1200], yaml[1200], families[512];
+  snprintf(json_path, sizeof json_path, "%s/config.json", dir);
+  cJSON *root = read_json(json_path, err);
+  if (!root) return -1;
+  const cJSON *type = cJSON_GetObjectItemCaseSensitive(root, "model_type");
+  int rc = -1;
+  ir_config_entry *nums = NULL;
+  unsigned char *used = NULL;
+  int n_nums = 0;
+  yml_hf hf;
+  if (!cJSON_IsString(type) || !type->valuestring[0] || strchr(type->valuestring, '/') ||
+      strchr(type->valuestring, '.')) {
+    lt_fail(err, "%s: no \"model_type\" naming a family", json_path);
+  } else if (snprintf(yaml, sizeof yaml, "%s/%s.yaml", models_dir(), type->valuestring),
+             access(yaml, R_OK) != 0) {
+    list_families(families, sizeof families);
+    lt_fail(err, "%s: model_type \"%s\" has no family file (%s); known: %s", json_path,
+            type->valuestring, yaml, families);
+  } else if (numeric_entries(root, &nums, &n_nums) || !(used = calloc((size_t)n_nums + 1, 1))) {
+    lt_fail(err, "%s: out of memory", json_path);
+  } else {
+    yml_overrides ov = {n_nums, nums, used};
+    rc = yml_load_model_ex(yaml, &ov, &hf, m, err);
+    if (rc == 0 && strcmp(hf.model_type, type->valuestring))
+      rc = lt_fail(err, "%s: its hf.model_type is \"%s\", not \"%s\"", yaml, hf.model_type,
+                   type->valuestring);
+    if (rc == 0) rc = check_keys(json_path, yaml, root, nums, used, n_nums, &hf, err);
+    if (rc) ir_model_free(m);
+  }
+  free(nums);
+  free(used);
+  cJSON_Delete(root);
+  return rc;
+}
+
+int model_open(const char *path, ir_model *m, char *weights, size_t cap, lt_error *err) {
+  weights[0] = '\0';
+  if (!model_is_folder(path)) return yml_load_model(path, m, err);
+  if (open_folder(path, m, err)) return -1;
+  snprintf(weights, cap, "%s", path);
+  return 0;
+}

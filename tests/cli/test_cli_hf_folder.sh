@@ -1,0 +1,75 @@
+#!/bin/bash
+# MODEL as a Hugging Face folder: config.json's model_type picks the family
+# file (models/gpt2.yaml, models/llama.yaml), its values set the sizes, the
+# folder's safetensors are the weights; the runs equal the same model given
+# as YAML + --weights. A config.json the family cannot honour is an error.
+. "$LISA_SRC/tests/cli/lib.sh"
+
+TOKENS=$SRC/tests/fixtures/tokens-67.bin
+train() { "$LISA" train --quiet --device cpu --batch 2 --seq 8 --steps 3 --lr 1e-2 "$@"; }
+rows() { grep -E '^\{"step":' "$1" | sed -E 's/,"step_ms".*//'; }
+# same_rows NAME A B: both logs have rows, and the same ones
+same_rows() {
+  if [ -n "$(rows "$2")" ] && diff <(rows "$2") <(rows "$3") >/dev/null; then echo "ok   $1"
+  else fail "$1: the runs differ"; fi
+}
+# 400 token ids below 61 (llama-tiny's vocabulary), in llm.c's .bin format
+small_tokens() {
+  printf '\x88\xd8\x34\x01\x01\x00\x00\x00\x90\x01\x00\x00'
+  head -c $((253 * 4)) /dev/zero
+  for i in $(seq 0 399); do printf "\\x$(printf %02x $(((i * 37 + i / 7) % 61)))\\x00"; done
+}
+
+mkdir -p "$TMP/gpt2"
+cp "$SRC/tests/fixtures/gpt2-tiny.safetensors" "$TMP/gpt2/model.safetensors"
+gpt2_config() {
+  cat <<JSON
+{"activation_function": "${1:-gelu_new}", "architectures": ["GPT2LMHeadModel"], "attn_pdrop": 0.1,
+ "bos_token_id": 50256, "embd_pdrop": 0.1, "eos_token_id": 50256, "initializer_range": 0.02,
+ "layer_norm_epsilon": 1e-05, "model_type": "${2:-gpt2}", "n_ctx": 32, "n_embd": 24, "n_head": 3,
+ "n_inner": null, "n_layer": 2, "n_positions": 32, "reorder_and_upcast_attn": false,
+ "resid_pdrop": 0.1, "scale_attn_by_inverse_layer_idx": false, "scale_attn_weights": true,
+ "summary_activation": null, "summary_first_dropout": 0.1, "summary_proj_to_labels": true,
+ "summary_type": "cls_index", "summary_use_proj": true, "torch_dtype": "float32",
+ "transformers_version": "4.44.0", "use_cache": true, "vocab_size": 67 ${3:-}}
+JSON
+}
+gpt2_config >"$TMP/gpt2/config.json"
+train "$TMP/gpt2" --data "$TOKENS" --log-jsonl "$TMP/folder.jsonl" || fail "training from a GPT-2 folder failed"
+train "$SRC/models/gpt2-tiny.yaml" --weights "$SRC/tests/fixtures/gpt2-tiny.safetensors" \
+  --data "$TOKENS" --log-jsonl "$TMP/yaml.jsonl" || fail "training from YAML failed"
+same_rows "gpt2 folder = gpt2-tiny.yaml + its weights" "$TMP/yaml.jsonl" "$TMP/folder.jsonl"
+"$LISA" plan "$TMP/gpt2" >/dev/null || fail "lisa plan of a folder failed"
+
+mkdir -p "$TMP/llama"
+cp "$SRC/tests/fixtures/llama-tiny.safetensors" "$TMP/llama/model.safetensors"
+cat >"$TMP/llama/config.json" <<'JSON'
+{"architectures": ["LlamaForCausalLM"], "attention_bias": false, "attention_dropout": 0.0,
+ "bos_token_id": 1, "eos_token_id": 2, "hidden_act": "silu", "hidden_size": 24,
+ "initializer_range": 0.02, "intermediate_size": 40, "max_position_embeddings": 64,
+ "mlp_bias": false, "model_type": "llama", "num_attention_heads": 4, "num_hidden_layers": 2,
+ "num_key_value_heads": 2, "pretraining_tp": 1, "rms_norm_eps": 1e-06, "rope_scaling": null,
+ "rope_theta": 10000.0, "tie_word_embeddings": false, "torch_dtype": "float32",
+ "transformers_version": "4.44.0", "use_cache": true, "vocab_size": 61}
+JSON
+small_tokens >"$TMP/small.bin"
+train "$TMP/llama" --data "$TMP/small.bin" --log-jsonl "$TMP/lfolder.jsonl" \
+  || fail "training from a LLaMA folder failed"
+train "$SRC/models/llama-tiny.yaml" --weights "$SRC/tests/fixtures/llama-tiny.safetensors" \
+  --data "$TMP/small.bin" --log-jsonl "$TMP/lyaml.jsonl" || fail "training llama-tiny from YAML failed"
+same_rows "llama folder = llama-tiny.yaml + its weights" "$TMP/lyaml.jsonl" "$TMP/lfolder.jsonl"
+
+# What the family cannot honour.
+gpt2_config gelu_new gpt3 >"$TMP/gpt2/config.json"
+expect_error "unknown model_type" "model_type \"gpt3\" has no family file .*known: .*gpt2.*llama|model_type \"gpt3\" has no family file .*known: .*llama.*gpt2" \
+  train "$TMP/gpt2" --data "$TOKENS"
+gpt2_config relu >"$TMP/gpt2/config.json"
+expect_error "a required value differs" "config.json: \"activation_function\" is relu, but .*gpt2.yaml computes it as gelu_new" \
+  train "$TMP/gpt2" --data "$TOKENS"
+gpt2_config gelu_new gpt2 ', "rope_scaling": {"type": "linear", "factor": 2}' >"$TMP/gpt2/config.json"
+expect_error "an unknown config key" "config.json: \"rope_scaling\" \(an object\) is not known to .*gpt2.yaml" \
+  train "$TMP/gpt2" --data "$TOKENS"
+rm "$TMP/gpt2/config.json"
+expect_error "a folder without config.json" "gpt2/config.json: cannot open" train "$TMP/gpt2" --data "$TOKENS"
+
+finish
