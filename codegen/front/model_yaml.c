@@ -812,6 +812,16 @@ static int load_section(yml_ctx *c, int section, const yaml_node_t *n) {
   return load_output(c, section, n);
 }
 
+/* max_seq: the longest sequence the graph computes exactly (Mistral's
+ * sliding window, which the graph's causal attention equals up to the
+ * window), on top of any position table's rows. */
+static int load_max_seq(yml_ctx *c, const yaml_node_t *n) {
+  int v;
+  if (get_int_count(c, n, "max_seq", &v)) return -1;
+  if (!c->m->max_seq || v < c->m->max_seq) c->m->max_seq = v;
+  return 0;
+}
+
 /* The whole model within the limits above, summed without overflow (each
  * term is at most 2^40 x 2^30). */
 static int check_sizes(yml_ctx *c) {
@@ -836,7 +846,7 @@ static int check_sizes(yml_ctx *c) {
 
 static int load_root(yml_ctx *c, const yaml_node_t *root) {
   static const char *const keys[] = {"name", "config", "checkpoint", "embed",
-                                     "block", "head", "hf", NULL};
+                                     "block", "head", "hf", "max_seq", NULL};
   if (need_map(c, root, "the model description") ||
       check_keys(c, root, keys, "the model description"))
     return -1;
@@ -851,6 +861,8 @@ static int load_root(yml_ctx *c, const yaml_node_t *root) {
     yaml_node_t *section = need_key(c, root, ir_section_name(s), "the model description");
     if (!section || load_section(c, s, section)) return -1;
   }
+  yaml_node_t *max_seq = map_get(c, root, "max_seq");
+  if (max_seq && load_max_seq(c, max_seq)) return -1;
   return check_sizes(c);
 }
 

@@ -13,11 +13,11 @@ same_rows() {
   if [ -n "$(rows "$2")" ] && diff <(rows "$2") <(rows "$3") >/dev/null; then echo "ok   $1"
   else fail "$1: the runs differ"; fi
 }
-# 400 token ids below 61 (llama-tiny's vocabulary), in llm.c's .bin format
+# 400 token ids below 53 (mistral-tiny's vocabulary, smaller than llama-tiny's), llm.c format
 small_tokens() {
   printf '\x88\xd8\x34\x01\x01\x00\x00\x00\x90\x01\x00\x00'
   head -c $((253 * 4)) /dev/zero
-  for i in $(seq 0 399); do printf "\\x$(printf %02x $(((i * 37 + i / 7) % 61)))\\x00"; done
+  for i in $(seq 0 399); do printf "\\x$(printf %02x $(((i * 37 + i / 7) % 53)))\\x00"; done
 }
 
 mkdir -p "$TMP/gpt2"
@@ -58,6 +58,30 @@ train "$TMP/llama" --data "$TMP/small.bin" --log-jsonl "$TMP/lfolder.jsonl" \
 train "$SRC/models/llama-tiny.yaml" --weights "$SRC/tests/fixtures/llama-tiny.safetensors" \
   --data "$TMP/small.bin" --log-jsonl "$TMP/lyaml.jsonl" || fail "training llama-tiny from YAML failed"
 same_rows "llama folder = llama-tiny.yaml + its weights" "$TMP/lyaml.jsonl" "$TMP/lfolder.jsonl"
+
+# Mistral: LLaMA's graph, exact up to the sliding window, which bounds --seq.
+mkdir -p "$TMP/mistral"
+cp "$SRC/tests/fixtures/mistral-tiny.safetensors" "$TMP/mistral/model.safetensors"
+mistral_config() {
+  cat <<JSON
+{"architectures": ["MistralForCausalLM"], "attention_dropout": 0.0, "bos_token_id": 1,
+ "eos_token_id": 2, "hidden_act": "silu", "hidden_size": 32, "initializer_range": 0.02,
+ "intermediate_size": 48, "max_position_embeddings": 128, "model_type": "mistral",
+ "num_attention_heads": 4, "num_hidden_layers": 3, "num_key_value_heads": 1,
+ "rms_norm_eps": 1e-05, "rope_theta": 1000000.0, "sliding_window": $1,
+ "tie_word_embeddings": false, "torch_dtype": "float32", "transformers_version": "4.44.0",
+ "use_cache": true, "vocab_size": 53}
+JSON
+}
+mistral_config 16 >"$TMP/mistral/config.json"
+train "$TMP/mistral" --data "$TMP/small.bin" --log-jsonl "$TMP/mfolder.jsonl" \
+  || fail "training from a Mistral folder failed"
+train "$SRC/models/mistral-tiny.yaml" --weights "$SRC/tests/fixtures/mistral-tiny.safetensors" \
+  --data "$TMP/small.bin" --log-jsonl "$TMP/myaml.jsonl" || fail "training mistral-tiny from YAML failed"
+same_rows "mistral folder = mistral-tiny.yaml + its weights" "$TMP/myaml.jsonl" "$TMP/mfolder.jsonl"
+mistral_config 4 >"$TMP/mistral/config.json"
+expect_error "--seq beyond the sliding window" "--seq 8 is longer than .*mistral.yaml allows \(4 positions\)" \
+  train "$TMP/mistral" --data "$TMP/small.bin"
 
 # What the family cannot honour.
 gpt2_config gelu_new gpt3 >"$TMP/gpt2/config.json"
