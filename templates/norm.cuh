@@ -95,7 +95,8 @@ template <typename T, int C, int THREADS, int ROWS> struct RowShape {
 template <typename T, int C, int THREADS, int ROWS, bool RMS, bool ADD>
 __device__ __forceinline__ void forward(T *s, T *y, float *mean, float *rstd,
                                         const T *a, const T *b, const T *w,
-                                        const T *bias, int N, float eps) {
+                                        const T *bias, int N, float eps,
+                                        float w_offset) {
   using S = RowShape<T, C, THREADS, ROWS>;
   constexpr int VEC = S::VEC, VPT = S::VPT;
   const int g = threadIdx.x / THREADS, t = threadIdx.x % THREADS;
@@ -158,7 +159,7 @@ __device__ __forceinline__ void forward(T *s, T *y, float *mean, float *rstd,
     vec_load<T, VEC>(wv, w + c);
     if constexpr (RMS) {
 #pragma unroll
-      for (int k = 0; k < VEC; k++) out[k] = wv[k] * (x[i][k] * rs);
+      for (int k = 0; k < VEC; k++) out[k] = (w_offset + wv[k]) * (x[i][k] * rs);
     } else {
       float bv[VEC];
       vec_load<T, VEC>(bv, bias + c);
@@ -174,7 +175,7 @@ template <typename T, int C, int THREADS, int ROWS, bool RMS>
 __device__ __forceinline__ void backward_x(T *dx, const T *dy, const T *x,
                                            const T *w, const float *mean,
                                            const float *rstd, const T *dres,
-                                           int N) {
+                                           int N, float w_offset) {
   using S = RowShape<T, C, THREADS, ROWS>;
   constexpr int VEC = S::VEC, VPT = S::VPT;
   const int g = threadIdx.x / THREADS, t = threadIdx.x % THREADS;
@@ -197,7 +198,7 @@ __device__ __forceinline__ void backward_x(T *dx, const T *dy, const T *x,
 #pragma unroll
       for (int k = 0; k < VEC; k++) {
         nrm[i][k] = RMS ? xv[k] * rs : (xv[k] - m) * rs;
-        dn[i][k] = dyv[k] * wv[k];
+        dn[i][k] = dyv[k] * (w_offset + wv[k]);
       }
     } else {
 #pragma unroll
@@ -313,7 +314,7 @@ __device__ __forceinline__ void layernorm_forward(T *y, float *mean, float *rstd
                                                   const T *x, const T *w,
                                                   const T *b, int N, float eps) {
   norm_detail::forward<T, C, THREADS, ROWS, false, false>(nullptr, y, mean, rstd, x,
-                                                          nullptr, w, b, N, eps);
+                                                          nullptr, w, b, N, eps, 0.f);
 }
 
 // Residual add + LayerNorm: s = a + b (stored as T, the residual stream),
@@ -328,7 +329,7 @@ __device__ __forceinline__ void add_layernorm_forward(T *s, T *y, float *mean,
                                                       const T *bias, int N,
                                                       float eps) {
   norm_detail::forward<T, C, THREADS, ROWS, false, true>(s, y, mean, rstd, a, b, w,
-                                                         bias, N, eps);
+                                                         bias, N, eps, 0.f);
 }
 
 // dx = rstd * (dnorm - mean(dnorm) - norm * mean(dnorm * norm)) [+ dres],
@@ -344,7 +345,7 @@ __device__ __forceinline__ void layernorm_backward_x(T *dx, const T *dy, const T
                                                      const float *rstd,
                                                      const T *dres, int N) {
   norm_detail::backward_x<T, C, THREADS, ROWS, false>(dx, dy, x, w, mean, rstd, dres,
-                                                      N);
+                                                      N, 0.f);
 }
 
 // Stage 1 of dw += sum_n dy * (x - mean) * rstd, db += sum_n dy: column sums
@@ -366,17 +367,20 @@ __device__ __forceinline__ void layernorm_backward_wb_partial(float *partial,
 }
 
 // ===========================================================================
-// RMSNorm (Hugging Face's LlamaRMSNorm): y = w * (x * rstd),
-// rstd = 1 / sqrt(mean(x^2) + eps), saved per row.
+// RMSNorm (Hugging Face's LlamaRMSNorm): y = (w_offset + w) * (x * rstd),
+// rstd = 1 / sqrt(mean(x^2) + eps), saved per row. w_offset is 0 but for
+// Gemma's (1 + w). A per-head norm launches N * heads rows of C = head size.
 
 // launch: grid (ceil(N / ROWS)), block (THREADS * ROWS), dynamic smem: 0 bytes
 // tunables: THREADS {32,64,96,128,192,256,384,512,768,1024} default norm_threads<T,C>(); ROWS {1,2,4,8} default norm_rows<T,C>(); as layernorm_forward
 // scratch: none
 template <typename T, int C, int THREADS = norm_threads<T, C>(), int ROWS = norm_rows<T, C>()>
 __device__ __forceinline__ void rmsnorm_forward(T *y, float *rstd, const T *x,
-                                                const T *w, int N, float eps) {
+                                                const T *w, int N, float eps,
+                                                float w_offset = 0.f) {
   norm_detail::forward<T, C, THREADS, ROWS, true, false>(nullptr, y, nullptr, rstd, x,
-                                                         nullptr, w, nullptr, N, eps);
+                                                         nullptr, w, nullptr, N, eps,
+                                                         w_offset);
 }
 
 // Residual add + RMSNorm: s = a + b (stored as T), y = rmsnorm(s), rstd of s;
@@ -387,22 +391,24 @@ __device__ __forceinline__ void rmsnorm_forward(T *y, float *rstd, const T *x,
 template <typename T, int C, int THREADS = norm_threads<T, C>(), int ROWS = norm_rows<T, C>()>
 __device__ __forceinline__ void add_rmsnorm_forward(T *s, T *y, float *rstd,
                                                     const T *a, const T *b,
-                                                    const T *w, int N, float eps) {
+                                                    const T *w, int N, float eps,
+                                                    float w_offset = 0.f) {
   norm_detail::forward<T, C, THREADS, ROWS, true, true>(s, y, nullptr, rstd, a, b, w,
-                                                        nullptr, N, eps);
+                                                        nullptr, N, eps, w_offset);
 }
 
 // dx = rstd * (dnorm - norm * mean(dnorm * norm)) [+ dres], norm = x * rstd,
-// dnorm = dy * w; dres added when not null; dx may alias dy or dres.
+// dnorm = dy * (w_offset + w); dres added when not null; dx may alias dy or dres.
 // launch: grid (ceil(N / ROWS)), block (THREADS * ROWS), dynamic smem: 0 bytes
 // tunables: THREADS {32,64,96,128,192,256,384,512,768,1024} default norm_threads<T,C>(); ROWS {1,2,4,8} default norm_rows<T,C>(); as layernorm_forward
 // scratch: none
 template <typename T, int C, int THREADS = norm_threads<T, C>(), int ROWS = norm_rows<T, C>()>
 __device__ __forceinline__ void rmsnorm_backward_x(T *dx, const T *dy, const T *x,
                                                    const T *w, const float *rstd,
-                                                   const T *dres, int N) {
+                                                   const T *dres, int N,
+                                                   float w_offset = 0.f) {
   norm_detail::backward_x<T, C, THREADS, ROWS, true>(dx, dy, x, w, nullptr, rstd, dres,
-                                                     N);
+                                                     N, w_offset);
 }
 
 // Stage 1 of dw += sum_n dy * (x * rstd): as layernorm_backward_wb_partial

@@ -19,11 +19,33 @@ static int64_t cols_of(const gen_ctx *c, int v) { return c->g->values[v].cols; }
 static int N_of(const gen_ctx *c) { return c->cfg->B * c->cfg->T; }
 static unsigned ceil_div(int64_t a, int64_t b) { return (unsigned)((a + b - 1) / b); }
 
+/* A norm's rows and width: a per-head RMSNorm is N * heads rows of one head
+ * (the values are contiguous), written into a body as "N * heads". */
+static int64_t norm_cols(const gen_ctx *c, const ir_op *op) {
+  return cols_of(c, op->in[0]) / ir_norm_groups(op);
+}
+static int64_t norm_N(const gen_ctx *c, const ir_op *op) {
+  return (int64_t)N_of(c) * ir_norm_groups(op);
+}
+static const char *norm_N_expr(const ir_op *op, char *buf, size_t size) {
+  if (ir_norm_groups(op) == 1) return "N";
+  snprintf(buf, size, "N * %d", ir_norm_groups(op));
+  return buf;
+}
+/* ", w_offset" for an RMSNorm whose weight is offset (Gemma's 1 + w), else "" */
+static const char *norm_offset_arg(const ir_op *op, char *buf, size_t size) {
+  if (op->w_offset == 0.0f) return "";
+  char num[40];
+  snprintf(buf, size, ", %s", gen_float(num, op->w_offset));
+  return buf;
+}
+
 /* The norm, or with `add` (s = a + b feeding it) the residual add fused in:
  * one pass writes the stream s, the normalised y and its statistics. */
 static void emit_norm_fwd(gen_ctx *c, const ir_op *op, int rms, const ir_op *add) {
-  int64_t C = cols_of(c, op->in[0]);
+  int64_t C = norm_cols(c, op);
   int threads = lisa_norm_threads(elem_bytes(c), C), rows = lisa_norm_rows(threads);
+  char nexpr[32], offset[48];
   const char *fn = add ? (rms ? "add_rmsnorm_forward" : "add_layernorm_forward")
                        : (rms ? "rmsnorm_forward" : "layernorm_forward");
   char label[192], body[256];
@@ -51,12 +73,13 @@ static void emit_norm_fwd(gen_ctx *c, const ir_op *op, int rms, const ir_op *add
   gen_kb_buf(&kb, "w", gen_ref_of(c, op->in[1]), -1, 0);
   if (op->n_in > 2) gen_kb_buf(&kb, bias, gen_ref_of(c, op->in[2]), -1, 0);
   gen_kb_rows(&kb);
-  gen_kb_launch(&kb, ceil_div(N_of(c), rows), 1, 1, (unsigned)(threads * rows), 1, 0);
+  gen_kb_launch(&kb, ceil_div(norm_N(c, op), rows), 1, 1, (unsigned)(threads * rows), 1, 0);
   char eps[40];
-  snprintf(body, sizeof body, "lisa::%s<%s, %lld, %d, %d>(%s%s, %s, w%s%s, N, %s);", fn, T_(),
+  snprintf(body, sizeof body, "lisa::%s<%s, %lld, %d, %d>(%s%s, %s, w%s%s, %s, %s%s);", fn, T_(),
            (long long)C, threads, rows, add ? "s, " : "", rms ? "y, rstd" : "y, mean, rstd",
            add ? "a, b" : "x", op->n_in > 2 ? ", " : "", op->n_in > 2 ? bias : "",
-           gen_float(eps, op->eps));
+           norm_N_expr(op, nexpr, sizeof nexpr), gen_float(eps, op->eps),
+           norm_offset_arg(op, offset, sizeof offset));
   gen_kb_end(&kb, body);
 }
 
@@ -79,7 +102,8 @@ static void norm_inputs(gen_ctx *c, gen_kb *kb, const ir_op *op, int rms) {
  * branch's gradient is done by the norm kernel itself. */
 static void emit_norm_bwd_x(gen_ctx *c, int i, int rms) {
   const ir_op *op = c->items[i].op;
-  int64_t C = cols_of(c, op->in[0]);
+  int64_t C = norm_cols(c, op);
+  char nexpr[32], offset[48];
   int threads = lisa_norm_bwd_x_threads(elem_bytes(c), C),
       rows = lisa_norm_bwd_x_rows(elem_bytes(c), C);
   int out = op->out[0], dres = -1;
@@ -100,10 +124,11 @@ static void emit_norm_bwd_x(gen_ctx *c, int i, int rms) {
   norm_inputs(c, &kb, op, rms);
   gen_kb_buf(&kb, "dres", dres >= 0 ? gen_ref_of(c, dres) : (gen_ref){-1, 0, 0}, -1, 0);
   gen_kb_rows(&kb);
-  gen_kb_launch(&kb, ceil_div(N_of(c), rows), 1, 1, (unsigned)(threads * rows), 1, 0);
-  snprintf(body, sizeof body, "lisa::%s<%s, %lld, %d, %d>(dx, dy, x, %s, dres, N);",
+  gen_kb_launch(&kb, ceil_div(norm_N(c, op), rows), 1, 1, (unsigned)(threads * rows), 1, 0);
+  snprintf(body, sizeof body, "lisa::%s<%s, %lld, %d, %d>(dx, dy, x, %s, dres, %s%s);",
            rms ? "rmsnorm_backward_x" : "layernorm_backward_x", T_(), (long long)C, threads,
-           rows, rms ? "w, rstd" : "w, mean, rstd");
+           rows, rms ? "w, rstd" : "w, mean, rstd", norm_N_expr(op, nexpr, sizeof nexpr),
+           norm_offset_arg(op, offset, sizeof offset));
   gen_kb_end(&kb, body);
 }
 
@@ -115,18 +140,18 @@ typedef struct {
   int64_t parts;
 } norm_w_launch;
 
-static norm_w_launch norm_w_launch_of(const gen_ctx *c, int64_t C) {
+static norm_w_launch norm_w_launch_of(const gen_ctx *c, int64_t C, int64_t N) {
   const int eb = elem_bytes(c);
   norm_w_launch l;
   l.bx = lisa_norm_wb_bx(eb, C);
   l.by = lisa_norm_wb_by(eb, C);
   l.gx = ceil_div(C, (int64_t)l.bx * lisa_vec_width(eb, C));
-  l.parts = lisa_norm_wb_parts(N_of(c), l.by, l.gx, c->cfg->sms);
+  l.parts = lisa_norm_wb_parts(N, l.by, l.gx, c->cfg->sms);
   return l;
 }
 
 static int norm_w_workspace(gen_ctx *c, const ir_op *op, int rms) {
-  int64_t C = cols_of(c, op->in[0]), parts = norm_w_launch_of(c, C).parts;
+  int64_t C = norm_cols(c, op), parts = norm_w_launch_of(c, C, norm_N(c, op)).parts;
   char name[96];
   snprintf(name, sizeof name, "%s.partial", gen_vname(c, op->out[0]));
   return gen_add_workspace(c, name, GEN_F32, rms ? parts : 2 * parts, C);
@@ -135,8 +160,9 @@ static int norm_w_workspace(gen_ctx *c, const ir_op *op, int rms) {
 /* dw (and db) += column sums, in two deterministic stages. */
 static int emit_norm_bwd_w(gen_ctx *c, int i, int rms) {
   const ir_op *op = c->items[i].op;
-  int64_t C = cols_of(c, op->in[0]);
-  norm_w_launch l = norm_w_launch_of(c, C);
+  int64_t C = norm_cols(c, op);
+  char nexpr[32];
+  norm_w_launch l = norm_w_launch_of(c, C, norm_N(c, op));
   int bx = l.bx, by = l.by, ws = c->items[i].workspace;
   unsigned gx = l.gx;
   int64_t parts = l.parts;
@@ -150,9 +176,9 @@ static int emit_norm_bwd_w(gen_ctx *c, int i, int rms) {
   norm_inputs(c, &kb, op, rms);
   gen_kb_rows(&kb);
   gen_kb_launch(&kb, gx, (unsigned)parts, 1, (unsigned)bx, (unsigned)by, 0);
-  snprintf(body, sizeof body, "lisa::%s<%s, %lld, %d, %d>(partial, dy, x, %s, N);",
+  snprintf(body, sizeof body, "lisa::%s<%s, %lld, %d, %d>(partial, dy, x, %s, %s);",
            rms ? "rmsnorm_backward_w_partial" : "layernorm_backward_wb_partial", T_(),
-           (long long)C, bx, by, rms ? "rstd" : "mean, rstd");
+           (long long)C, bx, by, rms ? "rstd" : "mean, rstd", norm_N_expr(op, nexpr, sizeof nexpr));
   gen_kb_end(&kb, body);
 
   snprintf(label, sizeof label, "%s dW += partial sums -> %s%s%s", rms ? "rmsnorm" : "layernorm",

@@ -96,7 +96,9 @@ typedef struct {
   int n_in, in[IR_MAX_IN];   /* value indices; -1 only where documented */
   int n_out, out[IR_MAX_OUT];
   float eps;             /* layernorm, rmsnorm */
-  int heads, kv_heads;   /* attention (kv_heads == heads unless grouped); rope: heads */
+  float w_offset;        /* rmsnorm: y = (w_offset + w) * x * rstd (Gemma's 1 + w) */
+  int heads, kv_heads;   /* attention (kv_heads == heads unless grouped); rope: heads;
+                            rmsnorm: groups normalised apart (per-head q/k norms) */
   int rotary_dims;       /* rope: leading dims of each head that rotate (even) */
   double theta;          /* rope: base of the rotation frequencies */
   double factor;         /* scale */
@@ -109,6 +111,9 @@ typedef struct {
                             the FROZEN path skips it */
   int line;              /* YAML line of the forward op, for messages */
 } ir_op;
+
+/* An rmsnorm's (or its backwards') column groups: 1 unless per-head. */
+static inline int ir_norm_groups(const ir_op *op) { return op->heads > 1 ? op->heads : 1; }
 
 typedef struct {
   int n_values, cap_values;

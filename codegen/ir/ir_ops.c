@@ -142,13 +142,27 @@ int ir_shape_layernorm(ir_shape *s) {
   return 0;
 }
 
-/* Hugging Face's RMSNorm default eps is 1e-6. */
+/* Hugging Face's RMSNorm default eps is 1e-6. offset (default 0): the weight
+ * applied is offset + w (Gemma stores w with 1 + w applied). heads (default
+ * 1): x's columns are that many groups, each normalised apart with the same
+ * w (Qwen3's and Gemma-3's per-head q and k norms). */
 int ir_shape_rmsnorm(ir_shape *s) {
   if (need_f32(s, 0) || need_f32(s, 1)) return -1;
   int64_t width = in_cols(s, 0);
-  if (need_width(s, 1, width, "the width of x") || load_eps(s, 1e-6)) return -1;
+  double offset = 0;
+  s->op->heads = 1;
+  if (int_attr(s, "heads", &s->op->heads) < 0 || s->number(s, "offset", &offset) < 0)
+    return -1;
+  if (s->op->heads < 1 || width % s->op->heads)
+    return shape_fail(s, "heads", "'%s' (width %lld) is not divisible into %d heads",
+                      in_name(s, 0), (long long)width, s->op->heads);
+  s->op->w_offset = (float)offset;
+  int64_t group = width / s->op->heads;
+  if (need_width(s, 1, group, s->op->heads > 1 ? "the width of one head" : "the width of x") ||
+      load_eps(s, 1e-6))
+    return -1;
   s->cols[0] = width;
-  s->cols[1] = 1;
+  s->cols[1] = s->op->heads;
   s->suffix[1] = ".rstd";
   return 0;
 }

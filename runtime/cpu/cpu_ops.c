@@ -173,13 +173,13 @@ void cpu_layernorm_backward_wb(float *dw, float *db, const float *dy,
 /* RMSNorm, in Hugging Face's order of operations: w * (x * rstd) */
 
 void cpu_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w,
-                         int N, int C, float eps) {
+                         int N, int C, float eps, float w_offset) {
 #pragma omp parallel for if (worth_threads((int64_t)N * C))
   for (int n = 0; n < N; n++) {
     const float *xr = x + (int64_t)n * C;
     float *yr = y + (int64_t)n * C;
     float s = 1.0f / sqrtf(dot(xr, xr, C) / C + eps);
-    for (int c = 0; c < C; c++) yr[c] = w[c] * (xr[c] * s);
+    for (int c = 0; c < C; c++) yr[c] = (w_offset + w[c]) * (xr[c] * s);
     rstd[n] = s;
   }
 }
@@ -187,17 +187,18 @@ void cpu_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w,
 /* dx = rstd * (dnorm - norm * mean(dnorm * norm)), with norm = x * rstd and
  * dnorm = dy * w: layernorm's without the mean terms. */
 void cpu_rmsnorm_backward_x(float *dx, const float *dy, const float *x,
-                            const float *w, const float *rstd, int N, int C) {
+                            const float *w, const float *rstd, int N, int C,
+                            float w_offset) {
 #pragma omp parallel for if (worth_threads((int64_t)N * C))
   for (int n = 0; n < N; n++) {
     const float *xr = x + (int64_t)n * C;
     const float *dyr = dy + (int64_t)n * C;
     float *dxr = dx + (int64_t)n * C;
     float s = rstd[n], dnorm_norm = 0.0f;
-    for (int c = 0; c < C; c++) dnorm_norm += dyr[c] * w[c] * (xr[c] * s);
+    for (int c = 0; c < C; c++) dnorm_norm += dyr[c] * (w_offset + w[c]) * (xr[c] * s);
     dnorm_norm /= C;
     for (int c = 0; c < C; c++)
-      dxr[c] = s * (dyr[c] * w[c] - xr[c] * s * dnorm_norm);
+      dxr[c] = s * (dyr[c] * (w_offset + w[c]) - xr[c] * s * dnorm_norm);
   }
 }
 

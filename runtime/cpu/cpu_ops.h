@@ -49,11 +49,14 @@ void cpu_layernorm_backward_wb(float *dw, float *db, const float *dy,
                                const float *rstd, int N, int C);
 
 /* RMSNorm as Hugging Face's LlamaRMSNorm: y = w * (x * rstd) with
- * rstd = 1 / sqrt(mean(x^2) + eps); saves rstd per row */
+ * rstd = 1 / sqrt(mean(x^2) + eps); saves rstd per row. The weight applied
+ * is w_offset + w (0 for LLaMA, 1 for Gemma's (1 + w)). Per-head norms are
+ * N * heads rows of C / heads. */
 void cpu_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w,
-                         int N, int C, float eps);
+                         int N, int C, float eps, float w_offset);
 void cpu_rmsnorm_backward_x(float *dx, const float *dy, const float *x,
-                            const float *w, const float *rstd, int N, int C);
+                            const float *w, const float *rstd, int N, int C,
+                            float w_offset);
 /* accumulates into dw */
 void cpu_rmsnorm_backward_w(float *dw, const float *dy, const float *x,
                             const float *rstd, int N, int C);

@@ -73,16 +73,24 @@ static void run_layernorm_bwd_wb(const exec_ctx *c, const ir_op *op) {
                             cols(c, op->in[0]));
 }
 
+/* A per-head RMSNorm is one over N * heads rows of one head's width. */
+static int rms_rows(const exec_ctx *c, const ir_op *op) { return c->N * ir_norm_groups(op); }
+static int rms_cols(const exec_ctx *c, const ir_op *op) {
+  return cols(c, op->in[0]) / ir_norm_groups(op);
+}
+
 static void run_rmsnorm(const exec_ctx *c, const ir_op *op) {
-  cpu_rmsnorm_forward(OUT(0), OUT(1), IN(0), IN(1), c->N, cols(c, op->in[0]), op->eps);
+  cpu_rmsnorm_forward(OUT(0), OUT(1), IN(0), IN(1), rms_rows(c, op), rms_cols(c, op), op->eps,
+                      op->w_offset);
 }
 
 static void run_rmsnorm_bwd_x(const exec_ctx *c, const ir_op *op) {
-  cpu_rmsnorm_backward_x(OUT(0), IN(0), IN(1), IN(2), IN(3), c->N, cols(c, op->in[0]));
+  cpu_rmsnorm_backward_x(OUT(0), IN(0), IN(1), IN(2), IN(3), rms_rows(c, op), rms_cols(c, op),
+                         op->w_offset);
 }
 
 static void run_rmsnorm_bwd_w(const exec_ctx *c, const ir_op *op) {
-  cpu_rmsnorm_backward_w(OUT(0), IN(0), IN(1), IN(2), c->N, cols(c, op->in[0]));
+  cpu_rmsnorm_backward_w(OUT(0), IN(0), IN(1), IN(2), rms_rows(c, op), rms_cols(c, op));
 }
 
 static void run_linear(const exec_ctx *c, const ir_op *op) {

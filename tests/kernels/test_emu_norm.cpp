@@ -36,18 +36,19 @@ __global__ void k_ln_bwd_wb(float *part, const T *dy, const T *x, const float *m
   lisa::layernorm_backward_wb_partial<T, C, BX, BY>(part, dy, x, m, r, N);
 }
 template <class T, int C, int TH, int R>
-__global__ void k_rms_fwd(T *y, float *r, const T *x, const T *w, int N, float eps) {
-  lisa::rmsnorm_forward<T, C, TH, R>(y, r, x, w, N, eps);
+__global__ void k_rms_fwd(T *y, float *r, const T *x, const T *w, int N, float eps,
+                          float off) {
+  lisa::rmsnorm_forward<T, C, TH, R>(y, r, x, w, N, eps, off);
 }
 template <class T, int C, int TH, int R>
 __global__ void k_add_rms_fwd(T *s, T *y, float *r, const T *a, const T *b, const T *w, int N,
-                              float eps) {
-  lisa::add_rmsnorm_forward<T, C, TH, R>(s, y, r, a, b, w, N, eps);
+                              float eps, float off) {
+  lisa::add_rmsnorm_forward<T, C, TH, R>(s, y, r, a, b, w, N, eps, off);
 }
 template <class T, int C, int TH, int R>
 __global__ void k_rms_bwd_x(T *dx, const T *dy, const T *x, const T *w, const float *r,
-                            const T *dres, int N) {
-  lisa::rmsnorm_backward_x<T, C, TH, R>(dx, dy, x, w, r, dres, N);
+                            const T *dres, int N, float off) {
+  lisa::rmsnorm_backward_x<T, C, TH, R>(dx, dy, x, w, r, dres, N, off);
 }
 template <class T, int C, int BX, int BY>
 __global__ void k_rms_bwd_w(float *part, const T *dy, const T *x, const float *r, int N) {
@@ -131,8 +132,11 @@ static void norm_case(int N, int parts) {
   const dim3 rgrid(ceil_div(N, R)), rblock(TH * R);
   const dim3 wgrid(ceil_div(C, BX * VEC), parts), wblock(BX, BY);
 
-  for (int rms = 0; rms < 2; rms++) {
-    const char *nm = rms ? "rmsnorm" : "layernorm";
+  // kind 0: LayerNorm, 1: RMSNorm, 2: RMSNorm applying 1 + w (Gemma's)
+  for (int kind = 0; kind < 3; kind++) {
+    const bool rms = kind > 0;
+    const float off = kind == 2 ? 1.f : 0.f;
+    const char *nm = kind == 2 ? "rmsnorm (1 + w)" : rms ? "rmsnorm" : "layernorm";
     char c2[192];
     snprintf(c2, sizeof c2, "%s %s", nm, cfg);
 
@@ -141,9 +145,9 @@ static void norm_case(int N, int parts) {
     emu::Guarded<T> gy(nc);
     emu::Guarded<float> gmean(N), grstd(N);
     if (rms) {
-      cpu_rmsnorm_forward(y.data(), rstd.data(), x.data(), w.data(), N, C, eps);
+      cpu_rmsnorm_forward(y.data(), rstd.data(), x.data(), w.data(), N, C, eps, off);
       LAUNCH(rgrid, rblock, 0, k_rms_fwd<T, C, TH, R>, gy.data(), grstd.data(),
-             (const T *)gx.data(), (const T *)gw.data(), N, eps);
+             (const T *)gx.data(), (const T *)gw.data(), N, eps, off);
     } else {
       cpu_layernorm_forward(y.data(), mean.data(), rstd.data(), x.data(), w.data(), bias.data(),
                             N, C, eps);
@@ -161,9 +165,9 @@ static void norm_case(int N, int parts) {
     emu::Guarded<T> gs(nc), gys(nc);
     emu::Guarded<float> gmeans(N), grstds(N);
     if (rms) {
-      cpu_rmsnorm_forward(ys.data(), rstds.data(), s.data(), w.data(), N, C, eps);
+      cpu_rmsnorm_forward(ys.data(), rstds.data(), s.data(), w.data(), N, C, eps, off);
       LAUNCH(rgrid, rblock, 0, k_add_rms_fwd<T, C, TH, R>, gs.data(), gys.data(), grstds.data(),
-             (const T *)ga.data(), (const T *)gb2.data(), (const T *)gw.data(), N, eps);
+             (const T *)ga.data(), (const T *)gb2.data(), (const T *)gw.data(), N, eps, off);
     } else {
       cpu_layernorm_forward(ys.data(), means.data(), rstds.data(), s.data(), w.data(),
                             bias.data(), N, C, eps);
@@ -182,7 +186,7 @@ static void norm_case(int N, int parts) {
       put(gsa, a);
       if (rms)
         LAUNCH(rgrid, rblock, 0, k_add_rms_fwd<T, C, TH, R>, gsa.data(), gya.data(), gr2.data(),
-               (const T *)gsa.data(), (const T *)gb2.data(), (const T *)gw.data(), N, eps);
+               (const T *)gsa.data(), (const T *)gb2.data(), (const T *)gw.data(), N, eps, off);
       else
         LAUNCH(rgrid, rblock, 0, k_add_ln_fwd<T, C, TH, R>, gsa.data(), gya.data(), gm2.data(),
                gr2.data(), (const T *)gsa.data(), (const T *)gb2.data(), (const T *)gw.data(),
@@ -194,7 +198,7 @@ static void norm_case(int N, int parts) {
     // backward dx, from the kernel's own statistics (CPU: its own)
     Vec dx(nc);
     if (rms)
-      cpu_rmsnorm_backward_x(dx.data(), dy.data(), x.data(), w.data(), rstd.data(), N, C);
+      cpu_rmsnorm_backward_x(dx.data(), dy.data(), x.data(), w.data(), rstd.data(), N, C, off);
     else
       cpu_layernorm_backward_x(dx.data(), dy.data(), x.data(), w.data(), mean.data(),
                                rstd.data(), N, C);
@@ -208,7 +212,7 @@ static void norm_case(int N, int parts) {
       if (rms)
         LAUNCH(rgrid, rblock, 0, k_rms_bwd_x<T, C, TH, R>, targets[v], (const T *)gdy.data(),
                (const T *)gx.data(), (const T *)gw.data(), (const float *)grstd.data(),
-               dres_arg[v], N);
+               dres_arg[v], N, off);
       else
         LAUNCH(rgrid, rblock, 0, k_ln_bwd_x<T, C, TH, R>, targets[v], (const T *)gdy.data(),
                (const T *)gx.data(), (const T *)gw.data(), (const float *)gmean.data(),

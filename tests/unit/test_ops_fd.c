@@ -239,12 +239,12 @@ static void test_layernorm(void) {
 typedef struct {
   float *x, *w, *rstd;
   int N, C;
-  float eps;
+  float eps, offset; /* the weight applied is offset + w */
 } rmsnorm_ctx;
 
 static void rmsnorm_fwd(const void *c, float *y) {
   const rmsnorm_ctx *r = c;
-  cpu_rmsnorm_forward(y, r->rstd, r->x, r->w, r->N, r->C, r->eps);
+  cpu_rmsnorm_forward(y, r->rstd, r->x, r->w, r->N, r->C, r->eps, r->offset);
 }
 
 static void rmsnorm_reference(double *y, double *rstd, const rmsnorm_ctx *r) {
@@ -253,14 +253,15 @@ static void rmsnorm_reference(double *y, double *rstd, const rmsnorm_ctx *r) {
     double ms = 0.0;
     for (int c = 0; c < r->C; c++) ms += (double)xr[c] * xr[c];
     rstd[n] = 1.0 / sqrt(ms / r->C + r->eps);
-    for (int c = 0; c < r->C; c++) y[n * r->C + c] = r->w[c] * (xr[c] * rstd[n]);
+    for (int c = 0; c < r->C; c++)
+      y[n * r->C + c] = ((double)r->offset + r->w[c]) * (xr[c] * rstd[n]);
   }
 }
 
-static void rmsnorm_case(int N, int C, float eps) {
+static void rmsnorm_case(int N, int C, float eps, float offset) {
   int64_t ny = (int64_t)N * C;
-  rmsnorm_ctx r = {rand_buf(ny, -2, 2), rand_buf(C, 0.5f, 1.5f),
-                   malloc(N * sizeof(float)), N, C, eps};
+  rmsnorm_ctx r = {rand_buf(ny, -2, 2), rand_buf(C, 0.5f - offset, 1.5f - offset),
+                   malloc(N * sizeof(float)), N, C, eps, offset};
   float *y = malloc(ny * sizeof *y), *dy = rand_buf(ny, -1, 1);
   double *ref = malloc(ny * sizeof *ref), *rrstd = malloc(N * sizeof *rrstd);
   rmsnorm_fwd(&r, y);
@@ -269,7 +270,7 @@ static void rmsnorm_case(int N, int C, float eps) {
   check_values("rmsnorm rstd", r.rstd, rrstd, N);
 
   float *dx = filled(ny, GARBAGE), *dw = filled(C, PREFILL);
-  cpu_rmsnorm_backward_x(dx, dy, r.x, r.w, r.rstd, N, C);
+  cpu_rmsnorm_backward_x(dx, dy, r.x, r.w, r.rstd, N, C, offset);
   cpu_rmsnorm_backward_w(dw, dy, r.x, r.rstd, N, C);
   sub_scalar(dw, C, PREFILL);
   check_grad("rmsnorm dx", rmsnorm_fwd, &r, r.x, ny, dx, ny, dy);
@@ -279,11 +280,12 @@ static void rmsnorm_case(int N, int C, float eps) {
 }
 
 static void test_rmsnorm(void) {
-  rmsnorm_case(7, 13, 1e-6f);
-  rmsnorm_case(10, 70, 1e-5f); /* dw spans two strips */
+  rmsnorm_case(7, 13, 1e-6f, 0.0f);
+  rmsnorm_case(10, 70, 1e-5f, 0.0f); /* dw spans two strips */
+  rmsnorm_case(9, 16, 1e-6f, 1.0f);  /* Gemma's 1 + w, w near zero */
   /* eps matters where mean(x^2) is small: rows of +-0.01 */
   rmsnorm_ctx r = {filled(26, 0.01f), filled(13, 1.0f), malloc(2 * sizeof(float)), 2, 13,
-                   1e-4f};
+                   1e-4f, 0.0f};
   for (int i = 0; i < 26; i += 2) r.x[i] = -0.01f;
   float y[26];
   rmsnorm_fwd(&r, y);
@@ -831,8 +833,9 @@ static void run_big_kernels(slab *s, const big_inputs *in) {
                             take(s, "ln db", BC, PREFILL), in->dy, in->x, mean,
                             rstd, BN, BC);
   float *rms_rstd = take(s, "rms rstd", BN, 0);
-  cpu_rmsnorm_forward(take(s, "rms", nc, 0), rms_rstd, in->x, in->w, BN, BC, 1e-6f);
-  cpu_rmsnorm_backward_x(take(s, "rms_bwd_x", nc, 0), in->dy, in->x, in->w, rms_rstd, BN, BC);
+  cpu_rmsnorm_forward(take(s, "rms", nc, 0), rms_rstd, in->x, in->w, BN, BC, 1e-6f, 1.0f);
+  cpu_rmsnorm_backward_x(take(s, "rms_bwd_x", nc, 0), in->dy, in->x, in->w, rms_rstd, BN, BC,
+                         1.0f);
   cpu_rmsnorm_backward_w(take(s, "rms dw", BC, PREFILL), in->dy, in->x, rms_rstd, BN, BC);
   /* 4 heads of 130, 65 rotating pairs: two chunks of frequencies */
   cpu_rope_forward(take(s, "rope", nc, 0), in->x, BN, BT, 4, BC / 4, BC / 4, 10000.0);
