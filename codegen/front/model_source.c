@@ -61,18 +61,30 @@ static void list_families(char *out, size_t cap) {
   if (d) closedir(d);
 }
 
+/* transformers 5 writes rope_theta (and partial_rotary_factor) inside
+ * "rope_parameters"; 4.x at the top level. Both read as the same names. */
+static const cJSON *rope_parameters(const cJSON *root) {
+  const cJSON *r = cJSON_GetObjectItemCaseSensitive(root, "rope_parameters");
+  return cJSON_IsObject(r) ? r : NULL;
+}
+
+static int add_numbers(const cJSON *obj, ir_config_entry *out, int k) {
+  for (const cJSON *e = obj ? obj->child : NULL; e; e = e->next) {
+    if (!cJSON_IsNumber(e) && !cJSON_IsBool(e)) continue;
+    snprintf(out[k].name, sizeof out[k].name, "%s", e->string);
+    out[k++].value = cJSON_IsNumber(e) ? e->valuedouble : cJSON_IsTrue(e);
+  }
+  return k;
+}
+
 /* config.json's numbers and booleans, as overrides; strings and the rest
  * are checked after loading. */
 static int numeric_entries(const cJSON *root, ir_config_entry **out, int *n) {
-  int cap = cJSON_GetArraySize(root), k = 0;
+  const cJSON *rope = rope_parameters(root);
+  int cap = cJSON_GetArraySize(root) + (rope ? cJSON_GetArraySize(rope) : 0);
   *out = calloc((size_t)cap + 1, sizeof **out);
   if (!*out) return -1;
-  for (const cJSON *e = root->child; e; e = e->next) {
-    if (!cJSON_IsNumber(e) && !cJSON_IsBool(e)) continue;
-    snprintf((*out)[k].name, sizeof (*out)[k].name, "%s", e->string);
-    (*out)[k++].value = cJSON_IsNumber(e) ? e->valuedouble : cJSON_IsTrue(e);
-  }
-  *n = k;
+  *n = add_numbers(rope, *out, add_numbers(root, *out, 0));
   return 0;
 }
 
@@ -90,30 +102,76 @@ static void json_text(const cJSON *e, char *out, size_t cap) {
   else snprintf(out, cap, "%s", cJSON_IsArray(e) ? "a list" : "an object");
 }
 
+/* layer_types (transformers 5) lists each layer's attention; the families
+ * here compute full attention in every layer. */
+static int check_layer_types(const char *json_path, const cJSON *e, lt_error *err) {
+  if (!cJSON_IsArray(e)) return lt_fail(err, "%s: \"layer_types\" is not a list", json_path);
+  int i = 0;
+  for (const cJSON *t = e->child; t; t = t->next, i++)
+    if (!cJSON_IsString(t) || strcmp(t->valuestring, "full_attention"))
+      return lt_fail(err, "%s: \"layer_types\"[%d] is not \"full_attention\"; layers of "
+                     "other attention (sliding windows) are not in this family's graph",
+                     json_path, i);
+  return 0;
+}
+
+/* rope_parameters: its numbers are config values (checked as the top
+ * level's); rope_type must be the plain rotation. */
+static int check_rope(const char *json_path, const cJSON *rope, lt_error *err) {
+  for (const cJSON *e = rope->child; e; e = e->next) {
+    if (cJSON_IsNumber(e) || cJSON_IsBool(e) || cJSON_IsNull(e)) continue;
+    if (!strcmp(e->string, "rope_type") && cJSON_IsString(e) && !strcmp(e->valuestring, "default"))
+      continue;
+    char have[64];
+    json_text(e, have, sizeof have);
+    return lt_fail(err, "%s: \"rope_parameters\".\"%s\" is %s; only the plain rotation "
+                   "(rope_type \"default\") is computed", json_path, e->string, have);
+  }
+  return 0;
+}
+
+/* One key: a config value the family used, or required with this value. */
+static int check_key(const char *json_path, const char *yaml, const cJSON *e,
+                     const ir_config_entry *nums, const unsigned char *used, int n_nums,
+                     const yml_hf *hf, lt_error *err) {
+  int done = 0;
+  for (int i = 0; i < n_nums && !done; i++) done = used[i] && !strcmp(nums[i].name, e->string);
+  if (done) return 0;
+  char have[64];
+  json_text(e, have, sizeof have);
+  for (int r = 0; r < hf->n_require && !done; r++) {
+    if (strcmp(hf->require[r].key, e->string)) continue;
+    if (strcmp(hf->require[r].value, have))
+      return lt_fail(err, "%s: \"%s\" is %s, but %s computes it as %s", json_path, e->string,
+                     have, yaml, hf->require[r].value);
+    done = 1;
+  }
+  if (!done)
+    return lt_fail(err, "%s: \"%s\" (%s) is not known to %s, so what it changes would be "
+                   "lost; if it changes nothing in training, add it to the family's hf.ignore",
+                   json_path, e->string, have, yaml);
+  return 0;
+}
+
 /* Every key of config.json is accounted for: used as a config value,
  * ignored by the family, or required with the value it has. */
 static int check_keys(const char *json_path, const char *yaml, const cJSON *root,
                       const ir_config_entry *nums, const unsigned char *used, int n_nums,
                       const yml_hf *hf, lt_error *err) {
-  for (const cJSON *e = root->child; e; e = e->next) {
-    if (!strcmp(e->string, "model_type") || cJSON_IsNull(e) || in_ignore(hf, e->string)) continue;
-    int done = 0;
-    for (int i = 0; i < n_nums && !done; i++) done = used[i] && !strcmp(nums[i].name, e->string);
-    if (done) continue;
-    char have[64];
-    json_text(e, have, sizeof have);
-    for (int r = 0; r < hf->n_require && !done; r++) {
-      if (strcmp(hf->require[r].key, e->string)) continue;
-      if (strcmp(hf->require[r].value, have))
-        return lt_fail(err, "%s: \"%s\" is %s, but %s computes it as %s", json_path, e->string,
-                       have, yaml, hf->require[r].value);
-      done = 1;
+  const cJSON *rope = rope_parameters(root);
+  if (rope && check_rope(json_path, rope, err)) return -1;
+  /* pass 0: rope_parameters' numbers (its rope_type is checked), 1: the top level */
+  for (int pass = rope ? 0 : 1; pass < 2; pass++)
+    for (const cJSON *e = pass ? root->child : rope->child; e; e = e->next) {
+      if (!strcmp(e->string, "model_type") || cJSON_IsNull(e) || in_ignore(hf, e->string) ||
+          e == rope || (!pass && !cJSON_IsNumber(e) && !cJSON_IsBool(e)))
+        continue;
+      if (!strcmp(e->string, "layer_types")) {
+        if (check_layer_types(json_path, e, err)) return -1;
+        continue;
+      }
+      if (check_key(json_path, yaml, e, nums, used, n_nums, hf, err)) return -1;
     }
-    if (!done)
-      return lt_fail(err, "%s: \"%s\" (%s) is not known to %s, so what it changes would be "
-                     "lost; if it changes nothing in training, add it to the family's hf.ignore",
-                     json_path, e->string, have, yaml);
-  }
   return 0;
 }
 

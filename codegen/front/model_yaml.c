@@ -38,6 +38,10 @@ typedef struct {
   name_index keys;   /* m->params by key */
   const yml_overrides *ov; /* config values from config.json, or NULL */
   yml_hf *hf_out;    /* where the hf section goes, or NULL */
+  int n_ties;        /* params that are another param (tie:, when it holds) */
+  struct {
+    char key[64], to[64];
+  } ties[8];
 } yml_ctx;
 
 /* --- node access and messages --- */
@@ -306,7 +310,9 @@ static int load_checkpoint(yml_ctx *c, const yaml_node_t *n) {
 /* --- params --- */
 
 static const char *const param_keys[] = {"hf", "shape", "layout", "init", "std",
-                                         "decay", NULL};
+                                         "decay", "tie", NULL};
+
+static int param_readable(const ir_param *p, int section);
 static const char *const layout_names[] = {"out_in", "in_out", NULL};
 static const char *const init_names[] = {"normal", "zeros", "ones", NULL};
 
@@ -369,6 +375,42 @@ static int load_param_options(yml_ctx *c, const yaml_node_t *n, ir_param *p) {
   return 0;
 }
 
+/* tie: {to: PARAM, when: EXPR}: while EXPR (over the config: config.json's
+ * tie_word_embeddings) is non-zero, this param is PARAM itself, a name for
+ * it, with no tensor of its own (save_pretrained leaves it out too). */
+static int load_tie(yml_ctx *c, int section, const yaml_node_t *n, const ir_param *p,
+                    int *tied) {
+  static const char *const keys[] = {"to", "when", NULL};
+  *tied = 0;
+  if (need_map(c, n, "tie") || check_keys(c, n, keys, "tie")) return -1;
+  const yaml_node_t *to = map_get(c, n, "to"), *when = map_get(c, n, "when");
+  if (!to || !when) return fail_at(c, n, "tie needs 'to' (a param) and 'when' (an expression)");
+  double on;
+  if (get_number(c, when, "tie.when", &on)) return -1;
+  const char *target = scalar(to);
+  int t = target ? name_index_find(&c->keys, target) : -1;
+  if (t < 0) return fail_at(c, to, "tie.to: '%s' is not a param defined above", target ? target : "");
+  const ir_param *q = &c->m->params[t];
+  if (!param_readable(q, section) || q->ndim != p->ndim ||
+      memcmp(q->shape, p->shape, sizeof p->shape[0] * (size_t)p->ndim))
+    return fail_at(c, to, "param '%s' cannot be '%s': %s", p->key, target,
+                   param_readable(q, section) ? "their shapes differ" : "not readable here");
+  if (!on) return 0;
+  if (c->n_ties == (int)(sizeof c->ties / sizeof c->ties[0]))
+    return fail_at(c, n, "too many tied params");
+  snprintf(c->ties[c->n_ties].key, sizeof c->ties[0].key, "%s", p->key);
+  snprintf(c->ties[c->n_ties++].to, sizeof c->ties[0].to, "%s", target);
+  *tied = 1;
+  return 0;
+}
+
+/* The param a tied name stands for, else name itself. */
+static const char *untie(const yml_ctx *c, const char *name) {
+  for (int i = 0; i < c->n_ties; i++)
+    if (!strcmp(c->ties[i].key, name)) return c->ties[i].to;
+  return name;
+}
+
 static int load_param(yml_ctx *c, int section, const yaml_node_t *key,
                       const yaml_node_t *n) {
   ir_param p;
@@ -386,6 +428,10 @@ static int load_param(yml_ctx *c, int section, const yaml_node_t *key,
   yaml_node_t *shape = map_get(c, n, "shape");
   if (!shape) return fail_at(c, key, "param '%s' has no 'shape'", p.key);
   if (load_shape(c, shape, &p) || load_param_options(c, n, &p)) return -1;
+  const yaml_node_t *tie = map_get(c, n, "tie");
+  int tied = 0;
+  if (tie && load_tie(c, section, tie, &p, &tied)) return -1;
+  if (tied) return 0;
   int at = ir_add_param(c->m, &p);
   if (name_index_add(&c->keys, at) || name_index_add(&c->hf, at))
     return lt_fail(c->err, "%s: out of memory", c->file);
@@ -447,6 +493,7 @@ static int define_value(yml_ctx *c, int section, const yaml_node_t *at,
 static int resolve_input(yml_ctx *c, int section, const yaml_node_t *n, int *out) {
   const char *name = scalar(n);
   if (!name || !name[0]) return fail_at(c, n, "op inputs must be value names");
+  name = untie(c, name);
   ir_graph *g = &c->m->sections[section];
   if ((*out = ir_find_value(g, name)) >= 0) return 0;
   int p = ir_find_param(c->m, name);

@@ -24,6 +24,7 @@ extern "C" {
 #include "gen.h"
 #include "gen_tune.h"
 #include "lora.h"
+#include "model_source.h"
 #include "model_yaml.h"
 #include "path_exec.h"
 #ifdef LISA_HAVE_GPU
@@ -267,7 +268,8 @@ void check_model(const char *yaml, int dtype, const gen_tuning *tuning = nullptr
                  unsigned no_epilogues = 0) {
   ir_model m;
   lt_error err = {};
-  if (yml_load_model(src_path(yaml), &m, &err) ||
+  char folder[1024];
+  if (model_open(src_path(yaml), &m, folder, sizeof folder, &err) ||
       (lora_rank && lora_apply(&m, lora_rank, 2.0 * lora_rank, NULL, &err)) ||
       ad_build_backward(&m, &err)) {
     CHECK_MSG(0, "%s", err.msg);
@@ -382,6 +384,16 @@ void test_attention_mma() {
   check_model(yaml, GEN_BF16);
 }
 void test_llama_fp32() { check_model("models/llama-tiny.yaml", GEN_F32); }
+/* The families' folders (tests/fixtures/families): Qwen2's q/k/v biases,
+ * Qwen3's per-head q/k norms, Gemma's (1 + w) norms and scaled embedding,
+ * Phi's parallel block, partial rotary and head bias. */
+void test_families() {
+  for (const char *type : {"qwen2", "qwen3", "gemma", "phi"}) {
+    std::string dir = std::string("tests/fixtures/families/") + type;
+    check_model(dir.c_str(), GEN_F32);
+    if (strcmp(type, "qwen2")) check_model(dir.c_str(), GEN_BF16);
+  }
+}
 void test_llama_bf16() { check_model("models/llama-tiny.yaml", GEN_BF16); }
 /* bf16-true: parameter gradients in bf16 too (cuBLASLt dW with a bf16 D and
  * BGRAD, norm, embedding and bias-gradient kernels storing bf16) */
@@ -480,6 +492,7 @@ int main(int argc, char **argv) {
   if (models.empty() && (!only || strstr(#fn, only))) RUN(fn)
   RUN_IF(test_gpt2_fp32);
   RUN_IF(test_llama_fp32);
+  RUN_IF(test_families);
   RUN_IF(test_gpt2_bf16);
   RUN_IF(test_llama_bf16);
   RUN_IF(test_attention_mma);

@@ -9,7 +9,9 @@
 #include <string.h>
 
 #include "autodiff.h"
+#include "model_source.h"
 #include "model_yaml.h"
+#include "optim.h"
 #include "safetensors.h"
 #include "train.h"
 #include "weights.h"
@@ -37,18 +39,22 @@ static float *fx_read_ref(const fixture *fx, const char *name, int64_t *n) {
 }
 
 /* The batch is the reference's `inputs` and `targets` ([B, T] each), so the
- * buffers are sized from them. Paths are relative to the source root. */
+ * buffers are sized from them. Paths are relative to the source root; model
+ * is a YAML file or a Hugging Face folder (then weights may be NULL: the
+ * folder's). */
 static int fx_open(fixture *fx, const char *model, const char *weights, const char *ref,
                    lt_error *err) {
-  if (yml_load_model(src_path(model), &fx->ir, err) || ad_build_backward(&fx->ir, err) ||
-      st_open(&fx->ref, src_path(ref), err))
+  char folder[1024];
+  if (model_open(src_path(model), &fx->ir, folder, sizeof folder, err) ||
+      ad_build_backward(&fx->ir, err) || st_open(&fx->ref, src_path(ref), err))
     return -1;
+  if (!weights) weights = folder;
   const st_tensor *in = st_find(&fx->ref, "inputs"), *tg = st_find(&fx->ref, "targets");
   if (!in || !tg || in->ndim != 2)
     return lt_fail(err, "%s: no [B, T] 'inputs' and 'targets'", ref);
   int B = (int)in->shape[0], T = (int)in->shape[1];
   if (ms_create(&fx->s, &fx->ir, B, T, fx->ir.n_layer, err) ||
-      wt_load(&fx->s, src_path(weights), NULL, 0, err) ||
+      wt_load(&fx->s, weights == folder ? folder : src_path(weights), NULL, 0, err) ||
       st_read_i32(&fx->ref, in, fx->s.ids, err) || st_read_i32(&fx->ref, tg, fx->s.targets, err))
     return -1;
   return 0;
@@ -135,6 +141,89 @@ static inline int fx_compare_params(fixture *fx, fx_tensor_fn get, const char *p
     }
   }
   return compared;
+}
+
+/* Marks the elements whose first-step gradient is negligible but not zero
+ * (ours, computed on the fixture's batch, which the gradient tests check):
+ * below 1e-4 of their tensor's largest, float32 rounding in the sums that
+ * cancel to it is a sizeable part of it. (An exact zero, an embedding row
+ * no token of the batch uses, is no noise: AdamW only decays it.) */
+static inline int64_t fx_mark_noise_only(fixture *fx, unsigned char *mark) {
+  train_zero_grads(&fx->s);
+  train_forward(&fx->s);
+  train_backward(&fx->s, NULL, 1.0f);
+  int64_t n_marked = 0;
+  for (int p = 0; p < fx->ir.n_params; p++) {
+    const ir_param *par = &fx->ir.params[p];
+    int64_t n = ir_param_numel(par);
+    for (int l = 0; l < (par->section == IR_BLOCK ? fx->ir.n_layer : 1); l++) {
+      const float *g = ms_grad(&fx->s, p, l);
+      int64_t off = ms_param(&fx->s, p, l) - fx->s.params;
+      float gmax = 0;
+      for (int64_t i = 0; i < n; i++) gmax = fmaxf(gmax, fabsf(g[i]));
+      for (int64_t i = 0; i < n; i++)
+        if (g[i] != 0.0f && fabsf(g[i]) < 1e-4f * gmax) mark[off + i] = 1, n_marked++;
+    }
+  }
+  return n_marked;
+}
+
+static inline float fx_meta_float(const fixture *fx, const char *key) {
+  const char *v = st_metadata(&fx->ref, key);
+  CHECK_MSG(v != NULL, "metadata '%s' missing", key);
+  return v ? strtof(v, NULL) : 0.0f;
+}
+
+/* Full fine-tuning against the reference's AdamW run (adamw.losses,
+ * adamw.grad_norms, adamw.final.<name>; settings in its metadata): every
+ * step's loss and gradient norm, then every parameter; n_tensors of them.
+ * Elements whose gradient is zero in exact arithmetic (GPT-2's key bias:
+ * softmax ignores a shift shared by every key) get rounding noise as
+ * gradient, which AdamW normalises into +-lr steps of random sign, in
+ * PyTorch and here alike; their final values carry no signal and are left
+ * out (fx_mark_noise_only). Qwen2's key biases have such elements too: the
+ * slowest RoPE frequencies barely rotate, so shifting those dims of every
+ * key by the same bias is nearly invisible to the softmax. */
+static inline void fx_check_adamw_trajectory(fixture *fx, int n_tensors, int want_clipped) {
+  opt_config c = opt_defaults();
+  c.lr = fx_meta_float(fx, "lr");
+  c.beta1 = fx_meta_float(fx, "beta1");
+  c.beta2 = fx_meta_float(fx, "beta2");
+  c.eps = fx_meta_float(fx, "eps");
+  c.weight_decay = fx_meta_float(fx, "weight_decay");
+  c.grad_clip = fx_meta_float(fx, "grad_clip");
+  int64_t n_losses = 0, n_norms;
+  float *losses = fx_read_ref(fx, "adamw.losses", &n_losses);
+  float *norms = fx_read_ref(fx, "adamw.grad_norms", &n_norms);
+  train_optim o;
+  lt_error err;
+  CHECK(train_optim_init(&o, &fx->s, &err) == 0);
+  memset(o.on, 1, (size_t)o.n_regions); /* full fine-tuning: everything trains */
+  unsigned char *noise_only = calloc((size_t)fx->s.n_param_scalars, 1);
+  int64_t n_noise = fx_mark_noise_only(fx, noise_only);
+  CHECK_MSG(n_noise < fx->s.n_param_scalars / 20, "%lld noise-only elements", (long long)n_noise);
+  int clipped = 0;
+  for (int step = 0; losses && norms && step < n_losses; step++) {
+    train_zero_grads(&fx->s);
+    float loss = train_forward(&fx->s);
+    train_backward(&fx->s, NULL, 1.0f);
+    double norm = train_adamw(&fx->s, &c, c.lr, &o);
+    clipped += norm > c.grad_clip;
+    CHECK_MSG(fabs(loss - losses[step]) <= 1e-4 * fabs(losses[step]),
+              "step %d: loss %.7f vs torch %.7f", step, loss, losses[step]);
+    CHECK_MSG(fabs(norm - norms[step]) <= 1e-4 * norms[step],
+              "step %d: grad norm %.7f vs torch %.7f", step, norm, norms[step]);
+  }
+  CHECK(n_losses == 10);
+  CHECK_MSG(!want_clipped || (clipped > 0 && clipped < n_losses),
+            "the fixture should clip on some steps, not all (%d of %lld)", clipped,
+            (long long)n_losses);
+  int n = fx_compare_params(fx, ms_param, "adamw.final.", 1e-4, noise_only);
+  CHECK_MSG(n == n_tensors, "%d final tensors compared, expected %d", n, n_tensors);
+  free(noise_only);
+  train_optim_free(&o);
+  free(losses);
+  free(norms);
 }
 
 #endif

@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""Hugging Face folders and PyTorch references for the model families
+(models/<model_type>.yaml), one tiny model each, from transformers' own classes.
+
+Regenerate (needs torch, transformers, safetensors; no network):
+
+    python3 scripts/make-family-fixtures.py              # tests/fixtures/families/
+    python3 scripts/make-family-fixtures.py --out DIR    # elsewhere
+    python3 scripts/make-family-fixtures.py qwen3 gemma  # only these
+
+Each family gets tests/fixtures/families/<model_type>/ holding what
+save_pretrained writes (config.json, model.safetensors: the folder `lisa train`
+takes as MODEL) and ref.safetensors:
+
+    inputs, targets     I32 [BATCH, SEQ]   a batch from a fixed generator
+    logits              F32 [B, T, V]      forward of the saved weights
+    loss                F32 [1]            mean cross entropy
+    grad.<hf name>      F32                d loss / d parameter, Hugging Face names
+    adamw.losses        F32 [STEPS]        full fine-tuning, the same batch each step:
+    adamw.grad_norms    F32 [STEPS]        loss and gradient norm before each update
+    adamw.final.<name>  F32                every parameter after STEPS updates
+    __metadata__        lr, beta1, beta2, eps, weight_decay, grad_clip, steps, batch,
+                        seq, seed, library versions
+
+The models are float32, eager attention, dropout 0, initialised with
+initializer_range INIT_STD and then every parameter perturbed by PERTURB * randn,
+so norm weights are not ones (nor Gemma's zeros) and biases are not zero. AdamW is
+torch.optim.AdamW with weight decay on 2-D parameters only and clipping of the
+global gradient norm at GRAD_CLIP, as scripts/make-fixtures.py does for GPT-2.
+"""
+
+import argparse
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+import transformers
+from safetensors.torch import save_file
+
+SEED = 4321
+INIT_STD = 0.2
+PERTURB = 0.05
+BATCH, SEQ = 2, 9
+STEPS = 10
+LR, BETA1, BETA2, EPS, WEIGHT_DECAY, GRAD_CLIP = 1e-3, 0.9, 0.999, 1e-8, 0.1, 3.5
+
+COMMON = dict(initializer_range=INIT_STD, attn_implementation="eager",
+              bos_token_id=None, eos_token_id=None, pad_token_id=None)
+
+
+def families():
+    t = transformers
+    llama_like = dict(vocab_size=61, hidden_size=32, intermediate_size=40, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-6,
+                      max_position_embeddings=64, **COMMON)
+    return {
+        # Qwen2: LLaMA with biases on q, k and v; untied here (Qwen2-7B), tied in 0.5B
+        "qwen2": (t.Qwen2ForCausalLM, t.Qwen2Config(
+            rope_theta=1e6, tie_word_embeddings=False, **llama_like), SEED),
+        # Qwen3: per-head RMSNorm of q and k before RoPE, explicit head_dim, tied
+        "qwen3": (t.Qwen3ForCausalLM, t.Qwen3Config(
+            head_dim=12, rope_theta=1e6, tie_word_embeddings=True, **llama_like), SEED + 1),
+        # Gemma: (1 + w) RMSNorms, sqrt(hidden) embedding scale, GeGLU (tanh), head_dim
+        # not hidden / heads, tied head
+        "gemma": (t.GemmaForCausalLM, t.GemmaConfig(
+            head_dim=12, hidden_act="gelu_pytorch_tanh", rope_theta=10000.0,
+            tie_word_embeddings=True, **llama_like), SEED + 2),
+        # Phi (phi-2): parallel attention and MLP off one LayerNorm, partial rotary,
+        # biases everywhere including the head
+        "phi": (t.PhiForCausalLM, t.PhiConfig(
+            vocab_size=61, hidden_size=32, intermediate_size=40, num_hidden_layers=2,
+            num_attention_heads=4, layer_norm_eps=1e-5, hidden_act="gelu_new",
+            partial_rotary_factor=0.5, max_position_embeddings=64, resid_pdrop=0.0,
+            embd_pdrop=0.0, attention_dropout=0.0, tie_word_embeddings=False, **COMMON),
+            SEED + 3),
+    }
+
+
+def build(cls, config, seed):
+    torch.manual_seed(seed)
+    model = cls(config).float()
+    model.eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(PERTURB * torch.randn_like(p))
+    return model
+
+
+def make_batch(vocab, seed):
+    gen = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(0, vocab, (BATCH, SEQ + 1), generator=gen)
+    return tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
+
+
+def forward_loss(model, inputs, targets):
+    logits = model(inputs).logits
+    return logits, F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
+
+
+def gradients(model, inputs, targets):
+    model.zero_grad()
+    logits, loss = forward_loss(model, inputs, targets)
+    loss.backward()
+    ref = {"logits": logits.detach(), "loss": loss.detach().reshape(1)}
+    for name, p in model.named_parameters():
+        ref["grad." + name] = p.grad.detach().clone()
+    return ref
+
+
+def adamw_run(model, inputs, targets):
+    decay = [p for p in model.parameters() if p.dim() == 2]
+    rest = [p for p in model.parameters() if p.dim() != 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY},
+                             {"params": rest, "weight_decay": 0.0}],
+                            lr=LR, betas=(BETA1, BETA2), eps=EPS)
+    losses, norms = [], []
+    for _ in range(STEPS):
+        opt.zero_grad()
+        _, loss = forward_loss(model, inputs, targets)
+        loss.backward()
+        norms.append(torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP).item())
+        losses.append(loss.item())
+        opt.step()
+    ref = {"adamw.losses": torch.tensor(losses), "adamw.grad_norms": torch.tensor(norms)}
+    for name, p in model.named_parameters():
+        ref["adamw.final." + name] = p.detach().clone()
+    clipped = sum(n > GRAD_CLIP for n in norms)
+    return ref, clipped
+
+
+def make(out_root, name, cls, config, seed):
+    out = os.path.join(out_root, name)
+    os.makedirs(out, exist_ok=True)
+    model = build(cls, config, seed)
+    model.save_pretrained(out, safe_serialization=True)
+    inputs, targets = make_batch(config.vocab_size, seed + 100)
+    ref = {"inputs": inputs.to(torch.int32), "targets": targets.to(torch.int32)}
+    ref.update(gradients(model, inputs, targets))
+    run, clipped = adamw_run(model, inputs, targets)
+    ref.update(run)
+    meta = {"lr": str(LR), "beta1": str(BETA1), "beta2": str(BETA2), "eps": str(EPS),
+            "weight_decay": str(WEIGHT_DECAY), "grad_clip": str(GRAD_CLIP),
+            "steps": str(STEPS), "batch": str(BATCH), "seq": str(SEQ), "seed": str(seed),
+            "torch": torch.__version__, "transformers": transformers.__version__}
+    save_file({k: v.contiguous() for k, v in ref.items()}, os.path.join(out, "ref.safetensors"),
+              metadata=meta)
+    gen = os.path.join(out, "generation_config.json")
+    if os.path.exists(gen):
+        os.remove(gen)  # defaults only; nothing a trainer reads
+    print(f"{name}: loss {ref['loss'].item():.6f}, {sum(p.numel() for p in model.parameters())} "
+          f"parameters, clipped on {clipped} of {STEPS} steps")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "tests",
+                                                  "fixtures", "families"))
+    ap.add_argument("names", nargs="*")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    table = families()
+    for name in args.names or table:
+        if name not in table:
+            sys.exit(f"unknown family {name}; known: {', '.join(table)}")
+        make(args.out, name, *table[name])
+
+
+if __name__ == "__main__":
+    main()
