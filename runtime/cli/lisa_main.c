@@ -92,6 +92,9 @@ static const cliopt train_opts[] = {
     {"--data", CLIOPT_STRING, AT(train.data_path), .help = NULL /* in the usage line */},
     {"--weights", CLIOPT_STRING, AT(train.weights_path), .meta = "FILE",
      .help = "start from a safetensors checkpoint (HF names)"},
+    {"--ignore-unused", CLIOPT_FLAG, AT(train.ignore_unused),
+     .help = "load weights holding tensors the model does not use\n"
+             "(default: an error naming them)"},
     {"--save", CLIOPT_STRING, AT(save_path), .meta = "FILE",
      .help = "write the trained weights as safetensors"},
     {"--max-shard-size", CLIOPT_DOUBLE, AT(max_shard_gb), 0, 1e6, .lo_open = 1, .meta = "GB",

@@ -236,7 +236,11 @@ static int init_weights(trainer *t, const train_config *cfg, lt_error *err) {
                         : t->folder_weights[0] ? t->folder_weights : NULL;
   if (!weights || cfg->method == TRAIN_LORA) wt_init_random(&t->state, cfg->seed);
   if (!weights) return 0;
-  return wt_load(&t->state, weights, t->load_note, sizeof t->load_note, err);
+  if (wt_load(&t->state, weights, t->load_note, sizeof t->load_note, err)) return -1;
+  if (t->load_note[0] && !cfg->ignore_unused)
+    return lt_fail(err, "%s; a weight the model does not read would be lost (a fused or "
+                   "renamed tensor?): check the model, or pass --ignore-unused", t->load_note);
+  return 0;
 }
 
 int trainer_create(trainer *t, const train_config *cfg, lt_error *err) {

@@ -29,6 +29,9 @@ typedef struct {
   const char *model_path;
   const char *data_path;
   const char *weights_path; /* NULL: random init from the seed */
+  int ignore_unused;        /* tensors in the weights the model does not use:
+                               0 = an error (the checkpoint cannot mean what the
+                               model says), 1 = load_note lists them */
   int method;               /* enum train_method */
   int64_t steps;
   int batch, seq;

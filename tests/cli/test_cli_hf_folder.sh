@@ -83,6 +83,30 @@ mistral_config 4 >"$TMP/mistral/config.json"
 expect_error "--seq beyond the sliding window" "--seq 8 is longer than .*mistral.yaml allows \(4 positions\)" \
   train "$TMP/mistral" --data "$TMP/small.bin"
 
+# transformers 5's config.json (rope_parameters, layer_types, dtype): the
+# fixture folders of tests/fixtures/families train as they are.
+for type in qwen2 qwen3 gemma phi; do
+  train "$SRC/tests/fixtures/families/$type" --data "$TMP/small.bin" --steps 2 \
+    --log-jsonl "$TMP/$type.jsonl" || fail "training the $type folder failed"
+  [ "$(rows "$TMP/$type.jsonl" | wc -l)" = 2 ] && echo "ok   $type folder trains" \
+    || fail "$type: no rows"
+done
+# A tensor the model does not read is an error unless --ignore-unused: the
+# Qwen2 folder said to tie its head leaves its lm_head.weight unused.
+cp -r "$SRC/tests/fixtures/families/qwen2" "$TMP/qwen2"
+sed -i 's/"tie_word_embeddings": false/"tie_word_embeddings": true/' "$TMP/qwen2/config.json"
+expect_error "an unused tensor" "ignored 1 tensor the model does not use: lm_head.weight.*--ignore-unused" \
+  train "$TMP/qwen2" --data "$TMP/small.bin"
+train "$TMP/qwen2" --data "$TMP/small.bin" --ignore-unused --steps 1 \
+  && echo "ok   --ignore-unused trains without it" || fail "--ignore-unused failed"
+sed -i 's/"full_attention"/"sliding_attention"/' "$TMP/qwen2/config.json"
+expect_error "sliding layers" "\"layer_types\"\[0\] is not \"full_attention\"" \
+  train "$TMP/qwen2" --data "$TMP/small.bin"
+sed -i 's/"rope_type": "default"/"rope_type": "yarn"/; s/"sliding_attention"/"full_attention"/' \
+  "$TMP/qwen2/config.json"
+expect_error "scaled RoPE" "\"rope_parameters\".\"rope_type\" is yarn; only the plain rotation" \
+  train "$TMP/qwen2" --data "$TMP/small.bin"
+
 # What the family cannot honour.
 gpt2_config gelu_new gpt3 >"$TMP/gpt2/config.json"
 expect_error "unknown model_type" "model_type \"gpt3\" has no family file .*known: .*gpt2.*llama|model_type \"gpt3\" has no family file .*known: .*llama.*gpt2" \

@@ -317,7 +317,7 @@ static void test_unknown_names(void) {
              "t.yaml:18:37: unknown key 'eps' in op 'add' (known: op, in, out)");
   load_fails(edit("shape: [c]}", "shap: [c]}"),
              "t.yaml:15:24: unknown key 'shap' in param 'b' (known: hf, shape, layout, "
-             "init, std, decay)");
+             "init, std, decay, tie)");
   load_fails(edit("repeat: 2", "repeats: 2"),
              "t.yaml:11:3: unknown key 'repeats' in block (known: repeat, input, params, "
              "ops, output)");
@@ -642,6 +642,75 @@ static void test_activation_errors(void) {
 
 /* 200,000 config keys load in linear time (a hash, not pairwise), and a
  * repeat among them is still caught. Prints the time, asserts none. */
+/* tie: {to, when}: while `when` holds, the param is the one it names (no
+ * tensor of its own); otherwise a param like any other. */
+static void test_tie(void) {
+  const char *head_param = "  targets: t\n  ops:\n";
+  const char *tied = "  targets: t\n  params:\n"
+                     "    out: {hf: out.weight, shape: [v, c], tie: {to: emb, when: v - 10}}\n"
+                     "  ops:\n";
+  char text[4096];
+  snprintf(text, sizeof text, "%s", edit(head_param, tied));
+  char *lin = strstr(text, "in: [x, emb], out: logits");
+  memcpy(lin, "in: [x, out], out: logits", strlen("in: [x, out], out: logits"));
+  ir_model m;
+  lt_error err = {{0}};
+  int rc = yml_load_model_string(text, "t.yaml", &m, &err);
+  CHECK_MSG(rc == 0, "%s", err.msg);
+  if (rc == 0) {
+    CHECK(m.n_params == 3 && ir_find_param(&m, "out") < 0); /* emb, w, b */
+    const ir_graph *h = &m.sections[IR_HEAD];
+    CHECK(h->values[h->fwd[0].in[1]].param == ir_find_param(&m, "emb"));
+    ir_model_free(&m);
+  }
+  char *when = strstr(text, "v - 10");
+  memcpy(when, "v - 11", 6); /* zero: not tied, a param of its own */
+  rc = yml_load_model_string(text, "t.yaml", &m, &err);
+  CHECK_MSG(rc == 0, "%s", err.msg);
+  if (rc == 0) {
+    CHECK(m.n_params == 4 && ir_find_param(&m, "out") >= 0);
+    ir_model_free(&m);
+  }
+  char *shape = strstr(text, "shape: [v, c], tie");
+  memcpy(shape, "shape: [c, v], tie", 18);
+  rc = yml_load_model_string(text, "t.yaml", &m, &err);
+  CHECK_MSG(rc == -1 && strstr(err.msg, "param 'out' cannot be 'emb': their shapes differ"),
+            "%s", err.msg);
+  ir_model_free(&m);
+}
+
+/* rmsnorm's offset and heads: the weight is one head wide. */
+static void test_rmsnorm_attrs(void) {
+  const char *add = "    - {op: add, in: [x, y], out: z}\n";
+  ir_model m;
+  lt_error err = {{0}};
+  const char *text = edit(add, "    - {op: rmsnorm, in: [y, hw], out: n, heads: 4, offset: 1}\n"
+                               "    - {op: add, in: [x, n], out: z}\n");
+  char buf[4096];
+  snprintf(buf, sizeof buf, "%s", text);
+  char *b = strstr(buf, "    b: {hf:");
+  char row[] = "    hw: {hf: \"l.{i}.hw\", shape: [c / 4]}\n";
+  memmove(b + strlen(row), b, strlen(b) + 1);
+  memcpy(b, row, strlen(row));
+  int rc = yml_load_model_string(buf, "t.yaml", &m, &err);
+  CHECK_MSG(rc == 0, "%s", err.msg);
+  if (rc == 0) {
+    const ir_op *op = &m.sections[IR_BLOCK].fwd[1];
+    CHECK(op->kind == IR_OP_RMSNORM && op->heads == 4 && op->w_offset == 1.0f);
+    CHECK(m.sections[IR_BLOCK].values[op->out[1]].cols == 4); /* rstd per head */
+    ir_model_free(&m);
+  }
+  char *heads = strstr(buf, "heads: 4");
+  heads[7] = '3';
+  rc = yml_load_model_string(buf, "t.yaml", &m, &err);
+  CHECK_MSG(rc == -1 && strstr(err.msg, "is not divisible into 3 heads"), "%s", err.msg);
+  ir_model_free(&m);
+  heads[7] = '2'; /* divides, but w is then not one head wide */
+  rc = yml_load_model_string(buf, "t.yaml", &m, &err);
+  CHECK_MSG(rc == -1 && strstr(err.msg, "expected 4 (the width of one head)"), "%s", err.msg);
+  ir_model_free(&m);
+}
+
 static void test_many_config_keys(void) {
   enum { N = 200000 };
   FILE *in = fopen(src_path("models/gpt2-tiny.yaml"), "r");
@@ -682,6 +751,8 @@ static void test_many_config_keys(void) {
 
 int main(void) {
   RUN(test_tiny);
+  RUN(test_tie);
+  RUN(test_rmsnorm_attrs);
   RUN(test_many_config_keys);
   RUN(test_gpt2_sizes);
   RUN(test_llama_sizes);
