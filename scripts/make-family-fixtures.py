@@ -26,7 +26,8 @@ The models are float32, eager attention, dropout 0, initialised with
 initializer_range INIT_STD and then every parameter perturbed by PERTURB * randn,
 so norm weights are not ones (nor Gemma's zeros) and biases are not zero. AdamW is
 torch.optim.AdamW with weight decay on 2-D parameters only and clipping of the
-global gradient norm at GRAD_CLIP, as scripts/make-fixtures.py does for GPT-2.
+global gradient norm at GRAD_CLIP (or the family's own, so that some steps clip
+and some do not), as scripts/make-fixtures.py does for GPT-2.
 """
 
 import argparse
@@ -74,6 +75,10 @@ def families():
             partial_rotary_factor=0.5, max_position_embeddings=64, resid_pdrop=0.0,
             embd_pdrop=0.0, attention_dropout=0.0, tie_word_embeddings=False, **COMMON),
             SEED + 3),
+        # OLMo 2: no pre-norms; RMSNorm of the whole q and k (all heads) before RoPE,
+        # RMSNorm of the attention and MLP outputs before each residual add
+        "olmo2": (t.Olmo2ForCausalLM, t.Olmo2Config(
+            rope_theta=500000.0, tie_word_embeddings=False, **llama_like), SEED + 4, 5.5),
     }
 
 
@@ -108,7 +113,7 @@ def gradients(model, inputs, targets):
     return ref
 
 
-def adamw_run(model, inputs, targets):
+def adamw_run(model, inputs, targets, clip):
     decay = [p for p in model.parameters() if p.dim() == 2]
     rest = [p for p in model.parameters() if p.dim() != 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY},
@@ -119,17 +124,17 @@ def adamw_run(model, inputs, targets):
         opt.zero_grad()
         _, loss = forward_loss(model, inputs, targets)
         loss.backward()
-        norms.append(torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP).item())
+        norms.append(torch.nn.utils.clip_grad_norm_(model.parameters(), clip).item())
         losses.append(loss.item())
         opt.step()
     ref = {"adamw.losses": torch.tensor(losses), "adamw.grad_norms": torch.tensor(norms)}
     for name, p in model.named_parameters():
         ref["adamw.final." + name] = p.detach().clone()
-    clipped = sum(n > GRAD_CLIP for n in norms)
+    clipped = sum(n > clip for n in norms)
     return ref, clipped
 
 
-def make(out_root, name, cls, config, seed):
+def make(out_root, name, cls, config, seed, clip=GRAD_CLIP):
     out = os.path.join(out_root, name)
     os.makedirs(out, exist_ok=True)
     model = build(cls, config, seed)
@@ -137,10 +142,10 @@ def make(out_root, name, cls, config, seed):
     inputs, targets = make_batch(config.vocab_size, seed + 100)
     ref = {"inputs": inputs.to(torch.int32), "targets": targets.to(torch.int32)}
     ref.update(gradients(model, inputs, targets))
-    run, clipped = adamw_run(model, inputs, targets)
+    run, clipped = adamw_run(model, inputs, targets, clip)
     ref.update(run)
     meta = {"lr": str(LR), "beta1": str(BETA1), "beta2": str(BETA2), "eps": str(EPS),
-            "weight_decay": str(WEIGHT_DECAY), "grad_clip": str(GRAD_CLIP),
+            "weight_decay": str(WEIGHT_DECAY), "grad_clip": str(clip),
             "steps": str(STEPS), "batch": str(BATCH), "seq": str(SEQ), "seed": str(seed),
             "torch": torch.__version__, "transformers": transformers.__version__}
     save_file({k: v.contiguous() for k, v in ref.items()}, os.path.join(out, "ref.safetensors"),

@@ -198,12 +198,17 @@ static const char *matchbalance (MatchState *ms, const char *s,
     int b = *p;
     int e = *(p+1);
     int cont = 1;
+    const char *start = s;
     while (++s < ms->src_end) {
       if (*s == e) {
-        if (--cont == 0) return s+1;
+        if (--cont == 0) {
+          spend(ms, (long)(s - start));  /* lisa: the scan is steps too */
+          return s+1;
+        }
       }
       else if (*s == b) cont++;
     }
+    spend(ms, (long)(s - start));
   }
   return NULL;  /* string ends out of balance */
 }
@@ -385,8 +390,11 @@ static const char *match (MatchState *ms, const char *s, const char *p) {
 
 
 
-static const char *lmemfind (const char *s1, size_t l1,
+static const char *lmemfind (lua_State *L, const char *s1, size_t l1,
                                const char *s2, size_t l2) {
+  /* lisa: each candidate costs a step per 64 bytes compared, so a needle of
+   * repeated characters in a haystack of them cannot run for n * m */
+  long steps_left = match_budget(L);
   if (l2 == 0) return s1;  /* empty strings are everywhere */
   else if (l2 > l1) return NULL;  /* avoids a negative 'l1' */
   else {
@@ -395,6 +403,9 @@ static const char *lmemfind (const char *s1, size_t l1,
     l1 = l1-l2;  /* 's2' cannot be found after that */
     while (l1 > 0 && (init = (const char *)memchr(s1, *s2, l1)) != NULL) {
       init++;   /* 1st char is already checked */
+      steps_left -= 1 + (long)(l2 >> 6);
+      if (l_unlikely(steps_left < 0))
+        luaL_error(L, "string.find ran for more than %d steps", (int)match_budget(L));
       if (memcmp(init, s2+1, l2) == 0)
         return init-1;
       else {  /* correct 'l1' and 's1' to try again */
@@ -482,7 +493,8 @@ static void prepstate (MatchState *ms, lua_State *L,
 
 static void reprepstate (MatchState *ms) {
   ms->level = 0;
-  ms->steps_left = match_budget(ms->L);
+  /* lisa: the budget is the whole call's, not each position's: gsub, gmatch
+   * and find try a match at every position */
   lua_assert(ms->matchdepth == MAXCCALLS);
 }
 
@@ -499,7 +511,7 @@ static int str_find_aux (lua_State *L, int find) {
   /* explicit request or no special characters? */
   if (find && (lua_toboolean(L, 4) || nospecials(p, lp))) {
     /* do a plain search */
-    const char *s2 = lmemfind(s + init, ls - init, p, lp);
+    const char *s2 = lmemfind(L, s + init, ls - init, p, lp);
     if (s2) {
       lua_pushinteger(L, (s2 - s) + 1);
       lua_pushinteger(L, (s2 - s) + lp);
@@ -556,6 +568,7 @@ static int gmatch_aux (lua_State *L) {
   GMatchState *gm = (GMatchState *)lua_touserdata(L, lua_upvalueindex(3));
   const char *src;
   gm->ms.L = L;
+  gm->ms.steps_left = match_budget(L);  /* lisa: each call of the iterator */
   for (src = gm->src; src <= gm->ms.src_end; src++) {
     const char *e;
     reprepstate(&gm->ms);

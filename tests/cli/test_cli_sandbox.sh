@@ -52,6 +52,16 @@ expect_error "pattern in an activation file" \
 printf '%s\nreturn {}\n' "$BAD_PATTERN" >"$TMP/tune.lua"
 expect_error "pattern in a tuning file" "tune.lua:1: pattern matching ran for more than 10000000 steps" \
   "$LISA" gen "$TINY" -o "$TMP/gen" --tune "$TMP/tune.lua"
+# Scans the matcher's steps did not count: %b over a long unbalanced string at
+# every position, a plain find of a long repeated needle (each was minutes).
+printf 'local s = ("(x"):rep(1 << 18)\nlocal n = 0\nfor _ in s:gmatch("%%b()") do n = n + 1 end\n%s\n' \
+  "$ok_fn" >"$TMP/balance.lua"
+expect_error "%b at every position" "balance.lua:3: pattern matching ran for more than 10000000 steps" \
+  policy "$TMP/balance.lua"
+printf 'local s = ("a"):rep(1 << 22)\nlocal found = s:find(("a"):rep(1 << 16) .. "b", 1, true)\n%s\n' \
+  "$ok_fn" >"$TMP/plainfind.lua"
+expect_error "plain find of a repeated needle" "plainfind.lua:2: string.find ran for more than 10000000 steps" \
+  policy "$TMP/plainfind.lua"
 # Patterns still work within the budget.
 printf 'assert(("a1b22"):gsub("%%d+", "#") == "a#b#")\nassert(("k=v"):match("(%%w+)=(%%w+)") == "k")\n%s\n' \
   "$ok_fn" >"$TMP/patterns-ok.lua"

@@ -293,9 +293,14 @@ void check_model(const char *yaml, int dtype, const gen_tuning *tuning = nullptr
   if (ms_create_trains(&s, &m, B, T, m.n_layer, 0, trains.data(), &err)) {
     CHECK_MSG(0, "%s", err.msg);
   } else {
-    wt_init_random(&s, 7);
-    /* larger than init's scale, so biases and norms are not trivially 0 / 1 */
-    for (int64_t i = 0; i < s.n_param_scalars; i++) s.params[i] += 0.05f * sinf((float)i);
+    if (folder[0] && !lora_rank) {
+      /* a Hugging Face folder: transformers' weights (tests/fixtures/families) */
+      if (wt_load(&s, folder, NULL, 0, &err)) CHECK_MSG(0, "%s", err.msg);
+    } else {
+      wt_init_random(&s, 7);
+      /* larger than init's scale, so biases and norms are not trivially 0 / 1 */
+      for (int64_t i = 0; i < s.n_param_scalars; i++) s.params[i] += 0.05f * sinf((float)i);
+    }
     for (int n = 0; n < s.N; n++)
       s.ids[n] = (n * 7 + 3) % m.vocab_size, s.targets[n] = (n * 5 + 1) % m.vocab_size;
     char tag[128];
@@ -386,9 +391,10 @@ void test_attention_mma() {
 void test_llama_fp32() { check_model("models/llama-tiny.yaml", GEN_F32); }
 /* The families' folders (tests/fixtures/families): Qwen2's q/k/v biases,
  * Qwen3's per-head q/k norms, Gemma's (1 + w) norms and scaled embedding,
- * Phi's parallel block, partial rotary and head bias. */
+ * Phi's parallel block, partial rotary and head bias, OLMo 2's norms of
+ * whole q and k and of each sublayer's output. */
 void test_families() {
-  for (const char *type : {"qwen2", "qwen3", "gemma", "phi"}) {
+  for (const char *type : {"qwen2", "qwen3", "gemma", "phi", "olmo2"}) {
     std::string dir = std::string("tests/fixtures/families/") + type;
     check_model(dir.c_str(), GEN_F32);
     if (strcmp(type, "qwen2")) check_model(dir.c_str(), GEN_BF16);

@@ -19,6 +19,7 @@ static const family_case cases[] = {
     {"qwen3", 1 + 11 * 2 + 1},  /* tied: the head is the embedding table */
     {"gemma", 1 + 9 * 2 + 1},   /* tied */
     {"phi", 1 + 14 * 2 + 4},    /* final LayerNorm w, b; lm_head w, b */
+    {"olmo2", 1 + 11 * 2 + 2},
 };
 enum { N_CASES = sizeof cases / sizeof cases[0] };
 
