@@ -95,10 +95,12 @@ static const cliopt train_opts[] = {
     {"--ignore-unused", CLIOPT_FLAG, AT(train.ignore_unused),
      .help = "load weights holding tensors the model does not use\n"
              "(default: an error naming them)"},
-    {"--save", CLIOPT_STRING, AT(save_path), .meta = "FILE",
-     .help = "write the trained weights as safetensors"},
+    {"--save", CLIOPT_STRING, AT(save_path), .meta = "PATH",
+     .help = "write the trained weights: PATH.safetensors, one file;\n"
+             "else a model folder (a Hugging Face MODEL's config.json\n"
+             "and tokenizer files beside them)"},
     {"--max-shard-size", CLIOPT_DOUBLE, AT(max_shard_gb), 0, 1e6, .lo_open = 1, .meta = "GB",
-     .help = "--save writes a folder of Hugging Face shards and an index"},
+     .help = "the --save folder holds shards of at most GB and an index"},
     {"--save-state", CLIOPT_STRING, AT(save_state_dir), .meta = "DIR",
      .help = "save the whole run state (weights, AdamW, LISA period)\n"
              "to DIR/step-<N> at the end; DIR/latest names the newest"},
@@ -159,10 +161,13 @@ static int check_train_args(const cli_args *a, const cliopt_result *r) {
     return cliopt_fail_usage(c, "%s applies to --method lora", r->tagged[LORA_ONLY]);
   if (a->max_shard_gb > 0 && !a->save_path)
     return cliopt_fail_usage(c, "--max-shard-size needs --save");
-  if (a->max_shard_gb > 0 && a->merge_lora)
-    return cliopt_fail_usage(c, "--max-shard-size and --merge-lora do not go together yet");
+  run_options save = {.save_path = a->save_path, .max_shard_gb = a->max_shard_gb};
+  if (a->train.method == TRAIN_LORA && a->save_path && !a->merge_lora && run_save_is_folder(&save))
+    return cliopt_fail_usage(c, "--method lora: --save %s writes a model folder, which needs "
+                             "--merge-lora (base and adapters go to --save FILE.safetensors)",
+                             a->save_path);
   if (a->merge_lora && !a->save_path)
-    return cliopt_fail_usage(c, "--merge-lora needs --save FILE");
+    return cliopt_fail_usage(c, "--merge-lora needs --save PATH");
   if (a->override && !a->resume_dir) return cliopt_fail_usage(c, "--override needs --resume DIR");
   if (a->resume_dir && a->train.weights_path)
     return cliopt_fail_usage(c, "--resume takes the weights from the saved state; drop --weights");

@@ -2,8 +2,10 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "checkpoint.h"
+#include "hf_folder.h"
 #include "log.h"
 #include "weights.h"
 
@@ -75,15 +77,29 @@ static int save_state(trainer *t, const run_backend *be, void *ctx, const run_op
   return 0;
 }
 
-/* The weights at the end: merged (LoRA), sharded or one file. */
+int run_save_is_folder(const run_options *o) {
+  static const char ext[] = ".safetensors";
+  size_t n = o->save_path ? strlen(o->save_path) : 0;
+  return o->max_shard_gb > 0 ||
+         n < sizeof ext || strcmp(o->save_path + n - (sizeof ext - 1), ext) != 0;
+}
+
+/* The weights at the end (LoRA merged first when asked): one file, or a
+ * model folder (run_save_is_folder) that is, for a model that came from a
+ * Hugging Face folder, that folder again: its config.json and tokenizer
+ * files beside the trained weights, under the checkpoint's names. */
 static int save_weights(trainer *t, const run_options *o, log_sink *log, lt_error *err) {
   ms_state *s = trainer_state(t);
   int rc;
   if (o->merge_lora) trainer_merge_lora(t);
-  if (o->max_shard_gb > 0)
-    rc = wt_save_sharded(s, o->save_path, (uint64_t)(o->max_shard_gb * 1e9), err);
-  else
+  if (run_save_is_folder(o)) {
+    uint64_t shard = o->max_shard_gb > 0 ? (uint64_t)(o->max_shard_gb * 1e9) : UINT64_MAX;
+    rc = wt_save_sharded(s, o->save_path, shard, o->merge_lora, err);
+    if (rc == 0 && t->folder_weights[0])
+      rc = hf_copy_side_files(t->folder_weights, o->save_path, NULL, err);
+  } else {
     rc = o->merge_lora ? wt_save_base(s, o->save_path, err) : wt_save(s, o->save_path, err);
+  }
   if (rc || log_event(log, trainer_next_step(t), "checkpoint", "path", o->save_path, err))
     return -1;
   if (!o->quiet) fprintf(stderr, "saved %s\n", o->save_path);

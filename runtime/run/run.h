@@ -39,7 +39,7 @@ const run_backend *run_cpu_backend(void);
 typedef struct {
   int64_t steps;            /* the total, counted from step 0 */
   const char *save_path, *jsonl_path, *save_state_dir;
-  double max_shard_gb;      /* > 0: --save writes shards */
+  double max_shard_gb;      /* > 0: --save writes a folder of shards */
   int64_t save_every, norms_every;
   int merge_lora, quiet;
   /* Set from a signal handler to stop: the loop ends after the step in
@@ -49,6 +49,12 @@ typedef struct {
 } run_options;
 
 #define RUN_INTERRUPTED (-2)
+
+/* --save PATH is one safetensors file when PATH ends in ".safetensors" and
+ * no shard size is given; anything else is a model folder (weights in
+ * Hugging Face's names, one file or shards, and the source folder's
+ * config.json and tokenizer files when the model came from one). */
+int run_save_is_folder(const run_options *o);
 
 /* ckpt_resume, checked against the total steps. override: let settings that
  * change only the trajectory differ from the saved ones (each change is

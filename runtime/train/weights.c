@@ -413,9 +413,10 @@ static int save_shards(const ms_state *s, const char *dir, const wt_entries *e,
   return rc;
 }
 
-int wt_save_sharded(const ms_state *s, const char *dir, uint64_t max_shard_bytes, lt_error *err) {
+int wt_save_sharded(const ms_state *s, const char *dir, uint64_t max_shard_bytes,
+                    int skip_adapters, lt_error *err) {
   wt_entries e;
-  if (atomic_file_make_dir(dir, err) || entries_build(s, &e, 0, err)) return -1;
+  if (atomic_file_make_dir(dir, err) || entries_build(s, &e, skip_adapters, err)) return -1;
   hf_index_entry *map = calloc((size_t)e.n + 1, sizeof *map);
   int rc = map ? 0 : lt_fail(err, "%s: out of memory", dir);
   int n_shards = map ? assign_shards(&e, max_shard_bytes, map) : 0;

@@ -43,8 +43,9 @@ int wt_save_base(const ms_state *s, const char *path, lt_error *err);
  * last and names only them, and then the shards and files of other saves
  * (another count, the other set, a single file) are removed; a crash leaves
  * the earlier save or the new one, never a mix. Other files in dir (a
- * config.json, a tokenizer) are left alone. */
+ * config.json, a tokenizer) are left alone. skip_adapters: without LoRA
+ * adapter tensors (after trainer_merge_lora), as wt_save_base. */
 int wt_save_sharded(const ms_state *s, const char *dir, uint64_t max_shard_bytes,
-                    lt_error *err);
+                    int skip_adapters, lt_error *err);
 
 #endif

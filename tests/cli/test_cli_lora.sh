@@ -49,7 +49,7 @@ expect_error lora_option_with_ft "--lora-rank applies to --method lora" \
   run --steps 1 --lora-rank 4
 expect_error lisa_option_with_lora "--gamma applies to --method lisa" \
   run --steps 1 --method lora --gamma 1
-expect_error merge_needs_save "--merge-lora needs --save FILE" run --steps 1 --method lora --merge-lora
+expect_error merge_needs_save "--merge-lora needs --save PATH" run --steps 1 --method lora --merge-lora
 expect_error unknown_target "LoRA target 'qkv_w' is not a block linear weight \(these are: attn_w, aproj_w, fc_w, mproj_w\)" \
   run --steps 1 --method lora --lora-targets attn_w,qkv_w
 expect_error bad_rank "--lora-rank: '0' is not an integer in \[1, 65536\]" run --steps 1 --method lora --lora-rank 0

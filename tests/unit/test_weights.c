@@ -289,7 +289,7 @@ static void test_sharded_round_trip(void) {
   snprintf(whole, sizeof whole, "%s/whole.safetensors", tmp);
   CHECK(wt_save(&a, whole, &err) == 0);
   /* 8000 bytes: c_fc and mlp.c_proj weights (9216) are larger: alone */
-  CHECK_MSG(wt_save_sharded(&a, dir, 8000, &err) == 0, "%s", err.msg);
+  CHECK_MSG(wt_save_sharded(&a, dir, 8000, 0, &err) == 0, "%s", err.msg);
   int n = check_index(dir, whole, 4 * (uint64_t)ir_model_numel(&m));
   CHECK_MSG(n >= 3, "%d shards", n);
   check_shard_sizes(dir, n, 8000);
@@ -303,17 +303,17 @@ static void test_sharded_round_trip(void) {
   CHECK(memcmp(a.params, c.params, a.bytes_params) == 0);
 
   /* Another shard count replaces the old shards. */
-  CHECK(wt_save_sharded(&a, dir, 20000, &err) == 0);
+  CHECK(wt_save_sharded(&a, dir, 20000, 0, &err) == 0);
   int n2 = check_index(dir, whole, 4 * (uint64_t)ir_model_numel(&m));
   CHECK(n2 >= 2 && n2 != n && count_files(dir) == n2 + 1);
   check_shard_sizes(dir, n2, 20000);
   /* A model that fits one shard: model.safetensors alone, as the hub's. */
-  CHECK(wt_save_sharded(&a, dir, UINT64_MAX, &err) == 0);
+  CHECK(wt_save_sharded(&a, dir, UINT64_MAX, 0, &err) == 0);
   CHECK(count_files(dir) == 1 && exists(dir, "model.safetensors"));
   wt_init_random(&b, 12);
   CHECK(wt_load(&b, dir, NULL, 0, &err) == 0 && memcmp(a.params, b.params, a.bytes_params) == 0);
   /* ...and back: the single file must go, or it would shadow the index. */
-  CHECK(wt_save_sharded(&a, dir, 8000, &err) == 0);
+  CHECK(wt_save_sharded(&a, dir, 8000, 0, &err) == 0);
   CHECK(count_files(dir) == n + 1 && !exists(dir, "model.safetensors"));
   remove_tree(tmp);
   ms_free(&a);
@@ -328,7 +328,7 @@ static int save_shards(const ms_state *s, char *tmp, char *dir, size_t cap) {
   lt_error err;
   if (!mkdtemp(tmp)) return -1;
   snprintf(dir, cap, "%s/out", tmp);
-  if (wt_save_sharded(s, dir, 8000, &err)) {
+  if (wt_save_sharded(s, dir, 8000, 0, &err)) {
     fprintf(stderr, "%s\n", err.msg);
     return -1;
   }
@@ -467,7 +467,7 @@ static void test_sharded_errors(void) {
   }
 
   /* Saving into a path that is a file. */
-  CHECK(wt_save_sharded(&s, index, 8000, &err) == -1);
+  CHECK(wt_save_sharded(&s, index, 8000, 0, &err) == -1);
   snprintf(want, sizeof want, "%s: exists and is not a folder", index);
   CHECK_MSG(strcmp(err.msg, want) == 0, "%s", err.msg);
 
