@@ -79,6 +79,16 @@ def families():
         # RMSNorm of the attention and MLP outputs before each residual add
         "olmo2": (t.Olmo2ForCausalLM, t.Olmo2Config(
             rope_theta=500000.0, tie_word_embeddings=False, **llama_like), SEED + 4, 5.5),
+        # GPT-NeoX (Pythia): fused query_key_value interleaved per head (q, k, v rows
+        # of head 0, then of head 1, ...), parallel residual, partial rotary, exact
+        # (erf) GELU, biases, untied embed_out
+        "gpt_neox": (t.GPTNeoXForCausalLM, t.GPTNeoXConfig(
+            vocab_size=61, hidden_size=32, intermediate_size=40, num_hidden_layers=2,
+            num_attention_heads=4, layer_norm_eps=1e-5, hidden_act="gelu",
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                             "partial_rotary_factor": 0.5}, use_parallel_residual=True,
+            max_position_embeddings=64, attention_dropout=0.0, hidden_dropout=0.0,
+            tie_word_embeddings=False, **COMMON), SEED + 5),
     }
 
 
@@ -103,13 +113,24 @@ def forward_loss(model, inputs, targets):
     return logits, F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
 
 
+# Parameters save_pretrained writes under another name than named_parameters
+# gives (transformers 5 keeps GPT-NeoX's old checkpoint name for its head).
+CHECKPOINT_NAMES = {"lm_head.weight": "embed_out.weight"}
+
+
+def checkpoint_name(model, name):
+    if model.config.model_type == "gpt_neox":
+        return CHECKPOINT_NAMES.get(name, name)
+    return name
+
+
 def gradients(model, inputs, targets):
     model.zero_grad()
     logits, loss = forward_loss(model, inputs, targets)
     loss.backward()
     ref = {"logits": logits.detach(), "loss": loss.detach().reshape(1)}
     for name, p in model.named_parameters():
-        ref["grad." + name] = p.grad.detach().clone()
+        ref["grad." + checkpoint_name(model, name)] = p.grad.detach().clone()
     return ref
 
 
@@ -129,7 +150,7 @@ def adamw_run(model, inputs, targets, clip):
         opt.step()
     ref = {"adamw.losses": torch.tensor(losses), "adamw.grad_norms": torch.tensor(norms)}
     for name, p in model.named_parameters():
-        ref["adamw.final." + name] = p.detach().clone()
+        ref["adamw.final." + checkpoint_name(model, name)] = p.detach().clone()
     clipped = sum(n > clip for n in norms)
     return ref, clipped
 

@@ -84,7 +84,8 @@ static int numeric_entries(const cJSON *root, ir_config_entry **out, int *n) {
   int cap = cJSON_GetArraySize(root) + (rope ? cJSON_GetArraySize(rope) : 0);
   *out = calloc((size_t)cap + 1, sizeof **out);
   if (!*out) return -1;
-  *n = add_numbers(rope, *out, add_numbers(root, *out, 0));
+  /* rope_parameters first: where both say, it is what transformers 5 uses */
+  *n = add_numbers(root, *out, add_numbers(rope, *out, 0));
   return 0;
 }
 

@@ -310,7 +310,7 @@ static int load_checkpoint(yml_ctx *c, const yaml_node_t *n) {
 /* --- params --- */
 
 static const char *const param_keys[] = {"hf", "shape", "layout", "init", "std",
-                                         "decay", "tie", NULL};
+                                         "decay", "tie", "interleave", NULL};
 
 static int param_readable(const ir_param *p, int section);
 static const char *const layout_names[] = {"out_in", "in_out", NULL};
@@ -356,6 +356,25 @@ static int load_hf_name(yml_ctx *c, const yaml_node_t *key, const yaml_node_t *n
   return 0;
 }
 
+/* interleave: {groups: EXPR, parts: EXPR}: dim 0 must split into groups x
+ * parts equal pieces. */
+static int load_interleave(yml_ctx *c, const yaml_node_t *n, ir_param *p) {
+  static const char *const keys[] = {"groups", "parts", NULL};
+  if (need_map(c, n, "interleave") || check_keys(c, n, keys, "interleave")) return -1;
+  const yaml_node_t *g = map_get(c, n, "groups"), *pa = map_get(c, n, "parts");
+  if (!g || !pa) return fail_at(c, n, "interleave needs 'groups' and 'parts'");
+  int64_t groups, parts;
+  if (get_count(c, g, "interleave.groups", p->shape[0], &groups) ||
+      get_count(c, pa, "interleave.parts", p->shape[0], &parts))
+    return -1;
+  if (p->shape[0] % (groups * parts))
+    return fail_at(c, n, "param '%s': %lld rows do not split into %lld groups of %lld parts",
+                   p->key, (long long)p->shape[0], (long long)groups, (long long)parts);
+  p->interleave_groups = groups;
+  p->interleave_parts = (int)parts;
+  return 0;
+}
+
 /* The optional fields, with their defaults. */
 static int load_param_options(yml_ctx *c, const yaml_node_t *n, ir_param *p) {
   yaml_node_t *v;
@@ -372,6 +391,7 @@ static int load_param_options(yml_ctx *c, const yaml_node_t *n, ir_param *p) {
     if (p->init_std < 0) return fail_at(c, v, "std must not be negative");
   }
   if ((v = map_get(c, n, "decay")) && get_bool(c, v, "decay", &p->decay)) return -1;
+  if ((v = map_get(c, n, "interleave")) && load_interleave(c, v, p)) return -1;
   return 0;
 }
 

@@ -43,6 +43,12 @@ typedef struct {
   int init;           /* enum ir_init */
   double init_std;    /* for IR_INIT_NORMAL */
   int adapter;        /* a LoRA adapter added by lora_apply (codegen/front/lora.h) */
+  /* interleave: the checkpoint's rows (dim 0) are `groups` blocks of `parts`
+   * equal pieces (GPT-NeoX's query_key_value: per head, its q, k, v rows);
+   * lisa keeps them part-major (every head's q, then k, then v), so a plain
+   * split takes q, k and v apart. 0: rows as stored. */
+  int64_t interleave_groups;
+  int interleave_parts;
   int line;           /* YAML line, for messages */
 } ir_param;
 

@@ -43,6 +43,18 @@ void wt_init_random(ms_state *s, uint64_t seed) {
   }
 }
 
+void wt_interleave_rows(const ir_param *par, const float *from, float *to, int to_lisa) {
+  int64_t G = par->interleave_groups, P = par->interleave_parts;
+  int64_t width = par->ndim == 2 ? par->shape[1] : 1;
+  int64_t piece = par->shape[0] / (G * P) * width; /* floats in one piece */
+  for (int64_t g = 0; g < G; g++)
+    for (int64_t p = 0; p < P; p++) {
+      int64_t ckpt = (g * P + p) * piece, lisa = (p * G + g) * piece;
+      memcpy(to + (to_lisa ? lisa : ckpt), from + (to_lisa ? ckpt : lisa),
+             (size_t)piece * sizeof(float));
+    }
+}
+
 /* ---- loading ------------------------------------------------------------ */
 
 /* Where one (param, layer) is read from: its tensor's name and shard. */
@@ -128,7 +140,16 @@ static int load_slot(ms_state *s, const st_file *f, const wt_slot *slot, const c
                    f->path, slot->name, got, want, par->key, s->ir->path, par->line);
   }
   used[t - f->tensors] = 1;
-  return st_read_f32_finite(f, t, ms_param(s, slot->p, slot->layer), err);
+  float *w = ms_param(s, slot->p, slot->layer);
+  if (st_read_f32_finite(f, t, w, err)) return -1;
+  if (!par->interleave_groups) return 0;
+  int64_t n = ir_param_numel(par);
+  float *tmp = malloc((size_t)n * sizeof *tmp);
+  if (!tmp) return lt_fail(err, "%s: out of memory", f->path);
+  memcpy(tmp, w, (size_t)n * sizeof *tmp);
+  wt_interleave_rows(par, tmp, w, 1);
+  free(tmp);
+  return 0;
 }
 
 static void unused_add(wt_unused *u, const st_file *f, const unsigned char *used) {
@@ -243,11 +264,26 @@ typedef struct {
   int n;
   st_entry *entries;
   char (*names)[320]; /* a prefix (< 64) and a name (< 200) */
+  float **copies;     /* per entry: the checkpoint-order copy of an
+                         interleaved param, or NULL (the entry points into s) */
 } wt_entries;
 
 static void entries_free(wt_entries *e) {
+  for (int k = 0; e->copies && k < e->n; k++) free(e->copies[k]);
   free(e->entries);
   free(e->names);
+  free(e->copies);
+}
+
+/* The data of (p, l) in the checkpoint's order: s's own, or a copy. */
+static const float *entry_data(const ms_state *s, int p, int l, float **copy) {
+  const ir_param *par = &s->ir->params[p];
+  const float *w = ms_param(s, p, l);
+  *copy = NULL;
+  if (!par->interleave_groups) return w;
+  if (!(*copy = malloc((size_t)ir_param_numel(par) * sizeof **copy))) return NULL;
+  wt_interleave_rows(par, w, *copy, 0);
+  return *copy;
 }
 
 static int entries_build(const ms_state *s, wt_entries *e, int skip_adapters, lt_error *err) {
@@ -255,7 +291,8 @@ static int entries_build(const ms_state *s, wt_entries *e, int skip_adapters, lt
   e->n = count_slots(s);
   e->entries = calloc((size_t)e->n + 1, sizeof *e->entries);
   e->names = calloc((size_t)e->n + 1, sizeof *e->names);
-  if (!e->entries || !e->names) {
+  e->copies = calloc((size_t)e->n + 1, sizeof *e->copies);
+  if (!e->entries || !e->names || !e->copies) {
     entries_free(e);
     return lt_fail(err, "out of memory");
   }
@@ -266,8 +303,14 @@ static int entries_build(const ms_state *s, wt_entries *e, int skip_adapters, lt
       char base[200];
       ir_param_hf_name(par, l, base, sizeof base);
       snprintf(e->names[k], sizeof e->names[k], "%s%s", m->n_prefixes ? m->prefixes[0] : "", base);
+      const float *data = entry_data(s, p, l, &e->copies[k]);
+      if (!data) {
+        e->n = k;
+        entries_free(e);
+        return lt_fail(err, "out of memory");
+      }
       e->entries[k] = (st_entry){e->names[k], ST_F32, par->ndim, {par->shape[0], par->shape[1]},
-                                 ms_param(s, p, l)};
+                                 data};
     }
   }
   e->n = k;

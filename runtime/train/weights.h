@@ -26,8 +26,13 @@ void wt_init_random(ms_state *s, uint64_t seed);
 int wt_load(ms_state *s, const char *path, char *note, size_t note_cap,
             lt_error *err);
 
+/* A param with `interleave` between the checkpoint's row order (groups x
+ * parts pieces, group-major) and lisa's (part-major); to_lisa picks the
+ * direction. from and to are ir_param_numel floats each, not overlapping. */
+void wt_interleave_rows(const ir_param *par, const float *from, float *to, int to_lisa);
+
 /* Writes every parameter as F32 under its Hugging Face name (first prefix),
- * atomically (temporary file + rename). */
+ * in the checkpoint's row order, atomically (temporary file + rename). */
 int wt_save(const ms_state *s, const char *path, lt_error *err);
 /* The same without LoRA adapter tensors (after trainer_merge_lora). */
 int wt_save_base(const ms_state *s, const char *path, lt_error *err);

@@ -85,7 +85,7 @@ expect_error "--seq beyond the sliding window" "--seq 8 is longer than .*mistral
 
 # transformers 5's config.json (rope_parameters, layer_types, dtype): the
 # fixture folders of tests/fixtures/families train as they are.
-for type in qwen2 qwen3 gemma phi olmo2; do
+for type in qwen2 qwen3 gemma phi olmo2 gpt_neox; do
   train "$SRC/tests/fixtures/families/$type" --data "$TMP/small.bin" --steps 2 \
     --log-jsonl "$TMP/$type.jsonl" || fail "training the $type folder failed"
   [ "$(rows "$TMP/$type.jsonl" | wc -l)" = 2 ] && echo "ok   $type folder trains" \

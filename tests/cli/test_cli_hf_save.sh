@@ -71,8 +71,34 @@ header=$(head -c 20000 "$TMP/merged/model.safetensors" | tr -c '[:print:]' ' ')
 ! grep -q lora <<<"$header" && [ "$(measure "$TMP/merged")" != "$before" ] \
   && echo "ok   LoRA merged into a model folder" || fail "merged LoRA folder: $header"
 
-# transformers loads the folder and gives the loss lisa measured.
+# GPT-NeoX: its fused query_key_value is kept de-interleaved (q, k, v of all
+# heads) and written back interleaved per head, as the checkpoint had it.
+cp -r "$SRC/tests/fixtures/families/gpt_neox" "$TMP/neox"
+rm "$TMP/neox/ref.safetensors"
+train "$TMP/neox" --data "$TMP/train.bin" --steps 0 --save "$TMP/neox0" || fail "neox save failed"
+cmp -s "$TMP/neox/model.safetensors" "$TMP/neox0/model.safetensors" \
+  || [ "$(measure "$TMP/neox")" = "$(measure "$TMP/neox0")" ] \
+  && echo "ok   gpt_neox: saved untrained, the folder loads to the same loss" \
+  || fail "gpt_neox round trip changed the model"
+train "$TMP/neox" --data "$TMP/train.bin" --steps 4 --lr 1e-2 --save "$TMP/neox4" \
+  || fail "neox training failed"
+neox_after=$(measure "$TMP/neox4")
+
+# transformers loads each folder and gives the loss lisa measured.
 if python3 -c 'import torch, transformers' 2>/dev/null; then
+  python3 - "$TMP/neox4" "$neox_after" $WINDOW <<'PY' || fail "transformers load-back (gpt_neox)"
+import sys, torch, torch.nn.functional as F
+from transformers import AutoModelForCausalLM
+folder, want, ids = sys.argv[1], float(sys.argv[2]), [int(t) for t in sys.argv[3:]]
+model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+x = torch.tensor([ids])
+with torch.no_grad():
+    logits = model(x[:, :-1]).logits
+loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), x[:, 1:].reshape(-1)).item()
+ok = abs(loss - want) <= 1e-5 * abs(want)
+print(f"{'ok  ' if ok else 'FAIL'} transformers loads the saved gpt_neox folder: loss {loss:.7f}, lisa {want:.7f}")
+sys.exit(0 if ok else 1)
+PY
   python3 - "$TMP/out" "$after" $WINDOW <<'PY' || fail "transformers load-back"
 import sys, torch, torch.nn.functional as F
 from transformers import AutoModelForCausalLM

@@ -125,6 +125,12 @@ static inline int fx_compare_params(fixture *fx, fx_tensor_fn get, const char *p
       float *ref = fx_read_ref(fx, name, &n);
       if (!ref) continue;
       CHECK(n == ir_param_numel(par));
+      if (par->interleave_groups) { /* the checkpoint's row order -> lisa's */
+        float *lisa = malloc(sizeof(float) * (size_t)n);
+        wt_interleave_rows(par, ref, lisa, 1);
+        free(ref);
+        ref = lisa;
+      }
       int64_t off = ms_param(&fx->s, p, l) - fx->s.params;
       const float *t = get(&fx->s, p, l);
       float *ours = malloc(sizeof(float) * (size_t)n);
@@ -143,11 +149,34 @@ static inline int fx_compare_params(fixture *fx, fx_tensor_fn get, const char *p
   return compared;
 }
 
-/* Marks the elements whose first-step gradient is negligible but not zero
- * (ours, computed on the fixture's batch, which the gradient tests check):
- * below 1e-4 of their tensor's largest, float32 rounding in the sums that
- * cancel to it is a sizeable part of it. (An exact zero, an embedding row
- * no token of the batch uses, is no noise: AdamW only decays it.) */
+/* The reference's first-step gradient of (p, l) in lisa's row order, or
+ * NULL when the reference has none. */
+static inline float *fx_ref_grad(const fixture *fx, int p, int l) {
+  const ir_param *par = &fx->ir.params[p];
+  char hf[200], name[256];
+  ir_param_hf_name(par, l, hf, sizeof hf);
+  snprintf(name, sizeof name, "grad.%s", hf);
+  const st_tensor *t = st_find(&fx->ref, name);
+  int64_t n = ir_param_numel(par);
+  float *g = t && st_numel(t) == n ? malloc(sizeof(float) * (size_t)n) : NULL;
+  lt_error err;
+  if (g && st_read_f32(&fx->ref, t, g, &err)) free(g), g = NULL;
+  if (g && par->interleave_groups) {
+    float *lisa = malloc(sizeof(float) * (size_t)n);
+    wt_interleave_rows(par, g, lisa, 1);
+    free(g);
+    g = lisa;
+  }
+  return g;
+}
+
+/* Marks the elements whose first-step gradient is negligible (ours,
+ * computed on the fixture's batch, which the gradient tests check): below
+ * 1e-4 of their tensor's largest, float32 rounding in the sums that cancel
+ * to it is a sizeable part of it, and AdamW turns it into steps of +-lr.
+ * An element whose gradient is exactly zero here and in the reference (an
+ * embedding row no token of the batch uses) is no noise: AdamW only decays
+ * it, and it is compared. */
 static inline int64_t fx_mark_noise_only(fixture *fx, unsigned char *mark) {
   train_zero_grads(&fx->s);
   train_forward(&fx->s);
@@ -158,11 +187,14 @@ static inline int64_t fx_mark_noise_only(fixture *fx, unsigned char *mark) {
     int64_t n = ir_param_numel(par);
     for (int l = 0; l < (par->section == IR_BLOCK ? fx->ir.n_layer : 1); l++) {
       const float *g = ms_grad(&fx->s, p, l);
+      float *ref = fx_ref_grad(fx, p, l);
       int64_t off = ms_param(&fx->s, p, l) - fx->s.params;
       float gmax = 0;
       for (int64_t i = 0; i < n; i++) gmax = fmaxf(gmax, fabsf(g[i]));
       for (int64_t i = 0; i < n; i++)
-        if (g[i] != 0.0f && fabsf(g[i]) < 1e-4f * gmax) mark[off + i] = 1, n_marked++;
+        if (fabsf(g[i]) < 1e-4f * gmax && (g[i] != 0.0f || (ref && ref[i] != 0.0f)))
+          mark[off + i] = 1, n_marked++;
+      free(ref);
     }
   }
   return n_marked;

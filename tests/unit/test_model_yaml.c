@@ -317,7 +317,7 @@ static void test_unknown_names(void) {
              "t.yaml:18:37: unknown key 'eps' in op 'add' (known: op, in, out)");
   load_fails(edit("shape: [c]}", "shap: [c]}"),
              "t.yaml:15:24: unknown key 'shap' in param 'b' (known: hf, shape, layout, "
-             "init, std, decay, tie)");
+             "init, std, decay, tie, interleave)");
   load_fails(edit("repeat: 2", "repeats: 2"),
              "t.yaml:11:3: unknown key 'repeats' in block (known: repeat, input, params, "
              "ops, output)");
@@ -642,6 +642,24 @@ static void test_activation_errors(void) {
 
 /* 200,000 config keys load in linear time (a hash, not pairwise), and a
  * repeat among them is still caught. Prints the time, asserts none. */
+/* interleave: {groups, parts} must split the rows evenly. */
+static void test_interleave(void) {
+  ir_model m;
+  lt_error err = {{0}};
+  const char *text = edit("    w: {hf: \"l.{i}.w\", shape: [c, c]}\n",
+                          "    w: {hf: \"l.{i}.w\", shape: [c, c], interleave: {groups: 2, parts: 2}}\n");
+  int rc = yml_load_model_string(text, "t.yaml", &m, &err);
+  CHECK_MSG(rc == 0, "%s", err.msg);
+  if (rc == 0) {
+    const ir_param *w = param(&m, "w");
+    CHECK(w->interleave_groups == 2 && w->interleave_parts == 2);
+    ir_model_free(&m);
+  }
+  load_fails(edit("    w: {hf: \"l.{i}.w\", shape: [c, c]}\n",
+                  "    w: {hf: \"l.{i}.w\", shape: [c, c], interleave: {groups: 3, parts: 2}}\n"),
+             "t.yaml:14:51: param 'w': 8 rows do not split into 3 groups of 2 parts");
+}
+
 /* tie: {to, when}: while `when` holds, the param is the one it names (no
  * tensor of its own); otherwise a param like any other. */
 static void test_tie(void) {
@@ -751,6 +769,7 @@ static void test_many_config_keys(void) {
 
 int main(void) {
   RUN(test_tiny);
+  RUN(test_interleave);
   RUN(test_tie);
   RUN(test_rmsnorm_attrs);
   RUN(test_many_config_keys);
