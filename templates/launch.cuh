@@ -65,6 +65,21 @@ LISA_LAUNCH_FN long long lisa_norm_wb_parts(long long N, int by, long long gx, i
 // attention.cuh's tiles the generator does not tune: the keys per step of
 // the forward (BK) and dq (BK), the queries per step of dkdv (BQ).
 enum { LISA_ATTENTION_FWD_BK = 16, LISA_ATTENTION_DQ_BK = 32, LISA_ATTENTION_DKDV_BQ = 16 };
+// Such a tile at head size hd: halved until its two staged tiles of hd
+// floats (and dkdv's two per-row floats) fit 48 KiB of static shared memory
+// (Gemma's head size 256 takes dq's BK from 32 to 16).
+LISA_LAUNCH_FN int lisa_attention_tile(int tile, int hd) {
+  while (tile > 1 && (2 * tile * hd + 2 * tile) * 4 > 48 * 1024) tile /= 2;
+  return tile;
+}
+// attention_backward_dkdv's key rows a block (BKV), halved while its live
+// registers, about R*4*D + 2*D with D = ceil(hd/8) and R = BKV*8/threads
+// rows a lane group, pass 200 (at head size 256, BKV 32 spills; 16 does not).
+LISA_LAUNCH_FN int lisa_attention_dkdv_bkv(int bkv, int threads, int hd) {
+  const int d = (hd + 7) / 8;
+  while (bkv * 8 / threads > 1 && (bkv * 8 / threads) * 4 * d + 2 * d > 200) bkv /= 2;
+  return bkv;
+}
 
 // attention_mma.cuh's static shared memory for a tile of `tile` rows (keys
 // for the forward and dq, queries for dkdv) at head size hd: rows staged as

@@ -267,7 +267,7 @@ static void emit_attention_fwd(gen_ctx *c, const ir_op *op) {
   snprintf(body, sizeof body,
            "lisa::attention_forward<%s, %d, %d, %d, %d, %s, %d, %d, %d>(@y, lse, @q, @k, @v, B);",
            T_(), a.hd, a.heads, a.kv_heads, c->cfg->T, a.causal ? "true" : "false", bq,
-           LISA_ATTENTION_FWD_BK, threads);
+           lisa_attention_tile(LISA_ATTENTION_FWD_BK, a.hd), threads);
   gen_kb_end(&kb, body);
 }
 
@@ -313,7 +313,7 @@ static void emit_attention_dq(gen_ctx *c, const ir_op *op, const attn_bwd *t) {
            "lisa::attention_backward_dq<%s, %d, %d, %d, %d, %s, %d, %d, %d>(@dq, dsum, @dy, @y, "
            "@q, @k, @v, lse, B);",
            T_(), t->a.hd, t->a.heads, t->a.kv_heads, c->cfg->T, t->a.causal ? "true" : "false",
-           bq, LISA_ATTENTION_DQ_BK, threads);
+           bq, lisa_attention_tile(LISA_ATTENTION_DQ_BK, t->a.hd), threads);
   gen_kb_end(&kb, body);
 }
 
@@ -344,15 +344,16 @@ static void emit_attention_dkdv(gen_ctx *c, const ir_op *op, const attn_bwd *t) 
     return;
   }
   /* BKV and THREADS tuned, BQ launch.cuh's; TC stays at its default */
-  const int bkv = gen_tune(c, "attention_backward_dkdv", "BKV"),
-            threads = gen_tune(c, "attention_backward_dkdv", "THREADS");
+  const int threads = gen_tune(c, "attention_backward_dkdv", "THREADS"),
+            bkv = lisa_attention_dkdv_bkv(gen_tune(c, "attention_backward_dkdv", "BKV"), threads,
+                                          t->a.hd);
   gen_kb_launch(&kb, ceil_div(c->cfg->T, bkv), (unsigned)t->a.kv_heads, (unsigned)c->cfg->B,
                 (unsigned)threads, 1, 0);
   snprintf(body, sizeof body,
            "lisa::attention_backward_dkdv<%s, %d, %d, %d, %d, %s, %d, %d, %d>(@dk, @dv, @dy, "
            "@q, @k, @v, lse, dsum, B);",
            T_(), t->a.hd, t->a.heads, t->a.kv_heads, c->cfg->T, t->a.causal ? "true" : "false",
-           bkv, LISA_ATTENTION_DKDV_BQ, threads);
+           bkv, lisa_attention_tile(LISA_ATTENTION_DKDV_BQ, t->a.hd), threads);
   gen_kb_end(&kb, body);
 }
 

@@ -91,8 +91,20 @@ static void test_gpt2_124m_bf16_true(void) {
   check_model("models/gpt2-124m.yaml", 4, 64, GEN_BF16);
 }
 
+/* The families at their own (7B-class) sizes: Gemma's head_dim 256, Phi's
+ * and GPT-NeoX's partial rotary, Qwen3's per-head norms, ... */
+static void test_families(void) {
+  static const char *const types[] = {"qwen2", "qwen3", "gemma", "phi", "olmo2", "gpt_neox"};
+  for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+    char yaml[64];
+    snprintf(yaml, sizeof yaml, "models/%s.yaml", types[i]);
+    check_model(yaml, 1, 256, GEN_F32);
+  }
+}
+
 int main(void) {
   if (!mkdtemp(cache_dir)) return perror("mkdtemp"), 1;
+  RUN(test_families);
   RUN(test_gpt2_124m);
   RUN(test_llama2_7b);
   RUN(test_gpt2_124m_bf16_true);

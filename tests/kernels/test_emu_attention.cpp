@@ -260,6 +260,13 @@ static void test_fp32_defaults() {
   check_case<float, 128, 2, 1, 13, false>(1, false, 410);
   check_case<float, 64, 2, 1, 33, true, Mid>(1, true, 420);
 }
+// Head size 256 (Gemma) at the tiles the generator picks for it
+// (lisa_attention_tile, lisa_attention_dkdv_bkv): BK 16, BKV 16, BQ 16.
+using Hd256 = Tun<32, 16, 16, 16, 128, 8>;
+static void test_head_256() {
+  check_case<float, 256, 2, 1, 13, true, Hd256>(1, false, 600);
+  check_case<__nv_bfloat16, 256, 2, 2, 9, true, Hd256>(1, true, 610);
+}
 static void test_bf16() {
   check_case<__nv_bfloat16, 12, 3, 1, 33, true, Small>(1, false, 500);
   check_case<__nv_bfloat16, 20, 4, 2, 13, false, Mid>(2, true, 510);
@@ -282,6 +289,7 @@ int main() {
   RUN(test_fp32_narrow_heads);
   RUN(test_fp32_defaults);
   RUN(test_bf16);
+  RUN(test_head_256);
   RUN(test_wrong_block_traps);
   printf("worst nmse: fp32 %.2e (limit 1e-7), bf16 %.2e (limit 1e-4)\n", max_nmse_seen[0],
          max_nmse_seen[1]);
