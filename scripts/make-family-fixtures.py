@@ -19,8 +19,21 @@ takes as MODEL) and ref.safetensors:
     adamw.losses        F32 [STEPS]        full fine-tuning, the same batch each step:
     adamw.grad_norms    F32 [STEPS]        loss and gradient norm before each update
     adamw.final.<name>  F32                every parameter after STEPS updates
+    lisa.tokens         I32 [SEQ + 1]      a LISA run's data: one window, so every row of
+                                           every step's batch is this sequence
+    lisa.losses         F32 [LISA_STEPS]   LISA from the saved weights: loss and the
+    lisa.grad_norms     F32 [LISA_STEPS]   pre-clip norm of what trains, each step
+    lisa.final.<name>   F32                every parameter after LISA_STEPS updates
     __metadata__        lr, beta1, beta2, eps, weight_decay, grad_clip, steps, batch,
-                        seq, seed, library versions
+                        seq, seed, lisa_sets, lisa_interval, lisa_grad_clip, library
+                        versions
+
+The LISA run is the rules this project implements (scripts/make-lisa-fixture.py
+replays them for GPT-2): the embedding and the head (final norm, lm_head) train
+every step; every LISA_INTERVAL steps the middle blocks switch to the next set
+of LISA_SETS; a block that stays keeps its AdamW state, one that leaves loses
+it, one that enters starts afresh; gradients are clipped by the global norm of
+what trains.
 
 The models are float32, eager attention, dropout 0, initialised with
 initializer_range INIT_STD and then every parameter perturbed by PERTURB * randn,
@@ -31,6 +44,7 @@ and some do not), as scripts/make-fixtures.py does for GPT-2.
 """
 
 import argparse
+import json
 import os
 import sys
 
@@ -45,6 +59,10 @@ PERTURB = 0.05
 BATCH, SEQ = 2, 9
 STEPS = 10
 LR, BETA1, BETA2, EPS, WEIGHT_DECAY, GRAD_CLIP = 1e-3, 0.9, 0.999, 1e-8, 0.1, 3.5
+
+LISA_SETS = [[0], [1], [1], [0]]  # 1 stays once, 0 leaves and comes back fresh
+LISA_INTERVAL, LISA_CLIP = 3, 1.0
+LISA_STEPS = LISA_INTERVAL * len(LISA_SETS)
 
 COMMON = dict(initializer_range=INIT_STD, attn_implementation="eager",
               bos_token_id=None, eos_token_id=None, pad_token_id=None)
@@ -155,6 +173,56 @@ def adamw_run(model, inputs, targets, clip):
     return ref, clipped
 
 
+def part_of(name):
+    """The block index of a parameter (".layers.<i>."), else "EH": the
+    embedding and the head train every step."""
+    parts = name.split(".")
+    if "layers" in parts:
+        return int(parts[parts.index("layers") + 1])
+    return "EH"
+
+
+def optimizer_over(named, trainable, old):
+    """A torch AdamW over what trains now, carrying the state of the params
+    that trained in the previous period too."""
+    decay = [p for n, p in named if n in trainable and p.dim() == 2]
+    rest = [p for n, p in named if n in trainable and p.dim() != 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY},
+                             {"params": rest, "weight_decay": 0.0}],
+                            lr=LR, betas=(BETA1, BETA2), eps=EPS, foreach=False)
+    if old is not None:
+        for p in decay + rest:
+            if p in old.state:
+                opt.state[p] = old.state[p]
+    return opt
+
+
+def lisa_run(model, vocab, seed):
+    gen = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(0, vocab, (SEQ + 1,), generator=gen)
+    inputs, targets = tokens[:SEQ].repeat(BATCH, 1), tokens[1:].repeat(BATCH, 1)
+    named = list(model.named_parameters())
+    losses, norms, opt = [], [], None
+    for step in range(LISA_STEPS):
+        active = LISA_SETS[step // LISA_INTERVAL]
+        trainable = {n for n, _ in named if part_of(n) == "EH" or part_of(n) in active}
+        if step % LISA_INTERVAL == 0:
+            opt = optimizer_over(named, trainable, opt)
+        model.zero_grad(set_to_none=True)
+        _, loss = forward_loss(model, inputs, targets)
+        loss.backward()
+        params = [p for n, p in named if n in trainable]
+        norms.append(torch.sqrt(sum((p.grad.double() ** 2).sum() for p in params)).item())
+        torch.nn.utils.clip_grad_norm_(params, LISA_CLIP)
+        opt.step()
+        losses.append(loss.item())
+    ref = {"lisa.tokens": tokens.to(torch.int32), "lisa.losses": torch.tensor(losses),
+           "lisa.grad_norms": torch.tensor(norms)}
+    for name, p in named:
+        ref["lisa.final." + checkpoint_name(model, name)] = p.detach().clone()
+    return ref
+
+
 def make(out_root, name, cls, config, seed, clip=GRAD_CLIP):
     out = os.path.join(out_root, name)
     os.makedirs(out, exist_ok=True)
@@ -165,9 +233,12 @@ def make(out_root, name, cls, config, seed, clip=GRAD_CLIP):
     ref.update(gradients(model, inputs, targets))
     run, clipped = adamw_run(model, inputs, targets, clip)
     ref.update(run)
+    ref.update(lisa_run(build(cls, config, seed), config.vocab_size, seed + 200))
     meta = {"lr": str(LR), "beta1": str(BETA1), "beta2": str(BETA2), "eps": str(EPS),
             "weight_decay": str(WEIGHT_DECAY), "grad_clip": str(clip),
             "steps": str(STEPS), "batch": str(BATCH), "seq": str(SEQ), "seed": str(seed),
+            "lisa_sets": json.dumps(LISA_SETS), "lisa_interval": str(LISA_INTERVAL),
+            "lisa_grad_clip": str(LISA_CLIP),
             "torch": torch.__version__, "transformers": transformers.__version__}
     save_file({k: v.contiguous() for k, v in ref.items()}, os.path.join(out, "ref.safetensors"),
               metadata=meta)

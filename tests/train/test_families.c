@@ -5,8 +5,13 @@
  * safetensors are the weights), then one forward and backward on the
  * fixture's batch (loss, logits, every parameter gradient) and ten steps
  * of full fine-tuning with AdamW and clipping (losses, gradient norms,
- * final weights) must match PyTorch. */
+ * final weights) must match PyTorch; and a LISA run through the whole
+ * trainer (a Lua policy drawing the fixture's sets, blocks staying, leaving
+ * and coming back fresh) must match PyTorch's replay of it. */
+#include <unistd.h>
+
 #include "check.h"
+#include "data.h"
 #include "fixture_util.h"
 
 typedef struct {
@@ -64,9 +69,136 @@ static void test_full_finetune(void) {
   }
 }
 
+/* ||a - b|| / ||b||: a block whose update went wrong moves the whole
+ * tensor; single elements with near-zero gradients, where AdamW turns
+ * rounding into steps of up to lr, barely move it. */
+static double rel_l2(const float *a, const float *b, int64_t n) {
+  double d = 0, s = 1e-30;
+  for (int64_t i = 0; i < n; i++) {
+    d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+    s += (double)b[i] * b[i];
+  }
+  return sqrt(d / s);
+}
+
+/* The fixture's LISA data (one window) and a policy returning its sets. */
+static int write_lisa_inputs(const fixture *fx, const char *data, const char *policy,
+                             int interval, lt_error *err) {
+  const st_tensor *t = st_find(&fx->ref, "lisa.tokens");
+  int32_t tok[64];
+  int64_t n = t ? st_numel(t) : 0;
+  if (!t || n > 64) return lt_fail(err, "no lisa.tokens of at most 64 ids");
+  if (st_read_i32(&fx->ref, t, tok, err)) return -1;
+  uint32_t ids[64];
+  for (int64_t i = 0; i < n; i++) ids[i] = (uint32_t)tok[i];
+  if (data_write(data, ids, n, err)) return -1;
+  FILE *f = fopen(policy, "w");
+  if (!f) return lt_fail(err, "%s: cannot write", policy);
+  char sets[128];
+  snprintf(sets, sizeof sets, "%s", st_metadata(&fx->ref, "lisa_sets"));
+  for (char *c = sets; *c; c++) *c = *c == '[' ? '{' : *c == ']' ? '}' : *c;
+  fprintf(f, "local sets = %s\nfunction sample_layers(ctx)\n  return sets[ctx.step // %d + 1]\nend\n",
+          sets, interval);
+  return fclose(f) ? lt_fail(err, "%s: cannot write", policy) : 0;
+}
+
+/* Final weights after LISA, tensor by tensor; elements whose gradient is
+ * noise (fx_mark_noise_only: the key biases' dims that RoPE leaves alone
+ * get an exactly-zero gradient plus rounding) are left out. */
+static void check_lisa_final(const trainer *t, fixture *fx, const char *type) {
+  unsigned char *noise = calloc((size_t)fx->s.n_param_scalars, 1);
+  fx_mark_noise_only(fx, noise);
+  int compared = 0;
+  double worst = 0;
+  for (int p = 0; p < t->ir.n_params; p++) {
+    const ir_param *par = &t->ir.params[p];
+    for (int l = 0; l < (par->section == IR_BLOCK ? t->ir.n_layer : 1); l++) {
+      char hf[200], name[256];
+      ir_param_hf_name(par, l, hf, sizeof hf);
+      snprintf(name, sizeof name, "lisa.final.%s", hf);
+      int64_t n;
+      float *want = fx_read_ref(fx, name, &n);
+      if (!want) continue;
+      float *ours = malloc(sizeof(float) * (size_t)n), *lisa = malloc(sizeof(float) * (size_t)n);
+      memcpy(ours, ms_param(&t->state, p, l), sizeof(float) * (size_t)n);
+      if (par->interleave_groups) wt_interleave_rows(par, want, lisa, 1);
+      else memcpy(lisa, want, sizeof(float) * (size_t)n);
+      const unsigned char *skip = noise + (ms_param(&fx->s, p, l) - fx->s.params);
+      for (int64_t i = 0; i < n; i++)
+        if (skip[i]) ours[i] = lisa[i] = 0.0f;
+      double e = rel_l2(ours, lisa, n);
+      CHECK_MSG(e < 1e-4, "%s %s: relative L2 error %.3g", type, name, e);
+      worst = fmax(worst, e);
+      compared++;
+      free(ours), free(lisa), free(want);
+    }
+  }
+  free(noise);
+  printf("%s LISA: %d tensors, worst relative L2 error %.3g\n", type, compared, worst);
+}
+
+static void test_lisa(void) {
+  char dir[] = "/tmp/lisa-families-XXXXXX";
+  if (!mkdtemp(dir)) return;
+  char data[64], policy[64];
+  snprintf(data, sizeof data, "%s/tokens.bin", dir);
+  snprintf(policy, sizeof policy, "%s/sets.lua", dir);
+  for (int i = 0; i < N_CASES; i++) {
+    fixture fx;
+    if (setup(&fx, &cases[i])) continue;
+    lt_error err;
+    int interval = (int)fx_meta_float(&fx, "lisa_interval");
+    char model[128];
+    snprintf(model, sizeof model, "%s/tests/fixtures/families/%s", src_path("."), cases[i].type);
+    if (write_lisa_inputs(&fx, data, policy, interval, &err)) {
+      CHECK_MSG(0, "%s", err.msg);
+      fx_teardown(&fx);
+      continue;
+    }
+    train_config c = {0};
+    c.model_path = model, c.data_path = data, c.method = TRAIN_LISA;
+    c.batch = fx.s.B, c.seq = fx.s.T, c.seed = 7;
+    c.opt = opt_defaults();
+    c.opt.lr = fx_meta_float(&fx, "lr"), c.opt.weight_decay = fx_meta_float(&fx, "weight_decay");
+    c.opt.beta1 = fx_meta_float(&fx, "beta1"), c.opt.beta2 = fx_meta_float(&fx, "beta2");
+    c.opt.eps = fx_meta_float(&fx, "eps");
+    c.opt.grad_clip = fx_meta_float(&fx, "lisa_grad_clip");
+    c.train_embed = c.train_head = 1;
+    c.lisa = (lisa_sampler_config){.mode = LISA_SAMPLE_LUA, .gamma = 1, .interval = interval,
+                                   .lua_path = policy};
+    int64_t n_losses = 0, n_norms;
+    float *losses = fx_read_ref(&fx, "lisa.losses", &n_losses);
+    float *norms = fx_read_ref(&fx, "lisa.grad_norms", &n_norms);
+    trainer t;
+    if (trainer_create(&t, &c, &err)) {
+      CHECK_MSG(0, "%s: %s", cases[i].type, err.msg);
+    } else {
+      for (int s = 0; losses && norms && s < n_losses; s++) {
+        train_step_stats st;
+        if (trainer_step(&t, &st, &err)) {
+          CHECK_MSG(0, "%s", err.msg);
+          break;
+        }
+        CHECK_MSG(fabs(st.loss - losses[s]) <= 1e-5 * losses[s], "%s step %d: loss %.7f, torch %.7f",
+                  cases[i].type, s, st.loss, losses[s]);
+        CHECK_MSG(fabs(st.grad_norm - norms[s]) <= 1e-4 * norms[s],
+                  "%s step %d: norm %.6f, torch %.6f", cases[i].type, s, st.grad_norm, norms[s]);
+      }
+      CHECK(n_losses == 12);
+      check_lisa_final(&t, &fx, cases[i].type);
+    }
+    trainer_free(&t);
+    free(losses);
+    free(norms);
+    fx_teardown(&fx);
+  }
+  unlink(data), unlink(policy), rmdir(dir);
+}
+
 int main(void) {
   RUN(test_forward);
   RUN(test_gradients);
   RUN(test_full_finetune);
+  RUN(test_lisa);
   return check_exit();
 }
