@@ -107,6 +107,14 @@ def families():
                              "partial_rotary_factor": 0.5}, use_parallel_residual=True,
             max_position_embeddings=64, attention_dropout=0.0, hidden_dropout=0.0,
             tie_word_embeddings=False, **COMMON), SEED + 5),
+        # Gemma 2: pre- and post-norms around attention and the MLP, all (1 + w);
+        # query_pre_attn_scalar sets the score scale; attention scores and the
+        # logits soft-capped by tanh (caps small enough here to bend them);
+        # sliding-window layers, plain causal here as the window passes SEQ
+        "gemma2": (t.Gemma2ForCausalLM, t.Gemma2Config(
+            head_dim=12, hidden_activation="gelu_pytorch_tanh", query_pre_attn_scalar=20,
+            attn_logit_softcapping=3.0, final_logit_softcapping=5.0, sliding_window=16,
+            rope_theta=10000.0, tie_word_embeddings=True, **llama_like), SEED + 6),
     }
 
 

@@ -12,8 +12,10 @@
 // in columns [h*HD, (h+1)*HD) from its pointer (q, y, dy, dq); kv head g in
 // columns [g*HD, (g+1)*HD) from k, v, dk, dv. Query head h reads kv head
 // h / (HEADS / KV_HEADS). lse is float [N, HEADS]: lse[n*HEADS + h] is the
-// natural-log log-sum-exp of the scaled scores (scale 1/sqrt(HD)) of row n,
-// head h, over the keys it sees (t' <= t when CAUSAL).
+// natural-log log-sum-exp of the scores of row n, head h, over the keys it
+// sees (t' <= t when CAUSAL). A score is s = scale q.k (the last arguments:
+// scale 0 means 1/sqrt(HD)), soft-capped to softcap * tanh(s / softcap) when
+// softcap > 0 (Gemma 2); the backward multiplies ds by 1 - tanh^2.
 //
 // Backward: two kernels, in this order on one stream:
 //   1. attention_backward_dq   writes dq and the scratch dsum[n*HEADS + h] =
@@ -77,6 +79,25 @@ namespace attn_detail {
 
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
+
+// A score x in the log2 domain (scale * log2(e) * q.k), soft-capped when
+// cap > 0: cap * tanh(s / cap) of the natural score s = x * ln 2 (Gemma 2's
+// attn_logit_softcapping), back in the log2 domain. *dcap: d capped /
+// d uncapped = 1 - tanh^2, which the backward multiplies ds by.
+__device__ __forceinline__ float soft_cap(float x, float cap, float *dcap) {
+  if (cap <= 0.f) {
+    *dcap = 1.f;
+    return x;
+  }
+  const float t = tanhf(x * kLn2 / cap);
+  *dcap = 1.f - t * t;
+  return t * cap * kLog2e;
+}
+
+// The scores' scale: the given one, or 1/sqrt(HD) when it is 0.
+template <int HD> __device__ __forceinline__ float score_scale(float scale) {
+  return scale > 0.f ? scale : 1.f / sqrtf((float)HD);
+}
 
 __device__ __forceinline__ int imin(int a, int b) { return a < b ? a : b; }
 
@@ -171,7 +192,8 @@ __device__ __forceinline__ void attention_forward(T *__restrict__ y, int ys,
                                                   float *__restrict__ lse,
                                                   const T *__restrict__ q, int qs,
                                                   const T *__restrict__ k, int ks,
-                                                  const T *__restrict__ v, int vs, int B) {
+                                                  const T *__restrict__ v, int vs, int B,
+                                                  float scale = 0.f, float softcap = 0.f) {
   using C = attn_detail::cfg<HD, HEADS, KV_HEADS, SEQ, BQ, THREADS, TC>;
   constexpr int TR = C::TR, R = C::R, D = C::D;
   static_assert(2 * BK * HD * 4 <= 48 * 1024, "K/V tiles exceed 48 KiB static smem: lower BK");
@@ -187,7 +209,7 @@ __device__ __forceinline__ void attention_forward(T *__restrict__ y, int ys,
   const int h = blockIdx.y, g = h / C::GROUP;
   const int q0 = qt * BQ;
   const int tc = threadIdx.x % TC, tr = threadIdx.x / TC;
-  const float sl2 = attn_detail::kLog2e / sqrtf((float)HD);
+  const float sl2 = attn_detail::kLog2e * attn_detail::score_scale<HD>(scale);
   const long long row0 = (long long)b * SEQ;
   const T *kb = k + row0 * ks + g * HD, *vb = v + row0 * vs + g * HD;
 
@@ -234,7 +256,11 @@ LISA_ATT_UNROLL
         }
       }
 LISA_ATT_UNROLL
-      for (int i = 0; i < R; ++i) s[i][cc] = attn_detail::group_reduce_scatter<TC>(a[i], tc);
+      for (int i = 0; i < R; ++i) {
+        float unused;
+        s[i][cc] = attn_detail::soft_cap(attn_detail::group_reduce_scatter<TC>(a[i], tc),
+                                         softcap, &unused);
+      }
     }
 
 LISA_ATT_UNROLL
@@ -316,7 +342,8 @@ template <typename T, int HD, int HEADS, int KV_HEADS, int SEQ, bool CAUSAL, int
 __device__ __forceinline__ void attention_backward_dq(
     T *__restrict__ dq, int dqs, float *__restrict__ dsum, const T *__restrict__ dy, int dys,
     const T *__restrict__ y, int ys, const T *__restrict__ q, int qs, const T *__restrict__ k,
-    int ks, const T *__restrict__ v, int vs, const float *__restrict__ lse, int B) {
+    int ks, const T *__restrict__ v, int vs, const float *__restrict__ lse, int B,
+    float scale_arg = 0.f, float softcap = 0.f) {
   using C = attn_detail::cfg<HD, HEADS, KV_HEADS, SEQ, BQ, THREADS, TC>;
   constexpr int TR = C::TR, R = C::R, D = C::D;
   static_assert(2 * BK * HD * 4 <= 48 * 1024, "K/V tiles exceed 48 KiB static smem: lower BK");
@@ -330,7 +357,7 @@ __device__ __forceinline__ void attention_backward_dq(
   const int h = blockIdx.y, g = h / C::GROUP;
   const int q0 = qt * BQ;
   const int tc = threadIdx.x % TC, tr = threadIdx.x / TC;
-  const float scale = 1.f / sqrtf((float)HD);
+  const float scale = attn_detail::score_scale<HD>(scale_arg);
   const float sl2 = attn_detail::kLog2e * scale;
   const long long row0 = (long long)b * SEQ;
   const T *kb = k + row0 * ks + g * HD, *vb = v + row0 * vs + g * HD;
@@ -388,9 +415,10 @@ LISA_ATT_UNROLL
       for (int i = 0; i < R; ++i) {
         const int t = q0 + tr + TR * i;
         const bool ok = t < SEQ && key < SEQ && (!CAUSAL || key <= t);
-        const float x = attn_detail::group_sum<TC>(sp[i]);
+        float dcap;
+        const float x = attn_detail::soft_cap(attn_detail::group_sum<TC>(sp[i]), softcap, &dcap);
         const float pd = attn_detail::group_sum<TC>(dp[i]);
-        const float ds = ok ? exp2f(x - l2[i]) * (pd - Dr[i]) : 0.f;
+        const float ds = ok ? exp2f(x - l2[i]) * (pd - Dr[i]) * dcap : 0.f;
 LISA_ATT_UNROLL
         for (int c = 0; c < D; ++c) acc[i][c] += ds * kj[c];
       }
@@ -431,7 +459,8 @@ template <typename T, int HD, int HEADS, int KV_HEADS, int SEQ, bool CAUSAL, int
 __device__ __forceinline__ void attention_backward_dkdv(
     T *__restrict__ dk, int dks, T *__restrict__ dv, int dvs, const T *__restrict__ dy, int dys,
     const T *__restrict__ q, int qs, const T *__restrict__ k, int ks, const T *__restrict__ v,
-    int vs, const float *__restrict__ lse, const float *__restrict__ dsum, int B) {
+    int vs, const float *__restrict__ lse, const float *__restrict__ dsum, int B,
+    float scale_arg = 0.f, float softcap = 0.f) {
   using C = attn_detail::cfg<HD, HEADS, KV_HEADS, SEQ, BKV, THREADS, TC>;
   constexpr int TR = C::TR, R = C::R, D = C::D;
   static_assert((2 * BQ * HD + 2 * BQ) * 4 <= 48 * 1024,
@@ -448,7 +477,7 @@ __device__ __forceinline__ void attention_backward_dkdv(
   const int g = blockIdx.y;
   const int k0 = kt * BKV;
   const int tc = threadIdx.x % TC, tr = threadIdx.x / TC;
-  const float scale = 1.f / sqrtf((float)HD);
+  const float scale = attn_detail::score_scale<HD>(scale_arg);
   const float sl2 = attn_detail::kLog2e * scale;
   const long long row0 = (long long)b * SEQ;
 
@@ -508,10 +537,12 @@ LISA_ATT_UNROLL
         for (int i = 0; i < R; ++i) {
           const int key = k0 + tr + TR * i;
           const bool ok = t < SEQ && key < SEQ && (!CAUSAL || key <= t);
-          const float x = attn_detail::group_sum<TC>(sp[i]);
+          float dcap;
+          const float x =
+              attn_detail::soft_cap(attn_detail::group_sum<TC>(sp[i]), softcap, &dcap);
           const float pd = attn_detail::group_sum<TC>(dp[i]);
           const float p = ok ? exp2f(x - lj) : 0.f;
-          const float ds = p * (pd - dj);
+          const float ds = p * (pd - dj) * dcap;
 LISA_ATT_UNROLL
           for (int c = 0; c < D; ++c) {
             dva[i][c] += p * gj[c];

@@ -103,13 +103,23 @@ static void json_text(const cJSON *e, char *out, size_t cap) {
   else snprintf(out, cap, "%s", cJSON_IsArray(e) ? "a list" : "an object");
 }
 
-/* layer_types (transformers 5) lists each layer's attention; the families
- * here compute full attention in every layer. */
-static int check_layer_types(const char *json_path, const cJSON *e, lt_error *err) {
+static int layer_type_ok(const yml_hf *hf, const char *type) {
+  if (hf->n_layer_types == 0) return !strcmp(type, "full_attention");
+  for (int i = 0; i < hf->n_layer_types; i++)
+    if (!strcmp(hf->layer_types[i], type)) return 1;
+  return 0;
+}
+
+/* layer_types (transformers 5) lists each layer's attention; a family
+ * computes full attention in every layer unless its hf.layer_types lists
+ * more (Gemma 2's sliding layers, exact while --seq fits the window, which
+ * its max_seq enforces). */
+static int check_layer_types(const char *json_path, const cJSON *e, const yml_hf *hf,
+                             lt_error *err) {
   if (!cJSON_IsArray(e)) return lt_fail(err, "%s: \"layer_types\" is not a list", json_path);
   int i = 0;
   for (const cJSON *t = e->child; t; t = t->next, i++)
-    if (!cJSON_IsString(t) || strcmp(t->valuestring, "full_attention"))
+    if (!cJSON_IsString(t) || !layer_type_ok(hf, t->valuestring))
       return lt_fail(err, "%s: \"layer_types\"[%d] is not \"full_attention\"; layers of "
                      "other attention (sliding windows) are not in this family's graph",
                      json_path, i);
@@ -168,7 +178,7 @@ static int check_keys(const char *json_path, const char *yaml, const cJSON *root
           e == rope || (!pass && !cJSON_IsNumber(e) && !cJSON_IsBool(e)))
         continue;
       if (!strcmp(e->string, "layer_types")) {
-        if (check_layer_types(json_path, e, err)) return -1;
+        if (check_layer_types(json_path, e, hf, err)) return -1;
         continue;
       }
       if (check_key(json_path, yaml, e, nums, used, n_nums, hf, err)) return -1;

@@ -234,9 +234,9 @@ static int override_config(yml_ctx *c, ir_config_entry *e) {
   return 0;
 }
 
-/* hf: {model_type: T, ignore: [k, ...], require: {k: v, ...}} */
+/* hf: {model_type: T, ignore: [k, ...], require: {k: v, ...}, layer_types: [t, ...]} */
 static int load_hf(yml_ctx *c, const yaml_node_t *n) {
-  static const char *const keys[] = {"model_type", "ignore", "require", NULL};
+  static const char *const keys[] = {"model_type", "ignore", "require", "layer_types", NULL};
   yml_hf hf = {0};
   if (need_map(c, n, "hf") || check_keys(c, n, keys, "hf")) return -1;
   const yaml_node_t *type = map_get(c, n, "model_type"), *ig = map_get(c, n, "ignore"),
@@ -255,6 +255,13 @@ static int load_hf(yml_ctx *c, const yaml_node_t *n) {
         get_name(c, map_value(c, rq, i), "hf require value", hf.require[hf.n_require].value, 48))
       return -1;
     hf.n_require++;
+  }
+  const yaml_node_t *lt = map_get(c, n, "layer_types");
+  if (lt && lt->type != YAML_SEQUENCE_NODE) return fail_at(c, lt, "hf layer_types must be a list");
+  for (int i = 0; lt && i < seq_len(lt); i++) {
+    if (hf.n_layer_types == 4) return fail_at(c, lt, "hf layer_types: at most 4");
+    if (get_name(c, seq_item(c, lt, i), "hf layer type", hf.layer_types[hf.n_layer_types++], 32))
+      return -1;
   }
   if (c->hf_out) *c->hf_out = hf;
   return 0;

@@ -19,6 +19,8 @@ typedef struct {
   char ignore[YML_HF_MAX][48];         /* config.json keys that change nothing here */
   int n_require;
   struct { char key[48], value[48]; } require[16]; /* keys whose value the graph fixes */
+  int n_layer_types;                   /* config.json's layer_types the graph computes; */
+  char layer_types[4][32];             /* none listed: full_attention only */
 } yml_hf;
 
 /* Config values from outside (config.json): an entry of the YAML's

@@ -202,12 +202,22 @@ static int emit_norm_bwd_w(gen_ctx *c, int i, int rms) {
 
 typedef struct {
   int hd, heads, kv_heads, causal;
+  float scale, softcap; /* 0, 0: 1/sqrt(hd), no soft cap */
 } attn_shape;
 
 static attn_shape attn_of(const gen_ctx *c, const ir_op *op, int q) {
   attn_shape a = {(int)(cols_of(c, q) / op->heads), op->heads, op->kv_heads ? op->kv_heads : op->heads,
-                  op->causal};
+                  op->causal, (float)op->factor, op->softcap};
   return a;
+}
+
+/* ", scale, softcap" for the SIMT templates when either is set, else "" (the
+ * templates' defaults: 1/sqrt(HD), no cap). */
+static const char *attn_extra_args(const attn_shape *a, char *buf, size_t size) {
+  if (a->scale == 0.0f && a->softcap == 0.0f) return "";
+  char s[40], cap[40];
+  snprintf(buf, size, ", %s, %s", gen_float(s, a->scale), gen_float(cap, a->softcap));
+  return buf;
 }
 
 /* templates/attention_mma.cuh where it applies and the tuning takes it:
@@ -217,6 +227,7 @@ static attn_shape attn_of(const gen_ctx *c, const ir_op *op, int q) {
 static int attention_mma_tile(gen_ctx *c, const attn_shape *a, int kernel, const char *name,
                               const char *param) {
   if (c->cfg->dtype != GEN_BF16 || c->cfg->no_mma || a->hd % 16 || a->hd > 128) return 0;
+  if (a->scale != 0.0f || a->softcap != 0.0f) return 0; /* the SIMT kernels have these */
   if (!gen_tune(c, name, "USE")) return 0;
   const int most = lisa_attention_mma_most_tile(kernel, a->hd);
   for (int tile = gen_tune(c, name, param); tile >= 16; tile /= 2)
@@ -264,10 +275,12 @@ static void emit_attention_fwd(gen_ctx *c, const ir_op *op) {
             threads = gen_tune(c, "attention_forward", "THREADS");
   gen_kb_launch(&kb, ceil_div(c->cfg->T, bq), (unsigned)a.heads, (unsigned)c->cfg->B,
                 (unsigned)threads, 1, 0);
+  char extra[96];
   snprintf(body, sizeof body,
-           "lisa::attention_forward<%s, %d, %d, %d, %d, %s, %d, %d, %d>(@y, lse, @q, @k, @v, B);",
+           "lisa::attention_forward<%s, %d, %d, %d, %d, %s, %d, %d, %d>(@y, lse, @q, @k, @v, B%s);",
            T_(), a.hd, a.heads, a.kv_heads, c->cfg->T, a.causal ? "true" : "false", bq,
-           lisa_attention_tile(LISA_ATTENTION_FWD_BK, a.hd), threads);
+           lisa_attention_tile(LISA_ATTENTION_FWD_BK, a.hd), threads,
+           attn_extra_args(&a, extra, sizeof extra));
   gen_kb_end(&kb, body);
 }
 
@@ -309,11 +322,13 @@ static void emit_attention_dq(gen_ctx *c, const ir_op *op, const attn_bwd *t) {
             threads = gen_tune(c, "attention_backward_dq", "THREADS");
   gen_kb_launch(&kb, ceil_div(c->cfg->T, bq), (unsigned)t->a.heads, (unsigned)c->cfg->B,
                 (unsigned)threads, 1, 0);
+  char extra[96];
   snprintf(body, sizeof body,
            "lisa::attention_backward_dq<%s, %d, %d, %d, %d, %s, %d, %d, %d>(@dq, dsum, @dy, @y, "
-           "@q, @k, @v, lse, B);",
+           "@q, @k, @v, lse, B%s);",
            T_(), t->a.hd, t->a.heads, t->a.kv_heads, c->cfg->T, t->a.causal ? "true" : "false",
-           bq, lisa_attention_tile(LISA_ATTENTION_DQ_BK, t->a.hd), threads);
+           bq, lisa_attention_tile(LISA_ATTENTION_DQ_BK, t->a.hd), threads,
+           attn_extra_args(&t->a, extra, sizeof extra));
   gen_kb_end(&kb, body);
 }
 
@@ -349,11 +364,13 @@ static void emit_attention_dkdv(gen_ctx *c, const ir_op *op, const attn_bwd *t) 
                                           t->a.hd);
   gen_kb_launch(&kb, ceil_div(c->cfg->T, bkv), (unsigned)t->a.kv_heads, (unsigned)c->cfg->B,
                 (unsigned)threads, 1, 0);
+  char extra[96];
   snprintf(body, sizeof body,
            "lisa::attention_backward_dkdv<%s, %d, %d, %d, %d, %s, %d, %d, %d>(@dk, @dv, @dy, "
-           "@q, @k, @v, lse, dsum, B);",
+           "@q, @k, @v, lse, dsum, B%s);",
            T_(), t->a.hd, t->a.heads, t->a.kv_heads, c->cfg->T, t->a.causal ? "true" : "false",
-           bkv, lisa_attention_tile(LISA_ATTENTION_DKDV_BQ, t->a.hd), threads);
+           bkv, lisa_attention_tile(LISA_ATTENTION_DKDV_BQ, t->a.hd), threads,
+           attn_extra_args(&t->a, extra, sizeof extra));
   gen_kb_end(&kb, body);
 }
 

@@ -107,7 +107,9 @@ typedef struct {
                             rmsnorm: groups normalised apart (per-head q/k norms) */
   int rotary_dims;       /* rope: leading dims of each head that rotate (even) */
   double theta;          /* rope: base of the rotation frequencies */
-  double factor;         /* scale */
+  double factor;         /* scale; attention: the score scale (0: 1/sqrt(head size)) */
+  float softcap;         /* attention: scores soft-capped to softcap * tanh(s /
+                            softcap) (Gemma 2); 0: none */
   int activation;        /* ops with an ir_op_info tree (activation, formula
                             ops and their backwards): index into
                             ir_model.activations */

@@ -216,7 +216,8 @@ int ir_shape_split(ir_shape *s) {
   return 0;
 }
 
-/* heads (required), kv_heads (default: heads), causal (default: true) */
+/* heads (required), kv_heads (default: heads), causal (default: true),
+ * scale (default 1/sqrt(head size), kept as 0), softcap (default 0: none) */
 static int load_attention_attrs(ir_shape *s) {
   ir_op *op = s->op;
   int rc = int_attr(s, "heads", &op->heads);
@@ -224,8 +225,15 @@ static int load_attention_attrs(ir_shape *s) {
   if (rc == 0) return shape_fail(s, NULL, "needs 'heads'");
   op->kv_heads = op->heads;
   op->causal = 1;
-  if (int_attr(s, "kv_heads", &op->kv_heads) < 0 || s->flag(s, "causal", &op->causal) < 0)
+  double scale = 0, softcap = 0;
+  if (int_attr(s, "kv_heads", &op->kv_heads) < 0 || s->flag(s, "causal", &op->causal) < 0 ||
+      (rc = s->number(s, "scale", &scale)) < 0)
     return -1;
+  if (rc && !(scale > 0)) return shape_fail(s, "scale", "scale must be positive");
+  if ((rc = s->number(s, "softcap", &softcap)) < 0) return -1;
+  if (rc && !(softcap > 0)) return shape_fail(s, "softcap", "softcap must be positive");
+  op->factor = scale;
+  op->softcap = (float)softcap;
   if (op->heads % op->kv_heads)
     return shape_fail(s, NULL, "heads (%d) must be a multiple of kv_heads (%d)", op->heads,
                       op->kv_heads);

@@ -457,20 +457,32 @@ static int64_t attention_work(int B, int T, int heads, int hd) {
 typedef struct {
   int T, heads, kv_heads, hd, causal;
   int64_t qstride, kstride; /* row strides of q (and y) and of k (and v) */
-  float scale;
+  float scale, softcap;     /* softcap 0: none */
 } att_shape;
 
-static att_shape att_shape_of(int T, int heads, int kv_heads, int hd, int causal) {
+static att_shape att_shape_of(int T, int heads, int kv_heads, int hd, int causal, float scale,
+                              float softcap) {
   return (att_shape){T, heads, kv_heads, hd, causal, (int64_t)heads * hd,
-                     (int64_t)kv_heads * hd, 1.0f / sqrtf((float)hd)};
+                     (int64_t)kv_heads * hd, scale > 0 ? scale : 1.0f / sqrtf((float)hd),
+                     softcap};
 }
 
-/* s[j] = scale q.k_j + offset for the chunk's keys; returns their maximum. */
-static float score_chunk(float *s, const float *qr, const float *k, int m,
+/* s[j] = score of key j + offset for the chunk's keys, the score soft-capped
+ * when a->softcap > 0; dcap[j] (when not NULL) = d capped / d uncapped =
+ * 1 - tanh^2. Returns the maximum. */
+static float score_chunk(float *s, float *dcap, const float *qr, const float *k, int m,
                          float offset, const att_shape *a) {
   float mx = -INFINITY;
   for (int j = 0; j < m; j++) {
-    s[j] = a->scale * dot(qr, k + j * a->kstride, a->hd) + offset;
+    float x = a->scale * dot(qr, k + j * a->kstride, a->hd);
+    if (a->softcap > 0) {
+      float t = tanhf(x / a->softcap);
+      x = a->softcap * t;
+      if (dcap) dcap[j] = 1.0f - t * t;
+    } else if (dcap) {
+      dcap[j] = 1.0f;
+    }
+    s[j] = x + offset;
     mx = s[j] > mx ? s[j] : mx;
   }
   return mx;
@@ -485,7 +497,7 @@ static void attention_forward_row(float *yr, float *lse, const float *qr,
   memset(yr, 0, (size_t)a->hd * sizeof(float));
   for (int j0 = 0; j0 < nkeys; j0 += ATT_CHUNK) {
     int m = nkeys - j0 < ATT_CHUNK ? nkeys - j0 : ATT_CHUNK;
-    float cmax = score_chunk(s, qr, k + j0 * a->kstride, m, 0.0f, a);
+    float cmax = score_chunk(s, NULL, qr, k + j0 * a->kstride, m, 0.0f, a);
     if (cmax > mx) {
       float r = mx == -INFINITY ? 0.0f : vec_expf(mx - cmax);
       sum *= r;
@@ -506,8 +518,9 @@ static void attention_forward_row(float *yr, float *lse, const float *qr,
 
 void cpu_attention_forward(float *y, float *lse, const float *q,
                            const float *k, const float *v, int B, int T,
-                           int heads, int kv_heads, int hd, int causal) {
-  att_shape a = att_shape_of(T, heads, kv_heads, hd, causal);
+                           int heads, int kv_heads, int hd, int causal, float scale,
+                           float softcap) {
+  att_shape a = att_shape_of(T, heads, kv_heads, hd, causal, scale, softcap);
   int group = heads / kv_heads;
   int threads = worth_threads(attention_work(B, T, heads, hd));
 #pragma omp parallel for collapse(2) if (threads)
@@ -525,21 +538,22 @@ void cpu_attention_forward(float *y, float *lse, const float *q,
 
 /* Backward of one query row (flash-attention style): with p_j recomputed
  * from lse and D = dy.y,
- *   dv_j += p_j dy,  ds_j = p_j (dy.v_j - D),
- *   dq += scale ds_j k_j,  dk_j += scale ds_j q. */
+ *   dv_j += p_j dy,  ds_j = p_j (dy.v_j - D) dcap_j,
+ *   dq += scale ds_j k_j,  dk_j += scale ds_j q,
+ * dcap_j = 1 - tanh^2 of a soft-capped score (else 1). */
 static void attention_backward_row(float *dqr, float *dk, float *dv, const float *dyr,
                                    const float *qr, const float *k, const float *v,
                                    float D, float lse, int nkeys, const att_shape *a) {
-  float p[ATT_CHUNK];
+  float p[ATT_CHUNK], dcap[ATT_CHUNK];
   for (int j0 = 0; j0 < nkeys; j0 += ATT_CHUNK) {
     int m = nkeys - j0 < ATT_CHUNK ? nkeys - j0 : ATT_CHUNK;
-    score_chunk(p, qr, k + j0 * a->kstride, m, -lse, a);
+    score_chunk(p, dcap, qr, k + j0 * a->kstride, m, -lse, a);
     for (int j = 0; j < m; j++) p[j] = vec_expf(p[j]);
     for (int j = 0; j < m; j++) {
       int64_t off = (int64_t)(j0 + j) * a->kstride;
       const float *kr = k + off, *vr = v + off;
       float *dkr = dk + off, *dvr = dv + off;
-      float ds = a->scale * p[j] * (dot(dyr, vr, a->hd) - D);
+      float ds = a->scale * p[j] * (dot(dyr, vr, a->hd) - D) * dcap[j];
       for (int d = 0; d < a->hd; d++) {
         dvr[d] += p[j] * dyr[d];
         dqr[d] += ds * kr[d];
@@ -570,8 +584,9 @@ static void attention_backward_head(float *dq, float *dk, float *dv,
 void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dy,
                             const float *q, const float *k, const float *v,
                             const float *y, const float *lse, int B, int T,
-                            int heads, int kv_heads, int hd, int causal) {
-  att_shape a = att_shape_of(T, heads, kv_heads, hd, causal);
+                            int heads, int kv_heads, int hd, int causal, float scale,
+                            float softcap) {
+  att_shape a = att_shape_of(T, heads, kv_heads, hd, causal, scale, softcap);
   int group = heads / kv_heads;
   int64_t qstride = a.qstride, kstride = a.kstride;
   int threads = worth_threads(attention_work(B, T, heads, hd));

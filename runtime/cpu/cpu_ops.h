@@ -108,17 +108,21 @@ void cpu_split(float *const *outs, const int64_t *widths, int k,
 void cpu_concat(float *x, const float *const *pieces, const int64_t *widths,
                 int k, int N);
 
-/* Scaled dot-product attention, scale 1/sqrt(hd), grouped-query when
- * kv_heads < heads (query head h reads kv head h / (heads / kv_heads)).
- * Saves only lse[N, heads] (log-sum-exp of the scaled scores per query row);
- * backward recomputes the probabilities from it. */
+/* Scaled dot-product attention, grouped-query when kv_heads < heads (query
+ * head h reads kv head h / (heads / kv_heads)). The score of a key is
+ * s = scale q.k (scale 0: 1/sqrt(hd)), soft-capped to softcap *
+ * tanh(s / softcap) when softcap > 0 (Gemma 2). Saves only lse[N, heads]
+ * (log-sum-exp of the scores per query row); backward recomputes the
+ * probabilities from it. */
 void cpu_attention_forward(float *y, float *lse, const float *q,
                            const float *k, const float *v, int B, int T,
-                           int heads, int kv_heads, int hd, int causal);
+                           int heads, int kv_heads, int hd, int causal, float scale,
+                           float softcap);
 void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dy,
                             const float *q, const float *k, const float *v,
                             const float *y, const float *lse, int B, int T,
-                            int heads, int kv_heads, int hd, int causal);
+                            int heads, int kv_heads, int hd, int causal, float scale,
+                            float softcap);
 
 /* Mean over N rows of -log softmax(logits)[target]; accumulates in double. */
 float cpu_cross_entropy_forward(const float *logits, const int32_t *targets,

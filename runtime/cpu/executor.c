@@ -152,13 +152,14 @@ static void run_concat(const exec_ctx *c, const ir_op *op) {
 static void run_attention(const exec_ctx *c, const ir_op *op) {
   int hd = cols(c, op->in[0]) / op->heads;
   cpu_attention_forward(OUT(0), OUT(1), IN(0), IN(1), IN(2), c->B, c->T, op->heads,
-                        op->kv_heads, hd, op->causal);
+                        op->kv_heads, hd, op->causal, (float)op->factor, op->softcap);
 }
 
 static void run_attention_bwd(const exec_ctx *c, const ir_op *op) {
   int hd = cols(c, op->in[1]) / op->heads;
   cpu_attention_backward(OUT(0), OUT(1), OUT(2), IN(0), IN(1), IN(2), IN(3), IN(4), IN(5), c->B,
-                         c->T, op->heads, op->kv_heads, hd, op->causal);
+                         c->T, op->heads, op->kv_heads, hd, op->causal, (float)op->factor,
+                         op->softcap);
 }
 
 static void run_rope(const exec_ctx *c, const ir_op *op) {

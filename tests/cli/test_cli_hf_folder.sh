@@ -85,12 +85,16 @@ expect_error "--seq beyond the sliding window" "--seq 8 is longer than .*mistral
 
 # transformers 5's config.json (rope_parameters, layer_types, dtype): the
 # fixture folders of tests/fixtures/families train as they are.
-for type in qwen2 qwen3 gemma phi olmo2 gpt_neox; do
+for type in qwen2 qwen3 gemma phi olmo2 gpt_neox gemma2; do
   train "$SRC/tests/fixtures/families/$type" --data "$TMP/small.bin" --steps 2 \
     --log-jsonl "$TMP/$type.jsonl" || fail "training the $type folder failed"
   [ "$(rows "$TMP/$type.jsonl" | wc -l)" = 2 ] && echo "ok   $type folder trains" \
     || fail "$type: no rows"
 done
+# Gemma 2's sliding layers are plain causal only while --seq fits the window.
+expect_error "gemma2 beyond its sliding window" "--seq 20 is longer than .*gemma2.yaml allows \(16 positions\)" \
+  "$LISA" train "$SRC/tests/fixtures/families/gemma2" --quiet --device cpu --batch 1 --seq 20 \
+  --data "$TMP/small.bin"
 # A tensor the model does not read is an error unless --ignore-unused: the
 # Qwen2 folder said to tie its head leaves its lm_head.weight unused.
 cp -r "$SRC/tests/fixtures/families/qwen2" "$TMP/qwen2"

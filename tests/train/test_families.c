@@ -26,6 +26,7 @@ static const family_case cases[] = {
     {"phi", 1 + 14 * 2 + 4},    /* final LayerNorm w, b; lm_head w, b */
     {"olmo2", 1 + 11 * 2 + 2},
     {"gpt_neox", 1 + 12 * 2 + 3}, /* interleaved query_key_value, untied embed_out */
+    {"gemma2", 1 + 11 * 2 + 1},   /* tied */
 };
 enum { N_CASES = sizeof cases / sizeof cases[0] };
 

@@ -653,12 +653,13 @@ static void test_split_concat(void) {
 typedef struct {
   float *q, *k, *v, *lse;
   int B, T, heads, kv_heads, hd, causal;
+  float scale, softcap; /* 0, 0: 1/sqrt(hd), no cap */
 } attention_ctx;
 
 static void attention_fwd(const void *c, float *y) {
   const attention_ctx *a = c;
   cpu_attention_forward(y, a->lse, a->q, a->k, a->v, a->B, a->T, a->heads,
-                        a->kv_heads, a->hd, a->causal);
+                        a->kv_heads, a->hd, a->causal, a->scale, a->softcap);
 }
 
 /* softmax over an explicit mask, in double, head by head */
@@ -677,7 +678,8 @@ static void attention_reference(double *y, double *lse, const attention_ctx *a) 
           for (int i = 0; i < hd; i++)
             d += (double)a->q[n * qs + h * hd + i] *
                  a->k[(b * T + j) * ks + g * hd + i];
-          s[j] = d / sqrt((double)hd);
+          s[j] = a->scale > 0 ? d * a->scale : d / sqrt((double)hd);
+          if (a->softcap > 0) s[j] = a->softcap * tanh(s[j] / a->softcap);
           if (s[j] > mx) mx = s[j];
         }
         for (int j = 0; j < T; j++) sum += exp(s[j] - mx);
@@ -692,11 +694,12 @@ static void attention_reference(double *y, double *lse, const attention_ctx *a) 
   free(s);
 }
 
-static void attention_case(int B, int T, int heads, int kv_heads, int causal, int HD) {
+static void attention_case_ex(int B, int T, int heads, int kv_heads, int causal, int HD,
+                              float scale, float softcap) {
   int N = B * T, nq = N * heads * HD, nk = N * kv_heads * HD;
   attention_ctx a = {rand_buf(nq, -2, 2), rand_buf(nk, -2, 2),
                      rand_buf(nk, -1, 1), malloc(N * heads * sizeof(float)),
-                     B, T, heads, kv_heads, HD, causal};
+                     B, T, heads, kv_heads, HD, causal, scale, softcap};
   float *y = malloc(nq * sizeof *y), *dy = rand_buf(nq, -1, 1);
   double *ref = malloc(nq * sizeof *ref),
          *rlse = malloc(N * heads * sizeof *rlse);
@@ -704,7 +707,8 @@ static void attention_case(int B, int T, int heads, int kv_heads, int causal, in
   const char *part[4] = {"y/lse", "dq", "dk", "dv"};
   for (int i = 0; i < 4; i++)
     snprintf(what[i], sizeof what[i], "attention B=%d T=%d heads=%d kv=%d "
-             "hd=%d causal=%d %s", B, T, heads, kv_heads, HD, causal, part[i]);
+             "hd=%d causal=%d scale=%g cap=%g %s", B, T, heads, kv_heads, HD, causal, scale,
+             softcap, part[i]);
   attention_fwd(&a, y);
   attention_reference(ref, rlse, &a);
   check_values(what[0], y, ref, nq);
@@ -713,12 +717,16 @@ static void attention_case(int B, int T, int heads, int kv_heads, int causal, in
   float *dq = filled(nq, GARBAGE), *dk = filled(nk, GARBAGE),
         *dv = filled(nk, GARBAGE);
   cpu_attention_backward(dq, dk, dv, dy, a.q, a.k, a.v, y, a.lse, B, T, heads,
-                         kv_heads, HD, causal);
+                         kv_heads, HD, causal, scale, softcap);
   check_grad(what[1], attention_fwd, &a, a.q, nq, dq, nq, dy);
   check_grad(what[2], attention_fwd, &a, a.k, nk, dk, nq, dy);
   check_grad(what[3], attention_fwd, &a, a.v, nk, dv, nq, dy);
   free(a.q), free(a.k), free(a.v), free(a.lse), free(y), free(dy);
   free(ref), free(rlse), free(dq), free(dk), free(dv);
+}
+
+static void attention_case(int B, int T, int heads, int kv_heads, int causal, int HD) {
+  attention_case_ex(B, T, heads, kv_heads, causal, HD, 0.0f, 0.0f);
 }
 
 static void test_attention(void) {
@@ -731,6 +739,10 @@ static void test_attention(void) {
     /* keys come in chunks of 64: T = 130 crosses two chunk boundaries, so
      * the online softmax rescales; hd = 11 is one vector lane set + tail */
     attention_case(1, 130, 2, 1, causal, 11);
+    /* Gemma 2: a scale of its own (query_pre_attn_scalar^-0.5) and scores
+     * soft-capped by tanh; a cap of 1.5 bends most of these scores */
+    attention_case_ex(2, 5, 4, 2, causal, 5, 0.7f, 1.5f);
+    attention_case_ex(1, 70, 2, 1, causal, 6, 0.25f, 0.0f);
   }
 }
 
@@ -858,11 +870,11 @@ static void run_big_kernels(slab *s, const big_inputs *in) {
   int64_t nq = (int64_t)BN * BH * BHD, nk = (int64_t)BN * BKV * BHD;
   float *lse = take(s, "attention lse", BN * BH, 0);
   cpu_attention_forward(y = take(s, "attention", nq, 0), lse, in->q, in->k,
-                        in->v, BB, BT, BH, BKV, BHD, 1);
+                        in->v, BB, BT, BH, BKV, BHD, 1, 0.0f, 2.0f);
   cpu_attention_backward(take(s, "attention dq", nq, 0),
                          take(s, "attention dk", nk, 0),
                          take(s, "attention dv", nk, 0), in->dq_y, in->q, in->k,
-                         in->v, y, lse, BB, BT, BH, BKV, BHD, 1);
+                         in->v, y, lse, BB, BT, BH, BKV, BHD, 1, 0.0f, 2.0f);
   *take(s, "cross_entropy", 1, 0) =
       cpu_cross_entropy_forward(in->logits, in->ids, BN, BV);
   cpu_cross_entropy_backward(take(s, "cross_entropy_bwd", (int64_t)BN * BV, 0),
