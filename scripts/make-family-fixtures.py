@@ -19,6 +19,10 @@ takes as MODEL) and ref.safetensors:
     adamw.losses        F32 [STEPS]        full fine-tuning, the same batch each step:
     adamw.grad_norms    F32 [STEPS]        loss and gradient norm before each update
     adamw.final.<name>  F32                every parameter after STEPS updates
+    adamw64.<x>.hi, .lo F32 [STEPS]        the same run in float64 (model and AdamW in
+                                           double), x = losses, grad_norms, each as
+                                           hi + lo (two floats: safetensors readers of
+                                           this project read no F64)
     lisa.tokens         I32 [SEQ + 1]      a LISA run's data: one window, so every row of
                                            every step's batch is this sequence
     lisa.losses         F32 [LISA_STEPS]   LISA from the saved weights: loss and the
@@ -241,6 +245,12 @@ def make(out_root, name, cls, config, seed, clip=GRAD_CLIP):
     ref.update(gradients(model, inputs, targets))
     run, clipped = adamw_run(model, inputs, targets, clip)
     ref.update(run)
+    # The same run in float64: how far float32 itself is from the exact one.
+    run64, _ = adamw_run(build(cls, config, seed).double(), inputs, targets, clip)
+    for key in ("losses", "grad_norms"):
+        exact = torch.tensor(run64["adamw." + key].tolist(), dtype=torch.float64)
+        hi = exact.float()
+        ref[f"adamw64.{key}.hi"], ref[f"adamw64.{key}.lo"] = hi, (exact - hi.double()).float()
     ref.update(lisa_run(build(cls, config, seed), config.vocab_size, seed + 200))
     meta = {"lr": str(LR), "beta1": str(BETA1), "beta2": str(BETA2), "eps": str(EPS),
             "weight_decay": str(WEIGHT_DECAY), "grad_clip": str(clip),

@@ -20,6 +20,7 @@ typedef struct {
   ir_model ir;
   ms_state s;
   st_file ref;
+  double f64_check[16]; /* our losses of an AdamW run, for fx_check_against_f64 */
 } fixture;
 
 /* Reference tensor `name` as floats (malloc'd), or NULL after a failed check. */
@@ -206,6 +207,30 @@ static inline float fx_meta_float(const fixture *fx, const char *key) {
   return v ? strtof(v, NULL) : 0.0f;
 }
 
+/* The reference's float64 replay of the AdamW run (adamw64.<what>.hi + .lo),
+ * where it has one: PyTorch's float32 losses are within 1e-5 of it, and so
+ * must ours be; both distances are printed. The run is replayed here. */
+static inline void fx_check_against_f64(fixture *fx, const char *what, const float *torch32,
+                                        int64_t n) {
+  char hi_name[64], lo_name[64];
+  snprintf(hi_name, sizeof hi_name, "adamw64.%s.hi", what);
+  snprintf(lo_name, sizeof lo_name, "adamw64.%s.lo", what);
+  if (!st_find(&fx->ref, hi_name)) return;
+  int64_t nh, nl;
+  float *hi = fx_read_ref(fx, hi_name, &nh), *lo = fx_read_ref(fx, lo_name, &nl);
+  double *ours = fx->f64_check, worst_ours = 0, worst_torch = 0;
+  for (int64_t i = 0; hi && lo && ours && i < n && i < nh; i++) {
+    double exact = (double)hi[i] + lo[i];
+    worst_ours = fmax(worst_ours, fabs(ours[i] - exact) / fabs(exact));
+    worst_torch = fmax(worst_torch, fabs(torch32[i] - exact) / fabs(exact));
+  }
+  CHECK_MSG(worst_ours <= 1e-5, "%s vs float64: %.3g relative", what, worst_ours);
+  printf("%s vs the float64 replay: ours %.2e, PyTorch float32 %.2e (relative, worst step)\n",
+         what, worst_ours, worst_torch);
+  free(hi);
+  free(lo);
+}
+
 /* Full fine-tuning against the reference's AdamW run (adamw.losses,
  * adamw.grad_norms, adamw.final.<name>; settings in its metadata): every
  * step's loss and gradient norm, then every parameter; n_tensors of them.
@@ -241,12 +266,14 @@ static inline void fx_check_adamw_trajectory(fixture *fx, int n_tensors, int wan
     train_backward(&fx->s, NULL, 1.0f);
     double norm = train_adamw(&fx->s, &c, c.lr, &o);
     clipped += norm > c.grad_clip;
+    if (step < 16) fx->f64_check[step] = loss;
     CHECK_MSG(fabs(loss - losses[step]) <= 1e-4 * fabs(losses[step]),
               "step %d: loss %.7f vs torch %.7f", step, loss, losses[step]);
     CHECK_MSG(fabs(norm - norms[step]) <= 1e-4 * norms[step],
               "step %d: grad norm %.7f vs torch %.7f", step, norm, norms[step]);
   }
   CHECK(n_losses == 10);
+  fx_check_against_f64(fx, "losses", losses, n_losses);
   CHECK_MSG(!want_clipped || (clipped > 0 && clipped < n_losses),
             "the fixture should clip on some steps, not all (%d of %lld)", clipped,
             (long long)n_losses);
