@@ -19,7 +19,7 @@ saved_step() { sed -n 's/^step-\([0-9]*\)$/\1/p' "$1/latest" 2>/dev/null; }
 
 # wait_for_state DIR MIN: until DIR/latest names a step >= MIN (30 s at most)
 wait_for_state() {
-  for _ in $(seq 300); do
+  for _ in $(seq 1200); do  # up to 2 minutes: saves fsync, slow on a busy disk
     local s; s=$(saved_step "$1")
     [ -n "$s" ] && [ "$s" -ge "$2" ] && return 0
     sleep 0.1
