@@ -17,7 +17,7 @@ rows() { grep -E '^\{"step":' "$1" | sed -E 's/,"step_ms".*//'; }
 # saved_step DIR: the step `latest` names, or nothing
 saved_step() { sed -n 's/^step-\([0-9]*\)$/\1/p' "$1/latest" 2>/dev/null; }
 
-# wait_for_state DIR MIN: until DIR/latest names a step >= MIN (30 s at most)
+# wait_for_state DIR MIN: until DIR/latest names a step >= MIN (2 minutes at most)
 wait_for_state() {
   for _ in $(seq 1200); do  # up to 2 minutes: saves fsync, slow on a busy disk
     local s; s=$(saved_step "$1")
