@@ -119,6 +119,11 @@ def families():
             head_dim=12, hidden_activation="gelu_pytorch_tanh", query_pre_attn_scalar=20,
             attn_logit_softcapping=3.0, final_logit_softcapping=5.0, sliding_window=16,
             rope_theta=10000.0, tie_word_embeddings=True, **llama_like), SEED + 6),
+        # Mistral: LLaMA's graph with a sliding window, shorter than SEQ here so
+        # that it masks
+        "mistral": (t.MistralForCausalLM, t.MistralConfig(
+            sliding_window=5, rope_theta=1e6, tie_word_embeddings=False, **llama_like),
+            SEED + 7),
     }
 
 

@@ -15,7 +15,9 @@
 // natural-log log-sum-exp of the scores of row n, head h, over the keys it
 // sees (t' <= t when CAUSAL). A score is s = scale q.k (the last arguments:
 // scale 0 means 1/sqrt(HD)), soft-capped to softcap * tanh(s / softcap) when
-// softcap > 0 (Gemma 2); the backward multiplies ds by 1 - tanh^2.
+// softcap > 0 (Gemma 2); the backward multiplies ds by 1 - tanh^2. window > 0
+// (causal only): query t sees keys t - window < key <= t (Mistral); the
+// masked keys are still visited, so a window saves no time here.
 //
 // Backward: two kernels, in this order on one stream:
 //   1. attention_backward_dq   writes dq and the scratch dsum[n*HEADS + h] =
@@ -92,6 +94,11 @@ __device__ __forceinline__ float soft_cap(float x, float cap, float *dcap) {
   const float t = tanhf(x * kLn2 / cap);
   *dcap = 1.f - t * t;
   return t * cap * kLog2e;
+}
+
+// A sliding window (window > 0, causal): query t sees keys t - window < key.
+__device__ __forceinline__ bool in_window(int t, int key, int window) {
+  return window <= 0 || t - key < window;
 }
 
 // The scores' scale: the given one, or 1/sqrt(HD) when it is 0.
@@ -193,7 +200,8 @@ __device__ __forceinline__ void attention_forward(T *__restrict__ y, int ys,
                                                   const T *__restrict__ q, int qs,
                                                   const T *__restrict__ k, int ks,
                                                   const T *__restrict__ v, int vs, int B,
-                                                  float scale = 0.f, float softcap = 0.f) {
+                                                  float scale = 0.f, float softcap = 0.f,
+                                                  int window = 0) {
   using C = attn_detail::cfg<HD, HEADS, KV_HEADS, SEQ, BQ, THREADS, TC>;
   constexpr int TR = C::TR, R = C::R, D = C::D;
   static_assert(2 * BK * HD * 4 <= 48 * 1024, "K/V tiles exceed 48 KiB static smem: lower BK");
@@ -270,7 +278,7 @@ LISA_ATT_UNROLL
 LISA_ATT_UNROLL
       for (int cc = 0; cc < NC; ++cc) {
         const int key = k0 + cc * TC + tc;
-        const bool ok = key < SEQ && (!CAUSAL || key <= t);
+        const bool ok = key < SEQ && (!CAUSAL || key <= t) && attn_detail::in_window(t, key, window);
         s[i][cc] = ok ? s[i][cc] : kNegBig;
         mt = fmaxf(mt, s[i][cc]);
       }
@@ -343,7 +351,7 @@ __device__ __forceinline__ void attention_backward_dq(
     T *__restrict__ dq, int dqs, float *__restrict__ dsum, const T *__restrict__ dy, int dys,
     const T *__restrict__ y, int ys, const T *__restrict__ q, int qs, const T *__restrict__ k,
     int ks, const T *__restrict__ v, int vs, const float *__restrict__ lse, int B,
-    float scale_arg = 0.f, float softcap = 0.f) {
+    float scale_arg = 0.f, float softcap = 0.f, int window = 0) {
   using C = attn_detail::cfg<HD, HEADS, KV_HEADS, SEQ, BQ, THREADS, TC>;
   constexpr int TR = C::TR, R = C::R, D = C::D;
   static_assert(2 * BK * HD * 4 <= 48 * 1024, "K/V tiles exceed 48 KiB static smem: lower BK");
@@ -414,7 +422,8 @@ LISA_ATT_UNROLL
 LISA_ATT_UNROLL
       for (int i = 0; i < R; ++i) {
         const int t = q0 + tr + TR * i;
-        const bool ok = t < SEQ && key < SEQ && (!CAUSAL || key <= t);
+        const bool ok = t < SEQ && key < SEQ && (!CAUSAL || key <= t) &&
+                        attn_detail::in_window(t, key, window);
         float dcap;
         const float x = attn_detail::soft_cap(attn_detail::group_sum<TC>(sp[i]), softcap, &dcap);
         const float pd = attn_detail::group_sum<TC>(dp[i]);
@@ -460,7 +469,7 @@ __device__ __forceinline__ void attention_backward_dkdv(
     T *__restrict__ dk, int dks, T *__restrict__ dv, int dvs, const T *__restrict__ dy, int dys,
     const T *__restrict__ q, int qs, const T *__restrict__ k, int ks, const T *__restrict__ v,
     int vs, const float *__restrict__ lse, const float *__restrict__ dsum, int B,
-    float scale_arg = 0.f, float softcap = 0.f) {
+    float scale_arg = 0.f, float softcap = 0.f, int window = 0) {
   using C = attn_detail::cfg<HD, HEADS, KV_HEADS, SEQ, BKV, THREADS, TC>;
   constexpr int TR = C::TR, R = C::R, D = C::D;
   static_assert((2 * BQ * HD + 2 * BQ) * 4 <= 48 * 1024,
@@ -536,7 +545,8 @@ LISA_ATT_UNROLL
 LISA_ATT_UNROLL
         for (int i = 0; i < R; ++i) {
           const int key = k0 + tr + TR * i;
-          const bool ok = t < SEQ && key < SEQ && (!CAUSAL || key <= t);
+          const bool ok = t < SEQ && key < SEQ && (!CAUSAL || key <= t) &&
+                          attn_detail::in_window(t, key, window);
           float dcap;
           const float x =
               attn_detail::soft_cap(attn_detail::group_sum<TC>(sp[i]), softcap, &dcap);

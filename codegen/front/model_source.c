@@ -3,6 +3,7 @@
 #include <cJSON.h>
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,11 +69,12 @@ static const cJSON *rope_parameters(const cJSON *root) {
   return cJSON_IsObject(r) ? r : NULL;
 }
 
+/* Numbers, booleans (1/0) and nulls (NAN: yml_overrides says what they do). */
 static int add_numbers(const cJSON *obj, ir_config_entry *out, int k) {
   for (const cJSON *e = obj ? obj->child : NULL; e; e = e->next) {
-    if (!cJSON_IsNumber(e) && !cJSON_IsBool(e)) continue;
+    if (!cJSON_IsNumber(e) && !cJSON_IsBool(e) && !cJSON_IsNull(e)) continue;
     snprintf(out[k].name, sizeof out[k].name, "%s", e->string);
-    out[k++].value = cJSON_IsNumber(e) ? e->valuedouble : cJSON_IsTrue(e);
+    out[k++].value = cJSON_IsNumber(e) ? e->valuedouble : cJSON_IsNull(e) ? NAN : cJSON_IsTrue(e);
   }
   return k;
 }

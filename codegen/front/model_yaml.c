@@ -38,6 +38,7 @@ typedef struct {
   name_index keys;   /* m->params by key */
   const yml_overrides *ov; /* config values from config.json, or NULL */
   yml_hf *hf_out;    /* where the hf section goes, or NULL */
+  yml_hf hf_sec;     /* the hf section (read before config: null_zero) */
   int n_ties;        /* params that are another param (tie:, when it holds) */
   struct {
     char key[64], to[64];
@@ -224,19 +225,29 @@ static int get_int_count(yml_ctx *c, const yaml_node_t *n, const char *what, int
 
 /* 1 when a value from outside replaces entry e's own (then its expression
  * is not evaluated: the file's value is the truth). */
+static int null_is_zero(const yml_ctx *c, const char *name) {
+  for (int i = 0; i < c->hf_sec.n_null_zero; i++)
+    if (!strcmp(c->hf_sec.null_zero[i], name)) return 1;
+  return 0;
+}
+
 static int override_config(yml_ctx *c, ir_config_entry *e) {
   for (int i = 0; c->ov && i < c->ov->n; i++)
     if (!strcmp(c->ov->entries[i].name, e->name)) {
-      e->value = c->ov->entries[i].value;
+      double v = c->ov->entries[i].value;
+      if (isnan(v) && !null_is_zero(c, e->name)) return 0; /* null: the YAML's value */
+      e->value = isnan(v) ? 0 : v;
       c->ov->used[i] = 1;
       return 1;
     }
   return 0;
 }
 
-/* hf: {model_type: T, ignore: [k, ...], require: {k: v, ...}, layer_types: [t, ...]} */
+/* hf: {model_type: T, ignore: [k, ...], require: {k: v, ...}, layer_types: [t, ...],
+ *      null_zero: [k, ...]} */
 static int load_hf(yml_ctx *c, const yaml_node_t *n) {
-  static const char *const keys[] = {"model_type", "ignore", "require", "layer_types", NULL};
+  static const char *const keys[] = {"model_type", "ignore", "require", "layer_types",
+                                     "null_zero", NULL};
   yml_hf hf = {0};
   if (need_map(c, n, "hf") || check_keys(c, n, keys, "hf")) return -1;
   const yaml_node_t *type = map_get(c, n, "model_type"), *ig = map_get(c, n, "ignore"),
@@ -263,6 +274,14 @@ static int load_hf(yml_ctx *c, const yaml_node_t *n) {
     if (get_name(c, seq_item(c, lt, i), "hf layer type", hf.layer_types[hf.n_layer_types++], 32))
       return -1;
   }
+  const yaml_node_t *nz = map_get(c, n, "null_zero");
+  if (nz && nz->type != YAML_SEQUENCE_NODE) return fail_at(c, nz, "hf null_zero must be a list");
+  for (int i = 0; nz && i < seq_len(nz); i++) {
+    if (hf.n_null_zero == 4) return fail_at(c, nz, "hf null_zero: at most 4");
+    if (get_name(c, seq_item(c, nz, i), "hf null_zero key", hf.null_zero[hf.n_null_zero++], 48))
+      return -1;
+  }
+  c->hf_sec = hf;
   if (c->hf_out) *c->hf_out = hf;
   return 0;
 }
@@ -926,10 +945,10 @@ static int load_root(yml_ctx *c, const yaml_node_t *root) {
     return -1;
   yaml_node_t *name = need_key(c, root, "name", "the model description");
   if (!name || get_name(c, name, "name", c->m->name, sizeof c->m->name)) return -1;
-  yaml_node_t *config = map_get(c, root, "config");
-  if (config && load_config(c, config)) return -1;
   yaml_node_t *hf = map_get(c, root, "hf");
   if (hf && load_hf(c, hf)) return -1;
+  yaml_node_t *config = map_get(c, root, "config");
+  if (config && load_config(c, config)) return -1;
   if (load_checkpoint(c, map_get(c, root, "checkpoint"))) return -1;
   for (int s = 0; s < IR_NSECTIONS; s++) {
     yaml_node_t *section = need_key(c, root, ir_section_name(s), "the model description");

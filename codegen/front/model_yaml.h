@@ -21,11 +21,15 @@ typedef struct {
   struct { char key[48], value[48]; } require[16]; /* keys whose value the graph fixes */
   int n_layer_types;                   /* config.json's layer_types the graph computes; */
   char layer_types[4][32];             /* none listed: full_attention only */
+  int n_null_zero;                     /* config entries a null in config.json sets to 0 */
+  char null_zero[4][48];               /* (Mistral's sliding_window: null = no window); */
+                                       /* another null keeps the family's value */
 } yml_hf;
 
 /* Config values from outside (config.json): an entry of the YAML's
  * `config:` with the same name takes the value instead of its own
- * expression; used[i] is set for each that matched. */
+ * expression; used[i] is set for each that matched. A NAN value is a JSON
+ * null: 0 for the names in hf.null_zero, else the YAML's own value. */
 typedef struct {
   int n;
   const ir_config_entry *entries;

@@ -203,20 +203,22 @@ static int emit_norm_bwd_w(gen_ctx *c, int i, int rms) {
 typedef struct {
   int hd, heads, kv_heads, causal;
   float scale, softcap; /* 0, 0: 1/sqrt(hd), no soft cap */
+  int window;           /* 0: none */
 } attn_shape;
 
 static attn_shape attn_of(const gen_ctx *c, const ir_op *op, int q) {
   attn_shape a = {(int)(cols_of(c, q) / op->heads), op->heads, op->kv_heads ? op->kv_heads : op->heads,
-                  op->causal, (float)op->factor, op->softcap};
+                  op->causal, (float)op->factor, op->softcap, op->window};
   return a;
 }
 
-/* ", scale, softcap" for the SIMT templates when either is set, else "" (the
- * templates' defaults: 1/sqrt(HD), no cap). */
+/* ", scale, softcap, window" for the SIMT templates when any is set, else ""
+ * (the templates' defaults: 1/sqrt(HD), no cap, no window). */
 static const char *attn_extra_args(const attn_shape *a, char *buf, size_t size) {
-  if (a->scale == 0.0f && a->softcap == 0.0f) return "";
+  if (a->scale == 0.0f && a->softcap == 0.0f && a->window == 0) return "";
   char s[40], cap[40];
-  snprintf(buf, size, ", %s, %s", gen_float(s, a->scale), gen_float(cap, a->softcap));
+  snprintf(buf, size, ", %s, %s, %d", gen_float(s, a->scale), gen_float(cap, a->softcap),
+           a->window);
   return buf;
 }
 
@@ -227,7 +229,7 @@ static const char *attn_extra_args(const attn_shape *a, char *buf, size_t size) 
 static int attention_mma_tile(gen_ctx *c, const attn_shape *a, int kernel, const char *name,
                               const char *param) {
   if (c->cfg->dtype != GEN_BF16 || c->cfg->no_mma || a->hd % 16 || a->hd > 128) return 0;
-  if (a->scale != 0.0f || a->softcap != 0.0f) return 0; /* the SIMT kernels have these */
+  if (a->scale != 0.0f || a->softcap != 0.0f || a->window) return 0; /* SIMT has these */
   if (!gen_tune(c, name, "USE")) return 0;
   const int most = lisa_attention_mma_most_tile(kernel, a->hd);
   for (int tile = gen_tune(c, name, param); tile >= 16; tile /= 2)

@@ -110,6 +110,8 @@ typedef struct {
   double factor;         /* scale; attention: the score scale (0: 1/sqrt(head size)) */
   float softcap;         /* attention: scores soft-capped to softcap * tanh(s /
                             softcap) (Gemma 2); 0: none */
+  int window;            /* attention (causal): query t sees keys t - window < j <= t
+                            (a sliding window); 0: all earlier keys */
   int activation;        /* ops with an ir_op_info tree (activation, formula
                             ops and their backwards): index into
                             ir_model.activations */

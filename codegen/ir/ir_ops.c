@@ -232,6 +232,13 @@ static int load_attention_attrs(ir_shape *s) {
   if (rc && !(scale > 0)) return shape_fail(s, "scale", "scale must be positive");
   if ((rc = s->number(s, "softcap", &softcap)) < 0) return -1;
   if (rc && !(softcap > 0)) return shape_fail(s, "softcap", "softcap must be positive");
+  /* window 0 (config.json's null sliding_window) is no window */
+  double window = 0;
+  if ((rc = s->number(s, "window", &window)) < 0) return -1;
+  if (rc && (window < 0 || window != (int)window || window > (1 << 30)))
+    return shape_fail(s, "window", "window must be a whole number >= 0 (0: none), got %g", window);
+  if (window > 0 && !op->causal) return shape_fail(s, "window", "a window needs causal attention");
+  op->window = (int)window;
   op->factor = scale;
   op->softcap = (float)softcap;
   if (op->heads % op->kv_heads)

@@ -458,13 +458,22 @@ typedef struct {
   int T, heads, kv_heads, hd, causal;
   int64_t qstride, kstride; /* row strides of q (and y) and of k (and v) */
   float scale, softcap;     /* softcap 0: none */
+  int window;               /* 0: none */
 } att_shape;
 
-static att_shape att_shape_of(int T, int heads, int kv_heads, int hd, int causal, float scale,
-                              float softcap) {
+static att_shape att_shape_of(int T, int heads, int kv_heads, int hd, int causal,
+                              const cpu_att_opts *o) {
+  const cpu_att_opts none = {0};
+  if (!o) o = &none;
   return (att_shape){T, heads, kv_heads, hd, causal, (int64_t)heads * hd,
-                     (int64_t)kv_heads * hd, scale > 0 ? scale : 1.0f / sqrtf((float)hd),
-                     softcap};
+                     (int64_t)kv_heads * hd, o->scale > 0 ? o->scale : 1.0f / sqrtf((float)hd),
+                     o->softcap, causal ? o->window : 0};
+}
+
+/* The keys query t sees: [*first, end). */
+static int att_keys(const att_shape *a, int t, int *first) {
+  *first = a->window > 0 && t - a->window + 1 > 0 ? t - a->window + 1 : 0;
+  return a->causal ? t + 1 : a->T;
 }
 
 /* s[j] = score of key j + offset for the chunk's keys, the score soft-capped
@@ -518,9 +527,8 @@ static void attention_forward_row(float *yr, float *lse, const float *qr,
 
 void cpu_attention_forward(float *y, float *lse, const float *q,
                            const float *k, const float *v, int B, int T,
-                           int heads, int kv_heads, int hd, int causal, float scale,
-                           float softcap) {
-  att_shape a = att_shape_of(T, heads, kv_heads, hd, causal, scale, softcap);
+                           int heads, int kv_heads, int hd, int causal, const cpu_att_opts *o) {
+  att_shape a = att_shape_of(T, heads, kv_heads, hd, causal, o);
   int group = heads / kv_heads;
   int threads = worth_threads(attention_work(B, T, heads, hd));
 #pragma omp parallel for collapse(2) if (threads)
@@ -529,8 +537,10 @@ void cpu_attention_forward(float *y, float *lse, const float *q,
       int64_t kv_off = (int64_t)b * T * a.kstride + (h / group) * hd;
       for (int t = 0; t < T; t++) {
         int64_t n = (int64_t)b * T + t, qoff = n * a.qstride + h * hd;
-        attention_forward_row(y + qoff, lse + n * heads + h, q + qoff, k + kv_off,
-                              v + kv_off, causal ? t + 1 : T, &a);
+        int first, end = att_keys(&a, t, &first);
+        int64_t kv = kv_off + first * a.kstride;
+        attention_forward_row(y + qoff, lse + n * heads + h, q + qoff, k + kv, v + kv,
+                              end - first, &a);
       }
     }
   }
@@ -573,9 +583,10 @@ static void attention_backward_head(float *dq, float *dk, float *dv,
   for (int t = 0; t < T; t++) {
     int64_t n = (int64_t)b * T + t, qoff = n * a->qstride + h * hd;
     float D = dot(dy + qoff, y + qoff, hd);
-    attention_backward_row(dq + qoff, dk + kv_off, dv + kv_off, dy + qoff, q + qoff,
-                           k + kv_off, v + kv_off, D, lse[n * a->heads + h],
-                           a->causal ? t + 1 : T, a);
+    int first, end = att_keys(a, t, &first);
+    int64_t kv = kv_off + first * a->kstride;
+    attention_backward_row(dq + qoff, dk + kv, dv + kv, dy + qoff, q + qoff, k + kv, v + kv, D,
+                           lse[n * a->heads + h], end - first, a);
   }
 }
 
@@ -584,9 +595,9 @@ static void attention_backward_head(float *dq, float *dk, float *dv,
 void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dy,
                             const float *q, const float *k, const float *v,
                             const float *y, const float *lse, int B, int T,
-                            int heads, int kv_heads, int hd, int causal, float scale,
-                            float softcap) {
-  att_shape a = att_shape_of(T, heads, kv_heads, hd, causal, scale, softcap);
+                            int heads, int kv_heads, int hd, int causal,
+                            const cpu_att_opts *o) {
+  att_shape a = att_shape_of(T, heads, kv_heads, hd, causal, o);
   int group = heads / kv_heads;
   int64_t qstride = a.qstride, kstride = a.kstride;
   int threads = worth_threads(attention_work(B, T, heads, hd));

@@ -108,21 +108,25 @@ void cpu_split(float *const *outs, const int64_t *widths, int k,
 void cpu_concat(float *x, const float *const *pieces, const int64_t *widths,
                 int k, int N);
 
+/* Attention's variants; all zero (or a NULL pointer) is plain attention. */
+typedef struct {
+  float scale;   /* the score is s = scale q.k; 0: 1/sqrt(hd) */
+  float softcap; /* > 0: s soft-capped to softcap * tanh(s / softcap) (Gemma 2) */
+  int window;    /* > 0 (causal): query t sees keys j with t - j < window (Mistral) */
+} cpu_att_opts;
+
 /* Scaled dot-product attention, grouped-query when kv_heads < heads (query
- * head h reads kv head h / (heads / kv_heads)). The score of a key is
- * s = scale q.k (scale 0: 1/sqrt(hd)), soft-capped to softcap *
- * tanh(s / softcap) when softcap > 0 (Gemma 2). Saves only lse[N, heads]
- * (log-sum-exp of the scores per query row); backward recomputes the
- * probabilities from it. */
+ * head h reads kv head h / (heads / kv_heads)), with o's variants. Saves
+ * only lse[N, heads] (log-sum-exp of the scores per query row); backward
+ * recomputes the probabilities from it. */
 void cpu_attention_forward(float *y, float *lse, const float *q,
                            const float *k, const float *v, int B, int T,
-                           int heads, int kv_heads, int hd, int causal, float scale,
-                           float softcap);
+                           int heads, int kv_heads, int hd, int causal, const cpu_att_opts *o);
 void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dy,
                             const float *q, const float *k, const float *v,
                             const float *y, const float *lse, int B, int T,
-                            int heads, int kv_heads, int hd, int causal, float scale,
-                            float softcap);
+                            int heads, int kv_heads, int hd, int causal,
+                            const cpu_att_opts *o);
 
 /* Mean over N rows of -log softmax(logits)[target]; accumulates in double. */
 float cpu_cross_entropy_forward(const float *logits, const int32_t *targets,

@@ -149,17 +149,22 @@ static void run_concat(const exec_ctx *c, const ir_op *op) {
   cpu_concat(OUT(0), pieces, widths, op->n_in, c->N);
 }
 
+static cpu_att_opts att_opts(const ir_op *op) {
+  return (cpu_att_opts){(float)op->factor, op->softcap, op->window};
+}
+
 static void run_attention(const exec_ctx *c, const ir_op *op) {
   int hd = cols(c, op->in[0]) / op->heads;
+  cpu_att_opts o = att_opts(op);
   cpu_attention_forward(OUT(0), OUT(1), IN(0), IN(1), IN(2), c->B, c->T, op->heads,
-                        op->kv_heads, hd, op->causal, (float)op->factor, op->softcap);
+                        op->kv_heads, hd, op->causal, &o);
 }
 
 static void run_attention_bwd(const exec_ctx *c, const ir_op *op) {
   int hd = cols(c, op->in[1]) / op->heads;
+  cpu_att_opts o = att_opts(op);
   cpu_attention_backward(OUT(0), OUT(1), OUT(2), IN(0), IN(1), IN(2), IN(3), IN(4), IN(5), c->B,
-                         c->T, op->heads, op->kv_heads, hd, op->causal, (float)op->factor,
-                         op->softcap);
+                         c->T, op->heads, op->kv_heads, hd, op->causal, &o);
 }
 
 static void run_rope(const exec_ctx *c, const ir_op *op) {

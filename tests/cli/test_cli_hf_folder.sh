@@ -59,7 +59,7 @@ train "$SRC/models/llama-tiny.yaml" --weights "$SRC/tests/fixtures/llama-tiny.sa
   --data "$TMP/small.bin" --log-jsonl "$TMP/lyaml.jsonl" || fail "training llama-tiny from YAML failed"
 same_rows "llama folder = llama-tiny.yaml + its weights" "$TMP/lyaml.jsonl" "$TMP/lfolder.jsonl"
 
-# Mistral: LLaMA's graph, exact up to the sliding window, which bounds --seq.
+# Mistral: LLaMA's graph with its sliding window.
 mkdir -p "$TMP/mistral"
 cp "$SRC/tests/fixtures/mistral-tiny.safetensors" "$TMP/mistral/model.safetensors"
 mistral_config() {
@@ -79,13 +79,21 @@ train "$TMP/mistral" --data "$TMP/small.bin" --log-jsonl "$TMP/mfolder.jsonl" \
 train "$SRC/models/mistral-tiny.yaml" --weights "$SRC/tests/fixtures/mistral-tiny.safetensors" \
   --data "$TMP/small.bin" --log-jsonl "$TMP/myaml.jsonl" || fail "training mistral-tiny from YAML failed"
 same_rows "mistral folder = mistral-tiny.yaml + its weights" "$TMP/myaml.jsonl" "$TMP/mfolder.jsonl"
+# A window shorter than --seq masks (the families test checks it against
+# transformers); a null window (Mistral v0.2 on) is none: mistral-tiny.yaml.
 mistral_config 4 >"$TMP/mistral/config.json"
-expect_error "--seq beyond the sliding window" "--seq 8 is longer than .*mistral.yaml allows \(4 positions\)" \
-  train "$TMP/mistral" --data "$TMP/small.bin"
+train "$TMP/mistral" --data "$TMP/small.bin" --log-jsonl "$TMP/mwin.jsonl" \
+  || fail "training with a window of 4 failed"
+[ -n "$(rows "$TMP/mwin.jsonl")" ] && ! diff <(rows "$TMP/mwin.jsonl") <(rows "$TMP/myaml.jsonl") >/dev/null \
+  && echo "ok   a sliding window below --seq changes the run" || fail "the window of 4 changed nothing"
+mistral_config null >"$TMP/mistral/config.json"
+train "$TMP/mistral" --data "$TMP/small.bin" --log-jsonl "$TMP/mnull.jsonl" \
+  || fail "training with a null window failed"
+same_rows "a null sliding_window is no window" "$TMP/myaml.jsonl" "$TMP/mnull.jsonl"
 
 # transformers 5's config.json (rope_parameters, layer_types, dtype): the
 # fixture folders of tests/fixtures/families train as they are.
-for type in qwen2 qwen3 gemma phi olmo2 gpt_neox gemma2; do
+for type in qwen2 qwen3 gemma phi olmo2 gpt_neox gemma2 mistral; do
   train "$SRC/tests/fixtures/families/$type" --data "$TMP/small.bin" --steps 2 \
     --log-jsonl "$TMP/$type.jsonl" || fail "training the $type folder failed"
   [ "$(rows "$TMP/$type.jsonl" | wc -l)" = 2 ] && echo "ok   $type folder trains" \

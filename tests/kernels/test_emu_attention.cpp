@@ -27,34 +27,34 @@ struct Defaults : Tun<32, 16, 32, 16, 128, 8> {};
 // The generated wrappers, as the generator would write them.
 template <class T, int HD, int H, int KV, int S, bool C, class P>
 __global__ void fwd_kernel(T *y, int ys, float *lse, const T *q, int qs, const T *k, int ks,
-                           const T *v, int vs, int B, float scale, float cap) {
+                           const T *v, int vs, int B, float scale, float cap, int window) {
   if constexpr (std::is_same_v<P, Defaults>)
-    lisa::attention_forward<T, HD, H, KV, S, C>(y, ys, lse, q, qs, k, ks, v, vs, B, scale, cap);
+    lisa::attention_forward<T, HD, H, KV, S, C>(y, ys, lse, q, qs, k, ks, v, vs, B, scale, cap, window);
   else
     lisa::attention_forward<T, HD, H, KV, S, C, P::BQ, P::BK, P::THREADS, P::TC>(
-        y, ys, lse, q, qs, k, ks, v, vs, B, scale, cap);
+        y, ys, lse, q, qs, k, ks, v, vs, B, scale, cap, window);
 }
 template <class T, int HD, int H, int KV, int S, bool C, class P>
 __global__ void dq_kernel(T *dq, int dqs, float *dsum, const T *dy, int dys, const T *y, int ys,
                           const T *q, int qs, const T *k, int ks, const T *v, int vs,
-                          const float *lse, int B, float scale, float cap) {
+                          const float *lse, int B, float scale, float cap, int window) {
   if constexpr (std::is_same_v<P, Defaults>)
     lisa::attention_backward_dq<T, HD, H, KV, S, C>(dq, dqs, dsum, dy, dys, y, ys, q, qs, k, ks,
-                                                    v, vs, lse, B, scale, cap);
+                                                    v, vs, lse, B, scale, cap, window);
   else
     lisa::attention_backward_dq<T, HD, H, KV, S, C, P::BQ, P::BK, P::THREADS, P::TC>(
-        dq, dqs, dsum, dy, dys, y, ys, q, qs, k, ks, v, vs, lse, B, scale, cap);
+        dq, dqs, dsum, dy, dys, y, ys, q, qs, k, ks, v, vs, lse, B, scale, cap, window);
 }
 template <class T, int HD, int H, int KV, int S, bool C, class P>
 __global__ void dkdv_kernel(T *dk, int dks, T *dv, int dvs, const T *dy, int dys, const T *q,
                             int qs, const T *k, int ks, const T *v, int vs, const float *lse,
-                            const float *dsum, int B, float scale, float cap) {
+                            const float *dsum, int B, float scale, float cap, int window) {
   if constexpr (std::is_same_v<P, Defaults>)
     lisa::attention_backward_dkdv<T, HD, H, KV, S, C>(dk, dks, dv, dvs, dy, dys, q, qs, k, ks, v,
-                                                      vs, lse, dsum, B, scale, cap);
+                                                      vs, lse, dsum, B, scale, cap, window);
   else
     lisa::attention_backward_dkdv<T, HD, H, KV, S, C, P::KB, P::KQ, P::THREADS, P::TC>(
-        dk, dks, dv, dvs, dy, dys, q, qs, k, ks, v, vs, lse, dsum, B, scale, cap);
+        dk, dks, dv, dvs, dy, dys, q, qs, k, ks, v, vs, lse, dsum, B, scale, cap, window);
 }
 
 static float to_host_f32(float v) { return v; }
@@ -119,7 +119,9 @@ static double max_nmse_seen[2];  // fp32, bf16
 // One shape. fused: q/k/v in one qkv buffer [N, (H+2KV)*HD] and dq/dk/dv in
 // one dqkv buffer; else each tensor in its own buffer with a padded stride.
 template <class T, int HD, int H, int KV, int S, bool C, class P = Defaults>
-static void check_case(int B, bool fused, uint64_t seed, float scale = 0.f, float cap = 0.f) {
+static void check_case(int B, bool fused, uint64_t seed, float scale = 0.f, float cap = 0.f,
+                       int window = 0) {
+  const cpu_att_opts opts = {scale, cap, window};
   constexpr bool bf = sizeof(T) == 2;
   const double tol = bf ? 1e-4 : 1e-7;
   const int N = B * S, QW = H * HD, KW = KV * HD, W = (H + 2 * KV) * HD;
@@ -158,13 +160,13 @@ static void check_case(int B, bool fused, uint64_t seed, float scale = 0.f, floa
   const dim3 fgrid((S + P::BQ - 1) / P::BQ, H, B), block(P::THREADS);
   int rc = emu::launch(fgrid, block, 0, fwd_kernel<T, HD, H, KV, S, C, P>, yb.data() + vy.off, vy.st,
                        lse.data(), Q.data() + vq.off, vq.st, K.data() + vk.off, vk.st,
-                       V.data() + vv.off, vv.st, B, scale, cap);
+                       V.data() + vv.off, vv.st, B, scale, cap, window);
   CHECK_MSG(rc == 0, "forward launch: %s", emu::last_error());
   if (rc) return;
 
   std::vector<float> ry((size_t)N * QW), rlse((size_t)N * H);
   cpu_attention_forward(ry.data(), rlse.data(), hq.data(), hk.data(), hv.data(), B, S, H, KV, HD,
-                        C, scale, cap);
+                        C, &opts);
   bool bad = false;
   std::vector<float> gy = read_view(yb, vy, N, &bad);
   CHECK_MSG(!bad, "%s: y has NaN/inf or unwritten elements", name);
@@ -184,20 +186,20 @@ static void check_case(int B, bool fused, uint64_t seed, float scale = 0.f, floa
   rc = emu::launch(fgrid, block, 0, dq_kernel<T, HD, H, KV, S, C, P>, DQ.data() + vdq.off,
                    vdq.st, dsum.data(), dyb.data() + vdy.off, vdy.st, yb.data() + vy.off,
                    vy.st, Q.data() + vq.off, vq.st, K.data() + vk.off, vk.st, V.data() + vv.off,
-                   vv.st, lse.data(), B, scale, cap);
+                   vv.st, lse.data(), B, scale, cap, window);
   CHECK_MSG(rc == 0, "dq launch: %s", emu::last_error());
   if (rc) return;
   const dim3 kgrid((S + P::KB - 1) / P::KB, KV, B);
   rc = emu::launch(kgrid, block, 0, dkdv_kernel<T, HD, H, KV, S, C, P>, DK.data() + vdk.off,
                    vdk.st, DV.data() + vdv.off, vdv.st, dyb.data() + vdy.off, vdy.st,
                    Q.data() + vq.off, vq.st, K.data() + vk.off, vk.st, V.data() + vv.off, vv.st,
-                   lse.data(), dsum.data(), B, scale, cap);
+                   lse.data(), dsum.data(), B, scale, cap, window);
   CHECK_MSG(rc == 0, "dkdv launch: %s", emu::last_error());
   if (rc) return;
 
   std::vector<float> rdq((size_t)N * QW), rdk((size_t)N * KW), rdv((size_t)N * KW);
   cpu_attention_backward(rdq.data(), rdk.data(), rdv.data(), hdy.data(), hq.data(), hk.data(),
-                         hv.data(), gy.data(), rlse.data(), B, S, H, KV, HD, C, scale, cap);
+                         hv.data(), gy.data(), rlse.data(), B, S, H, KV, HD, C, &opts);
   std::vector<float> gdq = read_view(DQ, vdq, N, &bad), gdk = read_view(DK, vdk, N, &bad),
                      gdv = read_view(DV, vdv, N, &bad);
   CHECK_MSG(!bad, "%s: dq/dk/dv have NaN/inf or unwritten elements", name);
@@ -271,6 +273,14 @@ static void test_scale_softcap() {
   check_case<float, 256, 2, 1, 13, true, Hd256>(1, false, 720, 0.0625f, 5.0f);
   check_case<__nv_bfloat16, 20, 4, 2, 13, true, Mid>(2, true, 730, 0.3f, 2.0f);
 }
+// Mistral's sliding window: a row sees its last `window` keys; windows that
+// end inside a key tile and span several (Mid: 8-key tiles), with a soft cap.
+static void test_window() {
+  check_case<float, 12, 3, 1, 13, true, Small>(2, true, 800, 0.f, 0.f, 3);
+  check_case<float, 20, 4, 2, 33, true, Mid>(1, false, 810, 0.f, 0.f, 11);
+  check_case<float, 20, 4, 2, 33, true, Mid>(1, true, 820, 0.3f, 2.0f, 17);
+  check_case<__nv_bfloat16, 20, 4, 2, 33, true, Mid>(2, true, 830, 0.f, 0.f, 5);
+}
 static void test_head_256() {
   check_case<float, 256, 2, 1, 13, true, Hd256>(1, false, 600);
   check_case<__nv_bfloat16, 256, 2, 2, 9, true, Hd256>(1, true, 610);
@@ -287,7 +297,7 @@ static void test_bf16() {
 static void test_wrong_block_traps() {
   emu::Guarded<float> q(64), y(64), lse(8);
   const int rc = emu::launch(dim3(1, 1, 1), dim3(64), 0, fwd_kernel<float, 8, 1, 1, 8, true, Defaults>,
-                             y.data(), 8, lse.data(), q.data(), 8, q.data(), 8, q.data(), 8, 1, 0.f, 0.f);
+                             y.data(), 8, lse.data(), q.data(), 8, q.data(), 8, q.data(), 8, 1, 0.f, 0.f, 0);
   CHECK(rc != 0);
 }
 
@@ -299,6 +309,7 @@ int main() {
   RUN(test_bf16);
   RUN(test_head_256);
   RUN(test_scale_softcap);
+  RUN(test_window);
   RUN(test_wrong_block_traps);
   printf("worst nmse: fp32 %.2e (limit 1e-7), bf16 %.2e (limit 1e-4)\n", max_nmse_seen[0],
          max_nmse_seen[1]);

@@ -160,7 +160,7 @@ static void check_case(int B, bool fused, uint64_t seed) {
   CHECK_MSG(rc == 0, "forward launch: %s", emu::last_error());
   if (rc) return;
   std::vector<float> ry((size_t)N * QW), rlse((size_t)N * H), gy;
-  cpu_attention_forward(ry.data(), rlse.data(), hq.data(), hk.data(), hv.data(), B, S, H, KV, HD, C, 0.f, 0.f);
+  cpu_attention_forward(ry.data(), rlse.data(), hq.data(), hk.data(), hv.data(), B, S, H, KV, HD, C, nullptr);
   CHECK_MSG(read_slice(yb, vy, N, gy), "y: NaN/inf, unwritten, or written outside its columns");
   CHECK_MSG(!emu::has_nan_or_inf(lse.data(), lse.size()), "lse NaN/inf or unwritten");
 
@@ -184,7 +184,7 @@ static void check_case(int B, bool fused, uint64_t seed) {
   if (rc) return;
   std::vector<float> rdq((size_t)N * QW), rdk((size_t)N * KW), rdv((size_t)N * KW);
   cpu_attention_backward(rdq.data(), rdk.data(), rdv.data(), hdy.data(), hq.data(), hk.data(),
-                         hv.data(), gy.data(), rlse.data(), B, S, H, KV, HD, C, 0.f, 0.f);
+                         hv.data(), gy.data(), rlse.data(), B, S, H, KV, HD, C, nullptr);
   std::vector<float> gdq, gdk, gdv;
   const std::vector<View> all = {vdq, vdk, vdv};
   CHECK_MSG(read_slice(DQ, vdq, N, gdq, fused ? all : std::vector<View>{}), "dq: bad or stray writes");

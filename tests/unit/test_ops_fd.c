@@ -653,13 +653,13 @@ static void test_split_concat(void) {
 typedef struct {
   float *q, *k, *v, *lse;
   int B, T, heads, kv_heads, hd, causal;
-  float scale, softcap; /* 0, 0: 1/sqrt(hd), no cap */
+  cpu_att_opts opts; /* scale, softcap, window; all 0: plain */
 } attention_ctx;
 
 static void attention_fwd(const void *c, float *y) {
   const attention_ctx *a = c;
   cpu_attention_forward(y, a->lse, a->q, a->k, a->v, a->B, a->T, a->heads,
-                        a->kv_heads, a->hd, a->causal, a->scale, a->softcap);
+                        a->kv_heads, a->hd, a->causal, &a->opts);
 }
 
 /* softmax over an explicit mask, in double, head by head */
@@ -674,12 +674,13 @@ static void attention_reference(double *y, double *lse, const attention_ctx *a) 
         for (int j = 0; j < T; j++) {
           s[j] = -INFINITY;
           if (a->causal && j > t) continue;
+          if (a->causal && a->opts.window > 0 && t - j >= a->opts.window) continue;
           double d = 0.0;
           for (int i = 0; i < hd; i++)
             d += (double)a->q[n * qs + h * hd + i] *
                  a->k[(b * T + j) * ks + g * hd + i];
-          s[j] = a->scale > 0 ? d * a->scale : d / sqrt((double)hd);
-          if (a->softcap > 0) s[j] = a->softcap * tanh(s[j] / a->softcap);
+          s[j] = a->opts.scale > 0 ? d * a->opts.scale : d / sqrt((double)hd);
+          if (a->opts.softcap > 0) s[j] = a->opts.softcap * tanh(s[j] / a->opts.softcap);
           if (s[j] > mx) mx = s[j];
         }
         for (int j = 0; j < T; j++) sum += exp(s[j] - mx);
@@ -695,11 +696,11 @@ static void attention_reference(double *y, double *lse, const attention_ctx *a) 
 }
 
 static void attention_case_ex(int B, int T, int heads, int kv_heads, int causal, int HD,
-                              float scale, float softcap) {
+                              cpu_att_opts opts) {
   int N = B * T, nq = N * heads * HD, nk = N * kv_heads * HD;
   attention_ctx a = {rand_buf(nq, -2, 2), rand_buf(nk, -2, 2),
                      rand_buf(nk, -1, 1), malloc(N * heads * sizeof(float)),
-                     B, T, heads, kv_heads, HD, causal, scale, softcap};
+                     B, T, heads, kv_heads, HD, causal, opts};
   float *y = malloc(nq * sizeof *y), *dy = rand_buf(nq, -1, 1);
   double *ref = malloc(nq * sizeof *ref),
          *rlse = malloc(N * heads * sizeof *rlse);
@@ -707,8 +708,8 @@ static void attention_case_ex(int B, int T, int heads, int kv_heads, int causal,
   const char *part[4] = {"y/lse", "dq", "dk", "dv"};
   for (int i = 0; i < 4; i++)
     snprintf(what[i], sizeof what[i], "attention B=%d T=%d heads=%d kv=%d "
-             "hd=%d causal=%d scale=%g cap=%g %s", B, T, heads, kv_heads, HD, causal, scale,
-             softcap, part[i]);
+             "hd=%d causal=%d scale=%g cap=%g window=%d %s", B, T, heads, kv_heads, HD, causal,
+             opts.scale, opts.softcap, opts.window, part[i]);
   attention_fwd(&a, y);
   attention_reference(ref, rlse, &a);
   check_values(what[0], y, ref, nq);
@@ -717,7 +718,7 @@ static void attention_case_ex(int B, int T, int heads, int kv_heads, int causal,
   float *dq = filled(nq, GARBAGE), *dk = filled(nk, GARBAGE),
         *dv = filled(nk, GARBAGE);
   cpu_attention_backward(dq, dk, dv, dy, a.q, a.k, a.v, y, a.lse, B, T, heads,
-                         kv_heads, HD, causal, scale, softcap);
+                         kv_heads, HD, causal, &a.opts);
   check_grad(what[1], attention_fwd, &a, a.q, nq, dq, nq, dy);
   check_grad(what[2], attention_fwd, &a, a.k, nk, dk, nq, dy);
   check_grad(what[3], attention_fwd, &a, a.v, nk, dv, nq, dy);
@@ -726,7 +727,7 @@ static void attention_case_ex(int B, int T, int heads, int kv_heads, int causal,
 }
 
 static void attention_case(int B, int T, int heads, int kv_heads, int causal, int HD) {
-  attention_case_ex(B, T, heads, kv_heads, causal, HD, 0.0f, 0.0f);
+  attention_case_ex(B, T, heads, kv_heads, causal, HD, (cpu_att_opts){0});
 }
 
 static void test_attention(void) {
@@ -741,8 +742,11 @@ static void test_attention(void) {
     attention_case(1, 130, 2, 1, causal, 11);
     /* Gemma 2: a scale of its own (query_pre_attn_scalar^-0.5) and scores
      * soft-capped by tanh; a cap of 1.5 bends most of these scores */
-    attention_case_ex(2, 5, 4, 2, causal, 5, 0.7f, 1.5f);
-    attention_case_ex(1, 70, 2, 1, causal, 6, 0.25f, 0.0f);
+    attention_case_ex(2, 5, 4, 2, causal, 5, (cpu_att_opts){0.7f, 1.5f, 0});
+    attention_case_ex(1, 70, 2, 1, causal, 6, (cpu_att_opts){0.25f, 0.0f, 0});
+    /* Mistral's sliding window: 3 keys; 67 across a chunk boundary */
+    attention_case_ex(2, 9, 4, 2, causal, 5, (cpu_att_opts){0, 0, 3});
+    attention_case_ex(1, 140, 2, 1, causal, 6, (cpu_att_opts){0, 2.0f, 67});
   }
 }
 
@@ -826,6 +830,8 @@ static float *take(slab *s, const char *name, int64_t n, float fill) {
   return p;
 }
 
+static const cpu_att_opts big_opts = {0.0f, 2.0f, 20}; /* soft cap, window */
+
 static void run_big_kernels(slab *s, const big_inputs *in) {
   const int64_t nc = (int64_t)BN * BC;
   float *y;
@@ -870,11 +876,11 @@ static void run_big_kernels(slab *s, const big_inputs *in) {
   int64_t nq = (int64_t)BN * BH * BHD, nk = (int64_t)BN * BKV * BHD;
   float *lse = take(s, "attention lse", BN * BH, 0);
   cpu_attention_forward(y = take(s, "attention", nq, 0), lse, in->q, in->k,
-                        in->v, BB, BT, BH, BKV, BHD, 1, 0.0f, 2.0f);
+                        in->v, BB, BT, BH, BKV, BHD, 1, &big_opts);
   cpu_attention_backward(take(s, "attention dq", nq, 0),
                          take(s, "attention dk", nk, 0),
                          take(s, "attention dv", nk, 0), in->dq_y, in->q, in->k,
-                         in->v, y, lse, BB, BT, BH, BKV, BHD, 1, 0.0f, 2.0f);
+                         in->v, y, lse, BB, BT, BH, BKV, BHD, 1, &big_opts);
   *take(s, "cross_entropy", 1, 0) =
       cpu_cross_entropy_forward(in->logits, in->ids, BN, BV);
   cpu_cross_entropy_backward(take(s, "cross_entropy_bwd", (int64_t)BN * BV, 0),
