@@ -114,10 +114,10 @@ def families():
         # Gemma 2: pre- and post-norms around attention and the MLP, all (1 + w);
         # query_pre_attn_scalar sets the score scale; attention scores and the
         # logits soft-capped by tanh (caps small enough here to bend them);
-        # sliding-window layers, plain causal here as the window passes SEQ
+        # a sliding window (shorter than SEQ) in layer 0, none in layer 1
         "gemma2": (t.Gemma2ForCausalLM, t.Gemma2Config(
             head_dim=12, hidden_activation="gelu_pytorch_tanh", query_pre_attn_scalar=20,
-            attn_logit_softcapping=3.0, final_logit_softcapping=5.0, sliding_window=16,
+            attn_logit_softcapping=3.0, final_logit_softcapping=5.0, sliding_window=4,
             rope_theta=10000.0, tie_word_embeddings=True, **llama_like), SEED + 6),
         # Mistral: LLaMA's graph with a sliding window, shorter than SEQ here so
         # that it masks

@@ -128,6 +128,26 @@ static int check_layer_types(const char *json_path, const cJSON *e, const yml_hf
   return 0;
 }
 
+/* Where the family computes sliding layers (Gemma 2's attention window and
+ * global_every), config.json's layer_types must name the same layers. */
+static int check_layer_pattern(const char *json_path, const cJSON *root, const ir_model *m,
+                               lt_error *err) {
+  const cJSON *types = cJSON_GetObjectItemCaseSensitive(root, "layer_types");
+  const ir_graph *g = &m->sections[IR_BLOCK];
+  for (int k = 0; cJSON_IsArray(types) && k < g->n_fwd; k++) {
+    const ir_op *op = &g->fwd[k];
+    if (op->kind != IR_OP_ATTENTION) continue;
+    int i = 0;
+    for (const cJSON *t = types->child; t && i < m->n_layer; t = t->next, i++) {
+      const char *want = ir_att_window(op, i) ? "sliding_attention" : "full_attention";
+      if (!cJSON_IsString(t) || strcmp(t->valuestring, want))
+        return lt_fail(err, "%s: \"layer_types\"[%d] is %s, but the family computes %s there",
+                       json_path, i, cJSON_IsString(t) ? t->valuestring : "not a string", want);
+    }
+  }
+  return 0;
+}
+
 /* rope_parameters: its numbers are config values (checked as the top
  * level's); rope_type must be the plain rotation. */
 static int check_rope(const char *json_path, const cJSON *rope, lt_error *err) {
@@ -216,6 +236,7 @@ static int open_folder(const char *dir, ir_model *m, lt_error *err) {
       rc = lt_fail(err, "%s: its hf.model_type is \"%s\", not \"%s\"", yaml, hf.model_type,
                    type->valuestring);
     if (rc == 0) rc = check_keys(json_path, yaml, root, nums, used, n_nums, &hf, err);
+    if (rc == 0 && hf.n_layer_types) rc = check_layer_pattern(json_path, root, m, err);
     if (rc) ir_model_free(m);
   }
   free(nums);

@@ -110,6 +110,7 @@ enum gen_arg_kind {
   /* the optimizer path's scalars (plan_exec's path_exec_opt) */
   GEN_ARG_OPT_COUNT, GEN_ARG_OPT_STEP, GEN_ARG_OPT_LR, GEN_ARG_OPT_BETA1, GEN_ARG_OPT_BETA2,
   GEN_ARG_OPT_EPS, GEN_ARG_OPT_WEIGHT_DECAY, GEN_ARG_OPT_MAX_NORM, GEN_ARG_OPT_SEED,
+  GEN_ARG_LAYER, /* a block path's layer index */
 };
 
 typedef struct {

@@ -204,11 +204,13 @@ typedef struct {
   int hd, heads, kv_heads, causal;
   float scale, softcap; /* 0, 0: 1/sqrt(hd), no soft cap */
   int window;           /* 0: none */
+  int global_every;     /* > 0: the window depends on the layer (kernel arg) */
 } attn_shape;
 
 static attn_shape attn_of(const gen_ctx *c, const ir_op *op, int q) {
   attn_shape a = {(int)(cols_of(c, q) / op->heads), op->heads, op->kv_heads ? op->kv_heads : op->heads,
-                  op->causal, (float)op->factor, op->softcap, op->window};
+                  op->causal, (float)op->factor, op->softcap, op->window,
+                  op->window ? op->global_every : 0};
   return a;
 }
 
@@ -217,9 +219,18 @@ static attn_shape attn_of(const gen_ctx *c, const ir_op *op, int q) {
 static const char *attn_extra_args(const attn_shape *a, char *buf, size_t size) {
   if (a->scale == 0.0f && a->softcap == 0.0f && a->window == 0) return "";
   char s[40], cap[40];
-  snprintf(buf, size, ", %s, %s, %d", gen_float(s, a->scale), gen_float(cap, a->softcap),
-           a->window);
+  if (a->global_every) /* the window of the layer the launch is for */
+    snprintf(buf, size, ", %s, %s, (layer + 1) %% %d ? %d : 0", gen_float(s, a->scale),
+             gen_float(cap, a->softcap), a->global_every, a->window);
+  else
+    snprintf(buf, size, ", %s, %s, %d", gen_float(s, a->scale), gen_float(cap, a->softcap),
+             a->window);
   return buf;
+}
+
+/* The layer index as a kernel argument, where the window depends on it. */
+static void attn_layer_arg(gen_kb *kb, const attn_shape *a) {
+  if (a->global_every) gen_kb_scalar(kb, "int", "layer", GEN_ARG_LAYER);
 }
 
 /* templates/attention_mma.cuh where it applies and the tuning takes it:
@@ -264,6 +275,7 @@ static void emit_attention_fwd(gen_ctx *c, const ir_op *op) {
   gen_kb_buf(&kb, "k", k, -1, 0);
   gen_kb_buf(&kb, "v", v, -1, 0);
   gen_kb_batch(&kb);
+  attn_layer_arg(&kb, &a);
   if (bk) {
     const int warps = attention_mma_launch(c, &kb, "attention_forward_mma", a.heads);
     snprintf(body, sizeof body,
@@ -309,6 +321,7 @@ static void emit_attention_dq(gen_ctx *c, const ir_op *op, const attn_bwd *t) {
   gen_kb_buf(&kb, "v", t->v, -1, 0);
   gen_kb_buf(&kb, "lse", t->lse, GEN_F32, 0);
   gen_kb_batch(&kb);
+  attn_layer_arg(&kb, &t->a);
   if (bk) {
     const int warps = attention_mma_launch(c, &kb, "attention_backward_dq_mma", t->a.heads);
     snprintf(body, sizeof body,
@@ -350,6 +363,7 @@ static void emit_attention_dkdv(gen_ctx *c, const ir_op *op, const attn_bwd *t) 
   gen_kb_buf(&kb, "lse", t->lse, GEN_F32, 0);
   gen_kb_buf(&kb, "dsum", t->dsum, GEN_F32, 0);
   gen_kb_batch(&kb);
+  attn_layer_arg(&kb, &t->a);
   if (bq) {
     const int warps = attention_mma_launch(c, &kb, "attention_backward_dkdv_mma", t->a.kv_heads);
     snprintf(body, sizeof body,

@@ -112,6 +112,9 @@ typedef struct {
                             softcap) (Gemma 2); 0: none */
   int window;            /* attention (causal): query t sees keys t - window < j <= t
                             (a sliding window); 0: all earlier keys */
+  int global_every;      /* attention with a window: every global_every-th block
+                            (layers global_every-1, 2*global_every-1, ...) has
+                            none (Gemma 2: 2); 0: the window is in every layer */
   int activation;        /* ops with an ir_op_info tree (activation, formula
                             ops and their backwards): index into
                             ir_model.activations */
@@ -121,6 +124,12 @@ typedef struct {
                             the FROZEN path skips it */
   int line;              /* YAML line of the forward op, for messages */
 } ir_op;
+
+/* An attention's window in block layer `layer` (0: none there). */
+static inline int ir_att_window(const ir_op *op, int layer) {
+  if (op->window <= 0) return 0;
+  return op->global_every > 0 && (layer + 1) % op->global_every == 0 ? 0 : op->window;
+}
 
 /* An rmsnorm's (or its backwards') column groups: 1 unless per-head. */
 static inline int ir_norm_groups(const ir_op *op) { return op->heads > 1 ? op->heads : 1; }

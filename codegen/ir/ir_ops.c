@@ -239,6 +239,10 @@ static int load_attention_attrs(ir_shape *s) {
     return shape_fail(s, "window", "window must be a whole number >= 0 (0: none), got %g", window);
   if (window > 0 && !op->causal) return shape_fail(s, "window", "a window needs causal attention");
   op->window = (int)window;
+  rc = int_attr(s, "global_every", &op->global_every);
+  if (rc < 0) return -1;
+  if (rc && op->global_every < 2)
+    return shape_fail(s, "global_every", "global_every must be at least 2");
   op->factor = scale;
   op->softcap = (float)softcap;
   if (op->heads % op->kv_heads)

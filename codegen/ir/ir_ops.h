@@ -73,7 +73,7 @@ enum ir_tree { IR_TREE_NONE, IR_TREE_FN /* y = fn(x) */, IR_TREE_DFN /* dx = dy 
 #define IR_IN_BIT(k) (1u << (k))
 #define IR_IN_REF(k) (1 + (k))     /* ir_op_info.weight: input k */
 #define IR_OUT_REF(k) (-1 - (k))   /* output k */
-#define IR_MAX_ATTRS 6
+#define IR_MAX_ATTRS 8
 
 typedef struct {
   const char *name;          /* in the YAML, plans and profiles */

@@ -13,6 +13,7 @@ typedef struct {
   void **b;          /* per value of g */
   int B, T, N;
   float loss_scale;
+  int layer;         /* the block's layer (0 outside the block): per-layer op variants */
 } exec_ctx;
 
 static float *f32_buf(const exec_ctx *c, int v) { return v < 0 ? NULL : (float *)c->b[v]; }
@@ -149,20 +150,20 @@ static void run_concat(const exec_ctx *c, const ir_op *op) {
   cpu_concat(OUT(0), pieces, widths, op->n_in, c->N);
 }
 
-static cpu_att_opts att_opts(const ir_op *op) {
-  return (cpu_att_opts){(float)op->factor, op->softcap, op->window};
+static cpu_att_opts att_opts(const exec_ctx *c, const ir_op *op) {
+  return (cpu_att_opts){(float)op->factor, op->softcap, ir_att_window(op, c->layer)};
 }
 
 static void run_attention(const exec_ctx *c, const ir_op *op) {
   int hd = cols(c, op->in[0]) / op->heads;
-  cpu_att_opts o = att_opts(op);
+  cpu_att_opts o = att_opts(c, op);
   cpu_attention_forward(OUT(0), OUT(1), IN(0), IN(1), IN(2), c->B, c->T, op->heads,
                         op->kv_heads, hd, op->causal, &o);
 }
 
 static void run_attention_bwd(const exec_ctx *c, const ir_op *op) {
   int hd = cols(c, op->in[1]) / op->heads;
-  cpu_att_opts o = att_opts(op);
+  cpu_att_opts o = att_opts(c, op);
   cpu_attention_backward(OUT(0), OUT(1), OUT(2), IN(0), IN(1), IN(2), IN(3), IN(4), IN(5), c->B,
                          c->T, op->heads, op->kv_heads, hd, op->causal, &o);
 }
@@ -275,7 +276,8 @@ static void run_timed(const exec_ctx *c, const exec_profile *profile, const ir_o
 
 static exec_ctx ctx_of(const ms_state *s, int inst, float loss_scale) {
   const ir_graph *g = &s->ir->sections[ms_inst_section(s, inst)];
-  return (exec_ctx){s->ir, g, s->bufs[inst], s->B, s->T, s->N, loss_scale};
+  return (exec_ctx){s->ir, g, s->bufs[inst], s->B, s->T, s->N, loss_scale,
+                    ms_inst_layer(s, inst)};
 }
 
 void exec_forward(ms_state *s, int inst) {
@@ -304,6 +306,6 @@ void exec_backward(ms_state *s, int inst, path_kind path, float loss_scale) {
 
 void exec_ops(const ir_model *m, const ir_graph *g, void **bufs, int B, int T,
               const ir_op *ops, int n_ops, float loss_scale) {
-  exec_ctx c = {m, g, bufs, B, T, B * T, loss_scale};
+  exec_ctx c = {m, g, bufs, B, T, B * T, loss_scale, 0};
   for (int i = 0; i < n_ops; i++) kernel_of(ops[i].kind)(&c, &ops[i]);
 }

@@ -349,7 +349,7 @@ static int write_table(dev_trainer *d, lt_error *err) {
 static path_exec_scalars scalars(const dev_trainer *d, float lr) {
   const ms_state *s = d->s;
   const opt_config *o = &trainer_config(d->host)->opt;
-  path_exec_scalars sc = {s->N, s->B, 1.0f, {0}};
+  path_exec_scalars sc = {s->N, s->B, 1.0f, {0}, 0};
   sc.opt = (path_exec_opt){d->n_entries, (int)d->updates, lr, o->beta1, o->beta2, o->eps,
                     o->weight_decay, o->grad_clip,
                     (unsigned)(trainer_config(d->host)->seed * 0x9e3779b9u) ^ (unsigned)d->updates};
@@ -623,15 +623,19 @@ static void bind_loss(dev_trainer *d, int i) {
 
 static int run_passes(dev_trainer *d, const path_exec_scalars *sc, lt_error *err) {
   int n_inst = d->s->n_inst, mode;
+  path_exec_scalars at = *sc; /* with each instance's layer */
   for (int inst = 0; inst < n_inst; inst++) {
     const gen_path *p = path_of(d, inst, &mode);
     if (!p) return lt_fail(err, "no path for instance %d in mode %d", inst, mode);
-    if (path_exec_run(p, 0, p->n_fwd_steps, table_of(d, inst, mode), sc, &d->exec, err)) return -1;
+    at.layer = ms_inst_layer(d->s, inst);
+    if (path_exec_run(p, 0, p->n_fwd_steps, table_of(d, inst, mode), &at, &d->exec, err))
+      return -1;
   }
   for (int inst = n_inst - 1; inst >= 0; inst--) {
     const gen_path *p = path_of(d, inst, &mode);
     if (sched_path(trainer_schedule(d->host), inst) == PATH_FORWARD) continue;
-    if (path_exec_run(p, p->n_fwd_steps, p->n_steps, table_of(d, inst, mode), sc, &d->exec, err))
+    at.layer = ms_inst_layer(d->s, inst);
+    if (path_exec_run(p, p->n_fwd_steps, p->n_steps, table_of(d, inst, mode), &at, &d->exec, err))
       return -1;
   }
   return 0;

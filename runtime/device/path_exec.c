@@ -35,6 +35,7 @@ static int run_kernel(const gen_path *p, int s, void *const *bufs, const path_ex
     case GEN_ARG_OPT_WEIGHT_DECAY: vals[a].f = sc->opt.weight_decay; break;
     case GEN_ARG_OPT_MAX_NORM: vals[a].f = sc->opt.max_norm; break;
     case GEN_ARG_OPT_SEED: vals[a].u = sc->opt.seed; break;
+    case GEN_ARG_LAYER: vals[a].i = sc->layer; break;
     default: return lt_fail(err, "%s step %d: unknown argument kind %d", p->name, s, ar->kind);
     }
     args[a] = &vals[a];

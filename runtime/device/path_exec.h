@@ -43,6 +43,7 @@ typedef struct {
   int N, B;          /* rows (B*T) and batch */
   float loss_scale;  /* the loss gradient's factor (1 / grad-accumulation steps) */
   path_exec_opt opt;        /* the optimizer path */
+  int layer;         /* a block path's layer (per-layer variants: Gemma 2's windows) */
 } path_exec_scalars;
 
 /* Runs steps [from, to) of p. */

@@ -101,12 +101,12 @@ bool load_device_paths(const gen_program *prog) {
   return gpu_host_load(g_device, prog, &err) == 0 || fail("%s", err.msg);
 }
 
-bool run_steps_device(PathRun &r, int from, int to, const ms_state *s) {
+bool run_steps_device(PathRun &r, int from, int to, const ms_state *s, int layer) {
   std::vector<void *> bufs((size_t)r.p->n_bufs, nullptr);
   std::vector<size_t> bytes((size_t)r.p->n_bufs, 0);
   for (int b = 0; b < r.p->n_bufs; b++)
     if (r.mem[b]) bufs[(size_t)b] = r.mem[b]->data(), bytes[(size_t)b] = r.mem[b]->bytes();
-  path_exec_scalars sc = {s->N, s->B, 1.0f, {}};
+  path_exec_scalars sc = {s->N, s->B, 1.0f, {}, layer};
   lt_error err = {};
   if (gpu_host_run(g_device, r.p, from, to, bufs.data(), bytes.data(), &sc, &err))
     return fail("%s", err.msg);
@@ -114,14 +114,15 @@ bool run_steps_device(PathRun &r, int from, int to, const ms_state *s) {
 }
 #endif
 
-bool run_steps(const Module &mod, PathRun &r, int from, int to, const ms_state *s) {
+/* layer: the block layer the instance is (ms_inst_layer): per-layer variants. */
+bool run_steps(const Module &mod, PathRun &r, int from, int to, const ms_state *s, int layer) {
 #ifdef LISA_HAVE_GPU
-  if (g_device) return run_steps_device(r, from, to, s);
+  if (g_device) return run_steps_device(r, from, to, s, layer);
 #endif
   path_exec_backend be = emu_paths::backend(&mod);
   std::vector<void *> bufs((size_t)r.p->n_bufs);
   for (int b = 0; b < r.p->n_bufs; b++) bufs[(size_t)b] = r.mem[b] ? r.mem[b]->data() : nullptr;
-  path_exec_scalars sc = {s->N, s->B, 1.0f, {}};
+  path_exec_scalars sc = {s->N, s->B, 1.0f, {}, layer};
   lt_error err = {};
   if (path_exec_run(r.p, from, to, bufs.data(), &sc, &be, &err)) return fail("%s: %s", r.p->name, err.msg);
   return true;
@@ -249,7 +250,7 @@ void run_pass(const Module &mod, const gen_program *prog, ms_state *s, int mode,
     alloc_path(runs[inst], p);
     load_inputs(runs[inst], s, inst, 0, bf16);
     exec_forward(s, inst);
-    if (!run_steps(mod, runs[inst], 0, p->n_fwd_steps, s)) return;
+    if (!run_steps(mod, runs[inst], 0, p->n_fwd_steps, s, ms_inst_layer(s, inst))) return;
     compare(runs[inst], s, inst, 0, fwd, pgrad, tag);
   }
   for (int inst = s->n_inst - 1; inst >= 0; inst--) {
@@ -257,7 +258,7 @@ void run_pass(const Module &mod, const gen_program *prog, ms_state *s, int mode,
     if (r.p->mode == PATH_FORWARD) continue;
     load_inputs(r, s, inst, 1, bf16);
     exec_backward(s, inst, r.p->mode == PATH_FROZEN ? PATH_FROZEN : PATH_ACTIVE, 1.0f);
-    if (!run_steps(mod, r, r.p->n_fwd_steps, r.p->n_steps, s)) return;
+    if (!run_steps(mod, r, r.p->n_fwd_steps, r.p->n_steps, s, ms_inst_layer(s, inst))) return;
     compare(r, s, inst, 1, bwd, pgrad, tag);
   }
 }
