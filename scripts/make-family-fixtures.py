@@ -119,6 +119,17 @@ def families():
             head_dim=12, hidden_activation="gelu_pytorch_tanh", query_pre_attn_scalar=20,
             attn_logit_softcapping=3.0, final_logit_softcapping=5.0, sliding_window=4,
             rope_theta=10000.0, tie_word_embeddings=True, **llama_like), SEED + 6),
+        # LLaMA (2, TinyLlama): RMSNorm, RoPE, grouped-query attention, SwiGLU
+        "llama": (t.LlamaForCausalLM, t.LlamaConfig(
+            rope_theta=10000.0, tie_word_embeddings=False, attention_bias=False,
+            mlp_bias=False, **llama_like), SEED + 8),
+        # GPT-2: LayerNorm, Conv1D weights ([in, out]), fused c_attn, learned
+        # positions, tanh GELU, tied head
+        "gpt2": (t.GPT2LMHeadModel, t.GPT2Config(
+            vocab_size=61, n_positions=32, n_embd=24, n_head=3, n_layer=2,
+            layer_norm_epsilon=1e-5, activation_function="gelu_new", resid_pdrop=0.0,
+            embd_pdrop=0.0, attn_pdrop=0.0, summary_first_dropout=0.0,
+            tie_word_embeddings=True, **COMMON), SEED + 9),
         # Mistral: LLaMA's graph with a sliding window, shorter than SEQ here so
         # that it masks
         "mistral": (t.MistralForCausalLM, t.MistralConfig(
@@ -156,6 +167,8 @@ CHECKPOINT_NAMES = {"lm_head.weight": "embed_out.weight"}
 def checkpoint_name(model, name):
     if model.config.model_type == "gpt_neox":
         return CHECKPOINT_NAMES.get(name, name)
+    if model.config.model_type == "gpt2":  # the family names GPT-2's tensors as the hub does
+        return name.removeprefix("transformer.")
     return name
 
 
@@ -194,8 +207,9 @@ def part_of(name):
     """The block index of a parameter (".layers.<i>."), else "EH": the
     embedding and the head train every step."""
     parts = name.split(".")
-    if "layers" in parts:
-        return int(parts[parts.index("layers") + 1])
+    for block in ("layers", "h"):  # GPT-2 calls its blocks h
+        if block in parts:
+            return int(parts[parts.index(block) + 1])
     return "EH"
 
 

@@ -395,7 +395,7 @@ void test_llama_fp32() { check_model("models/llama-tiny.yaml", GEN_F32); }
  * Phi's parallel block, partial rotary and head bias, OLMo 2's norms of
  * whole q and k and of each sublayer's output. */
 void test_families() {
-  for (const char *type : {"qwen2", "qwen3", "gemma", "phi", "olmo2", "gpt_neox", "gemma2", "mistral"}) {
+  for (const char *type : {"qwen2", "qwen3", "gemma", "phi", "olmo2", "gpt_neox", "gemma2", "mistral", "llama", "gpt2"}) {
     std::string dir = std::string("tests/fixtures/families/") + type;
     check_model(dir.c_str(), GEN_F32);
     if (strcmp(type, "qwen2")) check_model(dir.c_str(), GEN_BF16);

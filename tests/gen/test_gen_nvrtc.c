@@ -94,7 +94,8 @@ static void test_gpt2_124m_bf16_true(void) {
 /* The families at their own (7B-class) sizes: Gemma's head_dim 256, Phi's
  * and GPT-NeoX's partial rotary, Qwen3's per-head norms, ... */
 static void test_families(void) {
-  static const char *const types[] = {"qwen2", "qwen3", "gemma", "phi", "olmo2", "gpt_neox", "gemma2"};
+  static const char *const types[] = {"qwen2", "qwen3", "gemma", "phi", "olmo2", "gpt_neox",
+                                      "gemma2", "mistral"};
   for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
     char yaml[64];
     snprintf(yaml, sizeof yaml, "models/%s.yaml", types[i]);

@@ -28,6 +28,8 @@ static const family_case cases[] = {
     {"gpt_neox", 1 + 12 * 2 + 3}, /* interleaved query_key_value, untied embed_out */
     {"gemma2", 1 + 11 * 2 + 1},   /* tied */
     {"mistral", 1 + 9 * 2 + 2},   /* a sliding window of 5 keys at 9 positions */
+    {"llama", 1 + 9 * 2 + 2},
+    {"gpt2", 2 + 12 * 2 + 2},     /* wte, wpe; tied head */
 };
 enum { N_CASES = sizeof cases / sizeof cases[0] };
 
