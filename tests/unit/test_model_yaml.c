@@ -374,6 +374,21 @@ static void test_llama_op_errors(void) {
              "input)");
   load_fails(edit(op, "{op: silu, in: [y, x], out: z}"),
              "t.yaml:18:7: silu: takes inputs [x], got 2");
+  /* attention's variants (Gemma 2, Mistral) */
+  const char *att = "{op: attention, in: [y, y, y], out: z, heads: 2";
+  char text[160];
+  const char *bad[][2] = {
+      {", scale: 0}", "t.yaml:18:63: scale must be positive"},
+      {", softcap: -c}", "t.yaml:18:65: softcap must be positive"},
+      {", window: 2.5}", "t.yaml:18:64: window must be a whole number >= 0 (0: none), got 2.5"},
+      {", causal: false, window: 4}",
+       "t.yaml:18:79: a window needs causal attention"},
+      {", window: 4, global_every: 1}", "t.yaml:18:81: global_every must be at least 2"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    snprintf(text, sizeof text, "%s%s", att, bad[i][0]);
+    load_fails(edit(op, text), bad[i][1]);
+  }
 }
 
 static void test_structure_errors(void) {
