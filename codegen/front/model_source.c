@@ -247,6 +247,7 @@ static int open_folder(const char *dir, ir_model *m, lt_error *err) {
 
 int model_open(const char *path, ir_model *m, char *weights, size_t cap, lt_error *err) {
   weights[0] = '\0';
+  memset(m, 0, sizeof *m); /* ir_model_free-able whatever fails */
   if (!model_is_folder(path)) return yml_load_model(path, m, err);
   if (open_folder(path, m, err)) return -1;
   snprintf(weights, cap, "%s", path);

@@ -5,5 +5,6 @@
 
 int cli_plan(int argc, char **argv);
 int cli_gen(int argc, char **argv);
+int cli_eval(int argc, char **argv);
 
 #endif

@@ -91,13 +91,19 @@ static const char *const our_files[] = {"model.safetensors", "optimizer.safetens
 
 enum { NOT_THERE, OURS, NOT_OURS };
 
-static int is_empty_dir(const char *path) {
+static int is_our_file(const char *name);
+
+/* Empty, or holding only temporary files of our names: a crash before the
+ * marker landed (killed while its temporary file was being written). */
+static int is_unmarked_start(const char *path) {
   DIR *d = opendir(path);
   if (!d) return 0;
-  int n = 0;
-  for (struct dirent *e; (e = readdir(d));) n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+  int ours = 1;
+  for (struct dirent *e; ours && (e = readdir(d));)
+    if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+      ours = is_our_file(e->d_name) && strstr(e->d_name, ".tmp.") != NULL;
   closedir(d);
-  return n == 0;
+  return ours;
 }
 
 static int classify(const char *path) {
@@ -108,7 +114,7 @@ static int classify(const char *path) {
   lt_error ignored;
   if (atomic_file_join(marker, sizeof marker, path, CKPT_MARKER, &ignored)) return NOT_OURS;
   if (lstat(marker, &st) == 0 && S_ISREG(st.st_mode)) return OURS;
-  return is_empty_dir(path) ? OURS : NOT_OURS; /* a crash before the marker: nothing to lose */
+  return is_unmarked_start(path) ? OURS : NOT_OURS; /* a crash before the marker: nothing to lose */
 }
 
 /* A real folder (not a link), as states saved before the marker are. */

@@ -64,14 +64,27 @@ check_resumes_exactly "$TMP/int" "SIGINT"
 for i in 1 2 3; do
   resume=()
   [ -f "$TMP/k/latest" ] && resume=(--resume "$TMP/k")
-  "${train[@]}" --steps 1000000 --save-every 1 --save-state "$TMP/k" "${resume[@]}" 2>/dev/null &
+  "${train[@]}" --steps 1000000 --save-every 1 --save-state "$TMP/k" "${resume[@]}" 2>"$TMP/k$i.err" &
   pid=$!
-  wait_for_state "$TMP/k" $((3 * i)) || fail "kill -9 #$i: no state saved in time"
+  wait_for_state "$TMP/k" $((3 * i)) || fail "kill -9 #$i: no state saved in time: $(cat "$TMP/k$i.err")"
   sleep "0.0$((RANDOM % 10))"
   kill -9 $pid
   wait $pid 2>/dev/null
 done
 check_resumes_exactly "$TMP/k" "kill -9 three times"
+
+# kill -9 while the marker of a new step folder was being written leaves a
+# folder holding only its temporary file: ours, started afresh, not refused
+# as a foreign folder (a kill -9 #3 above once hit this).
+run --steps 2 --save-state "$TMP/m" || fail "marker: the first run failed"
+mkdir "$TMP/m/step-3" && : >"$TMP/m/step-3/lisa-state.tmp.Ab12Cd"
+run --steps 4 --save-every 1 --resume "$TMP/m" --save-state "$TMP/m" \
+  && [ "$(saved_step "$TMP/m")" = 4 ] && [ ! -e "$TMP/m/step-3" ] \
+  && echo "ok   a step folder holding only the marker's temporary file is taken over" \
+  || fail "marker: a crash in the marker's write blocks the next save"
+mkdir "$TMP/m/step-5" && : >"$TMP/m/step-5/notes.txt"
+expect_error "a step folder with a file of the user's" "step-5: exists and was not written by lisa" \
+  run --steps 5 --resume "$TMP/m" --save-state "$TMP/m"
 
 # A full disk while saving the state: the run fails saying so; latest and
 # the earlier state are as they were, and resume from them still works.
