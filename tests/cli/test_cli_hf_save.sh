@@ -85,33 +85,25 @@ train "$TMP/neox" --data "$TMP/train.bin" --steps 4 --lr 1e-2 --save "$TMP/neox4
 neox_after=$(measure "$TMP/neox4")
 
 # transformers loads each folder and gives the loss lisa measured.
+# hf_loss FOLDER LISA_LOSS: transformers' loss of FOLDER on the window, within 1e-5
+hf_loss() {
+  python3 - "$1" "$2" $WINDOW <<'PY'
+import sys, torch, torch.nn.functional as F
+from transformers import AutoModelForCausalLM
+folder, want, ids = sys.argv[1], float(sys.argv[2]), [int(t) for t in sys.argv[3:]]
+model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+x = torch.tensor([ids])
+with torch.no_grad():
+    logits = model(x[:, :-1]).logits
+loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), x[:, 1:].reshape(-1)).item()
+ok = abs(loss - want) <= 1e-5 * abs(want)
+print(f"{'ok  ' if ok else 'FAIL'} transformers loads {folder}: loss {loss:.7f}, lisa {want:.7f}")
+sys.exit(0 if ok else 1)
+PY
+}
 if python3 -c 'import torch, transformers' 2>/dev/null; then
-  python3 - "$TMP/neox4" "$neox_after" $WINDOW <<'PY' || fail "transformers load-back (gpt_neox)"
-import sys, torch, torch.nn.functional as F
-from transformers import AutoModelForCausalLM
-folder, want, ids = sys.argv[1], float(sys.argv[2]), [int(t) for t in sys.argv[3:]]
-model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-x = torch.tensor([ids])
-with torch.no_grad():
-    logits = model(x[:, :-1]).logits
-loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), x[:, 1:].reshape(-1)).item()
-ok = abs(loss - want) <= 1e-5 * abs(want)
-print(f"{'ok  ' if ok else 'FAIL'} transformers loads the saved gpt_neox folder: loss {loss:.7f}, lisa {want:.7f}")
-sys.exit(0 if ok else 1)
-PY
-  python3 - "$TMP/out" "$after" $WINDOW <<'PY' || fail "transformers load-back"
-import sys, torch, torch.nn.functional as F
-from transformers import AutoModelForCausalLM
-folder, want, ids = sys.argv[1], float(sys.argv[2]), [int(t) for t in sys.argv[3:]]
-model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-x = torch.tensor([ids])
-with torch.no_grad():
-    logits = model(x[:, :-1]).logits
-loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), x[:, 1:].reshape(-1)).item()
-ok = abs(loss - want) <= 1e-5 * abs(want)
-print(f"{'ok  ' if ok else 'FAIL'} transformers loads the saved folder: loss {loss:.7f}, lisa {want:.7f}")
-sys.exit(0 if ok else 1)
-PY
+  hf_loss "$TMP/out" "$after" || fail "transformers load-back (qwen3)"
+  hf_loss "$TMP/neox4" "$neox_after" || fail "transformers load-back (gpt_neox)"
 else
   echo "skip transformers load-back: python3 lacks torch or transformers"
 fi

@@ -73,17 +73,6 @@ static void test_full_finetune(void) {
   }
 }
 
-/* ||a - b|| / ||b||: a block whose update went wrong moves the whole
- * tensor; single elements with near-zero gradients, where AdamW turns
- * rounding into steps of up to lr, barely move it. */
-static double rel_l2(const float *a, const float *b, int64_t n) {
-  double d = 0, s = 1e-30;
-  for (int64_t i = 0; i < n; i++) {
-    d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-    s += (double)b[i] * b[i];
-  }
-  return sqrt(d / s);
-}
 
 /* The fixture's LISA data (one window) and a policy returning its sets. */
 static int write_lisa_inputs(const fixture *fx, const char *data, const char *policy,
@@ -130,7 +119,7 @@ static void check_lisa_final(const trainer *t, fixture *fx, const char *type) {
       const unsigned char *skip = noise + (ms_param(&fx->s, p, l) - fx->s.params);
       for (int64_t i = 0; i < n; i++)
         if (skip[i]) ours[i] = lisa[i] = 0.0f;
-      double e = rel_l2(ours, lisa, n);
+      double e = fx_rel_l2(ours, lisa, n);
       CHECK_MSG(e < 1e-4, "%s %s: relative L2 error %.3g", type, name, e);
       worst = fmax(worst, e);
       compared++;

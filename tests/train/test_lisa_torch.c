@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "fixture_util.h"
 #include "safetensors.h"
 #include "train.h"
 
@@ -60,19 +61,8 @@ static float *read_f32(const st_file *f, const char *name, int64_t *n) {
   return buf;
 }
 
-/* ||a - b|| / ||b||: a block whose update went wrong moves the whole
- * tensor; single elements with near-zero gradients, where AdamW amplifies
- * rounding differences into steps of up to lr, barely move it. Measured:
- * 1.9e-5 at worst here; not restarting an entering block's step count gives
- * 1e-2 to 6e-2. */
-static double rel_l2(const float *a, const float *b, int64_t n) {
-  double d = 0, s = 1e-30;
-  for (int64_t i = 0; i < n; i++) {
-    d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-    s += (double)b[i] * b[i];
-  }
-  return sqrt(d / s);
-}
+/* Final weights by fx_rel_l2 (fixture_util.h). Measured: 1.9e-5 at worst
+ * here; not restarting an entering block's step count gives 1e-2 to 6e-2. */
 
 static void compare_final(const trainer *t, const st_file *ref) {
   int compared = 0;
@@ -91,7 +81,7 @@ static void compare_final(const trainer *t, const st_file *ref) {
       float *want = read_f32(ref, name, &n);
       CHECK_MSG(want != NULL, "%s missing", name);
       if (!want) continue;
-      double e = rel_l2(ms_param(&t->state, p, l), want, n);
+      double e = fx_rel_l2(ms_param(&t->state, p, l), want, n);
       CHECK_MSG(e < 1e-4, "%s: relative L2 error %.3g", name, e);
       worst = fmax(worst, e);
       compared++;

@@ -24,7 +24,7 @@ typedef struct {
 } fixture;
 
 /* Reference tensor `name` as floats (malloc'd), or NULL after a failed check. */
-static float *fx_read_ref(const fixture *fx, const char *name, int64_t *n) {
+static inline float *fx_read_ref(const fixture *fx, const char *name, int64_t *n) {
   lt_error err;
   const st_tensor *t = st_find(&fx->ref, name);
   CHECK_MSG(t != NULL, "reference tensor '%s' missing", name);
@@ -43,7 +43,7 @@ static float *fx_read_ref(const fixture *fx, const char *name, int64_t *n) {
  * buffers are sized from them. Paths are relative to the source root; model
  * is a YAML file or a Hugging Face folder (then weights may be NULL: the
  * folder's). */
-static int fx_open(fixture *fx, const char *model, const char *weights, const char *ref,
+static inline int fx_open(fixture *fx, const char *model, const char *weights, const char *ref,
                    lt_error *err) {
   char folder[1024];
   if (model_open(src_path(model), &fx->ir, folder, sizeof folder, err) ||
@@ -70,14 +70,26 @@ static inline int fx_setup(fixture *fx, const char *model, const char *weights, 
   return -1;
 }
 
-static void fx_teardown(fixture *fx) {
+static inline void fx_teardown(fixture *fx) {
   st_close(&fx->ref);
   ms_free(&fx->s);
   ir_model_free(&fx->ir);
 }
 
+/* ||a - b|| / ||b||: a block whose update went wrong moves the whole
+ * tensor; single elements with near-zero gradients, where AdamW turns
+ * rounding into steps of up to lr, barely move it. */
+static inline double fx_rel_l2(const float *a, const float *b, int64_t n) {
+  double d = 0, s = 1e-30;
+  for (int64_t i = 0; i < n; i++) {
+    d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+    s += (double)b[i] * b[i];
+  }
+  return sqrt(d / s);
+}
+
 /* max |a - b| relative to max |b|: one scale per tensor, as llm.c does. */
-static double fx_max_rel_err(const float *a, const float *b, int64_t n) {
+static inline double fx_max_rel_err(const float *a, const float *b, int64_t n) {
   double diff = 0, scale = 1e-12;
   for (int64_t i = 0; i < n; i++) {
     double d = fabs((double)a[i] - b[i]);
@@ -89,7 +101,7 @@ static double fx_max_rel_err(const float *a, const float *b, int64_t n) {
 
 /* One forward: the loss (relative tol) and the head's value "logits"
  * (max rel err < tol) against the reference's "loss" and "logits". */
-static void fx_check_forward(fixture *fx, double tol) {
+static inline void fx_check_forward(fixture *fx, double tol) {
   float loss = train_forward(&fx->s);
   int64_t n;
   float *ref_loss = fx_read_ref(fx, "loss", &n);
