@@ -228,7 +228,7 @@ static inline void fx_check_against_f64(fixture *fx, const char *what, const flo
   snprintf(hi_name, sizeof hi_name, "adamw64.%s.hi", what);
   snprintf(lo_name, sizeof lo_name, "adamw64.%s.lo", what);
   if (!st_find(&fx->ref, hi_name)) return;
-  int64_t nh, nl;
+  int64_t nh = 0, nl = 0;
   float *hi = fx_read_ref(fx, hi_name, &nh), *lo = fx_read_ref(fx, lo_name, &nl);
   double *ours = fx->f64_check, worst_ours = 0, worst_torch = 0;
   for (int64_t i = 0; hi && lo && ours && i < n && i < nh; i++) {
