@@ -51,6 +51,8 @@ expect_error gamma_too_big "--gamma 40 exceeds the model's 32 middle blocks" \
 expect_error no_model "missing MODEL.yaml" "$LISA" plan --method ft
 expect_error bad_batch "--batch: 'x' is not an integer in \[1, 16777216\]" "$LISA" plan "$L7" --batch x
 expect_error zero_seq "--seq: '0' is not an integer in \[1, 16777216\]" "$LISA" plan "$L7" --seq 0
+expect_error seq_beyond_positions "--seq 64 is longer than .*gpt2-tiny.yaml allows \(32 positions\)" \
+  "$LISA" plan "$SRC/models/gpt2-tiny.yaml" --seq 64
 expect_error negative_mem "--device-mem: '-1' is not a number in \[0, 1e\+09\]" \
   "$LISA" plan "$L7" --device-mem -1
 # --help: the usage on stdout, exit 0, for each command
