@@ -39,7 +39,7 @@ train "$TMP/gpt2" --data "$TOKENS" --log-jsonl "$TMP/folder.jsonl" || fail "trai
 train "$SRC/models/gpt2-tiny.yaml" --weights "$SRC/tests/fixtures/gpt2-tiny.safetensors" \
   --data "$TOKENS" --log-jsonl "$TMP/yaml.jsonl" || fail "training from YAML failed"
 same_rows "gpt2 folder = gpt2-tiny.yaml + its weights" "$TMP/yaml.jsonl" "$TMP/folder.jsonl"
-"$LISA" plan "$TMP/gpt2" >/dev/null || fail "lisa plan of a folder failed"
+"$LISA" plan "$TMP/gpt2" --seq 32 >/dev/null || fail "lisa plan of a folder failed"
 
 mkdir -p "$TMP/llama"
 cp "$SRC/tests/fixtures/llama-tiny.safetensors" "$TMP/llama/model.safetensors"

@@ -133,7 +133,7 @@ expect_error "a 2^32-wide model" "wide.yaml:[0-9]+:[0-9]+: param 'wte' has 67 x 
 sed 's/  n_layer: 2/  n_layer: 1000000000/; s/  n_embd: 24/  n_embd: 4096/; s/  n_head: 3/  n_head: 32/' "$TINY" >"$TMP/deep.yaml"
 expect_error "a model of more than 2^42 parameters" "deep.yaml:[0-9]+: param '[a-z0-9_]+': the model would hold more than 2\^42 parameters" \
   "$LISA" plan "$TMP/deep.yaml"
-expect_error "rows beyond 2^31" "batch 1048576 x sequence 4096: the rows must number 1 to 2\^31-1" \
-  "$LISA" plan "$SRC/models/gpt2-124m.yaml" --batch 1048576 --seq 4096
+expect_error "rows beyond 2^31" "batch 2097152 x sequence 1024: the rows must number 1 to 2\^31-1" \
+  "$LISA" plan "$SRC/models/gpt2-124m.yaml" --batch 2097152 --seq 1024
 
 finish
