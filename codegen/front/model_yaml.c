@@ -223,14 +223,15 @@ static int get_int_count(yml_ctx *c, const yaml_node_t *n, const char *what, int
 
 /* --- top level: name, config, checkpoint --- */
 
-/* 1 when a value from outside replaces entry e's own (then its expression
- * is not evaluated: the file's value is the truth). */
+/* A config.json null for this entry means 0 (hf.null_zero). */
 static int null_is_zero(const yml_ctx *c, const char *name) {
   for (int i = 0; i < c->hf_sec.n_null_zero; i++)
     if (!strcmp(c->hf_sec.null_zero[i], name)) return 1;
   return 0;
 }
 
+/* 1 when a value from outside replaces entry e's own (then its expression
+ * is not evaluated: the file's value is the truth). */
 static int override_config(yml_ctx *c, ir_config_entry *e) {
   for (int i = 0; c->ov && i < c->ov->n; i++)
     if (!strcmp(c->ov->entries[i].name, e->name)) {

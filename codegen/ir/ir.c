@@ -127,3 +127,10 @@ int64_t ir_model_numel(const ir_model *m) {
   }
   return n;
 }
+
+int ir_check_seq(const ir_model *m, int seq, lt_error *err) {
+  if (m->max_seq > 0 && seq > m->max_seq)
+    return lt_fail(err, "--seq %d is longer than %s allows (%d positions)", seq, m->path,
+                   m->max_seq);
+  return 0;
+}

@@ -204,4 +204,8 @@ void ir_param_hf_name(const ir_param *p, int layer, char *out, int cap);
 /* Total trainable scalars of the model (block params count n_layer times). */
 int64_t ir_model_numel(const ir_model *m);
 
+/* A sequence of seq tokens fits the model's positions (max_seq; 0: any):
+ * else an error naming the model file. */
+int ir_check_seq(const ir_model *m, int seq, lt_error *err);
+
 #endif

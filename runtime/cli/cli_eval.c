@@ -81,18 +81,13 @@ static int load_weights(ms_state *s, const eval_args *a, const char *folder, lt_
   const char *path = a->weights_path ? a->weights_path : folder[0] ? folder : NULL;
   if (!path) return lt_fail(err, "%s: a YAML model needs --weights", a->model_path);
   char note[512];
-  if (wt_load(s, path, note, sizeof note, err)) return -1;
-  if (note[0] && !a->ignore_unused)
-    return lt_fail(err, "%s; pass --ignore-unused to evaluate without them", note);
-  return 0;
+  return wt_load_strict(s, path, a->ignore_unused, note, sizeof note, err);
 }
 
 static int evaluate(const eval_args *a, const ir_model *m, const char *folder, lt_error *err) {
   data_file d;
   ms_state s;
-  if (m->max_seq && a->seq > m->max_seq)
-    return lt_fail(err, "--seq %d is longer than %s allows (%d positions)", a->seq, m->path,
-                   m->max_seq);
+  if (ir_check_seq(m, a->seq, err)) return -1;
   if (data_open(&d, a->data_path, m->vocab_size, err)) return -1;
   int64_t batches = d.n_tokens / ((int64_t)a->seq + 1) / a->batch;
   if (a->max_batches && batches > a->max_batches) batches = a->max_batches;

@@ -53,9 +53,7 @@ int memory_plan_compute(const ir_model *m, const memory_plan_settings *ps, memor
     return lt_fail(err, "--gamma %d exceeds the model's %d middle blocks", ps->gamma, m->n_layer);
   if (ps->precision < PRECISION_FP32 || ps->precision > PRECISION_BF16_TRUE)
     return lt_fail(err, "unknown precision %d", ps->precision);
-  if (m->max_seq > 0 && ps->seq > m->max_seq) /* as lisa train refuses it */
-    return lt_fail(err, "--seq %d is longer than %s allows (%d positions)", ps->seq, m->path,
-                   m->max_seq);
+  if (ir_check_seq(m, ps->seq, err)) return -1; /* as lisa train refuses it */
   int slots = ps->method == TRAIN_LISA ? ps->gamma : m->n_layer;
   /* LoRA trains only the adapters (the model has them: lora_apply) */
   unsigned char *trains = NULL;

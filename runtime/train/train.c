@@ -169,10 +169,7 @@ int trainer_restore_period(trainer *t, const int *grad_slot, const int *active, 
 static int check_config(const train_config *cfg, const ir_model *m, lt_error *err) {
   if (cfg->batch < 1 || cfg->seq < 1) return lt_fail(err, "--batch and --seq must be at least 1");
   if (cfg->steps < 0) return lt_fail(err, "--steps must not be negative");
-  if (m->max_seq > 0 && cfg->seq > m->max_seq)
-    return lt_fail(err, "--seq %d is longer than %s allows (%d positions)", cfg->seq, m->path,
-                   m->max_seq);
-  return 0;
+  return ir_check_seq(m, cfg->seq, err);
 }
 
 static int alloc_norm_tables(trainer *t, lt_error *err) {
@@ -236,11 +233,8 @@ static int init_weights(trainer *t, const train_config *cfg, lt_error *err) {
                         : t->folder_weights[0] ? t->folder_weights : NULL;
   if (!weights || cfg->method == TRAIN_LORA) wt_init_random(&t->state, cfg->seed);
   if (!weights) return 0;
-  if (wt_load(&t->state, weights, t->load_note, sizeof t->load_note, err)) return -1;
-  if (t->load_note[0] && !cfg->ignore_unused)
-    return lt_fail(err, "%s; a weight the model does not read would be lost (a fused or "
-                   "renamed tensor?): check the model, or pass --ignore-unused", t->load_note);
-  return 0;
+  return wt_load_strict(&t->state, weights, cfg->ignore_unused, t->load_note,
+                        sizeof t->load_note, err);
 }
 
 int trainer_create(trainer *t, const train_config *cfg, lt_error *err) {

@@ -141,15 +141,14 @@ static int load_slot(ms_state *s, const st_file *f, const wt_slot *slot, const c
   }
   used[t - f->tensors] = 1;
   float *w = ms_param(s, slot->p, slot->layer);
-  if (st_read_f32_finite(f, t, w, err)) return -1;
-  if (!par->interleave_groups) return 0;
-  int64_t n = ir_param_numel(par);
-  float *tmp = malloc((size_t)n * sizeof *tmp);
-  if (!tmp) return lt_fail(err, "%s: out of memory", f->path);
-  memcpy(tmp, w, (size_t)n * sizeof *tmp);
-  wt_interleave_rows(par, tmp, w, 1);
-  free(tmp);
-  return 0;
+  if (!par->interleave_groups) return st_read_f32_finite(f, t, w, err);
+  /* read in the checkpoint's row order, kept in lisa's */
+  float *ckpt = malloc((size_t)ir_param_numel(par) * sizeof *ckpt);
+  if (!ckpt) return lt_fail(err, "%s: out of memory", f->path);
+  int rc = st_read_f32_finite(f, t, ckpt, err);
+  if (rc == 0) wt_interleave_rows(par, ckpt, w, 1);
+  free(ckpt);
+  return rc;
 }
 
 static void unused_add(wt_unused *u, const st_file *f, const unsigned char *used) {
@@ -254,6 +253,15 @@ int wt_load(ms_state *s, const char *path, char *note, size_t note_cap, lt_error
   if (rc == 0 && note) unused_format(&unused, file, note, note_cap);
   free(slots);
   return rc;
+}
+
+int wt_load_strict(ms_state *s, const char *path, int ignore_unused, char *note,
+                   size_t note_cap, lt_error *err) {
+  if (wt_load(s, path, note, note_cap, err)) return -1;
+  if (note[0] && !ignore_unused)
+    return lt_fail(err, "%s; a weight the model does not read would be lost (a fused or "
+                   "renamed tensor?): check the model, or pass --ignore-unused", note);
+  return 0;
 }
 
 /* ---- saving ------------------------------------------------------------- */

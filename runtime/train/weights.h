@@ -25,6 +25,11 @@ void wt_init_random(ms_state *s, uint64_t seed);
  * if there were none. */
 int wt_load(ms_state *s, const char *path, char *note, size_t note_cap,
             lt_error *err);
+/* wt_load where tensors the model does not read are an error (a fused or
+ * renamed weight would be lost) unless ignore_unused; note (note_cap > 0)
+ * then lists them. */
+int wt_load_strict(ms_state *s, const char *path, int ignore_unused, char *note,
+                   size_t note_cap, lt_error *err);
 
 /* A param with `interleave` between the checkpoint's row order (groups x
  * parts pieces, group-major) and lisa's (part-major); to_lisa picks the

@@ -124,6 +124,31 @@ typedef float *(*fx_tensor_fn)(const ms_state *s, int p, int layer);
 /* Compares every (param, layer) tensor get(p, layer) with "<prefix><hf
  * name>". Elements marked in `skip` (may be NULL; laid out as the parameter
  * arena) are left out. Returns how many tensors it compared. */
+/* The reference tensor "<prefix><hf name of (p, l)>" in lisa's row order
+ * (malloc'd; interleaved params reordered), or NULL: a failed check when
+ * `required`, else silently when the reference lacks it. */
+static inline float *fx_param_ref(const fixture *fx, const char *prefix, int p, int l,
+                                  int required) {
+  const ir_param *par = &fx->ir.params[p];
+  char hf[200], name[256];
+  ir_param_hf_name(par, l, hf, sizeof hf);
+  snprintf(name, sizeof name, "%s%s", prefix, hf);
+  if (!required && !st_find(&fx->ref, name)) return NULL;
+  int64_t n;
+  float *ref = fx_read_ref(fx, name, &n);
+  if (!ref) return NULL;
+  CHECK_MSG(n == ir_param_numel(par), "%s: %lld values, the param has %lld", name, (long long)n,
+            (long long)ir_param_numel(par));
+  if (n != ir_param_numel(par)) return free(ref), NULL;
+  if (par->interleave_groups) { /* the checkpoint's row order -> lisa's */
+    float *lisa = malloc(sizeof(float) * (size_t)n);
+    wt_interleave_rows(par, ref, lisa, 1);
+    free(ref);
+    ref = lisa;
+  }
+  return ref;
+}
+
 static inline int fx_compare_params(fixture *fx, fx_tensor_fn get, const char *prefix, double tol,
                              const unsigned char *skip) {
   int compared = 0;
@@ -134,16 +159,9 @@ static inline int fx_compare_params(fixture *fx, fx_tensor_fn get, const char *p
       char hf[200], name[256];
       ir_param_hf_name(par, l, hf, sizeof hf);
       snprintf(name, sizeof name, "%s%s", prefix, hf);
-      int64_t n;
-      float *ref = fx_read_ref(fx, name, &n);
+      int64_t n = ir_param_numel(par);
+      float *ref = fx_param_ref(fx, prefix, p, l, 1);
       if (!ref) continue;
-      CHECK(n == ir_param_numel(par));
-      if (par->interleave_groups) { /* the checkpoint's row order -> lisa's */
-        float *lisa = malloc(sizeof(float) * (size_t)n);
-        wt_interleave_rows(par, ref, lisa, 1);
-        free(ref);
-        ref = lisa;
-      }
       int64_t off = ms_param(&fx->s, p, l) - fx->s.params;
       const float *t = get(&fx->s, p, l);
       float *ours = malloc(sizeof(float) * (size_t)n);
@@ -165,22 +183,7 @@ static inline int fx_compare_params(fixture *fx, fx_tensor_fn get, const char *p
 /* The reference's first-step gradient of (p, l) in lisa's row order, or
  * NULL when the reference has none. */
 static inline float *fx_ref_grad(const fixture *fx, int p, int l) {
-  const ir_param *par = &fx->ir.params[p];
-  char hf[200], name[256];
-  ir_param_hf_name(par, l, hf, sizeof hf);
-  snprintf(name, sizeof name, "grad.%s", hf);
-  const st_tensor *t = st_find(&fx->ref, name);
-  int64_t n = ir_param_numel(par);
-  float *g = t && st_numel(t) == n ? malloc(sizeof(float) * (size_t)n) : NULL;
-  lt_error err;
-  if (g && st_read_f32(&fx->ref, t, g, &err)) free(g), g = NULL;
-  if (g && par->interleave_groups) {
-    float *lisa = malloc(sizeof(float) * (size_t)n);
-    wt_interleave_rows(par, g, lisa, 1);
-    free(g);
-    g = lisa;
-  }
-  return g;
+  return fx_param_ref(fx, "grad.", p, l, 0);
 }
 
 /* Marks the elements whose first-step gradient is negligible (ours,
