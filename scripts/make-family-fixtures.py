@@ -32,6 +32,13 @@ takes as MODEL) and ref.safetensors:
                         seq, seed, lisa_sets, lisa_interval, lisa_grad_clip, library
                         versions
 
+and masked.safetensors, a loss mask (transformers' labels -100):
+
+    inputs              I32 [BATCH, SEQ]   ref's inputs
+    targets             I32 [BATCH, SEQ]   ref's targets, -100 where they do not count
+    loss                F32 [1]            the mean over the counted targets
+    grad.<hf name>      F32                its gradients
+
 The LISA run is the rules this project implements (scripts/make-lisa-fixture.py
 replays them for GPT-2): the embedding and the head (final norm, lm_head) train
 every step; every LISA_INTERVAL steps the middle blocks switch to the next set
@@ -182,6 +189,22 @@ def gradients(model, inputs, targets):
     return ref
 
 
+def masked_gradients(model, inputs, targets):
+    """Loss and gradients with labels -100 (a loss mask): every third target
+    and the first half of row 0 do not count, as a prompt would not."""
+    masked = targets.clone()
+    masked.view(-1)[::3] = -100
+    masked[0, : SEQ // 2] = -100
+    model.zero_grad()
+    _, loss = forward_loss(model, inputs, masked)
+    loss.backward()
+    out = {"inputs": inputs.to(torch.int32), "targets": masked.to(torch.int32),
+           "loss": loss.detach().reshape(1)}
+    for name, p in model.named_parameters():
+        out["grad." + checkpoint_name(model, name)] = p.grad.detach().clone()
+    return out
+
+
 def adamw_run(model, inputs, targets, clip):
     decay = [p for p in model.parameters() if p.dim() == 2]
     rest = [p for p in model.parameters() if p.dim() != 2]
@@ -279,6 +302,9 @@ def make(out_root, name, cls, config, seed, clip=GRAD_CLIP):
             "torch": torch.__version__, "transformers": transformers.__version__}
     save_file({k: v.contiguous() for k, v in ref.items()}, os.path.join(out, "ref.safetensors"),
               metadata=meta)
+    masked = masked_gradients(build(cls, config, seed), inputs, targets)
+    save_file({k: v.contiguous() for k, v in masked.items()},
+              os.path.join(out, "masked.safetensors"), metadata=meta)
     gen = os.path.join(out, "generation_config.json")
     if os.path.exists(gen):
         os.remove(gen)  # defaults only; nothing a trainer reads

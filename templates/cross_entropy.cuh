@@ -10,24 +10,26 @@
 //          ever stored;
 //   then   loss[n] = log(sum) + max - logits[n, target] (float per row);
 //   pass 2 (when dlogits is not null) reads the row again and writes
-//          dlogits = (softmax - onehot(target)) * scale / N, over the logits
+//          dlogits = (softmax - onehot(target)) * row_scale, over the logits
 //          in place (dlogits == logits) or into a separate [N, V] buffer.
 // Each element is read by the thread that then overwrites it, and the target
 // logit is read before the first barrier, so in place is safe.
 //
-// `scale` is a kernel argument (a float on the host, e.g. 1 or 1/accumulation
-// steps), not a device pointer. The division by N is done here, as in the CPU
-// reference: the caller passes the same `scale` it would pass to
-// cpu_cross_entropy_backward.
+// `row_scale` is a kernel argument (a float on the host), not a device
+// pointer: the loss gradient of each counted row, scale / counted rows in the
+// CPU reference's terms. The host knows the counted rows when it builds the
+// batch, so no block has to count them.
+//
+// A target of -1 (DATA_IGNORE: transformers' labels -100) does not count:
+// its row gets loss 0 and a zero gradient, and the mean leaves it out.
 //
 // Rows need no alignment: each row's unaligned head and tail (fewer than 16
 // bytes each) are read element by element, the rest as aligned 16-byte
 // vectors, so V = 50257 (unpadded) works. A separate dlogits whose rows are
 // aligned differently from logits falls back to element-wise pass 2.
 //
-// Targets are validated by the runtime on load; a target outside [0, V) does
-// not read or write out of bounds: its row gets loss 0 and a zero gradient
-// (the mean still divides by N).
+// Any target outside [0, V) is treated as ignored, so none reads or writes
+// out of bounds.
 #pragma once
 #include "lisa_common.cuh"
 
@@ -68,10 +70,10 @@ __device__ __forceinline__ float grad(float x, int i, float row_max, float f, fl
 //   targets [N] int32
 //   loss    [N] float, written: -log softmax(logits[n])[targets[n]]
 //   dlogits [N, V] T or nullptr (loss only), written:
-//           (softmax - onehot) * scale / N; may equal logits
+//           (softmax - onehot) * row_scale (0 on ignored rows); may equal logits
 template <typename T, int V, int THREADS>
 __device__ void cross_entropy_fused(T *dlogits, float *loss, const T *logits,
-                                    const int *targets, int N, float scale) {
+                                    const int *targets, int N, float row_scale) {
   static_assert(V >= 1, "V: at least one class");
   constexpr int VEC = vec16<T>();
   const int n = blockIdx.x;
@@ -111,10 +113,10 @@ __device__ void cross_entropy_fused(T *dlogits, float *loss, const T *logits,
     loss[n] = valid ? (float)(log((double)sum) + (double)row_max - (double)x_target) : 0.0f;
   if (dlogits == nullptr) return;
 
-  // pass 2: dlogits = exp(x - max) * (scale / N / sum), minus scale / N at the
-  // target (the CPU reference's order of operations).
+  // pass 2: dlogits = exp(x - max) * (row_scale / sum), minus row_scale at
+  // the target (the CPU reference's order of operations).
   T *drow = dlogits + (long long)n * V;
-  const float sn = scale / (float)N;
+  const float sn = valid ? row_scale : 0.0f;
   const float f = valid ? (float)((double)sn / (double)sum) : 0.0f;
   const int hit = valid ? target : -1;
   const bool same_align =
@@ -140,21 +142,32 @@ __device__ void cross_entropy_fused(T *dlogits, float *loss, const T *logits,
 
 // launch: grid (1), block (THREADS), dynamic smem: 0 bytes
 // tunables: THREADS {128,256,512,1024} default 256
+//   loss    [N] float: cross_entropy_fused's per-row losses
+//   targets [N] int32: rows with a target outside [0, V) are not counted
 // scratch: none
-// mean_loss[0] = sum(loss[0..N)) / N, in double, in an order fixed by
-// THREADS alone (thread t sums rows t, t+THREADS, ... in order, then a fixed
-// tree over threads): bit-identical from run to run. The CPU reference also
-// sums in double (in 64 chunks), so the two agree to double rounding.
-template <int THREADS>
-__device__ void cross_entropy_mean(float *mean_loss, const float *loss, int N) {
+// mean_loss[0] = sum(loss[0..N)) / counted rows (0 when none counts), in
+// double, in an order fixed by THREADS alone (thread t sums rows t,
+// t+THREADS, ... in order, then a fixed tree over threads): bit-identical
+// from run to run. Ignored rows hold loss 0 and are not counted. The CPU
+// reference also sums in double (in 64 chunks), so the two agree to double
+// rounding.
+template <int V, int THREADS>
+__device__ void cross_entropy_mean(float *mean_loss, const float *loss, const int *targets,
+                                   int N) {
   static_assert(THREADS >= 32 && THREADS <= 1024 && (THREADS & (THREADS - 1)) == 0,
                 "THREADS: a power of two in [32, 1024]");
   __shared__ double part[THREADS];
   const int tid = threadIdx.x;
-  double s = 0.0;
-  for (int i = tid; i < N; i += THREADS) s += (double)loss[i];
+  double s = 0.0, c = 0.0;
+  for (int i = tid; i < N; i += THREADS) {
+    s += (double)loss[i];
+    c += targets[i] >= 0 && targets[i] < V ? 1.0 : 0.0;
+  }
+  tree_sum<THREADS>(part, c);
+  const double counted = part[0];
+  __syncthreads();  // every thread has read part[0] before it is reused
   tree_sum<THREADS>(part, s);
-  if (tid == 0) mean_loss[0] = N > 0 ? (float)(part[0] / N) : 0.0f;
+  if (tid == 0) mean_loss[0] = counted > 0 ? (float)(part[0] / counted) : 0.0f;
 }
 
 }  // namespace lisa

@@ -542,10 +542,12 @@ static int emit_cross_entropy(gen_ctx *c, int i) {
   gen_kb_begin(&kb, c, "cross_entropy_mean", label);
   gen_kb_buf(&kb, "mean_loss", gen_ref_of(c, op->out[0]), GEN_F32, 1);
   gen_kb_buf(&kb, "loss", (gen_ref){ws, 0, 1}, GEN_F32, 0);
+  gen_kb_buf(&kb, "targets", gen_ref_of(c, op->in[1]), GEN_I32, 0);
   gen_kb_rows(&kb);
   const int mean_threads = gen_tune(c, "cross_entropy_mean", "THREADS");
   gen_kb_launch(&kb, 1, 1, 1, (unsigned)mean_threads, 1, 0);
-  snprintf(body, sizeof body, "lisa::cross_entropy_mean<%d>(mean_loss, loss, N);", mean_threads);
+  snprintf(body, sizeof body, "lisa::cross_entropy_mean<%d, %d>(mean_loss, loss, targets, N);", V,
+           mean_threads);
   gen_kb_end(&kb, body);
   return 0;
 }

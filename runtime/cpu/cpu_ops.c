@@ -671,20 +671,27 @@ static double cross_entropy_row(const float *row, int target, int V) {
   return log(sum_exp(row, V, mx)) + mx - row[target];
 }
 
+int cpu_counted_rows(const int32_t *targets, int N) {
+  int c = 0;
+  for (int n = 0; n < N; n++) c += targets[n] >= 0;
+  return c;
+}
+
 float cpu_cross_entropy_forward(const float *logits, const int32_t *targets,
                                 int N, int V) {
+  const int counted = cpu_counted_rows(targets, N);
   double chunk_sum[CE_CHUNKS];
 #pragma omp parallel for if (worth_threads((int64_t)N * V))
   for (int c = 0; c < CE_CHUNKS; c++) {
     double s = 0.0;
     for (int n = (int)((int64_t)N * c / CE_CHUNKS);
          n < (int)((int64_t)N * (c + 1) / CE_CHUNKS); n++)
-      s += cross_entropy_row(logits + (int64_t)n * V, targets[n], V);
+      if (targets[n] >= 0) s += cross_entropy_row(logits + (int64_t)n * V, targets[n], V);
     chunk_sum[c] = s;
   }
   double total = 0.0;
   for (int c = 0; c < CE_CHUNKS; c++) total += chunk_sum[c];
-  return (float)(total / N);
+  return counted ? (float)(total / counted) : 0.0f;
 }
 
 /* The row's max is read first; then each element is read just before it is
@@ -692,14 +699,20 @@ float cpu_cross_entropy_forward(const float *logits, const int32_t *targets,
 void cpu_cross_entropy_backward(float *dlogits, const float *logits,
                                 const int32_t *targets, int N, int V,
                                 float scale) {
+  const int counted = cpu_counted_rows(targets, N);
+  const float sn = counted ? scale / (float)counted : 0.0f;
 #pragma omp parallel for if (worth_threads((int64_t)N * V))
   for (int n = 0; n < N; n++) {
     const float *row = logits + (int64_t)n * V;
     float *drow = dlogits + (int64_t)n * V;
+    if (targets[n] < 0) {
+      memset(drow, 0, sizeof *drow * (size_t)V);
+      continue;
+    }
     float mx = row_max(row, V);
     for (int i = 0; i < V; i++) drow[i] = vec_expf(row[i] - mx);
-    float f = (float)(scale / N / sum_floats(drow, V));
+    float f = (float)(sn / sum_floats(drow, V));
     for (int i = 0; i < V; i++) drow[i] *= f;
-    drow[targets[n]] -= scale / N;
+    drow[targets[n]] -= sn;
   }
 }

@@ -128,11 +128,16 @@ void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dy,
                             int heads, int kv_heads, int hd, int causal,
                             const cpu_att_opts *o);
 
-/* Mean over N rows of -log softmax(logits)[target]; accumulates in double. */
+/* Rows whose target counts: a negative target (DATA_IGNORE, transformers'
+ * -100) is left out of the loss. */
+int cpu_counted_rows(const int32_t *targets, int N);
+/* Mean over the counted rows of -log softmax(logits)[target] (0 when none
+ * counts); accumulates in double. */
 float cpu_cross_entropy_forward(const float *logits, const int32_t *targets,
                                 int N, int V);
-/* dlogits = (softmax(logits) - onehot(target)) * scale / N; dlogits may
- * alias logits (the forward values are then consumed). */
+/* dlogits = (softmax(logits) - onehot(target)) * scale / counted rows, and 0
+ * on rows that do not count; dlogits may alias logits (the forward values
+ * are then consumed). */
 void cpu_cross_entropy_backward(float *dlogits, const float *logits,
                                 const int32_t *targets, int N, int V,
                                 float scale);

@@ -3,6 +3,7 @@
 
 #include "bf16.h"
 #include "clock_ms.h"
+#include "data.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -666,12 +667,15 @@ static int enqueue(dev_trainer *d, dt_pending *p, int slot, lt_error *err) {
   memcpy(p->active, active, sizeof *p->active * (size_t)p->n_active);
   if (d->dev.zero(d->dev.ctx, d->grads, (size_t)d->s->n_grad_scalars * (size_t)d->gb, err))
     return -1;
-  /* micro-batches add into the gradients, each at 1/N of the loss */
+  /* micro-batches add into the gradients, each at its share of the loss;
+   * the kernel takes each counted target's factor, as the CPU computes it */
   p->micro = trainer_grad_accum(t);
   path_exec_scalars sc = scalars(d, p->lr);
-  sc.loss_scale = 1.0f / (float)p->micro;
+  const int64_t total = trainer_step_counted(t);
   for (int i = 0; i < p->micro; i++) {
     if (i > 0 && trainer_micro_batch(t, i, err)) return -1;
+    const int64_t counted = data_count_targets(d->s->targets, d->s->N);
+    sc.loss_scale = counted ? train_loss_share(counted, total) / (float)counted : 0.0f;
     bind_loss(d, i);
     if (upload_batch(d, p, i, err) || run_passes(d, &sc, err)) return -1;
   }
@@ -695,10 +699,13 @@ static int complete(dev_trainer *d, int slot, train_step_stats *st, lt_error *er
   if (d->dev.fence_wait && d->dev.fence_wait(d->dev.ctx, slot, err)) return -1;
   double done = lt_now_ms(), since = d->last_done > p->t0 ? d->last_done : p->t0;
   d->last_done = done;
-  double loss = 0;
-  for (int i = 0; i < p->micro; i++) loss += p->stats[i];
+  double loss = 0, total = 0; /* the micro-batches' means, weighted by their counted targets */
+  for (int i = 0; i < p->micro; i++) {
+    const double counted = (double)data_count_targets(p->targets + (size_t)i * d->s->N, d->s->N);
+    loss += (double)p->stats[i] * counted, total += counted;
+  }
   double ms = done - since;
-  *st = (train_step_stats){.step = p->step, .loss = (float)(loss / p->micro), .lr = p->lr,
+  *st = (train_step_stats){.step = p->step, .loss = total ? (float)(loss / total) : 0.0f, .lr = p->lr,
                            .grad_norm = d->n_entries ? p->stats[p->micro] : 0, .step_ms = ms,
                            .tokens_per_s = (double)d->s->N * p->micro / (ms / 1e3),
                            .switched = p->switched, .mfu = -1, .peak_bytes = d->arena_bytes,

@@ -41,7 +41,8 @@ typedef struct {
 /* Scalars every path's kernels take. */
 typedef struct {
   int N, B;          /* rows (B*T) and batch */
-  float loss_scale;  /* the loss gradient's factor (1 / grad-accumulation steps) */
+  float loss_scale;  /* each counted target's loss gradient: the micro-batch's
+                      * share of the step's loss over its counted targets */
   path_exec_opt opt;        /* the optimizer path */
   int layer;         /* a block path's layer (per-layer variants: Gemma 2's windows) */
 } path_exec_scalars;

@@ -247,6 +247,8 @@ int trainer_create(trainer *t, const train_config *cfg, lt_error *err) {
                    (long long)t->data.n_tokens, cfg->seq);
   /* the identities a saved state records, taken before any step */
   t->data_hash = hash64_bytes(t->data.tokens, (size_t)t->data.n_tokens * sizeof *t->data.tokens, 0);
+  if (t->data.mask) /* a changed mask is other data */
+    t->data_hash = hash64_bytes(t->data.mask, (size_t)t->data.n_tokens, t->data_hash);
   if (cfg->method == TRAIN_LISA && cfg->lisa.mode == LISA_SAMPLE_LUA &&
       hash64_file(cfg->lisa.lua_path, &t->policy_hash, err))
     return -1;
@@ -332,6 +334,17 @@ int trainer_begin_step(trainer *t, int *switched, float *lr, lt_error *err) {
 }
 
 int trainer_grad_accum(const trainer *t) { return t->cfg.grad_accum > 1 ? t->cfg.grad_accum : 1; }
+
+int64_t trainer_step_counted(const trainer *t) {
+  int64_t total = 0, n = trainer_grad_accum(t);
+  for (int64_t i = 0; i < n; i++)
+    total += data_batch_counted(&t->data, t->cfg.seed, t->step * n + i, t->state.B, t->state.T);
+  return total;
+}
+
+float train_loss_share(int64_t counted, int64_t step_counted) {
+  return step_counted ? (float)counted / (float)step_counted : 0.0f;
+}
 void trainer_end_step(trainer *t) { t->step++; }
 const lisa_schedule *trainer_schedule(const trainer *t) { return &t->sched; }
 ms_state *trainer_state(trainer *t) { return &t->state; }
@@ -371,20 +384,22 @@ int trainer_step(trainer *t, train_step_stats *st, lt_error *err) {
   double mark = lt_now_ms();
   train_zero_grads(s);
   if (t->profile) profile_since(t, t->profile->row_zero, mark);
-  /* micro-batches add into the gradients, each at 1/N of the loss */
+  /* micro-batches add into the gradients, each at its share of the loss */
   int n = trainer_grad_accum(t);
+  const int64_t total = trainer_step_counted(t);
   double loss = 0;
   for (int i = 0; i < n; i++) {
     if (i > 0 && trainer_micro_batch(t, i, err)) return -1;
-    loss += train_forward(s);
-    train_backward(s, sched_paths(&t->sched), 1.0f / (float)n);
+    const int64_t counted = data_count_targets(s->targets, s->N);
+    loss += (double)train_forward(s) * (double)counted;
+    train_backward(s, sched_paths(&t->sched), train_loss_share(counted, total));
   }
   mark = lt_now_ms();
   double norm = train_adamw(s, &t->cfg.opt, lr, &t->opt);
   if (t->profile) profile_since(t, t->profile->row_adamw, mark), prof_end_step(&t->profile->table);
   record_grad_norms(t);
   double ms = lt_now_ms() - t0;
-  *st = (train_step_stats){.step = t->step, .loss = (float)(loss / n), .lr = lr,
+  *st = (train_step_stats){.step = t->step, .loss = total ? (float)(loss / (double)total) : 0.0f, .lr = lr,
                            .grad_norm = norm, .step_ms = ms,
                            .tokens_per_s = (double)s->N * n / (ms / 1e3),
                            .switched = switched, .mfu = -1};

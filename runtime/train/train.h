@@ -116,6 +116,11 @@ int trainer_begin_step(trainer *t, int *switched, float *lr, lt_error *err);
  * and state.targets. */
 int trainer_micro_batch(trainer *t, int i, lt_error *err);
 int trainer_grad_accum(const trainer *t);
+/* The step's loss is the mean over every counted target of its
+ * micro-batches (transformers' labels -100 with num_items_in_batch): the
+ * counted targets of the current step, and micro-batch i's share. */
+int64_t trainer_step_counted(const trainer *t);
+float train_loss_share(int64_t counted, int64_t step_counted);
 /* The step begun is done (a device trainer enqueued it). */
 void trainer_end_step(trainer *t);
 
@@ -162,7 +167,9 @@ int train_optim_init_moments(train_optim *o, const ms_state *s, int moments, lt_
 void train_optim_free(train_optim *o);
 float train_forward(ms_state *s);
 void train_zero_grads(ms_state *s);
-/* paths: path_kind per instance; NULL = every instance ACTIVE. */
+/* paths: path_kind per instance; NULL = every instance ACTIVE. loss_scale
+ * is the micro-batch's share of the step's loss (1 for one micro-batch):
+ * each counted target's gradient is loss_scale / its counted targets. */
 void train_backward(ms_state *s, const int *paths, float loss_scale);
 /* Clips by the global norm of the regions that train and applies one AdamW
  * step to them; returns the pre-clip global gradient norm. */

@@ -20,6 +20,7 @@
 
 extern "C" {
 #include "autodiff.h"
+#include "cpu_ops.h"
 #include "executor.h"
 #include "gen.h"
 #include "gen_tune.h"
@@ -91,6 +92,12 @@ void alloc_path(PathRun &r, const gen_path *p) {
   }
 }
 
+/* Each counted target's loss gradient, as exec_backward(..., 1.0f) takes it. */
+float row_scale(const ms_state *s) {
+  const int counted = cpu_counted_rows(s->targets, s->N);
+  return counted ? 1.0f / (float)counted : 0.0f;
+}
+
 #ifdef LISA_HAVE_GPU
 /* LISA_TEST_DEVICE=cuda: the same paths on the real device (plan_exec's
  * CUDA backend) instead of the emulator; everything else is unchanged. */
@@ -106,7 +113,7 @@ bool run_steps_device(PathRun &r, int from, int to, const ms_state *s, int layer
   std::vector<size_t> bytes((size_t)r.p->n_bufs, 0);
   for (int b = 0; b < r.p->n_bufs; b++)
     if (r.mem[b]) bufs[(size_t)b] = r.mem[b]->data(), bytes[(size_t)b] = r.mem[b]->bytes();
-  path_exec_scalars sc = {s->N, s->B, 1.0f, {}, layer};
+  path_exec_scalars sc = {s->N, s->B, row_scale(s), {}, layer};
   lt_error err = {};
   if (gpu_host_run(g_device, r.p, from, to, bufs.data(), bytes.data(), &sc, &err))
     return fail("%s", err.msg);
@@ -122,7 +129,7 @@ bool run_steps(const Module &mod, PathRun &r, int from, int to, const ms_state *
   path_exec_backend be = emu_paths::backend(&mod);
   std::vector<void *> bufs((size_t)r.p->n_bufs);
   for (int b = 0; b < r.p->n_bufs; b++) bufs[(size_t)b] = r.mem[b] ? r.mem[b]->data() : nullptr;
-  path_exec_scalars sc = {s->N, s->B, 1.0f, {}, layer};
+  path_exec_scalars sc = {s->N, s->B, row_scale(s), {}, layer};
   lt_error err = {};
   if (path_exec_run(r.p, from, to, bufs.data(), &sc, &be, &err)) return fail("%s: %s", r.p->name, err.msg);
   return true;
@@ -304,6 +311,7 @@ void check_model(const char *yaml, int dtype, const gen_tuning *tuning = nullptr
     }
     for (int n = 0; n < s.N; n++)
       s.ids[n] = (n * 7 + 3) % m.vocab_size, s.targets[n] = (n * 5 + 1) % m.vocab_size;
+    for (int n = 2; n < s.N; n += 5) s.targets[n] = -1; /* ignored, as a loss mask leaves them */
     char tag[128];
     snprintf(tag, sizeof tag, "%s %s%s%s%s%s", yaml, gen_precision_name(&cfg),
              tuning ? " tuned" : "", lora_rank ? " lora" : "", grad_accum > 1 ? " accum" : "",

@@ -29,8 +29,9 @@ CE_WRAP(ce_f50257, float, 50257, 256)
 CE_WRAP(ce_b50257, bf16, 50257, 256)
 CE_WRAP(ce_b5, bf16, 5, 32)
 
-extern "C" __global__ void ce_mean_k(float *out, const float *l, int N) {
-  lisa::cross_entropy_mean<64>(out, l, N);
+// V only bounds the targets the mean counts: any target in [0, 2^30) counts here.
+extern "C" __global__ void ce_mean_k(float *out, const float *l, const int *t, int N) {
+  lisa::cross_entropy_mean<1 << 30, 64>(out, l, t, N);
 }
 
 #define EMB_WRAP(S, T, C, V, TH)                                                                   \
@@ -112,7 +113,10 @@ static void ce_case(K kernel, int V, int threads, int N, int mode, uint64_t seed
   std::vector<int> tgt(N);
   emu::fill_int(tgt.data(), N, 0, V - 1, seed + 1);
   tgt[0] = V - 1, tgt[N > 1 ? 1 : 0] = 0;
+  if (N > 3) tgt[3] = -1;  // an ignored row (labels -100)
   const float scale = 0.75f;
+  // the kernel takes each counted row's factor, as the host computes it
+  const float row_scale = scale / (float)cpu_counted_rows(tgt.data(), N);
 
   emu::Guarded<T> logits(n), dsep(n + 1);
   emu::Guarded<float> loss(N), mean(1);
@@ -120,13 +124,14 @@ static void ce_case(K kernel, int V, int threads, int N, int mode, uint64_t seed
   store<T>(logits.data(), x.data(), n);
   memcpy(targets.data(), tgt.data(), N * sizeof(int));
   T *d = mode == 0 ? logits.data() : mode == 1 ? dsep.data() : mode == 2 ? dsep.data() + 1 : nullptr;
-  LAUNCH(N, threads, kernel, d, loss.data(), logits.data(), targets.data(), N, scale);
-  LAUNCH(1, 64, ce_mean_k, mean.data(), loss.data(), N);
+  LAUNCH(N, threads, kernel, d, loss.data(), logits.data(), targets.data(), N, row_scale);
+  LAUNCH(1, 64, ce_mean_k, mean.data(), loss.data(), targets.data(), N);
 
   // reference
   std::vector<float> ref_loss(N), ref_d(n);
   for (int r = 0; r < N; r++)
     ref_loss[r] = cpu_cross_entropy_forward(x.data() + (size_t)r * V, tgt.data() + r, 1, V);
+  if (N > 3) CHECK(ref_loss[3] == 0.0f);
   const float ref_mean = cpu_cross_entropy_forward(x.data(), tgt.data(), N, V);
   cpu_cross_entropy_backward(ref_d.data(), x.data(), tgt.data(), N, V, scale);
 
@@ -144,7 +149,8 @@ static void ce_case(K kernel, int V, int threads, int N, int mode, uint64_t seed
     // the gradient of a row sums to 0
     double rs = 0;
     for (int i = 0; i < V; i++) rs += got[i];
-    CHECK_CLOSE(rs, 0.0, is_bf16<T>() ? 1e-2 * scale / N : 1e-5 * scale / N, 0.0);
+    CHECK_CLOSE(rs, 0.0, is_bf16<T>() ? 1e-2 * row_scale : 1e-5 * row_scale, 0.0);
+    for (int i = 0; N > 3 && i < V; i++) CHECK(got[(size_t)3 * V + i] == 0.0f);
   }
   if (mode != 0) {  // logits untouched
     std::vector<float> back = load<T>(logits.data(), n);
@@ -195,19 +201,30 @@ static void test_ce_bad_target() {
 }
 
 // The mean is the same bits whatever the order rows finished in (it only
-// depends on N), and N larger than the block works.
+// depends on N), N larger than the block works, ignored rows are left out,
+// and a batch where nothing counts has mean 0, not NaN.
 static void test_ce_mean() {
   const int N = 1001;
   emu::Guarded<float> l(N), out(1);
+  emu::Guarded<int> t(N);
   emu::fill_uniform(l.data(), N, 0.0f, 11.0f, 9);
   double s = 0;
-  for (int i = 0; i < N; i++) s += l[i];
-  LAUNCH(1, 64, ce_mean_k, out.data(), l.data(), N);
-  CHECK_CLOSE(out[0], s / N, 0.0, 1e-7);
+  int counted = 0;
+  for (int i = 0; i < N; i++) {
+    t[i] = i % 7 == 3 ? -1 : i;
+    if (t[i] < 0) l[i] = 0.0f;  // as cross_entropy_fused leaves an ignored row
+    s += l[i], counted += t[i] >= 0;
+  }
+  LAUNCH(1, 64, ce_mean_k, out.data(), l.data(), t.data(), N);
+  CHECK_CLOSE(out[0], s / counted, 0.0, 1e-7);
   const float first = out[0];
-  LAUNCH(1, 64, ce_mean_k, out.data(), l.data(), N);
+  LAUNCH(1, 64, ce_mean_k, out.data(), l.data(), t.data(), N);
   CHECK(memcmp(&first, out.data(), 4) == 0);
+  for (int i = 0; i < N; i++) t[i] = -1;
+  LAUNCH(1, 64, ce_mean_k, out.data(), l.data(), t.data(), N);
+  CHECK(out[0] == 0.0f);
   CHECK_GUARD(out);
+  CHECK_GUARD(t);
 }
 
 // ---- embedding ---------------------------------------------------------------

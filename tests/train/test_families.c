@@ -63,6 +63,32 @@ static void test_gradients(void) {
   }
 }
 
+/* A loss mask: targets -100 (DATA_IGNORE here) leave the loss, which is the
+ * mean over the rest, and its gradients, as transformers computes them. */
+static void test_masked_loss(void) {
+  for (int i = 0; i < N_CASES; i++) {
+    fixture fx;
+    char model[128], ref[160];
+    snprintf(model, sizeof model, "tests/fixtures/families/%s", cases[i].type);
+    snprintf(ref, sizeof ref, "%s/masked.safetensors", model);
+    if (fx_setup(&fx, model, NULL, ref)) continue;
+    int ignored = 0;
+    for (int n = 0; n < fx.s.N; n++)
+      if (fx.s.targets[n] == -100) fx.s.targets[n] = DATA_IGNORE, ignored++;
+    CHECK_MSG(ignored > fx.s.N / 3, "%s: %d ignored targets", cases[i].type, ignored);
+    int64_t n;
+    float *want = fx_read_ref(&fx, "loss", &n);
+    train_zero_grads(&fx.s);
+    const float loss = train_forward(&fx.s);
+    if (want) CHECK_CLOSE(loss, want[0], 0, 1e-5);
+    train_backward(&fx.s, NULL, 1.0f);
+    const int compared = fx_compare_params(&fx, ms_grad, "grad.", 1e-4, NULL);
+    CHECK_MSG(compared == cases[i].n_tensors, "%s: %d gradients compared", cases[i].type, compared);
+    free(want);
+    fx_teardown(&fx);
+  }
+}
+
 static void test_full_finetune(void) {
   for (int i = 0; i < N_CASES; i++) {
     fixture fx;
@@ -189,6 +215,7 @@ static void test_lisa(void) {
 int main(void) {
   RUN(test_forward);
   RUN(test_gradients);
+  RUN(test_masked_loss);
   RUN(test_full_finetune);
   RUN(test_lisa);
   return check_exit();

@@ -209,6 +209,112 @@ static void test_write_failure(void) {
   CHECK(rmdir(sub) == 0); /* a temp file beside it fails main's rmdir */
 }
 
+/* ---- loss masks ---------------------------------------------------------- */
+
+/* count.bin (token i is i) with a mask that counts token i when i % 3 != 0. */
+static void open_masked(data_file *d, int64_t n) {
+  uint8_t *mask = malloc((size_t)n);
+  for (int64_t i = 0; i < n; i++) mask[i] = i % 3 != 0;
+  lt_error err = {{0}};
+  char path[256];
+  snprintf(path, sizeof path, "%s.mask", tmp_file("count.bin"));
+  CHECK_MSG(data_write_mask(path, mask, n, &err) == 0, "%s", err.msg);
+  open_counting(d, n);
+  remove(path);
+  free(mask);
+}
+
+static void test_mask_batches(void) {
+  enum { B = 3, T = 10 };
+  data_file d;
+  open_masked(&d, 500);
+  CHECK(d.mask != NULL && d.n_counted == 500 - 167);
+  int32_t in[B * T], tg[B * T];
+  lt_error err = {{0}};
+  CHECK(data_batch(&d, 5, 9, B, T, in, tg, &err) == 0);
+  int64_t counted = 0;
+  for (int i = 0; i < B * T; i++) {
+    const int32_t next = in[i] + 1; /* the token a target predicts */
+    CHECK(tg[i] == (next % 3 ? next : DATA_IGNORE));
+    counted += tg[i] != DATA_IGNORE;
+  }
+  CHECK(data_count_targets(tg, B * T) == counted);
+  CHECK(data_batch_counted(&d, 5, 9, B, T) == counted);
+  /* the sweep: window w starts at w * (T + 1), masked as batches are */
+  CHECK(data_batch_sequential(&d, 2, B, T, in, tg, &err) == 0);
+  for (int b = 0; b < B; b++)
+    for (int t = 0; t < T; t++) {
+      const int32_t at = (2 * B + b) * (T + 1) + t;
+      CHECK(in[b * T + t] == at);
+      CHECK(tg[b * T + t] == ((at + 1) % 3 ? at + 1 : DATA_IGNORE));
+    }
+  CHECK(data_batch_sequential(&d, 500 / (B * (T + 1)), B, T, in, tg, &err) == -1);
+  CHECK_MSG(strstr(err.msg, "is beyond its 500 tokens"), "got '%s'", err.msg);
+  data_close(&d);
+  /* without a mask every target counts */
+  open_counting(&d, 500);
+  CHECK(d.mask == NULL && d.n_counted == 500);
+  CHECK(data_batch_counted(&d, 5, 9, B, T) == B * T);
+  data_close(&d);
+}
+
+/* Writes count.bin (n tokens) and a raw mask file beside it. */
+static const char *masked_with(int32_t magic, int32_t version, int32_t count,
+                               const uint8_t *body, size_t bytes, int64_t n) {
+  static char path[256];
+  snprintf(path, sizeof path, "%s.mask", tmp_file("count.bin"));
+  remove(path); /* the last case's, which open_counting would read */
+  data_file d;
+  open_counting(&d, n);
+  data_close(&d);
+  write_header(path, magic, version, count, body, bytes);
+  return tmp_file("count.bin");
+}
+
+static void test_mask_errors(void) {
+  uint8_t ones[64], mixed[64];
+  memset(ones, 1, sizeof ones);
+  memset(mixed, 1, sizeof mixed);
+  char mask_path[256];
+  snprintf(mask_path, sizeof mask_path, "%s.mask", tmp_file("count.bin"));
+  struct { const uint8_t *body; size_t bytes; int32_t magic, version, count; const char *tail; } cases[] = {
+      {ones, 64, 20240520, 1, 64, "bad magic 20240520 (expected 20240801; not a loss mask?)"},
+      {ones, 64, 20240801, 2, 64, "unknown version 2 (expected 1)"},
+      {ones, 64, 20240801, 1, 63, "masks 63 tokens but %s holds 64"},
+      {ones, 60, 20240801, 1, 64, "header promises 64 mask bytes but the file holds 60 (truncated?)"},
+      {ones, 0, 20240801, 1, 64, "header promises 64 mask bytes but the file holds 0 (truncated?)"},
+      {mixed, 64, 20240801, 1, 64, "value 2 at position 17 (a mask holds 0 or 1)"},
+      {NULL, 64, 20240801, 1, 64, "no token counts in the loss"},
+  };
+  mixed[17] = 2;
+  uint8_t zeros[64] = {0};
+  cases[6].body = zeros;
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    const char *bin = masked_with(cases[i].magic, cases[i].version, cases[i].count, cases[i].body,
+                                  cases[i].bytes, 64);
+    data_file d;
+    lt_error err = {{0}};
+    char tail[512], want[1200];
+    snprintf(tail, sizeof tail, cases[i].tail, bin);
+    snprintf(want, sizeof want, "%s: %s", mask_path, tail);
+    CHECK(data_open(&d, bin, 64, &err) == -1);
+    CHECK_MSG(strcmp(err.msg, want) == 0, "case %zu: got '%s', want '%s'", i, err.msg, want);
+    CHECK(d.tokens == NULL && d.mask == NULL);
+  }
+  /* a header shorter than 1024 bytes */
+  FILE *fp = fopen(mask_path, "wb");
+  CHECK(fp && fwrite("abc", 1, 3, fp) == 3 && fclose(fp) == 0);
+  data_file d;
+  lt_error err = {{0}};
+  CHECK(data_open(&d, tmp_file("count.bin"), 64, &err) == -1);
+  CHECK_MSG(strstr(err.msg, "file is 3 bytes, shorter than the 1024-byte header"), "got '%s'",
+            err.msg);
+  /* data_write_mask refuses what data_open would */
+  CHECK(data_write_mask(mask_path, mixed, 64, &err) == -1);
+  CHECK_MSG(strstr(err.msg, "value 2 at position 17"), "got '%s'", err.msg);
+  remove(mask_path);
+}
+
 /* data/tinyshakespeare.bin must hold exactly the bytes of the .txt beside it
  * (both are committed; scripts/make-data.py makes one from the other). */
 static void test_bundled_corpus(void) {
@@ -238,6 +344,8 @@ int main(void) {
   }
   RUN(test_round_trip);
   RUN(test_bad_files);
+  RUN(test_mask_batches);
+  RUN(test_mask_errors);
   RUN(test_vocab);
   RUN(test_batch);
   RUN(test_window_range);

@@ -766,17 +766,20 @@ static void ce_fwd(const void *c, float *loss) {
 
 static double ce_reference(const ce_ctx *e) {
   double total = 0.0;
+  int counted = 0;
   for (int n = 0; n < e->N; n++) {
+    if (e->targets[n] < 0) continue; /* ignored: labels -100 */
+    counted++;
     double sum = 0.0;
     for (int i = 0; i < e->V; i++) sum += exp((double)e->logits[n * e->V + i]);
     total += log(sum) - e->logits[n * e->V + e->targets[n]];
   }
-  return total / e->N;
+  return counted ? total / counted : 0.0;
 }
 
 static void test_cross_entropy(void) {
   enum { N = 7, V = 11 };
-  int32_t targets[N] = {0, 10, 4, 4, 7, 1, 9};
+  int32_t targets[N] = {0, 10, 4, -1, 7, 1, -1}; /* two ignored rows */
   ce_ctx e = {rand_buf(N * V, -3, 3), targets, N, V};
   float loss;
   ce_fwd(&e, &loss);
@@ -796,6 +799,12 @@ static void test_cross_entropy(void) {
   memcpy(shifted, e.logits, N * V * sizeof *shifted);
   cpu_cross_entropy_backward(shifted, shifted, targets, N, V, scale);
   CHECK(memcmp(shifted, dlogits, N * V * sizeof *shifted) == 0);
+
+  /* nothing counts: loss 0 and a zero gradient, not NaN */
+  int32_t none[N] = {-1, -1, -1, -1, -1, -1, -1};
+  CHECK(cpu_cross_entropy_forward(e.logits, none, N, V) == 0.0f);
+  cpu_cross_entropy_backward(dlogits, e.logits, none, N, V, scale);
+  for (int i = 0; i < N * V; i++) CHECK(dlogits[i] == 0.0f);
   free(e.logits), free(shifted), free(dlogits);
 }
 
