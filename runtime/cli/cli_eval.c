@@ -4,8 +4,10 @@
  * (window k starts at k (T + 1)); each window predicts its last T tokens
  * from the ones before, as one row of a batch. Batches take B windows in
  * order; windows that do not fill a last batch are left out and the output
- * says how many tokens counted. The loss is the mean cross entropy over every
- * counted prediction (accumulated in double), the perplexity its exp. */
+ * says how many tokens counted. A loss mask beside the file (FILE.mask,
+ * data.h) leaves its masked targets out. The loss is the mean cross entropy
+ * over every counted prediction (accumulated in double), the perplexity its
+ * exp. */
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -63,18 +65,6 @@ static int parse_eval_args(int argc, char **argv, eval_args *a, int *exit_status
   return -1;
 }
 
-/* Batch b: windows b*B .. b*B + B - 1 into the state's ids and targets. */
-static void fill_batch(ms_state *s, const data_file *d, int64_t b) {
-  const int64_t w = s->T + 1;
-  for (int r = 0; r < s->B; r++) {
-    const uint32_t *win = d->tokens + (b * s->B + r) * w;
-    for (int t = 0; t < s->T; t++) {
-      s->ids[r * s->T + t] = (int32_t)win[t];
-      s->targets[r * s->T + t] = (int32_t)win[t + 1];
-    }
-  }
-}
-
 /* The weights: --weights, else the folder's; a model without either has
  * nothing to evaluate. Unused tensors are an error, as in lisa train. */
 static int load_weights(ms_state *s, const eval_args *a, const char *folder, lt_error *err) {
@@ -103,13 +93,20 @@ static int evaluate(const eval_args *a, const ir_model *m, const char *folder, l
   free(none);
   if (rc) return data_close(&d), -1;
   if (load_weights(&s, a, folder, err)) rc = -1;
-  double sum = 0;
+  /* each batch's mean weighted by its counted targets: the mean over all */
+  double sum = 0, tokens = 0;
   for (int64_t b = 0; rc == 0 && b < batches; b++) {
-    fill_batch(&s, &d, b);
-    sum += (double)train_forward(&s) * s.N;
+    if (data_batch_sequential(&d, b, s.B, s.T, s.ids, s.targets, err)) rc = -1;
+    else {
+      const double counted = (double)data_count_targets(s.targets, s.N);
+      sum += (double)train_forward(&s) * counted, tokens += counted;
+    }
   }
+  if (rc == 0 && tokens == 0)
+    rc = lt_fail(err, "%s: no counted target in %lld batches (its mask leaves every one out)",
+                 a->data_path, (long long)batches);
   if (rc == 0) {
-    const double tokens = (double)batches * s.N, loss = sum / tokens;
+    const double loss = sum / tokens;
     printf("{\"model\":");
     json_write_string(stdout, a->model_path);
     printf(",\"data\":");

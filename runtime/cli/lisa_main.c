@@ -33,6 +33,8 @@ typedef struct {
   const char *save_state_dir, *resume_dir;
   int64_t save_every; /* 0: save the state only at the end */
   int64_t norms_every; /* 0: no per-layer norms in the JSONL */
+  const char *val_path; /* --val-data */
+  int64_t eval_every, eval_batches;
   int merge_lora;
   int override; /* --override: a resume may change trajectory settings */
   int profile; /* --profile: time the ops (cpu) or launches and GEMMs (cuda) */
@@ -108,6 +110,13 @@ static const cliopt train_opts[] = {
      .help = "also save the state after every N-th step"},
     {"--norms-every", CLIOPT_INT64, AT(norms_every), 1, 1e12, .meta = "N",
      .help = "per-layer weight and gradient norms in every N-th JSONL row"},
+    {"--val-data", CLIOPT_STRING, AT(val_path), .meta = "FILE",
+     .help = "validation tokens (FILE.mask honoured): val_loss rows at\n"
+             "step 0, every --eval-every steps and at the end"},
+    {"--eval-every", CLIOPT_INT64, AT(eval_every), 1, 1e12, .meta = "N",
+     .help = "with --val-data: validate after every N-th step"},
+    {"--eval-batches", CLIOPT_INT64, AT(eval_batches), 1, 1e12, .meta = "M",
+     .help = "with --val-data: its first M batches (default: all)"},
     {"--resume", CLIOPT_STRING, AT(resume_dir), .meta = "DIR",
      .help = "continue from DIR/latest with the same settings;\n"
              "--steps is still the total, so the run goes on to it"},
@@ -173,6 +182,9 @@ static int check_train_args(const cli_args *a, const cliopt_result *r) {
     return cliopt_fail_usage(c, "--resume takes the weights from the saved state; drop --weights");
   if (a->save_every && !a->save_state_dir)
     return cliopt_fail_usage(c, "--save-every needs --save-state DIR");
+  if ((a->eval_every || a->eval_batches) && !a->val_path)
+    return cliopt_fail_usage(c, "%s needs --val-data FILE",
+                             a->eval_every ? "--eval-every" : "--eval-batches");
   return 0;
 }
 
@@ -244,6 +256,8 @@ static run_options run_options_of(const cli_args *a) {
                        .jsonl_path = a->jsonl_path, .save_state_dir = a->save_state_dir,
                        .max_shard_gb = a->max_shard_gb, .save_every = a->save_every,
                        .norms_every = a->norms_every, .merge_lora = a->merge_lora,
+                       .val_path = a->val_path, .eval_every = a->eval_every,
+                       .eval_batches = a->eval_batches,
                        .quiet = a->quiet};
 }
 

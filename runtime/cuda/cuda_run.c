@@ -155,10 +155,15 @@ static prof_table *backend_profile_table(void *ctx, trainer *t) {
   return cuda_run_profile_table(ctx);
 }
 
+static int backend_eval_batch(void *ctx, trainer *t, float *loss, lt_error *err) {
+  (void)t;
+  return dt_eval_batch(((cuda_run *)ctx)->dev, loss, err);
+}
+
 static void backend_close(void *ctx) { cuda_run_close(ctx); }
 
 const run_backend *cuda_backend(void) {
   static const run_backend cuda = {"cuda", 1, backend_prepare, backend_step, backend_sync,
-                                   backend_profile_table, backend_close};
+                                   backend_profile_table, backend_eval_batch, backend_close};
   return &cuda;
 }

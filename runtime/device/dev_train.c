@@ -642,6 +642,30 @@ static int run_passes(dev_trainer *d, const path_exec_scalars *sc, lt_error *err
   return 0;
 }
 
+/* The loss of the host state's ids and targets under the weights on the
+ * device: every instance's forward steps, the loss into stats[0] and read
+ * back (a sync; validation runs between steps, never inside one). Called
+ * with no step in flight (after dt_finish). */
+int dt_eval_batch(dev_trainer *d, float *loss, lt_error *err) {
+  const ms_state *s = d->s;
+  const size_t n = (size_t)s->N;
+  path_exec_scalars at = scalars(d, 0.0f);
+  at.loss_scale = 0.0f; /* no backward runs; the fused kernel's gradient is unread */
+  bind_loss(d, 0);
+  if (d->dev.upload(d->dev.ctx, d->ids, s->ids, n * 4, err) ||
+      d->dev.upload(d->dev.ctx, d->targets, s->targets, n * 4, err))
+    return -1;
+  for (int inst = 0, mode; inst < s->n_inst; inst++) {
+    const gen_path *p = path_of(d, inst, &mode);
+    if (!p) return lt_fail(err, "no path for instance %d in mode %d", inst, mode);
+    at.layer = ms_inst_layer(s, inst);
+    /* the device's own launcher: a step profiler counts steps, not this */
+    if (path_exec_run(p, 0, p->n_fwd_steps, table_of(d, inst, mode), &at, &d->dev.exec, err))
+      return -1;
+  }
+  return d->dev.download(d->dev.ctx, loss, d->stats, 4, err);
+}
+
 /* Micro-batch i's ids and targets, through the step's staging. */
 static int upload_batch(dev_trainer *d, dt_pending *p, int i, lt_error *err) {
   const ms_state *s = d->s;

@@ -85,6 +85,10 @@ void dt_use_exec(dev_trainer *d, const path_exec_backend *exec);
 /* The device's weights back into the host trainer's fp32 parameters (the
  * masters where they exist), for saving. */
 int dt_download_params(dev_trainer *d, lt_error *err);
+/* Validation: the mean loss over the counted targets of the host state's
+ * ids and targets, forward only on the device's weights. No step may be in
+ * flight (dt_finish first); reads the loss back, so it syncs. */
+int dt_eval_batch(dev_trainer *d, float *loss, lt_error *err);
 
 /* Checkpoints: the whole optimizer state into the host trainer (weights or
  * fp32 masters, AdamW moments, each region's step count) for ckpt_save, and

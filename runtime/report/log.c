@@ -186,6 +186,19 @@ int log_event(log_sink *l, int64_t step, const char *event, const char *key, con
   return flushed(l, err);
 }
 
+int log_val(log_sink *l, int64_t step, double loss, int64_t tokens, lt_error *err) {
+  if (l->term)
+    fprintf(l->term, "%sval   %lld | loss %.4f | %lld tokens\n", l->tty ? "\r\033[K" : "",
+            (long long)step, loss, (long long)tokens), fflush(l->term);
+  if (!l->jsonl) return 0;
+  fprintf(l->jsonl, "{\"event\":\"val\",\"step\":%lld,\"val_loss\":", (long long)step);
+  json_write_number(l->jsonl, loss, 9);
+  fprintf(l->jsonl, ",\"val_perplexity\":");
+  json_write_number(l->jsonl, exp(loss), 9);
+  fprintf(l->jsonl, ",\"val_tokens\":%lld}\n", (long long)tokens);
+  return flushed(l, err);
+}
+
 void log_close(log_sink *l) {
   if (l->jsonl) fclose(l->jsonl);
   free(l->weight_norms);

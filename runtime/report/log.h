@@ -37,6 +37,10 @@ int log_step(log_sink *l, const trainer *t, const train_step_stats *st, int with
 /* An "event" row, e.g. log_event(l, "checkpoint", "path", "out.safetensors"). */
 int log_event(log_sink *l, int64_t step, const char *event, const char *key, const char *value,
               lt_error *err);
+/* A validation row, {"event":"val","step":S,"val_loss":..,"val_perplexity":..,
+ * "val_tokens":..}: the loss of the weights after S steps (a line on the
+ * terminal too). */
+int log_val(log_sink *l, int64_t step, double loss, int64_t tokens, lt_error *err);
 /* Flushes and fsyncs the JSONL: before a state is saved, so the log on disk
  * never lags a saved state. */
 int log_sync(log_sink *l, lt_error *err);

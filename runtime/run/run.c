@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "checkpoint.h"
+#include "data.h"
 #include "hf_folder.h"
 #include "log.h"
 #include "weights.h"
@@ -33,11 +34,17 @@ static prof_table *cpu_profile_table(void *ctx, trainer *t) {
   return trainer_profile_table(t);
 }
 
+static int cpu_eval_batch(void *ctx, trainer *t, float *loss, lt_error *err) {
+  (void)ctx, (void)err;
+  *loss = train_forward(trainer_state(t));
+  return 0;
+}
+
 static void cpu_close(void *ctx) { (void)ctx; }
 
 const run_backend *run_cpu_backend(void) {
   static const run_backend cpu = {"cpu", 0, cpu_prepare, cpu_step, cpu_sync,
-                                  cpu_profile_table, cpu_close};
+                                  cpu_profile_table, cpu_eval_batch, cpu_close};
   return &cpu;
 }
 
@@ -121,6 +128,48 @@ static int interrupted(trainer *t, const run_backend *be, void *ctx, const run_o
   return RUN_INTERRUPTED;
 }
 
+/* ---- validation ----------------------------------------------------------- */
+
+/* The validation file's first batches (every full one, or eval_batches),
+ * each the state's B windows of T + 1 tokens in order: the mean loss over
+ * their counted targets, as lisa eval computes it. The state's batch is
+ * overwritten; the next step reads its own. */
+static int validate(trainer *t, const run_backend *be, void *ctx, const run_options *o,
+                    const data_file *val, log_sink *log, lt_error *err) {
+  ms_state *s = trainer_state(t);
+  int64_t batches = val->n_tokens / ((int64_t)s->T + 1) / s->B;
+  if (o->eval_batches && batches > o->eval_batches) batches = o->eval_batches;
+  double sum = 0;
+  int64_t tokens = 0;
+  for (int64_t b = 0; b < batches; b++) {
+    float loss;
+    if (data_batch_sequential(val, b, s->B, s->T, s->ids, s->targets, err) ||
+        be->eval_batch(ctx, t, &loss, err))
+      return -1;
+    const int64_t counted = data_count_targets(s->targets, s->N);
+    sum += (double)loss * (double)counted, tokens += counted;
+  }
+  return log_val(log, trainer_next_step(t), tokens ? sum / (double)tokens : NAN, tokens, err);
+}
+
+/* Validation is due once the weights of step `done` exist. */
+static int val_due(const run_options *o, int64_t done) {
+  return o->val_path && (done == o->steps || (o->eval_every && done % o->eval_every == 0));
+}
+
+/* Opens --val-data and checks it holds a batch with a counted target. */
+static int run_open_val(const run_options *o, const trainer *t, data_file *val, lt_error *err) {
+  memset(val, 0, sizeof *val);
+  if (!o->val_path) return 0;
+  const ms_state *s = trainer_state((trainer *)t);
+  if (data_open(val, o->val_path, s->ir->vocab_size, err)) return -1;
+  int64_t batches = val->n_tokens / ((int64_t)s->T + 1) / s->B;
+  if (batches == 0)
+    return lt_fail(err, "%s: %lld tokens, fewer than one batch of %d windows of %d", o->val_path,
+                   (long long)val->n_tokens, s->B, s->T + 1);
+  return 0;
+}
+
 /* A step whose loss or gradient norm is not finite has broken the weights
  * (AdamW spreads a NaN to every parameter it updates): the run ends here,
  * its row written, and nothing after it is saved over a good file. */
@@ -138,13 +187,16 @@ static int check_finite(const train_step_stats *row, const run_options *o, lt_er
 /* One pass of the loop: a step and the rows of the steps that finished; a
  * step whose end is read (norms, a save, the last) finishes before the next. */
 static int run_step(trainer *t, const run_backend *be, void *ctx, const run_options *o,
-                    log_sink *log, int64_t *run_steps, int last, lt_error *err) {
+                    const data_file *vdata, log_sink *log, int64_t *run_steps, int last,
+                    lt_error *err) {
   int64_t s = trainer_next_step(t);
   int norms = o->norms_every && s % o->norms_every == 0;
   int save = o->save_every && (s + 1) % o->save_every == 0 && s + 1 < o->steps;
+  int val = val_due(o, s + 1);
   train_step_stats rows[2];
   int n = 0;
-  if (be->step(ctx, t, rows, &n, norms || save || last || s + 1 == o->steps, err)) return -1;
+  if (be->step(ctx, t, rows, &n, norms || save || val || last || s + 1 == o->steps, err))
+    return -1;
   /* the first step also fills caches (and loads modules on a device) */
   prof_table *pt = ++*run_steps == 1 ? be->profile_table(ctx, t) : NULL;
   if (pt) prof_clear(pt);
@@ -153,6 +205,7 @@ static int run_step(trainer *t, const run_backend *be, void *ctx, const run_opti
     if (with_norms && be->sync(ctx, 0, err)) return -1;
     if (log_step(log, t, &rows[i], with_norms, err) || check_finite(&rows[i], o, err)) return -1;
   }
+  if (val && validate(t, be, ctx, o, vdata, log, err)) return -1;
   return save ? save_state(t, be, ctx, o, log, err) : 0;
 }
 
@@ -164,17 +217,22 @@ int run_training(trainer *t, const run_backend *be, void *ctx, const run_options
     log_close(&log);
     return -1;
   }
-  int rc = 0, stopping = 0;
+  data_file vdata;
+  int rc = run_open_val(o, t, &vdata, err), stopping = 0;
   int64_t run_steps = 0;
+  /* the loss before any step: the "before" a fine-tune is judged against */
+  if (rc == 0 && o->val_path && trainer_next_step(t) == 0)
+    rc = validate(t, be, ctx, o, &vdata, &log, err);
   /* the flag is read before a step, so the step that sees it is flushed and
      its row written: a signal mid-step costs at most one more step */
   while (trainer_next_step(t) < o->steps && rc == 0 && !stopping) {
     stopping = o->stop && *o->stop;
-    rc = run_step(t, be, ctx, o, &log, &run_steps, stopping, err);
+    rc = run_step(t, be, ctx, o, &vdata, &log, &run_steps, stopping, err);
   }
   if (rc == 0 && stopping && trainer_next_step(t) < o->steps) {
     rc = interrupted(t, be, ctx, o, &log, err);
     log_close(&log);
+    data_close(&vdata);
     return rc;
   }
   if (rc == 0 && o->save_state_dir) rc = save_state(t, be, ctx, o, &log, err);
@@ -182,5 +240,6 @@ int run_training(trainer *t, const run_backend *be, void *ctx, const run_options
   if (rc == 0 && o->save_path) rc = save_weights(t, o, &log, err);
   if (rc == 0) report_profile(be, ctx, t, &log);
   log_close(&log);
+  data_close(&vdata);
   return rc;
 }

@@ -31,6 +31,9 @@ typedef struct {
   /* The weights (with_state: and the AdamW state) into the host trainer. */
   int (*sync)(void *ctx, int with_state, lt_error *err);
   prof_table *(*profile_table)(void *ctx, trainer *t); /* NULL: not profiling */
+  /* Validation: the mean loss over the counted targets of the host state's
+   * ids and targets, forward only, with no step in flight. */
+  int (*eval_batch)(void *ctx, trainer *t, float *loss, lt_error *err);
   void (*close)(void *ctx);
 } run_backend;
 
@@ -41,6 +44,11 @@ typedef struct {
   const char *save_path, *jsonl_path, *save_state_dir;
   double max_shard_gb;      /* > 0: --save writes a folder of shards */
   int64_t save_every, norms_every;
+  /* --val-data: its loss (non-overlapping windows, its mask honoured) at
+   * step 0, every eval_every steps and at the end, as "val_loss" rows;
+   * eval_batches > 0 caps the batches read. NULL: none. */
+  const char *val_path;
+  int64_t eval_every, eval_batches;
   int merge_lora, quiet;
   /* Set from a signal handler to stop: the loop ends after the step in
    * flight, saves the state (with save_state_dir) but not the weights, and

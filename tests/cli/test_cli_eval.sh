@@ -3,7 +3,8 @@
 # of T + 1 tokens in order, B a batch: a one-window file gives the loss lisa
 # train measures at step 0; two windows give the mean of the two; --batches
 # cuts; where Python has safetensors, the families fixture's batch, written
-# as two windows, gives the loss transformers computed. Bad input is an error.
+# as two windows, gives the loss transformers computed, and with a loss mask
+# beside it the masked loss (labels -100). Bad input is an error.
 . "$LISA_SRC/tests/cli/lib.sh"
 
 QWEN3=$SRC/tests/fixtures/families/qwen3
@@ -62,6 +63,38 @@ PY
   got=$(eval_ "$QWEN3" --data "$TMP/ref.bin" --batch 2 --seq 9 | field loss)
   awk -v a="$got" -v b="$want" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= 1e-5 * b) }' \
     && echo "ok   the fixture's batch: $got, transformers $want" || fail "fixture batch: $got vs $want"
+  # the masked batch (labels -100): a loss mask beside the tokens, 0 where they do not count
+  want=$(python3 - "$QWEN3/masked.safetensors" "$TMP/ref.bin.mask" <<'PY'
+import struct, sys
+from safetensors.numpy import load_file
+r = load_file(sys.argv[1])
+mask = []
+for t in r["targets"]:
+    mask += [1] + [int(x != -100) for x in t]  # the first token of a window is never a target
+with open(sys.argv[2], "wb") as f:
+    f.write(struct.pack("<256i", 20240801, 1, len(mask), *([0] * 253)) + bytes(mask))
+print(repr(float(r["loss"][0])))
+PY
+)
+  got=$(eval_ "$QWEN3" --data "$TMP/ref.bin" --batch 2 --seq 9) || fail "masked eval failed"
+  awk -v a="$(field loss <<<"$got")" -v b="$want" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= 1e-5 * b) }' \
+    && [ "$(field tokens <<<"$got")" = 10 ] \
+    && echo "ok   the masked batch: $got, transformers (labels -100) $want" || fail "masked: $got vs $want"
+  # lisa train --val-data: the masked batch at step 0 is transformers' loss,
+  # and at the end the loss lisa eval gives of the saved weights
+  "$LISA" train "$QWEN3" --quiet --device cpu --batch 2 --seq 9 --steps 3 --data "$TMP/w12.bin" \
+    --val-data "$TMP/ref.bin" --eval-every 2 --log-jsonl "$TMP/v.jsonl" --save "$TMP/v.safetensors" \
+    || fail "train --val-data failed"
+  steps=$(grep '"event":"val"' "$TMP/v.jsonl" | field step | tr '\n' ' ')
+  [ "$steps" = "0 2 3 " ] && echo "ok   val rows at steps 0, 2 and the end" || fail "val rows at $steps"
+  v0=$(grep -m1 '"event":"val"' "$TMP/v.jsonl" | field val_loss)
+  close "$v0" "$want" && echo "ok   val_loss at step 0 = transformers' masked loss ($v0)" \
+    || fail "val_loss at step 0: $v0, transformers $want"
+  v3=$(grep '"event":"val","step":3' "$TMP/v.jsonl" | field val_loss)
+  e3=$(eval_ "$QWEN3" --weights "$TMP/v.safetensors" --data "$TMP/ref.bin" --batch 2 --seq 9 | field loss)
+  close "$v3" "$e3" && echo "ok   val_loss at the end = lisa eval of the saved weights ($v3)" \
+    || fail "val_loss at the end: $v3, lisa eval $e3"
+  rm "$TMP/ref.bin.mask"
 else
   echo "skip the transformers loss: python3 lacks safetensors"
 fi
@@ -72,6 +105,11 @@ tokens 1 2 200 4 5 6 7 8 9 >"$TMP/big.bin"
 expect_error "an id beyond the vocabulary" "big.bin: token id 200 at position 2 is beyond the vocabulary size 61" \
   eval_ "$QWEN3" --data "$TMP/big.bin" --batch 1 --seq 8
 expect_error "no --data" "missing --data FILE" eval_ "$QWEN3"
+expect_error "--eval-every without --val-data" "--eval-every needs --val-data FILE" \
+  "$LISA" train "$QWEN3" --data "$TMP/w12.bin" --seq 8 --batch 1 --steps 1 --eval-every 2
+expect_error "--val-data shorter than a batch" "w1.bin: 9 tokens, fewer than one batch of 2 windows of 9" \
+  "$LISA" train "$QWEN3" --device cpu --quiet --data "$TMP/w12.bin" --seq 8 --batch 2 --steps 1 \
+  --val-data "$TMP/w1.bin"
 expect_error "a YAML model without weights" "needs --weights" \
   eval_ "$SRC/models/gpt2-tiny.yaml" --data "$TMP/w1.bin" --batch 1 --seq 8
 mkdir -p "$TMP/empty"

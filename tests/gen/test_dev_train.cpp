@@ -22,6 +22,7 @@
 
 extern "C" {
 #include "checkpoint.h"
+#include "data.h"
 #include "dev_train.h"
 #include "gen.h"
 #ifdef LISA_HAVE_GPU
@@ -119,7 +120,16 @@ struct Run {
   int64_t last_step = -1;
   std::vector<std::vector<int>> active;  // per step
   std::vector<float> params;             // after the last step
+  float eval_loss = NAN;                 // a masked batch's loss, forward only, after the last step
 };
+
+// A batch with ignored targets in the trainer's state, for the validation check.
+void masked_batch(trainer &t) {
+  ms_state *s = &t.state;
+  const int V = s->ir->vocab_size;
+  for (int n = 0; n < s->N; n++)
+    s->ids[n] = (n * 7 + 3) % V, s->targets[n] = n % 4 == 1 ? DATA_IGNORE : (n * 5 + 1) % V;
+}
 
 std::string model_path, data_path;
 
@@ -168,6 +178,8 @@ bool cpu_run(int method, Run *r, int accum = 1) {
     record(r, t, st);
   }
   r->params.assign(t.state.params, t.state.params + t.state.n_param_scalars);
+  masked_batch(t);
+  r->eval_loss = train_forward(&t.state);
   trainer_free(&t);
   return true;
 }
@@ -375,6 +387,10 @@ bool device_run(int method, int dtype, int grad_dtype, const char *tag, Run *r,
   path_profile_free(pf);
   if (ok && seg.save_dir && (dt_download_state(d, &err) || ckpt_save(&t, seg.save_dir, &err)))
     fprintf(stderr, "saving: %s\n", err.msg), ok = false;
+  if (ok) { /* validation: forward only on the device's weights, a masked batch */
+    masked_batch(t);
+    if (dt_eval_batch(d, &r->eval_loss, &err)) fprintf(stderr, "dt_eval_batch: %s\n", err.msg), ok = false;
+  }
   if (ok && dt_download_params(d, &err)) fprintf(stderr, "%s\n", err.msg), ok = false;
   if (ok) r->params.assign(t.state.params, t.state.params + t.state.n_param_scalars);
   dt_free(d);
@@ -406,6 +422,9 @@ void compare(const char *what, const Run &cpu, const Run &dev, double rel, doubl
               what, i, dev.norm[i], cpu.norm[i]);
     CHECK_MSG(dev.active[i] == cpu.active[i], "%s step %zu: another active set", what, i);
   }
+  const double ev = fabs(dev.eval_loss - cpu.eval_loss) / fabs(cpu.eval_loss);
+  CHECK_MSG(std::isfinite(dev.eval_loss) && ev <= rel, "%s: validation loss %.7f, cpu %.7f", what,
+            dev.eval_loss, cpu.eval_loss);
   double e = emu::nmse(dev.params.data(), cpu.params.data(), cpu.params.size());
   CHECK_MSG(e <= nmse, "%s: final weights nmse %.3g > %.3g", what, e, nmse);
   printf("     %s: worst loss rel %.2e, grad norm rel %.2e, weights nmse %.2e (loss %.4f -> %.4f)\n",
@@ -472,6 +491,7 @@ void resume_case(int dtype, const char *name, const char *tag, Run *whole, doubl
   joined.norm.insert(joined.norm.end(), b.norm.begin(), b.norm.end());
   joined.active.insert(joined.active.end(), b.active.begin(), b.active.end());
   joined.params = b.params;
+  joined.eval_loss = b.eval_loss;
   compare(name, *whole, joined, rel, norm_rel, nmse);
 }
 
