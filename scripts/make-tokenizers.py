@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""The test tokenizers: two tokenizer.json files trained with Hugging Face's
+`tokenizers` on bundled text, one of each kind the C tokenizer reads
+(runtime/tok/tokenizer.h), and the expected encodings of a test corpus.
+
+    python3 scripts/make-tokenizers.py     # writes tests/fixtures/tokenizers/
+
+  bytelevel/  byte-level BPE as GPT-2 and Qwen: the GPT-2 split pattern, bytes
+              mapped to printable characters, no unknown token, <|endoftext|>
+  spbpe/      SentencePiece-style BPE as LLaMA and Mistral: spaces become
+              U+2581 with one prepended, no pre-tokenizer, characters outside
+              the learned alphabet fall back to <0xNN> byte tokens, <s> and
+              </s> with a BOS added by the post-processor
+
+Each folder also gets tokenizer_config.json (bos/eos and a ChatML chat
+template, as transformers reads them) and expected.json: for every line of
+the corpus below, the ids `tokenizers` gives with and without special tokens
+and the decoded text, which tests/unit/test_tokenizer.c compares against.
+"""
+import json
+import os
+
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+OUT = os.path.join(ROOT, "tests", "fixtures", "tokenizers")
+TEXT = os.path.join(ROOT, "data", "tinyshakespeare.txt")
+
+CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + "
+          "message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}"
+          "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+
+# Unicode, whitespace runs, digits, contractions, byte-fallback cases,
+# special tokens inside text, and empty and space-only lines.
+CORPUS = [
+    "First Citizen: Before we proceed any further, hear me speak.",
+    "Hello world! It's 2026; we'll see 1234567 tokens.",
+    "  leading spaces and trailing   ",
+    "tabs\tand\nnewlines\n\n  indented",
+    "naïve café — “quotes” and ‘apostrophes’",
+    "日本語のテキスト and emoji 🙂👍🏽",
+    "Ελληνικά, русский, עברית, العربية",
+    "mixed123digits456 and 3.14159 and 1,000,000",
+    "I'M SHOUTING, YOU'RE NOT. they've, she'd, we'll, I'd've",
+    "<|endoftext|>after a special token<|im_end|> and </s> <s> inside",
+    "",
+    " ",
+    "\u00a0non-breaking\u2003em space\u3000ideographic",
+    "a\r\nwindows line\r\n",
+    "zero\u200bwidth and combining e\u0301",
+    "<0x41> looks like a byte token",
+]
+
+
+def byte_level():
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train([TEXT], trainer)
+    tok.add_special_tokens(["<|im_start|>", "<|im_end|>"])
+    config = {"bos_token": None, "eos_token": "<|endoftext|>", "chat_template": CHATML,
+              "tokenizer_class": "PreTrainedTokenizerFast"}
+    return tok, config
+
+
+def sentencepiece_bpe():
+    specials = ["<unk>", "<s>", "</s>"]
+    bytes_ = [f"<0x{b:02X}>" for b in range(256)]
+    tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"),
+                                           normalizers.Replace(" ", "\u2581")])
+    tok.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(),
+                                     decoders.Fuse(), decoders.Strip(" ", 1, 0)])
+    trainer = trainers.BpeTrainer(vocab_size=700, special_tokens=specials + bytes_,
+                                  limit_alphabet=60)
+    tok.train([TEXT], trainer)
+    # The byte tokens stay in the vocabulary but are not added tokens, as in
+    # LLaMA's tokenizer.json (added, decode would skip them as special).
+    data = json.loads(tok.to_str())
+    data["added_tokens"] = [t for t in data["added_tokens"] if t["content"] not in bytes_]
+    tok = Tokenizer.from_str(json.dumps(data))
+    tok.add_special_tokens(["<|im_start|>", "<|im_end|>"])
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", tok.token_to_id("<s>"))])
+    config = {"bos_token": "<s>", "eos_token": "</s>", "chat_template": CHATML,
+              "tokenizer_class": "PreTrainedTokenizerFast"}
+    return tok, config
+
+
+def main():
+    for name, make in (("bytelevel", byte_level), ("spbpe", sentencepiece_bpe)):
+        tok, config = make()
+        out = os.path.join(OUT, name)
+        os.makedirs(out, exist_ok=True)
+        tok.save(os.path.join(out, "tokenizer.json"))
+        with open(os.path.join(out, "tokenizer_config.json"), "w") as f:
+            json.dump(config, f, indent=2, ensure_ascii=False)
+        tok = Tokenizer.from_file(os.path.join(out, "tokenizer.json"))  # as a reader sees it
+        expected = []
+        for line in CORPUS:
+            ids = tok.encode(line).ids
+            plain = tok.encode(line, add_special_tokens=False).ids
+            expected.append({"text": line, "ids": ids, "ids_plain": plain,
+                             "decoded": tok.decode(ids, skip_special_tokens=True),
+                             "decoded_all": tok.decode(ids, skip_special_tokens=False)})
+        with open(os.path.join(out, "expected.json"), "w") as f:
+            json.dump(expected, f, indent=1, ensure_ascii=False)
+        print(f"{name}: vocabulary {tok.get_vocab_size()}")
+
+
+if __name__ == "__main__":
+    main()
