@@ -49,7 +49,21 @@ CORPUS = [
     "a\r\nwindows line\r\n",
     "zero\u200bwidth and combining e\u0301",
     "<0x41> looks like a byte token",
+    "aaaaaaa bbbbbb aaaa1234bb 99999 12.5 zzzzzz      x",
+    "a1b2c3 and 2026aaaa and    spaces before   words",
 ]
+
+
+def training_text():
+    """Shakespeare, and lines that give merges the test corpus leans on:
+    digit runs (the pattern splits them from letters), repeated letters
+    (equal-rank pairs: the leftmost merges first) and runs of spaces."""
+    with open(TEXT, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    extra = []
+    for i in range(3000):
+        extra.append(f"{i * 7919 % 100000} aaaa{i % 10}bb  {i * 31 % 1000}.{i % 97} zzzz  x")
+    return lines + extra
 
 
 def byte_level():
@@ -59,7 +73,7 @@ def byte_level():
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
     trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=["<|endoftext|>"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train([TEXT], trainer)
+    tok.train_from_iterator(training_text(), trainer)
     tok.add_special_tokens(["<|im_start|>", "<|im_end|>"])
     config = {"bos_token": None, "eos_token": "<|endoftext|>", "chat_template": CHATML,
               "tokenizer_class": "PreTrainedTokenizerFast"}
@@ -76,7 +90,7 @@ def sentencepiece_bpe():
                                      decoders.Fuse(), decoders.Strip(" ", 1, 0)])
     trainer = trainers.BpeTrainer(vocab_size=700, special_tokens=specials + bytes_,
                                   limit_alphabet=60)
-    tok.train([TEXT], trainer)
+    tok.train_from_iterator(training_text(), trainer)
     # The byte tokens stay in the vocabulary but are not added tokens, as in
     # LLaMA's tokenizer.json (added, decode would skip them as special).
     data = json.loads(tok.to_str())

@@ -36,6 +36,13 @@ void sb_puts(sbuf *b, const char *s) {
   b->len += n;
 }
 
+void sb_putn(sbuf *b, const char *s, size_t n) {
+  if (reserve(b, n)) return;
+  memcpy(b->s + b->len, s, n);
+  b->len += n;
+  b->s[b->len] = 0;
+}
+
 const char *sb_str(const sbuf *b) { return b->s ? b->s : ""; }
 
 void sb_free(sbuf *b) {

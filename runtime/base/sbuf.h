@@ -14,6 +14,7 @@ typedef struct {
 
 void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void sb_puts(sbuf *b, const char *s);
+void sb_putn(sbuf *b, const char *s, size_t n); /* n bytes of s */
 const char *sb_str(const sbuf *b); /* "" when empty */
 void sb_free(sbuf *b);
 
