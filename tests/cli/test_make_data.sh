@@ -41,6 +41,8 @@ after_eos = [mask[i] for i in range(1, n) if ids[i - 1] == eos]
 print(repr(tok.decode([i for i, k in zip(ids, mask) if k], skip_special_tokens=False)))
 print(repr(tok.decode(list(ids), skip_special_tokens=False)))
 print("after-eos-counted" if any(after_eos) else "after-eos-free", mask[0])
+keep = [ids[i] for i in range(1, n) if ids[i - 1] != eos]  # all but the first and those after an EOS
+print(repr(tok.decode(keep, skip_special_tokens=False)))
 PY
 }
 
@@ -70,7 +72,9 @@ out=$(decode bytelevel "$TMP/text.bin")
 check "text: documents separated by EOS" "$(sed -n 2p <<<"$out")" \
   "'First document.<|endoftext|>Second one.<|endoftext|>'"
 check "text: everything counts but the first token and the one after an EOS" \
-  "$(sed -n 1p <<<"$out")" "' document.<|endoftext|>cond one.<|endoftext|>'"
+  "$(sed -n 1p <<<"$out")" "$(sed -n 4p <<<"$out")"
+check "text: the first token and the one after the EOS are out" "$(sed -n 3p <<<"$out")" \
+  "after-eos-free 0"
 
 # lisa reads both files: a model of the tokenizer's vocabulary trains on them
 sed 's/vocab_size: *[0-9]*/vocab_size: 602/' "$SRC/models/gpt2-tiny.yaml" >"$TMP/m602.yaml"
