@@ -6,5 +6,6 @@
 int cli_plan(int argc, char **argv);
 int cli_gen(int argc, char **argv);
 int cli_eval(int argc, char **argv);
+int cli_sample(int argc, char **argv);
 
 #endif

@@ -331,13 +331,15 @@ static const char usage_main[] =
     "usage: lisa train MODEL.yaml --data FILE [options]   train (lisa train --help)\n"
     "       lisa plan MODEL.yaml [options]                 memory by category, no run\n"
     "       lisa gen MODEL.yaml -o DIR [options]           generated CUDA C++ and plan per path\n"
-    "       lisa eval MODEL --data FILE [options]          loss and perplexity as JSON, no run\n";
+    "       lisa eval MODEL --data FILE [options]          loss and perplexity as JSON, no run\n"
+    "       lisa sample MODEL --prompt TEXT [options]      generate text (KV cache, cpu)\n";
 
 int main(int argc, char **argv) {
   if (argc >= 2 && !strcmp(argv[1], "train")) return cmd_train(argc - 2, argv + 2);
   if (argc >= 2 && !strcmp(argv[1], "plan")) return cli_plan(argc - 2, argv + 2);
   if (argc >= 2 && !strcmp(argv[1], "gen")) return cli_gen(argc - 2, argv + 2);
   if (argc >= 2 && !strcmp(argv[1], "eval")) return cli_eval(argc - 2, argv + 2);
+  if (argc >= 2 && !strcmp(argv[1], "sample")) return cli_sample(argc - 2, argv + 2);
   if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
     fputs(usage_main, stdout);
     return 0;

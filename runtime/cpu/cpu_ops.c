@@ -364,7 +364,8 @@ void cpu_activation_backward(float *dx, const float *dy, const float *x, int64_t
  * batch and computes its cosines once. The angles are formed in float as
  * Hugging Face does (inv_freq = 1 / theta^(2i/rot), then pos * inv_freq):
  * pretrained models learned with exactly these rounded angles. */
-static void rope_rotate(float *y, const float *x, int N, int T, int heads,
+/* Row b*T + t is at position pos0 + t. */
+static void rope_rotate(float *y, const float *x, int N, int T, int pos0, int heads,
                         int hd, int rot, double theta, float sign) {
   int half = rot / 2, B = N / T;
   int64_t width = (int64_t)heads * hd;
@@ -375,7 +376,7 @@ static void rope_rotate(float *y, const float *x, int N, int T, int heads,
       float cs[ROPE_CHUNK], sn[ROPE_CHUNK];
       for (int i = 0; i < m; i++) {
         float inv_freq = 1.0f / powf((float)theta, (float)(2 * (i0 + i)) / (float)rot);
-        float angle = (float)t * inv_freq;
+        float angle = (float)(pos0 + t) * inv_freq;
         cs[i] = cosf(angle);
         sn[i] = sign * sinf(angle);
       }
@@ -401,12 +402,17 @@ static void rope_rotate(float *y, const float *x, int N, int T, int heads,
 
 void cpu_rope_forward(float *y, const float *x, int N, int T, int heads,
                       int hd, int rot, double theta) {
-  rope_rotate(y, x, N, T, heads, hd, rot, theta, 1.0f);
+  rope_rotate(y, x, N, T, 0, heads, hd, rot, theta, 1.0f);
+}
+
+void cpu_rope_forward_at(float *y, const float *x, int N, int T, int pos0, int heads, int hd,
+                         int rot, double theta) {
+  rope_rotate(y, x, N, T, pos0, heads, hd, rot, theta, 1.0f);
 }
 
 void cpu_rope_backward(float *dx, const float *dy, int N, int T, int heads,
                        int hd, int rot, double theta) {
-  rope_rotate(dx, dy, N, T, heads, hd, rot, theta, -1.0f);
+  rope_rotate(dx, dy, N, T, 0, heads, hd, rot, theta, -1.0f);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -544,6 +550,24 @@ void cpu_attention_forward(float *y, float *lse, const float *q,
       }
     }
   }
+}
+
+/* Rows at positions pos0 .. pos0 + rows - 1 of one sequence, against the
+ * cached keys and values of positions [0, pos0 + rows): row by row the
+ * training forward's arithmetic (a decoded token's logits equal the full
+ * forward's at its position). */
+void cpu_attention_cached(float *y, const float *q, const float *kc, const float *vc, int rows,
+                          int pos0, int heads, int kv_heads, int hd, const cpu_att_opts *o) {
+  att_shape a = att_shape_of(pos0 + rows, heads, kv_heads, hd, 1, o);
+  int group = heads / kv_heads;
+#pragma omp parallel for collapse(2) if (worth_threads(attention_work(1, pos0 + rows, heads, hd)))
+  for (int r = 0; r < rows; r++)
+    for (int h = 0; h < heads; h++) {
+      int first, end = att_keys(&a, pos0 + r, &first);
+      int64_t kv = first * a.kstride + (h / group) * hd, qoff = r * a.qstride + h * hd;
+      float lse;
+      attention_forward_row(y + qoff, &lse, q + qoff, kc + kv, vc + kv, end - first, &a);
+    }
 }
 
 /* Backward of one query row (flash-attention style): with p_j recomputed

@@ -98,6 +98,9 @@ void cpu_activation_backward(float *dx, const float *dy, const float *x, int64_t
  * The backward turns dy back by the same angles. */
 void cpu_rope_forward(float *y, const float *x, int N, int T, int heads,
                       int hd, int rot, double theta);
+/* As cpu_rope_forward, row b*T + t at position pos0 + t (decoding). */
+void cpu_rope_forward_at(float *y, const float *x, int N, int T, int pos0, int heads, int hd,
+                         int rot, double theta);
 void cpu_rope_backward(float *dx, const float *dy, int N, int T, int heads,
                        int hd, int rot, double theta);
 
@@ -122,6 +125,11 @@ typedef struct {
 void cpu_attention_forward(float *y, float *lse, const float *q,
                            const float *k, const float *v, int B, int T,
                            int heads, int kv_heads, int hd, int causal, const cpu_att_opts *o);
+/* Causal attention of `rows` new query rows at positions pos0.. of one
+ * sequence over cached keys and values kc, vc ([pos0 + rows, kv_heads*hd],
+ * the new rows already in place): decoding with a KV cache. */
+void cpu_attention_cached(float *y, const float *q, const float *kc, const float *vc, int rows,
+                          int pos0, int heads, int kv_heads, int hd, const cpu_att_opts *o);
 void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dy,
                             const float *q, const float *k, const float *v,
                             const float *y, const float *lse, int B, int T,

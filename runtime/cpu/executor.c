@@ -1,6 +1,7 @@
 #include "executor.h"
 
 #include <stdint.h>
+#include <string.h>
 
 #include "clock_ms.h"
 #include "cpu_ops.h"
@@ -14,6 +15,8 @@ typedef struct {
   int B, T, N;
   float loss_scale;
   int layer;         /* the block's layer (0 outside the block): per-layer op variants */
+  int pos0;          /* decoding: the first row's position (0 in training) */
+  const exec_kv *kv; /* decoding: the block's KV cache; NULL in training */
 } exec_ctx;
 
 static float *f32_buf(const exec_ctx *c, int v) { return v < 0 ? NULL : (float *)c->b[v]; }
@@ -45,7 +48,9 @@ static void run_embedding(const exec_ctx *c, const ir_op *op) {
 }
 
 static void run_pos_embedding(const exec_ctx *c, const ir_op *op) {
-  cpu_pos_embedding_forward(OUT(0), IN(0), c->N, c->T, cols(c, op->out[0]));
+  /* decoding: positions from pos0, so the table from row pos0 */
+  cpu_pos_embedding_forward(OUT(0), IN(0) + (size_t)c->pos0 * cols(c, op->out[0]), c->N, c->T,
+                            cols(c, op->out[0]));
 }
 
 static void run_add(const exec_ctx *c, const ir_op *op) {
@@ -157,6 +162,14 @@ static cpu_att_opts att_opts(const exec_ctx *c, const ir_op *op) {
 static void run_attention(const exec_ctx *c, const ir_op *op) {
   int hd = cols(c, op->in[0]) / op->heads;
   cpu_att_opts o = att_opts(c, op);
+  if (c->kv) { /* decoding: the new keys and values join the cache */
+    size_t width = (size_t)op->kv_heads * (size_t)hd, bytes = width * sizeof(float) * (size_t)c->N;
+    memcpy(c->kv->k + (size_t)c->pos0 * width, IN(1), bytes);
+    memcpy(c->kv->v + (size_t)c->pos0 * width, IN(2), bytes);
+    cpu_attention_cached(OUT(0), IN(0), c->kv->k, c->kv->v, c->N, c->pos0, op->heads,
+                         op->kv_heads, hd, &o);
+    return;
+  }
   cpu_attention_forward(OUT(0), OUT(1), IN(0), IN(1), IN(2), c->B, c->T, op->heads,
                         op->kv_heads, hd, op->causal, &o);
 }
@@ -169,8 +182,8 @@ static void run_attention_bwd(const exec_ctx *c, const ir_op *op) {
 }
 
 static void run_rope(const exec_ctx *c, const ir_op *op) {
-  cpu_rope_forward(OUT(0), IN(0), c->N, c->T, op->heads, cols(c, op->in[0]) / op->heads,
-                   op->rotary_dims, op->theta);
+  cpu_rope_forward_at(OUT(0), IN(0), c->N, c->T, c->pos0, op->heads,
+                      cols(c, op->in[0]) / op->heads, op->rotary_dims, op->theta);
 }
 
 static void run_rope_bwd(const exec_ctx *c, const ir_op *op) {
@@ -277,7 +290,13 @@ static void run_timed(const exec_ctx *c, const exec_profile *profile, const ir_o
 static exec_ctx ctx_of(const ms_state *s, int inst, float loss_scale) {
   const ir_graph *g = &s->ir->sections[ms_inst_section(s, inst)];
   return (exec_ctx){s->ir, g, s->bufs[inst], s->B, s->T, s->N, loss_scale,
-                    ms_inst_layer(s, inst)};
+                    ms_inst_layer(s, inst), 0, NULL};
+}
+
+void exec_forward_cached(ms_state *s, int inst, int rows, int pos0, const exec_kv *kv) {
+  exec_ctx c = ctx_of(s, inst, 1.0f);
+  c.B = 1, c.T = c.N = rows, c.pos0 = pos0, c.kv = kv;
+  for (int i = 0; i < c.g->n_fwd; i++) run_timed(&c, NULL, &c.g->fwd[i], 0);
 }
 
 void exec_forward(ms_state *s, int inst) {
@@ -306,6 +325,6 @@ void exec_backward(ms_state *s, int inst, path_kind path, float loss_scale) {
 
 void exec_ops(const ir_model *m, const ir_graph *g, void **bufs, int B, int T,
               const ir_op *ops, int n_ops, float loss_scale) {
-  exec_ctx c = {m, g, bufs, B, T, B * T, loss_scale, 0};
+  exec_ctx c = {m, g, bufs, B, T, B * T, loss_scale, 0, 0, NULL};
   for (int i = 0; i < n_ops; i++) kernel_of(ops[i].kind)(&c, &ops[i]);
 }

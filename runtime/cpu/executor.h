@@ -20,6 +20,17 @@ void exec_forward(ms_state *s, int inst);
 /* loss_scale multiplies the loss gradient (1 / grad-accumulation steps). */
 void exec_backward(ms_state *s, int inst, path_kind path, float loss_scale);
 
+/* Decoding with a KV cache: one block's cache, [positions, kv width] each. */
+typedef struct {
+  float *k, *v;
+} exec_kv;
+/* The forward of instance inst for `rows` new positions pos0 .. pos0 +
+ * rows - 1 of one sequence (its buffers' first rows): rope and position
+ * embeddings from pos0; a block's attention (kv, NULL elsewhere) stores
+ * the new keys and values in the cache and attends over every cached
+ * position. */
+void exec_forward_cached(ms_state *s, int inst, int rows, int pos0, const exec_kv *kv);
+
 /* ops[0..n_ops) of graph g over bufs (one per value of g, as ms_state's
  * bufs[inst]), for callers that wire their own buffers (tests). */
 void exec_ops(const ir_model *m, const ir_graph *g, void **bufs, int B, int T,

@@ -1,0 +1,66 @@
+#!/bin/bash
+# lisa sample: greedy decoding with the KV cache gives transformers' greedy
+# generate token for token on every family fixture (generate.txt, from
+# scripts/make-generate-fixtures.py: prompts run past the sliding windows);
+# top-k 1 is greedy; a seed reproduces a sampled run; a text prompt goes
+# through the C tokenizer as `tokenizers` encodes it; bad input is an error.
+. "$LISA_SRC/tests/cli/lib.sh"
+
+FAM=$SRC/tests/fixtures/families
+TOKS=$SRC/tests/fixtures/tokenizers
+ids_of() { grep -Eo "\"$1\":\[[^]]*\]" | sed 's/.*\[//; s/\]//; s/,/ /g'; }
+
+cases=0
+for dir in "$FAM"/*; do
+  name=$(basename "$dir")
+  while IFS='|' read -r prompt want; do
+    want=$(echo $want)
+    n=$(wc -w <<<"$want")
+    got=$("$LISA" sample "$dir" --prompt-ids "$prompt" --max-new-tokens "$n" --json | ids_of ids)
+    [ "$got" = "$want" ] || fail "$name, prompt $prompt: got '$got', transformers '$want'"
+    cases=$((cases + 1))
+  done <"$dir/generate.txt"
+done
+[ "$cases" -ge 30 ] && echo "ok   greedy = transformers' greedy generate on $cases prompts of 10 families" \
+  || fail "only $cases cases"
+
+LLAMA=$FAM/llama
+greedy=$("$LISA" sample "$LLAMA" --prompt-ids "3 1 4 1 5" --max-new-tokens 12 --json | ids_of ids)
+topk1=$("$LISA" sample "$LLAMA" --prompt-ids "3 1 4 1 5" --max-new-tokens 12 --json --temperature 0.8 \
+  --top-k 1 --seed 9 | ids_of ids)
+[ "$greedy" = "$topk1" ] && echo "ok   top-k 1 samples the greedy tokens" || fail "top-k 1: $topk1 vs $greedy"
+s1=$("$LISA" sample "$LLAMA" --prompt-ids "3 1 4 1 5" --max-new-tokens 30 --json --temperature 1.5 \
+  --top-p 0.95 --seed 7 | ids_of ids)
+s2=$("$LISA" sample "$LLAMA" --prompt-ids "3 1 4 1 5" --max-new-tokens 30 --json --temperature 1.5 \
+  --top-p 0.95 --seed 7 | ids_of ids)
+s3=$("$LISA" sample "$LLAMA" --prompt-ids "3 1 4 1 5" --max-new-tokens 30 --json --temperature 1.5 \
+  --top-p 0.95 --seed 8 | ids_of ids)
+[ "$s1" = "$s2" ] && [ "$s1" != "$s3" ] && [ "$s1" != "$greedy" ] \
+  && echo "ok   a seed reproduces a sampled run; another seed differs" || fail "sampling: $s1 / $s2 / $s3"
+
+# a text prompt through the C tokenizer: the ids tokenizers gives (expected.json, line 0)
+sed 's/vocab_size: *[0-9]*/vocab_size: 702/' "$SRC/models/gpt2-tiny.yaml" >"$TMP/m702.yaml"
+"$LISA" train "$TMP/m702.yaml" --data "$SRC/data/tinyshakespeare.bin" --device cpu --quiet --steps 1 \
+  --batch 1 --seq 16 --save "$TMP/m702.safetensors" || fail "making a 702-token model"
+want=$(tr -d ' \n' <"$TOKS/spbpe/expected.json" | grep -Eo '"ids":\[[^]]*\]' | head -1 | sed 's/.*\[//; s/\]//; s/,/ /g')
+got=$("$LISA" sample "$TMP/m702.yaml" --weights "$TMP/m702.safetensors" --tokenizer "$TOKS/spbpe" \
+  --prompt "First Citizen: Before we proceed any further, hear me speak." --max-new-tokens 3 --json \
+  | ids_of prompt_ids)
+want=$(echo $want) got=$(echo $got)
+[ "$got" = "$want" ] && echo "ok   --prompt encodes as tokenizers does ($(wc -w <<<"$got") ids)" \
+  || fail "prompt ids: got '$got', tokenizers '$want'"
+out=$("$LISA" sample "$TMP/m702.yaml" --weights "$TMP/m702.safetensors" --tokenizer "$TOKS/spbpe" \
+  --prompt "Hello" --chat --max-new-tokens 5) && echo "ok   --chat on a ChatML tokenizer runs: '$out'" \
+  || fail "--chat failed"
+
+expect_error "more positions than the model holds" "need 43 positions; .*gpt2.yaml allows 32" \
+  "$LISA" sample "$FAM/gpt2" --prompt-ids "1 2 3" --max-new-tokens 40
+expect_error "an id beyond the vocabulary" "token id 61 is beyond the vocabulary size 61" \
+  "$LISA" sample "$LLAMA" --prompt-ids "1 61"
+expect_error "--prompt without a tokenizer" "--prompt needs --tokenizer" \
+  "$LISA" sample "$TMP/m702.yaml" --weights "$TMP/m702.safetensors" --prompt "hi"
+expect_error "--chat with ids" "--chat wraps --prompt TEXT" "$LISA" sample "$LLAMA" --prompt-ids 1 --chat
+expect_error "a tokenizer larger than the model" "702 tokens, more than the model's vocabulary 61" \
+  "$LISA" sample "$LLAMA" --tokenizer "$TOKS/spbpe" --prompt "hi"
+expect_error "no prompt" "give one of --prompt TEXT and --prompt-ids" "$LISA" sample "$LLAMA"
+finish
