@@ -170,11 +170,6 @@ static int check_train_args(const cli_args *a, const cliopt_result *r) {
     return cliopt_fail_usage(c, "%s applies to --method lora", r->tagged[LORA_ONLY]);
   if (a->max_shard_gb > 0 && !a->save_path)
     return cliopt_fail_usage(c, "--max-shard-size needs --save");
-  run_options save = {.save_path = a->save_path, .max_shard_gb = a->max_shard_gb};
-  if (a->train.method == TRAIN_LORA && a->save_path && !a->merge_lora && run_save_is_folder(&save))
-    return cliopt_fail_usage(c, "--method lora: --save %s writes a model folder, which needs "
-                             "--merge-lora (base and adapters go to --save FILE.safetensors)",
-                             a->save_path);
   if (a->merge_lora && !a->save_path)
     return cliopt_fail_usage(c, "--merge-lora needs --save PATH");
   if (a->override && !a->resume_dir) return cliopt_fail_usage(c, "--override needs --resume DIR");

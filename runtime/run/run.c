@@ -8,6 +8,7 @@
 #include "data.h"
 #include "hf_folder.h"
 #include "log.h"
+#include "peft.h"
 #include "weights.h"
 
 /* ---- the cpu backend: the host trainer itself --------------------------- */
@@ -94,12 +95,19 @@ int run_save_is_folder(const run_options *o) {
 /* The weights at the end (LoRA merged first when asked): one file, or a
  * model folder (run_save_is_folder) that is, for a model that came from a
  * Hugging Face folder, that folder again: its config.json and tokenizer
- * files beside the trained weights, under the checkpoint's names. */
+ * files beside the trained weights, under the checkpoint's names. LoRA
+ * without merging saves a folder of the adapters alone, for peft. */
 static int save_weights(trainer *t, const run_options *o, log_sink *log, lt_error *err) {
   ms_state *s = trainer_state(t);
   int rc;
+  const train_config *cfg = trainer_config(t);
   if (o->merge_lora) trainer_merge_lora(t);
-  if (run_save_is_folder(o)) {
+  if (cfg->method == TRAIN_LORA && !o->merge_lora && run_save_is_folder(o)) {
+    /* the adapters alone, as a PEFT folder for the base model */
+    peft_config pc = {cfg->lora_rank, cfg->lora_alpha,
+                      t->folder_weights[0] ? t->folder_weights : cfg->model_path};
+    rc = peft_save(s, o->save_path, &pc, err);
+  } else if (run_save_is_folder(o)) {
     uint64_t shard = o->max_shard_gb > 0 ? (uint64_t)(o->max_shard_gb * 1e9) : UINT64_MAX;
     rc = wt_save_sharded(s, o->save_path, shard, o->merge_lora, err);
     if (rc == 0 && t->folder_weights[0])

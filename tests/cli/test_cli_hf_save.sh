@@ -5,7 +5,8 @@
 # --max-shard-size). lisa reads the folder back to the loss it trained to;
 # where Python has torch and transformers, AutoModelForCausalLM loads it and
 # gives the same loss (that part is skipped otherwise). PATH.safetensors
-# stays one file.
+# stays one file. LoRA without --merge-lora writes a PEFT adapter folder,
+# which peft loads onto the base model to the loss lisa measured.
 . "$LISA_SRC/tests/cli/lib.sh"
 
 QWEN3=$SRC/tests/fixtures/families/qwen3
@@ -62,9 +63,34 @@ train "$TMP/src" --data "$TMP/train.bin" --steps 4 --lr 1e-2 --save "$TMP/sharde
   && [ "$(measure "$TMP/sharded")" = "$after" ] && echo "ok   sharded folder: index, config.json, same loss" \
   || fail "sharded folder: $(ls "$TMP/sharded")"
 
-# LoRA: a model folder needs the adapters merged in.
-expect_error "LoRA to a folder without --merge-lora" "--merge-lora \(base and adapters go to --save FILE.safetensors\)" \
-  train "$TMP/src" --data "$TMP/train.bin" --method lora --save "$TMP/lora"
+# LoRA to a folder: the adapters alone, as a PEFT adapter folder; the same
+# run to one file keeps base and adapters, whose loss lisa measures.
+train "$TMP/src" --data "$TMP/train.bin" --steps 3 --lr 1e-2 --method lora --lora-rank 4 \
+  --save "$TMP/lora" || fail "LoRA to a PEFT folder failed"
+train "$TMP/src" --data "$TMP/train.bin" --steps 3 --lr 1e-2 --method lora --lora-rank 4 \
+  --save "$TMP/lora.safetensors" || fail "LoRA to a file failed"
+train "$TMP/src" --method lora --lora-rank 4 --weights "$TMP/lora.safetensors" --data "$TMP/one.bin" \
+  --steps 1 --lr 0 --log-jsonl "$TMP/l.jsonl" >/dev/null
+lora_loss=$(loss_of "$TMP/l.jsonl")
+# GPT-2: Conv1D weights (fan_in_fan_out) and modules under "transformer."
+cp -r "$SRC/tests/fixtures/families/gpt2" "$TMP/gpt2"
+rm "$TMP/gpt2/ref.safetensors" "$TMP/gpt2/masked.safetensors"
+train "$TMP/gpt2" --data "$TMP/train.bin" --steps 3 --lr 1e-2 --method lora --lora-rank 2 \
+  --lora-alpha 5 --save "$TMP/gpt2-lora" || fail "GPT-2 LoRA to a PEFT folder failed"
+train "$TMP/gpt2" --data "$TMP/train.bin" --steps 3 --lr 1e-2 --method lora --lora-rank 2 \
+  --lora-alpha 5 --save "$TMP/gpt2-lora.safetensors" || fail "GPT-2 LoRA to a file failed"
+train "$TMP/gpt2" --method lora --lora-rank 2 --lora-alpha 5 --weights "$TMP/gpt2-lora.safetensors" \
+  --data "$TMP/one.bin" --steps 1 --lr 0 --log-jsonl "$TMP/g.jsonl" >/dev/null
+gpt2_lora_loss=$(loss_of "$TMP/g.jsonl")
+grep -q '"fan_in_fan_out":	true' "$TMP/gpt2-lora/adapter_config.json" \
+  && head -c 20000 "$TMP/gpt2-lora/adapter_model.safetensors" | grep -aq '"base_model.model.transformer.h.0.attn.c_attn.lora_A.weight"' \
+  && echo "ok   GPT-2's PEFT folder: fan_in_fan_out, transformer.h.* modules" \
+  || fail "GPT-2 PEFT folder: $(cat "$TMP/gpt2-lora/adapter_config.json")"
+header=$(head -c 20000 "$TMP/lora/adapter_model.safetensors" | tr -c '[:print:]' ' ')
+[ -f "$TMP/lora/adapter_config.json" ] && grep -q '"base_model.model.model.layers.1.self_attn.q_proj.lora_B.weight"' <<<"$header" \
+  && ! grep -q '"model.embed_tokens' <<<"$header" && grep -q '"r":	4' "$TMP/lora/adapter_config.json" \
+  && echo "ok   LoRA without merging: a PEFT folder of the adapters alone" \
+  || fail "PEFT folder: $(ls "$TMP/lora") $header"
 train "$TMP/src" --data "$TMP/train.bin" --steps 3 --lr 1e-2 --method lora --merge-lora \
   --save "$TMP/merged" || fail "LoRA --merge-lora to a folder failed"
 header=$(head -c 20000 "$TMP/merged/model.safetensors" | tr -c '[:print:]' ' ')
@@ -91,7 +117,13 @@ hf_loss() {
 import sys, torch, torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 folder, want, ids = sys.argv[1], float(sys.argv[2]), [int(t) for t in sys.argv[3:]]
-model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+import os
+if os.environ.get("PEFT_BASE"):  # an adapter folder onto its base model
+    from peft import PeftModel
+    base = AutoModelForCausalLM.from_pretrained(os.environ["PEFT_BASE"], dtype=torch.float32)
+    model = PeftModel.from_pretrained(base, folder).eval()
+else:
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
 x = torch.tensor([ids])
 with torch.no_grad():
     logits = model(x[:, :-1]).logits
@@ -104,6 +136,12 @@ PY
 if python3 -c 'import torch, transformers' 2>/dev/null; then
   hf_loss "$TMP/out" "$after" || fail "transformers load-back (qwen3)"
   hf_loss "$TMP/neox4" "$neox_after" || fail "transformers load-back (gpt_neox)"
+  if python3 -c 'import peft' 2>/dev/null; then
+    PEFT_BASE=$TMP/src hf_loss "$TMP/lora" "$lora_loss" || fail "peft load of the adapter folder"
+    PEFT_BASE=$TMP/gpt2 hf_loss "$TMP/gpt2-lora" "$gpt2_lora_loss" || fail "peft load of GPT-2's adapters"
+  else
+    echo "skip the PEFT load: python3 lacks peft"
+  fi
 else
   echo "skip transformers load-back: python3 lacks torch or transformers"
 fi
