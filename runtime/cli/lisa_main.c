@@ -94,6 +94,9 @@ static const cliopt train_opts[] = {
     {"--data", CLIOPT_STRING, AT(train.data_path), .help = NULL /* in the usage line */},
     {"--weights", CLIOPT_STRING, AT(train.weights_path), .meta = "FILE",
      .help = "start from a safetensors checkpoint (HF names)"},
+    {"--from-scratch", CLIOPT_FLAG, AT(train.from_scratch),
+     .help = "a folder MODEL: initialize its weights (GPT-2's scheme)\n"
+             "instead of reading them; config.json alone is enough"},
     {"--ignore-unused", CLIOPT_FLAG, AT(train.ignore_unused),
      .help = "load weights holding tensors the model does not use\n"
              "(default: an error naming them)"},
@@ -175,6 +178,9 @@ static int check_train_args(const cli_args *a, const cliopt_result *r) {
   if (a->override && !a->resume_dir) return cliopt_fail_usage(c, "--override needs --resume DIR");
   if (a->resume_dir && a->train.weights_path)
     return cliopt_fail_usage(c, "--resume takes the weights from the saved state; drop --weights");
+  if (a->train.from_scratch && (a->train.weights_path || a->resume_dir))
+    return cliopt_fail_usage(c, "--from-scratch initializes the weights; drop %s",
+                             a->train.weights_path ? "--weights" : "--resume");
   if (a->save_every && !a->save_state_dir)
     return cliopt_fail_usage(c, "--save-every needs --save-state DIR");
   if ((a->eval_every || a->eval_batches) && !a->val_path)

@@ -229,8 +229,9 @@ static int create_state(trainer *t, const train_config *cfg, lt_error *err) {
 /* A base checkpoint has no adapters: LoRA draws them first, then loads. */
 static int init_weights(trainer *t, const train_config *cfg, lt_error *err) {
   /* a Hugging Face folder brings its weights unless --weights says otherwise */
-  const char *weights = cfg->weights_path ? cfg->weights_path
-                        : t->folder_weights[0] ? t->folder_weights : NULL;
+  const char *weights = cfg->weights_path                       ? cfg->weights_path
+                        : t->folder_weights[0] && !cfg->from_scratch ? t->folder_weights
+                                                                     : NULL;
   if (!weights || cfg->method == TRAIN_LORA) wt_init_random(&t->state, cfg->seed);
   if (!weights) return 0;
   return wt_load_strict(&t->state, weights, cfg->ignore_unused, t->load_note,

@@ -29,6 +29,7 @@ typedef struct {
   const char *model_path;
   const char *data_path;
   const char *weights_path; /* NULL: random init from the seed */
+  int from_scratch;         /* a folder MODEL: initialize, do not read its weights */
   int ignore_unused;        /* tensors in the weights the model does not use:
                                0 = an error (the checkpoint cannot mean what the
                                model says), 1 = load_note lists them */

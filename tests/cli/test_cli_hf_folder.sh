@@ -131,6 +131,19 @@ expect_error "a required value differs" "config.json: \"activation_function\" is
 gpt2_config gelu_new gpt2 ', "rope_scaling": {"type": "linear", "factor": 2}' >"$TMP/gpt2/config.json"
 expect_error "an unknown config key" "config.json: \"rope_scaling\" \(an object\) is not known to .*gpt2.yaml" \
   train "$TMP/gpt2" --data "$TOKENS"
+# config.json alone: no weights to read, unless --from-scratch initializes them
+mkdir -p "$TMP/scratch"
+cp "$SRC/tests/fixtures/families/qwen3/config.json" "$TMP/scratch/"
+expect_error "a folder without weights" "scratch: folder holds neither model.safetensors" \
+  train "$TMP/scratch" --data "$TMP/small.bin"
+train "$TMP/scratch" --data "$TMP/small.bin" --from-scratch --save "$TMP/scratch-out" \
+  --log-jsonl "$TMP/s.jsonl" && [ -f "$TMP/scratch-out/model.safetensors" ] \
+  && cmp -s "$TMP/scratch/config.json" "$TMP/scratch-out/config.json" \
+  && train "$TMP/scratch-out" --data "$TMP/small.bin" --steps 1 \
+  && echo "ok   --from-scratch: config.json alone trains and saves a folder that loads" \
+  || fail "--from-scratch"
+expect_error "--from-scratch with --weights" "--from-scratch initializes the weights; drop --weights" \
+  train "$TMP/scratch" --data "$TMP/small.bin" --from-scratch --weights "$TMP/scratch-out"
 rm "$TMP/gpt2/config.json"
 expect_error "a folder without config.json" "gpt2/config.json: cannot open" train "$TMP/gpt2" --data "$TOKENS"
 
