@@ -82,6 +82,20 @@ sed 's/vocab_size: *[0-9]*/vocab_size: 602/' "$SRC/models/gpt2-tiny.yaml" >"$TMP
   --seq 16 --log-jsonl "$TMP/t.jsonl" && echo "ok   lisa train reads the tokens and mask" \
   || fail "lisa train on chat.bin"
 
+# make-tasks.py writes the bundled byte tokenizer's files itself (standard
+# library only); they must be what make-data.py writes from its records
+python3 "$SRC/scripts/make-tasks.py" -o "$TMP/tasks" --train 40 --test 5 >/dev/null || fail "make-tasks failed"
+$MAKE "$TMP/tasks/train.jsonl" -o "$TMP/tasks/md.bin" --tokenizer "$SRC/data/chat-bytes" --format chat \
+  >/dev/null || fail "make-data on the tasks failed"
+cmp -s "$TMP/tasks/train.bin" "$TMP/tasks/md.bin" && cmp -s "$TMP/tasks/train.bin.mask" "$TMP/tasks/md.bin.mask" \
+  && echo "ok   make-tasks.py's token files = make-data.py's (data/chat-bytes)" \
+  || fail "make-tasks.py and make-data.py disagree"
+python3 - "$TMP/tasks" <<'PY' && echo "ok   no test question in train" || fail "a test question in train"
+import json, sys
+q = lambda f: {json.loads(l)["messages"][0]["content"] for l in open(f"{sys.argv[1]}/{f}.jsonl")}
+sys.exit(1 if q("train") & q("test") or len(q("test")) != 20 else 0)
+PY
+
 expect_error "alpaca without a Hugging Face tokenizer" "--format alpaca needs a Hugging Face tokenizer" \
   $MAKE "$TMP/alpaca.jsonl" -o "$TMP/x.bin" --format alpaca
 echo '{"instruction": "x"}' >"$TMP/bad.jsonl"
