@@ -33,7 +33,7 @@ echo "-- before (the pretrained base):"
 python3 scripts/eval-tasks.py out/base --tokenizer "$MODEL" --tasks out/tasks/test.jsonl --limit 20
 echo "-- after LISA, with a few answers:"
 python3 scripts/eval-tasks.py out/lisa --tokenizer "$MODEL" --tasks out/tasks/test.jsonl --limit 20 \
-  --show 8
+  --show 2
 echo "-- a sampled answer (temperature 0.7, top-p 0.9):"
 ./build/lisa sample out/lisa --chat --prompt "Reverse the letters: lisa" --temperature 0.7 \
   --top-p 0.9 --seed 1 --max-new-tokens 12

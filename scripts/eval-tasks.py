@@ -6,7 +6,8 @@ through `lisa sample` (greedy, the question as a --chat user turn):
         [--lisa build/lisa] [--limit N] [--show K]
 
 Prints a line per task and one JSON object last: {"accuracy": .., "tasks":
-{name: accuracy}, "n": ..}. --show K prints K questions with the answers given.
+{name: accuracy}, "n": ..}. --show K prints K questions of each task with the
+answers given.
 Needs only the standard library.
 """
 import argparse
@@ -35,9 +36,9 @@ def main():
     ap.add_argument("--lisa", default="build/lisa")
     ap.add_argument("--limit", type=int, default=0, help="the first N records per task")
     ap.add_argument("--max-new-tokens", type=int, default=16)
-    ap.add_argument("--show", type=int, default=0, help="print K questions and answers")
+    ap.add_argument("--show", type=int, default=0, help="print K questions and answers per task")
     args = ap.parse_args()
-    right, total, shown = {}, {}, 0
+    right, total = {}, {}
     with open(args.tasks, encoding="utf-8") as f:
         for line in f:
             rec = json.loads(line)
@@ -48,9 +49,8 @@ def main():
             got = answer(args, q)
             total[task] = total.get(task, 0) + 1
             right[task] = right.get(task, 0) + (got == want)
-            if shown < args.show:
+            if total[task] <= args.show:
                 print(f"  {q!r} -> {got!r} ({'right' if got == want else 'want ' + repr(want)})")
-                shown += 1
     acc = {t: right[t] / total[t] for t in total}
     for t in total:
         print(f"{t:8s} {right[t]:4d}/{total[t]:<4d} {acc[t]:.3f}")

@@ -22,19 +22,6 @@ static const char *tmp_file(const char *name, const char *text) {
   return p;
 }
 
-static char *read_all(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *s = malloc((size_t)n + 1);
-  if (s && fread(s, 1, (size_t)n, f) != (size_t)n) free(s), s = NULL;
-  if (s) s[n] = 0;
-  fclose(f);
-  return s;
-}
-
 /* The `// tunables:` line documenting kernel k in one of the templates
  * (the last such comment above "void k("), copied into out. */
 static int tunables_comment(const char *kernel, char *out, size_t cap) {

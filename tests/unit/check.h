@@ -66,6 +66,20 @@ static inline const char *src_path(const char *rel) {
 
 /* Writes models/gpt2-tiny.yaml with n_layer blocks to path, for tests that
  * need more middle blocks to sample from than the tiny model's two. */
+/* The whole file as a NUL-terminated string (malloc'd), or NULL. */
+static inline char *read_all(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *s = n >= 0 ? (char *)malloc((size_t)n + 1) : NULL;
+  if (s && fread(s, 1, (size_t)n, f) != (size_t)n) free(s), s = NULL;
+  if (s) s[n] = 0;
+  fclose(f);
+  return s;
+}
+
 static inline int write_tiny_gpt2(const char *path, int n_layer) {
   FILE *in = fopen(src_path("models/gpt2-tiny.yaml"), "r");
   FILE *out = fopen(path, "w");

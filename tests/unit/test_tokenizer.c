@@ -17,19 +17,6 @@
 #include "check.h"
 #include "tokenizer.h"
 
-static char *slurp(const char *path, size_t *n) {
-  FILE *fp = fopen(path, "rb");
-  if (!fp) return NULL;
-  fseek(fp, 0, SEEK_END);
-  long sz = ftell(fp);
-  fseek(fp, 0, SEEK_SET);
-  char *buf = malloc((size_t)sz + 1);
-  *n = fread(buf, 1, (size_t)sz, fp);
-  buf[*n] = 0;
-  fclose(fp);
-  return buf;
-}
-
 static int same_ids(const cJSON *want, const int32_t *got, int n) {
   if (cJSON_GetArraySize(want) != n) return 0;
   for (int i = 0; i < n; i++)
@@ -46,8 +33,7 @@ static void check_kind(const char *kind) {
   CHECK_MSG(tok_load(&t, path, &err) == 0, "%s", err.msg);
   if (!t) return;
   snprintf(path, sizeof path, "%s/%s/expected.json", dir, kind);
-  size_t n;
-  char *text = slurp(path, &n);
+  char *text = read_all(path);
   cJSON *cases = text ? cJSON_Parse(text) : NULL;
   CHECK_MSG(cJSON_GetArraySize(cases) >= 16, "%s: no cases", path);
   const cJSON *c;
@@ -113,8 +99,7 @@ static void test_invalid_utf8(void) {
 
 /* A copy of the byte-level tokenizer.json with one part replaced. */
 static void expect_load_error(const char *key, const char *json, const char *want) {
-  size_t n;
-  char *text = slurp(src_path("tests/fixtures/tokenizers/bytelevel/tokenizer.json"), &n);
+  char *text = read_all(src_path("tests/fixtures/tokenizers/bytelevel/tokenizer.json"));
   cJSON *j = cJSON_Parse(text);
   cJSON_ReplaceItemInObject(j, key, cJSON_Parse(json));
   char dir[] = "/tmp/lisa-tok-XXXXXX";
