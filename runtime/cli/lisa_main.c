@@ -314,8 +314,9 @@ static int cmd_train(int argc, char **argv) {
     rc = run_resume(&t, a.resume_dir, a.train.steps, a.override, a.quiet, &err);
   run_backend_options bo = {a.dtype >= 0 ? cliopt_dtype_values[a.dtype] : PRECISION_BF16_MIXED,
                             a.nearest, a.tune_path, a.profile, a.quiet};
-  if (rc == 0) rc = be.ops->prepare(be.ctx, &t, &bo, &err);
   run_options ro = run_options_of(&a);
+  if (rc == 0) rc = run_check_val(&ro, &t, &err);
+  if (rc == 0) rc = be.ops->prepare(be.ctx, &t, &bo, &err);
   ro.stop = &stop_requested;
   if (rc == 0) catch_stop_signals();
   if (rc == 0) rc = run_training(&t, be.ops, be.ctx, &ro, &err);

@@ -178,6 +178,13 @@ static int run_open_val(const run_options *o, const trainer *t, data_file *val, 
   return 0;
 }
 
+int run_check_val(const run_options *o, const trainer *t, lt_error *err) {
+  data_file val;
+  int rc = run_open_val(o, t, &val, err);
+  data_close(&val);
+  return rc;
+}
+
 /* A step whose loss or gradient norm is not finite has broken the weights
  * (AdamW spreads a NaN to every parameter it updates): the run ends here,
  * its row written, and nothing after it is saved over a good file. */

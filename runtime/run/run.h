@@ -69,6 +69,9 @@ int run_save_is_folder(const run_options *o);
  * printed on stderr, even when quiet: a run that changed course says so). */
 int run_resume(trainer *t, const char *dir, int64_t steps, int override, int quiet,
                lt_error *err);
+/* --val-data opened and checked (a batch fits) before anything slow runs
+ * (a device compiles every path first); 0 without one. */
+int run_check_val(const run_options *o, const trainer *t, lt_error *err);
 /* Runs the steps from the trainer's next step to o->steps; the state is
  * saved every save_every steps and at the end, the weights at the end.
  * 0, -1 on an error, RUN_INTERRUPTED when o->stop ended it (err says how). */

@@ -109,7 +109,9 @@ expect_error "--eval-every without --val-data" "--eval-every needs --val-data FI
   "$LISA" train "$QWEN3" --data "$TMP/w12.bin" --seq 8 --batch 1 --steps 1 --eval-every 2
 expect_error "--val-data shorter than a batch" "w1.bin: 9 tokens, fewer than one batch of 2 windows of 9" \
   "$LISA" train "$QWEN3" --device cpu --quiet --data "$TMP/w12.bin" --seq 8 --batch 2 --steps 1 \
-  --val-data "$TMP/w1.bin"
+  --val-data "$TMP/w1.bin" --log-jsonl "$TMP/never.jsonl"
+[ ! -e "$TMP/never.jsonl" ] && echo "ok   a bad --val-data fails before step 0 (no log started)" \
+  || fail "the run started despite a bad --val-data"
 expect_error "a YAML model without weights" "needs --weights" \
   eval_ "$SRC/models/gpt2-tiny.yaml" --data "$TMP/w1.bin" --batch 1 --seq 8
 mkdir -p "$TMP/empty"
