@@ -11,6 +11,8 @@
               U+2581 with one prepended, no pre-tokenizer, characters outside
               the learned alphabet fall back to <0xNN> byte tokens, <s> and
               </s> with a BOS added by the post-processor
+  qwen/       byte-level BPE as Qwen2: the NFC normalizer, Qwen's split
+              pattern (a Split pre-tokenizer), then ByteLevel without its own regex
 
 Each folder also gets tokenizer_config.json (bos/eos and a ChatML chat
 template, as transformers reads them) and expected.json: for every line of
@@ -51,6 +53,8 @@ CORPUS = [
     "<0x41> looks like a byte token",
     "aaaaaaa bbbbbb aaaa1234bb 99999 12.5 zzzzzz      x",
     "a1b2c3 and 2026aaaa and    spaces before   words",
+    "NFD input: cafe\u0301 and \u212b ngstrom, fi ligature \ufb01 and \u2460",
+    "line one\n\n\nline two\r\n  \tindented 12345 YOU'LL we'VE",
 ]
 
 
@@ -80,6 +84,29 @@ def byte_level():
     return tok, config
 
 
+# Qwen2's split pattern (LLaMA 3's is alike): digits one at a time, letters
+# with one leading non-letter, newlines kept together.
+QWEN_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"
+                r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def qwen_style():
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN_PATTERN), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(training_text(), trainer)
+    tok.add_special_tokens(["<|im_start|>", "<|im_end|>"])
+    config = {"bos_token": None, "eos_token": "<|im_end|>", "chat_template": CHATML,
+              "tokenizer_class": "PreTrainedTokenizerFast"}
+    return tok, config
+
+
 def sentencepiece_bpe():
     specials = ["<unk>", "<s>", "</s>"]
     bytes_ = [f"<0x{b:02X}>" for b in range(256)]
@@ -105,7 +132,8 @@ def sentencepiece_bpe():
 
 
 def main():
-    for name, make in (("bytelevel", byte_level), ("spbpe", sentencepiece_bpe)):
+    for name, make in (("bytelevel", byte_level), ("spbpe", sentencepiece_bpe),
+                       ("qwen", qwen_style)):
         tok, config = make()
         out = os.path.join(OUT, name)
         os.makedirs(out, exist_ok=True)

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <utf8proc.h>
+
 #include "sbuf.h"
 #include "tok_internal.h"
 
@@ -248,6 +250,17 @@ static int pre_tokenize(const tokenizer *t, const char *s, size_t n, int first, 
   return 0;
 }
 
+/* NFC, NFD, NFKC or NFKD through utf8proc. Text that is not valid UTF-8
+ * (which tokenizers never sees: Python passes str) is left as it is. */
+static void unicode_normalize(sbuf *o, const char *s, size_t n, int form) {
+  utf8proc_uint8_t *out = NULL;
+  utf8proc_ssize_t len = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &out,
+                                      (utf8proc_option_t)form);
+  if (len >= 0) sb_putn(o, (const char *)out, (size_t)len);
+  else sb_putn(o, s, n);
+  free(out);
+}
+
 /* A segment between added tokens: normalized, split, and each piece BPE'd. */
 static int encode_segment(const tokenizer *t, const char *s, size_t n, int first, ids_buf *out,
                           lt_error *err) {
@@ -259,6 +272,8 @@ static int encode_segment(const tokenizer *t, const char *s, size_t n, int first
     if (nm->kind == TOK_NORM_PREPEND) {
       if (norm.len) sb_puts(&next, nm->a);
       sb_putn(&next, sb_str(&norm), norm.len);
+    } else if (nm->kind == TOK_NORM_UNICODE) {
+      unicode_normalize(&next, sb_str(&norm), norm.len, nm->form);
     } else {
       replace_all(&next, sb_str(&norm), norm.len, nm->a, nm->b);
     }

@@ -22,10 +22,11 @@ typedef struct {
   size_t cap, n;
 } tok_pairmap;
 
-enum { TOK_NORM_PREPEND, TOK_NORM_REPLACE };
+enum { TOK_NORM_PREPEND, TOK_NORM_REPLACE, TOK_NORM_UNICODE /* NFC, NFD, NFKC, NFKD */ };
 typedef struct {
   int kind;
   char *a, *b; /* prepend: a; replace: a -> b */
+  int form;    /* unicode: utf8proc options (compose or decompose, compatibility) */
 } tok_norm;
 
 enum { TOK_PRE_BYTELEVEL, TOK_PRE_SPLIT, TOK_PRE_METASPACE };

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include <cjson/cJSON.h>
+#include <utf8proc.h>
 
 #include "tok_internal.h"
 
@@ -179,11 +180,17 @@ static int add_norm(tokenizer *t, const cJSON *o, lt_error *err) {
   if (t->n_norms == TOK_MAX_STAGES) return lt_fail(err, "%s: too many normalizers", t->path);
   tok_norm *n = &t->norms[t->n_norms];
   if (type && !strcmp(type, "Prepend") && str_of(o, "prepend")) {
-    *n = (tok_norm){TOK_NORM_PREPEND, dup_str(str_of(o, "prepend")), NULL};
+    *n = (tok_norm){TOK_NORM_PREPEND, dup_str(str_of(o, "prepend")), NULL, 0};
   } else if (type && !strcmp(type, "Replace") && str_of(o, "content")) {
     const cJSON *pat = cJSON_GetObjectItemCaseSensitive(o, "pattern");
     if (!str_of(pat, "String")) return unsupported(t, "normalizer Replace with a regex:", o, err);
-    *n = (tok_norm){TOK_NORM_REPLACE, dup_str(str_of(pat, "String")), dup_str(str_of(o, "content"))};
+    *n = (tok_norm){TOK_NORM_REPLACE, dup_str(str_of(pat, "String")), dup_str(str_of(o, "content")),
+                    0};
+  } else if (type && (!strcmp(type, "NFC") || !strcmp(type, "NFD") || !strcmp(type, "NFKC") ||
+                      !strcmp(type, "NFKD"))) {
+    int form = UTF8PROC_STABLE | (type[2] == 'K' ? UTF8PROC_COMPAT : 0);
+    form |= type[strlen(type) - 1] == 'C' ? UTF8PROC_COMPOSE : UTF8PROC_DECOMPOSE;
+    *n = (tok_norm){TOK_NORM_UNICODE, NULL, NULL, form};
   } else {
     return unsupported(t, "normalizer", o, err);
   }

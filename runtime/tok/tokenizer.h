@@ -3,15 +3,15 @@
  *
  * What is read: a BPE model (vocab, merges as "a b" strings or pairs,
  * byte_fallback, unk_token, fuse_unk, ignore_merges); added tokens (split
- * out of the text first, longest match); normalizers Prepend, Replace and
- * Sequence; pre-tokenizers ByteLevel (the GPT-2 pattern, through PCRE2),
+ * out of the text first, longest match); normalizers Prepend, Replace, NFC,
+ * NFD, NFKC, NFKD (utf8proc) and Sequence; pre-tokenizers ByteLevel (the GPT-2 pattern, through PCRE2),
  * Split (a regex, Isolated), Metaspace and Sequence; decoders ByteLevel,
  * Metaspace, Replace, ByteFallback, Fuse, Strip and Sequence; the post
  * processors ByteLevel and TemplateProcessing (single). That covers the
  * byte-level BPE of GPT-2, Qwen and LLaMA 3 and the SentencePiece-style BPE
- * of LLaMA 2 and Mistral. Anything else (e.g. the NFC normalizer, WordPiece
- * or Unigram models) is an error naming the file and the part, not a
- * silently different encoding. */
+ * of LLaMA 2 and Mistral. Anything else (e.g. WordPiece or Unigram models)
+ * is an error naming the file and the part, not a silently different
+ * encoding. */
 #ifndef LT_TOKENIZER_H
 #define LT_TOKENIZER_H
 

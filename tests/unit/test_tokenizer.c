@@ -1,6 +1,7 @@
 /* test_tokenizer: runtime/tok against Hugging Face's `tokenizers` on the
- * two test tokenizers (tests/fixtures/tokenizers, scripts/make-tokenizers.py):
- * a byte-level BPE and a SentencePiece-style BPE with byte fallback. Every
+ * test tokenizers (tests/fixtures/tokenizers, scripts/make-tokenizers.py): a
+ * byte-level BPE (GPT-2), a SentencePiece-style BPE with byte fallback
+ * (LLaMA 2, Mistral) and a Qwen2-style one (NFC, a Split pattern). Every
  * line of the corpus in expected.json (Unicode, whitespace runs, digits,
  * contractions, byte fallback, special tokens inside text, empty lines)
  * must encode to the same ids, with and without special tokens, and those
@@ -71,6 +72,7 @@ static void check_kind(const char *kind) {
 
 static void test_bytelevel(void) { check_kind("bytelevel"); }
 static void test_spbpe(void) { check_kind("spbpe"); }
+static void test_qwen(void) { check_kind("qwen"); }
 
 /* Bytes that are not UTF-8 in the input, and ids that decode to half a
  * character, do not crash and give U+FFFD as tokenizers does. */
@@ -121,7 +123,8 @@ static void expect_load_error(const char *key, const char *json, const char *wan
 }
 
 static void test_errors(void) {
-  expect_load_error("normalizer", "{\"type\": \"NFC\"}", "normalizer \"NFC\" is not supported");
+  expect_load_error("normalizer", "{\"type\": \"BertNormalizer\"}",
+                    "normalizer \"BertNormalizer\" is not supported");
   expect_load_error("model", "{\"type\": \"Unigram\"}", "model \"Unigram\" is not supported");
   expect_load_error("pre_tokenizer", "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"(\"}, "
                     "\"behavior\": \"Isolated\", \"invert\": false}", "pattern /(/ at 1");
@@ -135,6 +138,7 @@ static void test_errors(void) {
 int main(void) {
   RUN(test_bytelevel);
   RUN(test_spbpe);
+  RUN(test_qwen);
   RUN(test_invalid_utf8);
   RUN(test_errors);
   return check_exit();
