@@ -37,7 +37,7 @@ BINS="build/lisa build/tests/test_dev_train build/tests/test_emu_gen"
 if [ "${1:-}" = --bundle ]; then
   bash scripts/setup.sh >/dev/null || exit 1
   rm -rf build/gpu-libs && mkdir -p build/gpu-libs
-  for lib in libyaml-0.so.2 liblua5.4.so.0 libcjson.so.1 libgomp.so.1; do
+  for lib in libyaml-0.so.2 liblua5.4.so.0 libcjson.so.1 libgomp.so.1 libpcre2-8.so.0 libutf8proc.so.2; do
     # shellcheck disable=SC2086
     path=$(ldd $BINS | awk -v l="$lib" '$1 == l {print $3; exit}')
     [ -n "$path" ] && cp -L "$path" build/gpu-libs/
