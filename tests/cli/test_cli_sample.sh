@@ -53,6 +53,19 @@ out=$("$LISA" sample "$TMP/m702.yaml" --weights "$TMP/m702.safetensors" --tokeni
   --prompt "Hello" --chat --max-new-tokens 5) && echo "ok   --chat on a ChatML tokenizer runs: '$out'" \
   || fail "--chat failed"
 
+# The task scripts (standard library only): make-tasks.py's files train the
+# bundled model from scratch; eval-tasks.py asks it every question.
+if command -v python3 >/dev/null; then
+  python3 "$SRC/scripts/make-tasks.py" -o "$TMP/tasks" --train 20 --test 2 >/dev/null || fail "make-tasks"
+  "$LISA" train "$SRC/data/chat-bytes" --from-scratch --data "$TMP/tasks/train.bin" \
+    --val-data "$TMP/tasks/val.bin" --device cpu --quiet --steps 2 --batch 2 --seq 64 \
+    --save "$TMP/chat" || fail "training data/chat-bytes on the tasks"
+  out=$(python3 "$SRC/scripts/eval-tasks.py" "$TMP/chat" --tokenizer "$SRC/data/chat-bytes" \
+    --tasks "$TMP/tasks/test.jsonl" --lisa "$LISA" --max-new-tokens 4 | tail -1)
+  grep -q '"n": 8' <<<"$out" && grep -Eq '"accuracy": (0|1)(\.[0-9]+)?,' <<<"$out" \
+    && echo "ok   make-tasks.py -> lisa train -> eval-tasks.py: $out" || fail "eval-tasks: $out"
+fi
+
 expect_error "more positions than the model holds" "need 43 positions; .*gpt2.yaml allows 32" \
   "$LISA" sample "$FAM/gpt2" --prompt-ids "1 2 3" --max-new-tokens 40
 expect_error "an id beyond the vocabulary" "token id 61 is beyond the vocabulary size 61" \
