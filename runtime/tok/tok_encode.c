@@ -76,14 +76,50 @@ int tok_char_byte(unsigned cp) {
 
 /* ---- BPE ------------------------------------------------------------------------- */
 
-/* Symbols of a piece merged by rank until no pair has a merge; the lowest
- * rank first, the leftmost of equal ones (tokenizers' order). */
-static int bpe(const tokenizer *t, const char *s, size_t n, ids_buf *out) {
-  if (n == 0) return 0;
-  int whole = t->ignore_merges ? tok_map_get(&t->vocab, s, n) : -1;
-  if (whole >= 0) return push(out, whole);
-  int32_t *sym = malloc(sizeof *sym * (n * 4 + 1));
-  if (!sym) return -1;
+/* A candidate merge: the pair starting at symbol `pos`, as it was when
+ * queued (stale once either side changed). */
+typedef struct {
+  int rank, pos, left, right;
+} bpe_pair;
+
+typedef struct {
+  bpe_pair *v;
+  int n;
+} bpe_heap;
+
+static int pair_before(const bpe_pair *a, const bpe_pair *b) {
+  return a->rank != b->rank ? a->rank < b->rank : a->pos < b->pos;
+}
+
+static void heap_push(bpe_heap *h, bpe_pair p) {
+  int i = h->n++;
+  for (; i > 0 && pair_before(&p, &h->v[(i - 1) / 2]); i = (i - 1) / 2) h->v[i] = h->v[(i - 1) / 2];
+  h->v[i] = p;
+}
+
+static bpe_pair heap_pop(bpe_heap *h) {
+  bpe_pair top = h->v[0], last = h->v[--h->n];
+  int i = 0;
+  for (int c; (c = 2 * i + 1) < h->n; i = c) {
+    if (c + 1 < h->n && pair_before(&h->v[c + 1], &h->v[c])) c++;
+    if (!pair_before(&h->v[c], &last)) break;
+    h->v[i] = h->v[c];
+  }
+  if (h->n) h->v[i] = last;
+  return top;
+}
+
+/* Queues the pair (pos, next[pos]) when the model merges it. */
+static void queue_pair(const tokenizer *t, bpe_heap *h, const int32_t *sym, const int *next, int pos) {
+  int rank, merged;
+  if (pos >= 0 && next[pos] >= 0 && tok_pair_get(&t->merges, sym[pos], sym[next[pos]], &rank, &merged))
+    heap_push(h, (bpe_pair){rank, pos, sym[pos], sym[next[pos]]});
+}
+
+/* The piece's characters as symbols: their tokens, else their bytes' <0xNN>
+ * tokens (byte_fallback), else unk (consecutive ones fused with fuse_unk).
+ * -2: a character with none of these. */
+static int initial_symbols(const tokenizer *t, const char *s, size_t n, int32_t *sym) {
   int k = 0;
   for (size_t i = 0; i < n;) {
     unsigned cp;
@@ -96,27 +132,42 @@ static int bpe(const tokenizer *t, const char *s, size_t n, ids_buf *out) {
     }
     if (id >= 0) sym[k++] = id;
     else if (!fell) {
-      if (t->unk < 0) return free(sym), -2;
+      if (t->unk < 0) return -2;
       if (!(t->fuse_unk && k > 0 && sym[k - 1] == t->unk)) sym[k++] = t->unk;
     }
     i += (size_t)len;
   }
-  for (;;) {
-    int best = -1, best_rank = 0, best_id = 0;
-    for (int i = 0; i + 1 < k; i++) {
-      int rank, merged;
-      if (tok_pair_get(&t->merges, sym[i], sym[i + 1], &rank, &merged) &&
-          (best < 0 || rank < best_rank))
-        best = i, best_rank = rank, best_id = merged;
-    }
-    if (best < 0) break;
-    sym[best] = best_id;
-    memmove(sym + best + 1, sym + best + 2, sizeof *sym * (size_t)(k - best - 2));
-    k--;
+  return k;
+}
+
+/* Symbols of a piece merged by rank until no pair has a merge: the lowest
+ * rank first, the leftmost of equal ones (tokenizers' order), through a heap
+ * of candidate pairs over a linked list, so a long piece (a SentencePiece
+ * segment has no pre-tokenizer) costs n log n, not n^2. */
+static int bpe(const tokenizer *t, const char *s, size_t n, ids_buf *out) {
+  if (n == 0) return 0;
+  int whole = t->ignore_merges ? tok_map_get(&t->vocab, s, n) : -1;
+  if (whole >= 0) return push(out, whole);
+  int32_t *sym = malloc(sizeof *sym * (n * 4 + 1));
+  int *next = malloc(sizeof *next * (n * 4 + 1)), *prev = malloc(sizeof *prev * (n * 4 + 1));
+  bpe_heap h = {malloc(sizeof *h.v * (n * 8 + 2)), 0};
+  int k = sym && next && prev && h.v ? initial_symbols(t, s, n, sym) : -1, rc = k < 0 ? k : 0;
+  for (int i = 0; i < k; i++) prev[i] = i - 1, next[i] = i + 1 < k ? i + 1 : -1;
+  for (int i = 0; i + 1 < k; i++) queue_pair(t, &h, sym, next, i);
+  while (rc == 0 && h.n) {
+    bpe_pair p = heap_pop(&h);
+    int j = next[p.pos];
+    if (sym[p.pos] != p.left || j < 0 || sym[j] != p.right) continue; /* stale */
+    int rank, merged;
+    tok_pair_get(&t->merges, p.left, p.right, &rank, &merged);
+    sym[p.pos] = merged, sym[j] = -1; /* j is gone */
+    next[p.pos] = next[j];
+    if (next[j] >= 0) prev[next[j]] = p.pos;
+    queue_pair(t, &h, sym, next, prev[p.pos]);
+    queue_pair(t, &h, sym, next, p.pos);
   }
-  int rc = 0;
-  for (int i = 0; i < k && !rc; i++) rc = push(out, sym[i]);
-  free(sym);
+  for (int i = 0; rc == 0 && k > 0 && i >= 0; i = next[i]) rc = push(out, sym[i]);
+  free(sym), free(next), free(prev), free(h.v);
   return rc;
 }
 
