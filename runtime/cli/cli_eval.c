@@ -65,13 +65,11 @@ static int parse_eval_args(int argc, char **argv, eval_args *a, int *exit_status
   return -1;
 }
 
-/* The weights: --weights, else the folder's; a model without either has
- * nothing to evaluate. Unused tensors are an error, as in lisa train. */
-static int load_weights(ms_state *s, const eval_args *a, const char *folder, lt_error *err) {
-  const char *path = a->weights_path ? a->weights_path : folder[0] ? folder : NULL;
-  if (!path) return lt_fail(err, "%s: a YAML model needs --weights", a->model_path);
-  char note[512];
-  return wt_load_strict(s, path, a->ignore_unused, note, sizeof note, err);
+/* The CPU forward, as train_sweep_loss calls it. */
+static int cpu_loss(void *s, float *loss, lt_error *err) {
+  (void)err;
+  *loss = train_forward(s);
+  return 0;
 }
 
 static int evaluate(const eval_args *a, const ir_model *m, const char *folder, lt_error *err) {
@@ -79,34 +77,16 @@ static int evaluate(const eval_args *a, const ir_model *m, const char *folder, l
   ms_state s;
   if (ir_check_seq(m, a->seq, err)) return -1;
   if (data_open(&d, a->data_path, m->vocab_size, err)) return -1;
-  int64_t batches = d.n_tokens / ((int64_t)a->seq + 1) / a->batch;
-  if (a->max_batches && batches > a->max_batches) batches = a->max_batches;
-  if (batches == 0) {
-    lt_fail(err, "%s: %lld tokens, fewer than one batch of %d windows of %d", a->data_path,
-            (long long)d.n_tokens, a->batch, a->seq + 1);
-    data_close(&d);
-    return -1;
-  }
-  unsigned char *none = calloc((size_t)m->n_params + 1, 1); /* nothing trains */
-  int rc = none ? ms_create_trains(&s, m, a->batch, a->seq, 0, 1, none, err)
-                : lt_fail(err, "out of memory");
-  free(none);
-  if (rc) return data_close(&d), -1;
-  if (load_weights(&s, a, folder, err)) rc = -1;
-  /* each batch's mean weighted by its counted targets: the mean over all */
-  double sum = 0, tokens = 0;
-  for (int64_t b = 0; rc == 0 && b < batches; b++) {
-    if (data_batch_sequential(&d, b, s.B, s.T, s.ids, s.targets, err)) rc = -1;
-    else {
-      const double counted = (double)data_count_targets(s.targets, s.N);
-      sum += (double)train_forward(&s) * counted, tokens += counted;
-    }
-  }
+  int64_t batches = data_sweep_batches(&d, a->batch, a->seq, a->max_batches, err), tokens = 0;
+  if (batches < 0) return data_close(&d), -1;
+  if (wt_open_frozen(&s, m, a->batch, a->seq, a->weights_path, folder, a->ignore_unused, err))
+    return data_close(&d), -1;
+  double loss;
+  int rc = train_sweep_loss(&s, &d, batches, cpu_loss, &s, &loss, &tokens, err);
   if (rc == 0 && tokens == 0)
     rc = lt_fail(err, "%s: no counted target in %lld batches (its mask leaves every one out)",
                  a->data_path, (long long)batches);
   if (rc == 0) {
-    const double loss = sum / tokens;
     printf("{\"model\":");
     json_write_string(stdout, a->model_path);
     printf(",\"data\":");
@@ -115,7 +95,7 @@ static int evaluate(const eval_args *a, const ir_model *m, const char *folder, l
     json_write_number(stdout, loss, 9);
     printf(",\"perplexity\":");
     json_write_number(stdout, exp(loss), 9);
-    printf(",\"tokens\":%.0f,\"batches\":%lld,\"batch\":%d,\"seq\":%d}\n", tokens,
+    printf(",\"tokens\":%lld,\"batches\":%lld,\"batch\":%d,\"seq\":%d}\n", (long long)tokens,
            (long long)batches, a->batch, a->seq);
     if (fflush(stdout) != 0) rc = lt_fail(err, "stdout: write failed");
   }

@@ -194,17 +194,7 @@ static int open_state(const sample_args *a, const ir_model *m, const char *folde
   if (m->max_seq > 0 && positions > m->max_seq)
     return lt_fail(err, "the prompt and --max-new-tokens %d need %d positions; %s allows %d",
                    a->max_new, positions, m->path, m->max_seq);
-  unsigned char *none = calloc((size_t)m->n_params + 1, 1);
-  if (!none) return lt_fail(err, "out of memory");
-  int rc = ms_create_trains(s, m, 1, positions, 0, 1, none, err);
-  free(none);
-  if (rc) return -1;
-  const char *path = a->weights_path ? a->weights_path : folder[0] ? folder : NULL;
-  char note[512];
-  if (!path) rc = lt_fail(err, "%s: a YAML model needs --weights", a->model_path);
-  else rc = wt_load_strict(s, path, a->ignore_unused, note, sizeof note, err);
-  if (rc) ms_free(s);
-  return rc;
+  return wt_open_frozen(s, m, 1, positions, a->weights_path, folder, a->ignore_unused, err);
 }
 
 static int run(const sample_args *a, const ir_model *m, const char *folder, lt_error *err) {

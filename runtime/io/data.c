@@ -222,6 +222,14 @@ int data_batch_sequential(const data_file *d, int64_t index, int B, int T, int32
   return 0;
 }
 
+int64_t data_sweep_batches(const data_file *d, int B, int T, int64_t max, lt_error *err) {
+  int64_t batches = B > 0 && T > 0 ? d->n_tokens / ((int64_t)T + 1) / B : 0;
+  if (batches == 0)
+    return lt_fail(err, "%s: %" PRId64 " tokens, fewer than one batch of %d windows of %d",
+                   d->path, d->n_tokens, B, T + 1);
+  return max > 0 && batches > max ? max : batches;
+}
+
 int64_t data_count_targets(const int32_t *targets, int64_t n) {
   int64_t c = 0;
   for (int64_t i = 0; i < n; i++) c += targets[i] != DATA_IGNORE;

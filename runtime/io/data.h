@@ -53,6 +53,10 @@ int data_batch_sequential(const data_file *d, int64_t index, int B, int T, int32
  * micro-batch runs). */
 int64_t data_batch_counted(const data_file *d, uint64_t seed, int64_t step, int B, int T);
 
+/* The batches of that sweep: every full one, at most max (0: no limit);
+ * -1 with an error naming the file when not one fits. */
+int64_t data_sweep_batches(const data_file *d, int B, int T, int64_t max, lt_error *err);
+
 /* Targets that count in the loss (not DATA_IGNORE). */
 int64_t data_count_targets(const int32_t *targets, int64_t n);
 

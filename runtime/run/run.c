@@ -138,26 +138,31 @@ static int interrupted(trainer *t, const run_backend *be, void *ctx, const run_o
 
 /* ---- validation ----------------------------------------------------------- */
 
+/* The backend's forward, as train_sweep_loss calls it. */
+typedef struct {
+  const run_backend *be;
+  void *ctx;
+  trainer *t;
+} val_forward;
+
+static int backend_loss(void *vf, float *loss, lt_error *err) {
+  val_forward *f = vf;
+  return f->be->eval_batch(f->ctx, f->t, loss, err);
+}
+
 /* The validation file's first batches (every full one, or eval_batches),
- * each the state's B windows of T + 1 tokens in order: the mean loss over
- * their counted targets, as lisa eval computes it. The state's batch is
- * overwritten; the next step reads its own. */
+ * through the backend's forward: the mean loss over their counted targets,
+ * as lisa eval computes it. The state's batch is overwritten; the next step
+ * reads its own. */
 static int validate(trainer *t, const run_backend *be, void *ctx, const run_options *o,
                     const data_file *val, log_sink *log, lt_error *err) {
   ms_state *s = trainer_state(t);
-  int64_t batches = val->n_tokens / ((int64_t)s->T + 1) / s->B;
-  if (o->eval_batches && batches > o->eval_batches) batches = o->eval_batches;
-  double sum = 0;
-  int64_t tokens = 0;
-  for (int64_t b = 0; b < batches; b++) {
-    float loss;
-    if (data_batch_sequential(val, b, s->B, s->T, s->ids, s->targets, err) ||
-        be->eval_batch(ctx, t, &loss, err))
-      return -1;
-    const int64_t counted = data_count_targets(s->targets, s->N);
-    sum += (double)loss * (double)counted, tokens += counted;
-  }
-  return log_val(log, trainer_next_step(t), tokens ? sum / (double)tokens : NAN, tokens, err);
+  int64_t batches = data_sweep_batches(val, s->B, s->T, o->eval_batches, err), tokens;
+  double loss;
+  val_forward f = {be, ctx, t};
+  if (batches < 0 || train_sweep_loss(s, val, batches, backend_loss, &f, &loss, &tokens, err))
+    return -1;
+  return log_val(log, trainer_next_step(t), loss, tokens, err);
 }
 
 /* Validation is due once the weights of step `done` exist. */
@@ -165,17 +170,13 @@ static int val_due(const run_options *o, int64_t done) {
   return o->val_path && (done == o->steps || (o->eval_every && done % o->eval_every == 0));
 }
 
-/* Opens --val-data and checks it holds a batch with a counted target. */
+/* Opens --val-data and checks a batch fits in it. */
 static int run_open_val(const run_options *o, const trainer *t, data_file *val, lt_error *err) {
   memset(val, 0, sizeof *val);
   if (!o->val_path) return 0;
   const ms_state *s = trainer_state((trainer *)t);
   if (data_open(val, o->val_path, s->ir->vocab_size, err)) return -1;
-  int64_t batches = val->n_tokens / ((int64_t)s->T + 1) / s->B;
-  if (batches == 0)
-    return lt_fail(err, "%s: %lld tokens, fewer than one batch of %d windows of %d", o->val_path,
-                   (long long)val->n_tokens, s->B, s->T + 1);
-  return 0;
+  return data_sweep_batches(val, s->B, s->T, 0, err) < 0 ? -1 : 0;
 }
 
 int run_check_val(const run_options *o, const trainer *t, lt_error *err) {

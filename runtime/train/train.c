@@ -21,6 +21,22 @@ float train_forward(ms_state *s) {
   return ms_loss(s);
 }
 
+int train_sweep_loss(ms_state *s, const data_file *d, int64_t batches, train_loss_fn forward,
+                     void *ctx, double *loss, int64_t *tokens, lt_error *err) {
+  double sum = 0;
+  *tokens = 0;
+  for (int64_t b = 0; b < batches; b++) {
+    float mean;
+    if (data_batch_sequential(d, b, s->B, s->T, s->ids, s->targets, err) ||
+        forward(ctx, &mean, err))
+      return -1;
+    const int64_t counted = data_count_targets(s->targets, s->N);
+    sum += (double)mean * (double)counted, *tokens += counted;
+  }
+  *loss = *tokens ? sum / (double)*tokens : NAN;
+  return 0;
+}
+
 void train_zero_grads(ms_state *s) { memset(s->grads, 0, s->bytes_grads); }
 
 void train_backward(ms_state *s, const int *paths, float loss_scale) {

@@ -167,6 +167,13 @@ int train_optim_init(train_optim *o, const ms_state *s, lt_error *err);
 int train_optim_init_moments(train_optim *o, const ms_state *s, int moments, lt_error *err);
 void train_optim_free(train_optim *o);
 float train_forward(ms_state *s);
+/* Evaluation (lisa eval, --val-data): batches 0 .. batches - 1 of d's
+ * sequential sweep into s's ids and targets, each batch's mean loss from
+ * forward(ctx), weighted by its counted targets: *loss is the mean over
+ * every counted target (NaN when none counts), *tokens their number. */
+typedef int (*train_loss_fn)(void *ctx, float *loss, lt_error *err);
+int train_sweep_loss(ms_state *s, const data_file *d, int64_t batches, train_loss_fn forward,
+                     void *ctx, double *loss, int64_t *tokens, lt_error *err);
 void train_zero_grads(ms_state *s);
 /* paths: path_kind per instance; NULL = every instance ACTIVE. loss_scale
  * is the micro-batch's share of the step's loss (1 for one micro-batch):

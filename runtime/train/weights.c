@@ -264,6 +264,19 @@ int wt_load_strict(ms_state *s, const char *path, int ignore_unused, char *note,
   return 0;
 }
 
+int wt_open_frozen(ms_state *s, const ir_model *m, int B, int T, const char *weights,
+                   const char *folder, int ignore_unused, lt_error *err) {
+  const char *path = weights ? weights : folder[0] ? folder : NULL;
+  if (!path) return lt_fail(err, "%s: a YAML model needs --weights", m->path);
+  unsigned char *none = calloc((size_t)m->n_params + 1, 1); /* nothing trains */
+  int rc = none ? ms_create_trains(s, m, B, T, 0, 1, none, err) : lt_fail(err, "out of memory");
+  free(none);
+  if (rc) return -1;
+  char note[512];
+  if (wt_load_strict(s, path, ignore_unused, note, sizeof note, err)) return ms_free(s), -1;
+  return 0;
+}
+
 /* ---- saving ------------------------------------------------------------- */
 
 /* Every parameter as an F32 entry under its Hugging Face name (first

@@ -31,6 +31,13 @@ int wt_load(ms_state *s, const char *path, char *note, size_t note_cap,
 int wt_load_strict(ms_state *s, const char *path, int ignore_unused, char *note,
                    size_t note_cap, lt_error *err);
 
+/* A state for evaluation or generation (nothing trains) of B x T rows,
+ * with the weights a command names: `weights`, else the model folder's
+ * (`folder`; "" for a YAML model, which then needs --weights). Unused
+ * tensors as wt_load_strict. Nothing to free on failure. */
+int wt_open_frozen(ms_state *s, const ir_model *m, int B, int T, const char *weights,
+                   const char *folder, int ignore_unused, lt_error *err);
+
 /* A param with `interleave` between the checkpoint's row order (groups x
  * parts pieces, group-major) and lisa's (part-major); to_lisa picks the
  * direction. from and to are ir_param_numel floats each, not overlapping. */
