@@ -622,16 +622,23 @@ static void bind_loss(dev_trainer *d, int i) {
     if (d->paths[IR_HEAD][mode]) table_of(d, head, mode)[g->output] = d->stats + 4 * (size_t)i;
 }
 
-static int run_passes(dev_trainer *d, const path_exec_scalars *sc, lt_error *err) {
-  int n_inst = d->s->n_inst, mode;
+/* Every instance's forward steps, in order, through `be`. */
+static int run_forwards(dev_trainer *d, const path_exec_scalars *sc, const path_exec_backend *be,
+                        lt_error *err) {
   path_exec_scalars at = *sc; /* with each instance's layer */
-  for (int inst = 0; inst < n_inst; inst++) {
+  for (int inst = 0, mode; inst < d->s->n_inst; inst++) {
     const gen_path *p = path_of(d, inst, &mode);
     if (!p) return lt_fail(err, "no path for instance %d in mode %d", inst, mode);
     at.layer = ms_inst_layer(d->s, inst);
-    if (path_exec_run(p, 0, p->n_fwd_steps, table_of(d, inst, mode), &at, &d->exec, err))
-      return -1;
+    if (path_exec_run(p, 0, p->n_fwd_steps, table_of(d, inst, mode), &at, be, err)) return -1;
   }
+  return 0;
+}
+
+static int run_passes(dev_trainer *d, const path_exec_scalars *sc, lt_error *err) {
+  int n_inst = d->s->n_inst, mode;
+  path_exec_scalars at = *sc; /* with each instance's layer */
+  if (run_forwards(d, sc, &d->exec, err)) return -1;
   for (int inst = n_inst - 1; inst >= 0; inst--) {
     const gen_path *p = path_of(d, inst, &mode);
     if (sched_path(trainer_schedule(d->host), inst) == PATH_FORWARD) continue;
@@ -655,14 +662,8 @@ int dt_eval_batch(dev_trainer *d, float *loss, lt_error *err) {
   if (d->dev.upload(d->dev.ctx, d->ids, s->ids, n * 4, err) ||
       d->dev.upload(d->dev.ctx, d->targets, s->targets, n * 4, err))
     return -1;
-  for (int inst = 0, mode; inst < s->n_inst; inst++) {
-    const gen_path *p = path_of(d, inst, &mode);
-    if (!p) return lt_fail(err, "no path for instance %d in mode %d", inst, mode);
-    at.layer = ms_inst_layer(s, inst);
-    /* the device's own launcher: a step profiler counts steps, not this */
-    if (path_exec_run(p, 0, p->n_fwd_steps, table_of(d, inst, mode), &at, &d->dev.exec, err))
-      return -1;
-  }
+  /* the device's own launcher: a step profiler counts steps, not this */
+  if (run_forwards(d, &at, &d->dev.exec, err)) return -1;
   return d->dev.download(d->dev.ctx, loss, d->stats, 4, err);
 }
 
