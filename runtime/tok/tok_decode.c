@@ -28,11 +28,7 @@ static void set_text(sbuf *b, const char *s, size_t n) {
 
 static void replace_in(sbuf *b, const char *a, const char *with) {
   sbuf o = {0};
-  size_t na = strlen(a);
-  for (size_t i = 0; i < b->len;) {
-    if (na && i + na <= b->len && !memcmp(b->s + i, a, na)) sb_puts(&o, with), i += na;
-    else sb_putn(&o, b->s + i, 1), i++;
-  }
+  tok_replace_all(&o, sb_str(b), b->len, a, with);
   sb_free(b);
   *b = o;
 }

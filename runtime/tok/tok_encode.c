@@ -204,8 +204,7 @@ static void pieces_free(pieces *p) {
   memset(p, 0, sizeof *p);
 }
 
-/* Every occurrence of a in s replaced by b, into o. */
-static int replace_all(sbuf *o, const char *s, size_t n, const char *a, const char *b) {
+int tok_replace_all(sbuf *o, const char *s, size_t n, const char *a, const char *b) {
   size_t na = strlen(a);
   for (size_t i = 0; i < n;) {
     if (na && i + na <= n && !memcmp(s + i, a, na)) sb_puts(o, b), i += na;
@@ -270,7 +269,7 @@ static int pre_metaspace(const tok_pre *p, const char *s, size_t n, int first, p
   size_t nr = strlen(p->replacement);
   int prepend = p->prepend == 1 || (p->prepend == 2 && first);
   if (prepend && !(n >= nr && !memcmp(s, p->replacement, nr)) && n > 0) sb_puts(&text, p->replacement);
-  if (replace_all(&text, s, n, " ", p->replacement)) return sb_free(&text), -1;
+  if (tok_replace_all(&text, s, n, " ", p->replacement)) return sb_free(&text), -1;
   const char *t = sb_str(&text);
   int rc = 0;
   size_t start = 0;
@@ -326,7 +325,7 @@ static int encode_segment(const tokenizer *t, const char *s, size_t n, int first
     } else if (nm->kind == TOK_NORM_UNICODE) {
       unicode_normalize(&next, sb_str(&norm), norm.len, nm->form);
     } else {
-      replace_all(&next, sb_str(&norm), norm.len, nm->a, nm->b);
+      tok_replace_all(&next, sb_str(&norm), norm.len, nm->a, nm->b);
     }
     sb_free(&norm);
     norm = next;

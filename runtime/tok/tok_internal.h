@@ -6,6 +6,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include "sbuf.h"
 #include "tokenizer.h"
 
 /* String -> id, open addressing; strings are owned by the table. */
@@ -80,6 +81,10 @@ int tok_map_put(tok_strmap *m, const char *key, size_t len, int val);
 int tok_map_get(const tok_strmap *m, const char *key, size_t len); /* -1: absent */
 int tok_pair_put(tok_pairmap *m, int a, int b, int rank, int merged);
 int tok_pair_get(const tok_pairmap *m, int a, int b, int *rank, int *merged);
+
+/* Every occurrence of a in s[0..n) replaced by b, appended to o; -1 when
+ * out of memory. */
+int tok_replace_all(sbuf *o, const char *s, size_t n, const char *a, const char *b);
 
 /* GPT-2's byte <-> printable-character table: the UTF-8 of byte b's
  * character into out (2 bytes at most), its length returned. */

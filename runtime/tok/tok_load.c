@@ -169,14 +169,19 @@ static int unsupported(const tokenizer *t, const char *part, const cJSON *o, lt_
                  t->path, part, type ? type : "?");
 }
 
+/* A Sequence's stages (its list under `key`), each through add, in order. */
+typedef int (*add_stage)(tokenizer *t, const cJSON *o, lt_error *err);
+static int add_each(tokenizer *t, const cJSON *seq, const char *key, add_stage add,
+                    lt_error *err) {
+  const cJSON *item;
+  cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(seq, key))
+    if (add(t, item, err)) return -1;
+  return 0;
+}
+
 static int add_norm(tokenizer *t, const cJSON *o, lt_error *err) {
   const char *type = str_of(o, "type");
-  if (type && !strcmp(type, "Sequence")) {
-    const cJSON *item;
-    cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(o, "normalizers"))
-      if (add_norm(t, item, err)) return -1;
-    return 0;
-  }
+  if (type && !strcmp(type, "Sequence")) return add_each(t, o, "normalizers", add_norm, err);
   if (t->n_norms == TOK_MAX_STAGES) return lt_fail(err, "%s: too many normalizers", t->path);
   tok_norm *n = &t->norms[t->n_norms];
   if (type && !strcmp(type, "Prepend") && str_of(o, "prepend")) {
@@ -207,12 +212,7 @@ static int metaspace_scheme(const tokenizer *t, const cJSON *o, int *scheme, lt_
 
 static int add_pre(tokenizer *t, const cJSON *o, lt_error *err) {
   const char *type = str_of(o, "type");
-  if (type && !strcmp(type, "Sequence")) {
-    const cJSON *item;
-    cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(o, "pretokenizers"))
-      if (add_pre(t, item, err)) return -1;
-    return 0;
-  }
+  if (type && !strcmp(type, "Sequence")) return add_each(t, o, "pretokenizers", add_pre, err);
   if (t->n_pres == TOK_MAX_STAGES) return lt_fail(err, "%s: too many pre-tokenizers", t->path);
   tok_pre *p = &t->pres[t->n_pres];
   memset(p, 0, sizeof *p);
@@ -249,12 +249,7 @@ static int add_pre(tokenizer *t, const cJSON *o, lt_error *err) {
 
 static int add_dec(tokenizer *t, const cJSON *o, lt_error *err) {
   const char *type = str_of(o, "type");
-  if (type && !strcmp(type, "Sequence")) {
-    const cJSON *item;
-    cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(o, "decoders"))
-      if (add_dec(t, item, err)) return -1;
-    return 0;
-  }
+  if (type && !strcmp(type, "Sequence")) return add_each(t, o, "decoders", add_dec, err);
   if (t->n_decs == TOK_MAX_STAGES) return lt_fail(err, "%s: too many decoders", t->path);
   tok_dec *d = &t->decs[t->n_decs];
   memset(d, 0, sizeof *d);
@@ -287,12 +282,7 @@ static int add_dec(tokenizer *t, const cJSON *o, lt_error *err) {
 static int add_post(tokenizer *t, const cJSON *o, lt_error *err) {
   const char *type = str_of(o, "type");
   if (!o || cJSON_IsNull(o) || (type && !strcmp(type, "ByteLevel"))) return 0;
-  if (type && !strcmp(type, "Sequence")) {
-    const cJSON *item;
-    cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(o, "processors"))
-      if (add_post(t, item, err)) return -1;
-    return 0;
-  }
+  if (type && !strcmp(type, "Sequence")) return add_each(t, o, "processors", add_post, err);
   if (!type || strcmp(type, "TemplateProcessing")) return unsupported(t, "post_processor", o, err);
   const cJSON *piece, *specials = cJSON_GetObjectItemCaseSensitive(o, "special_tokens");
   int seen_a = 0;
