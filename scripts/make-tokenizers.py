@@ -70,18 +70,23 @@ def training_text():
     return lines + extra
 
 
-def byte_level():
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+def train_byte_level(tok, eos):
+    """A byte-level BPE over every byte, trained, with the chat tokens added."""
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
     trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=["<|endoftext|>"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(training_text(), trainer)
     tok.add_special_tokens(["<|im_start|>", "<|im_end|>"])
-    config = {"bos_token": None, "eos_token": "<|endoftext|>", "chat_template": CHATML,
+    config = {"bos_token": None, "eos_token": eos, "chat_template": CHATML,
               "tokenizer_class": "PreTrainedTokenizerFast"}
     return tok, config
+
+
+def byte_level():
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    return train_byte_level(tok, "<|endoftext|>")
 
 
 # Qwen2's split pattern (LLaMA 3's is alike): digits one at a time, letters
@@ -96,15 +101,7 @@ def qwen_style():
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(QWEN_PATTERN), behavior="isolated", invert=False),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
-    tok.decoder = decoders.ByteLevel()
-    tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=["<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(training_text(), trainer)
-    tok.add_special_tokens(["<|im_start|>", "<|im_end|>"])
-    config = {"bos_token": None, "eos_token": "<|im_end|>", "chat_template": CHATML,
-              "tokenizer_class": "PreTrainedTokenizerFast"}
-    return tok, config
+    return train_byte_level(tok, "<|im_end|>")
 
 
 def sentencepiece_bpe():

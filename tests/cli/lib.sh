@@ -21,6 +21,14 @@ expect_error() {
   echo "ok   $name: $out" | head -c 300; echo
 }
 
+# tokens ID...: an llm.c token file (version 1: uint16 ids, fewer than 65536) on stdout
+tokens() {
+  printf '\x88\xd8\x34\x01\x01\x00\x00\x00'
+  printf "\\x$(printf %02x $(($# % 256)))\\x$(printf %02x $(($# / 256)))\\x00\\x00"
+  head -c $((253 * 4)) /dev/zero
+  for id in "$@"; do printf "\\x$(printf %02x "$id")\\x00"; done
+}
+
 finish() {
   if [ "$failures" -ne 0 ]; then echo "$failures failure(s)" >&2; exit 1; fi
   exit 0

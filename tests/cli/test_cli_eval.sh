@@ -8,13 +8,6 @@
 . "$LISA_SRC/tests/cli/lib.sh"
 
 QWEN3=$SRC/tests/fixtures/families/qwen3
-# llm.c token file: the header, then uint16 ids ($@)
-tokens() {
-  printf '\x88\xd8\x34\x01\x01\x00\x00\x00'
-  printf "\\x$(printf %02x $(($# % 256)))\\x$(printf %02x $(($# / 256)))\\x00\\x00"
-  head -c $((253 * 4)) /dev/zero
-  for id in "$@"; do printf "\\x$(printf %02x "$id")\\x00"; done
-}
 field() { grep -Eo "\"$1\":[^,}]*" | cut -d: -f2; }
 close() { awk -v a="$1" -v b="$2" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= 1e-6 * (b < 0 ? -b : b)) }'; }
 eval_() { "$LISA" eval "$@"; }

@@ -12,13 +12,6 @@
 QWEN3=$SRC/tests/fixtures/families/qwen3
 rows() { grep -E '^\{"step":' "$1"; }
 loss_of() { rows "$1" | head -1 | grep -Eo '"loss":[^,]*' | cut -d: -f2; }
-# llm.c token file: the header, then uint16 ids ($@)
-tokens() {
-  printf '\x88\xd8\x34\x01\x01\x00\x00\x00'
-  printf "\\x$(printf %02x $(($# % 256)))\\x$(printf %02x $(($# / 256)))\\x00\\x00"
-  head -c $((253 * 4)) /dev/zero
-  for id in "$@"; do printf "\\x$(printf %02x "$id")\\x00"; done
-}
 # 400 ids below 61 (the fixtures' vocabulary) to train on; one window of 9
 # to measure: with --seq 8 every batch row is that sequence.
 for i in $(seq 0 399); do echo $(((i * 37 + i / 7) % 61)); done >"$TMP/ids"
