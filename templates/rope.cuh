@@ -58,11 +58,11 @@ namespace rope_detail {
 template <typename T, int HEADS, int HD, int ROT, int TX, int TY, int V, bool BWD>
 __device__ __forceinline__ void rotate_rows(T *y, long long y_stride, const T *x,
                                             long long x_stride, int N, int seq,
-                                            const float *inv_s) {
+                                            const float *inv_s, int pos0) {
   constexpr int HALF = ROT / 2, NJ = HALF / V;
   const long long row = (long long)blockIdx.x * TY + threadIdx.y;
   if (row >= N) return;
-  const float pos = (float)(int)(row % seq);
+  const float pos = (float)(int)(row % seq + pos0);
   const T *xr = x + row * x_stride;
   T *yr = y + row * y_stride;
   for (int j = threadIdx.x; j < NJ; j += TX) {
@@ -102,7 +102,7 @@ __device__ __forceinline__ void rotate_rows(T *y, long long y_stride, const T *x
 template <typename T, int HEADS, int HD, int ROT, int TX, int TY, bool BWD>
 __device__ __forceinline__ void rope(T *y, long long y_stride, const T *x,
                                      long long x_stride, int N, int seq,
-                                     float theta, const float *inv_freq_table) {
+                                     float theta, const float *inv_freq_table, int pos0) {
   static_assert(ROT >= 2 && ROT % 2 == 0 && ROT <= HD, "ROT: even, 2..HD");
   static_assert(TX >= 1 && TY >= 1 && TX * TY <= 1024, "TX * TY <= 1024");
   constexpr int HALF = ROT / 2, VEC = rope_vec<T, HD, ROT>();
@@ -124,11 +124,11 @@ __device__ __forceinline__ void rope(T *y, long long y_stride, const T *x,
                          x_stride % VEC == 0 && y_stride % VEC == 0;
     if (aligned) {
       rotate_rows<T, HEADS, HD, ROT, TX, TY, VEC, BWD>(y, y_stride, x, x_stride, N, seq,
-                                                       inv_s);
+                                                       inv_s, pos0);
       return;
     }
   }
-  rotate_rows<T, HEADS, HD, ROT, TX, TY, 1, BWD>(y, y_stride, x, x_stride, N, seq, inv_s);
+  rotate_rows<T, HEADS, HD, ROT, TX, TY, 1, BWD>(y, y_stride, x, x_stride, N, seq, inv_s, pos0);
 }
 
 }  // namespace rope_detail
@@ -140,7 +140,8 @@ __device__ __forceinline__ void rope(T *y, long long y_stride, const T *x,
 //     table[i] = 1.0f / powf((float)theta, (float)(2 * i) / (float)ROT);
 
 // y = rope(x): rows n < N of HEADS heads of HD dims, the first ROT of each
-// head rotated by pos = n % seq. theta: the base (10000 for LLaMA 2,
+// head rotated by pos = n % seq + pos0 (decoding's first position; 0 in
+// training). theta: the base (10000 for LLaMA 2,
 // 500000 for LLaMA 3), as a float (the CPU rounds it to float too).
 // inv_freq_table: nullptr, or float[ROT/2] (see above).
 // launch: grid (ceil(N / TY)), block (TX, TY), dynamic smem: 0 bytes (static: ROT/2 * 4 bytes)
@@ -151,9 +152,9 @@ template <typename T, int HEADS, int HD, int ROT, int TX = rope_tx<T, HD, ROT>()
 __device__ __forceinline__ void rope_forward(T *y, long long y_stride, const T *x,
                                              long long x_stride, int N, int seq,
                                              float theta,
-                                             const float *inv_freq_table) {
+                                             const float *inv_freq_table, int pos0 = 0) {
   rope_detail::rope<T, HEADS, HD, ROT, TX, TY, false>(y, y_stride, x, x_stride, N, seq,
-                                                      theta, inv_freq_table);
+                                                      theta, inv_freq_table, pos0);
 }
 
 // dx = rope^-1(dy): the same rotation by the negated angles; dx may equal dy.
@@ -167,7 +168,7 @@ __device__ __forceinline__ void rope_backward(T *dx, long long dx_stride, const 
                                               float theta,
                                               const float *inv_freq_table) {
   rope_detail::rope<T, HEADS, HD, ROT, TX, TY, true>(dx, dx_stride, dy, dy_stride, N,
-                                                     seq, theta, inv_freq_table);
+                                                     seq, theta, inv_freq_table, 0);
 }
 
 }  // namespace lisa

@@ -20,6 +20,13 @@ return {
   cross_entropy_mean = {
     THREADS = {default = 256, space = {128, 256, 512, 1024}},
   },
+  -- templates/attention_decode.cuh (lisa sample's paths)
+  kv_cache_append = {
+    THREADS = {default = 256, space = {128, 256, 512}},
+  },
+  attention_decode = {
+    THREADS = {default = 128, space = {64, 128, 256}},
+  },
   -- templates/attention.cuh: BQ (BKV) rows per block; BQ % (THREADS / 8) == 0
   attention_forward = {
     BQ = {default = 32, space = {16, 32, 64, 128}},

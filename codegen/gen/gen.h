@@ -64,6 +64,14 @@ typedef struct {
                             their own: the CUDA backend's retry when cuBLASLt has no
                             algorithm for a fused GEMM */
   int no_mma;             /* the device has no bf16 mma.sync (before sm_80): SIMT attention */
+  int decode;     /* 1: the decoding program instead (lisa sample): embed_decode,
+                     block_decode and head_decode, forward only, for one sequence
+                     (B = 1); each call's rows are new positions pos0 .. pos0 + N - 1
+                     (N <= T), attention appends their keys and values to a KV
+                     cache of ctx positions (GEN_BUF_CACHE) and attends over it,
+                     rope and position embeddings start at pos0, and the head
+                     stops at its logits (GEN_BUF_OUTPUT) */
+  int ctx;        /* decode: the positions the cache holds (T <= ctx) */
   const char *dump_after; /* pass names ("fuse,lower", or "all"): each section path's items
                              and their groups after those passes go into gen_program.dump
                              (lisa gen: LISA_GEN_DUMP); NULL: none */
@@ -111,6 +119,7 @@ enum gen_arg_kind {
   GEN_ARG_OPT_COUNT, GEN_ARG_OPT_STEP, GEN_ARG_OPT_LR, GEN_ARG_OPT_BETA1, GEN_ARG_OPT_BETA2,
   GEN_ARG_OPT_EPS, GEN_ARG_OPT_WEIGHT_DECAY, GEN_ARG_OPT_MAX_NORM, GEN_ARG_OPT_SEED,
   GEN_ARG_LAYER, /* a block path's layer index */
+  GEN_ARG_POS0,  /* decoding: the first row's position */
 };
 
 typedef struct {
@@ -143,6 +152,8 @@ enum gen_buf_role {
   GEN_BUF_SCRATCH,    /* lives within the path's forward or backward */
   GEN_BUF_VIEW,       /* a strided window into another buffer */
   GEN_BUF_WORKSPACE,  /* a kernel's scratch, not an IR value */
+  GEN_BUF_CACHE,      /* decoding: a block's KV cache [ctx, 2 * kv width], kept
+                         per block instance from call to call */
 };
 
 typedef struct {

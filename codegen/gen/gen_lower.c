@@ -155,6 +155,7 @@ static int select_items(gen_ctx *c) {
     if (backward && (c->p->mode == PATH_FORWARD ||
                      (op->param_grad && (c->p->mode == PATH_FROZEN || !op_trains(c, op)))))
       continue;
+    if (c->cfg->decode && op->kind == IR_OP_CROSS_ENTROPY) continue; /* decoding wants logits */
     c->items[c->n_items++] = (gen_item){.op = op, .backward = backward, .leader = -1,
                                         .rule = GEN_RULE_NONE, .workspace = -1};
   }
@@ -182,7 +183,12 @@ static void count_readers(gen_ctx *c) {
  * the loss, parameter gradients. */
 static void mark_kept(gen_ctx *c) {
   const ir_graph *g = c->g;
-  if (g->output >= 0) c->keep[g->output] = 1;
+  if (c->cfg->decode && g->output >= 0 && g->values[g->output].scalar) {
+    for (int i = 0; i < g->n_fwd; i++) /* the head's logits, not its loss */
+      if (g->fwd[i].kind == IR_OP_CROSS_ENTROPY) c->keep[g->fwd[i].in[0]] = 1;
+  } else if (g->output >= 0) {
+    c->keep[g->output] = 1;
+  }
   if (c->p->mode != PATH_FORWARD && g->input >= 0 && g->values[g->input].grad >= 0)
     c->keep[g->values[g->input].grad] = 1;
   for (int v = 0; v < g->n_values; v++)
@@ -418,6 +424,26 @@ static int build_path(gen_program *prog, int section, int mode, const char *name
 
 static void free_paths(gen_program *prog);
 
+/* gen_config.decode: the three forward paths generation runs. */
+static int build_decode(gen_program *prog, lt_error *err) {
+  const gen_config *cfg = &prog->cfg;
+  if (cfg->B != 1) return lt_fail(err, "gen: decoding is for one sequence (B = 1), not %d", cfg->B);
+  if (cfg->ctx < cfg->T)
+    return lt_fail(err, "gen: a KV cache of %d positions is shorter than a call's %d rows",
+                   cfg->ctx, cfg->T);
+  if (prog->m->max_seq && cfg->ctx > prog->m->max_seq)
+    return lt_fail(err, "gen: a KV cache of %d positions exceeds the model's %d", cfg->ctx,
+                   prog->m->max_seq);
+  static const struct { int section; const char *name; } paths[] = {
+      {IR_EMBED, "embed_decode"}, {IR_BLOCK, "block_decode"}, {IR_HEAD, "head_decode"}};
+  for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
+    if (build_path(prog, paths[i].section, PATH_FORWARD, paths[i].name, err)) {
+      free_paths(prog);
+      return -1;
+    }
+  return 0;
+}
+
 int gen_build(gen_program *prog, const ir_model *m, const gen_config *cfg, lt_error *err) {
   memset(prog, 0, sizeof *prog);
   prog->m = m;
@@ -438,6 +464,7 @@ int gen_build(gen_program *prog, const ir_model *m, const gen_config *cfg, lt_er
     if (gen_tune_load(&prog->own_tuning, NULL, err)) return -1;
     prog->cfg.tuning = prog->own_tuning;
   }
+  if (cfg->decode) return build_decode(prog, err);
   static const struct { int section, mode; const char *name; } paths[] = {
       {IR_EMBED, PATH_ACTIVE, "embed_train"},    {IR_EMBED, PATH_FORWARD, "embed_forward"},
       {IR_BLOCK, PATH_ACTIVE, "block_active"},   {IR_BLOCK, PATH_FROZEN, "block_frozen"},

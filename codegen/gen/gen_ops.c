@@ -258,6 +258,45 @@ static int attention_mma_launch(gen_ctx *c, gen_kb *kb, const char *name, int gr
   return warps;
 }
 
+/* Decoding: the new rows' keys and values into the cache (kv_cache_append),
+ * then each row over the cache (attention_decode, templates/attention_decode.cuh). */
+static void emit_attention_decode(gen_ctx *c, const ir_op *op, int cache) {
+  attn_shape a = attn_of(c, op, op->in[0]);
+  const int kvw = a.kv_heads * a.hd;
+  gen_ref cref = {cache, 0, 2 * kvw};
+  char label[192], body[384], extra[96];
+  snprintf(label, sizeof label, "kv cache += %s, %s at pos0", gen_vname(c, op->in[1]),
+           gen_vname(c, op->in[2]));
+  gen_kb kb;
+  gen_kb_begin(&kb, c, "kv_cache_append", label);
+  gen_kb_buf(&kb, "cache", cref, -1, 1);
+  gen_kb_buf(&kb, "k", gen_ref_of(c, op->in[1]), -1, 0);
+  gen_kb_buf(&kb, "v", gen_ref_of(c, op->in[2]), -1, 0);
+  gen_kb_rows(&kb);
+  gen_kb_scalar(&kb, "int", "pos0", GEN_ARG_POS0);
+  int threads = gen_tune(c, "kv_cache_append", "THREADS");
+  gen_kb_launch(&kb, ceil_div((int64_t)N_of(c) * 2 * kvw, threads), 1, 1, (unsigned)threads, 1, 0);
+  snprintf(body, sizeof body, "lisa::kv_cache_append<%s, %d, %d>(cache, @k, @v, N, pos0);", T_(),
+           kvw, threads);
+  gen_kb_end(&kb, body);
+
+  snprintf(label, sizeof label, "attention %s over the kv cache -> %s", gen_vname(c, op->in[0]),
+           gen_vname(c, op->out[0]));
+  gen_kb_begin(&kb, c, "attention_decode", label);
+  gen_kb_buf(&kb, "y", gen_ref_of(c, op->out[0]), -1, 1);
+  gen_kb_buf(&kb, "q", gen_ref_of(c, op->in[0]), -1, 0);
+  gen_kb_buf(&kb, "cache", cref, -1, 0);
+  gen_kb_rows(&kb);
+  gen_kb_scalar(&kb, "int", "pos0", GEN_ARG_POS0);
+  attn_layer_arg(&kb, &a);
+  threads = gen_tune(c, "attention_decode", "THREADS");
+  gen_kb_launch(&kb, (unsigned)N_of(c), (unsigned)a.heads, 1, (unsigned)threads, 1, 0);
+  snprintf(body, sizeof body,
+           "lisa::attention_decode<%s, %d, %d, %d, %d>(@y, @q, cache, N, pos0%s);", T_(), a.hd,
+           a.heads, a.kv_heads, threads, attn_extra_args(&a, extra, sizeof extra));
+  gen_kb_end(&kb, body);
+}
+
 static void emit_attention_fwd(gen_ctx *c, const ir_op *op) {
   attn_shape a = attn_of(c, op, op->in[0]);
   gen_ref y = gen_ref_of(c, op->out[0]), q = gen_ref_of(c, op->in[0]),
@@ -419,14 +458,23 @@ static void emit_rope(gen_ctx *c, const ir_op *op, int backward) {
   gen_kb_buf(&kb, "y", y, -1, 1);
   gen_kb_buf(&kb, "x", x, -1, 0);
   gen_kb_rows(&kb);
+  if (c->cfg->decode) gen_kb_scalar(&kb, "int", "pos0", GEN_ARG_POS0);
   const int tx = 16, ty = 16;
   char theta[40];
   gen_kb_launch(&kb, ceil_div(N_of(c), ty), 1, 1, tx, ty, 0);
   snprintf(body, sizeof body,
-           "lisa::%s<%s, %d, %d, %d, %d, %d>(@y, @x, N, %d, %s, nullptr);",
+           "lisa::%s<%s, %d, %d, %d, %d, %d>(@y, @x, N, %d, %s, nullptr%s);",
            backward ? "rope_backward" : "rope_forward", T_(), op->heads, hd, rot, tx, ty,
-           c->cfg->T, gen_float(theta, op->theta));
+           c->cfg->T, gen_float(theta, op->theta), c->cfg->decode ? ", pos0" : "");
   gen_kb_end(&kb, body);
+}
+
+/* The position table from the call's first position: decoding's rows n < N
+ * <= T are positions pos0 + n, which n % T then finds from wpe + pos0 rows. */
+static const char *wpe_at(const gen_ctx *c, int64_t C, char *buf, size_t size) {
+  if (!c->cfg->decode) return "wpe";
+  snprintf(buf, size, "wpe + (long long)pos0 * %lld", (long long)C);
+  return buf;
 }
 
 static int vocab_of(const gen_ctx *c, int table) {
@@ -444,7 +492,7 @@ static int emit_embedding(gen_ctx *c, int i) {
     pos_table = c->items[p].op->in[0];
     out = c->items[j].op->out[0];
   }
-  char label[192], body[256];
+  char label[192], body[320], wpe[64];
   snprintf(label, sizeof label, "embedding%s %s -> %s", pos_table >= 0 ? " + position" : "",
            gen_vname(c, op->in[0]), gen_vname(c, out));
   gen_kb kb;
@@ -454,12 +502,15 @@ static int emit_embedding(gen_ctx *c, int i) {
   gen_kb_buf(&kb, "wte", gen_ref_of(c, op->in[1]), -1, 0);
   if (pos_table >= 0) gen_kb_buf(&kb, "wpe", gen_ref_of(c, pos_table), -1, 0);
   gen_kb_rows(&kb);
+  if (pos_table >= 0 && c->cfg->decode) gen_kb_scalar(&kb, "int", "pos0", GEN_ARG_POS0);
   const int threads =
       gen_tune(c, pos_table >= 0 ? "embedding_pos_forward" : "embedding_forward", "THREADS");
   gen_kb_launch(&kb, ceil_div((int64_t)N_of(c) * C, threads), 1, 1, (unsigned)threads, 1, 0);
   if (pos_table >= 0)
-    snprintf(body, sizeof body, "lisa::embedding_pos_forward<%s, %lld, %d, %d>(y, ids, wte, wpe, N, %d);", T_(),
-             (long long)C, vocab_of(c, op->in[1]), threads, c->cfg->T);
+    snprintf(body, sizeof body,
+             "lisa::embedding_pos_forward<%s, %lld, %d, %d>(y, ids, wte, %s, N, %d);", T_(),
+             (long long)C, vocab_of(c, op->in[1]), threads, wpe_at(c, C, wpe, sizeof wpe),
+             c->cfg->T);
   else
     snprintf(body, sizeof body, "lisa::embedding_forward<%s, %lld, %d, %d>(y, ids, wte, N);", T_(),
              (long long)C, vocab_of(c, op->in[1]), threads);
@@ -469,17 +520,18 @@ static int emit_embedding(gen_ctx *c, int i) {
 
 static void emit_pos_embedding(gen_ctx *c, const ir_op *op) {
   int64_t C = cols_of(c, op->out[0]);
-  char label[192], body[256];
+  char label[192], body[320], wpe[64];
   snprintf(label, sizeof label, "position_embedding -> %s", gen_vname(c, op->out[0]));
   gen_kb kb;
   gen_kb_begin(&kb, c, "pos_embedding_forward", label);
   gen_kb_buf(&kb, "y", gen_ref_of(c, op->out[0]), -1, 1);
   gen_kb_buf(&kb, "wpe", gen_ref_of(c, op->in[0]), -1, 0);
   gen_kb_rows(&kb);
+  if (c->cfg->decode) gen_kb_scalar(&kb, "int", "pos0", GEN_ARG_POS0);
   const int threads = gen_tune(c, "pos_embedding_forward", "THREADS");
   gen_kb_launch(&kb, ceil_div((int64_t)N_of(c) * C, threads), 1, 1, (unsigned)threads, 1, 0);
-  snprintf(body, sizeof body, "lisa::pos_embedding_forward<%s, %lld, %d>(y, wpe, N, %d);", T_(),
-           (long long)C, threads, c->cfg->T);
+  snprintf(body, sizeof body, "lisa::pos_embedding_forward<%s, %lld, %d>(y, %s, N, %d);", T_(),
+           (long long)C, threads, wpe_at(c, C, wpe, sizeof wpe), c->cfg->T);
   gen_kb_end(&kb, body);
 }
 
@@ -619,6 +671,15 @@ int gen_plan_workspace(gen_ctx *c, int i, int *ws) {
     snprintf(name, sizeof name, "%s.rows", gen_vname(c, op->out[0]));
     *ws = gen_add_workspace(c, name, GEN_F32, N_of(c), 1);
     break;
+  case IR_OP_ATTENTION: /* decoding's cache of keys and values */
+    if (!c->cfg->decode) return 0;
+    if (!op->causal) return lt_fail(c->err, "%s:%d: gen: non-causal attention cannot decode",
+                                    c->m->path, op->line);
+    snprintf(name, sizeof name, "%s.kv_cache", gen_vname(c, op->out[0]));
+    *ws = gen_add_workspace(c, name, c->cfg->dtype, c->cfg->ctx,
+                            2 * (int64_t)cols_of(c, op->in[1]));
+    if (*ws >= 0) c->p->bufs[*ws].role = GEN_BUF_CACHE;
+    break;
   default: return 0;
   }
   return *ws < 0 ? -1 : 0;
@@ -638,7 +699,10 @@ int gen_lower_template_op(gen_ctx *c, int i) {
   case IR_OP_RMSNORM_BWD_X: emit_norm_bwd_x(c, i, 1); return 0;
   case IR_OP_LAYERNORM_BWD_WB: return emit_norm_bwd_w(c, i, 0);
   case IR_OP_RMSNORM_BWD_W: return emit_norm_bwd_w(c, i, 1);
-  case IR_OP_ATTENTION: emit_attention_fwd(c, op); return 0;
+  case IR_OP_ATTENTION:
+    if (c->cfg->decode) emit_attention_decode(c, op, c->items[i].workspace);
+    else emit_attention_fwd(c, op);
+    return 0;
   case IR_OP_ATTENTION_BWD: return emit_attention_bwd(c, i);
   case IR_OP_ROPE: emit_rope(c, op, 0); return 0;
   case IR_OP_ROPE_BWD: emit_rope(c, op, 1); return 0;

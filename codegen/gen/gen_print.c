@@ -8,7 +8,7 @@
 
 static const char *role_name(int role) {
   static const char *names[] = {"unused", "param", "param-grad", "input", "output",
-                                "saved", "scratch", "view", "workspace"};
+                                "saved", "scratch", "view", "workspace", "kv-cache"};
   return names[role];
 }
 
@@ -73,7 +73,7 @@ static void print_kernel(sbuf *o, const gen_path *p, const gen_step *st) {
 }
 
 static void print_buffers(sbuf *o, const gen_path *p) {
-  int64_t by_role[GEN_BUF_WORKSPACE + 1] = {0};
+  int64_t by_role[GEN_BUF_CACHE + 1] = {0};
   sb_puts(o, "  buffers:\n");
   for (int b = 0; b < p->n_bufs; b++) {
     const gen_buffer *bf = &p->bufs[b];
@@ -88,7 +88,7 @@ static void print_buffers(sbuf *o, const gen_path *p) {
     if (bf->role != GEN_BUF_VIEW) by_role[bf->role] += gen_buffer_bytes(bf);
   }
   sb_puts(o, "  bytes by role:");
-  for (int r = GEN_BUF_PARAM; r <= GEN_BUF_WORKSPACE; r++)
+  for (int r = GEN_BUF_PARAM; r <= GEN_BUF_CACHE; r++)
     if (by_role[r]) sb_printf(o, " %s %lld", role_name(r), (long long)by_role[r]);
   sb_puts(o, "\n");
 }

@@ -29,7 +29,7 @@
 
 typedef struct {
   const char *model, *out, *arch, *tune, *lora_targets;
-  int batch, seq, precision, grad_accum, no_compile, method, lora_rank, nearest;
+  int batch, seq, precision, grad_accum, no_compile, method, lora_rank, nearest, decode;
   double lora_alpha; /* 0: 2 * rank */
 } gen_args;
 
@@ -66,6 +66,9 @@ static const cliopt gen_opts[] = {
     {"--lora-alpha", CLIOPT_DOUBLE, AT(lora_alpha), 0, 1e6, .lo_open = 1,
      .help = NULL /* with --lora-rank */},
     {"--lora-targets", CLIOPT_STRING, AT(lora_targets), .help = NULL /* with --lora-rank */},
+    {"--decode", CLIOPT_INT, AT(decode), SIZE, .meta = "CTX",
+     .help = "the decoding program instead (lisa sample's): a KV\n"
+             "cache of CTX positions, --seq rows a call, --batch 1"},
     {"--tune", CLIOPT_STRING, AT(tune), .meta = "FILE",
      .help = "a Lua table of kernel tunables (block sizes, rows per\n"
              "block) over the defaults of templates/tuning.lua, e.g.\n"
@@ -220,6 +223,7 @@ int cli_gen(int argc, char **argv) {
                     .grad_dtype = a.precision == PRECISION_BF16_TRUE ? GEN_BF16 : GEN_F32,
                     .grad_accum = a.grad_accum, .opt_nearest = a.nearest,
                     .tuning = tuning, .trains = trains,
+                    .decode = a.decode > 0, .ctx = a.decode,
                     .dump_after = getenv("LISA_GEN_DUMP")}; /* a debugging aid */
   int failed = gen_build(&prog, &m, &cfg, &err);
   fputs(sb_str(&prog.dump), stderr);

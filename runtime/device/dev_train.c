@@ -350,7 +350,7 @@ static int write_table(dev_trainer *d, lt_error *err) {
 static path_exec_scalars scalars(const dev_trainer *d, float lr) {
   const ms_state *s = d->s;
   const opt_config *o = &trainer_config(d->host)->opt;
-  path_exec_scalars sc = {s->N, s->B, 1.0f, {0}, 0};
+  path_exec_scalars sc = {s->N, s->B, 1.0f, {0}, 0, 0};
   sc.opt = (path_exec_opt){d->n_entries, (int)d->updates, lr, o->beta1, o->beta2, o->eps,
                     o->weight_decay, o->grad_clip,
                     (unsigned)(trainer_config(d->host)->seed * 0x9e3779b9u) ^ (unsigned)d->updates};

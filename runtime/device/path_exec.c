@@ -36,6 +36,7 @@ static int run_kernel(const gen_path *p, int s, void *const *bufs, const path_ex
     case GEN_ARG_OPT_MAX_NORM: vals[a].f = sc->opt.max_norm; break;
     case GEN_ARG_OPT_SEED: vals[a].u = sc->opt.seed; break;
     case GEN_ARG_LAYER: vals[a].i = sc->layer; break;
+    case GEN_ARG_POS0: vals[a].i = sc->pos0; break;
     default: return lt_fail(err, "%s step %d: unknown argument kind %d", p->name, s, ar->kind);
     }
     args[a] = &vals[a];

@@ -45,6 +45,7 @@ typedef struct {
                       * share of the step's loss over its counted targets */
   path_exec_opt opt;        /* the optimizer path */
   int layer;         /* a block path's layer (per-layer variants: Gemma 2's windows) */
+  int pos0;          /* decoding: the position of row 0 */
 } path_exec_scalars;
 
 /* Runs steps [from, to) of p. */

@@ -113,7 +113,7 @@ bool run_steps_device(PathRun &r, int from, int to, const ms_state *s, int layer
   std::vector<size_t> bytes((size_t)r.p->n_bufs, 0);
   for (int b = 0; b < r.p->n_bufs; b++)
     if (r.mem[b]) bufs[(size_t)b] = r.mem[b]->data(), bytes[(size_t)b] = r.mem[b]->bytes();
-  path_exec_scalars sc = {s->N, s->B, row_scale(s), {}, layer};
+  path_exec_scalars sc = {s->N, s->B, row_scale(s), {}, layer, 0};
   lt_error err = {};
   if (gpu_host_run(g_device, r.p, from, to, bufs.data(), bytes.data(), &sc, &err))
     return fail("%s", err.msg);
@@ -129,7 +129,7 @@ bool run_steps(const Module &mod, PathRun &r, int from, int to, const ms_state *
   path_exec_backend be = emu_paths::backend(&mod);
   std::vector<void *> bufs((size_t)r.p->n_bufs);
   for (int b = 0; b < r.p->n_bufs; b++) bufs[(size_t)b] = r.mem[b] ? r.mem[b]->data() : nullptr;
-  path_exec_scalars sc = {s->N, s->B, row_scale(s), {}, layer};
+  path_exec_scalars sc = {s->N, s->B, row_scale(s), {}, layer, 0};
   lt_error err = {};
   if (path_exec_run(r.p, from, to, bufs.data(), &sc, &be, &err)) return fail("%s: %s", r.p->name, err.msg);
   return true;

@@ -1,7 +1,9 @@
 /* test_gen_nvrtc: every path generated for GPT-2 124M and LLaMA-2-7B, in
  * bf16 (the GPU's storage), compiles with NVRTC for sm_80 and sm_90 with no
  * register spills in any kernel, and a second build of each is a cache
- * hit; GPT-2 124M's gradient-writing paths in bf16-true too (sm_90). No GPU is needed: NVRTC and ptxas run on the CPU. */
+ * hit; GPT-2 124M's gradient-writing paths in bf16-true too (sm_90); the
+ * decoding program (lisa sample's) of every model. No GPU is needed: NVRTC
+ * and ptxas run on the CPU. */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -28,7 +30,7 @@ static int scan_report(const char *log, char *spilling, size_t cap) {
 
 /* grad_dtype GEN_BF16 (bf16-true): only the paths that write parameter
  * gradients (the others are the bf16-mixed ones, checked already), sm_90. */
-static void check_model(const char *yaml, int B, int T, int grad_dtype) {
+static void check_model(const char *yaml, int B, int T, int grad_dtype, int decode_ctx) {
   ir_model m;
   lt_error err = {{0}};
   if (yml_load_model(src_path(yaml), &m, &err) || ad_build_backward(&m, &err)) {
@@ -38,7 +40,8 @@ static void check_model(const char *yaml, int B, int T, int grad_dtype) {
   /* bf16-true with micro-batches: the bias gradients are bias_grad kernels
    * (storing bf16) rather than GEMM epilogues, so NVRTC sees them too */
   gen_config cfg = {.B = B, .T = T, .dtype = GEN_BF16, .grad_dtype = grad_dtype,
-                    .grad_accum = grad_dtype == GEN_BF16 ? 2 : 1};
+                    .grad_accum = grad_dtype == GEN_BF16 ? 2 : 1,
+                    .decode = decode_ctx > 0, .ctx = decode_ctx};
   const int true_bf16 = grad_dtype == GEN_BF16;
   gen_program prog;
   if (gen_build(&prog, &m, &cfg, &err)) {
@@ -84,11 +87,17 @@ static void check_model(const char *yaml, int B, int T, int grad_dtype) {
   ir_model_free(&m);
 }
 
-static void test_gpt2_124m(void) { check_model("models/gpt2-124m.yaml", 4, 64, GEN_F32); }
-static void test_llama2_7b(void) { check_model("models/llama2-7b.yaml", 1, 256, GEN_F32); }
+static void test_gpt2_124m(void) {
+  check_model("models/gpt2-124m.yaml", 4, 64, GEN_F32, 0);
+  check_model("models/gpt2-124m.yaml", 1, 16, GEN_F32, 1024);
+}
+static void test_llama2_7b(void) {
+  check_model("models/llama2-7b.yaml", 1, 256, GEN_F32, 0);
+  check_model("models/llama2-7b.yaml", 1, 16, GEN_F32, 4096);
+}
 /* bf16 gradients: norm, embedding and bias-gradient kernels store bf16 */
 static void test_gpt2_124m_bf16_true(void) {
-  check_model("models/gpt2-124m.yaml", 4, 64, GEN_BF16);
+  check_model("models/gpt2-124m.yaml", 4, 64, GEN_BF16, 0);
 }
 
 /* The families at their own (7B-class) sizes: Gemma's head_dim 256, Phi's
@@ -99,7 +108,8 @@ static void test_families(void) {
   for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
     char yaml[64];
     snprintf(yaml, sizeof yaml, "models/%s.yaml", types[i]);
-    check_model(yaml, 1, 256, GEN_F32);
+    check_model(yaml, 1, 256, GEN_F32, 0);
+    check_model(yaml, 1, 16, GEN_F32, 2048);
   }
 }
 
