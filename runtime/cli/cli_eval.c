@@ -79,7 +79,7 @@ static int evaluate(const eval_args *a, const ir_model *m, const char *folder, l
   if (data_open(&d, a->data_path, m->vocab_size, err)) return -1;
   int64_t batches = data_sweep_batches(&d, a->batch, a->seq, a->max_batches, err), tokens = 0;
   if (batches < 0) return data_close(&d), -1;
-  if (wt_open_frozen(&s, m, a->batch, a->seq, a->weights_path, folder, a->ignore_unused, err))
+  if (wt_open_frozen(&s, m, a->batch, a->seq, a->weights_path, folder, a->ignore_unused, 0, err))
     return data_close(&d), -1;
   double loss;
   int rc = train_sweep_loss(&s, &d, batches, cpu_loss, &s, &loss, &tokens, err);

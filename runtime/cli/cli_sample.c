@@ -1,6 +1,7 @@
-/* cli_sample.c: `lisa sample`, text from a model on the CPU backend, with a
- * KV cache (runtime/train/decode.h) and a Hugging Face tokenizer
- * (runtime/tok/tokenizer.h).
+/* cli_sample.c: `lisa sample`, text from a model with a KV cache, on the
+ * CPU backend (runtime/train/decode.h) or a CUDA device (the generated
+ * decoding program, runtime/cuda/cuda_sample.h), and a Hugging Face
+ * tokenizer (runtime/tok/tokenizer.h).
  *
  * The prompt is text through the tokenizer (--chat wraps it as one user
  * turn: ChatML where the tokenizer has <|im_start|>, else the Alpaca prompt,
@@ -23,10 +24,17 @@
 #include "tokenizer.h"
 #include "train.h"
 #include "weights.h"
+#ifdef LISA_HAVE_GPU
+#include "cuda_sample.h"
+#endif
+
+enum { DEVICE_AUTO, DEVICE_CPU, DEVICE_CUDA };
+static const char *const device_names[] = {"auto", "cpu", "cuda", NULL};
+static const char *const dtype_names[] = {"fp32", "bf16", NULL};
 
 typedef struct {
   const char *model_path, *weights_path, *tokenizer_path, *prompt, *prompt_ids;
-  int max_new, top_k, chat, json, ignore_unused;
+  int max_new, top_k, chat, json, ignore_unused, device, bf16;
   float temperature, top_p;
   uint64_t seed;
 } sample_args;
@@ -54,11 +62,16 @@ static const cliopt sample_opts[] = {
     {"--json", CLIOPT_FLAG, AT(json), .help = "one JSON object: ids, text, tokens/s"},
     {"--ignore-unused", CLIOPT_FLAG, AT(ignore_unused),
      .help = "load weights holding tensors the model does not use"},
+    {"--device", CLIOPT_ENUM, AT(device), .names = device_names,
+     .help = "cuda: the generated decoding kernels; auto: cuda where\n"
+             "a device is found, else the cpu backend (auto)"},
+    {"--dtype", CLIOPT_ENUM, AT(bf16), .names = dtype_names, .meta = "P",
+     .help = "cuda: fp32 (default) or bf16 weights and activations"},
 };
 
 static const cliopt_cmd sample_cmd = {
     "lisa sample", "usage: lisa sample MODEL (--prompt TEXT | --prompt-ids \"ID ...\") [options]\n"
-                   "  generates text with a KV cache (cpu backend)\n",
+                   "  generates text with a KV cache (cpu backend or cuda)\n",
     22, sample_opts, sizeof sample_opts / sizeof sample_opts[0]};
 
 static int parse_sample_args(int argc, char **argv, sample_args *a, int *exit_status) {
@@ -74,6 +87,9 @@ static int parse_sample_args(int argc, char **argv, sample_args *a, int *exit_st
     *exit_status = cliopt_fail_usage(&sample_cmd, "give one of --prompt TEXT and --prompt-ids");
   else if (a->chat && a->prompt_ids)
     *exit_status = cliopt_fail_usage(&sample_cmd, "--chat wraps --prompt TEXT, not ids");
+  else if (a->bf16 && a->device == DEVICE_CPU)
+    *exit_status = cliopt_fail_usage(&sample_cmd, "the cpu backend runs fp32; --dtype bf16 "
+                                                  "needs --device cuda");
   else return 0;
   return -1;
 }
@@ -158,46 +174,102 @@ static void print_json(const stream *st, const int32_t *prompt, int n_prompt, do
   printf("}\n");
 }
 
-static int generate(const sample_args *a, ms_state *s, const tokenizer *tok, const int32_t *prompt,
-                    int n_prompt, lt_error *err) {
-  decoder d;
-  if (decoder_create(&d, s, err)) return -1;
+/* Where the model runs: the CPU decoder, or the device's. */
+typedef struct {
+  decoder cpu;
+#ifdef LISA_HAVE_GPU
+  cuda_sampler *gpu; /* NULL: the cpu */
+#endif
+} feeder;
+
+static int feed(feeder *f, const int32_t *ids, int n, const float **logits, lt_error *err) {
+#ifdef LISA_HAVE_GPU
+  if (f->gpu) return cuda_sampler_feed(f->gpu, ids, n, logits, err);
+#endif
+  return decoder_feed(&f->cpu, ids, n, logits, err);
+}
+
+static int generate(const sample_args *a, feeder *f, int vocab, const tokenizer *tok,
+                    const int32_t *prompt, int n_prompt, lt_error *err) {
   stream st = {a, tok, malloc(sizeof(int32_t) * (size_t)a->max_new), 0, 0};
-  float *scratch = malloc(sizeof(float) * 2 * (size_t)d.vocab);
+  float *scratch = malloc(sizeof(float) * 2 * (size_t)vocab);
   rng_state r;
   rng_seed(&r, a->seed);
   sampling o = {a->temperature, a->top_k, a->top_p};
   const float *logits;
-  int rc = st.out && scratch ? decoder_feed(&d, prompt, n_prompt, &logits, err)
+  int rc = st.out && scratch ? feed(f, prompt, n_prompt, &logits, err)
                              : lt_fail(err, "out of memory");
   double t0 = lt_now_ms();
   while (rc == 0 && st.n_out < a->max_new) {
-    int id = sample_token(logits, d.vocab, &o, &r, scratch);
+    int id = sample_token(logits, vocab, &o, &r, scratch);
     if (is_stop(&st, id)) break;
     st.out[st.n_out++] = id;
     rc = show(&st, 0, err);
-    if (rc == 0 && st.n_out < a->max_new) rc = decoder_feed(&d, &id, 1, &logits, err);
+    if (rc == 0 && st.n_out < a->max_new) rc = feed(f, &id, 1, &logits, err);
   }
   double tps = st.n_out / ((lt_now_ms() - t0) / 1e3 + 1e-9);
   if (rc == 0 && a->json) print_json(&st, prompt, n_prompt, tps);
   else if (rc == 0 && (rc = show(&st, 1, err)) == 0 && tok) putchar('\n');
   free(st.out);
   free(scratch);
-  decoder_free(&d);
   return rc;
 }
 
+/* auto: CUDA where a device opens, else the CPU, saying why on stderr
+ * (stdout is the text); cuda: the device or an error. */
+static int choose_device(const sample_args *a, feeder *f, lt_error *err) {
+  memset(f, 0, sizeof *f);
+  if (a->device == DEVICE_CPU) return 0;
+#ifdef LISA_HAVE_GPU
+  char name[256];
+  if (cuda_sampler_open(&f->gpu, name, sizeof name, err) == 0) {
+    fprintf(stderr, "lisa sample: on %s (%s)\n", name, a->bf16 ? "bf16" : "fp32");
+    return 0;
+  }
+#else
+  lt_fail(err, "this build has no CUDA support (no toolkit when it was built)");
+#endif
+  char why[sizeof err->msg];
+  snprintf(why, sizeof why, "%s", err->msg);
+  if (a->device == DEVICE_CUDA) return lt_fail(err, "--device cuda: %.900s", why);
+  if (a->bf16) return lt_fail(err, "--dtype bf16 needs a CUDA device: %.900s", why);
+  fprintf(stderr, "lisa sample: device auto: %s; using the cpu backend\n", why);
+  return 0;
+}
+
 /* The model for one sequence of the prompt plus the new tokens, with its
- * weights, nothing training. */
-static int open_state(const sample_args *a, const ir_model *m, const char *folder, int positions,
-                      ms_state *s, lt_error *err) {
+ * weights, nothing training; its decoder on the device or the cpu. */
+static int open_model(const sample_args *a, const ir_model *m, const char *folder, int positions,
+                      ms_state *s, feeder *f, lt_error *err) {
   if (m->max_seq > 0 && positions > m->max_seq)
     return lt_fail(err, "the prompt and --max-new-tokens %d need %d positions; %s allows %d",
                    a->max_new, positions, m->path, m->max_seq);
-  return wt_open_frozen(s, m, 1, positions, a->weights_path, folder, a->ignore_unused, err);
+  int on_device = 0;
+#ifdef LISA_HAVE_GPU
+  on_device = f->gpu != NULL;
+#endif
+  if (wt_open_frozen(s, m, 1, positions, a->weights_path, folder, a->ignore_unused, on_device,
+                     err))
+    return -1;
+  int rc;
+#ifdef LISA_HAVE_GPU
+  if (on_device) rc = cuda_sampler_prepare(f->gpu, s, positions, a->bf16, err);
+  else
+#endif
+    rc = decoder_create(&f->cpu, s, err);
+  if (rc) ms_free(s);
+  return rc;
 }
 
-static int run(const sample_args *a, const ir_model *m, const char *folder, lt_error *err) {
+static void close_feeder(feeder *f) {
+#ifdef LISA_HAVE_GPU
+  if (f->gpu) return cuda_sampler_close(f->gpu);
+#endif
+  decoder_free(&f->cpu);
+}
+
+static int run(const sample_args *a, const ir_model *m, const char *folder, feeder *f,
+               lt_error *err) {
   tokenizer *tok = NULL;
   const char *tp = a->tokenizer_path ? a->tokenizer_path : folder[0] ? folder : NULL;
   if (a->prompt && !tp) return lt_fail(err, "%s: --prompt needs --tokenizer PATH", a->model_path);
@@ -211,8 +283,8 @@ static int run(const sample_args *a, const ir_model *m, const char *folder, lt_e
   int n_prompt = 0, rc = prompt_ids(a, tok, &prompt, &n_prompt, err);
   if (rc == 0 && n_prompt == 0) rc = lt_fail(err, "the prompt is empty (no token)");
   ms_state s;
-  if (rc == 0 && (rc = open_state(a, m, folder, n_prompt + a->max_new, &s, err)) == 0) {
-    rc = generate(a, &s, tok, prompt, n_prompt, err);
+  if (rc == 0 && (rc = open_model(a, m, folder, n_prompt + a->max_new, &s, f, err)) == 0) {
+    rc = generate(a, f, m->vocab_size, tok, prompt, n_prompt, err);
     ms_free(&s);
   }
   free(prompt);
@@ -224,12 +296,15 @@ int cli_sample(int argc, char **argv) {
   sample_args a;
   int rc;
   if (parse_sample_args(argc, argv, &a, &rc)) return rc;
-  ir_model m;
+  ir_model m = {0};
   lt_error err;
   char folder[1024];
-  rc = model_open(a.model_path, &m, folder, sizeof folder, &err) || ad_build_backward(&m, &err) ||
-       run(&a, &m, folder, &err);
+  feeder f;
+  rc = choose_device(&a, &f, &err) ||
+       model_open(a.model_path, &m, folder, sizeof folder, &err) || ad_build_backward(&m, &err) ||
+       run(&a, &m, folder, &f, &err);
   if (rc) fprintf(stderr, "lisa sample: %s\n", err.msg);
+  close_feeder(&f);
   ir_model_free(&m);
   return rc ? 1 : 0;
 }

@@ -265,11 +265,13 @@ int wt_load_strict(ms_state *s, const char *path, int ignore_unused, char *note,
 }
 
 int wt_open_frozen(ms_state *s, const ir_model *m, int B, int T, const char *weights,
-                   const char *folder, int ignore_unused, lt_error *err) {
+                   const char *folder, int ignore_unused, int params_only, lt_error *err) {
   const char *path = weights ? weights : folder[0] ? folder : NULL;
   if (!path) return lt_fail(err, "%s: a YAML model needs --weights", m->path);
   unsigned char *none = calloc((size_t)m->n_params + 1, 1); /* nothing trains */
-  int rc = none ? ms_create_trains(s, m, B, T, 0, 1, none, err) : lt_fail(err, "out of memory");
+  int rc = !none                ? lt_fail(err, "out of memory")
+           : params_only        ? ms_create_params(s, m, B, T, 0, 1, none, err)
+                                : ms_create_trains(s, m, B, T, 0, 1, none, err);
   free(none);
   if (rc) return -1;
   char note[512];

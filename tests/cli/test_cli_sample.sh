@@ -76,4 +76,16 @@ expect_error "--chat with ids" "--chat wraps --prompt TEXT" "$LISA" sample "$LLA
 expect_error "a tokenizer larger than the model" "702 tokens, more than the model's vocabulary 61" \
   "$LISA" sample "$LLAMA" --tokenizer "$TOKS/spbpe" --prompt "hi"
 expect_error "no prompt" "give one of --prompt TEXT and --prompt-ids" "$LISA" sample "$LLAMA"
+expect_error "bf16 on the cpu" "the cpu backend runs fp32; --dtype bf16 needs --device cuda" \
+  "$LISA" sample "$LLAMA" --prompt-ids 1 --device cpu --dtype bf16
+if ! "$LISA" sample "$LLAMA" --prompt-ids 1 --max-new-tokens 1 --device cuda >/dev/null 2>&1; then
+  # no GPU here: cuda says why and stops; auto says so and samples on the cpu
+  expect_error "--device cuda without a device" \
+    "--device cuda: (no NVIDIA driver|the NVIDIA driver|no CUDA device|this build has no CUDA)" \
+    "$LISA" sample "$LLAMA" --prompt-ids 1 --device cuda
+  "$LISA" sample "$LLAMA" --prompt-ids 1 --max-new-tokens 2 2>"$TMP/auto.err" >/dev/null \
+    && grep -q "device auto: .*; using the cpu backend" "$TMP/auto.err" \
+    && echo "ok   device auto without a GPU samples on the cpu and says so" \
+    || fail "device auto: $(cat "$TMP/auto.err")"
+fi
 finish

@@ -76,7 +76,7 @@ bool open_model(const char *family, Model *md) {
   if (model_open(dir.c_str(), &md->m, folder, sizeof folder, &err) ||
       ad_build_backward(&md->m, &err))
     return fprintf(stderr, "%s: %s\n", family, err.msg), false;
-  if (wt_open_frozen(&md->s, &md->m, 1, kCtx, nullptr, folder, 0, &err)) {
+  if (wt_open_frozen(&md->s, &md->m, 1, kCtx, nullptr, folder, 0, 0, &err)) {
     ir_model_free(&md->m);
     return fprintf(stderr, "%s: %s\n", family, err.msg), false;
   }

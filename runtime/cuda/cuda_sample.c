@@ -1,0 +1,63 @@
+/* cuda_sample.c: the decoding program on the CUDA device (cuda_sample.h). */
+#include "cuda_sample.h"
+
+#include <stdlib.h>
+
+#include "dev_decode.h"
+#include "gen.h"
+#include "gpu_device.h"
+
+struct cuda_sampler {
+  gpu_device *gpu;
+  gen_program prog;
+  int have_prog;
+  dev_decoder *dec;
+};
+
+static int generate(cuda_sampler *c, const ms_state *s, int ctx, int bf16, unsigned no_epilogues,
+                    lt_error *err) {
+  if (c->have_prog) gen_free(&c->prog), c->have_prog = 0;
+  gen_config cfg = {.B = 1, .T = ctx < CUDA_SAMPLE_ROWS ? ctx : CUDA_SAMPLE_ROWS,
+                    .dtype = bf16 ? GEN_BF16 : GEN_F32, .grad_dtype = GEN_F32,
+                    .sms = gpu_device_sms(c->gpu), .no_epilogues = no_epilogues,
+                    .no_mma = gpu_device_sm(c->gpu) < 80, .decode = 1, .ctx = ctx};
+  if (gen_build(&c->prog, s->ir, &cfg, err)) return -1;
+  c->have_prog = 1;
+  return 0;
+}
+
+int cuda_sampler_open(cuda_sampler **out, char *name, size_t cap, lt_error *err) {
+  cuda_sampler *c = calloc(1, sizeof *c);
+  if (!c) return lt_fail(err, "out of memory");
+  if (gpu_device_open(&c->gpu, name, cap, err)) return free(c), -1;
+  *out = c;
+  return 0;
+}
+
+int cuda_sampler_prepare(cuda_sampler *c, const ms_state *s, int ctx, int bf16, lt_error *err) {
+  /* as cuda_run_prepare: a fused GEMM cuBLASLt has no algorithm for runs unfused */
+  unsigned unfused = 0;
+  for (int round = 0;; round++) {
+    if (generate(c, s, ctx, bf16, unfused, err)) return -1;
+    if (gpu_device_load(c->gpu, &c->prog, err) == 0) break;
+    unsigned more = gpu_device_no_algo(c->gpu) & ~unfused;
+    if (!more || round >= 8) return -1;
+    unfused |= more;
+    gpu_device_unload(c->gpu);
+  }
+  dt_device dev = gpu_device_iface(c->gpu);
+  return dd_create(&c->dec, s, &c->prog, &dev, err);
+}
+
+int cuda_sampler_feed(cuda_sampler *c, const int32_t *ids, int n, const float **logits,
+                      lt_error *err) {
+  return dd_feed(c->dec, ids, n, logits, err);
+}
+
+void cuda_sampler_close(cuda_sampler *c) {
+  if (!c) return;
+  dd_free(c->dec);
+  if (c->gpu) gpu_device_close(c->gpu);
+  if (c->have_prog) gen_free(&c->prog);
+  free(c);
+}
