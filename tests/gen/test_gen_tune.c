@@ -26,6 +26,7 @@ static const char *tmp_file(const char *name, const char *text) {
  * (the last such comment above "void k("), copied into out. */
 static int tunables_comment(const char *kernel, char *out, size_t cap) {
   static const char *files[] = {"elementwise.cuh", "norm.cuh", "attention.cuh", "attention_mma.cuh",
+                                "attention_decode.cuh",
                                 "cross_entropy.cuh", "embedding.cuh", "rope.cuh",
                                 "copy.cuh", "adamw.cuh"};
   char needle[128];
