@@ -5,7 +5,7 @@
 # Here (a CPU machine with the toolkit):
 #   bash scripts/gpu-check.sh --bundle
 # builds and packs build/lisa, build/tests/test_dev_train,
-# build/tests/test_emu_gen and the shared libraries a CUDA image may lack
+# build/tests/test_emu_gen, build/tests/test_dev_decode and the shared libraries a CUDA image may lack
 # (libyaml, Lua, cJSON, libgomp) into build/gpu-bundle.tar.xz (about 5 MB;
 # the binaries link OpenBLAS statically). Then, on the GPU machine (no
 # package registry there), with build/gpu-bundle.tar.xz carried:
@@ -20,6 +20,8 @@
 #                on the device against the CPU trainer (test_dev_train)
 #   paths        every generated path against the CPU backend (test_emu_gen),
 #                the tensor-core attention among them
+#   decode       lisa sample's decoding program against the CPU decoder, every
+#                family (test_dev_decode)
 #   bench-*      GPT-2 124M, B=16 T=1024: FT and LISA G=2 (bf16-mixed), LISA
 #                G=2 bf16-true: median tokens/s, MFU, peak bytes
 #   profile-*    the same FT and LISA runs, 4 steps with --profile: ms per
@@ -29,10 +31,12 @@
 #   memcheck     compute-sanitizer on a short run
 #   peer-torch   scripts/peer-torch.py FT and LISA, where torch is installed
 #   nvrtc        the NVRTC build time of GPT-2 124M on this machine
+#   sample-*     lisa sample on GPT-2 124M (weights from 2 bench steps): 256
+#                new tokens, fp32 and bf16, tokens/s
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUNDLE=build/gpu-bundle.tar.xz
-BINS="build/lisa build/tests/test_dev_train build/tests/test_emu_gen"
+BINS="build/lisa build/tests/test_dev_train build/tests/test_emu_gen build/tests/test_dev_decode"
 
 if [ "${1:-}" = --bundle ]; then
   bash scripts/setup.sh >/dev/null || exit 1
@@ -116,6 +120,7 @@ step probe 90 build/lisa train $TINY --steps 5 --batch 2 --seq 8 --device cuda -
 cut -c1-400 "$OUT/probe.jsonl" >> "$R" 2>/dev/null
 step dev-train 240 env LISA_TEST_DEVICE=cuda build/tests/test_dev_train
 step paths 180 env LISA_TEST_DEVICE=cuda build/tests/test_emu_gen
+step decode 90 env LISA_TEST_DEVICE=cuda build/tests/test_dev_decode
 for run in "ft bf16 --method ft" "lisa bf16 --method lisa --gamma 2" \
            "lisa-true bf16-true --method lisa --gamma 2"; do
   set -- $run
@@ -158,6 +163,17 @@ fi
 step nvrtc-gpt2-124m 120 build/lisa gen models/gpt2-124m.yaml -o "$OUT/gen" --batch 16 --seq 1024
 cp "$OUT/gen/compile.txt" "$OUT/compile-gpt2-124m.txt" 2>/dev/null
 rm -rf "$OUT/gen" "$OUT/cache"
+# shellcheck disable=SC2086
+if step sample-weights 90 build/lisa train ${BENCH/--steps 30/--steps 2} --dtype bf16 \
+     --save "$OUT/g124.safetensors"; then
+  for dtype in fp32 bf16; do
+    step "sample-$dtype" 60 bash -c "build/lisa sample models/gpt2-124m.yaml --weights \
+      $OUT/g124.safetensors --prompt-ids '464 2068 7586 21831' --max-new-tokens 256 --device cuda \
+      --dtype $dtype --json > $OUT/sample-$dtype.json" &&
+      { echo "sample-$dtype:"; grep -o '"tokens_per_s":[0-9.]*' "$OUT/sample-$dtype.json"; } >> "$R"
+  done
+  rm -f "$OUT/g124.safetensors"
+fi
 echo "failed steps: $failed" >> "$R"
 echo "failed steps: $failed (results in $R)"
 [ "$failed" -eq 0 ]

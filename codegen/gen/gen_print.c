@@ -49,9 +49,10 @@ static void print_gemm(sbuf *o, const gen_path *p, const gen_step *st) {
   cublaslt_form(o, &lt);
 }
 
-static const char *opt_arg_name(int kind) {
+/* A scalar argument's name (enum gen_arg_kind from GEN_ARG_OPT_COUNT on). */
+static const char *scalar_arg_name(int kind) {
   static const char *const names[] = {"count", "step", "lr", "beta1", "beta2", "eps",
-                                      "weight_decay", "max_norm", "seed"};
+                                      "weight_decay", "max_norm", "seed", "layer", "pos0"};
   int i = kind - GEN_ARG_OPT_COUNT;
   return i >= 0 && i < (int)(sizeof names / sizeof names[0]) ? names[i] : "?";
 }
@@ -66,7 +67,7 @@ static void print_kernel(sbuf *o, const gen_path *p, const gen_step *st) {
     if (ar->kind == GEN_ARG_ROWS) sb_puts(o, "N");
     else if (ar->kind == GEN_ARG_BATCH) sb_puts(o, "B");
     else if (ar->kind == GEN_ARG_LOSS_SCALE) sb_puts(o, "loss_scale");
-    else if (ar->kind != GEN_ARG_BUF) sb_puts(o, opt_arg_name(ar->kind));
+    else if (ar->kind != GEN_ARG_BUF) sb_puts(o, scalar_arg_name(ar->kind));
     else ref_name(o, p, ar->ref);
   }
   sb_puts(o, "\n");
