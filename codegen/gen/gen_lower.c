@@ -424,16 +424,20 @@ static int build_path(gen_program *prog, int section, int mode, const char *name
 
 static void free_paths(gen_program *prog);
 
-/* gen_config.decode: the three forward paths generation runs. */
-static int build_decode(gen_program *prog, lt_error *err) {
-  const gen_config *cfg = &prog->cfg;
+/* gen_config.decode's sizes: one sequence, a cache that holds a call. */
+static int check_decode(const gen_config *cfg, const ir_model *m, lt_error *err) {
   if (cfg->B != 1) return lt_fail(err, "gen: decoding is for one sequence (B = 1), not %d", cfg->B);
   if (cfg->ctx < cfg->T)
     return lt_fail(err, "gen: a KV cache of %d positions is shorter than a call's %d rows",
                    cfg->ctx, cfg->T);
-  if (prog->m->max_seq && cfg->ctx > prog->m->max_seq)
+  if (m->max_seq && cfg->ctx > m->max_seq)
     return lt_fail(err, "gen: a KV cache of %d positions exceeds the model's %d", cfg->ctx,
-                   prog->m->max_seq);
+                   m->max_seq);
+  return 0;
+}
+
+/* gen_config.decode: the three forward paths generation runs. */
+static int build_decode(gen_program *prog, lt_error *err) {
   static const struct { int section; const char *name; } paths[] = {
       {IR_EMBED, "embed_decode"}, {IR_BLOCK, "block_decode"}, {IR_HEAD, "head_decode"}};
   for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
@@ -460,6 +464,7 @@ int gen_build(gen_program *prog, const ir_model *m, const gen_config *cfg, lt_er
                         "(bf16-true); fp32 storage keeps fp32 gradients");
   if (m->max_seq && cfg->T > m->max_seq)
     return lt_fail(err, "gen: sequence %d exceeds the model's %d positions", cfg->T, m->max_seq);
+  if (cfg->decode && check_decode(cfg, m, err)) return -1;
   if (!cfg->tuning) {
     if (gen_tune_load(&prog->own_tuning, NULL, err)) return -1;
     prog->cfg.tuning = prog->own_tuning;
