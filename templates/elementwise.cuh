@@ -10,23 +10,31 @@ namespace lisa {
 constexpr float kGeluK = 0.7978845608028654f;  // sqrt(2 / pi)
 constexpr float kGeluA = 0.044715f;
 
+// exp over cpu_ops.c's domain: the argument clamped to [-87.3, 88.37], so the
+// result is finite and nonzero (exp(88.37) ~ 2.5e38). The backwards below
+// multiply s^2 by e; an unclamped e = inf (GELU below x ~ -10.1, SiLU below
+// ~ -88.7) made that 0 * inf = NaN where the CPU stays finite.
+__device__ __forceinline__ float exp_clamped(float x) {
+  return expf(fminf(fmaxf(x, -87.3f), 88.37f));
+}
+
 // GELU, tanh form, written as x * sigmoid(2u): no cancellation for x < 0.
 __device__ __forceinline__ float gelu_forward(float x) {
-  const float e = expf(-2.f * kGeluK * (x + kGeluA * x * x * x));
+  const float e = exp_clamped(-2.f * kGeluK * (x + kGeluA * x * x * x));
   return x / (1.f + e);
 }
 
 __device__ __forceinline__ float gelu_backward(float dy, float x) {
-  const float e = expf(-2.f * kGeluK * (x + kGeluA * x * x * x));
+  const float e = exp_clamped(-2.f * kGeluK * (x + kGeluA * x * x * x));
   const float s = 1.f / (1.f + e);
   const float du = 2.f * kGeluK * (1.f + 3.f * kGeluA * x * x);
   return (s + x * s * s * e * du) * dy;
 }
 
-__device__ __forceinline__ float silu_forward(float x) { return x / (1.f + expf(-x)); }
+__device__ __forceinline__ float silu_forward(float x) { return x / (1.f + exp_clamped(-x)); }
 
 __device__ __forceinline__ float silu_backward(float dy, float x) {
-  const float e = expf(-x);
+  const float e = exp_clamped(-x);
   const float s = 1.f / (1.f + e);
   return (s + x * s * s * e) * dy;
 }

@@ -648,15 +648,17 @@ void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dy,
  * loss is bit-identical whatever the thread count. */
 #define CE_CHUNKS 64
 
+/* The maximum, NaN if any element is. */
 static float row_max(const float *x, int n) {
   float lane[LANES];
   for (int k = 0; k < LANES; k++) lane[k] = -INFINITY;
   int i = 0;
   for (; i + LANES <= n; i += LANES)
-    for (int k = 0; k < LANES; k++) lane[k] = x[i + k] > lane[k] ? x[i + k] : lane[k];
+    for (int k = 0; k < LANES; k++)
+      lane[k] = x[i + k] > lane[k] || x[i + k] != x[i + k] ? x[i + k] : lane[k];
   float mx = -INFINITY;
-  for (; i < n; i++) mx = x[i] > mx ? x[i] : mx;
-  for (int k = 0; k < LANES; k++) mx = lane[k] > mx ? lane[k] : mx;
+  for (; i < n; i++) mx = x[i] > mx || x[i] != x[i] ? x[i] : mx;
+  for (int k = 0; k < LANES; k++) mx = lane[k] > mx || lane[k] != lane[k] ? lane[k] : mx;
   return mx;
 }
 
@@ -689,9 +691,14 @@ static double sum_exp(const float *x, int n, float shift) {
   return total;
 }
 
+/* A row whose maximum is NaN or +inf has a NaN loss and gradient (x - max
+ * is NaN somewhere), as in torch; vec_expf would clamp the NaN away. */
+static int row_undefined(float mx) { return isnan(mx) || mx == INFINITY; }
+
 /* -log softmax(row)[target] = log sum_i exp(row_i - max) + max - row_target */
 static double cross_entropy_row(const float *row, int target, int V) {
   float mx = row_max(row, V);
+  if (row_undefined(mx)) return NAN;
   return log(sum_exp(row, V, mx)) + mx - row[target];
 }
 
@@ -734,6 +741,10 @@ void cpu_cross_entropy_backward(float *dlogits, const float *logits,
       continue;
     }
     float mx = row_max(row, V);
+    if (row_undefined(mx)) {
+      for (int i = 0; i < V; i++) drow[i] = NAN;
+      continue;
+    }
     for (int i = 0; i < V; i++) drow[i] = vec_expf(row[i] - mx);
     float f = (float)(sn / sum_floats(drow, V));
     for (int i = 0; i < V; i++) drow[i] *= f;
