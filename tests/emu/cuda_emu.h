@@ -142,6 +142,20 @@ namespace emu {
 // also EMU_STACK_KIB in the environment). 0 restores the default.
 inline void set_stack_size(size_t bytes) { detail::g_stack_size = bytes; }
 
+// The schedule of later launches in this module, as LISA_EMU_SCHEDULE names
+// it (fifo, reverse, random, greedy; emu_sched.h) with the random one's
+// seed; false for an unknown name. The environment sets the first.
+inline bool set_schedule(const char *name, uint64_t seed) {
+  detail::Schedule s;
+  if (!strcmp(name, "fifo")) s = detail::Schedule::Fifo;
+  else if (!strcmp(name, "reverse")) s = detail::Schedule::Reverse;
+  else if (!strcmp(name, "random")) s = detail::Schedule::Random;
+  else if (!strcmp(name, "greedy")) s = detail::Schedule::Greedy;
+  else return false;
+  detail::policy() = detail::Policy{s, seed * 0x9e3779b97f4a7c15ull + 1};
+  return true;
+}
+
 // Why the last launch failed ("" if it did not).
 inline const char *last_error() { return detail::g_last_error.c_str(); }
 

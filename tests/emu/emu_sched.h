@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include <memory>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -30,8 +31,55 @@
 
 #pragma GCC visibility push(hidden)
 
+// The linker's bounds of the emu_smem section (emu_types.h's __shared__):
+// weak, for a module with no shared variable.
+extern "C" char __start_emu_smem[] __attribute__((weak));
+extern "C" char __stop_emu_smem[] __attribute__((weak));
+
 namespace emu {
 namespace detail {
+
+// LISA_EMU_SCHEDULE: the order ready fibers run in (each runs until it waits).
+//   fifo     the order they became ready (blocks in grid order): the default
+//   reverse  the last to become ready first (blocks in reverse grid order)
+//   random   a uniform pick among the ready (blocks in a random order),
+//            seeded by LISA_EMU_SEED (default 1)
+//   greedy   a lane of the warp that ran last, while one is ready: one warp
+//            runs as far as it can before another starts
+// A kernel whose result depends on the order has a race a GPU may show.
+enum class Schedule : unsigned char { Fifo, Reverse, Random, Greedy };
+
+struct Policy {
+  Schedule schedule = Schedule::Fifo;
+  uint64_t rng = 1;
+};
+
+inline Policy read_policy() {
+  Policy p;
+  const char *s = getenv("LISA_EMU_SCHEDULE"), *seed = getenv("LISA_EMU_SEED");
+  if (s && !strcmp(s, "reverse")) p.schedule = Schedule::Reverse;
+  else if (s && !strcmp(s, "random")) p.schedule = Schedule::Random;
+  else if (s && !strcmp(s, "greedy")) p.schedule = Schedule::Greedy;
+  else if (s && *s && strcmp(s, "fifo")) {
+    fprintf(stderr, "emu: LISA_EMU_SCHEDULE=%s: not fifo, reverse, random or greedy\n", s);
+    abort();
+  }
+  if (seed) p.rng = strtoull(seed, nullptr, 10);
+  p.rng = p.rng * 0x9e3779b97f4a7c15ull + 1;
+  return p;
+}
+
+inline Policy &policy() {
+  static Policy p = read_policy();
+  return p;
+}
+
+// xorshift64*: the random schedule's draws.
+inline uint64_t next_random() {
+  uint64_t &x = policy().rng;
+  x ^= x >> 12, x ^= x << 25, x ^= x >> 27;
+  return x * 0x2545f4914f6cdd1dull;
+}
 
 enum class State : unsigned char { Ready, Barrier, Warp, Exited };
 enum class WarpOp : unsigned char { Sync, ShflIdx, ShflUp, ShflDown, ShflXor, Ballot, Any, All };
@@ -91,6 +139,7 @@ struct Launch {
   const void *sched_lo = nullptr;
   size_t sched_size = 0;
   Thread *cur = nullptr;
+  int last_warp = -1;  // the greedy schedule's warp
   bool failed = false;
   std::string error;
 };
@@ -140,10 +189,34 @@ inline void push_ready(Launch &L, Thread &t) {
   L.ready[(L.head + L.count++) % L.nthreads] = t.index;
 }
 
+// The next fiber to run, as the schedule picks it: the head (fifo), the
+// tail (reverse), or another swapped with the head.
 inline Thread &pop_ready(Launch &L) {
-  Thread &t = L.threads[L.ready[L.head]];
-  L.head = (L.head + 1) % L.nthreads;
+  const unsigned n = L.nthreads;
+  unsigned pick = 0;
+  switch (policy().schedule) {
+    case Schedule::Fifo: break;
+    case Schedule::Reverse: {
+      Thread &t = L.threads[L.ready[(L.head + --L.count) % n]];
+      L.last_warp = int(t.warp);
+      return t;
+    }
+    case Schedule::Random: pick = unsigned(next_random() % L.count); break;
+    case Schedule::Greedy:
+      for (unsigned k = 0; k < L.count && L.last_warp >= 0; k++)
+        if (L.threads[L.ready[(L.head + k) % n]].warp == unsigned(L.last_warp)) {
+          pick = k;
+          break;
+        }
+      break;
+  }
+  unsigned &a = L.ready[L.head], &b = L.ready[(L.head + pick) % n];
+  const unsigned chosen = b;
+  b = a, a = chosen;
+  Thread &t = L.threads[chosen];
+  L.head = (L.head + 1) % n;
   L.count--;
+  L.last_warp = int(t.warp);
   return t;
 }
 
@@ -363,9 +436,12 @@ inline std::string describe_deadlock(const Launch &L) {
 inline bool run_block(Launch &L, uint3 b) {
   L.block_idx = b;
   if (L.dyn_size) memset(L.dyn.get(), 0xff, L.dyn_size);  // unwritten reads give NaN
+  char *smem = __start_emu_smem, *smem_end = __stop_emu_smem;  // and the static ones
+  if (smem != smem_end) memset(smem, 0xff, size_t(smem_end - smem));
   L.live = L.nthreads;
   L.arrived = 0;
   L.head = L.count = 0;
+  L.last_warp = -1;
   for (Thread &t : L.threads) {
     t.state = State::Ready;
     fiber::init(t.ctx, L.stacks.lo(t.index), L.stacks.size(), thread_main, &t);
@@ -442,10 +518,19 @@ inline int run(dim3 grid, dim3 block, size_t dyn, void (*body)(void *), void *ar
     return -1;
   }
   g_launch = &L;
-  for (unsigned z = 0; z < grid.z && !L.failed; z++)
-    for (unsigned y = 0; y < grid.y && !L.failed; y++)
-      for (unsigned x = 0; x < grid.x && run_block(L, uint3{x, y, z}); x++) {
-      }
+  // blocks in grid order (fifo, greedy), reversed, or shuffled (random)
+  const unsigned long long nblocks = 1ull * grid.x * grid.y * grid.z;
+  std::vector<unsigned long long> order(nblocks);
+  for (unsigned long long i = 0; i < nblocks; i++) order[i] = i;
+  if (policy().schedule == Schedule::Reverse)
+    for (unsigned long long i = 0; i < nblocks / 2; i++) std::swap(order[i], order[nblocks - 1 - i]);
+  if (policy().schedule == Schedule::Random)
+    for (unsigned long long i = nblocks; i > 1; i--) std::swap(order[i - 1], order[next_random() % i]);
+  for (unsigned long long i = 0; i < nblocks && !L.failed; i++) {
+    const unsigned long long k = order[i];
+    run_block(L, uint3{unsigned(k % grid.x), unsigned(k / grid.x % grid.y),
+                       unsigned(k / grid.x / grid.y)});
+  }
   g_launch = nullptr;
   g_last_error = L.error;
   return L.failed ? -1 : 0;

@@ -15,9 +15,12 @@
 #define __align__(n) alignas(n)
 #define __constant__
 // Blocks run one after another on one OS thread, so a function-local static
-// is exactly one block's shared memory. (The `extern __shared__ T a[];`
-// form does not work: use LISA_DYNAMIC_SMEM.)
-#define __shared__ static
+// is exactly one block's shared memory. Every one lives in the section
+// emu_smem, which the scheduler fills with 0xff bytes before each block
+// (NaN as float and bf16, -1 as int): a kernel that reads shared memory this
+// block has not written (the GPU's is undefined there) sees it. (The
+// `extern __shared__ T a[];` form does not work: use LISA_DYNAMIC_SMEM.)
+#define __shared__ static __attribute__((section("emu_smem")))
 
 struct uint3 {
   unsigned x, y, z;
