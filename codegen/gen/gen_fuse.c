@@ -138,8 +138,10 @@ static int rule_gelu_epilogue(gen_ctx *c, int i) {
   int epi = saved ? (has_bias ? GEN_EPI_GELU_AUX_BIAS : GEN_EPI_GELU_AUX)
                   : (has_bias ? GEN_EPI_GELU_BIAS : GEN_EPI_GELU);
   if (epilogue_off(c, epi)) return 0;
-  /* cuBLASLt: the aux (GELU input) leading dimension must be divisible by 8 */
-  if (saved && gen_ref_of(c, y).ld % 8 != 0) return 0;
+  /* cuBLASLt: the aux (GELU input) leading dimension must be divisible by 8,
+   * and the CUDA backend gives it D's (the GELU output's), as DGELU does */
+  int64_t aux_ld = gen_ref_of(c, y).ld;
+  if (saved && (aux_ld % 8 != 0 || aux_ld != gen_ref_of(c, c->items[j].op->out[0]).ld)) return 0;
   c->items[i].epilogue = epi;
   lead(c, i, GEN_RULE_GELU_EPILOGUE);
   return join(c, j, i, GEN_RULE_GELU_EPILOGUE);

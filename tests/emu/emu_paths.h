@@ -38,6 +38,10 @@ struct Module {
   }
 };
 
+// GEMMs as cuBLASLt computes them, including where it differs from the
+// plan's own fields: the GELU aux has D's leading dimension (the CUDA backend
+// sets EPILOGUE_AUX_LD = ldd), and BGRADB overwrites the bias gradient.
+
 // Compiles prog for the host into dir/tag.so and loads it; false with the
 // reason in *why.
 inline bool compile_module(const gen_program *prog, const std::string &dir, const char *tag,
@@ -101,8 +105,8 @@ inline int gemm(void *ctx, const gen_path *p, int step, const path_exec_gemm *pg
     std::vector<float> dw = read_at(pg->d, db->dtype, g.d.ld, db->rows, db->cols);
     cpu_linear_backward_w(dw.data(), a.data(), w.data(), g.rows, g.in, g.out, g.layout);
     write_at(pg->d, db->dtype, g.d.ld, db->rows, db->cols, dw.data());
-    if (g.epilogue == GEN_EPI_BGRAD) {
-      std::vector<float> bg = read_at(pg->bias, dtype_of(p, g.bias), g.out, 1, g.out);
+    if (g.epilogue == GEN_EPI_BGRAD) { /* written, not added to: cuBLASLt's BGRADB */
+      std::vector<float> bg((size_t)g.out, 0.0f);
       cpu_linear_backward_b(bg.data(), a.data(), g.rows, g.out);
       write_at(pg->bias, dtype_of(p, g.bias), g.out, 1, g.out, bg.data());
     }
@@ -122,15 +126,15 @@ inline int gemm(void *ctx, const gen_path *p, int step, const path_exec_gemm *pg
     std::vector<float> c = read_at(pg->c, dtype_of(p, g.c), g.c.ld, g.rows, cols);
     for (size_t i = 0; i < d.size(); i++) d[i] += c[i];
   }
-  switch (g.epilogue) {
+  switch (g.epilogue) { /* aux at D's leading dimension, as cuBLASLt is told */
   case GEN_EPI_GELU_AUX_BIAS: case GEN_EPI_GELU_AUX:
-    write_at(pg->aux, dtype_of(p, g.aux), g.aux.ld, g.rows, cols, d.data());
+    write_at(pg->aux, dtype_of(p, g.aux), g.d.ld, g.rows, cols, d.data());
     /* fall through */
   case GEN_EPI_GELU_BIAS: case GEN_EPI_GELU:
     cpu_gelu_forward(d.data(), d.data(), (int64_t)d.size());
     break;
   case GEN_EPI_DGELU: {
-    std::vector<float> aux = read_at(pg->aux, dtype_of(p, g.aux), g.aux.ld, g.rows, cols);
+    std::vector<float> aux = read_at(pg->aux, dtype_of(p, g.aux), g.d.ld, g.rows, cols);
     cpu_gelu_backward(d.data(), d.data(), aux.data(), (int64_t)d.size());
     break;
   }
