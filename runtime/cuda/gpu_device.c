@@ -181,14 +181,27 @@ size_t gpu_device_used_bytes(const gpu_device *g) {
   return total - free_b;
 }
 
-/* Dense bf16 tensor-core peaks (vendor datasheets, SXM parts). */
-double gpu_device_bf16_peak(const gpu_device *g) {
-  static const struct { const char *name; double flops; } peaks[] = {
-      {"H200", 989.4e12}, {"H100 SXM", 989.4e12}, {"H100 PCIe", 756.5e12}, {"H100", 989.4e12},
-      {"A100", 312e12},   {"L40S", 362.05e12},    {"A10", 125e12}};
+/* Dense bf16 tensor-core peaks from the vendor datasheets, keyed by the
+ * exact name the driver reports and the SM count: a variant with another
+ * clock or SM count (H100 NVL, A10G, ...) is not its namesake, and gets no
+ * MFU rather than a wrong one. LISA_BF16_PEAK_TFLOPS names a device the
+ * table lacks. */
+double gpu_bf16_peak_of(const char *name, int sms) {
+  static const struct { const char *name; int sms; double flops; } peaks[] = {
+      {"NVIDIA H200", 132, 989.4e12},           {"NVIDIA H100 80GB HBM3", 132, 989.4e12},
+      {"NVIDIA H100 PCIe", 114, 756.5e12},      {"NVIDIA A100-SXM4-80GB", 108, 312e12},
+      {"NVIDIA A100-SXM4-40GB", 108, 312e12},   {"NVIDIA A100 80GB PCIe", 108, 312e12},
+      {"NVIDIA A100-PCIE-40GB", 108, 312e12},   {"NVIDIA L40S", 142, 362.05e12},
+      {"NVIDIA A10", 72, 125e12}};
+  const char *env = getenv("LISA_BF16_PEAK_TFLOPS");
+  if (env && atof(env) > 0) return atof(env) * 1e12;
   for (size_t i = 0; i < sizeof peaks / sizeof peaks[0]; i++)
-    if (strstr(g->api.name, peaks[i].name)) return peaks[i].flops;
+    if (!strcmp(name, peaks[i].name) && sms == peaks[i].sms) return peaks[i].flops;
   return 0;
+}
+
+double gpu_device_bf16_peak(const gpu_device *g) {
+  return gpu_bf16_peak_of(g->api.name, g->api.n_sms);
 }
 
 void gpu_device_close(gpu_device *g) {

@@ -33,8 +33,11 @@ int gpu_device_sms(const gpu_device *g);
 /* Compute capability as 10 * major + minor (90 for sm_90). */
 int gpu_device_sm(const gpu_device *g);
 size_t gpu_device_used_bytes(const gpu_device *g);
-/* The device's dense bf16 peak in FLOP/s, 0 if not known (for MFU). */
+/* The device's dense bf16 peak in FLOP/s, 0 if not known (for MFU): by
+ * the exact device name and SM count (gpu_bf16_peak_of), or
+ * LISA_BF16_PEAK_TFLOPS from the environment. */
 double gpu_device_bf16_peak(const gpu_device *g);
+double gpu_bf16_peak_of(const char *name, int sms);
 void gpu_device_close(gpu_device *g);
 
 #endif
