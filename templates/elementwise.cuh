@@ -39,20 +39,24 @@ __device__ __forceinline__ float silu_backward(float dy, float x) {
   return (s + x * s * s * e) * dy;
 }
 
-// db[c] += sum over rows of dy[r, c]. One thread per column walks the rows in
-// order: deterministic, and each warp reads 32 consecutive columns per row.
-// G (deduced): the gradient's type, float or __nv_bfloat16 (bf16-true); the
-// sum and the add are fp32, rounded once to G.
-// launch: grid (ceil(C / THREADS)), block (THREADS), dynamic smem: 0 bytes
+// Stage 1 of db += sum over rows of dy[r, c] (the bias gradient), split
+// like the norms' weight gradients so that more than C threads work on it:
+// block (x, p) writes partial[p][c] = the sum of dy's rows
+// [p * R, (p + 1) * R), R = ceil(N / parts), in row order, one thread per
+// column (a warp reads 32 consecutive columns of a row). Stage 2 is
+// norm.cuh's norm_backward_w_finish<C>(db, nullptr, partial, parts): the
+// parts in order, added to db once. Deterministic for a given parts.
+// launch: grid (ceil(C / THREADS), parts), block (THREADS), dynamic smem: 0 bytes
 // tunables: THREADS {64,128,256} default 128
-// scratch: none
-template <typename T, int C, int THREADS, typename G>
-__device__ void bias_grad(G *db, const T *dy, int N) {
-  const int col = blockIdx.x * THREADS + threadIdx.x;
-  if (col >= C) return;
+// scratch: partial: parts * C floats
+template <typename T, int C, int THREADS>
+__device__ void bias_grad(float *partial, const T *dy, int N, int parts) {
+  const int col = blockIdx.x * THREADS + threadIdx.x, p = blockIdx.y;
+  if (col >= C || p >= parts) return;
+  const int per = (N + parts - 1) / parts, r0 = p * per, r1 = r0 + per < N ? r0 + per : N;
   float s = 0.f;
-  for (int r = 0; r < N; r++) s += to_f32(dy[(long long)r * C + col]);
-  db[col] = from_f32<G>(to_f32(db[col]) + s);
+  for (int r = r0; r < r1; r++) s += to_f32(dy[(long long)r * C + col]);
+  partial[(long long)p * C + col] = s;
 }
 
 }  // namespace lisa

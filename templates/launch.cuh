@@ -62,6 +62,15 @@ LISA_LAUNCH_FN long long lisa_norm_wb_parts(long long N, int by, long long gx, i
   return parts > 1024 ? 1024 : parts;
 }
 
+// elementwise.cuh's bias_grad: row parts of at least 16 rows, at most two
+// blocks per multiprocessor over the gx column blocks, at most 1024.
+LISA_LAUNCH_FN long long lisa_bias_grad_parts(long long N, long long gx, int sms) {
+  long long parts = (N + 15) / 16, cap = 2 * sms / gx;
+  if (cap < 1) cap = 1;
+  if (parts > cap) parts = cap;
+  return parts > 1024 ? 1024 : parts;
+}
+
 // attention.cuh's tiles the generator does not tune: the keys per step of
 // the forward (BK) and dq (BK), the queries per step of dkdv (BQ).
 enum { LISA_ATTENTION_FWD_BK = 16, LISA_ATTENTION_DQ_BK = 32, LISA_ATTENTION_DKDV_BQ = 16 };

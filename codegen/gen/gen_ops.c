@@ -640,19 +640,40 @@ static int emit_copy(gen_ctx *c, const ir_op *op, int concat) {
   return 0;
 }
 
-static void emit_bias_grad(gen_ctx *c, const ir_op *op) {
-  int64_t C = cols_of(c, op->in[0]);
-  char label[192], body[160];
-  snprintf(label, sizeof label, "linear_bwd_b %s -> %s", gen_vname(c, op->in[0]),
-           gen_vname(c, op->out[0]));
+/* The bias gradient's row parts (its workspace's rows). */
+static int64_t bias_grad_parts(gen_ctx *c, int64_t C) {
+  const int threads = gen_tune(c, "bias_grad", "THREADS");
+  return lisa_bias_grad_parts(N_of(c), ceil_div(C, threads), c->cfg->sms);
+}
+
+/* db += column sums of dy, in two deterministic stages (as a norm's dW). */
+static void emit_bias_grad(gen_ctx *c, int i) {
+  const ir_op *op = c->items[i].op;
+  const int ws = c->items[i].workspace;
+  int64_t C = cols_of(c, op->in[0]), parts = bias_grad_parts(c, C);
+  char label[192], body[192];
+  snprintf(label, sizeof label, "linear_bwd_b %s -> partial sums of %lld row parts",
+           gen_vname(c, op->in[0]), (long long)parts);
   gen_kb kb;
   gen_kb_begin(&kb, c, "bias_grad", label);
-  gen_kb_buf(&kb, "db", gen_ref_of(c, op->out[0]), c->cfg->grad_dtype, 1);
+  gen_kb_buf(&kb, "partial", (gen_ref){ws, 0, C}, GEN_F32, 1);
   gen_kb_buf(&kb, "dy", gen_ref_of(c, op->in[0]), -1, 0);
   gen_kb_rows(&kb);
   const int threads = gen_tune(c, "bias_grad", "THREADS");
-  gen_kb_launch(&kb, ceil_div(C, threads), 1, 1, (unsigned)threads, 1, 0);
-  snprintf(body, sizeof body, "lisa::bias_grad<%s, %lld, %d>(db, dy, N);", T_(), (long long)C, threads);
+  gen_kb_launch(&kb, ceil_div(C, threads), (unsigned)parts, 1, (unsigned)threads, 1, 0);
+  snprintf(body, sizeof body, "lisa::bias_grad<%s, %lld, %d>(partial, dy, N, %lld);", T_(),
+           (long long)C, threads, (long long)parts);
+  gen_kb_end(&kb, body);
+
+  snprintf(label, sizeof label, "linear_bwd_b: db += partial sums -> %s", gen_vname(c, op->out[0]));
+  gen_kb_begin(&kb, c, "norm_backward_w_finish", label);
+  gen_kb_buf(&kb, "dw", gen_ref_of(c, op->out[0]), c->cfg->grad_dtype, 1);
+  gen_kb_buf(&kb, "db", (gen_ref){-1, 0, 0}, c->cfg->grad_dtype, 1);
+  gen_kb_buf(&kb, "partial", (gen_ref){ws, 0, C}, GEN_F32, 0);
+  const int fin = gen_tune(c, "norm_backward_w_finish", "THREADS");
+  gen_kb_launch(&kb, ceil_div(C, fin), 1, 1, (unsigned)fin, 1, 0);
+  snprintf(body, sizeof body, "lisa::norm_backward_w_finish<%lld, %d>(dw, db, partial, %lld);",
+           (long long)C, fin, (long long)parts);
   gen_kb_end(&kb, body);
 }
 
@@ -667,6 +688,12 @@ int gen_plan_workspace(gen_ctx *c, int i, int *ws) {
     snprintf(name, sizeof name, "%s.dsum", gen_vname(c, op->in[4]));
     *ws = gen_add_workspace(c, name, GEN_F32, N_of(c), op->heads);
     break;
+  case IR_OP_LINEAR_BWD_B: {
+    int64_t C = cols_of(c, op->in[0]);
+    snprintf(name, sizeof name, "%s.partial", gen_vname(c, op->out[0]));
+    *ws = gen_add_workspace(c, name, GEN_F32, bias_grad_parts(c, C), C);
+    break;
+  }
   case IR_OP_CROSS_ENTROPY:
     snprintf(name, sizeof name, "%s.rows", gen_vname(c, op->out[0]));
     *ws = gen_add_workspace(c, name, GEN_F32, N_of(c), 1);
@@ -713,7 +740,7 @@ int gen_lower_template_op(gen_ctx *c, int i) {
   case IR_OP_CROSS_ENTROPY: return emit_cross_entropy(c, i);
   case IR_OP_SPLIT: return emit_copy(c, op, 0);
   case IR_OP_CONCAT: return emit_copy(c, op, 1);
-  case IR_OP_LINEAR_BWD_B: emit_bias_grad(c, op); return 0;
+  case IR_OP_LINEAR_BWD_B: emit_bias_grad(c, i); return 0;
   default: break;
   }
   return lt_fail(c->err, "%s:%d: gen: no kernel for op '%s'", c->m->path, op->line,

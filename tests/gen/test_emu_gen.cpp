@@ -273,7 +273,7 @@ void run_pass(const Module &mod, const gen_program *prog, ms_state *s, int mode,
 /* lora_rank > 0: LoRA on every block linear; only the adapters train. */
 void check_model(const char *yaml, int dtype, const gen_tuning *tuning = nullptr,
                  int lora_rank = 0, int grad_dtype = GEN_F32, int grad_accum = 1,
-                 unsigned no_epilogues = 0) {
+                 unsigned no_epilogues = 0, int B = 2, int T = 5) {
   ir_model m;
   lt_error err = {};
   char folder[1024];
@@ -285,7 +285,7 @@ void check_model(const char *yaml, int dtype, const gen_tuning *tuning = nullptr
   }
   std::vector<unsigned char> trains((size_t)m.n_params + 1, 1);
   if (lora_rank) lora_trains(&m, trains.data());
-  const int B = 2, T = 5; /* odd sizes: 10 rows, a partial attention tile */
+  /* odd sizes by default: 10 rows, a partial attention tile */
   gen_config cfg = {};
   cfg.B = B, cfg.T = T, cfg.dtype = dtype, cfg.grad_dtype = grad_dtype, cfg.grad_accum = grad_accum;
   cfg.tuning = tuning;
@@ -418,6 +418,11 @@ void test_gpt2_bf16_true() {
    * instead of BGRAD (one micro-batch of it runs here) */
   check_model("models/gpt2-tiny.yaml", GEN_BF16, nullptr, 0, GEN_BF16, 2);
 }
+/* 52 rows: the bias gradients' split reduction in 4 row parts of 13 (and
+ * the norms' dW in more than one part), fp32 so that a lost part shows */
+void test_row_parts() {
+  check_model("models/gpt2-tiny.yaml", GEN_F32, nullptr, 0, GEN_F32, 2, 0, 4, 13);
+}
 void test_llama_bf16_true() {
   check_model("models/llama-tiny.yaml", GEN_BF16, nullptr, 0, GEN_BF16);
 }
@@ -512,6 +517,7 @@ int main(int argc, char **argv) {
   RUN_IF(test_llama_bf16);
   RUN_IF(test_attention_mma);
   RUN_IF(test_gpt2_bf16_true);
+  RUN_IF(test_row_parts);
   RUN_IF(test_gpt2_unfused);
   RUN_IF(test_llama_bf16_true);
   RUN_IF(test_residual_norm);
