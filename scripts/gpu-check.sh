@@ -35,19 +35,23 @@
 #                new tokens, fp32 and bf16, tokens/s
 set -uo pipefail
 cd "$(dirname "$0")/.."
-BUNDLE=build/gpu-bundle.tar.xz
-BINS="build/lisa build/tests/test_dev_train build/tests/test_emu_gen build/tests/test_dev_decode"
+BUNDLE=${BUNDLE:-build/gpu-bundle.tar.xz}
 
+# --bundle: set up and build, then pack (paths in the archive are build/...).
+# For the test suite's dry run (tests/cli/test_gpu_bundle.sh): NO_SETUP=1
+# packs what is built, BUILD names the build folder (relative; default build).
 if [ "${1:-}" = --bundle ]; then
-  bash scripts/setup.sh >/dev/null || exit 1
-  rm -rf build/gpu-libs && mkdir -p build/gpu-libs
+  [ -n "${NO_SETUP:-}" ] || bash scripts/setup.sh >/dev/null || exit 1
+  B=${BUILD:-build}
+  BINS="$B/lisa $B/tests/test_dev_train $B/tests/test_emu_gen $B/tests/test_dev_decode"
+  rm -rf "$B/gpu-libs" && mkdir -p "$B/gpu-libs"
   for lib in libyaml-0.so.2 liblua5.4.so.0 libcjson.so.1 libgomp.so.1 libpcre2-8.so.0 libutf8proc.so.2; do
     # shellcheck disable=SC2086
     path=$(ldd $BINS | awk -v l="$lib" '$1 == l {print $3; exit}')
-    [ -n "$path" ] && cp -L "$path" build/gpu-libs/
+    [ -n "$path" ] && cp -L "$path" "$B/gpu-libs/"
   done
   # shellcheck disable=SC2086
-  tar -cJf "$BUNDLE" $BINS build/gpu-libs || exit 1
+  tar -cJf "$BUNDLE" --transform "s|^$B/|build/|" $BINS "$B/gpu-libs" || exit 1
   ls -l "$BUNDLE"
   echo "carry: $BUNDLE"
   exit 0
