@@ -2,8 +2,9 @@
  * Opening finds the driver, the first device and cuBLASLt (dlopen, so the
  * binary starts where there is none) and says why when it cannot; loading
  * compiles every path of a program (NVRTC, through the CUBIN cache), looks
- * up its kernels and picks each GEMM's cuBLASLt algorithm, all before step
- * 0. Memory and copies are in order on one stream. */
+ * up its kernels and picks each GEMM's cuBLASLt algorithm (each run once on
+ * probe memory: one cuBLASLt refuses is dropped), all before step 0. Memory
+ * and copies are in order on one stream. */
 #ifndef LT_GPU_DEVICE_H
 #define LT_GPU_DEVICE_H
 

@@ -130,6 +130,46 @@ static int setup_tier(gpu_runtime *rt, gpu_gemm_setup *gp, int t, cublasStatus_t
   return 0;
 }
 
+/* Bytes of the GEMM's largest operand (column-major storage: A is lda x k,
+ * or lda x m transposed; B ldb x n or ldb x k; C, D and aux ldd x n). */
+static size_t largest_operand(const gen_lt *lt, const gpu_gemm_setup *gp) {
+  size_t a = (size_t)lt->lda * (size_t)(lt->trans_a ? lt->m : lt->k) * (size_t)gp->elem[0];
+  size_t b = (size_t)lt->ldb * (size_t)(lt->trans_b ? lt->k : lt->n) * (size_t)gp->elem[1];
+  size_t d = (size_t)lt->ldd * (size_t)lt->n * (size_t)gp->elem[3];
+  size_t most = a > b ? a : b;
+  return most > d ? most : d;
+}
+
+/* Every algorithm the heuristic found is run once before step 0, on probe
+ * memory holding the largest operand (which the run's arena holds anyway)
+ * at the tier's weakest alignment: one cublasLtMatmul refuses is dropped as
+ * if it had not been found, so a fused epilogue left without any runs
+ * unfused (rt->no_algo) instead of ending the run at its first step. The
+ * operands share the memory: the values are garbage, only the status
+ * counts. Without probe memory the algorithms stay as found. */
+static void probe_tiers(gpu_runtime *rt, gpu_gemm_setup *gp, const gen_lt *lt) {
+  const gpu_api *api = rt->api;
+  CUdeviceptr mem;
+  if (api->cuMemAlloc(&mem, largest_operand(lt, gp) + 256) != CUDA_SUCCESS) return;
+  const float one = 1.0f, beta = gp->beta ? 1.0f : 0.0f;
+  for (int t = 0; t < GEN_LT_NTIERS; t++) {
+    if (!gp->have[t]) continue;
+    void *at[6];
+    for (int i = 0; i < 6; i++)
+      at[i] = (void *)(uintptr_t)(mem + (gp->elem[i] ? gen_lt_tier_align(t, gp->elem[i]) : 0));
+    if ((gp->elem[4] && set_attr(api, gp->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &at[4],
+                                 sizeof at[4])) ||
+        (gp->elem[5] && set_attr(api, gp->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &at[5],
+                                 sizeof at[5])) ||
+        api->ltMatmul(rt->lt, gp->desc, &one, at[0], gp->a, at[1], gp->b, &beta, at[2], gp->c,
+                      at[3], gp->d, &gp->algo[t], (void *)rt->workspace, GPU_WORKSPACE_BYTES,
+                      (cudaStream_t)rt->stream) != CUBLAS_STATUS_SUCCESS)
+      gp->have[t] = 0;
+  }
+  api->cuStreamSynchronize(rt->stream);
+  api->cuMemFree(mem);
+}
+
 static int setup_gemm(gpu_runtime *rt, const gen_path *p, int s, gpu_gemm_setup *gp, lt_error *err) {
   const gen_gemm *g = &p->steps[s].gemm;
   gen_lt lt;
@@ -146,13 +186,15 @@ static int setup_gemm(gpu_runtime *rt, const gen_path *p, int s, gpu_gemm_setup 
     cublasStatus_t st;
     if (setup_tier(rt, gp, t, &st)) return lt_fail(err, "cuBLASLt: no preference");
     if (st != CUBLAS_STATUS_SUCCESS) last = st;
-    any |= gp->have[t];
   }
+  gp->beta = lt.beta;
+  probe_tiers(rt, gp, &lt);
+  for (int t = 0; t < GEN_LT_NTIERS; t++) any |= gp->have[t];
   if (!any && g->epilogue != GEN_EPI_NONE && g->epilogue != GEN_EPI_BIAS)
     rt->no_algo |= 1u << g->epilogue; /* the generator can run it unfused */
   if (!any)
-    return lt_fail(err, "%s step %d (%s): cuBLASLt has no algorithm (m=%lld n=%lld k=%lld, %s, "
-                        "status %d)",
+    return lt_fail(err, "%s step %d (%s): cuBLASLt has no algorithm it can run (m=%lld n=%lld "
+                        "k=%lld, %s, status %d)",
                    p->name, s, p->steps[s].label, lt.m, lt.n, lt.k,
                    gen_lt_epilogue_name(lt.epilogue), (int)last);
   gp->a_from = lt.a_from, gp->b_from = lt.b_from, gp->beta = lt.beta;
