@@ -180,8 +180,10 @@ static void test_many_tensors() {
     emu::fill_uniform(w[k].data(), n, -1, 1, 500 + k);
     emu::fill_uniform(g[k].data(), n, -1, 1, 600 + k);
     rw[k] = w[k], rm[k] = m[k], rv[k] = v[k];
-    table[k] = AdamWTensor{w[k].data(), g[k].data(), m[k].data(), v[k].data(), wc[k].data(), n, k % 2,
-                           1 + k % 4};
+    // steps and decay with periods 5 and 3, not dividing THREADS = 32: entry k
+    // and entry k + 32 (the next group's, same thread) have other scalars
+    table[k] = AdamWTensor{w[k].data(), g[k].data(), m[k].data(), v[k].data(), wc[k].data(), n,
+                           k % 3 == 1, 1 + k % 5};
     ref_sq += opt_sum_squares(g[k].data(), n);
   }
   emu::Guarded<double> partials(7);
@@ -206,7 +208,7 @@ static void test_many_tensors() {
   for (int k = 0; k < K; k++) {
     const int n = (int)w[k].size();
     opt_adamw_update(rw[k].data(), g[k].data(), rm[k].data(), rv[k].data(), n, c.lr,
-                     k % 2 ? c.weight_decay : 0.0f, &c, 1 + k % 4, f);
+                     k % 3 == 1 ? c.weight_decay : 0.0f, &c, 1 + k % 5, f);
     CHECK_MSG(same_bits(w[k].data(), rw[k].data(), n), "tensor %d", k);
     CHECK(same_bits(m[k].data(), rm[k].data(), n) && same_bits(v[k].data(), rv[k].data(), n));
     CHECK(same_bits(wc[k].data(), rw[k].data(), n));  // a float copy is the weights
