@@ -359,15 +359,22 @@ static void ref_adamw_bf16(RefState &st, const bf16 *g, long long n, int tensor,
 // four steps with clipping from global_norm over the bf16 table: every bit of
 // w, m and v equals the reference's, and the norm equals the norm of the
 // widened gradients.
-static void test_bf16_true() {
-  const long long sizes[] = {37, 1, 1000, 4099, 129};
-  const int decays[] = {1, 0, 1, 0, 1}, steps0[] = {1, 3, 10, 1, 0};
-  const int K = 5;
+// many: 70 table entries (more than THREADS = 64: two groups of scalars),
+// steps and decays with periods 5 and 3, so entry k and entry k + 64 differ.
+static void bf16_true_case(bool many) {
+  std::vector<long long> sizes = {37, 1, 1000, 4099, 129};
+  std::vector<int> decays = {1, 0, 1, 0, 1}, steps0 = {1, 3, 10, 1, 0};
+  if (many) {
+    sizes.clear(), decays.clear(), steps0.clear();
+    for (int k = 0; k < 70; k++)
+      sizes.push_back(1 + (k * 37) % 101), decays.push_back(k % 3 == 1), steps0.push_back(k % 5);
+  }
+  const int K = (int)sizes.size();
   opt_config c = opt_defaults();
   c.lr = 1e-3f, c.weight_decay = 0.1f, c.grad_clip = 1.0f;
   std::vector<std::unique_ptr<emu::Guarded<bf16>>> w, g, m, v;
   std::vector<RefState> ref(K);
-  int step[K];
+  std::vector<int> step(K);
   for (int k = 0; k < K; k++) {
     const long long n = sizes[k];
     step[k] = steps0[k];
@@ -432,6 +439,9 @@ static void test_bf16_true() {
   CHECK_GUARD(table);
 }
 
+static void test_bf16_true() { bf16_true_case(false); }
+static void test_bf16_true_many() { bf16_true_case(true); }
+
 // Why the weight is rounded stochastically: updates far below half a bf16
 // ulp of w (lr 1e-5 against |w| = 1) leave a round-to-nearest weight where
 // it is forever; here, after 50 steps with a constant gradient, the mean
@@ -470,6 +480,7 @@ int main() {
   RUN(test_many_tensors);
   RUN(test_stochastic_rounding);
   RUN(test_bf16_true);
+  RUN(test_bf16_true_many);
   RUN(test_bf16_true_drift);
   return check_exit();
 }
