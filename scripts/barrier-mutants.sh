@@ -1,7 +1,8 @@
 #!/bin/bash
 # barrier-mutants.sh: removes each __syncthreads() in templates/ in turn and
 # reports which emulator test catches the mutant, under each schedule of
-# SCHEDULES (default "fifo random"; tests/emu/emu_sched.h). A barrier no
+# SCHEDULES (default "fifo random greedy"; tests/emu/emu_sched.h: greedy runs
+# one warp ahead of the others, which write-after-read races need). A barrier no
 # test catches must say why it stays anyway: a `mutant-survives:` comment on
 # its line or the line above. Exit status 1 if any survivor lacks one.
 #
@@ -16,7 +17,7 @@
 set -uo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 WORK=${WORK:-/tmp/lisa-barrier-mutants}
-SCHEDULES=${SCHEDULES:-fifo random}
+SCHEDULES=${SCHEDULES:-fifo random greedy}
 
 # The tests that exercise each template, fastest first.
 tests_for() {
