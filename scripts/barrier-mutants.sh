@@ -37,7 +37,7 @@ tests_for() {
 setup() {
   cd "$SRC" || exit 1
   local rev
-  rev=$(git stash create) && [ -n "$rev" ] || rev=HEAD
+  rev=$(git stash create) && [ -n "$rev" ] || rev=$(git rev-parse HEAD)
   if [ ! -e "$WORK/.git" ]; then git worktree add --detach "$WORK" "$rev" >/dev/null || exit 1
   else git -C "$WORK" checkout -q -f --detach "$rev" || exit 1; fi
   [ -f "$WORK/build/build.ninja" ] || meson setup "$WORK/build" "$WORK" --buildtype=release >/dev/null || exit 1

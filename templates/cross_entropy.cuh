@@ -66,20 +66,22 @@ __device__ __forceinline__ float grad(float x, int i, float row_max, float f, fl
 // tunables: THREADS {256,512,1024} default 1024
 // scratch: none (loss is the caller's float [N] of per-row losses)
 // The __global__ wrapper should carry __launch_bounds__(THREADS).
-//   logits  [N, V] T, read (and overwritten when dlogits == logits)
+//   logits  [N, V] T at row stride LD (the device pads rows to a multiple of
+//           128, codegen/gen/gen.h GEN_VOCAB_PAD; columns V.. are not touched),
+//           read (and overwritten when dlogits == logits)
 //   targets [N] int32
 //   loss    [N] float, written: -log softmax(logits[n])[targets[n]]
 //   dlogits [N, V] T or nullptr (loss only), written:
 //           (softmax - onehot) * row_scale (0 on ignored rows); may equal logits
-template <typename T, int V, int THREADS>
+template <typename T, int V, int THREADS, int LD = V>
 __device__ void cross_entropy_fused(T *dlogits, float *loss, const T *logits,
                                     const int *targets, int N, float row_scale) {
-  static_assert(V >= 1, "V: at least one class");
+  static_assert(V >= 1 && LD >= V, "V: at least one class; LD: a row stride >= V");
   constexpr int VEC = vec16<T>();
   const int n = blockIdx.x;
   if (n >= N) return;
   const int tid = threadIdx.x;
-  const T *row = logits + (long long)n * V;
+  const T *row = logits + (long long)n * LD;
   const int target = targets[n];
   const bool valid = target >= 0 && target < V;
 
@@ -115,7 +117,7 @@ __device__ void cross_entropy_fused(T *dlogits, float *loss, const T *logits,
 
   // pass 2: dlogits = exp(x - max) * (row_scale / sum), minus row_scale at
   // the target (the CPU reference's order of operations).
-  T *drow = dlogits + (long long)n * V;
+  T *drow = dlogits + (long long)n * LD;
   const float sn = valid ? row_scale : 0.0f;
   const float f = valid ? (float)((double)sn / (double)sum) : 0.0f;
   const int hit = valid ? target : -1;

@@ -162,8 +162,20 @@ typedef struct {
   int dtype;          /* enum gen_dtype */
   int64_t rows, cols;
   int base;           /* GEN_BUF_VIEW: the buffer it looks into */
-  int64_t off, ld;    /* GEN_BUF_VIEW: column offset and row stride */
+  int64_t off, ld;    /* GEN_BUF_VIEW: column offset and row stride; other buffers:
+                         the row stride when wider than cols (0: cols), as the
+                         head's vocabulary-wide values have (GEN_VOCAB_PAD) */
 } gen_buffer;
+
+/* The head's [rows, vocab] values (logits and their gradient) are laid out with
+ * rows padded to a multiple of this many elements: GPT-2's 50257 would leave
+ * every row but the first misaligned for the GEMMs and vector loads. The pad
+ * columns are never computed, read or written; the CPU backend and
+ * checkpoints are unchanged. */
+#define GEN_VOCAB_PAD 128
+
+/* A buffer's row stride (a view's is into its base). */
+static inline int64_t gen_buffer_ld(const gen_buffer *b) { return b->ld > 0 ? b->ld : b->cols; }
 
 typedef struct {
   char name[32];      /* "block_active" */

@@ -69,7 +69,7 @@ static void make_view(gen_ctx *c, int v, int base, int64_t off) {
   b->role = GEN_BUF_VIEW;
   b->base = base;
   b->off = off;
-  b->ld = c->p->bufs[base].cols;
+  b->ld = gen_buffer_ld(&c->p->bufs[base]);
 }
 
 static int rule_split_view(gen_ctx *c, int i) {

@@ -40,7 +40,7 @@ int gen_buf_dtype(const gen_ctx *c, int v) { return c->p->bufs[v].dtype; }
 gen_ref gen_ref_of(const gen_ctx *c, int v) {
   const gen_buffer *b = &c->p->bufs[v];
   if (b->role == GEN_BUF_VIEW) return (gen_ref){b->base, b->off, b->ld};
-  return (gen_ref){v, 0, b->cols};
+  return (gen_ref){v, 0, gen_buffer_ld(b)};
 }
 
 int gen_sole_reader(const gen_ctx *c, int v) {
@@ -129,6 +129,8 @@ static int init_buffers(gen_ctx *c) {
       const ir_param *pr = &c->m->params[iv->param];
       b->rows = pr->ndim == 2 ? pr->shape[0] : 1;
       b->cols = pr->ndim == 2 ? pr->shape[1] : pr->shape[0];
+    } else if (c->p->section == IR_HEAD && !iv->scalar && iv->cols == c->m->vocab_size) {
+      b->ld = (iv->cols + GEN_VOCAB_PAD - 1) / GEN_VOCAB_PAD * GEN_VOCAB_PAD;
     }
     if (iv->dtype == IR_I32) b->dtype = GEN_I32;
     else if (iv->kind == IR_V_PARAM_GRAD) b->dtype = c->cfg->grad_dtype;
@@ -322,7 +324,7 @@ static void ce_gradient_in_place(gen_ctx *c, int i) {
   int logits = c->items[i].op->in[0];
   if (j < 0 || c->readers[logits] != 2 || c->keep[logits]) return;
   gen_buffer *b = &c->p->bufs[c->items[j].op->out[0]];
-  b->role = GEN_BUF_VIEW, b->base = logits, b->off = 0, b->ld = c->p->bufs[logits].cols;
+  b->role = GEN_BUF_VIEW, b->base = logits, b->off = 0, b->ld = gen_buffer_ld(&c->p->bufs[logits]);
 }
 
 static int pass_buffers(gen_ctx *c) {
@@ -516,7 +518,7 @@ const gen_path *gen_find_path(const gen_program *prog, const char *name) {
 }
 
 int64_t gen_buffer_bytes(const gen_buffer *b) {
-  return b->rows * b->cols * gen_dtype_bytes(b->dtype);
+  return b->rows * gen_buffer_ld(b) * gen_dtype_bytes(b->dtype);
 }
 
 const char *gen_precision_name(const gen_config *c) {

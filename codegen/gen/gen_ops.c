@@ -586,8 +586,13 @@ static int emit_cross_entropy(gen_ctx *c, int i) {
   gen_kb_loss_scale(&kb);
   const int ce_threads = gen_tune(c, "cross_entropy_fused", "THREADS");
   gen_kb_launch(&kb, (unsigned)N_of(c), 1, 1, (unsigned)ce_threads, 1, 0);
-  snprintf(body, sizeof body, "lisa::cross_entropy_fused<%s, %d, %d>(dlogits, loss, logits, targets, N, "
-           "loss_scale);", T_(), V, ce_threads);
+  const int64_t ld = gen_ref_of(c, logits).ld; /* dlogits: the same buffer, or one as wide */
+  if (dlogits >= 0 && gen_ref_of(c, dlogits).ld != ld)
+    return lt_fail(c->err, "gen: %s: logits and their gradient at other row strides",
+                   c->p->name);
+  snprintf(body, sizeof body,
+           "lisa::cross_entropy_fused<%s, %d, %d, %lld>(dlogits, loss, logits, targets, N, "
+           "loss_scale);", T_(), V, ce_threads, (long long)ld);
   gen_kb_end(&kb, body);
 
   snprintf(label, sizeof label, "mean of the per-row losses -> %s", gen_vname(c, op->out[0]));

@@ -16,7 +16,8 @@ static void ref_name(sbuf *o, const gen_path *p, gen_ref r) {
   if (r.buf < 0) return sb_puts(o, "-");
   const gen_buffer *b = &p->bufs[r.buf];
   sb_puts(o, b->name);
-  if (r.off || r.ld != b->cols) sb_printf(o, "[:, %lld:] (ld %lld)", (long long)r.off, (long long)r.ld);
+  if (r.off || r.ld != gen_buffer_ld(b))
+    sb_printf(o, "[:, %lld:] (ld %lld)", (long long)r.off, (long long)r.ld);
 }
 
 /* The column-major cuBLASLt form of a row-major GEMM (gen_cublaslt.h). */
@@ -84,6 +85,9 @@ static void print_buffers(sbuf *o, const gen_path *p) {
     if (bf->role == GEN_BUF_VIEW)
       sb_printf(o, " = %s[:, %lld:] ld %lld\n", p->bufs[bf->base].name, (long long)bf->off,
                 (long long)bf->ld);
+    else if (gen_buffer_ld(bf) != bf->cols)
+      sb_printf(o, " ld %lld, %lld bytes\n", (long long)gen_buffer_ld(bf),
+                (long long)gen_buffer_bytes(bf));
     else
       sb_printf(o, " %lld bytes\n", (long long)gen_buffer_bytes(bf));
     if (bf->role != GEN_BUF_VIEW) by_role[bf->role] += gen_buffer_bytes(bf);

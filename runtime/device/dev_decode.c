@@ -214,9 +214,10 @@ int dd_feed(dev_decoder *d, const int32_t *ids, int n, const float **logits, lt_
     last = n - at < d->rows ? n - at : d->rows;
     if (run_chunk(d, ids + at, last, err)) return -1;
   }
-  /* the last row's logits: the one read back a token needs */
+  /* the last row's logits: the one read back a token needs (rows padded) */
   const size_t vb = (size_t)d->vocab * (size_t)d->wb;
-  if (d->dev.download(d->dev.ctx, d->staging, d->logits + (size_t)(last - 1) * vb, vb, err))
+  const size_t row = (size_t)gen_buffer_ld(&d->paths[IR_HEAD]->bufs[d->logits_buf]) * (size_t)d->wb;
+  if (d->dev.download(d->dev.ctx, d->staging, d->logits + (size_t)(last - 1) * row, vb, err))
     return -1;
   if (d->wb == 4) memcpy(d->host_logits, d->staging, vb);
   else

@@ -80,7 +80,7 @@ void write(PathRun &r, gen_ref ref, int64_t rows, int64_t cols, const float *src
   write_at(at(r, ref), r.p->bufs[ref.buf].dtype, ref.ld, rows, cols, src);
 }
 
-gen_ref whole(const gen_path *p, int b) { return gen_ref{b, 0, p->bufs[b].cols}; }
+gen_ref whole(const gen_path *p, int b) { return gen_ref{b, 0, gen_buffer_ld(&p->bufs[b])}; }
 
 void alloc_path(PathRun &r, const gen_path *p) {
   r.p = p;
@@ -203,7 +203,9 @@ void compare(PathRun &r, ms_state *s, int inst, int backward, Tolerance tol, Tol
     if (is_bwd != backward || !s->bufs[inst][v] || (!backward && aliased(r.p, v))) continue;
     int64_t rows = iv->scalar ? 1 : s->N, cols = iv->kind == IR_V_PARAM_GRAD ? b->rows * b->cols : iv->cols;
     if (iv->kind == IR_V_PARAM_GRAD) rows = 1;
-    gen_ref ref = b->role == GEN_BUF_VIEW ? gen_ref{b->base, b->off, b->ld} : gen_ref{v, 0, cols};
+    gen_ref ref = b->role == GEN_BUF_VIEW                ? gen_ref{b->base, b->off, b->ld}
+                  : iv->kind == IR_V_PARAM_GRAD ? gen_ref{v, 0, cols}
+                                                : gen_ref{v, 0, gen_buffer_ld(b)};
     std::vector<float> got = read(r, ref, rows, cols);
     const float *want = (const float *)s->bufs[inst][v];
     double e = emu::nmse(got.data(), want, got.size());
