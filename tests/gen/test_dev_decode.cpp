@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "emu_check.h"
+#include "emu_device.h"
 #include "emu_paths.h"
 
 extern "C" {
@@ -37,28 +38,6 @@ bool on_device = false;  // LISA_TEST_DEVICE=cuda
 double slack = 1;        // tolerance factor: 1 on the emulator
 
 constexpr int kRows = 5, kCtx = 24, kPrompt = 12, kSteps = 10;
-
-// Memory starts as NaN (0xff bytes, as float and bf16): a kernel that reads
-// a cache or stream row no call wrote turns a logit into NaN.
-int emu_alloc(void *, size_t bytes, void **out, lt_error *err) {
-  size_t n = (bytes + 255) / 256 * 256;
-  *out = aligned_alloc(256, n);
-  if (!*out) return lt_fail(err, "out of memory for %zu bytes", bytes);
-  memset(*out, 0xff, n);
-  return 0;
-}
-void emu_release(void *, void *mem) { free(mem); }
-int emu_copy(void *, void *dst, const void *src, size_t bytes, lt_error *) {
-  memcpy(dst, src, bytes);
-  return 0;
-}
-
-dt_device emu_device(const emu_paths::Module *mod) {
-  dt_device d = {};
-  d.exec = emu_paths::backend(mod);
-  d.alloc = emu_alloc, d.release = emu_release, d.upload = emu_copy, d.download = emu_copy;
-  return d;
-}
 
 struct Model {
   ir_model m = {};
@@ -138,7 +117,7 @@ bool load(const Model &md, int dtype, const char *tag, Program *p, dt_device *de
   if (!emu_paths::compile_module(&p->prog, tmp_dir, tag, src_path("tests/emu/cuda_emu.h"),
                                  &p->mod, &why))
     return fprintf(stderr, "%s\n", why.c_str()), false;
-  *dev = emu_device(&p->mod);
+  *dev = emu_device::device(&p->mod);
   return true;
 }
 
@@ -224,16 +203,7 @@ int main() {
   char dir[] = "/tmp/lisa-dev-decode-XXXXXX";
   if (!mkdtemp(dir)) return perror("mkdtemp"), 1;
   tmp_dir = dir;
-  const char *device = getenv("LISA_TEST_DEVICE");
-  if (device && !strcmp(device, "cuda")) {
-#ifdef LISA_HAVE_GPU
-    on_device = true, slack = 10;
-    printf("on the CUDA device\n");
-#else
-    fprintf(stderr, "LISA_TEST_DEVICE=cuda: this build has no CUDA support\n");
-    return 1;
-#endif
-  }
+  if (!emu_device::from_env(&on_device, &slack)) return 1;
   RUN(test_config_errors);
   RUN(test_fp32);
   RUN(test_bf16);

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "emu_check.h"
+#include "emu_device.h"
 #include "emu_paths.h"
 
 extern "C" {
@@ -38,79 +39,6 @@ namespace {
 std::string tmp_dir;
 bool on_device = false;  // LISA_TEST_DEVICE=cuda
 double slack = 1;        // tolerance factor: 1 on the emulator
-
-// ---- the emulator as a dt_device ----------------------------------------
-
-int emu_alloc(void *, size_t bytes, void **out, lt_error *err) {
-  *out = aligned_alloc(256, (bytes + 255) / 256 * 256);
-  if (!*out) return lt_fail(err, "out of memory for %zu bytes", bytes);
-  return 0;
-}
-void emu_release(void *, void *mem) { free(mem); }
-int emu_copy(void *, void *dst, const void *src, size_t bytes, lt_error *) {
-  memcpy(dst, src, bytes);
-  return 0;
-}
-int emu_zero(void *, void *dst, size_t bytes, lt_error *) {
-  memset(dst, 0, bytes);
-  return 0;
-}
-
-// Timers: the emulator runs each launch before returning, so the host
-// clock at a mark is when the stream got there.
-std::vector<double> emu_marks;
-int emu_timers_create(void *, int n, lt_error *) {
-  emu_marks.assign((size_t)n, 0.0);
-  return 0;
-}
-int emu_mark(void *, int i, lt_error *) {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  emu_marks[(size_t)i] = ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-  return 0;
-}
-int emu_elapsed(void *, int from, int to, float *ms, lt_error *) {
-  *ms = (float)(emu_marks[(size_t)to] - emu_marks[(size_t)from]);
-  return 0;
-}
-void emu_timers_destroy(void *) { emu_marks.clear(); }
-
-// Copies back as a stream orders them: the source is read when the copy is
-// enqueued, the destination written only when a fence after it is waited
-// for, so a trainer that read its stats before waiting would read stale ones.
-struct CopyBack {
-  void *dst;
-  std::vector<char> bytes;
-};
-std::vector<CopyBack> emu_copies;
-size_t emu_fence_at[2];
-int emu_host_alloc(void *, size_t bytes, void **out, lt_error *err) {
-  *out = malloc(bytes);
-  return *out ? 0 : lt_fail(err, "out of memory");
-}
-void emu_host_free(void *, void *p) { free(p); }
-int emu_download_async(void *, void *dst, const void *src, size_t bytes, lt_error *) {
-  emu_copies.push_back({dst, std::vector<char>((const char *)src, (const char *)src + bytes)});
-  memset(dst, 0xff, bytes); /* not there yet: NaN if read */
-  return 0;
-}
-int emu_fence(void *, int i, lt_error *) {
-  emu_fence_at[i] = emu_copies.size();
-  return 0;
-}
-int emu_fence_wait(void *, int i, lt_error *) {
-  size_t n = emu_fence_at[i];
-  for (size_t k = 0; k < n; k++) memcpy(emu_copies[k].dst, emu_copies[k].bytes.data(), emu_copies[k].bytes.size());
-  emu_copies.erase(emu_copies.begin(), emu_copies.begin() + (long)n);
-  for (size_t &at : emu_fence_at) at = at > n ? at - n : 0;
-  return 0;
-}
-
-dt_device emu_device(const emu_paths::Module *mod) {
-  return dt_device{nullptr, emu_paths::backend(mod), emu_alloc, emu_release, emu_copy, emu_copy,
-                   emu_zero, {nullptr, emu_timers_create, emu_mark, emu_elapsed, emu_timers_destroy},
-                   emu_host_alloc, emu_host_free, emu_download_async, emu_fence, emu_fence_wait};
-}
 
 // ---- runs ----------------------------------------------------------------
 
@@ -344,7 +272,7 @@ bool device_run(int method, int dtype, int grad_dtype, const char *tag, Run *r,
 #endif
   {
     ok = build_program(t, dtype, grad_dtype, tag, p.get(), seg.nearest);
-    dev = emu_device(&p->mod);
+    dev = emu_device::device(&p->mod);
   }
   if (ok && dt_create(&d, &t, &p->prog, &dev, &err)) {
     fprintf(stderr, "dt_create: %s\n", err.msg);
@@ -541,16 +469,7 @@ int main() {
   char dir[] = "/tmp/lisa-dev-train-XXXXXX";
   if (!mkdtemp(dir)) return perror("mkdtemp"), 1;
   tmp_dir = dir;
-  const char *device = getenv("LISA_TEST_DEVICE");
-  if (device && !strcmp(device, "cuda")) {
-#ifdef LISA_HAVE_GPU
-    on_device = true, slack = 10;
-    printf("on the CUDA device\n");
-#else
-    fprintf(stderr, "LISA_TEST_DEVICE=cuda: this build has no CUDA support\n");
-    return 1;
-#endif
-  }
+  if (!emu_device::from_env(&on_device, &slack)) return 1;
   model_path = src_path("models/gpt2-tiny.yaml");
   data_path = src_path("tests/fixtures/tokens-67.bin");
   cpu_run(TRAIN_FT, &cpu_ft);
