@@ -10,6 +10,9 @@
 //   norms        LayerNorm and RMSNorm rows of +-1e4, constant rows, -0, a NaN
 //   cross entropy  logits of +-1e4, +-88/89, all equal, a NaN in one row
 //   attention    scores of +-1e4 (a saturated softmax), -0 queries
+//   rope         every table value in every rotated pair, positions to 4100
+//   adamw        weights, gradients and moments from the table, bit for bit
+//                against optim.c where the result is not NaN
 //   embedding    +-0, +-inf, NaN and extreme values copied bit for bit
 #include "cuda_emu.h"
 #include "emu_check.h"
@@ -20,11 +23,14 @@
 #include "attention.cuh"
 #include "cross_entropy.cuh"
 #include "embedding.cuh"
+#include "rope.cuh"
+#include "adamw.cuh"
 
 #include <cmath>
 #include <vector>
 
 #include "cpu_ops.h"
+#include "optim.h"
 
 using Vec = std::vector<float>;
 
@@ -242,6 +248,77 @@ static void test_attention() {
   }
 }
 
+// ---- rope ----------------------------------------------------------------------
+
+__global__ void rope_kernel(float *y, const float *x, int N, int seq, int pos0) {
+  lisa::rope_forward<float, 2, 8, 8>(y, 16, x, 16, N, seq, 10000.0f, nullptr, pos0);
+}
+
+static void test_rope() {
+  // every table value beside every other in a rotated pair (dims i, i + 4)
+  const int N = kNExtreme, C = 16;
+  Vec x((size_t)N * C);
+  for (int n = 0; n < N; n++)
+    for (int c = 0; c < C; c++) x[(size_t)n * C + c] = kExtreme[(n + 3 * c) % kNExtreme];
+  for (int pos0 : {0, 4077}) {
+    Vec y(x.size()), ry(x.size());
+    const int ty = lisa::rope_ty<float, 8, 8>(), tx = lisa::rope_tx<float, 8, 8>();
+    LAUNCH((N + ty - 1) / ty, dim3(tx, ty), rope_kernel, y.data(), (const float *)x.data(), N, N,
+           pos0);
+    cpu_rope_forward_at(ry.data(), x.data(), N, N, pos0, 2, 8, 8, 10000.0);
+    for (int n = 0; n < N; n++) {
+      char what[64];
+      snprintf(what, sizeof what, "rope row %d (pos0 %d)", n, pos0);
+      double scale = 0;
+      for (int c = 0; c < C; c++)
+        if (std::isfinite(ry[(size_t)n * C + c]))
+          scale = std::fmax(scale, std::fabs(ry[(size_t)n * C + c]));
+      const size_t o = (size_t)n * C;
+      agree(what, Vec(y.begin() + o, y.begin() + o + C), Vec(ry.begin() + o, ry.begin() + o + C),
+            2e-5, 1e-30, scale);
+    }
+  }
+}
+
+// ---- adamw ---------------------------------------------------------------------
+
+__global__ void adamw_kernel(const lisa::AdamWTensor *t, int count, const float *clip, float lr,
+                             float b1, float b2, float eps, float wd) {
+  lisa::adamw_multi<float, 32, false>(t, count, clip, lr, b1, b2, eps, wd, 0u);
+}
+
+static void test_adamw() {
+  // w, g, m and v drawn from the table in different orders, so each meets
+  // many others; v >= 0 as the optimizer keeps it
+  const int n = kNExtreme * kNExtreme;
+  Vec w(n), g(n), m(n), v(n);
+  for (int i = 0; i < n; i++) {
+    w[i] = kExtreme[i % kNExtreme], g[i] = kExtreme[i / kNExtreme];
+    m[i] = kExtreme[(i * 7) % kNExtreme], v[i] = std::fabs(kExtreme[(i * 11) % kNExtreme]);
+  }
+  opt_config c = opt_defaults();
+  for (int step : {1, 5}) {
+    Vec dw = w, dm = m, dv = v, rw = w, rm = m, rv = v;
+    lisa::AdamWTensor t{dw.data(), g.data(), dm.data(), dv.data(), nullptr, n, 1, step};
+    LAUNCH(2, 32, adamw_kernel, (const lisa::AdamWTensor *)&t, 1, (const float *)nullptr, c.lr,
+           c.beta1, c.beta2, c.eps, c.weight_decay);
+    opt_adamw_update(rw.data(), g.data(), rm.data(), rv.data(), n, c.lr, c.weight_decay, &c, step,
+                     1.0f);
+    for (int i = 0; i < n; i++) {
+      const float got[3] = {dw[i], dm[i], dv[i]}, want[3] = {rw[i], rm[i], rv[i]};
+      for (int k = 0; k < 3; k++) {
+        const bool ok = std::isnan(want[k]) ? std::isnan(got[k]) : !memcmp(&got[k], &want[k], 4);
+        if (!ok) {
+          CHECK_MSG(0, "adamw step %d %c at w %g g %g m %g v %g: kernel %.9g, cpu %.9g", step,
+                    "wmv"[k], w[i], g[i], m[i], v[i], got[k], want[k]);
+          i = n;
+          break;
+        }
+      }
+    }
+  }
+}
+
 // ---- embedding -------------------------------------------------------------------
 
 __global__ void emb_kernel(float *y, const int *ids, const float *w, int N) {
@@ -266,6 +343,8 @@ int main() {
   RUN(test_norms);
   RUN(test_cross_entropy);
   RUN(test_attention);
+  RUN(test_rope);
+  RUN(test_adamw);
   RUN(test_embedding);
   return check_exit();
 }
