@@ -21,8 +21,11 @@
 //
 // The backward (dq, then dk and dv) works the same way; see each kernel.
 //
-// What it leaves for later: cp.async double buffering of the tiles,
-// ldmatrix, and 32-bit stores of the outputs.
+// Tiles staged by row come in with 16-byte loads and stores where the rows
+// are 16-byte aligned (stage_rows); the transposed ones (stage_cols) still
+// with 16-bit loads. What it leaves for later: 16-byte loads for the
+// transposed tiles without bank conflicts, cp.async double buffering of the
+// tiles, ldmatrix, and 32-bit stores of the outputs.
 #pragma once
 #include "lisa_common.cuh"
 #include "mma.cuh"
@@ -73,13 +76,23 @@ LISA_MMA_UNROLL
 }
 
 // Rows [r0, r0+ROWS) of a [*, COLS] slice into smem as pairs along the row:
-// dst[j*W + p] = columns 2p, 2p+1 of row r0+j (0 past nrows).
+// dst[j*W + p] = columns 2p, 2p+1 of row r0+j (0 past nrows). A pair is the
+// 32-bit word memory holds (column 2p in the low half), so each thread moves
+// 16 bytes, 4 pairs, at once: the slice's rows must start 16-byte aligned
+// (its base and its stride a multiple of 8; the generator's q, k, v and dy
+// are, HD being a multiple of 16 and buffers 256-byte aligned; a GPU faults,
+// and so does the emulator, where they are not), and dst is (W a multiple of
+// 4, the array __align__(16)).
 template <int ROWS, int COLS, int W, int THREADS>
 __device__ __forceinline__ void stage_rows(unsigned *dst, const __nv_bfloat16 *src, long long st,
                                            int r0, int nrows) {
-  for (int i = threadIdx.x; i < ROWS * (COLS / 2); i += THREADS) {
-    const int j = i / (COLS / 2), p = i % (COLS / 2);
-    dst[j * W + p] = pair_at(src, st, r0 + j, 2 * p, nrows);
+  static_assert(COLS % 8 == 0 && W % 4 == 0, "rows of 16-byte chunks");
+  constexpr int CHUNKS = COLS / 8;  // 16-byte chunks a row
+  for (int i = threadIdx.x; i < ROWS * CHUNKS; i += THREADS) {
+    const int j = i / CHUNKS, q = i % CHUNKS;
+    __nv_bfloat16 *d = reinterpret_cast<__nv_bfloat16 *>(dst + j * W + 4 * q);
+    if (r0 + j < nrows) vec_copy<__nv_bfloat16, 8>(d, src + (long long)(r0 + j) * st + 8 * q);
+    else vec_zero<__nv_bfloat16, 8>(d);
   }
 }
 
@@ -184,7 +197,7 @@ __device__ __forceinline__ void attention_forward_mma(
   constexpr int KW = HD / 2 + 4;  // words per K row in smem
   constexpr int VW = BK / 2 + 4;  // words per V^T row in smem
   constexpr int NT = BK / 8, KC = HD / 16, OT = HD / 8;
-  __shared__ unsigned Ks[BK * KW];  // K[k0+j][2p..2p+1] at j*KW + p
+  __shared__ __align__(16) unsigned Ks[BK * KW];  // K[k0+j][2p..2p+1] at j*KW + p
   __shared__ unsigned Vt[HD * VW];  // V[k0+2p..2p+1][d] at d*VW + p
   static_assert(sizeof Ks + sizeof Vt == lisa_attention_mma_smem(LISA_ATT_MMA_FWD, HD, BK),
                 "launch.cuh's shared memory formula");
@@ -284,9 +297,9 @@ __device__ __forceinline__ void attention_backward_dq_mma(
   constexpr int BQ = 16 * WARPS, THREADS = 32 * WARPS;
   constexpr int KW = HD / 2 + 4, TW = BK / 2 + 4;
   constexpr int NT = BK / 8, KC = HD / 16, OT = HD / 8;
-  __shared__ unsigned Ks[BK * KW];  // K by row (S = Q K^T)
+  __shared__ __align__(16) unsigned Ks[BK * KW];  // K by row (S = Q K^T)
   __shared__ unsigned Kt[HD * TW];  // K transposed (dQ = dS K)
-  __shared__ unsigned Vs[BK * KW];  // V by row (dP = dY V^T)
+  __shared__ __align__(16) unsigned Vs[BK * KW];  // V by row (dP = dY V^T)
   static_assert(sizeof Ks + sizeof Kt + sizeof Vs ==
                     lisa_attention_mma_smem(LISA_ATT_MMA_DQ, HD, BK),
                 "launch.cuh's shared memory formula");
@@ -386,9 +399,9 @@ __device__ __forceinline__ void attention_backward_dkdv_mma(
   constexpr int BKV = 16 * WARPS, THREADS = 32 * WARPS, GROUP = HEADS / KV_HEADS;
   constexpr int RW = HD / 2 + 4, TW = BQ / 2 + 4;
   constexpr int NT = BQ / 8, KC = HD / 16, OT = HD / 8;
-  __shared__ unsigned Qs[BQ * RW];   // Q by row (S^T = K Q^T)
+  __shared__ __align__(16) unsigned Qs[BQ * RW];   // Q by row (S^T = K Q^T)
   __shared__ unsigned Qt[HD * TW];   // Q transposed (dK += dS^T Q)
-  __shared__ unsigned dYs[BQ * RW];  // dY by row (dP^T = V dY^T)
+  __shared__ __align__(16) unsigned dYs[BQ * RW];  // dY by row (dP^T = V dY^T)
   __shared__ unsigned dYt[HD * TW];  // dY transposed (dV += P^T dY)
   __shared__ float Ls[BQ];           // lse * log2(e)
   __shared__ float Ds[BQ];           // dsum

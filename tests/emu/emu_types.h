@@ -12,7 +12,7 @@
 #define __noinline__
 #define __restrict__ __restrict
 #define __launch_bounds__(...)
-#define __align__(n) alignas(n)
+#define __align__(n) __attribute__((aligned(n))) /* anywhere alignas may not be */
 #define __constant__
 // Blocks run one after another on one OS thread, so a function-local static
 // is exactly one block's shared memory. Every one lives in the section

@@ -136,12 +136,15 @@ static void check_case(int B, bool fused, uint64_t seed) {
     vq = {0, W, QW}, vk = {(size_t)QW, W, KW}, vv = {(size_t)(QW + KW), W, KW};
     vdq = vq, vdk = vk, vdv = vv;
   } else {
-    vq = {2, QW + 2, QW}, vk = {4, KW + 6, KW}, vv = {0, KW + 2, KW};
+    // the tiles staged by row (K, V, Q, dY) take 16-byte loads: their rows
+    // start at multiples of 8 elements (as the generator's do); the outputs
+    // and y may sit anywhere
+    vq = {8, QW + 8, QW}, vk = {16, KW + 24, KW}, vv = {0, KW + 8, KW};
     vdq = {0, QW + 4, QW}, vdk = {2, KW + 2, KW}, vdv = {6, KW + 8, KW};
   }
-  const View vy = {2, QW + 4, QW}, vdy = {0, QW + 2, QW};
-  emu::Guarded<bf16> qkv(fused ? (size_t)N * W : 1), qb(fused ? 1 : (size_t)N * vq.st + 2),
-      kb(fused ? 1 : (size_t)N * vk.st + 4), vb(fused ? 1 : (size_t)N * vv.st);
+  const View vy = {2, QW + 4, QW}, vdy = {0, QW + 8, QW};
+  emu::Guarded<bf16> qkv(fused ? (size_t)N * W : 1), qb(fused ? 1 : (size_t)N * vq.st + 8),
+      kb(fused ? 1 : (size_t)N * vk.st + 16), vb(fused ? 1 : (size_t)N * vv.st);
   emu::Guarded<bf16> &Q = fused ? qkv : qb, &K = fused ? qkv : kb, &V = fused ? qkv : vb;
   std::vector<float> hq, hk, hv, hdy;
   fill(Q, vq, N, hq, -1.5f, 1.5f, seed + 1);
