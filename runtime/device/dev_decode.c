@@ -53,8 +53,7 @@ static int find_paths(dev_decoder *d, lt_error *err) {
     if (scratch > d->scratch_bytes) d->scratch_bytes = scratch;
     if (p->n_bufs > d->max_bufs) d->max_bufs = p->n_bufs;
   }
-  const gen_buffer *lg = &d->paths[IR_HEAD]->bufs[d->logits_buf];
-  if (d->logits_buf < 0 || lg->cols != d->vocab)
+  if (d->logits_buf < 0 || d->paths[IR_HEAD]->bufs[d->logits_buf].cols != d->vocab)
     return lt_fail(err, "the decoding program's head has no [rows, %d] logits", d->vocab);
   return 0;
 }
