@@ -166,8 +166,9 @@ __device__ void cross_entropy_mean(float *mean_loss, const float *loss, const in
     c += targets[i] >= 0 && targets[i] < V ? 1.0 : 0.0;
   }
   tree_sum<THREADS>(part, c);
-  const double counted = part[0];
-  __syncthreads();  // every thread has read part[0] before it is reused
+  // Only thread 0 needs the count, and it reads part[0] before the second
+  // sum's first write to it (its own): no barrier between the two sums.
+  const double counted = tid == 0 ? part[0] : 0.0;
   tree_sum<THREADS>(part, s);
   if (tid == 0) mean_loss[0] = counted > 0 ? (float)(part[0] / counted) : 0.0f;
 }
