@@ -272,30 +272,37 @@ static void test_bf16() {
 template <int THREADS> __global__ void common_reductions(const float *in, float *out) {
   const unsigned i = blockIdx.x * THREADS + threadIdx.x;
   const float v = in[i];
-  // Twice in a row: the barrier before writing part protects the first
-  // call's readers.
-  const float s = lisa::block_sum<THREADS>(v);
-  const float m = lisa::block_max<THREADS>(v);
-  out[3 * i] = s;
-  out[3 * i + 1] = m;
-  out[3 * i + 2] = lisa::warp_sum(v);
+  // Each twice in a row (another value the second time): the barrier before
+  // a call writes part protects the previous call's readers, which a warp
+  // running ahead (the greedy schedule) would otherwise overwrite.
+  const float s = lisa::block_sum<THREADS>(v), s2 = lisa::block_sum<THREADS>(1.f - 2.f * v);
+  const float m = lisa::block_max<THREADS>(v), m2 = lisa::block_max<THREADS>(-v);
+  out[5 * i] = s;
+  out[5 * i + 1] = m;
+  out[5 * i + 2] = lisa::warp_sum(v);
+  out[5 * i + 3] = s2;
+  out[5 * i + 4] = m2;
 }
 
 template <int THREADS> static void check_common(int blocks) {
   const int n = blocks * THREADS;
-  std::vector<float> in(n), out(3 * n);
+  std::vector<float> in(n), out(5 * n);
   for (int i = 0; i < n; i++) in[i] = float((i * 37) % 101) - 50.f;  // small ints: exact
   CHECK(emu::launch(dim3(blocks), dim3(THREADS), 0, common_reductions<THREADS>, in.data(),
                     out.data()) == 0);
   int bad = 0;
   for (int b = 0; b < blocks; b++) {
-    float s = 0, m = lisa::kNegBig;
-    for (int t = 0; t < THREADS; t++) s += in[b * THREADS + t], m = fmaxf(m, in[b * THREADS + t]);
+    float s = 0, m = lisa::kNegBig, s2 = 0, m2 = lisa::kNegBig;
+    for (int t = 0; t < THREADS; t++) {
+      const float x = in[b * THREADS + t];
+      s += x, m = fmaxf(m, x), s2 += 1.f - 2.f * x, m2 = fmaxf(m2, -x);
+    }
     for (int t = 0; t < THREADS; t++) {
       const int i = b * THREADS + t, w = i / 32 * 32;
       float ws = 0;
       for (int l = 0; l < 32; l++) ws += in[w + l];
-      bad += out[3 * i] != s || out[3 * i + 1] != m || out[3 * i + 2] != ws;
+      bad += out[5 * i] != s || out[5 * i + 1] != m || out[5 * i + 2] != ws ||
+             out[5 * i + 3] != s2 || out[5 * i + 4] != m2;
     }
   }
   CHECK_MSG(bad == 0, "THREADS=%d: %d wrong", THREADS, bad);
@@ -467,12 +474,13 @@ static void test_limits() {
 }
 
 static void test_1024_threads() {
-  std::vector<float> in(1024), out(3 * 1024);
+  std::vector<float> in(1024), out(5 * 1024);
   for (int i = 0; i < 1024; i++) in[i] = float(i % 13);
-  CHECK(emu::launch(dim3(1), dim3(1024), 0, common_reductions<1024>, in.data(), out.data()) == 0);
+  CHECK_MSG(emu::launch(dim3(1), dim3(1024), 0, common_reductions<1024>, in.data(), out.data()) == 0,
+            "%s", emu::last_error());
   float s = 0;
   for (int i = 0; i < 1024; i++) s += in[i];
-  CHECK(out[0] == s && out[3 * 1023] == s && out[1] == 12.f);
+  CHECK(out[0] == s && out[5 * 1023] == s && out[1] == 12.f);
 }
 
 // --- The raw, C-callable launch -----------------------------------------------------
