@@ -5,15 +5,13 @@
 #include <string.h>
 
 #include "bf16.h"
-
-#define DD_ALIGN 256 /* as the device trainer: cuBLASLt and vector loads */
+#include "dev_arena.h"
 
 struct dev_decoder {
   const ms_state *s;
   const gen_program *prog;
   dt_device dev;
   const gen_path *paths[IR_NSECTIONS];
-  int n_inst;          /* embed, the blocks, head */
   int wb, rows, ctx, vocab, logits_buf;
   char *arena;
   size_t arena_bytes, cache_bytes, stream_bytes, scratch_bytes;
@@ -25,14 +23,6 @@ struct dev_decoder {
   int pos;             /* positions fed so far */
 };
 
-static size_t align_up(size_t n) { return (n + DD_ALIGN - 1) / DD_ALIGN * DD_ALIGN; }
-
-static int inst_section(const dev_decoder *d, int inst) {
-  return inst == 0 ? IR_EMBED : inst == d->n_inst - 1 ? IR_HEAD : IR_BLOCK;
-}
-
-static int is_scratch(int role) { return role == GEN_BUF_SCRATCH || role == GEN_BUF_WORKSPACE; }
-
 /* The program's three paths, the head's logits, and every size. */
 static int find_paths(dev_decoder *d, lt_error *err) {
   static const char *const names[IR_NSECTIONS] = {"embed_decode", "block_decode", "head_decode"};
@@ -40,17 +30,15 @@ static int find_paths(dev_decoder *d, lt_error *err) {
   for (int sec = 0; sec < IR_NSECTIONS; sec++) {
     const gen_path *p = d->paths[sec] = gen_find_path(d->prog, names[sec]);
     if (!p) return lt_fail(err, "the decoding program lacks %s", names[sec]);
-    size_t scratch = 0;
     for (int b = 0; b < p->n_bufs; b++) {
       const gen_buffer *buf = &p->bufs[b];
-      if (is_scratch(buf->role)) scratch += align_up((size_t)gen_buffer_bytes(buf));
-      if (buf->role == GEN_BUF_CACHE) d->cache_bytes = align_up((size_t)gen_buffer_bytes(buf));
+      if (buf->role == GEN_BUF_CACHE) d->cache_bytes = arena_align((size_t)gen_buffer_bytes(buf));
       if (buf->role == GEN_BUF_OUTPUT && sec == IR_HEAD) d->logits_buf = b;
       if (buf->role == GEN_BUF_OUTPUT && sec != IR_HEAD &&
           (size_t)gen_buffer_bytes(buf) > d->stream_bytes)
         d->stream_bytes = (size_t)gen_buffer_bytes(buf);
     }
-    if (scratch > d->scratch_bytes) d->scratch_bytes = scratch;
+    if (arena_scratch_bytes(p) > d->scratch_bytes) d->scratch_bytes = arena_scratch_bytes(p);
     if (p->n_bufs > d->max_bufs) d->max_bufs = p->n_bufs;
   }
   if (d->logits_buf < 0 || d->paths[IR_HEAD]->bufs[d->logits_buf].cols != d->vocab)
@@ -58,28 +46,22 @@ static int find_paths(dev_decoder *d, lt_error *err) {
   return 0;
 }
 
-static char *carve(size_t *at, char *base, size_t bytes) {
-  char *p = base ? base + *at : NULL;
-  *at += align_up(bytes ? bytes : 1);
-  return p;
-}
-
 static void carve_all(dev_decoder *d, char *base) {
-  size_t at = 0;
+  arena_carver c = {0, base, {0}};
   const gen_buffer *lg = &d->paths[IR_HEAD]->bufs[d->logits_buf];
-  d->weights = carve(&at, base, (size_t)d->s->n_param_scalars * (size_t)d->wb);
-  d->ids = carve(&at, base, (size_t)d->rows * 4);
-  d->stream[0] = carve(&at, base, d->stream_bytes);
-  d->stream[1] = carve(&at, base, d->stream_bytes);
-  d->logits = carve(&at, base, (size_t)gen_buffer_bytes(lg));
-  d->caches = carve(&at, base, d->cache_bytes * (size_t)d->s->ir->n_layer);
-  d->scratch = carve(&at, base, d->scratch_bytes);
-  d->arena_bytes = at;
+  d->weights = arena_carve(&c, (size_t)d->s->n_param_scalars * (size_t)d->wb, MEMORY_WEIGHTS);
+  d->ids = arena_carve(&c, (size_t)d->rows * 4, MEMORY_ACTIVATIONS);
+  d->stream[0] = arena_carve(&c, d->stream_bytes, MEMORY_ACTIVATIONS);
+  d->stream[1] = arena_carve(&c, d->stream_bytes, MEMORY_ACTIVATIONS);
+  d->logits = arena_carve(&c, (size_t)gen_buffer_bytes(lg), MEMORY_ACTIVATIONS);
+  d->caches = arena_carve(&c, d->cache_bytes * (size_t)d->s->ir->n_layer, MEMORY_ACTIVATIONS);
+  d->scratch = arena_carve(&c, d->scratch_bytes, MEMORY_ACTIVATIONS);
+  d->arena_bytes = c.at;
 }
 
 /* The memory of buffer b of instance inst's path; NULL where it has none. */
 static int bind(dev_decoder *d, int inst, int b, void **out, lt_error *err) {
-  int sec = inst_section(d, inst), layer = sec == IR_BLOCK ? inst - 1 : 0;
+  int sec = ms_inst_section(d->s, inst), layer = ms_inst_layer(d->s, inst);
   const gen_path *p = d->paths[sec];
   const gen_buffer *buf = &p->bufs[b];
   const ir_graph *g = &d->prog->m->sections[sec];
@@ -99,47 +81,19 @@ static int bind(dev_decoder *d, int inst, int b, void **out, lt_error *err) {
     return 0;
   case GEN_BUF_CACHE: *out = d->caches + (size_t)layer * d->cache_bytes; return 0;
   case GEN_BUF_UNUSED: case GEN_BUF_VIEW: return 0;
-  case GEN_BUF_SCRATCH: case GEN_BUF_WORKSPACE: return 0; /* bind_scratch */
+  case GEN_BUF_SCRATCH: case GEN_BUF_WORKSPACE: return 0; /* arena_bind_scratch */
   default: return lt_fail(err, "%s: %s has a role decoding does not keep", p->name, buf->name);
   }
 }
 
-static void bind_scratch(const dev_decoder *d, const gen_path *p, void **tab) {
-  size_t at = 0;
-  for (int b = 0; b < p->n_bufs; b++) {
-    if (!is_scratch(p->bufs[b].role)) continue;
-    tab[b] = d->scratch + at;
-    at += align_up((size_t)gen_buffer_bytes(&p->bufs[b]));
-  }
-}
-
 static int bind_all(dev_decoder *d, lt_error *err) {
-  for (int inst = 0; inst < d->n_inst; inst++) {
-    const gen_path *p = d->paths[inst_section(d, inst)];
+  for (int inst = 0; inst < d->s->n_inst; inst++) {
+    const gen_path *p = d->paths[ms_inst_section(d->s, inst)];
     void **tab = d->tables + (size_t)inst * (size_t)d->max_bufs;
     for (int b = 0; b < p->n_bufs; b++)
       if (bind(d, inst, b, &tab[b], err)) return -1;
-    bind_scratch(d, p, tab);
+    arena_bind_scratch(p, d->scratch, tab);
   }
-  return 0;
-}
-
-/* Host fp32 parameters -> the device's dtype, tensor by tensor. */
-static int upload_weights(dev_decoder *d, lt_error *err) {
-  const ir_model *m = d->prog->m;
-  for (int p = 0; p < m->n_params; p++)
-    for (int l = 0; l < (m->params[p].section == IR_BLOCK ? m->n_layer : 1); l++) {
-      const float *src = ms_param(d->s, p, l);
-      int64_t n = ir_param_numel(&m->params[p]);
-      char *dst = d->weights + (src - d->s->params) * d->wb;
-      const void *from = src;
-      if (d->wb == 2) {
-        uint16_t *h = d->staging;
-        for (int64_t i = 0; i < n; i++) h[i] = f32_to_bf16(src[i]);
-        from = h;
-      }
-      if (d->dev.upload(d->dev.ctx, dst, from, (size_t)n * (size_t)d->wb, err)) return -1;
-    }
   return 0;
 }
 
@@ -148,7 +102,7 @@ static int alloc_host(dev_decoder *d, lt_error *err) {
   int64_t most = m->vocab_size;
   for (int p = 0; p < m->n_params; p++)
     if (ir_param_numel(&m->params[p]) > most) most = ir_param_numel(&m->params[p]);
-  d->tables = calloc((size_t)d->n_inst * (size_t)d->max_bufs, sizeof(void *));
+  d->tables = calloc((size_t)d->s->n_inst * (size_t)d->max_bufs, sizeof(void *));
   d->staging = malloc((size_t)most * 4);
   d->host_logits = malloc(sizeof(float) * (size_t)m->vocab_size);
   return d->tables && d->staging && d->host_logits ? 0 : lt_fail(err, "out of memory");
@@ -160,7 +114,6 @@ int dd_create(dev_decoder **out, const ms_state *s, const gen_program *prog, con
   if (!d) return lt_fail(err, "out of memory");
   *out = d;
   d->s = s, d->prog = prog, d->dev = *dev;
-  d->n_inst = prog->m->n_layer + 2;
   d->wb = gen_dtype_bytes(prog->cfg.dtype);
   d->rows = prog->cfg.T, d->ctx = prog->cfg.ctx, d->vocab = prog->m->vocab_size;
   d->logits_buf = -1;
@@ -172,7 +125,8 @@ int dd_create(dev_decoder **out, const ms_state *s, const gen_program *prog, con
    * the tests' emulator fills the arena with NaN to hold this true */
   if (d->dev.alloc(d->dev.ctx, d->arena_bytes, (void **)&d->arena, err)) return -1;
   carve_all(d, d->arena);
-  return bind_all(d, err) || upload_weights(d, err) ? -1 : 0;
+  if (bind_all(d, err)) return -1;
+  return arena_upload_weights(&d->dev, s, d->weights, d->wb, d->staging, err);
 }
 
 void dd_free(dev_decoder *d) {
@@ -190,9 +144,9 @@ size_t dd_arena_bytes(const dev_decoder *d) { return d->arena_bytes; }
 static int run_chunk(dev_decoder *d, const int32_t *ids, int n, lt_error *err) {
   if (d->dev.upload(d->dev.ctx, d->ids, ids, (size_t)n * 4, err)) return -1;
   path_exec_scalars sc = {n, 1, 0.0f, {0}, 0, d->pos};
-  for (int inst = 0; inst < d->n_inst; inst++) {
-    const gen_path *p = d->paths[inst_section(d, inst)];
-    sc.layer = inst_section(d, inst) == IR_BLOCK ? inst - 1 : 0;
+  for (int inst = 0; inst < d->s->n_inst; inst++) {
+    const gen_path *p = d->paths[ms_inst_section(d->s, inst)];
+    sc.layer = ms_inst_layer(d->s, inst);
     if (path_exec_run(p, 0, p->n_steps, d->tables + (size_t)inst * (size_t)d->max_bufs, &sc,
                       &d->dev.exec, err))
       return -1;

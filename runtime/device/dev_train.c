@@ -1,6 +1,8 @@
 /* dev_train.c: the training step on generated paths, over a dt_device. */
 #include "dev_train.h"
 
+#include "dev_arena.h"
+
 #include "bf16.h"
 #include "clock_ms.h"
 #include "data.h"
@@ -10,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DT_ALIGN 256 /* cuBLASLt and vector loads want aligned operands */
 
 /* templates/adamw.cuh's descriptors, as the host writes them. */
 typedef struct {
@@ -83,7 +84,6 @@ struct dev_trainer {
   double last_done;    /* host clock when a step was last seen finished */
 };
 
-static size_t align_up(size_t n) { return (n + DT_ALIGN - 1) / DT_ALIGN * DT_ALIGN; }
 
 /* ---- the arena ---------------------------------------------------------- */
 
@@ -91,16 +91,6 @@ static const gen_path *find_mode(const gen_program *prog, int section, path_kind
   for (int i = 0; i < prog->n_paths; i++)
     if (prog->paths[i].section == section && prog->paths[i].mode == mode) return &prog->paths[i];
   return NULL;
-}
-
-static int is_scratch(int role) { return role == GEN_BUF_SCRATCH || role == GEN_BUF_WORKSPACE; }
-
-/* A path's scratch and workspaces, laid out as bind_scratch does. */
-static size_t scratch_bytes(const gen_path *p) {
-  size_t n = 0;
-  for (int b = 0; b < p->n_bufs; b++)
-    if (is_scratch(p->bufs[b].role)) n += align_up((size_t)gen_buffer_bytes(&p->bufs[b]));
-  return n;
 }
 
 /* Offsets of a path's SAVED buffers in its instance region. A block's
@@ -116,7 +106,7 @@ static int place_saved(dev_trainer *d, int sec, int mode, size_t *inst_bytes, lt
   size_t at = 0, slot_at = 0;
   for (int b = 0; b < p->n_bufs; b++) {
     if (p->bufs[b].role != GEN_BUF_SAVED) continue;
-    size_t bytes = align_up((size_t)gen_buffer_bytes(&p->bufs[b]));
+    size_t bytes = arena_align((size_t)gen_buffer_bytes(&p->bufs[b]));
     if (frozen && b < frozen->n_bufs && frozen->bufs[b].role == GEN_BUF_SAVED &&
         gen_buffer_bytes(&frozen->bufs[b]) == gen_buffer_bytes(&p->bufs[b])) {
       off[b] = d->offs[IR_BLOCK][PATH_FROZEN][b];
@@ -150,22 +140,7 @@ static size_t stream_grad_bytes(const dev_trainer *d) {
           if (b > n) n = b;
         }
     }
-  return align_up(n);
-}
-
-/* Carves the arena: sizes first (at == NULL), then pointers. */
-typedef struct {
-  size_t at;
-  char *base;
-  uint64_t bytes[MEMORY_NCATEGORIES];
-} carver;
-
-static char *carve(carver *c, size_t bytes, int category) {
-  char *p = c->base ? c->base + c->at : NULL;
-  size_t n = align_up(bytes ? bytes : 1);
-  c->at += n;
-  c->bytes[category] += n;
-  return p;
+  return arena_align(n);
 }
 
 static size_t output_bytes(const dev_trainer *d, int sec) {
@@ -179,41 +154,43 @@ static size_t output_bytes(const dev_trainer *d, int sec) {
   return n;
 }
 
-static void carve_all(dev_trainer *d, carver *c, size_t inst_saved[IR_NSECTIONS],
+static void carve_all(dev_trainer *d, arena_carver *c, size_t inst_saved[IR_NSECTIONS],
                       size_t scratch) {
   const ms_state *s = d->s;
   int n_inst = s->n_inst;
-  d->weights = carve(c, (size_t)s->n_param_scalars * (size_t)d->wb, MEMORY_WEIGHTS);
-  d->grads = carve(c, (size_t)s->n_grad_scalars * (size_t)d->gb, MEMORY_GRADS);
-  d->master = d->masters ? carve(c, (size_t)s->n_grad_scalars * 4, MEMORY_MASTER_WEIGHTS) : NULL;
-  d->mom1 = carve(c, (size_t)s->n_grad_scalars * (size_t)d->mb, MEMORY_OPTIMIZER);
-  d->mom2 = carve(c, (size_t)s->n_grad_scalars * (size_t)d->mb, MEMORY_OPTIMIZER);
-  d->ids = carve(c, (size_t)s->N * 4, MEMORY_ACTIVATIONS);
-  d->targets = carve(c, (size_t)s->N * 4, MEMORY_ACTIVATIONS);
+  d->weights = arena_carve(c, (size_t)s->n_param_scalars * (size_t)d->wb, MEMORY_WEIGHTS);
+  d->grads = arena_carve(c, (size_t)s->n_grad_scalars * (size_t)d->gb, MEMORY_GRADS);
+  d->master =
+      d->masters ? arena_carve(c, (size_t)s->n_grad_scalars * 4, MEMORY_MASTER_WEIGHTS) : NULL;
+  d->mom1 = arena_carve(c, (size_t)s->n_grad_scalars * (size_t)d->mb, MEMORY_OPTIMIZER);
+  d->mom2 = arena_carve(c, (size_t)s->n_grad_scalars * (size_t)d->mb, MEMORY_OPTIMIZER);
+  d->ids = arena_carve(c, (size_t)s->N * 4, MEMORY_ACTIVATIONS);
+  d->targets = arena_carve(c, (size_t)s->N * 4, MEMORY_ACTIVATIONS);
   /* the micro-batches' losses, then the gradient norm: one read a step */
-  d->stats = carve(c, 4 * ((size_t)d->prog->cfg.grad_accum + 1), MEMORY_ACTIVATIONS);
+  d->stats = arena_carve(c, 4 * ((size_t)d->prog->cfg.grad_accum + 1), MEMORY_ACTIVATIONS);
   size_t at0 = c->at;
   for (int inst = 0; inst < n_inst; inst++) {
     int sec = ms_inst_section(s, inst);
     d->out_off[inst] = c->at - at0;
-    carve(c, sec == IR_HEAD ? 0 : output_bytes(d, sec), MEMORY_ACTIVATIONS);
+    arena_carve(c, sec == IR_HEAD ? 0 : output_bytes(d, sec), MEMORY_ACTIVATIONS);
   }
   d->outputs = c->base ? c->base + at0 : NULL;
   at0 = c->at;
   for (int inst = 0; inst < n_inst; inst++) {
     d->saved_off[inst] = c->at - at0;
-    carve(c, inst_saved[ms_inst_section(s, inst)], MEMORY_ACTIVATIONS);
+    arena_carve(c, inst_saved[ms_inst_section(s, inst)], MEMORY_ACTIVATIONS);
   }
   d->saved = c->base ? c->base + at0 : NULL;
-  d->slots = carve(c, d->slot_bytes * (size_t)(s->n_grad_slots > 0 ? s->n_grad_slots : 1),
+  d->slots = arena_carve(c, d->slot_bytes * (size_t)(s->n_grad_slots > 0 ? s->n_grad_slots : 1),
                    MEMORY_ACTIVATIONS);
   size_t g = stream_grad_bytes(d);
-  d->dgrad[0] = carve(c, g, MEMORY_ACTIVATIONS);
-  d->dgrad[1] = carve(c, g, MEMORY_ACTIVATIONS);
-  d->scratch = carve(c, scratch, MEMORY_ACTIVATIONS);
+  d->dgrad[0] = arena_carve(c, g, MEMORY_ACTIVATIONS);
+  d->dgrad[1] = arena_carve(c, g, MEMORY_ACTIVATIONS);
+  d->scratch = arena_carve(c, scratch, MEMORY_ACTIVATIONS);
   for (int b = 0; b < GEN_OPT_WIDEN_DST; b++)
     d->opt_bufs[b] = b == GEN_OPT_NORM ? NULL
-                     : carve(c, (size_t)gen_buffer_bytes(&d->opt->bufs[b]), MEMORY_WORKSPACE);
+                     : arena_carve(c, (size_t)gen_buffer_bytes(&d->opt->bufs[b]),
+                                   MEMORY_WORKSPACE);
   if (d->stats) d->opt_bufs[GEN_OPT_NORM] = d->stats + 4 * (size_t)d->prog->cfg.grad_accum;
 }
 
@@ -270,16 +247,7 @@ static int bind_buffer(dev_trainer *d, int inst, int mode, int b, void **out, lt
     else if (b == dx) *out = d->dgrad[inst % 2];
     else return lt_fail(err, "%s: output %s has no destination", p->name, buf->name);
     return 0;
-  default: return 0; /* scratch: bind_scratch */
-  }
-}
-
-static void bind_scratch(const dev_trainer *d, const gen_path *p, void **tab) {
-  size_t at = 0;
-  for (int b = 0; b < p->n_bufs; b++) {
-    if (!is_scratch(p->bufs[b].role)) continue;
-    tab[b] = d->scratch + at;
-    at += align_up((size_t)gen_buffer_bytes(&p->bufs[b]));
+  default: return 0; /* scratch: arena_bind_scratch */
   }
 }
 
@@ -292,7 +260,7 @@ static int bind_instance(dev_trainer *d, int inst, lt_error *err) {
     void **tab = table_of(d, inst, mode);
     for (int b = 0; b < p->n_bufs; b++)
       if (bind_buffer(d, inst, mode, b, &tab[b], err)) return -1;
-    bind_scratch(d, p, tab);
+    arena_bind_scratch(p, d->scratch, tab);
   }
   return 0;
 }
@@ -458,27 +426,18 @@ static int layout(dev_trainer *d, int allocate, lt_error *err) {
       const gen_path *p = d->paths[sec][modes[k]];
       if (!p) continue;
       if (place_saved(d, sec, modes[k], &inst_saved[sec], err)) return -1;
-      if (scratch_bytes(p) > scratch) scratch = scratch_bytes(p);
+      if (arena_scratch_bytes(p) > scratch) scratch = arena_scratch_bytes(p);
     }
-  carver c = {0, NULL, {0}};
+  arena_carver c = {0, NULL, {0}};
   carve_all(d, &c, inst_saved, scratch);
   d->arena_bytes = c.at;
   memcpy(d->bytes, c.bytes, sizeof d->bytes);
   if (!allocate) return 0;
   if (d->dev.alloc(d->dev.ctx, d->arena_bytes, (void **)&d->arena, err)) return -1;
   if (d->dev.zero(d->dev.ctx, d->arena, d->arena_bytes, err)) return -1;
-  c = (carver){0, d->arena, {0}};
+  c = (arena_carver){0, d->arena, {0}};
   carve_all(d, &c, inst_saved, scratch);
   return 0;
-}
-
-/* Host fp32 -> the device's weights, tensor by tensor. */
-static int upload_tensor(dev_trainer *d, char *dst, const float *src, int64_t n, int bytes,
-                         lt_error *err) {
-  if (bytes == 4) return d->dev.upload(d->dev.ctx, dst, src, (size_t)n * 4, err);
-  uint16_t *h = d->convert;
-  for (int64_t i = 0; i < n; i++) h[i] = f32_to_bf16(src[i]);
-  return d->dev.upload(d->dev.ctx, dst, h, (size_t)n * 2, err);
 }
 
 static int for_each_tensor(dev_trainer *d, int (*fn)(dev_trainer *, int, int, lt_error *),
@@ -488,12 +447,6 @@ static int for_each_tensor(dev_trainer *d, int (*fn)(dev_trainer *, int, int, lt
     for (int l = 0; l < (m->params[p].section == IR_BLOCK ? m->n_layer : 1); l++)
       if (fn(d, p, l, err)) return -1;
   return 0;
-}
-
-static int upload_param(dev_trainer *d, int p, int layer, lt_error *err) {
-  const ms_state *s = d->s;
-  return upload_tensor(d, d->weights + param_index(s, p, layer) * d->wb, ms_param(s, p, layer),
-                       ir_param_numel(&d->prog->m->params[p]), d->wb, err);
 }
 
 static int init(dev_trainer *d, const ms_state *s, const gen_program *prog, lt_error *err) {
@@ -572,7 +525,7 @@ int dt_create(dev_trainer **out, trainer *host, const gen_program *prog, const d
   if (init(d, trainer_state(host), prog, err) || alloc_run_tables(d, err) || layout(d, 1, err) ||
       alloc_pending(d, err))
     return -1;
-  if (for_each_tensor(d, upload_param, err)) return -1;
+  if (arena_upload_weights(&d->dev, d->s, d->weights, d->wb, d->convert, err)) return -1;
   for (int inst = 0; inst < trainer_state(host)->n_inst; inst++)
     if (bind_instance(d, inst, err)) return -1;
   /* the regions that train from the start: E, H, and FT's (or LoRA's) blocks */

@@ -1,0 +1,50 @@
+/* dev_arena.c: the arena pieces the device trainer and decoder share. */
+#include "dev_arena.h"
+
+#include "bf16.h"
+
+char *arena_carve(arena_carver *c, size_t bytes, int category) {
+  char *p = c->base ? c->base + c->at : NULL;
+  size_t n = arena_align(bytes ? bytes : 1);
+  c->at += n;
+  c->bytes[category] += n;
+  return p;
+}
+
+static int is_scratch(int role) { return role == GEN_BUF_SCRATCH || role == GEN_BUF_WORKSPACE; }
+
+size_t arena_scratch_bytes(const gen_path *p) {
+  size_t n = 0;
+  for (int b = 0; b < p->n_bufs; b++)
+    if (is_scratch(p->bufs[b].role)) n += arena_align((size_t)gen_buffer_bytes(&p->bufs[b]));
+  return n;
+}
+
+void arena_bind_scratch(const gen_path *p, char *scratch, void **tab) {
+  size_t at = 0;
+  for (int b = 0; b < p->n_bufs; b++) {
+    if (!is_scratch(p->bufs[b].role)) continue;
+    tab[b] = scratch + at;
+    at += arena_align((size_t)gen_buffer_bytes(&p->bufs[b]));
+  }
+}
+
+int arena_upload_weights(const dt_device *dev, const ms_state *s, char *weights, int elem_bytes,
+                         void *staging, lt_error *err) {
+  const ir_model *m = s->ir;
+  for (int p = 0; p < m->n_params; p++)
+    for (int l = 0; l < (m->params[p].section == IR_BLOCK ? m->n_layer : 1); l++) {
+      const float *src = ms_param(s, p, l);
+      const int64_t n = ir_param_numel(&m->params[p]);
+      const void *from = src;
+      if (elem_bytes == 2) {
+        uint16_t *h = staging;
+        for (int64_t i = 0; i < n; i++) h[i] = f32_to_bf16(src[i]);
+        from = h;
+      }
+      if (dev->upload(dev->ctx, weights + (src - s->params) * elem_bytes, from,
+                      (size_t)n * (size_t)elem_bytes, err))
+        return -1;
+    }
+  return 0;
+}
