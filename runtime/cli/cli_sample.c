@@ -28,8 +28,6 @@
 #include "cuda_sample.h"
 #endif
 
-enum { DEVICE_AUTO, DEVICE_CPU, DEVICE_CUDA };
-static const char *const device_names[] = {"auto", "cpu", "cuda", NULL};
 static const char *const dtype_names[] = {"fp32", "bf16", NULL};
 
 typedef struct {
@@ -62,7 +60,7 @@ static const cliopt sample_opts[] = {
     {"--json", CLIOPT_FLAG, AT(json), .help = "one JSON object: ids, text, tokens/s"},
     {"--ignore-unused", CLIOPT_FLAG, AT(ignore_unused),
      .help = "load weights holding tensors the model does not use"},
-    {"--device", CLIOPT_ENUM, AT(device), .names = device_names,
+    {"--device", CLIOPT_ENUM, AT(device), .names = cliopt_device_names,
      .help = "cuda: the generated decoding kernels; auto: cuda where\n"
              "a device is found, else the cpu backend (auto)"},
     {"--dtype", CLIOPT_ENUM, AT(bf16), .names = dtype_names, .meta = "P",
@@ -87,7 +85,7 @@ static int parse_sample_args(int argc, char **argv, sample_args *a, int *exit_st
     *exit_status = cliopt_fail_usage(&sample_cmd, "give one of --prompt TEXT and --prompt-ids");
   else if (a->chat && a->prompt_ids)
     *exit_status = cliopt_fail_usage(&sample_cmd, "--chat wraps --prompt TEXT, not ids");
-  else if (a->bf16 && a->device == DEVICE_CPU)
+  else if (a->bf16 && a->device == CLIOPT_DEVICE_CPU)
     *exit_status = cliopt_fail_usage(&sample_cmd, "the cpu backend runs fp32; --dtype bf16 "
                                                   "needs --device cuda");
   else return 0;
@@ -219,7 +217,7 @@ static int generate(const sample_args *a, feeder *f, int vocab, const tokenizer 
  * (stdout is the text); cuda: the device or an error. */
 static int choose_device(const sample_args *a, feeder *f, lt_error *err) {
   memset(f, 0, sizeof *f);
-  if (a->device == DEVICE_CPU) return 0;
+  if (a->device == CLIOPT_DEVICE_CPU) return 0;
 #ifdef LISA_HAVE_GPU
   char name[256];
   if (cuda_sampler_open(&f->gpu, name, sizeof name, err) == 0) {
@@ -231,7 +229,7 @@ static int choose_device(const sample_args *a, feeder *f, lt_error *err) {
 #endif
   char why[sizeof err->msg];
   snprintf(why, sizeof why, "%s", err->msg);
-  if (a->device == DEVICE_CUDA) return lt_fail(err, "--device cuda: %.900s", why);
+  if (a->device == CLIOPT_DEVICE_CUDA) return lt_fail(err, "--device cuda: %.900s", why);
   if (a->bf16) return lt_fail(err, "--dtype bf16 needs a CUDA device: %.900s", why);
   fprintf(stderr, "lisa sample: device auto: %s; using the cpu backend\n", why);
   return 0;

@@ -16,8 +16,6 @@
 #include "run.h"
 #include "train.h"
 
-enum { DEVICE_AUTO, DEVICE_CPU, DEVICE_CUDA };
-static const char *const device_names[] = {"auto", "cpu", "cuda", NULL};
 static const char *const on_off[] = {"on", "off", NULL};
 static const int on_off_values[] = {1, 0};
 static const char *const sampling_names[] = {"uniform", "bernoulli", NULL}; /* lisa_sample_mode */
@@ -136,7 +134,7 @@ static const cliopt train_opts[] = {
      .help = "time every kernel and GEMM (cuda) or op (cpu) of the\n"
              "steps after the first; a table per step at the end, rows\n"
              "in the JSONL"},
-    {"--device", CLIOPT_ENUM, AT(device), .names = device_names,
+    {"--device", CLIOPT_ENUM, AT(device), .names = cliopt_device_names,
      .help = "cuda: the generated kernels and cuBLASLt; auto: cuda\n"
              "where a device is found, else the cpu backend (auto)"},
     {"--dtype", CLIOPT_ENUM, AT(dtype), .names = cliopt_dtype_names, .meta = "P",
@@ -159,7 +157,7 @@ static void train_defaults(cli_args *a) {
   a->train.train_embed = a->train.train_head = 1;
   a->train.lisa = (lisa_sampler_config){.mode = LISA_SAMPLE_UNIFORM, .gamma = 2, .interval = 20};
   a->train.lora_rank = 8, a->train.lora_alpha = 16;
-  a->device = DEVICE_AUTO, a->dtype = -1;
+  a->device = CLIOPT_DEVICE_AUTO, a->dtype = -1;
 }
 
 /* The checks across options; the first that fails is the one reported. */
@@ -213,7 +211,7 @@ typedef struct {
  * device or an error saying what is missing. */
 static int choose_device(const cli_args *a, backend *be) {
   *be = (backend){run_cpu_backend(), NULL};
-  if (a->device == DEVICE_CPU) return 0;
+  if (a->device == CLIOPT_DEVICE_CPU) return 0;
   char what[1200];
 #ifdef LISA_HAVE_GPU
   lt_error err = {{0}};
@@ -228,7 +226,7 @@ static int choose_device(const cli_args *a, backend *be) {
 #else
   snprintf(what, sizeof what, "this build has no CUDA support (no toolkit when it was built)");
 #endif
-  if (a->device == DEVICE_CUDA) {
+  if (a->device == CLIOPT_DEVICE_CUDA) {
     fprintf(stderr, "lisa: --device cuda: %s; use --device cpu\n", what);
     return -1;
   }
