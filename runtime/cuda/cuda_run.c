@@ -34,14 +34,12 @@ int cuda_run_open(cuda_run **out, char *name, size_t cap, lt_error *err) {
   return 0;
 }
 
-static int generate(cuda_run *r, int precision, int nearest, unsigned no_epilogues,
-                    lt_error *err) {
+/* The program for t's model, method, batch and sequence, loaded (the
+ * unfused retry: gpu_device_build). */
+static int build(cuda_run *r, int precision, int nearest, lt_error *err) {
   const trainer *t = r->t;
-  if (r->have_prog) gen_free(&r->prog), r->have_prog = 0;
-  free(r->trains), r->trains = NULL;
   gen_config cfg = {.B = t->state.B, .T = t->state.T, .grad_accum = trainer_grad_accum(t),
                     .sms = gpu_device_sms(r->gpu), .opt_nearest = nearest,
-                    .no_epilogues = no_epilogues,
                     .no_mma = gpu_device_sm(r->gpu) < 80, .tuning = r->tuning};
   cfg.dtype = precision == PRECISION_FP32 ? GEN_F32 : GEN_BF16;
   cfg.grad_dtype = precision == PRECISION_BF16_TRUE ? GEN_BF16 : GEN_F32;
@@ -50,7 +48,7 @@ static int generate(cuda_run *r, int precision, int nearest, unsigned no_epilogu
     lora_trains(&t->ir, r->trains);
     cfg.trains = r->trains;
   }
-  if (gen_build(&r->prog, &t->ir, &cfg, err)) return -1;
+  if (gpu_device_build(r->gpu, &t->ir, &cfg, &r->prog, &r->unfused, err)) return -1;
   r->have_prog = 1;
   return 0;
 }
@@ -59,17 +57,7 @@ int cuda_run_prepare(cuda_run *r, trainer *t, const cuda_run_options *o, lt_erro
   r->t = t;
   int precision = o->precision, nearest = o->nearest;
   if (o->tune_path && gen_tune_load(&r->tuning, o->tune_path, err)) return -1;
-  /* A fused GEMM cuBLASLt has no algorithm for (an epilogue this version
-   * or these shapes do not support) runs unfused: the program again
-   * without that fusion, its op as a kernel of its own. */
-  for (int round = 0;; round++) {
-    if (generate(r, precision, nearest, r->unfused, err)) return -1;
-    if (gpu_device_load(r->gpu, &r->prog, err) == 0) break;
-    unsigned more = gpu_device_no_algo(r->gpu) & ~r->unfused;
-    if (!more || round >= 8) return -1;
-    r->unfused |= more;
-    gpu_device_unload(r->gpu); /* its paths point into the program generate frees */
-  }
+  if (build(r, precision, nearest, err)) return -1;
   dt_device dev = gpu_device_iface(r->gpu);
   if (dt_create(&r->dev, t, &r->prog, &dev, err)) return -1;
   if (t->step > 0 && dt_upload_state(r->dev, err)) return -1; /* resumed (ckpt_resume) */

@@ -14,18 +14,6 @@ struct cuda_sampler {
   dev_decoder *dec;
 };
 
-static int generate(cuda_sampler *c, const ms_state *s, int ctx, int bf16, unsigned no_epilogues,
-                    lt_error *err) {
-  if (c->have_prog) gen_free(&c->prog), c->have_prog = 0;
-  gen_config cfg = {.B = 1, .T = ctx < CUDA_SAMPLE_ROWS ? ctx : CUDA_SAMPLE_ROWS,
-                    .dtype = bf16 ? GEN_BF16 : GEN_F32, .grad_dtype = GEN_F32,
-                    .sms = gpu_device_sms(c->gpu), .no_epilogues = no_epilogues,
-                    .no_mma = gpu_device_sm(c->gpu) < 80, .decode = 1, .ctx = ctx};
-  if (gen_build(&c->prog, s->ir, &cfg, err)) return -1;
-  c->have_prog = 1;
-  return 0;
-}
-
 int cuda_sampler_open(cuda_sampler **out, char *name, size_t cap, lt_error *err) {
   cuda_sampler *c = calloc(1, sizeof *c);
   if (!c) return lt_fail(err, "out of memory");
@@ -35,16 +23,13 @@ int cuda_sampler_open(cuda_sampler **out, char *name, size_t cap, lt_error *err)
 }
 
 int cuda_sampler_prepare(cuda_sampler *c, const ms_state *s, int ctx, int bf16, lt_error *err) {
-  /* as cuda_run_prepare: a fused GEMM cuBLASLt has no algorithm for runs unfused */
-  unsigned unfused = 0;
-  for (int round = 0;; round++) {
-    if (generate(c, s, ctx, bf16, unfused, err)) return -1;
-    if (gpu_device_load(c->gpu, &c->prog, err) == 0) break;
-    unsigned more = gpu_device_no_algo(c->gpu) & ~unfused;
-    if (!more || round >= 8) return -1;
-    unfused |= more;
-    gpu_device_unload(c->gpu);
-  }
+  gen_config cfg = {.B = 1, .T = ctx < CUDA_SAMPLE_ROWS ? ctx : CUDA_SAMPLE_ROWS,
+                    .dtype = bf16 ? GEN_BF16 : GEN_F32, .grad_dtype = GEN_F32,
+                    .sms = gpu_device_sms(c->gpu), .no_mma = gpu_device_sm(c->gpu) < 80,
+                    .decode = 1, .ctx = ctx};
+  unsigned unfused;
+  if (gpu_device_build(c->gpu, s->ir, &cfg, &c->prog, &unfused, err)) return -1;
+  c->have_prog = 1;
   dt_device dev = gpu_device_iface(c->gpu);
   return dd_create(&c->dec, s, &c->prog, &dev, err);
 }

@@ -49,6 +49,20 @@ void gpu_device_unload(gpu_device *g) {
 
 unsigned gpu_device_no_algo(const gpu_device *g) { return g->rt.no_algo; }
 
+int gpu_device_build(gpu_device *g, const ir_model *m, const gen_config *cfg, gen_program *prog,
+                     unsigned *unfused, lt_error *err) {
+  gen_config c = *cfg;
+  for (int round = 0;; round++) {
+    if (gen_build(prog, m, &c, err)) return -1;
+    if (gpu_device_load(g, prog, err) == 0) return *unfused = c.no_epilogues, 0;
+    unsigned more = gpu_device_no_algo(g) & ~c.no_epilogues;
+    gpu_device_unload(g); /* its paths point into the program freed next */
+    gen_free(prog);
+    if (!more || round >= 8) return -1;
+    c.no_epilogues |= more;
+  }
+}
+
 int gpu_device_load(gpu_device *g, const gen_program *prog, lt_error *err) {
   gpu_device_unload(g);
   g->rt.no_algo = 0;

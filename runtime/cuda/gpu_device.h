@@ -24,6 +24,13 @@ int gpu_device_open(gpu_device **out, char *name, size_t cap, lt_error *err);
 int gpu_device_load(gpu_device *g, const gen_program *prog, lt_error *err);
 unsigned gpu_device_no_algo(const gpu_device *g);
 void gpu_device_unload(gpu_device *g);
+/* Generates *prog from m and cfg and loads it. A fused GEMM cuBLASLt has no
+ * algorithm for (an epilogue this version or these shapes do not support)
+ * runs unfused: the program again with that epilogue in no_epilogues, its op
+ * a kernel of its own, up to 8 times. On success *prog is built (gen_free it)
+ * and *unfused holds the epilogues generated unfused. */
+int gpu_device_build(gpu_device *g, const ir_model *m, const gen_config *cfg, gen_program *prog,
+                     unsigned *unfused, lt_error *err);
 /* The device trainer's view; valid while g is open and loaded. */
 dt_device gpu_device_iface(gpu_device *g);
 /* "sm_90"; the number of SMs; bytes in use on the device now (cuMemGetInfo:

@@ -101,18 +101,20 @@ bool load(const Model &md, int dtype, const char *tag, Program *p, dt_device *de
   cfg.B = 1, cfg.T = kRows, cfg.dtype = dtype, cfg.grad_dtype = GEN_F32;
   cfg.decode = 1, cfg.ctx = kCtx;
   lt_error err = {};
-  if (gen_build(&p->prog, &md.m, &cfg, &err)) return fprintf(stderr, "%s\n", err.msg), false;
-  p->ok = true;
 #ifdef LISA_HAVE_GPU
-  if (on_device) {
+  if (on_device) { /* as lisa sample does (cuda_sample.c) */
     char name[256];
+    unsigned unfused;
     if (gpu_device_open(&p->gpu, name, sizeof name, &err) ||
-        gpu_device_load(p->gpu, &p->prog, &err))
+        gpu_device_build(p->gpu, &md.m, &cfg, &p->prog, &unfused, &err))
       return fprintf(stderr, "%s\n", err.msg), false;
+    p->ok = true;
     *dev = gpu_device_iface(p->gpu);
     return true;
   }
 #endif
+  if (gen_build(&p->prog, &md.m, &cfg, &err)) return fprintf(stderr, "%s\n", err.msg), false;
+  p->ok = true;
   std::string why;
   if (!emu_paths::compile_module(&p->prog, tmp_dir, tag, src_path("tests/emu/cuda_emu.h"),
                                  &p->mod, &why))

@@ -122,24 +122,30 @@ struct Program {
   }
 };
 
-bool build_program(const trainer &t, int dtype, int grad_dtype, const char *tag, Program *p,
-                   bool nearest = false, unsigned no_epilogues = 0) {
+// The program's settings for t (cfg.trains points into a static table).
+bool program_config(const trainer &t, int dtype, int grad_dtype, bool nearest, gen_config *cfg) {
   static unsigned char trains[256];  /* LoRA: only the adapters */
-  gen_config cfg = {};
+  *cfg = gen_config{};
   if (t.cfg.method == TRAIN_LORA) {
     if (t.ir.n_params > (int)sizeof trains) return fprintf(stderr, "too many params\n"), false;
     lora_trains(&t.ir, trains);
-    cfg.trains = trains;
+    cfg->trains = trains;
   }
-  cfg.B = t.state.B, cfg.T = t.state.T, cfg.dtype = dtype, cfg.grad_dtype = grad_dtype;
-  cfg.grad_accum = trainer_grad_accum(&t);
-  cfg.opt_nearest = nearest;
-  cfg.no_epilogues = no_epilogues;
-  cfg.opt_blocks = 3;  // odd on purpose: the norm's ticket and partial sums
+  cfg->B = t.state.B, cfg->T = t.state.T, cfg->dtype = dtype, cfg->grad_dtype = grad_dtype;
+  cfg->grad_accum = trainer_grad_accum(&t);
+  cfg->opt_nearest = nearest;
+  cfg->opt_blocks = 3;  // odd on purpose: the norm's ticket and partial sums
+  return true;
+}
+
+// The program for the emulator, compiled for the host as `tag`.
+bool build_program(const trainer &t, int dtype, int grad_dtype, const char *tag, Program *p,
+                   bool nearest = false) {
+  gen_config cfg;
   lt_error err = {};
+  if (!program_config(t, dtype, grad_dtype, nearest, &cfg)) return false;
   if (gen_build(&p->prog, &t.ir, &cfg, &err)) return fprintf(stderr, "%s\n", err.msg), false;
   p->ok = true;
-  if (!tag) return true; /* the device compiles it itself */
   std::string why;
   if (!emu_paths::compile_module(&p->prog, tmp_dir, tag, src_path("tests/emu/cuda_emu.h"),
                                  &p->mod, &why))
@@ -251,23 +257,17 @@ bool device_run(int method, int dtype, int grad_dtype, const char *tag, Run *r,
   gpu_device *gpu = nullptr;
   if (on_device) {
     char name[256];
-    ok = gpu_device_open(&gpu, name, sizeof name, &err) == 0;
-    /* as cuda_run_prepare: a fused GEMM cuBLASLt has no algorithm for runs unfused */
+    gen_config cfg;
     unsigned unfused = 0;
-    for (int round = 0; ok; round++) {
-      ok = build_program(t, dtype, grad_dtype, nullptr, p.get(), seg.nearest, unfused);
-      if (ok && gpu_device_load(gpu, &p->prog, &err) == 0) break;
-      unsigned more = ok ? gpu_device_no_algo(gpu) & ~unfused : 0;
-      ok = more && round < 8;
-      if (!ok) break;
-      fprintf(stderr, "cuBLASLt has no algorithm for epilogues 0x%x fused: generating them unfused\n",
-              more);
-      unfused |= more;
-      gpu_device_unload(gpu); /* before the program its paths point into goes */
-      p.reset(new Program);
-    }
+    ok = gpu_device_open(&gpu, name, sizeof name, &err) == 0 &&
+         program_config(t, dtype, grad_dtype, seg.nearest, &cfg) &&
+         gpu_device_build(gpu, &t.ir, &cfg, &p->prog, &unfused, &err) == 0; /* as cuda_run */
+    p->ok = ok;
     if (!ok) fprintf(stderr, "%s\n", err.msg);
     else dev = gpu_device_iface(gpu);
+    if (unfused)
+      fprintf(stderr, "cuBLASLt has no algorithm for epilogues 0x%x fused: generated unfused\n",
+              unfused);
   } else
 #endif
   {
