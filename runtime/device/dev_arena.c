@@ -29,21 +29,29 @@ void arena_bind_scratch(const gen_path *p, char *scratch, void **tab) {
   }
 }
 
+int arena_copy_f32(const dt_device *dev, float *host, void *mem, int64_t n, int elem_bytes,
+                   int to_host, void *staging, lt_error *err) {
+  if (elem_bytes == 4)
+    return to_host ? dev->download(dev->ctx, host, mem, (size_t)n * 4, err)
+                   : dev->upload(dev->ctx, mem, host, (size_t)n * 4, err);
+  uint16_t *h = staging;
+  if (!to_host) {
+    for (int64_t i = 0; i < n; i++) h[i] = f32_to_bf16(host[i]);
+    return dev->upload(dev->ctx, mem, h, (size_t)n * 2, err);
+  }
+  if (dev->download(dev->ctx, h, mem, (size_t)n * 2, err)) return -1;
+  for (int64_t i = 0; i < n; i++) host[i] = bf16_to_f32(h[i]);
+  return 0;
+}
+
 int arena_upload_weights(const dt_device *dev, const ms_state *s, char *weights, int elem_bytes,
                          void *staging, lt_error *err) {
   const ir_model *m = s->ir;
   for (int p = 0; p < m->n_params; p++)
     for (int l = 0; l < (m->params[p].section == IR_BLOCK ? m->n_layer : 1); l++) {
-      const float *src = ms_param(s, p, l);
-      const int64_t n = ir_param_numel(&m->params[p]);
-      const void *from = src;
-      if (elem_bytes == 2) {
-        uint16_t *h = staging;
-        for (int64_t i = 0; i < n; i++) h[i] = f32_to_bf16(src[i]);
-        from = h;
-      }
-      if (dev->upload(dev->ctx, weights + (src - s->params) * elem_bytes, from,
-                      (size_t)n * (size_t)elem_bytes, err))
+      float *src = ms_param(s, p, l);
+      if (arena_copy_f32(dev, src, weights + (src - s->params) * elem_bytes,
+                         ir_param_numel(&m->params[p]), elem_bytes, 0, staging, err))
         return -1;
     }
   return 0;

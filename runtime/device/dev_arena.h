@@ -33,9 +33,14 @@ char *arena_carve(arena_carver *c, size_t bytes, int category);
 size_t arena_scratch_bytes(const gen_path *p);
 void arena_bind_scratch(const gen_path *p, char *scratch, void **tab);
 
+/* n fp32 values between the host and device memory stored in elem_bytes
+ * (4: fp32; 2: bf16, rounded to nearest even on the way up), through
+ * staging (n * 2 bytes) where it converts. to_host: device -> host. */
+int arena_copy_f32(const dt_device *dev, float *host, void *mem, int64_t n, int elem_bytes,
+                   int to_host, void *staging, lt_error *err);
+
 /* Every parameter of s (its fp32 values) into weights at s's offsets, in
- * the device's dtype (elem_bytes 4: fp32, 2: bf16 to nearest even);
- * staging holds the largest tensor's conversion. */
+ * the device's dtype; staging holds the largest tensor's conversion. */
 int arena_upload_weights(const dt_device *dev, const ms_state *s, char *weights, int elem_bytes,
                          void *staging, lt_error *err);
 

@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bf16.h"
 #include "dev_arena.h"
 
 struct dev_decoder {
@@ -168,13 +167,10 @@ int dd_feed(dev_decoder *d, const int32_t *ids, int n, const float **logits, lt_
     if (run_chunk(d, ids + at, last, err)) return -1;
   }
   /* the last row's logits: the one read back a token needs (rows padded) */
-  const size_t vb = (size_t)d->vocab * (size_t)d->wb;
   const size_t row = (size_t)gen_buffer_ld(&d->paths[IR_HEAD]->bufs[d->logits_buf]) * (size_t)d->wb;
-  if (d->dev.download(d->dev.ctx, d->staging, d->logits + (size_t)(last - 1) * row, vb, err))
+  if (arena_copy_f32(&d->dev, d->host_logits, d->logits + (size_t)(last - 1) * row, d->vocab,
+                     d->wb, 1, d->staging, err))
     return -1;
-  if (d->wb == 4) memcpy(d->host_logits, d->staging, vb);
-  else
-    for (int v = 0; v < d->vocab; v++) d->host_logits[v] = bf16_to_f32(((uint16_t *)d->staging)[v]);
   *logits = d->host_logits;
   return 0;
 }

@@ -3,7 +3,6 @@
 
 #include "dev_arena.h"
 
-#include "bf16.h"
 #include "clock_ms.h"
 #include "data.h"
 
@@ -733,12 +732,8 @@ static int download_param(dev_trainer *d, int p, int layer, lt_error *err) {
   if (d->masters && region_on(d, p, layer) >= 0)
     return d->dev.download(d->dev.ctx, dst, d->master + (ms_grad(s, p, layer) - s->grads) * 4,
                            (size_t)n * 4, err);
-  const char *src = d->weights + param_index(s, p, layer) * d->wb;
-  if (d->wb == 4) return d->dev.download(d->dev.ctx, dst, src, (size_t)n * 4, err);
-  uint16_t *h = d->convert;
-  if (d->dev.download(d->dev.ctx, h, src, (size_t)n * 2, err)) return -1;
-  for (int64_t i = 0; i < n; i++) dst[i] = bf16_to_f32(h[i]);
-  return 0;
+  return arena_copy_f32(&d->dev, dst, d->weights + param_index(s, p, layer) * d->wb, n, d->wb, 1,
+                        d->convert, err);
 }
 
 int dt_download_params(dev_trainer *d, lt_error *err) {
@@ -753,28 +748,15 @@ static int region_trains(const dev_trainer *d, int r) {
 }
 
 /* Host fp32 <-> device moments (fp32, or bf16 in bf16-true) of one tensor. */
-static int moment_copy(dev_trainer *d, float *host, char *dev, int64_t n, int to_host,
-                       lt_error *err) {
-  if (d->mb == 4)
-    return to_host ? d->dev.download(d->dev.ctx, host, dev, (size_t)n * 4, err)
-                   : d->dev.upload(d->dev.ctx, dev, host, (size_t)n * 4, err);
-  uint16_t *h = d->convert;
-  if (!to_host) {
-    for (int64_t i = 0; i < n; i++) h[i] = f32_to_bf16(host[i]);
-    return d->dev.upload(d->dev.ctx, dev, h, (size_t)n * 2, err);
-  }
-  if (d->dev.download(d->dev.ctx, h, dev, (size_t)n * 2, err)) return -1;
-  for (int64_t i = 0; i < n; i++) host[i] = bf16_to_f32(h[i]);
-  return 0;
-}
-
 static int state_tensor(dev_trainer *d, int p, int layer, int to_host, lt_error *err) {
   const ms_state *s = d->s;
   train_optim *o = trainer_optim(d->host);
   if (region_on(d, p, layer) < 0) return 0;
   int64_t gi = ms_grad(s, p, layer) - s->grads, n = ir_param_numel(&d->prog->m->params[p]);
-  if (moment_copy(d, o->m + gi, d->mom1 + gi * d->mb, n, to_host, err) ||
-      moment_copy(d, o->v + gi, d->mom2 + gi * d->mb, n, to_host, err))
+  if (arena_copy_f32(&d->dev, o->m + gi, d->mom1 + gi * d->mb, n, d->mb, to_host, d->convert,
+                     err) ||
+      arena_copy_f32(&d->dev, o->v + gi, d->mom2 + gi * d->mb, n, d->mb, to_host, d->convert,
+                     err))
     return -1;
   /* resuming bf16-mixed: the masters are the saved fp32 weights themselves */
   if (!to_host && d->masters)
