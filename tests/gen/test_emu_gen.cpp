@@ -203,9 +203,8 @@ void compare(PathRun &r, ms_state *s, int inst, int backward, Tolerance tol, Tol
     if (is_bwd != backward || !s->bufs[inst][v] || (!backward && aliased(r.p, v))) continue;
     int64_t rows = iv->scalar ? 1 : s->N, cols = iv->kind == IR_V_PARAM_GRAD ? b->rows * b->cols : iv->cols;
     if (iv->kind == IR_V_PARAM_GRAD) rows = 1;
-    gen_ref ref = b->role == GEN_BUF_VIEW                ? gen_ref{b->base, b->off, b->ld}
-                  : iv->kind == IR_V_PARAM_GRAD ? gen_ref{v, 0, cols}
-                                                : gen_ref{v, 0, gen_buffer_ld(b)};
+    /* a parameter gradient is read as one row, so its stride is never used */
+    gen_ref ref = b->role == GEN_BUF_VIEW ? gen_ref{b->base, b->off, b->ld} : whole(r.p, v);
     std::vector<float> got = read(r, ref, rows, cols);
     const float *want = (const float *)s->bufs[inst][v];
     double e = emu::nmse(got.data(), want, got.size());
