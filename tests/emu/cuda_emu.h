@@ -147,12 +147,8 @@ inline void set_stack_size(size_t bytes) { detail::g_stack_size = bytes; }
 // seed; false for an unknown name. The environment sets the first.
 inline bool set_schedule(const char *name, uint64_t seed) {
   detail::Schedule s;
-  if (!strcmp(name, "fifo")) s = detail::Schedule::Fifo;
-  else if (!strcmp(name, "reverse")) s = detail::Schedule::Reverse;
-  else if (!strcmp(name, "random")) s = detail::Schedule::Random;
-  else if (!strcmp(name, "greedy")) s = detail::Schedule::Greedy;
-  else return false;
-  detail::policy() = detail::Policy{s, seed * 0x9e3779b97f4a7c15ull + 1};
+  if (!detail::schedule_named(name, &s)) return false;
+  detail::policy() = detail::Policy{s, detail::seed_state(seed)};
   return true;
 }
 

@@ -54,18 +54,25 @@ struct Policy {
   uint64_t rng = 1;
 };
 
+// A schedule's name; false for none of them.
+inline bool schedule_named(const char *name, Schedule *out) {
+  static const char *const names[] = {"fifo", "reverse", "random", "greedy"};
+  for (int i = 0; i < 4; i++)
+    if (!strcmp(name, names[i])) return *out = Schedule(i), true;
+  return false;
+}
+
+// The random schedule's state from a seed.
+inline uint64_t seed_state(uint64_t seed) { return seed * 0x9e3779b97f4a7c15ull + 1; }
+
 inline Policy read_policy() {
   Policy p;
   const char *s = getenv("LISA_EMU_SCHEDULE"), *seed = getenv("LISA_EMU_SEED");
-  if (s && !strcmp(s, "reverse")) p.schedule = Schedule::Reverse;
-  else if (s && !strcmp(s, "random")) p.schedule = Schedule::Random;
-  else if (s && !strcmp(s, "greedy")) p.schedule = Schedule::Greedy;
-  else if (s && *s && strcmp(s, "fifo")) {
+  if (s && *s && !schedule_named(s, &p.schedule)) {
     fprintf(stderr, "emu: LISA_EMU_SCHEDULE=%s: not fifo, reverse, random or greedy\n", s);
     abort();
   }
-  if (seed) p.rng = strtoull(seed, nullptr, 10);
-  p.rng = p.rng * 0x9e3779b97f4a7c15ull + 1;
+  p.rng = seed_state(seed ? strtoull(seed, nullptr, 10) : 1);
   return p;
 }
 
