@@ -31,6 +31,9 @@ static int find_paths(dev_decoder *d, lt_error *err) {
     if (!p) return lt_fail(err, "the decoding program lacks %s", names[sec]);
     for (int b = 0; b < p->n_bufs; b++) {
       const gen_buffer *buf = &p->bufs[b];
+      if (buf->role == GEN_BUF_CACHE && d->cache_bytes) /* as the CPU decoder (decode.c) */
+        return lt_fail(err, "%s: a block with two attention ops; decoding caches one",
+                       d->prog->m->path);
       if (buf->role == GEN_BUF_CACHE) d->cache_bytes = arena_align((size_t)gen_buffer_bytes(buf));
       if (buf->role == GEN_BUF_OUTPUT && sec == IR_HEAD) d->logits_buf = b;
       if (buf->role == GEN_BUF_OUTPUT && sec != IR_HEAD &&
