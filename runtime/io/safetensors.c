@@ -1,7 +1,8 @@
 /* safetensors.c: reader and writer for the safetensors format.
  *
- * The reader loads the whole file and checks every header field against
- * the file size before any tensor is touched. The writer builds the header
+ * The reader reads the header and checks every field against the file
+ * size before any tensor is touched; tensors are read from the file when
+ * asked for (pread), so an open shard holds no data in memory. The writer builds the header
  * with cJSON, pads it with spaces so the data starts 8-byte aligned (as the
  * format asks), and replaces the target only by rename() of a complete,
  * fsync'ed temporary file.
@@ -339,7 +340,8 @@ static int read_exact(FILE *fp, void *buf, size_t n, const char *path,
   return 0;
 }
 
-/* Reads the length prefix, the header and the data section of fp. */
+/* Reads the length prefix and the header of fp; the data stay in the file
+ * (read tensor by tensor with pread), so a shard costs no host memory. */
 static int read_sections(st_file *f, FILE *fp, uint64_t file_size,
                          lt_error *err) {
   uint8_t prefix[8];
@@ -354,21 +356,18 @@ static int read_sections(st_file *f, FILE *fp, uint64_t file_size,
                    f->path, header_len, file_size);
   char *json = malloc(header_len + 1);
   if (!json) return lt_fail(err, "%s: out of memory for the header", f->path);
+  f->data_at = 8 + header_len;
   f->data_len = file_size - 8 - header_len;
-  f->data = malloc(f->data_len ? f->data_len : 1);
   int rc = -1;
-  if (!f->data)
-    lt_fail(err, "%s: out of memory for %" PRIu64 " bytes of data", f->path,
-            f->data_len);
-  else if (read_exact(fp, json, header_len, f->path, "header", err) == 0 &&
-           parse_header(f, json, header_len, err) == 0)
-    rc = read_exact(fp, f->data, f->data_len, f->path, "data", err);
+  if (read_exact(fp, json, header_len, f->path, "header", err) == 0)
+    rc = parse_header(f, json, header_len, err);
   free(json);
   return rc;
 }
 
 int st_open(st_file *f, const char *path, lt_error *err) {
   memset(f, 0, sizeof *f);
+  f->fd = -1;
   if (strlen(path) >= sizeof f->path)
     return lt_fail(err, "%s: path too long", path);
   strcpy(f->path, path);
@@ -380,6 +379,8 @@ int st_open(st_file *f, const char *path, lt_error *err) {
     rc = lt_fail(err, "%s: cannot stat: %s", path, strerror(errno));
   else
     rc = read_sections(f, fp, (uint64_t)st.st_size, err);
+  if (rc == 0 && (f->fd = dup(fileno(fp))) < 0)
+    rc = lt_fail(err, "%s: cannot keep open: %s", path, strerror(errno));
   fclose(fp);
   if (rc < 0) st_close(f);
   return rc;
@@ -390,10 +391,10 @@ void st_close(st_file *f) {
   f->meta = NULL;
   free(f->tensors);
   free(f->by_name);
-  free(f->data);
+  if (f->fd >= 0) close(f->fd);
+  f->fd = -1;
   f->by_name = NULL;
   f->tensors = NULL;
-  f->data = NULL;
   f->n = 0;
   f->data_len = 0;
 }
@@ -440,22 +441,41 @@ static float f16_to_f32(uint16_t h) {
 }
 
 
+/* bytes of t's data from byte `at` of it into buf. The file may have
+ * shrunk since st_open checked it: a short read is an error, not garbage. */
+static int read_tensor_bytes(const st_file *f, const st_tensor *t, uint64_t at, void *buf,
+                             size_t bytes, lt_error *err) {
+  uint8_t *dst = buf;
+  uint64_t from = f->data_at + t->begin + at;
+  while (bytes > 0) {
+    ssize_t got = pread(f->fd, dst, bytes, (off_t)from);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0)
+      return lt_fail(err, "%s: tensor '%s': cannot read its data: %s", f->path, t->name,
+                     got < 0 ? strerror(errno) : "the file ends early (truncated since opened?)");
+    dst += got, from += (uint64_t)got, bytes -= (size_t)got;
+  }
+  return 0;
+}
+
+/* Elements of a 2- or 8-byte tensor go through a small buffer, this many
+ * at a time. */
+#define ST_READ_CHUNK 4096
+
 int st_read_f32(const st_file *f, const st_tensor *t, float *out,
                 lt_error *err) {
-  const uint8_t *src = f->data + t->begin;
   int64_t n = st_numel(t);
-  if (t->dtype == ST_F32) {
-    memcpy(out, src, (size_t)n * 4);
-    return 0;
-  }
+  if (t->dtype == ST_F32) return read_tensor_bytes(f, t, 0, out, (size_t)n * 4, err);
   if (t->dtype != ST_F16 && t->dtype != ST_BF16)
     return lt_fail(err, "%s: tensor '%s': dtype %s cannot be read as "
                    "floats (F32, F16 or BF16)", f->path, t->name,
                    t->dtype_name);
-  for (int64_t i = 0; i < n; i++) {
-    uint16_t h;
-    memcpy(&h, src + 2 * i, 2);
-    out[i] = t->dtype == ST_F16 ? f16_to_f32(h) : bf16_to_f32(h);
+  uint16_t h[ST_READ_CHUNK];
+  for (int64_t i0 = 0; i0 < n; i0 += ST_READ_CHUNK) {
+    int64_t k = n - i0 < ST_READ_CHUNK ? n - i0 : ST_READ_CHUNK;
+    if (read_tensor_bytes(f, t, (uint64_t)i0 * 2, h, (size_t)k * 2, err)) return -1;
+    for (int64_t i = 0; i < k; i++)
+      out[i0 + i] = t->dtype == ST_F16 ? f16_to_f32(h[i]) : bf16_to_f32(h[i]);
   }
   return 0;
 }
@@ -472,22 +492,21 @@ int st_read_f32_finite(const st_file *f, const st_tensor *t, float *out, lt_erro
 
 int st_read_i32(const st_file *f, const st_tensor *t, int32_t *out,
                 lt_error *err) {
-  const uint8_t *src = f->data + t->begin;
   int64_t n = st_numel(t);
-  if (t->dtype == ST_I32) {
-    memcpy(out, src, (size_t)n * 4);
-    return 0;
-  }
+  if (t->dtype == ST_I32) return read_tensor_bytes(f, t, 0, out, (size_t)n * 4, err);
   if (t->dtype != ST_I64)
     return lt_fail(err, "%s: tensor '%s': dtype %s cannot be read as "
                    "integers (I32 or I64)", f->path, t->name, t->dtype_name);
-  for (int64_t i = 0; i < n; i++) {
-    int64_t v;
-    memcpy(&v, src + 8 * i, 8);
-    if (v < INT32_MIN || v > INT32_MAX)
-      return lt_fail(err, "%s: tensor '%s': value %" PRId64 " at index %"
-                     PRId64 " does not fit in int32", f->path, t->name, v, i);
-    out[i] = (int32_t)v;
+  int64_t v[ST_READ_CHUNK / 4];
+  for (int64_t i0 = 0; i0 < n; i0 += ST_READ_CHUNK / 4) {
+    int64_t k = n - i0 < ST_READ_CHUNK / 4 ? n - i0 : ST_READ_CHUNK / 4;
+    if (read_tensor_bytes(f, t, (uint64_t)i0 * 8, v, (size_t)k * 8, err)) return -1;
+    for (int64_t i = 0; i < k; i++) {
+      if (v[i] < INT32_MIN || v[i] > INT32_MAX)
+        return lt_fail(err, "%s: tensor '%s': value %" PRId64 " at index %"
+                       PRId64 " does not fit in int32", f->path, t->name, v[i], i0 + i);
+      out[i0 + i] = (int32_t)v[i];
+    }
   }
   return 0;
 }
@@ -584,20 +603,40 @@ static char *build_header(const st_entry *entries, int n,
   return text;
 }
 
+/* The pieces a filled entry is written in. */
+#define ST_WRITE_CHUNK ((size_t)4 << 20)
+
+/* e's bytes to fp: 0, -1 (a write failed: errno says why) or -2 (its fill
+ * failed: err says why). */
+static int write_entry(FILE *fp, const st_entry *e, uint8_t **chunk, lt_error *err) {
+  uint64_t bytes = entry_bytes(e);
+  if (!bytes) return 0;
+  if (e->data || !e->fill) return fwrite(e->data, 1, (size_t)bytes, fp) == bytes ? 0 : -1;
+  if (!*chunk && !(*chunk = malloc(ST_WRITE_CHUNK))) {
+    lt_fail(err, "out of memory");
+    return -2;
+  }
+  for (uint64_t at = 0; at < bytes; at += ST_WRITE_CHUNK) {
+    size_t n = bytes - at < ST_WRITE_CHUNK ? (size_t)(bytes - at) : ST_WRITE_CHUNK;
+    if (e->fill(e->fill_ctx, at, *chunk, n, err)) return -2;
+    if (fwrite(*chunk, 1, n, fp) != n) return -1;
+  }
+  return 0;
+}
+
 static int write_body(FILE *fp, const char *header, const st_entry *entries,
-                      int n) {
+                      int n, lt_error *err) {
   size_t len = strlen(header);
   size_t pad = (8 - (8 + len) % 8) % 8; /* data starts 8-byte aligned */
-  uint8_t prefix[8];
+  uint8_t prefix[8], *chunk = NULL;
   for (int i = 0; i < 8; i++) prefix[i] = (uint8_t)((len + pad) >> (8 * i));
   if (fwrite(prefix, 1, 8, fp) != 8 || fwrite(header, 1, len, fp) != len ||
       fwrite("       ", 1, pad, fp) != pad)
     return -1;
-  for (int i = 0; i < n; i++) {
-    size_t bytes = (size_t)entry_bytes(&entries[i]);
-    if (bytes && fwrite(entries[i].data, 1, bytes, fp) != bytes) return -1;
-  }
-  return 0;
+  int rc = 0;
+  for (int i = 0; rc == 0 && i < n; i++) rc = write_entry(fp, &entries[i], &chunk, err);
+  free(chunk);
+  return rc;
 }
 
 int st_write(const char *path, const st_entry *entries, int n,
@@ -613,7 +652,13 @@ int st_write(const char *path, const st_entry *entries, int n,
   int rc = atomic_file_open(&f, path, err);
   if (rc == 0) {
     errno = 0;
-    rc = atomic_file_commit(&f, write_body(f.fp, header, entries, n) != 0, err);
+    lt_error why;
+    int body = write_body(f.fp, header, entries, n, &why);
+    rc = atomic_file_commit(&f, body != 0, err);
+    if (body == -2) { /* the fill's reason, not the commit's */
+      lt_fail(err, "%s: %s", path, why.msg);
+      rc = -1;
+    }
   }
   free(header);
   return rc;

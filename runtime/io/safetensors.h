@@ -28,7 +28,8 @@ typedef struct {
   int n;
   st_tensor *tensors;
   int *by_name;       /* tensor indices sorted by name (st_find) */
-  uint8_t *data;      /* the data section (read into memory) */
+  int fd;             /* the file, open until st_close; tensors are read from it */
+  uint64_t data_at;   /* the data section's offset in the file */
   uint64_t data_len;
   void *meta;         /* the "__metadata__" object (a cJSON), or NULL */
 } st_file;
@@ -50,17 +51,22 @@ int st_read_f32_finite(const st_file *f, const st_tensor *t, float *out, lt_erro
 int st_read_i32(const st_file *f, const st_tensor *t, int32_t *out,
                 lt_error *err);
 
+/* A tensor to write: its bytes at data, or, where data is NULL and fill is
+ * set, from fill in pieces, front to back: bytes of the tensor from byte
+ * `at` into buf (a tensor that is not in host memory: one on a device). */
 typedef struct {
   const char *name;
   int dtype;          /* ST_F32 or ST_I32 */
   int ndim;
   int64_t shape[4];
   const void *data;
+  int (*fill)(void *ctx, uint64_t at, void *buf, size_t bytes, lt_error *err);
+  void *fill_ctx;
 } st_entry;
 
 /* Writes entries (in the given order) to path via a temporary file in the
  * same folder and rename(), so a crash never leaves a half-written file where
- * a good one was. metadata may be NULL or a flat list of n_meta key/value
+ * a good one was (nor does a failed fill). metadata may be NULL or a flat list of n_meta key/value
  * string pairs for "__metadata__". */
 int st_write(const char *path, const st_entry *entries, int n,
              const char *const *metadata, int n_meta, lt_error *err);

@@ -280,7 +280,7 @@ static void expect_open_error(const char *path, const char *frag) {
   CHECK_MSG(strncmp(err.msg, path, strlen(path)) == 0 &&
                 strstr(err.msg, frag) != NULL,
             "message '%s' lacks '%s'", err.msg, frag);
-  CHECK(f.tensors == NULL && f.data == NULL && f.n == 0);
+  CHECK(f.tensors == NULL && f.fd == -1 && f.n == 0);
 }
 
 static void test_truncated(void) {
@@ -480,6 +480,70 @@ static void test_failed_writes(void) {
             "temporary file"), "got: %s", err.msg);
 }
 
+/* ---- streamed writes and reads from the file ---------------------------- */
+
+/* A filled entry: value i is i * 0.5 (exact), served in whatever pieces the
+ * writer asks for; fails at byte fail_at (UINT64_MAX: never). */
+typedef struct {
+  uint64_t next, fail_at;
+  int out_of_order;
+} fill_state;
+
+static int fill_halves(void *ctx, uint64_t at, void *buf, size_t bytes, lt_error *err) {
+  fill_state *st = ctx;
+  if (at != st->next) st->out_of_order = 1;
+  st->next = at + bytes;
+  if (at + bytes > st->fail_at) return lt_fail(err, "device lost at byte %llu", (unsigned long long)at);
+  float *v = buf;
+  for (size_t i = 0; i < bytes / 4; i++) v[i] = (float)(at / 4 + i) * 0.5f;
+  return 0;
+}
+
+/* More than one of the writer's pieces (4 MiB), beside a plain entry; read
+ * back whole; a fill that fails leaves the good file and no temporary. */
+static void test_filled_entries(void) {
+  enum { N = (5 << 20) / 4 + 3 };
+  const char *path = tmp_file("filled.safetensors");
+  fill_state st = {0, UINT64_MAX, 0};
+  static const float small[3] = {1, 2, 3};
+  st_entry e[2] = {{"small", ST_F32, 1, {3}, small, NULL, NULL},
+                   {"big", ST_F32, 2, {N, 1}, NULL, fill_halves, &st}};
+  lt_error err = {{0}};
+  CHECK_MSG(st_write(path, e, 2, NULL, 0, &err) == 0, "%s", err.msg);
+  CHECK(!st.out_of_order && st.next == (uint64_t)N * 4);
+  st_file f;
+  float *back = malloc((size_t)N * 4);
+  CHECK_MSG(back && st_open(&f, path, &err) == 0, "%s", err.msg);
+  if (!back) return;
+  CHECK(st_read_f32(&f, st_find(&f, "big"), back, &err) == 0);
+  int bad = 0;
+  for (int i = 0; i < N; i++) bad += back[i] != (float)i * 0.5f;
+  CHECK_MSG(bad == 0, "%d values differ", bad);
+  st_close(&f);
+  free(back);
+  st = (fill_state){0, (uint64_t)4 << 20, 0}; /* the second piece fails */
+  expect_write_failure(path, &e[1], ": device lost at byte 4194304");
+}
+
+/* The data stay in the file: a file cut short after st_open is an error at
+ * the read, naming the tensor, not garbage. */
+static void test_truncated_after_open(void) {
+  const char *path = tmp_file("cut-later.safetensors");
+  CHECK(write_known(path, NULL) == 0);
+  st_file f;
+  lt_error err = {{0}};
+  CHECK_MSG(st_open(&f, path, &err) == 0, "%s", err.msg);
+  struct stat sb;
+  CHECK(stat(path, &sb) == 0 && truncate(path, sb.st_size - 40) == 0);
+  float wte[21];
+  int32_t ids[6];
+  CHECK(st_read_f32(&f, st_find(&f, "wte.weight"), wte, &err) == 0); /* still whole */
+  CHECK(st_read_i32(&f, st_find(&f, "ids"), ids, &err) == -1);
+  CHECK_MSG(strstr(err.msg, path) && strstr(err.msg, "tensor 'ids'") &&
+                strstr(err.msg, "ends early"), "got: %s", err.msg);
+  st_close(&f);
+}
+
 int main(int argc, char **argv) {
   if (argc == 3 && strcmp(argv[1], "--write") == 0) {
     lt_error err = {{0}};
@@ -503,6 +567,8 @@ int main(int argc, char **argv) {
   RUN(test_layout_and_names);
   RUN(test_many_tensors);
   RUN(test_failed_writes);
+  RUN(test_filled_entries);
+  RUN(test_truncated_after_open);
   remove_tmp_dir();
   return check_exit();
 }
