@@ -19,28 +19,40 @@
  * draw from the same stream. */
 #define WT_INIT_STREAM (0x494e4954ULL << 32) /* "INIT" */
 
-static int param_layers(const ms_state *s, const ir_param *p) {
-  return p->section == IR_BLOCK ? s->ir->n_layer : 1;
+/* One tensor's initial values from its own stream of the seed. */
+static void init_tensor(const ir_param *par, int p, int layer, uint64_t seed, float *w) {
+  int64_t n = ir_param_numel(par);
+  rng_state r;
+  rng_seed_stream(&r, seed, WT_INIT_STREAM + (uint64_t)p, (uint64_t)layer);
+  for (int64_t i = 0; i < n; i++) {
+    switch (par->init) {
+    case IR_INIT_ZEROS: w[i] = 0.0f; break;
+    case IR_INIT_ONES: w[i] = 1.0f; break;
+    default: w[i] = (float)(rng_normal(&r) * par->init_std); break;
+    }
+  }
 }
 
 void wt_init_random(ms_state *s, uint64_t seed) {
   const ir_model *m = s->ir;
-  for (int p = 0; p < m->n_params; p++) {
-    const ir_param *par = &m->params[p];
-    int64_t n = ir_param_numel(par);
-    for (int l = 0; l < param_layers(s, par); l++) {
-      float *w = ms_param(s, p, l);
-      rng_state r;
-      rng_seed_stream(&r, seed, WT_INIT_STREAM + (uint64_t)p, (uint64_t)l);
-      for (int64_t i = 0; i < n; i++) {
-        switch (par->init) {
-        case IR_INIT_ZEROS: w[i] = 0.0f; break;
-        case IR_INIT_ONES: w[i] = 1.0f; break;
-        default: w[i] = (float)(rng_normal(&r) * par->init_std); break;
-        }
-      }
+  for (int p = 0; p < m->n_params; p++)
+    for (int l = 0; l < ps_param_layers(m, p); l++)
+      init_tensor(&m->params[p], p, l, seed, ms_param(s, p, l));
+}
+
+int wt_init_random_into(const ir_model *m, const param_store *ps, uint64_t seed,
+                        int adapters_only, lt_error *err) {
+  float *w = malloc(sizeof(float) * (size_t)ps_max_numel(m));
+  if (!w) return lt_fail(err, "out of memory");
+  int rc = 0;
+  for (int p = 0; rc == 0 && p < m->n_params; p++)
+    for (int l = 0; rc == 0 && l < ps_param_layers(m, p) && (!adapters_only || m->params[p].adapter);
+         l++) {
+      init_tensor(&m->params[p], p, l, seed, w);
+      rc = ps->put(ps->ctx, p, l, w, err);
     }
-  }
+  free(w);
+  return rc;
 }
 
 void wt_interleave_rows(const ir_param *par, const float *from, float *to, int to_lisa) {
@@ -76,20 +88,20 @@ typedef int (*wt_lookup)(const void *ckpt, const char *name);
 static int lookup_file(const void *f, const char *name) { return st_find(f, name) ? 0 : -1; }
 static int lookup_index(const void *x, const char *name) { return hf_index_find(x, name); }
 
-static int count_slots(const ms_state *s) {
+static int count_slots(const ir_model *m) {
   int n = 0;
-  for (int p = 0; p < s->ir->n_params; p++) n += param_layers(s, &s->ir->params[p]);
+  for (int p = 0; p < m->n_params; p++) n += ps_param_layers(m, p);
   return n;
 }
 
 /* Names the slot by the first of the model's prefixes the checkpoint has;
  * if none, by the bare name, for the message. */
-static int find_slot_name(const ms_state *s, wt_lookup lookup, const void *ckpt, wt_slot *slot) {
+static int find_slot_name(const ir_model *m, wt_lookup lookup, const void *ckpt, wt_slot *slot) {
   char base[200];
-  ir_param_hf_name(&s->ir->params[slot->p], slot->layer, base, sizeof base);
-  int n_prefixes = s->ir->n_prefixes > 0 ? s->ir->n_prefixes : 1;
+  ir_param_hf_name(&m->params[slot->p], slot->layer, base, sizeof base);
+  int n_prefixes = m->n_prefixes > 0 ? m->n_prefixes : 1;
   for (int i = 0; i < n_prefixes; i++) {
-    snprintf(slot->name, sizeof slot->name, "%s%s", s->ir->n_prefixes ? s->ir->prefixes[i] : "",
+    snprintf(slot->name, sizeof slot->name, "%s%s", m->n_prefixes ? m->prefixes[i] : "",
              base);
     if ((slot->shard = lookup(ckpt, slot->name)) >= 0) return 0;
   }
@@ -99,17 +111,17 @@ static int find_slot_name(const ms_state *s, wt_lookup lookup, const void *ckpt,
 
 /* Finds every slot before any value is read, so a missing tensor leaves
  * the parameters as they were. */
-static int locate_slots(const ms_state *s, wt_lookup lookup, const void *ckpt, const char *path,
+static int locate_slots(const ir_model *m, wt_lookup lookup, const void *ckpt, const char *path,
                         wt_slot *slots, lt_error *err) {
   int k = 0;
-  for (int p = 0; p < s->ir->n_params; p++) {
-    const ir_param *par = &s->ir->params[p];
-    for (int l = 0; l < param_layers(s, par); l++, k++) {
+  for (int p = 0; p < m->n_params; p++) {
+    const ir_param *par = &m->params[p];
+    for (int l = 0; l < ps_param_layers(m, p); l++, k++) {
       slots[k] = (wt_slot){.p = p, .layer = l};
       /* a base checkpoint has no LoRA adapters: they keep their init */
-      if (find_slot_name(s, lookup, ckpt, &slots[k]) && !par->adapter)
+      if (find_slot_name(m, lookup, ckpt, &slots[k]) && !par->adapter)
         return lt_fail(err, "%s: missing tensor '%s' (param '%s', %s:%d)", path, slots[k].name,
-                       par->key, s->ir->path, par->line);
+                       par->key, m->path, par->line);
     }
   }
   return 0;
@@ -122,14 +134,23 @@ static void format_shape(char *out, size_t cap, int ndim, const int64_t *shape) 
   if (k < (int)cap) snprintf(out + k, cap - (size_t)k, "]");
 }
 
+/* Where loaded values go: the store (NULL: only check every tensor's
+ * presence and shape), through staging of the largest tensor. */
+typedef struct {
+  const ir_model *m;
+  const param_store *ps;
+  float *values, *ckpt_order; /* ckpt_order: for interleaved params */
+} wt_loader;
+
 /* index: the index that put the slot in f, or NULL for a single file. */
-static int load_slot(ms_state *s, const st_file *f, const wt_slot *slot, const char *index,
+static int load_slot(const wt_loader *L, const st_file *f, const wt_slot *slot, const char *index,
                      unsigned char *used, lt_error *err) {
-  const ir_param *par = &s->ir->params[slot->p];
+  const ir_model *m = L->m;
+  const ir_param *par = &m->params[slot->p];
   const st_tensor *t = st_find(f, slot->name);
   if (!t) /* only with an index: locate_slots searched a single file */
     return lt_fail(err, "%s: no tensor '%s', which %s puts in this shard (param '%s', %s:%d)",
-                   f->path, slot->name, index, par->key, s->ir->path, par->line);
+                   f->path, slot->name, index, par->key, m->path, par->line);
   int same = t->ndim == par->ndim;
   for (int d = 0; same && d < par->ndim; d++) same = t->shape[d] == par->shape[d];
   if (!same) {
@@ -137,18 +158,15 @@ static int load_slot(ms_state *s, const st_file *f, const wt_slot *slot, const c
     format_shape(got, sizeof got, t->ndim, t->shape);
     format_shape(want, sizeof want, par->ndim, par->shape);
     return lt_fail(err, "%s: tensor '%s' has shape %s, the model expects %s (param '%s', %s:%d)",
-                   f->path, slot->name, got, want, par->key, s->ir->path, par->line);
+                   f->path, slot->name, got, want, par->key, m->path, par->line);
   }
   used[t - f->tensors] = 1;
-  float *w = ms_param(s, slot->p, slot->layer);
-  if (!par->interleave_groups) return st_read_f32_finite(f, t, w, err);
+  if (!L->ps) return 0;
   /* read in the checkpoint's row order, kept in lisa's */
-  float *ckpt = malloc((size_t)ir_param_numel(par) * sizeof *ckpt);
-  if (!ckpt) return lt_fail(err, "%s: out of memory", f->path);
-  int rc = st_read_f32_finite(f, t, ckpt, err);
-  if (rc == 0) wt_interleave_rows(par, ckpt, w, 1);
-  free(ckpt);
-  return rc;
+  float *read = par->interleave_groups ? L->ckpt_order : L->values;
+  if (st_read_f32_finite(f, t, read, err)) return -1;
+  if (par->interleave_groups) wt_interleave_rows(par, read, L->values, 1);
+  return L->ps->put(L->ps->ctx, slot->p, slot->layer, L->values, err);
 }
 
 static void unused_add(wt_unused *u, const st_file *f, const unsigned char *used) {
@@ -168,30 +186,30 @@ static void unused_format(const wt_unused *u, const char *path, char *note, size
 }
 
 /* Reads the slots in `shard` from f and notes f's tensors none of them use. */
-static int load_slots(ms_state *s, const st_file *f, const wt_slot *slots, int n, int shard,
+static int load_slots(const wt_loader *L, const st_file *f, const wt_slot *slots, int n, int shard,
                       const char *index, wt_unused *unused, lt_error *err) {
   unsigned char *used = calloc((size_t)f->n + 1, 1);
   if (!used) return lt_fail(err, "%s: out of memory", f->path);
   int rc = 0;
   for (int i = 0; rc == 0 && i < n; i++)
-    if (slots[i].shard == shard) rc = load_slot(s, f, &slots[i], index, used, err);
+    if (slots[i].shard == shard) rc = load_slot(L, f, &slots[i], index, used, err);
   if (rc == 0) unused_add(unused, f, used);
   free(used);
   return rc;
 }
 
-static int load_file(ms_state *s, const char *path, wt_slot *slots, int n, wt_unused *unused,
-                     lt_error *err) {
+static int load_file(const wt_loader *L, const char *path, wt_slot *slots, int n,
+                     wt_unused *unused, lt_error *err) {
   st_file f;
   if (st_open(&f, path, err)) return -1;
-  int rc = locate_slots(s, lookup_file, &f, path, slots, err);
-  if (rc == 0) rc = load_slots(s, &f, slots, n, 0, NULL, unused, err);
+  int rc = locate_slots(L->m, lookup_file, &f, path, slots, err);
+  if (rc == 0) rc = load_slots(L, &f, slots, n, 0, NULL, unused, err);
   st_close(&f);
   return rc;
 }
 
 /* One shard in memory at a time. */
-static int load_shard(ms_state *s, const hf_index *x, int shard, const wt_slot *slots, int n,
+static int load_shard(const wt_loader *L, const hf_index *x, int shard, const wt_slot *slots, int n,
                       wt_unused *unused, lt_error *err) {
   char path[1100];
   st_file f;
@@ -201,18 +219,18 @@ static int load_shard(ms_state *s, const hf_index *x, int shard, const wt_slot *
     return lt_fail(err, "%s (%s puts '%s' in this shard)", cause.msg, x->path,
                    hf_index_first_in_shard(x, shard));
   }
-  int rc = load_slots(s, &f, slots, n, shard, x->path, unused, err);
+  int rc = load_slots(L, &f, slots, n, shard, x->path, unused, err);
   st_close(&f);
   return rc;
 }
 
-static int load_indexed(ms_state *s, const char *path, wt_slot *slots, int n, wt_unused *unused,
-                        lt_error *err) {
+static int load_indexed(const wt_loader *L, const char *path, wt_slot *slots, int n,
+                        wt_unused *unused, lt_error *err) {
   hf_index x;
   if (hf_index_open(&x, path, err)) return -1;
-  int rc = locate_slots(s, lookup_index, &x, path, slots, err);
+  int rc = locate_slots(L->m, lookup_index, &x, path, slots, err);
   for (int k = 0; rc == 0 && k < x.n_shards; k++)
-    rc = load_shard(s, &x, k, slots, n, unused, err);
+    rc = load_shard(L, &x, k, slots, n, unused, err);
   hf_index_close(&x);
   return rc;
 }
@@ -241,27 +259,45 @@ static int is_index(const char *path) {
   return n >= 5 && strcmp(path + n - 5, ".json") == 0;
 }
 
-int wt_load(ms_state *s, const char *path, char *note, size_t note_cap, lt_error *err) {
+int wt_load_into(const ir_model *m, const param_store *ps, const char *path, char *note,
+                 size_t note_cap, lt_error *err) {
   char file[1024];
   if (resolve_path(path, file, sizeof file, err)) return -1;
-  int n = count_slots(s);
+  int n = count_slots(m);
+  size_t staging = ps ? sizeof(float) * (size_t)ps_max_numel(m) : 0;
+  wt_loader L = {m, ps, ps ? malloc(staging) : NULL, ps ? malloc(staging) : NULL};
   wt_slot *slots = calloc((size_t)n + 1, sizeof *slots);
-  if (!slots) return lt_fail(err, "%s: out of memory", file);
   wt_unused unused = {0};
-  int rc = is_index(file) ? load_indexed(s, file, slots, n, &unused, err)
-                          : load_file(s, file, slots, n, &unused, err);
+  int rc = !slots || (ps && (!L.values || !L.ckpt_order)) ? lt_fail(err, "%s: out of memory", file)
+           : is_index(file) ? load_indexed(&L, file, slots, n, &unused, err)
+                            : load_file(&L, file, slots, n, &unused, err);
   if (rc == 0 && note) unused_format(&unused, file, note, note_cap);
   free(slots);
+  free(L.values);
+  free(L.ckpt_order);
   return rc;
 }
 
-int wt_load_strict(ms_state *s, const char *path, int ignore_unused, char *note,
-                   size_t note_cap, lt_error *err) {
-  if (wt_load(s, path, note, note_cap, err)) return -1;
+int wt_load_strict_into(const ir_model *m, const param_store *ps, const char *path,
+                        int ignore_unused, char *note, size_t note_cap, lt_error *err) {
+  if (wt_load_into(m, ps, path, note, note_cap, err)) return -1;
   if (note[0] && !ignore_unused)
     return lt_fail(err, "%s; a weight the model does not read would be lost (a fused or "
                    "renamed tensor?): check the model, or pass --ignore-unused", note);
   return 0;
+}
+
+int wt_load(ms_state *s, const char *path, char *note, size_t note_cap, lt_error *err) {
+  ps_host_arrays a = {s, NULL, NULL};
+  param_store ps = ps_host(&a);
+  return wt_load_into(s->ir, &ps, path, note, note_cap, err);
+}
+
+int wt_load_strict(ms_state *s, const char *path, int ignore_unused, char *note,
+                   size_t note_cap, lt_error *err) {
+  ps_host_arrays a = {s, NULL, NULL};
+  param_store ps = ps_host(&a);
+  return wt_load_strict_into(s->ir, &ps, path, ignore_unused, note, note_cap, err);
 }
 
 int wt_open_frozen(ms_state *s, const ir_model *m, int B, int T, const char *weights,
@@ -281,59 +317,76 @@ int wt_open_frozen(ms_state *s, const ir_model *m, int B, int T, const char *wei
 
 /* ---- saving ------------------------------------------------------------- */
 
+/* The tensor being written, in the checkpoint's row order: the writer asks
+ * for an entry's bytes in pieces, front to back, so each tensor is fetched
+ * from the store once, when its first piece is asked for. */
+typedef struct {
+  const param_store *ps;
+  const ir_model *m;
+  float *values, *lisa_order; /* largest tensor each */
+  int p, layer;               /* what values holds; p < 0: nothing */
+} wt_staging;
+
+typedef struct {
+  wt_staging *staging;
+  int p, layer;
+} wt_fill;
+
+static int fill_param(void *ctx, uint64_t at, void *out, size_t bytes, lt_error *err) {
+  wt_fill *f = ctx;
+  wt_staging *st = f->staging;
+  if (st->p != f->p || st->layer != f->layer) {
+    const ir_param *par = &st->m->params[f->p];
+    float *get = par->interleave_groups ? st->lisa_order : st->values;
+    st->p = -1;
+    if (st->ps->get(st->ps->ctx, f->p, f->layer, get, err)) return -1;
+    if (par->interleave_groups) wt_interleave_rows(par, get, st->values, 0);
+    st->p = f->p, st->layer = f->layer;
+  }
+  memcpy(out, (const char *)st->values + at, bytes);
+  return 0;
+}
+
 /* Every parameter as an F32 entry under its Hugging Face name (first
- * prefix), in model order; the entries point into s. */
+ * prefix), in model order, filled from the store. */
 typedef struct {
   int n;
   st_entry *entries;
   char (*names)[320]; /* a prefix (< 64) and a name (< 200) */
-  float **copies;     /* per entry: the checkpoint-order copy of an
-                         interleaved param, or NULL (the entry points into s) */
+  wt_fill *fills;
+  wt_staging staging;
 } wt_entries;
 
 static void entries_free(wt_entries *e) {
-  for (int k = 0; e->copies && k < e->n; k++) free(e->copies[k]);
   free(e->entries);
   free(e->names);
-  free(e->copies);
+  free(e->fills);
+  free(e->staging.values);
+  free(e->staging.lisa_order);
 }
 
-/* The data of (p, l) in the checkpoint's order: s's own, or a copy. */
-static const float *entry_data(const ms_state *s, int p, int l, float **copy) {
-  const ir_param *par = &s->ir->params[p];
-  const float *w = ms_param(s, p, l);
-  *copy = NULL;
-  if (!par->interleave_groups) return w;
-  if (!(*copy = malloc((size_t)ir_param_numel(par) * sizeof **copy))) return NULL;
-  wt_interleave_rows(par, w, *copy, 0);
-  return *copy;
-}
-
-static int entries_build(const ms_state *s, wt_entries *e, int skip_adapters, lt_error *err) {
-  const ir_model *m = s->ir;
-  e->n = count_slots(s);
+static int entries_build(const ir_model *m, const param_store *ps, wt_entries *e,
+                         int skip_adapters, lt_error *err) {
+  size_t staging = sizeof(float) * (size_t)ps_max_numel(m);
+  e->n = count_slots(m);
   e->entries = calloc((size_t)e->n + 1, sizeof *e->entries);
   e->names = calloc((size_t)e->n + 1, sizeof *e->names);
-  e->copies = calloc((size_t)e->n + 1, sizeof *e->copies);
-  if (!e->entries || !e->names || !e->copies) {
+  e->fills = calloc((size_t)e->n + 1, sizeof *e->fills);
+  e->staging = (wt_staging){ps, m, malloc(staging), malloc(staging), -1, 0};
+  if (!e->entries || !e->names || !e->fills || !e->staging.values || !e->staging.lisa_order) {
     entries_free(e);
     return lt_fail(err, "out of memory");
   }
   int k = 0;
   for (int p = 0; p < m->n_params; p++) {
     const ir_param *par = &m->params[p];
-    for (int l = 0; l < param_layers(s, par) && !(skip_adapters && par->adapter); l++, k++) {
+    for (int l = 0; l < ps_param_layers(m, p) && !(skip_adapters && par->adapter); l++, k++) {
       char base[200];
       ir_param_hf_name(par, l, base, sizeof base);
       snprintf(e->names[k], sizeof e->names[k], "%s%s", m->n_prefixes ? m->prefixes[0] : "", base);
-      const float *data = entry_data(s, p, l, &e->copies[k]);
-      if (!data) {
-        e->n = k;
-        entries_free(e);
-        return lt_fail(err, "out of memory");
-      }
+      e->fills[k] = (wt_fill){&e->staging, p, l};
       e->entries[k] = (st_entry){e->names[k], ST_F32, par->ndim, {par->shape[0], par->shape[1]},
-                                 data};
+                                 NULL, fill_param, &e->fills[k]};
     }
   }
   e->n = k;
@@ -346,30 +399,32 @@ static uint64_t entry_bytes(const st_entry *e) {
   return n;
 }
 
-static int write_file(const ms_state *s, const char *path, const st_entry *entries, int n,
+static int write_file(const ir_model *m, const char *path, const st_entry *entries, int n,
                       lt_error *err) {
-  const char *meta[] = {"format", "pt", "lisa_model", s->ir->name};
+  const char *meta[] = {"format", "pt", "lisa_model", m->name};
   return st_write(path, entries, n, meta, 2, err);
 }
 
-static int save_file(const ms_state *s, const char *path, int skip_adapters, lt_error *err) {
+int wt_save_into(const ir_model *m, const param_store *ps, const char *path, int skip_adapters,
+                 lt_error *err) {
   wt_entries e;
-  if (entries_build(s, &e, skip_adapters, err)) return -1;
-  int rc = write_file(s, path, e.entries, e.n, err);
+  if (entries_build(m, ps, &e, skip_adapters, err)) return -1;
+  int rc = write_file(m, path, e.entries, e.n, err);
   entries_free(&e);
   return rc;
 }
 
 int wt_save(const ms_state *s, const char *path, lt_error *err) {
-  return save_file(s, path, 0, err);
+  ps_host_arrays a = {(ms_state *)s, NULL, NULL}; /* the host store only reads through get */
+  param_store ps = ps_host(&a);
+  return wt_save_into(s->ir, &ps, path, 0, err);
 }
 
 int wt_save_base(const ms_state *s, const char *path, lt_error *err) {
-  return save_file(s, path, 1, err);
+  ps_host_arrays a = {(ms_state *)s, NULL, NULL};
+  param_store ps = ps_host(&a);
+  return wt_save_into(s->ir, &ps, path, 1, err);
 }
-
-
-
 
 /* Hugging Face's rule, in model order: a new shard when the next tensor
  * would pass the limit, so a tensor larger than the limit is alone in its
@@ -442,17 +497,17 @@ static int remove_stale(const char *dir, int n_shards, int set, lt_error *err) {
   return rc;
 }
 
-static int save_whole(const ms_state *s, const char *dir, const wt_entries *e, lt_error *err) {
+static int save_whole(const ir_model *m, const char *dir, const wt_entries *e, lt_error *err) {
   char path[1100];
   if (atomic_file_join(path, sizeof path, dir, "model.safetensors", err) ||
-      write_file(s, path, e->entries, e->n, err))
+      write_file(m, path, e->entries, e->n, err))
     return -1;
   return remove_stale(dir, 0, 0, err);
 }
 
 /* Shards first, under names the current index does not use, the index
  * last, so until the index is renamed into place the folder loads as it was. */
-static int save_shards(const ms_state *s, const char *dir, const wt_entries *e,
+static int save_shards(const ir_model *m, const char *dir, const wt_entries *e,
                        const hf_index_entry *map, int n_shards, lt_error *err) {
   char (*files)[48] = calloc((size_t)n_shards, sizeof *files);
   const char **shards = calloc((size_t)n_shards, sizeof *shards);
@@ -466,7 +521,7 @@ static int save_shards(const ms_state *s, const char *dir, const wt_entries *e,
     int end = start;
     for (; end < e->n && map[end].shard == k; end++) total += entry_bytes(&e->entries[end]);
     if (atomic_file_join(path, sizeof path, dir, files[k], err) ||
-        write_file(s, path, e->entries + start, end - start, err))
+        write_file(m, path, e->entries + start, end - start, err))
       rc = -1;
     start = end;
   }
@@ -479,10 +534,10 @@ static int save_shards(const ms_state *s, const char *dir, const wt_entries *e,
   return rc;
 }
 
-int wt_save_sharded(const ms_state *s, const char *dir, uint64_t max_shard_bytes,
-                    int skip_adapters, lt_error *err) {
+int wt_save_sharded_into(const ir_model *m, const param_store *ps, const char *dir,
+                         uint64_t max_shard_bytes, int skip_adapters, lt_error *err) {
   wt_entries e;
-  if (atomic_file_make_dir(dir, err) || entries_build(s, &e, skip_adapters, err)) return -1;
+  if (atomic_file_make_dir(dir, err) || entries_build(m, ps, &e, skip_adapters, err)) return -1;
   hf_index_entry *map = calloc((size_t)e.n + 1, sizeof *map);
   int rc = map ? 0 : lt_fail(err, "%s: out of memory", dir);
   int n_shards = map ? assign_shards(&e, max_shard_bytes, map) : 0;
@@ -490,9 +545,16 @@ int wt_save_sharded(const ms_state *s, const char *dir, uint64_t max_shard_bytes
     rc = lt_fail(err, "%s: %d shards of at most %llu bytes; Hugging Face's names allow 99999",
                  dir, n_shards, (unsigned long long)max_shard_bytes);
   if (rc == 0)
-    rc = n_shards == 1 ? save_whole(s, dir, &e, err) : save_shards(s, dir, &e, map, n_shards, err);
+    rc = n_shards == 1 ? save_whole(m, dir, &e, err) : save_shards(m, dir, &e, map, n_shards, err);
   if (rc == 0) rc = atomic_file_sync_dir(dir, err);
   free(map);
   entries_free(&e);
   return rc;
+}
+
+int wt_save_sharded(const ms_state *s, const char *dir, uint64_t max_shard_bytes,
+                    int skip_adapters, lt_error *err) {
+  ps_host_arrays a = {(ms_state *)s, NULL, NULL};
+  param_store ps = ps_host(&a);
+  return wt_save_sharded_into(s->ir, &ps, dir, max_shard_bytes, skip_adapters, err);
 }

@@ -9,10 +9,15 @@
 #include <stdint.h>
 
 #include "model_state.h"
+#include "param_store.h"
 
 /* Every (param, layer) draws from its own stream of the seed, so adding a
  * parameter to a model does not change the others' initial values. */
 void wt_init_random(ms_state *s, uint64_t seed);
+/* The same into a store, one tensor at a time; adapters_only: LoRA's
+ * adapters alone (the base comes from a checkpoint). */
+int wt_init_random_into(const ir_model *m, const param_store *ps, uint64_t seed,
+                        int adapters_only, lt_error *err);
 
 /* Loads every parameter from a checkpoint, trying the model's name prefixes
  * in order. path is a safetensors file, a Hugging Face sharded checkpoint's
@@ -30,6 +35,13 @@ int wt_load(ms_state *s, const char *path, char *note, size_t note_cap,
  * then lists them. */
 int wt_load_strict(ms_state *s, const char *path, int ignore_unused, char *note,
                    size_t note_cap, lt_error *err);
+/* Both into a store, one tensor at a time through staging of the largest
+ * (shards are read tensor by tensor, never whole). ps NULL: every tensor is
+ * located and its shape checked, from the headers alone; nothing is read. */
+int wt_load_into(const ir_model *m, const param_store *ps, const char *path, char *note,
+                 size_t note_cap, lt_error *err);
+int wt_load_strict_into(const ir_model *m, const param_store *ps, const char *path,
+                        int ignore_unused, char *note, size_t note_cap, lt_error *err);
 
 /* A state for evaluation or generation (nothing trains) of B x T rows,
  * with the weights a command names: `weights`, else the model folder's
@@ -49,6 +61,9 @@ void wt_interleave_rows(const ir_param *par, const float *from, float *to, int t
 int wt_save(const ms_state *s, const char *path, lt_error *err);
 /* The same without LoRA adapter tensors (after trainer_merge_lora). */
 int wt_save_base(const ms_state *s, const char *path, lt_error *err);
+/* Either from a store, a tensor at a time (skip_adapters: wt_save_base). */
+int wt_save_into(const ir_model *m, const param_store *ps, const char *path, int skip_adapters,
+                 lt_error *err);
 
 /* Writes every parameter into the folder dir (created if missing) as
  * Hugging Face does: shards model-0000K-of-0000N.safetensors in model
@@ -65,5 +80,7 @@ int wt_save_base(const ms_state *s, const char *path, lt_error *err);
  * adapter tensors (after trainer_merge_lora), as wt_save_base. */
 int wt_save_sharded(const ms_state *s, const char *dir, uint64_t max_shard_bytes,
                     int skip_adapters, lt_error *err);
+int wt_save_sharded_into(const ir_model *m, const param_store *ps, const char *dir,
+                         uint64_t max_shard_bytes, int skip_adapters, lt_error *err);
 
 #endif

@@ -107,7 +107,7 @@ static int copy_tensors(const char *src, const char *dst, const char *prefix, co
     if (drop && strcmp(t->name, drop) == 0) continue;
     rc = st_read_f32(&f, t, vals + off, &err);
     snprintf(names[n], sizeof names[n], "%s%s", prefix, t->name);
-    e[n] = (st_entry){names[n], ST_F32, t->ndim, {t->shape[0], t->shape[1]}, vals + off};
+    e[n] = (st_entry){names[n], ST_F32, t->ndim, {t->shape[0], t->shape[1]}, vals + off, NULL, NULL};
     off += st_numel(t);
     n++;
   }
@@ -194,8 +194,8 @@ static void test_extra_tensors_are_noted(void) {
   wt_init_random(&s, 3);
   CHECK(wt_save(&s, path, &err) == 0);
   static const float mask[4] = {1, 0, 1, 1};
-  st_entry biases[2] = {{"h.0.attn.bias", ST_F32, 2, {2, 2}, mask},
-                        {"h.1.attn.bias", ST_F32, 2, {2, 2}, mask}};
+  st_entry biases[2] = {{"h.0.attn.bias", ST_F32, 2, {2, 2}, mask, NULL, NULL},
+                        {"h.1.attn.bias", ST_F32, 2, {2, 2}, mask, NULL, NULL}};
   CHECK(copy_tensors(path, extra_path, "", NULL, biases, 2) == 0);
   float before = ms_param(&s, 0, 0)[5];
   wt_init_random(&s, 4);
@@ -354,7 +354,7 @@ static void test_sharded_prefix_and_extra(void) {
   CHECK(n >= 3);
   snprintf(index, sizeof index, "%s/" INDEX, dir);
   static const float mask[4] = {1, 0, 1, 1};
-  st_entry bias = {"transformer.h.0.attn.bias", ST_F32, 2, {2, 2}, mask};
+  st_entry bias = {"transformer.h.0.attn.bias", ST_F32, 2, {2, 2}, mask, NULL, NULL};
   for (int k = 1; k <= n; k++) {
     shard_name(name, sizeof name, k, n);
     snprintf(path, sizeof path, "%s/%s", dir, name);

@@ -1,0 +1,63 @@
+/* param_store.c: the host store: copies in and out of ms_state's arrays. */
+#include "param_store.h"
+
+#include <string.h>
+
+static int host_get(void *ctx, int p, int layer, float *out, lt_error *err) {
+  (void)err;
+  ps_host_arrays *a = ctx;
+  memcpy(out, ms_param(a->s, p, layer), sizeof(float) * (size_t)ir_param_numel(&a->s->ir->params[p]));
+  return 0;
+}
+
+static int host_put(void *ctx, int p, int layer, const float *in, lt_error *err) {
+  (void)err;
+  ps_host_arrays *a = ctx;
+  memcpy(ms_param(a->s, p, layer), in, sizeof(float) * (size_t)ir_param_numel(&a->s->ir->params[p]));
+  return 0;
+}
+
+static float *moments_of(ps_host_arrays *a, int which, int64_t at, int64_t n, lt_error *err) {
+  float *base = which ? a->v : a->m;
+  if (!base) {
+    lt_fail(err, "this trainer keeps no AdamW moments");
+    return NULL;
+  }
+  if (at < 0 || n < 0 || at + n > a->s->n_grad_scalars) {
+    lt_fail(err, "moments [%lld, %lld) outside the %lld of the gradient layout", (long long)at,
+            (long long)(at + n), (long long)a->s->n_grad_scalars);
+    return NULL;
+  }
+  return base + at;
+}
+
+static int host_get_moments(void *ctx, int which, int64_t at, int64_t n, float *out,
+                            lt_error *err) {
+  const float *src = moments_of(ctx, which, at, n, err);
+  if (!src) return -1;
+  memcpy(out, src, sizeof(float) * (size_t)n);
+  return 0;
+}
+
+static int host_put_moments(void *ctx, int which, int64_t at, int64_t n, const float *in,
+                            lt_error *err) {
+  float *dst = moments_of(ctx, which, at, n, err);
+  if (!dst) return -1;
+  memcpy(dst, in, sizeof(float) * (size_t)n);
+  return 0;
+}
+
+param_store ps_host(ps_host_arrays *a) {
+  return (param_store){a, host_get, host_put, host_get_moments, host_put_moments, NULL};
+}
+
+int ps_param_layers(const ir_model *m, int p) {
+  return m->params[p].section == IR_BLOCK ? m->n_layer : 1;
+}
+
+int64_t ps_max_numel(const ir_model *m) {
+  int64_t n = 1;
+  for (int p = 0; p < m->n_params; p++)
+    if (ir_param_numel(&m->params[p]) > n) n = ir_param_numel(&m->params[p]);
+  return n;
+}
