@@ -303,18 +303,18 @@ static int cmd_train(int argc, char **argv) {
   trainer t;
   int on_device = be.ops->params_only; /* activations live on the device */
   a.train.params_only = on_device;
-  a.train.host_moments = on_device && (a.save_state_dir || a.resume_dir);
   char numerics[48];
   a.train.numerics = numerics_of(&a, on_device, numerics, sizeof numerics);
   rc = trainer_create(&t, &a.train, &err);
   if (rc == 0 && t.load_note[0] && !a.quiet) fprintf(stderr, "note: %s\n", t.load_note);
-  if (rc == 0 && a.resume_dir)
-    rc = run_resume(&t, a.resume_dir, a.train.steps, a.override, a.quiet, &err);
   run_backend_options bo = {a.dtype >= 0 ? cliopt_dtype_values[a.dtype] : PRECISION_BF16_MIXED,
                             a.nearest, a.tune_path, a.profile, a.quiet};
   run_options ro = run_options_of(&a);
   if (rc == 0) rc = run_check_val(&ro, &t, &err);
+  /* a device's store holds the weights: the resume puts its state there */
   if (rc == 0) rc = be.ops->prepare(be.ctx, &t, &bo, &err);
+  if (rc == 0 && a.resume_dir)
+    rc = run_resume(&t, a.resume_dir, a.train.steps, a.override, a.quiet, &err);
   ro.stop = &stop_requested;
   if (rc == 0) catch_stop_signals();
   if (rc == 0) rc = run_training(&t, be.ops, be.ctx, &ro, &err);

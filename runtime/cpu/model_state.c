@@ -20,15 +20,22 @@ int ms_inst_layer(const ms_state *s, int inst) {
 
 int ms_head_inst(const ms_state *s) { return s->n_inst - 1; }
 
-float *ms_param(const ms_state *s, int p, int layer) {
-  return s->params + s->param_off[p * s->n_layer_slots + layer];
+int64_t ms_param_index(const ms_state *s, int p, int layer) {
+  return s->param_off[p * s->n_layer_slots + layer];
 }
 
-float *ms_grad(const ms_state *s, int p, int layer) {
-  if (s->grad_off[p] < 0) return NULL;
-  if (s->ir->params[p].section != IR_BLOCK) return s->grads + s->grad_off[p];
+int64_t ms_grad_index(const ms_state *s, int p, int layer) {
+  if (s->grad_off[p] < 0) return -1;
+  if (s->ir->params[p].section != IR_BLOCK) return s->grad_off[p];
   int slot = s->grad_slot[layer];
-  return slot < 0 ? NULL : s->grads + s->grad_slot_base + slot * s->slot_stride + s->grad_off[p];
+  return slot < 0 ? -1 : s->grad_slot_base + slot * s->slot_stride + s->grad_off[p];
+}
+
+float *ms_param(const ms_state *s, int p, int layer) { return s->params + ms_param_index(s, p, layer); }
+
+float *ms_grad(const ms_state *s, int p, int layer) {
+  int64_t i = ms_grad_index(s, p, layer);
+  return i < 0 ? NULL : s->grads + i;
 }
 
 float *ms_block_params(const ms_state *s, int layer) {
@@ -349,8 +356,11 @@ int ms_create(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots, lt
   return ms_create_trains(s, m, B, T, n_grad_slots, 0, NULL, err);
 }
 
+/* with_arrays: 2 parameters, gradients and activations; 1 without the
+ * activations; 0 the batch alone. */
 static int create(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots, int slotless,
-                  const unsigned char *trains, int with_activations, lt_error *err) {
+                  const unsigned char *trains, int with_arrays, lt_error *err) {
+  int with_activations = with_arrays == 2;
   act_offsets ao;
   int rc = plan(s, m, B, T, n_grad_slots, slotless, trains, (int)sizeof(float), &ao, err);
   if (rc == 0) {
@@ -361,7 +371,7 @@ static int create(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots
     if (!s->ids || !s->targets || (with_activations && !s->act_arena))
       rc = lt_fail(err, "out of memory for %zu bytes of activations", s->bytes_acts);
   }
-  if (rc == 0) rc = alloc_param_arenas(s, err);
+  if (rc == 0 && with_arrays) rc = alloc_param_arenas(s, err);
   if (rc == 0 && with_activations) {
     memset(s->act_arena, 0, s->bytes_acts);
     rc = wire_values(s, &ao, err);
@@ -372,12 +382,17 @@ static int create(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots
 
 int ms_create_trains(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots,
                      int slotless, const unsigned char *trains, lt_error *err) {
-  return create(s, m, B, T, n_grad_slots, slotless, trains, 1, err);
+  return create(s, m, B, T, n_grad_slots, slotless, trains, 2, err);
+}
+
+int ms_create_layout(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots,
+                     int slotless, const unsigned char *trains, lt_error *err) {
+  return create(s, m, B, T, n_grad_slots, slotless, trains, 0, err);
 }
 
 int ms_create_params(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots,
                      int slotless, const unsigned char *trains, lt_error *err) {
-  return create(s, m, B, T, n_grad_slots, slotless, trains, 0, err);
+  return create(s, m, B, T, n_grad_slots, slotless, trains, 1, err);
 }
 
 void ms_free(ms_state *s) {

@@ -80,6 +80,12 @@ int ms_create_trains(ms_state *s, const ir_model *m, int B, int T, int n_grad_sl
 int ms_create_params(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots,
                      int slotless, const unsigned char *trains, lt_error *err);
 
+/* The layout and the batch alone: no parameters, gradients or activations
+ * here (params and grads NULL): the host side of a device trainer, whose
+ * store holds them (param_store.h). */
+int ms_create_layout(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots,
+                     int slotless, const unsigned char *trains, lt_error *err);
+
 /* The same layout without the big arenas: fills every offset and bytes_*
  * field (activations at elem_bytes per element) for `lisa plan`. Release
  * with ms_free. */
@@ -95,6 +101,10 @@ int ms_head_inst(const ms_state *s);
  * ms_grad is NULL for a param that does not train and for a block bound to
  * no gradient slot. */
 float *ms_param(const ms_state *s, int p, int layer);
+/* Where they are in the layout: indices into params and grads (the grads
+ * index -1 where ms_grad is NULL); valid without the arrays. */
+int64_t ms_param_index(const ms_state *s, int p, int layer);
+int64_t ms_grad_index(const ms_state *s, int p, int layer);
 float *ms_grad(const ms_state *s, int p, int layer);
 /* First scalar of block `layer`'s parameters (block_stride of them). */
 float *ms_block_params(const ms_state *s, int layer);

@@ -60,7 +60,9 @@ int cuda_run_prepare(cuda_run *r, trainer *t, const cuda_run_options *o, lt_erro
   if (build(r, precision, nearest, err)) return -1;
   dt_device dev = gpu_device_iface(r->gpu);
   if (dt_create(&r->dev, t, &r->prog, &dev, err)) return -1;
-  if (t->step > 0 && dt_upload_state(r->dev, err)) return -1; /* resumed (ckpt_resume) */
+  param_store ps = dt_store(r->dev);
+  trainer_use_store(t, &ps);
+  if (trainer_load_weights(t, err)) return -1; /* straight from the shards to the device */
   dt_arena_categories(r->dev, r->memory);
   r->memory[MEMORY_WORKSPACE] += GPU_WORKSPACE_BYTES;
   r->flops_per_token = trainer_flops_per_token(t);
@@ -99,9 +101,7 @@ int cuda_run_step(cuda_run *r, train_step_stats rows[2], int *n, int flush, lt_e
 
 unsigned cuda_run_unfused(const cuda_run *r) { return r->unfused; }
 
-int cuda_run_sync_params(cuda_run *r, lt_error *err) { return dt_download_params(r->dev, err); }
-
-int cuda_run_sync_state(cuda_run *r, lt_error *err) { return dt_download_state(r->dev, err); }
+void cuda_run_sync_counts(cuda_run *r) { dt_sync_counts(r->dev); }
 
 void cuda_run_close(cuda_run *r) {
   if (!r) return;
@@ -134,8 +134,10 @@ static int backend_step(void *ctx, trainer *t, train_step_stats rows[2], int *n,
   return cuda_run_step(ctx, rows, n, flush, err);
 }
 
-static int backend_sync(void *ctx, int with_state, lt_error *err) {
-  return with_state ? cuda_run_sync_state(ctx, err) : cuda_run_sync_params(ctx, err);
+static int backend_sync_counts(void *ctx, lt_error *err) {
+  (void)err;
+  cuda_run_sync_counts(ctx);
+  return 0;
 }
 
 static prof_table *backend_profile_table(void *ctx, trainer *t) {
@@ -151,7 +153,7 @@ static int backend_eval_batch(void *ctx, trainer *t, float *loss, lt_error *err)
 static void backend_close(void *ctx) { cuda_run_close(ctx); }
 
 const run_backend *cuda_backend(void) {
-  static const run_backend cuda = {"cuda", 1, backend_prepare, backend_step, backend_sync,
+  static const run_backend cuda = {"cuda", 1, backend_prepare, backend_step, backend_sync_counts,
                                    backend_profile_table, backend_eval_batch, backend_close};
   return &cuda;
 }

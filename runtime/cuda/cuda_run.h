@@ -20,8 +20,9 @@ typedef struct {
 } cuda_run_options;
 
 /* Generates every path for t's model, method, batch and sequence as o
- * says, compiles and loads them, and uploads t's weights. t must have been
- * created with params_only. */
+ * says, compiles and loads them, puts the device's store into t
+ * (dt_store) and loads t's weights into it, tensor by tensor from the
+ * shards. t must have been created with params_only; a resume follows. */
 int cuda_run_prepare(cuda_run *r, trainer *t, const cuda_run_options *o, lt_error *err);
 /* After prepare: the GEMM epilogues (bits 1u << enum gen_epilogue) that
  * run as kernels of their own because cuBLASLt had no algorithm for them
@@ -36,11 +37,9 @@ prof_table *cuda_run_profile_table(cuda_run *r);
  * and with flush this one too (the device is then idle: its state may be
  * read or saved). Fills the rows' mfu, peak_bytes and device_used_bytes. */
 int cuda_run_step(cuda_run *r, train_step_stats rows[2], int *n, int flush, lt_error *err);
-/* The device's weights into t's parameters (to save or to read norms); with
- * the AdamW state too (for ckpt_save; t created with host_moments). A t
- * that ckpt_resume restored (step > 0) goes onto the device in prepare. */
-int cuda_run_sync_params(cuda_run *r, lt_error *err);
-int cuda_run_sync_state(cuda_run *r, lt_error *err);
+/* The AdamW step counts into t, for ckpt_save (which reads parameters and
+ * moments through t's store, from the device). */
+void cuda_run_sync_counts(cuda_run *r);
 void cuda_run_close(cuda_run *r);
 
 /* The run loop's backend over an opened cuda_run (the context): prepare

@@ -49,8 +49,7 @@ int arena_upload_weights(const dt_device *dev, const ms_state *s, char *weights,
   const ir_model *m = s->ir;
   for (int p = 0; p < m->n_params; p++)
     for (int l = 0; l < (m->params[p].section == IR_BLOCK ? m->n_layer : 1); l++) {
-      float *src = ms_param(s, p, l);
-      if (arena_copy_f32(dev, src, weights + (src - s->params) * elem_bytes,
+      if (arena_copy_f32(dev, ms_param(s, p, l), weights + ms_param_index(s, p, l) * elem_bytes,
                          ir_param_numel(&m->params[p]), elem_bytes, 0, staging, err))
         return -1;
     }

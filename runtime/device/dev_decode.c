@@ -70,7 +70,7 @@ static int bind(dev_decoder *d, int inst, int b, void **out, lt_error *err) {
   *out = NULL;
   switch (buf->role) {
   case GEN_BUF_PARAM:
-    *out = d->weights + (ms_param(d->s, g->values[b].param, layer) - d->s->params) * d->wb;
+    *out = d->weights + ms_param_index(d->s, g->values[b].param, layer) * d->wb;
     return 0;
   case GEN_BUF_INPUT:
     if (b != g->input) return lt_fail(err, "%s: input %s has no source", p->name, buf->name);

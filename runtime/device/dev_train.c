@@ -79,6 +79,7 @@ struct dev_trainer {
   unsigned char *table_host;
   int n_entries;
   void *convert;       /* host staging for conversions, max tensor */
+  int64_t max_numel;   /* the largest tensor's elements */
   dt_pending pend[2];  /* steps by parity */
   double last_done;    /* host clock when a step was last seen finished */
 };
@@ -200,7 +201,7 @@ static void **table_of(const dev_trainer *d, int inst, int mode) {
 }
 
 static int64_t param_index(const ms_state *s, int p, int layer) {
-  return ms_param(s, p, layer) - s->params;
+  return ms_param_index(s, p, layer);
 }
 
 /* The device memory of buffer b of inst's path in `mode`; NULL for none. */
@@ -220,8 +221,8 @@ static int bind_buffer(dev_trainer *d, int inst, int mode, int b, void **out, lt
     *out = d->weights + param_index(s, iv->param, layer) * d->wb;
     return 0;
   case GEN_BUF_PARAM_GRAD: {
-    const float *gr = ms_grad(s, iv->param, layer);
-    if (gr) *out = d->grads + (gr - s->grads) * d->gb;
+    int64_t gi = ms_grad_index(s, iv->param, layer);
+    if (gi >= 0) *out = d->grads + gi * d->gb;
     return 0;
   }
   case GEN_BUF_SAVED: {
@@ -282,7 +283,7 @@ static int region_on(const dev_trainer *d, int p, int layer) {
 static void add_entry(dev_trainer *d, int p, int layer, int region) {
   const ms_state *s = d->s;
   const ir_param *pr = &d->prog->m->params[p];
-  int64_t gi = ms_grad(s, p, layer) - s->grads, wi = param_index(s, p, layer);
+  int64_t gi = ms_grad_index(s, p, layer), wi = param_index(s, p, layer);
   int32_t step = (int32_t)(1 - d->start[region]);
   void *w = d->weights + wi * d->wb;
   if (d->prog->cfg.grad_dtype == GEN_BF16) {
@@ -329,7 +330,7 @@ static int widen(dev_trainer *d, int p, int layer, lt_error *err) {
   const ms_state *s = d->s;
   void *bufs[GEN_OPT_NBUFS];
   memcpy(bufs, d->opt_bufs, sizeof bufs);
-  bufs[GEN_OPT_WIDEN_DST] = d->master + (ms_grad(s, p, layer) - s->grads) * 4;
+  bufs[GEN_OPT_WIDEN_DST] = d->master + ms_grad_index(s, p, layer) * 4;
   bufs[GEN_OPT_WIDEN_SRC] = d->weights + param_index(s, p, layer) * d->wb;
   path_exec_scalars sc = scalars(d, 0.0f);
   sc.opt.count = (int)ir_param_numel(&d->prog->m->params[p]);
@@ -344,7 +345,7 @@ static int enter_region(dev_trainer *d, int region, int layer, lt_error *err) {
   d->start[region] = d->updates;
   for (int p = 0; p < m->n_params; p++) {
     if (region_on(d, p, layer) != region) continue; /* slot regions hold only block params */
-    size_t gi = (size_t)(ms_grad(s, p, layer) - s->grads), n = (size_t)ir_param_numel(&m->params[p]);
+    size_t gi = (size_t)ms_grad_index(s, p, layer), n = (size_t)ir_param_numel(&m->params[p]);
     if (d->dev.zero(d->dev.ctx, d->mom1 + gi * d->mb, n * d->mb, err) ||
         d->dev.zero(d->dev.ctx, d->mom2 + gi * d->mb, n * d->mb, err))
       return -1;
@@ -401,9 +402,7 @@ static int alloc_run_tables(dev_trainer *d, lt_error *err) {
   d->max_bufs = 1;
   for (int i = 0; i < d->prog->n_paths; i++)
     if (d->prog->paths[i].n_bufs > d->max_bufs) d->max_bufs = d->prog->paths[i].n_bufs;
-  int64_t max_numel = 1;
-  for (int p = 0; p < m->n_params; p++)
-    if (ir_param_numel(&m->params[p]) > max_numel) max_numel = ir_param_numel(&m->params[p]);
+  int64_t max_numel = d->max_numel = ps_max_numel(m);
   d->tables = calloc((size_t)s->n_inst * PATH_NKINDS * (size_t)d->max_bufs, sizeof(void *));
   d->slot_of = malloc(sizeof(int) * (size_t)(m->n_layer + 1));
   d->start = calloc((size_t)(TRAIN_REGION_SLOTS + s->n_grad_slots), sizeof(int64_t));
@@ -436,15 +435,6 @@ static int layout(dev_trainer *d, int allocate, lt_error *err) {
   if (d->dev.zero(d->dev.ctx, d->arena, d->arena_bytes, err)) return -1;
   c = (arena_carver){0, d->arena, {0}};
   carve_all(d, &c, inst_saved, scratch);
-  return 0;
-}
-
-static int for_each_tensor(dev_trainer *d, int (*fn)(dev_trainer *, int, int, lt_error *),
-                           lt_error *err) {
-  const ir_model *m = d->prog->m;
-  for (int p = 0; p < m->n_params; p++)
-    for (int l = 0; l < (m->params[p].section == IR_BLOCK ? m->n_layer : 1); l++)
-      if (fn(d, p, l, err)) return -1;
   return 0;
 }
 
@@ -524,7 +514,6 @@ int dt_create(dev_trainer **out, trainer *host, const gen_program *prog, const d
   if (init(d, trainer_state(host), prog, err) || alloc_run_tables(d, err) || layout(d, 1, err) ||
       alloc_pending(d, err))
     return -1;
-  if (arena_upload_weights(&d->dev, d->s, d->weights, d->wb, d->convert, err)) return -1;
   for (int inst = 0; inst < trainer_state(host)->n_inst; inst++)
     if (bind_instance(d, inst, err)) return -1;
   /* the regions that train from the start: E, H, and FT's (or LoRA's) blocks */
@@ -632,10 +621,7 @@ static int upload_batch(dev_trainer *d, dt_pending *p, int i, lt_error *err) {
 /* Every launch of one step, then its stats' copy back and a fence. */
 static int enqueue(dev_trainer *d, dt_pending *p, int slot, lt_error *err) {
   trainer *t = d->host;
-  /* a Lua policy reads weight norms at the switch: bring them up to date */
   const lisa_schedule *sched = trainer_schedule(t);
-  if (sched_reads_weight_norms(sched, trainer_next_step(t)) && dt_download_params(d, err))
-    return -1;
   *p = (dt_pending){.step = trainer_next_step(t), .t0 = lt_now_ms(), .active = p->active, .ids = p->ids,
                     .targets = p->targets, .stats = p->stats};
   if (trainer_begin_step(t, &p->switched, &p->lr, err)) return -1;
@@ -723,67 +709,92 @@ int dt_max_calls(const dev_trainer *d) {
 
 void dt_use_exec(dev_trainer *d, const path_exec_backend *exec) { d->exec = exec ? *exec : d->dev.exec; }
 
-/* ---- back to the host --------------------------------------------------- */
+/* ---- the store: parameters and moments a tensor at a time -------------- */
 
-static int download_param(dev_trainer *d, int p, int layer, lt_error *err) {
-  const ms_state *s = d->s;
-  float *dst = ms_param(s, p, layer);
+/* The host trainer redrew or restored the active set since the device last
+ * followed it (a checkpoint's period): bind the slots before anything is put
+ * into them. */
+static int follow_host(dev_trainer *d, lt_error *err) {
+  for (int l = 0; l < d->prog->m->n_layer; l++)
+    if (d->s->grad_slot[l] != d->slot_of[l]) return follow_active_set(d, err);
+  return 0;
+}
+
+/* The fp32 masters of (p, layer), where it trains now in bf16-mixed; else NULL. */
+static char *master_of(const dev_trainer *d, int p, int layer) {
+  return d->masters && region_on(d, p, layer) >= 0 ? d->master + ms_grad_index(d->s, p, layer) * 4
+                                                   : NULL;
+}
+
+static int store_get(void *ctx, int p, int layer, float *out, lt_error *err) {
+  dev_trainer *d = ctx;
   int64_t n = ir_param_numel(&d->prog->m->params[p]);
-  if (d->masters && region_on(d, p, layer) >= 0)
-    return d->dev.download(d->dev.ctx, dst, d->master + (ms_grad(s, p, layer) - s->grads) * 4,
-                           (size_t)n * 4, err);
-  return arena_copy_f32(&d->dev, dst, d->weights + param_index(s, p, layer) * d->wb, n, d->wb, 1,
+  char *master = master_of(d, p, layer);
+  if (master) return d->dev.download(d->dev.ctx, out, master, (size_t)n * 4, err);
+  return arena_copy_f32(&d->dev, out, d->weights + param_index(d->s, p, layer) * d->wb, n, d->wb, 1,
                         d->convert, err);
 }
 
-int dt_download_params(dev_trainer *d, lt_error *err) {
-  return for_each_tensor(d, download_param, err);
+/* The weights in the storage dtype and, where it trains in bf16-mixed, the
+ * exact fp32 values as its masters. */
+static int store_put(void *ctx, int p, int layer, const float *in, lt_error *err) {
+  dev_trainer *d = ctx;
+  int64_t n = ir_param_numel(&d->prog->m->params[p]);
+  if (follow_host(d, err) ||
+      arena_copy_f32(&d->dev, (float *)in, d->weights + param_index(d->s, p, layer) * d->wb, n,
+                     d->wb, 0, d->convert, err))
+    return -1;
+  char *master = master_of(d, p, layer);
+  return master ? d->dev.upload(d->dev.ctx, master, in, (size_t)n * 4, err) : 0;
 }
 
-/* ---- the optimizer state, for checkpoints ------------------------------- */
+/* Moments in pieces that fit the conversion staging (the largest tensor). */
+static int store_moments(dev_trainer *d, int which, int64_t at, int64_t n, float *host,
+                         int to_host, lt_error *err) {
+  if (at < 0 || n < 0 || at + n > d->s->n_grad_scalars)
+    return lt_fail(err, "moments [%lld, %lld) outside the %lld of the gradient layout",
+                   (long long)at, (long long)(at + n), (long long)d->s->n_grad_scalars);
+  char *base = which ? d->mom2 : d->mom1;
+  for (int64_t i = 0; i < n; i += d->max_numel) {
+    int64_t k = n - i < d->max_numel ? n - i : d->max_numel;
+    if (arena_copy_f32(&d->dev, host + i, base + (at + i) * d->mb, k, d->mb, to_host, d->convert,
+                       err))
+      return -1;
+  }
+  return 0;
+}
+
+static int store_get_moments(void *ctx, int which, int64_t at, int64_t n, float *out,
+                             lt_error *err) {
+  return store_moments(ctx, which, at, n, out, 1, err);
+}
+
+static int store_put_moments(void *ctx, int which, int64_t at, int64_t n, const float *in,
+                             lt_error *err) {
+  return follow_host(ctx, err) || store_moments(ctx, which, at, n, (float *)in, 0, err) ? -1 : 0;
+}
+
+/* A checkpoint's state is in: the AdamW counts continue from the host's. */
+static int store_restored(void *ctx, lt_error *err) {
+  dev_trainer *d = ctx;
+  train_optim *o = trainer_optim(d->host);
+  if (follow_host(d, err)) return -1;
+  d->updates = trainer_next_step(d->host);
+  for (int r = 0; r < o->n_regions; r++) d->start[r] = d->updates - o->t[r];
+  return write_table(d, err);
+}
+
+param_store dt_store(dev_trainer *d) {
+  return (param_store){d, store_get, store_put, store_get_moments, store_put_moments,
+                       store_restored};
+}
 
 /* Regions that train now: embed, head, and the slots bound to a block. */
 static int region_trains(const dev_trainer *d, int r) {
   return sched_region_on(trainer_schedule(d->host), r);
 }
 
-/* Host fp32 <-> device moments (fp32, or bf16 in bf16-true) of one tensor. */
-static int state_tensor(dev_trainer *d, int p, int layer, int to_host, lt_error *err) {
-  const ms_state *s = d->s;
+void dt_sync_counts(dev_trainer *d) {
   train_optim *o = trainer_optim(d->host);
-  if (region_on(d, p, layer) < 0) return 0;
-  int64_t gi = ms_grad(s, p, layer) - s->grads, n = ir_param_numel(&d->prog->m->params[p]);
-  if (arena_copy_f32(&d->dev, o->m + gi, d->mom1 + gi * d->mb, n, d->mb, to_host, d->convert,
-                     err) ||
-      arena_copy_f32(&d->dev, o->v + gi, d->mom2 + gi * d->mb, n, d->mb, to_host, d->convert,
-                     err))
-    return -1;
-  /* resuming bf16-mixed: the masters are the saved fp32 weights themselves */
-  if (!to_host && d->masters)
-    return d->dev.upload(d->dev.ctx, d->master + gi * 4, ms_param(s, p, layer), (size_t)n * 4, err);
-  return 0;
-}
-
-static int moments_to_host(dev_trainer *d, int p, int layer, lt_error *err) {
-  return state_tensor(d, p, layer, 1, err);
-}
-
-static int moments_to_device(dev_trainer *d, int p, int layer, lt_error *err) {
-  return state_tensor(d, p, layer, 0, err);
-}
-
-int dt_download_state(dev_trainer *d, lt_error *err) {
-  train_optim *o = trainer_optim(d->host);
-  if (!o->m) return lt_fail(err, "the host trainer keeps no AdamW moments to save into");
-  if (dt_download_params(d, err) || for_each_tensor(d, moments_to_host, err)) return -1;
   for (int r = 0; r < o->n_regions; r++) o->t[r] = region_trains(d, r) ? d->updates - d->start[r] : 0;
-  return 0;
-}
-
-int dt_upload_state(dev_trainer *d, lt_error *err) {
-  train_optim *o = trainer_optim(d->host);
-  if (!o->m) return lt_fail(err, "the host trainer keeps no AdamW moments to restore from");
-  if (for_each_tensor(d, moments_to_device, err)) return -1;
-  for (int r = 0; r < o->n_regions; r++) d->start[r] = d->updates - o->t[r];
-  return write_table(d, err);
 }

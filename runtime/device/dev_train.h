@@ -1,12 +1,13 @@
 /* dev_train.h: training steps on the generated paths (codegen/gen/gen.h) over a
  * device: the CUDA backend (gpu_device.h), or the tests' emulator.
  *
- * The host trainer (train.h, created with params_only) keeps what it keeps
- * for the CPU but its activations: the config, the IR, the data, the LISA
- * sampler and the slot bookkeeping, and fp32 parameters for loading and
- * saving. Each step it draws the batch and, every K steps, the active set;
- * this trainer runs everything else on the device, in one arena sized at
- * creation:
+ * The host trainer (train.h, created with params_only) keeps the config,
+ * the IR, the data, the LISA sampler and the slot bookkeeping, and the
+ * layout of parameters and gradients, but none of their values: those live
+ * here, and the host reads and writes them through dt_store a tensor at a
+ * time (loading, saving, checkpoints, norms). Each step it draws the batch
+ * and, every K steps, the active set; this trainer runs everything else on
+ * the device, in one arena sized at creation:
  *
  *   weights     every parameter in the storage dtype (ms_state's layout)
  *   grads       what trains, in the gradient dtype (ms_state's layout:
@@ -32,6 +33,7 @@
 
 #include "gen.h"
 #include "memory_kinds.h"
+#include "param_store.h"
 #include "path_exec.h"
 #include "path_profile.h"
 #include "train.h"
@@ -61,8 +63,9 @@ typedef struct {
 typedef struct dev_trainer dev_trainer;
 
 /* prog must be generated for the host trainer's model, method, batch and
- * sequence (gen_config.trains as the method trains). Uploads the host
- * trainer's weights. Both must outlive the device trainer. */
+ * sequence (gen_config.trains as the method trains). The weights arrive
+ * through dt_store (trainer_use_store, then trainer_load_weights). Both
+ * must outlive the device trainer. */
 int dt_create(dev_trainer **out, trainer *host, const gen_program *prog, const dt_device *dev,
               lt_error *err);
 void dt_free(dev_trainer *d);
@@ -82,22 +85,20 @@ int dt_finish(dev_trainer *d, train_step_stats *st, int *ready, lt_error *err);
 int dt_max_calls(const dev_trainer *d);
 void dt_use_exec(dev_trainer *d, const path_exec_backend *exec);
 
-/* The device's weights back into the host trainer's fp32 parameters (the
- * masters where they exist), for saving. */
-int dt_download_params(dev_trainer *d, lt_error *err);
 /* Validation: the mean loss over the counted targets of the host state's
  * ids and targets, forward only on the device's weights. No step may be in
  * flight (dt_finish first); reads the loss back, so it syncs. */
 int dt_eval_batch(dev_trainer *d, float *loss, lt_error *err);
 
-/* Checkpoints: the whole optimizer state into the host trainer (weights or
- * fp32 masters, AdamW moments, each region's step count) for ckpt_save, and
- * back onto the device after ckpt_resume. The host trainer must keep moments
- * (train_config.host_moments). A resumed bf16-mixed run rounds its bf16
- * weights from the restored masters to nearest; the run it continues had
- * rounded them stochastically, so the two differ by bf16 roundings. */
-int dt_download_state(dev_trainer *d, lt_error *err);
-int dt_upload_state(dev_trainer *d, lt_error *err);
+/* The device's parameters and moments as a store (param_store.h): get and
+ * put convert between fp32 and the device's dtypes through staging of the
+ * largest tensor; put also writes a training tensor's fp32 masters
+ * (bf16-mixed), and first binds the slots of an active set the host has
+ * restored; restored takes a checkpoint's AdamW counts. No step may be in
+ * flight (dt_finish first). */
+param_store dt_store(dev_trainer *d);
+/* The AdamW step count of each region into the host trainer, for ckpt_save. */
+void dt_sync_counts(dev_trainer *d);
 
 /* Bytes of the device arena, and by category (memory_plan.h's, without the
  * cuBLASLt workspace the device holds apart). */

@@ -462,10 +462,12 @@ static int read_tensor_bytes(const st_file *f, const st_tensor *t, uint64_t at, 
  * at a time. */
 #define ST_READ_CHUNK 4096
 
-int st_read_f32(const st_file *f, const st_tensor *t, float *out,
-                lt_error *err) {
-  int64_t n = st_numel(t);
-  if (t->dtype == ST_F32) return read_tensor_bytes(f, t, 0, out, (size_t)n * 4, err);
+int st_read_f32_range(const st_file *f, const st_tensor *t, int64_t first, int64_t n,
+                      float *out, lt_error *err) {
+  if (first < 0 || n < 0 || first + n > st_numel(t))
+    return lt_fail(err, "%s: tensor '%s': elements [%lld, %lld) of %lld asked for", f->path,
+                   t->name, (long long)first, (long long)(first + n), (long long)st_numel(t));
+  if (t->dtype == ST_F32) return read_tensor_bytes(f, t, (uint64_t)first * 4, out, (size_t)n * 4, err);
   if (t->dtype != ST_F16 && t->dtype != ST_BF16)
     return lt_fail(err, "%s: tensor '%s': dtype %s cannot be read as "
                    "floats (F32, F16 or BF16)", f->path, t->name,
@@ -473,11 +475,16 @@ int st_read_f32(const st_file *f, const st_tensor *t, float *out,
   uint16_t h[ST_READ_CHUNK];
   for (int64_t i0 = 0; i0 < n; i0 += ST_READ_CHUNK) {
     int64_t k = n - i0 < ST_READ_CHUNK ? n - i0 : ST_READ_CHUNK;
-    if (read_tensor_bytes(f, t, (uint64_t)i0 * 2, h, (size_t)k * 2, err)) return -1;
+    if (read_tensor_bytes(f, t, (uint64_t)(first + i0) * 2, h, (size_t)k * 2, err)) return -1;
     for (int64_t i = 0; i < k; i++)
       out[i0 + i] = t->dtype == ST_F16 ? f16_to_f32(h[i]) : bf16_to_f32(h[i]);
   }
   return 0;
+}
+
+int st_read_f32(const st_file *f, const st_tensor *t, float *out,
+                lt_error *err) {
+  return st_read_f32_range(f, t, 0, st_numel(t), out, err);
 }
 
 int st_read_f32_finite(const st_file *f, const st_tensor *t, float *out, lt_error *err) {

@@ -158,8 +158,7 @@ static void write_row(log_sink *l, const trainer *t, const train_step_stats *st,
     fprintf(f, "%s\"%s\":%llu", c ? "," : ",\"device_memory\":{", memory_category_name(c),
             (unsigned long long)st->device_memory[c]);
   if (st->device_memory) fputc('}', f);
-  if (with_norms) {
-    trainer_norms(t, l->weight_norms, l->grad_norms);
+  if (with_norms) { /* log_step computed them */
     write_norms(f, "weight_norms", l->weight_norms, l->n_norms);
     write_norms(f, "grad_norms", l->grad_norms, l->n_norms);
   }
@@ -172,6 +171,7 @@ int log_step(log_sink *l, const trainer *t, const train_step_stats *st, int with
   l->steps_seen++;
   if (l->term) print_progress(l, st);
   if (!l->jsonl) return 0;
+  if (with_norms && trainer_norms(t, l->weight_norms, l->grad_norms, err)) return -1;
   write_row(l, t, st, with_norms);
   return flushed(l, err);
 }

@@ -25,8 +25,8 @@ static int cpu_step(void *ctx, trainer *t, train_step_stats rows[2], int *n, int
   return trainer_step(t, &rows[0], err);
 }
 
-static int cpu_sync(void *ctx, int with_state, lt_error *err) {
-  (void)ctx, (void)with_state, (void)err;
+static int cpu_sync_counts(void *ctx, lt_error *err) {
+  (void)ctx, (void)err;
   return 0;
 }
 
@@ -44,7 +44,7 @@ static int cpu_eval_batch(void *ctx, trainer *t, float *loss, lt_error *err) {
 static void cpu_close(void *ctx) { (void)ctx; }
 
 const run_backend *run_cpu_backend(void) {
-  static const run_backend cpu = {"cpu", 0, cpu_prepare, cpu_step, cpu_sync,
+  static const run_backend cpu = {"cpu", 0, cpu_prepare, cpu_step, cpu_sync_counts,
                                   cpu_profile_table, cpu_eval_batch, cpu_close};
   return &cpu;
 }
@@ -77,7 +77,7 @@ static int save_state(trainer *t, const run_backend *be, void *ctx, const run_op
   char step_dir[1100];
   int64_t at = trainer_next_step(t);
   /* the log first: on disk it never lags a state a resume starts from */
-  if (log_sync(log, err) || be->sync(ctx, 1, err) || ckpt_save(t, o->save_state_dir, err) ||
+  if (log_sync(log, err) || be->sync_counts(ctx, err) || ckpt_save(t, o->save_state_dir, err) ||
       ckpt_step_path(o->save_state_dir, at, step_dir, sizeof step_dir, err) ||
       log_event(log, at, "checkpoint", "path", step_dir, err))
     return -1;
@@ -98,22 +98,23 @@ int run_save_is_folder(const run_options *o) {
  * files beside the trained weights, under the checkpoint's names. LoRA
  * without merging saves a folder of the adapters alone, for peft. */
 static int save_weights(trainer *t, const run_options *o, log_sink *log, lt_error *err) {
-  ms_state *s = trainer_state(t);
+  const ir_model *m = trainer_state(t)->ir;
+  const param_store *ps = trainer_store(t);
   int rc;
   const train_config *cfg = trainer_config(t);
-  if (o->merge_lora) trainer_merge_lora(t);
+  if (o->merge_lora && trainer_merge_lora(t, err)) return -1;
   if (cfg->method == TRAIN_LORA && !o->merge_lora && run_save_is_folder(o)) {
     /* the adapters alone, as a PEFT folder for the base model */
     peft_config pc = {cfg->lora_rank, cfg->lora_alpha,
                       t->folder_weights[0] ? t->folder_weights : cfg->model_path};
-    rc = peft_save(s, o->save_path, &pc, err);
+    rc = peft_save_from(m, ps, o->save_path, &pc, err);
   } else if (run_save_is_folder(o)) {
     uint64_t shard = o->max_shard_gb > 0 ? (uint64_t)(o->max_shard_gb * 1e9) : UINT64_MAX;
-    rc = wt_save_sharded(s, o->save_path, shard, o->merge_lora, err);
+    rc = wt_save_sharded_into(m, ps, o->save_path, shard, o->merge_lora, err);
     if (rc == 0 && t->folder_weights[0])
       rc = hf_copy_side_files(t->folder_weights, o->save_path, NULL, err);
   } else {
-    rc = o->merge_lora ? wt_save_base(s, o->save_path, err) : wt_save(s, o->save_path, err);
+    rc = wt_save_into(m, ps, o->save_path, o->merge_lora, err);
   }
   if (rc || log_event(log, trainer_next_step(t), "checkpoint", "path", o->save_path, err))
     return -1;
@@ -218,7 +219,6 @@ static int run_step(trainer *t, const run_backend *be, void *ctx, const run_opti
   if (pt) prof_clear(pt);
   for (int i = 0; i < n; i++) {
     int with_norms = o->norms_every && rows[i].step % o->norms_every == 0;
-    if (with_norms && be->sync(ctx, 0, err)) return -1;
     if (log_step(log, t, &rows[i], with_norms, err) || check_finite(&rows[i], o, err)) return -1;
   }
   if (val && validate(t, be, ctx, o, vdata, log, err)) return -1;
@@ -252,7 +252,6 @@ int run_training(trainer *t, const run_backend *be, void *ctx, const run_options
     return rc;
   }
   if (rc == 0 && o->save_state_dir) rc = save_state(t, be, ctx, o, &log, err);
-  if (rc == 0 && o->save_path) rc = be->sync(ctx, 0, err);
   if (rc == 0 && o->save_path) rc = save_weights(t, o, &log, err);
   if (rc == 0) report_profile(be, ctx, t, &log);
   log_close(&log);

@@ -22,14 +22,16 @@ typedef struct {
 
 typedef struct {
   const char *name;
-  int params_only; /* the host trainer keeps parameters only (activations elsewhere) */
-  /* After trainer_create (and a resume): everything before step 0. */
+  int params_only; /* the host trainer keeps the layout only (values elsewhere) */
+  /* After trainer_create, before a resume: everything before step 0; a
+   * params_only backend puts its store into t and loads t's weights. */
   int (*prepare)(void *ctx, trainer *t, const run_backend_options *o, lt_error *err);
   /* One step; rows[0..*n) the steps that finished, in order (a pipelined
    * step finishes while the next is enqueued; flush: this one too). */
   int (*step)(void *ctx, trainer *t, train_step_stats rows[2], int *n, int flush, lt_error *err);
-  /* The weights (with_state: and the AdamW state) into the host trainer. */
-  int (*sync)(void *ctx, int with_state, lt_error *err);
+  /* Before a checkpoint: the AdamW step counts into the host trainer
+   * (parameters and moments are read through the trainer's store). */
+  int (*sync_counts)(void *ctx, lt_error *err);
   prof_table *(*profile_table)(void *ctx, trainer *t); /* NULL: not profiling */
   /* Validation: the mean loss over the counted targets of the host state's
    * ids and targets, forward only, with no step in flight. */

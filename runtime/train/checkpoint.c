@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -329,17 +330,30 @@ static int parse_norms(const st_file *f, const char *key, double *out, int n, lt
 
 /* ---- saving -------------------------------------------------------------- */
 
+/* A moment's bytes from the store, in the writer's pieces. */
+typedef struct {
+  const param_store *ps;
+  int which;
+} moment_fill;
+
+static int fill_moment(void *ctx, uint64_t at, void *out, size_t bytes, lt_error *err) {
+  const moment_fill *f = ctx;
+  return f->ps->get_moments(f->ps->ctx, f->which, (int64_t)(at / 4), (int64_t)(bytes / 4), out,
+                            err);
+}
+
 static int write_optimizer(const trainer *t, const char *path, const int32_t *ints,
                            const char *const *meta, int n_meta, lt_error *err) {
   const ms_state *s = &t->state;
   int n_regions = t->opt.n_regions, n_layer = t->ir.n_layer;
   const int32_t *steps = ints, *slots = ints + n_regions, *active = slots + n_layer;
+  moment_fill m = {trainer_store(t), 0}, v = {trainer_store(t), 1};
   st_entry entries[] = {
-      {"adamw.m", ST_F32, 1, {s->n_grad_scalars}, t->opt.m},
-      {"adamw.v", ST_F32, 1, {s->n_grad_scalars}, t->opt.v},
-      {"adamw.t", ST_I32, 1, {n_regions}, steps},
-      {"grad_slot", ST_I32, 1, {n_layer}, slots},
-      {"active", ST_I32, 1, {t->sched.n_active}, active},
+      {"adamw.m", ST_F32, 1, {s->n_grad_scalars}, NULL, fill_moment, &m},
+      {"adamw.v", ST_F32, 1, {s->n_grad_scalars}, NULL, fill_moment, &v},
+      {"adamw.t", ST_I32, 1, {n_regions}, steps, NULL, NULL},
+      {"grad_slot", ST_I32, 1, {n_layer}, slots, NULL, NULL},
+      {"active", ST_I32, 1, {t->sched.n_active}, active, NULL, NULL},
   };
   return st_write(path, entries, 5, meta, n_meta, err);
 }
@@ -412,7 +426,7 @@ int ckpt_save(const trainer *t, const char *dir, lt_error *err) {
   step_name(t->step, name, sizeof name);
   if (make_step_dir(dir, name, step_dir, err)) return -1;
   if (atomic_file_join(path, sizeof path, step_dir, "model.safetensors", err) ||
-      wt_save(&t->state, path, err))
+      wt_save_into(&t->ir, trainer_store(t), path, 0, err))
     return -1;
   if (atomic_file_join(path, sizeof path, step_dir, "optimizer.safetensors", err) ||
       save_optimizer(t, path, err))
@@ -447,17 +461,37 @@ static const st_tensor *find_vector(const st_file *f, const char *name, int dtyp
   return t;
 }
 
+/* The moments into the store in pieces; each value finite, and a second
+ * moment (a mean of squares) not negative. */
+#define CKPT_MOMENT_CHUNK ((int64_t)1 << 20)
+
+static int read_moment(trainer *t, const st_file *f, const st_tensor *x, int which, float *buf,
+                       lt_error *err) {
+  const param_store *ps = trainer_store(t);
+  int64_t n = st_numel(x);
+  for (int64_t at = 0; at < n; at += CKPT_MOMENT_CHUNK) {
+    int64_t k = n - at < CKPT_MOMENT_CHUNK ? n - at : CKPT_MOMENT_CHUNK;
+    if (st_read_f32_range(f, x, at, k, buf, err)) return -1;
+    for (int64_t i = 0; i < k; i++)
+      if (!isfinite(buf[i]) || (which && buf[i] < 0))
+        return lt_fail(err, "%s: tensor '%s' holds %g at element %lld: %s", f->path, x->name,
+                       buf[i], (long long)(at + i),
+                       isfinite(buf[i]) ? "second moments cannot be negative"
+                                        : "weights and optimizer state must be finite");
+    if (ps->put_moments(ps->ctx, which, at, k, buf, err)) return -1;
+  }
+  return 0;
+}
+
 static int read_moments(trainer *t, const st_file *f, lt_error *err) {
   int64_t n = t->state.n_grad_scalars;
   const st_tensor *m = find_vector(f, "adamw.m", ST_F32, n, err);
   const st_tensor *v = m ? find_vector(f, "adamw.v", ST_F32, n, err) : NULL;
-  if (!v || st_read_f32_finite(f, m, t->opt.m, err) || st_read_f32_finite(f, v, t->opt.v, err))
-    return -1;
-  for (int64_t i = 0; i < n; i++) /* a second moment is a mean of squares */
-    if (!(t->opt.v[i] >= 0))
-      return lt_fail(err, "%s: tensor 'adamw.v' holds %g at element %lld: second moments "
-                     "cannot be negative", f->path, t->opt.v[i], (long long)i);
-  return 0;
+  float *buf = v ? malloc(sizeof(float) * (size_t)(n < CKPT_MOMENT_CHUNK ? n + 1 : CKPT_MOMENT_CHUNK)) : NULL;
+  int rc = !v ? -1 : !buf ? lt_fail(err, "%s: out of memory", f->path)
+                          : read_moment(t, f, m, 0, buf, err) || read_moment(t, f, v, 1, buf, err);
+  free(buf);
+  return rc ? -1 : 0;
 }
 
 static int read_ints(const st_file *f, const char *name, int64_t n, int32_t *out, int64_t *count,
@@ -514,7 +548,9 @@ static int restore_optimizer(trainer *t, const st_file *f, int64_t dir_step,
   int32_t *ints = malloc(sizeof(int32_t) * (size_t)(t->opt.n_regions + 2 * n_layer) + 1);
   int *blocks = malloc(sizeof(int) * (size_t)(2 * n_layer) + 1);
   int rc = ints && blocks ? 0 : lt_fail(err, "%s: out of memory", f->path);
-  if (rc == 0) rc = read_moments(t, f, err) || read_period(t, f, step, (int)sampled, ints, blocks, err);
+  /* the period first: a device's store binds the active blocks' slots
+     before their moments arrive */
+  if (rc == 0) rc = read_period(t, f, step, (int)sampled, ints, blocks, err) || read_moments(t, f, err);
   if (rc == 0)
     rc = parse_norms(f, "grad_norms", t->grad_norms, n_layer, err) ||
          parse_norms(f, "weight_norms", t->weight_norms, n_layer, err);
@@ -536,5 +572,7 @@ int ckpt_resume(trainer *t, const char *dir, ckpt_overrides *ov, lt_error *err) 
   int rc = restore_optimizer(t, &f, step_of_name(name), ov, err);
   st_close(&f);
   if (rc || atomic_file_join(path, sizeof path, step_dir, "model.safetensors", err)) return -1;
-  return wt_load(&t->state, path, NULL, 0, err);
+  const param_store *ps = trainer_store(t);
+  if (wt_load_into(&t->ir, ps, path, NULL, 0, err)) return -1;
+  return ps->restored ? ps->restored(ps->ctx, err) : 0;
 }

@@ -1,6 +1,8 @@
 /* peft.c: a PEFT adapter folder of the LoRA adapters (peft.h). */
 #include "peft.h"
 
+#include "weights.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,18 +32,21 @@ static void leaf_module(const char *name, char *out, size_t cap) {
 typedef struct {
   st_entry *e;
   char (*names)[320];
+  wt_fill *fills;
+  wt_staging staging;
   int n;
 } adapters;
 
-static int collect(const ms_state *s, adapters *a, cJSON *targets, int *fan_in_fan_out,
-                   lt_error *err) {
-  const ir_model *m = s->ir;
+static int collect(const ir_model *m, const param_store *ps, adapters *a, cJSON *targets,
+                   int *fan_in_fan_out, lt_error *err) {
   int count = 0;
   for (int p = 0; p < m->n_params; p++) count += m->params[p].adapter ? m->n_layer : 0;
   if (!count) return lt_fail(err, "%s: the model has no LoRA adapters to save", m->path);
   a->e = calloc((size_t)count, sizeof *a->e);
   a->names = calloc((size_t)count, sizeof *a->names);
-  if (!a->e || !a->names) return lt_fail(err, "out of memory");
+  a->fills = calloc((size_t)count, sizeof *a->fills);
+  if (!a->e || !a->names || !a->fills) return lt_fail(err, "out of memory");
+  if (wt_staging_init(&a->staging, m, ps, err)) return -1;
   *fan_in_fan_out = 0;
   for (int p = 0; p < m->n_params; p++) {
     int A, B;
@@ -54,8 +59,9 @@ static int collect(const ms_state *s, adapters *a, cJSON *targets, int *fan_in_f
         char hf[200], leaf[128];
         ir_param_hf_name(par, l, hf, sizeof hf);
         snprintf(a->names[a->n], sizeof a->names[0], "base_model.model.%s%s", module_prefix(m), hf);
+        a->fills[a->n] = (wt_fill){&a->staging, which ? B : A, l};
         a->e[a->n] = (st_entry){a->names[a->n], ST_F32, 2, {par->shape[0], par->shape[1]},
-                                ms_param(s, which ? B : A, l)};
+                                NULL, wt_fill_param, &a->fills[a->n]};
         a->n++;
         leaf_module(hf, leaf, sizeof leaf);
         int seen = 0;
@@ -88,11 +94,18 @@ static cJSON *config_json(const peft_config *c, cJSON *targets, int fan_in_fan_o
 }
 
 int peft_save(const ms_state *s, const char *dir, const peft_config *c, lt_error *err) {
+  ps_host_arrays h = {(ms_state *)s, NULL, NULL}; /* read only, through get */
+  param_store ps = ps_host(&h);
+  return peft_save_from(s->ir, &ps, dir, c, err);
+}
+
+int peft_save_from(const ir_model *m, const param_store *ps, const char *dir, const peft_config *c,
+                   lt_error *err) {
   adapters a = {0};
   cJSON *targets = cJSON_CreateArray(), *j = NULL;
   char path[1100];
   int fan_in_fan_out = 0, rc = targets ? 0 : lt_fail(err, "out of memory");
-  if (rc == 0) rc = atomic_file_make_dir(dir, err) || collect(s, &a, targets, &fan_in_fan_out, err);
+  if (rc == 0) rc = atomic_file_make_dir(dir, err) || collect(m, ps, &a, targets, &fan_in_fan_out, err);
   if (rc == 0) rc = atomic_file_join(path, sizeof path, dir, "adapter_model.safetensors", err);
   const char *meta[] = {"format", "pt"};
   if (rc == 0) rc = st_write(path, a.e, a.n, meta, 1, err);
@@ -109,5 +122,7 @@ int peft_save(const ms_state *s, const char *dir, const peft_config *c, lt_error
   cJSON_Delete(j);
   free(a.e);
   free(a.names);
+  free(a.fills);
+  wt_staging_free(&a.staging);
   return rc ? -1 : 0;
 }

@@ -17,6 +17,7 @@
 
 #include "err.h"
 #include "model_state.h"
+#include "param_store.h"
 
 typedef struct {
   int rank;
@@ -25,5 +26,8 @@ typedef struct {
 } peft_config;
 
 int peft_save(const ms_state *s, const char *dir, const peft_config *c, lt_error *err);
+/* The same from a store, a tensor at a time. */
+int peft_save_from(const ir_model *m, const param_store *ps, const char *dir, const peft_config *c,
+                   lt_error *err);
 
 #endif

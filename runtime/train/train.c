@@ -158,10 +158,42 @@ static void follow_schedule(trainer *t) {
 /* Per-layer statistics a Lua policy may read: weight norms now, gradient
  * norms from the last step each block trained (0 if never). Computed only
  * at a switch, and only for a policy that can read them. */
-static void update_weight_norms(trainer *t) {
+/* Sums of squares of every parameter: sq[0] the embedding's, sq[1 + l]
+ * block l's, sq[n_layer + 1] the head's. On the host, each region's
+ * contiguous span at once; from another store, a tensor at a time. */
+static int weight_squares(const trainer *t, double *sq, lt_error *err) {
   const ms_state *s = &t->state;
-  for (int l = 0; l < t->ir.n_layer; l++)
-    t->weight_norms[l] = sqrt(opt_sum_squares(ms_block_params(s, l), s->block_stride));
+  const ir_model *m = &t->ir;
+  int n_layer = m->n_layer;
+  if (s->params) {
+    int64_t head_len = s->n_param_scalars - s->param_head_base;
+    int64_t embed_len = s->param_head_base - (int64_t)n_layer * s->block_stride;
+    sq[0] = opt_sum_squares(s->params, embed_len);
+    for (int l = 0; l < n_layer; l++) sq[1 + l] = opt_sum_squares(ms_block_params(s, l), s->block_stride);
+    sq[n_layer + 1] = opt_sum_squares(s->params + s->n_param_scalars - head_len, head_len);
+    return 0;
+  }
+  float *w = malloc(sizeof(float) * (size_t)ps_max_numel(m));
+  if (!w) return lt_fail(err, "out of memory");
+  memset(sq, 0, sizeof(double) * (size_t)(n_layer + 2));
+  int rc = 0;
+  for (int p = 0; rc == 0 && p < m->n_params; p++)
+    for (int l = 0; rc == 0 && l < ps_param_layers(m, p); l++) {
+      rc = t->store.get(t->store.ctx, p, l, w, err);
+      int sec = m->params[p].section, at = sec == IR_EMBED ? 0 : sec == IR_HEAD ? n_layer + 1 : 1 + l;
+      if (rc == 0) sq[at] += opt_sum_squares(w, ir_param_numel(&m->params[p]));
+    }
+  free(w);
+  return rc;
+}
+
+static int update_weight_norms(trainer *t, lt_error *err) {
+  int n_layer = t->ir.n_layer;
+  double *sq = malloc(sizeof(double) * (size_t)(n_layer + 2));
+  int rc = sq ? weight_squares(t, sq, err) : lt_fail(err, "out of memory");
+  for (int l = 0; rc == 0 && l < n_layer; l++) t->weight_norms[l] = sqrt(sq[1 + l]);
+  free(sq);
+  return rc;
 }
 
 static void record_grad_norms(trainer *t) {
@@ -236,23 +268,34 @@ static int create_state(trainer *t, const train_config *cfg, lt_error *err) {
   }
   /* LISA binds only the active blocks: the others run FROZEN with no slot */
   int slotless = cfg->method == TRAIN_LISA;
-  rc = (cfg->params_only ? ms_create_params : ms_create_trains)(
+  rc = (cfg->params_only ? ms_create_layout : ms_create_trains)(
       &t->state, &t->ir, cfg->batch, cfg->seq, slots, slotless, trains, err);
   free(trains);
   return rc;
 }
 
-/* A base checkpoint has no adapters: LoRA draws them first, then loads. */
-static int init_weights(trainer *t, const train_config *cfg, lt_error *err) {
-  /* a Hugging Face folder brings its weights unless --weights says otherwise */
-  const char *weights = cfg->weights_path                       ? cfg->weights_path
-                        : t->folder_weights[0] && !cfg->from_scratch ? t->folder_weights
-                                                                     : NULL;
-  if (!weights || cfg->method == TRAIN_LORA) wt_init_random(&t->state, cfg->seed);
-  if (!weights) return 0;
-  return wt_load_strict(&t->state, weights, cfg->ignore_unused, t->load_note,
-                        sizeof t->load_note, err);
+/* --weights, else a Hugging Face folder's own (unless --from-scratch);
+ * NULL: drawn from the seed. */
+static const char *weights_path(const trainer *t) {
+  const train_config *cfg = &t->cfg;
+  return cfg->weights_path                              ? cfg->weights_path
+         : t->folder_weights[0] && !cfg->from_scratch ? t->folder_weights
+                                                        : NULL;
 }
+
+/* A base checkpoint has no adapters: LoRA draws them first, then loads. */
+int trainer_load_weights(trainer *t, lt_error *err) {
+  const char *weights = weights_path(t);
+  if (!weights) return wt_init_random_into(&t->ir, &t->store, t->cfg.seed, 0, err);
+  if (t->cfg.method == TRAIN_LORA && wt_init_random_into(&t->ir, &t->store, t->cfg.seed, 1, err))
+    return -1;
+  return wt_load_strict_into(&t->ir, &t->store, weights, t->cfg.ignore_unused, t->load_note,
+                             sizeof t->load_note, err);
+}
+
+void trainer_use_store(trainer *t, const param_store *ps) { t->store = *ps; }
+
+const param_store *trainer_store(const trainer *t) { return &t->store; }
 
 int trainer_create(trainer *t, const train_config *cfg, lt_error *err) {
   memset(t, 0, sizeof *t);
@@ -269,11 +312,20 @@ int trainer_create(trainer *t, const train_config *cfg, lt_error *err) {
   if (cfg->method == TRAIN_LISA && cfg->lisa.mode == LISA_SAMPLE_LUA &&
       hash64_file(cfg->lisa.lua_path, &t->policy_hash, err))
     return -1;
-  if (create_state(t, cfg, err) || init_weights(t, cfg, err)) return -1;
-  if (train_optim_init_moments(&t->opt, &t->state, !cfg->params_only || cfg->host_moments, err) ||
+  if (create_state(t, cfg, err) ||
+      train_optim_init_moments(&t->opt, &t->state, !cfg->params_only, err) ||
       alloc_norm_tables(t, err))
     return -1;
-  return create_schedule(t, err);
+  t->host_arrays = (ps_host_arrays){&t->state, t->opt.m, t->opt.v};
+  t->store = ps_host(&t->host_arrays);
+  /* a device's store comes later: check the checkpoint now (headers only),
+     before any time goes into compiling */
+  const char *weights = weights_path(t);
+  int rc = !cfg->params_only ? trainer_load_weights(t, err)
+           : weights ? wt_load_strict_into(&t->ir, NULL, weights, cfg->ignore_unused,
+                                           t->load_note, sizeof t->load_note, err)
+                     : 0;
+  return rc ? -1 : create_schedule(t, err);
 }
 
 void trainer_free(trainer *t) {
@@ -287,10 +339,14 @@ void trainer_free(trainer *t) {
   ir_model_free(&t->ir);
 }
 
-void trainer_merge_lora(trainer *t) {
+int trainer_merge_lora(trainer *t, lt_error *err) {
   const ir_model *m = &t->ir;
+  const param_store *ps = &t->store;
   double scale = t->cfg.lora_alpha / t->cfg.lora_rank;
-  for (int p = 0; p < m->n_params; p++) {
+  size_t most = sizeof(float) * (size_t)ps_max_numel(m);
+  float *W = malloc(most), *A = malloc(most), *B = malloc(most);
+  int rc = W && A && B ? 0 : lt_fail(err, "out of memory");
+  for (int p = 0; rc == 0 && p < m->n_params; p++) {
     int a, b;
     if (m->params[p].section != IR_BLOCK) continue;
     lora_adapters_of(m, p, &a, &b);
@@ -298,13 +354,17 @@ void trainer_merge_lora(trainer *t) {
     const ir_param *w = &m->params[p];
     int in_out = w->layout == IR_LAYOUT_IN_OUT, rank = (int)m->params[a].shape[0];
     int n_in = (int)w->shape[in_out ? 0 : 1], n_out = (int)w->shape[in_out ? 1 : 0];
-    for (int l = 0; l < m->n_layer; l++) {
-      float *B = ms_param(&t->state, b, l);
-      lora_merge_weight(ms_param(&t->state, p, l), ms_param(&t->state, a, l), B, n_in, n_out,
-                        rank, scale, w->layout);
+    for (int l = 0; rc == 0 && l < m->n_layer; l++) {
+      rc = ps->get(ps->ctx, p, l, W, err) || ps->get(ps->ctx, a, l, A, err) ||
+           ps->get(ps->ctx, b, l, B, err);
+      if (rc) break;
+      lora_merge_weight(W, A, B, n_in, n_out, rank, scale, w->layout);
       memset(B, 0, sizeof(float) * (size_t)ir_param_numel(&m->params[b]));
+      rc = ps->put(ps->ctx, p, l, W, err) || ps->put(ps->ctx, b, l, B, err);
     }
   }
+  free(W), free(A), free(B);
+  return rc ? -1 : 0;
 }
 
 train_memory trainer_memory(const trainer *t) {
@@ -325,25 +385,21 @@ static double region_norm(const trainer *t, int r) {
   return r >= 0 && t->opt.on[r] ? sqrt(t->opt.sq[r]) : NAN;
 }
 
-void trainer_norms(const trainer *t, double *weight, double *grad) {
+int trainer_norms(const trainer *t, double *weight, double *grad, lt_error *err) {
   const ms_state *s = &t->state;
   int n_layer = t->ir.n_layer;
-  /* embed params come first in the arena, then the blocks, head params last */
-  int64_t head_len = s->n_param_scalars - s->param_head_base;
-  int64_t embed_len = s->param_head_base - (int64_t)n_layer * s->block_stride;
-  weight[0] = sqrt(opt_sum_squares(s->params, embed_len));
+  if (weight_squares(t, weight, err)) return -1;
+  for (int i = 0; i < n_layer + 2; i++) weight[i] = sqrt(weight[i]);
   grad[0] = region_norm(t, TRAIN_REGION_EMBED);
-  for (int l = 0; l < n_layer; l++) {
-    weight[1 + l] = sqrt(opt_sum_squares(ms_block_params(s, l), s->block_stride));
+  for (int l = 0; l < n_layer; l++)
     grad[1 + l] = region_norm(t, s->grad_slot[l] < 0 ? -1 : TRAIN_REGION_SLOTS + s->grad_slot[l]);
-  }
-  weight[n_layer + 1] = sqrt(opt_sum_squares(s->params + s->n_param_scalars - head_len, head_len));
   grad[n_layer + 1] = region_norm(t, TRAIN_REGION_HEAD);
+  return 0;
 }
 
 int trainer_begin_step(trainer *t, int *switched, float *lr, lt_error *err) {
   lisa_layer_stats stats = {t->weight_norms, t->grad_norms};
-  if (sched_reads_weight_norms(&t->sched, t->step)) update_weight_norms(t);
+  if (sched_reads_weight_norms(&t->sched, t->step) && update_weight_norms(t, err)) return -1;
   if (sched_begin_step(&t->sched, t->step, &stats, switched, err)) return -1;
   if (*switched) follow_schedule(t);
   *lr = opt_lr_at(&t->cfg.opt, t->step);

@@ -18,6 +18,7 @@
 #include "data.h"
 #include "lisa_sampler.h"
 #include "model_state.h"
+#include "param_store.h"
 #include "optim.h"
 #include "schedule.h"
 
@@ -43,9 +44,10 @@ typedef struct {
   int lora_rank;               /* LoRA: adapter rank r */
   double lora_alpha;           /* LoRA: the adapter path is scaled by alpha / r */
   const char *lora_targets;    /* LoRA: block weight keys "attn_w,fc_w"; NULL = all */
-  int params_only;             /* host side of a device trainer: no activations here, and
-                                  no AdamW moments unless host_moments */
-  int host_moments;            /* params_only: keep moments too (device checkpoints) */
+  int params_only;             /* host side of a device trainer: the layout, the data and
+                                  the schedule; parameters and moments live in the store
+                                  the device puts in (trainer_use_store), and weights
+                                  load into it (trainer_load_weights) */
   int grad_accum;              /* micro-batches per step (0 or 1: one) */
   const char *numerics;        /* the arithmetic the steps run in, as states record it
                                   ("fp32", "bf16-mixed/stochastic", ...); NULL: "fp32" */
@@ -97,9 +99,22 @@ typedef struct {
   uint64_t data_hash;      /* hash64 of the token ids, taken once (checkpoints record it) */
   uint64_t policy_hash;    /* hash64 of the Lua policy file, or 0 */
   struct cpu_profile *profile; /* trainer_profile; NULL: nothing timed */
+  ps_host_arrays host_arrays; /* the state's and moments' arrays, for the host store */
+  param_store store;       /* where parameters and moments are read and written */
 } trainer;
 
+/* A trainer, its weights loaded (or drawn); params_only: the weights are
+ * only checked against the model (headers), and load once the device's
+ * store is in (trainer_use_store, trainer_load_weights). The trainer must
+ * not move after creation (its host store points into it). */
 int trainer_create(trainer *t, const train_config *cfg, lt_error *err);
+/* Parameters and moments are read and written through ps from now on (a
+ * device's; copied). */
+void trainer_use_store(trainer *t, const param_store *ps);
+const param_store *trainer_store(const trainer *t);
+/* The run's initial weights into the store: --weights, else the model
+ * folder's, else (or for LoRA's adapters) drawn from the seed. */
+int trainer_load_weights(trainer *t, lt_error *err);
 void trainer_free(trainer *t);
 int trainer_step(trainer *t, train_step_stats *st, lt_error *err);
 
@@ -140,7 +155,7 @@ int trainer_restore_period(trainer *t, const int *grad_slot, const int *active, 
 /* LoRA: folds each adapter pair into its base weight, W += (alpha / r) B A,
  * and zeroes B, so the model computes the same function with the adapters
  * now inert (then wt_save_base writes a plain base-model checkpoint). */
-void trainer_merge_lora(trainer *t);
+int trainer_merge_lora(trainer *t, lt_error *err);
 
 /* Bytes of every buffer the run holds, by category, and their sum. */
 typedef struct {
@@ -152,8 +167,9 @@ uint64_t trainer_bytes(const trainer *t);
 /* The paper's per-layer statistics: weight norms of the embedding [0], each
  * block [1 + l] and the head [n_layer + 1], and the gradient norms of the
  * parts that trained in the last step (NaN for the others). Reads every
- * parameter: call every few steps, not every step. */
-void trainer_norms(const trainer *t, double *weight, double *grad);
+ * parameter (through the store: a device's are downloaded a tensor at a
+ * time): call every few steps, not every step. */
+int trainer_norms(const trainer *t, double *weight, double *grad, lt_error *err);
 
 /* Model FLOPs per token for MFU, llm.c's convention (as
  * scripts/peer-torch.py): 6 N + 6 L C T, N = every parameter once less an

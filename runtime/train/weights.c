@@ -317,22 +317,21 @@ int wt_open_frozen(ms_state *s, const ir_model *m, int B, int T, const char *wei
 
 /* ---- saving ------------------------------------------------------------- */
 
-/* The tensor being written, in the checkpoint's row order: the writer asks
- * for an entry's bytes in pieces, front to back, so each tensor is fetched
- * from the store once, when its first piece is asked for. */
-typedef struct {
-  const param_store *ps;
-  const ir_model *m;
-  float *values, *lisa_order; /* largest tensor each */
-  int p, layer;               /* what values holds; p < 0: nothing */
-} wt_staging;
+int wt_staging_init(wt_staging *st, const ir_model *m, const param_store *ps, lt_error *err) {
+  size_t bytes = sizeof(float) * (size_t)ps_max_numel(m);
+  *st = (wt_staging){ps, m, malloc(bytes), malloc(bytes), -1, 0};
+  if (st->values && st->lisa_order) return 0;
+  wt_staging_free(st);
+  return lt_fail(err, "out of memory");
+}
 
-typedef struct {
-  wt_staging *staging;
-  int p, layer;
-} wt_fill;
+void wt_staging_free(wt_staging *st) {
+  free(st->values);
+  free(st->lisa_order);
+  st->values = st->lisa_order = NULL;
+}
 
-static int fill_param(void *ctx, uint64_t at, void *out, size_t bytes, lt_error *err) {
+int wt_fill_param(void *ctx, uint64_t at, void *out, size_t bytes, lt_error *err) {
   wt_fill *f = ctx;
   wt_staging *st = f->staging;
   if (st->p != f->p || st->layer != f->layer) {
@@ -361,19 +360,17 @@ static void entries_free(wt_entries *e) {
   free(e->entries);
   free(e->names);
   free(e->fills);
-  free(e->staging.values);
-  free(e->staging.lisa_order);
+  wt_staging_free(&e->staging);
 }
 
 static int entries_build(const ir_model *m, const param_store *ps, wt_entries *e,
                          int skip_adapters, lt_error *err) {
-  size_t staging = sizeof(float) * (size_t)ps_max_numel(m);
   e->n = count_slots(m);
   e->entries = calloc((size_t)e->n + 1, sizeof *e->entries);
   e->names = calloc((size_t)e->n + 1, sizeof *e->names);
   e->fills = calloc((size_t)e->n + 1, sizeof *e->fills);
-  e->staging = (wt_staging){ps, m, malloc(staging), malloc(staging), -1, 0};
-  if (!e->entries || !e->names || !e->fills || !e->staging.values || !e->staging.lisa_order) {
+  if (wt_staging_init(&e->staging, m, ps, err)) e->staging.values = NULL;
+  if (!e->entries || !e->names || !e->fills || !e->staging.values) {
     entries_free(e);
     return lt_fail(err, "out of memory");
   }
@@ -386,7 +383,7 @@ static int entries_build(const ir_model *m, const param_store *ps, wt_entries *e
       snprintf(e->names[k], sizeof e->names[k], "%s%s", m->n_prefixes ? m->prefixes[0] : "", base);
       e->fills[k] = (wt_fill){&e->staging, p, l};
       e->entries[k] = (st_entry){e->names[k], ST_F32, par->ndim, {par->shape[0], par->shape[1]},
-                                 NULL, fill_param, &e->fills[k]};
+                                 NULL, wt_fill_param, &e->fills[k]};
     }
   }
   e->n = k;

@@ -56,6 +56,25 @@ int wt_open_frozen(ms_state *s, const ir_model *m, int B, int T, const char *wei
  * direction. from and to are ir_param_numel floats each, not overlapping. */
 void wt_interleave_rows(const ir_param *par, const float *from, float *to, int to_lisa);
 
+/* Tensors written from a store: an st_entry's fill (wt_fill_param, ctx a
+ * wt_fill) fetches (p, layer) into the staging the entries share, in the
+ * checkpoint's row order, when its first piece is asked for. */
+typedef struct {
+  const param_store *ps;
+  const ir_model *m;
+  float *values, *lisa_order; /* the largest tensor each */
+  int p, layer;               /* what values holds; p < 0: nothing */
+} wt_staging;
+
+typedef struct {
+  wt_staging *staging;
+  int p, layer;
+} wt_fill;
+
+int wt_staging_init(wt_staging *st, const ir_model *m, const param_store *ps, lt_error *err);
+void wt_staging_free(wt_staging *st);
+int wt_fill_param(void *ctx, uint64_t at, void *out, size_t bytes, lt_error *err);
+
 /* Writes every parameter as F32 under its Hugging Face name (first prefix),
  * in the checkpoint's row order, atomically (temporary file + rename). */
 int wt_save(const ms_state *s, const char *path, lt_error *err);

@@ -235,20 +235,26 @@ void check_profile(path_profile *pf, const gen_program &prog, const Run &r) {
   printf("     profile: %d path steps, %.1f of %.1f ms in launches and GEMMs\n", n, total, r.step_ms);
 }
 
+// The trainer's parameters through its store, in the host layout (the
+// padding between tensors stays zero), as the CPU run's arena holds them.
+bool read_params(const trainer &t, Run *r, lt_error *err) {
+  const ir_model *m = &t.ir;
+  r->params.assign((size_t)t.state.n_param_scalars, 0.0f);
+  for (int p = 0; p < m->n_params; p++)
+    for (int l = 0; l < ps_param_layers(m, p); l++)
+      if (t.store.get(t.store.ctx, p, l, r->params.data() + ms_param_index(&t.state, p, l), err))
+        return false;
+  return true;
+}
+
 bool device_run(int method, int dtype, int grad_dtype, const char *tag, Run *r,
                 Segment seg = Segment()) {
   train_config c = config(method, seg.accum);
   c.params_only = 1;
-  c.host_moments = seg.resume_dir || seg.save_dir;
   int accum = seg.accum;
   trainer t;
   lt_error err = {};
   if (trainer_create(&t, &c, &err)) return fprintf(stderr, "%s\n", err.msg), check_failures++, false;
-  if (seg.resume_dir && ckpt_resume(&t, seg.resume_dir, NULL, &err)) {
-    fprintf(stderr, "ckpt_resume: %s\n", err.msg);
-    trainer_free(&t);
-    return check_failures++, false;
-  }
   std::unique_ptr<Program> p(new Program);
   dev_trainer *d = nullptr;
   dt_device dev;
@@ -278,8 +284,12 @@ bool device_run(int method, int dtype, int grad_dtype, const char *tag, Run *r,
     fprintf(stderr, "dt_create: %s\n", err.msg);
     ok = false;
   }
-  if (ok && seg.resume_dir && dt_upload_state(d, &err)) {
-    fprintf(stderr, "dt_upload_state: %s\n", err.msg);
+  /* as cuda_run: the weights load through the device's store, then a resume */
+  param_store ps;
+  if (ok) ps = dt_store(d), trainer_use_store(&t, &ps);
+  if (ok && trainer_load_weights(&t, &err)) fprintf(stderr, "loading: %s\n", err.msg), ok = false;
+  if (ok && seg.resume_dir && ckpt_resume(&t, seg.resume_dir, NULL, &err)) {
+    fprintf(stderr, "ckpt_resume: %s\n", err.msg);
     ok = false;
   }
   if (ok && dtype == GEN_BF16 && accum == 1) check_plan(t, d, grad_dtype);
@@ -313,14 +323,13 @@ bool device_run(int method, int dtype, int grad_dtype, const char *tag, Run *r,
   }
   if (ok && pf) check_profile(pf, p->prog, *r);
   path_profile_free(pf);
-  if (ok && seg.save_dir && (dt_download_state(d, &err) || ckpt_save(&t, seg.save_dir, &err)))
+  if (ok && seg.save_dir && (dt_sync_counts(d), ckpt_save(&t, seg.save_dir, &err)))
     fprintf(stderr, "saving: %s\n", err.msg), ok = false;
   if (ok) { /* validation: forward only on the device's weights, a masked batch */
     masked_batch(t);
     if (dt_eval_batch(d, &r->eval_loss, &err)) fprintf(stderr, "dt_eval_batch: %s\n", err.msg), ok = false;
   }
-  if (ok && dt_download_params(d, &err)) fprintf(stderr, "%s\n", err.msg), ok = false;
-  if (ok) r->params.assign(t.state.params, t.state.params + t.state.n_param_scalars);
+  if (ok && !read_params(t, r, &err)) fprintf(stderr, "%s\n", err.msg), ok = false;
   dt_free(d);
 #ifdef LISA_HAVE_GPU
   gpu_device_close(gpu);

@@ -194,7 +194,8 @@ static void test_layer_norms(void) {
   train_step_stats st;
   if (step(&t, &st)) return;
   double w[N_LAYER + 2], g[N_LAYER + 2], want_w[N_LAYER + 2] = {0}, want_g[N_LAYER + 2] = {0};
-  trainer_norms(&t, w, g);
+  lt_error err;
+  CHECK_MSG(trainer_norms(&t, w, g, &err) == 0, "%s", err.msg);
   const ir_model *m = &t.ir;
   for (int p = 0; p < m->n_params; p++) {
     int sec = m->params[p].section, layers = sec == IR_BLOCK ? N_LAYER : 1;

@@ -272,7 +272,8 @@ static void merge_case(const char *model, const char *data, const char *weights,
     }
   }
   CHECK(n == 4 * t.ir.n_layer || n == 7 * t.ir.n_layer); /* GPT-2: 4 linears, LLaMA: 7 */
-  trainer_merge_lora(&t);
+  lt_error merge_err;
+  CHECK_MSG(trainer_merge_lora(&t, &merge_err) == 0, "%s", merge_err.msg);
   float after = train_forward(&t.state);
   CHECK_CLOSE(after, before, 0, 1e-5);
   for (int k = 0; k < n; k++) {

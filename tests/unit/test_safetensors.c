@@ -97,11 +97,11 @@ static const char *const known_meta[] = {"format", "pt", "note",
 static int write_known(const char *path, lt_error *err) {
   for (int i = 0; i < 21; i++) known_wte[i] = (float)(i * 37 % 101 - 50) / 16;
   const st_entry entries[] = {
-      {"wte.weight", ST_F32, 2, {7, 3}, known_wte},
-      {"h.0.ln_1.bias", ST_F32, 1, {5}, known_bias},
-      {"step", ST_I32, 0, {0}, &known_step},
-      {"ids", ST_I32, 3, {2, 1, 3}, known_ids},
-      {"empty", ST_F32, 2, {0, 4}, NULL},
+      {"wte.weight", ST_F32, 2, {7, 3}, known_wte, NULL, NULL},
+      {"h.0.ln_1.bias", ST_F32, 1, {5}, known_bias, NULL, NULL},
+      {"step", ST_I32, 0, {0}, &known_step, NULL, NULL},
+      {"ids", ST_I32, 3, {2, 1, 3}, known_ids, NULL, NULL},
+      {"empty", ST_F32, 2, {0, 4}, NULL, NULL, NULL},
   };
   return st_write(path, entries, 5, known_meta, 2, err);
 }
@@ -453,13 +453,13 @@ static void test_failed_writes(void) {
   const char *path = tmp_file("good.safetensors");
   CHECK(write_known(path, NULL) == 0);
   static const float one = 1.0f;
-  st_entry bad = {"x", ST_F16, 1, {1}, &one};
+  st_entry bad = {"x", ST_F16, 1, {1}, &one, NULL, NULL};
   expect_write_failure(path, &bad, ": tensor 'x': only F32 and I32 can be "
                        "written");
 
   /* A write that fails half way (file size limit) must not replace it. */
   static float big[16384];
-  st_entry large = {"big", ST_F32, 1, {16384}, big};
+  st_entry large = {"big", ST_F32, 1, {16384}, big, NULL, NULL};
   struct rlimit old;
   getrlimit(RLIMIT_FSIZE, &old);
   struct rlimit small = {4096, old.rlim_max};
