@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -32,6 +33,8 @@ extern "C" {
 #include "lora.h"
 #include "memory_plan.h"
 #include "train.h"
+#include "weights.h"
+#include "safetensors.h"
 }
 
 namespace {
@@ -432,6 +435,135 @@ void resume_case(int dtype, const char *name, const char *tag, Run *whole, doubl
   compare(name, *whole, joined, rel, norm_rel, nmse);
 }
 
+// ---- host memory of a device run -------------------------------------------
+
+// /proc/self/status's field (kB) in bytes; 0 if absent.
+uint64_t status_bytes(const char *field) {
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[256];
+  uint64_t kb = 0;
+  size_t n = strlen(field);
+  while (f && fgets(line, sizeof line, f))
+    if (!strncmp(line, field, n) && line[n] == ':') kb = strtoull(line + n + 1, nullptr, 10);
+  if (f) fclose(f);
+  return kb * 1024;
+}
+
+// Resets VmHWM to the current RSS (Linux 4.0+); false where it cannot.
+bool reset_peak_rss() {
+  FILE *f = fopen("/proc/self/clear_refs", "w");
+  bool ok = f && fputs("5", f) >= 0;
+  if (f) ok = fclose(f) == 0 && ok;
+  return ok;
+}
+
+// Every tensor of two safetensors files equal bit for bit.
+bool same_tensors(const std::string &a, const std::string &b) {
+  st_file fa, fb;
+  lt_error err = {};
+  if (st_open(&fa, a.c_str(), &err)) return fprintf(stderr, "%s\n", err.msg), false;
+  if (st_open(&fb, b.c_str(), &err)) return st_close(&fa), fprintf(stderr, "%s\n", err.msg), false;
+  bool same = fa.n == fb.n;
+  for (int i = 0; same && i < fa.n; i++) {
+    const st_tensor *ta = &fa.tensors[i], *tb = st_find(&fb, ta->name);
+    std::vector<float> va((size_t)st_numel(ta)), vb(va.size());
+    same = tb && st_numel(tb) == st_numel(ta) && st_read_f32(&fa, ta, va.data(), &err) == 0 &&
+           st_read_f32(&fb, tb, vb.data(), &err) == 0 &&
+           memcmp(va.data(), vb.data(), va.size() * 4) == 0;
+    if (!same) fprintf(stderr, "%s: '%s' differs from %s\n", a.c_str(), ta->name, b.c_str());
+  }
+  st_close(&fa), st_close(&fb);
+  return same;
+}
+
+// A model of ~100 MB (GPT-2's graph at n_embd 512, 8 layers; its largest
+// tensor 4 MB): gpt2-tiny.yaml with a bigger config.
+std::string write_big_model() {
+  FILE *in = fopen(model_path.c_str(), "r");
+  std::string text, path = tmp_dir + "/gpt2-host-memory.yaml";
+  char buf[4096];
+  size_t n;
+  while (in && (n = fread(buf, 1, sizeof buf, in)) > 0) text.append(buf, n);
+  if (in) fclose(in);
+  const char *edits[][2] = {{"n_embd: 24", "n_embd: 512"}, {"n_head: 3", "n_head: 8"},
+                            {"n_layer: 2", "n_layer: 8"}};
+  for (auto &e : edits) {
+    size_t at = text.find(e[0]);
+    if (at == std::string::npos) return fprintf(stderr, "no '%s' in %s\n", e[0], model_path.c_str()), "";
+    text.replace(at, strlen(e[0]), e[1]);
+  }
+  FILE *out = fopen(path.c_str(), "w");
+  bool ok = out && fwrite(text.data(), 1, text.size(), out) == text.size();
+  if (out) ok = fclose(out) == 0 && ok;
+  return ok ? path : "";
+}
+
+// What a device run does on the host besides steps, all through the
+// device's store: load the weights, save a checkpoint and resume it, save
+// the weights, read the norms.
+bool store_round_trip(trainer &t, dev_trainer *d, const std::string &saved, lt_error *err) {
+  std::vector<double> w(t.ir.n_layer + 2), g(t.ir.n_layer + 2);
+  std::string state = tmp_dir + "/host-memory-state";
+  if (trainer_load_weights(&t, err)) return false;
+  dt_sync_counts(d);
+  return ckpt_save(&t, state.c_str(), err) == 0 && ckpt_resume(&t, state.c_str(), NULL, err) == 0 &&
+         wt_save_into(&t.ir, &t.store, saved.c_str(), 0, err) == 0 &&
+         trainer_norms(&t, w.data(), g.data(), err) == 0;
+}
+
+// The measure: a device run holds on the host no more than a few
+// tensors' worth beyond the data. The device here is the emulator, whose
+// arena is host memory too: it is resident before the measure starts (the
+// arena is filled at creation), so the peak RSS over the loads and saves
+// less the RSS before them is the host side's. The weights come back bit
+// for bit (fp32, no step).
+void test_host_memory() {
+  std::string big = write_big_model(), weights = tmp_dir + "/host-memory-in.safetensors",
+              saved = tmp_dir + "/host-memory-out.safetensors";
+  CHECK(!big.empty());
+  if (big.empty()) return;
+  train_config c = config(TRAIN_LISA);
+  c.model_path = big.c_str();
+  c.batch = 1;
+  trainer t;
+  lt_error err = {};
+  // the weights file, from a CPU trainer (freed before the measure)
+  if (trainer_create(&t, &c, &err) || wt_save(&t.state, weights.c_str(), &err))
+    return fprintf(stderr, "%s\n", err.msg), (void)check_failures++;
+  trainer_free(&t);
+  c.params_only = 1, c.weights_path = weights.c_str();
+  if (trainer_create(&t, &c, &err)) return fprintf(stderr, "%s\n", err.msg), (void)check_failures++;
+  CHECK(t.state.params == nullptr && t.state.grads == nullptr && t.opt.m == nullptr);
+  Program p;
+  dev_trainer *d = nullptr;
+  bool ok = build_program(t, GEN_F32, GEN_F32, "host-memory", &p);
+  dt_device dev = emu_device::device(&p.mod);
+  if (ok && dt_create(&d, &t, &p.prog, &dev, &err)) fprintf(stderr, "%s\n", err.msg), ok = false;
+  param_store ps;
+  if (ok) ps = dt_store(d), trainer_use_store(&t, &ps);
+  const uint64_t before = status_bytes("VmRSS");
+  bool measured = ok && reset_peak_rss() && before > 0;
+  if (ok && !store_round_trip(t, d, saved, &err)) fprintf(stderr, "%s\n", err.msg), ok = false;
+  const uint64_t peak = status_bytes("VmHWM");
+  const uint64_t model = (uint64_t)t.state.n_param_scalars * 4;
+  const uint64_t tensor = (uint64_t)ps_max_numel(&t.ir) * 4;
+  const uint64_t bound = 3 * tensor + (12u << 20); /* staging, the writer's and moments' pieces */
+  if (ok && measured) {
+    uint64_t host = peak > before ? peak - before : 0;
+    printf("     host side of a device run: %.1f MB at peak for a %.1f MB model (largest tensor "
+           "%.1f MB; bound %.1f MB)\n", host / 1e6, model / 1e6, tensor / 1e6, bound / 1e6);
+    CHECK_MSG(host <= bound, "the host held %llu bytes beyond its start, over %llu",
+              (unsigned long long)host, (unsigned long long)bound);
+    CHECK(model > 4 * bound); /* or the bound would not tell the model apart */
+  } else if (ok) {
+    printf("     host side of a device run: not measured (no /proc/self/clear_refs)\n");
+  }
+  if (ok) CHECK(same_tensors(weights, saved));
+  dt_free(d);
+  trainer_free(&t);
+  if (!ok) check_failures++;
+}
+
 void test_resume() {
   if (!dev_lisa_fp32.loss.empty()) resume_case(GEN_F32, "fp32 resume", "fp32", &dev_lisa_fp32, 0, 0, 0);
   if (!dev_lisa_mixed.loss.empty())
@@ -489,6 +621,7 @@ int main() {
   RUN(test_bf16_mixed);
   RUN(test_bf16_true);
   RUN(test_resume);
+  RUN(test_host_memory);
   std::string rm = "rm -rf " + tmp_dir;
   if (system(rm.c_str()) != 0) fprintf(stderr, "could not remove %s\n", tmp_dir.c_str());
   return check_exit();
