@@ -76,7 +76,8 @@ static void print_human(const plan_args *a, const ir_model *m, const memory_brea
     printf("   %s in %g GiB", pm->total <= a->device_gib * gib ? "fits" : "does not fit", a->device_gib);
   printf("\n");
   if (pm->host_bytes)
-    printf("  %-16s %10.3f GiB   (fp32 parameters and gradients, to load and save)\n", "host",
+    printf("  %-16s %10.3f GiB   (at most: a tensor in hand to load and save, the batch; "
+           "plus the data)\n", "host",
            pm->host_bytes / gib);
 }
 

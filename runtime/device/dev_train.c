@@ -475,14 +475,25 @@ static void host_free(dev_trainer *d, void *p) {
   else free(p);
 }
 
+/* Host staging of one pending step: its batches' ids and targets, and its
+ * stats (dt_host_bytes counts two). */
+static size_t batch_bytes(size_t micro, size_t n) { return micro * n * 4; }
+static size_t stats_bytes(size_t micro) { return (micro + 1) * 4; }
+
+uint64_t dt_host_bytes(const ms_state *s, int grad_accum) {
+  size_t micro = grad_accum > 1 ? (size_t)grad_accum : 1, n = (size_t)s->N;
+  return 4 * (uint64_t)ps_max_numel(s->ir) /* conversions: the largest tensor */
+         + 2 * (2 * batch_bytes(micro, n) + stats_bytes(micro));
+}
+
 static int alloc_pending(dev_trainer *d, lt_error *err) {
   size_t micro = (size_t)trainer_grad_accum(d->host), n = (size_t)d->s->N;
   for (int i = 0; i < 2; i++) {
     dt_pending *p = &d->pend[i];
     if (!(p->active = malloc(sizeof *p->active * (size_t)(d->s->ir->n_layer + 1))) ||
-        !(p->ids = host_alloc(d, micro * n * 4, err)) ||
-        !(p->targets = host_alloc(d, micro * n * 4, err)) ||
-        !(p->stats = host_alloc(d, (micro + 1) * 4, err)))
+        !(p->ids = host_alloc(d, batch_bytes(micro, n), err)) ||
+        !(p->targets = host_alloc(d, batch_bytes(micro, n), err)) ||
+        !(p->stats = host_alloc(d, stats_bytes(micro), err)))
       return p->active ? -1 : lt_fail(err, "out of memory");
   }
   return 0;

@@ -99,6 +99,9 @@ int dt_eval_batch(dev_trainer *d, float *loss, lt_error *err);
 param_store dt_store(dev_trainer *d);
 /* The AdamW step count of each region into the host trainer, for ckpt_save. */
 void dt_sync_counts(dev_trainer *d);
+/* Host memory the device trainer holds for s's layout: conversion staging
+ * of the largest tensor, and two pending steps' batches and stats. */
+uint64_t dt_host_bytes(const ms_state *s, int grad_accum);
 
 /* Bytes of the device arena, and by category (memory_plan.h's, without the
  * cuBLASLt workspace the device holds apart). */

@@ -610,21 +610,18 @@ static char *build_header(const st_entry *entries, int n,
   return text;
 }
 
-/* The pieces a filled entry is written in. */
-#define ST_WRITE_CHUNK ((size_t)4 << 20)
-
 /* e's bytes to fp: 0, -1 (a write failed: errno says why) or -2 (its fill
  * failed: err says why). */
 static int write_entry(FILE *fp, const st_entry *e, uint8_t **chunk, lt_error *err) {
   uint64_t bytes = entry_bytes(e);
   if (!bytes) return 0;
   if (e->data || !e->fill) return fwrite(e->data, 1, (size_t)bytes, fp) == bytes ? 0 : -1;
-  if (!*chunk && !(*chunk = malloc(ST_WRITE_CHUNK))) {
+  if (!*chunk && !(*chunk = malloc(ST_WRITE_CHUNK_BYTES))) {
     lt_fail(err, "out of memory");
     return -2;
   }
-  for (uint64_t at = 0; at < bytes; at += ST_WRITE_CHUNK) {
-    size_t n = bytes - at < ST_WRITE_CHUNK ? (size_t)(bytes - at) : ST_WRITE_CHUNK;
+  for (uint64_t at = 0; at < bytes; at += ST_WRITE_CHUNK_BYTES) {
+    size_t n = bytes - at < ST_WRITE_CHUNK_BYTES ? (size_t)(bytes - at) : ST_WRITE_CHUNK_BYTES;
     if (e->fill(e->fill_ctx, at, *chunk, n, err)) return -2;
     if (fwrite(*chunk, 1, n, fp) != n) return -1;
   }

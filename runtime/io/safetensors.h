@@ -54,6 +54,9 @@ int st_read_f32_finite(const st_file *f, const st_tensor *t, float *out, lt_erro
 int st_read_i32(const st_file *f, const st_tensor *t, int32_t *out,
                 lt_error *err);
 
+/* The pieces a filled entry is written in (st_write holds one). */
+#define ST_WRITE_CHUNK_BYTES ((size_t)4 << 20)
+
 /* A tensor to write: its bytes at data, or, where data is NULL and fill is
  * set, from fill in pieces, front to back: bytes of the tensor from byte
  * `at` into buf (a tensor that is not in host memory: one on a device). */

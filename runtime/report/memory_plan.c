@@ -7,7 +7,9 @@
 #include "gen.h"
 #include "lora.h"
 #include "model_state.h"
+#include "safetensors.h"
 #include "train.h"
+#include "weights.h"
 
 #define CUBLASLT_WORKSPACE (32u << 20) /* Hopper: 32 MiB (anchors.md) */
 
@@ -67,8 +69,9 @@ int memory_plan_compute(const ir_model *m, const memory_plan_settings *ps, memor
   int rc = ms_layout(&s, m, ps->batch, ps->seq, slots, ps->method == TRAIN_LISA, trains, 4, err);
   if (rc == 0 && ps->precision == PRECISION_FP32) cpu_bytes(&s, out->bytes);
   else if (rc == 0) rc = device_bytes(m, &s, ps, trains, out->bytes, err);
-  if (rc == 0 && ps->precision != PRECISION_FP32)
-    out->host_bytes = s.bytes_params + s.bytes_grads + 8 * (uint64_t)s.N; /* + ids, targets */
+  if (rc == 0 && ps->precision != PRECISION_FP32) /* the batch, then what a tensor in hand takes */
+    out->host_bytes = 8 * (uint64_t)s.N + dt_host_bytes(&s, 1) + wt_staging_bytes(m) +
+                      ST_WRITE_CHUNK_BYTES;
   free(trains);
   ms_free(&s);
   if (rc) return -1;

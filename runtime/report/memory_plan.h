@@ -30,9 +30,11 @@ typedef struct {
 typedef struct {
   uint64_t bytes[MEMORY_NCATEGORIES];
   uint64_t total;
-  /* GPU precisions: what the host process holds beside the device (fp32
-   * parameters, to load and save them, and fp32 gradients of what trains,
-   * ms_create_params's layout); 0 for fp32 on the CPU, where it is the total. */
+  /* GPU precisions: what the host process holds at most beside the device
+   * and the data: the batch, the device trainer's staging (dt_host_bytes)
+   * and a tensor in hand while loading or saving through the device's
+   * store (wt_staging_bytes, a writer's piece); no parameter, gradient or
+   * moment stays on the host. 0 for fp32 on the CPU, where it is the total. */
   uint64_t host_bytes;
 } memory_breakdown;
 

@@ -69,6 +69,13 @@ void wt_interleave_rows(const ir_param *par, const float *from, float *to, int t
 
 /* ---- loading ------------------------------------------------------------ */
 
+static int any_interleaved(const ir_model *m) {
+  for (int p = 0; p < m->n_params; p++)
+    if (m->params[p].interleave_groups) return 1;
+  return 0;
+}
+
+
 /* Where one (param, layer) is read from: its tensor's name and shard. */
 typedef struct {
   int p, layer, shard;
@@ -263,12 +270,13 @@ int wt_load_into(const ir_model *m, const param_store *ps, const char *path, cha
                  size_t note_cap, lt_error *err) {
   char file[1024];
   if (resolve_path(path, file, sizeof file, err)) return -1;
-  int n = count_slots(m);
+  int n = count_slots(m), twice = any_interleaved(m);
   size_t staging = ps ? sizeof(float) * (size_t)ps_max_numel(m) : 0;
-  wt_loader L = {m, ps, ps ? malloc(staging) : NULL, ps ? malloc(staging) : NULL};
+  wt_loader L = {m, ps, ps ? malloc(staging) : NULL, ps && twice ? malloc(staging) : NULL};
   wt_slot *slots = calloc((size_t)n + 1, sizeof *slots);
   wt_unused unused = {0};
-  int rc = !slots || (ps && (!L.values || !L.ckpt_order)) ? lt_fail(err, "%s: out of memory", file)
+  int rc = !slots || (ps && (!L.values || (twice && !L.ckpt_order)))
+               ? lt_fail(err, "%s: out of memory", file)
            : is_index(file) ? load_indexed(&L, file, slots, n, &unused, err)
                             : load_file(&L, file, slots, n, &unused, err);
   if (rc == 0 && note) unused_format(&unused, file, note, note_cap);
@@ -317,10 +325,14 @@ int wt_open_frozen(ms_state *s, const ir_model *m, int B, int T, const char *wei
 
 /* ---- saving ------------------------------------------------------------- */
 
+uint64_t wt_staging_bytes(const ir_model *m) {
+  return sizeof(float) * (uint64_t)ps_max_numel(m) * (1 + (uint64_t)any_interleaved(m));
+}
+
 int wt_staging_init(wt_staging *st, const ir_model *m, const param_store *ps, lt_error *err) {
   size_t bytes = sizeof(float) * (size_t)ps_max_numel(m);
-  *st = (wt_staging){ps, m, malloc(bytes), malloc(bytes), -1, 0};
-  if (st->values && st->lisa_order) return 0;
+  *st = (wt_staging){ps, m, malloc(bytes), any_interleaved(m) ? malloc(bytes) : NULL, -1, 0};
+  if (st->values && (st->lisa_order || !any_interleaved(m))) return 0;
   wt_staging_free(st);
   return lt_fail(err, "out of memory");
 }

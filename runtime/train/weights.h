@@ -62,7 +62,8 @@ void wt_interleave_rows(const ir_param *par, const float *from, float *to, int t
 typedef struct {
   const param_store *ps;
   const ir_model *m;
-  float *values, *lisa_order; /* the largest tensor each */
+  float *values, *lisa_order; /* the largest tensor each (lisa_order: only
+                                 where a param is interleaved) */
   int p, layer;               /* what values holds; p < 0: nothing */
 } wt_staging;
 
@@ -72,6 +73,9 @@ typedef struct {
 } wt_fill;
 
 int wt_staging_init(wt_staging *st, const ir_model *m, const param_store *ps, lt_error *err);
+/* The staging loading or saving through a store holds: the largest tensor,
+ * twice where a param is interleaved (its other row order). */
+uint64_t wt_staging_bytes(const ir_model *m);
 void wt_staging_free(wt_staging *st);
 int wt_fill_param(void *ctx, uint64_t at, void *out, size_t bytes, lt_error *err);
 
