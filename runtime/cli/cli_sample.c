@@ -251,7 +251,9 @@ static int open_model(const sample_args *a, const ir_model *m, const char *folde
     return -1;
   int rc;
 #ifdef LISA_HAVE_GPU
-  if (on_device) rc = cuda_sampler_prepare(f->gpu, s, positions, a->bf16, err);
+  if (on_device)
+    rc = cuda_sampler_prepare(f->gpu, s, wt_frozen_source(a->weights_path, folder),
+                              a->ignore_unused, positions, a->bf16, err);
   else
 #endif
     rc = decoder_create(&f->cpu, s, err);

@@ -1,6 +1,7 @@
 /* param_store.c: the host store: copies in and out of ms_state's arrays. */
 #include "param_store.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static int host_get(void *ctx, int p, int layer, float *out, lt_error *err) {
@@ -60,4 +61,14 @@ int64_t ps_max_numel(const ir_model *m) {
   for (int p = 0; p < m->n_params; p++)
     if (ir_param_numel(&m->params[p]) > n) n = ir_param_numel(&m->params[p]);
   return n;
+}
+
+int ps_copy(const ir_model *m, const param_store *from, const param_store *to, lt_error *err) {
+  float *w = malloc(sizeof(float) * (size_t)ps_max_numel(m));
+  int rc = w ? 0 : lt_fail(err, "out of memory");
+  for (int p = 0; rc == 0 && p < m->n_params; p++)
+    for (int l = 0; rc == 0 && l < ps_param_layers(m, p); l++)
+      rc = from->get(from->ctx, p, l, w, err) || to->put(to->ctx, p, l, w, err) ? -1 : 0;
+  free(w);
+  return rc;
 }

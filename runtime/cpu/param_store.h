@@ -35,6 +35,9 @@ typedef struct {
 /* A store over a's arrays; a must outlive it. */
 param_store ps_host(ps_host_arrays *a);
 
+/* Every parameter from one store into another, a tensor at a time. */
+int ps_copy(const ir_model *m, const param_store *from, const param_store *to, lt_error *err);
+
 /* The largest parameter's element count: the staging a store's user needs. */
 int64_t ps_max_numel(const ir_model *m);
 

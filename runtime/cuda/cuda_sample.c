@@ -6,6 +6,7 @@
 #include "dev_decode.h"
 #include "gen.h"
 #include "gpu_device.h"
+#include "weights.h"
 
 struct cuda_sampler {
   gpu_device *gpu;
@@ -22,7 +23,8 @@ int cuda_sampler_open(cuda_sampler **out, char *name, size_t cap, lt_error *err)
   return 0;
 }
 
-int cuda_sampler_prepare(cuda_sampler *c, const ms_state *s, int ctx, int bf16, lt_error *err) {
+int cuda_sampler_prepare(cuda_sampler *c, const ms_state *s, const char *weights,
+                         int ignore_unused, int ctx, int bf16, lt_error *err) {
   gen_config cfg = {.B = 1, .T = ctx < CUDA_SAMPLE_ROWS ? ctx : CUDA_SAMPLE_ROWS,
                     .dtype = bf16 ? GEN_BF16 : GEN_F32, .grad_dtype = GEN_F32,
                     .sms = gpu_device_sms(c->gpu), .no_mma = gpu_device_sm(c->gpu) < 80,
@@ -31,7 +33,10 @@ int cuda_sampler_prepare(cuda_sampler *c, const ms_state *s, int ctx, int bf16, 
   if (gpu_device_build(c->gpu, s->ir, &cfg, &c->prog, &unfused, err)) return -1;
   c->have_prog = 1;
   dt_device dev = gpu_device_iface(c->gpu);
-  return dd_create(&c->dec, s, &c->prog, &dev, err);
+  if (dd_create(&c->dec, s, &c->prog, &dev, err)) return -1;
+  param_store ps = dd_store(c->dec); /* straight from the shards to the device */
+  char note[512];
+  return wt_load_strict_into(s->ir, &ps, weights, ignore_unused, note, sizeof note, err);
 }
 
 int cuda_sampler_feed(cuda_sampler *c, const int32_t *ids, int n, const float **logits,

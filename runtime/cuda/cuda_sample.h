@@ -17,9 +17,11 @@ typedef struct cuda_sampler cuda_sampler;
 /* Opens the first CUDA device; name gets what it is. -1 with the reason. */
 int cuda_sampler_open(cuda_sampler **out, char *name, size_t cap, lt_error *err);
 /* Generates and loads the program for a cache of ctx positions in bf16
- * (bf16 set) or fp32 storage, and uploads s's weights. s (ms_create_params)
- * must outlive the sampler. */
-int cuda_sampler_prepare(cuda_sampler *c, const ms_state *s, int ctx, int bf16, lt_error *err);
+ * (bf16 set) or fp32 storage, and loads the checkpoint `weights` into the
+ * device a tensor at a time (unused tensors as wt_load_strict). s (the
+ * layout: wt_open_frozen's layout_only) must outlive the sampler. */
+int cuda_sampler_prepare(cuda_sampler *c, const ms_state *s, const char *weights,
+                         int ignore_unused, int ctx, int bf16, lt_error *err);
 /* dd_feed's contract: ids at the next positions, the last one's logits. */
 int cuda_sampler_feed(cuda_sampler *c, const int32_t *ids, int n, const float **logits,
                       lt_error *err);

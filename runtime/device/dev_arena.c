@@ -43,15 +43,3 @@ int arena_copy_f32(const dt_device *dev, float *host, void *mem, int64_t n, int 
   for (int64_t i = 0; i < n; i++) host[i] = bf16_to_f32(h[i]);
   return 0;
 }
-
-int arena_upload_weights(const dt_device *dev, const ms_state *s, char *weights, int elem_bytes,
-                         void *staging, lt_error *err) {
-  const ir_model *m = s->ir;
-  for (int p = 0; p < m->n_params; p++)
-    for (int l = 0; l < (m->params[p].section == IR_BLOCK ? m->n_layer : 1); l++) {
-      if (arena_copy_f32(dev, ms_param(s, p, l), weights + ms_param_index(s, p, l) * elem_bytes,
-                         ir_param_numel(&m->params[p]), elem_bytes, 0, staging, err))
-        return -1;
-    }
-  return 0;
-}

@@ -39,9 +39,4 @@ void arena_bind_scratch(const gen_path *p, char *scratch, void **tab);
 int arena_copy_f32(const dt_device *dev, float *host, void *mem, int64_t n, int elem_bytes,
                    int to_host, void *staging, lt_error *err);
 
-/* Every parameter of s (its fp32 values) into weights at s's offsets, in
- * the device's dtype; staging holds the largest tensor's conversion. */
-int arena_upload_weights(const dt_device *dev, const ms_state *s, char *weights, int elem_bytes,
-                         void *staging, lt_error *err);
-
 #endif

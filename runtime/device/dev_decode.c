@@ -127,8 +127,25 @@ int dd_create(dev_decoder **out, const ms_state *s, const gen_program *prog, con
    * the tests' emulator fills the arena with NaN to hold this true */
   if (d->dev.alloc(d->dev.ctx, d->arena_bytes, (void **)&d->arena, err)) return -1;
   carve_all(d, d->arena);
-  if (bind_all(d, err)) return -1;
-  return arena_upload_weights(&d->dev, s, d->weights, d->wb, d->staging, err);
+  return bind_all(d, err);
+}
+
+/* ---- the weights, a tensor at a time ------------------------------------ */
+
+static int store_get(void *ctx, int p, int layer, float *out, lt_error *err) {
+  dev_decoder *d = ctx;
+  return arena_copy_f32(&d->dev, out, d->weights + ms_param_index(d->s, p, layer) * d->wb,
+                        ir_param_numel(&d->prog->m->params[p]), d->wb, 1, d->staging, err);
+}
+
+static int store_put(void *ctx, int p, int layer, const float *in, lt_error *err) {
+  dev_decoder *d = ctx;
+  return arena_copy_f32(&d->dev, (float *)in, d->weights + ms_param_index(d->s, p, layer) * d->wb,
+                        ir_param_numel(&d->prog->m->params[p]), d->wb, 0, d->staging, err);
+}
+
+param_store dd_store(dev_decoder *d) {
+  return (param_store){d, store_get, store_put, NULL, NULL, NULL};
 }
 
 void dd_free(dev_decoder *d) {

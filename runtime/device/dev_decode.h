@@ -21,11 +21,14 @@
 
 typedef struct dev_decoder dev_decoder;
 
-/* s: the model's parameters (ms_create_params, nothing trains; its B and T
+/* s: the model's layout (ms_create_layout, nothing trains; its B and T
  * are unread); prog: generated with gen_config.decode for s's model. Both
- * must outlive the decoder. Uploads the weights. */
+ * must outlive the decoder. The weights go in through dd_store. */
 int dd_create(dev_decoder **out, const ms_state *s, const gen_program *prog, const dt_device *dev,
               lt_error *err);
+/* The decoder's weights as a store (get and put; no moments): a checkpoint
+ * loads into it a tensor at a time (wt_load_into). */
+param_store dd_store(dev_decoder *d);
 void dd_free(dev_decoder *d);
 
 /* ids[0..n) at the next n positions (at most the cache's ctx in all);

@@ -308,18 +308,24 @@ int wt_load_strict(ms_state *s, const char *path, int ignore_unused, char *note,
   return wt_load_strict_into(s->ir, &ps, path, ignore_unused, note, note_cap, err);
 }
 
+const char *wt_frozen_source(const char *weights, const char *folder) {
+  return weights ? weights : folder[0] ? folder : NULL;
+}
+
 int wt_open_frozen(ms_state *s, const ir_model *m, int B, int T, const char *weights,
-                   const char *folder, int ignore_unused, int params_only, lt_error *err) {
-  const char *path = weights ? weights : folder[0] ? folder : NULL;
+                   const char *folder, int ignore_unused, int layout_only, lt_error *err) {
+  const char *path = wt_frozen_source(weights, folder);
   if (!path) return lt_fail(err, "%s: a YAML model needs --weights", m->path);
   unsigned char *none = calloc((size_t)m->n_params + 1, 1); /* nothing trains */
   int rc = !none                ? lt_fail(err, "out of memory")
-           : params_only        ? ms_create_params(s, m, B, T, 0, 1, none, err)
+           : layout_only        ? ms_create_layout(s, m, B, T, 0, 1, none, err)
                                 : ms_create_trains(s, m, B, T, 0, 1, none, err);
   free(none);
   if (rc) return -1;
   char note[512];
-  if (wt_load_strict(s, path, ignore_unused, note, sizeof note, err)) return ms_free(s), -1;
+  if (layout_only ? wt_load_strict_into(m, NULL, path, ignore_unused, note, sizeof note, err)
+                  : wt_load_strict(s, path, ignore_unused, note, sizeof note, err))
+    return ms_free(s), -1;
   return 0;
 }
 

@@ -46,10 +46,13 @@ int wt_load_strict_into(const ir_model *m, const param_store *ps, const char *pa
 /* A state for evaluation or generation (nothing trains) of B x T rows,
  * with the weights a command names: `weights`, else the model folder's
  * (`folder`; "" for a YAML model, which then needs --weights). Unused
- * tensors as wt_load_strict. params_only: no activations (a device runs
- * the model: ms_create_params). Nothing to free on failure. */
+ * tensors as wt_load_strict. layout_only: the layout alone, the weights
+ * only checked (a device runs the model and loads wt_frozen_source into
+ * its store). Nothing to free on failure. */
 int wt_open_frozen(ms_state *s, const ir_model *m, int B, int T, const char *weights,
-                   const char *folder, int ignore_unused, int params_only, lt_error *err);
+                   const char *folder, int ignore_unused, int layout_only, lt_error *err);
+/* The checkpoint wt_open_frozen reads: weights, else folder; NULL: none. */
+const char *wt_frozen_source(const char *weights, const char *folder);
 
 /* A param with `interleave` between the checkpoint's row order (groups x
  * parts pieces, group-major) and lisa's (part-major); to_lisa picks the

@@ -136,7 +136,11 @@ void check_family(const char *family, int dtype, double tol) {
   dev_decoder *dd = nullptr;
   lt_error err = {};
   if (decoder_create(&cpu, &md.s, &err)) { CHECK_MSG(0, "%s", err.msg); return; }
-  if (dd_create(&dd, &md.s, &p.prog, &dev, &err)) {
+  /* the weights through the decoder's store, as a checkpoint loads */
+  ps_host_arrays host = {&md.s, nullptr, nullptr};
+  param_store from = ps_host(&host), to;
+  if (dd_create(&dd, &md.s, &p.prog, &dev, &err) ||
+      (to = dd_store(dd), ps_copy(&md.m, &from, &to, &err))) {
     CHECK_MSG(0, "%s: %s", family, err.msg);
     dd_free(dd), decoder_free(&cpu);
     return;
