@@ -49,7 +49,7 @@ void ms_bind_grad_slot(ms_state *s, int layer, int slot) {
   /* slot values have scratch only when some block can be slotless */
   assert(slot >= 0 || s->slotless);
   s->grad_slot[layer] = slot;
-  if (!s->act_arena) return; /* ms_create_params: no graph to rewire */
+  if (!s->act_arena) return; /* ms_create_layout: no graph to rewire */
   const ir_graph *g = &s->ir->sections[IR_BLOCK];
   void **b = s->bufs[layer + 1];
   char *arena = s->act_arena;
@@ -356,23 +356,21 @@ int ms_create(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots, lt
   return ms_create_trains(s, m, B, T, n_grad_slots, 0, NULL, err);
 }
 
-/* with_arrays: 2 parameters, gradients and activations; 1 without the
- * activations; 0 the batch alone. */
+/* with_arrays: parameters, gradients and activations; else the batch alone. */
 static int create(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots, int slotless,
                   const unsigned char *trains, int with_arrays, lt_error *err) {
-  int with_activations = with_arrays == 2;
   act_offsets ao;
   int rc = plan(s, m, B, T, n_grad_slots, slotless, trains, (int)sizeof(float), &ao, err);
   if (rc == 0) {
     s->ids = calloc((size_t)s->N, sizeof(int32_t));
     s->targets = calloc((size_t)s->N, sizeof(int32_t));
-    if (with_activations)
+    if (with_arrays)
       s->act_arena = aligned_alloc(MS_ALIGN, s->bytes_acts ? s->bytes_acts : MS_ALIGN);
-    if (!s->ids || !s->targets || (with_activations && !s->act_arena))
+    if (!s->ids || !s->targets || (with_arrays && !s->act_arena))
       rc = lt_fail(err, "out of memory for %zu bytes of activations", s->bytes_acts);
   }
   if (rc == 0 && with_arrays) rc = alloc_param_arenas(s, err);
-  if (rc == 0 && with_activations) {
+  if (rc == 0 && with_arrays) {
     memset(s->act_arena, 0, s->bytes_acts);
     rc = wire_values(s, &ao, err);
   }
@@ -382,17 +380,12 @@ static int create(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots
 
 int ms_create_trains(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots,
                      int slotless, const unsigned char *trains, lt_error *err) {
-  return create(s, m, B, T, n_grad_slots, slotless, trains, 2, err);
+  return create(s, m, B, T, n_grad_slots, slotless, trains, 1, err);
 }
 
 int ms_create_layout(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots,
                      int slotless, const unsigned char *trains, lt_error *err) {
   return create(s, m, B, T, n_grad_slots, slotless, trains, 0, err);
-}
-
-int ms_create_params(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots,
-                     int slotless, const unsigned char *trains, lt_error *err) {
-  return create(s, m, B, T, n_grad_slots, slotless, trains, 1, err);
 }
 
 void ms_free(ms_state *s) {

@@ -74,12 +74,6 @@ int ms_create(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots,
 int ms_create_trains(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots,
                      int slotless, const unsigned char *trains, lt_error *err);
 
-/* Parameters, gradients and the batch only, with no activations and no
- * wired graph: the host side of a device trainer (runtime/device/dev_train.h),
- * which keeps its activations on the device. */
-int ms_create_params(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots,
-                     int slotless, const unsigned char *trains, lt_error *err);
-
 /* The layout and the batch alone: no parameters, gradients or activations
  * here (params and grads NULL): the host side of a device trainer, whose
  * store holds them (param_store.h). */

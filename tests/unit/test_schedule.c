@@ -24,8 +24,8 @@ static double zeros[N_LAYER];
 
 static int make_state(ms_state *s, int n_slots, int slotless) {
   lt_error err;
-  if (ms_create_params(s, &model, 1, 4, n_slots, slotless, NULL, &err) == 0) return 0;
-  fprintf(stderr, "ms_create_params: %s\n", err.msg);
+  if (ms_create_layout(s, &model, 1, 4, n_slots, slotless, NULL, &err) == 0) return 0;
+  fprintf(stderr, "ms_create_layout: %s\n", err.msg);
   check_failures++;
   return -1;
 }
