@@ -14,6 +14,15 @@
 //     C[g+8][2t], C[g+8][2t+1]
 // So an accumulator pair of two neighbouring 8-column tiles is an A fragment
 // of the next product (as P = softmax(S) feeds P V in flash attention).
+//
+// ldmatrix (PTX ISA, "Warp-level matrix load instruction: ldmatrix"),
+// .m8n8.x4.b16 from shared memory: lane L gives the address of row L % 8
+// of matrix L / 8 (16 bytes, 16-byte aligned); lane (g, t) receives word i
+// = matrix i's row g, bf16 columns 2t, 2t+1. With .trans the matrix comes
+// transposed: word i = matrix i's rows 2t and 2t+1 (low half) of column g.
+// So a [n][k] tile of pairs gives B fragments of mma, and a [k][n] one (the
+// operand as it lies in memory) gives them with .trans, without staging it
+// transposed.
 #pragma once
 #include "lisa_common.cuh"
 
@@ -73,6 +82,49 @@ __device__ __forceinline__ void mma_bf16_16816(float (&d)[4], const unsigned (&a
       d[3] += bf16_lo(hi_row) * bf16_lo(c1) + bf16_hi(hi_row) * bf16_hi(c1);
     }
   }
+#endif
+}
+
+#ifdef LISA_EMU
+// The emulator's ldmatrix: each lane reads its row, the warp trades words.
+__device__ __forceinline__ void ldmatrix_emu(unsigned (&r)[4], const unsigned *row, bool trans) {
+  if (reinterpret_cast<unsigned long long>(row) & 15u) __trap();  // misaligned: a GPU faults
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const unsigned w[4] = {row[0], row[1], row[2], row[3]};
+  for (int i = 0; i < 4; ++i) {
+    unsigned lo[4], hi[4];  // !trans: row g of matrix i; trans: rows 2t, 2t+1
+    for (int k = 0; k < 4; ++k) {
+      lo[k] = __shfl_sync(0xffffffffu, w[k], trans ? 8 * i + 2 * t : 8 * i + g);
+      hi[k] = __shfl_sync(0xffffffffu, w[k], 8 * i + 2 * t + 1);
+    }
+    const int sh = 16 * (g & 1);
+    r[i] = !trans ? lo[t]
+                  : ((lo[g >> 1] >> sh) & 0xffffu) | (((hi[g >> 1] >> sh) & 0xffffu) << 16);
+  }
+}
+#endif
+
+// Four 8x8 bf16 matrices from shared memory into fragments; row: this
+// lane's row (see above). Every lane must call it, converged.
+__device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], const unsigned *row) {
+#ifdef LISA_EMU
+  ldmatrix_emu(r, row, false);
+#else
+  const unsigned addr = (unsigned)__cvta_generic_to_shared(row);
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+#endif
+}
+
+__device__ __forceinline__ void ldmatrix_x4_trans(unsigned (&r)[4], const unsigned *row) {
+#ifdef LISA_EMU
+  ldmatrix_emu(r, row, true);
+#else
+  const unsigned addr = (unsigned)__cvta_generic_to_shared(row);
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
 #endif
 }
 

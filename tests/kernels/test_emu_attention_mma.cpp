@@ -1,6 +1,7 @@
 // test_emu_attention_mma: templates/mma.cuh and attention_mma.cuh under the
 // host CUDA emulator. The m16n8k16 product against a host matmul from
-// fragments laid out as the PTX ISA documents them; the tensor-core
+// fragments laid out as the PTX ISA documents them; ldmatrix (plain and
+// .trans) against the ISA's fragment tables; the tensor-core
 // attention forward against cpu_attention_forward at odd sequence lengths
 // (partial query and key tiles), causal and not, grouped-query, q/k/v inside
 // one fused buffer or each with its own padded stride, several tile shapes.
@@ -56,6 +57,54 @@ static void test_mma_product() {
     }
   CHECK_MSG(worst < 1e-5, "D = C + A B: worst error %g", worst);
   CHECK_GUARD(d);
+}
+
+// ---- ldmatrix ----------------------------------------------------------------
+
+// Four 8x8 matrices of 16-bit codes (matrix i, row r, column c: 0x1000 * (i
+// + 1) + 16 r + c) at scattered 16-byte aligned rows of shared memory
+// (stride 12 words, matrices out of order); every lane's words out.
+__global__ void ldmatrix_kernel(unsigned *out, int trans) {
+  __shared__ __align__(16) unsigned smem[4 * 8 * 12];
+  const int lane = threadIdx.x;
+  const int where[4] = {2, 0, 3, 1};  // matrix i's rows start at row 8 * where[i]
+  for (int w = lane; w < 4 * 8 * 12; w += 32) smem[w] = 0xdeadbeefu;
+  __syncwarp();
+  for (int i = 0; i < 4; ++i)
+    if (lane < 8)
+      for (int c = 0; c < 8; c += 2) {
+        const unsigned lo = 0x1000u * (i + 1) + 16u * lane + c;
+        smem[(8 * where[i] + lane) * 12 + c / 2] = lo | ((lo + 1) << 16);
+      }
+  __syncwarp();
+  const unsigned *row = smem + (8 * where[lane / 8] + lane % 8) * 12;
+  unsigned r[4];
+  if (trans) lisa::ldmatrix_x4_trans(r, row);
+  else lisa::ldmatrix_x4(r, row);
+  for (int i = 0; i < 4; ++i) out[lane * 4 + i] = r[i];
+}
+
+// The PTX ISA's fragment tables: lane (g, t), word i = matrix i's row g,
+// columns 2t and 2t+1; with .trans, column g of rows 2t and 2t+1.
+static void test_ldmatrix() {
+  for (int trans = 0; trans < 2; trans++) {
+    emu::Guarded<unsigned> out(128);
+    int rc = emu::launch(dim3(1), dim3(32), 0, ldmatrix_kernel, out.data(), trans);
+    CHECK_MSG(rc == 0, "launch: %s", emu::last_error());
+    int bad = 0;
+    for (int lane = 0; lane < 32; lane++)
+      for (int i = 0; i < 4; i++) {
+        const int g = lane / 4, t = lane % 4;
+        auto code = [&](int r, int c) { return 0x1000u * (i + 1) + 16u * r + c; };
+        const unsigned want = trans ? code(2 * t, g) | (code(2 * t + 1, g) << 16)
+                                    : code(g, 2 * t) | (code(g, 2 * t + 1) << 16);
+        if (out[lane * 4 + i] != want && bad++ < 4)
+          fprintf(stderr, "%s lane %d word %d: %08x, want %08x\n", trans ? "trans" : "plain", lane,
+                  i, out[lane * 4 + i], want);
+      }
+    CHECK_MSG(bad == 0, "ldmatrix%s: %d words off the ISA's layout", trans ? ".trans" : "", bad);
+    CHECK_GUARD(out);
+  }
 }
 
 // ---- attention ----------------------------------------------------------------
@@ -243,6 +292,7 @@ static void test_mixed_tiles() { check_case<64, 2, 1, 150, true, Mixed>(1, false
 
 int main() {
   RUN(test_mma_product);
+  RUN(test_ldmatrix);
   RUN(test_causal);
   RUN(test_full);
   RUN(test_mixed_tiles);
