@@ -7,9 +7,9 @@
 //
 // A block: 16*WARPS query rows of one (batch, query head); warp w owns rows
 // [16w, 16w+16). Its Q fragments stay in registers for the whole key loop.
-// Per key tile of BK rows, staged once in shared memory for all warps as bf16
-// pairs (K by row; V transposed, so that both B operands are single 32-bit
-// loads):
+// Per key tile of BK rows, staged once in shared memory for all warps as
+// they lie in memory (K and V by row, bf16 pairs, 16-byte copies); ldmatrix
+// makes B fragments of K, ldmatrix.trans of V (no transposed staging):
 //   S = Q K^T        BK/8 x HD/16 mma, fp32 accumulators in registers
 //   online softmax   in the log2 domain, row max and sum over the 4 lanes
 //                    that hold a row (two shuffles)
@@ -17,15 +17,15 @@
 //                    x BK/16 mma
 // P is rounded to bf16 for P V while the row sum l adds the fp32 p, as
 // FlashAttention does. Row strides of the tiles are padded (+4 words) so the
-// fragment loads of a warp hit 32 different banks.
+// 8 rows an ldmatrix phase reads hit 32 different banks.
 //
 // The backward (dq, then dk and dv) works the same way; see each kernel.
 //
-// Tiles staged by row come in with 16-byte loads and stores where the rows
-// are 16-byte aligned (stage_rows); the transposed ones (stage_cols) still
-// with 16-bit loads. What it leaves for later: 16-byte loads for the
-// transposed tiles without bank conflicts, cp.async double buffering of the
-// tiles, ldmatrix, and 32-bit stores of the outputs.
+// Global memory: tiles come in with 16-byte loads (stage_rows), A fragments
+// (Q, dY, K, V held in registers) with 32-bit loads, outputs go out as 32-bit
+// bf16 pairs; every row must start at a multiple of 8 bf16 (the generator
+// checks). What it leaves for later: cp.async double buffering of the tiles
+// and 16-byte output stores (through shared memory).
 #pragma once
 #include "lisa_common.cuh"
 #include "mma.cuh"
@@ -47,17 +47,13 @@ __device__ __forceinline__ float quad_sum(float v) {
   return v + __shfl_xor_sync(0xffffffffu, v, 2);
 }
 
-__device__ __forceinline__ unsigned bits_at(const __nv_bfloat16 *p) {
-  return (unsigned)__bfloat16_as_ushort(*p);
-}
-
-// The bf16 pair at row r, columns c and c+1 of a slice with row stride st
-// (0 past nrows).
+// The bf16 pair at row r, columns c and c+1 (c even) of a slice with row
+// stride st, in one 32-bit load (the generator's slices start rows at a
+// multiple of 8 bf16); 0 past nrows.
 __device__ __forceinline__ unsigned pair_at(const __nv_bfloat16 *base, long long st, int r, int c,
                                             int nrows) {
   if (r >= nrows) return 0u;
-  const __nv_bfloat16 *p = base + (long long)r * st + c;
-  return bits_at(p) | (bits_at(p + 1) << 16);
+  return *reinterpret_cast<const unsigned *>(base + (long long)r * st + c);
 }
 
 // A fragments of rows r..r+15 of a [*, HD] slice; f[c] spans columns
@@ -96,52 +92,58 @@ __device__ __forceinline__ void stage_rows(unsigned *dst, const __nv_bfloat16 *s
   }
 }
 
-// The same rows transposed, as pairs along the column: dst[c*W + p] = rows
-// r0+2p, r0+2p+1 of column c. Consecutive threads read consecutive columns.
-template <int ROWS, int COLS, int W, int THREADS>
-__device__ __forceinline__ void stage_cols(unsigned *dst, const __nv_bfloat16 *src, long long st,
-                                           int r0, int nrows) {
-  for (int i = threadIdx.x; i < (ROWS / 2) * COLS; i += THREADS) {
-    const int p = i / COLS, c = i % COLS, r = r0 + 2 * p;
-    const unsigned lo = r < nrows ? bits_at(src + (long long)r * st + c) : 0u;
-    const unsigned hi = r + 1 < nrows ? bits_at(src + (long long)(r + 1) * st + c) : 0u;
-    dst[c * W + p] = lo | (hi << 16);
-  }
-}
-
 // acc[n] += A B for the NT 8-column tiles of B, K = 16*KC, where column
-// 8n+j of B is row 8n+j of the smem tile (pairs along k, W words a row).
+// 8n+j of B is row 8n+j of the smem tile (pairs along k, W words a row,
+// rows 16-byte aligned). ldmatrix brings two k-chunks' B fragments at once:
+// lane L points at row 8n + L%8, words 8c + 4*(L/8); an odd last chunk
+// takes two 32-bit loads.
 template <int KC, int NT, int W>
 __device__ __forceinline__ void mma_tile(float (&acc)[NT][4], const unsigned (&a)[KC][4],
                                          const unsigned *tile) {
-  const int g = (threadIdx.x & 31) / 4, t = threadIdx.x & 3;
+  static_assert(W % 4 == 0, "tile rows of whole 16-byte chunks");
+  const int lane = threadIdx.x & 31, g = lane / 4, t = lane & 3;
 LISA_MMA_UNROLL
-  for (int n = 0; n < NT; ++n)
+  for (int n = 0; n < NT; ++n) {
 LISA_MMA_UNROLL
-    for (int c = 0; c < KC; ++c) {
-      const unsigned *r = tile + (8 * n + g) * W + 8 * c + t;
-      const unsigned b[2] = {r[0], r[4]};
-      mma_bf16_16816(acc[n], a[c], b);
+    for (int c = 0; c + 1 < KC; c += 2) {
+      unsigned r[4];
+      ldmatrix_x4(r, tile + (8 * n + lane % 8) * W + 8 * c + 4 * (lane / 8));
+      const unsigned b0[2] = {r[0], r[1]}, b1[2] = {r[2], r[3]};
+      mma_bf16_16816(acc[n], a[c], b0);
+      mma_bf16_16816(acc[n], a[c + 1], b1);
     }
+    if (KC % 2) {
+      const unsigned *r = tile + (8 * n + g) * W + 8 * (KC - 1) + t;
+      const unsigned b[2] = {r[0], r[4]};
+      mma_bf16_16816(acc[n], a[KC - 1], b);
+    }
+  }
 }
 
 // acc[n] += P B where P [16 x 16*KC] is accumulators of 2*KC 8-column tiles
 // (a product's output, such as the probabilities) rounded to bf16 A
-// fragments; B's tile as in mma_tile.
+// fragments, and B [16*KC x 8*NT] lies in smem as it does in memory: row k
+// holds pairs along n (W words a row, rows 16-byte aligned; stage_rows).
+// ldmatrix.trans turns it into B fragments, two n-tiles at once: lane L
+// points at row 16c + 8*(L/8 % 2) + L%8, words 4*(n + L/16).
 template <int KC, int NT, int W>
 __device__ __forceinline__ void mma_acc_tile(float (&acc)[NT][4], const float (&p)[2 * KC][4],
                                              const unsigned *tile) {
-  const int g = (threadIdx.x & 31) / 4, t = threadIdx.x & 3;
+  static_assert(NT % 2 == 0 && W % 4 == 0, "pairs of n-tiles, rows of 16-byte chunks");
+  const int lane = threadIdx.x & 31;
 LISA_MMA_UNROLL
   for (int c = 0; c < KC; ++c) {
     const unsigned a[4] = {pack_bf16x2(p[2 * c][0], p[2 * c][1]), pack_bf16x2(p[2 * c][2], p[2 * c][3]),
                            pack_bf16x2(p[2 * c + 1][0], p[2 * c + 1][1]),
                            pack_bf16x2(p[2 * c + 1][2], p[2 * c + 1][3])};
+    const unsigned *rows = tile + (16 * c + 8 * ((lane / 8) % 2) + lane % 8) * W + 4 * (lane / 16);
 LISA_MMA_UNROLL
-    for (int n = 0; n < NT; ++n) {
-      const unsigned *r = tile + (8 * n + g) * W + 8 * c + t;
-      const unsigned b[2] = {r[0], r[4]};
-      mma_bf16_16816(acc[n], a, b);
+    for (int n = 0; n < NT; n += 2) {
+      unsigned r[4];
+      ldmatrix_x4_trans(r, rows + 4 * n);
+      const unsigned b0[2] = {r[0], r[1]}, b1[2] = {r[2], r[3]};
+      mma_bf16_16816(acc[n], a, b0);
+      mma_bf16_16816(acc[n + 1], a, b1);
     }
   }
 }
@@ -152,22 +154,21 @@ LISA_MMA_UNROLL
 }
 
 // Rows r and r+8 (this lane's g) of accumulators [16 x 8*NT] times scale,
-// stored as bf16 into a slice with row stride st (rows past nrows skipped).
+// stored as bf16 pairs into a slice with row stride st (rows past nrows
+// skipped; rows start at a multiple of 8 bf16, as pair_at's).
 template <int NT>
 __device__ __forceinline__ void store_acc(__nv_bfloat16 *base, long long st, int r, int nrows,
                                           const float (&acc)[NT][4], float s_lo, float s_hi) {
   const int g = (threadIdx.x & 31) / 4, t = threadIdx.x & 3;
 LISA_MMA_UNROLL
   for (int n = 0; n < NT; ++n) {
-    const int d = 8 * n + 2 * t;
-    if (r + g < nrows) {
-      base[(long long)(r + g) * st + d] = __float2bfloat16_rn(acc[n][0] * s_lo);
-      base[(long long)(r + g) * st + d + 1] = __float2bfloat16_rn(acc[n][1] * s_lo);
-    }
-    if (r + g + 8 < nrows) {
-      base[(long long)(r + g + 8) * st + d] = __float2bfloat16_rn(acc[n][2] * s_hi);
-      base[(long long)(r + g + 8) * st + d + 1] = __float2bfloat16_rn(acc[n][3] * s_hi);
-    }
+    const int d = 8 * n + 2 * t;  // even: a pair is one 32-bit store
+    if (r + g < nrows)
+      *reinterpret_cast<unsigned *>(base + (long long)(r + g) * st + d) =
+          pack_bf16x2(acc[n][0] * s_lo, acc[n][1] * s_lo);
+    if (r + g + 8 < nrows)
+      *reinterpret_cast<unsigned *>(base + (long long)(r + g + 8) * st + d) =
+          pack_bf16x2(acc[n][2] * s_hi, acc[n][3] * s_hi);
   }
 }
 
@@ -194,14 +195,13 @@ __device__ __forceinline__ void attention_forward_mma(
   static_assert(BK % 16 == 0, "BK: a multiple of 16");
   static_assert(HEADS % KV_HEADS == 0, "HEADS: a multiple of KV_HEADS");
   constexpr int BQ = 16 * WARPS, THREADS = 32 * WARPS;
-  constexpr int KW = HD / 2 + 4;  // words per K row in smem
-  constexpr int VW = BK / 2 + 4;  // words per V^T row in smem
+  constexpr int KW = HD / 2 + 4;  // words per K or V row in smem (+4: ldmatrix conflict-free)
   constexpr int NT = BK / 8, KC = HD / 16, OT = HD / 8;
   __shared__ __align__(16) unsigned Ks[BK * KW];  // K[k0+j][2p..2p+1] at j*KW + p
-  __shared__ unsigned Vt[HD * VW];  // V[k0+2p..2p+1][d] at d*VW + p
-  static_assert(sizeof Ks + sizeof Vt == lisa_attention_mma_smem(LISA_ATT_MMA_FWD, HD, BK),
+  __shared__ __align__(16) unsigned Vs[BK * KW];  // V likewise (P V: ldmatrix.trans)
+  static_assert(sizeof Ks + sizeof Vs == lisa_attention_mma_smem(LISA_ATT_MMA_FWD, HD, BK),
                 "launch.cuh's shared memory formula");
-  static_assert(sizeof Ks + sizeof Vt <= LISA_MAX_STATIC_SMEM, "K/V tiles exceed 48 KiB: lower BK");
+  static_assert(sizeof Ks + sizeof Vs <= LISA_MAX_STATIC_SMEM, "K/V tiles exceed 48 KiB: lower BK");
 
   if (blockDim.x != THREADS) __trap();  // the launch must match the template
   const int b = blockIdx.z;
@@ -225,7 +225,7 @@ __device__ __forceinline__ void attention_forward_mma(
   for (int k0 = 0; k0 < nkeys; k0 += BK) {
     __syncthreads();  // the previous tile is consumed
     D::stage_rows<BK, HD, KW, THREADS>(Ks, kb, ks, k0, SEQ);
-    D::stage_cols<BK, HD, VW, THREADS>(Vt, vb, vs, k0, SEQ);
+    D::stage_rows<BK, HD, KW, THREADS>(Vs, vb, vs, k0, SEQ);
     __syncthreads();
     if (CAUSAL && k0 > r0 + 15) continue;  // no row of this warp sees these keys
 
@@ -259,7 +259,7 @@ LISA_MMA_UNROLL
         if (e < 2) l_lo += p;
         else l_hi += p;
       }
-    D::mma_acc_tile<BK / 16, OT, VW>(o, s, Vt);
+    D::mma_acc_tile<BK / 16, OT, KW>(o, s, Vs);
   }
 
   l_lo = D::quad_sum(l_lo), l_hi = D::quad_sum(l_hi);
@@ -295,16 +295,13 @@ __device__ __forceinline__ void attention_backward_dq_mma(
   static_assert(HD % 16 == 0 && BK % 16 == 0, "HD, BK: multiples of 16");
   static_assert(HEADS % KV_HEADS == 0, "HEADS: a multiple of KV_HEADS");
   constexpr int BQ = 16 * WARPS, THREADS = 32 * WARPS;
-  constexpr int KW = HD / 2 + 4, TW = BK / 2 + 4;
+  constexpr int KW = HD / 2 + 4;
   constexpr int NT = BK / 8, KC = HD / 16, OT = HD / 8;
-  __shared__ __align__(16) unsigned Ks[BK * KW];  // K by row (S = Q K^T)
-  __shared__ unsigned Kt[HD * TW];  // K transposed (dQ = dS K)
+  __shared__ __align__(16) unsigned Ks[BK * KW];  // K by row (S = Q K^T; dQ = dS K: .trans)
   __shared__ __align__(16) unsigned Vs[BK * KW];  // V by row (dP = dY V^T)
-  static_assert(sizeof Ks + sizeof Kt + sizeof Vs ==
-                    lisa_attention_mma_smem(LISA_ATT_MMA_DQ, HD, BK),
+  static_assert(sizeof Ks + sizeof Vs == lisa_attention_mma_smem(LISA_ATT_MMA_DQ, HD, BK),
                 "launch.cuh's shared memory formula");
-  static_assert(sizeof Ks + sizeof Kt + sizeof Vs <= LISA_MAX_STATIC_SMEM,
-                "K/V tiles exceed 48 KiB: lower BK");
+  static_assert(sizeof Ks + sizeof Vs <= LISA_MAX_STATIC_SMEM, "K/V tiles exceed 48 KiB: lower BK");
 
   if (blockDim.x != THREADS) __trap();
   const int b = blockIdx.z;
@@ -345,7 +342,6 @@ LISA_MMA_UNROLL
   for (int k0 = 0; k0 < nkeys; k0 += BK) {
     __syncthreads();
     D::stage_rows<BK, HD, KW, THREADS>(Ks, kb, ks, k0, SEQ);
-    D::stage_cols<BK, HD, TW, THREADS>(Kt, kb, ks, k0, SEQ);
     D::stage_rows<BK, HD, KW, THREADS>(Vs, vb, vs, k0, SEQ);
     __syncthreads();
     if (CAUSAL && k0 > r0 + 15) continue;
@@ -364,7 +360,7 @@ LISA_MMA_UNROLL
         const float p = ok ? exp2f(s[n][e] * sl2 - (e < 2 ? l2_lo : l2_hi)) : 0.f;
         s[n][e] = p * (dp[n][e] - (e < 2 ? ds_lo : ds_hi));  // dS
       }
-    D::mma_acc_tile<BK / 16, OT, TW>(acc, s, Kt);
+    D::mma_acc_tile<BK / 16, OT, KW>(acc, s, Ks);
   }
   D::store_acc<OT>(dq + row0 * dqs + h * HD, dqs, r0, SEQ, acc, scale, scale);
 }
@@ -397,15 +393,13 @@ __device__ __forceinline__ void attention_backward_dkdv_mma(
   static_assert(HD % 16 == 0 && BQ % 16 == 0, "HD, BQ: multiples of 16");
   static_assert(HEADS % KV_HEADS == 0, "HEADS: a multiple of KV_HEADS");
   constexpr int BKV = 16 * WARPS, THREADS = 32 * WARPS, GROUP = HEADS / KV_HEADS;
-  constexpr int RW = HD / 2 + 4, TW = BQ / 2 + 4;
+  constexpr int RW = HD / 2 + 4;
   constexpr int NT = BQ / 8, KC = HD / 16, OT = HD / 8;
-  __shared__ __align__(16) unsigned Qs[BQ * RW];   // Q by row (S^T = K Q^T)
-  __shared__ unsigned Qt[HD * TW];   // Q transposed (dK += dS^T Q)
-  __shared__ __align__(16) unsigned dYs[BQ * RW];  // dY by row (dP^T = V dY^T)
-  __shared__ unsigned dYt[HD * TW];  // dY transposed (dV += P^T dY)
+  __shared__ __align__(16) unsigned Qs[BQ * RW];   // Q by row (S^T = K Q^T; dK += dS^T Q: .trans)
+  __shared__ __align__(16) unsigned dYs[BQ * RW];  // dY by row (dP^T = V dY^T; dV += P^T dY)
   __shared__ float Ls[BQ];           // lse * log2(e)
   __shared__ float Ds[BQ];           // dsum
-  constexpr int smem = sizeof Qs + sizeof Qt + sizeof dYs + sizeof dYt + sizeof Ls + sizeof Ds;
+  constexpr int smem = sizeof Qs + sizeof dYs + sizeof Ls + sizeof Ds;
   static_assert(smem == lisa_attention_mma_smem(LISA_ATT_MMA_DKDV, HD, BQ),
                 "launch.cuh's shared memory formula");
   static_assert(smem <= LISA_MAX_STATIC_SMEM, "Q/dY tiles exceed 48 KiB: lower BQ");
@@ -433,9 +427,7 @@ __device__ __forceinline__ void attention_backward_dkdv_mma(
     for (int q0 = qstart; q0 < SEQ; q0 += BQ) {
       __syncthreads();
       D::stage_rows<BQ, HD, RW, THREADS>(Qs, qb, qs, q0, SEQ);
-      D::stage_cols<BQ, HD, TW, THREADS>(Qt, qb, qs, q0, SEQ);
       D::stage_rows<BQ, HD, RW, THREADS>(dYs, dyb, dys, q0, SEQ);
-      D::stage_cols<BQ, HD, TW, THREADS>(dYt, dyb, dys, q0, SEQ);
       for (int i = threadIdx.x; i < BQ; i += THREADS) {
         const bool in = q0 + i < SEQ;
         Ls[i] = in ? lse[(row0 + q0 + i) * HEADS + h] * D::kLog2e : 0.f;
@@ -459,8 +451,8 @@ LISA_MMA_UNROLL
           st[n][e] = p;
           dpt[n][e] = p * (dpt[n][e] - Ds[j]);  // dS^T
         }
-      D::mma_acc_tile<BQ / 16, OT, TW>(dva, st, dYt);
-      D::mma_acc_tile<BQ / 16, OT, TW>(dka, dpt, Qt);
+      D::mma_acc_tile<BQ / 16, OT, RW>(dva, st, dYs);
+      D::mma_acc_tile<BQ / 16, OT, RW>(dka, dpt, Qs);
     }
   }
   D::store_acc<OT>(dk + row0 * dks + gk * HD, dks, c0, SEQ, dka, scale, scale);
