@@ -24,8 +24,9 @@
 // Global memory: tiles come in with 16-byte loads (stage_rows), A fragments
 // (Q, dY, K, V held in registers) with 32-bit loads, outputs go out as 32-bit
 // bf16 pairs; every row must start at a multiple of 8 bf16 (the generator
-// checks). What it leaves for later: cp.async double buffering of the tiles
-// and 16-byte output stores (through shared memory).
+// checks). The tiles are double-buffered: tile i+1 is in flight (cp.async)
+// while the warps work on tile i. What it leaves for later: 16-byte output
+// stores (through shared memory).
 #pragma once
 #include "lisa_common.cuh"
 #include "mma.cuh"
@@ -72,13 +73,12 @@ LISA_MMA_UNROLL
 }
 
 // Rows [r0, r0+ROWS) of a [*, COLS] slice into smem as pairs along the row:
-// dst[j*W + p] = columns 2p, 2p+1 of row r0+j (0 past nrows). A pair is the
-// 32-bit word memory holds (column 2p in the low half), so each thread moves
-// 16 bytes, 4 pairs, at once: the slice's rows must start 16-byte aligned
-// (its base and its stride a multiple of 8; the generator's q, k, v and dy
-// are, HD being a multiple of 16 and buffers 256-byte aligned; a GPU faults,
-// and so does the emulator, where they are not), and dst is (W a multiple of
-// 4, the array __align__(16)).
+// dst[j*W + p] = columns 2p, 2p+1 of row r0+j (0 past nrows), by cp.async,
+// 16 bytes (4 pairs) a copy: in flight until the caller's cp_async_wait and
+// a barrier. The slice's rows must start 16-byte aligned (its base and its
+// stride a multiple of 8; the generator checks; a GPU faults, and so does
+// the emulator, where they are not), and dst is (W a multiple of 4, the
+// array __align__(16)).
 template <int ROWS, int COLS, int W, int THREADS>
 __device__ __forceinline__ void stage_rows(unsigned *dst, const __nv_bfloat16 *src, long long st,
                                            int r0, int nrows) {
@@ -86,9 +86,8 @@ __device__ __forceinline__ void stage_rows(unsigned *dst, const __nv_bfloat16 *s
   constexpr int CHUNKS = COLS / 8;  // 16-byte chunks a row
   for (int i = threadIdx.x; i < ROWS * CHUNKS; i += THREADS) {
     const int j = i / CHUNKS, q = i % CHUNKS;
-    __nv_bfloat16 *d = reinterpret_cast<__nv_bfloat16 *>(dst + j * W + 4 * q);
-    if (r0 + j < nrows) vec_copy<__nv_bfloat16, 8>(d, src + (long long)(r0 + j) * st + 8 * q);
-    else vec_zero<__nv_bfloat16, 8>(d);
+    const bool in = r0 + j < nrows;
+    cp_async_16(dst + j * W + 4 * q, in ? src + (long long)(r0 + j) * st + 8 * q : src, in);
   }
 }
 
@@ -177,9 +176,9 @@ LISA_MMA_UNROLL
 // ---------------------------------------------------------------------------
 // Forward on tensor cores: y = softmax(scale q k^T [+ causal mask]) v, lse.
 //
-// Constraints: HD % 16 == 0; smem 4*(BK*(HD/2+4) + HD*(BK/2+4)) bytes <= 48
-// KiB (HD 64, BK 64: 18 KiB; HD 128, BK 64: 35 KiB); registers about
-// HD/4 (Q) + HD/2 (O) + BK/2 (S) per thread.
+// Constraints: HD % 16 == 0; smem 4*4*BK*(HD/2+4) bytes (K and V, double-
+// buffered) <= 48 KiB (HD 64, BK 64: 36 KiB; HD 128 needs BK 32: 34 KiB);
+// registers about HD/4 (Q) + HD/2 (O) + BK/2 (S) per thread.
 //
 // launch: grid (ceil(SEQ/(16*WARPS)), HEADS, B), block (32*WARPS), dynamic smem: 0 bytes
 // tunables: USE {0,1} default 1; WARPS {2,4,8} default 4; BK {32,64} default 64
@@ -197,8 +196,9 @@ __device__ __forceinline__ void attention_forward_mma(
   constexpr int BQ = 16 * WARPS, THREADS = 32 * WARPS;
   constexpr int KW = HD / 2 + 4;  // words per K or V row in smem (+4: ldmatrix conflict-free)
   constexpr int NT = BK / 8, KC = HD / 16, OT = HD / 8;
-  __shared__ __align__(16) unsigned Ks[BK * KW];  // K[k0+j][2p..2p+1] at j*KW + p
-  __shared__ __align__(16) unsigned Vs[BK * KW];  // V likewise (P V: ldmatrix.trans)
+  // two of each: tile i+1 lands (cp.async) while tile i is in use
+  __shared__ __align__(16) unsigned Ks[2][BK * KW];  // K[k0+j][2p..2p+1] at j*KW + p
+  __shared__ __align__(16) unsigned Vs[2][BK * KW];  // V likewise (P V: ldmatrix.trans)
   static_assert(sizeof Ks + sizeof Vs == lisa_attention_mma_smem(LISA_ATT_MMA_FWD, HD, BK),
                 "launch.cuh's shared memory formula");
   static_assert(sizeof Ks + sizeof Vs <= LISA_MAX_STATIC_SMEM, "K/V tiles exceed 48 KiB: lower BK");
@@ -222,44 +222,53 @@ __device__ __forceinline__ void attention_forward_mma(
   float m_lo = kNegBig, m_hi = kNegBig, l_lo = 0.f, l_hi = 0.f;  // l: this lane's share
 
   const int nkeys = CAUSAL ? (SEQ < qt * BQ + BQ ? SEQ : qt * BQ + BQ) : SEQ;
-  for (int k0 = 0; k0 < nkeys; k0 += BK) {
-    __syncthreads();  // the previous tile is consumed
-    D::stage_rows<BK, HD, KW, THREADS>(Ks, kb, ks, k0, SEQ);
-    D::stage_rows<BK, HD, KW, THREADS>(Vs, vb, vs, k0, SEQ);
-    __syncthreads();
-    if (CAUSAL && k0 > r0 + 15) continue;  // no row of this warp sees these keys
-
-    float s[NT][4];
-    D::zero(s);
-    D::mma_tile<KC, NT, KW>(s, qf, Ks);
-    float mt_lo = kNegBig, mt_hi = kNegBig;
+  const int ntiles = (nkeys + BK - 1) / BK;
+  D::stage_rows<BK, HD, KW, THREADS>(Ks[0], kb, ks, 0, SEQ);
+  D::stage_rows<BK, HD, KW, THREADS>(Vs[0], vb, vs, 0, SEQ);
+  cp_async_commit();
+  for (int i = 0; i < ntiles; ++i) {
+    const int k0 = i * BK, cur = i & 1;
+    if (i + 1 < ntiles) {  // into the buffer tile i-1 used (consumed: the barrier below)
+      D::stage_rows<BK, HD, KW, THREADS>(Ks[cur ^ 1], kb, ks, k0 + BK, SEQ);
+      D::stage_rows<BK, HD, KW, THREADS>(Vs[cur ^ 1], vb, vs, k0 + BK, SEQ);
+    }
+    cp_async_commit();  // an empty group at the end keeps the count uniform
+    cp_async_wait<1>();  // tile i's copies have landed (this thread's)
+    __syncthreads();     // and everyone's
+    if (!(CAUSAL && k0 > r0 + 15)) {  // some row of this warp sees these keys
+      float s[NT][4];
+      D::zero(s);
+      D::mma_tile<KC, NT, KW>(s, qf, Ks[cur]);
+      float mt_lo = kNegBig, mt_hi = kNegBig;
 LISA_MMA_UNROLL
-    for (int n = 0; n < NT; ++n)
+      for (int n = 0; n < NT; ++n)
 LISA_MMA_UNROLL
-      for (int e = 0; e < 4; ++e) {
-        const int key = k0 + n * 8 + 2 * t + (e & 1), row = e < 2 ? rlo : rhi;
-        const bool ok = key < SEQ && (!CAUSAL || key <= row);
-        s[n][e] = ok ? s[n][e] * sl2 : kNegBig;
-        if (e < 2) mt_lo = fmaxf(mt_lo, s[n][e]);
-        else mt_hi = fmaxf(mt_hi, s[n][e]);
-      }
-    const float mn_lo = fmaxf(m_lo, D::quad_max(mt_lo)), mn_hi = fmaxf(m_hi, D::quad_max(mt_hi));
-    const float a_lo = exp2f(m_lo - mn_lo), a_hi = exp2f(m_hi - mn_hi);
-    m_lo = mn_lo, m_hi = mn_hi;
-    l_lo *= a_lo, l_hi *= a_hi;
+        for (int e = 0; e < 4; ++e) {
+          const int key = k0 + n * 8 + 2 * t + (e & 1), row = e < 2 ? rlo : rhi;
+          const bool ok = key < SEQ && (!CAUSAL || key <= row);
+          s[n][e] = ok ? s[n][e] * sl2 : kNegBig;
+          if (e < 2) mt_lo = fmaxf(mt_lo, s[n][e]);
+          else mt_hi = fmaxf(mt_hi, s[n][e]);
+        }
+      const float mn_lo = fmaxf(m_lo, D::quad_max(mt_lo)), mn_hi = fmaxf(m_hi, D::quad_max(mt_hi));
+      const float a_lo = exp2f(m_lo - mn_lo), a_hi = exp2f(m_hi - mn_hi);
+      m_lo = mn_lo, m_hi = mn_hi;
+      l_lo *= a_lo, l_hi *= a_hi;
 LISA_MMA_UNROLL
-    for (int n = 0; n < OT; ++n) o[n][0] *= a_lo, o[n][1] *= a_lo, o[n][2] *= a_hi, o[n][3] *= a_hi;
+      for (int n = 0; n < OT; ++n) o[n][0] *= a_lo, o[n][1] *= a_lo, o[n][2] *= a_hi, o[n][3] *= a_hi;
 LISA_MMA_UNROLL
-    for (int n = 0; n < NT; ++n)
+      for (int n = 0; n < NT; ++n)
 LISA_MMA_UNROLL
-      for (int e = 0; e < 4; ++e) {
-        const float mn = e < 2 ? mn_lo : mn_hi;
-        const float p = s[n][e] == kNegBig ? 0.f : exp2f(s[n][e] - mn);
-        s[n][e] = p;
-        if (e < 2) l_lo += p;
-        else l_hi += p;
-      }
-    D::mma_acc_tile<BK / 16, OT, KW>(o, s, Vs);
+        for (int e = 0; e < 4; ++e) {
+          const float mn = e < 2 ? mn_lo : mn_hi;
+          const float p = s[n][e] == kNegBig ? 0.f : exp2f(s[n][e] - mn);
+          s[n][e] = p;
+          if (e < 2) l_lo += p;
+          else l_hi += p;
+        }
+      D::mma_acc_tile<BK / 16, OT, KW>(o, s, Vs[cur]);
+    }
+    __syncthreads();  // tile i consumed: iteration i+1 stages tile i+2 into its buffer
   }
 
   l_lo = D::quad_sum(l_lo), l_hi = D::quad_sum(l_hi);
@@ -272,14 +281,14 @@ LISA_MMA_UNROLL
 // Backward, kernel 1 of 2, on tensor cores: dq, and dsum = rowsum(dy * y)
 // for kernel 2 (attention.cuh's attention_backward_dq, same arguments).
 // A warp's 16 query rows of Q and dY stay in registers as A fragments; per
-// key tile (K by row and transposed, V by row in smem):
+// key tile (K and V by row in smem; K also read transposed, by ldmatrix.trans):
 //   S = Q K^T, dP = dY V^T            (mma)
 //   P = exp2(S log2e/sqrt(HD) - lse log2e), dS = P (dP - dsum)
 //   dQ += dS K                        (dS re-packed as A fragments)
 // dq = dQ / sqrt(HD) written once at the end.
 //
-// Constraints: HD % 16 == 0; smem 4*(2*BK*(HD/2+4) + HD*(BK/2+4)) bytes <=
-// 48 KiB (HD 64, BK 64: 27 KiB; HD 128 needs BK 32: 27 KiB).
+// Constraints: HD % 16 == 0; smem 4*4*BK*(HD/2+4) bytes (K and V, double-
+// buffered) <= 48 KiB (HD 64, BK 64: 36 KiB; HD 128 needs BK 32: 34 KiB).
 //
 // launch: grid (ceil(SEQ/(16*WARPS)), HEADS, B), block (32*WARPS), dynamic smem: 0 bytes
 // tunables: USE {0,1} default 1; WARPS {2,4,8} default 4; BK {32,64} default 64
@@ -297,8 +306,9 @@ __device__ __forceinline__ void attention_backward_dq_mma(
   constexpr int BQ = 16 * WARPS, THREADS = 32 * WARPS;
   constexpr int KW = HD / 2 + 4;
   constexpr int NT = BK / 8, KC = HD / 16, OT = HD / 8;
-  __shared__ __align__(16) unsigned Ks[BK * KW];  // K by row (S = Q K^T; dQ = dS K: .trans)
-  __shared__ __align__(16) unsigned Vs[BK * KW];  // V by row (dP = dY V^T)
+  // two of each: tile i+1 lands (cp.async) while tile i is in use
+  __shared__ __align__(16) unsigned Ks[2][BK * KW];  // K by row (S = Q K^T; dQ = dS K: .trans)
+  __shared__ __align__(16) unsigned Vs[2][BK * KW];  // V by row (dP = dY V^T)
   static_assert(sizeof Ks + sizeof Vs == lisa_attention_mma_smem(LISA_ATT_MMA_DQ, HD, BK),
                 "launch.cuh's shared memory formula");
   static_assert(sizeof Ks + sizeof Vs <= LISA_MAX_STATIC_SMEM, "K/V tiles exceed 48 KiB: lower BK");
@@ -339,28 +349,37 @@ LISA_MMA_UNROLL
   float acc[OT][4];
   D::zero(acc);
   const int nkeys = CAUSAL ? (SEQ < qt * BQ + BQ ? SEQ : qt * BQ + BQ) : SEQ;
-  for (int k0 = 0; k0 < nkeys; k0 += BK) {
+  const int ntiles = (nkeys + BK - 1) / BK;
+  D::stage_rows<BK, HD, KW, THREADS>(Ks[0], kb, ks, 0, SEQ);
+  D::stage_rows<BK, HD, KW, THREADS>(Vs[0], vb, vs, 0, SEQ);
+  cp_async_commit();
+  for (int i = 0; i < ntiles; ++i) {  // as the forward's loop
+    const int k0 = i * BK, cur = i & 1;
+    if (i + 1 < ntiles) {
+      D::stage_rows<BK, HD, KW, THREADS>(Ks[cur ^ 1], kb, ks, k0 + BK, SEQ);
+      D::stage_rows<BK, HD, KW, THREADS>(Vs[cur ^ 1], vb, vs, k0 + BK, SEQ);
+    }
+    cp_async_commit();
+    cp_async_wait<1>();
     __syncthreads();
-    D::stage_rows<BK, HD, KW, THREADS>(Ks, kb, ks, k0, SEQ);
-    D::stage_rows<BK, HD, KW, THREADS>(Vs, vb, vs, k0, SEQ);
+    if (!(CAUSAL && k0 > r0 + 15)) {
+      float s[NT][4], dp[NT][4];
+      D::zero(s);
+      D::zero(dp);
+      D::mma_tile<KC, NT, KW>(s, qf, Ks[cur]);
+      D::mma_tile<KC, NT, KW>(dp, dyf, Vs[cur]);
+LISA_MMA_UNROLL
+      for (int n = 0; n < NT; ++n)
+LISA_MMA_UNROLL
+        for (int e = 0; e < 4; ++e) {
+          const int key = k0 + n * 8 + 2 * t + (e & 1), row = e < 2 ? rlo : rhi;
+          const bool ok = key < SEQ && (!CAUSAL || key <= row);
+          const float p = ok ? exp2f(s[n][e] * sl2 - (e < 2 ? l2_lo : l2_hi)) : 0.f;
+          s[n][e] = p * (dp[n][e] - (e < 2 ? ds_lo : ds_hi));  // dS
+        }
+      D::mma_acc_tile<BK / 16, OT, KW>(acc, s, Ks[cur]);
+    }
     __syncthreads();
-    if (CAUSAL && k0 > r0 + 15) continue;
-
-    float s[NT][4], dp[NT][4];
-    D::zero(s);
-    D::zero(dp);
-    D::mma_tile<KC, NT, KW>(s, qf, Ks);
-    D::mma_tile<KC, NT, KW>(dp, dyf, Vs);
-LISA_MMA_UNROLL
-    for (int n = 0; n < NT; ++n)
-LISA_MMA_UNROLL
-      for (int e = 0; e < 4; ++e) {
-        const int key = k0 + n * 8 + 2 * t + (e & 1), row = e < 2 ? rlo : rhi;
-        const bool ok = key < SEQ && (!CAUSAL || key <= row);
-        const float p = ok ? exp2f(s[n][e] * sl2 - (e < 2 ? l2_lo : l2_hi)) : 0.f;
-        s[n][e] = p * (dp[n][e] - (e < 2 ? ds_lo : ds_hi));  // dS
-      }
-    D::mma_acc_tile<BK / 16, OT, KW>(acc, s, Ks);
   }
   D::store_acc<OT>(dq + row0 * dqs + h * HD, dqs, r0, SEQ, acc, scale, scale);
 }
@@ -370,14 +389,14 @@ LISA_MMA_UNROLL
 // attention_backward_dkdv, same arguments). A block: 16*WARPS key rows of
 // one (batch, kv head); a warp's 16 rows of K and V stay in registers as A
 // fragments. For each query head of the group and each query tile of BQ
-// rows (Q and dY by row and transposed, lse and dsum in smem):
+// rows (Q and dY by row in smem, also read transposed; lse and dsum):
 //   S^T = K Q^T, dP^T = V dY^T          (mma)
 //   P^T = exp2(S^T log2e/sqrt(HD) - lse log2e), dS^T = P^T (dP^T - dsum)
 //   dV += P^T dY, dK += dS^T Q          (re-packed as A fragments)
 // dk = dK / sqrt(HD) and dv written once. Deterministic: no atomics.
 //
-// Constraints: HD % 16 == 0; smem 4*(2*BQ*(HD/2+4) + 2*HD*(BQ/2+4) + 2*BQ)
-// bytes <= 48 KiB (HD 64, BQ 64: 37 KiB; HD 128, BQ 32: 38 KiB).
+// Constraints: HD % 16 == 0; smem 4*(4*BQ*(HD/2+4) + 2*BQ) bytes <= 48 KiB
+// (HD 64, BQ 64: 37 KiB; HD 128, BQ 32: 35 KiB).
 //
 // launch: grid (ceil(SEQ/(16*WARPS)), KV_HEADS, B), block (32*WARPS), dynamic smem: 0 bytes
 // tunables: USE {0,1} default 1; WARPS {2,4,8} default 4; BQ {16,32,64} default 64
@@ -395,8 +414,9 @@ __device__ __forceinline__ void attention_backward_dkdv_mma(
   constexpr int BKV = 16 * WARPS, THREADS = 32 * WARPS, GROUP = HEADS / KV_HEADS;
   constexpr int RW = HD / 2 + 4;
   constexpr int NT = BQ / 8, KC = HD / 16, OT = HD / 8;
-  __shared__ __align__(16) unsigned Qs[BQ * RW];   // Q by row (S^T = K Q^T; dK += dS^T Q: .trans)
-  __shared__ __align__(16) unsigned dYs[BQ * RW];  // dY by row (dP^T = V dY^T; dV += P^T dY)
+  // two of each: tile i+1 lands (cp.async) while tile i is in use
+  __shared__ __align__(16) unsigned Qs[2][BQ * RW];   // Q by row (S^T = K Q^T; dK += dS^T Q: .trans)
+  __shared__ __align__(16) unsigned dYs[2][BQ * RW];  // dY by row (dP^T = V dY^T; dV += P^T dY)
   __shared__ float Ls[BQ];           // lse * log2(e)
   __shared__ float Ds[BQ];           // dsum
   constexpr int smem = sizeof Qs + sizeof dYs + sizeof Ls + sizeof Ds;
@@ -421,26 +441,36 @@ __device__ __forceinline__ void attention_backward_dkdv_mma(
   D::zero(dka);
   D::zero(dva);
 
+  // the tiles of every query head of the group, in turn: tile i is head
+  // gk*GROUP + i / per_head, query rows qstart + (i % per_head) * BQ
   const int qstart = CAUSAL ? kt * BKV / BQ * BQ : 0;
-  for (int h = gk * GROUP; h < (gk + 1) * GROUP; ++h) {
-    const __nv_bfloat16 *qb = q + row0 * qs + h * HD, *dyb = dy + row0 * dys + h * HD;
-    for (int q0 = qstart; q0 < SEQ; q0 += BQ) {
-      __syncthreads();
-      D::stage_rows<BQ, HD, RW, THREADS>(Qs, qb, qs, q0, SEQ);
-      D::stage_rows<BQ, HD, RW, THREADS>(dYs, dyb, dys, q0, SEQ);
-      for (int i = threadIdx.x; i < BQ; i += THREADS) {
-        const bool in = q0 + i < SEQ;
-        Ls[i] = in ? lse[(row0 + q0 + i) * HEADS + h] * D::kLog2e : 0.f;
-        Ds[i] = in ? dsum[(row0 + q0 + i) * HEADS + h] : 0.f;
-      }
-      __syncthreads();
-      if (CAUSAL && q0 + BQ - 1 < c0) continue;  // every query before this warp's keys
-
+  const int per_head = (SEQ - qstart + BQ - 1) / BQ, ntiles = GROUP * per_head;
+  auto head_of = [&](int i) { return gk * GROUP + i / per_head; };
+  auto q0_of = [&](int i) { return qstart + (i % per_head) * BQ; };
+  auto stage = [&](int i, int buf) {
+    const int h = head_of(i), q0 = q0_of(i);
+    D::stage_rows<BQ, HD, RW, THREADS>(Qs[buf], q + row0 * qs + h * HD, qs, q0, SEQ);
+    D::stage_rows<BQ, HD, RW, THREADS>(dYs[buf], dy + row0 * dys + h * HD, dys, q0, SEQ);
+  };
+  stage(0, 0);
+  cp_async_commit();
+  for (int i = 0; i < ntiles; ++i) {  // as the forward's loop
+    const int h = head_of(i), q0 = q0_of(i), cur = i & 1;
+    if (i + 1 < ntiles) stage(i + 1, cur ^ 1);
+    cp_async_commit();
+    cp_async_wait<1>();
+    for (int j = threadIdx.x; j < BQ; j += THREADS) {  // tile i-1's were read before the barrier
+      const bool in = q0 + j < SEQ;
+      Ls[j] = in ? lse[(row0 + q0 + j) * HEADS + h] * D::kLog2e : 0.f;
+      Ds[j] = in ? dsum[(row0 + q0 + j) * HEADS + h] : 0.f;
+    }
+    __syncthreads();
+    if (!(CAUSAL && q0 + BQ - 1 < c0)) {  // some query at or after this warp's keys
       float st[NT][4], dpt[NT][4];
       D::zero(st);
       D::zero(dpt);
-      D::mma_tile<KC, NT, RW>(st, kf, Qs);
-      D::mma_tile<KC, NT, RW>(dpt, vf, dYs);
+      D::mma_tile<KC, NT, RW>(st, kf, Qs[cur]);
+      D::mma_tile<KC, NT, RW>(dpt, vf, dYs[cur]);
 LISA_MMA_UNROLL
       for (int n = 0; n < NT; ++n)
 LISA_MMA_UNROLL
@@ -451,9 +481,10 @@ LISA_MMA_UNROLL
           st[n][e] = p;
           dpt[n][e] = p * (dpt[n][e] - Ds[j]);  // dS^T
         }
-      D::mma_acc_tile<BQ / 16, OT, RW>(dva, st, dYs);
-      D::mma_acc_tile<BQ / 16, OT, RW>(dka, dpt, Qs);
+      D::mma_acc_tile<BQ / 16, OT, RW>(dva, st, dYs[cur]);
+      D::mma_acc_tile<BQ / 16, OT, RW>(dka, dpt, Qs[cur]);
     }
+    __syncthreads();
   }
   D::store_acc<OT>(dk + row0 * dks + gk * HD, dks, c0, SEQ, dka, scale, scale);
   D::store_acc<OT>(dv + row0 * dvs + gk * HD, dvs, c0, SEQ, dva, 1.f, 1.f);

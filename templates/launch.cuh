@@ -92,13 +92,13 @@ LISA_LAUNCH_FN int lisa_attention_dkdv_bkv(int bkv, int threads, int hd) {
 
 // attention_mma.cuh's static shared memory for a tile of `tile` rows (keys
 // for the forward and dq, queries for dkdv) at head size hd: two tiles
-// staged by row as bf16 pairs (hd/2 + 4 words a row), dkdv's per-row lse and
-// dsum.
+// staged by row as bf16 pairs (hd/2 + 4 words a row), each double-buffered
+// (cp.async), and dkdv's per-row lse and dsum.
 enum { LISA_ATT_MMA_FWD, LISA_ATT_MMA_DQ, LISA_ATT_MMA_DKDV };
 LISA_LAUNCH_FN int lisa_attention_mma_smem(int kernel, int hd, int tile) {
   const int rows = tile * (hd / 2 + 4); /* words of a tile staged by row */
-  if (kernel == LISA_ATT_MMA_FWD || kernel == LISA_ATT_MMA_DQ) return 4 * 2 * rows;
-  return 4 * (2 * rows + 2 * tile);
+  if (kernel == LISA_ATT_MMA_FWD || kernel == LISA_ATT_MMA_DQ) return 4 * 4 * rows;
+  return 4 * (4 * rows + 2 * tile);
 }
 // The largest tile whose registers fit (ptxas, sm_90: at HD 128 dkdv spills
 // with 32 query rows and fits in 254 registers with 16).

@@ -1,6 +1,6 @@
 // mma.cuh: one warp-wide tensor-core product, mma.sync m16n8k16 with bf16
-// inputs and fp32 accumulators (sm_80 and later), and the bf16 pairs its
-// fragments are made of. On the GPU it is the PTX instruction; in the host
+// inputs and fp32 accumulators (sm_80 and later), the bf16 pairs its
+// fragments are made of, ldmatrix to load them and cp.async to stage tiles. On the GPU it is the PTX instruction; in the host
 // emulator (LISA_EMU) the same product from the same fragments, gathered
 // with shuffles, so a kernel written against it is tested on the CPU.
 //
@@ -125,6 +125,38 @@ __device__ __forceinline__ void ldmatrix_x4_trans(unsigned (&r)[4], const unsign
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(addr));
+#endif
+}
+
+// cp.async (sm_80): 16 bytes from global to shared memory that land only
+// when a cp_async_wait covers their group; in_range false writes 16 zero
+// bytes (src is then not read). Both addresses 16-byte aligned.
+__device__ __forceinline__ void cp_async_16(void *smem, const void *gmem, bool in_range) {
+#ifdef LISA_EMU
+  ::emu::cp_async_16(smem, gmem, in_range ? 16u : 0u);
+#else
+  const unsigned addr = (unsigned)__cvta_generic_to_shared(smem);
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(addr), "l"(gmem),
+               "r"(in_range ? 16 : 0));
+#endif
+}
+
+// Closes the group of the copies issued since the last commit.
+__device__ __forceinline__ void cp_async_commit() {
+#ifdef LISA_EMU
+  ::emu::cp_async_commit();
+#else
+  asm volatile("cp.async.commit_group;\n" ::);
+#endif
+}
+
+// Waits until at most N of this thread's committed groups are in flight
+// (the others have landed; other threads' copies need a barrier after).
+template <int N> __device__ __forceinline__ void cp_async_wait() {
+#ifdef LISA_EMU
+  ::emu::cp_async_wait(N);
+#else
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 #endif
 }
 

@@ -91,6 +91,42 @@ inline int __all_sync(unsigned mask, int pred) {
   return int(emu::detail::warp_op(emu::detail::WarpOp::All, mask, 0, pred != 0, 32));
 }
 
+// --- cp.async (PTX ISA: cp.async, cp.async.commit_group, cp.async.wait_group) --
+// As an adversary: a copy lands only when a wait_group covers it, and until
+// then its destination reads as 0xff bytes (NaN in bf16 and fp32), so a
+// read before the wait, or a wait that leaves the wrong group pending, shows
+// up in the results. Both addresses must be 16-byte aligned; src_bytes < 16
+// fills the rest with zeros (0: a zero row).
+namespace emu {
+inline void cp_async_16(void *dst, const void *src, unsigned src_bytes) {
+  check_vec_align(dst, 16);
+  if (src_bytes) check_vec_align(src, 16);
+  if (src_bytes > 16) detail::fail("cp.async of %u source bytes into 16", src_bytes);
+  memset(dst, 0xff, 16);
+  detail::current().copies.push_back({dst, src, 16, src_bytes, 0});
+}
+inline void cp_async_commit() {
+  detail::Thread &t = detail::current();
+  t.groups++;
+  for (detail::AsyncCopy &c : t.copies)
+    if (!c.group) c.group = t.groups;
+}
+// Every committed group but the newest n lands.
+inline void cp_async_wait(unsigned n) {
+  detail::Thread &t = detail::current();
+  std::vector<detail::AsyncCopy> left;
+  for (const detail::AsyncCopy &c : t.copies) {
+    if (!c.group || c.group + n > t.groups) {
+      left.push_back(c);
+      continue;
+    }
+    memcpy(c.dst, c.src, c.src_bytes);
+    memset(static_cast<char *>(c.dst) + c.src_bytes, 0, c.bytes - c.src_bytes);
+  }
+  t.copies.swap(left);
+}
+}  // namespace emu
+
 // Ends the launch with an error, like a device-side trap.
 [[noreturn]] inline void __trap() { emu::detail::fail("__trap()"); }
 

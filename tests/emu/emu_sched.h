@@ -108,6 +108,15 @@ struct Site {
   }
 };
 
+// A cp.async copy in flight: issued, not yet waited for (group 0: not yet
+// committed; else the commit_group count that closed its group).
+struct AsyncCopy {
+  void *dst;
+  const void *src;
+  unsigned bytes, src_bytes;
+  unsigned group;
+};
+
 struct Thread {
   fiber::Context ctx;
   void *asan_fake = nullptr;
@@ -120,6 +129,8 @@ struct Thread {
   int param = 0, width = 32;
   uint64_t value = 0, result = 0;
   Site site;
+  std::vector<AsyncCopy> copies;  // cp.async in flight
+  unsigned groups = 0;            // commit_groups so far
 };
 
 struct Launch {
@@ -387,6 +398,8 @@ inline uint64_t warp_op(WarpOp op, unsigned mask, uint64_t value, int param, int
 // A returning thread: it no longer holds up a barrier, and a warp operation
 // whose mask names it can never complete.
 inline void thread_exit(Launch &L, Thread &t) {
+  if (!t.copies.empty())
+    fail("returned with %zu cp.async copies it never waited for", t.copies.size());
   t.state = State::Exited;
   L.live--;
   if (L.arrived > 0 && L.arrived == L.live) release_barrier(L, nullptr);
@@ -451,6 +464,7 @@ inline bool run_block(Launch &L, uint3 b) {
   L.last_warp = -1;
   for (Thread &t : L.threads) {
     t.state = State::Ready;
+    t.copies.clear(), t.groups = 0;
     fiber::init(t.ctx, L.stacks.lo(t.index), L.stacks.size(), thread_main, &t);
     push_ready(L, t);
   }
