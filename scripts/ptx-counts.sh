@@ -19,18 +19,19 @@ trap 'rm -rf "$tmp"' EXIT
 # one file per entry: from ".entry NAME" to the next ".entry"
 awk -v dir="$tmp" '/^\.visible \.entry|^\.entry/ { name = $0; sub(/.*\.entry[ \t]+/, "", name);
   sub(/\(.*/, "", name); out = dir "/" name ".k" } out { print > out }' "$tmp/all.ptx"
-printf '%-48s %8s %8s %8s %8s %8s %8s %8s %8s\n' kernel ld.g.16 ld.g.32 ld.g.128 st.g.16 st.g.32 \
-  ld.s.32 ldmatrix cp.async
+printf '%-48s %8s %8s %8s %8s %8s %8s %8s %8s %8s\n' kernel ld.g.16 ld.g.32 ld.g.128 st.g.16 \
+  st.g.32 st.g.128 ld.s.32 ldmatrix cp.async
 for k in "$tmp"/*.k; do
   name=$(basename "$k" .k)
   grep -Eq "$pattern" <<<"$name" || continue
   count() { grep -Ec "$1" "$k" || true; }
-  printf '%-48s %8d %8d %8d %8d %8d %8d %8d %8d\n' "$name" \
+  printf '%-48s %8d %8d %8d %8d %8d %8d %8d %8d %8d\n' "$name" \
     "$(count '^\s*ld\.global(\.[a-z]+)*\.(u16|b16|s16)\s')" \
     "$(count '^\s*ld\.global(\.[a-z]+)*\.(u32|b32|s32|f32)\s')" \
     "$(count '^\s*ld\.global(\.[a-z]+)*\.v4\.(u32|b32|f32)\s')" \
     "$(count '^\s*st\.global(\.[a-z]+)*\.(u16|b16|s16)\s')" \
     "$(count '^\s*st\.global(\.[a-z]+)*\.(u32|b32|s32|f32)\s')" \
+    "$(count '^\s*st\.global(\.[a-z]+)*\.v4\.(u32|b32|f32)\s')" \
     "$(count '^\s*ld\.shared(\.[a-z]+)*\.(u32|b32|s32|f32)\s')" \
     "$(count '^\s*ldmatrix')" "$(count '^\s*cp\.async\.(ca|cg)')"
 done

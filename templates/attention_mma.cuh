@@ -25,8 +25,8 @@
 // (Q, dY, K, V held in registers) with 32-bit loads, outputs go out as 32-bit
 // bf16 pairs; every row must start at a multiple of 8 bf16 (the generator
 // checks). The tiles are double-buffered: tile i+1 is in flight (cp.async)
-// while the warps work on tile i. What it leaves for later: 16-byte output
-// stores (through shared memory).
+// while the warps work on tile i. Outputs leave through the tiles' shared
+// memory in 16-byte stores where it holds 16 rows a warp (store_acc_wide).
 #pragma once
 #include "lisa_common.cuh"
 #include "mma.cuh"
@@ -171,6 +171,32 @@ LISA_MMA_UNROLL
   }
 }
 
+// store_acc with 16-byte stores: the warp's 16 rows go through its own
+// 16 x W-word region of shared memory (stage: W = HD/2 + 4 words a row, so
+// the pair writes hit 32 banks), then each lane stores 16-byte chunks of
+// whole rows. The region must be free (every warp past the tiles' last
+// barrier) and 16-byte aligned; so must the slice's rows.
+template <int NT>
+__device__ __forceinline__ void store_acc_wide(__nv_bfloat16 *base, long long st, int r, int nrows,
+                                               const float (&acc)[NT][4], float s_lo, float s_hi,
+                                               unsigned *stage) {
+  constexpr int W = 4 * NT + 4;
+  const int lane = threadIdx.x & 31, g = lane / 4, t = lane & 3;
+  __syncwarp();  // a previous call's chunks are read
+LISA_MMA_UNROLL
+  for (int n = 0; n < NT; ++n) {
+    stage[g * W + 4 * n + t] = pack_bf16x2(acc[n][0] * s_lo, acc[n][1] * s_lo);
+    stage[(g + 8) * W + 4 * n + t] = pack_bf16x2(acc[n][2] * s_hi, acc[n][3] * s_hi);
+  }
+  __syncwarp();
+  for (int i = lane; i < 16 * NT; i += 32) {  // NT chunks of 8 bf16 a row
+    const int j = i / NT, q = i % NT;
+    if (r + j < nrows)
+      vec_copy<__nv_bfloat16, 8>(base + (long long)(r + j) * st + 8 * q,
+                                 reinterpret_cast<const __nv_bfloat16 *>(stage + j * W + 4 * q));
+  }
+}
+
 }  // namespace attn_mma_detail
 
 // ---------------------------------------------------------------------------
@@ -272,7 +298,12 @@ LISA_MMA_UNROLL
   }
 
   l_lo = D::quad_sum(l_lo), l_hi = D::quad_sum(l_hi);
-  D::store_acc<OT>(y + row0 * ys + h * HD, ys, r0, SEQ, o, 1.f / l_lo, 1.f / l_hi);
+  // K's two buffers are free (the loop's last barrier): 16 rows a warp
+  if constexpr (16 * WARPS <= 2 * BK)
+    D::store_acc_wide<OT>(y + row0 * ys + h * HD, ys, r0, SEQ, o, 1.f / l_lo, 1.f / l_hi,
+                          &Ks[0][0] + warp * 16 * KW);
+  else
+    D::store_acc<OT>(y + row0 * ys + h * HD, ys, r0, SEQ, o, 1.f / l_lo, 1.f / l_hi);
   if (t == 0 && rlo < SEQ) lse[(row0 + rlo) * HEADS + h] = (m_lo + log2f(l_lo)) * D::kLn2;
   if (t == 0 && rhi < SEQ) lse[(row0 + rhi) * HEADS + h] = (m_hi + log2f(l_hi)) * D::kLn2;
 }
@@ -381,7 +412,11 @@ LISA_MMA_UNROLL
     }
     __syncthreads();
   }
-  D::store_acc<OT>(dq + row0 * dqs + h * HD, dqs, r0, SEQ, acc, scale, scale);
+  if constexpr (16 * WARPS <= 2 * BK)  // as the forward
+    D::store_acc_wide<OT>(dq + row0 * dqs + h * HD, dqs, r0, SEQ, acc, scale, scale,
+                          &Ks[0][0] + warp * 16 * KW);
+  else
+    D::store_acc<OT>(dq + row0 * dqs + h * HD, dqs, r0, SEQ, acc, scale, scale);
 }
 
 // ---------------------------------------------------------------------------
@@ -486,8 +521,14 @@ LISA_MMA_UNROLL
     }
     __syncthreads();
   }
-  D::store_acc<OT>(dk + row0 * dks + gk * HD, dks, c0, SEQ, dka, scale, scale);
-  D::store_acc<OT>(dv + row0 * dvs + gk * HD, dvs, c0, SEQ, dva, 1.f, 1.f);
+  if constexpr (16 * WARPS <= 2 * BQ) {  // as the forward, in Q's buffers
+    unsigned *stage = &Qs[0][0] + warp * 16 * RW;
+    D::store_acc_wide<OT>(dk + row0 * dks + gk * HD, dks, c0, SEQ, dka, scale, scale, stage);
+    D::store_acc_wide<OT>(dv + row0 * dvs + gk * HD, dvs, c0, SEQ, dva, 1.f, 1.f, stage);
+  } else {
+    D::store_acc<OT>(dk + row0 * dks + gk * HD, dks, c0, SEQ, dka, scale, scale);
+    D::store_acc<OT>(dv + row0 * dvs + gk * HD, dvs, c0, SEQ, dva, 1.f, 1.f);
+  }
 }
 
 }  // namespace lisa
