@@ -155,9 +155,6 @@ static void follow_schedule(trainer *t) {
   }
 }
 
-/* Per-layer statistics a Lua policy may read: weight norms now, gradient
- * norms from the last step each block trained (0 if never). Computed only
- * at a switch, and only for a policy that can read them. */
 /* Sums of squares of every parameter: sq[0] the embedding's, sq[1 + l]
  * block l's, sq[n_layer + 1] the head's. On the host, each region's
  * contiguous span at once; from another store, a tensor at a time. */
@@ -187,6 +184,9 @@ static int weight_squares(const trainer *t, double *sq, lt_error *err) {
   return rc;
 }
 
+/* Per-layer statistics a Lua policy may read: weight norms now, gradient
+ * norms from the last step each block trained (0 if never). Computed only
+ * at a switch, and only for a policy that can read them. */
 static int update_weight_norms(trainer *t, lt_error *err) {
   int n_layer = t->ir.n_layer;
   double *sq = malloc(sizeof(double) * (size_t)(n_layer + 2));
