@@ -29,16 +29,18 @@ void arena_bind_scratch(const gen_path *p, char *scratch, void **tab) {
   }
 }
 
-int arena_copy_f32(const dt_device *dev, float *host, void *mem, int64_t n, int elem_bytes,
-                   int to_host, void *staging, lt_error *err) {
-  if (elem_bytes == 4)
-    return to_host ? dev->download(dev->ctx, host, mem, (size_t)n * 4, err)
-                   : dev->upload(dev->ctx, mem, host, (size_t)n * 4, err);
+int arena_upload_f32(const dt_device *dev, void *mem, const float *host, int64_t n,
+                     int elem_bytes, void *staging, lt_error *err) {
+  if (elem_bytes == 4) return dev->upload(dev->ctx, mem, host, (size_t)n * 4, err);
   uint16_t *h = staging;
-  if (!to_host) {
-    for (int64_t i = 0; i < n; i++) h[i] = f32_to_bf16(host[i]);
-    return dev->upload(dev->ctx, mem, h, (size_t)n * 2, err);
-  }
+  for (int64_t i = 0; i < n; i++) h[i] = f32_to_bf16(host[i]);
+  return dev->upload(dev->ctx, mem, h, (size_t)n * 2, err);
+}
+
+int arena_download_f32(const dt_device *dev, float *host, const void *mem, int64_t n,
+                       int elem_bytes, void *staging, lt_error *err) {
+  if (elem_bytes == 4) return dev->download(dev->ctx, host, mem, (size_t)n * 4, err);
+  uint16_t *h = staging;
   if (dev->download(dev->ctx, h, mem, (size_t)n * 2, err)) return -1;
   for (int64_t i = 0; i < n; i++) host[i] = bf16_to_f32(h[i]);
   return 0;

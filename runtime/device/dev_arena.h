@@ -35,8 +35,10 @@ void arena_bind_scratch(const gen_path *p, char *scratch, void **tab);
 
 /* n fp32 values between the host and device memory stored in elem_bytes
  * (4: fp32; 2: bf16, rounded to nearest even on the way up), through
- * staging (n * 2 bytes) where it converts. to_host: device -> host. */
-int arena_copy_f32(const dt_device *dev, float *host, void *mem, int64_t n, int elem_bytes,
-                   int to_host, void *staging, lt_error *err);
+ * staging (n * 2 bytes) where it converts. */
+int arena_upload_f32(const dt_device *dev, void *mem, const float *host, int64_t n,
+                     int elem_bytes, void *staging, lt_error *err);
+int arena_download_f32(const dt_device *dev, float *host, const void *mem, int64_t n,
+                       int elem_bytes, void *staging, lt_error *err);
 
 #endif

@@ -134,14 +134,14 @@ int dd_create(dev_decoder **out, const ms_state *s, const gen_program *prog, con
 
 static int store_get(void *ctx, int p, int layer, float *out, lt_error *err) {
   dev_decoder *d = ctx;
-  return arena_copy_f32(&d->dev, out, d->weights + ms_param_index(d->s, p, layer) * d->wb,
-                        ir_param_numel(&d->prog->m->params[p]), d->wb, 1, d->staging, err);
+  return arena_download_f32(&d->dev, out, d->weights + ms_param_index(d->s, p, layer) * d->wb,
+                            ir_param_numel(&d->prog->m->params[p]), d->wb, d->staging, err);
 }
 
 static int store_put(void *ctx, int p, int layer, const float *in, lt_error *err) {
   dev_decoder *d = ctx;
-  return arena_copy_f32(&d->dev, (float *)in, d->weights + ms_param_index(d->s, p, layer) * d->wb,
-                        ir_param_numel(&d->prog->m->params[p]), d->wb, 0, d->staging, err);
+  return arena_upload_f32(&d->dev, d->weights + ms_param_index(d->s, p, layer) * d->wb, in,
+                          ir_param_numel(&d->prog->m->params[p]), d->wb, d->staging, err);
 }
 
 param_store dd_store(dev_decoder *d) {
@@ -188,8 +188,8 @@ int dd_feed(dev_decoder *d, const int32_t *ids, int n, const float **logits, lt_
   }
   /* the last row's logits: the one read back a token needs (rows padded) */
   const size_t row = (size_t)gen_buffer_ld(&d->paths[IR_HEAD]->bufs[d->logits_buf]) * (size_t)d->wb;
-  if (arena_copy_f32(&d->dev, d->host_logits, d->logits + (size_t)(last - 1) * row, d->vocab,
-                     d->wb, 1, d->staging, err))
+  if (arena_download_f32(&d->dev, d->host_logits, d->logits + (size_t)(last - 1) * row, d->vocab,
+                         d->wb, d->staging, err))
     return -1;
   *logits = d->host_logits;
   return 0;

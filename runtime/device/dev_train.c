@@ -742,8 +742,8 @@ static int store_get(void *ctx, int p, int layer, float *out, lt_error *err) {
   int64_t n = ir_param_numel(&d->prog->m->params[p]);
   char *master = master_of(d, p, layer);
   if (master) return d->dev.download(d->dev.ctx, out, master, (size_t)n * 4, err);
-  return arena_copy_f32(&d->dev, out, d->weights + param_index(d->s, p, layer) * d->wb, n, d->wb, 1,
-                        d->convert, err);
+  return arena_download_f32(&d->dev, out, d->weights + param_index(d->s, p, layer) * d->wb, n,
+                            d->wb, d->convert, err);
 }
 
 /* The weights in the storage dtype and, where it trains in bf16-mixed, the
@@ -752,37 +752,44 @@ static int store_put(void *ctx, int p, int layer, const float *in, lt_error *err
   dev_trainer *d = ctx;
   int64_t n = ir_param_numel(&d->prog->m->params[p]);
   if (follow_host(d, err) ||
-      arena_copy_f32(&d->dev, (float *)in, d->weights + param_index(d->s, p, layer) * d->wb, n,
-                     d->wb, 0, d->convert, err))
+      arena_upload_f32(&d->dev, d->weights + param_index(d->s, p, layer) * d->wb, in, n, d->wb,
+                       d->convert, err))
     return -1;
   char *master = master_of(d, p, layer);
   return master ? d->dev.upload(d->dev.ctx, master, in, (size_t)n * 4, err) : 0;
 }
 
-/* Moments in pieces that fit the conversion staging (the largest tensor). */
-static int store_moments(dev_trainer *d, int which, int64_t at, int64_t n, float *host,
-                         int to_host, lt_error *err) {
-  if (at < 0 || n < 0 || at + n > d->s->n_grad_scalars)
-    return lt_fail(err, "moments [%lld, %lld) outside the %lld of the gradient layout",
-                   (long long)at, (long long)(at + n), (long long)d->s->n_grad_scalars);
-  char *base = which ? d->mom2 : d->mom1;
-  for (int64_t i = 0; i < n; i += d->max_numel) {
-    int64_t k = n - i < d->max_numel ? n - i : d->max_numel;
-    if (arena_copy_f32(&d->dev, host + i, base + (at + i) * d->mb, k, d->mb, to_host, d->convert,
-                       err))
-      return -1;
+/* The moments' [at, at + n) of the gradient layout, or NULL (err says why). */
+static char *moments_at(dev_trainer *d, int which, int64_t at, int64_t n, lt_error *err) {
+  if (at < 0 || n < 0 || at + n > d->s->n_grad_scalars) {
+    lt_fail(err, "moments [%lld, %lld) outside the %lld of the gradient layout", (long long)at,
+            (long long)(at + n), (long long)d->s->n_grad_scalars);
+    return NULL;
   }
-  return 0;
+  return (which ? d->mom2 : d->mom1) + at * d->mb;
 }
 
+/* In pieces that fit the conversion staging (the largest tensor). */
 static int store_get_moments(void *ctx, int which, int64_t at, int64_t n, float *out,
                              lt_error *err) {
-  return store_moments(ctx, which, at, n, out, 1, err);
+  dev_trainer *d = ctx;
+  const char *mem = moments_at(d, which, at, n, err);
+  for (int64_t i = 0; mem && i < n; i += d->max_numel) {
+    int64_t k = n - i < d->max_numel ? n - i : d->max_numel;
+    if (arena_download_f32(&d->dev, out + i, mem + i * d->mb, k, d->mb, d->convert, err)) return -1;
+  }
+  return mem ? 0 : -1;
 }
 
 static int store_put_moments(void *ctx, int which, int64_t at, int64_t n, const float *in,
                              lt_error *err) {
-  return follow_host(ctx, err) || store_moments(ctx, which, at, n, (float *)in, 0, err) ? -1 : 0;
+  dev_trainer *d = ctx;
+  char *mem = follow_host(d, err) ? NULL : moments_at(d, which, at, n, err);
+  for (int64_t i = 0; mem && i < n; i += d->max_numel) {
+    int64_t k = n - i < d->max_numel ? n - i : d->max_numel;
+    if (arena_upload_f32(&d->dev, mem + i * d->mb, in + i, k, d->mb, d->convert, err)) return -1;
+  }
+  return mem ? 0 : -1;
 }
 
 /* A checkpoint's state is in: the AdamW counts continue from the host's. */
