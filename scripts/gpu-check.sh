@@ -106,12 +106,13 @@ summary() {
     /"step":/ { n++; if (n == 1) first = field("loss"); last = field("loss")
       if (n > 5) { tps[++k] = field("tokens_per_s") + 0; ms[k] = field("step_ms") + 0; mfu[k] = field("mfu") + 0 }
       p = field("peak_bytes") + 0; if (p > peak) peak = p
-      u = field("device_used_bytes") + 0; if (u > used) used = u }
+      u = field("device_used_bytes") + 0; if (u > used) used = u
+      h = field("peak_rss_bytes") + 0; if (h > rss) rss = h }
     function median(a, n,   i, j, t) { for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
       return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
     END { if (k == 0) { print f ": no rows after warm-up"; exit 1 }
-      printf "%s: %d steps, median %.1f ms, %.0f tokens/s, mfu %.4f, arena %.2f GiB, device used %.2f GiB, loss %s -> %s\n",
-        f, n, median(ms, k), median(tps, k), median(mfu, k), peak / 2^30, used / 2^30, first, last }' "$1"
+      printf "%s: %d steps, median %.1f ms, %.0f tokens/s, mfu %.4f, arena %.2f GiB, device used %.2f GiB, host peak RSS %.2f GiB, loss %s -> %s\n",
+        f, n, median(ms, k), median(tps, k), median(mfu, k), peak / 2^30, used / 2^30, rss / 2^30, first, last }' "$1"
 }
 
 TINY="models/gpt2-tiny.yaml --data tests/fixtures/tokens-67.bin"
