@@ -67,7 +67,7 @@ void wt_interleave_rows(const ir_param *par, const float *from, float *to, int t
     }
 }
 
-/* ---- loading ------------------------------------------------------------ */
+/* ---- staging: the tensor in hand between a store and a file ------------- */
 
 static int any_interleaved(const ir_model *m) {
   for (int p = 0; p < m->n_params; p++)
@@ -75,6 +75,41 @@ static int any_interleaved(const ir_model *m) {
   return 0;
 }
 
+uint64_t wt_staging_bytes(const ir_model *m) {
+  return sizeof(float) * (uint64_t)ps_max_numel(m) * (1 + (uint64_t)any_interleaved(m));
+}
+
+int wt_staging_init(wt_staging *st, const ir_model *m, const param_store *ps, lt_error *err) {
+  size_t bytes = sizeof(float) * (size_t)ps_max_numel(m);
+  int twice = any_interleaved(m);
+  *st = (wt_staging){ps, m, malloc(bytes), twice ? malloc(bytes) : NULL, -1, 0};
+  if (st->values && (st->other_order || !twice)) return 0;
+  wt_staging_free(st);
+  return lt_fail(err, "out of memory");
+}
+
+void wt_staging_free(wt_staging *st) {
+  free(st->values);
+  free(st->other_order);
+  st->values = st->other_order = NULL;
+}
+
+int wt_fill_param(void *ctx, uint64_t at, void *out, size_t bytes, lt_error *err) {
+  wt_fill *f = ctx;
+  wt_staging *st = f->staging;
+  if (st->p != f->p || st->layer != f->layer) {
+    const ir_param *par = &st->m->params[f->p];
+    float *get = par->interleave_groups ? st->other_order : st->values;
+    st->p = -1;
+    if (st->ps->get(st->ps->ctx, f->p, f->layer, get, err)) return -1;
+    if (par->interleave_groups) wt_interleave_rows(par, get, st->values, 0);
+    st->p = f->p, st->layer = f->layer;
+  }
+  memcpy(out, (const char *)st->values + at, bytes);
+  return 0;
+}
+
+/* ---- loading ------------------------------------------------------------ */
 
 /* Where one (param, layer) is read from: its tensor's name and shard. */
 typedef struct {
@@ -142,11 +177,11 @@ static void format_shape(char *out, size_t cap, int ndim, const int64_t *shape) 
 }
 
 /* Where loaded values go: the store (NULL: only check every tensor's
- * presence and shape), through staging of the largest tensor. */
+ * presence and shape), through staging (its values in lisa's row order). */
 typedef struct {
   const ir_model *m;
   const param_store *ps;
-  float *values, *ckpt_order; /* ckpt_order: for interleaved params */
+  wt_staging st; /* unused without a store */
 } wt_loader;
 
 /* index: the index that put the slot in f, or NULL for a single file. */
@@ -170,10 +205,10 @@ static int load_slot(const wt_loader *L, const st_file *f, const wt_slot *slot, 
   used[t - f->tensors] = 1;
   if (!L->ps) return 0;
   /* read in the checkpoint's row order, kept in lisa's */
-  float *read = par->interleave_groups ? L->ckpt_order : L->values;
+  float *read = par->interleave_groups ? L->st.other_order : L->st.values;
   if (st_read_f32_finite(f, t, read, err)) return -1;
-  if (par->interleave_groups) wt_interleave_rows(par, read, L->values, 1);
-  return L->ps->put(L->ps->ctx, slot->p, slot->layer, L->values, err);
+  if (par->interleave_groups) wt_interleave_rows(par, read, L->st.values, 1);
+  return L->ps->put(L->ps->ctx, slot->p, slot->layer, L->st.values, err);
 }
 
 static void unused_add(wt_unused *u, const st_file *f, const unsigned char *used) {
@@ -215,7 +250,7 @@ static int load_file(const wt_loader *L, const char *path, wt_slot *slots, int n
   return rc;
 }
 
-/* One shard in memory at a time. */
+/* One shard open at a time (its tensors read one by one). */
 static int load_shard(const wt_loader *L, const hf_index *x, int shard, const wt_slot *slots, int n,
                       wt_unused *unused, lt_error *err) {
   char path[1100];
@@ -270,19 +305,17 @@ int wt_load_into(const ir_model *m, const param_store *ps, const char *path, cha
                  size_t note_cap, lt_error *err) {
   char file[1024];
   if (resolve_path(path, file, sizeof file, err)) return -1;
-  int n = count_slots(m), twice = any_interleaved(m);
-  size_t staging = ps ? sizeof(float) * (size_t)ps_max_numel(m) : 0;
-  wt_loader L = {m, ps, ps ? malloc(staging) : NULL, ps && twice ? malloc(staging) : NULL};
+  int n = count_slots(m);
+  wt_loader L = {m, ps, {0}};
+  if (ps && wt_staging_init(&L.st, m, ps, err)) return -1;
   wt_slot *slots = calloc((size_t)n + 1, sizeof *slots);
   wt_unused unused = {0};
-  int rc = !slots || (ps && (!L.values || (twice && !L.ckpt_order)))
-               ? lt_fail(err, "%s: out of memory", file)
+  int rc = !slots          ? lt_fail(err, "%s: out of memory", file)
            : is_index(file) ? load_indexed(&L, file, slots, n, &unused, err)
                             : load_file(&L, file, slots, n, &unused, err);
   if (rc == 0 && note) unused_format(&unused, file, note, note_cap);
   free(slots);
-  free(L.values);
-  free(L.ckpt_order);
+  wt_staging_free(&L.st);
   return rc;
 }
 
@@ -331,39 +364,6 @@ int wt_open_frozen(ms_state *s, const ir_model *m, int B, int T, const char *wei
 
 /* ---- saving ------------------------------------------------------------- */
 
-uint64_t wt_staging_bytes(const ir_model *m) {
-  return sizeof(float) * (uint64_t)ps_max_numel(m) * (1 + (uint64_t)any_interleaved(m));
-}
-
-int wt_staging_init(wt_staging *st, const ir_model *m, const param_store *ps, lt_error *err) {
-  size_t bytes = sizeof(float) * (size_t)ps_max_numel(m);
-  *st = (wt_staging){ps, m, malloc(bytes), any_interleaved(m) ? malloc(bytes) : NULL, -1, 0};
-  if (st->values && (st->lisa_order || !any_interleaved(m))) return 0;
-  wt_staging_free(st);
-  return lt_fail(err, "out of memory");
-}
-
-void wt_staging_free(wt_staging *st) {
-  free(st->values);
-  free(st->lisa_order);
-  st->values = st->lisa_order = NULL;
-}
-
-int wt_fill_param(void *ctx, uint64_t at, void *out, size_t bytes, lt_error *err) {
-  wt_fill *f = ctx;
-  wt_staging *st = f->staging;
-  if (st->p != f->p || st->layer != f->layer) {
-    const ir_param *par = &st->m->params[f->p];
-    float *get = par->interleave_groups ? st->lisa_order : st->values;
-    st->p = -1;
-    if (st->ps->get(st->ps->ctx, f->p, f->layer, get, err)) return -1;
-    if (par->interleave_groups) wt_interleave_rows(par, get, st->values, 0);
-    st->p = f->p, st->layer = f->layer;
-  }
-  memcpy(out, (const char *)st->values + at, bytes);
-  return 0;
-}
-
 /* Every parameter as an F32 entry under its Hugging Face name (first
  * prefix), in model order, filled from the store. */
 typedef struct {
@@ -387,8 +387,8 @@ static int entries_build(const ir_model *m, const param_store *ps, wt_entries *e
   e->entries = calloc((size_t)e->n + 1, sizeof *e->entries);
   e->names = calloc((size_t)e->n + 1, sizeof *e->names);
   e->fills = calloc((size_t)e->n + 1, sizeof *e->fills);
-  if (wt_staging_init(&e->staging, m, ps, err)) e->staging.values = NULL;
-  if (!e->entries || !e->names || !e->fills || !e->staging.values) {
+  e->staging = (wt_staging){0}; /* entries_free frees it whatever failed */
+  if (!e->entries || !e->names || !e->fills || wt_staging_init(&e->staging, m, ps, err)) {
     entries_free(e);
     return lt_fail(err, "out of memory");
   }

@@ -59,15 +59,17 @@ const char *wt_frozen_source(const char *weights, const char *folder);
  * direction. from and to are ir_param_numel floats each, not overlapping. */
 void wt_interleave_rows(const ir_param *par, const float *from, float *to, int to_lisa);
 
-/* Tensors written from a store: an st_entry's fill (wt_fill_param, ctx a
- * wt_fill) fetches (p, layer) into the staging the entries share, in the
- * checkpoint's row order, when its first piece is asked for. */
+/* A tensor in hand between a store and a file: values, and other_order
+ * for an interleaved param's other row order (wt_interleave_rows; only
+ * where the model has one), each the largest tensor's size. Loading reads
+ * into it; saving fills st_entry pieces from it (wt_fill_param, ctx a
+ * wt_fill), fetching (p, layer) from the store in the checkpoint's row
+ * order when its first piece is asked for. */
 typedef struct {
   const param_store *ps;
   const ir_model *m;
-  float *values, *lisa_order; /* the largest tensor each (lisa_order: only
-                                 where a param is interleaved) */
-  int p, layer;               /* what values holds; p < 0: nothing */
+  float *values, *other_order;
+  int p, layer; /* what values holds for saving; p < 0: nothing */
 } wt_staging;
 
 typedef struct {
