@@ -462,8 +462,9 @@ static int read_tensor_bytes(const st_file *f, const st_tensor *t, uint64_t at, 
  * at a time. */
 #define ST_READ_CHUNK 4096
 
-int st_read_f32_range(const st_file *f, const st_tensor *t, int64_t first, int64_t n,
-                      float *out, lt_error *err) {
+/* Elements [first, first + n) of t as fp32. */
+static int read_f32_range(const st_file *f, const st_tensor *t, int64_t first, int64_t n,
+                          float *out, lt_error *err) {
   if (first < 0 || n < 0 || first + n > st_numel(t))
     return lt_fail(err, "%s: tensor '%s': elements [%lld, %lld) of %lld asked for", f->path,
                    t->name, (long long)first, (long long)(first + n), (long long)st_numel(t));
@@ -484,17 +485,21 @@ int st_read_f32_range(const st_file *f, const st_tensor *t, int64_t first, int64
 
 int st_read_f32(const st_file *f, const st_tensor *t, float *out,
                 lt_error *err) {
-  return st_read_f32_range(f, t, 0, st_numel(t), out, err);
+  return read_f32_range(f, t, 0, st_numel(t), out, err);
 }
 
-int st_read_f32_finite(const st_file *f, const st_tensor *t, float *out, lt_error *err) {
-  if (st_read_f32(f, t, out, err)) return -1;
-  int64_t n = st_numel(t);
+int st_read_f32_finite_range(const st_file *f, const st_tensor *t, int64_t first, int64_t n,
+                             float *out, lt_error *err) {
+  if (read_f32_range(f, t, first, n, out, err)) return -1;
   for (int64_t i = 0; i < n; i++)
     if (!isfinite(out[i]))
       return lt_fail(err, "%s: tensor '%s' holds %g at element %lld: weights and optimizer "
-                     "state must be finite", f->path, t->name, out[i], (long long)i);
+                     "state must be finite", f->path, t->name, out[i], (long long)(first + i));
   return 0;
+}
+
+int st_read_f32_finite(const st_file *f, const st_tensor *t, float *out, lt_error *err) {
+  return st_read_f32_finite_range(f, t, 0, st_numel(t), out, err);
 }
 
 int st_read_i32(const st_file *f, const st_tensor *t, int32_t *out,

@@ -43,13 +43,14 @@ const char *st_metadata(const st_file *f, const char *key);
 /* Converts F32, F16 or BF16 to fp32 into out (st_numel(t) floats). */
 int st_read_f32(const st_file *f, const st_tensor *t, float *out,
                 lt_error *err);
-/* Elements [first, first + n) of t only (a tensor read in pieces). */
-int st_read_f32_range(const st_file *f, const st_tensor *t, int64_t first, int64_t n,
-                      float *out, lt_error *err);
 /* st_read_f32, then every value must be finite: a NaN or an infinity in
  * weights or optimizer state would poison every step (the error names the
  * file, the tensor and the first such element). */
 int st_read_f32_finite(const st_file *f, const st_tensor *t, float *out, lt_error *err);
+/* The same for elements [first, first + n) of t only (a tensor read in
+ * pieces; the error counts elements from the tensor's start). */
+int st_read_f32_finite_range(const st_file *f, const st_tensor *t, int64_t first, int64_t n,
+                             float *out, lt_error *err);
 /* Reads I32 (or I64 that fits in int32) into out. */
 int st_read_i32(const st_file *f, const st_tensor *t, int32_t *out,
                 lt_error *err);

@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -471,13 +470,11 @@ static int read_moment(trainer *t, const st_file *f, const st_tensor *x, int whi
   int64_t n = st_numel(x);
   for (int64_t at = 0; at < n; at += CKPT_MOMENT_CHUNK) {
     int64_t k = n - at < CKPT_MOMENT_CHUNK ? n - at : CKPT_MOMENT_CHUNK;
-    if (st_read_f32_range(f, x, at, k, buf, err)) return -1;
-    for (int64_t i = 0; i < k; i++)
-      if (!isfinite(buf[i]) || (which && buf[i] < 0))
-        return lt_fail(err, "%s: tensor '%s' holds %g at element %lld: %s", f->path, x->name,
-                       buf[i], (long long)(at + i),
-                       isfinite(buf[i]) ? "second moments cannot be negative"
-                                        : "weights and optimizer state must be finite");
+    if (st_read_f32_finite_range(f, x, at, k, buf, err)) return -1;
+    for (int64_t i = 0; which && i < k; i++)
+      if (buf[i] < 0)
+        return lt_fail(err, "%s: tensor '%s' holds %g at element %lld: second moments cannot "
+                       "be negative", f->path, x->name, buf[i], (long long)(at + i));
     if (ps->put_moments(ps->ctx, which, at, k, buf, err)) return -1;
   }
   return 0;
