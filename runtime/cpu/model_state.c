@@ -369,8 +369,7 @@ static int create(ms_state *s, const ir_model *m, int B, int T, int n_grad_slots
     if (!s->ids || !s->targets || (with_arrays && !s->act_arena))
       rc = lt_fail(err, "out of memory for %zu bytes of activations", s->bytes_acts);
   }
-  if (rc == 0 && with_arrays) rc = alloc_param_arenas(s, err);
-  if (rc == 0 && with_arrays) {
+  if (rc == 0 && with_arrays && (rc = alloc_param_arenas(s, err)) == 0) {
     memset(s->act_arena, 0, s->bytes_acts);
     rc = wire_values(s, &ao, err);
   }

@@ -41,7 +41,7 @@ int ps_copy(const ir_model *m, const param_store *from, const param_store *to, l
 /* The largest parameter's element count: the staging a store's user needs. */
 int64_t ps_max_numel(const ir_model *m);
 
-/* (p, layer) pairs of every parameter in model order. */
+/* How many tensors param p has: one per block for a block param, else one. */
 int ps_param_layers(const ir_model *m, int p);
 
 #endif

@@ -101,9 +101,8 @@ static int bind_all(dev_decoder *d, lt_error *err) {
 
 static int alloc_host(dev_decoder *d, lt_error *err) {
   const ir_model *m = d->prog->m;
-  int64_t most = m->vocab_size;
-  for (int p = 0; p < m->n_params; p++)
-    if (ir_param_numel(&m->params[p]) > most) most = ir_param_numel(&m->params[p]);
+  /* conversions of a tensor (the store) or of a logits row */
+  int64_t most = ps_max_numel(m) > m->vocab_size ? ps_max_numel(m) : m->vocab_size;
   d->tables = calloc((size_t)d->s->n_inst * (size_t)d->max_bufs, sizeof(void *));
   d->staging = malloc((size_t)most * 4);
   d->host_logits = malloc(sizeof(float) * (size_t)m->vocab_size);

@@ -714,7 +714,7 @@ int dt_max_calls(const dev_trainer *d) {
   /* a switch widens each entering tensor's master: at most every tensor */
   int tensors = 0;
   for (int p = 0; p < d->prog->m->n_params; p++)
-    tensors += d->prog->m->params[p].section == IR_BLOCK ? d->prog->m->n_layer : 1;
+    tensors += ps_param_layers(d->prog->m, p);
   return per_pass * trainer_grad_accum(d->host) + (d->opt ? d->opt->n_steps + tensors : 0);
 }
 

@@ -2,10 +2,10 @@
  *
  * The reader reads the header and checks every field against the file
  * size before any tensor is touched; tensors are read from the file when
- * asked for (pread), so an open shard holds no data in memory. The writer builds the header
- * with cJSON, pads it with spaces so the data starts 8-byte aligned (as the
- * format asks), and replaces the target only by rename() of a complete,
- * fsync'ed temporary file.
+ * asked for (pread), so an open shard holds no data in memory. The writer
+ * builds the header with cJSON, pads it with spaces so the data starts
+ * 8-byte aligned (as the format asks), and replaces the target only by
+ * rename() of a complete, fsync'ed temporary file.
  *
  * Tensor data is copied with memcpy as little-endian bytes, so the host
  * must be little-endian (x86, ARM): checked at compile time below. */

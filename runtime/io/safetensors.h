@@ -72,9 +72,9 @@ typedef struct {
 } st_entry;
 
 /* Writes entries (in the given order) to path via a temporary file in the
- * same folder and rename(), so a crash never leaves a half-written file where
- * a good one was (nor does a failed fill). metadata may be NULL or a flat list of n_meta key/value
- * string pairs for "__metadata__". */
+ * same folder and rename(), so a crash (or a failed fill) never leaves a
+ * half-written file where a good one was. metadata may be NULL or a flat
+ * list of n_meta key/value string pairs for "__metadata__". */
 int st_write(const char *path, const st_entry *entries, int n,
              const char *const *metadata, int n_meta, lt_error *err);
 

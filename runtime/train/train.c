@@ -123,7 +123,7 @@ double train_adamw(ms_state *s, const opt_config *c, float lr, train_optim *o) {
   for (int p = 0; p < m->n_params; p++) {
     float wd = m->params[p].decay ? c->weight_decay : 0.0f;
     int64_t n = ir_param_numel(&m->params[p]);
-    int layers = m->params[p].section == IR_BLOCK ? m->n_layer : 1;
+    int layers = ps_param_layers(m, p);
     for (int l = 0; l < layers; l++) {
       int r = region_of(s, p, l);
       if (r < 0 || !o->on[r]) continue;
@@ -492,8 +492,7 @@ double trainer_flops_per_token(const trainer *t) {
   const ir_model *m = &t->ir;
   double n = 0;
   for (int p = 0; p < m->n_params; p++) {
-    double numel = (double)ir_param_numel(&m->params[p]) *
-                   (m->params[p].section == IR_BLOCK ? m->n_layer : 1);
+    double numel = (double)ir_param_numel(&m->params[p]) * ps_param_layers(m, p);
     n += numel;
   }
   const ir_graph *e = &m->sections[IR_EMBED];
