@@ -18,18 +18,19 @@ static int host_put(void *ctx, int p, int layer, const float *in, lt_error *err)
   return 0;
 }
 
+int ps_check_moments(const ms_state *s, int64_t at, int64_t n, lt_error *err) {
+  if (at >= 0 && n >= 0 && at + n <= s->n_grad_scalars) return 0;
+  return lt_fail(err, "moments [%lld, %lld) outside the %lld of the gradient layout",
+                 (long long)at, (long long)(at + n), (long long)s->n_grad_scalars);
+}
+
 static float *moments_of(ps_host_arrays *a, int which, int64_t at, int64_t n, lt_error *err) {
   float *base = which ? a->v : a->m;
   if (!base) {
     lt_fail(err, "this trainer keeps no AdamW moments");
     return NULL;
   }
-  if (at < 0 || n < 0 || at + n > a->s->n_grad_scalars) {
-    lt_fail(err, "moments [%lld, %lld) outside the %lld of the gradient layout", (long long)at,
-            (long long)(at + n), (long long)a->s->n_grad_scalars);
-    return NULL;
-  }
-  return base + at;
+  return ps_check_moments(a->s, at, n, err) ? NULL : base + at;
 }
 
 static int host_get_moments(void *ctx, int which, int64_t at, int64_t n, float *out,

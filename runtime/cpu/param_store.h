@@ -35,6 +35,10 @@ typedef struct {
 /* A store over a's arrays; a must outlive it. */
 param_store ps_host(ps_host_arrays *a);
 
+/* 0 if [at, at + n) lies in s's gradient layout (where moments are), else
+ * -1 with the reason: a store's check of a moments range. */
+int ps_check_moments(const ms_state *s, int64_t at, int64_t n, lt_error *err);
+
 /* Every parameter from one store into another, a tensor at a time. */
 int ps_copy(const ir_model *m, const param_store *from, const param_store *to, lt_error *err);
 

@@ -197,7 +197,7 @@ static int setup_gemm(gpu_runtime *rt, const gen_path *p, int s, gpu_gemm_setup 
                         "k=%lld, %s, status %d)",
                    p->name, s, p->steps[s].label, lt.m, lt.n, lt.k,
                    gen_lt_epilogue_name(lt.epilogue), (int)last);
-  gp->a_from = lt.a_from, gp->b_from = lt.b_from, gp->beta = lt.beta;
+  gp->a_from = lt.a_from, gp->b_from = lt.b_from;
   gp->ready = 1;
   return 0;
 }

@@ -1,16 +1,14 @@
 /* dev_train.c: the training step on generated paths, over a dt_device. */
 #include "dev_train.h"
 
-#include "dev_arena.h"
-
-#include "clock_ms.h"
-#include "data.h"
-
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock_ms.h"
+#include "data.h"
+#include "dev_arena.h"
 
 /* templates/adamw.cuh's descriptors, as the host writes them. */
 typedef struct {
@@ -83,7 +81,6 @@ struct dev_trainer {
   dt_pending pend[2];  /* steps by parity */
   double last_done;    /* host clock when a step was last seen finished */
 };
-
 
 /* ---- the arena ---------------------------------------------------------- */
 
@@ -200,10 +197,6 @@ static void **table_of(const dev_trainer *d, int inst, int mode) {
   return d->tables + ((size_t)inst * PATH_NKINDS + (size_t)mode) * (size_t)d->max_bufs;
 }
 
-static int64_t param_index(const ms_state *s, int p, int layer) {
-  return ms_param_index(s, p, layer);
-}
-
 /* The device memory of buffer b of inst's path in `mode`; NULL for none. */
 static int bind_buffer(dev_trainer *d, int inst, int mode, int b, void **out, lt_error *err) {
   const ms_state *s = d->s;
@@ -218,7 +211,7 @@ static int bind_buffer(dev_trainer *d, int inst, int mode, int b, void **out, lt
   switch (buf->role) {
   case GEN_BUF_UNUSED: case GEN_BUF_VIEW: return 0;
   case GEN_BUF_PARAM:
-    *out = d->weights + param_index(s, iv->param, layer) * d->wb;
+    *out = d->weights + ms_param_index(s, iv->param, layer) * d->wb;
     return 0;
   case GEN_BUF_PARAM_GRAD: {
     int64_t gi = ms_grad_index(s, iv->param, layer);
@@ -283,7 +276,7 @@ static int region_on(const dev_trainer *d, int p, int layer) {
 static void add_entry(dev_trainer *d, int p, int layer, int region) {
   const ms_state *s = d->s;
   const ir_param *pr = &d->prog->m->params[p];
-  int64_t gi = ms_grad_index(s, p, layer), wi = param_index(s, p, layer);
+  int64_t gi = ms_grad_index(s, p, layer), wi = ms_param_index(s, p, layer);
   int32_t step = (int32_t)(1 - d->start[region]);
   void *w = d->weights + wi * d->wb;
   if (d->prog->cfg.grad_dtype == GEN_BF16) {
@@ -331,7 +324,7 @@ static int widen(dev_trainer *d, int p, int layer, lt_error *err) {
   void *bufs[GEN_OPT_NBUFS];
   memcpy(bufs, d->opt_bufs, sizeof bufs);
   bufs[GEN_OPT_WIDEN_DST] = d->master + ms_grad_index(s, p, layer) * 4;
-  bufs[GEN_OPT_WIDEN_SRC] = d->weights + param_index(s, p, layer) * d->wb;
+  bufs[GEN_OPT_WIDEN_SRC] = d->weights + ms_param_index(s, p, layer) * d->wb;
   path_exec_scalars sc = scalars(d, 0.0f);
   sc.opt.count = (int)ir_param_numel(&d->prog->m->params[p]);
   return path_exec_run(d->opt, GEN_OPT_STEP_WIDEN, GEN_OPT_STEP_WIDEN + 1, bufs, &sc, &d->exec, err);
@@ -742,7 +735,7 @@ static int store_get(void *ctx, int p, int layer, float *out, lt_error *err) {
   int64_t n = ir_param_numel(&d->prog->m->params[p]);
   char *master = master_of(d, p, layer);
   if (master) return d->dev.download(d->dev.ctx, out, master, (size_t)n * 4, err);
-  return arena_download_f32(&d->dev, out, d->weights + param_index(d->s, p, layer) * d->wb, n,
+  return arena_download_f32(&d->dev, out, d->weights + ms_param_index(d->s, p, layer) * d->wb, n,
                             d->wb, d->convert, err);
 }
 
@@ -752,7 +745,7 @@ static int store_put(void *ctx, int p, int layer, const float *in, lt_error *err
   dev_trainer *d = ctx;
   int64_t n = ir_param_numel(&d->prog->m->params[p]);
   if (follow_host(d, err) ||
-      arena_upload_f32(&d->dev, d->weights + param_index(d->s, p, layer) * d->wb, in, n, d->wb,
+      arena_upload_f32(&d->dev, d->weights + ms_param_index(d->s, p, layer) * d->wb, in, n, d->wb,
                        d->convert, err))
     return -1;
   char *master = master_of(d, p, layer);
@@ -761,11 +754,7 @@ static int store_put(void *ctx, int p, int layer, const float *in, lt_error *err
 
 /* The moments' [at, at + n) of the gradient layout, or NULL (err says why). */
 static char *moments_at(dev_trainer *d, int which, int64_t at, int64_t n, lt_error *err) {
-  if (at < 0 || n < 0 || at + n > d->s->n_grad_scalars) {
-    lt_fail(err, "moments [%lld, %lld) outside the %lld of the gradient layout", (long long)at,
-            (long long)(at + n), (long long)d->s->n_grad_scalars);
-    return NULL;
-  }
+  if (ps_check_moments(d->s, at, n, err)) return NULL;
   return (which ? d->mom2 : d->mom1) + at * d->mb;
 }
 
