@@ -2,7 +2,7 @@
  * decoder (dev_decode.c) share about their one arena: its alignment, its
  * regions carved in two passes (sizes first, then pointers), counted by
  * memory category, every path's scratch laid out in one shared region, and
- * the host's fp32 parameters uploaded in the device's dtype. */
+ * fp32 values copied to and from the device's dtype. */
 #ifndef LT_DEV_ARENA_H
 #define LT_DEV_ARENA_H
 
@@ -12,7 +12,6 @@
 #include "dev_train.h"
 #include "gen.h"
 #include "memory_kinds.h"
-#include "model_state.h"
 
 #define ARENA_ALIGN 256 /* cuBLASLt and vector loads want aligned operands */
 

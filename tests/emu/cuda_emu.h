@@ -114,16 +114,16 @@ inline void cp_async_commit() {
 // Every committed group but the newest n lands.
 inline void cp_async_wait(unsigned n) {
   detail::Thread &t = detail::current();
-  std::vector<detail::AsyncCopy> left;
+  size_t kept = 0;  // the copies still in flight move to the front, in order
   for (const detail::AsyncCopy &c : t.copies) {
     if (!c.group || c.group + n > t.groups) {
-      left.push_back(c);
+      t.copies[kept++] = c;
       continue;
     }
     memcpy(c.dst, c.src, c.src_bytes);
     memset(static_cast<char *>(c.dst) + c.src_bytes, 0, c.bytes - c.src_bytes);
   }
-  t.copies.swap(left);
+  t.copies.resize(kept);
 }
 }  // namespace emu
 
