@@ -233,10 +233,6 @@ static void attn_layer_arg(gen_kb *kb, const attn_shape *a) {
   if (a->global_every) gen_kb_scalar(kb, "int", "layer", GEN_ARG_LAYER);
 }
 
-/* templates/attention_mma.cuh where it applies and the tuning takes it:
- * bf16, HD a multiple of 16 and at most 128 (registers). Its tile: the
- * tuned one, halved until the tiles fit in static shared memory and the
- * registers do (launch.cuh); 0: attention.cuh's SIMT kernel. */
 /* attention_mma.cuh stages its tiles by row with 16-byte loads and reads
  * and writes bf16 pairs as 32-bit words: each of the n refs (inputs and
  * outputs) must start every row at a multiple of 8 bf16. */
@@ -246,10 +242,15 @@ static int rows_aligned(const gen_ref *refs, int n) {
   return 1;
 }
 
+/* templates/attention_mma.cuh where it applies and the tuning takes it:
+ * bf16, HD a multiple of 16 and at most 128 (registers). Its tile: the
+ * tuned one, halved until the tiles fit in static shared memory and the
+ * registers do (launch.cuh), where every one of refs is rows_aligned; 0:
+ * attention.cuh's SIMT kernel. */
 static int attention_mma_tile(gen_ctx *c, const attn_shape *a, int kernel, const char *name,
-                              const char *param, const gen_ref *staged, int n_staged) {
+                              const char *param, const gen_ref *refs, int n_refs) {
   if (c->cfg->dtype != GEN_BF16 || c->cfg->no_mma || a->hd % 16 || a->hd > 128) return 0;
-  if (!rows_aligned(staged, n_staged)) return 0;
+  if (!rows_aligned(refs, n_refs)) return 0;
   if (a->scale != 0.0f || a->softcap != 0.0f || a->window) return 0; /* SIMT has these */
   if (!gen_tune(c, name, "USE")) return 0;
   const int most = lisa_attention_mma_most_tile(kernel, a->hd);
@@ -315,8 +316,8 @@ static void emit_attention_fwd(gen_ctx *c, const ir_op *op) {
   snprintf(label, sizeof label, "attention %s, %s, %s -> %s, %s", gen_vname(c, op->in[0]),
            gen_vname(c, op->in[1]), gen_vname(c, op->in[2]), gen_vname(c, op->out[0]),
            gen_vname(c, op->out[1]));
-  const gen_ref staged[] = {q, k, v, y};
-  const int bk = attention_mma_tile(c, &a, LISA_ATT_MMA_FWD, "attention_forward_mma", "BK", staged, 4);
+  const gen_ref refs[] = {q, k, v, y};
+  const int bk = attention_mma_tile(c, &a, LISA_ATT_MMA_FWD, "attention_forward_mma", "BK", refs, 4);
   gen_kb kb;
   gen_kb_begin(&kb, c, bk ? "attention_forward_mma" : "attention_forward", label);
   gen_kb_buf(&kb, "y", y, -1, 1);
@@ -359,9 +360,9 @@ static void emit_attention_dq(gen_ctx *c, const ir_op *op, const attn_bwd *t) {
   char label[192], body[512];
   snprintf(label, sizeof label, "attention_bwd dq: %s -> %s", gen_vname(c, op->in[0]),
            gen_vname(c, op->out[0]));
-  const gen_ref staged[] = {t->q, t->k, t->v, t->dy, t->y, t->dq};
+  const gen_ref refs[] = {t->q, t->k, t->v, t->dy, t->y, t->dq};
   const int bk =
-      attention_mma_tile(c, &t->a, LISA_ATT_MMA_DQ, "attention_backward_dq_mma", "BK", staged, 6);
+      attention_mma_tile(c, &t->a, LISA_ATT_MMA_DQ, "attention_backward_dq_mma", "BK", refs, 6);
   gen_kb kb;
   gen_kb_begin(&kb, c, bk ? "attention_backward_dq_mma" : "attention_backward_dq", label);
   gen_kb_buf(&kb, "dq", t->dq, -1, 1);
@@ -403,9 +404,9 @@ static void emit_attention_dkdv(gen_ctx *c, const ir_op *op, const attn_bwd *t) 
   char label[192], body[512];
   snprintf(label, sizeof label, "attention_bwd dk, dv -> %s, %s", gen_vname(c, op->out[1]),
            gen_vname(c, op->out[2]));
-  const gen_ref staged[] = {t->q, t->k, t->v, t->dy, t->dk, t->dv};
+  const gen_ref refs[] = {t->q, t->k, t->v, t->dy, t->dk, t->dv};
   const int bq = attention_mma_tile(c, &t->a, LISA_ATT_MMA_DKDV, "attention_backward_dkdv_mma",
-                                    "BQ", staged, 6);
+                                    "BQ", refs, 6);
   gen_kb kb;
   gen_kb_begin(&kb, c, bq ? "attention_backward_dkdv_mma" : "attention_backward_dkdv", label);
   gen_kb_buf(&kb, "dk", t->dk, -1, 1);
