@@ -22,9 +22,8 @@
 // The backward (dq, then dk and dv) works the same way; see each kernel.
 //
 // Global memory: tiles come in with 16-byte loads (stage_rows), A fragments
-// (Q, dY, K, V held in registers) with 32-bit loads, outputs go out as 32-bit
-// bf16 pairs; every row must start at a multiple of 8 bf16 (the generator
-// checks). The tiles are double-buffered: tile i+1 is in flight (cp.async)
+// (Q, dY, K, V held in registers) with 32-bit loads; every row must start at
+// a multiple of 8 bf16 (the generator checks). The tiles are double-buffered: tile i+1 is in flight (cp.async)
 // while the warps work on tile i. Outputs leave through the tiles' shared
 // memory in 16-byte stores where it holds 16 rows a warp (store_acc_wide).
 #pragma once
@@ -197,6 +196,20 @@ LISA_MMA_UNROLL
   }
 }
 
+// A warp's output rows, the wide way where the kernel's two freed tile
+// buffers (tiles: TILE_ROWS rows of 4*NT + 4 words, contiguous) hold 16
+// rows for each of its WARPS warps, else as 32-bit pairs.
+template <int NT, int WARPS, int TILE_ROWS>
+__device__ __forceinline__ void store_out(__nv_bfloat16 *base, long long st, int r, int nrows,
+                                          const float (&acc)[NT][4], float s_lo, float s_hi,
+                                          unsigned *tiles) {
+  if constexpr (16 * WARPS <= TILE_ROWS)
+    store_acc_wide<NT>(base, st, r, nrows, acc, s_lo, s_hi,
+                       tiles + (threadIdx.x / 32) * 16 * (4 * NT + 4));
+  else
+    store_acc<NT>(base, st, r, nrows, acc, s_lo, s_hi);
+}
+
 }  // namespace attn_mma_detail
 
 // ---------------------------------------------------------------------------
@@ -298,12 +311,9 @@ LISA_MMA_UNROLL
   }
 
   l_lo = D::quad_sum(l_lo), l_hi = D::quad_sum(l_hi);
-  // K's two buffers are free (the loop's last barrier): 16 rows a warp
-  if constexpr (16 * WARPS <= 2 * BK)
-    D::store_acc_wide<OT>(y + row0 * ys + h * HD, ys, r0, SEQ, o, 1.f / l_lo, 1.f / l_hi,
-                          &Ks[0][0] + warp * 16 * KW);
-  else
-    D::store_acc<OT>(y + row0 * ys + h * HD, ys, r0, SEQ, o, 1.f / l_lo, 1.f / l_hi);
+  // K's two buffers are free (the loop's last barrier)
+  D::store_out<OT, WARPS, 2 * BK>(y + row0 * ys + h * HD, ys, r0, SEQ, o, 1.f / l_lo, 1.f / l_hi,
+                                  &Ks[0][0]);
   if (t == 0 && rlo < SEQ) lse[(row0 + rlo) * HEADS + h] = (m_lo + log2f(l_lo)) * D::kLn2;
   if (t == 0 && rhi < SEQ) lse[(row0 + rhi) * HEADS + h] = (m_hi + log2f(l_hi)) * D::kLn2;
 }
@@ -412,11 +422,8 @@ LISA_MMA_UNROLL
     }
     __syncthreads();
   }
-  if constexpr (16 * WARPS <= 2 * BK)  // as the forward
-    D::store_acc_wide<OT>(dq + row0 * dqs + h * HD, dqs, r0, SEQ, acc, scale, scale,
-                          &Ks[0][0] + warp * 16 * KW);
-  else
-    D::store_acc<OT>(dq + row0 * dqs + h * HD, dqs, r0, SEQ, acc, scale, scale);
+  D::store_out<OT, WARPS, 2 * BK>(dq + row0 * dqs + h * HD, dqs, r0, SEQ, acc, scale, scale,
+                                  &Ks[0][0]);  // as the forward
 }
 
 // ---------------------------------------------------------------------------
@@ -521,14 +528,12 @@ LISA_MMA_UNROLL
     }
     __syncthreads();
   }
-  if constexpr (16 * WARPS <= 2 * BQ) {  // as the forward, in Q's buffers
-    unsigned *stage = &Qs[0][0] + warp * 16 * RW;
-    D::store_acc_wide<OT>(dk + row0 * dks + gk * HD, dks, c0, SEQ, dka, scale, scale, stage);
-    D::store_acc_wide<OT>(dv + row0 * dvs + gk * HD, dvs, c0, SEQ, dva, 1.f, 1.f, stage);
-  } else {
-    D::store_acc<OT>(dk + row0 * dks + gk * HD, dks, c0, SEQ, dka, scale, scale);
-    D::store_acc<OT>(dv + row0 * dvs + gk * HD, dvs, c0, SEQ, dva, 1.f, 1.f);
-  }
+  // as the forward, in Q's buffers (store_acc_wide waits for the warp's
+  // dk chunks before the dv pairs overwrite them)
+  D::store_out<OT, WARPS, 2 * BQ>(dk + row0 * dks + gk * HD, dks, c0, SEQ, dka, scale, scale,
+                                  &Qs[0][0]);
+  D::store_out<OT, WARPS, 2 * BQ>(dv + row0 * dvs + gk * HD, dvs, c0, SEQ, dva, 1.f, 1.f,
+                                  &Qs[0][0]);
 }
 
 }  // namespace lisa
