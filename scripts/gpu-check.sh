@@ -11,11 +11,14 @@
 # package registry there), with build/gpu-bundle.tar.xz carried:
 #   bash scripts/gpu-check.sh
 # unpacks it and writes every result to $OUT/gpu-check.txt (or
-# /tmp/gpu-check/), the benchmark rows to $OUT/bench-*.jsonl, within
-# $BUDGET seconds (default 450): a step that could not finish in what is
-# left is skipped and says so (ONLY="memcheck peer" runs just those steps).
-# In order of importance:
-#   probe        a 5-step LISA run of the tiny GPT-2 on the device
+# /tmp/gpu-check/), and the steps' own files (benchmark rows, profiles,
+# peer results) to $OUT/details.tar.gz, refreshed after every step (the
+# device tool brings back at most 8 files), within $BUDGET seconds (default
+# 450): a step that could not finish in what is left is skipped and says so
+# (ONLY="memcheck peer" runs just those steps). In order of importance:
+#   probe        a 5-step LISA run of the tiny GPT-2 on the device; where it
+#                fails, the same run again under compute-sanitizer (probe-memcheck)
+#                and with CUDA_LAUNCH_BLOCKING=1, which name the failing kernel
 #   dev-train    20 steps of FT, LISA and LoRA (fp32, bf16-mixed, bf16-true)
 #                on the device against the CPU trainer (test_dev_train)
 #   paths        every generated path against the CPU backend (test_emu_gen),
@@ -28,7 +31,9 @@
 #                step of every kernel and GEMM (profile-*.txt, .jsonl)
 #   bench-lisa-simt  LISA with the SIMT attention kernels (--tune), against
 #                the tensor-core ones of bench-lisa
-#   memcheck     compute-sanitizer on a short run
+#   memcheck     compute-sanitizer memcheck on a short run of the tiny GPT-2
+#   racecheck    compute-sanitizer racecheck and synccheck on 2 LISA steps of a
+#                small GPT-2 (head size 64, bf16: the tensor-core attention)
 #   peer-torch   scripts/peer-torch.py FT and LISA, where torch is installed
 #   nvrtc        the NVRTC build time of GPT-2 124M on this machine
 #   sample-*     lisa sample on GPT-2 124M (weights from 2 bench steps): 256
@@ -60,13 +65,18 @@ fi
 if [ -f "$BUNDLE" ]; then tar -xJf "$BUNDLE" || exit 1; fi
 OUT=${OUT:-/tmp/gpu-check}
 BUDGET=${BUDGET:-450}
-mkdir -p "$OUT"
+W=${WORK:-/tmp/gpu-work} # the steps' files; packed into $OUT/details.tar.gz
+mkdir -p "$OUT" "$W"
 R=$OUT/gpu-check.txt
 : > "$R"
-export LD_LIBRARY_PATH=$PWD/build/gpu-libs:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+# cuBLASLt and NVRTC of CUDA 13: the toolkit's, else a Python wheel's
+LIBS=/usr/local/cuda/lib64
+for d in /usr/local/cuda/targets/x86_64-linux/lib $(ls -d /opt/*/.venv/lib/python3*/site-packages/nvidia/cu13/lib \
+    /usr/local/lib/python3*/dist-packages/nvidia/cu13/lib 2>/dev/null); do LIBS=$LIBS:$d; done
+export LD_LIBRARY_PATH=$PWD/build/gpu-libs:$LIBS:${LD_LIBRARY_PATH:-}
 export PATH=/usr/local/cuda/bin:$PATH # compute-sanitizer
 export CUBLASLT_LOG_LEVEL=${CUBLASLT_LOG_LEVEL:-2} # cuBLASLt says why it has no algorithm
-export LISA_SRC=$PWD OMP_NUM_THREADS=8 XDG_CACHE_HOME=$OUT/cache
+export LISA_SRC=$PWD OMP_NUM_THREADS=8 XDG_CACHE_HOME=/tmp/gpu-check-cache
 START=$(date +%s)
 failed=0
 
@@ -88,11 +98,12 @@ step() {
   fi
   local t0=$(date +%s.%N)
   echo "== $name: $*" >> "$R"
-  timeout "$limit" "$@" >> "$R" 2>&1
+  timeout -k 10 "$limit" "$@" >> "$R" 2>&1
   local rc=$?
   local t1=$(date +%s.%N)
   awk -v n="$name" -v rc="$rc" -v a="$t0" -v b="$t1" \
     'BEGIN {printf "== %s: exit %d, %.1f s\n\n", n, rc, b - a}' >> "$R"
+  tar -czf "$OUT/details.tar.gz.part" -C "$W" . && mv "$OUT/details.tar.gz.part" "$OUT/details.tar.gz"
   [ "$rc" -eq 0 ] || failed=$((failed + 1))
   echo "$name: exit $rc"
   return "$rc"
@@ -117,67 +128,83 @@ summary() {
 
 TINY="models/gpt2-tiny.yaml --data tests/fixtures/tokens-67.bin"
 BENCH="models/gpt2-124m.yaml --data data/tinyshakespeare.bin --batch 16 --seq 1024 --steps 30 --device cuda --quiet"
+PROBE="build/lisa train $TINY --steps 5 --batch 2 --seq 8 --device cuda --method lisa --gamma 1 --interval 2"
+SANITIZER="compute-sanitizer --error-exitcode 9 --print-limit 20"
 
-{ date -u; uname -a; nvidia-smi 2>&1 | head -15; } >> "$R"
+{ date -u; uname -a; nvidia-smi 2>&1 | head -15; echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+  command -v compute-sanitizer cuobjdump python3; } >> "$R"
 # shellcheck disable=SC2086
-step probe 90 build/lisa train $TINY --steps 5 --batch 2 --seq 8 --device cuda --method lisa \
-  --gamma 1 --interval 2 --log-jsonl "$OUT/probe.jsonl"
-cut -c1-400 "$OUT/probe.jsonl" >> "$R" 2>/dev/null
-step dev-train 240 env LISA_TEST_DEVICE=cuda build/tests/test_dev_train
-step paths 180 env LISA_TEST_DEVICE=cuda build/tests/test_emu_gen
-step decode 90 env LISA_TEST_DEVICE=cuda build/tests/test_dev_decode
+if ! step probe 90 $PROBE --log-jsonl "$W/probe.jsonl"; then
+  # shellcheck disable=SC2086
+  step probe-memcheck 120 $SANITIZER --tool memcheck $PROBE --quiet
+  # shellcheck disable=SC2086
+  step probe-blocking 60 env CUDA_LAUNCH_BLOCKING=1 $PROBE --quiet
+fi
+cut -c1-400 "$W/probe.jsonl" >> "$R" 2>/dev/null
+step dev-train 150 env LISA_TEST_DEVICE=cuda build/tests/test_dev_train
+step paths 120 env LISA_TEST_DEVICE=cuda build/tests/test_emu_gen
+step decode 60 env LISA_TEST_DEVICE=cuda build/tests/test_dev_decode
 for run in "ft bf16 --method ft" "lisa bf16 --method lisa --gamma 2" \
            "lisa-true bf16-true --method lisa --gamma 2"; do
   set -- $run
   name=$1 dtype=$2; shift 2
   # shellcheck disable=SC2086
-  step "bench-$name" 150 build/lisa train $BENCH --dtype "$dtype" "$@" --log-jsonl "$OUT/bench-$name.jsonl" &&
-    summary "$OUT/bench-$name.jsonl" >> "$R"
+  step "bench-$name" 90 build/lisa train $BENCH --dtype "$dtype" "$@" --log-jsonl "$W/bench-$name.jsonl" &&
+    summary "$W/bench-$name.jsonl" >> "$R"
 done
+if command -v compute-sanitizer >/dev/null; then
+  # shellcheck disable=SC2086
+  step memcheck 90 $SANITIZER --tool memcheck \
+    build/lisa train $TINY --steps 3 --batch 2 --seq 8 --device cuda --method lisa --gamma 1 --quiet
+  # A small GPT-2 whose head size (64) and dtype take the tensor-core attention.
+  sed 's/n_embd: 768/n_embd: 128/; s/n_head: 12/n_head: 2/; s/n_layer: 12/n_layer: 3/' \
+    models/gpt2-124m.yaml > "$W/gpt2-small-hd64.yaml"
+  RACE="build/lisa train $W/gpt2-small-hd64.yaml --data data/tinyshakespeare.bin --batch 2 --seq 128
+    --steps 2 --device cuda --dtype bf16 --method lisa --gamma 1 --quiet"
+  # shellcheck disable=SC2086
+  step racecheck 120 $SANITIZER --tool racecheck $RACE
+  # shellcheck disable=SC2086
+  step synccheck 90 $SANITIZER --tool synccheck $RACE
+fi
+if python3 -c 'import numpy, torch, transformers' 2>/dev/null; then
+  P="python3 scripts/peer-torch.py --model gpt2-124m --device cuda --dtype bf16 --attn sdpa \
+     --batch 16 --seq 1024 --steps 30 --warmup-steps 5 --data data/tinyshakespeare.bin"
+  step peer-torch-ft 120 bash -c "$P --method ft > $W/peer-torch-ft.json"
+  step peer-torch-lisa 120 bash -c "$P --method lisa --gamma 2 --interval 20 > $W/peer-torch-lisa.json"
+  cat "$W"/peer-torch-*.json >> "$R" 2>/dev/null
+else
+  echo "== peer-torch: skipped, no numpy/torch/transformers on this machine" >> "$R"
+fi
 # Where the time goes: every launch and GEMM of 3 steps (after a warm-up
 # step), FT and LISA; the first 25 rows into the results.
 for run in "ft --method ft" "lisa --method lisa --gamma 2"; do
   set -- $run
   name=$1; shift
   # shellcheck disable=SC2086
-  step "profile-$name" 90 bash -c "build/lisa train ${BENCH/--steps 30/--steps 4} --dtype bf16 $* \
-    --profile --log-jsonl $OUT/profile-$name.jsonl > $OUT/profile-$name.txt" &&
-    head -28 "$OUT/profile-$name.txt" >> "$R"
+  step "profile-$name" 60 bash -c "build/lisa train ${BENCH/--steps 30/--steps 4} --dtype bf16 $* \
+    --profile --log-jsonl $W/profile-$name.jsonl > $W/profile-$name.txt" &&
+    head -28 "$W/profile-$name.txt" >> "$R"
 done
 # The tensor-core attention against attention.cuh's SIMT kernels: LISA G=2
 # with every attention_*_mma kernel switched off.
-printf 'return {attention_forward_mma = {USE = 0}, attention_backward_dq_mma = {USE = 0},\n  attention_backward_dkdv_mma = {USE = 0}}\n' > "$OUT/simt.lua"
+printf 'return {attention_forward_mma = {USE = 0}, attention_backward_dq_mma = {USE = 0},\n  attention_backward_dkdv_mma = {USE = 0}}\n' > "$W/simt.lua"
 # shellcheck disable=SC2086
-step bench-lisa-simt 120 build/lisa train ${BENCH/--steps 30/--steps 12} --dtype bf16 --method lisa \
-  --gamma 2 --tune "$OUT/simt.lua" --log-jsonl "$OUT/bench-lisa-simt.jsonl" &&
-  summary "$OUT/bench-lisa-simt.jsonl" >> "$R"
-if command -v compute-sanitizer >/dev/null; then
-  # shellcheck disable=SC2086
-  step memcheck 150 compute-sanitizer --tool memcheck --error-exitcode 9 \
-    build/lisa train $TINY --steps 3 --batch 2 --seq 8 --device cuda --method lisa --gamma 1 --quiet
-fi
-if python3 -c 'import numpy, torch, transformers' 2>/dev/null; then
-  P="python3 scripts/peer-torch.py --model gpt2-124m --device cuda --dtype bf16 --attn sdpa \
-     --batch 16 --seq 1024 --steps 30 --warmup-steps 5 --data data/tinyshakespeare.bin"
-  step peer-torch-ft 180 bash -c "$P --method ft > $OUT/peer-torch-ft.json"
-  step peer-torch-lisa 180 bash -c "$P --method lisa --gamma 2 --interval 20 > $OUT/peer-torch-lisa.json"
-  cat "$OUT"/peer-torch-*.json >> "$R" 2>/dev/null
-else
-  echo "== peer-torch: skipped, no numpy/torch/transformers on this machine" >> "$R"
-fi
-step nvrtc-gpt2-124m 120 build/lisa gen models/gpt2-124m.yaml -o "$OUT/gen" --batch 16 --seq 1024
-cp "$OUT/gen/compile.txt" "$OUT/compile-gpt2-124m.txt" 2>/dev/null
-rm -rf "$OUT/gen" "$OUT/cache"
+step bench-lisa-simt 60 build/lisa train ${BENCH/--steps 30/--steps 12} --dtype bf16 --method lisa \
+  --gamma 2 --tune "$W/simt.lua" --log-jsonl "$W/bench-lisa-simt.jsonl" &&
+  summary "$W/bench-lisa-simt.jsonl" >> "$R"
+step nvrtc-gpt2-124m 60 build/lisa gen models/gpt2-124m.yaml -o "$W/gen" --batch 16 --seq 1024
+cp "$W/gen/compile.txt" "$W/compile-gpt2-124m.txt" 2>/dev/null
+rm -rf "$W/gen"
 # shellcheck disable=SC2086
-if step sample-weights 90 build/lisa train ${BENCH/--steps 30/--steps 2} --dtype bf16 \
-     --save "$OUT/g124.safetensors"; then
+if step sample-weights 60 build/lisa train ${BENCH/--steps 30/--steps 2} --dtype bf16 \
+     --save "/tmp/g124.safetensors"; then
   for dtype in fp32 bf16; do
-    step "sample-$dtype" 60 bash -c "build/lisa sample models/gpt2-124m.yaml --weights \
-      $OUT/g124.safetensors --prompt-ids '464 2068 7586 21831' --max-new-tokens 256 --device cuda \
-      --dtype $dtype --json > $OUT/sample-$dtype.json" &&
-      { echo "sample-$dtype:"; grep -o '"tokens_per_s":[0-9.]*' "$OUT/sample-$dtype.json"; } >> "$R"
+    step "sample-$dtype" 45 bash -c "build/lisa sample models/gpt2-124m.yaml --weights \
+      /tmp/g124.safetensors --prompt-ids '464 2068 7586 21831' --max-new-tokens 256 --device cuda \
+      --dtype $dtype --json > $W/sample-$dtype.json" &&
+      { echo "sample-$dtype:"; grep -o '"tokens_per_s":[0-9.]*' "$W/sample-$dtype.json"; } >> "$R"
   done
-  rm -f "$OUT/g124.safetensors"
+  rm -f /tmp/g124.safetensors
 fi
 echo "failed steps: $failed" >> "$R"
 echo "failed steps: $failed (results in $R)"
