@@ -75,7 +75,7 @@ for d in /usr/local/cuda/targets/x86_64-linux/lib $(ls -d /opt/*/.venv/lib/pytho
     /usr/local/lib/python3*/dist-packages/nvidia/cu13/lib 2>/dev/null); do LIBS=$LIBS:$d; done
 export LD_LIBRARY_PATH=$PWD/build/gpu-libs:$LIBS:${LD_LIBRARY_PATH:-}
 export PATH=/usr/local/cuda/bin:$PATH # compute-sanitizer
-export CUBLASLT_LOG_LEVEL=${CUBLASLT_LOG_LEVEL:-2} # cuBLASLt says why it has no algorithm
+export CUBLASLT_LOG_LEVEL=${CUBLASLT_LOG_LEVEL:-1} # errors only: 2 traces every call, slowing the runs
 export LISA_SRC=$PWD OMP_NUM_THREADS=8 XDG_CACHE_HOME=/tmp/gpu-check-cache
 START=$(date +%s)
 failed=0
@@ -98,8 +98,14 @@ step() {
   fi
   local t0=$(date +%s.%N)
   echo "== $name: $*" >> "$R"
-  timeout -k 10 "$limit" "$@" >> "$R" 2>&1
+  timeout -k 10 "$limit" "$@" > "$W/$name.log" 2>&1
   local rc=$?
+  # the whole log in the details; its head and tail in the results
+  if [ "$(stat -c %s "$W/$name.log")" -gt 120000 ]; then
+    head -c 80000 "$W/$name.log"; echo; echo "[... $W/$name.log cut: its last 30000 bytes ...]"
+    tail -c 30000 "$W/$name.log"
+  else cat "$W/$name.log"; fi >> "$R"
+
   local t1=$(date +%s.%N)
   awk -v n="$name" -v rc="$rc" -v a="$t0" -v b="$t1" \
     'BEGIN {printf "== %s: exit %d, %.1f s\n\n", n, rc, b - a}' >> "$R"
