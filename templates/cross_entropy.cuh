@@ -158,19 +158,22 @@ __device__ void cross_entropy_mean(float *mean_loss, const float *loss, const in
                                    int N) {
   static_assert(THREADS >= 32 && THREADS <= 1024 && (THREADS & (THREADS - 1)) == 0,
                 "THREADS: a power of two in [32, 1024]");
-  __shared__ double part[THREADS];
+  // Two arrays: with one, thread 0's read of the count raced the second
+  // sum's writes, since ptxas loads part[0] in every thread and selects
+  // (compute-sanitizer racecheck on an H200 reported it).
+  __shared__ double count_part[THREADS], loss_part[THREADS];
   const int tid = threadIdx.x;
   double s = 0.0, c = 0.0;
   for (int i = tid; i < N; i += THREADS) {
     s += (double)loss[i];
     c += targets[i] >= 0 && targets[i] < V ? 1.0 : 0.0;
   }
-  tree_sum<THREADS>(part, c);
-  // Only thread 0 needs the count, and it reads part[0] before the second
-  // sum's first write to it (its own): no barrier between the two sums.
-  const double counted = tid == 0 ? part[0] : 0.0;
-  tree_sum<THREADS>(part, s);
-  if (tid == 0) mean_loss[0] = counted > 0 ? (float)(part[0] / counted) : 0.0f;
+  tree_sum<THREADS>(count_part, c);
+  tree_sum<THREADS>(loss_part, s);
+  if (tid == 0) {
+    const double counted = count_part[0];
+    mean_loss[0] = counted > 0 ? (float)(loss_part[0] / counted) : 0.0f;
+  }
 }
 
 }  // namespace lisa
