@@ -67,12 +67,14 @@ __device__ __forceinline__ float grad(float x, int i, float row_max, float f, fl
 // scratch: none (loss is the caller's float [N] of per-row losses)
 // The __global__ wrapper should carry __launch_bounds__(THREADS).
 //   logits  [N, V] T at row stride LD (the device pads rows to a multiple of
-//           128, codegen/gen/gen.h GEN_VOCAB_PAD; columns V.. are not touched),
+//           128, codegen/ir/ir.h IR_VOCAB_PAD; columns V.. are not read),
 //           read (and overwritten when dlogits == logits)
 //   targets [N] int32
 //   loss    [N] float, written: -log softmax(logits[n])[targets[n]]
-//   dlogits [N, V] T or nullptr (loss only), written:
-//           (softmax - onehot) * row_scale (0 on ignored rows); may equal logits
+//   dlogits [N, LD] T or nullptr (loss only), written:
+//           (softmax - onehot) * row_scale (0 on ignored rows), and 0 in the
+//           pad columns V..LD (the head's input-gradient GEMM runs over them);
+//           may equal logits
 template <typename T, int V, int THREADS, int LD = V>
 __device__ void cross_entropy_fused(T *dlogits, float *loss, const T *logits,
                                     const int *targets, int N, float row_scale) {
@@ -140,6 +142,7 @@ __device__ void cross_entropy_fused(T *dlogits, float *loss, const T *logits,
     for (int i = tid; i < V; i += THREADS)
       drow[i] = from_f32<T>(ce_detail::grad(to_f32(row[i]), i, row_max, f, sn, hit));
   }
+  for (int i = V + tid; i < LD; i += THREADS) drow[i] = from_f32<T>(0.0f);
 }
 
 // launch: grid (1), block (THREADS), dynamic smem: 0 bytes

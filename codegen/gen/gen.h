@@ -164,15 +164,16 @@ typedef struct {
   int base;           /* GEN_BUF_VIEW: the buffer it looks into */
   int64_t off, ld;    /* GEN_BUF_VIEW: column offset and row stride; other buffers:
                          the row stride when wider than cols (0: cols), as the
-                         head's vocabulary-wide values have (GEN_VOCAB_PAD) */
+                         head's vocabulary-wide values have (IR_VOCAB_PAD) */
 } gen_buffer;
 
 /* The head's [rows, vocab] values (logits and their gradient) are laid out with
- * rows padded to a multiple of this many elements: GPT-2's 50257 would leave
- * every row but the first misaligned for the GEMMs and vector loads. The pad
- * columns are never computed, read or written; the CPU backend and
+ * rows of ir_vocab_padded elements: GPT-2's 50257 would leave every row but
+ * the first misaligned for the GEMMs and vector loads. The logits GEMM writes
+ * the pad columns (zeros: the weight's pad rows are zero), cross_entropy_fused
+ * writes zeros there in the gradient, and the gradient's GEMM into the hidden
+ * state reads them (k padded); nothing else touches them. The CPU backend and
  * checkpoints are unchanged. */
-#define GEN_VOCAB_PAD 128
 
 /* A buffer's row stride (a view's is into its base). */
 static inline int64_t gen_buffer_ld(const gen_buffer *b) { return b->ld > 0 ? b->ld : b->cols; }

@@ -125,12 +125,13 @@ static int init_buffers(gen_ctx *c) {
     b->role = GEN_BUF_SCRATCH; /* until assign_roles knows better */
     b->rows = gen_value_rows(c, v);
     b->cols = iv->cols;
-    if (iv->param >= 0) {
+    if (iv->param >= 0) { /* as stored: vocabulary rows padded (ir_param_stored_numel) */
       const ir_param *pr = &c->m->params[iv->param];
-      b->rows = pr->ndim == 2 ? pr->shape[0] : 1;
-      b->cols = pr->ndim == 2 ? pr->shape[1] : pr->shape[0];
+      const int64_t stored = ir_param_stored_numel(c->m, pr);
+      b->cols = pr->ndim == 2 ? pr->shape[1] : stored;
+      b->rows = pr->ndim == 2 ? stored / pr->shape[1] : 1;
     } else if (c->p->section == IR_HEAD && !iv->scalar && iv->cols == c->m->vocab_size) {
-      b->ld = (iv->cols + GEN_VOCAB_PAD - 1) / GEN_VOCAB_PAD * GEN_VOCAB_PAD;
+      b->ld = ir_vocab_padded(c->m);
     }
     if (iv->dtype == IR_I32) b->dtype = GEN_I32;
     else if (iv->kind == IR_V_PARAM_GRAD) b->dtype = c->cfg->grad_dtype;
@@ -210,6 +211,39 @@ static const ir_param *param_of(const gen_ctx *c, int v) {
   return &c->m->params[c->g->values[v].param];
 }
 
+/* Written by cross_entropy_fused's gradient, whose pad columns are zero. */
+static int is_ce_gradient(const gen_ctx *c, int v) {
+  for (int j = 0; j < c->n_items; j++)
+    if (c->items[j].rule == GEN_RULE_CE_BACKWARD && c->items[j].op->kind == IR_OP_CROSS_ENTROPY_BWD &&
+        c->items[j].op->out[0] == v)
+      return 1;
+  return 0;
+}
+
+static int ref_spans(gen_ref r, int64_t cols) { return r.buf >= 0 && r.off == 0 && r.ld >= cols; }
+
+/* The head's GEMMs over a [vocab, in] weight run at the padded vocabulary
+ * (the weight's pad rows are stored zero, ir_param_stored_numel): the
+ * forward's m, writing zero logits into the pad columns, and the input
+ * gradient's k where its dy is cross_entropy_fused's gradient (zero pads).
+ * The weight gradient keeps n = vocab: cuBLASLt runs it fast either way, and
+ * the gradient's pad rows stay unwritten. */
+static int vocab_padded_out(const gen_ctx *c, const ir_op *op, const gen_gemm *gm,
+                            const ir_param *w) {
+  const int64_t vp = ir_vocab_padded(c->m);
+  if (c->p->section != IR_HEAD || w->ndim != 2 || w->layout != IR_LAYOUT_OUT_IN ||
+      w->shape[0] != c->m->vocab_size || vp == c->m->vocab_size)
+    return 0;
+  if (gm->op == GEN_GEMM_FWD) {
+    const int bias = gm->bias.buf >= 0 ? op->in[2] : -1; /* a stored, padded param */
+    return ref_spans(gm->d, vp) && !gm->beta &&
+           gm->epilogue == (bias >= 0 ? GEN_EPI_BIAS : GEN_EPI_NONE) &&
+           (bias < 0 || (c->g->values[bias].kind == IR_V_PARAM &&
+                         param_of(c, bias)->shape[0] == c->m->vocab_size));
+  }
+  return gm->op == GEN_GEMM_DX && ref_spans(gm->a, vp) && is_ce_gradient(c, op->in[0]);
+}
+
 /* A GEMM with the epilogue and beta the fuse pass chose for its group. */
 static int lower_linear(gen_ctx *c, int i) {
   const gen_item *it = &c->items[i];
@@ -254,6 +288,7 @@ static int lower_linear(gen_ctx *c, int i) {
     break;
   }
   }
+  if (vocab_padded_out(c, op, gm, w)) gm->out = (int)ir_vocab_padded(c->m);
   return 0;
 }
 

@@ -90,6 +90,15 @@ int64_t ir_param_numel(const ir_param *p) {
   return p->ndim == 1 ? p->shape[0] : p->shape[0] * p->shape[1];
 }
 
+int64_t ir_vocab_padded(const ir_model *m) {
+  return ((int64_t)m->vocab_size + IR_VOCAB_PAD - 1) / IR_VOCAB_PAD * IR_VOCAB_PAD;
+}
+
+int64_t ir_param_stored_numel(const ir_model *m, const ir_param *p) {
+  if (m->vocab_size <= 0 || p->shape[0] != m->vocab_size) return ir_param_numel(p);
+  return ir_vocab_padded(m) * (p->ndim == 1 ? 1 : p->shape[1]);
+}
+
 const char *ir_op_name(ir_opkind kind) {
   return (int)kind >= 0 && (int)kind < IR_OP_COUNT ? ir_op_info[kind].name : "?";
 }

@@ -193,6 +193,17 @@ int ir_add_bwd(ir_graph *g, const ir_op *op);
 /* Takes ownership of a's trees and text; returns the index. */
 int ir_add_activation(ir_model *m, const ir_activation *a);
 int64_t ir_param_numel(const ir_param *p);
+/* The device and the layout pad the vocabulary to a multiple of this: the
+ * head's GEMMs run at that extent (cuBLASLt has no Hopper kernel for an m or
+ * k of GPT-2's 50257: docs/benchmarks.md) and vocabulary-wide rows stay
+ * 16-byte aligned. */
+#define IR_VOCAB_PAD 128
+int64_t ir_vocab_padded(const ir_model *m);
+/* The elements a param is stored with: a first dimension of vocab_size is
+ * padded to ir_vocab_padded rows (1-D: elements), which stay zero; the
+ * tensor itself (checkpoints, the store, AdamW, norms) is the first
+ * ir_param_numel of them. */
+int64_t ir_param_stored_numel(const ir_model *m, const ir_param *p);
 const char *ir_op_name(ir_opkind kind);  /* "layernorm", "linear_bwd_w", ... */
 int ir_op_from_name(const char *name);   /* forward ops only; -1 if unknown */
 const char *ir_layout_name(int layout);  /* "out_in", "in_out" */

@@ -76,8 +76,8 @@ static size_t value_bytes(const ms_state *s, const ir_value *v) {
 static int64_t padded(int64_t n) { return (n + 15) / 16 * 16; }
 
 /* Parameters: embed, then block by block, then head, each tensor padded to
- * 16 floats, so a block's tensors are contiguous and laid out alike in every
- * block. Gradients, only for the params that train: embed, head, then
+ * 16 floats (vocabulary-sized rows first to ir_vocab_padded), so a block's
+ * tensors are contiguous and laid out alike in every block. Gradients, only for the params that train: embed, head, then
  * n_grad_slots slots of one block's; a block that trains is bound to a slot
  * (LISA keeps gradients only for the blocks it trains; full fine-tuning
  * binds block l to slot l). */
@@ -98,7 +98,7 @@ static int layout_params(ms_state *s, int n_grad_slots, const unsigned char *tra
         if (m->params[p].section != order[o]) continue;
         if (order[o] == IR_HEAD && l == 0 && !head_seen++)
           s->grad_head_base = grad_off, s->param_head_base = off;
-        int64_t n = padded(ir_param_numel(&m->params[p]));
+        int64_t n = padded(ir_param_stored_numel(m, &m->params[p]));
         s->param_off[p * s->n_layer_slots + l] = off;
         off += n;
         if (order[o] == IR_BLOCK) block_params += l == 0 ? n : 0;

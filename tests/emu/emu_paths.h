@@ -95,8 +95,11 @@ inline int gemm(void *ctx, const gen_path *p, int step, const path_exec_gemm *pg
   const gen_gemm &g = *pg->g;
   int64_t ka = g.op == GEN_GEMM_FWD ? g.in : g.out;
   std::vector<float> a = read_at(pg->a, dtype_of(p, g.a), g.a.ld, g.rows, ka);
-  const gen_buffer *wb = &p->bufs[g.w.buf];
-  int64_t wrows = g.op == GEN_GEMM_DW ? g.rows : wb->rows, wcols = g.op == GEN_GEMM_DW ? g.in : wb->cols;
+  /* W as the GEMM's extents say: the head's may run past the tensor's
+   * vocabulary rows into its stored zero pad (ir_vocab_padded) */
+  const bool out_in = g.layout == IR_LAYOUT_OUT_IN;
+  int64_t wrows = g.op == GEN_GEMM_DW ? g.rows : out_in ? g.out : g.in;
+  int64_t wcols = g.op == GEN_GEMM_DW ? g.in : out_in ? g.in : g.out;
   std::vector<float> w = read_at(pg->w, dtype_of(p, g.w), g.w.ld, wrows, wcols);
   if (g.op == GEN_GEMM_DW) {
     /* D (= C, beta 1) in the gradients' dtype: the old value plus the

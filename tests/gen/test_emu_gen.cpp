@@ -31,6 +31,7 @@ extern "C" {
 #ifdef LISA_HAVE_GPU
 #include "gpu_host.h"
 #endif
+#include "param_store.h"
 #include "weights.h"
 }
 #include "cpu_ops.h"
@@ -271,6 +272,20 @@ void run_pass(const Module &mod, const gen_program *prog, ms_state *s, int mode,
   }
 }
 
+/* Where a tensor started before the layout padded vocabulary rows (each
+ * tensor padded to 16 floats only): the perturbation below keeps the values
+ * the bf16 bounds were measured on. */
+int64_t unpadded_index(const ms_state *s, const ir_model *m, int p, int l) {
+  auto pad16 = [](int64_t n) { return (n + 15) / 16 * 16; };
+  const int64_t at = ms_param_index(s, p, l);
+  int64_t shift = 0;
+  for (int q = 0; q < m->n_params; q++)
+    for (int k = 0; k < ps_param_layers(m, q); k++)
+      if (ms_param_index(s, q, k) < at)
+        shift += pad16(ir_param_stored_numel(m, &m->params[q])) - pad16(ir_param_numel(&m->params[q]));
+  return at - shift;
+}
+
 /* lora_rank > 0: LoRA on every block linear; only the adapters train. */
 void check_model(const char *yaml, int dtype, const gen_tuning *tuning = nullptr,
                  int lora_rank = 0, int grad_dtype = GEN_F32, int grad_accum = 1,
@@ -307,8 +322,14 @@ void check_model(const char *yaml, int dtype, const gen_tuning *tuning = nullptr
       if (wt_load(&s, folder, NULL, 0, &err)) CHECK_MSG(0, "%s", err.msg);
     } else {
       wt_init_random(&s, 7);
-      /* larger than init's scale, so biases and norms are not trivially 0 / 1 */
-      for (int64_t i = 0; i < s.n_param_scalars; i++) s.params[i] += 0.05f * sinf((float)i);
+      /* larger than init's scale, so biases and norms are not trivially 0 / 1;
+       * the tensors only: the vocabulary pad rows stay zero, as stored */
+      for (int p = 0; p < m.n_params; p++)
+        for (int l = 0; l < ps_param_layers(&m, p); l++) {
+          float *w = ms_param(&s, p, l);
+          const int64_t i = unpadded_index(&s, &m, p, l);
+          for (int64_t j = 0; j < ir_param_numel(&m.params[p]); j++) w[j] += 0.05f * sinf((float)(i + j));
+        }
     }
     for (int n = 0; n < s.N; n++)
       s.ids[n] = (n * 7 + 3) % m.vocab_size, s.targets[n] = (n * 5 + 1) % m.vocab_size;

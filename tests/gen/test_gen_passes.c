@@ -1,10 +1,12 @@
 /* test_gen_passes: the generator's pass list (codegen/gen/gen_lower.c). Every
  * fusion rule of the fuse pass forms a group in one of the bundled models;
  * the dump names each pass of each path, and only the ones asked for; the
- * SM count of gen_config sizes the optimizer's grid and the norms' split. */
+ * SM count of gen_config sizes the optimizer's grid and the norms' split; the
+ * head's GEMMs run at the padded vocabulary where it is safe. */
 #include "autodiff.h"
 #include "check.h"
 #include "gen.h"
+#include "model_source.h"
 #include "model_yaml.h"
 
 static int load(const char *rel, ir_model *m) {
@@ -107,9 +109,71 @@ static void test_sms_size_launches(void) {
   ir_model_free(&m);
 }
 
+/* The head's GEMMs of path `path`: out extent of the forward, the input
+ * gradient and the weight gradient (-1: none). */
+static void head_gemm_outs(const gen_program *prog, const char *path, int out[3]) {
+  out[0] = out[1] = out[2] = -1;
+  const gen_path *p = gen_find_path(prog, path);
+  for (int i = 0; p && i < p->n_steps; i++)
+    if (p->steps[i].kind == GEN_STEP_GEMM) out[p->steps[i].gemm.op] = p->steps[i].gemm.out;
+}
+
+/* GPT-2's tied head (vocabulary 67, padded to 128): the logits GEMM's m and
+ * the input gradient's k run at 128 (cross_entropy_fused zeroes the pad
+ * columns it reads), the weight gradient at 67; the parameter buffers have
+ * the stored 128 rows. Gemma 2 puts a soft cap between the logits and the
+ * loss: its forward pads, its input gradient (dy from the cap's backward,
+ * pads not zeroed) keeps k = 61. */
+static void test_vocab_padded_gemms(void) {
+  static const struct { const char *model; int vocab, fwd, dx; } cases[] = {
+      {"models/gpt2-tiny.yaml", 67, 128, 128},
+      {"tests/fixtures/families/gemma2", 61, 128, 61},
+  };
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    ir_model m;
+    lt_error err = {{0}};
+    char folder[1024];
+    if (model_open(src_path(cases[k].model), &m, folder, sizeof folder, &err) ||
+        ad_build_backward(&m, &err)) {
+      CHECK_MSG(0, "%s: %s", cases[k].model, err.msg);
+      continue;
+    }
+    CHECK(m.vocab_size == cases[k].vocab && ir_vocab_padded(&m) == 128);
+    gen_config cfg = {.B = 2, .T = 8, .dtype = GEN_BF16, .grad_accum = 1};
+    gen_program prog;
+    if (gen_build(&prog, &m, &cfg, &err)) {
+      CHECK_MSG(0, "%s: %s", cases[k].model, err.msg);
+      ir_model_free(&m);
+      continue;
+    }
+    int train[3], frozen[3];
+    head_gemm_outs(&prog, "head_train", train);
+    head_gemm_outs(&prog, "head_frozen", frozen);
+    CHECK_MSG(train[GEN_GEMM_FWD] == cases[k].fwd && train[GEN_GEMM_DX] == cases[k].dx &&
+                  train[GEN_GEMM_DW] == cases[k].vocab,
+              "%s head_train: m %d, k %d, n %d", cases[k].model, train[0], train[1], train[2]);
+    CHECK(frozen[GEN_GEMM_FWD] == cases[k].fwd && frozen[GEN_GEMM_DX] == cases[k].dx &&
+          frozen[GEN_GEMM_DW] == -1);
+    const gen_path *head = gen_find_path(&prog, "head_train");
+    const ir_graph *g = &m.sections[IR_HEAD];
+    int vocab_params = 0;
+    for (int v = 0; head && v < g->n_values; v++) {
+      const ir_value *iv = &g->values[v];
+      if (iv->kind != IR_V_PARAM || m.params[iv->param].shape[0] != m.vocab_size) continue;
+      vocab_params++;
+      CHECK_MSG(head->bufs[v].rows == 128, "%s: %s has %lld rows", cases[k].model,
+                head->bufs[v].name, (long long)head->bufs[v].rows);
+    }
+    CHECK(vocab_params >= 1);
+    gen_free(&prog);
+    ir_model_free(&m);
+  }
+}
+
 int main(void) {
   RUN(test_every_rule_fires);
   RUN(test_dump_names_passes);
   RUN(test_sms_size_launches);
+  RUN(test_vocab_padded_gemms);
   return check_exit();
 }

@@ -28,6 +28,13 @@ CE_WRAP(ce_f1000_t1024, float, 1000, 1024)
 CE_WRAP(ce_f50257, float, 50257, 256)
 CE_WRAP(ce_b50257, bf16, 50257, 256)
 CE_WRAP(ce_b5, bf16, 5, 32)
+// rows at the device's padded stride (codegen/ir/ir.h IR_VOCAB_PAD)
+#define CE_WRAP_LD(NAME, T, V, TH, LD)                                                       \
+  extern "C" __global__ void NAME(T *d, float *l, const T *x, const int *t, int N, float s) { \
+    lisa::cross_entropy_fused<T, V, TH, LD>(d, l, x, t, N, s);                               \
+  }
+CE_WRAP_LD(ce_f67_ld128, float, 67, 64, 128)
+CE_WRAP_LD(ce_b50257_ld50304, bf16, 50257, 256, 50304)
 
 // V only bounds the targets the mean counts: any target in [0, 2^30) counts here.
 extern "C" __global__ void ce_mean_k(float *out, const float *l, const int *t, int N) {
@@ -180,6 +187,48 @@ static void test_ce_bf16() {
   ce_case<bf16>(ce_b50257, 50257, 256, 7, 0, 71);
   ce_case<bf16>(ce_b50257, 50257, 256, 3, 1, 72);
   ce_case<bf16>(ce_b5, 5, 32, 7, 0, 73);  // V smaller than one 16-byte pack
+}
+
+// Rows at a padded stride LD: the pad columns of the logits are never read
+// (NaN there changes nothing), those of the gradient come out 0, in place or
+// not (the head's input-gradient GEMM runs over them).
+template <class T, class K>
+static void ce_padded_case(K kernel, int V, int LD, int threads, int N, bool in_place) {
+  const size_t n = (size_t)N * V, nld = (size_t)N * LD;
+  std::vector<float> x(n), xld(nld, NAN);
+  emu::fill_uniform(x.data(), n, -4.0f, 4.0f, 17);
+  round_like<T>(x);
+  for (int r = 0; r < N; r++) memcpy(&xld[(size_t)r * LD], &x[(size_t)r * V], V * sizeof(float));
+  std::vector<int> tgt(N);
+  emu::fill_int(tgt.data(), N, 0, V - 1, 18);
+  const float row_scale = 1.0f / (float)N;
+  emu::Guarded<T> logits(nld), dsep(nld);
+  emu::Guarded<float> loss(N);
+  emu::Guarded<int> targets(N);
+  store<T>(logits.data(), xld.data(), nld);
+  store<T>(dsep.data(), xld.data(), nld);  // NaN in the pads until the kernel writes them
+  memcpy(targets.data(), tgt.data(), N * sizeof(int));
+  T *d = in_place ? logits.data() : dsep.data();
+  LAUNCH(N, threads, kernel, d, loss.data(), logits.data(), targets.data(), N, row_scale);
+  std::vector<float> ref_d(n);
+  cpu_cross_entropy_backward(ref_d.data(), x.data(), tgt.data(), N, V, 1.0f);
+  std::vector<float> got = load<T>(d, nld), got_v(n);
+  for (int r = 0; r < N; r++) {
+    memcpy(&got_v[(size_t)r * V], &got[(size_t)r * LD], V * sizeof(float));
+    for (int i = V; i < LD; i++) CHECK_MSG(got[(size_t)r * LD + i] == 0.0f, "row %d pad %d", r, i);
+    const float ref_loss = cpu_cross_entropy_forward(x.data() + (size_t)r * V, &tgt[r], 1, V);
+    CHECK_CLOSE(loss[r], ref_loss, 0.0, 1e-6);
+  }
+  const double e = emu::nmse(got_v.data(), ref_d.data(), n);
+  CHECK_MSG(e < (is_bf16<T>() ? 1e-4 : 1e-7), "V=%d LD=%d dlogits nmse %g", V, LD, e);
+  CHECK_GUARD(logits);
+  CHECK_GUARD(dsep);
+}
+
+static void test_ce_padded_rows() {
+  ce_padded_case<float>(ce_f67_ld128, 67, 128, 64, 5, true);
+  ce_padded_case<float>(ce_f67_ld128, 67, 128, 64, 5, false);
+  ce_padded_case<bf16>(ce_b50257_ld50304, 50257, 50304, 256, 3, true);
 }
 
 // Out-of-range targets: loss 0, zero gradient, nothing out of bounds.
@@ -369,6 +418,7 @@ int main() {
   RUN(test_ce_fp32);
   RUN(test_ce_bf16);
   RUN(test_ce_bad_target);
+  RUN(test_ce_padded_rows);
   RUN(test_ce_mean);
   RUN(test_embedding_fp32);
   RUN(test_embedding_bf16);
