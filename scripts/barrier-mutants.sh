@@ -1,7 +1,7 @@
 #!/bin/bash
 # barrier-mutants.sh: removes each __syncthreads() in templates/ in turn and
 # reports which emulator test catches the mutant, under each schedule of
-# SCHEDULES (default "fifo random greedy"; tests/emu/emu_sched.h: greedy runs
+# SCHEDULES (default "fifo random greedy"; templates/emu/emu_sched.h: greedy runs
 # one warp ahead of the others, which write-after-read races need). A barrier no
 # test catches must say why it stays anyway: a `mutant-survives:` comment on
 # its line or the line above. Exit status 1 if any survivor lacks one.

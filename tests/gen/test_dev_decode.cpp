@@ -116,7 +116,7 @@ bool load(const Model &md, int dtype, const char *tag, Program *p, dt_device *de
   if (gen_build(&p->prog, &md.m, &cfg, &err)) return fprintf(stderr, "%s\n", err.msg), false;
   p->ok = true;
   std::string why;
-  if (!emu_paths::compile_module(&p->prog, tmp_dir, tag, src_path("tests/emu/cuda_emu.h"),
+  if (!emu_paths::compile_module(&p->prog, tmp_dir, tag, src_path("templates/emu/cuda_emu.h"),
                                  &p->mod, &why))
     return fprintf(stderr, "%s\n", why.c_str()), false;
   *dev = emu_device::device(&p->mod);

@@ -150,7 +150,7 @@ bool build_program(const trainer &t, int dtype, int grad_dtype, const char *tag,
   if (gen_build(&p->prog, &t.ir, &cfg, &err)) return fprintf(stderr, "%s\n", err.msg), false;
   p->ok = true;
   std::string why;
-  if (!emu_paths::compile_module(&p->prog, tmp_dir, tag, src_path("tests/emu/cuda_emu.h"),
+  if (!emu_paths::compile_module(&p->prog, tmp_dir, tag, src_path("templates/emu/cuda_emu.h"),
                                  &p->mod, &why))
     return fprintf(stderr, "%s\n", why.c_str()), false;
   return true;

@@ -58,7 +58,7 @@ __attribute__((format(printf, 1, 2))) bool fail(const char *fmt, ...) {
 // Compiles the program's single translation unit for the emulator.
 bool compile_module(const gen_program *prog, const char *tag, Module *mod) {
   std::string why;
-  return emu_paths::compile_module(prog, tmp_dir, tag, src_path("tests/emu/cuda_emu.h"), mod, &why) ||
+  return emu_paths::compile_module(prog, tmp_dir, tag, src_path("templates/emu/cuda_emu.h"), mod, &why) ||
          fail("%s", why.c_str());
 }
 

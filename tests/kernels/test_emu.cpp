@@ -1,4 +1,4 @@
-// test_emu.cpp: the CUDA emulator itself (tests/emu/cuda_emu.h): barriers,
+// test_emu.cpp: the CUDA emulator itself (templates/emu/cuda_emu.h): barriers,
 // shuffles, ballots, partial warps, shared memory, grids, atomics, bf16
 // rounding, lisa_common.cuh's reductions, guards, and the errors it must
 // report (deadlock, exited lanes, disagreeing masks, launch limits).
