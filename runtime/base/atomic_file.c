@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -67,4 +68,16 @@ int atomic_file_sync_dir(const char *dir, lt_error *err) {
   int rc = fsync(fd), saved = errno;
   close(fd);
   return rc ? lt_fail(err, "%s: fsync failed: %s", dir, strerror(saved)) : 0;
+}
+
+int atomic_file_cache_dir(char *out, size_t cap, lt_error *err) {
+  const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+  char base[1024];
+  if (xdg && *xdg) snprintf(base, sizeof base, "%s", xdg);
+  else if (home && *home) {
+    if (atomic_file_join(base, sizeof base, home, ".cache", err)) return -1;
+  } else
+    return lt_fail(err, "cache: neither XDG_CACHE_HOME nor HOME is set");
+  if (atomic_file_make_dir(base, err) || atomic_file_join(out, cap, base, "lisa", err)) return -1;
+  return atomic_file_make_dir(out, err);
 }

@@ -32,6 +32,9 @@ int atomic_file_write_text(const char *path, const char *text, lt_error *err);
 int atomic_file_join(char *out, size_t cap, const char *dir, const char *name, lt_error *err);
 /* Creates a folder (0755); an existing folder is fine, a file is an error. */
 int atomic_file_make_dir(const char *path, lt_error *err);
+/* The cache folder, made if missing: $XDG_CACHE_HOME/lisa, else
+ * $HOME/.cache/lisa. */
+int atomic_file_cache_dir(char *out, size_t cap, lt_error *err);
 /* A new file, a rename or a removal is durable only once its folder is
  * synced. */
 int atomic_file_sync_dir(const char *dir, lt_error *err);

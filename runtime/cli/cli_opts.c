@@ -15,7 +15,7 @@ _Static_assert(TRAIN_FT == 0 && TRAIN_LISA == 1 && TRAIN_LORA == 2, "the method 
 const char *const cliopt_dtype_names[] = {"fp32", "bf16", "bf16-mixed", "bf16-true", NULL};
 const int cliopt_dtype_values[] = {PRECISION_FP32, PRECISION_BF16_MIXED, PRECISION_BF16_MIXED, PRECISION_BF16_TRUE};
 const char *const cliopt_rounding_names[] = {"stochastic", "nearest", NULL};
-const char *const cliopt_device_names[] = {"auto", "cpu", "cuda", NULL};
+const char *const cliopt_device_names[] = {"auto", "cpu", "cuda", "emu", NULL};
 
 /* "a, b or c" (sep ", ") or "a|b|c" (sep "|", last "|"). */
 static void join_names(const char *const *names, const char *sep, const char *last, char *out,

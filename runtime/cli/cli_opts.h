@@ -74,7 +74,7 @@ extern const char *const cliopt_dtype_names[];   /* fp32 bf16 bf16-mixed bf16-tr
 extern const int cliopt_dtype_values[];          /* their enum precision */
 extern const char *const cliopt_rounding_names[]; /* stochastic nearest: 1 = nearest */
 /* --device of lisa train and lisa sample: the index is the enum. */
-enum cliopt_device { CLIOPT_DEVICE_AUTO, CLIOPT_DEVICE_CPU, CLIOPT_DEVICE_CUDA };
+enum cliopt_device { CLIOPT_DEVICE_AUTO, CLIOPT_DEVICE_CPU, CLIOPT_DEVICE_CUDA, CLIOPT_DEVICE_EMU };
 extern const char *const cliopt_device_names[];  /* auto cpu cuda */
 
 #endif

@@ -218,6 +218,8 @@ static int generate(const sample_args *a, feeder *f, int vocab, const tokenizer 
 static int choose_device(const sample_args *a, feeder *f, lt_error *err) {
   memset(f, 0, sizeof *f);
   if (a->device == CLIOPT_DEVICE_CPU) return 0;
+  if (a->device == CLIOPT_DEVICE_EMU)
+    return lt_fail(err, "--device emu: lisa sample does not run on the emulator yet; use --device cpu");
 #ifdef LISA_HAVE_GPU
   char name[256];
   if (cuda_sampler_open(&f->gpu, name, sizeof name, err) == 0) {

@@ -11,6 +11,8 @@
 #include "cli_opts.h"
 #ifdef LISA_HAVE_GPU
 #include "cuda_run.h"
+#include "dev_run.h"
+#include "emu_device.h"
 #endif
 #include "memory_plan.h"
 #include "run.h"
@@ -135,8 +137,10 @@ static const cliopt train_opts[] = {
              "steps after the first; a table per step at the end, rows\n"
              "in the JSONL"},
     {"--device", CLIOPT_ENUM, AT(device), .names = cliopt_device_names,
-     .help = "cuda: the generated kernels and cuBLASLt; auto: cuda\n"
-             "where a device is found, else the cpu backend (auto)"},
+     .help = "cuda: the generated kernels and cuBLASLt; emu: the same\n"
+             "kernels on the CPU in the CUDA emulator (slow, exact; needs\n"
+             "a C++ compiler); auto: cuda where a device is found, else\n"
+             "the cpu backend (auto)"},
     {"--dtype", CLIOPT_ENUM, AT(dtype), .names = cliopt_dtype_names, .meta = "P",
      .help = "cuda: bf16 (= bf16-mixed: fp32 grads, masters, moments),\n"
              "bf16-true (all bf16, the paper's) or fp32; cpu: fp32"},
@@ -207,21 +211,33 @@ typedef struct {
   void *ctx;
 } backend;
 
-/* auto: CUDA where a device opens, else the CPU, saying why; cuda: the
+/* A device's run as the backend. */
+static int open_device(const cli_args *a, const dev_provider *p, const char *name, backend *be,
+                       lt_error *err) {
+  dev_run *r;
+  if (dev_run_open(&r, p, err)) return -1;
+  *be = (backend){dev_run_backend(), r};
+  if (!a->quiet) fprintf(stderr, "lisa: training on %s\n", name);
+  return 0;
+}
+
+/* auto: CUDA where a device opens, else the CPU, saying why; cuda, emu: the
  * device or an error saying what is missing. */
 static int choose_device(const cli_args *a, backend *be) {
   *be = (backend){run_cpu_backend(), NULL};
   if (a->device == CLIOPT_DEVICE_CPU) return 0;
-  char what[1200];
-#ifdef LISA_HAVE_GPU
+  char what[1200], name[256];
   lt_error err = {{0}};
-  char name[256];
-  cuda_run *r;
-  if (cuda_run_open(&r, name, sizeof name, &err) == 0) {
-    *be = (backend){cuda_backend(), r};
-    if (!a->quiet) fprintf(stderr, "lisa: training on %s\n", name);
-    return 0;
+  dev_provider p;
+  if (a->device == CLIOPT_DEVICE_EMU) {
+    if (emu_provider_open(&p, name, sizeof name, &err) == 0 && open_device(a, &p, name, be, &err) == 0)
+      return 0;
+    fprintf(stderr, "lisa: --device emu: %s\n", err.msg);
+    return -1;
   }
+#ifdef LISA_HAVE_GPU
+  if (cuda_provider_open(&p, name, sizeof name, &err) == 0 && open_device(a, &p, name, be, &err) == 0)
+    return 0;
   snprintf(what, sizeof what, "%s", err.msg);
 #else
   snprintf(what, sizeof what, "this build has no CUDA support (no toolkit when it was built)");
@@ -238,13 +254,14 @@ static int choose_device(const cli_args *a, backend *be) {
 static int check_backend(const cli_args *a, const backend *be) {
   if (be->ops->params_only) return 0;
   if (a->dtype >= 0 && cliopt_dtype_values[a->dtype] != PRECISION_FP32) {
-    fprintf(stderr, "lisa train: the cpu backend trains in fp32; --dtype %s needs --device cuda\n",
+    fprintf(stderr, "lisa train: the cpu backend trains in fp32; --dtype %s needs --device cuda "
+                    "or emu\n",
             cliopt_dtype_names[a->dtype]);
     return -1;
   }
   if (a->tune_path) {
     fprintf(stderr, "lisa train: --tune sets the generated kernels' tunables; it needs "
-                    "--device cuda\n");
+                    "--device cuda or emu\n");
     return -1;
   }
   return 0;

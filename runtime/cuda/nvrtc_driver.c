@@ -75,24 +75,11 @@ static uint64_t nv_cache_key(const char *source, const nv_flags *f, int major, i
   return nv_fnv1a(h, version, sizeof version);
 }
 
-/* The default folder: $XDG_CACHE_HOME/lisa, else $HOME/.cache/lisa. */
-static int nv_default_cache_dir(char *out, size_t cap, lt_error *err) {
-  const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-  char base[1024];
-  if (xdg && *xdg) snprintf(base, sizeof base, "%s", xdg);
-  else if (home && *home) {
-    if (atomic_file_join(base, sizeof base, home, ".cache", err)) return -1;
-  } else
-    return lt_fail(err, "kernel cache: neither XDG_CACHE_HOME nor HOME is set");
-  if (atomic_file_make_dir(base, err)) return -1;
-  return atomic_file_join(out, cap, base, "lisa", err);
-}
-
 static int nv_cache_path(char *out, size_t cap, const char *name, uint64_t key,
                          const nv_options *o, lt_error *err) {
   char dir[1024], file[128];
   if (o->cache_dir) snprintf(dir, sizeof dir, "%s", o->cache_dir);
-  else if (nv_default_cache_dir(dir, sizeof dir, err)) return -1;
+  else if (atomic_file_cache_dir(dir, sizeof dir, err)) return -1;
   if (atomic_file_make_dir(dir, err)) return -1;
   snprintf(file, sizeof file, "%s-%016llx.cubin", name, (unsigned long long)key);
   return atomic_file_join(out, cap, dir, file, err);

@@ -39,6 +39,7 @@ typedef struct {
   float lr;
   int switched, micro;
   double t0;               /* host clock when its enqueue began */
+  double done;             /* a device without fences: when its enqueue ended (0: unknown) */
   int *active, n_active;   /* [n_layer] the active set it trained */
   int32_t *ids, *targets;  /* [micro][N] each; page-locked where the device has it */
   float *stats;            /* [grad_accum + 1]: its losses and gradient norm, copied back */
@@ -664,7 +665,8 @@ static int enqueue(dev_trainer *d, dt_pending *p, int slot, lt_error *err) {
 static int complete(dev_trainer *d, int slot, train_step_stats *st, lt_error *err) {
   dt_pending *p = &d->pend[slot];
   if (d->dev.fence_wait && d->dev.fence_wait(d->dev.ctx, slot, err)) return -1;
-  double done = lt_now_ms(), since = d->last_done > p->t0 ? d->last_done : p->t0;
+  double done = p->done > 0 ? p->done : lt_now_ms();
+  double since = d->last_done > p->t0 ? d->last_done : p->t0;
   d->last_done = done;
   double loss = 0, total = 0; /* the micro-batches' means, weighted by their counted targets */
   for (int i = 0; i < p->micro; i++) {
@@ -685,6 +687,8 @@ int dt_step(dev_trainer *d, train_step_stats *st, int *ready, lt_error *err) {
   int slot = (int)(trainer_next_step(d->host) & 1);
   *ready = 0;
   if (enqueue(d, &d->pend[slot], slot, err)) return -1;
+  /* without fences the step ran within its enqueue (the emulator) */
+  d->pend[slot].done = d->dev.fence_wait ? 0 : lt_now_ms();
   if (!d->pend[slot ^ 1].valid) return 0;
   *ready = 1;
   return complete(d, slot ^ 1, st, err);

@@ -1,0 +1,42 @@
+/* dev_run.h: `lisa train` on a device (cuda, emu): the generated program
+ * for the run, the device trainer over it, set up before step 0, as one
+ * run_backend. What differs between devices (building and loading the
+ * program, memory, copies, launches, GEMMs) comes in a dev_provider. */
+#ifndef LT_DEV_RUN_H
+#define LT_DEV_RUN_H
+
+#include <stddef.h>
+
+#include "dev_train.h"
+#include "gen.h"
+#include "path_profile.h"
+#include "run.h"
+
+typedef struct {
+  void *ctx;
+  /* Generates *prog from m and cfg and loads it for the device; *unfused:
+   * GEMM epilogues it had to generate as kernels of their own (0 normally). */
+  int (*build)(void *ctx, const ir_model *m, const gen_config *cfg, gen_program *prog,
+               unsigned *unfused, lt_error *err);
+  dt_device (*iface)(void *ctx); /* valid while built */
+  size_t (*used_bytes)(void *ctx); /* what the process holds on the device now; NULL */
+  void (*unload)(void *ctx);       /* before the program is freed */
+  void (*close)(void *ctx);
+  int sms;                 /* gen_config.sms */
+  int no_mma;              /* gen_config.no_mma */
+  double bf16_peak;        /* dense bf16 FLOP/s for MFU; 0: unknown */
+  size_t workspace_bytes;  /* beside the arena (the GEMMs') */
+} dev_provider;
+
+typedef struct dev_run dev_run;
+
+/* Takes p (closed with the run, also on failure). */
+int dev_run_open(dev_run **out, const dev_provider *p, lt_error *err);
+/* The run loop's backend over an opened dev_run (the context): prepare
+ * generates, loads and uploads (and profiles with o->profile). */
+const run_backend *dev_run_backend(void);
+/* After prepare: the GEMM epilogues run as kernels of their own. */
+unsigned dev_run_unfused(const dev_run *r);
+void dev_run_close(dev_run *r);
+
+#endif
