@@ -68,7 +68,7 @@ expect_error cpu_tune "--tune sets the generated kernels' tunables; it needs --d
 expect_error bad_dtype "--dtype: 'fp8' is not fp32, bf16, bf16-mixed or bf16-true" \
   train "$TINY" --data "$TOKENS" --dtype fp8
 # One format for every bad value: the option, the value, what it must be.
-expect_error bad_device "--device: 'gpu' is not auto, cpu or cuda" train "$TINY" --data "$TOKENS" --device gpu
+expect_error bad_device "--device: 'gpu' is not auto, cpu, cuda or emu" train "$TINY" --data "$TOKENS" --device gpu
 expect_error fractional_batch "--batch: '2.5' is not an integer in \[1, 1048576\]" \
   train "$TINY" --data "$TOKENS" --batch 2.5
 expect_error negative_seed "--seed: '-1' is not an integer in \[0, 18446744073709551615\]" \
