@@ -1,6 +1,6 @@
 /* cli_sample.c: `lisa sample`, text from a model with a KV cache, on the
- * CPU backend (runtime/train/decode.h) or a CUDA device (the generated
- * decoding program, runtime/cuda/cuda_sample.h), and a Hugging Face
+ * CPU backend (runtime/train/decode.h) or a device, CUDA or the emulator
+ * (the generated decoding program, runtime/run/dev_sample.h), and a Hugging Face
  * tokenizer (runtime/tok/tokenizer.h).
  *
  * The prompt is text through the tokenizer (--chat wraps it as one user
@@ -23,9 +23,11 @@
 #include "model_source.h"
 #include "tokenizer.h"
 #include "train.h"
+#include "dev_sample.h"
+#include "emu_device.h"
 #include "weights.h"
 #ifdef LISA_HAVE_GPU
-#include "cuda_sample.h"
+#include "cuda_run.h"
 #endif
 
 static const char *const dtype_names[] = {"fp32", "bf16", NULL};
@@ -87,7 +89,7 @@ static int parse_sample_args(int argc, char **argv, sample_args *a, int *exit_st
     *exit_status = cliopt_fail_usage(&sample_cmd, "--chat wraps --prompt TEXT, not ids");
   else if (a->bf16 && a->device == CLIOPT_DEVICE_CPU)
     *exit_status = cliopt_fail_usage(&sample_cmd, "the cpu backend runs fp32; --dtype bf16 "
-                                                  "needs --device cuda");
+                                                  "needs --device cuda or emu");
   else return 0;
   return -1;
 }
@@ -175,15 +177,11 @@ static void print_json(const stream *st, const int32_t *prompt, int n_prompt, do
 /* Where the model runs: the CPU decoder, or the device's. */
 typedef struct {
   decoder cpu;
-#ifdef LISA_HAVE_GPU
-  cuda_sampler *gpu; /* NULL: the cpu */
-#endif
+  dev_sampler *dev; /* NULL: the cpu */
 } feeder;
 
 static int feed(feeder *f, const int32_t *ids, int n, const float **logits, lt_error *err) {
-#ifdef LISA_HAVE_GPU
-  if (f->gpu) return cuda_sampler_feed(f->gpu, ids, n, logits, err);
-#endif
+  if (f->dev) return dev_sampler_feed(f->dev, ids, n, logits, err);
   return decoder_feed(&f->cpu, ids, n, logits, err);
 }
 
@@ -213,23 +211,34 @@ static int generate(const sample_args *a, feeder *f, int vocab, const tokenizer 
   return rc;
 }
 
-/* auto: CUDA where a device opens, else the CPU, saying why on stderr
- * (stdout is the text); cuda: the device or an error. */
+/* A device's sampler for f, saying where on stderr (stdout is the text). */
+static int open_sampler(const sample_args *a, const dev_provider *p, const char *name, feeder *f,
+                        lt_error *err) {
+  if (dev_sampler_open(&f->dev, p, err)) return -1;
+  fprintf(stderr, "lisa sample: on %s (%s)\n", name, a->bf16 ? "bf16" : "fp32");
+  return 0;
+}
+
+/* auto: CUDA where a device opens, else the CPU, saying why on stderr;
+ * cuda, emu: the device or an error. */
 static int choose_device(const sample_args *a, feeder *f, lt_error *err) {
   memset(f, 0, sizeof *f);
   if (a->device == CLIOPT_DEVICE_CPU) return 0;
-  if (a->device == CLIOPT_DEVICE_EMU)
-    return lt_fail(err, "--device emu: lisa sample does not run on the emulator yet; use --device cpu");
-#ifdef LISA_HAVE_GPU
   char name[256];
-  if (cuda_sampler_open(&f->gpu, name, sizeof name, err) == 0) {
-    fprintf(stderr, "lisa sample: on %s (%s)\n", name, a->bf16 ? "bf16" : "fp32");
-    return 0;
+  dev_provider p;
+  char why[sizeof err->msg];
+  if (a->device == CLIOPT_DEVICE_EMU) {
+    if (emu_provider_open(&p, name, sizeof name, err) == 0 && open_sampler(a, &p, name, f, err) == 0)
+      return 0;
+    snprintf(why, sizeof why, "%s", err->msg);
+    return lt_fail(err, "--device emu: %.900s", why);
   }
+#ifdef LISA_HAVE_GPU
+  if (cuda_provider_open(&p, name, sizeof name, err) == 0 && open_sampler(a, &p, name, f, err) == 0)
+    return 0;
 #else
   lt_fail(err, "this build has no CUDA support (no toolkit when it was built)");
 #endif
-  char why[sizeof err->msg];
   snprintf(why, sizeof why, "%s", err->msg);
   if (a->device == CLIOPT_DEVICE_CUDA) return lt_fail(err, "--device cuda: %.900s", why);
   if (a->bf16) return lt_fail(err, "--dtype bf16 needs a CUDA device: %.900s", why);
@@ -244,29 +253,19 @@ static int open_model(const sample_args *a, const ir_model *m, const char *folde
   if (m->max_seq > 0 && positions > m->max_seq)
     return lt_fail(err, "the prompt and --max-new-tokens %d need %d positions; %s allows %d",
                    a->max_new, positions, m->path, m->max_seq);
-  int on_device = 0;
-#ifdef LISA_HAVE_GPU
-  on_device = f->gpu != NULL;
-#endif
+  const int on_device = f->dev != NULL;
   if (wt_open_frozen(s, m, 1, positions, a->weights_path, folder, a->ignore_unused, on_device,
                      err))
     return -1;
-  int rc;
-#ifdef LISA_HAVE_GPU
-  if (on_device)
-    rc = cuda_sampler_prepare(f->gpu, s, wt_frozen_source(a->weights_path, folder),
-                              a->ignore_unused, positions, a->bf16, err);
-  else
-#endif
-    rc = decoder_create(&f->cpu, s, err);
+  int rc = on_device ? dev_sampler_prepare(f->dev, s, wt_frozen_source(a->weights_path, folder),
+                                            a->ignore_unused, positions, a->bf16, err)
+                     : decoder_create(&f->cpu, s, err);
   if (rc) ms_free(s);
   return rc;
 }
 
 static void close_feeder(feeder *f) {
-#ifdef LISA_HAVE_GPU
-  if (f->gpu) return cuda_sampler_close(f->gpu);
-#endif
+  if (f->dev) return dev_sampler_close(f->dev);
   decoder_free(&f->cpu);
 }
 

@@ -2,7 +2,7 @@
 # lisa train --device emu: the generated kernels on the CPU in the CUDA
 # emulator. fp32 LISA and LoRA follow the cpu backend's losses and gradient
 # norms to float rounding, bf16-mixed to bf16's; the host build is cached by
-# source; a missing compiler and lisa sample say so.
+# source; a missing or failing compiler says so; lisa sample decodes there.
 . "$LISA_SRC/tests/cli/lib.sh"
 export XDG_CACHE_HOME=$TMP/cache
 TINY="$SRC/models/gpt2-tiny.yaml --data $SRC/tests/fixtures/tokens-67.bin --batch 2 --seq 8 --quiet"
@@ -50,6 +50,14 @@ expect_error "no compiler" "--device emu: no C\+\+ compiler.*CXX" \
   env CXX=/nonexistent/c++ "$LISA" train $TINY --steps 1 --device emu
 expect_error "a compiler that fails" "could not compile" \
   env CXX="$SRC/tests/cli/fake-cxx.sh" "$LISA" train $TINY --steps 1 --device emu --dtype fp32
-expect_error "sample on emu" "--device emu: lisa sample does not run on the emulator" \
-  "$LISA" sample "$SRC/models/gpt2-tiny.yaml" --prompt-ids "1 2" --device emu
+# lisa sample: the decoding program on emu picks cpu's greedy tokens
+for d in cpu emu; do
+  "$LISA" sample "$SRC/models/gpt2-tiny.yaml" --weights "$SRC/tests/fixtures/gpt2-tiny.safetensors" \
+    --prompt-ids "1 2 3" --max-new-tokens 16 --device $d --json 2>/dev/null |
+    grep -o '"ids":\[[0-9,]*\]' > "$TMP/sample-$d.txt" || fail "lisa sample --device $d failed"
+done
+[ -s "$TMP/sample-emu.txt" ] && cmp -s "$TMP/sample-cpu.txt" "$TMP/sample-emu.txt" &&
+  echo "ok   lisa sample on emu: the cpu's greedy tokens" || fail "lisa sample on emu differs"
+expect_error "sample without a compiler" "--device emu: no C\+\+ compiler" \
+  env CXX=/nonexistent/c++ "$LISA" sample "$SRC/models/gpt2-tiny.yaml" --prompt-ids "1 2" --device emu
 finish

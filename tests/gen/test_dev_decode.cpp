@@ -102,7 +102,7 @@ bool load(const Model &md, int dtype, const char *tag, Program *p, dt_device *de
   cfg.decode = 1, cfg.ctx = kCtx;
   lt_error err = {};
 #ifdef LISA_HAVE_GPU
-  if (on_device) { /* as lisa sample does (cuda_sample.c) */
+  if (on_device) { /* as lisa sample does (dev_sample.c) */
     char name[256];
     unsigned unfused;
     if (gpu_device_open(&p->gpu, name, sizeof name, &err) ||
