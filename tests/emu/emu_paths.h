@@ -16,7 +16,7 @@
 #include "emu_bf16.h"
 
 extern "C" {
-#include "cpu_ops.h"
+#include "emu_gemm.h"
 #include "gen.h"
 #include "path_exec.h"
 }
@@ -37,10 +37,6 @@ struct Module {
     if (so) dlclose(so);
   }
 };
-
-// GEMMs as cuBLASLt computes them, including where it differs from the
-// plan's own fields: the GELU aux has D's leading dimension (the CUDA backend
-// sets EPILOGUE_AUX_LD = ldd), and BGRADB overwrites the bias gradient.
 
 // Compiles prog for the host into dir/tag.so and loads it; false with the
 // reason in *why.
@@ -88,62 +84,10 @@ inline void write_at(void *base, int dt, int64_t ld, int64_t rows, int64_t cols,
     }
 }
 
-inline int dtype_of(const gen_path *p, gen_ref r) { return p->bufs[r.buf].dtype; }
-
+// GEMMs as the product's emulator device runs them (runtime/emu/emu_gemm.c).
 inline int gemm(void *ctx, const gen_path *p, int step, const path_exec_gemm *pg, lt_error *err) {
-  (void)ctx, (void)step, (void)err;
-  const gen_gemm &g = *pg->g;
-  int64_t ka = g.op == GEN_GEMM_FWD ? g.in : g.out;
-  std::vector<float> a = read_at(pg->a, dtype_of(p, g.a), g.a.ld, g.rows, ka);
-  /* W as the GEMM's extents say: the head's may run past the tensor's
-   * vocabulary rows into its stored zero pad (ir_vocab_padded) */
-  const bool out_in = g.layout == IR_LAYOUT_OUT_IN;
-  int64_t wrows = g.op == GEN_GEMM_DW ? g.rows : out_in ? g.out : g.in;
-  int64_t wcols = g.op == GEN_GEMM_DW ? g.in : out_in ? g.in : g.out;
-  std::vector<float> w = read_at(pg->w, dtype_of(p, g.w), g.w.ld, wrows, wcols);
-  if (g.op == GEN_GEMM_DW) {
-    /* D (= C, beta 1) in the gradients' dtype: the old value plus the
-     * product in fp32, rounded once; BGRAD's bias gradient likewise */
-    const gen_buffer *db = &p->bufs[g.d.buf];
-    std::vector<float> dw = read_at(pg->d, db->dtype, g.d.ld, db->rows, db->cols);
-    cpu_linear_backward_w(dw.data(), a.data(), w.data(), g.rows, g.in, g.out, g.layout);
-    write_at(pg->d, db->dtype, g.d.ld, db->rows, db->cols, dw.data());
-    if (g.epilogue == GEN_EPI_BGRAD) { /* written, not added to: cuBLASLt's BGRADB */
-      std::vector<float> bg((size_t)g.out, 0.0f);
-      cpu_linear_backward_b(bg.data(), a.data(), g.rows, g.out);
-      write_at(pg->bias, dtype_of(p, g.bias), g.out, 1, g.out, bg.data());
-    }
-    return 0;
-  }
-  int64_t cols = g.op == GEN_GEMM_FWD ? g.out : g.in;
-  std::vector<float> d((size_t)(g.rows * cols));
-  if (g.op == GEN_GEMM_FWD) {
-    std::vector<float> bias;
-    if (pg->bias) bias = read_at(pg->bias, dtype_of(p, g.bias), g.out, 1, g.out);
-    cpu_linear_forward(d.data(), a.data(), w.data(), bias.empty() ? nullptr : bias.data(), g.rows,
-                       g.in, g.out, g.layout);
-  } else {
-    cpu_linear_backward_x(d.data(), a.data(), w.data(), g.rows, g.in, g.out, g.layout);
-  }
-  if (g.beta) {
-    std::vector<float> c = read_at(pg->c, dtype_of(p, g.c), g.c.ld, g.rows, cols);
-    for (size_t i = 0; i < d.size(); i++) d[i] += c[i];
-  }
-  switch (g.epilogue) { /* aux at D's leading dimension, as cuBLASLt is told */
-  case GEN_EPI_GELU_AUX_BIAS: case GEN_EPI_GELU_AUX:
-    write_at(pg->aux, dtype_of(p, g.aux), g.d.ld, g.rows, cols, d.data());
-    /* fall through */
-  case GEN_EPI_GELU_BIAS: case GEN_EPI_GELU:
-    cpu_gelu_forward(d.data(), d.data(), (int64_t)d.size());
-    break;
-  case GEN_EPI_DGELU: {
-    std::vector<float> aux = read_at(pg->aux, dtype_of(p, g.aux), g.d.ld, g.rows, cols);
-    cpu_gelu_backward(d.data(), d.data(), aux.data(), (int64_t)d.size());
-    break;
-  }
-  }
-  write_at(pg->d, dtype_of(p, g.d), g.d.ld, g.rows, cols, d.data());
-  return 0;
+  (void)ctx, (void)step;
+  return emu_gemm_run(p, pg, err);
 }
 
 inline int launch(void *ctx, const gen_path *p, int step, void **args, lt_error *err) {
