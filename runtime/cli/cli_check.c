@@ -1,0 +1,204 @@
+/* cli_check.c: `lisa check`, every generated path of a model run on a device
+ * (the CUDA emulator by default, or a GPU) against the CPU backend, value by
+ * value, before any training: a table (or JSON) and exit 1 on a failure. */
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "autodiff.h"
+#include "cli.h"
+#include "cli_opts.h"
+#include "dev_check.h"
+#include "emu_device.h"
+#include "gen_tune.h"
+#include "json_out.h"
+#include "lora.h"
+#include "memory_plan.h"
+#include "model_source.h"
+#include "param_store.h"
+#include "rng.h"
+#include "train.h"
+#include "weights.h"
+#ifdef LISA_HAVE_GPU
+#include "cuda_run.h"
+#endif
+
+typedef struct {
+  const char *model_path, *weights_path, *tune_path;
+  int method, lora_rank, batch, seq, dtype, device, json;
+  int64_t seed;
+} check_args;
+
+#define AT(field) offsetof(check_args, field)
+
+static const char *const check_devices[] = {"emu", "cuda", NULL};
+
+static const cliopt check_opts[] = {
+    {"--method", CLIOPT_ENUM, AT(method), .names = cliopt_method_names,
+     .help = "lora: the adapted program; ft and lisa share one (ft)"},
+    {"--lora-rank", CLIOPT_INT, AT(lora_rank), 1, 1 << 16, .meta = "R", .help = "(8)"},
+    {"--batch", CLIOPT_INT, AT(batch), 1, 1 << 16, .meta = "B --seq T", .help = "(2, 8)"},
+    {"--seq", CLIOPT_INT, AT(seq), 1, 1 << 20, .help = NULL /* with --batch */},
+    {"--dtype", CLIOPT_ENUM, AT(dtype), .names = cliopt_dtype_names,
+     .values = cliopt_dtype_values, .meta = "P", .help = "fp32 (default), bf16 (= bf16-mixed) or bf16-true"},
+    {"--weights", CLIOPT_STRING, AT(weights_path), .meta = "FILE",
+     .help = "a checkpoint (default: a folder MODEL's own weights, else\n"
+             "random ones, perturbed so norms and biases are not 1 and 0)"},
+    {"--tune", CLIOPT_STRING, AT(tune_path), .meta = "FILE", .help = "kernel tunables, as lisa gen"},
+    {"--device", CLIOPT_ENUM, AT(device), .names = check_devices,
+     .help = "emu: the CUDA emulator (default); cuda: the GPU, at 10x the\n"
+             "bounds (other summation orders)"},
+    {"--seed", CLIOPT_INT64, AT(seed), 0, INT64_MAX, .meta = "S", .help = "ids, targets, weights (1337)"},
+    {"--json", CLIOPT_FLAG, AT(json), .help = "one JSON object: a row per value, the failures"},
+};
+
+static const cliopt_cmd check_cmd = {"lisa check", "usage: lisa check MODEL [options]\n", 22,
+                                     check_opts, sizeof check_opts / sizeof check_opts[0]};
+
+static int parse_check_args(int argc, char **argv, check_args *a, int *exit_status) {
+  memset(a, 0, sizeof *a);
+  a->method = TRAIN_FT, a->lora_rank = 8, a->batch = 2, a->seq = 8, a->seed = 1337;
+  a->dtype = PRECISION_FP32;
+  cliopt_result r;
+  lt_error err;
+  int rc = cliopt_parse(&check_cmd, argc, argv, a, &r, &err);
+  a->model_path = r.positional;
+  if (rc) *exit_status = cliopt_finish(&check_cmd, rc, &err);
+  else if (!a->model_path) *exit_status = cliopt_fail_usage(&check_cmd, "missing MODEL");
+  else return 0;
+  return -1;
+}
+
+/* The device: emu, or the GPU; *slack: the bounds' factor. */
+static int open_device(const check_args *a, dev_provider *p, char *name, size_t cap, double *slack,
+                       lt_error *err) {
+  *slack = 1;
+  if (a->device == 0) return emu_provider_open(p, name, cap, err);
+#ifdef LISA_HAVE_GPU
+  *slack = 10;
+  return cuda_provider_open(p, name, cap, err);
+#else
+  return lt_fail(err, "--device cuda: this build has no CUDA support");
+#endif
+}
+
+/* Weights from a file, else random ones perturbed (tensors only: pads stay
+ * zero) so norms and biases are not trivially 1 and 0; ids and targets
+ * drawn, every fifth target ignored as a loss mask leaves it. */
+static int fill_state(const check_args *a, const char *weights, ms_state *s, lt_error *err) {
+  const ir_model *m = s->ir;
+  if (weights && weights[0]) {
+    if (wt_load(s, weights, NULL, 0, err)) return -1;
+  } else {
+    wt_init_random(s, (uint64_t)a->seed);
+    int64_t i = 0;
+    for (int p = 0; p < m->n_params; p++)
+      for (int l = 0; l < ps_param_layers(m, p); l++) {
+        float *w = ms_param(s, p, l);
+        for (int64_t j = 0; j < ir_param_numel(&m->params[p]); j++, i++) w[j] += 0.05f * sinf((float)i);
+      }
+  }
+  rng_state r;
+  rng_seed(&r, (uint64_t)a->seed + 1);
+  for (int n = 0; n < s->N; n++) {
+    s->ids[n] = (int32_t)rng_below(&r, (uint64_t)m->vocab_size);
+    s->targets[n] = n % 5 == 2 ? -1 : (int32_t)rng_below(&r, (uint64_t)m->vocab_size);
+  }
+  return 0;
+}
+
+static void print_table(const dev_check_report *r) {
+  printf("%-16s %4s %-3s %-28s %11s %11s %9s\n", "path", "inst", "", "value", "max abs", "nmse",
+         "limit");
+  for (int i = 0; i < r->n; i++) {
+    const dev_check_row *w = &r->rows[i];
+    printf("%-16s %4d %-3s %-28s %11.3e %11.3e %9.1e  %s\n", w->path, w->inst,
+           w->backward ? "bwd" : "fwd", w->value, w->max_abs, w->nmse, w->limit,
+           w->pass ? "ok" : "FAIL");
+  }
+}
+
+static void print_json(const check_args *a, const char *device, const dev_check_report *r) {
+  printf("{\"model\":");
+  json_write_string(stdout, a->model_path);
+  printf(",\"device\":");
+  json_write_string(stdout, device);
+  printf(",\"dtype\":\"%s\",\"batch\":%d,\"seq\":%d,\"rows\":[", precision_name(a->dtype), a->batch,
+         a->seq);
+  for (int i = 0; i < r->n; i++) {
+    const dev_check_row *w = &r->rows[i];
+    printf("%s{\"path\":\"%s\",\"inst\":%d,\"pass\":\"%s\",\"value\":", i ? "," : "", w->path,
+           w->inst, w->backward ? "backward" : "forward");
+    json_write_string(stdout, w->value);
+    printf(",\"max_abs\":%.6g,\"nmse\":%.6g,\"limit\":%.3g,\"ok\":%s}", isfinite(w->max_abs) ? w->max_abs : -1,
+           isfinite(w->nmse) ? w->nmse : -1, w->limit, w->pass ? "true" : "false");
+  }
+  printf("],\"checked\":%d,\"failed\":%d}\n", r->n, r->failed);
+}
+
+/* The program for the model as the device builds it, and the CPU state
+ * beside it, checked. */
+static int check(const check_args *a, ir_model *m, const char *weights, dev_check_report *rep,
+                 char *device, size_t cap, lt_error *err) {
+  unsigned char *trains = calloc((size_t)m->n_params + 1, 1);
+  gen_tuning *tuning = NULL;
+  dev_provider p = {0};
+  double slack;
+  if (!trains) return lt_fail(err, "out of memory");
+  if (a->method == TRAIN_LORA) lora_trains(m, trains);
+  else memset(trains, 1, (size_t)m->n_params + 1);
+  gen_config cfg = {.B = a->batch, .T = a->seq, .grad_accum = 1, .trains = trains,
+                    .dtype = a->dtype == PRECISION_FP32 ? GEN_F32 : GEN_BF16,
+                    .grad_dtype = a->dtype == PRECISION_BF16_TRUE ? GEN_BF16 : GEN_F32};
+  gen_program prog;
+  ms_state s;
+  int have_prog = 0, have_state = 0, rc = -1;
+  if ((a->tune_path && gen_tune_load(&tuning, a->tune_path, err)) ||
+      open_device(a, &p, device, cap, &slack, err))
+    goto out;
+  cfg.tuning = tuning, cfg.sms = p.sms, cfg.no_mma = p.no_mma;
+  unsigned unfused;
+  if (p.build(p.ctx, m, &cfg, &prog, &unfused, err)) goto out;
+  have_prog = 1;
+  if (ms_create_trains(&s, m, a->batch, a->seq, m->n_layer, 0, trains, err)) goto out;
+  have_state = 1;
+  dt_device dev = p.iface(p.ctx);
+  rc = fill_state(a, weights, &s, err) || dev_check_program(&prog, &s, &dev, slack, rep, err) ? -1 : 0;
+out:
+  if (have_state) ms_free(&s);
+  if (p.unload && have_prog) p.unload(p.ctx);
+  if (have_prog) gen_free(&prog);
+  if (p.close) p.close(p.ctx);
+  gen_tune_free(tuning);
+  free(trains);
+  return rc;
+}
+
+int cli_check(int argc, char **argv) {
+  check_args a;
+  int rc;
+  if (parse_check_args(argc, argv, &a, &rc)) return rc;
+  ir_model m;
+  lt_error err = {{0}};
+  char folder[1024], device[256] = "";
+  dev_check_report rep = {0};
+  if (model_open(a.model_path, &m, folder, sizeof folder, &err)) {
+    fprintf(stderr, "lisa check: %s\n", err.msg);
+    return 1;
+  }
+  const char *weights = a.weights_path ? a.weights_path : folder;
+  rc = (a.method == TRAIN_LORA && lora_apply(&m, a.lora_rank, 2.0 * a.lora_rank, NULL, &err)) ||
+       ad_build_backward(&m, &err) || check(&a, &m, weights, &rep, device, sizeof device, &err);
+  if (rc) fprintf(stderr, "lisa check: %s\n", err.msg);
+  else if (a.json) print_json(&a, device, &rep);
+  else {
+    print_table(&rep);
+    printf("%s on %s: %d values checked, %d failed\n", m.name, device, rep.n, rep.failed);
+  }
+  int failed = rc ? 1 : rep.failed > 0;
+  dev_check_report_free(&rep);
+  ir_model_free(&m);
+  return failed;
+}
