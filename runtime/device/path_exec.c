@@ -1,6 +1,8 @@
 /* path_exec.c: a path's steps, resolved to pointers, handed to a backend. */
 #include "path_exec.h"
 
+#include "bf16.h"
+
 void *path_exec_ref(const gen_path *p, void *const *bufs, gen_ref r) {
   if (r.buf < 0 || !bufs[r.buf]) return NULL;
   return (char *)bufs[r.buf] + (size_t)r.off * (size_t)gen_dtype_bytes(p->bufs[r.buf].dtype);
@@ -67,4 +69,21 @@ int path_exec_run(const gen_path *p, int from, int to, void *const *bufs,
     if (rc) return -1;
   }
   return 0;
+}
+
+void path_read_floats(const void *base, int dtype, int64_t ld, int64_t rows, int64_t cols,
+                      float *out) {
+  for (int64_t i = 0; i < rows; i++)
+    for (int64_t j = 0; j < cols; j++)
+      out[i * cols + j] = dtype == GEN_BF16 ? bf16_to_f32(((const uint16_t *)base)[i * ld + j])
+                                            : ((const float *)base)[i * ld + j];
+}
+
+void path_write_floats(void *base, int dtype, int64_t ld, int64_t rows, int64_t cols,
+                       const float *src) {
+  for (int64_t i = 0; i < rows; i++)
+    for (int64_t j = 0; j < cols; j++) {
+      if (dtype == GEN_BF16) ((uint16_t *)base)[i * ld + j] = f32_to_bf16(src[i * cols + j]);
+      else ((float *)base)[i * ld + j] = src[i * cols + j];
+    }
 }

@@ -48,6 +48,14 @@ typedef struct {
   int pos0;          /* decoding: the position of row 0 */
 } path_exec_scalars;
 
+/* rows x cols of a path buffer's dtype (GEN_F32 or GEN_BF16) at a row
+ * stride of ld elements, to and from dense floats (bf16 widened exactly,
+ * rounded to nearest even). */
+void path_read_floats(const void *base, int dtype, int64_t ld, int64_t rows, int64_t cols,
+                      float *out);
+void path_write_floats(void *base, int dtype, int64_t ld, int64_t rows, int64_t cols,
+                       const float *src);
+
 /* Runs steps [from, to) of p. */
 int path_exec_run(const gen_path *p, int from, int to, void *const *bufs,
                   const path_exec_scalars *sc, const path_exec_backend *be, lt_error *err);

@@ -3,28 +3,13 @@
 
 #include <stdlib.h>
 
-#include "bf16.h"
 #include "cpu_ops.h"
 
-/* rows x cols at a row stride of ld elements of dtype dt, as floats. */
+/* rows x cols at a row stride of ld elements of dtype dt, as new floats. */
 static float *read_at(const void *base, int dt, int64_t ld, int64_t rows, int64_t cols) {
   float *out = malloc(sizeof(float) * (size_t)(rows * cols > 0 ? rows * cols : 1));
-  for (int64_t i = 0; out && i < rows; i++)
-    for (int64_t j = 0; j < cols; j++) {
-      int64_t e = i * ld + j;
-      out[i * cols + j] = dt == GEN_BF16 ? bf16_to_f32(((const uint16_t *)base)[e])
-                                         : ((const float *)base)[e];
-    }
+  if (out) path_read_floats(base, dt, ld, rows, cols, out);
   return out;
-}
-
-static void write_at(void *base, int dt, int64_t ld, int64_t rows, int64_t cols, const float *src) {
-  for (int64_t i = 0; i < rows; i++)
-    for (int64_t j = 0; j < cols; j++) {
-      float v = src[i * cols + j];
-      if (dt == GEN_BF16) ((uint16_t *)base)[i * ld + j] = f32_to_bf16(v);
-      else ((float *)base)[i * ld + j] = v;
-    }
 }
 
 static int dtype_of(const gen_path *p, gen_ref r) { return p->bufs[r.buf].dtype; }
@@ -38,12 +23,12 @@ static int weight_gradient(const gen_path *p, const path_exec_gemm *pg, const fl
   float *dw = read_at(pg->d, db->dtype, g->d.ld, db->rows, db->cols), *bg = NULL;
   if (!dw) return -1;
   cpu_linear_backward_w(dw, a, w, g->rows, g->in, g->out, g->layout);
-  write_at(pg->d, db->dtype, g->d.ld, db->rows, db->cols, dw);
+  path_write_floats(pg->d, db->dtype, g->d.ld, db->rows, db->cols, dw);
   free(dw);
   if (g->epilogue != GEN_EPI_BGRAD) return 0;
   if (!(bg = calloc((size_t)g->out, sizeof(float)))) return -1;
   cpu_linear_backward_b(bg, a, g->rows, g->out);
-  write_at(pg->bias, dtype_of(p, g->bias), g->out, 1, g->out, bg);
+  path_write_floats(pg->bias, dtype_of(p, g->bias), g->out, 1, g->out, bg);
   free(bg);
   return 0;
 }
@@ -67,7 +52,7 @@ static int product(const gen_path *p, const path_exec_gemm *pg, const float *a, 
   }
   switch (g->epilogue) { /* aux at D's leading dimension, as cuBLASLt is told */
   case GEN_EPI_GELU_AUX_BIAS: case GEN_EPI_GELU_AUX:
-    write_at(pg->aux, dtype_of(p, g->aux), g->d.ld, g->rows, cols, d);
+    path_write_floats(pg->aux, dtype_of(p, g->aux), g->d.ld, g->rows, cols, d);
     /* fall through */
   case GEN_EPI_GELU_BIAS: case GEN_EPI_GELU: cpu_gelu_forward(d, d, n); break;
   case GEN_EPI_DGELU:
@@ -76,7 +61,7 @@ static int product(const gen_path *p, const path_exec_gemm *pg, const float *a, 
     break;
   default: break;
   }
-  write_at(pg->d, dtype_of(p, g->d), g->d.ld, g->rows, cols, d);
+  path_write_floats(pg->d, dtype_of(p, g->d), g->d.ld, g->rows, cols, d);
   rc = 0;
 out:
   free(d), free(bias), free(c), free(aux);

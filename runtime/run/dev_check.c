@@ -66,13 +66,10 @@ static int put(const checker *c, path_run *r, gen_ref ref, int64_t rows, int64_t
   const gen_buffer *bf = &r->p->bufs[b];
   const size_t bytes = (size_t)gen_buffer_bytes(bf);
   if (c->dev->download(c->dev->ctx, r->host[b], r->mem[b], bytes, err)) return -1;
-  for (int64_t i = 0; i < rows; i++)
-    for (int64_t j = 0; j < cols; j++) {
-      int64_t e = ref.off + i * ref.ld + j;
-      if (bf->dtype == GEN_BF16) ((uint16_t *)r->host[b])[e] = f32_to_bf16(src[i * cols + j]);
-      else if (bf->dtype == GEN_I32) ((int32_t *)r->host[b])[e] = ((const int32_t *)src)[i * cols + j];
-      else ((float *)r->host[b])[e] = src[i * cols + j];
-    }
+  unsigned char *at = r->host[b] + ref.off * gen_dtype_bytes(bf->dtype);
+  if (bf->dtype != GEN_I32) path_write_floats(at, bf->dtype, ref.ld, rows, cols, src);
+  else /* ids and targets: the bits as they are */
+    for (int64_t i = 0; i < rows; i++) memcpy(at + i * ref.ld * 4, src + i * cols, (size_t)cols * 4);
   return c->dev->upload(c->dev->ctx, r->mem[b], r->host[b], bytes, err);
 }
 
@@ -83,12 +80,8 @@ static int get(const checker *c, path_run *r, gen_ref ref, int64_t rows, int64_t
   const gen_buffer *bf = &r->p->bufs[b];
   if (c->dev->download(c->dev->ctx, r->host[b], r->mem[b], (size_t)gen_buffer_bytes(bf), err))
     return -1;
-  for (int64_t i = 0; i < rows; i++)
-    for (int64_t j = 0; j < cols; j++) {
-      int64_t e = ref.off + i * ref.ld + j;
-      out[i * cols + j] = bf->dtype == GEN_BF16 ? bf16_to_f32(((const uint16_t *)r->host[b])[e])
-                                                 : ((const float *)r->host[b])[e];
-    }
+  path_read_floats(r->host[b] + ref.off * gen_dtype_bytes(bf->dtype), bf->dtype, ref.ld, rows, cols,
+                   out);
   return 0;
 }
 

@@ -63,25 +63,15 @@ inline bool compile_module(const gen_program *prog, const std::string &dir, cons
   return true;
 }
 
-// rows x cols at a row stride of ld elements, as floats.
+// rows x cols at a row stride of ld elements, as floats (path_exec.h).
 inline std::vector<float> read_at(const void *base, int dt, int64_t ld, int64_t rows, int64_t cols) {
   std::vector<float> out((size_t)(rows * cols));
-  for (int64_t i = 0; i < rows; i++)
-    for (int64_t j = 0; j < cols; j++) {
-      int64_t e = i * ld + j;
-      out[(size_t)(i * cols + j)] =
-          dt == GEN_BF16 ? __bfloat162float(((const __nv_bfloat16 *)base)[e]) : ((const float *)base)[e];
-    }
+  path_read_floats(base, dt, ld, rows, cols, out.data());
   return out;
 }
 
 inline void write_at(void *base, int dt, int64_t ld, int64_t rows, int64_t cols, const float *src) {
-  for (int64_t i = 0; i < rows; i++)
-    for (int64_t j = 0; j < cols; j++) {
-      float v = src[i * cols + j];
-      if (dt == GEN_BF16) ((__nv_bfloat16 *)base)[i * ld + j] = __float2bfloat16_rn(v);
-      else ((float *)base)[i * ld + j] = v;
-    }
+  path_write_floats(base, dt, ld, rows, cols, src);
 }
 
 // GEMMs as the product's emulator device runs them (runtime/emu/emu_gemm.c).
