@@ -138,38 +138,55 @@ static void print_json(const check_args *a, const char *device, const dev_check_
   printf("],\"checked\":%d,\"failed\":%d}\n", r->n, r->failed);
 }
 
-/* The program for the model as the device builds it, and the CPU state
- * beside it, checked. */
+/* The program for the model with `tuning`, as the device p builds it, and
+ * the CPU state beside it, checked into rep. *built: 0 when the generator
+ * or the device refused the program (err says why). */
+static int verify(const check_args *a, ir_model *m, const char *weights,
+                  const unsigned char *trains, const gen_tuning *tuning, const dev_provider *p,
+                  double slack, dev_check_report *rep, int *built, lt_error *err) {
+  gen_config cfg = {.B = a->batch, .T = a->seq, .grad_accum = 1, .trains = trains,
+                    .dtype = a->dtype == PRECISION_FP32 ? GEN_F32 : GEN_BF16,
+                    .grad_dtype = a->dtype == PRECISION_BF16_TRUE ? GEN_BF16 : GEN_F32,
+                    .tuning = tuning, .sms = p->sms, .no_mma = p->no_mma};
+  gen_program prog;
+  ms_state s;
+  unsigned unfused;
+  *built = 0;
+  if (p->build(p->ctx, m, &cfg, &prog, &unfused, err)) return -1;
+  *built = 1;
+  int rc = ms_create_trains(&s, m, a->batch, a->seq, m->n_layer, 0, trains, err);
+  if (rc == 0) {
+    dt_device dev = p->iface(p->ctx);
+    rc = fill_state(a, weights, &s, err) || dev_check_program(&prog, &s, &dev, slack, rep, err) ? -1 : 0;
+    ms_free(&s);
+  }
+  if (p->unload) p->unload(p->ctx);
+  gen_free(&prog);
+  return rc;
+}
+
+/* What trains: the adapters for LoRA, else everything. */
+static unsigned char *trains_of(const check_args *a, const ir_model *m) {
+  unsigned char *trains = malloc((size_t)m->n_params + 1);
+  if (!trains) return NULL;
+  if (a->method == TRAIN_LORA) lora_trains(m, trains);
+  else memset(trains, 1, (size_t)m->n_params + 1);
+  return trains;
+}
+
 static int check(const check_args *a, ir_model *m, const char *weights, dev_check_report *rep,
                  char *device, size_t cap, lt_error *err) {
-  unsigned char *trains = calloc((size_t)m->n_params + 1, 1);
+  unsigned char *trains = trains_of(a, m);
   gen_tuning *tuning = NULL;
   dev_provider p = {0};
   double slack;
+  int built, rc = -1;
   if (!trains) return lt_fail(err, "out of memory");
-  if (a->method == TRAIN_LORA) lora_trains(m, trains);
-  else memset(trains, 1, (size_t)m->n_params + 1);
-  gen_config cfg = {.B = a->batch, .T = a->seq, .grad_accum = 1, .trains = trains,
-                    .dtype = a->dtype == PRECISION_FP32 ? GEN_F32 : GEN_BF16,
-                    .grad_dtype = a->dtype == PRECISION_BF16_TRUE ? GEN_BF16 : GEN_F32};
-  gen_program prog;
-  ms_state s;
-  int have_prog = 0, have_state = 0, rc = -1;
   if ((a->tune_path && gen_tune_load(&tuning, a->tune_path, err)) ||
       open_device(a, &p, device, cap, &slack, err))
     goto out;
-  cfg.tuning = tuning, cfg.sms = p.sms, cfg.no_mma = p.no_mma;
-  unsigned unfused;
-  if (p.build(p.ctx, m, &cfg, &prog, &unfused, err)) goto out;
-  have_prog = 1;
-  if (ms_create_trains(&s, m, a->batch, a->seq, m->n_layer, 0, trains, err)) goto out;
-  have_state = 1;
-  dt_device dev = p.iface(p.ctx);
-  rc = fill_state(a, weights, &s, err) || dev_check_program(&prog, &s, &dev, slack, rep, err) ? -1 : 0;
+  rc = verify(a, m, weights, trains, tuning, &p, slack, rep, &built, err);
 out:
-  if (have_state) ms_free(&s);
-  if (p.unload && have_prog) p.unload(p.ctx);
-  if (have_prog) gen_free(&prog);
   if (p.close) p.close(p.ctx);
   gen_tune_free(tuning);
   free(trains);
