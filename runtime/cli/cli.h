@@ -8,5 +8,6 @@ int cli_gen(int argc, char **argv);
 int cli_eval(int argc, char **argv);
 int cli_sample(int argc, char **argv);
 int cli_check(int argc, char **argv);
+int cli_tune(int argc, char **argv);
 
 #endif

@@ -1,6 +1,7 @@
 /* cli_check.c: `lisa check`, every generated path of a model run on a device
  * (the CUDA emulator by default, or a GPU) against the CPU backend, value by
- * value, before any training: a table (or JSON) and exit 1 on a failure. */
+ * value, before any training: a table (or JSON) and exit 1 on a failure;
+ * and `lisa tune`, every variant of the kernels' tunables checked so. */
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -26,7 +27,7 @@
 #endif
 
 typedef struct {
-  const char *model_path, *weights_path, *tune_path;
+  const char *model_path, *weights_path, *tune_path, *kernels;
   int method, lora_rank, batch, seq, dtype, device, json;
   int64_t seed;
 } check_args;
@@ -51,22 +52,29 @@ static const cliopt check_opts[] = {
      .help = "emu: the CUDA emulator (default); cuda: the GPU, at 10x the\n"
              "bounds (other summation orders)"},
     {"--seed", CLIOPT_INT64, AT(seed), 0, INT64_MAX, .meta = "S", .help = "ids, targets, weights (1337)"},
-    {"--json", CLIOPT_FLAG, AT(json), .help = "one JSON object: a row per value, the failures"},
+    {"--kernels", CLIOPT_STRING, AT(kernels), .meta = "TEXT",
+     .help = "lisa tune: the kernels whose name holds TEXT (all)"},
+    {"--json", CLIOPT_FLAG, AT(json), .help = "one JSON object: a row per value (variant), the failures"},
 };
 
 static const cliopt_cmd check_cmd = {"lisa check", "usage: lisa check MODEL [options]\n", 22,
                                      check_opts, sizeof check_opts / sizeof check_opts[0]};
+static const cliopt_cmd tune_cmd = {"lisa tune", "usage: lisa tune MODEL [options]\n", 22, check_opts,
+                                    sizeof check_opts / sizeof check_opts[0]};
 
-static int parse_check_args(int argc, char **argv, check_args *a, int *exit_status) {
+static int parse_args(const cliopt_cmd *cmd, int argc, char **argv, check_args *a,
+                      int *exit_status) {
   memset(a, 0, sizeof *a);
   a->method = TRAIN_FT, a->lora_rank = 8, a->batch = 2, a->seq = 8, a->seed = 1337;
   a->dtype = PRECISION_FP32;
   cliopt_result r;
   lt_error err;
-  int rc = cliopt_parse(&check_cmd, argc, argv, a, &r, &err);
+  int rc = cliopt_parse(cmd, argc, argv, a, &r, &err);
   a->model_path = r.positional;
-  if (rc) *exit_status = cliopt_finish(&check_cmd, rc, &err);
-  else if (!a->model_path) *exit_status = cliopt_fail_usage(&check_cmd, "missing MODEL");
+  if (rc) *exit_status = cliopt_finish(cmd, rc, &err);
+  else if (!a->model_path) *exit_status = cliopt_fail_usage(cmd, "missing MODEL");
+  else if (a->kernels && cmd == &check_cmd)
+    *exit_status = cliopt_fail_usage(cmd, "--kernels chooses what lisa tune varies");
   else return 0;
   return -1;
 }
@@ -196,7 +204,7 @@ out:
 int cli_check(int argc, char **argv) {
   check_args a;
   int rc;
-  if (parse_check_args(argc, argv, &a, &rc)) return rc;
+  if (parse_args(&check_cmd, argc, argv, &a, &rc)) return rc;
   ir_model m;
   lt_error err = {{0}};
   char folder[1024], device[256] = "";
@@ -218,4 +226,177 @@ int cli_check(int argc, char **argv) {
   dev_check_report_free(&rep);
   ir_model_free(&m);
   return failed;
+}
+
+/* ---- lisa tune -------------------------------------------------------------- */
+
+/* Whether prog launches the tunable kernel `name` (a step kernel is named
+ * <path>_<nn>_<name>). */
+static int launches(const gen_program *prog, const char *name) {
+  const size_t n = strlen(name);
+  for (int i = 0; i < prog->n_paths; i++)
+    for (int k = 0; k < prog->paths[i].n_steps; k++) {
+      const char *kn = prog->paths[i].steps[k].kernel;
+      const size_t len = strlen(kn);
+      if (prog->paths[i].steps[k].kind == GEN_STEP_KERNEL && len > n && kn[len - n - 1] == '_' &&
+          !strcmp(kn + len - n, name))
+        return 1;
+    }
+  return 0;
+}
+
+typedef struct {
+  char kernel[64], variant[160];
+  int is_default, built, failed, checked;
+  char why[200];
+} tune_row;
+
+/* One variant of kernel k: the values at idx[] of its params' spaces. */
+static void variant_text(const gen_tuning *t, int k, const int *idx, tune_row *row, char *lua,
+                         size_t cap) {
+  size_t at = (size_t)snprintf(lua, cap, "return {%s = {", gen_tune_kernel(t, k));
+  row->variant[0] = '\0';
+  row->is_default = 1;
+  for (int j = 0, n; j < gen_tune_n_params(t, k); j++) {
+    int value;
+    const int *space;
+    const char *param = gen_tune_param(t, k, j, &value, &space, &n);
+    at += (size_t)snprintf(lua + at, cap - at, "%s = %d, ", param, space[idx[j]]);
+    size_t len = strlen(row->variant);
+    snprintf(row->variant + len, sizeof row->variant - len, "%s%s=%d", j ? " " : "", param,
+             space[idx[j]]);
+    row->is_default &= space[idx[j]] == value;
+  }
+  snprintf(lua + at, cap - at, "}}");
+}
+
+/* The next point of the cross product (an odometer); 0 after the last. */
+static int next_variant(const gen_tuning *t, int k, int *idx) {
+  for (int j = gen_tune_n_params(t, k) - 1; j >= 0; j--) {
+    int value, n;
+    const int *space;
+    gen_tune_param(t, k, j, &value, &space, &n);
+    if (++idx[j] < n) return 1;
+    idx[j] = 0;
+  }
+  return 0;
+}
+
+typedef struct {
+  const check_args *a;
+  ir_model *m;
+  const char *weights;
+  const unsigned char *trains;
+  const dev_provider *p;
+  double slack;
+  tune_row *rows;
+  int n, cap;
+} tuner;
+
+/* Every variant of kernel k checked into t's rows. */
+static int tune_kernel(tuner *t, const gen_tuning *table, int k, lt_error *err) {
+  int idx[16] = {0};
+  if (gen_tune_n_params(table, k) > 16) return lt_fail(err, "%s: too many tunables", gen_tune_kernel(table, k));
+  do {
+    if (t->n == t->cap) {
+      tune_row *rows = realloc(t->rows, sizeof *rows * (size_t)(t->cap = t->cap ? 2 * t->cap : 32));
+      if (!rows) return lt_fail(err, "out of memory");
+      t->rows = rows;
+    }
+    tune_row *row = &t->rows[t->n++];
+    memset(row, 0, sizeof *row);
+    snprintf(row->kernel, sizeof row->kernel, "%s", gen_tune_kernel(table, k));
+    char lua[512];
+    variant_text(table, k, idx, row, lua, sizeof lua);
+    gen_tuning *v = NULL;
+    dev_check_report rep = {0};
+    lt_error why = {{0}};
+    if (gen_tune_load_text(&v, lua, "lisa tune", &why) == 0 &&
+        verify(t->a, t->m, t->weights, t->trains, v, t->p, t->slack, &rep, &row->built, &why) == 0) {
+      row->failed = rep.failed, row->checked = rep.n;
+    } else {
+      snprintf(row->why, sizeof row->why, "%.199s", why.msg);
+      row->failed += row->built; /* built, then broke: as wrong as a wrong value */
+    }
+    dev_check_report_free(&rep);
+    gen_tune_free(v);
+  } while (next_variant(table, k, idx));
+  return 0;
+}
+
+static const char *tune_status(const tune_row *r) {
+  return !r->built ? "rejected" : r->failed ? "WRONG" : "ok";
+}
+
+static void print_tune(const tuner *t, int json) {
+  int counts[3] = {0};
+  for (int i = 0; i < t->n; i++) counts[!t->rows[i].built ? 2 : t->rows[i].failed ? 1 : 0]++;
+  if (json) {
+    printf("{\"variants\":[");
+    for (int i = 0; i < t->n; i++) {
+      const tune_row *r = &t->rows[i];
+      printf("%s{\"kernel\":\"%s\",\"variant\":\"%s\",\"default\":%s,\"status\":\"%s\",\"checked\":%d,"
+             "\"failed\":%d,\"why\":", i ? "," : "", r->kernel, r->variant, r->is_default ? "true" : "false",
+             tune_status(r), r->checked, r->failed);
+      json_write_string(stdout, r->why);
+      printf("}");
+    }
+    printf("],\"ok\":%d,\"wrong\":%d,\"rejected\":%d}\n", counts[0], counts[1], counts[2]);
+    return;
+  }
+  for (int i = 0; i < t->n; i++) {
+    const tune_row *r = &t->rows[i];
+    printf("%-28s %-32s %-8s %s%s\n", r->kernel, r->variant, tune_status(r),
+           r->is_default ? "(default) " : "", r->why);
+  }
+  printf("%d variants: %d ok, %d wrong, %d rejected\n", t->n, counts[0], counts[1], counts[2]);
+}
+
+int cli_tune(int argc, char **argv) {
+  check_args a;
+  int rc;
+  if (parse_args(&tune_cmd, argc, argv, &a, &rc)) return rc;
+  ir_model m;
+  lt_error err = {{0}};
+  char folder[1024], device[256];
+  if (model_open(a.model_path, &m, folder, sizeof folder, &err)) {
+    fprintf(stderr, "lisa tune: %s\n", err.msg);
+    return 1;
+  }
+  tuner t = {&a, &m, a.weights_path ? a.weights_path : folder, NULL, NULL, 1, NULL, 0, 0};
+  unsigned char *trains = NULL;
+  gen_tuning *table = NULL;
+  dev_provider p = {0};
+  gen_program prog;
+  int have_prog = 0;
+  rc = (a.method == TRAIN_LORA && lora_apply(&m, a.lora_rank, 2.0 * a.lora_rank, NULL, &err)) ||
+       ad_build_backward(&m, &err) || !(trains = trains_of(&a, &m)) ||
+       gen_tune_load(&table, a.tune_path, &err) || open_device(&a, &p, device, sizeof device, &t.slack, &err);
+  if (rc == 0) { /* the default program says which kernels the model launches */
+    gen_config cfg = {.B = a.batch, .T = a.seq, .grad_accum = 1, .trains = trains, .tuning = table,
+                      .dtype = a.dtype == PRECISION_FP32 ? GEN_F32 : GEN_BF16,
+                      .grad_dtype = a.dtype == PRECISION_BF16_TRUE ? GEN_BF16 : GEN_F32,
+                      .sms = p.sms, .no_mma = p.no_mma};
+    rc = gen_build(&prog, &m, &cfg, &err);
+    have_prog = rc == 0;
+  }
+  t.trains = trains, t.p = &p;
+  for (int k = 0; rc == 0 && k < gen_tune_n_kernels(table); k++) {
+    const char *name = gen_tune_kernel(table, k);
+    if ((!a.kernels || strstr(name, a.kernels)) && launches(&prog, name))
+      rc = tune_kernel(&t, table, k, &err);
+  }
+  if (rc) fprintf(stderr, "lisa tune: %s\n", err.msg[0] ? err.msg : "out of memory");
+  else if (t.n == 0) rc = fprintf(stderr, "lisa tune: no tunable kernel of %s%s%s\n", m.name,
+                                  a.kernels ? " matches " : "", a.kernels ? a.kernels : "") > 0;
+  else {
+    if (!a.json) printf("%s on %s\n", m.name, device);
+    print_tune(&t, a.json);
+  }
+  if (have_prog) gen_free(&prog);
+  if (p.close) p.close(p.ctx);
+  gen_tune_free(table);
+  free(trains), free(t.rows);
+  ir_model_free(&m);
+  return rc ? 1 : 0;
 }

@@ -350,7 +350,8 @@ static const char usage_main[] =
     "       lisa gen MODEL.yaml -o DIR [options]           generated CUDA C++ and plan per path\n"
     "       lisa eval MODEL --data FILE [options]          loss and perplexity as JSON, no run\n"
     "       lisa sample MODEL --prompt TEXT [options]      generate text (KV cache, cpu)\n"
-    "       lisa check MODEL [options]                     every generated path against the cpu\n";
+    "       lisa check MODEL [options]                     every generated path against the cpu\n"
+    "       lisa tune MODEL [options]                      every tunable variant, checked so\n";
 
 int main(int argc, char **argv) {
   if (argc >= 2 && !strcmp(argv[1], "train")) return cmd_train(argc - 2, argv + 2);
@@ -359,6 +360,7 @@ int main(int argc, char **argv) {
   if (argc >= 2 && !strcmp(argv[1], "eval")) return cli_eval(argc - 2, argv + 2);
   if (argc >= 2 && !strcmp(argv[1], "sample")) return cli_sample(argc - 2, argv + 2);
   if (argc >= 2 && !strcmp(argv[1], "check")) return cli_check(argc - 2, argv + 2);
+  if (argc >= 2 && !strcmp(argv[1], "tune")) return cli_tune(argc - 2, argv + 2);
   if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
     fputs(usage_main, stdout);
     return 0;

@@ -75,16 +75,18 @@ static int write_headers(const emu_device *e, char *include, size_t cap, lt_erro
   return 0;
 }
 
-/* The last lines of a compiler log, for the error. */
-static void log_tail(const char *log, char *out, size_t cap) {
+/* The compiler's first error line (a static_assert's message, say), else
+ * the log's last line, for the error. */
+static void log_error(const char *log, char *out, size_t cap) {
+  char line[1024];
   out[0] = '\0';
   FILE *f = fopen(log, "rb");
   if (!f) return;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f), from = n > (long)cap - 1 ? n - (long)cap + 1 : 0;
-  fseek(f, from, SEEK_SET);
-  size_t got = fread(out, 1, cap - 1, f);
-  out[got] = '\0';
+  while (fgets(line, sizeof line, f)) {
+    line[strcspn(line, "\n")] = '\0';
+    if (line[0]) snprintf(out, cap, "%.*s", (int)cap - 1, line);
+    if (strstr(line, "error")) break;
+  }
   fclose(f);
 }
 
@@ -112,9 +114,9 @@ static int compile_and_load(emu_device *e, const char *source, lt_error *err) {
     memcpy(argv + n, rest, sizeof rest);
     if (run_quietly(argv, log) || rename(tmp, so) != 0) {
       char tail[600];
-      log_tail(log, tail, sizeof tail);
+      log_error(log, tail, sizeof tail);
       unlink(tmp);
-      return lt_fail(err, "emu: %s could not compile %s (log %s): %s", e->cxx, cu, log, tail);
+      return lt_fail(err, "emu: %s (%s could not compile %s; log %s)", tail, e->cxx, cu, log);
     }
   }
   e->so = dlopen(so, RTLD_NOW | RTLD_LOCAL);

@@ -1,10 +1,17 @@
 #!/bin/sh
-# A C++ compiler that builds a mutant (test_cli_check.sh): layernorm's
-# variance divided by C - 1 (the unbiased estimate, a classic slip) in the
-# source it is given, then the real c++.
+# A C++ compiler that builds mutants (test_cli_check.sh), then runs the real
+# c++ on the source it is given:
+#   MUTANT=layernorm  layernorm's variance over C - 1 (a classic slip)
+#   MUTANT=bq64       scores scaled wrong, only in a program whose attention
+#                     forward runs BQ = 64 with 64 threads (one tune variant)
 for a in "$@"; do
   case "$a" in
-  *.cu) sed -i 's|rs = 1.0f / sqrtf(r2\[0\] / (float)C + eps);|rs = 1.0f / sqrtf(r2[0] / (float)(C - 1) + eps);|' "$a" ;;
+  *.cu)
+    case "${MUTANT:-layernorm}" in
+    layernorm) sed -i 's|rs = 1.0f / sqrtf(r2\[0\] / (float)C + eps);|rs = 1.0f / sqrtf(r2[0] / (float)(C - 1) + eps);|' "$a" ;;
+    bq64) grep -Eq 'attention_forward<[^>]*, 64, [0-9]+, 64>\(' "$a" &&
+      sed -i 's|return scale > 0.f ? scale : 1.f / sqrtf((float)HD);|return scale > 0.f ? scale : 1.1f / sqrtf((float)HD);|' "$a" ;;
+    esac ;;
   esac
 done
 exec c++ "$@"

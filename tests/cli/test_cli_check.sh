@@ -2,7 +2,9 @@
 # lisa check: every generated path against the cpu backend, on the emulator.
 # Bundled models and a family folder pass in fp32 and bf16, LoRA too; a
 # mutant build (layernorm's variance over C - 1, by a compiler wrapper) fails
-# with the values it breaks named; JSON; bad input says so.
+# with the values it breaks named; JSON; bad input says so. lisa tune: every
+# variant of a kernel checked, a mutant variant wrong, a static_assert's
+# variant rejected.
 . "$LISA_SRC/tests/cli/lib.sh"
 export XDG_CACHE_HOME=$TMP/cache
 cd "$SRC" || exit 1
@@ -31,6 +33,24 @@ assert {r["path"] for r in d["rows"]} >= {"embed_train", "block_active", "block_
 else
   grep -q '"failed":0}' "$TMP/check.json" && echo "ok   --json (no python3 to parse it)" || fail "--json"
 fi
+
+# lisa tune: attention_forward's 12 variants; the mutant compiler breaks one
+# (BQ 64, 64 threads), a static_assert rejects one, the rest check out
+# (a cache of its own: the layernorm mutant above was built by the same CXX)
+out=$(XDG_CACHE_HOME=$TMP/cache-bq64 MUTANT=bq64 CXX="$SRC/tests/cli/mutant-cxx.sh" "$LISA" tune models/gpt2-tiny.yaml \
+  --kernels attention_forward 2>&1) || fail "tune: $(tail -2 <<<"$out")"
+grep -Eq "^attention_forward +BQ=64 THREADS=64 +WRONG" <<<"$out" &&
+  grep -Eq "^attention_forward +BQ=16 THREADS=256 +rejected .*static assert" <<<"$out" &&
+  grep -Eq "^attention_forward +BQ=32 THREADS=128 +ok +\(default\)" <<<"$out" &&
+  grep -q "12 variants: 10 ok, 1 wrong, 1 rejected" <<<"$out" &&
+  echo "ok   tune: $(tail -1 <<<"$out"), the mutant variant wrong" || fail "tune: $out"
+"$LISA" tune models/gpt2-tiny.yaml --kernels cross_entropy_mean --json > "$TMP/tune.json" &&
+  grep -q '"ok":4,"wrong":0,"rejected":0}' "$TMP/tune.json" &&
+  grep -q '"variant":"THREADS=256","default":true,"status":"ok"' "$TMP/tune.json" &&
+  echo "ok   tune --json: cross_entropy_mean's 4 variants" || fail "tune --json: $(cat "$TMP/tune.json")"
+expect_error "tune: nothing matches" "no tunable kernel of gpt2-tiny matches nosuch" \
+  "$LISA" tune models/gpt2-tiny.yaml --kernels nosuch
+expect_error "check --kernels" "--kernels chooses what lisa tune varies" "$LISA" check models/gpt2-tiny.yaml --kernels x
 
 expect_error "no model" "missing MODEL" "$LISA" check
 expect_error "bad device" "--device: 'gpu' is not emu or cuda" "$LISA" check models/gpt2-tiny.yaml --device gpu
