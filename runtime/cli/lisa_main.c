@@ -9,10 +9,10 @@
 
 #include "cli.h"
 #include "cli_opts.h"
-#ifdef LISA_HAVE_GPU
-#include "cuda_run.h"
 #include "dev_run.h"
 #include "emu_device.h"
+#ifdef LISA_HAVE_GPU
+#include "cuda_run.h"
 #endif
 #include "memory_plan.h"
 #include "run.h"
