@@ -151,7 +151,7 @@ static void print_json(const check_args *a, const char *device, const dev_check_
  * or the device refused the program (err says why). */
 static int verify(const check_args *a, ir_model *m, const char *weights,
                   const unsigned char *trains, const gen_tuning *tuning, const dev_provider *p,
-                  double slack, dev_check_report *rep, int *built, lt_error *err) {
+                  const dev_check_options *o, dev_check_report *rep, int *built, lt_error *err) {
   gen_config cfg = {.B = a->batch, .T = a->seq, .grad_accum = 1, .trains = trains,
                     .dtype = a->dtype == PRECISION_FP32 ? GEN_F32 : GEN_BF16,
                     .grad_dtype = a->dtype == PRECISION_BF16_TRUE ? GEN_BF16 : GEN_F32,
@@ -165,7 +165,7 @@ static int verify(const check_args *a, ir_model *m, const char *weights,
   int rc = ms_create_trains(&s, m, a->batch, a->seq, m->n_layer, 0, trains, err);
   if (rc == 0) {
     dt_device dev = p->iface(p->ctx);
-    rc = fill_state(a, weights, &s, err) || dev_check_program(&prog, &s, &dev, slack, rep, err) ? -1 : 0;
+    rc = fill_state(a, weights, &s, err) || dev_check_program(&prog, &s, &dev, o, rep, err) ? -1 : 0;
     ms_free(&s);
   }
   if (p->unload) p->unload(p->ctx);
@@ -193,7 +193,8 @@ static int check(const check_args *a, ir_model *m, const char *weights, dev_chec
   if ((a->tune_path && gen_tune_load(&tuning, a->tune_path, err)) ||
       open_device(a, &p, device, cap, &slack, err))
     goto out;
-  rc = verify(a, m, weights, trains, tuning, &p, slack, rep, &built, err);
+  dev_check_options o = {slack, NULL, 0};
+  rc = verify(a, m, weights, trains, tuning, &p, &o, rep, &built, err);
 out:
   if (p.close) p.close(p.ctx);
   gen_tune_free(tuning);
@@ -230,24 +231,20 @@ int cli_check(int argc, char **argv) {
 
 /* ---- lisa tune -------------------------------------------------------------- */
 
-/* Whether prog launches the tunable kernel `name` (a step kernel is named
- * <path>_<nn>_<name>). */
+/* Whether prog launches the tunable kernel `name`. */
 static int launches(const gen_program *prog, const char *name) {
-  const size_t n = strlen(name);
   for (int i = 0; i < prog->n_paths; i++)
-    for (int k = 0; k < prog->paths[i].n_steps; k++) {
-      const char *kn = prog->paths[i].steps[k].kernel;
-      const size_t len = strlen(kn);
-      if (prog->paths[i].steps[k].kind == GEN_STEP_KERNEL && len > n && kn[len - n - 1] == '_' &&
-          !strcmp(kn + len - n, name))
+    for (int k = 0; k < prog->paths[i].n_steps; k++)
+      if (prog->paths[i].steps[k].kind == GEN_STEP_KERNEL &&
+          dev_check_is_kernel(prog->paths[i].steps[k].kernel, name))
         return 1;
-    }
   return 0;
 }
 
 typedef struct {
   char kernel[64], variant[160];
   int is_default, built, failed, checked;
+  double ms; /* the kernel's time over the checked passes (dev_check_options) */
   char why[200];
 } tune_row;
 
@@ -293,6 +290,9 @@ typedef struct {
   int n, cap;
 } tuner;
 
+/* Launches timed per step of the kernel (the median counts). */
+#define TUNE_REPEATS 5
+
 /* Every variant of kernel k checked into t's rows. */
 static int tune_kernel(tuner *t, const gen_tuning *table, int k, lt_error *err) {
   int idx[16] = {0};
@@ -311,9 +311,10 @@ static int tune_kernel(tuner *t, const gen_tuning *table, int k, lt_error *err) 
     gen_tuning *v = NULL;
     dev_check_report rep = {0};
     lt_error why = {{0}};
+    dev_check_options o = {t->slack, row->kernel, TUNE_REPEATS};
     if (gen_tune_load_text(&v, lua, "lisa tune", &why) == 0 &&
-        verify(t->a, t->m, t->weights, t->trains, v, t->p, t->slack, &rep, &row->built, &why) == 0) {
-      row->failed = rep.failed, row->checked = rep.n;
+        verify(t->a, t->m, t->weights, t->trains, v, t->p, &o, &rep, &row->built, &why) == 0) {
+      row->failed = rep.failed, row->checked = rep.n, row->ms = rep.kernel_ms;
     } else {
       snprintf(row->why, sizeof row->why, "%.199s", why.msg);
       row->failed += row->built; /* built, then broke: as wrong as a wrong value */
@@ -328,28 +329,50 @@ static const char *tune_status(const tune_row *r) {
   return !r->built ? "rejected" : r->failed ? "WRONG" : "ok";
 }
 
-static void print_tune(const tuner *t, int json) {
-  int counts[3] = {0};
-  for (int i = 0; i < t->n; i++) counts[!t->rows[i].built ? 2 : t->rows[i].failed ? 1 : 0]++;
-  if (json) {
-    printf("{\"variants\":[");
-    for (int i = 0; i < t->n; i++) {
-      const tune_row *r = &t->rows[i];
-      printf("%s{\"kernel\":\"%s\",\"variant\":\"%s\",\"default\":%s,\"status\":\"%s\",\"checked\":%d,"
-             "\"failed\":%d,\"why\":", i ? "," : "", r->kernel, r->variant, r->is_default ? "true" : "false",
-             tune_status(r), r->checked, r->failed);
-      json_write_string(stdout, r->why);
-      printf("}");
-    }
-    printf("],\"ok\":%d,\"wrong\":%d,\"rejected\":%d}\n", counts[0], counts[1], counts[2]);
-    return;
+/* The fastest ok variant of the kernel whose rows start at `from`, and its
+ * default's row; *end: past its rows. */
+static void best_of(const tuner *t, int from, int *end, int *best, int *dflt) {
+  *best = *dflt = -1;
+  int i = from;
+  for (; i < t->n && !strcmp(t->rows[i].kernel, t->rows[from].kernel); i++) {
+    const tune_row *r = &t->rows[i];
+    if (r->is_default) *dflt = i;
+    if (r->built && !r->failed && (*best < 0 || r->ms < t->rows[*best].ms)) *best = i;
   }
+  *end = i;
+}
+
+static void print_tune_json(const tuner *t, const int counts[3]) {
+  printf("{\"variants\":[");
   for (int i = 0; i < t->n; i++) {
     const tune_row *r = &t->rows[i];
-    printf("%-28s %-32s %-8s %s%s\n", r->kernel, r->variant, tune_status(r),
-           r->is_default ? "(default) " : "", r->why);
+    printf("%s{\"kernel\":\"%s\",\"variant\":\"%s\",\"default\":%s,\"status\":\"%s\",\"checked\":%d,"
+           "\"failed\":%d,\"ms\":%.6g,\"why\":", i ? "," : "", r->kernel, r->variant,
+           r->is_default ? "true" : "false", tune_status(r), r->checked, r->failed, r->ms);
+    json_write_string(stdout, r->why);
+    printf("}");
   }
-  printf("%d variants: %d ok, %d wrong, %d rejected\n", t->n, counts[0], counts[1], counts[2]);
+  printf("],\"ok\":%d,\"wrong\":%d,\"rejected\":%d}\n", counts[0], counts[1], counts[2]);
+}
+
+static void print_tune(const tuner *t, const char *device, int json) {
+  int counts[3] = {0};
+  for (int i = 0; i < t->n; i++) counts[!t->rows[i].built ? 2 : t->rows[i].failed ? 1 : 0]++;
+  if (json) return print_tune_json(t, counts);
+  printf("%-28s %-32s %-8s %10s\n", "kernel", "variant", "", "ms");
+  for (int from = 0, end, best, dflt; from < t->n; from = end) {
+    best_of(t, from, &end, &best, &dflt);
+    for (int i = from; i < end; i++) {
+      const tune_row *r = &t->rows[i];
+      printf("%-28s %-32s %-8s %10.4f %s%s%s\n", r->kernel, r->variant, tune_status(r), r->ms,
+             r->is_default ? "(default) " : "", i == best ? "(fastest) " : "", r->why);
+    }
+    if (best >= 0 && dflt >= 0 && t->rows[best].ms > 0)
+      printf("%s: fastest %s, %.2fx the default's speed\n", t->rows[from].kernel,
+             t->rows[best].variant, t->rows[dflt].ms / t->rows[best].ms);
+  }
+  printf("%d variants: %d ok, %d wrong, %d rejected; times on %s%s\n", t->n, counts[0], counts[1],
+         counts[2], device, t->slack == 1 ? " (an emulator's, not a GPU's)" : "");
 }
 
 int cli_tune(int argc, char **argv) {
@@ -391,7 +414,7 @@ int cli_tune(int argc, char **argv) {
                                   a.kernels ? " matches " : "", a.kernels ? a.kernels : "") > 0;
   else {
     if (!a.json) printf("%s on %s\n", m.name, device);
-    print_tune(&t, a.json);
+    print_tune(&t, device, a.json);
   }
   if (have_prog) gen_free(&prog);
   if (p.close) p.close(p.ctx);

@@ -84,8 +84,9 @@ static void log_error(const char *log, char *out, size_t cap) {
   if (!f) return;
   while (fgets(line, sizeof line, f)) {
     line[strcspn(line, "\n")] = '\0';
-    if (line[0]) snprintf(out, cap, "%.*s", (int)cap - 1, line);
-    if (strstr(line, "error")) break;
+    const char *error = strstr(line, "error"); /* from there: no path:line:col */
+    if (line[0]) snprintf(out, cap, "%.*s", (int)cap - 1, error ? error : line);
+    if (error) break;
   }
   fclose(f);
 }

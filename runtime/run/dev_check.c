@@ -22,7 +22,7 @@ typedef struct {
   const dt_device *dev;
   ms_state *s;
   int bf16;
-  double slack;
+  const dev_check_options *o;
   dev_check_report *out;
 } checker;
 
@@ -166,7 +166,7 @@ static int compare(const checker *c, path_run *r, int inst, int backward, lt_err
     dev_check_row row = {.inst = inst, .backward = backward};
     snprintf(row.path, sizeof row.path, "%s", r->p->name);
     snprintf(row.value, sizeof row.value, "%s", iv->name);
-    row.limit = c->slack * (!c->bf16 ? 1e-7 : backward ? 5e-4 : 1e-4);
+    row.limit = c->o->slack * (!c->bf16 ? 1e-7 : backward ? 5e-4 : 1e-4);
     int rc = get(c, r, whole(r->p, v), rows, cols, got, err);
     if (rc == 0) measure(got, s->bufs[inst][v], rows * cols, &row);
     free(got);
@@ -182,11 +182,49 @@ static const char *path_for(int section, int mode) {
   return names[section][mode];
 }
 
-static int run_steps(const checker *c, path_run *r, int from, int to, int layer, lt_error *err) {
-  const ms_state *s = c->s;
+static path_exec_scalars scalars_of(const ms_state *s, int layer) {
   const int counted = cpu_counted_rows(s->targets, s->N);
-  path_exec_scalars sc = {s->N, s->B, counted ? 1.0f / (float)counted : 0.0f, {0}, layer, 0};
+  return (path_exec_scalars){s->N, s->B, counted ? 1.0f / (float)counted : 0.0f, {0}, layer, 0};
+}
+
+static int run_steps(const checker *c, path_run *r, int from, int to, int layer, lt_error *err) {
+  path_exec_scalars sc = scalars_of(c->s, layer);
   return path_exec_run(r->p, from, to, r->mem, &sc, &c->dev->exec, err);
+}
+
+int dev_check_is_kernel(const char *step_kernel, const char *name) {
+  const size_t n = strlen(name), len = strlen(step_kernel);
+  return len > n && step_kernel[len - n - 1] == '_' && !strcmp(step_kernel + len - n, name);
+}
+
+static int by_value(const void *a, const void *b) {
+  float x = *(const float *)a, y = *(const float *)b;
+  return (x > y) - (x < y);
+}
+
+/* The time_kernel's steps among [from, to): each launched once, then
+ * `repeats` times between marks; the median launch added to kernel_ms. */
+static int time_steps(const checker *c, path_run *r, int from, int to, int layer, lt_error *err) {
+  const path_profile_timers *tm = &c->dev->timers;
+  const int n = c->o->repeats;
+  path_exec_scalars sc = scalars_of(c->s, layer);
+  for (int k = from; k < to; k++) {
+    if (r->p->steps[k].kind != GEN_STEP_KERNEL ||
+        !dev_check_is_kernel(r->p->steps[k].kernel, c->o->time_kernel))
+      continue;
+    float ms[64];
+    if (path_exec_run(r->p, k, k + 1, r->mem, &sc, &c->dev->exec, err) || tm->mark(tm->ctx, 0, err))
+      return -1;
+    for (int i = 0; i < n; i++)
+      if (path_exec_run(r->p, k, k + 1, r->mem, &sc, &c->dev->exec, err) ||
+          tm->mark(tm->ctx, i + 1, err))
+        return -1;
+    for (int i = 0; i < n; i++)
+      if (tm->elapsed(tm->ctx, i, i + 1, &ms[i], err)) return -1;
+    qsort(ms, (size_t)n, sizeof *ms, by_value);
+    c->out->kernel_ms += ms[n / 2];
+  }
+  return 0;
 }
 
 /* One pass over every instance, the blocks on `mode`: forward in order,
@@ -203,8 +241,12 @@ static int run_pass(const checker *c, const gen_program *prog, int mode, path_ru
     if (alloc_run(c->dev, p, &runs[inst], err) || load_inputs(c, &runs[inst], inst, 0, err))
       return -1;
     exec_forward(s, inst);
+    /* an instance is timed once its last values are compared: a kernel run
+     * again may overwrite its input (cross-entropy's gradient in place) */
     if (run_steps(c, &runs[inst], 0, p->n_fwd_steps, ms_inst_layer(s, inst), err) ||
-        compare(c, &runs[inst], inst, 0, err))
+        compare(c, &runs[inst], inst, 0, err) ||
+        (c->o->time_kernel && p->mode == PATH_FORWARD &&
+         time_steps(c, &runs[inst], 0, p->n_steps, ms_inst_layer(s, inst), err)))
       return -1;
   }
   for (int inst = s->n_inst - 1; inst >= 0; inst--) {
@@ -213,16 +255,21 @@ static int run_pass(const checker *c, const gen_program *prog, int mode, path_ru
     if (load_inputs(c, r, inst, 1, err)) return -1;
     exec_backward(s, inst, r->p->mode == PATH_FROZEN ? PATH_FROZEN : PATH_ACTIVE, 1.0f);
     if (run_steps(c, r, r->p->n_fwd_steps, r->p->n_steps, ms_inst_layer(s, inst), err) ||
-        compare(c, r, inst, 1, err))
+        compare(c, r, inst, 1, err) ||
+        (c->o->time_kernel && time_steps(c, r, 0, r->p->n_steps, ms_inst_layer(s, inst), err)))
       return -1;
   }
   return 0;
 }
 
-int dev_check_program(const gen_program *prog, ms_state *s, const dt_device *dev, double slack,
-                      dev_check_report *out, lt_error *err) {
+int dev_check_program(const gen_program *prog, ms_state *s, const dt_device *dev,
+                      const dev_check_options *o, dev_check_report *out, lt_error *err) {
   memset(out, 0, sizeof *out);
-  checker c = {dev, s, prog->cfg.dtype == GEN_BF16, slack, out};
+  checker c = {dev, s, prog->cfg.dtype == GEN_BF16, o, out};
+  if (o->time_kernel && (o->repeats < 1 || o->repeats > 63 || !dev->timers.create))
+    return lt_fail(err, "timing %s: %s", o->time_kernel,
+                   dev->timers.create ? "1 to 63 repeats" : "this device has no timers");
+  if (o->time_kernel && dev->timers.create(dev->timers.ctx, o->repeats + 1, err)) return -1;
   path_run *runs = calloc((size_t)s->n_inst, sizeof *runs);
   if (!runs) return lt_fail(err, "out of memory");
   int rc = 0;
@@ -231,6 +278,7 @@ int dev_check_program(const gen_program *prog, ms_state *s, const dt_device *dev
     for (int i = 0; i < s->n_inst; i++) free_run(dev, &runs[i]);
   }
   free(runs);
+  if (o->time_kernel && dev->timers.destroy) dev->timers.destroy(dev->timers.ctx);
   return rc;
 }
 

@@ -3,8 +3,8 @@
 # Bundled models and a family folder pass in fp32 and bf16, LoRA too; a
 # mutant build (layernorm's variance over C - 1, by a compiler wrapper) fails
 # with the values it breaks named; JSON; bad input says so. lisa tune: every
-# variant of a kernel checked, a mutant variant wrong, a static_assert's
-# variant rejected.
+# variant of a kernel checked and timed (the emulator's clock here), a mutant
+# variant wrong, a static_assert's variant rejected.
 . "$LISA_SRC/tests/cli/lib.sh"
 export XDG_CACHE_HOME=$TMP/cache
 cd "$SRC" || exit 1
@@ -41,12 +41,14 @@ out=$(XDG_CACHE_HOME=$TMP/cache-bq64 MUTANT=bq64 CXX="$SRC/tests/cli/mutant-cxx.
   --kernels attention_forward 2>&1) || fail "tune: $(tail -2 <<<"$out")"
 grep -Eq "^attention_forward +BQ=64 THREADS=64 +WRONG" <<<"$out" &&
   grep -Eq "^attention_forward +BQ=16 THREADS=256 +rejected .*static assert" <<<"$out" &&
-  grep -Eq "^attention_forward +BQ=32 THREADS=128 +ok +\(default\)" <<<"$out" &&
-  grep -q "12 variants: 10 ok, 1 wrong, 1 rejected" <<<"$out" &&
+  grep -Eq "^attention_forward +BQ=32 THREADS=128 +ok +[0-9.]+ \(default\)" <<<"$out" &&
+  grep -q "12 variants: 10 ok, 1 wrong, 1 rejected; times on .*(an emulator's, not a GPU's)" <<<"$out" &&
+  grep -Eq "^attention_forward: fastest BQ=[0-9]+ THREADS=[0-9]+, [0-9.]+x the default's speed" <<<"$out" &&
   echo "ok   tune: $(tail -1 <<<"$out"), the mutant variant wrong" || fail "tune: $out"
 "$LISA" tune models/gpt2-tiny.yaml --kernels cross_entropy_mean --json > "$TMP/tune.json" &&
   grep -q '"ok":4,"wrong":0,"rejected":0}' "$TMP/tune.json" &&
   grep -q '"variant":"THREADS=256","default":true,"status":"ok"' "$TMP/tune.json" &&
+  ! grep -q '"ms":0,' "$TMP/tune.json" &&
   echo "ok   tune --json: cross_entropy_mean's 4 variants" || fail "tune --json: $(cat "$TMP/tune.json")"
 expect_error "tune: nothing matches" "no tunable kernel of gpt2-tiny matches nosuch" \
   "$LISA" tune models/gpt2-tiny.yaml --kernels nosuch
