@@ -35,6 +35,10 @@
 #   racecheck    compute-sanitizer racecheck and synccheck on 2 LISA steps of a
 #                small GPT-2 (head size 64, bf16: the tensor-core attention)
 #   peer-torch   scripts/peer-torch.py FT and LISA, where torch is installed
+#   check-cuda   lisa check on the device: the tiny GPT-2 (fp32) and the small
+#                hd-64 GPT-2 (bf16, the tensor-core attention), every value
+#   tune-cuda    lisa tune on the device: GPT-2 124M's tensor-core attention
+#                variants at B=2 T=256, checked and timed
 #   nvrtc        the NVRTC build time of GPT-2 124M on this machine
 #   sample-*     lisa sample on GPT-2 124M (weights from 2 bench steps): 256
 #                new tokens, fp32 and bf16, tokens/s
@@ -158,13 +162,13 @@ for run in "ft bf16 --method ft" "lisa bf16 --method lisa --gamma 2" \
   step "bench-$name" 90 build/lisa train $BENCH --dtype "$dtype" "$@" --log-jsonl "$W/bench-$name.jsonl" &&
     summary "$W/bench-$name.jsonl" >> "$R"
 done
+# A small GPT-2 whose head size (64) and dtype take the tensor-core attention.
+sed 's/n_embd: 768/n_embd: 128/; s/n_head: 12/n_head: 2/; s/n_layer: 12/n_layer: 3/' \
+  models/gpt2-124m.yaml > "$W/gpt2-small-hd64.yaml"
 if command -v compute-sanitizer >/dev/null; then
   # shellcheck disable=SC2086
   step memcheck 90 $SANITIZER --tool memcheck \
     build/lisa train $TINY --steps 3 --batch 2 --seq 8 --device cuda --method lisa --gamma 1 --quiet
-  # A small GPT-2 whose head size (64) and dtype take the tensor-core attention.
-  sed 's/n_embd: 768/n_embd: 128/; s/n_head: 12/n_head: 2/; s/n_layer: 12/n_layer: 3/' \
-    models/gpt2-124m.yaml > "$W/gpt2-small-hd64.yaml"
   RACE="build/lisa train $W/gpt2-small-hd64.yaml --data data/tinyshakespeare.bin --batch 2 --seq 128
     --steps 2 --device cuda --dtype bf16 --method lisa --gamma 1 --quiet"
   # shellcheck disable=SC2086
@@ -181,6 +185,10 @@ if python3 -c 'import numpy, torch, transformers' 2>/dev/null; then
 else
   echo "== peer-torch: skipped, no numpy/torch/transformers on this machine" >> "$R"
 fi
+step check-cuda 90 bash -c "build/lisa check models/gpt2-tiny.yaml --device cuda | tail -3 &&
+  build/lisa check $W/gpt2-small-hd64.yaml --device cuda --dtype bf16 --batch 2 --seq 128 | tail -3"
+step tune-cuda 150 build/lisa tune models/gpt2-124m.yaml --device cuda --dtype bf16 --batch 2 --seq 256 \
+  --kernels attention_forward_mma
 # Where the time goes: every launch and GEMM of 3 steps (after a warm-up
 # step), FT and LISA; the first 25 rows into the results.
 for run in "ft --method ft" "lisa --method lisa --gamma 2"; do
