@@ -231,10 +231,11 @@ int cli_check(int argc, char **argv) {
 
 /* ---- lisa tune -------------------------------------------------------------- */
 
-/* Whether prog launches the tunable kernel `name`. */
+/* Whether prog's section paths launch the tunable kernel `name` (the
+ * optimizer path's are not checked by dev_check, so not tuned here). */
 static int launches(const gen_program *prog, const char *name) {
   for (int i = 0; i < prog->n_paths; i++)
-    for (int k = 0; k < prog->paths[i].n_steps; k++)
+    for (int k = 0; strcmp(prog->paths[i].name, "optimizer") && k < prog->paths[i].n_steps; k++)
       if (prog->paths[i].steps[k].kind == GEN_STEP_KERNEL &&
           dev_check_is_kernel(prog->paths[i].steps[k].kernel, name))
         return 1;

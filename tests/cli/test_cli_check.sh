@@ -52,6 +52,8 @@ grep -Eq "^attention_forward +BQ=64 THREADS=64 +WRONG" <<<"$out" &&
   echo "ok   tune --json: cross_entropy_mean's 4 variants" || fail "tune --json: $(cat "$TMP/tune.json")"
 expect_error "tune: nothing matches" "no tunable kernel of gpt2-tiny matches nosuch" \
   "$LISA" tune models/gpt2-tiny.yaml --kernels nosuch
+expect_error "tune: not the optimizer's kernels (check does not run them)" \
+  "no tunable kernel of gpt2-tiny matches global_norm" "$LISA" tune models/gpt2-tiny.yaml --kernels global_norm
 expect_error "check --kernels" "--kernels chooses what lisa tune varies" "$LISA" check models/gpt2-tiny.yaml --kernels x
 
 expect_error "no model" "missing MODEL" "$LISA" check
