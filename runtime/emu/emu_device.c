@@ -16,6 +16,7 @@
 
 #include "atomic_file.h"
 #include "emu_gemm.h"
+#include "hash64.h"
 
 extern char **environ;
 
@@ -28,16 +29,15 @@ typedef int (*emu_launch_fn)(void (*)(void **), void **, unsigned, unsigned, uns
 typedef struct {
   const char *cxx;
   char dir[1024];       /* the cache folder */
+  char include[1200];   /* the emulator's headers in it (write_headers) */
   void *so;             /* the loaded program */
   emu_launch_fn launch;
   const char *(*error)(void);
   double *marks;        /* the timers: host clock at each mark, ms */
 } emu_device;
 
-static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
-  for (size_t i = 0; i < n; i++) h = (h ^ ((const unsigned char *)p)[i]) * 0x100000001b3ull;
-  return h;
-}
+/* h chained with a string, its terminator included (so "ab","c" != "a","bc"). */
+static uint64_t hash_text(uint64_t h, const char *s) { return hash64_bytes(s, strlen(s) + 1, h); }
 
 static const char *const cxx_flags[] = {"-std=c++17", "-O1", "-shared", "-fPIC", "-w",
                                         "-DLISA_EMU", "-x", "c++"};
@@ -58,18 +58,19 @@ static int run_quietly(char *const *argv, const char *log) {
   return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
 }
 
-/* The emulator's headers, once per version of them, in dir/emu-<key>/. */
-static int write_headers(const emu_device *e, char *include, size_t cap, lt_error *err) {
-  uint64_t h = 0xcbf29ce484222325ull;
+/* The emulator's headers, once per version of them, in e->include
+ * (dir/emu-<hash>/); done when the device opens. */
+static int write_headers(emu_device *e, lt_error *err) {
+  uint64_t h = 0;
   for (int i = 0; emu_header_files[i].name; i++)
-    h = fnv1a(fnv1a(h, emu_header_files[i].name, strlen(emu_header_files[i].name) + 1),
-              emu_header_files[i].text, strlen(emu_header_files[i].text) + 1);
-  char sub[64], path[1200];
+    h = hash_text(hash_text(h, emu_header_files[i].name), emu_header_files[i].text);
+  char sub[64], path[1300];
   snprintf(sub, sizeof sub, "emu-%016llx", (unsigned long long)h);
-  if (atomic_file_join(include, cap, e->dir, sub, err) || atomic_file_make_dir(include, err))
+  if (atomic_file_join(e->include, sizeof e->include, e->dir, sub, err) ||
+      atomic_file_make_dir(e->include, err))
     return -1;
   for (int i = 0; emu_header_files[i].name; i++)
-    if (atomic_file_join(path, sizeof path, include, emu_header_files[i].name, err) ||
+    if (atomic_file_join(path, sizeof path, e->include, emu_header_files[i].name, err) ||
         (access(path, R_OK) != 0 && atomic_file_write_text(path, emu_header_files[i].text, err)))
       return -1;
   return 0;
@@ -93,14 +94,12 @@ static void log_error(const char *log, char *out, size_t cap) {
 
 /* source -> dir/emu-prog-<key>.so (compiled unless cached), loaded. */
 static int compile_and_load(emu_device *e, const char *source, lt_error *err) {
-  char include[1200], header[1300], cu[1300], so[1300], tmp[1400], log[1300];
-  if (write_headers(e, include, sizeof include, err)) return -1;
-  uint64_t key = fnv1a(0xcbf29ce484222325ull, source, strlen(source) + 1);
-  key = fnv1a(fnv1a(key, e->cxx, strlen(e->cxx) + 1), include, strlen(include) + 1);
-  for (size_t i = 0; i < N_FLAGS; i++) key = fnv1a(key, cxx_flags[i], strlen(cxx_flags[i]) + 1);
+  char header[1300], cu[1300], so[1300], tmp[1400], log[1300];
+  uint64_t key = hash_text(hash_text(hash_text(0, source), e->cxx), e->include);
+  for (size_t i = 0; i < N_FLAGS; i++) key = hash_text(key, cxx_flags[i]);
   char base[64];
   snprintf(base, sizeof base, "emu-prog-%016llx", (unsigned long long)key);
-  snprintf(header, sizeof header, "%s/cuda_emu.h", include);
+  snprintf(header, sizeof header, "%s/cuda_emu.h", e->include);
   snprintf(cu, sizeof cu, "%s/%s.cu", e->dir, base);
   snprintf(so, sizeof so, "%s/%s.so", e->dir, base);
   snprintf(log, sizeof log, "%s/%s.log", e->dir, base);
@@ -235,7 +234,7 @@ int emu_provider_open(dev_provider *out, char *name, size_t cap, lt_error *err) 
   if (!e) return lt_fail(err, "out of memory");
   e->cxx = getenv("CXX") && *getenv("CXX") ? getenv("CXX") : "c++";
   char *probe[] = {(char *)e->cxx, "--version", NULL};
-  if (atomic_file_cache_dir(e->dir, sizeof e->dir, err) || atomic_file_make_dir(e->dir, err))
+  if (atomic_file_cache_dir(e->dir, sizeof e->dir, err) || write_headers(e, err))
     return close_device(e), -1;
   char log[1100];
   snprintf(log, sizeof log, "%s/emu-probe.log", e->dir);
