@@ -146,16 +146,23 @@ static void print_json(const check_args *a, const char *device, const dev_check_
   printf("],\"checked\":%d,\"failed\":%d}\n", r->n, r->failed);
 }
 
+/* The program's settings: the arguments' shape and precision, the device's
+ * SMs and tensor cores. */
+static gen_config config_of(const check_args *a, const unsigned char *trains,
+                            const gen_tuning *tuning, const dev_provider *p) {
+  return (gen_config){.B = a->batch, .T = a->seq, .grad_accum = 1, .trains = trains,
+                      .dtype = a->dtype == PRECISION_FP32 ? GEN_F32 : GEN_BF16,
+                      .grad_dtype = a->dtype == PRECISION_BF16_TRUE ? GEN_BF16 : GEN_F32,
+                      .tuning = tuning, .sms = p->sms, .no_mma = p->no_mma};
+}
+
 /* The program for the model with `tuning`, as the device p builds it, and
  * the CPU state beside it, checked into rep. *built: 0 when the generator
  * or the device refused the program (err says why). */
 static int verify(const check_args *a, ir_model *m, const char *weights,
                   const unsigned char *trains, const gen_tuning *tuning, const dev_provider *p,
                   const dev_check_options *o, dev_check_report *rep, int *built, lt_error *err) {
-  gen_config cfg = {.B = a->batch, .T = a->seq, .grad_accum = 1, .trains = trains,
-                    .dtype = a->dtype == PRECISION_FP32 ? GEN_F32 : GEN_BF16,
-                    .grad_dtype = a->dtype == PRECISION_BF16_TRUE ? GEN_BF16 : GEN_F32,
-                    .tuning = tuning, .sms = p->sms, .no_mma = p->no_mma};
+  gen_config cfg = config_of(a, trains, tuning, p);
   gen_program prog;
   ms_state s;
   unsigned unfused;
@@ -171,6 +178,18 @@ static int verify(const check_args *a, ir_model *m, const char *weights,
   if (p->unload) p->unload(p->ctx);
   gen_free(&prog);
   return rc;
+}
+
+/* MODEL opened, LoRA applied where asked, backward built; on failure m is
+ * freed and err says why. */
+static int load_model(const check_args *a, ir_model *m, char *folder, size_t cap, lt_error *err) {
+  if (model_open(a->model_path, m, folder, cap, err)) return -1;
+  if ((a->method == TRAIN_LORA && lora_apply(m, a->lora_rank, 2.0 * a->lora_rank, NULL, err)) ||
+      ad_build_backward(m, err)) {
+    ir_model_free(m);
+    return -1;
+  }
+  return 0;
 }
 
 /* What trains: the adapters for LoRA, else everything. */
@@ -210,13 +229,12 @@ int cli_check(int argc, char **argv) {
   lt_error err = {{0}};
   char folder[1024], device[256] = "";
   dev_check_report rep = {0};
-  if (model_open(a.model_path, &m, folder, sizeof folder, &err)) {
+  if (load_model(&a, &m, folder, sizeof folder, &err)) {
     fprintf(stderr, "lisa check: %s\n", err.msg);
     return 1;
   }
   const char *weights = a.weights_path ? a.weights_path : folder;
-  rc = (a.method == TRAIN_LORA && lora_apply(&m, a.lora_rank, 2.0 * a.lora_rank, NULL, &err)) ||
-       ad_build_backward(&m, &err) || check(&a, &m, weights, &rep, device, sizeof device, &err);
+  rc = check(&a, &m, weights, &rep, device, sizeof device, &err);
   if (rc) fprintf(stderr, "lisa check: %s\n", err.msg);
   else if (a.json) print_json(&a, device, &rep);
   else {
@@ -383,7 +401,7 @@ int cli_tune(int argc, char **argv) {
   ir_model m;
   lt_error err = {{0}};
   char folder[1024], device[256];
-  if (model_open(a.model_path, &m, folder, sizeof folder, &err)) {
+  if (load_model(&a, &m, folder, sizeof folder, &err)) {
     fprintf(stderr, "lisa tune: %s\n", err.msg);
     return 1;
   }
@@ -393,14 +411,10 @@ int cli_tune(int argc, char **argv) {
   dev_provider p = {0};
   gen_program prog;
   int have_prog = 0;
-  rc = (a.method == TRAIN_LORA && lora_apply(&m, a.lora_rank, 2.0 * a.lora_rank, NULL, &err)) ||
-       ad_build_backward(&m, &err) || !(trains = trains_of(&a, &m)) ||
-       gen_tune_load(&table, a.tune_path, &err) || open_device(&a, &p, device, sizeof device, &t.slack, &err);
+  rc = !(trains = trains_of(&a, &m)) || gen_tune_load(&table, a.tune_path, &err) ||
+       open_device(&a, &p, device, sizeof device, &t.slack, &err);
   if (rc == 0) { /* the default program says which kernels the model launches */
-    gen_config cfg = {.B = a.batch, .T = a.seq, .grad_accum = 1, .trains = trains, .tuning = table,
-                      .dtype = a.dtype == PRECISION_FP32 ? GEN_F32 : GEN_BF16,
-                      .grad_dtype = a.dtype == PRECISION_BF16_TRUE ? GEN_BF16 : GEN_F32,
-                      .sms = p.sms, .no_mma = p.no_mma};
+    gen_config cfg = config_of(&a, trains, table, &p);
     rc = gen_build(&prog, &m, &cfg, &err);
     have_prog = rc == 0;
   }
