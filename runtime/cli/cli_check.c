@@ -20,6 +20,7 @@
 #include "model_source.h"
 #include "param_store.h"
 #include "rng.h"
+#include "sbuf.h"
 #include "train.h"
 #include "weights.h"
 #ifdef LISA_HAVE_GPU
@@ -267,23 +268,29 @@ typedef struct {
   char why[200];
 } tune_row;
 
-/* One variant of kernel k: the values at idx[] of its params' spaces. */
-static void variant_text(const gen_tuning *t, int k, const int *idx, tune_row *row, char *lua,
-                         size_t cap) {
-  size_t at = (size_t)snprintf(lua, cap, "return {%s = {", gen_tune_kernel(t, k));
+/* One variant of kernel k: the whole table t (the embedded one, or --tune's
+ * over it) as Lua, kernel k's params at idx[] of their spaces; row gets its
+ * name and whether it is t's own setting. */
+static void variant_text(const gen_tuning *t, int k, const int *idx, tune_row *row, sbuf *lua) {
   row->variant[0] = '\0';
   row->is_default = 1;
-  for (int j = 0, n; j < gen_tune_n_params(t, k); j++) {
-    int value;
-    const int *space;
-    const char *param = gen_tune_param(t, k, j, &value, &space, &n);
-    at += (size_t)snprintf(lua + at, cap - at, "%s = %d, ", param, space[idx[j]]);
-    size_t len = strlen(row->variant);
-    snprintf(row->variant + len, sizeof row->variant - len, "%s%s=%d", j ? " " : "", param,
-             space[idx[j]]);
-    row->is_default &= space[idx[j]] == value;
+  sb_puts(lua, "return {");
+  for (int q = 0; q < gen_tune_n_kernels(t); q++) {
+    sb_printf(lua, "%s = {", gen_tune_kernel(t, q));
+    for (int j = 0, n; j < gen_tune_n_params(t, q); j++) {
+      int value;
+      const int *space;
+      const char *param = gen_tune_param(t, q, j, &value, &space, &n);
+      const int v = q == k ? space[idx[j]] : value;
+      sb_printf(lua, "%s = %d, ", param, v);
+      if (q != k) continue;
+      size_t len = strlen(row->variant);
+      snprintf(row->variant + len, sizeof row->variant - len, "%s%s=%d", j ? " " : "", param, v);
+      row->is_default &= v == value;
+    }
+    sb_puts(lua, "}, ");
   }
-  snprintf(lua + at, cap - at, "}}");
+  sb_puts(lua, "}");
 }
 
 /* The next point of the cross product (an odometer); 0 after the last. */
@@ -325,13 +332,13 @@ static int tune_kernel(tuner *t, const gen_tuning *table, int k, lt_error *err) 
     tune_row *row = &t->rows[t->n++];
     memset(row, 0, sizeof *row);
     snprintf(row->kernel, sizeof row->kernel, "%s", gen_tune_kernel(table, k));
-    char lua[512];
-    variant_text(table, k, idx, row, lua, sizeof lua);
+    sbuf lua = {0};
+    variant_text(table, k, idx, row, &lua);
     gen_tuning *v = NULL;
     dev_check_report rep = {0};
     lt_error why = {{0}};
     dev_check_options o = {t->slack, row->kernel, TUNE_REPEATS};
-    if (gen_tune_load_text(&v, lua, "lisa tune", &why) == 0 &&
+    if (gen_tune_load_text(&v, sb_str(&lua), "lisa tune", &why) == 0 &&
         verify(t->a, t->m, t->weights, t->trains, v, t->p, &o, &rep, &row->built, &why) == 0) {
       row->failed = rep.failed, row->checked = rep.n, row->ms = rep.kernel_ms;
     } else {
@@ -340,6 +347,7 @@ static int tune_kernel(tuner *t, const gen_tuning *table, int k, lt_error *err) 
     }
     dev_check_report_free(&rep);
     gen_tune_free(v);
+    sb_free(&lua);
   } while (next_variant(table, k, idx));
   return 0;
 }

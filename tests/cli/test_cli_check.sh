@@ -50,6 +50,12 @@ grep -Eq "^attention_forward +BQ=64 THREADS=64 +WRONG" <<<"$out" &&
   grep -q '"variant":"THREADS=256","default":true,"status":"ok"' "$TMP/tune.json" &&
   ! grep -q '"ms":0,' "$TMP/tune.json" &&
   echo "ok   tune --json: cross_entropy_mean's 4 variants" || fail "tune --json: $(cat "$TMP/tune.json")"
+# a variant is --tune's table with one kernel varied: a file that sets another
+# kernel to a setting its static_assert refuses makes every variant rejected
+printf 'return {attention_forward = {BQ = 16, THREADS = 256}}\n' > "$TMP/bad-attention.lua"
+out=$("$LISA" tune models/gpt2-tiny.yaml --kernels cross_entropy_mean --tune "$TMP/bad-attention.lua" 2>&1)
+grep -q "4 variants: 0 ok, 0 wrong, 4 rejected" <<<"$out" &&
+  echo "ok   tune keeps --tune's other settings in every variant" || fail "tune --tune: $(tail -2 <<<"$out")"
 expect_error "tune: nothing matches" "no tunable kernel of gpt2-tiny matches nosuch" \
   "$LISA" tune models/gpt2-tiny.yaml --kernels nosuch
 expect_error "tune: not the optimizer's kernels (check does not run them)" \
