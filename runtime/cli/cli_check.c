@@ -151,10 +151,10 @@ static void print_json(const check_args *a, const char *device, const dev_check_
  * SMs and tensor cores. */
 static gen_config config_of(const check_args *a, const unsigned char *trains,
                             const gen_tuning *tuning, const dev_provider *p) {
-  return (gen_config){.B = a->batch, .T = a->seq, .grad_accum = 1, .trains = trains,
-                      .dtype = a->dtype == PRECISION_FP32 ? GEN_F32 : GEN_BF16,
-                      .grad_dtype = a->dtype == PRECISION_BF16_TRUE ? GEN_BF16 : GEN_F32,
-                      .tuning = tuning, .sms = p->sms, .no_mma = p->no_mma};
+  gen_config cfg = {.B = a->batch, .T = a->seq, .grad_accum = 1, .trains = trains,
+                    .tuning = tuning, .sms = p->sms, .no_mma = p->no_mma};
+  precision_dtypes(a->dtype, &cfg.dtype, &cfg.grad_dtype);
+  return cfg;
 }
 
 /* The program for the model with `tuning`, as the device p builds it, and

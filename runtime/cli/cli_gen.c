@@ -219,12 +219,11 @@ int cli_gen(int argc, char **argv) {
     fprintf(stderr, "lisa gen: %s\n", err.msg);
     goto done;
   }
-  gen_config cfg = {.B = a.batch, .T = a.seq, .dtype = a.precision == PRECISION_FP32 ? GEN_F32 : GEN_BF16,
-                    .grad_dtype = a.precision == PRECISION_BF16_TRUE ? GEN_BF16 : GEN_F32,
-                    .grad_accum = a.grad_accum, .opt_nearest = a.nearest,
+  gen_config cfg = {.B = a.batch, .T = a.seq, .grad_accum = a.grad_accum, .opt_nearest = a.nearest,
                     .tuning = tuning, .trains = trains,
                     .decode = a.decode > 0, .ctx = a.decode,
                     .dump_after = getenv("LISA_GEN_DUMP")}; /* a debugging aid */
+  precision_dtypes(a.precision, &cfg.dtype, &cfg.grad_dtype);
   int failed = gen_build(&prog, &m, &cfg, &err);
   fputs(sb_str(&prog.dump), stderr);
   if (failed) {

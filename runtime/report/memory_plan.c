@@ -24,13 +24,17 @@ const char *precision_name(int precision) {
   return precision >= PRECISION_FP32 && precision <= PRECISION_BF16_TRUE ? names[precision] : "?";
 }
 
+void precision_dtypes(int precision, int *dtype, int *grad_dtype) {
+  *dtype = precision == PRECISION_FP32 ? GEN_F32 : GEN_BF16;
+  *grad_dtype = precision == PRECISION_BF16_TRUE ? GEN_BF16 : GEN_F32;
+}
+
 /* The GPU layouts: the device trainer's own arena for the generated
  * program (dev_train.h), plus cuBLASLt's workspace. */
 static int device_bytes(const ir_model *m, const ms_state *s, const memory_plan_settings *ps,
                         const unsigned char *trains, uint64_t *b, lt_error *err) {
-  gen_config cfg = {.B = ps->batch, .T = ps->seq, .dtype = GEN_BF16, .grad_accum = 1,
-                    .trains = trains};
-  cfg.grad_dtype = ps->precision == PRECISION_BF16_TRUE ? GEN_BF16 : GEN_F32;
+  gen_config cfg = {.B = ps->batch, .T = ps->seq, .grad_accum = 1, .trains = trains};
+  precision_dtypes(ps->precision, &cfg.dtype, &cfg.grad_dtype);
   gen_program prog;
   if (gen_build(&prog, m, &cfg, err)) return -1;
   int rc = dt_arena_layout(s, &prog, b, err);

@@ -40,6 +40,10 @@ typedef struct {
 
 const char *memory_category_name(int category); /* "weights", "master_weights", ... */
 const char *precision_name(int precision); /* "fp32", "bf16-mixed", "bf16-true" */
+/* The generated program's storage (enum gen_dtype) for a precision: fp32
+ * everywhere; bf16 weights and activations with fp32 gradients (mixed);
+ * bf16 everywhere (true). */
+void precision_dtypes(int precision, int *dtype, int *grad_dtype);
 int memory_plan_compute(const ir_model *m, const memory_plan_settings *ps, memory_breakdown *out, lt_error *err);
 
 #endif

@@ -40,8 +40,7 @@ static int build(dev_run *r, int precision, int nearest, lt_error *err) {
   gen_config cfg = {.B = t->state.B, .T = t->state.T, .grad_accum = trainer_grad_accum(t),
                     .sms = r->dev.sms, .opt_nearest = nearest, .no_mma = r->dev.no_mma,
                     .tuning = r->tuning};
-  cfg.dtype = precision == PRECISION_FP32 ? GEN_F32 : GEN_BF16;
-  cfg.grad_dtype = precision == PRECISION_BF16_TRUE ? GEN_BF16 : GEN_F32;
+  precision_dtypes(precision, &cfg.dtype, &cfg.grad_dtype);
   if (t->cfg.method == TRAIN_LORA) {
     if (!(r->trains = malloc((size_t)t->ir.n_params + 1))) return lt_fail(err, "out of memory");
     lora_trains(&t->ir, r->trains);
