@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "gen_internal.h"
+#include "gen_tune.h"
 #include "ir_ops.h"
 
 #define MAX_VALS (3 * GEN_MAX_RUN)
@@ -109,6 +110,7 @@ typedef struct {
   reg_map regs;
   int next_reg;
   int64_t cols;
+  int flip; /* templates/tuning_test.lua's FLIP: every store negated (tests only) */
 } run_code;
 
 /* The element of buffer argument `arg` at row r, column col. */
@@ -148,8 +150,9 @@ static void store_output(run_code *rc, gen_ctx *c, int v, int reg) {
   const char *arg = gen_kb_buf(&rc->kb, arg_name(c, v, "out_", name, sizeof name), r, -1, 1);
   sb_puts(&rc->stores, "    ");
   element_at(&rc->stores, &r, arg, rc->cols);
-  if (dt == GEN_F32) sb_printf(&rc->stores, " = v%d;\n", reg);
-  else sb_printf(&rc->stores, " = lisa::from_f32<lisa_t>(v%d);\n", reg);
+  const char *sign = rc->flip ? "-" : "";
+  if (dt == GEN_F32) sb_printf(&rc->stores, " = %sv%d;\n", sign, reg);
+  else sb_printf(&rc->stores, " = lisa::from_f32<lisa_t>(%sv%d);\n", sign, reg);
 }
 
 static void label_run(gen_ctx *c, const int *run, int n, char *out, size_t cap) {
@@ -172,6 +175,7 @@ int gen_lower_elementwise(gen_ctx *c, int first) {
   memset(&rc, 0, sizeof rc);
   const ir_op *op0 = c->items[first].op;
   rc.cols = c->g->values[op0->out[0]].cols;
+  if (gen_tune_get(c->prog->cfg.tuning, "elementwise", "FLIP", &rc.flip)) rc.flip = 0;
   int scalar = c->g->values[op0->out[0]].scalar;
   gen_kb_begin(&rc.kb, c, "elementwise", label);
   if (!scalar) gen_kb_rows(&rc.kb);

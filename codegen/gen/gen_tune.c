@@ -40,6 +40,7 @@ typedef struct {
   gen_tuning *t;
   const char *file; /* for messages */
   int user;         /* 0: the defaults (they declare); 1: overrides */
+  int extend;       /* declaring: kernels may exist already (new parameters) */
   lt_error *err;
   int failed;
 } load_job;
@@ -113,9 +114,9 @@ static int read_space(lua_State *L, load_job *j, const char *kn, const char *pn,
   for (lua_Integer i = 1; i <= len; i++) {
     lua_rawgeti(L, -1, i);
     int v;
-    /* USE is a switch (0 or 1: whether the generator takes that kernel);
-     * every other tunable is a size */
-    int is_switch = !strcmp(pn, "USE");
+    /* USE (whether the generator takes that kernel) and the tests' FLIP
+     * are switches, 0 or 1; every other tunable is a size */
+    int is_switch = !strcmp(pn, "USE") || !strcmp(pn, "FLIP");
     if (to_int(L, -1, &v) || (is_switch ? v != 0 && v != 1 : v < 1)) {
       lua_pop(L, 1);
       return job_fail(j, "%s.%s: space entry %lld must be %s", kn, pn, (long long)i,
@@ -215,11 +216,10 @@ static int read_table(lua_State *L) {
       return job_fail(j, "unknown kernel '%s' (tunable: %s)", kn, known), 0;
     }
     if (!j->user) {
-      if (k) return job_fail(j, "kernel '%s' declared twice", kn), 0;
-      if (j->t->n == MAX_KERNELS) return job_fail(j, "more than %d kernels", MAX_KERNELS), 0;
+      if (k && !j->extend) return job_fail(j, "kernel '%s' declared twice", kn), 0;
+      if (!k && j->t->n == MAX_KERNELS) return job_fail(j, "more than %d kernels", MAX_KERNELS), 0;
       if (strlen(kn) >= sizeof k->name) return job_fail(j, "kernel name '%s' too long", kn), 0;
-      k = &j->t->k[j->t->n++];
-      snprintf(k->name, sizeof k->name, "%s", kn);
+      if (!k) k = &j->t->k[j->t->n++], snprintf(k->name, sizeof k->name, "%s", kn);
     }
     if (lua_type(L, -1) != LUA_TTABLE)
       return job_fail(j, "%s: must be a table of parameters, not a %s", kn, luaL_typename(L, -1)),
@@ -239,7 +239,8 @@ static int read_table(lua_State *L) {
   return 0;
 }
 
-static int run_chunk(gen_tuning *t, const char *text, const char *file, int user, lt_error *err) {
+static int run_chunk(gen_tuning *t, const char *text, const char *file, int user, int extend,
+                     lt_error *err) {
   lsb_box box = lsb_defaults(file);
   box.max_instructions = MAX_INSTRUCTIONS;
   lua_State *L = lsb_new(&box, err);
@@ -251,7 +252,7 @@ static int run_chunk(gen_tuning *t, const char *text, const char *file, int user
   if (lsb_load_text(L, text, strlen(text)) != LUA_OK || lsb_pcall(L, 0, 1) != LUA_OK) {
     rc = lsb_fail(L, "", err);
   } else {
-    load_job j = {t, file, user, err, 0};
+    load_job j = {t, file, user, extend, err, 0};
     lua_pushcfunction(L, read_table);
     lua_pushlightuserdata(L, &j);
     lua_pushvalue(L, -3);
@@ -269,15 +270,27 @@ static int by_param(const void *a, const void *b) {
   return strcmp(((const tparam *)a)->name, ((const tparam *)b)->name);
 }
 
+static const char *embedded(const char *name) {
+  for (int i = 0; gen_tuning_files[i].name; i++)
+    if (!strcmp(gen_tuning_files[i].name, name)) return gen_tuning_files[i].text;
+  return NULL;
+}
+
+/* LISA_TEST_TUNABLES=1: tuning_test.lua's deliberately wrong variants too */
+static int test_tunables(void) {
+  const char *e = getenv("LISA_TEST_TUNABLES");
+  return e && !strcmp(e, "1");
+}
+
 static int load_defaults(gen_tuning **out, lt_error *err) {
   *out = NULL;
-  const char *text = NULL;
-  for (int i = 0; gen_tuning_files[i].name; i++)
-    if (!strcmp(gen_tuning_files[i].name, "tuning.lua")) text = gen_tuning_files[i].text;
-  if (!text) return lt_fail(err, "gen: templates/tuning.lua is not embedded");
+  const char *text = embedded("tuning.lua"), *test = embedded("tuning_test.lua");
+  if (!text || !test) return lt_fail(err, "gen: templates/tuning.lua is not embedded");
   gen_tuning *t = calloc(1, sizeof *t);
   if (!t) return lt_fail(err, "gen: out of memory");
-  if (run_chunk(t, text, "templates/tuning.lua", 0, err)) return free(t), -1;
+  if (run_chunk(t, text, "templates/tuning.lua", 0, 0, err) ||
+      (test_tunables() && run_chunk(t, test, "templates/tuning_test.lua", 0, 1, err)))
+    return free(t), -1;
   qsort(t->k, (size_t)t->n, sizeof t->k[0], by_kernel);
   for (int i = 0; i < t->n; i++)
     qsort(t->k[i].params, (size_t)t->k[i].n_params, sizeof(tparam), by_param);
@@ -287,7 +300,7 @@ static int load_defaults(gen_tuning **out, lt_error *err) {
 
 int gen_tune_load_text(gen_tuning **out, const char *text, const char *name, lt_error *err) {
   if (load_defaults(out, err)) return -1;
-  if (text && run_chunk(*out, text, name ? name : "(tuning)", 1, err)) {
+  if (text && run_chunk(*out, text, name ? name : "(tuning)", 1, 0, err)) {
     gen_tune_free(*out);
     *out = NULL;
     return -1;

@@ -22,6 +22,7 @@
 #include "rng.h"
 #include "sbuf.h"
 #include "train.h"
+#include "tune_db.h"
 #include "weights.h"
 #ifdef LISA_HAVE_GPU
 #include "cuda_run.h"
@@ -29,7 +30,7 @@
 
 typedef struct {
   const char *model_path, *weights_path, *tune_path, *kernels;
-  int method, lora_rank, batch, seq, dtype, device, json;
+  int method, lora_rank, batch, seq, grad_accum, dtype, device, json, no_tune_db, report;
   int64_t seed;
 } check_args;
 
@@ -43,18 +44,27 @@ static const cliopt check_opts[] = {
     {"--lora-rank", CLIOPT_INT, AT(lora_rank), 1, 1 << 16, .meta = "R", .help = "(8)"},
     {"--batch", CLIOPT_INT, AT(batch), 1, 1 << 16, .meta = "B --seq T", .help = "(2, 8)"},
     {"--seq", CLIOPT_INT, AT(seq), 1, 1 << 20, .help = NULL /* with --batch */},
+    {"--grad-accum", CLIOPT_INT, AT(grad_accum), 1, 1 << 16, .meta = "N",
+     .help = "micro-batches per step, as lisa train (1)"},
     {"--dtype", CLIOPT_ENUM, AT(dtype), .names = cliopt_dtype_names,
      .values = cliopt_dtype_values, .meta = "P", .help = "fp32 (default), bf16 (= bf16-mixed) or bf16-true"},
     {"--weights", CLIOPT_STRING, AT(weights_path), .meta = "FILE",
      .help = "a checkpoint (default: a folder MODEL's own weights, else\n"
              "random ones, perturbed so norms and biases are not 1 and 0)"},
-    {"--tune", CLIOPT_STRING, AT(tune_path), .meta = "FILE", .help = "kernel tunables, as lisa gen"},
+    {"--tune", CLIOPT_STRING, AT(tune_path), .meta = "FILE",
+     .help = "kernel tunables, as lisa gen (default: the tuning\n"
+             "database's for the device and program, as lisa train)"},
+    {"--no-tune-db", CLIOPT_FLAG, AT(no_tune_db),
+     .help = "not the tuning database's (lisa tune: nor store in it)"},
     {"--device", CLIOPT_ENUM, AT(device), .names = check_devices,
      .help = "emu: the CUDA emulator (default); cuda: the GPU, at 10x the\n"
              "bounds (other summation orders)"},
     {"--seed", CLIOPT_INT64, AT(seed), 0, INT64_MAX, .meta = "S", .help = "ids, targets, weights (1337)"},
     {"--kernels", CLIOPT_STRING, AT(kernels), .meta = "TEXT",
      .help = "lisa tune: the kernels whose name holds TEXT (all)"},
+    {"--report", CLIOPT_FLAG, AT(report),
+     .help = "lisa tune: the database's winners for the program\n"
+             "against the defaults, without tuning"},
     {"--json", CLIOPT_FLAG, AT(json), .help = "one JSON object: a row per value (variant), the failures"},
 };
 
@@ -67,6 +77,7 @@ static int parse_args(const cliopt_cmd *cmd, int argc, char **argv, check_args *
                       int *exit_status) {
   memset(a, 0, sizeof *a);
   a->method = TRAIN_FT, a->lora_rank = 8, a->batch = 2, a->seq = 8, a->seed = 1337;
+  a->grad_accum = 1;
   a->dtype = PRECISION_FP32;
   cliopt_result r;
   lt_error err;
@@ -74,8 +85,8 @@ static int parse_args(const cliopt_cmd *cmd, int argc, char **argv, check_args *
   a->model_path = r.positional;
   if (rc) *exit_status = cliopt_finish(cmd, rc, &err);
   else if (!a->model_path) *exit_status = cliopt_fail_usage(cmd, "missing MODEL");
-  else if (a->kernels && cmd == &check_cmd)
-    *exit_status = cliopt_fail_usage(cmd, "--kernels chooses what lisa tune varies");
+  else if ((a->kernels || a->report) && cmd == &check_cmd)
+    *exit_status = cliopt_fail_usage(cmd, "%s is lisa tune's", a->report ? "--report" : "--kernels");
   else return 0;
   return -1;
 }
@@ -129,11 +140,14 @@ static void print_table(const dev_check_report *r) {
   }
 }
 
-static void print_json(const check_args *a, const char *device, const dev_check_report *r) {
+static void print_json(const check_args *a, const char *device, const char *tuned,
+                       const dev_check_report *r) {
   printf("{\"model\":");
   json_write_string(stdout, a->model_path);
   printf(",\"device\":");
   json_write_string(stdout, device);
+  printf(",\"tuned\":");
+  json_write_string(stdout, tuned);
   printf(",\"dtype\":\"%s\",\"batch\":%d,\"seq\":%d,\"rows\":[", precision_name(a->dtype), a->batch,
          a->seq);
   for (int i = 0; i < r->n; i++) {
@@ -151,7 +165,7 @@ static void print_json(const check_args *a, const char *device, const dev_check_
  * SMs and tensor cores. */
 static gen_config config_of(const check_args *a, const unsigned char *trains,
                             const gen_tuning *tuning, const dev_provider *p) {
-  gen_config cfg = {.B = a->batch, .T = a->seq, .grad_accum = 1, .trains = trains,
+  gen_config cfg = {.B = a->batch, .T = a->seq, .grad_accum = a->grad_accum, .trains = trains,
                     .tuning = tuning, .sms = p->sms, .no_mma = p->no_mma};
   precision_dtypes(a->dtype, &cfg.dtype, &cfg.grad_dtype);
   return cfg;
@@ -202,16 +216,34 @@ static unsigned char *trains_of(const check_args *a, const ir_model *m) {
   return trains;
 }
 
+/* The tunables: --tune's, else the tuning database's for the device and
+ * the program (as lisa train), its warnings on stderr; tuned: what the
+ * database set ("" for none). */
+static int load_tuning(const check_args *a, const ir_model *m, const unsigned char *trains,
+                       const dev_provider *p, gen_tuning **out, char *tuned, size_t cap,
+                       lt_error *err) {
+  *out = NULL, tuned[0] = '\0';
+  if (a->tune_path) return gen_tune_load(out, a->tune_path, err);
+  if (a->no_tune_db) return 0;
+  gen_config cfg = config_of(a, trains, NULL, p);
+  sbuf applied = {0}, warnings = {0};
+  int rc = tdb_lookup(p->tune_device, m, &cfg, out, &applied, &warnings, err);
+  tdb_print_warnings(stderr, sb_str(&warnings));
+  snprintf(tuned, cap, "%s", sb_str(&applied));
+  sb_free(&applied), sb_free(&warnings);
+  return rc;
+}
+
 static int check(const check_args *a, ir_model *m, const char *weights, dev_check_report *rep,
-                 char *device, size_t cap, lt_error *err) {
+                 char *device, size_t cap, char *tuned, size_t tuned_cap, lt_error *err) {
   unsigned char *trains = trains_of(a, m);
   gen_tuning *tuning = NULL;
   dev_provider p = {0};
   double slack;
   int built, rc = -1;
   if (!trains) return lt_fail(err, "out of memory");
-  if ((a->tune_path && gen_tune_load(&tuning, a->tune_path, err)) ||
-      open_device(a, &p, device, cap, &slack, err))
+  if (open_device(a, &p, device, cap, &slack, err) ||
+      load_tuning(a, m, trains, &p, &tuning, tuned, tuned_cap, err))
     goto out;
   dev_check_options o = {slack, NULL, 0};
   rc = verify(a, m, weights, trains, tuning, &p, &o, rep, &built, err);
@@ -228,17 +260,18 @@ int cli_check(int argc, char **argv) {
   if (parse_args(&check_cmd, argc, argv, &a, &rc)) return rc;
   ir_model m;
   lt_error err = {{0}};
-  char folder[1024], device[256] = "";
+  char folder[1024], device[256] = "", tuned[1024] = "";
   dev_check_report rep = {0};
   if (load_model(&a, &m, folder, sizeof folder, &err)) {
     fprintf(stderr, "lisa check: %s\n", err.msg);
     return 1;
   }
   const char *weights = a.weights_path ? a.weights_path : folder;
-  rc = check(&a, &m, weights, &rep, device, sizeof device, &err);
+  rc = check(&a, &m, weights, &rep, device, sizeof device, tuned, sizeof tuned, &err);
   if (rc) fprintf(stderr, "lisa check: %s\n", err.msg);
-  else if (a.json) print_json(&a, device, &rep);
+  else if (a.json) print_json(&a, device, tuned, &rep);
   else {
+    if (tuned[0]) printf("tunables from the tuning database: %s\n", tuned);
     print_table(&rep);
     printf("%s on %s: %d values checked, %d failed\n", m.name, device, rep.n, rep.failed);
   }
@@ -266,6 +299,7 @@ typedef struct {
   int is_default, built, failed, checked;
   double ms; /* the kernel's time over the checked passes (dev_check_options) */
   char why[200];
+  tdb_entry entry; /* its kernel and values, as the database would hold them */
 } tune_row;
 
 /* One variant of kernel k: the whole table t (the embedded one, or --tune's
@@ -274,6 +308,7 @@ typedef struct {
 static void variant_text(const gen_tuning *t, int k, const int *idx, tune_row *row, sbuf *lua) {
   row->variant[0] = '\0';
   row->is_default = 1;
+  snprintf(row->entry.kernel, sizeof row->entry.kernel, "%s", gen_tune_kernel(t, k));
   sb_puts(lua, "return {");
   for (int q = 0; q < gen_tune_n_kernels(t); q++) {
     sb_printf(lua, "%s = {", gen_tune_kernel(t, q));
@@ -284,6 +319,10 @@ static void variant_text(const gen_tuning *t, int k, const int *idx, tune_row *r
       const int v = q == k ? space[idx[j]] : value;
       sb_printf(lua, "%s = %d, ", param, v);
       if (q != k) continue;
+      if (j < TDB_MAX_VALUES) {
+        snprintf(row->entry.names[j], sizeof row->entry.names[j], "%s", param);
+        row->entry.values[j] = v, row->entry.n_values = j + 1;
+      }
       size_t len = strlen(row->variant);
       snprintf(row->variant + len, sizeof row->variant - len, "%s%s=%d", j ? " " : "", param, v);
       row->is_default &= v == value;
@@ -321,8 +360,9 @@ typedef struct {
 
 /* Every variant of kernel k checked into t's rows. */
 static int tune_kernel(tuner *t, const gen_tuning *table, int k, lt_error *err) {
-  int idx[16] = {0};
-  if (gen_tune_n_params(table, k) > 16) return lt_fail(err, "%s: too many tunables", gen_tune_kernel(table, k));
+  int idx[TDB_MAX_VALUES] = {0};
+  if (gen_tune_n_params(table, k) > TDB_MAX_VALUES)
+    return lt_fail(err, "%s: too many tunables", gen_tune_kernel(table, k));
   do {
     if (t->n == t->cap) {
       tune_row *rows = realloc(t->rows, sizeof *rows * (size_t)(t->cap = t->cap ? 2 * t->cap : 32));
@@ -402,13 +442,90 @@ static void print_tune(const tuner *t, const char *device, int json) {
          counts[2], device, t->slack == 1 ? " (an emulator's, not a GPU's)" : "");
 }
 
+/* Each kernel's fastest variant that checked ok into the device's tuning
+ * database at `program`; a wrong or rejected variant is never stored. */
+static int store_winners(const tuner *t, const char *device, const char *program, int quiet,
+                         lt_error *err) {
+  tune_db db;
+  int stored = 0;
+  if (tdb_open(&db, device, err)) return -1;
+  tdb_print_warnings(stderr, sb_str(&db.warnings));
+  for (int from = 0, end, best, dflt; from < t->n; from = end) {
+    best_of(t, from, &end, &best, &dflt);
+    if (best < 0) continue;
+    tdb_entry e = t->rows[best].entry;
+    snprintf(e.program, sizeof e.program, "%s", program);
+    e.ms = t->rows[best].ms;
+    e.default_ms = dflt >= 0 && t->rows[dflt].built && !t->rows[dflt].failed ? t->rows[dflt].ms : 0;
+    e.variants = end - from;
+    if (tdb_put(&db, &e, err)) return tdb_free(&db), -1;
+    stored++;
+  }
+  int rc = stored ? tdb_save(&db, err) : 0;
+  if (rc == 0 && !quiet)
+    fprintf(stderr, "lisa tune: %d winner%s stored in %s\n", stored, stored == 1 ? "" : "s",
+            db.path);
+  tdb_free(&db);
+  return rc;
+}
+
+/* --report: the database's entries for the program, winner against default. */
+static int report(const char *device, const char *program, int json, lt_error *err) {
+  tune_db db;
+  if (tdb_open(&db, device, err)) return -1;
+  tdb_print_warnings(stderr, sb_str(&db.warnings));
+  int n = 0;
+  if (json) printf("{\"device\":"), json_write_string(stdout, device), printf(",\"program\":"),
+            json_write_string(stdout, program), printf(",\"entries\":[");
+  else printf("%s\n%s\n%-28s %-32s %10s %10s %8s\n", device, program, "kernel", "winner", "ms",
+              "default", "speed-up");
+  for (int i = 0; i < db.n; i++) {
+    const tdb_entry *e = &db.entries[i];
+    if (strcmp(e->program, program)) continue;
+    char values[200];
+    tdb_values_text(e, values, sizeof values);
+    const double up = e->ms > 0 && e->default_ms > 0 ? e->default_ms / e->ms : 0;
+    if (json) {
+      printf("%s{\"kernel\":\"%s\",\"values\":\"%s\",\"ms\":%.6g,\"default_ms\":%.6g,"
+             "\"speedup\":%.4g,\"variants\":%d}", n ? "," : "", e->kernel, values, e->ms,
+             e->default_ms, up, e->variants);
+    } else
+      printf("%-28s %-32s %10.4f %10.4f %7.2fx\n", e->kernel, values, e->ms, e->default_ms, up);
+    n++;
+  }
+  if (json) printf("],\"others\":%d}\n", db.n - n);
+  else printf("%d kernel%s tuned for this program; %d entries for other programs in %s\n", n,
+              n == 1 ? "" : "s", db.n - n, db.path);
+  tdb_free(&db);
+  return 0;
+}
+
+/* Every variant of every kernel the program launches (--kernels: those
+ * matching), then the winners stored. */
+static int tune_all(tuner *t, gen_tuning *table, const gen_program *prog, const char *device,
+                    const char *program, lt_error *err) {
+  const check_args *a = t->a;
+  for (int k = 0; k < gen_tune_n_kernels(table); k++) {
+    const char *name = gen_tune_kernel(table, k);
+    if ((!a->kernels || strstr(name, a->kernels)) && launches(prog, name) &&
+        tune_kernel(t, table, k, err))
+      return -1;
+  }
+  if (t->n == 0)
+    return lt_fail(err, "no tunable kernel of %s%s%s", t->m->name,
+                   a->kernels ? " matches " : "", a->kernels ? a->kernels : "");
+  if (!a->json) printf("%s on %s\n", t->m->name, device);
+  print_tune(t, device, a->json);
+  return a->no_tune_db ? 0 : store_winners(t, t->p->tune_device, program, a->json, err);
+}
+
 int cli_tune(int argc, char **argv) {
   check_args a;
   int rc;
   if (parse_args(&tune_cmd, argc, argv, &a, &rc)) return rc;
   ir_model m;
   lt_error err = {{0}};
-  char folder[1024], device[256];
+  char folder[1024], device[256], program[160];
   if (load_model(&a, &m, folder, sizeof folder, &err)) {
     fprintf(stderr, "lisa tune: %s\n", err.msg);
     return 1;
@@ -419,26 +536,20 @@ int cli_tune(int argc, char **argv) {
   dev_provider p = {0};
   gen_program prog;
   int have_prog = 0;
-  rc = !(trains = trains_of(&a, &m)) || gen_tune_load(&table, a.tune_path, &err) ||
-       open_device(&a, &p, device, sizeof device, &t.slack, &err);
-  if (rc == 0) { /* the default program says which kernels the model launches */
-    gen_config cfg = config_of(&a, trains, table, &p);
+  rc = !(trains = trains_of(&a, &m)) ? lt_fail(&err, "out of memory")
+       : gen_tune_load(&table, a.tune_path, &err) ||
+               open_device(&a, &p, device, sizeof device, &t.slack, &err);
+  gen_config cfg = config_of(&a, trains, table, &p);
+  /* the database's key: the program with the default tunables */
+  if (rc == 0) rc = tdb_signature(&m, &cfg, program, sizeof program, &err);
+  if (rc == 0 && a.report) rc = report(p.tune_device, program, a.json, &err);
+  else if (rc == 0) { /* the program says which kernels the model launches */
     rc = gen_build(&prog, &m, &cfg, &err);
     have_prog = rc == 0;
+    t.trains = trains, t.p = &p;
+    if (rc == 0) rc = tune_all(&t, table, &prog, device, program, &err);
   }
-  t.trains = trains, t.p = &p;
-  for (int k = 0; rc == 0 && k < gen_tune_n_kernels(table); k++) {
-    const char *name = gen_tune_kernel(table, k);
-    if ((!a.kernels || strstr(name, a.kernels)) && launches(&prog, name))
-      rc = tune_kernel(&t, table, k, &err);
-  }
-  if (rc) fprintf(stderr, "lisa tune: %s\n", err.msg[0] ? err.msg : "out of memory");
-  else if (t.n == 0) rc = fprintf(stderr, "lisa tune: no tunable kernel of %s%s%s\n", m.name,
-                                  a.kernels ? " matches " : "", a.kernels ? a.kernels : "") > 0;
-  else {
-    if (!a.json) printf("%s on %s\n", m.name, device);
-    print_tune(&t, device, a.json);
-  }
+  if (rc) fprintf(stderr, "lisa tune: %s\n", err.msg);
   if (have_prog) gen_free(&prog);
   if (p.close) p.close(p.ctx);
   gen_tune_free(table);

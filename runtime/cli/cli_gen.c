@@ -15,11 +15,13 @@
 #include "gpu_api.h"
 #endif
 #include "lora.h"
+#include "emu_device.h"
 #include "gen_tune.h"
 #include "model_source.h"
 #include "model_yaml.h"
 #include "memory_plan.h"
 #include "train.h"
+#include "tune_db.h"
 #ifdef LISA_HAVE_NVRTC
 #include <unistd.h>
 
@@ -30,11 +32,14 @@
 typedef struct {
   const char *model, *out, *arch, *tune, *lora_targets;
   int batch, seq, precision, grad_accum, no_compile, method, lora_rank, nearest, decode;
+  int device, no_tune_db; /* the tuning database's: 0 the GPU's if any, 1 cuda, 2 emu */
   double lora_alpha; /* 0: 2 * rank */
 } gen_args;
 
 #define AT(field) offsetof(gen_args, field)
 #define SIZE 1, 1 << 24 /* the range of every size */
+
+static const char *const gen_devices[] = {"auto", "cuda", "emu", NULL};
 
 static const cliopt gen_opts[] = {
     {"-o", CLIOPT_STRING, AT(out), .meta = "DIR",
@@ -73,6 +78,10 @@ static const cliopt gen_opts[] = {
      .help = "a Lua table of kernel tunables (block sizes, rows per\n"
              "block) over the defaults of templates/tuning.lua, e.g.\n"
              "return {attention_forward = {BQ = 16, THREADS = 64}}"},
+    {"--device", CLIOPT_ENUM, AT(device), .names = gen_devices,
+     .help = "whose lisa tune winners apply without --tune: the\n"
+             "GPU's (its SMs too; default when there is one) or emu's"},
+    {"--no-tune-db", CLIOPT_FLAG, AT(no_tune_db), .help = "the default tunables"},
 };
 
 static const cliopt_cmd gen_cmd = {"lisa gen", "usage: lisa gen MODEL.yaml -o DIR [options]\n", 20,
@@ -203,6 +212,43 @@ static const char *default_arch(char *buf, size_t cap) {
   return buf;
 }
 
+/* The tuning database's device: --device's, else the GPU when there is
+ * one (cfg gets its SMs, as lisa train's program has); "" for none. */
+static int db_device(const gen_args *a, gen_config *cfg, char *key, size_t cap, lt_error *err) {
+  key[0] = '\0';
+  if (a->device == 2) return emu_tune_key(key, cap), 0;
+#ifdef LISA_HAVE_GPU
+  gpu_api g;
+  lt_error why = {{0}};
+  if (gpu_open(&g, &why) == 0) {
+    gpu_tune_key(&g, key, cap);
+    cfg->sms = g.n_sms;
+    gpu_close(&g);
+  } else if (a->device == 1)
+    return lt_fail(err, "--device cuda: %s", why.msg);
+#else
+  if (a->device == 1) return lt_fail(err, "--device cuda: this build has no CUDA support");
+#endif
+  (void)cfg;
+  return 0;
+}
+
+/* lisa tune's winners for this program, said on stderr. */
+static int db_tuning(const gen_args *a, const ir_model *m, gen_config *cfg, gen_tuning **out,
+                     lt_error *err) {
+  char device[160];
+  if (db_device(a, cfg, device, sizeof device, err)) return -1;
+  if (!device[0]) return 0;
+  sbuf applied = {0}, warnings = {0};
+  int rc = tdb_lookup(device, m, cfg, out, &applied, &warnings, err);
+  tdb_print_warnings(stderr, sb_str(&warnings));
+  if (rc == 0 && *out)
+    fprintf(stderr, "lisa gen: kernels tuned by lisa tune on %s (--no-tune-db: the defaults): %s\n",
+            device, sb_str(&applied));
+  sb_free(&applied), sb_free(&warnings);
+  return rc;
+}
+
 int cli_gen(int argc, char **argv) {
   gen_args a;
   char arch[16];
@@ -224,6 +270,11 @@ int cli_gen(int argc, char **argv) {
                     .decode = a.decode > 0, .ctx = a.decode,
                     .dump_after = getenv("LISA_GEN_DUMP")}; /* a debugging aid */
   precision_dtypes(a.precision, &cfg.dtype, &cfg.grad_dtype);
+  if (!a.tune && !a.no_tune_db && !a.decode && db_tuning(&a, &m, &cfg, &tuning, &err)) {
+    fprintf(stderr, "lisa gen: %s\n", err.msg);
+    goto done;
+  }
+  cfg.tuning = tuning;
   int failed = gen_build(&prog, &m, &cfg, &err);
   fputs(sb_str(&prog.dump), stderr);
   if (failed) {

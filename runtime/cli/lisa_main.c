@@ -39,6 +39,7 @@ typedef struct {
   int override; /* --override: a resume may change trajectory settings */
   int profile; /* --profile: time the ops (cpu) or launches and GEMMs (cuda) */
   const char *tune_path; /* --tune: the generated kernels' tunables */
+  int no_tune_db;        /* --no-tune-db: nor the tuning database's */
   int quiet;
 } cli_args;
 
@@ -131,7 +132,10 @@ static const cliopt train_opts[] = {
     {"--quiet", CLIOPT_FLAG, AT(quiet), .help = "no progress line"},
     {"--tune", CLIOPT_STRING, AT(tune_path), .meta = "FILE",
      .help = "cuda: kernel tunables over templates/tuning.lua, as\n"
-             "lisa gen --tune (e.g. attention_forward_mma = {USE = 0})"},
+             "lisa gen --tune (e.g. attention_forward_mma = {USE = 0});\n"
+             "without it, lisa tune's winners for this device and program"},
+    {"--no-tune-db", CLIOPT_FLAG, AT(no_tune_db),
+     .help = "the default tunables, not lisa tune's winners"},
     {"--profile", CLIOPT_FLAG, AT(profile),
      .help = "time every kernel and GEMM (cuda) or op (cpu) of the\n"
              "steps after the first; a table per step at the end, rows\n"
@@ -325,7 +329,7 @@ static int cmd_train(int argc, char **argv) {
   rc = trainer_create(&t, &a.train, &err);
   if (rc == 0 && t.load_note[0] && !a.quiet) fprintf(stderr, "note: %s\n", t.load_note);
   run_backend_options bo = {a.dtype >= 0 ? cliopt_dtype_values[a.dtype] : PRECISION_BF16_MIXED,
-                            a.nearest, a.tune_path, a.profile, a.quiet};
+                            a.nearest, a.tune_path, a.no_tune_db, a.profile, a.quiet};
   run_options ro = run_options_of(&a);
   if (rc == 0) rc = run_check_val(&ro, &t, &err);
   /* a device's store holds the weights: the resume puts its state there */

@@ -21,5 +21,6 @@ int cuda_provider_open(dev_provider *out, char *name, size_t cap, lt_error *err)
                         .unload = unload, .close = close_device, .sms = gpu_device_sms(g),
                         .no_mma = gpu_device_sm(g) < 80, .bf16_peak = gpu_device_bf16_peak(g),
                         .workspace_bytes = GPU_WORKSPACE_BYTES};
+  gpu_device_tune_key(g, out->tune_device, sizeof out->tune_device);
   return 0;
 }

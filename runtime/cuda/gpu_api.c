@@ -133,3 +133,8 @@ void gpu_close(gpu_api *g) {
 void gpu_arch(const gpu_api *g, char *out, size_t cap) {
   snprintf(out, cap, "sm_%d%d", g->sm_major, g->sm_minor);
 }
+
+void gpu_tune_key(const gpu_api *g, char *out, size_t cap) {
+  snprintf(out, cap, "%s|sm_%d%d|%d SMs|cuda %d", g->name, g->sm_major, g->sm_minor, g->n_sms,
+           g->driver_version);
+}

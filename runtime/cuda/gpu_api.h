@@ -92,6 +92,9 @@ void gpu_close(gpu_api *g);
 
 /* "sm_90" for the opened device. */
 void gpu_arch(const gpu_api *g, char *out, size_t cap);
+/* The tuning database's key for the device (tune_db.h): its name, SM
+ * version, multiprocessors and the driver's CUDA version. */
+void gpu_tune_key(const gpu_api *g, char *out, size_t cap);
 
 /* A driver error as words; returns -1 (for `return gpu_check(...)`). */
 int gpu_fail(const gpu_api *g, CUresult rc, const char *what, lt_error *err);

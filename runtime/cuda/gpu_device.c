@@ -188,6 +188,9 @@ dt_device gpu_device_iface(gpu_device *g) {
 const char *gpu_device_arch(const gpu_device *g) { return g->rt.arch; }
 int gpu_device_sms(const gpu_device *g) { return g->api.n_sms; }
 int gpu_device_sm(const gpu_device *g) { return 10 * g->api.sm_major + g->api.sm_minor; }
+void gpu_device_tune_key(const gpu_device *g, char *out, size_t cap) {
+  gpu_tune_key(&g->api, out, cap);
+}
 
 size_t gpu_device_used_bytes(const gpu_device *g) {
   size_t free_b = 0, total = 0;

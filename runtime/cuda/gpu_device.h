@@ -40,6 +40,7 @@ const char *gpu_device_arch(const gpu_device *g);
 int gpu_device_sms(const gpu_device *g);
 /* Compute capability as 10 * major + minor (90 for sm_90). */
 int gpu_device_sm(const gpu_device *g);
+void gpu_device_tune_key(const gpu_device *g, char *out, size_t cap); /* gpu_tune_key */
 size_t gpu_device_used_bytes(const gpu_device *g);
 /* The device's dense bf16 peak in FLOP/s, 0 if not known (for MFU): by
  * the exact device name and SM count (gpu_bf16_peak_of), or

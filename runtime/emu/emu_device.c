@@ -229,10 +229,16 @@ static void close_device(void *ctx) {
   free(e);
 }
 
+static const char *cxx_name(void) {
+  return getenv("CXX") && *getenv("CXX") ? getenv("CXX") : "c++";
+}
+
+void emu_tune_key(char *out, size_t cap) { snprintf(out, cap, "CUDA emulator|%s", cxx_name()); }
+
 int emu_provider_open(dev_provider *out, char *name, size_t cap, lt_error *err) {
   emu_device *e = calloc(1, sizeof *e);
   if (!e) return lt_fail(err, "out of memory");
-  e->cxx = getenv("CXX") && *getenv("CXX") ? getenv("CXX") : "c++";
+  e->cxx = cxx_name();
   char *probe[] = {(char *)e->cxx, "--version", NULL};
   if (atomic_file_cache_dir(e->dir, sizeof e->dir, err) || write_headers(e, err))
     return close_device(e), -1;
@@ -245,5 +251,6 @@ int emu_provider_open(dev_provider *out, char *name, size_t cap, lt_error *err) 
   snprintf(name, cap, "the CUDA emulator (%s)", e->cxx);
   *out = (dev_provider){.ctx = e, .build = build, .iface = iface, .unload = unload,
                         .close = close_device, .sms = GEN_DEFAULT_SMS};
+  emu_tune_key(out->tune_device, sizeof out->tune_device);
   return 0;
 }

@@ -14,5 +14,8 @@
 
 /* Finds the compiler; name gets "CUDA emulator (c++)". -1 with the reason. */
 int emu_provider_open(dev_provider *out, char *name, size_t cap, lt_error *err);
+/* The emulator's tuning database key (dev_provider.tune_device), without
+ * opening it: its times are the host compiler's code's. */
+void emu_tune_key(char *out, size_t cap);
 
 #endif

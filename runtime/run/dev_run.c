@@ -7,6 +7,7 @@
 #include "gen_tune.h"
 #include "lora.h"
 #include "memory_plan.h"
+#include "tune_db.h"
 
 struct dev_run {
   dev_provider dev;
@@ -14,7 +15,7 @@ struct dev_run {
   gen_program prog;
   int have_prog;
   unsigned char *trains;
-  gen_tuning *tuning;  /* --tune; NULL: the defaults */
+  gen_tuning *tuning;  /* --tune, else the tuning database's; NULL: the defaults */
   dev_trainer *trainer;
   path_profile *profile; /* NULL unless profiling */
   double flops_per_token;
@@ -34,27 +35,51 @@ int dev_run_open(dev_run **out, const dev_provider *p, lt_error *err) {
   return 0;
 }
 
-/* The program for t's model, method, batch and sequence, loaded. */
-static int build(dev_run *r, int precision, int nearest, lt_error *err) {
+/* The program's settings for t's model, method, batch and sequence. */
+static int config_of(dev_run *r, int precision, int nearest, gen_config *cfg, lt_error *err) {
   const trainer *t = r->t;
-  gen_config cfg = {.B = t->state.B, .T = t->state.T, .grad_accum = trainer_grad_accum(t),
-                    .sms = r->dev.sms, .opt_nearest = nearest, .no_mma = r->dev.no_mma,
-                    .tuning = r->tuning};
-  precision_dtypes(precision, &cfg.dtype, &cfg.grad_dtype);
+  *cfg = (gen_config){.B = t->state.B, .T = t->state.T, .grad_accum = trainer_grad_accum(t),
+                      .sms = r->dev.sms, .opt_nearest = nearest, .no_mma = r->dev.no_mma,
+                      .tuning = r->tuning};
+  precision_dtypes(precision, &cfg->dtype, &cfg->grad_dtype);
   if (t->cfg.method == TRAIN_LORA) {
-    if (!(r->trains = malloc((size_t)t->ir.n_params + 1))) return lt_fail(err, "out of memory");
+    if (!r->trains && !(r->trains = malloc((size_t)t->ir.n_params + 1)))
+      return lt_fail(err, "out of memory");
     lora_trains(&t->ir, r->trains);
-    cfg.trains = r->trains;
+    cfg->trains = r->trains;
   }
-  if (r->dev.build(r->dev.ctx, &t->ir, &cfg, &r->prog, &r->unfused, err)) return -1;
+  return 0;
+}
+
+/* The tunables: --tune's, else the device's tuning database's entries for
+ * this program (--no-tune-db: none), said on stderr. */
+static int load_tuning(dev_run *r, const run_backend_options *o, const gen_config *cfg,
+                       lt_error *err) {
+  if (o->tune_path) return gen_tune_load(&r->tuning, o->tune_path, err);
+  if (o->no_tune_db || !r->dev.tune_device[0]) return 0;
+  sbuf applied = {0}, warnings = {0};
+  int rc = tdb_lookup(r->dev.tune_device, &r->t->ir, cfg, &r->tuning, &applied, &warnings, err);
+  tdb_print_warnings(stderr, sb_str(&warnings));
+  if (rc == 0 && r->tuning && !o->quiet)
+    fprintf(stderr, "lisa: kernels tuned by lisa tune (--no-tune-db: the defaults): %s\n",
+            sb_str(&applied));
+  sb_free(&applied), sb_free(&warnings);
+  return rc;
+}
+
+/* The program, loaded. */
+static int build(dev_run *r, const run_backend_options *o, lt_error *err) {
+  gen_config cfg;
+  if (config_of(r, o->precision, o->nearest, &cfg, err) || load_tuning(r, o, &cfg, err)) return -1;
+  cfg.tuning = r->tuning;
+  if (r->dev.build(r->dev.ctx, &r->t->ir, &cfg, &r->prog, &r->unfused, err)) return -1;
   r->have_prog = 1;
   return 0;
 }
 
 static int prepare(dev_run *r, trainer *t, const run_backend_options *o, lt_error *err) {
   r->t = t;
-  if (o->tune_path && gen_tune_load(&r->tuning, o->tune_path, err)) return -1;
-  if (build(r, o->precision, o->nearest, err)) return -1;
+  if (build(r, o, err)) return -1;
   dt_device dev = r->dev.iface(r->dev.ctx);
   if (dt_create(&r->trainer, t, &r->prog, &dev, err)) return -1;
   param_store ps = dt_store(r->trainer);

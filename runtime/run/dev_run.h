@@ -26,6 +26,8 @@ typedef struct {
   int no_mma;              /* gen_config.no_mma */
   double bf16_peak;        /* dense bf16 FLOP/s for MFU; 0: unknown */
   size_t workspace_bytes;  /* beside the arena (the GEMMs') */
+  char tune_device[160];   /* the tuning database's key (tune_db.h): what the
+                              kernels' times depend on, "name|sm_XY|cuda V" */
 } dev_provider;
 
 typedef struct dev_run dev_run;

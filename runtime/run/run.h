@@ -16,6 +16,7 @@ typedef struct {
   int precision;         /* memory_plan.h's PRECISION_*; the cpu takes fp32 only */
   int nearest;           /* bf16-mixed: round to nearest, not stochastically */
   const char *tune_path; /* the generated kernels' tunables; NULL */
+  int no_tune_db;        /* --no-tune-db: not the tuning database's either */
   int profile;           /* --profile */
   int quiet;
 } run_backend_options;

@@ -1,0 +1,97 @@
+#!/bin/bash
+# The tuning database, through the CLI on the emulator: lisa tune stores
+# each kernel's fastest variant that checked out, never a wrong one (the
+# tests' FLIP tunable negates the generated element-wise kernels' stores);
+# lisa gen, check and train --device emu use the entry for their program
+# (the emitted source shows its values) unless --tune or --no-tune-db;
+# --report prints it against the default; a malformed file or a stale entry
+# is ignored with a warning.
+. "$LISA_SRC/tests/cli/lib.sh"
+export XDG_CACHE_HOME=$TMP/cache
+cd "$SRC" || exit 1
+TINY="models/gpt2-tiny.yaml --batch 2 --seq 8"
+db() { ls "$XDG_CACHE_HOME"/lisa/tune/*.json 2>/dev/null; }
+
+# a deliberately wrong variant fails lisa check ...
+printf 'return {elementwise = {FLIP = 1}}\n' > "$TMP/flip.lua"
+out=$(LISA_TEST_TUNABLES=1 "$LISA" check models/llama-tiny.yaml --tune "$TMP/flip.lua" 2>&1); rc=$?
+[ "$rc" -eq 1 ] && grep -Eq "block_active .* FAIL" <<<"$out" &&
+  echo "ok   check: FLIP=1 fails $(grep -c FAIL <<<"$out") values" || fail "check FLIP=1 (rc $rc): $(tail -2 <<<"$out")"
+expect_error "FLIP is the tests' only" "has no tunable 'FLIP'" \
+  "$LISA" check models/llama-tiny.yaml --tune "$TMP/flip.lua"
+
+# ... and is never stored by lisa tune: the winner is the fastest ok row
+out=$(LISA_TEST_TUNABLES=1 "$LISA" tune models/llama-tiny.yaml --kernels elementwise 2>&1) ||
+  fail "tune elementwise: $(tail -2 <<<"$out")"
+fastest=$(grep -E '^elementwise .*\(fastest\)' <<<"$out" | awk '{print $2, $3}')
+stored=$(LISA_TEST_TUNABLES=1 "$LISA" tune models/llama-tiny.yaml --report 2>&1 | awk '$1 == "elementwise" {print $2, $3}')
+grep -q "10 variants: 5 ok, 5 wrong, 0 rejected" <<<"$out" && grep -q "^FLIP=0 THREADS=" <<<"$stored" &&
+  [ "$stored" = "$fastest" ] && grep -q "1 winner stored in" <<<"$out" &&
+  echo "ok   tune stores $stored, the fastest of the 5 right variants" ||
+  fail "tune stored '$stored', fastest '$fastest': $out"
+# without the tests' tunables that entry is stale: ignored, with a warning
+out=$("$LISA" check models/llama-tiny.yaml 2>&1) && grep -q "stale.*FLIP" <<<"$out" &&
+  grep -q " 0 failed" <<<"$out" && ! grep -q "tunables from the tuning database" <<<"$out" &&
+  echo "ok   a stale entry is ignored: $(grep -o 'warning: .*stale' <<<"$out" | head -c 120)" ||
+  fail "stale entry: $(head -3 <<<"$out")"
+
+# gen, check and train use an entry for their program; the stored
+# cross_entropy_mean is set to 512 threads so that it differs from the default
+# shellcheck disable=SC2086
+"$LISA" tune $TINY --kernels cross_entropy_mean > "$TMP/tune.txt" 2>&1 || fail "tune: $(tail -2 "$TMP/tune.txt")"
+file=$(db)
+sed -i 's/"THREADS":[[:space:]]*[0-9]*/"THREADS": 512/' "$file"
+# shellcheck disable=SC2086
+out=$("$LISA" tune $TINY --report 2>&1)
+grep -Eq "^cross_entropy_mean +THREADS=512 +[0-9.]+ +[0-9.]+ +[0-9.]+x" <<<"$out" &&
+  grep -q "^gpt2-tiny B2 T8 fp32 [0-9a-f]\{16\}$" <<<"$out" &&
+  echo "ok   --report: $(grep ^cross_entropy_mean <<<"$out")" || fail "--report: $out"
+"$LISA" gen models/gpt2-tiny.yaml --batch 2 --seq 8 --dtype fp32 --device emu --no-compile \
+  -o "$TMP/tuned" > /dev/null 2> "$TMP/gen.err" &&
+  "$LISA" gen models/gpt2-tiny.yaml --batch 2 --seq 8 --dtype fp32 --device emu --no-compile \
+  --no-tune-db -o "$TMP/plain" > /dev/null 2>&1 &&
+  "$LISA" gen models/gpt2-tiny.yaml --batch 4 --seq 8 --dtype fp32 --device emu --no-compile \
+  -o "$TMP/other" > /dev/null 2>&1 || fail "gen"
+grep -q "__launch_bounds__(512) head_train_03_cross_entropy_mean" "$TMP/tuned/head_train.cu" &&
+  grep -q "cross_entropy_mean<67, 512>" "$TMP/tuned/head_train.cu" &&
+  grep -q "kernels tuned by lisa tune on CUDA emulator.*cross_entropy_mean(THREADS=512)" "$TMP/gen.err" &&
+  grep -q "cross_entropy_mean<67, 256>" "$TMP/plain/head_train.cu" &&
+  grep -q "cross_entropy_mean<67, 256>" "$TMP/other/head_train.cu" &&
+  echo "ok   gen: the entry's 512 threads in the source; 256 with --no-tune-db or at B4" ||
+  fail "gen: $(grep -ho 'cross_entropy_mean<67, [0-9]*>' "$TMP"/{tuned,plain,other}/head_train.cu | tr '\n' ' ')"
+# shellcheck disable=SC2086
+out=$("$LISA" check $TINY 2>&1) && grep -q "tunables from the tuning database: cross_entropy_mean(THREADS=512)" <<<"$out" &&
+  grep -q " 0 failed" <<<"$out" && echo "ok   check runs the tuned program" || fail "check: $(tail -2 <<<"$out")"
+out=$("$LISA" check $TINY --json 2>/dev/null) && grep -q '"tuned":"cross_entropy_mean(THREADS=512)"' <<<"$out" &&
+  echo "ok   check --json names it" || fail "check --json: $(head -c 300 <<<"$out")"
+printf 'return {cross_entropy_mean = {THREADS = 128}}\n' > "$TMP/ce128.lua"
+TRAIN="--data tests/fixtures/tokens-67.bin --steps 2 --device emu --dtype fp32"
+# shellcheck disable=SC2086
+out=$("$LISA" train $TINY $TRAIN 2>&1) && grep -q "kernels tuned by lisa tune .*cross_entropy_mean(THREADS=512)" <<<"$out" &&
+  out=$("$LISA" train $TINY $TRAIN --no-tune-db 2>&1) && ! grep -q "kernels tuned" <<<"$out" &&
+  out=$("$LISA" train $TINY $TRAIN --tune "$TMP/ce128.lua" 2>&1) && ! grep -q "kernels tuned" <<<"$out" &&
+  echo "ok   train --device emu: the entry; not with --no-tune-db or --tune" || fail "train: $out"
+
+# a malformed file: a warning naming it, the defaults, and tune rewrites it
+cp "$file" "$TMP/good.json"
+printf '{"format": "lisa-tune 1", "entries": [' > "$file"
+# shellcheck disable=SC2086
+out=$("$LISA" check $TINY 2>&1) && grep -q "warning: .*$(basename "$file"): not JSON" <<<"$out" &&
+  ! grep -q "tunables from the tuning database" <<<"$out" &&
+  echo "ok   a file that is not JSON: $(grep -o 'warning: .*' <<<"$out" | head -c 150)" || fail "not JSON: $out"
+sed 's/"ms":[^,]*,/"ms": "fast",/' "$TMP/good.json" > "$file"
+# shellcheck disable=SC2086
+out=$("$LISA" check $TINY 2>&1) && grep -q "entry 0: \"ms\" is not a time; ignored" <<<"$out" &&
+  echo "ok   a malformed entry: $(grep -o 'entry 0: .*' <<<"$out")" || fail "malformed entry: $out"
+# shellcheck disable=SC2086
+"$LISA" tune $TINY --kernels cross_entropy_mean > /dev/null 2>&1 && grep -q '"kernel":[[:space:]]*"cross_entropy_mean"' "$file" &&
+  out=$("$LISA" check $TINY 2>&1) && ! grep -q "warning" <<<"$out" &&
+  echo "ok   tune rewrites it whole" || fail "rewrite: $(cat "$file")"
+
+# tune --no-tune-db stores nothing
+# shellcheck disable=SC2086
+XDG_CACHE_HOME=$TMP/cache2 "$LISA" tune $TINY --kernels cross_entropy_mean --no-tune-db > /dev/null 2>&1 &&
+  ! ls "$TMP"/cache2/lisa/tune/*.json > /dev/null 2>&1 && echo "ok   tune --no-tune-db stores nothing" ||
+  fail "--no-tune-db stored"
+expect_error "report is tune's" "--report is lisa tune's" "$LISA" check models/gpt2-tiny.yaml --report
+finish
