@@ -1,5 +1,8 @@
 #!/bin/bash
-# The tuning database, through the CLI on the emulator: lisa tune stores
+# lisa tune on the emulator. A user's search in Lua measures what it asks
+# for (scripts/tune-coordinate.lua: a coordinate descent), and its mistakes
+# are errors naming the file; --budget ends a search. The tuning database:
+# lisa tune stores
 # each kernel's fastest variant that checked out, never a wrong one (the
 # tests' FLIP tunable negates the generated element-wise kernels' stores);
 # lisa gen, check and train --device emu use the entry for their program
@@ -93,5 +96,54 @@ out=$("$LISA" check $TINY 2>&1) && grep -q "entry 0: \"ms\" is not a time; ignor
 XDG_CACHE_HOME=$TMP/cache2 "$LISA" tune $TINY --kernels cross_entropy_mean --no-tune-db > /dev/null 2>&1 &&
   ! ls "$TMP"/cache2/lisa/tune/*.json > /dev/null 2>&1 && echo "ok   tune --no-tune-db stores nothing" ||
   fail "--no-tune-db stored"
+# --search: the coordinate descent from the default sweeps BQ at 128 threads
+# first, then THREADS at the best BQ (the second sweep follows the times);
+# each variant measured once (one rejected by a static_assert), fewer than 12
+# shellcheck disable=SC2086
+out=$("$LISA" tune $TINY --kernels attention_forward --search scripts/tune-coordinate.lua --no-tune-db 2>&1)
+rows=$(grep '^attention_forward  ' <<<"$out" | awk '{print $2, $3}')
+n=$(wc -l <<<"$rows")
+[ "$n" -ge 6 ] && [ "$n" -lt 12 ] && [ "$(sort -u <<<"$rows" | wc -l)" -eq "$n" ] &&
+  [ "$(head -1 <<<"$rows")" = "BQ=32 THREADS=128" ] &&
+  for bq in 16 32 64 128; do grep -qx "BQ=$bq THREADS=128" <<<"$rows" || false; done &&
+  grep -q "^$n variants: .* 0 wrong, 1 rejected" <<<"$out" &&
+  echo "ok   --search: $(tail -1 <<<"$out")" || fail "--search: $out"
+# measure's answers: nil and why for a value outside the space, a wrong or a
+# rejected variant; the search sees them
+cat > "$TMP/answers.lua" <<'EOF'
+return function(space, measure)
+  assert(space.kernel == "elementwise" and space.default.FLIP == 0 and #space.params.THREADS == 5)
+  local ms, why = measure({THREADS = 100})
+  assert(ms == nil and why == "not in the space: THREADS = 100", why)
+  ms, why = measure({FLIP = 1})
+  assert(ms == nil and why == "wrong", why)
+  ms, why = measure({})
+  assert(type(ms) == "number" and ms > 0 and why == nil)
+  ms, why = measure({THREADS = 64, FLIP = 0})
+  assert(type(ms) == "number")
+end
+EOF
+out=$(LISA_TEST_TUNABLES=1 "$LISA" tune models/llama-tiny.yaml --kernels elementwise --search "$TMP/answers.lua" \
+  --no-tune-db 2>&1) && grep -q "^3 variants: 2 ok, 1 wrong, 0 rejected" <<<"$out" &&
+  echo "ok   measure answers nil and why: $(tail -1 <<<"$out")" || fail "answers: $out"
+printf 'return function(space, measure) measure({WARPS = 2}) end\n' > "$TMP/unknown.lua"
+expect_error "search: an unknown tunable" "unknown.lua:1: measure: cross_entropy_mean has no tunable 'WARPS'" \
+  "$LISA" tune models/gpt2-tiny.yaml --kernels cross_entropy_mean --search "$TMP/unknown.lua" --no-tune-db
+printf 'return 42\n' > "$TMP/number.lua"
+expect_error "search: not a function" "number.lua: must return a function\(space, measure\), not a number" \
+  "$LISA" tune models/gpt2-tiny.yaml --kernels cross_entropy_mean --search "$TMP/number.lua" --no-tune-db
+printf 'return function(space, measure) while true do end end\n' > "$TMP/forever.lua"
+expect_error "search: a runaway loop" "forever.lua.*instruction" \
+  "$LISA" tune models/gpt2-tiny.yaml --kernels cross_entropy_mean --search "$TMP/forever.lua" --no-tune-db
+printf 'return function(space, measure) io.open("/etc/passwd") end\n' > "$TMP/io.lua"
+expect_error "search: no io" "io.lua:1: .*nil" \
+  "$LISA" tune models/gpt2-tiny.yaml --kernels cross_entropy_mean --search "$TMP/io.lua" --no-tune-db
+# --budget: the default, then nothing new once the budget is spent
+# shellcheck disable=SC2086
+out=$("$LISA" tune $TINY --kernels attention_forward --budget 0.001 --no-tune-db 2>&1) &&
+  grep -q "^1 variants: 1 ok" <<<"$out" && grep -q "the budget of 0.001 s ended the search after 1 variants" <<<"$out" &&
+  grep -Eq "^attention_forward +BQ=32 THREADS=128 +ok" <<<"$out" &&
+  echo "ok   --budget: $(grep 'budget of' <<<"$out")" || fail "--budget: $out"
+expect_error "search is tune's" "--search is lisa tune's" "$LISA" check models/gpt2-tiny.yaml --search x.lua
 expect_error "report is tune's" "--report is lisa tune's" "$LISA" check models/gpt2-tiny.yaml --report
 finish
