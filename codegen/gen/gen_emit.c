@@ -43,6 +43,7 @@ static const char emu_entry[] =
     "  return emu::launch_raw(entry, args, dim3(gx, gy, gz), dim3(bx, by, bz), smem);\n"
     "}\n"
     "extern \"C\" const char *lisa_emu_error(void) { return emu::last_error(); }\n"
+    "extern \"C\" void lisa_emu_release(void) { emu::release(); }\n"
     "#endif\n";
 
 int gen_emit_path(gen_program *prog, gen_path *p, lt_error *err) {

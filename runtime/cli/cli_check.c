@@ -63,6 +63,9 @@ static const cliopt check_opts[] = {
              "that chooses the variants to measure (all of them)"},
     {"--budget", CLIOPT_DOUBLE, AT(budget), 0, 1e9, .lo_open = 1, .meta = "SECONDS",
      .help = "lisa tune: per kernel, no new variant after this long"},
+    {"--no-prune", CLIOPT_FLAG, AT(no_prune),
+     .help = "lisa tune: check variants that cannot launch or that\n"
+             "spill registers where the default does not, too"},
     {"--report", CLIOPT_FLAG, AT(report),
      .help = "lisa tune: the database's winners for the program\n"
              "against the defaults, without tuning"},
@@ -86,10 +89,11 @@ int check_parse_args(int tune, int argc, char **argv, check_args *a, int *exit_s
   a->model_path = r.positional;
   if (rc) *exit_status = cliopt_finish(cmd, rc, &err);
   else if (!a->model_path) *exit_status = cliopt_fail_usage(cmd, "missing MODEL");
-  else if (!tune && (a->kernels || a->report || a->search_path || a->budget > 0))
+  else if (!tune && (a->kernels || a->report || a->search_path || a->budget > 0 || a->no_prune))
     *exit_status = cliopt_fail_usage(cmd, "%s is lisa tune's",
                                      a->report ? "--report" : a->kernels ? "--kernels"
-                                     : a->search_path ? "--search" : "--budget");
+                                     : a->search_path ? "--search"
+                                     : a->no_prune ? "--no-prune" : "--budget");
   else return 0;
   return -1;
 }

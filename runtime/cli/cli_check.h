@@ -13,6 +13,7 @@
 typedef struct {
   const char *model_path, *weights_path, *tune_path, *kernels, *search_path;
   int method, lora_rank, batch, seq, grad_accum, dtype, device, json, no_tune_db, report;
+  int no_prune; /* lisa tune: check every variant, whatever its compile statistics */
   double budget; /* lisa tune: seconds of checking and timing per kernel (0: no limit) */
   int64_t seed;
 } check_args;

@@ -18,6 +18,10 @@
 #include "lua_sandbox.h"
 #include "sbuf.h"
 #include "tune_db.h"
+#include "tune_prune.h"
+#ifdef LISA_HAVE_NVRTC
+#include "nvrtc_driver.h"
+#endif
 
 /* Whether prog's section paths launch the tunable kernel `name` (the
  * optimizer path's are not checked by dev_check, so not tuned here). */
@@ -34,6 +38,9 @@ typedef struct {
   char kernel[64], variant[160];
   int idx[TDB_MAX_VALUES]; /* the variant: its values' places in their spaces */
   int is_default, built, failed, checked;
+  int pruned;     /* its compile statistics ruled it out (why says how) */
+  int has_stats;  /* stats holds ptxas's report (NVRTC for the device's arch) */
+  tp_stats stats;
   double ms; /* the kernel's time over the checked passes (dev_check_options) */
   char why[200];
   tdb_entry entry; /* its kernel and values, as the database would hold them */
@@ -99,6 +106,9 @@ typedef struct {
   tune_row *rows;
   int n, cap;
   int from;        /* the current kernel's first row */
+  int dflt;        /* its default's row, -1 before it is measured */
+  tp_limits limits;  /* the device's, for occupancy */
+  int prune;         /* by compile statistics (not --no-prune; NVRTC here) */
   double deadline; /* lt_now_ms() past which the kernel's budget is spent; 0: none */
   int out_of_budget; /* variants not measured for the budget, this kernel */
 } tuner;
@@ -107,6 +117,52 @@ typedef struct {
 #define TUNE_REPEATS 5
 
 enum { MEASURE_FAILED = -1, MEASURE_BUDGET = -2 };
+
+/* The kernel's compile statistics in the program tuning v builds: ptxas's
+ * report on the smallest section path that launches it, compiled by NVRTC
+ * for the device's arch (cached by source). 1 when known, 0 when this build
+ * has no NVRTC, -1 when the compile failed (err says why). */
+static int compile_stats(tuner *t, const gen_tuning *v, const char *kernel, tp_stats *out,
+                         lt_error *err) {
+#ifndef LISA_HAVE_NVRTC
+  (void)t, (void)v, (void)kernel, (void)out, (void)err;
+  return 0;
+#else
+  gen_config cfg = check_config_of(t->a, t->trains, v, t->p);
+  gen_program prog;
+  if (gen_build(&prog, t->m, &cfg, err)) return -1;
+  const gen_path *path = NULL;
+  const gen_step *step = NULL;
+  for (int i = 0; i < prog.n_paths; i++)
+    for (int k = 0; prog.paths[i].section != IR_NSECTIONS && k < prog.paths[i].n_steps; k++) {
+      const gen_step *s = &prog.paths[i].steps[k];
+      if (s->kind == GEN_STEP_KERNEL && dev_check_is_kernel(s->kernel, kernel) &&
+          (!path || prog.paths[i].n_steps < path->n_steps)) {
+        path = &prog.paths[i], step = s;
+        break;
+      }
+    }
+  nv_options o = {.cache_dir = NULL};
+  snprintf(o.arch, sizeof o.arch, "%s", t->p->arch);
+  nv_result *r = calloc(1, sizeof *r); /* a 64 KiB log */
+  int rc = !r ? lt_fail(err, "out of memory") : !path ? 0
+           : nv_compile(path->name, sb_str(&path->source), &o, r, err) ? -1 : 0;
+  nv_kernel_stats ks[64];
+  const int n = rc == 0 && path ? nv_parse_stats(r->log, ks, 64) : 0;
+  for (int i = 0; i < n && i < 64; i++) {
+    if (strcmp(ks[i].name, step->kernel)) continue;
+    *out = (tp_stats){.registers = ks[i].registers, .spill_bytes = ks[i].spill_stores,
+                      .smem = ks[i].smem + (int)step->smem,
+                      .threads = (int)(step->block[0] * step->block[1] * step->block[2])};
+    tp_occupancy(out, &t->limits);
+    rc = 1;
+  }
+  if (r) nv_result_free(r);
+  free(r);
+  gen_free(&prog);
+  return rc;
+#endif
+}
 
 /* The row of kernel k's variant idx[]: built, checked and timed now, or
  * before (a search may ask twice); MEASURE_BUDGET once the budget is spent,
@@ -131,13 +187,25 @@ static int measure(tuner *t, const gen_tuning *table, int k, const int *idx, lt_
   dev_check_report rep = {0};
   lt_error why = {{0}};
   dev_check_options o = {t->slack, row->kernel, TUNE_REPEATS};
-  if (gen_tune_load_text(&v, sb_str(&lua), "lisa tune", &why) == 0 &&
-      check_verify(t->a, t->m, t->weights, t->trains, v, t->p, &o, &rep, &row->built, &why) == 0) {
+  int stats = gen_tune_load_text(&v, sb_str(&lua), "lisa tune", &why) ? -1
+              : t->prune ? compile_stats(t, v, row->kernel, &row->stats, &why) : 0;
+  row->has_stats = stats == 1;
+  if (row->is_default) t->dflt = t->n;
+  const char *pruned = stats == 1 && t->dflt >= 0 && !row->is_default
+                           ? tp_prune_reason(&row->stats, &t->rows[t->dflt].stats, row->why,
+                                             sizeof row->why)
+                           : NULL;
+  if (pruned) {
+    row->pruned = row->built = 1;
+  } else if (stats >= 0 &&
+             check_verify(t->a, t->m, t->weights, t->trains, v, t->p, &o, &rep, &row->built, &why) == 0) {
     row->failed = rep.failed, row->checked = rep.n, row->ms = rep.kernel_ms;
   } else {
     snprintf(row->why, sizeof row->why, "%.199s", why.msg);
     row->failed += row->built; /* built, then broke: as wrong as a wrong value */
   }
+  for (char *c = row->why; *c; c++) /* one line in the table */
+    if (*c == '\n') *c = ' ';
   dev_check_report_free(&rep);
   gen_tune_free(v);
   const int oom = lua.failed;
@@ -266,7 +334,7 @@ static int search_lua(tuner *t, const gen_tuning *table, int k, lt_error *err) {
 static int tune_kernel(tuner *t, const gen_tuning *table, int k, lt_error *err) {
   if (gen_tune_n_params(table, k) > TDB_MAX_VALUES)
     return lt_fail(err, "%s: too many tunables", gen_tune_kernel(table, k));
-  t->from = t->n, t->out_of_budget = 0;
+  t->from = t->n, t->out_of_budget = 0, t->dflt = -1;
   t->deadline = t->a->budget > 0 ? lt_now_ms() + 1e3 * t->a->budget : 0;
   int rc = t->a->search_path ? search_lua(t, table, k, err) : search_all(t, table, k, err);
   if (rc == 0 && t->out_of_budget)
@@ -275,8 +343,12 @@ static int tune_kernel(tuner *t, const gen_tuning *table, int k, lt_error *err) 
   return rc;
 }
 
-static const char *tune_status(const tune_row *r) {
-  return !r->built ? "rejected" : r->failed ? "WRONG" : "ok";
+enum { ROW_OK, ROW_WRONG, ROW_REJECTED, ROW_PRUNED, ROW_NSTATES };
+static const char *const row_states[] = {"ok", "WRONG", "rejected", "pruned"};
+static const char *const row_states_json[] = {"ok", "wrong", "rejected", "pruned"};
+
+static int row_state(const tune_row *r) {
+  return r->pruned ? ROW_PRUNED : !r->built ? ROW_REJECTED : r->failed ? ROW_WRONG : ROW_OK;
 }
 
 /* The fastest ok variant of the kernel whose rows start at `from`, and its
@@ -287,42 +359,64 @@ static void best_of(const tuner *t, int from, int *end, int *best, int *dflt) {
   for (; i < t->n && !strcmp(t->rows[i].kernel, t->rows[from].kernel); i++) {
     const tune_row *r = &t->rows[i];
     if (r->is_default) *dflt = i;
-    if (r->built && !r->failed && (*best < 0 || r->ms < t->rows[*best].ms)) *best = i;
+    if (row_state(r) == ROW_OK && (*best < 0 || r->ms < t->rows[*best].ms)) *best = i;
   }
   *end = i;
 }
 
-static void print_tune_json(const tuner *t, const int counts[3]) {
+static void print_tune_json(const tuner *t, const int counts[ROW_NSTATES]) {
   printf("{\"variants\":[");
   for (int i = 0; i < t->n; i++) {
     const tune_row *r = &t->rows[i];
     printf("%s{\"kernel\":\"%s\",\"variant\":\"%s\",\"default\":%s,\"status\":\"%s\",\"checked\":%d,"
-           "\"failed\":%d,\"ms\":%.6g,\"why\":", i ? "," : "", r->kernel, r->variant,
-           r->is_default ? "true" : "false", tune_status(r), r->checked, r->failed, r->ms);
+           "\"failed\":%d,\"ms\":%.6g,", i ? "," : "", r->kernel, r->variant,
+           r->is_default ? "true" : "false", row_states_json[row_state(r)], r->checked, r->failed,
+           r->ms);
+    if (r->has_stats)
+      printf("\"registers\":%d,\"spill_bytes\":%d,\"smem\":%d,\"threads\":%d,\"occupancy\":%.4g,",
+             r->stats.registers, r->stats.spill_bytes, r->stats.smem, r->stats.threads,
+             r->stats.occupancy);
+    printf("\"why\":");
     json_write_string(stdout, r->why);
     printf("}");
   }
-  printf("],\"ok\":%d,\"wrong\":%d,\"rejected\":%d}\n", counts[0], counts[1], counts[2]);
+  printf("],\"ok\":%d,\"wrong\":%d,\"rejected\":%d,\"pruned\":%d}\n", counts[ROW_OK],
+         counts[ROW_WRONG], counts[ROW_REJECTED], counts[ROW_PRUNED]);
+}
+
+static void print_row(const tune_row *r, int best) {
+  char stats[32] = "     -     -    -";
+  if (r->has_stats)
+    snprintf(stats, sizeof stats, "%6d %5d %4.0f%%", r->stats.registers, r->stats.spill_bytes,
+             100 * r->stats.occupancy);
+  printf("%-28s %-32s %-8s %s %10.4f %s%s%s\n", r->kernel, r->variant, row_states[row_state(r)],
+         stats, r->ms, r->is_default ? "(default) " : "", best ? "(fastest) " : "", r->why);
 }
 
 static void print_tune(const tuner *t, const char *device, int json) {
-  int counts[3] = {0};
-  for (int i = 0; i < t->n; i++) counts[!t->rows[i].built ? 2 : t->rows[i].failed ? 1 : 0]++;
+  int counts[ROW_NSTATES] = {0};
+  for (int i = 0; i < t->n; i++) counts[row_state(&t->rows[i])]++;
   if (json) return print_tune_json(t, counts);
-  printf("%-28s %-32s %-8s %10s\n", "kernel", "variant", "", "ms");
+  printf("%-28s %-32s %-8s %6s %5s %5s %10s\n", "kernel", "variant", "", "regs", "spill", "occ",
+         "ms");
   for (int from = 0, end, best, dflt; from < t->n; from = end) {
     best_of(t, from, &end, &best, &dflt);
-    for (int i = from; i < end; i++) {
-      const tune_row *r = &t->rows[i];
-      printf("%-28s %-32s %-8s %10.4f %s%s%s\n", r->kernel, r->variant, tune_status(r), r->ms,
-             r->is_default ? "(default) " : "", i == best ? "(fastest) " : "", r->why);
-    }
+    for (int i = from; i < end; i++) print_row(&t->rows[i], i == best);
     if (best >= 0 && dflt >= 0 && t->rows[best].ms > 0)
       printf("%s: fastest %s, %.2fx the default's speed\n", t->rows[from].kernel,
              t->rows[best].variant, t->rows[dflt].ms / t->rows[best].ms);
   }
-  printf("%d variants: %d ok, %d wrong, %d rejected; times on %s%s\n", t->n, counts[0], counts[1],
-         counts[2], device, t->slack == 1 ? " (an emulator's, not a GPU's)" : "");
+  printf("%d variants: %d ok, %d wrong, %d rejected, %d pruned; times on %s%s\n", t->n,
+         counts[ROW_OK], counts[ROW_WRONG], counts[ROW_REJECTED], counts[ROW_PRUNED], device,
+         t->slack == 1 ? " (an emulator's, not a GPU's)" : "");
+  if (t->n && !t->rows[0].has_stats)
+    printf("no compile statistics: %s\n", t->prune ? "NVRTC reported none" :
+#ifdef LISA_HAVE_NVRTC
+           "--no-prune"
+#else
+           "this build has no NVRTC"
+#endif
+    );
 }
 
 /* Each kernel's fastest variant that checked ok into the device's tuning
@@ -339,7 +433,7 @@ static int store_winners(const tuner *t, const char *device, const char *program
     tdb_entry e = t->rows[best].entry;
     snprintf(e.program, sizeof e.program, "%s", program);
     e.ms = t->rows[best].ms;
-    e.default_ms = dflt >= 0 && t->rows[dflt].built && !t->rows[dflt].failed ? t->rows[dflt].ms : 0;
+    e.default_ms = dflt >= 0 && row_state(&t->rows[dflt]) == ROW_OK ? t->rows[dflt].ms : 0;
     e.variants = end - from;
     if (tdb_put(&db, &e, err)) return tdb_free(&db), -1;
     stored++;
@@ -422,6 +516,7 @@ int cli_tune(int argc, char **argv) {
   rc = !(trains = check_trains_of(&a, &m)) ? lt_fail(&err, "out of memory")
        : gen_tune_load(&table, a.tune_path, &err) ||
                check_open_device(&a, &p, device, sizeof device, &t.slack, &err);
+  t.prune = !a.no_prune && tp_limits_of(p.arch, &t.limits) == 0;
   gen_config cfg = check_config_of(&a, trains, table, &p);
   /* the database's key: the program with the default tunables */
   if (rc == 0) rc = tdb_signature(&m, &cfg, program, sizeof program, &err);

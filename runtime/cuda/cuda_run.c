@@ -1,6 +1,8 @@
 /* cuda_run.c: the CUDA device as a dev_provider. */
 #include "cuda_run.h"
 
+#include <stdio.h>
+
 #include "gpu_device.h"
 #include "gpu_paths.h"
 
@@ -22,5 +24,6 @@ int cuda_provider_open(dev_provider *out, char *name, size_t cap, lt_error *err)
                         .no_mma = gpu_device_sm(g) < 80, .bf16_peak = gpu_device_bf16_peak(g),
                         .workspace_bytes = GPU_WORKSPACE_BYTES};
   gpu_device_tune_key(g, out->tune_device, sizeof out->tune_device);
+  snprintf(out->arch, sizeof out->arch, "%s", gpu_device_arch(g));
   return 0;
 }

@@ -217,6 +217,9 @@ static dt_device iface(void *ctx) {
 
 static void unload(void *ctx) {
   emu_device *e = ctx;
+  void (*release)(void) = NULL;
+  if (e->so) *(void **)&release = dlsym(e->so, "lisa_emu_release");
+  if (release) release(); /* dlclose may not unload it (cuda_emu.h, emu::release) */
   if (e->so) dlclose(e->so);
   e->so = NULL;
 }
@@ -252,5 +255,6 @@ int emu_provider_open(dev_provider *out, char *name, size_t cap, lt_error *err) 
   *out = (dev_provider){.ctx = e, .build = build, .iface = iface, .unload = unload,
                         .close = close_device, .sms = GEN_DEFAULT_SMS};
   emu_tune_key(out->tune_device, sizeof out->tune_device);
+  snprintf(out->arch, sizeof out->arch, "sm_90"); /* what GEN_DEFAULT_SMS is: H100, H200 */
   return 0;
 }

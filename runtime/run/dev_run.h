@@ -26,6 +26,7 @@ typedef struct {
   int no_mma;              /* gen_config.no_mma */
   double bf16_peak;        /* dense bf16 FLOP/s for MFU; 0: unknown */
   size_t workspace_bytes;  /* beside the arena (the GEMMs') */
+  char arch[16];           /* NVRTC's target ("sm_90"): lisa tune's compile statistics */
   char tune_device[160];   /* the tuning database's key (tune_db.h): what the
                               kernels' times depend on, "name|sm_XY|cuda V" */
 } dev_provider;

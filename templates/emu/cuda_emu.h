@@ -190,6 +190,15 @@ inline bool set_schedule(const char *name, uint64_t seed) {
 
 // Why the last launch failed ("" if it did not).
 inline const char *last_error() { return detail::g_last_error.c_str(); }
+// Gives back what launches keep between them (the fibers' stacks: two
+// mappings per thread). A host that dlopens generated code calls it before
+// dlclose: GCC makes inline variables STB_GNU_UNIQUE, which keeps the .so,
+// and its destructors, from ever unloading, and a tuner loading hundreds of
+// programs would run out of mappings (vm.max_map_count).
+inline void release() {
+  detail::g_stacks.release();
+  std::string().swap(detail::g_last_error);
+}
 
 // Runs kernel(args...) as every thread of a grid x block launch with
 // dyn_smem bytes of dynamic shared memory. Each thread gets its own copy of

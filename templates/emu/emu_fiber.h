@@ -219,6 +219,12 @@ class Stacks {
   size_t size() const { return size_; }
   size_t count() const { return n_; }
 
+  void release() {
+    if (base_) munmap(base_, n_ * stride_);
+    base_ = nullptr;
+    n_ = 0;
+  }
+
   // Forgets what ASan knew about frames on stack i (an abandoned fiber
   // leaves poisoned redzones behind).
   void unpoison(size_t i) const {
@@ -230,11 +236,6 @@ class Stacks {
   }
 
  private:
-  void release() {
-    if (base_) munmap(base_, n_ * stride_);
-    base_ = nullptr;
-    n_ = 0;
-  }
   unsigned char *base_ = nullptr;
   size_t n_ = 0, size_ = 0, stride_ = 0;
 };

@@ -144,6 +144,39 @@ out=$("$LISA" tune $TINY --kernels attention_forward --budget 0.001 --no-tune-db
   grep -q "^1 variants: 1 ok" <<<"$out" && grep -q "the budget of 0.001 s ended the search after 1 variants" <<<"$out" &&
   grep -Eq "^attention_forward +BQ=32 THREADS=128 +ok" <<<"$out" &&
   echo "ok   --budget: $(grep 'budget of' <<<"$out")" || fail "--budget: $out"
+# pruning: each variant's compile (NVRTC, sm_90 for the emulator) gives
+# registers, spills and occupancy; attention_backward_dq's variants that spill
+# where the default does not are not checked, and never stored (ptxas's
+# allocation: a new toolkit may spill elsewhere)
+# shellcheck disable=SC2086
+if ! "$LISA" tune $TINY --kernels cross_entropy_mean --no-tune-db 2>&1 | grep -q "this build has no NVRTC"; then
+  # shellcheck disable=SC2086
+  out=$("$LISA" tune $TINY --kernels attention_backward_dq --json 2>/dev/null)
+  if command -v python3 > /dev/null; then
+    python3 - "$out" "$(db)" <<'EOF' && echo "ok   pruning by compile statistics" || fail "pruning: $out"
+import json, sys
+d = json.loads(sys.argv[1])
+rows = d["variants"]
+assert len(rows) == 12 and all("registers" in r for r in rows if r["status"] != "rejected"), rows
+pruned = [r for r in rows if r["status"] == "pruned"]
+assert d["pruned"] == len(pruned) >= 1 and not any(r["default"] for r in pruned), d
+assert all(r["why"].startswith("pruned: spills") and r["spill_bytes"] > 0 and r["ms"] == 0 for r in pruned)
+assert all(0 < r["occupancy"] <= 1 for r in rows if "occupancy" in r)
+db = json.load(open(sys.argv[2]))
+won = [e for e in db["entries"] if e["kernel"] == "attention_backward_dq" and e["program"].startswith("gpt2-tiny B2 T8 fp32")]
+stored = " ".join("%s=%d" % kv for kv in sorted(won[0]["values"].items()))
+assert len(won) == 1 and stored not in {r["variant"] for r in pruned}, (stored, pruned)
+EOF
+  else
+    grep -q '"status":"pruned"' <<<"$out" && echo "ok   pruning (no python3 to parse it)" || fail "pruning: $out"
+  fi
+  # shellcheck disable=SC2086
+  out=$("$LISA" tune $TINY --kernels cross_entropy_mean --no-prune --no-tune-db 2>&1) &&
+    grep -q "^no compile statistics: --no-prune" <<<"$out" && grep -q "0 pruned" <<<"$out" &&
+    echo "ok   --no-prune" || fail "--no-prune: $out"
+else
+  echo "skip pruning: this build has no NVRTC"
+fi
 expect_error "search is tune's" "--search is lisa tune's" "$LISA" check models/gpt2-tiny.yaml --search x.lua
 expect_error "report is tune's" "--report is lisa tune's" "$LISA" check models/gpt2-tiny.yaml --report
 finish

@@ -10,6 +10,7 @@
 #include "gen_tune.h"
 #include "model_yaml.h"
 #include "tune_db.h"
+#include "tune_prune.h"
 
 #define DEVICE "Test GPU|sm_90|132 SMs|cuda 12040"
 
@@ -198,6 +199,43 @@ static void test_signature(void) {
   ir_model_free(&m);
 }
 
+/* Occupancy as the CUDA calculator has it, and the pruning rules. */
+static void test_prune(void) {
+  tp_limits h, a, t;
+  CHECK(tp_limits_of("sm_90", &h) == 0 && h.max_warps_per_sm == 64 && h.smem_per_block == 232448);
+  CHECK(tp_limits_of("sm_86", &a) == 0 && a.max_warps_per_sm == 48 && a.smem_per_block == 101376);
+  CHECK(tp_limits_of("sm_75", &t) == 0 && t.max_warps_per_sm == 32);
+  CHECK(tp_limits_of("sm_90a", &t) == 0 && t.smem_per_sm == h.smem_per_sm);
+  CHECK(tp_limits_of("compute_90", &t) == -1 && tp_limits_of("sm_", &t) == -1);
+  tp_stats s = {.registers = 32, .threads = 128};
+  tp_occupancy(&s, &h); /* warps: 64 / 4 = 16 blocks; registers: 65536 / 4096 = 16 */
+  CHECK(s.blocks_per_sm == 16 && s.occupancy == 1.0);
+  s = (tp_stats){.registers = 48, .threads = 64}; /* 1536 registers a warp: 21 blocks */
+  tp_occupancy(&s, &h);
+  CHECK(s.blocks_per_sm == 21 && fabs(s.occupancy - 42.0 / 64) < 1e-12);
+  s = (tp_stats){.registers = 33, .threads = 256}; /* 33 * 32 rounds up to 1280 a warp */
+  tp_occupancy(&s, &h);
+  CHECK(s.blocks_per_sm == 6);
+  s = (tp_stats){.registers = 32, .threads = 256, .smem = 100000}; /* 101024 a block */
+  tp_occupancy(&s, &h);
+  CHECK(s.blocks_per_sm == 2);
+  tp_occupancy(&s, &a); /* Ampere's 100 KiB: one block */
+  CHECK(s.blocks_per_sm == 1);
+  s.smem = 110000; /* more than a block may have there */
+  tp_occupancy(&s, &a);
+  CHECK(s.blocks_per_sm == 0 && s.occupancy == 0);
+  char why[160];
+  const tp_stats fine = {.registers = 32, .threads = 128, .blocks_per_sm = 16},
+                 spills = {.registers = 64, .spill_bytes = 16, .threads = 1024, .blocks_per_sm = 1};
+  tp_stats huge = {.registers = 255, .threads = 1024};
+  tp_occupancy(&huge, &h); /* 8192 registers a warp x 32 warps */
+  CHECK(huge.blocks_per_sm == 0);
+  CHECK(tp_prune_reason(&fine, &fine, why, sizeof why) == NULL);
+  CHECK(tp_prune_reason(&huge, &fine, why, sizeof why) && strstr(why, "cannot launch (255 registers x 1024 threads"));
+  CHECK(tp_prune_reason(&spills, &fine, why, sizeof why) && strstr(why, "spills 16 bytes"));
+  CHECK(tp_prune_reason(&spills, &spills, why, sizeof why) == NULL); /* the default spills too */
+}
+
 int main(void) {
   snprintf(tmp_dir, sizeof tmp_dir, "/tmp/lisa_tune_db_XXXXXX");
   if (!mkdtemp(tmp_dir)) return perror("mkdtemp"), 1;
@@ -205,6 +243,7 @@ int main(void) {
   RUN(test_malformed);
   RUN(test_stale);
   RUN(test_signature);
+  RUN(test_prune);
   char cmd[128];
   snprintf(cmd, sizeof cmd, "rm -rf %s", tmp_dir);
   if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp_dir);
