@@ -14,6 +14,7 @@ typedef struct {
   const char *model_path, *weights_path, *tune_path, *kernels, *search_path;
   int method, lora_rank, batch, seq, grad_accum, dtype, device, json, no_tune_db, report;
   int no_prune; /* lisa tune: check every variant, whatever its compile statistics */
+  int steps;    /* lisa check: training steps on the device against the CPU trainer */
   double budget; /* lisa tune: seconds of checking and timing per kernel (0: no limit) */
   int64_t seed;
 } check_args;

@@ -46,6 +46,14 @@ typedef struct {
   tdb_entry entry; /* its kernel and values, as the database would hold them */
 } tune_row;
 
+enum { ROW_OK, ROW_WRONG, ROW_REJECTED, ROW_PRUNED, ROW_NSTATES };
+static const char *const row_states[] = {"ok", "WRONG", "rejected", "pruned"};
+static const char *const row_states_json[] = {"ok", "wrong", "rejected", "pruned"};
+
+static int row_state(const tune_row *r) {
+  return r->pruned ? ROW_PRUNED : !r->built ? ROW_REJECTED : r->failed ? ROW_WRONG : ROW_OK;
+}
+
 /* One variant of kernel k: the whole table t (the embedded one, or --tune's
  * over it) as Lua, kernel k's params at idx[] of their spaces; row gets its
  * name and whether it is t's own setting. */
@@ -275,7 +283,8 @@ static int lua_measure(lua_State *L) {
   lua_pushnil(L);
   if (i == MEASURE_BUDGET) return lua_pushstring(L, "budget"), 2;
   const tune_row *r = &j->t->rows[i];
-  if (!r->built || r->failed) return lua_pushstring(L, r->built ? "wrong" : "rejected"), 2;
+  if (row_state(r) != ROW_OK) return lua_pushstring(L, row_states_json[row_state(r)]), 2;
+  lua_pop(L, 1);
   lua_pushnumber(L, r->ms);
   return 1;
 }
@@ -341,14 +350,6 @@ static int tune_kernel(tuner *t, const gen_tuning *table, int k, lt_error *err) 
     fprintf(stderr, "lisa tune: %s: the budget of %g s ended the search after %d variants\n",
             gen_tune_kernel(table, k), t->a->budget, t->n - t->from);
   return rc;
-}
-
-enum { ROW_OK, ROW_WRONG, ROW_REJECTED, ROW_PRUNED, ROW_NSTATES };
-static const char *const row_states[] = {"ok", "WRONG", "rejected", "pruned"};
-static const char *const row_states_json[] = {"ok", "wrong", "rejected", "pruned"};
-
-static int row_state(const tune_row *r) {
-  return r->pruned ? ROW_PRUNED : !r->built ? ROW_REJECTED : r->failed ? ROW_WRONG : ROW_OK;
 }
 
 /* The fastest ok variant of the kernel whose rows start at `from`, and its

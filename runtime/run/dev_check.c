@@ -121,7 +121,7 @@ static int aliased(const gen_path *p, int v) {
   return 0;
 }
 
-static int add_row(dev_check_report *out, const dev_check_row *row) {
+int dev_check_add(dev_check_report *out, const dev_check_row *row) {
   if (out->n == out->cap) {
     int cap = out->cap ? 2 * out->cap : 64;
     dev_check_row *rows = realloc(out->rows, sizeof *rows * (size_t)cap);
@@ -133,7 +133,7 @@ static int add_row(dev_check_report *out, const dev_check_row *row) {
   return 0;
 }
 
-static void measure(const float *got, const float *want, int64_t n, dev_check_row *row) {
+void dev_check_measure(const float *got, const float *want, int64_t n, dev_check_row *row) {
   double e = 0, norm = 0, worst = 0;
   int finite = 1;
   for (int64_t i = 0; i < n; i++) {
@@ -168,9 +168,9 @@ static int compare(const checker *c, path_run *r, int inst, int backward, lt_err
     snprintf(row.value, sizeof row.value, "%s", iv->name);
     row.limit = c->o->slack * (!c->bf16 ? 1e-7 : backward ? 5e-4 : 1e-4);
     int rc = get(c, r, whole(r->p, v), rows, cols, got, err);
-    if (rc == 0) measure(got, s->bufs[inst][v], rows * cols, &row);
+    if (rc == 0) dev_check_measure(got, s->bufs[inst][v], rows * cols, &row);
     free(got);
-    if (rc || add_row(c->out, &row)) return rc ? -1 : lt_fail(err, "out of memory");
+    if (rc || dev_check_add(c->out, &row)) return rc ? -1 : lt_fail(err, "out of memory");
   }
   return 0;
 }

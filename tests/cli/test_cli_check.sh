@@ -1,8 +1,10 @@
 #!/bin/bash
-# lisa check: every generated path against the cpu backend, on the emulator.
-# Bundled models and a family folder pass in fp32 and bf16, LoRA too; a
-# mutant build (layernorm's variance over C - 1, by a compiler wrapper) fails
-# with the values it breaks named; JSON; bad input says so. lisa tune: every
+# lisa check: every generated path against the cpu backend, on the emulator,
+# then 3 training steps against the CPU trainer (the optimizer path).
+# Bundled models and a family folder pass in fp32 and bf16, LoRA too; mutant
+# builds (layernorm's variance over C - 1, AdamW's bias correction a step
+# ahead, by a compiler wrapper) fail with the values they break named; JSON;
+# bad input says so. lisa tune: every
 # variant of a kernel checked and timed (the emulator's clock here), a mutant
 # variant wrong, a static_assert's variant rejected.
 . "$LISA_SRC/tests/cli/lib.sh"
@@ -21,14 +23,27 @@ out=$(CXX="$SRC/tests/cli/mutant-cxx.sh" "$LISA" check models/gpt2-tiny.yaml 2>&
 [ "$rc" -eq 1 ] && grep -q "block_active .* fwd .*FAIL" <<<"$out" && grep -Eq "[1-9][0-9]* failed" <<<"$out" &&
   echo "ok   a mutant layernorm fails: $(grep -c FAIL <<<"$out") values" || fail "the mutant passed (rc $rc): $(tail -2 <<<"$out")"
 
+# the optimizer path is checked by steps on the device against the CPU
+# trainer: a mutant AdamW passes every section path and fails the steps
+out=$(XDG_CACHE_HOME=$TMP/cache-adamw MUTANT=adamw CXX="$SRC/tests/cli/mutant-cxx.sh" "$LISA" check models/gpt2-tiny.yaml 2>&1); rc=$?
+[ "$rc" -eq 1 ] && grep -q "^steps .* all weights .*FAIL" <<<"$out" && grep -q "^steps  *2 fwd loss .*FAIL" <<<"$out" &&
+  [ "$(grep FAIL <<<"$out" | grep -vc '^steps')" -eq 0 ] && grep -q "^steps  *1 fwd loss .* ok" <<<"$out" &&
+  echo "ok   a mutant AdamW fails the steps only: $(grep -c FAIL <<<"$out") values" ||
+  fail "the AdamW mutant (rc $rc): $(grep -E 'FAIL|failed' <<<"$out" | head -5)"
+out=$("$LISA" check models/gpt2-tiny.yaml --steps 0 2>&1) && ! grep -q "^steps" <<<"$out" &&
+  echo "ok   --steps 0: the paths only" || fail "--steps 0: $(tail -2 <<<"$out")"
+expect_error "tune --steps" "--steps is lisa check's" "$LISA" tune models/gpt2-tiny.yaml --steps 2
 "$LISA" check models/gpt2-tiny.yaml --json > "$TMP/check.json" || fail "check --json"
 if command -v python3 >/dev/null; then
   python3 -c '
 import json, sys
 d = json.load(open(sys.argv[1]))
 assert d["failed"] == 0 and d["checked"] == len(d["rows"]) > 100, d["checked"]
-assert all(r["ok"] and r["nmse"] <= r["limit"] for r in d["rows"])
-assert {r["path"] for r in d["rows"]} >= {"embed_train", "block_active", "block_frozen", "block_forward", "head_train", "head_frozen"}
+assert all(r["ok"] and (not r["judged"] or r["nmse"] <= r["limit"]) for r in d["rows"])
+assert {r["path"] for r in d["rows"]} >= {"embed_train", "block_active", "block_frozen", "block_forward", "head_train", "head_frozen", "steps"}
+steps = [r for r in d["rows"] if r["path"] == "steps"]
+assert [r["value"] for r in steps[:6]] == ["loss", "grad norm"] * 3 and steps[6]["value"] == "all weights", steps[:7]
+assert all(r["judged"] != r["value"].endswith(" update") for r in steps), steps
 ' "$TMP/check.json" && echo "ok   --json: every path, a row per value" || fail "--json"
 else
   grep -q '"failed":0}' "$TMP/check.json" && echo "ok   --json (no python3 to parse it)" || fail "--json"
