@@ -14,17 +14,19 @@
 
 /* Bounds after a few steps, as tests/gen/test_dev_train.cpp measured them
  * over 20: fp32 rounding only; bf16's weights and activations move the loss
- * by 1e-3 and the gradient norm by a few percent. */
+ * by 1e-3 (2.7e-3 on the llama and olmo2 family fixtures: 5e-3 here) and
+ * the gradient norm by a few percent. */
 typedef struct {
   double loss_rel, norm_rel, weights_nmse;
-  double frozen_nmse; /* param_row's */
+  double frozen_nmse, update_nmse; /* param_rows'; update 0: shown, not judged */
 } step_bounds;
 
 static step_bounds bounds_of(int precision, double slack) {
-  step_bounds b = precision == PRECISION_FP32 ? (step_bounds){1e-5, 1e-5, 1e-9, 0}
-                  : precision == PRECISION_BF16_TRUE ? (step_bounds){1.5e-3, 3e-2, 6e-4, 1e-5}
-                                                     : (step_bounds){1.5e-3, 3e-2, 3e-4, 1e-5};
-  b.loss_rel *= slack, b.norm_rel *= slack, b.weights_nmse *= slack * slack;
+  step_bounds b = precision == PRECISION_FP32 ? (step_bounds){1e-5, 1e-5, 1e-9, 0, 1e-4}
+                  : precision == PRECISION_BF16_TRUE ? (step_bounds){5e-3, 3e-2, 6e-4, 1e-5, 0}
+                                                     : (step_bounds){5e-3, 3e-2, 3e-4, 1e-5, 0};
+  b.loss_rel *= slack, b.norm_rel *= slack;
+  b.weights_nmse *= slack * slack, b.update_nmse *= slack * slack;
   return b;
 }
 
@@ -114,13 +116,13 @@ static int scalar_row(dev_check_report *rep, const char *what, int step, double 
 /* Parameter q after the steps, layer by layer. A layer the CPU left alone
  * (frozen, a block LISA did not draw, LoRA's base) must be as it was: the
  * values' NMSE over those layers, 0 in fp32, bf16's rounding of the start in
- * bf16. The layers that trained are shown, not judged: their update from
- * the common start against the CPU's, NMSE relative to the CPU's update. No
- * bound holds for a tensor alone: AdamW moves an element by about lr a step
- * whatever its gradient's size, so a gradient that is rounding noise
- * (Qwen2's key bias: softmax ignores it) moves it either way, and a bf16
- * weight near 1 has a spacing larger than lr. The weights together are
- * judged (dev_check_steps' "all weights"). */
+ * bf16. The layers that trained: their update from the common start against
+ * the CPU's, NMSE relative to the CPU's update (a bias that starts at zero
+ * is all update). fp32 bounds it by 1e-4: a gradient that is rounding noise
+ * (a key bias) still moves its weights a little differently on each side
+ * (2.7e-6 on phi's, the worst of the bundled families, with eps 1e-6). In
+ * bf16 it is shown, not judged: a weight near 1 has a spacing (2^-7) larger
+ * than lr; the weights together are judged ("all weights"). */
 static int param_rows(dev_check_report *rep, const ms_state *s, int q, const float *start,
                       const float *dev, const float *cpu, int steps, const step_bounds *b) {
   const int64_t numel = ir_param_numel(&s->ir->params[q]);
@@ -142,8 +144,9 @@ static int param_rows(dev_check_report *rep, const ms_state *s, int q, const flo
   }
   for (int k = 0; rc == 0 && k < 2; k++) {
     if (!n[k]) continue;
-    dev_check_row row = {.path = "steps", .inst = steps, .backward = 1, .info = k,
-                         .limit = k ? 0 : b->frozen_nmse};
+    dev_check_row row = {.path = "steps", .inst = steps, .backward = 1,
+                         .info = k && b->update_nmse == 0,
+                         .limit = k ? b->update_nmse : b->frozen_nmse};
     snprintf(row.value, sizeof row.value, "%s %s", s->ir->params[q].key, k ? "update" : "(frozen)");
     dev_check_measure(got[k], want[k], n[k], &row);
     if (row.info) row.pass = 1;
