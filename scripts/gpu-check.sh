@@ -137,7 +137,8 @@ summary() {
 }
 
 TINY="models/gpt2-tiny.yaml --data tests/fixtures/tokens-67.bin"
-BENCH="models/gpt2-124m.yaml --data data/tinyshakespeare.bin --batch 16 --seq 1024 --steps 30 --device cuda --quiet"
+# --no-tune-db: the default tunables, whatever tune-cuda stored before them
+BENCH="models/gpt2-124m.yaml --data data/tinyshakespeare.bin --batch 16 --seq 1024 --steps 30 --device cuda --quiet --no-tune-db"
 PROBE="build/lisa train $TINY --steps 5 --batch 2 --seq 8 --device cuda --method lisa --gamma 1 --interval 2"
 SANITIZER="compute-sanitizer --error-exitcode 9 --print-limit 20"
 
@@ -187,8 +188,9 @@ else
 fi
 step check-cuda 90 bash -c "build/lisa check models/gpt2-tiny.yaml --device cuda | tail -3 &&
   build/lisa check $W/gpt2-small-hd64.yaml --device cuda --dtype bf16 --batch 2 --seq 128 | tail -3"
-step tune-cuda 150 build/lisa tune models/gpt2-124m.yaml --device cuda --dtype bf16 --batch 2 --seq 256 \
-  --kernels attention_forward_mma
+step tune-cuda 150 bash -c "build/lisa tune models/gpt2-124m.yaml --device cuda --dtype bf16 --batch 2 \
+  --seq 256 --kernels attention_forward_mma && build/lisa tune models/gpt2-124m.yaml --device cuda \
+  --dtype bf16 --batch 2 --seq 256 --report"
 # Where the time goes: every launch and GEMM of 3 steps (after a warm-up
 # step), FT and LISA; the first 25 rows into the results.
 for run in "ft --method ft" "lisa --method lisa --gamma 2"; do
