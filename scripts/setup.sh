@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=(meson ninja-build pkg-config gcc g++ libyaml-dev liblua5.4-dev libopenblas-openmp-dev
-      libcjson-dev libomp-dev libpcre2-dev libutf8proc-dev)
+      libcjson-dev libomp-dev libpcre2-dev libutf8proc-dev openmpi-bin)
 missing=()
 for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

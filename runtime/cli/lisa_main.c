@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "cli_opts.h"
 #include "dev_run.h"
+#include "dist.h"
 #include "emu_device.h"
 #ifdef LISA_HAVE_GPU
 #include "cuda_run.h"
@@ -313,10 +314,44 @@ static const char *numerics_of(const cli_args *a, int on_device, char *buf, size
   return buf;
 }
 
+static int cmd_train_ranked(cli_args *a);
+
+/* Under mpirun: rank 0 speaks (progress, JSONL) and writes the files;
+ * every rank holds the same weights after each step. */
+static void quiet_unless_rank0(cli_args *a, const dist_comm *comm) {
+  if (dist_rank(comm) == 0) return;
+  a->quiet = 1;
+  a->jsonl_path = a->save_path = a->save_state_dir = NULL;
+  a->save_every = 0;
+}
+
+/* A rank that fails ends every rank (no rank waits in a collective for it). */
+static int train_failed(dist_comm *comm, int status, const lt_error *err) {
+  if (dist_size(comm) == 1) fprintf(stderr, "lisa: %s\n", err->msg);
+  else fprintf(stderr, "lisa: rank %d of %d: %s\n", dist_rank(comm), dist_size(comm), err->msg);
+  if (dist_size(comm) > 1) dist_abort(comm, status);
+  dist_close(comm);
+  return status;
+}
+
 static int cmd_train(int argc, char **argv) {
   cli_args a;
   int rc;
   if (parse_train_args(argc, argv, &a, &rc)) return rc;
+  dist_comm *comm = NULL;
+  lt_error derr = {{0}};
+  if (dist_open(&comm, &derr)) return train_failed(comm, 1, &derr);
+  a.train.comm = comm;
+  quiet_unless_rank0(&a, comm);
+  int status = cmd_train_ranked(&a);
+  if (status && dist_size(comm) > 1) dist_abort(comm, status);
+  dist_close(comm);
+  return status;
+}
+
+static int cmd_train_ranked(cli_args *ap) {
+  cli_args a = *ap;
+  int rc;
   backend be;
   if (choose_device(&a, &be)) return 1;
   if (check_backend(&a, &be)) return be.ops->close(be.ctx), 1;
@@ -337,12 +372,16 @@ static int cmd_train(int argc, char **argv) {
   if (rc == 0 && a.resume_dir)
     rc = run_resume(&t, a.resume_dir, a.train.steps, a.override, a.quiet, &err);
   ro.stop = &stop_requested;
-  if (rc == 0) catch_stop_signals();
+  /* "stop after this step" needs every rank to stop after the same one;
+   * under mpirun a signal ends the ranks instead */
+  if (rc == 0 && dist_size(a.train.comm) == 1) catch_stop_signals();
   if (rc == 0) rc = run_training(&t, be.ops, be.ctx, &ro, &err);
   be.ops->close(be.ctx);
   trainer_free(&t);
   if (rc) {
-    fprintf(stderr, "lisa: %s\n", err.msg);
+    if (dist_size(a.train.comm) > 1)
+      fprintf(stderr, "lisa: rank %d of %d: %s\n", dist_rank(a.train.comm), dist_size(a.train.comm), err.msg);
+    else fprintf(stderr, "lisa: %s\n", err.msg);
     return rc == RUN_INTERRUPTED ? 128 + SIGINT : 1;
   }
   return 0;

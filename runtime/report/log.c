@@ -150,6 +150,8 @@ static void write_row(log_sink *l, const trainer *t, const train_step_stats *st,
           (unsigned long long)peak_rss_bytes(), (unsigned long long)mem.weights,
           (unsigned long long)mem.grads, (unsigned long long)mem.optimizer,
           (unsigned long long)mem.activations, (unsigned long long)mem.data);
+  if (st->ranks > 1)
+    fprintf(f, ",\"ranks\":%d,\"comm_bytes\":%llu", st->ranks, (unsigned long long)st->comm_bytes);
   if (st->mfu >= 0) fprintf(f, ",\"mfu\":%.4f", st->mfu);
   else fputs(",\"mfu\":null", f);
   if (st->device_used_bytes)

@@ -297,6 +297,31 @@ void trainer_use_store(trainer *t, const param_store *ps) { t->store = *ps; }
 
 const param_store *trainer_store(const trainer *t) { return &t->store; }
 
+/* What every rank must agree on: the settings that shape the steps, the
+ * model and the data. */
+static uint64_t settings_hash(const trainer *t) {
+  const train_config *c = &t->cfg;
+  int64_t v[] = {c->method, c->steps, c->batch, c->seq, (int64_t)c->seed, c->train_embed,
+                 c->train_head, c->lisa.mode, c->lisa.gamma, c->lisa.interval, c->lora_rank,
+                 c->grad_accum, c->params_only, t->ir.n_params, t->ir.n_layer, t->ir.vocab_size};
+  uint64_t h = hash64_bytes(v, sizeof v, t->data_hash);
+  h = hash64_bytes(&c->opt, sizeof c->opt, h);
+  return hash64_bytes(&c->lora_alpha, sizeof c->lora_alpha, h);
+}
+
+/* Data parallel: the buffers of a whole micro-batch, and the ranks agreeing. */
+static int join_ranks(trainer *t, lt_error *err) {
+  const int n = dist_size(t->cfg.comm);
+  if (n == 1) return 0;
+  if (t->cfg.params_only)
+    return lt_fail(err, "%d ranks: data parallel runs on the cpu for now (--device cpu)", n);
+  const size_t rows = (size_t)n * (size_t)t->state.N;
+  t->world_ids = malloc(sizeof *t->world_ids * rows);
+  t->world_targets = malloc(sizeof *t->world_targets * rows);
+  if (!t->world_ids || !t->world_targets) return lt_fail(err, "out of memory");
+  return dist_agree(t->cfg.comm, settings_hash(t), "settings, model or data", err);
+}
+
 int trainer_create(trainer *t, const train_config *cfg, lt_error *err) {
   memset(t, 0, sizeof *t);
   t->cfg = *cfg;
@@ -314,7 +339,7 @@ int trainer_create(trainer *t, const train_config *cfg, lt_error *err) {
     return -1;
   if (create_state(t, cfg, err) ||
       train_optim_init_moments(&t->opt, &t->state, !cfg->params_only, err) ||
-      alloc_norm_tables(t, err))
+      alloc_norm_tables(t, err) || join_ranks(t, err))
     return -1;
   t->host_arrays = (ps_host_arrays){&t->state, t->opt.m, t->opt.v};
   t->store = ps_host(&t->host_arrays);
@@ -329,6 +354,7 @@ int trainer_create(trainer *t, const train_config *cfg, lt_error *err) {
 }
 
 void trainer_free(trainer *t) {
+  free(t->world_ids), free(t->world_targets);
   sched_free(&t->sched);
   free(t->weight_norms);
   free(t->grad_norms);
@@ -408,10 +434,12 @@ int trainer_begin_step(trainer *t, int *switched, float *lr, lt_error *err) {
 
 int trainer_grad_accum(const trainer *t) { return t->cfg.grad_accum > 1 ? t->cfg.grad_accum : 1; }
 
+/* Every rank's: the step's loss is the mean over the whole batch. */
 int64_t trainer_step_counted(const trainer *t) {
   int64_t total = 0, n = trainer_grad_accum(t);
+  const int world_b = dist_size(t->cfg.comm) * t->state.B;
   for (int64_t i = 0; i < n; i++)
-    total += data_batch_counted(&t->data, t->cfg.seed, t->step * n + i, t->state.B, t->state.T);
+    total += data_batch_counted(&t->data, t->cfg.seed, t->step * n + i, world_b, t->state.T);
   return total;
 }
 
@@ -430,7 +458,17 @@ int64_t trainer_next_step(const trainer *t) { return t->step; }
 int trainer_micro_batch(trainer *t, int i, lt_error *err) {
   ms_state *s = &t->state;
   int64_t index = t->step * trainer_grad_accum(t) + i;
-  return data_batch(&t->data, t->cfg.seed, index, s->B, s->T, s->ids, s->targets, err);
+  const int ranks = dist_size(t->cfg.comm);
+  if (ranks == 1) return data_batch(&t->data, t->cfg.seed, index, s->B, s->T, s->ids, s->targets, err);
+  /* the batch of ranks * B rows one process at that size would read; this
+   * rank's rows of it */
+  if (data_batch(&t->data, t->cfg.seed, index, ranks * s->B, s->T, t->world_ids,
+                 t->world_targets, err))
+    return -1;
+  const size_t at = (size_t)dist_rank(t->cfg.comm) * (size_t)s->N;
+  memcpy(s->ids, t->world_ids + at, sizeof *s->ids * (size_t)s->N);
+  memcpy(s->targets, t->world_targets + at, sizeof *s->targets * (size_t)s->N);
+  return 0;
 }
 
 int trainer_profile(trainer *t, lt_error *err) {
@@ -446,6 +484,23 @@ prof_table *trainer_profile_table(trainer *t) { return t->profile ? &t->profile-
 /* What ran between mark and now into a row of the profile. */
 static void profile_since(trainer *t, int row, double mark) {
   prof_add(&t->profile->table, row, lt_now_ms() - mark);
+}
+
+/* Data parallel: every rank's gradients of what trains this step summed,
+ * region by region in region order (the embedding, the head, each active
+ * slot: contiguous in the gradient array), and the loss's sum; the same
+ * numbers on every rank, so every rank takes the same AdamW step. */
+static int sum_over_ranks(trainer *t, double *loss, uint64_t *bytes, lt_error *err) {
+  dist_comm *c = t->cfg.comm;
+  if (dist_size(c) == 1) return 0;
+  for (int r = 0; r < t->opt.n_regions; r++) {
+    int64_t begin, len;
+    if (!t->opt.on[r]) continue;
+    region_extent(&t->state, r, &begin, &len);
+    if (dist_sum_f32(c, t->state.grads + begin, len, bytes, err)) return -1;
+  }
+  *bytes += sizeof *loss;
+  return dist_sum_f64(c, loss, 1, err);
 }
 
 int trainer_step(trainer *t, train_step_stats *st, lt_error *err) {
@@ -467,6 +522,8 @@ int trainer_step(trainer *t, train_step_stats *st, lt_error *err) {
     loss += (double)train_forward(s) * (double)counted;
     train_backward(s, sched_paths(&t->sched), train_loss_share(counted, total));
   }
+  uint64_t bytes = 0;
+  if (sum_over_ranks(t, &loss, &bytes, err)) return -1;
   mark = lt_now_ms();
   double norm = train_adamw(s, &t->cfg.opt, lr, &t->opt);
   if (t->profile) profile_since(t, t->profile->row_adamw, mark), prof_end_step(&t->profile->table);
@@ -474,8 +531,9 @@ int trainer_step(trainer *t, train_step_stats *st, lt_error *err) {
   double ms = lt_now_ms() - t0;
   *st = (train_step_stats){.step = t->step, .loss = total ? (float)(loss / (double)total) : 0.0f, .lr = lr,
                            .grad_norm = norm, .step_ms = ms,
-                           .tokens_per_s = (double)s->N * n / (ms / 1e3),
-                           .switched = switched, .mfu = -1};
+                           .tokens_per_s = (double)s->N * n * dist_size(t->cfg.comm) / (ms / 1e3),
+                           .switched = switched, .mfu = -1, .ranks = dist_size(t->cfg.comm),
+                           .comm_bytes = bytes};
   t->step++;
   return 0;
 }

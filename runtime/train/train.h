@@ -17,6 +17,7 @@
 
 #include "data.h"
 #include "lisa_sampler.h"
+#include "dist.h"
 #include "model_state.h"
 #include "param_store.h"
 #include "optim.h"
@@ -51,6 +52,10 @@ typedef struct {
   int grad_accum;              /* micro-batches per step (0 or 1: one) */
   const char *numerics;        /* the arithmetic the steps run in, as states record it
                                   ("fp32", "bf16-mixed/stochastic", ...); NULL: "fp32" */
+  dist_comm *comm;             /* data parallel (mpirun): this rank trains rows rank * batch
+                                  .. + batch - 1 of a batch of ranks * batch rows, and the
+                                  gradients of what trains are summed over ranks before
+                                  AdamW; NULL or a world of one: alone */
 } train_config;
 
 typedef struct {
@@ -67,6 +72,8 @@ typedef struct {
   const uint64_t *device_memory; /* device runs: the arena by memory_plan.h's categories; else NULL */
   const int *active; int n_active; /* the step's active set where the trainer has moved on
                                       (a pipelined device step); NULL: the trainer's */
+  int ranks;            /* data-parallel ranks (1: alone) */
+  uint64_t comm_bytes;  /* gradient and loss bytes this rank summed with the others */
 } train_step_stats;
 
 /* The schedule's regions (schedule.h). */
@@ -101,6 +108,7 @@ typedef struct {
   struct cpu_profile *profile; /* trainer_profile; NULL: nothing timed */
   ps_host_arrays host_arrays; /* the state's and moments' arrays, for the host store */
   param_store store;       /* where parameters and moments are read and written */
+  int32_t *world_ids, *world_targets; /* data parallel: every rank's rows of a micro-batch */
 } trainer;
 
 /* A trainer, its weights loaded (or drawn); params_only: the weights are

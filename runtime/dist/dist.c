@@ -1,0 +1,119 @@
+/* dist.c: a world of one, or Open MPI loaded at run time (dist.h). */
+#include "dist.h"
+
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The part of Open MPI's ABI used here: handles are pointers. */
+typedef void *mpi_handle;
+typedef struct {
+  void *lib;
+  int (*Init)(int *, char ***);
+  int (*Initialized)(int *);
+  int (*Finalize)(void);
+  int (*Abort)(mpi_handle, int);
+  int (*Comm_rank)(mpi_handle, int *);
+  int (*Comm_size)(mpi_handle, int *);
+  int (*Allreduce)(const void *, void *, int, mpi_handle, mpi_handle, mpi_handle);
+  int (*Allgather)(const void *, int, mpi_handle, void *, int, mpi_handle, mpi_handle);
+  mpi_handle world, t_float, t_double, t_u64, op_sum;
+} mpi_api;
+
+struct dist_comm {
+  int rank, size;
+  mpi_api mpi; /* lib NULL: alone */
+};
+
+#define MPI_IN_PLACE_ ((void *)1) /* Open MPI's MPI_IN_PLACE */
+#define MPI_CHUNK (1 << 28)       /* elements per call: MPI counts are int */
+
+static int load_mpi(mpi_api *m, lt_error *err) {
+  static const char *const names[] = {"libmpi.so.40", "libmpi.so"};
+  for (size_t i = 0; i < sizeof names / sizeof names[0] && !m->lib; i++)
+    m->lib = dlopen(names[i], RTLD_NOW | RTLD_GLOBAL); /* its plugins need its symbols */
+  if (!m->lib)
+    return lt_fail(err, "mpirun started this process, but Open MPI's libmpi.so.40 does not "
+                        "load (%s); apt-get install openmpi-bin", dlerror());
+  struct { const char *name; void **to; } syms[] = {
+      {"MPI_Init", (void **)&m->Init}, {"MPI_Initialized", (void **)&m->Initialized},
+      {"MPI_Finalize", (void **)&m->Finalize}, {"MPI_Abort", (void **)&m->Abort},
+      {"MPI_Comm_rank", (void **)&m->Comm_rank}, {"MPI_Comm_size", (void **)&m->Comm_size},
+      {"MPI_Allreduce", (void **)&m->Allreduce}, {"MPI_Allgather", (void **)&m->Allgather},
+      {"ompi_mpi_comm_world", &m->world}, {"ompi_mpi_float", &m->t_float},
+      {"ompi_mpi_double", &m->t_double}, {"ompi_mpi_uint64_t", &m->t_u64},
+      {"ompi_mpi_op_sum", &m->op_sum},
+  };
+  for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++)
+    if (!(*syms[i].to = dlsym(m->lib, syms[i].name)))
+      return lt_fail(err, "libmpi has no %s: not Open MPI?", syms[i].name);
+  return 0;
+}
+
+/* The size mpirun gave this process; 1 when it did not start it. */
+static int launched_size(void) {
+  const char *s = getenv("OMPI_COMM_WORLD_SIZE");
+  return s && atoi(s) > 1 ? atoi(s) : 1;
+}
+
+int dist_open(dist_comm **out, lt_error *err) {
+  dist_comm *c = calloc(1, sizeof *c);
+  if (!c) return lt_fail(err, "out of memory");
+  c->size = 1;
+  *out = c;
+  if (launched_size() == 1) return 0;
+  if (load_mpi(&c->mpi, err) || c->mpi.Init(NULL, NULL) != 0 ||
+      c->mpi.Comm_rank(c->mpi.world, &c->rank) != 0 ||
+      c->mpi.Comm_size(c->mpi.world, &c->size) != 0) {
+    if (!err->msg[0]) lt_fail(err, "MPI_Init failed");
+    return -1; /* c stays: dist_close */
+  }
+  return 0;
+}
+
+void dist_close(dist_comm *c) {
+  if (!c) return;
+  if (c->mpi.lib) c->mpi.Finalize(); /* the library stays loaded: its atexit handlers */
+  free(c);
+}
+
+void dist_abort(dist_comm *c, int status) {
+  if (c && c->mpi.lib && c->size > 1) c->mpi.Abort(c->mpi.world, status);
+  exit(status);
+}
+
+int dist_rank(const dist_comm *c) { return c ? c->rank : 0; }
+int dist_size(const dist_comm *c) { return c ? c->size : 1; }
+
+int dist_sum_f32(dist_comm *c, float *x, int64_t n, uint64_t *bytes, lt_error *err) {
+  if (!c || c->size == 1) return 0;
+  for (int64_t at = 0; at < n; at += MPI_CHUNK) {
+    const int k = (int)(n - at < MPI_CHUNK ? n - at : MPI_CHUNK);
+    if (c->mpi.Allreduce(MPI_IN_PLACE_, x + at, k, c->mpi.t_float, c->mpi.op_sum, c->mpi.world))
+      return lt_fail(err, "rank %d: MPI_Allreduce of %d floats failed", c->rank, k);
+  }
+  if (bytes) *bytes += (uint64_t)n * sizeof *x;
+  return 0;
+}
+
+int dist_sum_f64(dist_comm *c, double *x, int n, lt_error *err) {
+  if (!c || c->size == 1) return 0;
+  if (c->mpi.Allreduce(MPI_IN_PLACE_, x, n, c->mpi.t_double, c->mpi.op_sum, c->mpi.world))
+    return lt_fail(err, "rank %d: MPI_Allreduce of %d doubles failed", c->rank, n);
+  return 0;
+}
+
+int dist_agree(dist_comm *c, uint64_t value, const char *what, lt_error *err) {
+  if (!c || c->size == 1) return 0;
+  uint64_t *all = malloc(sizeof *all * (size_t)c->size);
+  if (!all) return lt_fail(err, "out of memory");
+  int rc = c->mpi.Allgather(&value, 1, c->mpi.t_u64, all, 1, c->mpi.t_u64, c->mpi.world)
+               ? lt_fail(err, "rank %d: MPI_Allgather failed", c->rank) : 0;
+  for (int r = 1; rc == 0 && r < c->size; r++)
+    if (all[r] != all[0])
+      rc = lt_fail(err, "rank %d's %s differ from rank 0's: every rank must run the same command",
+                   r, what);
+  free(all);
+  return rc;
+}

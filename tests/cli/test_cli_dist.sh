@@ -1,0 +1,70 @@
+#!/bin/bash
+# Data parallel on the CPU: `mpirun -np 2 lisa train --batch 2` against one
+# process at --batch 4. FT, LISA and LoRA follow it to float rounding over
+# 20 steps (loss and gradient norm, every step); the bytes each LISA step
+# sums over ranks are its trainable gradients' (lisa plan's) and the loss;
+# rank 0 writes the files; ranks that disagree on their settings, a rank
+# that fails, and a device run end every rank with a message, never a hang.
+. "$LISA_SRC/tests/cli/lib.sh"
+cd "$SRC" || exit 1
+if ! command -v mpirun > /dev/null; then
+  echo "skip: no mpirun (apt-get install openmpi-bin)"
+  exit 77
+fi
+# Open MPI in a container, as root: allowed, and shared memory without CMA
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_rmaps_base_oversubscribe=1
+RUN="models/gpt2-tiny.yaml --data tests/fixtures/tokens-67.bin --seq 8 --steps 20 --device cpu --quiet"
+mpi() { timeout 120 mpirun -np 2 "$@"; }
+
+# field NAME FILE: the values of NAME in a JSONL file's step rows
+field() { grep '"step":' "$2" | grep -o "\"$1\":[-0-9.e+]*" | cut -d: -f2; }
+
+# name, the method's settings for train, and for plan (LoRA saves merged: eval reads a base model)
+for run in "ft|--method ft|--method ft" "lisa|--method lisa --gamma 1 --interval 3|--method lisa --gamma 1" \
+           "lora|--method lora --lora-rank 4 --merge-lora|--method lora --lora-rank 4"; do
+  IFS='|' read -r name method plan_method <<<"$run"
+  # shellcheck disable=SC2086
+  "$LISA" train $RUN --batch 4 $method --log-jsonl "$TMP/one-$name.jsonl" --save "$TMP/one-$name.safetensors" &&
+    mpi "$LISA" train $RUN --batch 2 $method --log-jsonl "$TMP/two-$name.jsonl" --save "$TMP/two-$name.safetensors" ||
+    { fail "$name: a run failed"; continue; }
+  ok=1
+  for k in loss grad_norm; do
+    paste <(field "$k" "$TMP/one-$name.jsonl") <(field "$k" "$TMP/two-$name.jsonl") | awk -v k="$k" '
+      { n++; d = $1 - $2; if (d < 0) d = -d; s = $1 < 0 ? -$1 : $1
+        if (d > 1e-5 * s) { printf "step %d %s: %s alone, %s on 2 ranks\n", n - 1, k, $1, $2; bad = 1 } }
+      END { exit bad || n != 20 }' || ok=0
+  done
+  # the sum over ranks: the trainable gradients (lisa plan's) and the loss
+  # shellcheck disable=SC2086
+  plan=$("$LISA" plan models/gpt2-tiny.yaml $plan_method --batch 2 --seq 8 --json | grep -o '"grads":[0-9]*' | cut -d: -f2)
+  bytes=$(field comm_bytes "$TMP/two-$name.jsonl" | sort -u)
+  [ "$bytes" = "$((plan + 8))" ] || { echo "comm_bytes $bytes, plan's gradients $plan + 8"; ok=0; }
+  [ "$(field ranks "$TMP/two-$name.jsonl" | sort -u)" = 2 ] || ok=0
+  # rank 0's checkpoint is the run's: its loss is the one process's
+  one=$("$LISA" eval models/gpt2-tiny.yaml --weights "$TMP/one-$name.safetensors" --data tests/fixtures/tokens-67.bin --batch 2 --seq 8 2>/dev/null | grep -o '"loss":[0-9.]*')
+  two=$("$LISA" eval models/gpt2-tiny.yaml --weights "$TMP/two-$name.safetensors" --data tests/fixtures/tokens-67.bin --batch 2 --seq 8 2>/dev/null | grep -o '"loss":[0-9.]*')
+  [ -n "$one" ] && awk -v a="${one#*:}" -v b="${two#*:}" 'BEGIN { d = a - b; exit !(d < 1e-5 * a && -d < 1e-5 * a) }' ||
+    { echo "eval: $one alone, $two from rank 0's save"; ok=0; }
+  [ "$ok" = 1 ] && echo "ok   $name: 2 ranks x B=2 = 1 x B=4 over 20 steps, $bytes bytes a step summed" ||
+    fail "$name: 2 ranks differ from one process"
+done
+ft=$(field comm_bytes "$TMP/two-ft.jsonl" | sort -u); lisa=$(field comm_bytes "$TMP/two-lisa.jsonl" | sort -u)
+echo "     LISA (gamma 1) sums $lisa bytes a step, FT $ft"
+
+# ranks that disagree: an error on every rank, not a hang
+# shellcheck disable=SC2086
+out=$(timeout 120 mpirun -np 1 "$LISA" train $RUN --batch 2 : -np 1 "$LISA" train $RUN --batch 2 --seed 5 2>&1); rc=$?
+[ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && grep -q "rank 1's settings, model or data differ from rank 0's" <<<"$out" &&
+  echo "ok   settings that differ: $(grep -m1 -o "rank 1's settings.*" <<<"$out")" || fail "mismatch (rc $rc): $out"
+# a rank that fails ends them all
+# shellcheck disable=SC2086
+out=$(timeout 120 mpirun -np 1 "$LISA" train $RUN --batch 2 : -np 1 "$LISA" train ${RUN/tokens-67.bin/missing.bin} --batch 2 2>&1); rc=$?
+[ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && grep -q "rank 1 of 2: .*missing.bin" <<<"$out" &&
+  echo "ok   a failing rank ends every rank: $(grep -m1 -o 'rank 1 of 2: .*' <<<"$out" | head -c 120)" ||
+  fail "a failing rank (rc $rc): $out"
+# shellcheck disable=SC2086
+out=$(mpi "$LISA" train ${RUN/--device cpu/--device emu} --batch 2 2>&1); rc=$?
+[ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && grep -q "data parallel runs on the cpu for now" <<<"$out" &&
+  echo "ok   a device run says it is not yet distributed" || fail "emu on 2 ranks (rc $rc): $out"
+finish
