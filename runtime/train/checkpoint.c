@@ -227,7 +227,8 @@ static int settings_of(const trainer *t, ckpt_setting *s) {
   add_setting(s, &n, STRUCTURAL, "method", "%s", methods[c->method]);
   add_setting(s, &n, STRUCTURAL, "model", "%s", t->ir.name);
   add_setting(s, &n, TRAJECTORY, "seed", "%llu", (unsigned long long)c->seed);
-  add_setting(s, &n, TRAJECTORY, "batch", "%d", c->batch);
+  /* the whole batch: a state resumes at another rank count with the same rows */
+  add_setting(s, &n, TRAJECTORY, "batch", "%d", c->batch * dist_size(c->comm));
   add_setting(s, &n, TRAJECTORY, "seq", "%d", c->seq);
   add_setting(s, &n, TRAJECTORY, "grad_accum", "%d", trainer_grad_accum(t));
   add_setting(s, &n, TRAJECTORY, "numerics", "%s", c->numerics ? c->numerics : "fp32");

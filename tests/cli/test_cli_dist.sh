@@ -3,7 +3,8 @@
 # process at --batch 4. FT, LISA and LoRA follow it to float rounding over
 # 20 steps (loss and gradient norm, every step); the bytes each LISA step
 # sums over ranks are its trainable gradients' (lisa plan's) and the loss;
-# rank 0 writes the files; ranks that disagree on their settings, a rank
+# rank 0 writes the files; a state resumes at another rank count with the
+# same whole batch; ranks that disagree on their settings, a rank
 # that fails, and a device run end every rank with a message, never a hang.
 . "$LISA_SRC/tests/cli/lib.sh"
 cd "$SRC" || exit 1
@@ -51,6 +52,24 @@ for run in "ft|--method ft|--method ft" "lisa|--method lisa --gamma 1 --interval
 done
 ft=$(field comm_bytes "$TMP/two-ft.jsonl" | sort -u); lisa=$(field comm_bytes "$TMP/two-lisa.jsonl" | sort -u)
 echo "     LISA (gamma 1) sums $lisa bytes a step, FT $ft"
+
+# a state resumes at another rank count with the same whole batch: 10 steps
+# on 2 ranks then 10 alone, and 10 alone then 10 on 2 ranks, are the 20 steps
+# of one process (LISA: the active sets and the slots' moments carry over)
+LISA_RUN="$RUN --method lisa --gamma 1 --interval 3"
+# shellcheck disable=SC2086
+mpi "$LISA" train ${LISA_RUN/--steps 20/--steps 10} --batch 2 --save-state "$TMP/st2" &&
+  "$LISA" train $LISA_RUN --batch 4 --resume "$TMP/st2" --log-jsonl "$TMP/resumed1.jsonl" &&
+  "$LISA" train ${LISA_RUN/--steps 20/--steps 10} --batch 4 --save-state "$TMP/st1" &&
+  mpi "$LISA" train $LISA_RUN --batch 2 --resume "$TMP/st1" --log-jsonl "$TMP/resumed2.jsonl" ||
+  fail "resume: a run failed"
+for r in resumed1 resumed2; do
+  paste <(field loss "$TMP/one-lisa.jsonl" | tail -10) <(field loss "$TMP/$r.jsonl") | awk '
+    { n++; d = $1 - $2; if (d < 0) d = -d; if (d > 1e-5 * $1) { print "step", n + 9, $1, $2; bad = 1 } }
+    END { exit bad || n != 10 }' || fail "$r: the resumed run left the one-process run"
+done && echo "ok   a state resumes at another rank count: 2 ranks -> 1 and 1 -> 2 follow one process"
+expect_error "resume with another whole batch" "saved with batch 4, this run has batch 8" \
+  mpi "$LISA" train $LISA_RUN --batch 4 --resume "$TMP/st1"
 
 # ranks that disagree: an error on every rank, not a hang
 # shellcheck disable=SC2086
