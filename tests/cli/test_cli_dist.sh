@@ -23,7 +23,8 @@ field() { grep '"step":' "$2" | grep -o "\"$1\":[-0-9.e+]*" | cut -d: -f2; }
 
 # name, the method's settings for train, and for plan (LoRA saves merged: eval reads a base model)
 for run in "ft|--method ft|--method ft" "lisa|--method lisa --gamma 1 --interval 3|--method lisa --gamma 1" \
-           "lora|--method lora --lora-rank 4 --merge-lora|--method lora --lora-rank 4"; do
+           "lora|--method lora --lora-rank 4 --merge-lora|--method lora --lora-rank 4" \
+           "accum|--method lisa --gamma 1 --interval 3 --grad-accum 2|--method lisa --gamma 1"; do
   IFS='|' read -r name method plan_method <<<"$run"
   # shellcheck disable=SC2086
   "$LISA" train $RUN --batch 4 $method --log-jsonl "$TMP/one-$name.jsonl" --save "$TMP/one-$name.safetensors" &&
