@@ -5,7 +5,7 @@
 # sums over ranks are its trainable gradients' (lisa plan's) and the loss;
 # rank 0 writes the files; a state resumes at another rank count with the
 # same whole batch; ranks that disagree on their settings, a rank
-# that fails, and a device run end every rank with a message, never a hang.
+# that fails or is killed, and a device run end every rank, never a hang.
 . "$LISA_SRC/tests/cli/lib.sh"
 cd "$SRC" || exit 1
 if ! command -v mpirun > /dev/null; then
@@ -83,6 +83,23 @@ out=$(timeout 120 mpirun -np 1 "$LISA" train $RUN --batch 2 : -np 1 "$LISA" trai
 [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && grep -q "rank 1 of 2: .*missing.bin" <<<"$out" &&
   echo "ok   a failing rank ends every rank: $(grep -m1 -o 'rank 1 of 2: .*' <<<"$out" | head -c 120)" ||
   fail "a failing rank (rc $rc): $out"
+# a rank killed (-9) mid-run: mpirun ends the others, no hang
+# shellcheck disable=SC2086
+(timeout 120 mpirun -np 2 "$LISA" train ${RUN/--steps 20/--steps 1000000} --batch 2 > "$TMP/killed.out" 2>&1
+ echo "rc=$?" >> "$TMP/killed.out") &
+runner=$!
+killed=0
+for _ in $(seq 50); do
+  sleep 0.2
+  for p in $(pgrep -x lisa); do
+    tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1" && kill -9 "$p" && killed=1
+  done
+  [ "$killed" = 1 ] && break
+done
+wait "$runner"
+rc=$(grep -o "rc=[0-9]*" "$TMP/killed.out" | cut -d= -f2)
+[ "$killed" = 1 ] && [ "$rc" != 0 ] && [ "$rc" != 124 ] && grep -q "rank 1 .* exited on signal 9" "$TMP/killed.out" &&
+  echo "ok   a rank killed -9 ends the run (status $rc)" || fail "kill -9 (killed $killed, rc $rc): $(cat "$TMP/killed.out")"
 # shellcheck disable=SC2086
 out=$(mpi "$LISA" train ${RUN/--device cpu/--device emu} --batch 2 2>&1); rc=$?
 [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && grep -q "data parallel runs on the cpu for now" <<<"$out" &&
