@@ -41,6 +41,7 @@ typedef struct {
   int profile; /* --profile: time the ops (cpu) or launches and GEMMs (cuda) */
   const char *tune_path; /* --tune: the generated kernels' tunables */
   int no_tune_db;        /* --no-tune-db: nor the tuning database's */
+  int comm_timeout;      /* --comm-timeout: seconds a collective may wait (mpirun) */
   int quiet;
 } cli_args;
 
@@ -135,6 +136,9 @@ static const cliopt train_opts[] = {
      .help = "cuda: kernel tunables over templates/tuning.lua, as\n"
              "lisa gen --tune (e.g. attention_forward_mma = {USE = 0});\n"
              "without it, lisa tune's winners for this device and program"},
+    {"--comm-timeout", CLIOPT_INT, AT(comm_timeout), 0, 1 << 30, .meta = "SECONDS",
+     .help = "under mpirun: end every rank when a sum over ranks\n"
+             "waits longer (a rank stopped or hangs; 600; 0: never)"},
     {"--no-tune-db", CLIOPT_FLAG, AT(no_tune_db),
      .help = "the default tunables, not lisa tune's winners"},
     {"--profile", CLIOPT_FLAG, AT(profile),
@@ -167,6 +171,7 @@ static void train_defaults(cli_args *a) {
   a->train.lisa = (lisa_sampler_config){.mode = LISA_SAMPLE_UNIFORM, .gamma = 2, .interval = 20};
   a->train.lora_rank = 8, a->train.lora_alpha = 16;
   a->device = CLIOPT_DEVICE_AUTO, a->dtype = -1;
+  a->comm_timeout = 600; /* the first sum waits for every rank's model to load */
 }
 
 /* The checks across options; the first that fails is the one reported. */
@@ -340,7 +345,7 @@ static int cmd_train(int argc, char **argv) {
   if (parse_train_args(argc, argv, &a, &rc)) return rc;
   dist_comm *comm = NULL;
   lt_error derr = {{0}};
-  if (dist_open(&comm, &derr)) return train_failed(comm, 1, &derr);
+  if (dist_open(&comm, a.comm_timeout, &derr)) return train_failed(comm, 1, &derr);
   a.train.comm = comm;
   quiet_unless_rank0(&a, comm);
   int status = cmd_train_ranked(&a);

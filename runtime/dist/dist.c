@@ -2,9 +2,11 @@
 #include "dist.h"
 
 #include <dlfcn.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* The part of Open MPI's ABI used here: handles are pointers. */
 typedef void *mpi_handle;
@@ -23,8 +25,44 @@ typedef struct {
 
 struct dist_comm {
   int rank, size;
-  mpi_api mpi; /* lib NULL: alone */
+  int timeout_s; /* dist_set_timeout's; 0: none */
+  mpi_api mpi;   /* lib NULL: alone */
 };
+
+/* The timeout's message, written by the SIGALRM handler (which may only
+ * call async-signal-safe functions: no formatting there). One world a
+ * process, so one message. */
+static char timeout_msg[160];
+static size_t timeout_len;
+
+static void on_timeout(int sig) {
+  (void)sig;
+  ssize_t ignored = write(2, timeout_msg, timeout_len);
+  (void)ignored;
+  _exit(1);
+}
+
+/* rank and size: mpirun's, before MPI_Init tells them */
+static void set_timeout(dist_comm *c, int rank, int size, int seconds) {
+  c->timeout_s = seconds;
+  snprintf(timeout_msg, sizeof timeout_msg,
+           "lisa: rank %d of %d: no answer from the other ranks in %d s (a rank stopped or "
+           "hangs; --comm-timeout); ending\n", rank, size, seconds);
+  timeout_len = strlen(timeout_msg);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_timeout;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGALRM, &sa, NULL);
+}
+
+/* Around each collective. */
+static void arm(const dist_comm *c) {
+  if (c->timeout_s > 0) alarm((unsigned)c->timeout_s);
+}
+static void disarm(const dist_comm *c) {
+  if (c->timeout_s > 0) alarm(0);
+}
 
 #define MPI_IN_PLACE_ ((void *)1) /* Open MPI's MPI_IN_PLACE */
 #define MPI_CHUNK (1 << 28)       /* elements per call: MPI counts are int */
@@ -51,24 +89,28 @@ static int load_mpi(mpi_api *m, lt_error *err) {
   return 0;
 }
 
-/* The size mpirun gave this process; 1 when it did not start it. */
-static int launched_size(void) {
-  const char *s = getenv("OMPI_COMM_WORLD_SIZE");
-  return s && atoi(s) > 1 ? atoi(s) : 1;
+/* The size (and rank) mpirun gave this process; 1 when it did not start it. */
+static int launched(const char *what) {
+  const char *s = getenv(what);
+  return s ? atoi(s) : -1;
 }
 
-int dist_open(dist_comm **out, lt_error *err) {
+int dist_open(dist_comm **out, int timeout_s, lt_error *err) {
   dist_comm *c = calloc(1, sizeof *c);
   if (!c) return lt_fail(err, "out of memory");
   c->size = 1;
   *out = c;
-  if (launched_size() == 1) return 0;
-  if (load_mpi(&c->mpi, err) || c->mpi.Init(NULL, NULL) != 0 ||
-      c->mpi.Comm_rank(c->mpi.world, &c->rank) != 0 ||
-      c->mpi.Comm_size(c->mpi.world, &c->size) != 0) {
-    if (!err->msg[0]) lt_fail(err, "MPI_Init failed");
-    return -1; /* c stays: dist_close */
-  }
+  const int size = launched("OMPI_COMM_WORLD_SIZE");
+  if (size <= 1) return 0;
+  if (load_mpi(&c->mpi, err)) return -1; /* c stays: dist_close */
+  set_timeout(c, launched("OMPI_COMM_WORLD_RANK"), size, timeout_s);
+  arm(c); /* MPI_Init waits for every rank */
+  const int rc = c->mpi.Init(NULL, NULL);
+  disarm(c);
+  if (rc != 0 || c->mpi.Comm_rank(c->mpi.world, &c->rank) != 0 ||
+      c->mpi.Comm_size(c->mpi.world, &c->size) != 0)
+    return lt_fail(err, "MPI_Init failed");
+  set_timeout(c, c->rank, c->size, timeout_s);
   return 0;
 }
 
@@ -90,8 +132,11 @@ int dist_sum_f32(dist_comm *c, float *x, int64_t n, uint64_t *bytes, lt_error *e
   if (!c || c->size == 1) return 0;
   for (int64_t at = 0; at < n; at += MPI_CHUNK) {
     const int k = (int)(n - at < MPI_CHUNK ? n - at : MPI_CHUNK);
-    if (c->mpi.Allreduce(MPI_IN_PLACE_, x + at, k, c->mpi.t_float, c->mpi.op_sum, c->mpi.world))
-      return lt_fail(err, "rank %d: MPI_Allreduce of %d floats failed", c->rank, k);
+    arm(c);
+    const int rc = c->mpi.Allreduce(MPI_IN_PLACE_, x + at, k, c->mpi.t_float, c->mpi.op_sum,
+                                    c->mpi.world);
+    disarm(c);
+    if (rc) return lt_fail(err, "rank %d: MPI_Allreduce of %d floats failed", c->rank, k);
   }
   if (bytes) *bytes += (uint64_t)n * sizeof *x;
   return 0;
@@ -99,17 +144,20 @@ int dist_sum_f32(dist_comm *c, float *x, int64_t n, uint64_t *bytes, lt_error *e
 
 int dist_sum_f64(dist_comm *c, double *x, int n, lt_error *err) {
   if (!c || c->size == 1) return 0;
-  if (c->mpi.Allreduce(MPI_IN_PLACE_, x, n, c->mpi.t_double, c->mpi.op_sum, c->mpi.world))
-    return lt_fail(err, "rank %d: MPI_Allreduce of %d doubles failed", c->rank, n);
-  return 0;
+  arm(c);
+  const int rc = c->mpi.Allreduce(MPI_IN_PLACE_, x, n, c->mpi.t_double, c->mpi.op_sum, c->mpi.world);
+  disarm(c);
+  return rc ? lt_fail(err, "rank %d: MPI_Allreduce of %d doubles failed", c->rank, n) : 0;
 }
 
 int dist_agree(dist_comm *c, uint64_t value, const char *what, lt_error *err) {
   if (!c || c->size == 1) return 0;
   uint64_t *all = malloc(sizeof *all * (size_t)c->size);
   if (!all) return lt_fail(err, "out of memory");
+  arm(c);
   int rc = c->mpi.Allgather(&value, 1, c->mpi.t_u64, all, 1, c->mpi.t_u64, c->mpi.world)
                ? lt_fail(err, "rank %d: MPI_Allgather failed", c->rank) : 0;
+  disarm(c);
   for (int r = 1; rc == 0 && r < c->size; r++)
     if (all[r] != all[0])
       rc = lt_fail(err, "rank %d's %s differ from rank 0's: every rank must run the same command",

@@ -17,8 +17,12 @@
 
 typedef struct dist_comm dist_comm;
 
-/* The world this process is in; *out is never NULL on success. */
-int dist_open(dist_comm **out, lt_error *err);
+/* The world this process is in; *out is never NULL on success. A
+ * collective (MPI_Init's too) that has not returned after timeout_s seconds
+ * (0: never) ends this rank with a message naming it, and mpirun then ends
+ * the others: a rank that stopped, hangs or never started does not leave
+ * the rest waiting forever. */
+int dist_open(dist_comm **out, int timeout_s, lt_error *err);
 /* Ends the world (MPI_Finalize); NULL is fine. */
 void dist_close(dist_comm *c);
 /* Ends every rank now with status (MPI_Abort): a rank that fails must not

@@ -5,7 +5,8 @@
 # sums over ranks are its trainable gradients' (lisa plan's) and the loss;
 # rank 0 writes the files; a state resumes at another rank count with the
 # same whole batch; ranks that disagree on their settings, a rank
-# that fails or is killed, and a device run end every rank, never a hang.
+# that fails, is killed or stops, and a device run end every rank, never a
+# hang.
 . "$LISA_SRC/tests/cli/lib.sh"
 cd "$SRC" || exit 1
 if ! command -v mpirun > /dev/null; then
@@ -104,6 +105,27 @@ wait "$runner"
 rc=$(grep -o "rc=[0-9]*" "$TMP/killed.out" | cut -d= -f2)
 [ "$killed" = 1 ] && [ "$rc" != 0 ] && [ "$rc" != 124 ] && grep -q "rank 1 .* exited on signal 9" "$TMP/killed.out" &&
   echo "ok   a rank killed -9 ends the run (status $rc)" || fail "kill -9 (killed $killed, rc $rc): $(cat "$TMP/killed.out")"
+# a rank stopped (SIGSTOP) mid-run: the other's sum times out (--comm-timeout)
+# and ends the run, no hang
+# shellcheck disable=SC2086
+(timeout 120 "${MPIRUN[@]}" -np 2 "$LISA" train ${RUN/--steps 20/--steps 1000000} --batch 2 --comm-timeout 2 \
+   > "$TMP/stopped.out" 2>&1
+ echo "rc=$?" >> "$TMP/stopped.out") &
+runner=$!
+stopped=
+for _ in $(seq 50); do
+  sleep 0.2
+  for p in $(pgrep -x lisa); do
+    tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1" && kill -STOP "$p" && stopped=$p
+  done
+  [ -n "$stopped" ] && break
+done
+wait "$runner"
+[ -n "$stopped" ] && kill -9 "$stopped" 2>/dev/null # whatever mpirun left behind
+rc=$(grep -o "rc=[0-9]*" "$TMP/stopped.out" | cut -d= -f2)
+[ -n "$stopped" ] && [ "$rc" != 0 ] && [ "$rc" != 124 ] &&
+  grep -q "rank 0 of 2: no answer from the other ranks in 2 s" "$TMP/stopped.out" &&
+  echo "ok   a stopped rank: the others time out (status $rc)" || fail "SIGSTOP (rc $rc): $(cat "$TMP/stopped.out")"
 # shellcheck disable=SC2086
 out=$(mpi "$LISA" train ${RUN/--device cpu/--device emu} --batch 2 2>&1); rc=$?
 [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && grep -q "data parallel runs on the cpu for now" <<<"$out" &&
