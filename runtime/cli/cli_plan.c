@@ -17,6 +17,7 @@ typedef struct {
   memory_plan_settings ps;
   double device_gib; /* 0: not asked */
   int json;
+  int ranks;         /* --ranks: data-parallel ranks, each at --batch */
 } plan_args;
 
 #define AT(field) offsetof(plan_args, field)
@@ -40,6 +41,9 @@ static const cliopt plan_opts[] = {
              "bf16-true: all bf16, no master copy (the paper's setting)"},
     {"--device-mem", CLIOPT_DOUBLE, AT(device_gib), 0, 1e9, .meta = "GIB",
      .help = "say whether the total fits in this much memory"},
+    {"--ranks", CLIOPT_INT, AT(ranks), 1, 1 << 20, .meta = "N",
+     .help = "data parallel (mpirun -np N): every rank holds the above at\n"
+             "--batch; the gradient bytes a step sums over ranks (1)"},
     {"--json", CLIOPT_FLAG, AT(json), .help = "one JSON object: total_bytes, breakdown, fits"},
 };
 
@@ -51,6 +55,7 @@ static int parse_plan_args(int argc, char **argv, plan_args *a, int *exit_status
   memset(a, 0, sizeof *a);
   a->ps = (memory_plan_settings){.method = TRAIN_FT, .gamma = 2, .lora_rank = 8, .lora_alpha = 16,
                           .batch = 1, .seq = 1024};
+  a->ranks = 1;
   cliopt_result r;
   lt_error err;
   int rc = cliopt_parse(&plan_cmd, argc, argv, a, &r, &err);
@@ -59,6 +64,14 @@ static int parse_plan_args(int argc, char **argv, plan_args *a, int *exit_status
   else if (!a->model_path) *exit_status = cliopt_fail_usage(&plan_cmd, "missing MODEL.yaml");
   else return 0;
   return -1;
+}
+
+/* Data parallel: what each step sums over ranks (runtime/train: the
+ * gradients of what trains, fp32, and the loss), and what a ring
+ * all-reduce of it moves in and out of each rank. */
+static uint64_t summed_bytes(const memory_breakdown *pm) { return pm->bytes[MEMORY_GRADS] + 8; }
+static double ring_bytes(const plan_args *a, const memory_breakdown *pm) {
+  return 2.0 * (a->ranks - 1) / a->ranks * (double)summed_bytes(pm);
 }
 
 static void print_human(const plan_args *a, const ir_model *m, const memory_breakdown *pm) {
@@ -79,6 +92,10 @@ static void print_human(const plan_args *a, const ir_model *m, const memory_brea
     printf("  %-16s %10.3f GiB   (at most: a tensor in hand to load and save, the batch; "
            "plus the data)\n", "host",
            pm->host_bytes / gib);
+  if (a->ranks > 1)
+    printf("  %d ranks, each as above (the run's batch: %d); a step sums %.3f GiB over the "
+           "ranks (a ring all-reduce moves %.3f GiB in and out of each)\n",
+           a->ranks, a->ranks * a->ps.batch, summed_bytes(pm) / gib, ring_bytes(a, pm) / gib);
 }
 
 static void print_json(const plan_args *a, const ir_model *m, const memory_breakdown *pm) {
@@ -90,6 +107,9 @@ static void print_json(const plan_args *a, const ir_model *m, const memory_break
     printf("%s\"%s\":%llu", c ? "," : "", memory_category_name(c), (unsigned long long)pm->bytes[c]);
   printf("}");
   if (pm->host_bytes) printf(",\"host_bytes\":%llu", (unsigned long long)pm->host_bytes);
+  if (a->ranks > 1)
+    printf(",\"ranks\":%d,\"comm_bytes\":%llu,\"ring_bytes\":%.0f", a->ranks,
+           (unsigned long long)summed_bytes(pm), ring_bytes(a, pm));
   if (a->device_gib > 0)
     printf(",\"device_mem_bytes\":%.0f,\"fits\":%s", a->device_gib * 1073741824.0,
            pm->total <= a->device_gib * 1073741824.0 ? "true" : "false");

@@ -42,11 +42,13 @@ for run in "ft|--method ft|--method ft" "lisa|--method lisa --gamma 1 --interval
         if (d > 1e-5 * s) { printf "step %d %s: %s alone, %s on 2 ranks\n", n - 1, k, $1, $2; bad = 1 } }
       END { exit bad || n != 20 }' || ok=0
   done
-  # the sum over ranks: the trainable gradients (lisa plan's) and the loss
+  # the sum over ranks: the trainable gradients and the loss, as lisa plan --ranks says
   # shellcheck disable=SC2086
-  plan=$("$LISA" plan models/gpt2-tiny.yaml $plan_method --batch 2 --seq 8 --json | grep -o '"grads":[0-9]*' | cut -d: -f2)
+  plan=$("$LISA" plan models/gpt2-tiny.yaml $plan_method --batch 2 --seq 8 --ranks 2 --json)
+  grads=$(grep -o '"grads":[0-9]*' <<<"$plan" | cut -d: -f2)
   bytes=$(field comm_bytes "$TMP/two-$name.jsonl" | sort -u)
-  [ "$bytes" = "$((plan + 8))" ] || { echo "comm_bytes $bytes, plan's gradients $plan + 8"; ok=0; }
+  [ "$bytes" = "$((grads + 8))" ] && grep -q "\"ranks\":2,\"comm_bytes\":$bytes,\"ring_bytes\":$bytes[,}]" <<<"$plan" ||
+    { echo "comm_bytes $bytes; plan: $plan"; ok=0; }
   [ "$(field ranks "$TMP/two-$name.jsonl" | sort -u)" = 2 ] || ok=0
   # rank 0's checkpoint is the run's: its loss is the one process's
   one=$("$LISA" eval models/gpt2-tiny.yaml --weights "$TMP/one-$name.safetensors" --data tests/fixtures/tokens-67.bin --batch 2 --seq 8 2>/dev/null | grep -o '"loss":[0-9.]*')
