@@ -82,6 +82,9 @@ static const cliopt train_opts[] = {
     {"--seq", CLIOPT_INT, AT(train.seq), 1, 1 << 24, .help = NULL /* with --batch */},
     {"--grad-accum", CLIOPT_INT, AT(train.grad_accum), 1, 1 << 16, .meta = "N",
      .help = "micro-batches per step, gradients summed at 1/N (1)"},
+    {"--zero", CLIOPT_INT, AT(train.zero), 0, 1, .meta = "1",
+     .help = "under mpirun: each rank keeps the AdamW moments of its\n"
+             "share of what trains, then the weights are gathered (0)"},
     {"--lr", CLIOPT_FLOAT, AT(train.opt.lr), 0, 10, .meta = "X",
      .help = "peak learning rate (3e-4)"},
     {"--weight-decay", CLIOPT_FLOAT, AT(train.opt.weight_decay), 0, 10, .meta = "X",
@@ -195,6 +198,10 @@ static int check_train_args(const cli_args *a, const cliopt_result *r) {
                              a->train.weights_path ? "--weights" : "--resume");
   if (a->save_every && !a->save_state_dir)
     return cliopt_fail_usage(c, "--save-every needs --save-state DIR");
+  if (a->train.zero && (a->save_state_dir || a->resume_dir))
+    return cliopt_fail_usage(c, "--zero 1 with %s: a state of sharded moments is not written "
+                             "yet (--save writes the weights)",
+                             a->save_state_dir ? "--save-state" : "--resume");
   if ((a->eval_every || a->eval_batches) && !a->val_path)
     return cliopt_fail_usage(c, "%s needs --val-data FILE",
                              a->eval_every ? "--eval-every" : "--eval-batches");

@@ -20,11 +20,14 @@ typedef struct {
   int (*Comm_size)(mpi_handle, int *);
   int (*Allreduce)(const void *, void *, int, mpi_handle, mpi_handle, mpi_handle);
   int (*Allgather)(const void *, int, mpi_handle, void *, int, mpi_handle, mpi_handle);
+  int (*Allgatherv)(const void *, int, mpi_handle, void *, const int *, const int *, mpi_handle,
+                    mpi_handle);
   mpi_handle world, t_float, t_double, t_u64, op_sum;
 } mpi_api;
 
 struct dist_comm {
   int rank, size;
+  int *counts, *displs; /* dist_gather_f32's, [size]: no allocation per call */
   int timeout_s; /* dist_set_timeout's; 0: none */
   mpi_api mpi;   /* lib NULL: alone */
 };
@@ -79,6 +82,7 @@ static int load_mpi(mpi_api *m, lt_error *err) {
       {"MPI_Finalize", (void **)&m->Finalize}, {"MPI_Abort", (void **)&m->Abort},
       {"MPI_Comm_rank", (void **)&m->Comm_rank}, {"MPI_Comm_size", (void **)&m->Comm_size},
       {"MPI_Allreduce", (void **)&m->Allreduce}, {"MPI_Allgather", (void **)&m->Allgather},
+      {"MPI_Allgatherv", (void **)&m->Allgatherv},
       {"ompi_mpi_comm_world", &m->world}, {"ompi_mpi_float", &m->t_float},
       {"ompi_mpi_double", &m->t_double}, {"ompi_mpi_uint64_t", &m->t_u64},
       {"ompi_mpi_op_sum", &m->op_sum},
@@ -111,11 +115,14 @@ int dist_open(dist_comm **out, int timeout_s, lt_error *err) {
       c->mpi.Comm_size(c->mpi.world, &c->size) != 0)
     return lt_fail(err, "MPI_Init failed");
   set_timeout(c, c->rank, c->size, timeout_s);
-  return 0;
+  c->counts = malloc(sizeof *c->counts * (size_t)c->size);
+  c->displs = malloc(sizeof *c->displs * (size_t)c->size);
+  return c->counts && c->displs ? 0 : lt_fail(err, "out of memory");
 }
 
 void dist_close(dist_comm *c) {
   if (!c) return;
+  free(c->counts), free(c->displs);
   if (c->mpi.lib) c->mpi.Finalize(); /* the library stays loaded: its atexit handlers */
   free(c);
 }
@@ -138,6 +145,22 @@ int dist_sum_f32(dist_comm *c, float *x, int64_t n, uint64_t *bytes, lt_error *e
     disarm(c);
     if (rc) return lt_fail(err, "rank %d: MPI_Allreduce of %d floats failed", c->rank, k);
   }
+  if (bytes) *bytes += (uint64_t)n * sizeof *x;
+  return 0;
+}
+
+int dist_gather_f32(dist_comm *c, float *x, int64_t n, uint64_t *bytes, lt_error *err) {
+  if (!c || c->size == 1) return 0;
+  if (n >= (int64_t)1 << 31) return lt_fail(err, "dist_gather_f32: %lld floats in one call", (long long)n);
+  for (int k = 0; k < c->size; k++) {
+    c->displs[k] = (int)(n * k / c->size);
+    c->counts[k] = (int)(n * (k + 1) / c->size) - c->displs[k];
+  }
+  arm(c);
+  const int rc = c->mpi.Allgatherv(MPI_IN_PLACE_, 0, c->mpi.t_float, x, c->counts, c->displs,
+                                   c->mpi.t_float, c->mpi.world);
+  disarm(c);
+  if (rc) return lt_fail(err, "rank %d: MPI_Allgatherv of %lld floats failed", c->rank, (long long)n);
   if (bytes) *bytes += (uint64_t)n * sizeof *x;
   return 0;
 }

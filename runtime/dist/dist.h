@@ -36,6 +36,9 @@ int dist_size(const dist_comm *c); /* 1 when alone or c is NULL */
  * *bytes (if not NULL): what the step moved, for the JSONL. */
 int dist_sum_f32(dist_comm *c, float *x, int64_t n, uint64_t *bytes, lt_error *err);
 int dist_sum_f64(dist_comm *c, double *x, int n, lt_error *err);
+/* In place: rank k's part of x[0, n), [n k / N, n (k + 1) / N), to every
+ * rank (MPI_Allgatherv); n < 2^31. Bytes as dist_sum_f32. */
+int dist_gather_f32(dist_comm *c, float *x, int64_t n, uint64_t *bytes, lt_error *err);
 /* Whether every rank passed the same value (a hash of its settings): -1
  * with an error naming the first rank whose value differs otherwise. */
 int dist_agree(dist_comm *c, uint64_t value, const char *what, lt_error *err);

@@ -64,10 +64,12 @@ int train_optim_init_moments(train_optim *o, const ms_state *s, int moments, lt_
     return lt_fail(err, "out of memory for %zu bytes of optimizer state", 2 * s->bytes_grads);
   memset(o->m, 0, s->bytes_grads);
   memset(o->v, 0, s->bytes_grads);
+  o->moment_bytes = s->bytes_grads;
   return 0;
 }
 
 void train_optim_free(train_optim *o) {
+  free(o->shard_lo), free(o->shard_n), free(o->shard_at);
   free(o->m);
   free(o->v);
   free(o->t);
@@ -96,6 +98,40 @@ static void region_extent(const ms_state *s, int r, int64_t *begin, int64_t *len
   if (r == TRAIN_REGION_EMBED) *begin = 0, *len = s->grad_head_base;
   else if (r == TRAIN_REGION_HEAD) *begin = s->grad_head_base, *len = s->grad_slot_base - s->grad_head_base;
   else *begin = s->grad_slot_base + (r - TRAIN_REGION_SLOTS) * s->slot_stride, *len = s->slot_stride;
+}
+
+/* The elements of region r this rank updates, [*lo, *lo + *n) of the
+ * gradient array, and where their moments start in m and v. */
+static void shard_of(const ms_state *s, const train_optim *o, int r, int64_t *lo, int64_t *n,
+                     int64_t *at) {
+  if (!o->shard_at) {
+    region_extent(s, r, lo, n);
+    *at = *lo;
+    return;
+  }
+  *lo = o->shard_lo[r], *n = o->shard_n[r], *at = o->shard_at[r];
+}
+
+int train_optim_shard(train_optim *o, const ms_state *s, int rank, int ranks, lt_error *err) {
+  const size_t n = (size_t)o->n_regions;
+  free(o->m), free(o->v);
+  o->m = o->v = NULL;
+  o->shard_lo = malloc(n * sizeof *o->shard_lo);
+  o->shard_n = malloc(n * sizeof *o->shard_n);
+  o->shard_at = malloc(n * sizeof *o->shard_at);
+  if (!o->shard_lo || !o->shard_n || !o->shard_at) return lt_fail(err, "out of memory");
+  int64_t total = 0;
+  for (int r = 0; r < o->n_regions; r++) {
+    int64_t begin, len;
+    region_extent(s, r, &begin, &len);
+    const int64_t lo = begin + len * rank / ranks, hi = begin + len * (rank + 1) / ranks;
+    o->shard_lo[r] = lo, o->shard_n[r] = hi - lo, o->shard_at[r] = total;
+    total += hi - lo;
+  }
+  o->moment_bytes = (uint64_t)total * sizeof(float);
+  o->m = calloc((size_t)total + 1, sizeof(float));
+  o->v = calloc((size_t)total + 1, sizeof(float));
+  return o->m && o->v ? 0 : lt_fail(err, "out of memory for the optimizer's shard");
 }
 
 /* Sum of squares of the gradients that train, added in a fixed order
@@ -127,9 +163,14 @@ double train_adamw(ms_state *s, const opt_config *c, float lr, train_optim *o) {
     for (int l = 0; l < layers; l++) {
       int r = region_of(s, p, l);
       if (r < 0 || !o->on[r]) continue;
-      float *g = ms_grad(s, p, l);
-      int64_t off = g - s->grads;
-      opt_adamw_update(ms_param(s, p, l), g, o->m + off, o->v + off, n, lr, wd, c, o->t[r], scale);
+      /* the part of (p, l) in this rank's shard of the region (all of it alone) */
+      const int64_t off = ms_grad(s, p, l) - s->grads;
+      int64_t lo, k, at;
+      shard_of(s, o, r, &lo, &k, &at);
+      const int64_t a = off > lo ? off : lo, b = off + n < lo + k ? off + n : lo + k;
+      if (a < b)
+        opt_adamw_update(ms_param(s, p, l) + (a - off), s->grads + a, o->m + at + (a - lo),
+                         o->v + at + (a - lo), b - a, lr, wd, c, o->t[r], scale);
     }
   }
   return norm;
@@ -145,11 +186,11 @@ static void follow_schedule(trainer *t) {
   int n_fresh;
   const int *fresh = sched_fresh_slots(&t->sched, &n_fresh);
   for (int i = 0; i < n_fresh; i++) {
-    int64_t begin, len;
-    region_extent(s, TRAIN_REGION_SLOTS + fresh[i], &begin, &len);
+    int64_t lo, len, at;
+    shard_of(s, &t->opt, TRAIN_REGION_SLOTS + fresh[i], &lo, &len, &at);
     if (t->opt.m) { /* none on the host of a device trainer */
-      memset(t->opt.m + begin, 0, (size_t)len * sizeof(float));
-      memset(t->opt.v + begin, 0, (size_t)len * sizeof(float));
+      memset(t->opt.m + at, 0, (size_t)len * sizeof(float));
+      memset(t->opt.v + at, 0, (size_t)len * sizeof(float));
     }
     t->opt.t[TRAIN_REGION_SLOTS + fresh[i]] = 0;
   }
@@ -301,7 +342,7 @@ const param_store *trainer_store(const trainer *t) { return &t->store; }
  * model and the data. */
 static uint64_t settings_hash(const trainer *t) {
   const train_config *c = &t->cfg;
-  int64_t v[] = {c->method, c->steps, c->batch, c->seq, (int64_t)c->seed, c->train_embed,
+  int64_t v[] = {c->method, c->steps, c->batch, c->seq, (int64_t)c->seed, c->zero, c->train_embed,
                  c->train_head, c->lisa.mode, c->lisa.gamma, c->lisa.interval, c->lora_rank,
                  c->grad_accum, c->params_only, t->ir.n_params, t->ir.n_layer, t->ir.vocab_size};
   uint64_t h = hash64_bytes(v, sizeof v, t->data_hash);
@@ -312,6 +353,8 @@ static uint64_t settings_hash(const trainer *t) {
 /* Data parallel: the buffers of a whole micro-batch, and the ranks agreeing. */
 static int join_ranks(trainer *t, lt_error *err) {
   const int n = dist_size(t->cfg.comm);
+  if (t->cfg.zero && t->cfg.params_only)
+    return lt_fail(err, "--zero 1 shards the cpu trainer's optimizer state (--device cpu)");
   if (n == 1) return 0;
   if (t->cfg.params_only)
     return lt_fail(err, "%d ranks: data parallel runs on the cpu for now (--device cpu)", n);
@@ -319,6 +362,14 @@ static int join_ranks(trainer *t, lt_error *err) {
   t->world_ids = malloc(sizeof *t->world_ids * rows);
   t->world_targets = malloc(sizeof *t->world_targets * rows);
   if (!t->world_ids || !t->world_targets) return lt_fail(err, "out of memory");
+  if (t->cfg.zero) {
+    int64_t most = 0, begin, len;
+    for (int r = 0; r < t->opt.n_regions; r++)
+      region_extent(&t->state, r, &begin, &len), most = len > most ? len : most;
+    if (!(t->gather = malloc(sizeof *t->gather * (size_t)(most + 1))) ||
+        train_optim_shard(&t->opt, &t->state, dist_rank(t->cfg.comm), n, err))
+      return t->gather ? -1 : lt_fail(err, "out of memory");
+  }
   return dist_agree(t->cfg.comm, settings_hash(t), "settings, model or data", err);
 }
 
@@ -354,7 +405,7 @@ int trainer_create(trainer *t, const train_config *cfg, lt_error *err) {
 }
 
 void trainer_free(trainer *t) {
-  free(t->world_ids), free(t->world_targets);
+  free(t->world_ids), free(t->world_targets), free(t->gather);
   sched_free(&t->sched);
   free(t->weight_norms);
   free(t->grad_norms);
@@ -397,7 +448,7 @@ train_memory trainer_memory(const trainer *t) {
   const ms_state *s = &t->state;
   /* a device trainer's host keeps neither moments nor activations */
   return (train_memory){.weights = s->bytes_params, .grads = s->bytes_grads,
-                        .optimizer = t->opt.m ? 2 * (uint64_t)s->bytes_grads : 0,
+                        .optimizer = t->opt.m ? 2 * t->opt.moment_bytes : 0,
                         .activations = s->act_arena ? s->bytes_acts : 0,
                         .data = (uint64_t)t->data.n_tokens * sizeof(uint32_t)};
 }
@@ -503,6 +554,31 @@ static int sum_over_ranks(trainer *t, double *loss, uint64_t *bytes, lt_error *e
   return dist_sum_f64(c, loss, 1, err);
 }
 
+/* --zero 1, after AdamW: each region that trained gathered from the ranks'
+ * shards, packed in gradient order (a region's tensors lie there one after
+ * another; the params do not). */
+static int gather_weights(trainer *t, uint64_t *bytes, lt_error *err) {
+  ms_state *s = &t->state;
+  const ir_model *m = s->ir;
+  for (int r = 0; r < t->opt.n_regions; r++) {
+    int64_t begin, len;
+    if (!t->opt.on[r]) continue;
+    region_extent(s, r, &begin, &len);
+    for (int pass = 0; pass < 2; pass++) { /* 0: pack, then gather; 1: unpack */
+      for (int p = 0; p < m->n_params; p++)
+        for (int l = 0; l < ps_param_layers(m, p); l++) {
+          if (region_of(s, p, l) != r) continue;
+          float *packed = t->gather + (ms_grad(s, p, l) - s->grads - begin);
+          const size_t bytes_pl = sizeof(float) * (size_t)ir_param_numel(&m->params[p]);
+          if (pass == 0) memcpy(packed, ms_param(s, p, l), bytes_pl);
+          else memcpy(ms_param(s, p, l), packed, bytes_pl);
+        }
+      if (pass == 0 && dist_gather_f32(t->cfg.comm, t->gather, len, bytes, err)) return -1;
+    }
+  }
+  return 0;
+}
+
 int trainer_step(trainer *t, train_step_stats *st, lt_error *err) {
   ms_state *s = &t->state;
   double t0 = lt_now_ms();
@@ -526,6 +602,7 @@ int trainer_step(trainer *t, train_step_stats *st, lt_error *err) {
   if (sum_over_ranks(t, &loss, &bytes, err)) return -1;
   mark = lt_now_ms();
   double norm = train_adamw(s, &t->cfg.opt, lr, &t->opt);
+  if (t->opt.shard_at && gather_weights(t, &bytes, err)) return -1;
   if (t->profile) profile_since(t, t->profile->row_adamw, mark), prof_end_step(&t->profile->table);
   record_grad_norms(t);
   double ms = lt_now_ms() - t0;

@@ -52,6 +52,9 @@ typedef struct {
   int grad_accum;              /* micro-batches per step (0 or 1: one) */
   const char *numerics;        /* the arithmetic the steps run in, as states record it
                                   ("fp32", "bf16-mixed/stochastic", ...); NULL: "fp32" */
+  int zero;                    /* 1: the optimizer state of what trains is sharded over the
+                                  ranks; each rank updates its shard of every region, then
+                                  the weights are gathered (ZeRO stage 1) */
   dist_comm *comm;             /* data parallel (mpirun): this rank trains rows rank * batch
                                   .. + batch - 1 of a batch of ranks * batch rows, and the
                                   gradients of what trains are summed over ranks before
@@ -89,6 +92,10 @@ typedef struct {
   unsigned char *on;    /* [n_regions] region trains this step */
   double *sq;           /* [n_regions] last sum of squared gradients */
   int n_regions;        /* TRAIN_REGION_SLOTS + n_grad_slots */
+  int64_t *shard_lo, *shard_n, *shard_at; /* --zero 1: per region, the elements this rank
+                           updates, [lo, lo + n) of the gradient array, their moments at
+                           m + at; NULL: every element, m and v laid out as the gradients */
+  uint64_t moment_bytes; /* of m and of v each */
 } train_optim;
 
 typedef struct {
@@ -109,6 +116,7 @@ typedef struct {
   ps_host_arrays host_arrays; /* the state's and moments' arrays, for the host store */
   param_store store;       /* where parameters and moments are read and written */
   int32_t *world_ids, *world_targets; /* data parallel: every rank's rows of a micro-batch */
+  float *gather;                      /* --zero 1: a region's weights, packed in gradient order */
 } trainer;
 
 /* A trainer, its weights loaded (or drawn); params_only: the weights are
@@ -190,6 +198,9 @@ int train_optim_init(train_optim *o, const ms_state *s, lt_error *err);
 /* moments 0: only the per-region counts (a device trainer keeps m and v). */
 int train_optim_init_moments(train_optim *o, const ms_state *s, int moments, lt_error *err);
 void train_optim_free(train_optim *o);
+/* --zero 1: moments for rank's shard of every region only (of ranks equal
+ * shards, by element), replacing o's. */
+int train_optim_shard(train_optim *o, const ms_state *s, int rank, int ranks, lt_error *err);
 float train_forward(ms_state *s);
 /* Evaluation (lisa eval, --val-data): batches 0 .. batches - 1 of d's
  * sequential sweep into s's ids and targets, each batch's mean loss from

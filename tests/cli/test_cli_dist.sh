@@ -3,7 +3,8 @@
 # process at --batch 4. FT, LISA and LoRA follow it to float rounding over
 # 20 steps (loss and gradient norm, every step); the bytes each LISA step
 # sums over ranks are its trainable gradients' (lisa plan's) and the loss;
-# rank 0 writes the files; a state resumes at another rank count with the
+# rank 0 writes the files; --zero 1 shards the optimizer state and is the
+# same run bit for bit; a state resumes at another rank count with the
 # same whole batch; ranks that disagree on their settings, a rank
 # that fails, is killed or stops, and a device run end every rank, never a
 # hang.
@@ -60,6 +61,30 @@ for run in "ft|--method ft|--method ft" "lisa|--method lisa --gamma 1 --interval
 done
 ft=$(field comm_bytes "$TMP/two-ft.jsonl" | sort -u); lisa=$(field comm_bytes "$TMP/two-lisa.jsonl" | sort -u)
 echo "     LISA (gamma 1) sums $lisa bytes a step, FT $ft"
+
+# --zero 1: each rank keeps the moments of half of what trains and the
+# weights are gathered after AdamW: the same run bit for bit (losses, norms,
+# saved weights), half the optimizer's bytes, the weights' bytes gathered
+for name in ft lisa lora; do
+  case $name in
+  ft) method="--method ft" ;; lisa) method="--method lisa --gamma 1 --interval 3" ;;
+  lora) method="--method lora --lora-rank 4" ;;
+  esac
+  # shellcheck disable=SC2086
+  mpi "$LISA" train $RUN --batch 2 $method --zero 1 --log-jsonl "$TMP/zero-$name.jsonl" \
+    --save "$TMP/zero-$name.safetensors" ${method/*lora*/--merge-lora} || { fail "zero $name: the run failed"; continue; }
+  opt() { grep -m1 -o '"optimizer":[0-9]*' "$1" | cut -d: -f2; }
+  full=$(field comm_bytes "$TMP/two-$name.jsonl" | sort -u); zero=$(field comm_bytes "$TMP/zero-$name.jsonl" | sort -u)
+  [ "$(field loss "$TMP/zero-$name.jsonl")" = "$(field loss "$TMP/two-$name.jsonl")" ] &&
+    [ "$(field grad_norm "$TMP/zero-$name.jsonl")" = "$(field grad_norm "$TMP/two-$name.jsonl")" ] &&
+    cmp -s "$TMP/zero-$name.safetensors" "$TMP/two-$name.safetensors" &&
+    [ "$(($(opt "$TMP/zero-$name.jsonl") * 2))" = "$(opt "$TMP/two-$name.jsonl")" ] &&
+    [ "$zero" = "$((2 * full - 8))" ] &&
+    echo "ok   --zero 1 $name: the same bits, $(opt "$TMP/zero-$name.jsonl") of $(opt "$TMP/two-$name.jsonl") optimizer bytes a rank, $zero bytes a step" ||
+    fail "--zero 1 $name: differs (optimizer $(opt "$TMP/zero-$name.jsonl") of $(opt "$TMP/two-$name.jsonl"), bytes $zero for $full)"
+done
+expect_error "zero and a state" "--zero 1 with --save-state: a state of sharded moments is not written yet" \
+  "$LISA" train $RUN --batch 2 --zero 1 --save-state "$TMP/zst"
 
 # a state resumes at another rank count with the same whole batch: 10 steps
 # on 2 ranks then 10 alone, and 10 alone then 10 on 2 ranks, are the 20 steps
