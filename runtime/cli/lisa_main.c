@@ -198,10 +198,6 @@ static int check_train_args(const cli_args *a, const cliopt_result *r) {
                              a->train.weights_path ? "--weights" : "--resume");
   if (a->save_every && !a->save_state_dir)
     return cliopt_fail_usage(c, "--save-every needs --save-state DIR");
-  if (a->train.zero && (a->save_state_dir || a->resume_dir))
-    return cliopt_fail_usage(c, "--zero 1 with %s: a state of sharded moments is not written "
-                             "yet (--save writes the weights)",
-                             a->save_state_dir ? "--save-state" : "--resume");
   if ((a->eval_every || a->eval_batches) && !a->val_path)
     return cliopt_fail_usage(c, "%s needs --val-data FILE",
                              a->eval_every ? "--eval-every" : "--eval-batches");
@@ -329,12 +325,12 @@ static const char *numerics_of(const cli_args *a, int on_device, char *buf, size
 static int cmd_train_ranked(cli_args *a);
 
 /* Under mpirun: rank 0 speaks (progress, JSONL) and writes the files;
- * every rank holds the same weights after each step. */
+ * every rank holds the same weights after each step. Every rank goes
+ * through a state's save (--zero 1 gathers the moments for it). */
 static void quiet_unless_rank0(cli_args *a, const dist_comm *comm) {
   if (dist_rank(comm) == 0) return;
   a->quiet = 1;
-  a->jsonl_path = a->save_path = a->save_state_dir = NULL;
-  a->save_every = 0;
+  a->jsonl_path = a->save_path = NULL;
 }
 
 /* A rank that fails ends every rank (no rank waits in a collective for it). */

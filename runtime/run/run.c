@@ -77,7 +77,7 @@ static int save_state(trainer *t, const run_backend *be, void *ctx, const run_op
   char step_dir[1100];
   int64_t at = trainer_next_step(t);
   /* the log first: on disk it never lags a state a resume starts from */
-  if (log_sync(log, err) || be->sync_counts(ctx, err) || ckpt_save(t, o->save_state_dir, err) ||
+  if (log_sync(log, err) || be->sync_counts(ctx, err) || ckpt_save_ranks(t, o->save_state_dir, err) ||
       ckpt_step_path(o->save_state_dir, at, step_dir, sizeof step_dir, err) ||
       log_event(log, at, "checkpoint", "path", step_dir, err))
     return -1;

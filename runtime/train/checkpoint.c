@@ -440,6 +440,14 @@ int ckpt_save(const trainer *t, const char *dir, lt_error *err) {
   return 0;
 }
 
+int ckpt_save_ranks(trainer *t, const char *dir, lt_error *err) {
+  if (dist_size(t->cfg.comm) == 1) return ckpt_save(t, dir, err);
+  int rc = trainer_moments_full(t, 1, err);
+  if (rc == 0 && dist_rank(t->cfg.comm) == 0) rc = ckpt_save(t, dir, err);
+  trainer_moments_shard(t);
+  return rc;
+}
+
 /* ---- resuming ------------------------------------------------------------ */
 
 /* A one-dimensional tensor of n values (n < 0: any count up to -n). */
@@ -559,7 +567,17 @@ static int restore_optimizer(trainer *t, const st_file *f, int64_t dir_step,
   return 0;
 }
 
+static int resume_whole(trainer *t, const char *dir, ckpt_overrides *ov, lt_error *err);
+
+/* --zero 1: the state's whole moments loaded, this rank's shard kept. */
 int ckpt_resume(trainer *t, const char *dir, ckpt_overrides *ov, lt_error *err) {
+  if (trainer_moments_full(t, 0, err)) return -1;
+  const int rc = resume_whole(t, dir, ov, err);
+  trainer_moments_shard(t);
+  return rc;
+}
+
+static int resume_whole(trainer *t, const char *dir, ckpt_overrides *ov, lt_error *err) {
   if (ov) ov->changes[0] = '\0', ov->n_changed = 0;
   char name[40], step_dir[CKPT_PATH_CAP], path[CKPT_PATH_CAP];
   if (read_latest(dir, name, sizeof name, err) || atomic_file_join(step_dir, sizeof step_dir, dir, name, err) ||

@@ -43,6 +43,9 @@
 
 /* Saves t's state at its next step t->step into DIR (created if missing). */
 int ckpt_save(const trainer *t, const char *dir, lt_error *err);
+/* Under mpirun: every rank calls it (--zero 1 gathers the moments), rank 0
+ * writes the state. Alone: ckpt_save. */
+int ckpt_save_ranks(trainer *t, const char *dir, lt_error *err);
 
 /* What a resume may change. allow: settings that change only the trajectory
  * (lr, schedule, warmup, weight decay, clip, AdamW betas and eps, the cosine

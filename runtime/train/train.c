@@ -134,6 +134,38 @@ int train_optim_shard(train_optim *o, const ms_state *s, int rank, int ranks, lt
   return o->m && o->v ? 0 : lt_fail(err, "out of memory for the optimizer's shard");
 }
 
+int trainer_moments_full(trainer *t, int gather, lt_error *err) {
+  const train_optim *o = &t->opt;
+  const ms_state *s = &t->state;
+  if (!o->shard_at) return 0;
+  float *m = calloc(s->bytes_grads / sizeof(float) + 1, sizeof(float)),
+        *v = calloc(s->bytes_grads / sizeof(float) + 1, sizeof(float));
+  int rc = m && v ? 0 : lt_fail(err, "out of memory for the optimizer's state");
+  for (int r = 0; rc == 0 && gather && r < o->n_regions; r++) {
+    int64_t begin, len;
+    region_extent(s, r, &begin, &len);
+    memcpy(m + o->shard_lo[r], o->m + o->shard_at[r], sizeof *m * (size_t)o->shard_n[r]);
+    memcpy(v + o->shard_lo[r], o->v + o->shard_at[r], sizeof *v * (size_t)o->shard_n[r]);
+    rc = dist_gather_f32(t->cfg.comm, m + begin, len, NULL, err) ||
+         dist_gather_f32(t->cfg.comm, v + begin, len, NULL, err) ? -1 : 0;
+  }
+  if (rc) return free(m), free(v), -1;
+  t->host_arrays.m = m, t->host_arrays.v = v;
+  return 0;
+}
+
+void trainer_moments_shard(trainer *t) {
+  const train_optim *o = &t->opt;
+  float *m = t->host_arrays.m, *v = t->host_arrays.v;
+  if (!o->shard_at || !m) return;
+  for (int r = 0; r < o->n_regions; r++) {
+    memcpy(o->m + o->shard_at[r], m + o->shard_lo[r], sizeof *m * (size_t)o->shard_n[r]);
+    memcpy(o->v + o->shard_at[r], v + o->shard_lo[r], sizeof *v * (size_t)o->shard_n[r]);
+  }
+  free(m), free(v);
+  t->host_arrays.m = t->host_arrays.v = NULL;
+}
+
 /* Sum of squares of the gradients that train, added in a fixed order
  * (embed, blocks by layer, head), so full fine-tuning and LISA with every
  * block active compute the same norm bit for bit. */
@@ -392,7 +424,10 @@ int trainer_create(trainer *t, const train_config *cfg, lt_error *err) {
       train_optim_init_moments(&t->opt, &t->state, !cfg->params_only, err) ||
       alloc_norm_tables(t, err) || join_ranks(t, err))
     return -1;
-  t->host_arrays = (ps_host_arrays){&t->state, t->opt.m, t->opt.v};
+  /* sharded moments (--zero 1) are not laid out as the store reads them:
+   * trainer_moments_full lends it whole ones to save and load a state */
+  t->host_arrays = (ps_host_arrays){&t->state, t->opt.shard_at ? NULL : t->opt.m,
+                                    t->opt.shard_at ? NULL : t->opt.v};
   t->store = ps_host(&t->host_arrays);
   /* a device's store comes later: check the checkpoint now (headers only),
      before any time goes into compiling */

@@ -201,6 +201,12 @@ void train_optim_free(train_optim *o);
 /* --zero 1: moments for rank's shard of every region only (of ranks equal
  * shards, by element), replacing o's. */
 int train_optim_shard(train_optim *o, const ms_state *s, int rank, int ranks, lt_error *err);
+/* --zero 1: whole moments in the trainer's store, for a state to be saved
+ * (gather: from every rank's shard, a collective) or loaded (zeros);
+ * trainer_moments_shard keeps this rank's shard of them and lets them go.
+ * Without --zero both do nothing. */
+int trainer_moments_full(trainer *t, int gather, lt_error *err);
+void trainer_moments_shard(trainer *t);
 float train_forward(ms_state *s);
 /* Evaluation (lisa eval, --val-data): batches 0 .. batches - 1 of d's
  * sequential sweep into s's ids and targets, each batch's mean loss from
