@@ -41,6 +41,8 @@ static const cliopt plan_opts[] = {
              "bf16-true: all bf16, no master copy (the paper's setting)"},
     {"--device-mem", CLIOPT_DOUBLE, AT(device_gib), 0, 1e9, .meta = "GIB",
      .help = "say whether the total fits in this much memory"},
+    {"--zero", CLIOPT_INT, AT(ps.zero), 0, 1, .meta = "1",
+     .help = "with --ranks: each rank keeps its share of the moments (0)"},
     {"--ranks", CLIOPT_INT, AT(ranks), 1, 1 << 20, .meta = "N",
      .help = "data parallel (mpirun -np N): every rank holds the above at\n"
              "--batch; the gradient bytes a step sums over ranks (1)"},
@@ -56,12 +58,15 @@ static int parse_plan_args(int argc, char **argv, plan_args *a, int *exit_status
   a->ps = (memory_plan_settings){.method = TRAIN_FT, .gamma = 2, .lora_rank = 8, .lora_alpha = 16,
                           .batch = 1, .seq = 1024};
   a->ranks = 1;
+  a->ps.ranks = 1;
   cliopt_result r;
   lt_error err;
   int rc = cliopt_parse(&plan_cmd, argc, argv, a, &r, &err);
   a->model_path = r.positional;
+  a->ps.ranks = a->ranks;
   if (rc) *exit_status = cliopt_finish(&plan_cmd, rc, &err);
   else if (!a->model_path) *exit_status = cliopt_fail_usage(&plan_cmd, "missing MODEL.yaml");
+  else if (a->ps.zero && a->ranks < 2) *exit_status = cliopt_fail_usage(&plan_cmd, "--zero 1 needs --ranks N > 1");
   else return 0;
   return -1;
 }
@@ -70,8 +75,13 @@ static int parse_plan_args(int argc, char **argv, plan_args *a, int *exit_status
  * gradients of what trains, fp32, and the loss), and what a ring
  * all-reduce of it moves in and out of each rank. */
 static uint64_t summed_bytes(const memory_breakdown *pm) { return pm->bytes[MEMORY_GRADS] + 8; }
+/* --zero 1: then the weights that trained, gathered (as many as the gradients) */
+static uint64_t comm_bytes(const plan_args *a, const memory_breakdown *pm) {
+  return summed_bytes(pm) + (a->ps.zero ? pm->bytes[MEMORY_GRADS] : 0);
+}
 static double ring_bytes(const plan_args *a, const memory_breakdown *pm) {
-  return 2.0 * (a->ranks - 1) / a->ranks * (double)summed_bytes(pm);
+  const double share = (double)(a->ranks - 1) / a->ranks;
+  return 2 * share * (double)summed_bytes(pm) + (a->ps.zero ? share * (double)pm->bytes[MEMORY_GRADS] : 0);
 }
 
 static void print_human(const plan_args *a, const ir_model *m, const memory_breakdown *pm) {
@@ -93,9 +103,11 @@ static void print_human(const plan_args *a, const ir_model *m, const memory_brea
            "plus the data)\n", "host",
            pm->host_bytes / gib);
   if (a->ranks > 1)
-    printf("  %d ranks, each as above (the run's batch: %d); a step sums %.3f GiB over the "
-           "ranks (a ring all-reduce moves %.3f GiB in and out of each)\n",
-           a->ranks, a->ranks * a->ps.batch, summed_bytes(pm) / gib, ring_bytes(a, pm) / gib);
+    printf("  %d ranks, each as above%s (the run's batch: %d); a step sums %.3f GiB over the "
+           "ranks (a ring all-reduce moves %.3f GiB in and out of each)%s\n",
+           a->ranks, a->ps.zero ? ", the optimizer its largest share" : "",
+           a->ranks * a->ps.batch, summed_bytes(pm) / gib, ring_bytes(a, pm) / gib,
+           a->ps.zero ? ", then the weights that trained are gathered" : "");
 }
 
 static void print_json(const plan_args *a, const ir_model *m, const memory_breakdown *pm) {
@@ -108,8 +120,8 @@ static void print_json(const plan_args *a, const ir_model *m, const memory_break
   printf("}");
   if (pm->host_bytes) printf(",\"host_bytes\":%llu", (unsigned long long)pm->host_bytes);
   if (a->ranks > 1)
-    printf(",\"ranks\":%d,\"comm_bytes\":%llu,\"ring_bytes\":%.0f", a->ranks,
-           (unsigned long long)summed_bytes(pm), ring_bytes(a, pm));
+    printf(",\"ranks\":%d,\"zero\":%d,\"comm_bytes\":%llu,\"ring_bytes\":%.0f", a->ranks,
+           a->ps.zero, (unsigned long long)comm_bytes(a, pm), ring_bytes(a, pm));
   if (a->device_gib > 0)
     printf(",\"device_mem_bytes\":%.0f,\"fits\":%s", a->device_gib * 1073741824.0,
            pm->total <= a->device_gib * 1073741824.0 ? "true" : "false");

@@ -54,7 +54,27 @@ static void cpu_bytes(const ms_state *s, uint64_t *b) {
   b[MEMORY_WORKSPACE] = 0;
 }
 
+/* --zero 1: the moments' scalars of the rank with the most, each optimizer
+ * region (embedding, head, each slot) split by position as
+ * train_optim_shard splits it. */
+static int64_t largest_shard(const ms_state *s, int ranks) {
+  int64_t most = 0;
+  for (int k = 0; k < ranks; k++) {
+    int64_t n = 0;
+    for (int r = 0; r < 2 + s->n_grad_slots; r++) {
+      const int64_t len = r == 0   ? s->grad_head_base
+                          : r == 1 ? s->grad_slot_base - s->grad_head_base
+                                   : s->slot_stride;
+      n += len * (k + 1) / ranks - len * k / ranks;
+    }
+    most = n > most ? n : most;
+  }
+  return most;
+}
+
 int memory_plan_compute(const ir_model *m, const memory_plan_settings *ps, memory_breakdown *out, lt_error *err) {
+  if (ps->zero && ps->precision != PRECISION_FP32)
+    return lt_fail(err, "--zero 1 shards the cpu trainer's optimizer (--dtype fp32)");
   if (ps->method == TRAIN_LISA && (ps->gamma < 0 || ps->gamma > m->n_layer))
     return lt_fail(err, "--gamma %d exceeds the model's %d middle blocks", ps->gamma, m->n_layer);
   if (ps->precision < PRECISION_FP32 || ps->precision > PRECISION_BF16_TRUE)
@@ -73,6 +93,8 @@ int memory_plan_compute(const ir_model *m, const memory_plan_settings *ps, memor
   int rc = ms_layout(&s, m, ps->batch, ps->seq, slots, ps->method == TRAIN_LISA, trains, 4, err);
   if (rc == 0 && ps->precision == PRECISION_FP32) cpu_bytes(&s, out->bytes);
   else if (rc == 0) rc = device_bytes(m, &s, ps, trains, out->bytes, err);
+  if (rc == 0 && ps->zero && ps->ranks > 1)
+    out->bytes[MEMORY_OPTIMIZER] = 8 * (uint64_t)largest_shard(&s, ps->ranks);
   if (rc == 0 && ps->precision != PRECISION_FP32) /* the batch, then what a tensor in hand takes */
     out->host_bytes = 8 * (uint64_t)s.N + dt_host_bytes(&s, 1) + wt_staging_bytes(m) +
                       ST_WRITE_CHUNK_BYTES;

@@ -25,6 +25,9 @@ typedef struct {
   const char *lora_targets; /* NULL: every block linear weight */
   int batch, seq;
   int precision;   /* enum precision */
+  int ranks;       /* data parallel (0 or 1: alone); each rank at batch */
+  int zero;        /* 1 (ranks > 1, the CPU): the optimizer's moments sharded, the largest
+                      rank's share counted (train_optim_shard) */
 } memory_plan_settings;
 
 typedef struct {

@@ -48,7 +48,7 @@ for run in "ft|--method ft|--method ft" "lisa|--method lisa --gamma 1 --interval
   plan=$("$LISA" plan models/gpt2-tiny.yaml $plan_method --batch 2 --seq 8 --ranks 2 --json)
   grads=$(grep -o '"grads":[0-9]*' <<<"$plan" | cut -d: -f2)
   bytes=$(field comm_bytes "$TMP/two-$name.jsonl" | sort -u)
-  [ "$bytes" = "$((grads + 8))" ] && grep -q "\"ranks\":2,\"comm_bytes\":$bytes,\"ring_bytes\":$bytes[,}]" <<<"$plan" ||
+  [ "$bytes" = "$((grads + 8))" ] && grep -q "\"ranks\":2,\"zero\":0,\"comm_bytes\":$bytes,\"ring_bytes\":$bytes[,}]" <<<"$plan" ||
     { echo "comm_bytes $bytes; plan: $plan"; ok=0; }
   [ "$(field ranks "$TMP/two-$name.jsonl" | sort -u)" = 2 ] || ok=0
   # rank 0's checkpoint is the run's: its loss is the one process's
@@ -74,12 +74,15 @@ for name in ft lisa lora; do
   mpi "$LISA" train $RUN --batch 2 $method --zero 1 --log-jsonl "$TMP/zero-$name.jsonl" \
     --save "$TMP/zero-$name.safetensors" ${method/*lora*/--merge-lora} || { fail "zero $name: the run failed"; continue; }
   opt() { grep -m1 -o '"optimizer":[0-9]*' "$1" | cut -d: -f2; }
+  # shellcheck disable=SC2086
+  plan=$("$LISA" plan models/gpt2-tiny.yaml ${method/--interval 3/} --batch 2 --seq 8 --ranks 2 --zero 1 --json)
   full=$(field comm_bytes "$TMP/two-$name.jsonl" | sort -u); zero=$(field comm_bytes "$TMP/zero-$name.jsonl" | sort -u)
   [ "$(field loss "$TMP/zero-$name.jsonl")" = "$(field loss "$TMP/two-$name.jsonl")" ] &&
     [ "$(field grad_norm "$TMP/zero-$name.jsonl")" = "$(field grad_norm "$TMP/two-$name.jsonl")" ] &&
     cmp -s "$TMP/zero-$name.safetensors" "$TMP/two-$name.safetensors" &&
     [ "$(($(opt "$TMP/zero-$name.jsonl") * 2))" = "$(opt "$TMP/two-$name.jsonl")" ] &&
-    [ "$zero" = "$((2 * full - 8))" ] &&
+    [ "$zero" = "$((2 * full - 8))" ] && grep -q "\"optimizer\":$(opt "$TMP/zero-$name.jsonl")," <<<"$plan" &&
+    grep -q "\"zero\":1,\"comm_bytes\":$zero," <<<"$plan" &&
     echo "ok   --zero 1 $name: the same bits, $(opt "$TMP/zero-$name.jsonl") of $(opt "$TMP/two-$name.jsonl") optimizer bytes a rank, $zero bytes a step" ||
     fail "--zero 1 $name: differs (optimizer $(opt "$TMP/zero-$name.jsonl") of $(opt "$TMP/two-$name.jsonl"), bytes $zero for $full)"
 done
