@@ -114,7 +114,7 @@ static void shard_of(const ms_state *s, const train_optim *o, int r, int64_t *lo
 
 int train_optim_shard(train_optim *o, const ms_state *s, int rank, int ranks, lt_error *err) {
   const size_t n = (size_t)o->n_regions;
-  free(o->m), free(o->v);
+  free(o->m), free(o->v); /* whole ones, if train_optim_init made them */
   o->m = o->v = NULL;
   o->shard_lo = malloc(n * sizeof *o->shard_lo);
   o->shard_n = malloc(n * sizeof *o->shard_n);
@@ -421,7 +421,9 @@ int trainer_create(trainer *t, const train_config *cfg, lt_error *err) {
       hash64_file(cfg->lisa.lua_path, &t->policy_hash, err))
     return -1;
   if (create_state(t, cfg, err) ||
-      train_optim_init_moments(&t->opt, &t->state, !cfg->params_only, err) ||
+      /* --zero 1 on several ranks: join_ranks allocates the shard's moments only */
+      train_optim_init_moments(&t->opt, &t->state,
+                               !cfg->params_only && !(cfg->zero && dist_size(cfg->comm) > 1), err) ||
       alloc_norm_tables(t, err) || join_ranks(t, err))
     return -1;
   /* sharded moments (--zero 1) are not laid out as the store reads them:
