@@ -242,12 +242,7 @@ static int load_tuning(const check_args *a, const ir_model *m, const unsigned ch
   if (a->tune_path) return gen_tune_load(out, a->tune_path, err);
   if (a->no_tune_db) return 0;
   gen_config cfg = check_config_of(a, trains, NULL, p);
-  sbuf applied = {0}, warnings = {0};
-  int rc = tdb_lookup(p->tune_device, m, &cfg, out, &applied, &warnings, err);
-  tdb_print_warnings(stderr, sb_str(&warnings));
-  snprintf(tuned, cap, "%s", sb_str(&applied));
-  sb_free(&applied), sb_free(&warnings);
-  return rc;
+  return tdb_lookup(p->tune_device, m, &cfg, out, tuned, cap, stderr, err);
 }
 
 /* Random ids of m's vocabulary for the steps to draw batches from, in the

@@ -239,13 +239,11 @@ static int db_tuning(const gen_args *a, const ir_model *m, gen_config *cfg, gen_
   char device[160];
   if (db_device(a, cfg, device, sizeof device, err)) return -1;
   if (!device[0]) return 0;
-  sbuf applied = {0}, warnings = {0};
-  int rc = tdb_lookup(device, m, cfg, out, &applied, &warnings, err);
-  tdb_print_warnings(stderr, sb_str(&warnings));
+  char applied[1024];
+  int rc = tdb_lookup(device, m, cfg, out, applied, sizeof applied, stderr, err);
   if (rc == 0 && *out)
     fprintf(stderr, "lisa gen: kernels tuned by lisa tune on %s (--no-tune-db: the defaults): %s\n",
-            device, sb_str(&applied));
-  sb_free(&applied), sb_free(&warnings);
+            device, applied);
   return rc;
 }
 

@@ -23,15 +23,22 @@
 #include "nvrtc_driver.h"
 #endif
 
-/* Whether prog's section paths launch the tunable kernel `name` (the
- * optimizer path's are not checked by dev_check, so not tuned here). */
-static int launches(const gen_program *prog, const char *name) {
+/* The smallest section path of prog that launches the tunable kernel
+ * `name`, and its first such step; NULL when none does (the optimizer
+ * path's kernels are not checked by dev_check, so not tuned here). */
+static const gen_path *find_launch(const gen_program *prog, const char *name,
+                                   const gen_step **step) {
+  const gen_path *path = NULL;
   for (int i = 0; i < prog->n_paths; i++)
-    for (int k = 0; strcmp(prog->paths[i].name, "optimizer") && k < prog->paths[i].n_steps; k++)
-      if (prog->paths[i].steps[k].kind == GEN_STEP_KERNEL &&
-          dev_check_is_kernel(prog->paths[i].steps[k].kernel, name))
-        return 1;
-  return 0;
+    for (int k = 0; prog->paths[i].section != IR_NSECTIONS && k < prog->paths[i].n_steps; k++) {
+      const gen_step *s = &prog->paths[i].steps[k];
+      if (s->kind == GEN_STEP_KERNEL && dev_check_is_kernel(s->kernel, name) &&
+          (!path || prog->paths[i].n_steps < path->n_steps)) {
+        path = &prog->paths[i], *step = s;
+        break;
+      }
+    }
+  return path;
 }
 
 typedef struct {
@@ -139,17 +146,8 @@ static int compile_stats(tuner *t, const gen_tuning *v, const char *kernel, tp_s
   gen_config cfg = check_config_of(t->a, t->trains, v, t->p);
   gen_program prog;
   if (gen_build(&prog, t->m, &cfg, err)) return -1;
-  const gen_path *path = NULL;
   const gen_step *step = NULL;
-  for (int i = 0; i < prog.n_paths; i++)
-    for (int k = 0; prog.paths[i].section != IR_NSECTIONS && k < prog.paths[i].n_steps; k++) {
-      const gen_step *s = &prog.paths[i].steps[k];
-      if (s->kind == GEN_STEP_KERNEL && dev_check_is_kernel(s->kernel, kernel) &&
-          (!path || prog.paths[i].n_steps < path->n_steps)) {
-        path = &prog.paths[i], step = s;
-        break;
-      }
-    }
+  const gen_path *path = find_launch(&prog, kernel, &step);
   nv_options o = {.cache_dir = NULL};
   snprintf(o.arch, sizeof o.arch, "%s", t->p->arch);
   nv_result *r = calloc(1, sizeof *r); /* a 64 KiB log */
@@ -485,7 +483,8 @@ static int tune_all(tuner *t, gen_tuning *table, const gen_program *prog, const 
   const check_args *a = t->a;
   for (int k = 0; k < gen_tune_n_kernels(table); k++) {
     const char *name = gen_tune_kernel(table, k);
-    if ((!a->kernels || strstr(name, a->kernels)) && launches(prog, name) &&
+    const gen_step *step;
+    if ((!a->kernels || strstr(name, a->kernels)) && find_launch(prog, name, &step) &&
         tune_kernel(t, table, k, err))
       return -1;
   }

@@ -322,8 +322,6 @@ static const char *numerics_of(const cli_args *a, int on_device, char *buf, size
   return buf;
 }
 
-static int cmd_train_ranked(cli_args *a);
-
 /* Under mpirun: rank 0 speaks (progress, JSONL) and writes the files;
  * every rank holds the same weights after each step. Every rank goes
  * through a state's save (--zero 1 gathers the moments for it). */
@@ -333,31 +331,15 @@ static void quiet_unless_rank0(cli_args *a, const dist_comm *comm) {
   a->jsonl_path = a->save_path = NULL;
 }
 
-/* A rank that fails ends every rank (no rank waits in a collective for it). */
-static int train_failed(dist_comm *comm, int status, const lt_error *err) {
-  if (dist_size(comm) == 1) fprintf(stderr, "lisa: %s\n", err->msg);
-  else fprintf(stderr, "lisa: rank %d of %d: %s\n", dist_rank(comm), dist_size(comm), err->msg);
-  if (dist_size(comm) > 1) dist_abort(comm, status);
-  dist_close(comm);
-  return status;
+/* "lisa: why", naming the rank under mpirun. */
+static void print_failure(const dist_comm *comm, const char *why) {
+  if (dist_size(comm) == 1) fprintf(stderr, "lisa: %s\n", why);
+  else fprintf(stderr, "lisa: rank %d of %d: %s\n", dist_rank(comm), dist_size(comm), why);
 }
 
-static int cmd_train(int argc, char **argv) {
-  cli_args a;
-  int rc;
-  if (parse_train_args(argc, argv, &a, &rc)) return rc;
-  dist_comm *comm = NULL;
-  lt_error derr = {{0}};
-  if (dist_open(&comm, a.comm_timeout, &derr)) return train_failed(comm, 1, &derr);
-  a.train.comm = comm;
-  quiet_unless_rank0(&a, comm);
-  int status = cmd_train_ranked(&a);
-  if (status && dist_size(comm) > 1) dist_abort(comm, status);
-  dist_close(comm);
-  return status;
-}
-
-static int cmd_train_ranked(cli_args *ap) {
+/* The run of this process (a rank under mpirun): status 0, or 1 with the
+ * failure printed. */
+static int cmd_train_ranked(const cli_args *ap) {
   cli_args a = *ap;
   int rc;
   backend be;
@@ -387,12 +369,30 @@ static int cmd_train_ranked(cli_args *ap) {
   be.ops->close(be.ctx);
   trainer_free(&t);
   if (rc) {
-    if (dist_size(a.train.comm) > 1)
-      fprintf(stderr, "lisa: rank %d of %d: %s\n", dist_rank(a.train.comm), dist_size(a.train.comm), err.msg);
-    else fprintf(stderr, "lisa: %s\n", err.msg);
+    print_failure(a.train.comm, err.msg);
     return rc == RUN_INTERRUPTED ? 128 + SIGINT : 1;
   }
   return 0;
+}
+
+/* A rank that fails ends every rank (no rank waits in a collective for it). */
+static int cmd_train(int argc, char **argv) {
+  cli_args a;
+  int status;
+  if (parse_train_args(argc, argv, &a, &status)) return status;
+  dist_comm *comm = NULL;
+  lt_error err = {{0}};
+  if (dist_open(&comm, a.comm_timeout, &err)) {
+    print_failure(comm, err.msg);
+    status = 1;
+  } else {
+    a.train.comm = comm;
+    quiet_unless_rank0(&a, comm);
+    status = cmd_train_ranked(&a);
+  }
+  if (status && dist_size(comm) > 1) dist_abort(comm, status);
+  dist_close(comm);
+  return status;
 }
 
 static const char usage_main[] =

@@ -13,7 +13,6 @@ typedef void *mpi_handle;
 typedef struct {
   void *lib;
   int (*Init)(int *, char ***);
-  int (*Initialized)(int *);
   int (*Finalize)(void);
   int (*Abort)(mpi_handle, int);
   int (*Comm_rank)(mpi_handle, int *);
@@ -78,8 +77,8 @@ static int load_mpi(mpi_api *m, lt_error *err) {
     return lt_fail(err, "mpirun started this process, but Open MPI's libmpi.so.40 does not "
                         "load (%s); apt-get install openmpi-bin", dlerror());
   struct { const char *name; void **to; } syms[] = {
-      {"MPI_Init", (void **)&m->Init}, {"MPI_Initialized", (void **)&m->Initialized},
-      {"MPI_Finalize", (void **)&m->Finalize}, {"MPI_Abort", (void **)&m->Abort},
+      {"MPI_Init", (void **)&m->Init}, {"MPI_Finalize", (void **)&m->Finalize},
+      {"MPI_Abort", (void **)&m->Abort},
       {"MPI_Comm_rank", (void **)&m->Comm_rank}, {"MPI_Comm_size", (void **)&m->Comm_size},
       {"MPI_Allreduce", (void **)&m->Allreduce}, {"MPI_Allgather", (void **)&m->Allgather},
       {"MPI_Allgatherv", (void **)&m->Allgatherv},
@@ -153,8 +152,9 @@ int dist_gather_f32(dist_comm *c, float *x, int64_t n, uint64_t *bytes, lt_error
   if (!c || c->size == 1) return 0;
   if (n >= (int64_t)1 << 31) return lt_fail(err, "dist_gather_f32: %lld floats in one call", (long long)n);
   for (int k = 0; k < c->size; k++) {
-    c->displs[k] = (int)(n * k / c->size);
-    c->counts[k] = (int)(n * (k + 1) / c->size) - c->displs[k];
+    int64_t lo, count;
+    dist_share(n, k, c->size, &lo, &count);
+    c->displs[k] = (int)lo, c->counts[k] = (int)count;
   }
   arm(c);
   const int rc = c->mpi.Allgatherv(MPI_IN_PLACE_, 0, c->mpi.t_float, x, c->counts, c->displs,

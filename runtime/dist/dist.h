@@ -36,8 +36,16 @@ int dist_size(const dist_comm *c); /* 1 when alone or c is NULL */
  * *bytes (if not NULL): what the step moved, for the JSONL. */
 int dist_sum_f32(dist_comm *c, float *x, int64_t n, uint64_t *bytes, lt_error *err);
 int dist_sum_f64(dist_comm *c, double *x, int n, lt_error *err);
-/* In place: rank k's part of x[0, n), [n k / N, n (k + 1) / N), to every
- * rank (MPI_Allgatherv); n < 2^31. Bytes as dist_sum_f32. */
+/* Rank `rank`'s part of n things shared by `ranks`: [*lo, *lo + *count),
+ * [n rank / ranks, n (rank + 1) / ranks). The one split every sharded
+ * thing uses (--zero 1's moments, dist_gather_f32, lisa plan). */
+static inline void dist_share(int64_t n, int rank, int ranks, int64_t *lo, int64_t *count) {
+  *lo = n * rank / ranks;
+  *count = n * (rank + 1) / ranks - *lo;
+}
+
+/* In place: each rank's dist_share of x[0, n) to every rank
+ * (MPI_Allgatherv); n < 2^31. Bytes as dist_sum_f32. */
 int dist_gather_f32(dist_comm *c, float *x, int64_t n, uint64_t *bytes, lt_error *err);
 /* Whether every rank passed the same value (a hash of its settings): -1
  * with an error naming the first rank whose value differs otherwise. */

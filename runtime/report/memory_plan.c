@@ -54,19 +54,11 @@ static void cpu_bytes(const ms_state *s, uint64_t *b) {
   b[MEMORY_WORKSPACE] = 0;
 }
 
-/* --zero 1: the moments' scalars of the rank with the most, each optimizer
- * region (embedding, head, each slot) split by position as
- * train_optim_shard splits it. */
+/* --zero 1: the moments' scalars of the rank with the most. */
 static int64_t largest_shard(const ms_state *s, int ranks) {
   int64_t most = 0;
   for (int k = 0; k < ranks; k++) {
-    int64_t n = 0;
-    for (int r = 0; r < 2 + s->n_grad_slots; r++) {
-      const int64_t len = r == 0   ? s->grad_head_base
-                          : r == 1 ? s->grad_slot_base - s->grad_head_base
-                                   : s->slot_stride;
-      n += len * (k + 1) / ranks - len * k / ranks;
-    }
+    const int64_t n = train_shard_scalars(s, k, ranks);
     most = n > most ? n : most;
   }
   return most;

@@ -57,13 +57,11 @@ static int load_tuning(dev_run *r, const run_backend_options *o, const gen_confi
                        lt_error *err) {
   if (o->tune_path) return gen_tune_load(&r->tuning, o->tune_path, err);
   if (o->no_tune_db || !r->dev.tune_device[0]) return 0;
-  sbuf applied = {0}, warnings = {0};
-  int rc = tdb_lookup(r->dev.tune_device, &r->t->ir, cfg, &r->tuning, &applied, &warnings, err);
-  tdb_print_warnings(stderr, sb_str(&warnings));
+  char applied[1024];
+  int rc = tdb_lookup(r->dev.tune_device, &r->t->ir, cfg, &r->tuning, applied, sizeof applied,
+                      stderr, err);
   if (rc == 0 && r->tuning && !o->quiet)
-    fprintf(stderr, "lisa: kernels tuned by lisa tune (--no-tune-db: the defaults): %s\n",
-            sb_str(&applied));
-  sb_free(&applied), sb_free(&warnings);
+    fprintf(stderr, "lisa: kernels tuned by lisa tune (--no-tune-db: the defaults): %s\n", applied);
   return rc;
 }
 

@@ -288,19 +288,23 @@ int tdb_tuning(tune_db *db, const char *program, gen_tuning **out, sbuf *applied
 }
 
 int tdb_lookup(const char *device, const ir_model *m, const gen_config *cfg, gen_tuning **out,
-               sbuf *applied, sbuf *warnings, lt_error *err) {
+               char *applied, size_t cap, FILE *warn, lt_error *err) {
   tune_db db;
   char program[160];
+  sbuf used = {0};
   *out = NULL;
   if (tdb_open(&db, device, err)) return -1;
   int rc = db.n ? tdb_signature(m, cfg, program, sizeof program, err) : 0;
-  if (rc == 0 && db.n) rc = tdb_tuning(&db, program, out, applied, err);
-  sb_puts(warnings, sb_str(&db.warnings));
+  if (rc == 0 && db.n) rc = tdb_tuning(&db, program, out, &used, err);
+  snprintf(applied, cap, "%s", sb_str(&used));
+  tdb_print_warnings(warn, sb_str(&db.warnings));
+  sb_free(&used);
   tdb_free(&db);
   return rc;
 }
 
 void tdb_print_warnings(FILE *f, const char *warnings) {
+  if (!f) return;
   for (const char *w = warnings, *nl; *w; w = *nl ? nl + 1 : nl) {
     nl = strchr(w, '\n');
     if (!nl) nl = w + strlen(w);

@@ -77,12 +77,13 @@ int tdb_tuning(tune_db *db, const char *program, gen_tuning **out, sbuf *applied
                lt_error *err);
 
 /* The whole lookup: device's database, the signature of the program cfg
- * builds for m, its tunables into *out (NULL: none). The database's
- * warnings are appended to `warnings` (each line ends in a newline). */
+ * builds for m, its tunables into *out (NULL: none); applied gets what they
+ * set ("kernel(values), ...", "" for nothing). The database's warnings go to
+ * warn (tdb_print_warnings). */
 int tdb_lookup(const char *device, const ir_model *m, const gen_config *cfg, gen_tuning **out,
-               sbuf *applied, sbuf *warnings, lt_error *err);
+               char *applied, size_t cap, FILE *warn, lt_error *err);
 
-/* Each line of warnings as "lisa: warning: LINE" on f. */
+/* Each line of warnings as "lisa: warning: LINE" on f (NULL: nowhere). */
 void tdb_print_warnings(FILE *f, const char *warnings);
 
 #endif

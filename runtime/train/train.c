@@ -124,14 +124,25 @@ int train_optim_shard(train_optim *o, const ms_state *s, int rank, int ranks, lt
   for (int r = 0; r < o->n_regions; r++) {
     int64_t begin, len;
     region_extent(s, r, &begin, &len);
-    const int64_t lo = begin + len * rank / ranks, hi = begin + len * (rank + 1) / ranks;
-    o->shard_lo[r] = lo, o->shard_n[r] = hi - lo, o->shard_at[r] = total;
-    total += hi - lo;
+    dist_share(len, rank, ranks, &o->shard_lo[r], &o->shard_n[r]);
+    o->shard_lo[r] += begin, o->shard_at[r] = total;
+    total += o->shard_n[r];
   }
   o->moment_bytes = (uint64_t)total * sizeof(float);
   o->m = calloc((size_t)total + 1, sizeof(float));
   o->v = calloc((size_t)total + 1, sizeof(float));
   return o->m && o->v ? 0 : lt_fail(err, "out of memory for the optimizer's shard");
+}
+
+int64_t train_shard_scalars(const ms_state *s, int rank, int ranks) {
+  int64_t total = 0;
+  for (int r = 0; r < TRAIN_REGION_SLOTS + s->n_grad_slots; r++) {
+    int64_t begin, len, lo, n;
+    region_extent(s, r, &begin, &len);
+    dist_share(len, rank, ranks, &lo, &n);
+    total += n;
+  }
+  return total;
 }
 
 int trainer_moments_full(trainer *t, int gather, lt_error *err) {

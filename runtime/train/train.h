@@ -201,6 +201,8 @@ void train_optim_free(train_optim *o);
 /* --zero 1: moments for rank's shard of every region only (of ranks equal
  * shards, by element), replacing o's. */
 int train_optim_shard(train_optim *o, const ms_state *s, int rank, int ranks, lt_error *err);
+/* The moments' scalars (each of m and v) that rank holds under --zero 1. */
+int64_t train_shard_scalars(const ms_state *s, int rank, int ranks);
 /* --zero 1: whole moments in the trainer's store, for a state to be saved
  * (gather: from every rank's shard, a collective) or loaded (zeros);
  * trainer_moments_shard keeps this rank's shard of them and lets them go.
