@@ -113,7 +113,7 @@ int check_open_device(const check_args *a, dev_provider *p, char *name, size_t c
   if (a->device == 0) return emu_provider_open(p, name, cap, err);
 #ifdef LISA_HAVE_GPU
   *slack = 10;
-  return cuda_provider_open(p, name, cap, err);
+  return cuda_provider_open(p, 0, name, cap, err);
 #else
   return lt_fail(err, "--device cuda: this build has no CUDA support");
 #endif

@@ -72,16 +72,24 @@ static int parse_plan_args(int argc, char **argv, plan_args *a, int *exit_status
 }
 
 /* Data parallel: what each step sums over ranks (runtime/train: the
- * gradients of what trains, fp32, and the loss), and what a ring
- * all-reduce of it moves in and out of each rank. */
-static uint64_t summed_bytes(const memory_breakdown *pm) { return pm->bytes[MEMORY_GRADS] + 8; }
-/* --zero 1: then the weights that trained, gathered (as many as the gradients) */
+ * gradients of what trains and the loss), and what a ring moves in and
+ * out of each rank: an all-reduce 2 (N - 1) / N of its bytes. --zero 1
+ * reduce-scatters the gradients ((N - 1) / N), all-reduces the loss and the
+ * norm's squares (a double per region per rank), and gathers the weights
+ * that trained ((N - 1) / N): no more traffic than without it. */
+static uint64_t scalars_bytes(const plan_args *a, const memory_breakdown *pm) {
+  return 8 + (a->ps.zero ? 8 * (uint64_t)pm->regions * (uint64_t)a->ranks : 0);
+}
+static uint64_t summed_bytes(const plan_args *a, const memory_breakdown *pm) {
+  return pm->bytes[MEMORY_GRADS] + scalars_bytes(a, pm);
+}
 static uint64_t comm_bytes(const plan_args *a, const memory_breakdown *pm) {
-  return summed_bytes(pm) + (a->ps.zero ? pm->bytes[MEMORY_GRADS] : 0);
+  return summed_bytes(a, pm) + (a->ps.zero ? pm->bytes[MEMORY_GRADS] : 0);
 }
 static double ring_bytes(const plan_args *a, const memory_breakdown *pm) {
-  const double share = (double)(a->ranks - 1) / a->ranks;
-  return 2 * share * (double)summed_bytes(pm) + (a->ps.zero ? share * (double)pm->bytes[MEMORY_GRADS] : 0);
+  const double share = (double)(a->ranks - 1) / a->ranks, grads = (double)pm->bytes[MEMORY_GRADS];
+  if (!a->ps.zero) return 2 * share * (grads + (double)scalars_bytes(a, pm));
+  return share * grads + 2 * share * (double)scalars_bytes(a, pm) + share * grads;
 }
 
 static void print_human(const plan_args *a, const ir_model *m, const memory_breakdown *pm) {
@@ -103,11 +111,12 @@ static void print_human(const plan_args *a, const ir_model *m, const memory_brea
            "plus the data)\n", "host",
            pm->host_bytes / gib);
   if (a->ranks > 1)
-    printf("  %d ranks, each as above%s (the run's batch: %d); a step sums %.3f GiB over the "
-           "ranks (a ring all-reduce moves %.3f GiB in and out of each)%s\n",
+    printf("  %d ranks, each as above%s (the run's batch: %d); a step %s %.3f GiB over the "
+           "ranks%s (a ring moves %.3f GiB in and out of each)\n",
            a->ranks, a->ps.zero ? ", the optimizer its largest share" : "",
-           a->ranks * a->ps.batch, summed_bytes(pm) / gib, ring_bytes(a, pm) / gib,
-           a->ps.zero ? ", then the weights that trained are gathered" : "");
+           a->ranks * a->ps.batch, a->ps.zero ? "reduce-scatters" : "sums",
+           summed_bytes(a, pm) / gib,
+           a->ps.zero ? ", then gathers the weights that trained" : "", ring_bytes(a, pm) / gib);
 }
 
 static void print_json(const plan_args *a, const ir_model *m, const memory_breakdown *pm) {

@@ -234,7 +234,7 @@ static int choose_device(const sample_args *a, feeder *f, lt_error *err) {
     return lt_fail(err, "--device emu: %.900s", why);
   }
 #ifdef LISA_HAVE_GPU
-  if (cuda_provider_open(&p, name, sizeof name, err) == 0 && open_sampler(a, &p, name, f, err) == 0)
+  if (cuda_provider_open(&p, 0, name, sizeof name, err) == 0 && open_sampler(a, &p, name, f, err) == 0)
     return 0;
 #else
   lt_fail(err, "this build has no CUDA support (no toolkit when it was built)");

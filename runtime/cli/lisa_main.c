@@ -249,7 +249,8 @@ static int choose_device(const cli_args *a, backend *be) {
     return -1;
   }
 #ifdef LISA_HAVE_GPU
-  if (cuda_provider_open(&p, name, sizeof name, &err) == 0 && open_device(a, &p, name, be, &err) == 0)
+  if (cuda_provider_open(&p, dist_local_rank(a->train.comm), name, sizeof name, &err) == 0 &&
+      open_device(a, &p, name, be, &err) == 0)
     return 0;
   snprintf(what, sizeof what, "%s", err.msg);
 #else

@@ -9,7 +9,8 @@
 
 #include "dev_run.h"
 
-/* Opens the first CUDA device; name gets what it is. -1 with the reason. */
-int cuda_provider_open(dev_provider *out, char *name, size_t cap, lt_error *err);
+/* Opens CUDA device ordinal (modulo the count: a rank's local rank under
+ * mpirun, else 0); name gets what it is. -1 with the reason. */
+int cuda_provider_open(dev_provider *out, int ordinal, char *name, size_t cap, lt_error *err);
 
 #endif

@@ -50,6 +50,7 @@ static int load_driver(gpu_api *g, lt_error *err) {
   LOAD_CU(cuEventCreate, "cuEventCreate");
   LOAD_CU(cuEventDestroy, "cuEventDestroy_v2");
   LOAD_CU(cuEventRecord, "cuEventRecord");
+  LOAD_CU(cuStreamWaitEvent, "cuStreamWaitEvent");
   LOAD_CU(cuEventSynchronize, "cuEventSynchronize");
   /* _v2 (CUDA 12.8) where the driver has it; the same signature before */
   if (load(g->libcuda, "libcuda.so.1", "cuEventElapsedTime_v2", &g->cuEventElapsedTime, err))
@@ -81,16 +82,18 @@ int gpu_fail(const gpu_api *g, CUresult rc, const char *what, lt_error *err) {
   return lt_fail(err, "%s: CUDA error %d (%s)", what, (int)rc, s ? s : "unknown");
 }
 
-static int open_device(gpu_api *g, lt_error *err) {
+static int open_device(gpu_api *g, int ordinal, lt_error *err) {
   int n = 0;
   CUresult rc = g->cuInit(0);
   if (rc != CUDA_SUCCESS) return gpu_fail(g, rc, "the NVIDIA driver did not start (cuInit)", err);
   if ((rc = g->cuDeviceGetCount(&n)) != CUDA_SUCCESS || n < 1)
     return lt_fail(err, "the NVIDIA driver sees no CUDA device");
-  if ((rc = g->cuDeviceGet(&g->device, 0)) != CUDA_SUCCESS ||
+  char what[64];
+  snprintf(what, sizeof what, "opening device %d", ordinal % n);
+  if ((rc = g->cuDeviceGet(&g->device, ordinal % n)) != CUDA_SUCCESS ||
       (rc = g->cuDevicePrimaryCtxRetain(&g->ctx, g->device)) != CUDA_SUCCESS ||
       (rc = g->cuCtxSetCurrent(g->ctx)) != CUDA_SUCCESS)
-    return gpu_fail(g, rc, "opening device 0", err);
+    return gpu_fail(g, rc, what, err);
   g->cuDeviceGetName(g->name, sizeof g->name, g->device);
   g->cuDeviceGetAttribute(&g->sm_major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, g->device);
   g->cuDeviceGetAttribute(&g->sm_minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, g->device);
@@ -100,11 +103,13 @@ static int open_device(gpu_api *g, lt_error *err) {
   return 0;
 }
 
-int gpu_open(gpu_api *g, lt_error *err) {
+int gpu_open(gpu_api *g, lt_error *err) { return gpu_open_nth(g, 0, err); }
+
+int gpu_open_nth(gpu_api *g, int ordinal, lt_error *err) {
   memset(g, 0, sizeof *g);
   g->libcuda = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
   if (!g->libcuda) return lt_fail(err, "no NVIDIA driver: libcuda.so.1 not found");
-  if (load_driver(g, err) || open_device(g, err)) {
+  if (load_driver(g, err) || open_device(g, ordinal < 0 ? 0 : ordinal, err)) {
     gpu_close(g);
     return -1;
   }

@@ -47,6 +47,7 @@ typedef struct {
   CUresult (*cuEventCreate)(CUevent *, unsigned);
   CUresult (*cuEventDestroy)(CUevent);
   CUresult (*cuEventRecord)(CUevent, CUstream);
+  CUresult (*cuStreamWaitEvent)(CUstream, CUevent, unsigned);
   CUresult (*cuEventSynchronize)(CUevent);
   CUresult (*cuEventElapsedTime)(float *, CUevent, CUevent);
   CUresult (*cuGetErrorString)(CUresult, const char **);
@@ -88,6 +89,9 @@ typedef struct {
 /* Loads both libraries, initialises the driver and makes the first
  * device's primary context current. -1 with the reason otherwise. */
 int gpu_open(gpu_api *g, lt_error *err);
+/* The same for device ordinal % the devices there are (a rank's own GPU:
+ * its local rank under mpirun). */
+int gpu_open_nth(gpu_api *g, int ordinal, lt_error *err);
 void gpu_close(gpu_api *g);
 
 /* "sm_90" for the opened device. */

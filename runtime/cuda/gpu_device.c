@@ -16,12 +16,14 @@ struct gpu_device {
   CUevent *events; /* path_profile's timers */
   int n_events;
   CUevent fences[2]; /* dev_train's pipelined steps */
+  CUstream comm;     /* data parallel: NCCL's sums (NULL: alone) */
+  CUevent computed, summed; /* comm waits for the stream at computed; the stream for comm at summed */
 };
 
-int gpu_device_open(gpu_device **out, char *name, size_t cap, lt_error *err) {
+int gpu_device_open(gpu_device **out, int ordinal, char *name, size_t cap, lt_error *err) {
   gpu_device *g = calloc(1, sizeof *g);
   if (!g) return lt_fail(err, "out of memory");
-  if (gpu_open(&g->api, err)) return free(g), -1;
+  if (gpu_open_nth(&g->api, ordinal, err)) return free(g), -1;
   if (gpu_runtime_open(&g->rt, &g->api, err)) {
     gpu_close(&g->api);
     free(g);
@@ -179,6 +181,33 @@ static int timer_elapsed(void *ctx, int from, int to, float *ms, lt_error *err) 
   return rc == CUDA_SUCCESS ? 0 : gpu_fail(&g->api, rc, "reading a profile event", err);
 }
 
+/* ---- data parallel: NCCL's stream, ordered with the device's ---------- */
+
+static int comm_after_compute(void *ctx, lt_error *err) {
+  gpu_device *g = ctx;
+  CUresult rc = g->api.cuEventRecord(g->computed, g->rt.stream);
+  if (rc == CUDA_SUCCESS) rc = g->api.cuStreamWaitEvent(g->comm, g->computed, 0);
+  return rc == CUDA_SUCCESS ? 0 : gpu_fail(&g->api, rc, "ordering a sum after the backward", err);
+}
+
+static int compute_waits_comm(void *ctx, lt_error *err) {
+  gpu_device *g = ctx;
+  CUresult rc = g->api.cuEventRecord(g->summed, g->comm);
+  if (rc == CUDA_SUCCESS) rc = g->api.cuStreamWaitEvent(g->rt.stream, g->summed, 0);
+  return rc == CUDA_SUCCESS ? 0 : gpu_fail(&g->api, rc, "ordering AdamW after the sums", err);
+}
+
+int gpu_device_collectives(gpu_device *g, nccl_lib *lib, ncomm_streams *streams, lt_error *err) {
+  CUresult rc = CUDA_SUCCESS;
+  if (!g->comm && ((rc = g->api.cuStreamCreate(&g->comm, CU_STREAM_NON_BLOCKING)) != CUDA_SUCCESS ||
+                   (rc = g->api.cuEventCreate(&g->computed, CU_EVENT_DISABLE_TIMING)) != CUDA_SUCCESS ||
+                   (rc = g->api.cuEventCreate(&g->summed, CU_EVENT_DISABLE_TIMING)) != CUDA_SUCCESS))
+    return gpu_fail(&g->api, rc, "creating the collectives' stream", err);
+  if (nccl_lib_load(lib, err)) return -1;
+  *streams = (ncomm_streams){g, (void *)g->comm, comm_after_compute, compute_waits_comm};
+  return 0;
+}
+
 dt_device gpu_device_iface(gpu_device *g) {
   return (dt_device){g, gpu_backend(&g->be), dev_alloc, dev_release, dev_upload, dev_download,
                      dev_zero, {g, timers_create, timer_mark, timer_elapsed, timers_destroy},
@@ -226,6 +255,9 @@ void gpu_device_close(gpu_device *g) {
   timers_destroy(g);
   for (int i = 0; i < 2; i++)
     if (g->fences[i]) g->api.cuEventDestroy(g->fences[i]);
+  if (g->computed) g->api.cuEventDestroy(g->computed);
+  if (g->summed) g->api.cuEventDestroy(g->summed);
+  if (g->comm) g->api.cuStreamDestroy(g->comm);
   gpu_device_unload(g);
   gpu_runtime_close(&g->rt);
   gpu_close(&g->api);

@@ -12,11 +12,13 @@
 
 #include "dev_train.h"
 #include "gen.h"
+#include "nccl_comm.h"
 
 typedef struct gpu_device gpu_device;
 
-/* name gets "NVIDIA H200 (sm_90, 132 SMs)". */
-int gpu_device_open(gpu_device **out, char *name, size_t cap, lt_error *err);
+/* Device ordinal (modulo the count; 0: the first); name gets "NVIDIA H200
+ * (sm_90, 132 SMs)". */
+int gpu_device_open(gpu_device **out, int ordinal, char *name, size_t cap, lt_error *err);
 /* Loads prog's paths (what an earlier load left is unloaded first). On
  * failure gpu_device_no_algo says which fused epilogues (bits 1u << enum
  * gen_epilogue) cuBLASLt had no algorithm for: a program generated with
@@ -31,6 +33,9 @@ void gpu_device_unload(gpu_device *g);
  * and *unfused holds the epilogues generated unfused. */
 int gpu_device_build(gpu_device *g, const ir_model *m, const gen_config *cfg, gen_program *prog,
                      unsigned *unfused, lt_error *err);
+/* Data parallel: NCCL (loaded) and a stream of its own for the sums,
+ * ordered after the device's stream by an event each way. */
+int gpu_device_collectives(gpu_device *g, nccl_lib *lib, ncomm_streams *streams, lt_error *err);
 /* The device trainer's view; valid while g is open and loaded. */
 dt_device gpu_device_iface(gpu_device *g);
 /* "sm_90"; the number of SMs; bytes in use on the device now (cuMemGetInfo:

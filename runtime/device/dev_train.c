@@ -1,6 +1,7 @@
 /* dev_train.c: the training step on generated paths, over a dt_device. */
 #include "dev_train.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -43,6 +44,8 @@ typedef struct {
   int *active, n_active;   /* [n_layer] the active set it trained */
   int32_t *ids, *targets;  /* [micro][N] each; page-locked where the device has it */
   float *stats;            /* [grad_accum + 1]: its losses and gradient norm, copied back */
+  uint64_t comm_bytes;     /* gradient bytes it summed over ranks */
+  int64_t counted;         /* targets counted in the whole batch (every rank's rows) */
 } dt_pending;
 
 struct dev_trainer {
@@ -80,6 +83,9 @@ struct dev_trainer {
   void *convert;       /* host staging for conversions, max tensor */
   int64_t max_numel;   /* the largest tensor's elements */
   dt_pending pend[2];  /* steps by parity */
+  dt_comm comm;        /* several ranks (dt_use_comm); ranks 0: alone */
+  int *sum_after;      /* [n_regions] the instance whose backward completes the region's
+                          gradients this step (the sum follows it), -1: none writes them */
   double last_done;    /* host clock when a step was last seen finished */
 };
 
@@ -540,6 +546,7 @@ void dt_free(dev_trainer *d) {
   free(d->start);
   free(d->table_host);
   free(d->convert);
+  free(d->sum_after);
   free_pending(d);
   free(d);
 }
@@ -581,7 +588,52 @@ static int run_forwards(dev_trainer *d, const path_exec_scalars *sc, const path_
   return 0;
 }
 
-static int run_passes(dev_trainer *d, const path_exec_scalars *sc, lt_error *err) {
+/* ---- several ranks: the gradients summed as the backward goes --------- */
+
+int dt_use_comm(dev_trainer *d, const dt_comm *comm, lt_error *err) {
+  d->comm = *comm;
+  free(d->sum_after);
+  d->sum_after = malloc(sizeof *d->sum_after * (size_t)(TRAIN_REGION_SLOTS + d->s->n_grad_slots));
+  return d->sum_after ? 0 : lt_fail(err, "out of memory");
+}
+
+static int several_ranks(const dev_trainer *d) { return d->comm.ranks > 1; }
+
+/* Each region's last writer in backward order (the lowest instance whose
+ * path accumulates into it: the embedding's table is also the tied head's),
+ * for this step's active set. */
+static void plan_sums(dev_trainer *d) {
+  const ir_model *m = d->prog->m;
+  for (int r = 0; r < TRAIN_REGION_SLOTS + d->s->n_grad_slots; r++) d->sum_after[r] = -1;
+  for (int inst = d->s->n_inst - 1; inst >= 0; inst--) {
+    if (sched_path(trainer_schedule(d->host), inst) == PATH_FORWARD) continue;
+    const ir_graph *g = &m->sections[ms_inst_section(d->s, inst)];
+    for (int v = 0; v < g->n_values; v++) {
+      if (g->values[v].kind != IR_V_PARAM_GRAD) continue;
+      int p = g->values[v].param;
+      int r = region_on(d, p, m->params[p].section == IR_BLOCK ? ms_inst_layer(d->s, inst) : 0);
+      if (r >= 0) d->sum_after[r] = inst;
+    }
+  }
+}
+
+/* After instance inst's backward: the sums of the regions it completed,
+ * queued while the device goes on with the blocks below. */
+static int sum_completed(dev_trainer *d, int inst, uint64_t *bytes, lt_error *err) {
+  for (int r = 0; r < TRAIN_REGION_SLOTS + d->s->n_grad_slots; r++) {
+    if (d->sum_after[r] != inst) continue;
+    int64_t begin, len;
+    train_region_extent(d->s, r, &begin, &len);
+    *bytes += (uint64_t)len * (uint64_t)d->gb;
+    if (d->comm.sum(d->comm.ctx, d->grads + begin * d->gb, len, d->gb, err)) return -1;
+  }
+  return 0;
+}
+
+/* Forward, then backward from the head down; on several ranks the last
+ * micro-batch's backward sums each region as soon as it is complete. */
+static int run_passes(dev_trainer *d, const path_exec_scalars *sc, int last, uint64_t *bytes,
+                      lt_error *err) {
   int n_inst = d->s->n_inst, mode;
   path_exec_scalars at = *sc; /* with each instance's layer */
   if (run_forwards(d, sc, &d->exec, err)) return -1;
@@ -591,6 +643,7 @@ static int run_passes(dev_trainer *d, const path_exec_scalars *sc, lt_error *err
     at.layer = ms_inst_layer(d->s, inst);
     if (path_exec_run(p, p->n_fwd_steps, p->n_steps, table_of(d, inst, mode), &at, &d->exec, err))
       return -1;
+    if (last && several_ranks(d) && sum_completed(d, inst, bytes, err)) return -1;
   }
   return 0;
 }
@@ -639,14 +692,17 @@ static int enqueue(dev_trainer *d, dt_pending *p, int slot, lt_error *err) {
    * the kernel takes each counted target's factor, as the CPU computes it */
   p->micro = trainer_grad_accum(t);
   path_exec_scalars sc = scalars(d, p->lr);
-  const int64_t total = trainer_step_counted(t);
+  const int64_t total = p->counted = trainer_step_counted(t); /* every rank's rows */
+  if (several_ranks(d)) plan_sums(d);
   for (int i = 0; i < p->micro; i++) {
     if (i > 0 && trainer_micro_batch(t, i, err)) return -1;
     const int64_t counted = data_count_targets(d->s->targets, d->s->N);
     sc.loss_scale = counted ? train_loss_share(counted, total) / (float)counted : 0.0f;
     bind_loss(d, i);
-    if (upload_batch(d, p, i, err) || run_passes(d, &sc, err)) return -1;
+    if (upload_batch(d, p, i, err) || run_passes(d, &sc, i == p->micro - 1, &p->comm_bytes, err))
+      return -1;
   }
+  if (several_ranks(d) && d->comm.join(d->comm.ctx, err)) return -1;
   if (d->n_entries &&
       path_exec_run(d->opt, GEN_OPT_STEP_NORM, GEN_OPT_STEP_ADAMW + 1, d->opt_bufs, &sc, &d->exec, err))
     return -1;
@@ -664,7 +720,10 @@ static int enqueue(dev_trainer *d, dt_pending *p, int slot, lt_error *err) {
  * was seen done (the pipeline's rate; from its own start for the first). */
 static int complete(dev_trainer *d, int slot, train_step_stats *st, lt_error *err) {
   dt_pending *p = &d->pend[slot];
-  if (d->dev.fence_wait && d->dev.fence_wait(d->dev.ctx, slot, err)) return -1;
+  if (several_ranks(d)) d->comm.watch(d->comm.ctx, 1); /* a stopped rank's sums never end */
+  int rc = d->dev.fence_wait ? d->dev.fence_wait(d->dev.ctx, slot, err) : 0;
+  if (several_ranks(d)) d->comm.watch(d->comm.ctx, 0);
+  if (rc) return -1;
   double done = p->done > 0 ? p->done : lt_now_ms();
   double since = d->last_done > p->t0 ? d->last_done : p->t0;
   d->last_done = done;
@@ -673,12 +732,18 @@ static int complete(dev_trainer *d, int slot, train_step_stats *st, lt_error *er
     const double counted = (double)data_count_targets(p->targets + (size_t)i * d->s->N, d->s->N);
     loss += (double)p->stats[i] * counted, total += counted;
   }
+  if (several_ranks(d)) { /* the whole batch's: every rank's rows */
+    if (d->comm.sum_host(d->comm.ctx, &loss, 1, err)) return -1;
+    total = (double)p->counted;
+  }
+  const int ranks = several_ranks(d) ? d->comm.ranks : 1;
   double ms = done - since;
   *st = (train_step_stats){.step = p->step, .loss = total ? (float)(loss / total) : 0.0f, .lr = p->lr,
                            .grad_norm = d->n_entries ? p->stats[p->micro] : 0, .step_ms = ms,
-                           .tokens_per_s = (double)d->s->N * p->micro / (ms / 1e3),
+                           .tokens_per_s = (double)d->s->N * p->micro * ranks / (ms / 1e3),
                            .switched = p->switched, .mfu = -1, .peak_bytes = d->arena_bytes,
-                           .active = p->active, .n_active = p->n_active};
+                           .active = p->active, .n_active = p->n_active, .ranks = ranks,
+                           .comm_bytes = ranks > 1 ? p->comm_bytes + sizeof loss : 0};
   p->valid = 0;
   return 0;
 }

@@ -31,6 +31,7 @@
 
 #include <stddef.h>
 
+#include "dev_comm.h"
 #include "gen.h"
 #include "memory_kinds.h"
 #include "param_store.h"
@@ -79,6 +80,14 @@ void dt_free(dev_trainer *d);
  * saving the device's state, so that the stats come in step order. */
 int dt_step(dev_trainer *d, train_step_stats *st, int *ready, lt_error *err);
 int dt_finish(dev_trainer *d, train_step_stats *st, int *ready, lt_error *err);
+
+/* Data parallel: from the next step, this rank's gradients of each region
+ * that trains are summed over comm's ranks as soon as the backward of the
+ * step's last micro-batch has completed them (each block's while the device
+ * goes on with the blocks below it), the optimizer waits for the sums, and
+ * the stats are the whole batch's (the host trainer reads this rank's rows
+ * of it: trainer_micro_batch). comm must outlive d. */
+int dt_use_comm(dev_trainer *d, const dt_comm *comm, lt_error *err);
 
 /* Launches and GEMMs one step makes at most, and the backend the next
  * steps run through (a path_profile's over dev.exec; NULL: dev.exec again). */

@@ -21,11 +21,14 @@ typedef struct {
   int (*Allgather)(const void *, int, mpi_handle, void *, int, mpi_handle, mpi_handle);
   int (*Allgatherv)(const void *, int, mpi_handle, void *, const int *, const int *, mpi_handle,
                     mpi_handle);
-  mpi_handle world, t_float, t_double, t_u64, op_sum;
+  int (*Reduce_scatter)(const void *, void *, const int *, mpi_handle, mpi_handle, mpi_handle);
+  int (*Bcast)(void *, int, mpi_handle, int, mpi_handle);
+  mpi_handle world, t_float, t_double, t_u64, t_byte, op_sum;
 } mpi_api;
 
 struct dist_comm {
   int rank, size;
+  int local_rank;        /* this rank's index among the ranks on its machine */
   int *counts, *displs; /* dist_gather_f32's, [size]: no allocation per call */
   int timeout_s; /* dist_set_timeout's; 0: none */
   mpi_api mpi;   /* lib NULL: alone */
@@ -82,8 +85,10 @@ static int load_mpi(mpi_api *m, lt_error *err) {
       {"MPI_Comm_rank", (void **)&m->Comm_rank}, {"MPI_Comm_size", (void **)&m->Comm_size},
       {"MPI_Allreduce", (void **)&m->Allreduce}, {"MPI_Allgather", (void **)&m->Allgather},
       {"MPI_Allgatherv", (void **)&m->Allgatherv},
+      {"MPI_Reduce_scatter", (void **)&m->Reduce_scatter}, {"MPI_Bcast", (void **)&m->Bcast},
       {"ompi_mpi_comm_world", &m->world}, {"ompi_mpi_float", &m->t_float},
       {"ompi_mpi_double", &m->t_double}, {"ompi_mpi_uint64_t", &m->t_u64},
+      {"ompi_mpi_byte", &m->t_byte},
       {"ompi_mpi_op_sum", &m->op_sum},
   };
   for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++)
@@ -114,6 +119,8 @@ int dist_open(dist_comm **out, int timeout_s, lt_error *err) {
       c->mpi.Comm_size(c->mpi.world, &c->size) != 0)
     return lt_fail(err, "MPI_Init failed");
   set_timeout(c, c->rank, c->size, timeout_s);
+  const int local = launched("OMPI_COMM_WORLD_LOCAL_RANK");
+  c->local_rank = local > 0 ? local : 0;
   c->counts = malloc(sizeof *c->counts * (size_t)c->size);
   c->displs = malloc(sizeof *c->displs * (size_t)c->size);
   return c->counts && c->displs ? 0 : lt_fail(err, "out of memory");
@@ -133,6 +140,13 @@ void dist_abort(dist_comm *c, int status) {
 
 int dist_rank(const dist_comm *c) { return c ? c->rank : 0; }
 int dist_size(const dist_comm *c) { return c ? c->size : 1; }
+int dist_local_rank(const dist_comm *c) { return c ? c->local_rank : 0; }
+
+void dist_watch(const dist_comm *c, int on) {
+  if (!c || c->size == 1) return;
+  if (on) arm(c);
+  else disarm(c);
+}
 
 int dist_sum_f32(dist_comm *c, float *x, int64_t n, uint64_t *bytes, lt_error *err) {
   if (!c || c->size == 1) return 0;
@@ -148,14 +162,20 @@ int dist_sum_f32(dist_comm *c, float *x, int64_t n, uint64_t *bytes, lt_error *e
   return 0;
 }
 
-int dist_gather_f32(dist_comm *c, float *x, int64_t n, uint64_t *bytes, lt_error *err) {
-  if (!c || c->size == 1) return 0;
-  if (n >= (int64_t)1 << 31) return lt_fail(err, "dist_gather_f32: %lld floats in one call", (long long)n);
+/* The counts of dist_share(n) for every rank into c->counts (and displs). */
+static int share_counts(dist_comm *c, int64_t n, const char *what, lt_error *err) {
+  if (n >= (int64_t)1 << 31) return lt_fail(err, "%s: %lld floats in one call", what, (long long)n);
   for (int k = 0; k < c->size; k++) {
     int64_t lo, count;
     dist_share(n, k, c->size, &lo, &count);
     c->displs[k] = (int)lo, c->counts[k] = (int)count;
   }
+  return 0;
+}
+
+int dist_gather_f32(dist_comm *c, float *x, int64_t n, uint64_t *bytes, lt_error *err) {
+  if (!c || c->size == 1) return 0;
+  if (share_counts(c, n, "dist_gather_f32", err)) return -1;
   arm(c);
   const int rc = c->mpi.Allgatherv(MPI_IN_PLACE_, 0, c->mpi.t_float, x, c->counts, c->displs,
                                    c->mpi.t_float, c->mpi.world);
@@ -163,6 +183,30 @@ int dist_gather_f32(dist_comm *c, float *x, int64_t n, uint64_t *bytes, lt_error
   if (rc) return lt_fail(err, "rank %d: MPI_Allgatherv of %lld floats failed", c->rank, (long long)n);
   if (bytes) *bytes += (uint64_t)n * sizeof *x;
   return 0;
+}
+
+int dist_sum_share_f32(dist_comm *c, const float *x, float *mine, int64_t n, uint64_t *bytes,
+                       lt_error *err) {
+  if (!c || c->size == 1) {
+    if (mine != x) memmove(mine, x, sizeof *x * (size_t)n);
+    return 0;
+  }
+  if (share_counts(c, n, "dist_sum_share_f32", err)) return -1;
+  arm(c);
+  const int rc = c->mpi.Reduce_scatter(x, mine, c->counts, c->mpi.t_float, c->mpi.op_sum,
+                                       c->mpi.world);
+  disarm(c);
+  if (rc) return lt_fail(err, "rank %d: MPI_Reduce_scatter of %lld floats failed", c->rank, (long long)n);
+  if (bytes) *bytes += (uint64_t)n * sizeof *x;
+  return 0;
+}
+
+int dist_broadcast(dist_comm *c, void *buf, int bytes, int root, lt_error *err) {
+  if (!c || c->size == 1) return 0;
+  arm(c);
+  const int rc = c->mpi.Bcast(buf, bytes, c->mpi.t_byte, root, c->mpi.world);
+  disarm(c);
+  return rc ? lt_fail(err, "rank %d: MPI_Bcast of %d bytes failed", c->rank, bytes) : 0;
 }
 
 int dist_sum_f64(dist_comm *c, double *x, int n, lt_error *err) {

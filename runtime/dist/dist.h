@@ -31,6 +31,12 @@ void dist_abort(dist_comm *c, int status);
 
 int dist_rank(const dist_comm *c); /* 0 when alone or c is NULL */
 int dist_size(const dist_comm *c); /* 1 when alone or c is NULL */
+/* This rank's index among those on its machine (mpirun's), 0 alone: which
+ * GPU of the machine it takes. */
+int dist_local_rank(const dist_comm *c);
+/* Around a wait for the other ranks outside MPI (a GPU's collectives, seen
+ * at a stream's fence): on = 1 arms the collectives' timeout, 0 disarms. */
+void dist_watch(const dist_comm *c, int on);
 
 /* In place, the sum over ranks of x[0, n). The payload bytes go into
  * *bytes (if not NULL): what the step moved, for the JSONL. */
@@ -47,6 +53,14 @@ static inline void dist_share(int64_t n, int rank, int ranks, int64_t *lo, int64
 /* In place: each rank's dist_share of x[0, n) to every rank
  * (MPI_Allgatherv); n < 2^31. Bytes as dist_sum_f32. */
 int dist_gather_f32(dist_comm *c, float *x, int64_t n, uint64_t *bytes, lt_error *err);
+/* The sum over ranks of x[0, n), this rank's dist_share of it only, into
+ * mine (dist_share's count of floats; MPI_Reduce_scatter): half the traffic
+ * of a whole sum where each rank needs only its part (--zero 1). mine may
+ * not overlap x on several ranks. Bytes as dist_sum_f32. */
+int dist_sum_share_f32(dist_comm *c, const float *x, float *mine, int64_t n, uint64_t *bytes,
+                       lt_error *err);
+/* Rank root's bytes to every rank (MPI_Bcast): NCCL's unique id. */
+int dist_broadcast(dist_comm *c, void *buf, int bytes, int root, lt_error *err);
 /* Whether every rank passed the same value (a hash of its settings): -1
  * with an error naming the first rank whose value differs otherwise. */
 int dist_agree(dist_comm *c, uint64_t value, const char *what, lt_error *err);

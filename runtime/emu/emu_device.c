@@ -215,6 +215,16 @@ static dt_device iface(void *ctx) {
                      .timers = {ctx, timers_create, timer_mark, timer_elapsed, timers_destroy}};
 }
 
+/* Data parallel: NCCL emulated over MPI. Every launch has run when it
+ * returns, so there are no streams to order. */
+static int collectives(void *ctx, dist_comm *world, nccl_lib *lib, ncomm_streams *streams,
+                       lt_error *err) {
+  (void)ctx, (void)err;
+  nccl_lib_emulated(lib, world);
+  *streams = (ncomm_streams){0};
+  return 0;
+}
+
 static void unload(void *ctx) {
   emu_device *e = ctx;
   void (*release)(void) = NULL;
@@ -253,7 +263,7 @@ int emu_provider_open(dev_provider *out, char *name, size_t cap, lt_error *err) 
   }
   snprintf(name, cap, "the CUDA emulator (%s)", e->cxx);
   *out = (dev_provider){.ctx = e, .build = build, .iface = iface, .unload = unload,
-                        .close = close_device, .sms = GEN_DEFAULT_SMS};
+                        .close = close_device, .collectives = collectives, .sms = GEN_DEFAULT_SMS};
   emu_tune_key(out->tune_device, sizeof out->tune_device);
   snprintf(out->arch, sizeof out->arch, "sm_90"); /* what GEN_DEFAULT_SMS is: H100, H200 */
   return 0;

@@ -39,6 +39,8 @@ typedef struct {
    * store (wt_staging_bytes, a writer's piece); no parameter, gradient or
    * moment stays on the host. 0 for fp32 on the CPU, where it is the total. */
   uint64_t host_bytes;
+  int regions;     /* the optimizer's regions (train.h): E, H, a slot per block that
+                      can train at once; --zero 1 sums each one's norm squares per rank */
 } memory_breakdown;
 
 const char *memory_category_name(int category); /* "weights", "master_weights", ... */

@@ -17,6 +17,7 @@ struct dev_run {
   unsigned char *trains;
   gen_tuning *tuning;  /* --tune, else the tuning database's; NULL: the defaults */
   dev_trainer *trainer;
+  ncomm *comm;           /* several ranks: the gradients' sums */
   path_profile *profile; /* NULL unless profiling */
   double flops_per_token;
   int mfu;               /* bf16 runs on a device whose peak is known */
@@ -75,11 +76,30 @@ static int build(dev_run *r, const run_backend_options *o, lt_error *err) {
   return 0;
 }
 
+/* Several ranks (mpirun): a communicator of them all for the trainer. */
+static int join_ranks(dev_run *r, const run_backend_options *o, lt_error *err) {
+  dist_comm *world = trainer_config(r->t)->comm;
+  if (dist_size(world) == 1) return 0;
+  if (!r->dev.collectives)
+    return lt_fail(err, "%d ranks: this device has no collectives", dist_size(world));
+  nccl_lib lib;
+  ncomm_streams streams;
+  if (r->dev.collectives(r->dev.ctx, world, &lib, &streams, err) ||
+      ncomm_open(&r->comm, &lib, world, &streams, err))
+    return -1;
+  dt_comm comm = ncomm_iface(r->comm);
+  if (dt_use_comm(r->trainer, &comm, err)) return -1;
+  if (!o->quiet)
+    fprintf(stderr, "lisa: %d ranks sum their gradients with %s\n", dist_size(world),
+            ncomm_library(r->comm));
+  return 0;
+}
+
 static int prepare(dev_run *r, trainer *t, const run_backend_options *o, lt_error *err) {
   r->t = t;
   if (build(r, o, err)) return -1;
   dt_device dev = r->dev.iface(r->dev.ctx);
-  if (dt_create(&r->trainer, t, &r->prog, &dev, err)) return -1;
+  if (dt_create(&r->trainer, t, &r->prog, &dev, err) || join_ranks(r, o, err)) return -1;
   param_store ps = dt_store(r->trainer);
   trainer_use_store(t, &ps);
   if (trainer_load_weights(t, err)) return -1; /* straight from the shards to the device */
@@ -120,6 +140,7 @@ void dev_run_close(dev_run *r) {
   if (!r) return;
   path_profile_free(r->profile);
   dt_free(r->trainer);
+  ncomm_close(r->comm); /* no sum in flight: the run waited for its last step */
   if (r->dev.unload) r->dev.unload(r->dev.ctx); /* its paths point into the program */
   if (r->have_prog) gen_free(&r->prog);
   free(r->trains);

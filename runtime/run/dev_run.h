@@ -9,6 +9,7 @@
 
 #include "dev_train.h"
 #include "gen.h"
+#include "nccl_comm.h"
 #include "path_profile.h"
 #include "run.h"
 
@@ -22,6 +23,11 @@ typedef struct {
   size_t (*used_bytes)(void *ctx); /* what the process holds on the device now; NULL */
   void (*unload)(void *ctx);       /* before the program is freed */
   void (*close)(void *ctx);
+  /* Data parallel: the NCCL this device's ranks sum with (nccl_lib_load's,
+   * or the emulator's over world's MPI) and its streams for it, made before
+   * step 0; NULL: the device trains alone. */
+  int (*collectives)(void *ctx, dist_comm *world, nccl_lib *lib, ncomm_streams *streams,
+                     lt_error *err);
   int sms;                 /* gen_config.sms */
   int no_mma;              /* gen_config.no_mma */
   double bf16_peak;        /* dense bf16 FLOP/s for MFU; 0: unknown */

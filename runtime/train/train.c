@@ -54,7 +54,7 @@ int train_optim_init_moments(train_optim *o, const ms_state *s, int moments, lt_
   o->t = calloc((size_t)o->n_regions, sizeof *o->t);
   o->on = calloc((size_t)o->n_regions, 1);
   o->sq = calloc((size_t)o->n_regions, sizeof *o->sq);
-  if (!o->t || !o->on || !o->sq) return lt_fail(err, "out of memory");
+  if (!o->t || !o->on || !o->sq || train_optim_shares(o, 0, 1, err)) return lt_fail(err, "out of memory");
   if (!moments) return 0;
   /* malloc + memset rather than calloc: the pages are touched here, not in
    * the first training step. */
@@ -75,7 +75,15 @@ void train_optim_free(train_optim *o) {
   free(o->t);
   free(o->on);
   free(o->sq);
+  free(o->sq_parts);
   memset(o, 0, sizeof *o);
+}
+
+int train_optim_shares(train_optim *o, int rank, int ranks, lt_error *err) {
+  free(o->sq_parts);
+  o->shares = ranks, o->rank = rank;
+  o->sq_parts = calloc((size_t)o->n_regions * (size_t)ranks, sizeof *o->sq_parts);
+  return o->sq_parts ? 0 : lt_fail(err, "out of memory");
 }
 
 /* The region of block `layer`'s gradients: its slot's, or -1 with none
@@ -94,7 +102,7 @@ static int region_of(const ms_state *s, int p, int layer) {
   }
 }
 
-static void region_extent(const ms_state *s, int r, int64_t *begin, int64_t *len) {
+void train_region_extent(const ms_state *s, int r, int64_t *begin, int64_t *len) {
   if (r == TRAIN_REGION_EMBED) *begin = 0, *len = s->grad_head_base;
   else if (r == TRAIN_REGION_HEAD) *begin = s->grad_head_base, *len = s->grad_slot_base - s->grad_head_base;
   else *begin = s->grad_slot_base + (r - TRAIN_REGION_SLOTS) * s->slot_stride, *len = s->slot_stride;
@@ -105,7 +113,7 @@ static void region_extent(const ms_state *s, int r, int64_t *begin, int64_t *len
 static void shard_of(const ms_state *s, const train_optim *o, int r, int64_t *lo, int64_t *n,
                      int64_t *at) {
   if (!o->shard_at) {
-    region_extent(s, r, lo, n);
+    train_region_extent(s, r, lo, n);
     *at = *lo;
     return;
   }
@@ -123,7 +131,7 @@ int train_optim_shard(train_optim *o, const ms_state *s, int rank, int ranks, lt
   int64_t total = 0;
   for (int r = 0; r < o->n_regions; r++) {
     int64_t begin, len;
-    region_extent(s, r, &begin, &len);
+    train_region_extent(s, r, &begin, &len);
     dist_share(len, rank, ranks, &o->shard_lo[r], &o->shard_n[r]);
     o->shard_lo[r] += begin, o->shard_at[r] = total;
     total += o->shard_n[r];
@@ -138,7 +146,7 @@ int64_t train_shard_scalars(const ms_state *s, int rank, int ranks) {
   int64_t total = 0;
   for (int r = 0; r < TRAIN_REGION_SLOTS + s->n_grad_slots; r++) {
     int64_t begin, len, lo, n;
-    region_extent(s, r, &begin, &len);
+    train_region_extent(s, r, &begin, &len);
     dist_share(len, rank, ranks, &lo, &n);
     total += n;
   }
@@ -154,7 +162,7 @@ int trainer_moments_full(trainer *t, int gather, lt_error *err) {
   int rc = m && v ? 0 : lt_fail(err, "out of memory for the optimizer's state");
   for (int r = 0; rc == 0 && gather && r < o->n_regions; r++) {
     int64_t begin, len;
-    region_extent(s, r, &begin, &len);
+    train_region_extent(s, r, &begin, &len);
     memcpy(m + o->shard_lo[r], o->m + o->shard_at[r], sizeof *m * (size_t)o->shard_n[r]);
     memcpy(v + o->shard_lo[r], o->v + o->shard_at[r], sizeof *v * (size_t)o->shard_n[r]);
     rc = dist_gather_f32(t->cfg.comm, m + begin, len, NULL, err) ||
@@ -177,24 +185,43 @@ void trainer_moments_shard(trainer *t) {
   t->host_arrays.m = t->host_arrays.v = NULL;
 }
 
-/* Sum of squares of the gradients that train, added in a fixed order
- * (embed, blocks by layer, head), so full fine-tuning and LISA with every
- * block active compute the same norm bit for bit. */
+void train_grad_squares(const ms_state *s, train_optim *o) {
+  for (int r = 0; r < o->n_regions; r++) {
+    if (!o->on[r]) continue;
+    int64_t begin, len;
+    train_region_extent(s, r, &begin, &len);
+    for (int k = 0; k < o->shares; k++) {
+      int64_t lo, n;
+      dist_share(len, k, o->shares, &lo, &n);
+      o->sq_parts[(size_t)r * o->shares + k] =
+          o->shard_at && k != o->rank ? 0.0 : opt_sum_squares(s->grads + begin + lo, n);
+    }
+  }
+}
+
+/* Sum of squares of the gradients that train, from the shares' sums: each
+ * region's shares in order, the regions in a fixed order (embed, blocks by
+ * layer, head), so full fine-tuning and LISA with every block active
+ * compute the same norm bit for bit. */
 static double trained_sum_squares(const ms_state *s, train_optim *o) {
   double total = 0.0;
   int n_layer = s->ir->n_layer;
   for (int i = -1; i <= n_layer; i++) {
     int r = i < 0 ? TRAIN_REGION_EMBED : i == n_layer ? TRAIN_REGION_HEAD : block_region(s, i);
     if (r < 0 || !o->on[r]) continue;
-    int64_t begin, len;
-    region_extent(s, r, &begin, &len);
-    o->sq[r] = opt_sum_squares(s->grads + begin, len);
+    o->sq[r] = 0.0;
+    for (int k = 0; k < o->shares; k++) o->sq[r] += o->sq_parts[(size_t)r * o->shares + k];
     total += o->sq[r];
   }
   return total;
 }
 
 double train_adamw(ms_state *s, const opt_config *c, float lr, train_optim *o) {
+  train_grad_squares(s, o);
+  return train_adamw_squared(s, c, lr, o);
+}
+
+double train_adamw_squared(ms_state *s, const opt_config *c, float lr, train_optim *o) {
   double norm = sqrt(trained_sum_squares(s, o));
   float scale = opt_clip_scale(c, norm);
   for (int r = 0; r < o->n_regions; r++) o->t[r] += o->on[r];
@@ -397,10 +424,10 @@ static uint64_t settings_hash(const trainer *t) {
 static int join_ranks(trainer *t, lt_error *err) {
   const int n = dist_size(t->cfg.comm);
   if (t->cfg.zero && t->cfg.params_only)
-    return lt_fail(err, "--zero 1 shards the cpu trainer's optimizer state (--device cpu)");
+    return lt_fail(err, "--zero 1 shards the cpu trainer's optimizer state (--device cpu); a "
+                        "device's is not sharded yet");
   if (n == 1) return 0;
-  if (t->cfg.params_only)
-    return lt_fail(err, "%d ranks: data parallel runs on the cpu for now (--device cpu)", n);
+  if (train_optim_shares(&t->opt, dist_rank(t->cfg.comm), n, err)) return -1;
   const size_t rows = (size_t)n * (size_t)t->state.N;
   t->world_ids = malloc(sizeof *t->world_ids * rows);
   t->world_targets = malloc(sizeof *t->world_targets * rows);
@@ -408,7 +435,7 @@ static int join_ranks(trainer *t, lt_error *err) {
   if (t->cfg.zero) {
     int64_t most = 0, begin, len;
     for (int r = 0; r < t->opt.n_regions; r++)
-      region_extent(&t->state, r, &begin, &len), most = len > most ? len : most;
+      train_region_extent(&t->state, r, &begin, &len), most = len > most ? len : most;
     if (!(t->gather = malloc(sizeof *t->gather * (size_t)(most + 1))) ||
         train_optim_shard(&t->opt, &t->state, dist_rank(t->cfg.comm), n, err))
       return t->gather ? -1 : lt_fail(err, "out of memory");
@@ -588,18 +615,41 @@ static void profile_since(trainer *t, int row, double mark) {
 /* Data parallel: every rank's gradients of what trains this step summed,
  * region by region in region order (the embedding, the head, each active
  * slot: contiguous in the gradient array), and the loss's sum; the same
- * numbers on every rank, so every rank takes the same AdamW step. */
+ * numbers on every rank, so every rank takes the same AdamW step. Under
+ * --zero 1 each rank receives the sum of its share of each region only
+ * (a reduce-scatter: half an all-reduce's traffic), which is all its AdamW
+ * reads, and the norm's squares are summed over the ranks instead. */
 static int sum_over_ranks(trainer *t, double *loss, uint64_t *bytes, lt_error *err) {
   dist_comm *c = t->cfg.comm;
+  train_optim *o = &t->opt;
   if (dist_size(c) == 1) return 0;
-  for (int r = 0; r < t->opt.n_regions; r++) {
+  for (int r = 0; r < o->n_regions; r++) {
     int64_t begin, len;
-    if (!t->opt.on[r]) continue;
-    region_extent(&t->state, r, &begin, &len);
-    if (dist_sum_f32(c, t->state.grads + begin, len, bytes, err)) return -1;
+    if (!o->on[r]) continue;
+    train_region_extent(&t->state, r, &begin, &len);
+    float *g = t->state.grads + begin;
+    if (!o->shard_at) {
+      if (dist_sum_f32(c, g, len, bytes, err)) return -1;
+      continue;
+    }
+    if (dist_sum_share_f32(c, g, t->gather, len, bytes, err)) return -1;
+    memcpy(t->state.grads + o->shard_lo[r], t->gather, sizeof *g * (size_t)o->shard_n[r]);
   }
   *bytes += sizeof *loss;
   return dist_sum_f64(c, loss, 1, err);
+}
+
+/* The gradient norm's squares, and AdamW at the clip it decides: under
+ * --zero 1 each rank has the squares of its shares, summed over the ranks. */
+static double adamw_step(trainer *t, float lr, uint64_t *bytes, lt_error *err) {
+  train_optim *o = &t->opt;
+  train_grad_squares(&t->state, o);
+  if (o->shard_at) {
+    const int n = o->n_regions * o->shares;
+    if (dist_sum_f64(t->cfg.comm, o->sq_parts, n, err)) return -1;
+    *bytes += sizeof *o->sq_parts * (size_t)n;
+  }
+  return train_adamw_squared(&t->state, &t->cfg.opt, lr, o);
 }
 
 /* --zero 1, after AdamW: each region that trained gathered from the ranks'
@@ -611,7 +661,7 @@ static int gather_weights(trainer *t, uint64_t *bytes, lt_error *err) {
   for (int r = 0; r < t->opt.n_regions; r++) {
     int64_t begin, len;
     if (!t->opt.on[r]) continue;
-    region_extent(s, r, &begin, &len);
+    train_region_extent(s, r, &begin, &len);
     for (int pass = 0; pass < 2; pass++) { /* 0: pack, then gather; 1: unpack */
       for (int p = 0; p < m->n_params; p++)
         for (int l = 0; l < ps_param_layers(m, p); l++) {
@@ -649,7 +699,8 @@ int trainer_step(trainer *t, train_step_stats *st, lt_error *err) {
   uint64_t bytes = 0;
   if (sum_over_ranks(t, &loss, &bytes, err)) return -1;
   mark = lt_now_ms();
-  double norm = train_adamw(s, &t->cfg.opt, lr, &t->opt);
+  double norm = adamw_step(t, lr, &bytes, err);
+  if (norm < 0) return -1;
   if (t->opt.shard_at && gather_weights(t, &bytes, err)) return -1;
   if (t->profile) profile_since(t, t->profile->row_adamw, mark), prof_end_step(&t->profile->table);
   record_grad_norms(t);

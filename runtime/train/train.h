@@ -92,6 +92,10 @@ typedef struct {
   unsigned char *on;    /* [n_regions] region trains this step */
   double *sq;           /* [n_regions] last sum of squared gradients */
   int n_regions;        /* TRAIN_REGION_SLOTS + n_grad_slots */
+  int shares, rank;     /* each region's squares are summed share by share (dist_share over
+                           shares: the ranks, 1 alone), so a rank holding one share (--zero 1)
+                           and one holding all get the same norm; rank: this one's share */
+  double *sq_parts;     /* [n_regions][shares] the shares' sums of squares */
   int64_t *shard_lo, *shard_n, *shard_at; /* --zero 1: per region, the elements this rank
                            updates, [lo, lo + n) of the gradient array, their moments at
                            m + at; NULL: every element, m and v laid out as the gradients */
@@ -203,6 +207,9 @@ void train_optim_free(train_optim *o);
 int train_optim_shard(train_optim *o, const ms_state *s, int rank, int ranks, lt_error *err);
 /* The moments' scalars (each of m and v) that rank holds under --zero 1. */
 int64_t train_shard_scalars(const ms_state *s, int rank, int ranks);
+/* Optimizer region r's gradients: [*begin, *begin + *len) of the gradient
+ * array (each region is contiguous there). */
+void train_region_extent(const ms_state *s, int r, int64_t *begin, int64_t *len);
 /* --zero 1: whole moments in the trainer's store, for a state to be saved
  * (gather: from every rank's shard, a collective) or loaded (zeros);
  * trainer_moments_shard keeps this rank's shard of them and lets them go.
@@ -225,5 +232,13 @@ void train_backward(ms_state *s, const int *paths, float loss_scale);
 /* Clips by the global norm of the regions that train and applies one AdamW
  * step to them; returns the pre-clip global gradient norm. */
 double train_adamw(ms_state *s, const opt_config *c, float lr, train_optim *o);
+/* train_adamw in two halves, for data parallel: the squares of the
+ * gradients that train into o->sq_parts (under --zero 1 this rank's share
+ * only, the others 0 until summed over the ranks), then the norm from
+ * them and AdamW at the clip it decides. */
+void train_grad_squares(const ms_state *s, train_optim *o);
+double train_adamw_squared(ms_state *s, const opt_config *c, float lr, train_optim *o);
+/* Norm sums share by share over ranks (and this rank's share), from now. */
+int train_optim_shares(train_optim *o, int rank, int ranks, lt_error *err);
 
 #endif

@@ -6,8 +6,9 @@
 # rank 0 writes the files; --zero 1 shards the optimizer state and is the
 # same run bit for bit; a state resumes at another rank count with the
 # same whole batch; ranks that disagree on their settings, a rank
-# that fails, is killed or stops, and a device run end every rank, never a
-# hang.
+# that fails, is killed or stops end every rank, never a hang. The device
+# trainer (--device emu, NCCL emulated over MPI) on 2 ranks follows one
+# process at twice the batch too.
 . "$LISA_SRC/tests/cli/lib.sh"
 cd "$SRC" || exit 1
 if ! command -v mpirun > /dev/null; then
@@ -62,13 +63,16 @@ done
 ft=$(field comm_bytes "$TMP/two-ft.jsonl" | sort -u); lisa=$(field comm_bytes "$TMP/two-lisa.jsonl" | sort -u)
 echo "     LISA (gamma 1) sums $lisa bytes a step, FT $ft"
 
-# --zero 1: each rank keeps the moments of half of what trains and the
-# weights are gathered after AdamW: the same run bit for bit (losses, norms,
-# saved weights), half the optimizer's bytes, the weights' bytes gathered
+# --zero 1: each rank receives the sum of its half of the gradients
+# (reduce-scatter), keeps the moments of that half, and the weights are
+# gathered after AdamW; the norm's squares are summed over the ranks
+# share by share, as without it: the same run bit for bit (losses, norms,
+# saved weights), half the optimizer's bytes, the gradients' bytes once
+# and the weights' once, and a double per region (E, H, slots) per rank
 for name in ft lisa lora; do
-  case $name in
-  ft) method="--method ft" ;; lisa) method="--method lisa --gamma 1 --interval 3" ;;
-  lora) method="--method lora --lora-rank 4" ;;
+  case $name in # gpt2-tiny: 2 blocks
+  ft) method="--method ft" regions=4 ;; lisa) method="--method lisa --gamma 1 --interval 3" regions=3 ;;
+  lora) method="--method lora --lora-rank 4" regions=4 ;;
   esac
   # shellcheck disable=SC2086
   mpi "$LISA" train $RUN --batch 2 $method --zero 1 --log-jsonl "$TMP/zero-$name.jsonl" \
@@ -81,7 +85,7 @@ for name in ft lisa lora; do
     [ "$(field grad_norm "$TMP/zero-$name.jsonl")" = "$(field grad_norm "$TMP/two-$name.jsonl")" ] &&
     cmp -s "$TMP/zero-$name.safetensors" "$TMP/two-$name.safetensors" &&
     [ "$(($(opt "$TMP/zero-$name.jsonl") * 2))" = "$(opt "$TMP/two-$name.jsonl")" ] &&
-    [ "$zero" = "$((2 * full - 8))" ] && grep -q "\"optimizer\":$(opt "$TMP/zero-$name.jsonl")," <<<"$plan" &&
+    [ "$zero" = "$((2 * (full - 8) + 8 + 8 * regions * 2))" ] && grep -q "\"optimizer\":$(opt "$TMP/zero-$name.jsonl")," <<<"$plan" &&
     grep -q "\"zero\":1,\"comm_bytes\":$zero," <<<"$plan" &&
     echo "ok   --zero 1 $name: the same bits, $(opt "$TMP/zero-$name.jsonl") of $(opt "$TMP/two-$name.jsonl") optimizer bytes a rank, $zero bytes a step" ||
     fail "--zero 1 $name: differs (optimizer $(opt "$TMP/zero-$name.jsonl") of $(opt "$TMP/two-$name.jsonl"), bytes $zero for $full)"
@@ -161,8 +165,49 @@ rc=$(grep -o "rc=[0-9]*" "$TMP/stopped.out" | cut -d= -f2)
 [ -n "$stopped" ] && [ "$rc" != 0 ] && [ "$rc" != 124 ] &&
   grep -q "rank 0 of 2: no answer from the other ranks in 2 s" "$TMP/stopped.out" &&
   echo "ok   a stopped rank: the others time out (status $rc)" || fail "SIGSTOP (rc $rc): $(cat "$TMP/stopped.out")"
+# The device trainer on 2 ranks: the emulator, with NCCL emulated over MPI
+# (the calls, the bootstrap and the sums after each region's backward are
+# those a GPU makes with NCCL). First the collectives' own test on 2 ranks.
+if [ -n "$LISA_TEST_NCCL" ]; then
+  out=$(mpi "$LISA_TEST_NCCL" 2>&1) && [ "$(grep -c '^ok' <<<"$out")" = 6 ] &&
+    echo "ok   the collectives' test on 2 ranks: fp32 and bf16 sums, the bootstrap, refusals" ||
+    fail "test_nccl on 2 ranks: $out"
+fi
+EMU="models/gpt2-tiny.yaml --data tests/fixtures/tokens-67.bin --seq 8 --steps 6 --device emu --quiet"
+# name, settings, tolerance (bf16-true sums bf16 gradients: rounding differs by batch split)
+for run in "lisa|--method lisa --gamma 1 --interval 3 --dtype fp32|1e-5" \
+           "lora|--method lora --lora-rank 4 --merge-lora --dtype fp32|1e-5" \
+           "ft-accum|--method ft --grad-accum 2 --dtype fp32|1e-5" \
+           "bf16-true|--method lisa --gamma 1 --interval 3 --dtype bf16-true|3e-3"; do
+  IFS='|' read -r name method tol <<<"$run"
+  # shellcheck disable=SC2086
+  "$LISA" train $EMU --batch 4 $method --log-jsonl "$TMP/emu1-$name.jsonl" --save "$TMP/emu1-$name.safetensors" &&
+    mpi "$LISA" train $EMU --batch 2 $method --log-jsonl "$TMP/emu2-$name.jsonl" --save "$TMP/emu2-$name.safetensors" ||
+    { fail "emu $name: a run failed"; continue; }
+  ok=1
+  for k in loss grad_norm; do
+    paste <(field "$k" "$TMP/emu1-$name.jsonl") <(field "$k" "$TMP/emu2-$name.jsonl") | awk -v k="$k" -v tol="$tol" '
+      { n++; d = $1 - $2; if (d < 0) d = -d; s = $1 < 0 ? -$1 : $1
+        if (d > tol * s) { printf "step %d %s: %s alone, %s on 2 ranks\n", n - 1, k, $1, $2; bad = 1 } }
+      END { exit bad || n != 6 }' || ok=0
+  done
+  one=$("$LISA" eval models/gpt2-tiny.yaml --weights "$TMP/emu1-$name.safetensors" --data tests/fixtures/tokens-67.bin --batch 2 --seq 8 2>/dev/null | grep -o '"loss":[0-9.]*')
+  two=$("$LISA" eval models/gpt2-tiny.yaml --weights "$TMP/emu2-$name.safetensors" --data tests/fixtures/tokens-67.bin --batch 2 --seq 8 2>/dev/null | grep -o '"loss":[0-9.]*')
+  [ -n "$one" ] && awk -v a="${one#*:}" -v b="${two#*:}" -v tol="$tol" 'BEGIN { d = a - b; exit !(d <= tol * a && -d <= tol * a) }' ||
+    { echo "eval: $one alone, $two from rank 0's save"; ok=0; }
+  [ "$ok" = 1 ] && echo "ok   emu $name: 2 ranks x B=2 = 1 x B=4 over 6 steps (within $tol), $(field comm_bytes "$TMP/emu2-$name.jsonl" | sort -u) bytes a step summed" ||
+    fail "emu $name: 2 ranks differ from one process"
+done
+# the bytes: LISA's trainable gradients (lisa plan's) and the loss; bf16-true
+# sums half of them
+plan=$("$LISA" plan models/gpt2-tiny.yaml --method lisa --gamma 1 --batch 2 --seq 8 --json)
+grads=$(grep -o '"grads":[0-9]*' <<<"$plan" | cut -d: -f2)
+fp32=$(field comm_bytes "$TMP/emu2-lisa.jsonl" | sort -u); bf16=$(field comm_bytes "$TMP/emu2-bf16-true.jsonl" | sort -u)
+[ "$fp32" = "$((grads + 8))" ] && [ "$bf16" = "$((grads / 2 + 8))" ] &&
+  echo "ok   emu: a LISA step sums its $grads gradient bytes (bf16-true: $((grads / 2))) and the loss" ||
+  fail "emu comm_bytes: fp32 $fp32, bf16 $bf16, plan's gradients $grads"
 # shellcheck disable=SC2086
-out=$(mpi "$LISA" train ${RUN/--device cpu/--device emu} --batch 2 2>&1); rc=$?
-[ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && grep -q "data parallel runs on the cpu for now" <<<"$out" &&
-  echo "ok   a device run says it is not yet distributed" || fail "emu on 2 ranks (rc $rc): $out"
+out=$(mpi "$LISA" train $EMU --batch 2 --method lisa --gamma 1 --zero 1 2>&1); rc=$?
+[ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && grep -q "a device's is not sharded yet" <<<"$out" &&
+  echo "ok   --zero 1 on a device says it is not built" || fail "emu --zero 1 on 2 ranks (rc $rc): $out"
 finish

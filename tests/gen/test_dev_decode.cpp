@@ -105,7 +105,7 @@ bool load(const Model &md, int dtype, const char *tag, Program *p, dt_device *de
   if (on_device) { /* as lisa sample does (dev_sample.c) */
     char name[256];
     unsigned unfused;
-    if (gpu_device_open(&p->gpu, name, sizeof name, &err) ||
+    if (gpu_device_open(&p->gpu, 0, name, sizeof name, &err) ||
         gpu_device_build(p->gpu, &md.m, &cfg, &p->prog, &unfused, &err))
       return fprintf(stderr, "%s\n", err.msg), false;
     p->ok = true;

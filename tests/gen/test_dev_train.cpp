@@ -266,7 +266,7 @@ bool device_run(int method, int dtype, int grad_dtype, const char *tag, Run *r,
     char name[256];
     gen_config cfg;
     unsigned unfused = 0;
-    ok = gpu_device_open(&gpu, name, sizeof name, &err) == 0 &&
+    ok = gpu_device_open(&gpu, 0, name, sizeof name, &err) == 0 &&
          program_config(t, dtype, grad_dtype, seg.nearest, &cfg) &&
          gpu_device_build(gpu, &t.ir, &cfg, &p->prog, &unfused, &err) == 0; /* as cuda_run */
     p->ok = ok;
