@@ -25,6 +25,9 @@
 #                the tensor-core attention among them
 #   decode       lisa sample's decoding program against the CPU decoder, every
 #                family (test_dev_decode)
+#   nccl         the collectives' CUDA side with the machine's NCCL: a 1-rank
+#                communicator, sums on their own stream ordered with the
+#                compute stream (test_gpu_nccl; skipped without libnccl.so.2)
 #   bench-*      GPT-2 124M, B=16 T=1024: FT and LISA G=2 (bf16-mixed), LISA
 #                G=2 bf16-true: median tokens/s, MFU, peak bytes
 #   profile-*    the same FT and LISA runs, 4 steps with --profile: ms per
@@ -52,7 +55,7 @@ BUNDLE=${BUNDLE:-build/gpu-bundle.tar.xz}
 if [ "${1:-}" = --bundle ]; then
   [ -n "${NO_SETUP:-}" ] || bash scripts/setup.sh >/dev/null || exit 1
   B=${BUILD:-build}
-  BINS="$B/lisa $B/tests/test_dev_train $B/tests/test_emu_gen $B/tests/test_dev_decode"
+  BINS="$B/lisa $B/tests/test_dev_train $B/tests/test_emu_gen $B/tests/test_dev_decode $B/tests/test_gpu_nccl"
   rm -rf "$B/gpu-libs" && mkdir -p "$B/gpu-libs"
   for lib in libyaml-0.so.2 liblua5.4.so.0 libcjson.so.1 libgomp.so.1 libpcre2-8.so.0 libutf8proc.so.2; do
     # shellcheck disable=SC2086
@@ -155,6 +158,7 @@ cut -c1-400 "$W/probe.jsonl" >> "$R" 2>/dev/null
 step dev-train 150 env LISA_TEST_DEVICE=cuda build/tests/test_dev_train
 step paths 120 env LISA_TEST_DEVICE=cuda build/tests/test_emu_gen
 step decode 60 env LISA_TEST_DEVICE=cuda build/tests/test_dev_decode
+step nccl 60 bash -c 'build/tests/test_gpu_nccl; rc=$?; [ "$rc" = 77 ] && rc=0; exit "$rc"' # 77: no NCCL here
 for run in "ft bf16 --method ft" "lisa bf16 --method lisa --gamma 2" \
            "lisa-true bf16-true --method lisa --gamma 2"; do
   set -- $run

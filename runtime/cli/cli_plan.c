@@ -81,13 +81,13 @@ static uint64_t scalars_bytes(const plan_args *a, const memory_breakdown *pm) {
   return 8 + (a->ps.zero ? 8 * (uint64_t)pm->regions * (uint64_t)a->ranks : 0);
 }
 static uint64_t summed_bytes(const plan_args *a, const memory_breakdown *pm) {
-  return pm->bytes[MEMORY_GRADS] + scalars_bytes(a, pm);
+  return pm->summed_grad_bytes + scalars_bytes(a, pm);
 }
 static uint64_t comm_bytes(const plan_args *a, const memory_breakdown *pm) {
-  return summed_bytes(a, pm) + (a->ps.zero ? pm->bytes[MEMORY_GRADS] : 0);
+  return summed_bytes(a, pm) + (a->ps.zero ? pm->summed_grad_bytes : 0);
 }
 static double ring_bytes(const plan_args *a, const memory_breakdown *pm) {
-  const double share = (double)(a->ranks - 1) / a->ranks, grads = (double)pm->bytes[MEMORY_GRADS];
+  const double share = (double)(a->ranks - 1) / a->ranks, grads = (double)pm->summed_grad_bytes;
   if (!a->ps.zero) return 2 * share * (grads + (double)scalars_bytes(a, pm));
   return share * grads + 2 * share * (double)scalars_bytes(a, pm) + share * grads;
 }

@@ -83,7 +83,12 @@ int memory_plan_compute(const ir_model *m, const memory_plan_settings *ps, memor
   ms_state s;
   memset(out, 0, sizeof *out);
   int rc = ms_layout(&s, m, ps->batch, ps->seq, slots, ps->method == TRAIN_LISA, trains, 4, err);
-  if (rc == 0) out->regions = TRAIN_REGION_SLOTS + s.n_grad_slots;
+  if (rc == 0) {
+    int dtype, grad_dtype;
+    precision_dtypes(ps->precision, &dtype, &grad_dtype);
+    out->regions = TRAIN_REGION_SLOTS + s.n_grad_slots;
+    out->summed_grad_bytes = (uint64_t)s.n_grad_scalars * (uint64_t)gen_dtype_bytes(grad_dtype);
+  }
   if (rc == 0 && ps->precision == PRECISION_FP32) cpu_bytes(&s, out->bytes);
   else if (rc == 0) rc = device_bytes(m, &s, ps, trains, out->bytes, err);
   if (rc == 0 && ps->zero && ps->ranks > 1)

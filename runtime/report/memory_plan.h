@@ -41,6 +41,9 @@ typedef struct {
   uint64_t host_bytes;
   int regions;     /* the optimizer's regions (train.h): E, H, a slot per block that
                       can train at once; --zero 1 sums each one's norm squares per rank */
+  uint64_t summed_grad_bytes; /* what a data-parallel step sums of the gradients: the
+                      regions themselves, in the gradients' dtype (the arena's
+                      category adds its alignment) */
 } memory_breakdown;
 
 const char *memory_category_name(int category); /* "weights", "master_weights", ... */

@@ -203,9 +203,10 @@ done
 plan=$("$LISA" plan models/gpt2-tiny.yaml --method lisa --gamma 1 --batch 2 --seq 8 --json)
 grads=$(grep -o '"grads":[0-9]*' <<<"$plan" | cut -d: -f2)
 fp32=$(field comm_bytes "$TMP/emu2-lisa.jsonl" | sort -u); bf16=$(field comm_bytes "$TMP/emu2-bf16-true.jsonl" | sort -u)
-[ "$fp32" = "$((grads + 8))" ] && [ "$bf16" = "$((grads / 2 + 8))" ] &&
-  echo "ok   emu: a LISA step sums its $grads gradient bytes (bf16-true: $((grads / 2))) and the loss" ||
-  fail "emu comm_bytes: fp32 $fp32, bf16 $bf16, plan's gradients $grads"
+plan_bf16=$("$LISA" plan models/gpt2-tiny.yaml --method lisa --gamma 1 --batch 2 --seq 8 --ranks 2 --dtype bf16-true --json)
+[ "$fp32" = "$((grads + 8))" ] && [ "$bf16" = "$((grads / 2 + 8))" ] && grep -q "\"comm_bytes\":$bf16," <<<"$plan_bf16" &&
+  echo "ok   emu: a LISA step sums its $grads gradient bytes (bf16-true: $((grads / 2)), as lisa plan says) and the loss" ||
+  fail "emu comm_bytes: fp32 $fp32, bf16 $bf16, plan's gradients $grads; bf16 plan: $plan_bf16"
 # shellcheck disable=SC2086
 out=$(mpi "$LISA" train $EMU --batch 2 --method lisa --gamma 1 --zero 1 2>&1); rc=$?
 [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && grep -q "a device's is not sharded yet" <<<"$out" &&

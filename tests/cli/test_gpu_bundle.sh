@@ -12,7 +12,7 @@ BUNDLE=$TMP/gpu-bundle.tar.xz BUILD=$build NO_SETUP=1 bash scripts/gpu-check.sh 
   || fail "gpu-check.sh --bundle"
 mkdir -p "$TMP/unpacked" && tar -xJf "$TMP/gpu-bundle.tar.xz" -C "$TMP/unpacked" \
   || fail "the bundle does not unpack"
-for bin in lisa tests/test_dev_train tests/test_emu_gen tests/test_dev_decode; do
+for bin in lisa tests/test_dev_train tests/test_emu_gen tests/test_dev_decode tests/test_gpu_nccl; do
   [ -x "$TMP/unpacked/build/$bin" ] || { fail "the bundle lacks build/$bin"; continue; }
   missing=$(LD_LIBRARY_PATH=$TMP/unpacked/build/gpu-libs ldd "$TMP/unpacked/build/$bin" | grep "not found")
   [ -z "$missing" ] && echo "ok   build/$bin: every library found" || fail "build/$bin: $missing"
