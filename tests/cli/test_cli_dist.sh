@@ -207,6 +207,20 @@ plan_bf16=$("$LISA" plan models/gpt2-tiny.yaml --method lisa --gamma 1 --batch 2
 [ "$fp32" = "$((grads + 8))" ] && [ "$bf16" = "$((grads / 2 + 8))" ] && grep -q "\"comm_bytes\":$bf16," <<<"$plan_bf16" &&
   echo "ok   emu: a LISA step sums its $grads gradient bytes (bf16-true: $((grads / 2)), as lisa plan says) and the loss" ||
   fail "emu comm_bytes: fp32 $fp32, bf16 $bf16, plan's gradients $grads; bf16 plan: $plan_bf16"
+# a device state resumes at another rank count: 3 steps on 2 ranks then 3
+# alone, and the other way round, follow the one process's 6
+ELISA="$EMU --method lisa --gamma 1 --interval 3 --dtype fp32"
+# shellcheck disable=SC2086
+mpi "$LISA" train ${ELISA/--steps 6/--steps 3} --batch 2 --save-state "$TMP/est2" &&
+  "$LISA" train $ELISA --batch 4 --resume "$TMP/est2" --log-jsonl "$TMP/emu-resumed1.jsonl" &&
+  "$LISA" train ${ELISA/--steps 6/--steps 3} --batch 4 --save-state "$TMP/est1" &&
+  mpi "$LISA" train $ELISA --batch 2 --resume "$TMP/est1" --log-jsonl "$TMP/emu-resumed2.jsonl" ||
+  fail "emu resume: a run failed"
+for r in emu-resumed1 emu-resumed2; do
+  paste <(field loss "$TMP/emu1-lisa.jsonl" | tail -3) <(field loss "$TMP/$r.jsonl") | awk '
+    { n++; d = $1 - $2; if (d < 0) d = -d; if (d > 1e-5 * $1) { print "step", n + 2, $1, $2; bad = 1 } }
+    END { exit bad || n != 3 }' || fail "$r: the resumed device run left the one-process run"
+done && echo "ok   emu: a state resumes at another rank count: 2 ranks -> 1 and 1 -> 2 follow one process"
 # shellcheck disable=SC2086
 out=$(mpi "$LISA" train $EMU --batch 2 --method lisa --gamma 1 --zero 1 2>&1); rc=$?
 [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && grep -q "a device's is not sharded yet" <<<"$out" &&
