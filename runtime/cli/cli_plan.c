@@ -73,23 +73,28 @@ static int parse_plan_args(int argc, char **argv, plan_args *a, int *exit_status
 
 /* Data parallel: what each step sums over ranks (runtime/train: the
  * gradients of what trains and the loss), and what a ring moves in and
- * out of each rank: an all-reduce 2 (N - 1) / N of its bytes. --zero 1
- * reduce-scatters the gradients ((N - 1) / N), all-reduces the loss and the
- * norm's squares (a double per region per rank), and gathers the weights
- * that trained ((N - 1) / N): no more traffic than without it. */
+ * out of each rank: an all-reduce 2 (N - 1) / N of its bytes. --zero 1 on
+ * the CPU reduce-scatters the gradients ((N - 1) / N) and all-reduces the
+ * loss and the norm's squares (a double per region per rank); on a device
+ * the gradients are all-reduced (the norm kernel reads them all). Then
+ * the weights that trained are gathered ((N - 1) / N). */
+static int reduce_scatters(const plan_args *a) {
+  return a->ps.zero && a->ps.precision == PRECISION_FP32; /* fp32: the CPU's plan */
+}
 static uint64_t scalars_bytes(const plan_args *a, const memory_breakdown *pm) {
-  return 8 + (a->ps.zero ? 8 * (uint64_t)pm->regions * (uint64_t)a->ranks : 0);
+  return 8 + (reduce_scatters(a) ? 8 * (uint64_t)pm->regions * (uint64_t)a->ranks : 0);
 }
 static uint64_t summed_bytes(const plan_args *a, const memory_breakdown *pm) {
   return pm->summed_grad_bytes + scalars_bytes(a, pm);
 }
 static uint64_t comm_bytes(const plan_args *a, const memory_breakdown *pm) {
-  return summed_bytes(a, pm) + (a->ps.zero ? pm->summed_grad_bytes : 0);
+  return summed_bytes(a, pm) + (a->ps.zero ? pm->gathered_bytes : 0);
 }
 static double ring_bytes(const plan_args *a, const memory_breakdown *pm) {
   const double share = (double)(a->ranks - 1) / a->ranks, grads = (double)pm->summed_grad_bytes;
-  if (!a->ps.zero) return 2 * share * (grads + (double)scalars_bytes(a, pm));
-  return share * grads + 2 * share * (double)scalars_bytes(a, pm) + share * grads;
+  const double scalars = (double)scalars_bytes(a, pm);
+  const double sums = reduce_scatters(a) ? share * grads + 2 * share * scalars : 2 * share * (grads + scalars);
+  return sums + (a->ps.zero ? share * (double)pm->gathered_bytes : 0);
 }
 
 static void print_human(const plan_args *a, const ir_model *m, const memory_breakdown *pm) {
@@ -114,7 +119,7 @@ static void print_human(const plan_args *a, const ir_model *m, const memory_brea
     printf("  %d ranks, each as above%s (the run's batch: %d); a step %s %.3f GiB over the "
            "ranks%s (a ring moves %.3f GiB in and out of each)\n",
            a->ranks, a->ps.zero ? ", the optimizer its largest share" : "",
-           a->ranks * a->ps.batch, a->ps.zero ? "reduce-scatters" : "sums",
+           a->ranks * a->ps.batch, reduce_scatters(a) ? "reduce-scatters" : "sums",
            summed_bytes(a, pm) / gib,
            a->ps.zero ? ", then gathers the weights that trained" : "", ring_bytes(a, pm) / gib);
 }

@@ -50,7 +50,7 @@ static int host_put_moments(void *ctx, int which, int64_t at, int64_t n, const f
 }
 
 param_store ps_host(ps_host_arrays *a) {
-  return (param_store){a, host_get, host_put, host_get_moments, host_put_moments, NULL};
+  return (param_store){a, host_get, host_put, host_get_moments, host_put_moments, NULL, NULL};
 }
 
 int ps_param_layers(const ir_model *m, int p) {

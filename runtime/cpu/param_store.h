@@ -24,6 +24,11 @@ typedef struct param_store {
   /* after a checkpoint's whole state is put (the trainer's step counts are
    * restored): take them; may be NULL */
   int (*restored)(void *ctx, lt_error *err);
+  /* --zero 1 where the store's moments are sharded over ranks (a device's):
+   * whole = 1 makes them whole for a state's save (gather: from every
+   * rank's share, a collective) or load (zeros to put into); whole = 0
+   * takes this rank's share back. NULL where they are always whole. */
+  int (*moments_whole)(void *ctx, int whole, int gather, lt_error *err);
 } param_store;
 
 /* The host arrays of a state and its moments (m and v may be NULL). */

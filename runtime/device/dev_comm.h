@@ -16,6 +16,12 @@ typedef struct {
    * without waiting: the device goes on with what follows (the backward of
    * earlier blocks) while the sum runs. */
   int (*sum)(void *ctx, void *p, int64_t n, int elem_bytes, lt_error *err);
+  /* Between group(1) and group(0), share queues the copy of n elements at
+   * p from rank root to every rank's p (in place), all after the device's
+   * work enqueued before group(1): --zero 1's updated weights from their
+   * owners. Every rank makes the same calls in the same order. */
+  int (*group)(void *ctx, int begin, lt_error *err);
+  int (*share)(void *ctx, void *p, int64_t n, int elem_bytes, int root, lt_error *err);
   /* The device's work enqueued from now on waits for every sum queued. */
   int (*join)(void *ctx, lt_error *err);
   /* The in-place sum over ranks of n host values, now (a step's loss). */

@@ -144,7 +144,7 @@ static int store_put(void *ctx, int p, int layer, const float *in, lt_error *err
 }
 
 param_store dd_store(dev_decoder *d) {
-  return (param_store){d, store_get, store_put, NULL, NULL, NULL};
+  return (param_store){d, store_get, store_put, NULL, NULL, NULL, NULL};
 }
 
 void dd_free(dev_decoder *d) {

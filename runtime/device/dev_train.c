@@ -79,7 +79,16 @@ struct dev_trainer {
   int64_t *start;      /* [n_regions] the update the region's AdamW count began at */
   int64_t updates;     /* AdamW updates done */
   unsigned char *table_host;
-  int n_entries;
+  int n_entries;       /* AdamW's table: whole tensors, or under --zero 1 this rank's pieces */
+  unsigned char *norm_host; /* --zero 1: the norm's table of every whole tensor that trains */
+  void *norm_table;         /* its device copy (NULL: the norm reads AdamW's table) */
+  int n_tensors;            /* tensors that train now (the norm's entries) */
+  /* --zero 1 on several ranks: this rank's share of each region, [sh_lo,
+   * sh_lo + sh_n) of the gradient layout, its moments at sh_at (NULL: the
+   * moments are whole, laid out as the gradients) */
+  int64_t *sh_lo, *sh_n, *sh_at, moment_scalars;
+  int zero_rank, zero_ranks;
+  float *whole_m, *whole_v; /* --zero 1: whole host moments while a state is saved or loaded */
   void *convert;       /* host staging for conversions, max tensor */
   int64_t max_numel;   /* the largest tensor's elements */
   dt_pending pend[2];  /* steps by parity */
@@ -166,8 +175,8 @@ static void carve_all(dev_trainer *d, arena_carver *c, size_t inst_saved[IR_NSEC
   d->grads = arena_carve(c, (size_t)s->n_grad_scalars * (size_t)d->gb, MEMORY_GRADS);
   d->master =
       d->masters ? arena_carve(c, (size_t)s->n_grad_scalars * 4, MEMORY_MASTER_WEIGHTS) : NULL;
-  d->mom1 = arena_carve(c, (size_t)s->n_grad_scalars * (size_t)d->mb, MEMORY_OPTIMIZER);
-  d->mom2 = arena_carve(c, (size_t)s->n_grad_scalars * (size_t)d->mb, MEMORY_OPTIMIZER);
+  d->mom1 = arena_carve(c, (size_t)d->moment_scalars * (size_t)d->mb, MEMORY_OPTIMIZER);
+  d->mom2 = arena_carve(c, (size_t)d->moment_scalars * (size_t)d->mb, MEMORY_OPTIMIZER);
   d->ids = arena_carve(c, (size_t)s->N * 4, MEMORY_ACTIVATIONS);
   d->targets = arena_carve(c, (size_t)s->N * 4, MEMORY_ACTIVATIONS);
   /* the micro-batches' losses, then the gradient norm: one read a step */
@@ -196,6 +205,9 @@ static void carve_all(dev_trainer *d, arena_carver *c, size_t inst_saved[IR_NSEC
                      : arena_carve(c, (size_t)gen_buffer_bytes(&d->opt->bufs[b]),
                                    MEMORY_WORKSPACE);
   if (d->stats) d->opt_bufs[GEN_OPT_NORM] = d->stats + 4 * (size_t)d->prog->cfg.grad_accum;
+  if (d->sh_lo)
+    d->norm_table = arena_carve(c, (size_t)gen_buffer_bytes(&d->opt->bufs[GEN_OPT_TABLE]),
+                                MEMORY_WORKSPACE);
 }
 
 /* ---- pointer tables ----------------------------------------------------- */
@@ -278,41 +290,136 @@ static int region_on(const dev_trainer *d, int p, int layer) {
   }
 }
 
-/* One descriptor per tensor that trains now, embed, blocks by layer, head
- * (the CPU's order of the norm's sum). */
-static void add_entry(dev_trainer *d, int p, int layer, int region) {
-  const ms_state *s = d->s;
-  const ir_param *pr = &d->prog->m->params[p];
-  int64_t gi = ms_grad_index(s, p, layer), wi = ms_param_index(s, p, layer);
-  int32_t step = (int32_t)(1 - d->start[region]);
-  void *w = d->weights + wi * d->wb;
-  if (d->prog->cfg.grad_dtype == GEN_BF16) {
-    dt_adamw_entry_bf16 e = {w, d->grads + gi * 2, d->mom1 + gi * 2, d->mom2 + gi * 2,
-                             ir_param_numel(pr), pr->decay, step};
-    memcpy(d->table_host + (size_t)d->n_entries * sizeof e, &e, sizeof e);
-  } else {
-    dt_adamw_entry e = {d->masters ? d->master + gi * 4 : w, d->grads + gi * 4, d->mom1 + gi * 4,
-                        d->mom2 + gi * 4, d->masters ? w : NULL, ir_param_numel(pr), pr->decay,
-                        step};
-    memcpy(d->table_host + (size_t)d->n_entries * sizeof e, &e, sizeof e);
-  }
-  d->n_entries++;
+/* A piece of a tensor that trains: elements [at, at + n) of (p, layer),
+ * its moments from index mom of the moments' arrays. */
+typedef struct {
+  int p, layer, region;
+  int64_t at, n, mom;
+} dt_piece;
+
+/* --zero 1: the part of (p, layer) in share k of its region (dist_share of
+ * the region over the ranks), as a piece; n = 0 where they do not meet. */
+static dt_piece share_piece(const dev_trainer *d, int p, int layer, int region, int k) {
+  int64_t begin, len, lo, n;
+  train_region_extent(d->s, region, &begin, &len);
+  dist_share(len, k, d->zero_ranks, &lo, &n);
+  lo += begin;
+  const int64_t gi = ms_grad_index(d->s, p, layer), numel = ir_param_numel(&d->prog->m->params[p]);
+  const int64_t a = gi > lo ? gi : lo, b = gi + numel < lo + n ? gi + numel : lo + n;
+  return (dt_piece){p, layer, region, a - gi, a < b ? b - a : 0, d->sh_at[region] + (a - lo)};
 }
 
-static int write_table(dev_trainer *d, lt_error *err) {
+/* Descriptor i of table (templates/adamw.cuh) for a piece. */
+static void put_entry(const dev_trainer *d, unsigned char *table, int i, const dt_piece *e) {
+  const ms_state *s = d->s;
+  const ir_param *pr = &d->prog->m->params[e->p];
+  const int64_t gi = ms_grad_index(s, e->p, e->layer) + e->at;
+  const int64_t wi = ms_param_index(s, e->p, e->layer) + e->at;
+  int32_t step = (int32_t)(1 - d->start[e->region]);
+  void *w = d->weights + wi * d->wb;
+  if (d->prog->cfg.grad_dtype == GEN_BF16) {
+    dt_adamw_entry_bf16 x = {w, d->grads + gi * 2, d->mom1 + e->mom * 2, d->mom2 + e->mom * 2,
+                             e->n, pr->decay, step};
+    memcpy(table + (size_t)i * sizeof x, &x, sizeof x);
+  } else {
+    dt_adamw_entry x = {d->masters ? d->master + gi * 4 : w, d->grads + gi * 4,
+                        d->mom1 + e->mom * 4, d->mom2 + e->mom * 4, d->masters ? w : NULL, e->n,
+                        pr->decay, step};
+    memcpy(table + (size_t)i * sizeof x, &x, sizeof x);
+  }
+}
+
+/* Every tensor that trains now, embed, blocks by layer, head (the CPU's
+ * order of the norm's sum), to fn. */
+static int each_trained(dev_trainer *d, int (*fn)(dev_trainer *, int p, int layer, int region, void *),
+                        void *arg) {
   const ir_model *m = d->prog->m;
-  d->n_entries = 0;
   const int order[3] = {IR_EMBED, IR_BLOCK, IR_HEAD};
   for (int o = 0; o < 3; o++)
     for (int l = 0; l < (order[o] == IR_BLOCK ? m->n_layer : 1); l++)
       for (int p = 0; p < m->n_params; p++) {
         if (m->params[p].section != order[o]) continue;
         int r = region_on(d, p, l);
-        if (r >= 0) add_entry(d, p, l, r);
+        if (r >= 0 && fn(d, p, l, r, arg)) return -1;
       }
-  size_t bytes = (size_t)d->n_entries * (size_t)gen_opt_entry_bytes(&d->prog->cfg);
-  return bytes ? d->dev.upload(d->dev.ctx, d->opt_bufs[GEN_OPT_TABLE], d->table_host, bytes, err)
-               : 0;
+  return 0;
+}
+
+/* A descriptor per tensor; under --zero 1 the norm's table gets it whole
+ * and AdamW's this rank's piece of it. */
+static int add_entry(dev_trainer *d, int p, int layer, int region, void *arg) {
+  (void)arg;
+  const dt_piece whole = {p, layer, region, 0, ir_param_numel(&d->prog->m->params[p]),
+                          ms_grad_index(d->s, p, layer)};
+  if (!d->sh_lo) {
+    put_entry(d, d->table_host, d->n_entries++, &whole);
+  } else {
+    put_entry(d, d->norm_host, d->n_tensors, &whole);
+    dt_piece mine = share_piece(d, p, layer, region, d->zero_rank);
+    if (mine.n) put_entry(d, d->table_host, d->n_entries++, &mine);
+  }
+  d->n_tensors++;
+  return 0;
+}
+
+static int write_table(dev_trainer *d, lt_error *err) {
+  d->n_entries = d->n_tensors = 0;
+  each_trained(d, add_entry, NULL);
+  const size_t entry = (size_t)gen_opt_entry_bytes(&d->prog->cfg);
+  if (d->n_entries && d->dev.upload(d->dev.ctx, d->opt_bufs[GEN_OPT_TABLE], d->table_host,
+                                    (size_t)d->n_entries * entry, err))
+    return -1;
+  return d->norm_table && d->n_tensors
+             ? d->dev.upload(d->dev.ctx, d->norm_table, d->norm_host, (size_t)d->n_tensors * entry, err)
+             : 0;
+}
+
+/* --zero 1, after AdamW: every rank's updated pieces to every rank, in
+ * place (the weights, and bf16-mixed's fp32 masters), in the same order on
+ * every rank: tensor by tensor, share by share. */
+typedef struct {
+  uint64_t *bytes;
+  lt_error *err;
+} dt_share_arg;
+
+static int share_tensor(dev_trainer *d, int p, int layer, int region, void *arg) {
+  const dt_share_arg *a = arg;
+  for (int k = 0; k < d->zero_ranks; k++) {
+    const dt_piece e = share_piece(d, p, layer, region, k);
+    if (!e.n) continue;
+    const int64_t wi = ms_param_index(d->s, p, layer) + e.at, gi = ms_grad_index(d->s, p, layer) + e.at;
+    if (d->comm.share(d->comm.ctx, d->weights + wi * d->wb, e.n, d->wb, k, a->err) ||
+        (d->masters && d->comm.share(d->comm.ctx, d->master + gi * 4, e.n, 4, k, a->err)))
+      return -1;
+    *a->bytes += (uint64_t)e.n * (uint64_t)(d->wb + (d->masters ? 4 : 0));
+  }
+  return 0;
+}
+
+static int share_updates(dev_trainer *d, uint64_t *bytes, lt_error *err) {
+  dt_share_arg a = {bytes, err};
+  if (d->comm.group(d->comm.ctx, 1, err)) return -1;
+  int rc = each_trained(d, share_tensor, &a);
+  if (d->comm.group(d->comm.ctx, 0, err) || rc) return -1;
+  return d->comm.join(d->comm.ctx, err); /* the next step's forward reads them */
+}
+
+/* The optimizer path: the norm and clip over every tensor that trains,
+ * AdamW over the table; under --zero 1 the norm over the whole tensors'
+ * table, AdamW over this rank's pieces, then the pieces shared. */
+static int run_optimizer(dev_trainer *d, const path_exec_scalars *sc, uint64_t *bytes, lt_error *err) {
+  if (!d->n_tensors) return 0;
+  if (!d->sh_lo)
+    return path_exec_run(d->opt, GEN_OPT_STEP_NORM, GEN_OPT_STEP_ADAMW + 1, d->opt_bufs, sc, &d->exec, err);
+  void *bufs[GEN_OPT_NBUFS];
+  memcpy(bufs, d->opt_bufs, sizeof bufs);
+  bufs[GEN_OPT_TABLE] = d->norm_table;
+  path_exec_scalars whole = *sc;
+  whole.opt.count = d->n_tensors;
+  if (path_exec_run(d->opt, GEN_OPT_STEP_NORM, GEN_OPT_STEP_NORM + 1, bufs, &whole, &d->exec, err) ||
+      path_exec_run(d->opt, GEN_OPT_STEP_ADAMW, GEN_OPT_STEP_ADAMW + 1, d->opt_bufs, sc, &d->exec, err))
+    return -1;
+  return share_updates(d, bytes, err);
 }
 
 static path_exec_scalars scalars(const dev_trainer *d, float lr) {
@@ -343,11 +450,16 @@ static int enter_region(dev_trainer *d, int region, int layer, lt_error *err) {
   const ms_state *s = d->s;
   const ir_model *m = d->prog->m;
   d->start[region] = d->updates;
+  if (d->sh_lo) { /* --zero 1: this rank's share of the region's moments */
+    const size_t at = (size_t)d->sh_at[region] * d->mb, n = (size_t)d->sh_n[region] * d->mb;
+    if (d->dev.zero(d->dev.ctx, d->mom1 + at, n, err) || d->dev.zero(d->dev.ctx, d->mom2 + at, n, err))
+      return -1;
+  }
   for (int p = 0; p < m->n_params; p++) {
     if (region_on(d, p, layer) != region) continue; /* slot regions hold only block params */
     size_t gi = (size_t)ms_grad_index(s, p, layer), n = (size_t)ir_param_numel(&m->params[p]);
-    if (d->dev.zero(d->dev.ctx, d->mom1 + gi * d->mb, n * d->mb, err) ||
-        d->dev.zero(d->dev.ctx, d->mom2 + gi * d->mb, n * d->mb, err))
+    if (!d->sh_lo && (d->dev.zero(d->dev.ctx, d->mom1 + gi * d->mb, n * d->mb, err) ||
+                      d->dev.zero(d->dev.ctx, d->mom2 + gi * d->mb, n * d->mb, err)))
       return -1;
     if (d->masters && widen(d, p, layer, err)) return -1;
   }
@@ -407,8 +519,10 @@ static int alloc_run_tables(dev_trainer *d, lt_error *err) {
   d->slot_of = malloc(sizeof(int) * (size_t)(m->n_layer + 1));
   d->start = calloc((size_t)(TRAIN_REGION_SLOTS + s->n_grad_slots), sizeof(int64_t));
   d->table_host = malloc((size_t)d->opt->bufs[GEN_OPT_TABLE].rows * 56 + 56);
+  d->norm_host = d->sh_lo ? malloc((size_t)d->opt->bufs[GEN_OPT_TABLE].rows * 56 + 56) : NULL;
   d->convert = malloc((size_t)max_numel * 4);
-  if (!d->tables || !d->slot_of || !d->start || !d->table_host || !d->convert)
+  if (!d->tables || !d->slot_of || !d->start || !d->table_host || !d->convert ||
+      (d->sh_lo && !d->norm_host))
     return lt_fail(err, "out of memory");
   for (int l = 0; l < m->n_layer; l++) d->slot_of[l] = -1;
   return 0;
@@ -446,6 +560,7 @@ static int init(dev_trainer *d, const ms_state *s, const gen_program *prog, lt_e
   d->wb = gen_dtype_bytes(prog->cfg.dtype);
   d->gb = gen_dtype_bytes(prog->cfg.grad_dtype);
   d->mb = d->gb;
+  d->moment_scalars = s->n_grad_scalars;
   d->masters = prog->cfg.dtype == GEN_BF16 && prog->cfg.grad_dtype == GEN_F32;
   return check_program(d, err) || alloc_layout_tables(d, err) ? -1 : 0;
 }
@@ -515,6 +630,29 @@ static int copy_back(dev_trainer *d, void *dst, const void *src, size_t bytes, l
   return d->dev.download(d->dev.ctx, dst, src, bytes, err);
 }
 
+/* --zero 1 on several ranks: this rank's share of each region (dist_share,
+ * as the CPU's train_optim_shard splits them), its moments packed region
+ * after region. */
+static int shard_moments(dev_trainer *d, lt_error *err) {
+  const train_config *c = trainer_config(d->host);
+  if (!c->zero || dist_size(c->comm) == 1) return 0;
+  const size_t n = (size_t)(TRAIN_REGION_SLOTS + d->s->n_grad_slots);
+  d->sh_lo = malloc(n * sizeof *d->sh_lo);
+  d->sh_n = malloc(n * sizeof *d->sh_n);
+  d->sh_at = malloc(n * sizeof *d->sh_at);
+  if (!d->sh_lo || !d->sh_n || !d->sh_at) return lt_fail(err, "out of memory");
+  d->zero_rank = dist_rank(c->comm), d->zero_ranks = dist_size(c->comm);
+  d->moment_scalars = 0;
+  for (size_t r = 0; r < n; r++) {
+    int64_t begin, len;
+    train_region_extent(d->s, (int)r, &begin, &len);
+    dist_share(len, d->zero_rank, d->zero_ranks, &d->sh_lo[r], &d->sh_n[r]);
+    d->sh_lo[r] += begin, d->sh_at[r] = d->moment_scalars;
+    d->moment_scalars += d->sh_n[r];
+  }
+  return 0;
+}
+
 int dt_create(dev_trainer **out, trainer *host, const gen_program *prog, const dt_device *dev,
               lt_error *err) {
   dev_trainer *d = calloc(1, sizeof *d);
@@ -522,7 +660,8 @@ int dt_create(dev_trainer **out, trainer *host, const gen_program *prog, const d
   *out = d;
   d->host = host, d->dev = *dev, d->exec = dev->exec;
   d->updates = trainer_next_step(host); /* one AdamW update a step: a resumed run has had this many */
-  if (init(d, trainer_state(host), prog, err) || alloc_run_tables(d, err) || layout(d, 1, err) ||
+  if (init(d, trainer_state(host), prog, err) || shard_moments(d, err) || alloc_run_tables(d, err) ||
+      layout(d, 1, err) ||
       alloc_pending(d, err))
     return -1;
   for (int inst = 0; inst < trainer_state(host)->n_inst; inst++)
@@ -547,6 +686,9 @@ void dt_free(dev_trainer *d) {
   free(d->table_host);
   free(d->convert);
   free(d->sum_after);
+  free(d->sh_lo), free(d->sh_n), free(d->sh_at);
+  free(d->norm_host);
+  free(d->whole_m), free(d->whole_v);
   free_pending(d);
   free(d);
 }
@@ -702,9 +844,7 @@ static int enqueue(dev_trainer *d, dt_pending *p, int slot, lt_error *err) {
     if (upload_batch(d, p, i, err) || run_passes(d, &sc, i == p->micro - 1, &p->comm_bytes, err))
       return -1;
   }
-  if (several_ranks(d) && d->comm.join(d->comm.ctx, err)) return -1;
-  if (d->n_entries &&
-      path_exec_run(d->opt, GEN_OPT_STEP_NORM, GEN_OPT_STEP_ADAMW + 1, d->opt_bufs, &sc, &d->exec, err))
+  if ((several_ranks(d) && d->comm.join(d->comm.ctx, err)) || run_optimizer(d, &sc, &p->comm_bytes, err))
     return -1;
   if (copy_back(d, p->stats, d->stats, 4 * ((size_t)p->micro + 1), err) ||
       (d->dev.fence && d->dev.fence(d->dev.ctx, slot, err)))
@@ -739,7 +879,7 @@ static int complete(dev_trainer *d, int slot, train_step_stats *st, lt_error *er
   const int ranks = several_ranks(d) ? d->comm.ranks : 1;
   double ms = done - since;
   *st = (train_step_stats){.step = p->step, .loss = total ? (float)(loss / total) : 0.0f, .lr = p->lr,
-                           .grad_norm = d->n_entries ? p->stats[p->micro] : 0, .step_ms = ms,
+                           .grad_norm = d->n_tensors ? p->stats[p->micro] : 0, .step_ms = ms,
                            .tokens_per_s = (double)d->s->N * p->micro * ranks / (ms / 1e3),
                            .switched = p->switched, .mfu = -1, .peak_bytes = d->arena_bytes,
                            .active = p->active, .n_active = p->n_active, .ranks = ranks,
@@ -827,10 +967,17 @@ static char *moments_at(dev_trainer *d, int which, int64_t at, int64_t n, lt_err
   return (which ? d->mom2 : d->mom1) + at * d->mb;
 }
 
-/* In pieces that fit the conversion staging (the largest tensor). */
+/* In pieces that fit the conversion staging (the largest tensor); under
+ * --zero 1 the whole host moments of a state's save or load. */
 static int store_get_moments(void *ctx, int which, int64_t at, int64_t n, float *out,
                              lt_error *err) {
   dev_trainer *d = ctx;
+  if (d->sh_lo) {
+    if (ps_check_moments(d->s, at, n, err)) return -1;
+    if (!d->whole_m) return lt_fail(err, "--zero 1: the moments are sharded (moments_whole first)");
+    memcpy(out, (which ? d->whole_v : d->whole_m) + at, sizeof *out * (size_t)n);
+    return 0;
+  }
   const char *mem = moments_at(d, which, at, n, err);
   for (int64_t i = 0; mem && i < n; i += d->max_numel) {
     int64_t k = n - i < d->max_numel ? n - i : d->max_numel;
@@ -842,12 +989,63 @@ static int store_get_moments(void *ctx, int which, int64_t at, int64_t n, float 
 static int store_put_moments(void *ctx, int which, int64_t at, int64_t n, const float *in,
                              lt_error *err) {
   dev_trainer *d = ctx;
+  if (d->sh_lo) {
+    if (follow_host(d, err) || ps_check_moments(d->s, at, n, err)) return -1;
+    if (!d->whole_m) return lt_fail(err, "--zero 1: the moments are sharded (moments_whole first)");
+    memcpy((which ? d->whole_v : d->whole_m) + at, in, sizeof *in * (size_t)n);
+    return 0;
+  }
   char *mem = follow_host(d, err) ? NULL : moments_at(d, which, at, n, err);
   for (int64_t i = 0; mem && i < n; i += d->max_numel) {
     int64_t k = n - i < d->max_numel ? n - i : d->max_numel;
     if (arena_upload_f32(&d->dev, mem + i * d->mb, in + i, k, d->mb, d->convert, err)) return -1;
   }
   return mem ? 0 : -1;
+}
+
+/* This rank's share of region r's moments between the device and whole
+ * host arrays (down: to the host), through the conversion staging. */
+static int move_share(dev_trainer *d, int r, int down, lt_error *err) {
+  for (int which = 0; which < 2; which++) {
+    float *host = (which ? d->whole_v : d->whole_m) + d->sh_lo[r];
+    char *dev = (which ? d->mom2 : d->mom1) + d->sh_at[r] * d->mb;
+    for (int64_t i = 0; i < d->sh_n[r]; i += d->max_numel) {
+      int64_t k = d->sh_n[r] - i < d->max_numel ? d->sh_n[r] - i : d->max_numel;
+      if (down ? arena_download_f32(&d->dev, host + i, dev + i * d->mb, k, d->mb, d->convert, err)
+               : arena_upload_f32(&d->dev, dev + i * d->mb, host + i, k, d->mb, d->convert, err))
+        return -1;
+    }
+  }
+  return 0;
+}
+
+/* --zero 1: whole moments on the host for a state (every rank calls it):
+ * gathered from the ranks' shares to save, zeros to load into; then back
+ * to this rank's share on the device. */
+static int store_moments_whole(void *ctx, int whole, int gather, lt_error *err) {
+  dev_trainer *d = ctx;
+  if (!d->sh_lo) return 0;
+  const int n_regions = TRAIN_REGION_SLOTS + d->s->n_grad_slots;
+  if (!whole) {
+    int rc = 0;
+    for (int r = 0; rc == 0 && d->whole_m && r < n_regions; r++) rc = move_share(d, r, 0, err);
+    free(d->whole_m), free(d->whole_v);
+    d->whole_m = d->whole_v = NULL;
+    return rc;
+  }
+  free(d->whole_m), free(d->whole_v);
+  d->whole_m = calloc((size_t)d->s->n_grad_scalars + 1, sizeof(float));
+  d->whole_v = calloc((size_t)d->s->n_grad_scalars + 1, sizeof(float));
+  if (!d->whole_m || !d->whole_v) return lt_fail(err, "out of memory for the optimizer's state");
+  dist_comm *world = trainer_config(d->host)->comm;
+  for (int r = 0; gather && r < n_regions; r++) {
+    int64_t begin, len;
+    train_region_extent(d->s, r, &begin, &len);
+    if (move_share(d, r, 1, err) || dist_gather_f32(world, d->whole_m + begin, len, NULL, err) ||
+        dist_gather_f32(world, d->whole_v + begin, len, NULL, err))
+      return -1;
+  }
+  return 0;
 }
 
 /* A checkpoint's state is in: the AdamW counts continue from the host's. */
@@ -862,7 +1060,7 @@ static int store_restored(void *ctx, lt_error *err) {
 
 param_store dt_store(dev_trainer *d) {
   return (param_store){d, store_get, store_put, store_get_moments, store_put_moments,
-                       store_restored};
+                       store_restored, store_moments_whole};
 }
 
 /* Regions that train now: embed, head, and the slots bound to a block. */

@@ -13,7 +13,9 @@
  *   grads       what trains, in the gradient dtype (ms_state's layout:
  *               embed, head, gradient slots)
  *   masters     bf16-mixed: fp32 copies of what trains, laid out as grads
- *   moments     AdamW m and v, laid out as grads
+ *   moments     AdamW m and v, laid out as grads (--zero 1 on several ranks:
+ *               this rank's share of each region only, packed; AdamW then
+ *               updates its pieces and shares them, dt_use_comm)
  *   activations per instance, what its path keeps for backward; what only
  *               the ACTIVE path keeps lives in slots bound with the
  *               gradient slots (as on the CPU, docs/memory.md)

@@ -40,6 +40,20 @@ static int sum(void *ctx, void *p, int64_t n, int elem_bytes, lt_error *err) {
   return rc == NCCL_LIB_SUCCESS ? 0 : nccl_lib_fail(&c->lib, rc, "ncclAllReduce", err);
 }
 
+static int group(void *ctx, int begin, lt_error *err) {
+  ncomm *c = ctx;
+  if (begin && c->st.after_compute && c->st.after_compute(c->st.ctx, err)) return -1;
+  const int rc = begin ? c->lib.GroupStart() : c->lib.GroupEnd();
+  return rc == NCCL_LIB_SUCCESS ? 0 : nccl_lib_fail(&c->lib, rc, begin ? "ncclGroupStart" : "ncclGroupEnd", err);
+}
+
+static int share(void *ctx, void *p, int64_t n, int elem_bytes, int root, lt_error *err) {
+  ncomm *c = ctx;
+  const int dtype = elem_bytes == 2 ? NCCL_LIB_BFLOAT16 : NCCL_LIB_FLOAT32;
+  const int rc = c->lib.Broadcast(p, p, (size_t)n, dtype, root, c->comm, c->st.stream);
+  return rc == NCCL_LIB_SUCCESS ? 0 : nccl_lib_fail(&c->lib, rc, "ncclBroadcast", err);
+}
+
 static int join(void *ctx, lt_error *err) {
   ncomm *c = ctx;
   return c->st.compute_waits ? c->st.compute_waits(c->st.ctx, err) : 0;
@@ -52,7 +66,8 @@ static int sum_host(void *ctx, double *x, int n, lt_error *err) {
 static void watch(void *ctx, int on) { dist_watch(((ncomm *)ctx)->world, on); }
 
 dt_comm ncomm_iface(ncomm *c) {
-  return (dt_comm){c, dist_rank(c->world), dist_size(c->world), sum, join, sum_host, watch};
+  return (dt_comm){c, dist_rank(c->world), dist_size(c->world), sum, group, share, join, sum_host,
+                   watch};
 }
 
 const char *ncomm_library(const ncomm *c) { return c->lib.name; }

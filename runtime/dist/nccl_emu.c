@@ -103,6 +103,23 @@ static int emu_all_reduce(const void *send, void *recv, size_t count, int dtype,
                                                                      : NCCL_LIB_SUCCESS;
 }
 
+/* In place from root: the emulator's calls run at once, in the order every
+ * rank makes them, as MPI_Bcast needs. */
+static int emu_broadcast(const void *send, void *recv, size_t count, int dtype, int root,
+                         nccl_lib_comm comm, void *stream) {
+  (void)stream;
+  lt_error err;
+  emu_comm *c = comm;
+  if (!c || root < 0 || root >= c->nranks || (dtype != NCCL_LIB_FLOAT32 && dtype != NCCL_LIB_BFLOAT16))
+    return EMU_INVALID_ARGUMENT;
+  const size_t bytes = count * (dtype == NCCL_LIB_FLOAT32 ? 4 : 2);
+  if (bytes >= (size_t)1 << 31) return EMU_INVALID_ARGUMENT;
+  if (send != recv && c->rank == root) memmove(recv, send, bytes);
+  return dist_broadcast(emu_world, recv, (int)bytes, root, &err) ? EMU_SYSTEM_ERROR : NCCL_LIB_SUCCESS;
+}
+
+static int emu_group(void) { return NCCL_LIB_SUCCESS; } /* each call ran when it was made */
+
 static const char *emu_error_string(int rc) {
   switch (rc) {
   case NCCL_LIB_SUCCESS: return "no error";
@@ -118,5 +135,7 @@ void nccl_lib_emulated(nccl_lib *lib, dist_comm *world) {
   *lib = (nccl_lib){.name = "NCCL emulated over MPI", .GetVersion = emu_version,
                     .GetUniqueId = emu_unique_id, .CommInitRank = emu_init_rank,
                     .CommDestroy = emu_destroy, .CommAbort = emu_destroy,
-                    .AllReduce = emu_all_reduce, .GetErrorString = emu_error_string};
+                    .AllReduce = emu_all_reduce, .Broadcast = emu_broadcast,
+                    .GroupStart = emu_group, .GroupEnd = emu_group,
+                    .GetErrorString = emu_error_string};
 }

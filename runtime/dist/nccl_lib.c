@@ -20,7 +20,8 @@ int nccl_lib_load(nccl_lib *lib, lt_error *err) {
       {"ncclGetVersion", (void **)&lib->GetVersion}, {"ncclGetUniqueId", (void **)&lib->GetUniqueId},
       {"ncclCommInitRank", (void **)&lib->CommInitRank},
       {"ncclCommDestroy", (void **)&lib->CommDestroy}, {"ncclCommAbort", (void **)&lib->CommAbort},
-      {"ncclAllReduce", (void **)&lib->AllReduce},
+      {"ncclAllReduce", (void **)&lib->AllReduce}, {"ncclBroadcast", (void **)&lib->Broadcast},
+      {"ncclGroupStart", (void **)&lib->GroupStart}, {"ncclGroupEnd", (void **)&lib->GroupEnd},
       {"ncclGetErrorString", (void **)&lib->GetErrorString},
   };
   for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++)

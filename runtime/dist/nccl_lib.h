@@ -34,6 +34,10 @@ typedef struct {
   int (*CommAbort)(nccl_lib_comm comm);
   int (*AllReduce)(const void *send, void *recv, size_t count, int dtype, int op,
                    nccl_lib_comm comm, void *stream);
+  int (*Broadcast)(const void *send, void *recv, size_t count, int dtype, int root,
+                   nccl_lib_comm comm, void *stream);
+  int (*GroupStart)(void);
+  int (*GroupEnd)(void);
   const char *(*GetErrorString)(int result);
 } nccl_lib;
 

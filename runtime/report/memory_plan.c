@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dev_arena.h"
 #include "dev_train.h"
 #include "gen.h"
 #include "lora.h"
@@ -54,6 +55,17 @@ static void cpu_bytes(const ms_state *s, uint64_t *b) {
   b[MEMORY_WORKSPACE] = 0;
 }
 
+/* The elements of the tensors that train at once (the gradient regions may
+ * hold more: their layout's padding). */
+static uint64_t trained_scalars(const ms_state *s) {
+  uint64_t n = 0;
+  for (int p = 0; p < s->ir->n_params; p++)
+    if (s->grad_off[p] >= 0)
+      n += (uint64_t)ir_param_numel(&s->ir->params[p]) *
+           (uint64_t)(s->ir->params[p].section == IR_BLOCK ? s->n_grad_slots : 1);
+  return n;
+}
+
 /* --zero 1: the moments' scalars of the rank with the most. */
 static int64_t largest_shard(const ms_state *s, int ranks) {
   int64_t most = 0;
@@ -65,8 +77,6 @@ static int64_t largest_shard(const ms_state *s, int ranks) {
 }
 
 int memory_plan_compute(const ir_model *m, const memory_plan_settings *ps, memory_breakdown *out, lt_error *err) {
-  if (ps->zero && ps->precision != PRECISION_FP32)
-    return lt_fail(err, "--zero 1 shards the cpu trainer's optimizer (--dtype fp32)");
   if (ps->method == TRAIN_LISA && (ps->gamma < 0 || ps->gamma > m->n_layer))
     return lt_fail(err, "--gamma %d exceeds the model's %d middle blocks", ps->gamma, m->n_layer);
   if (ps->precision < PRECISION_FP32 || ps->precision > PRECISION_BF16_TRUE)
@@ -88,11 +98,20 @@ int memory_plan_compute(const ir_model *m, const memory_plan_settings *ps, memor
     precision_dtypes(ps->precision, &dtype, &grad_dtype);
     out->regions = TRAIN_REGION_SLOTS + s.n_grad_slots;
     out->summed_grad_bytes = (uint64_t)s.n_grad_scalars * (uint64_t)gen_dtype_bytes(grad_dtype);
+    /* --zero 1 gathers what trained: the CPU its regions whole, a device the
+     * tensors' weights (and bf16-mixed's fp32 masters) */
+    out->gathered_bytes = ps->precision == PRECISION_FP32
+                              ? out->summed_grad_bytes
+                              : trained_scalars(&s) * (uint64_t)(gen_dtype_bytes(dtype) +
+                                                                 (ps->precision == PRECISION_BF16_MIXED ? 4 : 0));
   }
   if (rc == 0 && ps->precision == PRECISION_FP32) cpu_bytes(&s, out->bytes);
   else if (rc == 0) rc = device_bytes(m, &s, ps, trains, out->bytes, err);
-  if (rc == 0 && ps->zero && ps->ranks > 1)
-    out->bytes[MEMORY_OPTIMIZER] = 8 * (uint64_t)largest_shard(&s, ps->ranks);
+  if (rc == 0 && ps->zero && ps->ranks > 1) { /* m and v of the largest share */
+    const uint64_t share = (out->summed_grad_bytes / (uint64_t)s.n_grad_scalars) *
+                           (uint64_t)largest_shard(&s, ps->ranks);
+    out->bytes[MEMORY_OPTIMIZER] = 2 * (ps->precision == PRECISION_FP32 ? share : arena_align(share));
+  }
   if (rc == 0 && ps->precision != PRECISION_FP32) /* the batch, then what a tensor in hand takes */
     out->host_bytes = 8 * (uint64_t)s.N + dt_host_bytes(&s, 1) + wt_staging_bytes(m) +
                       ST_WRITE_CHUNK_BYTES;

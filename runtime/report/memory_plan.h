@@ -26,8 +26,8 @@ typedef struct {
   int batch, seq;
   int precision;   /* enum precision */
   int ranks;       /* data parallel (0 or 1: alone); each rank at batch */
-  int zero;        /* 1 (ranks > 1, the CPU): the optimizer's moments sharded, the largest
-                      rank's share counted (train_optim_shard) */
+  int zero;        /* 1 (ranks > 1): the optimizer's moments sharded, the largest rank's
+                      share counted (train_optim_shard's split; a device's is the same) */
 } memory_plan_settings;
 
 typedef struct {
@@ -44,6 +44,8 @@ typedef struct {
   uint64_t summed_grad_bytes; /* what a data-parallel step sums of the gradients: the
                       regions themselves, in the gradients' dtype (the arena's
                       category adds its alignment) */
+  uint64_t gathered_bytes; /* --zero 1: what a step gathers of what trained (the weights,
+                      and bf16-mixed's fp32 masters) */
 } memory_breakdown;
 
 const char *memory_category_name(int category); /* "weights", "master_weights", ... */

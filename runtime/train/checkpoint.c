@@ -444,8 +444,9 @@ int ckpt_save_ranks(trainer *t, const char *dir, lt_error *err) {
   if (dist_size(t->cfg.comm) == 1) return ckpt_save(t, dir, err);
   int rc = trainer_moments_full(t, 1, err);
   if (rc == 0 && dist_rank(t->cfg.comm) == 0) rc = ckpt_save(t, dir, err);
-  trainer_moments_shard(t);
-  return rc;
+  lt_error shard_err;
+  const int back = trainer_moments_shard(t, rc ? &shard_err : err);
+  return rc || back ? -1 : 0;
 }
 
 /* ---- resuming ------------------------------------------------------------ */
@@ -573,8 +574,9 @@ static int resume_whole(trainer *t, const char *dir, ckpt_overrides *ov, lt_erro
 int ckpt_resume(trainer *t, const char *dir, ckpt_overrides *ov, lt_error *err) {
   if (trainer_moments_full(t, 0, err)) return -1;
   const int rc = resume_whole(t, dir, ov, err);
-  trainer_moments_shard(t);
-  return rc;
+  lt_error shard_err;
+  const int back = trainer_moments_shard(t, rc ? &shard_err : err);
+  return rc || back ? -1 : 0;
 }
 
 static int resume_whole(trainer *t, const char *dir, ckpt_overrides *ov, lt_error *err) {

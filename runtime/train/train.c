@@ -156,6 +156,7 @@ int64_t train_shard_scalars(const ms_state *s, int rank, int ranks) {
 int trainer_moments_full(trainer *t, int gather, lt_error *err) {
   const train_optim *o = &t->opt;
   const ms_state *s = &t->state;
+  if (t->store.moments_whole) return t->store.moments_whole(t->store.ctx, 1, gather, err);
   if (!o->shard_at) return 0;
   float *m = calloc(s->bytes_grads / sizeof(float) + 1, sizeof(float)),
         *v = calloc(s->bytes_grads / sizeof(float) + 1, sizeof(float));
@@ -173,16 +174,18 @@ int trainer_moments_full(trainer *t, int gather, lt_error *err) {
   return 0;
 }
 
-void trainer_moments_shard(trainer *t) {
+int trainer_moments_shard(trainer *t, lt_error *err) {
   const train_optim *o = &t->opt;
   float *m = t->host_arrays.m, *v = t->host_arrays.v;
-  if (!o->shard_at || !m) return;
+  if (t->store.moments_whole) return t->store.moments_whole(t->store.ctx, 0, 0, err);
+  if (!o->shard_at || !m) return 0;
   for (int r = 0; r < o->n_regions; r++) {
     memcpy(o->m + o->shard_at[r], m + o->shard_lo[r], sizeof *m * (size_t)o->shard_n[r]);
     memcpy(o->v + o->shard_at[r], v + o->shard_lo[r], sizeof *v * (size_t)o->shard_n[r]);
   }
   free(m), free(v);
   t->host_arrays.m = t->host_arrays.v = NULL;
+  return 0;
 }
 
 void train_grad_squares(const ms_state *s, train_optim *o) {
@@ -423,16 +426,13 @@ static uint64_t settings_hash(const trainer *t) {
 /* Data parallel: the buffers of a whole micro-batch, and the ranks agreeing. */
 static int join_ranks(trainer *t, lt_error *err) {
   const int n = dist_size(t->cfg.comm);
-  if (t->cfg.zero && t->cfg.params_only)
-    return lt_fail(err, "--zero 1 shards the cpu trainer's optimizer state (--device cpu); a "
-                        "device's is not sharded yet");
   if (n == 1) return 0;
   if (train_optim_shares(&t->opt, dist_rank(t->cfg.comm), n, err)) return -1;
   const size_t rows = (size_t)n * (size_t)t->state.N;
   t->world_ids = malloc(sizeof *t->world_ids * rows);
   t->world_targets = malloc(sizeof *t->world_targets * rows);
   if (!t->world_ids || !t->world_targets) return lt_fail(err, "out of memory");
-  if (t->cfg.zero) {
+  if (t->cfg.zero && !t->cfg.params_only) { /* a device trainer shards its own (dev_train.c) */
     int64_t most = 0, begin, len;
     for (int r = 0; r < t->opt.n_regions; r++)
       train_region_extent(&t->state, r, &begin, &len), most = len > most ? len : most;

@@ -213,9 +213,10 @@ void train_region_extent(const ms_state *s, int r, int64_t *begin, int64_t *len)
 /* --zero 1: whole moments in the trainer's store, for a state to be saved
  * (gather: from every rank's shard, a collective) or loaded (zeros);
  * trainer_moments_shard keeps this rank's shard of them and lets them go.
- * Without --zero both do nothing. */
+ * A device's store does both itself (param_store.moments_whole). Without
+ * --zero both do nothing. */
 int trainer_moments_full(trainer *t, int gather, lt_error *err);
-void trainer_moments_shard(trainer *t);
+int trainer_moments_shard(trainer *t, lt_error *err);
 float train_forward(ms_state *s);
 /* Evaluation (lisa eval, --val-data): batches 0 .. batches - 1 of d's
  * sequential sweep into s's ids and targets, each batch's mean loss from

@@ -168,7 +168,7 @@ rc=$(grep -o "rc=[0-9]*" "$TMP/stopped.out" | cut -d= -f2)
 # The device trainer on 2 ranks: the emulator, with NCCL emulated over MPI
 # (the calls, the bootstrap and the sums after each region's backward are
 # those a GPU makes with NCCL). First the collectives' own test on 2 ranks.
-if [ -n "$LISA_TEST_NCCL" ]; then
+if [ -n "${LISA_TEST_NCCL:-}" ]; then
   out=$(mpi "$LISA_TEST_NCCL" 2>&1) && [ "$(grep -c '^ok' <<<"$out")" = 6 ] &&
     echo "ok   the collectives' test on 2 ranks: fp32 and bf16 sums, the bootstrap, refusals" ||
     fail "test_nccl on 2 ranks: $out"
@@ -221,8 +221,59 @@ for r in emu-resumed1 emu-resumed2; do
     { n++; d = $1 - $2; if (d < 0) d = -d; if (d > 1e-5 * $1) { print "step", n + 2, $1, $2; bad = 1 } }
     END { exit bad || n != 3 }' || fail "$r: the resumed device run left the one-process run"
 done && echo "ok   emu: a state resumes at another rank count: 2 ranks -> 1 and 1 -> 2 follow one process"
+# --zero 1 on a device: each rank keeps the moments of its share of every
+# region, AdamW updates its pieces of the tensors (the norm still reads every
+# gradient, all-reduced), and the pieces go to every rank from their owners
+# (broadcasts). fp32, and bf16-mixed with nearest rounding, give the run
+# without it bit for bit; bf16-true rounds stochastically, keyed by piece, so
+# to rounding; a rank's optimizer bytes halve; bytes and memory as lisa plan
+# says (bf16); its states hold the same moments and resume
+# the device arena's optimizer bytes (a step row's device_memory)
+dev_opt() { grep -m1 -o '"device_memory":{[^}]*}' "$1" | grep -o '"optimizer":[0-9]*' | cut -d: -f2; }
 # shellcheck disable=SC2086
-out=$(mpi "$LISA" train $EMU --batch 2 --method lisa --gamma 1 --zero 1 2>&1); rc=$?
-[ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && grep -q "a device's is not sharded yet" <<<"$out" &&
-  echo "ok   --zero 1 on a device says it is not built" || fail "emu --zero 1 on 2 ranks (rc $rc): $out"
+mpi "$LISA" train $EMU --batch 2 --method lisa --gamma 1 --interval 3 --dtype bf16 --rounding nearest \
+  --log-jsonl "$TMP/emu2-mixed.jsonl" --save "$TMP/emu2-mixed.safetensors" || fail "emu mixed: the run failed"
+for run in "lisa|--method lisa --gamma 1 --interval 3 --dtype fp32|0" \
+           "lora|--method lora --lora-rank 4 --merge-lora --dtype fp32|0" \
+           "mixed|--method lisa --gamma 1 --interval 3 --dtype bf16 --rounding nearest|0" \
+           "bf16-true|--method lisa --gamma 1 --interval 3 --dtype bf16-true|3e-3"; do
+  IFS='|' read -r name method tol <<<"$run"
+  # shellcheck disable=SC2086
+  mpi "$LISA" train $EMU --batch 2 $method --zero 1 --log-jsonl "$TMP/emuz-$name.jsonl" \
+    --save "$TMP/emuz-$name.safetensors" || { fail "emu --zero 1 $name: the run failed"; continue; }
+  ok=1
+  if [ "$tol" = 0 ]; then
+    [ "$(field loss "$TMP/emuz-$name.jsonl")" = "$(field loss "$TMP/emu2-$name.jsonl")" ] &&
+      [ "$(field grad_norm "$TMP/emuz-$name.jsonl")" = "$(field grad_norm "$TMP/emu2-$name.jsonl")" ] &&
+      cmp -s "$TMP/emuz-$name.safetensors" "$TMP/emu2-$name.safetensors" || ok=0
+  else
+    paste <(field loss "$TMP/emu2-$name.jsonl") <(field loss "$TMP/emuz-$name.jsonl") | awk -v tol="$tol" '
+      { n++; d = $1 - $2; if (d < 0) d = -d; if (d > tol * $1) { print "step", n - 1, $1, $2; bad = 1 } }
+      END { exit bad || n != 6 }' || ok=0
+  fi
+  z=$(dev_opt "$TMP/emuz-$name.jsonl") w=$(dev_opt "$TMP/emu2-$name.jsonl")
+  [[ $z =~ ^[0-9]+$ && $w =~ ^[0-9]+$ ]] && [ "$((z * 2))" -le "$((w + 1024))" ] ||
+    { echo "optimizer $z with --zero 1, $w without"; ok=0; }
+  if [ "$name" != lisa ] && [ "$name" != lora ]; then # bf16 precisions: lisa plan's device numbers
+    dtype=${method#*--dtype }; dtype=${dtype%% *}
+    plan=$("$LISA" plan models/gpt2-tiny.yaml --method lisa --gamma 1 --batch 2 --seq 8 --ranks 2 --zero 1 --dtype "$dtype" --json)
+    grep -q "\"optimizer\":$z," <<<"$plan" && grep -q "\"comm_bytes\":$(field comm_bytes "$TMP/emuz-$name.jsonl" | sort -u)," <<<"$plan" ||
+      { echo "plan: $plan; run: optimizer $z, comm_bytes $(field comm_bytes "$TMP/emuz-$name.jsonl" | sort -u)"; ok=0; }
+  fi
+  [ "$ok" = 1 ] && echo "ok   emu --zero 1 $name: as without it ($([ "$tol" = 0 ] && echo "bit for bit" || echo "within $tol")), $z of $w optimizer bytes a rank" ||
+    fail "emu --zero 1 $name: differs from the run without it"
+done
+# its state: the moments gathered from the ranks' shares are the run's
+# without --zero 1 (est2: 3 steps on 2 ranks); a resume onto shards continues
+# shellcheck disable=SC2086
+mpi "$LISA" train ${ELISA/--steps 6/--steps 3} --batch 2 --zero 1 --save-state "$TMP/estz" &&
+  mpi "$LISA" train $ELISA --batch 2 --zero 1 --resume "$TMP/est1" --log-jsonl "$TMP/emu-resumedz.jsonl" ||
+  fail "emu --zero 1 states: a run failed"
+cmp -s "$TMP/estz/step-3/optimizer.safetensors" "$TMP/est2/step-3/optimizer.safetensors" &&
+  cmp -s "$TMP/estz/step-3/model.safetensors" "$TMP/est2/step-3/model.safetensors" &&
+  paste <(field loss "$TMP/emu1-lisa.jsonl" | tail -3) <(field loss "$TMP/emu-resumedz.jsonl") | awk '
+    { n++; d = $1 - $2; if (d < 0) d = -d; if (d > 1e-5 * $1) { print "step", n + 2, $1, $2; bad = 1 } }
+    END { exit bad || n != 3 }' &&
+  echo "ok   emu --zero 1: its state is the run's without it, and resumes onto shards" ||
+  fail "emu --zero 1: the state differs, or the resume left the run"
 finish
