@@ -1,8 +1,8 @@
 /* test_gpu_nccl: the CUDA side of the device trainer's collectives on a
  * real GPU with the real NCCL: a communicator of one rank (ncomm_open's
- * bootstrap), sums on the collectives' stream ordered after the compute
- * stream and joined back (events each way), fp32 and bf16, values read
- * back. One rank's sum is its own values, so the data must come back
+ * bootstrap), sums and a group of broadcasts (--zero 1's sharing) on the
+ * collectives' stream ordered after the compute stream and joined back
+ * (events each way), fp32 and bf16, values read back. One rank's sum is its own values, so the data must come back
  * unchanged, and a missing order shows as a wrong value or an error.
  * Skipped (77) without a GPU or without libnccl.so.2: scripts/gpu-check.sh
  * runs it where there is one. */
@@ -35,6 +35,8 @@ static void test_sums(gpu_device *g, dist_comm *world) {
   int ok = dev.alloc(dev.ctx, sizeof in, &f, &err) == 0 && dev.alloc(dev.ctx, sizeof hin, &h, &err) == 0 &&
            dev.upload(dev.ctx, f, in, sizeof in, &err) == 0 && dev.upload(dev.ctx, h, hin, sizeof hin, &err) == 0 &&
            comm.sum(comm.ctx, f, N, 4, &err) == 0 && comm.sum(comm.ctx, h, N, 2, &err) == 0 &&
+           comm.group(comm.ctx, 1, &err) == 0 && comm.share(comm.ctx, f, N / 2, 4, 0, &err) == 0 &&
+           comm.share(comm.ctx, h, N, 2, 0, &err) == 0 && comm.group(comm.ctx, 0, &err) == 0 &&
            comm.join(comm.ctx, &err) == 0 && dev.zero(dev.ctx, f, 4, &err) == 0 && /* after the join */
            dev.download(dev.ctx, out, f, sizeof out, &err) == 0 &&
            dev.download(dev.ctx, hout, h, sizeof hout, &err) == 0;

@@ -50,7 +50,8 @@ static void test_real_library(void) {
   nccl_lib_close(&lib);
 }
 
-/* fp32 and bf16 sums of every rank's values, and the loss's host sum. */
+/* fp32 and bf16 sums of every rank's values, pieces shared from their
+ * owners, and the loss's host sum. */
 static void test_emulated_sums(void) {
   nccl_lib lib;
   nccl_lib_emulated(&lib, world);
@@ -81,6 +82,23 @@ static void test_emulated_sums(void) {
     bad_h += bf16_to_f32(h[i]) != (float)(S * (i % 64));
   }
   CHECK_MSG(bad_f == 0 && bad_h == 0, "%d fp32 and %d bf16 sums wrong", bad_f, bad_h);
+  /* --zero 1's sharing: pieces from their owners, in one group */
+  static float g[N];
+  for (int i = 0; i < N; i++) g[i] = (float)(r * N + i);
+  CHECK_MSG(comm.group(comm.ctx, 1, &err) == 0, "%s", err.msg);
+  for (int k = 0; k < R; k++) { /* piece k of g belongs to rank k */
+    int64_t lo, n;
+    dist_share(N, k, R, &lo, &n);
+    CHECK_MSG(comm.share(comm.ctx, g + lo, n, 4, k, &err) == 0, "%s", err.msg);
+  }
+  CHECK_MSG(comm.group(comm.ctx, 0, &err) == 0 && comm.join(comm.ctx, &err) == 0, "%s", err.msg);
+  int bad_g = 0;
+  for (int k = 0; k < R; k++) {
+    int64_t lo, n;
+    dist_share(N, k, R, &lo, &n);
+    for (int64_t i = lo; i < lo + n; i++) bad_g += g[i] != (float)(k * N + i);
+  }
+  CHECK_MSG(bad_g == 0, "%d shared values are not their owner's", bad_g);
   double loss[2] = {r + 1.0, 1.0};
   CHECK(comm.sum_host(comm.ctx, loss, 2, &err) == 0 && loss[0] == S && loss[1] == R);
   ncomm_close(c);
@@ -104,6 +122,7 @@ static void test_emulated_refusals(void) {
   float x = 1.0f;
   CHECK(lib.AllReduce(&x, &x, 1, 0 /* ncclInt8 */, NCCL_LIB_SUM, comm, NULL) != NCCL_LIB_SUCCESS);
   CHECK(lib.AllReduce(&x, &x, 1, NCCL_LIB_FLOAT32, 1 /* ncclProd */, comm, NULL) != NCCL_LIB_SUCCESS);
+  CHECK(lib.Broadcast(&x, &x, 1, NCCL_LIB_FLOAT32, dist_size(world), comm, NULL) != NCCL_LIB_SUCCESS);
   lib.CommDestroy(comm);
   if (dist_size(world) > 1) {
     id.internal[5] = (char)dist_rank(world); /* a broken bootstrap */
