@@ -27,6 +27,21 @@ mpi() { timeout 120 "${MPIRUN[@]}" -np 2 "$@"; }
 
 # field NAME FILE: the values of NAME in a JSONL file's step rows
 field() { grep '"step":' "$2" | grep -o "\"$1\":[-0-9.e+]*" | cut -d: -f2; }
+# follows NAME A B TOL N: B's last N values of NAME are A's last N within TOL
+# (relative), saying where not
+follows() {
+  paste <(field "$1" "$2" | tail -"$5") <(field "$1" "$3") | awk -v k="$1" -v tol="$4" -v want="$5" '
+    { n++; d = $1 - $2; if (d < 0) d = -d; s = $1 < 0 ? -$1 : $1
+      if (d > tol * s) { printf "row %d %s: %s against %s\n", n, k, $1, $2; bad = 1 } }
+    END { exit bad || n != want }'
+}
+# eval_loss WEIGHTS: lisa eval's loss of the tiny GPT-2 with them
+eval_loss() {
+  "$LISA" eval models/gpt2-tiny.yaml --weights "$1" --data tests/fixtures/tokens-67.bin --batch 2 --seq 8 2>/dev/null |
+    grep -o '"loss":[0-9.]*' | cut -d: -f2
+}
+# near A B TOL: |A - B| <= TOL |A|, both numbers
+near() { [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" -v tol="$3" 'BEGIN { d = a - b; exit !(d <= tol * a && -d <= tol * a) }'; }
 
 # name, the method's settings for train, and for plan (LoRA saves merged: eval reads a base model)
 for run in "ft|--method ft|--method ft" "lisa|--method lisa --gamma 1 --interval 3|--method lisa --gamma 1" \
@@ -38,12 +53,7 @@ for run in "ft|--method ft|--method ft" "lisa|--method lisa --gamma 1 --interval
     mpi "$LISA" train $RUN --batch 2 $method --log-jsonl "$TMP/two-$name.jsonl" --save "$TMP/two-$name.safetensors" ||
     { fail "$name: a run failed"; continue; }
   ok=1
-  for k in loss grad_norm; do
-    paste <(field "$k" "$TMP/one-$name.jsonl") <(field "$k" "$TMP/two-$name.jsonl") | awk -v k="$k" '
-      { n++; d = $1 - $2; if (d < 0) d = -d; s = $1 < 0 ? -$1 : $1
-        if (d > 1e-5 * s) { printf "step %d %s: %s alone, %s on 2 ranks\n", n - 1, k, $1, $2; bad = 1 } }
-      END { exit bad || n != 20 }' || ok=0
-  done
+  for k in loss grad_norm; do follows "$k" "$TMP/one-$name.jsonl" "$TMP/two-$name.jsonl" 1e-5 20 || ok=0; done
   # the sum over ranks: the trainable gradients and the loss, as lisa plan --ranks says
   # shellcheck disable=SC2086
   plan=$("$LISA" plan models/gpt2-tiny.yaml $plan_method --batch 2 --seq 8 --ranks 2 --json)
@@ -53,9 +63,8 @@ for run in "ft|--method ft|--method ft" "lisa|--method lisa --gamma 1 --interval
     { echo "comm_bytes $bytes; plan: $plan"; ok=0; }
   [ "$(field ranks "$TMP/two-$name.jsonl" | sort -u)" = 2 ] || ok=0
   # rank 0's checkpoint is the run's: its loss is the one process's
-  one=$("$LISA" eval models/gpt2-tiny.yaml --weights "$TMP/one-$name.safetensors" --data tests/fixtures/tokens-67.bin --batch 2 --seq 8 2>/dev/null | grep -o '"loss":[0-9.]*')
-  two=$("$LISA" eval models/gpt2-tiny.yaml --weights "$TMP/two-$name.safetensors" --data tests/fixtures/tokens-67.bin --batch 2 --seq 8 2>/dev/null | grep -o '"loss":[0-9.]*')
-  [ -n "$one" ] && awk -v a="${one#*:}" -v b="${two#*:}" 'BEGIN { d = a - b; exit !(d < 1e-5 * a && -d < 1e-5 * a) }' ||
+  one=$(eval_loss "$TMP/one-$name.safetensors") two=$(eval_loss "$TMP/two-$name.safetensors")
+  near "$one" "$two" 1e-5 ||
     { echo "eval: $one alone, $two from rank 0's save"; ok=0; }
   [ "$ok" = 1 ] && echo "ok   $name: 2 ranks x B=2 = 1 x B=4 over 20 steps, $bytes bytes a step summed" ||
     fail "$name: 2 ranks differ from one process"
@@ -109,9 +118,7 @@ mpi "$LISA" train ${LISA_RUN/--steps 20/--steps 10} --batch 2 --zero 1 --save-st
   mpi "$LISA" train $LISA_RUN --batch 2 --zero 1 --resume "$TMP/st1" --log-jsonl "$TMP/resumed4.jsonl" ||
   fail "resume with --zero 1: a run failed"
 for r in resumed1 resumed2 resumed3 resumed4; do
-  paste <(field loss "$TMP/one-lisa.jsonl" | tail -10) <(field loss "$TMP/$r.jsonl") | awk '
-    { n++; d = $1 - $2; if (d < 0) d = -d; if (d > 1e-5 * $1) { print "step", n + 9, $1, $2; bad = 1 } }
-    END { exit bad || n != 10 }' || fail "$r: the resumed run left the one-process run"
+  follows loss "$TMP/one-lisa.jsonl" "$TMP/$r.jsonl" 1e-5 10 || fail "$r: the resumed run left the one-process run"
 done && echo "ok   a state resumes at another rank count: 2 ranks -> 1 and 1 -> 2 follow one process, with --zero 1 too"
 expect_error "resume with another whole batch" "saved with batch 4, this run has batch 8" \
   mpi "$LISA" train $LISA_RUN --batch 4 --resume "$TMP/st1"
@@ -185,15 +192,9 @@ for run in "lisa|--method lisa --gamma 1 --interval 3 --dtype fp32|1e-5" \
     mpi "$LISA" train $EMU --batch 2 $method --log-jsonl "$TMP/emu2-$name.jsonl" --save "$TMP/emu2-$name.safetensors" ||
     { fail "emu $name: a run failed"; continue; }
   ok=1
-  for k in loss grad_norm; do
-    paste <(field "$k" "$TMP/emu1-$name.jsonl") <(field "$k" "$TMP/emu2-$name.jsonl") | awk -v k="$k" -v tol="$tol" '
-      { n++; d = $1 - $2; if (d < 0) d = -d; s = $1 < 0 ? -$1 : $1
-        if (d > tol * s) { printf "step %d %s: %s alone, %s on 2 ranks\n", n - 1, k, $1, $2; bad = 1 } }
-      END { exit bad || n != 6 }' || ok=0
-  done
-  one=$("$LISA" eval models/gpt2-tiny.yaml --weights "$TMP/emu1-$name.safetensors" --data tests/fixtures/tokens-67.bin --batch 2 --seq 8 2>/dev/null | grep -o '"loss":[0-9.]*')
-  two=$("$LISA" eval models/gpt2-tiny.yaml --weights "$TMP/emu2-$name.safetensors" --data tests/fixtures/tokens-67.bin --batch 2 --seq 8 2>/dev/null | grep -o '"loss":[0-9.]*')
-  [ -n "$one" ] && awk -v a="${one#*:}" -v b="${two#*:}" -v tol="$tol" 'BEGIN { d = a - b; exit !(d <= tol * a && -d <= tol * a) }' ||
+  for k in loss grad_norm; do follows "$k" "$TMP/emu1-$name.jsonl" "$TMP/emu2-$name.jsonl" "$tol" 6 || ok=0; done
+  one=$(eval_loss "$TMP/emu1-$name.safetensors") two=$(eval_loss "$TMP/emu2-$name.safetensors")
+  near "$one" "$two" "$tol" ||
     { echo "eval: $one alone, $two from rank 0's save"; ok=0; }
   [ "$ok" = 1 ] && echo "ok   emu $name: 2 ranks x B=2 = 1 x B=4 over 6 steps (within $tol), $(field comm_bytes "$TMP/emu2-$name.jsonl" | sort -u) bytes a step summed" ||
     fail "emu $name: 2 ranks differ from one process"
@@ -217,9 +218,7 @@ mpi "$LISA" train ${ELISA/--steps 6/--steps 3} --batch 2 --save-state "$TMP/est2
   mpi "$LISA" train $ELISA --batch 2 --resume "$TMP/est1" --log-jsonl "$TMP/emu-resumed2.jsonl" ||
   fail "emu resume: a run failed"
 for r in emu-resumed1 emu-resumed2; do
-  paste <(field loss "$TMP/emu1-lisa.jsonl" | tail -3) <(field loss "$TMP/$r.jsonl") | awk '
-    { n++; d = $1 - $2; if (d < 0) d = -d; if (d > 1e-5 * $1) { print "step", n + 2, $1, $2; bad = 1 } }
-    END { exit bad || n != 3 }' || fail "$r: the resumed device run left the one-process run"
+  follows loss "$TMP/emu1-lisa.jsonl" "$TMP/$r.jsonl" 1e-5 3 || fail "$r: the resumed device run left the one-process run"
 done && echo "ok   emu: a state resumes at another rank count: 2 ranks -> 1 and 1 -> 2 follow one process"
 # --zero 1 on a device: each rank keeps the moments of its share of every
 # region, AdamW updates its pieces of the tensors (the norm still reads every
@@ -247,9 +246,7 @@ for run in "lisa|--method lisa --gamma 1 --interval 3 --dtype fp32|0" \
       [ "$(field grad_norm "$TMP/emuz-$name.jsonl")" = "$(field grad_norm "$TMP/emu2-$name.jsonl")" ] &&
       cmp -s "$TMP/emuz-$name.safetensors" "$TMP/emu2-$name.safetensors" || ok=0
   else
-    paste <(field loss "$TMP/emu2-$name.jsonl") <(field loss "$TMP/emuz-$name.jsonl") | awk -v tol="$tol" '
-      { n++; d = $1 - $2; if (d < 0) d = -d; if (d > tol * $1) { print "step", n - 1, $1, $2; bad = 1 } }
-      END { exit bad || n != 6 }' || ok=0
+    follows loss "$TMP/emu2-$name.jsonl" "$TMP/emuz-$name.jsonl" "$tol" 6 || ok=0
   fi
   z=$(dev_opt "$TMP/emuz-$name.jsonl") w=$(dev_opt "$TMP/emu2-$name.jsonl")
   [[ $z =~ ^[0-9]+$ && $w =~ ^[0-9]+$ ]] && [ "$((z * 2))" -le "$((w + 1024))" ] ||
@@ -271,9 +268,7 @@ mpi "$LISA" train ${ELISA/--steps 6/--steps 3} --batch 2 --zero 1 --save-state "
   fail "emu --zero 1 states: a run failed"
 cmp -s "$TMP/estz/step-3/optimizer.safetensors" "$TMP/est2/step-3/optimizer.safetensors" &&
   cmp -s "$TMP/estz/step-3/model.safetensors" "$TMP/est2/step-3/model.safetensors" &&
-  paste <(field loss "$TMP/emu1-lisa.jsonl" | tail -3) <(field loss "$TMP/emu-resumedz.jsonl") | awk '
-    { n++; d = $1 - $2; if (d < 0) d = -d; if (d > 1e-5 * $1) { print "step", n + 2, $1, $2; bad = 1 } }
-    END { exit bad || n != 3 }' &&
+  follows loss "$TMP/emu1-lisa.jsonl" "$TMP/emu-resumedz.jsonl" 1e-5 3 &&
   echo "ok   emu --zero 1: its state is the run's without it, and resumes onto shards" ||
   fail "emu --zero 1: the state differs, or the resume left the run"
 finish
