@@ -1,8 +1,11 @@
 /* cli_tune.c: `lisa tune`, every variant of a kernel's tunables (the cross
  * product of its spaces in tuning.lua, or what a user's Lua search asks
  * for) built, checked against the CPU backend as lisa check does, and
- * timed; each kernel's fastest variant that checked out goes into the
- * device's tuning database (tune_db.h). */
+ * timed alternately with the default (the default is timed again after
+ * each variant, and the variant judged against the mean of the default's
+ * times before and after it, so a device that drifts (clocks, heat) moves
+ * both sides alike); each kernel's variant fastest against its default
+ * that checked out goes into the device's tuning database (tune_db.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +52,8 @@ typedef struct {
   int has_stats;  /* stats holds ptxas's report (NVRTC for the device's arch) */
   tp_stats stats;
   double ms; /* the kernel's time over the checked passes (dev_check_options) */
+  double base_ms; /* the default's time around it (mean of the timings before and
+                     after it); the default's own for the default; 0: not ok */
   char why[200];
   tdb_entry entry; /* its kernel and values, as the database would hold them */
 } tune_row;
@@ -125,6 +130,8 @@ typedef struct {
   tp_limits limits;  /* the device's, for occupancy */
   int prune;         /* by compile statistics (not --no-prune; NVRTC here) */
   double deadline; /* lt_now_ms() past which the kernel's budget is spent; 0: none */
+  double last_default_ms; /* the kernel's default, as last timed (0: not yet, or failed) */
+  int default_timings;    /* the defaults timed, every kernel: 1 + one per ok variant */
   int out_of_budget; /* variants not measured for the budget, this kernel */
 } tuner;
 
@@ -168,6 +175,48 @@ static int compile_stats(tuner *t, const gen_tuning *v, const char *kernel, tp_s
   gen_free(&prog);
   return rc;
 #endif
+}
+
+/* Kernel k's default timed again (and checked: it is the same program):
+ * its time into *ms, 0 where it did not run; -1 only when out of memory. */
+static int time_default(tuner *t, const gen_tuning *table, int k, double *ms, lt_error *err) {
+  tune_row scratch = {0};
+  int idx[TDB_MAX_VALUES] = {0};
+  default_variant(table, k, idx);
+  snprintf(scratch.kernel, sizeof scratch.kernel, "%s", gen_tune_kernel(table, k));
+  sbuf lua = {0};
+  variant_text(table, k, idx, &scratch, &lua);
+  gen_tuning *v = NULL;
+  dev_check_report rep = {0};
+  lt_error why = {{0}};
+  dev_check_options o = {t->slack, scratch.kernel, TUNE_REPEATS};
+  int built;
+  *ms = !lua.failed && gen_tune_load_text(&v, sb_str(&lua), "lisa tune", &why) == 0 &&
+                check_verify(t->a, t->m, t->weights, t->trains, v, t->p, &o, &rep, &built, &why) == 0 &&
+                rep.failed == 0
+            ? rep.kernel_ms : 0;
+  t->default_timings++;
+  dev_check_report_free(&rep);
+  gen_tune_free(v);
+  const int oom = lua.failed;
+  sb_free(&lua);
+  return oom ? lt_fail(err, "out of memory") : 0;
+}
+
+/* The row's base: the default's own time, or for an ok variant the mean of
+ * the default's times before and after it (timed again now). */
+static int alternate(tuner *t, const gen_tuning *table, int k, tune_row *row, lt_error *err) {
+  if (row->is_default) {
+    t->default_timings++;
+    row->base_ms = t->last_default_ms = row_state(row) == ROW_OK ? row->ms : 0;
+    return 0;
+  }
+  if (row_state(row) != ROW_OK || t->last_default_ms <= 0) return 0;
+  double after;
+  if (time_default(t, table, k, &after, err)) return -1;
+  row->base_ms = after > 0 ? (t->last_default_ms + after) / 2 : t->last_default_ms;
+  if (after > 0) t->last_default_ms = after;
+  return 0;
 }
 
 /* The row of kernel k's variant idx[]: built, checked and timed now, or
@@ -216,7 +265,7 @@ static int measure(tuner *t, const gen_tuning *table, int k, const int *idx, lt_
   gen_tune_free(v);
   const int oom = lua.failed;
   sb_free(&lua);
-  if (oom) return lt_fail(err, "out of memory"), MEASURE_FAILED;
+  if (oom || alternate(t, table, k, row, err)) return lt_fail(err, "out of memory"), MEASURE_FAILED;
   return t->n++;
 }
 
@@ -283,7 +332,10 @@ static int lua_measure(lua_State *L) {
   const tune_row *r = &j->t->rows[i];
   if (row_state(r) != ROW_OK) return lua_pushstring(L, row_states_json[row_state(r)]), 2;
   lua_pop(L, 1);
-  lua_pushnumber(L, r->ms);
+  /* its time as the default's first timing would see it: judged against the
+   * default timed around it, as the winner is */
+  const double first = j->t->dflt >= 0 ? j->t->rows[j->t->dflt].ms : 0;
+  lua_pushnumber(L, first > 0 && r->base_ms > 0 ? r->ms * first / r->base_ms : r->ms);
   return 1;
 }
 
@@ -350,15 +402,17 @@ static int tune_kernel(tuner *t, const gen_tuning *table, int k, lt_error *err) 
   return rc;
 }
 
-/* The fastest ok variant of the kernel whose rows start at `from`, and its
- * default's row; *end: past its rows. */
+/* The ok variant of the kernel whose rows start at `from` fastest against
+ * the default timed around it, and its default's row; *end: past its rows. */
 static void best_of(const tuner *t, int from, int *end, int *best, int *dflt) {
   *best = *dflt = -1;
   int i = from;
   for (; i < t->n && !strcmp(t->rows[i].kernel, t->rows[from].kernel); i++) {
     const tune_row *r = &t->rows[i];
     if (r->is_default) *dflt = i;
-    if (row_state(r) == ROW_OK && (*best < 0 || r->ms < t->rows[*best].ms)) *best = i;
+    if (row_state(r) == ROW_OK && r->base_ms > 0 &&
+        (*best < 0 || r->ms / r->base_ms < t->rows[*best].ms / t->rows[*best].base_ms))
+      *best = i;
   }
   *end = i;
 }
@@ -368,9 +422,9 @@ static void print_tune_json(const tuner *t, const int counts[ROW_NSTATES]) {
   for (int i = 0; i < t->n; i++) {
     const tune_row *r = &t->rows[i];
     printf("%s{\"kernel\":\"%s\",\"variant\":\"%s\",\"default\":%s,\"status\":\"%s\",\"checked\":%d,"
-           "\"failed\":%d,\"ms\":%.6g,", i ? "," : "", r->kernel, r->variant,
+           "\"failed\":%d,\"ms\":%.6g,\"default_ms\":%.6g,", i ? "," : "", r->kernel, r->variant,
            r->is_default ? "true" : "false", row_states_json[row_state(r)], r->checked, r->failed,
-           r->ms);
+           r->ms, r->base_ms);
     if (r->has_stats)
       printf("\"registers\":%d,\"spill_bytes\":%d,\"smem\":%d,\"threads\":%d,\"occupancy\":%.4g,",
              r->stats.registers, r->stats.spill_bytes, r->stats.smem, r->stats.threads,
@@ -379,8 +433,9 @@ static void print_tune_json(const tuner *t, const int counts[ROW_NSTATES]) {
     json_write_string(stdout, r->why);
     printf("}");
   }
-  printf("],\"ok\":%d,\"wrong\":%d,\"rejected\":%d,\"pruned\":%d}\n", counts[ROW_OK],
-         counts[ROW_WRONG], counts[ROW_REJECTED], counts[ROW_PRUNED]);
+  printf("],\"ok\":%d,\"wrong\":%d,\"rejected\":%d,\"pruned\":%d,\"default_timings\":%d}\n",
+         counts[ROW_OK], counts[ROW_WRONG], counts[ROW_REJECTED], counts[ROW_PRUNED],
+         t->default_timings);
 }
 
 static void print_row(const tune_row *r, int best) {
@@ -388,22 +443,24 @@ static void print_row(const tune_row *r, int best) {
   if (r->has_stats)
     snprintf(stats, sizeof stats, "%6d %5d %4.0f%%", r->stats.registers, r->stats.spill_bytes,
              100 * r->stats.occupancy);
-  printf("%-28s %-32s %-8s %s %10.4f %s%s%s\n", r->kernel, r->variant, row_states[row_state(r)],
-         stats, r->ms, r->is_default ? "(default) " : "", best ? "(fastest) " : "", r->why);
+  char against[16] = "       -";
+  if (r->ms > 0 && r->base_ms > 0) snprintf(against, sizeof against, "%7.2fx", r->base_ms / r->ms);
+  printf("%-28s %-32s %-8s %s %10.4f %s %s%s%s\n", r->kernel, r->variant, row_states[row_state(r)],
+         stats, r->ms, against, r->is_default ? "(default) " : "", best ? "(fastest) " : "", r->why);
 }
 
 static void print_tune(const tuner *t, const char *device, int json) {
   int counts[ROW_NSTATES] = {0};
   for (int i = 0; i < t->n; i++) counts[row_state(&t->rows[i])]++;
   if (json) return print_tune_json(t, counts);
-  printf("%-28s %-32s %-8s %6s %5s %5s %10s\n", "kernel", "variant", "", "regs", "spill", "occ",
-         "ms");
+  printf("%-28s %-32s %-8s %6s %5s %5s %10s %8s\n", "kernel", "variant", "", "regs", "spill", "occ",
+         "ms", "speed");
   for (int from = 0, end, best, dflt; from < t->n; from = end) {
     best_of(t, from, &end, &best, &dflt);
     for (int i = from; i < end; i++) print_row(&t->rows[i], i == best);
-    if (best >= 0 && dflt >= 0 && t->rows[best].ms > 0)
-      printf("%s: fastest %s, %.2fx the default's speed\n", t->rows[from].kernel,
-             t->rows[best].variant, t->rows[dflt].ms / t->rows[best].ms);
+    if (best >= 0 && t->rows[best].ms > 0)
+      printf("%s: fastest %s, %.2fx the default's speed (timed alternately with it)\n",
+             t->rows[from].kernel, t->rows[best].variant, t->rows[best].base_ms / t->rows[best].ms);
   }
   printf("%d variants: %d ok, %d wrong, %d rejected, %d pruned; times on %s%s\n", t->n,
          counts[ROW_OK], counts[ROW_WRONG], counts[ROW_REJECTED], counts[ROW_PRUNED], device,
@@ -432,7 +489,7 @@ static int store_winners(const tuner *t, const char *device, const char *program
     tdb_entry e = t->rows[best].entry;
     snprintf(e.program, sizeof e.program, "%s", program);
     e.ms = t->rows[best].ms;
-    e.default_ms = dflt >= 0 && row_state(&t->rows[dflt]) == ROW_OK ? t->rows[dflt].ms : 0;
+    e.default_ms = t->rows[best].base_ms; /* the default timed around the winner */
     e.variants = end - from;
     if (tdb_put(&db, &e, err)) return tdb_free(&db), -1;
     stored++;

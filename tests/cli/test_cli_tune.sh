@@ -2,7 +2,7 @@
 # lisa tune on the emulator. A user's search in Lua measures what it asks
 # for (scripts/tune-coordinate.lua: a coordinate descent), and its mistakes
 # are errors naming the file; --budget ends a search. The tuning database:
-# lisa tune stores
+# lisa tune times each variant alternately with the default and stores
 # each kernel's fastest variant that checked out, never a wrong one (the
 # tests' FLIP tunable negates the generated element-wise kernels' stores);
 # lisa gen, check and train --device emu use the entry for their program
@@ -153,7 +153,7 @@ if ! "$LISA" tune $TINY --kernels cross_entropy_mean --no-tune-db 2>&1 | grep -q
   # shellcheck disable=SC2086
   out=$("$LISA" tune $TINY --kernels attention_backward_dq --json 2>/dev/null)
   if command -v python3 > /dev/null; then
-    python3 - "$out" "$(db)" <<'EOF' && echo "ok   pruning by compile statistics" || fail "pruning: $out"
+    python3 - "$out" "$(db)" <<'EOF' && echo "ok   pruning by compile statistics; timing alternates with the default" || fail "pruning: $out"
 import json, sys
 d = json.loads(sys.argv[1])
 rows = d["variants"]
@@ -166,6 +166,16 @@ db = json.load(open(sys.argv[2]))
 won = [e for e in db["entries"] if e["kernel"] == "attention_backward_dq" and e["program"].startswith("gpt2-tiny B2 T8 fp32")]
 stored = " ".join("%s=%d" % kv for kv in sorted(won[0]["values"].items()))
 assert len(won) == 1 and stored not in {r["variant"] for r in pruned}, (stored, pruned)
+# timed alternately with the default: timed again after each ok variant, each
+# judged against the default's times around it; the stored winner is the
+# fastest so judged, its default_ms the default's time around it
+ok = [r for r in rows if r["status"] == "ok"]
+dflt = [r for r in rows if r["default"]][0]
+assert dflt["default_ms"] == dflt["ms"] > 0 and all(r["default_ms"] > 0 for r in ok), ok
+assert d["default_timings"] == 1 + len([r for r in ok if not r["default"]]), d["default_timings"]
+best = min(ok, key=lambda r: r["ms"] / r["default_ms"])
+assert set(stored.split()) == set(best["variant"].split()), (stored, best)
+assert won[0]["default_ms"] == best["default_ms"] or abs(won[0]["default_ms"] / best["default_ms"] - 1) < 1e-5
 EOF
   else
     grep -q '"status":"pruned"' <<<"$out" && echo "ok   pruning (no python3 to parse it)" || fail "pruning: $out"
