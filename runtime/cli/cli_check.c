@@ -181,10 +181,7 @@ static void print_json(const check_args *a, const char *device, const char *tune
  * SMs and tensor cores. */
 gen_config check_config_of(const check_args *a, const unsigned char *trains,
                             const gen_tuning *tuning, const dev_provider *p) {
-  gen_config cfg = {.B = a->batch, .T = a->seq, .grad_accum = a->grad_accum, .trains = trains,
-                    .tuning = tuning, .sms = p->sms, .no_mma = p->no_mma};
-  precision_dtypes(a->dtype, &cfg.dtype, &cfg.grad_dtype);
-  return cfg;
+  return dev_program_config(p, a->batch, a->seq, a->grad_accum, a->dtype, 0, trains, tuning);
 }
 
 /* The program for the model with `tuning`, as the device p builds it, and

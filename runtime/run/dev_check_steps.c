@@ -63,15 +63,13 @@ static int device_steps(const train_config *tc, int precision, const gen_tuning 
   train_config c = *tc;
   c.params_only = 1;
   if (trainer_create(t, &c, err)) return -1;
-  gen_config cfg = {.B = c.batch, .T = c.seq, .grad_accum = trainer_grad_accum(t), .sms = p->sms,
-                    .no_mma = p->no_mma, .tuning = tuning};
-  precision_dtypes(precision, &cfg.dtype, &cfg.grad_dtype);
   unsigned char *trains = NULL;
   if (c.method == TRAIN_LORA) {
     if (!(trains = malloc((size_t)t->ir.n_params + 1))) return lt_fail(err, "out of memory");
     lora_trains(&t->ir, trains);
-    cfg.trains = trains;
   }
+  gen_config cfg = dev_program_config(p, c.batch, c.seq, trainer_grad_accum(t), precision, 0,
+                                      trains, tuning);
   gen_program prog;
   unsigned unfused;
   dev_trainer *d = NULL;

@@ -36,19 +36,24 @@ int dev_run_open(dev_run **out, const dev_provider *p, lt_error *err) {
   return 0;
 }
 
+gen_config dev_program_config(const dev_provider *p, int B, int T, int grad_accum, int precision,
+                              int nearest, const unsigned char *trains, const gen_tuning *tuning) {
+  gen_config cfg = {.B = B, .T = T, .grad_accum = grad_accum, .sms = p->sms, .no_mma = p->no_mma,
+                    .opt_nearest = nearest, .trains = trains, .tuning = tuning};
+  precision_dtypes(precision, &cfg.dtype, &cfg.grad_dtype);
+  return cfg;
+}
+
 /* The program's settings for t's model, method, batch and sequence. */
 static int config_of(dev_run *r, int precision, int nearest, gen_config *cfg, lt_error *err) {
   const trainer *t = r->t;
-  *cfg = (gen_config){.B = t->state.B, .T = t->state.T, .grad_accum = trainer_grad_accum(t),
-                      .sms = r->dev.sms, .opt_nearest = nearest, .no_mma = r->dev.no_mma,
-                      .tuning = r->tuning};
-  precision_dtypes(precision, &cfg->dtype, &cfg->grad_dtype);
   if (t->cfg.method == TRAIN_LORA) {
     if (!r->trains && !(r->trains = malloc((size_t)t->ir.n_params + 1)))
       return lt_fail(err, "out of memory");
     lora_trains(&t->ir, r->trains);
-    cfg->trains = r->trains;
   }
+  *cfg = dev_program_config(&r->dev, t->state.B, t->state.T, trainer_grad_accum(t), precision,
+                            nearest, r->trains, r->tuning);
   return 0;
 }
 

@@ -37,6 +37,12 @@ typedef struct {
                               kernels' times depend on, "name|sm_XY|cuda V" */
 } dev_provider;
 
+/* A training program's settings on p: shapes, the precision's dtypes, the
+ * bf16 rounding (nearest), p's SMs and tensor cores, what trains (LoRA's
+ * adapters; NULL: every param) and the tunables (NULL: the defaults). */
+gen_config dev_program_config(const dev_provider *p, int B, int T, int grad_accum, int precision,
+                              int nearest, const unsigned char *trains, const gen_tuning *tuning);
+
 typedef struct dev_run dev_run;
 
 /* Takes p (closed with the run, also on failure). */
