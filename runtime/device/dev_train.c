@@ -1,7 +1,6 @@
 /* dev_train.c: the training step on generated paths, over a dt_device. */
 #include "dev_train.h"
 
-#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -10,93 +9,7 @@
 #include "clock_ms.h"
 #include "data.h"
 #include "dev_arena.h"
-
-/* templates/adamw.cuh's descriptors, as the host writes them. */
-typedef struct {
-  void *w;
-  const void *g;
-  void *m, *v;
-  void *w_copy;
-  long long numel;
-  int32_t decay, step;
-} dt_adamw_entry;
-
-typedef struct {
-  void *w;
-  const void *g;
-  void *m, *v;
-  long long numel;
-  int32_t decay, step;
-} dt_adamw_entry_bf16;
-
-_Static_assert(sizeof(dt_adamw_entry) == 56, "AdamWTensor is 56 bytes");
-_Static_assert(sizeof(dt_adamw_entry_bf16) == 48, "AdamWTensorBf16 is 48 bytes");
-
-/* A step the device may still be running: what its stats need, and its
- * host staging, reused two steps later (when it has surely finished). */
-typedef struct {
-  int valid;
-  int64_t step;
-  float lr;
-  int switched, micro;
-  double t0;               /* host clock when its enqueue began */
-  double done;             /* a device without fences: when its enqueue ended (0: unknown) */
-  int *active, n_active;   /* [n_layer] the active set it trained */
-  int32_t *ids, *targets;  /* [micro][N] each; page-locked where the device has it */
-  float *stats;            /* [grad_accum + 1]: its losses and gradient norm, copied back */
-  uint64_t comm_bytes;     /* gradient bytes it summed over ranks */
-  int64_t counted;         /* targets counted in the whole batch (every rank's rows) */
-} dt_pending;
-
-struct dev_trainer {
-  trainer *host;       /* NULL for dt_arena_layout */
-  const ms_state *s;   /* the host's layout: offsets of every param and gradient */
-  const gen_program *prog;
-  dt_device dev;
-  path_exec_backend exec;     /* what steps run through: dev.exec, or a profiler over it */
-  const gen_path *paths[IR_NSECTIONS][PATH_NKINDS]; /* NULL: the program has none */
-  const gen_path *opt;
-  int wb, gb, mb;      /* bytes per element of weights, gradients, moments */
-  int masters;         /* bf16-mixed: fp32 masters of what trains */
-  char *arena;
-  size_t arena_bytes;
-  uint64_t bytes[MEMORY_NCATEGORIES]; /* the arena by category */
-  char *weights, *grads, *master, *mom1, *mom2, *ids, *targets, *stats, *scratch;
-  char *dgrad[2];      /* activation gradients, alternating by instance */
-  char *outputs;       /* each instance's output */
-  size_t *out_off;     /* [n_inst] */
-  char *saved;         /* each instance's saved activations */
-  size_t *saved_off;   /* [n_inst] */
-  size_t saved_stride_block;
-  char *slots;         /* ACTIVE-only saved activations, one region per slot */
-  size_t slot_bytes;
-  size_t *offs[IR_NSECTIONS][PATH_NKINDS]; /* [n_bufs]: a SAVED buffer's offset in its region */
-  unsigned char *in_slot[PATH_NKINDS];     /* [n_bufs] of block paths: lives in the slot */
-  void *opt_bufs[GEN_OPT_NBUFS];
-  void **tables;       /* [n_inst][PATH_NKINDS] pointer tables, each max_bufs long */
-  int max_bufs;
-  int *slot_of;        /* [n_layer] the slot each block's device state is in */
-  int64_t *start;      /* [n_regions] the update the region's AdamW count began at */
-  int64_t updates;     /* AdamW updates done */
-  unsigned char *table_host;
-  int n_entries;       /* AdamW's table: whole tensors, or under --zero 1 this rank's pieces */
-  unsigned char *norm_host; /* --zero 1: the norm's table of every whole tensor that trains */
-  void *norm_table;         /* its device copy (NULL: the norm reads AdamW's table) */
-  int n_tensors;            /* tensors that train now (the norm's entries) */
-  /* --zero 1 on several ranks: this rank's share of each region, [sh_lo,
-   * sh_lo + sh_n) of the gradient layout, its moments at sh_at (NULL: the
-   * moments are whole, laid out as the gradients) */
-  int64_t *sh_lo, *sh_n, *sh_at, moment_scalars;
-  int zero_rank, zero_ranks;
-  float *whole_m, *whole_v; /* --zero 1: whole host moments while a state is saved or loaded */
-  void *convert;       /* host staging for conversions, max tensor */
-  int64_t max_numel;   /* the largest tensor's elements */
-  dt_pending pend[2];  /* steps by parity */
-  dt_comm comm;        /* several ranks (dt_use_comm); ranks 0: alone */
-  int *sum_after;      /* [n_regions] the instance whose backward completes the region's
-                          gradients this step (the sum follows it), -1: none writes them */
-  double last_done;    /* host clock when a step was last seen finished */
-};
+#include "dev_train_internal.h"
 
 /* ---- the arena ---------------------------------------------------------- */
 
@@ -280,7 +193,7 @@ static int bind_instance(dev_trainer *d, int inst, lt_error *err) {
 /* ---- the optimizer ------------------------------------------------------ */
 
 /* Regions are train.h's: TRAIN_REGION_EMBED, _HEAD, then one per slot. */
-static int region_on(const dev_trainer *d, int p, int layer) {
+int dt_region_on(const dev_trainer *d, int p, int layer) {
   const ms_state *s = d->s;
   if (s->grad_off[p] < 0) return -1;
   switch (d->prog->m->params[p].section) {
@@ -288,25 +201,6 @@ static int region_on(const dev_trainer *d, int p, int layer) {
   case IR_HEAD: return sched_region_on(trainer_schedule(d->host), TRAIN_REGION_HEAD) ? TRAIN_REGION_HEAD : -1;
   default: return s->grad_slot[layer] < 0 ? -1 : TRAIN_REGION_SLOTS + s->grad_slot[layer];
   }
-}
-
-/* A piece of a tensor that trains: elements [at, at + n) of (p, layer),
- * its moments from index mom of the moments' arrays. */
-typedef struct {
-  int p, layer, region;
-  int64_t at, n, mom;
-} dt_piece;
-
-/* --zero 1: the part of (p, layer) in share k of its region (dist_share of
- * the region over the ranks), as a piece; n = 0 where they do not meet. */
-static dt_piece share_piece(const dev_trainer *d, int p, int layer, int region, int k) {
-  int64_t begin, len, lo, n;
-  train_region_extent(d->s, region, &begin, &len);
-  dist_share(len, k, d->zero_ranks, &lo, &n);
-  lo += begin;
-  const int64_t gi = ms_grad_index(d->s, p, layer), numel = ir_param_numel(&d->prog->m->params[p]);
-  const int64_t a = gi > lo ? gi : lo, b = gi + numel < lo + n ? gi + numel : lo + n;
-  return (dt_piece){p, layer, region, a - gi, a < b ? b - a : 0, d->sh_at[region] + (a - lo)};
 }
 
 /* Descriptor i of table (templates/adamw.cuh) for a piece. */
@@ -331,15 +225,14 @@ static void put_entry(const dev_trainer *d, unsigned char *table, int i, const d
 
 /* Every tensor that trains now, embed, blocks by layer, head (the CPU's
  * order of the norm's sum), to fn. */
-static int each_trained(dev_trainer *d, int (*fn)(dev_trainer *, int p, int layer, int region, void *),
-                        void *arg) {
+int dt_each_trained(dev_trainer *d, dt_tensor_fn fn, void *arg) {
   const ir_model *m = d->prog->m;
   const int order[3] = {IR_EMBED, IR_BLOCK, IR_HEAD};
   for (int o = 0; o < 3; o++)
     for (int l = 0; l < (order[o] == IR_BLOCK ? m->n_layer : 1); l++)
       for (int p = 0; p < m->n_params; p++) {
         if (m->params[p].section != order[o]) continue;
-        int r = region_on(d, p, l);
+        int r = dt_region_on(d, p, l);
         if (r >= 0 && fn(d, p, l, r, arg)) return -1;
       }
   return 0;
@@ -355,7 +248,7 @@ static int add_entry(dev_trainer *d, int p, int layer, int region, void *arg) {
     put_entry(d, d->table_host, d->n_entries++, &whole);
   } else {
     put_entry(d, d->norm_host, d->n_tensors, &whole);
-    dt_piece mine = share_piece(d, p, layer, region, d->zero_rank);
+    dt_piece mine = dt_share_piece(d, p, layer, region, d->zero_rank);
     if (mine.n) put_entry(d, d->table_host, d->n_entries++, &mine);
   }
   d->n_tensors++;
@@ -364,7 +257,7 @@ static int add_entry(dev_trainer *d, int p, int layer, int region, void *arg) {
 
 static int write_table(dev_trainer *d, lt_error *err) {
   d->n_entries = d->n_tensors = 0;
-  each_trained(d, add_entry, NULL);
+  dt_each_trained(d, add_entry, NULL);
   const size_t entry = (size_t)gen_opt_entry_bytes(&d->prog->cfg);
   if (d->n_entries && d->dev.upload(d->dev.ctx, d->opt_bufs[GEN_OPT_TABLE], d->table_host,
                                     (size_t)d->n_entries * entry, err))
@@ -372,36 +265,6 @@ static int write_table(dev_trainer *d, lt_error *err) {
   return d->norm_table && d->n_tensors
              ? d->dev.upload(d->dev.ctx, d->norm_table, d->norm_host, (size_t)d->n_tensors * entry, err)
              : 0;
-}
-
-/* --zero 1, after AdamW: every rank's updated pieces to every rank, in
- * place (the weights, and bf16-mixed's fp32 masters), in the same order on
- * every rank: tensor by tensor, share by share. */
-typedef struct {
-  uint64_t *bytes;
-  lt_error *err;
-} dt_share_arg;
-
-static int share_tensor(dev_trainer *d, int p, int layer, int region, void *arg) {
-  const dt_share_arg *a = arg;
-  for (int k = 0; k < d->zero_ranks; k++) {
-    const dt_piece e = share_piece(d, p, layer, region, k);
-    if (!e.n) continue;
-    const int64_t wi = ms_param_index(d->s, p, layer) + e.at, gi = ms_grad_index(d->s, p, layer) + e.at;
-    if (d->comm.share(d->comm.ctx, d->weights + wi * d->wb, e.n, d->wb, k, a->err) ||
-        (d->masters && d->comm.share(d->comm.ctx, d->master + gi * 4, e.n, 4, k, a->err)))
-      return -1;
-    *a->bytes += (uint64_t)e.n * (uint64_t)(d->wb + (d->masters ? 4 : 0));
-  }
-  return 0;
-}
-
-static int share_updates(dev_trainer *d, uint64_t *bytes, lt_error *err) {
-  dt_share_arg a = {bytes, err};
-  if (d->comm.group(d->comm.ctx, 1, err)) return -1;
-  int rc = each_trained(d, share_tensor, &a);
-  if (d->comm.group(d->comm.ctx, 0, err) || rc) return -1;
-  return d->comm.join(d->comm.ctx, err); /* the next step's forward reads them */
 }
 
 /* The optimizer path: the norm and clip over every tensor that trains,
@@ -419,7 +282,7 @@ static int run_optimizer(dev_trainer *d, const path_exec_scalars *sc, uint64_t *
   if (path_exec_run(d->opt, GEN_OPT_STEP_NORM, GEN_OPT_STEP_NORM + 1, bufs, &whole, &d->exec, err) ||
       path_exec_run(d->opt, GEN_OPT_STEP_ADAMW, GEN_OPT_STEP_ADAMW + 1, d->opt_bufs, sc, &d->exec, err))
     return -1;
-  return share_updates(d, bytes, err);
+  return dt_share_updates(d, bytes, err);
 }
 
 static path_exec_scalars scalars(const dev_trainer *d, float lr) {
@@ -456,7 +319,7 @@ static int enter_region(dev_trainer *d, int region, int layer, lt_error *err) {
       return -1;
   }
   for (int p = 0; p < m->n_params; p++) {
-    if (region_on(d, p, layer) != region) continue; /* slot regions hold only block params */
+    if (dt_region_on(d, p, layer) != region) continue; /* slot regions hold only block params */
     size_t gi = (size_t)ms_grad_index(s, p, layer), n = (size_t)ir_param_numel(&m->params[p]);
     if (!d->sh_lo && (d->dev.zero(d->dev.ctx, d->mom1 + gi * d->mb, n * d->mb, err) ||
                       d->dev.zero(d->dev.ctx, d->mom2 + gi * d->mb, n * d->mb, err)))
@@ -630,29 +493,6 @@ static int copy_back(dev_trainer *d, void *dst, const void *src, size_t bytes, l
   return d->dev.download(d->dev.ctx, dst, src, bytes, err);
 }
 
-/* --zero 1 on several ranks: this rank's share of each region (dist_share,
- * as the CPU's train_optim_shard splits them), its moments packed region
- * after region. */
-static int shard_moments(dev_trainer *d, lt_error *err) {
-  const train_config *c = trainer_config(d->host);
-  if (!c->zero || dist_size(c->comm) == 1) return 0;
-  const size_t n = (size_t)(TRAIN_REGION_SLOTS + d->s->n_grad_slots);
-  d->sh_lo = malloc(n * sizeof *d->sh_lo);
-  d->sh_n = malloc(n * sizeof *d->sh_n);
-  d->sh_at = malloc(n * sizeof *d->sh_at);
-  if (!d->sh_lo || !d->sh_n || !d->sh_at) return lt_fail(err, "out of memory");
-  d->zero_rank = dist_rank(c->comm), d->zero_ranks = dist_size(c->comm);
-  d->moment_scalars = 0;
-  for (size_t r = 0; r < n; r++) {
-    int64_t begin, len;
-    train_region_extent(d->s, (int)r, &begin, &len);
-    dist_share(len, d->zero_rank, d->zero_ranks, &d->sh_lo[r], &d->sh_n[r]);
-    d->sh_lo[r] += begin, d->sh_at[r] = d->moment_scalars;
-    d->moment_scalars += d->sh_n[r];
-  }
-  return 0;
-}
-
 int dt_create(dev_trainer **out, trainer *host, const gen_program *prog, const dt_device *dev,
               lt_error *err) {
   dev_trainer *d = calloc(1, sizeof *d);
@@ -660,7 +500,7 @@ int dt_create(dev_trainer **out, trainer *host, const gen_program *prog, const d
   *out = d;
   d->host = host, d->dev = *dev, d->exec = dev->exec;
   d->updates = trainer_next_step(host); /* one AdamW update a step: a resumed run has had this many */
-  if (init(d, trainer_state(host), prog, err) || shard_moments(d, err) || alloc_run_tables(d, err) ||
+  if (init(d, trainer_state(host), prog, err) || dt_shard_moments(d, err) || alloc_run_tables(d, err) ||
       layout(d, 1, err) ||
       alloc_pending(d, err))
     return -1;
@@ -730,48 +570,6 @@ static int run_forwards(dev_trainer *d, const path_exec_scalars *sc, const path_
   return 0;
 }
 
-/* ---- several ranks: the gradients summed as the backward goes --------- */
-
-int dt_use_comm(dev_trainer *d, const dt_comm *comm, lt_error *err) {
-  d->comm = *comm;
-  free(d->sum_after);
-  d->sum_after = malloc(sizeof *d->sum_after * (size_t)(TRAIN_REGION_SLOTS + d->s->n_grad_slots));
-  return d->sum_after ? 0 : lt_fail(err, "out of memory");
-}
-
-static int several_ranks(const dev_trainer *d) { return d->comm.ranks > 1; }
-
-/* Each region's last writer in backward order (the lowest instance whose
- * path accumulates into it: the embedding's table is also the tied head's),
- * for this step's active set. */
-static void plan_sums(dev_trainer *d) {
-  const ir_model *m = d->prog->m;
-  for (int r = 0; r < TRAIN_REGION_SLOTS + d->s->n_grad_slots; r++) d->sum_after[r] = -1;
-  for (int inst = d->s->n_inst - 1; inst >= 0; inst--) {
-    if (sched_path(trainer_schedule(d->host), inst) == PATH_FORWARD) continue;
-    const ir_graph *g = &m->sections[ms_inst_section(d->s, inst)];
-    for (int v = 0; v < g->n_values; v++) {
-      if (g->values[v].kind != IR_V_PARAM_GRAD) continue;
-      int p = g->values[v].param;
-      int r = region_on(d, p, m->params[p].section == IR_BLOCK ? ms_inst_layer(d->s, inst) : 0);
-      if (r >= 0) d->sum_after[r] = inst;
-    }
-  }
-}
-
-/* After instance inst's backward: the sums of the regions it completed,
- * queued while the device goes on with the blocks below. */
-static int sum_completed(dev_trainer *d, int inst, uint64_t *bytes, lt_error *err) {
-  for (int r = 0; r < TRAIN_REGION_SLOTS + d->s->n_grad_slots; r++) {
-    if (d->sum_after[r] != inst) continue;
-    int64_t begin, len;
-    train_region_extent(d->s, r, &begin, &len);
-    *bytes += (uint64_t)len * (uint64_t)d->gb;
-    if (d->comm.sum(d->comm.ctx, d->grads + begin * d->gb, len, d->gb, err)) return -1;
-  }
-  return 0;
-}
-
 /* Forward, then backward from the head down; on several ranks the last
  * micro-batch's backward sums each region as soon as it is complete. */
 static int run_passes(dev_trainer *d, const path_exec_scalars *sc, int last, uint64_t *bytes,
@@ -785,7 +583,7 @@ static int run_passes(dev_trainer *d, const path_exec_scalars *sc, int last, uin
     at.layer = ms_inst_layer(d->s, inst);
     if (path_exec_run(p, p->n_fwd_steps, p->n_steps, table_of(d, inst, mode), &at, &d->exec, err))
       return -1;
-    if (last && several_ranks(d) && sum_completed(d, inst, bytes, err)) return -1;
+    if (last && dt_several_ranks(d) && dt_sum_completed(d, inst, bytes, err)) return -1;
   }
   return 0;
 }
@@ -835,7 +633,7 @@ static int enqueue(dev_trainer *d, dt_pending *p, int slot, lt_error *err) {
   p->micro = trainer_grad_accum(t);
   path_exec_scalars sc = scalars(d, p->lr);
   const int64_t total = p->counted = trainer_step_counted(t); /* every rank's rows */
-  if (several_ranks(d)) plan_sums(d);
+  if (dt_several_ranks(d)) dt_plan_sums(d);
   for (int i = 0; i < p->micro; i++) {
     if (i > 0 && trainer_micro_batch(t, i, err)) return -1;
     const int64_t counted = data_count_targets(d->s->targets, d->s->N);
@@ -844,7 +642,7 @@ static int enqueue(dev_trainer *d, dt_pending *p, int slot, lt_error *err) {
     if (upload_batch(d, p, i, err) || run_passes(d, &sc, i == p->micro - 1, &p->comm_bytes, err))
       return -1;
   }
-  if ((several_ranks(d) && d->comm.join(d->comm.ctx, err)) || run_optimizer(d, &sc, &p->comm_bytes, err))
+  if ((dt_several_ranks(d) && d->comm.join(d->comm.ctx, err)) || run_optimizer(d, &sc, &p->comm_bytes, err))
     return -1;
   if (copy_back(d, p->stats, d->stats, 4 * ((size_t)p->micro + 1), err) ||
       (d->dev.fence && d->dev.fence(d->dev.ctx, slot, err)))
@@ -860,9 +658,9 @@ static int enqueue(dev_trainer *d, dt_pending *p, int slot, lt_error *err) {
  * was seen done (the pipeline's rate; from its own start for the first). */
 static int complete(dev_trainer *d, int slot, train_step_stats *st, lt_error *err) {
   dt_pending *p = &d->pend[slot];
-  if (several_ranks(d)) d->comm.watch(d->comm.ctx, 1); /* a stopped rank's sums never end */
+  if (dt_several_ranks(d)) d->comm.watch(d->comm.ctx, 1); /* a stopped rank's sums never end */
   int rc = d->dev.fence_wait ? d->dev.fence_wait(d->dev.ctx, slot, err) : 0;
-  if (several_ranks(d)) d->comm.watch(d->comm.ctx, 0);
+  if (dt_several_ranks(d)) d->comm.watch(d->comm.ctx, 0);
   if (rc) return -1;
   double done = p->done > 0 ? p->done : lt_now_ms();
   double since = d->last_done > p->t0 ? d->last_done : p->t0;
@@ -872,11 +670,11 @@ static int complete(dev_trainer *d, int slot, train_step_stats *st, lt_error *er
     const double counted = (double)data_count_targets(p->targets + (size_t)i * d->s->N, d->s->N);
     loss += (double)p->stats[i] * counted, total += counted;
   }
-  if (several_ranks(d)) { /* the whole batch's: every rank's rows */
+  if (dt_several_ranks(d)) { /* the whole batch's: every rank's rows */
     if (d->comm.sum_host(d->comm.ctx, &loss, 1, err)) return -1;
     total = (double)p->counted;
   }
-  const int ranks = several_ranks(d) ? d->comm.ranks : 1;
+  const int ranks = dt_several_ranks(d) ? d->comm.ranks : 1;
   double ms = done - since;
   *st = (train_step_stats){.step = p->step, .loss = total ? (float)(loss / total) : 0.0f, .lr = p->lr,
                            .grad_norm = d->n_tensors ? p->stats[p->micro] : 0, .step_ms = ms,
@@ -935,7 +733,7 @@ static int follow_host(dev_trainer *d, lt_error *err) {
 
 /* The fp32 masters of (p, layer), where it trains now in bf16-mixed; else NULL. */
 static char *master_of(const dev_trainer *d, int p, int layer) {
-  return d->masters && region_on(d, p, layer) >= 0 ? d->master + ms_grad_index(d->s, p, layer) * 4
+  return d->masters && dt_region_on(d, p, layer) >= 0 ? d->master + ms_grad_index(d->s, p, layer) * 4
                                                    : NULL;
 }
 
@@ -1003,51 +801,6 @@ static int store_put_moments(void *ctx, int which, int64_t at, int64_t n, const 
   return mem ? 0 : -1;
 }
 
-/* This rank's share of region r's moments between the device and whole
- * host arrays (down: to the host), through the conversion staging. */
-static int move_share(dev_trainer *d, int r, int down, lt_error *err) {
-  for (int which = 0; which < 2; which++) {
-    float *host = (which ? d->whole_v : d->whole_m) + d->sh_lo[r];
-    char *dev = (which ? d->mom2 : d->mom1) + d->sh_at[r] * d->mb;
-    for (int64_t i = 0; i < d->sh_n[r]; i += d->max_numel) {
-      int64_t k = d->sh_n[r] - i < d->max_numel ? d->sh_n[r] - i : d->max_numel;
-      if (down ? arena_download_f32(&d->dev, host + i, dev + i * d->mb, k, d->mb, d->convert, err)
-               : arena_upload_f32(&d->dev, dev + i * d->mb, host + i, k, d->mb, d->convert, err))
-        return -1;
-    }
-  }
-  return 0;
-}
-
-/* --zero 1: whole moments on the host for a state (every rank calls it):
- * gathered from the ranks' shares to save, zeros to load into; then back
- * to this rank's share on the device. */
-static int store_moments_whole(void *ctx, int whole, int gather, lt_error *err) {
-  dev_trainer *d = ctx;
-  if (!d->sh_lo) return 0;
-  const int n_regions = TRAIN_REGION_SLOTS + d->s->n_grad_slots;
-  if (!whole) {
-    int rc = 0;
-    for (int r = 0; rc == 0 && d->whole_m && r < n_regions; r++) rc = move_share(d, r, 0, err);
-    free(d->whole_m), free(d->whole_v);
-    d->whole_m = d->whole_v = NULL;
-    return rc;
-  }
-  free(d->whole_m), free(d->whole_v);
-  d->whole_m = calloc((size_t)d->s->n_grad_scalars + 1, sizeof(float));
-  d->whole_v = calloc((size_t)d->s->n_grad_scalars + 1, sizeof(float));
-  if (!d->whole_m || !d->whole_v) return lt_fail(err, "out of memory for the optimizer's state");
-  dist_comm *world = trainer_config(d->host)->comm;
-  for (int r = 0; gather && r < n_regions; r++) {
-    int64_t begin, len;
-    train_region_extent(d->s, r, &begin, &len);
-    if (move_share(d, r, 1, err) || dist_gather_f32(world, d->whole_m + begin, len, NULL, err) ||
-        dist_gather_f32(world, d->whole_v + begin, len, NULL, err))
-      return -1;
-  }
-  return 0;
-}
-
 /* A checkpoint's state is in: the AdamW counts continue from the host's. */
 static int store_restored(void *ctx, lt_error *err) {
   dev_trainer *d = ctx;
@@ -1060,7 +813,7 @@ static int store_restored(void *ctx, lt_error *err) {
 
 param_store dt_store(dev_trainer *d) {
   return (param_store){d, store_get, store_put, store_get_moments, store_put_moments,
-                       store_restored, store_moments_whole};
+                       store_restored, dt_moments_whole};
 }
 
 /* Regions that train now: embed, head, and the slots bound to a block. */
