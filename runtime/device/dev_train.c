@@ -340,6 +340,7 @@ static int follow_active_set(dev_trainer *d, lt_error *err) {
     d->slot_of[l] = slot;
     if (bind_instance(d, l + 1, err)) return -1;
   }
+  if (d->sum_after) dt_plan_sums(d); /* several ranks: what each backward completes */
   return write_table(d, err);
 }
 
@@ -633,7 +634,6 @@ static int enqueue(dev_trainer *d, dt_pending *p, int slot, lt_error *err) {
   p->micro = trainer_grad_accum(t);
   path_exec_scalars sc = scalars(d, p->lr);
   const int64_t total = p->counted = trainer_step_counted(t); /* every rank's rows */
-  if (dt_several_ranks(d)) dt_plan_sums(d);
   for (int i = 0; i < p->micro; i++) {
     if (i > 0 && trainer_micro_batch(t, i, err)) return -1;
     const int64_t counted = data_count_targets(d->s->targets, d->s->N);

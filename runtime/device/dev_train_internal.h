@@ -115,7 +115,8 @@ int dt_each_trained(dev_trainer *d, dt_tensor_fn fn, void *arg);
 /* ---- dev_train_ranks.c --------------------------------------------------- */
 
 static inline int dt_several_ranks(const dev_trainer *d) { return d->comm.ranks > 1; }
-/* Each region's last writer in backward order, for this step's active set. */
+/* Each region's last writer in backward order, for the active set (at
+ * dt_use_comm and each time the set changes). */
 void dt_plan_sums(dev_trainer *d);
 /* After instance inst's backward: the sums of the regions it completed. */
 int dt_sum_completed(dev_trainer *d, int inst, uint64_t *bytes, lt_error *err);

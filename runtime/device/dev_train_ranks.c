@@ -12,12 +12,14 @@ int dt_use_comm(dev_trainer *d, const dt_comm *comm, lt_error *err) {
   d->comm = *comm;
   free(d->sum_after);
   d->sum_after = malloc(sizeof *d->sum_after * (size_t)(TRAIN_REGION_SLOTS + d->s->n_grad_slots));
-  return d->sum_after ? 0 : lt_fail(err, "out of memory");
+  if (!d->sum_after) return lt_fail(err, "out of memory");
+  dt_plan_sums(d); /* then again whenever the active set changes (follow_active_set) */
+  return 0;
 }
 
 /* Each region's last writer in backward order (the lowest instance whose
  * path accumulates into it: the embedding's table is also the tied head's),
- * for this step's active set. */
+ * for the active set. */
 void dt_plan_sums(dev_trainer *d) {
   const ir_model *m = d->prog->m;
   for (int r = 0; r < TRAIN_REGION_SLOTS + d->s->n_grad_slots; r++) d->sum_after[r] = -1;
@@ -88,9 +90,8 @@ int dt_share_updates(dev_trainer *d, uint64_t *bytes, lt_error *err) {
   return d->comm.join(d->comm.ctx, err); /* the next step's forward reads them */
 }
 
-/* --zero 1 on several ranks: this rank's share of each region (dist_share,
- * as the CPU's train_optim_shard splits them), its moments packed region
- * after region. */
+/* --zero 1 on several ranks: this rank's share of each region, its moments
+ * packed region after region (train_shard_layout: the CPU's split). */
 int dt_shard_moments(dev_trainer *d, lt_error *err) {
   const train_config *c = trainer_config(d->host);
   if (!c->zero || dist_size(c->comm) == 1) return 0;
@@ -100,14 +101,7 @@ int dt_shard_moments(dev_trainer *d, lt_error *err) {
   d->sh_at = malloc(n * sizeof *d->sh_at);
   if (!d->sh_lo || !d->sh_n || !d->sh_at) return lt_fail(err, "out of memory");
   d->zero_rank = dist_rank(c->comm), d->zero_ranks = dist_size(c->comm);
-  d->moment_scalars = 0;
-  for (size_t r = 0; r < n; r++) {
-    int64_t begin, len;
-    train_region_extent(d->s, (int)r, &begin, &len);
-    dist_share(len, d->zero_rank, d->zero_ranks, &d->sh_lo[r], &d->sh_n[r]);
-    d->sh_lo[r] += begin, d->sh_at[r] = d->moment_scalars;
-    d->moment_scalars += d->sh_n[r];
-  }
+  d->moment_scalars = train_shard_layout(d->s, d->zero_rank, d->zero_ranks, d->sh_lo, d->sh_n, d->sh_at);
   return 0;
 }
 

@@ -70,7 +70,7 @@ static uint64_t trained_scalars(const ms_state *s) {
 static int64_t largest_shard(const ms_state *s, int ranks) {
   int64_t most = 0;
   for (int k = 0; k < ranks; k++) {
-    const int64_t n = train_shard_scalars(s, k, ranks);
+    const int64_t n = train_shard_layout(s, k, ranks, NULL, NULL, NULL);
     most = n > most ? n : most;
   }
   return most;

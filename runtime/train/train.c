@@ -128,27 +128,22 @@ int train_optim_shard(train_optim *o, const ms_state *s, int rank, int ranks, lt
   o->shard_n = malloc(n * sizeof *o->shard_n);
   o->shard_at = malloc(n * sizeof *o->shard_at);
   if (!o->shard_lo || !o->shard_n || !o->shard_at) return lt_fail(err, "out of memory");
-  int64_t total = 0;
-  for (int r = 0; r < o->n_regions; r++) {
-    int64_t begin, len;
-    train_region_extent(s, r, &begin, &len);
-    dist_share(len, rank, ranks, &o->shard_lo[r], &o->shard_n[r]);
-    o->shard_lo[r] += begin, o->shard_at[r] = total;
-    total += o->shard_n[r];
-  }
+  const int64_t total = train_shard_layout(s, rank, ranks, o->shard_lo, o->shard_n, o->shard_at);
   o->moment_bytes = (uint64_t)total * sizeof(float);
   o->m = calloc((size_t)total + 1, sizeof(float));
   o->v = calloc((size_t)total + 1, sizeof(float));
   return o->m && o->v ? 0 : lt_fail(err, "out of memory for the optimizer's shard");
 }
 
-int64_t train_shard_scalars(const ms_state *s, int rank, int ranks) {
+int64_t train_shard_layout(const ms_state *s, int rank, int ranks, int64_t *lo, int64_t *n,
+                           int64_t *at) {
   int64_t total = 0;
   for (int r = 0; r < TRAIN_REGION_SLOTS + s->n_grad_slots; r++) {
-    int64_t begin, len, lo, n;
+    int64_t begin, len, first, count;
     train_region_extent(s, r, &begin, &len);
-    dist_share(len, rank, ranks, &lo, &n);
-    total += n;
+    dist_share(len, rank, ranks, &first, &count);
+    if (lo) lo[r] = begin + first, n[r] = count, at[r] = total;
+    total += count;
   }
   return total;
 }

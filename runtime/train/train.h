@@ -205,8 +205,12 @@ void train_optim_free(train_optim *o);
 /* --zero 1: moments for rank's shard of every region only (of ranks equal
  * shards, by element), replacing o's. */
 int train_optim_shard(train_optim *o, const ms_state *s, int rank, int ranks, lt_error *err);
-/* The moments' scalars (each of m and v) that rank holds under --zero 1. */
-int64_t train_shard_scalars(const ms_state *s, int rank, int ranks);
+/* --zero 1: rank's share of every region (dist_share of its extent), the
+ * one split the CPU's and a device's shards use: [lo[r], lo[r] + n[r]) of
+ * the gradient layout, packed at at[r] (all three NULL: not written).
+ * Returns the share's scalars (each of m and v). */
+int64_t train_shard_layout(const ms_state *s, int rank, int ranks, int64_t *lo, int64_t *n,
+                           int64_t *at);
 /* Optimizer region r's gradients: [*begin, *begin + *len) of the gradient
  * array (each region is contiguous there). */
 void train_region_extent(const ms_state *s, int r, int64_t *begin, int64_t *len);
