@@ -28,6 +28,8 @@ takes as MODEL) and ref.safetensors:
     lisa.losses         F32 [LISA_STEPS]   LISA from the saved weights: loss and the
     lisa.grad_norms     F32 [LISA_STEPS]   pre-clip norm of what trains, each step
     lisa.final.<name>   F32                every parameter after LISA_STEPS updates
+    rope.inv_freq       F32 [rot / 2]      scaled RoPE only (rope_type not default):
+    rope.scale          F32 [1]            the model's inv_freq and attention_scaling
     __metadata__        lr, beta1, beta2, eps, weight_decay, grad_clip, steps, batch,
                         seq, seed, lisa_sets, lisa_interval, lisa_grad_clip, library
                         versions
@@ -137,6 +139,23 @@ def families():
             layer_norm_epsilon=1e-5, activation_function="gelu_new", resid_pdrop=0.0,
             embd_pdrop=0.0, attn_pdrop=0.0, summary_first_dropout=0.0,
             tie_word_embeddings=True, **COMMON), SEED + 9),
+        # LLaMA 3.2: "llama3" RoPE scaling, tied head. A small base and context
+        # put the 4 frequencies in all three of its bands: 0 kept (wavelength
+        # 6.3 < 64/4), 1 and 2 smoothed, 3 divided by the factor (199 > 64).
+        "llama3": (t.LlamaForCausalLM, t.LlamaConfig(
+            rope_parameters={"rope_type": "llama3", "rope_theta": 100.0, "factor": 8.0,
+                             "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                             "original_max_position_embeddings": 64},
+            tie_word_embeddings=True, attention_bias=False, mlp_bias=False, **llama_like),
+            SEED + 10),
+        # Qwen2.5 long context: YaRN. beta_fast 8 over a context of 64 makes the
+        # ramp run over dims 0..3 (extrapolated, two blends, interpolated); the
+        # attention factor 0.1 ln 4 + 1 scales cos and sin.
+        "qwen2-yarn": (t.Qwen2ForCausalLM, t.Qwen2Config(
+            rope_parameters={"rope_type": "yarn", "rope_theta": 100.0, "factor": 4.0,
+                             "original_max_position_embeddings": 64, "beta_fast": 8.0,
+                             "beta_slow": 1.0},
+            tie_word_embeddings=False, **llama_like), SEED + 11),
         # Mistral: LLaMA's graph with a sliding window, shorter than SEQ here so
         # that it masks
         "mistral": (t.MistralForCausalLM, t.MistralConfig(
@@ -294,6 +313,10 @@ def make(out_root, name, cls, config, seed, clip=GRAD_CLIP):
         hi = exact.float()
         ref[f"adamw64.{key}.hi"], ref[f"adamw64.{key}.lo"] = hi, (exact - hi.double()).float()
     ref.update(lisa_run(build(cls, config, seed), config.vocab_size, seed + 200))
+    rope = getattr(model.model, "rotary_emb", None)
+    if rope is not None and model.config.rope_parameters.get("rope_type", "default") != "default":
+        ref["rope.inv_freq"] = rope.inv_freq.detach().float().clone()
+        ref["rope.scale"] = torch.tensor([float(rope.attention_scaling)])
     meta = {"lr": str(LR), "beta1": str(BETA1), "beta2": str(BETA2), "eps": str(EPS),
             "weight_decay": str(WEIGHT_DECAY), "grad_clip": str(clip),
             "steps": str(STEPS), "batch": str(BATCH), "seq": str(SEQ), "seed": str(seed),

@@ -58,7 +58,7 @@ namespace rope_detail {
 template <typename T, int HEADS, int HD, int ROT, int TX, int TY, int V, bool BWD>
 __device__ __forceinline__ void rotate_rows(T *y, long long y_stride, const T *x,
                                             long long x_stride, int N, int seq,
-                                            const float *inv_s, int pos0) {
+                                            const float *inv_s, int pos0, float scale) {
   constexpr int HALF = ROT / 2, NJ = HALF / V;
   const long long row = (long long)blockIdx.x * TY + threadIdx.y;
   if (row >= N) return;
@@ -71,6 +71,8 @@ __device__ __forceinline__ void rotate_rows(T *y, long long y_stride, const T *x
     for (int k = 0; k < V; k++) {
       const float angle = pos * inv_s[j * V + k];
       sincosf(angle, &sn[k], &cs[k]);
+      cs[k] *= scale;  // YaRN's attention factor (1: exact, no change)
+      sn[k] *= scale;
       if (BWD) sn[k] = -sn[k];
     }
 #pragma unroll 4
@@ -102,7 +104,8 @@ __device__ __forceinline__ void rotate_rows(T *y, long long y_stride, const T *x
 template <typename T, int HEADS, int HD, int ROT, int TX, int TY, bool BWD>
 __device__ __forceinline__ void rope(T *y, long long y_stride, const T *x,
                                      long long x_stride, int N, int seq,
-                                     float theta, const float *inv_freq_table, int pos0) {
+                                     float theta, const float *inv_freq_table, int pos0,
+                                     float scale) {
   static_assert(ROT >= 2 && ROT % 2 == 0 && ROT <= HD, "ROT: even, 2..HD");
   static_assert(TX >= 1 && TY >= 1 && TX * TY <= 1024, "TX * TY <= 1024");
   constexpr int HALF = ROT / 2, VEC = rope_vec<T, HD, ROT>();
@@ -124,11 +127,12 @@ __device__ __forceinline__ void rope(T *y, long long y_stride, const T *x,
                          x_stride % VEC == 0 && y_stride % VEC == 0;
     if (aligned) {
       rotate_rows<T, HEADS, HD, ROT, TX, TY, VEC, BWD>(y, y_stride, x, x_stride, N, seq,
-                                                       inv_s, pos0);
+                                                       inv_s, pos0, scale);
       return;
     }
   }
-  rotate_rows<T, HEADS, HD, ROT, TX, TY, 1, BWD>(y, y_stride, x, x_stride, N, seq, inv_s, pos0);
+  rotate_rows<T, HEADS, HD, ROT, TX, TY, 1, BWD>(y, y_stride, x, x_stride, N, seq, inv_s, pos0,
+                                                 scale);
 }
 
 }  // namespace rope_detail
@@ -143,7 +147,9 @@ __device__ __forceinline__ void rope(T *y, long long y_stride, const T *x,
 // head rotated by pos = n % seq + pos0 (decoding's first position; 0 in
 // training). theta: the base (10000 for LLaMA 2,
 // 500000 for LLaMA 3), as a float (the CPU rounds it to float too).
-// inv_freq_table: nullptr, or float[ROT/2] (see above).
+// inv_freq_table: nullptr, or float[ROT/2] (see above; scaled RoPE always
+// passes the table ir_rope_inv_freq made). scale: cos and sin are multiplied
+// by it after sincosf (YaRN's attention factor; 1 otherwise), as the CPU does.
 // launch: grid (ceil(N / TY)), block (TX, TY), dynamic smem: 0 bytes (static: ROT/2 * 4 bytes)
 // tunables: TX {1,2,4,8,16,32} default rope_tx<T,HD,ROT>() (ROT/2/VEC rounded up to a power of two, at most 32); TY {1,2,4,8,16,32,64,128,256} default rope_ty<T,HD,ROT>() (256 / TX); TX*TY <= 1024
 // scratch: none
@@ -152,12 +158,14 @@ template <typename T, int HEADS, int HD, int ROT, int TX = rope_tx<T, HD, ROT>()
 __device__ __forceinline__ void rope_forward(T *y, long long y_stride, const T *x,
                                              long long x_stride, int N, int seq,
                                              float theta,
-                                             const float *inv_freq_table, int pos0 = 0) {
+                                             const float *inv_freq_table, int pos0 = 0,
+                                             float scale = 1.0f) {
   rope_detail::rope<T, HEADS, HD, ROT, TX, TY, false>(y, y_stride, x, x_stride, N, seq,
-                                                      theta, inv_freq_table, pos0);
+                                                      theta, inv_freq_table, pos0, scale);
 }
 
-// dx = rope^-1(dy): the same rotation by the negated angles; dx may equal dy.
+// dx = rope^T(dy): the same rotation by the negated angles, the same scale
+// (the inverse when scale is 1); dx may equal dy.
 // launch: grid (ceil(N / TY)), block (TX, TY), dynamic smem: 0 bytes (static: ROT/2 * 4 bytes)
 // tunables: TX {1,2,4,8,16,32} default rope_tx<T,HD,ROT>(); TY {1,2,4,8,16,32,64,128,256} default rope_ty<T,HD,ROT>(); TX*TY <= 1024
 // scratch: none
@@ -166,9 +174,10 @@ template <typename T, int HEADS, int HD, int ROT, int TX = rope_tx<T, HD, ROT>()
 __device__ __forceinline__ void rope_backward(T *dx, long long dx_stride, const T *dy,
                                               long long dy_stride, int N, int seq,
                                               float theta,
-                                              const float *inv_freq_table) {
+                                              const float *inv_freq_table,
+                                              float scale = 1.0f) {
   rope_detail::rope<T, HEADS, HD, ROT, TX, TY, true>(dx, dx_stride, dy, dy_stride, N,
-                                                     seq, theta, inv_freq_table, 0);
+                                                     seq, theta, inv_freq_table, 0, scale);
 }
 
 }  // namespace lisa

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ir_rope.h"
 #include "model_yaml.h"
 
 #ifndef LISA_MODELS_DIR
@@ -148,17 +149,67 @@ static int check_layer_pattern(const char *json_path, const cJSON *root, const i
   return 0;
 }
 
-/* rope_parameters: its numbers are config values (checked as the top
- * level's); rope_type must be the plain rotation. */
-static int check_rope(const char *json_path, const cJSON *rope, lt_error *err) {
-  for (const cJSON *e = rope->child; e; e = e->next) {
-    if (cJSON_IsNumber(e) || cJSON_IsBool(e) || cJSON_IsNull(e)) continue;
-    if (!strcmp(e->string, "rope_type") && cJSON_IsString(e) && !strcmp(e->valuestring, "default"))
+/* Where config.json scales RoPE: transformers 5's rope_parameters, else
+ * 4.x's rope_scaling (null there: no scaling). */
+static const cJSON *rope_scaling_source(const cJSON *root) {
+  const cJSON *r = rope_parameters(root);
+  if (r) return r;
+  r = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
+  return cJSON_IsObject(r) ? r : NULL;
+}
+
+/* rope_type (4.x also spells it "type"); "default" when absent. */
+static const char *rope_type_of(const cJSON *obj) {
+  const cJSON *t = cJSON_GetObjectItemCaseSensitive(obj, "rope_type");
+  if (!cJSON_IsString(t)) t = cJSON_GetObjectItemCaseSensitive(obj, "type");
+  return cJSON_IsString(t) ? t->valuestring : "default";
+}
+
+static int rope_lookup(void *ctx, const char *key, double *value) {
+  const cJSON *e = cJSON_GetObjectItemCaseSensitive((const cJSON *)ctx, key);
+  if (cJSON_IsNumber(e)) *value = e->valuedouble;
+  else if (cJSON_IsBool(e)) *value = cJSON_IsTrue(e);
+  else return 0; /* absent or null: the kind's default */
+  return 1;
+}
+
+static int is_scaling_key(ir_rope_kind kind, const char *key) {
+  for (const char *const *k = ir_rope_keys(kind); *k; k++)
+    if (!strcmp(*k, key)) return 1;
+  return 0;
+}
+
+/* The scaling config.json asks for (kind default when none). */
+static int read_rope_scaling(const char *json_path, const cJSON *root, ir_rope_scaling *s,
+                             lt_error *err) {
+  const cJSON *obj = rope_scaling_source(root);
+  memset(s, 0, sizeof *s);
+  if (!obj) return 0;
+  char where[1300];
+  snprintf(where, sizeof where, "%s: \"%s\"", json_path, obj->string);
+  return ir_rope_scaling_from(rope_type_of(obj), rope_lookup, (void *)obj, where, s, err);
+}
+
+/* The scaling's object: rope_type and the kind's parameters are read by
+ * read_rope_scaling; rope_parameters' other numbers are config values
+ * (checked as the top level's); anything else is an error. */
+static int check_rope(const char *json_path, const cJSON *obj, ir_rope_kind kind,
+                      lt_error *err) {
+  int legacy = obj != NULL && strcmp(obj->string, "rope_parameters") != 0;
+  for (const cJSON *e = obj ? obj->child : NULL; e; e = e->next) {
+    if (!strcmp(e->string, "rope_type") || !strcmp(e->string, "type") || cJSON_IsNull(e) ||
+        is_scaling_key(kind, e->string))
       continue;
+    /* rope_parameters' other numbers are config values (rope_theta, ...),
+     * unless they are another kind's parameters */
+    int other_kinds = 0;
+    for (int k = IR_ROPE_DEFAULT; k <= IR_ROPE_YARN; k++)
+      other_kinds |= is_scaling_key((ir_rope_kind)k, e->string);
+    if (!legacy && !other_kinds && (cJSON_IsNumber(e) || cJSON_IsBool(e))) continue;
     char have[64];
     json_text(e, have, sizeof have);
-    return lt_fail(err, "%s: \"rope_parameters\".\"%s\" is %s; only the plain rotation "
-                   "(rope_type \"default\") is computed", json_path, e->string, have);
+    return lt_fail(err, "%s: \"%s\".\"%s\" is %s; it is not a parameter of rope_type \"%s\"",
+                   json_path, obj->string, e->string, have, ir_rope_kind_name(kind));
   }
   return 0;
 }
@@ -190,14 +241,15 @@ static int check_key(const char *json_path, const char *yaml, const cJSON *e,
  * ignored by the family, or required with the value it has. */
 static int check_keys(const char *json_path, const char *yaml, const cJSON *root,
                       const ir_config_entry *nums, const unsigned char *used, int n_nums,
-                      const yml_hf *hf, lt_error *err) {
-  const cJSON *rope = rope_parameters(root);
-  if (rope && check_rope(json_path, rope, err)) return -1;
-  /* pass 0: rope_parameters' numbers (its rope_type is checked), 1: the top level */
+                      const yml_hf *hf, ir_rope_kind kind, lt_error *err) {
+  const cJSON *rope = rope_parameters(root), *scaling = rope_scaling_source(root);
+  if (check_rope(json_path, scaling, kind, err)) return -1;
+  /* pass 0: rope_parameters' numbers (the scaling's checked above), 1: the top level */
   for (int pass = rope ? 0 : 1; pass < 2; pass++)
     for (const cJSON *e = pass ? root->child : rope->child; e; e = e->next) {
       if (!strcmp(e->string, "model_type") || cJSON_IsNull(e) || in_ignore(hf, e->string) ||
-          e == rope || (!pass && !cJSON_IsNumber(e) && !cJSON_IsBool(e)))
+          e == rope || e == scaling || (!pass && !cJSON_IsNumber(e) && !cJSON_IsBool(e)) ||
+          (!pass && is_scaling_key(kind, e->string)))
         continue;
       if (!strcmp(e->string, "layer_types")) {
         if (check_layer_types(json_path, e, hf, err)) return -1;
@@ -235,7 +287,13 @@ static int open_folder(const char *dir, ir_model *m, lt_error *err) {
     if (rc == 0 && strcmp(hf.model_type, type->valuestring))
       rc = lt_fail(err, "%s: its hf.model_type is \"%s\", not \"%s\"", yaml, hf.model_type,
                    type->valuestring);
-    if (rc == 0) rc = check_keys(json_path, yaml, root, nums, used, n_nums, &hf, err);
+    ir_rope_scaling scaling;
+    if (rc == 0) rc = read_rope_scaling(json_path, root, &scaling, err);
+    if (rc == 0)
+      rc = check_keys(json_path, yaml, root, nums, used, n_nums, &hf, scaling.kind, err);
+    if (rc == 0 && scaling.kind != IR_ROPE_DEFAULT && ir_model_set_rope_scaling(m, &scaling) == 0)
+      rc = lt_fail(err, "%s: rope_type \"%s\", but %s has no rope op to scale", json_path,
+                   ir_rope_kind_name(scaling.kind), yaml);
     if (rc == 0 && hf.n_layer_types) rc = check_layer_pattern(json_path, root, m, err);
     if (rc) ir_model_free(m);
   }

@@ -18,6 +18,7 @@
 
 #include "expr.h"
 #include "ir_ops.h"
+#include "ir_rope.h"
 #include "lua_expr.h"
 #include "name_index.h"
 
@@ -938,9 +939,59 @@ static int check_sizes(yml_ctx *c) {
   return 0;
 }
 
+/* rope_scaling: {rope_type: llama3, factor: 8, ...}: config.json's scaling
+ * (transformers' keys; values are numbers or config expressions), set on
+ * every rope of the model. */
+typedef struct {
+  int n;
+  const char *keys[16];
+  double values[16];
+} rope_values;
+
+static int rope_values_get(void *ctx, const char *key, double *value) {
+  const rope_values *r = ctx;
+  for (int i = 0; i < r->n; i++)
+    if (!strcmp(r->keys[i], key)) return *value = r->values[i], 1;
+  return 0;
+}
+
+static int load_rope_scaling(yml_ctx *c, const yaml_node_t *n) {
+  if (need_map(c, n, "rope_scaling")) return -1;
+  const yaml_node_t *type = map_get(c, n, "rope_type");
+  char kind_name[32] = "default", where[300];
+  if (type && get_name(c, type, "rope_scaling rope_type", kind_name, sizeof kind_name)) return -1;
+  snprintf(where, sizeof where, "%.200s:%d: rope_scaling", c->file, line_of(n));
+  ir_rope_scaling sc;
+  rope_values vals = {0};
+  const char *known[18] = {"rope_type"};
+  int found = 0;
+  for (int k = 0; k < IR_ROPE_YARN + 1; k++)
+    if (!strcmp(kind_name, ir_rope_kind_name((ir_rope_kind)k))) {
+      const char *const *keys = ir_rope_keys((ir_rope_kind)k);
+      for (int i = 0; keys[i] && i < 16; i++) known[i + 1] = keys[i];
+      found = 1;
+    }
+  if (!found)
+    return fail_at(c, type, "rope_type '%s' is not computed (default, linear, llama3 and yarn "
+                   "are)", kind_name);
+  if (check_keys(c, n, known, "rope_scaling")) return -1;
+  for (int i = 0; i < map_len(n) && vals.n < 16; i++) {
+    const char *key = scalar(map_key(c, n, i));
+    if (!strcmp(key, "rope_type")) continue;
+    char what[64];
+    snprintf(what, sizeof what, "rope_scaling %s", key);
+    if (get_number(c, map_value(c, n, i), what, &vals.values[vals.n])) return -1;
+    vals.keys[vals.n++] = key;
+  }
+  if (ir_rope_scaling_from(kind_name, rope_values_get, &vals, where, &sc, c->err)) return -1;
+  if (sc.kind != IR_ROPE_DEFAULT && ir_model_set_rope_scaling(c->m, &sc) == 0)
+    return fail_at(c, n, "rope_scaling: the model has no rope op to scale");
+  return 0;
+}
+
 static int load_root(yml_ctx *c, const yaml_node_t *root) {
-  static const char *const keys[] = {"name", "config", "checkpoint", "embed",
-                                     "block", "head", "hf", "max_seq", NULL};
+  static const char *const keys[] = {"name", "config", "checkpoint", "embed", "block",
+                                     "head", "hf", "max_seq", "rope_scaling", NULL};
   if (need_map(c, root, "the model description") ||
       check_keys(c, root, keys, "the model description"))
     return -1;
@@ -957,6 +1008,8 @@ static int load_root(yml_ctx *c, const yaml_node_t *root) {
   }
   yaml_node_t *max_seq = map_get(c, root, "max_seq");
   if (max_seq && load_max_seq(c, max_seq)) return -1;
+  yaml_node_t *rope_scaling = map_get(c, root, "rope_scaling");
+  if (rope_scaling && load_rope_scaling(c, rope_scaling)) return -1;
   return check_sizes(c);
 }
 

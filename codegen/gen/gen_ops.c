@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "gen_internal.h"
+#include "ir_rope.h"
 #include "launch.cuh" /* the launch facts the templates use (templates/) */
 
 static int elem_bytes(const gen_ctx *c) { return gen_dtype_bytes(c->cfg->dtype); }
@@ -462,11 +463,31 @@ static int emit_attention_bwd(gen_ctx *c, int i) {
 /* ---------------------------------------------------------------------- */
 /* rope, embeddings, cross-entropy, copies, bias gradient */
 
+/* A scaled rope's frequencies as a table in the kernel's source (the
+ * floats ir_rope_inv_freq computes for the CPU, printed to round-trip):
+ * "nullptr" for the default, which the template computes. */
+static const char *rope_table(gen_ctx *c, const ir_op *op, const char *kernel, int rot,
+                              char *name, size_t cap) {
+  if (op->rope.kind == IR_ROPE_DEFAULT) return "nullptr";
+  float inv_freq[IR_ROPE_MAX_HALF];
+  ir_rope_inv_freq(&op->rope, op->theta, rot, inv_freq);
+  snprintf(name, cap, "%s_inv_freq", kernel);
+  sbuf *k = &c->p->kernels;
+  sb_printf(k, "// %s RoPE's inv_freq (codegen/ir/ir_rope.c)\n", ir_rope_kind_name(op->rope.kind));
+  sb_printf(k, "static __device__ const float %s[%d] = {", name, rot / 2);
+  for (int i = 0; i < rot / 2; i++) {
+    char lit[40];
+    sb_printf(k, "%s%s", i ? (i % 6 ? ", " : ",\n    ") : "", gen_float(lit, inv_freq[i]));
+  }
+  sb_printf(k, "};\n");
+  return name;
+}
+
 static void emit_rope(gen_ctx *c, const ir_op *op, int backward) {
   gen_ref y = gen_ref_of(c, op->out[0]), x = gen_ref_of(c, op->in[0]);
   int hd = (int)(cols_of(c, op->in[0]) / op->heads);
   int rot = op->rotary_dims ? op->rotary_dims : hd;
-  char label[192], body[256];
+  char label[192], body[384];
   snprintf(label, sizeof label, "%s %s -> %s", backward ? "rope_bwd" : "rope",
            gen_vname(c, op->in[0]), gen_vname(c, op->out[0]));
   gen_kb kb;
@@ -476,12 +497,22 @@ static void emit_rope(gen_ctx *c, const ir_op *op, int backward) {
   gen_kb_rows(&kb);
   if (c->cfg->decode) gen_kb_scalar(&kb, "int", "pos0", GEN_ARG_POS0);
   const int tx = 16, ty = 16;
-  char theta[40];
+  char theta[40], scale[40], table_name[128];
   gen_kb_launch(&kb, ceil_div(N_of(c), ty), 1, 1, tx, ty, 0);
+  const char *table = kb.st ? rope_table(c, op, kb.st->kernel, rot, table_name,
+                                         sizeof table_name) : "nullptr";
+  /* the scale only where there is one: default ropes' source is as before */
+  float cos_scale = ir_rope_cos_scale(&op->rope);
+  char tail[80] = "";
+  if (cos_scale != 1.0f)
+    snprintf(tail, sizeof tail, ", %s%s", backward ? "" : (c->cfg->decode ? "pos0, " : "0, "),
+             gen_float(scale, cos_scale));
+  else if (c->cfg->decode)
+    snprintf(tail, sizeof tail, ", pos0");
   snprintf(body, sizeof body,
-           "lisa::%s<%s, %d, %d, %d, %d, %d>(@y, @x, N, %d, %s, nullptr%s);",
+           "lisa::%s<%s, %d, %d, %d, %d, %d>(@y, @x, N, %d, %s, %s%s);",
            backward ? "rope_backward" : "rope_forward", T_(), op->heads, hd, rot, tx, ty,
-           c->cfg->T, gen_float(theta, op->theta), c->cfg->decode ? ", pos0" : "");
+           c->cfg->T, gen_float(theta, op->theta), table, tail);
   gen_kb_end(&kb, body);
 }
 

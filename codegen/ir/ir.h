@@ -97,6 +97,21 @@ enum {
 #define IR_MAX_IN 6
 #define IR_MAX_OUT 4
 
+/* How a rope's frequencies are scaled (transformers' rope_type; see
+ * ir_rope.h). IR_ROPE_DEFAULT: inv_freq[i] = theta^(-2i/rot), no scaling. */
+typedef enum { IR_ROPE_DEFAULT, IR_ROPE_LINEAR, IR_ROPE_LLAMA3, IR_ROPE_YARN } ir_rope_kind;
+
+typedef struct {
+  ir_rope_kind kind;
+  double factor;               /* linear, llama3, yarn: the context's stretch */
+  double low_freq_factor;      /* llama3 */
+  double high_freq_factor;     /* llama3 */
+  double original_max;         /* llama3, yarn: original_max_position_embeddings */
+  double beta_fast, beta_slow; /* yarn: the ramp's bounds in rotations (32, 1) */
+  double attention_factor;     /* yarn: cos and sin scaled by it (mscale) */
+  int truncate;                /* yarn: the ramp's bounds rounded outwards */
+} ir_rope_scaling;
+
 typedef struct {
   ir_opkind kind;
   int n_in, in[IR_MAX_IN];   /* value indices; -1 only where documented */
@@ -107,6 +122,7 @@ typedef struct {
                             rmsnorm: groups normalised apart (per-head q/k norms) */
   int rotary_dims;       /* rope: leading dims of each head that rotate (even) */
   double theta;          /* rope: base of the rotation frequencies */
+  ir_rope_scaling rope;  /* rope: frequency scaling (kind 0: none) */
   double factor;         /* scale; attention: the score scale (0: 1/sqrt(head size)) */
   float softcap;         /* attention: scores soft-capped to softcap * tanh(s /
                             softcap) (Gemma 2); 0: none */

@@ -1,5 +1,6 @@
 /* ir_ops.c: the op table (ops.def expanded) and the rules it names. */
 #include "ir_ops.h"
+#include "ir_rope.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -281,6 +282,9 @@ static int load_rotary_dims(ir_shape *s, int hd) {
   if (rc == 1 && (op->rotary_dims > hd || op->rotary_dims % 2))
     return shape_fail(s, "rotary_dims", "rotary_dims must be even and at most the head "
                       "size %d, got %d", hd, op->rotary_dims);
+  if (op->rotary_dims > 2 * IR_ROPE_MAX_HALF)
+    return shape_fail(s, rc ? "rotary_dims" : NULL, "rotary dims %d: at most %d rotate",
+                      op->rotary_dims, 2 * IR_ROPE_MAX_HALF);
   return 0;
 }
 

@@ -359,14 +359,27 @@ void cpu_activation_backward(float *dx, const float *dy, const float *x, int64_t
 /* Frequencies handled per pass: their cosines and sines live on the stack. */
 #define ROPE_CHUNK 64
 
+/* The angles' frequencies and cos/sin scale: a table (scaled RoPE, from
+ * ir_rope_inv_freq) or, without one, Hugging Face's default expression. */
+typedef struct {
+  const float *inv_freq; /* [rot/2], or NULL: 1 / theta^(2i/rot) */
+  double theta;
+  float scale;
+} rope_freqs;
+
+static float rope_freq(const rope_freqs *f, int i, int rot) {
+  if (f->inv_freq) return f->inv_freq[i];
+  return 1.0f / powf((float)f->theta, (float)(2 * i) / (float)rot);
+}
+
 /* Turns every (i, i + rot/2) pair of every head by sign * angle. Rows of one
  * position share their angles, so one thread takes a position across the
  * batch and computes its cosines once. The angles are formed in float as
- * Hugging Face does (inv_freq = 1 / theta^(2i/rot), then pos * inv_freq):
+ * Hugging Face does (pos * inv_freq, then cos and sin times the scale):
  * pretrained models learned with exactly these rounded angles. */
 /* Row b*T + t is at position pos0 + t. */
 static void rope_rotate(float *y, const float *x, int N, int T, int pos0, int heads,
-                        int hd, int rot, double theta, float sign) {
+                        int hd, int rot, const rope_freqs *f, float sign) {
   int half = rot / 2, B = N / T;
   int64_t width = (int64_t)heads * hd;
 #pragma omp parallel for if (worth_threads((int64_t)N * width))
@@ -375,10 +388,9 @@ static void rope_rotate(float *y, const float *x, int N, int T, int pos0, int he
       int m = half - i0 < ROPE_CHUNK ? half - i0 : ROPE_CHUNK;
       float cs[ROPE_CHUNK], sn[ROPE_CHUNK];
       for (int i = 0; i < m; i++) {
-        float inv_freq = 1.0f / powf((float)theta, (float)(2 * (i0 + i)) / (float)rot);
-        float angle = (float)(pos0 + t) * inv_freq;
-        cs[i] = cosf(angle);
-        sn[i] = sign * sinf(angle);
+        float angle = (float)(pos0 + t) * rope_freq(f, i0 + i, rot);
+        cs[i] = cosf(angle) * f->scale;
+        sn[i] = sign * (sinf(angle) * f->scale);
       }
       for (int b = 0; b < B; b++)
         for (int h = 0; h < heads; h++) {
@@ -402,17 +414,32 @@ static void rope_rotate(float *y, const float *x, int N, int T, int pos0, int he
 
 void cpu_rope_forward(float *y, const float *x, int N, int T, int heads,
                       int hd, int rot, double theta) {
-  rope_rotate(y, x, N, T, 0, heads, hd, rot, theta, 1.0f);
+  rope_freqs f = {NULL, theta, 1.0f};
+  rope_rotate(y, x, N, T, 0, heads, hd, rot, &f, 1.0f);
 }
 
 void cpu_rope_forward_at(float *y, const float *x, int N, int T, int pos0, int heads, int hd,
                          int rot, double theta) {
-  rope_rotate(y, x, N, T, pos0, heads, hd, rot, theta, 1.0f);
+  rope_freqs f = {NULL, theta, 1.0f};
+  rope_rotate(y, x, N, T, pos0, heads, hd, rot, &f, 1.0f);
 }
 
 void cpu_rope_backward(float *dx, const float *dy, int N, int T, int heads,
                        int hd, int rot, double theta) {
-  rope_rotate(dx, dy, N, T, 0, heads, hd, rot, theta, -1.0f);
+  rope_freqs f = {NULL, theta, 1.0f};
+  rope_rotate(dx, dy, N, T, 0, heads, hd, rot, &f, -1.0f);
+}
+
+void cpu_rope_table_forward(float *y, const float *x, int N, int T, int pos0, int heads,
+                            int hd, int rot, const float *inv_freq, float scale) {
+  rope_freqs f = {inv_freq, 0, scale};
+  rope_rotate(y, x, N, T, pos0, heads, hd, rot, &f, 1.0f);
+}
+
+void cpu_rope_table_backward(float *dx, const float *dy, int N, int T, int heads, int hd,
+                             int rot, const float *inv_freq, float scale) {
+  rope_freqs f = {inv_freq, 0, scale};
+  rope_rotate(dx, dy, N, T, 0, heads, hd, rot, &f, -1.0f);
 }
 
 /* ------------------------------------------------------------------------ */

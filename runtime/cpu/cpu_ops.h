@@ -103,6 +103,13 @@ void cpu_rope_forward_at(float *y, const float *x, int N, int T, int pos0, int h
                          int rot, double theta);
 void cpu_rope_backward(float *dx, const float *dy, int N, int T, int heads,
                        int hd, int rot, double theta);
+/* Scaled RoPE: the angle pos * inv_freq[i] (inv_freq from ir_rope_inv_freq),
+ * cos and sin multiplied by scale (YaRN's attention factor; 1 otherwise).
+ * The backward is the transpose: the angles negated, the same scale. */
+void cpu_rope_table_forward(float *y, const float *x, int N, int T, int pos0, int heads,
+                            int hd, int rot, const float *inv_freq, float scale);
+void cpu_rope_table_backward(float *dx, const float *dy, int N, int T, int heads, int hd,
+                             int rot, const float *inv_freq, float scale);
 
 /* outs[i] is [N, widths[i]]; x is [N, sum(widths)] */
 void cpu_split(float *const *outs, const int64_t *widths, int k,

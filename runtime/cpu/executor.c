@@ -6,6 +6,7 @@
 #include "clock_ms.h"
 #include "cpu_ops.h"
 #include "ir_ops.h"
+#include "ir_rope.h"
 
 /* Everything an op kernel needs, resolved from the IR and the buffers. */
 typedef struct {
@@ -181,14 +182,35 @@ static void run_attention_bwd(const exec_ctx *c, const ir_op *op) {
                          c->T, op->heads, op->kv_heads, hd, op->causal, &o);
 }
 
+/* The rope's frequencies on the stack: ir_rope_inv_freq's table (scaled
+ * RoPE), or NULL for the default, which cpu_rope_* compute themselves. */
+static const float *rope_table(const ir_op *op, float *table) {
+  if (op->rope.kind == IR_ROPE_DEFAULT) return NULL;
+  ir_rope_inv_freq(&op->rope, op->theta, op->rotary_dims, table);
+  return table;
+}
+
 static void run_rope(const exec_ctx *c, const ir_op *op) {
-  cpu_rope_forward_at(OUT(0), IN(0), c->N, c->T, c->pos0, op->heads,
-                      cols(c, op->in[0]) / op->heads, op->rotary_dims, op->theta);
+  float table[IR_ROPE_MAX_HALF];
+  const float *inv_freq = rope_table(op, table);
+  int hd = cols(c, op->in[0]) / op->heads;
+  if (!inv_freq)
+    cpu_rope_forward_at(OUT(0), IN(0), c->N, c->T, c->pos0, op->heads, hd, op->rotary_dims,
+                        op->theta);
+  else
+    cpu_rope_table_forward(OUT(0), IN(0), c->N, c->T, c->pos0, op->heads, hd, op->rotary_dims,
+                           inv_freq, ir_rope_cos_scale(&op->rope));
 }
 
 static void run_rope_bwd(const exec_ctx *c, const ir_op *op) {
-  cpu_rope_backward(OUT(0), IN(0), c->N, c->T, op->heads, cols(c, op->in[0]) / op->heads,
-                    op->rotary_dims, op->theta);
+  float table[IR_ROPE_MAX_HALF];
+  const float *inv_freq = rope_table(op, table);
+  int hd = cols(c, op->in[0]) / op->heads;
+  if (!inv_freq)
+    cpu_rope_backward(OUT(0), IN(0), c->N, c->T, op->heads, hd, op->rotary_dims, op->theta);
+  else
+    cpu_rope_table_backward(OUT(0), IN(0), c->N, c->T, op->heads, hd, op->rotary_dims,
+                            inv_freq, ir_rope_cos_scale(&op->rope));
 }
 
 static void run_embedding_bwd_w(const exec_ctx *c, const ir_op *op) {

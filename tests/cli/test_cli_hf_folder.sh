@@ -93,7 +93,7 @@ same_rows "a null sliding_window is no window" "$TMP/myaml.jsonl" "$TMP/mnull.js
 
 # transformers 5's config.json (rope_parameters, layer_types, dtype): the
 # fixture folders of tests/fixtures/families train as they are.
-for type in qwen2 qwen3 gemma phi olmo2 gpt_neox gemma2 mistral llama gpt2; do
+for type in qwen2 qwen3 gemma phi olmo2 gpt_neox gemma2 mistral llama llama3 qwen2-yarn gpt2; do
   train "$SRC/tests/fixtures/families/$type" --data "$TMP/small.bin" --steps 2 \
     --log-jsonl "$TMP/$type.jsonl" || fail "training the $type folder failed"
   [ "$(rows "$TMP/$type.jsonl" | wc -l)" = 2 ] && echo "ok   $type folder trains" \
@@ -118,8 +118,59 @@ expect_error "sliding layers" "\"layer_types\"\[0\] is not \"full_attention\"" \
   train "$TMP/qwen2" --data "$TMP/small.bin"
 sed -i 's/"rope_type": "default"/"rope_type": "yarn"/; s/"sliding_attention"/"full_attention"/' \
   "$TMP/qwen2/config.json"
-expect_error "scaled RoPE" "\"rope_parameters\".\"rope_type\" is yarn; only the plain rotation" \
+expect_error "YaRN without its factor" "config.json: \"rope_parameters\": rope_type \"yarn\" needs \"factor\"" \
   train "$TMP/qwen2" --data "$TMP/small.bin"
+sed -i 's/"rope_type": "yarn"/"rope_type": "dynamic"/' "$TMP/qwen2/config.json"
+expect_error "dynamic NTK RoPE" "config.json: \"rope_parameters\": rope_type \"dynamic\" is not computed" \
+  train "$TMP/qwen2" --data "$TMP/small.bin"
+
+# Scaled RoPE as transformers 4 writes it: rope_theta at the top level and a
+# "rope_scaling" object (YaRN's kind spelt "type"); the runs equal the
+# transformers 5 folders'.
+for type in llama3 qwen2-yarn; do
+  cp -r "$SRC/tests/fixtures/families/$type" "$TMP/$type-v4"
+  sed -i 's/"rope_parameters"/"rope_scaling"/; s/"rope_theta": 100.0,//; s/"rope_type": "yarn"/"type": "yarn"/
+          s/^{$/{ "rope_theta": 100.0,/' "$TMP/$type-v4/config.json"
+  grep -q '"rope_scaling"' "$TMP/$type-v4/config.json" || fail "$type: no rope_scaling written"
+  train "$TMP/$type-v4" --data "$TMP/small.bin" --steps 2 --log-jsonl "$TMP/$type-v4.jsonl" \
+    || fail "training the $type folder in transformers 4's format failed"
+  same_rows "$type: rope_scaling (transformers 4) = rope_parameters (5)" "$TMP/$type.jsonl" \
+    "$TMP/$type-v4.jsonl"
+done
+# The same scaling written in a model YAML (rope_scaling:, values may be config
+# expressions) with the folder's weights is the same run.
+sed -e 's/vocab_size: 32000/vocab_size: 61/; s/hidden_size: 4096/hidden_size: 32/' \
+    -e 's/intermediate_size: 11008/intermediate_size: 40/; s/num_hidden_layers: 32/num_hidden_layers: 2/' \
+    -e 's/num_attention_heads: 32/num_attention_heads: 4/; s/num_key_value_heads: 32/num_key_value_heads: 2/' \
+    -e 's/rms_norm_eps: 1.0e-5/rms_norm_eps: 1.0e-6/; s/rope_theta: 10000/rope_theta: 100/' \
+    -e 's/tie_word_embeddings: 0/tie_word_embeddings: 1\n  original_context: 64/' \
+    "$SRC/models/llama.yaml" >"$TMP/llama3.yaml"
+cat >>"$TMP/llama3.yaml" <<'YAML'
+rope_scaling: {rope_type: llama3, factor: 4 * 2, low_freq_factor: 1, high_freq_factor: 4,
+               original_max_position_embeddings: original_context}
+YAML
+train "$TMP/llama3.yaml" --weights "$SRC/tests/fixtures/families/llama3/model.safetensors" \
+  --data "$TMP/small.bin" --steps 2 --log-jsonl "$TMP/llama3-yaml.jsonl" \
+  || fail "training llama3 from YAML with rope_scaling failed"
+same_rows "rope_scaling in a model YAML = the folder's" "$TMP/llama3.jsonl" "$TMP/llama3-yaml.jsonl"
+sed -i 's/rope_type: llama3/rope_type: longrope/' "$TMP/llama3.yaml"
+expect_error "a YAML's unknown rope_type" "llama3.yaml:[0-9]+:[0-9]+: rope_type 'longrope' is not computed" \
+  train "$TMP/llama3.yaml" --data "$TMP/small.bin"
+sed -i 's/rope_type: longrope/rope_type: llama3/; s/high_freq_factor: 4/high_freq_factor: 0.5/' \
+  "$TMP/llama3.yaml"
+expect_error "a YAML's bad rope parameter" "llama3.yaml:[0-9]+: rope_scaling: rope high_freq_factor \(0.5\) must exceed low_freq_factor \(1\)" \
+  train "$TMP/llama3.yaml" --data "$TMP/small.bin"
+
+# The scaling's parameters change the run; one it does not read is an error.
+cp -r "$SRC/tests/fixtures/families/llama3" "$TMP/llama3-f4"
+sed -i 's/"factor": 8.0/"factor": 4.0/' "$TMP/llama3-f4/config.json"
+train "$TMP/llama3-f4" --data "$TMP/small.bin" --steps 2 --log-jsonl "$TMP/llama3-f4.jsonl" \
+  || fail "training llama3 at factor 4 failed"
+diff <(rows "$TMP/llama3.jsonl") <(rows "$TMP/llama3-f4.jsonl") >/dev/null \
+  && fail "llama3's factor changed nothing" || echo "ok   llama3's factor changes the run"
+sed -i 's/"factor": 4.0/"factor": 8.0, "beta_fast": 32/' "$TMP/llama3-f4/config.json"
+expect_error "a parameter of another rope_type" "\"rope_parameters\".\"beta_fast\" is 32; it is not a parameter of rope_type \"llama3\"" \
+  train "$TMP/llama3-f4" --data "$TMP/small.bin"
 
 # What the family cannot honour.
 gpt2_config gelu_new gpt3 >"$TMP/gpt2/config.json"
@@ -129,7 +180,7 @@ gpt2_config relu >"$TMP/gpt2/config.json"
 expect_error "a required value differs" "config.json: \"activation_function\" is relu, but .*gpt2.yaml computes it as gelu_new" \
   train "$TMP/gpt2" --data "$TOKENS"
 gpt2_config gelu_new gpt2 ', "rope_scaling": {"type": "linear", "factor": 2}' >"$TMP/gpt2/config.json"
-expect_error "an unknown config key" "config.json: \"rope_scaling\" \(an object\) is not known to .*gpt2.yaml" \
+expect_error "scaled RoPE without a rope" "config.json: rope_type \"linear\", but .*gpt2.yaml has no rope op to scale" \
   train "$TMP/gpt2" --data "$TOKENS"
 # config.json alone: no weights to read, unless --from-scratch initializes them
 mkdir -p "$TMP/scratch"

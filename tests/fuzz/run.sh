@@ -26,7 +26,7 @@ declare -A sources=(
   [safetensors]="${base[*]} $src/runtime/io/safetensors.c"
   [hf_index]="${base[*]} $src/runtime/io/hf_index.c"
   [data]="${base[*]} $src/runtime/io/data.c"
-  [model_yaml]="${base[*]} ${lua[*]} $src/codegen/ir/ir.c $src/codegen/ir/ir_ops.c $src/codegen/ir/expr.c $(ls "$src"/codegen/front/*.c | tr '\n' ' ')"
+  [model_yaml]="${base[*]} ${lua[*]} $src/codegen/ir/ir.c $src/codegen/ir/ir_ops.c $src/codegen/ir/ir_rope.c $src/codegen/ir/expr.c $(ls "$src"/codegen/front/*.c | tr '\n' ' ')"
   [lua_sandbox]="${base[*]} ${lua[*]}"
 )
 failed=0

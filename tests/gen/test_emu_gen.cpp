@@ -347,9 +347,13 @@ void check_model(const char *yaml, int dtype, const gen_tuning *tuning = nullptr
                     tag, prog.paths[i].name, st, step->gemm.epilogue);
       }
     Module mod;
-    std::string so_tag = std::string(m.name) + "_" + gen_precision_name(&cfg) +
+    /* named after the file, not the model (two folders of one family must
+     * not share a library: dlopen may hand back the earlier one) */
+    std::string so_tag = std::string(yaml) + "_" + gen_precision_name(&cfg) +
                          (tuning ? "_tuned" : "") + (lora_rank ? "_lora" : "") +
                          (grad_accum > 1 ? "_accum" : "") + (no_epilogues ? "_unfused" : "");
+    for (char &ch : so_tag)
+      if (ch == '/' || ch == '.' || ch == '-') ch = '_';
     bool ready;
 #ifdef LISA_HAVE_GPU
     if (g_device) ready = load_device_paths(&prog);
@@ -423,12 +427,14 @@ void test_llama_fp32() { check_model("models/llama-tiny.yaml", GEN_F32); }
 /* The families' folders (tests/fixtures/families): Qwen2's q/k/v biases,
  * Qwen3's per-head q/k norms, Gemma's (1 + w) norms and scaled embedding,
  * Phi's parallel block, partial rotary and head bias, OLMo 2's norms of
- * whole q and k and of each sublayer's output. */
+ * whole q and k and of each sublayer's output, LLaMA 3's and YaRN's scaled
+ * RoPE (the kernels' inv_freq tables and YaRN's cos/sin factor). */
 void test_families() {
-  for (const char *type : {"qwen2", "qwen3", "gemma", "phi", "olmo2", "gpt_neox", "gemma2", "mistral", "llama", "gpt2"}) {
+  for (const char *type : {"qwen2", "qwen3", "gemma", "phi", "olmo2", "gpt_neox", "gemma2",
+                           "mistral", "llama", "llama3", "qwen2-yarn", "gpt2"}) {
     std::string dir = std::string("tests/fixtures/families/") + type;
     check_model(dir.c_str(), GEN_F32);
-    if (strcmp(type, "qwen2")) check_model(dir.c_str(), GEN_BF16);
+    if (strcmp(type, "qwen2") && strcmp(type, "qwen2-yarn")) check_model(dir.c_str(), GEN_BF16);
   }
 }
 void test_llama_bf16() { check_model("models/llama-tiny.yaml", GEN_BF16); }

@@ -95,6 +95,11 @@ static void test_llama2_7b(void) {
   check_model("models/llama2-7b.yaml", 1, 256, GEN_F32, 0);
   check_model("models/llama2-7b.yaml", 1, 16, GEN_F32, 4096);
 }
+/* LLaMA 3's scaled RoPE: the inv_freq tables in the kernels' source */
+static void test_llama3_8b(void) {
+  check_model("models/llama3-8b.yaml", 1, 256, GEN_F32, 0);
+  check_model("models/llama3-8b.yaml", 1, 16, GEN_F32, 8192);
+}
 /* bf16 gradients: norm, embedding and bias-gradient kernels store bf16 */
 static void test_gpt2_124m_bf16_true(void) {
   check_model("models/gpt2-124m.yaml", 4, 64, GEN_BF16, 0);
@@ -115,6 +120,7 @@ static void test_families(void) {
 
 int main(void) {
   if (!mkdtemp(cache_dir)) return perror("mkdtemp"), 1;
+  RUN(test_llama3_8b);
   RUN(test_families);
   RUN(test_gpt2_124m);
   RUN(test_llama2_7b);

@@ -14,16 +14,17 @@
 #include <vector>
 
 #include "cpu_ops.h"
+#include "ir_rope.h"
 
 template <class T, int H, int HD, int ROT, int TX, int TY>
 __global__ void k_rope_fwd(T *y, long long ys, const T *x, long long xs, int N, int seq,
-                           float theta, const float *tab) {
-  lisa::rope_forward<T, H, HD, ROT, TX, TY>(y, ys, x, xs, N, seq, theta, tab);
+                           float theta, const float *tab, float scale) {
+  lisa::rope_forward<T, H, HD, ROT, TX, TY>(y, ys, x, xs, N, seq, theta, tab, 0, scale);
 }
 template <class T, int H, int HD, int ROT, int TX, int TY>
 __global__ void k_rope_bwd(T *dx, long long dxs, const T *dy, long long dys, int N, int seq,
-                           float theta, const float *tab) {
-  lisa::rope_backward<T, H, HD, ROT, TX, TY>(dx, dxs, dy, dys, N, seq, theta, tab);
+                           float theta, const float *tab, float scale) {
+  lisa::rope_backward<T, H, HD, ROT, TX, TY>(dx, dxs, dy, dys, N, seq, theta, tab, scale);
 }
 template <class T, int TX, int TY, int... W>
 __global__ void k_split(const T *x, long long xs, int N, lisa::copy_detail::Ptr<T, W>... outs) {
@@ -81,16 +82,20 @@ static Vec inv_freq_table(int rot, float theta) {
 // x is [N, x_stride] holding H heads of HD from column x_off; y likewise
 // [N, y_stride] from y_off (in_place: y is x's buffer). Checks the rotated
 // columns against cpu_rope_* and that every other column is untouched.
+// scaled: a scaled RoPE's table (ir_rope_inv_freq) and cos/sin scale, on
+// both sides (cpu_rope_table_*).
 template <class T, int H, int HD, int ROT, int TX = lisa::rope_tx<T, HD, ROT>(),
           int TY = lisa::rope_ty<T, HD, ROT>()>
 static void rope_case(int N, int seq, float theta, int x_stride, int x_off, int y_stride,
-                      int y_off, bool in_place, bool table, bool bwd) {
+                      int y_off, bool in_place, bool table, bool bwd,
+                      const ir_rope_scaling *scaled = nullptr) {
   constexpr int W = H * HD;
   char cfg[192];
   snprintf(cfg, sizeof cfg,
-           "[%s %s H=%d HD=%d ROT=%d N=%d seq=%d theta=%g xs=%d+%d ys=%d+%d%s%s TX=%d TY=%d]",
+           "[%s %s H=%d HD=%d ROT=%d N=%d seq=%d theta=%g xs=%d+%d ys=%d+%d%s%s%s TX=%d TY=%d]",
            Tname<T>::s, bwd ? "bwd" : "fwd", H, HD, ROT, N, seq, theta, x_stride, x_off,
-           y_stride, y_off, in_place ? " in-place" : "", table ? " table" : "", TX, TY);
+           y_stride, y_off, in_place ? " in-place" : "", table ? " table" : "",
+           scaled ? " scaled" : "", TX, TY);
   // At seq 4096 fp32 is held to 1e-10, not 1e-7: an inv_freq one ulp off
   // for every i (a float powf on the device) already gives ~4e-9 there.
   const double tol = sizeof(T) == 2 ? 1e-4 : seq >= 4096 ? 1e-10 : 1e-7;
@@ -108,22 +113,31 @@ static void rope_case(int N, int seq, float theta, int x_stride, int x_off, int 
   Vec xs((size_t)N * W), ref((size_t)N * W);
   for (int n = 0; n < N; n++)
     for (int c = 0; c < W; c++) xs[(size_t)n * W + c] = xfull[(size_t)n * x_stride + x_off + c];
-  if (bwd)
-    cpu_rope_backward(ref.data(), xs.data(), N, seq, H, HD, ROT, theta);
-  else
-    cpu_rope_forward(ref.data(), xs.data(), N, seq, H, HD, ROT, theta);
-
   Vec tab = inv_freq_table(ROT, theta);
+  const float scale = scaled ? ir_rope_cos_scale(scaled) : 1.0f;
+  if (scaled) {
+    table = true;
+    ir_rope_inv_freq(scaled, theta, ROT, tab.data());
+    if (bwd)
+      cpu_rope_table_backward(ref.data(), xs.data(), N, seq, H, HD, ROT, tab.data(), scale);
+    else
+      cpu_rope_table_forward(ref.data(), xs.data(), N, seq, 0, H, HD, ROT, tab.data(), scale);
+  } else if (bwd) {
+    cpu_rope_backward(ref.data(), xs.data(), N, seq, H, HD, ROT, theta);
+  } else {
+    cpu_rope_forward(ref.data(), xs.data(), N, seq, H, HD, ROT, theta);
+  }
+
   emu::Guarded<float> gtab(tab.size());
   for (size_t i = 0; i < tab.size(); i++) gtab[i] = tab[i];
   const float *tp = table ? gtab.data() : nullptr;
   const dim3 grid(ceil_div(N, TY)), block(TX, TY);
   if (bwd)
     LAUNCH(grid, block, 0, k_rope_bwd<T, H, HD, ROT, TX, TY>, ybuf + y_off, (long long)y_stride,
-           (const T *)gx.data() + x_off, (long long)x_stride, N, seq, theta, tp);
+           (const T *)gx.data() + x_off, (long long)x_stride, N, seq, theta, tp, scale);
   else
     LAUNCH(grid, block, 0, k_rope_fwd<T, H, HD, ROT, TX, TY>, ybuf + y_off, (long long)y_stride,
-           (const T *)gx.data() + x_off, (long long)x_stride, N, seq, theta, tp);
+           (const T *)gx.data() + x_off, (long long)x_stride, N, seq, theta, tp, scale);
 
   Vec got((size_t)N * W);
   const Vec &yorig = in_place ? xfull : yinit;
@@ -169,6 +183,21 @@ template <class T> static void rope_suite() {
       // other tunables
       rope_case<T, 3, 16, 16, 1, 3>(N, s1, 10000.f, 48, 0, 48, 0, false, false, bwd);
       rope_case<T, 3, 16, 16, 32, 2>(N, s2, 10000.f, 48, 0, 48, 0, false, false, bwd);
+    }
+}
+
+// Scaled RoPE: LLaMA 3's bands and YaRN's blend with its cos/sin factor
+// (the table and scale ir_rope.c gives the CPU), at positions up to 4095.
+static void test_rope_scaled() {
+  // kind, factor, low_freq_factor, high_freq_factor, original_max, beta_fast,
+  // beta_slow, attention_factor, truncate
+  const ir_rope_scaling llama3 = {IR_ROPE_LLAMA3, 8, 1, 4, 512, 0, 0, 0, 0};
+  const ir_rope_scaling yarn = {IR_ROPE_YARN, 4, 0, 0, 256, 32, 1, 1.1386, 1};
+  for (int bwd = 0; bwd < 2; bwd++)
+    for (const ir_rope_scaling *sc : {&llama3, &yarn}) {
+      rope_case<float, 3, 16, 16>(33, 11, 10000.f, 48, 0, 48, 0, false, true, bwd, sc);
+      rope_case<__nv_bfloat16, 2, 12, 8>(33, 3, 10000.f, 30, 2, 0, 0, true, true, bwd, sc);
+      rope_case<float, 1, 64, 64>(4096, 4096, 500000.f, 64, 0, 64, 0, false, true, bwd, sc);
     }
 }
 
@@ -323,6 +352,7 @@ int main() {
   RUN(test_rope_f32);
   RUN(test_rope_bf16);
   RUN(test_rope_long);
+  RUN(test_rope_scaled);
   RUN(test_split_concat);
   RUN(test_copy_cols);
   RUN(test_copy2d);

@@ -29,6 +29,8 @@ static const family_case cases[] = {
     {"gemma2", 1 + 11 * 2 + 1},   /* tied */
     {"mistral", 1 + 9 * 2 + 2},   /* a sliding window of 5 keys at 9 positions */
     {"llama", 1 + 9 * 2 + 2},
+    {"llama3", 1 + 9 * 2 + 1},     /* LLaMA 3's rope scaling; tied */
+    {"qwen2-yarn", 1 + 12 * 2 + 2}, /* YaRN: scaled frequencies, cos and sin x 1.14 */
     {"gpt2", 2 + 12 * 2 + 2},     /* wte, wpe; tied head */
 };
 enum { N_CASES = sizeof cases / sizeof cases[0] };

@@ -1,0 +1,172 @@
+#include "ir_rope.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Each float expression below is one torch op on float32 tensors: a Python
+ * number meets a float tensor as a float, `a / t` is t.reciprocal() * a, and
+ * nothing is fused (C11 on x86-64 rounds every operation to float). */
+
+/* theta^(2i/rot), as `base ** (arange(0, dim, 2).float() / dim)`. */
+static float rope_power(double theta, int i, int rot) {
+  return powf((float)theta, (float)(2 * i) / (float)rot);
+}
+
+static float llama3_freq(const ir_rope_scaling *s, float inv) {
+  const float factor = (float)s->factor;
+  const float low_wavelen = (float)(s->original_max / s->low_freq_factor);
+  const float high_wavelen = (float)(s->original_max / s->high_freq_factor);
+  const float wavelen = (1.0f / inv) * (float)(2.0 * M_PI);
+  const float scaled = wavelen > low_wavelen ? inv / factor : inv;
+  const float smooth = ((1.0f / wavelen) * (float)s->original_max - (float)s->low_freq_factor) /
+                       (float)(s->high_freq_factor - s->low_freq_factor);
+  const float smoothed = (1.0f - smooth) * scaled / factor + smooth * scaled;
+  const int medium = !(wavelen < high_wavelen) && !(wavelen > low_wavelen);
+  return medium ? smoothed : scaled;
+}
+
+/* YaRN's ramp bounds: the dims that turn beta_fast and beta_slow times
+ * over the original context (find_correction_range). */
+static double yarn_dim(double rotations, int rot, double theta, double original_max) {
+  return rot * log(original_max / (rotations * 2 * M_PI)) / (2 * log(theta));
+}
+
+static void yarn_freqs(const ir_rope_scaling *s, double theta, int rot, float *inv_freq) {
+  double low = yarn_dim(s->beta_fast, rot, theta, s->original_max);
+  double high = yarn_dim(s->beta_slow, rot, theta, s->original_max);
+  if (s->truncate) low = floor(low), high = ceil(high);
+  if (low < 0) low = 0;
+  if (high > rot - 1) high = rot - 1;
+  if (low == high) high += 0.001; /* transformers' guard against a zero width */
+  for (int i = 0; i < rot / 2; i++) {
+    const float p = rope_power(theta, i, rot);
+    const float extrapolated = 1.0f / p, interpolated = 1.0f / ((float)s->factor * p);
+    float ramp = ((float)i - (float)low) / (float)(high - low);
+    ramp = ramp < 0.0f ? 0.0f : ramp > 1.0f ? 1.0f : ramp;
+    const float keep = 1.0f - ramp; /* the extrapolation's share */
+    inv_freq[i] = interpolated * (1.0f - keep) + extrapolated * keep;
+  }
+}
+
+void ir_rope_inv_freq(const ir_rope_scaling *s, double theta, int rot, float *inv_freq) {
+  if (s->kind == IR_ROPE_YARN) {
+    yarn_freqs(s, theta, rot, inv_freq);
+    return;
+  }
+  for (int i = 0; i < rot / 2; i++) {
+    const float inv = 1.0f / rope_power(theta, i, rot);
+    inv_freq[i] = s->kind == IR_ROPE_LINEAR   ? inv / (float)s->factor
+                  : s->kind == IR_ROPE_LLAMA3 ? llama3_freq(s, inv)
+                                              : inv;
+  }
+}
+
+float ir_rope_cos_scale(const ir_rope_scaling *s) {
+  return s->kind == IR_ROPE_YARN ? (float)s->attention_factor : 1.0f;
+}
+
+static const char *const kind_names[] = {"default", "linear", "llama3", "yarn"};
+
+const char *ir_rope_kind_name(ir_rope_kind kind) { return kind_names[kind]; }
+
+static const char *const keys_none[] = {NULL};
+static const char *const keys_linear[] = {"factor", NULL};
+static const char *const keys_llama3[] = {"factor", "low_freq_factor", "high_freq_factor",
+                                          "original_max_position_embeddings", NULL};
+static const char *const keys_yarn[] = {"factor", "original_max_position_embeddings",
+                                        "beta_fast", "beta_slow", "attention_factor",
+                                        "mscale", "mscale_all_dim", "truncate", NULL};
+
+const char *const *ir_rope_keys(ir_rope_kind kind) {
+  switch (kind) {
+  case IR_ROPE_LINEAR: return keys_linear;
+  case IR_ROPE_LLAMA3: return keys_llama3;
+  case IR_ROPE_YARN: return keys_yarn;
+  default: return keys_none;
+  }
+}
+
+/* A required parameter, positive. */
+static int need(ir_rope_lookup get, void *ctx, const char *key, const char *type,
+                const char *where, double *out, lt_error *err) {
+  if (!get(ctx, key, out))
+    return lt_fail(err, "%s: rope_type \"%s\" needs \"%s\"", where, type, key);
+  if (!(*out > 0))
+    return lt_fail(err, "%s: rope \"%s\" must be positive, got %g", where, key, *out);
+  return 0;
+}
+
+/* transformers' yarn_get_mscale: 0.1 * mscale * ln(scale) + 1. */
+static double yarn_mscale(double scale, double mscale) {
+  return scale <= 1 ? 1.0 : 0.1 * mscale * log(scale) + 1.0;
+}
+
+static int yarn_from(ir_rope_lookup get, void *ctx, const char *where, ir_rope_scaling *s,
+                     lt_error *err) {
+  if (need(get, ctx, "factor", "yarn", where, &s->factor, err) ||
+      need(get, ctx, "original_max_position_embeddings", "yarn", where, &s->original_max, err))
+    return -1;
+  double v, mscale = 0, mscale_all = 0, truncate = 1;
+  s->beta_fast = get(ctx, "beta_fast", &v) && v != 0 ? v : 32; /* `or 32`: 0 is unset */
+  s->beta_slow = get(ctx, "beta_slow", &v) && v != 0 ? v : 1;
+  get(ctx, "mscale", &mscale);
+  get(ctx, "mscale_all_dim", &mscale_all);
+  get(ctx, "truncate", &truncate);
+  s->truncate = truncate != 0;
+  if (get(ctx, "attention_factor", &s->attention_factor)) {
+    if (!(s->attention_factor > 0))
+      return lt_fail(err, "%s: rope \"attention_factor\" must be positive, got %g", where,
+                     s->attention_factor);
+  } else if (mscale != 0 && mscale_all != 0) {
+    s->attention_factor = yarn_mscale(s->factor, mscale) / yarn_mscale(s->factor, mscale_all);
+  } else {
+    s->attention_factor = yarn_mscale(s->factor, 1);
+  }
+  if (!(s->beta_fast > s->beta_slow) || !(s->beta_slow > 0))
+    return lt_fail(err, "%s: rope beta_fast (%g) must exceed beta_slow (%g) > 0", where,
+                   s->beta_fast, s->beta_slow);
+  return 0;
+}
+
+int ir_rope_scaling_from(const char *type, ir_rope_lookup get, void *ctx, const char *where,
+                         ir_rope_scaling *s, lt_error *err) {
+  memset(s, 0, sizeof *s);
+  int kind = -1;
+  for (int k = 0; k < (int)(sizeof kind_names / sizeof kind_names[0]); k++)
+    if (!strcmp(type, kind_names[k])) kind = k;
+  if (kind < 0)
+    return lt_fail(err, "%s: rope_type \"%s\" is not computed (default, linear, llama3 and "
+                   "yarn are)", where, type);
+  s->kind = (ir_rope_kind)kind;
+  switch (s->kind) {
+  case IR_ROPE_LINEAR: return need(get, ctx, "factor", type, where, &s->factor, err);
+  case IR_ROPE_LLAMA3:
+    if (need(get, ctx, "factor", type, where, &s->factor, err) ||
+        need(get, ctx, "low_freq_factor", type, where, &s->low_freq_factor, err) ||
+        need(get, ctx, "high_freq_factor", type, where, &s->high_freq_factor, err) ||
+        need(get, ctx, "original_max_position_embeddings", type, where, &s->original_max, err))
+      return -1;
+    if (!(s->high_freq_factor > s->low_freq_factor))
+      return lt_fail(err, "%s: rope high_freq_factor (%g) must exceed low_freq_factor (%g)",
+                     where, s->high_freq_factor, s->low_freq_factor);
+    return 0;
+  case IR_ROPE_YARN: return yarn_from(get, ctx, where, s, err);
+  default: return 0;
+  }
+}
+
+static int set_in(ir_graph *g, const ir_rope_scaling *s) {
+  int n = 0;
+  for (int k = 0; k < g->n_fwd; k++)
+    if (g->fwd[k].kind == IR_OP_ROPE) g->fwd[k].rope = *s, n++;
+  for (int k = 0; k < g->n_bwd; k++)
+    if (g->bwd[k].kind == IR_OP_ROPE_BWD) g->bwd[k].rope = *s, n++;
+  return n;
+}
+
+int ir_model_set_rope_scaling(ir_model *m, const ir_rope_scaling *s) {
+  int n = 0;
+  for (int sec = 0; sec < IR_NSECTIONS; sec++) n += set_in(&m->sections[sec], s);
+  return n;
+}

@@ -1,0 +1,50 @@
+/* ir_rope.h: a rope op's frequencies, as transformers computes them.
+ *
+ * Every backend rotates dims (i, i + rot/2) of a head by pos * inv_freq[i]
+ * and scales cos and sin by ir_rope_cos_scale; this file is the one place
+ * the table comes from, so the CPU, the generated kernels and decoding all
+ * turn by the same floats. The scaled kinds follow transformers'
+ * modeling_rope_utils (_compute_linear_scaling_rope_parameters,
+ * _compute_llama3_parameters, _compute_yarn_parameters) operation by
+ * operation in float, as torch does them: a pretrained model learned its
+ * angles with exactly those roundings. */
+#ifndef LT_IR_ROPE_H
+#define LT_IR_ROPE_H
+
+#include "err.h"
+#include "ir.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define IR_ROPE_MAX_HALF 512 /* rotary_dims / 2 at most */
+
+/* inv_freq[i], i < rot/2, for a rope of `rot` rotary dims and base theta. */
+void ir_rope_inv_freq(const ir_rope_scaling *s, double theta, int rot, float *inv_freq);
+
+/* What cos and sin are multiplied by (YaRN's attention factor; else 1). */
+float ir_rope_cos_scale(const ir_rope_scaling *s);
+
+/* The kind's name as transformers spells rope_type ("default", "llama3"). */
+const char *ir_rope_kind_name(ir_rope_kind kind);
+
+/* Fills *s from a rope_type name and its parameters (a lookup returning 1
+ * and the value, or 0 when the key is absent); `where` names the source in
+ * messages. Checks what each kind requires and that the values make sense
+ * (factor >= 1, low < high, ...). */
+typedef int (*ir_rope_lookup)(void *ctx, const char *key, double *value);
+int ir_rope_scaling_from(const char *type, ir_rope_lookup get, void *ctx, const char *where,
+                         ir_rope_scaling *s, lt_error *err);
+
+/* The parameters a kind reads (NULL-terminated), for "unknown key" checks. */
+const char *const *ir_rope_keys(ir_rope_kind kind);
+
+/* Sets s on every rope (and rope backward) op of m; the number of ops set. */
+int ir_model_set_rope_scaling(ir_model *m, const ir_rope_scaling *s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
