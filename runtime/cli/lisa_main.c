@@ -23,6 +23,7 @@ static const char *const on_off[] = {"on", "off", NULL};
 static const int on_off_values[] = {1, 0};
 static const char *const sampling_names[] = {"uniform", "bernoulli", NULL}; /* lisa_sample_mode */
 static const char *const schedule_names[] = {"constant", "cosine", NULL};   /* opt_schedule */
+static const char *const save_dtype_names[] = {"auto", "f32", "bf16", NULL}; /* run_save_dtype */
 
 typedef struct {
   train_config train;
@@ -31,6 +32,7 @@ typedef struct {
   int dtype;  /* -1: not given; else an index into cliopt_dtype_names */
   int nearest; /* --rounding nearest */
   double max_shard_gb; /* > 0: --save writes a folder of Hugging Face shards */
+  int save_dtype;      /* enum run_save_dtype; -1: not given (auto) */
   const char *save_state_dir, *resume_dir;
   int64_t save_every; /* 0: save the state only at the end */
   int64_t norms_every; /* 0: no per-layer norms in the JSONL */
@@ -112,6 +114,10 @@ static const cliopt train_opts[] = {
              "and tokenizer files beside them)"},
     {"--max-shard-size", CLIOPT_DOUBLE, AT(max_shard_gb), 0, 1e6, .lo_open = 1, .meta = "GB",
      .help = "the --save folder holds shards of at most GB and an index"},
+    {"--save-dtype", CLIOPT_ENUM, AT(save_dtype), .names = save_dtype_names,
+     .help = "what --save writes the weights in: auto (default) is\n"
+             "what the starting weights were stored in (bf16 for most\n"
+             "Hugging Face releases), else f32; bf16 rounds to nearest"},
     {"--save-state", CLIOPT_STRING, AT(save_state_dir), .meta = "DIR",
      .help = "save the whole run state (weights, AdamW, LISA period)\n"
              "to DIR/step-<N> at the end; DIR/latest names the newest"},
@@ -173,7 +179,7 @@ static void train_defaults(cli_args *a) {
   a->train.train_embed = a->train.train_head = 1;
   a->train.lisa = (lisa_sampler_config){.mode = LISA_SAMPLE_UNIFORM, .gamma = 2, .interval = 20};
   a->train.lora_rank = 8, a->train.lora_alpha = 16;
-  a->device = CLIOPT_DEVICE_AUTO, a->dtype = -1;
+  a->device = CLIOPT_DEVICE_AUTO, a->dtype = -1, a->save_dtype = -1;
   a->comm_timeout = 600; /* the first sum waits for every rank's model to load */
 }
 
@@ -188,6 +194,8 @@ static int check_train_args(const cli_args *a, const cliopt_result *r) {
     return cliopt_fail_usage(c, "%s applies to --method lora", r->tagged[LORA_ONLY]);
   if (a->max_shard_gb > 0 && !a->save_path)
     return cliopt_fail_usage(c, "--max-shard-size needs --save");
+  if (a->save_dtype >= 0 && !a->save_path)
+    return cliopt_fail_usage(c, "--save-dtype needs --save");
   if (a->merge_lora && !a->save_path)
     return cliopt_fail_usage(c, "--merge-lora needs --save PATH");
   if (a->override && !a->resume_dir) return cliopt_fail_usage(c, "--override needs --resume DIR");
@@ -284,7 +292,8 @@ static int check_backend(const cli_args *a, const backend *be) {
 static run_options run_options_of(const cli_args *a) {
   return (run_options){.steps = a->train.steps, .save_path = a->save_path,
                        .jsonl_path = a->jsonl_path, .save_state_dir = a->save_state_dir,
-                       .max_shard_gb = a->max_shard_gb, .save_every = a->save_every,
+                       .max_shard_gb = a->max_shard_gb, .save_dtype = a->save_dtype < 0 ? RUN_SAVE_AUTO : a->save_dtype,
+                       .save_every = a->save_every,
                        .norms_every = a->norms_every, .merge_lora = a->merge_lora,
                        .val_path = a->val_path, .eval_every = a->eval_every,
                        .eval_batches = a->eval_batches,

@@ -536,8 +536,8 @@ static int check_entries(const char *path, const st_entry *es, int n,
     for (int j = 0; j < k; j++)
       if (strcmp(es[j].name, e->name) == 0)
         return lt_fail(err, "%s: tensor '%s' given twice", path, e->name);
-    if (e->dtype != ST_F32 && e->dtype != ST_I32)
-      return lt_fail(err, "%s: tensor '%s': only F32 and I32 can be written",
+    if (e->dtype != ST_F32 && e->dtype != ST_I32 && e->dtype != ST_BF16)
+      return lt_fail(err, "%s: tensor '%s': only F32, BF16 and I32 can be written",
                      path, e->name);
     if (e->ndim < 0 || e->ndim > 4)
       return lt_fail(err, "%s: tensor '%s': %d dimensions (0 to 4 allowed)",
@@ -551,7 +551,7 @@ static int check_entries(const char *path, const st_entry *es, int n,
 }
 
 static uint64_t entry_bytes(const st_entry *e) {
-  uint64_t n = 4; /* F32 and I32 */
+  uint64_t n = e->dtype == ST_BF16 ? 2 : 4; /* F32 and I32: 4 */
   for (int i = 0; i < e->ndim; i++) n *= (uint64_t)e->shape[i];
   return n;
 }
@@ -580,8 +580,8 @@ static int json_add_entry(cJSON *root, const st_entry *e, uint64_t begin) {
   int64_t offs[2] = {(int64_t)begin, (int64_t)(begin + entry_bytes(e))};
   cJSON *shape = json_int_array(e->shape, e->ndim);
   cJSON *offsets = json_int_array(offs, 2);
-  int ok = cJSON_AddStringToObject(obj, "dtype",
-                                   e->dtype == ST_F32 ? "F32" : "I32") &&
+  const char *dtype = e->dtype == ST_F32 ? "F32" : e->dtype == ST_BF16 ? "BF16" : "I32";
+  int ok = cJSON_AddStringToObject(obj, "dtype", dtype) &&
            cJSON_AddItemToObject(obj, "shape", shape) &&
            cJSON_AddItemToObject(obj, "data_offsets", offsets);
   if (!ok) {  /* whatever was not attached is still ours to free */

@@ -63,7 +63,7 @@ int st_read_i32(const st_file *f, const st_tensor *t, int32_t *out,
  * `at` into buf (a tensor that is not in host memory: one on a device). */
 typedef struct {
   const char *name;
-  int dtype;          /* ST_F32 or ST_I32 */
+  int dtype;          /* ST_F32, ST_BF16 or ST_I32 (data and fill give its bytes) */
   int ndim;
   int64_t shape[4];
   const void *data;

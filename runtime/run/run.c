@@ -9,6 +9,7 @@
 #include "hf_folder.h"
 #include "log.h"
 #include "peft.h"
+#include "safetensors.h"
 #include "weights.h"
 
 /* ---- the cpu backend: the host trainer itself --------------------------- */
@@ -97,6 +98,12 @@ int run_save_is_folder(const run_options *o) {
  * Hugging Face folder, that folder again: its config.json and tokenizer
  * files beside the trained weights, under the checkpoint's names. LoRA
  * without merging saves a folder of the adapters alone, for peft. */
+static int save_dtype(const trainer *t, const run_options *o) {
+  if (o->save_dtype != RUN_SAVE_AUTO) return o->save_dtype == RUN_SAVE_BF16 ? ST_BF16 : ST_F32;
+  const char *source = t->folder_weights[0] ? t->folder_weights : trainer_config(t)->weights_path;
+  return source ? wt_source_dtype(source) : ST_F32;
+}
+
 static int save_weights(trainer *t, const run_options *o, log_sink *log, lt_error *err) {
   const ir_model *m = trainer_state(t)->ir;
   const param_store *ps = trainer_store(t);
@@ -110,11 +117,11 @@ static int save_weights(trainer *t, const run_options *o, log_sink *log, lt_erro
     rc = peft_save_from(m, ps, o->save_path, &pc, err);
   } else if (run_save_is_folder(o)) {
     uint64_t shard = o->max_shard_gb > 0 ? (uint64_t)(o->max_shard_gb * 1e9) : UINT64_MAX;
-    rc = wt_save_sharded_into(m, ps, o->save_path, shard, o->merge_lora, err);
+    rc = wt_save_sharded_into(m, ps, o->save_path, shard, o->merge_lora, save_dtype(t, o), err);
     if (rc == 0 && t->folder_weights[0])
       rc = hf_copy_side_files(t->folder_weights, o->save_path, NULL, err);
   } else {
-    rc = wt_save_into(m, ps, o->save_path, o->merge_lora, err);
+    rc = wt_save_into(m, ps, o->save_path, o->merge_lora, save_dtype(t, o), err);
   }
   if (rc || log_event(log, trainer_next_step(t), "checkpoint", "path", o->save_path, err))
     return -1;

@@ -42,10 +42,15 @@ typedef struct {
 
 const run_backend *run_cpu_backend(void);
 
+/* --save-dtype: auto is the dtype the starting weights were stored in
+ * (wt_source_dtype: bf16 for most Hugging Face releases), f32 otherwise. */
+enum run_save_dtype { RUN_SAVE_AUTO, RUN_SAVE_F32, RUN_SAVE_BF16 };
+
 typedef struct {
   int64_t steps;            /* the total, counted from step 0 */
   const char *save_path, *jsonl_path, *save_state_dir;
   double max_shard_gb;      /* > 0: --save writes a folder of shards */
+  int save_dtype;           /* enum run_save_dtype: what --save writes the weights in */
   int64_t save_every, norms_every;
   /* --val-data: its loss (non-overlapping windows, its mask honoured) at
    * step 0, every eval_every steps and at the end, as "val_loss" rows;

@@ -426,7 +426,7 @@ int ckpt_save(const trainer *t, const char *dir, lt_error *err) {
   step_name(t->step, name, sizeof name);
   if (make_step_dir(dir, name, step_dir, err)) return -1;
   if (atomic_file_join(path, sizeof path, step_dir, "model.safetensors", err) ||
-      wt_save_into(&t->ir, trainer_store(t), path, 0, err))
+      wt_save_into(&t->ir, trainer_store(t), path, 0, ST_F32, err))
     return -1;
   if (atomic_file_join(path, sizeof path, step_dir, "optimizer.safetensors", err) ||
       save_optimizer(t, path, err))

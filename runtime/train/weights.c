@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "atomic_file.h"
+#include "bf16.h"
 #include "hf_index.h"
 #include "rng.h"
 #include "safetensors.h"
@@ -94,18 +95,29 @@ void wt_staging_free(wt_staging *st) {
   st->values = st->other_order = NULL;
 }
 
+/* Fetches (p, layer) into the staging unless it holds it already. */
+static int stage(wt_fill *f, lt_error *err) {
+  wt_staging *st = f->staging;
+  if (st->p == f->p && st->layer == f->layer) return 0;
+  const ir_param *par = &st->m->params[f->p];
+  float *get = par->interleave_groups ? st->other_order : st->values;
+  st->p = -1;
+  if (st->ps->get(st->ps->ctx, f->p, f->layer, get, err)) return -1;
+  if (par->interleave_groups) wt_interleave_rows(par, get, st->values, 0);
+  st->p = f->p, st->layer = f->layer;
+  return 0;
+}
+
 int wt_fill_param(void *ctx, uint64_t at, void *out, size_t bytes, lt_error *err) {
   wt_fill *f = ctx;
-  wt_staging *st = f->staging;
-  if (st->p != f->p || st->layer != f->layer) {
-    const ir_param *par = &st->m->params[f->p];
-    float *get = par->interleave_groups ? st->other_order : st->values;
-    st->p = -1;
-    if (st->ps->get(st->ps->ctx, f->p, f->layer, get, err)) return -1;
-    if (par->interleave_groups) wt_interleave_rows(par, get, st->values, 0);
-    st->p = f->p, st->layer = f->layer;
+  if (stage(f, err)) return -1;
+  const float *values = f->staging->values;
+  if (f->dtype != ST_BF16) {
+    memcpy(out, (const char *)values + at, bytes);
+    return 0;
   }
-  memcpy(out, (const char *)st->values + at, bytes);
+  uint16_t *h = out; /* bf16: rounded to nearest even, as torch's .to(bfloat16) */
+  for (size_t i = 0; i < bytes / 2; i++) h[i] = f32_to_bf16(values[at / 2 + i]);
   return 0;
 }
 
@@ -301,6 +313,25 @@ static int is_index(const char *path) {
   return n >= 5 && strcmp(path + n - 5, ".json") == 0;
 }
 
+
+int wt_source_dtype(const char *path) {
+  char file[1100];
+  lt_error err;
+  if (resolve_path(path, file, sizeof file, &err)) return ST_F32;
+  if (is_index(file)) {
+    hf_index x;
+    if (hf_index_open(&x, file, &err)) return ST_F32;
+    int rc = x.n_shards > 0 ? hf_index_shard_path(&x, 0, file, sizeof file, &err) : -1;
+    hf_index_close(&x);
+    if (rc) return ST_F32;
+  }
+  st_file f;
+  if (st_open(&f, file, &err)) return ST_F32;
+  int dtype = f.n > 0 && f.tensors[0].dtype == ST_BF16 ? ST_BF16 : ST_F32;
+  st_close(&f);
+  return dtype;
+}
+
 int wt_load_into(const ir_model *m, const param_store *ps, const char *path, char *note,
                  size_t note_cap, lt_error *err) {
   char file[1024];
@@ -364,8 +395,8 @@ int wt_open_frozen(ms_state *s, const ir_model *m, int B, int T, const char *wei
 
 /* ---- saving ------------------------------------------------------------- */
 
-/* Every parameter as an F32 entry under its Hugging Face name (first
- * prefix), in model order, filled from the store. */
+/* Every parameter as an F32 (or BF16) entry under its Hugging Face name
+ * (first prefix), in model order, filled from the store. */
 typedef struct {
   int n;
   st_entry *entries;
@@ -382,7 +413,7 @@ static void entries_free(wt_entries *e) {
 }
 
 static int entries_build(const ir_model *m, const param_store *ps, wt_entries *e,
-                         int skip_adapters, lt_error *err) {
+                         int skip_adapters, int dtype, lt_error *err) {
   e->n = count_slots(m);
   e->entries = calloc((size_t)e->n + 1, sizeof *e->entries);
   e->names = calloc((size_t)e->n + 1, sizeof *e->names);
@@ -399,8 +430,8 @@ static int entries_build(const ir_model *m, const param_store *ps, wt_entries *e
       char base[200];
       ir_param_hf_name(par, l, base, sizeof base);
       snprintf(e->names[k], sizeof e->names[k], "%s%s", m->n_prefixes ? m->prefixes[0] : "", base);
-      e->fills[k] = (wt_fill){&e->staging, p, l};
-      e->entries[k] = (st_entry){e->names[k], ST_F32, par->ndim, {par->shape[0], par->shape[1]},
+      e->fills[k] = (wt_fill){&e->staging, p, l, dtype};
+      e->entries[k] = (st_entry){e->names[k], dtype, par->ndim, {par->shape[0], par->shape[1]},
                                  NULL, wt_fill_param, &e->fills[k]};
     }
   }
@@ -409,7 +440,7 @@ static int entries_build(const ir_model *m, const param_store *ps, wt_entries *e
 }
 
 static uint64_t entry_bytes(const st_entry *e) {
-  uint64_t n = sizeof(float);
+  uint64_t n = e->dtype == ST_BF16 ? 2 : 4;
   for (int d = 0; d < e->ndim; d++) n *= (uint64_t)e->shape[d];
   return n;
 }
@@ -421,9 +452,9 @@ static int write_file(const ir_model *m, const char *path, const st_entry *entri
 }
 
 int wt_save_into(const ir_model *m, const param_store *ps, const char *path, int skip_adapters,
-                 lt_error *err) {
+                 int dtype, lt_error *err) {
   wt_entries e;
-  if (entries_build(m, ps, &e, skip_adapters, err)) return -1;
+  if (entries_build(m, ps, &e, skip_adapters, dtype, err)) return -1;
   int rc = write_file(m, path, e.entries, e.n, err);
   entries_free(&e);
   return rc;
@@ -432,13 +463,13 @@ int wt_save_into(const ir_model *m, const param_store *ps, const char *path, int
 int wt_save(const ms_state *s, const char *path, lt_error *err) {
   ps_host_arrays a = {(ms_state *)s, NULL, NULL}; /* the host store only reads through get */
   param_store ps = ps_host(&a);
-  return wt_save_into(s->ir, &ps, path, 0, err);
+  return wt_save_into(s->ir, &ps, path, 0, ST_F32, err);
 }
 
 int wt_save_base(const ms_state *s, const char *path, lt_error *err) {
   ps_host_arrays a = {(ms_state *)s, NULL, NULL};
   param_store ps = ps_host(&a);
-  return wt_save_into(s->ir, &ps, path, 1, err);
+  return wt_save_into(s->ir, &ps, path, 1, ST_F32, err);
 }
 
 /* Hugging Face's rule, in model order: a new shard when the next tensor
@@ -550,9 +581,10 @@ static int save_shards(const ir_model *m, const char *dir, const wt_entries *e,
 }
 
 int wt_save_sharded_into(const ir_model *m, const param_store *ps, const char *dir,
-                         uint64_t max_shard_bytes, int skip_adapters, lt_error *err) {
+                         uint64_t max_shard_bytes, int skip_adapters, int dtype, lt_error *err) {
   wt_entries e;
-  if (atomic_file_make_dir(dir, err) || entries_build(m, ps, &e, skip_adapters, err)) return -1;
+  if (atomic_file_make_dir(dir, err) || entries_build(m, ps, &e, skip_adapters, dtype, err))
+    return -1;
   hf_index_entry *map = calloc((size_t)e.n + 1, sizeof *map);
   int rc = map ? 0 : lt_fail(err, "%s: out of memory", dir);
   int n_shards = map ? assign_shards(&e, max_shard_bytes, map) : 0;
@@ -571,5 +603,5 @@ int wt_save_sharded(const ms_state *s, const char *dir, uint64_t max_shard_bytes
                     int skip_adapters, lt_error *err) {
   ps_host_arrays a = {(ms_state *)s, NULL, NULL};
   param_store ps = ps_host(&a);
-  return wt_save_sharded_into(s->ir, &ps, dir, max_shard_bytes, skip_adapters, err);
+  return wt_save_sharded_into(s->ir, &ps, dir, max_shard_bytes, skip_adapters, ST_F32, err);
 }

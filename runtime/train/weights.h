@@ -75,6 +75,7 @@ typedef struct {
 typedef struct {
   wt_staging *staging;
   int p, layer;
+  int dtype; /* what the entry holds: ST_F32, or ST_BF16 (rounded to nearest even) */
 } wt_fill;
 
 int wt_staging_init(wt_staging *st, const ir_model *m, const param_store *ps, lt_error *err);
@@ -89,9 +90,15 @@ int wt_fill_param(void *ctx, uint64_t at, void *out, size_t bytes, lt_error *err
 int wt_save(const ms_state *s, const char *path, lt_error *err);
 /* The same without LoRA adapter tensors (after trainer_merge_lora). */
 int wt_save_base(const ms_state *s, const char *path, lt_error *err);
-/* Either from a store, a tensor at a time (skip_adapters: wt_save_base). */
+/* Either from a store, a tensor at a time (skip_adapters: wt_save_base),
+ * as dtype ST_F32 or ST_BF16 (rounded to nearest even). */
 int wt_save_into(const ir_model *m, const param_store *ps, const char *path, int skip_adapters,
-                 lt_error *err);
+                 int dtype, lt_error *err);
+
+/* The dtype a checkpoint (a file or a folder, as wt_load reads them) holds
+ * its weights in: ST_BF16 where its first tensor is BF16, else ST_F32 (also
+ * when it cannot be read). `--save-dtype auto` saves in it. */
+int wt_source_dtype(const char *path);
 
 /* Writes every parameter into the folder dir (created if missing) as
  * Hugging Face does: shards model-0000K-of-0000N.safetensors in model
@@ -109,6 +116,6 @@ int wt_save_into(const ir_model *m, const param_store *ps, const char *path, int
 int wt_save_sharded(const ms_state *s, const char *dir, uint64_t max_shard_bytes,
                     int skip_adapters, lt_error *err);
 int wt_save_sharded_into(const ir_model *m, const param_store *ps, const char *dir,
-                         uint64_t max_shard_bytes, int skip_adapters, lt_error *err);
+                         uint64_t max_shard_bytes, int skip_adapters, int dtype, lt_error *err);
 
 #endif

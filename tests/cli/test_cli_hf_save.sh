@@ -56,6 +56,36 @@ train "$TMP/src" --data "$TMP/train.bin" --steps 4 --lr 1e-2 --save "$TMP/sharde
   && [ "$(measure "$TMP/sharded")" = "$after" ] && echo "ok   sharded folder: index, config.json, same loss" \
   || fail "sharded folder: $(ls "$TMP/sharded")"
 
+# --save-dtype bf16: the same tensors in BF16 (round to nearest), half the
+# bytes, a loss near the F32 save's. Training from that folder again saves
+# BF16 by itself (auto: the starting weights' dtype); with --lr 0 the
+# weights come back bit for bit (bf16 -> f32 -> bf16 is exact), also sharded.
+train "$TMP/src" --data "$TMP/train.bin" --steps 4 --lr 1e-2 --save "$TMP/bf16" \
+  --save-dtype bf16 || fail "--save-dtype bf16 failed"
+bf16_header=$(head -c 20000 "$TMP/bf16/model.safetensors" | tr -c '[:print:]' ' ')
+f32_size=$(stat -c %s "$TMP/out/model.safetensors"); bf16_size=$(stat -c %s "$TMP/bf16/model.safetensors")
+grep -q '"dtype":"BF16"' <<<"$bf16_header" && ! grep -q '"dtype":"F32"' <<<"$bf16_header" \
+  && [ $((bf16_size * 2)) -lt $((f32_size + 20000)) ] && [ $((bf16_size * 2)) -gt $((f32_size - 20000)) ] \
+  && echo "ok   --save-dtype bf16: BF16 tensors, half the bytes ($bf16_size of $f32_size)" \
+  || fail "bf16 save: sizes $bf16_size/$f32_size, header $bf16_header"
+bf16_loss=$(measure "$TMP/bf16")
+awk -v a="$after" -v b="$bf16_loss" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(b != "" && d < 0.01 * a && a != b) }' \
+  && echo "ok   the bf16 folder measures $bf16_loss (f32: $after)" || fail "bf16 loss '$bf16_loss', f32 '$after'"
+train "$TMP/bf16" --data "$TMP/train.bin" --steps 1 --lr 0 --weight-decay 0 --save "$TMP/bf16-again" \
+  && cmp -s "$TMP/bf16/model.safetensors" "$TMP/bf16-again/model.safetensors" \
+  && echo "ok   auto saves a bf16 start in bf16: bit for bit after --lr 0" \
+  || fail "bf16 -> auto save differs"
+train "$TMP/bf16" --data "$TMP/train.bin" --steps 1 --lr 0 --weight-decay 0 --save "$TMP/bf16-f32" \
+  --save-dtype f32 && [ "$(measure "$TMP/bf16-f32")" = "$bf16_loss" ] \
+  && grep -q '"dtype":"F32"' <(head -c 20000 "$TMP/bf16-f32/model.safetensors" | tr -c '[:print:]' ' ') \
+  && echo "ok   --save-dtype f32 from bf16 weights: F32, the same loss" || fail "bf16 -> f32 save"
+train "$TMP/bf16" --data "$TMP/train.bin" --steps 1 --lr 0 --weight-decay 0 --save "$TMP/bf16-sharded" \
+  --max-shard-size 0.00002 && [ "$(measure "$TMP/bf16-sharded")" = "$bf16_loss" ] \
+  && grep -q '"dtype":"BF16"' <(head -c 4000 "$TMP/bf16-sharded/model-00001-of-"*.safetensors | tr -c '[:print:]' ' ') \
+  && echo "ok   a sharded bf16 start saves bf16 shards of the same weights" || fail "bf16 sharded save"
+expect_error "--save-dtype without --save" "--save-dtype needs --save" \
+  train "$TMP/src" --data "$TMP/train.bin" --steps 1 --save-dtype bf16
+
 # LoRA to a folder: the adapters alone, as a PEFT adapter folder; the same
 # run to one file keeps base and adapters, whose loss lisa measures.
 train "$TMP/src" --data "$TMP/train.bin" --steps 3 --lr 1e-2 --method lora --lora-rank 4 \

@@ -505,7 +505,7 @@ bool store_round_trip(trainer &t, dev_trainer *d, const std::string &saved, lt_e
   if (trainer_load_weights(&t, err)) return false;
   dt_sync_counts(d);
   return ckpt_save(&t, state.c_str(), err) == 0 && ckpt_resume(&t, state.c_str(), NULL, err) == 0 &&
-         wt_save_into(&t.ir, &t.store, saved.c_str(), 0, err) == 0 &&
+         wt_save_into(&t.ir, &t.store, saved.c_str(), 0, ST_F32, err) == 0 &&
          trainer_norms(&t, w.data(), g.data(), err) == 0;
 }
 

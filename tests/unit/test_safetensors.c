@@ -454,7 +454,7 @@ static void test_failed_writes(void) {
   CHECK(write_known(path, NULL) == 0);
   static const float one = 1.0f;
   st_entry bad = {"x", ST_F16, 1, {1}, &one, NULL, NULL};
-  expect_write_failure(path, &bad, ": tensor 'x': only F32 and I32 can be "
+  expect_write_failure(path, &bad, ": tensor 'x': only F32, BF16 and I32 can be "
                        "written");
 
   /* A write that fails half way (file size limit) must not replace it. */

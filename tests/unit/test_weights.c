@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "autodiff.h"
+#include "bf16.h"
 #include "check.h"
 #include "model_yaml.h"
 #include "safetensors.h"
@@ -84,6 +85,52 @@ static void test_save_load_bit_exact(void) {
   CHECK(f.n == 2 + 12 * 2 + 2);
   st_close(&f);
   unlink(path);
+  rmdir(dir);
+  ms_free(&a);
+  ms_free(&b);
+  ir_model_free(&m);
+}
+
+/* A BF16 save (--save-dtype bf16): every value rounded to nearest even
+ * (not truncated: some values must differ), read back to those values, and
+ * wt_source_dtype says BF16 for it, F32 for the F32 save. */
+static void test_save_bf16(void) {
+  ir_model m;
+  ms_state a, b;
+  if (load_tiny(&m, &a)) return;
+  lt_error err;
+  ms_create(&b, &m, 2, 5, m.n_layer, &err);
+  wt_init_random(&a, 7);
+  char dir[] = "/tmp/lisa-weights-XXXXXX", path[64], f32_path[64];
+  CHECK(mkdtemp(dir) != NULL);
+  snprintf(path, sizeof path, "%s/w.safetensors", dir);
+  snprintf(f32_path, sizeof f32_path, "%s/f.safetensors", dir);
+  ps_host_arrays arrays = {&a, NULL, NULL};
+  param_store ps = ps_host(&arrays);
+  CHECK_MSG(wt_save_into(&m, &ps, path, 0, ST_BF16, &err) == 0, "%s", err.msg);
+  CHECK(wt_save(&a, f32_path, &err) == 0);
+  CHECK(wt_source_dtype(path) == ST_BF16 && wt_source_dtype(f32_path) == ST_F32);
+  CHECK_MSG(wt_load(&b, path, NULL, 0, &err) == 0, "%s", err.msg);
+  const float *want = a.params, *got = b.params;
+  int64_t n = (int64_t)(a.bytes_params / sizeof(float)), wrong = 0, rounded_up = 0;
+  for (int64_t i = 0; i < n; i++) {
+    uint32_t u;
+    memcpy(&u, &want[i], 4);
+    u &= 0xffff0000u; /* truncated */
+    float truncated;
+    memcpy(&truncated, &u, 4);
+    wrong += got[i] != bf16_to_f32(f32_to_bf16(want[i]));
+    rounded_up += got[i] != truncated;
+  }
+  CHECK_MSG(wrong == 0, "%lld of %lld values not rounded to nearest", (long long)wrong, (long long)n);
+  CHECK(rounded_up > n / 4); /* about half round away from zero */
+  st_file f, f32;
+  CHECK(st_open(&f, path, &err) == 0 && st_open(&f32, f32_path, &err) == 0);
+  CHECK(f.n > 0 && f.tensors[0].dtype == ST_BF16 && f.data_len * 2 == f32.data_len);
+  st_close(&f);
+  st_close(&f32);
+  unlink(path);
+  unlink(f32_path);
   rmdir(dir);
   ms_free(&a);
   ms_free(&b);
@@ -485,6 +532,7 @@ static void test_sharded_errors(void) {
 int main(void) {
   RUN(test_init_follows_yaml);
   RUN(test_save_load_bit_exact);
+  RUN(test_save_bf16);
   RUN(test_extra_tensors_are_noted);
   RUN(test_sharded_round_trip);
   RUN(test_sharded_prefix_and_extra);
