@@ -156,6 +156,16 @@ def families():
                              "original_max_position_embeddings": 64, "beta_fast": 8.0,
                              "beta_slow": 1.0},
             tie_word_embeddings=False, **llama_like), SEED + 11),
+        # Gemma 3 (text): Gemma 2's block with per-head (1 + w) q/k norms, no soft
+        # caps; layer 0 local (a window of 4, base 10), layer 1 global (base 1000,
+        # linear scaling 2): sliding_window_pattern 2
+        "gemma3_text": (t.Gemma3ForCausalLM, t.Gemma3TextConfig(
+            head_dim=12, hidden_activation="gelu_pytorch_tanh", query_pre_attn_scalar=20,
+            sliding_window=4, sliding_window_pattern=2,
+            rope_parameters={"full_attention": {"rope_type": "linear", "factor": 2.0,
+                                                "rope_theta": 1000.0},
+                             "sliding_attention": {"rope_type": "default", "rope_theta": 10.0}},
+            tie_word_embeddings=True, **llama_like), SEED + 12),
         # Mistral: LLaMA's graph with a sliding window, shorter than SEQ here so
         # that it masks
         "mistral": (t.MistralForCausalLM, t.MistralConfig(
@@ -314,7 +324,8 @@ def make(out_root, name, cls, config, seed, clip=GRAD_CLIP):
         ref[f"adamw64.{key}.hi"], ref[f"adamw64.{key}.lo"] = hi, (exact - hi.double()).float()
     ref.update(lisa_run(build(cls, config, seed), config.vocab_size, seed + 200))
     rope = getattr(model.model, "rotary_emb", None)
-    if rope is not None and model.config.rope_parameters.get("rope_type", "default") != "default":
+    if rope is not None and model.config.rope_parameters.get("rope_type", "default") not in (
+            "default", None):
         ref["rope.inv_freq"] = rope.inv_freq.detach().float().clone()
         ref["rope.scale"] = torch.tensor([float(rope.attention_scaling)])
     meta = {"lr": str(LR), "beta1": str(BETA1), "beta2": str(BETA2), "eps": str(EPS),

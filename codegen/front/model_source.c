@@ -70,6 +70,26 @@ static const cJSON *rope_parameters(const cJSON *root) {
   return cJSON_IsObject(r) ? r : NULL;
 }
 
+/* rope_parameters is one object, or one per layer type (Gemma 3):
+ * full_attention's is the global rope's (rope_theta, its scaling),
+ * sliding_attention's the local layers' (its rope_theta reads as 4.x's
+ * rope_local_base_freq). */
+typedef struct {
+  const cJSON *global, *local;
+} rope_objects;
+
+static rope_objects rope_objects_of(const cJSON *root) {
+  rope_objects r = {NULL, NULL};
+  const cJSON *p = rope_parameters(root);
+  if (!p) return r;
+  const cJSON *full = cJSON_GetObjectItemCaseSensitive(p, "full_attention"),
+              *sliding = cJSON_GetObjectItemCaseSensitive(p, "sliding_attention");
+  if (!cJSON_IsObject(full) && !cJSON_IsObject(sliding)) return r.global = p, r;
+  r.global = cJSON_IsObject(full) ? full : NULL;
+  r.local = cJSON_IsObject(sliding) ? sliding : NULL;
+  return r;
+}
+
 /* Numbers, booleans (1/0) and nulls (NAN: yml_overrides says what they do). */
 static int add_numbers(const cJSON *obj, ir_config_entry *out, int k) {
   for (const cJSON *e = obj ? obj->child : NULL; e; e = e->next) {
@@ -83,12 +103,18 @@ static int add_numbers(const cJSON *obj, ir_config_entry *out, int k) {
 /* config.json's numbers and booleans, as overrides; strings and the rest
  * are checked after loading. */
 static int numeric_entries(const cJSON *root, ir_config_entry **out, int *n) {
-  const cJSON *rope = rope_parameters(root);
-  int cap = cJSON_GetArraySize(root) + (rope ? cJSON_GetArraySize(rope) : 0);
+  rope_objects rope = rope_objects_of(root);
+  int cap = cJSON_GetArraySize(root) + (rope.global ? cJSON_GetArraySize(rope.global) : 0) + 1;
   *out = calloc((size_t)cap + 1, sizeof **out);
   if (!*out) return -1;
   /* rope_parameters first: where both say, it is what transformers 5 uses */
-  *n = add_numbers(root, *out, add_numbers(rope, *out, 0));
+  int k = add_numbers(rope.global, *out, 0);
+  const cJSON *local = cJSON_GetObjectItemCaseSensitive(rope.local, "rope_theta");
+  if (cJSON_IsNumber(local)) {
+    snprintf((*out)[k].name, sizeof (*out)[k].name, "rope_local_base_freq");
+    (*out)[k++].value = local->valuedouble;
+  }
+  *n = add_numbers(root, *out, k);
   return 0;
 }
 
@@ -149,11 +175,11 @@ static int check_layer_pattern(const char *json_path, const cJSON *root, const i
   return 0;
 }
 
-/* Where config.json scales RoPE: transformers 5's rope_parameters, else
- * 4.x's rope_scaling (null there: no scaling). */
+/* Where config.json scales RoPE: transformers 5's rope_parameters (the
+ * global rope's), else 4.x's rope_scaling (null there: no scaling). */
 static const cJSON *rope_scaling_source(const cJSON *root) {
   const cJSON *r = rope_parameters(root);
-  if (r) return r;
+  if (r) return rope_objects_of(root).global;
   r = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
   return cJSON_IsObject(r) ? r : NULL;
 }
@@ -195,7 +221,7 @@ static int read_rope_scaling(const char *json_path, const cJSON *root, ir_rope_s
  * (checked as the top level's); anything else is an error. */
 static int check_rope(const char *json_path, const cJSON *obj, ir_rope_kind kind,
                       lt_error *err) {
-  int legacy = obj != NULL && strcmp(obj->string, "rope_parameters") != 0;
+  int legacy = obj != NULL && !strcmp(obj->string, "rope_scaling");
   for (const cJSON *e = obj ? obj->child : NULL; e; e = e->next) {
     if (!strcmp(e->string, "rope_type") || !strcmp(e->string, "type") || cJSON_IsNull(e) ||
         is_scaling_key(kind, e->string))
@@ -211,6 +237,32 @@ static int check_rope(const char *json_path, const cJSON *obj, ir_rope_kind kind
     return lt_fail(err, "%s: \"%s\".\"%s\" is %s; it is not a parameter of rope_type \"%s\"",
                    json_path, obj->string, e->string, have, ir_rope_kind_name(kind));
   }
+  return 0;
+}
+
+/* sliding_attention's rope (Gemma 3's local layers): unscaled, its
+ * rope_theta a base the family reads (rope_local_base_freq). */
+static int check_local_rope(const char *json_path, const char *yaml, const cJSON *local,
+                            const ir_config_entry *nums, const unsigned char *used, int n_nums,
+                            lt_error *err) {
+  for (const cJSON *e = local ? local->child : NULL; e; e = e->next) {
+    if (cJSON_IsNull(e)) continue;
+    if (!strcmp(e->string, "rope_type") && cJSON_IsString(e) &&
+        !strcmp(e->valuestring, "default"))
+      continue;
+    int read = 0;
+    for (int i = 0; i < n_nums && !read; i++)
+      read = used[i] && !strcmp(nums[i].name, "rope_local_base_freq");
+    if (!strcmp(e->string, "rope_theta") && read) continue;
+    char have[64];
+    json_text(e, have, sizeof have);
+    return lt_fail(err, "%s: \"rope_parameters\".\"sliding_attention\".\"%s\" is %s; %s",
+                   json_path, e->string, have,
+                   !strcmp(e->string, "rope_theta")
+                       ? "the family has no local rope base (rope_local_base_freq)"
+                       : "the local layers' rope is computed unscaled (rope_type \"default\")");
+  }
+  (void)yaml;
   return 0;
 }
 
@@ -242,13 +294,21 @@ static int check_key(const char *json_path, const char *yaml, const cJSON *e,
 static int check_keys(const char *json_path, const char *yaml, const cJSON *root,
                       const ir_config_entry *nums, const unsigned char *used, int n_nums,
                       const yml_hf *hf, ir_rope_kind kind, lt_error *err) {
-  const cJSON *rope = rope_parameters(root), *scaling = rope_scaling_source(root);
-  if (check_rope(json_path, scaling, kind, err)) return -1;
-  /* pass 0: rope_parameters' numbers (the scaling's checked above), 1: the top level */
+  const cJSON *params = rope_parameters(root), *scaling = rope_scaling_source(root);
+  rope_objects objs = rope_objects_of(root);
+  const cJSON *rope = objs.global;
+  if (check_rope(json_path, scaling, kind, err) ||
+      check_local_rope(json_path, yaml, objs.local, nums, used, n_nums, err))
+    return -1;
+  for (const cJSON *e = params && rope != params ? params->child : NULL; e; e = e->next)
+    if (e != objs.global && e != objs.local)
+      return lt_fail(err, "%s: \"rope_parameters\".\"%s\": per layer type, only "
+                     "full_attention and sliding_attention are known", json_path, e->string);
+  /* pass 0: the global rope's numbers (the scaling's checked above), 1: the top level */
   for (int pass = rope ? 0 : 1; pass < 2; pass++)
     for (const cJSON *e = pass ? root->child : rope->child; e; e = e->next) {
       if (!strcmp(e->string, "model_type") || cJSON_IsNull(e) || in_ignore(hf, e->string) ||
-          e == rope || e == scaling || (!pass && !cJSON_IsNumber(e) && !cJSON_IsBool(e)) ||
+          e == params || e == scaling || (!pass && !cJSON_IsNumber(e) && !cJSON_IsBool(e)) ||
           (!pass && is_scaling_key(kind, e->string)))
         continue;
       if (!strcmp(e->string, "layer_types")) {

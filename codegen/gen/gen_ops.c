@@ -463,17 +463,19 @@ static int emit_attention_bwd(gen_ctx *c, int i) {
 /* ---------------------------------------------------------------------- */
 /* rope, embeddings, cross-entropy, copies, bias gradient */
 
-/* A scaled rope's frequencies as a table in the kernel's source (the
- * floats ir_rope_inv_freq computes for the CPU, printed to round-trip):
- * "nullptr" for the default, which the template computes. */
-static const char *rope_table(gen_ctx *c, const ir_op *op, const char *kernel, int rot,
-                              char *name, size_t cap) {
-  if (op->rope.kind == IR_ROPE_DEFAULT) return "nullptr";
+/* A rope's frequencies as a table in the kernel's source (the floats
+ * ir_rope_inv_freq computes for the CPU, printed to round-trip), named
+ * <kernel>_inv_freq<suffix>; "nullptr" for an unscaled one unless `force`
+ * (the template then computes the default itself). */
+static const char *rope_table(gen_ctx *c, const char *kernel, const char *suffix, int rot,
+                              double theta, const ir_rope_scaling *sc, int force, char *name,
+                              size_t cap) {
+  if (sc->kind == IR_ROPE_DEFAULT && !force) return "nullptr";
   float inv_freq[IR_ROPE_MAX_HALF];
-  ir_rope_inv_freq(&op->rope, op->theta, rot, inv_freq);
-  snprintf(name, cap, "%s_inv_freq", kernel);
+  ir_rope_inv_freq(sc, theta, rot, inv_freq);
+  snprintf(name, cap, "%s_inv_freq%s", kernel, suffix);
   sbuf *k = &c->p->kernels;
-  sb_printf(k, "// %s RoPE's inv_freq (codegen/ir/ir_rope.c)\n", ir_rope_kind_name(op->rope.kind));
+  sb_printf(k, "// %s RoPE's inv_freq (codegen/ir/ir_rope.c)\n", ir_rope_kind_name(sc->kind));
   sb_printf(k, "static __device__ const float %s[%d] = {", name, rot / 2);
   for (int i = 0; i < rot / 2; i++) {
     char lit[40];
@@ -483,11 +485,44 @@ static const char *rope_table(gen_ctx *c, const ir_op *op, const char *kernel, i
   return name;
 }
 
+/* The call's theta, table and cos/sin scale: one rope, or (global_every)
+ * the global and the local one chosen by the launch's layer. */
+typedef struct {
+  char theta[96], table[300], scale[96];
+} rope_call;
+
+static void rope_call_of(gen_ctx *c, const ir_op *op, const char *kernel, int rot,
+                         rope_call *r) {
+  char gname[128], lname[128], gt[40], lt[40], gs[40];
+  float scale = ir_rope_cos_scale(&op->rope);
+  int per_layer = op->global_every > 0;
+  const char *g = kernel ? rope_table(c, kernel, "", rot, op->theta, &op->rope, per_layer, gname,
+                                      sizeof gname)
+                         : "nullptr";
+  gen_float(gt, op->theta);
+  gen_float(gs, scale);
+  if (!per_layer) {
+    snprintf(r->theta, sizeof r->theta, "%s", gt);
+    snprintf(r->table, sizeof r->table, "%s", g);
+    snprintf(r->scale, sizeof r->scale, "%s", scale != 1.0f ? gs : "");
+    return;
+  }
+  const ir_rope_scaling local = {IR_ROPE_DEFAULT};
+  const char *l = kernel ? rope_table(c, kernel, "_local", rot, op->theta_local, &local, 1,
+                                      lname, sizeof lname)
+                         : "nullptr";
+  gen_float(lt, op->theta_local);
+  const char *is_global = "(layer + 1) % ";
+  snprintf(r->theta, sizeof r->theta, "%s%d == 0 ? %s : %s", is_global, op->global_every, gt, lt);
+  snprintf(r->table, sizeof r->table, "%s%d == 0 ? %s : %s", is_global, op->global_every, g, l);
+  snprintf(r->scale, sizeof r->scale, "%s%d == 0 ? %s : 1.0f", is_global, op->global_every, gs);
+}
+
 static void emit_rope(gen_ctx *c, const ir_op *op, int backward) {
   gen_ref y = gen_ref_of(c, op->out[0]), x = gen_ref_of(c, op->in[0]);
   int hd = (int)(cols_of(c, op->in[0]) / op->heads);
   int rot = op->rotary_dims ? op->rotary_dims : hd;
-  char label[192], body[384];
+  char label[192], body[1024];
   snprintf(label, sizeof label, "%s %s -> %s", backward ? "rope_bwd" : "rope",
            gen_vname(c, op->in[0]), gen_vname(c, op->out[0]));
   gen_kb kb;
@@ -496,23 +531,22 @@ static void emit_rope(gen_ctx *c, const ir_op *op, int backward) {
   gen_kb_buf(&kb, "x", x, -1, 0);
   gen_kb_rows(&kb);
   if (c->cfg->decode) gen_kb_scalar(&kb, "int", "pos0", GEN_ARG_POS0);
+  if (op->global_every) gen_kb_scalar(&kb, "int", "layer", GEN_ARG_LAYER);
   const int tx = 16, ty = 16;
-  char theta[40], scale[40], table_name[128];
   gen_kb_launch(&kb, ceil_div(N_of(c), ty), 1, 1, tx, ty, 0);
-  const char *table = kb.st ? rope_table(c, op, kb.st->kernel, rot, table_name,
-                                         sizeof table_name) : "nullptr";
+  rope_call r;
+  rope_call_of(c, op, kb.st ? kb.st->kernel : NULL, rot, &r);
   /* the scale only where there is one: default ropes' source is as before */
-  float cos_scale = ir_rope_cos_scale(&op->rope);
-  char tail[80] = "";
-  if (cos_scale != 1.0f)
+  char tail[160] = "";
+  if (r.scale[0])
     snprintf(tail, sizeof tail, ", %s%s", backward ? "" : (c->cfg->decode ? "pos0, " : "0, "),
-             gen_float(scale, cos_scale));
+             r.scale);
   else if (c->cfg->decode)
     snprintf(tail, sizeof tail, ", pos0");
   snprintf(body, sizeof body,
            "lisa::%s<%s, %d, %d, %d, %d, %d>(@y, @x, N, %d, %s, %s%s);",
            backward ? "rope_backward" : "rope_forward", T_(), op->heads, hd, rot, tx, ty,
-           c->cfg->T, gen_float(theta, op->theta), table, tail);
+           c->cfg->T, r.theta, r.table, tail);
   gen_kb_end(&kb, body);
 }
 

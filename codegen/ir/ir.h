@@ -123,6 +123,8 @@ typedef struct {
   int rotary_dims;       /* rope: leading dims of each head that rotate (even) */
   double theta;          /* rope: base of the rotation frequencies */
   ir_rope_scaling rope;  /* rope: frequency scaling (kind 0: none) */
+  double theta_local;    /* rope with global_every: the base of the layers that are
+                            not global, unscaled (Gemma 3's local layers) */
   double factor;         /* scale; attention: the score scale (0: 1/sqrt(head size)) */
   float softcap;         /* attention: scores soft-capped to softcap * tanh(s /
                             softcap) (Gemma 2); 0: none */
@@ -130,7 +132,9 @@ typedef struct {
                             (a sliding window); 0: all earlier keys */
   int global_every;      /* attention with a window: every global_every-th block
                             (layers global_every-1, 2*global_every-1, ...) has
-                            none (Gemma 2: 2); 0: the window is in every layer */
+                            none (Gemma 2: 2); 0: the window is in every layer.
+                            rope: those layers turn by theta and rope, the
+                            others by theta_local (Gemma 3: 6) */
   int activation;        /* ops with an ir_op_info tree (activation, formula
                             ops and their backwards): index into
                             ir_model.activations */
@@ -141,10 +145,15 @@ typedef struct {
   int line;              /* YAML line of the forward op, for messages */
 } ir_op;
 
+/* Block layer `layer` is one of the global layers of an op with global_every. */
+static inline int ir_layer_is_global(const ir_op *op, int layer) {
+  return op->global_every > 0 && (layer + 1) % op->global_every == 0;
+}
+
 /* An attention's window in block layer `layer` (0: none there). */
 static inline int ir_att_window(const ir_op *op, int layer) {
   if (op->window <= 0) return 0;
-  return op->global_every > 0 && (layer + 1) % op->global_every == 0 ? 0 : op->window;
+  return ir_layer_is_global(op, layer) ? 0 : op->window;
 }
 
 /* An rmsnorm's (or its backwards') column groups: 1 unless per-head. */

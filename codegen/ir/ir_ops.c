@@ -288,7 +288,8 @@ static int load_rotary_dims(ir_shape *s, int hd) {
   return 0;
 }
 
-/* heads (required), theta (default 10000), rotary_dims */
+/* heads (required), theta (default 10000), rotary_dims, local_theta with
+ * global_every */
 int ir_shape_rope(ir_shape *s) {
   if (need_f32(s, 0)) return -1;
   int64_t width = in_cols(s, 0);
@@ -303,6 +304,18 @@ int ir_shape_rope(ir_shape *s) {
   if (rc < 0) return -1;
   if (rc && s->op->theta <= 0) return shape_fail(s, "theta", "theta must be positive");
   if (load_rotary_dims(s, (int)(width / s->op->heads))) return -1;
+  /* local_theta and global_every: Gemma 3's two bases, layer by layer */
+  int has_every = int_attr(s, "global_every", &s->op->global_every);
+  int has_local = s->number(s, "local_theta", &s->op->theta_local);
+  if (has_every < 0 || has_local < 0) return -1;
+  if (has_every != has_local)
+    return shape_fail(s, has_every ? "global_every" : "local_theta",
+                      "local_theta and global_every go together (the base of the "
+                      "layers that are not every global_every-th)");
+  if (has_every && s->op->global_every < 2)
+    return shape_fail(s, "global_every", "global_every must be at least 2");
+  if (has_local && !(s->op->theta_local > 0))
+    return shape_fail(s, "local_theta", "local_theta must be positive");
   s->cols[0] = width;
   return 0;
 }

@@ -156,6 +156,16 @@ int ir_rope_scaling_from(const char *type, ir_rope_lookup get, void *ctx, const 
   }
 }
 
+void ir_rope_at_layer(const ir_op *op, int layer, double *theta, ir_rope_scaling *s) {
+  if (op->global_every > 0 && !ir_layer_is_global(op, layer)) {
+    *theta = op->theta_local;
+    memset(s, 0, sizeof *s);
+    return;
+  }
+  *theta = op->theta;
+  *s = op->rope;
+}
+
 static int set_in(ir_graph *g, const ir_rope_scaling *s) {
   int n = 0;
   for (int k = 0; k < g->n_fwd; k++)

@@ -40,6 +40,11 @@ int ir_rope_scaling_from(const char *type, ir_rope_lookup get, void *ctx, const 
 /* The parameters a kind reads (NULL-terminated), for "unknown key" checks. */
 const char *const *ir_rope_keys(ir_rope_kind kind);
 
+/* What a rope op turns by in block layer `layer`: its theta and scaling,
+ * or, for an op with global_every whose layer is not a global one, its
+ * theta_local unscaled (Gemma 3's local layers). */
+void ir_rope_at_layer(const ir_op *op, int layer, double *theta, ir_rope_scaling *s);
+
 /* Sets s on every rope (and rope backward) op of m; the number of ops set. */
 int ir_model_set_rope_scaling(ir_model *m, const ir_rope_scaling *s);
 

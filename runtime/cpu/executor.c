@@ -182,35 +182,47 @@ static void run_attention_bwd(const exec_ctx *c, const ir_op *op) {
                          c->T, op->heads, op->kv_heads, hd, op->causal, &o);
 }
 
-/* The rope's frequencies on the stack: ir_rope_inv_freq's table (scaled
- * RoPE), or NULL for the default, which cpu_rope_* compute themselves. */
-static const float *rope_table(const ir_op *op, float *table) {
-  if (op->rope.kind == IR_ROPE_DEFAULT) return NULL;
-  ir_rope_inv_freq(&op->rope, op->theta, op->rotary_dims, table);
-  return table;
+/* What the rope turns by in this layer (ir_rope_at_layer): its theta, and
+ * a scaled rope's table on the stack (NULL for the default, which cpu_rope_*
+ * compute themselves) with its cos/sin scale. */
+typedef struct {
+  double theta;
+  const float *inv_freq;
+  float scale;
+  float table[IR_ROPE_MAX_HALF];
+} rope_here;
+
+static void rope_at(const exec_ctx *c, const ir_op *op, rope_here *r) {
+  ir_rope_scaling sc;
+  ir_rope_at_layer(op, c->layer, &r->theta, &sc);
+  r->inv_freq = NULL;
+  r->scale = ir_rope_cos_scale(&sc);
+  if (sc.kind == IR_ROPE_DEFAULT) return;
+  ir_rope_inv_freq(&sc, r->theta, op->rotary_dims, r->table);
+  r->inv_freq = r->table;
 }
 
 static void run_rope(const exec_ctx *c, const ir_op *op) {
-  float table[IR_ROPE_MAX_HALF];
-  const float *inv_freq = rope_table(op, table);
+  rope_here r;
+  rope_at(c, op, &r);
   int hd = cols(c, op->in[0]) / op->heads;
-  if (!inv_freq)
+  if (!r.inv_freq)
     cpu_rope_forward_at(OUT(0), IN(0), c->N, c->T, c->pos0, op->heads, hd, op->rotary_dims,
-                        op->theta);
+                        r.theta);
   else
     cpu_rope_table_forward(OUT(0), IN(0), c->N, c->T, c->pos0, op->heads, hd, op->rotary_dims,
-                           inv_freq, ir_rope_cos_scale(&op->rope));
+                           r.inv_freq, r.scale);
 }
 
 static void run_rope_bwd(const exec_ctx *c, const ir_op *op) {
-  float table[IR_ROPE_MAX_HALF];
-  const float *inv_freq = rope_table(op, table);
+  rope_here r;
+  rope_at(c, op, &r);
   int hd = cols(c, op->in[0]) / op->heads;
-  if (!inv_freq)
-    cpu_rope_backward(OUT(0), IN(0), c->N, c->T, op->heads, hd, op->rotary_dims, op->theta);
+  if (!r.inv_freq)
+    cpu_rope_backward(OUT(0), IN(0), c->N, c->T, op->heads, hd, op->rotary_dims, r.theta);
   else
     cpu_rope_table_backward(OUT(0), IN(0), c->N, c->T, op->heads, hd, op->rotary_dims,
-                            inv_freq, ir_rope_cos_scale(&op->rope));
+                            r.inv_freq, r.scale);
 }
 
 static void run_embedding_bwd_w(const exec_ctx *c, const ir_op *op) {

@@ -59,7 +59,7 @@ static int collect(const ir_model *m, const param_store *ps, adapters *a, cJSON 
         char hf[200], leaf[128];
         ir_param_hf_name(par, l, hf, sizeof hf);
         snprintf(a->names[a->n], sizeof a->names[0], "base_model.model.%s%s", module_prefix(m), hf);
-        a->fills[a->n] = (wt_fill){&a->staging, which ? B : A, l};
+        a->fills[a->n] = (wt_fill){&a->staging, which ? B : A, l, ST_F32};
         a->e[a->n] = (st_entry){a->names[a->n], ST_F32, 2, {par->shape[0], par->shape[1]},
                                 NULL, wt_fill_param, &a->fills[a->n]};
         a->n++;

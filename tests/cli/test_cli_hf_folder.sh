@@ -93,7 +93,8 @@ same_rows "a null sliding_window is no window" "$TMP/myaml.jsonl" "$TMP/mnull.js
 
 # transformers 5's config.json (rope_parameters, layer_types, dtype): the
 # fixture folders of tests/fixtures/families train as they are.
-for type in qwen2 qwen3 gemma phi olmo2 gpt_neox gemma2 mistral llama llama3 qwen2-yarn gpt2; do
+for type in qwen2 qwen3 gemma phi olmo2 gpt_neox gemma2 gemma3_text mistral llama llama3 qwen2-yarn \
+  gpt2; do
   train "$SRC/tests/fixtures/families/$type" --data "$TMP/small.bin" --steps 2 \
     --log-jsonl "$TMP/$type.jsonl" || fail "training the $type folder failed"
   [ "$(rows "$TMP/$type.jsonl" | wc -l)" = 2 ] && echo "ok   $type folder trains" \
@@ -137,6 +138,37 @@ for type in llama3 qwen2-yarn; do
   same_rows "$type: rope_scaling (transformers 4) = rope_parameters (5)" "$TMP/$type.jsonl" \
     "$TMP/$type-v4.jsonl"
 done
+# Gemma 3 as transformers 4 writes it: the two bases at the top level
+# (rope_theta, rope_local_base_freq), the global layers' scaling in
+# rope_scaling, no layer_types: the run equals transformers 5's folder's.
+mkdir -p "$TMP/gemma3-v4"
+cp "$SRC/tests/fixtures/families/gemma3_text/model.safetensors" "$TMP/gemma3-v4/"
+cat >"$TMP/gemma3-v4/config.json" <<'JSON'
+{"architectures": ["Gemma3ForCausalLM"], "attention_bias": false, "attention_dropout": 0.0,
+ "attn_logit_softcapping": null, "bos_token_id": 2, "cache_implementation": "hybrid",
+ "eos_token_id": [1, 106], "final_logit_softcapping": null, "head_dim": 12,
+ "hidden_activation": "gelu_pytorch_tanh", "hidden_size": 32, "initializer_range": 0.02,
+ "intermediate_size": 40, "max_position_embeddings": 64, "model_type": "gemma3_text",
+ "num_attention_heads": 4, "num_hidden_layers": 2, "num_key_value_heads": 2, "pad_token_id": 0,
+ "query_pre_attn_scalar": 20, "rms_norm_eps": 1e-06, "rope_local_base_freq": 10.0,
+ "rope_scaling": {"factor": 2.0, "rope_type": "linear"}, "rope_theta": 1000.0,
+ "sliding_window": 4, "sliding_window_pattern": 2, "torch_dtype": "float32",
+ "transformers_version": "4.50.0.dev0", "use_cache": true, "vocab_size": 61}
+JSON
+train "$TMP/gemma3-v4" --data "$TMP/small.bin" --steps 2 --log-jsonl "$TMP/gemma3-v4.jsonl" \
+  || fail "training gemma3 in transformers 4's format failed"
+same_rows "gemma3_text: transformers 4's config = 5's" "$TMP/gemma3_text.jsonl" "$TMP/gemma3-v4.jsonl"
+cp -r "$SRC/tests/fixtures/families/gemma3_text" "$TMP/gemma3"
+sed -i 's/"rope_theta": 10.0,/"rope_theta": 10.0, "factor": 2.0,/; 0,/"rope_type": "default"/s//"rope_type": "linear"/' \
+  "$TMP/gemma3/config.json"
+expect_error "a scaled local rope" "\"sliding_attention\".\"factor\" is 2; the local layers' rope is computed unscaled" \
+  train "$TMP/gemma3" --data "$TMP/small.bin"
+cp "$SRC/tests/fixtures/families/gemma3_text/config.json" "$TMP/gemma3/"
+sed -i 's/"sliding_attention": {/"chunked_attention": {"rope_theta": 5.0}, "sliding_attention": {/' \
+  "$TMP/gemma3/config.json"
+expect_error "a third layer type's rope" "\"rope_parameters\".\"chunked_attention\": per layer type, only full_attention and sliding_attention" \
+  train "$TMP/gemma3" --data "$TMP/small.bin"
+
 # The same scaling written in a model YAML (rope_scaling:, values may be config
 # expressions) with the folder's weights is the same run.
 sed -e 's/vocab_size: 32000/vocab_size: 61/; s/hidden_size: 4096/hidden_size: 32/' \

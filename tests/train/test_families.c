@@ -27,6 +27,7 @@ static const family_case cases[] = {
     {"olmo2", 1 + 11 * 2 + 2},
     {"gpt_neox", 1 + 12 * 2 + 3}, /* interleaved query_key_value, untied embed_out */
     {"gemma2", 1 + 11 * 2 + 1},   /* tied */
+    {"gemma3_text", 1 + 13 * 2 + 1}, /* tied; local and global layers: two rope bases */
     {"mistral", 1 + 9 * 2 + 2},   /* a sliding window of 5 keys at 9 positions */
     {"llama", 1 + 9 * 2 + 2},
     {"llama3", 1 + 9 * 2 + 1},     /* LLaMA 3's rope scaling; tied */

@@ -362,7 +362,14 @@ static void test_llama_op_errors(void) {
              "t.yaml:18:52: theta must be positive");
   load_fails(edit(op, "{op: rope, in: [y], out: z, heads: 2, base: 10}"),
              "t.yaml:18:45: unknown key 'base' in op 'rope' (known: op, in, out, heads, "
-             "theta, rotary_dims)");
+             "theta, rotary_dims, local_theta, global_every)");
+  load_fails(edit(op, "{op: rope, in: [y], out: z, heads: 2, local_theta: 10}"),
+             "t.yaml:18:58: local_theta and global_every go together (the base of the layers "
+             "that are not every global_every-th)");
+  load_fails(edit(op, "{op: rope, in: [y], out: z, heads: 2, local_theta: 10, global_every: 1}"),
+             "t.yaml:18:76: global_every must be at least 2");
+  load_fails(edit(op, "{op: rope, in: [y], out: z, heads: 2, local_theta: -1, global_every: 2}"),
+             "t.yaml:18:58: local_theta must be positive");
   load_fails(edit(op, "{op: rmsnorm, in: [y, w], out: z}"),
              "t.yaml:18:7: rmsnorm: 'w' has width 64, expected 8 (the width of x)");
   load_fails(edit(op, "{op: rmsnorm, in: [y], out: z}"),
