@@ -166,6 +166,24 @@ def families():
                                                 "rope_theta": 1000.0},
                              "sliding_attention": {"rope_type": "default", "rope_theta": 10.0}},
             tie_word_embeddings=True, **llama_like), SEED + 12),
+        # Phi-3 / Phi-4: fused qkv_proj (q, k, v one after another) and gate_up_proj
+        # (gate first), partial rotary and a tied head (Phi-4-mini), a sliding
+        # window shorter than SEQ (Phi-3-mini has one)
+        "phi3": (t.Phi3ForCausalLM, t.Phi3Config(
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                             "partial_rotary_factor": 0.5},
+            sliding_window=5, tie_word_embeddings=True, resid_pdrop=0.0, embd_pdrop=0.0,
+            original_max_position_embeddings=64, **llama_like), SEED + 13),
+        # Phi-3.5-mini / Phi-4-mini: longrope. The original context of 4 is shorter
+        # than SEQ, so the long factors turn (as transformers picks them by the
+        # sequence's length); cos and sin scaled by sqrt(1 + ln 2 / ln 4)
+        "phi3-longrope": (t.Phi3ForCausalLM, t.Phi3Config(
+            rope_parameters={"rope_type": "longrope", "rope_theta": 10000.0, "factor": 2.0,
+                             "short_factor": [1.0, 1.2, 1.5, 2.0],
+                             "long_factor": [1.5, 3.0, 7.0, 20.0],
+                             "original_max_position_embeddings": 4},
+            tie_word_embeddings=False, resid_pdrop=0.0, embd_pdrop=0.0,
+            original_max_position_embeddings=4, **llama_like), SEED + 14),
         # Mistral: LLaMA's graph with a sliding window, shorter than SEQ here so
         # that it masks
         "mistral": (t.MistralForCausalLM, t.MistralConfig(

@@ -191,12 +191,38 @@ static const char *rope_type_of(const cJSON *obj) {
   return cJSON_IsString(t) ? t->valuestring : "default";
 }
 
-static int rope_lookup(void *ctx, const char *key, double *value) {
-  const cJSON *e = cJSON_GetObjectItemCaseSensitive((const cJSON *)ctx, key);
+/* The scaling's object, then config.json's top level for the two sizes
+ * transformers 4 keeps there (Phi-3's longrope). */
+typedef struct {
+  const cJSON *obj, *root;
+} rope_json;
+
+static const cJSON *rope_item(const rope_json *r, const char *key) {
+  const cJSON *e = cJSON_GetObjectItemCaseSensitive(r->obj, key);
+  if (!e && (!strcmp(key, "original_max_position_embeddings") ||
+             !strcmp(key, "max_position_embeddings")))
+    e = cJSON_GetObjectItemCaseSensitive(r->root, key);
+  return e;
+}
+
+static int rope_number(void *ctx, const char *key, double *value) {
+  const cJSON *e = rope_item(ctx, key);
   if (cJSON_IsNumber(e)) *value = e->valuedouble;
   else if (cJSON_IsBool(e)) *value = cJSON_IsTrue(e);
   else return 0; /* absent or null: the kind's default */
   return 1;
+}
+
+static int rope_list(void *ctx, const char *key, float *out, int cap) {
+  const cJSON *e = rope_item(ctx, key);
+  if (!e || cJSON_IsNull(e)) return -1;
+  if (!cJSON_IsArray(e) || cJSON_GetArraySize(e) > cap) return -2;
+  int n = 0;
+  for (const cJSON *x = e->child; x; x = x->next) {
+    if (!cJSON_IsNumber(x)) return -2;
+    out[n++] = (float)x->valuedouble;
+  }
+  return n;
 }
 
 static int is_scaling_key(ir_rope_kind kind, const char *key) {
@@ -213,7 +239,9 @@ static int read_rope_scaling(const char *json_path, const cJSON *root, ir_rope_s
   if (!obj) return 0;
   char where[1300];
   snprintf(where, sizeof where, "%s: \"%s\"", json_path, obj->string);
-  return ir_rope_scaling_from(rope_type_of(obj), rope_lookup, (void *)obj, where, s, err);
+  rope_json ctx = {obj, root};
+  ir_rope_source src = {&ctx, where, rope_number, rope_list};
+  return ir_rope_scaling_from(rope_type_of(obj), &src, s, err);
 }
 
 /* The scaling's object: rope_type and the kind's parameters are read by
@@ -351,7 +379,10 @@ static int open_folder(const char *dir, ir_model *m, lt_error *err) {
     if (rc == 0) rc = read_rope_scaling(json_path, root, &scaling, err);
     if (rc == 0)
       rc = check_keys(json_path, yaml, root, nums, used, n_nums, &hf, scaling.kind, err);
-    if (rc == 0 && scaling.kind != IR_ROPE_DEFAULT && ir_model_set_rope_scaling(m, &scaling) == 0)
+    int n_ropes = rc == 0 && scaling.kind != IR_ROPE_DEFAULT
+                      ? ir_model_set_rope_scaling(m, &scaling, json_path, err) : 1;
+    if (n_ropes < 0) rc = -1;
+    if (n_ropes == 0)
       rc = lt_fail(err, "%s: rope_type \"%s\", but %s has no rope op to scale", json_path,
                    ir_rope_kind_name(scaling.kind), yaml);
     if (rc == 0 && hf.n_layer_types) rc = check_layer_pattern(json_path, root, m, err);

@@ -940,19 +940,37 @@ static int check_sizes(yml_ctx *c) {
 }
 
 /* rope_scaling: {rope_type: llama3, factor: 8, ...}: config.json's scaling
- * (transformers' keys; values are numbers or config expressions), set on
- * every rope of the model. */
+ * (transformers' keys; values are numbers or config expressions, longrope's
+ * factors lists of them), set on every rope of the model. */
 typedef struct {
-  int n;
-  const char *keys[16];
-  double values[16];
-} rope_values;
+  yml_ctx *c;
+  const yaml_node_t *n;
+  int bad; /* a value failed to evaluate (the message is in c->err) */
+} rope_yaml;
 
-static int rope_values_get(void *ctx, const char *key, double *value) {
-  const rope_values *r = ctx;
-  for (int i = 0; i < r->n; i++)
-    if (!strcmp(r->keys[i], key)) return *value = r->values[i], 1;
-  return 0;
+static int rope_yaml_number(void *ctx, const char *key, double *value) {
+  rope_yaml *r = ctx;
+  const yaml_node_t *v = map_get(r->c, r->n, key);
+  if (!v || r->bad) return 0;
+  char what[64];
+  snprintf(what, sizeof what, "rope_scaling %s", key);
+  if (get_number(r->c, v, what, value)) return r->bad = 1, 0;
+  return 1;
+}
+
+static int rope_yaml_list(void *ctx, const char *key, float *out, int cap) {
+  rope_yaml *r = ctx;
+  const yaml_node_t *v = map_get(r->c, r->n, key);
+  if (!v || r->bad) return -1;
+  if (v->type != YAML_SEQUENCE_NODE || seq_len(v) > cap) return -2;
+  for (int i = 0; i < seq_len(v); i++) {
+    double x;
+    char what[64];
+    snprintf(what, sizeof what, "rope_scaling %s[%d]", key, i);
+    if (get_number(r->c, seq_item(r->c, v, i), what, &x)) return r->bad = 1, -1;
+    out[i] = (float)x;
+  }
+  return seq_len(v);
 }
 
 static int load_rope_scaling(yml_ctx *c, const yaml_node_t *n) {
@@ -961,31 +979,29 @@ static int load_rope_scaling(yml_ctx *c, const yaml_node_t *n) {
   char kind_name[32] = "default", where[300];
   if (type && get_name(c, type, "rope_scaling rope_type", kind_name, sizeof kind_name)) return -1;
   snprintf(where, sizeof where, "%.200s:%d: rope_scaling", c->file, line_of(n));
-  ir_rope_scaling sc;
-  rope_values vals = {0};
   const char *known[18] = {"rope_type"};
   int found = 0;
-  for (int k = 0; k < IR_ROPE_YARN + 1; k++)
+  for (int k = 0; k <= IR_ROPE_LONGROPE; k++)
     if (!strcmp(kind_name, ir_rope_kind_name((ir_rope_kind)k))) {
       const char *const *keys = ir_rope_keys((ir_rope_kind)k);
       for (int i = 0; keys[i] && i < 16; i++) known[i + 1] = keys[i];
       found = 1;
     }
   if (!found)
-    return fail_at(c, type, "rope_type '%s' is not computed (default, linear, llama3 and yarn "
-                   "are)", kind_name);
+    return fail_at(c, type, "rope_type '%s' is not computed (default, linear, llama3, yarn and "
+                   "longrope are)", kind_name);
   if (check_keys(c, n, known, "rope_scaling")) return -1;
-  for (int i = 0; i < map_len(n) && vals.n < 16; i++) {
-    const char *key = scalar(map_key(c, n, i));
-    if (!strcmp(key, "rope_type")) continue;
-    char what[64];
-    snprintf(what, sizeof what, "rope_scaling %s", key);
-    if (get_number(c, map_value(c, n, i), what, &vals.values[vals.n])) return -1;
-    vals.keys[vals.n++] = key;
-  }
-  if (ir_rope_scaling_from(kind_name, rope_values_get, &vals, where, &sc, c->err)) return -1;
-  if (sc.kind != IR_ROPE_DEFAULT && ir_model_set_rope_scaling(c->m, &sc) == 0)
-    return fail_at(c, n, "rope_scaling: the model has no rope op to scale");
+  rope_yaml ctx = {c, n, 0};
+  ir_rope_source src = {&ctx, where, rope_yaml_number, rope_yaml_list};
+  ir_rope_scaling sc;
+  lt_error scaling_err;
+  int rc = ir_rope_scaling_from(kind_name, &src, &sc, &scaling_err);
+  if (ctx.bad) return -1; /* the value's own message */
+  if (rc) return lt_fail(c->err, "%s", scaling_err.msg);
+  int n_ropes = sc.kind != IR_ROPE_DEFAULT ? ir_model_set_rope_scaling(c->m, &sc, where, c->err)
+                                           : 1;
+  if (n_ropes < 0) return -1;
+  if (n_ropes == 0) return fail_at(c, n, "rope_scaling: the model has no rope op to scale");
   return 0;
 }
 

@@ -472,7 +472,7 @@ static const char *rope_table(gen_ctx *c, const char *kernel, const char *suffix
                               size_t cap) {
   if (sc->kind == IR_ROPE_DEFAULT && !force) return "nullptr";
   float inv_freq[IR_ROPE_MAX_HALF];
-  ir_rope_inv_freq(sc, theta, rot, inv_freq);
+  ir_rope_inv_freq(sc, theta, rot, c->cfg->decode ? c->cfg->ctx : c->cfg->T, inv_freq);
   snprintf(name, cap, "%s_inv_freq%s", kernel, suffix);
   sbuf *k = &c->p->kernels;
   sb_printf(k, "// %s RoPE's inv_freq (codegen/ir/ir_rope.c)\n", ir_rope_kind_name(sc->kind));

@@ -99,17 +99,25 @@ enum {
 
 /* How a rope's frequencies are scaled (transformers' rope_type; see
  * ir_rope.h). IR_ROPE_DEFAULT: inv_freq[i] = theta^(-2i/rot), no scaling. */
-typedef enum { IR_ROPE_DEFAULT, IR_ROPE_LINEAR, IR_ROPE_LLAMA3, IR_ROPE_YARN } ir_rope_kind;
+typedef enum {
+  IR_ROPE_DEFAULT, IR_ROPE_LINEAR, IR_ROPE_LLAMA3, IR_ROPE_YARN, IR_ROPE_LONGROPE
+} ir_rope_kind;
+
+#define IR_ROPE_MAX_FACTORS 128 /* longrope: rotary_dims / 2 at most */
 
 typedef struct {
   ir_rope_kind kind;
-  double factor;               /* linear, llama3, yarn: the context's stretch */
+  double factor;               /* linear, llama3, yarn, longrope: the context's stretch */
   double low_freq_factor;      /* llama3 */
   double high_freq_factor;     /* llama3 */
-  double original_max;         /* llama3, yarn: original_max_position_embeddings */
+  double original_max;         /* llama3, yarn, longrope: original_max_position_embeddings */
   double beta_fast, beta_slow; /* yarn: the ramp's bounds in rotations (32, 1) */
-  double attention_factor;     /* yarn: cos and sin scaled by it (mscale) */
+  double attention_factor;     /* yarn, longrope: cos and sin scaled by it */
   int truncate;                /* yarn: the ramp's bounds rounded outwards */
+  /* longrope: each frequency's divisor, for runs within original_max (short)
+   * and beyond it (long) */
+  int n_factors;
+  float short_factor[IR_ROPE_MAX_FACTORS], long_factor[IR_ROPE_MAX_FACTORS];
 } ir_rope_scaling;
 
 typedef struct {

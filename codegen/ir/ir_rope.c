@@ -49,9 +49,21 @@ static void yarn_freqs(const ir_rope_scaling *s, double theta, int rot, float *i
   }
 }
 
-void ir_rope_inv_freq(const ir_rope_scaling *s, double theta, int rot, float *inv_freq) {
+/* 1 / (ext_i * theta^(2i/rot)): longrope's per-frequency divisors. */
+static void longrope_freqs(const ir_rope_scaling *s, double theta, int rot, int seq,
+                           float *inv_freq) {
+  const float *ext = seq > s->original_max ? s->long_factor : s->short_factor;
+  for (int i = 0; i < rot / 2; i++) inv_freq[i] = 1.0f / (ext[i] * rope_power(theta, i, rot));
+}
+
+void ir_rope_inv_freq(const ir_rope_scaling *s, double theta, int rot, int seq,
+                      float *inv_freq) {
   if (s->kind == IR_ROPE_YARN) {
     yarn_freqs(s, theta, rot, inv_freq);
+    return;
+  }
+  if (s->kind == IR_ROPE_LONGROPE) {
+    longrope_freqs(s, theta, rot, seq, inv_freq);
     return;
   }
   for (int i = 0; i < rot / 2; i++) {
@@ -63,10 +75,11 @@ void ir_rope_inv_freq(const ir_rope_scaling *s, double theta, int rot, float *in
 }
 
 float ir_rope_cos_scale(const ir_rope_scaling *s) {
-  return s->kind == IR_ROPE_YARN ? (float)s->attention_factor : 1.0f;
+  return s->kind == IR_ROPE_YARN || s->kind == IR_ROPE_LONGROPE ? (float)s->attention_factor
+                                                                 : 1.0f;
 }
 
-static const char *const kind_names[] = {"default", "linear", "llama3", "yarn"};
+static const char *const kind_names[] = {"default", "linear", "llama3", "yarn", "longrope"};
 
 const char *ir_rope_kind_name(ir_rope_kind kind) { return kind_names[kind]; }
 
@@ -77,23 +90,27 @@ static const char *const keys_llama3[] = {"factor", "low_freq_factor", "high_fre
 static const char *const keys_yarn[] = {"factor", "original_max_position_embeddings",
                                         "beta_fast", "beta_slow", "attention_factor",
                                         "mscale", "mscale_all_dim", "truncate", NULL};
+static const char *const keys_longrope[] = {"short_factor", "long_factor", "factor",
+                                            "original_max_position_embeddings",
+                                            "attention_factor", NULL};
 
 const char *const *ir_rope_keys(ir_rope_kind kind) {
   switch (kind) {
   case IR_ROPE_LINEAR: return keys_linear;
   case IR_ROPE_LLAMA3: return keys_llama3;
   case IR_ROPE_YARN: return keys_yarn;
+  case IR_ROPE_LONGROPE: return keys_longrope;
   default: return keys_none;
   }
 }
 
 /* A required parameter, positive. */
-static int need(ir_rope_lookup get, void *ctx, const char *key, const char *type,
-                const char *where, double *out, lt_error *err) {
-  if (!get(ctx, key, out))
-    return lt_fail(err, "%s: rope_type \"%s\" needs \"%s\"", where, type, key);
+static int need(const ir_rope_source *src, const char *key, const char *type, double *out,
+                lt_error *err) {
+  if (!src->number(src->ctx, key, out))
+    return lt_fail(err, "%s: rope_type \"%s\" needs \"%s\"", src->where, type, key);
   if (!(*out > 0))
-    return lt_fail(err, "%s: rope \"%s\" must be positive, got %g", where, key, *out);
+    return lt_fail(err, "%s: rope \"%s\" must be positive, got %g", src->where, key, *out);
   return 0;
 }
 
@@ -102,21 +119,21 @@ static double yarn_mscale(double scale, double mscale) {
   return scale <= 1 ? 1.0 : 0.1 * mscale * log(scale) + 1.0;
 }
 
-static int yarn_from(ir_rope_lookup get, void *ctx, const char *where, ir_rope_scaling *s,
-                     lt_error *err) {
-  if (need(get, ctx, "factor", "yarn", where, &s->factor, err) ||
-      need(get, ctx, "original_max_position_embeddings", "yarn", where, &s->original_max, err))
+static int yarn_from(const ir_rope_source *src, ir_rope_scaling *s, lt_error *err) {
+  if (need(src, "factor", "yarn", &s->factor, err) ||
+      need(src, "original_max_position_embeddings", "yarn", &s->original_max, err))
     return -1;
   double v, mscale = 0, mscale_all = 0, truncate = 1;
-  s->beta_fast = get(ctx, "beta_fast", &v) && v != 0 ? v : 32; /* `or 32`: 0 is unset */
-  s->beta_slow = get(ctx, "beta_slow", &v) && v != 0 ? v : 1;
-  get(ctx, "mscale", &mscale);
-  get(ctx, "mscale_all_dim", &mscale_all);
-  get(ctx, "truncate", &truncate);
+  void *c = src->ctx;
+  s->beta_fast = src->number(c, "beta_fast", &v) && v != 0 ? v : 32; /* `or 32`: 0 is unset */
+  s->beta_slow = src->number(c, "beta_slow", &v) && v != 0 ? v : 1;
+  src->number(c, "mscale", &mscale);
+  src->number(c, "mscale_all_dim", &mscale_all);
+  src->number(c, "truncate", &truncate);
   s->truncate = truncate != 0;
-  if (get(ctx, "attention_factor", &s->attention_factor)) {
+  if (src->number(c, "attention_factor", &s->attention_factor)) {
     if (!(s->attention_factor > 0))
-      return lt_fail(err, "%s: rope \"attention_factor\" must be positive, got %g", where,
+      return lt_fail(err, "%s: rope \"attention_factor\" must be positive, got %g", src->where,
                      s->attention_factor);
   } else if (mscale != 0 && mscale_all != 0) {
     s->attention_factor = yarn_mscale(s->factor, mscale) / yarn_mscale(s->factor, mscale_all);
@@ -124,34 +141,80 @@ static int yarn_from(ir_rope_lookup get, void *ctx, const char *where, ir_rope_s
     s->attention_factor = yarn_mscale(s->factor, 1);
   }
   if (!(s->beta_fast > s->beta_slow) || !(s->beta_slow > 0))
-    return lt_fail(err, "%s: rope beta_fast (%g) must exceed beta_slow (%g) > 0", where,
+    return lt_fail(err, "%s: rope beta_fast (%g) must exceed beta_slow (%g) > 0", src->where,
                    s->beta_fast, s->beta_slow);
   return 0;
 }
 
-int ir_rope_scaling_from(const char *type, ir_rope_lookup get, void *ctx, const char *where,
-                         ir_rope_scaling *s, lt_error *err) {
+/* One of longrope's factor lists: positive numbers, n of them. */
+static int factor_list(const ir_rope_source *src, const char *key, float *out, int *n,
+                       lt_error *err) {
+  int got = src->list(src->ctx, key, out, IR_ROPE_MAX_FACTORS);
+  if (got == -1) return lt_fail(err, "%s: rope_type \"longrope\" needs \"%s\"", src->where, key);
+  if (got < 1)
+    return lt_fail(err, "%s: rope \"%s\" must be a list of 1 to %d numbers", src->where, key,
+                   IR_ROPE_MAX_FACTORS);
+  if (*n && got != *n)
+    return lt_fail(err, "%s: rope \"%s\" has %d numbers, the other list %d", src->where, key,
+                   got, *n);
+  for (int i = 0; i < got; i++)
+    if (!(out[i] > 0))
+      return lt_fail(err, "%s: rope \"%s\"[%d] must be positive, got %g", src->where, key, i,
+                     out[i]);
+  *n = got;
+  return 0;
+}
+
+/* transformers' _compute_longrope_parameters: factor defaults to
+ * max_position_embeddings / original, the attention factor to
+ * sqrt(1 + ln(factor) / ln(original)) (1 when factor <= 1). */
+static int longrope_from(const ir_rope_source *src, ir_rope_scaling *s, lt_error *err) {
+  if (need(src, "original_max_position_embeddings", "longrope", &s->original_max, err) ||
+      factor_list(src, "short_factor", s->short_factor, &s->n_factors, err) ||
+      factor_list(src, "long_factor", s->long_factor, &s->n_factors, err))
+    return -1;
+  double max_pos;
+  if (!src->number(src->ctx, "factor", &s->factor)) {
+    if (!src->number(src->ctx, "max_position_embeddings", &max_pos) || !(max_pos > 0))
+      return lt_fail(err, "%s: rope_type \"longrope\" needs \"factor\" (or "
+                     "max_position_embeddings)", src->where);
+    s->factor = max_pos / s->original_max;
+  }
+  if (src->number(src->ctx, "attention_factor", &s->attention_factor)) {
+    if (!(s->attention_factor > 0))
+      return lt_fail(err, "%s: rope \"attention_factor\" must be positive, got %g", src->where,
+                     s->attention_factor);
+  } else {
+    s->attention_factor =
+        s->factor <= 1 ? 1.0 : sqrt(1 + log(s->factor) / log(s->original_max));
+  }
+  return 0;
+}
+
+int ir_rope_scaling_from(const char *type, const ir_rope_source *src, ir_rope_scaling *s,
+                         lt_error *err) {
   memset(s, 0, sizeof *s);
   int kind = -1;
   for (int k = 0; k < (int)(sizeof kind_names / sizeof kind_names[0]); k++)
     if (!strcmp(type, kind_names[k])) kind = k;
   if (kind < 0)
-    return lt_fail(err, "%s: rope_type \"%s\" is not computed (default, linear, llama3 and "
-                   "yarn are)", where, type);
+    return lt_fail(err, "%s: rope_type \"%s\" is not computed (default, linear, llama3, yarn "
+                   "and longrope are)", src->where, type);
   s->kind = (ir_rope_kind)kind;
   switch (s->kind) {
-  case IR_ROPE_LINEAR: return need(get, ctx, "factor", type, where, &s->factor, err);
+  case IR_ROPE_LINEAR: return need(src, "factor", type, &s->factor, err);
   case IR_ROPE_LLAMA3:
-    if (need(get, ctx, "factor", type, where, &s->factor, err) ||
-        need(get, ctx, "low_freq_factor", type, where, &s->low_freq_factor, err) ||
-        need(get, ctx, "high_freq_factor", type, where, &s->high_freq_factor, err) ||
-        need(get, ctx, "original_max_position_embeddings", type, where, &s->original_max, err))
+    if (need(src, "factor", type, &s->factor, err) ||
+        need(src, "low_freq_factor", type, &s->low_freq_factor, err) ||
+        need(src, "high_freq_factor", type, &s->high_freq_factor, err) ||
+        need(src, "original_max_position_embeddings", type, &s->original_max, err))
       return -1;
     if (!(s->high_freq_factor > s->low_freq_factor))
       return lt_fail(err, "%s: rope high_freq_factor (%g) must exceed low_freq_factor (%g)",
-                     where, s->high_freq_factor, s->low_freq_factor);
+                     src->where, s->high_freq_factor, s->low_freq_factor);
     return 0;
-  case IR_ROPE_YARN: return yarn_from(get, ctx, where, s, err);
+  case IR_ROPE_YARN: return yarn_from(src, s, err);
+  case IR_ROPE_LONGROPE: return longrope_from(src, s, err);
   default: return 0;
   }
 }
@@ -166,17 +229,28 @@ void ir_rope_at_layer(const ir_op *op, int layer, double *theta, ir_rope_scaling
   *s = op->rope;
 }
 
-static int set_in(ir_graph *g, const ir_rope_scaling *s) {
+static int set_in(ir_graph *g, const ir_rope_scaling *s, const char *where, lt_error *err) {
   int n = 0;
-  for (int k = 0; k < g->n_fwd; k++)
-    if (g->fwd[k].kind == IR_OP_ROPE) g->fwd[k].rope = *s, n++;
-  for (int k = 0; k < g->n_bwd; k++)
-    if (g->bwd[k].kind == IR_OP_ROPE_BWD) g->bwd[k].rope = *s, n++;
+  for (int pass = 0; pass < 2; pass++)
+    for (int k = 0; k < (pass ? g->n_bwd : g->n_fwd); k++) {
+      ir_op *op = pass ? &g->bwd[k] : &g->fwd[k];
+      if (op->kind != (pass ? IR_OP_ROPE_BWD : IR_OP_ROPE)) continue;
+      if (s->kind == IR_ROPE_LONGROPE && op->rotary_dims / 2 != s->n_factors)
+        return lt_fail(err, "%s: longrope gives %d factors, but the rope (line %d) turns %d "
+                       "pairs", where, s->n_factors, op->line, op->rotary_dims / 2);
+      op->rope = *s;
+      n++;
+    }
   return n;
 }
 
-int ir_model_set_rope_scaling(ir_model *m, const ir_rope_scaling *s) {
+int ir_model_set_rope_scaling(ir_model *m, const ir_rope_scaling *s, const char *where,
+                              lt_error *err) {
   int n = 0;
-  for (int sec = 0; sec < IR_NSECTIONS; sec++) n += set_in(&m->sections[sec], s);
+  for (int sec = 0; sec < IR_NSECTIONS; sec++) {
+    int k = set_in(&m->sections[sec], s, where, err);
+    if (k < 0) return -1;
+    n += k;
+  }
   return n;
 }

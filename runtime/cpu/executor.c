@@ -17,6 +17,7 @@ typedef struct {
   float loss_scale;
   int layer;         /* the block's layer (0 outside the block): per-layer op variants */
   int pos0;          /* decoding: the first row's position (0 in training) */
+  int positions;     /* the positions the run covers: T, or decoding's context */
   const exec_kv *kv; /* decoding: the block's KV cache; NULL in training */
 } exec_ctx;
 
@@ -198,7 +199,7 @@ static void rope_at(const exec_ctx *c, const ir_op *op, rope_here *r) {
   r->inv_freq = NULL;
   r->scale = ir_rope_cos_scale(&sc);
   if (sc.kind == IR_ROPE_DEFAULT) return;
-  ir_rope_inv_freq(&sc, r->theta, op->rotary_dims, r->table);
+  ir_rope_inv_freq(&sc, r->theta, op->rotary_dims, c->positions, r->table);
   r->inv_freq = r->table;
 }
 
@@ -324,7 +325,7 @@ static void run_timed(const exec_ctx *c, const exec_profile *profile, const ir_o
 static exec_ctx ctx_of(const ms_state *s, int inst, float loss_scale) {
   const ir_graph *g = &s->ir->sections[ms_inst_section(s, inst)];
   return (exec_ctx){s->ir, g, s->bufs[inst], s->B, s->T, s->N, loss_scale,
-                    ms_inst_layer(s, inst), 0, NULL};
+                    ms_inst_layer(s, inst), 0, s->T, NULL};
 }
 
 void exec_forward_cached(ms_state *s, int inst, int rows, int pos0, const exec_kv *kv) {
@@ -359,6 +360,6 @@ void exec_backward(ms_state *s, int inst, path_kind path, float loss_scale) {
 
 void exec_ops(const ir_model *m, const ir_graph *g, void **bufs, int B, int T,
               const ir_op *ops, int n_ops, float loss_scale) {
-  exec_ctx c = {m, g, bufs, B, T, B * T, loss_scale, 0, 0, NULL};
+  exec_ctx c = {m, g, bufs, B, T, B * T, loss_scale, 0, 0, T, NULL};
   for (int i = 0; i < n_ops; i++) kernel_of(ops[i].kind)(&c, &ops[i]);
 }

@@ -94,7 +94,7 @@ same_rows "a null sliding_window is no window" "$TMP/myaml.jsonl" "$TMP/mnull.js
 # transformers 5's config.json (rope_parameters, layer_types, dtype): the
 # fixture folders of tests/fixtures/families train as they are.
 for type in qwen2 qwen3 gemma phi olmo2 gpt_neox gemma2 gemma3_text mistral llama llama3 qwen2-yarn \
-  gpt2; do
+  phi3 phi3-longrope gpt2; do
   train "$SRC/tests/fixtures/families/$type" --data "$TMP/small.bin" --steps 2 \
     --log-jsonl "$TMP/$type.jsonl" || fail "training the $type folder failed"
   [ "$(rows "$TMP/$type.jsonl" | wc -l)" = 2 ] && echo "ok   $type folder trains" \
@@ -169,6 +169,84 @@ sed -i 's/"sliding_attention": {/"chunked_attention": {"rope_theta": 5.0}, "slid
 expect_error "a third layer type's rope" "\"rope_parameters\".\"chunked_attention\": per layer type, only full_attention and sliding_attention" \
   train "$TMP/gemma3" --data "$TMP/small.bin"
 
+# Phi-3-mini as transformers 4 writes it (auto_map, rope_scaling null, a
+# window of 2047 longer than the run: no mask) trains as the same weights do
+# with no window; Phi-3.5's longrope is refused by name.
+mkdir -p "$TMP/phi3-v4"
+cp "$SRC/tests/fixtures/families/phi3/model.safetensors" "$TMP/phi3-v4/"
+phi3_config() {
+  cat <<JSON
+{"_name_or_path": "Phi-3-mini-4k-instruct", "architectures": ["Phi3ForCausalLM"],
+ "attention_bias": false, "attention_dropout": 0.0,
+ "auto_map": {"AutoConfig": "configuration_phi3.Phi3Config"}, "bos_token_id": 1,
+ "embd_pdrop": 0.0, "eos_token_id": 32000, "hidden_act": "silu", "hidden_size": 32,
+ "initializer_range": 0.02, "intermediate_size": 40, "max_position_embeddings": 64,
+ "model_type": "phi3", "num_attention_heads": 4, "num_hidden_layers": 2,
+ "num_key_value_heads": 2, "original_max_position_embeddings": 64, "pad_token_id": 32000,
+ "partial_rotary_factor": 0.5, "resid_pdrop": 0.0, "rms_norm_eps": 1e-06, "rope_scaling": $2,
+ "rope_theta": 10000.0, "sliding_window": $1, "tie_word_embeddings": true,
+ "torch_dtype": "bfloat16", "transformers_version": "4.40.2", "use_cache": true,
+ "vocab_size": 61}
+JSON
+}
+phi3_config 2047 null >"$TMP/phi3-v4/config.json"
+train "$TMP/phi3-v4" --data "$TMP/small.bin" --steps 2 --log-jsonl "$TMP/phi3-2047.jsonl" \
+  || fail "training Phi-3-mini's config format failed"
+phi3_config null null >"$TMP/phi3-v4/config.json"
+train "$TMP/phi3-v4" --data "$TMP/small.bin" --steps 2 --log-jsonl "$TMP/phi3-none.jsonl" \
+  || fail "training phi3 without a window failed"
+same_rows "phi3: a window of 2047 at --seq 8 is no window" "$TMP/phi3-2047.jsonl" "$TMP/phi3-none.jsonl"
+diff <(rows "$TMP/phi3.jsonl") <(rows "$TMP/phi3-none.jsonl") >/dev/null \
+  && fail "phi3's window of 5 changed nothing" || echo "ok   phi3's window of 5 masks at --seq 8"
+# Phi-3.5's longrope in transformers 4's format (kind "longrope", factors in
+# rope_scaling, both sizes at the top level) = transformers 5's folder; the
+# short factors turn while --seq fits the original context, the long beyond.
+cp "$SRC/tests/fixtures/families/phi3-longrope/model.safetensors" "$TMP/phi3-v4/"
+phi3_config null '{"type": "longrope", "factor": 2.0, "short_factor": [1.0, 1.2, 1.5, 2.0],
+ "long_factor": [1.5, 3.0, 7.0, 20.0]}' \
+  | sed 's/"original_max_position_embeddings": 64/"original_max_position_embeddings": 4/
+         s/"partial_rotary_factor": 0.5, //; s/"tie_word_embeddings": true/"tie_word_embeddings": false/' \
+  >"$TMP/phi3-v4/config.json"
+train "$TMP/phi3-v4" --data "$TMP/small.bin" --steps 2 --log-jsonl "$TMP/phi3-lr-v4.jsonl" \
+  || fail "training Phi-3.5's config format failed"
+same_rows "phi3 longrope: rope_scaling (transformers 4) = rope_parameters (5)" \
+  "$TMP/phi3-longrope.jsonl" "$TMP/phi3-lr-v4.jsonl"
+train "$TMP/phi3-v4" --data "$TMP/small.bin" --steps 2 --seq 4 --log-jsonl "$TMP/phi3-s4.jsonl" \
+  && sed -i 's/"long_factor": \[1.5, 3.0, 7.0, 20.0\]/"long_factor": [1.0, 1.2, 1.5, 2.0]/' \
+       "$TMP/phi3-v4/config.json" \
+  && train "$TMP/phi3-v4" --data "$TMP/small.bin" --steps 2 --log-jsonl "$TMP/phi3-s8.jsonl" \
+  && train "$TMP/phi3-v4" --data "$TMP/small.bin" --steps 2 --seq 4 --log-jsonl "$TMP/phi3-s4b.jsonl" \
+  || fail "longrope runs at --seq 4 failed"
+same_rows "longrope at --seq 4 (the original context) turns by the short factors" \
+  "$TMP/phi3-s4.jsonl" "$TMP/phi3-s4b.jsonl"
+diff <(rows "$TMP/phi3-lr-v4.jsonl") <(rows "$TMP/phi3-s8.jsonl") >/dev/null \
+  && fail "longrope's long factors changed nothing at --seq 8" \
+  || echo "ok   longrope at --seq 8 turns by the long factors"
+# longrope in a model YAML: its factors as lists (expressions allowed)
+sed -e 's/vocab_size: 100352/vocab_size: 61/; s/hidden_size: 5120/hidden_size: 32/' \
+    -e 's/intermediate_size: 17920/intermediate_size: 40/; s/num_hidden_layers: 40/num_hidden_layers: 2/' \
+    -e 's/num_attention_heads: 40/num_attention_heads: 4/; s/num_key_value_heads: 10/num_key_value_heads: 2/' \
+    -e 's/rms_norm_eps: 1.0e-5/rms_norm_eps: 1.0e-6/; s/rope_theta: 250000/rope_theta: 10000/' \
+    "$SRC/models/phi3.yaml" >"$TMP/phi3-longrope.yaml"
+cat >>"$TMP/phi3-longrope.yaml" <<'YAML'
+rope_scaling: {rope_type: longrope, factor: 4 / 2, original_max_position_embeddings: 4,
+               short_factor: [1.0, 1.2, 1.5, 2.0], long_factor: [1.5, 3.0, 7.0, 4 * 5]}
+YAML
+train "$TMP/phi3-longrope.yaml" --weights "$SRC/tests/fixtures/families/phi3-longrope/model.safetensors" \
+  --data "$TMP/small.bin" --steps 2 --log-jsonl "$TMP/phi3-lr-yaml.jsonl" \
+  || fail "training longrope from a YAML failed"
+same_rows "longrope in a model YAML = the folder's" "$TMP/phi3-longrope.jsonl" "$TMP/phi3-lr-yaml.jsonl"
+sed -i 's/long_factor: \[1.5, 3.0, 7.0, 4 \* 5\]/long_factor: [1.5, 3.0, 7.0, nope]/' "$TMP/phi3-longrope.yaml"
+expect_error "a YAML's bad longrope factor" "phi3-longrope.yaml:[0-9]+:[0-9]+: .*nope" \
+  train "$TMP/phi3-longrope.yaml" --data "$TMP/small.bin"
+sed -i 's/"long_factor": \[1.0, 1.2, 1.5, 2.0\]/"long_factor": [1.0, 1.2, 1.5]/' "$TMP/phi3-v4/config.json"
+expect_error "longrope's factors unequal" "\"long_factor\" has 3 numbers, the other list 4" \
+  train "$TMP/phi3-v4" --data "$TMP/small.bin"
+sed -i 's/"long_factor": \[1.0, 1.2, 1.5\]/"long_factor": [1, 2, 3, 4, 5, 6]/; s/"short_factor": \[1.0, 1.2, 1.5, 2.0\]/"short_factor": [1, 2, 3, 4, 5, 6]/' \
+  "$TMP/phi3-v4/config.json"
+expect_error "longrope's factors not the rope's pairs" "longrope gives 6 factors, but the rope \(line [0-9]+\) turns 4 pairs" \
+  train "$TMP/phi3-v4" --data "$TMP/small.bin"
+
 # The same scaling written in a model YAML (rope_scaling:, values may be config
 # expressions) with the folder's weights is the same run.
 sed -e 's/vocab_size: 32000/vocab_size: 61/; s/hidden_size: 4096/hidden_size: 32/' \
@@ -185,10 +263,13 @@ train "$TMP/llama3.yaml" --weights "$SRC/tests/fixtures/families/llama3/model.sa
   --data "$TMP/small.bin" --steps 2 --log-jsonl "$TMP/llama3-yaml.jsonl" \
   || fail "training llama3 from YAML with rope_scaling failed"
 same_rows "rope_scaling in a model YAML = the folder's" "$TMP/llama3.jsonl" "$TMP/llama3-yaml.jsonl"
-sed -i 's/rope_type: llama3/rope_type: longrope/' "$TMP/llama3.yaml"
-expect_error "a YAML's unknown rope_type" "llama3.yaml:[0-9]+:[0-9]+: rope_type 'longrope' is not computed" \
+sed -i 's/rope_type: llama3/rope_type: dynamic/' "$TMP/llama3.yaml"
+expect_error "a YAML's unknown rope_type" "llama3.yaml:[0-9]+:[0-9]+: rope_type 'dynamic' is not computed" \
   train "$TMP/llama3.yaml" --data "$TMP/small.bin"
-sed -i 's/rope_type: longrope/rope_type: llama3/; s/high_freq_factor: 4/high_freq_factor: 0.5/' \
+sed -i 's/rope_type: dynamic/rope_type: yarn/' "$TMP/llama3.yaml"
+expect_error "a YAML's key of another rope_type" "llama3.yaml:[0-9]+:[0-9]+: unknown key 'low_freq_factor' in rope_scaling \(known: rope_type, factor, original_max_position_embeddings" \
+  train "$TMP/llama3.yaml" --data "$TMP/small.bin"
+sed -i 's/rope_type: yarn/rope_type: llama3/; s/high_freq_factor: 4/high_freq_factor: 0.5/' \
   "$TMP/llama3.yaml"
 expect_error "a YAML's bad rope parameter" "llama3.yaml:[0-9]+: rope_scaling: rope high_freq_factor \(0.5\) must exceed low_freq_factor \(1\)" \
   train "$TMP/llama3.yaml" --data "$TMP/small.bin"

@@ -117,7 +117,7 @@ static void rope_case(int N, int seq, float theta, int x_stride, int x_off, int 
   const float scale = scaled ? ir_rope_cos_scale(scaled) : 1.0f;
   if (scaled) {
     table = true;
-    ir_rope_inv_freq(scaled, theta, ROT, tab.data());
+    ir_rope_inv_freq(scaled, theta, ROT, seq, tab.data());
     if (bwd)
       cpu_rope_table_backward(ref.data(), xs.data(), N, seq, H, HD, ROT, tab.data(), scale);
     else
@@ -190,9 +190,9 @@ template <class T> static void rope_suite() {
 // (the table and scale ir_rope.c gives the CPU), at positions up to 4095.
 static void test_rope_scaled() {
   // kind, factor, low_freq_factor, high_freq_factor, original_max, beta_fast,
-  // beta_slow, attention_factor, truncate
-  const ir_rope_scaling llama3 = {IR_ROPE_LLAMA3, 8, 1, 4, 512, 0, 0, 0, 0};
-  const ir_rope_scaling yarn = {IR_ROPE_YARN, 4, 0, 0, 256, 32, 1, 1.1386, 1};
+  // beta_slow, attention_factor, truncate (longrope's lists unused: zeros)
+  const ir_rope_scaling llama3 = {IR_ROPE_LLAMA3, 8, 1, 4, 512, 0, 0, 0, 0, 0, {}, {}};
+  const ir_rope_scaling yarn = {IR_ROPE_YARN, 4, 0, 0, 256, 32, 1, 1.1386, 1, 0, {}, {}};
   for (int bwd = 0; bwd < 2; bwd++)
     for (const ir_rope_scaling *sc : {&llama3, &yarn}) {
       rope_case<float, 3, 16, 16>(33, 11, 10000.f, 48, 0, 48, 0, false, true, bwd, sc);
