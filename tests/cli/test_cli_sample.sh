@@ -10,9 +10,11 @@ FAM=$SRC/tests/fixtures/families
 TOKS=$SRC/tests/fixtures/tokenizers
 ids_of() { grep -Eo "\"$1\":\[[^]]*\]" | sed 's/.*\[//; s/\]//; s/,/ /g'; }
 
-cases=0
+cases=0 families=0
 for dir in "$FAM"/*; do
   name=$(basename "$dir")
+  [ -f "$dir/generate.txt" ] || fail "$name: no generate.txt (scripts/make-generate-fixtures.py)"
+  families=$((families + 1))
   while IFS='|' read -r prompt want; do
     want=$(echo $want)
     n=$(wc -w <<<"$want")
@@ -21,7 +23,7 @@ for dir in "$FAM"/*; do
     cases=$((cases + 1))
   done <"$dir/generate.txt"
 done
-[ "$cases" -ge 30 ] && echo "ok   greedy = transformers' greedy generate on $cases prompts of 10 families" \
+[ "$cases" -ge 40 ] && echo "ok   greedy = transformers' greedy generate on $cases prompts of $families families" \
   || fail "only $cases cases"
 
 LLAMA=$FAM/llama
