@@ -159,6 +159,7 @@ PY
 if python3 -c 'import torch, transformers' 2>/dev/null; then
   hf_loss "$TMP/out" "$after" || fail "transformers load-back (qwen3)"
   hf_loss "$TMP/neox4" "$neox_after" || fail "transformers load-back (gpt_neox)"
+  hf_loss "$TMP/bf16" "$bf16_loss" || fail "transformers load-back (a BF16 save)"
   if python3 -c 'import peft' 2>/dev/null; then
     PEFT_BASE=$TMP/src hf_loss "$TMP/lora" "$lora_loss" || fail "peft load of the adapter folder"
     PEFT_BASE=$TMP/gpt2 hf_loss "$TMP/gpt2-lora" "$gpt2_lora_loss" || fail "peft load of GPT-2's adapters"
