@@ -184,6 +184,12 @@ def families():
                              "original_max_position_embeddings": 4},
             tie_word_embeddings=False, resid_pdrop=0.0, embd_pdrop=0.0,
             original_max_position_embeddings=4, **llama_like), SEED + 14),
+        # Granite 3: LLaMA with multipliers on the embedding, each residual branch,
+        # the attention scores (instead of 1/sqrt(d)) and the logits (divided); tied
+        "granite": (t.GraniteForCausalLM, t.GraniteConfig(
+            rope_theta=10000.0, embedding_multiplier=3.0, residual_multiplier=0.5,
+            attention_multiplier=0.2, logits_scaling=4.0, tie_word_embeddings=True,
+            attention_bias=False, mlp_bias=False, **llama_like), SEED + 15, 0.7),
         # Mistral: LLaMA's graph with a sliding window, shorter than SEQ here so
         # that it masks
         "mistral": (t.MistralForCausalLM, t.MistralConfig(

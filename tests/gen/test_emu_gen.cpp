@@ -433,7 +433,7 @@ void test_llama_fp32() { check_model("models/llama-tiny.yaml", GEN_F32); }
 void test_families() {
   for (const char *type : {"qwen2", "qwen3", "gemma", "phi", "olmo2", "gpt_neox", "gemma2",
                            "gemma3_text", "mistral", "llama", "llama3", "qwen2-yarn", "phi3",
-                           "phi3-longrope", "gpt2"}) {
+                           "phi3-longrope", "granite", "gpt2"}) {
     std::string dir = std::string("tests/fixtures/families/") + type;
     check_model(dir.c_str(), GEN_F32);
     /* bf16 end to end: Qwen2's q/k biases and Gemma 3's per-head q/k norm
