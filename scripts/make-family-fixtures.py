@@ -190,6 +190,14 @@ def families():
             rope_theta=10000.0, embedding_multiplier=3.0, residual_multiplier=0.5,
             attention_multiplier=0.2, logits_scaling=4.0, tie_word_embeddings=True,
             attention_bias=False, mlp_bias=False, **llama_like), SEED + 15, 0.7),
+        # StarCoder2: LayerNorms with biases, biases on every linear, grouped-query
+        # attention with a sliding window (shorter than SEQ), a GELU (tanh) MLP; tied
+        "starcoder2": (t.Starcoder2ForCausalLM, t.Starcoder2Config(
+            vocab_size=61, hidden_size=32, intermediate_size=40, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, norm_epsilon=1e-5,
+            hidden_act="gelu_pytorch_tanh", use_bias=True, sliding_window=5, rope_theta=10000.0,
+            max_position_embeddings=64, residual_dropout=0.0, embedding_dropout=0.0,
+            attention_dropout=0.0, tie_word_embeddings=True, **COMMON), SEED + 17),
         # Mistral: LLaMA's graph with a sliding window, shorter than SEQ here so
         # that it masks
         "mistral": (t.MistralForCausalLM, t.MistralConfig(

@@ -19,6 +19,7 @@ for args in "models/gpt2-tiny.yaml" "models/gpt2-tiny.yaml --dtype bf16 --batch 
             "tests/fixtures/families/gemma3_text --dtype bf16" \
             "tests/fixtures/families/qwen2-yarn --dtype bf16" \
             "tests/fixtures/families/phi3-longrope --dtype bf16" \
+            "tests/fixtures/families/starcoder2 --dtype bf16" \
             "tests/fixtures/yaml/gpt2-tiny-lua-activation.yaml --dtype bf16"; do
   # shellcheck disable=SC2086
   out=$("$LISA" check $args 2>&1) && grep -Eq "[1-9][0-9]* values checked, 0 failed" <<<"$out" &&

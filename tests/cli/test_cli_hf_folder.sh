@@ -94,7 +94,7 @@ same_rows "a null sliding_window is no window" "$TMP/myaml.jsonl" "$TMP/mnull.js
 # transformers 5's config.json (rope_parameters, layer_types, dtype): the
 # fixture folders of tests/fixtures/families train as they are.
 for type in qwen2 qwen3 gemma phi olmo2 gpt_neox gemma2 gemma3_text mistral llama llama3 qwen2-yarn \
-  phi3 phi3-longrope granite gpt2; do
+  phi3 phi3-longrope granite starcoder2 gpt2; do
   train "$SRC/tests/fixtures/families/$type" --data "$TMP/small.bin" --steps 2 \
     --log-jsonl "$TMP/$type.jsonl" || fail "training the $type folder failed"
   [ "$(rows "$TMP/$type.jsonl" | wc -l)" = 2 ] && echo "ok   $type folder trains" \

@@ -182,7 +182,7 @@ void test_fp32() {
   static const char *const families[] = {"gpt2", "llama", "mistral", "qwen2", "qwen3",
                                          "gemma", "gemma2", "phi", "gpt_neox", "olmo2",
                                          "llama3", "qwen2-yarn", "gemma3_text", "phi3",
-                                         "phi3-longrope", "granite"};
+                                         "phi3-longrope", "granite", "starcoder2"};
   for (const char *f : families) check_family(f, GEN_F32, 2e-5);
 }
 

@@ -109,7 +109,8 @@ static void test_gpt2_124m_bf16_true(void) {
  * and GPT-NeoX's partial rotary, Qwen3's per-head norms, ... */
 static void test_families(void) {
   static const char *const types[] = {"qwen2", "qwen3", "gemma", "phi", "olmo2", "gpt_neox",
-                                      "gemma2", "gemma3_text", "mistral", "phi3", "granite"};
+                                      "gemma2", "gemma3_text", "mistral", "phi3", "granite",
+                                      "starcoder2"};
   for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
     char yaml[64];
     snprintf(yaml, sizeof yaml, "models/%s.yaml", types[i]);

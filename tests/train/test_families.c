@@ -34,6 +34,7 @@ static const family_case cases[] = {
     {"phi3", 1 + 6 * 2 + 1},       /* fused qkv and gate_up; a window of 5; tied */
     {"phi3-longrope", 1 + 6 * 2 + 2}, /* longrope's long factors (seq > original 4) */
     {"granite", 1 + 9 * 2 + 1},    /* LLaMA with four multipliers; tied */
+    {"starcoder2", 1 + 16 * 2 + 2}, /* LayerNorms, biases, a window of 5; tied */
     {"qwen2-yarn", 1 + 12 * 2 + 2}, /* YaRN: scaled frequencies, cos and sin x 1.14 */
     {"gpt2", 2 + 12 * 2 + 2},     /* wte, wpe; tied head */
 };
