@@ -270,7 +270,7 @@ static int check_rope(const char *json_path, const cJSON *obj, ir_rope_kind kind
 
 /* sliding_attention's rope (Gemma 3's local layers): unscaled, its
  * rope_theta a base the family reads (rope_local_base_freq). */
-static int check_local_rope(const char *json_path, const char *yaml, const cJSON *local,
+static int check_local_rope(const char *json_path, const cJSON *local,
                             const ir_config_entry *nums, const unsigned char *used, int n_nums,
                             lt_error *err) {
   for (const cJSON *e = local ? local->child : NULL; e; e = e->next) {
@@ -290,7 +290,6 @@ static int check_local_rope(const char *json_path, const char *yaml, const cJSON
                        ? "the family has no local rope base (rope_local_base_freq)"
                        : "the local layers' rope is computed unscaled (rope_type \"default\")");
   }
-  (void)yaml;
   return 0;
 }
 
@@ -326,7 +325,7 @@ static int check_keys(const char *json_path, const char *yaml, const cJSON *root
   rope_objects objs = rope_objects_of(root);
   const cJSON *rope = objs.global;
   if (check_rope(json_path, scaling, kind, err) ||
-      check_local_rope(json_path, yaml, objs.local, nums, used, n_nums, err))
+      check_local_rope(json_path, objs.local, nums, used, n_nums, err))
     return -1;
   for (const cJSON *e = params && rope != params ? params->child : NULL; e; e = e->next)
     if (e != objs.global && e != objs.local)
