@@ -6,7 +6,7 @@
 set -eu
 LISA=${1:-build/lisa}
 DTYPE=${2:-bf16-true}
-MODELS="gpt2-124m tinyllama-1.1b mistral-7b llama2-7b llama2-70b"
+MODELS="gpt2-124m tinyllama-1.1b gemma3_text mistral-7b llama2-7b llama3-8b phi3 llama2-70b"
 
 total() { # MODEL OPTIONS...: prints the plan's total in GiB
   model=$1; shift
