@@ -143,3 +143,13 @@ int ir_check_seq(const ir_model *m, int seq, lt_error *err) {
                    m->max_seq);
   return 0;
 }
+
+void ir_trained_by_sections(const ir_model *m, int embed, int head, unsigned char *trains) {
+  const int on[IR_NSECTIONS] = {[IR_EMBED] = embed, [IR_BLOCK] = 1, [IR_HEAD] = head};
+  memset(trains, 0, (size_t)m->n_params);
+  for (int sec = 0; sec < IR_NSECTIONS; sec++) {
+    const ir_graph *g = &m->sections[sec];
+    for (int v = 0; v < g->n_values && on[sec]; v++)
+      if (g->values[v].kind == IR_V_PARAM) trains[g->values[v].param] = 1;
+  }
+}

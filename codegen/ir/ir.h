@@ -250,6 +250,11 @@ int64_t ir_model_numel(const ir_model *m);
 
 /* A sequence of seq tokens fits the model's positions (max_seq; 0: any):
  * else an error naming the model file. */
+/* trains[p] for a run whose embed and head sections train or not (the
+ * middle blocks may always): a param trains when a training section reads
+ * it (a head tied to the embedding table trains that table). */
+void ir_trained_by_sections(const ir_model *m, int embed, int head, unsigned char *trains);
+
 int ir_check_seq(const ir_model *m, int seq, lt_error *err);
 
 #endif

@@ -22,6 +22,9 @@ typedef struct {
 
 #define AT(field) offsetof(plan_args, field)
 
+static const char *const on_off[] = {"on", "off", NULL};
+static const int off_on[] = {0, 1}; /* stored as "frozen" */
+
 static const cliopt plan_opts[] = {
     {"--method", CLIOPT_ENUM, AT(ps.method), .names = cliopt_method_names, .help = "(ft)"},
     {"--lora-rank", CLIOPT_INT, AT(ps.lora_rank), 1, 1 << 16, .meta = "R",
@@ -30,6 +33,10 @@ static const cliopt plan_opts[] = {
      .help = "LoRA: block linear weights to adapt (all)"},
     {"--gamma", CLIOPT_INT, AT(ps.gamma), 0, 1 << 20, .meta = "G",
      .help = "LISA: middle blocks trained at once (2)"},
+    {"--train-embed", CLIOPT_ENUM, AT(ps.frozen_embed), .names = on_off, .values = off_on,
+     .help = "LISA: off: the embedding holds no gradient or moments (on)"},
+    {"--train-head", CLIOPT_ENUM, AT(ps.frozen_head), .names = on_off, .values = off_on,
+     .help = "LISA: off: nor the head (on; a tied head keeps the table's)"},
     {"--batch", CLIOPT_INT, AT(ps.batch), 1, 1 << 24, .meta = "B --seq T",
      .help = "(1, 1024: the paper's setting)"},
     {"--seq", CLIOPT_INT, AT(ps.seq), 1, 1 << 24, .help = NULL /* with --batch */},

@@ -63,9 +63,11 @@ static const cliopt train_opts[] = {
     {"--lua", CLIOPT_STRING, AT(train.lisa.lua_path), .meta = "FILE", .tag = LISA_ONLY,
      .help = "LISA: a policy defining sample_layers(ctx)"},
     {"--train-embed", CLIOPT_ENUM, AT(train.train_embed), .names = on_off, .values = on_off_values,
-     .tag = LISA_ONLY, .help = "LISA: train the embedding (on)"},
+     .tag = LISA_ONLY, .help = "LISA: train the embedding (on); off: it holds no\n"
+                               "gradient or moments (a tied head's table trains with H)"},
     {"--train-head", CLIOPT_ENUM, AT(train.train_head), .names = on_off, .values = on_off_values,
-     .tag = LISA_ONLY, .help = "LISA: train the final norm and output projection (on)"},
+     .tag = LISA_ONLY, .help = "LISA: train the final norm and output projection (on);\n"
+                               "off: they hold no gradient or moments"},
     {"--lora-rank", CLIOPT_INT, AT(train.lora_rank), 1, 1 << 16, .meta = "R", .tag = LORA_ONLY,
      .help = "LoRA: adapter rank (8)"},
     {"--lora-alpha", CLIOPT_DOUBLE, AT(train.lora_alpha), 0, 1e6, .lo_open = 1, .meta = "A",

@@ -28,6 +28,8 @@ typedef struct {
   int ranks;       /* data parallel (0 or 1: alone); each rank at batch */
   int zero;        /* 1 (ranks > 1): the optimizer's moments sharded, the largest rank's
                       share counted (train_optim_shard's split; a device's is the same) */
+  int frozen_embed, frozen_head; /* LISA with --train-embed / --train-head off: their
+                      params (unless a training section reads them) hold no gradient */
 } memory_plan_settings;
 
 typedef struct {

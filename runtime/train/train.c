@@ -366,14 +366,18 @@ static int load_model(trainer *t, const train_config *cfg, lt_error *err) {
   return ad_build_backward(&t->ir, err);
 }
 
-/* LoRA trains only the adapters; the other methods every param. */
+/* LoRA trains only the adapters; LISA with E or H frozen (--train-embed
+ * off, --train-head off) every param but theirs, which then get no gradient
+ * or moments; the other runs every param. */
 static int create_state(trainer *t, const train_config *cfg, lt_error *err) {
   int slots = grad_slots_for(cfg, &t->ir), rc;
   unsigned char *trains = NULL;
-  if (cfg->method == TRAIN_LORA) {
+  int frozen_ends = cfg->method == TRAIN_LISA && (!cfg->train_embed || !cfg->train_head);
+  if (cfg->method == TRAIN_LORA || frozen_ends) {
     trains = malloc((size_t)t->ir.n_params + 1);
     if (!trains) return lt_fail(err, "out of memory");
-    lora_trains(&t->ir, trains);
+    if (frozen_ends) ir_trained_by_sections(&t->ir, cfg->train_embed, cfg->train_head, trains);
+    else lora_trains(&t->ir, trains);
   }
   /* LISA binds only the active blocks: the others run FROZEN with no slot */
   int slotless = cfg->method == TRAIN_LISA;

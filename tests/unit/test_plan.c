@@ -12,14 +12,15 @@
 #include "memory_plan.h"
 #include "train.h"
 
-static uint64_t run_bytes(int method, int gamma) {
+/* embed, head: LISA's --train-embed / --train-head */
+static uint64_t run_bytes_ends(int method, int gamma, int embed, int head) {
   train_config c = {0};
   c.model_path = src_path("models/gpt2-tiny.yaml");
   c.data_path = src_path("tests/fixtures/tokens-67.bin");
   c.method = method;
   c.batch = 3, c.seq = 11, c.seed = 1;
   c.opt = opt_defaults();
-  c.train_embed = c.train_head = 1;
+  c.train_embed = embed, c.train_head = head;
   c.lisa = (lisa_sampler_config){.mode = LISA_SAMPLE_UNIFORM, .gamma = gamma, .interval = 5};
   c.lora_rank = 4, c.lora_alpha = 8;
   trainer t;
@@ -35,6 +36,8 @@ static uint64_t run_bytes(int method, int gamma) {
   trainer_free(&t);
   return bytes;
 }
+
+static uint64_t run_bytes(int method, int gamma) { return run_bytes_ends(method, gamma, 1, 1); }
 
 static int load(const char *rel, ir_model *m) {
   lt_error err;
@@ -57,6 +60,25 @@ static void test_plan_equals_runtime(void) {
     uint64_t measured = run_bytes(method, 1);
     CHECK_MSG(pm.total == measured, "method %d: plan %llu, runtime %llu", method,
               (unsigned long long)pm.total, (unsigned long long)measured);
+  }
+  /* LISA with E and/or H frozen: their params hold no gradient or moments
+   * (gpt2-tiny's head is the embedding table: it trains while H does) */
+  for (int ends = 1; ends < 4; ends++) {
+    int embed = !(ends & 1), head = !(ends & 2);
+    memory_plan_settings ps = {.method = TRAIN_LISA, .gamma = 1, .batch = 3, .seq = 11,
+                               .frozen_embed = !embed, .frozen_head = !head};
+    memory_breakdown pm, all;
+    memory_plan_settings ps_all = ps;
+    ps_all.frozen_embed = ps_all.frozen_head = 0;
+    CHECK(memory_plan_compute(&m, &ps, &pm, &err) == 0 &&
+          memory_plan_compute(&m, &ps_all, &all, &err) == 0);
+    uint64_t measured = run_bytes_ends(TRAIN_LISA, 1, embed, head);
+    CHECK_MSG(pm.total == measured, "lisa E %d H %d: plan %llu, runtime %llu", embed, head,
+              (unsigned long long)pm.total, (unsigned long long)measured);
+    CHECK_MSG(pm.bytes[MEMORY_GRADS] < all.bytes[MEMORY_GRADS] &&
+                  pm.bytes[MEMORY_OPTIMIZER] < all.bytes[MEMORY_OPTIMIZER],
+              "lisa E %d H %d: grads %llu of %llu", embed, head,
+              (unsigned long long)pm.bytes[MEMORY_GRADS], (unsigned long long)all.bytes[MEMORY_GRADS]);
   }
   ir_model_free(&m);
   /* LoRA: the plan of the adapted model, with only the adapters training */
