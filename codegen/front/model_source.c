@@ -225,12 +225,6 @@ static int rope_list(void *ctx, const char *key, float *out, int cap) {
   return n;
 }
 
-static int is_scaling_key(ir_rope_kind kind, const char *key) {
-  for (const char *const *k = ir_rope_keys(kind); *k; k++)
-    if (!strcmp(*k, key)) return 1;
-  return 0;
-}
-
 /* The scaling config.json asks for (kind default when none). */
 static int read_rope_scaling(const char *json_path, const cJSON *root, ir_rope_scaling *s,
                              lt_error *err) {
@@ -252,14 +246,12 @@ static int check_rope(const char *json_path, const cJSON *obj, ir_rope_kind kind
   int legacy = obj != NULL && !strcmp(obj->string, "rope_scaling");
   for (const cJSON *e = obj ? obj->child : NULL; e; e = e->next) {
     if (!strcmp(e->string, "rope_type") || !strcmp(e->string, "type") || cJSON_IsNull(e) ||
-        is_scaling_key(kind, e->string))
+        ir_rope_is_key(kind, e->string))
       continue;
     /* rope_parameters' other numbers are config values (rope_theta, ...),
      * unless they are another kind's parameters */
-    int other_kinds = 0;
-    for (int k = IR_ROPE_DEFAULT; k <= IR_ROPE_YARN; k++)
-      other_kinds |= is_scaling_key((ir_rope_kind)k, e->string);
-    if (!legacy && !other_kinds && (cJSON_IsNumber(e) || cJSON_IsBool(e))) continue;
+    if (!legacy && !ir_rope_is_key(-1, e->string) && (cJSON_IsNumber(e) || cJSON_IsBool(e)))
+      continue;
     char have[64];
     json_text(e, have, sizeof have);
     return lt_fail(err, "%s: \"%s\".\"%s\" is %s; it is not a parameter of rope_type \"%s\"",
@@ -273,14 +265,14 @@ static int check_rope(const char *json_path, const cJSON *obj, ir_rope_kind kind
 static int check_local_rope(const char *json_path, const cJSON *local,
                             const ir_config_entry *nums, const unsigned char *used, int n_nums,
                             lt_error *err) {
+  int read = 0; /* the family read the local base */
+  for (int i = 0; i < n_nums && !read; i++)
+    read = used[i] && !strcmp(nums[i].name, "rope_local_base_freq");
   for (const cJSON *e = local ? local->child : NULL; e; e = e->next) {
     if (cJSON_IsNull(e)) continue;
     if (!strcmp(e->string, "rope_type") && cJSON_IsString(e) &&
         !strcmp(e->valuestring, "default"))
       continue;
-    int read = 0;
-    for (int i = 0; i < n_nums && !read; i++)
-      read = used[i] && !strcmp(nums[i].name, "rope_local_base_freq");
     if (!strcmp(e->string, "rope_theta") && read) continue;
     char have[64];
     json_text(e, have, sizeof have);
@@ -336,7 +328,7 @@ static int check_keys(const char *json_path, const char *yaml, const cJSON *root
     for (const cJSON *e = pass ? root->child : rope->child; e; e = e->next) {
       if (!strcmp(e->string, "model_type") || cJSON_IsNull(e) || in_ignore(hf, e->string) ||
           e == params || e == scaling || (!pass && !cJSON_IsNumber(e) && !cJSON_IsBool(e)) ||
-          (!pass && is_scaling_key(kind, e->string)))
+          (!pass && ir_rope_is_key(kind, e->string)))
         continue;
       if (!strcmp(e->string, "layer_types")) {
         if (check_layer_types(json_path, e, hf, err)) return -1;

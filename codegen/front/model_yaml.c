@@ -979,17 +979,13 @@ static int load_rope_scaling(yml_ctx *c, const yaml_node_t *n) {
   char kind_name[32] = "default", where[300];
   if (type && get_name(c, type, "rope_scaling rope_type", kind_name, sizeof kind_name)) return -1;
   snprintf(where, sizeof where, "%.200s:%d: rope_scaling", c->file, line_of(n));
-  const char *known[18] = {"rope_type"};
-  int found = 0;
-  for (int k = 0; k <= IR_ROPE_LONGROPE; k++)
-    if (!strcmp(kind_name, ir_rope_kind_name((ir_rope_kind)k))) {
-      const char *const *keys = ir_rope_keys((ir_rope_kind)k);
-      for (int i = 0; keys[i] && i < 16; i++) known[i + 1] = keys[i];
-      found = 1;
-    }
-  if (!found)
+  int kind = ir_rope_kind_of(kind_name);
+  if (kind < 0)
     return fail_at(c, type, "rope_type '%s' is not computed (default, linear, llama3, yarn and "
                    "longrope are)", kind_name);
+  const char *known[18] = {"rope_type"};
+  const char *const *keys = ir_rope_keys((ir_rope_kind)kind);
+  for (int i = 0; keys[i] && i < 16; i++) known[i + 1] = keys[i];
   if (check_keys(c, n, known, "rope_scaling")) return -1;
   rope_yaml ctx = {c, n, 0};
   ir_rope_source src = {&ctx, where, rope_yaml_number, rope_yaml_list};

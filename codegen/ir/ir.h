@@ -100,7 +100,8 @@ enum {
 /* How a rope's frequencies are scaled (transformers' rope_type; see
  * ir_rope.h). IR_ROPE_DEFAULT: inv_freq[i] = theta^(-2i/rot), no scaling. */
 typedef enum {
-  IR_ROPE_DEFAULT, IR_ROPE_LINEAR, IR_ROPE_LLAMA3, IR_ROPE_YARN, IR_ROPE_LONGROPE
+  IR_ROPE_DEFAULT, IR_ROPE_LINEAR, IR_ROPE_LLAMA3, IR_ROPE_YARN, IR_ROPE_LONGROPE,
+  IR_ROPE_NKINDS
 } ir_rope_kind;
 
 #define IR_ROPE_MAX_FACTORS 128 /* longrope: rotary_dims / 2 at most */

@@ -79,9 +79,16 @@ float ir_rope_cos_scale(const ir_rope_scaling *s) {
                                                                  : 1.0f;
 }
 
-static const char *const kind_names[] = {"default", "linear", "llama3", "yarn", "longrope"};
+static const char *const kind_names[IR_ROPE_NKINDS] = {"default", "linear", "llama3", "yarn",
+                                                        "longrope"};
 
 const char *ir_rope_kind_name(ir_rope_kind kind) { return kind_names[kind]; }
+
+int ir_rope_kind_of(const char *name) {
+  for (int k = 0; k < IR_ROPE_NKINDS; k++)
+    if (!strcmp(name, kind_names[k])) return k;
+  return -1;
+}
 
 static const char *const keys_none[] = {NULL};
 static const char *const keys_linear[] = {"factor", NULL};
@@ -102,6 +109,13 @@ const char *const *ir_rope_keys(ir_rope_kind kind) {
   case IR_ROPE_LONGROPE: return keys_longrope;
   default: return keys_none;
   }
+}
+
+int ir_rope_is_key(int kind, const char *key) {
+  for (int k = kind < 0 ? 0 : kind; k < (kind < 0 ? IR_ROPE_NKINDS : kind + 1); k++)
+    for (const char *const *name = ir_rope_keys((ir_rope_kind)k); *name; name++)
+      if (!strcmp(*name, key)) return 1;
+  return 0;
 }
 
 /* A required parameter, positive. */
@@ -194,9 +208,7 @@ static int longrope_from(const ir_rope_source *src, ir_rope_scaling *s, lt_error
 int ir_rope_scaling_from(const char *type, const ir_rope_source *src, ir_rope_scaling *s,
                          lt_error *err) {
   memset(s, 0, sizeof *s);
-  int kind = -1;
-  for (int k = 0; k < (int)(sizeof kind_names / sizeof kind_names[0]); k++)
-    if (!strcmp(type, kind_names[k])) kind = k;
+  int kind = ir_rope_kind_of(type);
   if (kind < 0)
     return lt_fail(err, "%s: rope_type \"%s\" is not computed (default, linear, llama3, yarn "
                    "and longrope are)", src->where, type);
@@ -219,14 +231,14 @@ int ir_rope_scaling_from(const char *type, const ir_rope_source *src, ir_rope_sc
   }
 }
 
-void ir_rope_at_layer(const ir_op *op, int layer, double *theta, ir_rope_scaling *s) {
+const ir_rope_scaling *ir_rope_at_layer(const ir_op *op, int layer, double *theta) {
+  static const ir_rope_scaling unscaled = {IR_ROPE_DEFAULT};
   if (op->global_every > 0 && !ir_layer_is_global(op, layer)) {
     *theta = op->theta_local;
-    memset(s, 0, sizeof *s);
-    return;
+    return &unscaled;
   }
   *theta = op->theta;
-  *s = op->rope;
+  return &op->rope;
 }
 
 static int set_in(ir_graph *g, const ir_rope_scaling *s, const char *where, lt_error *err) {

@@ -32,6 +32,8 @@ float ir_rope_cos_scale(const ir_rope_scaling *s);
 
 /* The kind's name as transformers spells rope_type ("default", "llama3"). */
 const char *ir_rope_kind_name(ir_rope_kind kind);
+/* The kind a rope_type names, or -1. */
+int ir_rope_kind_of(const char *name);
 
 /* Where the parameters come from (config.json, a model YAML). */
 typedef struct {
@@ -51,11 +53,13 @@ int ir_rope_scaling_from(const char *type, const ir_rope_source *src, ir_rope_sc
 
 /* The parameters a kind reads (NULL-terminated), for "unknown key" checks. */
 const char *const *ir_rope_keys(ir_rope_kind kind);
+/* key is a parameter kind reads; or (kind -1) one of any kind's. */
+int ir_rope_is_key(int kind, const char *key);
 
 /* What a rope op turns by in block layer `layer`: its theta and scaling,
  * or, for an op with global_every whose layer is not a global one, its
  * theta_local unscaled (Gemma 3's local layers). */
-void ir_rope_at_layer(const ir_op *op, int layer, double *theta, ir_rope_scaling *s);
+const ir_rope_scaling *ir_rope_at_layer(const ir_op *op, int layer, double *theta);
 
 /* Sets s on every rope (and rope backward) op of m; the number of ops set,
  * or -1 when a rope's rotary dims do not fit s (longrope's factors: one per

@@ -194,12 +194,11 @@ typedef struct {
 } rope_here;
 
 static void rope_at(const exec_ctx *c, const ir_op *op, rope_here *r) {
-  ir_rope_scaling sc;
-  ir_rope_at_layer(op, c->layer, &r->theta, &sc);
+  const ir_rope_scaling *sc = ir_rope_at_layer(op, c->layer, &r->theta);
   r->inv_freq = NULL;
-  r->scale = ir_rope_cos_scale(&sc);
-  if (sc.kind == IR_ROPE_DEFAULT) return;
-  ir_rope_inv_freq(&sc, r->theta, op->rotary_dims, c->positions, r->table);
+  r->scale = ir_rope_cos_scale(sc);
+  if (sc->kind == IR_ROPE_DEFAULT) return;
+  ir_rope_inv_freq(sc, r->theta, op->rotary_dims, c->positions, r->table);
   r->inv_freq = r->table;
 }
 

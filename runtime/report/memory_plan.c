@@ -6,7 +6,6 @@
 #include "dev_arena.h"
 #include "dev_train.h"
 #include "gen.h"
-#include "lora.h"
 #include "model_state.h"
 #include "safetensors.h"
 #include "train.h"
@@ -83,16 +82,11 @@ int memory_plan_compute(const ir_model *m, const memory_plan_settings *ps, memor
     return lt_fail(err, "unknown precision %d", ps->precision);
   if (ir_check_seq(m, ps->seq, err)) return -1; /* as lisa train refuses it */
   int slots = ps->method == TRAIN_LISA ? ps->gamma : m->n_layer;
-  /* LoRA trains only the adapters (the model has them: lora_apply); LISA
-   * with E or H frozen all but theirs, as the trainer lays them out */
-  unsigned char *trains = NULL;
-  int frozen_ends = ps->method == TRAIN_LISA && (ps->frozen_embed || ps->frozen_head);
-  if (ps->method == TRAIN_LORA || frozen_ends) {
-    trains = malloc((size_t)m->n_params + 1);
-    if (!trains) return lt_fail(err, "out of memory");
-    if (frozen_ends) ir_trained_by_sections(m, !ps->frozen_embed, !ps->frozen_head, trains);
-    else lora_trains(m, trains);
-  }
+  /* what trains, as the trainer lays it out (LoRA: the model has its
+   * adapters, lora_apply) */
+  unsigned char *trains;
+  if (train_trains_set(m, ps->method, !ps->frozen_embed, !ps->frozen_head, &trains, err))
+    return -1;
   ms_state s;
   memset(out, 0, sizeof *out);
   int rc = ms_layout(&s, m, ps->batch, ps->seq, slots, ps->method == TRAIN_LISA, trains, 4, err);

@@ -366,19 +366,22 @@ static int load_model(trainer *t, const train_config *cfg, lt_error *err) {
   return ad_build_backward(&t->ir, err);
 }
 
-/* LoRA trains only the adapters; LISA with E or H frozen (--train-embed
- * off, --train-head off) every param but theirs, which then get no gradient
- * or moments; the other runs every param. */
+int train_trains_set(const ir_model *m, int method, int train_embed, int train_head,
+                     unsigned char **out, lt_error *err) {
+  int frozen_ends = method == TRAIN_LISA && (!train_embed || !train_head);
+  *out = NULL;
+  if (method != TRAIN_LORA && !frozen_ends) return 0;
+  if (!(*out = malloc((size_t)m->n_params + 1))) return lt_fail(err, "out of memory");
+  if (frozen_ends) ir_trained_by_sections(m, train_embed, train_head, *out);
+  else lora_trains(m, *out);
+  return 0;
+}
+
 static int create_state(trainer *t, const train_config *cfg, lt_error *err) {
   int slots = grad_slots_for(cfg, &t->ir), rc;
-  unsigned char *trains = NULL;
-  int frozen_ends = cfg->method == TRAIN_LISA && (!cfg->train_embed || !cfg->train_head);
-  if (cfg->method == TRAIN_LORA || frozen_ends) {
-    trains = malloc((size_t)t->ir.n_params + 1);
-    if (!trains) return lt_fail(err, "out of memory");
-    if (frozen_ends) ir_trained_by_sections(&t->ir, cfg->train_embed, cfg->train_head, trains);
-    else lora_trains(&t->ir, trains);
-  }
+  unsigned char *trains;
+  if (train_trains_set(&t->ir, cfg->method, cfg->train_embed, cfg->train_head, &trains, err))
+    return -1;
   /* LISA binds only the active blocks: the others run FROZEN with no slot */
   int slotless = cfg->method == TRAIN_LISA;
   rc = (cfg->params_only ? ms_create_layout : ms_create_trains)(

@@ -209,6 +209,14 @@ int train_optim_shard(train_optim *o, const ms_state *s, int rank, int ranks, lt
  * one split the CPU's and a device's shards use: [lo[r], lo[r] + n[r]) of
  * the gradient layout, packed at at[r] (all three NULL: not written).
  * Returns the share's scalars (each of m and v). */
+/* What a run's layout gives gradients and moments, as ms_create_trains
+ * takes it: *out NULL (every param), or a malloc'd set: LoRA's adapters, or
+ * LISA's params but those only a frozen embedding or head reads
+ * (train_embed / train_head 0: ir_trained_by_sections). The trainer and lisa
+ * plan both lay out by it. */
+int train_trains_set(const ir_model *m, int method, int train_embed, int train_head,
+                     unsigned char **out, lt_error *err);
+
 int64_t train_shard_layout(const ms_state *s, int rank, int ranks, int64_t *lo, int64_t *n,
                            int64_t *at);
 /* Optimizer region r's gradients: [*begin, *begin + *len) of the gradient
